@@ -1,0 +1,108 @@
+//! Backends execute a whole [`Graph`]: `compile` once (allocate, build
+//! pipelines), then `write` weights/inputs, `run` with symbol values, `read`
+//! results. The CPU reference is the oracle; wgpu is the WebGPU backend; the
+//! CUDA twin lives in `native-cuda/`.
+
+pub mod cpu;
+pub mod shaders;
+pub mod wgpu;
+
+use thiserror::Error;
+
+use crate::error::KilnError;
+use crate::graph::{Graph, TensorId, TensorKind};
+use crate::host::HostTensor;
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum BackendError {
+    #[error(transparent)]
+    Graph(#[from] KilnError),
+    #[error("no GPU adapter found{0}")]
+    NoAdapter(String),
+    #[error("requesting a GPU device failed: {0}")]
+    RequestDevice(String),
+    #[error("the GPU device was lost: {0}")]
+    DeviceLost(String),
+    #[error("out of GPU memory: {0}")]
+    OutOfMemory(String),
+    #[error("op {op} is not supported by the {backend} backend: {reason}")]
+    Unsupported {
+        op: String,
+        backend: String,
+        reason: String,
+    },
+    #[error("shader {shader} failed to compile: {message}")]
+    ShaderCompile { shader: String, message: String },
+    #[error("tensor '{name}' needs {bytes} bytes in one storage binding; the device allows {limit}")]
+    BindingTooLarge { name: String, bytes: u64, limit: u64 },
+    #[error("GPU validation error: {0}")]
+    Validation(String),
+    #[error("tensor '{name}': {detail}")]
+    Tensor { name: String, detail: String },
+}
+
+/// A compiled graph on one backend.
+pub trait Executable {
+    fn graph(&self) -> &Graph;
+
+    /// Sets an input, weight or state tensor (shape and dtype must match).
+    fn write(&mut self, t: TensorId, data: &HostTensor) -> Result<(), BackendError>;
+
+    /// Fills a tensor's storage with one byte (0xFF: NaN poison in tests).
+    fn fill(&mut self, t: TensorId, byte: u8) -> Result<(), BackendError>;
+
+    /// Runs every node once with these symbol values.
+    fn run(&mut self, syms: &[u32]) -> Result<(), BackendError>;
+
+    /// Reads a tensor back. Intermediates are readable only if marked as graph
+    /// outputs (others share pooled memory).
+    fn read(&mut self, t: TensorId) -> Result<HostTensor, BackendError>;
+}
+
+pub trait Backend {
+    fn name(&self) -> String;
+    fn compile(&self, graph: &Graph) -> Result<Box<dyn Executable>, BackendError>;
+}
+
+/// Shared checks for [`Executable::write`]: the tensor exists, is writable and
+/// the data matches; host-given inputs are validated by their consumers.
+pub fn check_write(graph: &Graph, t: TensorId, data: &HostTensor) -> Result<(), BackendError> {
+    let info = graph.info(t)?;
+    let bad = |detail: String| BackendError::Tensor {
+        name: info.name.clone(),
+        detail,
+    };
+    if info.kind == TensorKind::Intermediate {
+        return Err(bad("intermediate tensors are computed, not written".into()));
+    }
+    if info.shape != data.shape || info.dtype != data.dtype {
+        return Err(bad(format!(
+            "expects {} {:?}, got {} {:?}",
+            info.dtype, info.shape, data.dtype, data.shape
+        )));
+    }
+    if data.data.len() != info.bytes() {
+        return Err(bad(format!("expects {} bytes, got {}", info.bytes(), data.data.len())));
+    }
+    for node in &graph.nodes {
+        for (i, inp) in node.inputs.iter().enumerate() {
+            if *inp == t {
+                let infos: Vec<_> = node.inputs.iter().map(|x| &graph.tensors[x.0]).collect();
+                node.op.check_input_data(i, data, &infos)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether tensor `t` may be read back after a run.
+pub fn readable(graph: &Graph, t: TensorId) -> Result<(), BackendError> {
+    let info = graph.info(t)?;
+    if info.kind == TensorKind::Intermediate && !graph.outputs.contains(&t) {
+        return Err(BackendError::Tensor {
+            name: info.name.clone(),
+            detail: "not a graph output (mark it with Graph::mark_output)".into(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! The WGSL sources (every file of `shaders/`, embedded) and Kiln's tiny
+//! preprocessor.
+//!
+//! Directives, each on its own line (leading spaces allowed):
+//! * `#include "path.wgsl"` — pastes another file of `shaders/` (once per
+//!   output: a second include of the same file is skipped);
+//! * `#if NAME`, `#elif NAME`, `#else`, `#endif` — keeps a block when NAME is
+//!   among the defines (nesting allowed). `!NAME` negates.
+//!
+//! Nothing else is rewritten: numbers and types stay in the WGSL text.
+
+use std::collections::BTreeSet;
+
+use super::BackendError;
+
+macro_rules! shader_files {
+    ($($name:literal),* $(,)?) => {
+        /// (path relative to `shaders/`, source)
+        pub const SHADERS: &[(&str, &str)] = &[
+            $(($name, include_str!(concat!("../../../shaders/", $name)))),*
+        ];
+    };
+}
+
+shader_files!(
+    "attention.wgsl",
+    "binary.wgsl",
+    "copy.wgsl",
+    "get_rows.wgsl",
+    "mul_mat.wgsl",
+    "mul_mat_vec.wgsl",
+    "norm.wgsl",
+    "reduce.wgsl",
+    "rope.wgsl",
+    "unary.wgsl",
+    "common/reduce.wgsl",
+    "common/weights.wgsl",
+    "quant/bytes.wgsl",
+    "quant/f32.wgsl",
+    "quant/f16.wgsl",
+    "quant/bf16.wgsl",
+    "quant/q8_0.wgsl",
+    "quant/q4_0.wgsl",
+    "quant/q4_1.wgsl",
+    "quant/q4_k.wgsl",
+    "quant/q6_k.wgsl",
+);
+
+pub fn source(name: &str) -> Result<&'static str, BackendError> {
+    SHADERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| BackendError::ShaderCompile {
+            shader: name.into(),
+            message: "no such file in shaders/".into(),
+        })
+}
+
+/// Expands includes and conditionals of `name` for the given defines.
+pub fn preprocess(name: &str, defines: &[&str]) -> Result<String, BackendError> {
+    let defs: BTreeSet<&str> = defines.iter().copied().collect();
+    let mut out = String::new();
+    let mut seen = BTreeSet::new();
+    expand(name, &defs, &mut out, &mut seen, 0)?;
+    Ok(out)
+}
+
+struct Frame {
+    /// The enclosing block is active.
+    parent: bool,
+    /// Some branch of this #if chain has been taken.
+    taken: bool,
+    /// The current branch is active.
+    active: bool,
+}
+
+fn expand(
+    name: &str,
+    defs: &BTreeSet<&str>,
+    out: &mut String,
+    seen: &mut BTreeSet<String>,
+    depth: usize,
+) -> Result<(), BackendError> {
+    let err = |line: usize, m: &str| BackendError::ShaderCompile {
+        shader: name.into(),
+        message: format!("line {}: {m}", line + 1),
+    };
+    if depth > 8 {
+        return Err(err(0, "includes nest too deep"));
+    }
+    if !seen.insert(name.to_string()) {
+        return Ok(());
+    }
+    let test = |arg: &str| match arg.strip_prefix('!') {
+        Some(n) => !defs.contains(n.trim()),
+        None => defs.contains(arg.trim()),
+    };
+    let mut stack: Vec<Frame> = Vec::new();
+    for (i, line) in source(name)?.lines().enumerate() {
+        let t = line.trim_start();
+        let active = stack.last().is_none_or(|f| f.active);
+        if let Some(arg) = t.strip_prefix("#if ") {
+            let c = active && test(arg);
+            stack.push(Frame { parent: active, taken: c, active: c });
+        } else if let Some(arg) = t.strip_prefix("#elif ") {
+            let f = stack.last_mut().ok_or_else(|| err(i, "#elif without #if"))?;
+            let c = f.parent && !f.taken && test(arg);
+            f.taken |= c;
+            f.active = c;
+        } else if t.starts_with("#else") {
+            let f = stack.last_mut().ok_or_else(|| err(i, "#else without #if"))?;
+            f.active = f.parent && !f.taken;
+            f.taken = true;
+        } else if t.starts_with("#endif") {
+            stack.pop().ok_or_else(|| err(i, "#endif without #if"))?;
+        } else if let Some(arg) = t.strip_prefix("#include ") {
+            if active {
+                let inc = arg.trim().trim_matches('"');
+                expand(inc, defs, out, seen, depth + 1)?;
+            }
+        } else if t.starts_with('#') {
+            return Err(err(i, &format!("unknown directive '{t}'")));
+        } else if active {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !stack.is_empty() {
+        return Err(err(0, "unterminated #if"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditionals_and_includes() {
+        let s = preprocess("quant/q4_0.wgsl", &[]).unwrap();
+        assert!(s.contains("fn w4"));
+        let w = preprocess("common/weights.wgsl", &["W_Q4_K"]).unwrap();
+        assert!(w.contains("q4k_scale_min") && !w.contains("i8x4(b32(off + 2u"));
+        let w = preprocess("common/weights.wgsl", &["W_F32"]).unwrap();
+        assert!(w.contains("fn w1") && !w.contains("q4k_scale_min"));
+        let r = preprocess("reduce.wgsl", &["ARGMAX"]).unwrap();
+        assert!(r.contains("fn argmax") && !r.contains("fn softmax"));
+        assert!(source("nope.wgsl").is_err());
+    }
+}

@@ -1,0 +1,409 @@
+//! Compiling a graph for wgpu and running it.
+//!
+//! `compile`: split weights that exceed one storage binding into row chunks;
+//! give weights, inputs, state and outputs their own buffers and pool the
+//! intermediates by liveness (a buffer is reused once its last reader ran);
+//! plan every node's dispatches, build their pipelines and bind groups, and
+//! write all uniform parameters once. `run`: write the symbol values, encode
+//! every dispatch into one compute pass, submit once. Nothing is allocated
+//! or read back per run.
+
+use std::sync::Arc;
+
+use super::{GpuContext, Pipeline, PipelineKey};
+use crate::backend::{BackendError, Executable, check_write, readable};
+use crate::graph::{Graph, TensorId, TensorKind};
+use crate::host::HostTensor;
+use crate::ops::{Bind, Chunk, GpuCaps, PlanCtx};
+
+/// Bytes reserved per dispatch in the uniform parameter buffer.
+const PARAM_SLOT: u64 = 256;
+
+struct Slot {
+    /// Buffer index per chunk.
+    bufs: Vec<usize>,
+    chunks: Vec<Chunk>,
+    /// Bytes per row (of the first dimension) for chunked tensors.
+    row_bytes: usize,
+}
+
+struct Step {
+    pipeline: Arc<Pipeline>,
+    bind_group: wgpu::BindGroup,
+    groups: [u32; 3],
+}
+
+/// Figures about a compiled graph (for `kiln` and benchmarks).
+#[derive(Clone, Debug, Default)]
+pub struct ExecStats {
+    pub dispatches: usize,
+    pub buffers: usize,
+    pub buffer_bytes: u64,
+    pub pooled_intermediate_bytes: u64,
+    pub unpooled_intermediate_bytes: u64,
+}
+
+pub struct WgpuExecutable {
+    ctx: Arc<GpuContext>,
+    graph: Graph,
+    buffers: Vec<wgpu::Buffer>,
+    slots: Vec<Slot>,
+    syms_buf: wgpu::Buffer,
+    steps: Vec<Step>,
+    pub stats: ExecStats,
+}
+
+fn align4(n: u64) -> u64 {
+    n.div_ceil(4).max(1) * 4
+}
+
+impl WgpuExecutable {
+    pub fn new(ctx: Arc<GpuContext>, caps: GpuCaps, graph: &Graph) -> Result<WgpuExecutable, BackendError> {
+        let graph = graph.clone();
+        let mut stats = ExecStats::default();
+        let chunking = plan_chunks(&graph, &caps)?;
+        let device = &ctx.device;
+        let mut buffers: Vec<wgpu::Buffer> = Vec::new();
+        let new_buf = |buffers: &mut Vec<wgpu::Buffer>, size: u64, label: &str| -> usize {
+            buffers.push(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: align4(size),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }));
+            buffers.len() - 1
+        };
+
+        // Dedicated buffers for everything but pooled intermediates.
+        let mut slots: Vec<Option<Slot>> = Vec::new();
+        for (i, info) in graph.tensors.iter().enumerate() {
+            let pooled = info.kind == TensorKind::Intermediate && !graph.outputs.contains(&TensorId(i));
+            if pooled {
+                slots.push(None);
+                continue;
+            }
+            let (chunks, row_bytes) = chunking[i].clone();
+            let bufs = chunks
+                .iter()
+                .map(|c| new_buf(&mut buffers, (c.rows * row_bytes) as u64, &info.name))
+                .collect();
+            if info.kind == TensorKind::Intermediate {
+                stats.unpooled_intermediate_bytes += info.bytes() as u64;
+            }
+            slots.push(Some(Slot { bufs, chunks, row_bytes }));
+        }
+
+        // Pool intermediates by liveness: free after the last reader.
+        let last = graph.last_use();
+        let mut free: Vec<usize> = Vec::new();
+        for (ni, node) in graph.nodes.iter().enumerate() {
+            let out = node.output.0;
+            if slots[out].is_none() {
+                let need = align4(graph.tensors[out].bytes() as u64);
+                let best = free
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| buffers[**b].size() >= need)
+                    .min_by_key(|(_, b)| buffers[**b].size())
+                    .map(|(i, _)| i);
+                let buf = match best {
+                    Some(i) => free.swap_remove(i),
+                    None => {
+                        stats.pooled_intermediate_bytes += need;
+                        new_buf(&mut buffers, need, "pool")
+                    }
+                };
+                let (chunks, row_bytes) = chunking[out].clone();
+                slots[out] = Some(Slot { bufs: vec![buf], chunks, row_bytes });
+            }
+            // Release intermediates whose last reader is this node (and dead outputs).
+            let mut release = node.inputs.clone();
+            release.push(node.output);
+            for t in release {
+                let info = &graph.tensors[t.0];
+                let pooled = info.kind == TensorKind::Intermediate && !graph.outputs.contains(&t);
+                let done = last[t.0].is_none_or(|l| l <= ni);
+                if pooled && done {
+                    if let Some(s) = &slots[t.0] {
+                        if !free.contains(&s.bufs[0]) {
+                            free.push(s.bufs[0]);
+                        }
+                    }
+                }
+            }
+        }
+        let slots: Vec<Slot> = slots
+            .into_iter()
+            .map(|s| s.unwrap_or(Slot { bufs: vec![], chunks: vec![], row_bytes: 0 }))
+            .collect();
+
+        // Plan every node.
+        let mut plans = Vec::new();
+        let mut scratch: Vec<u64> = Vec::new();
+        for node in &graph.nodes {
+            let pctx = PlanCtx {
+                inputs: node.inputs.iter().map(|t| &graph.tensors[t.0]).collect(),
+                output: &graph.tensors[node.output.0],
+                chunks: node.inputs.iter().map(|t| slots[t.0].chunks.clone()).collect(),
+                caps: &caps,
+            };
+            for d in node.op.wgsl(&pctx)? {
+                for b in &d.bindings {
+                    if let Bind::Scratch(s, bytes) = b {
+                        let s = *s as usize;
+                        if scratch.len() <= s {
+                            scratch.resize(s + 1, 0);
+                        }
+                        scratch[s] = scratch[s].max(*bytes);
+                    }
+                }
+                plans.push((node.clone(), d));
+            }
+        }
+        let scratch_bufs: Vec<usize> = scratch.iter().map(|b| new_buf(&mut buffers, *b, "scratch")).collect();
+        let syms_buf = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("syms"),
+            size: align4(4 * graph.syms.len() as u64),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let params_buf = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: PARAM_SLOT * plans.len().max(1) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        ctx.take_error()?;
+
+        let mut params = vec![0u8; (PARAM_SLOT as usize) * plans.len().max(1)];
+        let mut steps = Vec::with_capacity(plans.len());
+        for (i, (node, d)) in plans.iter().enumerate() {
+            if d.params.len() * 4 > PARAM_SLOT as usize {
+                return Err(BackendError::Validation(format!("{} params exceed {PARAM_SLOT} bytes", d.shader)));
+            }
+            for (j, w) in d.params.iter().enumerate() {
+                let o = i * PARAM_SLOT as usize + 4 * j;
+                params[o..o + 4].copy_from_slice(&w.to_le_bytes());
+            }
+            let key: PipelineKey = (d.shader, d.entry, d.defines.clone(), d.bindings.iter().map(|b| b.writable()).collect());
+            let pipeline = ctx.pipeline(&key)?;
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &params_buf,
+                    offset: i as u64 * PARAM_SLOT,
+                    size: wgpu::BufferSize::new(PARAM_SLOT),
+                }),
+            }];
+            for (j, b) in d.bindings.iter().enumerate() {
+                let buf = match b {
+                    Bind::Input(k, c) => {
+                        let t = node.inputs.get(*k).ok_or_else(|| {
+                            BackendError::Validation(format!("{} binds missing input {k}", d.shader))
+                        })?;
+                        let s = &slots[t.0];
+                        &buffers[*s.bufs.get(*c).ok_or_else(|| {
+                            BackendError::Validation(format!("{} binds missing chunk {c}", d.shader))
+                        })?]
+                    }
+                    Bind::Output => &buffers[slots[node.output.0].bufs[0]],
+                    Bind::Syms => &syms_buf,
+                    Bind::Scratch(s, _) => &buffers[scratch_bufs[*s as usize]],
+                };
+                entries.push(wgpu::BindGroupEntry {
+                    binding: j as u32 + 1,
+                    resource: buf.as_entire_binding(),
+                });
+            }
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(d.shader),
+                layout: &pipeline.layout,
+                entries: &entries,
+            });
+            steps.push(Step {
+                pipeline,
+                bind_group,
+                groups: d.groups,
+            });
+        }
+        ctx.queue.write_buffer(&params_buf, 0, &params);
+        ctx.take_error()?;
+        stats.dispatches = steps.len();
+        stats.buffers = buffers.len();
+        stats.buffer_bytes = buffers.iter().map(|b| b.size()).sum();
+        Ok(WgpuExecutable {
+            ctx,
+            graph,
+            buffers,
+            slots,
+            syms_buf,
+            steps,
+            stats,
+        })
+    }
+
+    /// Byte range of chunk `c` of tensor `t` within the tensor's host bytes.
+    fn chunk_range(&self, t: TensorId, c: usize) -> std::ops::Range<usize> {
+        let s = &self.slots[t.0];
+        let ch = s.chunks[c];
+        ch.row0 * s.row_bytes..(ch.row0 + ch.rows) * s.row_bytes
+    }
+
+    fn write_padded(&self, buf: usize, bytes: &[u8]) {
+        let whole = bytes.len() / 4 * 4;
+        if whole > 0 {
+            self.ctx.queue.write_buffer(&self.buffers[buf], 0, &bytes[..whole]);
+        }
+        if whole < bytes.len() {
+            let mut tail = [0u8; 4];
+            tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+            self.ctx.queue.write_buffer(&self.buffers[buf], whole as u64, &tail);
+        }
+    }
+}
+
+/// Row chunks per tensor: one chunk unless the tensor exceeds the binding
+/// limit and every consumer accepts it split (weights of matmul/get_rows).
+fn plan_chunks(graph: &Graph, caps: &GpuCaps) -> Result<Vec<(Vec<Chunk>, usize)>, BackendError> {
+    let limit = caps.max_binding_bytes;
+    graph
+        .tensors
+        .iter()
+        .enumerate()
+        .map(|(i, info)| {
+            let rows = info.shape[0];
+            let row_bytes = info.bytes() / rows.max(1);
+            let bytes = info.bytes() as u64;
+            if bytes <= limit {
+                return Ok((vec![Chunk { row0: 0, rows }], row_bytes));
+            }
+            let too_large = || BackendError::BindingTooLarge {
+                name: info.name.clone(),
+                bytes,
+                limit,
+            };
+            let splittable = info.kind != TensorKind::Intermediate
+                && info.shape.len() == 2
+                && graph.nodes.iter().all(|n| {
+                    n.inputs
+                        .iter()
+                        .enumerate()
+                        .all(|(k, t)| t.0 != i || n.op.splittable_input() == Some(k))
+                });
+            let per = (limit / align4(row_bytes as u64).max(1)) as usize;
+            if !splittable || per == 0 {
+                return Err(too_large());
+            }
+            let chunks = (0..rows)
+                .step_by(per)
+                .map(|row0| Chunk {
+                    row0,
+                    rows: per.min(rows - row0),
+                })
+                .collect();
+            Ok((chunks, row_bytes))
+        })
+        .collect()
+}
+
+impl Executable for WgpuExecutable {
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn write(&mut self, t: TensorId, data: &HostTensor) -> Result<(), BackendError> {
+        check_write(&self.graph, t, data)?;
+        for c in 0..self.slots[t.0].bufs.len() {
+            let range = self.chunk_range(t, c);
+            self.write_padded(self.slots[t.0].bufs[c], &data.data[range]);
+        }
+        self.ctx.take_error()
+    }
+
+    fn fill(&mut self, t: TensorId, byte: u8) -> Result<(), BackendError> {
+        self.graph.info(t)?;
+        for b in &self.slots[t.0].bufs {
+            let buf = &self.buffers[*b];
+            self.ctx.queue.write_buffer(buf, 0, &vec![byte; buf.size() as usize]);
+        }
+        self.ctx.take_error()
+    }
+
+    fn run(&mut self, syms: &[u32]) -> Result<(), BackendError> {
+        self.graph.check_syms(syms)?;
+        self.ctx.take_error()?;
+        if !syms.is_empty() {
+            let bytes: Vec<u8> = syms.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.ctx.queue.write_buffer(&self.syms_buf, 0, &bytes);
+        }
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln run") });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("kiln graph"),
+                timestamp_writes: None,
+            });
+            for s in &self.steps {
+                pass.set_pipeline(&s.pipeline.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+            }
+        }
+        self.ctx.queue.submit([enc.finish()]);
+        self.ctx.take_error()
+    }
+
+    fn read(&mut self, t: TensorId) -> Result<HostTensor, BackendError> {
+        readable(&self.graph, t)?;
+        let info = self.graph.info(t)?.clone();
+        let slot = &self.slots[t.0];
+        let total: u64 = slot.bufs.iter().map(|b| self.buffers[*b].size()).sum();
+        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: total,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+        let mut offsets = Vec::new();
+        let mut off = 0;
+        for b in &slot.bufs {
+            let size = self.buffers[*b].size();
+            enc.copy_buffer_to_buffer(&self.buffers[*b], 0, &staging, off, size);
+            offsets.push(off);
+            off += size;
+        }
+        self.ctx.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.ctx
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
+            .map_err(|e| BackendError::DeviceLost(e.to_string()))?;
+        self.ctx.take_error()?;
+        rx.recv()
+            .map_err(|e| BackendError::DeviceLost(e.to_string()))?
+            .map_err(|e| BackendError::DeviceLost(e.to_string()))?;
+        let mut data = vec![0u8; info.bytes()];
+        {
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| BackendError::DeviceLost(e.to_string()))?;
+            for (c, o) in offsets.iter().enumerate() {
+                let range = self.chunk_range(t, c);
+                let len = range.len();
+                data[range].copy_from_slice(&view[*o as usize..*o as usize + len]);
+            }
+        }
+        staging.unmap();
+        Ok(HostTensor::from_bytes(&info.shape, info.dtype, data)?)
+    }
+}

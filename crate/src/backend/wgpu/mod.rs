@@ -1,0 +1,290 @@
+//! The WebGPU backend on `wgpu`: adapter selection, the device with the
+//! adapter's full limits, error capture (validation, out-of-memory, device
+//! lost become [`BackendError`]s, never panics), and a pipeline cache keyed
+//! on (shader, entry, defines, binding kinds). Graph execution is in `exec`.
+
+mod exec;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub use exec::WgpuExecutable;
+
+use super::shaders;
+use super::{Backend, BackendError, Executable};
+use crate::graph::Graph;
+use crate::ops::GpuCaps;
+
+/// How to pick and configure the adapter.
+#[derive(Clone, Debug, Default)]
+pub struct WgpuOptions {
+    /// An adapter index (as listed by `kiln devices`) or a case-insensitive
+    /// substring of its name or backend ("vulkan", "llvmpipe", "nvidia").
+    /// Falls back to the `KILN_ADAPTER` environment variable.
+    pub adapter: Option<String>,
+    /// Pretend the device's storage-binding limit is this small (tests use it
+    /// to exercise weight splitting on any adapter).
+    pub max_binding_override: Option<u64>,
+}
+
+/// One adapter as reported to users (`kiln devices`).
+#[derive(Clone, Debug)]
+pub struct AdapterReport {
+    pub index: usize,
+    pub info: wgpu::AdapterInfo,
+    pub features: wgpu::Features,
+    pub limits: wgpu::Limits,
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let ty = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    let be = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::BrowserWebGpu => 0,
+        wgpu::Backend::Dx12 => 1,
+        _ => 2,
+    };
+    (ty, be)
+}
+
+/// Adapters in preference order (discrete GPUs first, Vulkan/Metal before GL).
+pub async fn adapters() -> Vec<wgpu::Adapter> {
+    let mut list = instance().enumerate_adapters(wgpu::Backends::all()).await;
+    list.sort_by_key(|a| rank(&a.get_info()));
+    list
+}
+
+pub async fn adapter_reports() -> Vec<AdapterReport> {
+    adapters()
+        .await
+        .into_iter()
+        .enumerate()
+        .map(|(index, a)| AdapterReport {
+            index,
+            info: a.get_info(),
+            features: a.features(),
+            limits: a.limits(),
+        })
+        .collect()
+}
+
+fn pick(list: Vec<wgpu::Adapter>, want: Option<&str>) -> Result<wgpu::Adapter, BackendError> {
+    let names: Vec<String> = list
+        .iter()
+        .map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().backend))
+        .collect();
+    let Some(want) = want.filter(|w| !w.is_empty()) else {
+        return list.into_iter().next().ok_or(BackendError::NoAdapter(String::new()));
+    };
+    let found = match want.parse::<usize>() {
+        Ok(i) => list.into_iter().nth(i),
+        Err(_) => {
+            let w = want.to_lowercase();
+            list.into_iter().zip(&names).find(|(_, n)| n.to_lowercase().contains(&w)).map(|(a, _)| a)
+        }
+    };
+    found.ok_or_else(|| BackendError::NoAdapter(format!(" matching '{want}' (have: {})", names.join(", "))))
+}
+
+pub(crate) struct Pipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+pub(crate) type PipelineKey = (&'static str, &'static str, Vec<&'static str>, Vec<bool>);
+
+/// A device and queue with Kiln's error capture and pipeline cache.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub caps: GpuCaps,
+    errors: Arc<Mutex<Vec<BackendError>>>,
+    lost: Arc<Mutex<Option<String>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+}
+
+impl GpuContext {
+    pub async fn new(opts: &WgpuOptions) -> Result<GpuContext, BackendError> {
+        let env = std::env::var("KILN_ADAPTER").ok();
+        let adapter = pick(adapters().await, opts.adapter.as_deref().or(env.as_deref()))?;
+        let info = adapter.get_info();
+        let offered = adapter.features();
+        let features = offered & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP);
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("kiln"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| BackendError::RequestDevice(e.to_string()))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let err = match e {
+                wgpu::Error::OutOfMemory { .. } => BackendError::OutOfMemory(e.to_string()),
+                wgpu::Error::Validation { description, .. } => BackendError::Validation(description),
+                wgpu::Error::Internal { description, .. } => BackendError::Validation(description),
+            };
+            if let Ok(mut v) = sink.lock() {
+                v.push(err);
+            }
+        }));
+        let lost = Arc::new(Mutex::new(None));
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if let Ok(mut l) = lost_sink.lock() {
+                *l = Some(format!("{reason:?}: {msg}"));
+            }
+        });
+        let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let caps = GpuCaps {
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
+            max_binding_bytes: max_binding,
+        };
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            caps,
+            errors,
+            lost,
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The first error captured since the last check (device loss first).
+    pub fn take_error(&self) -> Result<(), BackendError> {
+        if let Some(msg) = self.lost.lock().ok().and_then(|l| l.clone()) {
+            return Err(BackendError::DeviceLost(msg));
+        }
+        let mut errs = self.errors.lock().map_err(|_| BackendError::DeviceLost("error sink poisoned".into()))?;
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs.remove(0)).inspect(|_| errs.clear())
+        }
+    }
+
+    pub(crate) fn pipeline(&self, key: &PipelineKey) -> Result<Arc<Pipeline>, BackendError> {
+        if let Some(p) = self.pipelines.lock().ok().and_then(|m| m.get(key).cloned()) {
+            return Ok(p);
+        }
+        let (shader, entry, defines, writable) = key;
+        let src = shaders::preprocess(shader, defines)?;
+        self.take_error()?;
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(shader),
+            source: wgpu::ShaderSource::Wgsl(src.into()),
+        });
+        let compile_err = |e: BackendError| BackendError::ShaderCompile {
+            shader: format!("{shader}:{entry} {defines:?}"),
+            message: e.to_string(),
+        };
+        self.take_error().map_err(compile_err)?;
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        for (i, w) in writable.iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i as u32 + 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: !w },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(shader),
+            entries: &entries,
+        });
+        let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(shader),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: Some(&pl),
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        self.take_error().map_err(compile_err)?;
+        let p = Arc::new(Pipeline { pipeline, layout });
+        if let Ok(mut m) = self.pipelines.lock() {
+            m.insert(key.clone(), p.clone());
+        }
+        Ok(p)
+    }
+}
+
+/// The wgpu backend. Cheap to clone (shares the device).
+#[derive(Clone)]
+pub struct WgpuBackend {
+    pub ctx: Arc<GpuContext>,
+    /// The device's capabilities as kernels see them (binding limit may be
+    /// lowered with [`WgpuBackend::with_binding_limit`]).
+    pub caps: GpuCaps,
+}
+
+impl WgpuBackend {
+    pub async fn new_async(opts: &WgpuOptions) -> Result<WgpuBackend, BackendError> {
+        let ctx = Arc::new(GpuContext::new(opts).await?);
+        let mut caps = ctx.caps.clone();
+        if let Some(limit) = opts.max_binding_override {
+            caps.max_binding_bytes = caps.max_binding_bytes.min(limit);
+        }
+        Ok(WgpuBackend { ctx, caps })
+    }
+
+    /// The same device, with weights split at `limit` bytes per binding.
+    pub fn with_binding_limit(&self, limit: u64) -> WgpuBackend {
+        let mut caps = self.caps.clone();
+        caps.max_binding_bytes = caps.max_binding_bytes.min(limit);
+        WgpuBackend { ctx: self.ctx.clone(), caps }
+    }
+
+    /// Blocking constructor (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new(opts: &WgpuOptions) -> Result<WgpuBackend, BackendError> {
+        pollster::block_on(Self::new_async(opts))
+    }
+}
+
+impl Backend for WgpuBackend {
+    fn name(&self) -> String {
+        format!("wgpu/{:?} {}", self.ctx.info.backend, self.ctx.info.name)
+    }
+
+    fn compile(&self, graph: &Graph) -> Result<Box<dyn Executable>, BackendError> {
+        Ok(Box::new(WgpuExecutable::new(self.ctx.clone(), self.caps.clone(), graph)?))
+    }
+}

@@ -1,0 +1,170 @@
+//! Causal grouped-query attention over a KV cache.
+//!
+//! Inputs: `q [t, hq, d]` f32 (already RoPE'd), `k_cache` and `v_cache`
+//! `[hkv, cap, d]` (f32 or f16 state tensors, written by `write_cache`), and a
+//! run-time symbol `pos`: query `i` sits at position `pos + i` and attends to
+//! keys `0..=pos+i`. Query head `h` reads KV head `h / (hq/hkv)`.
+//! `y [t, hq·d] = softmax(scale · q·kᵀ) · v` per head.
+//!
+//! Kernels (`shaders/attention.wgsl`): with `t ≤ 4` (decode) the KV length is
+//! split across `ns` workgroups per head (flash-decoding: partial max, sum and
+//! weighted values in scratch, then a combine pass); otherwise one workgroup
+//! per (token, head) streams the keys with an online softmax. Both are exact
+//! up to f32 rounding.
+
+use super::{Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, shape_err, sym, u};
+use crate::dtype::DType;
+use crate::error::{KilnError, Result};
+use crate::graph::{Graph, Sym, TensorId, TensorInfo};
+use crate::host::HostTensor;
+use crate::ops::Bind;
+
+/// Query tokens up to which the split-KV (decode) kernels are used.
+pub const SPLIT_MAX_T: usize = 4;
+/// Largest head dimension the kernels hold in registers/workgroup memory.
+pub const MAX_HEAD_DIM: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Attention {
+    pub scale: f32,
+    pub pos: Sym,
+}
+
+impl Attention {
+    /// Number of KV splits for a cache of `cap` positions.
+    pub fn splits(cap: usize) -> usize {
+        cap.div_ceil(64).clamp(2, 32)
+    }
+}
+
+impl Op for Attention {
+    fn name(&self) -> &'static str {
+        "attention"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[3])?;
+        let (q, k, v) = (inputs[0], inputs[1], inputs[2]);
+        require_dtype(self.name(), "q", q, &[DType::F32])?;
+        require_dtype(self.name(), "k_cache", k, &[DType::F32, DType::F16])?;
+        require_dtype(self.name(), "v_cache", v, &[DType::F32, DType::F16])?;
+        if q.shape.len() != 3 || k.shape.len() != 3 || k.shape != v.shape || k.dtype != v.dtype {
+            return Err(shape_err(
+                self.name(),
+                format!("q {:?} must be [t, hq, d], caches {:?} {:?} equal [hkv, cap, d]", q.shape, k.shape, v.shape),
+            ));
+        }
+        let (t, hq, d) = (q.shape[0], q.shape[1], q.shape[2]);
+        let (hkv, kd) = (k.shape[0], k.shape[2]);
+        if kd != d || hkv == 0 || hq % hkv != 0 || d > MAX_HEAD_DIM {
+            return Err(shape_err(
+                self.name(),
+                format!("need equal head dims ≤ {MAX_HEAD_DIM} and hq % hkv == 0 (q {:?}, cache {:?})", q.shape, k.shape),
+            ));
+        }
+        Ok((vec![t, hq * d], DType::F32))
+    }
+
+    fn syms(&self) -> Vec<Sym> {
+        vec![self.pos]
+    }
+
+    fn check_syms(&self, inputs: &[&TensorInfo], syms: &[u32], names: &[String]) -> Result<()> {
+        let p = sym(syms, self.pos)?;
+        let (t, cap) = (inputs[0].shape[0], inputs[1].shape[1]);
+        if p as usize + t > cap {
+            return Err(KilnError::SymbolRange {
+                name: names[self.pos.0 as usize].clone(),
+                value: p,
+                detail: format!("{t} query tokens from it exceed the cache of {cap} positions"),
+            });
+        }
+        Ok(())
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, syms: &[u32]) -> Result<()> {
+        let q = inputs[0].to_f32()?;
+        let k = inputs[1].to_f32()?;
+        let v = inputs[2].to_f32()?;
+        let (t, hq, d) = (inputs[0].shape[0], inputs[0].shape[1], inputs[0].shape[2]);
+        let (hkv, cap) = (inputs[1].shape[0], inputs[1].shape[1]);
+        let p0 = sym(syms, self.pos)? as usize;
+        let group = hq / hkv;
+        let mut y = vec![0f32; t * hq * d];
+        for ti in 0..t {
+            let n_kv = p0 + ti + 1;
+            for h in 0..hq {
+                let kvh = h / group;
+                let qr = &q[(ti * hq + h) * d..][..d];
+                let scores: Vec<f64> = (0..n_kv)
+                    .map(|j| {
+                        let kr = &k[(kvh * cap + j) * d..][..d];
+                        qr.iter().zip(kr).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * self.scale as f64
+                    })
+                    .collect();
+                let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for c in 0..d {
+                    let acc: f64 = (0..n_kv).map(|j| e[j] * v[(kvh * cap + j) * d + c] as f64).sum();
+                    y[(ti * hq + h) * d + c] = (acc / sum) as f32;
+                }
+            }
+        }
+        put_f32(out, &y);
+        Ok(())
+    }
+
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        let (q, k) = (ctx.inputs[0], ctx.inputs[1]);
+        let (t, hq, d) = (q.shape[0], q.shape[1], q.shape[2]);
+        let (hkv, cap) = (k.shape[0], k.shape[1]);
+        let ns = Attention::splits(cap);
+        let params = vec![u(t)?, u(hq)?, u(hkv)?, u(d)?, u(cap)?, f(self.scale), self.pos.0, u(ns)?];
+        let kv = if k.dtype == DType::F16 { vec!["KV_F16"] } else { vec![] };
+        let io = vec![Bind::Input(0, 0), Bind::Input(1, 0), Bind::Input(2, 0), Bind::Syms];
+        if t > SPLIT_MAX_T {
+            let mut bindings = io;
+            bindings.push(Bind::Output);
+            return Ok(vec![Dispatch {
+                shader: "attention.wgsl",
+                entry: "attn_rows",
+                defines: kv,
+                bindings,
+                params,
+                groups: grid(t * hq, ctx.caps)?,
+            }]);
+        }
+        let scratch = Bind::Scratch(0, (t * hq * ns * (d + 2) * 4) as u64);
+        let mut split_bind = io;
+        split_bind.push(scratch);
+        let mut combine_defs = kv.clone();
+        combine_defs.push("COMBINE");
+        Ok(vec![
+            Dispatch {
+                shader: "attention.wgsl",
+                entry: "attn_split",
+                defines: kv,
+                bindings: split_bind,
+                params: params.clone(),
+                groups: [u(t * hq)?, u(ns)?, 1],
+            },
+            Dispatch {
+                shader: "attention.wgsl",
+                entry: "attn_combine",
+                defines: combine_defs,
+                bindings: vec![scratch, Bind::Output],
+                params,
+                groups: grid(t * hq, ctx.caps)?,
+            },
+        ])
+    }
+}
+
+impl Graph {
+    /// Causal GQA attention of `q [t, hq, d]` over caches `[hkv, cap, d]`,
+    /// query 0 at position `pos`.
+    pub fn attention(&mut self, q: TensorId, k_cache: TensorId, v_cache: TensorId, scale: f32, pos: Sym) -> Result<TensorId> {
+        self.push(Attention { scale, pos }, &[q, k_cache, v_cache])
+    }
+}

@@ -1,0 +1,310 @@
+//! Data movement: cast, transpose, concat, and writing new K/V rows into a
+//! cache (`write_cache`). Kernels: `shaders/copy.wgsl`.
+//!
+//! * `cast(x, to)`: f32/f16/bf16 → f32, or f32 → f16/bf16 (round to nearest
+//!   even); same shape. (Plain copy is `cast` to the same f32.)
+//! * `transpose(x)`: swaps the last two dimensions, f32 (any leading batch).
+//! * `concat(a, b, axis)`: f32, shapes equal except along `axis`.
+//! * `write_cache(cache, src, pos)`: `cache [hkv, cap, d]` (f32/f16 state) gets
+//!   `cache[h, pos+i, :] = src[i, h, :]` for `src [t, hkv, d]` f32, in place.
+
+use super::{Dispatch, Op, PlanCtx, arity, grid, put_f32, require_dtype, shape_err, sym, u};
+use crate::dtype::DType;
+use crate::error::{KilnError, Result};
+use crate::graph::{Graph, Sym, TensorId, TensorInfo};
+use crate::host::HostTensor;
+use crate::ops::Bind;
+use crate::quant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cast(pub DType);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transpose;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Concat(pub usize);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteCache(pub Sym);
+
+const HALVES: [DType; 2] = [DType::F16, DType::BF16];
+
+/// A strided-copy dispatch: a 4-D region with source and destination strides.
+fn strided(
+    src_dtype: DType,
+    dims: [usize; 4],
+    ss: [usize; 4],
+    ds: [usize; 4],
+    offs: (usize, usize),
+    input: usize,
+    ctx: &PlanCtx,
+) -> Result<Dispatch> {
+    let n: usize = dims.iter().product();
+    let mut params = vec![u(n)?, 0, 0, 0];
+    for v in dims.iter().chain(&ss).chain(&ds) {
+        params.push(u(*v)?);
+    }
+    params.extend([u(offs.0)?, u(offs.1)?]);
+    let mut defines = vec!["STRIDED"];
+    match src_dtype {
+        DType::F16 => defines.push("SRC_F16"),
+        DType::BF16 => defines.push("SRC_BF16"),
+        _ => {}
+    }
+    Ok(Dispatch {
+        shader: "copy.wgsl",
+        entry: "strided",
+        defines,
+        bindings: vec![Bind::Input(input, 0), Bind::Output],
+        params,
+        groups: grid(n.div_ceil(256), ctx.caps)?,
+    })
+}
+
+impl Op for Cast {
+    fn name(&self) -> &'static str {
+        "cast"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[1])?;
+        let x = inputs[0];
+        require_dtype(self.name(), "x", x, &[DType::F32, DType::F16, DType::BF16])?;
+        if x.dtype != DType::F32 && self.0 != DType::F32 || !matches!(self.0, DType::F32 | DType::F16 | DType::BF16) {
+            return Err(KilnError::UnsupportedDType {
+                op: self.name(),
+                operand: "target (f32 ↔ f16/bf16 only)",
+                dtype: self.0,
+            });
+        }
+        Ok((x.shape.clone(), self.0))
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, _syms: &[u32]) -> Result<()> {
+        out.data = quant::quantize(self.0, &inputs[0].to_f32()?)?;
+        Ok(())
+    }
+
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        let x = ctx.inputs[0];
+        let n = x.numel();
+        if HALVES.contains(&self.0) {
+            let mut defines = vec!["TO_HALF"];
+            if self.0 == DType::BF16 {
+                defines.push("BF16");
+            }
+            return Ok(vec![Dispatch {
+                shader: "copy.wgsl",
+                entry: "to_half",
+                defines,
+                bindings: vec![Bind::Input(0, 0), Bind::Output],
+                params: vec![u(n)?],
+                groups: grid(n.div_ceil(2).div_ceil(256), ctx.caps)?,
+            }]);
+        }
+        Ok(vec![strided(x.dtype, [1, 1, 1, n], [0, 0, 0, 1], [0, 0, 0, 1], (0, 0), 0, ctx)?])
+    }
+}
+
+impl Op for Transpose {
+    fn name(&self) -> &'static str {
+        "transpose"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[1])?;
+        let x = inputs[0];
+        require_dtype(self.name(), "x", x, &[DType::F32])?;
+        if x.shape.len() < 2 {
+            return Err(shape_err(self.name(), format!("x {:?} needs two dimensions", x.shape)));
+        }
+        let mut s = x.shape.clone();
+        let r = s.len();
+        s.swap(r - 1, r - 2);
+        Ok((s, DType::F32))
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, _syms: &[u32]) -> Result<()> {
+        let x = inputs[0].to_f32()?;
+        let r = inputs[0].shape.len();
+        let (a, b) = (inputs[0].shape[r - 2], inputs[0].shape[r - 1]);
+        let mut y = vec![0f32; x.len()];
+        for (bi, mat) in x.chunks(a * b).enumerate() {
+            for i in 0..a {
+                for j in 0..b {
+                    y[bi * a * b + j * a + i] = mat[i * b + j];
+                }
+            }
+        }
+        put_f32(out, &y);
+        Ok(())
+    }
+
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        let x = ctx.inputs[0];
+        let r = x.shape.len();
+        let (a, b) = (x.shape[r - 2], x.shape[r - 1]);
+        let batch = x.numel() / (a * b);
+        // Iterate in destination order [batch, b, a].
+        let dims = [1, batch, b, a];
+        let ss = [0, a * b, 1, b];
+        let ds = [0, a * b, a, 1];
+        Ok(vec![strided(DType::F32, dims, ss, ds, (0, 0), 0, ctx)?])
+    }
+}
+
+impl Op for Concat {
+    fn name(&self) -> &'static str {
+        "concat"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[2])?;
+        let (a, b) = (inputs[0], inputs[1]);
+        require_dtype(self.name(), "a", a, &[DType::F32])?;
+        require_dtype(self.name(), "b", b, &[DType::F32])?;
+        let ax = self.0;
+        let ok = a.shape.len() == b.shape.len()
+            && ax < a.shape.len()
+            && a.shape.iter().zip(&b.shape).enumerate().all(|(i, (x, y))| i == ax || x == y);
+        if !ok {
+            return Err(shape_err(
+                self.name(),
+                format!("a {:?} and b {:?} must match except along axis {ax}", a.shape, b.shape),
+            ));
+        }
+        let mut s = a.shape.clone();
+        s[ax] += b.shape[ax];
+        Ok((s, DType::F32))
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, _syms: &[u32]) -> Result<()> {
+        let (a, b) = (inputs[0].to_f32()?, inputs[1].to_f32()?);
+        let ax = self.0;
+        let inner: usize = inputs[0].shape[ax + 1..].iter().product();
+        let (ca, cb) = (inputs[0].shape[ax] * inner, inputs[1].shape[ax] * inner);
+        let mut y = Vec::with_capacity(a.len() + b.len());
+        for (ra, rb) in a.chunks(ca).zip(b.chunks(cb)) {
+            y.extend_from_slice(ra);
+            y.extend_from_slice(rb);
+        }
+        put_f32(out, &y);
+        Ok(())
+    }
+
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        let ax = self.0;
+        let s = &ctx.output.shape;
+        let outer: usize = s[..ax].iter().product();
+        let inner: usize = s[ax + 1..].iter().product();
+        let mut off = 0;
+        let mut out = Vec::new();
+        for (i, t) in ctx.inputs.iter().enumerate() {
+            let mid = t.shape[ax];
+            let dims = [1, outer, mid, inner];
+            let ss = [0, mid * inner, inner, 1];
+            let ds = [0, s[ax] * inner, inner, 1];
+            out.push(strided(DType::F32, dims, ss, ds, (0, off * inner), i, ctx)?);
+            off += mid;
+        }
+        Ok(out)
+    }
+}
+
+impl Op for WriteCache {
+    fn name(&self) -> &'static str {
+        "write_cache"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[2])?;
+        let (cache, src) = (inputs[0], inputs[1]);
+        require_dtype(self.name(), "cache", cache, &[DType::F32, DType::F16])?;
+        require_dtype(self.name(), "src", src, &[DType::F32])?;
+        let ok = cache.shape.len() == 3
+            && src.shape.len() == 3
+            && src.shape[1] == cache.shape[0]
+            && src.shape[2] == cache.shape[2]
+            && (cache.dtype == DType::F32 || cache.shape[2] % 2 == 0);
+        if !ok {
+            return Err(shape_err(
+                self.name(),
+                format!("src {:?} must be [t, hkv, d] for cache {:?} [hkv, cap, d] (d even for f16)", src.shape, cache.shape),
+            ));
+        }
+        Ok((cache.shape.clone(), cache.dtype))
+    }
+
+    fn in_place(&self) -> Option<usize> {
+        Some(0)
+    }
+
+    fn syms(&self) -> Vec<Sym> {
+        vec![self.0]
+    }
+
+    fn check_syms(&self, inputs: &[&TensorInfo], syms: &[u32], names: &[String]) -> Result<()> {
+        let p = sym(syms, self.0)?;
+        let (cap, t) = (inputs[0].shape[1], inputs[1].shape[0]);
+        if p as usize + t > cap {
+            return Err(KilnError::SymbolRange {
+                name: names[self.0.0 as usize].clone(),
+                value: p,
+                detail: format!("writing {t} rows from it overflows the cache of {cap} positions"),
+            });
+        }
+        Ok(())
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, syms: &[u32]) -> Result<()> {
+        let src = inputs[1].to_f32()?;
+        let (t, h, d) = (inputs[1].shape[0], inputs[1].shape[1], inputs[1].shape[2]);
+        let cap = out.shape[1];
+        let p0 = sym(syms, self.0)? as usize;
+        let es = out.dtype.block_bytes();
+        for ti in 0..t {
+            for hi in 0..h {
+                let row = quant::quantize(out.dtype, &src[(ti * h + hi) * d..][..d])?;
+                let o = (hi * cap + p0 + ti) * d * es;
+                out.data[o..o + row.len()].copy_from_slice(&row);
+            }
+        }
+        Ok(())
+    }
+
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        let (cache, src) = (ctx.inputs[0], ctx.inputs[1]);
+        let n = src.numel();
+        let f16 = cache.dtype == DType::F16;
+        let threads = if f16 { n / 2 } else { n };
+        let mut defines = vec!["CACHE"];
+        if f16 {
+            defines.push("DST_F16");
+        }
+        Ok(vec![Dispatch {
+            shader: "copy.wgsl",
+            entry: "write_cache",
+            defines,
+            bindings: vec![Bind::Input(1, 0), Bind::Output, Bind::Syms],
+            params: vec![u(src.shape[0])?, u(src.shape[1])?, u(src.shape[2])?, u(cache.shape[1])?, self.0.0],
+            groups: grid(threads.div_ceil(256), ctx.caps)?,
+        }])
+    }
+}
+
+impl Graph {
+    pub fn cast(&mut self, x: TensorId, to: DType) -> Result<TensorId> {
+        self.push(Cast(to), &[x])
+    }
+    pub fn transpose(&mut self, x: TensorId) -> Result<TensorId> {
+        self.push(Transpose, &[x])
+    }
+    pub fn concat(&mut self, a: TensorId, b: TensorId, axis: usize) -> Result<TensorId> {
+        self.push(Concat(axis), &[a, b])
+    }
+    /// Writes `src [t, hkv, d]` into `cache [hkv, cap, d]` at rows `pos..pos+t`.
+    pub fn write_cache(&mut self, cache: TensorId, src: TensorId, pos: Sym) -> Result<TensorId> {
+        self.push(WriteCache(pos), &[cache, src])
+    }
+}

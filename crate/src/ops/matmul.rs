@@ -1,0 +1,117 @@
+//! Matrix multiplication with float or quantized weights: `y = x · Wᵀ`.
+//!
+//! `x [.., k]` f32 (m rows), `W [n, k]` in any [`DType::WEIGHTS`] type (k a
+//! multiple of its block), `y [.., n]` f32. The CPU reference dequantizes `W`
+//! row by row and accumulates in f64 (it is the oracle, not a fast path).
+//!
+//! Kernels: `shaders/mul_mat_vec.wgsl` (GEMV, m ≤ 8: each weight block decoded
+//! once for all rows) and `shaders/mul_mat.wgsl` (tiled GEMM). A weight larger
+//! than one storage binding is split by rows; each chunk is one dispatch.
+
+use super::{Dispatch, Op, PlanCtx, arity, grid, put_f32, require_dtype, shape_err, u};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::graph::{Graph, TensorId, TensorInfo};
+use crate::host::HostTensor;
+use crate::ops::Bind;
+use crate::quant;
+
+/// Rows of `x` up to which the GEMV kernel is used.
+pub const GEMV_MAX_M: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatMul;
+
+/// The shader define selecting the weight decoder for `dtype`.
+pub fn weight_define(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "W_F32",
+        DType::F16 => "W_F16",
+        DType::BF16 => "W_BF16",
+        DType::Q8_0 => "W_Q8_0",
+        DType::Q4_0 => "W_Q4_0",
+        DType::Q4_1 => "W_Q4_1",
+        DType::Q4_K => "W_Q4_K",
+        DType::Q6_K | DType::U32 => "W_Q6_K",
+    }
+}
+
+impl Op for MatMul {
+    fn name(&self) -> &'static str {
+        "mul_mat"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[2])?;
+        let (x, w) = (inputs[0], inputs[1]);
+        require_dtype(self.name(), "x", x, &[DType::F32])?;
+        require_dtype(self.name(), "w", w, &DType::WEIGHTS)?;
+        if w.shape.len() != 2 || w.shape[1] != x.cols() {
+            return Err(shape_err(
+                self.name(),
+                format!("w {:?} must be [n, {}] for x {:?}", w.shape, x.cols(), x.shape),
+            ));
+        }
+        let mut shape = x.shape.clone();
+        if let Some(last) = shape.last_mut() {
+            *last = w.shape[0];
+        }
+        Ok((shape, DType::F32))
+    }
+
+    fn splittable_input(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, _syms: &[u32]) -> Result<()> {
+        let x = inputs[0].to_f32()?;
+        let w = inputs[1];
+        let (n, k) = (w.shape[0], w.shape[1]);
+        let m = x.len() / k;
+        let row_bytes = w.dtype.row_bytes(k)?;
+        let mut y = vec![0f32; m * n];
+        let mut wr = vec![0f32; k];
+        for j in 0..n {
+            quant::dequantize_into(w.dtype, &w.data[j * row_bytes..(j + 1) * row_bytes], &mut wr)?;
+            for i in 0..m {
+                let xr = &x[i * k..(i + 1) * k];
+                let s: f64 = xr.iter().zip(&wr).map(|(a, b)| *a as f64 * *b as f64).sum();
+                y[i * n + j] = s as f32;
+            }
+        }
+        put_f32(out, &y);
+        Ok(())
+    }
+
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        let (x, w) = (ctx.inputs[0], ctx.inputs[1]);
+        let (m, n, k) = (x.rows(), w.shape[0], w.shape[1]);
+        let gemv = m <= GEMV_MAX_M;
+        ctx.chunks[1]
+            .iter()
+            .enumerate()
+            .map(|(c, ch)| {
+                let groups = if gemv {
+                    grid(ch.rows, ctx.caps)?
+                } else {
+                    [u(ch.rows.div_ceil(32))?, u(m.div_ceil(32))?, 1]
+                };
+                Ok(Dispatch {
+                    shader: if gemv { "mul_mat_vec.wgsl" } else { "mul_mat.wgsl" },
+                    entry: "main",
+                    defines: vec![weight_define(w.dtype)],
+                    bindings: vec![Bind::Input(1, c), Bind::Input(0, 0), Bind::Output],
+                    params: vec![u(m)?, u(n)?, u(k)?, u(ch.row0)?, u(ch.rows)?],
+                    groups,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Graph {
+    /// `x · wᵀ` with `w [n, k]` in any weight dtype.
+    pub fn matmul(&mut self, x: TensorId, w: TensorId) -> Result<TensorId> {
+        self.push(MatMul, &[x, w])
+    }
+}

@@ -1,0 +1,189 @@
+//! Ops. One op (or one small family of ops sharing a kernel) per module: its
+//! math and layout in the doc comment, shape/dtype inference, the CPU reference
+//! (the oracle every backend is tested against) and its WGSL dispatch plan;
+//! the kernel itself lives in `shaders/<op>.wgsl`. Parity cases are registered
+//! in one table, [`crate::parity::registry`].
+//!
+//! Layout conventions: tensors are row-major and contiguous; the last dimension
+//! is the fastest. Activations are f32; weight matrices are `[n_out, k]` in any
+//! [`DType::WEIGHTS`] type (ggml's convention: `y = x · Wᵀ`).
+
+pub mod attention;
+pub mod binary;
+pub mod copy;
+pub mod embed;
+pub mod matmul;
+pub mod norm;
+pub mod reduce;
+pub mod rope;
+pub mod unary;
+
+use crate::dtype::DType;
+use crate::error::{KilnError, Result};
+use crate::graph::{Sym, TensorInfo};
+use crate::host::HostTensor;
+
+/// An operation of the graph. Implemented by one type per op (family).
+pub trait Op: Send + Sync + std::fmt::Debug {
+    fn name(&self) -> &'static str;
+
+    /// Output shape and dtype for these inputs, or a typed error.
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)>;
+
+    /// `Some(i)`: the op writes input `i` (a state tensor) in place.
+    fn in_place(&self) -> Option<usize> {
+        None
+    }
+
+    /// Symbols the op reads at run time.
+    fn syms(&self) -> Vec<Sym> {
+        Vec::new()
+    }
+
+    /// Validates symbol values before a run (e.g. a position past the cache).
+    fn check_syms(&self, _inputs: &[&TensorInfo], _syms: &[u32], _names: &[String]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Validates host data given for input `idx` (e.g. token ids in range).
+    fn check_input_data(&self, _idx: usize, _data: &HostTensor, _inputs: &[&TensorInfo]) -> Result<()> {
+        Ok(())
+    }
+
+    /// The input that a GPU backend may split by rows across several buffers
+    /// when it exceeds the device's storage-binding limit.
+    fn splittable_input(&self) -> Option<usize> {
+        None
+    }
+
+    /// CPU reference. `out` is pre-sized (zero-filled) or, for in-place ops,
+    /// holds the current contents of the destination (then `inputs[i]` for the
+    /// in-place index is an empty placeholder and must not be read).
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, syms: &[u32]) -> Result<()>;
+
+    /// The WGSL dispatches that compute this node.
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>>;
+}
+
+/// What a GPU backend offers that kernels care about.
+#[derive(Clone, Debug)]
+pub struct GpuCaps {
+    pub subgroups: bool,
+    pub shader_f16: bool,
+    pub max_workgroups_per_dim: u32,
+    pub max_binding_bytes: u64,
+}
+
+/// A contiguous range of rows of a split input, bound as its own buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    pub row0: usize,
+    pub rows: usize,
+}
+
+pub struct PlanCtx<'a> {
+    pub inputs: Vec<&'a TensorInfo>,
+    pub output: &'a TensorInfo,
+    /// Per input: its row chunks (a single chunk when not split).
+    pub chunks: Vec<Vec<Chunk>>,
+    pub caps: &'a GpuCaps,
+}
+
+/// One kernel launch. Binding 0 is always the uniform `params` block (the
+/// `params` words, f32 values as bits); bindings 1.. follow `bindings`.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pub shader: &'static str,
+    pub entry: &'static str,
+    pub defines: Vec<&'static str>,
+    pub bindings: Vec<Bind>,
+    pub params: Vec<u32>,
+    pub groups: [u32; 3],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bind {
+    /// Input `i` (read-only), chunk `c`.
+    Input(usize, usize),
+    /// The output (read-write); for in-place ops, the destination.
+    Output,
+    /// The run's symbol values, `array<u32>` (read-only).
+    Syms,
+    /// Per-node scratch of this many bytes (read-write), slot `s`.
+    Scratch(u8, u64),
+}
+
+impl Bind {
+    pub fn writable(self) -> bool {
+        matches!(self, Bind::Output | Bind::Scratch(..))
+    }
+}
+
+/// Workgroup grid for `n` workgroups, folded into y when x would exceed the
+/// per-dimension limit. Kernels use `wid.x + wid.y * nwg.x` and guard `>= n`.
+pub fn grid(n: usize, caps: &GpuCaps) -> Result<[u32; 3]> {
+    let max = caps.max_workgroups_per_dim.max(1) as usize;
+    let x = n.clamp(1, max);
+    let y = n.div_ceil(x);
+    if y > max {
+        return Err(KilnError::BadParam {
+            op: "dispatch",
+            detail: format!("{n} workgroups exceed the device's {max}x{max} grid"),
+        });
+    }
+    Ok([x as u32, y as u32, 1])
+}
+
+pub fn f(v: f32) -> u32 {
+    v.to_bits()
+}
+
+pub fn u(v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| KilnError::BadParam {
+        op: "dispatch",
+        detail: format!("{v} does not fit in u32"),
+    })
+}
+
+/// Arity check shared by every op's `infer`.
+pub fn arity(op: &'static str, inputs: &[&TensorInfo], allowed: &[usize]) -> Result<()> {
+    if allowed.contains(&inputs.len()) {
+        Ok(())
+    } else {
+        Err(KilnError::Arity {
+            op,
+            expected: allowed[0],
+            got: inputs.len(),
+        })
+    }
+}
+
+pub fn require_dtype(op: &'static str, operand: &'static str, t: &TensorInfo, allowed: &[DType]) -> Result<()> {
+    if allowed.contains(&t.dtype) {
+        Ok(())
+    } else {
+        Err(KilnError::UnsupportedDType {
+            op,
+            operand,
+            dtype: t.dtype,
+        })
+    }
+}
+
+pub fn shape_err(op: &'static str, detail: String) -> KilnError {
+    KilnError::Shape { op, detail }
+}
+
+/// Writes f32 values into an f32 output tensor.
+pub fn put_f32(out: &mut HostTensor, values: &[f32]) {
+    out.data.clear();
+    out.data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+}
+
+/// Looks up a symbol's value (the graph guarantees it exists).
+pub fn sym(syms: &[u32], s: Sym) -> Result<u32> {
+    syms.get(s.0 as usize).copied().ok_or(KilnError::BadParam {
+        op: "run",
+        detail: format!("symbol {} has no value", s.0),
+    })
+}

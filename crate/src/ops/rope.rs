@@ -1,0 +1,156 @@
+//! Rotary position embedding on `x [t, h, d]` (f32), token `i` at position
+//! `pos + i` where `pos` is a run-time symbol.
+//!
+//! Pairs rotated by angle `(pos+i)·θ_j`, `θ_j = base^(−2j/n_rot)`, j < n_rot/2:
+//! * `Normal` (llama.cpp's default, GGUF Llama weights): pairs `(2j, 2j+1)`;
+//! * `Neox` (HF Llama/Qwen2 layout): pairs `(j, j + n_rot/2)`.
+//!
+//! Dimensions `≥ n_rot` pass through. Optional Llama-3 frequency scaling (HF
+//! `rope_type = "llama3"`): long wavelengths divided by `factor`, a smooth
+//! blend between `low_freq_factor` and `high_freq_factor`. Like HF, `θ_j` and
+//! the angle are f32 products; the oracle takes sin/cos of that f32 angle in
+//! f64. Kernel: `shaders/rope.wgsl`, one thread per pair.
+
+use super::{Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, shape_err, sym, u};
+use crate::dtype::DType;
+use crate::error::{KilnError, Result};
+use crate::graph::{Graph, Sym, TensorId, TensorInfo};
+use crate::host::HostTensor;
+use crate::ops::Bind;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeMode {
+    Normal,
+    Neox,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Llama3Scaling {
+    pub factor: f32,
+    pub low_freq_factor: f32,
+    pub high_freq_factor: f32,
+    pub original_context: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rope {
+    pub mode: RopeMode,
+    pub n_rot: usize,
+    pub base: f32,
+    pub scaling: Option<Llama3Scaling>,
+    pub pos: Sym,
+}
+
+impl Rope {
+    /// θ_j as an f32, with Llama-3 scaling applied (HF's formula).
+    pub fn inv_freq(&self, j: usize) -> f32 {
+        let inv = 1.0 / self.base.powf((2 * j) as f32 / self.n_rot as f32);
+        let Some(s) = self.scaling else { return inv };
+        let old = s.original_context as f32;
+        let low_wl = old / s.low_freq_factor;
+        let high_wl = old / s.high_freq_factor;
+        let wl = 2.0 * std::f32::consts::PI / inv;
+        if wl < high_wl {
+            inv
+        } else if wl > low_wl {
+            inv / s.factor
+        } else {
+            let smooth = (old / wl - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+            (1.0 - smooth) * inv / s.factor + smooth * inv
+        }
+    }
+}
+
+impl Op for Rope {
+    fn name(&self) -> &'static str {
+        "rope"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[1])?;
+        let x = inputs[0];
+        require_dtype(self.name(), "x", x, &[DType::F32])?;
+        if x.shape.len() != 3 {
+            return Err(shape_err(self.name(), format!("x {:?} must be [t, h, d]", x.shape)));
+        }
+        let d = x.shape[2];
+        if d % 2 != 0 || self.n_rot % 2 != 0 || self.n_rot == 0 || self.n_rot > d {
+            return Err(KilnError::BadParam {
+                op: self.name(),
+                detail: format!("head dim {d} and n_rot {} must be even with 0 < n_rot <= d", self.n_rot),
+            });
+        }
+        Ok((x.shape.clone(), DType::F32))
+    }
+
+    fn syms(&self) -> Vec<Sym> {
+        vec![self.pos]
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, syms: &[u32]) -> Result<()> {
+        let x = inputs[0].to_f32()?;
+        let (t, h, d) = (inputs[0].shape[0], inputs[0].shape[1], inputs[0].shape[2]);
+        let p0 = sym(syms, self.pos)?;
+        let mut y = x.clone();
+        let half = self.n_rot / 2;
+        for ti in 0..t {
+            let pos = (p0 as usize + ti) as f32;
+            for hi in 0..h {
+                let base = (ti * h + hi) * d;
+                for j in 0..half {
+                    let angle = (pos * self.inv_freq(j)) as f64;
+                    let (s, c) = angle.sin_cos();
+                    let (a, b) = match self.mode {
+                        RopeMode::Normal => (base + 2 * j, base + 2 * j + 1),
+                        RopeMode::Neox => (base + j, base + j + half),
+                    };
+                    let (x0, x1) = (x[a] as f64, x[b] as f64);
+                    y[a] = (x0 * c - x1 * s) as f32;
+                    y[b] = (x0 * s + x1 * c) as f32;
+                }
+            }
+        }
+        put_f32(out, &y);
+        Ok(())
+    }
+
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        let x = ctx.inputs[0];
+        let (t, h, d) = (x.shape[0], x.shape[1], x.shape[2]);
+        let pairs = t * h * d / 2;
+        let s = self.scaling.unwrap_or(Llama3Scaling {
+            factor: 1.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 2.0,
+            original_context: 1,
+        });
+        Ok(vec![Dispatch {
+            shader: "rope.wgsl",
+            entry: "main",
+            defines: vec![],
+            bindings: vec![Bind::Input(0, 0), Bind::Output, Bind::Syms],
+            params: vec![
+                u(t)?,
+                u(h)?,
+                u(d)?,
+                u(self.n_rot)?,
+                (self.mode == RopeMode::Neox) as u32,
+                self.pos.0,
+                f(self.base),
+                self.scaling.is_some() as u32,
+                f(s.factor),
+                f(s.low_freq_factor),
+                f(s.high_freq_factor),
+                s.original_context,
+            ],
+            groups: grid(pairs.div_ceil(256), ctx.caps)?,
+        }])
+    }
+}
+
+impl Graph {
+    /// RoPE on `x [t, h, d]` with token 0 at position `pos`.
+    pub fn rope(&mut self, x: TensorId, rope: Rope) -> Result<TensorId> {
+        self.push(rope, &[x])
+    }
+}

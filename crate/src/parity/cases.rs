@@ -1,0 +1,415 @@
+//! The parity cases, one generator per op family, registered in [`registry`].
+//!
+//! Shapes are awkward on purpose: length 1, odd sizes, sizes that are not
+//! multiples of any workgroup (64/256) or tile (32), more rows than the GEMV
+//! limit, and weights split across several storage bindings. Inputs are fresh
+//! seeded random values (a new seed per run of the suite unless fixed).
+//!
+//! Tolerances (`|got − want| ≤ atol + rtol·|want|`), all relative to the f64
+//! or f32-with-f64-accumulation CPU oracle:
+//! * `EXACT_ISH` (add, mul, copies, transpose, concat, cache writes): one f32
+//!   rounding at most → rtol 2⁻²³ ≈ 1.2e-7; we allow 1e-6.
+//! * `TRANSCENDENTAL` (silu, gelu, swiglu, softmax): WGSL's exp/tanh are
+//!   within a few ulp on [−88, 88] (spec: 3 + 2|x| ulp for exp), so rtol 1e-5
+//!   for |x| ≤ ~10, plus 1e-6 absolute where results cross zero.
+//! * `REDUCTION` (norms, attention): f32 sums over ≤ 1000 terms in a
+//!   different order than the f64 oracle: ≲ n·2⁻²⁴ relative ≈ 6e-5 worst
+//!   case; we allow rtol 1e-4, atol 1e-5.
+//! * `MATMUL`: f32 dot products of length k ≤ 512 with O(1) outputs (weights
+//!   scaled by 1/√k): worst case k·2⁻²⁴·Σ|x·w| ≈ 3e-5·√k; we allow atol
+//!   2e-4, rtol 1e-4. Quantized weights add nothing: both sides decode the
+//!   same bits exactly (f16 scales widen to f32 losslessly).
+//! * `ROPE`: θ and the angle are f32 products on both sides; GPU `pow` may
+//!   differ by an ulp (angle error ≤ pos·2⁻²³ ≈ 1.2e-4 at pos 1000) and
+//!   sin/cos are accurate to ~2⁻²⁰ after range reduction: atol 3e-4.
+//! * `HALF` (casts to f16/bf16): one rounding of the target type, whose
+//!   rounding mode WGSL leaves open: rtol 2⁻¹⁰ (f16) / 2⁻⁷ (bf16).
+
+use super::{Case, Tol};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::graph::{Graph, TensorId};
+use crate::host::HostTensor;
+use crate::ops::rope::{Llama3Scaling, Rope, RopeMode};
+use crate::rng::Rng;
+
+pub const EXACT_ISH: Tol = Tol { atol: 1e-6, rtol: 1e-6 };
+pub const TRANSCENDENTAL: Tol = Tol { atol: 1e-6, rtol: 1e-5 };
+pub const REDUCTION: Tol = Tol { atol: 1e-5, rtol: 1e-4 };
+pub const MATMUL: Tol = Tol { atol: 2e-4, rtol: 1e-4 };
+pub const ROPE: Tol = Tol { atol: 3e-4, rtol: 1e-4 };
+
+/// One line per op family: (name, generator).
+pub type Generator = fn(&mut Rng) -> Result<Vec<Case>>;
+
+pub fn registry() -> Vec<(&'static str, Generator)> {
+    vec![
+        ("unary", unary),
+        ("binary", binary),
+        ("norm", norm),
+        ("softmax", softmax),
+        ("argmax", argmax),
+        ("mul_mat", mul_mat),
+        ("get_rows", get_rows),
+        ("rope", rope),
+        ("attention", attention),
+        ("write_cache", write_cache),
+        ("cast", cast),
+        ("transpose", transpose),
+        ("concat", concat),
+    ]
+}
+
+/// All cases whose "op dtype shape" label contains `filter` (all if empty).
+pub fn all_cases(seed: u64, filter: &str) -> Result<Vec<Case>> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    for (_, generate) in registry() {
+        for c in generate(&mut rng)? {
+            let label = format!("{} {} {}", c.op, c.dtype, c.shape);
+            if filter.is_empty() || label.contains(filter) {
+                out.push(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Builds one case: a graph plus random data for its inputs.
+struct B<'a> {
+    g: Graph,
+    data: Vec<(TensorId, HostTensor)>,
+    rng: &'a mut Rng,
+}
+
+impl<'a> B<'a> {
+    fn new(rng: &'a mut Rng) -> B<'a> {
+        B { g: Graph::new(), data: Vec::new(), rng }
+    }
+
+    fn put(&mut self, t: TensorId, shape: &[usize], dtype: DType, v: &[f32]) -> Result<TensorId> {
+        self.data.push((t, HostTensor::from_f32(shape, dtype, v)?));
+        Ok(t)
+    }
+
+    /// A random input with values N(0, scale²), stored as `dtype`.
+    fn input(&mut self, shape: &[usize], dtype: DType, scale: f32) -> Result<TensorId> {
+        let t = self.g.input("x", shape, dtype)?;
+        let v = self.rng.normals(shape.iter().product(), scale);
+        self.put(t, shape, dtype, &v)
+    }
+
+    fn weight(&mut self, shape: &[usize], dtype: DType, scale: f32) -> Result<TensorId> {
+        let t = self.g.weight("w", shape, dtype)?;
+        let v = self.rng.normals(shape.iter().product(), scale);
+        self.put(t, shape, dtype, &v)
+    }
+
+    fn state(&mut self, shape: &[usize], dtype: DType) -> Result<TensorId> {
+        let t = self.g.state("cache", shape, dtype)?;
+        let v = self.rng.normals(shape.iter().product(), 1.0);
+        self.put(t, shape, dtype, &v)
+    }
+
+    fn ids(&mut self, ids: &[u32]) -> Result<TensorId> {
+        let t = self.g.input("ids", &[ids.len()], DType::U32)?;
+        self.data.push((t, HostTensor::from_u32(&[ids.len()], ids)?));
+        Ok(t)
+    }
+
+    fn case(mut self, op: &'static str, dtype: DType, shape: String, out: TensorId, syms: Vec<u32>, tol: Tol) -> Result<Case> {
+        self.g.mark_output(out)?;
+        Ok(Case {
+            op,
+            dtype,
+            shape,
+            graph: self.g,
+            data: self.data,
+            syms,
+            output: out,
+            tol,
+            binding_limit: None,
+        })
+    }
+}
+
+const ELEMENTWISE_SHAPES: [&[usize]; 5] = [&[1], &[7], &[255], &[257, 3], &[2, 1000]];
+
+fn unary(rng: &mut Rng) -> Result<Vec<Case>> {
+    use crate::ops::unary::Unary;
+    let mut out = Vec::new();
+    for op in [Unary::Silu, Unary::Gelu, Unary::GeluErf, Unary::Scale(-0.37)] {
+        for shape in ELEMENTWISE_SHAPES {
+            let mut b = B::new(rng);
+            let x = b.input(shape, DType::F32, 3.0)?;
+            let y = b.g.push(op, &[x])?;
+            let tol = if matches!(op, Unary::Scale(_)) { EXACT_ISH } else { TRANSCENDENTAL };
+            out.push(b.case(crate::ops::Op::name(&op), DType::F32, format!("{shape:?}"), y, vec![], tol)?);
+        }
+    }
+    Ok(out)
+}
+
+fn binary(rng: &mut Rng) -> Result<Vec<Case>> {
+    use crate::ops::binary::Binary;
+    let mut out = Vec::new();
+    for op in [Binary::Add, Binary::Mul, Binary::SwiGlu] {
+        let mut shapes: Vec<(Vec<usize>, Vec<usize>)> =
+            ELEMENTWISE_SHAPES.iter().map(|s| (s.to_vec(), s.to_vec())).collect();
+        if op != Binary::SwiGlu {
+            shapes.push((vec![257, 3], vec![3]));
+            shapes.push((vec![4, 5, 33], vec![5, 33]));
+        }
+        for (sa, sb) in shapes {
+            let mut b = B::new(rng);
+            let x = b.input(&sa, DType::F32, 2.0)?;
+            let y = b.input(&sb, DType::F32, 2.0)?;
+            let z = b.g.push(op, &[x, y])?;
+            let tol = if op == Binary::SwiGlu { TRANSCENDENTAL } else { EXACT_ISH };
+            out.push(b.case(crate::ops::Op::name(&op), DType::F32, format!("{sa:?}·{sb:?}"), z, vec![], tol)?);
+        }
+    }
+    Ok(out)
+}
+
+fn norm(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for (rows, d) in [(1, 1), (3, 7), (2, 576), (5, 1000), (1, 257)] {
+        for variant in 0..4 {
+            let mut b = B::new(rng);
+            let x = b.input(&[rows, d], DType::F32, 1.5)?;
+            let w = b.weight(&[d], DType::F32, 1.0)?;
+            let (op, y) = match variant {
+                0 => ("rms_norm", b.g.rms_norm(x, Some(w), 1e-5)?),
+                1 => ("rms_norm", b.g.rms_norm(x, None, 1e-6)?),
+                2 => {
+                    let bias = b.weight(&[d], DType::F32, 1.0)?;
+                    ("layer_norm", b.g.layer_norm(x, Some(w), Some(bias), 1e-5)?)
+                }
+                _ => ("layer_norm", b.g.layer_norm(x, None, None, 1e-5)?),
+            };
+            let desc = format!("[{rows}, {d}]{}", ["·w", "", "·w+b", ""][variant]);
+            out.push(b.case(op, DType::F32, desc, y, vec![], REDUCTION)?);
+        }
+    }
+    Ok(out)
+}
+
+fn softmax(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for (shape, scale) in [(vec![1, 1], 1.0), (vec![3, 7], 1.0), (vec![2, 257], 0.125), (vec![1, 1000], 2.0)] {
+        let mut b = B::new(rng);
+        let x = b.input(&shape, DType::F32, 3.0)?;
+        let y = b.g.softmax(x, scale)?;
+        out.push(b.case("softmax", DType::F32, format!("{shape:?}×{scale}"), y, vec![], TRANSCENDENTAL)?);
+    }
+    Ok(out)
+}
+
+fn argmax(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for shape in [vec![1], vec![3, 7], vec![2, 300], vec![1, 49152]] {
+        let mut b = B::new(rng);
+        let x = b.input(&shape, DType::F32, 1.0)?;
+        let y = b.g.argmax(x)?;
+        out.push(b.case("argmax", DType::F32, format!("{shape:?}"), y, vec![], EXACT_ISH)?);
+    }
+    // Ties resolve to the first index, as PyTorch and llama.cpp do.
+    let mut b = B::new(rng);
+    let x = b.g.input("x", &[2, 600], DType::F32)?;
+    let mut v = vec![0.5f32; 1200];
+    v[517] = 2.0;
+    v[599] = 2.0;
+    v[600 + 3] = -1.0;
+    b.put(x, &[2, 600], DType::F32, &v)?;
+    let y = b.g.argmax(x)?;
+    out.push(b.case("argmax", DType::F32, "[2, 600] ties".into(), y, vec![], EXACT_ISH)?);
+    Ok(out)
+}
+
+/// (m, n, k) per block size; every weight dtype gets its block size's list.
+fn matmul_shapes(block: usize) -> Vec<(usize, usize, usize)> {
+    match block {
+        1 => vec![(1, 1, 1), (1, 7, 5), (3, 33, 17), (8, 64, 64), (9, 31, 35), (33, 65, 100), (1, 300, 64)],
+        32 => vec![(1, 1, 32), (1, 7, 96), (2, 33, 160), (8, 65, 64), (9, 17, 96), (40, 70, 128)],
+        _ => vec![(1, 1, 256), (1, 17, 512), (3, 5, 256), (9, 33, 256), (40, 64, 512)],
+    }
+}
+
+fn mul_mat(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for dtype in DType::WEIGHTS {
+        let mut shapes: Vec<(usize, usize, usize, bool)> =
+            matmul_shapes(dtype.block_size()).into_iter().map(|(m, n, k)| (m, n, k, false)).collect();
+        shapes.push((1, 200, 256, true));
+        shapes.push((12, 200, 256, true));
+        for (m, n, k, split) in shapes {
+            let mut b = B::new(rng);
+            let x = b.input(&[m, k], DType::F32, 1.0)?;
+            let w = b.weight(&[n, k], dtype, 1.0 / (k as f32).sqrt())?;
+            let y = b.g.matmul(x, w)?;
+            let desc = format!("m{m} n{n} k{k}{}", if split { " split" } else { "" });
+            let mut c = b.case("mul_mat", dtype, desc, y, vec![], MATMUL)?;
+            if split {
+                // Activations must fit one binding; the weight spans several
+                // (at least 7 rows per chunk, the last chunk short).
+                let act = 4 * m * k.max(n);
+                c.binding_limit = Some(act.max(7 * dtype.row_bytes(k)?) as u64);
+            }
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+fn get_rows(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for dtype in DType::WEIGHTS {
+        let d = if dtype.block_size() == 1 { 7 } else { dtype.block_size() * 2 };
+        for (v, ids, split) in [
+            (1usize, vec![0u32], false),
+            (13, vec![12, 0, 5, 5, 12], false),
+            (100, (0..37).map(|i| (i * 11 % 100) as u32).collect::<Vec<_>>(), false),
+            (100, vec![99, 0, 31, 32, 64, 98, 3], true),
+        ] {
+            let mut b = B::new(rng);
+            let table = b.weight(&[v, d], dtype, 1.0)?;
+            let idt = b.ids(&ids)?;
+            let y = b.g.get_rows(table, idt)?;
+            let desc = format!("[{v}, {d}] × {} ids{}", ids.len(), if split { " split" } else { "" });
+            let mut c = b.case("get_rows", dtype, desc, y, vec![], EXACT_ISH)?;
+            if split {
+                let act = 4 * ids.len() * d;
+                c.binding_limit = Some(act.max(16 * dtype.row_bytes(d)?) as u64);
+            }
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+fn rope(rng: &mut Rng) -> Result<Vec<Case>> {
+    let llama3 = Llama3Scaling {
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_context: 64,
+    };
+    let mut out = Vec::new();
+    for mode in [RopeMode::Normal, RopeMode::Neox] {
+        for (t, h, d, n_rot, pos, base, scaling) in [
+            (1, 1, 2, 2, 0u32, 10000.0, None),
+            (5, 3, 64, 64, 7, 10000.0, None),
+            (4, 2, 128, 64, 1000, 500000.0, None),
+            (3, 9, 64, 64, 100, 100000.0, None),
+            (6, 2, 64, 64, 300, 500000.0, Some(llama3)),
+        ] {
+            let mut b = B::new(rng);
+            let p = b.g.sym("pos");
+            let x = b.input(&[t, h, d], DType::F32, 1.0)?;
+            let y = b.g.rope(x, Rope { mode, n_rot, base, scaling, pos: p })?;
+            let desc = format!(
+                "{mode:?} [{t}, {h}, {d}] rot{n_rot} pos{pos}{}",
+                if scaling.is_some() { " llama3" } else { "" }
+            );
+            out.push(b.case("rope", DType::F32, desc, y, vec![pos], ROPE)?);
+        }
+    }
+    Ok(out)
+}
+
+fn attention(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for kv in [DType::F32, DType::F16] {
+        // (t, hq, hkv, d, cap, pos): decode (t ≤ 4: split-KV kernels) and rows.
+        for (t, hq, hkv, d, cap, pos) in [
+            (1, 1, 1, 2, 1, 0u32),
+            (1, 9, 3, 64, 100, 57),
+            (1, 4, 1, 128, 300, 299),
+            (3, 2, 2, 32, 17, 5),
+            (4, 6, 3, 64, 8, 4),
+            (7, 6, 2, 64, 40, 10),
+            (20, 3, 3, 80, 33, 13),
+            (9, 2, 1, 256, 200, 120),
+        ] {
+            let mut b = B::new(rng);
+            let p = b.g.sym("pos");
+            let q = b.input(&[t, hq, d], DType::F32, 1.0)?;
+            let k = b.state(&[hkv, cap, d], kv)?;
+            let v = b.state(&[hkv, cap, d], kv)?;
+            let y = b.g.attention(q, k, v, 1.0 / (d as f32).sqrt(), p)?;
+            let desc = format!("t{t} hq{hq} hkv{hkv} d{d} cap{cap} pos{pos}");
+            out.push(b.case("attention", kv, desc, y, vec![pos], REDUCTION)?);
+        }
+    }
+    Ok(out)
+}
+
+fn write_cache(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for kv in [DType::F32, DType::F16] {
+        for (t, hkv, d, cap, pos) in [(1, 1, 2, 1, 0u32), (1, 3, 64, 50, 49), (5, 2, 6, 9, 3), (7, 3, 64, 20, 0)] {
+            let mut b = B::new(rng);
+            let p = b.g.sym("pos");
+            let cache = b.state(&[hkv, cap, d], kv)?;
+            let src = b.input(&[t, hkv, d], DType::F32, 1.0)?;
+            let y = b.g.write_cache(cache, src, p)?;
+            let desc = format!("src[{t}, {hkv}, {d}] cache cap{cap} pos{pos}");
+            out.push(b.case("write_cache", kv, desc, y, vec![pos], EXACT_ISH)?);
+        }
+    }
+    Ok(out)
+}
+
+fn cast(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for (from, to) in [
+        (DType::F32, DType::F32),
+        (DType::F32, DType::F16),
+        (DType::F32, DType::BF16),
+        (DType::F16, DType::F32),
+        (DType::BF16, DType::F32),
+    ] {
+        for shape in [vec![1], vec![7], vec![3, 1001]] {
+            let mut b = B::new(rng);
+            let x = b.input(&shape, from, 4.0)?;
+            let y = b.g.cast(x, to)?;
+            let tol = match to {
+                DType::F16 => Tol { atol: 1e-7, rtol: 1.0 / 1024.0 },
+                DType::BF16 => Tol { atol: 1e-7, rtol: 1.0 / 128.0 },
+                _ => EXACT_ISH,
+            };
+            out.push(b.case("cast", to, format!("{from}→{to} {shape:?}"), y, vec![], tol)?);
+        }
+    }
+    Ok(out)
+}
+
+fn transpose(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for shape in [vec![1, 1], vec![3, 5], vec![2, 7, 33], vec![64, 65]] {
+        let mut b = B::new(rng);
+        let x = b.input(&shape, DType::F32, 1.0)?;
+        let y = b.g.transpose(x)?;
+        out.push(b.case("transpose", DType::F32, format!("{shape:?}"), y, vec![], EXACT_ISH)?);
+    }
+    Ok(out)
+}
+
+fn concat(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for (sa, sb, axis) in [
+        (vec![1], vec![1], 0),
+        (vec![3, 5], vec![2, 5], 0),
+        (vec![3, 5], vec![3, 1], 1),
+        (vec![2, 7, 3], vec![2, 4, 3], 1),
+        (vec![2, 3, 33], vec![2, 3, 31], 2),
+    ] {
+        let mut b = B::new(rng);
+        let x = b.input(&sa, DType::F32, 1.0)?;
+        let y = b.input(&sb, DType::F32, 1.0)?;
+        let z = b.g.concat(x, y, axis)?;
+        out.push(b.case("concat", DType::F32, format!("{sa:?}+{sb:?} axis{axis}"), z, vec![], EXACT_ISH)?);
+    }
+    Ok(out)
+}

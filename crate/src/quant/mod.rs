@@ -1,0 +1,298 @@
+//! CPU quantize / dequantize for the GGUF tensor types Kiln reads, byte for byte
+//! in ggml's layouts, so a GGUF tensor's bytes are used unchanged.
+//!
+//! All multi-byte fields are little-endian. `f16` is IEEE binary16; `d`, `m`,
+//! `dmin` are scales stored as `f16`. Offsets are in bytes from the block start.
+//!
+//! | format | block elems | block bytes | bits/weight | layout                                                                       |
+//! |--------|-------------|-------------|-------------|------------------------------------------------------------------------------|
+//! | F32    | 1           | 4           | 32          | IEEE binary32                                                                |
+//! | F16    | 1           | 2           | 16          | IEEE binary16                                                                |
+//! | BF16   | 1           | 2           | 16          | top 16 bits of a binary32                                                    |
+//! | Q8_0   | 32          | 34          | 8.5         | `d` @0, `qs: [i8; 32]` @2; `y = q*d`                                         |
+//! | Q4_0   | 32          | 18          | 4.5         | `d` @0, `qs: [u8; 16]` @2 (lo nibble: elem j, hi: elem j+16); `y = (q-8)*d`  |
+//! | Q4_1   | 32          | 20          | 5.0         | `d` @0, `m` @2, `qs: [u8; 16]` @4 (as Q4_0); `y = q*d + m`                   |
+//! | Q4_K   | 256         | 144         | 4.5         | `d` @0, `dmin` @2, 6-bit scales/mins `[u8; 12]` @4, `qs: [u8; 128]` @16      |
+//! | Q6_K   | 256         | 210         | 6.5625      | `ql: [u8; 128]` @0, `qh: [u8; 64]` @128, `scales: [i8; 16]` @192, `d` @208   |
+//!
+//! Each block format's module ([`q8_0`], [`q4_0`], [`q4_1`], [`q4_k`], [`q6_k`])
+//! documents its layout field by field and has `dequantize_block` /
+//! `quantize_block`.
+//!
+//! Dequantization repeats ggml's `dequantize_row_*` arithmetic in `f32`, operation
+//! for operation (Rust never fuses a multiply-add), so its output is bit-identical
+//! to gguf-py's `gguf.quants.dequantize` (inf/NaN scales propagate the same way;
+//! only NaN payload bits are not pinned down).
+//! Quantization of Q8_0, Q4_0 and Q4_1 repeats ggml's `quantize_row_*_ref` and
+//! gives the same bytes as gguf-py's `gguf.quants.quantize`; Q4_K and Q6_K follow
+//! `quantize_row_q4_K_ref` / `quantize_row_q6_K_ref` operation for operation
+//! (gguf-py cannot quantize them; when written, their bytes matched ggml's C
+//! reference built without FMA contraction on 403 varied super-blocks).
+//! F16/BF16 encode round to nearest, ties to even (the `half` crate).
+//!
+//! Library code never panics: bad lengths are [`KilnError::ByteLength`] /
+//! [`KilnError::BlockMisaligned`]. Quantizing NaN/inf into a block format, or
+//! values whose block scale would overflow `f16`, is a [`KilnError::BadParam`]
+//! (ggml would silently store an infinite scale); F32/F16/BF16 encode NaN/inf as
+//! IEEE does.
+
+pub mod q4_0;
+pub mod q4_1;
+pub mod q4_k;
+pub mod q6_k;
+pub mod q8_0;
+
+#[cfg(test)]
+mod tests;
+
+use crate::dtype::DType;
+use crate::error::{KilnError, Result};
+use half::{bf16, f16};
+
+type DequantFn = fn(&[u8], &mut [f32]) -> Result<()>;
+type QuantFn = fn(&[f32], &mut [u8]) -> Result<()>;
+
+fn block_fns(dtype: DType) -> Option<(DequantFn, QuantFn)> {
+    match dtype {
+        DType::Q8_0 => Some((q8_0::dequantize_block, q8_0::quantize_block)),
+        DType::Q4_0 => Some((q4_0::dequantize_block, q4_0::quantize_block)),
+        DType::Q4_1 => Some((q4_1::dequantize_block, q4_1::quantize_block)),
+        DType::Q4_K => Some((q4_k::dequantize_block, q4_k::quantize_block)),
+        DType::Q6_K => Some((q6_k::dequantize_block, q6_k::quantize_block)),
+        DType::F32 | DType::F16 | DType::BF16 | DType::U32 => None,
+    }
+}
+
+/// Bytes that `n` elements of `dtype` occupy; `n` must be a whole number of blocks.
+fn bytes_for(dtype: DType, n: usize, op: &'static str) -> Result<usize> {
+    if dtype == DType::U32 {
+        return Err(KilnError::UnsupportedDType {
+            op,
+            operand: "data",
+            dtype,
+        });
+    }
+    let block = dtype.block_size();
+    if !n.is_multiple_of(block) {
+        return Err(KilnError::BlockMisaligned {
+            dtype,
+            len: n,
+            block,
+        });
+    }
+    (n / block)
+        .checked_mul(dtype.block_bytes())
+        .ok_or_else(|| KilnError::BadParam {
+            op,
+            detail: format!("{n} {dtype} elements do not fit in memory"),
+        })
+}
+
+/// Decodes `n` elements of `dtype` from `bytes` (exactly `dtype.row_bytes(n)` long).
+pub fn dequantize(dtype: DType, bytes: &[u8], n: usize) -> Result<Vec<f32>> {
+    // Validate before allocating, so a bogus `n` cannot trigger a huge allocation.
+    check_bytes(dtype, bytes, n)?;
+    let mut out = vec![0.0f32; n];
+    dequantize_into(dtype, bytes, &mut out)?;
+    Ok(out)
+}
+
+fn check_bytes(dtype: DType, bytes: &[u8], n: usize) -> Result<()> {
+    let expected = bytes_for(dtype, n, "dequantize")?;
+    if bytes.len() != expected {
+        return Err(KilnError::ByteLength {
+            what: format!("{dtype} data for {n} elements"),
+            expected,
+            got: bytes.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Decodes `out.len()` elements of `dtype` from `bytes` into `out`.
+pub fn dequantize_into(dtype: DType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
+    check_bytes(dtype, bytes, out.len())?;
+    match dtype {
+        DType::F32 => {
+            for (y, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                if let &[a, b, c, d] = c {
+                    *y = f32::from_le_bytes([a, b, c, d]);
+                }
+            }
+        }
+        DType::F16 => {
+            for (y, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                if let &[a, b] = c {
+                    *y = f16_le(a, b);
+                }
+            }
+        }
+        DType::BF16 => {
+            for (y, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                if let &[a, b] = c {
+                    *y = bf16::from_le_bytes([a, b]).to_f32();
+                }
+            }
+        }
+        _ => {
+            let Some((deq, _)) = block_fns(dtype) else {
+                return Err(KilnError::UnsupportedDType {
+                    op: "dequantize",
+                    operand: "data",
+                    dtype,
+                });
+            };
+            let chunks = bytes.chunks_exact(dtype.block_bytes());
+            for (b, y) in chunks.zip(out.chunks_exact_mut(dtype.block_size())) {
+                deq(b, y)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Encodes `x` as `dtype`; `x.len()` must be a whole number of blocks.
+///
+/// Block formats reject NaN/inf input and scales beyond `f16` range with
+/// [`KilnError::BadParam`]; F32/F16/BF16 convert every value (F16/BF16 round to
+/// nearest even, overflow to inf, keep NaN quiet).
+pub fn quantize(dtype: DType, x: &[f32]) -> Result<Vec<u8>> {
+    let len = bytes_for(dtype, x.len(), "quantize")?;
+    let mut out = vec![0u8; len];
+    match dtype {
+        DType::F32 => {
+            for (c, v) in out.chunks_exact_mut(4).zip(x) {
+                c.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        DType::F16 => {
+            for (c, v) in out.chunks_exact_mut(2).zip(x) {
+                c.copy_from_slice(&f16::from_f32(*v).to_le_bytes());
+            }
+        }
+        DType::BF16 => {
+            for (c, v) in out.chunks_exact_mut(2).zip(x) {
+                c.copy_from_slice(&bf16::from_f32(*v).to_le_bytes());
+            }
+        }
+        _ => {
+            let Some((_, quant)) = block_fns(dtype) else {
+                return Err(KilnError::UnsupportedDType {
+                    op: "quantize",
+                    operand: "data",
+                    dtype,
+                });
+            };
+            if let Some((i, v)) = x.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                return Err(non_finite(dtype, i, *v));
+            }
+            let blocks = x.chunks_exact(dtype.block_size());
+            for (bi, (xb, ob)) in blocks
+                .zip(out.chunks_exact_mut(dtype.block_bytes()))
+                .enumerate()
+            {
+                quant(xb, ob).map_err(|e| match e {
+                    KilnError::BadParam { op, detail } => KilnError::BadParam {
+                        op,
+                        detail: format!("block {bi}: {detail}"),
+                    },
+                    other => other,
+                })?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+// ---- helpers shared by the block modules -------------------------------------
+
+fn non_finite(dtype: DType, i: usize, v: f32) -> KilnError {
+    KilnError::BadParam {
+        op: "quantize",
+        detail: format!("element {i} is {v}; {dtype} cannot encode NaN or infinity"),
+    }
+}
+
+/// Reads a little-endian `f16` and widens it (exact).
+#[inline]
+pub(crate) fn f16_le(lo: u8, hi: u8) -> f32 {
+    f16::from_le_bytes([lo, hi]).to_f32()
+}
+
+/// Rounds a block scale to `f16` (nearest even) as little-endian bytes; an
+/// infinite or NaN result (|v| > 65504) is an error rather than a corrupt block.
+pub(crate) fn scale_f16(dtype: DType, field: &str, v: f32) -> Result<[u8; 2]> {
+    let h = f16::from_f32(v);
+    if !h.is_finite() {
+        return Err(KilnError::BadParam {
+            op: "quantize",
+            detail: format!("{dtype} scale {field} = {v:e} does not fit in f16 (max 65504)"),
+        });
+    }
+    Ok(h.to_le_bytes())
+}
+
+/// Error for finite input whose fitted scale is not finite (|x| near `f32::MAX`).
+pub(crate) fn too_large(dtype: DType) -> KilnError {
+    KilnError::BadParam {
+        op: "quantize",
+        detail: format!("{dtype} block values are too large for an f16 scale"),
+    }
+}
+
+/// Rejects NaN/inf inside one block.
+pub(crate) fn check_finite(dtype: DType, x: &[f32]) -> Result<()> {
+    match x.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        Some((i, v)) => Err(non_finite(dtype, i, *v)),
+        None => Ok(()),
+    }
+}
+
+/// ggml's `nearest_int`: round half to even (its magic-number trick does exactly
+/// this for |v| < 2^22); out-of-range values saturate, NaN gives 0.
+#[inline]
+pub(crate) fn nearest_int(v: f32) -> i32 {
+    v.round_ties_even() as i32
+}
+
+/// Views a block's bytes as an array, or reports the wrong length.
+pub(crate) fn block_bytes<const N: usize>(dtype: DType, b: &[u8]) -> Result<&[u8; N]> {
+    b.try_into().map_err(|_| KilnError::ByteLength {
+        what: format!("one {dtype} block"),
+        expected: N,
+        got: b.len(),
+    })
+}
+
+/// Mutable variant of [`block_bytes`].
+pub(crate) fn block_bytes_mut<const N: usize>(dtype: DType, b: &mut [u8]) -> Result<&mut [u8; N]> {
+    let got = b.len();
+    b.try_into().map_err(|_| KilnError::ByteLength {
+        what: format!("one {dtype} block"),
+        expected: N,
+        got,
+    })
+}
+
+fn elems_err(dtype: DType, op: &'static str, expected: usize, got: usize) -> KilnError {
+    KilnError::Shape {
+        op,
+        detail: format!("one {dtype} block holds {expected} elements, slice has {got}"),
+    }
+}
+
+/// Views a block's elements as an array, or reports the wrong length.
+pub(crate) fn block_elems<const N: usize>(dtype: DType, x: &[f32]) -> Result<&[f32; N]> {
+    x.try_into()
+        .map_err(|_| elems_err(dtype, "quantize_block", N, x.len()))
+}
+
+/// Mutable variant of [`block_elems`].
+pub(crate) fn block_elems_mut<const N: usize>(
+    dtype: DType,
+    x: &mut [f32],
+) -> Result<&mut [f32; N]> {
+    let got = x.len();
+    x.try_into()
+        .map_err(|_| elems_err(dtype, "dequantize_block", N, got))
+}

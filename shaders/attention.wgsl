@@ -1,0 +1,198 @@
+// attention.wgsl — causal GQA attention over a KV cache (ops/attention.rs).
+// Params (all entries): t, hq, hkv, d, cap, scale, pos_sym, ns.
+//
+// attn_rows / attn_split bindings: 0 params, 1 q: array<f32> [t, hq, d],
+//   2 k, 3 v: [hkv, cap, d] (array<f32>, or f16 pairs in array<u32> with
+//   KV_F16), 4 syms: array<u32>, 5 out: attn_rows → y [t, hq·d];
+//   attn_split → partials [t·hq, ns, d+2] = (max, sum, Σ p·v).
+// attn_combine bindings (COMBINE): 0 params, 1 partials, 2 y.
+// Dispatch: attn_rows one workgroup of 64 per (token, head), folded by
+// ops::grid; attn_split (t·hq, ns); attn_combine one per (token, head).
+// Each thread owns head dims lid + 64·i (i < 4, so d ≤ 256).
+
+const WG: u32 = 64u;
+#include "common/reduce.wgsl"
+
+struct Params {
+    t: u32,
+    hq: u32,
+    hkv: u32,
+    d: u32,
+    cap: u32,
+    scale: f32,
+    pos_sym: u32,
+    ns: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+#if COMBINE
+@group(0) @binding(1) var<storage, read_write> part: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(64)
+fn attn_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.t * p.hq) {
+        return;
+    }
+    let stride = p.d + 2u;
+    let base = row * p.ns * stride;
+    var mx = -3.0e38;
+    for (var s = 0u; s < p.ns; s++) {
+        if (part[base + s * stride + 1u] > 0.0) {
+            mx = max(mx, part[base + s * stride]);
+        }
+    }
+    var l = 0.0;
+    var acc = vec4<f32>(0.0);
+    for (var s = 0u; s < p.ns; s++) {
+        let o = base + s * stride;
+        if (part[o + 1u] > 0.0) {
+            let w = exp(part[o] - mx);
+            l += w * part[o + 1u];
+            for (var i = 0u; i < 4u; i++) {
+                let c = lid + WG * i;
+                if (c < p.d) {
+                    acc[i] += w * part[o + 2u + c];
+                }
+            }
+        }
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let c = lid + WG * i;
+        if (c < p.d) {
+            y[row * p.d + c] = acc[i] / l;
+        }
+    }
+}
+#else
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+#if KV_F16
+@group(0) @binding(2) var<storage, read> kc: array<u32>;
+@group(0) @binding(3) var<storage, read> vc: array<u32>;
+fn k_at(e: u32) -> f32 {
+    return unpack2x16float(kc[e >> 1u] >> ((e & 1u) << 4u)).x;
+}
+fn v_at(e: u32) -> f32 {
+    return unpack2x16float(vc[e >> 1u] >> ((e & 1u) << 4u)).x;
+}
+#else
+@group(0) @binding(2) var<storage, read> kc: array<f32>;
+@group(0) @binding(3) var<storage, read> vc: array<f32>;
+fn k_at(e: u32) -> f32 {
+    return kc[e];
+}
+fn v_at(e: u32) -> f32 {
+    return vc[e];
+}
+#endif
+@group(0) @binding(4) var<storage, read> syms: array<u32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+var<workgroup> qs: array<f32, 256>;
+var<workgroup> ps: array<f32, WG>;
+var<workgroup> pos0: u32;
+
+struct State {
+    m: f32,
+    l: f32,
+    acc: vec4<f32>,
+}
+
+// The run-time position of query token 0, as a workgroup-uniform value.
+fn load_pos(lid: u32) -> u32 {
+    if (lid == 0u) {
+        pos0 = syms[p.pos_sym];
+    }
+    return workgroupUniformLoad(&pos0);
+}
+
+// Online softmax of query row `qi` against keys [j0, j1) of KV head `kvh`.
+fn attend(qi: u32, kvh: u32, j0: u32, j1: u32, lid: u32) -> State {
+    for (var c = lid; c < p.d; c += WG) {
+        qs[c] = q[qi * p.d + c] * p.scale;
+    }
+    workgroupBarrier();
+    var st = State(-3.0e38, 0.0, vec4<f32>(0.0));
+    for (var c0 = j0; c0 < j1; c0 += WG) {
+        let j = c0 + lid;
+        var s = -3.0e38;
+        if (j < j1) {
+            let kb = (kvh * p.cap + j) * p.d;
+            var dot_qk = 0.0;
+            for (var c = 0u; c < p.d; c++) {
+                dot_qk += qs[c] * k_at(kb + c);
+            }
+            s = dot_qk;
+        }
+        let m_new = max(st.m, wg_max(s, lid));
+        let corr = exp(st.m - m_new);
+        var e = 0.0;
+        if (j < j1) {
+            e = exp(s - m_new);
+        }
+        ps[lid] = e;
+        st.l = st.l * corr + wg_sum(e, lid);
+        st.acc = st.acc * corr;
+        let cnt = min(WG, j1 - c0);
+        for (var jj = 0u; jj < cnt; jj++) {
+            let vb = (kvh * p.cap + c0 + jj) * p.d;
+            let pj = ps[jj];
+            for (var i = 0u; i < 4u; i++) {
+                let c = lid + WG * i;
+                if (c < p.d) {
+                    st.acc[i] += pj * v_at(vb + c);
+                }
+            }
+        }
+        st.m = m_new;
+        workgroupBarrier();
+    }
+    return st;
+}
+
+@compute @workgroup_size(64)
+fn attn_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.t * p.hq) {
+        return;
+    }
+    let ti = row / p.hq;
+    let kvh = (row % p.hq) / (p.hq / p.hkv);
+    let n_kv = load_pos(lid) + ti + 1u;
+    let st = attend(row, kvh, 0u, n_kv, lid);
+    for (var i = 0u; i < 4u; i++) {
+        let c = lid + WG * i;
+        if (c < p.d) {
+            out[row * p.d + c] = st.acc[i] / st.l;
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn attn_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = wid.x;
+    let s = wid.y;
+    let ti = row / p.hq;
+    let kvh = (row % p.hq) / (p.hq / p.hkv);
+    let n_kv = load_pos(lid) + ti + 1u;
+    let len = (n_kv + p.ns - 1u) / p.ns;
+    let j0 = min(s * len, n_kv);
+    let j1 = min(j0 + len, n_kv);
+    let st = attend(row, kvh, j0, j1, lid);
+    let o = (row * p.ns + s) * (p.d + 2u);
+    if (lid == 0u) {
+        out[o] = st.m;
+        out[o + 1u] = st.l;
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let c = lid + WG * i;
+        if (c < p.d) {
+            out[o + 2u + c] = st.acc[i];
+        }
+    }
+}
+#endif

@@ -1,0 +1,79 @@
+// mul_mat.wgsl — y = x · Wᵀ for many rows of x (prefill; ops/matmul.rs).
+// Bindings: 0 params, 1 W: array<u32> (rows n0..n0+rows, any W_<DTYPE>),
+// 2 x: array<f32> [m, k], 3 y: array<f32> [m, n].
+// Dispatch: (ceil(rows/32), ceil(m/32)) workgroups of 16×16; each thread
+// computes a 2×2 block of a 32×32 output tile; K advances 32 at a time with
+// both tiles staged (dequantized) in workgroup memory. f32 accumulation.
+
+const T: u32 = 32u;
+#include "common/weights.wgsl"
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    n0: u32,
+    rows: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> W: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+var<workgroup> xs: array<f32, 1056>;  // [32][33]
+var<workgroup> ws: array<f32, 1056>;  // [32][33]
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let r0 = wid.x * T;
+    let m0 = wid.y * T;
+    let lr = lid / 8u;        // tile row loaded by this thread
+    let lg = lid % 8u;        // group of 4 along K loaded by this thread
+    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    for (var k0 = 0u; k0 < p.k; k0 += T) {
+        let g = k0 / 4u + lg;
+        var xv = vec4<f32>(0.0);
+        let xm = m0 + lr;
+        if (xm < p.m) {
+            let c = 4u * g;
+            for (var i = 0u; i < 4u; i++) {
+                if (c + i < p.k) {
+                    xv[i] = x[xm * p.k + c + i];
+                }
+            }
+        }
+        var wv = vec4<f32>(0.0);
+        if (r0 + lr < p.rows && 4u * g < p.k) {
+            wv = w4(r0 + lr, p.k, g);
+        }
+        for (var i = 0u; i < 4u; i++) {
+            xs[lr * 33u + lg * 4u + i] = xv[i];
+            ws[lr * 33u + lg * 4u + i] = wv[i];
+        }
+        workgroupBarrier();
+        let tm = lid3.y * 2u;
+        let tn = lid3.x * 2u;
+        for (var kk = 0u; kk < T; kk++) {
+            let a0 = xs[tm * 33u + kk];
+            let a1 = xs[(tm + 1u) * 33u + kk];
+            let b0 = ws[tn * 33u + kk];
+            let b1 = ws[(tn + 1u) * 33u + kk];
+            acc[0] += a0 * b0;
+            acc[1] += a0 * b1;
+            acc[2] += a1 * b0;
+            acc[3] += a1 * b1;
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 2u; i++) {
+        for (var j = 0u; j < 2u; j++) {
+            let m = m0 + lid3.y * 2u + i;
+            let r = r0 + lid3.x * 2u + j;
+            if (m < p.m && r < p.rows) {
+                y[m * p.n + p.n0 + r] = acc[i * 2u + j];
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+// quant/q8_0.wgsl — block_q8_0 (34 bytes, 32 weights), mirrors quant/q8_0.rs:
+//   [0..2)  d: f16      [2..34) qs: 32 × i8      y[j] = d · qs[j]
+// w4(row, k, g): elements 4g..4g+3 of the row (k is a multiple of 32).
+fn w4(row: u32, k: u32, g: u32) -> vec4<f32> {
+    let e = 4u * g;
+    let blk = row * (k >> 5u) + (e >> 5u);
+    let off = blk * 34u;
+    return f16at(off) * i8x4(b32(off + 2u + (e & 31u)));
+}

@@ -1,0 +1,83 @@
+// rope.wgsl — rotary position embedding (ops/rope.rs).
+// Bindings: 0 params, 1 x: array<f32> [t, h, d], 2 y: array<f32> [t, h, d],
+// 3 syms: array<u32> (run-time symbols; syms[pos_sym] = position of token 0).
+// Dispatch: one thread per pair (t·h·d/2), 256 per workgroup, folded by ops::grid.
+// θ_j and the angle are f32 products as in HF; the angle is reduced to
+// [−π, π] before sin/cos (WGSL only bounds their error on that range).
+
+struct Params {
+    t: u32,
+    h: u32,
+    d: u32,
+    n_rot: u32,
+    neox: u32,
+    pos_sym: u32,
+    base: f32,
+    scaled: u32,
+    factor: f32,
+    low: f32,
+    high: f32,
+    orig_ctx: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> syms: array<u32>;
+
+const TWO_PI: f32 = 6.283185307179586;
+
+fn inv_freq(j: u32) -> f32 {
+    let inv = 1.0 / pow(p.base, f32(2u * j) / f32(p.n_rot));
+    if (p.scaled == 0u) {
+        return inv;
+    }
+    let old = f32(p.orig_ctx);
+    let low_wl = old / p.low;
+    let high_wl = old / p.high;
+    let wl = TWO_PI / inv;
+    if (wl < high_wl) {
+        return inv;
+    }
+    if (wl > low_wl) {
+        return inv / p.factor;
+    }
+    let blend = (old / wl - p.low) / (p.high - p.low);
+    return (1.0 - blend) * inv / p.factor + blend * inv;
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let q = (wid.x + wid.y * nwg.x) * 256u + lid;
+    let half_d = p.d / 2u;
+    if (q >= p.t * p.h * half_d) {
+        return;
+    }
+    let j = q % half_d;
+    let row = q / half_d;             // t·h index
+    let ti = row / p.h;
+    let base = row * p.d;
+    let half_rot = p.n_rot / 2u;
+    if (j >= half_rot) {
+        // Past n_rot: copy the pair (2j, 2j+1), which lies in [n_rot, d).
+        y[base + 2u * j] = x[base + 2u * j];
+        y[base + 2u * j + 1u] = x[base + 2u * j + 1u];
+        return;
+    }
+    var a = base + 2u * j;
+    var b = a + 1u;
+    if (p.neox != 0u) {
+        a = base + j;
+        b = a + half_rot;
+    }
+    let pos = f32(syms[p.pos_sym] + ti);
+    var angle = pos * inv_freq(j);
+    angle = angle - TWO_PI * round(angle / TWO_PI);
+    let c = cos(angle);
+    let s = sin(angle);
+    let x0 = x[a];
+    let x1 = x[b];
+    y[a] = x0 * c - x1 * s;
+    y[b] = x0 * s + x1 * c;
+}
