@@ -114,7 +114,7 @@ impl DType {
     /// Bytes needed for a row of `n` elements; `n` must be a whole number of blocks.
     pub fn row_bytes(self, n: usize) -> Result<usize, KilnError> {
         let bs = self.block_size();
-        if n % bs != 0 {
+        if !n.is_multiple_of(bs) {
             return Err(KilnError::BlockMisaligned {
                 dtype: self,
                 len: n,

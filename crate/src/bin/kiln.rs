@@ -36,6 +36,9 @@ enum Cmd {
         /// Print only failing rows and the summary.
         #[arg(long)]
         quiet: bool,
+        /// Use the fallback kernels even where the adapter offers subgroups.
+        #[arg(long)]
+        no_subgroups: bool,
     },
 }
 
@@ -43,7 +46,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Devices => devices(),
-        Cmd::OpsTest { filter, adapter, seed, quiet } => ops_test(&filter, adapter, seed, quiet),
+        Cmd::OpsTest { filter, adapter, seed, quiet, no_subgroups } => ops_test(&filter, adapter, seed, quiet, no_subgroups),
     };
     match result {
         Ok(code) => code,
@@ -81,15 +84,24 @@ fn devices() -> Result<ExitCode, Box<dyn std::error::Error>> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn ops_test(filter: &str, adapter: Option<String>, seed: Option<u64>, quiet: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
+fn ops_test(
+    filter: &str,
+    adapter: Option<String>,
+    seed: Option<u64>,
+    quiet: bool,
+    no_subgroups: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let seed = seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
     });
-    let backend = WgpuBackend::new(&WgpuOptions { adapter, ..Default::default() })?;
-    println!("backend: {}   seed: {seed}", backend.name());
+    let mut backend = WgpuBackend::new(&WgpuOptions { adapter, ..Default::default() })?;
+    if no_subgroups {
+        backend = backend.without_subgroups();
+    }
+    println!("backend: {}   subgroups: {}   seed: {seed}", backend.name(), backend.caps.subgroups);
     let cases = parity::cases::all_cases(seed, filter)?;
     println!("{:<12} {:<6} {:<44} {:>10} {:>10} {:>10}  result", "op", "dtype", "shape", "max abs", "max rel", "nmse");
     let (mut pass, mut fail) = (0, 0);

@@ -123,12 +123,10 @@ impl WgpuExecutable {
                 let info = &graph.tensors[t.0];
                 let pooled = info.kind == TensorKind::Intermediate && !graph.outputs.contains(&t);
                 let done = last[t.0].is_none_or(|l| l <= ni);
-                if pooled && done {
-                    if let Some(s) = &slots[t.0] {
-                        if !free.contains(&s.bufs[0]) {
-                            free.push(s.bufs[0]);
-                        }
-                    }
+                if let (true, Some(s)) = (pooled && done, &slots[t.0])
+                    && !free.contains(&s.bufs[0])
+                {
+                    free.push(s.bufs[0]);
                 }
             }
         }
@@ -185,7 +183,11 @@ impl WgpuExecutable {
                 let o = i * PARAM_SLOT as usize + 4 * j;
                 params[o..o + 4].copy_from_slice(&w.to_le_bytes());
             }
-            let key: PipelineKey = (d.shader, d.entry, d.defines.clone(), d.bindings.iter().map(|b| b.writable()).collect());
+            let mut defines = d.defines.clone();
+            if caps.subgroups {
+                defines.push("SUBGROUPS");
+            }
+            let key: PipelineKey = (d.shader, d.entry, defines, d.bindings.iter().map(|b| b.writable()).collect());
             let pipeline = ctx.pipeline(&key)?;
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
@@ -240,6 +242,11 @@ impl WgpuExecutable {
             steps,
             stats,
         })
+    }
+
+    /// How many buffers (row chunks) hold tensor `t` (0 for pooled intermediates).
+    pub fn chunk_count(&self, t: TensorId) -> usize {
+        self.slots.get(t.0).map_or(0, |s| s.bufs.len())
     }
 
     /// Byte range of chunk `c` of tensor `t` within the tensor's host bytes.

@@ -265,6 +265,13 @@ impl WgpuBackend {
         Ok(WgpuBackend { ctx, caps })
     }
 
+    /// The same device with subgroup operations off (the fallback kernels).
+    pub fn without_subgroups(&self) -> WgpuBackend {
+        let mut caps = self.caps.clone();
+        caps.subgroups = false;
+        WgpuBackend { ctx: self.ctx.clone(), caps }
+    }
+
     /// The same device, with weights split at `limit` bytes per binding.
     pub fn with_binding_limit(&self, limit: u64) -> WgpuBackend {
         let mut caps = self.caps.clone();

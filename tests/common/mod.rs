@@ -1,0 +1,27 @@
+//! Shared test helpers: the wgpu backend on the adapter CI uses (lavapipe),
+//! or the one named by `KILN_ADAPTER`.
+
+use kiln::backend::wgpu::{WgpuBackend, WgpuOptions};
+
+/// The test adapter. Without one the test fails with a clear message, unless
+/// `KILN_SKIP_GPU=1` is set (then `None`, and the caller skips with one line).
+pub fn gpu() -> Option<WgpuBackend> {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // Silences Vulkan loader noise on headless machines.
+        let dir = std::env::temp_dir().join("kiln-xdg");
+        let _ = std::fs::create_dir_all(&dir);
+        // SAFETY: set before any thread of this test reads the environment.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+    }
+    match WgpuBackend::new(&WgpuOptions::default()) {
+        Ok(b) => Some(b),
+        Err(e) if std::env::var("KILN_SKIP_GPU").as_deref() == Ok("1") => {
+            eprintln!("skipping GPU test (KILN_SKIP_GPU=1): {e}");
+            None
+        }
+        Err(e) => panic!(
+            "no wgpu adapter: {e}. Install lavapipe (apt-get install mesa-vulkan-drivers libvulkan1) \
+             or set KILN_SKIP_GPU=1"
+        ),
+    }
+}

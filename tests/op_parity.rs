@@ -1,0 +1,79 @@
+//! The op-parity suite on the test adapter (lavapipe in CI) against the CPU
+//! reference: every case of `kiln::parity::cases`, with the adapter's subgroup
+//! kernels and with the fallback kernels. A fresh seed per run (printed), so
+//! inputs differ every time; `KILN_SEED` pins one to reproduce a failure.
+
+mod common;
+
+use kiln::backend::Backend;
+use kiln::backend::wgpu::WgpuExecutable;
+use kiln::parity::{cases, run_case};
+use kiln::{DType, Graph};
+
+fn seed() -> u64 {
+    std::env::var("KILN_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(7)
+        })
+}
+
+fn run_suite(backend: &kiln::backend::wgpu::WgpuBackend, label: &str) {
+    let seed = seed();
+    let all = cases::all_cases(seed, "").expect("cases build");
+    assert!(all.len() > 200, "suite unexpectedly small: {}", all.len());
+    let mut failures = Vec::new();
+    for case in &all {
+        let r = match case.binding_limit {
+            Some(l) => run_case(case, &backend.with_binding_limit(l)),
+            None => run_case(case, backend),
+        };
+        if !r.pass {
+            failures.push(format!(
+                "{} {} {}: max abs {:.3e} max rel {:.3e} {}",
+                r.op,
+                r.dtype,
+                r.shape,
+                r.max_abs,
+                r.max_rel,
+                r.error.unwrap_or_default()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{label} (seed {seed}): {} of {} cases failed:\n{}",
+        failures.len(),
+        all.len(),
+        failures.join("\n")
+    );
+    eprintln!("{label}: {} cases passed (seed {seed})", all.len());
+}
+
+#[test]
+fn every_op_matches_the_cpu_reference() {
+    let Some(gpu) = common::gpu() else { return };
+    run_suite(&gpu, &gpu.name());
+    if gpu.caps.subgroups {
+        run_suite(&gpu.without_subgroups(), "fallback kernels (no subgroups)");
+    }
+}
+
+#[test]
+fn weights_over_the_binding_limit_are_split() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut g = Graph::new();
+    let x = g.input("x", &[1, 64], DType::F32).unwrap();
+    let w = g.weight("w", &[100, 64], DType::Q4_0).unwrap();
+    let y = g.matmul(x, w).unwrap();
+    g.mark_output(y).unwrap();
+    let row = DType::Q4_0.row_bytes(64).unwrap() as u64;
+    let small = gpu.with_binding_limit(30 * row);
+    let exe = WgpuExecutable::new(small.ctx.clone(), small.caps.clone(), &g).unwrap();
+    assert_eq!(exe.chunk_count(w), 4, "100 rows at 30 rows per binding");
+    assert_eq!(exe.chunk_count(x), 1);
+}
