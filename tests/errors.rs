@@ -14,33 +14,66 @@ fn graph_building_rejects_bad_shapes_and_dtypes() {
     let mut g = Graph::new();
     let x = g.input("x", &[2, 64], DType::F32).unwrap();
     let w = g.weight("w", &[8, 32], DType::Q4_0).unwrap();
-    assert!(matches!(g.matmul(x, w), Err(KilnError::Shape { op: "mul_mat", .. })));
+    assert!(matches!(
+        g.matmul(x, w),
+        Err(KilnError::Shape { op: "mul_mat", .. })
+    ));
 
     let xh = g.input("xh", &[2, 32], DType::F16).unwrap();
-    assert!(matches!(g.matmul(xh, w), Err(KilnError::UnsupportedDType { op: "mul_mat", .. })));
+    assert!(matches!(
+        g.matmul(xh, w),
+        Err(KilnError::UnsupportedDType { op: "mul_mat", .. })
+    ));
     assert!(matches!(g.silu(w), Err(KilnError::UnsupportedDType { .. })));
 
     // A quantized row must be whole blocks.
-    assert!(matches!(g.weight("bad", &[4, 33], DType::Q8_0), Err(KilnError::BlockMisaligned { .. })));
+    assert!(matches!(
+        g.weight("bad", &[4, 33], DType::Q8_0),
+        Err(KilnError::BlockMisaligned { .. })
+    ));
     assert!(g.input("empty", &[0, 4], DType::F32).is_err());
 
     let y = g.input("y", &[3, 64], DType::F32).unwrap();
     assert!(matches!(g.add(x, y), Err(KilnError::Shape { .. })));
     let pos = g.sym("pos");
     let odd = g.input("odd", &[1, 2, 5], DType::F32).unwrap();
-    let rope = Rope { mode: RopeMode::Normal, n_rot: 5, base: 1e4, scaling: None, pos };
-    assert!(matches!(g.rope(odd, rope), Err(KilnError::BadParam { op: "rope", .. })));
+    let rope = Rope {
+        mode: RopeMode::Normal,
+        n_rot: 5,
+        base: 1e4,
+        scaling: None,
+        pos,
+    };
+    assert!(matches!(
+        g.rope(odd, rope),
+        Err(KilnError::BadParam { op: "rope", .. })
+    ));
 
     let q = g.input("q", &[1, 4, 64], DType::F32).unwrap();
     let k = g.state("k", &[3, 16, 64], DType::F32).unwrap();
-    assert!(matches!(g.attention(q, k, k, 0.125, pos), Err(KilnError::Shape { .. })), "4 heads over 3 kv heads");
+    assert!(
+        matches!(
+            g.attention(q, k, k, 0.125, pos),
+            Err(KilnError::Shape { .. })
+        ),
+        "4 heads over 3 kv heads"
+    );
     let kq = g.state("kq", &[2, 16, 64], DType::Q8_0).unwrap();
-    assert!(matches!(g.attention(q, kq, kq, 0.125, pos), Err(KilnError::UnsupportedDType { .. })));
+    assert!(matches!(
+        g.attention(q, kq, kq, 0.125, pos),
+        Err(KilnError::UnsupportedDType { .. })
+    ));
     // In-place writes need a state destination.
     let src = g.input("src", &[1, 2, 64], DType::F32).unwrap();
     let not_state = g.input("c", &[2, 16, 64], DType::F32).unwrap();
-    assert!(matches!(g.write_cache(not_state, src, pos), Err(KilnError::BadParam { .. })));
-    assert!(matches!(DType::from_ggml_type(6), Err(KilnError::UnsupportedGgmlType(6))));
+    assert!(matches!(
+        g.write_cache(not_state, src, pos),
+        Err(KilnError::BadParam { .. })
+    ));
+    assert!(matches!(
+        DType::from_ggml_type(6),
+        Err(KilnError::UnsupportedGgmlType(6))
+    ));
 }
 
 fn cache_graph() -> (Graph, kiln::TensorId, kiln::TensorId, kiln::TensorId) {
@@ -61,18 +94,33 @@ fn check_runtime_errors(backend: &dyn Backend) {
     let mut exe = backend.compile(&g).unwrap();
     // Wrong shape / dtype / length of data.
     let wrong = HostTensor::zeros(&[2, 2, 4], DType::F32).unwrap();
-    assert!(matches!(exe.write(src, &wrong), Err(BackendError::Tensor { .. })));
+    assert!(matches!(
+        exe.write(src, &wrong),
+        Err(BackendError::Tensor { .. })
+    ));
     let wrong_dtype = HostTensor::zeros(&[3, 2, 4], DType::F16).unwrap();
-    assert!(matches!(exe.write(src, &wrong_dtype), Err(BackendError::Tensor { .. })));
+    assert!(matches!(
+        exe.write(src, &wrong_dtype),
+        Err(BackendError::Tensor { .. })
+    ));
     // Token ids past the table.
     let bad_ids = HostTensor::from_u32(&[2], &[3, 10]).unwrap();
     assert!(matches!(
         exe.write(ids, &bad_ids),
-        Err(BackendError::Graph(KilnError::IndexOutOfRange { id: 10, rows: 10 }))
+        Err(BackendError::Graph(KilnError::IndexOutOfRange {
+            id: 10,
+            rows: 10
+        }))
     ));
     // A position that would write past the cache (8 rows, 3 new at 6).
-    assert!(matches!(exe.run(&[6]), Err(BackendError::Graph(KilnError::SymbolRange { value: 6, .. }))));
-    assert!(matches!(exe.run(&[]), Err(BackendError::Graph(KilnError::BadParam { .. }))));
+    assert!(matches!(
+        exe.run(&[6]),
+        Err(BackendError::Graph(KilnError::SymbolRange { value: 6, .. }))
+    ));
+    assert!(matches!(
+        exe.run(&[]),
+        Err(BackendError::Graph(KilnError::BadParam { .. }))
+    ));
     exe.run(&[5]).unwrap();
     // Intermediates that are not outputs cannot be read.
     let inter = g.nodes[0].output;
@@ -116,5 +164,8 @@ fn tensors_over_the_binding_limit_are_typed_errors() {
     let y = g.matmul(x, w).unwrap();
     g.mark_output(y).unwrap();
     let tiny = gpu.with_binding_limit(8192);
-    assert!(matches!(tiny.compile(&g), Err(BackendError::BindingTooLarge { .. })));
+    assert!(matches!(
+        tiny.compile(&g),
+        Err(BackendError::BindingTooLarge { .. })
+    ));
 }

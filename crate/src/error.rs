@@ -9,10 +9,16 @@ use thiserror::Error;
 pub enum KilnError {
     #[error("unknown dtype '{0}'")]
     UnknownDType(String),
-    #[error("ggml tensor type {0} is not supported (Kiln reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)")]
+    #[error(
+        "ggml tensor type {0} is not supported (Kiln reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)"
+    )]
     UnsupportedGgmlType(u32),
     #[error("{dtype} stores {block}-element blocks but the row has {len} elements")]
-    BlockMisaligned { dtype: DType, len: usize, block: usize },
+    BlockMisaligned {
+        dtype: DType,
+        len: usize,
+        block: usize,
+    },
     #[error("{what}: expected {expected} bytes, got {got}")]
     ByteLength {
         what: String,

@@ -78,7 +78,13 @@ impl Graph {
         Graph::default()
     }
 
-    fn add_tensor(&mut self, name: &str, shape: &[usize], dtype: DType, kind: TensorKind) -> Result<TensorId> {
+    fn add_tensor(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        kind: TensorKind,
+    ) -> Result<TensorId> {
         if shape.is_empty() || shape.contains(&0) {
             return Err(KilnError::BadInput {
                 name: name.into(),
@@ -144,7 +150,10 @@ impl Graph {
                 if info.kind != TensorKind::State || info.shape != shape || info.dtype != dtype {
                     return Err(KilnError::BadParam {
                         op: op.name(),
-                        detail: format!("in-place destination '{}' must be a state tensor", info.name),
+                        detail: format!(
+                            "in-place destination '{}' must be a state tensor",
+                            info.name
+                        ),
                     });
                 }
                 dst
@@ -167,7 +176,11 @@ impl Graph {
         if syms.len() != self.syms.len() {
             return Err(KilnError::BadParam {
                 op: "run",
-                detail: format!("graph declares {} symbols, {} given", self.syms.len(), syms.len()),
+                detail: format!(
+                    "graph declares {} symbols, {} given",
+                    self.syms.len(),
+                    syms.len()
+                ),
             });
         }
         for node in &self.nodes {

@@ -52,7 +52,10 @@ impl HostTensor {
             });
         }
         let data = if dtype == DType::U32 {
-            values.iter().flat_map(|v| (*v as u32).to_le_bytes()).collect()
+            values
+                .iter()
+                .flat_map(|v| (*v as u32).to_le_bytes())
+                .collect()
         } else {
             let last = shape.last().copied().unwrap_or(1).max(1);
             let mut out = Vec::with_capacity(byte_size(shape, dtype)?);

@@ -70,7 +70,13 @@ impl Executable for CpuExecutable {
                 .inputs
                 .iter()
                 .enumerate()
-                .map(|(i, t)| if Some(i) == in_place { &empty } else { &self.tensors[t.0] })
+                .map(|(i, t)| {
+                    if Some(i) == in_place {
+                        &empty
+                    } else {
+                        &self.tensors[t.0]
+                    }
+                })
                 .collect();
             let result = node.op.cpu(&inputs, &mut out, syms);
             self.tensors[out_id.0] = out;

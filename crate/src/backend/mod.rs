@@ -33,8 +33,14 @@ pub enum BackendError {
     },
     #[error("shader {shader} failed to compile: {message}")]
     ShaderCompile { shader: String, message: String },
-    #[error("tensor '{name}' needs {bytes} bytes in one storage binding; the device allows {limit}")]
-    BindingTooLarge { name: String, bytes: u64, limit: u64 },
+    #[error(
+        "tensor '{name}' needs {bytes} bytes in one storage binding; the device allows {limit}"
+    )]
+    BindingTooLarge {
+        name: String,
+        bytes: u64,
+        limit: u64,
+    },
     #[error("GPU validation error: {0}")]
     Validation(String),
     #[error("tensor '{name}': {detail}")]
@@ -82,7 +88,11 @@ pub fn check_write(graph: &Graph, t: TensorId, data: &HostTensor) -> Result<(), 
         )));
     }
     if data.data.len() != info.bytes() {
-        return Err(bad(format!("expects {} bytes, got {}", info.bytes(), data.data.len())));
+        return Err(bad(format!(
+            "expects {} bytes, got {}",
+            info.bytes(),
+            data.data.len()
+        )));
     }
     for node in &graph.nodes {
         for (i, inp) in node.inputs.iter().enumerate() {

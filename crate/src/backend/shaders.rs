@@ -102,14 +102,22 @@ fn expand(
         let active = stack.last().is_none_or(|f| f.active);
         if let Some(arg) = t.strip_prefix("#if ") {
             let c = active && test(arg);
-            stack.push(Frame { parent: active, taken: c, active: c });
+            stack.push(Frame {
+                parent: active,
+                taken: c,
+                active: c,
+            });
         } else if let Some(arg) = t.strip_prefix("#elif ") {
-            let f = stack.last_mut().ok_or_else(|| err(i, "#elif without #if"))?;
+            let f = stack
+                .last_mut()
+                .ok_or_else(|| err(i, "#elif without #if"))?;
             let c = f.parent && !f.taken && test(arg);
             f.taken |= c;
             f.active = c;
         } else if t.starts_with("#else") {
-            let f = stack.last_mut().ok_or_else(|| err(i, "#else without #if"))?;
+            let f = stack
+                .last_mut()
+                .ok_or_else(|| err(i, "#else without #if"))?;
             f.active = f.parent && !f.taken;
             f.taken = true;
         } else if t.starts_with("#endif") {

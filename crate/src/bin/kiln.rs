@@ -4,127 +4,205 @@
 //! * `kiln ops-test [--filter S] [--adapter A] [--seed N]` — the op-parity
 //!   suite on a wgpu adapter against the CPU reference, as a table.
 
-use std::process::ExitCode;
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use kiln::backend::Backend;
-use kiln::backend::wgpu::{WgpuBackend, WgpuOptions, adapter_reports};
-use kiln::parity::{self, CaseResult};
+    use clap::{Parser, Subcommand};
+    use kiln::backend::Backend;
+    use kiln::backend::wgpu::{WgpuBackend, WgpuOptions, adapter_reports};
+    use kiln::parity::{self, CaseResult};
 
-#[derive(Parser)]
-#[command(name = "kiln", version, about = "Quantized transformer inference on WebGPU")]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// List GPU adapters with their features and limits.
-    Devices,
-    /// Run the op-parity suite (every op × dtype × shape vs the CPU reference).
-    OpsTest {
-        /// Only cases whose "op dtype shape" label contains this.
-        #[arg(long, default_value = "")]
-        filter: String,
-        /// Adapter index or name substring (default: KILN_ADAPTER, else the best).
-        #[arg(long)]
-        adapter: Option<String>,
-        /// Seed for the random inputs (default: time-based, printed).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Print only failing rows and the summary.
-        #[arg(long)]
-        quiet: bool,
-        /// Use the fallback kernels even where the adapter offers subgroups.
-        #[arg(long)]
-        no_subgroups: bool,
-    },
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.cmd {
-        Cmd::Devices => devices(),
-        Cmd::OpsTest { filter, adapter, seed, quiet, no_subgroups } => ops_test(&filter, adapter, seed, quiet, no_subgroups),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("kiln: error: {e}");
-            ExitCode::FAILURE
-        }
+    #[derive(Parser)]
+    #[command(
+        name = "kiln",
+        version,
+        about = "Quantized transformer inference on WebGPU"
+    )]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Cmd,
     }
-}
 
-fn devices() -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let list = pollster::block_on(adapter_reports());
-    if list.is_empty() {
-        println!("no adapters found (install a Vulkan driver, e.g. mesa-vulkan-drivers for lavapipe)");
-        return Ok(ExitCode::FAILURE);
+    #[derive(Subcommand)]
+    enum Cmd {
+        /// List GPU adapters with their features and limits.
+        Devices,
+        /// Run the op-parity suite (every op × dtype × shape vs the CPU reference).
+        OpsTest {
+            /// Only cases whose "op dtype shape" label contains this.
+            #[arg(long, default_value = "")]
+            filter: String,
+            /// Adapter index or name substring (default: KILN_ADAPTER, else the best).
+            #[arg(long)]
+            adapter: Option<String>,
+            /// Seed for the random inputs (default: time-based, printed).
+            #[arg(long)]
+            seed: Option<u64>,
+            /// Print only failing rows and the summary.
+            #[arg(long)]
+            quiet: bool,
+            /// Use the fallback kernels even where the adapter offers subgroups.
+            #[arg(long)]
+            no_subgroups: bool,
+        },
     }
-    for a in list {
-        let i = &a.info;
-        let l = &a.limits;
-        println!("[{}] {} ({:?}, {:?})", a.index, i.name, i.backend, i.device_type);
-        println!("    driver: {} {}", i.driver, i.driver_info);
-        println!("    features: {:?}", a.features);
-        println!("    subgroups: {}   shader-f16: {}   subgroup size: {}..{}",
-            a.features.contains(wgpu::Features::SUBGROUP),
-            a.features.contains(wgpu::Features::SHADER_F16),
-            i.subgroup_min_size, i.subgroup_max_size);
-        println!("    max_storage_buffer_binding_size: {}", l.max_storage_buffer_binding_size);
-        println!("    max_buffer_size: {}", l.max_buffer_size);
-        println!("    max_storage_buffers_per_shader_stage: {}", l.max_storage_buffers_per_shader_stage);
-        println!("    max_compute_workgroup_storage_size: {}", l.max_compute_workgroup_storage_size);
-        println!("    max_compute_invocations_per_workgroup: {}", l.max_compute_invocations_per_workgroup);
-        println!("    max_compute_workgroups_per_dimension: {}", l.max_compute_workgroups_per_dimension);
-        println!("    min_storage_buffer_offset_alignment: {}", l.min_storage_buffer_offset_alignment);
-    }
-    Ok(ExitCode::SUCCESS)
-}
 
-fn ops_test(
-    filter: &str,
-    adapter: Option<String>,
-    seed: Option<u64>,
-    quiet: bool,
-    no_subgroups: bool,
-) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let seed = seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    });
-    let mut backend = WgpuBackend::new(&WgpuOptions { adapter, ..Default::default() })?;
-    if no_subgroups {
-        backend = backend.without_subgroups();
-    }
-    println!("backend: {}   subgroups: {}   seed: {seed}", backend.name(), backend.caps.subgroups);
-    let cases = parity::cases::all_cases(seed, filter)?;
-    println!("{:<12} {:<6} {:<44} {:>10} {:>10} {:>10}  result", "op", "dtype", "shape", "max abs", "max rel", "nmse");
-    let (mut pass, mut fail) = (0, 0);
-    let start = std::time::Instant::now();
-    for case in &cases {
-        let r = match case.binding_limit {
-            Some(limit) => parity::run_case(case, &backend.with_binding_limit(limit)),
-            None => parity::run_case(case, &backend),
+    pub fn main() -> ExitCode {
+        let cli = Cli::parse();
+        let result = match cli.cmd {
+            Cmd::Devices => devices(),
+            Cmd::OpsTest {
+                filter,
+                adapter,
+                seed,
+                quiet,
+                no_subgroups,
+            } => ops_test(&filter, adapter, seed, quiet, no_subgroups),
         };
-        if r.pass { pass += 1 } else { fail += 1 }
-        if !quiet || !r.pass {
-            print_row(&r);
+        match result {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("kiln: error: {e}");
+                ExitCode::FAILURE
+            }
         }
     }
-    println!("{pass} passed, {fail} failed, {} cases in {:.1} s", cases.len(), start.elapsed().as_secs_f64());
-    Ok(if fail == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+
+    fn devices() -> Result<ExitCode, Box<dyn std::error::Error>> {
+        let list = pollster::block_on(adapter_reports());
+        if list.is_empty() {
+            println!(
+                "no adapters found (install a Vulkan driver, e.g. mesa-vulkan-drivers for lavapipe)"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        for a in list {
+            let i = &a.info;
+            let l = &a.limits;
+            println!(
+                "[{}] {} ({:?}, {:?})",
+                a.index, i.name, i.backend, i.device_type
+            );
+            println!("    driver: {} {}", i.driver, i.driver_info);
+            println!("    features: {:?}", a.features);
+            println!(
+                "    subgroups: {}   shader-f16: {}   subgroup size: {}..{}",
+                a.features.contains(wgpu::Features::SUBGROUP),
+                a.features.contains(wgpu::Features::SHADER_F16),
+                i.subgroup_min_size,
+                i.subgroup_max_size
+            );
+            println!(
+                "    max_storage_buffer_binding_size: {}",
+                l.max_storage_buffer_binding_size
+            );
+            println!("    max_buffer_size: {}", l.max_buffer_size);
+            println!(
+                "    max_storage_buffers_per_shader_stage: {}",
+                l.max_storage_buffers_per_shader_stage
+            );
+            println!(
+                "    max_compute_workgroup_storage_size: {}",
+                l.max_compute_workgroup_storage_size
+            );
+            println!(
+                "    max_compute_invocations_per_workgroup: {}",
+                l.max_compute_invocations_per_workgroup
+            );
+            println!(
+                "    max_compute_workgroups_per_dimension: {}",
+                l.max_compute_workgroups_per_dimension
+            );
+            println!(
+                "    min_storage_buffer_offset_alignment: {}",
+                l.min_storage_buffer_offset_alignment
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn ops_test(
+        filter: &str,
+        adapter: Option<String>,
+        seed: Option<u64>,
+        quiet: bool,
+        no_subgroups: bool,
+    ) -> Result<ExitCode, Box<dyn std::error::Error>> {
+        let seed = seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+        let mut backend = WgpuBackend::new(&WgpuOptions {
+            adapter,
+            ..Default::default()
+        })?;
+        if no_subgroups {
+            backend = backend.without_subgroups();
+        }
+        println!(
+            "backend: {}   subgroups: {}   seed: {seed}",
+            backend.name(),
+            backend.caps.subgroups
+        );
+        let cases = parity::cases::all_cases(seed, filter)?;
+        println!(
+            "{:<12} {:<6} {:<44} {:>10} {:>10} {:>10}  result",
+            "op", "dtype", "shape", "max abs", "max rel", "nmse"
+        );
+        let (mut pass, mut fail) = (0, 0);
+        let start = std::time::Instant::now();
+        for case in &cases {
+            let r = match case.binding_limit {
+                Some(limit) => parity::run_case(case, &backend.with_binding_limit(limit)),
+                None => parity::run_case(case, &backend),
+            };
+            if r.pass {
+                pass += 1
+            } else {
+                fail += 1
+            }
+            if !quiet || !r.pass {
+                print_row(&r);
+            }
+        }
+        println!(
+            "{pass} passed, {fail} failed, {} cases in {:.1} s",
+            cases.len(),
+            start.elapsed().as_secs_f64()
+        );
+        Ok(if fail == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+
+    fn print_row(r: &CaseResult) {
+        let status = match &r.error {
+            Some(e) => format!("ERROR {e}"),
+            None if r.pass => "ok".into(),
+            None => "FAIL".into(),
+        };
+        println!(
+            "{:<12} {:<6} {:<44} {:>10.2e} {:>10.2e} {:>10.2e}  {status}",
+            r.op,
+            r.dtype.name(),
+            r.shape,
+            r.max_abs,
+            r.max_rel,
+            r.nmse
+        );
+    }
 }
 
-fn print_row(r: &CaseResult) {
-    let status = match &r.error {
-        Some(e) => format!("ERROR {e}"),
-        None if r.pass => "ok".into(),
-        None => "FAIL".into(),
-    };
-    println!("{:<12} {:<6} {:<44} {:>10.2e} {:>10.2e} {:>10.2e}  {status}", r.op, r.dtype.name(), r.shape, r.max_abs, r.max_rel, r.nmse);
+#[cfg(not(target_arch = "wasm32"))]
+fn main() -> std::process::ExitCode {
+    native::main()
 }
+
+/// The CLI drives native adapters; in the browser use the wasm API instead.
+#[cfg(target_arch = "wasm32")]
+fn main() {}

@@ -51,7 +51,10 @@ impl Op for Attention {
         if q.shape.len() != 3 || k.shape.len() != 3 || k.shape != v.shape || k.dtype != v.dtype {
             return Err(shape_err(
                 self.name(),
-                format!("q {:?} must be [t, hq, d], caches {:?} {:?} equal [hkv, cap, d]", q.shape, k.shape, v.shape),
+                format!(
+                    "q {:?} must be [t, hq, d], caches {:?} {:?} equal [hkv, cap, d]",
+                    q.shape, k.shape, v.shape
+                ),
             ));
         }
         let (t, hq, d) = (q.shape[0], q.shape[1], q.shape[2]);
@@ -59,7 +62,10 @@ impl Op for Attention {
         if kd != d || hkv == 0 || hq % hkv != 0 || d > MAX_HEAD_DIM {
             return Err(shape_err(
                 self.name(),
-                format!("need equal head dims ≤ {MAX_HEAD_DIM} and hq % hkv == 0 (q {:?}, cache {:?})", q.shape, k.shape),
+                format!(
+                    "need equal head dims ≤ {MAX_HEAD_DIM} and hq % hkv == 0 (q {:?}, cache {:?})",
+                    q.shape, k.shape
+                ),
             ));
         }
         Ok((vec![t, hq * d], DType::F32))
@@ -99,14 +105,20 @@ impl Op for Attention {
                 let scores: Vec<f64> = (0..n_kv)
                     .map(|j| {
                         let kr = &k[(kvh * cap + j) * d..][..d];
-                        qr.iter().zip(kr).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() * self.scale as f64
+                        qr.iter()
+                            .zip(kr)
+                            .map(|(a, b)| *a as f64 * *b as f64)
+                            .sum::<f64>()
+                            * self.scale as f64
                     })
                     .collect();
                 let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
                 let sum: f64 = e.iter().sum();
                 for c in 0..d {
-                    let acc: f64 = (0..n_kv).map(|j| e[j] * v[(kvh * cap + j) * d + c] as f64).sum();
+                    let acc: f64 = (0..n_kv)
+                        .map(|j| e[j] * v[(kvh * cap + j) * d + c] as f64)
+                        .sum();
                     y[(ti * hq + h) * d + c] = (acc / sum) as f32;
                 }
             }
@@ -120,9 +132,27 @@ impl Op for Attention {
         let (t, hq, d) = (q.shape[0], q.shape[1], q.shape[2]);
         let (hkv, cap) = (k.shape[0], k.shape[1]);
         let ns = Attention::splits(cap);
-        let params = vec![u(t)?, u(hq)?, u(hkv)?, u(d)?, u(cap)?, f(self.scale), self.pos.0, u(ns)?];
-        let kv = if k.dtype == DType::F16 { vec!["KV_F16"] } else { vec![] };
-        let io = vec![Bind::Input(0, 0), Bind::Input(1, 0), Bind::Input(2, 0), Bind::Syms];
+        let params = vec![
+            u(t)?,
+            u(hq)?,
+            u(hkv)?,
+            u(d)?,
+            u(cap)?,
+            f(self.scale),
+            self.pos.0,
+            u(ns)?,
+        ];
+        let kv = if k.dtype == DType::F16 {
+            vec!["KV_F16"]
+        } else {
+            vec![]
+        };
+        let io = vec![
+            Bind::Input(0, 0),
+            Bind::Input(1, 0),
+            Bind::Input(2, 0),
+            Bind::Syms,
+        ];
         if t > SPLIT_MAX_T {
             let mut bindings = io;
             bindings.push(Bind::Output);
@@ -164,7 +194,14 @@ impl Op for Attention {
 impl Graph {
     /// Causal GQA attention of `q [t, hq, d]` over caches `[hkv, cap, d]`,
     /// query 0 at position `pos`.
-    pub fn attention(&mut self, q: TensorId, k_cache: TensorId, v_cache: TensorId, scale: f32, pos: Sym) -> Result<TensorId> {
+    pub fn attention(
+        &mut self,
+        q: TensorId,
+        k_cache: TensorId,
+        v_cache: TensorId,
+        scale: f32,
+        pos: Sym,
+    ) -> Result<TensorId> {
         self.push(Attention { scale, pos }, &[q, k_cache, v_cache])
     }
 }

@@ -49,7 +49,10 @@ impl Op for Binary {
         if a.shape != b.shape && !broadcast {
             return Err(shape_err(
                 self.name(),
-                format!("a {:?} and b {:?} must match (or b be a's trailing dims)", a.shape, b.shape),
+                format!(
+                    "a {:?} and b {:?} must match (or b be a's trailing dims)",
+                    a.shape, b.shape
+                ),
             ));
         }
         Ok((a.shape.clone(), DType::F32))

@@ -71,7 +71,9 @@ impl Op for Cast {
         arity(self.name(), inputs, &[1])?;
         let x = inputs[0];
         require_dtype(self.name(), "x", x, &[DType::F32, DType::F16, DType::BF16])?;
-        if x.dtype != DType::F32 && self.0 != DType::F32 || !matches!(self.0, DType::F32 | DType::F16 | DType::BF16) {
+        if x.dtype != DType::F32 && self.0 != DType::F32
+            || !matches!(self.0, DType::F32 | DType::F16 | DType::BF16)
+        {
             return Err(KilnError::UnsupportedDType {
                 op: self.name(),
                 operand: "target (f32 ↔ f16/bf16 only)",
@@ -103,7 +105,15 @@ impl Op for Cast {
                 groups: grid(n.div_ceil(2).div_ceil(256), ctx.caps)?,
             }]);
         }
-        Ok(vec![strided(x.dtype, [1, 1, 1, n], [0, 0, 0, 1], [0, 0, 0, 1], (0, 0), 0, ctx)?])
+        Ok(vec![strided(
+            x.dtype,
+            [1, 1, 1, n],
+            [0, 0, 0, 1],
+            [0, 0, 0, 1],
+            (0, 0),
+            0,
+            ctx,
+        )?])
     }
 }
 
@@ -117,7 +127,10 @@ impl Op for Transpose {
         let x = inputs[0];
         require_dtype(self.name(), "x", x, &[DType::F32])?;
         if x.shape.len() < 2 {
-            return Err(shape_err(self.name(), format!("x {:?} needs two dimensions", x.shape)));
+            return Err(shape_err(
+                self.name(),
+                format!("x {:?} needs two dimensions", x.shape),
+            ));
         }
         let mut s = x.shape.clone();
         let r = s.len();
@@ -167,11 +180,18 @@ impl Op for Concat {
         let ax = self.0;
         let ok = a.shape.len() == b.shape.len()
             && ax < a.shape.len()
-            && a.shape.iter().zip(&b.shape).enumerate().all(|(i, (x, y))| i == ax || x == y);
+            && a.shape
+                .iter()
+                .zip(&b.shape)
+                .enumerate()
+                .all(|(i, (x, y))| i == ax || x == y);
         if !ok {
             return Err(shape_err(
                 self.name(),
-                format!("a {:?} and b {:?} must match except along axis {ax}", a.shape, b.shape),
+                format!(
+                    "a {:?} and b {:?} must match except along axis {ax}",
+                    a.shape, b.shape
+                ),
             ));
         }
         let mut s = a.shape.clone();
@@ -230,7 +250,10 @@ impl Op for WriteCache {
         if !ok {
             return Err(shape_err(
                 self.name(),
-                format!("src {:?} must be [t, hkv, d] for cache {:?} [hkv, cap, d] (d even for f16)", src.shape, cache.shape),
+                format!(
+                    "src {:?} must be [t, hkv, d] for cache {:?} [hkv, cap, d] (d even for f16)",
+                    src.shape, cache.shape
+                ),
             ));
         }
         Ok((cache.shape.clone(), cache.dtype))
@@ -287,7 +310,13 @@ impl Op for WriteCache {
             entry: "write_cache",
             defines,
             bindings: vec![Bind::Input(1, 0), Bind::Output, Bind::Syms],
-            params: vec![u(src.shape[0])?, u(src.shape[1])?, u(src.shape[2])?, u(cache.shape[1])?, self.0.0],
+            params: vec![
+                u(src.shape[0])?,
+                u(src.shape[1])?,
+                u(src.shape[2])?,
+                u(cache.shape[1])?,
+                self.0.0,
+            ],
             groups: grid(threads.div_ceil(256), ctx.caps)?,
         }])
     }

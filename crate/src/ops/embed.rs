@@ -30,7 +30,10 @@ impl Op for GetRows {
         if table.shape.len() != 2 || ids.shape.len() != 1 {
             return Err(shape_err(
                 self.name(),
-                format!("table {:?} must be [v, d] and ids {:?} be [n]", table.shape, ids.shape),
+                format!(
+                    "table {:?} must be [v, d] and ids {:?} be [n]",
+                    table.shape, ids.shape
+                ),
             ));
         }
         Ok((vec![ids.shape[0], table.shape[1]], DType::F32))
@@ -40,7 +43,12 @@ impl Op for GetRows {
         Some(0)
     }
 
-    fn check_input_data(&self, idx: usize, data: &HostTensor, inputs: &[&TensorInfo]) -> Result<()> {
+    fn check_input_data(
+        &self,
+        idx: usize,
+        data: &HostTensor,
+        inputs: &[&TensorInfo],
+    ) -> Result<()> {
         if idx == 1 {
             let rows = inputs[0].shape[0];
             if let Some(id) = data.to_u32()?.into_iter().find(|id| *id as usize >= rows) {
@@ -58,9 +66,16 @@ impl Op for GetRows {
         for id in inputs[1].to_u32()? {
             let id = id as usize;
             if id >= v {
-                return Err(KilnError::IndexOutOfRange { id: id as u32, rows: v });
+                return Err(KilnError::IndexOutOfRange {
+                    id: id as u32,
+                    rows: v,
+                });
             }
-            y.extend(quant::dequantize(table.dtype, &table.data[id * rb..(id + 1) * rb], d)?);
+            y.extend(quant::dequantize(
+                table.dtype,
+                &table.data[id * rb..(id + 1) * rb],
+                d,
+            )?);
         }
         put_f32(out, &y);
         Ok(())

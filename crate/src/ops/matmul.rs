@@ -49,7 +49,12 @@ impl Op for MatMul {
         if w.shape.len() != 2 || w.shape[1] != x.cols() {
             return Err(shape_err(
                 self.name(),
-                format!("w {:?} must be [n, {}] for x {:?}", w.shape, x.cols(), x.shape),
+                format!(
+                    "w {:?} must be [n, {}] for x {:?}",
+                    w.shape,
+                    x.cols(),
+                    x.shape
+                ),
             ));
         }
         let mut shape = x.shape.clone();
@@ -72,7 +77,11 @@ impl Op for MatMul {
         let mut y = vec![0f32; m * n];
         let mut wr = vec![0f32; k];
         for j in 0..n {
-            quant::dequantize_into(w.dtype, &w.data[j * row_bytes..(j + 1) * row_bytes], &mut wr)?;
+            quant::dequantize_into(
+                w.dtype,
+                &w.data[j * row_bytes..(j + 1) * row_bytes],
+                &mut wr,
+            )?;
             for i in 0..m {
                 let xr = &x[i * k..(i + 1) * k];
                 let s: f64 = xr.iter().zip(&wr).map(|(a, b)| *a as f64 * *b as f64).sum();
@@ -97,7 +106,11 @@ impl Op for MatMul {
                     [u(ch.rows.div_ceil(32))?, u(m.div_ceil(32))?, 1]
                 };
                 Ok(Dispatch {
-                    shader: if gemv { "mul_mat_vec.wgsl" } else { "mul_mat.wgsl" },
+                    shader: if gemv {
+                        "mul_mat_vec.wgsl"
+                    } else {
+                        "mul_mat.wgsl"
+                    },
                     entry: "main",
                     defines: vec![weight_define(w.dtype)],
                     bindings: vec![Bind::Input(1, c), Bind::Input(0, 0), Bind::Output],

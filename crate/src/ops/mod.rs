@@ -46,7 +46,12 @@ pub trait Op: Send + Sync + std::fmt::Debug {
     }
 
     /// Validates host data given for input `idx` (e.g. token ids in range).
-    fn check_input_data(&self, _idx: usize, _data: &HostTensor, _inputs: &[&TensorInfo]) -> Result<()> {
+    fn check_input_data(
+        &self,
+        _idx: usize,
+        _data: &HostTensor,
+        _inputs: &[&TensorInfo],
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -158,7 +163,12 @@ pub fn arity(op: &'static str, inputs: &[&TensorInfo], allowed: &[usize]) -> Res
     }
 }
 
-pub fn require_dtype(op: &'static str, operand: &'static str, t: &TensorInfo, allowed: &[DType]) -> Result<()> {
+pub fn require_dtype(
+    op: &'static str,
+    operand: &'static str,
+    t: &TensorInfo,
+    allowed: &[DType],
+) -> Result<()> {
     if allowed.contains(&t.dtype) {
         Ok(())
     } else {

@@ -42,7 +42,10 @@ impl Op for Norm {
             if t.shape != [d] {
                 return Err(shape_err(
                     self.name(),
-                    format!("weight/bias {:?} must be [{d}] for x {:?}", t.shape, inputs[0].shape),
+                    format!(
+                        "weight/bias {:?} must be [{d}] for x {:?}",
+                        t.shape, inputs[0].shape
+                    ),
                 ));
             }
         }
@@ -85,8 +88,16 @@ impl Op for Norm {
             Norm::Layer { eps } => (1, *eps),
         };
         let n_in = ctx.inputs.len();
-        let w = if n_in > 1 { Bind::Input(1, 0) } else { Bind::Input(0, 0) };
-        let b = if n_in > 2 { Bind::Input(2, 0) } else { Bind::Input(0, 0) };
+        let w = if n_in > 1 {
+            Bind::Input(1, 0)
+        } else {
+            Bind::Input(0, 0)
+        };
+        let b = if n_in > 2 {
+            Bind::Input(2, 0)
+        } else {
+            Bind::Input(0, 0)
+        };
         Ok(vec![Dispatch {
             shader: "norm.wgsl",
             entry: "main",

@@ -70,7 +70,11 @@ impl Op for Argmax {
         arity(self.name(), inputs, &[1])?;
         require_dtype(self.name(), "x", inputs[0], &[DType::F32])?;
         let s = &inputs[0].shape;
-        let shape = if s.len() > 1 { s[..s.len() - 1].to_vec() } else { vec![1] };
+        let shape = if s.len() > 1 {
+            s[..s.len() - 1].to_vec()
+        } else {
+            vec![1]
+        };
         Ok((shape, DType::U32))
     }
 

@@ -71,13 +71,23 @@ impl Op for Rope {
         let x = inputs[0];
         require_dtype(self.name(), "x", x, &[DType::F32])?;
         if x.shape.len() != 3 {
-            return Err(shape_err(self.name(), format!("x {:?} must be [t, h, d]", x.shape)));
+            return Err(shape_err(
+                self.name(),
+                format!("x {:?} must be [t, h, d]", x.shape),
+            ));
         }
         let d = x.shape[2];
-        if !d.is_multiple_of(2) || !self.n_rot.is_multiple_of(2) || self.n_rot == 0 || self.n_rot > d {
+        if !d.is_multiple_of(2)
+            || !self.n_rot.is_multiple_of(2)
+            || self.n_rot == 0
+            || self.n_rot > d
+        {
             return Err(KilnError::BadParam {
                 op: self.name(),
-                detail: format!("head dim {d} and n_rot {} must be even with 0 < n_rot <= d", self.n_rot),
+                detail: format!(
+                    "head dim {d} and n_rot {} must be even with 0 < n_rot <= d",
+                    self.n_rot
+                ),
             });
         }
         Ok((x.shape.clone(), DType::F32))

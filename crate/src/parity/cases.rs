@@ -33,11 +33,26 @@ use crate::host::HostTensor;
 use crate::ops::rope::{Llama3Scaling, Rope, RopeMode};
 use crate::rng::Rng;
 
-pub const EXACT_ISH: Tol = Tol { atol: 1e-6, rtol: 1e-6 };
-pub const TRANSCENDENTAL: Tol = Tol { atol: 1e-6, rtol: 1e-5 };
-pub const REDUCTION: Tol = Tol { atol: 1e-5, rtol: 1e-4 };
-pub const MATMUL: Tol = Tol { atol: 2e-4, rtol: 1e-4 };
-pub const ROPE: Tol = Tol { atol: 3e-4, rtol: 1e-4 };
+pub const EXACT_ISH: Tol = Tol {
+    atol: 1e-6,
+    rtol: 1e-6,
+};
+pub const TRANSCENDENTAL: Tol = Tol {
+    atol: 1e-6,
+    rtol: 1e-5,
+};
+pub const REDUCTION: Tol = Tol {
+    atol: 1e-5,
+    rtol: 1e-4,
+};
+pub const MATMUL: Tol = Tol {
+    atol: 2e-4,
+    rtol: 1e-4,
+};
+pub const ROPE: Tol = Tol {
+    atol: 3e-4,
+    rtol: 1e-4,
+};
 
 /// One line per op family: (name, generator).
 pub type Generator = fn(&mut Rng) -> Result<Vec<Case>>;
@@ -84,7 +99,11 @@ struct B<'a> {
 
 impl<'a> B<'a> {
     fn new(rng: &'a mut Rng) -> B<'a> {
-        B { g: Graph::new(), data: Vec::new(), rng }
+        B {
+            g: Graph::new(),
+            data: Vec::new(),
+            rng,
+        }
     }
 
     fn put(&mut self, t: TensorId, shape: &[usize], dtype: DType, v: &[f32]) -> Result<TensorId> {
@@ -113,11 +132,20 @@ impl<'a> B<'a> {
 
     fn ids(&mut self, ids: &[u32]) -> Result<TensorId> {
         let t = self.g.input("ids", &[ids.len()], DType::U32)?;
-        self.data.push((t, HostTensor::from_u32(&[ids.len()], ids)?));
+        self.data
+            .push((t, HostTensor::from_u32(&[ids.len()], ids)?));
         Ok(t)
     }
 
-    fn case(mut self, op: &'static str, dtype: DType, shape: String, out: TensorId, syms: Vec<u32>, tol: Tol) -> Result<Case> {
+    fn case(
+        mut self,
+        op: &'static str,
+        dtype: DType,
+        shape: String,
+        out: TensorId,
+        syms: Vec<u32>,
+        tol: Tol,
+    ) -> Result<Case> {
         self.g.mark_output(out)?;
         Ok(Case {
             op,
@@ -138,13 +166,29 @@ const ELEMENTWISE_SHAPES: [&[usize]; 5] = [&[1], &[7], &[255], &[257, 3], &[2, 1
 fn unary(rng: &mut Rng) -> Result<Vec<Case>> {
     use crate::ops::unary::Unary;
     let mut out = Vec::new();
-    for op in [Unary::Silu, Unary::Gelu, Unary::GeluErf, Unary::Scale(-0.37)] {
+    for op in [
+        Unary::Silu,
+        Unary::Gelu,
+        Unary::GeluErf,
+        Unary::Scale(-0.37),
+    ] {
         for shape in ELEMENTWISE_SHAPES {
             let mut b = B::new(rng);
             let x = b.input(shape, DType::F32, 3.0)?;
             let y = b.g.push(op, &[x])?;
-            let tol = if matches!(op, Unary::Scale(_)) { EXACT_ISH } else { TRANSCENDENTAL };
-            out.push(b.case(crate::ops::Op::name(&op), DType::F32, format!("{shape:?}"), y, vec![], tol)?);
+            let tol = if matches!(op, Unary::Scale(_)) {
+                EXACT_ISH
+            } else {
+                TRANSCENDENTAL
+            };
+            out.push(b.case(
+                crate::ops::Op::name(&op),
+                DType::F32,
+                format!("{shape:?}"),
+                y,
+                vec![],
+                tol,
+            )?);
         }
     }
     Ok(out)
@@ -154,8 +198,10 @@ fn binary(rng: &mut Rng) -> Result<Vec<Case>> {
     use crate::ops::binary::Binary;
     let mut out = Vec::new();
     for op in [Binary::Add, Binary::Mul, Binary::SwiGlu] {
-        let mut shapes: Vec<(Vec<usize>, Vec<usize>)> =
-            ELEMENTWISE_SHAPES.iter().map(|s| (s.to_vec(), s.to_vec())).collect();
+        let mut shapes: Vec<(Vec<usize>, Vec<usize>)> = ELEMENTWISE_SHAPES
+            .iter()
+            .map(|s| (s.to_vec(), s.to_vec()))
+            .collect();
         if op != Binary::SwiGlu {
             shapes.push((vec![257, 3], vec![3]));
             shapes.push((vec![4, 5, 33], vec![5, 33]));
@@ -165,8 +211,19 @@ fn binary(rng: &mut Rng) -> Result<Vec<Case>> {
             let x = b.input(&sa, DType::F32, 2.0)?;
             let y = b.input(&sb, DType::F32, 2.0)?;
             let z = b.g.push(op, &[x, y])?;
-            let tol = if op == Binary::SwiGlu { TRANSCENDENTAL } else { EXACT_ISH };
-            out.push(b.case(crate::ops::Op::name(&op), DType::F32, format!("{sa:?}·{sb:?}"), z, vec![], tol)?);
+            let tol = if op == Binary::SwiGlu {
+                TRANSCENDENTAL
+            } else {
+                EXACT_ISH
+            };
+            out.push(b.case(
+                crate::ops::Op::name(&op),
+                DType::F32,
+                format!("{sa:?}·{sb:?}"),
+                z,
+                vec![],
+                tol,
+            )?);
         }
     }
     Ok(out)
@@ -197,11 +254,23 @@ fn norm(rng: &mut Rng) -> Result<Vec<Case>> {
 
 fn softmax(rng: &mut Rng) -> Result<Vec<Case>> {
     let mut out = Vec::new();
-    for (shape, scale) in [(vec![1, 1], 1.0), (vec![3, 7], 1.0), (vec![2, 257], 0.125), (vec![1, 1000], 2.0)] {
+    for (shape, scale) in [
+        (vec![1, 1], 1.0),
+        (vec![3, 7], 1.0),
+        (vec![2, 257], 0.125),
+        (vec![1, 1000], 2.0),
+    ] {
         let mut b = B::new(rng);
         let x = b.input(&shape, DType::F32, 3.0)?;
         let y = b.g.softmax(x, scale)?;
-        out.push(b.case("softmax", DType::F32, format!("{shape:?}×{scale}"), y, vec![], TRANSCENDENTAL)?);
+        out.push(b.case(
+            "softmax",
+            DType::F32,
+            format!("{shape:?}×{scale}"),
+            y,
+            vec![],
+            TRANSCENDENTAL,
+        )?);
     }
     Ok(out)
 }
@@ -212,7 +281,14 @@ fn argmax(rng: &mut Rng) -> Result<Vec<Case>> {
         let mut b = B::new(rng);
         let x = b.input(&shape, DType::F32, 1.0)?;
         let y = b.g.argmax(x)?;
-        out.push(b.case("argmax", DType::F32, format!("{shape:?}"), y, vec![], EXACT_ISH)?);
+        out.push(b.case(
+            "argmax",
+            DType::F32,
+            format!("{shape:?}"),
+            y,
+            vec![],
+            EXACT_ISH,
+        )?);
     }
     // Ties resolve to the first index, as PyTorch and llama.cpp do.
     let mut b = B::new(rng);
@@ -223,24 +299,54 @@ fn argmax(rng: &mut Rng) -> Result<Vec<Case>> {
     v[600 + 3] = -1.0;
     b.put(x, &[2, 600], DType::F32, &v)?;
     let y = b.g.argmax(x)?;
-    out.push(b.case("argmax", DType::F32, "[2, 600] ties".into(), y, vec![], EXACT_ISH)?);
+    out.push(b.case(
+        "argmax",
+        DType::F32,
+        "[2, 600] ties".into(),
+        y,
+        vec![],
+        EXACT_ISH,
+    )?);
     Ok(out)
 }
 
 /// (m, n, k) per block size; every weight dtype gets its block size's list.
 fn matmul_shapes(block: usize) -> Vec<(usize, usize, usize)> {
     match block {
-        1 => vec![(1, 1, 1), (1, 7, 5), (3, 33, 17), (8, 64, 64), (9, 31, 35), (33, 65, 100), (1, 300, 64)],
-        32 => vec![(1, 1, 32), (1, 7, 96), (2, 33, 160), (8, 65, 64), (9, 17, 96), (40, 70, 128)],
-        _ => vec![(1, 1, 256), (1, 17, 512), (3, 5, 256), (9, 33, 256), (40, 64, 512)],
+        1 => vec![
+            (1, 1, 1),
+            (1, 7, 5),
+            (3, 33, 17),
+            (8, 64, 64),
+            (9, 31, 35),
+            (33, 65, 100),
+            (1, 300, 64),
+        ],
+        32 => vec![
+            (1, 1, 32),
+            (1, 7, 96),
+            (2, 33, 160),
+            (8, 65, 64),
+            (9, 17, 96),
+            (40, 70, 128),
+        ],
+        _ => vec![
+            (1, 1, 256),
+            (1, 17, 512),
+            (3, 5, 256),
+            (9, 33, 256),
+            (40, 64, 512),
+        ],
     }
 }
 
 fn mul_mat(rng: &mut Rng) -> Result<Vec<Case>> {
     let mut out = Vec::new();
     for dtype in DType::WEIGHTS {
-        let mut shapes: Vec<(usize, usize, usize, bool)> =
-            matmul_shapes(dtype.block_size()).into_iter().map(|(m, n, k)| (m, n, k, false)).collect();
+        let mut shapes: Vec<(usize, usize, usize, bool)> = matmul_shapes(dtype.block_size())
+            .into_iter()
+            .map(|(m, n, k)| (m, n, k, false))
+            .collect();
         shapes.push((1, 200, 256, true));
         shapes.push((12, 200, 256, true));
         for (m, n, k, split) in shapes {
@@ -265,18 +371,30 @@ fn mul_mat(rng: &mut Rng) -> Result<Vec<Case>> {
 fn get_rows(rng: &mut Rng) -> Result<Vec<Case>> {
     let mut out = Vec::new();
     for dtype in DType::WEIGHTS {
-        let d = if dtype.block_size() == 1 { 7 } else { dtype.block_size() * 2 };
+        let d = if dtype.block_size() == 1 {
+            7
+        } else {
+            dtype.block_size() * 2
+        };
         for (v, ids, split) in [
             (1usize, vec![0u32], false),
             (13, vec![12, 0, 5, 5, 12], false),
-            (100, (0..37).map(|i| (i * 11 % 100) as u32).collect::<Vec<_>>(), false),
+            (
+                100,
+                (0..37).map(|i| (i * 11 % 100) as u32).collect::<Vec<_>>(),
+                false,
+            ),
             (100, vec![99, 0, 31, 32, 64, 98, 3], true),
         ] {
             let mut b = B::new(rng);
             let table = b.weight(&[v, d], dtype, 1.0)?;
             let idt = b.ids(&ids)?;
             let y = b.g.get_rows(table, idt)?;
-            let desc = format!("[{v}, {d}] × {} ids{}", ids.len(), if split { " split" } else { "" });
+            let desc = format!(
+                "[{v}, {d}] × {} ids{}",
+                ids.len(),
+                if split { " split" } else { "" }
+            );
             let mut c = b.case("get_rows", dtype, desc, y, vec![], EXACT_ISH)?;
             if split {
                 let act = 4 * ids.len() * d;
@@ -307,7 +425,16 @@ fn rope(rng: &mut Rng) -> Result<Vec<Case>> {
             let mut b = B::new(rng);
             let p = b.g.sym("pos");
             let x = b.input(&[t, h, d], DType::F32, 1.0)?;
-            let y = b.g.rope(x, Rope { mode, n_rot, base, scaling, pos: p })?;
+            let y = b.g.rope(
+                x,
+                Rope {
+                    mode,
+                    n_rot,
+                    base,
+                    scaling,
+                    pos: p,
+                },
+            )?;
             let desc = format!(
                 "{mode:?} [{t}, {h}, {d}] rot{n_rot} pos{pos}{}",
                 if scaling.is_some() { " llama3" } else { "" }
@@ -348,7 +475,12 @@ fn attention(rng: &mut Rng) -> Result<Vec<Case>> {
 fn write_cache(rng: &mut Rng) -> Result<Vec<Case>> {
     let mut out = Vec::new();
     for kv in [DType::F32, DType::F16] {
-        for (t, hkv, d, cap, pos) in [(1, 1, 2, 1, 0u32), (1, 3, 64, 50, 49), (5, 2, 6, 9, 3), (7, 3, 64, 20, 0)] {
+        for (t, hkv, d, cap, pos) in [
+            (1, 1, 2, 1, 0u32),
+            (1, 3, 64, 50, 49),
+            (5, 2, 6, 9, 3),
+            (7, 3, 64, 20, 0),
+        ] {
             let mut b = B::new(rng);
             let p = b.g.sym("pos");
             let cache = b.state(&[hkv, cap, d], kv)?;
@@ -375,8 +507,14 @@ fn cast(rng: &mut Rng) -> Result<Vec<Case>> {
             let x = b.input(&shape, from, 4.0)?;
             let y = b.g.cast(x, to)?;
             let tol = match to {
-                DType::F16 => Tol { atol: 1e-7, rtol: 1.0 / 1024.0 },
-                DType::BF16 => Tol { atol: 1e-7, rtol: 1.0 / 128.0 },
+                DType::F16 => Tol {
+                    atol: 1e-7,
+                    rtol: 1.0 / 1024.0,
+                },
+                DType::BF16 => Tol {
+                    atol: 1e-7,
+                    rtol: 1.0 / 128.0,
+                },
                 _ => EXACT_ISH,
             };
             out.push(b.case("cast", to, format!("{from}→{to} {shape:?}"), y, vec![], tol)?);
@@ -391,7 +529,14 @@ fn transpose(rng: &mut Rng) -> Result<Vec<Case>> {
         let mut b = B::new(rng);
         let x = b.input(&shape, DType::F32, 1.0)?;
         let y = b.g.transpose(x)?;
-        out.push(b.case("transpose", DType::F32, format!("{shape:?}"), y, vec![], EXACT_ISH)?);
+        out.push(b.case(
+            "transpose",
+            DType::F32,
+            format!("{shape:?}"),
+            y,
+            vec![],
+            EXACT_ISH,
+        )?);
     }
     Ok(out)
 }
@@ -409,7 +554,14 @@ fn concat(rng: &mut Rng) -> Result<Vec<Case>> {
         let x = b.input(&sa, DType::F32, 1.0)?;
         let y = b.input(&sb, DType::F32, 1.0)?;
         let z = b.g.concat(x, y, axis)?;
-        out.push(b.case("concat", DType::F32, format!("{sa:?}+{sb:?} axis{axis}"), z, vec![], EXACT_ISH)?);
+        out.push(b.case(
+            "concat",
+            DType::F32,
+            format!("{sa:?}+{sb:?} axis{axis}"),
+            z,
+            vec![],
+            EXACT_ISH,
+        )?);
     }
     Ok(out)
 }

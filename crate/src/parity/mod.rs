@@ -91,7 +91,10 @@ pub fn run_case(case: &Case, backend: &dyn Backend) -> CaseResult {
 
 fn compare(got: &HostTensor, want: &HostTensor, tol: Tol, r: &mut CaseResult) {
     if got.shape != want.shape || got.dtype != want.dtype {
-        r.error = Some(format!("got {} {:?}, want {} {:?}", got.dtype, got.shape, want.dtype, want.shape));
+        r.error = Some(format!(
+            "got {} {:?}, want {} {:?}",
+            got.dtype, got.shape, want.dtype, want.shape
+        ));
         return;
     }
     if want.dtype == DType::U32 {

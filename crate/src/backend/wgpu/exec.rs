@@ -58,7 +58,11 @@ fn align4(n: u64) -> u64 {
 }
 
 impl WgpuExecutable {
-    pub fn new(ctx: Arc<GpuContext>, caps: GpuCaps, graph: &Graph) -> Result<WgpuExecutable, BackendError> {
+    pub fn new(
+        ctx: Arc<GpuContext>,
+        caps: GpuCaps,
+        graph: &Graph,
+    ) -> Result<WgpuExecutable, BackendError> {
         let graph = graph.clone();
         let mut stats = ExecStats::default();
         let chunking = plan_chunks(&graph, &caps)?;
@@ -68,7 +72,9 @@ impl WgpuExecutable {
             buffers.push(device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: align4(size),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             }));
             buffers.len() - 1
@@ -77,7 +83,8 @@ impl WgpuExecutable {
         // Dedicated buffers for everything but pooled intermediates.
         let mut slots: Vec<Option<Slot>> = Vec::new();
         for (i, info) in graph.tensors.iter().enumerate() {
-            let pooled = info.kind == TensorKind::Intermediate && !graph.outputs.contains(&TensorId(i));
+            let pooled =
+                info.kind == TensorKind::Intermediate && !graph.outputs.contains(&TensorId(i));
             if pooled {
                 slots.push(None);
                 continue;
@@ -90,7 +97,11 @@ impl WgpuExecutable {
             if info.kind == TensorKind::Intermediate {
                 stats.unpooled_intermediate_bytes += info.bytes() as u64;
             }
-            slots.push(Some(Slot { bufs, chunks, row_bytes }));
+            slots.push(Some(Slot {
+                bufs,
+                chunks,
+                row_bytes,
+            }));
         }
 
         // Pool intermediates by liveness: free after the last reader.
@@ -114,7 +125,11 @@ impl WgpuExecutable {
                     }
                 };
                 let (chunks, row_bytes) = chunking[out].clone();
-                slots[out] = Some(Slot { bufs: vec![buf], chunks, row_bytes });
+                slots[out] = Some(Slot {
+                    bufs: vec![buf],
+                    chunks,
+                    row_bytes,
+                });
             }
             // Release intermediates whose last reader is this node (and dead outputs).
             let mut release = node.inputs.clone();
@@ -132,7 +147,13 @@ impl WgpuExecutable {
         }
         let slots: Vec<Slot> = slots
             .into_iter()
-            .map(|s| s.unwrap_or(Slot { bufs: vec![], chunks: vec![], row_bytes: 0 }))
+            .map(|s| {
+                s.unwrap_or(Slot {
+                    bufs: vec![],
+                    chunks: vec![],
+                    row_bytes: 0,
+                })
+            })
             .collect();
 
         // Plan every node.
@@ -142,7 +163,11 @@ impl WgpuExecutable {
             let pctx = PlanCtx {
                 inputs: node.inputs.iter().map(|t| &graph.tensors[t.0]).collect(),
                 output: &graph.tensors[node.output.0],
-                chunks: node.inputs.iter().map(|t| slots[t.0].chunks.clone()).collect(),
+                chunks: node
+                    .inputs
+                    .iter()
+                    .map(|t| slots[t.0].chunks.clone())
+                    .collect(),
                 caps: &caps,
             };
             for d in node.op.wgsl(&pctx)? {
@@ -158,7 +183,10 @@ impl WgpuExecutable {
                 plans.push((node.clone(), d));
             }
         }
-        let scratch_bufs: Vec<usize> = scratch.iter().map(|b| new_buf(&mut buffers, *b, "scratch")).collect();
+        let scratch_bufs: Vec<usize> = scratch
+            .iter()
+            .map(|b| new_buf(&mut buffers, *b, "scratch"))
+            .collect();
         let syms_buf = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("syms"),
             size: align4(4 * graph.syms.len() as u64),
@@ -177,7 +205,10 @@ impl WgpuExecutable {
         let mut steps = Vec::with_capacity(plans.len());
         for (i, (node, d)) in plans.iter().enumerate() {
             if d.params.len() * 4 > PARAM_SLOT as usize {
-                return Err(BackendError::Validation(format!("{} params exceed {PARAM_SLOT} bytes", d.shader)));
+                return Err(BackendError::Validation(format!(
+                    "{} params exceed {PARAM_SLOT} bytes",
+                    d.shader
+                )));
             }
             for (j, w) in d.params.iter().enumerate() {
                 let o = i * PARAM_SLOT as usize + 4 * j;
@@ -187,7 +218,12 @@ impl WgpuExecutable {
             if caps.subgroups {
                 defines.push("SUBGROUPS");
             }
-            let key: PipelineKey = (d.shader, d.entry, defines, d.bindings.iter().map(|b| b.writable()).collect());
+            let key: PipelineKey = (
+                d.shader,
+                d.entry,
+                defines,
+                d.bindings.iter().map(|b| b.writable()).collect(),
+            );
             let pipeline = ctx.pipeline(&key)?;
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
@@ -201,11 +237,17 @@ impl WgpuExecutable {
                 let buf = match b {
                     Bind::Input(k, c) => {
                         let t = node.inputs.get(*k).ok_or_else(|| {
-                            BackendError::Validation(format!("{} binds missing input {k}", d.shader))
+                            BackendError::Validation(format!(
+                                "{} binds missing input {k}",
+                                d.shader
+                            ))
                         })?;
                         let s = &slots[t.0];
                         &buffers[*s.bufs.get(*c).ok_or_else(|| {
-                            BackendError::Validation(format!("{} binds missing chunk {c}", d.shader))
+                            BackendError::Validation(format!(
+                                "{} binds missing chunk {c}",
+                                d.shader
+                            ))
                         })?]
                     }
                     Bind::Output => &buffers[slots[node.output.0].bufs[0]],
@@ -259,12 +301,16 @@ impl WgpuExecutable {
     fn write_padded(&self, buf: usize, bytes: &[u8]) {
         let whole = bytes.len() / 4 * 4;
         if whole > 0 {
-            self.ctx.queue.write_buffer(&self.buffers[buf], 0, &bytes[..whole]);
+            self.ctx
+                .queue
+                .write_buffer(&self.buffers[buf], 0, &bytes[..whole]);
         }
         if whole < bytes.len() {
             let mut tail = [0u8; 4];
             tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
-            self.ctx.queue.write_buffer(&self.buffers[buf], whole as u64, &tail);
+            self.ctx
+                .queue
+                .write_buffer(&self.buffers[buf], whole as u64, &tail);
         }
     }
 }
@@ -331,7 +377,9 @@ impl Executable for WgpuExecutable {
         self.graph.info(t)?;
         for b in &self.slots[t.0].bufs {
             let buf = &self.buffers[*b];
-            self.ctx.queue.write_buffer(buf, 0, &vec![byte; buf.size() as usize]);
+            self.ctx
+                .queue
+                .write_buffer(buf, 0, &vec![byte; buf.size() as usize]);
         }
         self.ctx.take_error()
     }
@@ -346,7 +394,9 @@ impl Executable for WgpuExecutable {
         let mut enc = self
             .ctx
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kiln run") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("kiln run"),
+            });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("kiln graph"),

@@ -83,16 +83,24 @@ fn pick(list: Vec<wgpu::Adapter>, want: Option<&str>) -> Result<wgpu::Adapter, B
         .map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().backend))
         .collect();
     let Some(want) = want.filter(|w| !w.is_empty()) else {
-        return list.into_iter().next().ok_or(BackendError::NoAdapter(String::new()));
+        return list
+            .into_iter()
+            .next()
+            .ok_or(BackendError::NoAdapter(String::new()));
     };
     let found = match want.parse::<usize>() {
         Ok(i) => list.into_iter().nth(i),
         Err(_) => {
             let w = want.to_lowercase();
-            list.into_iter().zip(&names).find(|(_, n)| n.to_lowercase().contains(&w)).map(|(a, _)| a)
+            list.into_iter()
+                .zip(&names)
+                .find(|(_, n)| n.to_lowercase().contains(&w))
+                .map(|(a, _)| a)
         }
     };
-    found.ok_or_else(|| BackendError::NoAdapter(format!(" matching '{want}' (have: {})", names.join(", "))))
+    found.ok_or_else(|| {
+        BackendError::NoAdapter(format!(" matching '{want}' (have: {})", names.join(", ")))
+    })
 }
 
 pub(crate) struct Pipeline {
@@ -136,7 +144,9 @@ impl GpuContext {
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             let err = match e {
                 wgpu::Error::OutOfMemory { .. } => BackendError::OutOfMemory(e.to_string()),
-                wgpu::Error::Validation { description, .. } => BackendError::Validation(description),
+                wgpu::Error::Validation { description, .. } => {
+                    BackendError::Validation(description)
+                }
                 wgpu::Error::Internal { description, .. } => BackendError::Validation(description),
             };
             if let Ok(mut v) = sink.lock() {
@@ -150,7 +160,9 @@ impl GpuContext {
                 *l = Some(format!("{reason:?}: {msg}"));
             }
         });
-        let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         let caps = GpuCaps {
             subgroups: features.contains(wgpu::Features::SUBGROUP),
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
@@ -174,7 +186,10 @@ impl GpuContext {
         if let Some(msg) = self.lost.lock().ok().and_then(|l| l.clone()) {
             return Err(BackendError::DeviceLost(msg));
         }
-        let mut errs = self.errors.lock().map_err(|_| BackendError::DeviceLost("error sink poisoned".into()))?;
+        let mut errs = self
+            .errors
+            .lock()
+            .map_err(|_| BackendError::DeviceLost("error sink poisoned".into()))?;
         if errs.is_empty() {
             Ok(())
         } else {
@@ -189,10 +204,12 @@ impl GpuContext {
         let (shader, entry, defines, writable) = key;
         let src = shaders::preprocess(shader, defines)?;
         self.take_error()?;
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(shader),
-            source: wgpu::ShaderSource::Wgsl(src.into()),
-        });
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(shader),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
         let compile_err = |e: BackendError| BackendError::ShaderCompile {
             shader: format!("{shader}:{entry} {defines:?}"),
             message: e.to_string(),
@@ -220,23 +237,29 @@ impl GpuContext {
                 count: None,
             });
         }
-        let layout = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(shader),
-            entries: &entries,
-        });
-        let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(shader),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: Some(&pl),
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(shader),
+                entries: &entries,
+            });
+        let pl = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(shader),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
         self.take_error().map_err(compile_err)?;
         let p = Arc::new(Pipeline { pipeline, layout });
         if let Ok(mut m) = self.pipelines.lock() {
@@ -269,14 +292,20 @@ impl WgpuBackend {
     pub fn without_subgroups(&self) -> WgpuBackend {
         let mut caps = self.caps.clone();
         caps.subgroups = false;
-        WgpuBackend { ctx: self.ctx.clone(), caps }
+        WgpuBackend {
+            ctx: self.ctx.clone(),
+            caps,
+        }
     }
 
     /// The same device, with weights split at `limit` bytes per binding.
     pub fn with_binding_limit(&self, limit: u64) -> WgpuBackend {
         let mut caps = self.caps.clone();
         caps.max_binding_bytes = caps.max_binding_bytes.min(limit);
-        WgpuBackend { ctx: self.ctx.clone(), caps }
+        WgpuBackend {
+            ctx: self.ctx.clone(),
+            caps,
+        }
     }
 
     /// Blocking constructor (native only).
@@ -292,6 +321,10 @@ impl Backend for WgpuBackend {
     }
 
     fn compile(&self, graph: &Graph) -> Result<Box<dyn Executable>, BackendError> {
-        Ok(Box::new(WgpuExecutable::new(self.ctx.clone(), self.caps.clone(), graph)?))
+        Ok(Box::new(WgpuExecutable::new(
+            self.ctx.clone(),
+            self.caps.clone(),
+            graph,
+        )?))
     }
 }

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Kiln's developer entry point. Two commands do all the set-up on a fresh
+# Debian/Ubuntu machine (they install what is missing, then run):
+#
+#   ./dev.sh run    the main job: list GPU adapters, then run the op-parity
+#                   suite on the best one (lavapipe on a machine without a GPU)
+#   ./dev.sh test   the whole test suite: fmt, clippy, cargo test (op parity on
+#                   lavapipe, quant fixtures, typed errors), wasm32 build
+set -euo pipefail
+cd "$(dirname "$0")"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need_vulkan() {
+    # lavapipe (Mesa's software Vulkan) gives wgpu a real adapter without a GPU.
+    if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || ! ldconfig -p | grep -q libvulkan.so.1; then
+        echo "== installing Vulkan loader + lavapipe (apt)"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+    fi
+    # Vulkan loaders complain without a private runtime dir on headless machines.
+    if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "${XDG_RUNTIME_DIR}" ]; then
+        export XDG_RUNTIME_DIR="${TMPDIR:-/tmp}/kiln-xdg-$(id -u)"
+        mkdir -p -m 0700 "$XDG_RUNTIME_DIR"
+    fi
+}
+
+need_wasm() {
+    rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown \
+        || rustup target add wasm32-unknown-unknown
+}
+
+case "${1:-}" in
+run)
+    need_vulkan
+    cargo build --release -p kiln --bin kiln
+    ./target/release/kiln devices
+    ./target/release/kiln ops-test --quiet
+    ;;
+test)
+    need_vulkan
+    need_wasm
+    echo "== cargo fmt --check"; cargo fmt --all -- --check
+    echo "== cargo clippy"; cargo clippy --workspace --all-targets -- -D warnings
+    echo "== cargo test"; cargo test --workspace
+    echo "== wasm32 build"; cargo build -p kiln --target wasm32-unknown-unknown
+    echo "== all tests passed"
+    ;;
+*)
+    echo "usage: ./dev.sh run | test" >&2
+    exit 2
+    ;;
+esac
