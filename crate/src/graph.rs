@@ -65,12 +65,18 @@ pub struct Node {
     pub output: TensorId,
 }
 
+/// A graph holds one or more *programs* (node lists) over one set of
+/// tensors: e.g. a decode step (1 token) and a prefill step (a chunk of
+/// tokens) sharing weights and the KV cache. Nodes are pushed into the last
+/// program ([`Graph::begin_program`] starts a new one).
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
     pub tensors: Vec<TensorInfo>,
     pub nodes: Vec<Node>,
     pub syms: Vec<String>,
     pub outputs: Vec<TensorId>,
+    /// Index of the first node of each program after program 0.
+    pub program_starts: Vec<usize>,
 }
 
 impl Graph {
@@ -171,8 +177,42 @@ impl Graph {
         Ok(output)
     }
 
-    /// Checks symbol values against every op's bounds before a run.
-    pub fn check_syms(&self, syms: &[u32]) -> Result<()> {
+    /// Starts a new program; later pushes go into it. Returns its index.
+    pub fn begin_program(&mut self) -> usize {
+        self.program_starts.push(self.nodes.len());
+        self.program_starts.len()
+    }
+
+    pub fn program_count(&self) -> usize {
+        self.program_starts.len() + 1
+    }
+
+    /// Node index range of program `p`.
+    pub fn program(&self, p: usize) -> Result<std::ops::Range<usize>> {
+        if p >= self.program_count() {
+            return Err(KilnError::BadParam {
+                op: "run",
+                detail: format!(
+                    "program {p} does not exist ({} programs)",
+                    self.program_count()
+                ),
+            });
+        }
+        let start = if p == 0 {
+            0
+        } else {
+            self.program_starts[p - 1]
+        };
+        let end = self
+            .program_starts
+            .get(p)
+            .copied()
+            .unwrap_or(self.nodes.len());
+        Ok(start..end)
+    }
+
+    /// Checks symbol values against the bounds of every op of program `p`.
+    pub fn check_syms(&self, p: usize, syms: &[u32]) -> Result<()> {
         if syms.len() != self.syms.len() {
             return Err(KilnError::BadParam {
                 op: "run",
@@ -183,7 +223,7 @@ impl Graph {
                 ),
             });
         }
-        for node in &self.nodes {
+        for node in &self.nodes[self.program(p)?] {
             let infos: Vec<&TensorInfo> = node.inputs.iter().map(|t| &self.tensors[t.0]).collect();
             node.op.check_syms(&infos, syms, &self.syms)?;
         }

@@ -9,10 +9,14 @@ pub mod dtype;
 pub mod error;
 pub mod graph;
 pub mod host;
+pub mod llm;
+pub mod loader;
+pub mod model;
 pub mod ops;
 pub mod parity;
 pub mod quant;
 pub mod rng;
+pub mod tokenizer;
 
 pub use backend::{Backend, BackendError, Executable};
 pub use dtype::DType;

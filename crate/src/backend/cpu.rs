@@ -49,14 +49,14 @@ impl Executable for CpuExecutable {
         Ok(())
     }
 
-    fn run(&mut self, syms: &[u32]) -> Result<(), BackendError> {
-        self.graph.check_syms(syms)?;
+    fn run_program(&mut self, p: usize, syms: &[u32]) -> Result<(), BackendError> {
+        self.graph.check_syms(p, syms)?;
         let empty = HostTensor {
             shape: vec![],
             dtype: crate::DType::F32,
             data: vec![],
         };
-        for node in &self.graph.nodes {
+        for node in &self.graph.nodes[self.graph.program(p)?] {
             let in_place = node.op.in_place();
             let out_id = node.output;
             let mut out = match in_place {

@@ -57,8 +57,13 @@ pub trait Executable {
     /// Fills a tensor's storage with one byte (0xFF: NaN poison in tests).
     fn fill(&mut self, t: TensorId, byte: u8) -> Result<(), BackendError>;
 
-    /// Runs every node once with these symbol values.
-    fn run(&mut self, syms: &[u32]) -> Result<(), BackendError>;
+    /// Runs every node of program `p` once with these symbol values.
+    fn run_program(&mut self, p: usize, syms: &[u32]) -> Result<(), BackendError>;
+
+    /// Runs program 0.
+    fn run(&mut self, syms: &[u32]) -> Result<(), BackendError> {
+        self.run_program(0, syms)
+    }
 
     /// Reads a tensor back. Intermediates are readable only if marked as graph
     /// outputs (others share pooled memory).

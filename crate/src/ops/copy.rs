@@ -28,6 +28,11 @@ pub struct Concat(pub usize);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteCache(pub Sym);
 
+/// A view with another shape of the same number of elements (no copy on GPU
+/// backends: the output aliases the input's storage).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reshape(pub Vec<usize>);
+
 const HALVES: [DType; 2] = [DType::F16, DType::BF16];
 
 /// A strided-copy dispatch: a 4-D region with source and destination strides.
@@ -322,7 +327,44 @@ impl Op for WriteCache {
     }
 }
 
+impl Op for Reshape {
+    fn name(&self) -> &'static str {
+        "reshape"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[1])?;
+        let x = inputs[0];
+        let n: usize = self.0.iter().product();
+        if n != x.numel() || self.0.is_empty() || self.0.contains(&0) {
+            return Err(shape_err(
+                self.name(),
+                format!("{:?} → {:?} changes the element count", x.shape, self.0),
+            ));
+        }
+        crate::host::byte_size(&self.0, x.dtype)?;
+        Ok((self.0.clone(), x.dtype))
+    }
+
+    fn alias_input(&self) -> Option<usize> {
+        Some(0)
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, _syms: &[u32]) -> Result<()> {
+        out.data = inputs[0].data.clone();
+        Ok(())
+    }
+
+    fn wgsl(&self, _ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        Ok(vec![])
+    }
+}
+
 impl Graph {
+    /// A view of `x` with another shape (same element count).
+    pub fn reshape(&mut self, x: TensorId, shape: &[usize]) -> Result<TensorId> {
+        self.push(Reshape(shape.to_vec()), &[x])
+    }
     pub fn cast(&mut self, x: TensorId, to: DType) -> Result<TensorId> {
         self.push(Cast(to), &[x])
     }

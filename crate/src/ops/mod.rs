@@ -55,6 +55,12 @@ pub trait Op: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// `Some(i)`: the output is a view of input `i` (same bytes, new shape);
+    /// backends alias the storage and dispatch nothing.
+    fn alias_input(&self) -> Option<usize> {
+        None
+    }
+
     /// The input that a GPU backend may split by rows across several buffers
     /// when it exceeds the device's storage-binding limit.
     fn splittable_input(&self) -> Option<usize> {

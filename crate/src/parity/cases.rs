@@ -72,6 +72,7 @@ pub fn registry() -> Vec<(&'static str, Generator)> {
         ("cast", cast),
         ("transpose", transpose),
         ("concat", concat),
+        ("reshape", reshape),
     ]
 }
 
@@ -559,6 +560,32 @@ fn concat(rng: &mut Rng) -> Result<Vec<Case>> {
             DType::F32,
             format!("{sa:?}+{sb:?} axis{axis}"),
             z,
+            vec![],
+            EXACT_ISH,
+        )?);
+    }
+    Ok(out)
+}
+
+/// A view feeding a kernel and a view as the output (aliasing, no copy).
+fn reshape(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for (sa, sb) in [
+        (vec![1], vec![1, 1]),
+        (vec![6, 4], vec![4, 6]),
+        (vec![3, 5, 7], vec![105]),
+    ] {
+        let mut b = B::new(rng);
+        let x = b.input(&sa, DType::F32, 1.0)?;
+        let y = b.g.scale(x, 2.0)?;
+        let v = b.g.reshape(y, &sb)?;
+        let z = b.g.add(v, v)?;
+        let w = b.g.reshape(z, &sa)?;
+        out.push(b.case(
+            "reshape",
+            DType::F32,
+            format!("{sa:?}→{sb:?}"),
+            w,
             vec![],
             EXACT_ISH,
         )?);

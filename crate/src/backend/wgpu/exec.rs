@@ -36,7 +36,8 @@ struct Step {
 /// Figures about a compiled graph (for `kiln` and benchmarks).
 #[derive(Clone, Debug, Default)]
 pub struct ExecStats {
-    pub dispatches: usize,
+    /// Dispatches per program.
+    pub dispatches: Vec<usize>,
     pub buffers: usize,
     pub buffer_bytes: u64,
     pub pooled_intermediate_bytes: u64,
@@ -49,7 +50,7 @@ pub struct WgpuExecutable {
     buffers: Vec<wgpu::Buffer>,
     slots: Vec<Slot>,
     syms_buf: wgpu::Buffer,
-    steps: Vec<Step>,
+    steps: Vec<Vec<Step>>,
     pub stats: ExecStats,
 }
 
@@ -80,13 +81,31 @@ impl WgpuExecutable {
             buffers.len() - 1
         };
 
-        // Dedicated buffers for everything but pooled intermediates.
-        let mut slots: Vec<Option<Slot>> = Vec::new();
+        // Views (reshapes) share their source's storage: `root` maps each
+        // tensor to the tensor that owns its buffer.
+        let n = graph.tensors.len();
+        let mut root: Vec<usize> = (0..n).collect();
+        for node in &graph.nodes {
+            if let Some(i) = node.op.alias_input() {
+                root[node.output.0] = root[node.inputs[i].0];
+            }
+        }
+        // Pinned roots keep a dedicated buffer: non-intermediates, and
+        // anything that is (or has a view that is) a graph output.
+        let mut pinned = vec![false; n];
         for (i, info) in graph.tensors.iter().enumerate() {
-            let pooled =
-                info.kind == TensorKind::Intermediate && !graph.outputs.contains(&TensorId(i));
-            if pooled {
-                slots.push(None);
+            if info.kind != TensorKind::Intermediate || graph.outputs.contains(&TensorId(i)) {
+                pinned[root[i]] = true;
+            }
+        }
+        let mut root_last: Vec<Option<usize>> = vec![None; n];
+        for (t, l) in graph.last_use().into_iter().enumerate() {
+            root_last[root[t]] = root_last[root[t]].max(l);
+        }
+
+        let mut slots: Vec<Option<Slot>> = (0..n).map(|_| None).collect();
+        for (i, info) in graph.tensors.iter().enumerate() {
+            if root[i] != i || !pinned[i] {
                 continue;
             }
             let (chunks, row_bytes) = chunking[i].clone();
@@ -97,19 +116,39 @@ impl WgpuExecutable {
             if info.kind == TensorKind::Intermediate {
                 stats.unpooled_intermediate_bytes += info.bytes() as u64;
             }
-            slots.push(Some(Slot {
+            slots[i] = Some(Slot {
                 bufs,
                 chunks,
                 row_bytes,
-            }));
+            });
         }
 
-        // Pool intermediates by liveness: free after the last reader.
-        let last = graph.last_use();
+        // Pool the other intermediates by liveness: a buffer returns to the
+        // pool after the last reader of its root (programs run one at a
+        // time, so programs share the pool too).
         let mut free: Vec<usize> = Vec::new();
         for (ni, node) in graph.nodes.iter().enumerate() {
             let out = node.output.0;
-            if slots[out].is_none() {
+            let r = root[out];
+            if r != out {
+                let src = slots[r]
+                    .as_ref()
+                    .map(|s| s.bufs.clone())
+                    .unwrap_or_default();
+                if src.len() != 1 {
+                    return Err(BackendError::Unsupported {
+                        op: node.op.name().into(),
+                        backend: "wgpu".into(),
+                        reason: "a view of a tensor split across bindings".into(),
+                    });
+                }
+                let (chunks, row_bytes) = chunking[out].clone();
+                slots[out] = Some(Slot {
+                    bufs: src,
+                    chunks,
+                    row_bytes,
+                });
+            } else if slots[out].is_none() {
                 let need = align4(graph.tensors[out].bytes() as u64);
                 let best = free
                     .iter()
@@ -131,14 +170,11 @@ impl WgpuExecutable {
                     row_bytes,
                 });
             }
-            // Release intermediates whose last reader is this node (and dead outputs).
-            let mut release = node.inputs.clone();
-            release.push(node.output);
-            for t in release {
-                let info = &graph.tensors[t.0];
-                let pooled = info.kind == TensorKind::Intermediate && !graph.outputs.contains(&t);
-                let done = last[t.0].is_none_or(|l| l <= ni);
-                if let (true, Some(s)) = (pooled && done, &slots[t.0])
+            // Release roots whose last reader is this node (and dead outputs).
+            for t in node.inputs.iter().chain(std::iter::once(&node.output)) {
+                let r = root[t.0];
+                let done = root_last[r].is_none_or(|l| l <= ni);
+                if let (false, true, Some(s)) = (pinned[r], done, &slots[r])
                     && !free.contains(&s.bufs[0])
                 {
                     free.push(s.bufs[0]);
@@ -159,7 +195,10 @@ impl WgpuExecutable {
         // Plan every node.
         let mut plans = Vec::new();
         let mut scratch: Vec<u64> = Vec::new();
-        for node in &graph.nodes {
+        for (ni, node) in graph.nodes.iter().enumerate() {
+            let program = (0..graph.program_count())
+                .find(|p| graph.program(*p).is_ok_and(|r| r.contains(&ni)))
+                .unwrap_or(0);
             let pctx = PlanCtx {
                 inputs: node.inputs.iter().map(|t| &graph.tensors[t.0]).collect(),
                 output: &graph.tensors[node.output.0],
@@ -180,7 +219,7 @@ impl WgpuExecutable {
                         scratch[s] = scratch[s].max(*bytes);
                     }
                 }
-                plans.push((node.clone(), d));
+                plans.push((program, node.clone(), d));
             }
         }
         let scratch_bufs: Vec<usize> = scratch
@@ -202,8 +241,8 @@ impl WgpuExecutable {
         ctx.take_error()?;
 
         let mut params = vec![0u8; (PARAM_SLOT as usize) * plans.len().max(1)];
-        let mut steps = Vec::with_capacity(plans.len());
-        for (i, (node, d)) in plans.iter().enumerate() {
+        let mut steps: Vec<Vec<Step>> = (0..graph.program_count()).map(|_| Vec::new()).collect();
+        for (i, (program, node, d)) in plans.iter().enumerate() {
             if d.params.len() * 4 > PARAM_SLOT as usize {
                 return Err(BackendError::Validation(format!(
                     "{} params exceed {PARAM_SLOT} bytes",
@@ -264,7 +303,7 @@ impl WgpuExecutable {
                 layout: &pipeline.layout,
                 entries: &entries,
             });
-            steps.push(Step {
+            steps[*program].push(Step {
                 pipeline,
                 bind_group,
                 groups: d.groups,
@@ -272,7 +311,7 @@ impl WgpuExecutable {
         }
         ctx.queue.write_buffer(&params_buf, 0, &params);
         ctx.take_error()?;
-        stats.dispatches = steps.len();
+        stats.dispatches = steps.iter().map(Vec::len).collect();
         stats.buffers = buffers.len();
         stats.buffer_bytes = buffers.iter().map(|b| b.size()).sum();
         Ok(WgpuExecutable {
@@ -384,8 +423,8 @@ impl Executable for WgpuExecutable {
         self.ctx.take_error()
     }
 
-    fn run(&mut self, syms: &[u32]) -> Result<(), BackendError> {
-        self.graph.check_syms(syms)?;
+    fn run_program(&mut self, p: usize, syms: &[u32]) -> Result<(), BackendError> {
+        self.graph.check_syms(p, syms)?;
         self.ctx.take_error()?;
         if !syms.is_empty() {
             let bytes: Vec<u8> = syms.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -402,7 +441,7 @@ impl Executable for WgpuExecutable {
                 label: Some("kiln graph"),
                 timestamp_writes: None,
             });
-            for s in &self.steps {
+            for s in &self.steps[p] {
                 pass.set_pipeline(&s.pipeline.pipeline);
                 pass.set_bind_group(0, &s.bind_group, &[]);
                 pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);

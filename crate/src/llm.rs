@@ -1,0 +1,141 @@
+//! A loaded language model on a backend: weights streamed from the file into
+//! device buffers one tensor at a time, a KV cache, and the prefill/decode
+//! steps. Sampling and text live in [`crate::generate`].
+
+use std::io::{Read, Seek};
+
+use crate::backend::{Backend, Executable};
+use crate::host::HostTensor;
+use crate::loader::LoadError;
+use crate::loader::gguf::GgufFile;
+use crate::model::LlamaConfig;
+use crate::model::llama::{self, LlamaGraph, LlamaOptions, StepIo};
+
+pub struct Llm {
+    pub model: LlamaGraph,
+    pub exe: Box<dyn Executable>,
+    /// Tokens currently in the KV cache.
+    pub tokens: Vec<u32>,
+    last: Option<StepIo>,
+}
+
+/// Load progress: bytes of weights uploaded so far and in total.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64) -> bool;
+
+impl Llm {
+    /// Builds the model graph from a GGUF header, compiles it on `backend`
+    /// and streams every weight from `file` to the device. `progress` may
+    /// return false to cancel.
+    pub fn from_gguf<R: Read + Seek>(
+        gguf: &GgufFile,
+        file: &mut R,
+        backend: &dyn Backend,
+        opts: &LlamaOptions,
+        progress: Progress,
+    ) -> Result<Llm, LoadError> {
+        let config = LlamaConfig::from_gguf(gguf)?;
+        let model = llama::build(&config, opts, &|name| {
+            let t = gguf.tensor(name)?;
+            Ok((t.shape.clone(), t.dtype))
+        })?;
+        let mut exe = backend.compile(&model.graph)?;
+        let total = model.weight_bytes();
+        let mut done = 0;
+        for (name, id) in &model.weights {
+            let info = gguf.tensor(name)?;
+            let data = gguf.read_tensor(file, info)?;
+            exe.write(*id, &data)?;
+            done += info.bytes;
+            if !progress(done, total) {
+                return Err(LoadError::Cancelled);
+            }
+        }
+        model.clear_cache(exe.as_mut())?;
+        Ok(Llm {
+            model,
+            exe,
+            tokens: Vec::new(),
+            last: None,
+        })
+    }
+
+    /// Opens a GGUF file and loads it (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(
+        path: &std::path::Path,
+        backend: &dyn Backend,
+        opts: &LlamaOptions,
+        progress: Progress,
+    ) -> Result<(Llm, GgufFile), LoadError> {
+        let (gguf, mut f) = GgufFile::open(path)?;
+        let llm = Llm::from_gguf(&gguf, &mut f, backend, opts, progress)?;
+        Ok((llm, gguf))
+    }
+
+    pub fn max_ctx(&self) -> usize {
+        self.model.opts.max_ctx
+    }
+
+    /// Forgets the conversation (the cache is simply overwritten later).
+    pub fn reset(&mut self) {
+        self.tokens.clear();
+        self.last = None;
+    }
+
+    /// Appends `tokens` to the sequence: full prefill chunks, then the rest
+    /// as one padded chunk (or a decode step for a single token). Afterwards
+    /// [`Llm::logits`] and [`Llm::greedy`] refer to the last token.
+    pub fn feed(&mut self, tokens: &[u32]) -> Result<(), LoadError> {
+        let need = self.tokens.len() + tokens.len();
+        if need > self.max_ctx() {
+            return Err(LoadError::ContextFull {
+                max_ctx: self.max_ctx(),
+                need,
+            });
+        }
+        let chunk = self.model.prefill.tokens;
+        let mut rest = tokens;
+        while !rest.is_empty() {
+            let io = if rest.len() == 1 {
+                self.model.decode.clone()
+            } else {
+                self.model.prefill.clone()
+            };
+            let n = rest.len().min(io.tokens);
+            let mut ids = rest[..n].to_vec();
+            ids.resize(io.tokens, 0);
+            self.exe
+                .write(io.ids, &HostTensor::from_u32(&[io.tokens], &ids)?)?;
+            if let Some(last) = io.last {
+                self.exe
+                    .write(last, &HostTensor::from_u32(&[1], &[n as u32 - 1])?)?;
+            }
+            self.exe
+                .run_program(io.program, &[self.tokens.len() as u32])?;
+            self.tokens.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            self.last = Some(io);
+            debug_assert!(n <= chunk);
+        }
+        Ok(())
+    }
+
+    fn last(&self) -> Result<&StepIo, LoadError> {
+        self.last
+            .as_ref()
+            .ok_or_else(|| LoadError::Corrupt("no token has been fed yet".into()))
+    }
+
+    /// The greedy next token (reads back 4 bytes).
+    pub fn greedy(&mut self) -> Result<u32, LoadError> {
+        let next = self.last()?.next;
+        let t = self.exe.read(next)?;
+        Ok(t.to_u32()?[0])
+    }
+
+    /// Logits of the last token.
+    pub fn logits(&mut self) -> Result<Vec<f32>, LoadError> {
+        let logits = self.last()?.logits;
+        Ok(self.exe.read(logits)?.to_f32()?)
+    }
+}

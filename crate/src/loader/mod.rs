@@ -1,0 +1,67 @@
+//! Model file loaders. Sizes and offsets are validated before anything is
+//! allocated; truncated or corrupt files give a typed [`LoadError`].
+
+pub mod gguf;
+
+use thiserror::Error;
+
+use crate::backend::BackendError;
+use crate::error::KilnError;
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum LoadError {
+    #[error("I/O error: {0}")]
+    Io(String),
+    #[error("not a GGUF file (starts with {0:02x?}, expected \"GGUF\")")]
+    BadMagic([u8; 4]),
+    #[error("GGUF version {0} is not supported (Kiln reads versions 2 and 3)")]
+    Version(u32),
+    #[error("file is truncated: {what} needs bytes up to offset {need}, but the file has {len}")]
+    Truncated { what: String, need: u64, len: u64 },
+    #[error("corrupt file: {0}")]
+    Corrupt(String),
+    #[error(
+        "tensor '{name}' has ggml type {id} ({type_name}), which Kiln does not read (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)"
+    )]
+    UnsupportedTensorType {
+        name: String,
+        id: u32,
+        type_name: &'static str,
+    },
+    #[error("metadata key '{0}' is missing")]
+    MissingKey(String),
+    #[error("metadata key '{key}' is {got}, expected {want}")]
+    WrongType {
+        key: String,
+        got: String,
+        want: &'static str,
+    },
+    #[error("model architecture '{0}' is not supported (Kiln runs: llama, qwen2, mistral)")]
+    UnsupportedArchitecture(String),
+    #[error("tensor '{0}' is missing from the model file")]
+    MissingTensor(String),
+    #[error("tensor '{name}' has shape {got:?}, expected {want:?}")]
+    TensorShape {
+        name: String,
+        got: Vec<usize>,
+        want: Vec<usize>,
+    },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error(transparent)]
+    Kiln(#[from] KilnError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(
+        "the context is full: {need} tokens do not fit in {max_ctx} (start a new session or load with a larger context)"
+    )]
+    ContextFull { max_ctx: usize, need: usize },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl From<std::io::Error> for LoadError {
+    fn from(e: std::io::Error) -> Self {
+        LoadError::Io(e.to_string())
+    }
+}

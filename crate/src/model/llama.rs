@@ -1,0 +1,236 @@
+//! The Llama-family decoder as a Kiln graph with two programs over one set of
+//! weights and one KV cache: program 0 decodes one token, program 1 prefills
+//! a chunk of `prefill_chunk` tokens (the last chunk of a prompt is padded;
+//! padding sits after the real tokens, so causal attention never sees it, and
+//! its cache rows are overwritten by the tokens that follow).
+//!
+//! Per layer: `x += W_o · attn(rope(W_q·h), rope(W_k·h), W_v·h)` with
+//! `h = rms_norm(x)`, then `x += W_down · swiglu(W_gate·h, W_up·h)` with
+//! `h = rms_norm(x)`. The head: `rms_norm` of the last position, `W_out` (or
+//! the tied embedding), and an in-graph argmax so greedy decoding reads back
+//! only the 4-byte token id.
+
+use super::LlamaConfig;
+use crate::backend::Executable;
+use crate::dtype::DType;
+use crate::graph::{Graph, Sym, TensorId};
+use crate::loader::LoadError;
+use crate::ops::rope::Rope;
+
+#[derive(Clone, Debug)]
+pub struct LlamaOptions {
+    /// Longest sequence (prompt + generated tokens) a session can hold.
+    pub max_ctx: usize,
+    /// Tokens per prefill run.
+    pub prefill_chunk: usize,
+    /// KV cache storage: F32 (exact) or F16 (half the memory).
+    pub kv_dtype: DType,
+}
+
+impl Default for LlamaOptions {
+    fn default() -> Self {
+        LlamaOptions {
+            max_ctx: 2048,
+            prefill_chunk: 64,
+            kv_dtype: DType::F32,
+        }
+    }
+}
+
+/// The inputs and outputs of one program.
+#[derive(Clone, Debug)]
+pub struct StepIo {
+    pub program: usize,
+    pub tokens: usize,
+    /// Token ids `[tokens]` u32.
+    pub ids: TensorId,
+    /// Prefill only: index `[1]` of the last real token in the chunk.
+    pub last: Option<TensorId>,
+    /// Logits `[1, vocab]` of the last (real) position.
+    pub logits: TensorId,
+    /// Greedy next token `[1]` u32.
+    pub next: TensorId,
+}
+
+pub struct LlamaGraph {
+    pub config: LlamaConfig,
+    pub opts: LlamaOptions,
+    pub graph: Graph,
+    /// Position of the first token of a run.
+    pub pos: Sym,
+    pub decode: StepIo,
+    pub prefill: StepIo,
+    /// (tensor name in the model file, graph weight).
+    pub weights: Vec<(String, TensorId)>,
+    /// KV caches, `[n_kv_heads, max_ctx + prefill_chunk, head_dim]` each.
+    pub caches: Vec<TensorId>,
+}
+
+struct Layer {
+    attn_norm: TensorId,
+    wq: TensorId,
+    wk: TensorId,
+    wv: TensorId,
+    bias: Option<[TensorId; 3]>,
+    wo: TensorId,
+    ffn_norm: TensorId,
+    w_gate: TensorId,
+    w_up: TensorId,
+    w_down: TensorId,
+    k_cache: TensorId,
+    v_cache: TensorId,
+}
+
+/// Builds the graph. `file` gives each weight's (shape, dtype) as stored in
+/// the model file; shapes are checked against the config.
+pub fn build(
+    config: &LlamaConfig,
+    opts: &LlamaOptions,
+    file: &dyn Fn(&str) -> Result<(Vec<usize>, DType), LoadError>,
+) -> Result<LlamaGraph, LoadError> {
+    let c = config;
+    let mut g = Graph::new();
+    let mut weights = Vec::new();
+    let mut weight = |g: &mut Graph, name: &str, want: &[usize]| -> Result<TensorId, LoadError> {
+        let (shape, dtype) = file(name)?;
+        if shape != want {
+            return Err(LoadError::TensorShape {
+                name: name.into(),
+                got: shape,
+                want: want.to_vec(),
+            });
+        }
+        let t = g.weight(name, &shape, dtype)?;
+        weights.push((name.to_string(), t));
+        Ok(t)
+    };
+    let (d, hd) = (c.d_model, c.head_dim);
+    let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
+    let embd = weight(&mut g, "token_embd.weight", &[c.vocab, d])?;
+    let cap = opts.max_ctx + opts.prefill_chunk;
+    let mut layers = Vec::with_capacity(c.n_layers);
+    for l in 0..c.n_layers {
+        let n = |s: &str| format!("blk.{l}.{s}");
+        let bias = if c.qkv_bias {
+            Some([
+                weight(&mut g, &n("attn_q.bias"), &[q_dim])?,
+                weight(&mut g, &n("attn_k.bias"), &[kv_dim])?,
+                weight(&mut g, &n("attn_v.bias"), &[kv_dim])?,
+            ])
+        } else {
+            None
+        };
+        layers.push(Layer {
+            attn_norm: weight(&mut g, &n("attn_norm.weight"), &[d])?,
+            wq: weight(&mut g, &n("attn_q.weight"), &[q_dim, d])?,
+            wk: weight(&mut g, &n("attn_k.weight"), &[kv_dim, d])?,
+            wv: weight(&mut g, &n("attn_v.weight"), &[kv_dim, d])?,
+            bias,
+            wo: weight(&mut g, &n("attn_output.weight"), &[d, q_dim])?,
+            ffn_norm: weight(&mut g, &n("ffn_norm.weight"), &[d])?,
+            w_gate: weight(&mut g, &n("ffn_gate.weight"), &[c.ffn_dim, d])?,
+            w_up: weight(&mut g, &n("ffn_up.weight"), &[c.ffn_dim, d])?,
+            w_down: weight(&mut g, &n("ffn_down.weight"), &[d, c.ffn_dim])?,
+            k_cache: g.state(&n("k_cache"), &[c.n_kv_heads, cap, hd], opts.kv_dtype)?,
+            v_cache: g.state(&n("v_cache"), &[c.n_kv_heads, cap, hd], opts.kv_dtype)?,
+        });
+    }
+    let out_norm = weight(&mut g, "output_norm.weight", &[d])?;
+    let head = if c.tied_embeddings {
+        embd
+    } else {
+        weight(&mut g, "output.weight", &[c.vocab, d])?
+    };
+    let pos = g.sym("pos");
+    let rope = Rope {
+        mode: c.rope_mode,
+        n_rot: c.n_rot,
+        base: c.rope_base,
+        scaling: c.rope_scaling,
+        pos,
+    };
+
+    let forward = |g: &mut Graph, t: usize, program: usize| -> Result<StepIo, LoadError> {
+        let ids = g.input("ids", &[t], DType::U32)?;
+        let mut x = g.get_rows(embd, ids)?;
+        for ly in &layers {
+            let h = g.rms_norm(x, Some(ly.attn_norm), c.rms_eps)?;
+            let mut q = g.matmul(h, ly.wq)?;
+            let mut k = g.matmul(h, ly.wk)?;
+            let mut v = g.matmul(h, ly.wv)?;
+            if let Some([bq, bk, bv]) = ly.bias {
+                q = g.add(q, bq)?;
+                k = g.add(k, bk)?;
+                v = g.add(v, bv)?;
+            }
+            let q = g.reshape(q, &[t, c.n_heads, hd])?;
+            let k = g.reshape(k, &[t, c.n_kv_heads, hd])?;
+            let v = g.reshape(v, &[t, c.n_kv_heads, hd])?;
+            let q = g.rope(q, rope)?;
+            let k = g.rope(k, rope)?;
+            let kc = g.write_cache(ly.k_cache, k, pos)?;
+            let vc = g.write_cache(ly.v_cache, v, pos)?;
+            let a = g.attention(q, kc, vc, 1.0 / (hd as f32).sqrt(), pos)?;
+            let o = g.matmul(a, ly.wo)?;
+            x = g.add(x, o)?;
+            let h = g.rms_norm(x, Some(ly.ffn_norm), c.rms_eps)?;
+            let gate = g.matmul(h, ly.w_gate)?;
+            let up = g.matmul(h, ly.w_up)?;
+            let s = g.swiglu(gate, up)?;
+            let dn = g.matmul(s, ly.w_down)?;
+            x = g.add(x, dn)?;
+        }
+        let last = if t > 1 {
+            let last = g.input("last", &[1], DType::U32)?;
+            x = g.get_rows(x, last)?;
+            Some(last)
+        } else {
+            None
+        };
+        let x = g.rms_norm(x, Some(out_norm), c.rms_eps)?;
+        let logits = g.matmul(x, head)?;
+        let next = g.argmax(logits)?;
+        g.mark_output(logits)?;
+        g.mark_output(next)?;
+        Ok(StepIo {
+            program,
+            tokens: t,
+            ids,
+            last,
+            logits,
+            next,
+        })
+    };
+    let decode = forward(&mut g, 1, 0)?;
+    let program = g.begin_program();
+    let prefill = forward(&mut g, opts.prefill_chunk.max(2), program)?;
+    let caches = layers.iter().flat_map(|l| [l.k_cache, l.v_cache]).collect();
+    Ok(LlamaGraph {
+        config: c.clone(),
+        opts: opts.clone(),
+        graph: g,
+        pos,
+        decode,
+        prefill,
+        weights,
+        caches,
+    })
+}
+
+impl LlamaGraph {
+    /// Bytes of all weights.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weights
+            .iter()
+            .map(|(_, t)| self.graph.tensors[t.0].bytes() as u64)
+            .sum()
+    }
+
+    /// Zeroes the KV caches (a fresh session).
+    pub fn clear_cache(&self, exe: &mut dyn Executable) -> Result<(), LoadError> {
+        for c in &self.caches {
+            exe.fill(*c, 0)?;
+        }
+        Ok(())
+    }
+}
