@@ -32,32 +32,7 @@ fn spec_from_gguf(path: &Path) -> TokenizerSpec {
         path.display()
     );
     let (g, _file) = GgufFile::open(path).unwrap();
-    let key = |k: &str| format!("tokenizer.ggml.{k}");
-    let strings = |k: &str| -> Vec<String> {
-        g.get_str_array(&key(k))
-            .map(|v| v.into_iter().map(String::from).collect())
-            .unwrap_or_default()
-    };
-    let model = g.get_str(&key("model")).unwrap().to_string();
-    TokenizerSpec {
-        pre: g.get_str(&key("pre")).ok().map(String::from),
-        tokens: strings("tokens"),
-        token_types: g.get_i32_array(&key("token_type")).unwrap_or_default(),
-        scores: g.get_f32_array(&key("scores")).unwrap_or_default(),
-        merges: strings("merges"),
-        bos: g.get_u32(&key("bos_token_id")).ok(),
-        eos: g.get_u32(&key("eos_token_id")).ok(),
-        unk: g.get_u32(&key("unknown_token_id")).ok(),
-        pad: g.get_u32(&key("padding_token_id")).ok(),
-        add_bos: g
-            .get_bool(&key("add_bos_token"))
-            .unwrap_or(model == "llama"),
-        add_eos: g.get_bool(&key("add_eos_token")).unwrap_or(false),
-        add_space_prefix: g
-            .get_bool(&key("add_space_prefix"))
-            .unwrap_or(model == "llama"),
-        model,
-    }
+    g.tokenizer_spec().unwrap()
 }
 
 fn smollm2_spec() -> &'static TokenizerSpec {

@@ -16,6 +16,8 @@ pub mod ops;
 pub mod parity;
 pub mod quant;
 pub mod rng;
+pub mod generate;
+pub mod sample;
 pub mod tokenizer;
 
 pub use backend::{Backend, BackendError, Executable};

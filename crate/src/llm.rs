@@ -78,7 +78,12 @@ impl Llm {
 
     /// Forgets the conversation (the cache is simply overwritten later).
     pub fn reset(&mut self) {
-        self.tokens.clear();
+        self.truncate(0);
+    }
+
+    /// Keeps only the first `n` tokens of the sequence (KV-cache prefix reuse).
+    pub fn truncate(&mut self, n: usize) {
+        self.tokens.truncate(n);
         self.last = None;
     }
 

@@ -85,6 +85,10 @@ impl Executable for CpuExecutable {
         Ok(())
     }
 
+    fn device_bytes(&self) -> u64 {
+        self.tensors.iter().map(|t| t.data.len() as u64).sum()
+    }
+
     fn read(&mut self, t: TensorId) -> Result<HostTensor, BackendError> {
         readable(&self.graph, t)?;
         Ok(self.tensors[t.0].clone())

@@ -65,6 +65,9 @@ pub trait Executable {
         self.run_program(0, syms)
     }
 
+    /// Bytes of device memory this executable holds (buffers of all kinds).
+    fn device_bytes(&self) -> u64;
+
     /// Reads a tensor back. Intermediates are readable only if marked as graph
     /// outputs (others share pooled memory).
     fn read(&mut self, t: TensorId) -> Result<HostTensor, BackendError>;

@@ -443,3 +443,42 @@ impl GgufFile {
         Ok(HostTensor::from_bytes(&t.shape, t.dtype, data)?)
     }
 }
+
+impl GgufFile {
+    /// The tokenizer described by `tokenizer.ggml.*` metadata.
+    pub fn tokenizer_spec(&self) -> Result<crate::tokenizer::TokenizerSpec, LoadError> {
+        let key = |k: &str| format!("tokenizer.ggml.{k}");
+        let strings = |k: &str| -> Result<Vec<String>, LoadError> {
+            match self.get(&key(k)) {
+                None => Ok(Vec::new()),
+                Some(_) => Ok(self.get_str_array(&key(k))?.into_iter().map(String::from).collect()),
+            }
+        };
+        let opt_u32 = |k: &str| self.get(&key(k)).map(|_| self.get_u32(&key(k))).transpose();
+        let opt_bool = |k: &str, d: bool| -> Result<bool, LoadError> {
+            self.get(&key(k)).map_or(Ok(d), |_| self.get_bool(&key(k)))
+        };
+        let model = self.get_str(&key("model"))?.to_string();
+        let llama = model == "llama";
+        Ok(crate::tokenizer::TokenizerSpec {
+            pre: self.get(&key("pre")).map(|_| self.get_str(&key("pre")).map(String::from)).transpose()?,
+            tokens: self.get_str_array(&key("tokens"))?.into_iter().map(String::from).collect(),
+            token_types: self.get(&key("token_type")).map_or(Ok(Vec::new()), |_| self.get_i32_array(&key("token_type")))?,
+            scores: self.get(&key("scores")).map_or(Ok(Vec::new()), |_| self.get_f32_array(&key("scores")))?,
+            merges: strings("merges")?,
+            bos: opt_u32("bos_token_id")?,
+            eos: opt_u32("eos_token_id")?,
+            unk: opt_u32("unknown_token_id")?,
+            pad: opt_u32("padding_token_id")?,
+            add_bos: opt_bool("add_bos_token", llama)?,
+            add_eos: opt_bool("add_eos_token", false)?,
+            add_space_prefix: opt_bool("add_space_prefix", llama)?,
+            model,
+        })
+    }
+
+    /// The Jinja chat template, if the file has one.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.get_str("tokenizer.chat_template").ok()
+    }
+}

@@ -81,12 +81,15 @@ struct Layer {
     v_cache: TensorId,
 }
 
+/// Looks up a weight's (shape, dtype) as stored in the model file.
+pub type WeightLookup<'a> = &'a dyn Fn(&str) -> Result<(Vec<usize>, DType), LoadError>;
+
 /// Builds the graph. `file` gives each weight's (shape, dtype) as stored in
 /// the model file; shapes are checked against the config.
 pub fn build(
     config: &LlamaConfig,
     opts: &LlamaOptions,
-    file: &dyn Fn(&str) -> Result<(Vec<usize>, DType), LoadError>,
+    file: WeightLookup,
 ) -> Result<LlamaGraph, LoadError> {
     let c = config;
     let mut g = Graph::new();

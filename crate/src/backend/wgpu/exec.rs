@@ -313,7 +313,7 @@ impl WgpuExecutable {
         ctx.take_error()?;
         stats.dispatches = steps.iter().map(Vec::len).collect();
         stats.buffers = buffers.len();
-        stats.buffer_bytes = buffers.iter().map(|b| b.size()).sum();
+        stats.buffer_bytes = buffers.iter().map(|b| b.size()).sum::<u64>() + params_buf.size();
         Ok(WgpuExecutable {
             ctx,
             graph,
@@ -449,6 +449,10 @@ impl Executable for WgpuExecutable {
         }
         self.ctx.queue.submit([enc.finish()]);
         self.ctx.take_error()
+    }
+
+    fn device_bytes(&self) -> u64 {
+        self.stats.buffer_bytes
     }
 
     fn read(&mut self, t: TensorId) -> Result<HostTensor, BackendError> {

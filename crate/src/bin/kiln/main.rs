@@ -3,6 +3,11 @@
 //! * `kiln devices` — adapters with backend, type, features and limits.
 //! * `kiln ops-test [--filter S] [--adapter A] [--seed N]` — the op-parity
 //!   suite on a wgpu adapter against the CPU reference, as a table.
+//! * `kiln generate`, `kiln chat`, `kiln bench` — LLM text generation with a
+//!   GGUF model (default: the embedded SmolLM2-135M-Instruct), see `llm.rs`.
+
+#[cfg(not(target_arch = "wasm32"))]
+mod llm;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
@@ -46,12 +51,21 @@ mod native {
             #[arg(long)]
             no_subgroups: bool,
         },
+        /// Generate text from a prompt (streams to stdout).
+        Generate(super::llm::GenerateArgs),
+        /// Chat interactively (one message per line; /reset, /quit).
+        Chat(super::llm::ChatArgs),
+        /// Benchmark prefill and decode speed (a benchmark, not a test).
+        Bench(super::llm::BenchArgs),
     }
 
     pub fn main() -> ExitCode {
         let cli = Cli::parse();
         let result = match cli.cmd {
             Cmd::Devices => devices(),
+            Cmd::Generate(a) => super::llm::generate(a),
+            Cmd::Chat(a) => super::llm::chat(a),
+            Cmd::Bench(a) => super::llm::bench(a),
             Cmd::OpsTest {
                 filter,
                 adapter,

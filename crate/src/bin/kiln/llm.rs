@@ -1,0 +1,278 @@
+//! `kiln generate`, `kiln chat`, `kiln bench`.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Args;
+use kiln::DType;
+use kiln::backend::Backend;
+use kiln::backend::wgpu::{WgpuBackend, WgpuOptions};
+use kiln::generate::{ChatMessage, FinishReason, GenerateParams, TextModel};
+use kiln::model::llama::LlamaOptions;
+use kiln::sample::SamplingParams;
+
+type Res = Result<ExitCode, Box<dyn std::error::Error>>;
+
+/// The embedded default model, fetched by `tools/fetch_model.sh`.
+pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+#[derive(Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// GGUF model file (default: $KILN_MODEL, else the embedded SmolLM2-135M-Instruct).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Adapter index or name substring (default: KILN_ADAPTER, else the best).
+    #[arg(long)]
+    adapter: Option<String>,
+    /// Longest sequence (prompt + reply) a session holds.
+    #[arg(long, default_value_t = 2048)]
+    ctx: usize,
+    /// Tokens per prefill run.
+    #[arg(long, default_value_t = 64)]
+    prefill_chunk: usize,
+    /// Store the KV cache as f16 (half the memory; f32 is exact).
+    #[arg(long)]
+    kv_f16: bool,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct SampleArgs {
+    /// Maximum tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    frequency_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    presence_penalty: f32,
+    /// Recent tokens the penalties look at.
+    #[arg(long, default_value_t = 64)]
+    repeat_last_n: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Stop when this text appears (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Keep generating past end-of-sequence tokens.
+    #[arg(long)]
+    ignore_eos: bool,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    sample: SampleArgs,
+    /// The prompt (a user message, unless --raw).
+    #[arg(long)]
+    prompt: String,
+    /// Feed the prompt as raw text instead of a chat message.
+    #[arg(long)]
+    raw: bool,
+    /// A system message for the chat template.
+    #[arg(long)]
+    system: Option<String>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    sample: SampleArgs,
+    #[arg(long)]
+    system: Option<String>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Prompt tokens to prefill.
+    #[arg(long, default_value_t = 128)]
+    prefill: usize,
+    /// Tokens to decode (greedy, EOS ignored).
+    #[arg(long, default_value_t = 128)]
+    decode: usize,
+    /// Repetitions; the best run is reported.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+}
+
+impl SampleArgs {
+    fn params(&self) -> GenerateParams {
+        GenerateParams {
+            max_tokens: self.max_tokens,
+            stop: self.stop.clone(),
+            ignore_eos: self.ignore_eos,
+            sampling: SamplingParams {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                min_p: self.min_p,
+                repetition_penalty: self.repeat_penalty,
+                frequency_penalty: self.frequency_penalty,
+                presence_penalty: self.presence_penalty,
+                penalty_last_n: self.repeat_last_n,
+                seed: self.seed,
+            },
+        }
+    }
+}
+
+fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::Error>> {
+    let path = a
+        .model
+        .clone()
+        .or_else(|| std::env::var_os("KILN_MODEL").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
+    if !path.exists() {
+        return Err(format!("{} not found (run tools/fetch_model.sh for the default model)", path.display()).into());
+    }
+    let backend = WgpuBackend::new(&WgpuOptions {
+        adapter: a.adapter.clone(),
+        ..Default::default()
+    })?;
+    let opts = LlamaOptions {
+        max_ctx: a.ctx,
+        prefill_chunk: a.prefill_chunk,
+        kv_dtype: if a.kv_f16 { DType::F16 } else { DType::F32 },
+    };
+    let t0 = Instant::now();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut last = 0;
+    let model = TextModel::open(&path, &backend, &opts, &mut |done, total| {
+        let pct = (done * 100 / total.max(1)) as usize;
+        if pct != last {
+            last = pct;
+            eprint!("\rloading {name} [{:<25}] {pct:3}%", "#".repeat(pct / 4));
+        }
+        true
+    })?;
+    eprintln!(
+        "\rloaded {name}: {} layers, {:.1} MB of weights, on {} in {:.2} s",
+        model.llm.model.config.n_layers,
+        model.llm.model.weight_bytes() as f64 / 1e6,
+        backend.name(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok((model, backend))
+}
+
+fn stream(text: &str) -> bool {
+    print!("{text}");
+    std::io::stdout().flush().is_ok()
+}
+
+fn report(g: &kiln::generate::Generation) {
+    let dec = g.tokens.len().saturating_sub(1) as f64 / g.decode_secs.max(1e-9);
+    eprintln!(
+        "\n[{} prompt tokens ({} computed) in {:.2} s, {} tokens at {:.1} tok/s, finish: {:?}]",
+        g.prompt_tokens, g.prefilled_tokens, g.prefill_secs, g.tokens.len(), dec, g.finish
+    );
+}
+
+pub fn generate(a: GenerateArgs) -> Res {
+    let (mut m, _) = load(&a.model)?;
+    let params = a.sample.params();
+    let g = if a.raw {
+        let ids = m.encode(&a.prompt)?;
+        m.generate_ids(&ids, &params, &mut stream)?
+    } else {
+        let mut msgs = Vec::new();
+        if let Some(s) = &a.system {
+            msgs.push(ChatMessage::new("system", s));
+        }
+        msgs.push(ChatMessage::new("user", &a.prompt));
+        m.chat(&msgs, &params, &mut stream)?
+    };
+    println!();
+    report(&g);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn chat(a: ChatArgs) -> Res {
+    let (mut m, _) = load(&a.model)?;
+    let params = a.sample.params();
+    let mut msgs = Vec::new();
+    if let Some(s) = &a.system {
+        msgs.push(ChatMessage::new("system", s));
+    }
+    eprintln!("chat with the model: one message per line; /reset starts over, /quit or Ctrl-D ends.");
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim();
+        match line {
+            "" => continue,
+            "/quit" | "/exit" => break,
+            "/reset" => {
+                msgs.retain(|m: &ChatMessage| m.role == "system");
+                eprintln!("(conversation cleared)");
+                continue;
+            }
+            _ => {}
+        }
+        msgs.push(ChatMessage::new("user", line));
+        let g = m.chat(&msgs, &params, &mut stream)?;
+        println!();
+        report(&g);
+        if g.finish == FinishReason::ContextFull {
+            eprintln!("(context full: /reset to start over)");
+        }
+        msgs.push(ChatMessage::new("assistant", &g.text));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn bench(a: BenchArgs) -> Res {
+    let (mut m, backend) = load(&a.model)?;
+    let weights = m.llm.model.weight_bytes() as f64;
+    // A deterministic prompt of the requested length from ordinary text.
+    let text = "The history of the clock is a story of craftsmen and astronomers. ".repeat(a.prefill / 8 + 8);
+    let mut prompt = m.encode(&text)?;
+    prompt.truncate(a.prefill.max(2));
+    let params = GenerateParams {
+        max_tokens: a.decode,
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let (mut best_pre, mut best_dec) = (0f64, 0f64);
+    for rep in 0..a.reps.max(1) {
+        m.llm.reset();
+        let g = m.generate_ids(&prompt, &params, &mut |_| true)?;
+        let pre = prompt.len() as f64 / g.prefill_secs;
+        let dec = (g.tokens.len() - 1) as f64 / g.decode_secs;
+        eprintln!("run {rep}: prefill {pre:.1} tok/s, decode {dec:.1} tok/s");
+        best_pre = best_pre.max(pre);
+        best_dec = best_dec.max(dec);
+    }
+    println!("model: {} ({:.1} MB of weights)", m.llm.model.config.arch, weights / 1e6);
+    println!("device: {}", backend.name());
+    println!("prefill: {} tokens, {best_pre:.1} tok/s (chunk {})", prompt.len(), m.llm.model.prefill.tokens);
+    println!(
+        "decode: {} tokens, {best_dec:.1} tok/s, {:.2} ms/token, {:.1} GB/s of weights",
+        a.decode,
+        1e3 / best_dec,
+        weights * best_dec / 1e9
+    );
+    println!("device memory: {:.1} MB", m.llm.exe.device_bytes() as f64 / 1e6);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,257 @@
+//! Text generation: chat templates (the model's own Jinja template, rendered
+//! with minijinja), the generation loop with streaming, stop strings, EOS and
+//! token limits, and KV-cache prefix reuse across chat turns.
+
+use std::time::Instant;
+
+use crate::backend::Backend;
+use crate::llm::{Llm, Progress};
+use crate::loader::LoadError;
+use crate::model::llama::LlamaOptions;
+use crate::sample::{Sampler, SamplingParams};
+use crate::tokenizer::{StreamDecoder, Tokenizer};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: &str) -> ChatMessage {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// ChatML, for models that ship no template.
+pub const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+pub struct ChatTemplate {
+    env: minijinja::Environment<'static>,
+    bos: String,
+    eos: String,
+}
+
+impl ChatTemplate {
+    pub fn new(source: &str, bos: &str, eos: &str) -> Result<ChatTemplate, LoadError> {
+        let mut env = minijinja::Environment::new();
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+        });
+        env.add_template_owned("chat", source.to_string())
+            .map_err(|e| LoadError::Tokenizer(format!("chat template: {e}")))?;
+        Ok(ChatTemplate {
+            env,
+            bos: bos.into(),
+            eos: eos.into(),
+        })
+    }
+
+    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, LoadError> {
+        let msgs: Vec<_> = messages
+            .iter()
+            .map(|m| minijinja::context! { role => m.role, content => m.content })
+            .collect();
+        let t = self
+            .env
+            .get_template("chat")
+            .map_err(|e| LoadError::Tokenizer(format!("chat template: {e}")))?;
+        t.render(minijinja::context! {
+            messages => msgs,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos,
+            eos_token => self.eos,
+        })
+        .map_err(|e| LoadError::Tokenizer(format!("chat template: {e}")))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GenerateParams {
+    pub max_tokens: usize,
+    pub stop: Vec<String>,
+    pub sampling: SamplingParams,
+    /// Keep going past end-of-sequence tokens.
+    pub ignore_eos: bool,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams {
+            max_tokens: 256,
+            stop: Vec::new(),
+            sampling: SamplingParams::default(),
+            ignore_eos: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-sequence token or a stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// The context is full.
+    ContextFull,
+    /// The callback asked to stop.
+    Cancelled,
+}
+
+#[derive(Clone, Debug)]
+pub struct Generation {
+    pub tokens: Vec<u32>,
+    pub text: String,
+    pub finish: FinishReason,
+    pub prompt_tokens: usize,
+    /// Prompt tokens actually computed (the rest came from the cache).
+    pub prefilled_tokens: usize,
+    pub prefill_secs: f64,
+    pub decode_secs: f64,
+}
+
+/// A language model with its tokenizer and chat template.
+pub struct TextModel {
+    pub llm: Llm,
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+    pub eos: Vec<u32>,
+}
+
+impl TextModel {
+    /// Loads a GGUF file: weights, tokenizer, chat template (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(
+        path: &std::path::Path,
+        backend: &dyn Backend,
+        opts: &LlamaOptions,
+        progress: Progress,
+    ) -> Result<TextModel, LoadError> {
+        let (llm, gguf) = Llm::open(path, backend, opts, progress)?;
+        let spec = gguf.tokenizer_spec()?;
+        let tokenizer = Tokenizer::from_spec(&spec).map_err(|e| LoadError::Tokenizer(e.to_string()))?;
+        let piece = |id: Option<u32>| id.and_then(|i| spec.tokens.get(i as usize).cloned()).unwrap_or_default();
+        let template = ChatTemplate::new(gguf.chat_template().unwrap_or(CHATML), &piece(spec.bos), &piece(spec.eos))?;
+        let mut eos: Vec<u32> = spec.eos.into_iter().collect();
+        for end in ["<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end|>", "</s>"] {
+            if let Some(id) = tokenizer.token_id(end)
+                && !eos.contains(&id)
+            {
+                eos.push(id);
+            }
+        }
+        Ok(TextModel {
+            llm,
+            tokenizer,
+            template,
+            eos,
+        })
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, LoadError> {
+        self.tokenizer
+            .encode(text, true)
+            .map_err(|e| LoadError::Tokenizer(e.to_string()))
+    }
+
+    /// Renders a conversation with the model's template and generates the
+    /// assistant's reply.
+    pub fn chat(
+        &mut self,
+        messages: &[ChatMessage],
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation, LoadError> {
+        let prompt = self.template.render(messages, true)?;
+        let ids = self
+            .tokenizer
+            .encode(&prompt, false)
+            .map_err(|e| LoadError::Tokenizer(e.to_string()))?;
+        self.generate_ids(&ids, params, on_text)
+    }
+
+    /// Generates a continuation of `prompt_ids`, streaming text to `on_text`
+    /// (return false to stop). Tokens already in the KV cache as a prefix of
+    /// `prompt_ids` are not recomputed.
+    pub fn generate_ids(
+        &mut self,
+        prompt_ids: &[u32],
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation, LoadError> {
+        if prompt_ids.is_empty() {
+            return Err(LoadError::Tokenizer("the prompt is empty".into()));
+        }
+        let start = Instant::now();
+        let mut common = self.llm.tokens.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count();
+        common = common.min(prompt_ids.len() - 1);
+        self.llm.truncate(common);
+        self.llm.feed(&prompt_ids[common..])?;
+        let mut sampler = Sampler::new(params.sampling.clone());
+        let mut stream = StreamDecoder::new(&self.tokenizer, true);
+        let hold = params.stop.iter().map(|s| s.len()).max().unwrap_or(1).saturating_sub(1);
+        let (mut text, mut emitted) = (String::new(), 0usize);
+        let mut tokens = Vec::new();
+        let mut finish = FinishReason::Length;
+        let mut prefill_secs = None;
+        while tokens.len() < params.max_tokens {
+            let next = if params.sampling.is_plain_greedy() {
+                self.llm.greedy()?
+            } else {
+                let mut logits = self.llm.logits()?;
+                sampler.sample(&mut logits, &self.llm.tokens)
+            };
+            prefill_secs.get_or_insert(start.elapsed().as_secs_f64());
+            if !params.ignore_eos && self.eos.contains(&next) {
+                finish = FinishReason::Stop;
+                break;
+            }
+            tokens.push(next);
+            text.push_str(&stream.push(next).map_err(|e| LoadError::Tokenizer(e.to_string()))?);
+            if let Some(cut) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                text.truncate(cut);
+                finish = FinishReason::Stop;
+                break;
+            }
+            let mut safe = text.len().saturating_sub(hold).max(emitted);
+            while !text.is_char_boundary(safe) {
+                safe -= 1;
+            }
+            if safe > emitted && !on_text(&text[emitted..safe]) {
+                emitted = safe;
+                finish = FinishReason::Cancelled;
+                break;
+            }
+            emitted = emitted.max(safe);
+            if tokens.len() == params.max_tokens {
+                break;
+            }
+            if self.llm.tokens.len() >= self.llm.max_ctx() {
+                finish = FinishReason::ContextFull;
+                break;
+            }
+            self.llm.feed(&[next])?;
+        }
+        if finish != FinishReason::Stop {
+            text.push_str(&stream.finish().map_err(|e| LoadError::Tokenizer(e.to_string()))?);
+        }
+        if emitted < text.len() && finish != FinishReason::Cancelled {
+            on_text(&text[emitted..]);
+        }
+        let prefill = prefill_secs.unwrap_or_else(|| start.elapsed().as_secs_f64());
+        Ok(Generation {
+            tokens,
+            text,
+            finish,
+            prompt_tokens: prompt_ids.len(),
+            prefilled_tokens: prompt_ids.len() - common,
+            prefill_secs: prefill,
+            decode_secs: start.elapsed().as_secs_f64() - prefill,
+        })
+    }
+}
