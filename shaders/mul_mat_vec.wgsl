@@ -1,13 +1,16 @@
 // mul_mat_vec.wgsl — y = x · Wᵀ for few rows of x (decode; ops/matmul.rs).
 // Bindings: 0 params, 1 W: array<u32> (rows n0..n0+rows of the weight, any
 // W_<DTYPE> layout), 2 x: array<f32> [m, k], 3 y: array<f32> [m, n].
-// Dispatch: one workgroup of 64 per weight row of this chunk, folded by
-// ops::grid. Each weight group of 4 is decoded once and used for all m ≤ 8
-// rows of x. f32 accumulation, tree reduction.
+// Dispatch: one workgroup of 64 per weight row of this chunk (per 8 rows with
+// SUBGROUPS), folded by ops::grid. Each weight group of 4 is decoded once and
+// used for all m ≤ 8 rows of x. f32 accumulation; tree reduction through
+// workgroup memory, or subgroupAdd with SUBGROUPS.
 
 const WG: u32 = 64u;
 const MMAX: u32 = 8u;
 #include "common/reduce.wgsl"
+// x4 below lets the decoders offer dot32 (a whole block against a row of x).
+#define HAS_X4
 #include "common/weights.wgsl"
 
 struct Params {
@@ -38,6 +41,78 @@ fn x4(m: u32, g: u32) -> vec4<f32> {
     return r;
 }
 
+#if ROW_PER_THREAD
+// CPU adapters (lavapipe, SwiftShader): SIMD lanes are invocations, so one
+// invocation owns one weight row and walks all of K — no reductions, no
+// barriers, and 64 rows per workgroup amortise the launch.
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let r = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (r >= p.rows) {
+        return;
+    }
+    let nu = (p.k + 31u) / 32u;
+    for (var m = 0u; m < p.m; m++) {
+        var acc = 0.0;
+        for (var u = 0u; u < nu; u++) {
+            acc += dot32(r, p.k, u, m);
+        }
+        y[m * p.n + p.n0 + r] = acc;
+    }
+}
+#elif SUBGROUPS
+// Subgroup variant: a workgroup owns ROWS consecutive weight rows; each
+// subgroup takes rows in turn, its lanes stride over K in groups of 4
+// weights and reduce with subgroupAdd —
+// no workgroup memory, no barriers. Rows of x go MMAX at a time, so this
+// kernel also serves any m (CPU adapters use it for prefill).
+const ROWS: u32 = 8u;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let sgs = subgroupAdd(1u);
+    let sg = lid / sgs;
+    let lane = lid % sgs;
+    let r0 = (wid.x + wid.y * nwg.x) * ROWS;
+    let ng = (p.k + 3u) / 4u;
+    for (var rr = sg; rr < ROWS; rr += WG / sgs) {
+        let r = r0 + rr;
+        if (r >= p.rows) {
+            break;
+        }
+        if (p.m == 1u) {
+            // Decode: one row of x, whole 32-weight units per lane.
+            var acc = 0.0;
+            for (var u = lane; u < (p.k + 31u) / 32u; u += sgs) {
+                acc += dot32(r, p.k, u, 0u);
+            }
+            let s = subgroupAdd(acc);
+            if (lane == 0u) {
+                y[p.n0 + r] = s;
+            }
+            continue;
+        }
+        for (var m0 = 0u; m0 < p.m; m0 += MMAX) {
+            let mc = min(MMAX, p.m - m0);
+            var acc: array<f32, MMAX>;
+            for (var g = lane; g < ng; g += sgs) {
+                let w = w4(r, p.k, g);
+                for (var m = 0u; m < mc; m++) {
+                    acc[m] += dot(w, x4(m0 + m, g));
+                }
+            }
+            for (var m = 0u; m < mc; m++) {
+                let s = subgroupAdd(acc[m]);
+                if (lane == 0u) {
+                    y[(m0 + m) * p.n + p.n0 + r] = s;
+                }
+            }
+        }
+    }
+}
+#else
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -62,3 +137,4 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
 }
+#endif

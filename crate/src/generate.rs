@@ -40,9 +40,15 @@ impl ChatTemplate {
         let mut env = minijinja::Environment::new();
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
         env.add_template_owned("chat", source.to_string())
             .map_err(|e| LoadError::Tokenizer(format!("chat template: {e}")))?;
         Ok(ChatTemplate {
@@ -52,7 +58,11 @@ impl ChatTemplate {
         })
     }
 
-    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, LoadError> {
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, LoadError> {
         let msgs: Vec<_> = messages
             .iter()
             .map(|m| minijinja::context! { role => m.role, content => m.content })
@@ -134,11 +144,25 @@ impl TextModel {
     ) -> Result<TextModel, LoadError> {
         let (llm, gguf) = Llm::open(path, backend, opts, progress)?;
         let spec = gguf.tokenizer_spec()?;
-        let tokenizer = Tokenizer::from_spec(&spec).map_err(|e| LoadError::Tokenizer(e.to_string()))?;
-        let piece = |id: Option<u32>| id.and_then(|i| spec.tokens.get(i as usize).cloned()).unwrap_or_default();
-        let template = ChatTemplate::new(gguf.chat_template().unwrap_or(CHATML), &piece(spec.bos), &piece(spec.eos))?;
+        let tokenizer =
+            Tokenizer::from_spec(&spec).map_err(|e| LoadError::Tokenizer(e.to_string()))?;
+        let piece = |id: Option<u32>| {
+            id.and_then(|i| spec.tokens.get(i as usize).cloned())
+                .unwrap_or_default()
+        };
+        let template = ChatTemplate::new(
+            gguf.chat_template().unwrap_or(CHATML),
+            &piece(spec.bos),
+            &piece(spec.eos),
+        )?;
         let mut eos: Vec<u32> = spec.eos.into_iter().collect();
-        for end in ["<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end|>", "</s>"] {
+        for end in [
+            "<|im_end|>",
+            "<|eot_id|>",
+            "<|endoftext|>",
+            "<|end|>",
+            "</s>",
+        ] {
             if let Some(id) = tokenizer.token_id(end)
                 && !eos.contains(&id)
             {
@@ -188,13 +212,25 @@ impl TextModel {
             return Err(LoadError::Tokenizer("the prompt is empty".into()));
         }
         let start = Instant::now();
-        let mut common = self.llm.tokens.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count();
+        let mut common = self
+            .llm
+            .tokens
+            .iter()
+            .zip(prompt_ids)
+            .take_while(|(a, b)| a == b)
+            .count();
         common = common.min(prompt_ids.len() - 1);
         self.llm.truncate(common);
         self.llm.feed(&prompt_ids[common..])?;
         let mut sampler = Sampler::new(params.sampling.clone());
         let mut stream = StreamDecoder::new(&self.tokenizer, true);
-        let hold = params.stop.iter().map(|s| s.len()).max().unwrap_or(1).saturating_sub(1);
+        let hold = params
+            .stop
+            .iter()
+            .map(|s| s.len())
+            .max()
+            .unwrap_or(1)
+            .saturating_sub(1);
         let (mut text, mut emitted) = (String::new(), 0usize);
         let mut tokens = Vec::new();
         let mut finish = FinishReason::Length;
@@ -212,8 +248,17 @@ impl TextModel {
                 break;
             }
             tokens.push(next);
-            text.push_str(&stream.push(next).map_err(|e| LoadError::Tokenizer(e.to_string()))?);
-            if let Some(cut) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+            text.push_str(
+                &stream
+                    .push(next)
+                    .map_err(|e| LoadError::Tokenizer(e.to_string()))?,
+            );
+            if let Some(cut) = params
+                .stop
+                .iter()
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+            {
                 text.truncate(cut);
                 finish = FinishReason::Stop;
                 break;
@@ -238,7 +283,11 @@ impl TextModel {
             self.llm.feed(&[next])?;
         }
         if finish != FinishReason::Stop {
-            text.push_str(&stream.finish().map_err(|e| LoadError::Tokenizer(e.to_string()))?);
+            text.push_str(
+                &stream
+                    .finish()
+                    .map_err(|e| LoadError::Tokenizer(e.to_string()))?,
+            );
         }
         if emitted < text.len() && finish != FinishReason::Cancelled {
             on_text(&text[emitted..]);

@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod dtype;
 pub mod error;
+pub mod generate;
 pub mod graph;
 pub mod host;
 pub mod llm;
@@ -16,7 +17,6 @@ pub mod ops;
 pub mod parity;
 pub mod quant;
 pub mod rng;
-pub mod generate;
 pub mod sample;
 pub mod tokenizer;
 

@@ -48,7 +48,9 @@ impl SamplingParams {
     }
 
     fn has_penalties(&self) -> bool {
-        self.repetition_penalty != 1.0 || self.frequency_penalty != 0.0 || self.presence_penalty != 0.0
+        self.repetition_penalty != 1.0
+            || self.frequency_penalty != 0.0
+            || self.presence_penalty != 0.0
     }
 }
 
@@ -74,7 +76,11 @@ impl Sampler {
             }
             for (t, n) in counts {
                 if let Some(l) = logits.get_mut(t as usize) {
-                    *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
+                    *l = if *l > 0.0 {
+                        *l / p.repetition_penalty
+                    } else {
+                        *l * p.repetition_penalty
+                    };
                     *l -= n as f32 * p.frequency_penalty + p.presence_penalty;
                 }
             }
@@ -83,7 +89,9 @@ impl Sampler {
             logits
                 .iter()
                 .enumerate()
-                .fold((0usize, f32::NEG_INFINITY), |b, (i, v)| if *v > b.1 { (i, *v) } else { b })
+                .fold((0usize, f32::NEG_INFINITY), |b, (i, v)| {
+                    if *v > b.1 { (i, *v) } else { b }
+                })
                 .0 as u32
         };
         if p.temperature <= 0.0 {
@@ -103,7 +111,10 @@ impl Sampler {
             cand.truncate(p.top_k);
         }
         let m = cand[0].1;
-        let mut probs: Vec<f64> = cand.iter().map(|(_, v)| (((*v - m) / p.temperature) as f64).exp()).collect();
+        let mut probs: Vec<f64> = cand
+            .iter()
+            .map(|(_, v)| (((*v - m) / p.temperature) as f64).exp())
+            .collect();
         let sum: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|x| *x /= sum);
         let mut keep = probs.len();
@@ -166,13 +177,27 @@ mod tests {
         };
         let draw = |p: &SamplingParams| {
             let mut s = Sampler::new(p.clone());
-            (0..50).map(|_| s.sample(&mut logits(), &[])).collect::<Vec<_>>()
+            (0..50)
+                .map(|_| s.sample(&mut logits(), &[]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(&p), draw(&p));
-        assert!(draw(&p).iter().collect::<std::collections::HashSet<_>>().len() > 2);
-        let top2 = SamplingParams { top_k: 2, ..p.clone() };
+        assert!(
+            draw(&p)
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+                > 2
+        );
+        let top2 = SamplingParams {
+            top_k: 2,
+            ..p.clone()
+        };
         assert!(draw(&top2).iter().all(|t| *t == 1 || *t == 4));
-        let nucleus = SamplingParams { top_p: 0.01, ..p.clone() };
+        let nucleus = SamplingParams {
+            top_p: 0.01,
+            ..p.clone()
+        };
         assert!(draw(&nucleus).iter().all(|t| *t == 1));
         let minp = SamplingParams { min_p: 0.5, ..p };
         assert!(draw(&minp).iter().all(|t| [1, 4, 2].contains(t)));

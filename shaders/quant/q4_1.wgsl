@@ -10,3 +10,23 @@ fn w4(row: u32, k: u32, g: u32) -> vec4<f32> {
     let q = W[(off + 4u + (j & 15u)) >> 2u];
     return dm.x * nib4(q, select(0u, 4u, j >= 16u)) + vec4<f32>(dm.y);
 }
+
+
+#if HAS_X4
+// A whole block against row m of x: d and m read once, Σx folded into the
+// offset term (y = d·q + m  ⇒  Σ x·y = d·Σ x·q + m·Σ x).
+fn dot32(row: u32, k: u32, u: u32, m: u32) -> f32 {
+    let off = (row * (k >> 5u) + u) * 20u;
+    let dm = unpack2x16float(W[off >> 2u]);
+    var sq = 0.0;
+    var sx = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        let q = W[(off >> 2u) + 1u + j];
+        let xa = x4(m, 8u * u + j);
+        let xb = x4(m, 8u * u + 4u + j);
+        sq += dot(nib4(q, 0u), xa) + dot(nib4(q, 4u), xb);
+        sx += xa + xb;
+    }
+    return dm.x * sq + dm.y * (sx.x + sx.y + sx.z + sx.w);
+}
+#endif

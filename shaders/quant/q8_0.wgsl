@@ -7,3 +7,16 @@ fn w4(row: u32, k: u32, g: u32) -> vec4<f32> {
     let off = blk * 34u;
     return f16at(off) * i8x4(b32(off + 2u + (e & 31u)));
 }
+
+
+#if HAS_X4
+// A whole block against row m of x: the scale applied once.
+fn dot32(row: u32, k: u32, u: u32, m: u32) -> f32 {
+    let off = (row * (k >> 5u) + u) * 34u;
+    var sq = 0.0;
+    for (var j = 0u; j < 8u; j++) {
+        sq += dot(i8x4(b32(off + 2u + 4u * j)), x4(m, 8u * u + j));
+    }
+    return f16at(off) * sq;
+}
+#endif

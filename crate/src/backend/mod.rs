@@ -65,6 +65,17 @@ pub trait Executable {
         self.run_program(0, syms)
     }
 
+    /// Runs program `p` one kernel at a time and returns (kernel, seconds,
+    /// dispatches) per kernel, slowest first. Backends without a profiler
+    /// return an empty list.
+    fn profile(
+        &mut self,
+        _p: usize,
+        _syms: &[u32],
+    ) -> Result<Vec<(String, f64, usize)>, BackendError> {
+        Ok(Vec::new())
+    }
+
     /// Bytes of device memory this executable holds (buffers of all kinds).
     fn device_bytes(&self) -> u64;
 

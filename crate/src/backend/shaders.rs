@@ -5,7 +5,9 @@
 //! * `#include "path.wgsl"` — pastes another file of `shaders/` (once per
 //!   output: a second include of the same file is skipped);
 //! * `#if NAME`, `#elif NAME`, `#else`, `#endif` — keeps a block when NAME is
-//!   among the defines (nesting allowed). `!NAME` negates.
+//!   among the defines (nesting allowed). `!NAME` negates;
+//! * `#define NAME` — adds NAME to the defines from here on (a kernel uses it
+//!   to tell included files what it provides).
 //!
 //! Nothing else is rewritten: numbers and types stay in the WGSL text.
 
@@ -59,10 +61,10 @@ pub fn source(name: &str) -> Result<&'static str, BackendError> {
 
 /// Expands includes and conditionals of `name` for the given defines.
 pub fn preprocess(name: &str, defines: &[&str]) -> Result<String, BackendError> {
-    let defs: BTreeSet<&str> = defines.iter().copied().collect();
+    let mut defs: BTreeSet<String> = defines.iter().map(|d| d.to_string()).collect();
     let mut out = String::new();
     let mut seen = BTreeSet::new();
-    expand(name, &defs, &mut out, &mut seen, 0)?;
+    expand(name, &mut defs, &mut out, &mut seen, 0)?;
     Ok(out)
 }
 
@@ -77,7 +79,7 @@ struct Frame {
 
 fn expand(
     name: &str,
-    defs: &BTreeSet<&str>,
+    defs: &mut BTreeSet<String>,
     out: &mut String,
     seen: &mut BTreeSet<String>,
     depth: usize,
@@ -92,7 +94,7 @@ fn expand(
     if !seen.insert(name.to_string()) {
         return Ok(());
     }
-    let test = |arg: &str| match arg.strip_prefix('!') {
+    let test = |defs: &BTreeSet<String>, arg: &str| match arg.strip_prefix('!') {
         Some(n) => !defs.contains(n.trim()),
         None => defs.contains(arg.trim()),
     };
@@ -101,7 +103,7 @@ fn expand(
         let t = line.trim_start();
         let active = stack.last().is_none_or(|f| f.active);
         if let Some(arg) = t.strip_prefix("#if ") {
-            let c = active && test(arg);
+            let c = active && test(defs, arg);
             stack.push(Frame {
                 parent: active,
                 taken: c,
@@ -111,7 +113,7 @@ fn expand(
             let f = stack
                 .last_mut()
                 .ok_or_else(|| err(i, "#elif without #if"))?;
-            let c = f.parent && !f.taken && test(arg);
+            let c = f.parent && !f.taken && test(defs, arg);
             f.taken |= c;
             f.active = c;
         } else if t.starts_with("#else") {
@@ -122,6 +124,10 @@ fn expand(
             f.taken = true;
         } else if t.starts_with("#endif") {
             stack.pop().ok_or_else(|| err(i, "#endif without #if"))?;
+        } else if let Some(arg) = t.strip_prefix("#define ") {
+            if active {
+                defs.insert(arg.trim().to_string());
+            }
         } else if let Some(arg) = t.strip_prefix("#include ") {
             if active {
                 let inc = arg.trim().trim_matches('"');

@@ -451,7 +451,11 @@ impl GgufFile {
         let strings = |k: &str| -> Result<Vec<String>, LoadError> {
             match self.get(&key(k)) {
                 None => Ok(Vec::new()),
-                Some(_) => Ok(self.get_str_array(&key(k))?.into_iter().map(String::from).collect()),
+                Some(_) => Ok(self
+                    .get_str_array(&key(k))?
+                    .into_iter()
+                    .map(String::from)
+                    .collect()),
             }
         };
         let opt_u32 = |k: &str| self.get(&key(k)).map(|_| self.get_u32(&key(k))).transpose();
@@ -461,10 +465,21 @@ impl GgufFile {
         let model = self.get_str(&key("model"))?.to_string();
         let llama = model == "llama";
         Ok(crate::tokenizer::TokenizerSpec {
-            pre: self.get(&key("pre")).map(|_| self.get_str(&key("pre")).map(String::from)).transpose()?,
-            tokens: self.get_str_array(&key("tokens"))?.into_iter().map(String::from).collect(),
-            token_types: self.get(&key("token_type")).map_or(Ok(Vec::new()), |_| self.get_i32_array(&key("token_type")))?,
-            scores: self.get(&key("scores")).map_or(Ok(Vec::new()), |_| self.get_f32_array(&key("scores")))?,
+            pre: self
+                .get(&key("pre"))
+                .map(|_| self.get_str(&key("pre")).map(String::from))
+                .transpose()?,
+            tokens: self
+                .get_str_array(&key("tokens"))?
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            token_types: self
+                .get(&key("token_type"))
+                .map_or(Ok(Vec::new()), |_| self.get_i32_array(&key("token_type")))?,
+            scores: self
+                .get(&key("scores"))
+                .map_or(Ok(Vec::new()), |_| self.get_f32_array(&key("scores")))?,
             merges: strings("merges")?,
             bos: opt_u32("bos_token_id")?,
             eos: opt_u32("eos_token_id")?,

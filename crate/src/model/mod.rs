@@ -57,7 +57,11 @@ impl LlamaConfig {
             Some(_) => g.get_u32(&k("attention.head_count_kv"))? as usize,
             None => n_heads,
         };
-        if n_heads == 0 || n_kv_heads == 0 || !d_model.is_multiple_of(n_heads) || !n_heads.is_multiple_of(n_kv_heads) {
+        if n_heads == 0
+            || n_kv_heads == 0
+            || !d_model.is_multiple_of(n_heads)
+            || !n_heads.is_multiple_of(n_kv_heads)
+        {
             return Err(LoadError::Corrupt(format!(
                 "{n_heads} heads / {n_kv_heads} kv heads do not divide d_model {d_model}"
             )));

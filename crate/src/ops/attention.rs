@@ -31,9 +31,15 @@ pub struct Attention {
 }
 
 impl Attention {
-    /// Number of KV splits for a cache of `cap` positions.
-    pub fn splits(cap: usize) -> usize {
-        cap.div_ceil(64).clamp(2, 32)
+    /// Number of KV splits for a cache of `cap` positions: enough
+    /// workgroups to fill a GPU; CPU adapters have few cores, and every
+    /// split costs them a workgroup launch even when it is empty.
+    pub fn splits(cap: usize, cpu: bool) -> usize {
+        if cpu {
+            2
+        } else {
+            cap.div_ceil(64).clamp(2, 32)
+        }
     }
 }
 
@@ -131,7 +137,7 @@ impl Op for Attention {
         let (q, k) = (ctx.inputs[0], ctx.inputs[1]);
         let (t, hq, d) = (q.shape[0], q.shape[1], q.shape[2]);
         let (hkv, cap) = (k.shape[0], k.shape[1]);
-        let ns = Attention::splits(cap);
+        let ns = Attention::splits(cap, ctx.caps.cpu);
         let params = vec![
             u(t)?,
             u(hq)?,

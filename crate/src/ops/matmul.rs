@@ -95,13 +95,23 @@ impl Op for MatMul {
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
         let (x, w) = (ctx.inputs[0], ctx.inputs[1]);
         let (m, n, k) = (x.rows(), w.shape[0], w.shape[1]);
-        let gemv = m <= GEMV_MAX_M;
+        // CPU adapters run every m through the row-per-invocation kernel
+        // (no barriers, no reductions: SIMD lanes are invocations there).
+        let gemv = m <= GEMV_MAX_M || ctx.caps.cpu;
         ctx.chunks[1]
             .iter()
             .enumerate()
             .map(|(c, ch)| {
                 let groups = if gemv {
-                    grid(ch.rows, ctx.caps)?
+                    // Rows per workgroup: 64 (CPU), 8 (subgroups) or 1.
+                    let per = if ctx.caps.cpu {
+                        64
+                    } else if ctx.caps.subgroups {
+                        8
+                    } else {
+                        1
+                    };
+                    grid(ch.rows.div_ceil(per), ctx.caps)?
                 } else {
                     [u(ch.rows.div_ceil(32))?, u(m.div_ceil(32))?, 1]
                 };
@@ -112,7 +122,11 @@ impl Op for MatMul {
                         "mul_mat.wgsl"
                     },
                     entry: "main",
-                    defines: vec![weight_define(w.dtype)],
+                    defines: if gemv && ctx.caps.cpu {
+                        vec![weight_define(w.dtype), "ROW_PER_THREAD"]
+                    } else {
+                        vec![weight_define(w.dtype)]
+                    },
                     bindings: vec![Bind::Input(1, c), Bind::Input(0, 0), Bind::Output],
                     params: vec![u(m)?, u(n)?, u(k)?, u(ch.row0)?, u(ch.rows)?],
                     groups,

@@ -80,6 +80,9 @@ pub trait Op: Send + Sync + std::fmt::Debug {
 #[derive(Clone, Debug)]
 pub struct GpuCaps {
     pub subgroups: bool,
+    /// A CPU implementation (lavapipe, SwiftShader): barriers are expensive,
+    /// so kernels without workgroup barriers are preferred.
+    pub cpu: bool,
     pub shader_f16: bool,
     pub max_workgroups_per_dim: u32,
     pub max_binding_bytes: u64,

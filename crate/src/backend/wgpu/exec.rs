@@ -28,6 +28,8 @@ struct Slot {
 }
 
 struct Step {
+    /// "shader:entry" for profiles.
+    label: String,
     pipeline: Arc<Pipeline>,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
@@ -304,6 +306,7 @@ impl WgpuExecutable {
                 entries: &entries,
             });
             steps[*program].push(Step {
+                label: format!("{}:{}", d.shader, d.entry),
                 pipeline,
                 bind_group,
                 groups: d.groups,
@@ -323,6 +326,54 @@ impl WgpuExecutable {
             steps,
             stats,
         })
+    }
+
+    /// Runs program `p` one dispatch per submit, waiting for each, and
+    /// returns the wall time per kernel label (a profile: dispatch overhead
+    /// is included, so totals exceed a normal run).
+    fn profile_steps(
+        &mut self,
+        p: usize,
+        syms: &[u32],
+    ) -> Result<Vec<(String, f64, usize)>, BackendError> {
+        self.graph.check_syms(p, syms)?;
+        if !syms.is_empty() {
+            let bytes: Vec<u8> = syms.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.ctx.queue.write_buffer(&self.syms_buf, 0, &bytes);
+        }
+        let wait = |ctx: &GpuContext| {
+            ctx.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: None,
+                    timeout: None,
+                })
+                .map_err(|e| BackendError::DeviceLost(e.to_string()))
+        };
+        wait(&self.ctx)?;
+        let mut out: Vec<(String, f64, usize)> = Vec::new();
+        for s in &self.steps[p] {
+            let t0 = std::time::Instant::now();
+            let mut enc = self.ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&s.pipeline.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+            }
+            self.ctx.queue.submit([enc.finish()]);
+            wait(&self.ctx)?;
+            let dt = t0.elapsed().as_secs_f64();
+            match out.iter_mut().find(|(l, _, _)| *l == s.label) {
+                Some(e) => {
+                    e.1 += dt;
+                    e.2 += 1;
+                }
+                None => out.push((s.label.clone(), dt, 1)),
+            }
+        }
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        self.ctx.take_error()?;
+        Ok(out)
     }
 
     /// How many buffers (row chunks) hold tensor `t` (0 for pooled intermediates).
@@ -453,6 +504,14 @@ impl Executable for WgpuExecutable {
 
     fn device_bytes(&self) -> u64 {
         self.stats.buffer_bytes
+    }
+
+    fn profile(
+        &mut self,
+        p: usize,
+        syms: &[u32],
+    ) -> Result<Vec<(String, f64, usize)>, BackendError> {
+        self.profile_steps(p, syms)
     }
 
     fn read(&mut self, t: TensorId) -> Result<HostTensor, BackendError> {

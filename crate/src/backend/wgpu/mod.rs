@@ -165,6 +165,7 @@ impl GpuContext {
             .min(limits.max_buffer_size);
         let caps = GpuCaps {
             subgroups: features.contains(wgpu::Features::SUBGROUP),
+            cpu: info.device_type == wgpu::DeviceType::Cpu,
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
             max_binding_bytes: max_binding,

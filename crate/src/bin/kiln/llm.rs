@@ -110,6 +110,9 @@ pub struct BenchArgs {
     /// Repetitions; the best run is reported.
     #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// Also time every kernel of one decode and one prefill step.
+    #[arg(long)]
+    profile: bool,
 }
 
 impl SampleArgs {
@@ -140,7 +143,11 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         .or_else(|| std::env::var_os("KILN_MODEL").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
     if !path.exists() {
-        return Err(format!("{} not found (run tools/fetch_model.sh for the default model)", path.display()).into());
+        return Err(format!(
+            "{} not found (run tools/fetch_model.sh for the default model)",
+            path.display()
+        )
+        .into());
     }
     let backend = WgpuBackend::new(&WgpuOptions {
         adapter: a.adapter.clone(),
@@ -152,7 +159,10 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         kv_dtype: if a.kv_f16 { DType::F16 } else { DType::F32 },
     };
     let t0 = Instant::now();
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut last = 0;
     let model = TextModel::open(&path, &backend, &opts, &mut |done, total| {
         let pct = (done * 100 / total.max(1)) as usize;
@@ -181,7 +191,12 @@ fn report(g: &kiln::generate::Generation) {
     let dec = g.tokens.len().saturating_sub(1) as f64 / g.decode_secs.max(1e-9);
     eprintln!(
         "\n[{} prompt tokens ({} computed) in {:.2} s, {} tokens at {:.1} tok/s, finish: {:?}]",
-        g.prompt_tokens, g.prefilled_tokens, g.prefill_secs, g.tokens.len(), dec, g.finish
+        g.prompt_tokens,
+        g.prefilled_tokens,
+        g.prefill_secs,
+        g.tokens.len(),
+        dec,
+        g.finish
     );
 }
 
@@ -211,7 +226,9 @@ pub fn chat(a: ChatArgs) -> Res {
     if let Some(s) = &a.system {
         msgs.push(ChatMessage::new("system", s));
     }
-    eprintln!("chat with the model: one message per line; /reset starts over, /quit or Ctrl-D ends.");
+    eprintln!(
+        "chat with the model: one message per line; /reset starts over, /quit or Ctrl-D ends."
+    );
     let stdin = std::io::stdin();
     loop {
         eprint!("> ");
@@ -246,7 +263,8 @@ pub fn bench(a: BenchArgs) -> Res {
     let (mut m, backend) = load(&a.model)?;
     let weights = m.llm.model.weight_bytes() as f64;
     // A deterministic prompt of the requested length from ordinary text.
-    let text = "The history of the clock is a story of craftsmen and astronomers. ".repeat(a.prefill / 8 + 8);
+    let text = "The history of the clock is a story of craftsmen and astronomers. "
+        .repeat(a.prefill / 8 + 8);
     let mut prompt = m.encode(&text)?;
     prompt.truncate(a.prefill.max(2));
     let params = GenerateParams {
@@ -264,15 +282,50 @@ pub fn bench(a: BenchArgs) -> Res {
         best_pre = best_pre.max(pre);
         best_dec = best_dec.max(dec);
     }
-    println!("model: {} ({:.1} MB of weights)", m.llm.model.config.arch, weights / 1e6);
+    println!(
+        "model: {} ({:.1} MB of weights)",
+        m.llm.model.config.arch,
+        weights / 1e6
+    );
     println!("device: {}", backend.name());
-    println!("prefill: {} tokens, {best_pre:.1} tok/s (chunk {})", prompt.len(), m.llm.model.prefill.tokens);
+    println!(
+        "prefill: {} tokens, {best_pre:.1} tok/s (chunk {})",
+        prompt.len(),
+        m.llm.model.prefill.tokens
+    );
     println!(
         "decode: {} tokens, {best_dec:.1} tok/s, {:.2} ms/token, {:.1} GB/s of weights",
         a.decode,
         1e3 / best_dec,
         weights * best_dec / 1e9
     );
-    println!("device memory: {:.1} MB", m.llm.exe.device_bytes() as f64 / 1e6);
+    println!(
+        "device memory: {:.1} MB",
+        m.llm.exe.device_bytes() as f64 / 1e6
+    );
+    if a.profile {
+        let pos = m.llm.tokens.len().min(m.llm.max_ctx() - 1) as u32;
+        for (name, p) in [
+            ("decode", m.llm.model.decode.program),
+            ("prefill", m.llm.model.prefill.program),
+        ] {
+            let prof = m.llm.exe.profile(
+                p,
+                &[pos.min((m.llm.max_ctx() - m.llm.model.prefill.tokens) as u32)],
+            )?;
+            let total: f64 = prof.iter().map(|x| x.1).sum();
+            println!(
+                "profile of one {name} step (one submit per kernel; {:.2} ms in all):",
+                total * 1e3
+            );
+            for (k, t, n) in prof {
+                println!(
+                    "  {:>8.3} ms {:>5.1}%  {n:>4}×  {k}",
+                    t * 1e3,
+                    100.0 * t / total
+                );
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
