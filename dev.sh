@@ -2,10 +2,13 @@
 # Kiln's developer entry point. Two commands do all the set-up on a fresh
 # Debian/Ubuntu machine (they install what is missing, then run):
 #
-#   ./dev.sh run    the main job: list GPU adapters, then run the op-parity
-#                   suite on the best one (lavapipe on a machine without a GPU)
-#   ./dev.sh test   the whole test suite: fmt, clippy, cargo test (op parity on
-#                   lavapipe, quant fixtures, typed errors), wasm32 build
+#   ./dev.sh chat   the main job: chat with the embedded default model
+#                   (SmolLM2-135M-Instruct, fetched once and verified) on the
+#                   best wgpu adapter (lavapipe on a machine without a GPU);
+#                   extra arguments go to `kiln chat` (e.g. --temperature 0.7)
+#   ./dev.sh test   the whole test suite: fmt, clippy, cargo test (op parity
+#                   and SmolLM2-vs-PyTorch parity on lavapipe, tokenizer vs HF,
+#                   quant formats vs gguf-py, typed errors), wasm32 build
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -31,15 +34,17 @@ need_wasm() {
 }
 
 case "${1:-}" in
-run)
+chat)
+    shift
     need_vulkan
+    tools/fetch_model.sh >/dev/null
     cargo build --release -p kiln --bin kiln
-    ./target/release/kiln devices
-    ./target/release/kiln ops-test --quiet
+    exec ./target/release/kiln chat "$@"
     ;;
 test)
     need_vulkan
     need_wasm
+    tools/fetch_model.sh
     echo "== cargo fmt --check"; cargo fmt --all -- --check
     echo "== cargo clippy"; cargo clippy --workspace --all-targets -- -D warnings
     echo "== cargo test"; cargo test --workspace
@@ -47,7 +52,7 @@ test)
     echo "== all tests passed"
     ;;
 *)
-    echo "usage: ./dev.sh run | test" >&2
+    echo "usage: ./dev.sh chat [kiln chat options] | test" >&2
     exit 2
     ;;
 esac

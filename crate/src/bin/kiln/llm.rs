@@ -29,9 +29,10 @@ pub struct ModelArgs {
     /// Longest sequence (prompt + reply) a session holds.
     #[arg(long, default_value_t = 2048)]
     ctx: usize,
-    /// Tokens per prefill run.
-    #[arg(long, default_value_t = 64)]
-    prefill_chunk: usize,
+    /// Tokens per prefill run (default: 16 on CPU adapters, where padding
+    /// costs as much as real tokens; 128 on GPUs).
+    #[arg(long)]
+    prefill_chunk: Option<usize>,
     /// Store the KV cache as f16 (half the memory; f32 is exact).
     #[arg(long)]
     kv_f16: bool,
@@ -155,7 +156,9 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
     })?;
     let opts = LlamaOptions {
         max_ctx: a.ctx,
-        prefill_chunk: a.prefill_chunk,
+        prefill_chunk: a
+            .prefill_chunk
+            .unwrap_or(if backend.caps.cpu { 16 } else { 128 }),
         kv_dtype: if a.kv_f16 { DType::F16 } else { DType::F32 },
     };
     let t0 = Instant::now();
