@@ -1,6 +1,7 @@
 // rope.wgsl — rotary position embedding (ops/rope.rs).
 // Bindings: 0 params, 1 x: array<f32> [t, h, d], 2 y: array<f32> [t, h, d],
-// 3 syms: array<u32> (run-time symbols; syms[pos_sym] = position of token 0).
+// 3 syms: array<u32> (run-time symbols; syms[pos_sym] = position of token 0),
+// 4 factors: array<f32> [n_rot/2] (θ_j divisors; x itself when has_factors = 0).
 // Dispatch: one thread per pair (t·h·d/2), 256 per workgroup, folded by ops::grid.
 // θ_j and the angle are f32 products as in HF; the angle is reduced to
 // [−π, π] before sin/cos (WGSL only bounds their error on that range).
@@ -18,12 +19,14 @@ struct Params {
     low: f32,
     high: f32,
     orig_ctx: u32,
+    has_factors: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read> syms: array<u32>;
+@group(0) @binding(4) var<storage, read> factors: array<f32>;
 
 const TWO_PI: f32 = 6.283185307179586;
 
@@ -72,7 +75,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         b = a + half_rot;
     }
     let pos = f32(syms[p.pos_sym] + ti);
-    var angle = pos * inv_freq(j);
+    var inv = inv_freq(j);
+    if (p.has_factors != 0u) {
+        inv = inv / factors[j];
+    }
+    var angle = pos * inv;
     angle = angle - TWO_PI * round(angle / TWO_PI);
     let c = cos(angle);
     let s = sin(angle);

@@ -134,41 +134,59 @@ pub struct TextModel {
 }
 
 impl TextModel {
-    /// Loads a GGUF file: weights, tokenizer, chat template (native only).
+    /// Loads a model — a GGUF file, or a Hugging Face folder (`config.json`,
+    /// safetensors, `tokenizer.json`) whose matrices are optionally
+    /// quantized on load — with its tokenizer and chat template (native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(
         path: &std::path::Path,
         backend: &dyn Backend,
         opts: &LlamaOptions,
+        quantize: Option<crate::DType>,
         progress: Progress,
     ) -> Result<TextModel, LoadError> {
+        let tok_err = |e: crate::tokenizer::TokenizerError| LoadError::Tokenizer(e.to_string());
+        if path.is_dir() {
+            let mut folder = crate::loader::safetensors::HfFolder::open(path, quantize)?;
+            let config = folder.llama_config()?;
+            let llm = Llm::load(&config, &mut folder, backend, opts, progress)?;
+            let json = std::fs::read(path.join("tokenizer.json"))
+                .map_err(|e| LoadError::Io(format!("{}: {e}", path.join("tokenizer.json").display())))?;
+            let eos_ids = folder.special_ids("eos_token_id");
+            let bos = folder.special_ids("bos_token_id").first().copied();
+            let tokenizer = Tokenizer::from_hf_json(&json).map_err(tok_err)?;
+            let tokenizer = match (bos, eos_ids.first()) {
+                (None, None) => tokenizer,
+                (b, e) => {
+                    let (b, e) = (b.or(tokenizer.bos()), e.copied().or(tokenizer.eos()));
+                    tokenizer.with_bos_eos(b, e).map_err(tok_err)?
+                }
+            };
+            let template = folder.chat_template();
+            return TextModel::assemble(llm, tokenizer, template.as_deref(), eos_ids);
+        }
+        if quantize.is_some() {
+            return Err(LoadError::Corrupt("quantize-on-load applies to safetensors folders; GGUF weights load as stored".into()));
+        }
         let (llm, gguf) = Llm::open(path, backend, opts, progress)?;
-        let spec = gguf.tokenizer_spec()?;
-        let tokenizer =
-            Tokenizer::from_spec(&spec).map_err(|e| LoadError::Tokenizer(e.to_string()))?;
-        let piece = |id: Option<u32>| {
-            id.and_then(|i| spec.tokens.get(i as usize).cloned())
-                .unwrap_or_default()
-        };
-        let template = ChatTemplate::new(
-            gguf.chat_template().unwrap_or(CHATML),
-            &piece(spec.bos),
-            &piece(spec.eos),
-        )?;
-        let mut eos: Vec<u32> = spec.eos.into_iter().collect();
-        for end in [
-            "<|im_end|>",
-            "<|eot_id|>",
-            "<|endoftext|>",
-            "<|end|>",
-            "</s>",
-        ] {
+        let tokenizer = Tokenizer::from_spec(&gguf.tokenizer_spec()?).map_err(tok_err)?;
+        TextModel::assemble(llm, tokenizer, gguf.chat_template(), Vec::new())
+    }
+
+    /// Puts a loaded model together with its tokenizer and template; EOS ids
+    /// are the tokenizer's, the given ones, and the usual chat end markers.
+    pub fn assemble(llm: Llm, tokenizer: Tokenizer, template: Option<&str>, mut eos: Vec<u32>) -> Result<TextModel, LoadError> {
+        let piece = |id: Option<u32>| id.and_then(|i| tokenizer.decode(&[i], false).ok()).unwrap_or_default();
+        let template = ChatTemplate::new(template.unwrap_or(CHATML), &piece(tokenizer.bos()), &piece(tokenizer.eos()))?;
+        eos.extend(tokenizer.eos());
+        for end in ["<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end|>", "</s>"] {
             if let Some(id) = tokenizer.token_id(end)
                 && !eos.contains(&id)
             {
                 eos.push(id);
             }
         }
+        eos.dedup();
         Ok(TextModel {
             llm,
             tokenizer,

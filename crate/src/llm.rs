@@ -7,7 +7,8 @@ use std::io::{Read, Seek};
 use crate::backend::{Backend, Executable};
 use crate::host::HostTensor;
 use crate::loader::LoadError;
-use crate::loader::gguf::GgufFile;
+use crate::loader::gguf::{GgufFile, GgufSource};
+use crate::loader::WeightSource;
 use crate::model::LlamaConfig;
 use crate::model::llama::{self, LlamaGraph, LlamaOptions, StepIo};
 
@@ -23,29 +24,24 @@ pub struct Llm {
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64) -> bool;
 
 impl Llm {
-    /// Builds the model graph from a GGUF header, compiles it on `backend`
-    /// and streams every weight from `file` to the device. `progress` may
-    /// return false to cancel.
-    pub fn from_gguf<R: Read + Seek>(
-        gguf: &GgufFile,
-        file: &mut R,
+    /// Builds the model graph for `config`, compiles it on `backend` and
+    /// streams every weight from `source` to the device, one tensor at a
+    /// time. `progress` may return false to cancel.
+    pub fn load(
+        config: &LlamaConfig,
+        source: &mut dyn WeightSource,
         backend: &dyn Backend,
         opts: &LlamaOptions,
         progress: Progress,
     ) -> Result<Llm, LoadError> {
-        let config = LlamaConfig::from_gguf(gguf)?;
-        let model = llama::build(&config, opts, &|name| {
-            let t = gguf.tensor(name)?;
-            Ok((t.shape.clone(), t.dtype))
-        })?;
+        let model = llama::build(config, opts, &|name| source.info(name))?;
         let mut exe = backend.compile(&model.graph)?;
         let total = model.weight_bytes();
         let mut done = 0;
         for (name, id) in &model.weights {
-            let info = gguf.tensor(name)?;
-            let data = gguf.read_tensor(file, info)?;
+            let data = source.read(name)?;
             exe.write(*id, &data)?;
-            done += info.bytes;
+            done += data.data.len() as u64;
             if !progress(done, total) {
                 return Err(LoadError::Cancelled);
             }
@@ -57,6 +53,19 @@ impl Llm {
             tokens: Vec::new(),
             last: None,
         })
+    }
+
+    /// Loads a model from a parsed GGUF header and its open file.
+    pub fn from_gguf<R: Read + Seek>(
+        gguf: &GgufFile,
+        file: &mut R,
+        backend: &dyn Backend,
+        opts: &LlamaOptions,
+        progress: Progress,
+    ) -> Result<Llm, LoadError> {
+        let config = LlamaConfig::from_gguf(gguf)?;
+        let mut source = GgufSource { file: gguf, reader: file };
+        Llm::load(&config, &mut source, backend, opts, progress)
     }
 
     /// Opens a GGUF file and loads it (native only).

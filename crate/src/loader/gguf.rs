@@ -497,3 +497,21 @@ impl GgufFile {
         self.get_str("tokenizer.chat_template").ok()
     }
 }
+
+/// A GGUF file as a [`super::WeightSource`]: tensors are uploaded unchanged.
+pub struct GgufSource<'a, R> {
+    pub file: &'a GgufFile,
+    pub reader: &'a mut R,
+}
+
+impl<R: Read + Seek> super::WeightSource for GgufSource<'_, R> {
+    fn info(&self, name: &str) -> Result<(Vec<usize>, DType), LoadError> {
+        let t = self.file.tensor(name)?;
+        Ok((t.shape.clone(), t.dtype))
+    }
+
+    fn read(&mut self, name: &str) -> Result<HostTensor, LoadError> {
+        let t = self.file.tensor(name)?;
+        self.file.read_tensor(self.reader, t)
+    }
+}

@@ -2,6 +2,7 @@
 //! allocated; truncated or corrupt files give a typed [`LoadError`].
 
 pub mod gguf;
+pub mod safetensors;
 
 use thiserror::Error;
 
@@ -58,6 +59,15 @@ pub enum LoadError {
     ContextFull { max_ctx: usize, need: usize },
     #[error("cancelled")]
     Cancelled,
+}
+
+/// Where a model's weights come from. Names are GGUF tensor names
+/// (`blk.0.attn_q.weight`); a source maps them to its own naming.
+pub trait WeightSource {
+    /// Row-major shape and dtype of the tensor as it will be uploaded.
+    fn info(&self, name: &str) -> Result<(Vec<usize>, crate::DType), LoadError>;
+    /// The tensor's data in that dtype (converted or quantized if needed).
+    fn read(&mut self, name: &str) -> Result<crate::HostTensor, LoadError>;
 }
 
 impl From<std::io::Error> for LoadError {

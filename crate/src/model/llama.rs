@@ -144,6 +144,11 @@ pub fn build(
     } else {
         weight(&mut g, "output.weight", &[c.vocab, d])?
     };
+    let rope_freqs = if c.rope_freqs {
+        Some(weight(&mut g, "rope_freqs.weight", &[c.n_rot / 2])?)
+    } else {
+        None
+    };
     let pos = g.sym("pos");
     let rope = Rope {
         mode: c.rope_mode,
@@ -169,8 +174,10 @@ pub fn build(
             let q = g.reshape(q, &[t, c.n_heads, hd])?;
             let k = g.reshape(k, &[t, c.n_kv_heads, hd])?;
             let v = g.reshape(v, &[t, c.n_kv_heads, hd])?;
-            let q = g.rope(q, rope)?;
-            let k = g.rope(k, rope)?;
+            let (q, k) = match rope_freqs {
+                Some(f) => (g.rope_with_factors(q, f, rope)?, g.rope_with_factors(k, f, rope)?),
+                None => (g.rope(q, rope)?, g.rope(k, rope)?),
+            };
             let kc = g.write_cache(ly.k_cache, k, pos)?;
             let vc = g.write_cache(ly.v_cache, v, pos)?;
             let a = g.attention(q, kc, vc, 1.0 / (hd as f32).sqrt(), pos)?;

@@ -26,6 +26,9 @@ pub struct LlamaConfig {
     pub rope_mode: RopeMode,
     pub n_rot: usize,
     pub rope_scaling: Option<Llama3Scaling>,
+    /// Per-frequency RoPE divisors in a `rope_freqs.weight` tensor (how
+    /// llama.cpp's GGUF files carry Llama-3 scaling).
+    pub rope_freqs: bool,
     pub rms_eps: f32,
     /// No separate `output.weight`: the LM head is the token embedding.
     pub tied_embeddings: bool,
@@ -105,6 +108,7 @@ impl LlamaConfig {
                 None => head_dim,
             },
             rope_scaling,
+            rope_freqs: g.tensor("rope_freqs.weight").is_ok(),
             rms_eps: opt_f32(&k("attention.layer_norm_rms_epsilon"), 1e-5)?,
             tied_embeddings: g.tensor("output.weight").is_err(),
             qkv_bias: g.tensor("blk.0.attn_q.bias").is_ok(),

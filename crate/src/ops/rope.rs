@@ -7,7 +7,9 @@
 //!
 //! Dimensions `≥ n_rot` pass through. Optional Llama-3 frequency scaling (HF
 //! `rope_type = "llama3"`): long wavelengths divided by `factor`, a smooth
-//! blend between `low_freq_factor` and `high_freq_factor`. Like HF, `θ_j` and
+//! blend between `low_freq_factor` and `high_freq_factor`. Optional second
+//! input `factors [n_rot/2]` (f32): θ_j is divided by `factors[j]` — how
+//! llama.cpp's GGUF files carry Llama-3 scaling (`rope_freqs.weight`). Like HF, `θ_j` and
 //! the angle are f32 products; the oracle takes sin/cos of that f32 angle in
 //! f64. Kernel: `shaders/rope.wgsl`, one thread per pair.
 
@@ -67,9 +69,18 @@ impl Op for Rope {
     }
 
     fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
-        arity(self.name(), inputs, &[1])?;
+        arity(self.name(), inputs, &[1, 2])?;
         let x = inputs[0];
         require_dtype(self.name(), "x", x, &[DType::F32])?;
+        if let Some(fac) = inputs.get(1) {
+            require_dtype(self.name(), "factors", fac, &[DType::F32])?;
+            if fac.shape != [self.n_rot / 2] {
+                return Err(shape_err(
+                    self.name(),
+                    format!("factors {:?} must be [{}]", fac.shape, self.n_rot / 2),
+                ));
+            }
+        }
         if x.shape.len() != 3 {
             return Err(shape_err(
                 self.name(),
@@ -101,6 +112,7 @@ impl Op for Rope {
         let x = inputs[0].to_f32()?;
         let (t, h, d) = (inputs[0].shape[0], inputs[0].shape[1], inputs[0].shape[2]);
         let p0 = sym(syms, self.pos)?;
+        let factors = inputs.get(1).map(|t| t.to_f32()).transpose()?;
         let mut y = x.clone();
         let half = self.n_rot / 2;
         for ti in 0..t {
@@ -108,7 +120,11 @@ impl Op for Rope {
             for hi in 0..h {
                 let base = (ti * h + hi) * d;
                 for j in 0..half {
-                    let angle = (pos * self.inv_freq(j)) as f64;
+                    let inv = match &factors {
+                        Some(f) => self.inv_freq(j) / f[j],
+                        None => self.inv_freq(j),
+                    };
+                    let angle = (pos * inv) as f64;
                     let (s, c) = angle.sin_cos();
                     let (a, b) = match self.mode {
                         RopeMode::Normal => (base + 2 * j, base + 2 * j + 1),
@@ -138,7 +154,12 @@ impl Op for Rope {
             shader: "rope.wgsl",
             entry: "main",
             defines: vec![],
-            bindings: vec![Bind::Input(0, 0), Bind::Output, Bind::Syms],
+            bindings: vec![
+                Bind::Input(0, 0),
+                Bind::Output,
+                Bind::Syms,
+                Bind::Input(ctx.inputs.len() - 1, 0),
+            ],
             params: vec![
                 u(t)?,
                 u(h)?,
@@ -152,6 +173,7 @@ impl Op for Rope {
                 f(s.low_freq_factor),
                 f(s.high_freq_factor),
                 s.original_context,
+                (ctx.inputs.len() > 1) as u32,
             ],
             groups: grid(pairs.div_ceil(256), ctx.caps)?,
         }])
@@ -162,5 +184,10 @@ impl Graph {
     /// RoPE on `x [t, h, d]` with token 0 at position `pos`.
     pub fn rope(&mut self, x: TensorId, rope: Rope) -> Result<TensorId> {
         self.push(rope, &[x])
+    }
+
+    /// RoPE with per-frequency divisors `factors [n_rot/2]`.
+    pub fn rope_with_factors(&mut self, x: TensorId, factors: TensorId, rope: Rope) -> Result<TensorId> {
+        self.push(rope, &[x, factors])
     }
 }

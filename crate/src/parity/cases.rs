@@ -442,6 +442,17 @@ fn rope(rng: &mut Rng) -> Result<Vec<Case>> {
             );
             out.push(b.case("rope", DType::F32, desc, y, vec![pos], ROPE)?);
         }
+        // Per-frequency divisors (llama.cpp's rope_freqs), in [1, 8].
+        let mut b = B::new(rng);
+        let p = b.g.sym("pos");
+        let x = b.input(&[3, 4, 64], DType::F32, 1.0)?;
+        let fac = b.g.weight("rope_freqs", &[32], DType::F32)?;
+        let v: Vec<f32> = (0..32).map(|i| 1.0 + 7.0 * (i as f32 / 31.0)).collect();
+        b.put(fac, &[32], DType::F32, &v)?;
+        let rope = Rope { mode, n_rot: 64, base: 500000.0, scaling: None, pos: p };
+        let y = b.g.rope_with_factors(x, fac, rope)?;
+        let desc = format!("{mode:?} [3, 4, 64] factors pos77");
+        out.push(b.case("rope", DType::F32, desc, y, vec![77], ROPE)?);
     }
     Ok(out)
 }

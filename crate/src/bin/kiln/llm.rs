@@ -20,7 +20,8 @@ pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// GGUF model file (default: $KILN_MODEL, else the embedded SmolLM2-135M-Instruct).
+    /// A GGUF file or a Hugging Face folder (config.json + safetensors +
+    /// tokenizer.json). Default: $KILN_MODEL, else the embedded SmolLM2-135M-Instruct.
     #[arg(long)]
     model: Option<PathBuf>,
     /// Adapter index or name substring (default: KILN_ADAPTER, else the best).
@@ -36,6 +37,9 @@ pub struct ModelArgs {
     /// Store the KV cache as f16 (half the memory; f32 is exact).
     #[arg(long)]
     kv_f16: bool,
+    /// Quantize a safetensors model's matrices on load (q8_0, q4_0, q4_1, q4_k, q6_k, f16).
+    #[arg(long)]
+    quantize: Option<DType>,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -167,7 +171,7 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut last = 0;
-    let model = TextModel::open(&path, &backend, &opts, &mut |done, total| {
+    let model = TextModel::open(&path, &backend, &opts, a.quantize, &mut |done, total| {
         let pct = (done * 100 / total.max(1)) as usize;
         if pct != last {
             last = pct;

@@ -1,0 +1,285 @@
+//! Hugging Face model folders: `config.json`, `model.safetensors` or sharded
+//! `model.safetensors.index.json`, `tokenizer.json`, `tokenizer_config.json`.
+//!
+//! Headers are read with the `safetensors` crate (offsets validated against
+//! each file's size before anything is allocated); tensor data is read one
+//! tensor at a time with a seek, so a model is never held in memory whole.
+//! 1-D tensors (norms, biases) become f32; matrices keep f32/f16/bf16, or are
+//! quantized on load (Q8_0, Q4_0, Q4_K, …) when asked and their rows are
+//! whole blocks.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{LoadError, WeightSource};
+use crate::dtype::DType;
+use crate::host::HostTensor;
+use crate::model::LlamaConfig;
+use crate::ops::rope::{Llama3Scaling, RopeMode};
+use crate::quant;
+
+struct Entry {
+    file: usize,
+    dtype: DType,
+    shape: Vec<usize>,
+    offset: u64,
+    bytes: u64,
+}
+
+pub struct HfFolder {
+    pub dir: PathBuf,
+    pub config: Value,
+    files: Vec<File>,
+    tensors: HashMap<String, Entry>,
+    quantize: Option<DType>,
+}
+
+fn json(path: &Path) -> Result<Value, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io(format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| LoadError::Corrupt(format!("{}: {e}", path.display())))
+}
+
+/// The HF name of a GGUF tensor name.
+fn hf_name(gguf: &str) -> Option<String> {
+    let fixed = match gguf {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(f) = fixed {
+        return Some(f.into());
+    }
+    let rest = gguf.strip_prefix("blk.")?;
+    let (layer, part) = rest.split_once('.')?;
+    let (module, kind) = part.rsplit_once('.')?;
+    let hf = match module {
+        "attn_norm" => "input_layernorm",
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "ffn_norm" => "post_attention_layernorm",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{hf}.{kind}"))
+}
+
+fn st_dtype(name: &str, d: safetensors::Dtype) -> Result<DType, LoadError> {
+    match d {
+        safetensors::Dtype::F32 => Ok(DType::F32),
+        safetensors::Dtype::F16 => Ok(DType::F16),
+        safetensors::Dtype::BF16 => Ok(DType::BF16),
+        other => Err(LoadError::Corrupt(format!(
+            "tensor '{name}' is {other:?}; Kiln reads F32, F16 and BF16 safetensors"
+        ))),
+    }
+}
+
+impl HfFolder {
+    /// Opens a model folder; `quantize` re-encodes weight matrices on load.
+    pub fn open(dir: &Path, quantize: Option<DType>) -> Result<HfFolder, LoadError> {
+        if let Some(q) = quantize
+            && !q.is_quantized()
+            && !matches!(q, DType::F16 | DType::BF16 | DType::F32)
+        {
+            return Err(LoadError::Corrupt(format!("cannot quantize weights to {q}")));
+        }
+        let config = json(&dir.join("config.json"))?;
+        let index = dir.join("model.safetensors.index.json");
+        let shards: Vec<String> = if index.exists() {
+            let idx = json(&index)?;
+            let map = idx["weight_map"]
+                .as_object()
+                .ok_or_else(|| LoadError::Corrupt("index has no weight_map".into()))?;
+            let mut v: Vec<String> = map.values().filter_map(|f| f.as_str().map(String::from)).collect();
+            v.sort();
+            v.dedup();
+            v
+        } else {
+            vec!["model.safetensors".into()]
+        };
+        let mut files = Vec::new();
+        let mut tensors = HashMap::new();
+        for shard in shards {
+            let path = dir.join(&shard);
+            let mut f = File::open(&path).map_err(|e| LoadError::Io(format!("{}: {e}", path.display())))?;
+            let len = f.metadata()?.len();
+            let mut n = [0u8; 8];
+            f.read_exact(&mut n).map_err(|_| LoadError::Truncated {
+                what: format!("{shard} header length"),
+                need: 8,
+                len,
+            })?;
+            let n = u64::from_le_bytes(n);
+            if n.saturating_add(8) > len || n > 100 << 20 {
+                return Err(LoadError::Truncated {
+                    what: format!("{shard} header"),
+                    need: n.saturating_add(8),
+                    len,
+                });
+            }
+            let mut head = vec![0u8; 8 + n as usize];
+            head[..8].copy_from_slice(&n.to_le_bytes());
+            f.read_exact(&mut head[8..])?;
+            let (_, meta) = safetensors::SafeTensors::read_metadata(&head)
+                .map_err(|e| LoadError::Corrupt(format!("{shard}: {e}")))?;
+            for (name, info) in meta.tensors() {
+                let (a, b) = info.data_offsets;
+                let offset = 8 + n + a as u64;
+                let bytes = (b - a) as u64;
+                if offset + bytes > len {
+                    return Err(LoadError::Truncated {
+                        what: format!("tensor '{name}' in {shard}"),
+                        need: offset + bytes,
+                        len,
+                    });
+                }
+                let entry = Entry {
+                    file: files.len(),
+                    dtype: st_dtype(&name, info.dtype)?,
+                    shape: info.shape.clone(),
+                    offset,
+                    bytes,
+                };
+                tensors.insert(name, entry);
+            }
+            files.push(f);
+        }
+        Ok(HfFolder {
+            dir: dir.to_path_buf(),
+            config,
+            files,
+            tensors,
+            quantize,
+        })
+    }
+
+    fn entry(&self, gguf: &str) -> Result<(&str, &Entry), LoadError> {
+        let hf = hf_name(gguf).ok_or_else(|| LoadError::MissingTensor(gguf.into()))?;
+        self.tensors
+            .get_key_value(&hf)
+            .map(|(k, v)| (k.as_str(), v))
+            .ok_or(LoadError::MissingTensor(hf))
+    }
+
+    fn target(&self, e: &Entry) -> DType {
+        match (e.shape.len(), self.quantize) {
+            (1, _) => DType::F32,
+            (_, Some(q)) if e.shape.last().is_some_and(|k| k % q.block_size() == 0) => q,
+            _ => e.dtype,
+        }
+    }
+
+    /// The model's hyper-parameters from `config.json`.
+    pub fn llama_config(&self) -> Result<LlamaConfig, LoadError> {
+        let c = &self.config;
+        let arch = c["model_type"].as_str().unwrap_or("").to_string();
+        if !["llama", "mistral", "qwen2"].contains(&arch.as_str()) {
+            return Err(LoadError::UnsupportedArchitecture(arch));
+        }
+        let num = |k: &str| -> Result<usize, LoadError> {
+            c[k].as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| LoadError::MissingKey(format!("config.json: {k}")))
+        };
+        let d_model = num("hidden_size")?;
+        let n_heads = num("num_attention_heads")?;
+        let n_kv_heads = num("num_key_value_heads").unwrap_or(n_heads);
+        let head_dim = num("head_dim").unwrap_or(d_model / n_heads.max(1));
+        let rope_scaling = match c.get("rope_scaling").filter(|v| !v.is_null()) {
+            None => None,
+            Some(s) => {
+                let ty = s["rope_type"].as_str().or(s["type"].as_str()).unwrap_or("");
+                if ty != "llama3" {
+                    return Err(LoadError::Corrupt(format!("rope scaling '{ty}' is not supported yet")));
+                }
+                let f = |k: &str| s[k].as_f64().map(|v| v as f32).ok_or_else(|| LoadError::MissingKey(format!("rope_scaling.{k}")));
+                Some(Llama3Scaling {
+                    factor: f("factor")?,
+                    low_freq_factor: f("low_freq_factor")?,
+                    high_freq_factor: f("high_freq_factor")?,
+                    original_context: f("original_max_position_embeddings")? as u32,
+                })
+            }
+        };
+        Ok(LlamaConfig {
+            n_layers: num("num_hidden_layers")?,
+            d_model,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            ffn_dim: num("intermediate_size")?,
+            vocab: num("vocab_size")?,
+            train_ctx: num("max_position_embeddings").unwrap_or(4096),
+            rope_base: c["rope_theta"].as_f64().unwrap_or(10000.0) as f32,
+            rope_mode: RopeMode::Neox,
+            n_rot: head_dim,
+            rope_scaling,
+            rope_freqs: false,
+            rms_eps: c["rms_norm_eps"].as_f64().unwrap_or(1e-6) as f32,
+            tied_embeddings: !self.tensors.contains_key("lm_head.weight"),
+            qkv_bias: arch == "qwen2" || c["attention_bias"].as_bool().unwrap_or(false),
+            arch,
+        })
+    }
+
+    /// `tokenizer_config.json`'s chat template, if any.
+    pub fn chat_template(&self) -> Option<String> {
+        let tc = json(&self.dir.join("tokenizer_config.json")).ok()?;
+        match &tc["chat_template"] {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(list) => list
+                .iter()
+                .find(|t| t["name"] == "default")
+                .or(list.first())
+                .and_then(|t| t["template"].as_str().map(String::from)),
+            _ => None,
+        }
+    }
+
+    /// Token ids from `config.json` (`bos_token_id`, `eos_token_id` — an id or a list).
+    pub fn special_ids(&self, key: &str) -> Vec<u32> {
+        match &self.config[key] {
+            Value::Number(n) => n.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
+            Value::Array(a) => a.iter().filter_map(|v| v.as_u64().map(|v| v as u32)).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl WeightSource for HfFolder {
+    fn info(&self, name: &str) -> Result<(Vec<usize>, DType), LoadError> {
+        let (_, e) = self.entry(name)?;
+        Ok((e.shape.clone(), self.target(e)))
+    }
+
+    fn read(&mut self, name: &str) -> Result<HostTensor, LoadError> {
+        let (hf, e) = self.entry(name)?;
+        let (hf, file, offset, bytes, dtype, shape) = (hf.to_string(), e.file, e.offset, e.bytes, e.dtype, e.shape.clone());
+        let target = self.target(e);
+        let f = &mut self.files[file];
+        f.seek(SeekFrom::Start(offset))?;
+        let mut data = vec![0u8; bytes as usize];
+        f.read_exact(&mut data)?;
+        let t = HostTensor::from_bytes(&shape, dtype, data)
+            .map_err(|err| LoadError::Corrupt(format!("tensor '{hf}': {err}")))?;
+        if target == dtype {
+            return Ok(t);
+        }
+        let values = t.to_f32()?;
+        let cols = *shape.last().unwrap_or(&1);
+        let mut out = Vec::with_capacity(crate::host::byte_size(&shape, target)?);
+        for row in values.chunks(cols.max(1)) {
+            out.extend(quant::quantize(target, row)?);
+        }
+        Ok(HostTensor::from_bytes(&shape, target, out)?)
+    }
+}

@@ -1,0 +1,193 @@
+//! Tiny random-weight Llama-family models against PyTorch
+//! (`tests/fixtures/models/`, from `tools/gen_model_fixtures.py`):
+//!
+//! * `llama` (GQA 2:1, untied), `qwen2` (q/k/v biases, tied), `llama3`
+//!   (Llama-3 RoPE scaling, GQA 4:1, tied), each as an HF safetensors folder
+//!   and as GGUF (llama.cpp conventions: permuted Q/K, `rope_freqs`).
+//! * f32 (safetensors and GGUF F32): logits at every prompt position (decode
+//!   path, one token per run) and at the end of a prefill chunk, and 16
+//!   greedy steps, against HF. Tolerance |Δ| ≤ 1e-4·max|logit| + 1e-5: both
+//!   sides compute in f32 from identical weights and differ only in
+//!   summation order (measured below 1e-5 relative).
+//! * f16 GGUF: greedy tokens identical; drift reported.
+//! * Q8_0/Q4_0 GGUF and quantize-on-load (Q8_0, Q4_0, Q4_K): equal to Kiln's
+//!   CPU reference on the same quantized weights (the REDUCTION tolerance of
+//!   the op suite), and their drift vs f32 is reported as a perplexity delta
+//!   over the reference sequence.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use kiln::backend::Backend;
+use kiln::backend::cpu::CpuBackend;
+use kiln::llm::Llm;
+use kiln::loader::WeightSource;
+use kiln::loader::gguf::GgufFile;
+use kiln::loader::safetensors::HfFolder;
+use kiln::model::LlamaConfig;
+use kiln::model::llama::LlamaOptions;
+use kiln::DType;
+use serde_json::Value;
+
+fn dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(name)
+}
+
+fn reference(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir(name).join("reference.json")).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+}
+
+fn opts() -> LlamaOptions {
+    LlamaOptions {
+        max_ctx: 64,
+        prefill_chunk: 16,
+        kv_dtype: DType::F32,
+    }
+}
+
+enum Source {
+    Hf(Option<DType>),
+    Gguf(&'static str),
+}
+
+fn load(name: &str, src: &Source, backend: &dyn Backend) -> Llm {
+    match src {
+        Source::Hf(q) => {
+            let mut f = HfFolder::open(&dir(name), *q).unwrap();
+            let config = f.llama_config().unwrap();
+            Llm::load(&config, &mut f as &mut dyn WeightSource, backend, &opts(), &mut |_, _| true).unwrap()
+        }
+        Source::Gguf(ty) => {
+            let path = dir(name).join(format!("{name}.{ty}.gguf"));
+            let (g, mut file) = GgufFile::open(&path).unwrap();
+            assert!(LlamaConfig::from_gguf(&g).is_ok());
+            Llm::from_gguf(&g, &mut file, backend, &opts(), &mut |_, _| true).unwrap()
+        }
+    }
+}
+
+/// Logits after each token of `seq`, fed one at a time (the decode path).
+fn stepwise_logits(llm: &mut Llm, seq: &[u32]) -> Vec<Vec<f32>> {
+    llm.reset();
+    seq.iter()
+        .map(|t| {
+            llm.feed(&[*t]).unwrap();
+            llm.logits().unwrap()
+        })
+        .collect()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> (f32, f32) {
+    let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let m = b.iter().map(|x| x.abs()).fold(0f32, f32::max);
+    (d, m)
+}
+
+/// Perplexity of `seq[1..]` given the logits after each prefix.
+fn perplexity(logits: &[Vec<f32>], seq: &[u32]) -> f64 {
+    let mut nll = 0.0;
+    for (l, next) in logits.iter().zip(&seq[1..]) {
+        let m = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let lse = m + l.iter().map(|v| (*v as f64 - m).exp()).sum::<f64>().ln();
+        nll += lse - l[*next as usize] as f64;
+    }
+    (nll / (seq.len() - 1) as f64).exp()
+}
+
+fn check_f32(name: &str, src: Source, gpu: &dyn Backend) {
+    let r = reference(name);
+    let prompt = ids(&r["prompt_ids"]);
+    let want_greedy = ids(&r["greedy_ids"]);
+    let mut llm = load(name, &src, gpu);
+    // Every prompt position, decode path.
+    let got = stepwise_logits(&mut llm, &prompt);
+    let mut worst = 0f32;
+    for (i, want) in r["prompt_logits"].as_array().unwrap().iter().enumerate() {
+        let (d, m) = max_diff(&got[i], &floats(want));
+        assert!(d <= 1e-4 * m + 1e-5, "{name}: position {i}: logits differ by {d} (max |logit| {m})");
+        worst = worst.max(d / m);
+    }
+    // Prefill path: one chunk, last position.
+    llm.reset();
+    llm.feed(&prompt).unwrap();
+    let last = llm.logits().unwrap();
+    let want_last = floats(&r["prompt_logits"].as_array().unwrap()[prompt.len() - 1]);
+    let (d, m) = max_diff(&last, &want_last);
+    assert!(d <= 1e-4 * m + 1e-5, "{name}: prefill logits differ by {d}");
+    // Greedy steps and their logits.
+    let mut greedy = Vec::new();
+    for (step, want) in r["greedy_logits"].as_array().unwrap().iter().enumerate() {
+        let logits = llm.logits().unwrap();
+        let (d, m) = max_diff(&logits, &floats(want));
+        assert!(d <= 1e-4 * m + 1e-5, "{name}: greedy step {step}: logits differ by {d}");
+        let next = llm.greedy().unwrap();
+        greedy.push(next);
+        llm.feed(&[next]).unwrap();
+    }
+    assert_eq!(greedy, want_greedy, "{name}: greedy tokens differ from PyTorch");
+    eprintln!("{name} f32: logits within {worst:.1e} relative of PyTorch, {} greedy tokens identical", greedy.len());
+}
+
+#[test]
+fn f32_models_match_pytorch() {
+    let Some(gpu) = common::gpu() else { return };
+    for name in ["llama", "qwen2", "llama3"] {
+        check_f32(name, Source::Hf(None), &gpu);
+        check_f32(name, Source::Gguf("F32"), &gpu);
+    }
+}
+
+#[test]
+fn quantized_models_match_the_cpu_reference_and_report_drift() {
+    let Some(gpu) = common::gpu() else { return };
+    let name = "llama";
+    let r = reference(name);
+    let mut seq = ids(&r["prompt_ids"]);
+    seq.extend(ids(&r["greedy_ids"]));
+    let base = {
+        let mut llm = load(name, &Source::Hf(None), &gpu);
+        perplexity(&stepwise_logits(&mut llm, &seq), &seq)
+    };
+    let variants: [(&str, Source); 6] = [
+        ("gguf F16", Source::Gguf("F16")),
+        ("gguf Q8_0", Source::Gguf("Q8_0")),
+        ("gguf Q4_0", Source::Gguf("Q4_0")),
+        ("load q8_0", Source::Hf(Some(DType::Q8_0))),
+        ("load q4_0", Source::Hf(Some(DType::Q4_0))),
+        ("load q4_k", Source::Hf(Some(DType::Q4_K))),
+    ];
+    eprintln!("{name}: perplexity of the reference sequence ({} tokens): f32 {base:.4}", seq.len());
+    for (label, src) in variants {
+        let mut on_gpu = load(name, &src, &gpu);
+        let got = stepwise_logits(&mut on_gpu, &seq);
+        let mut on_cpu = load(name, &src, &CpuBackend);
+        let want = stepwise_logits(&mut on_cpu, &seq);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let (d, m) = max_diff(g, w);
+            assert!(d <= 1e-4 * m + 1e-5, "{label}: position {i}: GPU vs CPU reference differ by {d}");
+        }
+        let ppl = perplexity(&got, &seq);
+        assert!(ppl.is_finite());
+        eprintln!("{name} {label}: perplexity {ppl:.4} ({:+.2}% vs f32)", 100.0 * (ppl / base - 1.0));
+        if label.contains("F16") {
+            on_gpu.reset();
+            on_gpu.feed(&ids(&r["prompt_ids"])).unwrap();
+            let mut greedy = Vec::new();
+            for _ in 0..ids(&r["greedy_ids"]).len() {
+                let t = on_gpu.greedy().unwrap();
+                greedy.push(t);
+                on_gpu.feed(&[t]).unwrap();
+            }
+            assert_eq!(greedy, ids(&r["greedy_ids"]), "f16 greedy tokens differ from PyTorch");
+        }
+    }
+}
