@@ -1,6 +1,7 @@
 // mul_mat.wgsl — y = x · Wᵀ for many rows of x (prefill; ops/matmul.rs).
 // Bindings: 0 params, 1 W: array<u32> (rows n0..n0+rows, any W_<DTYPE>),
-// 2 x: array<f32> [m, k], 3 y: array<f32> [m, n].
+// 2 x: array<f32> [m, k], 3 y: array<f32> [m, n], 4 res: array<f32> [m, n]
+// (optional residual: y = x·Wᵀ + res).
 // Dispatch: (ceil(rows/32), ceil(m/32)) workgroups of 16×16; each thread
 // computes a 2×2 block of a 32×32 output tile; K advances 32 at a time with
 // both tiles staged (dequantized) in workgroup memory. f32 accumulation.
@@ -14,12 +15,23 @@ struct Params {
     k: u32,
     n0: u32,
     rows: u32,
+    has_res: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+// Residual added to the product (x itself when has_res = 0).
+@group(0) @binding(4) var<storage, read> res: array<f32>;
+
+fn put(i: u32, v: f32) {
+    if (p.has_res != 0u) {
+        y[i] = v + res[i];
+    } else {
+        y[i] = v;
+    }
+}
 
 var<workgroup> xs: array<f32, 1056>;  // [32][33]
 var<workgroup> ws: array<f32, 1056>;  // [32][33]
@@ -72,7 +84,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let m = m0 + lid3.y * 2u + i;
             let r = r0 + lid3.x * 2u + j;
             if (m < p.m && r < p.rows) {
-                y[m * p.n + p.n0 + r] = acc[i * 2u + j];
+                put(m * p.n + p.n0 + r, acc[i * 2u + j]);
             }
         }
     }

@@ -1,6 +1,7 @@
 // mul_mat_vec.wgsl — y = x · Wᵀ for few rows of x (decode; ops/matmul.rs).
 // Bindings: 0 params, 1 W: array<u32> (rows n0..n0+rows of the weight, any
-// W_<DTYPE> layout), 2 x: array<f32> [m, k], 3 y: array<f32> [m, n].
+// W_<DTYPE> layout), 2 x: array<f32> [m, k], 3 y: array<f32> [m, n],
+// 4 res: array<f32> [m, n] (optional residual: y = x·Wᵀ + res).
 // Dispatch: one workgroup of 64 per weight row of this chunk (per 8 rows with
 // SUBGROUPS), folded by ops::grid. Each weight group of 4 is decoded once and
 // used for all m ≤ 8 rows of x. f32 accumulation; tree reduction through
@@ -19,12 +20,23 @@ struct Params {
     k: u32,
     n0: u32,    // first weight row of this chunk
     rows: u32,  // weight rows in this chunk
+    has_res: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
+// Residual added to the product (x itself when has_res = 0).
+@group(0) @binding(4) var<storage, read> res: array<f32>;
+
+fn put(i: u32, v: f32) {
+    if (p.has_res != 0u) {
+        y[i] = v + res[i];
+    } else {
+        y[i] = v;
+    }
+}
 
 fn x4(m: u32, g: u32) -> vec4<f32> {
     let base = m * p.k;
@@ -58,7 +70,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var u = 0u; u < nu; u++) {
             acc += dot32(r, p.k, u, m);
         }
-        y[m * p.n + p.n0 + r] = acc;
+        put(m * p.n + p.n0 + r, acc);
     }
 }
 #elif SUBGROUPS
@@ -90,7 +102,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
             let s = subgroupAdd(acc);
             if (lane == 0u) {
-                y[p.n0 + r] = s;
+                put(p.n0 + r, s);
             }
             continue;
         }
@@ -106,7 +118,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             for (var m = 0u; m < mc; m++) {
                 let s = subgroupAdd(acc[m]);
                 if (lane == 0u) {
-                    y[(m0 + m) * p.n + p.n0 + r] = s;
+                    put((m0 + m) * p.n + p.n0 + r, s);
                 }
             }
         }
@@ -132,7 +144,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if (m < p.m) {
             let s = wg_sum(acc[m], lid);
             if (lid == 0u) {
-                y[m * p.n + p.n0 + r] = s;
+                put(m * p.n + p.n0 + r, s);
             }
         }
     }

@@ -19,6 +19,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use kiln::DType;
 use kiln::backend::Backend;
 use kiln::backend::cpu::CpuBackend;
 use kiln::llm::Llm;
@@ -27,23 +28,33 @@ use kiln::loader::gguf::GgufFile;
 use kiln::loader::safetensors::HfFolder;
 use kiln::model::LlamaConfig;
 use kiln::model::llama::LlamaOptions;
-use kiln::DType;
 use serde_json::Value;
 
 fn dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/models")
+        .join(name)
 }
 
 fn reference(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir(name).join("reference.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(dir(name).join("reference.json")).unwrap())
+        .unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn opts() -> LlamaOptions {
@@ -64,7 +75,14 @@ fn load(name: &str, src: &Source, backend: &dyn Backend) -> Llm {
         Source::Hf(q) => {
             let mut f = HfFolder::open(&dir(name), *q).unwrap();
             let config = f.llama_config().unwrap();
-            Llm::load(&config, &mut f as &mut dyn WeightSource, backend, &opts(), &mut |_, _| true).unwrap()
+            Llm::load(
+                &config,
+                &mut f as &mut dyn WeightSource,
+                backend,
+                &opts(),
+                &mut |_, _| true,
+            )
+            .unwrap()
         }
         Source::Gguf(ty) => {
             let path = dir(name).join(format!("{name}.{ty}.gguf"));
@@ -87,7 +105,11 @@ fn stepwise_logits(llm: &mut Llm, seq: &[u32]) -> Vec<Vec<f32>> {
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> (f32, f32) {
-    let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let d = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
     let m = b.iter().map(|x| x.abs()).fold(0f32, f32::max);
     (d, m)
 }
@@ -113,7 +135,10 @@ fn check_f32(name: &str, src: Source, gpu: &dyn Backend) {
     let mut worst = 0f32;
     for (i, want) in r["prompt_logits"].as_array().unwrap().iter().enumerate() {
         let (d, m) = max_diff(&got[i], &floats(want));
-        assert!(d <= 1e-4 * m + 1e-5, "{name}: position {i}: logits differ by {d} (max |logit| {m})");
+        assert!(
+            d <= 1e-4 * m + 1e-5,
+            "{name}: position {i}: logits differ by {d} (max |logit| {m})"
+        );
         worst = worst.max(d / m);
     }
     // Prefill path: one chunk, last position.
@@ -128,13 +153,22 @@ fn check_f32(name: &str, src: Source, gpu: &dyn Backend) {
     for (step, want) in r["greedy_logits"].as_array().unwrap().iter().enumerate() {
         let logits = llm.logits().unwrap();
         let (d, m) = max_diff(&logits, &floats(want));
-        assert!(d <= 1e-4 * m + 1e-5, "{name}: greedy step {step}: logits differ by {d}");
+        assert!(
+            d <= 1e-4 * m + 1e-5,
+            "{name}: greedy step {step}: logits differ by {d}"
+        );
         let next = llm.greedy().unwrap();
         greedy.push(next);
         llm.feed(&[next]).unwrap();
     }
-    assert_eq!(greedy, want_greedy, "{name}: greedy tokens differ from PyTorch");
-    eprintln!("{name} f32: logits within {worst:.1e} relative of PyTorch, {} greedy tokens identical", greedy.len());
+    assert_eq!(
+        greedy, want_greedy,
+        "{name}: greedy tokens differ from PyTorch"
+    );
+    eprintln!(
+        "{name} f32: logits within {worst:.1e} relative of PyTorch, {} greedy tokens identical",
+        greedy.len()
+    );
 }
 
 #[test]
@@ -165,7 +199,10 @@ fn quantized_models_match_the_cpu_reference_and_report_drift() {
         ("load q4_0", Source::Hf(Some(DType::Q4_0))),
         ("load q4_k", Source::Hf(Some(DType::Q4_K))),
     ];
-    eprintln!("{name}: perplexity of the reference sequence ({} tokens): f32 {base:.4}", seq.len());
+    eprintln!(
+        "{name}: perplexity of the reference sequence ({} tokens): f32 {base:.4}",
+        seq.len()
+    );
     for (label, src) in variants {
         let mut on_gpu = load(name, &src, &gpu);
         let got = stepwise_logits(&mut on_gpu, &seq);
@@ -173,11 +210,17 @@ fn quantized_models_match_the_cpu_reference_and_report_drift() {
         let want = stepwise_logits(&mut on_cpu, &seq);
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             let (d, m) = max_diff(g, w);
-            assert!(d <= 1e-4 * m + 1e-5, "{label}: position {i}: GPU vs CPU reference differ by {d}");
+            assert!(
+                d <= 1e-4 * m + 1e-5,
+                "{label}: position {i}: GPU vs CPU reference differ by {d}"
+            );
         }
         let ppl = perplexity(&got, &seq);
         assert!(ppl.is_finite());
-        eprintln!("{name} {label}: perplexity {ppl:.4} ({:+.2}% vs f32)", 100.0 * (ppl / base - 1.0));
+        eprintln!(
+            "{name} {label}: perplexity {ppl:.4} ({:+.2}% vs f32)",
+            100.0 * (ppl / base - 1.0)
+        );
         if label.contains("F16") {
             on_gpu.reset();
             on_gpu.feed(&ids(&r["prompt_ids"])).unwrap();
@@ -187,7 +230,11 @@ fn quantized_models_match_the_cpu_reference_and_report_drift() {
                 greedy.push(t);
                 on_gpu.feed(&[t]).unwrap();
             }
-            assert_eq!(greedy, ids(&r["greedy_ids"]), "f16 greedy tokens differ from PyTorch");
+            assert_eq!(
+                greedy,
+                ids(&r["greedy_ids"]),
+                "f16 greedy tokens differ from PyTorch"
+            );
         }
     }
 }

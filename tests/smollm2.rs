@@ -84,3 +84,49 @@ fn greedy_tokens_and_logits_match_pytorch() {
         );
     }
 }
+
+/// The f16 KV cache is the faster path (half the cache traffic): its drift
+/// from PyTorch is reported — greedy tokens agreeing before the first
+/// difference, and the worst top-20 logit difference — and bounded loosely
+/// (f16 keeps 11 significant bits of every cached K/V value).
+#[test]
+fn f16_kv_cache_drift_is_reported() {
+    let Some(gpu) = common::gpu() else { return };
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(REFERENCE).unwrap()).unwrap();
+    let opts = LlamaOptions {
+        max_ctx: 256,
+        prefill_chunk: 32,
+        kv_dtype: kiln::DType::F16,
+    };
+    let (mut llm, _) = Llm::open(&model_path(), &gpu, &opts, &mut |_, _| true).unwrap();
+    for rec in reference["records"].as_array().unwrap() {
+        let label = rec["label"].as_str().unwrap();
+        let want = ids(&rec["greedy_ids"]);
+        llm.reset();
+        llm.feed(&ids(&rec["prompt_ids"])).unwrap();
+        let logits = llm.logits().unwrap();
+        let worst = rec["last_logits_top20"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (logits[p[0].as_u64().unwrap() as usize] - p[1].as_f64().unwrap() as f32).abs()
+            })
+            .fold(0f32, f32::max);
+        let mut agree = 0;
+        for (i, w) in want.iter().enumerate() {
+            let next = llm.greedy().unwrap();
+            if next != *w {
+                break;
+            }
+            agree = i + 1;
+            llm.feed(&[next]).unwrap();
+        }
+        eprintln!(
+            "{label} (f16 KV): {agree}/{} greedy tokens as PyTorch, max top-20 logit diff {worst:.2e}",
+            want.len()
+        );
+        assert!(worst < 0.1, "{label}: f16 KV logits drift {worst}");
+    }
+}

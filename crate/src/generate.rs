@@ -4,9 +4,13 @@
 
 use std::time::Instant;
 
+#[cfg(not(target_arch = "wasm32"))]
 use crate::backend::Backend;
-use crate::llm::{Llm, Progress};
+use crate::llm::Llm;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::llm::Progress;
 use crate::loader::LoadError;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::model::llama::LlamaOptions;
 use crate::sample::{Sampler, SamplingParams};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
@@ -150,8 +154,9 @@ impl TextModel {
             let mut folder = crate::loader::safetensors::HfFolder::open(path, quantize)?;
             let config = folder.llama_config()?;
             let llm = Llm::load(&config, &mut folder, backend, opts, progress)?;
-            let json = std::fs::read(path.join("tokenizer.json"))
-                .map_err(|e| LoadError::Io(format!("{}: {e}", path.join("tokenizer.json").display())))?;
+            let json = std::fs::read(path.join("tokenizer.json")).map_err(|e| {
+                LoadError::Io(format!("{}: {e}", path.join("tokenizer.json").display()))
+            })?;
             let eos_ids = folder.special_ids("eos_token_id");
             let bos = folder.special_ids("bos_token_id").first().copied();
             let tokenizer = Tokenizer::from_hf_json(&json).map_err(tok_err)?;
@@ -166,7 +171,10 @@ impl TextModel {
             return TextModel::assemble(llm, tokenizer, template.as_deref(), eos_ids);
         }
         if quantize.is_some() {
-            return Err(LoadError::Corrupt("quantize-on-load applies to safetensors folders; GGUF weights load as stored".into()));
+            return Err(LoadError::Corrupt(
+                "quantize-on-load applies to safetensors folders; GGUF weights load as stored"
+                    .into(),
+            ));
         }
         let (llm, gguf) = Llm::open(path, backend, opts, progress)?;
         let tokenizer = Tokenizer::from_spec(&gguf.tokenizer_spec()?).map_err(tok_err)?;
@@ -175,11 +183,29 @@ impl TextModel {
 
     /// Puts a loaded model together with its tokenizer and template; EOS ids
     /// are the tokenizer's, the given ones, and the usual chat end markers.
-    pub fn assemble(llm: Llm, tokenizer: Tokenizer, template: Option<&str>, mut eos: Vec<u32>) -> Result<TextModel, LoadError> {
-        let piece = |id: Option<u32>| id.and_then(|i| tokenizer.decode(&[i], false).ok()).unwrap_or_default();
-        let template = ChatTemplate::new(template.unwrap_or(CHATML), &piece(tokenizer.bos()), &piece(tokenizer.eos()))?;
+    pub fn assemble(
+        llm: Llm,
+        tokenizer: Tokenizer,
+        template: Option<&str>,
+        mut eos: Vec<u32>,
+    ) -> Result<TextModel, LoadError> {
+        let piece = |id: Option<u32>| {
+            id.and_then(|i| tokenizer.decode(&[i], false).ok())
+                .unwrap_or_default()
+        };
+        let template = ChatTemplate::new(
+            template.unwrap_or(CHATML),
+            &piece(tokenizer.bos()),
+            &piece(tokenizer.eos()),
+        )?;
         eos.extend(tokenizer.eos());
-        for end in ["<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end|>", "</s>"] {
+        for end in [
+            "<|im_end|>",
+            "<|eot_id|>",
+            "<|endoftext|>",
+            "<|end|>",
+            "</s>",
+        ] {
             if let Some(id) = tokenizer.token_id(end)
                 && !eos.contains(&id)
             {

@@ -7,8 +7,8 @@ use std::io::{Read, Seek};
 use crate::backend::{Backend, Executable};
 use crate::host::HostTensor;
 use crate::loader::LoadError;
-use crate::loader::gguf::{GgufFile, GgufSource};
 use crate::loader::WeightSource;
+use crate::loader::gguf::{GgufFile, GgufSource};
 use crate::model::LlamaConfig;
 use crate::model::llama::{self, LlamaGraph, LlamaOptions, StepIo};
 
@@ -64,7 +64,10 @@ impl Llm {
         progress: Progress,
     ) -> Result<Llm, LoadError> {
         let config = LlamaConfig::from_gguf(gguf)?;
-        let mut source = GgufSource { file: gguf, reader: file };
+        let mut source = GgufSource {
+            file: gguf,
+            reader: file,
+        };
         Llm::load(&config, &mut source, backend, opts, progress)
     }
 

@@ -39,7 +39,8 @@ pub struct HfFolder {
 }
 
 fn json(path: &Path) -> Result<Value, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io(format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| LoadError::Io(format!("{}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| LoadError::Corrupt(format!("{}: {e}", path.display())))
 }
 
@@ -90,7 +91,9 @@ impl HfFolder {
             && !q.is_quantized()
             && !matches!(q, DType::F16 | DType::BF16 | DType::F32)
         {
-            return Err(LoadError::Corrupt(format!("cannot quantize weights to {q}")));
+            return Err(LoadError::Corrupt(format!(
+                "cannot quantize weights to {q}"
+            )));
         }
         let config = json(&dir.join("config.json"))?;
         let index = dir.join("model.safetensors.index.json");
@@ -99,7 +102,10 @@ impl HfFolder {
             let map = idx["weight_map"]
                 .as_object()
                 .ok_or_else(|| LoadError::Corrupt("index has no weight_map".into()))?;
-            let mut v: Vec<String> = map.values().filter_map(|f| f.as_str().map(String::from)).collect();
+            let mut v: Vec<String> = map
+                .values()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect();
             v.sort();
             v.dedup();
             v
@@ -110,7 +116,8 @@ impl HfFolder {
         let mut tensors = HashMap::new();
         for shard in shards {
             let path = dir.join(&shard);
-            let mut f = File::open(&path).map_err(|e| LoadError::Io(format!("{}: {e}", path.display())))?;
+            let mut f =
+                File::open(&path).map_err(|e| LoadError::Io(format!("{}: {e}", path.display())))?;
             let len = f.metadata()?.len();
             let mut n = [0u8; 8];
             f.read_exact(&mut n).map_err(|_| LoadError::Truncated {
@@ -199,9 +206,15 @@ impl HfFolder {
             Some(s) => {
                 let ty = s["rope_type"].as_str().or(s["type"].as_str()).unwrap_or("");
                 if ty != "llama3" {
-                    return Err(LoadError::Corrupt(format!("rope scaling '{ty}' is not supported yet")));
+                    return Err(LoadError::Corrupt(format!(
+                        "rope scaling '{ty}' is not supported yet"
+                    )));
                 }
-                let f = |k: &str| s[k].as_f64().map(|v| v as f32).ok_or_else(|| LoadError::MissingKey(format!("rope_scaling.{k}")));
+                let f = |k: &str| {
+                    s[k].as_f64()
+                        .map(|v| v as f32)
+                        .ok_or_else(|| LoadError::MissingKey(format!("rope_scaling.{k}")))
+                };
                 Some(Llama3Scaling {
                     factor: f("factor")?,
                     low_freq_factor: f("low_freq_factor")?,
@@ -249,7 +262,10 @@ impl HfFolder {
     pub fn special_ids(&self, key: &str) -> Vec<u32> {
         match &self.config[key] {
             Value::Number(n) => n.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
-            Value::Array(a) => a.iter().filter_map(|v| v.as_u64().map(|v| v as u32)).collect(),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_u64().map(|v| v as u32))
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -263,7 +279,14 @@ impl WeightSource for HfFolder {
 
     fn read(&mut self, name: &str) -> Result<HostTensor, LoadError> {
         let (hf, e) = self.entry(name)?;
-        let (hf, file, offset, bytes, dtype, shape) = (hf.to_string(), e.file, e.offset, e.bytes, e.dtype, e.shape.clone());
+        let (hf, file, offset, bytes, dtype, shape) = (
+            hf.to_string(),
+            e.file,
+            e.offset,
+            e.bytes,
+            e.dtype,
+            e.shape.clone(),
+        );
         let target = self.target(e);
         let f = &mut self.files[file];
         f.seek(SeekFrom::Start(offset))?;

@@ -175,20 +175,21 @@ pub fn build(
             let k = g.reshape(k, &[t, c.n_kv_heads, hd])?;
             let v = g.reshape(v, &[t, c.n_kv_heads, hd])?;
             let (q, k) = match rope_freqs {
-                Some(f) => (g.rope_with_factors(q, f, rope)?, g.rope_with_factors(k, f, rope)?),
+                Some(f) => (
+                    g.rope_with_factors(q, f, rope)?,
+                    g.rope_with_factors(k, f, rope)?,
+                ),
                 None => (g.rope(q, rope)?, g.rope(k, rope)?),
             };
             let kc = g.write_cache(ly.k_cache, k, pos)?;
             let vc = g.write_cache(ly.v_cache, v, pos)?;
             let a = g.attention(q, kc, vc, 1.0 / (hd as f32).sqrt(), pos)?;
-            let o = g.matmul(a, ly.wo)?;
-            x = g.add(x, o)?;
+            x = g.matmul_add(a, ly.wo, x)?;
             let h = g.rms_norm(x, Some(ly.ffn_norm), c.rms_eps)?;
             let gate = g.matmul(h, ly.w_gate)?;
             let up = g.matmul(h, ly.w_up)?;
             let s = g.swiglu(gate, up)?;
-            let dn = g.matmul(s, ly.w_down)?;
-            x = g.add(x, dn)?;
+            x = g.matmul_add(s, ly.w_down, x)?;
         }
         let last = if t > 1 {
             let last = g.input("last", &[1], DType::U32)?;

@@ -1,7 +1,9 @@
 //! Matrix multiplication with float or quantized weights: `y = x · Wᵀ`.
 //!
 //! `x [.., k]` f32 (m rows), `W [n, k]` in any [`DType::WEIGHTS`] type (k a
-//! multiple of its block), `y [.., n]` f32. The CPU reference dequantizes `W`
+//! multiple of its block), `y [.., n]` f32. An optional third input
+//! `res [.., n]` is added to the product in the kernel's epilogue
+//! (`matmul_add`: the residual connection without a separate dispatch). The CPU reference dequantizes `W`
 //! row by row and accumulates in f64 (it is the oracle, not a fast path).
 //!
 //! Kernels: `shaders/mul_mat_vec.wgsl` (GEMV, m ≤ 8: each weight block decoded
@@ -42,7 +44,7 @@ impl Op for MatMul {
     }
 
     fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
-        arity(self.name(), inputs, &[2])?;
+        arity(self.name(), inputs, &[2, 3])?;
         let (x, w) = (inputs[0], inputs[1]);
         require_dtype(self.name(), "x", x, &[DType::F32])?;
         require_dtype(self.name(), "w", w, &DType::WEIGHTS)?;
@@ -61,6 +63,15 @@ impl Op for MatMul {
         if let Some(last) = shape.last_mut() {
             *last = w.shape[0];
         }
+        if let Some(r) = inputs.get(2) {
+            require_dtype(self.name(), "res", r, &[DType::F32])?;
+            if r.shape != shape {
+                return Err(shape_err(
+                    self.name(),
+                    format!("residual {:?} must be {shape:?}", r.shape),
+                ));
+            }
+        }
         Ok((shape, DType::F32))
     }
 
@@ -76,6 +87,7 @@ impl Op for MatMul {
         let row_bytes = w.dtype.row_bytes(k)?;
         let mut y = vec![0f32; m * n];
         let mut wr = vec![0f32; k];
+        let res = inputs.get(2).map(|t| t.to_f32()).transpose()?;
         for j in 0..n {
             quant::dequantize_into(
                 w.dtype,
@@ -86,6 +98,9 @@ impl Op for MatMul {
                 let xr = &x[i * k..(i + 1) * k];
                 let s: f64 = xr.iter().zip(&wr).map(|(a, b)| *a as f64 * *b as f64).sum();
                 y[i * n + j] = s as f32;
+                if let Some(r) = &res {
+                    y[i * n + j] = (s + r[i * n + j] as f64) as f32;
+                }
             }
         }
         put_f32(out, &y);
@@ -127,8 +142,20 @@ impl Op for MatMul {
                     } else {
                         vec![weight_define(w.dtype)]
                     },
-                    bindings: vec![Bind::Input(1, c), Bind::Input(0, 0), Bind::Output],
-                    params: vec![u(m)?, u(n)?, u(k)?, u(ch.row0)?, u(ch.rows)?],
+                    bindings: vec![
+                        Bind::Input(1, c),
+                        Bind::Input(0, 0),
+                        Bind::Output,
+                        Bind::Input(ctx.inputs.len() - 1, 0),
+                    ],
+                    params: vec![
+                        u(m)?,
+                        u(n)?,
+                        u(k)?,
+                        u(ch.row0)?,
+                        u(ch.rows)?,
+                        (ctx.inputs.len() > 2) as u32,
+                    ],
                     groups,
                 })
             })
@@ -140,5 +167,10 @@ impl Graph {
     /// `x · wᵀ` with `w [n, k]` in any weight dtype.
     pub fn matmul(&mut self, x: TensorId, w: TensorId) -> Result<TensorId> {
         self.push(MatMul, &[x, w])
+    }
+
+    /// `x · wᵀ + res` in one kernel (a residual connection).
+    pub fn matmul_add(&mut self, x: TensorId, w: TensorId, res: TensorId) -> Result<TensorId> {
+        self.push(MatMul, &[x, w, res])
     }
 }

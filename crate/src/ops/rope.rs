@@ -187,7 +187,12 @@ impl Graph {
     }
 
     /// RoPE with per-frequency divisors `factors [n_rot/2]`.
-    pub fn rope_with_factors(&mut self, x: TensorId, factors: TensorId, rope: Rope) -> Result<TensorId> {
+    pub fn rope_with_factors(
+        &mut self,
+        x: TensorId,
+        factors: TensorId,
+        rope: Rope,
+    ) -> Result<TensorId> {
         self.push(rope, &[x, factors])
     }
 }

@@ -354,8 +354,19 @@ fn mul_mat(rng: &mut Rng) -> Result<Vec<Case>> {
             let mut b = B::new(rng);
             let x = b.input(&[m, k], DType::F32, 1.0)?;
             let w = b.weight(&[n, k], dtype, 1.0 / (k as f32).sqrt())?;
-            let y = b.g.matmul(x, w)?;
-            let desc = format!("m{m} n{n} k{k}{}", if split { " split" } else { "" });
+            // Every other shape adds a residual in the epilogue.
+            let with_res = (m + n) % 2 == 1 || split;
+            let y = if with_res {
+                let r = b.input(&[m, n], DType::F32, 1.0)?;
+                b.g.matmul_add(x, w, r)?
+            } else {
+                b.g.matmul(x, w)?
+            };
+            let desc = format!(
+                "m{m} n{n} k{k}{}{}",
+                if with_res { " +res" } else { "" },
+                if split { " split" } else { "" }
+            );
             let mut c = b.case("mul_mat", dtype, desc, y, vec![], MATMUL)?;
             if split {
                 // Activations must fit one binding; the weight spans several
@@ -449,7 +460,13 @@ fn rope(rng: &mut Rng) -> Result<Vec<Case>> {
         let fac = b.g.weight("rope_freqs", &[32], DType::F32)?;
         let v: Vec<f32> = (0..32).map(|i| 1.0 + 7.0 * (i as f32 / 31.0)).collect();
         b.put(fac, &[32], DType::F32, &v)?;
-        let rope = Rope { mode, n_rot: 64, base: 500000.0, scaling: None, pos: p };
+        let rope = Rope {
+            mode,
+            n_rot: 64,
+            base: 500000.0,
+            scaling: None,
+            pos: p,
+        };
         let y = b.g.rope_with_factors(x, fac, rope)?;
         let desc = format!("{mode:?} [3, 4, 64] factors pos77");
         out.push(b.case("rope", DType::F32, desc, y, vec![77], ROPE)?);

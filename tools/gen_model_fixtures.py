@@ -1,0 +1,1000 @@
+#!/usr/bin/env python3
+"""Tiny random-weight Llama-family models with PyTorch references: tests/fixtures/models/.
+
+What it writes (all deterministic: fixed seeds, fixed text), under OUT (default
+tests/fixtures/models/):
+
+  <name>/config.json, generation_config.json, model.safetensors
+                         a randomly initialised HF model (f32), `save_pretrained` output
+  <name>/tokenizer.json, tokenizer_config.json
+                         one tiny byte-level BPE tokenizer shared by all three models
+                         (trained here with `tokenizers` on CORPUS below: vocab 256 =
+                         3 specials + 97 byte symbols (tab, newline, printable
+                         ASCII) + 156 merges; ChatML template)
+  <name>/reference.json  PyTorch (CPU, f32, eager attention) reference: prompt ids, logits at
+                         every prompt position, 16 greedy decode steps with their logits
+                         (greedy_logits[i] -> greedy_ids[i], HF generate's layout),
+                         per-layer hidden-state probes (format in the generated README.md)
+  <name>/<name>.<TYPE>.gguf
+                         the same weights as llama.cpp's convert_hf_to_gguf.py writes them
+                         (see "GGUF conventions" below): llama in F32/F16/Q8_0/Q4_0,
+                         qwen2 and llama3 in F32/Q8_0
+  <name>/reference.<TYPE>.json
+                         the reference recomputed from each non-F32 GGUF's weights as
+                         transformers dequantizes them (same format as reference.json)
+  README.md              file list, sizes, reference format, verification results
+
+The three models (hidden 64, 2 layers, 4 heads of 16, intermediate 96, vocab 256):
+  llama   LlamaForCausalLM, 2 KV heads, rope_theta 1e4, eps 1e-5, untied lm_head
+  qwen2   Qwen2ForCausalLM, 2 KV heads, random non-zero q/k/v biases, theta 1e6, eps 1e-6, tied
+  llama3  LlamaForCausalLM, 1 KV head, Llama-3 rope scaling (factor 8, low 1, high 4,
+          original_max_position_embeddings 64), theta 5e5, tied
+Weights: N(0, 1/fan_in) for projections, N(0, 0.3^2) for embeddings / lm_head (logits of std
+~2.4), norms 1 + N(0, 0.1^2), Qwen2 biases N(0, 0.5^2). For each model the first seed (from a
+fixed list) whose greedy run has top-1/top-2 margins >= 0.05 everywhere, emits no special token
+and at least 3 distinct ids is used, so argmax is robust to f32 summation order.
+
+GGUF conventions (reproduced from llama.cpp's converter, commit 0c1e570 as vendored by the
+llama-cpp-python 0.3.36 sdist: convert_hf_to_gguf.py + conversion/{base,llama,qwen}.py):
+  * KV order and keys as ModelBase.prepare_metadata: general.architecture, general.type,
+    gguf.Metadata.load(...).set_gguf_meta_model (name, size_label, ... from the folder name),
+    TextModel.set_gguf_parameters (block_count, context_length, embedding_length,
+    feed_forward_length, head_count, head_count_kv, rope.freq_base,
+    attention.layer_norm_rms_epsilon, attention.key_length/value_length when config.json has
+    head_dim, general.file_type), LlamaModel adds vocab_size and rope.dimension_count (Qwen2Model
+    adds neither), general.quantization_version, then the vocab (_set_vocab_gpt2 + SpecialVocab:
+    model "gpt2", pre, tokens, token_type, merges, bos/eos/unk/pad ids, add_bos_token /
+    add_eos_token = false from the ByteLevel post-processor, chat_template).
+  * tokenizer.ggml.pre = "gpt-2": the converter names pre-tokenizers by hashing the encoding
+    of a fixed text and raises NotImplementedError for an unknown hash (which this tokenizer
+    is). This tokenizer's pre-tokenizer is exactly GPT-2's (ByteLevel, GPT-2 regex), which
+    llama.cpp calls "gpt-2" (LLAMA_VOCAB_PRE_TYPE_GPT2). Not "default": llama.cpp's default
+    BPE pre-tokenizer first splits punctuation runs and digit groups, so it would tokenize
+    "it's" or "$%" differently from HF; transformers and Kiln treat both names as GPT-2's regex.
+  * tensors sorted by HF name (as gguf.utility.SafetensorsLocal), rope_freqs first
+    (generate_extra_tensors runs before get_tensors); names through gguf.get_tensor_name_map (HF -> token_embd, blk.N.attn_q, ...).
+  * LlamaModel.permute on q_proj (n_head, n_head) and k_proj (n_head, n_head_kv) for the llama
+    arch; none for qwen2 (NeoX rope).
+  * Llama-3 rope: rope_freqs.weight (F32, [head_dim/2]) computed exactly as
+    LlamaModel.generate_extra_tensors (torch f32); no rope scaling KV keys.
+  * types as ModelBase.prepare_tensors: 1-D tensors, *_norm.weight and anything not ending in
+    .weight stay F32; other 2-D weights take the file type through gguf.quants.quantize, falling
+    back to F16 on QuantError (row not a multiple of the block; does not happen at these sizes).
+    The converter has no Q4_0 outtype: the Q4_0 file is what `llama-quantize --pure F32.gguf
+    Q4_0` gives (every 2-D weight Q4_0, general.file_type 2).
+  With --llamacpp-src, the real converter is also run (f32/f16/q8_0; get_vocab_base_pre patched
+  to return "gpt-2") and its output compared KV-by-KV and tensor-by-tensor with these files.
+
+Verification (printed, and written to README.md): each F32 GGUF is loaded back by transformers
+(`from_pretrained(dir, gguf_file=...)`, which un-permutes Q/K) and its logits compared with the
+safetensors model's. transformers ignores rope_freqs, so for llama3 the GGUF weights are also run
+in the safetensors config, and rope_freqs is checked against HF's own Llama-3 inv_freq.
+
+Rerun (torch is needed; in this project it lives on the GPU machine, CPU math is used):
+    python3 tools/gen_model_fixtures.py --stage tokenizer      # needs only `tokenizers`
+    python3 tools/gen_model_fixtures.py [--reuse-tokenizer] [--llamacpp-src DIR] [--out DIR]
+Needs torch, transformers (>= 4.5x; made with 5.17), safetensors, numpy, tokenizers, gguf (PyPI,
+0.19.0). On the GPU machine bring the gguf wheel (pip download gguf into .whl/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "tests" / "fixtures" / "models"
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+BOS, EOS, UNK, PAD = "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|endoftext|>"
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
+    " + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+USER_TEXT = "Is the kiln hot?"
+PROMPT = "<|im_start|>user\n" + USER_TEXT + "<|im_end|>\n"
+N_PROMPT = 12
+GGUF_PRE = "gpt-2"
+N_STEPS = 16
+SEEDS = [1234 + 7 * i for i in range(64)]
+MIN_MARGIN = 0.05
+
+CORPUS = """\
+A kiln is a thermally insulated chamber, a type of oven, that produces temperatures sufficient
+to complete some process, such as hardening, drying, or chemical changes. Kilns have been used
+for millennia to turn objects made from clay into pottery, tiles and bricks. Various industries
+use rotary kilns for pyroprocessing and to calcinate ores, such as limestone to lime for cement.
+The potter loads the kiln with care. Each pot must stand apart from the others, or the glaze will
+fuse them together. Then the fire is lit, and the heat rises slowly through the night. In the
+morning the potter opens the door and looks at the work: some pieces shine, some have cracked,
+and one or two are better than anything she had hoped for.
+<|im_start|>user
+What is a kiln used for?<|im_end|>
+<|im_start|>assistant
+A kiln is used to fire clay, so that it becomes hard and strong. It can also dry wood or make
+lime from stone.<|im_end|>
+<|im_start|>user
+How hot does it get?<|im_end|>
+<|im_start|>assistant
+A small kiln for pottery can reach more than one thousand two hundred degrees. The heat is raised
+and lowered slowly, because a fast change in temperature can crack the pots.<|im_end|>
+The quick brown fox jumps over the lazy dog. She sells sea shells by the sea shore. Peter Piper
+picked a peck of pickled peppers. How much wood would a woodchuck chuck if a woodchuck could
+chuck wood? It was the best of times, it was the worst of times, it was the age of wisdom, it was
+the age of foolishness. Numbers: 0 1 2 3 4 5 6 7 8 9 10 42 100 2024. Symbols: ( ) [ ] { } < > +
+- * / = _ ! ? @ # $ % ^ & ~ ` ' " ; : , . | \\ and a tab:\tdone.
+"""
+
+MODELS = {
+    "llama": dict(
+        cls="LlamaForCausalLM", arch="llama", n_kv=2, theta=10000.0, eps=1e-5, tied=False,
+        rope_scaling=None, types=["F32", "F16", "Q8_0", "Q4_0"],
+    ),
+    "qwen2": dict(
+        cls="Qwen2ForCausalLM", arch="qwen2", n_kv=2, theta=1000000.0, eps=1e-6, tied=True,
+        rope_scaling=None, types=["F32", "Q8_0"],
+    ),
+    "llama3": dict(
+        cls="LlamaForCausalLM", arch="llama", n_kv=1, theta=500000.0, eps=1e-5, tied=True,
+        rope_scaling={
+            "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 64,
+        },
+        types=["F32", "Q8_0"],
+    ),
+}
+COMMON = dict(vocab=256, hidden=64, layers=2, heads=4, head_dim=16, inter=96, max_pos=256)
+
+
+def r7(x) -> float:
+    return float(f"{float(x):.7g}")
+
+
+def r7list(t) -> list:
+    return [r7(v) for v in t.tolist()]
+
+
+# --------------------------------------------------------------------------------------------
+# tokenizer
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable-character map (what the ByteLevel pre-tokenizer applies)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
+        range(ord("®"), ord("ÿ") + 1)
+    )
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def train_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    b2u = bytes_to_unicode()
+    # \t \n and printable ASCII: any ASCII text encodes; other bytes are not in the vocabulary
+    # (a BPE without unk/byte-fallback drops them).
+    alphabet = [b2u[b] for b in [0x09, 0x0A] + list(range(0x20, 0x7F))]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(add_prefix_space=False, trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=COMMON["vocab"], special_tokens=SPECIALS, initial_alphabet=alphabet,
+        show_progress=False,
+    )
+    tok.train_from_iterator([CORPUS], trainer)
+    assert tok.get_vocab_size() == COMMON["vocab"], tok.get_vocab_size()
+    for i, s in enumerate(SPECIALS):
+        assert tok.token_to_id(s) == i
+    return tok
+
+
+def tokenizer_config() -> dict:
+    added = {
+        str(i): {"content": s, "lstrip": False, "normalized": False, "rstrip": False,
+                 "single_word": False, "special": True}
+        for i, s in enumerate(SPECIALS)
+    }
+    return {
+        "add_bos_token": False,
+        "add_eos_token": False,
+        "added_tokens_decoder": added,
+        "bos_token": BOS,
+        "chat_template": CHAT_TEMPLATE,
+        "clean_up_tokenization_spaces": False,
+        "eos_token": EOS,
+        "model_max_length": COMMON["max_pos"],
+        "pad_token": PAD,
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "unk_token": UNK,
+    }
+
+
+def write_tokenizer(out: Path, reuse: bool) -> str:
+    """Writes tokenizer.json/tokenizer_config.json into every model folder; returns the json."""
+    src = out / "llama" / "tokenizer.json"
+    fresh = train_tokenizer().to_str(pretty=True)
+    if reuse and src.is_file():
+        text = src.read_text(encoding="utf-8")
+        print(f"tokenizer: reusing {src} (fresh training identical: {text == fresh})")
+    else:
+        text = fresh
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(text)
+    ids = tok.encode(PROMPT).ids
+    assert len(ids) == N_PROMPT, (len(ids), tok.encode(PROMPT).tokens)
+    for name in MODELS:
+        d = out / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "tokenizer.json").write_text(text, encoding="utf-8")
+        (d / "tokenizer_config.json").write_text(
+            json.dumps(tokenizer_config(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+    print("tokenizer: prompt", repr(PROMPT), "->", ids, tok.encode(PROMPT).tokens)
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# models and references
+
+
+def make_config(name: str):
+    import inspect
+
+    import transformers
+
+    spec = MODELS[name]
+    Cfg = transformers.LlamaConfig if spec["arch"] == "llama" else transformers.Qwen2Config
+    kw = dict(
+        vocab_size=COMMON["vocab"], hidden_size=COMMON["hidden"], intermediate_size=COMMON["inter"],
+        num_hidden_layers=COMMON["layers"], num_attention_heads=COMMON["heads"],
+        num_key_value_heads=spec["n_kv"], max_position_embeddings=COMMON["max_pos"],
+        rms_norm_eps=spec["eps"], tie_word_embeddings=spec["tied"],
+        bos_token_id=SPECIALS.index(BOS), eos_token_id=SPECIALS.index(EOS),
+    )
+    if spec["arch"] == "llama":
+        kw["head_dim"] = COMMON["head_dim"]
+    if "rope_parameters" in inspect.signature(Cfg.__init__).parameters:  # transformers 5
+        rp = {"rope_type": "default", "rope_theta": spec["theta"]}
+        if spec["rope_scaling"]:
+            rp = {**spec["rope_scaling"], "rope_theta": spec["theta"]}
+        kw["rope_parameters"] = rp
+    else:
+        kw["rope_theta"] = spec["theta"]
+        if spec["rope_scaling"]:
+            kw["rope_scaling"] = dict(spec["rope_scaling"])
+    cfg = Cfg(**kw, attn_implementation="eager")
+    return cfg
+
+
+def build_model(name: str, seed: int):
+    import torch
+    import transformers
+
+    cfg = make_config(name)
+    model = getattr(transformers, MODELS[name]["cls"])(cfg).float().eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            z = torch.randn(p.shape, generator=g, dtype=torch.float64)
+            if pname.endswith("norm.weight"):
+                v = 1.0 + 0.1 * z
+            elif pname.endswith(".bias"):
+                v = 0.5 * z
+            elif pname in ("model.embed_tokens.weight", "lm_head.weight"):
+                v = 0.3 * z
+            else:
+                v = z / math.sqrt(p.shape[1])
+            p.copy_(v.to(torch.float32))
+    if MODELS[name]["tied"]:
+        if model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr():
+            model.tie_weights()
+        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    return model
+
+
+def run_reference(model, prompt_ids: list[int], probes: bool = True) -> dict:
+    """One forward over the prompt, then N_STEPS greedy steps through the KV cache."""
+    import torch
+
+    ids = torch.tensor([prompt_ids])
+    rec: dict = {}
+    hooks = []
+    if probes:
+        inner = model.model
+
+        def keep(key, idx=None):
+            def hook(_m, _inp, out):
+                t = out[0] if isinstance(out, (tuple, list)) else out
+                if idx is None:
+                    rec[key] = r7list(t[0, -1, :8])
+                else:
+                    rec.setdefault(key, {})[idx] = r7list(t[0, -1, :8])
+            return hook
+
+        hooks.append(inner.embed_tokens.register_forward_hook(keep("embed")))
+        for i, layer in enumerate(inner.layers):
+            hooks.append(layer.register_forward_hook(keep("layers", i)))
+        hooks.append(inner.norm.register_forward_hook(keep("final_norm")))
+    with torch.no_grad():
+        out = model(ids, use_cache=True, output_hidden_states=probes)
+        for h in hooks:
+            h.remove()
+        prompt_logits = out.logits[0].float()
+        past = out.past_key_values
+        nxt = int(prompt_logits[-1].argmax())
+        greedy, steps = [], []
+        for _ in range(N_STEPS):
+            greedy.append(nxt)
+            o = model(torch.tensor([[nxt]]), past_key_values=past, use_cache=True)
+            past = o.past_key_values
+            lg = o.logits[0, -1].float()
+            steps.append(lg)
+            nxt = int(lg.argmax())
+
+    def margin(lg):
+        top = torch.topk(lg.double(), 2).values
+        return float(top[0] - top[1])
+
+    # HF generate(output_logits=True) layout: greedy_logits[i] is what greedy_ids[i] is the argmax
+    # of ([0] = last prompt position; [i >= 1] = after feeding greedy_ids[i-1] at N_PROMPT+i-1);
+    # final_logits = after feeding greedy_ids[-1], next_id its argmax.
+    chosen = [prompt_logits[-1]] + steps[:-1]
+    res = {
+        "prompt_ids": list(prompt_ids),
+        "prompt_logits": [r7list(row) for row in prompt_logits],
+        "greedy_ids": greedy,
+        "greedy_logits": [r7list(s) for s in chosen],
+        "final_logits": r7list(steps[-1]),
+        "next_id": nxt,
+        "margins": [r7(margin(s)) for s in chosen + [steps[-1]]],
+        "_raw": (prompt_logits, torch.stack(steps)),
+    }
+    if probes:
+        res["hidden_last_first8"] = {
+            "embed": rec["embed"],
+            "layers": [rec["layers"][i] for i in sorted(rec["layers"])],
+            "final_norm": rec["final_norm"],
+        }
+        res["hf_hidden_states_last_first8"] = [r7list(h[0, -1, :8]) for h in (out.hidden_states or ())]
+    return res
+
+
+def acceptable(ref: dict) -> tuple[bool, float]:
+    ids = ref["greedy_ids"] + [ref["next_id"]]
+    mm = min(ref["margins"])
+    ok = mm >= MIN_MARGIN and not any(i < len(SPECIALS) for i in ids) and len(set(ids)) >= 3
+    return ok, mm
+
+
+def cross_checks(model, ref: dict) -> dict:
+    """f64 teacher-forced forward over prompt+greedy, and HF generate() vs the manual loop."""
+    import copy
+
+    import torch
+
+    prompt_logits, steps = ref["_raw"]
+    seq = ref["prompt_ids"] + ref["greedy_ids"]
+    m64 = copy.deepcopy(model).double()
+    with torch.no_grad():
+        full = m64(torch.tensor([seq])).logits[0]
+    got = torch.cat([prompt_logits, steps]).double()  # positions 0..len(seq)-1
+    d64 = float((full - got).abs().max())
+    gen_info: dict = {}
+    try:
+        from transformers import GenerationConfig
+
+        gc = GenerationConfig(
+            max_new_tokens=N_STEPS + 1, min_new_tokens=N_STEPS + 1, do_sample=False,
+            eos_token_id=None, pad_token_id=SPECIALS.index(PAD),
+        )
+        with torch.no_grad():
+            g = model.generate(
+                torch.tensor([ref["prompt_ids"]]), generation_config=gc, output_logits=True,
+                return_dict_in_generate=True,
+            )
+        new = g.sequences[0, len(ref["prompt_ids"]):].tolist()
+        gl = torch.stack([x[0] for x in g.logits]).float()
+        want = torch.cat([prompt_logits[-1:], steps])
+        gen_info = {
+            "ids_equal": new == ref["greedy_ids"] + [ref["next_id"]],
+            "logits_max_abs_diff": float((gl - want).abs().max()),
+        }
+    except Exception as e:  # noqa: BLE001 - a cross-check only
+        gen_info = {"error": repr(e)}
+    return {"f64_max_abs_diff": d64, "generate": gen_info}
+
+
+# --------------------------------------------------------------------------------------------
+# GGUF
+
+
+def read_safetensors_ordered(path: Path):
+    """Tensors sorted by name (gguf.utility.SafetensorsLocal sorts; the converter iterates that)."""
+    import struct
+
+    import numpy as np
+
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        base = 8 + n
+        out = []
+        for k, v in sorted(header.items()):
+            if k == "__metadata__":
+                continue
+            assert v["dtype"] == "F32", v
+            a, b = v["data_offsets"]
+            f.seek(base + a)
+            arr = np.frombuffer(f.read(b - a), dtype="<f4").reshape(v["shape"]).copy()
+            out.append((k, arr))
+    return out
+
+
+def llama_permute(w, n_head: int, n_head_kv: int | None):
+    """conversion/llama.py LlamaModel.permute (numpy)."""
+    if n_head_kv is not None and n_head != n_head_kv:
+        n_head = n_head_kv
+    return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+            .swapaxes(1, 2)
+            .reshape(w.shape))
+
+
+def llama3_rope_factors(cfg: dict):
+    """conversion/llama.py LlamaModel.generate_extra_tensors (torch f32, verbatim arithmetic)."""
+    import torch
+
+    rp = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+    base = rp.get("rope_theta", cfg.get("rope_theta", 10000.0))
+    dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    freqs = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+    factor = rp.get("factor", 8.0)
+    low_freq_factor = rp.get("low_freq_factor", 1.0)
+    high_freq_factor = rp.get("high_freq_factor", 4.0)
+    old_context_len = rp.get("original_max_position_embeddings", 8192)
+    low_freq_wavelen = old_context_len / low_freq_factor
+    high_freq_wavelen = old_context_len / high_freq_factor
+    rope_factors = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < high_freq_wavelen:
+            rope_factors.append(1)
+        elif wavelen > low_freq_wavelen:
+            rope_factors.append(factor)
+        else:
+            smooth = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+            rope_factors.append(1 / ((1 - smooth) / factor + smooth))
+    return torch.tensor(rope_factors, dtype=torch.float32).numpy()
+
+
+def write_gguf(model_dir: Path, name: str, qtype_name: str) -> Path:
+    import gguf
+    import numpy as np
+
+    spec = MODELS[name]
+    arch = spec["arch"]
+    cfg = json.loads((model_dir / "config.json").read_text())
+    tokj = json.loads((model_dir / "tokenizer.json").read_text())
+    tokc = json.loads((model_dir / "tokenizer_config.json").read_text())
+    T = gguf.GGMLQuantizationType
+    ftype = {
+        "F32": gguf.LlamaFileType.ALL_F32, "F16": gguf.LlamaFileType.MOSTLY_F16,
+        "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
+    }[qtype_name]
+    file_qtype = T[qtype_name]
+    n_layers = cfg["num_hidden_layers"]
+    n_head = cfg["num_attention_heads"]
+    n_kv = cfg["num_key_value_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // n_head
+    rp = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+    rp = rp.get("full_attention", rp)
+
+    out_path = model_dir / f"{name}.{qtype_name}.gguf"
+    w = gguf.GGUFWriter(path=None, arch=arch)
+    model_arch = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2}[arch]
+    tmap = gguf.get_tensor_name_map(model_arch, n_layers)
+
+    # --- tensors (ModelBase.prepare_tensors) -------------------------------------------------
+    tensors = []
+    if (rp.get("rope_type") or "").lower() == "llama3":
+        tensors.append(("rope_freqs.weight", llama3_rope_factors(cfg)))
+    for hf_name, arr in read_safetensors_ordered(model_dir / "model.safetensors"):
+        if hf_name.endswith((".attention.masked_bias", ".attention.bias", ".rotary_emb.inv_freq")):
+            continue
+        new = tmap.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        assert new is not None, hf_name
+        if arch == "llama":  # LlamaModel.undo_permute
+            if hf_name.endswith(("q_proj.weight", "q_proj.bias")):
+                arr = llama_permute(arr, n_head, n_head)
+            if hf_name.endswith(("k_proj.weight", "k_proj.bias")):
+                arr = llama_permute(arr, n_head, n_kv)
+        tensors.append((new, arr))
+    for new, arr in tensors:
+        data = np.ascontiguousarray(arr, dtype=np.float32)
+        if data.ndim <= 1 or new.endswith("_norm.weight") or new[-7:] not in (".weight", ".lora_a", ".lora_b"):
+            qt = T.F32
+        else:
+            qt = file_qtype
+        try:
+            q = gguf.quants.quantize(data, qt)
+        except gguf.QuantError:
+            qt = T.F16
+            q = gguf.quants.quantize(data, qt)
+        w.add_tensor(new, q, raw_dtype=qt)
+
+    # --- metadata (ModelBase/TextModel.prepare_metadata) ------------------------------------
+    total_params, shared_params, expert_params, expert_count = w.get_total_parameter_count()
+    md = gguf.Metadata.load(None, model_dir, None, total_params)
+    if md.name is None:
+        md.name = model_dir.name
+    if md.size_label is None and total_params > 0:
+        md.size_label = gguf.size_label(total_params, shared_params, expert_params, expert_count)
+    w.add_type(gguf.GGUFType.MODEL)
+    md.set_gguf_meta_model(w)
+    # TextModel.set_gguf_parameters
+    w.add_block_count(n_layers)
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_kv)
+    theta = rp.get("rope_theta", cfg.get("rope_theta"))
+    w.add_rope_freq_base(theta)
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    if cfg.get("head_dim") is not None:
+        w.add_key_length(cfg["head_dim"])
+        w.add_value_length(cfg["head_dim"])
+    w.add_file_type(ftype)
+    if arch == "llama":  # LlamaModel.set_gguf_parameters
+        w.add_vocab_size(cfg["vocab_size"])
+        w.add_rope_dimension_count(head_dim)
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+    # --- vocab (TextModel._set_vocab_gpt2 + gguf.SpecialVocab) ------------------------------
+    vocab = tokj["model"]["vocab"]
+    rev = {i: t for t, i in vocab.items()}
+    added = {a["id"]: a for a in tokj["added_tokens"]}
+    for i, a in added.items():
+        rev[i] = a["content"]
+    tokens, types = [], []
+    for i in range(cfg["vocab_size"]):
+        if i not in rev:
+            tokens.append(f"[PAD{i}]")
+            types.append(gguf.TokenType.UNUSED)
+            continue
+        t = rev[i]
+        if i in added:
+            look_special = t.startswith("<|") and t.endswith("|>")
+            types.append(gguf.TokenType.CONTROL if added[i]["special"] or look_special
+                         else gguf.TokenType.USER_DEFINED)
+        else:
+            types.append(gguf.TokenType.NORMAL)
+        tokens.append(t)
+    merges = tokj["model"]["merges"]
+    if merges and isinstance(merges[0], list):
+        merges = [" ".join("".join(chr(ord(c) + 256) if c == " " else c for c in part) for part in pair)
+                  for pair in merges]
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre(GGUF_PRE)
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    by_content = {a["content"]: a["id"] for a in tokj["added_tokens"]}
+    w.add_bos_token_id(by_content[tokc["bos_token"]])
+    w.add_eos_token_id(by_content[tokc["eos_token"]])
+    w.add_unk_token_id(by_content[tokc["unk_token"]])
+    w.add_pad_token_id(by_content[tokc["pad_token"]])
+    w.add_add_bos_token(False)  # ByteLevel post-processor -> SpecialVocab setdefault(False)
+    w.add_add_eos_token(False)
+    w.add_chat_template(tokc["chat_template"])
+
+    w.write_header_to_file(path=out_path)
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out_path
+
+
+def gguf_contents(path: Path) -> tuple[dict, dict]:
+    import gguf
+
+    r = gguf.GGUFReader(path)
+    kv = {}
+    for k, f in r.fields.items():
+        if k.startswith("GGUF."):
+            continue
+        try:
+            v = f.contents()
+        except Exception:  # noqa: BLE001
+            v = [bytes(p).hex() for p in f.parts]
+        kv[k] = (v, [int(t) for t in f.types])
+    tensors = {t.name: (t.tensor_type.name, [int(x) for x in t.shape], t.data.tobytes()) for t in r.tensors}
+    return kv, tensors
+
+
+def compare_gguf(mine: Path, theirs: Path) -> dict:
+    kv_a, t_a = gguf_contents(mine)
+    kv_b, t_b = gguf_contents(theirs)
+    res = {
+        "kv_only_here": sorted(set(kv_a) - set(kv_b)),
+        "kv_only_converter": sorted(set(kv_b) - set(kv_a)),
+        "kv_differ": sorted(k for k in set(kv_a) & set(kv_b) if kv_a[k] != kv_b[k]),
+        "kv_order_equal": [k for k in kv_a if k in kv_b] == [k for k in kv_b if k in kv_a],
+        "tensors_only_here": sorted(set(t_a) - set(t_b)),
+        "tensors_only_converter": sorted(set(t_b) - set(t_a)),
+        "tensors_differ": sorted(n for n in set(t_a) & set(t_b) if t_a[n] != t_b[n]),
+        "tensor_order_equal": list(t_a) == list(t_b),
+    }
+    res["identical_except_general"] = not (
+        [k for k in res["kv_only_here"] + res["kv_only_converter"] + res["kv_differ"]
+         if not k.startswith("general.")]
+        or res["tensors_only_here"] or res["tensors_only_converter"] or res["tensors_differ"]
+    )
+    for k in res["kv_differ"]:
+        if k.startswith("general."):
+            res.setdefault("general_values", {})[k] = [str(kv_a[k][0]), str(kv_b[k][0])]
+    return res
+
+
+CONVERTER_DRIVER = r"""
+import sys
+src = sys.argv[1]
+sys.path.insert(0, src)
+sys.path.insert(1, src + "/gguf-py")
+import convert_hf_to_gguf as C
+import conversion.base as B
+B.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"  # unknown hash: name it
+for job in sys.argv[2:]:
+    model_dir, outtype, outfile = job.split("|")
+    sys.argv = ["convert_hf_to_gguf.py", model_dir, "--outtype", outtype, "--outfile", outfile]
+    try:
+        C.main()
+        print("CONVERTED", outfile, flush=True)
+    except BaseException as e:  # one failure must not hide the other jobs
+        import traceback
+        traceback.print_exc()
+        print("FAILED", outfile, repr(e), flush=True)
+"""
+
+
+def run_converter(src: Path, jobs: list[tuple[Path, str, Path]], log: Path) -> int:
+    env = dict(os.environ)
+    cmd = [sys.executable, "-c", CONVERTER_DRIVER, str(src)] + [f"{d}|{t}|{o}" for d, t, o in jobs]
+    with open(log, "w") as f:
+        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def load_gguf_model(model_dir: Path, gguf_name: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), gguf_file=gguf_name, dtype=torch.float32, attn_implementation="eager")
+    return m.float().eval()
+
+
+def in_reference_config(name: str, gguf_model):
+    """The GGUF's weights in the safetensors model's exact config (e.g. Llama-3 rope scaling)."""
+    import transformers
+
+    m = getattr(transformers, MODELS[name]["cls"])(make_config(name)).float().eval()
+    sd = dict(gguf_model.state_dict())
+    if MODELS[name]["tied"]:
+        sd.pop("lm_head.weight", None)  # tied to embed_tokens; never let a stray copy win
+    missing, unexpected = m.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.endswith("inv_freq")
+               and not (MODELS[name]["tied"] and k == "lm_head.weight")]
+    assert not missing and not unexpected, (missing, unexpected)
+    return m
+
+
+def strip_raw(ref: dict) -> dict:
+    return {k: v for k, v in ref.items() if not k.startswith("_")}
+
+
+def dump_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, separators=(",", ":"), default=str) + "\n", encoding="utf-8")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--stage", choices=["tokenizer", "all"], default="all")
+    ap.add_argument("--reuse-tokenizer", action="store_true",
+                    help="use OUT/llama/tokenizer.json if present instead of retraining")
+    ap.add_argument("--llamacpp-src", type=Path, default=None,
+                    help="llama.cpp folder with convert_hf_to_gguf.py, conversion/, gguf-py/: "
+                         "also run the real converter and compare")
+    args = ap.parse_args()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    write_tokenizer(out, args.reuse_tokenizer)
+    if args.stage == "tokenizer":
+        return 0
+
+    import importlib.metadata as im
+
+    import torch
+    import transformers
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    torch.set_num_threads(min(8, os.cpu_count() or 1))
+    versions = {p: im.version(p) for p in ("torch", "transformers", "tokenizers", "safetensors", "gguf", "numpy")}
+    print("versions:", versions)
+    failures: list[str] = []
+    summary: dict = {"versions": versions, "models": {}}
+
+    for name, spec in MODELS.items():
+        d = out / name
+        hf_tok = AutoTokenizer.from_pretrained(str(d))
+        prompt_ids = hf_tok(PROMPT, add_special_tokens=False).input_ids
+        assert len(prompt_ids) == N_PROMPT, prompt_ids
+        chat = hf_tok.apply_chat_template([{"role": "user", "content": USER_TEXT}],
+                                          tokenize=False, add_generation_prompt=False)
+        assert chat == PROMPT, repr(chat)
+
+        best = None
+        for seed in SEEDS:
+            model = build_model(name, seed)
+            ref = run_reference(model, prompt_ids)
+            ok, mm = acceptable(ref)
+            if best is None or mm > best[2]:
+                best = (seed, ref, mm, model)
+            if ok:
+                best = (seed, ref, mm, model)
+                break
+        else:
+            print(f"WARNING {name}: no seed met the margin/ids criteria; using the best")
+        seed, ref, mm, model = best
+        checks = cross_checks(model, ref)
+        print(f"{name}: seed {seed}, min margin {mm:.4f}, greedy {ref['greedy_ids']} "
+              f"{hf_tok.decode(ref['greedy_ids'])!r}, checks {checks}")
+        model.save_pretrained(str(d))
+        cfg_json = json.loads((d / "config.json").read_text())
+
+        record = {
+            "model": name,
+            "hf_class": spec["cls"],
+            "gguf_arch": spec["arch"],
+            "seed": seed,
+            "source": "model.safetensors (PyTorch CPU, float32, eager attention)",
+            "versions": versions,
+            "prompt_text": PROMPT,
+            **strip_raw(ref),
+            "greedy_text": hf_tok.decode(ref["greedy_ids"]),
+            "checks": checks,
+        }
+        dump_json(d / "reference.json", record)
+
+        info: dict = {"seed": seed, "min_margin": mm, "greedy_ids": ref["greedy_ids"], "checks": checks,
+                      "gguf": {}}
+        want_p, want_s = ref["_raw"]
+        for qt in spec["types"]:
+            path = write_gguf(d, name, qt)
+            gi: dict = {"bytes": path.stat().st_size}
+            try:
+                gm = load_gguf_model(d, path.name)
+                # teacher-forced on the safetensors greedy ids, so the diff is defined for every file
+                with torch.no_grad():
+                    seq = torch.tensor([prompt_ids + ref["greedy_ids"]])
+                    diff_gguf_cfg = float((gm(seq).logits[0] - torch.cat([want_p, want_s])).abs().max())
+                    rm = in_reference_config(name, gm)
+                    full = rm(seq).logits[0]
+                diff_ref_cfg = float((full - torch.cat([want_p, want_s])).abs().max())
+                gi["max_abs_diff_gguf_config"] = diff_gguf_cfg
+                gi["max_abs_diff_reference_config"] = diff_ref_cfg
+                if qt == "F32":
+                    gi["gguf_config_rope"] = getattr(gm.config, "rope_parameters", None) or getattr(
+                        gm.config, "rope_scaling", None)
+                    tol_ok = diff_ref_cfg <= 1e-4 and (spec["rope_scaling"] or diff_gguf_cfg <= 1e-4)
+                    gi["pass"] = bool(tol_ok)
+                    if not tol_ok:
+                        failures.append(f"{name} F32 GGUF logits differ: {gi}")
+                    # tokenizer as transformers converts it from the GGUF metadata
+                    try:
+                        gt = AutoTokenizer.from_pretrained(str(d), gguf_file=path.name)
+                        gi["gguf_tokenizer_prompt_ids_equal"] = (
+                            gt(PROMPT, add_special_tokens=False).input_ids == prompt_ids)
+                        sample = CORPUS + " it's $5, isn't it?! 1234567 ...\n\n"
+                        gi["gguf_tokenizer_corpus_ids_equal"] = (
+                            gt(sample, add_special_tokens=False).input_ids
+                            == hf_tok(sample, add_special_tokens=False).input_ids)
+                    except Exception as e:  # noqa: BLE001
+                        gi["gguf_tokenizer_error"] = repr(e)
+                else:
+                    # the GGUF's own reference, in the reference config (llama3: rope scaling)
+                    qref = run_reference(in_reference_config(name, gm), prompt_ids, probes=False)
+                    qrec = {
+                        "model": name, "hf_class": spec["cls"], "gguf_arch": spec["arch"],
+                        "seed": seed,
+                        "source": f"{path.name} as transformers dequantizes it (float32 math, eager)",
+                        "versions": versions, "prompt_text": PROMPT, **strip_raw(qref),
+                        "greedy_text": hf_tok.decode(qref["greedy_ids"]),
+                        "max_abs_diff_vs_reference_json_teacher_forced": diff_ref_cfg,
+                    }
+                    dump_json(d / f"reference.{qt}.json", qrec)
+                    gi["greedy_ids"] = qref["greedy_ids"]
+                    gi["greedy_equal_f32"] = qref["greedy_ids"] == ref["greedy_ids"]
+                    gi["min_margin"] = min(qref["margins"])
+            except Exception as e:  # noqa: BLE001
+                gi["error"] = repr(e)
+                failures.append(f"{name} {qt}: {e!r}")
+            print(f"  {path.name}: {gi}")
+            info["gguf"][qt] = gi
+
+        if spec["rope_scaling"]:
+            # rope_freqs vs HF's Llama-3 inv_freq: llama.cpp rotates by pos * base^(-2i/d) / factor_i
+            import numpy as np
+
+            f = llama3_rope_factors(cfg_json)
+            hd = COMMON["head_dim"]
+            base_freq = 1.0 / (spec["theta"] ** (np.arange(0, hd, 2, dtype=np.float64) / hd))
+            hf_inv = model.model.rotary_emb.inv_freq.double().numpy()
+            rel = float(np.max(np.abs(base_freq / f - hf_inv) / hf_inv))
+            info["rope_freqs"] = {"factors": [float(x) for x in f], "max_rel_diff_vs_hf_inv_freq": rel}
+            print(f"  rope_freqs {f.tolist()} max rel diff vs HF inv_freq {rel:.3g}")
+            if rel > 1e-6:
+                failures.append(f"{name} rope_freqs disagree with HF inv_freq ({rel})")
+        summary["models"][name] = info
+
+    if args.llamacpp_src:
+        conv = out / "_converter"
+        conv.mkdir(exist_ok=True)
+        jobs = []
+        for name, spec in MODELS.items():
+            for qt in spec["types"]:
+                if qt == "Q4_0":
+                    continue
+                jobs.append((out / name, qt.lower(), conv / f"{name}.{qt}.gguf"))
+        rc = run_converter(args.llamacpp_src, jobs, conv / "convert.log")
+        summary["converter"] = {"rc": rc}
+        for d, t, o in jobs:
+            key = o.name
+            if o.is_file():
+                cmp = compare_gguf(d / o.name, o)
+            else:
+                cmp = {"error": "not produced"}
+            summary["converter"][key] = cmp
+            print(f"converter vs here {key}: {cmp}")
+        print("converter log tail:\n" + "".join((conv / "convert.log").read_text().splitlines(True)[-15:]))
+
+    dump_json(out / "_summary.json", summary)
+    try:
+        write_readme(out, summary)
+    except Exception:  # noqa: BLE001 - keep the fixtures; the summary has everything
+        import traceback
+
+        traceback.print_exc()
+        failures.append("README.md not written")
+    if failures:
+        print("FAILURES:\n  " + "\n  ".join(failures))
+        return 1
+    print("all checks passed")
+    return 0
+
+
+def write_readme(out: Path, summary: dict) -> None:
+    lines = [
+        "# Tiny random-weight model fixtures",
+        "",
+        "Generated by `tools/gen_model_fixtures.py` (its docstring says how to rerun and which",
+        "llama.cpp converter conventions the GGUF files reproduce). Random weights, so the text is",
+        "gibberish; what matters is that Kiln reproduces the logits and greedy ids.",
+        "",
+        "| model | HF class | GGUF arch | KV heads | rope | tied | notes |",
+        "|---|---|---|---|---|---|---|",
+        "| `llama` | LlamaForCausalLM | llama | 2 (GQA 2:1) | theta 1e4 | no | untied `output.weight` |",
+        "| `qwen2` | Qwen2ForCausalLM | qwen2 | 2 (GQA 2:1) | theta 1e6, NeoX | yes | q/k/v biases, eps 1e-6 |",
+        "| `llama3` | LlamaForCausalLM | llama | 1 (GQA 4:1) | theta 5e5, Llama-3 scaling | yes | `rope_freqs.weight` |",
+        "",
+        "All: vocab 256, hidden 64, 2 layers, 4 heads x head_dim 16, intermediate 96 (SwiGLU),",
+        "max_position_embeddings 256. Llama-3 scaling: factor 8, low_freq_factor 1,",
+        "high_freq_factor 4, original_max_position_embeddings 64 (64, not 32, so that one",
+        "frequency falls in the smooth-interpolation band: factors "
+        + str([round(x, 6) for x in summary["models"].get("llama3", {}).get("rope_freqs", {}).get("factors", [])])
+        + ").",
+        "",
+        "Tokenizer (same in every folder): byte-level BPE, vocab 256 = `<|endoftext|>` 0,",
+        "`<|im_start|>` 1, `<|im_end|>` 2 (special; GGUF token_type 3), the byte symbols of tab,",
+        "newline and printable ASCII, then merges. Other bytes are not in the vocabulary (a BPE",
+        "without unk/byte fallback drops them), so feed it ASCII. bos `<|im_start|>`, eos",
+        "`<|im_end|>`, unk/pad `<|endoftext|>`, add_bos_token false, ChatML `chat_template`. GGUF",
+        "`tokenizer.ggml.model` is `gpt2`, `.pre` is `gpt-2` (GPT-2's regex; see the script on why",
+        "not `default`).",
+        "",
+        "## reference.json",
+        "",
+        "PyTorch on CPU, float32, eager attention; floats rounded to 7 significant digits.",
+        "",
+        f"* `prompt_text`, `prompt_ids` ({N_PROMPT} ids; the ChatML turn `<|im_start|>user\\n{USER_TEXT}<|im_end|>\\n`).",
+        "* `prompt_logits[p][v]`: logits at every prompt position p from one forward pass.",
+        f"* `greedy_ids` ({N_STEPS}) and `greedy_logits` ({N_STEPS} rows), as HF `generate(output_logits=True)`:",
+        "  `greedy_ids[i]` = argmax `greedy_logits[i]`; `greedy_logits[0]` = `prompt_logits[-1]`;",
+        f"  `greedy_logits[i]` (i >= 1) = logits after feeding `greedy_ids[i-1]` at position {N_PROMPT}+i-1",
+        "  through the KV cache. `final_logits` = logits after feeding `greedy_ids[-1]`;",
+        "  `next_id` = its argmax.",
+        "* `margins`: top-1 minus top-2 logit of each `greedy_logits` row, then of `final_logits`.",
+        "* `hidden_last_first8`: first 8 values at the last prompt position of the embedding output,",
+        "  each decoder layer's output and the final norm's output (forward hooks);",
+        "  `hf_hidden_states_last_first8` is HF's `output_hidden_states` as returned.",
+        "* `checks`: `f64_max_abs_diff` (the float64 model, teacher-forced over prompt+greedy ids,",
+        "  vs these f32 logits) and HF `generate()` (greedy, raw `output_logits`) vs the manual loop.",
+        "",
+        "`reference.<TYPE>.json` has the same fields, computed from `<name>.<TYPE>.gguf` as",
+        "transformers dequantizes it (run in the safetensors config, so llama3 keeps its rope",
+        "scaling); its greedy ids may differ from the f32 ones.",
+        "",
+        "## Verification (from the generating run)",
+        "",
+        f"Versions: {summary['versions']}.",
+        "",
+        "| file | max abs logit diff, GGUF weights, reference config | GGUF's own config (transformers) | greedy = f32 |",
+        "|---|---|---|---|",
+    ]
+    for name, info in summary["models"].items():
+        for qt, gi in info["gguf"].items():
+            a = gi.get("max_abs_diff_reference_config")
+            b = gi.get("max_abs_diff_gguf_config")
+            ge = "-" if qt == "F32" else str(gi.get("greedy_equal_f32"))
+            err = f" ERROR {gi['error']}" if "error" in gi else ""
+            lines.append(f"| `{name}.{qt}.gguf` | {a:.3g} | {b:.3g} | {ge} |{err}" if a is not None
+                         else f"| `{name}.{qt}.gguf` | - | - | - |{err}")
+    lines += [
+        "",
+        "Logits are compared teacher-forced over prompt + f32 greedy ids (28 positions).",
+        "transformers' GGUF loader ignores `rope_freqs.weight` and Llama-3 scaling, so llama3's",
+        "\"own config\" column is expected to be large; its rope_freqs are checked against HF's",
+        "`inv_freq` instead: max relative difference "
+        f"{summary['models'].get('llama3', {}).get('rope_freqs', {}).get('max_rel_diff_vs_hf_inv_freq', float('nan')):.3g}.",
+        "",
+    ]
+    for name, info in summary["models"].items():
+        c = info["checks"]
+        lines.append(f"* `{name}`: seed {info['seed']}, min greedy margin {info['min_margin']:.3f}, "
+                     f"f64 vs f32 {c['f64_max_abs_diff']:.3g}, generate() {c['generate']}.")
+        gt = info["gguf"].get("F32", {})
+        if "gguf_tokenizer_prompt_ids_equal" in gt:
+            lines.append(f"  transformers' tokenizer from the F32 GGUF: prompt ids equal "
+                         f"{gt['gguf_tokenizer_prompt_ids_equal']}, corpus ids equal "
+                         f"{gt.get('gguf_tokenizer_corpus_ids_equal')}.")
+    if "converter" in summary:
+        lines += ["", "Against llama.cpp's own convert_hf_to_gguf.py (0c1e570) on the same folders:", ""]
+        for k, v in summary["converter"].items():
+            if k == "rc":
+                continue
+            if "error" in v:
+                lines.append(f"* `{k}`: {v['error']}")
+            else:
+                lines.append(
+                    f"* `{k}`: tensors identical {not (v['tensors_differ'] or v['tensors_only_here'] or v['tensors_only_converter'])}, "
+                    f"tensor order equal {v['tensor_order_equal']}, KV differences "
+                    f"{v['kv_only_here'] + v['kv_only_converter'] + v['kv_differ'] or 'none'}")
+    lines += ["", "## Files", "", "| file | bytes |", "|---|---|"]
+    total = 0
+    for p in sorted(out.rglob("*")):
+        if p.is_file() and not p.name.startswith("_") and "_converter" not in p.parts and p.name != "README.md":
+            total += p.stat().st_size
+            lines.append(f"| `{p.relative_to(out)}` | {p.stat().st_size} |")
+    lines += [f"| total (without this README) | {total} |", ""]
+    (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
