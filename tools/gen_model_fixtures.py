@@ -73,8 +73,14 @@ in the safetensors config, and rope_freqs is checked against HF's own Llama-3 in
 Rerun (torch is needed; in this project it lives on the GPU machine, CPU math is used):
     python3 tools/gen_model_fixtures.py --stage tokenizer      # needs only `tokenizers`
     python3 tools/gen_model_fixtures.py [--reuse-tokenizer] [--llamacpp-src DIR] [--out DIR]
-Needs torch, transformers (>= 4.5x; made with 5.17), safetensors, numpy, tokenizers, gguf (PyPI,
-0.19.0). On the GPU machine bring the gguf wheel (pip download gguf into .whl/).
+Needs torch, transformers (made with 5.17; the v4 rope_theta/rope_scaling config path is
+untested), safetensors, numpy, tokenizers, gguf (PyPI, 0.19.0). The fixtures were made on the
+GPU machine (torch 2.11 there; gguf carried as a wheel) with
+    pip install --target /tmp/site .whl/gguf-0.19.0-py3-none-any.whl; PYTHONPATH=/tmp/site \
+    python3 tools/gen_model_fixtures.py --reuse-tokenizer --llamacpp-src .whl/llamacpp-convert
+where .whl/llamacpp-convert holds convert_hf_to_gguf.py, conversion/ and gguf-py/ from the
+llama-cpp-python 0.3.36 sdist's vendor/llama.cpp (PyPI). The run takes ~40 s on CPU; it writes
+scratch files OUT/_converter/ and OUT/_summary.json that are not fixtures (delete them).
 """
 
 from __future__ import annotations
@@ -686,7 +692,7 @@ def load_gguf_model(model_dir: Path, gguf_name: str):
 
     m = AutoModelForCausalLM.from_pretrained(
         str(model_dir), gguf_file=gguf_name, dtype=torch.float32, attn_implementation="eager")
-    return m.float().eval()
+    return m.eval()  # already f32 (dtype=); transformers refuses .float() on GGUF-loaded models
 
 
 def in_reference_config(name: str, gguf_model):
@@ -958,7 +964,9 @@ def write_readme(out: Path, summary: dict) -> None:
                          else f"| `{name}.{qt}.gguf` | - | - | - |{err}")
     lines += [
         "",
-        "Logits are compared teacher-forced over prompt + f32 greedy ids (28 positions).",
+        "Logits are compared teacher-forced (one full forward over prompt + f32 greedy ids, 28",
+        "positions) with reference.json's KV-cache logits, so the F32 rows include a few 1e-6 of",
+        "summation-order noise (compare `f64_max_abs_diff` below).",
         "transformers' GGUF loader ignores `rope_freqs.weight` and Llama-3 scaling, so llama3's",
         "\"own config\" column is expected to be large; its rope_freqs are checked against HF's",
         "`inv_freq` instead: max relative difference "
@@ -974,6 +982,13 @@ def write_readme(out: Path, summary: dict) -> None:
             lines.append(f"  transformers' tokenizer from the F32 GGUF: prompt ids equal "
                          f"{gt['gguf_tokenizer_prompt_ids_equal']}, corpus ids equal "
                          f"{gt.get('gguf_tokenizer_corpus_ids_equal')}.")
+    lines += [
+        "",
+        "transformers builds a GGUF's tokenizer by architecture: for `qwen2` it uses Qwen2's own",
+        "pre-tokenizer regex whatever `tokenizer.ggml.pre` says, so its tokenizer from",
+        "`qwen2.*.gguf` differs from tokenizer.json on some text (not on the prompt). tokenizer.json,",
+        "llama.cpp and Kiln (both choose by `pre` = `gpt-2`) agree.",
+    ]
     if "converter" in summary:
         lines += ["", "Against llama.cpp's own convert_hf_to_gguf.py (0c1e570) on the same folders:", ""]
         for k, v in summary["converter"].items():

@@ -133,10 +133,12 @@ impl HfFolder {
                     len,
                 });
             }
-            let mut head = vec![0u8; 8 + n as usize];
-            head[..8].copy_from_slice(&n.to_le_bytes());
-            f.read_exact(&mut head[8..])?;
-            let (_, meta) = safetensors::SafeTensors::read_metadata(&head)
+            let mut head = vec![0u8; n as usize];
+            f.read_exact(&mut head)?;
+            // The crate's Metadata validates dtypes, shapes and that the
+            // offsets tile the data; the data's end is checked against the
+            // file below (its data is not read here).
+            let meta: safetensors::tensor::Metadata = serde_json::from_slice(&head)
                 .map_err(|e| LoadError::Corrupt(format!("{shard}: {e}")))?;
             for (name, info) in meta.tensors() {
                 let (a, b) = info.data_offsets;
@@ -201,27 +203,41 @@ impl HfFolder {
         let n_heads = num("num_attention_heads")?;
         let n_kv_heads = num("num_key_value_heads").unwrap_or(n_heads);
         let head_dim = num("head_dim").unwrap_or(d_model / n_heads.max(1));
-        let rope_scaling = match c.get("rope_scaling").filter(|v| !v.is_null()) {
+        // transformers ≥ 5 writes `rope_parameters` (theta and scaling
+        // together); older configs `rope_theta` and `rope_scaling`.
+        let params = c.get("rope_parameters").filter(|v| v.is_object());
+        let rope_theta = c["rope_theta"]
+            .as_f64()
+            .or_else(|| params.and_then(|p| p["rope_theta"].as_f64()))
+            .unwrap_or(10000.0) as f32;
+        let scaling = c.get("rope_scaling").filter(|v| !v.is_null()).or(params);
+        let rope_scaling = match scaling {
             None => None,
-            Some(s) => {
-                let ty = s["rope_type"].as_str().or(s["type"].as_str()).unwrap_or("");
-                if ty != "llama3" {
+            Some(s) => match s["rope_type"]
+                .as_str()
+                .or(s["type"].as_str())
+                .unwrap_or("default")
+            {
+                "default" => None,
+                "llama3" => {
+                    let f = |k: &str| {
+                        s[k].as_f64()
+                            .map(|v| v as f32)
+                            .ok_or_else(|| LoadError::MissingKey(format!("rope scaling: {k}")))
+                    };
+                    Some(Llama3Scaling {
+                        factor: f("factor")?,
+                        low_freq_factor: f("low_freq_factor")?,
+                        high_freq_factor: f("high_freq_factor")?,
+                        original_context: f("original_max_position_embeddings")? as u32,
+                    })
+                }
+                ty => {
                     return Err(LoadError::Corrupt(format!(
                         "rope scaling '{ty}' is not supported yet"
                     )));
                 }
-                let f = |k: &str| {
-                    s[k].as_f64()
-                        .map(|v| v as f32)
-                        .ok_or_else(|| LoadError::MissingKey(format!("rope_scaling.{k}")))
-                };
-                Some(Llama3Scaling {
-                    factor: f("factor")?,
-                    low_freq_factor: f("low_freq_factor")?,
-                    high_freq_factor: f("high_freq_factor")?,
-                    original_context: f("original_max_position_embeddings")? as u32,
-                })
-            }
+            },
         };
         Ok(LlamaConfig {
             n_layers: num("num_hidden_layers")?,
@@ -232,7 +248,7 @@ impl HfFolder {
             ffn_dim: num("intermediate_size")?,
             vocab: num("vocab_size")?,
             train_ctx: num("max_position_embeddings").unwrap_or(4096),
-            rope_base: c["rope_theta"].as_f64().unwrap_or(10000.0) as f32,
+            rope_base: rope_theta,
             rope_mode: RopeMode::Neox,
             n_rot: head_dim,
             rope_scaling,
