@@ -23,8 +23,20 @@ use crate::error::{KilnError, Result};
 use crate::graph::{Sym, TensorInfo};
 use crate::host::HostTensor;
 
+/// Lets a backend outside this crate (the CUDA twin) read an op's
+/// parameters: `node.op.as_any().downcast_ref::<ops::rope::Rope>()`.
+pub trait AsAny {
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl<T: std::any::Any> AsAny for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 /// An operation of the graph. Implemented by one type per op (family).
-pub trait Op: Send + Sync + std::fmt::Debug {
+pub trait Op: Send + Sync + std::fmt::Debug + AsAny {
     fn name(&self) -> &'static str;
 
     /// Output shape and dtype for these inputs, or a typed error.
