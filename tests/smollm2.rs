@@ -77,6 +77,18 @@ fn greedy_tokens_and_logits_match_pytorch() {
             }
         }
         assert_eq!(got, want, "{label}: greedy tokens differ from PyTorch");
+        // The pipelined path (the device feeds each token back to itself,
+        // the host reads one step behind) gives the same tokens.
+        llm.reset();
+        llm.feed(&prompt).unwrap();
+        let mut piped = Vec::new();
+        llm.greedy_pipelined(want.len(), &mut |t| {
+            piped.push(t);
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(piped, want, "{label}: pipelined greedy tokens differ");
+        assert_eq!(llm.tokens.len(), prompt.len() + want.len() - 1);
         eprintln!(
             "{label}: {} prompt tokens, {} greedy tokens identical, max top-20 logit diff {worst:.2e}",
             prompt.len(),

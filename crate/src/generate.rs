@@ -279,17 +279,13 @@ impl TextModel {
         let mut tokens = Vec::new();
         let mut finish = FinishReason::Length;
         let mut prefill_secs = None;
-        while tokens.len() < params.max_tokens {
-            let next = if params.sampling.is_plain_greedy() {
-                self.llm.greedy()?
-            } else {
-                let mut logits = self.llm.logits()?;
-                sampler.sample(&mut logits, &self.llm.tokens)
-            };
+        let eos = &self.eos;
+        // Handles one generated token; false ends generation.
+        let mut take = |next: u32| -> Result<bool, LoadError> {
             prefill_secs.get_or_insert(start.elapsed().as_secs_f64());
-            if !params.ignore_eos && self.eos.contains(&next) {
+            if !params.ignore_eos && eos.contains(&next) {
                 finish = FinishReason::Stop;
-                break;
+                return Ok(false);
             }
             tokens.push(next);
             text.push_str(
@@ -305,7 +301,7 @@ impl TextModel {
             {
                 text.truncate(cut);
                 finish = FinishReason::Stop;
-                break;
+                return Ok(false);
             }
             let mut safe = text.len().saturating_sub(hold).max(emitted);
             while !text.is_char_boundary(safe) {
@@ -314,17 +310,29 @@ impl TextModel {
             if safe > emitted && !on_text(&text[emitted..safe]) {
                 emitted = safe;
                 finish = FinishReason::Cancelled;
-                break;
+                return Ok(false);
             }
             emitted = emitted.max(safe);
-            if tokens.len() == params.max_tokens {
-                break;
+            Ok(tokens.len() < params.max_tokens)
+        };
+        let room = self.llm.max_ctx().saturating_sub(self.llm.tokens.len()) + 1;
+        let budget = params.max_tokens.min(room);
+        if params.sampling.is_plain_greedy() {
+            // The device feeds each argmax back to itself; the host only
+            // reads 4 bytes per token, one step behind.
+            self.llm.greedy_pipelined(budget, &mut take)?;
+        } else {
+            for _ in 0..budget {
+                let mut logits = self.llm.logits()?;
+                let next = sampler.sample(&mut logits, &self.llm.tokens);
+                if !take(next)? || self.llm.tokens.len() >= self.llm.max_ctx() {
+                    break;
+                }
+                self.llm.feed(&[next])?;
             }
-            if self.llm.tokens.len() >= self.llm.max_ctx() {
-                finish = FinishReason::ContextFull;
-                break;
-            }
-            self.llm.feed(&[next])?;
+        }
+        if finish == FinishReason::Length && tokens.len() < params.max_tokens {
+            finish = FinishReason::ContextFull;
         }
         if finish != FinishReason::Stop {
             text.push_str(

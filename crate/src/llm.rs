@@ -150,6 +150,45 @@ impl Llm {
         Ok(t.to_u32()?[0])
     }
 
+    /// Greedy decoding with the device feeding each token back to itself:
+    /// step N+1 is submitted before step N's token is read, so the device
+    /// never waits for the host. `on_token` receives each token (the first is
+    /// the one predicted by the last feed) and returns false to stop; at most
+    /// `max_new` tokens. Every token handed out except possibly the last is
+    /// in the KV cache afterwards (`self.tokens`).
+    pub fn greedy_pipelined(
+        &mut self,
+        max_new: usize,
+        on_token: &mut dyn FnMut(u32) -> Result<bool, LoadError>,
+    ) -> Result<(), LoadError> {
+        let mut src = self.last()?.next;
+        let dec = self.model.decode.clone();
+        let mut pending = self.exe.read_start(src)?;
+        for produced in 1..=max_new {
+            let feed = produced < max_new && self.tokens.len() < self.max_ctx();
+            let ahead = if feed {
+                self.exe.copy_before_next_run(src, dec.ids)?;
+                self.exe
+                    .run_program(dec.program, &[self.tokens.len() as u32])?;
+                Some(self.exe.read_start(dec.next)?)
+            } else {
+                None
+            };
+            let tok = self.exe.read_finish(pending)?.to_u32()?[0];
+            let go_on = on_token(tok)?;
+            let Some(ticket) = ahead else { break };
+            self.tokens.push(tok);
+            self.last = Some(dec.clone());
+            if !go_on {
+                self.exe.read_finish(ticket)?;
+                break;
+            }
+            pending = ticket;
+            src = dec.next;
+        }
+        Ok(())
+    }
+
     /// Logits of the last token.
     pub fn logits(&mut self) -> Result<Vec<f32>, LoadError> {
         let logits = self.last()?.logits;

@@ -12,6 +12,7 @@ pub struct CpuBackend;
 pub struct CpuExecutable {
     graph: Graph,
     tensors: Vec<HostTensor>,
+    reads: Vec<(usize, HostTensor)>,
 }
 
 impl Backend for CpuBackend {
@@ -28,6 +29,7 @@ impl Backend for CpuBackend {
         Ok(Box::new(CpuExecutable {
             graph: graph.clone(),
             tensors,
+            reads: Vec::new(),
         }))
     }
 }
@@ -92,5 +94,34 @@ impl Executable for CpuExecutable {
     fn read(&mut self, t: TensorId) -> Result<HostTensor, BackendError> {
         readable(&self.graph, t)?;
         Ok(self.tensors[t.0].clone())
+    }
+
+    fn read_start(&mut self, t: TensorId) -> Result<usize, BackendError> {
+        let data = self.read(t)?;
+        let ticket = self.reads.last().map_or(1, |r| r.0 + 1);
+        self.reads.push((ticket, data));
+        Ok(ticket)
+    }
+
+    fn read_finish(&mut self, ticket: usize) -> Result<HostTensor, BackendError> {
+        let i = self
+            .reads
+            .iter()
+            .position(|r| r.0 == ticket)
+            .ok_or_else(|| BackendError::Validation(format!("no pending read {ticket}")))?;
+        Ok(self.reads.remove(i).1)
+    }
+
+    fn copy_before_next_run(&mut self, src: TensorId, dst: TensorId) -> Result<(), BackendError> {
+        let (si, di) = (self.graph.info(src)?, self.graph.info(dst)?);
+        if si.bytes() != di.bytes() {
+            return Err(BackendError::Tensor {
+                name: di.name.clone(),
+                detail: format!("cannot copy '{}' into it", si.name),
+            });
+        }
+        // The CPU runs in order, so copying now is the same as before the next run.
+        self.tensors[dst.0].data = self.tensors[src.0].data.clone();
+        Ok(())
     }
 }

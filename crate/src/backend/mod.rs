@@ -82,6 +82,19 @@ pub trait Executable {
     /// Reads a tensor back. Intermediates are readable only if marked as graph
     /// outputs (others share pooled memory).
     fn read(&mut self, t: TensorId) -> Result<HostTensor, BackendError>;
+
+    /// Starts reading `t` as it will be after the work submitted so far, and
+    /// returns a ticket; the host may submit more runs before
+    /// [`Executable::read_finish`] (so the device never idles waiting for it).
+    fn read_start(&mut self, t: TensorId) -> Result<usize, BackendError>;
+
+    /// Waits for a read started with [`Executable::read_start`].
+    fn read_finish(&mut self, ticket: usize) -> Result<HostTensor, BackendError>;
+
+    /// Copies tensor `src` into `dst` (same size) on the device at the start
+    /// of the next run — e.g. the sampled token into the next step's input,
+    /// without a round trip through the host.
+    fn copy_before_next_run(&mut self, src: TensorId, dst: TensorId) -> Result<(), BackendError>;
 }
 
 pub trait Backend {

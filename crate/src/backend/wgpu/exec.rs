@@ -54,6 +54,11 @@ pub struct WgpuExecutable {
     syms_buf: wgpu::Buffer,
     steps: Vec<Vec<Step>>,
     pub stats: ExecStats,
+    /// Buffer copies (src, dst, bytes) encoded at the start of the next run.
+    pending_copies: Vec<(usize, usize, u64)>,
+    reads: Vec<PendingRead>,
+    next_ticket: usize,
+    staging_free: Vec<wgpu::Buffer>,
 }
 
 fn align4(n: u64) -> u64 {
@@ -325,6 +330,10 @@ impl WgpuExecutable {
             syms_buf,
             steps,
             stats,
+            pending_copies: Vec::new(),
+            reads: Vec::new(),
+            next_ticket: 0,
+            staging_free: Vec::new(),
         })
     }
 
@@ -487,6 +496,9 @@ impl Executable for WgpuExecutable {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("kiln run"),
             });
+        for (src, dst, bytes) in self.pending_copies.drain(..) {
+            enc.copy_buffer_to_buffer(&self.buffers[src], 0, &self.buffers[dst], 0, bytes);
+        }
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("kiln graph"),
@@ -515,16 +527,24 @@ impl Executable for WgpuExecutable {
     }
 
     fn read(&mut self, t: TensorId) -> Result<HostTensor, BackendError> {
+        let ticket = self.read_start(t)?;
+        self.read_finish(ticket)
+    }
+
+    fn read_start(&mut self, t: TensorId) -> Result<usize, BackendError> {
         readable(&self.graph, t)?;
-        let info = self.graph.info(t)?.clone();
         let slot = &self.slots[t.0];
         let total: u64 = slot.bufs.iter().map(|b| self.buffers[*b].size()).sum();
-        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: total,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        // Reuse a staging buffer of this size when one is free.
+        let staging = match self.staging_free.iter().position(|b| b.size() == total) {
+            Some(i) => self.staging_free.swap_remove(i),
+            None => self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: total,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
         let mut enc = self.ctx.device.create_command_encoder(&Default::default());
         let mut offsets = Vec::new();
         let mut off = 0;
@@ -534,35 +554,82 @@ impl Executable for WgpuExecutable {
             offsets.push(off);
             off += size;
         }
-        self.ctx.queue.submit([enc.finish()]);
+        let index = self.ctx.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
+        self.ctx.take_error()?;
+        self.next_ticket += 1;
+        self.reads.push(PendingRead {
+            ticket: self.next_ticket,
+            t,
+            staging,
+            offsets,
+            index,
+            rx,
+        });
+        Ok(self.next_ticket)
+    }
+
+    fn read_finish(&mut self, ticket: usize) -> Result<HostTensor, BackendError> {
+        let i = self
+            .reads
+            .iter()
+            .position(|r| r.ticket == ticket)
+            .ok_or_else(|| BackendError::Validation(format!("no pending read {ticket}")))?;
+        let r = self.reads.remove(i);
+        let lost = |e: String| BackendError::DeviceLost(e);
         self.ctx
             .device
             .poll(wgpu::PollType::Wait {
-                submission_index: None,
+                submission_index: Some(r.index.clone()),
                 timeout: None,
             })
-            .map_err(|e| BackendError::DeviceLost(e.to_string()))?;
+            .map_err(|e| lost(e.to_string()))?;
         self.ctx.take_error()?;
-        rx.recv()
-            .map_err(|e| BackendError::DeviceLost(e.to_string()))?
-            .map_err(|e| BackendError::DeviceLost(e.to_string()))?;
+        r.rx.recv()
+            .map_err(|e| lost(e.to_string()))?
+            .map_err(|e| lost(e.to_string()))?;
+        let info = self.graph.info(r.t)?.clone();
         let mut data = vec![0u8; info.bytes()];
         {
-            let view = staging
+            let view = r
+                .staging
                 .slice(..)
                 .get_mapped_range()
-                .map_err(|e| BackendError::DeviceLost(e.to_string()))?;
-            for (c, o) in offsets.iter().enumerate() {
-                let range = self.chunk_range(t, c);
+                .map_err(|e| lost(e.to_string()))?;
+            for (c, o) in r.offsets.iter().enumerate() {
+                let range = self.chunk_range(r.t, c);
                 let len = range.len();
                 data[range].copy_from_slice(&view[*o as usize..*o as usize + len]);
             }
         }
-        staging.unmap();
+        r.staging.unmap();
+        self.staging_free.push(r.staging);
         Ok(HostTensor::from_bytes(&info.shape, info.dtype, data)?)
     }
+
+    fn copy_before_next_run(&mut self, src: TensorId, dst: TensorId) -> Result<(), BackendError> {
+        let (si, di) = (self.graph.info(src)?, self.graph.info(dst)?);
+        let (sb, db) = (&self.slots[src.0].bufs, &self.slots[dst.0].bufs);
+        if si.bytes() != di.bytes() || sb.len() != 1 || db.len() != 1 || sb[0] == db[0] {
+            return Err(BackendError::Tensor {
+                name: di.name.clone(),
+                detail: format!("cannot copy '{}' into it", si.name),
+            });
+        }
+        self.pending_copies
+            .push((sb[0], db[0], align4(si.bytes() as u64)));
+        Ok(())
+    }
+}
+
+struct PendingRead {
+    ticket: usize,
+    t: TensorId,
+    staging: wgpu::Buffer,
+    offsets: Vec<u64>,
+    index: wgpu::SubmissionIndex,
+    rx: std::sync::mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
 }

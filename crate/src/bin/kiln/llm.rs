@@ -310,6 +310,24 @@ pub fn bench(a: BenchArgs) -> Res {
         "device memory: {:.1} MB",
         m.llm.exe.device_bytes() as f64 / 1e6
     );
+    // Decode steps submitted back to back with no readback in between: the
+    // rate if the host never waited (what GPU-side token feedback would give).
+    m.llm.reset();
+    m.llm.feed(&prompt)?;
+    let p0 = prompt.len() as u32;
+    let steps = a.decode.min(m.llm.max_ctx() - prompt.len()) as u32;
+    let io = m.llm.model.decode.clone();
+    let t0 = Instant::now();
+    for i in 0..steps {
+        m.llm.exe.run_program(io.program, &[p0 + i])?;
+    }
+    m.llm.exe.read(io.next)?;
+    let dt = t0.elapsed().as_secs_f64() / steps.max(1) as f64;
+    println!(
+        "decode, pipelined (no per-token readback): {:.1} tok/s, {:.2} ms/token",
+        1.0 / dt,
+        dt * 1e3
+    );
     if a.profile {
         let pos = m.llm.tokens.len().min(m.llm.max_ctx() - 1) as u32;
         for (name, p) in [
