@@ -14,29 +14,7 @@ const MMAX: u32 = 8u;
 #define HAS_X4
 #include "common/weights.wgsl"
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    n0: u32,    // first weight row of this chunk
-    rows: u32,  // weight rows in this chunk
-    has_res: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> W: array<u32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-// Residual added to the product (x itself when has_res = 0).
-@group(0) @binding(4) var<storage, read> res: array<f32>;
-
-fn put(i: u32, v: f32) {
-    if (p.has_res != 0u) {
-        y[i] = v + res[i];
-    } else {
-        y[i] = v;
-    }
-}
+#include "common/matmul_io.wgsl"
 
 fn x4(m: u32, g: u32) -> vec4<f32> {
     let base = m * p.k;

@@ -34,17 +34,22 @@ fn ids(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-#[test]
-fn greedy_tokens_and_logits_match_pytorch() {
-    let Some(gpu) = common::gpu() else { return };
-    let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(REFERENCE).unwrap()).unwrap();
+/// The reference records and the model on `gpu` with this KV-cache dtype.
+fn setup(gpu: &dyn kiln::Backend, kv_dtype: kiln::DType) -> (Value, Llm) {
+    let reference = serde_json::from_str(&std::fs::read_to_string(REFERENCE).unwrap()).unwrap();
     let opts = LlamaOptions {
         max_ctx: 256,
         prefill_chunk: 32,
-        kv_dtype: kiln::DType::F32,
+        kv_dtype,
     };
-    let (mut llm, _) = Llm::open(&model_path(), &gpu, &opts, &mut |_, _| true).unwrap();
+    let (llm, _) = Llm::open(&model_path(), gpu, &opts, &mut |_, _| true).unwrap();
+    (reference, llm)
+}
+
+#[test]
+fn greedy_tokens_and_logits_match_pytorch() {
+    let Some(gpu) = common::gpu() else { return };
+    let (reference, mut llm) = setup(&gpu, kiln::DType::F32);
     for rec in reference["records"].as_array().unwrap() {
         let label = rec["label"].as_str().unwrap();
         let prompt = ids(&rec["prompt_ids"]);
@@ -104,14 +109,7 @@ fn greedy_tokens_and_logits_match_pytorch() {
 #[test]
 fn f16_kv_cache_drift_is_reported() {
     let Some(gpu) = common::gpu() else { return };
-    let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(REFERENCE).unwrap()).unwrap();
-    let opts = LlamaOptions {
-        max_ctx: 256,
-        prefill_chunk: 32,
-        kv_dtype: kiln::DType::F16,
-    };
-    let (mut llm, _) = Llm::open(&model_path(), &gpu, &opts, &mut |_, _| true).unwrap();
+    let (reference, mut llm) = setup(&gpu, kiln::DType::F16);
     for rec in reference["records"].as_array().unwrap() {
         let label = rec["label"].as_str().unwrap();
         let want = ids(&rec["greedy_ids"]);

@@ -28,15 +28,4 @@ fn w4(row: u32, k: u32, g: u32) -> vec4<f32> {
     return (dm.x * sm.x) * nib4(q, select(0u, 4u, hi)) - vec4<f32>(dm.y * sm.y);
 }
 
-
-#if HAS_X4
-// Dot product of 32 consecutive weights (unit u) with row m of x (via the
-// kernel's x4), zero past k.
-fn dot32(row: u32, k: u32, u: u32, m: u32) -> f32 {
-    var s = 0.0;
-    for (var j = 0u; j < 8u; j++) {
-        s += dot(w4(row, k, 8u * u + j), x4(m, 8u * u + j));
-    }
-    return s;
-}
-#endif
+#include "quant/dot32.wgsl"

@@ -1,0 +1,28 @@
+// common/matmul_io.wgsl — parameters and bindings shared by the matmul
+// kernels (mul_mat.wgsl, mul_mat_vec.wgsl): 0 params, 1 W (weight rows
+// n0..n0+rows of this chunk), 2 x [m, k], 3 y [m, n], 4 res [m, n] (the
+// residual added in the epilogue; x itself when has_res = 0), and put(),
+// which writes y with the residual.
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    n0: u32,    // first weight row of this chunk
+    rows: u32,  // weight rows in this chunk
+    has_res: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> W: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+// Residual added to the product (x itself when has_res = 0).
+@group(0) @binding(4) var<storage, read> res: array<f32>;
+
+fn put(i: u32, v: f32) {
+    if (p.has_res != 0u) {
+        y[i] = v + res[i];
+    } else {
+        y[i] = v;
+    }
+}
