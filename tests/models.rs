@@ -262,3 +262,48 @@ fn quantized_models_match_the_cpu_reference_and_report_drift() {
         }
     }
 }
+
+#[test]
+fn corrupt_model_folders_are_typed_errors() {
+    use kiln::loader::LoadError;
+    let src = dir("llama");
+    let tmp = std::env::temp_dir().join(format!("kiln-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(src.join(f), tmp.join(f)).unwrap();
+    }
+    let full = std::fs::read(src.join("model.safetensors")).unwrap();
+    let header = 8 + u64::from_le_bytes(full[..8].try_into().unwrap()) as usize;
+    // Cut inside the length, inside the header, and inside the data.
+    for cut in [0, 5, 8, header / 2, header, header + 100, full.len() - 1] {
+        std::fs::write(tmp.join("model.safetensors"), &full[..cut]).unwrap();
+        match HfFolder::open(&tmp, None) {
+            Err(LoadError::Truncated { .. })
+            | Err(LoadError::Corrupt(_))
+            | Err(LoadError::Io(_)) => {}
+            Err(e) => panic!("cut {cut}: unexpected error {e}"),
+            Ok(_) => panic!("cut {cut}: a truncated file opened"),
+        }
+    }
+    // Garbage in the header JSON.
+    let mut bad = full.clone();
+    bad[10] = b'#';
+    std::fs::write(tmp.join("model.safetensors"), &bad).unwrap();
+    assert!(matches!(
+        HfFolder::open(&tmp, None),
+        Err(LoadError::Corrupt(_))
+    ));
+    // An architecture Kiln does not run.
+    std::fs::write(tmp.join("model.safetensors"), &full).unwrap();
+    let cfg = std::fs::read_to_string(src.join("config.json")).unwrap();
+    std::fs::write(
+        tmp.join("config.json"),
+        cfg.replace("\"llama\"", "\"gpt_neox\""),
+    )
+    .unwrap();
+    let f = HfFolder::open(&tmp, None).unwrap();
+    assert!(
+        matches!(f.llama_config(), Err(LoadError::UnsupportedArchitecture(a)) if a == "gpt_neox")
+    );
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
