@@ -1,12 +1,15 @@
 // binary.wgsl — element-wise f32 binary ops (ops/binary.rs).
 // Bindings: 0 params, 1 a: array<f32> (n), 2 b: array<f32> (nb, broadcast as
-// b[i % nb]), 3 y: array<f32> (n).
+// b[i % nb]), 3 y: array<f32> (n). Kind 3 (glu, the prefill epilogue of
+// ops/matmul_fused.rs) reads a as [rows, 2·cols] and b as an optional residual.
 // Dispatch: ceil(n/256) workgroups of 256, folded by ops::grid.
 
 struct Params {
     n: u32,
     nb: u32,
-    kind: u32,   // 0 add, 1 mul, 2 swiglu: silu(a) * b
+    kind: u32,   // 0 add, 1 mul, 2 swiglu: silu(a) * b, 3 glu (below)
+    cols: u32,   // glu: output columns per row
+    has_res: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -19,6 +22,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
     let i = (wid.x + wid.y * nwg.x) * 256u + lid;
     if (i >= p.n) {
+        return;
+    }
+    if (p.kind == 3u) {
+        // glu: a is [rows, 2·cols]; y[r, c] = silu(a[r, c]) · a[r, cols + c] (+ b[i]).
+        let row = i / p.cols;
+        let col = i % p.cols;
+        let g = a[row * 2u * p.cols + col];
+        var v = g / (1.0 + exp(-g)) * a[row * 2u * p.cols + p.cols + col];
+        if (p.has_res != 0u) {
+            v += b[i];
+        }
+        y[i] = v;
         return;
     }
     let av = a[i];

@@ -61,11 +61,12 @@ fn floats(v: &Value) -> Vec<f32> {
         .collect()
 }
 
-fn opts() -> LlamaOptions {
+fn opts(fused: bool) -> LlamaOptions {
     LlamaOptions {
         max_ctx: 64,
         prefill_chunk: 16,
         kv_dtype: DType::F32,
+        fused,
     }
 }
 
@@ -75,6 +76,11 @@ enum Source {
 }
 
 fn load(name: &str, src: &Source, backend: &dyn Backend) -> Llm {
+    load_with(name, src, backend, true)
+}
+
+/// Loads with fused kernels or the plain one-op-per-step graph.
+fn load_with(name: &str, src: &Source, backend: &dyn Backend, fused: bool) -> Llm {
     match src {
         Source::Hf(q) => {
             let mut f = HfFolder::open(&dir(name), *q).unwrap();
@@ -83,7 +89,7 @@ fn load(name: &str, src: &Source, backend: &dyn Backend) -> Llm {
                 &config,
                 &mut f as &mut dyn WeightSource,
                 backend,
-                &opts(),
+                &opts(fused),
                 &mut |_, _| true,
             )
             .unwrap()
@@ -92,7 +98,7 @@ fn load(name: &str, src: &Source, backend: &dyn Backend) -> Llm {
             let path = dir(name).join(format!("{name}.{ty}.gguf"));
             let (g, mut file) = GgufFile::open(&path).unwrap();
             assert!(LlamaConfig::from_gguf(&g).is_ok());
-            Llm::from_gguf(&g, &mut file, backend, &opts(), &mut |_, _| true).unwrap()
+            Llm::from_gguf(&g, &mut file, backend, &opts(fused), &mut |_, _| true).unwrap()
         }
     }
 }
@@ -129,7 +135,7 @@ fn perplexity(logits: &[Vec<f32>], seq: &[u32]) -> f64 {
     (nll / (seq.len() - 1) as f64).exp()
 }
 
-fn check_f32(name: &str, src: Source, gpu: &dyn Backend) {
+fn check_f32(name: &str, src: Source, gpu: &dyn Backend, fused: bool) {
     let r = match src {
         // HF's references for quantized files come from transformers'
         // own dequantization of that file: same weights, f32 math.
@@ -138,7 +144,7 @@ fn check_f32(name: &str, src: Source, gpu: &dyn Backend) {
     };
     let prompt = ids(&r["prompt_ids"]);
     let want_greedy = ids(&r["greedy_ids"]);
-    let mut llm = load(name, &src, gpu);
+    let mut llm = load_with(name, &src, gpu, fused);
     // Every prompt position, decode path.
     let got = stepwise_logits(&mut llm, &prompt);
     let mut worst = 0f32;
@@ -177,7 +183,7 @@ fn check_f32(name: &str, src: Source, gpu: &dyn Backend) {
     let label = match src {
         Source::Gguf(ty) => format!("gguf {ty}"),
         Source::Hf(_) => "safetensors".to_string(),
-    };
+    } + if fused { ", fused" } else { ", plain graph" };
     eprintln!(
         "{name} {label}: logits within {worst:.1e} relative of PyTorch, {} greedy tokens identical",
         greedy.len()
@@ -188,9 +194,10 @@ fn check_f32(name: &str, src: Source, gpu: &dyn Backend) {
 fn f32_models_match_pytorch() {
     let Some(gpu) = common::gpu() else { return };
     for name in ["llama", "qwen2", "llama3"] {
-        check_f32(name, Source::Hf(None), &gpu);
-        check_f32(name, Source::Gguf("F32"), &gpu);
-        check_f32(name, Source::Gguf("Q8_0"), &gpu);
+        // Fused kernels and the plain graph both match.
+        check_f32(name, Source::Hf(None), &gpu, true);
+        check_f32(name, Source::Gguf("F32"), &gpu, false);
+        check_f32(name, Source::Gguf("Q8_0"), &gpu, true);
     }
 }
 
@@ -198,8 +205,8 @@ fn f32_models_match_pytorch() {
 #[test]
 fn gguf_f16_and_q4_0_match_pytorch_on_the_same_weights() {
     let Some(gpu) = common::gpu() else { return };
-    check_f32("llama", Source::Gguf("F16"), &gpu);
-    check_f32("llama", Source::Gguf("Q4_0"), &gpu);
+    check_f32("llama", Source::Gguf("F16"), &gpu, true);
+    check_f32("llama", Source::Gguf("Q4_0"), &gpu, true);
 }
 
 #[test]

@@ -57,9 +57,17 @@ fn run_suite(backend: &kiln::backend::wgpu::WgpuBackend, label: &str) {
 #[test]
 fn every_op_matches_the_cpu_reference() {
     let Some(gpu) = common::gpu() else { return };
-    run_suite(&gpu, &gpu.name());
-    if gpu.caps.subgroups {
-        run_suite(&gpu.without_subgroups(), "fallback kernels (no subgroups)");
+    // Every kernel variant this adapter can run: with and without subgroups,
+    // and (lavapipe is a CPU) the CPU-adapter kernels and the GPU ones.
+    for cpu in [gpu.caps.cpu, !gpu.caps.cpu] {
+        let b = gpu.with_cpu_kernels(cpu);
+        run_suite(&b, &format!("{} (cpu kernels: {cpu})", gpu.name()));
+        if gpu.caps.subgroups {
+            run_suite(
+                &b.without_subgroups(),
+                &format!("no subgroups (cpu kernels: {cpu})"),
+            );
+        }
     }
 }
 

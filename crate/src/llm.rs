@@ -20,6 +20,30 @@ pub struct Llm {
     last: Option<StepIo>,
 }
 
+/// Reads a weight; `a+b` names (fused weights) are read part by part and
+/// concatenated by rows (the builder checked they share dtype and width).
+fn read_weight(source: &mut dyn WeightSource, name: &str) -> Result<HostTensor, LoadError> {
+    if !name.contains(llama::CONCAT) {
+        return source.read(name);
+    }
+    let mut parts = name.split(llama::CONCAT).map(|p| source.read(p));
+    let first = parts
+        .next()
+        .ok_or_else(|| LoadError::MissingTensor(name.into()))??;
+    let (mut shape, dtype, mut data) = (first.shape, first.dtype, first.data);
+    for part in parts {
+        let part = part?;
+        if part.dtype != dtype || part.shape[1..] != shape[1..] {
+            return Err(LoadError::Corrupt(format!(
+                "cannot concatenate the parts of {name}"
+            )));
+        }
+        shape[0] += part.shape[0];
+        data.extend(part.data);
+    }
+    Ok(HostTensor::from_bytes(&shape, dtype, data)?)
+}
+
 /// Load progress: bytes of weights uploaded so far and in total.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64) -> bool;
 
@@ -39,7 +63,7 @@ impl Llm {
         let total = model.weight_bytes();
         let mut done = 0;
         for (name, id) in &model.weights {
-            let data = source.read(name)?;
+            let data = read_weight(source, name)?;
             exe.write(*id, &data)?;
             done += data.data.len() as u64;
             if !progress(done, total) {

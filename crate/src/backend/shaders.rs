@@ -30,6 +30,7 @@ shader_files!(
     "copy.wgsl",
     "get_rows.wgsl",
     "mul_mat.wgsl",
+    "mul_mat_fused.wgsl",
     "mul_mat_vec.wgsl",
     "norm.wgsl",
     "reduce.wgsl",

@@ -15,6 +15,7 @@ use crate::backend::Executable;
 use crate::dtype::DType;
 use crate::graph::{Graph, Sym, TensorId};
 use crate::loader::LoadError;
+use crate::ops::matmul_fused::Fusion;
 use crate::ops::rope::Rope;
 
 #[derive(Clone, Debug)]
@@ -25,6 +26,10 @@ pub struct LlamaOptions {
     pub prefill_chunk: usize,
     /// KV cache storage: F32 (exact) or F16 (half the memory).
     pub kv_dtype: DType,
+    /// Use fused kernels (RMSNorm folded into the Q/K/V and FFN matmuls,
+    /// gate+up+SwiGLU as one matmul over concatenated weights). Off builds
+    /// the plain graph (one op per step), e.g. for a backend without them.
+    pub fused: bool,
 }
 
 impl Default for LlamaOptions {
@@ -33,6 +38,7 @@ impl Default for LlamaOptions {
             max_ctx: 2048,
             prefill_chunk: 64,
             kv_dtype: DType::F32,
+            fused: true,
         }
     }
 }
@@ -66,6 +72,18 @@ pub struct LlamaGraph {
     pub caches: Vec<TensorId>,
 }
 
+enum FfnIn {
+    Fused(TensorId),
+    Split(TensorId, TensorId),
+}
+
+/// Weights concatenated by rows at load time are named `a+b`.
+pub const CONCAT: char = '+';
+
+/// The largest fused weight: WebGPU's default storage-binding limit, so a
+/// fused weight never needs splitting on any adapter.
+const FUSE_MAX_BYTES: usize = 128 << 20;
+
 struct Layer {
     attn_norm: TensorId,
     wq: TensorId,
@@ -74,8 +92,8 @@ struct Layer {
     bias: Option<[TensorId; 3]>,
     wo: TensorId,
     ffn_norm: TensorId,
-    w_gate: TensorId,
-    w_up: TensorId,
+    /// Gate and up projections: one `[2·ffn, d]` weight when fused, else two.
+    ffn_in: FfnIn,
     w_down: TensorId,
     k_cache: TensorId,
     v_cache: TensorId,
@@ -93,8 +111,12 @@ pub fn build(
 ) -> Result<LlamaGraph, LoadError> {
     let c = config;
     let mut g = Graph::new();
-    let mut weights = Vec::new();
-    let mut weight = |g: &mut Graph, name: &str, want: &[usize]| -> Result<TensorId, LoadError> {
+    let mut weights: Vec<(String, TensorId)> = Vec::new();
+    let weight = |g: &mut Graph,
+                  weights: &mut Vec<(String, TensorId)>,
+                  name: &str,
+                  want: &[usize]|
+     -> Result<TensorId, LoadError> {
         let (shape, dtype) = file(name)?;
         if shape != want {
             return Err(LoadError::TensorShape {
@@ -109,43 +131,73 @@ pub fn build(
     };
     let (d, hd) = (c.d_model, c.head_dim);
     let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
-    let embd = weight(&mut g, "token_embd.weight", &[c.vocab, d])?;
+    let embd = weight(&mut g, &mut weights, "token_embd.weight", &[c.vocab, d])?;
     let cap = opts.max_ctx + opts.prefill_chunk;
     let mut layers = Vec::with_capacity(c.n_layers);
     for l in 0..c.n_layers {
         let n = |s: &str| format!("blk.{l}.{s}");
         let bias = if c.qkv_bias {
             Some([
-                weight(&mut g, &n("attn_q.bias"), &[q_dim])?,
-                weight(&mut g, &n("attn_k.bias"), &[kv_dim])?,
-                weight(&mut g, &n("attn_v.bias"), &[kv_dim])?,
+                weight(&mut g, &mut weights, &n("attn_q.bias"), &[q_dim])?,
+                weight(&mut g, &mut weights, &n("attn_k.bias"), &[kv_dim])?,
+                weight(&mut g, &mut weights, &n("attn_v.bias"), &[kv_dim])?,
             ])
         } else {
             None
         };
         layers.push(Layer {
-            attn_norm: weight(&mut g, &n("attn_norm.weight"), &[d])?,
-            wq: weight(&mut g, &n("attn_q.weight"), &[q_dim, d])?,
-            wk: weight(&mut g, &n("attn_k.weight"), &[kv_dim, d])?,
-            wv: weight(&mut g, &n("attn_v.weight"), &[kv_dim, d])?,
+            attn_norm: weight(&mut g, &mut weights, &n("attn_norm.weight"), &[d])?,
+            wq: weight(&mut g, &mut weights, &n("attn_q.weight"), &[q_dim, d])?,
+            wk: weight(&mut g, &mut weights, &n("attn_k.weight"), &[kv_dim, d])?,
+            wv: weight(&mut g, &mut weights, &n("attn_v.weight"), &[kv_dim, d])?,
             bias,
-            wo: weight(&mut g, &n("attn_output.weight"), &[d, q_dim])?,
-            ffn_norm: weight(&mut g, &n("ffn_norm.weight"), &[d])?,
-            w_gate: weight(&mut g, &n("ffn_gate.weight"), &[c.ffn_dim, d])?,
-            w_up: weight(&mut g, &n("ffn_up.weight"), &[c.ffn_dim, d])?,
-            w_down: weight(&mut g, &n("ffn_down.weight"), &[d, c.ffn_dim])?,
+            wo: weight(&mut g, &mut weights, &n("attn_output.weight"), &[d, q_dim])?,
+            ffn_norm: weight(&mut g, &mut weights, &n("ffn_norm.weight"), &[d])?,
+            ffn_in: {
+                let (gate, up) = (n("ffn_gate.weight"), n("ffn_up.weight"));
+                let (gs, gt) = file(&gate)?;
+                let (us, ut) = file(&up)?;
+                let fits = gt
+                    .row_bytes(d)
+                    .map(|rb| 2 * c.ffn_dim * rb <= FUSE_MAX_BYTES)
+                    .unwrap_or(false);
+                if opts.fused && gt == ut && gs == us && fits {
+                    let name = format!("{gate}{CONCAT}{up}");
+                    if gs != [c.ffn_dim, d] {
+                        return Err(LoadError::TensorShape {
+                            name: gate,
+                            got: gs,
+                            want: vec![c.ffn_dim, d],
+                        });
+                    }
+                    let t = g.weight(&name, &[2 * c.ffn_dim, d], gt)?;
+                    weights.push((name, t));
+                    FfnIn::Fused(t)
+                } else {
+                    FfnIn::Split(
+                        weight(&mut g, &mut weights, &gate, &[c.ffn_dim, d])?,
+                        weight(&mut g, &mut weights, &up, &[c.ffn_dim, d])?,
+                    )
+                }
+            },
+            w_down: weight(&mut g, &mut weights, &n("ffn_down.weight"), &[d, c.ffn_dim])?,
             k_cache: g.state(&n("k_cache"), &[c.n_kv_heads, cap, hd], opts.kv_dtype)?,
             v_cache: g.state(&n("v_cache"), &[c.n_kv_heads, cap, hd], opts.kv_dtype)?,
         });
     }
-    let out_norm = weight(&mut g, "output_norm.weight", &[d])?;
+    let out_norm = weight(&mut g, &mut weights, "output_norm.weight", &[d])?;
     let head = if c.tied_embeddings {
         embd
     } else {
-        weight(&mut g, "output.weight", &[c.vocab, d])?
+        weight(&mut g, &mut weights, "output.weight", &[c.vocab, d])?
     };
     let rope_freqs = if c.rope_freqs {
-        Some(weight(&mut g, "rope_freqs.weight", &[c.n_rot / 2])?)
+        Some(weight(
+            &mut g,
+            &mut weights,
+            "rope_freqs.weight",
+            &[c.n_rot / 2],
+        )?)
     } else {
         None
     };
@@ -162,10 +214,24 @@ pub fn build(
         let ids = g.input("ids", &[t], DType::U32)?;
         let mut x = g.get_rows(embd, ids)?;
         for ly in &layers {
-            let h = g.rms_norm(x, Some(ly.attn_norm), c.rms_eps)?;
-            let mut q = g.matmul(h, ly.wq)?;
-            let mut k = g.matmul(h, ly.wk)?;
-            let mut v = g.matmul(h, ly.wv)?;
+            let (mut q, mut k, mut v) = if opts.fused {
+                let norm = Fusion {
+                    norm: Some((ly.attn_norm, c.rms_eps)),
+                    ..Default::default()
+                };
+                (
+                    g.matmul_fused(x, ly.wq, norm)?,
+                    g.matmul_fused(x, ly.wk, norm)?,
+                    g.matmul_fused(x, ly.wv, norm)?,
+                )
+            } else {
+                let h = g.rms_norm(x, Some(ly.attn_norm), c.rms_eps)?;
+                (
+                    g.matmul(h, ly.wq)?,
+                    g.matmul(h, ly.wk)?,
+                    g.matmul(h, ly.wv)?,
+                )
+            };
             if let Some([bq, bk, bv]) = ly.bias {
                 q = g.add(q, bq)?;
                 k = g.add(k, bk)?;
@@ -185,10 +251,22 @@ pub fn build(
             let vc = g.write_cache(ly.v_cache, v, pos)?;
             let a = g.attention(q, kc, vc, 1.0 / (hd as f32).sqrt(), pos)?;
             x = g.matmul_add(a, ly.wo, x)?;
-            let h = g.rms_norm(x, Some(ly.ffn_norm), c.rms_eps)?;
-            let gate = g.matmul(h, ly.w_gate)?;
-            let up = g.matmul(h, ly.w_up)?;
-            let s = g.swiglu(gate, up)?;
+            let s = match ly.ffn_in {
+                FfnIn::Fused(w) => {
+                    let f = Fusion {
+                        norm: Some((ly.ffn_norm, c.rms_eps)),
+                        glu: true,
+                        residual: None,
+                    };
+                    g.matmul_fused(x, w, f)?
+                }
+                FfnIn::Split(wg, wu) => {
+                    let h = g.rms_norm(x, Some(ly.ffn_norm), c.rms_eps)?;
+                    let gate = g.matmul(h, wg)?;
+                    let up = g.matmul(h, wu)?;
+                    g.swiglu(gate, up)?
+                }
+            };
             x = g.matmul_add(s, ly.w_down, x)?;
         }
         let last = if t > 1 {

@@ -13,6 +13,7 @@ pub mod binary;
 pub mod copy;
 pub mod embed;
 pub mod matmul;
+pub mod matmul_fused;
 pub mod norm;
 pub mod reduce;
 pub mod rope;
@@ -137,6 +138,8 @@ pub enum Bind {
     Syms,
     /// Per-node scratch of this many bytes (read-write), slot `s`.
     Scratch(u8, u64),
+    /// Scratch slot `s` read-only (written by an earlier dispatch of the node).
+    ScratchRead(u8),
 }
 
 impl Bind {

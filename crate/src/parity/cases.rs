@@ -65,6 +65,7 @@ pub fn registry() -> Vec<(&'static str, Generator)> {
         ("softmax", softmax),
         ("argmax", argmax),
         ("mul_mat", mul_mat),
+        ("mul_mat_fused", mul_mat_fused),
         ("get_rows", get_rows),
         ("rope", rope),
         ("attention", attention),
@@ -617,6 +618,66 @@ fn reshape(rng: &mut Rng) -> Result<Vec<Case>> {
             vec![],
             EXACT_ISH,
         )?);
+    }
+    Ok(out)
+}
+
+/// Fused matmuls: RMSNorm prologue, SwiGLU over the two weight halves, a
+/// residual — on the decode GEMV (m ≤ 8) and the prefill chain (m > 8).
+fn mul_mat_fused(rng: &mut Rng) -> Result<Vec<Case>> {
+    use crate::ops::matmul_fused::Fusion;
+    let mut out = Vec::new();
+    for dtype in [
+        DType::F32,
+        DType::F16,
+        DType::Q8_0,
+        DType::Q4_1,
+        DType::Q4_K,
+    ] {
+        let k = if dtype.block_size() == 256 { 256 } else { 96 };
+        for (i, m) in [1usize, 3, 8, 12, 40].into_iter().enumerate() {
+            for (norm, glu, res) in [
+                (true, false, false),
+                (true, true, false),
+                (false, true, true),
+                (true, true, true),
+            ] {
+                let n = 7 + 10 * i;
+                let mut b = B::new(rng);
+                let x = b.input(&[m, k], DType::F32, 1.5)?;
+                let w = b.weight(
+                    &[if glu { 2 * n } else { n }, k],
+                    dtype,
+                    1.0 / (k as f32).sqrt(),
+                )?;
+                let nw = if norm {
+                    Some((b.weight(&[k], DType::F32, 1.0)?, 1e-5))
+                } else {
+                    None
+                };
+                let residual = if res {
+                    Some(b.input(&[m, n], DType::F32, 1.0)?)
+                } else {
+                    None
+                };
+                let y = b.g.matmul_fused(
+                    x,
+                    w,
+                    Fusion {
+                        norm: nw,
+                        glu,
+                        residual,
+                    },
+                )?;
+                let desc = format!(
+                    "m{m} n{n} k{k}{}{}{}",
+                    if norm { " norm" } else { "" },
+                    if glu { " glu" } else { "" },
+                    if res { " +res" } else { "" }
+                );
+                out.push(b.case("mul_mat_fused", dtype, desc, y, vec![], MATMUL)?);
+            }
+        }
     }
     Ok(out)
 }

@@ -298,7 +298,15 @@ impl WgpuExecutable {
                     }
                     Bind::Output => &buffers[slots[node.output.0].bufs[0]],
                     Bind::Syms => &syms_buf,
-                    Bind::Scratch(s, _) => &buffers[scratch_bufs[*s as usize]],
+                    Bind::Scratch(s, _) | Bind::ScratchRead(s) => {
+                        let b = scratch_bufs.get(*s as usize).ok_or_else(|| {
+                            BackendError::Validation(format!(
+                                "{} reads scratch {s} before any write",
+                                d.shader
+                            ))
+                        })?;
+                        &buffers[*b]
+                    }
                 };
                 entries.push(wgpu::BindGroupEntry {
                     binding: j as u32 + 1,

@@ -289,6 +289,17 @@ impl WgpuBackend {
         Ok(WgpuBackend { ctx, caps })
     }
 
+    /// The same device with kernels chosen as for a GPU (`cpu = false`) or a
+    /// CPU adapter — lets a CPU adapter test the GPU kernel variants too.
+    pub fn with_cpu_kernels(&self, cpu: bool) -> WgpuBackend {
+        let mut caps = self.caps.clone();
+        caps.cpu = cpu;
+        WgpuBackend {
+            ctx: self.ctx.clone(),
+            caps,
+        }
+    }
+
     /// The same device with subgroup operations off (the fallback kernels).
     pub fn without_subgroups(&self) -> WgpuBackend {
         let mut caps = self.caps.clone();

@@ -50,6 +50,10 @@ mod native {
             /// Use the fallback kernels even where the adapter offers subgroups.
             #[arg(long)]
             no_subgroups: bool,
+            /// Pick kernels as for a CPU adapter (true) or a GPU (false)
+            /// instead of by the adapter's type.
+            #[arg(long)]
+            cpu_kernels: Option<bool>,
         },
         /// Generate text from a prompt (streams to stdout).
         Generate(super::llm::GenerateArgs),
@@ -72,7 +76,8 @@ mod native {
                 seed,
                 quiet,
                 no_subgroups,
-            } => ops_test(&filter, adapter, seed, quiet, no_subgroups),
+                cpu_kernels,
+            } => ops_test(&filter, adapter, seed, quiet, no_subgroups, cpu_kernels),
         };
         match result {
             Ok(code) => code,
@@ -142,6 +147,7 @@ mod native {
         seed: Option<u64>,
         quiet: bool,
         no_subgroups: bool,
+        cpu_kernels: Option<bool>,
     ) -> Result<ExitCode, Box<dyn std::error::Error>> {
         let seed = seed.unwrap_or_else(|| {
             std::time::SystemTime::now()
@@ -156,10 +162,14 @@ mod native {
         if no_subgroups {
             backend = backend.without_subgroups();
         }
+        if let Some(cpu) = cpu_kernels {
+            backend = backend.with_cpu_kernels(cpu);
+        }
         println!(
-            "backend: {}   subgroups: {}   seed: {seed}",
+            "backend: {}   subgroups: {}   cpu kernels: {}   seed: {seed}",
             backend.name(),
-            backend.caps.subgroups
+            backend.caps.subgroups,
+            backend.caps.cpu
         );
         let cases = parity::cases::all_cases(seed, filter)?;
         println!(

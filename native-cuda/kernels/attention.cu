@@ -1,0 +1,142 @@
+// attention.cu — causal GQA attention over a KV cache, the twin of
+// shaders/attention.wgsl (ops/attention.rs).
+// Params (all entries): t, hq, hkv, d, cap, scale, pos_sym, ns.
+// attn_rows_* / attn_split_* bindings: 0 q [t, hq, d] f32, 1 k, 2 v
+//   [hkv, cap, d] (f32, or IEEE halves for the _f16 entries), 3 syms,
+//   4 out: attn_rows → y [t, hq·d]; attn_split → partials [t·hq, ns, d+2]
+//   = (max, sum, Σ p·v).
+// attn_combine bindings: 0 partials, 1 y.
+// Blocks of 64 threads; each thread owns head dims lid + 64·i (i < 4, d ≤ 256).
+// attn_rows: one block per (token, head); attn_split: grid (t·hq, ns);
+// attn_combine: one block per (token, head).
+#include "common.cuh"
+
+struct KvF32 {
+    static __device__ __forceinline__ float at(const void* c, u64 e) { return ((const float*)c)[e]; }
+};
+struct KvF16 {
+    static __device__ __forceinline__ float at(const void* c, u64 e) { return h2f(((const u16*)c)[e]); }
+};
+
+struct AttnState {
+    float m, l;
+    float acc[4];
+};
+
+// Online softmax of query row `qi` against keys [j0, j1) of KV head `kvh`.
+template <class KV>
+__device__ AttnState attend(const Params& p, const Ptrs& b, u32 qi, u32 kvh, u32 j0, u32 j1) {
+    __shared__ float qs[256];
+    __shared__ float ps[64];
+    const u32 d = p.w[3], cap = p.w[4];
+    const float scale = PF(5);
+    const float* q = BUF(const float, 0);
+    const void* kc = (const void*)b.p[1];
+    const void* vc = (const void*)b.p[2];
+    const u32 lid = threadIdx.x;
+    for (u32 c = lid; c < d; c += 64u) qs[c] = q[(u64)qi * d + c] * scale;
+    __syncthreads();
+    AttnState st;
+    st.m = -3.0e38f;
+    st.l = 0.0f;
+    for (int i = 0; i < 4; i++) st.acc[i] = 0.0f;
+    for (u32 c0 = j0; c0 < j1; c0 += 64u) {
+        u32 j = c0 + lid;
+        float s = -3.0e38f;
+        if (j < j1) {
+            u64 kb = ((u64)kvh * cap + j) * d;
+            float dot = 0.0f;
+            for (u32 c = 0; c < d; c++) dot += qs[c] * KV::at(kc, kb + c);
+            s = dot;
+        }
+        float m_new = fmaxf(st.m, block_max<64>(s));
+        float corr = expf(st.m - m_new);
+        float e = j < j1 ? expf(s - m_new) : 0.0f;
+        ps[lid] = e;
+        st.l = st.l * corr + block_sum<64>(e);
+        for (int i = 0; i < 4; i++) st.acc[i] *= corr;
+        u32 cnt = min(64u, j1 - c0);
+        for (u32 jj = 0; jj < cnt; jj++) {
+            u64 vb = ((u64)kvh * cap + c0 + jj) * d;
+            float pj = ps[jj];
+            for (u32 i = 0; i < 4u; i++) {
+                u32 c = lid + 64u * i;
+                if (c < d) st.acc[i] += pj * KV::at(vc, vb + c);
+            }
+        }
+        st.m = m_new;
+        __syncthreads();
+    }
+    return st;
+}
+
+template <class KV>
+__device__ void attn_rows(const Params& p, const Ptrs& b) {
+    const u32 t = p.w[0], hq = p.w[1], hkv = p.w[2], d = p.w[3];
+    u32 row = wg_index();
+    if (row >= t * hq) return;
+    u32 ti = row / hq, kvh = (row % hq) / (hq / hkv);
+    u32 n_kv = BUF(const u32, 3)[p.w[6]] + ti + 1u;
+    AttnState st = attend<KV>(p, b, row, kvh, 0u, n_kv);
+    float* y = BUF(float, 4);
+    for (u32 i = 0; i < 4u; i++) {
+        u32 c = threadIdx.x + 64u * i;
+        if (c < d) y[(u64)row * d + c] = st.acc[i] / st.l;
+    }
+}
+
+template <class KV>
+__device__ void attn_split(const Params& p, const Ptrs& b) {
+    const u32 hq = p.w[1], hkv = p.w[2], d = p.w[3], ns = p.w[7];
+    u32 row = blockIdx.x, s = blockIdx.y;
+    u32 ti = row / hq, kvh = (row % hq) / (hq / hkv);
+    u32 n_kv = BUF(const u32, 3)[p.w[6]] + ti + 1u;
+    u32 len = (n_kv + ns - 1u) / ns;
+    u32 j0 = min(s * len, n_kv), j1 = min(j0 + len, n_kv);
+    AttnState st = attend<KV>(p, b, row, kvh, j0, j1);
+    float* out = BUF(float, 4);
+    u64 o = ((u64)row * ns + s) * (d + 2u);
+    if (threadIdx.x == 0u) {
+        out[o] = st.m;
+        out[o + 1u] = st.l;
+    }
+    for (u32 i = 0; i < 4u; i++) {
+        u32 c = threadIdx.x + 64u * i;
+        if (c < d) out[o + 2u + c] = st.acc[i];
+    }
+}
+
+extern "C" __global__ void attn_rows_f32(Params p, Ptrs b) { attn_rows<KvF32>(p, b); }
+extern "C" __global__ void attn_rows_f16(Params p, Ptrs b) { attn_rows<KvF16>(p, b); }
+extern "C" __global__ void attn_split_f32(Params p, Ptrs b) { attn_split<KvF32>(p, b); }
+extern "C" __global__ void attn_split_f16(Params p, Ptrs b) { attn_split<KvF16>(p, b); }
+
+extern "C" __global__ void attn_combine(Params p, Ptrs b) {
+    const u32 t = p.w[0], hq = p.w[1], d = p.w[3], ns = p.w[7];
+    u32 row = wg_index();
+    if (row >= t * hq) return;
+    const float* part = BUF(const float, 0);
+    float* y = BUF(float, 1);
+    u32 stride = d + 2u;
+    u64 base = (u64)row * ns * stride;
+    float mx = -3.0e38f;
+    for (u32 s = 0; s < ns; s++)
+        if (part[base + s * stride + 1u] > 0.0f) mx = fmaxf(mx, part[base + s * stride]);
+    float l = 0.0f;
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    for (u32 s = 0; s < ns; s++) {
+        u64 o = base + s * stride;
+        if (part[o + 1u] > 0.0f) {
+            float w = expf(part[o] - mx);
+            l += w * part[o + 1u];
+            for (u32 i = 0; i < 4u; i++) {
+                u32 c = threadIdx.x + 64u * i;
+                if (c < d) acc[i] += w * part[o + 2u + c];
+            }
+        }
+    }
+    for (u32 i = 0; i < 4u; i++) {
+        u32 c = threadIdx.x + 64u * i;
+        if (c < d) y[(u64)row * d + c] = acc[i] / l;
+    }
+}

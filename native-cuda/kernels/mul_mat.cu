@@ -1,0 +1,197 @@
+// mul_mat.cu — y = x · Wᵀ (+ res), the twin of shaders/mul_mat_vec.wgsl (GEMV,
+// m ≤ 8) and shaders/mul_mat.wgsl (tiled GEMM). ops/matmul.rs plans both.
+// Params: m, n, k, n0 (first weight row of this chunk), rows, has_res.
+// Bindings: 0 W (any dtype, rows n0..n0+rows), 1 x [m, k] f32, 2 y [m, n] f32,
+// 3 res [m, n] f32 (x itself when has_res = 0).
+// mul_mat_fused_* (the twin of shaders/mul_mat_fused.wgsl, ops/matmul_fused.rs):
+// decode GEMV with an RMSNorm prologue and a SwiGLU epilogue, see below.
+#include "common.cuh"
+#include "quant.cuh"
+
+__device__ __forceinline__ void put(const Params& p, float* y, const float* res, u32 i, float v) {
+    y[i] = p.w[5] != 0u ? v + res[i] : v;
+}
+
+// GEMV (the SUBGROUPS variant of mul_mat_vec.wgsl): a block of 64 threads
+// (two warps) owns 8 consecutive weight rows; each warp takes rows in turn,
+// its lanes stride over K and reduce with shuffles. Rows of x go 8 at a time.
+template <class D>
+__device__ void mul_mat_vec(const Params& p, const Ptrs& b) {
+    const u8* W = BUF(const u8, 0);
+    const float* x = BUF(const float, 1);
+    float* y = BUF(float, 2);
+    const float* res = BUF(const float, 3);
+    const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
+    const u32 lane = threadIdx.x & 31u, sg = threadIdx.x >> 5;
+    const u32 r0 = wg_index() * 8u;
+    const u32 ng = (k + 3u) / 4u;
+    for (u32 rr = sg; rr < 8u; rr += 2u) {
+        u32 r = r0 + rr;
+        if (r >= rows) break;
+        if (m == 1u) {
+            float acc = 0.0f;
+            for (u32 u = lane; u < (k + 31u) / 32u; u += 32u) acc += D::dot32(W, r, k, u, x);
+            float s = warp_sum(acc);
+            if (lane == 0u) put(p, y, res, n0 + r, s);
+            continue;
+        }
+        for (u32 m0 = 0; m0 < m; m0 += 8u) {
+            u32 mc = min(8u, m - m0);
+            float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+            for (u32 g = lane; g < ng; g += 32u) {
+                float4 w = D::w4(W, r, k, g);
+#pragma unroll
+                for (u32 mm = 0; mm < 8u; mm++)
+                    if (mm < mc) acc[mm] += dot4(w, xs4(x + (u64)(m0 + mm) * k, k, g));
+            }
+#pragma unroll
+            for (u32 mm = 0; mm < 8u; mm++) {
+                if (mm < mc) {
+                    float s = warp_sum(acc[mm]);
+                    if (lane == 0u) put(p, y, res, (m0 + mm) * n + n0 + r, s);
+                }
+            }
+        }
+    }
+}
+
+// Tiled GEMM (mul_mat.wgsl): 16×16 threads, a 32×32 output tile, each thread
+// a 2×2 block; K advances 32 at a time with both tiles staged (dequantized)
+// in shared memory. Grid (ceil(rows/32), ceil(m/32)).
+template <class D>
+__device__ void mul_mat(const Params& p, const Ptrs& b) {
+    __shared__ float xs[32 * 33];
+    __shared__ float ws[32 * 33];
+    const u8* W = BUF(const u8, 0);
+    const float* x = BUF(const float, 1);
+    float* y = BUF(float, 2);
+    const float* res = BUF(const float, 3);
+    const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
+    const u32 r0 = blockIdx.x * 32u, m0 = blockIdx.y * 32u;
+    const u32 lid = threadIdx.y * 16u + threadIdx.x;
+    const u32 lr = lid / 8u, lg = lid % 8u;
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    for (u32 k0 = 0; k0 < k; k0 += 32u) {
+        u32 g = k0 / 4u + lg;
+        float4 xv = make_float4(0.f, 0.f, 0.f, 0.f);
+        u32 xm = m0 + lr;
+        if (xm < m) xv = xs4(x + (u64)xm * k, k, g);
+        float4 wv = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (r0 + lr < rows && 4u * g < k) wv = D::w4(W, r0 + lr, k, g);
+        float* xd = &xs[lr * 33u + lg * 4u];
+        float* wd = &ws[lr * 33u + lg * 4u];
+        xd[0] = xv.x; xd[1] = xv.y; xd[2] = xv.z; xd[3] = xv.w;
+        wd[0] = wv.x; wd[1] = wv.y; wd[2] = wv.z; wd[3] = wv.w;
+        __syncthreads();
+        u32 tm = threadIdx.y * 2u, tn = threadIdx.x * 2u;
+#pragma unroll 8
+        for (u32 kk = 0; kk < 32u; kk++) {
+            float a0 = xs[tm * 33u + kk], a1 = xs[(tm + 1u) * 33u + kk];
+            float b0 = ws[tn * 33u + kk], b1 = ws[(tn + 1u) * 33u + kk];
+            acc[0] += a0 * b0;
+            acc[1] += a0 * b1;
+            acc[2] += a1 * b0;
+            acc[3] += a1 * b1;
+        }
+        __syncthreads();
+    }
+    for (u32 i = 0; i < 2u; i++) {
+        for (u32 j = 0; j < 2u; j++) {
+            u32 mm = m0 + threadIdx.y * 2u + i, r = r0 + threadIdx.x * 2u + j;
+            if (mm < m && r < rows) put(p, y, res, mm * n + n0 + r, acc[i * 2u + j]);
+        }
+    }
+}
+
+// Fused decode GEMV (the SUBGROUPS variant of mul_mat_fused.wgsl):
+// y = f(norm(x) · Wᵀ) (+ res). Params: m (≤ 8), n, k, has_res, has_norm, eps,
+// glu. Bindings: 0 W, 1 x [m, k], 2 y [m, n], 3 res (x when unused), 4 nw [k]
+// (x when unused). norm is RMSNorm with weight nw (has_norm); with glu,
+// y[c] = silu(x·W[c]) · x·W[c + n]. Blocks of 64 (two warps), 8 output
+// columns per block; each warp recomputes the rows' RMS (k values).
+template <class D>
+__device__ void mul_mat_fused(const Params& p, const Ptrs& b) {
+    const u8* W = BUF(const u8, 0);
+    const float* x = BUF(const float, 1);
+    float* y = BUF(float, 2);
+    const float* res = BUF(const float, 3);
+    const float* nw = BUF(const float, 4);
+    const u32 m = min(p.w[0], 8u), n = p.w[1], k = p.w[2];
+    const bool has_res = p.w[3] != 0u, has_norm = p.w[4] != 0u, glu = p.w[6] != 0u;
+    const float eps = PF(5);
+    const u32 lane = threadIdx.x & 31u, sg = threadIdx.x >> 5;
+    float inv[8];
+    for (u32 mm = 0; mm < 8u; mm++) {
+        inv[mm] = 1.0f;
+        if (has_norm && mm < m) {
+            float s = 0.0f;
+            for (u32 c = lane; c < k; c += 32u) {
+                float v = x[(u64)mm * k + c];
+                s += v * v;
+            }
+            inv[mm] = 1.0f / sqrtf(warp_sum(s) / (float)k + eps);
+        }
+    }
+    const u32 c0 = wg_index() * 8u;
+    const u32 ng = (k + 3u) / 4u;
+    for (u32 cc = sg; cc < 8u; cc += 2u) {
+        u32 c = c0 + cc;
+        if (c >= n) break;
+        float a[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        float bb[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        for (u32 g = lane; g < ng; g += 32u) {
+            float4 w = D::w4(W, c, k, g);
+            float4 w2 = glu ? D::w4(W, c + n, k, g) : make_float4(0.f, 0.f, 0.f, 0.f);
+            float4 s = has_norm ? xs4(nw, k, g) : make_float4(1.f, 1.f, 1.f, 1.f);
+#pragma unroll
+            for (u32 mm = 0; mm < 8u; mm++) {
+                if (mm < m) {
+                    float4 xv = xs4(x + (u64)mm * k, k, g);
+                    float f = inv[mm];
+                    xv = make_float4(xv.x * f * s.x, xv.y * f * s.y, xv.z * f * s.z, xv.w * f * s.w);
+                    a[mm] += dot4(w, xv);
+                    if (glu) bb[mm] += dot4(w2, xv);
+                }
+            }
+        }
+#pragma unroll
+        for (u32 mm = 0; mm < 8u; mm++) {
+            if (mm < m) {
+                float sa = warp_sum(a[mm]), sb = warp_sum(bb[mm]);
+                if (lane == 0u) {
+                    float v = glu ? sa / (1.0f + expf(-sa)) * sb : sa;
+                    u64 i = (u64)mm * n + c;
+                    if (has_res) v += res[i];
+                    y[i] = v;
+                }
+            }
+        }
+    }
+}
+
+extern "C" __global__ void mul_mat_fused_f32(Params p, Ptrs b) { mul_mat_fused<DF32>(p, b); }
+extern "C" __global__ void mul_mat_fused_f16(Params p, Ptrs b) { mul_mat_fused<DF16>(p, b); }
+extern "C" __global__ void mul_mat_fused_bf16(Params p, Ptrs b) { mul_mat_fused<DBF16>(p, b); }
+extern "C" __global__ void mul_mat_fused_q8_0(Params p, Ptrs b) { mul_mat_fused<DQ8_0>(p, b); }
+extern "C" __global__ void mul_mat_fused_q4_0(Params p, Ptrs b) { mul_mat_fused<DQ4_0>(p, b); }
+extern "C" __global__ void mul_mat_fused_q4_1(Params p, Ptrs b) { mul_mat_fused<DQ4_1>(p, b); }
+extern "C" __global__ void mul_mat_fused_q4_k(Params p, Ptrs b) { mul_mat_fused<DQ4_K>(p, b); }
+extern "C" __global__ void mul_mat_fused_q6_k(Params p, Ptrs b) { mul_mat_fused<DQ6_K>(p, b); }
+
+extern "C" __global__ void mul_mat_vec_f32(Params p, Ptrs b) { mul_mat_vec<DF32>(p, b); }
+extern "C" __global__ void mul_mat_vec_f16(Params p, Ptrs b) { mul_mat_vec<DF16>(p, b); }
+extern "C" __global__ void mul_mat_vec_bf16(Params p, Ptrs b) { mul_mat_vec<DBF16>(p, b); }
+extern "C" __global__ void mul_mat_vec_q8_0(Params p, Ptrs b) { mul_mat_vec<DQ8_0>(p, b); }
+extern "C" __global__ void mul_mat_vec_q4_0(Params p, Ptrs b) { mul_mat_vec<DQ4_0>(p, b); }
+extern "C" __global__ void mul_mat_vec_q4_1(Params p, Ptrs b) { mul_mat_vec<DQ4_1>(p, b); }
+extern "C" __global__ void mul_mat_vec_q4_k(Params p, Ptrs b) { mul_mat_vec<DQ4_K>(p, b); }
+extern "C" __global__ void mul_mat_vec_q6_k(Params p, Ptrs b) { mul_mat_vec<DQ6_K>(p, b); }
+
+extern "C" __global__ void mul_mat_f32(Params p, Ptrs b) { mul_mat<DF32>(p, b); }
+extern "C" __global__ void mul_mat_f16(Params p, Ptrs b) { mul_mat<DF16>(p, b); }
+extern "C" __global__ void mul_mat_bf16(Params p, Ptrs b) { mul_mat<DBF16>(p, b); }
+extern "C" __global__ void mul_mat_q8_0(Params p, Ptrs b) { mul_mat<DQ8_0>(p, b); }
+extern "C" __global__ void mul_mat_q4_0(Params p, Ptrs b) { mul_mat<DQ4_0>(p, b); }
+extern "C" __global__ void mul_mat_q4_1(Params p, Ptrs b) { mul_mat<DQ4_1>(p, b); }
+extern "C" __global__ void mul_mat_q4_k(Params p, Ptrs b) { mul_mat<DQ4_K>(p, b); }
+extern "C" __global__ void mul_mat_q6_k(Params p, Ptrs b) { mul_mat<DQ6_K>(p, b); }

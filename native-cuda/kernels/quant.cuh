@@ -1,0 +1,210 @@
+// quant.cuh — weight decoders, one per dtype, mirroring shaders/quant/*.wgsl
+// and crate/src/quant/*.rs byte for byte (GGUF block layouts, little-endian).
+// Each decoder is a struct with
+//   w4(W, row, k, g): elements 4g..4g+3 of row `row` of a [rows, k] matrix
+//                     (zero past k), as float4;
+//   dot32(W, row, k, u, x): 32 weights of unit u against x (a row of
+//                     activations of length k, zero past k).
+// Products that the CPU reference rounds separately use __fmul_rn/__fadd_rn,
+// so decoded weights are bit-identical to quant::dequantize.
+
+__device__ __forceinline__ float f16at(const u8* p) { return h2f((u16)(p[0] | (p[1] << 8))); }
+
+__device__ __forceinline__ float4 xs4(const float* x, u32 k, u32 g) {
+    u32 c = 4u * g;
+    if (c + 3u < k) return make_float4(x[c], x[c + 1], x[c + 2], x[c + 3]);
+    float r[4] = {0.f, 0.f, 0.f, 0.f};
+    for (u32 i = 0; i < 4u; i++)
+        if (c + i < k) r[i] = x[c + i];
+    return make_float4(r[0], r[1], r[2], r[3]);
+}
+
+// Generic dot32 through w4 (the float formats and the K-quants).
+template <class D>
+__device__ __forceinline__ float dot32_w4(const u8* W, u32 row, u32 k, u32 u, const float* x) {
+    float s = 0.0f;
+    for (u32 j = 0; j < 8u; j++) s += dot4(D::w4(W, row, k, 8u * u + j), xs4(x, k, 8u * u + j));
+    return s;
+}
+
+// quant/f32.wgsl — plain f32 rows.
+struct DF32 {
+    static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
+        const float* w = (const float*)W + (u64)row * k;
+        u32 c = 4u * g;
+        float r[4] = {0.f, 0.f, 0.f, 0.f};
+        for (u32 i = 0; i < 4u; i++)
+            if (c + i < k) r[i] = w[c + i];
+        return make_float4(r[0], r[1], r[2], r[3]);
+    }
+    static __device__ __forceinline__ float dot32(const u8* W, u32 row, u32 k, u32 u, const float* x) {
+        return dot32_w4<DF32>(W, row, k, u, x);
+    }
+};
+
+// quant/f16.wgsl — IEEE half rows.
+struct DF16 {
+    static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
+        const u16* w = (const u16*)W + (u64)row * k;
+        u32 c = 4u * g;
+        float r[4] = {0.f, 0.f, 0.f, 0.f};
+        for (u32 i = 0; i < 4u; i++)
+            if (c + i < k) r[i] = h2f(w[c + i]);
+        return make_float4(r[0], r[1], r[2], r[3]);
+    }
+    static __device__ __forceinline__ float dot32(const u8* W, u32 row, u32 k, u32 u, const float* x) {
+        return dot32_w4<DF16>(W, row, k, u, x);
+    }
+};
+
+// quant/bf16.wgsl — bfloat16 rows (the upper half of an f32).
+struct DBF16 {
+    static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
+        const u16* w = (const u16*)W + (u64)row * k;
+        u32 c = 4u * g;
+        float r[4] = {0.f, 0.f, 0.f, 0.f};
+        for (u32 i = 0; i < 4u; i++)
+            if (c + i < k) r[i] = bf2f(w[c + i]);
+        return make_float4(r[0], r[1], r[2], r[3]);
+    }
+    static __device__ __forceinline__ float dot32(const u8* W, u32 row, u32 k, u32 u, const float* x) {
+        return dot32_w4<DBF16>(W, row, k, u, x);
+    }
+};
+
+// quant/q8_0.wgsl — block_q8_0 (34 bytes, 32 weights):
+//   [0..2) d: f16   [2..34) qs: 32 × i8   y[j] = d · qs[j]
+struct DQ8_0 {
+    static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
+        u32 e = 4u * g;
+        const u8* blk = W + ((u64)row * (k >> 5) + (e >> 5)) * 34u;
+        float d = f16at(blk);
+        const u8* q = blk + 2u + (e & 31u);
+        return make_float4(d * (float)(signed char)q[0], d * (float)(signed char)q[1],
+                           d * (float)(signed char)q[2], d * (float)(signed char)q[3]);
+    }
+    // A whole block against x: the scale applied once (as q8_0.wgsl's dot32).
+    static __device__ __forceinline__ float dot32(const u8* W, u32 row, u32 k, u32 u, const float* x) {
+        const u8* blk = W + ((u64)row * (k >> 5) + u) * 34u;
+        const signed char* q = (const signed char*)(blk + 2);
+        const float* xu = x + 32u * u;
+        float s = 0.0f;
+        for (u32 j = 0; j < 32u; j++) s += (float)q[j] * xu[j];
+        return f16at(blk) * s;
+    }
+};
+
+// quant/q4_0.wgsl — block_q4_0 (18 bytes): [0..2) d: f16  [2..18) qs
+//   y[j] = d·((qs[j] & 15) − 8),  y[j+16] = d·((qs[j] >> 4) − 8)
+struct DQ4_0 {
+    static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
+        u32 e = 4u * g;
+        const u8* blk = W + ((u64)row * (k >> 5) + (e >> 5)) * 18u;
+        float d = f16at(blk);
+        u32 j = e & 31u;
+        const u8* q = blk + 2u + (j & 15u);
+        u32 sh = j >= 16u ? 4u : 0u;
+        float r[4];
+        for (int i = 0; i < 4; i++) r[i] = (float)((int)((q[i] >> sh) & 15u) - 8) * d;
+        return make_float4(r[0], r[1], r[2], r[3]);
+    }
+    static __device__ __forceinline__ float dot32(const u8* W, u32 row, u32 k, u32 u, const float* x) {
+        const u8* blk = W + ((u64)row * (k >> 5) + u) * 18u;
+        const float* xu = x + 32u * u;
+        float s = 0.0f;
+        for (u32 j = 0; j < 16u; j++) {
+            u32 q = blk[2 + j];
+            s += (float)((int)(q & 15u) - 8) * xu[j] + (float)((int)(q >> 4) - 8) * xu[j + 16];
+        }
+        return f16at(blk) * s;
+    }
+};
+
+// quant/q4_1.wgsl — block_q4_1 (20 bytes): [0..2) d  [2..4) m  [4..20) qs
+//   y[j] = d·(qs[j] & 15) + m,  y[j+16] = d·(qs[j] >> 4) + m
+struct DQ4_1 {
+    static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
+        u32 e = 4u * g;
+        const u8* blk = W + ((u64)row * (k >> 5) + (e >> 5)) * 20u;
+        float d = f16at(blk), m = f16at(blk + 2);
+        u32 j = e & 31u;
+        const u8* q = blk + 4u + (j & 15u);
+        u32 sh = j >= 16u ? 4u : 0u;
+        float r[4];
+        for (int i = 0; i < 4; i++) r[i] = __fadd_rn(__fmul_rn((float)((q[i] >> sh) & 15u), d), m);
+        return make_float4(r[0], r[1], r[2], r[3]);
+    }
+    // d and m once per block, Σx folded into the offset term (as q4_1.wgsl).
+    static __device__ __forceinline__ float dot32(const u8* W, u32 row, u32 k, u32 u, const float* x) {
+        const u8* blk = W + ((u64)row * (k >> 5) + u) * 20u;
+        const float* xu = x + 32u * u;
+        float sq = 0.0f, sx = 0.0f;
+        for (u32 j = 0; j < 16u; j++) {
+            u32 q = blk[4 + j];
+            sq += (float)(q & 15u) * xu[j] + (float)(q >> 4) * xu[j + 16];
+            sx += xu[j] + xu[j + 16];
+        }
+        return f16at(blk) * sq + f16at(blk + 2) * sx;
+    }
+};
+
+// quant/q4_k.wgsl — block_q4_K (144 bytes, 256 weights):
+//   [0..2) d  [2..4) dmin  [4..16) scales (get_scale_min_k4)  [16..144) qs
+//   element e: chunk c = e/64, sub-block s = 2c + (e%64 >= 32), byte
+//   qs[32c + e%32] (low nibble first 32 of a chunk, high the next);
+//   y = (d·sc[s])·q − dmin·m[s]
+struct DQ4_K {
+    static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
+        u32 e0 = 4u * g;
+        const u8* blk = W + ((u64)row * (k >> 8) + (e0 >> 8)) * 144u;
+        u32 e = e0 & 255u, c = e >> 6;
+        bool hi = (e & 63u) >= 32u;
+        u32 s = 2u * c + (hi ? 1u : 0u);
+        const u8* sb = blk + 4;
+        u32 sc, mn;
+        if (s < 4u) {
+            sc = sb[s] & 63u;
+            mn = sb[s + 4] & 63u;
+        } else {
+            sc = (sb[s + 4] & 0xfu) | ((sb[s - 4] >> 6) << 4);
+            mn = (sb[s + 4] >> 4) | ((sb[s] >> 6) << 4);
+        }
+        float d1 = __fmul_rn(f16at(blk), (float)sc);
+        float m1 = __fmul_rn(f16at(blk + 2), (float)mn);
+        const u8* q = blk + 16u + 32u * c + (e & 31u);
+        u32 sh = hi ? 4u : 0u;
+        float r[4];
+        for (int i = 0; i < 4; i++) r[i] = __fsub_rn(__fmul_rn(d1, (float)((q[i] >> sh) & 15u)), m1);
+        return make_float4(r[0], r[1], r[2], r[3]);
+    }
+    static __device__ __forceinline__ float dot32(const u8* W, u32 row, u32 k, u32 u, const float* x) {
+        return dot32_w4<DQ4_K>(W, row, k, u, x);
+    }
+};
+
+// quant/q6_k.wgsl — block_q6_K (210 bytes, 256 weights):
+//   [0..128) ql  [128..192) qh  [192..208) scales: i8  [208..210) d
+//   element e: n = e/128, l = e%128, r = l/32, i = l%32:
+//   lo = ql[64n + i + 32(r&1)] nibble (r>>1), hi = (qh[32n + i] >> 2r) & 3,
+//   q = (lo | hi<<4) − 32, y = (d · scales[8n + i/16 + 2r]) · q
+struct DQ6_K {
+    static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
+        u32 e0 = 4u * g;
+        const u8* blk = W + ((u64)row * (k >> 8) + (e0 >> 8)) * 210u;
+        u32 e = e0 & 255u, n = e >> 7, l = e & 127u, r = l >> 5, i = l & 31u;
+        const u8* ql = blk + 64u * n + i + 32u * (r & 1u);
+        const u8* qh = blk + 128u + 32u * n + i;
+        float sc = (float)(signed char)blk[192u + 8u * n + (i >> 4) + 2u * r];
+        float ds = __fmul_rn(f16at(blk + 208), sc);
+        float out[4];
+        for (int t = 0; t < 4; t++) {
+            u32 lo = (ql[t] >> (4u * (r >> 1))) & 15u;
+            u32 hi = (qh[t] >> (2u * r)) & 3u;
+            out[t] = __fmul_rn(ds, (float)((int)(lo | (hi << 4)) - 32));
+        }
+        return make_float4(out[0], out[1], out[2], out[3]);
+    }
+    static __device__ __forceinline__ float dot32(const u8* W, u32 row, u32 k, u32 u, const float* x) {
+        return dot32_w4<DQ6_K>(W, row, k, u, x);
+    }
+};

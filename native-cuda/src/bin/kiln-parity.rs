@@ -1,0 +1,304 @@
+//! `kiln-parity`: one op graph on several backends, compared with the CPU
+//! reference and timed.
+//!
+//! `kiln-parity ops [--filter S] [--seed N] [--adapter A] [--no-wgpu] [--iters N]`
+//! runs every case of `kiln::parity::cases` on CUDA (device 0) and on wgpu
+//! (any adapter, e.g. Vulkan on the same GPU) and prints one table: max abs
+//! and max relative error against the CPU oracle per backend, and the time
+//! per case on each GPU backend — the median wall time of `run_program` +
+//! `read` of the output over `--iters` runs after one warm-up run (so it
+//! includes launch overhead and the read-back's synchronization, not
+//! compilation or uploads). Exits non-zero when any case fails on any
+//! backend that ran.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use kiln::backend::wgpu::{WgpuBackend, WgpuOptions};
+use kiln::backend::{Backend, BackendError};
+use kiln::parity::{Case, CaseResult, cases, run_case};
+use kiln_cuda::CudaBackend;
+
+#[derive(Parser)]
+#[command(name = "kiln-parity", about = "Kiln backends compared op by op")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Every op × dtype × shape on CUDA and wgpu against the CPU reference.
+    Ops {
+        /// Only cases whose "op dtype shape" label contains this.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// Seed of the random inputs (default: from the clock; printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// wgpu adapter: index or name substring (e.g. "nvidia"; or KILN_ADAPTER).
+        #[arg(long)]
+        adapter: Option<String>,
+        /// Skip the wgpu column.
+        #[arg(long)]
+        no_wgpu: bool,
+        /// Skip the CUDA column.
+        #[arg(long)]
+        no_cuda: bool,
+        /// Timed runs per case (after one warm-up run); 0 disables timing.
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+    },
+}
+
+/// Median seconds of run + read of the case's output over `iters` runs,
+/// after one warm-up run.
+fn time_case(case: &Case, b: &dyn Backend, iters: usize) -> Result<f64, BackendError> {
+    let mut exe = b.compile(&case.graph)?;
+    for (t, d) in &case.data {
+        exe.write(*t, d)?;
+    }
+    exe.run(&case.syms)?;
+    exe.read(case.output)?;
+    let mut ts: Vec<f64> = (0..iters)
+        .map(|_| {
+            let t0 = Instant::now();
+            exe.run(&case.syms)?;
+            exe.read(case.output)?;
+            Ok(t0.elapsed().as_secs_f64())
+        })
+        .collect::<Result<_, BackendError>>()?;
+    ts.sort_by(f64::total_cmp);
+    Ok(ts[ts.len() / 2])
+}
+
+struct Col {
+    result: CaseResult,
+    secs: Option<f64>,
+}
+
+fn run_col(case: &Case, b: &dyn Backend, iters: usize) -> Col {
+    let result = run_case(case, b);
+    let secs = if result.error.is_none() && iters > 0 {
+        time_case(case, b, iters).ok()
+    } else {
+        None
+    };
+    Col { result, secs }
+}
+
+fn cell(c: &Option<Col>) -> String {
+    match c {
+        None => format!("{:>9} {:>9} {:>9}", "-", "-", "-"),
+        Some(c) => {
+            let t = c.secs.map_or("-".into(), |s| format!("{:.1}", s * 1e6));
+            if c.result.error.is_some() {
+                format!("{:>9} {:>9} {:>9}", "ERROR", "", t)
+            } else {
+                format!(
+                    "{:>9.2e} {:>9.2e} {:>9}",
+                    c.result.max_abs, c.result.max_rel, t
+                )
+            }
+        }
+    }
+}
+
+fn status(cols: &[(&str, &Option<Col>)]) -> String {
+    let mut out = Vec::new();
+    for (name, c) in cols {
+        if let Some(c) = c {
+            match &c.result.error {
+                Some(e) => out.push(format!("{name} ERROR {e}")),
+                None if !c.result.pass => out.push(format!("{name} FAIL")),
+                None => {}
+            }
+        }
+    }
+    if out.is_empty() {
+        "ok".into()
+    } else {
+        out.join("; ")
+    }
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 2])
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ops(
+    filter: &str,
+    seed: Option<u64>,
+    adapter: Option<String>,
+    no_wgpu: bool,
+    no_cuda: bool,
+    iters: usize,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    let cuda = if no_cuda {
+        None
+    } else {
+        match CudaBackend::new(0) {
+            Ok(b) => match b.warm_up() {
+                Ok(()) => Some(b),
+                Err(e) => {
+                    println!("cuda: unusable, column skipped: {e}");
+                    None
+                }
+            },
+            Err(e) => {
+                println!("cuda: no CUDA device, column skipped: {e}");
+                None
+            }
+        }
+    };
+    let wgpu = if no_wgpu {
+        None
+    } else {
+        match WgpuBackend::new(&WgpuOptions {
+            adapter,
+            ..Default::default()
+        }) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                println!("wgpu: no adapter, column skipped: {e}");
+                None
+            }
+        }
+    };
+    if cuda.is_none() && wgpu.is_none() {
+        println!(
+            "kiln-parity: neither a CUDA device nor a wgpu adapter is available; nothing to compare"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    println!("seed: {seed}");
+    if let Some(b) = &cuda {
+        println!("cuda: {}", b.name());
+    }
+    if let Some(b) = &wgpu {
+        println!("wgpu: {}   subgroups: {}", b.name(), b.caps.subgroups);
+    }
+    if iters > 0 {
+        println!(
+            "time: median wall time of run_program + read of the output over {iters} runs after 1 warm-up run, µs"
+        );
+    }
+    let cases = cases::all_cases(seed, filter)?;
+    println!(
+        "{:<11} {:<5} {:<40} | {:^29} | {:^29} | result",
+        "", "", "", "cuda", "wgpu"
+    );
+    println!(
+        "{:<11} {:<5} {:<40} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} |",
+        "op", "dtype", "shape", "max abs", "max rel", "time µs", "max abs", "max rel", "time µs"
+    );
+    let start = Instant::now();
+    // Per op: (cases, cuda pass, wgpu pass, cuda times, wgpu times).
+    type Agg = (usize, usize, usize, Vec<f64>, Vec<f64>);
+    let mut per_op: Vec<(String, Agg)> = Vec::new();
+    let (mut failed, mut cuda_fail, mut wgpu_fail) = (0, 0, 0);
+    for case in &cases {
+        let c = cuda.as_ref().map(|b| run_col(case, b, iters));
+        let w = wgpu.as_ref().map(|b| match case.binding_limit {
+            Some(l) => run_col(case, &b.with_binding_limit(l), iters),
+            None => run_col(case, b, iters),
+        });
+        let st = status(&[("cuda", &c), ("wgpu", &w)]);
+        let c_ok = c.as_ref().is_none_or(|c| c.result.pass);
+        let w_ok = w.as_ref().is_none_or(|w| w.result.pass);
+        cuda_fail += usize::from(!c_ok);
+        wgpu_fail += usize::from(!w_ok);
+        failed += usize::from(!(c_ok && w_ok));
+        println!(
+            "{:<11} {:<5} {:<40} | {} | {} | {st}",
+            case.op,
+            case.dtype.name(),
+            case.shape,
+            cell(&c),
+            cell(&w)
+        );
+        let key = case.op.to_string();
+        let i = match per_op.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                per_op.push((key, (0, 0, 0, vec![], vec![])));
+                per_op.len() - 1
+            }
+        };
+        let a = &mut per_op[i].1;
+        a.0 += 1;
+        a.1 += usize::from(c.as_ref().is_some_and(|c| c.result.pass));
+        a.2 += usize::from(w.as_ref().is_some_and(|w| w.result.pass));
+        a.3.extend(c.as_ref().and_then(|c| c.secs));
+        a.4.extend(w.as_ref().and_then(|w| w.secs));
+    }
+    println!();
+    println!(
+        "{:<11} {:>5} {:>9} {:>9} {:>14} {:>14}",
+        "op", "cases", "cuda ok", "wgpu ok", "cuda med µs", "wgpu med µs"
+    );
+    for (op, a) in &mut per_op {
+        let fmt = |v: Option<f64>| v.map_or("-".into(), |s| format!("{:.1}", s * 1e6));
+        let pass = |n: usize, on: bool| if on { n.to_string() } else { "-".into() };
+        println!(
+            "{:<11} {:>5} {:>9} {:>9} {:>14} {:>14}",
+            op,
+            a.0,
+            pass(a.1, cuda.is_some()),
+            pass(a.2, wgpu.is_some()),
+            fmt(median(&mut a.3)),
+            fmt(median(&mut a.4))
+        );
+    }
+    println!(
+        "{} cases: {} failed (cuda {}, wgpu {}) in {:.1} s",
+        cases.len(),
+        failed,
+        if cuda.is_some() {
+            cuda_fail.to_string()
+        } else {
+            "not run".into()
+        },
+        if wgpu.is_some() {
+            wgpu_fail.to_string()
+        } else {
+            "not run".into()
+        },
+        start.elapsed().as_secs_f64()
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Ops {
+            filter,
+            seed,
+            adapter,
+            no_wgpu,
+            no_cuda,
+            iters,
+        } => ops(&filter, seed, adapter, no_wgpu, no_cuda, iters),
+    };
+    r.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,367 @@
+//! Compiling a graph for CUDA and running it (the twin of the wgpu executor).
+//!
+//! `compile`: give every tensor root a device buffer (weights, inputs, state,
+//! intermediates alike — no pooling; views such as `reshape` alias their
+//! source), plan every node's launches once ([`crate::plan`]), load each
+//! family's NVRTC module (compiled once per process and device) and resolve
+//! every launch to a function, its parameter words and buffer addresses.
+//! `run`: write the symbol values into a small device buffer, launch every
+//! kernel of the program on one stream; nothing is allocated or planned per
+//! run. `read` copies back (and synchronizes).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+    DriverError, LaunchConfig, PushKernelArg, result, sys,
+};
+use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
+
+use kiln::backend::{BackendError, Executable, check_write, readable};
+use kiln::graph::{Graph, TensorId};
+use kiln::host::HostTensor;
+
+use crate::kernels::{self, MAX_BINDINGS, MAX_PARAMS};
+use crate::plan::{self, Arg};
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct KParams([u32; MAX_PARAMS]);
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct KPtrs([u64; MAX_BINDINGS]);
+// SAFETY: plain-old-data structs with the C layout of `Params`/`Ptrs` in
+// kernels/common.cuh, passed by value as kernel arguments.
+unsafe impl DeviceRepr for KParams {}
+unsafe impl DeviceRepr for KPtrs {}
+
+pub(crate) fn driver_err(e: DriverError) -> BackendError {
+    if e.0 == sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY {
+        BackendError::OutOfMemory(format!("CUDA: {e}"))
+    } else {
+        BackendError::DeviceLost(format!("CUDA: {e}"))
+    }
+}
+
+/// The process-wide module cache: (device ordinal, family) → loaded module.
+type ModuleCache = Mutex<HashMap<(usize, &'static str), Arc<CudaModule>>>;
+fn module_cache() -> &'static ModuleCache {
+    static CACHE: OnceLock<ModuleCache> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// Loads (compiling with NVRTC on first use) the module of `family`.
+pub(crate) fn module(
+    ctx: &Arc<CudaContext>,
+    family: &'static str,
+) -> Result<Arc<CudaModule>, BackendError> {
+    let key = (ctx.ordinal(), family);
+    let mut cache = module_cache().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(m) = cache.get(&key) {
+        return Ok(m.clone());
+    }
+    // SAFETY: only checks whether the NVRTC library can be loaded.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(BackendError::ShaderCompile {
+            shader: format!("{family}.cu"),
+            message: "NVRTC (libnvrtc) is not installed or not on the library path".into(),
+        });
+    }
+    let src = kernels::source(family).ok_or_else(|| BackendError::ShaderCompile {
+        shader: format!("{family}.cu"),
+        message: "no such kernel family".into(),
+    })?;
+    let (major, minor) = ctx.compute_capability().map_err(driver_err)?;
+    let opts = CompileOptions {
+        name: Some(format!("{family}.cu")),
+        use_fast_math: Some(false),
+        options: vec![
+            format!("--gpu-architecture=compute_{major}{minor}"),
+            "-default-device".into(),
+            "--std=c++17".into(),
+        ],
+        ..Default::default()
+    };
+    let ptx = compile_ptx_with_opts(&src, opts).map_err(|e| BackendError::ShaderCompile {
+        shader: format!("{family}.cu"),
+        message: match e {
+            cudarc::nvrtc::CompileError::CompileError { log, .. } => {
+                log.to_string_lossy().into_owned()
+            }
+            other => other.to_string(),
+        },
+    })?;
+    let m = ctx.load_module(ptx).map_err(driver_err)?;
+    cache.insert(key, m.clone());
+    Ok(m)
+}
+
+struct Step {
+    label: String,
+    func: CudaFunction,
+    params: KParams,
+    ptrs: KPtrs,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+}
+
+pub struct CudaExecutable {
+    stream: Arc<CudaStream>,
+    graph: Graph,
+    bufs: Vec<CudaSlice<u8>>,
+    /// Buffer index per tensor (views share their root's).
+    slot: Vec<usize>,
+    syms_buf: usize,
+    steps: Vec<Vec<Step>>,
+    bytes: u64,
+    /// Reads in flight: (ticket, tensor, a stream-ordered snapshot).
+    reads: Vec<(usize, TensorId, CudaSlice<u8>)>,
+    next_ticket: usize,
+    /// (src buffer, dst buffer, bytes) copied at the start of the next run.
+    pending_copies: Vec<(usize, usize, usize)>,
+}
+
+fn align4(n: usize) -> usize {
+    n.div_ceil(4).max(1) * 4
+}
+
+impl CudaExecutable {
+    pub fn new(
+        ctx: &Arc<CudaContext>,
+        stream: &Arc<CudaStream>,
+        graph: &Graph,
+    ) -> Result<CudaExecutable, BackendError> {
+        let graph = graph.clone();
+        let programs = plan::plan_graph(&graph)?;
+        let n = graph.tensors.len();
+        let mut root: Vec<usize> = (0..n).collect();
+        for node in &graph.nodes {
+            if let Some(i) = node.op.alias_input() {
+                root[node.output.0] = root[node.inputs[i].0];
+            }
+        }
+        let mut bufs: Vec<CudaSlice<u8>> = Vec::new();
+        let mut alloc = |bytes: usize| -> Result<usize, BackendError> {
+            bufs.push(
+                stream
+                    .alloc_zeros::<u8>(align4(bytes))
+                    .map_err(driver_err)?,
+            );
+            Ok(bufs.len() - 1)
+        };
+        let mut own: Vec<Option<usize>> = vec![None; n];
+        for (i, info) in graph.tensors.iter().enumerate() {
+            if root[i] == i {
+                own[i] = Some(alloc(info.bytes())?);
+            }
+        }
+        let slot: Vec<usize> = (0..n).map(|i| own[root[i]].unwrap_or(usize::MAX)).collect();
+        let syms_buf = alloc(4 * graph.syms.len())?;
+        let mut scratch: HashMap<u8, u64> = HashMap::new();
+        for l in programs.iter().flatten() {
+            for a in &l.args {
+                if let Arg::Scratch(s, b) = a {
+                    let e = scratch.entry(*s).or_insert(0);
+                    *e = (*e).max(*b);
+                }
+            }
+        }
+        let mut scratch_buf: HashMap<u8, usize> = HashMap::new();
+        for (s, b) in &scratch {
+            scratch_buf.insert(*s, alloc(*b as usize)?);
+        }
+        let ptr = |i: usize| -> u64 {
+            let (p, _sync) = bufs[i].device_ptr(stream);
+            p
+        };
+        let mut steps = Vec::new();
+        for launches in programs {
+            let mut prog = Vec::new();
+            for l in launches {
+                let m = module(ctx, l.kernel.family)?;
+                let func =
+                    m.load_function(&l.kernel.name)
+                        .map_err(|e| BackendError::ShaderCompile {
+                            shader: format!("{}.cu", l.kernel.family),
+                            message: format!("function {}: {e}", l.kernel.name),
+                        })?;
+                let mut ptrs = [0u64; MAX_BINDINGS];
+                for (j, a) in l.args.iter().enumerate() {
+                    ptrs[j] = match a {
+                        Arg::Tensor(t) => ptr(slot[t.0]),
+                        Arg::Syms => ptr(syms_buf),
+                        Arg::Scratch(s, _) => ptr(scratch_buf[s]),
+                    };
+                }
+                let [gx, gy, gz] = l.grid;
+                let [bx, by, bz] = l.kernel.block;
+                prog.push(Step {
+                    label: format!("{}:{}", l.kernel.family, l.kernel.name),
+                    func,
+                    params: KParams(l.params),
+                    ptrs: KPtrs(ptrs),
+                    grid: (gx, gy, gz),
+                    block: (bx, by, bz),
+                });
+            }
+            steps.push(prog);
+        }
+        let bytes = bufs.iter().map(|b| b.len() as u64).sum();
+        Ok(CudaExecutable {
+            stream: stream.clone(),
+            graph,
+            bufs,
+            slot,
+            syms_buf,
+            steps,
+            bytes,
+            reads: Vec::new(),
+            next_ticket: 0,
+            pending_copies: Vec::new(),
+        })
+    }
+
+    fn write_syms(&mut self, syms: &[u32]) -> Result<(), BackendError> {
+        if syms.is_empty() {
+            return Ok(());
+        }
+        let bytes: Vec<u8> = syms.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.stream
+            .memcpy_htod(&bytes, &mut self.bufs[self.syms_buf])
+            .map_err(driver_err)
+    }
+
+    fn launch(&self, s: &Step) -> Result<(), BackendError> {
+        let mut b = self.stream.launch_builder(&s.func);
+        b.arg(&s.params).arg(&s.ptrs);
+        let cfg = LaunchConfig {
+            grid_dim: s.grid,
+            block_dim: s.block,
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the arguments match the kernel's `(Params, Ptrs)` signature;
+        // every address points into a live buffer of this executable, sized
+        // for the tensor the op planned it for.
+        unsafe { b.launch(cfg) }
+            .map(|_| ())
+            .map_err(|e| BackendError::Validation(format!("launch {}: {e}", s.label)))
+    }
+}
+
+impl Executable for CudaExecutable {
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    fn write(&mut self, t: TensorId, data: &HostTensor) -> Result<(), BackendError> {
+        check_write(&self.graph, t, data)?;
+        let i = self.slot[t.0];
+        self.stream
+            .memcpy_htod(&data.data, &mut self.bufs[i])
+            .map_err(driver_err)
+    }
+
+    fn fill(&mut self, t: TensorId, byte: u8) -> Result<(), BackendError> {
+        self.graph.info(t)?;
+        let buf = &self.bufs[self.slot[t.0]];
+        let (p, _sync) = buf.device_ptr(&self.stream);
+        // SAFETY: `p` addresses `buf.len()` bytes of a live allocation.
+        unsafe { result::memset_d8_async(p, byte, buf.len(), self.stream.cu_stream()) }
+            .map_err(driver_err)
+    }
+
+    fn run_program(&mut self, p: usize, syms: &[u32]) -> Result<(), BackendError> {
+        self.graph.check_syms(p, syms)?;
+        self.write_syms(syms)?;
+        for (src, dst, n) in std::mem::take(&mut self.pending_copies) {
+            let (sp, _s) = self.bufs[src].device_ptr(&self.stream);
+            let (dp, _d) = self.bufs[dst].device_ptr(&self.stream);
+            // SAFETY: both buffers are live and hold at least `n` bytes
+            // (checked in copy_before_next_run).
+            unsafe { result::memcpy_dtod_async(dp, sp, n, self.stream.cu_stream()) }
+                .map_err(driver_err)?;
+        }
+        for s in &self.steps[p] {
+            self.launch(s)?;
+        }
+        Ok(())
+    }
+
+    fn profile(
+        &mut self,
+        p: usize,
+        syms: &[u32],
+    ) -> Result<Vec<(String, f64, usize)>, BackendError> {
+        self.graph.check_syms(p, syms)?;
+        self.write_syms(syms)?;
+        self.stream.synchronize().map_err(driver_err)?;
+        let mut out: Vec<(String, f64, usize)> = Vec::new();
+        for s in &self.steps[p] {
+            let t0 = Instant::now();
+            self.launch(s)?;
+            self.stream.synchronize().map_err(driver_err)?;
+            let dt = t0.elapsed().as_secs_f64();
+            match out.iter_mut().find(|(l, _, _)| *l == s.label) {
+                Some(e) => {
+                    e.1 += dt;
+                    e.2 += 1;
+                }
+                None => out.push((s.label.clone(), dt, 1)),
+            }
+        }
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(out)
+    }
+
+    fn device_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn read(&mut self, t: TensorId) -> Result<HostTensor, BackendError> {
+        let ticket = self.read_start(t)?;
+        self.read_finish(ticket)
+    }
+
+    fn read_start(&mut self, t: TensorId) -> Result<usize, BackendError> {
+        readable(&self.graph, t)?;
+        let n = self.graph.info(t)?.bytes();
+        let snap = self
+            .stream
+            .clone_dtod(&self.bufs[self.slot[t.0]].slice(0..n))
+            .map_err(driver_err)?;
+        self.next_ticket += 1;
+        self.reads.push((self.next_ticket, t, snap));
+        Ok(self.next_ticket)
+    }
+
+    fn read_finish(&mut self, ticket: usize) -> Result<HostTensor, BackendError> {
+        let i = self
+            .reads
+            .iter()
+            .position(|r| r.0 == ticket)
+            .ok_or_else(|| BackendError::Validation(format!("no pending read {ticket}")))?;
+        let (_, t, snap) = self.reads.remove(i);
+        let info = self.graph.info(t)?.clone();
+        let mut data = vec![0u8; info.bytes()];
+        self.stream
+            .memcpy_dtoh(&snap, &mut data)
+            .map_err(driver_err)?;
+        self.stream.synchronize().map_err(driver_err)?;
+        Ok(HostTensor::from_bytes(&info.shape, info.dtype, data)?)
+    }
+
+    fn copy_before_next_run(&mut self, src: TensorId, dst: TensorId) -> Result<(), BackendError> {
+        let (si, di) = (self.graph.info(src)?, self.graph.info(dst)?);
+        let (sb, db) = (self.slot[src.0], self.slot[dst.0]);
+        if si.bytes() != di.bytes() || sb == db {
+            return Err(BackendError::Tensor {
+                name: di.name.clone(),
+                detail: format!("cannot copy '{}' into it", si.name),
+            });
+        }
+        self.pending_copies.push((sb, db, si.bytes()));
+        Ok(())
+    }
+}

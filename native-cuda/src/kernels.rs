@@ -1,0 +1,168 @@
+//! The kernel registry: CUDA C sources (`native-cuda/kernels/*.cu`, one per
+//! WGSL file family), embedded with `include_str!`, and the mapping from a
+//! WGSL [`Dispatch`] (shader, entry, defines) to the CUDA function that is its
+//! twin, with that function's block size.
+//!
+//! Every CUDA kernel takes `(Params p, Ptrs b)`: the dispatch's uniform words
+//! unchanged and the device addresses of its bindings in order (see
+//! `kernels/common.cuh`), so a launch is fully described by the op's own
+//! dispatch plan and nothing about an op's parameters is duplicated here.
+
+use kiln::backend::BackendError;
+use kiln::ops::Dispatch;
+
+/// Shared headers, inlined where a source `#include`s them (NVRTC gets one
+/// self-contained translation unit per family).
+pub const HEADERS: [(&str, &str); 2] = [
+    ("common.cuh", include_str!("../kernels/common.cuh")),
+    ("quant.cuh", include_str!("../kernels/quant.cuh")),
+];
+
+/// One source per op family, named like its WGSL twin(s).
+pub const FAMILIES: [(&str, &str); 9] = [
+    ("unary", include_str!("../kernels/unary.cu")),
+    ("binary", include_str!("../kernels/binary.cu")),
+    ("norm", include_str!("../kernels/norm.cu")),
+    ("reduce", include_str!("../kernels/reduce.cu")),
+    ("mul_mat", include_str!("../kernels/mul_mat.cu")),
+    ("get_rows", include_str!("../kernels/get_rows.cu")),
+    ("rope", include_str!("../kernels/rope.cu")),
+    ("attention", include_str!("../kernels/attention.cu")),
+    ("copy", include_str!("../kernels/copy.cu")),
+];
+
+/// The WGSL file each family mirrors.
+pub const WGSL_TWINS: [(&str, &[&str]); 9] = [
+    ("unary", &["unary.wgsl"]),
+    ("binary", &["binary.wgsl"]),
+    ("norm", &["norm.wgsl"]),
+    ("reduce", &["reduce.wgsl"]),
+    (
+        "mul_mat",
+        &["mul_mat_vec.wgsl", "mul_mat.wgsl", "mul_mat_fused.wgsl"],
+    ),
+    ("get_rows", &["get_rows.wgsl"]),
+    ("rope", &["rope.wgsl"]),
+    ("attention", &["attention.wgsl"]),
+    ("copy", &["copy.wgsl"]),
+];
+
+/// The most uniform words a kernel's `Params` holds.
+pub const MAX_PARAMS: usize = 32;
+/// The most bindings a kernel's `Ptrs` holds.
+pub const MAX_BINDINGS: usize = 8;
+
+/// A CUDA function: its family (module), name and block shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kernel {
+    pub family: &'static str,
+    pub name: String,
+    pub block: [u32; 3],
+}
+
+/// The full source of `family` with its headers inlined.
+pub fn source(family: &str) -> Option<String> {
+    let (_, src) = FAMILIES.iter().find(|(f, _)| *f == family)?;
+    let mut out = String::new();
+    for line in src.lines() {
+        let inc = line
+            .trim()
+            .strip_prefix("#include \"")
+            .and_then(|r| r.strip_suffix('"'));
+        match inc.and_then(|name| HEADERS.iter().find(|(h, _)| *h == name)) {
+            Some((name, text)) => {
+                out.push_str(&format!("// ---- {name}\n{text}\n// ---- end {name}\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The dtype suffix for a weight-decoder define (`W_Q4_K` → `q4_k`).
+fn weight_suffix(defines: &[&str]) -> Option<String> {
+    defines
+        .iter()
+        .find_map(|d| d.strip_prefix("W_"))
+        .map(str::to_lowercase)
+}
+
+/// The CUDA twin of a WGSL dispatch, or `Unsupported` naming it.
+pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
+    let has = |s: &str| d.defines.contains(&s);
+    let unsupported = || BackendError::Unsupported {
+        op: op.into(),
+        backend: "cuda".into(),
+        reason: format!(
+            "no CUDA kernel for {}:{} with defines {:?}",
+            d.shader, d.entry, d.defines
+        ),
+    };
+    let k = |family: &'static str, name: String, block: [u32; 3]| {
+        Ok(Kernel {
+            family,
+            name,
+            block,
+        })
+    };
+    let half = if has("KV_F16") { "f16" } else { "f32" };
+    match (d.shader, d.entry) {
+        ("unary.wgsl", "main") => k("unary", "unary".into(), [256, 1, 1]),
+        ("binary.wgsl", "main") => k("binary", "binary".into(), [256, 1, 1]),
+        ("norm.wgsl", "main") => k("norm", "norm_rows".into(), [256, 1, 1]),
+        ("reduce.wgsl", "softmax") => k("reduce", "softmax".into(), [256, 1, 1]),
+        ("reduce.wgsl", "argmax") => k("reduce", "argmax".into(), [256, 1, 1]),
+        ("mul_mat_vec.wgsl", "main") if !has("ROW_PER_THREAD") => {
+            let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
+            k("mul_mat", format!("mul_mat_vec_{w}"), [64, 1, 1])
+        }
+        ("mul_mat_fused.wgsl", "main") if !has("ROW_PER_THREAD") => {
+            let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
+            k("mul_mat", format!("mul_mat_fused_{w}"), [64, 1, 1])
+        }
+        ("mul_mat.wgsl", "main") => {
+            let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
+            k("mul_mat", format!("mul_mat_{w}"), [16, 16, 1])
+        }
+        ("get_rows.wgsl", "main") => {
+            let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
+            k("get_rows", format!("get_rows_{w}"), [256, 1, 1])
+        }
+        ("rope.wgsl", "main") => k("rope", "rope".into(), [256, 1, 1]),
+        ("attention.wgsl", "attn_rows") => k("attention", format!("attn_rows_{half}"), [64, 1, 1]),
+        ("attention.wgsl", "attn_split") => {
+            k("attention", format!("attn_split_{half}"), [64, 1, 1])
+        }
+        ("attention.wgsl", "attn_combine") => k("attention", "attn_combine".into(), [64, 1, 1]),
+        ("copy.wgsl", "strided") => {
+            let src = if has("SRC_F16") {
+                "f16"
+            } else if has("SRC_BF16") {
+                "bf16"
+            } else {
+                "f32"
+            };
+            k("copy", format!("strided_{src}"), [256, 1, 1])
+        }
+        ("copy.wgsl", "to_half") => {
+            let to = if has("BF16") { "bf16" } else { "f16" };
+            k("copy", format!("to_half_{to}"), [256, 1, 1])
+        }
+        ("copy.wgsl", "write_cache") => {
+            let to = if has("DST_F16") { "f16" } else { "f32" };
+            k("copy", format!("write_cache_{to}"), [256, 1, 1])
+        }
+        _ => Err(unsupported()),
+    }
+}
+
+/// Whether `family`'s source defines `extern "C" __global__ void name(`.
+pub fn defines_kernel(family: &str, name: &str) -> bool {
+    FAMILIES
+        .iter()
+        .find(|(f, _)| *f == family)
+        .is_some_and(|(_, src)| src.contains(&format!("extern \"C\" __global__ void {name}(")))
+}

@@ -1,0 +1,180 @@
+//! Launch planning: a graph node → the CUDA launches that compute it, once at
+//! compile time. Pure Rust (no CUDA needed), so CI checks it.
+//!
+//! The op's own dispatch plan (`Op::wgsl`, public on every op) is the single
+//! source of truth for its parameters: eps, scales, RoPE settings, symbol
+//! indices and sizes all arrive as the dispatch's uniform words, which the
+//! CUDA twins read with the same layout. `plan` adds what is CUDA's own: the
+//! capabilities kernels are planned for (warps of 32 play subgroups; no
+//! binding limit, so weights are never split), the function and block shape
+//! per dispatch ([`crate::kernels::kernel_for`]), and checks that turn any
+//! mismatch into a typed error.
+
+use kiln::backend::BackendError;
+use kiln::graph::{Graph, Node, TensorId};
+use kiln::ops::{Bind, Chunk, GpuCaps, PlanCtx};
+
+use crate::kernels::{self, Kernel, MAX_BINDINGS, MAX_PARAMS};
+
+/// Ops with CUDA kernels (by `Op::name`).
+pub const OPS: [&str; 21] = [
+    "silu",
+    "gelu",
+    "gelu_erf",
+    "scale",
+    "add",
+    "mul",
+    "swiglu",
+    "rms_norm",
+    "layer_norm",
+    "softmax",
+    "argmax",
+    "mul_mat",
+    "mul_mat_fused",
+    "get_rows",
+    "rope",
+    "attention",
+    "write_cache",
+    "cast",
+    "transpose",
+    "concat",
+    "reshape",
+];
+
+/// What a launch binds, resolved to device addresses by the executor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arg {
+    /// A tensor's buffer (input or output; views resolve to their root).
+    Tensor(TensorId),
+    /// The run's symbol values (`u32` each).
+    Syms,
+    /// Per-node scratch slot `s` (sized by the largest request).
+    Scratch(u8, u64),
+}
+
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub kernel: Kernel,
+    pub params: [u32; MAX_PARAMS],
+    pub args: Vec<Arg>,
+    pub grid: [u32; 3],
+}
+
+/// The capabilities CUDA kernels are planned for.
+pub fn caps() -> GpuCaps {
+    GpuCaps {
+        // Warps play subgroups (mul_mat_vec: 8 rows per block of 64).
+        subgroups: true,
+        cpu: false,
+        shader_f16: true,
+        // gridDim.y's limit; x folds into y above it (ops::grid).
+        max_workgroups_per_dim: 65535,
+        // No storage-binding limit: weights are never split.
+        max_binding_bytes: u64::MAX,
+    }
+}
+
+fn unsupported(op: &str, reason: String) -> BackendError {
+    BackendError::Unsupported {
+        op: op.into(),
+        backend: "cuda".into(),
+        reason,
+    }
+}
+
+/// The launches for one node (none for views such as `reshape`).
+pub fn plan(node: &Node, graph: &Graph) -> Result<Vec<Launch>, BackendError> {
+    let op = node.op.name();
+    if !OPS.contains(&op) {
+        return Err(unsupported(op, "no CUDA kernel for this op".into()));
+    }
+    let inputs = node
+        .inputs
+        .iter()
+        .map(|t| graph.info(*t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let output = graph.info(node.output)?;
+    if node.op.alias_input().is_some() {
+        return Ok(Vec::new());
+    }
+    let caps = caps();
+    let ctx = PlanCtx {
+        chunks: inputs
+            .iter()
+            .map(|t| {
+                vec![Chunk {
+                    row0: 0,
+                    rows: t.shape[0],
+                }]
+            })
+            .collect(),
+        inputs,
+        output,
+        caps: &caps,
+    };
+    let bad = |detail: String| BackendError::Validation(format!("{op}: {detail}"));
+    node.op
+        .wgsl(&ctx)?
+        .into_iter()
+        .map(|d| {
+            let kernel = kernels::kernel_for(op, &d)?;
+            if d.params.len() > MAX_PARAMS {
+                return Err(bad(format!(
+                    "{} has {} params (CUDA kernels take {MAX_PARAMS})",
+                    d.shader,
+                    d.params.len()
+                )));
+            }
+            if d.bindings.len() > MAX_BINDINGS {
+                return Err(bad(format!(
+                    "{} binds {} buffers",
+                    d.shader,
+                    d.bindings.len()
+                )));
+            }
+            let mut params = [0u32; MAX_PARAMS];
+            params[..d.params.len()].copy_from_slice(&d.params);
+            let args = d
+                .bindings
+                .iter()
+                .map(|b| match *b {
+                    Bind::Input(k, c) => match node.inputs.get(k) {
+                        Some(t) if c == 0 => Ok(Arg::Tensor(*t)),
+                        Some(_) => Err(bad(format!("binds chunk {c} of input {k} (never split)"))),
+                        None => Err(bad(format!("binds missing input {k}"))),
+                    },
+                    Bind::Output => Ok(Arg::Tensor(node.output)),
+                    Bind::Syms => Ok(Arg::Syms),
+                    Bind::Scratch(s, bytes) => Ok(Arg::Scratch(s, bytes)),
+                    // Sized by the dispatch that writes it.
+                    Bind::ScratchRead(s) => Ok(Arg::Scratch(s, 0)),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if d.groups.contains(&0) {
+                return Err(bad(format!(
+                    "{} has an empty grid {:?}",
+                    d.shader, d.groups
+                )));
+            }
+            Ok(Launch {
+                kernel,
+                params,
+                args,
+                grid: d.groups,
+            })
+        })
+        .collect()
+}
+
+/// Plans every node of `graph`: launches per program.
+pub fn plan_graph(graph: &Graph) -> Result<Vec<Vec<Launch>>, BackendError> {
+    (0..graph.program_count())
+        .map(|p| {
+            let mut out = Vec::new();
+            for node in &graph.nodes[graph.program(p)?] {
+                out.extend(plan(node, graph)?);
+            }
+            Ok(out)
+        })
+        .collect()
+}

@@ -1,0 +1,209 @@
+//! CPU-side checks (no GPU needed) and, where a CUDA device exists, the op
+//! parity suite on it.
+
+use super::*;
+use crate::kernels::{FAMILIES, HEADERS, WGSL_TWINS, defines_kernel, kernel_for, source};
+use crate::plan::{Arg, OPS, plan, plan_graph};
+use kiln::DType;
+use kiln::graph::TensorInfo;
+use kiln::host::HostTensor;
+use kiln::ops::{Bind, Dispatch, Op, PlanCtx};
+
+#[test]
+fn every_family_has_a_source_and_a_wgsl_twin() {
+    let shaders = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shaders");
+    for (family, twins) in WGSL_TWINS {
+        let src = source(family).unwrap_or_else(|| panic!("no source for {family}"));
+        assert!(src.contains("extern \"C\" __global__ void"), "{family}");
+        assert!(!src.contains("#include"), "{family}: unresolved include");
+        for twin in twins {
+            assert!(shaders.join(twin).exists(), "{family}: no shaders/{twin}");
+        }
+    }
+    assert_eq!(FAMILIES.len(), WGSL_TWINS.len());
+    // Every WGSL op file has a CUDA family.
+    for entry in std::fs::read_dir(&shaders).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".wgsl") {
+            assert!(
+                WGSL_TWINS.iter().any(|(_, t)| t.contains(&name.as_str())),
+                "shaders/{name} has no CUDA twin"
+            );
+        }
+    }
+    for (h, text) in HEADERS {
+        assert!(!text.is_empty(), "{h}");
+    }
+    // The decoders cover every weight dtype.
+    let quant = HEADERS[1].1;
+    for d in [
+        "DF32", "DF16", "DBF16", "DQ8_0", "DQ4_0", "DQ4_1", "DQ4_K", "DQ6_K",
+    ] {
+        assert!(quant.contains(&format!("struct {d} {{")), "{d}");
+    }
+}
+
+#[test]
+fn every_parity_case_plans_onto_existing_kernels() {
+    let cases = kiln::parity::cases::all_cases(1, "").unwrap();
+    let mut used = std::collections::BTreeSet::new();
+    let mut ops = std::collections::BTreeSet::new();
+    for c in &cases {
+        for node in &c.graph.nodes {
+            ops.insert(node.op.name());
+        }
+        for l in plan_graph(&c.graph).unwrap().into_iter().flatten() {
+            assert!(
+                defines_kernel(l.kernel.family, &l.kernel.name),
+                "{} {}: {}.cu lacks {}",
+                c.op,
+                c.shape,
+                l.kernel.family,
+                l.kernel.name
+            );
+            assert!(l.args.len() <= kernels::MAX_BINDINGS);
+            used.insert(l.kernel.name.clone());
+        }
+    }
+    for op in &ops {
+        assert!(OPS.contains(op), "parity op {op} missing from plan::OPS");
+    }
+    for (family, _) in FAMILIES {
+        assert!(
+            used.iter().any(|k| kernels::defines_kernel(family, k)),
+            "family {family} is never used by a parity case"
+        );
+    }
+    // Weight kernels for every dtype, attention for both KV types.
+    for d in DType::WEIGHTS {
+        let s = d.name().to_lowercase();
+        for k in ["mul_mat_vec", "mul_mat", "get_rows"] {
+            assert!(used.contains(&format!("{k}_{s}")), "{k}_{s} unused");
+        }
+    }
+    for k in [
+        "attn_rows_f16",
+        "attn_split_f16",
+        "attn_combine",
+        "write_cache_f16",
+    ] {
+        assert!(used.contains(k), "{k} unused");
+    }
+}
+
+/// An op that plans bad dispatches (named like a supported op).
+#[derive(Debug)]
+struct Bad(&'static str, Dispatch);
+
+impl Op for Bad {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+    fn infer(&self, inputs: &[&TensorInfo]) -> kiln::error::Result<(Vec<usize>, DType)> {
+        Ok((inputs[0].shape.clone(), DType::F32))
+    }
+    fn cpu(&self, _: &[&HostTensor], _: &mut HostTensor, _: &[u32]) -> kiln::error::Result<()> {
+        Ok(())
+    }
+    fn wgsl(&self, _: &PlanCtx) -> kiln::error::Result<Vec<Dispatch>> {
+        Ok(vec![self.1.clone()])
+    }
+}
+
+fn dispatch(shader: &'static str, params: usize, bindings: Vec<Bind>) -> Dispatch {
+    Dispatch {
+        shader,
+        entry: "main",
+        defines: vec![],
+        bindings,
+        params: vec![0; params],
+        groups: [1, 1, 1],
+    }
+}
+
+fn plan_bad(op: Bad) -> Result<Vec<plan::Launch>, BackendError> {
+    let mut g = Graph::new();
+    let x = g.input("x", &[4], DType::F32).unwrap();
+    g.push(op, &[x]).unwrap();
+    plan(&g.nodes[0], &g)
+}
+
+#[test]
+fn planning_rejects_bad_input_with_typed_errors() {
+    let ok = vec![Bind::Input(0, 0), Bind::Output];
+    // An op CUDA has no kernel for.
+    let e = plan_bad(Bad("conv2d", dispatch("unary.wgsl", 3, ok.clone()))).unwrap_err();
+    assert!(
+        matches!(&e, BackendError::Unsupported { op, .. } if op == "conv2d"),
+        "{e}"
+    );
+    // A dispatch of an unknown shader / entry.
+    let e = plan_bad(Bad("silu", dispatch("conv.wgsl", 3, ok.clone()))).unwrap_err();
+    assert!(matches!(&e, BackendError::Unsupported { reason, .. } if reason.contains("conv.wgsl")));
+    // A weight kernel without a weight define.
+    let e = kernel_for("mul_mat", &dispatch("mul_mat.wgsl", 6, ok.clone())).unwrap_err();
+    assert!(matches!(e, BackendError::Unsupported { .. }));
+    // Too many params, a missing input, a split chunk.
+    let e = plan_bad(Bad("silu", dispatch("unary.wgsl", 40, ok.clone()))).unwrap_err();
+    assert!(
+        matches!(&e, BackendError::Validation(m) if m.contains("40 params")),
+        "{e}"
+    );
+    let e = plan_bad(Bad(
+        "silu",
+        dispatch("unary.wgsl", 3, vec![Bind::Input(3, 0)]),
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(&e, BackendError::Validation(m) if m.contains("missing input 3")),
+        "{e}"
+    );
+    let e = plan_bad(Bad(
+        "silu",
+        dispatch("unary.wgsl", 3, vec![Bind::Input(0, 1)]),
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(&e, BackendError::Validation(m) if m.contains("chunk 1")),
+        "{e}"
+    );
+    // A good one resolves bindings in order.
+    let l = plan_bad(Bad("silu", dispatch("unary.wgsl", 3, ok))).unwrap();
+    assert_eq!(l[0].kernel.name, "unary");
+    assert!(matches!(l[0].args[..], [Arg::Tensor(_), Arg::Tensor(_)]));
+}
+
+#[test]
+fn reshape_plans_no_launch() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 3], DType::F32).unwrap();
+    let v = g.reshape(x, &[6]).unwrap();
+    g.silu(v).unwrap();
+    let p = plan_graph(&g).unwrap();
+    assert_eq!(p[0].len(), 1);
+}
+
+/// The whole op-parity suite on CUDA device 0, when there is one.
+#[test]
+fn cuda_op_parity() {
+    let backend = match CudaBackend::new(0) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("CUDA tests skipped: {e}");
+            return;
+        }
+    };
+    let cases = kiln::parity::cases::all_cases(7, "").unwrap();
+    let failures: Vec<String> = cases
+        .iter()
+        .map(|c| kiln::parity::run_case(c, &backend))
+        .filter(|r| !r.pass)
+        .map(|r| {
+            format!(
+                "{} {} {}: {:?} abs {:.2e}",
+                r.op, r.dtype, r.shape, r.error, r.max_abs
+            )
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

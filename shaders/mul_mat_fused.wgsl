@@ -1,0 +1,200 @@
+// mul_mat_fused.wgsl — decode GEMV with a fused prologue and epilogue
+// (ops/matmul_fused.rs): y = f(norm(x) · Wᵀ) (+ res), where norm is RMSNorm
+// with weight nw (NORM on) and f is SwiGLU over the two halves of W (GLU on:
+// y[c] = silu(x·W[c]) · x·W[c + n]).
+// Bindings: 0 params, 1 W: array<u32> (any W_<DTYPE>), 2 x: array<f32> [m, k],
+// 3 y: array<f32> [m, n], 4 res: array<f32> [m, n] (x when unused),
+// 5 nw: array<f32> [k] (x when unused).
+// Dispatch: per output column c < n: one invocation (ROW_PER_THREAD, CPU
+// adapters; 64 per workgroup), one subgroup (SUBGROUPS; 8 per workgroup) or
+// one workgroup (tree reductions). The RMS of each x row is recomputed where
+// it is needed (k values: cheaper than a separate dispatch).
+
+const WG: u32 = 64u;
+const MMAX: u32 = 8u;
+#include "common/reduce.wgsl"
+#define HAS_X4
+#include "common/weights.wgsl"
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    has_res: u32,
+    has_norm: u32,
+    eps: f32,
+    glu: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> W: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> res: array<f32>;
+@group(0) @binding(5) var<storage, read> nw: array<f32>;
+
+// 1/rms of x row m % MMAX (1 without NORM), set before dot products.
+var<private> inv: array<f32, MMAX>;
+
+fn xraw(m: u32, c: u32) -> f32 {
+    if (c < p.k) {
+        return x[m * p.k + c];
+    }
+    return 0.0;
+}
+
+fn x4(m: u32, g: u32) -> vec4<f32> {
+    let c = 4u * g;
+    let base = m * p.k + c;
+    var v: vec4<f32>;
+    if (c + 3u < p.k) {
+        v = vec4<f32>(x[base], x[base + 1u], x[base + 2u], x[base + 3u]);
+    } else {
+        v = vec4<f32>(xraw(m, c), xraw(m, c + 1u), xraw(m, c + 2u), xraw(m, c + 3u));
+    }
+    if (p.has_norm == 0u) {
+        return v;
+    }
+    var w = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        if (c + i < p.k) {
+            w[i] = nw[c + i];
+        }
+    }
+    return v * inv[m % MMAX] * w;
+}
+
+// Σ x² over the elements start, start+stride, … of row m.
+fn sumsq(m: u32, start: u32, stride: u32) -> f32 {
+    var s = 0.0;
+    for (var c = start; c < p.k; c += stride) {
+        let v = x[m * p.k + c];
+        s += v * v;
+    }
+    return s;
+}
+
+fn inv_rms(ss: f32) -> f32 {
+    return inverseSqrt(ss / f32(p.k) + p.eps);
+}
+
+fn finish(m: u32, c: u32, a: f32, b: f32) {
+    var v = a;
+    if (p.glu != 0u) {
+        v = a / (1.0 + exp(-a)) * b;
+    }
+    let i = m * p.n + c;
+    if (p.has_res != 0u) {
+        v += res[i];
+    }
+    y[i] = v;
+}
+
+// The second weight row a GLU output column reads.
+fn row2(c: u32) -> u32 {
+    return c + p.n;
+}
+
+#if ROW_PER_THREAD
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let c = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (c >= p.n) {
+        return;
+    }
+    let nu = (p.k + 31u) / 32u;
+    for (var m = 0u; m < p.m; m++) {
+        inv[m % MMAX] = select(1.0, inv_rms(sumsq(m, 0u, 1u)), p.has_norm != 0u);
+        var a = 0.0;
+        var b = 0.0;
+        for (var u = 0u; u < nu; u++) {
+            a += dot32(c, p.k, u, m);
+        }
+        if (p.glu != 0u) {
+            for (var u = 0u; u < nu; u++) {
+                b += dot32(row2(c), p.k, u, m);
+            }
+        }
+        finish(m, c, a, b);
+    }
+}
+#elif SUBGROUPS
+const ROWS: u32 = 8u;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let sgs = subgroupAdd(1u);
+    let sg = lid / sgs;
+    let lane = lid % sgs;
+    for (var m = 0u; m < p.m; m++) {
+        inv[m] = 1.0;
+        if (p.has_norm != 0u) {
+            inv[m] = inv_rms(subgroupAdd(sumsq(m, lane, sgs)));
+        }
+    }
+    let c0 = (wid.x + wid.y * nwg.x) * ROWS;
+    let nu = (p.k + 31u) / 32u;
+    for (var cc = sg; cc < ROWS; cc += WG / sgs) {
+        let c = c0 + cc;
+        if (c >= p.n) {
+            break;
+        }
+        var a: array<f32, MMAX>;
+        var b: array<f32, MMAX>;
+        for (var u = lane; u < nu; u += sgs) {
+            for (var m = 0u; m < p.m; m++) {
+                a[m] += dot32(c, p.k, u, m);
+                if (p.glu != 0u) {
+                    b[m] += dot32(row2(c), p.k, u, m);
+                }
+            }
+        }
+        for (var m = 0u; m < p.m; m++) {
+            let sa = subgroupAdd(a[m]);
+            let sb = subgroupAdd(b[m]);
+            if (lane == 0u) {
+                finish(m, c, sa, sb);
+            }
+        }
+    }
+}
+#else
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let c = wid.x + wid.y * nwg.x;
+    if (c >= p.n) {
+        return;
+    }
+    for (var m = 0u; m < MMAX; m++) {
+        if (m < p.m) {
+            inv[m] = 1.0;
+            if (p.has_norm != 0u) {
+                inv[m] = inv_rms(wg_sum(sumsq(m, lid, WG), lid));
+            }
+        }
+    }
+    let nu = (p.k + 31u) / 32u;
+    var a: array<f32, MMAX>;
+    var b: array<f32, MMAX>;
+    for (var u = lid; u < nu; u += WG) {
+        for (var m = 0u; m < p.m; m++) {
+            a[m] += dot32(c, p.k, u, m);
+            if (p.glu != 0u) {
+                b[m] += dot32(row2(c), p.k, u, m);
+            }
+        }
+    }
+    for (var m = 0u; m < MMAX; m++) {
+        if (m < p.m) {
+            let sa = wg_sum(a[m], lid);
+            let sb = wg_sum(b[m], lid);
+            if (lid == 0u) {
+                finish(m, c, sa, sb);
+            }
+        }
+    }
+}
+#endif
