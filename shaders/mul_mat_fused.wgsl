@@ -136,6 +136,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let c0 = (wid.x + wid.y * nwg.x) * ROWS;
     let nu = (p.k + 31u) / 32u;
+    if (p.m == 1u) {
+        // Decode: scalar accumulators (no per-row arrays in local memory).
+        for (var cc = sg; cc < ROWS; cc += WG / sgs) {
+            let c = c0 + cc;
+            if (c >= p.n) {
+                break;
+            }
+            var a = 0.0;
+            var b = 0.0;
+            for (var u = lane; u < nu; u += sgs) {
+                a += dot32(c, p.k, u, 0u);
+            }
+            if (p.glu != 0u) {
+                for (var u = lane; u < nu; u += sgs) {
+                    b += dot32(row2(c), p.k, u, 0u);
+                }
+            }
+            let sa = subgroupAdd(a);
+            let sb = subgroupAdd(b);
+            if (lane == 0u) {
+                finish(0u, c, sa, sb);
+            }
+        }
+        return;
+    }
     for (var cc = sg; cc < ROWS; cc += WG / sgs) {
         let c = c0 + cc;
         if (c >= p.n) {

@@ -41,7 +41,7 @@ fn setup(gpu: &dyn kiln::Backend, kv_dtype: kiln::DType) -> (Value, Llm) {
         max_ctx: 256,
         prefill_chunk: 32,
         kv_dtype,
-        fused: true,
+        fused: false,
     };
     let (llm, _) = Llm::open(&model_path(), gpu, &opts, &mut |_, _| true).unwrap();
     (reference, llm)

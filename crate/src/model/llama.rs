@@ -27,8 +27,9 @@ pub struct LlamaOptions {
     /// KV cache storage: F32 (exact) or F16 (half the memory).
     pub kv_dtype: DType,
     /// Use fused kernels (RMSNorm folded into the Q/K/V and FFN matmuls,
-    /// gate+up+SwiGLU as one matmul over concatenated weights). Off builds
-    /// the plain graph (one op per step), e.g. for a backend without them.
+    /// gate+up+SwiGLU as one matmul over concatenated weights): 12 instead of
+    /// 16 dispatches per layer. Off (the default) builds the plain graph,
+    /// which measured faster on the H100 and on lavapipe (docs/bench).
     pub fused: bool,
 }
 
@@ -38,7 +39,7 @@ impl Default for LlamaOptions {
             max_ctx: 2048,
             prefill_chunk: 64,
             kv_dtype: DType::F32,
-            fused: true,
+            fused: false,
         }
     }
 }
