@@ -67,6 +67,7 @@ fn opts(fused: bool) -> LlamaOptions {
         prefill_chunk: 16,
         kv_dtype: DType::F32,
         fused,
+        debug_layers: false,
     }
 }
 

@@ -42,6 +42,7 @@ fn setup(gpu: &dyn kiln::Backend, kv_dtype: kiln::DType) -> (Value, Llm) {
         prefill_chunk: 32,
         kv_dtype,
         fused: false,
+        debug_layers: false,
     };
     let (llm, _) = Llm::open(&model_path(), gpu, &opts, &mut |_, _| true).unwrap();
     (reference, llm)

@@ -13,9 +13,10 @@
 //! Ops or dtypes without a kernel are [`BackendError::Unsupported`], never a
 //! panic.
 
-#[cfg(not(target_arch = "wasm32"))]
 mod exec;
 pub mod kernels;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod model_parity;
 pub mod plan;
 
 use kiln::backend::{Backend, BackendError, Executable};

@@ -31,6 +31,10 @@ pub struct LlamaOptions {
     /// 16 dispatches per layer. Off (the default) builds the plain graph,
     /// which measured faster on the H100 and on lavapipe (docs/bench).
     pub fused: bool,
+    /// Mark every layer's output (the residual stream) as a graph output, so
+    /// parity tools can read hidden states per layer (costs memory: those
+    /// buffers are no longer pooled).
+    pub debug_layers: bool,
 }
 
 impl Default for LlamaOptions {
@@ -40,6 +44,7 @@ impl Default for LlamaOptions {
             prefill_chunk: 64,
             kv_dtype: DType::F32,
             fused: false,
+            debug_layers: false,
         }
     }
 }
@@ -57,6 +62,8 @@ pub struct StepIo {
     pub logits: TensorId,
     /// Greedy next token `[1]` u32.
     pub next: TensorId,
+    /// With `debug_layers`: each layer's output `[tokens, d]`.
+    pub hidden: Vec<TensorId>,
 }
 
 pub struct LlamaGraph {
@@ -214,6 +221,7 @@ pub fn build(
     let forward = |g: &mut Graph, t: usize, program: usize| -> Result<StepIo, LoadError> {
         let ids = g.input("ids", &[t], DType::U32)?;
         let mut x = g.get_rows(embd, ids)?;
+        let mut hidden = Vec::new();
         for ly in &layers {
             let (mut q, mut k, mut v) = if opts.fused {
                 let norm = Fusion {
@@ -269,6 +277,10 @@ pub fn build(
                 }
             };
             x = g.matmul_add(s, ly.w_down, x)?;
+            if opts.debug_layers {
+                g.mark_output(x)?;
+                hidden.push(x);
+            }
         }
         let last = if t > 1 {
             let last = g.input("last", &[1], DType::U32)?;
@@ -289,6 +301,7 @@ pub fn build(
             last,
             logits,
             next,
+            hidden,
         })
     };
     let decode = forward(&mut g, 1, 0)?;

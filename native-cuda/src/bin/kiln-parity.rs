@@ -10,6 +10,11 @@
 //! includes launch overhead and the read-back's synchronization, not
 //! compilation or uploads). Exits non-zero when any case fails on any
 //! backend that ran.
+//!
+//! `kiln-parity model --model M.gguf [--prompt S] [--tokens N] [--json]`
+//! runs the model on the CPU reference, wgpu and CUDA and compares every
+//! layer's hidden state, the logits of every step and the greedy tokens
+//! (see `kiln_cuda::model_parity`); non-zero exit beyond tolerance.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -50,6 +55,135 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         iters: usize,
     },
+    /// A GGUF model on CPU reference, wgpu and CUDA: per-layer hidden states,
+    /// logits per step, greedy tokens, speed.
+    Model {
+        #[arg(long)]
+        model: std::path::PathBuf,
+        #[arg(long, default_value = "The history of the clock is a story of")]
+        prompt: String,
+        /// Greedy decode steps.
+        #[arg(long, default_value_t = 8)]
+        tokens: usize,
+        #[arg(long)]
+        adapter: Option<String>,
+        #[arg(long)]
+        no_wgpu: bool,
+        #[arg(long)]
+        no_cuda: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn model(
+    path: &std::path::Path,
+    prompt: &str,
+    steps: usize,
+    adapter: Option<String>,
+    no_wgpu: bool,
+    no_cuda: bool,
+    json: bool,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use kiln_cuda::model_parity::{compare, encode, trace};
+    let ids = encode(path, prompt)?;
+    if ids.is_empty() || steps == 0 {
+        return Err("the prompt and --tokens must not be empty".into());
+    }
+    let mut backends: Vec<Box<dyn Backend>> = Vec::new();
+    if !no_wgpu {
+        match WgpuBackend::new(&WgpuOptions {
+            adapter,
+            ..Default::default()
+        }) {
+            Ok(b) => backends.push(Box::new(b)),
+            Err(e) => eprintln!("wgpu: no adapter, column skipped: {e}"),
+        }
+    }
+    if !no_cuda {
+        match CudaBackend::new(0) {
+            Ok(b) => backends.push(Box::new(b)),
+            Err(e) => eprintln!("cuda: no CUDA device, column skipped: {e}"),
+        }
+    }
+    let reference = trace(path, &kiln::backend::cpu::CpuBackend, &ids, steps)?;
+    let mut rows = Vec::new();
+    let mut ok = true;
+    for b in &backends {
+        let t = trace(path, b.as_ref(), &ids, steps)?;
+        let c = compare(&t, &reference);
+        ok &= c.pass(steps);
+        rows.push((t, c));
+    }
+    let tps = |t: &kiln_cuda::model_parity::Trace| {
+        (t.tokens.len().saturating_sub(1)) as f64 / t.decode_secs.max(1e-9)
+    };
+    if json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(t, c)| {
+                serde_json::json!({
+                    "backend": t.backend, "tokens": t.tokens, "tokens_agree": c.tokens_agree,
+                    "worst_hidden_rel": c.worst_hidden_rel, "first_bad_layer": c.first_bad_layer,
+                    "worst_logit_rel": c.worst_logit_rel, "first_bad_step": c.first_bad_step,
+                    "prefill_secs": t.prefill_secs, "decode_tok_s": tps(t), "pass": c.pass(steps),
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "model": path.display().to_string(), "prompt_tokens": ids.len(), "steps": steps,
+            "tolerance_rel": kiln_cuda::model_parity::REL_TOL,
+            "reference": { "backend": reference.backend, "tokens": reference.tokens },
+            "backends": v,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "model: {}   prompt: {} tokens   steps: {steps}   tolerance: |Δ| ≤ {:.0e}·max|ref|",
+            path.display(),
+            ids.len(),
+            kiln_cuda::model_parity::REL_TOL
+        );
+        println!(
+            "reference ({}): tokens {:?}",
+            reference.backend, reference.tokens
+        );
+        println!(
+            "{:<44} {:>12} {:>10} {:>12} {:>10} {:>8} {:>10} {:>10}",
+            "backend",
+            "hidden rel",
+            "bad layer",
+            "logits rel",
+            "bad step",
+            "agree",
+            "prefill ms",
+            "tok/s*"
+        );
+        for (t, c) in &rows {
+            let opt = |o: Option<usize>| o.map_or("-".to_string(), |v| v.to_string());
+            println!(
+                "{:<44} {:>12.2e} {:>10} {:>12.2e} {:>10} {:>5}/{:<2} {:>10.2} {:>10.1}",
+                t.backend,
+                c.worst_hidden_rel,
+                opt(c.first_bad_layer),
+                c.worst_logit_rel,
+                opt(c.first_bad_step),
+                c.tokens_agree,
+                steps,
+                t.prefill_secs * 1e3,
+                tps(t)
+            );
+        }
+        println!(
+            "* decode with full logits read back every step (a parity run, not a benchmark; see kiln bench)"
+        );
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Median seconds of run + read of the case's output over `iters` runs,
@@ -296,6 +430,15 @@ fn main() -> ExitCode {
             no_cuda,
             iters,
         } => ops(&filter, seed, adapter, no_wgpu, no_cuda, iters),
+        Cmd::Model {
+            model: m,
+            prompt,
+            tokens,
+            adapter,
+            no_wgpu,
+            no_cuda,
+            json,
+        } => model(&m, &prompt, tokens, adapter, no_wgpu, no_cuda, json),
     };
     r.unwrap_or_else(|e| {
         eprintln!("error: {e}");

@@ -1,0 +1,153 @@
+//! `kiln-parity model`: one GGUF model on several backends (the CPU
+//! reference, wgpu, CUDA), compared layer by layer and token by token.
+//!
+//! Every backend loads the same file with f32 activations and an f32 KV
+//! cache, prefills the prompt in one chunk, then decodes greedily. Compared
+//! against the CPU reference: each layer's hidden state at the last prompt
+//! position (the first layer beyond tolerance is named), the logits after the
+//! prompt and after every decode step, and the greedy tokens. Tolerance:
+//! |Δ| ≤ 1e-4 · max|reference| — f32 activations from identical weights,
+//! differing only in summation order (measured ~1e-6 relative).
+
+use std::time::Instant;
+
+use kiln::backend::Backend;
+use kiln::llm::Llm;
+use kiln::loader::LoadError;
+use kiln::loader::gguf::GgufFile;
+use kiln::model::llama::LlamaOptions;
+use kiln::tokenizer::Tokenizer;
+
+pub const REL_TOL: f32 = 1e-4;
+
+/// What one backend produced.
+pub struct Trace {
+    pub backend: String,
+    /// Per layer: the hidden state at the last prompt position.
+    pub hidden: Vec<Vec<f32>>,
+    /// Logits after the prompt, then after each decode step.
+    pub logits: Vec<Vec<f32>>,
+    pub tokens: Vec<u32>,
+    pub prefill_secs: f64,
+    pub decode_secs: f64,
+}
+
+/// The prompt's token ids with the file's own tokenizer.
+pub fn encode(path: &std::path::Path, prompt: &str) -> Result<Vec<u32>, LoadError> {
+    let (g, _) = GgufFile::open(path)?;
+    let tok = Tokenizer::from_spec(&g.tokenizer_spec()?)
+        .map_err(|e| LoadError::Tokenizer(e.to_string()))?;
+    tok.encode(prompt, true)
+        .map_err(|e| LoadError::Tokenizer(e.to_string()))
+}
+
+/// Runs the model on `backend`: prompt, then `steps` greedy tokens.
+pub fn trace(
+    path: &std::path::Path,
+    backend: &dyn Backend,
+    prompt: &[u32],
+    steps: usize,
+) -> Result<Trace, LoadError> {
+    let opts = LlamaOptions {
+        max_ctx: prompt.len() + steps + 1,
+        prefill_chunk: prompt.len().max(2),
+        kv_dtype: kiln::DType::F32,
+        fused: false,
+        debug_layers: true,
+    };
+    let (mut llm, _) = Llm::open(path, backend, &opts, &mut |_, _| true)?;
+    let t0 = Instant::now();
+    llm.feed(prompt)?;
+    let io = if prompt.len() == 1 {
+        llm.model.decode.clone()
+    } else {
+        llm.model.prefill.clone()
+    };
+    let mut logits = vec![llm.logits()?];
+    let prefill_secs = t0.elapsed().as_secs_f64();
+    let d = llm.model.config.d_model;
+    let row = prompt.len() - 1;
+    let mut hidden = Vec::new();
+    for h in &io.hidden {
+        let v = llm.exe.read(*h)?.to_f32()?;
+        hidden.push(v[row * d..(row + 1) * d].to_vec());
+    }
+    let t1 = Instant::now();
+    let mut tokens = Vec::new();
+    for i in 0..steps {
+        let next = llm.greedy()?;
+        tokens.push(next);
+        if i + 1 < steps {
+            llm.feed(&[next])?;
+            logits.push(llm.logits()?);
+        }
+    }
+    Ok(Trace {
+        backend: backend.name(),
+        hidden,
+        logits,
+        tokens,
+        prefill_secs,
+        decode_secs: t1.elapsed().as_secs_f64(),
+    })
+}
+
+/// (max |a − b|, max |b|) over two vectors.
+pub fn diff(a: &[f32], b: &[f32]) -> (f32, f32) {
+    let d = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    let m = b.iter().map(|y| y.abs()).fold(0f32, f32::max);
+    (if a.len() == b.len() { d } else { f32::INFINITY }, m)
+}
+
+/// How a backend's trace compares with the reference trace.
+pub struct Comparison {
+    pub worst_hidden_rel: f32,
+    pub first_bad_layer: Option<usize>,
+    pub worst_logit_rel: f32,
+    pub first_bad_step: Option<usize>,
+    /// Greedy tokens equal to the reference's before the first difference.
+    pub tokens_agree: usize,
+}
+
+impl Comparison {
+    pub fn pass(&self, steps: usize) -> bool {
+        self.first_bad_layer.is_none()
+            && self.first_bad_step.is_none()
+            && self.tokens_agree == steps
+    }
+}
+
+pub fn compare(got: &Trace, want: &Trace) -> Comparison {
+    let rel = |a: &[f32], b: &[f32]| {
+        let (d, m) = diff(a, b);
+        d / m.max(1e-30)
+    };
+    let hidden: Vec<f32> = got
+        .hidden
+        .iter()
+        .zip(&want.hidden)
+        .map(|(a, b)| rel(a, b))
+        .collect();
+    let logits: Vec<f32> = got
+        .logits
+        .iter()
+        .zip(&want.logits)
+        .map(|(a, b)| rel(a, b))
+        .collect();
+    Comparison {
+        worst_hidden_rel: hidden.iter().cloned().fold(0.0, f32::max),
+        first_bad_layer: hidden.iter().position(|r| *r > REL_TOL),
+        worst_logit_rel: logits.iter().cloned().fold(0.0, f32::max),
+        first_bad_step: logits.iter().position(|r| *r > REL_TOL),
+        tokens_agree: got
+            .tokens
+            .iter()
+            .zip(&want.tokens)
+            .take_while(|(a, b)| a == b)
+            .count(),
+    }
+}
