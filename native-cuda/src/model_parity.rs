@@ -151,3 +151,38 @@ pub fn compare(got: &Trace, want: &Trace) -> Comparison {
             .count(),
     }
 }
+
+/// Decode speed on `backend`: the prompt, then `steps` greedy tokens with the
+/// device feeding each token back to itself (`Llm::greedy_pipelined`, the
+/// path `kiln generate` uses). Returns (prefill tok/s, decode tok/s), best of `reps`.
+pub fn bench(
+    path: &std::path::Path,
+    backend: &dyn Backend,
+    prompt: &[u32],
+    steps: usize,
+    reps: usize,
+) -> Result<(f64, f64), LoadError> {
+    let opts = LlamaOptions {
+        max_ctx: prompt.len() + steps + 1,
+        prefill_chunk: prompt.len().max(2),
+        ..Default::default()
+    };
+    let (mut llm, _) = Llm::open(path, backend, &opts, &mut |_, _| true)?;
+    let (mut pre, mut dec) = (0f64, 0f64);
+    for _ in 0..reps.max(1) {
+        llm.reset();
+        let t0 = Instant::now();
+        llm.feed(prompt)?;
+        let mut first = None;
+        let mut n = 0;
+        llm.greedy_pipelined(steps, &mut |_| {
+            first.get_or_insert_with(Instant::now);
+            n += 1;
+            Ok(true)
+        })?;
+        let t_first = first.unwrap_or_else(Instant::now);
+        pre = pre.max(prompt.len() as f64 / (t_first - t0).as_secs_f64());
+        dec = dec.max((n - 1) as f64 / t_first.elapsed().as_secs_f64().max(1e-9));
+    }
+    Ok((pre, dec))
+}

@@ -55,6 +55,21 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         iters: usize,
     },
+    /// Prefill and greedy decode speed of a GGUF model on wgpu and CUDA, same
+    /// GPU, one run (a benchmark, not a test).
+    Bench {
+        #[arg(long)]
+        model: std::path::PathBuf,
+        /// Prompt tokens (ordinary text, truncated).
+        #[arg(long, default_value_t = 128)]
+        prefill: usize,
+        #[arg(long, default_value_t = 128)]
+        decode: usize,
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        #[arg(long)]
+        adapter: Option<String>,
+    },
     /// A GGUF model on CPU reference, wgpu and CUDA: per-layer hidden states,
     /// logits per step, greedy tokens, speed.
     Model {
@@ -75,6 +90,49 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn bench(
+    path: &std::path::Path,
+    prefill: usize,
+    decode: usize,
+    reps: usize,
+    adapter: Option<String>,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let text = "The history of the clock is a story of craftsmen and astronomers. "
+        .repeat(prefill / 8 + 8);
+    let mut ids = kiln_cuda::model_parity::encode(path, &text)?;
+    ids.truncate(prefill.max(2));
+    let mut backends: Vec<Box<dyn Backend>> = Vec::new();
+    match WgpuBackend::new(&WgpuOptions {
+        adapter,
+        ..Default::default()
+    }) {
+        Ok(b) => backends.push(Box::new(b)),
+        Err(e) => eprintln!("wgpu: no adapter, skipped: {e}"),
+    }
+    match CudaBackend::new(0) {
+        Ok(b) => backends.push(Box::new(b)),
+        Err(e) => eprintln!("cuda: no CUDA device, skipped: {e}"),
+    }
+    let bytes = std::fs::metadata(path)?.len() as f64;
+    println!(
+        "model: {}   prefill {} tokens (one chunk), decode {decode} greedy tokens, best of {reps}",
+        path.display(),
+        ids.len()
+    );
+    for b in &backends {
+        let (pre, dec) = kiln_cuda::model_parity::bench(path, b.as_ref(), &ids, decode, reps)?;
+        println!(
+            "{:<44} prefill {:>9.1} tok/s   decode {:>7.1} tok/s ({:.2} ms/token, {:.1} GB/s of the file)",
+            b.name(),
+            pre,
+            dec,
+            1e3 / dec,
+            bytes * dec / 1e9
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn model(
@@ -430,6 +488,13 @@ fn main() -> ExitCode {
             no_cuda,
             iters,
         } => ops(&filter, seed, adapter, no_wgpu, no_cuda, iters),
+        Cmd::Bench {
+            model: m,
+            prefill,
+            decode,
+            reps,
+            adapter,
+        } => bench(&m, prefill, decode, reps, adapter),
         Cmd::Model {
             model: m,
             prompt,
