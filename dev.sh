@@ -48,6 +48,12 @@ test)
     echo "== cargo fmt --check"; cargo fmt --all -- --check
     echo "== cargo clippy"; cargo clippy --workspace --all-targets -- -D warnings
     echo "== cargo test"; cargo test --workspace
+    echo "== kiln-parity (CPU reference vs wgpu on this adapter; CUDA skipped without a GPU)"
+    cargo run -q -p kiln-cuda --bin kiln-parity -- ops --iters 0 > /tmp/kiln-parity-ops.txt \
+        || { tail -40 /tmp/kiln-parity-ops.txt; exit 1; }
+    tail -1 /tmp/kiln-parity-ops.txt
+    cargo run -q -p kiln-cuda --bin kiln-parity -- model --tokens 8 --prompt "Is the kiln hot?" \
+        --model tests/fixtures/models/llama3/llama3.Q8_0.gguf
     echo "== wasm32 build"; cargo build -p kiln --target wasm32-unknown-unknown
     echo "== all tests passed"
     ;;
