@@ -52,8 +52,8 @@ test)
     cargo run -q -p kiln-cuda --bin kiln-parity -- ops --iters 0 > /tmp/kiln-parity-ops.txt \
         || { tail -40 /tmp/kiln-parity-ops.txt; exit 1; }
     tail -1 /tmp/kiln-parity-ops.txt
-    cargo run -q -p kiln-cuda --bin kiln-parity -- model --tokens 8 --prompt "Is the kiln hot?" \
-        --model tests/fixtures/models/llama3/llama3.Q8_0.gguf
+    cargo run -q -p kiln-cuda --bin kiln-parity -- model --tokens 16 \
+        --model tests/fixtures/models/llama3/llama3.F32.gguf --reference tests/fixtures/models/llama3/reference.json
     echo "== wasm32 build"; cargo build -p kiln --target wasm32-unknown-unknown
     echo "== all tests passed"
     ;;

@@ -89,7 +89,58 @@ enum Cmd {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// A PyTorch reference (`tests/fixtures/models/*/reference*.json` or
+        /// `tests/fixtures/smollm2/reference.json`): its prompt ids replace
+        /// --prompt, and every backend's logits and greedy tokens are also
+        /// compared with PyTorch's.
+        #[arg(long)]
+        reference: Option<std::path::PathBuf>,
     },
+}
+
+/// (prompt ids, last-prompt-position logits as (id, value) pairs, greedy ids)
+/// from a PyTorch reference file of either fixture format.
+type Reference = (Vec<u32>, Vec<(usize, f32)>, Vec<u32>);
+
+fn load_reference(path: &std::path::Path) -> Result<Reference, Box<dyn std::error::Error>> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    let rec = v.get("records").and_then(|r| r.get(0)).unwrap_or(&v);
+    let ids = |k: &str| -> Vec<u32> {
+        rec[k]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_u64())
+                    .map(|x| x as u32)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let logits: Vec<(usize, f32)> = if let Some(all) = rec["prompt_logits"].as_array() {
+        let last = all
+            .last()
+            .and_then(|l| l.as_array())
+            .cloned()
+            .unwrap_or_default();
+        last.iter()
+            .enumerate()
+            .filter_map(|(i, x)| x.as_f64().map(|x| (i, x as f32)))
+            .collect()
+    } else {
+        rec["last_logits_top20"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| Some((p[0].as_u64()? as usize, p[1].as_f64()? as f32)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let prompt = ids("prompt_ids");
+    if prompt.is_empty() || logits.is_empty() {
+        return Err(format!("{}: no prompt_ids / logits", path.display()).into());
+    }
+    Ok((prompt, logits, ids("greedy_ids")))
 }
 
 fn bench(
@@ -143,9 +194,14 @@ fn model(
     no_wgpu: bool,
     no_cuda: bool,
     json: bool,
+    reference: Option<&std::path::Path>,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    use kiln_cuda::model_parity::{compare, encode, trace};
-    let ids = encode(path, prompt)?;
+    use kiln_cuda::model_parity::{REL_TOL, compare, encode, trace};
+    let torch = reference.map(load_reference).transpose()?;
+    let ids = match &torch {
+        Some((p, _, _)) => p.clone(),
+        None => encode(path, prompt)?,
+    };
     if ids.is_empty() || steps == 0 {
         return Err("the prompt and --tokens must not be empty".into());
     }
@@ -174,6 +230,26 @@ fn model(
         ok &= c.pass(steps);
         rows.push((t, c));
     }
+    // Against PyTorch: last prompt position's logits and the greedy tokens.
+    let mut vs_torch = Vec::new();
+    if let Some((_, logits, greedy)) = &torch {
+        for t in std::iter::once(&reference).chain(rows.iter().map(|(t, _)| t)) {
+            let m = logits.iter().map(|(_, v)| v.abs()).fold(0f32, f32::max);
+            let d = logits
+                .iter()
+                .map(|(i, v)| (t.logits[0].get(*i).copied().unwrap_or(f32::NAN) - v).abs())
+                .fold(0f32, f32::max);
+            let n = greedy.len().min(t.tokens.len());
+            let agree = t
+                .tokens
+                .iter()
+                .zip(greedy)
+                .take_while(|(a, b)| a == b)
+                .count();
+            ok &= d <= REL_TOL * m && agree == n;
+            vs_torch.push((t.backend.clone(), d / m.max(1e-30), agree, n));
+        }
+    }
     let tps = |t: &kiln_cuda::model_parity::Trace| {
         (t.tokens.len().saturating_sub(1)) as f64 / t.decode_secs.max(1e-9)
     };
@@ -194,6 +270,7 @@ fn model(
             "tolerance_rel": kiln_cuda::model_parity::REL_TOL,
             "reference": { "backend": reference.backend, "tokens": reference.tokens },
             "backends": v,
+            "vs_pytorch": vs_torch.iter().map(|(b, r, a, n)| serde_json::json!({"backend": b, "logits_rel": r, "tokens_agree": a, "tokens": n})).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -236,6 +313,11 @@ fn model(
         println!(
             "* decode with full logits read back every step (a parity run, not a benchmark; see kiln bench)"
         );
+        for (b, rel, agree, n) in &vs_torch {
+            println!(
+                "vs PyTorch: {b:<44} last-prompt logits rel {rel:.2e}   greedy {agree}/{n} identical"
+            );
+        }
     }
     Ok(if ok {
         ExitCode::SUCCESS
@@ -503,7 +585,17 @@ fn main() -> ExitCode {
             no_wgpu,
             no_cuda,
             json,
-        } => model(&m, &prompt, tokens, adapter, no_wgpu, no_cuda, json),
+            reference,
+        } => model(
+            &m,
+            &prompt,
+            tokens,
+            adapter,
+            no_wgpu,
+            no_cuda,
+            json,
+            reference.as_deref(),
+        ),
     };
     r.unwrap_or_else(|e| {
         eprintln!("error: {e}");
