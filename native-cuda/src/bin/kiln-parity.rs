@@ -72,30 +72,33 @@ enum Cmd {
     },
     /// A GGUF model on CPU reference, wgpu and CUDA: per-layer hidden states,
     /// logits per step, greedy tokens, speed.
-    Model {
-        #[arg(long)]
-        model: std::path::PathBuf,
-        #[arg(long, default_value = "The history of the clock is a story of")]
-        prompt: String,
-        /// Greedy decode steps.
-        #[arg(long, default_value_t = 8)]
-        tokens: usize,
-        #[arg(long)]
-        adapter: Option<String>,
-        #[arg(long)]
-        no_wgpu: bool,
-        #[arg(long)]
-        no_cuda: bool,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-        /// A PyTorch reference (`tests/fixtures/models/*/reference*.json` or
-        /// `tests/fixtures/smollm2/reference.json`): its prompt ids replace
-        /// --prompt, and every backend's logits and greedy tokens are also
-        /// compared with PyTorch's.
-        #[arg(long)]
-        reference: Option<std::path::PathBuf>,
-    },
+    Model(ModelArgs),
+}
+
+#[derive(clap::Args)]
+struct ModelArgs {
+    #[arg(long)]
+    model: std::path::PathBuf,
+    #[arg(long, default_value = "The history of the clock is a story of")]
+    prompt: String,
+    /// Greedy decode steps.
+    #[arg(long, default_value_t = 8)]
+    tokens: usize,
+    #[arg(long)]
+    adapter: Option<String>,
+    #[arg(long)]
+    no_wgpu: bool,
+    #[arg(long)]
+    no_cuda: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+    /// A PyTorch reference (`tests/fixtures/models/*/reference*.json` or
+    /// `tests/fixtures/smollm2/reference.json`): its prompt ids replace
+    /// --prompt, and every backend's logits and greedy tokens are also
+    /// compared with PyTorch's.
+    #[arg(long)]
+    reference: Option<std::path::PathBuf>,
 }
 
 /// (prompt ids, last-prompt-position logits as (id, value) pairs, greedy ids)
@@ -186,16 +189,10 @@ fn bench(
     Ok(ExitCode::SUCCESS)
 }
 
-fn model(
-    path: &std::path::Path,
-    prompt: &str,
-    steps: usize,
-    adapter: Option<String>,
-    no_wgpu: bool,
-    no_cuda: bool,
-    json: bool,
-    reference: Option<&std::path::Path>,
-) -> Result<ExitCode, Box<dyn std::error::Error>> {
+fn model(a: ModelArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (path, prompt, steps) = (a.model.as_path(), a.prompt.as_str(), a.tokens);
+    let (adapter, no_wgpu, no_cuda, json) = (a.adapter.clone(), a.no_wgpu, a.no_cuda, a.json);
+    let reference = a.reference.as_deref();
     use kiln_cuda::model_parity::{REL_TOL, compare, encode, trace};
     let torch = reference.map(load_reference).transpose()?;
     let ids = match &torch {
@@ -577,25 +574,7 @@ fn main() -> ExitCode {
             reps,
             adapter,
         } => bench(&m, prefill, decode, reps, adapter),
-        Cmd::Model {
-            model: m,
-            prompt,
-            tokens,
-            adapter,
-            no_wgpu,
-            no_cuda,
-            json,
-            reference,
-        } => model(
-            &m,
-            &prompt,
-            tokens,
-            adapter,
-            no_wgpu,
-            no_cuda,
-            json,
-            reference.as_deref(),
-        ),
+        Cmd::Model(a) => model(a),
     };
     r.unwrap_or_else(|e| {
         eprintln!("error: {e}");
