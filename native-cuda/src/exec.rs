@@ -297,22 +297,15 @@ impl Executable for CudaExecutable {
         self.graph.check_syms(p, syms)?;
         self.write_syms(syms)?;
         self.stream.synchronize().map_err(driver_err)?;
-        let mut out: Vec<(String, f64, usize)> = Vec::new();
+        let mut out = kiln::backend::KernelProfile::default();
         for s in &self.steps[p] {
             let t0 = Instant::now();
             self.launch(s)?;
             self.stream.synchronize().map_err(driver_err)?;
             let dt = t0.elapsed().as_secs_f64();
-            match out.iter_mut().find(|(l, _, _)| *l == s.label) {
-                Some(e) => {
-                    e.1 += dt;
-                    e.2 += 1;
-                }
-                None => out.push((s.label.clone(), dt, 1)),
-            }
+            out.add(&s.label, dt);
         }
-        out.sort_by(|a, b| b.1.total_cmp(&a.1));
-        Ok(out)
+        Ok(out.finish())
     }
 
     fn device_bytes(&self) -> u64 {

@@ -102,6 +102,28 @@ pub trait Backend {
     fn compile(&self, graph: &Graph) -> Result<Box<dyn Executable>, BackendError>;
 }
 
+/// Per-kernel times for [`Executable::profile`]: (label, seconds, dispatches).
+#[derive(Debug, Default)]
+pub struct KernelProfile(Vec<(String, f64, usize)>);
+
+impl KernelProfile {
+    pub fn add(&mut self, label: &str, secs: f64) {
+        match self.0.iter_mut().find(|(l, _, _)| l == label) {
+            Some(e) => {
+                e.1 += secs;
+                e.2 += 1;
+            }
+            None => self.0.push((label.to_string(), secs, 1)),
+        }
+    }
+
+    /// The kernels, slowest first.
+    pub fn finish(mut self) -> Vec<(String, f64, usize)> {
+        self.0.sort_by(|a, b| b.1.total_cmp(&a.1));
+        self.0
+    }
+}
+
 /// Shared checks for [`Executable::write`]: the tensor exists, is writable and
 /// the data matches; host-given inputs are validated by their consumers.
 pub fn check_write(graph: &Graph, t: TensorId, data: &HostTensor) -> Result<(), BackendError> {

@@ -367,7 +367,7 @@ impl WgpuExecutable {
                 .map_err(|e| BackendError::DeviceLost(e.to_string()))
         };
         wait(&self.ctx)?;
-        let mut out: Vec<(String, f64, usize)> = Vec::new();
+        let mut out = crate::backend::KernelProfile::default();
         for s in &self.steps[p] {
             let t0 = std::time::Instant::now();
             let mut enc = self.ctx.device.create_command_encoder(&Default::default());
@@ -380,17 +380,10 @@ impl WgpuExecutable {
             self.ctx.queue.submit([enc.finish()]);
             wait(&self.ctx)?;
             let dt = t0.elapsed().as_secs_f64();
-            match out.iter_mut().find(|(l, _, _)| *l == s.label) {
-                Some(e) => {
-                    e.1 += dt;
-                    e.2 += 1;
-                }
-                None => out.push((s.label.clone(), dt, 1)),
-            }
+            out.add(&s.label, dt);
         }
-        out.sort_by(|a, b| b.1.total_cmp(&a.1));
         self.ctx.take_error()?;
-        Ok(out)
+        Ok(out.finish())
     }
 
     /// How many buffers (row chunks) hold tensor `t` (0 for pooled intermediates).
