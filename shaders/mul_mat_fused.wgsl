@@ -24,6 +24,7 @@ struct Params {
     has_norm: u32,
     eps: f32,
     glu: u32,
+    rows_per_wg: u32,  // SUBGROUPS: output columns per workgroup
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -120,7 +121,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
 }
 #elif SUBGROUPS
-const ROWS: u32 = 8u;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -134,11 +134,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             inv[m] = inv_rms(subgroupAdd(sumsq(m, lane, sgs)));
         }
     }
-    let c0 = (wid.x + wid.y * nwg.x) * ROWS;
+    let rows_wg = p.rows_per_wg;
+    let c0 = (wid.x + wid.y * nwg.x) * rows_wg;
     let nu = (p.k + 31u) / 32u;
     if (p.m == 1u) {
         // Decode: scalar accumulators (no per-row arrays in local memory).
-        for (var cc = sg; cc < ROWS; cc += WG / sgs) {
+        for (var cc = sg; cc < rows_wg; cc += WG / sgs) {
             let c = c0 + cc;
             if (c >= p.n) {
                 break;
@@ -161,7 +162,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         return;
     }
-    for (var cc = sg; cc < ROWS; cc += WG / sgs) {
+    for (var cc = sg; cc < rows_wg; cc += WG / sgs) {
         let c = c0 + cc;
         if (c >= p.n) {
             break;

@@ -52,12 +52,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
 }
 #elif SUBGROUPS
-// Subgroup variant: a workgroup owns ROWS consecutive weight rows; each
+// Subgroup variant: a workgroup owns p.rows_per_wg consecutive weight rows
+// (one per subgroup where the subgroup size is known, else 8); each
 // subgroup takes rows in turn, its lanes stride over K in groups of 4
 // weights and reduce with subgroupAdd —
 // no workgroup memory, no barriers. Rows of x go MMAX at a time, so this
 // kernel also serves any m (CPU adapters use it for prefill).
-const ROWS: u32 = 8u;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -65,9 +65,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let sgs = subgroupAdd(1u);
     let sg = lid / sgs;
     let lane = lid % sgs;
-    let r0 = (wid.x + wid.y * nwg.x) * ROWS;
+    let rows_wg = p.rows_per_wg;
+    let r0 = (wid.x + wid.y * nwg.x) * rows_wg;
     let ng = (p.k + 3u) / 4u;
-    for (var rr = sg; rr < ROWS; rr += WG / sgs) {
+    for (var rr = sg; rr < rows_wg; rr += WG / sgs) {
         let r = r0 + rr;
         if (r >= p.rows) {
             break;

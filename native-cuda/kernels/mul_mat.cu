@@ -23,9 +23,10 @@ __device__ void mul_mat_vec(const Params& p, const Ptrs& b) {
     const float* res = BUF(const float, 3);
     const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
     const u32 lane = threadIdx.x & 31u, sg = threadIdx.x >> 5;
-    const u32 r0 = wg_index() * 8u;
+    const u32 R = p.w[6] ? p.w[6] : 8u;  // rows per block (params: rows_per_wg)
+    const u32 r0 = wg_index() * R;
     const u32 ng = (k + 3u) / 4u;
-    for (u32 rr = sg; rr < 8u; rr += 2u) {
+    for (u32 rr = sg; rr < R; rr += 2u) {
         u32 r = r0 + rr;
         if (r >= rows) break;
         if (m == 1u) {
@@ -132,9 +133,10 @@ __device__ void mul_mat_fused(const Params& p, const Ptrs& b) {
             inv[mm] = 1.0f / sqrtf(warp_sum(s) / (float)k + eps);
         }
     }
-    const u32 c0 = wg_index() * 8u;
+    const u32 R = p.w[7] ? p.w[7] : 8u;  // columns per block (params: rows_per_wg)
+    const u32 c0 = wg_index() * R;
     const u32 ng = (k + 3u) / 4u;
-    for (u32 cc = sg; cc < 8u; cc += 2u) {
+    for (u32 cc = sg; cc < R; cc += 2u) {
         u32 c = c0 + cc;
         if (c >= n) break;
         float a[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};

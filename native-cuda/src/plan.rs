@@ -63,8 +63,9 @@ pub struct Launch {
 /// The capabilities CUDA kernels are planned for.
 pub fn caps() -> GpuCaps {
     GpuCaps {
-        // Warps play subgroups (mul_mat_vec: 8 rows per block of 64).
+        // Warps play subgroups (mul_mat_vec: one row per warp, 2 per block of 64).
         subgroups: true,
+        subgroup_size: 32,
         cpu: false,
         shader_f16: true,
         // gridDim.y's limit; x folds into y above it (ops::grid).

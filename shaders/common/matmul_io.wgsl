@@ -10,6 +10,7 @@ struct Params {
     n0: u32,    // first weight row of this chunk
     rows: u32,  // weight rows in this chunk
     has_res: u32,
+    rows_per_wg: u32,  // subgroup GEMV: weight rows per workgroup (WG / subgroup size)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

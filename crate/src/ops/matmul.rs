@@ -118,11 +118,11 @@ impl Op for MatMul {
             .enumerate()
             .map(|(c, ch)| {
                 let groups = if gemv {
-                    // Rows per workgroup: 64 (CPU), 8 (subgroups) or 1.
+                    // Rows per workgroup: 64 (CPU), one per subgroup, or 1.
                     let per = if ctx.caps.cpu {
                         64
                     } else if ctx.caps.subgroups {
-                        8
+                        ctx.caps.gemv_rows_per_workgroup()
                     } else {
                         1
                     };
@@ -155,6 +155,7 @@ impl Op for MatMul {
                         u(ch.row0)?,
                         u(ch.rows)?,
                         (ctx.inputs.len() > 2) as u32,
+                        u(ctx.caps.gemv_rows_per_workgroup())?,
                     ],
                     groups,
                 })

@@ -173,7 +173,10 @@ impl Op for FusedMatMul {
             let (defines, per) = if ctx.caps.cpu {
                 (vec![weight_define(w.dtype), "ROW_PER_THREAD"], 64)
             } else if ctx.caps.subgroups {
-                (vec![weight_define(w.dtype)], 8)
+                (
+                    vec![weight_define(w.dtype)],
+                    ctx.caps.gemv_rows_per_workgroup(),
+                )
             } else {
                 (vec![weight_define(w.dtype)], 1)
             };
@@ -190,6 +193,7 @@ impl Op for FusedMatMul {
                     in_kernel_norm as u32,
                     f(eps),
                     self.glu as u32,
+                    u(ctx.caps.gemv_rows_per_workgroup())?,
                 ],
                 groups: grid(n.div_ceil(per), ctx.caps)?,
             });

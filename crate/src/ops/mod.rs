@@ -93,12 +93,25 @@ pub trait Op: Send + Sync + std::fmt::Debug + AsAny {
 #[derive(Clone, Debug)]
 pub struct GpuCaps {
     pub subgroups: bool,
+    /// The subgroup size when the adapter reports one fixed size (0: unknown).
+    pub subgroup_size: u32,
     /// A CPU implementation (lavapipe, SwiftShader): barriers are expensive,
     /// so kernels without workgroup barriers are preferred.
     pub cpu: bool,
     pub shader_f16: bool,
     pub max_workgroups_per_dim: u32,
     pub max_binding_bytes: u64,
+}
+
+impl GpuCaps {
+    /// Rows per 64-invocation workgroup of the subgroup GEMV kernels: one
+    /// per subgroup when the size is known (more workgroups in flight), else 8.
+    pub fn gemv_rows_per_workgroup(&self) -> usize {
+        match self.subgroup_size {
+            s if (1..=64).contains(&s) && 64 % s == 0 => (64 / s) as usize,
+            _ => 8,
+        }
+    }
 }
 
 /// A contiguous range of rows of a split input, bound as its own buffer.

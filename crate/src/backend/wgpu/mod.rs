@@ -165,6 +165,11 @@ impl GpuContext {
             .min(limits.max_buffer_size);
         let caps = GpuCaps {
             subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_size: if info.subgroup_min_size == info.subgroup_max_size {
+                info.subgroup_max_size
+            } else {
+                0
+            },
             cpu: info.device_type == wgpu::DeviceType::Cpu,
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
