@@ -45,14 +45,6 @@ fn reference(name: &str) -> Value {
         .unwrap()
 }
 
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
 fn floats(v: &Value) -> Vec<f32> {
     v.as_array()
         .unwrap()
@@ -143,8 +135,8 @@ fn check_f32(name: &str, src: Source, gpu: &dyn Backend, fused: bool) {
         Source::Gguf(ty) if ty != "F32" => reference_file(name, &format!("reference.{ty}.json")),
         _ => reference(name),
     };
-    let prompt = ids(&r["prompt_ids"]);
-    let want_greedy = ids(&r["greedy_ids"]);
+    let prompt = common::ids(&r["prompt_ids"]);
+    let want_greedy = common::ids(&r["greedy_ids"]);
     let mut llm = load_with(name, &src, gpu, fused);
     // Every prompt position, decode path.
     let got = stepwise_logits(&mut llm, &prompt);
@@ -215,8 +207,8 @@ fn quantized_models_match_the_cpu_reference_and_report_drift() {
     let Some(gpu) = common::gpu() else { return };
     let name = "llama";
     let r = reference(name);
-    let mut seq = ids(&r["prompt_ids"]);
-    seq.extend(ids(&r["greedy_ids"]));
+    let mut seq = common::ids(&r["prompt_ids"]);
+    seq.extend(common::ids(&r["greedy_ids"]));
     let base = {
         let mut llm = load(name, &Source::Hf(None), &gpu);
         perplexity(&stepwise_logits(&mut llm, &seq), &seq)
@@ -255,16 +247,16 @@ fn quantized_models_match_the_cpu_reference_and_report_drift() {
         );
         if label.contains("F16") {
             on_gpu.reset();
-            on_gpu.feed(&ids(&r["prompt_ids"])).unwrap();
+            on_gpu.feed(&common::ids(&r["prompt_ids"])).unwrap();
             let mut greedy = Vec::new();
-            for _ in 0..ids(&r["greedy_ids"]).len() {
+            for _ in 0..common::ids(&r["greedy_ids"]).len() {
                 let t = on_gpu.greedy().unwrap();
                 greedy.push(t);
                 on_gpu.feed(&[t]).unwrap();
             }
             assert_eq!(
                 greedy,
-                ids(&r["greedy_ids"]),
+                common::ids(&r["greedy_ids"]),
                 "f16 greedy tokens differ from PyTorch"
             );
         }

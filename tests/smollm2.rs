@@ -26,14 +26,6 @@ fn model_path() -> std::path::PathBuf {
     p
 }
 
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
 /// The reference records and the model on `gpu` with this KV-cache dtype.
 fn setup(gpu: &dyn kiln::Backend, kv_dtype: kiln::DType) -> (Value, Llm) {
     let reference = serde_json::from_str(&std::fs::read_to_string(REFERENCE).unwrap()).unwrap();
@@ -54,8 +46,8 @@ fn greedy_tokens_and_logits_match_pytorch() {
     let (reference, mut llm) = setup(&gpu, kiln::DType::F32);
     for rec in reference["records"].as_array().unwrap() {
         let label = rec["label"].as_str().unwrap();
-        let prompt = ids(&rec["prompt_ids"]);
-        let want = ids(&rec["greedy_ids"]);
+        let prompt = common::ids(&rec["prompt_ids"]);
+        let want = common::ids(&rec["greedy_ids"]);
         llm.reset();
         llm.feed(&prompt).unwrap();
         // Logits of the last prompt position vs HF's top 20. HF and Kiln both
@@ -114,9 +106,9 @@ fn f16_kv_cache_drift_is_reported() {
     let (reference, mut llm) = setup(&gpu, kiln::DType::F16);
     for rec in reference["records"].as_array().unwrap() {
         let label = rec["label"].as_str().unwrap();
-        let want = ids(&rec["greedy_ids"]);
+        let want = common::ids(&rec["greedy_ids"]);
         llm.reset();
-        llm.feed(&ids(&rec["prompt_ids"])).unwrap();
+        llm.feed(&common::ids(&rec["prompt_ids"])).unwrap();
         let logits = llm.logits().unwrap();
         let worst = rec["last_logits_top20"]
             .as_array()

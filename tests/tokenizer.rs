@@ -2,6 +2,8 @@
 //! SmolLM2's byte-level BPE read from the real GGUF, a small SentencePiece (`llama`) vocabulary
 //! built from a spec and from HF's tokenizer.json, streaming decode, and typed errors.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -50,14 +52,6 @@ fn smollm2() -> &'static Tokenizer {
         );
         Tokenizer::from_spec(spec).unwrap()
     })
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
 }
 
 fn llama_spec() -> TokenizerSpec {
@@ -113,13 +107,13 @@ fn check_cases(t: &Tokenizer, fixture: &Value, round_trip: bool) {
     assert!(!cases.is_empty());
     for c in cases {
         let text = c["text"].as_str().unwrap();
-        let want = ids(&c["ids"]);
+        let want = common::ids(&c["ids"]);
         let got = t.encode(text, false).unwrap();
         if got != want {
             bad.push(format!("encode {text:?}: kiln {got:?} vs HF {want:?}"));
         }
         let got = t.encode(text, true).unwrap();
-        if got != ids(&c["ids_special"]) {
+        if got != common::ids(&c["ids_special"]) {
             bad.push(format!("encode+special {text:?}: kiln {got:?}"));
         }
         for (skip, key) in [(false, "decode"), (true, "decode_skip_special")] {
@@ -158,7 +152,7 @@ fn check_cases(t: &Tokenizer, fixture: &Value, round_trip: bool) {
 fn check_meta(t: &Tokenizer, fixture: &Value) {
     let meta = &fixture["meta"];
     assert_eq!(t.vocab_size() as u64, meta["vocab_size"].as_u64().unwrap());
-    let special = ids(&meta["special_ids"]);
+    let special = common::ids(&meta["special_ids"]);
     let got: Vec<u32> = (0..t.vocab_size() as u32)
         .filter(|&i| t.is_special(i))
         .collect();
@@ -196,7 +190,11 @@ fn pre_tokenizer_variants_match_hf() {
         spec.pre = Some(pre.clone());
         let t = Tokenizer::from_spec(&spec).unwrap();
         for (text, want) in texts.iter().zip(want.as_array().unwrap()) {
-            assert_eq!(t.encode(text, false).unwrap(), ids(want), "{pre}: {text:?}");
+            assert_eq!(
+                t.encode(text, false).unwrap(),
+                common::ids(want),
+                "{pre}: {text:?}"
+            );
         }
     }
 }

@@ -5,6 +5,7 @@ use kiln::backend::wgpu::{WgpuBackend, WgpuOptions};
 
 /// The test adapter. Without one the test fails with a clear message, unless
 /// `KILN_SKIP_GPU=1` is set (then `None`, and the caller skips with one line).
+#[allow(dead_code)] // the tokenizer tests need no GPU
 pub fn gpu() -> Option<WgpuBackend> {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         // Silences Vulkan loader noise on headless machines.
@@ -24,4 +25,14 @@ pub fn gpu() -> Option<WgpuBackend> {
              or set KILN_SKIP_GPU=1"
         ),
     }
+}
+
+/// A JSON array of token ids (fixture files).
+#[allow(dead_code)] // not every test crate that includes this module reads fixtures
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
