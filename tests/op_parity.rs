@@ -14,12 +14,7 @@ fn seed() -> u64 {
     std::env::var("KILN_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(7)
-        })
+        .unwrap_or_else(kiln::parity::clock_seed)
 }
 
 fn run_suite(backend: &kiln::backend::wgpu::WgpuBackend, label: &str) {

@@ -14,6 +14,15 @@ use crate::dtype::DType;
 use crate::graph::{Graph, TensorId};
 use crate::host::HostTensor;
 
+/// A fresh seed for the suite's random inputs (nanoseconds of the clock),
+/// for runs that are not given one; callers print it so a run can be repeated.
+pub fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+}
+
 /// `|got − want| ≤ atol + rtol·|want|` per element (u32 outputs: exact).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tol {

@@ -402,7 +402,6 @@ fn median(v: &mut [f64]) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
-#[allow(clippy::too_many_arguments)]
 fn ops(
     filter: &str,
     seed: Option<u64>,
@@ -411,12 +410,7 @@ fn ops(
     no_cuda: bool,
     iters: usize,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let seed = seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    });
+    let seed = seed.unwrap_or_else(kiln::parity::clock_seed);
     let cuda = if no_cuda {
         None
     } else {

@@ -149,12 +149,7 @@ mod native {
         no_subgroups: bool,
         cpu_kernels: Option<bool>,
     ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-        let seed = seed.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
+        let seed = seed.unwrap_or_else(parity::clock_seed);
         let mut backend = WgpuBackend::new(&WgpuOptions {
             adapter,
             ..Default::default()
