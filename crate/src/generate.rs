@@ -2,7 +2,7 @@
 //! with minijinja), the generation loop with streaming, stop strings, EOS and
 //! token limits, and KV-cache prefix reuse across chat turns.
 
-use std::time::Instant;
+use web_time::Instant;
 
 #[cfg(not(target_arch = "wasm32"))]
 use crate::backend::Backend;
@@ -229,24 +229,42 @@ impl TextModel {
 
     /// Renders a conversation with the model's template and generates the
     /// assistant's reply.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn chat(
         &mut self,
         messages: &[ChatMessage],
         params: &GenerateParams,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation, LoadError> {
-        let prompt = self.template.render(messages, true)?;
-        let ids = self
-            .tokenizer
-            .encode(&prompt, false)
-            .map_err(|e| LoadError::Tokenizer(e.to_string()))?;
+        let ids = self.chat_prompt(messages)?;
         self.generate_ids(&ids, params, on_text)
+    }
+
+    /// The token ids of a conversation rendered with the model's template,
+    /// ready for the assistant's reply.
+    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, LoadError> {
+        let prompt = self.template.render(messages, true)?;
+        self.tokenizer
+            .encode(&prompt, false)
+            .map_err(|e| LoadError::Tokenizer(e.to_string()))
     }
 
     /// Generates a continuation of `prompt_ids`, streaming text to `on_text`
     /// (return false to stop). Tokens already in the KV cache as a prefix of
     /// `prompt_ids` are not recomputed.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn generate_ids(
+        &mut self,
+        prompt_ids: &[u32],
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation, LoadError> {
+        pollster::block_on(self.generate_ids_async(prompt_ids, params, on_text))
+    }
+
+    /// [`TextModel::generate_ids`] for hosts that must not block (the web):
+    /// every read of the device is awaited.
+    pub async fn generate_ids_async(
         &mut self,
         prompt_ids: &[u32],
         params: &GenerateParams,
@@ -320,10 +338,10 @@ impl TextModel {
         if params.sampling.is_plain_greedy() {
             // The device feeds each argmax back to itself; the host only
             // reads 4 bytes per token, one step behind.
-            self.llm.greedy_pipelined(budget, &mut take)?;
+            self.llm.greedy_pipelined_async(budget, &mut take).await?;
         } else {
             for _ in 0..budget {
-                let mut logits = self.llm.logits()?;
+                let mut logits = self.llm.logits_async().await?;
                 let next = sampler.sample(&mut logits, &self.llm.tokens);
                 if !take(next)? || self.llm.tokens.len() >= self.llm.max_ctx() {
                     break;

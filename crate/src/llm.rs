@@ -22,7 +22,10 @@ pub struct Llm {
 
 /// Reads a weight; `a+b` names (fused weights) are read part by part and
 /// concatenated by rows (the builder checked they share dtype and width).
-fn read_weight(source: &mut dyn WeightSource, name: &str) -> Result<HostTensor, LoadError> {
+pub(crate) fn read_weight(
+    source: &mut dyn WeightSource,
+    name: &str,
+) -> Result<HostTensor, LoadError> {
     if !name.contains(llama::CONCAT) {
         return source.read(name);
     }
@@ -58,18 +61,32 @@ impl Llm {
         opts: &LlamaOptions,
         progress: Progress,
     ) -> Result<Llm, LoadError> {
-        let model = llama::build(config, opts, &|name| source.info(name))?;
-        let mut exe = backend.compile(&model.graph)?;
-        let total = model.weight_bytes();
+        let mut llm = Llm::compile(config, &|name| source.info(name), backend, opts)?;
+        let total = llm.model.weight_bytes();
         let mut done = 0;
-        for (name, id) in &model.weights {
-            let data = read_weight(source, name)?;
-            exe.write(*id, &data)?;
+        for (name, id) in llm.model.weights.clone() {
+            let data = read_weight(source, &name)?;
+            llm.exe.write(id, &data)?;
             done += data.data.len() as u64;
             if !progress(done, total) {
                 return Err(LoadError::Cancelled);
             }
         }
+        Ok(llm)
+    }
+
+    /// Builds and compiles the model with its weights not yet written (for
+    /// loaders that stream weights in file order; see
+    /// [`crate::loader::stream`]). `info` gives each file tensor's shape and
+    /// dtype.
+    pub fn compile(
+        config: &LlamaConfig,
+        info: llama::WeightLookup,
+        backend: &dyn Backend,
+        opts: &LlamaOptions,
+    ) -> Result<Llm, LoadError> {
+        let model = llama::build(config, opts, info)?;
+        let mut exe = backend.compile(&model.graph)?;
         model.clear_cache(exe.as_mut())?;
         Ok(Llm {
             model,
@@ -180,7 +197,28 @@ impl Llm {
     /// the one predicted by the last feed) and returns false to stop; at most
     /// `max_new` tokens. Every token handed out except possibly the last is
     /// in the KV cache afterwards (`self.tokens`).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn greedy_pipelined(
+        &mut self,
+        max_new: usize,
+        on_token: &mut dyn FnMut(u32) -> Result<bool, LoadError>,
+    ) -> Result<(), LoadError> {
+        pollster::block_on(self.greedy_pipelined_async(max_new, on_token))
+    }
+
+    /// Reads a tensor without blocking (awaits the device on the web).
+    pub async fn read_async(&mut self, t: crate::graph::TensorId) -> Result<HostTensor, LoadError> {
+        let ticket = self.exe.read_start(t)?;
+        self.finish_async(ticket).await
+    }
+
+    async fn finish_async(&mut self, ticket: usize) -> Result<HostTensor, LoadError> {
+        self.exe.read_ready(ticket).await;
+        Ok(self.exe.read_finish(ticket)?)
+    }
+
+    /// [`Llm::greedy_pipelined`] for hosts that must not block (the web).
+    pub async fn greedy_pipelined_async(
         &mut self,
         max_new: usize,
         on_token: &mut dyn FnMut(u32) -> Result<bool, LoadError>,
@@ -198,13 +236,13 @@ impl Llm {
             } else {
                 None
             };
-            let tok = self.exe.read_finish(pending)?.to_u32()?[0];
+            let tok = self.finish_async(pending).await?.to_u32()?[0];
             let go_on = on_token(tok)?;
             let Some(ticket) = ahead else { break };
             self.tokens.push(tok);
             self.last = Some(dec.clone());
             if !go_on {
-                self.exe.read_finish(ticket)?;
+                self.finish_async(ticket).await?;
                 break;
             }
             pending = ticket;
@@ -217,5 +255,11 @@ impl Llm {
     pub fn logits(&mut self) -> Result<Vec<f32>, LoadError> {
         let logits = self.last()?.logits;
         Ok(self.exe.read(logits)?.to_f32()?)
+    }
+
+    /// [`Llm::logits`] without blocking.
+    pub async fn logits_async(&mut self) -> Result<Vec<f32>, LoadError> {
+        let logits = self.last()?.logits;
+        Ok(self.read_async(logits).await?.to_f32()?)
     }
 }

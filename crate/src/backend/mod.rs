@@ -47,6 +47,9 @@ pub enum BackendError {
     Tensor { name: String, detail: String },
 }
 
+/// See [`Executable::read_ready`].
+pub type ReadReady = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
 /// A compiled graph on one backend.
 pub trait Executable {
     fn graph(&self) -> &Graph;
@@ -88,8 +91,16 @@ pub trait Executable {
     /// [`Executable::read_finish`] (so the device never idles waiting for it).
     fn read_start(&mut self, t: TensorId) -> Result<usize, BackendError>;
 
-    /// Waits for a read started with [`Executable::read_start`].
+    /// Waits for a read started with [`Executable::read_start`]. On the web
+    /// nothing may block: await [`Executable::read_ready`] first.
     fn read_finish(&mut self, ticket: usize) -> Result<HostTensor, BackendError>;
+
+    /// Resolves once read `ticket` can be finished without blocking. Native
+    /// backends finish reads synchronously, so the default is ready at once;
+    /// the WebGPU backend in a browser resolves when `mapAsync` does.
+    fn read_ready(&self, _ticket: usize) -> ReadReady {
+        Box::pin(std::future::ready(()))
+    }
 
     /// Copies tensor `src` into `dst` (same size) on the device at the start
     /// of the next run — e.g. the sampled token into the next step's input,

@@ -556,10 +556,11 @@ impl Executable for WgpuExecutable {
             off += size;
         }
         let index = self.ctx.queue.submit([enc.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+        let map = Arc::new(MapState::default());
+        let done = map.clone();
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| done.set(r));
         self.ctx.take_error()?;
         self.next_ticket += 1;
         self.reads.push(PendingRead {
@@ -568,7 +569,7 @@ impl Executable for WgpuExecutable {
             staging,
             offsets,
             index,
-            rx,
+            map,
         });
         Ok(self.next_ticket)
     }
@@ -581,6 +582,9 @@ impl Executable for WgpuExecutable {
             .ok_or_else(|| BackendError::Validation(format!("no pending read {ticket}")))?;
         let r = self.reads.remove(i);
         let lost = |e: String| BackendError::DeviceLost(e);
+        // Native: block until the copy is done. Web: the caller awaited
+        // `read_ready` (polling is a no-op there and blocking impossible).
+        #[cfg(not(target_arch = "wasm32"))]
         self.ctx
             .device
             .poll(wgpu::PollType::Wait {
@@ -589,9 +593,14 @@ impl Executable for WgpuExecutable {
             })
             .map_err(|e| lost(e.to_string()))?;
         self.ctx.take_error()?;
-        r.rx.recv()
-            .map_err(|e| lost(e.to_string()))?
-            .map_err(|e| lost(e.to_string()))?;
+        match r.map.result() {
+            Some(res) => res.map_err(|e| lost(e.to_string()))?,
+            None => {
+                return Err(BackendError::Validation(format!(
+                    "read {ticket} finished before the device delivered it (await read_ready)"
+                )));
+            }
+        }
         let info = self.graph.info(r.t)?.clone();
         let mut data = vec![0u8; info.bytes()];
         {
@@ -609,6 +618,19 @@ impl Executable for WgpuExecutable {
         r.staging.unmap();
         self.staging_free.push(r.staging);
         Ok(HostTensor::from_bytes(&info.shape, info.dtype, data)?)
+    }
+
+    fn read_ready(&self, ticket: usize) -> crate::backend::ReadReady {
+        let map = self
+            .reads
+            .iter()
+            .find(|r| r.ticket == ticket)
+            .map(|r| r.map.clone());
+        Box::pin(std::future::poll_fn(move |cx| match &map {
+            Some(m) => m.poll(cx),
+            // Unknown tickets fail in read_finish.
+            None => std::task::Poll::Ready(()),
+        }))
     }
 
     fn copy_before_next_run(&mut self, src: TensorId, dst: TensorId) -> Result<(), BackendError> {
@@ -632,5 +654,36 @@ struct PendingRead {
     staging: wgpu::Buffer,
     offsets: Vec<u64>,
     index: wgpu::SubmissionIndex,
-    rx: std::sync::mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
+    map: Arc<MapState>,
+}
+
+type MapResult = Result<(), wgpu::BufferAsyncError>;
+
+/// The outcome of a `map_async`, and who to wake when it arrives.
+#[derive(Default)]
+struct MapState(std::sync::Mutex<(Option<MapResult>, Option<std::task::Waker>)>);
+
+impl MapState {
+    fn set(&self, r: MapResult) {
+        if let Ok(mut s) = self.0.lock() {
+            s.0 = Some(r);
+            if let Some(w) = s.1.take() {
+                w.wake();
+            }
+        }
+    }
+
+    fn result(&self) -> Option<MapResult> {
+        self.0.lock().ok().and_then(|s| s.0.clone())
+    }
+
+    fn poll(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self.0.lock() {
+            Ok(mut s) if s.0.is_none() => {
+                s.1 = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+            _ => std::task::Poll::Ready(()),
+        }
+    }
 }
