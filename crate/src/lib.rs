@@ -19,6 +19,8 @@ pub mod quant;
 pub mod rng;
 pub mod sample;
 pub mod tokenizer;
+#[cfg(all(feature = "web", target_arch = "wasm32"))]
+pub mod web;
 
 pub use backend::{Backend, BackendError, Executable};
 pub use dtype::DType;

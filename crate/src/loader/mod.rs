@@ -71,6 +71,40 @@ pub trait WeightSource {
     fn read(&mut self, name: &str) -> Result<crate::HostTensor, LoadError>;
 }
 
+impl LoadError {
+    /// A stable code for programs (the `code` of the JS `Error` on the web).
+    pub fn code(&self) -> &'static str {
+        use crate::backend::BackendError as B;
+        match self {
+            LoadError::Io(_) => "IO_ERROR",
+            LoadError::BadMagic(_)
+            | LoadError::Version(_)
+            | LoadError::Truncated { .. }
+            | LoadError::Corrupt(_)
+            | LoadError::MissingKey(_)
+            | LoadError::WrongType { .. }
+            | LoadError::MissingTensor(_)
+            | LoadError::TensorShape { .. } => "CORRUPT_FILE",
+            LoadError::UnsupportedTensorType { .. } | LoadError::UnsupportedArchitecture(_) => {
+                "UNSUPPORTED_MODEL"
+            }
+            LoadError::Tokenizer(_) => "TOKENIZER_ERROR",
+            LoadError::Kiln(_) => "INVALID_INPUT",
+            LoadError::ContextFull { .. } => "CONTEXT_FULL",
+            LoadError::Cancelled => "ABORTED",
+            LoadError::Backend(b) => match b {
+                B::NoAdapter(_) | B::RequestDevice(_) => "WEBGPU_UNAVAILABLE",
+                B::DeviceLost(_) => "DEVICE_LOST",
+                B::OutOfMemory(_) => "OUT_OF_MEMORY",
+                B::BindingTooLarge { .. } => "DEVICE_LIMIT",
+                B::Unsupported { .. } => "UNSUPPORTED_MODEL",
+                B::Graph(_) | B::Tensor { .. } => "INVALID_INPUT",
+                B::ShaderCompile { .. } | B::Validation(_) => "GPU_ERROR",
+            },
+        }
+    }
+}
+
 impl From<std::io::Error> for LoadError {
     fn from(e: std::io::Error) -> Self {
         LoadError::Io(e.to_string())

@@ -653,6 +653,7 @@ struct PendingRead {
     t: TensorId,
     staging: wgpu::Buffer,
     offsets: Vec<u64>,
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     index: wgpu::SubmissionIndex,
     map: Arc<MapState>,
 }

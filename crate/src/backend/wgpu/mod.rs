@@ -25,6 +25,9 @@ pub struct WgpuOptions {
     /// Pretend the device's storage-binding limit is this small (tests use it
     /// to exercise weight splitting on any adapter).
     pub max_binding_override: Option<u64>,
+    /// Ask for the high-performance or low-power adapter (the browser's
+    /// `powerPreference`) instead of ranking all adapters.
+    pub power_preference: Option<wgpu::PowerPreference>,
 }
 
 /// One adapter as reported to users (`kiln devices`).
@@ -125,7 +128,16 @@ pub struct GpuContext {
 impl GpuContext {
     pub async fn new(opts: &WgpuOptions) -> Result<GpuContext, BackendError> {
         let env = std::env::var("KILN_ADAPTER").ok();
-        let adapter = pick(adapters().await, opts.adapter.as_deref().or(env.as_deref()))?;
+        let adapter = match opts.power_preference {
+            Some(power_preference) => instance()
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| BackendError::NoAdapter(format!(": {e}")))?,
+            None => pick(adapters().await, opts.adapter.as_deref().or(env.as_deref()))?,
+        };
         let info = adapter.get_info();
         let offered = adapter.features();
         let features = offered & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP);

@@ -1,0 +1,175 @@
+// The engine in this realm (page or worker): the wasm module, the WebGPU
+// device, streaming model loads and generation. Used directly on the main
+// thread (`{ worker: false }`) and by worker.js.
+import initWasm, { Engine } from './kiln_wasm.js';
+import { KilnError, toKilnError, aborted } from './errors.js';
+import { openCached, cacheWriter } from './cache.js';
+
+let wasmReady = null;
+let engine = null;
+
+export function initModule(wasmUrl) {
+  if (!wasmReady) {
+    wasmReady = initWasm(wasmUrl ? { module_or_path: wasmUrl } : undefined).catch((e) => {
+      wasmReady = null;
+      throw new KilnError('INTERNAL', `loading kiln's WebAssembly failed: ${e.message}`);
+    });
+  }
+  return wasmReady;
+}
+
+async function getEngine(opts) {
+  await initModule(opts.wasmUrl);
+  if (!globalThis.navigator?.gpu) {
+    throw new KilnError('WEBGPU_UNAVAILABLE', 'this browser has no WebGPU (navigator.gpu is missing); try a recent Chrome/Edge, or enable WebGPU');
+  }
+  if (!engine) {
+    engine = Engine.create(opts.adapterPreference).catch((e) => {
+      engine = null;
+      throw toKilnError(e);
+    });
+  }
+  return engine;
+}
+
+/** Forgets the device (after it was lost) so the next load opens a new one. */
+function dropEngine() {
+  engine = null;
+}
+
+const CHUNK = 1 << 20;
+
+/** `{ size, stream, fromCache, cache }` for any supported source. */
+async function openSource(source, opts) {
+  if (source instanceof ArrayBuffer || ArrayBuffer.isView(source)) {
+    const bytes = source instanceof ArrayBuffer ? new Uint8Array(source) : new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+    return { size: bytes.length, stream: () => new Blob([bytes]).stream(), fromCache: false };
+  }
+  if (typeof Blob !== 'undefined' && source instanceof Blob) {
+    return { size: source.size, stream: () => source.stream(), fromCache: false };
+  }
+  if (Array.isArray(source)) {
+    throw new KilnError('UNSUPPORTED_MODEL', 'safetensors folders are not supported in the browser yet: convert the model to GGUF (llama.cpp convert_hf_to_gguf.py)');
+  }
+  if (typeof source !== 'string' && !(source instanceof URL)) {
+    throw new KilnError('INVALID_INPUT', 'source must be a URL, a File/Blob or an ArrayBuffer');
+  }
+  const url = String(source);
+  if (!/\.gguf($|[?#])/i.test(url) && url.endsWith('/')) {
+    throw new KilnError('UNSUPPORTED_MODEL', 'safetensors folders are not supported in the browser yet: convert the model to GGUF');
+  }
+  if (opts.cache !== false) {
+    const hit = await openCached(url);
+    if (hit) return { ...hit, fromCache: true };
+  }
+  let resp;
+  try {
+    resp = await fetch(url, { signal: opts.signal });
+  } catch (e) {
+    if (opts.signal?.aborted) throw aborted(opts.signal);
+    throw new KilnError('NETWORK_ERROR', `fetching ${url} failed: ${e.message}`);
+  }
+  if (!resp.ok) throw new KilnError('NETWORK_ERROR', `fetching ${url}: HTTP ${resp.status} ${resp.statusText}`);
+  const size = Number(resp.headers.get('content-length'));
+  if (!Number.isFinite(size) || size <= 0 || resp.headers.get('content-encoding')) {
+    throw new KilnError('NETWORK_ERROR', `${url}: the server must send the file's Content-Length (uncompressed)`);
+  }
+  const cache = opts.cache !== false ? await cacheWriter(url, size) : null;
+  return { size, stream: () => resp.body, fromCache: false, cache };
+}
+
+/**
+ * Loads a GGUF model: streams the bytes (network or cache) straight into GPU
+ * buffers, tensor by tensor, reporting `{ phase, loaded, total, fraction,
+ * fromCache }` to `onProgress`.
+ */
+export async function loadModel(source, opts = {}) {
+  const eng = await getEngine(opts);
+  const src = await openSource(source, opts);
+  const progress = (phase, loaded) => opts.onProgress?.({ phase, loaded, total: src.size, fraction: src.size ? loaded / src.size : 1, fromCache: src.fromCache });
+  let loader;
+  try {
+    if (opts.maxBindingBytes) eng.limitBinding(opts.maxBindingBytes);
+    loader = eng.loadGguf(src.size, { maxCtx: opts.maxContext, prefillChunk: opts.prefillChunk, kvF16: !!opts.kvF16 });
+    const reader = src.stream().getReader();
+    let loaded = 0;
+    progress('download', 0);
+    for (;;) {
+      if (opts.signal?.aborted) {
+        await reader.cancel().catch(() => {});
+        throw aborted(opts.signal);
+      }
+      const { done, value } = await reader.read();
+      if (done) break;
+      for (let at = 0; at < value.length; at += CHUNK) loader.push(value.subarray(at, at + CHUNK));
+      if (src.cache) await src.cache.write(value);
+      loaded += value.length;
+      progress(src.fromCache ? 'cache' : 'download', loaded);
+    }
+    const model = loader.finish();
+    loader = null;
+    if (src.cache) await src.cache.close();
+    progress('ready', src.size);
+    return new DirectModel(model, eng.info(), src);
+  } catch (e) {
+    if (loader) loader.free();
+    if (src.cache) await src.cache.abort();
+    const err = toKilnError(e);
+    if (err.code === 'DEVICE_LOST') dropEngine();
+    throw err;
+  }
+}
+
+/** A loaded model in this realm; every method may throw a KilnError. */
+export class DirectModel {
+  constructor(model, adapter, src) {
+    this.model = model;
+    this.adapter = adapter;
+    this.fromCache = src.fromCache;
+    this.cacheError = src.cache?.error ? { code: src.cache.error.code, message: src.cache.error.message } : null;
+  }
+
+  wrap(f) {
+    try {
+      return f();
+    } catch (e) {
+      throw toKilnError(e);
+    }
+  }
+
+  tokenize(text, addSpecial = true) { return this.wrap(() => Array.from(this.model.tokenize(text, addSpecial))); }
+  detokenize(ids, skipSpecial = true) { return this.wrap(() => this.model.detokenize(Uint32Array.from(ids), skipSpecial)); }
+  chatPrompt(messages) { return this.wrap(() => Array.from(this.model.chatPrompt(messages))); }
+  reset() { return this.wrap(() => this.model.reset()); }
+  maxContext() { return this.wrap(() => this.model.maxContext()); }
+
+  /**
+   * Generates from token ids; `onText(chunk)` streams text. Resolves to the
+   * result (`finishReason` is "abort" when `signal` fired).
+   */
+  async run(ids, opts, onText, signal) {
+    if (signal?.aborted) throw aborted(signal);
+    let p;
+    try {
+      p = this.model.generate(Uint32Array.from(ids), opts, (s) => {
+        if (signal?.aborted) return false;
+        onText(s);
+        return !signal?.aborted;
+      });
+      return await p;
+    } catch (e) {
+      const err = toKilnError(e);
+      if (err.code === 'DEVICE_LOST') dropEngine();
+      throw err;
+    }
+  }
+
+  /** Test hook: destroys the device to exercise the device-lost path. */
+  async loseDevice() {
+    (await engine)?.loseDevice();
+  }
+
+  dispose() {
+    try { this.model.dispose(); this.model.free(); } catch { /* already gone */ }
+  }
+}

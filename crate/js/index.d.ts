@@ -1,0 +1,145 @@
+// Types for kiln-webgpu.
+
+/** Stable error codes carried by every KilnError. */
+export type KilnErrorCode =
+  | 'WEBGPU_UNAVAILABLE' | 'UNSUPPORTED_MODEL' | 'CORRUPT_FILE' | 'OUT_OF_MEMORY'
+  | 'DEVICE_LOST' | 'DEVICE_LIMIT' | 'ABORTED' | 'NETWORK_ERROR' | 'IO_ERROR'
+  | 'QUOTA_EXCEEDED' | 'CACHE_ERROR' | 'CONTEXT_FULL' | 'TOKENIZER_ERROR'
+  | 'INVALID_INPUT' | 'BUSY' | 'DISPOSED' | 'GPU_ERROR' | 'INTERNAL';
+
+export class KilnError extends Error {
+  readonly code: KilnErrorCode;
+  constructor(code: KilnErrorCode, message: string);
+}
+
+export interface LoadProgress {
+  phase: 'download' | 'cache' | 'ready';
+  loaded: number;
+  total: number;
+  fraction: number;
+  fromCache: boolean;
+}
+
+/** A GGUF model: URL, File/Blob or bytes. */
+export type ModelSource = string | URL | Blob | ArrayBuffer | ArrayBufferView;
+
+export interface LoadOptions {
+  onProgress?: (p: LoadProgress) => void;
+  signal?: AbortSignal;
+  /** Run the model in a Web Worker (default true). */
+  worker?: boolean;
+  /** Cache URL sources in OPFS / Cache API and load from there next time (default true). */
+  cache?: boolean;
+  adapterPreference?: 'high-performance' | 'low-power';
+  /** Longest conversation in tokens (default 2048). */
+  maxContext?: number;
+  /** Tokens per prefill step (default 64). */
+  prefillChunk?: number;
+  /** f16 KV cache where the device has shader-f16 (half the memory). */
+  kvF16?: boolean;
+  /** GGUF weights load as stored; only undefined/null/'none' are accepted. */
+  quantize?: 'none' | null;
+  /** URL of kiln_wasm_bg.wasm when it is not next to the module. */
+  wasmUrl?: string | URL;
+  /** Lower the storage-binding limit (tests: weight splitting). */
+  maxBindingBytes?: number;
+}
+
+export interface SamplingOptions {
+  max_tokens?: number;
+  /** 0 (default) is greedy. */
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  min_p?: number;
+  repetition_penalty?: number;
+  frequency_penalty?: number;
+  presence_penalty?: number;
+  seed?: number;
+  stop?: string | string[];
+  ignore_eos?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface ChatMessage { role: 'system' | 'user' | 'assistant' | string; content: string }
+
+export interface ChatCompletionRequest extends SamplingOptions {
+  messages: ChatMessage[];
+  stream?: boolean;
+  model?: string;
+}
+
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+export interface Usage { prompt_tokens: number; completion_tokens: number; total_tokens: number }
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: { index: number; message: { role: 'assistant'; content: string }; finish_reason: FinishReason; logprobs: null }[];
+  usage: Usage;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  choices: { index: number; delta: { role?: 'assistant'; content?: string }; finish_reason: FinishReason | null; logprobs: null }[];
+  usage?: Usage;
+}
+
+export interface AdapterInfo {
+  name: string;
+  backend: string;
+  shaderF16: boolean;
+  subgroups: boolean;
+  maxStorageBinding: number;
+  maxBuffer: number;
+}
+
+export interface GenerationStats {
+  promptTokens: number;
+  prefilledTokens: number;
+  completionTokens: number;
+  prefillSeconds: number;
+  decodeSeconds: number;
+  prefillTokensPerSecond: number;
+  decodeTokensPerSecond: number;
+  finishReason: FinishReason;
+  /** The generated token ids. */
+  tokens: number[];
+}
+
+export class LLM {
+  readonly adapter: AdapterInfo;
+  readonly fromCache: boolean;
+  readonly cacheError: { code: KilnErrorCode; message: string } | null;
+  readonly lastStats: GenerationStats | null;
+  generate(prompt: string, opts?: SamplingOptions): AsyncGenerator<string, void, void>;
+  generateIds(ids: number[], opts?: SamplingOptions): AsyncGenerator<string, void, void>;
+  readonly chat: {
+    completions: {
+      create(req: ChatCompletionRequest & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
+      create(req: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
+    };
+  };
+  tokenize(text: string, addSpecial?: boolean): Promise<number[]>;
+  detokenize(ids: number[], skipSpecial?: boolean): Promise<string>;
+  resetChat(): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+export class Kiln {
+  static loadLLM(source: ModelSource, opts?: LoadOptions): Promise<LLM>;
+  static hasModelInCache(url: string): Promise<boolean>;
+  static deleteModelInCache(url: string): Promise<void>;
+}
+
+export function hasModelInCache(url: string): Promise<boolean>;
+export function deleteModelInCache(url: string): Promise<void>;
+
+/** Loads the WebAssembly on this thread ahead of time (optional). */
+export default function init(wasmUrl?: string | URL): Promise<void>;

@@ -1,0 +1,117 @@
+// kiln-webgpu: quantized LLMs on WebGPU, in a Web Worker by default.
+//
+//   import init, { Kiln } from 'kiln-webgpu';
+//   const llm = await Kiln.loadLLM('/models/SmolLM2-135M-Instruct.Q4_1.gguf', { onProgress });
+//   for await (const text of llm.generate('The sky is', { max_tokens: 32 })) out.textContent += text;
+import { KilnError, toKilnError, aborted } from './errors.js';
+import { LLM } from './llm.js';
+import { hasModelInCache, deleteModelInCache } from './cache.js';
+
+export { KilnError, LLM, hasModelInCache, deleteModelInCache };
+
+/**
+ * Optional: loads the WebAssembly on this thread ahead of time (needed only
+ * for `{ worker: false }`; loadLLM does it on demand).
+ */
+export default async function init(wasmUrl) {
+  const core = await import('./core.js');
+  await core.initModule(wasmUrl);
+}
+
+/** Main-thread proxy to a model living in its own worker. */
+class WorkerModel {
+  constructor(worker) {
+    this.worker = worker;
+    this.pending = new Map();
+    this.nextId = 1;
+    this.dead = null;
+    worker.onmessage = (ev) => {
+      const m = ev.data;
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      if (m.progress) p.onProgress?.(m.progress);
+      else if (m.text !== undefined) p.onText?.(m.text);
+      else {
+        this.pending.delete(m.id);
+        if (m.error) p.reject(new KilnError(m.error.code, m.error.message));
+        else p.resolve(m.ok ? m.value : undefined);
+      }
+    };
+    worker.onerror = (ev) => this._die(new KilnError('INTERNAL', `the Kiln worker failed: ${ev.message || 'unknown error'}`));
+  }
+
+  _die(err) {
+    this.dead = err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    this.worker.terminate();
+  }
+
+  _send(msg, hooks = {}, transfer = []) {
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, ...hooks });
+      this.worker.postMessage({ id, ...msg }, transfer);
+      const signal = hooks.signal;
+      if (signal) {
+        const onAbort = () => this.worker.postMessage({ op: 'abort', target: id, reason: String(signal.reason ?? 'aborted') });
+        if (signal.aborted) onAbort();
+        else signal.addEventListener('abort', onAbort, { once: true });
+      }
+    });
+  }
+
+  load(source, opts) {
+    const { onProgress, signal, ...rest } = opts;
+    return this._send({ op: 'load', source, opts: rest }, { onProgress, signal });
+  }
+
+  run(ids, opts, onText, signal) { return this._send({ op: 'run', ids, opts }, { onText, signal }); }
+  _call(method, ...args) { return this._send({ op: 'call', method, args }); }
+  tokenize(text, addSpecial) { return this._call('tokenize', text, addSpecial); }
+  detokenize(ids, skipSpecial) { return this._call('detokenize', ids, skipSpecial); }
+  chatPrompt(messages) { return this._call('chatPrompt', messages); }
+  reset() { return this._call('reset'); }
+  loseDevice() { return this._call('loseDevice'); }
+  async dispose() {
+    await this._call('dispose').catch(() => {});
+    this.worker.terminate();
+    this.dead = new KilnError('DISPOSED', 'this model was disposed');
+  }
+}
+
+export class Kiln {
+  /**
+   * Loads a GGUF model from a URL, a File/Blob or an ArrayBuffer, streaming
+   * it into GPU memory. Options: `onProgress({phase, loaded, total, fraction,
+   * fromCache})`, `signal` (AbortSignal), `worker` (default true),
+   * `cache` (default true: OPFS), `adapterPreference` ("high-performance" |
+   * "low-power"), `maxContext`, `kvF16`, `quantize` (GGUF weights load as
+   * stored; anything but undefined/null/"none" is an UNSUPPORTED_MODEL error).
+   */
+  static async loadLLM(source, opts = {}) {
+    if (opts.quantize != null && opts.quantize !== 'none') {
+      throw new KilnError('UNSUPPORTED_MODEL', 'quantize-on-load applies to safetensors folders, which the browser build does not load yet; GGUF weights load as stored');
+    }
+    if (opts.signal?.aborted) throw aborted(opts.signal);
+    const useWorker = opts.worker !== false && typeof Worker !== 'undefined';
+    if (!useWorker) {
+      const core = await import('./core.js');
+      const m = await core.loadModel(source, opts);
+      return new LLM(m, m);
+    }
+    const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'kiln' });
+    const proxy = new WorkerModel(worker);
+    try {
+      const info = await proxy.load(source, opts);
+      return new LLM(proxy, info);
+    } catch (e) {
+      proxy._die(toKilnError(e));
+      throw toKilnError(e);
+    }
+  }
+
+  static hasModelInCache(url) { return hasModelInCache(url); }
+  static deleteModelInCache(url) { return deleteModelInCache(url); }
+}

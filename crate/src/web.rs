@@ -1,0 +1,366 @@
+//! The browser binding (feature `web`, wasm32 only): a thin wasm-bindgen
+//! layer over the same loader, graph and generation code as the native CLI.
+//! The JavaScript package (`crate/js/`, built into `pkg/`) wraps it in the
+//! public API (`Kiln.loadLLM`, streaming, OpenAI-shaped chat, the worker).
+//!
+//! Every failure reaches JavaScript as an `Error` with a stable `code`
+//! ([`LoadError::code`]); nothing here panics on user input.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use crate::backend::wgpu::{WgpuBackend, WgpuOptions};
+use crate::generate::{ChatMessage, FinishReason, GenerateParams, TextModel};
+use crate::loader::LoadError;
+use crate::loader::stream::ModelStream;
+use crate::model::llama::LlamaOptions;
+use crate::sample::SamplingParams;
+
+/// A JS `Error` with `code` and `message`.
+fn js_error(code: &str, message: &str) -> JsValue {
+    let e = js_sys::Error::new(message);
+    let _ = js_sys::Reflect::set(&e, &"code".into(), &code.into());
+    e.into()
+}
+
+fn err(e: impl Into<LoadError>) -> JsValue {
+    let e = e.into();
+    js_error(e.code(), &e.to_string())
+}
+
+fn bad_arg(e: impl std::fmt::Display) -> JsValue {
+    js_error("INVALID_INPUT", &e.to_string())
+}
+
+/// Reports Rust panics (bugs, never user errors) on the console with their
+/// message; the JS side turns the trap that follows into an `INTERNAL` error.
+#[wasm_bindgen(start)]
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        web_sys::console::error_1(&format!("kiln: internal error: {info}").into());
+    }));
+}
+
+/// The WebGPU device, opened once per page or worker.
+#[wasm_bindgen]
+pub struct Engine {
+    backend: WgpuBackend,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct LoadOptions {
+    max_ctx: Option<usize>,
+    prefill_chunk: Option<usize>,
+    kv_f16: bool,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Opens the adapter (`powerPreference`: "high-performance" or
+    /// "low-power") with its full limits and the features Kiln uses.
+    pub async fn create(power_preference: Option<String>) -> Result<Engine, JsValue> {
+        let power = match power_preference.as_deref() {
+            Some("high-performance") => Some(wgpu::PowerPreference::HighPerformance),
+            Some("low-power") => Some(wgpu::PowerPreference::LowPower),
+            None | Some("") => None,
+            Some(other) => return Err(bad_arg(format!("adapterPreference '{other}'"))),
+        };
+        let opts = WgpuOptions {
+            power_preference: power,
+            ..Default::default()
+        };
+        let backend = WgpuBackend::new_async(&opts).await.map_err(err)?;
+        Ok(Engine { backend })
+    }
+
+    /// The adapter and what Kiln uses of it.
+    pub fn info(&self) -> JsValue {
+        let ctx = &self.backend.ctx;
+        let info = AdapterInfo {
+            name: ctx.info.name.clone(),
+            backend: format!("{:?}", ctx.info.backend),
+            shader_f16: self.backend.caps.shader_f16,
+            subgroups: self.backend.caps.subgroups,
+            max_storage_binding: ctx.limits.max_storage_buffer_binding_size as f64,
+            max_buffer: ctx.limits.max_buffer_size as f64,
+        };
+        serde_wasm_bindgen::to_value(&info).unwrap_or(JsValue::NULL)
+    }
+
+    /// Starts loading a GGUF file of `total` bytes; feed it with
+    /// [`Loader::push`]. `maxBindingBytes` (tests) lowers the storage-binding
+    /// limit so weights split as on a smaller device.
+    #[wasm_bindgen(js_name = loadGguf)]
+    pub fn load_gguf(&self, total: f64, options: JsValue) -> Result<Loader, JsValue> {
+        let o: LoadOptions = if options.is_undefined() || options.is_null() {
+            LoadOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(bad_arg)?
+        };
+        let d = LlamaOptions::default();
+        let opts = LlamaOptions {
+            max_ctx: o.max_ctx.unwrap_or(d.max_ctx),
+            prefill_chunk: o.prefill_chunk.unwrap_or(d.prefill_chunk),
+            kv_dtype: if o.kv_f16 && self.backend.caps.shader_f16 {
+                crate::DType::F16
+            } else {
+                crate::DType::F32
+            },
+            ..d
+        };
+        if !(total.is_finite() && total >= 0.0) {
+            return Err(bad_arg(format!("file size {total}")));
+        }
+        let backend = Box::new(self.backend.clone());
+        Ok(Loader {
+            inner: Some(ModelStream::new(total as u64, backend, opts)),
+        })
+    }
+
+    /// Limits the storage-binding size (tests: weight splitting in the browser).
+    #[wasm_bindgen(js_name = limitBinding)]
+    pub fn limit_binding(&mut self, bytes: f64) {
+        self.backend = self.backend.with_binding_limit(bytes as u64);
+    }
+
+    /// Destroys the device (tests: the device-lost path).
+    #[wasm_bindgen(js_name = loseDevice)]
+    pub fn lose_device(&self) {
+        self.backend.ctx.device.destroy();
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AdapterInfo {
+    name: String,
+    backend: String,
+    shader_f16: bool,
+    subgroups: bool,
+    max_storage_binding: f64,
+    max_buffer: f64,
+}
+
+/// A model arriving piece by piece; each tensor goes to the GPU as soon as
+/// its last byte is in, so the file is never whole in wasm memory.
+#[wasm_bindgen]
+pub struct Loader {
+    inner: Option<ModelStream>,
+}
+
+#[wasm_bindgen]
+impl Loader {
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
+        let s = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| err(LoadError::Cancelled))?;
+        s.push(chunk).map_err(|e| {
+            self.inner = None;
+            err(e)
+        })
+    }
+
+    pub fn received(&self) -> f64 {
+        self.inner.as_ref().map_or(0.0, |s| s.received() as f64)
+    }
+
+    pub fn finish(&mut self) -> Result<Model, JsValue> {
+        let s = self.inner.take().ok_or_else(|| err(LoadError::Cancelled))?;
+        let model = s.finish().map_err(err)?;
+        Ok(Model {
+            inner: Rc::new(RefCell::new(Some(model))),
+        })
+    }
+}
+
+/// A loaded model with its tokenizer, chat template and KV cache.
+#[wasm_bindgen]
+pub struct Model {
+    inner: Rc<RefCell<Option<TextModel>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct GenOptions {
+    max_tokens: Option<usize>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<usize>,
+    min_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    presence_penalty: Option<f32>,
+    seed: Option<f64>,
+    stop: Option<Vec<String>>,
+    ignore_eos: bool,
+}
+
+impl GenOptions {
+    fn params(self) -> GenerateParams {
+        let d = SamplingParams::default();
+        GenerateParams {
+            max_tokens: self.max_tokens.unwrap_or(256),
+            stop: self.stop.unwrap_or_default(),
+            ignore_eos: self.ignore_eos,
+            sampling: SamplingParams {
+                temperature: self.temperature.unwrap_or(d.temperature),
+                top_k: self.top_k.unwrap_or(d.top_k),
+                top_p: self.top_p.unwrap_or(d.top_p),
+                min_p: self.min_p.unwrap_or(d.min_p),
+                repetition_penalty: self.repetition_penalty.unwrap_or(d.repetition_penalty),
+                frequency_penalty: self.frequency_penalty.unwrap_or(d.frequency_penalty),
+                presence_penalty: self.presence_penalty.unwrap_or(d.presence_penalty),
+                seed: self.seed.map_or(d.seed, |s| s as u64),
+                ..d
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GenResult {
+    text: String,
+    tokens: Vec<u32>,
+    finish_reason: &'static str,
+    prompt_tokens: usize,
+    prefilled_tokens: usize,
+    prefill_secs: f64,
+    decode_secs: f64,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    role: String,
+    content: String,
+}
+
+impl Model {
+    fn with<T>(&self, f: impl FnOnce(&mut TextModel) -> Result<T, JsValue>) -> Result<T, JsValue> {
+        let mut m = self
+            .inner
+            .try_borrow_mut()
+            .map_err(|_| js_error("BUSY", "the model is generating; wait or abort first"))?;
+        let m = m
+            .as_mut()
+            .ok_or_else(|| js_error("DISPOSED", "the model was disposed"))?;
+        f(m)
+    }
+}
+
+#[wasm_bindgen]
+impl Model {
+    pub fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<u32>, JsValue> {
+        self.with(|m| {
+            m.tokenizer
+                .encode(text, add_special)
+                .map_err(|e| err(LoadError::Tokenizer(e.to_string())))
+        })
+    }
+
+    pub fn detokenize(&self, ids: Vec<u32>, skip_special: bool) -> Result<String, JsValue> {
+        self.with(|m| {
+            m.tokenizer
+                .decode(&ids, skip_special)
+                .map_err(|e| err(LoadError::Tokenizer(e.to_string())))
+        })
+    }
+
+    /// Token ids of `[{role, content}, ...]` rendered with the model's chat
+    /// template, ready for the assistant's reply.
+    #[wasm_bindgen(js_name = chatPrompt)]
+    pub fn chat_prompt(&self, messages: JsValue) -> Result<Vec<u32>, JsValue> {
+        let msgs: Vec<Message> = serde_wasm_bindgen::from_value(messages).map_err(bad_arg)?;
+        let msgs: Vec<ChatMessage> = msgs
+            .iter()
+            .map(|m| ChatMessage::new(&m.role, &m.content))
+            .collect();
+        self.with(|m| m.chat_prompt(&msgs).map_err(err))
+    }
+
+    #[wasm_bindgen(js_name = maxContext)]
+    pub fn max_context(&self) -> Result<usize, JsValue> {
+        self.with(|m| Ok(m.llm.max_ctx()))
+    }
+
+    /// Forgets the KV cache (the next prompt is computed from scratch).
+    pub fn reset(&self) -> Result<(), JsValue> {
+        self.with(|m| {
+            m.llm.reset();
+            Ok(())
+        })
+    }
+
+    /// Generates a continuation of `ids`. `onText(chunk)` receives the text
+    /// as it is produced and returns false to stop (abort). Resolves to
+    /// `{text, tokens, finishReason, promptTokens, ...}`.
+    pub fn generate(
+        &self,
+        ids: Vec<u32>,
+        options: JsValue,
+        on_text: js_sys::Function,
+    ) -> Result<js_sys::Promise, JsValue> {
+        let o: GenOptions = if options.is_undefined() || options.is_null() {
+            GenOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(bad_arg)?
+        };
+        let params = o.params();
+        // Claim the model now: a second generate while one runs is an error.
+        self.with(|_| Ok(()))?;
+        let inner = self.inner.clone();
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let mut guard = inner
+                .try_borrow_mut()
+                .map_err(|_| js_error("BUSY", "the model is generating; wait or abort first"))?;
+            let m = guard
+                .as_mut()
+                .ok_or_else(|| js_error("DISPOSED", "the model was disposed"))?;
+            let mut callback_error = None;
+            let mut on = |s: &str| match on_text.call1(&JsValue::NULL, &s.into()) {
+                Ok(v) => v.as_bool() != Some(false),
+                Err(e) => {
+                    callback_error = Some(e);
+                    false
+                }
+            };
+            let g = m
+                .generate_ids_async(&ids, &params, &mut on)
+                .await
+                .map_err(err)?;
+            if let Some(e) = callback_error {
+                return Err(e);
+            }
+            let finish_reason = match g.finish {
+                FinishReason::Stop => "stop",
+                FinishReason::Length | FinishReason::ContextFull => "length",
+                FinishReason::Cancelled => "abort",
+            };
+            let r = GenResult {
+                text: g.text,
+                tokens: g.tokens,
+                finish_reason,
+                prompt_tokens: g.prompt_tokens,
+                prefilled_tokens: g.prefilled_tokens,
+                prefill_secs: g.prefill_secs,
+                decode_secs: g.decode_secs,
+            };
+            serde_wasm_bindgen::to_value(&r).map_err(bad_arg)
+        }))
+    }
+
+    /// Frees the GPU memory now (also happens when the object is collected).
+    pub fn dispose(&self) -> Result<(), JsValue> {
+        let mut m = self
+            .inner
+            .try_borrow_mut()
+            .map_err(|_| js_error("BUSY", "the model is generating; abort first"))?;
+        *m = None;
+        Ok(())
+    }
+}

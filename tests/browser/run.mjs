@@ -1,0 +1,320 @@
+// Headless Chromium (WebGPU on its SwiftShader adapter) tests of the
+// kiln-webgpu package (pkg/), the installed npm tarball and the www/ demo.
+// Run by tests/browser/run.sh (which builds pkg/ and installs what is needed);
+// artifacts (the demo screenshot) go to tests/browser/artifacts/.
+//   node run.mjs [name-filter]
+import { chromium } from 'playwright-core';
+import { createServer } from 'node:http';
+import { readFile, stat, mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { join, extname, resolve, dirname } from 'node:path';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../..');
+const artifacts = join(here, 'artifacts');
+const SMOL = '/models/SmolLM2-135M-Instruct.Q4_1.gguf';
+const TINY = '/tests/fixtures/models/llama3/llama3.F32.gguf';
+const TINY_Q8 = '/tests/fixtures/models/llama3/llama3.Q8_0.gguf';
+const json = async (p) => JSON.parse(await readFile(join(root, p), 'utf8'));
+const tinyRef = await json('tests/fixtures/models/llama3/reference.json');
+const smolRef = (await json('tests/fixtures/smollm2/reference.json')).records;
+
+// A static server over the repo (and extra mounts), with Content-Length.
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.css': 'text/css', '.webmanifest': 'application/manifest+json', '.svg': 'image/svg+xml' };
+const mounts = new Map();
+const served = [];
+const server = createServer(async (req, res) => {
+  const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+  served.push(path);
+  let base = root, rel = path;
+  for (const [prefix, dir] of mounts) if (path.startsWith(prefix)) { base = dir; rel = path.slice(prefix.length - 1); }
+  let file = resolve(base, '.' + rel);
+  if (!file.startsWith(base)) { res.writeHead(403).end(); return; }
+  try {
+    if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
+    const body = await readFile(file);
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-cache' });
+    res.end(body);
+  } catch {
+    res.writeHead(404).end('not found');
+  }
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const origin = `http://127.0.0.1:${server.address().port}`;
+
+const userDir = await mkdtemp(join(tmpdir(), 'kiln-chromium-'));
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--enable-unsafe-webgpu', '--no-sandbox', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--disable-gpu-sandbox'],
+});
+
+async function harness(context) {
+  const page = await (context || (await browser.newContext())).newPage();
+  page.on('console', (m) => { if (m.type() === 'error' || process.env.VERBOSE) console.log(`    [page ${m.type()}] ${m.text()}`); });
+  page.on('pageerror', (e) => console.log(`    [page error] ${e.message}`));
+  await page.goto(`${origin}/tests/browser/harness.html`);
+  await page.waitForFunction(() => window.harnessReady === true);
+  return page;
+}
+
+// Loads `url`, generates greedily from `prompt` ids; returns ids + info.
+function greedyIn(page, url, prompt, n, opts = {}) {
+  return page.evaluate(async ({ url, prompt, n, opts }) => {
+    const llm = await kiln.Kiln.loadLLM(url, opts);
+    let text = '';
+    for await (const t of llm.generateIds(prompt, { max_tokens: n, ignore_eos: true })) text += t;
+    const r = { ids: llm.lastStats.tokens, text, adapter: llm.adapter, fromCache: llm.fromCache, stats: llm.lastStats };
+    await llm.dispose();
+    return r;
+  }, { url, prompt, n, opts });
+}
+
+const tests = [];
+const test = (name, fn) => tests.push({ name, fn });
+
+test('adapter: WebGPU on this machine (no shader-f16 means the f32 path)', async () => {
+  const page = await harness();
+  const r = await greedyIn(page, TINY, tinyRef.prompt_ids, 1, { worker: false });
+  console.log(`    adapter: ${JSON.stringify(r.adapter)}`);
+  assert.ok(r.adapter.name !== undefined);
+});
+
+test('tiny llama3 (F32, Q8_0 GGUF): greedy ids in Chromium = native = PyTorch (worker and main thread)', async () => {
+  const page = await harness();
+  const want = tinyRef.greedy_ids;
+  for (const opts of [{}, { worker: false }]) {
+    const r = await greedyIn(page, TINY, tinyRef.prompt_ids, want.length, { cache: false, ...opts });
+    assert.deepEqual(r.ids, want, JSON.stringify(opts));
+  }
+  const q8 = await json('tests/fixtures/models/llama3/reference.Q8_0.json');
+  const r = await greedyIn(page, TINY_Q8, q8.prompt_ids, q8.greedy_ids.length, { cache: false });
+  assert.deepEqual(r.ids, q8.greedy_ids, 'Q8_0');
+});
+
+test('SmolLM2-135M Q4_1: tokenizer and greedy ids = PyTorch, weights split over 8 MiB bindings', async () => {
+  const page = await harness();
+  const rec = smolRef.find((r) => r.label === 'chat');
+  const r = await page.evaluate(async ({ url, rec }) => {
+    const llm = await kiln.Kiln.loadLLM(url, { cache: false, maxContext: 256, maxBindingBytes: 8 << 20 });
+    const ids = await llm.tokenize(rec.text, false);
+    let text = '';
+    for await (const t of llm.generateIds(rec.prompt_ids, { max_tokens: rec.greedy_ids.length, ignore_eos: true })) text += t;
+    const out = { ids, gen: llm.lastStats.tokens, text, stats: llm.lastStats };
+    await llm.dispose();
+    return out;
+  }, { url: SMOL, rec });
+  assert.deepEqual(r.ids, rec.prompt_ids);
+  assert.deepEqual(r.gen, rec.greedy_ids);
+  console.log(`    "${r.text}" prefill ${r.stats.prefillTokensPerSecond.toFixed(1)} tok/s, decode ${r.stats.decodeTokensPerSecond.toFixed(1)} tok/s (SwiftShader)`);
+});
+
+test('streaming, abort, break, OpenAI shapes, BUSY', async () => {
+  const page = await harness();
+  const r = await page.evaluate(async (url) => {
+    const { Kiln } = kiln;
+    const llm = await Kiln.loadLLM(url, { cache: false });
+    const out = {};
+    // Abort after 3 chunks.
+    const ac = new AbortController();
+    let chunks = 0;
+    try {
+      for await (const _ of llm.generate('hello world', { max_tokens: 40, ignore_eos: true, signal: ac.signal })) {
+        if (++chunks === 3) ac.abort('test');
+      }
+      out.abort = 'no error';
+    } catch (e) { out.abort = e.code; }
+    out.abortStats = llm.lastStats.finishReason;
+    out.chunksAtAbort = chunks;
+    // Breaking out stops generation; the model is free again.
+    let n = 0;
+    for await (const _ of llm.generate('hello', { max_tokens: 40, ignore_eos: true })) if (++n === 2) break;
+    // Two at once: BUSY.
+    const first = llm.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, ignore_eos: true });
+    try { await llm.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }] }); out.busy = 'no error'; } catch (e) { out.busy = e.code; }
+    const done = await first;
+    out.nonStream = { object: done.object, finish: done.choices[0].finish_reason, role: done.choices[0].message.role, usage: done.usage, content: done.choices[0].message.content };
+    const stream = await llm.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, ignore_eos: true, stream: true });
+    const parts = [];
+    for await (const c of stream) parts.push(c);
+    out.stream = { objects: [...new Set(parts.map((p) => p.object))], last: parts.at(-1).choices[0].finish_reason, text: parts.map((p) => p.choices[0].delta.content ?? '').join(''), usage: parts.at(-1).usage };
+    out.detok = await llm.detokenize(await llm.tokenize('Kiln runs in the browser.', false));
+    await llm.dispose();
+    try { await llm.tokenize('x'); out.disposed = 'no error'; } catch (e) { out.disposed = e.code; }
+    return out;
+  }, TINY);
+  assert.equal(r.abort, 'ABORTED');
+  assert.equal(r.abortStats, 'abort');
+  assert.equal(r.chunksAtAbort, 3);
+  assert.equal(r.busy, 'BUSY');
+  assert.equal(r.nonStream.object, 'chat.completion');
+  assert.equal(r.nonStream.finish, 'length');
+  assert.equal(r.nonStream.usage.completion_tokens, 4);
+  assert.deepEqual(r.stream.objects, ['chat.completion.chunk']);
+  assert.equal(r.stream.last, 'length');
+  assert.equal(r.stream.usage.completion_tokens, 5);
+  assert.equal(r.detok, 'Kiln runs in the browser.');
+  assert.equal(r.disposed, 'DISPOSED');
+});
+
+test('worker keeps the main thread responsive during generation', async () => {
+  const page = await harness();
+  const r = await page.evaluate(async (url) => {
+    const llm = await kiln.Kiln.loadLLM(url, { cache: false, maxContext: 128 });
+    let ticks = 0, last = performance.now(), worst = 0;
+    const timer = setInterval(() => { const t = performance.now(); worst = Math.max(worst, t - last); last = t; ticks++; }, 10);
+    const t0 = performance.now();
+    let chunks = 0;
+    for await (const _ of llm.generate('The capital of France is', { max_tokens: 12, ignore_eos: true })) chunks++;
+    const ms = performance.now() - t0;
+    clearInterval(timer);
+    await llm.dispose();
+    return { ticks, worst, ms, chunks };
+  }, SMOL);
+  console.log(`    ${r.chunks} chunks in ${r.ms.toFixed(0)} ms; timer fired ${r.ticks}x, longest gap ${r.worst.toFixed(0)} ms`);
+  assert.ok(r.ms > 500, 'generation too short to judge');
+  assert.ok(r.worst < 250, `main thread blocked for ${r.worst} ms`);
+  assert.ok(r.ticks > r.ms / 40, `timer fired only ${r.ticks} times in ${r.ms} ms`);
+});
+
+test('OPFS cache: second load offline comes from the cache; delete works', async () => {
+  const context = await browser.newContext();
+  const page = await harness(context);
+  const want = tinyRef.greedy_ids;
+  await page.evaluate((u) => kiln.Kiln.deleteModelInCache(u), TINY);
+  const first = await greedyIn(page, TINY, tinyRef.prompt_ids, want.length);
+  assert.equal(first.fromCache, false);
+  assert.equal(await page.evaluate((u) => kiln.Kiln.hasModelInCache(u), TINY), true);
+  await context.route('**/*.gguf', (route) => route.abort('internetdisconnected'));
+  const second = await greedyIn(page, TINY, tinyRef.prompt_ids, want.length);
+  assert.equal(second.fromCache, true);
+  assert.deepEqual(second.ids, want);
+  await page.evaluate((u) => kiln.Kiln.deleteModelInCache(u), TINY);
+  assert.equal(await page.evaluate((u) => kiln.Kiln.hasModelInCache(u), TINY), false);
+  const third = await page.evaluate((u) => kiln.Kiln.loadLLM(u).then(() => 'loaded', (e) => e.code), TINY);
+  assert.equal(third, 'NETWORK_ERROR');
+  await context.close();
+});
+
+test('bad input: corrupt, truncated, not GGUF, missing, no WebGPU -> typed errors', async () => {
+  const page = await harness();
+  const r = await page.evaluate(async (url) => {
+    const { Kiln } = kiln;
+    const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+    const code = (p) => p.then(() => 'loaded', (e) => `${e.code}: ${e.message}`);
+    const out = {};
+    out.truncated = await code(Kiln.loadLLM(bytes.slice(0, bytes.length - 100)));
+    const magic = bytes.slice(); magic.set([80, 75, 3, 4]);
+    out.magic = await code(Kiln.loadLLM(magic.buffer));
+    const flipped = bytes.slice(); flipped[20] ^= 0xff; flipped[21] ^= 0xff;
+    out.flipped = await code(Kiln.loadLLM(new Blob([flipped])));
+    out.missing = await code(Kiln.loadLLM('/no/such/model.gguf'));
+    out.folder = await code(Kiln.loadLLM(['/a/model.safetensors']));
+    out.quantize = await code(Kiln.loadLLM(url, { quantize: 'q4_0' }));
+    const direct = await code(Kiln.loadLLM(bytes.slice(0, 1000), { worker: false }));
+    out.direct = direct;
+    Object.defineProperty(navigator, 'gpu', { value: undefined, configurable: true });
+    out.nogpu = await code(Kiln.loadLLM(url, { worker: false, cache: false }));
+    return out;
+  }, TINY);
+  for (const k of ['truncated', 'magic', 'flipped', 'direct']) assert.match(r[k], /^CORRUPT_FILE: /, k);
+  assert.match(r.missing, /^NETWORK_ERROR: .*404/);
+  assert.match(r.folder, /^UNSUPPORTED_MODEL: /);
+  assert.match(r.quantize, /^UNSUPPORTED_MODEL: /);
+  assert.match(r.nogpu, /^WEBGPU_UNAVAILABLE: /);
+  console.log(`    e.g. ${r.truncated}`);
+});
+
+test('device lost -> DEVICE_LOST, and loadLLM works again', async () => {
+  const page = await harness();
+  const r = await page.evaluate(async (url) => {
+    const { Kiln } = kiln;
+    const llm = await Kiln.loadLLM(url, { worker: false, cache: false });
+    await llm._model.loseDevice();
+    await new Promise((res) => setTimeout(res, 100));
+    let lost;
+    try { for await (const _ of llm.generate('hi', { max_tokens: 3 })); lost = 'no error'; } catch (e) { lost = e.code; }
+    const again = await Kiln.loadLLM(url, { worker: false, cache: false });
+    let text = '';
+    for await (const t of again.generate('hi', { max_tokens: 3, ignore_eos: true })) text += t;
+    return { lost, ok: again.lastStats.tokens.length };
+  }, TINY);
+  assert.equal(r.lost, 'DEVICE_LOST');
+  assert.equal(r.ok, 3);
+});
+
+test('npm pack: the tarball installs into a fresh project and runs', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const scratch = await mkdtemp(join(tmpdir(), 'kiln-npm-'));
+  const tgz = execFileSync('npm', ['pack', join(root, 'pkg'), '--pack-destination', scratch, '--silent'], { encoding: 'utf8' }).trim().split('\n').pop();
+  execFileSync('npm', ['init', '-y'], { cwd: scratch, stdio: 'ignore' });
+  execFileSync('npm', ['install', '--no-audit', '--no-fund', join(scratch, tgz)], { cwd: scratch, stdio: 'ignore' });
+  const { writeFile } = await import('node:fs/promises');
+  await writeFile(join(scratch, 'index.html'), `<!doctype html><script type="importmap">{"imports":{"kiln-webgpu":"./node_modules/kiln-webgpu/kiln.js"}}</script>
+<script type="module">import init, { Kiln } from 'kiln-webgpu'; window.Kiln = Kiln; window.init = init; window.ready = true;</script>`);
+  mounts.set('/scratch/', scratch);
+  const page = await (await browser.newContext()).newPage();
+  await page.goto(`${origin}/scratch/index.html`);
+  await page.waitForFunction(() => window.ready === true);
+  const ids = await page.evaluate(async ({ url, prompt, n }) => {
+    await window.init();
+    const llm = await window.Kiln.loadLLM(url, { cache: false });
+    for await (const _ of llm.generateIds(prompt, { max_tokens: n, ignore_eos: true }));
+    return llm.lastStats.tokens;
+  }, { url: TINY, prompt: tinyRef.prompt_ids, n: tinyRef.greedy_ids.length });
+  assert.deepEqual(ids, tinyRef.greedy_ids);
+  console.log(`    installed ${tgz}`);
+  await rm(scratch, { recursive: true, force: true });
+});
+
+test('demo: streams a real answer from SmolLM2, then works offline (service worker + OPFS)', async () => {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 760 } });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.log(`    [page error] ${e.message}`));
+  await page.goto(`${origin}/www/?model=${encodeURIComponent(SMOL)}`);
+  await page.waitForSelector('#status:has-text("Ready")', { timeout: 180000 });
+  const ask = async (q) => {
+    await page.fill('#prompt', q);
+    await page.click('#send');
+    await page.waitForSelector('#send:not([disabled])', { timeout: 180000 });
+    return page.locator('.msg.assistant').last().innerText();
+  };
+  const answer = await ask('What is the capital of France?');
+  console.log(`    answer: ${JSON.stringify(answer)}; ${await page.locator('#stats').innerText()}`);
+  assert.match(answer, /Paris/);
+  await mkdir(artifacts, { recursive: true });
+  await page.screenshot({ path: join(artifacts, 'demo.png') });
+  await page.evaluate(() => navigator.serviceWorker.ready);
+  // Offline: the app shell comes from the service worker, the model from OPFS.
+  await context.setOffline(true);
+  served.length = 0;
+  await page.reload();
+  await page.waitForSelector('#status:has-text("Ready")', { timeout: 180000 });
+  assert.match(await page.locator('#status').innerText(), /cache/i);
+  const offline = await ask('What is the capital of France?');
+  assert.match(offline, /Paris/);
+  assert.equal(served.length, 0, `went to the network offline: ${served}`);
+  await page.screenshot({ path: join(artifacts, 'demo-offline.png') });
+  await context.close();
+});
+
+const filter = process.argv[2];
+let failed = 0;
+for (const t of tests) {
+  if (filter && !t.name.includes(filter)) continue;
+  const t0 = Date.now();
+  try {
+    await t.fn();
+    console.log(`ok   ${t.name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    failed++;
+    console.log(`FAIL ${t.name} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n     ${e.stack || e}`);
+  }
+}
+await browser.close();
+server.close();
+await rm(userDir, { recursive: true, force: true });
+console.log(failed ? `${failed} browser test(s) failed` : 'all browser tests passed');
+process.exit(failed ? 1 : 0);
