@@ -8,7 +8,9 @@
 #                   extra arguments go to `kiln chat` (e.g. --temperature 0.7)
 #   ./dev.sh test   the whole test suite: fmt, clippy, cargo test (op parity
 #                   and SmolLM2-vs-PyTorch parity on lavapipe, tokenizer vs HF,
-#                   quant formats vs gguf-py, typed errors), wasm32 build
+#                   quant formats vs gguf-py, typed errors), kiln-parity,
+#                   the npm package build and the browser tests in headless
+#                   Chromium (tests/browser/run.sh)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -54,7 +56,9 @@ test)
     tail -1 /tmp/kiln-parity-ops.txt
     cargo run -q -p kiln-cuda --bin kiln-parity -- model --tokens 16 \
         --model tests/fixtures/models/llama3/llama3.F32.gguf --reference tests/fixtures/models/llama3/reference.json
-    echo "== wasm32 build"; cargo build -p kiln --target wasm32-unknown-unknown
+    echo "== clippy (wasm32, web binding)"
+    cargo clippy -p kiln --lib --test web --target wasm32-unknown-unknown --features web -- -D warnings
+    echo "== browser"; tests/browser/run.sh
     echo "== all tests passed"
     ;;
 *)

@@ -297,6 +297,8 @@ pub struct WgpuBackend {
 }
 
 impl WgpuBackend {
+    // wgpu's types are not Send on the web (single-threaded there).
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub async fn new_async(opts: &WgpuOptions) -> Result<WgpuBackend, BackendError> {
         let ctx = Arc::new(GpuContext::new(opts).await?);
         let mut caps = ctx.caps.clone();
