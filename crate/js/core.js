@@ -1,7 +1,7 @@
 // The engine in this realm (page or worker): the wasm module, the WebGPU
 // device, streaming model loads and generation. Used directly on the main
 // thread (`{ worker: false }`) and by worker.js.
-import initWasm, { Engine } from './kiln_wasm.js';
+import initWasm, { Engine, wasmMemoryBytes } from './kiln_wasm.js';
 import { KilnError, toKilnError, aborted } from './errors.js';
 import { openCached, cacheWriter } from './cache.js';
 
@@ -114,7 +114,8 @@ export async function loadModel(source, opts = {}) {
   } catch (e) {
     if (loader) loader.free();
     if (src.cache) await src.cache.abort();
-    const err = toKilnError(e);
+    // An aborted fetch rejects with the abort reason, whatever it is.
+    const err = opts.signal?.aborted ? aborted(opts.signal) : toKilnError(e);
     if (err.code === 'DEVICE_LOST') dropEngine();
     throw err;
   }
@@ -163,6 +164,9 @@ export class DirectModel {
       throw err;
     }
   }
+
+  /** Size of the wasm memory (weights stream through it, never all at once). */
+  wasmMemoryBytes() { return wasmMemoryBytes(); }
 
   /** Test hook: destroys the device to exercise the device-lost path. */
   async loseDevice() {

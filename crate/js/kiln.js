@@ -74,6 +74,7 @@ class WorkerModel {
   chatPrompt(messages) { return this._call('chatPrompt', messages); }
   reset() { return this._call('reset'); }
   loseDevice() { return this._call('loseDevice'); }
+  wasmMemoryBytes() { return this._call('wasmMemoryBytes'); }
   async dispose() {
     await this._call('dispose').catch(() => {});
     this.worker.terminate();

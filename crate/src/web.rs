@@ -44,6 +44,19 @@ pub fn start() {
     }));
 }
 
+/// Bytes of this module's wasm memory (tests: weights never pass through it
+/// all at once).
+#[wasm_bindgen(js_name = wasmMemoryBytes)]
+pub fn wasm_memory_bytes() -> f64 {
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .map_or(0.0, |m| {
+            m.buffer()
+                .dyn_into::<js_sys::ArrayBuffer>()
+                .map_or(0.0, |b| b.byte_length() as f64)
+        })
+}
+
 /// The WebGPU device, opened once per page or worker.
 #[wasm_bindgen]
 pub struct Engine {

@@ -102,12 +102,15 @@ test('SmolLM2-135M Q4_1: tokenizer and greedy ids = PyTorch, weights split over 
     const ids = await llm.tokenize(rec.text, false);
     let text = '';
     for await (const t of llm.generateIds(rec.prompt_ids, { max_tokens: rec.greedy_ids.length, ignore_eos: true })) text += t;
-    const out = { ids, gen: llm.lastStats.tokens, text, stats: llm.lastStats };
+    const out = { ids, gen: llm.lastStats.tokens, text, stats: llm.lastStats, memory: await llm._model.wasmMemoryBytes() };
     await llm.dispose();
     return out;
   }, { url: SMOL, rec });
   assert.deepEqual(r.ids, rec.prompt_ids);
   assert.deepEqual(r.gen, rec.greedy_ids);
+  // The 98 MB of weights streamed through wasm memory one tensor at a time.
+  console.log(`    wasm memory after loading: ${(r.memory / 1e6).toFixed(1)} MB`);
+  assert.ok(r.memory < 60e6, `wasm memory grew to ${r.memory} bytes (the model is 98 MB, its largest tensor 18 MB)`);
   console.log(`    "${r.text}" prefill ${r.stats.prefillTokensPerSecond.toFixed(1)} tok/s, decode ${r.stats.decodeTokensPerSecond.toFixed(1)} tok/s (SwiftShader)`);
 });
 
@@ -140,6 +143,12 @@ test('streaming, abort, break, OpenAI shapes, BUSY', async () => {
     const parts = [];
     for await (const c of stream) parts.push(c);
     out.stream = { objects: [...new Set(parts.map((p) => p.object))], last: parts.at(-1).choices[0].finish_reason, text: parts.map((p) => p.choices[0].delta.content ?? '').join(''), usage: parts.at(-1).usage };
+    // Cancelling a load midway.
+    const stopLoad = new AbortController();
+    try {
+      await Kiln.loadLLM('/models/SmolLM2-135M-Instruct.Q4_1.gguf', { cache: false, signal: stopLoad.signal, onProgress: (p) => { if (p.loaded > 8e6) stopLoad.abort('enough'); } });
+      out.loadAbort = 'loaded';
+    } catch (e) { out.loadAbort = e.code; out.loadAbortMsg = e.message; }
     out.detok = await llm.detokenize(await llm.tokenize('Kiln runs in the browser.', false));
     await llm.dispose();
     try { await llm.tokenize('x'); out.disposed = 'no error'; } catch (e) { out.disposed = e.code; }
@@ -156,6 +165,7 @@ test('streaming, abort, break, OpenAI shapes, BUSY', async () => {
   assert.equal(r.stream.last, 'length');
   assert.equal(r.stream.usage.completion_tokens, 5);
   assert.equal(r.detok, 'Kiln runs in the browser.');
+  assert.equal(r.loadAbort, 'ABORTED', r.loadAbortMsg);
   assert.equal(r.disposed, 'DISPOSED');
 });
 

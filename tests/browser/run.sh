@@ -28,7 +28,7 @@ echo "== wasm-bindgen-test (tests/web.rs) in headless Chromium"
 WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/tests/browser/webdriver.json" \
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 CHROMEDRIVER="$(command -v chromedriver)" WASM_BINDGEN_TEST_TIMEOUT=300 \
-    cargo test -q -p kiln --target wasm32-unknown-unknown --features web --test web
+    cargo test --release -p kiln --target wasm32-unknown-unknown --features web --test web
 
 echo "== browser tests (tests/browser/run.mjs)"
 node tests/browser/run.mjs "$@"

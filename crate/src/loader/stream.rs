@@ -56,9 +56,9 @@ pub struct GgufStream {
 }
 
 /// What a call to [`GgufStream::push`] produced.
-pub enum Pushed {
+pub enum Pushed<'a> {
     /// The header has arrived and been parsed (once).
-    Header(Box<GgufFile>),
+    Header(&'a GgufFile),
     /// A tensor's bytes are complete.
     Tensor(String, HostTensor),
 }
@@ -97,7 +97,7 @@ impl GgufStream {
     pub fn push(
         &mut self,
         mut bytes: &[u8],
-        out: &mut dyn FnMut(Pushed) -> Result<(), LoadError>,
+        out: &mut dyn FnMut(Pushed<'_>) -> Result<(), LoadError>,
     ) -> Result<(), LoadError> {
         if self.pos + bytes.len() as u64 > self.total {
             return Err(LoadError::Corrupt(format!(
@@ -137,6 +137,10 @@ impl GgufStream {
                             "tensor '{}' overlaps the previous one",
                             t.name
                         )));
+                    }
+                    if buf.capacity() == 0 {
+                        // Exactly one tensor's worth: no growth by doubling.
+                        buf.reserve_exact(t.bytes as usize);
                     }
                     let take = (t.bytes as usize - buf.len()).min(bytes.len());
                     buf.extend_from_slice(&bytes[..take]);
@@ -182,7 +186,7 @@ impl GgufStream {
 
     fn try_header(
         &mut self,
-        out: &mut dyn FnMut(Pushed) -> Result<(), LoadError>,
+        out: &mut dyn FnMut(Pushed<'_>) -> Result<(), LoadError>,
     ) -> Result<(), LoadError> {
         let Phase::Header { buf, try_at } = &mut self.phase else {
             return Ok(());
@@ -216,8 +220,8 @@ impl GgufStream {
         };
         // Bytes past the header that already arrived go round again.
         self.pos = start;
-        self.header = Some(header.clone());
-        out(Pushed::Header(Box::new(header)))?;
+        out(Pushed::Header(&header))?;
+        self.header = Some(header);
         self.push(&rest, out)
     }
 }
@@ -264,18 +268,27 @@ impl WeightRouter {
             .ok_or_else(|| LoadError::MissingTensor(name.into()))
     }
 
-    /// Writes `t` (file tensor `name`) to every weight it completes.
+    /// Writes `t` (file tensor `name`) to every weight it completes. Plain
+    /// weights are written straight from `t`; only the parts of fused
+    /// weights are kept (and concatenated once all are in).
     pub fn offer(
         &mut self,
         name: &str,
         t: HostTensor,
         exe: &mut dyn crate::backend::Executable,
     ) -> Result<(), LoadError> {
-        if !self
-            .weights
-            .iter()
-            .any(|(w, _)| parts(w).any(|p| p == name))
-        {
+        let mut is_part = false;
+        for i in 0..self.weights.len() {
+            let (w, id) = &self.weights[i];
+            if w == name {
+                exe.write(*id, &t)?;
+                self.written[i] = true;
+                self.bytes += t.data.len() as u64;
+            } else if parts(w).any(|p| p == name) {
+                is_part = true;
+            }
+        }
+        if !is_part {
             return Ok(());
         }
         self.parts.insert(name.to_string(), t);
@@ -342,7 +355,7 @@ impl ModelStream {
         let (backend, opts, loaded) = (&self.backend, &self.opts, &mut self.loaded);
         self.stream.push(bytes, &mut |p| match p {
             Pushed::Header(h) => {
-                let config = crate::model::LlamaConfig::from_gguf(&h)?;
+                let config = crate::model::LlamaConfig::from_gguf(h)?;
                 let info = |name: &str| {
                     let t = h.tensor(name)?;
                     Ok((t.shape.clone(), t.dtype))
