@@ -94,3 +94,107 @@ fn broken_streams_are_typed_errors() {
     };
     assert!(matches!(err, LoadError::Truncated { .. }), "{err}");
 }
+
+/// The fixture folder's files as an HfStream gets them in the browser.
+fn hf_stream(
+    shards: &[(String, Vec<u8>)],
+    quantize: Option<DType>,
+    seed: u64,
+) -> Result<kiln::generate::TextModel, LoadError> {
+    use kiln::loader::safetensors::HfModel;
+    use kiln::loader::stream::HfStream;
+    let config = std::fs::read(fixture("config.json")).unwrap();
+    let tc = std::fs::read(fixture("tokenizer_config.json")).unwrap();
+    let tok = std::fs::read(fixture("tokenizer.json")).unwrap();
+    let model = HfModel::new(&config, Some(&tc), quantize)?;
+    let sizes = shards
+        .iter()
+        .map(|(n, b)| (n.clone(), b.len() as u64))
+        .collect();
+    let mut s = HfStream::new(model, tok, sizes, Box::new(CpuBackend), opts());
+    let mut rng = Rng::new(seed);
+    let mut at = vec![0usize; shards.len()];
+    let mut piece = |i: usize, s: &mut HfStream, at: &mut Vec<usize>| {
+        let n = 1 + rng.below(5000) as usize;
+        let end = (at[i] + n).min(shards[i].1.len());
+        let r = s.push(i, &shards[i].1[at[i]..end]);
+        at[i] = end;
+        r
+    };
+    // Headers first (as the browser reads them), then the rest, shard by shard.
+    for i in 0..shards.len() {
+        while !s.header_done(i) {
+            piece(i, &mut s, &mut at)?;
+        }
+    }
+    for i in 0..shards.len() {
+        while at[i] < shards[i].1.len() {
+            piece(i, &mut s, &mut at)?;
+        }
+    }
+    s.finish()
+}
+
+/// Splits the fixture's model.safetensors into two shards.
+fn two_shards() -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(fixture("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    names.sort();
+    let half = names.len() / 2;
+    [&names[..half], &names[half..]]
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let views: Vec<(String, safetensors::tensor::TensorView)> = part
+                .iter()
+                .map(|n| (n.clone(), st.tensor(n).unwrap()))
+                .collect();
+            let file = format!("model-0000{}-of-00002.safetensors", i + 1);
+            (file, safetensors::serialize(views, None).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn streamed_safetensors_folders_generate_the_reference_tokens() {
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(fixture(f)).unwrap()).unwrap()
+    };
+    let one = vec![(
+        "model.safetensors".to_string(),
+        std::fs::read(fixture("model.safetensors")).unwrap(),
+    )];
+    let cases = [
+        (one.clone(), None, read("reference.json")),
+        (two_shards(), None, read("reference.json")),
+        // Quantize-on-load Q8_0 is byte-identical to the GGUF Q8_0 file.
+        (one, Some(DType::Q8_0), read("reference.Q8_0.json")),
+    ];
+    for (seed, (shards, q, reference)) in cases.into_iter().enumerate() {
+        let prompt = common::ids(&reference["prompt_ids"]);
+        let want = common::ids(&reference["greedy_ids"]);
+        let mut model = hf_stream(&shards, q, seed as u64).unwrap();
+        let params = GenerateParams {
+            max_tokens: want.len(),
+            ignore_eos: true,
+            ..Default::default()
+        };
+        let got = model.generate_ids(&prompt, &params, &mut |_| true).unwrap();
+        assert_eq!(
+            got.tokens,
+            want,
+            "{} shard(s), quantize {q:?}",
+            shards.len()
+        );
+    }
+    // Truncated shard: a typed error at finish.
+    let mut cut = two_shards();
+    let len = cut[1].1.len();
+    cut[1].1.truncate(len - 10);
+    let err = hf_stream(&cut, None, 9).err().unwrap();
+    assert!(
+        matches!(err, LoadError::Truncated { .. } | LoadError::Corrupt(_)),
+        "{err}"
+    );
+}

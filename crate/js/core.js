@@ -48,16 +48,10 @@ async function openSource(source, opts) {
   if (typeof Blob !== 'undefined' && source instanceof Blob) {
     return { size: source.size, stream: () => source.stream(), fromCache: false };
   }
-  if (Array.isArray(source)) {
-    throw new KilnError('UNSUPPORTED_MODEL', 'safetensors folders are not supported in the browser yet: convert the model to GGUF (llama.cpp convert_hf_to_gguf.py)');
-  }
   if (typeof source !== 'string' && !(source instanceof URL)) {
     throw new KilnError('INVALID_INPUT', 'source must be a URL, a File/Blob or an ArrayBuffer');
   }
   const url = String(source);
-  if (!/\.gguf($|[?#])/i.test(url) && url.endsWith('/')) {
-    throw new KilnError('UNSUPPORTED_MODEL', 'safetensors folders are not supported in the browser yet: convert the model to GGUF');
-  }
   if (opts.cache !== false) {
     const hit = await openCached(url);
     if (hit) return { ...hit, fromCache: true };
@@ -84,13 +78,21 @@ async function openSource(source, opts) {
  * fromCache }` to `onProgress`.
  */
 export async function loadModel(source, opts = {}) {
+  const folder = Array.isArray(source) || ((typeof source === 'string' || source instanceof URL) && String(source).endsWith('/'));
+  return folder ? loadFolder(source, opts) : loadGguf(source, opts);
+}
+
+async function loadGguf(source, opts) {
   const eng = await getEngine(opts);
+  if (opts.quantize != null && opts.quantize !== 'none') {
+    throw new KilnError('UNSUPPORTED_MODEL', 'quantize-on-load applies to safetensors folders; GGUF weights load as stored');
+  }
   const src = await openSource(source, opts);
   const progress = (phase, loaded) => opts.onProgress?.({ phase, loaded, total: src.size, fraction: src.size ? loaded / src.size : 1, fromCache: src.fromCache });
   let loader;
   try {
     if (opts.maxBindingBytes) eng.limitBinding(opts.maxBindingBytes);
-    loader = eng.loadGguf(src.size, { maxCtx: opts.maxContext, prefillChunk: opts.prefillChunk, kvF16: !!opts.kvF16 });
+    loader = eng.loadGguf(src.size, modelOptions(opts));
     const reader = src.stream().getReader();
     let loaded = 0;
     progress('download', 0);
@@ -115,6 +117,110 @@ export async function loadModel(source, opts = {}) {
     if (loader) loader.free();
     if (src.cache) await src.cache.abort();
     // An aborted fetch rejects with the abort reason, whatever it is.
+    const err = opts.signal?.aborted ? aborted(opts.signal) : toKilnError(e);
+    if (err.code === 'DEVICE_LOST') dropEngine();
+    throw err;
+  }
+}
+
+function modelOptions(opts) {
+  return { maxCtx: opts.maxContext, prefillChunk: opts.prefillChunk, kvF16: !!opts.kvF16, quantize: opts.quantize ?? undefined };
+}
+
+/** Reads the next piece of an opened file, caching it on the way. */
+async function readPiece(src, reader, signal) {
+  if (signal?.aborted) throw aborted(signal);
+  const r = await reader.read();
+  if (!r.done && src.cache) await src.cache.write(r.value);
+  return r;
+}
+
+async function readAll(src, signal) {
+  const reader = src.stream().getReader();
+  const parts = [];
+  for (;;) {
+    const { done, value } = await readPiece(src, reader, signal);
+    if (done) break;
+    parts.push(value);
+  }
+  if (src.cache) await src.cache.close();
+  return new Uint8Array(await new Blob(parts).arrayBuffer());
+}
+
+/**
+ * A Hugging Face safetensors folder: a base URL ending in "/", or a list of
+ * URLs and/or Files (config.json, tokenizer.json, tokenizer_config.json,
+ * model.safetensors or model.safetensors.index.json + its shards). Every
+ * shard's header is read first (the model is compiled from them), then each
+ * shard streams into GPU buffers, quantized on load if `quantize` says so.
+ */
+async function loadFolder(source, opts) {
+  const eng = await getEngine(opts);
+  const items = new Map();
+  let base = null;
+  if (Array.isArray(source)) {
+    for (const it of source) {
+      const name = it instanceof Blob ? it.name : String(it).split(/[?#]/)[0].split('/').pop();
+      items.set(name, it);
+    }
+  } else {
+    base = new URL(String(source), globalThis.location?.href).href;
+  }
+  const open = async (name, optional = false) => {
+    const item = base ? new URL(name, base).href : items.get(name);
+    if (!item) {
+      if (optional) return null;
+      throw new KilnError('INVALID_INPUT', `the model folder has no ${name}`);
+    }
+    try {
+      return await openSource(item, opts);
+    } catch (e) {
+      if (optional && e.code === 'NETWORK_ERROR' && / 404 /.test(e.message)) return null;
+      throw e;
+    }
+  };
+  const opened = [];
+  let loader = null;
+  try {
+    const config = await readAll(await open('config.json'), opts.signal);
+    const tokenizer = await readAll(await open('tokenizer.json'), opts.signal);
+    const tcSrc = await open('tokenizer_config.json', true);
+    const tc = tcSrc ? await readAll(tcSrc, opts.signal) : undefined;
+    const idxSrc = await open('model.safetensors.index.json', true);
+    let names = ['model.safetensors'];
+    if (idxSrc) {
+      const idx = JSON.parse(new TextDecoder().decode(await readAll(idxSrc, opts.signal)));
+      names = [...new Set(Object.values(idx.weight_map || {}))].sort();
+      if (!names.length) throw new KilnError('CORRUPT_FILE', 'model.safetensors.index.json has no weight_map');
+    }
+    for (const n of names) opened.push(await open(n));
+    const total = opened.reduce((a, s) => a + s.size, 0);
+    const fromCache = opened.every((s) => s.fromCache);
+    let loaded = 0;
+    const progress = (phase) => opts.onProgress?.({ phase, loaded, total, fraction: total ? loaded / total : 1, fromCache });
+    loader = eng.loadSafetensors(config, tc, tokenizer, names, opened.map((s) => s.size), modelOptions(opts));
+    const readers = opened.map((s) => s.stream().getReader());
+    const pump = async (i, untilHeader) => {
+      while (!(untilHeader && loader.headerDone(i))) {
+        const { done, value } = await readPiece(opened[i], readers[i], opts.signal);
+        if (done) return;
+        for (let at = 0; at < value.length; at += CHUNK) loader.push(i, value.subarray(at, at + CHUNK));
+        loaded += value.length;
+        progress(fromCache ? 'cache' : 'download');
+      }
+    };
+    progress(fromCache ? 'cache' : 'download');
+    for (let i = 0; i < opened.length; i++) await pump(i, true);
+    for (let i = 0; i < opened.length; i++) await pump(i, false);
+    const model = loader.finish();
+    loader = null;
+    for (const s of opened) if (s.cache) await s.cache.close();
+    progress('ready');
+    const cacheError = opened.map((s) => s.cache?.error).find(Boolean);
+    return new DirectModel(model, eng.info(), { fromCache, cache: cacheError ? { error: cacheError } : null });
+  } catch (e) {
+    if (loader) loader.free();
+    for (const s of opened) if (s.cache) await s.cache.abort();
     const err = opts.signal?.aborted ? aborted(opts.signal) : toKilnError(e);
     if (err.code === 'DEVICE_LOST') dropEngine();
     throw err;

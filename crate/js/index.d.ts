@@ -20,8 +20,13 @@ export interface LoadProgress {
   fromCache: boolean;
 }
 
-/** A GGUF model: URL, File/Blob or bytes. */
-export type ModelSource = string | URL | Blob | ArrayBuffer | ArrayBufferView;
+/**
+ * A GGUF model (URL, File/Blob or bytes), or a Hugging Face safetensors
+ * folder: a base URL ending in "/", or a list of URLs/Files (config.json,
+ * tokenizer.json, [tokenizer_config.json], model.safetensors or
+ * model.safetensors.index.json and its shards).
+ */
+export type ModelSource = string | URL | Blob | ArrayBuffer | ArrayBufferView | (string | URL | File)[];
 
 export interface LoadOptions {
   onProgress?: (p: LoadProgress) => void;
@@ -37,8 +42,8 @@ export interface LoadOptions {
   prefillChunk?: number;
   /** f16 KV cache where the device has shader-f16 (half the memory). */
   kvF16?: boolean;
-  /** GGUF weights load as stored; only undefined/null/'none' are accepted. */
-  quantize?: 'none' | null;
+  /** Safetensors only: re-encode weight matrices on load (GGUF weights load as stored). */
+  quantize?: 'none' | 'q8_0' | 'q4_0' | 'q4_1' | 'q4_k' | 'q6_k' | 'f16' | 'bf16' | null;
   /** URL of kiln_wasm_bg.wasm when it is not next to the module. */
   wasmUrl?: string | URL;
   /** Lower the storage-binding limit (tests: weight splitting). */

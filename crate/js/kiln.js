@@ -84,17 +84,17 @@ class WorkerModel {
 
 export class Kiln {
   /**
-   * Loads a GGUF model from a URL, a File/Blob or an ArrayBuffer, streaming
-   * it into GPU memory. Options: `onProgress({phase, loaded, total, fraction,
+   * Loads a model, streaming it into GPU memory: a GGUF file (URL, File/Blob
+   * or ArrayBuffer) or a Hugging Face safetensors folder (a base URL ending
+   * in "/", or a list of URLs/Files: config.json, tokenizer.json,
+   * model.safetensors or the index and its shards). Options: `onProgress({phase, loaded, total, fraction,
    * fromCache})`, `signal` (AbortSignal), `worker` (default true),
    * `cache` (default true: OPFS), `adapterPreference` ("high-performance" |
-   * "low-power"), `maxContext`, `kvF16`, `quantize` (GGUF weights load as
-   * stored; anything but undefined/null/"none" is an UNSUPPORTED_MODEL error).
+   * "low-power"), `maxContext`, `kvF16`, `quantize` (safetensors only:
+   * "q8_0" | "q4_0" | "q4_1" | "q4_k" | "q6_k" | "f16" …; GGUF weights load as
+   * stored).
    */
   static async loadLLM(source, opts = {}) {
-    if (opts.quantize != null && opts.quantize !== 'none') {
-      throw new KilnError('UNSUPPORTED_MODEL', 'quantize-on-load applies to safetensors folders, which the browser build does not load yet; GGUF weights load as stored');
-    }
     if (opts.signal?.aborted) throw aborted(opts.signal);
     const useWorker = opts.worker !== false && typeof Worker !== 'undefined';
     if (!useWorker) {

@@ -157,16 +157,8 @@ impl TextModel {
             let json = std::fs::read(path.join("tokenizer.json")).map_err(|e| {
                 LoadError::Io(format!("{}: {e}", path.join("tokenizer.json").display()))
             })?;
+            let tokenizer = folder.model.tokenizer(&json)?;
             let eos_ids = folder.special_ids("eos_token_id");
-            let bos = folder.special_ids("bos_token_id").first().copied();
-            let tokenizer = Tokenizer::from_hf_json(&json).map_err(tok_err)?;
-            let tokenizer = match (bos, eos_ids.first()) {
-                (None, None) => tokenizer,
-                (b, e) => {
-                    let (b, e) = (b.or(tokenizer.bos()), e.copied().or(tokenizer.eos()));
-                    tokenizer.with_bos_eos(b, e).map_err(tok_err)?
-                }
-            };
             let template = folder.chat_template();
             return TextModel::assemble(llm, tokenizer, template.as_deref(), eos_ids);
         }

@@ -15,7 +15,8 @@ use wasm_bindgen::prelude::*;
 use crate::backend::wgpu::{WgpuBackend, WgpuOptions};
 use crate::generate::{ChatMessage, FinishReason, GenerateParams, TextModel};
 use crate::loader::LoadError;
-use crate::loader::stream::ModelStream;
+use crate::loader::safetensors::HfModel;
+use crate::loader::stream::{HfStream, ModelStream};
 use crate::model::llama::LlamaOptions;
 use crate::sample::SamplingParams;
 
@@ -69,6 +70,34 @@ struct LoadOptions {
     max_ctx: Option<usize>,
     prefill_chunk: Option<usize>,
     kv_f16: bool,
+    /// Re-encode safetensors matrices on load ("q8_0", "q4_0", "q4_k", "f16", …).
+    quantize: Option<String>,
+}
+
+impl Engine {
+    fn options(&self, options: JsValue) -> Result<(LlamaOptions, Option<crate::DType>), JsValue> {
+        let o: LoadOptions = if options.is_undefined() || options.is_null() {
+            LoadOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(bad_arg)?
+        };
+        let d = LlamaOptions::default();
+        let quantize = match o.quantize.as_deref() {
+            None | Some("") | Some("none") => None,
+            Some(q) => Some(q.parse::<crate::DType>().map_err(bad_arg)?),
+        };
+        let opts = LlamaOptions {
+            max_ctx: o.max_ctx.unwrap_or(d.max_ctx),
+            prefill_chunk: o.prefill_chunk.unwrap_or(d.prefill_chunk),
+            kv_dtype: if o.kv_f16 && self.backend.caps.shader_f16 {
+                crate::DType::F16
+            } else {
+                crate::DType::F32
+            },
+            ..d
+        };
+        Ok((opts, quantize))
+    }
 }
 
 #[wasm_bindgen]
@@ -109,28 +138,48 @@ impl Engine {
     /// limit so weights split as on a smaller device.
     #[wasm_bindgen(js_name = loadGguf)]
     pub fn load_gguf(&self, total: f64, options: JsValue) -> Result<Loader, JsValue> {
-        let o: LoadOptions = if options.is_undefined() || options.is_null() {
-            LoadOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(bad_arg)?
-        };
-        let d = LlamaOptions::default();
-        let opts = LlamaOptions {
-            max_ctx: o.max_ctx.unwrap_or(d.max_ctx),
-            prefill_chunk: o.prefill_chunk.unwrap_or(d.prefill_chunk),
-            kv_dtype: if o.kv_f16 && self.backend.caps.shader_f16 {
-                crate::DType::F16
-            } else {
-                crate::DType::F32
-            },
-            ..d
-        };
+        let (opts, quantize) = self.options(options)?;
+        if quantize.is_some() {
+            return Err(js_error(
+                "UNSUPPORTED_MODEL",
+                "quantize-on-load applies to safetensors folders; GGUF weights load as stored",
+            ));
+        }
         if !(total.is_finite() && total >= 0.0) {
             return Err(bad_arg(format!("file size {total}")));
         }
         let backend = Box::new(self.backend.clone());
         Ok(Loader {
             inner: Some(ModelStream::new(total as u64, backend, opts)),
+        })
+    }
+
+    /// Starts loading a Hugging Face safetensors model: `config.json`,
+    /// `tokenizer_config.json` (or null), `tokenizer.json`, and the shards'
+    /// names and sizes. Feed each shard's bytes with [`HfLoader::push`]:
+    /// every shard's header first, then the rest.
+    #[wasm_bindgen(js_name = loadSafetensors)]
+    pub fn load_safetensors(
+        &self,
+        config: &[u8],
+        tokenizer_config: Option<Vec<u8>>,
+        tokenizer: Vec<u8>,
+        shard_names: Vec<String>,
+        shard_sizes: Vec<f64>,
+        options: JsValue,
+    ) -> Result<HfLoader, JsValue> {
+        let (opts, quantize) = self.options(options)?;
+        if shard_names.len() != shard_sizes.len() || shard_names.is_empty() {
+            return Err(bad_arg("one size per shard, at least one shard"));
+        }
+        let model = HfModel::new(config, tokenizer_config.as_deref(), quantize).map_err(err)?;
+        let shards = shard_names
+            .into_iter()
+            .zip(shard_sizes.into_iter().map(|s| s.max(0.0) as u64))
+            .collect();
+        let backend = Box::new(self.backend.clone());
+        Ok(HfLoader {
+            inner: Some(HfStream::new(model, tokenizer, shards, backend, opts)),
         })
     }
 
@@ -176,6 +225,44 @@ impl Loader {
             self.inner = None;
             err(e)
         })
+    }
+
+    pub fn received(&self) -> f64 {
+        self.inner.as_ref().map_or(0.0, |s| s.received() as f64)
+    }
+
+    pub fn finish(&mut self) -> Result<Model, JsValue> {
+        let s = self.inner.take().ok_or_else(|| err(LoadError::Cancelled))?;
+        let model = s.finish().map_err(err)?;
+        Ok(Model {
+            inner: Rc::new(RefCell::new(Some(model))),
+        })
+    }
+}
+
+/// A safetensors model arriving shard by shard.
+#[wasm_bindgen]
+pub struct HfLoader {
+    inner: Option<HfStream>,
+}
+
+#[wasm_bindgen]
+impl HfLoader {
+    pub fn push(&mut self, shard: usize, chunk: &[u8]) -> Result<(), JsValue> {
+        let s = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| err(LoadError::Cancelled))?;
+        s.push(shard, chunk).map_err(|e| {
+            self.inner = None;
+            err(e)
+        })
+    }
+
+    /// Whether shard `i`'s header has arrived (read on to the next shard).
+    #[wasm_bindgen(js_name = headerDone)]
+    pub fn header_done(&self, shard: usize) -> bool {
+        self.inner.as_ref().is_some_and(|s| s.header_done(shard))
     }
 
     pub fn received(&self) -> f64 {

@@ -94,6 +94,26 @@ test('tiny llama3 (F32, Q8_0 GGUF): greedy ids in Chromium = native = PyTorch (w
   assert.deepEqual(r.ids, q8.greedy_ids, 'Q8_0');
 });
 
+test('tiny llama3 safetensors folder (base URL; URL list quantized to Q8_0 on load) = PyTorch ids', async () => {
+  const page = await harness();
+  const dir = '/tests/fixtures/models/llama3/';
+  const f32 = await greedyIn(page, dir, tinyRef.prompt_ids, tinyRef.greedy_ids.length, { cache: false });
+  assert.deepEqual(f32.ids, tinyRef.greedy_ids);
+  // Quantize-on-load Q8_0 is byte-identical to the GGUF Q8_0 file: same ids.
+  const q8 = await json('tests/fixtures/models/llama3/reference.Q8_0.json');
+  const list = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors'].map((f) => dir + f);
+  const r = await greedyIn(page, list, q8.prompt_ids, q8.greedy_ids.length, { quantize: 'q8_0', worker: false });
+  assert.deepEqual(r.ids, q8.greedy_ids);
+  // Offline: the second load of the folder comes from OPFS.
+  const again = await page.evaluate(async (l) => {
+    const llm = await kiln.Kiln.loadLLM(l, { quantize: 'q8_0' });
+    const fromCache = llm.fromCache;
+    await llm.dispose();
+    return fromCache;
+  }, list);
+  assert.equal(again, true);
+});
+
 test('SmolLM2-135M Q4_1: tokenizer and greedy ids = PyTorch, weights split over 8 MiB bindings', async () => {
   const page = await harness();
   const rec = smolRef.find((r) => r.label === 'chat');
@@ -231,7 +251,7 @@ test('bad input: corrupt, truncated, not GGUF, missing, no WebGPU -> typed error
   }, TINY);
   for (const k of ['truncated', 'magic', 'flipped', 'direct']) assert.match(r[k], /^CORRUPT_FILE: /, k);
   assert.match(r.missing, /^NETWORK_ERROR: .*404/);
-  assert.match(r.folder, /^UNSUPPORTED_MODEL: /);
+  assert.match(r.folder, /^INVALID_INPUT: .*config\.json/);
   assert.match(r.quantize, /^UNSUPPORTED_MODEL: /);
   assert.match(r.nogpu, /^WEBGPU_UNAVAILABLE: /);
   console.log(`    e.g. ${r.truncated}`);

@@ -30,18 +30,61 @@ struct Entry {
     bytes: u64,
 }
 
-pub struct HfFolder {
-    pub dir: PathBuf,
+/// What a Hugging Face model is, without its weight data: `config.json`,
+/// `tokenizer_config.json` and every shard's tensor table. Shared by the
+/// folder reader below and the streaming loader (the browser).
+pub struct HfModel {
     pub config: Value,
-    files: Vec<File>,
+    tokenizer_config: Option<Value>,
     tensors: HashMap<String, Entry>,
     quantize: Option<DType>,
 }
 
-fn json(path: &Path) -> Result<Value, LoadError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| LoadError::Io(format!("{}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| LoadError::Corrupt(format!("{}: {e}", path.display())))
+/// A model folder on disk.
+pub struct HfFolder {
+    pub dir: PathBuf,
+    files: Vec<File>,
+    pub model: HfModel,
+}
+
+impl std::ops::Deref for HfFolder {
+    type Target = HfModel;
+    fn deref(&self) -> &HfModel {
+        &self.model
+    }
+}
+
+fn parse_json(what: &str, bytes: &[u8]) -> Result<Value, LoadError> {
+    serde_json::from_slice(bytes).map_err(|e| LoadError::Corrupt(format!("{what}: {e}")))
+}
+
+/// The shard files named by `model.safetensors.index.json`, sorted.
+pub fn index_shards(index: &[u8]) -> Result<Vec<String>, LoadError> {
+    let idx = parse_json("model.safetensors.index.json", index)?;
+    let map = idx["weight_map"]
+        .as_object()
+        .ok_or_else(|| LoadError::Corrupt("index has no weight_map".into()))?;
+    let mut v: Vec<String> = map
+        .values()
+        .filter_map(|f| f.as_str().map(String::from))
+        .collect();
+    v.sort();
+    v.dedup();
+    Ok(v)
+}
+
+/// The safetensors header length from a file's first 8 bytes, checked
+/// against the file size.
+pub fn header_len(shard: &str, first8: [u8; 8], len: u64) -> Result<u64, LoadError> {
+    let n = u64::from_le_bytes(first8);
+    if n.saturating_add(8) > len || n > 100 << 20 {
+        return Err(LoadError::Truncated {
+            what: format!("{shard} header"),
+            need: n.saturating_add(8),
+            len,
+        });
+    }
+    Ok(n)
 }
 
 /// The HF name of a GGUF tensor name.
@@ -87,6 +130,51 @@ fn st_dtype(name: &str, d: safetensors::Dtype) -> Result<DType, LoadError> {
 impl HfFolder {
     /// Opens a model folder; `quantize` re-encodes weight matrices on load.
     pub fn open(dir: &Path, quantize: Option<DType>) -> Result<HfFolder, LoadError> {
+        let config = std::fs::read(dir.join("config.json"))
+            .map_err(|e| LoadError::Io(format!("{}: {e}", dir.join("config.json").display())))?;
+        let tc = std::fs::read(dir.join("tokenizer_config.json")).ok();
+        let mut model = HfModel::new(&config, tc.as_deref(), quantize)?;
+        let index = dir.join("model.safetensors.index.json");
+        let shards: Vec<String> = if index.exists() {
+            index_shards(&std::fs::read(&index)?)?
+        } else {
+            vec!["model.safetensors".into()]
+        };
+        let mut files = Vec::new();
+        for shard in shards {
+            let path = dir.join(&shard);
+            let mut f =
+                File::open(&path).map_err(|e| LoadError::Io(format!("{}: {e}", path.display())))?;
+            let len = f.metadata()?.len();
+            let mut first8 = [0u8; 8];
+            f.read_exact(&mut first8)
+                .map_err(|_| LoadError::Truncated {
+                    what: format!("{shard} header length"),
+                    need: 8,
+                    len,
+                })?;
+            let n = header_len(&shard, first8, len)?;
+            let mut head = vec![0u8; n as usize];
+            f.read_exact(&mut head)?;
+            model.add_shard(&shard, &head, len)?;
+            files.push(f);
+        }
+        Ok(HfFolder {
+            dir: dir.to_path_buf(),
+            files,
+            model,
+        })
+    }
+}
+
+impl HfModel {
+    /// From `config.json` (and `tokenizer_config.json` if there is one);
+    /// `quantize` re-encodes weight matrices on load.
+    pub fn new(
+        config: &[u8],
+        tokenizer_config: Option<&[u8]>,
+        quantize: Option<DType>,
+    ) -> Result<HfModel, LoadError> {
         if let Some(q) = quantize
             && !q.is_quantized()
             && !matches!(q, DType::F16 | DType::BF16 | DType::F32)
@@ -95,80 +183,96 @@ impl HfFolder {
                 "cannot quantize weights to {q}"
             )));
         }
-        let config = json(&dir.join("config.json"))?;
-        let index = dir.join("model.safetensors.index.json");
-        let shards: Vec<String> = if index.exists() {
-            let idx = json(&index)?;
-            let map = idx["weight_map"]
-                .as_object()
-                .ok_or_else(|| LoadError::Corrupt("index has no weight_map".into()))?;
-            let mut v: Vec<String> = map
-                .values()
-                .filter_map(|f| f.as_str().map(String::from))
-                .collect();
-            v.sort();
-            v.dedup();
-            v
-        } else {
-            vec!["model.safetensors".into()]
-        };
-        let mut files = Vec::new();
-        let mut tensors = HashMap::new();
-        for shard in shards {
-            let path = dir.join(&shard);
-            let mut f =
-                File::open(&path).map_err(|e| LoadError::Io(format!("{}: {e}", path.display())))?;
-            let len = f.metadata()?.len();
-            let mut n = [0u8; 8];
-            f.read_exact(&mut n).map_err(|_| LoadError::Truncated {
-                what: format!("{shard} header length"),
-                need: 8,
-                len,
-            })?;
-            let n = u64::from_le_bytes(n);
-            if n.saturating_add(8) > len || n > 100 << 20 {
+        Ok(HfModel {
+            config: parse_json("config.json", config)?,
+            tokenizer_config: tokenizer_config
+                .map(|t| parse_json("tokenizer_config.json", t))
+                .transpose()?,
+            tensors: HashMap::new(),
+            quantize,
+        })
+    }
+
+    /// Adds a shard's tensor table: `head` is its JSON header (after the 8
+    /// length bytes), `len` the file size. The crate's Metadata validates
+    /// dtypes, shapes and that the offsets tile the data; the data's end is
+    /// checked against the file size here (the data is not read).
+    pub fn add_shard(&mut self, shard: &str, head: &[u8], len: u64) -> Result<(), LoadError> {
+        let n = head.len() as u64;
+        let meta: safetensors::tensor::Metadata = serde_json::from_slice(head)
+            .map_err(|e| LoadError::Corrupt(format!("{shard}: {e}")))?;
+        let file = self.tensors.values().map(|e| e.file + 1).max().unwrap_or(0);
+        for (name, info) in meta.tensors() {
+            let (a, b) = info.data_offsets;
+            let offset = 8 + n + a as u64;
+            let bytes = (b - a) as u64;
+            if offset + bytes > len {
                 return Err(LoadError::Truncated {
-                    what: format!("{shard} header"),
-                    need: n.saturating_add(8),
+                    what: format!("tensor '{name}' in {shard}"),
+                    need: offset + bytes,
                     len,
                 });
             }
-            let mut head = vec![0u8; n as usize];
-            f.read_exact(&mut head)?;
-            // The crate's Metadata validates dtypes, shapes and that the
-            // offsets tile the data; the data's end is checked against the
-            // file below (its data is not read here).
-            let meta: safetensors::tensor::Metadata = serde_json::from_slice(&head)
-                .map_err(|e| LoadError::Corrupt(format!("{shard}: {e}")))?;
-            for (name, info) in meta.tensors() {
-                let (a, b) = info.data_offsets;
-                let offset = 8 + n + a as u64;
-                let bytes = (b - a) as u64;
-                if offset + bytes > len {
-                    return Err(LoadError::Truncated {
-                        what: format!("tensor '{name}' in {shard}"),
-                        need: offset + bytes,
-                        len,
-                    });
-                }
-                let entry = Entry {
-                    file: files.len(),
-                    dtype: st_dtype(&name, info.dtype)?,
-                    shape: info.shape.clone(),
-                    offset,
-                    bytes,
-                };
-                tensors.insert(name, entry);
+            let entry = Entry {
+                file,
+                dtype: st_dtype(&name, info.dtype)?,
+                shape: info.shape.clone(),
+                offset,
+                bytes,
+            };
+            if self.tensors.insert(name.clone(), entry).is_some() {
+                return Err(LoadError::Corrupt(format!(
+                    "tensor '{name}' is in two shards"
+                )));
             }
-            files.push(f);
         }
-        Ok(HfFolder {
-            dir: dir.to_path_buf(),
-            config,
-            files,
-            tensors,
-            quantize,
-        })
+        Ok(())
+    }
+
+    /// Where GGUF-named tensor `gguf` lies: (shard index, offset, bytes).
+    pub fn location(&self, gguf: &str) -> Result<(usize, u64, u64), LoadError> {
+        let (_, e) = self.entry(gguf)?;
+        Ok((e.file, e.offset, e.bytes))
+    }
+
+    /// Shape and dtype of `gguf` as it will be uploaded.
+    pub fn info(&self, gguf: &str) -> Result<(Vec<usize>, DType), LoadError> {
+        let (_, e) = self.entry(gguf)?;
+        Ok((e.shape.clone(), self.target(e)))
+    }
+
+    /// The tensor `gguf` from its raw bytes, converted or quantized as needed.
+    pub fn convert(&self, gguf: &str, data: Vec<u8>) -> Result<HostTensor, LoadError> {
+        let (hf, e) = self.entry(gguf)?;
+        let target = self.target(e);
+        let t = HostTensor::from_bytes(&e.shape, e.dtype, data)
+            .map_err(|err| LoadError::Corrupt(format!("tensor '{hf}': {err}")))?;
+        if target == e.dtype {
+            return Ok(t);
+        }
+        let values = t.to_f32()?;
+        let cols = *e.shape.last().unwrap_or(&1);
+        let mut out = Vec::with_capacity(crate::host::byte_size(&e.shape, target)?);
+        for row in values.chunks(cols.max(1)) {
+            out.extend(quant::quantize(target, row)?);
+        }
+        Ok(HostTensor::from_bytes(&e.shape, target, out)?)
+    }
+
+    /// The tokenizer from `tokenizer.json`, with BOS/EOS from `config.json`
+    /// where it names them.
+    pub fn tokenizer(&self, json: &[u8]) -> Result<crate::tokenizer::Tokenizer, LoadError> {
+        let tok_err = |e: crate::tokenizer::TokenizerError| LoadError::Tokenizer(e.to_string());
+        let tokenizer = crate::tokenizer::Tokenizer::from_hf_json(json).map_err(tok_err)?;
+        let bos = self.special_ids("bos_token_id").first().copied();
+        let eos = self.special_ids("eos_token_id").first().copied();
+        match (bos, eos) {
+            (None, None) => Ok(tokenizer),
+            (b, e) => {
+                let (b, e) = (b.or(tokenizer.bos()), e.or(tokenizer.eos()));
+                tokenizer.with_bos_eos(b, e).map_err(tok_err)
+            }
+        }
     }
 
     fn entry(&self, gguf: &str) -> Result<(&str, &Entry), LoadError> {
@@ -262,7 +366,7 @@ impl HfFolder {
 
     /// `tokenizer_config.json`'s chat template, if any.
     pub fn chat_template(&self) -> Option<String> {
-        let tc = json(&self.dir.join("tokenizer_config.json")).ok()?;
+        let tc = self.tokenizer_config.as_ref()?;
         match &tc["chat_template"] {
             Value::String(s) => Some(s.clone()),
             Value::Array(list) => list
@@ -289,36 +393,15 @@ impl HfFolder {
 
 impl WeightSource for HfFolder {
     fn info(&self, name: &str) -> Result<(Vec<usize>, DType), LoadError> {
-        let (_, e) = self.entry(name)?;
-        Ok((e.shape.clone(), self.target(e)))
+        self.model.info(name)
     }
 
     fn read(&mut self, name: &str) -> Result<HostTensor, LoadError> {
-        let (hf, e) = self.entry(name)?;
-        let (hf, file, offset, bytes, dtype, shape) = (
-            hf.to_string(),
-            e.file,
-            e.offset,
-            e.bytes,
-            e.dtype,
-            e.shape.clone(),
-        );
-        let target = self.target(e);
+        let (file, offset, bytes) = self.model.location(name)?;
         let f = &mut self.files[file];
         f.seek(SeekFrom::Start(offset))?;
         let mut data = vec![0u8; bytes as usize];
         f.read_exact(&mut data)?;
-        let t = HostTensor::from_bytes(&shape, dtype, data)
-            .map_err(|err| LoadError::Corrupt(format!("tensor '{hf}': {err}")))?;
-        if target == dtype {
-            return Ok(t);
-        }
-        let values = t.to_f32()?;
-        let cols = *shape.last().unwrap_or(&1);
-        let mut out = Vec::with_capacity(crate::host::byte_size(&shape, target)?);
-        for row in values.chunks(cols.max(1)) {
-            out.extend(quant::quantize(target, row)?);
-        }
-        Ok(HostTensor::from_bytes(&shape, target, out)?)
+        self.model.convert(name, data)
     }
 }

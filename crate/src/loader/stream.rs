@@ -30,18 +30,83 @@ impl std::io::Read for Partial<'_> {
     }
 }
 
+/// Receives each cut tensor: (name, bytes).
+type TensorSink<'a> = dyn FnMut(&str, Vec<u8>) -> Result<(), LoadError> + 'a;
+
+/// Cuts a file's bytes, arriving in order from offset `pos`, into the
+/// tensors at known (name, offset, bytes), sorted by offset; gaps (padding,
+/// tensors nobody wants) are skipped.
+struct Cutter {
+    pos: u64,
+    items: Vec<(String, u64, u64)>,
+    next: usize,
+    buf: Vec<u8>,
+}
+
+impl Cutter {
+    fn new(pos: u64, mut items: Vec<(String, u64, u64)>) -> Cutter {
+        items.sort_by_key(|i| i.1);
+        Cutter {
+            pos,
+            items,
+            next: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.next == self.items.len()
+    }
+
+    /// The tensor being waited for.
+    fn pending(&self) -> Option<&str> {
+        self.items.get(self.next).map(|i| i.0.as_str())
+    }
+
+    fn push(
+        &mut self,
+        mut bytes: &[u8],
+        out: &mut TensorSink,
+    ) -> Result<(), LoadError> {
+        while !bytes.is_empty() {
+            let Some((name, offset, size)) = self.items.get(self.next) else {
+                // Trailing bytes after the last wanted tensor.
+                self.pos += bytes.len() as u64;
+                return Ok(());
+            };
+            if self.pos < *offset {
+                let skip = ((offset - self.pos) as usize).min(bytes.len());
+                bytes = &bytes[skip..];
+                self.pos += skip as u64;
+                continue;
+            }
+            if self.pos > *offset {
+                return Err(LoadError::Corrupt(format!(
+                    "tensor '{name}' overlaps the previous one"
+                )));
+            }
+            if self.buf.capacity() == 0 {
+                // Exactly one tensor's worth: no growth by doubling.
+                self.buf.reserve_exact(*size as usize);
+            }
+            let take = (*size as usize - self.buf.len()).min(bytes.len());
+            self.buf.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.buf.len() as u64 == *size {
+                self.pos = offset + size;
+                self.next += 1;
+                out(name, std::mem::take(&mut self.buf))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 enum Phase {
     /// Collecting the header; try to parse once `try_at` bytes are in.
-    Header {
-        buf: Vec<u8>,
-        try_at: usize,
-    },
-    /// Streaming tensor data: `next` indexes `order`, `buf` holds its bytes.
-    Body {
-        next: usize,
-        buf: Vec<u8>,
-    },
-    Done,
+    Header { buf: Vec<u8>, try_at: usize },
+    /// Streaming tensor data.
+    Body(Cutter),
 }
 
 /// A GGUF file arriving in pieces of any size.
@@ -51,8 +116,6 @@ pub struct GgufStream {
     pos: u64,
     phase: Phase,
     header: Option<GgufFile>,
-    /// Tensor indices in file order.
-    order: Vec<usize>,
 }
 
 /// What a call to [`GgufStream::push`] produced.
@@ -74,7 +137,6 @@ impl GgufStream {
                 try_at: 1 << 16,
             },
             header: None,
-            order: Vec::new(),
         }
     }
 
@@ -84,7 +146,7 @@ impl GgufStream {
 
     /// Whether every tensor has arrived.
     pub fn is_done(&self) -> bool {
-        matches!(self.phase, Phase::Done)
+        matches!(&self.phase, Phase::Body(c) if c.done())
     }
 
     /// Bytes received so far.
@@ -116,48 +178,15 @@ impl GgufStream {
                         self.try_header(out)?;
                     }
                 }
-                Phase::Body { next, buf } => {
-                    let Some(&ti) = self.order.get(*next) else {
-                        // Trailing bytes after the last tensor.
-                        self.pos += bytes.len() as u64;
-                        bytes = &[];
-                        continue;
-                    };
+                Phase::Body(cutter) => {
                     let header = self.header.as_ref().ok_or(LoadError::Cancelled)?;
-                    let t = &header.tensors[ti];
-                    if self.pos < t.offset {
-                        // Padding (or an unused gap) before the tensor.
-                        let skip = ((t.offset - self.pos) as usize).min(bytes.len());
-                        bytes = &bytes[skip..];
-                        self.pos += skip as u64;
-                        continue;
-                    }
-                    if self.pos > t.offset {
-                        return Err(LoadError::Corrupt(format!(
-                            "tensor '{}' overlaps the previous one",
-                            t.name
-                        )));
-                    }
-                    if buf.capacity() == 0 {
-                        // Exactly one tensor's worth: no growth by doubling.
-                        buf.reserve_exact(t.bytes as usize);
-                    }
-                    let take = (t.bytes as usize - buf.len()).min(bytes.len());
-                    buf.extend_from_slice(&bytes[..take]);
-                    bytes = &bytes[take..];
-                    if buf.len() as u64 == t.bytes {
-                        let data = std::mem::take(buf);
-                        self.pos = t.offset + t.bytes;
-                        *next += 1;
-                        let name = t.name.clone();
-                        let host = HostTensor::from_bytes(&t.shape, t.dtype, data)?;
-                        if *next == self.order.len() {
-                            self.phase = Phase::Done;
-                        }
-                        out(Pushed::Tensor(name, host))?;
-                    }
-                }
-                Phase::Done => {
+                    cutter.push(bytes, &mut |name, data| {
+                        let t = header.tensor(name)?;
+                        out(Pushed::Tensor(
+                            name.to_string(),
+                            HostTensor::from_bytes(&t.shape, t.dtype, data)?,
+                        ))
+                    })?;
                     self.pos += bytes.len() as u64;
                     bytes = &[];
                 }
@@ -171,10 +200,8 @@ impl GgufStream {
         if self.is_done() && self.pos == self.total {
             return Ok(());
         }
-        let what = match (&self.phase, &self.header) {
-            (Phase::Body { next, .. }, Some(h)) => {
-                format!("tensor '{}'", h.tensors[self.order[*next]].name)
-            }
+        let what = match &self.phase {
+            Phase::Body(c) => format!("tensor '{}'", c.pending().unwrap_or("?")),
             _ => "the header".to_string(),
         };
         Err(LoadError::Truncated {
@@ -205,19 +232,14 @@ impl GgufStream {
             }
             Err(e) => return Err(e),
         };
-        let mut order: Vec<usize> = (0..header.tensors.len()).collect();
-        order.sort_by_key(|&i| header.tensors[i].offset);
+        let items = header
+            .tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.offset, t.bytes))
+            .collect();
         let rest = std::mem::take(buf);
         let start = self.pos - rest.len() as u64;
-        self.order = order;
-        self.phase = if self.order.is_empty() {
-            Phase::Done
-        } else {
-            Phase::Body {
-                next: 0,
-                buf: Vec::new(),
-            }
-        };
+        self.phase = Phase::Body(Cutter::new(start, items));
         // Bytes past the header that already arrived go round again.
         self.pos = start;
         out(Pushed::Header(&header))?;
@@ -382,5 +404,171 @@ impl ModelStream {
         let tokenizer = crate::tokenizer::Tokenizer::from_spec(&header.tokenizer_spec()?)
             .map_err(|e| LoadError::Tokenizer(e.to_string()))?;
         crate::generate::TextModel::assemble(llm, tokenizer, header.chat_template(), Vec::new())
+    }
+}
+
+enum Shard {
+    /// Collecting the 8 length bytes and the JSON header.
+    Head(Vec<u8>),
+    /// Header parsed; bytes after it that arrived before the model was
+    /// compiled (at most one network chunk).
+    Ready {
+        data_at: u64,
+        early: Vec<u8>,
+    },
+    Body(Cutter),
+}
+
+/// A Hugging Face safetensors model (one or more shards) arriving as byte
+/// streams: read each shard until [`HfStream::header_done`], then stream
+/// every shard's rest in any order. Weights go to the device as they arrive.
+pub struct HfStream {
+    model: super::safetensors::HfModel,
+    tokenizer_json: Vec<u8>,
+    names: Vec<String>,
+    sizes: Vec<u64>,
+    received: Vec<u64>,
+    shards: Vec<Shard>,
+    backend: Box<dyn crate::backend::Backend>,
+    opts: crate::model::llama::LlamaOptions,
+    loaded: Option<(crate::llm::Llm, WeightRouter)>,
+}
+
+impl HfStream {
+    /// `shards` are (file name, size) in the order the index lists them.
+    pub fn new(
+        model: super::safetensors::HfModel,
+        tokenizer_json: Vec<u8>,
+        shards: Vec<(String, u64)>,
+        backend: Box<dyn crate::backend::Backend>,
+        opts: crate::model::llama::LlamaOptions,
+    ) -> HfStream {
+        HfStream {
+            model,
+            tokenizer_json,
+            received: vec![0; shards.len()],
+            sizes: shards.iter().map(|s| s.1).collect(),
+            names: shards.into_iter().map(|s| s.0).collect(),
+            shards: Vec::new(),
+            backend,
+            opts,
+            loaded: None,
+        }
+    }
+
+    pub fn header_done(&self, shard: usize) -> bool {
+        !matches!(self.shards.get(shard), None | Some(Shard::Head(_)))
+    }
+
+    pub fn received(&self) -> u64 {
+        self.received.iter().sum()
+    }
+
+    /// Takes the next bytes of shard `i`.
+    pub fn push(&mut self, i: usize, bytes: &[u8]) -> Result<(), LoadError> {
+        if self.shards.is_empty() {
+            self.shards = self.sizes.iter().map(|_| Shard::Head(Vec::new())).collect();
+        }
+        let (Some(size), Some(got)) = (self.sizes.get(i), self.received.get_mut(i)) else {
+            return Err(LoadError::Corrupt(format!("no shard #{i}")));
+        };
+        *got += bytes.len() as u64;
+        if *got > *size {
+            return Err(LoadError::Corrupt(format!(
+                "{} is longer than the announced {size} bytes",
+                self.names[i]
+            )));
+        }
+        match &mut self.shards[i] {
+            Shard::Head(buf) => {
+                buf.extend_from_slice(bytes);
+                if buf.len() < 8 {
+                    return Ok(());
+                }
+                let first8: [u8; 8] = buf[..8].try_into().unwrap_or_default();
+                let n = super::safetensors::header_len(&self.names[i], first8, *size)?;
+                if (buf.len() as u64) < 8 + n {
+                    return Ok(());
+                }
+                let early = buf.split_off(8 + n as usize);
+                self.model.add_shard(&self.names[i], &buf[8..], *size)?;
+                self.shards[i] = Shard::Ready {
+                    data_at: 8 + n,
+                    early,
+                };
+                if (0..self.shards.len()).all(|s| self.header_done(s)) {
+                    self.compile()?;
+                }
+                Ok(())
+            }
+            Shard::Ready { early, .. } => {
+                early.extend_from_slice(bytes);
+                Ok(())
+            }
+            Shard::Body(cutter) => {
+                let (model, loaded) = (&self.model, &mut self.loaded);
+                let (llm, router) = loaded.as_mut().ok_or(LoadError::Cancelled)?;
+                cutter.push(bytes, &mut |name, data| {
+                    router.offer(name, model.convert(name, data)?, llm.exe.as_mut())
+                })
+            }
+        }
+    }
+
+    /// All headers are in: build and compile the model, then cut each shard.
+    fn compile(&mut self) -> Result<(), LoadError> {
+        let config = self.model.llama_config()?;
+        let model = &self.model;
+        let llm = crate::llm::Llm::compile(
+            &config,
+            &|name| model.info(name),
+            self.backend.as_ref(),
+            &self.opts,
+        )?;
+        let mut wanted: Vec<Vec<(String, u64, u64)>> = vec![Vec::new(); self.shards.len()];
+        for (w, _) in &llm.model.weights {
+            for part in w.split(crate::model::llama::CONCAT) {
+                let (file, offset, bytes) = self.model.location(part)?;
+                if !wanted[file].iter().any(|x| x.0 == part) {
+                    wanted[file].push((part.to_string(), offset, bytes));
+                }
+            }
+        }
+        let router = WeightRouter::new(llm.model.weights.clone());
+        self.loaded = Some((llm, router));
+        for (i, items) in wanted.into_iter().enumerate() {
+            let (data_at, early) = match std::mem::replace(&mut self.shards[i], Shard::Head(vec![]))
+            {
+                Shard::Ready { data_at, early } => (data_at, early),
+                _ => return Err(LoadError::Corrupt("shard header missing".into())),
+            };
+            self.shards[i] = Shard::Body(Cutter::new(data_at, items));
+            // Replay what arrived early (not counted twice).
+            self.received[i] -= early.len() as u64;
+            self.push(i, &early)?;
+        }
+        Ok(())
+    }
+
+    /// The loaded model, once every shard has arrived.
+    pub fn finish(self) -> Result<crate::generate::TextModel, LoadError> {
+        for (i, s) in self.shards.iter().enumerate() {
+            let done = matches!(s, Shard::Body(c) if c.done());
+            if !done || self.received[i] != self.sizes[i] {
+                return Err(LoadError::Truncated {
+                    what: self.names[i].clone(),
+                    need: self.sizes[i],
+                    len: self.received[i],
+                });
+            }
+        }
+        let Some((llm, router)) = self.loaded else {
+            return Err(LoadError::Corrupt("the model has no shards".into()));
+        };
+        router.finish()?;
+        let tokenizer = self.model.tokenizer(&self.tokenizer_json)?;
+        let template = self.model.chat_template();
+        let eos = self.model.special_ids("eos_token_id");
+        crate::generate::TextModel::assemble(llm, tokenizer, template.as_deref(), eos)
     }
 }
