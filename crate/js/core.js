@@ -92,6 +92,7 @@ async function loadGguf(source, opts) {
   let loader;
   try {
     if (opts.maxBindingBytes) eng.limitBinding(opts.maxBindingBytes);
+    if (opts.cpuKernels !== undefined) eng.useCpuKernels(!!opts.cpuKernels);
     loader = eng.loadGguf(src.size, modelOptions(opts));
     const reader = src.stream().getReader();
     let loaded = 0;

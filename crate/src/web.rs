@@ -189,6 +189,13 @@ impl Engine {
         self.backend = self.backend.with_binding_limit(bytes as u64);
     }
 
+    /// Chooses the kernel variants tuned for CPU adapters (SwiftShader,
+    /// lavapipe) or for GPUs; by default the adapter's type decides.
+    #[wasm_bindgen(js_name = useCpuKernels)]
+    pub fn use_cpu_kernels(&mut self, cpu: bool) {
+        self.backend = self.backend.with_cpu_kernels(cpu);
+    }
+
     /// Destroys the device (tests: the device-lost path).
     #[wasm_bindgen(js_name = loseDevice)]
     pub fn lose_device(&self) {

@@ -228,6 +228,41 @@ test('OPFS cache: second load offline comes from the cache; delete works', async
   await context.close();
 });
 
+test('cache: Cache API fallback without OPFS; a full quota is reported, the model still loads', async () => {
+  const context = await browser.newContext();
+  const page = await harness(context);
+  const r = await page.evaluate(async (url) => {
+    const { Kiln } = kiln;
+    const out = {};
+    // Storage quota too small: loads, reports QUOTA_EXCEEDED, caches nothing.
+    const estimate = navigator.storage.estimate;
+    navigator.storage.estimate = async () => ({ quota: 1000, usage: 900 });
+    const a = await Kiln.loadLLM(url, { worker: false });
+    out.quota = a.cacheError && a.cacheError.code;
+    out.quotaMsg = a.cacheError && a.cacheError.message;
+    out.cachedAfterQuota = await Kiln.hasModelInCache(url);
+    await a.dispose();
+    navigator.storage.estimate = estimate;
+    // No OPFS: the Cache API keeps the model.
+    navigator.storage.getDirectory = undefined;
+    const b = await Kiln.loadLLM(url, { worker: false });
+    out.first = b.fromCache;
+    await b.dispose();
+    const c = await Kiln.loadLLM(url, { worker: false });
+    out.second = c.fromCache;
+    await c.dispose();
+    await Kiln.deleteModelInCache(url);
+    out.afterDelete = await Kiln.hasModelInCache(url);
+    return out;
+  }, TINY);
+  assert.equal(r.quota, 'QUOTA_EXCEEDED', r.quotaMsg);
+  assert.equal(r.cachedAfterQuota, false);
+  assert.equal(r.first, false);
+  assert.equal(r.second, true);
+  assert.equal(r.afterDelete, false);
+  await context.close();
+});
+
 test('bad input: corrupt, truncated, not GGUF, missing, no WebGPU -> typed errors', async () => {
   const page = await harness();
   const r = await page.evaluate(async (url) => {

@@ -63,11 +63,7 @@ impl Cutter {
         self.items.get(self.next).map(|i| i.0.as_str())
     }
 
-    fn push(
-        &mut self,
-        mut bytes: &[u8],
-        out: &mut TensorSink,
-    ) -> Result<(), LoadError> {
+    fn push(&mut self, mut bytes: &[u8], out: &mut TensorSink) -> Result<(), LoadError> {
         while !bytes.is_empty() {
             let Some((name, offset, size)) = self.items.get(self.next) else {
                 // Trailing bytes after the last wanted tensor.
