@@ -620,6 +620,10 @@ impl Executable for WgpuExecutable {
         Ok(HostTensor::from_bytes(&info.shape, info.dtype, data)?)
     }
 
+    // Native reads block in read_finish (device.poll), so the default (ready
+    // at once) applies there: awaiting the map here would wait for a poll
+    // that only read_finish makes.
+    #[cfg(target_arch = "wasm32")]
     fn read_ready(&self, ticket: usize) -> crate::backend::ReadReady {
         let map = self
             .reads
@@ -678,6 +682,7 @@ impl MapState {
         self.0.lock().ok().and_then(|s| s.0.clone())
     }
 
+    #[cfg(target_arch = "wasm32")]
     fn poll(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         match self.0.lock() {
             Ok(mut s) if s.0.is_none() => {
