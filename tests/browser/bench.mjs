@@ -1,0 +1,110 @@
+// Browser benchmark (not a test): Kiln (kiln-webgpu, worker, WebGPU) vs
+// wllama (llama.cpp in wasm, CPU threads) on the same GGUF, same headless
+// Chromium, same run. Prints a markdown table; figures belong in docs/bench/.
+//   node tests/browser/bench.mjs [--tokens 32] [--runs 2]
+// Needs pkg/ built (tools/build_pkg.sh) and the model (tools/fetch_model.sh);
+// installs @wllama/wllama (npm, not saved) on first use.
+import { chromium } from 'playwright-core';
+import { createServer } from 'node:http';
+import { readFile, stat, access } from 'node:fs/promises';
+import { join, extname, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { cpus } from 'node:os';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../..');
+const arg = (k, d) => { const i = process.argv.indexOf(k); return i > 0 ? Number(process.argv[i + 1]) : d; };
+const TOKENS = arg('--tokens', 32);
+const RUNS = arg('--runs', 2);
+const MODEL = '/models/SmolLM2-135M-Instruct.Q4_1.gguf';
+const WLLAMA = '3.13.0';
+
+const wl = join(here, 'node_modules/@wllama/wllama');
+try { await access(join(wl, 'esm/index.js')); } catch {
+  execFileSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', `@wllama/wllama@${WLLAMA}`], { cwd: here, stdio: 'inherit' });
+}
+
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
+const server = createServer(async (req, res) => {
+  let path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+  const base = path.startsWith('/wllama/') ? wl : root;
+  if (path.startsWith('/wllama/')) path = path.slice(7);
+  try {
+    let file = resolve(base, '.' + path);
+    if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
+    const body = await readFile(file);
+    // Cross-origin isolation: wllama's multi-threaded build needs SharedArrayBuffer.
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'content-length': body.length,
+      'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' });
+    res.end(body);
+  } catch { res.writeHead(404).end(); }
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const origin = `http://127.0.0.1:${server.address().port}`;
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--enable-unsafe-webgpu', '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update'] });
+const page = await browser.newPage();
+page.on('console', (m) => { if (process.env.VERBOSE) console.log(`[page] ${m.text()}`); });
+await page.goto(`${origin}/tests/browser/harness.html`);
+await page.waitForFunction(() => window.harnessReady === true);
+
+// The same raw prompt for both (no chat template): streamed, greedy.
+const PROMPT = 'Once upon a time, in a small village nestled between rolling hills and a quiet river, there lived an old clockmaker named Elias. Every morning he';
+
+const kiln = await page.evaluate(async ({ url, prompt, n, runs }) => {
+  const t0 = performance.now();
+  const llm = await window.kiln.Kiln.loadLLM(url, { cache: false, maxContext: 512 });
+  const load = (performance.now() - t0) / 1000;
+  const out = [];
+  for (let r = 0; r < runs; r++) {
+    await llm.resetChat();
+    for await (const _ of llm.generate(prompt, { max_tokens: n, ignore_eos: true }));
+    out.push(llm.lastStats);
+  }
+  const adapter = llm.adapter;
+  await llm.dispose();
+  return { load, runs: out, adapter };
+}, { url: MODEL, prompt: PROMPT, n: TOKENS, runs: RUNS });
+
+const wllama = await page.evaluate(async ({ url, prompt, n, runs }) => {
+  const { Wllama } = await import('/wllama/esm/index.js');
+  const w = new Wllama({ default: '/wllama/esm/wasm/wllama.wasm' });
+  const t0 = performance.now();
+  await w.loadModelFromUrl(new URL(url, location.href).href, { n_ctx: 512, n_gpu_layers: 0, useCache: false });
+  const load = (performance.now() - t0) / 1000;
+  const out = [];
+  for (let r = 0; r < runs; r++) {
+    const start = performance.now();
+    let first = 0, count = 0, last = 0, promptTokens = 0;
+    const stream = await w.createCompletion({ prompt, max_tokens: n, temperature: 0, stream: true, ignore_eos: true });
+    for await (const c of stream) {
+      const now = performance.now();
+      if (!first) first = now;
+      last = now;
+      count++;
+      if (c.usage) promptTokens = c.usage.prompt_tokens;
+    }
+    out.push({ first: (first - start) / 1000, decode: count > 1 ? (count - 1) / ((last - first) / 1000) : 0, count, promptTokens });
+  }
+  const threads = w.getNumThreads ? w.getNumThreads() : (w.isMultithread() ? 'multi' : 1);
+  await w.exit();
+  return { load, runs: out, threads, isolated: self.crossOriginIsolated };
+}, { url: MODEL, prompt: PROMPT, n: TOKENS, runs: RUNS });
+
+await browser.close();
+server.close();
+
+const best = (xs, f) => Math.max(...xs.map(f));
+const kDecode = best(kiln.runs, (s) => s.decodeTokensPerSecond);
+const kPrefill = best(kiln.runs, (s) => s.prefillTokensPerSecond);
+const wDecode = best(wllama.runs, (s) => s.decode);
+const wFirst = Math.min(...wllama.runs.map((s) => s.first));
+const pt = kiln.runs[0].promptTokens;
+console.log(`\nheadless Chromium ${browser.version?.() ?? ''}, ${cpus().length} cores (${cpus()[0].model}); prompt ${pt} tokens, ${TOKENS} generated, best of ${RUNS}\n`);
+console.log('| engine | backend | load s | prompt → first token s | prefill tok/s | decode tok/s |');
+console.log('|---|---|---:|---:|---:|---:|');
+const kFirst = Math.min(...kiln.runs.map((s) => s.prefillSeconds));
+console.log(`| Kiln (kiln-webgpu, worker) | WebGPU: ${kiln.adapter.backend} ${kiln.adapter.name || '(SwiftShader)'}, f16 ${kiln.adapter.shaderF16} | ${kiln.load.toFixed(2)} | ${kFirst.toFixed(2)} | ${kPrefill.toFixed(1)} | ${kDecode.toFixed(2)} |`);
+console.log(`| wllama ${WLLAMA} | wasm CPU, threads: ${wllama.threads}, isolated ${wllama.isolated} | ${wllama.load.toFixed(2)} | ${wFirst.toFixed(2)} | ${(pt / wFirst).toFixed(1)} | ${wDecode.toFixed(2)} |`);
+console.log(`\nKiln / wllama decode: ${(kDecode / wDecode).toFixed(2)}x`);
