@@ -16,6 +16,11 @@ const MMAX: u32 = 8u;
 
 #include "common/matmul_io.wgsl"
 
+#if X_VEC4
+fn x4(m: u32, g: u32) -> vec4<f32> {
+    return xv[m * (p.k >> 2u) + g];
+}
+#else
 fn x4(m: u32, g: u32) -> vec4<f32> {
     let base = m * p.k;
     let c = 4u * g;
@@ -30,6 +35,7 @@ fn x4(m: u32, g: u32) -> vec4<f32> {
     }
     return r;
 }
+#endif
 
 #if ROW_PER_THREAD
 // CPU adapters (lavapipe, SwiftShader): SIMD lanes are invocations, so one

@@ -3,8 +3,10 @@
 // 3 syms: array<u32> (run-time symbols; syms[pos_sym] = position of token 0),
 // 4 factors: array<f32> [n_rot/2] (θ_j divisors; x itself when has_factors = 0).
 // Dispatch: one thread per pair (t·h·d/2), 256 per workgroup, folded by ops::grid.
-// θ_j and the angle are f32 products as in HF; the angle is reduced to
-// [−π, π] before sin/cos (WGSL only bounds their error on that range).
+// θ_j and the angle are f32 products as in HF; sin/cos are evaluated here
+// (octant reduction + Taylor polynomials, ≤ 4e-7 absolute error) because
+// WGSL/Vulkan only promise 2^-11 from the built-ins, and software adapters
+// (SwiftShader: Chromium's WebGPU without a GPU) deliver about that.
 
 struct Params {
     t: u32,
@@ -29,6 +31,25 @@ struct Params {
 @group(0) @binding(4) var<storage, read> factors: array<f32>;
 
 const TWO_PI: f32 = 6.283185307179586;
+
+// (cos a, sin a): a reduced to r ∈ [−π/4, π/4] by quarter turns (π/2 split
+// in two parts, Cody–Waite), then Taylor series through r⁹ / r⁸.
+fn cos_sin(a: f32) -> vec2<f32> {
+    let k = round(a * 0.63661977236758134);        // 2/π
+    let r = (a - k * 1.5703125) - k * 4.8382679489661923e-4;  // π/2 = hi + lo
+    let r2 = r * r;
+    let sr = r * (1.0 + r2 * (-1.0 / 6.0 + r2 * (1.0 / 120.0 + r2 * (-1.0 / 5040.0 + r2 * (1.0 / 362880.0)))));
+    let cr = 1.0 + r2 * (-0.5 + r2 * (1.0 / 24.0 + r2 * (-1.0 / 720.0 + r2 * (1.0 / 40320.0))));
+    let q = i32(k) & 3;
+    if (q == 0) {
+        return vec2<f32>(cr, sr);
+    } else if (q == 1) {
+        return vec2<f32>(-sr, cr);
+    } else if (q == 2) {
+        return vec2<f32>(-cr, -sr);
+    }
+    return vec2<f32>(sr, -cr);
+}
 
 fn inv_freq(j: u32) -> f32 {
     let inv = 1.0 / pow(p.base, f32(2u * j) / f32(p.n_rot));
@@ -79,10 +100,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (p.has_factors != 0u) {
         inv = inv / factors[j];
     }
-    var angle = pos * inv;
-    angle = angle - TWO_PI * round(angle / TWO_PI);
-    let c = cos(angle);
-    let s = sin(angle);
+    let cs = cos_sin(pos * inv);
+    let c = cs.x;
+    let s = cs.y;
     let x0 = x[a];
     let x1 = x[b];
     y[a] = x0 * c - x1 * s;

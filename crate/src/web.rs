@@ -88,7 +88,9 @@ impl Engine {
         };
         let opts = LlamaOptions {
             max_ctx: o.max_ctx.unwrap_or(d.max_ctx),
-            prefill_chunk: o.prefill_chunk.unwrap_or(d.prefill_chunk),
+            prefill_chunk: o
+                .prefill_chunk
+                .unwrap_or(LlamaOptions::prefill_chunk_for(&self.backend.caps)),
             kv_dtype: if o.kv_f16 && self.backend.caps.shader_f16 {
                 crate::DType::F16
             } else {

@@ -15,7 +15,12 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
+#if X_VEC4
+// k % 4 == 0: x read as vec4 (one load per group of 4 on CPU adapters).
+@group(0) @binding(2) var<storage, read> xv: array<vec4<f32>>;
+#else
 @group(0) @binding(2) var<storage, read> x: array<f32>;
+#endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 // Residual added to the product (x itself when has_res = 0).
 @group(0) @binding(4) var<storage, read> res: array<f32>;

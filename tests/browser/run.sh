@@ -24,6 +24,18 @@ fi
 tools/build_pkg.sh
 (cd www && npm install --no-audit --no-fund --loglevel=error)
 
+# Chromium's WebGPU here is SwiftShader; its Vulkan driver ships with
+# chromium, so the op suite can run on the very same software GPU natively.
+icd=/usr/lib/chromium/vk_swiftshader_icd.json
+if [ -f "$icd" ]; then
+    echo "== op parity on SwiftShader (Chromium's software WebGPU adapter, via its Vulkan ICD)"
+    for flags in "" "--no-subgroups"; do
+        VK_ICD_FILENAMES="$icd" cargo run -q -p kiln --bin kiln -- ops-test --adapter swiftshader $flags \
+            > /tmp/kiln-ops-swiftshader.txt || { grep -a "FAIL\|backend" /tmp/kiln-ops-swiftshader.txt; exit 1; }
+        grep -a "^backend" /tmp/kiln-ops-swiftshader.txt; tail -1 /tmp/kiln-ops-swiftshader.txt
+    done
+fi
+
 echo "== wasm-bindgen-test (tests/web.rs) in headless Chromium"
 WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/tests/browser/webdriver.json" \
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \

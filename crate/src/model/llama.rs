@@ -49,6 +49,15 @@ impl Default for LlamaOptions {
     }
 }
 
+impl LlamaOptions {
+    /// The prefill chunk for a device: 16 tokens on CPU adapters (lavapipe,
+    /// SwiftShader), where a padded row costs as much as a real one; 128 on
+    /// GPUs, where a chunk's rows share each weight read.
+    pub fn prefill_chunk_for(caps: &crate::ops::GpuCaps) -> usize {
+        if caps.cpu { 16 } else { 128 }
+    }
+}
+
 /// The inputs and outputs of one program.
 #[derive(Clone, Debug)]
 pub struct StepIo {

@@ -137,7 +137,9 @@ impl Op for MatMul {
                         "mul_mat.wgsl"
                     },
                     entry: "main",
-                    defines: if gemv && ctx.caps.cpu {
+                    defines: if gemv && ctx.caps.cpu && k % 4 == 0 {
+                        vec![weight_define(w.dtype), "ROW_PER_THREAD", "X_VEC4"]
+                    } else if gemv && ctx.caps.cpu {
                         vec![weight_define(w.dtype), "ROW_PER_THREAD"]
                     } else {
                         vec![weight_define(w.dtype)]

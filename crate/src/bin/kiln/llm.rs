@@ -166,7 +166,7 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         max_ctx: a.ctx,
         prefill_chunk: a
             .prefill_chunk
-            .unwrap_or(if backend.caps.cpu { 16 } else { 128 }),
+            .unwrap_or(LlamaOptions::prefill_chunk_for(&backend.caps)),
         kv_dtype: if a.kv_f16 { DType::F16 } else { DType::F32 },
         // The plain graph is the default: measured faster on both the H100
         // (200 vs 155 tok/s) and lavapipe (180 vs 239 ms/token), see docs/bench.
