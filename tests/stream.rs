@@ -56,6 +56,8 @@ fn streamed_model_generates_the_reference_tokens() {
     let bytes = std::fs::read(fixture("llama3.F32.gguf")).unwrap();
     for seed in [1, 2, 3] {
         let mut model = stream(&bytes, seed).unwrap();
+        // Both greedy paths: device-fed (pipelined) and one step at a time.
+        model.pipelined = seed % 2 == 1;
         let params = GenerateParams {
             max_tokens: want.len(),
             ignore_eos: true,

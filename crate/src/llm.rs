@@ -257,6 +257,12 @@ impl Llm {
         Ok(self.exe.read(logits)?.to_f32()?)
     }
 
+    /// [`Llm::greedy`] without blocking.
+    pub async fn greedy_async(&mut self) -> Result<u32, LoadError> {
+        let next = self.last()?.next;
+        Ok(self.read_async(next).await?.to_u32()?[0])
+    }
+
     /// [`Llm::logits`] without blocking.
     pub async fn logits_async(&mut self) -> Result<Vec<f32>, LoadError> {
         let logits = self.last()?.logits;

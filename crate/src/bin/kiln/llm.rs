@@ -179,7 +179,7 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut last = 0;
-    let model = TextModel::open(&path, &backend, &opts, a.quantize, &mut |done, total| {
+    let mut model = TextModel::open(&path, &backend, &opts, a.quantize, &mut |done, total| {
         let pct = (done * 100 / total.max(1)) as usize;
         if pct != last {
             last = pct;
@@ -187,6 +187,7 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         }
         true
     })?;
+    model.pipelined = !backend.caps.cpu;
     eprintln!(
         "\rloaded {name}: {} layers, {:.1} MB of weights, on {} in {:.2} s",
         model.llm.model.config.n_layers,
