@@ -223,17 +223,32 @@ pub struct Loader {
     inner: Option<ModelStream>,
 }
 
+/// Feeds a loader; a load that failed is dropped (later calls: ABORTED).
+fn feed<S>(
+    slot: &mut Option<S>,
+    f: impl FnOnce(&mut S) -> Result<(), LoadError>,
+) -> Result<(), JsValue> {
+    let s = slot.as_mut().ok_or_else(|| err(LoadError::Cancelled))?;
+    f(s).map_err(|e| {
+        *slot = None;
+        err(e)
+    })
+}
+
+fn finish_load<S>(
+    slot: &mut Option<S>,
+    f: impl FnOnce(S) -> Result<TextModel, LoadError>,
+) -> Result<Model, JsValue> {
+    let s = slot.take().ok_or_else(|| err(LoadError::Cancelled))?;
+    Ok(Model {
+        inner: Rc::new(RefCell::new(Some(f(s).map_err(err)?))),
+    })
+}
+
 #[wasm_bindgen]
 impl Loader {
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
-        let s = self
-            .inner
-            .as_mut()
-            .ok_or_else(|| err(LoadError::Cancelled))?;
-        s.push(chunk).map_err(|e| {
-            self.inner = None;
-            err(e)
-        })
+        feed(&mut self.inner, |s| s.push(chunk))
     }
 
     pub fn received(&self) -> f64 {
@@ -241,11 +256,7 @@ impl Loader {
     }
 
     pub fn finish(&mut self) -> Result<Model, JsValue> {
-        let s = self.inner.take().ok_or_else(|| err(LoadError::Cancelled))?;
-        let model = s.finish().map_err(err)?;
-        Ok(Model {
-            inner: Rc::new(RefCell::new(Some(model))),
-        })
+        finish_load(&mut self.inner, ModelStream::finish)
     }
 }
 
@@ -258,14 +269,7 @@ pub struct HfLoader {
 #[wasm_bindgen]
 impl HfLoader {
     pub fn push(&mut self, shard: usize, chunk: &[u8]) -> Result<(), JsValue> {
-        let s = self
-            .inner
-            .as_mut()
-            .ok_or_else(|| err(LoadError::Cancelled))?;
-        s.push(shard, chunk).map_err(|e| {
-            self.inner = None;
-            err(e)
-        })
+        feed(&mut self.inner, |s| s.push(shard, chunk))
     }
 
     /// Whether shard `i`'s header has arrived (read on to the next shard).
@@ -279,11 +283,7 @@ impl HfLoader {
     }
 
     pub fn finish(&mut self) -> Result<Model, JsValue> {
-        let s = self.inner.take().ok_or_else(|| err(LoadError::Cancelled))?;
-        let model = s.finish().map_err(err)?;
-        Ok(Model {
-            inner: Rc::new(RefCell::new(Some(model))),
-        })
+        finish_load(&mut self.inner, HfStream::finish)
     }
 }
 
