@@ -98,14 +98,9 @@ async function loadGguf(source, opts) {
     let loaded = 0;
     progress('download', 0);
     for (;;) {
-      if (opts.signal?.aborted) {
-        await reader.cancel().catch(() => {});
-        throw aborted(opts.signal);
-      }
-      const { done, value } = await reader.read();
+      const { done, value } = await readPiece(src, reader, opts.signal);
       if (done) break;
-      for (let at = 0; at < value.length; at += CHUNK) loader.push(value.subarray(at, at + CHUNK));
-      if (src.cache) await src.cache.write(value);
+      pushPieces(value, (piece) => loader.push(piece));
       loaded += value.length;
       progress(src.fromCache ? 'cache' : 'download', loaded);
     }
@@ -115,12 +110,7 @@ async function loadGguf(source, opts) {
     progress('ready', src.size);
     return new DirectModel(model, eng.info(), src);
   } catch (e) {
-    if (loader) loader.free();
-    if (src.cache) await src.cache.abort();
-    // An aborted fetch rejects with the abort reason, whatever it is.
-    const err = opts.signal?.aborted ? aborted(opts.signal) : toKilnError(e);
-    if (err.code === 'DEVICE_LOST') dropEngine();
-    throw err;
+    throw await loadFailed(e, loader, [src], opts);
   }
 }
 
@@ -128,9 +118,27 @@ function modelOptions(opts) {
   return { maxCtx: opts.maxContext, prefillChunk: opts.prefillChunk, kvF16: !!opts.kvF16, quantize: opts.quantize ?? undefined };
 }
 
+/** Hands a network chunk to wasm in pieces of at most CHUNK bytes. */
+function pushPieces(value, push) {
+  for (let at = 0; at < value.length; at += CHUNK) push(value.subarray(at, at + CHUNK));
+}
+
+/** The error a failed load throws, after freeing the loader and dropping partial cache entries. */
+async function loadFailed(e, loader, sources, opts) {
+  if (loader) loader.free();
+  for (const s of sources) if (s.cache) await s.cache.abort();
+  // An aborted fetch rejects with the abort reason, whatever it is.
+  const err = opts.signal?.aborted ? aborted(opts.signal) : toKilnError(e);
+  if (err.code === 'DEVICE_LOST') dropEngine();
+  return err;
+}
+
 /** Reads the next piece of an opened file, caching it on the way. */
 async function readPiece(src, reader, signal) {
-  if (signal?.aborted) throw aborted(signal);
+  if (signal?.aborted) {
+    await reader.cancel().catch(() => {});
+    throw aborted(signal);
+  }
   const r = await reader.read();
   if (!r.done && src.cache) await src.cache.write(r.value);
   return r;
@@ -205,7 +213,7 @@ async function loadFolder(source, opts) {
       while (!(untilHeader && loader.headerDone(i))) {
         const { done, value } = await readPiece(opened[i], readers[i], opts.signal);
         if (done) return;
-        for (let at = 0; at < value.length; at += CHUNK) loader.push(i, value.subarray(at, at + CHUNK));
+        pushPieces(value, (piece) => loader.push(i, piece));
         loaded += value.length;
         progress(fromCache ? 'cache' : 'download');
       }
@@ -220,11 +228,7 @@ async function loadFolder(source, opts) {
     const cacheError = opened.map((s) => s.cache?.error).find(Boolean);
     return new DirectModel(model, eng.info(), { fromCache, cache: cacheError ? { error: cacheError } : null });
   } catch (e) {
-    if (loader) loader.free();
-    for (const s of opened) if (s.cache) await s.cache.abort();
-    const err = opts.signal?.aborted ? aborted(opts.signal) : toKilnError(e);
-    if (err.code === 'DEVICE_LOST') dropEngine();
-    throw err;
+    throw await loadFailed(e, loader, opened, opts);
   }
 }
 

@@ -185,10 +185,9 @@ impl Llm {
     }
 
     /// The greedy next token (reads back 4 bytes).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn greedy(&mut self) -> Result<u32, LoadError> {
-        let next = self.last()?.next;
-        let t = self.exe.read(next)?;
-        Ok(t.to_u32()?[0])
+        pollster::block_on(self.greedy_async())
     }
 
     /// Greedy decoding with the device feeding each token back to itself:
@@ -252,9 +251,9 @@ impl Llm {
     }
 
     /// Logits of the last token.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn logits(&mut self) -> Result<Vec<f32>, LoadError> {
-        let logits = self.last()?.logits;
-        Ok(self.exe.read(logits)?.to_f32()?)
+        pollster::block_on(self.logits_async())
     }
 
     /// [`Llm::greedy`] without blocking.
