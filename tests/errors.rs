@@ -76,7 +76,16 @@ fn graph_building_rejects_bad_shapes_and_dtypes() {
     ));
 }
 
-fn cache_graph() -> (Graph, kiln::TensorId, kiln::TensorId, kiln::TensorId) {
+/// (graph, cache state, src input, ids input, an intermediate that is not an output)
+type CacheGraph = (
+    Graph,
+    kiln::TensorId,
+    kiln::TensorId,
+    kiln::TensorId,
+    kiln::TensorId,
+);
+
+fn cache_graph() -> CacheGraph {
     let mut g = Graph::new();
     let pos = g.sym("pos");
     let cache = g.state("k", &[2, 8, 4], DType::F32).unwrap();
@@ -86,11 +95,12 @@ fn cache_graph() -> (Graph, kiln::TensorId, kiln::TensorId, kiln::TensorId) {
     let table = g.weight("emb", &[10, 32], DType::Q8_0).unwrap();
     let e = g.get_rows(table, ids).unwrap();
     g.mark_output(e).unwrap();
-    (g, out, src, ids)
+    let hidden = g.silu(e).unwrap();
+    (g, out, src, ids, hidden)
 }
 
 fn check_runtime_errors(backend: &dyn Backend) {
-    let (g, _cache, src, ids) = cache_graph();
+    let (g, cache, src, ids, hidden) = cache_graph();
     let mut exe = backend.compile(&g).unwrap();
     // Wrong shape / dtype / length of data.
     let wrong = HostTensor::zeros(&[2, 2, 4], DType::F32).unwrap();
@@ -122,9 +132,10 @@ fn check_runtime_errors(backend: &dyn Backend) {
         Err(BackendError::Graph(KilnError::BadParam { .. }))
     ));
     exe.run(&[5]).unwrap();
-    // Intermediates that are not outputs cannot be read.
-    let inter = g.nodes[0].output;
-    assert!(exe.read(inter).is_ok(), "state tensors are readable");
+    // Intermediates that are not outputs cannot be read; outputs and state can.
+    assert!(matches!(exe.read(hidden), Err(BackendError::Tensor { .. })));
+    assert!(exe.read(g.outputs[0]).is_ok(), "outputs are readable");
+    assert!(exe.read(cache).is_ok(), "state tensors are readable");
     assert!(exe.read(kiln::TensorId(999)).is_err());
 }
 

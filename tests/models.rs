@@ -107,21 +107,28 @@ fn stepwise_logits(llm: &mut Llm, seq: &[u32]) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> (f32, f32) {
-    let d = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
-    let m = b.iter().map(|x| x.abs()).fold(0f32, f32::max);
-    (d, m)
+/// Logits within `1e-4·max|want| + 1e-5` (NaN-aware; a length mismatch fails).
+fn assert_close(got: &[f32], want: &[f32], what: &str) -> f64 {
+    let d = kiln::parity::vec_diff(got, want).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        d.within(1e-4, 1e-5),
+        "{what}: logits differ by {} at {} (max |logit| {})",
+        d.max_abs,
+        d.worst,
+        d.max_want
+    );
+    d.rel()
 }
 
 /// Perplexity of `seq[1..]` given the logits after each prefix.
 fn perplexity(logits: &[Vec<f32>], seq: &[u32]) -> f64 {
     let mut nll = 0.0;
     for (l, next) in logits.iter().zip(&seq[1..]) {
-        let m = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        // A NaN logit must make the perplexity NaN (f32::max would skip it).
+        let m = l.iter().fold(
+            f32::NEG_INFINITY,
+            |m, v| if v.is_nan() || *v > m { *v } else { m },
+        ) as f64;
         let lse = m + l.iter().map(|v| (*v as f64 - m).exp()).sum::<f64>().ln();
         nll += lse - l[*next as usize] as f64;
     }
@@ -140,39 +147,35 @@ fn check_f32(name: &str, src: Source, gpu: &dyn Backend, fused: bool) {
     let mut llm = load_with(name, &src, gpu, fused);
     // Every prompt position, decode path.
     let got = stepwise_logits(&mut llm, &prompt);
-    let mut worst = 0f32;
-    for (i, want) in r["prompt_logits"].as_array().unwrap().iter().enumerate() {
-        let (d, m) = max_diff(&got[i], &floats(want));
-        assert!(
-            d <= 1e-4 * m + 1e-5,
-            "{name}: position {i}: logits differ by {d} (max |logit| {m})"
-        );
-        worst = worst.max(d / m);
+    let want_prompt = r["prompt_logits"].as_array().unwrap();
+    assert_eq!(got.len(), want_prompt.len(), "{name}: prompt positions");
+    let mut worst = 0f64;
+    for (i, want) in want_prompt.iter().enumerate() {
+        let rel = assert_close(&got[i], &floats(want), &format!("{name}: position {i}"));
+        worst = worst.max(rel);
     }
     // Prefill path: one chunk, last position.
     llm.reset();
     llm.feed(&prompt).unwrap();
     let last = llm.logits().unwrap();
     let want_last = floats(&r["prompt_logits"].as_array().unwrap()[prompt.len() - 1]);
-    let (d, m) = max_diff(&last, &want_last);
-    assert!(d <= 1e-4 * m + 1e-5, "{name}: prefill logits differ by {d}");
+    assert_close(&last, &want_last, &format!("{name}: prefill"));
     // Greedy steps and their logits.
     let mut greedy = Vec::new();
     for (step, want) in r["greedy_logits"].as_array().unwrap().iter().enumerate() {
         let logits = llm.logits().unwrap();
-        let (d, m) = max_diff(&logits, &floats(want));
-        assert!(
-            d <= 1e-4 * m + 1e-5,
-            "{name}: greedy step {step}: logits differ by {d}"
+        assert_close(
+            &logits,
+            &floats(want),
+            &format!("{name}: greedy step {step}"),
         );
         let next = llm.greedy().unwrap();
         greedy.push(next);
         llm.feed(&[next]).unwrap();
     }
-    assert_eq!(
-        greedy, want_greedy,
-        "{name}: greedy tokens differ from PyTorch"
-    );
+    if let Err(e) = kiln::parity::same_tokens(&greedy, &want_greedy) {
+        panic!("{name}: greedy tokens differ from PyTorch: {e}");
+    }
     let label = match src {
         Source::Gguf(ty) => format!("gguf {ty}"),
         Source::Hf(_) => "safetensors".to_string(),
@@ -232,11 +235,12 @@ fn quantized_models_match_the_cpu_reference_and_report_drift() {
         let got = stepwise_logits(&mut on_gpu, &seq);
         let mut on_cpu = load(name, &src, &CpuBackend);
         let want = stepwise_logits(&mut on_cpu, &seq);
+        assert_eq!(got.len(), want.len(), "{label}: positions");
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            let (d, m) = max_diff(g, w);
-            assert!(
-                d <= 1e-4 * m + 1e-5,
-                "{label}: position {i}: GPU vs CPU reference differ by {d}"
+            assert_close(
+                g,
+                w,
+                &format!("{label}: position {i}: GPU vs CPU reference"),
             );
         }
         let ppl = perplexity(&got, &seq);
@@ -254,11 +258,9 @@ fn quantized_models_match_the_cpu_reference_and_report_drift() {
                 greedy.push(t);
                 on_gpu.feed(&[t]).unwrap();
             }
-            assert_eq!(
-                greedy,
-                common::ids(&r["greedy_ids"]),
-                "f16 greedy tokens differ from PyTorch"
-            );
+            if let Err(e) = kiln::parity::same_tokens(&greedy, &common::ids(&r["greedy_ids"])) {
+                panic!("f16 greedy tokens differ from PyTorch: {e}");
+            }
         }
     }
 }

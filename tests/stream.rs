@@ -98,10 +98,12 @@ fn broken_streams_are_typed_errors() {
 }
 
 /// The fixture folder's files as an HfStream gets them in the browser.
+/// Headers arrive in `header_order` (shard indices; every shard once).
 fn hf_stream(
     shards: &[(String, Vec<u8>)],
     quantize: Option<DType>,
     seed: u64,
+    header_order: &[usize],
 ) -> Result<kiln::generate::TextModel, LoadError> {
     use kiln::loader::safetensors::HfModel;
     use kiln::loader::stream::HfStream;
@@ -124,7 +126,7 @@ fn hf_stream(
         r
     };
     // Headers first (as the browser reads them), then the rest, shard by shard.
-    for i in 0..shards.len() {
+    for &i in header_order {
         while !s.header_done(i) {
             piece(i, &mut s, &mut at)?;
         }
@@ -139,20 +141,29 @@ fn hf_stream(
 
 /// Splits the fixture's model.safetensors into two shards.
 fn two_shards() -> Vec<(String, Vec<u8>)> {
+    shards_split_at(&[0.5])
+}
+
+/// Splits the fixture's model.safetensors (sorted tensor names) into shards
+/// at these fractions; a repeated fraction makes a shard with no tensors.
+fn shards_split_at(fractions: &[f64]) -> Vec<(String, Vec<u8>)> {
     let bytes = std::fs::read(fixture("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
     names.sort();
-    let half = names.len() / 2;
-    [&names[..half], &names[half..]]
-        .iter()
+    let mut cuts = vec![0];
+    cuts.extend(fractions.iter().map(|f| (f * names.len() as f64) as usize));
+    cuts.push(names.len());
+    let n = cuts.len() - 1;
+    cuts.windows(2)
+        .map(|w| &names[w[0]..w[1]])
         .enumerate()
         .map(|(i, part)| {
             let views: Vec<(String, safetensors::tensor::TensorView)> = part
                 .iter()
                 .map(|n| (n.clone(), st.tensor(n).unwrap()))
                 .collect();
-            let file = format!("model-0000{}-of-00002.safetensors", i + 1);
+            let file = format!("model-0000{}-of-0000{n}.safetensors", i + 1);
             (file, safetensors::serialize(views, None).unwrap())
         })
         .collect()
@@ -168,33 +179,42 @@ fn streamed_safetensors_folders_generate_the_reference_tokens() {
         std::fs::read(fixture("model.safetensors")).unwrap(),
     )];
     let cases = [
-        (one.clone(), None, read("reference.json")),
-        (two_shards(), None, read("reference.json")),
+        (one.clone(), None, read("reference.json"), vec![0]),
+        (two_shards(), None, read("reference.json"), vec![0, 1]),
+        // Headers out of order, and a shard with no tensors (they once
+        // numbered shards by arrival and sent bytes to the wrong tensors).
+        (two_shards(), None, read("reference.json"), vec![1, 0]),
+        (
+            shards_split_at(&[0.0, 0.4, 0.4]),
+            None,
+            read("reference.json"),
+            vec![2, 3, 0, 1],
+        ),
         // Quantize-on-load Q8_0 is byte-identical to the GGUF Q8_0 file.
-        (one, Some(DType::Q8_0), read("reference.Q8_0.json")),
+        (one, Some(DType::Q8_0), read("reference.Q8_0.json"), vec![0]),
     ];
-    for (seed, (shards, q, reference)) in cases.into_iter().enumerate() {
+    for (seed, (shards, q, reference, order)) in cases.into_iter().enumerate() {
         let prompt = common::ids(&reference["prompt_ids"]);
         let want = common::ids(&reference["greedy_ids"]);
-        let mut model = hf_stream(&shards, q, seed as u64).unwrap();
+        let mut model = hf_stream(&shards, q, seed as u64, &order).unwrap();
         let params = GenerateParams {
             max_tokens: want.len(),
             ignore_eos: true,
             ..Default::default()
         };
         let got = model.generate_ids(&prompt, &params, &mut |_| true).unwrap();
-        assert_eq!(
-            got.tokens,
-            want,
-            "{} shard(s), quantize {q:?}",
-            shards.len()
-        );
+        if let Err(e) = kiln::parity::same_tokens(&got.tokens, &want) {
+            panic!(
+                "{} shard(s), quantize {q:?}, headers {order:?}: {e}",
+                shards.len()
+            );
+        }
     }
     // Truncated shard: a typed error at finish.
     let mut cut = two_shards();
     let len = cut[1].1.len();
     cut[1].1.truncate(len - 10);
-    let err = hf_stream(&cut, None, 9).err().unwrap();
+    let err = hf_stream(&cut, None, 9, &[0, 1]).err().unwrap();
     assert!(
         matches!(err, LoadError::Truncated { .. } | LoadError::Corrupt(_)),
         "{err}"

@@ -16,6 +16,7 @@ use kiln::llm::Llm;
 use kiln::loader::LoadError;
 use kiln::loader::gguf::GgufFile;
 use kiln::model::llama::LlamaOptions;
+use kiln::parity::{tokens_agree, vec_diff};
 use kiln::tokenizer::Tokenizer;
 
 pub const REL_TOL: f32 = 1e-4;
@@ -92,63 +93,72 @@ pub fn trace(
     })
 }
 
-/// (max |a − b|, max |b|) over two vectors.
-pub fn diff(a: &[f32], b: &[f32]) -> (f32, f32) {
-    let d = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
-    let m = b.iter().map(|y| y.abs()).fold(0f32, f32::max);
-    (if a.len() == b.len() { d } else { f32::INFINITY }, m)
-}
-
 /// How a backend's trace compares with the reference trace.
 pub struct Comparison {
-    pub worst_hidden_rel: f32,
+    pub worst_hidden_rel: f64,
     pub first_bad_layer: Option<usize>,
-    pub worst_logit_rel: f32,
+    pub worst_logit_rel: f64,
     pub first_bad_step: Option<usize>,
     /// Greedy tokens equal to the reference's before the first difference.
     pub tokens_agree: usize,
+    /// Why the traces cannot be compared (different lengths, empty).
+    pub error: Option<String>,
 }
 
 impl Comparison {
     pub fn pass(&self, steps: usize) -> bool {
-        self.first_bad_layer.is_none()
+        self.error.is_none()
+            && self.first_bad_layer.is_none()
             && self.first_bad_step.is_none()
             && self.tokens_agree == steps
     }
 }
 
+/// Per vector: max |got − want| / max |want| (NaN-aware: ∞ on a NaN or a
+/// missing vector; `rel` is never NaN). The index of the first vector past [`REL_TOL`].
+fn rel_errors(got: &[Vec<f32>], want: &[Vec<f32>]) -> (Vec<f64>, Option<usize>) {
+    let rel: Vec<f64> = (0..got.len().max(want.len()))
+        .map(|i| match (got.get(i), want.get(i)) {
+            (Some(a), Some(b)) => vec_diff(a, b).map_or(f64::INFINITY, |d| d.rel()),
+            _ => f64::INFINITY,
+        })
+        .collect();
+    let first_bad = rel.iter().position(|r| *r > REL_TOL as f64);
+    (rel, first_bad)
+}
+
 pub fn compare(got: &Trace, want: &Trace) -> Comparison {
-    let rel = |a: &[f32], b: &[f32]| {
-        let (d, m) = diff(a, b);
-        d / m.max(1e-30)
+    let (hidden, first_bad_layer) = rel_errors(&got.hidden, &want.hidden);
+    let (logits, first_bad_step) = rel_errors(&got.logits, &want.logits);
+    let mut error = None;
+    if want.logits.is_empty() || got.logits.len() != want.logits.len() {
+        error = Some(format!(
+            "{} logit vectors, the reference has {}",
+            got.logits.len(),
+            want.logits.len()
+        ));
+    } else if got.hidden.len() != want.hidden.len() {
+        error = Some(format!(
+            "{} hidden-state probes, the reference has {}",
+            got.hidden.len(),
+            want.hidden.len()
+        ));
+    }
+    let worst = |v: &[f64]| v.iter().fold(0f64, |m, r| m.max(*r));
+    let tokens_agree = match tokens_agree(&got.tokens, &want.tokens) {
+        Ok(n) => n,
+        Err(e) => {
+            error.get_or_insert(e);
+            0
+        }
     };
-    let hidden: Vec<f32> = got
-        .hidden
-        .iter()
-        .zip(&want.hidden)
-        .map(|(a, b)| rel(a, b))
-        .collect();
-    let logits: Vec<f32> = got
-        .logits
-        .iter()
-        .zip(&want.logits)
-        .map(|(a, b)| rel(a, b))
-        .collect();
     Comparison {
-        worst_hidden_rel: hidden.iter().cloned().fold(0.0, f32::max),
-        first_bad_layer: hidden.iter().position(|r| *r > REL_TOL),
-        worst_logit_rel: logits.iter().cloned().fold(0.0, f32::max),
-        first_bad_step: logits.iter().position(|r| *r > REL_TOL),
-        tokens_agree: got
-            .tokens
-            .iter()
-            .zip(&want.tokens)
-            .take_while(|(a, b)| a == b)
-            .count(),
+        worst_hidden_rel: worst(&hidden),
+        first_bad_layer,
+        worst_logit_rel: worst(&logits),
+        first_bad_step,
+        tokens_agree,
+        error,
     }
 }
 

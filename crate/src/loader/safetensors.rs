@@ -141,7 +141,7 @@ impl HfFolder {
             vec!["model.safetensors".into()]
         };
         let mut files = Vec::new();
-        for shard in shards {
+        for (i, shard) in shards.into_iter().enumerate() {
             let path = dir.join(&shard);
             let mut f =
                 File::open(&path).map_err(|e| LoadError::Io(format!("{}: {e}", path.display())))?;
@@ -156,7 +156,7 @@ impl HfFolder {
             let n = header_len(&shard, first8, len)?;
             let mut head = vec![0u8; n as usize];
             f.read_exact(&mut head)?;
-            model.add_shard(&shard, &head, len)?;
+            model.add_shard(i, &shard, &head, len)?;
             files.push(f);
         }
         Ok(HfFolder {
@@ -193,15 +193,22 @@ impl HfModel {
         })
     }
 
-    /// Adds a shard's tensor table: `head` is its JSON header (after the 8
-    /// length bytes), `len` the file size. The crate's Metadata validates
-    /// dtypes, shapes and that the offsets tile the data; the data's end is
-    /// checked against the file size here (the data is not read).
-    pub fn add_shard(&mut self, shard: &str, head: &[u8], len: u64) -> Result<(), LoadError> {
+    /// Adds shard number `file` (its position in the index; headers may
+    /// arrive in any order and a shard may hold no tensors): `head` is its
+    /// JSON header (after the 8 length bytes), `len` the file size. The
+    /// crate's Metadata validates dtypes, shapes and that the offsets tile the
+    /// data; the data's end is checked against the file size here (the data
+    /// is not read).
+    pub fn add_shard(
+        &mut self,
+        file: usize,
+        shard: &str,
+        head: &[u8],
+        len: u64,
+    ) -> Result<(), LoadError> {
         let n = head.len() as u64;
         let meta: safetensors::tensor::Metadata = serde_json::from_slice(head)
             .map_err(|e| LoadError::Corrupt(format!("{shard}: {e}")))?;
-        let file = self.tensors.values().map(|e| e.file + 1).max().unwrap_or(0);
         for (name, info) in meta.tensors() {
             let (a, b) = info.data_offsets;
             let offset = 8 + n + a as u64;

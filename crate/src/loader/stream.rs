@@ -487,7 +487,7 @@ impl HfStream {
                     return Ok(());
                 }
                 let early = buf.split_off(8 + n as usize);
-                self.model.add_shard(&self.names[i], &buf[8..], *size)?;
+                self.model.add_shard(i, &self.names[i], &buf[8..], *size)?;
                 self.shards[i] = Shard::Ready {
                     data_at: 8 + n,
                     early,

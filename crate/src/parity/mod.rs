@@ -8,6 +8,9 @@
 //! sides, so quantization error never enters a parity comparison.
 
 pub mod cases;
+pub mod diff;
+
+pub use diff::{VecDiff, same_tokens, sparse_diff, tokens_agree, vec_diff};
 
 use crate::backend::{Backend, BackendError};
 use crate::dtype::DType;
@@ -123,13 +126,17 @@ fn compare(got: &HostTensor, want: &HostTensor, tol: Tol, r: &mut CaseResult) {
     };
     let (mut max_abs, mut max_rel, mut se, mut sw) = (0f64, 0f64, 0f64, 0f64);
     let mut pass = true;
+    if g.len() != w.len() {
+        r.error = Some(format!("got {} values, want {}", g.len(), w.len()));
+        return;
+    }
     for (a, b) in g.iter().zip(&w) {
-        let (a, b) = (*a as f64, *b as f64);
-        let d = (a - b).abs();
-        if d.is_nan() || d > tol.atol as f64 + tol.rtol as f64 * b.abs() {
+        let d = diff::elem_diff(*a, *b);
+        let b = *b as f64;
+        let bound = tol.atol as f64 + tol.rtol as f64 * b.abs();
+        if bound.is_nan() || d > bound {
             pass = false;
         }
-        let d = if d.is_nan() { f64::INFINITY } else { d };
         max_abs = max_abs.max(d);
         if b.abs() > tol.atol as f64 {
             max_rel = max_rel.max(d / b.abs());
@@ -141,4 +148,34 @@ fn compare(got: &HostTensor, want: &HostTensor, tol: Tol, r: &mut CaseResult) {
     r.max_rel = max_rel;
     r.nmse = if sw > 0.0 { se / sw } else { se };
     r.pass = pass;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(got: &[f32], want: &[f32]) -> CaseResult {
+        let mut r = CaseResult {
+            op: "t",
+            dtype: DType::F32,
+            shape: String::new(),
+            max_abs: f64::NAN,
+            max_rel: f64::NAN,
+            nmse: f64::NAN,
+            pass: false,
+            error: None,
+        };
+        let t = |v: &[f32]| HostTensor::from_f32(&[v.len()], DType::F32, v).unwrap();
+        compare(&t(got), &t(want), cases::EXACT_ISH, &mut r);
+        r
+    }
+
+    #[test]
+    fn case_comparison_fails_on_nan_either_side_and_on_shape() {
+        assert!(result(&[1.0, 2.0], &[1.0, 2.0]).pass);
+        assert!(!result(&[1.0, f32::NAN], &[1.0, 2.0]).pass);
+        assert!(!result(&[1.0, 2.0], &[1.0, f32::NAN]).pass);
+        assert!(!result(&[1.0, 2.0], &[1.0, 2.0, 3.0]).pass);
+        assert!(!result(&[1.0, 2.5], &[1.0, 2.0]).pass);
+    }
 }

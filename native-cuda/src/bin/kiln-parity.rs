@@ -22,7 +22,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use kiln::backend::wgpu::{WgpuBackend, WgpuOptions};
 use kiln::backend::{Backend, BackendError};
-use kiln::parity::{Case, CaseResult, cases, run_case};
+use kiln::parity::{Case, CaseResult, cases, run_case, sparse_diff, tokens_agree};
 use kiln_cuda::CudaBackend;
 
 #[derive(Parser)]
@@ -108,42 +108,42 @@ type Reference = (Vec<u32>, Vec<(usize, f32)>, Vec<u32>);
 fn load_reference(path: &std::path::Path) -> Result<Reference, Box<dyn std::error::Error>> {
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
     let rec = v.get("records").and_then(|r| r.get(0)).unwrap_or(&v);
-    let ids = |k: &str| -> Vec<u32> {
-        rec[k]
+    // Strict: a malformed entry is an error, never a silently shorter list.
+    let ids = |k: &str| -> Result<Vec<u32>, String> {
+        let a = rec[k]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_u64())
-                    .map(|x| x as u32)
-                    .collect()
+            .ok_or_else(|| format!("{}: no {k}", path.display()))?;
+        a.iter()
+            .map(|x| {
+                x.as_u64()
+                    .and_then(|x| u32::try_from(x).ok())
+                    .ok_or_else(|| format!("{}: {k} holds {x}", path.display()))
             })
-            .unwrap_or_default()
-    };
-    let logits: Vec<(usize, f32)> = if let Some(all) = rec["prompt_logits"].as_array() {
-        let last = all
-            .last()
-            .and_then(|l| l.as_array())
-            .cloned()
-            .unwrap_or_default();
-        last.iter()
-            .enumerate()
-            .filter_map(|(i, x)| x.as_f64().map(|x| (i, x as f32)))
             .collect()
+    };
+    let bad = |what: &str| format!("{}: malformed {what}", path.display());
+    let logits: Vec<(usize, f32)> = if let Some(all) = rec["prompt_logits"].as_array() {
+        let last = all.last().and_then(|l| l.as_array());
+        last.ok_or_else(|| bad("prompt_logits"))?
+            .iter()
+            .enumerate()
+            .map(|(i, x)| Some((i, x.as_f64()? as f32)))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad("prompt_logits"))?
     } else {
         rec["last_logits_top20"]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| Some((p[0].as_u64()? as usize, p[1].as_f64()? as f32)))
-                    .collect()
-            })
-            .unwrap_or_default()
+            .ok_or_else(|| bad("reference: neither prompt_logits nor last_logits_top20"))?
+            .iter()
+            .map(|p| Some((p[0].as_u64()? as usize, p[1].as_f64()? as f32)))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad("last_logits_top20"))?
     };
-    let prompt = ids("prompt_ids");
-    if prompt.is_empty() || logits.is_empty() {
-        return Err(format!("{}: no prompt_ids / logits", path.display()).into());
+    let (prompt, greedy) = (ids("prompt_ids")?, ids("greedy_ids")?);
+    if prompt.is_empty() || logits.is_empty() || greedy.is_empty() {
+        return Err(format!("{}: empty prompt_ids, logits or greedy_ids", path.display()).into());
     }
-    Ok((prompt, logits, ids("greedy_ids")))
+    Ok((prompt, logits, greedy))
 }
 
 fn bench(
@@ -231,20 +231,14 @@ fn model(a: ModelArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut vs_torch = Vec::new();
     if let Some((_, logits, greedy)) = &torch {
         for t in std::iter::once(&reference).chain(rows.iter().map(|(t, _)| t)) {
-            let m = logits.iter().map(|(_, v)| v.abs()).fold(0f32, f32::max);
-            let d = logits
-                .iter()
-                .map(|(i, v)| (t.logits[0].get(*i).copied().unwrap_or(f32::NAN) - v).abs())
-                .fold(0f32, f32::max);
-            let n = greedy.len().min(t.tokens.len());
-            let agree = t
-                .tokens
-                .iter()
-                .zip(greedy)
-                .take_while(|(a, b)| a == b)
-                .count();
-            ok &= d <= REL_TOL * m && agree == n;
-            vs_torch.push((t.backend.clone(), d / m.max(1e-30), agree, n));
+            // NaN-aware; a logit index the run lacks is an error, not a pass.
+            let first = t.logits.first().map(Vec::as_slice).unwrap_or_default();
+            let rel = sparse_diff(first, logits.iter().copied())?.rel();
+            // The reference's greedy ids up to --tokens; all must agree.
+            let n = greedy.len().min(steps);
+            let agree = tokens_agree(&t.tokens, &greedy[..n])?;
+            ok &= rel <= REL_TOL as f64 && agree == n;
+            vs_torch.push((t.backend.clone(), rel, agree, n));
         }
     }
     let tps = |t: &kiln_cuda::model_parity::Trace| {
@@ -259,6 +253,7 @@ fn model(a: ModelArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     "worst_hidden_rel": c.worst_hidden_rel, "first_bad_layer": c.first_bad_layer,
                     "worst_logit_rel": c.worst_logit_rel, "first_bad_step": c.first_bad_step,
                     "prefill_secs": t.prefill_secs, "decode_tok_s": tps(t), "pass": c.pass(steps),
+                    "error": c.error,
                 })
             })
             .collect();
@@ -306,6 +301,9 @@ fn model(a: ModelArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 t.prefill_secs * 1e3,
                 tps(t)
             );
+            if let Some(e) = &c.error {
+                println!("  {}: {e}", t.backend);
+            }
         }
         println!(
             "* decode with full logits read back every step (a parity run, not a benchmark; see kiln bench)"
