@@ -1,6 +1,6 @@
 // binary.wgsl — element-wise f32 binary ops (ops/binary.rs).
 // Bindings: 0 params, 1 a: array<f32> (n), 2 b: array<f32> (nb, broadcast as
-// b[i % nb]), 3 y: array<f32> (n). Kind 3 (glu, the prefill epilogue of
+// b[(i / (rep·inner))·inner + i % inner]), 3 y: array<f32> (n). Kind 3 (glu, the prefill epilogue of
 // ops/matmul_fused.rs) reads a as [rows, 2·cols] and b as an optional residual.
 // Dispatch: ceil(n/256) workgroups of 256, folded by ops::grid.
 
@@ -10,6 +10,8 @@ struct Params {
     kind: u32,   // 0 add, 1 mul, 2 swiglu: silu(a) * b, 3 glu (below)
     cols: u32,   // glu: output columns per row
     has_res: u32,
+    inner: u32,  // add/mul/swiglu: size of the dims b shares after the broadcast run
+    rep: u32,    // size of the broadcast run (1: no broadcast)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -37,7 +39,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let av = a[i];
-    let bv = b[i % p.nb];
+    let bv = b[(i / (p.rep * p.inner)) * p.inner + i % p.inner];
     var r: f32;
     switch p.kind {
         case 0u: { r = av + bv; }

@@ -1,6 +1,7 @@
 // binary.cu — element-wise f32 binary ops, the twin of shaders/binary.wgsl
-// (ops/binary.rs). Params: n, nb (b broadcast as b[i % nb]), kind (0 add,
-// 1 mul, 2 swiglu: silu(a)·b, 3 glu), cols, has_res. Bindings: 0 a, 1 b, 2 y.
+// (ops/binary.rs). Params: n, nb, kind (0 add, 1 mul, 2 swiglu: silu(a)·b,
+// 3 glu), cols, has_res, inner, rep (b broadcast as
+// b[(i / (rep·inner))·inner + i % inner]). Bindings: 0 a, 1 b, 2 y.
 // Kind 3 (glu, the prefill epilogue of ops/matmul_fused.rs) reads a as
 // [rows, 2·cols]: y[r, c] = silu(a[r, c]) · a[r, cols + c] (+ b[i] with has_res).
 // 256 threads per block.
@@ -20,7 +21,8 @@ extern "C" __global__ void binary(Params p, Ptrs b) {
         return;
     }
     float av = BUF(const float, 0)[i];
-    float bv = BUF(const float, 1)[i % p.w[1]];
+    const u32 inner = p.w[5], rep = p.w[6];
+    float bv = BUF(const float, 1)[(i / (rep * inner)) * inner + i % inner];
     float r;
     switch (p.w[2]) {
         case 0u: r = av + bv; break;

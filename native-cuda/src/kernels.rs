@@ -19,7 +19,7 @@ pub const HEADERS: [(&str, &str); 2] = [
 ];
 
 /// One source per op family, named like its WGSL twin(s).
-pub const FAMILIES: [(&str, &str); 9] = [
+pub const FAMILIES: [(&str, &str); 14] = [
     ("unary", include_str!("../kernels/unary.cu")),
     ("binary", include_str!("../kernels/binary.cu")),
     ("norm", include_str!("../kernels/norm.cu")),
@@ -29,10 +29,21 @@ pub const FAMILIES: [(&str, &str); 9] = [
     ("rope", include_str!("../kernels/rope.cu")),
     ("attention", include_str!("../kernels/attention.cu")),
     ("copy", include_str!("../kernels/copy.cu")),
+    ("conv2d", include_str!("../kernels/conv2d.cu")),
+    ("group_norm", include_str!("../kernels/group_norm.cu")),
+    ("resample", include_str!("../kernels/resample.cu")),
+    (
+        "spatial_attention",
+        include_str!("../kernels/spatial_attention.cu"),
+    ),
+    (
+        "timestep_embed",
+        include_str!("../kernels/timestep_embed.cu"),
+    ),
 ];
 
 /// The WGSL file each family mirrors.
-pub const WGSL_TWINS: [(&str, &[&str]); 9] = [
+pub const WGSL_TWINS: [(&str, &[&str]); 14] = [
     ("unary", &["unary.wgsl"]),
     ("binary", &["binary.wgsl"]),
     ("norm", &["norm.wgsl"]),
@@ -45,6 +56,11 @@ pub const WGSL_TWINS: [(&str, &[&str]); 9] = [
     ("rope", &["rope.wgsl"]),
     ("attention", &["attention.wgsl"]),
     ("copy", &["copy.wgsl"]),
+    ("conv2d", &["conv2d.wgsl"]),
+    ("group_norm", &["group_norm.wgsl"]),
+    ("resample", &["resample.wgsl"]),
+    ("spatial_attention", &["spatial_attention.wgsl"]),
+    ("timestep_embed", &["timestep_embed.wgsl"]),
 ];
 
 /// The most uniform words a kernel's `Params` holds.
@@ -154,6 +170,25 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
         ("copy.wgsl", "write_cache") => {
             let to = if has("DST_F16") { "f16" } else { "f32" };
             k("copy", format!("write_cache_{to}"), [256, 1, 1])
+        }
+        ("conv2d.wgsl", "main") => {
+            let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
+            k("conv2d", format!("conv2d_{w}"), [16, 16, 1])
+        }
+        ("group_norm.wgsl", "main") => k("group_norm", "group_norm".into(), [256, 1, 1]),
+        ("resample.wgsl", "main") => k("resample", "resample".into(), [256, 1, 1]),
+        ("spatial_attention.wgsl", "main") => {
+            let d = if has("HEAD_DIM_32") {
+                32
+            } else if has("HEAD_DIM_64") {
+                64
+            } else {
+                128
+            };
+            k("spatial_attention", format!("attn_spatial_{d}"), [64, 1, 1])
+        }
+        ("timestep_embed.wgsl", "main") => {
+            k("timestep_embed", "timestep_embed".into(), [256, 1, 1])
         }
         _ => Err(unsupported()),
     }

@@ -17,7 +17,7 @@ use kiln::ops::{Bind, Chunk, GpuCaps, PlanCtx};
 use crate::kernels::{self, Kernel, MAX_BINDINGS, MAX_PARAMS};
 
 /// Ops with CUDA kernels (by `Op::name`).
-pub const OPS: [&str; 21] = [
+pub const OPS: [&str; 27] = [
     "silu",
     "gelu",
     "gelu_erf",
@@ -39,6 +39,12 @@ pub const OPS: [&str; 21] = [
     "transpose",
     "concat",
     "reshape",
+    "conv2d",
+    "group_norm",
+    "avg_pool_2x2",
+    "upsample_nearest_2x",
+    "spatial_attention",
+    "timestep_embed",
 ];
 
 /// What a launch binds, resolved to device addresses by the executor.

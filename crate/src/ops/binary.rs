@@ -1,9 +1,14 @@
 //! Element-wise binary ops on f32: add, mul (with row broadcast of `b`) and
 //! SwiGLU (`silu(a) * b`, the Llama FFN gate).
 //!
-//! `a` has any shape; `b` has the same shape, or — for add/mul — the shape of
-//! `a`'s trailing dimensions (e.g. a bias `[d]` broadcast over rows `[n, d]`).
-//! Kernel: `shaders/binary.wgsl`, `b[i % len(b)]`.
+//! `a` has any shape; `b` has the same shape, or — for add/mul — a shape that
+//! broadcasts over one block of `a`'s dimensions: right-aligned, `b`'s
+//! dimensions equal `a`'s except one contiguous run of 1s (a bias `[d]` over
+//! rows `[n, d]`; a per-sample, per-channel `[B, 1, 1, C]` over an NHWC
+//! `[B, H, W, C]`; a per-sample scalar `[B, 1, 1, 1]`). With `inner` the size
+//! of the equal trailing dimensions and `rep` that of the broadcast run,
+//! element `i` of `a` meets `b[(i / (rep·inner))·inner + i % inner]`.
+//! Kernel: `shaders/binary.wgsl`.
 
 use super::{Dispatch, Op, PlanCtx, arity, grid, put_f32, require_dtype, shape_err, u};
 use crate::dtype::DType;
@@ -29,6 +34,28 @@ impl Binary {
     }
 }
 
+/// `(inner, rep)` for broadcasting `b` over `a` (module docs), or None.
+pub fn broadcast(a: &[usize], b: &[usize]) -> Option<(usize, usize)> {
+    if b.len() > a.len() {
+        return None;
+    }
+    let pad = a.len() - b.len();
+    let bd = |k: usize| if k < pad { 1 } else { b[k - pad] };
+    let n = a.len();
+    let outer = (0..n).take_while(|&k| bd(k) == a[k]).count();
+    if outer == n {
+        return Some((a.iter().product(), 1));
+    }
+    let inner = (0..n).rev().take_while(|&k| bd(k) == a[k]).count();
+    if (outer..n - inner).any(|k| bd(k) != 1) {
+        return None;
+    }
+    Some((
+        a[n - inner..].iter().product(),
+        a[outer..n - inner].iter().product(),
+    ))
+}
+
 impl Op for Binary {
     fn name(&self) -> &'static str {
         match self {
@@ -43,14 +70,12 @@ impl Op for Binary {
         let (a, b) = (inputs[0], inputs[1]);
         require_dtype(self.name(), "a", a, &[DType::F32])?;
         require_dtype(self.name(), "b", b, &[DType::F32])?;
-        let broadcast = *self != Binary::SwiGlu
-            && b.shape.len() <= a.shape.len()
-            && a.shape.ends_with(&b.shape);
+        let broadcast = *self != Binary::SwiGlu && broadcast(&a.shape, &b.shape).is_some();
         if a.shape != b.shape && !broadcast {
             return Err(shape_err(
                 self.name(),
                 format!(
-                    "a {:?} and b {:?} must match (or b be a's trailing dims)",
+                    "a {:?} and b {:?} must match (or b broadcast over one run of a's dims)",
                     a.shape, b.shape
                 ),
             ));
@@ -61,10 +86,14 @@ impl Op for Binary {
     fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, _syms: &[u32]) -> Result<()> {
         let a = inputs[0].to_f32()?;
         let b = inputs[1].to_f32()?;
+        let (inner, rep) = broadcast(&inputs[0].shape, &inputs[1].shape).unwrap_or((a.len(), 1));
         let y: Vec<f32> = a
             .iter()
             .enumerate()
-            .map(|(i, av)| self.eval(*av as f64, b[i % b.len()] as f64) as f32)
+            .map(|(i, av)| {
+                let bi = (i / (rep * inner)) * inner + i % inner;
+                self.eval(*av as f64, b[bi] as f64) as f32
+            })
             .collect();
         put_f32(out, &y);
         Ok(())
@@ -77,7 +106,19 @@ impl Op for Binary {
             entry: "main",
             defines: vec![],
             bindings: vec![Bind::Input(0, 0), Bind::Input(1, 0), Bind::Output],
-            params: vec![u(n)?, u(ctx.inputs[1].numel())?, *self as u32],
+            params: {
+                let (inner, rep) =
+                    broadcast(&ctx.inputs[0].shape, &ctx.inputs[1].shape).unwrap_or((n, 1));
+                vec![
+                    u(n)?,
+                    u(ctx.inputs[1].numel())?,
+                    *self as u32,
+                    0,
+                    0,
+                    u(inner)?,
+                    u(rep)?,
+                ]
+            },
             groups: grid(n.div_ceil(256), ctx.caps)?,
         }])
     }
@@ -92,5 +133,23 @@ impl Graph {
     }
     pub fn swiglu(&mut self, gate: TensorId, up: TensorId) -> Result<TensorId> {
         self.push(Binary::SwiGlu, &[gate, up])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::broadcast;
+
+    #[test]
+    fn broadcast_runs() {
+        assert_eq!(broadcast(&[4, 5], &[4, 5]), Some((20, 1)));
+        assert_eq!(broadcast(&[4, 5], &[5]), Some((5, 4)));
+        assert_eq!(broadcast(&[2, 3, 5, 7], &[2, 1, 1, 7]), Some((7, 15)));
+        assert_eq!(broadcast(&[3, 4, 5, 6], &[3, 1, 1, 1]), Some((1, 120)));
+        assert_eq!(broadcast(&[7, 5], &[7, 1]), Some((1, 5)));
+        // Two broadcast runs, a mismatched dim, b longer than a: refused.
+        assert_eq!(broadcast(&[2, 3, 4, 5], &[2, 1, 4, 1]), None);
+        assert_eq!(broadcast(&[2, 3], &[2, 4]), None);
+        assert_eq!(broadcast(&[3], &[2, 3]), None);
     }
 }

@@ -10,13 +10,18 @@
 
 pub mod attention;
 pub mod binary;
+pub mod conv2d;
 pub mod copy;
 pub mod embed;
+pub mod group_norm;
 pub mod matmul;
 pub mod matmul_fused;
 pub mod norm;
 pub mod reduce;
+pub mod resample;
 pub mod rope;
+pub mod spatial_attention;
+pub mod timestep;
 pub mod unary;
 
 use crate::dtype::DType;

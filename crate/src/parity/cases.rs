@@ -25,6 +25,8 @@
 //! * `HALF` (casts to f16/bf16): one rounding of the target type, whose
 //!   rounding mode WGSL leaves open: rtol 2⁻¹⁰ (f16) / 2⁻⁷ (bf16).
 
+mod diffusion;
+
 use super::{Case, Tol};
 use crate::dtype::DType;
 use crate::error::Result;
@@ -74,6 +76,11 @@ pub fn registry() -> Vec<(&'static str, Generator)> {
         ("transpose", transpose),
         ("concat", concat),
         ("reshape", reshape),
+        ("conv2d", diffusion::conv2d),
+        ("group_norm", diffusion::group_norm),
+        ("resample", diffusion::resample),
+        ("spatial_attention", diffusion::spatial_attention),
+        ("timestep_embed", diffusion::timestep_embed),
     ]
 }
 
@@ -207,6 +214,10 @@ fn binary(rng: &mut Rng) -> Result<Vec<Case>> {
         if op != Binary::SwiGlu {
             shapes.push((vec![257, 3], vec![3]));
             shapes.push((vec![4, 5, 33], vec![5, 33]));
+            // NHWC broadcasts: per sample and channel, per sample, per row.
+            shapes.push((vec![2, 3, 5, 7], vec![2, 1, 1, 7]));
+            shapes.push((vec![3, 4, 5, 6], vec![3, 1, 1, 1]));
+            shapes.push((vec![7, 5], vec![7, 1]));
         }
         for (sa, sb) in shapes {
             let mut b = B::new(rng);

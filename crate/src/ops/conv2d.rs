@@ -1,0 +1,274 @@
+//! 2-D convolution of NHWC activations as an implicit GEMM, with the bias
+//! and an optional residual fused into the epilogue.
+//!
+//! `x [B, H, W, Cin]` f32, `w [Cout, kh·kw·Cin]` in any [`DType::WEIGHTS`]
+//! type (rows ordered `(ky, kx, ci)`: PyTorch's `[Cout, Cin, kh, kw]`
+//! permuted once at load by [`oihw_to_ohwi`], so a weight row is one GEMM
+//! row and quantized blocks run along it), `bias [Cout]` f32, optional
+//! `res [B, OH, OW, Cout]`:
+//!
+//! `y[b, oy, ox, co] = bias[co] + Σ_{ky,kx,ci} x[b, oy·s − p + ky, ox·s − p + kx, ci]
+//!  · w[co, (ky·kw + kx)·Cin + ci] (+ res)`, zero padding,
+//! `OH = (H + 2p − kh)/s + 1`. Groups = 1; dilation 1.
+//!
+//! NHWC because the channel axis is then contiguous: the GEMM's K runs along
+//! memory for both operands, a 1×1 convolution is exactly `mul_mat`, and the
+//! UNet's attention reads tokens `[B, H·W, C]` without a transpose.
+//! Kernel: `shaders/conv2d.wgsl`, the tiled GEMM of `mul_mat.wgsl` (32×32
+//! output tile, K staged 32 at a time) whose x-tile loader gathers the
+//! im2col column on the fly (the im2col matrix is never stored).
+
+use super::matmul::weight_define;
+use super::{Bind, Dispatch, Op, PlanCtx, arity, require_dtype, shape_err, u};
+use crate::dtype::DType;
+use crate::error::{KilnError, Result};
+use crate::graph::{Graph, TensorId, TensorInfo};
+use crate::host::HostTensor;
+use crate::quant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2d {
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl Conv2d {
+    /// A k×k convolution with "same" padding for odd k at stride 1.
+    pub fn same(k: usize, stride: usize) -> Conv2d {
+        Conv2d {
+            kh: k,
+            kw: k,
+            stride,
+            pad: k / 2,
+        }
+    }
+
+    /// Output height and width for an input of `h × w`.
+    pub fn out_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let oh = (h + 2 * self.pad).checked_sub(self.kh)? / self.stride + 1;
+        let ow = (w + 2 * self.pad).checked_sub(self.kw)? / self.stride + 1;
+        Some((oh, ow))
+    }
+}
+
+/// Reorders PyTorch/ONNX conv weights `[Cout, Cin, kh, kw]` (f32 values) into
+/// Kiln's `[Cout, kh·kw·Cin]` rows.
+pub fn oihw_to_ohwi(w: &[f32], cout: usize, cin: usize, kh: usize, kw: usize) -> Result<Vec<f32>> {
+    if w.len() != cout * cin * kh * kw {
+        return Err(KilnError::BadInput {
+            name: "conv weight".into(),
+            detail: format!("{} values for [{cout}, {cin}, {kh}, {kw}]", w.len()),
+        });
+    }
+    let mut out = vec![0f32; w.len()];
+    for o in 0..cout {
+        for i in 0..cin {
+            for y in 0..kh {
+                for x in 0..kw {
+                    out[((o * kh + y) * kw + x) * cin + i] = w[((o * cin + i) * kh + y) * kw + x];
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Op for Conv2d {
+    fn name(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[3, 4])?;
+        let (x, w, bias) = (inputs[0], inputs[1], inputs[2]);
+        require_dtype(self.name(), "x", x, &[DType::F32])?;
+        require_dtype(self.name(), "w", w, &DType::WEIGHTS)?;
+        require_dtype(self.name(), "bias", bias, &[DType::F32])?;
+        let [b, h, wd, cin] = x.shape[..] else {
+            return Err(shape_err(
+                self.name(),
+                format!("x {:?} must be [B, H, W, Cin]", x.shape),
+            ));
+        };
+        if self.kh == 0 || self.kw == 0 || self.stride == 0 {
+            return Err(shape_err(
+                self.name(),
+                "kernel and stride must be ≥ 1".into(),
+            ));
+        }
+        let k = self.kh * self.kw * cin;
+        if w.shape.len() != 2 || w.shape[1] != k {
+            return Err(shape_err(
+                self.name(),
+                format!("w {:?} must be [Cout, {k}] (kh·kw·Cin)", w.shape),
+            ));
+        }
+        let cout = w.shape[0];
+        if bias.shape != [cout] {
+            return Err(shape_err(
+                self.name(),
+                format!("bias {:?} must be [{cout}]", bias.shape),
+            ));
+        }
+        let Some((oh, ow)) = self.out_hw(h, wd) else {
+            return Err(shape_err(
+                self.name(),
+                format!(
+                    "a {}×{} kernel does not fit {h}×{wd} with padding {}",
+                    self.kh, self.kw, self.pad
+                ),
+            ));
+        };
+        let shape = vec![b, oh, ow, cout];
+        if let Some(r) = inputs.get(3) {
+            require_dtype(self.name(), "res", r, &[DType::F32])?;
+            if r.shape != shape {
+                return Err(shape_err(
+                    self.name(),
+                    format!("residual {:?} must be {shape:?}", r.shape),
+                ));
+            }
+        }
+        Ok((shape, DType::F32))
+    }
+
+    fn splittable_input(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, _syms: &[u32]) -> Result<()> {
+        let x = inputs[0].to_f32()?;
+        let w = inputs[1];
+        let bias = inputs[2].to_f32()?;
+        let res = inputs.get(3).map(|t| t.to_f32()).transpose()?;
+        let [b, h, wd, cin] = inputs[0].shape[..] else {
+            return Err(shape_err(self.name(), "x must be 4-D".into()));
+        };
+        let [_, oh, ow, cout] = out.shape[..] else {
+            return Err(shape_err(self.name(), "y must be 4-D".into()));
+        };
+        let k = w.shape[1];
+        let row_bytes = w.dtype.row_bytes(k)?;
+        let mut wr = vec![0f32; k];
+        let mut y = vec![0f32; b * oh * ow * cout];
+        let mut col = vec![0f64; k];
+        // Decode every weight row once.
+        let mut wf = vec![0f64; cout * k];
+        for co in 0..cout {
+            quant::dequantize_into(
+                w.dtype,
+                &w.data[co * row_bytes..(co + 1) * row_bytes],
+                &mut wr,
+            )?;
+            for (d, s) in wf[co * k..(co + 1) * k].iter_mut().zip(&wr) {
+                *d = *s as f64;
+            }
+        }
+        for n in 0..b {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    // The im2col column of this output pixel.
+                    for ky in 0..self.kh {
+                        for kx in 0..self.kw {
+                            let iy = (oy * self.stride + ky) as isize - self.pad as isize;
+                            let ix = (ox * self.stride + kx) as isize - self.pad as isize;
+                            let inside =
+                                iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd;
+                            for ci in 0..cin {
+                                col[(ky * self.kw + kx) * cin + ci] = if inside {
+                                    x[((n * h + iy as usize) * wd + ix as usize) * cin + ci] as f64
+                                } else {
+                                    0.0
+                                };
+                            }
+                        }
+                    }
+                    let o = ((n * oh + oy) * ow + ox) * cout;
+                    for co in 0..cout {
+                        let s: f64 = col
+                            .iter()
+                            .zip(&wf[co * k..(co + 1) * k])
+                            .map(|(a, b)| a * b)
+                            .sum();
+                        let r = res.as_ref().map_or(0.0, |r| r[o + co] as f64);
+                        y[o + co] = (s + bias[co] as f64 + r) as f32;
+                    }
+                }
+            }
+        }
+        super::put_f32(out, &y);
+        Ok(())
+    }
+
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        let (x, w) = (ctx.inputs[0], ctx.inputs[1]);
+        let [b, h, wd, cin] = x.shape[..] else {
+            return Err(shape_err(self.name(), "x must be 4-D".into()));
+        };
+        let [_, oh, ow, cout] = ctx.output.shape[..] else {
+            return Err(shape_err(self.name(), "y must be 4-D".into()));
+        };
+        let (m, k) = (b * oh * ow, w.shape[1]);
+        let has_res = ctx.inputs.len() > 3;
+        let max = ctx.caps.max_workgroups_per_dim as usize;
+        if m.div_ceil(32) > max {
+            return Err(shape_err(
+                self.name(),
+                format!("{m} output pixels exceed the device's grid ({max} × 32)"),
+            ));
+        }
+        ctx.chunks[1]
+            .iter()
+            .enumerate()
+            .map(|(c, ch)| {
+                Ok(Dispatch {
+                    shader: "conv2d.wgsl",
+                    entry: "main",
+                    defines: vec![weight_define(w.dtype)],
+                    bindings: vec![
+                        Bind::Input(1, c),
+                        Bind::Input(0, 0),
+                        Bind::Output,
+                        Bind::Input(2, 0),
+                        Bind::Input(if has_res { 3 } else { 0 }, 0),
+                    ],
+                    params: vec![
+                        u(m)?,
+                        u(cout)?,
+                        u(k)?,
+                        u(ch.row0)?,
+                        u(ch.rows)?,
+                        has_res as u32,
+                        u(h)?,
+                        u(wd)?,
+                        u(cin)?,
+                        u(oh)?,
+                        u(ow)?,
+                        u(self.kh)?,
+                        u(self.kw)?,
+                        u(self.stride)?,
+                        u(self.pad)?,
+                    ],
+                    groups: [u(ch.rows.div_ceil(32))?, u(m.div_ceil(32))?, 1],
+                })
+            })
+            .collect()
+    }
+}
+
+impl Graph {
+    /// `conv2d(x, w) + bias (+ res)` of NHWC `x`; `w` is `[Cout, kh·kw·Cin]`.
+    pub fn conv2d(
+        &mut self,
+        x: TensorId,
+        w: TensorId,
+        bias: TensorId,
+        res: Option<TensorId>,
+        op: Conv2d,
+    ) -> Result<TensorId> {
+        let inputs: Vec<TensorId> = [x, w, bias].into_iter().chain(res).collect();
+        self.push(op, &inputs)
+    }
+}

@@ -1,0 +1,163 @@
+//! Group normalization over NHWC activations, optionally fused with the
+//! timestep embedding's scale-shift and a SiLU (the UNet's
+//! `norm → (1 + scale)·h + shift → SiLU` in one pass).
+//!
+//! `x [B, .., C]` f32: the first dimension is the batch, the last the channels,
+//! everything between is one spatial axis of `N` pixels. Channels split into
+//! `G` groups of `C/G`; each (sample, group) is normalized over its `N·C/G`
+//! values with the biased variance (PyTorch's GroupNorm):
+//!
+//! `y = (x − mean) / sqrt(var + eps) · γ[c] + β[c]`, then with `ss [B, 2C]`
+//! (scale in the first C columns, shift in the last C, guided-diffusion's
+//! `chunk(emb, 2)` order) `y = y · (1 + scale[b, c]) + shift[b, c]`, then
+//! optionally `y = silu(y)`.
+//!
+//! Inputs: `x`, `γ [C]`, `β [C]`, optional `ss [B, 2C]`. Kernel:
+//! `shaders/group_norm.wgsl`, one workgroup per (sample, group), two-pass
+//! (mean, then squared deviations) so large groups keep their precision.
+
+use super::{Bind, Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, shape_err, u};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::graph::{Graph, TensorId, TensorInfo};
+use crate::host::HostTensor;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GroupNorm {
+    pub groups: usize,
+    pub eps: f32,
+    pub silu: bool,
+}
+
+impl GroupNorm {
+    /// (batch, pixels per sample, channels).
+    fn dims(x: &[usize]) -> (usize, usize, usize) {
+        let b = x.first().copied().unwrap_or(1);
+        let c = x.last().copied().unwrap_or(1);
+        let n = x.iter().product::<usize>() / (b * c).max(1);
+        (b, n, c)
+    }
+}
+
+impl Op for GroupNorm {
+    fn name(&self) -> &'static str {
+        "group_norm"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[3, 4])?;
+        for t in inputs {
+            require_dtype(self.name(), "x/γ/β/ss", t, &[DType::F32])?;
+        }
+        let x = inputs[0];
+        if x.shape.len() < 2 {
+            return Err(shape_err(
+                self.name(),
+                format!("x {:?} needs [B, .., C]", x.shape),
+            ));
+        }
+        let (b, _, c) = Self::dims(&x.shape);
+        if self.groups == 0 || c % self.groups != 0 {
+            return Err(shape_err(
+                self.name(),
+                format!("{c} channels do not split into {} groups", self.groups),
+            ));
+        }
+        for t in &inputs[1..3] {
+            if t.shape != [c] {
+                return Err(shape_err(
+                    self.name(),
+                    format!("γ/β {:?} must be [{c}]", t.shape),
+                ));
+            }
+        }
+        if let Some(ss) = inputs.get(3)
+            && ss.shape != [b, 2 * c]
+        {
+            return Err(shape_err(
+                self.name(),
+                format!("scale-shift {:?} must be [{b}, {}]", ss.shape, 2 * c),
+            ));
+        }
+        Ok((x.shape.clone(), DType::F32))
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, _syms: &[u32]) -> Result<()> {
+        let x = inputs[0].to_f32()?;
+        let (gamma, beta) = (inputs[1].to_f32()?, inputs[2].to_f32()?);
+        let ss = inputs.get(3).map(|t| t.to_f32()).transpose()?;
+        let (batch, n, c) = Self::dims(&inputs[0].shape);
+        let cg = c / self.groups;
+        let mut y = vec![0f32; x.len()];
+        for b in 0..batch {
+            for g in 0..self.groups {
+                let idx = |e: usize| (b * n + e / cg) * c + g * cg + e % cg;
+                let count = (n * cg) as f64;
+                let mean = (0..n * cg).map(|e| x[idx(e)] as f64).sum::<f64>() / count;
+                let var = (0..n * cg)
+                    .map(|e| (x[idx(e)] as f64 - mean).powi(2))
+                    .sum::<f64>()
+                    / count;
+                let inv = 1.0 / (var + self.eps as f64).sqrt();
+                for e in 0..n * cg {
+                    let ch = g * cg + e % cg;
+                    let mut v =
+                        (x[idx(e)] as f64 - mean) * inv * gamma[ch] as f64 + beta[ch] as f64;
+                    if let Some(ss) = &ss {
+                        let row = &ss[b * 2 * c..(b + 1) * 2 * c];
+                        v = v * (1.0 + row[ch] as f64) + row[c + ch] as f64;
+                    }
+                    if self.silu {
+                        v /= 1.0 + (-v).exp();
+                    }
+                    y[idx(e)] = v as f32;
+                }
+            }
+        }
+        put_f32(out, &y);
+        Ok(())
+    }
+
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        let (b, n, c) = Self::dims(&ctx.inputs[0].shape);
+        let has_ss = ctx.inputs.len() > 3;
+        Ok(vec![Dispatch {
+            shader: "group_norm.wgsl",
+            entry: "main",
+            defines: vec![],
+            bindings: vec![
+                Bind::Input(0, 0),
+                Bind::Input(1, 0),
+                Bind::Input(2, 0),
+                Bind::Input(if has_ss { 3 } else { 0 }, 0),
+                Bind::Output,
+            ],
+            params: vec![
+                u(n)?,
+                u(c)?,
+                u(self.groups)?,
+                u(b)?,
+                f(self.eps),
+                self.silu as u32,
+                has_ss as u32,
+            ],
+            groups: grid(b * self.groups, ctx.caps)?,
+        }])
+    }
+}
+
+impl Graph {
+    /// Group norm of NHWC `x` with affine `gamma`/`beta`, an optional
+    /// `[B, 2C]` scale-shift and an optional SiLU, in one kernel.
+    pub fn group_norm(
+        &mut self,
+        x: TensorId,
+        gamma: TensorId,
+        beta: TensorId,
+        scale_shift: Option<TensorId>,
+        op: GroupNorm,
+    ) -> Result<TensorId> {
+        let inputs: Vec<TensorId> = [x, gamma, beta].into_iter().chain(scale_shift).collect();
+        self.push(op, &inputs)
+    }
+}

@@ -1,0 +1,149 @@
+//! Non-causal multi-head self-attention over spatial tokens (the UNet's
+//! attention blocks), from a packed QKV projection.
+//!
+//! `qkv [B, T, 3C]` f32 (the 1×1 QKV convolution of NHWC activations, T =
+//! H·W tokens) → `[B, T, C]`, `C = heads · d`. Channel layout of `qkv`, per
+//! token:
+//! * `legacy` (guided-diffusion's `QKVAttentionLegacy`): head `h` owns
+//!   columns `[3hd, 3hd + 3d)` = `q | k | v`;
+//! * otherwise (`QKVAttention`, diffusers' split): `q` = `[hd, hd + d)`,
+//!   `k` = `C + …`, `v` = `2C + …`.
+//!
+//! `out[b, t, hd + j] = Σ_s softmax_s(q_t · k_s · scale) v_s[j]` with
+//! `scale = 1/√d` (guided-diffusion multiplies q and k by `d^-¼` each: the
+//! same product up to rounding). Kernel: `shaders/spatial_attention.wgsl`,
+//! one invocation per query, 64 queries of one (sample, head) per workgroup,
+//! K/V staged in workgroup memory tile by tile, online softmax (the [T, T]
+//! score matrix is never stored).
+
+use super::{Bind, Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, shape_err, u};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::graph::{Graph, TensorId, TensorInfo};
+use crate::host::HostTensor;
+
+/// The largest head dimension the kernel holds in registers.
+pub const MAX_HEAD_DIM: usize = 128;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpatialAttention {
+    pub heads: usize,
+    pub legacy: bool,
+}
+
+impl SpatialAttention {
+    /// Column offsets of q, k, v of head `h` within a token's 3C values.
+    fn cols(&self, h: usize, c: usize) -> [usize; 3] {
+        let d = c / self.heads;
+        if self.legacy {
+            [3 * h * d, 3 * h * d + d, 3 * h * d + 2 * d]
+        } else {
+            [h * d, c + h * d, 2 * c + h * d]
+        }
+    }
+}
+
+impl Op for SpatialAttention {
+    fn name(&self) -> &'static str {
+        "spatial_attention"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[1])?;
+        let qkv = inputs[0];
+        require_dtype(self.name(), "qkv", qkv, &[DType::F32])?;
+        let [b, t, c3] = qkv.shape[..] else {
+            return Err(shape_err(
+                self.name(),
+                format!("qkv {:?} must be [B, T, 3C]", qkv.shape),
+            ));
+        };
+        let c = c3 / 3;
+        if c3 % 3 != 0 || self.heads == 0 || c % self.heads != 0 {
+            return Err(shape_err(
+                self.name(),
+                format!("{c3} columns are not 3 × {} heads × d", self.heads),
+            ));
+        }
+        if c / self.heads > MAX_HEAD_DIM {
+            return Err(shape_err(
+                self.name(),
+                format!("head dim {} exceeds {MAX_HEAD_DIM}", c / self.heads),
+            ));
+        }
+        Ok((vec![b, t, c], DType::F32))
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, _syms: &[u32]) -> Result<()> {
+        let x = inputs[0].to_f32()?;
+        let [b, t, c3] = inputs[0].shape[..] else {
+            return Err(shape_err(self.name(), "qkv must be 3-D".into()));
+        };
+        let c = c3 / 3;
+        let d = c / self.heads;
+        let scale = 1.0 / (d as f64).sqrt();
+        let mut y = vec![0f32; b * t * c];
+        let mut s = vec![0f64; t];
+        for n in 0..b {
+            let tok = |i: usize, col: usize| x[(n * t + i) * c3 + col] as f64;
+            for h in 0..self.heads {
+                let [qc, kc, vc] = self.cols(h, c);
+                for i in 0..t {
+                    for (j, sj) in s.iter_mut().enumerate() {
+                        *sj = (0..d).map(|e| tok(i, qc + e) * tok(j, kc + e)).sum::<f64>() * scale;
+                    }
+                    let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
+                    for e in 0..d {
+                        let v: f64 = (0..t).map(|j| (s[j] - m).exp() * tok(j, vc + e)).sum();
+                        y[(n * t + i) * c + h * d + e] = (v / z) as f32;
+                    }
+                }
+            }
+        }
+        put_f32(out, &y);
+        Ok(())
+    }
+
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        let [b, t, c3] = ctx.inputs[0].shape[..] else {
+            return Err(shape_err(self.name(), "qkv must be 3-D".into()));
+        };
+        let c = c3 / 3;
+        let d = c / self.heads;
+        let blocks = t.div_ceil(64);
+        Ok(vec![Dispatch {
+            shader: "spatial_attention.wgsl",
+            entry: "main",
+            defines: vec![head_dim_define(d)],
+            bindings: vec![Bind::Input(0, 0), Bind::Output],
+            params: vec![
+                u(t)?,
+                u(c)?,
+                u(self.heads)?,
+                u(d)?,
+                self.legacy as u32,
+                f(1.0 / (d as f32).sqrt()),
+                u(blocks)?,
+                u(b)?,
+            ],
+            groups: grid(b * self.heads * blocks, ctx.caps)?,
+        }])
+    }
+}
+
+/// The kernel variant holding a head of `d` values in registers.
+pub fn head_dim_define(d: usize) -> &'static str {
+    match d {
+        0..=32 => "HEAD_DIM_32",
+        33..=64 => "HEAD_DIM_64",
+        _ => "HEAD_DIM_128",
+    }
+}
+
+impl Graph {
+    /// Self-attention over the tokens of a packed `qkv [B, T, 3C]`.
+    pub fn spatial_attention(&mut self, qkv: TensorId, op: SpatialAttention) -> Result<TensorId> {
+        self.push(op, &[qkv])
+    }
+}

@@ -1,0 +1,203 @@
+//! Parity cases of the diffusion ops (registered in [`super::registry`]):
+//! conv2d, group norm, 2× resampling, spatial attention and the timestep
+//! embedding, at awkward shapes (odd sizes, M and Cout off the 32-tile,
+//! Cin = 1, stride 2, 1×1, weights split across bindings).
+//!
+//! Tolerances reuse the families of [`super`]: conv2d is a GEMM with
+//! k = kh·kw·Cin ≤ 576 and weights scaled by 1/√k (`MATMUL`); group norm and
+//! attention reduce over ≤ 4096 values (`REDUCTION`: f32 sums of that length
+//! in tree order stay within ~1e-5 relative of f64 for O(1) outputs); the
+//! timestep embedding's angles are f32 products up to |t| ~ 1000 (`ROPE`).
+
+use super::{B, EXACT_ISH, MATMUL, REDUCTION, ROPE};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::ops::conv2d::Conv2d;
+use crate::ops::group_norm::GroupNorm;
+use crate::ops::spatial_attention::SpatialAttention;
+use crate::ops::timestep::TimestepEmbed;
+use crate::parity::Case;
+use crate::rng::Rng;
+
+pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
+    // (batch, h, w, cin, cout, k, stride, pad, residual, dtype, split)
+    type Shape = (
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        bool,
+        DType,
+        bool,
+    );
+    let f = DType::F32;
+    let shapes: [Shape; 12] = [
+        (1, 5, 7, 3, 5, 3, 1, 1, false, f, false),
+        (2, 9, 6, 4, 33, 3, 2, 1, true, f, false),
+        (1, 8, 8, 1, 32, 3, 1, 1, false, f, false),
+        (2, 4, 4, 16, 8, 1, 1, 0, true, f, false),
+        (1, 17, 13, 8, 40, 3, 1, 1, true, f, false),
+        (1, 6, 6, 3, 4, 2, 2, 0, false, f, false),
+        (1, 3, 4, 2, 3, 3, 1, 0, false, f, false),
+        (2, 6, 5, 32, 35, 3, 1, 1, true, DType::F16, false),
+        (1, 7, 9, 32, 24, 3, 2, 1, false, DType::BF16, false),
+        (2, 6, 5, 32, 35, 3, 1, 1, true, DType::Q8_0, false),
+        (1, 5, 4, 64, 48, 1, 1, 0, false, DType::Q8_0, false),
+        (1, 6, 5, 32, 70, 3, 1, 1, false, DType::Q8_0, true),
+    ];
+    let mut out = Vec::new();
+    for (batch, h, w, cin, cout, k, stride, pad, with_res, dtype, split) in shapes {
+        let op = Conv2d {
+            kh: k,
+            kw: k,
+            stride,
+            pad,
+        };
+        let mut b = B::new(rng);
+        let x = b.input(&[batch, h, w, cin], DType::F32, 1.0)?;
+        let kk = k * k * cin;
+        let wt = b.weight(&[cout, kk], dtype, 1.0 / (kk as f32).sqrt())?;
+        let bias = b.input(&[cout], DType::F32, 0.5)?;
+        let res = if with_res {
+            let (oh, ow) = op.out_hw(h, w).unwrap_or((1, 1));
+            Some(b.input(&[batch, oh, ow, cout], DType::F32, 1.0)?)
+        } else {
+            None
+        };
+        let y = b.g.conv2d(x, wt, bias, res, op)?;
+        let desc = format!(
+            "[{batch},{h},{w},{cin}]→{cout} {k}×{k} s{stride} p{pad}{}{}",
+            if with_res { " +res" } else { "" },
+            if split { " split" } else { "" }
+        );
+        let mut c = b.case("conv2d", dtype, desc, y, vec![], MATMUL)?;
+        if split {
+            // Activations fit one binding; the weight spans several.
+            let act = 4 * batch * h * w * cin.max(cout);
+            c.binding_limit = Some(act.max(9 * dtype.row_bytes(kk)?) as u64);
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+pub(super) fn group_norm(rng: &mut Rng) -> Result<Vec<Case>> {
+    // (shape, groups, silu, scale-shift)
+    let shapes: [(&[usize], usize, bool, bool); 7] = [
+        (&[1, 1, 1, 4], 2, false, false),
+        (&[2, 5, 7, 12], 3, true, true),
+        (&[1, 16, 16, 32], 32, false, false),
+        (&[2, 9, 9, 64], 32, true, true),
+        (&[1, 3, 3, 6], 1, true, false),
+        (&[2, 10, 8], 4, false, true),
+        (&[1, 64, 64, 32], 8, true, false),
+    ];
+    let mut out = Vec::new();
+    for (shape, groups, silu, ss) in shapes {
+        let c = shape[shape.len() - 1];
+        let mut b = B::new(rng);
+        // An offset mean, as activations have: the two-pass variance keeps it exact.
+        let x = b.input(shape, DType::F32, 2.0)?;
+        let gamma = b.input(&[c], DType::F32, 1.0)?;
+        let beta = b.input(&[c], DType::F32, 1.0)?;
+        let scale_shift = if ss {
+            Some(b.input(&[shape[0], 2 * c], DType::F32, 0.5)?)
+        } else {
+            None
+        };
+        let op = GroupNorm {
+            groups,
+            eps: 1e-5,
+            silu,
+        };
+        let y = b.g.group_norm(x, gamma, beta, scale_shift, op)?;
+        let desc = format!(
+            "{shape:?} g{groups}{}{}",
+            if silu { " silu" } else { "" },
+            if ss { " +scale-shift" } else { "" }
+        );
+        out.push(b.case("group_norm", DType::F32, desc, y, vec![], REDUCTION)?);
+    }
+    Ok(out)
+}
+
+pub(super) fn resample(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for (pool, shape) in [
+        (true, [1, 4, 6, 3]),
+        (true, [2, 7, 5, 33]),
+        (true, [1, 2, 2, 1]),
+        (false, [1, 1, 1, 1]),
+        (false, [2, 3, 5, 7]),
+    ] {
+        let mut b = B::new(rng);
+        let x = b.input(&shape, DType::F32, 1.0)?;
+        let (name, y) = if pool {
+            ("avg_pool_2x2", b.g.avg_pool_2x2(x)?)
+        } else {
+            ("upsample_nearest_2x", b.g.upsample_nearest_2x(x)?)
+        };
+        out.push(b.case(name, DType::F32, format!("{shape:?}"), y, vec![], EXACT_ISH)?);
+    }
+    Ok(out)
+}
+
+pub(super) fn spatial_attention(rng: &mut Rng) -> Result<Vec<Case>> {
+    // (batch, tokens, heads, head dim, legacy layout)
+    let shapes = [
+        (1, 1, 1, 4, true),
+        (2, 17, 2, 8, false),
+        (1, 70, 3, 32, true),
+        (2, 64, 1, 64, false),
+        (1, 33, 2, 100, true),
+        (1, 257, 4, 24, true),
+    ];
+    let mut out = Vec::new();
+    for (batch, t, heads, d, legacy) in shapes {
+        let mut b = B::new(rng);
+        let qkv = b.input(&[batch, t, 3 * heads * d], DType::F32, 1.0)?;
+        let y =
+            b.g.spatial_attention(qkv, SpatialAttention { heads, legacy })?;
+        let desc = format!(
+            "b{batch} t{t} h{heads} d{d}{}",
+            if legacy { " legacy" } else { "" }
+        );
+        out.push(b.case("spatial_attention", DType::F32, desc, y, vec![], REDUCTION)?);
+    }
+    Ok(out)
+}
+
+pub(super) fn timestep_embed(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    // (batch, dim, t scale, diffusers' sin-first with shift 1)
+    for (batch, dim, scale, diffusers) in [
+        (1, 2, 1.0, false),
+        (3, 7, 2.0, false),
+        (2, 32, 1.5, false),
+        (4, 320, 300.0, true),
+    ] {
+        let mut b = B::new(rng);
+        let t = b.input(&[batch], DType::F32, scale)?;
+        let op = if diffusers {
+            TimestepEmbed {
+                dim,
+                max_period: 10000.0,
+                freq_shift: 1.0,
+                sin_first: true,
+            }
+        } else {
+            TimestepEmbed::guided(dim)
+        };
+        let y = b.g.timestep_embed(t, op)?;
+        let desc = format!(
+            "b{batch} dim{dim} |t|~{scale}{}",
+            if diffusers { " sin-first" } else { "" }
+        );
+        out.push(b.case("timestep_embed", DType::F32, desc, y, vec![], ROPE)?);
+    }
+    Ok(out)
+}

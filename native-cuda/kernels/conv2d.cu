@@ -1,0 +1,82 @@
+// conv2d.cu — NHWC 2-D convolution as an implicit GEMM with fused bias and
+// residual, the twin of shaders/conv2d.wgsl (ops/conv2d.rs).
+// Params: m, n (Cout), k (kh·kw·Cin), n0, rows, has_res, h, w, cin, oh, ow,
+// kh, kw, stride, pad. Bindings: 0 W (any dtype, rows n0..n0+rows), 1 x
+// [B, H, W, Cin], 2 y [B, OH, OW, Cout], 3 bias [Cout], 4 res (x when absent).
+// Blocks of 16×16, grid (ceil(rows/32), ceil(m/32)); 32×32 output tiles with
+// the x tile gathered (im2col on the fly) and the W tile dequantized into
+// shared memory, K 32 at a time; f32 accumulation.
+#include "common.cuh"
+#include "quant.cuh"
+
+template <class D>
+__device__ void conv2d(const Params& p, const Ptrs& b) {
+    __shared__ float xs[32 * 33];
+    __shared__ float ws[32 * 33];
+    const u8* W = BUF(const u8, 0);
+    const float* x = BUF(const float, 1);
+    float* y = BUF(float, 2);
+    const float* bias = BUF(const float, 3);
+    const float* res = BUF(const float, 4);
+    const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
+    const u32 h = p.w[6], w = p.w[7], cin = p.w[8], oh = p.w[9], ow = p.w[10];
+    const u32 kw = p.w[12], stride = p.w[13], pad = p.w[14];
+    const u32 r0 = blockIdx.x * 32u, m0 = blockIdx.y * 32u;
+    const u32 lid = threadIdx.y * 16u + threadIdx.x;
+    const u32 lr = lid / 8u, lg = lid % 8u;
+    const u32 xm = m0 + lr, pix = xm % (oh * ow), bi = xm / (oh * ow), oy = pix / ow, ox = pix % ow;
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    for (u32 k0 = 0; k0 < k; k0 += 32u) {
+        u32 g = k0 / 4u + lg;
+        float xv[4] = {0.f, 0.f, 0.f, 0.f};
+        if (xm < m) {
+            for (u32 i = 0; i < 4u; i++) {
+                u32 kk = 4u * g + i;
+                if (kk >= k) break;
+                u32 ci = kk % cin, t = kk / cin;
+                int iy = (int)(oy * stride + t / kw) - (int)pad;
+                int ix = (int)(ox * stride + t % kw) - (int)pad;
+                if (iy >= 0 && ix >= 0 && iy < (int)h && ix < (int)w)
+                    xv[i] = x[(((u64)bi * h + iy) * w + ix) * cin + ci];
+            }
+        }
+        float4 wv = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (r0 + lr < rows && 4u * g < k) wv = D::w4(W, r0 + lr, k, g);
+        float* xd = &xs[lr * 33u + lg * 4u];
+        float* wd = &ws[lr * 33u + lg * 4u];
+        xd[0] = xv[0]; xd[1] = xv[1]; xd[2] = xv[2]; xd[3] = xv[3];
+        wd[0] = wv.x; wd[1] = wv.y; wd[2] = wv.z; wd[3] = wv.w;
+        __syncthreads();
+        u32 tm = threadIdx.y * 2u, tn = threadIdx.x * 2u;
+#pragma unroll 8
+        for (u32 kk = 0; kk < 32u; kk++) {
+            float a0 = xs[tm * 33u + kk], a1 = xs[(tm + 1u) * 33u + kk];
+            float b0 = ws[tn * 33u + kk], b1 = ws[(tn + 1u) * 33u + kk];
+            acc[0] += a0 * b0;
+            acc[1] += a0 * b1;
+            acc[2] += a1 * b0;
+            acc[3] += a1 * b1;
+        }
+        __syncthreads();
+    }
+    for (u32 i = 0; i < 2u; i++) {
+        for (u32 j = 0; j < 2u; j++) {
+            u32 mm = m0 + threadIdx.y * 2u + i, r = r0 + threadIdx.x * 2u + j;
+            if (mm < m && r < rows) {
+                u64 o = (u64)mm * n + n0 + r;
+                float v = acc[i * 2u + j] + bias[n0 + r];
+                if (p.w[5] != 0u) v += res[o];
+                y[o] = v;
+            }
+        }
+    }
+}
+
+extern "C" __global__ void conv2d_f32(Params p, Ptrs b) { conv2d<DF32>(p, b); }
+extern "C" __global__ void conv2d_f16(Params p, Ptrs b) { conv2d<DF16>(p, b); }
+extern "C" __global__ void conv2d_bf16(Params p, Ptrs b) { conv2d<DBF16>(p, b); }
+extern "C" __global__ void conv2d_q8_0(Params p, Ptrs b) { conv2d<DQ8_0>(p, b); }
+extern "C" __global__ void conv2d_q4_0(Params p, Ptrs b) { conv2d<DQ4_0>(p, b); }
+extern "C" __global__ void conv2d_q4_1(Params p, Ptrs b) { conv2d<DQ4_1>(p, b); }
+extern "C" __global__ void conv2d_q4_k(Params p, Ptrs b) { conv2d<DQ4_K>(p, b); }
+extern "C" __global__ void conv2d_q6_k(Params p, Ptrs b) { conv2d<DQ6_K>(p, b); }
