@@ -47,6 +47,7 @@ test)
     need_vulkan
     need_wasm
     tools/fetch_model.sh
+    tools/fetch_terrain.sh
     echo "== cargo fmt --check"; cargo fmt --all -- --check
     echo "== cargo clippy"; cargo clippy --workspace --all-targets -- -D warnings
     echo "== cargo test"; cargo test --workspace

@@ -1,22 +1,24 @@
 // spatial_attention.wgsl — non-causal multi-head attention over spatial
-// tokens from a packed QKV (ops/spatial_attention.rs).
-// Bindings: 0 params, 1 qkv: array<f32> [B, T, 3C], 2 y: array<f32> [B, T, C].
-// Dispatch: one workgroup of 64 per (sample, head, block of 64 queries),
-// folded by ops::grid; one invocation per query. K/V of TK keys at a time are
-// staged in workgroup memory; online softmax per tile (one rescale of the
-// accumulator per tile), f32 throughout. HEAD_DIM_32/64/128 size the
-// per-invocation registers (d ≤ that).
+// tokens from a packed QKV (ops/spatial_attention.rs), in two passes.
+// Bindings: 0 params, then
+//   partial: 1 qkv: array<f32> [B, T, 3C], 2 part: array<f32> (scratch)
+//   combine: 1 part (scratch, read), 2 y: array<f32> [B, T, C]
+// partial: one workgroup of 64 per (sample, head, block of 64 queries, chunk
+// of 32 output dims, split of ks keys); one invocation per query. Keys (the
+// whole head, d ≤ 128) and the chunk's 32 value dims of TK keys at a time
+// are staged in workgroup memory; online softmax per tile. Each invocation
+// writes (max, sum, 32 accumulators) for its split to `part`.
+// combine: one invocation per output value, merging the splits.
+// Why splits: llvmpipe (lavapipe) stops any loop after 65535 iterations per
+// invocation (its infinite-loop guard, counted across re-entries), so no
+// loop may run T·d times; each split keeps every loop under ks·d ≤ 49152.
+// Each invocation holds only 32 accumulators and TK scores in registers
+// (whole-head private arrays came out as NaN from LLVM 15 for d ≥ 64).
 
-#if HEAD_DIM_32
-const MAXD: u32 = 32u;
-const TK: u32 = 32u;
-#elif HEAD_DIM_64
-const MAXD: u32 = 64u;
 const TK: u32 = 16u;
-#else
-const MAXD: u32 = 128u;
-const TK: u32 = 8u;
-#endif
+const KD: u32 = 128u;  // ops::spatial_attention::MAX_HEAD_DIM
+const VD: u32 = 32u;   // output dims per workgroup
+const REC: u32 = 34u;  // VD + 2: a split's record (max, sum, acc[VD])
 
 struct Params {
     t: u32,
@@ -25,28 +27,76 @@ struct Params {
     d: u32,
     legacy: u32,
     scale: f32,
-    blocks: u32,  // query blocks of 64 per (sample, head)
+    blocks: u32,   // query blocks of 64 per (sample, head)
     batch: u32,
+    chunks: u32,   // ceil(d / 32)
+    splits: u32,   // ceil(t / ks)
+    ks: u32,       // keys per split (a multiple of TK)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+#if COMBINE
+@group(0) @binding(1) var<storage, read> part: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+#else
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read_write> part: array<f32>;
 
-var<workgroup> ks: array<f32, TK * MAXD>;
-var<workgroup> vs: array<f32, TK * MAXD>;
+var<workgroup> ks: array<f32, TK * KD>;
+var<workgroup> vs: array<f32, TK * VD>;
+#endif
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let id = wid.x + wid.y * nwg.x;
-    // Uniform exit (the whole workgroup shares id).
-    if (id >= p.batch * p.heads * p.blocks) {
+// Record of (sample·heads + head, query i, split sp, chunk dc).
+fn rec(bh: u32, i: u32, sp: u32, dc: u32) -> u32 {
+    return (((bh * p.t + i) * p.splits + sp) * p.chunks + dc) * REC;
+}
+
+#if COMBINE
+@compute @workgroup_size(256)
+fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let o = (wid.x + wid.y * nwg.x) * 256u + lid;
+    if (o >= p.batch * p.t * p.c) {
         return;
     }
+    // y[b, i, h·d + e]
+    let col = o % p.c;
+    let i = (o / p.c) % p.t;
+    let b = o / (p.c * p.t);
+    let h = col / p.d;
+    let e = col % p.d;
+    let bh = b * p.heads + h;
+    var mx = -3.0e38;
+    for (var sp = 0u; sp < p.splits; sp++) {
+        mx = max(mx, part[rec(bh, i, sp, e / VD)]);
+    }
+    var l = 0.0;
+    var v = 0.0;
+    for (var sp = 0u; sp < p.splits; sp++) {
+        let r = rec(bh, i, sp, e / VD);
+        let w = exp(part[r] - mx);
+        l += w * part[r + 1u];
+        v += w * part[r + 2u + e % VD];
+    }
+    y[o] = v / l;
+}
+#else
+@compute @workgroup_size(64)
+fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    var id = wid.x + wid.y * nwg.x;
+    // Uniform exit (the whole workgroup shares id).
+    if (id >= p.batch * p.heads * p.blocks * p.chunks * p.splits) {
+        return;
+    }
+    let sp = id % p.splits;
+    id /= p.splits;
+    let dc = id % p.chunks;
+    id /= p.chunks;
     let blk = id % p.blocks;
-    let h = (id / p.blocks) % p.heads;
-    let b = id / (p.blocks * p.heads);
+    let bh = id / p.blocks;
+    let h = bh % p.heads;
+    let b = bh / p.heads;
     let c3 = 3u * p.c;
     var qc = h * p.d;
     var kc = p.c + h * p.d;
@@ -56,65 +106,75 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         kc = qc + p.d;
         vc = qc + 2u * p.d;
     }
+    let e0 = dc * VD;
     let i = blk * 64u + lid;
     let live = i < p.t;
-    var q: array<f32, MAXD>;
-    var acc: array<f32, MAXD>;
-    for (var e = 0u; e < p.d; e++) {
+    let qrow = (b * p.t + min(i, p.t - 1u)) * c3 + qc;
+    var acc: array<f32, VD>;
+    for (var e = 0u; e < VD; e++) {
         acc[e] = 0.0;
-        q[e] = 0.0;
-        if (live) {
-            q[e] = qkv[(b * p.t + i) * c3 + qc + e] * p.scale;
-        }
     }
     var m = -3.0e38;
     var l = 0.0;
     var s: array<f32, TK>;
-    for (var j0 = 0u; j0 < p.t; j0 += TK) {
-        // Stage TK keys and values (zeros past T).
+    let kend = min(p.t, (sp + 1u) * p.ks);
+    for (var j0 = sp * p.ks; j0 < kend; j0 += TK) {
+        // Stage TK keys (d dims) and this chunk's value dims (zeros past the split).
         for (var x = lid; x < TK * p.d; x += 64u) {
             let j = j0 + x / p.d;
-            let e = x % p.d;
             var kv = 0.0;
-            var vv = 0.0;
-            if (j < p.t) {
-                let row = (b * p.t + j) * c3;
-                kv = qkv[row + kc + e];
-                vv = qkv[row + vc + e];
+            if (j < kend) {
+                kv = qkv[(b * p.t + j) * c3 + kc + x % p.d];
             }
-            ks[(x / p.d) * MAXD + e] = kv;
-            vs[(x / p.d) * MAXD + e] = vv;
+            ks[(x / p.d) * KD + x % p.d] = kv;
+        }
+        for (var x = lid; x < TK * VD; x += 64u) {
+            let j = j0 + x / VD;
+            let e = e0 + x % VD;
+            var vv = 0.0;
+            if (j < kend && e < p.d) {
+                vv = qkv[(b * p.t + j) * c3 + vc + e];
+            }
+            vs[x] = vv;
         }
         workgroupBarrier();
-        let nk = min(TK, p.t - j0);
+        let nk = min(TK, kend - j0);
         var tmax = m;
-        for (var j = 0u; j < nk; j++) {
+        for (var j = 0u; j < TK; j++) {
             var dot = 0.0;
             for (var e = 0u; e < p.d; e++) {
-                dot += q[e] * ks[j * MAXD + e];
+                dot += qkv[qrow + e] * ks[j * KD + e];
             }
-            s[j] = dot;
-            tmax = max(tmax, dot);
+            s[j] = dot * p.scale;
+            if (j < nk) {
+                tmax = max(tmax, s[j]);
+            }
         }
         let corr = exp(m - tmax);
         l *= corr;
-        for (var e = 0u; e < p.d; e++) {
+        for (var e = 0u; e < VD; e++) {
             acc[e] *= corr;
         }
-        for (var j = 0u; j < nk; j++) {
-            let w = exp(s[j] - tmax);
+        for (var j = 0u; j < TK; j++) {
+            var w = 0.0;
+            if (j < nk) {
+                w = exp(s[j] - tmax);
+            }
             l += w;
-            for (var e = 0u; e < p.d; e++) {
-                acc[e] += w * vs[j * MAXD + e];
+            for (var e = 0u; e < VD; e++) {
+                acc[e] += w * vs[j * VD + e];
             }
         }
         m = tmax;
         workgroupBarrier();
     }
     if (live) {
-        let inv = 1.0 / l;
-        for (var e = 0u; e < p.d; e++) {
-            y[(b * p.t + i) * p.c + h * p.d + e] = acc[e] * inv;
+        let r = rec(bh, i, sp, dc);
+        part[r] = m;
+        part[r + 1u] = l;
+        for (var e = 0u; e < VD; e++) {
+            part[r + 2u + e] = acc[e];
         }
     }
 }
+#endif

@@ -177,16 +177,16 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
         }
         ("group_norm.wgsl", "main") => k("group_norm", "group_norm".into(), [256, 1, 1]),
         ("resample.wgsl", "main") => k("resample", "resample".into(), [256, 1, 1]),
-        ("spatial_attention.wgsl", "main") => {
-            let d = if has("HEAD_DIM_32") {
-                32
-            } else if has("HEAD_DIM_64") {
-                64
-            } else {
-                128
-            };
-            k("spatial_attention", format!("attn_spatial_{d}"), [64, 1, 1])
-        }
+        ("spatial_attention.wgsl", "partial") => k(
+            "spatial_attention",
+            "spatial_attention_partial".into(),
+            [64, 1, 1],
+        ),
+        ("spatial_attention.wgsl", "combine") => k(
+            "spatial_attention",
+            "spatial_attention_combine".into(),
+            [256, 1, 1],
+        ),
         ("timestep_embed.wgsl", "main") => {
             k("timestep_embed", "timestep_embed".into(), [256, 1, 1])
         }

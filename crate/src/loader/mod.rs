@@ -2,6 +2,7 @@
 //! allocated; truncated or corrupt files give a typed [`LoadError`].
 
 pub mod gguf;
+pub mod onnx;
 pub mod safetensors;
 pub mod stream;
 
@@ -40,6 +41,8 @@ pub enum LoadError {
     },
     #[error("model architecture '{0}' is not supported (Kiln runs: llama, qwen2, mistral)")]
     UnsupportedArchitecture(String),
+    #[error("unsupported model: {0}")]
+    UnsupportedModel(String),
     #[error("tensor '{0}' is missing from the model file")]
     MissingTensor(String),
     #[error("tensor '{name}' has shape {got:?}, expected {want:?}")]
@@ -85,9 +88,9 @@ impl LoadError {
             | LoadError::WrongType { .. }
             | LoadError::MissingTensor(_)
             | LoadError::TensorShape { .. } => "CORRUPT_FILE",
-            LoadError::UnsupportedTensorType { .. } | LoadError::UnsupportedArchitecture(_) => {
-                "UNSUPPORTED_MODEL"
-            }
+            LoadError::UnsupportedTensorType { .. }
+            | LoadError::UnsupportedArchitecture(_)
+            | LoadError::UnsupportedModel(_) => "UNSUPPORTED_MODEL",
             LoadError::Tokenizer(_) => "TOKENIZER_ERROR",
             LoadError::Kiln(_) => "INVALID_INPUT",
             LoadError::ContextFull { .. } => "CONTEXT_FULL",

@@ -4,6 +4,8 @@
 //! biases, SmolLM/SmolLM2, TinyLlama) share one builder ([`llama`]).
 
 pub mod llama;
+pub mod terrain_post;
+pub mod unet;
 
 use crate::loader::LoadError;
 use crate::loader::gguf::GgufFile;

@@ -12,9 +12,10 @@
 //! `out[b, t, hd + j] = Σ_s softmax_s(q_t · k_s · scale) v_s[j]` with
 //! `scale = 1/√d` (guided-diffusion multiplies q and k by `d^-¼` each: the
 //! same product up to rounding). Kernel: `shaders/spatial_attention.wgsl`,
-//! one invocation per query, 64 queries of one (sample, head) per workgroup,
-//! K/V staged in workgroup memory tile by tile, online softmax (the [T, T]
-//! score matrix is never stored).
+//! a partial pass (one invocation per query, 64 queries × 32 output dims of
+//! one (sample, head) and one split of the keys per workgroup, K/V staged in
+//! workgroup memory tile by tile, online softmax; the [T, T] score matrix is
+//! never stored) and a pass combining the key splits.
 
 use super::{Bind, Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, shape_err, u};
 use crate::dtype::DType;
@@ -112,33 +113,50 @@ impl Op for SpatialAttention {
         let c = c3 / 3;
         let d = c / self.heads;
         let blocks = t.div_ceil(64);
-        Ok(vec![Dispatch {
-            shader: "spatial_attention.wgsl",
-            entry: "main",
-            defines: vec![head_dim_define(d)],
-            bindings: vec![Bind::Input(0, 0), Bind::Output],
-            params: vec![
-                u(t)?,
-                u(c)?,
-                u(self.heads)?,
-                u(d)?,
-                self.legacy as u32,
-                f(1.0 / (d as f32).sqrt()),
-                u(blocks)?,
-                u(b)?,
-            ],
-            groups: grid(b * self.heads * blocks, ctx.caps)?,
-        }])
+        let chunks = d.div_ceil(32);
+        let ks = keys_per_split(d);
+        let splits = t.div_ceil(ks);
+        let params = vec![
+            u(t)?,
+            u(c)?,
+            u(self.heads)?,
+            u(d)?,
+            self.legacy as u32,
+            f(1.0 / (d as f32).sqrt()),
+            u(blocks)?,
+            u(b)?,
+            u(chunks)?,
+            u(splits)?,
+            u(ks)?,
+        ];
+        // Per (sample, head, query, split, chunk): max, sum, 32 accumulators.
+        let part = (b * self.heads * t * splits * chunks * 34 * 4) as u64;
+        Ok(vec![
+            Dispatch {
+                shader: "spatial_attention.wgsl",
+                entry: "partial",
+                defines: vec![],
+                bindings: vec![Bind::Input(0, 0), Bind::Scratch(0, part)],
+                params: params.clone(),
+                groups: grid(b * self.heads * blocks * chunks * splits, ctx.caps)?,
+            },
+            Dispatch {
+                shader: "spatial_attention.wgsl",
+                entry: "combine",
+                defines: vec!["COMBINE"],
+                bindings: vec![Bind::ScratchRead(0), Bind::Output],
+                params,
+                groups: grid((b * t * c).div_ceil(256), ctx.caps)?,
+            },
+        ])
     }
 }
 
-/// The kernel variant holding a head of `d` values in registers.
-pub fn head_dim_define(d: usize) -> &'static str {
-    match d {
-        0..=32 => "HEAD_DIM_32",
-        33..=64 => "HEAD_DIM_64",
-        _ => "HEAD_DIM_128",
-    }
+/// Keys one invocation of the partial pass visits: the q·k loop then runs
+/// `ks·d ≤ 49152` times, under llvmpipe's 65535-iteration loop guard (a
+/// multiple of the 16-key tile).
+pub fn keys_per_split(d: usize) -> usize {
+    (49152 / d.max(1) / 16).max(1) * 16
 }
 
 impl Graph {

@@ -9,6 +9,7 @@
 
 pub mod cases;
 pub mod diff;
+pub mod unet_ref;
 
 pub use diff::{VecDiff, same_tokens, sparse_diff, tokens_agree, vec_diff};
 

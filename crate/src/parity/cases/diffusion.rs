@@ -35,7 +35,7 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
         bool,
     );
     let f = DType::F32;
-    let shapes: [Shape; 12] = [
+    let shapes: [Shape; 13] = [
         (1, 5, 7, 3, 5, 3, 1, 1, false, f, false),
         (2, 9, 6, 4, 33, 3, 2, 1, true, f, false),
         (1, 8, 8, 1, 32, 3, 1, 1, false, f, false),
@@ -48,6 +48,7 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
         (2, 6, 5, 32, 35, 3, 1, 1, true, DType::Q8_0, false),
         (1, 5, 4, 64, 48, 1, 1, 0, false, DType::Q8_0, false),
         (1, 6, 5, 32, 70, 3, 1, 1, false, DType::Q8_0, true),
+        (2, 32, 32, 32, 64, 3, 1, 1, true, f, false),
     ];
     let mut out = Vec::new();
     for (batch, h, w, cin, cout, k, stride, pad, with_res, dtype, split) in shapes {
@@ -87,7 +88,7 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
 
 pub(super) fn group_norm(rng: &mut Rng) -> Result<Vec<Case>> {
     // (shape, groups, silu, scale-shift)
-    let shapes: [(&[usize], usize, bool, bool); 7] = [
+    let shapes: [(&[usize], usize, bool, bool); 8] = [
         (&[1, 1, 1, 4], 2, false, false),
         (&[2, 5, 7, 12], 3, true, true),
         (&[1, 16, 16, 32], 32, false, false),
@@ -95,6 +96,7 @@ pub(super) fn group_norm(rng: &mut Rng) -> Result<Vec<Case>> {
         (&[1, 3, 3, 6], 1, true, false),
         (&[2, 10, 8], 4, false, true),
         (&[1, 64, 64, 32], 8, true, false),
+        (&[2, 32, 32, 64], 32, true, true),
     ];
     let mut out = Vec::new();
     for (shape, groups, silu, ss) in shapes {
@@ -155,6 +157,9 @@ pub(super) fn spatial_attention(rng: &mut Rng) -> Result<Vec<Case>> {
         (2, 64, 1, 64, false),
         (1, 33, 2, 100, true),
         (1, 257, 4, 24, true),
+        // The terrain UNet's largest: 32×32 tokens, 2 heads of 32.
+        (2, 1024, 2, 32, false),
+        (1, 1025, 1, 64, true),
     ];
     let mut out = Vec::new();
     for (batch, t, heads, d, legacy) in shapes {
