@@ -5,7 +5,10 @@
 //!   suite on a wgpu adapter against the CPU reference, as a table.
 //! * `kiln generate`, `kiln chat`, `kiln bench` — LLM text generation with a
 //!   GGUF model (default: the embedded SmolLM2-135M-Instruct), see `llm.rs`.
+//! * `kiln diffuse` — terrain heightmaps from the diffusion UNet, see `diffuse.rs`.
 
+#[cfg(not(target_arch = "wasm32"))]
+mod diffuse;
 #[cfg(not(target_arch = "wasm32"))]
 mod llm;
 
@@ -61,6 +64,8 @@ mod native {
         Chat(super::llm::ChatArgs),
         /// Benchmark prefill and decode speed (a benchmark, not a test).
         Bench(super::llm::BenchArgs),
+        /// Generate terrain heightmaps with the diffusion UNet (ONNX).
+        Diffuse(super::diffuse::DiffuseArgs),
     }
 
     pub fn main() -> ExitCode {
@@ -70,6 +75,7 @@ mod native {
             Cmd::Generate(a) => super::llm::generate(a),
             Cmd::Chat(a) => super::llm::chat(a),
             Cmd::Bench(a) => super::llm::bench(a),
+            Cmd::Diffuse(a) => super::diffuse::diffuse(a),
             Cmd::OpsTest {
                 filter,
                 adapter,

@@ -1,0 +1,232 @@
+//! `kiln diffuse` — terrain heightmaps from the consistency UNet (ONNX).
+//!
+//! `kiln diffuse --difficulty 60 --size 384x256 --seed 7 --out terrain.png`
+//! writes a shaded relief (PNG), and optionally the heights as a 16-bit
+//! grayscale PNG (`--heightmap`) or a NumPy array in metres (`--heights`).
+//! `--from map.npy --strength 0.5 --variants 4` varies an existing map.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Args;
+use kiln::DType;
+use kiln::backend::Backend;
+use kiln::backend::cpu::CpuBackend;
+use kiln::backend::wgpu::{WgpuBackend, WgpuOptions};
+use kiln::loader::onnx::OnnxModel;
+use kiln::model::terrain::{Terrain, TerrainGenerator, TerrainRequest};
+use kiln::model::terrain_post as post;
+use kiln::model::unet::UnetOptions;
+
+const DEFAULT_MODEL: &str = "models/terrain_consistency_unet_difficulty100.onnx";
+
+#[derive(Args)]
+pub struct DiffuseArgs {
+    /// The UNet (ONNX; "terrain" or nothing: the fetched default model).
+    #[arg(long)]
+    model: Option<String>,
+    /// Terrain difficulty, 1 (gentle) to 100 (rugged).
+    #[arg(long, default_value_t = 50)]
+    difficulty: u32,
+    /// Map size WIDTHxHEIGHT in pixels (maps over 128 are blended tiles).
+    #[arg(long, default_value = "128x128")]
+    size: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Shaded-relief PNG (with several maps: NAME-1.png, NAME-2.png, …).
+    #[arg(long, default_value = "terrain.png")]
+    out: PathBuf,
+    /// Also write the heights (metres) as a NumPy .npy file.
+    #[arg(long)]
+    heights: Option<PathBuf>,
+    /// Also write a 16-bit grayscale PNG heightmap (0 … 22.17 m).
+    #[arg(long)]
+    heightmap: Option<PathBuf>,
+    /// Vary this heightmap (.npy in metres, 2-D) instead of generating anew.
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// Variation strength in [0, 1].
+    #[arg(long, default_value_t = 0.5)]
+    strength: f32,
+    /// Number of maps (variants of --from).
+    #[arg(long, default_value_t = 1)]
+    variants: usize,
+    /// 128² tiles per network call.
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// Weights on the device: f32, f16 or q8_0.
+    #[arg(long, default_value = "f32")]
+    weights: String,
+    /// wgpu adapter index or name substring; "cpu" runs the CPU reference.
+    #[arg(long)]
+    adapter: Option<String>,
+    /// After generating, time one network call kernel by kernel and print
+    /// the per-kernel profile (slowest first).
+    #[arg(long)]
+    profile: bool,
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or(format!("--size {s}: expected WIDTHxHEIGHT"))?;
+    let p = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("--size {s}: {v} is not a number"))
+    };
+    Ok((p(w)?, p(h)?))
+}
+
+fn numbered(path: &std::path::Path, i: usize, n: usize) -> PathBuf {
+    if n == 1 {
+        return path.to_path_buf();
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    path.with_file_name(format!("{stem}-{}{ext}", i + 1))
+}
+
+pub fn diffuse(a: DiffuseArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (width, height) = parse_size(&a.size)?;
+    let path = match a.model.as_deref() {
+        None | Some("terrain") => PathBuf::from(DEFAULT_MODEL),
+        Some(p) => PathBuf::from(p),
+    };
+    if !path.exists() {
+        return Err(format!(
+            "{} not found (run tools/fetch_terrain.sh for the default model)",
+            path.display()
+        )
+        .into());
+    }
+    let weight_dtype = match a.weights.as_str() {
+        "f32" => None,
+        "f16" => Some(DType::F16),
+        "q8_0" => Some(DType::Q8_0),
+        w => return Err(format!("--weights {w}: expected f32, f16 or q8_0").into()),
+    };
+    let source = match &a.from {
+        Some(p) => {
+            let (v, shape) = post::decode_npy_f32(&std::fs::read(p)?)?;
+            let (sh, sw) = match shape[..] {
+                [h, w] | [1, h, w] | [1, 1, h, w] => (h, w),
+                _ => {
+                    return Err(
+                        format!("{}: expected a 2-D heightmap, got {shape:?}", p.display()).into(),
+                    );
+                }
+            };
+            Some((v, (sh, sw)))
+        }
+        None => None,
+    };
+    let backend: Box<dyn Backend> = if a.adapter.as_deref() == Some("cpu") {
+        Box::new(CpuBackend)
+    } else {
+        Box::new(WgpuBackend::new(&WgpuOptions {
+            adapter: a.adapter.clone(),
+            ..Default::default()
+        })?)
+    };
+    let t0 = Instant::now();
+    let model = OnnxModel::read(&path)?;
+    let opts = UnetOptions {
+        weight_dtype,
+        probes: false,
+    };
+    let mut generator = TerrainGenerator::load(model, backend.as_ref(), a.batch, &opts)?;
+    let net = &generator.unet.net;
+    let params: usize = net
+        .weights
+        .iter()
+        .filter_map(|w| net.graph.info(w.id).ok())
+        .map(|i| i.numel())
+        .sum();
+    eprintln!(
+        "loaded {} ({:.2} M parameters, weights {}) on {} in {:.2} s",
+        path.display(),
+        params as f64 / 1e6,
+        a.weights,
+        backend.name(),
+        t0.elapsed().as_secs_f64()
+    );
+    let req = TerrainRequest {
+        difficulty: a.difficulty,
+        height,
+        width,
+        seed: a.seed,
+        count: a.variants.max(1),
+        source,
+        strength: a.strength,
+    };
+    let t1 = Instant::now();
+    let maps = generator.generate(&req, &mut |done, total| {
+        eprint!(
+            "\rdenoising [{:<25}] {done}/{total} tiles",
+            "#".repeat(done * 25 / total.max(1))
+        );
+        true
+    })?;
+    eprintln!(
+        "\rgenerated {} map(s) of {width}×{height} in {:.2} s{}",
+        maps.len(),
+        t1.elapsed().as_secs_f64(),
+        " ".repeat(20)
+    );
+    for (i, m) in maps.iter().enumerate() {
+        write_outputs(&a, m, i, maps.len())?;
+    }
+    if a.profile {
+        let prof = generator.unet.exe.profile(0, &[])?;
+        let total: f64 = prof.iter().map(|p| p.1).sum();
+        println!(
+            "per-kernel profile of one call (batch {}): {:.1} ms in {} dispatches",
+            a.batch,
+            total * 1e3,
+            prof.iter().map(|p| p.2).sum::<usize>()
+        );
+        for (k, secs, n) in prof.iter().take(15) {
+            println!(
+                "  {:>8.2} ms {:>5.1}% {n:>4}×  {k}",
+                secs * 1e3,
+                100.0 * secs / total
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_outputs(
+    a: &DiffuseArgs,
+    m: &Terrain,
+    i: usize,
+    n: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let rgba = post::shaded_relief_rgba(&m.heights, m.height, m.width)?;
+    let out = numbered(&a.out, i, n);
+    std::fs::write(&out, post::encode_png_rgba(&rgba, m.width, m.height)?)?;
+    let max = m.heights.iter().cloned().fold(0f32, f32::max);
+    eprintln!("wrote {} (relief {:.2} m)", out.display(), max);
+    if let Some(p) = &a.heights {
+        let p = numbered(p, i, n);
+        std::fs::write(&p, post::encode_npy_f32(&m.heights, &[m.height, m.width])?)?;
+        eprintln!("wrote {}", p.display());
+    }
+    if let Some(p) = &a.heightmap {
+        let p = numbered(p, i, n);
+        std::fs::write(
+            &p,
+            post::encode_png_gray16(&m.heights, m.width, m.height, post::HEIGHT_RANGE as f32)?,
+        )?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
