@@ -21,6 +21,8 @@ pub mod sample;
 pub mod tokenizer;
 #[cfg(all(feature = "web", target_arch = "wasm32"))]
 pub mod web;
+#[cfg(all(feature = "web", target_arch = "wasm32"))]
+pub mod web_terrain;
 
 pub use backend::{Backend, BackendError, Executable};
 pub use dtype::DType;

@@ -21,18 +21,18 @@ use crate::model::llama::LlamaOptions;
 use crate::sample::SamplingParams;
 
 /// A JS `Error` with `code` and `message`.
-fn js_error(code: &str, message: &str) -> JsValue {
+pub(crate) fn js_error(code: &str, message: &str) -> JsValue {
     let e = js_sys::Error::new(message);
     let _ = js_sys::Reflect::set(&e, &"code".into(), &code.into());
     e.into()
 }
 
-fn err(e: impl Into<LoadError>) -> JsValue {
+pub(crate) fn err(e: impl Into<LoadError>) -> JsValue {
     let e = e.into();
     js_error(e.code(), &e.to_string())
 }
 
-fn bad_arg(e: impl std::fmt::Display) -> JsValue {
+pub(crate) fn bad_arg(e: impl std::fmt::Display) -> JsValue {
     js_error("INVALID_INPUT", &e.to_string())
 }
 
@@ -75,6 +75,10 @@ struct LoadOptions {
 }
 
 impl Engine {
+    pub(crate) fn backend(&self) -> &WgpuBackend {
+        &self.backend
+    }
+
     fn options(&self, options: JsValue) -> Result<(LlamaOptions, Option<crate::DType>), JsValue> {
         let o: LoadOptions = if options.is_undefined() || options.is_null() {
             LoadOptions::default()

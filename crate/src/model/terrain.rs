@@ -106,6 +106,15 @@ impl TerrainGenerator {
         req: &TerrainRequest,
         progress: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<Vec<Terrain>, LoadError> {
+        pollster::block_on(self.generate_async(req, progress))
+    }
+
+    /// [`TerrainGenerator::generate`] awaiting the device instead of blocking.
+    pub async fn generate_async(
+        &mut self,
+        req: &TerrainRequest,
+        progress: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<Vec<Terrain>, LoadError> {
         let (h, w) = (req.height, req.width);
         if h == 0 || w == 0 || h > MAX_SIDE || w > MAX_SIDE || req.count == 0 || req.count > 1024 {
             return Err(bad(format!(
@@ -149,7 +158,7 @@ impl TerrainGenerator {
                 let tiles: Vec<Vec<f32>> = (0..req.count)
                     .map(|_| noisy(&mut rng, N * N, sigma, add.as_deref()))
                     .collect();
-                let out = self.denoise_all(&tiles, sigma, label, progress)?;
+                let out = self.denoise_all(&tiles, sigma, label, progress).await?;
                 out.iter()
                     .map(|m| {
                         Ok(Terrain {
@@ -178,7 +187,7 @@ impl TerrainGenerator {
                     }
                     tilers.push(tiler);
                 }
-                let out = self.denoise_all(&tiles, sigma, label, progress)?;
+                let out = self.denoise_all(&tiles, sigma, label, progress).await?;
                 let mut done = out.into_iter();
                 tilers
                     .into_iter()
@@ -201,7 +210,7 @@ impl TerrainGenerator {
 
     /// Denoises 128² tiles in batches of the compiled size (the last batch
     /// padded), all at `sigma` with one label.
-    fn denoise_all(
+    async fn denoise_all(
         &mut self,
         tiles: &[Vec<f32>],
         sigma: f32,
@@ -216,7 +225,10 @@ impl TerrainGenerator {
                 x.extend_from_slice(t);
             }
             x.resize(b * N * N, 0.0);
-            let y = self.unet.denoise(&x, &vec![sigma; b], &vec![label; b])?;
+            let y = self
+                .unet
+                .denoise_async(&x, &vec![sigma; b], &vec![label; b])
+                .await?;
             out.extend(y.chunks(N * N).take(chunk.len()).map(<[f32]>::to_vec));
             if !progress(out.len(), tiles.len()) {
                 return Err(LoadError::Cancelled);

@@ -409,8 +409,19 @@ impl Unet {
 
     /// Runs one denoising call: `noisy` NCHW `[B, Cin, H, W]` (as ONNX feeds
     /// it), per-sample `sigma` and `label`. Returns NCHW `[B, Cout, H, W]`,
-    /// clipped as the model's config says.
+    /// clipped as the model's config says. Blocks until the result is read;
+    /// hosts that must not block (the web) use [`Unet::denoise_async`].
     pub fn denoise(
+        &mut self,
+        noisy: &[f32],
+        sigma: &[f32],
+        label: &[f32],
+    ) -> std::result::Result<Vec<f32>, LoadError> {
+        pollster::block_on(self.denoise_async(noisy, sigma, label))
+    }
+
+    /// [`Unet::denoise`] awaiting the device instead of blocking.
+    pub async fn denoise_async(
         &mut self,
         noisy: &[f32],
         sigma: &[f32],
@@ -454,7 +465,9 @@ impl Unet {
         exe.write(n.c_noise, &HostTensor::from_f32(&[b], DType::F32, &col(3))?)?;
         exe.write(n.label, &HostTensor::from_f32(&[b, 1], DType::F32, label)?)?;
         exe.run(&[])?;
-        let y = exe.read(n.output)?.to_f32()?;
+        let ticket = exe.read_start(n.output)?;
+        exe.read_ready(ticket).await;
+        let y = exe.read_finish(ticket)?.to_f32()?;
         let mut y = nhwc_to_nchw(&y, b, cout, h * w);
         if let Some((lo, hi)) = self.cfg.output_clip {
             for v in &mut y {
