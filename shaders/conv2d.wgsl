@@ -4,11 +4,16 @@
 // Bindings: 0 params, 1 W: array<u32> (rows n0..n0+rows, any W_<DTYPE>),
 // 2 x: array<f32> [B, H, W, Cin], 3 y: array<f32> [B, OH, OW, Cout],
 // 4 bias: array<f32> [Cout], 5 res: array<f32> [B, OH, OW, Cout] (x when absent).
-// Dispatch: (ceil(rows/32), ceil(m/32)) workgroups of 16×16, m = B·OH·OW;
-// each thread computes a 2×2 block of a 32×32 output tile; K advances 32 at
-// a time with the weight tile dequantized and the x tile gathered (im2col on
-// the fly, zero padding) into workgroup memory. f32 accumulation (MATMUL
-// tolerance in the parity registry).
+// Entry `main` (GPUs): (ceil(rows/32), ceil(m/32)) workgroups of 16×16,
+// m = B·OH·OW; each thread computes a 2×2 block of a 32×32 output tile; K
+// advances 32 at a time with the weight tile dequantized and the x tile
+// gathered (im2col on the fly, zero padding) into workgroup memory.
+// Entry `direct` (CPU adapters: lavapipe, SwiftShader, where barriers are
+// expensive and invocations are SIMD lanes): (ceil(rows/8), ceil(m/256))
+// workgroups of 64; each invocation computes 8 output channels of 4
+// consecutive pixels (32 accumulators) with no workgroup memory; the weight
+// loads are uniform across lanes and each is used for 4 pixels. f32 accumulation (MATMUL tolerance
+// in the parity registry).
 
 const T: u32 = 32u;
 
@@ -112,6 +117,89 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                     v += res[o];
                 }
                 y[o] = v;
+            }
+        }
+    }
+}
+
+const NB: u32 = 8u;  // output channels per invocation (direct)
+const PB: u32 = 4u;  // output pixels per invocation (direct)
+
+@compute @workgroup_size(64)
+fn direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r0 = wid.x * NB;
+    let m0 = (wid.y * 64u + lid) * PB;
+    if (m0 >= p.m) {
+        return;
+    }
+    let nr = min(NB, p.rows - r0);
+    // Per pixel q: its sample's base row, oy·stride − pad, ox·stride − pad.
+    var pb: array<u32, PB>;
+    var py: array<i32, PB>;
+    var px: array<i32, PB>;
+    for (var q = 0u; q < PB; q++) {
+        let m = min(m0 + q, p.m - 1u);
+        let pix = m % (p.oh * p.ow);
+        pb[q] = (m / (p.oh * p.ow)) * p.h;
+        py[q] = i32((pix / p.ow) * p.stride) - i32(p.pad);
+        px[q] = i32((pix % p.ow) * p.stride) - i32(p.pad);
+    }
+    var acc: array<vec4<f32>, NB>;  // acc[j][q]: channel r0 + j, pixel m0 + q
+    for (var j = 0u; j < NB; j++) {
+        acc[j] = vec4<f32>(0.0);
+    }
+    let vec_ci = p.cin % 4u == 0u;
+    for (var t = 0u; t < p.kh * p.kw; t++) {
+        let ky = i32(t / p.kw);
+        let kx = i32(t % p.kw);
+        var xb: array<u32, PB>;
+        var inside: array<bool, PB>;
+        for (var q = 0u; q < PB; q++) {
+            let iy = py[q] + ky;
+            let ix = px[q] + kx;
+            inside[q] = iy >= 0 && ix >= 0 && iy < i32(p.h) && ix < i32(p.w);
+            xb[q] = select(0u, ((pb[q] + u32(iy)) * p.w + u32(ix)) * p.cin, inside[q]);
+        }
+        let kb = t * p.cin;
+        let step = select(1u, 4u, vec_ci);
+        for (var ci = 0u; ci < p.cin; ci += step) {
+            // xv[q]: 4 input channels (or 1, zero-padded) of pixel q.
+            var xv: array<vec4<f32>, PB>;
+            for (var q = 0u; q < PB; q++) {
+                var v = vec4<f32>(0.0);
+                if (inside[q]) {
+                    if (vec_ci) {
+                        v = vec4<f32>(x[xb[q] + ci], x[xb[q] + ci + 1u], x[xb[q] + ci + 2u], x[xb[q] + ci + 3u]);
+                    } else {
+                        v.x = x[xb[q] + ci];
+                    }
+                }
+                xv[q] = v;
+            }
+            let kk = kb + ci;
+            for (var j = 0u; j < NB; j++) {
+                if (j < nr) {
+                    var w = w4(r0 + j, p.k, kk / 4u);
+                    if (!vec_ci) {
+                        w = vec4<f32>(w[kk % 4u], 0.0, 0.0, 0.0);
+                    }
+                    acc[j] += vec4<f32>(dot(xv[0], w), dot(xv[1], w), dot(xv[2], w), dot(xv[3], w));
+                }
+            }
+        }
+    }
+    for (var j = 0u; j < NB; j++) {
+        if (j < nr) {
+            for (var q = 0u; q < PB; q++) {
+                let m = m0 + q;
+                if (m < p.m) {
+                    let o = m * p.n + p.n0 + r0 + j;
+                    var v = acc[j][q] + bias[p.n0 + r0 + j];
+                    if (p.has_res != 0u) {
+                        v += res[o];
+                    }
+                    y[o] = v;
+                }
             }
         }
     }

@@ -16,7 +16,8 @@
 //! UNet's attention reads tokens `[B, H·W, C]` without a transpose.
 //! Kernel: `shaders/conv2d.wgsl`, the tiled GEMM of `mul_mat.wgsl` (32×32
 //! output tile, K staged 32 at a time) whose x-tile loader gathers the
-//! im2col column on the fly (the im2col matrix is never stored).
+//! im2col column on the fly (the im2col matrix is never stored); on CPU
+//! adapters a barrier-free variant (4 pixels × 8 channels per invocation).
 
 use super::matmul::weight_define;
 use super::{Bind, Dispatch, Op, PlanCtx, arity, require_dtype, shape_err, u};
@@ -213,7 +214,7 @@ impl Op for Conv2d {
         let (m, k) = (b * oh * ow, w.shape[1]);
         let has_res = ctx.inputs.len() > 3;
         let max = ctx.caps.max_workgroups_per_dim as usize;
-        if m.div_ceil(32) > max {
+        if m.div_ceil(if ctx.caps.cpu { 256 } else { 32 }) > max {
             return Err(shape_err(
                 self.name(),
                 format!("{m} output pixels exceed the device's grid ({max} × 32)"),
@@ -223,9 +224,15 @@ impl Op for Conv2d {
             .iter()
             .enumerate()
             .map(|(c, ch)| {
+                let (entry, groups) = if ctx.caps.cpu {
+                    // 4 pixels × 8 channels per invocation, no barriers.
+                    ("direct", [u(ch.rows.div_ceil(8))?, u(m.div_ceil(256))?, 1])
+                } else {
+                    ("main", [u(ch.rows.div_ceil(32))?, u(m.div_ceil(32))?, 1])
+                };
                 Ok(Dispatch {
                     shader: "conv2d.wgsl",
-                    entry: "main",
+                    entry,
                     defines: vec![weight_define(w.dtype)],
                     bindings: vec![
                         Bind::Input(1, c),
@@ -251,7 +258,7 @@ impl Op for Conv2d {
                         u(self.stride)?,
                         u(self.pad)?,
                     ],
-                    groups: [u(ch.rows.div_ceil(32))?, u(m.div_ceil(32))?, 1],
+                    groups,
                 })
             })
             .collect()

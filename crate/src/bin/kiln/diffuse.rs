@@ -65,6 +65,10 @@ pub struct DiffuseArgs {
     /// the per-kernel profile (slowest first).
     #[arg(long)]
     profile: bool,
+    /// Pick kernels as for a CPU adapter (true) or a GPU (false) instead of
+    /// by the adapter's type.
+    #[arg(long)]
+    cpu_kernels: Option<bool>,
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -119,9 +123,11 @@ pub fn diffuse(a: DiffuseArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let (sh, sw) = match shape[..] {
                 [h, w] | [1, h, w] | [1, 1, h, w] => (h, w),
                 _ => {
-                    return Err(
-                        format!("{}: expected a 2-D heightmap, got {shape:?}", p.display()).into(),
-                    );
+                    return Err(format!(
+                        "{}: expected a 2-D heightmap, got {shape:?}",
+                        p.display()
+                    )
+                    .into());
                 }
             };
             Some((v, (sh, sw)))
@@ -131,10 +137,14 @@ pub fn diffuse(a: DiffuseArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let backend: Box<dyn Backend> = if a.adapter.as_deref() == Some("cpu") {
         Box::new(CpuBackend)
     } else {
-        Box::new(WgpuBackend::new(&WgpuOptions {
+        let b = WgpuBackend::new(&WgpuOptions {
             adapter: a.adapter.clone(),
             ..Default::default()
-        })?)
+        })?;
+        Box::new(match a.cpu_kernels {
+            Some(cpu) => b.with_cpu_kernels(cpu),
+            None => b,
+        })
     };
     let t0 = Instant::now();
     let model = OnnxModel::read(&path)?;
