@@ -232,6 +232,87 @@ async function loadFolder(source, opts) {
   }
 }
 
+/**
+ * Loads a terrain diffusion UNet (ONNX): the whole file is read (network,
+ * cache, Blob or bytes; the wasm side parses it in one piece), then compiled
+ * for the device. Progress: `{ phase: 'download' | 'cache' | 'compile' |
+ * 'ready', loaded, total, fraction, fromCache }`.
+ */
+export async function loadDiffusionModel(source, opts = {}) {
+  const eng = await getEngine(opts);
+  const src = await openSource(source, opts);
+  const progress = (phase, loaded) => opts.onProgress?.({ phase, loaded, total: src.size, fraction: src.size ? loaded / src.size : 1, fromCache: src.fromCache });
+  try {
+    if (opts.cpuKernels !== undefined) eng.useCpuKernels(!!opts.cpuKernels);
+    const bytes = new Uint8Array(src.size);
+    const reader = src.stream().getReader();
+    let loaded = 0;
+    progress(src.fromCache ? 'cache' : 'download', 0);
+    for (;;) {
+      const { done, value } = await readPiece(src, reader, opts.signal);
+      if (done) break;
+      if (loaded + value.length > bytes.length) throw new KilnError('CORRUPT_FILE', `the file is longer than its announced ${src.size} bytes`);
+      bytes.set(value, loaded);
+      loaded += value.length;
+      progress(src.fromCache ? 'cache' : 'download', loaded);
+    }
+    if (loaded !== src.size) throw new KilnError('CORRUPT_FILE', `the file ended after ${loaded} of ${src.size} bytes`);
+    if (opts.signal?.aborted) throw aborted(opts.signal);
+    progress('compile', loaded);
+    const model = eng.loadTerrain(bytes, { batch: opts.batch, weights: opts.weights });
+    if (src.cache) await src.cache.close();
+    progress('ready', src.size);
+    return new DirectDiffusion(model, eng.info(), src);
+  } catch (e) {
+    throw await loadFailed(e, null, [src], opts);
+  }
+}
+
+/** A loaded diffusion model in this realm; every method may throw a KilnError. */
+export class DirectDiffusion {
+  constructor(model, adapter, src) {
+    this.model = model;
+    this.adapter = adapter;
+    this.fromCache = src.fromCache;
+    this.cacheError = src.cache?.error ? { code: src.cache.error.code, message: src.cache.error.message } : null;
+    this.batch = model.batch();
+  }
+
+  /**
+   * Generates maps; `onProgress({ done, total, fraction })` after every
+   * network call. The wasm side checks for an abort between network calls.
+   */
+  async generate(req, onProgress, signal) {
+    if (signal?.aborted) throw aborted(signal);
+    try {
+      return await this.model.generate(req, (done, total) => {
+        if (signal?.aborted) return false;
+        onProgress?.({ done, total, fraction: total ? done / total : 1 });
+        return !signal?.aborted;
+      });
+    } catch (e) {
+      const err = signal?.aborted ? aborted(signal) : toKilnError(e);
+      if (err.code === 'DEVICE_LOST') dropEngine();
+      throw err;
+    }
+  }
+
+  /** One raw network call: noisy [B·128·128], sigma [B], label [B] = (difficulty − 1)/99. */
+  async denoise(noisy, sigma, label) {
+    try {
+      return await this.model.denoise(Float32Array.from(noisy), Float32Array.from(sigma), Float32Array.from(label));
+    } catch (e) {
+      const err = toKilnError(e);
+      if (err.code === 'DEVICE_LOST') dropEngine();
+      throw err;
+    }
+  }
+
+  dispose() {
+    try { this.model.dispose(); this.model.free(); } catch { /* already gone */ }
+  }
+}
+
 /** A loaded model in this realm; every method may throw a KilnError. */
 export class DirectModel {
   constructor(model, adapter, src) {

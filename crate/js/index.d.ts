@@ -137,8 +137,97 @@ export class LLM {
   dispose(): Promise<void>;
 }
 
+/** Progress of `Kiln.loadDiffusion`: the file is read whole, then compiled for the device. */
+export interface DiffusionLoadProgress {
+  phase: 'download' | 'cache' | 'compile' | 'ready';
+  loaded: number;
+  total: number;
+  fraction: number;
+  fromCache: boolean;
+}
+
+export interface DiffusionLoadOptions {
+  onProgress?: (p: DiffusionLoadProgress) => void;
+  signal?: AbortSignal;
+  /** Run the model in a Web Worker (default true). */
+  worker?: boolean;
+  /** Cache URL sources in OPFS / Cache API and load from there next time (default true). */
+  cache?: boolean;
+  adapterPreference?: 'high-performance' | 'low-power';
+  /** 128×128 tiles per network call (default 1; 1..64). */
+  batch?: number;
+  /** Weights on the device (default 'f32'). */
+  weights?: 'f32' | 'f16' | 'q8_0';
+  /** URL of kiln_wasm_bg.wasm when it is not next to the module. */
+  wasmUrl?: string | URL;
+}
+
+export interface GenerateProgress {
+  /** 128×128 tiles denoised so far, of `total` (all maps). */
+  done: number;
+  total: number;
+  fraction: number;
+}
+
+export interface TerrainRequest {
+  /** 1 (gentle) .. 100 (rugged); default 50. */
+  difficulty?: number;
+  /** Map size in pixels, 1..4096 each (default 128); over 128, blended 128² tiles. */
+  width?: number;
+  height?: number;
+  /** Same seed, same request, same maps (default 0). */
+  seed?: number;
+  /** Number of maps, 1..1024 (default 1). */
+  count?: number;
+  /** Vary this heightmap (metres, row-major fromHeight × fromWidth) instead of generating anew. */
+  from?: Float32Array | number[];
+  fromWidth?: number;
+  fromHeight?: number;
+  /** How far the variation may move from `from`, 0..1 (default 0.5; 0 returns it resized). */
+  strength?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: GenerateProgress) => void;
+}
+
+export interface TerrainResult {
+  width: number;
+  height: number;
+  count: number;
+  /** count·height·width heights in metres (0 … 22.17), map i at offset i·height·width, row-major. */
+  heights: Float32Array;
+  /** The shaded relief of the first map. */
+  image: ImageData;
+  /** The shaded relief of every map (`images[0] === image`). */
+  images: ImageData[];
+}
+
+export interface DiffusionStats {
+  seconds: number;
+  maps: number;
+  width: number;
+  height: number;
+}
+
+export class DiffusionModel {
+  readonly adapter: AdapterInfo;
+  readonly fromCache: boolean;
+  readonly cacheError: { code: KilnErrorCode; message: string } | null;
+  /** 128² tiles per network call. */
+  readonly batch: number;
+  readonly lastStats: DiffusionStats | null;
+  generate(req?: TerrainRequest): Promise<TerrainResult>;
+  /**
+   * One raw network call: `noisy` NCHW [batch·1·128·128], per-sample `sigma`
+   * and `label` = (difficulty − 1)/99; resolves to the denoised tensor.
+   */
+  denoise(noisy: Float32Array, sigma: Float32Array, label: Float32Array): Promise<Float32Array>;
+  dispose(): Promise<void>;
+}
+
 export class Kiln {
   static loadLLM(source: ModelSource, opts?: LoadOptions): Promise<LLM>;
+  /** A terrain diffusion UNet (ONNX file: URL, File/Blob or bytes). */
+  static loadDiffusion(source: string | URL | Blob | ArrayBuffer | ArrayBufferView, opts?: DiffusionLoadOptions): Promise<DiffusionModel>;
   static hasModelInCache(url: string): Promise<boolean>;
   static deleteModelInCache(url: string): Promise<void>;
 }

@@ -1,13 +1,17 @@
-// kiln-webgpu: quantized LLMs on WebGPU, in a Web Worker by default.
+// kiln-webgpu: quantized LLMs and terrain diffusion on WebGPU, in a Web Worker by default.
 //
 //   import init, { Kiln } from 'kiln-webgpu';
 //   const llm = await Kiln.loadLLM('/models/SmolLM2-135M-Instruct.Q4_1.gguf', { onProgress });
 //   for await (const text of llm.generate('The sky is', { max_tokens: 32 })) out.textContent += text;
+//
+//   const dm = await Kiln.loadDiffusion('/models/terrain_consistency_unet_difficulty100.onnx');
+//   const { image, heights } = await dm.generate({ difficulty: 40, width: 256, height: 256, seed: 1 });
 import { KilnError, toKilnError, aborted } from './errors.js';
 import { LLM } from './llm.js';
+import { DiffusionModel } from './diffusion.js';
 import { hasModelInCache, deleteModelInCache } from './cache.js';
 
-export { KilnError, LLM, hasModelInCache, deleteModelInCache };
+export { KilnError, LLM, DiffusionModel, hasModelInCache, deleteModelInCache };
 
 /**
  * Optional: loads the WebAssembly on this thread ahead of time (needed only
@@ -62,12 +66,14 @@ class WorkerModel {
     });
   }
 
-  load(source, opts) {
+  load(source, opts, kind = 'llm') {
     const { onProgress, signal, ...rest } = opts;
-    return this._send({ op: 'load', source, opts: rest }, { onProgress, signal });
+    return this._send({ op: 'load', kind, source, opts: rest }, { onProgress, signal });
   }
 
   run(ids, opts, onText, signal) { return this._send({ op: 'run', ids, opts }, { onText, signal }); }
+  generate(req, onProgress, signal) { return this._send({ op: 'generate', req }, { onProgress, signal }); }
+  denoise(noisy, sigma, label) { return this._call('denoise', noisy, sigma, label); }
   _call(method, ...args) { return this._send({ op: 'call', method, args }); }
   tokenize(text, addSpecial) { return this._call('tokenize', text, addSpecial); }
   detokenize(ids, skipSpecial) { return this._call('detokenize', ids, skipSpecial); }
@@ -107,6 +113,33 @@ export class Kiln {
     try {
       const info = await proxy.load(source, opts);
       return new LLM(proxy, info);
+    } catch (e) {
+      proxy._die(toKilnError(e));
+      throw toKilnError(e);
+    }
+  }
+
+  /**
+   * Loads a terrain diffusion UNet (the ONNX export of the one-step
+   * consistency model; URL, File/Blob or bytes). Options: `onProgress({phase,
+   * loaded, total, fraction, fromCache})` (phases download/cache, compile,
+   * ready), `signal`, `worker` (default true), `cache` (default true: OPFS),
+   * `adapterPreference`, `batch` (128² tiles per network call, default 1),
+   * `weights` ("f32" default, "f16", "q8_0").
+   */
+  static async loadDiffusion(source, opts = {}) {
+    if (opts.signal?.aborted) throw aborted(opts.signal);
+    const useWorker = opts.worker !== false && typeof Worker !== 'undefined';
+    if (!useWorker) {
+      const core = await import('./core.js');
+      const m = await core.loadDiffusionModel(source, opts);
+      return new DiffusionModel(m, m);
+    }
+    const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'kiln-diffusion' });
+    const proxy = new WorkerModel(worker);
+    try {
+      const info = await proxy.load(source, opts, 'diffusion');
+      return new DiffusionModel(proxy, info);
     } catch (e) {
       proxy._die(toKilnError(e));
       throw toKilnError(e);

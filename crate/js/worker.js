@@ -1,12 +1,12 @@
 // The worker entry: one model per worker, driven by messages from the
 // main-thread proxy (kiln.js). Generation runs here, so the page never blocks.
-import { loadModel } from './core.js';
+import { loadModel, loadDiffusionModel } from './core.js';
 import { toKilnError } from './errors.js';
 
 let model = null;
 const runs = new Map();
 
-const reply = (id, msg) => postMessage({ id, ...msg });
+const reply = (id, msg, transfer = []) => postMessage({ id, ...msg }, transfer);
 const fail = (id, e) => {
   const err = toKilnError(e);
   reply(id, { error: { code: err.code, message: err.message } });
@@ -23,11 +23,12 @@ async function handle(m) {
       const ctl = new AbortController();
       runs.set(id, ctl);
       try {
-        model = await loadModel(m.source, { ...m.opts, signal: ctl.signal, onProgress: (p) => reply(id, { progress: p }) });
+        const load = m.kind === 'diffusion' ? loadDiffusionModel : loadModel;
+        model = await load(m.source, { ...m.opts, signal: ctl.signal, onProgress: (p) => reply(id, { progress: p }) });
       } finally {
         runs.delete(id);
       }
-      reply(id, { ok: true, value: { adapter: model.adapter, fromCache: model.fromCache, cacheError: model.cacheError } });
+      reply(id, { ok: true, value: { adapter: model.adapter, fromCache: model.fromCache, cacheError: model.cacheError, batch: model.batch } });
       return;
     }
     if (!model) throw Object.assign(new Error('no model is loaded in this worker'), { code: 'DISPOSED' });
@@ -37,6 +38,17 @@ async function handle(m) {
       try {
         const r = await model.run(m.ids, m.opts, (text) => reply(id, { text }), ctl.signal);
         reply(id, { ok: true, value: r });
+      } finally {
+        runs.delete(id);
+      }
+      return;
+    }
+    if (op === 'generate') {
+      const ctl = new AbortController();
+      runs.set(id, ctl);
+      try {
+        const r = await model.generate(m.req, (p) => reply(id, { progress: p }), ctl.signal);
+        reply(id, { ok: true, value: r }, [r.heights.buffer, r.image.buffer]);
       } finally {
         runs.delete(id);
       }

@@ -1,0 +1,124 @@
+// The public diffusion model object: terrain heightmaps from a one-step
+// diffusion UNet (ONNX). Like LLM, it drives a DirectDiffusion (this thread)
+// or the worker proxy (kiln.js) through the same small interface:
+// generate(req, onProgress, signal), denoise(noisy, sigma, label), dispose().
+import { KilnError, aborted } from './errors.js';
+
+const SIDE = 4096;
+const N = 128;
+
+function int(name, v, lo, hi, dflt) {
+  if (v === undefined || v === null) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+    throw new KilnError('INVALID_INPUT', `${name} must be an integer in ${lo}..${hi} (got ${v})`);
+  }
+  return v;
+}
+
+/** The request as the wasm side reads it, checked here so mistakes fail before any work. */
+function request(o) {
+  const r = {
+    difficulty: int('difficulty', o.difficulty, 1, 100, 50),
+    width: int('width', o.width, 1, SIDE, N),
+    height: int('height', o.height, 1, SIDE, N),
+    seed: int('seed', o.seed, 0, Number.MAX_SAFE_INTEGER, 0),
+    count: int('count', o.count, 1, 1024, 1),
+  };
+  if (o.from != null) {
+    const from = o.from instanceof Float32Array ? o.from : ArrayBuffer.isView(o.from) || Array.isArray(o.from) ? Float32Array.from(o.from) : null;
+    const fw = int('fromWidth', o.fromWidth, 1, SIDE, undefined);
+    const fh = int('fromHeight', o.fromHeight, 1, SIDE, undefined);
+    if (!from || fw === undefined || fh === undefined || from.length !== fw * fh) {
+      throw new KilnError('INVALID_INPUT', `from must be a Float32Array of fromWidth × fromHeight heights in metres (got ${from ? from.length : typeof o.from} values for ${fw} × ${fh})`);
+    }
+    if (o.strength != null && !(typeof o.strength === 'number' && o.strength >= 0 && o.strength <= 1)) {
+      throw new KilnError('INVALID_INPUT', `strength must be a number in [0, 1] (got ${o.strength})`);
+    }
+    Object.assign(r, { from, fromWidth: fw, fromHeight: fh, strength: o.strength ?? 0.5 });
+  }
+  return r;
+}
+
+/** One ImageData per map (the same buffer when there is one map). */
+function images(rgba, width, height, count) {
+  const make = (data) => (typeof ImageData !== 'undefined' ? new ImageData(data, width, height) : { data, width, height, colorSpace: 'srgb' });
+  if (count === 1) return [make(rgba)];
+  const n = width * height * 4;
+  return Array.from({ length: count }, (_, i) => make(rgba.slice(i * n, (i + 1) * n)));
+}
+
+export class DiffusionModel {
+  constructor(model, info) {
+    this._model = model;
+    this._busy = false;
+    /** `{ name, backend, shaderF16, ... }` of the WebGPU adapter. */
+    this.adapter = info.adapter;
+    /** Whether the weights came from the browser cache. */
+    this.fromCache = info.fromCache;
+    /** Why the model could not be cached (quota), or null. */
+    this.cacheError = info.cacheError;
+    /** 128² tiles per network call (the `batch` load option). */
+    this.batch = info.batch;
+    /** Figures of the last generation. */
+    this.lastStats = null;
+  }
+
+  _check() {
+    if (!this._model) throw new KilnError('DISPOSED', 'this model was disposed');
+    if (this._busy) throw new KilnError('BUSY', 'this model is generating; await it or abort it first');
+  }
+
+  /**
+   * Generates `count` heightmaps of `width` × `height` (maps up to 128 × 128
+   * are one network call, larger ones blended 128² tiles). Resolves to
+   * `{ width, height, count, heights, image, images }`: `heights` is a
+   * Float32Array of count·height·width metres (map i at i·height·width),
+   * `images` one ImageData (RGBA shaded relief) per map and `image` the
+   * first of them. `onProgress({ done, total, fraction })` follows the
+   * network calls; `signal` aborts (ABORTED) after the call in flight.
+   */
+  async generate(opts = {}) {
+    this._check();
+    const signal = opts.signal;
+    if (signal?.aborted) throw aborted(signal);
+    const req = request(opts);
+    this._busy = true;
+    const t0 = performance.now();
+    try {
+      const r = await this._model.generate(req, opts.onProgress, signal);
+      this.lastStats = { seconds: (performance.now() - t0) / 1000, maps: r.count, width: r.width, height: r.height };
+      const imgs = images(r.image, r.width, r.height, r.count);
+      return { width: r.width, height: r.height, count: r.count, heights: r.heights, image: imgs[0], images: imgs };
+    } catch (e) {
+      if (signal?.aborted) throw aborted(signal);
+      throw e;
+    } finally {
+      this._busy = false;
+    }
+  }
+
+  /**
+   * One raw network call (parity tests): `noisy` NCHW [batch·1·128·128],
+   * per-sample `sigma` and `label` = (difficulty − 1)/99. Resolves to the
+   * denoised Float32Array.
+   */
+  async denoise(noisy, sigma, label) {
+    this._check();
+    if (noisy.length !== this.batch * N * N || sigma.length !== this.batch || label.length !== this.batch) {
+      throw new KilnError('INVALID_INPUT', `denoise takes ${this.batch}·128·128 noisy values and ${this.batch} sigmas and labels (the load's batch)`);
+    }
+    this._busy = true;
+    try {
+      return await this._model.denoise(noisy, sigma, label);
+    } finally {
+      this._busy = false;
+    }
+  }
+
+  /** Frees GPU memory (and the worker) now. */
+  async dispose() {
+    const m = this._model;
+    this._model = null;
+    if (m) await m.dispose();
+  }
+}
