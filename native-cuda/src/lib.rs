@@ -13,6 +13,8 @@
 //! Ops or dtypes without a kernel are [`BackendError::Unsupported`], never a
 //! panic.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod diffuse_parity;
 mod exec;
 pub mod kernels;
 #[cfg(not(target_arch = "wasm32"))]

@@ -125,3 +125,88 @@ impl UnetReference {
         out
     }
 }
+
+/// Max |Δ| / max |ref| allowed per block activation against ONNX Runtime
+/// (measured ≤ 4.6e-5 on the CPU reference and lavapipe; ORT's own f32
+/// timestep embedding differs from float64 by 4.4e-5).
+pub const BLOCK_REL: f64 = 2e-4;
+/// Max |Δ| allowed on the denoised output (in [-1, 1]; measured ≤ 4.7e-6,
+/// ORT vs float64 4.8e-6).
+pub const OUTPUT_ABS: f64 = 5e-5;
+
+/// A backend's run of a reference batch.
+#[derive(Clone, Debug)]
+pub struct UnetComparison {
+    pub backend: String,
+    /// (module, max |Δ| / max |ref|) per recorded block.
+    pub blocks: Vec<(String, f64)>,
+    /// The first block past [`BLOCK_REL`].
+    pub first_bad: Option<String>,
+    /// max |Δ| of the denoised output.
+    pub output_abs: f64,
+    /// Seconds of the (first) denoising call, upload excluded.
+    pub secs: f64,
+}
+
+impl UnetComparison {
+    pub fn pass(&self) -> bool {
+        self.first_bad.is_none() && self.output_abs <= OUTPUT_ABS && !self.blocks.is_empty()
+    }
+}
+
+impl UnetReference {
+    /// Runs this reference's batch through the UNet of `weights` on
+    /// `backend` (config from the reference, checked against the one
+    /// inferred from the ONNX graph) and compares every recorded block and
+    /// the output (NaN-aware: a NaN anywhere is an infinite error).
+    pub fn compare(
+        &self,
+        weights: &crate::model::unet::UnetWeights,
+        backend: &dyn crate::backend::Backend,
+    ) -> Result<UnetComparison, LoadError> {
+        use crate::model::unet::{Unet, UnetConfig, UnetOptions};
+        let cfg = UnetConfig::from_json(&self.config)?;
+        let inferred = UnetConfig::from_onnx(&weights.model, &weights.prefix)?;
+        if (UnetConfig {
+            image_size: cfg.image_size,
+            ..inferred.clone()
+        }) != cfg
+        {
+            return Err(corrupt(format!(
+                "the config inferred from the ONNX graph differs from the reference's: {inferred:?} vs {cfg:?}"
+            )));
+        }
+        let [b, _, h, w] = self.noisy_shape[..] else {
+            return Err(corrupt(format!("noisy shape {:?}", self.noisy_shape)));
+        };
+        let opts = UnetOptions {
+            probes: true,
+            ..Default::default()
+        };
+        let mut unet = Unet::load(weights, &cfg, backend, b, (h, w), &opts)?;
+        let t0 = web_time::Instant::now();
+        let y = unet.denoise(&self.noisy, &self.sigma, &self.label)?;
+        let secs = t0.elapsed().as_secs_f64();
+        let mut blocks = Vec::new();
+        for p in &self.probes {
+            let (shape, full) = unet
+                .probe(&p.module)?
+                .ok_or_else(|| corrupt(format!("the graph has no block '{}'", p.module)))?;
+            let got = Self::select(p, &full, &shape);
+            let rel = super::vec_diff(&got, &p.data).map_or(f64::INFINITY, |d| d.rel());
+            blocks.push((p.module.clone(), rel));
+        }
+        let output_abs = super::vec_diff(&y, &self.denoised).map_or(f64::INFINITY, |d| d.max_abs);
+        let first_bad = blocks
+            .iter()
+            .find(|(_, r)| *r > BLOCK_REL)
+            .map(|(m, _)| m.clone());
+        Ok(UnetComparison {
+            backend: backend.name(),
+            blocks,
+            first_bad,
+            output_abs,
+            secs,
+        })
+    }
+}

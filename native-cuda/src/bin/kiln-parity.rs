@@ -15,6 +15,11 @@
 //! runs the model on the CPU reference, wgpu and CUDA and compares every
 //! layer's hidden state, the logits of every step and the greedy tokens
 //! (see `kiln_cuda::model_parity`); non-zero exit beyond tolerance.
+//!
+//! `kiln-parity diffuse [--bench 1,64] [--json]` runs the diffusion UNet on
+//! the CPU reference, wgpu and CUDA against ONNX Runtime's reference
+//! (per-block error, output error, time) and optionally times it
+//! (`kiln_cuda::diffuse_parity`).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -73,6 +78,9 @@ enum Cmd {
     /// A GGUF model on CPU reference, wgpu and CUDA: per-layer hidden states,
     /// logits per step, greedy tokens, speed.
     Model(ModelArgs),
+    /// The diffusion UNet (ONNX) on CPU reference, wgpu and CUDA against ONNX
+    /// Runtime: per-block error, output error, time; `--bench 1,64` times it.
+    Diffuse(kiln_cuda::diffuse_parity::DiffuseArgs),
 }
 
 #[derive(clap::Args)]
@@ -567,6 +575,7 @@ fn main() -> ExitCode {
             adapter,
         } => bench(&m, prefill, decode, reps, adapter),
         Cmd::Model(a) => model(a),
+        Cmd::Diffuse(a) => kiln_cuda::diffuse_parity::run(a),
     };
     r.unwrap_or_else(|e| {
         eprintln!("error: {e}");

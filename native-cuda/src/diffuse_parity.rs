@@ -1,0 +1,201 @@
+//! `kiln-parity diffuse`: the diffusion UNet (ONNX) on the CPU reference,
+//! wgpu and CUDA with ONNX Runtime's reference inputs — per-block error (the
+//! first block past tolerance named), output error, time per backend — and,
+//! with `--bench`, network calls per second at several batch sizes on the
+//! GPU backends (a benchmark, not a test).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use kiln::backend::Backend;
+use kiln::backend::cpu::CpuBackend;
+use kiln::backend::wgpu::{WgpuBackend, WgpuOptions};
+use kiln::loader::onnx::OnnxModel;
+use kiln::model::unet::{Unet, UnetConfig, UnetOptions, UnetWeights};
+use kiln::parity::unet_ref::{BLOCK_REL, OUTPUT_ABS, UnetReference};
+
+use crate::CudaBackend;
+
+#[derive(clap::Args)]
+pub struct DiffuseArgs {
+    /// The UNet (ONNX).
+    #[arg(
+        long,
+        default_value = "models/terrain_consistency_unet_difficulty100.onnx"
+    )]
+    model: PathBuf,
+    /// ONNX Runtime reference (JSON beside its .bin files).
+    #[arg(long, default_value = "tests/fixtures/terrain/real_reference.json")]
+    reference: PathBuf,
+    #[arg(long)]
+    adapter: Option<String>,
+    #[arg(long)]
+    no_cpu: bool,
+    #[arg(long)]
+    no_wgpu: bool,
+    #[arg(long)]
+    no_cuda: bool,
+    /// Batch sizes to time (e.g. "1,64"); nothing timed without it.
+    #[arg(long)]
+    bench: Option<String>,
+    /// Timed calls per batch size (median reported, after one warm-up).
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    /// Weights on the device for --bench: f32, f16 or q8_0.
+    #[arg(long, default_value = "f32")]
+    weights: String,
+    #[arg(long)]
+    json: bool,
+}
+
+fn backends(a: &DiffuseArgs) -> Vec<Box<dyn Backend>> {
+    let mut out: Vec<Box<dyn Backend>> = Vec::new();
+    if !a.no_cpu {
+        out.push(Box::new(CpuBackend));
+    }
+    if !a.no_wgpu {
+        match WgpuBackend::new(&WgpuOptions {
+            adapter: a.adapter.clone(),
+            ..Default::default()
+        }) {
+            Ok(b) => out.push(Box::new(b)),
+            Err(e) => eprintln!("wgpu: no adapter, skipped: {e}"),
+        }
+    }
+    if !a.no_cuda {
+        match CudaBackend::new(0) {
+            Ok(b) => out.push(Box::new(b)),
+            Err(e) => eprintln!("cuda: no CUDA device, skipped: {e}"),
+        }
+    }
+    out
+}
+
+/// Median seconds per call of a UNet at `batch` 128² maps.
+fn time_batch(
+    weights: &UnetWeights,
+    cfg: &UnetConfig,
+    b: &dyn Backend,
+    batch: usize,
+    iters: usize,
+    opts: &UnetOptions,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let (h, w) = (128, 128);
+    let mut unet = Unet::load(weights, cfg, b, batch, (h, w), opts)?;
+    let mut rng = kiln::rng::Rng::new(1);
+    let noisy = rng.normals(batch * h * w, 80.0);
+    let (sigma, label) = (vec![80.0; batch], vec![0.5; batch]);
+    unet.denoise(&noisy, &sigma, &label)?;
+    let mut ts = Vec::new();
+    for _ in 0..iters.max(1) {
+        let t0 = Instant::now();
+        unet.denoise(&noisy, &sigma, &label)?;
+        ts.push(t0.elapsed().as_secs_f64());
+    }
+    ts.sort_by(f64::total_cmp);
+    Ok(ts[ts.len() / 2])
+}
+
+pub fn run(a: DiffuseArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let dir = a.reference.parent().map(PathBuf::from).unwrap_or_default();
+    let name = a
+        .reference
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let reference = UnetReference::read(&dir, &name)?;
+    let weights = UnetWeights::new(OnnxModel::read(&a.model)?)?;
+    let mut ok = true;
+    let mut rows = Vec::new();
+    let list = backends(&a);
+    for b in &list {
+        let c = reference.compare(&weights, b.as_ref())?;
+        ok &= c.pass();
+        rows.push(c);
+    }
+    let mut bench = Vec::new();
+    if let Some(spec) = &a.bench {
+        let cfg = UnetConfig::from_onnx(&weights.model, &weights.prefix)?;
+        let opts = UnetOptions {
+            weight_dtype: match a.weights.as_str() {
+                "f16" => Some(kiln::DType::F16),
+                "q8_0" => Some(kiln::DType::Q8_0),
+                _ => None,
+            },
+            probes: false,
+        };
+        for batch in spec
+            .split(',')
+            .filter_map(|s| s.trim().parse::<usize>().ok())
+        {
+            for b in list.iter().filter(|b| b.name() != CpuBackend.name()) {
+                let secs = time_batch(&weights, &cfg, b.as_ref(), batch, a.iters, &opts)?;
+                bench.push((b.name(), batch, secs));
+            }
+        }
+    }
+    if a.json {
+        let v = serde_json::json!({
+            "model": a.model.display().to_string(),
+            "reference": a.reference.display().to_string(),
+            "block_rel_tol": BLOCK_REL, "output_abs_tol": OUTPUT_ABS,
+            "backends": rows.iter().map(|c| serde_json::json!({
+                "backend": c.backend, "pass": c.pass(), "first_bad_block": c.first_bad,
+                "output_abs": c.output_abs, "secs": c.secs,
+                "blocks": c.blocks.iter().map(|(m, r)| serde_json::json!({"module": m, "rel": r})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "bench": bench.iter().map(|(b, n, s)| serde_json::json!({
+                "backend": b, "batch": n, "weights": a.weights, "ms_per_call": s * 1e3, "maps_per_s": *n as f64 / s,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "model: {}   reference: {} (ONNX Runtime)   tolerance: block |Δ| ≤ {BLOCK_REL:.0e}·max|ref|, output |Δ| ≤ {OUTPUT_ABS:.0e}",
+            a.model.display(),
+            a.reference.display()
+        );
+        print!("{:<22}", "block");
+        for c in &rows {
+            print!(" {:>14.14}", c.backend);
+        }
+        println!();
+        for (i, (m, _)) in rows
+            .first()
+            .map(|c| c.blocks.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            print!("{m:<22}");
+            for c in &rows {
+                print!(" {:>14.2e}", c.blocks.get(i).map_or(f64::NAN, |b| b.1));
+            }
+            println!();
+        }
+        for c in &rows {
+            println!(
+                "{:<44} output |Δ| {:.2e}   first bad block: {}   {:.1} ms   {}",
+                c.backend,
+                c.output_abs,
+                c.first_bad.as_deref().unwrap_or("-"),
+                c.secs * 1e3,
+                if c.pass() { "ok" } else { "FAIL" }
+            );
+        }
+        for (b, n, s) in &bench {
+            println!(
+                "bench {b:<44} batch {n:>3} ({}): {:>9.2} ms/call  {:>8.1} maps/s",
+                a.weights,
+                s * 1e3,
+                *n as f64 / s
+            );
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
