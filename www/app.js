@@ -1,5 +1,6 @@
 // Kiln chat demo: the kiln-webgpu package used exactly as an npm user would.
 import { Kiln } from 'kiln-webgpu';
+import { registerServiceWorker, progressText, errorText } from './common.js';
 
 const $ = (id) => document.getElementById(id);
 const DEFAULT_MODEL = new URL('../models/SmolLM2-135M-Instruct.Q4_1.gguf', location.href).pathname;
@@ -7,12 +8,10 @@ let llm = null;
 let stop = null;
 const messages = [];
 
-if ('serviceWorker' in navigator) {
-  navigator.serviceWorker.register('./sw.js').catch((e) => console.warn('service worker:', e));
-}
+registerServiceWorker('./sw.js');
 
 function setError(e) {
-  $('error').textContent = e ? `${e.code ?? 'ERROR'}: ${e.message}` : '';
+  $('error').textContent = errorText(e);
 }
 
 function setBusy(busy) {
@@ -33,8 +32,7 @@ async function load(source, label) {
     llm = await Kiln.loadLLM(source, {
       onProgress: (p) => {
         $('progress').value = p.fraction;
-        const mb = (n) => (n / 1e6).toFixed(1);
-        $('status').textContent = `${p.fromCache ? 'Reading cache' : 'Downloading'} ${label}: ${mb(p.loaded)} / ${mb(p.total)} MB`;
+        $('status').textContent = progressText(p, label);
       },
     });
     const secs = ((performance.now() - t0) / 1000).toFixed(1);

@@ -1,10 +1,14 @@
-// Offline support: the app shell and the kiln-webgpu package are kept in a
-// cache (network first, so updates show up when online); the model itself
-// is cached by kiln-webgpu in OPFS.
-const CACHE = 'kiln-demo-v1';
+// Offline support for both demos (chat: ./, terrain: ./terrain/): the app
+// shells, the kiln-webgpu package and three.js are kept in a cache (network
+// first, so updates show up when online); the models themselves (.gguf,
+// .onnx) are cached by kiln-webgpu in OPFS.
+const CACHE = 'kiln-demo-v2';
 const PKG = './node_modules/kiln-webgpu/';
-const SHELL = ['./', './index.html', './app.js', './style.css', './manifest.webmanifest',
-  ...['kiln.js', 'core.js', 'llm.js', 'errors.js', 'cache.js', 'worker.js', 'kiln_wasm.js', 'kiln_wasm_bg.wasm'].map((f) => PKG + f)];
+const THREE = './node_modules/three/';
+const SHELL = ['./', './index.html', './app.js', './common.js', './style.css', './manifest.webmanifest',
+  './terrain/', './terrain/index.html', './terrain/app.js', './terrain/view3d.js', './terrain/files.js', './terrain/terrain.css',
+  ...['kiln.js', 'core.js', 'llm.js', 'diffusion.js', 'errors.js', 'cache.js', 'worker.js', 'kiln_wasm.js', 'kiln_wasm_bg.wasm'].map((f) => PKG + f),
+  ...['build/three.module.js', 'build/three.core.js', 'examples/jsm/controls/OrbitControls.js'].map((f) => THREE + f)];
 
 self.addEventListener('install', (ev) => {
   ev.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
@@ -12,14 +16,15 @@ self.addEventListener('install', (ev) => {
 
 self.addEventListener('activate', (ev) => {
   ev.waitUntil((async () => {
-    for (const k of await caches.keys()) if (k !== CACHE) await caches.delete(k);
+    // Only the demo's own old versions: 'kiln-models' is the package's model cache.
+    for (const k of await caches.keys()) if (k.startsWith('kiln-demo-') && k !== CACHE) await caches.delete(k);
     await self.clients.claim();
   })());
 });
 
 self.addEventListener('fetch', (ev) => {
   const url = new URL(ev.request.url);
-  if (ev.request.method !== 'GET' || url.origin !== location.origin || url.pathname.endsWith('.gguf')) return;
+  if (ev.request.method !== 'GET' || url.origin !== location.origin || /\.(gguf|onnx)$/.test(url.pathname)) return;
   ev.respondWith((async () => {
     const cache = await caches.open(CACHE);
     try {
