@@ -1,7 +1,8 @@
 // Headless Chromium (WebGPU on its SwiftShader adapter) tests of the
-// kiln-webgpu package (pkg/), the installed npm tarball and the www/ demo.
-// Run by tests/browser/run.sh (which builds pkg/ and installs what is needed);
-// artifacts (the demo screenshot) go to tests/browser/artifacts/.
+// kiln-webgpu package (pkg/), the installed npm tarball and the www/ demos
+// (chat and terrain). Run by tests/browser/run.sh (which builds pkg/ and
+// installs what is needed); artifacts (the demo screenshots) go to
+// tests/browser/artifacts/.
 //   node run.mjs [name-filter]
 import { chromium } from 'playwright-core';
 import { createServer } from 'node:http';
@@ -17,6 +18,7 @@ const artifacts = join(here, 'artifacts');
 const SMOL = '/models/SmolLM2-135M-Instruct.Q4_1.gguf';
 const TINY = '/tests/fixtures/models/llama3/llama3.F32.gguf';
 const TINY_Q8 = '/tests/fixtures/models/llama3/llama3.Q8_0.gguf';
+const TERRAIN = '/models/terrain_consistency_unet_difficulty100.onnx';
 const json = async (p) => JSON.parse(await readFile(join(root, p), 'utf8'));
 const tinyRef = await json('tests/fixtures/models/llama3/reference.json');
 const smolRef = (await json('tests/fixtures/smollm2/reference.json')).records;
@@ -364,6 +366,192 @@ test('demo: streams a real answer from SmolLM2, then works offline (service work
   const online = served.filter((p) => !p.endsWith('/sw.js'));
   assert.equal(online.length, 0, `went to the network offline: ${online}`);
   await page.screenshot({ path: join(artifacts, 'demo-offline.png') });
+  await context.close();
+});
+
+// Terrain diffusion. One 128² network call takes most of a minute on
+// SwiftShader, so the tests share one model (batch 1) in one worker and make
+// three calls in all: the aborted first tile of a 256² map, the parity denoise
+// (which also shows the model works after the abort) and the demo's map (which
+// is also the check of `generate` against the native CLI).
+let terrain = null;
+async function terrainPage() {
+  if (!terrain) {
+    terrain = await harness();
+    const t = await terrain.evaluate(async (url) => {
+      const t0 = performance.now();
+      window.dm = await kiln.Kiln.loadDiffusion(url, { cache: false });
+      return { ms: performance.now() - t0, batch: window.dm.batch };
+    }, TERRAIN);
+    console.log(`    loaded the terrain UNet in the worker in ${(t.ms / 1000).toFixed(1)} s (batch ${t.batch})`);
+  }
+  return terrain;
+}
+
+/** A NumPy .npy file of little-endian float32 (what `kiln diffuse --heights` writes). */
+async function readNpyF32(path) {
+  const b = await readFile(path);
+  const header = b.toString('latin1', 10, 10 + b.readUInt16LE(8));
+  assert.match(header, /'descr': '<f4'/);
+  const data = b.subarray(10 + b.readUInt16LE(8));
+  return Array.from(new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.length)));
+}
+
+/** max |a − b|, Infinity on a NaN or a length mismatch. */
+function maxAbsDiff(a, b) {
+  if (a.length !== b.length || a.length === 0) return Infinity;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
+  }
+  return m;
+}
+
+test('terrain: generate in a worker — result shapes, BUSY, abort of a 256² map (ABORTED after the tile in flight)', async () => {
+  const page = await terrainPage();
+  const r = await page.evaluate(async () => {
+    const dm = window.dm;
+    const code = (p) => p.then(() => 'no error', (e) => e.code);
+    const out = {};
+    // Strength 0 returns the source resized (no network call): the result's shape for two maps.
+    const ramp = Float32Array.from({ length: 16 }, (_, i) => i);
+    const g = await dm.generate({ from: ramp, fromWidth: 4, fromHeight: 4, strength: 0, width: 8, height: 6, count: 2 });
+    out.shape = [g.width, g.height, g.count, g.heights.length, g.images.length, g.image === g.images[0],
+      g.images.every((im) => im instanceof ImageData && im.width === 8 && im.height === 6), g.image.data[3]];
+    out.same = g.heights.subarray(0, 48).every((v, i) => v === g.heights[48 + i]);
+    out.floor = Math.min(...g.heights);
+    out.preAborted = await code(dm.generate({ width: 256, height: 256, signal: AbortSignal.abort('before') }));
+    // Aborted while the first of the 4 tiles runs: the worker stops at the first check, after that call.
+    const ac = new AbortController();
+    const progress = [];
+    const t0 = performance.now();
+    const run = code(dm.generate({ difficulty: 40, width: 256, height: 256, seed: 1, signal: ac.signal, onProgress: (p) => progress.push(p) }));
+    out.busy = await code(dm.generate({ width: 128, height: 128 }));
+    out.busyDenoise = await code(dm.denoise(new Float32Array(128 * 128), new Float32Array(1), new Float32Array(1)));
+    setTimeout(() => ac.abort('test'), 300);
+    out.abort = await run;
+    out.abortMs = performance.now() - t0;
+    out.progress = progress;
+    return out;
+  });
+  assert.deepEqual(r.shape, [8, 6, 2, 2 * 48, 2, true, true, 255]);
+  assert.equal(r.same, true);
+  assert.equal(r.floor, 0);
+  assert.equal(r.preAborted, 'ABORTED');
+  assert.equal(r.busy, 'BUSY');
+  assert.equal(r.busyDenoise, 'BUSY');
+  assert.equal(r.abort, 'ABORTED');
+  assert.equal(r.progress.length, 0, `the abort came after ${r.progress.length} tiles`);
+  console.log(`    aborted after ${(r.abortMs / 1000).toFixed(1)} s (one 128² call)`);
+});
+
+test('terrain: denoise (after the abort) = ONNX Runtime on the real model (sample 0 of the fixture)', async () => {
+  const page = await terrainPage();
+  const r = await page.evaluate(async () => {
+    const f32 = async (name) => new Float32Array(await (await fetch(`/tests/fixtures/terrain/real/${name}.bin`)).arrayBuffer());
+    const n = 128 * 128;
+    const [noisy, sigma, label, want] = await Promise.all(['noisy', 'sigma', 'difficulty', 'denoised'].map(f32));
+    const t0 = performance.now();
+    const got = await window.dm.denoise(noisy.subarray(0, n), sigma.subarray(0, 1), label.subarray(0, 1));
+    return { ms: performance.now() - t0, got: Array.from(got), want: Array.from(want.subarray(0, n)), sigma: sigma[0] };
+  });
+  const d = maxAbsDiff(r.got, r.want);
+  console.log(`    one 128² call (sigma ${r.sigma}) in ${(r.ms / 1000).toFixed(1)} s; max |Δ| vs ONNX Runtime ${d.toExponential(2)} (bound 5e-5)`);
+  assert.ok(d <= 5e-5, `max |Δ| ${d}`);
+});
+
+test('terrain: typed errors (truncated, not a UNet, empty, missing, bad input, disposed)', async () => {
+  const page = await terrainPage();
+  const r = await page.evaluate(async (url) => {
+    const { Kiln } = kiln;
+    const code = (p) => p.then(() => 'no error', (e) => `${e.code}: ${e.message}`);
+    const bytes = new Uint8Array(await (await fetch(url)).arrayBuffer());
+    // A valid ONNX file that is no UNet: one Relu node, written by hand
+    // (ModelProto{ir_version 8, graph{node{input x, output y, op Relu}, name "relu"}, opset_import{version 17}}).
+    const relu = new Uint8Array([0x08, 0x08, 0x3a, 0x14, 0x0a, 0x0c, 0x0a, 0x01, 0x78, 0x12, 0x01, 0x79, 0x22, 0x04, 0x52, 0x65, 0x6c, 0x75,
+      0x12, 0x04, 0x72, 0x65, 0x6c, 0x75, 0x42, 0x02, 0x10, 0x11]);
+    const out = {};
+    out.truncated = await code(Kiln.loadDiffusion(bytes.slice(0, 1 << 20)));
+    out.notUnet = await code(Kiln.loadDiffusion(relu));
+    out.notUnetDirect = await code(Kiln.loadDiffusion(new Blob([relu]), { worker: false }));
+    out.empty = await code(Kiln.loadDiffusion(new Uint8Array(0)));
+    out.missing = await code(Kiln.loadDiffusion('/no/such/model.onnx'));
+    out.weights = await code(Kiln.loadDiffusion(relu, { weights: 'q3' }));
+    const dm = window.dm;
+    out.difficulty = await code(dm.generate({ difficulty: 0 }));
+    out.side = await code(dm.generate({ width: 5000 }));
+    out.from = await code(dm.generate({ from: new Float32Array(10), fromWidth: 4, fromHeight: 4 }));
+    out.denoise = await code(dm.denoise(new Float32Array(5), new Float32Array(1), new Float32Array(1)));
+    return out;
+  }, TERRAIN);
+  for (const k of ['truncated', 'empty']) assert.match(r[k], /^CORRUPT_FILE: /, k);
+  for (const k of ['notUnet', 'notUnetDirect']) assert.match(r[k], /^UNSUPPORTED_MODEL: .*UNet/, k);
+  assert.match(r.missing, /^NETWORK_ERROR: .*404/);
+  assert.match(r.weights, /^INVALID_INPUT: .*q3/);
+  for (const k of ['difficulty', 'side', 'from', 'denoise']) assert.match(r[k], /^INVALID_INPUT: /, k);
+  console.log(`    e.g. ${r.truncated}; ${r.notUnet}`);
+});
+
+test('terrain: dispose frees the worker (DISPOSED after)', async () => {
+  const page = await terrainPage();
+  const r = await page.evaluate(async () => {
+    await window.dm.dispose();
+    return window.dm.generate({}).then(() => 'no error', (e) => e.code);
+  });
+  assert.equal(r, 'DISPOSED');
+});
+
+test('terrain demo: a seed-11 map (relief + 3D view; its .npy = the native CLI within 1e-3 m), then offline', async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 820 } });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.log(`    [page error] ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error' || process.env.VERBOSE) console.log(`    [page ${m.type()}] ${m.text()}`); });
+  const t0 = Date.now();
+  await page.goto(`${origin}/www/terrain/?difficulty=40&seed=11&size=128&generate=1`);
+  await page.waitForSelector('#stats:has-text("seed 11:")', { timeout: 400000 });
+  const stats = await page.locator('#stats').innerText();
+  const info = await page.locator('#reliefInfo').innerText();
+  console.log(`    ${stats} (${info}); page total ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  assert.equal(await page.locator('#error').innerText(), '');
+  // The relief canvas holds a map, the 3D view a WebGL canvas.
+  const drawn = await page.evaluate(() => {
+    const c = document.getElementById('relief');
+    const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const grays = new Set();
+    for (let i = 0; i < px.length; i += 4 * 97) grays.add(px[i]);
+    const gl = document.querySelector('#mesh canvas');
+    return { w: c.width, distinct: grays.size, mesh: !!gl && gl.width > 0 };
+  });
+  assert.equal(drawn.w, 128);
+  assert.ok(drawn.distinct > 8, `relief looks flat (${drawn.distinct} levels)`);
+  assert.ok(drawn.mesh, 'no 3D canvas');
+  await mkdir(artifacts, { recursive: true });
+  await page.screenshot({ path: join(artifacts, 'terrain-demo.png') });
+  // The heights as the page downloads them (.npy, what kiln diffuse --heights writes) = the native CLI's.
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#saveNpy')]);
+  const npy = join(artifacts, 'terrain-demo.npy');
+  await dl.saveAs(npy);
+  const heights = await readNpyF32(npy);
+  const want = await readNpyF32(join(root, 'tests/fixtures/terrain/kiln_cli/d40_s11_128x128.npy'));
+  const d = maxAbsDiff(heights, want);
+  console.log(`    heights vs native kiln diffuse --seed 11: max |Δ| ${d.toExponential(2)} m (bound 1e-3), relief ${Math.max(...heights).toFixed(3)} m`);
+  assert.ok(d <= 1e-3, `max |Δ| ${d} m`);
+  const [png] = await Promise.all([page.waitForEvent('download'), page.click('#saveHeightmap')]);
+  const pngPath = join(artifacts, 'terrain-demo-heightmap16.png');
+  await png.saveAs(pngPath);
+  const head = await readFile(pngPath);
+  assert.equal(head.toString('latin1', 12, 16), 'IHDR');
+  assert.deepEqual([head.readUInt32BE(16), head.readUInt32BE(20), head[24], head[25]], [128, 128, 16, 0]);
+  // Offline: the page, package and three.js from the service worker, the model from OPFS.
+  await page.evaluate(() => navigator.serviceWorker.ready);
+  await context.setOffline(true);
+  served.length = 0;
+  await page.goto(`${origin}/www/terrain/`);
+  await page.waitForSelector('#status:has-text("Ready")', { timeout: 180000 });
+  assert.match(await page.locator('#status').innerText(), /cache/i);
+  const online = served.filter((p) => !p.endsWith('/sw.js'));
+  assert.equal(online.length, 0, `went to the network offline: ${online}`);
   await context.close();
 });
 

@@ -5,8 +5,12 @@
 #   2. tests/browser/run.mjs (playwright-core): the package in a page and a
 #      worker vs native/PyTorch token ids, streaming/abort, responsiveness,
 #      OPFS offline, typed errors, device loss, `npm pack` into a scratch
-#      project, and the www/ demo (screenshot in tests/browser/artifacts/).
-# Needs the embedded model (tools/fetch_model.sh). Installs what is missing.
+#      project, the www/ chat demo, and terrain diffusion (Kiln.loadDiffusion
+#      in a worker: denoise vs ONNX Runtime, abort, typed errors; the
+#      www/terrain/ demo's map vs the native CLI's fixture) — screenshots in
+#      tests/browser/artifacts/.
+# Needs the embedded model (tools/fetch_model.sh) and the terrain model
+# (tools/fetch_terrain.sh; ./dev.sh test fetches both). Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
