@@ -42,6 +42,9 @@ pub struct DiffuseArgs {
     /// Timed calls per batch size (median reported, after one warm-up).
     #[arg(long, default_value_t = 10)]
     iters: usize,
+    /// With --bench: also a per-kernel profile of one call per backend and batch.
+    #[arg(long)]
+    profile: bool,
     /// Weights on the device for --bench: f32, f16 or q8_0.
     #[arg(long, default_value = "f32")]
     weights: String,
@@ -72,7 +75,11 @@ fn backends(a: &DiffuseArgs) -> Vec<Box<dyn Backend>> {
     out
 }
 
-/// Median seconds per call of a UNet at `batch` 128² maps.
+/// Per-kernel (label, seconds, dispatches) of one call, slowest first.
+type Profile = Vec<(String, f64, usize)>;
+
+/// Median seconds per call of a UNet at `batch` 128² maps (and the
+/// per-kernel profile of one call when asked).
 fn time_batch(
     weights: &UnetWeights,
     cfg: &UnetConfig,
@@ -80,7 +87,8 @@ fn time_batch(
     batch: usize,
     iters: usize,
     opts: &UnetOptions,
-) -> Result<f64, Box<dyn std::error::Error>> {
+    profile: bool,
+) -> Result<(f64, Profile), Box<dyn std::error::Error>> {
     let (h, w) = (128, 128);
     let mut unet = Unet::load(weights, cfg, b, batch, (h, w), opts)?;
     let mut rng = kiln::rng::Rng::new(1);
@@ -94,7 +102,12 @@ fn time_batch(
         ts.push(t0.elapsed().as_secs_f64());
     }
     ts.sort_by(f64::total_cmp);
-    Ok(ts[ts.len() / 2])
+    let prof = if profile {
+        unet.exe.profile(0, &[])?
+    } else {
+        Vec::new()
+    };
+    Ok((ts[ts.len() / 2], prof))
 }
 
 pub fn run(a: DiffuseArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -130,7 +143,24 @@ pub fn run(a: DiffuseArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             .filter_map(|s| s.trim().parse::<usize>().ok())
         {
             for b in list.iter().filter(|b| b.name() != CpuBackend.name()) {
-                let secs = time_batch(&weights, &cfg, b.as_ref(), batch, a.iters, &opts)?;
+                let (secs, prof) =
+                    time_batch(&weights, &cfg, b.as_ref(), batch, a.iters, &opts, a.profile)?;
+                if !prof.is_empty() {
+                    let total: f64 = prof.iter().map(|p| p.1).sum();
+                    let n: usize = prof.iter().map(|p| p.2).sum();
+                    eprintln!(
+                        "profile {} batch {batch}: {:.2} ms in {n} dispatches (kernel by kernel)",
+                        b.name(),
+                        total * 1e3
+                    );
+                    for (k, t, c) in prof.iter().take(12) {
+                        eprintln!(
+                            "  {:>9.3} ms {:>5.1}% {c:>4}×  {k}",
+                            t * 1e3,
+                            100.0 * t / total
+                        );
+                    }
+                }
                 bench.push((b.name(), batch, secs));
             }
         }
