@@ -507,6 +507,11 @@ test('terrain demo: a seed-11 map (relief + 3D view; its .npy = the native CLI w
   const page = await context.newPage();
   page.on('pageerror', (e) => console.log(`    [page error] ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error' || process.env.VERBOSE) console.log(`    [page ${m.type()}] ${m.text()}`); });
+  // A model that is not there: the typed error, with what to do, in the page.
+  await page.goto(`${origin}/www/terrain/?model=/no/such/terrain.onnx`);
+  await page.waitForSelector('#error:has-text("NETWORK_ERROR")', { timeout: 60000 });
+  console.log(`    missing model: "${await page.locator('#error').innerText()}"`);
+  assert.equal(await page.locator('#generate').isDisabled(), true);
   const t0 = Date.now();
   await page.goto(`${origin}/www/terrain/?difficulty=40&seed=11&size=128&generate=1`);
   await page.waitForSelector('#stats:has-text("seed 11:")', { timeout: 400000 });
@@ -543,6 +548,14 @@ test('terrain demo: a seed-11 map (relief + 3D view; its .npy = the native CLI w
   const head = await readFile(pngPath);
   assert.equal(head.toString('latin1', 12, 16), 'IHDR');
   assert.deepEqual([head.readUInt32BE(16), head.readUInt32BE(20), head[24], head[25]], [128, 128, 16, 0]);
+  const { inflateSync } = await import('node:zlib');
+  const idat = head.subarray(41, 41 + head.readUInt32BE(33)); // the one IDAT after IHDR
+  const rows = inflateSync(idat);
+  const level = (y, x) => rows.readUInt16BE(y * 257 + 1 + 2 * x);
+  const range = 22.16864013671875; // kiln diffuse --heightmap: 0 … 65535 = 0 … HEIGHT_RANGE m
+  for (const [y, x] of [[0, 0], [64, 17], [127, 127]]) {
+    assert.equal(level(y, x), Math.round(Math.fround(heights[y * 128 + x] / range) * 65535), `heightmap level at ${y},${x}`);
+  }
   // Offline: the page, package and three.js from the service worker, the model from OPFS.
   await page.evaluate(() => navigator.serviceWorker.ready);
   await context.setOffline(true);

@@ -47,7 +47,8 @@ export async function png16(heights, h, w) {
   const view = new DataView(rows.buffer);
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
-      const level = Math.round(Math.min(Math.max(heights[y * w + x] / HEIGHT_RANGE, 0), 1) * 65535);
+      // The quotient in f32 as kiln does, so the levels are the CLI's exactly.
+      const level = Math.round(Math.min(Math.max(Math.fround(heights[y * w + x] / HEIGHT_RANGE), 0), 1) * 65535);
       view.setUint16(y * (1 + 2 * w) + 1 + 2 * x, level);
     }
   }
