@@ -44,8 +44,7 @@ struct Params {
 
 #include "common/weights.wgsl"
 
-var<workgroup> xs: array<f32, 1056>;  // [32][33]
-var<workgroup> ws: array<f32, 1056>;  // [32][33]
+#include "common/tile32.wgsl"
 
 // im2col(x)[pixel, kk] for the pixel's (b, oy, ox) base; zero outside.
 fn gather(b: u32, oy: u32, ox: u32, kk: u32) -> f32 {
@@ -87,23 +86,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         if (r0 + lr < p.rows && 4u * g < p.k) {
             wv = w4(r0 + lr, p.k, g);
         }
-        for (var i = 0u; i < 4u; i++) {
-            xs[lr * 33u + lg * 4u + i] = xv[i];
-            ws[lr * 33u + lg * 4u + i] = wv[i];
-        }
+        tile_store(lr, lg, xv, wv);
         workgroupBarrier();
-        let tm = lid3.y * 2u;
-        let tn = lid3.x * 2u;
-        for (var kk = 0u; kk < T; kk++) {
-            let a0 = xs[tm * 33u + kk];
-            let a1 = xs[(tm + 1u) * 33u + kk];
-            let b0 = ws[tn * 33u + kk];
-            let b1 = ws[(tn + 1u) * 33u + kk];
-            acc[0] += a0 * b0;
-            acc[1] += a0 * b1;
-            acc[2] += a1 * b0;
-            acc[3] += a1 * b1;
-        }
+        tile_mac(lid3.y * 2u, lid3.x * 2u, &acc);
         workgroupBarrier();
     }
     for (var i = 0u; i < 2u; i++) {

@@ -11,8 +11,7 @@ const T: u32 = 32u;
 
 #include "common/matmul_io.wgsl"
 
-var<workgroup> xs: array<f32, 1056>;  // [32][33]
-var<workgroup> ws: array<f32, 1056>;  // [32][33]
+#include "common/tile32.wgsl"
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
@@ -38,23 +37,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         if (r0 + lr < p.rows && 4u * g < p.k) {
             wv = w4(r0 + lr, p.k, g);
         }
-        for (var i = 0u; i < 4u; i++) {
-            xs[lr * 33u + lg * 4u + i] = xv[i];
-            ws[lr * 33u + lg * 4u + i] = wv[i];
-        }
+        tile_store(lr, lg, xv, wv);
         workgroupBarrier();
-        let tm = lid3.y * 2u;
-        let tn = lid3.x * 2u;
-        for (var kk = 0u; kk < T; kk++) {
-            let a0 = xs[tm * 33u + kk];
-            let a1 = xs[(tm + 1u) * 33u + kk];
-            let b0 = ws[tn * 33u + kk];
-            let b1 = ws[(tn + 1u) * 33u + kk];
-            acc[0] += a0 * b0;
-            acc[1] += a0 * b1;
-            acc[2] += a1 * b0;
-            acc[3] += a1 * b1;
-        }
+        tile_mac(lid3.y * 2u, lid3.x * 2u, &acc);
         workgroupBarrier();
     }
     for (var i = 0u; i < 2u; i++) {

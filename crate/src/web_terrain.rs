@@ -3,7 +3,7 @@
 //! resolves to heights (metres) and an RGBA shaded relief per map. Wrapped by
 //! `Kiln.loadDiffusion` in the JS package (`crate/js/diffusion.js`).
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::rc::Rc;
 
 use serde::Deserialize;
@@ -74,6 +74,18 @@ impl Engine {
     }
 }
 
+/// The model for one call, held for its duration: `BUSY` while another
+/// call holds it, `DISPOSED` after [`TerrainModel::dispose`].
+fn claim(
+    inner: &RefCell<Option<TerrainGenerator>>,
+) -> Result<RefMut<'_, TerrainGenerator>, JsValue> {
+    let guard = inner
+        .try_borrow_mut()
+        .map_err(|_| js_error("BUSY", "the model is generating; wait or abort first"))?;
+    RefMut::filter_map(guard, Option::as_mut)
+        .map_err(|_| js_error("DISPOSED", "the model was disposed"))
+}
+
 /// A loaded terrain model.
 #[wasm_bindgen]
 pub struct TerrainModel {
@@ -110,20 +122,11 @@ impl TerrainModel {
             source,
             strength: o.strength.unwrap_or(d.strength),
         };
-        if self.inner.try_borrow_mut().is_err() {
-            return Err(js_error(
-                "BUSY",
-                "the model is generating; wait or abort first",
-            ));
-        }
+        // Claim the model now: a second call while one runs is an error.
+        drop(claim(&self.inner)?);
         let inner = self.inner.clone();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let mut guard = inner
-                .try_borrow_mut()
-                .map_err(|_| js_error("BUSY", "the model is generating; wait or abort first"))?;
-            let g = guard
-                .as_mut()
-                .ok_or_else(|| js_error("DISPOSED", "the model was disposed"))?;
+            let mut g = claim(&inner)?;
             let mut callback_error = None;
             let mut on = |done: usize, total: usize| match on_progress.call2(
                 &JsValue::NULL,
@@ -178,20 +181,11 @@ impl TerrainModel {
         sigma: Vec<f32>,
         label: Vec<f32>,
     ) -> Result<js_sys::Promise, JsValue> {
-        if self.inner.try_borrow_mut().is_err() {
-            return Err(js_error(
-                "BUSY",
-                "the model is generating; wait or abort first",
-            ));
-        }
+        // Claim the model now: a second call while one runs is an error.
+        drop(claim(&self.inner)?);
         let inner = self.inner.clone();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let mut guard = inner
-                .try_borrow_mut()
-                .map_err(|_| js_error("BUSY", "the model is generating; wait or abort first"))?;
-            let g = guard
-                .as_mut()
-                .ok_or_else(|| js_error("DISPOSED", "the model was disposed"))?;
+            let mut g = claim(&inner)?;
             let y = g
                 .unet
                 .denoise_async(&noisy, &sigma, &label)
@@ -203,13 +197,7 @@ impl TerrainModel {
 
     /// The batch the network was compiled for.
     pub fn batch(&self) -> Result<usize, JsValue> {
-        let g = self
-            .inner
-            .try_borrow()
-            .map_err(|_| js_error("BUSY", "the model is generating"))?;
-        g.as_ref()
-            .map(|g| g.unet.batch)
-            .ok_or_else(|| js_error("DISPOSED", "the model was disposed"))
+        Ok(claim(&self.inner)?.unet.batch)
     }
 
     /// Frees the GPU memory now (also happens when the object is collected).

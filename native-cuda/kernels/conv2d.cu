@@ -8,6 +8,7 @@
 // shared memory, K 32 at a time; f32 accumulation.
 #include "common.cuh"
 #include "quant.cuh"
+#include "tile32.cuh"
 
 template <class D>
 __device__ void conv2d(const Params& p, const Ptrs& b) {
@@ -42,21 +43,9 @@ __device__ void conv2d(const Params& p, const Ptrs& b) {
         }
         float4 wv = make_float4(0.f, 0.f, 0.f, 0.f);
         if (r0 + lr < rows && 4u * g < k) wv = D::w4(W, r0 + lr, k, g);
-        float* xd = &xs[lr * 33u + lg * 4u];
-        float* wd = &ws[lr * 33u + lg * 4u];
-        xd[0] = xv[0]; xd[1] = xv[1]; xd[2] = xv[2]; xd[3] = xv[3];
-        wd[0] = wv.x; wd[1] = wv.y; wd[2] = wv.z; wd[3] = wv.w;
+        tile_store(xs, ws, lr, lg, make_float4(xv[0], xv[1], xv[2], xv[3]), wv);
         __syncthreads();
-        u32 tm = threadIdx.y * 2u, tn = threadIdx.x * 2u;
-#pragma unroll 8
-        for (u32 kk = 0; kk < 32u; kk++) {
-            float a0 = xs[tm * 33u + kk], a1 = xs[(tm + 1u) * 33u + kk];
-            float b0 = ws[tn * 33u + kk], b1 = ws[(tn + 1u) * 33u + kk];
-            acc[0] += a0 * b0;
-            acc[1] += a0 * b1;
-            acc[2] += a1 * b0;
-            acc[3] += a1 * b1;
-        }
+        tile_mac(xs, ws, threadIdx.y * 2u, threadIdx.x * 2u, acc);
         __syncthreads();
     }
     for (u32 i = 0; i < 2u; i++) {

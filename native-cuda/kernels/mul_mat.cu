@@ -7,6 +7,7 @@
 // decode GEMV with an RMSNorm prologue and a SwiGLU epilogue, see below.
 #include "common.cuh"
 #include "quant.cuh"
+#include "tile32.cuh"
 
 __device__ __forceinline__ void put(const Params& p, float* y, const float* res, u32 i, float v) {
     y[i] = p.w[5] != 0u ? v + res[i] : v;
@@ -79,21 +80,9 @@ __device__ void mul_mat(const Params& p, const Ptrs& b) {
         if (xm < m) xv = xs4(x + (u64)xm * k, k, g);
         float4 wv = make_float4(0.f, 0.f, 0.f, 0.f);
         if (r0 + lr < rows && 4u * g < k) wv = D::w4(W, r0 + lr, k, g);
-        float* xd = &xs[lr * 33u + lg * 4u];
-        float* wd = &ws[lr * 33u + lg * 4u];
-        xd[0] = xv.x; xd[1] = xv.y; xd[2] = xv.z; xd[3] = xv.w;
-        wd[0] = wv.x; wd[1] = wv.y; wd[2] = wv.z; wd[3] = wv.w;
+        tile_store(xs, ws, lr, lg, xv, wv);
         __syncthreads();
-        u32 tm = threadIdx.y * 2u, tn = threadIdx.x * 2u;
-#pragma unroll 8
-        for (u32 kk = 0; kk < 32u; kk++) {
-            float a0 = xs[tm * 33u + kk], a1 = xs[(tm + 1u) * 33u + kk];
-            float b0 = ws[tn * 33u + kk], b1 = ws[(tn + 1u) * 33u + kk];
-            acc[0] += a0 * b0;
-            acc[1] += a0 * b1;
-            acc[2] += a1 * b0;
-            acc[3] += a1 * b1;
-        }
+        tile_mac(xs, ws, threadIdx.y * 2u, threadIdx.x * 2u, acc);
         __syncthreads();
     }
     for (u32 i = 0; i < 2u; i++) {

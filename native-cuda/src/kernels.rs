@@ -13,9 +13,10 @@ use kiln::ops::Dispatch;
 
 /// Shared headers, inlined where a source `#include`s them (NVRTC gets one
 /// self-contained translation unit per family).
-pub const HEADERS: [(&str, &str); 2] = [
+pub const HEADERS: [(&str, &str); 3] = [
     ("common.cuh", include_str!("../kernels/common.cuh")),
     ("quant.cuh", include_str!("../kernels/quant.cuh")),
+    ("tile32.cuh", include_str!("../kernels/tile32.cuh")),
 ];
 
 /// One source per op family, named like its WGSL twin(s).

@@ -43,6 +43,7 @@ shader_files!(
     "unary.wgsl",
     "common/matmul_io.wgsl",
     "common/reduce.wgsl",
+    "common/tile32.wgsl",
     "common/trig.wgsl",
     "common/weights.wgsl",
     "quant/bytes.wgsl",
