@@ -36,6 +36,11 @@ pub struct DiffuseArgs {
     no_wgpu: bool,
     #[arg(long)]
     no_cuda: bool,
+    /// Also run the reference batch with f16 and Q8_0 weights on each GPU
+    /// backend and report their drift from f32 (PSNR of the output over its
+    /// [-1, 1] range, max height error in metres).
+    #[arg(long)]
+    drift: bool,
     /// Batch sizes to time (e.g. "1,64"); nothing timed without it.
     #[arg(long)]
     bench: Option<String>,
@@ -110,6 +115,52 @@ fn time_batch(
     Ok((ts[ts.len() / 2], prof))
 }
 
+/// (backend, weights, PSNR dB, max height error m) of f16 and Q8_0 weights
+/// against f32 on the reference batch (same inputs, same backend).
+fn weight_drift(
+    r: &UnetReference,
+    weights: &UnetWeights,
+    b: &dyn Backend,
+) -> Result<Vec<(String, &'static str, f64, f64)>, Box<dyn std::error::Error>> {
+    use kiln::model::terrain_post::to_heights;
+    let cfg = UnetConfig::from_onnx(&weights.model, &weights.prefix)?;
+    let [n, _, h, w] = r.noisy_shape[..] else {
+        return Err("reference noisy shape".into());
+    };
+    let out = |dtype: Option<kiln::DType>| -> Result<Vec<f32>, Box<dyn std::error::Error>> {
+        let opts = UnetOptions {
+            weight_dtype: dtype,
+            probes: false,
+        };
+        let mut unet = Unet::load(weights, &cfg, b, n, (h, w), &opts)?;
+        Ok(unet.denoise(&r.noisy, &r.sigma, &r.label)?)
+    };
+    let base = out(None)?;
+    let base_h = to_heights(&base, false);
+    let mut rows = Vec::new();
+    for (name, dtype) in [("f16", kiln::DType::F16), ("q8_0", kiln::DType::Q8_0)] {
+        let y = out(Some(dtype))?;
+        let mse = y
+            .iter()
+            .zip(&base)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum::<f64>()
+            / y.len() as f64;
+        // Peak-to-peak of the output range [-1, 1] is 2.
+        let psnr = 10.0 * (4.0 / mse.max(1e-30)).log10();
+        let metres = to_heights(&y, false)
+            .iter()
+            .zip(&base_h)
+            .map(|(a, b)| (a - b).abs() as f64)
+            .fold(
+                0f64,
+                |m, d| if d.is_nan() { f64::INFINITY } else { m.max(d) },
+            );
+        rows.push((b.name(), name, psnr, metres));
+    }
+    Ok(rows)
+}
+
 pub fn run(a: DiffuseArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let dir = a.reference.parent().map(PathBuf::from).unwrap_or_default();
     let name = a
@@ -126,6 +177,17 @@ pub fn run(a: DiffuseArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         let c = reference.compare(&weights, b.as_ref())?;
         ok &= c.pass();
         rows.push(c);
+    }
+    let mut drift = Vec::new();
+    if a.drift {
+        for b in list.iter().filter(|b| b.name() != CpuBackend.name()) {
+            drift.extend(weight_drift(&reference, &weights, b.as_ref())?);
+        }
+        for (backend, dtype, psnr, metres) in &drift {
+            eprintln!(
+                "drift {backend:<44} {dtype:<5} vs f32: PSNR {psnr:.1} dB, max height error {metres:.4} m"
+            );
+        }
     }
     let mut bench = Vec::new();
     if let Some(spec) = &a.bench {
@@ -174,6 +236,9 @@ pub fn run(a: DiffuseArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 "backend": c.backend, "pass": c.pass(), "first_bad_block": c.first_bad,
                 "output_abs": c.output_abs, "secs": c.secs,
                 "blocks": c.blocks.iter().map(|(m, r)| serde_json::json!({"module": m, "rel": r})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "weight_drift": drift.iter().map(|(b, d, p, m)| serde_json::json!({
+                "backend": b, "weights": d, "psnr_db": p, "max_height_error_m": m,
             })).collect::<Vec<_>>(),
             "bench": bench.iter().map(|(b, n, s)| serde_json::json!({
                 "backend": b, "batch": n, "weights": a.weights, "ms_per_call": s * 1e3, "maps_per_s": *n as f64 / s,
