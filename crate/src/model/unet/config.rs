@@ -210,7 +210,12 @@ impl UnetConfig {
     /// the graph gives the rest (the attention scale `d^-¼` that multiplies
     /// q → head width; InstanceNormalization's scale length and epsilon →
     /// groups and eps; AveragePool before a block's first conv → which
-    /// blocks down-sample). EDM constants take the family's defaults.
+    /// blocks down-sample). Not read from the file, so assumed: res-block
+    /// up/down-sampling (an export with conv resampling has no AveragePool
+    /// and is refused as not forming the family), the split ("new order")
+    /// QKV layout, max period 10000, the EDM constants of the terrain
+    /// consistency models and an output clip to [-1, 1]; give a JSON config
+    /// (`from_json`) for anything else.
     pub fn from_onnx(m: &OnnxModel, prefix: &str) -> Result<UnetConfig, LoadError> {
         let name = |s: &str| format!("{prefix}{s}");
         let shape = |s: &str| m.shape(&name(s));
