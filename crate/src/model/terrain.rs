@@ -86,8 +86,24 @@ impl TerrainGenerator {
         batch: usize,
         opts: &UnetOptions,
     ) -> Result<TerrainGenerator, LoadError> {
+        Self::load_with_config(model, None, backend, batch, opts)
+    }
+
+    /// [`TerrainGenerator::load`] with an explicit config (guided-diffusion
+    /// JSON, [`UnetConfig::from_json`]) for exports whose settings cannot be
+    /// inferred (legacy QKV layout, other EDM constants).
+    pub fn load_with_config(
+        model: OnnxModel,
+        config: Option<UnetConfig>,
+        backend: &dyn Backend,
+        batch: usize,
+        opts: &UnetOptions,
+    ) -> Result<TerrainGenerator, LoadError> {
         let weights = UnetWeights::new(model)?;
-        let cfg = UnetConfig::from_onnx(&weights.model, &weights.prefix)?;
+        let cfg = match config {
+            Some(c) => c,
+            None => UnetConfig::from_onnx(&weights.model, &weights.prefix)?,
+        };
         if cfg.in_channels != 1 || cfg.out_channels != 1 {
             return Err(LoadError::UnsupportedModel(format!(
                 "terrain generation needs a 1-channel UNet, this one has {} → {}",

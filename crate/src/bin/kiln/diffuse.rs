@@ -17,7 +17,7 @@ use kiln::backend::wgpu::{WgpuBackend, WgpuOptions};
 use kiln::loader::onnx::OnnxModel;
 use kiln::model::terrain::{Terrain, TerrainGenerator, TerrainRequest};
 use kiln::model::terrain_post as post;
-use kiln::model::unet::UnetOptions;
+use kiln::model::unet::{UnetConfig, UnetOptions};
 
 const DEFAULT_MODEL: &str = "models/terrain_consistency_unet_difficulty100.onnx";
 
@@ -26,6 +26,10 @@ pub struct DiffuseArgs {
     /// The UNet (ONNX; "terrain" or nothing: the fetched default model).
     #[arg(long)]
     model: Option<String>,
+    /// The UNet's config as guided-diffusion JSON (default: inferred from
+    /// the ONNX export).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Terrain difficulty, 1 (gentle) to 100 (rugged).
     #[arg(long, default_value_t = 50)]
     difficulty: u32,
@@ -152,7 +156,14 @@ pub fn diffuse(a: DiffuseArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         weight_dtype,
         probes: false,
     };
-    let mut generator = TerrainGenerator::load(model, backend.as_ref(), a.batch, &opts)?;
+    let config = match &a.config {
+        Some(p) => Some(UnetConfig::from_json(&serde_json::from_slice(
+            &std::fs::read(p)?,
+        )?)?),
+        None => None,
+    };
+    let mut generator =
+        TerrainGenerator::load_with_config(model, config, backend.as_ref(), a.batch, &opts)?;
     let net = &generator.unet.net;
     let params: usize = net
         .weights
