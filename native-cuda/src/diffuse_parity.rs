@@ -115,13 +115,16 @@ fn time_batch(
     Ok((ts[ts.len() / 2], prof))
 }
 
-/// (backend, weights, PSNR dB, max height error m) of f16 and Q8_0 weights
-/// against f32 on the reference batch (same inputs, same backend).
+/// (backend, weights, PSNR dB, max height error m).
+type Drift = (String, &'static str, f64, f64);
+
+/// The drift of f16 and Q8_0 weights from f32 on the reference batch (same
+/// inputs, same backend).
 fn weight_drift(
     r: &UnetReference,
     weights: &UnetWeights,
     b: &dyn Backend,
-) -> Result<Vec<(String, &'static str, f64, f64)>, Box<dyn std::error::Error>> {
+) -> Result<Vec<Drift>, Box<dyn std::error::Error>> {
     use kiln::model::terrain_post::to_heights;
     let cfg = UnetConfig::from_onnx(&weights.model, &weights.prefix)?;
     let [n, _, h, w] = r.noisy_shape[..] else {
