@@ -360,6 +360,16 @@ export class DirectModel {
   /** Size of the wasm memory (weights stream through it, never all at once). */
   wasmMemoryBytes() { return wasmMemoryBytes(); }
 
+  /** Test hooks: weights split over several buffers ({name: chunks}), and the full logits after `ids`. */
+  weightChunks() { return this.wrap(() => this.model.weightChunks()); }
+  async logitsOf(ids) {
+    try {
+      return await this.model.logits(Uint32Array.from(ids));
+    } catch (e) {
+      throw toKilnError(e);
+    }
+  }
+
   /** Test hook: destroys the device to exercise the device-lost path. */
   async loseDevice() {
     (await engine)?.loseDevice();

@@ -81,6 +81,8 @@ class WorkerModel {
   reset() { return this._call('reset'); }
   loseDevice() { return this._call('loseDevice'); }
   wasmMemoryBytes() { return this._call('wasmMemoryBytes'); }
+  weightChunks() { return this._call('weightChunks'); }
+  logitsOf(ids) { return this._call('logitsOf', ids); }
   async dispose() {
     await this._call('dispose').catch(() => {});
     this.worker.terminate();

@@ -401,6 +401,42 @@ impl Model {
         self.with(|m| Ok(m.llm.max_ctx()))
     }
 
+    /// Test hook: weights held in more than one device buffer (split over
+    /// the storage-binding limit), as `{name: chunks}`.
+    #[wasm_bindgen(js_name = weightChunks)]
+    pub fn weight_chunks(&self) -> Result<JsValue, JsValue> {
+        self.with(|m| {
+            let out = js_sys::Object::new();
+            for (name, t) in &m.llm.model.weights {
+                let n = m.llm.exe.weight_chunks(*t);
+                if n > 1 {
+                    js_sys::Reflect::set(&out, &name.as_str().into(), &(n as f64).into())?;
+                }
+            }
+            Ok(out.into())
+        })
+    }
+
+    /// Test hook: the full logits after feeding `ids` from an empty cache.
+    // The RefCell borrow held across the await is the model's busy lock.
+    #[allow(clippy::await_holding_refcell_ref)]
+    pub fn logits(&self, ids: Vec<u32>) -> Result<js_sys::Promise, JsValue> {
+        self.with(|_| Ok(()))?;
+        let inner = self.inner.clone();
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let mut guard = inner
+                .try_borrow_mut()
+                .map_err(|_| js_error("BUSY", "the model is generating; wait or abort first"))?;
+            let m = guard
+                .as_mut()
+                .ok_or_else(|| js_error("DISPOSED", "the model was disposed"))?;
+            m.llm.reset();
+            m.llm.feed(&ids).map_err(err)?;
+            let l = m.llm.logits_async().await.map_err(err)?;
+            Ok(js_sys::Float32Array::from(l.as_slice()).into())
+        }))
+    }
+
     /// Forgets the KV cache (the next prompt is computed from scratch).
     pub fn reset(&self) -> Result<(), JsValue> {
         self.with(|m| {

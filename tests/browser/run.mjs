@@ -129,11 +129,33 @@ test('SmolLM2-135M Q4_1: tokenizer and greedy ids = PyTorch, weights split over 
     let text = '';
     for await (const t of llm.generateIds(rec.prompt_ids, { max_tokens: rec.greedy_ids.length, ignore_eos: true })) text += t;
     const out = { ids, gen: llm.lastStats.tokens, text, stats: llm.lastStats, memory: await llm._model.wasmMemoryBytes() };
+    // The split really happened, and every chunk of the tied LM head gives
+    // the logits an unsplit load gives (the reference ids all fall in the
+    // first chunk, so the ids alone would not notice a broken later chunk).
+    out.chunks = await llm._model.weightChunks();
+    out.split = Array.from(await llm._model.logitsOf(rec.prompt_ids));
     await llm.dispose();
+    const whole = await kiln.Kiln.loadLLM(url, { cache: false, maxContext: 256 });
+    out.wholeChunks = await whole._model.weightChunks();
+    out.whole = Array.from(await whole._model.logitsOf(rec.prompt_ids));
+    await whole.dispose();
     return out;
   }, { url: SMOL, rec });
   assert.deepEqual(r.ids, rec.prompt_ids);
   assert.deepEqual(r.gen, rec.greedy_ids);
+  console.log(`    split weights: ${JSON.stringify(r.chunks)} (unsplit load: ${JSON.stringify(r.wholeChunks)})`);
+  assert.ok((r.chunks['token_embd.weight'] ?? 0) >= 4, `token_embd.weight (30 MB) must span ≥ 4 bindings of 8 MiB: ${JSON.stringify(r.chunks)}`);
+  assert.deepEqual(r.wholeChunks, {});
+  assert.equal(r.split.length, 49152);
+  assert.equal(r.whole.length, 49152);
+  let worst = 0, big = 0;
+  for (let i = 0; i < r.whole.length; i++) {
+    const d = Math.abs(r.split[i] - r.whole[i]);
+    worst = Number.isNaN(d) ? Infinity : Math.max(worst, d);
+    big = Math.max(big, Math.abs(r.whole[i]));
+  }
+  console.log(`    logits, split vs unsplit, all 49152 ids: max |Δ| ${worst.toExponential(2)} (max |logit| ${big.toFixed(1)})`);
+  assert.ok(worst <= 1e-4 * big + 1e-5, `split logits differ by ${worst}`);
   // The 98 MB of weights streamed through wasm memory one tensor at a time.
   console.log(`    wasm memory after loading: ${(r.memory / 1e6).toFixed(1)} MB`);
   assert.ok(r.memory < 60e6, `wasm memory grew to ${r.memory} bytes (the model is 98 MB, its largest tensor 18 MB)`);

@@ -106,6 +106,12 @@ pub trait Executable {
     /// of the next run — e.g. the sampled token into the next step's input,
     /// without a round trip through the host.
     fn copy_before_next_run(&mut self, src: TensorId, dst: TensorId) -> Result<(), BackendError>;
+
+    /// How many device buffers (row chunks) hold weight `t`: more than one
+    /// where it exceeds the storage-binding limit (tests check splitting).
+    fn weight_chunks(&self, _t: TensorId) -> usize {
+        1
+    }
 }
 
 pub trait Backend {

@@ -527,6 +527,10 @@ impl Executable for WgpuExecutable {
         self.profile_steps(p, syms)
     }
 
+    fn weight_chunks(&self, t: TensorId) -> usize {
+        self.chunk_count(t)
+    }
+
     fn read(&mut self, t: TensorId) -> Result<HostTensor, BackendError> {
         let ticket = self.read_start(t)?;
         self.read_finish(ticket)
