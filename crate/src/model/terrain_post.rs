@@ -23,9 +23,10 @@ pub const NUM_CLASSES: u32 = 100;
 pub const HEIGHT_RANGE: f64 = 22.168_640_136_718_75;
 /// Scale of the asinh height companding.
 pub const ASINH_SCALE: f64 = 0.1;
+/// The sampler's noise range (generator.py); the network's own EDM
+/// constants live in its config (`unet::Edm`).
 pub const SIGMA_MIN: f64 = 0.002;
 pub const SIGMA_MAX: f64 = 80.0;
-pub const SIGMA_DATA: f64 = 0.5;
 /// Default overlap of neighbouring tiles.
 pub const TILE_OVERLAP: usize = 32;
 /// Floor of the 1-D Hann blend window (whose endpoints are 0).
