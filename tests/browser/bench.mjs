@@ -4,46 +4,18 @@
 //   node tests/browser/bench.mjs [--tokens 32] [--runs 2]
 // Needs pkg/ built (tools/build_pkg.sh) and the model (tools/fetch_model.sh);
 // installs @wllama/wllama (npm, not saved) on first use.
-import { chromium } from 'playwright-core';
-import { createServer } from 'node:http';
-import { readFile, stat, access } from 'node:fs/promises';
-import { join, extname, resolve, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
+import { peerPackage, serve, launchChromium } from './bench_common.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '../..');
 const arg = (k, d) => { const i = process.argv.indexOf(k); return i > 0 ? Number(process.argv[i + 1]) : d; };
 const TOKENS = arg('--tokens', 32);
 const RUNS = arg('--runs', 2);
 const MODEL = '/models/SmolLM2-135M-Instruct.Q4_1.gguf';
 const WLLAMA = '3.13.0';
 
-const wl = join(here, 'node_modules/@wllama/wllama');
-try { await access(join(wl, 'esm/index.js')); } catch {
-  execFileSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', `@wllama/wllama@${WLLAMA}`], { cwd: here, stdio: 'inherit' });
-}
-
-const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
-const server = createServer(async (req, res) => {
-  let path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-  const base = path.startsWith('/wllama/') ? wl : root;
-  if (path.startsWith('/wllama/')) path = path.slice(7);
-  try {
-    let file = resolve(base, '.' + path);
-    if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
-    const body = await readFile(file);
-    // Cross-origin isolation: wllama's multi-threaded build needs SharedArrayBuffer.
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'content-length': body.length,
-      'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' });
-    res.end(body);
-  } catch { res.writeHead(404).end(); }
-});
-await new Promise((r) => server.listen(0, '127.0.0.1', r));
-const origin = `http://127.0.0.1:${server.address().port}`;
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--enable-unsafe-webgpu', '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update'] });
+const wl = await peerPackage('@wllama/wllama', WLLAMA, 'esm/index.js');
+const { server, origin } = await serve('/wllama/', wl);
+const browser = await launchChromium();
 const page = await browser.newPage();
 page.on('console', (m) => { if (process.env.VERBOSE) console.log(`[page] ${m.text()}`); });
 await page.goto(`${origin}/tests/browser/harness.html`);

@@ -9,16 +9,10 @@
 // (default engines: kiln,ort-wasm)
 // Needs pkg/ built (tools/build_pkg.sh) and the model (tools/fetch_terrain.sh);
 // installs onnxruntime-web (npm, not saved) on first use.
-import { chromium } from 'playwright-core';
-import { createServer } from 'node:http';
-import { readFile, stat, access } from 'node:fs/promises';
-import { join, extname, resolve, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { here, peerPackage, serve, launchChromium } from './bench_common.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, '../..');
 const argv = process.argv.slice(2);
 const opt = (k, d) => { const i = argv.indexOf(k); return i >= 0 ? argv[i + 1] : d; };
 const RUNS = Number(opt('--runs', 2));
@@ -28,34 +22,12 @@ const MODEL = '/models/terrain_consistency_unet_difficulty100.onnx';
 const ORT = '1.30.0';
 const log = (s) => process.stderr.write(`${s}\n`);
 
-const ortDir = join(here, 'node_modules/onnxruntime-web');
-if (ENGINES.some((e) => e.startsWith('ort'))) {
-  try {
-    await access(join(ortDir, 'dist/ort.all.min.mjs'));
-  } catch {
-    execFileSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', `onnxruntime-web@${ORT}`], { cwd: here, stdio: ['ignore', 2, 2] });
-  }
-}
-
-const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm' };
-const server = createServer(async (req, res) => {
-  let path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-  const base = path.startsWith('/ort/') ? ortDir : root;
-  if (path.startsWith('/ort/')) path = path.slice(4);
-  try {
-    let file = resolve(base, '.' + path);
-    if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
-    const body = await readFile(file);
-    // Cross-origin isolation: ORT's threaded wasm needs SharedArrayBuffer.
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'content-length': body.length,
-      'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' });
-    res.end(body);
-  } catch { res.writeHead(404).end(); }
-});
-await new Promise((r) => server.listen(0, '127.0.0.1', r));
-const origin = `http://127.0.0.1:${server.address().port}`;
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--enable-unsafe-webgpu', '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update'] });
+// The ORT files are only needed (and installed) when an ORT engine runs.
+const ortDir = ENGINES.some((e) => e.startsWith('ort'))
+  ? await peerPackage('onnxruntime-web', ORT, 'dist/ort.all.min.mjs')
+  : join(here, 'node_modules/onnxruntime-web');
+const { server, origin } = await serve('/ort/', ortDir);
+const browser = await launchChromium();
 
 async function freshPage() {
   const page = await browser.newPage();
