@@ -20,7 +20,7 @@
 //! adapters a barrier-free variant (4 pixels × 8 channels per invocation).
 
 use super::matmul::weight_define;
-use super::{Bind, Dispatch, Op, PlanCtx, arity, require_dtype, shape_err, u};
+use super::{Bind, Dispatch, Op, PlanCtx, arity, require_dtype, require_residual, shape_err, u};
 use crate::dtype::DType;
 use crate::error::{KilnError, Result};
 use crate::graph::{Graph, TensorId, TensorInfo};
@@ -124,13 +124,7 @@ impl Op for Conv2d {
         };
         let shape = vec![b, oh, ow, cout];
         if let Some(r) = inputs.get(3) {
-            require_dtype(self.name(), "res", r, &[DType::F32])?;
-            if r.shape != shape {
-                return Err(shape_err(
-                    self.name(),
-                    format!("residual {:?} must be {shape:?}", r.shape),
-                ));
-            }
+            require_residual(self.name(), r, &shape)?;
         }
         Ok((shape, DType::F32))
     }

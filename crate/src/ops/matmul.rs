@@ -10,7 +10,9 @@
 //! once for all rows) and `shaders/mul_mat.wgsl` (tiled GEMM). A weight larger
 //! than one storage binding is split by rows; each chunk is one dispatch.
 
-use super::{Dispatch, Op, PlanCtx, arity, grid, put_f32, require_dtype, shape_err, u};
+use super::{
+    Dispatch, Op, PlanCtx, arity, grid, put_f32, require_dtype, require_residual, shape_err, u,
+};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::graph::{Graph, TensorId, TensorInfo};
@@ -64,13 +66,7 @@ impl Op for MatMul {
             *last = w.shape[0];
         }
         if let Some(r) = inputs.get(2) {
-            require_dtype(self.name(), "res", r, &[DType::F32])?;
-            if r.shape != shape {
-                return Err(shape_err(
-                    self.name(),
-                    format!("residual {:?} must be {shape:?}", r.shape),
-                ));
-            }
+            require_residual(self.name(), r, &shape)?;
         }
         Ok((shape, DType::F32))
     }

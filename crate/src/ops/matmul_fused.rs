@@ -15,7 +15,9 @@
 //! bindings (callers fuse only weights that fit one binding).
 
 use super::matmul::{GEMV_MAX_M, weight_define};
-use super::{Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, shape_err, u};
+use super::{
+    Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, require_residual, shape_err, u,
+};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::graph::{Graph, TensorId, TensorInfo};
@@ -77,14 +79,7 @@ impl Op for FusedMatMul {
             next += 1;
         }
         if self.residual {
-            let r = inputs[next];
-            require_dtype(self.name(), "res", r, &[DType::F32])?;
-            if r.shape != shape {
-                return Err(shape_err(
-                    self.name(),
-                    format!("residual {:?} must be {shape:?}", r.shape),
-                ));
-            }
+            require_residual(self.name(), inputs[next], &shape)?;
         }
         Ok((shape, DType::F32))
     }

@@ -222,6 +222,18 @@ pub fn require_dtype(
     }
 }
 
+/// A residual input added in an epilogue: f32 of exactly the output's shape.
+pub fn require_residual(op: &'static str, r: &TensorInfo, shape: &[usize]) -> Result<()> {
+    require_dtype(op, "res", r, &[DType::F32])?;
+    if r.shape != shape {
+        return Err(shape_err(
+            op,
+            format!("residual {:?} must be {shape:?}", r.shape),
+        ));
+    }
+    Ok(())
+}
+
 pub fn shape_err(op: &'static str, detail: String) -> KilnError {
     KilnError::Shape { op, detail }
 }
