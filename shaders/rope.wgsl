@@ -22,6 +22,8 @@ struct Params {
     high: f32,
     orig_ctx: u32,
     has_factors: u32,
+    period: u32,   // 0, or tokens per sequence (position = pos + t % period)
+    inverse: u32,  // 1: rotate by −angle (the gradient)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -78,14 +80,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         a = base + j;
         b = a + half_rot;
     }
-    let pos = f32(syms[p.pos_sym] + ti);
+    var tp = ti;
+    if (p.period != 0u) {
+        tp = ti % p.period;
+    }
+    let pos = f32(syms[p.pos_sym] + tp);
     var inv = inv_freq(j);
     if (p.has_factors != 0u) {
         inv = inv / factors[j];
     }
     let cs = cos_sin(pos * inv);
     let c = cs.x;
-    let s = cs.y;
+    let s = select(cs.y, -cs.y, p.inverse != 0u);
     let x0 = x[a];
     let x1 = x[b];
     y[a] = x0 * c - x1 * s;

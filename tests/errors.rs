@@ -43,6 +43,8 @@ fn graph_building_rejects_bad_shapes_and_dtypes() {
         base: 1e4,
         scaling: None,
         pos,
+        period: 0,
+        inverse: false,
     };
     assert!(matches!(
         g.rope(odd, rope),

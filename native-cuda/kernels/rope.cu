@@ -1,6 +1,6 @@
 // rope.cu — rotary position embedding, the twin of shaders/rope.wgsl
 // (ops/rope.rs). Params: t, h, d, n_rot, neox, pos_sym, base, scaled, factor,
-// low, high, orig_ctx, has_factors. Bindings: 0 x [t, h, d], 1 y, 2 syms,
+// low, high, orig_ctx, has_factors, period, inverse. Bindings: 0 x [t, h, d], 1 y, 2 syms,
 // 3 factors [n_rot/2] (x itself when has_factors = 0). One thread per pair,
 // 256 per block. θ_j and the angle are f32 products (as HF and the oracle);
 // CUDA's sinf/cosf reduce any argument exactly, so no manual range reduction.
@@ -39,12 +39,14 @@ extern "C" __global__ void rope(Params p, Ptrs b) {
         a = base + j;
         bb = a + half_rot;
     }
-    float pos = (float)(BUF(const u32, 2)[p.w[5]] + ti);
+    u32 tp = p.w[13] != 0u ? ti % p.w[13] : ti;
+    float pos = (float)(BUF(const u32, 2)[p.w[5]] + tp);
     float inv = inv_freq(p, j);
     if (p.w[12] != 0u) inv = inv / BUF(const float, 3)[j];
     float angle = pos * inv;
     float s, c;
     sincosf(angle, &s, &c);
+    if (p.w[14] != 0u) s = -s;
     float x0 = x[a], x1 = x[bb];
     y[a] = x0 * c - x1 * s;
     y[bb] = x0 * s + x1 * c;

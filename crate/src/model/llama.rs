@@ -225,6 +225,8 @@ pub fn build(
         base: c.rope_base,
         scaling: c.rope_scaling,
         pos,
+        period: 0,
+        inverse: false,
     };
 
     let forward = |g: &mut Graph, t: usize, program: usize| -> Result<StepIo, LoadError> {

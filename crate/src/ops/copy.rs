@@ -33,6 +33,13 @@ pub struct WriteCache(pub Sym);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reshape(pub Vec<usize>);
 
+/// Rows `start..start + count` of `x [rows, cols]` (f32), copied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SliceRows {
+    pub start: usize,
+    pub count: usize,
+}
+
 const HALVES: [DType; 2] = [DType::F16, DType::BF16];
 
 /// A strided-copy dispatch: a 4-D region with source and destination strides.
@@ -327,6 +334,52 @@ impl Op for WriteCache {
     }
 }
 
+impl Op for SliceRows {
+    fn name(&self) -> &'static str {
+        "slice_rows"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[1])?;
+        let x = inputs[0];
+        require_dtype(self.name(), "x", x, &[DType::F32])?;
+        if x.shape.len() != 2 || self.count == 0 || self.start + self.count > x.shape[0] {
+            return Err(shape_err(
+                self.name(),
+                format!(
+                    "rows {}..{} of x {:?} (must be [rows, cols])",
+                    self.start,
+                    self.start + self.count,
+                    x.shape
+                ),
+            ));
+        }
+        Ok((vec![self.count, x.shape[1]], DType::F32))
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, _syms: &[u32]) -> Result<()> {
+        let x = inputs[0].to_f32()?;
+        let c = inputs[0].shape[1];
+        put_f32(out, &x[self.start * c..(self.start + self.count) * c]);
+        Ok(())
+    }
+
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        let c = ctx.inputs[0].shape[1];
+        let dims = [1, 1, self.count, c];
+        let st = [0, 0, c, 1];
+        Ok(vec![strided(
+            DType::F32,
+            dims,
+            st,
+            st,
+            (self.start * c, 0),
+            0,
+            ctx,
+        )?])
+    }
+}
+
 impl Op for Reshape {
     fn name(&self) -> &'static str {
         "reshape"
@@ -362,6 +415,11 @@ impl Op for Reshape {
 
 impl Graph {
     /// A view of `x` with another shape (same element count).
+    /// Rows `start..start + count` of a `[rows, cols]` tensor.
+    pub fn slice_rows(&mut self, x: TensorId, start: usize, count: usize) -> Result<TensorId> {
+        self.push(SliceRows { start, count }, &[x])
+    }
+
     pub fn reshape(&mut self, x: TensorId, shape: &[usize]) -> Result<TensorId> {
         self.push(Reshape(shape.to_vec()), &[x])
     }

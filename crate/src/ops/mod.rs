@@ -10,13 +10,19 @@
 
 pub mod attention;
 pub mod binary;
+pub mod causal_attention;
 pub mod conv2d;
 pub mod copy;
+pub mod cross_entropy;
 pub mod embed;
+pub mod glu_back;
 pub mod group_norm;
 pub mod matmul;
+pub mod matmul_back;
 pub mod matmul_fused;
 pub mod norm;
+pub mod norm_back;
+pub mod optim;
 pub mod reduce;
 pub mod resample;
 pub mod rope;

@@ -41,6 +41,12 @@ pub struct Rope {
     pub base: f32,
     pub scaling: Option<Llama3Scaling>,
     pub pos: Sym,
+    /// 0: token `i` sits at `pos + i`. Otherwise rows are sequences of
+    /// `period` tokens (a training batch): token `i` sits at `pos + i % period`.
+    pub period: usize,
+    /// Rotate by the negative angle: the inverse rotation, which is RoPE's
+    /// gradient (the rotation is orthogonal).
+    pub inverse: bool,
 }
 
 impl Rope {
@@ -116,7 +122,12 @@ impl Op for Rope {
         let mut y = x.clone();
         let half = self.n_rot / 2;
         for ti in 0..t {
-            let pos = (p0 as usize + ti) as f32;
+            let pos = (p0 as usize
+                + if self.period > 0 {
+                    ti % self.period
+                } else {
+                    ti
+                }) as f32;
             for hi in 0..h {
                 let base = (ti * h + hi) * d;
                 for j in 0..half {
@@ -126,6 +137,7 @@ impl Op for Rope {
                     };
                     let angle = (pos * inv) as f64;
                     let (s, c) = angle.sin_cos();
+                    let s = if self.inverse { -s } else { s };
                     let (a, b) = match self.mode {
                         RopeMode::Normal => (base + 2 * j, base + 2 * j + 1),
                         RopeMode::Neox => (base + j, base + j + half),
@@ -174,6 +186,8 @@ impl Op for Rope {
                 f(s.high_freq_factor),
                 s.original_context,
                 (ctx.inputs.len() > 1) as u32,
+                u(self.period)?,
+                self.inverse as u32,
             ],
             groups: grid(pairs.div_ceil(256), ctx.caps)?,
         }])

@@ -26,6 +26,7 @@
 //!   rounding mode WGSL leaves open: rtol 2⁻¹⁰ (f16) / 2⁻⁷ (bf16).
 
 mod diffusion;
+mod train;
 
 use super::{Case, Tol};
 use crate::dtype::DType;
@@ -81,6 +82,12 @@ pub fn registry() -> Vec<(&'static str, Generator)> {
         ("resample", diffusion::resample),
         ("spatial_attention", diffusion::spatial_attention),
         ("timestep_embed", diffusion::timestep_embed),
+        ("matmul_grads", train::matmul_grads),
+        ("norm_glu_back", train::norm_glu_back),
+        ("cross_entropy", train::cross_entropy),
+        ("causal_attention", train::causal_attention),
+        ("optim", train::optim),
+        ("slice_rows", train::slice_rows),
     ]
 }
 
@@ -457,6 +464,8 @@ fn rope(rng: &mut Rng) -> Result<Vec<Case>> {
                     base,
                     scaling,
                     pos: p,
+                    period: 0,
+                    inverse: false,
                 },
             )?;
             let desc = format!(
@@ -478,10 +487,31 @@ fn rope(rng: &mut Rng) -> Result<Vec<Case>> {
             base: 500000.0,
             scaling: None,
             pos: p,
+            period: 0,
+            inverse: false,
         };
         let y = b.g.rope_with_factors(x, fac, rope)?;
         let desc = format!("{mode:?} [3, 4, 64] factors pos77");
         out.push(b.case("rope", DType::F32, desc, y, vec![77], ROPE)?);
+        // Training: batches of sequences (period), and the inverse rotation
+        // (RoPE's gradient).
+        for (t, period, inverse) in [(10, 5, false), (9, 3, true), (7, 0, true)] {
+            let mut b = B::new(rng);
+            let p = b.g.sym("pos");
+            let x = b.input(&[t, 3, 16], DType::F32, 1.0)?;
+            let rope = Rope {
+                mode,
+                n_rot: 16,
+                base: 10000.0,
+                scaling: None,
+                pos: p,
+                period,
+                inverse,
+            };
+            let y = b.g.rope(x, rope)?;
+            let desc = format!("{mode:?} [{t}, 3, 16] period{period} inverse{inverse}");
+            out.push(b.case("rope", DType::F32, desc, y, vec![0], ROPE)?);
+        }
     }
     Ok(out)
 }

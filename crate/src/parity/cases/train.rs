@@ -1,0 +1,282 @@
+//! Parity cases of the training ops (registered in [`super::registry`]): the
+//! matmul gradients (every weight dtype, a weight split across bindings),
+//! RMSNorm and SwiGLU backward, cross-entropy with masked rows, causal
+//! attention forward and backward (GQA, several sequences, odd lengths), and
+//! the optimizer ops.
+//!
+//! Tolerances reuse the families of [`super`]: the matmul gradients are
+//! GEMMs of length ≤ 300 with O(1) operands (`MATMUL`); norms, cross-entropy
+//! and attention reduce over ≤ 1000 values in another order than the f64
+//! oracle (`REDUCTION`); SwiGLU backward is a few transcendental ops
+//! (`TRANSCENDENTAL`); AdamW is a handful of f32 operations per element
+//! whose only inexact step is sqrt/division (a few ulp: `TRANSCENDENTAL`).
+
+use super::{B, EXACT_ISH, MATMUL, REDUCTION, TRANSCENDENTAL};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::host::HostTensor;
+use crate::ops::causal_attention::{AttnMode, CausalAttention};
+use crate::ops::cross_entropy::{CrossEntropy, MASKED};
+use crate::ops::glu_back::GluBack;
+use crate::ops::optim::{HYPER_LEN, Optim};
+use crate::parity::Case;
+use crate::rng::Rng;
+
+pub(super) fn matmul_grads(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    // (m, n, k, dtype, split): input gradient through any weight dtype.
+    let f = DType::F32;
+    for (m, n, k, dtype, split) in [
+        (1, 1, 4, f, false),
+        (5, 7, 9, f, false),
+        (33, 17, 64, f, false),
+        (9, 40, 96, DType::F16, false),
+        (6, 33, 64, DType::BF16, false),
+        (7, 19, 96, DType::Q8_0, false),
+        (10, 24, 64, DType::Q4_0, false),
+        (13, 21, 96, DType::Q4_1, false),
+        (4, 9, 256, DType::Q4_K, false),
+        (3, 5, 256, DType::Q6_K, false),
+        (11, 70, 64, DType::Q4_1, true),
+    ] {
+        let mut b = B::new(rng);
+        let dy = b.input(&[m, n], DType::F32, 1.0)?;
+        let w = b.weight(&[n, k], dtype, 1.0 / (n as f32).sqrt())?;
+        let y = b.g.matmul_input_grad(dy, w)?;
+        let desc = format!("[{m},{n}]·W[{n},{k}]{}", if split { " split" } else { "" });
+        let mut c = b.case("mul_mat_input_grad", dtype, desc, y, vec![], MATMUL)?;
+        if split {
+            c.binding_limit = Some((4 * m * k.max(n)).max(9 * dtype.row_bytes(k)?) as u64);
+        }
+        out.push(c);
+    }
+    for (m, n, k) in [(1, 1, 1), (7, 5, 9), (64, 8, 33), (300, 3, 10)] {
+        let mut b = B::new(rng);
+        let dy = b.input(&[m, n], DType::F32, 1.0)?;
+        let x = b.input(&[m, k], DType::F32, 1.0 / (m as f32).sqrt())?;
+        let y = b.g.matmul_weight_grad(dy, x)?;
+        let desc = format!("dy[{m},{n}]ᵀ·x[{m},{k}]");
+        out.push(b.case("mul_mat_weight_grad", DType::F32, desc, y, vec![], MATMUL)?);
+    }
+    Ok(out)
+}
+
+pub(super) fn norm_glu_back(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for (shape, with_w) in [
+        (&[1usize, 1][..], true),
+        (&[3, 7], false),
+        (&[5, 300], true),
+        (&[2, 3, 1000], true),
+    ] {
+        let d = shape[shape.len() - 1];
+        let mut b = B::new(rng);
+        let x = b.input(shape, DType::F32, 1.5)?;
+        let w = if with_w {
+            Some(b.input(&[d], DType::F32, 1.0)?)
+        } else {
+            None
+        };
+        let dy = b.input(shape, DType::F32, 1.0)?;
+        let y = b.g.rms_norm_back(x, w, dy, 1e-5)?;
+        let desc = format!("{shape:?}{}", if with_w { " w" } else { "" });
+        out.push(b.case("rms_norm_back", DType::F32, desc, y, vec![], REDUCTION)?);
+    }
+    for which in [GluBack::Gate, GluBack::Up] {
+        for shape in [&[1usize][..], &[257, 3], &[2, 1000]] {
+            let mut b = B::new(rng);
+            let g = b.input(shape, DType::F32, 3.0)?;
+            let u = b.input(shape, DType::F32, 1.0)?;
+            let dy = b.input(shape, DType::F32, 1.0)?;
+            let y = b.g.swiglu_back(which, g, u, dy)?;
+            let name = crate::ops::Op::name(&which);
+            let desc = format!("{shape:?}");
+            out.push(b.case(name, DType::F32, desc, y, vec![], TRANSCENDENTAL)?);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn cross_entropy(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for (rows, vocab) in [(1, 1), (3, 7), (9, 300), (4, 1000)] {
+        for mode in [CrossEntropy::Loss, CrossEntropy::Grad] {
+            let mut b = B::new(rng);
+            let z = b.input(&[rows, vocab], DType::F32, 4.0)?;
+            // Every third row masked; the others a random label.
+            let labels: Vec<u32> = (0..rows)
+                .map(|r| {
+                    if r % 3 == 2 {
+                        MASKED
+                    } else {
+                        b.rng.below(vocab as u32)
+                    }
+                })
+                .collect();
+            let lt = b.g.input("labels", &[rows], DType::U32)?;
+            b.data.push((lt, HostTensor::from_u32(&[rows], &labels)?));
+            let mut inputs = vec![z, lt];
+            if mode == CrossEntropy::Grad {
+                let s = b.g.input("scale", &[1], DType::F32)?;
+                b.put(s, &[1], DType::F32, &[0.37])?;
+                inputs.push(s);
+            }
+            let y = b.g.push(mode, &inputs)?;
+            let name = crate::ops::Op::name(&mode);
+            let desc = format!("[{rows},{vocab}]");
+            out.push(b.case(name, DType::F32, desc, y, vec![], REDUCTION)?);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn causal_attention(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    // (sequences, seq, hq, hkv, d)
+    for (ns, seq, hq, hkv, d) in [
+        (1, 1, 1, 1, 4),
+        (2, 5, 3, 1, 8),
+        (1, 17, 4, 2, 64),
+        (3, 7, 6, 3, 36),
+        (2, 33, 2, 2, 16),
+    ] {
+        let t = ns * seq;
+        let scale = 1.0 / (d as f32).sqrt();
+        for mode in [
+            AttnMode::Forward,
+            AttnMode::Stats,
+            AttnMode::GradQ,
+            AttnMode::GradK,
+            AttnMode::GradV,
+        ] {
+            let op = CausalAttention { mode, seq, scale };
+            let mut b = B::new(rng);
+            let q = b.input(&[t, hq, d], DType::F32, 1.0)?;
+            let k = b.input(&[t, hkv, d], DType::F32, 1.0)?;
+            let v = b.input(&[t, hkv, d], DType::F32, 1.0)?;
+            let y = match mode {
+                AttnMode::Forward => b.g.push(op, &[q, k, v])?,
+                AttnMode::Stats => {
+                    let o = b.input(&[t, hq, d], DType::F32, 1.0)?;
+                    let d_o = b.input(&[t, hq, d], DType::F32, 1.0)?;
+                    b.g.push(op, &[q, k, v, o, d_o])?
+                }
+                _ => {
+                    // Consistent stats: computed in-graph from the forward.
+                    let d_o = b.input(&[t, hq, d], DType::F32, 1.0)?;
+                    let fwd = CausalAttention {
+                        mode: AttnMode::Forward,
+                        ..op
+                    };
+                    let o = b.g.push(fwd, &[q, k, v])?;
+                    let st = CausalAttention {
+                        mode: AttnMode::Stats,
+                        ..op
+                    };
+                    let stats = b.g.push(st, &[q, k, v, o, d_o])?;
+                    b.g.push(op, &[q, k, v, d_o, stats])?
+                }
+            };
+            let name = crate::ops::Op::name(&op);
+            let desc = format!("{ns}×{seq} hq{hq} hkv{hkv} d{d}");
+            out.push(b.case(name, DType::F32, desc, y, vec![], REDUCTION)?);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn optim(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for n in [1usize, 7, 1000, 4099] {
+        for op in [
+            Optim::Accumulate,
+            Optim::Zero,
+            Optim::SqNorm { slot: 2 },
+            Optim::Clip { max_norm: 1.0 },
+            Optim::Clip { max_norm: 0.0 },
+            Optim::Moments,
+            Optim::Param,
+        ] {
+            let mut b = B::new(rng);
+            let hyper = |b: &mut B| -> Result<_> {
+                let h = b.g.input("hyper", &[HYPER_LEN], DType::F32)?;
+                let v = [0.99998, 2e-3, 0.0316, 1e-8, 0.1, 0.999, 1e-3];
+                b.put(h, &[HYPER_LEN], DType::F32, &v)
+            };
+            let y = match op {
+                Optim::Accumulate => {
+                    let acc = b.state(&[n], DType::F32)?;
+                    let g = b.input(&[n], DType::F32, 1.0)?;
+                    b.g.push(op, &[acc, g])?
+                }
+                Optim::Zero => {
+                    let acc = b.state(&[n], DType::F32)?;
+                    b.g.push(op, &[acc])?
+                }
+                Optim::SqNorm { .. } => {
+                    let norms = b.state(&[5], DType::F32)?;
+                    let g = b.input(&[n], DType::F32, 1.0)?;
+                    b.g.push(op, &[norms, g])?
+                }
+                Optim::Clip { .. } => {
+                    let norms = b.input(&[n], DType::F32, 0.5)?;
+                    b.g.push(op, &[norms])?
+                }
+                Optim::Moments => {
+                    let mv = b.g.state("mv", &[2, n], DType::F32)?;
+                    let v: Vec<f32> = (0..2 * n)
+                        .map(|i| {
+                            if i < n {
+                                b.rng.normal()
+                            } else {
+                                b.rng.uniform()
+                            }
+                        })
+                        .collect();
+                    b.put(mv, &[2, n], DType::F32, &v)?;
+                    let g = b.input(&[n], DType::F32, 1.0)?;
+                    let clip = b.g.input("clip", &[2], DType::F32)?;
+                    b.put(clip, &[2], DType::F32, &[3.0, 0.3])?;
+                    let h = hyper(&mut b)?;
+                    b.g.push(op, &[mv, g, clip, h])?
+                }
+                Optim::Param => {
+                    let p = b.state(&[n], DType::F32)?;
+                    let mv = b.g.input("mv", &[2, n], DType::F32)?;
+                    let v: Vec<f32> = (0..2 * n)
+                        .map(|i| {
+                            if i < n {
+                                b.rng.normal()
+                            } else {
+                                b.rng.uniform()
+                            }
+                        })
+                        .collect();
+                    b.put(mv, &[2, n], DType::F32, &v)?;
+                    let h = hyper(&mut b)?;
+                    b.g.push(op, &[p, mv, h])?
+                }
+            };
+            let tol = match op {
+                Optim::Accumulate | Optim::Zero => EXACT_ISH,
+                Optim::SqNorm { .. } | Optim::Clip { .. } => REDUCTION,
+                _ => TRANSCENDENTAL,
+            };
+            let name = crate::ops::Op::name(&op);
+            out.push(b.case(name, DType::F32, format!("[{n}] {op:?}"), y, vec![], tol)?);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn slice_rows(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for (rows, cols, start, count) in [(1, 1, 0, 1), (9, 7, 2, 5), (300, 33, 299, 1)] {
+        let mut b = B::new(rng);
+        let x = b.input(&[rows, cols], DType::F32, 1.0)?;
+        let y = b.g.slice_rows(x, start, count)?;
+        let desc = format!("[{rows},{cols}] rows {start}+{count}");
+        out.push(b.case("slice_rows", DType::F32, desc, y, vec![], EXACT_ISH)?);
+    }
+    Ok(out)
+}
