@@ -135,7 +135,12 @@ impl Graph {
 
     /// Appends a node. Shapes and dtypes are checked now (a typed error, never a panic).
     pub fn push(&mut self, op: impl Op + 'static, inputs: &[TensorId]) -> Result<TensorId> {
-        let op: Arc<dyn Op> = Arc::new(op);
+        self.push_arc(Arc::new(op), inputs)
+    }
+
+    /// [`Graph::push`] of a shared op (re-emitting an existing node's op, as
+    /// activation recomputation does).
+    pub fn push_arc(&mut self, op: Arc<dyn Op>, inputs: &[TensorId]) -> Result<TensorId> {
         let infos = inputs
             .iter()
             .map(|t| self.info(*t))

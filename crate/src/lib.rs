@@ -19,6 +19,7 @@ pub mod quant;
 pub mod rng;
 pub mod sample;
 pub mod tokenizer;
+pub mod train;
 #[cfg(all(feature = "web", target_arch = "wasm32"))]
 pub mod web;
 #[cfg(all(feature = "web", target_arch = "wasm32"))]

@@ -63,6 +63,10 @@ pub enum LoadError {
     ContextFull { max_ctx: usize, need: usize },
     #[error("cancelled")]
     Cancelled,
+    #[error("LoRA adapter: {0}")]
+    Adapter(String),
+    #[error("training: {0}")]
+    Train(String),
 }
 
 /// Where a model's weights come from. Names are GGUF tensor names
@@ -95,6 +99,8 @@ impl LoadError {
             LoadError::Kiln(_) => "INVALID_INPUT",
             LoadError::ContextFull { .. } => "CONTEXT_FULL",
             LoadError::Cancelled => "ABORTED",
+            LoadError::Adapter(_) => "BAD_ADAPTER",
+            LoadError::Train(_) => "BAD_TRAINING_INPUT",
             LoadError::Backend(b) => match b {
                 B::NoAdapter(_) | B::RequestDevice(_) => "WEBGPU_UNAVAILABLE",
                 B::DeviceLost(_) => "DEVICE_LOST",

@@ -10,12 +10,13 @@
 //! element `i` of `a` meets `b[(i / (rep·inner))·inner + i % inner]`.
 //! Kernel: `shaders/binary.wgsl`.
 
-use super::{Dispatch, Op, PlanCtx, arity, grid, put_f32, require_dtype, shape_err, u};
+use super::{Backward, Dispatch, Op, PlanCtx, arity, grid, put_f32, require_dtype, shape_err, u};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::graph::{Graph, TensorId, TensorInfo};
 use crate::host::HostTensor;
 use crate::ops::Bind;
+use crate::ops::glu_back::GluBack;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Binary {
@@ -81,6 +82,25 @@ impl Op for Binary {
             ));
         }
         Ok((a.shape.clone(), DType::F32))
+    }
+
+    /// Same-shape operands only (the training graph broadcasts nothing).
+    fn backward(&self, g: &mut Graph, b: &Backward) -> Result<Vec<Option<TensorId>>> {
+        let (x, y, dy) = (b.inputs[0], b.inputs[1], b.dy);
+        if g.info(x)?.shape != g.info(y)?.shape {
+            return Err(shape_err(
+                self.name(),
+                "no backward for a broadcast operand".into(),
+            ));
+        }
+        Ok(match self {
+            Binary::Add => vec![b.grad(0, || Ok(dy))?, b.grad(1, || Ok(dy))?],
+            Binary::Mul => vec![b.grad(0, || g.mul(dy, y))?, b.grad(1, || g.mul(dy, x))?],
+            Binary::SwiGlu => vec![
+                b.grad(0, || g.swiglu_back(GluBack::Gate, x, y, dy))?,
+                b.grad(1, || g.swiglu_back(GluBack::Up, x, y, dy))?,
+            ],
+        })
     }
 
     fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, _syms: &[u32]) -> Result<()> {

@@ -19,7 +19,9 @@
 //! dk/dv): lavapipe ends loops past 65535 iterations, so `group·seq·d/4`
 //! must stay below it there (SmolLM2: d 64, group 3 → seq ≤ 1365).
 
-use super::{Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, shape_err, u};
+use super::{
+    Backward, Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, shape_err, u,
+};
 use crate::dtype::DType;
 use crate::error::{KilnError, Result};
 use crate::graph::{Graph, TensorId, TensorInfo};
@@ -202,6 +204,25 @@ impl Op for CausalAttention {
         let y: Vec<f32> = y.iter().map(|v| *v as f32).collect();
         put_f32(out, &y);
         Ok(())
+    }
+
+    /// The forward's gradients: one `Stats` pass, then dq / dk / dv.
+    fn backward(&self, g: &mut Graph, b: &Backward) -> Result<Vec<Option<TensorId>>> {
+        if self.mode != AttnMode::Forward {
+            return Err(KilnError::BadParam {
+                op: self.name(),
+                detail: "has no backward (a backward op itself)".into(),
+            });
+        }
+        let (q, k, v) = (b.inputs[0], b.inputs[1], b.inputs[2]);
+        let with = |mode| CausalAttention { mode, ..*self };
+        let stats = g.push(with(AttnMode::Stats), &[q, k, v, b.output, b.dy])?;
+        let ins = [q, k, v, b.dy, stats];
+        Ok(vec![
+            b.grad(0, || g.push(with(AttnMode::GradQ), &ins))?,
+            b.grad(1, || g.push(with(AttnMode::GradK), &ins))?,
+            b.grad(2, || g.push(with(AttnMode::GradV), &ins))?,
+        ])
     }
 
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {

@@ -8,7 +8,9 @@
 //! * `write_cache(cache, src, pos)`: `cache [hkv, cap, d]` (f32/f16 state) gets
 //!   `cache[h, pos+i, :] = src[i, h, :]` for `src [t, hkv, d]` f32, in place.
 
-use super::{Dispatch, Op, PlanCtx, arity, grid, put_f32, require_dtype, shape_err, sym, u};
+use super::{
+    Backward, Dispatch, Op, PlanCtx, arity, grid, put_f32, require_dtype, shape_err, sym, u,
+};
 use crate::dtype::DType;
 use crate::error::{KilnError, Result};
 use crate::graph::{Graph, Sym, TensorId, TensorInfo};
@@ -401,6 +403,11 @@ impl Op for Reshape {
 
     fn alias_input(&self) -> Option<usize> {
         Some(0)
+    }
+
+    fn backward(&self, g: &mut Graph, b: &Backward) -> Result<Vec<Option<TensorId>>> {
+        let shape = g.info(b.inputs[0])?.shape.clone();
+        Ok(vec![b.grad(0, || g.reshape(b.dy, &shape))?])
     }
 
     fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, _syms: &[u32]) -> Result<()> {

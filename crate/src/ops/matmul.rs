@@ -11,7 +11,8 @@
 //! than one storage binding is split by rows; each chunk is one dispatch.
 
 use super::{
-    Dispatch, Op, PlanCtx, arity, grid, put_f32, require_dtype, require_residual, shape_err, u,
+    Backward, Dispatch, Op, PlanCtx, arity, grid, put_f32, require_dtype, require_residual,
+    shape_err, u,
 };
 use crate::dtype::DType;
 use crate::error::Result;
@@ -101,6 +102,18 @@ impl Op for MatMul {
         }
         put_f32(out, &y);
         Ok(())
+    }
+
+    /// `dx = dy·W` (through any weight dtype), `dW = dyᵀ·x` (f32 weights:
+    /// LoRA factors), `dres = dy`.
+    fn backward(&self, g: &mut Graph, b: &Backward) -> Result<Vec<Option<TensorId>>> {
+        let (x, w, dy) = (b.inputs[0], b.inputs[1], b.dy);
+        Ok(vec![
+            b.grad(0, || g.matmul_input_grad(dy, w))?,
+            b.grad(1, || g.matmul_weight_grad(dy, x))?,
+            b.grad(2, || Ok(dy))?,
+        ][..b.inputs.len()]
+            .to_vec())
     }
 
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {

@@ -32,7 +32,7 @@ pub mod unary;
 
 use crate::dtype::DType;
 use crate::error::{KilnError, Result};
-use crate::graph::{Sym, TensorInfo};
+use crate::graph::{Graph, Sym, TensorId, TensorInfo};
 use crate::host::HostTensor;
 
 /// Lets a backend outside this crate (the CUDA twin) read an op's
@@ -98,6 +98,50 @@ pub trait Op: Send + Sync + std::fmt::Debug + AsAny {
 
     /// The WGSL dispatches that compute this node.
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>>;
+
+    /// Reverse mode: pushes onto `g` the ordinary ops that compute the
+    /// gradients of this node's inputs from the gradient of its output, and
+    /// returns one entry per input (`None` where `need` is false). Ops off
+    /// the training path keep this default: a typed error naming the op.
+    fn backward(&self, _g: &mut Graph, _b: &Backward) -> Result<Vec<Option<TensorId>>> {
+        Err(KilnError::BadParam {
+            op: self.name(),
+            detail: "has no backward (not differentiable here)".into(),
+        })
+    }
+}
+
+/// What [`Op::backward`] is given: the node's inputs and output (the
+/// recomputed ones under checkpointing), the output's gradient, and which
+/// inputs need a gradient.
+#[derive(Clone, Debug)]
+pub struct Backward {
+    pub inputs: Vec<TensorId>,
+    pub output: TensorId,
+    pub dy: TensorId,
+    pub need: Vec<bool>,
+}
+
+impl Backward {
+    /// `Some(f())` for input `i` when it needs a gradient.
+    pub fn grad(&self, i: usize, f: impl FnOnce() -> Result<TensorId>) -> Result<Option<TensorId>> {
+        if self.need.get(i).copied().unwrap_or(false) {
+            f().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// A typed error when input `i` (a frozen operand) is asked for a gradient.
+    pub fn frozen(&self, op: &'static str, i: usize, what: &str) -> Result<()> {
+        if self.need.get(i).copied().unwrap_or(false) {
+            return Err(KilnError::BadParam {
+                op,
+                detail: format!("the gradient of its {what} is not supported (frozen)"),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// What a GPU backend offers that kernels care about.

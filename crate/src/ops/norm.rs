@@ -7,7 +7,9 @@
 //! Inputs: `x [.., d]` f32, then optional `w [d]`, optional `b [d]` (LayerNorm).
 //! Kernel: `shaders/norm.wgsl`, one workgroup per row.
 
-use super::{Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, shape_err, u};
+use super::{
+    Backward, Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, shape_err, u,
+};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::graph::{Graph, TensorId, TensorInfo};
@@ -20,7 +22,30 @@ pub enum Norm {
     Layer { eps: f32 },
 }
 
+impl Norm {
+    fn default_backward(op: &'static str) -> Result<Vec<Option<TensorId>>> {
+        Err(crate::error::KilnError::BadParam {
+            op,
+            detail: "has no backward (not differentiable here)".into(),
+        })
+    }
+}
+
 impl Op for Norm {
+    /// RMSNorm: `dx` by [`crate::ops::norm_back`]; the weight is frozen.
+    fn backward(&self, g: &mut Graph, b: &Backward) -> Result<Vec<Option<TensorId>>> {
+        let Norm::Rms { eps } = *self else {
+            return Norm::default_backward(self.name());
+        };
+        b.frozen(self.name(), 1, "weight")?;
+        let w = b.inputs.get(1).copied();
+        Ok(vec![
+            b.grad(0, || g.rms_norm_back(b.inputs[0], w, b.dy, eps))?,
+            None,
+        ][..b.inputs.len()]
+            .to_vec())
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Norm::Rms { .. } => "rms_norm",

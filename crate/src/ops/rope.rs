@@ -13,7 +13,9 @@
 //! the angle are f32 products; the oracle takes sin/cos of that f32 angle in
 //! f64. Kernel: `shaders/rope.wgsl`, one thread per pair.
 
-use super::{Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, shape_err, sym, u};
+use super::{
+    Backward, Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, shape_err, sym, u,
+};
 use crate::dtype::DType;
 use crate::error::{KilnError, Result};
 use crate::graph::{Graph, Sym, TensorId, TensorInfo};
@@ -112,6 +114,18 @@ impl Op for Rope {
 
     fn syms(&self) -> Vec<Sym> {
         vec![self.pos]
+    }
+
+    /// The rotation is orthogonal: `dx` is `dy` rotated back.
+    fn backward(&self, g: &mut Graph, b: &Backward) -> Result<Vec<Option<TensorId>>> {
+        b.frozen(self.name(), 1, "frequency factors")?;
+        let inv = Rope {
+            inverse: !self.inverse,
+            ..*self
+        };
+        let mut ins = vec![b.dy];
+        ins.extend(b.inputs.get(1));
+        Ok(vec![b.grad(0, || g.push(inv, &ins))?, None][..b.inputs.len()].to_vec())
     }
 
     fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, syms: &[u32]) -> Result<()> {

@@ -4,7 +4,7 @@
 //! `y[i] = f(x[i])` over any shape. Kernel: `shaders/unary.wgsl`, one thread per
 //! element, the function picked by a uniform `kind`.
 
-use super::{Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, u};
+use super::{Backward, Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, u};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::graph::{Graph, TensorId, TensorInfo};
@@ -84,6 +84,16 @@ impl Op for Unary {
         arity(self.name(), inputs, &[1])?;
         require_dtype(self.name(), "x", inputs[0], &[DType::F32])?;
         Ok((inputs[0].shape.clone(), DType::F32))
+    }
+
+    fn backward(&self, g: &mut Graph, b: &Backward) -> Result<Vec<Option<TensorId>>> {
+        let Unary::Scale(s) = *self else {
+            return Err(crate::error::KilnError::BadParam {
+                op: self.name(),
+                detail: "has no backward (not differentiable here)".into(),
+            });
+        };
+        Ok(vec![b.grad(0, || g.scale(b.dy, s))?])
     }
 
     fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, _syms: &[u32]) -> Result<()> {
