@@ -10,6 +10,9 @@ pub mod autodiff;
 pub mod graph;
 pub mod lora;
 
+#[cfg(test)]
+mod gradcheck;
+
 use crate::backend::{Backend, Executable};
 use crate::host::HostTensor;
 use crate::llm::read_weight;
