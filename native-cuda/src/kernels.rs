@@ -20,7 +20,7 @@ pub const HEADERS: [(&str, &str); 3] = [
 ];
 
 /// One source per op family, named like its WGSL twin(s).
-pub const FAMILIES: [(&str, &str); 14] = [
+pub const FAMILIES: [(&str, &str); 20] = [
     ("unary", include_str!("../kernels/unary.cu")),
     ("binary", include_str!("../kernels/binary.cu")),
     ("norm", include_str!("../kernels/norm.cu")),
@@ -41,10 +41,19 @@ pub const FAMILIES: [(&str, &str); 14] = [
         "timestep_embed",
         include_str!("../kernels/timestep_embed.cu"),
     ),
+    ("mul_mat_back", include_str!("../kernels/mul_mat_back.cu")),
+    ("norm_back", include_str!("../kernels/norm_back.cu")),
+    ("glu_back", include_str!("../kernels/glu_back.cu")),
+    ("cross_entropy", include_str!("../kernels/cross_entropy.cu")),
+    (
+        "causal_attention",
+        include_str!("../kernels/causal_attention.cu"),
+    ),
+    ("optim", include_str!("../kernels/optim.cu")),
 ];
 
 /// The WGSL file each family mirrors.
-pub const WGSL_TWINS: [(&str, &[&str]); 14] = [
+pub const WGSL_TWINS: [(&str, &[&str]); 20] = [
     ("unary", &["unary.wgsl"]),
     ("binary", &["binary.wgsl"]),
     ("norm", &["norm.wgsl"]),
@@ -62,6 +71,12 @@ pub const WGSL_TWINS: [(&str, &[&str]); 14] = [
     ("resample", &["resample.wgsl"]),
     ("spatial_attention", &["spatial_attention.wgsl"]),
     ("timestep_embed", &["timestep_embed.wgsl"]),
+    ("mul_mat_back", &["mul_mat_back.wgsl"]),
+    ("norm_back", &["norm_back.wgsl"]),
+    ("glu_back", &["glu_back.wgsl"]),
+    ("cross_entropy", &["cross_entropy.wgsl"]),
+    ("causal_attention", &["causal_attention.wgsl"]),
+    ("optim", &["optim.wgsl"]),
 ];
 
 /// The most uniform words a kernel's `Params` holds.
@@ -190,6 +205,57 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
         ),
         ("timestep_embed.wgsl", "main") => {
             k("timestep_embed", "timestep_embed".into(), [256, 1, 1])
+        }
+        ("mul_mat_back.wgsl", "main") if has("INPUT_GRAD") => {
+            let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
+            k(
+                "mul_mat_back",
+                format!("mul_mat_input_grad_{w}"),
+                [64, 1, 1],
+            )
+        }
+        ("mul_mat_back.wgsl", "main") if has("WEIGHT_GRAD") => {
+            k("mul_mat_back", "mul_mat_weight_grad".into(), [64, 1, 1])
+        }
+        ("norm_back.wgsl", "main") => k("norm_back", "norm_back".into(), [256, 1, 1]),
+        ("glu_back.wgsl", "main") => k("glu_back", "glu_back".into(), [256, 1, 1]),
+        ("cross_entropy.wgsl", "main") => {
+            let what = if has("LOSS") { "loss" } else { "grad" };
+            k(
+                "cross_entropy",
+                format!("cross_entropy_{what}"),
+                [256, 1, 1],
+            )
+        }
+        ("causal_attention.wgsl", "main") => {
+            let entry = match (has("FWD"), has("STATS"), has("DQ"), has("KEYS")) {
+                (true, false, false, false) => "fwd",
+                (false, true, false, false) => "stats",
+                (false, false, true, false) => "dq",
+                (false, false, false, true) if has("DK") => "dk",
+                (false, false, false, true) if has("DV") => "dv",
+                _ => return Err(unsupported()),
+            };
+            k(
+                "causal_attention",
+                format!("causal_attn_{entry}"),
+                [64, 1, 1],
+            )
+        }
+        ("optim.wgsl", "main") => {
+            let entry = [
+                ("ACCUMULATE", "accumulate"),
+                ("ZERO", "zero"),
+                ("SQ_NORM", "sq_norm"),
+                ("CLIP", "clip"),
+                ("MOMENTS", "moments"),
+                ("PARAM", "param"),
+            ]
+            .iter()
+            .find(|(def, _)| has(def))
+            .map(|(_, e)| *e)
+            .ok_or_else(unsupported)?;
+            k("optim", format!("optim_{entry}"), [256, 1, 1])
         }
         _ => Err(unsupported()),
     }

@@ -17,7 +17,7 @@ use kiln::ops::{Bind, Chunk, GpuCaps, PlanCtx};
 use crate::kernels::{self, Kernel, MAX_BINDINGS, MAX_PARAMS};
 
 /// Ops with CUDA kernels (by `Op::name`).
-pub const OPS: [&str; 27] = [
+pub const OPS: [&str; 46] = [
     "silu",
     "gelu",
     "gelu_erf",
@@ -45,6 +45,25 @@ pub const OPS: [&str; 27] = [
     "upsample_nearest_2x",
     "spatial_attention",
     "timestep_embed",
+    "slice_rows",
+    "mul_mat_input_grad",
+    "mul_mat_weight_grad",
+    "rms_norm_back",
+    "swiglu_back_gate",
+    "swiglu_back_up",
+    "cross_entropy",
+    "cross_entropy_grad",
+    "causal_attention",
+    "causal_attention_stats",
+    "causal_attention_grad_q",
+    "causal_attention_grad_k",
+    "causal_attention_grad_v",
+    "grad_accumulate",
+    "zero",
+    "grad_norm",
+    "clip_coef",
+    "adamw_moments",
+    "adamw_param",
 ];
 
 /// What a launch binds, resolved to device addresses by the executor.

@@ -77,7 +77,7 @@ fn every_parity_case_plans_onto_existing_kernels() {
     // Weight kernels for every dtype, attention for both KV types.
     for d in DType::WEIGHTS {
         let s = d.name().to_lowercase();
-        for k in ["mul_mat_vec", "mul_mat", "get_rows"] {
+        for k in ["mul_mat_vec", "mul_mat", "get_rows", "mul_mat_input_grad"] {
             assert!(used.contains(&format!("{k}_{s}")), "{k}_{s} unused");
         }
     }
@@ -86,6 +86,25 @@ fn every_parity_case_plans_onto_existing_kernels() {
         "attn_split_f16",
         "attn_combine",
         "write_cache_f16",
+    ] {
+        assert!(used.contains(k), "{k} unused");
+    }
+    // Every entry of the training kernels.
+    for k in [
+        "mul_mat_weight_grad",
+        "cross_entropy_loss",
+        "cross_entropy_grad",
+        "causal_attn_fwd",
+        "causal_attn_stats",
+        "causal_attn_dq",
+        "causal_attn_dk",
+        "causal_attn_dv",
+        "optim_accumulate",
+        "optim_zero",
+        "optim_sq_norm",
+        "optim_clip",
+        "optim_moments",
+        "optim_param",
     ] {
         assert!(used.contains(k), "{k} unused");
     }

@@ -7,6 +7,7 @@
 //! operation (see `tools/lora_reference.py`, the reference it is tested against).
 
 pub mod autodiff;
+pub mod data;
 pub mod graph;
 pub mod lora;
 

@@ -1,0 +1,103 @@
+// mul_mat_back.cu — the gradients of y = x · Wᵀ, the twin of
+// shaders/mul_mat_back.wgsl (ops/matmul_back.rs).
+// Params: m, n, k, n0 (first weight row of this chunk), rows, accumulate.
+// mul_mat_input_grad_<w> (INPUT_GRAD + W_<DTYPE>): dx[m, k] (+)= Σ_n dy[m, n]
+//   · W[n, k], W in any dtype decoded four weights at a time (quant.cuh w4).
+//   Bindings: 0 W (rows n0..n0+rows), 1 dy [m, n], 2 dx [m, k].
+// mul_mat_weight_grad (WEIGHT_GRAD): dW[n, k] = Σ_m dy[m, n] · x[m, k] (f32).
+//   Bindings: 0 dy [m, n], 1 x [m, k], 2 dW [n, k].
+// Blocks of 64; each thread owns 4 rows of the output × 4 consecutive
+// columns (16 f32 accumulators), one thread per (4-row block, column group),
+// folded by ops::grid.
+#include "common.cuh"
+#include "quant.cuh"
+
+template <class D>
+__device__ void input_grad(const Params& p, const Ptrs& b) {
+    const u8* W = BUF(const u8, 0);
+    const float* dy = BUF(const float, 1);
+    float* dx = BUF(float, 2);
+    const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
+    const u32 ng = (k + 3u) / 4u;
+    const u32 idx = wg_index() * 64u + threadIdx.x;
+    const u32 g = idx % ng, m0 = (idx / ng) * 4u;
+    if (m0 >= m) return;
+    const u32 mc = min(4u, m - m0);
+    float4 acc[4];
+#pragma unroll
+    for (u32 i = 0; i < 4u; i++) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (u32 r = 0; r < rows; r++) {
+        float4 w = D::w4(W, r, k, g);
+        u32 col = n0 + r;
+#pragma unroll
+        for (u32 i = 0; i < 4u; i++) {
+            if (i < mc) {
+                float d = dy[(u64)(m0 + i) * n + col];
+                acc[i].x += d * w.x;
+                acc[i].y += d * w.y;
+                acc[i].z += d * w.z;
+                acc[i].w += d * w.w;
+            }
+        }
+    }
+#pragma unroll
+    for (u32 i = 0; i < 4u; i++) {
+        if (i < mc) {
+            float a[4] = {acc[i].x, acc[i].y, acc[i].z, acc[i].w};
+            for (u32 c = 0; c < 4u; c++) {
+                u32 kk = 4u * g + c;
+                if (kk < k) {
+                    u64 o = (u64)(m0 + i) * k + kk;
+                    dx[o] = p.w[5] != 0u ? dx[o] + a[c] : a[c];
+                }
+            }
+        }
+    }
+}
+
+extern "C" __global__ void mul_mat_input_grad_f32(Params p, Ptrs b) { input_grad<DF32>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_f16(Params p, Ptrs b) { input_grad<DF16>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_bf16(Params p, Ptrs b) { input_grad<DBF16>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_q8_0(Params p, Ptrs b) { input_grad<DQ8_0>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_q4_0(Params p, Ptrs b) { input_grad<DQ4_0>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_q4_1(Params p, Ptrs b) { input_grad<DQ4_1>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_q4_k(Params p, Ptrs b) { input_grad<DQ4_K>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_q6_k(Params p, Ptrs b) { input_grad<DQ6_K>(p, b); }
+
+extern "C" __global__ void mul_mat_weight_grad(Params p, Ptrs b) {
+    const float* dy = BUF(const float, 0);
+    const float* x = BUF(const float, 1);
+    float* dw = BUF(float, 2);
+    const u32 m = p.w[0], n = p.w[1], k = p.w[2];
+    const u32 ng = (k + 3u) / 4u;
+    const u32 idx = wg_index() * 64u + threadIdx.x;
+    const u32 g = idx % ng, n0 = (idx / ng) * 4u;
+    if (n0 >= n) return;
+    const u32 nc = min(4u, n - n0);
+    float4 acc[4];
+#pragma unroll
+    for (u32 i = 0; i < 4u; i++) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (u32 mm = 0; mm < m; mm++) {
+        float4 xv = xs4(x + (u64)mm * k, k, g);
+#pragma unroll
+        for (u32 i = 0; i < 4u; i++) {
+            if (i < nc) {
+                float d = dy[(u64)mm * n + n0 + i];
+                acc[i].x += d * xv.x;
+                acc[i].y += d * xv.y;
+                acc[i].z += d * xv.z;
+                acc[i].w += d * xv.w;
+            }
+        }
+    }
+#pragma unroll
+    for (u32 i = 0; i < 4u; i++) {
+        if (i < nc) {
+            float a[4] = {acc[i].x, acc[i].y, acc[i].z, acc[i].w};
+            for (u32 c = 0; c < 4u; c++) {
+                u32 kk = 4u * g + c;
+                if (kk < k) dw[(u64)(n0 + i) * k + kk] = a[c];
+            }
+        }
+    }
+}
