@@ -35,7 +35,11 @@ fn check(shapes: &[&[usize]], checkpoint: bool, build: Build, seed: u64) -> (f64
     let end = g.nodes.len();
     let ys = g.info(y).unwrap().shape.clone();
     let r = g.input("r", &ys, DType::F32).unwrap();
-    let ckpt: Vec<std::ops::Range<usize>> = if checkpoint { vec![0..end] } else { vec![] };
+    let ckpt: Vec<std::ops::Range<usize>> = if checkpoint {
+        std::iter::once(0..end).collect()
+    } else {
+        Vec::new()
+    };
     let grads = super::autodiff::gradients(&mut g, 0..end, &[(y, r)], &xs, &ckpt).unwrap();
     g.mark_output(y).unwrap();
     for d in &grads {
