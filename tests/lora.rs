@@ -77,3 +77,44 @@ fn peft_parity_gpu() {
         check(f, &gpu);
     }
 }
+
+/// A checkpoint taken mid-run and resumed in a fresh trainer gives the
+/// same next steps as the uninterrupted run (adapter, AdamW moments, step).
+#[test]
+fn resume_gives_the_same_next_steps() {
+    use kiln::loader::safetensors::HfFolder;
+    use kiln::train::Trainer;
+    use kiln::train::graph::{self, TrainShape};
+    let dir = root().join("tests/fixtures/lora/llama3/facts_brandom");
+    let r = LoraReference::load(&dir).unwrap();
+    let model = root().join("tests/fixtures/models/llama3");
+    let mut folder = HfFolder::open(&model, None).unwrap();
+    let config = folder.llama_config().unwrap();
+    let shape = TrainShape {
+        batch: r.batch,
+        seq: r.seq,
+        head_rows: 64,
+        max_grad_norm: r.max_grad_norm,
+    };
+    let new = |folder: &mut HfFolder| {
+        let tg = graph::build(&config, &r.lora, &shape, &|n| folder.info(n)).unwrap();
+        Trainer::new(tg, &CpuBackend, folder, &r.init, r.hyper.clone()).unwrap()
+    };
+    let mut a = new(&mut folder);
+    let ckpt = std::env::temp_dir().join(format!("kiln-resume-{}", std::process::id()));
+    let mut losses = Vec::new();
+    for (k, b) in r.batches[..6].iter().enumerate() {
+        if k == 3 {
+            a.save_checkpoint(&ckpt, "llama3").unwrap();
+        }
+        losses.push(a.train_step(std::slice::from_ref(b)).unwrap().loss);
+    }
+    let mut b = new(&mut folder);
+    assert_eq!(b.load_checkpoint(&ckpt).unwrap(), 3);
+    for (k, batch) in r.batches[3..6].iter().enumerate() {
+        let l = b.train_step(std::slice::from_ref(batch)).unwrap().loss;
+        assert_eq!(l, losses[3 + k], "step {}", 3 + k);
+    }
+    assert_eq!(a.adapter().unwrap(), b.adapter().unwrap());
+    let _ = std::fs::remove_dir_all(&ckpt);
+}

@@ -62,6 +62,22 @@ impl ChatTemplate {
         })
     }
 
+    /// The model's template (ChatML when it ships none) with its BOS/EOS text.
+    pub fn for_tokenizer(
+        template: Option<&str>,
+        tokenizer: &Tokenizer,
+    ) -> Result<ChatTemplate, LoadError> {
+        let piece = |id: Option<u32>| {
+            id.and_then(|i| tokenizer.decode(&[i], false).ok())
+                .unwrap_or_default()
+        };
+        ChatTemplate::new(
+            template.unwrap_or(CHATML),
+            &piece(tokenizer.bos()),
+            &piece(tokenizer.eos()),
+        )
+    }
+
     pub fn render(
         &self,
         messages: &[ChatMessage],
@@ -186,15 +202,7 @@ impl TextModel {
         template: Option<&str>,
         mut eos: Vec<u32>,
     ) -> Result<TextModel, LoadError> {
-        let piece = |id: Option<u32>| {
-            id.and_then(|i| tokenizer.decode(&[i], false).ok())
-                .unwrap_or_default()
-        };
-        let template = ChatTemplate::new(
-            template.unwrap_or(CHATML),
-            &piece(tokenizer.bos()),
-            &piece(tokenizer.eos()),
-        )?;
+        let template = ChatTemplate::for_tokenizer(template, &tokenizer)?;
         eos.extend(tokenizer.eos());
         for end in [
             "<|im_end|>",

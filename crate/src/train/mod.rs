@@ -335,4 +335,58 @@ impl Trainer {
     pub fn gradients(&mut self) -> Result<Factors, LoadError> {
         self.read_params(true)
     }
+
+    /// Writes a resumable checkpoint to `dir`: the adapter (PEFT files),
+    /// AdamW's moments and the step count. Every file is written under a
+    /// temporary name and renamed, the step file last, so an interrupted
+    /// save leaves the previous checkpoint readable.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn save_checkpoint(&mut self, dir: &std::path::Path, base: &str) -> Result<(), LoadError> {
+        self.adapter()?.save_dir(dir, base)?;
+        let mut moments = Factors::new();
+        for p in self.model.params.clone() {
+            let v = self.exe.read(p.moments)?.to_f32()?;
+            moments.insert(p.name.clone(), (vec![2, v.len() / 2], v));
+        }
+        let m = Adapter {
+            config: self.model.lora.clone(),
+            tensors: moments,
+        };
+        let (_, bytes) = m.to_peft(base)?;
+        lora::write_atomic(&dir.join("optimizer.safetensors"), &bytes)?;
+        let state = serde_json::json!({ "step": self.step });
+        lora::write_atomic(
+            &dir.join("trainer_state.json"),
+            state.to_string().as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// Restores a checkpoint written by [`Trainer::save_checkpoint`];
+    /// returns the step to continue from.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_checkpoint(&mut self, dir: &std::path::Path) -> Result<usize, LoadError> {
+        let adapter = Adapter::load_dir(dir)?;
+        self.set_adapter(&adapter)?;
+        let cfg = std::fs::read_to_string(dir.join("adapter_config.json"))?;
+        let m = Adapter::from_peft(&cfg, &std::fs::read(dir.join("optimizer.safetensors"))?)?;
+        for p in self.model.params.clone() {
+            let (shape, v) = m.tensors.get(&p.name).ok_or_else(|| {
+                LoadError::Train(format!("checkpoint lacks moments of {}", p.name))
+            })?;
+            self.exe.write(
+                p.moments,
+                &HostTensor::from_f32(shape, crate::DType::F32, v)?,
+            )?;
+        }
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("trainer_state.json"))?)
+                .map_err(|e| LoadError::Train(format!("trainer_state.json: {e}")))?;
+        self.step = state
+            .get("step")
+            .and_then(|s| s.as_u64())
+            .ok_or_else(|| LoadError::Train("trainer_state.json has no step".into()))?
+            as usize;
+        Ok(self.step)
+    }
 }

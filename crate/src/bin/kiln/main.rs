@@ -11,6 +11,8 @@
 mod diffuse;
 #[cfg(not(target_arch = "wasm32"))]
 mod llm;
+#[cfg(not(target_arch = "wasm32"))]
+mod train;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
@@ -66,6 +68,8 @@ mod native {
         Bench(super::llm::BenchArgs),
         /// Generate terrain heightmaps with the diffusion UNet (ONNX).
         Diffuse(super::diffuse::DiffuseArgs),
+        /// Fine-tune a LoRA adapter (PEFT format) on chat JSONL or text.
+        TrainLora(super::train::TrainArgs),
     }
 
     pub fn main() -> ExitCode {
@@ -76,6 +80,7 @@ mod native {
             Cmd::Chat(a) => super::llm::chat(a),
             Cmd::Bench(a) => super::llm::bench(a),
             Cmd::Diffuse(a) => super::diffuse::diffuse(a),
+            Cmd::TrainLora(a) => super::train::train_lora(a),
             Cmd::OpsTest {
                 filter,
                 adapter,
