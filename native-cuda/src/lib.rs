@@ -20,6 +20,7 @@ pub mod kernels;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod model_parity;
 pub mod plan;
+pub mod train_parity;
 
 use kiln::backend::{Backend, BackendError, Executable};
 use kiln::graph::Graph;

@@ -7,8 +7,10 @@ use std::path::Path;
 
 use super::diff::vec_diff;
 use crate::backend::Backend;
-use crate::loader::LoadError;
+use crate::loader::gguf::{GgufFile, GgufSource};
 use crate::loader::safetensors::HfFolder;
+use crate::loader::{LoadError, WeightSource};
+use crate::model::LlamaConfig;
 use crate::train::graph::{self, TrainShape};
 use crate::train::lora::{Adapter, LoraConfig};
 use crate::train::{Batch, Hyper, Schedule, Trainer};
@@ -154,23 +156,35 @@ fn worst(got: &Adapter, want: &Adapter) -> Result<(f64, String), LoadError> {
     Ok(w)
 }
 
-/// Replays the reference run on `backend` with the model in `model_dir`
-/// (a Hugging Face folder, the one the reference trained).
+/// Replays the reference run on `backend` with the model the reference
+/// trained: a Hugging Face folder, or a GGUF file (transformers loads GGUF
+/// dequantized to f32 — exactly Kiln's base after on-the-fly decoding).
 pub fn replay(
     r: &LoraReference,
-    model_dir: &Path,
+    model: &Path,
     backend: &dyn Backend,
 ) -> Result<LoraReport, LoadError> {
-    let mut folder = HfFolder::open(model_dir, None)?;
-    let config = folder.llama_config()?;
     let shape = TrainShape {
         batch: r.batch,
         seq: r.seq,
         head_rows: 24,
         max_grad_norm: r.max_grad_norm,
     };
-    let tg = graph::build(&config, &r.lora, &shape, &|n| folder.info(n))?;
-    let mut t = Trainer::new(tg, backend, &mut folder, &r.init, r.hyper.clone())?;
+    let mut t = if model.is_dir() {
+        let mut folder = HfFolder::open(model, None)?;
+        let config = folder.llama_config()?;
+        let tg = graph::build(&config, &r.lora, &shape, &|n| folder.info(n))?;
+        Trainer::new(tg, backend, &mut folder, &r.init, r.hyper.clone())?
+    } else {
+        let (gguf, mut file) = GgufFile::open(model)?;
+        let config = LlamaConfig::from_gguf(&gguf)?;
+        let mut src = GgufSource {
+            file: &gguf,
+            reader: &mut file,
+        };
+        let tg = graph::build(&config, &r.lora, &shape, &|n| src.info(n))?;
+        Trainer::new(tg, backend, &mut src, &r.init, r.hyper.clone())?
+    };
     let mut rep = LoraReport::default();
     for (k, (b, &(loss, _lr, gn))) in r.batches.iter().zip(&r.steps).enumerate() {
         let n = b.n_targets();

@@ -81,6 +81,9 @@ enum Cmd {
     /// The diffusion UNet (ONNX) on CPU reference, wgpu and CUDA against ONNX
     /// Runtime: per-block error, output error, time; `--bench 1,64` times it.
     Diffuse(kiln_cuda::diffuse_parity::DiffuseArgs),
+    /// LoRA training on CPU reference, wgpu and CUDA: `--reference` replays a
+    /// PyTorch + PEFT run step by step; `--bench MODEL` times training steps.
+    Train(kiln_cuda::train_parity::TrainArgs),
 }
 
 #[derive(clap::Args)]
@@ -576,6 +579,7 @@ fn main() -> ExitCode {
         } => bench(&m, prefill, decode, reps, adapter),
         Cmd::Model(a) => model(a),
         Cmd::Diffuse(a) => kiln_cuda::diffuse_parity::run(a),
+        Cmd::Train(a) => kiln_cuda::train_parity::run(a),
     };
     r.unwrap_or_else(|e| {
         eprintln!("error: {e}");

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# LoRA training on the GPU machine (device tool), from the repository root.
+# Carry: .device/kiln-parity.xz (release kiln-parity built here), .gl (Vulkan
+# loader debs), .device/wheels (gguf wheel for transformers' GGUF loader) and
+# the SmolLM2 GGUF in parts (.device/smol/part00..02, one or more per call:
+# parts accumulate under /root/kiln while the machine stays warm; the script
+# joins them once all three are there and checks the sha256).
+# Writes under $OUT:
+#   env.txt            GPU, driver, versions, commit
+#   tiny_*.txt         kiln-parity train --reference: the tiny fixtures on CPU/wgpu/CUDA vs PEFT
+#   smol_ref/          tools/lora_reference.py on SmolLM2 Q4_1 (CUDA, f32, 30 steps, lora-facts)
+#   smol_parity.json   kiln-parity train --reference smol_ref on wgpu and CUDA
+#   kiln_bench.json    kiln-parity train --bench: SmolLM2 8 × 256, r=8, all projections
+#   torch_bench.json   tools/lora_reference.py --bench: PyTorch + PEFT, same setting, same run
+# STAGE=parts only copies parts; STAGE=tiny, smol, bench run one part; default: all.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+STAGE=${STAGE:-all}
+mkdir -p "$OUT" /root/kiln
+cp -n .device/smol/part* /root/kiln/ 2>/dev/null
+SMOL=/root/kiln/smollm2.gguf
+if [ ! -f $SMOL ] && [ -f /root/kiln/part00 ] && [ -f /root/kiln/part01 ] && [ -f /root/kiln/part02 ]; then
+  cat /root/kiln/part00 /root/kiln/part01 /root/kiln/part02 > $SMOL
+  echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $SMOL" | sha256sum -c || rm -f $SMOL
+fi
+ls -la /root/kiln
+[ "$STAGE" = parts ] && exit 0
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+python3 -c "import gguf" 2>/dev/null || pip install -q --no-deps .device/wheels/gguf-*.whl
+xz -dc .device/kiln-parity.xz > /root/kiln/kiln-parity && chmod +x /root/kiln/kiln-parity
+K=/root/kiln/kiln-parity
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; git log -1 --format=%H 2>/dev/null;
+  python3 -c "import torch, transformers, peft, gguf; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'gguf', gguf.__version__)"; } > "$OUT/env.txt" 2>&1
+if [ "$STAGE" = all ] || [ "$STAGE" = tiny ]; then
+  for f in facts facts_brandom random_rslora; do
+    timeout 120 $K train --reference tests/fixtures/lora/llama3/$f --model tests/fixtures/models/llama3 \
+      --adapter nvidia > "$OUT/tiny_$f.txt" 2>&1; echo "exit $?" >> "$OUT/tiny_$f.txt"
+    tail -4 "$OUT/tiny_$f.txt"
+  done
+fi
+if [ -f $SMOL ] && { [ "$STAGE" = all ] || [ "$STAGE" = smol ]; }; then
+  timeout 300 python3 tools/lora_reference.py --model $SMOL --data data/lora-facts/train.jsonl \
+    --steps 30 --batch 4 --seq-len 128 --device cuda --out "$OUT/smol_ref" > "$OUT/smol_ref.log" 2>&1
+  echo "reference exit $?" >> "$OUT/smol_ref.log"; tail -2 "$OUT/smol_ref.log"
+  timeout 300 $K train --reference "$OUT/smol_ref" --model $SMOL --no-cpu --adapter nvidia --json \
+    > "$OUT/smol_parity.json" 2> "$OUT/smol_parity.err"
+  echo "parity exit $?" >> "$OUT/smol_parity.err"; tail -3 "$OUT/smol_parity.err"
+  python3 -c "import json,sys; [print(r['backend'], r['max_loss_rel'], r['final_rel'], r['pass']) for r in json.load(open(sys.argv[1]))]" "$OUT/smol_parity.json"
+fi
+if [ -f $SMOL ] && { [ "$STAGE" = all ] || [ "$STAGE" = bench ]; }; then
+  timeout 300 $K train --bench $SMOL --batch 8 --seq-len 256 --rank 8 --steps 10 --adapter nvidia --json \
+    > "$OUT/kiln_bench.json" 2> "$OUT/kiln_bench.err"; echo "kiln bench exit $?" >> "$OUT/kiln_bench.err"
+  grep -h "median" "$OUT/kiln_bench.json" "$OUT/kiln_bench.err" | head
+  timeout 300 python3 tools/lora_reference.py --bench --model $SMOL --rank 8 --device cuda \
+    > "$OUT/torch_bench.json" 2> "$OUT/torch_bench.err"; echo "torch bench exit $?" >> "$OUT/torch_bench.err"
+  head -c 1500 "$OUT/torch_bench.json"
+fi
