@@ -7,6 +7,11 @@
 //   this chunk; a weight split across bindings is one dispatch per chunk,
 //   chunks after the first add to dx (accumulate = 1).
 //   Bindings: 0 params, 1 W (rows n0..n0+rows), 2 dy [m, n], 3 dx [m, k].
+// INPUT_GRAD + TILED (GPUs): the same product as a tiled GEMM — a 16×16
+//   workgroup owns a 32(m)×32(k) tile of dx, each invocation a 2×2 block;
+//   the reduction over weight rows advances 32 at a time with dy's tile and
+//   the decoded weight tile (stored transposed, [k][n]) in workgroup memory
+//   (common/tile32.wgsl). Grid (ceil(k/32), ceil(m/32)).
 // WEIGHT_GRAD: dW[n, k] = Σ_m dy[m, n] · x[m, k] (all f32). Each invocation
 //   owns 4 rows of dW × 4 columns and walks the m rows.
 //   Bindings: 0 params, 1 dy [m, n], 2 x [m, k], 3 dW [n, k].
@@ -30,6 +35,60 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 #include "common/weights.wgsl"
 
+fn store_dx(o: u32, v: f32) {
+    if (p.accumulate != 0u) {
+        dx[o] += v;
+    } else {
+        dx[o] = v;
+    }
+}
+
+#if TILED
+const T: u32 = 32u;
+#include "common/tile32.wgsl"
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let c0 = wid.x * T;       // first column (k) of the tile
+    let m0 = wid.y * T;       // first row (m) of the tile
+    let lr = lid / 8u;        // staged row: dy row m0+lr / weight row r0+lr
+    let lg = lid % 8u;        // staged group of 4: dy columns / weight k
+    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    for (var r0 = 0u; r0 < p.rows; r0 += T) {
+        // dy[m0+lr, n0+r0+4lg .. +3] → xs[lr][4lg+i]
+        for (var i = 0u; i < 4u; i++) {
+            let r = r0 + 4u * lg + i;
+            var v = 0.0;
+            if (m0 + lr < p.m && r < p.rows) {
+                v = dy[(m0 + lr) * p.n + p.n0 + r];
+            }
+            xs[lr * 33u + 4u * lg + i] = v;
+        }
+        // W[r0+lr, c0+4lg .. +3] → ws[4lg+i][lr] (transposed: [k][n])
+        var wv = vec4<f32>(0.0);
+        let g = c0 / 4u + lg;
+        if (r0 + lr < p.rows && 4u * g < p.k) {
+            wv = w4(r0 + lr, p.k, g);
+        }
+        for (var i = 0u; i < 4u; i++) {
+            ws[(4u * lg + i) * 33u + lr] = wv[i];
+        }
+        workgroupBarrier();
+        tile_mac(lid3.y * 2u, lid3.x * 2u, &acc);
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 2u; i++) {
+        for (var j = 0u; j < 2u; j++) {
+            let m = m0 + lid3.y * 2u + i;
+            let c = c0 + lid3.x * 2u + j;
+            if (m < p.m && c < p.k) {
+                store_dx(m * p.k + c, acc[i * 2u + j]);
+            }
+        }
+    }
+}
+#else
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -53,16 +112,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         for (var c = 0u; c < 4u; c++) {
             let kk = 4u * g + c;
             if (kk < p.k) {
-                let o = (m0 + i) * p.k + kk;
-                if (p.accumulate != 0u) {
-                    dx[o] += acc[i][c];
-                } else {
-                    dx[o] = acc[i][c];
-                }
+                store_dx((m0 + i) * p.k + kk, acc[i][c]);
             }
         }
     }
 }
+#endif
 #endif
 
 #if WEIGHT_GRAD

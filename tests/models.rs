@@ -60,6 +60,7 @@ fn opts(fused: bool) -> LlamaOptions {
         kv_dtype: DType::F32,
         fused,
         debug_layers: false,
+        lora: None,
     }
 }
 

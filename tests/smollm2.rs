@@ -35,6 +35,7 @@ fn setup(gpu: &dyn kiln::Backend, kv_dtype: kiln::DType) -> (Value, Llm) {
         kv_dtype,
         fused: false,
         debug_layers: false,
+        lora: None,
     };
     let (llm, _) = Llm::open(&model_path(), gpu, &opts, &mut |_, _| true).unwrap();
     (reference, llm)

@@ -29,7 +29,7 @@ for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-python3 -c "import gguf" 2>/dev/null || pip install -q --no-deps .device/wheels/gguf-*.whl
+python3 -c "import gguf" 2>/dev/null || python3 -m pip install -q --no-deps --break-system-packages .device/wheels/gguf-*.whl
 xz -dc .device/kiln-parity.xz > /root/kiln/kiln-parity && chmod +x /root/kiln/kiln-parity
 K=/root/kiln/kiln-parity
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; git log -1 --format=%H 2>/dev/null;
@@ -51,9 +51,9 @@ if [ -f $SMOL ] && { [ "$STAGE" = all ] || [ "$STAGE" = smol ]; }; then
   python3 -c "import json,sys; [print(r['backend'], r['max_loss_rel'], r['final_rel'], r['pass']) for r in json.load(open(sys.argv[1]))]" "$OUT/smol_parity.json"
 fi
 if [ -f $SMOL ] && { [ "$STAGE" = all ] || [ "$STAGE" = bench ]; }; then
-  timeout 300 $K train --bench $SMOL --batch 8 --seq-len 256 --rank 8 --steps 10 --adapter nvidia --json \
+  timeout 300 $K train --bench $SMOL --batch 8 --seq-len 256 --rank 8 --steps 10 --adapter nvidia --json --profile \
     > "$OUT/kiln_bench.json" 2> "$OUT/kiln_bench.err"; echo "kiln bench exit $?" >> "$OUT/kiln_bench.err"
-  grep -h "median" "$OUT/kiln_bench.json" "$OUT/kiln_bench.err" | head
+  grep -h "median\|profile\|  " "$OUT/kiln_bench.err" | head -40
   timeout 300 python3 tools/lora_reference.py --bench --model $SMOL --rank 8 --device cuda \
     > "$OUT/torch_bench.json" 2> "$OUT/torch_bench.err"; echo "torch bench exit $?" >> "$OUT/torch_bench.err"
   head -c 1500 "$OUT/torch_bench.json"

@@ -5,6 +5,7 @@
 use std::io::{Read, Seek};
 
 use crate::backend::{Backend, Executable};
+use crate::graph::TensorId;
 use crate::host::HostTensor;
 use crate::loader::LoadError;
 use crate::loader::WeightSource;
@@ -88,6 +89,10 @@ impl Llm {
         let model = llama::build(config, opts, info)?;
         let mut exe = backend.compile(&model.graph)?;
         model.clear_cache(exe.as_mut())?;
+        for &(_, _, a, b) in &model.lora {
+            exe.fill(a, 0)?;
+            exe.fill(b, 0)?;
+        }
         Ok(Llm {
             model,
             exe,
@@ -266,5 +271,96 @@ impl Llm {
     pub async fn logits_async(&mut self) -> Result<Vec<f32>, LoadError> {
         let logits = self.last()?.logits;
         Ok(self.read_async(logits).await?.to_f32()?)
+    }
+
+    /// Puts these adapters (each with its own scale, 1.0 = as trained) in
+    /// the graph's LoRA slots, replacing any there; an empty list restores
+    /// the base model. The base weights are untouched: switching costs one
+    /// write of the factors. Adapters' ranks add up along the slots' rank
+    /// (A rows stacked, B columns scaled by `scale·alpha/r` and stacked).
+    /// The KV cache is cleared (it was computed with other weights).
+    pub fn set_adapters(
+        &mut self,
+        adapters: &[(&crate::train::lora::Adapter, f32)],
+    ) -> Result<(), LoadError> {
+        use crate::train::lora::{Factor, Target, hf_to_gguf_rows, peft_name};
+        let m = &self.model;
+        let Some(slots) = &m.opts.lora else {
+            if adapters.is_empty() {
+                return Ok(());
+            }
+            return Err(LoadError::Adapter(
+                "the model was loaded without LoRA slots".into(),
+            ));
+        };
+        let total: usize = adapters.iter().map(|(a, _)| a.config.rank).sum();
+        if total > slots.rank {
+            return Err(LoadError::Adapter(format!(
+                "the adapters' ranks add up to {total}; the model was loaded with room for {}",
+                slots.rank
+            )));
+        }
+        for (a, _) in adapters {
+            a.check(&m.config)?;
+            if let Some(t) = a.config.targets.iter().find(|t| !slots.targets.contains(t)) {
+                return Err(LoadError::Adapter(format!(
+                    "the adapter targets {} but the model was loaded without a slot for it",
+                    t.module()
+                )));
+            }
+        }
+        let c = &m.config;
+        let cap = slots.rank;
+        let writes: Vec<(TensorId, HostTensor)> = m
+            .lora
+            .iter()
+            .map(|&(layer, t, at, bt)| {
+                let (i, o) = t.dims(c);
+                let mut av = vec![0f32; cap * i];
+                let mut bv = vec![0f32; o * cap];
+                let mut r0 = 0;
+                for (a, scale) in adapters {
+                    let r = a.config.rank;
+                    if !a.config.targets.contains(&t) {
+                        continue;
+                    }
+                    let (_, va) = &a.tensors[&peft_name(layer, t, Factor::A)];
+                    let (_, vb) = &a.tensors[&peft_name(layer, t, Factor::B)];
+                    av[r0 * i..(r0 + r) * i].copy_from_slice(va);
+                    let s = scale * a.config.scaling();
+                    let permute = matches!(t, Target::Q | Target::K)
+                        && c.rope_mode == crate::ops::rope::RopeMode::Normal;
+                    let heads = if t == Target::Q {
+                        c.n_heads
+                    } else {
+                        c.n_kv_heads
+                    };
+                    let rows: Vec<usize> = if permute {
+                        hf_to_gguf_rows(heads, c.head_dim)
+                    } else {
+                        (0..o).collect()
+                    };
+                    for (gr, &hr) in rows.iter().enumerate() {
+                        for j in 0..r {
+                            bv[gr * cap + r0 + j] = s * vb[hr * r + j];
+                        }
+                    }
+                    r0 += r;
+                }
+                Ok([
+                    (at, HostTensor::from_f32(&[cap, i], crate::DType::F32, &av)?),
+                    (bt, HostTensor::from_f32(&[o, cap], crate::DType::F32, &bv)?),
+                ])
+            })
+            .collect::<Result<Vec<_>, LoadError>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        for (t, h) in writes {
+            self.exe.write(t, &h)?;
+        }
+        self.reset();
+        self.model.clear_cache(self.exe.as_mut())?;
+        Ok(())
     }
 }

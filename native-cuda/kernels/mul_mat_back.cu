@@ -9,8 +9,54 @@
 // Blocks of 64; each thread owns 4 rows of the output × 4 consecutive
 // columns (16 f32 accumulators), one thread per (4-row block, column group),
 // folded by ops::grid.
+// mul_mat_input_grad_tiled_<w> (INPUT_GRAD + TILED): the same product as a
+//   tiled GEMM, 16×16 threads per 32(m)×32(k) tile of dx, each a 2×2 block;
+//   the reduction over weight rows advances 32 at a time with dy's tile and
+//   the decoded weight tile (transposed, [k][n]) in shared memory
+//   (tile32.cuh). Grid (ceil(k/32), ceil(m/32)).
 #include "common.cuh"
 #include "quant.cuh"
+#include "tile32.cuh"
+
+template <class D>
+__device__ void input_grad_tiled(const Params& p, const Ptrs& b) {
+    __shared__ float xs[32 * 33];
+    __shared__ float ws[32 * 33];
+    const u8* W = BUF(const u8, 0);
+    const float* dy = BUF(const float, 1);
+    float* dx = BUF(float, 2);
+    const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
+    const u32 c0 = blockIdx.x * 32u, m0 = blockIdx.y * 32u;
+    const u32 lid = threadIdx.y * 16u + threadIdx.x;
+    const u32 lr = lid / 8u, lg = lid % 8u;
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    for (u32 r0 = 0; r0 < rows; r0 += 32u) {
+        for (u32 i = 0; i < 4u; i++) {
+            u32 r = r0 + 4u * lg + i;
+            xs[lr * 33u + 4u * lg + i] =
+                (m0 + lr < m && r < rows) ? dy[(u64)(m0 + lr) * n + n0 + r] : 0.f;
+        }
+        float4 wv = make_float4(0.f, 0.f, 0.f, 0.f);
+        u32 g = c0 / 4u + lg;
+        if (r0 + lr < rows && 4u * g < k) wv = D::w4(W, r0 + lr, k, g);
+        ws[(4u * lg + 0u) * 33u + lr] = wv.x;
+        ws[(4u * lg + 1u) * 33u + lr] = wv.y;
+        ws[(4u * lg + 2u) * 33u + lr] = wv.z;
+        ws[(4u * lg + 3u) * 33u + lr] = wv.w;
+        __syncthreads();
+        tile_mac(xs, ws, threadIdx.y * 2u, threadIdx.x * 2u, acc);
+        __syncthreads();
+    }
+    for (u32 i = 0; i < 2u; i++) {
+        for (u32 j = 0; j < 2u; j++) {
+            u32 mm = m0 + threadIdx.y * 2u + i, c = c0 + threadIdx.x * 2u + j;
+            if (mm < m && c < k) {
+                u64 o = (u64)mm * k + c;
+                dx[o] = p.w[5] != 0u ? dx[o] + acc[i * 2u + j] : acc[i * 2u + j];
+            }
+        }
+    }
+}
 
 template <class D>
 __device__ void input_grad(const Params& p, const Ptrs& b) {
@@ -63,6 +109,15 @@ extern "C" __global__ void mul_mat_input_grad_q4_0(Params p, Ptrs b) { input_gra
 extern "C" __global__ void mul_mat_input_grad_q4_1(Params p, Ptrs b) { input_grad<DQ4_1>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_q4_k(Params p, Ptrs b) { input_grad<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_q6_k(Params p, Ptrs b) { input_grad<DQ6_K>(p, b); }
+
+extern "C" __global__ void mul_mat_input_grad_tiled_f32(Params p, Ptrs b) { input_grad_tiled<DF32>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_tiled_f16(Params p, Ptrs b) { input_grad_tiled<DF16>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_tiled_bf16(Params p, Ptrs b) { input_grad_tiled<DBF16>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_tiled_q8_0(Params p, Ptrs b) { input_grad_tiled<DQ8_0>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_tiled_q4_0(Params p, Ptrs b) { input_grad_tiled<DQ4_0>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_tiled_q4_1(Params p, Ptrs b) { input_grad_tiled<DQ4_1>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_tiled_q4_k(Params p, Ptrs b) { input_grad_tiled<DQ4_K>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_tiled_q6_k(Params p, Ptrs b) { input_grad_tiled<DQ6_K>(p, b); }
 
 extern "C" __global__ void mul_mat_weight_grad(Params p, Ptrs b) {
     const float* dy = BUF(const float, 0);

@@ -206,6 +206,14 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
         ("timestep_embed.wgsl", "main") => {
             k("timestep_embed", "timestep_embed".into(), [256, 1, 1])
         }
+        ("mul_mat_back.wgsl", "main") if has("INPUT_GRAD") && has("TILED") => {
+            let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
+            k(
+                "mul_mat_back",
+                format!("mul_mat_input_grad_tiled_{w}"),
+                [16, 16, 1],
+            )
+        }
         ("mul_mat_back.wgsl", "main") if has("INPUT_GRAD") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
             k(

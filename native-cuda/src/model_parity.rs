@@ -55,6 +55,7 @@ pub fn trace(
         kv_dtype: kiln::DType::F32,
         fused: false,
         debug_layers: true,
+        lora: None,
     };
     let (mut llm, _) = Llm::open(path, backend, &opts, &mut |_, _| true)?;
     let t0 = Instant::now();

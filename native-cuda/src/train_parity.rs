@@ -57,6 +57,9 @@ pub struct TrainArgs {
     no_cuda: bool,
     #[arg(long)]
     json: bool,
+    /// With --bench: per-kernel times of one training micro-batch.
+    #[arg(long)]
+    profile: bool,
 }
 
 fn backends(a: &TrainArgs, cpu: bool) -> Vec<Box<dyn Backend>> {
@@ -182,6 +185,24 @@ fn bench(a: &TrainArgs, model: &std::path::Path) -> Result<ExitCode, Box<dyn std
             times.push(t0.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
+        let mut prof = Vec::new();
+        if a.profile {
+            // One more micro-batch, one kernel at a time.
+            prof = tr.exe.profile(graph::STEP, &[0])?;
+            let total: f64 = prof.iter().map(|p| p.1).sum();
+            eprintln!(
+                "{}: profile of one forward+backward ({:.1} ms in kernels)",
+                b.name(),
+                total * 1e3
+            );
+            for (k, secs, n) in prof.iter().take(15) {
+                eprintln!(
+                    "  {k:<48} {:8.2} ms {:5.1}% ×{n}",
+                    secs * 1e3,
+                    100.0 * secs / total
+                );
+            }
+        }
         let med = times[times.len() / 2];
         println!(
             "{}: {} × {} tokens, r={}, all 7 projections: median step {:.1} ms, {:.0} tokens/s, device memory {:.2} GB, last loss {loss:.3}",
@@ -197,6 +218,7 @@ fn bench(a: &TrainArgs, model: &std::path::Path) -> Result<ExitCode, Box<dyn std
             "backend": b.name(), "batch": a.batch, "seq_len": a.seq_len, "rank": a.rank,
             "median_step_ms": med * 1e3, "tokens_per_s": t as f64 / med,
             "device_bytes": mem, "steps_ms": times.iter().map(|x| x * 1e3).collect::<Vec<_>>(),
+            "profile": prof.iter().map(|(k, s, n)| serde_json::json!({"kernel": k, "ms": s * 1e3, "dispatches": n})).collect::<Vec<_>>(),
         }));
     }
     if a.json {

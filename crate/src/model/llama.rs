@@ -17,6 +17,7 @@ use crate::graph::{Graph, Sym, TensorId};
 use crate::loader::LoadError;
 use crate::ops::matmul_fused::Fusion;
 use crate::ops::rope::Rope;
+use crate::train::lora::Target;
 
 #[derive(Clone, Debug)]
 pub struct LlamaOptions {
@@ -35,6 +36,19 @@ pub struct LlamaOptions {
     /// parity tools can read hidden states per layer (costs memory: those
     /// buffers are no longer pooled).
     pub debug_layers: bool,
+    /// LoRA slots (unmerged adapters): the base stays as stored and each
+    /// targeted projection adds `(x·Aᵀ)·Bᵀ` from small state tensors that
+    /// [`crate::llm::Llm::set_adapters`] rewrites — switching adapters or
+    /// their scales never touches the base.
+    pub lora: Option<LoraSlots>,
+}
+
+/// Room for adapters in the inference graph: the total rank of all adapters
+/// used at once, and the projections they may target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraSlots {
+    pub rank: usize,
+    pub targets: Vec<crate::train::lora::Target>,
 }
 
 impl Default for LlamaOptions {
@@ -45,6 +59,7 @@ impl Default for LlamaOptions {
             kv_dtype: DType::F32,
             fused: false,
             debug_layers: false,
+            lora: None,
         }
     }
 }
@@ -87,6 +102,8 @@ pub struct LlamaGraph {
     pub weights: Vec<(String, TensorId)>,
     /// KV caches, `[n_kv_heads, max_ctx + prefill_chunk, head_dim]` each.
     pub caches: Vec<TensorId>,
+    /// LoRA slots: (layer, target, A `[rank, in]`, B `[out, rank]`).
+    pub lora: Vec<(usize, Target, TensorId, TensorId)>,
 }
 
 enum FfnIn {
@@ -114,6 +131,8 @@ struct Layer {
     w_down: TensorId,
     k_cache: TensorId,
     v_cache: TensorId,
+    /// LoRA slots: target → (A `[rank, in]`, B `[out, rank]`) state tensors.
+    lora: Vec<(Target, TensorId, TensorId)>,
 }
 
 /// Looks up a weight's (shape, dtype) as stored in the model file.
@@ -127,6 +146,11 @@ pub fn build(
     file: WeightLookup,
 ) -> Result<LlamaGraph, LoadError> {
     let c = config;
+    if opts.fused && opts.lora.is_some() {
+        return Err(LoadError::Adapter(
+            "LoRA slots need the plain graph (not --fused)".into(),
+        ));
+    }
     let mut g = Graph::new();
     let mut weights: Vec<(String, TensorId)> = Vec::new();
     let weight = |g: &mut Graph,
@@ -200,6 +224,27 @@ pub fn build(
             w_down: weight(&mut g, &mut weights, &n("ffn_down.weight"), &[d, c.ffn_dim])?,
             k_cache: g.state(&n("k_cache"), &[c.n_kv_heads, cap, hd], opts.kv_dtype)?,
             v_cache: g.state(&n("v_cache"), &[c.n_kv_heads, cap, hd], opts.kv_dtype)?,
+            lora: match &opts.lora {
+                None => Vec::new(),
+                Some(slots) => slots
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        let (i, o) = t.dims(c);
+                        let a = g.state(
+                            &n(&format!("lora.{}.A", t.module())),
+                            &[slots.rank, i],
+                            DType::F32,
+                        )?;
+                        let b = g.state(
+                            &n(&format!("lora.{}.B", t.module())),
+                            &[o, slots.rank],
+                            DType::F32,
+                        )?;
+                        Ok((*t, a, b))
+                    })
+                    .collect::<Result<_, LoadError>>()?,
+            },
         });
     }
     let out_norm = weight(&mut g, &mut weights, "output_norm.weight", &[d])?;
@@ -234,6 +279,20 @@ pub fn build(
         let mut x = g.get_rows(embd, ids)?;
         let mut hidden = Vec::new();
         for ly in &layers {
+            // y + (x·Aᵀ)·Bᵀ for a projection with a LoRA slot.
+            let lora = |g: &mut Graph,
+                        t: Target,
+                        x: TensorId,
+                        y: TensorId|
+             -> Result<TensorId, LoadError> {
+                match ly.lora.iter().find(|l| l.0 == t) {
+                    Some(&(_, a, b)) => {
+                        let h = g.matmul(x, a)?;
+                        Ok(g.matmul_add(h, b, y)?)
+                    }
+                    None => Ok(y),
+                }
+            };
             let (mut q, mut k, mut v) = if opts.fused {
                 let norm = Fusion {
                     norm: Some((ly.attn_norm, c.rms_eps)),
@@ -246,10 +305,15 @@ pub fn build(
                 )
             } else {
                 let h = g.rms_norm(x, Some(ly.attn_norm), c.rms_eps)?;
-                (
+                let (q, k, v) = (
                     g.matmul(h, ly.wq)?,
                     g.matmul(h, ly.wk)?,
                     g.matmul(h, ly.wv)?,
+                );
+                (
+                    lora(g, Target::Q, h, q)?,
+                    lora(g, Target::K, h, k)?,
+                    lora(g, Target::V, h, v)?,
                 )
             };
             if let Some([bq, bk, bv]) = ly.bias {
@@ -270,7 +334,8 @@ pub fn build(
             let kc = g.write_cache(ly.k_cache, k, pos)?;
             let vc = g.write_cache(ly.v_cache, v, pos)?;
             let a = g.attention(q, kc, vc, 1.0 / (hd as f32).sqrt(), pos)?;
-            x = g.matmul_add(a, ly.wo, x)?;
+            let o = g.matmul_add(a, ly.wo, x)?;
+            x = lora(g, Target::O, a, o)?;
             let s = match ly.ffn_in {
                 FfnIn::Fused(w) => {
                     let f = Fusion {
@@ -283,11 +348,14 @@ pub fn build(
                 FfnIn::Split(wg, wu) => {
                     let h = g.rms_norm(x, Some(ly.ffn_norm), c.rms_eps)?;
                     let gate = g.matmul(h, wg)?;
+                    let gate = lora(g, Target::Gate, h, gate)?;
                     let up = g.matmul(h, wu)?;
+                    let up = lora(g, Target::Up, h, up)?;
                     g.swiglu(gate, up)?
                 }
             };
-            x = g.matmul_add(s, ly.w_down, x)?;
+            let down = g.matmul_add(s, ly.w_down, x)?;
+            x = lora(g, Target::Down, s, down)?;
             if opts.debug_layers {
                 g.mark_output(x)?;
                 hidden.push(x);
@@ -319,6 +387,11 @@ pub fn build(
     let program = g.begin_program();
     let prefill = forward(&mut g, opts.prefill_chunk.max(2), program)?;
     let caches = layers.iter().flat_map(|l| [l.k_cache, l.v_cache]).collect();
+    let lora = layers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, l)| l.lora.iter().map(move |&(t, a, b)| (i, t, a, b)))
+        .collect();
     Ok(LlamaGraph {
         config: c.clone(),
         opts: opts.clone(),
@@ -328,6 +401,7 @@ pub fn build(
         prefill,
         weights,
         caches,
+        lora,
     })
 }
 

@@ -7,7 +7,8 @@
 //! * [`MatMulWeightGrad`]: `dW [n, k] = dyᵀ · x` over all rows (f32), the
 //!   gradient of a trainable weight (LoRA A and B).
 //!
-//! Kernel: `shaders/mul_mat_back.wgsl` (`INPUT_GRAD` / `WEIGHT_GRAD`).
+//! Kernel: `shaders/mul_mat_back.wgsl` (`INPUT_GRAD`, tiled on GPUs /
+//! `WEIGHT_GRAD`).
 
 use super::{Dispatch, Op, PlanCtx, arity, grid, put_f32, require_dtype, shape_err, u};
 use crate::dtype::DType;
@@ -89,15 +90,21 @@ impl Op for MatMulInputGrad {
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
         let (dy, w) = (ctx.inputs[0], ctx.inputs[1]);
         let (m, n, k) = (dy.rows(), w.shape[0], w.shape[1]);
+        // GPUs: the tiled GEMM; CPU adapters: the barrier-free kernel.
+        let tiled = !ctx.caps.cpu;
         let invocations = k.div_ceil(4) * m.div_ceil(4);
         ctx.chunks[1]
             .iter()
             .enumerate()
             .map(|(c, ch)| {
+                let mut defines = vec!["INPUT_GRAD", weight_define(w.dtype)];
+                if tiled {
+                    defines.push("TILED");
+                }
                 Ok(Dispatch {
                     shader: "mul_mat_back.wgsl",
                     entry: "main",
-                    defines: vec!["INPUT_GRAD", weight_define(w.dtype)],
+                    defines,
                     bindings: vec![Bind::Input(1, c), Bind::Input(0, 0), Bind::Output],
                     params: vec![
                         u(m)?,
@@ -107,7 +114,11 @@ impl Op for MatMulInputGrad {
                         u(ch.rows)?,
                         (c > 0) as u32,
                     ],
-                    groups: grid(invocations.div_ceil(64), ctx.caps)?,
+                    groups: if tiled {
+                        [u(k.div_ceil(32))?, u(m.div_ceil(32))?, 1]
+                    } else {
+                        grid(invocations.div_ceil(64), ctx.caps)?
+                    },
                 })
             })
             .collect()

@@ -172,6 +172,7 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         // (200 vs 155 tok/s) and lavapipe (180 vs 239 ms/token), see docs/bench.
         fused: a.fused,
         debug_layers: false,
+        lora: None,
     };
     let t0 = Instant::now();
     let name = path
