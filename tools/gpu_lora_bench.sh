@@ -58,3 +58,18 @@ if [ -f $SMOL ] && { [ "$STAGE" = all ] || [ "$STAGE" = bench ]; }; then
     > "$OUT/torch_bench.json" 2> "$OUT/torch_bench.err"; echo "torch bench exit $?" >> "$OUT/torch_bench.err"
   head -c 1500 "$OUT/torch_bench.json"
 fi
+# Fine-tune SmolLM2 on lora-facts with Kiln (wgpu/Vulkan) and measure
+# held-out accuracy before and after (STAGE=finetune; needs .device/kiln.xz).
+if [ -f $SMOL ] && [ "$STAGE" = finetune ]; then
+  xz -dc .device/kiln.xz > /root/kiln/kiln && chmod +x /root/kiln/kiln
+  KILN=/root/kiln/kiln
+  STEPS=${STEPS:-120}
+  timeout 100 $KILN eval-qa --model $SMOL --adapter nvidia --data data/lora-facts/heldout.jsonl \
+    > "$OUT/qa_before.txt" 2>&1; tail -1 "$OUT/qa_before.txt"
+  timeout 330 $KILN train-lora --model $SMOL --adapter nvidia --data data/lora-facts/train.jsonl \
+    --val-fraction 0.1 --steps $STEPS --batch 8 --seq-len 256 --lr ${LR:-5e-4} --warmup 10 \
+    --eval-every 10 --save-every 0 --out "$OUT/smol_adapter" > "$OUT/finetune.txt" 2>&1
+  echo "finetune exit $?" >> "$OUT/finetune.txt"; grep -v "^step" "$OUT/finetune.txt" | tail -5
+  timeout 100 $KILN eval-qa --model $SMOL --adapter nvidia --data data/lora-facts/heldout.jsonl \
+    --lora "$OUT/smol_adapter" --verbose > "$OUT/qa_after.txt" 2>&1; tail -1 "$OUT/qa_after.txt"
+fi

@@ -44,6 +44,28 @@ pub struct ModelArgs {
     /// Quantize a safetensors model's matrices on load (q8_0, q4_0, q4_1, q4_k, q6_k, f16).
     #[arg(long)]
     quantize: Option<DType>,
+    /// A PEFT LoRA adapter folder, optionally with a scale: DIR or DIR:0.5
+    /// (repeatable: several adapters apply at once; the base stays as stored).
+    #[arg(long)]
+    lora: Vec<String>,
+}
+
+/// `--lora DIR[:SCALE]` values: the adapters and their scales.
+fn adapters(
+    specs: &[String],
+) -> Result<Vec<(kiln::train::lora::Adapter, f32)>, Box<dyn std::error::Error>> {
+    specs
+        .iter()
+        .map(|s| {
+            let (dir, scale) = match s.rsplit_once(':') {
+                Some((d, sc)) if sc.parse::<f32>().is_ok() => (d, sc.parse::<f32>()?),
+                _ => (s.as_str(), 1.0),
+            };
+            let a = kiln::train::lora::Adapter::load_dir(std::path::Path::new(dir))
+                .map_err(|e| format!("--lora {dir}: {e}"))?;
+            Ok((a, scale))
+        })
+        .collect()
 }
 
 #[derive(Args, Clone, Debug)]
@@ -104,6 +126,22 @@ pub struct ChatArgs {
     sample: SampleArgs,
     #[arg(long)]
     system: Option<String>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct EvalQaArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// JSONL: {"messages": [...], "answer": "..."} per line; a reply is
+    /// correct when it contains the answer (case-insensitive).
+    #[arg(long)]
+    data: PathBuf,
+    /// Tokens generated per question (greedy).
+    #[arg(long, default_value_t = 48)]
+    max_tokens: usize,
+    /// Print every question, reply and verdict.
+    #[arg(long)]
+    verbose: bool,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -174,6 +212,20 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         debug_layers: false,
         lora: None,
     };
+    let lora = adapters(&a.lora)?;
+    let mut opts = opts;
+    if !lora.is_empty() {
+        let mut targets: Vec<_> = lora
+            .iter()
+            .flat_map(|(a, _)| a.config.targets.clone())
+            .collect();
+        targets.sort();
+        targets.dedup();
+        opts.lora = Some(kiln::model::llama::LoraSlots {
+            rank: lora.iter().map(|(a, _)| a.config.rank).sum(),
+            targets,
+        });
+    }
     let t0 = Instant::now();
     let name = path
         .file_name()
@@ -189,6 +241,11 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         true
     })?;
     model.pipelined = !backend.caps.cpu;
+    if !lora.is_empty() {
+        let refs: Vec<_> = lora.iter().map(|(a, s)| (a, *s)).collect();
+        model.llm.set_adapters(&refs)?;
+        eprintln!("LoRA: {} adapter(s) applied, unmerged", lora.len());
+    }
     eprintln!(
         "\rloaded {name}: {} layers, {:.1} MB of weights, on {} in {:.2} s",
         model.llm.model.config.n_layers,
@@ -233,6 +290,65 @@ pub fn generate(a: GenerateArgs) -> Res {
     };
     println!();
     report(&g);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Greedy answers to held-out questions: accuracy of a model (with or
+/// without adapters) on facts it was or was not fine-tuned on.
+pub fn eval_qa(a: EvalQaArgs) -> Res {
+    let (mut m, _) = load(&a.model)?;
+    let text =
+        std::fs::read_to_string(&a.data).map_err(|e| format!("{}: {e}", a.data.display()))?;
+    let params = GenerateParams {
+        max_tokens: a.max_tokens,
+        stop: Vec::new(),
+        ignore_eos: false,
+        sampling: SamplingParams::default(),
+    };
+    let (mut right, mut total) = (0, 0);
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let answer = v["answer"]
+            .as_str()
+            .ok_or(format!("line {}: no answer", i + 1))?;
+        let msgs: Vec<ChatMessage> = v["messages"]
+            .as_array()
+            .ok_or(format!("line {}: no messages", i + 1))?
+            .iter()
+            .map(|m| {
+                ChatMessage::new(
+                    m["role"].as_str().unwrap_or("user"),
+                    m["content"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        m.llm.reset();
+        let mut reply = String::new();
+        m.chat(&msgs, &params, &mut |t| {
+            reply.push_str(t);
+            true
+        })?;
+        let ok = reply.to_lowercase().contains(&answer.to_lowercase());
+        right += ok as usize;
+        total += 1;
+        if a.verbose {
+            let q = msgs.last().map(|m| m.content.as_str()).unwrap_or("");
+            eprintln!(
+                "[{}] {q}\n    → {}\n    (answer: {answer})",
+                if ok { "ok" } else { "--" },
+                reply.trim()
+            );
+        }
+    }
+    println!(
+        "held-out accuracy: {right}/{total} = {:.1}%",
+        100.0 * right as f64 / total.max(1) as f64
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -68,6 +68,8 @@ mod native {
         Bench(super::llm::BenchArgs),
         /// Generate terrain heightmaps with the diffusion UNet (ONNX).
         Diffuse(super::diffuse::DiffuseArgs),
+        /// Accuracy of greedy answers to held-out questions (JSONL with "answer").
+        EvalQa(super::llm::EvalQaArgs),
         /// Fine-tune a LoRA adapter (PEFT format) on chat JSONL or text.
         TrainLora(super::train::TrainArgs),
     }
@@ -81,6 +83,7 @@ mod native {
             Cmd::Bench(a) => super::llm::bench(a),
             Cmd::Diffuse(a) => super::diffuse::diffuse(a),
             Cmd::TrainLora(a) => super::train::train_lora(a),
+            Cmd::EvalQa(a) => super::llm::eval_qa(a),
             Cmd::OpsTest {
                 filter,
                 adapter,
