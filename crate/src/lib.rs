@@ -24,6 +24,8 @@ pub mod train;
 pub mod web;
 #[cfg(all(feature = "web", target_arch = "wasm32"))]
 pub mod web_terrain;
+#[cfg(all(feature = "web", target_arch = "wasm32"))]
+pub mod web_train;
 
 pub use backend::{Backend, BackendError, Executable};
 pub use dtype::DType;

@@ -72,6 +72,8 @@ struct LoadOptions {
     kv_f16: bool,
     /// Re-encode safetensors matrices on load ("q8_0", "q4_0", "q4_k", "f16", …).
     quantize: Option<String>,
+    /// Room for LoRA adapters at inference: their total rank (0: none).
+    lora_rank: usize,
 }
 
 impl Engine {
@@ -100,6 +102,10 @@ impl Engine {
             } else {
                 crate::DType::F32
             },
+            lora: (o.lora_rank > 0).then(|| crate::model::llama::LoraSlots {
+                rank: o.lora_rank,
+                targets: crate::train::lora::Target::ALL.to_vec(),
+            }),
             ..d
         };
         Ok((opts, quantize))
@@ -504,6 +510,28 @@ impl Model {
             };
             serde_wasm_bindgen::to_value(&r).map_err(bad_arg)
         }))
+    }
+
+    /// Applies LoRA adapters, `[{ config, weights, scale }]` (PEFT files;
+    /// scale 1 = as trained), replacing any applied before; `[]` restores
+    /// the base. Needs the model loaded with `loraRank` ≥ their total rank.
+    #[wasm_bindgen(js_name = setAdapters)]
+    pub fn set_adapters(&self, list: JsValue) -> Result<(), JsValue> {
+        let arr: js_sys::Array = list
+            .dyn_into()
+            .map_err(|_| bad_arg("setAdapters takes an array of { config, weights, scale }"))?;
+        let mut adapters = Vec::new();
+        for v in arr.iter() {
+            let a = crate::web_train::adapter_from_js(&v)?;
+            let scale = js_sys::Reflect::get(&v, &"scale".into())?
+                .as_f64()
+                .unwrap_or(1.0) as f32;
+            adapters.push((a, scale));
+        }
+        self.with(|m| {
+            let refs: Vec<_> = adapters.iter().map(|(a, s)| (a, *s)).collect();
+            m.llm.set_adapters(&refs).map_err(err)
+        })
     }
 
     /// Frees the GPU memory now (also happens when the object is collected).

@@ -233,16 +233,18 @@ impl Trainer {
         Ok(())
     }
 
-    fn read_losses(&mut self, losses: &[crate::graph::TensorId]) -> Result<f64, LoadError> {
+    /// Reads a tensor without blocking the web's event loop (native
+    /// backends are ready at once).
+    async fn read(&mut self, t: crate::graph::TensorId) -> Result<HostTensor, LoadError> {
+        let ticket = self.exe.read_start(t)?;
+        self.exe.read_ready(ticket).await;
+        Ok(self.exe.read_finish(ticket)?)
+    }
+
+    async fn read_losses(&mut self, losses: &[crate::graph::TensorId]) -> Result<f64, LoadError> {
         let mut sum = 0f64;
         for l in losses {
-            sum += self
-                .exe
-                .read(*l)?
-                .to_f32()?
-                .iter()
-                .map(|v| *v as f64)
-                .sum::<f64>();
+            sum += self.read(*l).await?.to_f32()?.iter().map(|v| *v as f64).sum::<f64>();
         }
         Ok(sum)
     }
@@ -250,46 +252,42 @@ impl Trainer {
     /// Forward + backward of one micro-batch; gradients accumulate, scaled
     /// by `1 / step_targets` (the trained targets of the whole step).
     /// Returns the micro-batch's summed loss.
-    pub fn accumulate(&mut self, b: &Batch, step_targets: usize) -> Result<f64, LoadError> {
+    pub async fn accumulate_async(&mut self, b: &Batch, step_targets: usize) -> Result<f64, LoadError> {
         let io = self.model.step.clone();
         self.write_batch(&io, b)?;
         let scale = 1.0 / step_targets.max(1) as f32;
-        self.exe.write(
-            self.model.loss_scale,
-            &HostTensor::from_f32(&[1], crate::DType::F32, &[scale])?,
-        )?;
+        self.exe
+            .write(self.model.loss_scale, &HostTensor::from_f32(&[1], crate::DType::F32, &[scale])?)?;
         self.exe.run_program(STEP, &[0])?;
-        self.read_losses(&io.losses)
+        self.read_losses(&io.losses).await
     }
 
     /// Clip + AdamW with this step's learning rate; zeroes the gradients.
     /// Returns (grad norm before clipping, clip coefficient, lr).
-    pub fn update(&mut self) -> Result<(f32, f32, f64), LoadError> {
+    pub async fn update_async(&mut self) -> Result<(f32, f32, f64), LoadError> {
         let h = self.hyper.scalars(self.step);
         let n = h.len();
-        self.exe.write(
-            self.model.hyper,
-            &HostTensor::from_f32(&[n], crate::DType::F32, &h)?,
-        )?;
+        self.exe
+            .write(self.model.hyper, &HostTensor::from_f32(&[n], crate::DType::F32, &h)?)?;
         self.exe.run_program(UPDATE, &[0])?;
-        let clip = self.exe.read(self.model.clip)?.to_f32()?;
+        let clip = self.read(self.model.clip).await?.to_f32()?;
         let lr = self.hyper.lr_at(self.step);
         self.step += 1;
         Ok((clip[0], clip[1], lr))
     }
 
     /// One optimizer step over micro-batches (gradient accumulation).
-    pub fn train_step(&mut self, micro: &[Batch]) -> Result<StepStats, LoadError> {
+    pub async fn train_step_async(&mut self, micro: &[Batch]) -> Result<StepStats, LoadError> {
         let targets: usize = micro.iter().map(Batch::n_targets).sum();
         if targets == 0 {
             return Err(LoadError::Train("the step has no trained tokens".into()));
         }
         let mut loss = 0.0;
         for b in micro {
-            loss += self.accumulate(b, targets)?;
+            loss += self.accumulate_async(b, targets).await?;
         }
         let step = self.step;
-        let (grad_norm, clip_coef, lr) = self.update()?;
+        let (grad_norm, clip_coef, lr) = self.update_async().await?;
         Ok(StepStats {
             step,
             loss: loss / targets as f64,
@@ -302,38 +300,59 @@ impl Trainer {
     }
 
     /// Summed loss and target count of a batch under the current factors.
-    pub fn eval(&mut self, b: &Batch) -> Result<(f64, usize), LoadError> {
+    pub async fn eval_async(&mut self, b: &Batch) -> Result<(f64, usize), LoadError> {
         let io = self.model.eval.clone();
         self.write_batch(&io, b)?;
         self.exe.run_program(EVAL, &[0])?;
-        Ok((self.read_losses(&io.losses)?, b.n_targets()))
+        Ok((self.read_losses(&io.losses).await?, b.n_targets()))
     }
 
-    fn read_params(&mut self, grad: bool) -> Result<Factors, LoadError> {
+    async fn read_params(&mut self, grad: bool) -> Result<Factors, LoadError> {
         let mut out = Factors::new();
         for p in self.model.params.clone() {
             let id = if grad { p.grad } else { p.value };
-            let v = self.exe.read(id)?.to_f32()?;
-            out.insert(
-                p.name.clone(),
-                (p.shape.clone(), self.model.to_peft_layout(&p, &v)),
-            );
+            let v = self.read(id).await?.to_f32()?;
+            out.insert(p.name.clone(), (p.shape.clone(), self.model.to_peft_layout(&p, &v)));
         }
         Ok(out)
     }
 
     /// The current factors as a PEFT adapter.
-    pub fn adapter(&mut self) -> Result<Adapter, LoadError> {
+    pub async fn adapter_async(&mut self) -> Result<Adapter, LoadError> {
         Ok(Adapter {
             config: self.model.lora.clone(),
-            tensors: self.read_params(false)?,
+            tensors: self.read_params(false).await?,
         })
+    }
+}
+
+/// Blocking versions of the async steps (native: reads are ready at once).
+#[cfg(not(target_arch = "wasm32"))]
+impl Trainer {
+    pub fn accumulate(&mut self, b: &Batch, step_targets: usize) -> Result<f64, LoadError> {
+        pollster::block_on(self.accumulate_async(b, step_targets))
+    }
+
+    pub fn update(&mut self) -> Result<(f32, f32, f64), LoadError> {
+        pollster::block_on(self.update_async())
+    }
+
+    pub fn train_step(&mut self, micro: &[Batch]) -> Result<StepStats, LoadError> {
+        pollster::block_on(self.train_step_async(micro))
+    }
+
+    pub fn eval(&mut self, b: &Batch) -> Result<(f64, usize), LoadError> {
+        pollster::block_on(self.eval_async(b))
+    }
+
+    pub fn adapter(&mut self) -> Result<Adapter, LoadError> {
+        pollster::block_on(self.adapter_async())
     }
 
     /// The accumulated gradients (PEFT names and layout): read them after
     /// [`Trainer::accumulate`] and before [`Trainer::update`].
     pub fn gradients(&mut self) -> Result<Factors, LoadError> {
-        self.read_params(true)
+        pollster::block_on(self.read_params(true))
     }
 
     /// Writes a resumable checkpoint to `dir`: the adapter (PEFT files),
