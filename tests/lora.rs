@@ -80,7 +80,11 @@ fn peft_parity_cpu_reference() {
 #[test]
 fn peft_parity_from_gguf_cpu_reference() {
     for f in ["facts_brandom", "random_rslora"] {
-        check_model(f, "tests/fixtures/models/llama3/llama3.F32.gguf", &CpuBackend);
+        check_model(
+            f,
+            "tests/fixtures/models/llama3/llama3.F32.gguf",
+            &CpuBackend,
+        );
     }
 }
 

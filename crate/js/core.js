@@ -108,14 +108,29 @@ async function loadGguf(source, opts) {
     loader = null;
     if (src.cache) await src.cache.close();
     progress('ready', src.size);
-    return new DirectModel(model, eng.info(), src);
+    return new DirectModel(model, eng.info(), src, source, opts);
   } catch (e) {
     throw await loadFailed(e, loader, [src], opts);
   }
 }
 
 function modelOptions(opts) {
-  return { maxCtx: opts.maxContext, prefillChunk: opts.prefillChunk, kvF16: !!opts.kvF16, quantize: opts.quantize ?? undefined };
+  return {
+    maxCtx: opts.maxContext,
+    prefillChunk: opts.prefillChunk,
+    kvF16: !!opts.kvF16,
+    quantize: opts.quantize ?? undefined,
+    loraRank: opts.loraRank ?? 0,
+  };
+}
+
+/** Text of training data: a string, a Blob/File, or an array of `{ messages }` examples. */
+async function dataText(data) {
+  if (typeof data === 'string') return { text: data, name: data.trimStart().startsWith('{') ? 'data.jsonl' : 'data.txt' };
+  if (typeof Blob !== 'undefined' && data instanceof Blob) return { text: await data.text(), name: data.name ?? 'data.txt' };
+  if (Array.isArray(data)) return { text: data.map((x) => JSON.stringify(x)).join('\n'), name: 'data.jsonl' };
+  if (data == null) return { text: '', name: 'data.txt' };
+  throw new KilnError('INVALID_INPUT', 'training data is JSONL/plain text, a File/Blob, or an array of { messages } examples');
 }
 
 /** Hands a network chunk to wasm in pieces of at most CHUNK bytes. */
@@ -315,8 +330,10 @@ export class DirectDiffusion {
 
 /** A loaded model in this realm; every method may throw a KilnError. */
 export class DirectModel {
-  constructor(model, adapter, src) {
+  constructor(model, adapter, src, source, opts = {}) {
     this.model = model;
+    this.source = source;
+    this.loadOpts = opts;
     this.adapter = adapter;
     this.fromCache = src.fromCache;
     this.cacheError = src.cache?.error ? { code: src.cache.error.code, message: src.cache.error.message } : null;
@@ -355,6 +372,56 @@ export class DirectModel {
       if (err.code === 'DEVICE_LOST') dropEngine();
       throw err;
     }
+  }
+
+  /**
+   * LoRA fine-tuning of this model's base (a GGUF source, read again —
+   * from OPFS when cached) on `data`. `onStep({ step, loss, valLoss,
+   * gradNorm, lr, tokens, done })` after every optimizer step; an abort
+   * stops between steps and still resolves with the adapter trained so far
+   * (`aborted: true`). Resolves to `{ adapter: { config, weights }, steps,
+   * aborted, info }`.
+   */
+  async train(data, opts = {}, onStep, signal) {
+    if (signal?.aborted) throw aborted(signal);
+    const folder = Array.isArray(this.source) || String(this.source).endsWith('/');
+    if (folder) throw new KilnError('UNSUPPORTED_MODEL', 'trainLoRA needs a GGUF model (safetensors folders: not yet)');
+    const eng = await getEngine(this.loadOpts);
+    const src = await openSource(this.source, { ...this.loadOpts, signal, cache: this.loadOpts.cache });
+    const bytes = await readAll(src, signal);
+    const { text, name } = await dataText(data);
+    const { init, ...rest } = opts;
+    let job;
+    try {
+      job = eng.loadTrainer(bytes, text, name, rest, init ? { config: init.config, weights: init.weights } : undefined);
+    } catch (e) {
+      throw toKilnError(e);
+    }
+    const steps = [];
+    try {
+      const info = job.info();
+      let stopped = false;
+      for (;;) {
+        if (signal?.aborted) { stopped = true; break; }
+        const r = await job.step();
+        steps.push(r);
+        onStep?.(r);
+        if (r.done) break;
+      }
+      const adapter = await job.adapter();
+      return { adapter, steps, aborted: stopped, info };
+    } catch (e) {
+      const err = toKilnError(e);
+      if (err.code === 'DEVICE_LOST') dropEngine();
+      throw err;
+    } finally {
+      try { job.dispose(); job.free(); } catch { /* gone */ }
+    }
+  }
+
+  /** Applies adapters `[{ adapter: { config, weights }, scale }]` ([] = the base). */
+  setAdapters(list) {
+    return this.wrap(() => this.model.setAdapters(list.map((x) => ({ config: x.adapter.config, weights: x.adapter.weights, scale: x.scale ?? 1 }))));
   }
 
   /** Size of the wasm memory (weights stream through it, never all at once). */

@@ -10,8 +10,9 @@ import { KilnError, toKilnError, aborted } from './errors.js';
 import { LLM } from './llm.js';
 import { DiffusionModel } from './diffusion.js';
 import { hasModelInCache, deleteModelInCache } from './cache.js';
+import { LoRAAdapter } from './adapter.js';
 
-export { KilnError, LLM, DiffusionModel, hasModelInCache, deleteModelInCache };
+export { KilnError, LLM, DiffusionModel, LoRAAdapter, hasModelInCache, deleteModelInCache };
 
 /**
  * Optional: loads the WebAssembly on this thread ahead of time (needed only
@@ -73,6 +74,10 @@ class WorkerModel {
 
   run(ids, opts, onText, signal) { return this._send({ op: 'run', ids, opts }, { onText, signal }); }
   generate(req, onProgress, signal) { return this._send({ op: 'generate', req }, { onProgress, signal }); }
+  train(data, opts, onStep, signal) { return this._send({ op: 'train', data, opts }, { onProgress: onStep, signal }); }
+  setAdapters(list) {
+    return this._call('setAdapters', list.map((x) => ({ adapter: { config: x.adapter.config, weights: x.adapter.weights }, scale: x.scale ?? 1 })));
+  }
   denoise(noisy, sigma, label) { return this._call('denoise', noisy, sigma, label); }
   _call(method, ...args) { return this._send({ op: 'call', method, args }); }
   tokenize(text, addSpecial) { return this._call('tokenize', text, addSpecial); }
@@ -100,7 +105,8 @@ export class Kiln {
    * `cache` (default true: OPFS), `adapterPreference` ("high-performance" |
    * "low-power"), `maxContext`, `kvF16`, `quantize` (safetensors only:
    * "q8_0" | "q4_0" | "q4_1" | "q4_k" | "q6_k" | "f16" …; GGUF weights load as
-   * stored).
+   * stored), `loraRank` (room for LoRA adapters at inference: their total
+   * rank; 0 = none).
    */
   static async loadLLM(source, opts = {}) {
     if (opts.signal?.aborted) throw aborted(opts.signal);

@@ -2,6 +2,7 @@
 // completions, tokenization. It drives a DirectModel (this thread) or a
 // WorkerModel (proxy to a worker) through the same small interface.
 import { KilnError, aborted } from './errors.js';
+import { LoRAAdapter } from './adapter.js';
 
 /** An async queue that a producer pushes to and `for await` drains. */
 function channel() {
@@ -176,6 +177,43 @@ export class LLM {
   async tokenize(text, addSpecial = true) { this._check(); return this._model.tokenize(text, addSpecial); }
 
   async detokenize(ids, skipSpecial = true) { this._check(); return this._model.detokenize(ids, skipSpecial); }
+
+  /**
+   * Fine-tunes a LoRA adapter on this model's base, in the model's worker:
+   * `const job = llm.trainLoRA(data, { rank, alpha, targets, steps, lr,
+   * batchSize, seqLen, accum, warmup, schedule, evalEvery, valFraction,
+   * onStep, signal })`; `await job.done` → `{ adapter: LoRAAdapter, steps,
+   * aborted }`. `data`: JSONL chat examples (`{"messages": [...]}` per line,
+   * assistant turns trained), plain text, a File/Blob, or an array of
+   * `{ messages }`. An abort stops between steps and still resolves
+   * (`aborted: true`) with the adapter trained so far.
+   */
+  trainLoRA(data, opts = {}) {
+    this._check();
+    this._busy = true;
+    const { onStep, signal, init, ...rest } = opts;
+    const history = [];
+    const initFiles = init ? { config: init.config, weights: init.weights } : undefined;
+    const done = this._model.train(data, { ...rest, init: initFiles }, (s) => { history.push(s); onStep?.(s); }, signal)
+      .then((r) => ({ ...r, adapter: new LoRAAdapter(r.adapter.config, r.adapter.weights) }))
+      .finally(() => { this._busy = false; });
+    return { done, history };
+  }
+
+  /** Loads PEFT adapter files (see `LoRAAdapter.load`). */
+  loadAdapter(source) { return LoRAAdapter.load(source); }
+
+  /**
+   * Applies adapters at inference, unmerged (the base stays as loaded):
+   * `[{ adapter, scale }]`, scale 1 = as trained; `[]` restores the base.
+   * Needs the model loaded with `loraRank` ≥ the adapters' total rank.
+   * Clears the conversation.
+   */
+  async setAdapters(list) {
+    this._check();
+    if (!Array.isArray(list)) throw new KilnError('INVALID_INPUT', 'setAdapters takes an array of { adapter, scale }');
+    return this._model.setAdapters(list);
+  }
 
   /** Forgets the conversation (the KV cache). */
   async resetChat() { this._check(); return this._model.reset(); }

@@ -43,6 +43,17 @@ async function handle(m) {
       }
       return;
     }
+    if (op === 'train') {
+      const ctl = new AbortController();
+      runs.set(id, ctl);
+      try {
+        const r = await model.train(m.data, m.opts, (s) => reply(id, { progress: s }), ctl.signal);
+        reply(id, { ok: true, value: r }, [r.adapter.weights.buffer]);
+      } finally {
+        runs.delete(id);
+      }
+      return;
+    }
     if (op === 'generate') {
       const ctl = new AbortController();
       runs.set(id, ctl);

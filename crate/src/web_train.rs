@@ -157,7 +157,10 @@ impl Engine {
             .map_err(|e| err(LoadError::Tokenizer(e.to_string())))?;
         let template = ChatTemplate::for_tokenizer(gguf.chat_template(), &tok).map_err(err)?;
         let (data, val) = match &o.batches_json {
-            Some(j) => (Data::Fixed(parse_fixture_batches(j).map_err(err)?), Vec::new()),
+            Some(j) => (
+                Data::Fixed(parse_fixture_batches(j).map_err(err)?),
+                Vec::new(),
+            ),
             None => {
                 let mut chunks = pack(
                     &load_examples(&name, &data, &template, &tok, &o.eot).map_err(err)?,
@@ -175,7 +178,10 @@ impl Engine {
                         .and_then(|b| b.all(o.batch_size))
                         .map_err(err)?;
                 }
-                (Data::Packed(Batches::new(chunks, o.seed.wrapping_add(3)).map_err(err)?), val)
+                (
+                    Data::Packed(Batches::new(chunks, o.seed.wrapping_add(3)).map_err(err)?),
+                    val,
+                )
             }
         };
         let (batch, seq) = match &data {
@@ -254,10 +260,18 @@ impl Engine {
 pub(crate) fn adapter_from_js(v: &JsValue) -> Result<Adapter, JsValue> {
     let config = js_sys::Reflect::get(v, &"config".into())?
         .as_string()
-        .ok_or_else(|| js_error("BAD_ADAPTER", "adapter.config must be the adapter_config.json text"))?;
+        .ok_or_else(|| {
+            js_error(
+                "BAD_ADAPTER",
+                "adapter.config must be the adapter_config.json text",
+            )
+        })?;
     let weights = js_sys::Reflect::get(v, &"weights".into())?;
     if !weights.is_instance_of::<js_sys::Uint8Array>() {
-        return Err(js_error("BAD_ADAPTER", "adapter.weights must be a Uint8Array (adapter_model.safetensors)"));
+        return Err(js_error(
+            "BAD_ADAPTER",
+            "adapter.weights must be a Uint8Array (adapter_model.safetensors)",
+        ));
     }
     let bytes = js_sys::Uint8Array::new(&weights).to_vec();
     Adapter::from_peft(&config, &bytes).map_err(err)
@@ -271,8 +285,8 @@ impl TrainJob {
     }
 
     /// Runs the next optimizer step; resolves to `{ step, loss, valLoss,
-    /// gradNorm, lr, tokens, done }` (`valLoss` NaN until the first
-    /// validation). Rejects with BUSY if a step is running.
+    /// gradNorm, lr, tokens, done }` (`valLoss`: NaN on steps without a
+    /// validation pass). Rejects with BUSY if a step is running.
     // The RefCell borrow held across the await is the job's busy lock.
     #[allow(clippy::await_holding_refcell_ref)]
     pub fn step(&self) -> js_sys::Promise {
@@ -290,7 +304,11 @@ impl TrainJob {
             let micro: Vec<Batch> = match &mut job.data {
                 Data::Fixed(b) => {
                     let k = job.trainer.step;
-                    vec![b.get(k).cloned().ok_or_else(|| js_error("INVALID_INPUT", "no batch for this step"))?]
+                    vec![
+                        b.get(k)
+                            .cloned()
+                            .ok_or_else(|| js_error("INVALID_INPUT", "no batch for this step"))?,
+                    ]
                 }
                 Data::Packed(b) => (0..job.o.accum.max(1))
                     .map(|_| b.next_batch(job.o.batch_size))
@@ -299,6 +317,7 @@ impl TrainJob {
             };
             let s = job.trainer.train_step_async(&micro).await.map_err(err)?;
             let step = job.trainer.step;
+            job.val_loss = f64::NAN;
             if !job.val.is_empty()
                 && job.o.eval_every > 0
                 && (step % job.o.eval_every == 0 || step == job.o.steps)

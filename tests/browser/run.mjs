@@ -434,6 +434,92 @@ function maxAbsDiff(a, b) {
   return m;
 }
 
+// LoRA training in the worker, replaying the PyTorch + PEFT fixture run
+// (tools/lora_reference.py on the tiny Llama-3): same init adapter, same
+// batches, same AdamW/schedule. The GGUF file stores Q/K permuted for
+// interleaved RoPE; the trainer maps LoRA B rows (native test: lora.rs).
+test('lora: the tiny fixture trains in the worker with PEFT\'s per-step losses; abort stops between steps', async () => {
+  const page = await harness();
+  const fx = 'tests/fixtures/lora/llama3/facts';
+  const steps = (await json(`${fx}/steps.json`)).steps;
+  const cfg = await json(`${fx}/config.json`);
+  const r = await page.evaluate(async ({ TINY, fx, cfg }) => {
+    const init = await kiln.LoRAAdapter.load(`/${fx}/init_adapter/`);
+    const batchesJson = await (await fetch(`/${fx}/batches.json`)).text();
+    const llm = await kiln.Kiln.loadLLM(TINY, { cache: false, loraRank: 8 });
+    const ctl = new AbortController();
+    const job = llm.trainLoRA(null, {
+      batchesJson, init, seqLen: cfg.seq_len, steps: cfg.steps, lr: cfg.lr, warmup: cfg.warmup,
+      schedule: cfg.schedule, weightDecay: cfg.weight_decay, maxGradNorm: cfg.grad_clip, headRows: 24,
+      signal: ctl.signal,
+      onStep: (s) => { if (s.step === 5) ctl.abort('enough'); },
+    });
+    let busy = null;
+    try { await llm.resetChat(); } catch (e) { busy = e.code; }
+    const out = await job.done;
+    const base = Array.from(await llm._model.logitsOf([1, 2, 3, 4, 5]));
+    await llm.setAdapters([{ adapter: out.adapter, scale: 1 }]);
+    const tuned = Array.from(await llm._model.logitsOf([1, 2, 3, 4, 5]));
+    await llm.dispose();
+    return { losses: out.steps.map((s) => s.loss), aborted: out.aborted, busy, rank: out.adapter.rank, base, tuned };
+  }, { TINY, fx, cfg });
+  console.log(`    losses ${r.losses.map((l) => l.toFixed(6)).join(' ')} (aborted: ${r.aborted})`);
+  assert.equal(r.busy, 'BUSY', 'the model is busy while training');
+  assert.equal(r.aborted, true);
+  // The abort fired in step 5's callback; the worker stops before the next
+  // step it has not started (one may already be in flight): 6 or 7 of 30.
+  assert.ok(r.losses.length === 6 || r.losses.length === 7, `${r.losses.length} steps ran`);
+  r.losses.forEach((l, k) => {
+    const rel = Math.abs(l - steps[k].loss) / steps[k].loss;
+    assert.ok(rel <= 1e-3, `step ${k}: ${l} vs PEFT ${steps[k].loss} (rel ${rel})`);
+  });
+  assert.equal(r.rank, 8);
+  const d = Math.max(...r.tuned.map((v, i) => Math.abs(v - r.base[i])));
+  assert.ok(d > 1e-4, `the trained adapter changes the logits (max |Δ| ${d})`);
+});
+
+test('lora: chat JSONL trains (loss falls, validation reported), adapter round-trips through OPFS, setAdapters([]) restores the base', async () => {
+  const page = await harness();
+  const data = (await readFile(join(root, 'data/lora-facts/train.jsonl'), 'utf8')).split('\n').slice(0, 80).join('\n');
+  const r = await page.evaluate(async ({ TINY, data }) => {
+    const llm = await kiln.Kiln.loadLLM(TINY, { cache: false, loraRank: 16 });
+    const seen = [];
+    const job = llm.trainLoRA(data, { steps: 12, lr: 1e-2, batchSize: 2, seqLen: 32, evalEvery: 4, valFraction: 0.2, rank: 4, alpha: 8, onStep: (s) => seen.push(s) });
+    const out = await job.done;
+    await out.adapter.saveToOPFS('tiny-facts');
+    const back = await kiln.LoRAAdapter.fromOPFS('tiny-facts');
+    const same = back.config === out.adapter.config && back.weights.length === out.adapter.weights.length
+      && back.weights.every((b, i) => b === out.adapter.weights[i]);
+    const ids = [1, 253, 98, 57, 74, 10, 11];
+    const base = Array.from(await llm._model.logitsOf(ids));
+    await llm.setAdapters([{ adapter: back, scale: 1 }]);
+    const tuned = Array.from(await llm._model.logitsOf(ids));
+    await llm.setAdapters([]);
+    const again = Array.from(await llm._model.logitsOf(ids));
+    let err = null;
+    try { await llm.setAdapters([{ adapter: back }, { adapter: back }, { adapter: back }, { adapter: back }, { adapter: back }]); } catch (e) { err = e.code; }
+    const names = await kiln.LoRAAdapter.listOPFS();
+    await kiln.LoRAAdapter.deleteOPFS('tiny-facts');
+    await llm.dispose();
+    return { seen, same, base, tuned, again, err, names, files: Object.keys(out.adapter.files()) };
+  }, { TINY, data });
+  const losses = r.seen.map((s) => s.loss);
+  console.log(`    losses ${losses.map((l) => l.toFixed(3)).join(' ')}; val ${r.seen.map((s) => s.valLoss).filter((v) => !Number.isNaN(v)).map((v) => v.toFixed(3)).join(' ')}`);
+  assert.equal(r.seen.length, 12);
+  assert.ok(r.seen.at(-1).done);
+  const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
+  assert.ok(mean(losses.slice(-3)) < mean(losses.slice(0, 3)), 'the training loss falls');
+  const val = r.seen.filter((s) => !Number.isNaN(s.valLoss)).map((s) => s.valLoss);
+  assert.equal(val.length, 3, 'validation every 4 steps');
+  assert.ok(r.same, 'the adapter round-trips through OPFS byte for byte');
+  assert.deepEqual(r.names, ['tiny-facts']);
+  assert.deepEqual(r.files, ['adapter_config.json', 'adapter_model.safetensors']);
+  const diff = (a, b) => Math.max(...a.map((v, i) => Math.abs(v - b[i])));
+  assert.ok(diff(r.tuned, r.base) > 1e-3, 'the adapter changes the logits');
+  assert.equal(diff(r.again, r.base), 0, 'setAdapters([]) restores the base exactly');
+  assert.equal(r.err, 'BAD_ADAPTER', 'more rank than loraRank is a typed error');
+});
+
 test('terrain: generate in a worker — result shapes, BUSY, abort of a 256² map (ABORTED after the tile in flight)', async () => {
   const page = await terrainPage();
   const r = await page.evaluate(async () => {

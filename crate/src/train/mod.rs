@@ -244,7 +244,13 @@ impl Trainer {
     async fn read_losses(&mut self, losses: &[crate::graph::TensorId]) -> Result<f64, LoadError> {
         let mut sum = 0f64;
         for l in losses {
-            sum += self.read(*l).await?.to_f32()?.iter().map(|v| *v as f64).sum::<f64>();
+            sum += self
+                .read(*l)
+                .await?
+                .to_f32()?
+                .iter()
+                .map(|v| *v as f64)
+                .sum::<f64>();
         }
         Ok(sum)
     }
@@ -252,12 +258,18 @@ impl Trainer {
     /// Forward + backward of one micro-batch; gradients accumulate, scaled
     /// by `1 / step_targets` (the trained targets of the whole step).
     /// Returns the micro-batch's summed loss.
-    pub async fn accumulate_async(&mut self, b: &Batch, step_targets: usize) -> Result<f64, LoadError> {
+    pub async fn accumulate_async(
+        &mut self,
+        b: &Batch,
+        step_targets: usize,
+    ) -> Result<f64, LoadError> {
         let io = self.model.step.clone();
         self.write_batch(&io, b)?;
         let scale = 1.0 / step_targets.max(1) as f32;
-        self.exe
-            .write(self.model.loss_scale, &HostTensor::from_f32(&[1], crate::DType::F32, &[scale])?)?;
+        self.exe.write(
+            self.model.loss_scale,
+            &HostTensor::from_f32(&[1], crate::DType::F32, &[scale])?,
+        )?;
         self.exe.run_program(STEP, &[0])?;
         self.read_losses(&io.losses).await
     }
@@ -267,8 +279,10 @@ impl Trainer {
     pub async fn update_async(&mut self) -> Result<(f32, f32, f64), LoadError> {
         let h = self.hyper.scalars(self.step);
         let n = h.len();
-        self.exe
-            .write(self.model.hyper, &HostTensor::from_f32(&[n], crate::DType::F32, &h)?)?;
+        self.exe.write(
+            self.model.hyper,
+            &HostTensor::from_f32(&[n], crate::DType::F32, &h)?,
+        )?;
         self.exe.run_program(UPDATE, &[0])?;
         let clip = self.read(self.model.clip).await?.to_f32()?;
         let lr = self.hyper.lr_at(self.step);
@@ -312,7 +326,10 @@ impl Trainer {
         for p in self.model.params.clone() {
             let id = if grad { p.grad } else { p.value };
             let v = self.read(id).await?.to_f32()?;
-            out.insert(p.name.clone(), (p.shape.clone(), self.model.to_peft_layout(&p, &v)));
+            out.insert(
+                p.name.clone(),
+                (p.shape.clone(), self.model.to_peft_layout(&p, &v)),
+            );
         }
         Ok(out)
     }
