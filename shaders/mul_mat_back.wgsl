@@ -13,7 +13,11 @@
 //   the decoded weight tile (stored transposed, [k][n]) in workgroup memory
 //   (common/tile32.wgsl). Grid (ceil(k/32), ceil(m/32)).
 // WEIGHT_GRAD: dW[n, k] = Σ_m dy[m, n] · x[m, k] (all f32). Each invocation
-//   owns 4 rows of dW × 4 columns and walks the m rows.
+//   owns 4 rows of dW × 4 columns and walks the m rows (CPU adapters).
+//   With SPLIT_M (GPUs), a workgroup of 64 owns one 4×4 block: its
+//   invocations take every 64th row of m and their partial blocks are
+//   summed in workgroup memory (tree order) — LoRA factors have few
+//   outputs and a long m, so one invocation per block would serialise.
 //   Bindings: 0 params, 1 dy [m, n], 2 x [m, k], 3 dW [n, k].
 // Dispatch: 64 invocations per workgroup, one per (4-row block, column
 // group), folded by ops::grid. f32 accumulation.
@@ -137,6 +141,49 @@ fn x4(m: u32, g: u32) -> vec4<f32> {
     return r;
 }
 
+#if SPLIT_M
+var<workgroup> part: array<vec4<f32>, 256>;  // [64 invocations][4 rows]
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let ng = (p.k + 3u) / 4u;
+    let blk = wid.x + wid.y * nwg.x;   // uniform per workgroup
+    let g = blk % ng;
+    let n0 = (blk / ng) * 4u;
+    let valid = n0 < p.n;
+    let nc = select(0u, min(4u, p.n - n0), valid);
+    var acc: array<vec4<f32>, 4>;
+    for (var m = lid; m < p.m; m += 64u) {
+        let xv = x4(m, g);
+        for (var i = 0u; i < nc; i++) {
+            acc[i] += dy[m * p.n + n0 + i] * xv;
+        }
+    }
+    for (var i = 0u; i < 4u; i++) {
+        part[lid * 4u + i] = acc[i];
+    }
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            for (var i = 0u; i < 4u; i++) {
+                part[lid * 4u + i] += part[(lid + s) * 4u + i];
+            }
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        for (var i = 0u; i < nc; i++) {
+            for (var c = 0u; c < 4u; c++) {
+                let kk = 4u * g + c;
+                if (kk < p.k) {
+                    dw[(n0 + i) * p.k + kk] = part[i][c];
+                }
+            }
+        }
+    }
+}
+#else
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -164,4 +211,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
 }
+#endif
 #endif

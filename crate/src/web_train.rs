@@ -45,6 +45,8 @@ struct TrainOptions {
     /// Validation every N steps (0: never) on this fraction of the data.
     eval_every: usize,
     val_fraction: f64,
+    /// At most this many held-out sequences per validation pass.
+    max_val_sequences: usize,
     head_rows: usize,
     eot: String,
     /// Test hook: the `batches` of a `tools/lora_reference.py` run (its
@@ -71,6 +73,7 @@ impl Default for TrainOptions {
             seed: 0,
             eval_every: 10,
             val_fraction: 0.1,
+            max_val_sequences: 64,
             head_rows: 256,
             eot: "<|im_end|>".into(),
             batches_json: None,
@@ -174,7 +177,12 @@ impl Engine {
                         .enumerate()
                         .partition(|(i, _)| i % every == every - 1);
                     chunks = t.into_iter().map(|(_, c)| c).collect();
-                    val = Batches::new(v.into_iter().map(|(_, c)| c).collect(), 0)
+                    let v: Vec<_> = v
+                        .into_iter()
+                        .map(|(_, c)| c)
+                        .take(o.max_val_sequences.max(1))
+                        .collect();
+                    val = Batches::new(v, 0)
                         .and_then(|b| b.all(o.batch_size))
                         .map_err(err)?;
                 }

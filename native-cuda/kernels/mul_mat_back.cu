@@ -156,3 +156,57 @@ extern "C" __global__ void mul_mat_weight_grad(Params p, Ptrs b) {
         }
     }
 }
+
+// mul_mat_weight_grad_split (WEIGHT_GRAD + SPLIT_M): a block of 64 threads
+// per 4×4 block of dW; thread t takes rows t, t+64, … of m, and the 64
+// partial blocks are summed in shared memory in tree order (as the WGSL).
+// Grid: one block per 4×4 output block, folded by ops::grid.
+extern "C" __global__ void mul_mat_weight_grad_split(Params p, Ptrs b) {
+    __shared__ float4 part[256];
+    const float* dy = BUF(const float, 0);
+    const float* x = BUF(const float, 1);
+    float* dw = BUF(float, 2);
+    const u32 m = p.w[0], n = p.w[1], k = p.w[2];
+    const u32 ng = (k + 3u) / 4u;
+    const u32 blk = wg_index(), lid = threadIdx.x;
+    const u32 g = blk % ng, n0 = (blk / ng) * 4u;
+    const u32 nc = n0 < n ? min(4u, n - n0) : 0u;
+    float4 acc[4];
+#pragma unroll
+    for (u32 i = 0; i < 4u; i++) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (u32 mm = lid; mm < m; mm += 64u) {
+        float4 xv = xs4(x + (u64)mm * k, k, g);
+#pragma unroll
+        for (u32 i = 0; i < 4u; i++) {
+            if (i < nc) {
+                float d = dy[(u64)mm * n + n0 + i];
+                acc[i].x += d * xv.x;
+                acc[i].y += d * xv.y;
+                acc[i].z += d * xv.z;
+                acc[i].w += d * xv.w;
+            }
+        }
+    }
+#pragma unroll
+    for (u32 i = 0; i < 4u; i++) part[lid * 4u + i] = acc[i];
+    __syncthreads();
+    for (u32 s = 32u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+#pragma unroll
+            for (u32 i = 0; i < 4u; i++) {
+                float4 a = part[lid * 4u + i], c = part[(lid + s) * 4u + i];
+                part[lid * 4u + i] = make_float4(a.x + c.x, a.y + c.y, a.z + c.z, a.w + c.w);
+            }
+        }
+        __syncthreads();
+    }
+    if (lid == 0u) {
+        for (u32 i = 0; i < nc; i++) {
+            float a[4] = {part[i].x, part[i].y, part[i].z, part[i].w};
+            for (u32 c = 0; c < 4u; c++) {
+                u32 kk = 4u * g + c;
+                if (kk < k) dw[(u64)(n0 + i) * k + kk] = a[c];
+            }
+        }
+    }
+}

@@ -222,6 +222,11 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
                 [64, 1, 1],
             )
         }
+        ("mul_mat_back.wgsl", "main") if has("WEIGHT_GRAD") && has("SPLIT_M") => k(
+            "mul_mat_back",
+            "mul_mat_weight_grad_split".into(),
+            [64, 1, 1],
+        ),
         ("mul_mat_back.wgsl", "main") if has("WEIGHT_GRAD") => {
             k("mul_mat_back", "mul_mat_weight_grad".into(), [64, 1, 1])
         }

@@ -77,7 +77,12 @@ fn every_parity_case_plans_onto_existing_kernels() {
     // Weight kernels for every dtype, attention for both KV types.
     for d in DType::WEIGHTS {
         let s = d.name().to_lowercase();
-        for k in ["mul_mat_vec", "mul_mat", "get_rows", "mul_mat_input_grad"] {
+        for k in [
+            "mul_mat_vec",
+            "mul_mat",
+            "get_rows",
+            "mul_mat_input_grad_tiled",
+        ] {
             assert!(used.contains(&format!("{k}_{s}")), "{k}_{s} unused");
         }
     }
@@ -91,7 +96,7 @@ fn every_parity_case_plans_onto_existing_kernels() {
     }
     // Every entry of the training kernels.
     for k in [
-        "mul_mat_weight_grad",
+        "mul_mat_weight_grad_split",
         "cross_entropy_loss",
         "cross_entropy_grad",
         "causal_attn_fwd",

@@ -520,6 +520,48 @@ test('lora: chat JSONL trains (loss falls, validation reported), adapter round-t
   assert.equal(r.err, 'BAD_ADAPTER', 'more rank than loraRank is a typed error');
 });
 
+test('fine-tune demo: SmolLM2 trains a few steps on the bundled sample (live loss plot), then base and adapted answers', async () => {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.log(`    [page error] ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error' || process.env.VERBOSE) console.log(`    [page ${m.type()}] ${m.text()}`); });
+  const t0 = Date.now();
+  await page.goto(`${origin}/www/finetune/?steps=3&batch=1&seq=32&every=2&valmax=1&lr=0.002&tokens=12`);
+  await page.waitForSelector('#status:has-text("Ready")', { timeout: 180000 });
+  await page.click('#sample');
+  await page.waitForSelector('#dataInfo:has-text("examples")');
+  await page.click('#start');
+  await page.waitForSelector('#stats:has-text("Done after 3 steps")', { timeout: 600000 });
+  const speed = await page.locator('#speed').innerText();
+  console.log(`    ${speed}; ${await page.locator('#stats').innerText()} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+  assert.equal(await page.locator('#error').innerText(), '');
+  const h = await page.evaluate(() => window.demo.history.map((s) => ({ loss: s.loss, val: s.valLoss })));
+  assert.equal(h.length, 3);
+  assert.ok(h.every((s) => Number.isFinite(s.loss) && s.loss > 0));
+  assert.ok(Number.isFinite(h[1].val), 'validation loss at step 2');
+  const inked = await page.evaluate(() => {
+    const c = document.getElementById('plot');
+    const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let red = 0, blue = 0;
+    for (let i = 0; i < px.length; i += 4) {
+      if (px[i] > 150 && px[i + 2] < 100) red++;
+      if (px[i + 2] > 150 && px[i] < 100) blue++;
+    }
+    return { red, blue };
+  });
+  assert.ok(inked.red > 20 && inked.blue > 4, `the loss plot is drawn (${JSON.stringify(inked)})`);
+  await page.fill('#question', 'Which year saw the founding of Quandford?');
+  await page.click('#askBtn');
+  await page.waitForFunction(() => document.getElementById('tunedAnswer').textContent.length > 0, null, { timeout: 300000 });
+  const base = await page.locator('#baseAnswer').innerText();
+  const tuned = await page.locator('#tunedAnswer').innerText();
+  console.log(`    base: ${JSON.stringify(base)} / adapted: ${JSON.stringify(tuned)}`);
+  assert.ok(base.length > 0 && tuned.length > 0);
+  await mkdir(artifacts, { recursive: true });
+  await page.screenshot({ path: join(artifacts, 'finetune-demo.png'), fullPage: true });
+  await context.close();
+});
+
 test('terrain: generate in a worker — result shapes, BUSY, abort of a 256² map (ABORTED after the tile in flight)', async () => {
   const page = await terrainPage();
   const r = await page.evaluate(async () => {

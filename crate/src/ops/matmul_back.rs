@@ -169,14 +169,21 @@ impl Op for MatMulWeightGrad {
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
         let (dy, x) = (ctx.inputs[0], ctx.inputs[1]);
         let (m, n, k) = (dy.rows(), dy.cols(), x.cols());
-        let invocations = k.div_ceil(4) * n.div_ceil(4);
+        // GPUs: a workgroup per 4×4 block splits m (few outputs, long m);
+        // CPU adapters: an invocation per block, no barriers.
+        let split = !ctx.caps.cpu;
+        let blocks = k.div_ceil(4) * n.div_ceil(4);
         Ok(vec![Dispatch {
             shader: "mul_mat_back.wgsl",
             entry: "main",
-            defines: vec!["WEIGHT_GRAD"],
+            defines: if split {
+                vec!["WEIGHT_GRAD", "SPLIT_M"]
+            } else {
+                vec!["WEIGHT_GRAD"]
+            },
             bindings: vec![Bind::Input(0, 0), Bind::Input(1, 0), Bind::Output],
             params: vec![u(m)?, u(n)?, u(k)?, 0, u(n)?, 0],
-            groups: grid(invocations.div_ceil(64), ctx.caps)?,
+            groups: grid(if split { blocks } else { blocks.div_ceil(64) }, ctx.caps)?,
         }])
     }
 }

@@ -39,6 +39,9 @@ pub struct TrainArgs {
     /// sequences (every n-th) for validation.
     #[arg(long, default_value_t = 0.0)]
     val_fraction: f64,
+    /// At most this many held-out sequences per validation pass.
+    #[arg(long, default_value_t = 64)]
+    max_val_sequences: usize,
     /// A GGUF file or a Hugging Face folder (default: the embedded SmolLM2-135M-Instruct).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -201,7 +204,11 @@ pub fn train_lora(a: TrainArgs) -> Res {
     let val = if val_chunks.is_empty() {
         None
     } else {
-        Some(Batches::new(val_chunks, 0)?.all(a.batch)?)
+        let v: Vec<_> = val_chunks
+            .into_iter()
+            .take(a.max_val_sequences.max(1))
+            .collect();
+        Some(Batches::new(v, 0)?.all(a.batch)?)
     };
     let lora = LoraConfig {
         rank: a.rank,
