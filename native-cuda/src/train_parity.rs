@@ -57,6 +57,13 @@ pub struct TrainArgs {
     no_cuda: bool,
     #[arg(long)]
     json: bool,
+    /// Tolerances of --reference (relative to each factor's largest value):
+    /// step-0 gradients and the final adapter. The defaults fit the tiny
+    /// fixture model; deeper models accumulate more f32 reordering.
+    #[arg(long, default_value_t = 1e-4)]
+    grad_tol: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    final_tol: f64,
     /// With --bench: per-kernel times of one training micro-batch.
     #[arg(long)]
     profile: bool,
@@ -99,8 +106,8 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         let rep = replay(&r, model, b.as_ref())?;
         let pass = rep.max_loss_rel <= 1e-3
             && rep.max_grad_norm_rel <= 1e-3
-            && rep.grad0_rel.0 <= 1e-4
-            && rep.final_rel.0 <= 1e-4;
+            && rep.grad0_rel.0 <= a.grad_tol
+            && rep.final_rel.0 <= a.final_tol;
         ok &= pass;
         if !a.json {
             for (k, (l, rl, g, rg)) in rep.steps.iter().enumerate() {
