@@ -26,11 +26,7 @@ struct Params {
     scale: f32,
 }
 
-#if WIDE
-const DB: u32 = 16u;  // vec4s of d per invocation (GPUs: d = 64 in one block)
-#else
 const DB: u32 = 8u;  // vec4s of d per invocation (32 floats: lavapipe-safe)
-#endif
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;

@@ -16,8 +16,7 @@
 // else (row, head, 32-wide block of d). No barriers; f32 accumulation.
 #include "common.cuh"
 
-// DB: float4s of d per thread — 8 (32 floats), or 16 with WIDE (the
-// *_wide kernels: GPUs, so d = 64 needs one block, not two).
+#define DB 8u  // float4s of d per thread (32 floats)
 
 __device__ __forceinline__ float qk(const Params& p, const float4* q, const float4* k, u64 qb,
                                     u64 kb) {
@@ -69,7 +68,7 @@ extern "C" __global__ void causal_attn_stats(Params p, Ptrs b) {
 }
 
 // FWD (MODE 0) and DQ (MODE 1): a thread owns (query row i, head h, block).
-template <int MODE, u32 DB>
+template <int MODE>
 __device__ void query_rows(const Params& p, const Ptrs& b) {
     const u32 t = p.w[0], hq = p.w[1], hkv = p.w[2], d = p.w[3], seq = p.w[4];
     const float4* q = BUF(const float4, 0);
@@ -129,7 +128,7 @@ __device__ void query_rows(const Params& p, const Ptrs& b) {
 // KEYS: DK (MODE 0) and DV (MODE 1): a thread owns (key row j, kv head kh,
 // block) and sums over the group's query heads and the later rows of its
 // sequence.
-template <int MODE, u32 DB>
+template <int MODE>
 __device__ void key_rows(const Params& p, const Ptrs& b) {
     const u32 t = p.w[0], hq = p.w[1], hkv = p.w[2], d = p.w[3], seq = p.w[4];
     const float4* q = BUF(const float4, 0);
@@ -173,11 +172,7 @@ __device__ void key_rows(const Params& p, const Ptrs& b) {
         if (c < cn) out[kb + c0 + c] = acc[c];
 }
 
-extern "C" __global__ void causal_attn_fwd(Params p, Ptrs b) { query_rows<0, 8u>(p, b); }
-extern "C" __global__ void causal_attn_dq(Params p, Ptrs b) { query_rows<1, 8u>(p, b); }
-extern "C" __global__ void causal_attn_dk(Params p, Ptrs b) { key_rows<0, 8u>(p, b); }
-extern "C" __global__ void causal_attn_dv(Params p, Ptrs b) { key_rows<1, 8u>(p, b); }
-extern "C" __global__ void causal_attn_fwd_wide(Params p, Ptrs b) { query_rows<0, 16u>(p, b); }
-extern "C" __global__ void causal_attn_dq_wide(Params p, Ptrs b) { query_rows<1, 16u>(p, b); }
-extern "C" __global__ void causal_attn_dk_wide(Params p, Ptrs b) { key_rows<0, 16u>(p, b); }
-extern "C" __global__ void causal_attn_dv_wide(Params p, Ptrs b) { key_rows<1, 16u>(p, b); }
+extern "C" __global__ void causal_attn_fwd(Params p, Ptrs b) { query_rows<0>(p, b); }
+extern "C" __global__ void causal_attn_dq(Params p, Ptrs b) { query_rows<1>(p, b); }
+extern "C" __global__ void causal_attn_dk(Params p, Ptrs b) { key_rows<0>(p, b); }
+extern "C" __global__ void causal_attn_dv(Params p, Ptrs b) { key_rows<1>(p, b); }

@@ -249,14 +249,9 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
                 (false, false, false, true) if has("DV") => "dv",
                 _ => return Err(unsupported()),
             };
-            let wide = if has("WIDE") && entry != "stats" {
-                "_wide"
-            } else {
-                ""
-            };
             k(
                 "causal_attention",
-                format!("causal_attn_{entry}{wide}"),
+                format!("causal_attn_{entry}"),
                 [64, 1, 1],
             )
         }

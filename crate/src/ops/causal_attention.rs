@@ -227,21 +227,14 @@ impl Op for CausalAttention {
 
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
         let Dims { t, hq, hkv, d } = self.dims(ctx.inputs[0], ctx.inputs[1]);
-        // GPUs: 16 vec4 of d per invocation (d = 64 in one block, so the
-        // scores are computed once); CPU adapters: 8 (lavapipe's private
-        // arrays of ≥ 64 floats misbehave).
-        let wide = !ctx.caps.cpu;
-        let nb = (d / 4).div_ceil(if wide { 16 } else { 8 });
-        let (mut defines, invocations) = match self.mode {
+        let nb = (d / 4).div_ceil(8);
+        let (defines, invocations) = match self.mode {
             AttnMode::Forward => (vec!["FWD"], t * hq * nb),
             AttnMode::Stats => (vec!["STATS"], t * hq),
             AttnMode::GradQ => (vec!["DQ"], t * hq * nb),
             AttnMode::GradK => (vec!["KEYS", "DK"], t * hkv * nb),
             AttnMode::GradV => (vec!["KEYS", "DV"], t * hkv * nb),
         };
-        if wide {
-            defines.push("WIDE");
-        }
         let extra = |i: usize| if ctx.inputs.len() > i { i } else { 0 };
         Ok(vec![Dispatch {
             shader: "causal_attention.wgsl",
