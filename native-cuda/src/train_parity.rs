@@ -64,6 +64,9 @@ pub struct TrainArgs {
     grad_tol: f64,
     #[arg(long, default_value_t = 1e-4)]
     final_tol: f64,
+    /// With --reference: write the first backend's final adapter here (PEFT files).
+    #[arg(long)]
+    save_adapter: Option<PathBuf>,
     /// With --bench: per-kernel times of one training micro-batch.
     #[arg(long)]
     profile: bool,
@@ -104,6 +107,9 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut rows = Vec::new();
     for b in backends(&a, true) {
         let rep = replay(&r, model, b.as_ref())?;
+        if let (Some(dir), Some(ad), true) = (&a.save_adapter, &rep.adapter, rows.is_empty()) {
+            ad.save_dir(dir, &model.to_string_lossy())?;
+        }
         let pass = rep.max_loss_rel <= 1e-3
             && rep.max_grad_norm_rel <= 1e-3
             && rep.grad0_rel.0 <= a.grad_tol
@@ -211,7 +217,7 @@ fn bench(a: &TrainArgs, model: &std::path::Path) -> Result<ExitCode, Box<dyn std
             }
         }
         let med = times[times.len() / 2];
-        println!(
+        eprintln!(
             "{}: {} × {} tokens, r={}, all 7 projections: median step {:.1} ms, {:.0} tokens/s, device memory {:.2} GB, last loss {loss:.3}",
             b.name(),
             a.batch,

@@ -131,6 +131,8 @@ pub struct LoraReport {
     pub grad0_rel: (f64, String),
     /// Final adapter: worst max|Δ| / max|ref| over factors, and its name.
     pub final_rel: (f64, String),
+    /// Kiln's final adapter.
+    pub adapter: Option<Adapter>,
 }
 
 fn worst(got: &Adapter, want: &Adapter) -> Result<(f64, String), LoadError> {
@@ -212,6 +214,8 @@ pub fn replay(
             rep.max_grad_norm_rel.max(gr)
         };
     }
-    rep.final_rel = worst(&t.adapter()?, &r.final_adapter)?;
+    let fin = t.adapter()?;
+    rep.final_rel = worst(&fin, &r.final_adapter)?;
+    rep.adapter = Some(fin);
     Ok(rep)
 }
