@@ -48,6 +48,76 @@ export interface LoadOptions {
   wasmUrl?: string | URL;
   /** Lower the storage-binding limit (tests: weight splitting). */
   maxBindingBytes?: number;
+  /** Room for LoRA adapters at inference: their total rank (default 0: none). */
+  loraRank?: number;
+}
+
+/** Figures of one optimizer step of `trainLoRA`. */
+export interface TrainStep {
+  step: number;
+  loss: number;
+  /** NaN on steps without a validation pass. */
+  valLoss: number;
+  gradNorm: number;
+  lr: number;
+  tokens: number;
+  done: boolean;
+}
+
+export interface TrainOptions {
+  rank?: number;
+  alpha?: number;
+  /** "q,k,v,o,gate,up,down" (any subset) or "all" (default). */
+  targets?: string;
+  rslora?: boolean;
+  steps?: number;
+  lr?: number;
+  batchSize?: number;
+  seqLen?: number;
+  /** Micro-batches per optimizer step (gradient accumulation). */
+  accum?: number;
+  warmup?: number;
+  schedule?: 'cosine' | 'linear' | 'constant';
+  weightDecay?: number;
+  /** Global gradient-norm clip (0: off; default 1). */
+  maxGradNorm?: number;
+  seed?: number;
+  /** Validation every N steps (0: never; default 10). */
+  evalEvery?: number;
+  /** Fraction of the packed sequences held out for validation (default 0.1). */
+  valFraction?: number;
+  maxValSequences?: number;
+  /** Rows of logits computed at once in the loss head (default 256). */
+  headRows?: number;
+  /** End-of-turn text that closes a trained reply (default "<|im_end|>"). */
+  eot?: string;
+  /** Start from this adapter instead of PEFT's default init. */
+  init?: LoRAAdapter;
+  onStep?: (s: TrainStep) => void;
+  signal?: AbortSignal;
+}
+
+export interface TrainJob {
+  done: Promise<{ adapter: LoRAAdapter; steps: TrainStep[]; aborted: boolean; info: { parameters: number; factors: number; sequences: number; validationSequences: number; steps: number } }>;
+  /** The steps so far. */
+  history: TrainStep[];
+}
+
+/** A LoRA adapter as PEFT's two files. */
+export class LoRAAdapter {
+  constructor(config: string, weights: Uint8Array);
+  readonly config: string;
+  readonly weights: Uint8Array;
+  readonly rank: number;
+  readonly alpha: number;
+  readonly targets: string[];
+  readonly rslora: boolean;
+  files(): { 'adapter_config.json': Blob; 'adapter_model.safetensors': Blob };
+  saveToOPFS(name: string): Promise<void>;
+  static fromOPFS(name: string): Promise<LoRAAdapter>;
+  static listOPFS(): Promise<string[]>;
+  static deleteOPFS(name: string): Promise<void>;
+  static load(source: string | URL | [Blob | string, Blob | string] | { config: string | Blob; weights: Uint8Array | Blob }): Promise<LoRAAdapter>;
 }
 
 export interface SamplingOptions {
@@ -134,6 +204,11 @@ export class LLM {
   tokenize(text: string, addSpecial?: boolean): Promise<number[]>;
   detokenize(ids: number[], skipSpecial?: boolean): Promise<string>;
   resetChat(): Promise<void>;
+  /** LoRA fine-tuning of this (GGUF) model's base, in its worker. */
+  trainLoRA(data: string | Blob | { messages: { role: string; content: string }[] }[], opts?: TrainOptions): TrainJob;
+  loadAdapter(source: Parameters<typeof LoRAAdapter.load>[0]): Promise<LoRAAdapter>;
+  /** Adapters at inference, unmerged; [] restores the base. Needs `loraRank`. */
+  setAdapters(list: { adapter: LoRAAdapter; scale?: number }[]): Promise<void>;
   dispose(): Promise<void>;
 }
 
