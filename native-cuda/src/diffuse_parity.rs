@@ -10,12 +10,9 @@ use std::time::Instant;
 
 use kiln::backend::Backend;
 use kiln::backend::cpu::CpuBackend;
-use kiln::backend::wgpu::{WgpuBackend, WgpuOptions};
 use kiln::loader::onnx::OnnxModel;
 use kiln::model::unet::{Unet, UnetConfig, UnetOptions, UnetWeights};
 use kiln::parity::unet_ref::{BLOCK_REL, OUTPUT_ABS, UnetReference};
-
-use crate::CudaBackend;
 
 #[derive(clap::Args)]
 pub struct DiffuseArgs {
@@ -58,26 +55,7 @@ pub struct DiffuseArgs {
 }
 
 fn backends(a: &DiffuseArgs) -> Vec<Box<dyn Backend>> {
-    let mut out: Vec<Box<dyn Backend>> = Vec::new();
-    if !a.no_cpu {
-        out.push(Box::new(CpuBackend));
-    }
-    if !a.no_wgpu {
-        match WgpuBackend::new(&WgpuOptions {
-            adapter: a.adapter.clone(),
-            ..Default::default()
-        }) {
-            Ok(b) => out.push(Box::new(b)),
-            Err(e) => eprintln!("wgpu: no adapter, skipped: {e}"),
-        }
-    }
-    if !a.no_cuda {
-        match CudaBackend::new(0) {
-            Ok(b) => out.push(Box::new(b)),
-            Err(e) => eprintln!("cuda: no CUDA device, skipped: {e}"),
-        }
-    }
-    out
+    crate::backends(!a.no_cpu, !a.no_wgpu, !a.no_cuda, a.adapter.clone())
 }
 
 /// Per-kernel (label, seconds, dispatches) of one call, slowest first.

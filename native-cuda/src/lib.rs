@@ -163,3 +163,36 @@ mod imp {
 
 #[cfg(test)]
 mod tests;
+
+/// The backends a parity command compares: the CPU reference, wgpu (on
+/// `adapter`, an index or name substring) and CUDA device 0, each when asked
+/// for; a missing GPU is reported and skipped.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn backends(
+    cpu: bool,
+    wgpu: bool,
+    cuda: bool,
+    adapter: Option<String>,
+) -> Vec<Box<dyn kiln::backend::Backend>> {
+    use kiln::backend::wgpu::{WgpuBackend, WgpuOptions};
+    let mut out: Vec<Box<dyn kiln::backend::Backend>> = Vec::new();
+    if cpu {
+        out.push(Box::new(kiln::backend::cpu::CpuBackend));
+    }
+    if wgpu {
+        match WgpuBackend::new(&WgpuOptions {
+            adapter,
+            ..Default::default()
+        }) {
+            Ok(b) => out.push(Box::new(b)),
+            Err(e) => eprintln!("wgpu: no adapter, skipped: {e}"),
+        }
+    }
+    if cuda {
+        match CudaBackend::new(0) {
+            Ok(b) => out.push(Box::new(b)),
+            Err(e) => eprintln!("cuda: no CUDA device, skipped: {e}"),
+        }
+    }
+    out
+}

@@ -14,8 +14,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use kiln::backend::Backend;
-use kiln::backend::cpu::CpuBackend;
-use kiln::backend::wgpu::{WgpuBackend, WgpuOptions};
 use kiln::loader::WeightSource;
 use kiln::loader::gguf::{GgufFile, GgufSource};
 use kiln::model::LlamaConfig;
@@ -23,8 +21,6 @@ use kiln::parity::lora_ref::{LoraReference, replay};
 use kiln::train::graph::{self, TrainShape};
 use kiln::train::lora::{Adapter, LoraConfig};
 use kiln::train::{Batch, Hyper, Trainer};
-
-use crate::CudaBackend;
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
@@ -73,26 +69,7 @@ pub struct TrainArgs {
 }
 
 fn backends(a: &TrainArgs, cpu: bool) -> Vec<Box<dyn Backend>> {
-    let mut out: Vec<Box<dyn Backend>> = Vec::new();
-    if cpu && !a.no_cpu {
-        out.push(Box::new(CpuBackend));
-    }
-    if !a.no_wgpu {
-        match WgpuBackend::new(&WgpuOptions {
-            adapter: a.adapter.clone(),
-            ..Default::default()
-        }) {
-            Ok(b) => out.push(Box::new(b)),
-            Err(e) => eprintln!("wgpu: no adapter, skipped: {e}"),
-        }
-    }
-    if !a.no_cuda {
-        match CudaBackend::new(0) {
-            Ok(b) => out.push(Box::new(b)),
-            Err(e) => eprintln!("cuda: no CUDA device, skipped: {e}"),
-        }
-    }
-    out
+    crate::backends(cpu && !a.no_cpu, !a.no_wgpu, !a.no_cuda, a.adapter.clone())
 }
 
 pub fn run(a: TrainArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
