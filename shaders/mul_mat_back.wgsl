@@ -141,6 +141,30 @@ fn x4(m: u32, g: u32) -> vec4<f32> {
     return r;
 }
 
+// Σ over rows m0, m0 + step, … of dy[m, n0..n0+nc] · x[m, 4g..4g+3].
+fn rows_dot(m0: u32, step: u32, g: u32, n0: u32, nc: u32) -> array<vec4<f32>, 4> {
+    var acc: array<vec4<f32>, 4>;
+    for (var m = m0; m < p.m; m += step) {
+        let xv = x4(m, g);
+        for (var i = 0u; i < nc; i++) {
+            acc[i] += dy[m * p.n + n0 + i] * xv;
+        }
+    }
+    return acc;
+}
+
+// dW rows n0..n0+nc, columns 4g..4g+3.
+fn store_dw(n0: u32, nc: u32, g: u32, acc: array<vec4<f32>, 4>) {
+    for (var i = 0u; i < nc; i++) {
+        for (var c = 0u; c < 4u; c++) {
+            let kk = 4u * g + c;
+            if (kk < p.k) {
+                dw[(n0 + i) * p.k + kk] = acc[i][c];
+            }
+        }
+    }
+}
+
 #if SPLIT_M
 var<workgroup> part: array<vec4<f32>, 256>;  // [64 invocations][4 rows]
 
@@ -153,13 +177,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let n0 = (blk / ng) * 4u;
     let valid = n0 < p.n;
     let nc = select(0u, min(4u, p.n - n0), valid);
-    var acc: array<vec4<f32>, 4>;
-    for (var m = lid; m < p.m; m += 64u) {
-        let xv = x4(m, g);
-        for (var i = 0u; i < nc; i++) {
-            acc[i] += dy[m * p.n + n0 + i] * xv;
-        }
-    }
+    let acc = rows_dot(lid, 64u, g, n0, nc);
     for (var i = 0u; i < 4u; i++) {
         part[lid * 4u + i] = acc[i];
     }
@@ -173,14 +191,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         workgroupBarrier();
     }
     if (lid == 0u) {
-        for (var i = 0u; i < nc; i++) {
-            for (var c = 0u; c < 4u; c++) {
-                let kk = 4u * g + c;
-                if (kk < p.k) {
-                    dw[(n0 + i) * p.k + kk] = part[i][c];
-                }
-            }
-        }
+        store_dw(n0, nc, g, array<vec4<f32>, 4>(part[0], part[1], part[2], part[3]));
     }
 }
 #else
@@ -195,21 +206,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let nc = min(4u, p.n - n0);
-    var acc: array<vec4<f32>, 4>;
-    for (var m = 0u; m < p.m; m++) {
-        let xv = x4(m, g);
-        for (var i = 0u; i < nc; i++) {
-            acc[i] += dy[m * p.n + n0 + i] * xv;
-        }
-    }
-    for (var i = 0u; i < nc; i++) {
-        for (var c = 0u; c < 4u; c++) {
-            let kk = 4u * g + c;
-            if (kk < p.k) {
-                dw[(n0 + i) * p.k + kk] = acc[i][c];
-            }
-        }
-    }
+    store_dw(n0, nc, g, rows_dot(0u, 1u, g, n0, nc));
 }
 #endif
 #endif

@@ -119,20 +119,14 @@ extern "C" __global__ void mul_mat_input_grad_tiled_q4_1(Params p, Ptrs b) { inp
 extern "C" __global__ void mul_mat_input_grad_tiled_q4_k(Params p, Ptrs b) { input_grad_tiled<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_tiled_q6_k(Params p, Ptrs b) { input_grad_tiled<DQ6_K>(p, b); }
 
-extern "C" __global__ void mul_mat_weight_grad(Params p, Ptrs b) {
-    const float* dy = BUF(const float, 0);
-    const float* x = BUF(const float, 1);
-    float* dw = BUF(float, 2);
+// Σ over rows m0, m0 + step, … of dy[m, n0..n0+nc] · x[m, 4g..4g+3]
+// (rows_dot in the WGSL).
+__device__ void rows_dot(const Params& p, const float* dy, const float* x, u32 m0, u32 step,
+                         u32 g, u32 n0, u32 nc, float4 acc[4]) {
     const u32 m = p.w[0], n = p.w[1], k = p.w[2];
-    const u32 ng = (k + 3u) / 4u;
-    const u32 idx = wg_index() * 64u + threadIdx.x;
-    const u32 g = idx % ng, n0 = (idx / ng) * 4u;
-    if (n0 >= n) return;
-    const u32 nc = min(4u, n - n0);
-    float4 acc[4];
 #pragma unroll
     for (u32 i = 0; i < 4u; i++) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-    for (u32 mm = 0; mm < m; mm++) {
+    for (u32 mm = m0; mm < m; mm += step) {
         float4 xv = xs4(x + (u64)mm * k, k, g);
 #pragma unroll
         for (u32 i = 0; i < 4u; i++) {
@@ -145,16 +139,30 @@ extern "C" __global__ void mul_mat_weight_grad(Params p, Ptrs b) {
             }
         }
     }
-#pragma unroll
-    for (u32 i = 0; i < 4u; i++) {
-        if (i < nc) {
-            float a[4] = {acc[i].x, acc[i].y, acc[i].z, acc[i].w};
-            for (u32 c = 0; c < 4u; c++) {
-                u32 kk = 4u * g + c;
-                if (kk < k) dw[(u64)(n0 + i) * k + kk] = a[c];
-            }
+}
+
+// dW rows n0..n0+nc, columns 4g..4g+3 (store_dw in the WGSL).
+__device__ void store_dw(const Params& p, float* dw, u32 n0, u32 nc, u32 g, const float4 acc[4]) {
+    const u32 k = p.w[2];
+    for (u32 i = 0; i < nc; i++) {
+        float a[4] = {acc[i].x, acc[i].y, acc[i].z, acc[i].w};
+        for (u32 c = 0; c < 4u; c++) {
+            u32 kk = 4u * g + c;
+            if (kk < k) dw[(u64)(n0 + i) * k + kk] = a[c];
         }
     }
+}
+
+extern "C" __global__ void mul_mat_weight_grad(Params p, Ptrs b) {
+    const u32 n = p.w[1], k = p.w[2];
+    const u32 ng = (k + 3u) / 4u;
+    const u32 idx = wg_index() * 64u + threadIdx.x;
+    const u32 g = idx % ng, n0 = (idx / ng) * 4u;
+    if (n0 >= n) return;
+    const u32 nc = min(4u, n - n0);
+    float4 acc[4];
+    rows_dot(p, BUF(const float, 0), BUF(const float, 1), 0u, 1u, g, n0, nc, acc);
+    store_dw(p, BUF(float, 2), n0, nc, g, acc);
 }
 
 // mul_mat_weight_grad_split (WEIGHT_GRAD + SPLIT_M): a block of 64 threads
@@ -166,27 +174,13 @@ extern "C" __global__ void mul_mat_weight_grad_split(Params p, Ptrs b) {
     const float* dy = BUF(const float, 0);
     const float* x = BUF(const float, 1);
     float* dw = BUF(float, 2);
-    const u32 m = p.w[0], n = p.w[1], k = p.w[2];
+    const u32 n = p.w[1], k = p.w[2];
     const u32 ng = (k + 3u) / 4u;
     const u32 blk = wg_index(), lid = threadIdx.x;
     const u32 g = blk % ng, n0 = (blk / ng) * 4u;
     const u32 nc = n0 < n ? min(4u, n - n0) : 0u;
     float4 acc[4];
-#pragma unroll
-    for (u32 i = 0; i < 4u; i++) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-    for (u32 mm = lid; mm < m; mm += 64u) {
-        float4 xv = xs4(x + (u64)mm * k, k, g);
-#pragma unroll
-        for (u32 i = 0; i < 4u; i++) {
-            if (i < nc) {
-                float d = dy[(u64)mm * n + n0 + i];
-                acc[i].x += d * xv.x;
-                acc[i].y += d * xv.y;
-                acc[i].z += d * xv.z;
-                acc[i].w += d * xv.w;
-            }
-        }
-    }
+    rows_dot(p, dy, x, lid, 64u, g, n0, nc, acc);
 #pragma unroll
     for (u32 i = 0; i < 4u; i++) part[lid * 4u + i] = acc[i];
     __syncthreads();
@@ -200,13 +194,5 @@ extern "C" __global__ void mul_mat_weight_grad_split(Params p, Ptrs b) {
         }
         __syncthreads();
     }
-    if (lid == 0u) {
-        for (u32 i = 0; i < nc; i++) {
-            float a[4] = {part[i].x, part[i].y, part[i].z, part[i].w};
-            for (u32 c = 0; c < 4u; c++) {
-                u32 kk = 4u * g + c;
-                if (kk < k) dw[(u64)(n0 + i) * k + kk] = a[c];
-            }
-        }
-    }
+    if (lid == 0u) store_dw(p, dw, n0, nc, g, part);
 }
