@@ -89,7 +89,11 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
 pub(super) fn group_norm(rng: &mut Rng) -> Result<Vec<Case>> {
     // (shape, groups, silu, scale-shift)
     let shapes: [(&[usize], usize, bool, bool); 8] = [
-        (&[1, 1, 1, 4], 2, false, false),
+        // Groups of ≥ 4 values: a 2-value group normalises x0 − mean =
+        // (x0 − x1)/2, whose f32 rounding is relative to |x0 − x1| — an
+        // ill-conditioned case that failed the tolerance about once in a
+        // thousand seeds without any kernel error.
+        (&[1, 1, 1, 8], 2, false, false),
         (&[2, 5, 7, 12], 3, true, true),
         (&[1, 16, 16, 32], 32, false, false),
         (&[2, 9, 9, 64], 32, true, true),
