@@ -219,3 +219,55 @@ fn adapters_at_inference_match_peft_logits() {
         assert_eq!(e.code(), "BAD_ADAPTER");
     }
 }
+
+/// llama.cpp's LoRA GGUF (`tools/lora_to_gguf.py` lays out PEFT's trained
+/// adapter as `convert_lora_to_gguf.py` does): read back equal to the PEFT
+/// files (Q/K rows un-permuted), and on the GGUF model it gives PEFT's
+/// probe logits.
+#[test]
+fn llama_cpp_gguf_lora_adapter() {
+    use kiln::llm::Llm;
+    use kiln::loader::gguf::GgufFile;
+    use kiln::model::LlamaConfig;
+    use kiln::model::llama::{LlamaOptions, LoraSlots};
+    use kiln::parity::vec_diff;
+    use kiln::train::lora::{Adapter, Target};
+    use kiln::train::lora_gguf;
+    let dir = root().join("tests/fixtures/lora/llama3/facts_brandom");
+    let model = root().join("tests/fixtures/models/llama3/llama3.F32.gguf");
+    let (g, mut file) = GgufFile::open(&model).unwrap();
+    let config = LlamaConfig::from_gguf(&g).unwrap();
+    let from_gguf = lora_gguf::open(&dir.join("final_adapter.lora.gguf"), &config).unwrap();
+    let peft = Adapter::load_dir(&dir.join("final_adapter")).unwrap();
+    assert_eq!(
+        from_gguf.tensors, peft.tensors,
+        "factors equal PEFT's, row for row"
+    );
+    assert_eq!((from_gguf.config.rank, from_gguf.config.alpha), (8, 16.0));
+    assert_eq!(from_gguf.config.targets, Target::ALL.to_vec());
+    let opts = LlamaOptions {
+        max_ctx: 64,
+        prefill_chunk: 16,
+        lora: Some(LoraSlots {
+            rank: 8,
+            targets: Target::ALL.to_vec(),
+        }),
+        ..Default::default()
+    };
+    let mut llm = Llm::from_gguf(&g, &mut file, &CpuBackend, &opts, &mut |_, _| true).unwrap();
+    llm.set_adapters(&[(&from_gguf, 1.0)]).unwrap();
+    let probe: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("probe.json")).unwrap()).unwrap();
+    let want: Vec<f32> = probe["final"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    llm.feed(&common::ids(&probe["ids"])).unwrap();
+    let d = vec_diff(&llm.logits().unwrap(), &want).unwrap();
+    assert!(d.within(1e-4, 0.0), "{d:?}");
+    // A model file is not an adapter: a typed error.
+    let e = lora_gguf::open(&model, &config).unwrap_err();
+    assert_eq!(e.code(), "BAD_ADAPTER");
+}

@@ -10,6 +10,7 @@ pub mod autodiff;
 pub mod data;
 pub mod graph;
 pub mod lora;
+pub mod lora_gguf;
 
 #[cfg(test)]
 mod gradcheck;

@@ -44,28 +44,46 @@ pub struct ModelArgs {
     /// Quantize a safetensors model's matrices on load (q8_0, q4_0, q4_1, q4_k, q6_k, f16).
     #[arg(long)]
     quantize: Option<DType>,
-    /// A PEFT LoRA adapter folder, optionally with a scale: DIR or DIR:0.5
-    /// (repeatable: several adapters apply at once; the base stays as stored).
+    /// A LoRA adapter — a PEFT folder or a llama.cpp LoRA .gguf — optionally
+    /// with a scale: PATH or PATH:0.5 (repeatable: several adapters apply at
+    /// once; the base stays as stored).
     #[arg(long)]
     lora: Vec<String>,
 }
 
-/// `--lora DIR[:SCALE]` values: the adapters and their scales.
+/// `--lora DIR[:SCALE]` values — PEFT folders or llama.cpp LoRA `.gguf`
+/// files — and their scales. `model` gives a `.gguf` adapter its layout.
 fn adapters(
     specs: &[String],
+    model: &std::path::Path,
 ) -> Result<Vec<(kiln::train::lora::Adapter, f32)>, Box<dyn std::error::Error>> {
-    specs
-        .iter()
-        .map(|s| {
-            let (dir, scale) = match s.rsplit_once(':') {
-                Some((d, sc)) if sc.parse::<f32>().is_ok() => (d, sc.parse::<f32>()?),
-                _ => (s.as_str(), 1.0),
-            };
-            let a = kiln::train::lora::Adapter::load_dir(std::path::Path::new(dir))
-                .map_err(|e| format!("--lora {dir}: {e}"))?;
-            Ok((a, scale))
-        })
-        .collect()
+    let mut config = None;
+    let mut out = Vec::new();
+    for s in specs {
+        let (path, scale) = match s.rsplit_once(':') {
+            Some((d, sc)) if sc.parse::<f32>().is_ok() => (d, sc.parse::<f32>()?),
+            _ => (s.as_str(), 1.0),
+        };
+        let path = std::path::Path::new(path);
+        let a = if path.extension().is_some_and(|e| e == "gguf") {
+            if config.is_none() {
+                config = Some(if model.is_dir() {
+                    kiln::loader::safetensors::HfFolder::open(model, None)?.llama_config()?
+                } else {
+                    kiln::model::LlamaConfig::from_gguf(
+                        &kiln::loader::gguf::GgufFile::open(model)?.0,
+                    )?
+                });
+            }
+            let c = config.as_ref().ok_or("no model config")?;
+            kiln::train::lora_gguf::open(path, c)
+        } else {
+            kiln::train::lora::Adapter::load_dir(path)
+        }
+        .map_err(|e| format!("--lora {}: {e}", path.display()))?;
+        out.push((a, scale));
+    }
+    Ok(out)
 }
 
 #[derive(Args, Clone, Debug)]
@@ -212,7 +230,7 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         debug_layers: false,
         lora: None,
     };
-    let lora = adapters(&a.lora)?;
+    let lora = adapters(&a.lora, &path)?;
     let mut opts = opts;
     if !lora.is_empty() {
         let mut targets: Vec<_> = lora
