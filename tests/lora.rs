@@ -271,3 +271,51 @@ fn llama_cpp_gguf_lora_adapter() {
     let e = lora_gguf::open(&model, &config).unwrap_err();
     assert_eq!(e.code(), "BAD_ADAPTER");
 }
+
+/// LoRA dropout: the masks are integer hashes of (step, micro-batch, site,
+/// element), so the CPU reference and the GPU train identically, and the
+/// loss differs from the run without dropout. (PEFT's torch RNG cannot be
+/// replayed; its dropout convention — the input of A, in train mode only —
+/// is the same.)
+#[test]
+fn lora_dropout_is_deterministic_across_backends() {
+    use kiln::loader::safetensors::HfFolder;
+    use kiln::train::Trainer;
+    use kiln::train::graph::{self, TrainShape};
+    let dir = root().join("tests/fixtures/lora/llama3/facts_brandom");
+    let r = LoraReference::load(&dir).unwrap();
+    let model = root().join("tests/fixtures/models/llama3");
+    let run = |backend: &dyn Backend, dropout: f32| -> Vec<f64> {
+        let mut folder = HfFolder::open(&model, None).unwrap();
+        let config = folder.llama_config().unwrap();
+        let mut lora = r.lora.clone();
+        lora.dropout = dropout;
+        let shape = TrainShape {
+            batch: r.batch,
+            seq: r.seq,
+            head_rows: 64,
+            max_grad_norm: r.max_grad_norm,
+        };
+        let tg = graph::build(&config, &lora, &shape, &|n| folder.info(n)).unwrap();
+        let mut init = r.init.clone();
+        init.config.dropout = dropout;
+        let mut t = Trainer::new(tg, backend, &mut folder, &init, r.hyper.clone()).unwrap();
+        r.batches[..4]
+            .iter()
+            .map(|b| t.train_step(std::slice::from_ref(b)).unwrap().loss)
+            .collect()
+    };
+    let plain = run(&CpuBackend, 0.0);
+    let cpu = run(&CpuBackend, 0.2);
+    assert!(cpu.iter().all(|l| l.is_finite()));
+    assert!(
+        (cpu[0] - plain[0]).abs() > 1e-4,
+        "dropout changes the loss: {cpu:?} vs {plain:?}"
+    );
+    if let Some(gpu) = common::gpu() {
+        let g = run(&gpu, 0.2);
+        for (a, b) in g.iter().zip(&cpu) {
+            assert!(((a - b) / b).abs() < 1e-5, "gpu {g:?} vs cpu {cpu:?}");
+        }
+    }
+}

@@ -70,6 +70,8 @@ export interface TrainOptions {
   /** "q,k,v,o,gate,up,down" (any subset) or "all" (default). */
   targets?: string;
   rslora?: boolean;
+  /** LoRA dropout on the input of A while training (PEFT's lora_dropout; default 0). */
+  dropout?: number;
   steps?: number;
   lr?: number;
   batchSize?: number;

@@ -32,6 +32,8 @@ struct TrainOptions {
     /// "q,k,v,o,gate,up,down" or "all".
     targets: String,
     rslora: bool,
+    /// LoRA dropout (PEFT's lora_dropout).
+    dropout: f32,
     steps: usize,
     lr: f64,
     batch_size: usize,
@@ -61,6 +63,7 @@ impl Default for TrainOptions {
             alpha: 16.0,
             targets: "all".into(),
             rslora: false,
+            dropout: 0.0,
             steps: 100,
             lr: 2e-4,
             batch_size: 4,
@@ -205,6 +208,7 @@ impl Engine {
             alpha: o.alpha,
             targets: LoraConfig::parse_targets(&o.targets).map_err(err)?,
             rslora: o.rslora,
+            dropout: o.dropout,
         };
         let shape = TrainShape {
             batch,

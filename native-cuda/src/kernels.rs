@@ -20,7 +20,7 @@ pub const HEADERS: [(&str, &str); 3] = [
 ];
 
 /// One source per op family, named like its WGSL twin(s).
-pub const FAMILIES: [(&str, &str); 20] = [
+pub const FAMILIES: [(&str, &str); 21] = [
     ("unary", include_str!("../kernels/unary.cu")),
     ("binary", include_str!("../kernels/binary.cu")),
     ("norm", include_str!("../kernels/norm.cu")),
@@ -50,10 +50,11 @@ pub const FAMILIES: [(&str, &str); 20] = [
         include_str!("../kernels/causal_attention.cu"),
     ),
     ("optim", include_str!("../kernels/optim.cu")),
+    ("dropout", include_str!("../kernels/dropout.cu")),
 ];
 
 /// The WGSL file each family mirrors.
-pub const WGSL_TWINS: [(&str, &[&str]); 20] = [
+pub const WGSL_TWINS: [(&str, &[&str]); 21] = [
     ("unary", &["unary.wgsl"]),
     ("binary", &["binary.wgsl"]),
     ("norm", &["norm.wgsl"]),
@@ -77,6 +78,7 @@ pub const WGSL_TWINS: [(&str, &[&str]); 20] = [
     ("cross_entropy", &["cross_entropy.wgsl"]),
     ("causal_attention", &["causal_attention.wgsl"]),
     ("optim", &["optim.wgsl"]),
+    ("dropout", &["dropout.wgsl"]),
 ];
 
 /// The most uniform words a kernel's `Params` holds.
@@ -232,6 +234,7 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
         }
         ("norm_back.wgsl", "main") => k("norm_back", "norm_back".into(), [256, 1, 1]),
         ("glu_back.wgsl", "main") => k("glu_back", "glu_back".into(), [256, 1, 1]),
+        ("dropout.wgsl", "main") => k("dropout", "dropout".into(), [256, 1, 1]),
         ("cross_entropy.wgsl", "main") => {
             let what = if has("LOSS") { "loss" } else { "grad" };
             k(

@@ -17,7 +17,8 @@ use kiln::ops::{Bind, Chunk, GpuCaps, PlanCtx};
 use crate::kernels::{self, Kernel, MAX_BINDINGS, MAX_PARAMS};
 
 /// Ops with CUDA kernels (by `Op::name`).
-pub const OPS: [&str; 46] = [
+pub const OPS: [&str; 47] = [
+    "dropout",
     "silu",
     "gelu",
     "gelu_erf",

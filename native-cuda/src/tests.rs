@@ -110,6 +110,7 @@ fn every_parity_case_plans_onto_existing_kernels() {
         "optim_clip",
         "optim_moments",
         "optim_param",
+        "dropout",
     ] {
         assert!(used.contains(k), "{k} unused");
     }

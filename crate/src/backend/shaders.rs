@@ -31,6 +31,7 @@ shader_files!(
     "conv2d.wgsl",
     "copy.wgsl",
     "cross_entropy.wgsl",
+    "dropout.wgsl",
     "get_rows.wgsl",
     "glu_back.wgsl",
     "group_norm.wgsl",

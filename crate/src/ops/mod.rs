@@ -14,6 +14,7 @@ pub mod causal_attention;
 pub mod conv2d;
 pub mod copy;
 pub mod cross_entropy;
+pub mod dropout;
 pub mod embed;
 pub mod glu_back;
 pub mod group_norm;

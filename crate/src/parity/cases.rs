@@ -88,6 +88,7 @@ pub fn registry() -> Vec<(&'static str, Generator)> {
         ("causal_attention", train::causal_attention),
         ("optim", train::optim),
         ("slice_rows", train::slice_rows),
+        ("dropout", train::dropout),
     ]
 }
 

@@ -192,6 +192,33 @@ mod tests {
     }
 
     #[test]
+    fn dropout_mask_is_its_own_gradient() {
+        assert_ok("dropout", &[&[5, 40]], &|g, x| {
+            let seed = g.sym("seed");
+            let y = g.dropout(x[0], 0.3, 5, seed)?;
+            g.mul(y, x[0])
+        });
+    }
+
+    #[test]
+    fn dropout_keeps_1_minus_p_and_the_mean() {
+        use crate::ops::dropout::hash;
+        let (n, p) = (200_000u32, 0.3f64);
+        let t = (p * 4294967296.0) as u32;
+        let kept = (0..n).filter(|i| hash(17, 3, *i) >= t).count() as f64 / n as f64;
+        assert!((kept - (1.0 - p)).abs() < 0.005, "kept {kept}");
+        // Different salts and seeds draw different masks.
+        let same = (0..1000u32)
+            .filter(|i| (hash(17, 3, *i) < t) == (hash(17, 4, *i) < t))
+            .count();
+        assert!(same < 700, "salts 3 and 4 agree on {same}/1000");
+        let same = (0..1000u32)
+            .filter(|i| (hash(17, 3, *i) < t) == (hash(18, 3, *i) < t))
+            .count();
+        assert!(same < 700, "seeds 17 and 18 agree on {same}/1000");
+    }
+
+    #[test]
     fn cross_entropy_grad_is_the_loss_gradient() {
         use crate::ops::cross_entropy::{CrossEntropy, MASKED};
         // L = scale·Σ loss(z); CrossEntropy::Grad must be dL/dz.

@@ -83,6 +83,8 @@ pub struct TrainGraph {
     pub shape: TrainShape,
     pub graph: Graph,
     pub pos: Sym,
+    /// The seed of the LoRA dropout masks (a new value per micro-batch).
+    pub dropout_seed: Sym,
     /// (tensor name in the model file, graph weight).
     pub weights: Vec<(String, TensorId)>,
     pub params: Vec<Param>,
@@ -231,6 +233,8 @@ pub fn build(
     }
 
     let pos = g.sym("pos");
+    // Per micro-batch seed of the LoRA dropout masks (STEP only).
+    let dropout_seed = g.sym("dropout_seed");
     let rope = Rope {
         mode: c.rope_mode,
         n_rot: c.n_rot,
@@ -245,7 +249,7 @@ pub fn build(
     let scale_attn = 1.0 / (hd as f32).sqrt();
 
     // One forward: returns (io without losses, final hidden, per-block node ranges, first block node).
-    let forward = |g: &mut Graph, tag: &str| -> Result<Forward, LoadError> {
+    let forward = |g: &mut Graph, tag: &str, train: bool| -> Result<Forward, LoadError> {
         let ids = g.input(&format!("{tag}.ids"), &[t], DType::U32)?;
         let mut x = g.get_rows(embd, ids)?;
         let first = g.nodes.len();
@@ -264,6 +268,13 @@ pub fn build(
                 };
                 let Some(&(a, bb)) = lora_of.get(&(l, tg)) else {
                     return Ok(base);
+                };
+                // PEFT drops A's input in train mode, a mask per module.
+                let x = if train && lora.dropout > 0.0 {
+                    let salt = (l * Target::ALL.len() + tg as usize) as u32;
+                    g.dropout(x, lora.dropout, salt, dropout_seed)?
+                } else {
+                    x
                 };
                 let h = g.matmul(x, a)?;
                 let h = g.scale(h, s)?;
@@ -308,7 +319,7 @@ pub fn build(
 
     // STEP: forward, loss head with its gradient, backward, accumulate.
     let loss_scale = g.input("loss_scale", &[1], DType::F32)?;
-    let (ids, hf, ranges, first) = forward(&mut g, "step")?;
+    let (ids, hf, ranges, first) = forward(&mut g, "step", true)?;
     let end = g.nodes.len();
     let mut labels = Vec::new();
     let mut losses = Vec::new();
@@ -366,7 +377,7 @@ pub fn build(
 
     // EVAL: forward and losses.
     g.begin_program();
-    let (eids, ehf, _, _) = forward(&mut g, "eval")?;
+    let (eids, ehf, _, _) = forward(&mut g, "eval", false)?;
     let mut elabels = Vec::new();
     let mut elosses = Vec::new();
     for (i, &(r0, rows)) in chunks.iter().enumerate() {
@@ -388,6 +399,7 @@ pub fn build(
         shape: shape.clone(),
         graph: g,
         pos,
+        dropout_seed,
         weights,
         params,
         step,

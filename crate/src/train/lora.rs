@@ -91,6 +91,8 @@ pub struct LoraConfig {
     pub alpha: f32,
     pub targets: Vec<Target>,
     pub rslora: bool,
+    /// Dropout on the input of A while training (PEFT's `lora_dropout`).
+    pub dropout: f32,
 }
 
 impl Default for LoraConfig {
@@ -100,6 +102,7 @@ impl Default for LoraConfig {
             alpha: 16.0,
             targets: Target::ALL.to_vec(),
             rslora: false,
+            dropout: 0.0,
         }
     }
 }
@@ -258,6 +261,10 @@ impl Adapter {
             .get("use_rslora")
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
+        let dropout = j
+            .get("lora_dropout")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0) as f32;
         let targets = match j.get("target_modules") {
             Some(serde_json::Value::Array(a)) => a
                 .iter()
@@ -284,6 +291,7 @@ impl Adapter {
                 alpha,
                 targets,
                 rslora,
+                dropout,
             },
             tensors,
         })
@@ -300,7 +308,7 @@ impl Adapter {
             "base_model_name_or_path": base_model,
             "r": c.rank,
             "lora_alpha": c.alpha,
-            "lora_dropout": 0.0,
+            "lora_dropout": c.dropout,
             "use_rslora": c.rslora,
             "target_modules": targets,
             "bias": "none",

@@ -111,6 +111,7 @@ pub fn read<R: Read + Seek>(
             alpha: if alpha == 0.0 { rank as f32 } else { alpha },
             targets,
             rslora: false,
+            dropout: 0.0,
         },
         tensors,
     };

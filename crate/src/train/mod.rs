@@ -258,11 +258,13 @@ impl Trainer {
 
     /// Forward + backward of one micro-batch; gradients accumulate, scaled
     /// by `1 / step_targets` (the trained targets of the whole step).
-    /// Returns the micro-batch's summed loss.
+    /// Returns the micro-batch's summed loss. `micro` (its index in the
+    /// step) picks the dropout masks.
     pub async fn accumulate_async(
         &mut self,
         b: &Batch,
         step_targets: usize,
+        micro: u32,
     ) -> Result<f64, LoadError> {
         let io = self.model.step.clone();
         self.write_batch(&io, b)?;
@@ -271,7 +273,10 @@ impl Trainer {
             self.model.loss_scale,
             &HostTensor::from_f32(&[1], crate::DType::F32, &[scale])?,
         )?;
-        self.exe.run_program(STEP, &[0])?;
+        // Dropout masks: a function of (step, micro-batch), so a resumed
+        // run draws the same ones.
+        let seed = (self.step as u32).wrapping_mul(65536).wrapping_add(micro);
+        self.exe.run_program(STEP, &[0, seed])?;
         self.read_losses(&io.losses).await
     }
 
@@ -284,7 +289,7 @@ impl Trainer {
             self.model.hyper,
             &HostTensor::from_f32(&[n], crate::DType::F32, &h)?,
         )?;
-        self.exe.run_program(UPDATE, &[0])?;
+        self.exe.run_program(UPDATE, &[0, 0])?;
         let clip = self.read(self.model.clip).await?.to_f32()?;
         let lr = self.hyper.lr_at(self.step);
         self.step += 1;
@@ -298,8 +303,8 @@ impl Trainer {
             return Err(LoadError::Train("the step has no trained tokens".into()));
         }
         let mut loss = 0.0;
-        for b in micro {
-            loss += self.accumulate_async(b, targets).await?;
+        for (i, b) in micro.iter().enumerate() {
+            loss += self.accumulate_async(b, targets, i as u32).await?;
         }
         let step = self.step;
         let (grad_norm, clip_coef, lr) = self.update_async().await?;
@@ -318,7 +323,7 @@ impl Trainer {
     pub async fn eval_async(&mut self, b: &Batch) -> Result<(f64, usize), LoadError> {
         let io = self.model.eval.clone();
         self.write_batch(&io, b)?;
-        self.exe.run_program(EVAL, &[0])?;
+        self.exe.run_program(EVAL, &[0, 0])?;
         Ok((self.read_losses(&io.losses).await?, b.n_targets()))
     }
 
@@ -348,7 +353,7 @@ impl Trainer {
 #[cfg(not(target_arch = "wasm32"))]
 impl Trainer {
     pub fn accumulate(&mut self, b: &Batch, step_targets: usize) -> Result<f64, LoadError> {
-        pollster::block_on(self.accumulate_async(b, step_targets))
+        pollster::block_on(self.accumulate_async(b, step_targets, 0))
     }
 
     pub fn update(&mut self) -> Result<(f32, f32, f64), LoadError> {

@@ -58,6 +58,9 @@ pub struct TrainArgs {
     /// rsLoRA scaling (alpha / sqrt(rank)).
     #[arg(long)]
     rslora: bool,
+    /// LoRA dropout on the input of A (PEFT's lora_dropout).
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
     /// Optimizer steps.
     #[arg(long, default_value_t = 100)]
     steps: usize,
@@ -215,6 +218,7 @@ pub fn train_lora(a: TrainArgs) -> Res {
         alpha: a.alpha,
         targets: LoraConfig::parse_targets(&a.targets)?,
         rslora: a.rslora,
+        dropout: a.dropout,
     };
     let shape = TrainShape {
         batch: a.batch,

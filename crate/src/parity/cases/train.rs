@@ -280,3 +280,23 @@ pub(super) fn slice_rows(rng: &mut Rng) -> Result<Vec<Case>> {
     }
     Ok(out)
 }
+
+pub(super) fn dropout(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for (shape, p, salt, seed) in [
+        (&[1usize][..], 0.0f32, 0u32, 0u32),
+        (&[257, 3], 0.1, 7, 12345),
+        (&[2, 1000], 0.5, 3, 99),
+        (&[33, 65], 0.9, 1, u32::MAX),
+    ] {
+        let mut b = B::new(rng);
+        let s = b.g.sym("seed");
+        let x = b.input(shape, DType::F32, 1.0)?;
+        let y = b.g.dropout(x, p, salt, s)?;
+        let desc = format!("{shape:?} p{p} salt{salt} seed{seed}");
+        // Exact: the mask is integer math on both sides; the kept values are
+        // one f32 product (the oracle rounds the f64 product once).
+        out.push(b.case("dropout", DType::F32, desc, y, vec![seed], EXACT_ISH)?);
+    }
+    Ok(out)
+}
