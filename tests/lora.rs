@@ -319,3 +319,68 @@ fn lora_dropout_is_deterministic_across_backends() {
         }
     }
 }
+
+/// Merged adapters (`train::merge`): the trained adapter folded into f32
+/// weights gives PEFT's probe logits, from the HF folder and from the GGUF
+/// (permuted Q/K); f16 weights stay within f16's rounding (2⁻¹¹ relative per
+/// weight, sums of ≤ 96 terms: 2e-3 of the largest logit; observed 3.7e-4).
+#[test]
+fn merged_adapter_matches_peft_logits() {
+    use kiln::DType;
+    use kiln::llm::Llm;
+    use kiln::loader::gguf::{GgufFile, GgufSource};
+    use kiln::loader::safetensors::HfFolder;
+    use kiln::model::LlamaConfig;
+    use kiln::model::llama::LlamaOptions;
+    use kiln::parity::vec_diff;
+    use kiln::train::lora::Adapter;
+    use kiln::train::merge::merged;
+    let dir = root().join("tests/fixtures/lora/llama3/facts_brandom");
+    let fin = Adapter::load_dir(&dir.join("final_adapter")).unwrap();
+    let probe: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("probe.json")).unwrap()).unwrap();
+    let want: Vec<f32> = probe["final"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let ids = common::ids(&probe["ids"]);
+    let opts = LlamaOptions {
+        max_ctx: 64,
+        prefill_chunk: 16,
+        ..Default::default()
+    };
+    let logits = |llm: &mut Llm| {
+        llm.feed(&ids).unwrap();
+        llm.logits().unwrap()
+    };
+    for (dtype, tol) in [(DType::F32, 1e-4), (DType::F16, 2e-3)] {
+        let mut folder =
+            HfFolder::open(&root().join("tests/fixtures/models/llama3"), None).unwrap();
+        let config = folder.llama_config().unwrap();
+        let mut m = merged(&mut folder, &config, vec![(fin.clone(), 1.0)], dtype).unwrap();
+        let mut llm = Llm::load(&config, &mut m, &CpuBackend, &opts, &mut |_, _| true).unwrap();
+        let d = vec_diff(&logits(&mut llm), &want).unwrap();
+        eprintln!("merged {dtype} (HF folder): max |Δ| {:.2e}", d.max_abs);
+        assert!(d.within(tol, 0.0), "{dtype}: {d:?}");
+    }
+    let (g, mut f) =
+        GgufFile::open(&root().join("tests/fixtures/models/llama3/llama3.F32.gguf")).unwrap();
+    let config = LlamaConfig::from_gguf(&g).unwrap();
+    let mut src = GgufSource {
+        file: &g,
+        reader: &mut f,
+    };
+    let mut m = merged(&mut src, &config, vec![(fin.clone(), 1.0)], DType::F32).unwrap();
+    let mut llm = Llm::load(&config, &mut m, &CpuBackend, &opts, &mut |_, _| true).unwrap();
+    let d = vec_diff(&logits(&mut llm), &want).unwrap();
+    eprintln!("merged f32 (GGUF): max |Δ| {:.2e}", d.max_abs);
+    assert!(d.within(1e-4, 0.0), "{d:?}");
+    // Q8_0 cannot hold a sum: a typed error.
+    let mut src = GgufSource {
+        file: &g,
+        reader: &mut f,
+    };
+    assert!(merged(&mut src, &config, vec![(fin, 1.0)], DType::Q8_0).is_err());
+}

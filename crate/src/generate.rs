@@ -170,11 +170,39 @@ impl TextModel {
         quantize: Option<crate::DType>,
         progress: Progress,
     ) -> Result<TextModel, LoadError> {
+        TextModel::open_with(path, backend, opts, quantize, None, progress)
+    }
+
+    /// [`TextModel::open`], optionally with LoRA adapters merged into the
+    /// weights they target (`(adapters with scales, F32 | F16)`, see
+    /// [`crate::train::merge`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open_with(
+        path: &std::path::Path,
+        backend: &dyn Backend,
+        opts: &LlamaOptions,
+        quantize: Option<crate::DType>,
+        merge: Option<(Vec<(crate::train::lora::Adapter, f32)>, crate::DType)>,
+        progress: Progress,
+    ) -> Result<TextModel, LoadError> {
+        use crate::loader::WeightSource;
         let tok_err = |e: crate::tokenizer::TokenizerError| LoadError::Tokenizer(e.to_string());
+        let load = |config: &crate::model::LlamaConfig,
+                    src: &mut dyn WeightSource,
+                    progress: Progress|
+         -> Result<Llm, LoadError> {
+            match merge.clone() {
+                Some((adapters, dtype)) => {
+                    let mut m = crate::train::merge::merged(src, config, adapters, dtype)?;
+                    Llm::load(config, &mut m, backend, opts, progress)
+                }
+                None => Llm::load(config, src, backend, opts, progress),
+            }
+        };
         if path.is_dir() {
             let mut folder = crate::loader::safetensors::HfFolder::open(path, quantize)?;
             let config = folder.llama_config()?;
-            let llm = Llm::load(&config, &mut folder, backend, opts, progress)?;
+            let llm = load(&config, &mut folder, progress)?;
             let json = std::fs::read(path.join("tokenizer.json")).map_err(|e| {
                 LoadError::Io(format!("{}: {e}", path.join("tokenizer.json").display()))
             })?;
@@ -189,7 +217,13 @@ impl TextModel {
                     .into(),
             ));
         }
-        let (llm, gguf) = Llm::open(path, backend, opts, progress)?;
+        let (gguf, mut file) = crate::loader::gguf::GgufFile::open(path)?;
+        let config = crate::model::LlamaConfig::from_gguf(&gguf)?;
+        let mut src = crate::loader::gguf::GgufSource {
+            file: &gguf,
+            reader: &mut file,
+        };
+        let llm = load(&config, &mut src, progress)?;
         let tokenizer = Tokenizer::from_spec(&gguf.tokenizer_spec()?).map_err(tok_err)?;
         TextModel::assemble(llm, tokenizer, gguf.chat_template(), Vec::new())
     }

@@ -11,6 +11,7 @@ pub mod data;
 pub mod graph;
 pub mod lora;
 pub mod lora_gguf;
+pub mod merge;
 
 #[cfg(test)]
 mod gradcheck;
