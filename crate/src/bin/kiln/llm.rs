@@ -258,7 +258,11 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut last = 0;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(indicatif::ProgressStyle::with_template(
+        "loading {msg} {bar:25} {percent:>3}% {binary_bytes}/{binary_total_bytes}",
+    )?);
+    bar.set_message(name.clone());
     let mut model = TextModel::open_with(
         &path,
         &backend,
@@ -266,14 +270,12 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         a.quantize,
         merge.clone(),
         &mut |done, total| {
-            let pct = (done * 100 / total.max(1)) as usize;
-            if pct != last {
-                last = pct;
-                eprint!("\rloading {name} [{:<25}] {pct:3}%", "#".repeat(pct / 4));
-            }
+            bar.set_length(total);
+            bar.set_position(done);
             true
         },
     )?;
+    bar.finish_and_clear();
     model.pipelined = !backend.caps.cpu;
     if merge.is_some() {
         eprintln!("LoRA: {} adapter(s) merged into the weights", lora.len());
@@ -283,7 +285,7 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         eprintln!("LoRA: {} adapter(s) applied, unmerged", lora.len());
     }
     eprintln!(
-        "\rloaded {name}: {} layers, {:.1} MB of weights, on {} in {:.2} s",
+        "loaded {name}: {} layers, {:.1} MB of weights, on {} in {:.2} s",
         model.llm.model.config.n_layers,
         model.llm.model.weight_bytes() as f64 / 1e6,
         backend.name(),
