@@ -184,3 +184,36 @@ fn unsupported_architectures_are_named() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Hostile hyper-parameters: `block_count` of 4e9 or 0 and a context near
+/// usize::MAX are typed errors before anything is sized by them (4e9 used to
+/// abort the process with a 4e9-element allocation).
+#[test]
+fn hostile_layer_counts_and_contexts_are_typed_errors() {
+    use kiln::model::llama::{LlamaOptions, build};
+    let (g0, head) = model();
+    let key = b"llama.block_count";
+    let at = head.windows(key.len()).position(|w| w == key).unwrap() + key.len() + 4;
+    for count in [4_000_000_000u32, 0, 31] {
+        let mut bad = head.clone();
+        bad[at..at + 4].copy_from_slice(&count.to_le_bytes());
+        let g = parse(&bad, g0.file_len).unwrap();
+        let config = kiln::model::LlamaConfig::from_gguf(&g).unwrap();
+        let lookup = |n: &str| g.tensor(n).map(|t| (t.shape.clone(), t.dtype));
+        match build(&config, &LlamaOptions::default(), &lookup) {
+            Err(e @ LoadError::Corrupt(_)) => eprintln!("block_count {count}: {e}"),
+            Err(e) => panic!("block_count {count}: unexpected {e:?}"),
+            Ok(_) => panic!("block_count {count} built a graph"),
+        }
+    }
+    let config = kiln::model::LlamaConfig::from_gguf(&g0).unwrap();
+    let lookup = |n: &str| g0.tensor(n).map(|t| (t.shape.clone(), t.dtype));
+    let opts = LlamaOptions {
+        max_ctx: usize::MAX - 10,
+        ..Default::default()
+    };
+    let e = build(&config, &opts, &lookup)
+        .err()
+        .expect("a context past the limit");
+    assert_eq!(e.code(), "INVALID_INPUT", "{e}");
+}

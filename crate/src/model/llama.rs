@@ -138,6 +138,27 @@ struct Layer {
 /// Looks up a weight's (shape, dtype) as stored in the model file.
 pub type WeightLookup<'a> = &'a dyn Fn(&str) -> Result<(Vec<usize>, DType), LoadError>;
 
+/// The longest context (KV-cache rows) a graph may ask for: 2²⁴ tokens.
+pub const MAX_CTX: usize = 1 << 24;
+
+/// The layer count from the metadata must be what the file holds, checked
+/// before anything is sized by it: at least one layer, and the last layer's
+/// tensors present (a hostile `block_count` of 4e9 is an error, not a 4e9-long
+/// allocation).
+pub fn check_layers(c: &LlamaConfig, file: WeightLookup) -> Result<(), LoadError> {
+    if c.n_layers == 0 {
+        return Err(LoadError::Corrupt("the model declares 0 layers".into()));
+    }
+    let last = format!("blk.{}.attn_norm.weight", c.n_layers - 1);
+    file(&last).map_err(|_| {
+        LoadError::Corrupt(format!(
+            "the model declares {} layers but the file has no tensor '{last}'",
+            c.n_layers
+        ))
+    })?;
+    Ok(())
+}
+
 /// Builds the graph. `file` gives each weight's (shape, dtype) as stored in
 /// the model file; shapes are checked against the config.
 pub fn build(
@@ -172,8 +193,21 @@ pub fn build(
     };
     let (d, hd) = (c.d_model, c.head_dim);
     let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
+    check_layers(c, file)?;
     let embd = weight(&mut g, &mut weights, "token_embd.weight", &[c.vocab, d])?;
-    let cap = opts.max_ctx + opts.prefill_chunk;
+    let cap = opts
+        .max_ctx
+        .checked_add(opts.prefill_chunk)
+        .filter(|c| *c <= MAX_CTX)
+        .ok_or_else(|| {
+            LoadError::Kiln(crate::error::KilnError::BadParam {
+                op: "llama",
+                detail: format!(
+                    "a context of {} tokens (+ {} per prefill) is past Kiln's limit of {MAX_CTX}",
+                    opts.max_ctx, opts.prefill_chunk
+                ),
+            })
+        })?;
     let mut layers = Vec::with_capacity(c.n_layers);
     for l in 0..c.n_layers {
         let n = |s: &str| format!("blk.{l}.{s}");

@@ -139,6 +139,7 @@ pub fn build(
         Ok(t)
     };
     let (d, hd) = (c.d_model, c.head_dim);
+    crate::model::llama::check_layers(c, file)?;
     let embd = weight(&mut g, "token_embd.weight", &[c.vocab, d])?;
     let mut blocks = Vec::new();
     for l in 0..c.n_layers {
