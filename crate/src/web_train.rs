@@ -18,7 +18,7 @@ use crate::loader::WeightSource;
 use crate::loader::gguf::{GgufFile, GgufSource};
 use crate::model::LlamaConfig;
 use crate::tokenizer::Tokenizer;
-use crate::train::data::{Batches, load_examples, pack};
+use crate::train::data::{Batches, load_examples, pack, split_validation};
 use crate::train::graph::{self, TrainShape};
 use crate::train::lora::{Adapter, LoraConfig};
 use crate::train::{Batch, Hyper, Schedule, Trainer};
@@ -168,27 +168,18 @@ impl Engine {
                 Vec::new(),
             ),
             None => {
-                let mut chunks = pack(
+                let chunks = pack(
                     &load_examples(&name, &data, &template, &tok, &o.eot).map_err(err)?,
                     o.seq_len,
                 );
-                let mut val = Vec::new();
-                if o.val_fraction > 0.0 && chunks.len() >= 4 {
-                    let every = (1.0 / o.val_fraction.min(0.5)).round().max(2.0) as usize;
-                    let (v, t): (Vec<_>, Vec<_>) = chunks
-                        .into_iter()
-                        .enumerate()
-                        .partition(|(i, _)| i % every == every - 1);
-                    chunks = t.into_iter().map(|(_, c)| c).collect();
-                    let v: Vec<_> = v
-                        .into_iter()
-                        .map(|(_, c)| c)
-                        .take(o.max_val_sequences.max(1))
-                        .collect();
-                    val = Batches::new(v, 0)
+                let (chunks, v) = split_validation(chunks, o.val_fraction, o.max_val_sequences);
+                let val = if v.is_empty() {
+                    Vec::new()
+                } else {
+                    Batches::new(v, 0)
                         .and_then(|b| b.all(o.batch_size))
-                        .map_err(err)?;
-                }
+                        .map_err(err)?
+                };
                 (
                     Data::Packed(Batches::new(chunks, o.seed.wrapping_add(3)).map_err(err)?),
                     val,

@@ -181,6 +181,24 @@ pub fn pack(examples: &[Example], seq: usize) -> Vec<Chunk> {
     out
 }
 
+/// Holds out every n-th chunk for validation (n = round(1 / fraction), at
+/// least 2), keeping at most `max` of them; nothing is held out when
+/// `fraction ≤ 0` or there are fewer than 4 chunks. Returns (train, val).
+pub fn split_validation(chunks: Vec<Chunk>, fraction: f64, max: usize) -> (Vec<Chunk>, Vec<Chunk>) {
+    if fraction <= 0.0 || chunks.len() < 4 {
+        return (chunks, Vec::new());
+    }
+    let every = (1.0 / fraction.min(0.5)).round().max(2.0) as usize;
+    let (v, t): (Vec<_>, Vec<_>) = chunks
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| i % every == every - 1);
+    (
+        t.into_iter().map(|(_, c)| c).collect(),
+        v.into_iter().map(|(_, c)| c).take(max.max(1)).collect(),
+    )
+}
+
 /// Draws batches of chunks, reshuffling every epoch.
 pub struct Batches {
     chunks: Vec<Chunk>,
@@ -280,6 +298,24 @@ mod tests {
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].ids, vec![3, 4, 5]);
         assert_eq!(c[0].labels, vec![-100, 4, 5]);
+    }
+
+    #[test]
+    fn validation_split_takes_every_nth_chunk_up_to_max() {
+        let chunks: Vec<Chunk> = (0..20)
+            .map(|i| Chunk {
+                ids: vec![i, i],
+                labels: vec![-100, i as i64],
+            })
+            .collect();
+        let (t, v) = split_validation(chunks.clone(), 0.25, 100);
+        assert_eq!((t.len(), v.len()), (15, 5));
+        assert_eq!(v[0].ids, vec![3, 3]);
+        let (_, v) = split_validation(chunks.clone(), 0.25, 2);
+        assert_eq!(v.len(), 2);
+        let (t, v) = split_validation(chunks[..3].to_vec(), 0.5, 10);
+        assert_eq!((t.len(), v.len()), (3, 0));
+        assert_eq!(split_validation(chunks, 0.0, 10).1.len(), 0);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use kiln::loader::safetensors::HfFolder;
 use kiln::loader::{LoadError, WeightSource};
 use kiln::model::LlamaConfig;
 use kiln::tokenizer::Tokenizer;
-use kiln::train::data::{Batches, load_examples, pack};
+use kiln::train::data::{Batches, load_examples, pack, split_validation};
 use kiln::train::graph::{self, TrainShape};
 use kiln::train::lora::{Adapter, LoraConfig};
 use kiln::train::{Batch, Hyper, Schedule, Trainer};
@@ -188,30 +188,22 @@ pub fn train_lora(a: TrainArgs) -> Res {
             &a.eot,
         )?)
     };
-    let mut train_chunks = pack(&read(&a.data)?, a.seq_len);
-    let val_chunks = match &a.val {
-        Some(p) => pack(&read(p)?, a.seq_len),
-        None if a.val_fraction > 0.0 => {
-            let every = (1.0 / a.val_fraction.min(0.5)).round().max(2.0) as usize;
-            let all = std::mem::take(&mut train_chunks);
-            let (v, tr): (Vec<_>, Vec<_>) = all
-                .into_iter()
-                .enumerate()
-                .partition(|(i, _)| i % every == every - 1);
-            train_chunks = tr.into_iter().map(|(_, c)| c).collect();
-            v.into_iter().map(|(_, c)| c).collect()
+    let train_chunks = pack(&read(&a.data)?, a.seq_len);
+    let (train_chunks, val_chunks) = match &a.val {
+        Some(p) => {
+            let v = pack(&read(p)?, a.seq_len);
+            (
+                train_chunks,
+                v.into_iter().take(a.max_val_sequences.max(1)).collect(),
+            )
         }
-        None => Vec::new(),
+        None => split_validation(train_chunks, a.val_fraction, a.max_val_sequences),
     };
     let mut data = Batches::new(train_chunks, a.seed.wrapping_add(3))?;
     let val = if val_chunks.is_empty() {
         None
     } else {
-        let v: Vec<_> = val_chunks
-            .into_iter()
-            .take(a.max_val_sequences.max(1))
-            .collect();
-        Some(Batches::new(v, 0)?.all(a.batch)?)
+        Some(Batches::new(val_chunks, 0)?.all(a.batch)?)
     };
     let lora = LoraConfig {
         rank: a.rank,
