@@ -145,20 +145,9 @@ pub fn build(
     for l in 0..c.n_layers {
         let n = |s: &str| format!("blk.{l}.{s}");
         let mut w = HashMap::new();
-        for (t, file_name) in [
-            (Target::Q, "attn_q"),
-            (Target::K, "attn_k"),
-            (Target::V, "attn_v"),
-            (Target::O, "attn_output"),
-            (Target::Gate, "ffn_gate"),
-            (Target::Up, "ffn_up"),
-            (Target::Down, "ffn_down"),
-        ] {
+        for t in Target::ALL {
             let (i, o) = t.dims(c);
-            w.insert(
-                t,
-                weight(&mut g, &n(&format!("{file_name}.weight")), &[o, i])?,
-            );
+            w.insert(t, weight(&mut g, &t.gguf_weight(l), &[o, i])?);
         }
         let bias = if c.qkv_bias {
             let (q, kv) = (c.n_heads * hd, c.n_kv_heads * hd);

@@ -52,6 +52,20 @@ impl Target {
         }
     }
 
+    /// The GGUF name of the projection's weight in block `l`: `blk.{l}.attn_q.weight`, ….
+    pub fn gguf_weight(self, l: usize) -> String {
+        let f = match self {
+            Target::Q => "attn_q",
+            Target::K => "attn_k",
+            Target::V => "attn_v",
+            Target::O => "attn_output",
+            Target::Gate => "ffn_gate",
+            Target::Up => "ffn_up",
+            Target::Down => "ffn_down",
+        };
+        format!("blk.{l}.{f}.weight")
+    }
+
     fn block(self) -> &'static str {
         match self {
             Target::Q | Target::K | Target::V | Target::O => "self_attn",

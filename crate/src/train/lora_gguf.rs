@@ -14,16 +14,6 @@ use crate::loader::gguf::GgufFile;
 use crate::model::LlamaConfig;
 use crate::ops::rope::RopeMode;
 
-const TARGETS: [(Target, &str); 7] = [
-    (Target::Q, "attn_q"),
-    (Target::K, "attn_k"),
-    (Target::V, "attn_v"),
-    (Target::O, "attn_output"),
-    (Target::Gate, "ffn_gate"),
-    (Target::Up, "ffn_up"),
-    (Target::Down, "ffn_down"),
-];
-
 /// Reads a llama.cpp LoRA GGUF for `model` (its architecture and shapes).
 pub fn read<R: Read + Seek>(
     g: &GgufFile,
@@ -53,8 +43,8 @@ pub fn read<R: Read + Seek>(
     let mut targets = Vec::new();
     let mut tensors = Factors::new();
     for l in 0..model.n_layers {
-        for (t, file) in TARGETS {
-            let base = format!("blk.{l}.{file}.weight");
+        for t in Target::ALL {
+            let base = t.gguf_weight(l);
             let (Ok(a), Ok(b)) = (
                 g.tensor(&format!("{base}.lora_a")),
                 g.tensor(&format!("{base}.lora_b")),

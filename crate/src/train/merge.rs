@@ -12,16 +12,6 @@ use crate::loader::{LoadError, WeightSource};
 use crate::model::LlamaConfig;
 use crate::ops::rope::RopeMode;
 
-const FILE_NAMES: [(Target, &str); 7] = [
-    (Target::Q, "attn_q"),
-    (Target::K, "attn_k"),
-    (Target::V, "attn_v"),
-    (Target::O, "attn_output"),
-    (Target::Gate, "ffn_gate"),
-    (Target::Up, "ffn_up"),
-    (Target::Down, "ffn_down"),
-];
-
 pub struct MergedSource<'a> {
     pub inner: &'a mut dyn WeightSource,
     pub config: LlamaConfig,
@@ -33,13 +23,9 @@ pub struct MergedSource<'a> {
 impl MergedSource<'_> {
     /// (layer, target) of a base weight name an adapter touches.
     fn target(&self, name: &str) -> Option<(usize, Target)> {
-        let rest = name.strip_prefix("blk.")?;
-        let (l, w) = rest.split_once('.')?;
+        let (l, _) = name.strip_prefix("blk.")?.split_once('.')?;
         let l: usize = l.parse().ok()?;
-        let t = FILE_NAMES
-            .iter()
-            .find(|(_, f)| w == format!("{f}.weight"))?
-            .0;
+        let t = Target::ALL.into_iter().find(|t| t.gguf_weight(l) == name)?;
         self.adapters
             .iter()
             .any(|(a, _)| a.config.targets.contains(&t))
