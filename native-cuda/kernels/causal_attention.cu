@@ -176,3 +176,214 @@ extern "C" __global__ void causal_attn_fwd(Params p, Ptrs b) { query_rows<0>(p, 
 extern "C" __global__ void causal_attn_dq(Params p, Ptrs b) { query_rows<1>(p, b); }
 extern "C" __global__ void causal_attn_dk(Params p, Ptrs b) { key_rows<0>(p, b); }
 extern "C" __global__ void causal_attn_dv(Params p, Ptrs b) { key_rows<1>(p, b); }
+
+// ---- Tiled kernels (causal_attention_tiled.wgsl, d ≤ 64) -------------------
+// A block of 64 threads owns TR = 16 rows of one sequence and one head (query
+// rows / query head; key rows / kv head for KEYS) in shared memory and walks
+// the other side in tiles of TC = 8 rows. Thread (r = tid / 4, sub = tid % 4)
+// scores row r against tile rows 2·sub, 2·sub + 1, the scores (p, ds) pass
+// through shared memory, and it accumulates float4 columns sub, sub + 4, ….
+// Blocks: (sequence, row tile, head), heads fastest.
+#define TR 16u
+#define TC 8u
+#define TD4 16u
+#define TP4 17u  // padded row stride (float4s)
+
+enum { T_FWD = 0, T_STATS = 1, T_DQ = 2, T_DK = 3, T_DV = 4 };
+
+__device__ __forceinline__ float tile_dot(const float4* a, const float4* b, u32 d4) {
+    float s = 0.0f;
+    for (u32 x = 0; x < d4; x++) s += dot4(a[x], b[x]);
+    return s;
+}
+
+template <int MODE>
+__device__ void attn_tiled(const Params& p, const Ptrs& b) {
+    const u32 t = p.w[0], hq = p.w[1], hkv = p.w[2], d = p.w[3], seq = p.w[4];
+    const float scale = PF(5);
+    const float4* q = BUF(const float4, 0);
+    const float4* k = BUF(const float4, 1);
+    const float4* v = BUF(const float4, 2);
+    const float4* a4 = BUF(const float4, 3);
+    const float* st = BUF(const float, 4);
+    const bool keys = MODE == T_DK || MODE == T_DV;
+    __shared__ float4 ta[TR * TP4], ta2[TR * TP4], tb[TC * TP4], tb2[TC * TP4];
+    __shared__ float ps[TR * TC], tst[2 * TC];
+    const u32 d4 = d / 4u, grp = hq / hkv, nh = keys ? hkv : hq;
+    const u32 tps = (seq + TR - 1u) / TR;
+    const u32 wg = wg_index(), lid = threadIdx.x;
+    const u32 h = wg % nh, s = wg / nh / tps;
+    if (s >= t / seq) return;
+    const u32 s0 = s * seq, send = s0 + seq;
+    const u32 r0 = s0 + ((wg / nh) % tps) * TR;
+    const u32 rend = min(r0 + TR, send);
+    const u32 r = lid / 4u, sub = lid % 4u, row = r0 + r;
+    float4 acc[4];
+#pragma unroll
+    for (u32 mm = 0; mm < 4u; mm++) acc[mm] = make_float4(0.f, 0.f, 0.f, 0.f);
+    const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+
+    for (u32 e = lid; e < TR * TD4; e += 64u) {
+        u32 rr = r0 + e / TD4, x = e % TD4;
+        float4 a = zero, a2 = zero;
+        if (rr < rend && x < d4) {
+            if (keys) {
+                a = k[((u64)rr * hkv + h) * d4 + x];
+                if (MODE == T_DK) a2 = v[((u64)rr * hkv + h) * d4 + x];
+            } else {
+                a = q[((u64)rr * hq + h) * d4 + x];
+                if (MODE == T_DQ) a2 = a4[((u64)rr * hq + h) * d4 + x];
+            }
+        }
+        ta[(e / TD4) * TP4 + x] = a;
+        ta2[(e / TD4) * TP4 + x] = a2;
+    }
+
+    if (keys) {
+        for (u32 hh = 0; hh < grp; hh++) {
+            const u32 qh = h * grp + hh;
+            for (u32 i0 = r0; i0 < send; i0 += TC) {
+                __syncthreads();
+                for (u32 e = lid; e < TC * TD4; e += 64u) {
+                    u32 i = i0 + e / TD4, x = e % TD4;
+                    float4 bb = zero, bb2 = zero;
+                    if (i < send && x < d4) {
+                        bb = q[((u64)i * hq + qh) * d4 + x];
+                        bb2 = a4[((u64)i * hq + qh) * d4 + x];
+                    }
+                    tb[(e / TD4) * TP4 + x] = bb;
+                    tb2[(e / TD4) * TP4 + x] = bb2;
+                }
+                if (lid < 2u * TC) {
+                    u32 i = i0 + lid / 2u;
+                    tst[lid] = i < send ? st[2u * ((u64)i * hq + qh) + lid % 2u] : 0.0f;
+                }
+                __syncthreads();
+                for (u32 u = 0; u < 2u; u++) {
+                    u32 c = sub * 2u + u, i = i0 + c;
+                    float w = 0.0f;
+                    if (row < rend && i >= row && i < send) {
+                        float pr = expf(tile_dot(&ta[r * TP4], &tb[c * TP4], d4) * scale -
+                                        tst[2u * c]);
+                        w = MODE == T_DK ? pr *
+                                               (tile_dot(&ta2[r * TP4], &tb2[c * TP4], d4) -
+                                                tst[2u * c + 1u]) *
+                                               scale
+                                         : pr;
+                    }
+                    ps[r * TC + c] = w;
+                }
+                __syncthreads();
+                for (u32 c = 0; c < TC; c++) {
+                    float w = ps[r * TC + c];
+                    const float4* src = MODE == T_DK ? &tb[c * TP4] : &tb2[c * TP4];
+#pragma unroll
+                    for (u32 mm = 0; mm < 4u; mm++) acc[mm] = f4_mac(acc[mm], w, src[sub + 4u * mm]);
+                }
+            }
+        }
+        if (row < rend) {
+            float4* out = BUF(float4, 5);
+#pragma unroll
+            for (u32 mm = 0; mm < 4u; mm++)
+                if (sub + 4u * mm < d4) out[((u64)row * hkv + h) * d4 + sub + 4u * mm] = acc[mm];
+        }
+        return;
+    }
+
+    const u32 kh = h / grp, last = rend - 1u;
+    float lse = 0.0f, dd = 0.0f, m = -3.0e38f, l = 0.0f;
+    if (MODE == T_DQ && row < rend) {
+        lse = st[2u * ((u64)row * hq + h)];
+        dd = st[2u * ((u64)row * hq + h) + 1u];
+    }
+    for (u32 j0 = s0; j0 <= last; j0 += TC) {
+        __syncthreads();
+        for (u32 e = lid; e < TC * TD4; e += 64u) {
+            u32 j = j0 + e / TD4, x = e % TD4;
+            float4 bb = zero, bb2 = zero;
+            if (j <= last && x < d4) {
+                bb = k[((u64)j * hkv + kh) * d4 + x];
+                if (MODE != T_STATS) bb2 = v[((u64)j * hkv + kh) * d4 + x];
+            }
+            tb[(e / TD4) * TP4 + x] = bb;
+            tb2[(e / TD4) * TP4 + x] = bb2;
+        }
+        __syncthreads();
+        for (u32 u = 0; u < 2u; u++) {
+            u32 c = sub * 2u + u;
+            bool live = row < rend && j0 + c <= row;
+            float w;
+            if (MODE == T_DQ) {
+                w = 0.0f;
+                if (live) {
+                    float pr = expf(tile_dot(&ta[r * TP4], &tb[c * TP4], d4) * scale - lse);
+                    w = pr * (tile_dot(&ta2[r * TP4], &tb2[c * TP4], d4) - dd) * scale;
+                }
+            } else {
+                w = live ? tile_dot(&ta[r * TP4], &tb[c * TP4], d4) * scale : -3.0e38f;
+            }
+            ps[r * TC + c] = w;
+        }
+        __syncthreads();
+        if (MODE == T_DQ) {
+            for (u32 c = 0; c < TC; c++) {
+                float w = ps[r * TC + c];
+#pragma unroll
+                for (u32 mm = 0; mm < 4u; mm++)
+                    acc[mm] = f4_mac(acc[mm], w, tb[c * TP4 + sub + 4u * mm]);
+            }
+        } else {
+            float tmax = -3.0e38f;
+            for (u32 c = 0; c < TC; c++) tmax = fmaxf(tmax, ps[r * TC + c]);
+            float mn = fmaxf(m, tmax), corr = expf(m - mn);
+            l *= corr;
+            if (MODE == T_FWD) {
+#pragma unroll
+                for (u32 mm = 0; mm < 4u; mm++) acc[mm] = f4_scale(acc[mm], corr);
+            }
+            for (u32 c = 0; c < TC; c++) {
+                float sc = ps[r * TC + c];
+                if (sc > -1.0e38f) {
+                    float pr = expf(sc - mn);
+                    l += pr;
+                    if (MODE == T_FWD) {
+#pragma unroll
+                        for (u32 mm = 0; mm < 4u; mm++)
+                            acc[mm] = f4_mac(acc[mm], pr, tb2[c * TP4 + sub + 4u * mm]);
+                    }
+                }
+            }
+            m = mn;
+        }
+    }
+    if (row >= rend) return;
+    if (MODE == T_STATS) {
+        if (sub == 0u) {
+            const float4* b4 = BUF(const float4, 4);
+            float* stats = BUF(float, 5);
+            const u64 qb = ((u64)row * hq + h) * d4;
+            float dsum = 0.0f;
+            for (u32 x = 0; x < d4; x++) dsum += dot4(a4[qb + x], b4[qb + x]);
+            stats[2u * ((u64)row * hq + h)] = m + logf(l);
+            stats[2u * ((u64)row * hq + h) + 1u] = dsum;
+        }
+        return;
+    }
+    float4* out = BUF(float4, 5);
+#pragma unroll
+    for (u32 mm = 0; mm < 4u; mm++) {
+        u32 col = sub + 4u * mm;
+        if (col < d4)
+            out[((u64)row * hq + h) * d4 + col] =
+                MODE == T_FWD ? make_float4(acc[mm].x / l, acc[mm].y / l, acc[mm].z / l,
+                                            acc[mm].w / l)
+                              : acc[mm];
+    }
+}
+
+extern "C" __global__ void causal_attn_tiled_fwd(Params p, Ptrs b) { attn_tiled<T_FWD>(p, b); }
+extern "C" __global__ void causal_attn_tiled_stats(Params p, Ptrs b) { attn_tiled<T_STATS>(p, b); }
+extern "C" __global__ void causal_attn_tiled_dq(Params p, Ptrs b) { attn_tiled<T_DQ>(p, b); }
+extern "C" __global__ void causal_attn_tiled_dk(Params p, Ptrs b) { attn_tiled<T_DK>(p, b); }
+extern "C" __global__ void causal_attn_tiled_dv(Params p, Ptrs b) { attn_tiled<T_DV>(p, b); }

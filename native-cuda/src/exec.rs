@@ -1,8 +1,8 @@
 //! Compiling a graph for CUDA and running it (the twin of the wgpu executor).
 //!
-//! `compile`: give every tensor root a device buffer (weights, inputs, state,
-//! intermediates alike — no pooling; views such as `reshape` alias their
-//! source), plan every node's launches once ([`crate::plan`]), load each
+//! `compile`: give weights, inputs, state and graph outputs a device buffer
+//! each, and the other intermediates pooled buffers by liveness
+//! ([`kiln::backend::pool`]; views such as `reshape` alias their source), plan every node's launches once ([`crate::plan`]), load each
 //! family's NVRTC module (compiled once per process and device) and resolve
 //! every launch to a function, its parameter words and buffer addresses.
 //! `run`: write the symbol values into a small device buffer, launch every
@@ -135,13 +135,7 @@ impl CudaExecutable {
     ) -> Result<CudaExecutable, BackendError> {
         let graph = graph.clone();
         let programs = plan::plan_graph(&graph)?;
-        let n = graph.tensors.len();
-        let mut root: Vec<usize> = (0..n).collect();
-        for node in &graph.nodes {
-            if let Some(i) = node.op.alias_input() {
-                root[node.output.0] = root[node.inputs[i].0];
-            }
-        }
+        let pool = kiln::backend::pool::plan(&graph);
         let mut bufs: Vec<CudaSlice<u8>> = Vec::new();
         let mut alloc = |bytes: usize| -> Result<usize, BackendError> {
             bufs.push(
@@ -151,13 +145,23 @@ impl CudaExecutable {
             );
             Ok(bufs.len() - 1)
         };
-        let mut own: Vec<Option<usize>> = vec![None; n];
+        let mut own: Vec<Option<usize>> = vec![None; graph.tensors.len()];
         for (i, info) in graph.tensors.iter().enumerate() {
-            if root[i] == i {
+            if pool.root[i] == i && pool.pinned[i] {
                 own[i] = Some(alloc(info.bytes())?);
             }
         }
-        let slot: Vec<usize> = (0..n).map(|i| own[root[i]].unwrap_or(usize::MAX)).collect();
+        let pool_bufs = pool
+            .pool_bytes
+            .iter()
+            .map(|b| alloc(*b as usize))
+            .collect::<Result<Vec<usize>, _>>()?;
+        let slot: Vec<usize> = (0..graph.tensors.len())
+            .map(|i| match pool.pooled[i] {
+                Some(b) => pool_bufs[b],
+                None => own[pool.root[i]].unwrap_or(usize::MAX),
+            })
+            .collect();
         let syms_buf = alloc(4 * graph.syms.len())?;
         let mut scratch: HashMap<u8, u64> = HashMap::new();
         for l in programs.iter().flatten() {

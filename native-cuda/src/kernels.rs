@@ -76,7 +76,10 @@ pub const WGSL_TWINS: [(&str, &[&str]); 21] = [
     ("norm_back", &["norm_back.wgsl"]),
     ("glu_back", &["glu_back.wgsl"]),
     ("cross_entropy", &["cross_entropy.wgsl"]),
-    ("causal_attention", &["causal_attention.wgsl"]),
+    (
+        "causal_attention",
+        &["causal_attention.wgsl", "causal_attention_tiled.wgsl"],
+    ),
     ("optim", &["optim.wgsl"]),
     ("dropout", &["dropout.wgsl"]),
 ];
@@ -243,7 +246,12 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
                 [256, 1, 1],
             )
         }
-        ("causal_attention.wgsl", "main") => {
+        ("causal_attention.wgsl" | "causal_attention_tiled.wgsl", "main") => {
+            let tiled = if d.shader == "causal_attention.wgsl" {
+                ""
+            } else {
+                "tiled_"
+            };
             let entry = match (has("FWD"), has("STATS"), has("DQ"), has("KEYS")) {
                 (true, false, false, false) => "fwd",
                 (false, true, false, false) => "stats",
@@ -254,7 +262,7 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
             };
             k(
                 "causal_attention",
-                format!("causal_attn_{entry}"),
+                format!("causal_attn_{tiled}{entry}"),
                 [64, 1, 1],
             )
         }

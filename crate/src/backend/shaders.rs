@@ -28,6 +28,7 @@ shader_files!(
     "attention.wgsl",
     "binary.wgsl",
     "causal_attention.wgsl",
+    "causal_attention_tiled.wgsl",
     "conv2d.wgsl",
     "copy.wgsl",
     "cross_entropy.wgsl",

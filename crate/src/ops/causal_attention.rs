@@ -13,8 +13,11 @@
 //!   `dk = scale·Σ ds·q`, `dv = Σ p·do`, summed over the query heads of a
 //!   group).
 //!
-//! Kernel: `shaders/causal_attention.wgsl`, one invocation per (row, head,
-//! 32-wide slice of d), no barriers (CPU adapters included). Per invocation
+//! Kernels: on GPUs with `d ≤ 64`, `shaders/causal_attention_tiled.wgsl`
+//! (a workgroup per 16 rows of one sequence and head, the other side walked
+//! in 8-row tiles through workgroup memory). Otherwise (CPU adapters, larger
+//! heads) `shaders/causal_attention.wgsl`, one invocation per (row, head,
+//! 32-wide slice of d), no barriers. Per invocation
 //! the key loop runs ≤ `seq·d/4` dot-product steps (≤ `group·seq·d/4` for
 //! dk/dv): lavapipe ends loops past 65535 iterations, so `group·seq·d/4`
 //! must stay below it there (SmolLM2: d 64, group 3 → seq ≤ 1365).
@@ -27,6 +30,11 @@ use crate::error::{KilnError, Result};
 use crate::graph::{Graph, TensorId, TensorInfo};
 use crate::host::HostTensor;
 use crate::ops::Bind;
+
+/// The tiled GPU kernel's limits: head sizes up to 64, 16 own rows per
+/// workgroup (`shaders/causal_attention_tiled.wgsl`).
+const TILED_MAX_D: usize = 64;
+const TILE_ROWS: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttnMode {
@@ -235,9 +243,19 @@ impl Op for CausalAttention {
             AttnMode::GradK => (vec!["KEYS", "DK"], t * hkv * nb),
             AttnMode::GradV => (vec!["KEYS", "DV"], t * hkv * nb),
         };
+        // GPUs with d ≤ 64: the tiled kernel, a workgroup per (sequence,
+        // 16-row tile, head); heads are kv heads for dk / dv.
+        let tiled = !ctx.caps.cpu && d <= TILED_MAX_D;
+        let (shader, groups) = if tiled {
+            let heads = if defines.contains(&"KEYS") { hkv } else { hq };
+            let tiles = (t / self.seq) * self.seq.div_ceil(TILE_ROWS) * heads;
+            ("causal_attention_tiled.wgsl", tiles)
+        } else {
+            ("causal_attention.wgsl", invocations.div_ceil(64))
+        };
         let extra = |i: usize| if ctx.inputs.len() > i { i } else { 0 };
         Ok(vec![Dispatch {
-            shader: "causal_attention.wgsl",
+            shader,
             entry: "main",
             defines,
             bindings: vec![
@@ -249,7 +267,7 @@ impl Op for CausalAttention {
                 Bind::Output,
             ],
             params: vec![u(t)?, u(hq)?, u(hkv)?, u(d)?, u(self.seq)?, f(self.scale)],
-            groups: grid(invocations.div_ceil(64), ctx.caps)?,
+            groups: grid(groups, ctx.caps)?,
         }])
     }
 }

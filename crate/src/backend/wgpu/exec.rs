@@ -88,31 +88,13 @@ impl WgpuExecutable {
             buffers.len() - 1
         };
 
-        // Views (reshapes) share their source's storage: `root` maps each
-        // tensor to the tensor that owns its buffer.
+        // Pinned roots get dedicated (possibly chunked) buffers; other
+        // intermediates share pooled buffers by liveness (backend::pool).
         let n = graph.tensors.len();
-        let mut root: Vec<usize> = (0..n).collect();
-        for node in &graph.nodes {
-            if let Some(i) = node.op.alias_input() {
-                root[node.output.0] = root[node.inputs[i].0];
-            }
-        }
-        // Pinned roots keep a dedicated buffer: non-intermediates, and
-        // anything that is (or has a view that is) a graph output.
-        let mut pinned = vec![false; n];
-        for (i, info) in graph.tensors.iter().enumerate() {
-            if info.kind != TensorKind::Intermediate || graph.outputs.contains(&TensorId(i)) {
-                pinned[root[i]] = true;
-            }
-        }
-        let mut root_last: Vec<Option<usize>> = vec![None; n];
-        for (t, l) in graph.last_use().into_iter().enumerate() {
-            root_last[root[t]] = root_last[root[t]].max(l);
-        }
-
+        let pool = crate::backend::pool::plan(&graph);
         let mut slots: Vec<Option<Slot>> = (0..n).map(|_| None).collect();
         for (i, info) in graph.tensors.iter().enumerate() {
-            if root[i] != i || !pinned[i] {
+            if pool.root[i] != i || !pool.pinned[i] {
                 continue;
             }
             let (chunks, row_bytes) = chunking[i].clone();
@@ -129,64 +111,40 @@ impl WgpuExecutable {
                 row_bytes,
             });
         }
-
-        // Pool the other intermediates by liveness: a buffer returns to the
-        // pool after the last reader of its root (programs run one at a
-        // time, so programs share the pool too).
-        let mut free: Vec<usize> = Vec::new();
-        for (ni, node) in graph.nodes.iter().enumerate() {
+        let pool_bufs: Vec<usize> = pool
+            .pool_bytes
+            .iter()
+            .map(|b| {
+                stats.pooled_intermediate_bytes += b;
+                new_buf(&mut buffers, *b, "pool")
+            })
+            .collect();
+        for (i, node) in graph.nodes.iter().enumerate() {
             let out = node.output.0;
-            let r = root[out];
-            if r != out {
-                let src = slots[r]
-                    .as_ref()
-                    .map(|s| s.bufs.clone())
-                    .unwrap_or_default();
-                if src.len() != 1 {
-                    return Err(BackendError::Unsupported {
-                        op: node.op.name().into(),
-                        backend: "wgpu".into(),
-                        reason: "a view of a tensor split across bindings".into(),
-                    });
-                }
-                let (chunks, row_bytes) = chunking[out].clone();
-                slots[out] = Some(Slot {
-                    bufs: src,
-                    chunks,
-                    row_bytes,
-                });
-            } else if slots[out].is_none() {
-                let need = align4(graph.tensors[out].bytes() as u64);
-                let best = free
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, b)| buffers[**b].size() >= need)
-                    .min_by_key(|(_, b)| buffers[**b].size())
-                    .map(|(i, _)| i);
-                let buf = match best {
-                    Some(i) => free.swap_remove(i),
-                    None => {
-                        stats.pooled_intermediate_bytes += need;
-                        new_buf(&mut buffers, need, "pool")
+            let bufs = match pool.pooled[out] {
+                Some(b) => vec![pool_bufs[b]],
+                None if pool.root[out] != out => {
+                    let src = slots[pool.root[out]]
+                        .as_ref()
+                        .map(|s| s.bufs.clone())
+                        .unwrap_or_default();
+                    if src.len() != 1 {
+                        return Err(BackendError::Unsupported {
+                            op: graph.nodes[i].op.name().into(),
+                            backend: "wgpu".into(),
+                            reason: "a view of a tensor split across bindings".into(),
+                        });
                     }
-                };
-                let (chunks, row_bytes) = chunking[out].clone();
-                slots[out] = Some(Slot {
-                    bufs: vec![buf],
-                    chunks,
-                    row_bytes,
-                });
-            }
-            // Release roots whose last reader is this node (and dead outputs).
-            for t in node.inputs.iter().chain(std::iter::once(&node.output)) {
-                let r = root[t.0];
-                let done = root_last[r].is_none_or(|l| l <= ni);
-                if let (false, true, Some(s)) = (pinned[r], done, &slots[r])
-                    && !free.contains(&s.bufs[0])
-                {
-                    free.push(s.bufs[0]);
+                    src
                 }
-            }
+                None => continue,
+            };
+            let (chunks, row_bytes) = chunking[out].clone();
+            slots[out] = Some(Slot {
+                bufs,
+                chunks,
+                row_bytes,
+            });
         }
         let slots: Vec<Slot> = slots
             .into_iter()

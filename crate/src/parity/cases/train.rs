@@ -139,6 +139,8 @@ pub(super) fn causal_attention(rng: &mut Rng) -> Result<Vec<Case>> {
         (1, 17, 4, 2, 64),
         (3, 7, 6, 3, 36),
         (2, 33, 2, 2, 16),
+        // d > 64: the per-row kernel on GPUs too.
+        (2, 9, 2, 1, 80),
     ] {
         let t = ns * seq;
         let scale = 1.0 / (d as f32).sqrt();
