@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use kiln::backend::Backend;
 use kiln::backend::cpu::CpuBackend;
-use kiln::parity::lora_ref::{LoraReference, replay};
+use kiln::parity::lora_ref::{LoraReference, locate, replay};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -96,6 +96,25 @@ fn peft_parity_gpu() {
     }
 }
 
+/// `locate` (kiln-parity train's op-by-op search) walks the step in program
+/// order: the GPU agrees with the CPU reference op by op within 1e-4, and
+/// with a tolerance below f32 reordering it names an early forward op.
+#[test]
+fn locate_names_the_first_divergent_op() {
+    let Some(gpu) = common::gpu() else { return };
+    let dir = root().join("tests/fixtures/lora/llama3/facts");
+    let r = LoraReference::load(&dir).unwrap();
+    let model = root().join("tests/fixtures/models/llama3");
+    let none = locate(&r, &model, &gpu, &CpuBackend, 1e-4).unwrap();
+    assert!(none.is_none(), "{none:?}");
+    let d = locate(&r, &model, &gpu, &CpuBackend, 1e-9)
+        .unwrap()
+        .expect("f32 reordering exceeds 1e-9 somewhere");
+    assert!(d.rel > 1e-9 && d.rel < 1e-4, "{d:?}");
+    let step = locate(&r, &model, &CpuBackend, &CpuBackend, 0.0).unwrap();
+    assert!(step.is_none(), "the CPU reference is deterministic: {step:?}");
+}
+
 /// A checkpoint taken mid-run and resumed in a fresh trainer gives the
 /// same next steps as the uninterrupted run (adapter, AdamW moments, step).
 #[test]
@@ -109,6 +128,7 @@ fn resume_gives_the_same_next_steps() {
     let mut folder = HfFolder::open(&model, None).unwrap();
     let config = folder.llama_config().unwrap();
     let shape = TrainShape {
+        recompute: true,
         batch: r.batch,
         seq: r.seq,
         head_rows: 64,
@@ -291,6 +311,7 @@ fn lora_dropout_is_deterministic_across_backends() {
         let mut lora = r.lora.clone();
         lora.dropout = dropout;
         let shape = TrainShape {
+            recompute: true,
             batch: r.batch,
             seq: r.seq,
             head_rows: 64,

@@ -202,6 +202,7 @@ impl Engine {
             dropout: o.dropout,
         };
         let shape = TrainShape {
+            recompute: true,
             batch,
             seq,
             head_rows: o.head_rows,

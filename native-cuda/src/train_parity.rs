@@ -17,7 +17,7 @@ use kiln::backend::Backend;
 use kiln::loader::WeightSource;
 use kiln::loader::gguf::{GgufFile, GgufSource};
 use kiln::model::LlamaConfig;
-use kiln::parity::lora_ref::{LoraReference, replay};
+use kiln::parity::lora_ref::{LoraReference, locate, replay};
 use kiln::train::graph::{self, TrainShape};
 use kiln::train::lora::{Adapter, LoraConfig};
 use kiln::train::{Batch, Hyper, Trainer};
@@ -60,12 +60,24 @@ pub struct TrainArgs {
     grad_tol: f64,
     #[arg(long, default_value_t = 1e-4)]
     final_tol: f64,
+    /// With --reference: when a backend fails (or always, with --locate),
+    /// rerun its first micro-batch beside the first backend with every
+    /// intermediate kept and name the first op whose output differs by more
+    /// than this (relative to the tensor's largest value).
+    #[arg(long, default_value_t = 1e-4)]
+    locate_tol: f64,
+    #[arg(long)]
+    locate: bool,
     /// With --reference: write the first backend's final adapter here (PEFT files).
     #[arg(long)]
     save_adapter: Option<PathBuf>,
     /// With --bench: per-kernel times of one training micro-batch.
     #[arg(long)]
     profile: bool,
+    /// With --bench: keep every block's activations instead of recomputing
+    /// each block before its backward (to measure what recomputation saves).
+    #[arg(long)]
+    no_recompute: bool,
 }
 
 fn backends(a: &TrainArgs, cpu: bool) -> Vec<Box<dyn Backend>> {
@@ -82,7 +94,8 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let r = LoraReference::load(dir)?;
     let mut ok = true;
     let mut rows = Vec::new();
-    for b in backends(&a, true) {
+    let all = backends(&a, true);
+    for (bi, b) in all.iter().enumerate() {
         let rep = replay(&r, model, b.as_ref())?;
         if let (Some(dir), Some(ad), true) = (&a.save_adapter, &rep.adapter, rows.is_empty()) {
             ad.save_dir(dir, &model.to_string_lossy())?;
@@ -92,6 +105,25 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             && rep.grad0_rel.0 <= a.grad_tol
             && rep.final_rel.0 <= a.final_tol;
         ok &= pass;
+        // The first op past tolerance against the first backend.
+        let mut first_bad = serde_json::Value::Null;
+        if bi > 0 && (!pass || a.locate) {
+            let name = match locate(&r, model, b.as_ref(), all[0].as_ref(), a.locate_tol)? {
+                Some(d) => {
+                    first_bad = serde_json::json!({"node": d.node, "op": d.op, "tensor": d.tensor, "rel": d.rel});
+                    format!(
+                        "node {} {} ('{}') differs by {:.2e}",
+                        d.node, d.op, d.tensor, d.rel
+                    )
+                }
+                None => format!("no op differs by more than {:.0e}", a.locate_tol),
+            };
+            eprintln!(
+                "{} vs {}, first micro-batch op by op: {name}",
+                b.name(),
+                all[0].name()
+            );
+        }
         if !a.json {
             for (k, (l, rl, g, rg)) in rep.steps.iter().enumerate() {
                 println!(
@@ -119,6 +151,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             "max_grad_norm_rel": rep.max_grad_norm_rel,
             "grad0_rel": rep.grad0_rel.0, "grad0_worst": rep.grad0_rel.1,
             "final_rel": rep.final_rel.0, "final_worst": rep.final_rel.1,
+            "first_divergent_op": first_bad,
             "pass": pass,
         }));
     }
@@ -140,6 +173,7 @@ fn bench(a: &TrainArgs, model: &std::path::Path) -> Result<ExitCode, Box<dyn std
         ..LoraConfig::default()
     };
     let shape = TrainShape {
+        recompute: !a.no_recompute,
         batch: a.batch,
         seq: a.seq_len,
         head_rows: a.head_rows,

@@ -158,6 +158,104 @@ fn worst(got: &Adapter, want: &Adapter) -> Result<(f64, String), LoadError> {
     Ok(w)
 }
 
+/// A trainer for the reference run on `backend`; `mark_all` makes every
+/// node's output readable (no pooling: for [`locate`]).
+fn trainer(
+    r: &LoraReference,
+    model: &Path,
+    backend: &dyn Backend,
+    mark_all: bool,
+) -> Result<Trainer, LoadError> {
+    let shape = TrainShape {
+        recompute: true,
+        batch: r.batch,
+        seq: r.seq,
+        head_rows: 24,
+        max_grad_norm: r.max_grad_norm,
+    };
+    let mark = |mut tg: graph::TrainGraph| -> Result<graph::TrainGraph, LoadError> {
+        if mark_all {
+            let outs: Vec<_> = tg.graph.nodes.iter().map(|n| n.output).collect();
+            for o in outs {
+                tg.graph.mark_output(o)?;
+            }
+        }
+        Ok(tg)
+    };
+    if model.is_dir() {
+        let mut folder = HfFolder::open(model, None)?;
+        let config = folder.llama_config()?;
+        let tg = mark(graph::build(&config, &r.lora, &shape, &|n| folder.info(n))?)?;
+        Trainer::new(tg, backend, &mut folder, &r.init, r.hyper.clone())
+    } else {
+        let (gguf, mut file) = GgufFile::open(model)?;
+        let config = LlamaConfig::from_gguf(&gguf)?;
+        let mut src = GgufSource {
+            file: &gguf,
+            reader: &mut file,
+        };
+        let tg = mark(graph::build(&config, &r.lora, &shape, &|n| src.info(n))?)?;
+        Trainer::new(tg, backend, &mut src, &r.init, r.hyper.clone())
+    }
+}
+
+/// The first op of a training step whose output differs between two
+/// backends by more than `tol` (max |a − b| over the tensor, relative to
+/// max |b|; NaN counts as infinite).
+#[derive(Clone, Debug)]
+pub struct Divergence {
+    pub node: usize,
+    pub op: &'static str,
+    pub tensor: String,
+    pub rel: f64,
+}
+
+/// Runs the first micro-batch of the reference run on `got` and on `want`
+/// with every intermediate kept, and names the first node (in program
+/// order: forward, loss head, backward, accumulation) past `tol`. `None`:
+/// every op agrees.
+pub fn locate(
+    r: &LoraReference,
+    model: &Path,
+    got: &dyn Backend,
+    want: &dyn Backend,
+    tol: f64,
+) -> Result<Option<Divergence>, LoadError> {
+    let b = r
+        .batches
+        .first()
+        .ok_or_else(|| LoadError::Corrupt("reference: no batches".into()))?;
+    let mut tg = trainer(r, model, got, true)?;
+    let mut tw = trainer(r, model, want, true)?;
+    tg.accumulate(b, b.n_targets())?;
+    tw.accumulate(b, b.n_targets())?;
+    let nodes = tg.model.graph.program(graph::STEP)?;
+    for i in nodes {
+        let node = &tg.model.graph.nodes[i];
+        let out = node.output;
+        if tg.model.graph.info(out)?.dtype != crate::dtype::DType::F32 {
+            continue;
+        }
+        let a = tg.exe.read(out)?.to_f32()?;
+        let w = tw.exe.read(out)?.to_f32()?;
+        let d = vec_diff(&a, &w).map_err(LoadError::Corrupt)?;
+        let rel = if d.max_want > 0.0 {
+            d.rel()
+        } else {
+            d.max_abs
+        };
+        if rel.is_nan() || rel > tol {
+            return Ok(Some(Divergence {
+                node: i,
+                op: node.op.name(),
+                tensor: tg.model.graph.info(out)?.name.clone(),
+                rel: if rel.is_nan() { f64::INFINITY } else { rel },
+            }));
+        }
+    }
+    Ok(None)
+}
+
 /// Replays the reference run on `backend` with the model the reference
 /// trained: a Hugging Face folder, or a GGUF file (transformers loads GGUF
 /// dequantized to f32 — exactly Kiln's base after on-the-fly decoding).
@@ -166,27 +264,7 @@ pub fn replay(
     model: &Path,
     backend: &dyn Backend,
 ) -> Result<LoraReport, LoadError> {
-    let shape = TrainShape {
-        batch: r.batch,
-        seq: r.seq,
-        head_rows: 24,
-        max_grad_norm: r.max_grad_norm,
-    };
-    let mut t = if model.is_dir() {
-        let mut folder = HfFolder::open(model, None)?;
-        let config = folder.llama_config()?;
-        let tg = graph::build(&config, &r.lora, &shape, &|n| folder.info(n))?;
-        Trainer::new(tg, backend, &mut folder, &r.init, r.hyper.clone())?
-    } else {
-        let (gguf, mut file) = GgufFile::open(model)?;
-        let config = LlamaConfig::from_gguf(&gguf)?;
-        let mut src = GgufSource {
-            file: &gguf,
-            reader: &mut file,
-        };
-        let tg = graph::build(&config, &r.lora, &shape, &|n| src.info(n))?;
-        Trainer::new(tg, backend, &mut src, &r.init, r.hyper.clone())?
-    };
+    let mut t = trainer(r, model, backend, false)?;
     let mut rep = LoraReport::default();
     for (k, (b, &(loss, _lr, gn))) in r.batches.iter().zip(&r.steps).enumerate() {
         let n = b.n_targets();

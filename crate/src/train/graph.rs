@@ -43,6 +43,9 @@ pub struct TrainShape {
     pub head_rows: usize,
     /// Global gradient-norm clip (≤ 0: off).
     pub max_grad_norm: f32,
+    /// Recompute each block's activations before its backward (bounded
+    /// memory); off keeps every block's forward activations live.
+    pub recompute: bool,
 }
 
 /// One trainable LoRA factor and its optimizer tensors.
@@ -335,7 +338,8 @@ pub fn build(
     }
     let dh = dh.ok_or_else(|| bad("no tokens".into()))?;
     let wrt: Vec<TensorId> = params.iter().map(|p| p.value).collect();
-    let grads = super::autodiff::gradients(&mut g, first..end, &[(hf, dh)], &wrt, &ranges)?;
+    let ckpt = if shape.recompute { &ranges[..] } else { &[] };
+    let grads = super::autodiff::gradients(&mut g, first..end, &[(hf, dh)], &wrt, ckpt)?;
     for (p, dp) in params.iter().zip(grads) {
         g.accumulate(p.grad, dp)?;
     }

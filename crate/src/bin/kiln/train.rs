@@ -213,6 +213,7 @@ pub fn train_lora(a: TrainArgs) -> Res {
         dropout: a.dropout,
     };
     let shape = TrainShape {
+        recompute: true,
         batch: a.batch,
         seq: a.seq_len,
         head_rows: a.head_rows,
