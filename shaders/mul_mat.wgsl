@@ -6,11 +6,74 @@
 // computes a 2×2 block of a 32×32 output tile; K advances 32 at a time with
 // both tiles staged (dequantized) in workgroup memory. f32 accumulation.
 
-const T: u32 = 32u;
+// TILE64 (GPUs, m and rows ≥ 64): a 64×64 output tile, each thread a 4×4
+// block (rows ty + 16i, columns tx + 16j: conflict-free, coalesced stores);
+// K advances 16 at a time ([64][17] tiles, 8.7 KB).
+
 #include "common/weights.wgsl"
 
 #include "common/matmul_io.wgsl"
 
+#if TILE64
+var<workgroup> xs: array<f32, 1088>;  // [64][17]
+var<workgroup> ws: array<f32, 1088>;  // [64][17]
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let r0 = wid.x * 64u;
+    let m0 = wid.y * 64u;
+    let lr = lid / 4u;        // tile row loaded by this thread
+    let lg = lid % 4u;        // group of 4 along K loaded by this thread
+    var acc: array<f32, 16>;
+    for (var k0 = 0u; k0 < p.k; k0 += 16u) {
+        let g = k0 / 4u + lg;
+        var xv = vec4<f32>(0.0);
+        let xm = m0 + lr;
+        if (xm < p.m) {
+            let c = 4u * g;
+            for (var i = 0u; i < 4u; i++) {
+                if (c + i < p.k) {
+                    xv[i] = x[xm * p.k + c + i];
+                }
+            }
+        }
+        var wv = vec4<f32>(0.0);
+        if (r0 + lr < p.rows && 4u * g < p.k) {
+            wv = w4(r0 + lr, p.k, g);
+        }
+        for (var i = 0u; i < 4u; i++) {
+            xs[lr * 17u + lg * 4u + i] = xv[i];
+            ws[lr * 17u + lg * 4u + i] = wv[i];
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < 16u; kk++) {
+            var a: array<f32, 4>;
+            var b: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                a[i] = xs[(lid3.y + 16u * i) * 17u + kk];
+                b[i] = ws[(lid3.x + 16u * i) * 17u + kk];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] += a[i] * b[j];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            let m = m0 + lid3.y + 16u * i;
+            let r = r0 + lid3.x + 16u * j;
+            if (m < p.m && r < p.rows) {
+                put(m * p.n + p.n0 + r, acc[i * 4u + j]);
+            }
+        }
+    }
+}
+#else
+const T: u32 = 32u;
 #include "common/tile32.wgsl"
 
 @compute @workgroup_size(16, 16)
@@ -52,3 +115,4 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
     }
 }
+#endif

@@ -112,7 +112,10 @@ fn locate_names_the_first_divergent_op() {
         .expect("f32 reordering exceeds 1e-9 somewhere");
     assert!(d.rel > 1e-9 && d.rel < 1e-4, "{d:?}");
     let step = locate(&r, &model, &CpuBackend, &CpuBackend, 0.0).unwrap();
-    assert!(step.is_none(), "the CPU reference is deterministic: {step:?}");
+    assert!(
+        step.is_none(),
+        "the CPU reference is deterministic: {step:?}"
+    );
 }
 
 /// A checkpoint taken mid-run and resumed in a fresh trainer gives the

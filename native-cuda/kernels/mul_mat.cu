@@ -93,6 +93,60 @@ __device__ void mul_mat(const Params& p, const Ptrs& b) {
     }
 }
 
+// TILE64 (mul_mat.wgsl): a 64×64 output tile, each thread a 4×4 block (rows
+// ty + 16i, columns tx + 16j); K advances 16 at a time ([64][17] tiles).
+// Grid (ceil(rows/64), ceil(m/64)).
+template <class D>
+__device__ void mul_mat64(const Params& p, const Ptrs& b) {
+    __shared__ float xs[64 * 17];
+    __shared__ float ws[64 * 17];
+    const u8* W = BUF(const u8, 0);
+    const float* x = BUF(const float, 1);
+    float* y = BUF(float, 2);
+    const float* res = BUF(const float, 3);
+    const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
+    const u32 r0 = blockIdx.x * 64u, m0 = blockIdx.y * 64u;
+    const u32 tx = threadIdx.x, ty = threadIdx.y;
+    const u32 lid = ty * 16u + tx;
+    const u32 lr = lid / 4u, lg = lid % 4u;
+    float acc[16];
+#pragma unroll
+    for (u32 i = 0; i < 16u; i++) acc[i] = 0.f;
+    for (u32 k0 = 0; k0 < k; k0 += 16u) {
+        u32 g = k0 / 4u + lg;
+        float4 xv = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (m0 + lr < m) xv = xs4(x + (u64)(m0 + lr) * k, k, g);
+        float4 wv = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (r0 + lr < rows && 4u * g < k) wv = D::w4(W, r0 + lr, k, g);
+        float* xd = &xs[lr * 17u + lg * 4u];
+        float* wd = &ws[lr * 17u + lg * 4u];
+        xd[0] = xv.x; xd[1] = xv.y; xd[2] = xv.z; xd[3] = xv.w;
+        wd[0] = wv.x; wd[1] = wv.y; wd[2] = wv.z; wd[3] = wv.w;
+        __syncthreads();
+#pragma unroll 4
+        for (u32 kk = 0; kk < 16u; kk++) {
+            float a[4], bw[4];
+#pragma unroll
+            for (u32 i = 0; i < 4u; i++) {
+                a[i] = xs[(ty + 16u * i) * 17u + kk];
+                bw[i] = ws[(tx + 16u * i) * 17u + kk];
+            }
+#pragma unroll
+            for (u32 i = 0; i < 4u; i++)
+#pragma unroll
+                for (u32 j = 0; j < 4u; j++) acc[i * 4u + j] += a[i] * bw[j];
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (u32 i = 0; i < 4u; i++)
+#pragma unroll
+        for (u32 j = 0; j < 4u; j++) {
+            u32 mm = m0 + ty + 16u * i, r = r0 + tx + 16u * j;
+            if (mm < m && r < rows) put(p, y, res, mm * n + n0 + r, acc[i * 4u + j]);
+        }
+}
+
 // Fused decode GEMV (the SUBGROUPS variant of mul_mat_fused.wgsl):
 // y = f(norm(x) · Wᵀ) (+ res). Params: m (≤ 8), n, k, has_res, has_norm, eps,
 // glu. Bindings: 0 W, 1 x [m, k], 2 y [m, n], 3 res (x when unused), 4 nw [k]
@@ -186,3 +240,11 @@ extern "C" __global__ void mul_mat_q4_0(Params p, Ptrs b) { mul_mat<DQ4_0>(p, b)
 extern "C" __global__ void mul_mat_q4_1(Params p, Ptrs b) { mul_mat<DQ4_1>(p, b); }
 extern "C" __global__ void mul_mat_q4_k(Params p, Ptrs b) { mul_mat<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_q6_k(Params p, Ptrs b) { mul_mat<DQ6_K>(p, b); }
+extern "C" __global__ void mul_mat64_f32(Params p, Ptrs b) { mul_mat64<DF32>(p, b); }
+extern "C" __global__ void mul_mat64_f16(Params p, Ptrs b) { mul_mat64<DF16>(p, b); }
+extern "C" __global__ void mul_mat64_bf16(Params p, Ptrs b) { mul_mat64<DBF16>(p, b); }
+extern "C" __global__ void mul_mat64_q8_0(Params p, Ptrs b) { mul_mat64<DQ8_0>(p, b); }
+extern "C" __global__ void mul_mat64_q4_0(Params p, Ptrs b) { mul_mat64<DQ4_0>(p, b); }
+extern "C" __global__ void mul_mat64_q4_1(Params p, Ptrs b) { mul_mat64<DQ4_1>(p, b); }
+extern "C" __global__ void mul_mat64_q4_k(Params p, Ptrs b) { mul_mat64<DQ4_K>(p, b); }
+extern "C" __global__ void mul_mat64_q6_k(Params p, Ptrs b) { mul_mat64<DQ6_K>(p, b); }

@@ -80,6 +80,7 @@ fn every_parity_case_plans_onto_existing_kernels() {
         for k in [
             "mul_mat_vec",
             "mul_mat",
+            "mul_mat64",
             "get_rows",
             "mul_mat_input_grad_tiled",
         ] {

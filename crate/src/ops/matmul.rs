@@ -122,6 +122,9 @@ impl Op for MatMul {
         // CPU adapters run every m through the row-per-invocation kernel
         // (no barriers, no reductions: SIMD lanes are invocations there).
         let gemv = m <= GEMV_MAX_M || ctx.caps.cpu;
+        // GPUs: 64×64 tiles once both sides fill one (4×4 per thread), else
+        // 32×32 tiles (LoRA's rank-r products, small batches).
+        let tile64 = |rows: usize| rows >= 64 && m >= 64;
         ctx.chunks[1]
             .iter()
             .enumerate()
@@ -136,6 +139,8 @@ impl Op for MatMul {
                         1
                     };
                     grid(ch.rows.div_ceil(per), ctx.caps)?
+                } else if tile64(ch.rows) {
+                    [u(ch.rows.div_ceil(64))?, u(m.div_ceil(64))?, 1]
                 } else {
                     [u(ch.rows.div_ceil(32))?, u(m.div_ceil(32))?, 1]
                 };
@@ -150,6 +155,8 @@ impl Op for MatMul {
                         vec![weight_define(w.dtype), "ROW_PER_THREAD", "X_VEC4"]
                     } else if gemv && ctx.caps.cpu {
                         vec![weight_define(w.dtype), "ROW_PER_THREAD"]
+                    } else if !gemv && tile64(ch.rows) {
+                        vec![weight_define(w.dtype), "TILE64"]
                     } else {
                         vec![weight_define(w.dtype)]
                     },

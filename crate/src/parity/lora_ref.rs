@@ -239,11 +239,7 @@ pub fn locate(
         let a = tg.exe.read(out)?.to_f32()?;
         let w = tw.exe.read(out)?.to_f32()?;
         let d = vec_diff(&a, &w).map_err(LoadError::Corrupt)?;
-        let rel = if d.max_want > 0.0 {
-            d.rel()
-        } else {
-            d.max_abs
-        };
+        let rel = if d.max_want > 0.0 { d.rel() } else { d.max_abs };
         if rel.is_nan() || rel > tol {
             return Ok(Some(Divergence {
                 node: i,
