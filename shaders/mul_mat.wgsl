@@ -7,16 +7,14 @@
 // both tiles staged (dequantized) in workgroup memory. f32 accumulation.
 
 // TILE64 (GPUs, m and rows ≥ 64): a 64×64 output tile, each thread a 4×4
-// block (rows ty + 16i, columns tx + 16j: conflict-free, coalesced stores);
-// K advances 16 at a time ([64][17] tiles, 8.7 KB).
+// block, K advancing 16 at a time (common/tile64.wgsl).
 
 #include "common/weights.wgsl"
 
 #include "common/matmul_io.wgsl"
 
 #if TILE64
-var<workgroup> xs: array<f32, 1088>;  // [64][17]
-var<workgroup> ws: array<f32, 1088>;  // [64][17]
+#include "common/tile64.wgsl"
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
@@ -47,19 +45,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             ws[lr * 17u + lg * 4u + i] = wv[i];
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < 16u; kk++) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                a[i] = xs[(lid3.y + 16u * i) * 17u + kk];
-                b[i] = ws[(lid3.x + 16u * i) * 17u + kk];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] += a[i] * b[j];
-                }
-            }
-        }
+        tile64_mac(lid3.x, lid3.y, &acc);
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {

@@ -12,6 +12,8 @@
 //   the reduction over weight rows advances 32 at a time with dy's tile and
 //   the decoded weight tile (stored transposed, [k][n]) in workgroup memory
 //   (common/tile32.wgsl). Grid (ceil(k/32), ceil(m/32)).
+// INPUT_GRAD + TILE64 (GPUs, m and k ≥ 64): 64(m)×64(k) tiles, 4×4 per
+//   invocation, weight rows 16 at a time (common/tile64.wgsl).
 // WEIGHT_GRAD: dW[n, k] = Σ_m dy[m, n] · x[m, k] (all f32). Each invocation
 //   owns 4 rows of dW × 4 columns and walks the m rows (CPU adapters).
 //   With SPLIT_M (GPUs), a workgroup of 64 owns one 4×4 block: its
@@ -47,7 +49,51 @@ fn store_dx(o: u32, v: f32) {
     }
 }
 
-#if TILED
+#if TILE64
+#include "common/tile64.wgsl"
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let c0 = wid.x * 64u;     // first column (k) of the tile
+    let m0 = wid.y * 64u;     // first row (m) of the tile
+    let lr = lid / 4u;        // staged dy row m0+lr, columns r0+4lg..+3
+    let lg = lid % 4u;
+    let wr = lid / 16u;       // staged weight row r0+wr, group c0/4+wg
+    let wg = lid % 16u;
+    var acc: array<f32, 16>;
+    for (var r0 = 0u; r0 < p.rows; r0 += 16u) {
+        for (var i = 0u; i < 4u; i++) {
+            let r = r0 + 4u * lg + i;
+            var v = 0.0;
+            if (m0 + lr < p.m && r < p.rows) {
+                v = dy[(m0 + lr) * p.n + p.n0 + r];
+            }
+            xs[lr * 17u + 4u * lg + i] = v;
+        }
+        var wv = vec4<f32>(0.0);
+        let g = c0 / 4u + wg;
+        if (r0 + wr < p.rows && 4u * g < p.k) {
+            wv = w4(r0 + wr, p.k, g);
+        }
+        for (var i = 0u; i < 4u; i++) {
+            ws[(4u * wg + i) * 17u + wr] = wv[i];
+        }
+        workgroupBarrier();
+        tile64_mac(lid3.x, lid3.y, &acc);
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            let m = m0 + lid3.y + 16u * i;
+            let c = c0 + lid3.x + 16u * j;
+            if (m < p.m && c < p.k) {
+                store_dx(m * p.k + c, acc[i * 4u + j]);
+            }
+        }
+    }
+}
+#elif TILED
 const T: u32 = 32u;
 #include "common/tile32.wgsl"
 

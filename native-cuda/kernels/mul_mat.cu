@@ -8,6 +8,7 @@
 #include "common.cuh"
 #include "quant.cuh"
 #include "tile32.cuh"
+#include "tile64.cuh"
 
 __device__ __forceinline__ void put(const Params& p, float* y, const float* res, u32 i, float v) {
     y[i] = p.w[5] != 0u ? v + res[i] : v;
@@ -93,8 +94,8 @@ __device__ void mul_mat(const Params& p, const Ptrs& b) {
     }
 }
 
-// TILE64 (mul_mat.wgsl): a 64×64 output tile, each thread a 4×4 block (rows
-// ty + 16i, columns tx + 16j); K advances 16 at a time ([64][17] tiles).
+// TILE64 (mul_mat.wgsl): a 64×64 output tile, each thread a 4×4 block, K
+// advancing 16 at a time (tile64.cuh).
 // Grid (ceil(rows/64), ceil(m/64)).
 template <class D>
 __device__ void mul_mat64(const Params& p, const Ptrs& b) {
@@ -123,19 +124,7 @@ __device__ void mul_mat64(const Params& p, const Ptrs& b) {
         xd[0] = xv.x; xd[1] = xv.y; xd[2] = xv.z; xd[3] = xv.w;
         wd[0] = wv.x; wd[1] = wv.y; wd[2] = wv.z; wd[3] = wv.w;
         __syncthreads();
-#pragma unroll 4
-        for (u32 kk = 0; kk < 16u; kk++) {
-            float a[4], bw[4];
-#pragma unroll
-            for (u32 i = 0; i < 4u; i++) {
-                a[i] = xs[(ty + 16u * i) * 17u + kk];
-                bw[i] = ws[(tx + 16u * i) * 17u + kk];
-            }
-#pragma unroll
-            for (u32 i = 0; i < 4u; i++)
-#pragma unroll
-                for (u32 j = 0; j < 4u; j++) acc[i * 4u + j] += a[i] * bw[j];
-        }
+        tile64_mac(xs, ws, tx, ty, acc);
         __syncthreads();
     }
 #pragma unroll

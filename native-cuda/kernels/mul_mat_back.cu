@@ -17,6 +17,7 @@
 #include "common.cuh"
 #include "quant.cuh"
 #include "tile32.cuh"
+#include "tile64.cuh"
 
 template <class D>
 __device__ void input_grad_tiled(const Params& p, const Ptrs& b) {
@@ -56,6 +57,51 @@ __device__ void input_grad_tiled(const Params& p, const Ptrs& b) {
             }
         }
     }
+}
+
+// INPUT_GRAD + TILE64: 64(m)×64(k) tiles of dx, 4×4 per thread, weight rows
+// 16 at a time (tile64.cuh). Grid (ceil(k/64), ceil(m/64)).
+template <class D>
+__device__ void input_grad64(const Params& p, const Ptrs& b) {
+    __shared__ float xs[64 * 17];
+    __shared__ float ws[64 * 17];
+    const u8* W = BUF(const u8, 0);
+    const float* dy = BUF(const float, 1);
+    float* dx = BUF(float, 2);
+    const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
+    const u32 c0 = blockIdx.x * 64u, m0 = blockIdx.y * 64u;
+    const u32 tx = threadIdx.x, ty = threadIdx.y, lid = ty * 16u + tx;
+    const u32 lr = lid / 4u, lg = lid % 4u, wr = lid / 16u, wg = lid % 16u;
+    float acc[16];
+#pragma unroll
+    for (u32 i = 0; i < 16u; i++) acc[i] = 0.f;
+    for (u32 r0 = 0; r0 < rows; r0 += 16u) {
+        for (u32 i = 0; i < 4u; i++) {
+            u32 r = r0 + 4u * lg + i;
+            xs[lr * 17u + 4u * lg + i] =
+                (m0 + lr < m && r < rows) ? dy[(u64)(m0 + lr) * n + n0 + r] : 0.f;
+        }
+        float4 wv = make_float4(0.f, 0.f, 0.f, 0.f);
+        u32 g = c0 / 4u + wg;
+        if (r0 + wr < rows && 4u * g < k) wv = D::w4(W, r0 + wr, k, g);
+        ws[(4u * wg + 0u) * 17u + wr] = wv.x;
+        ws[(4u * wg + 1u) * 17u + wr] = wv.y;
+        ws[(4u * wg + 2u) * 17u + wr] = wv.z;
+        ws[(4u * wg + 3u) * 17u + wr] = wv.w;
+        __syncthreads();
+        tile64_mac(xs, ws, tx, ty, acc);
+        __syncthreads();
+    }
+#pragma unroll
+    for (u32 i = 0; i < 4u; i++)
+#pragma unroll
+        for (u32 j = 0; j < 4u; j++) {
+            u32 mm = m0 + ty + 16u * i, c = c0 + tx + 16u * j;
+            if (mm < m && c < k) {
+                u64 o = (u64)mm * k + c;
+                dx[o] = p.w[5] != 0u ? dx[o] + acc[i * 4u + j] : acc[i * 4u + j];
+            }
+        }
 }
 
 template <class D>
@@ -196,3 +242,11 @@ extern "C" __global__ void mul_mat_weight_grad_split(Params p, Ptrs b) {
     }
     if (lid == 0u) store_dw(p, dw, n0, nc, g, part);
 }
+extern "C" __global__ void mul_mat_input_grad64_f32(Params p, Ptrs b) { input_grad64<DF32>(p, b); }
+extern "C" __global__ void mul_mat_input_grad64_f16(Params p, Ptrs b) { input_grad64<DF16>(p, b); }
+extern "C" __global__ void mul_mat_input_grad64_bf16(Params p, Ptrs b) { input_grad64<DBF16>(p, b); }
+extern "C" __global__ void mul_mat_input_grad64_q8_0(Params p, Ptrs b) { input_grad64<DQ8_0>(p, b); }
+extern "C" __global__ void mul_mat_input_grad64_q4_0(Params p, Ptrs b) { input_grad64<DQ4_0>(p, b); }
+extern "C" __global__ void mul_mat_input_grad64_q4_1(Params p, Ptrs b) { input_grad64<DQ4_1>(p, b); }
+extern "C" __global__ void mul_mat_input_grad64_q4_k(Params p, Ptrs b) { input_grad64<DQ4_K>(p, b); }
+extern "C" __global__ void mul_mat_input_grad64_q6_k(Params p, Ptrs b) { input_grad64<DQ6_K>(p, b); }

@@ -13,10 +13,11 @@ use kiln::ops::Dispatch;
 
 /// Shared headers, inlined where a source `#include`s them (NVRTC gets one
 /// self-contained translation unit per family).
-pub const HEADERS: [(&str, &str); 3] = [
+pub const HEADERS: [(&str, &str); 4] = [
     ("common.cuh", include_str!("../kernels/common.cuh")),
     ("quant.cuh", include_str!("../kernels/quant.cuh")),
     ("tile32.cuh", include_str!("../kernels/tile32.cuh")),
+    ("tile64.cuh", include_str!("../kernels/tile64.cuh")),
 ];
 
 /// One source per op family, named like its WGSL twin(s).
@@ -214,6 +215,14 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
         ),
         ("timestep_embed.wgsl", "main") => {
             k("timestep_embed", "timestep_embed".into(), [256, 1, 1])
+        }
+        ("mul_mat_back.wgsl", "main") if has("INPUT_GRAD") && has("TILE64") => {
+            let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
+            k(
+                "mul_mat_back",
+                format!("mul_mat_input_grad64_{w}"),
+                [16, 16, 1],
+            )
         }
         ("mul_mat_back.wgsl", "main") if has("INPUT_GRAD") && has("TILED") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;

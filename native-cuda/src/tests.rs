@@ -83,6 +83,7 @@ fn every_parity_case_plans_onto_existing_kernels() {
             "mul_mat64",
             "get_rows",
             "mul_mat_input_grad_tiled",
+            "mul_mat_input_grad64",
         ] {
             assert!(used.contains(&format!("{k}_{s}")), "{k}_{s} unused");
         }

@@ -52,6 +52,7 @@ shader_files!(
     "common/matmul_io.wgsl",
     "common/reduce.wgsl",
     "common/tile32.wgsl",
+    "common/tile64.wgsl",
     "common/trig.wgsl",
     "common/weights.wgsl",
     "quant/bytes.wgsl",

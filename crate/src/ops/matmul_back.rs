@@ -90,7 +90,8 @@ impl Op for MatMulInputGrad {
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
         let (dy, w) = (ctx.inputs[0], ctx.inputs[1]);
         let (m, n, k) = (dy.rows(), w.shape[0], w.shape[1]);
-        // GPUs: the tiled GEMM; CPU adapters: the barrier-free kernel.
+        // GPUs: a tiled GEMM (64×64 tiles once m and k fill one); CPU
+        // adapters: the barrier-free kernel.
         let tiled = !ctx.caps.cpu;
         let invocations = k.div_ceil(4) * m.div_ceil(4);
         ctx.chunks[1]
@@ -98,7 +99,10 @@ impl Op for MatMulInputGrad {
             .enumerate()
             .map(|(c, ch)| {
                 let mut defines = vec!["INPUT_GRAD", weight_define(w.dtype)];
-                if tiled {
+                let big = tiled && m >= 64 && k >= 64;
+                if big {
+                    defines.push("TILE64");
+                } else if tiled {
                     defines.push("TILED");
                 }
                 Ok(Dispatch {
@@ -114,7 +118,9 @@ impl Op for MatMulInputGrad {
                         u(ch.rows)?,
                         (c > 0) as u32,
                     ],
-                    groups: if tiled {
+                    groups: if big {
+                        [u(k.div_ceil(64))?, u(m.div_ceil(64))?, 1]
+                    } else if tiled {
                         [u(k.div_ceil(32))?, u(m.div_ceil(32))?, 1]
                     } else {
                         grid(invocations.div_ceil(64), ctx.caps)?

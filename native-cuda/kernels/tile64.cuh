@@ -1,0 +1,23 @@
+// tile64.cuh — the 64×64 output tile of the large GEMMs (mul_mat.cu's
+// mul_mat64, mul_mat_back.cu's input_grad64), the twin of
+// shaders/common/tile64.wgsl: both operand tiles in shared memory as
+// [64][17] (16 along the reduction, padded); thread (tx, ty) of a 16×16
+// block accumulates rows ty + 16i × columns tx + 16j. Callers stage the
+// tiles and put __syncthreads() around tile64_mac.
+
+__device__ __forceinline__ void tile64_mac(const float* xs, const float* ws, u32 tx, u32 ty,
+                                           float acc[16]) {
+#pragma unroll 4
+    for (u32 kk = 0; kk < 16u; kk++) {
+        float a[4], bw[4];
+#pragma unroll
+        for (u32 i = 0; i < 4u; i++) {
+            a[i] = xs[(ty + 16u * i) * 17u + kk];
+            bw[i] = ws[(tx + 16u * i) * 17u + kk];
+        }
+#pragma unroll
+        for (u32 i = 0; i < 4u; i++)
+#pragma unroll
+            for (u32 j = 0; j < 4u; j++) acc[i * 4u + j] += a[i] * bw[j];
+    }
+}
