@@ -69,6 +69,25 @@ fn dot_a2(r: u32, c: u32, d4: u32) -> f32 {
     return s;
 }
 
+#if !STATS
+// out[rb + sub + 4j] = a_j / div for the columns below d4.
+fn put_row(rb: u32, d4: u32, sub: u32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>,
+           a3: vec4<f32>, div: f32) {
+    if (sub < d4) {
+        out[rb + sub] = a0 / div;
+    }
+    if (sub + 4u < d4) {
+        out[rb + sub + 4u] = a1 / div;
+    }
+    if (sub + 8u < d4) {
+        out[rb + sub + 8u] = a2 / div;
+    }
+    if (sub + 12u < d4) {
+        out[rb + sub + 12u] = a3 / div;
+    }
+}
+#endif
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -93,7 +112,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let r = lid / 4u;
     let sub = lid % 4u;
     let row = r0 + r;
-    var acc: array<vec4<f32>, 4>;
+    // Columns sub, sub + 4, sub + 8, sub + 12 of row r (vectors, not an
+    // array: drivers keep dynamically indexed private arrays in memory).
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
 
     // Own rows (zero past the sequence or past d).
     for (var e = lid; e < R * D4; e += 64u) {
@@ -161,23 +185,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             workgroupBarrier();
             for (var c = 0u; c < C; c++) {
                 let w = ps[r * C + c];
-                for (var mm = 0u; mm < 4u; mm++) {
+                let o = c * P4 + sub;
 #if DK
-                    acc[mm] += w * tb[c * P4 + sub + 4u * mm];
+                acc0 += w * tb[o];
+                acc1 += w * tb[o + 4u];
+                acc2 += w * tb[o + 8u];
+                acc3 += w * tb[o + 12u];
 #else
-                    acc[mm] += w * tb2[c * P4 + sub + 4u * mm];
+                acc0 += w * tb2[o];
+                acc1 += w * tb2[o + 4u];
+                acc2 += w * tb2[o + 8u];
+                acc3 += w * tb2[o + 12u];
 #endif
-                }
             }
         }
     }
     if (row < rend) {
-        for (var mm = 0u; mm < 4u; mm++) {
-            let col = sub + 4u * mm;
-            if (col < d4) {
-                out[(row * p.hkv + h) * d4 + col] = acc[mm];
-            }
-        }
+        put_row((row * p.hkv + h) * d4, d4, sub, acc0, acc1, acc2, acc3, 1.0);
     }
 #else
     let kh = h / grp;
@@ -231,9 +255,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #if DQ
         for (var c = 0u; c < C; c++) {
             let w = ps[r * C + c];
-            for (var mm = 0u; mm < 4u; mm++) {
-                acc[mm] += w * tb[c * P4 + sub + 4u * mm];
-            }
+            let o = c * P4 + sub;
+            acc0 += w * tb[o];
+            acc1 += w * tb[o + 4u];
+            acc2 += w * tb[o + 8u];
+            acc3 += w * tb[o + 12u];
         }
 #else
         var tmax = -3.0e38;
@@ -244,9 +270,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let corr = exp(m - mn);
         l *= corr;
 #if FWD
-        for (var mm = 0u; mm < 4u; mm++) {
-            acc[mm] *= corr;
-        }
+        acc0 *= corr;
+        acc1 *= corr;
+        acc2 *= corr;
+        acc3 *= corr;
 #endif
         for (var c = 0u; c < C; c++) {
             let sc = ps[r * C + c];
@@ -254,9 +281,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 let pr = exp(sc - mn);
                 l += pr;
 #if FWD
-                for (var mm = 0u; mm < 4u; mm++) {
-                    acc[mm] += pr * tb2[c * P4 + sub + 4u * mm];
-                }
+                let o = c * P4 + sub;
+                acc0 += pr * tb2[o];
+                acc1 += pr * tb2[o + 4u];
+                acc2 += pr * tb2[o + 8u];
+                acc3 += pr * tb2[o + 12u];
 #endif
             }
         }
@@ -274,17 +303,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             stats_out[2u * (row * p.hq + h)] = m + log(l);
             stats_out[2u * (row * p.hq + h) + 1u] = dsum;
         }
+#elif FWD
+        put_row((row * p.hq + h) * d4, d4, sub, acc0, acc1, acc2, acc3, l);
 #else
-        for (var mm = 0u; mm < 4u; mm++) {
-            let col = sub + 4u * mm;
-            if (col < d4) {
-#if FWD
-                out[(row * p.hq + h) * d4 + col] = acc[mm] / l;
-#else
-                out[(row * p.hq + h) * d4 + col] = acc[mm];
-#endif
-            }
-        }
+        put_row((row * p.hq + h) * d4, d4, sub, acc0, acc1, acc2, acc3, 1.0);
 #endif
     }
 #endif

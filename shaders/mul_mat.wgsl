@@ -23,7 +23,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let m0 = wid.y * 64u;
     let lr = lid / 4u;        // tile row loaded by this thread
     let lg = lid % 4u;        // group of 4 along K loaded by this thread
-    var acc: array<f32, 16>;
+    var acc = Acc64();
     for (var k0 = 0u; k0 < p.k; k0 += 16u) {
         let g = k0 / 4u + lg;
         var xv = vec4<f32>(0.0);
@@ -45,15 +45,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             ws[lr * 17u + lg * 4u + i] = wv[i];
         }
         workgroupBarrier();
-        tile64_mac(lid3.x, lid3.y, &acc);
+        acc = tile64_mac(lid3.x, lid3.y, acc);
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {
+        let row = tile64_row(acc, i);
         for (var j = 0u; j < 4u; j++) {
             let m = m0 + lid3.y + 16u * i;
             let r = r0 + lid3.x + 16u * j;
             if (m < p.m && r < p.rows) {
-                put(m * p.n + p.n0 + r, acc[i * 4u + j]);
+                put(m * p.n + p.n0 + r, row[j]);
             }
         }
     }

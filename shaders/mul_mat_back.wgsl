@@ -61,7 +61,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let lg = lid % 4u;
     let wr = lid / 16u;       // staged weight row r0+wr, group c0/4+wg
     let wg = lid % 16u;
-    var acc: array<f32, 16>;
+    var acc = Acc64();
     for (var r0 = 0u; r0 < p.rows; r0 += 16u) {
         for (var i = 0u; i < 4u; i++) {
             let r = r0 + 4u * lg + i;
@@ -80,15 +80,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             ws[(4u * wg + i) * 17u + wr] = wv[i];
         }
         workgroupBarrier();
-        tile64_mac(lid3.x, lid3.y, &acc);
+        acc = tile64_mac(lid3.x, lid3.y, acc);
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {
+        let row = tile64_row(acc, i);
         for (var j = 0u; j < 4u; j++) {
             let m = m0 + lid3.y + 16u * i;
             let c = c0 + lid3.x + 16u * j;
             if (m < p.m && c < p.k) {
-                store_dx(m * p.k + c, acc[i * 4u + j]);
+                store_dx(m * p.k + c, row[j]);
             }
         }
     }

@@ -79,7 +79,7 @@ if [ -f $SMOL ] && [[ " $STAGE " == *" curve "* ]]; then
   timeout 200 python3 tools/lora_reference.py --model $SMOL --data data/lora-facts/train.jsonl \
     --steps 100 --batch 8 --seq-len 256 --lr 1e-3 --warmup 10 --device cuda --out "$OUT/curve_ref" \
     > "$OUT/curve_ref.log" 2>&1; echo "reference exit $?" >> "$OUT/curve_ref.log"; tail -2 "$OUT/curve_ref.log"
-  timeout 280 $K train --reference "$OUT/curve_ref" --model $SMOL --no-cpu --adapter nvidia --json \
+  timeout 280 $K train --reference "$OUT/curve_ref" --model $SMOL --no-cpu ${CURVE_FLAGS:-} --adapter nvidia --json \
     --grad-tol 2e-3 --final-tol 1e-1 --save-adapter "$OUT/curve_adapter" \
     > "$OUT/curve.json" 2> "$OUT/curve.err"; echo "parity exit $?" >> "$OUT/curve.err"; tail -3 "$OUT/curve.err"
   python3 -c "import json,sys; [print(r['backend'], r['max_loss_rel'], r['final_rel'], r['pass']) for r in json.load(open(sys.argv[1]))]" "$OUT/curve.json"

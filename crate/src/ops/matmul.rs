@@ -122,9 +122,7 @@ impl Op for MatMul {
         // CPU adapters run every m through the row-per-invocation kernel
         // (no barriers, no reductions: SIMD lanes are invocations there).
         let gemv = m <= GEMV_MAX_M || ctx.caps.cpu;
-        // GPUs: 64×64 tiles once both sides fill one (4×4 per thread), else
-        // 32×32 tiles (LoRA's rank-r products, small batches).
-        let tile64 = |rows: usize| rows >= 64 && m >= 64;
+        let tile64 = |rows: usize| tile64_pays(m, rows);
         ctx.chunks[1]
             .iter()
             .enumerate()
@@ -180,6 +178,15 @@ impl Op for MatMul {
             })
             .collect()
     }
+}
+
+/// Whether a GPU GEMM with an `a × b` output takes 64×64 tiles (4×4 per
+/// invocation) rather than 32×32 ones: both sides must fill a tile, and the
+/// grid must keep at least 128 workgroups — a large GPU's worth — busy
+/// (LoRA's rank-r products, small batches and the vocabulary head's input
+/// gradient, a long reduction with a small output, stay on 32×32 tiles).
+pub(crate) fn tile64_pays(a: usize, b: usize) -> bool {
+    a >= 64 && b >= 64 && a.div_ceil(64) * b.div_ceil(64) >= 128
 }
 
 impl Graph {

@@ -99,7 +99,7 @@ impl Op for MatMulInputGrad {
             .enumerate()
             .map(|(c, ch)| {
                 let mut defines = vec!["INPUT_GRAD", weight_define(w.dtype)];
-                let big = tiled && m >= 64 && k >= 64;
+                let big = tiled && super::matmul::tile64_pays(m, k);
                 if big {
                     defines.push("TILE64");
                 } else if tiled {

@@ -342,8 +342,8 @@ fn matmul_shapes(block: usize) -> Vec<(usize, usize, usize)> {
             (9, 31, 35),
             (33, 65, 100),
             (1, 300, 64),
-            // m and n ≥ 64: the 64×64 tile on GPUs.
-            (70, 130, 100),
+            // ≥ 128 tiles of 64×64: the large tile on GPUs.
+            (200, 2600, 40),
         ],
         32 => vec![
             (1, 1, 32),
@@ -352,7 +352,7 @@ fn matmul_shapes(block: usize) -> Vec<(usize, usize, usize)> {
             (8, 65, 64),
             (9, 17, 96),
             (40, 70, 128),
-            (65, 129, 96),
+            (130, 4100, 64),
         ],
         _ => vec![
             (1, 1, 256),
@@ -360,7 +360,7 @@ fn matmul_shapes(block: usize) -> Vec<(usize, usize, usize)> {
             (3, 5, 256),
             (9, 33, 256),
             (40, 64, 512),
-            (66, 64, 256),
+            (129, 4100, 256),
         ],
     }
 }
@@ -374,7 +374,7 @@ fn mul_mat(rng: &mut Rng) -> Result<Vec<Case>> {
             .collect();
         shapes.push((1, 200, 256, true));
         shapes.push((12, 200, 256, true));
-        shapes.push((80, 200, 256, true));
+        shapes.push((70, 200, 256, true));
         for (m, n, k, split) in shapes {
             let mut b = B::new(rng);
             let x = b.input(&[m, k], DType::F32, 1.0)?;

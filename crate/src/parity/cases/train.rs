@@ -38,11 +38,11 @@ pub(super) fn matmul_grads(rng: &mut Rng) -> Result<Vec<Case>> {
         (4, 9, 256, DType::Q4_K, false),
         (3, 5, 256, DType::Q6_K, false),
         (11, 70, 64, DType::Q4_1, true),
-        // m and k ≥ 64: the 64×64 tile on GPUs.
-        (70, 45, 132, f, false),
-        (66, 37, 96, DType::Q4_1, false),
-        (65, 20, 256, DType::Q4_K, false),
-        (80, 70, 64, DType::Q8_0, true),
+        // ≥ 128 tiles of 64×64 (m × k): the large tile on GPUs.
+        (200, 40, 2600, f, false),
+        (130, 37, 4096, DType::Q4_1, false),
+        (129, 20, 4096, DType::Q4_K, false),
+        (130, 70, 4096, DType::Q8_0, true),
     ] {
         let mut b = B::new(rng);
         let dy = b.input(&[m, n], DType::F32, 1.0)?;
