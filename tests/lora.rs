@@ -118,6 +118,42 @@ fn locate_names_the_first_divergent_op() {
     );
 }
 
+/// Per-block recomputation bounds activation memory, and the pool that
+/// backends allocate stays near the liveness lower bound.
+#[test]
+fn recompute_bounds_pooled_memory() {
+    use kiln::backend::pool;
+    use kiln::loader::safetensors::HfFolder;
+    use kiln::train::graph::{self, TrainShape};
+    let r = LoraReference::load(&root().join("tests/fixtures/lora/llama3/facts")).unwrap();
+    let folder = HfFolder::open(&root().join("tests/fixtures/models/llama3"), None).unwrap();
+    let config = folder.llama_config().unwrap();
+    let mut peaks = Vec::new();
+    for recompute in [true, false] {
+        let shape = TrainShape {
+            recompute,
+            batch: 4,
+            seq: 64,
+            head_rows: 64,
+            max_grad_norm: 1.0,
+        };
+        let tg = graph::build(&config, &r.lora, &shape, &|n| folder.info(n)).unwrap();
+        let plan = pool::plan(&tg.graph);
+        let peak = pool::peak_live_bytes(&tg.graph, &plan);
+        let total: u64 = plan.pool_bytes.iter().sum();
+        assert!(total >= peak, "pool {total} below the live peak {peak}");
+        assert!(
+            total as f64 <= 1.6 * peak as f64,
+            "pool {total} B vs live peak {peak} B (recompute {recompute})"
+        );
+        peaks.push(peak);
+    }
+    assert!(
+        peaks[0] < peaks[1],
+        "recomputation saves nothing: {peaks:?}"
+    );
+}
+
 /// A checkpoint taken mid-run and resumed in a fresh trainer gives the
 /// same next steps as the uninterrupted run (adapter, AdamW moments, step).
 #[test]

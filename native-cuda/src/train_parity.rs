@@ -212,7 +212,9 @@ fn bench(a: &TrainArgs, model: &std::path::Path) -> Result<ExitCode, Box<dyn std
         let mut prof = Vec::new();
         if a.profile {
             // One more micro-batch, one kernel at a time.
-            prof = tr.exe.profile(graph::STEP, &vec![0; tr.model.graph.syms.len()])?;
+            prof = tr
+                .exe
+                .profile(graph::STEP, &vec![0; tr.model.graph.syms.len()])?;
             let total: f64 = prof.iter().map(|p| p.1).sum();
             eprintln!(
                 "{}: profile of one forward+backward ({:.1} ms in kernels)",

@@ -6,7 +6,8 @@
 //! other intermediate takes a pool buffer when its node runs and gives it
 //! back after the last reader of its root (programs run one at a time, so
 //! all programs of a graph share the pool). A request takes the smallest
-//! free buffer that fits, else a new buffer is added.
+//! free buffer that fits and is at most 1/8 larger, else a new buffer is
+//! added.
 
 use crate::graph::{Graph, TensorId, TensorKind};
 
@@ -50,10 +51,13 @@ pub fn plan(graph: &Graph) -> PoolPlan {
         let out = node.output.0;
         if root[out] == out && !pinned[out] && pooled_root[out].is_none() {
             let need = align4(graph.tensors[out].bytes() as u64);
+            // Only buffers at most 1/8 larger: a small long-lived tensor
+            // (a block boundary) must not hold a large buffer that the next
+            // layer's activations then allocate again.
             let best = free
                 .iter()
                 .enumerate()
-                .filter(|(_, b)| pool_bytes[**b] >= need)
+                .filter(|(_, b)| pool_bytes[**b] >= need && pool_bytes[**b] <= need + need / 8)
                 .min_by_key(|(_, b)| pool_bytes[**b])
                 .map(|(i, _)| i);
             pooled_root[out] = Some(match best {
@@ -82,4 +86,32 @@ pub fn plan(graph: &Graph) -> PoolPlan {
         pooled,
         pool_bytes,
     }
+}
+
+/// The largest number of bytes the pooled intermediates need at once (the
+/// lower bound of `pool_bytes`' sum), over all programs.
+pub fn peak_live_bytes(graph: &Graph, plan: &PoolPlan) -> u64 {
+    let n = graph.tensors.len();
+    let mut last: Vec<Option<usize>> = vec![None; n];
+    for (t, l) in graph.last_use().into_iter().enumerate() {
+        let r = plan.root[t];
+        last[r] = last[r].max(l);
+    }
+    // +bytes when a pooled root is written, −bytes after its last reader.
+    let mut delta = vec![0i64; graph.nodes.len() + 1];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let out = node.output.0;
+        if plan.root[out] == out && plan.pooled[out].is_some() {
+            let b = graph.tensors[out].bytes() as i64;
+            delta[i] += b;
+            delta[last[out].unwrap_or(i).max(i) + 1] -= b;
+        }
+    }
+    let mut live = 0i64;
+    let mut peak = 0i64;
+    for d in delta {
+        live += d;
+        peak = peak.max(live);
+    }
+    peak as u64
 }
