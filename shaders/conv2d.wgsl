@@ -70,7 +70,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let b = xm / (p.oh * p.ow);
     let oy = pix / p.ow;
     let ox = pix % p.ow;
-    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    var acc = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.k; k0 += T) {
         let g = k0 / 4u + lg;
         var xv = vec4<f32>(0.0);
@@ -88,7 +88,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
         tile_store(lr, lg, xv, wv);
         workgroupBarrier();
-        tile_mac(lid3.y * 2u, lid3.x * 2u, &acc);
+        acc = tile_mac(lid3.y * 2u, lid3.x * 2u, acc);
         workgroupBarrier();
     }
     for (var i = 0u; i < 2u; i++) {

@@ -70,7 +70,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let m0 = wid.y * T;
     let lr = lid / 8u;        // tile row loaded by this thread
     let lg = lid % 8u;        // group of 4 along K loaded by this thread
-    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    var acc = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.k; k0 += T) {
         let g = k0 / 4u + lg;
         var xv = vec4<f32>(0.0);
@@ -89,7 +89,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
         tile_store(lr, lg, xv, wv);
         workgroupBarrier();
-        tile_mac(lid3.y * 2u, lid3.x * 2u, &acc);
+        acc = tile_mac(lid3.y * 2u, lid3.x * 2u, acc);
         workgroupBarrier();
     }
     for (var i = 0u; i < 2u; i++) {

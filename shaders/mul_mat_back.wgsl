@@ -105,7 +105,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let m0 = wid.y * T;       // first row (m) of the tile
     let lr = lid / 8u;        // staged row: dy row m0+lr / weight row r0+lr
     let lg = lid % 8u;        // staged group of 4: dy columns / weight k
-    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    var acc = vec4<f32>(0.0);
     for (var r0 = 0u; r0 < p.rows; r0 += T) {
         // dy[m0+lr, n0+r0+4lg .. +3] → xs[lr][4lg+i]
         for (var i = 0u; i < 4u; i++) {
@@ -126,7 +126,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             ws[(4u * lg + i) * 33u + lr] = wv[i];
         }
         workgroupBarrier();
-        tile_mac(lid3.y * 2u, lid3.x * 2u, &acc);
+        acc = tile_mac(lid3.y * 2u, lid3.x * 2u, acc);
         workgroupBarrier();
     }
     for (var i = 0u; i < 2u; i++) {

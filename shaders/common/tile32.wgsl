@@ -17,16 +17,16 @@ fn tile_store(lr: u32, lg: u32, xv: vec4<f32>, wv: vec4<f32>) {
 }
 
 // acc += x rows tm, tm+1 times weight rows tn, tn+1 over the staged 32 K
-// (acc = [x0·w0, x0·w1, x1·w0, x1·w1]).
-fn tile_mac(tm: u32, tn: u32, acc: ptr<function, array<f32, 4>>) {
+// (acc = [x0·w0, x0·w1, x1·w0, x1·w1]; a vector, not an array, so drivers
+// keep it in registers).
+fn tile_mac(tm: u32, tn: u32, acc: vec4<f32>) -> vec4<f32> {
+    var r = acc;
     for (var kk = 0u; kk < 32u; kk++) {
         let a0 = xs[tm * 33u + kk];
         let a1 = xs[(tm + 1u) * 33u + kk];
         let b0 = ws[tn * 33u + kk];
         let b1 = ws[(tn + 1u) * 33u + kk];
-        (*acc)[0] += a0 * b0;
-        (*acc)[1] += a0 * b1;
-        (*acc)[2] += a1 * b0;
-        (*acc)[3] += a1 * b1;
+        r += vec4<f32>(a0 * b0, a0 * b1, a1 * b0, a1 * b1);
     }
+    return r;
 }
