@@ -5,7 +5,10 @@
 //   base is never dequantized into memory. Each invocation owns 4 rows of dx
 //   × 4 consecutive columns (16 accumulators) and walks the weight rows of
 //   this chunk; a weight split across bindings is one dispatch per chunk,
-//   chunks after the first add to dx (accumulate = 1).
+//   chunks after the first add to dx (accumulate = 1). On CPU adapters a
+//   chunk is walked in segments of ≤ 4096 rows (rows from `first`), one
+//   dispatch each: llvmpipe cuts loops past 65535 iterations per invocation
+//   (a vocabulary head has 49152 rows).
 //   Bindings: 0 params, 1 W (rows n0..n0+rows), 2 dy [m, n], 3 dx [m, k].
 // INPUT_GRAD + TILED (GPUs): the same product as a tiled GEMM — a 16×16
 //   workgroup owns a 32(m)×32(k) tile of dx, each invocation a 2×2 block;
@@ -31,6 +34,7 @@ struct Params {
     n0: u32,
     rows: u32,
     accumulate: u32,
+    first: u32,  // INPUT_GRAD on CPU adapters: first chunk row of this segment
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -152,7 +156,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     var acc: array<vec4<f32>, 4>;
     let mc = min(4u, p.m - m0);
-    for (var r = 0u; r < p.rows; r++) {
+    for (var i = 0u; i < p.rows; i++) {
+        let r = p.first + i;
         let w = w4(r, p.k, g);
         let col = p.n0 + r;
         for (var i = 0u; i < mc; i++) {

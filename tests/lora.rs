@@ -222,21 +222,25 @@ fn adapters_at_inference_match_peft_logits() {
     let ids = common::ids(&probe["ids"]);
     let init = Adapter::load_dir(&dir.join("init_adapter")).unwrap();
     let fin = Adapter::load_dir(&dir.join("final_adapter")).unwrap();
-    let opts = LlamaOptions {
+    let opts = |fused: bool| LlamaOptions {
         max_ctx: 64,
         prefill_chunk: 16,
         lora: Some(LoraSlots {
+            fused,
             rank: 16,
             targets: Target::ALL.to_vec(),
         }),
         ..Default::default()
     };
     let gpu = common::gpu();
-    let mut backends: Vec<&dyn Backend> = vec![&CpuBackend];
+    let mut runs: Vec<(&dyn Backend, bool)> = vec![(&CpuBackend, true)];
     if let Some(g) = &gpu {
-        backends.push(g);
+        // The LoRA path in the GEMM epilogue, and as separate GEMMs.
+        runs.push((g, true));
+        runs.push((g, false));
     }
-    for b in backends {
+    for (b, fused) in runs {
+        let opts = opts(fused);
         let mut folder =
             HfFolder::open(&root().join("tests/fixtures/models/llama3"), None).unwrap();
         let config = folder.llama_config().unwrap();
@@ -308,6 +312,7 @@ fn llama_cpp_gguf_lora_adapter() {
         max_ctx: 64,
         prefill_chunk: 16,
         lora: Some(LoraSlots {
+            fused: true,
             rank: 8,
             targets: Target::ALL.to_vec(),
         }),

@@ -103,6 +103,7 @@ impl Engine {
                 crate::DType::F32
             },
             lora: (o.lora_rank > 0).then(|| crate::model::llama::LoraSlots {
+                fused: true,
                 rank: o.lora_rank,
                 targets: crate::train::lora::Target::ALL.to_vec(),
             }),

@@ -1,8 +1,10 @@
 // mul_mat.cu — y = x · Wᵀ (+ res), the twin of shaders/mul_mat_vec.wgsl (GEMV,
 // m ≤ 8) and shaders/mul_mat.wgsl (tiled GEMM). ops/matmul.rs plans both.
-// Params: m, n, k, n0 (first weight row of this chunk), rows, has_res.
+// Params: m, n, k, n0 (first weight row of this chunk), rows, has_res,
+// rows_per_wg, lora_rank.
 // Bindings: 0 W (any dtype, rows n0..n0+rows), 1 x [m, k] f32, 2 y [m, n] f32,
-// 3 res [m, n] f32 (x itself when has_res = 0).
+// 3 res [m, n] f32 (x itself when has_res = 0); with lora_rank > 0 (LORA),
+// 4 lh [m, r] and 5 lb [n, r]: y += lh·lbᵀ in the epilogue.
 // mul_mat_fused_* (the twin of shaders/mul_mat_fused.wgsl, ops/matmul_fused.rs):
 // decode GEMV with an RMSNorm prologue and a SwiGLU epilogue, see below.
 #include "common.cuh"
@@ -10,7 +12,18 @@
 #include "tile32.cuh"
 #include "tile64.cuh"
 
-__device__ __forceinline__ void put(const Params& p, float* y, const float* res, u32 i, float v) {
+// y[i] (+ the LoRA term Σ_j lh[m, j]·lb[c, j] when lora_rank = p.w[7] > 0,
+// bindings 4 lh [m, r] and 5 lb [n, r]) (+ res[i]).
+__device__ __forceinline__ void put(const Params& p, const Ptrs& b, u32 i, float v) {
+    float* y = BUF(float, 2);
+    const float* res = BUF(const float, 3);
+    const u32 r = p.w[7];
+    if (r) {
+        const float* lh = BUF(const float, 4);
+        const float* lb = BUF(const float, 5);
+        const u64 hb = (u64)(i / p.w[1]) * r, bb = (u64)(i % p.w[1]) * r;
+        for (u32 j = 0; j < r; j++) v += lh[hb + j] * lb[bb + j];
+    }
     y[i] = p.w[5] != 0u ? v + res[i] : v;
 }
 
@@ -21,8 +34,6 @@ template <class D>
 __device__ void mul_mat_vec(const Params& p, const Ptrs& b) {
     const u8* W = BUF(const u8, 0);
     const float* x = BUF(const float, 1);
-    float* y = BUF(float, 2);
-    const float* res = BUF(const float, 3);
     const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
     const u32 lane = threadIdx.x & 31u, sg = threadIdx.x >> 5;
     const u32 R = p.w[6] ? p.w[6] : 8u;  // rows per block (params: rows_per_wg)
@@ -35,7 +46,7 @@ __device__ void mul_mat_vec(const Params& p, const Ptrs& b) {
             float acc = 0.0f;
             for (u32 u = lane; u < (k + 31u) / 32u; u += 32u) acc += D::dot32(W, r, k, u, x);
             float s = warp_sum(acc);
-            if (lane == 0u) put(p, y, res, n0 + r, s);
+            if (lane == 0u) put(p, b, n0 + r, s);
             continue;
         }
         for (u32 m0 = 0; m0 < m; m0 += 8u) {
@@ -51,7 +62,7 @@ __device__ void mul_mat_vec(const Params& p, const Ptrs& b) {
             for (u32 mm = 0; mm < 8u; mm++) {
                 if (mm < mc) {
                     float s = warp_sum(acc[mm]);
-                    if (lane == 0u) put(p, y, res, (m0 + mm) * n + n0 + r, s);
+                    if (lane == 0u) put(p, b, (m0 + mm) * n + n0 + r, s);
                 }
             }
         }
@@ -67,8 +78,6 @@ __device__ void mul_mat(const Params& p, const Ptrs& b) {
     __shared__ float ws[32 * 33];
     const u8* W = BUF(const u8, 0);
     const float* x = BUF(const float, 1);
-    float* y = BUF(float, 2);
-    const float* res = BUF(const float, 3);
     const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
     const u32 r0 = blockIdx.x * 32u, m0 = blockIdx.y * 32u;
     const u32 lid = threadIdx.y * 16u + threadIdx.x;
@@ -89,7 +98,7 @@ __device__ void mul_mat(const Params& p, const Ptrs& b) {
     for (u32 i = 0; i < 2u; i++) {
         for (u32 j = 0; j < 2u; j++) {
             u32 mm = m0 + threadIdx.y * 2u + i, r = r0 + threadIdx.x * 2u + j;
-            if (mm < m && r < rows) put(p, y, res, mm * n + n0 + r, acc[i * 2u + j]);
+            if (mm < m && r < rows) put(p, b, mm * n + n0 + r, acc[i * 2u + j]);
         }
     }
 }
@@ -103,8 +112,6 @@ __device__ void mul_mat64(const Params& p, const Ptrs& b) {
     __shared__ float ws[64 * 17];
     const u8* W = BUF(const u8, 0);
     const float* x = BUF(const float, 1);
-    float* y = BUF(float, 2);
-    const float* res = BUF(const float, 3);
     const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
     const u32 r0 = blockIdx.x * 64u, m0 = blockIdx.y * 64u;
     const u32 tx = threadIdx.x, ty = threadIdx.y;
@@ -132,7 +139,7 @@ __device__ void mul_mat64(const Params& p, const Ptrs& b) {
 #pragma unroll
         for (u32 j = 0; j < 4u; j++) {
             u32 mm = m0 + ty + 16u * i, r = r0 + tx + 16u * j;
-            if (mm < m && r < rows) put(p, y, res, mm * n + n0 + r, acc[i * 4u + j]);
+            if (mm < m && r < rows) put(p, b, mm * n + n0 + r, acc[i * 4u + j]);
         }
 }
 

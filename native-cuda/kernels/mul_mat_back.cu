@@ -118,7 +118,7 @@ __device__ void input_grad(const Params& p, const Ptrs& b) {
     float4 acc[4];
 #pragma unroll
     for (u32 i = 0; i < 4u; i++) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-    for (u32 r = 0; r < rows; r++) {
+    for (u32 r = p.w[6]; r < p.w[6] + rows; r++) {  // rows from `first`
         float4 w = D::w4(W, r, k, g);
         u32 col = n0 + r;
 #pragma unroll

@@ -17,7 +17,7 @@ use kiln::ops::{Bind, Chunk, GpuCaps, PlanCtx};
 use crate::kernels::{self, Kernel, MAX_BINDINGS, MAX_PARAMS};
 
 /// Ops with CUDA kernels (by `Op::name`).
-pub const OPS: [&str; 47] = [
+pub const OPS: [&str; 48] = [
     "dropout",
     "silu",
     "gelu",
@@ -31,6 +31,7 @@ pub const OPS: [&str; 47] = [
     "softmax",
     "argmax",
     "mul_mat",
+    "mul_mat_lora",
     "mul_mat_fused",
     "get_rows",
     "rope",

@@ -1,8 +1,9 @@
 // common/matmul_io.wgsl — parameters and bindings shared by the matmul
 // kernels (mul_mat.wgsl, mul_mat_vec.wgsl): 0 params, 1 W (weight rows
 // n0..n0+rows of this chunk), 2 x [m, k], 3 y [m, n], 4 res [m, n] (the
-// residual added in the epilogue; x itself when has_res = 0), and put(),
-// which writes y with the residual.
+// residual added in the epilogue; x itself when has_res = 0), with LORA
+// 5 lh [m, r] and 6 lb [n, r] (a LoRA path added in the epilogue), and put(),
+// which writes y with the LoRA term and the residual.
 struct Params {
     m: u32,
     n: u32,
@@ -11,6 +12,7 @@ struct Params {
     rows: u32,  // weight rows in this chunk
     has_res: u32,
     rows_per_wg: u32,  // subgroup GEMV: weight rows per workgroup (WG / subgroup size)
+    lora_rank: u32,    // LORA: r, the columns of lh and lb
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -25,10 +27,26 @@ struct Params {
 // Residual added to the product (x itself when has_res = 0).
 @group(0) @binding(4) var<storage, read> res: array<f32>;
 
+#if LORA
+// The LoRA term of the epilogue: y[m, c] += Σ_j lh[m, j] · lb[c, j]
+// (lh = x·Aᵀ [m, r], lb = B scaled [n, r]).
+@group(0) @binding(5) var<storage, read> lh: array<f32>;
+@group(0) @binding(6) var<storage, read> lb: array<f32>;
+#endif
+
 fn put(i: u32, v: f32) {
+    var s = v;
+#if LORA
+    let r = p.lora_rank;
+    let hb = (i / p.n) * r;
+    let bb = (i % p.n) * r;
+    for (var j = 0u; j < r; j++) {
+        s += lh[hb + j] * lb[bb + j];
+    }
+#endif
     if (p.has_res != 0u) {
-        y[i] = v + res[i];
+        y[i] = s + res[i];
     } else {
-        y[i] = v;
+        y[i] = s;
     }
 }

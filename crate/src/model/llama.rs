@@ -49,6 +49,10 @@ pub struct LlamaOptions {
 pub struct LoraSlots {
     pub rank: usize,
     pub targets: Vec<crate::train::lora::Target>,
+    /// The LoRA path in the base GEMV/GEMM's epilogue (`mul_mat_lora`, one
+    /// dispatch fewer per adapted projection); false: a separate
+    /// `h·Bᵀ + y` GEMM (kept to measure the difference).
+    pub fused: bool,
 }
 
 impl Default for LlamaOptions {
@@ -308,24 +312,36 @@ pub fn build(
         inverse: false,
     };
 
+    let lora_fused = opts.lora.as_ref().is_none_or(|l| l.fused);
     let forward = |g: &mut Graph, t: usize, program: usize| -> Result<StepIo, LoadError> {
         let ids = g.input("ids", &[t], DType::U32)?;
         let mut x = g.get_rows(embd, ids)?;
         let mut hidden = Vec::new();
         for ly in &layers {
-            // y + (x·Aᵀ)·Bᵀ for a projection with a LoRA slot.
-            let lora = |g: &mut Graph,
+            // x·Wᵀ (+ res), plus (x·Aᵀ)·Bᵀ for a projection with a LoRA
+            // slot: in the GEMV/GEMM epilogue, or (unfused) as a second GEMM.
+            let proj = |g: &mut Graph,
                         t: Target,
                         x: TensorId,
-                        y: TensorId|
+                        w: TensorId,
+                        res: Option<TensorId>|
              -> Result<TensorId, LoadError> {
-                match ly.lora.iter().find(|l| l.0 == t) {
+                let base = |g: &mut Graph| match res {
+                    Some(r) => g.matmul_add(x, w, r),
+                    None => g.matmul(x, w),
+                };
+                Ok(match ly.lora.iter().find(|l| l.0 == t) {
                     Some(&(_, a, b)) => {
                         let h = g.matmul(x, a)?;
-                        Ok(g.matmul_add(h, b, y)?)
+                        if lora_fused {
+                            g.matmul_lora(x, w, h, b, res)?
+                        } else {
+                            let y = base(g)?;
+                            g.matmul_add(h, b, y)?
+                        }
                     }
-                    None => Ok(y),
-                }
+                    None => base(g)?,
+                })
             };
             let (mut q, mut k, mut v) = if opts.fused {
                 let norm = Fusion {
@@ -339,15 +355,10 @@ pub fn build(
                 )
             } else {
                 let h = g.rms_norm(x, Some(ly.attn_norm), c.rms_eps)?;
-                let (q, k, v) = (
-                    g.matmul(h, ly.wq)?,
-                    g.matmul(h, ly.wk)?,
-                    g.matmul(h, ly.wv)?,
-                );
                 (
-                    lora(g, Target::Q, h, q)?,
-                    lora(g, Target::K, h, k)?,
-                    lora(g, Target::V, h, v)?,
+                    proj(g, Target::Q, h, ly.wq, None)?,
+                    proj(g, Target::K, h, ly.wk, None)?,
+                    proj(g, Target::V, h, ly.wv, None)?,
                 )
             };
             if let Some([bq, bk, bv]) = ly.bias {
@@ -368,8 +379,7 @@ pub fn build(
             let kc = g.write_cache(ly.k_cache, k, pos)?;
             let vc = g.write_cache(ly.v_cache, v, pos)?;
             let a = g.attention(q, kc, vc, 1.0 / (hd as f32).sqrt(), pos)?;
-            let o = g.matmul_add(a, ly.wo, x)?;
-            x = lora(g, Target::O, a, o)?;
+            x = proj(g, Target::O, a, ly.wo, Some(x))?;
             let s = match ly.ffn_in {
                 FfnIn::Fused(w) => {
                     let f = Fusion {
@@ -381,15 +391,12 @@ pub fn build(
                 }
                 FfnIn::Split(wg, wu) => {
                     let h = g.rms_norm(x, Some(ly.ffn_norm), c.rms_eps)?;
-                    let gate = g.matmul(h, wg)?;
-                    let gate = lora(g, Target::Gate, h, gate)?;
-                    let up = g.matmul(h, wu)?;
-                    let up = lora(g, Target::Up, h, up)?;
+                    let gate = proj(g, Target::Gate, h, wg, None)?;
+                    let up = proj(g, Target::Up, h, wu, None)?;
                     g.swiglu(gate, up)?
                 }
             };
-            let down = g.matmul_add(s, ly.w_down, x)?;
-            x = lora(g, Target::Down, s, down)?;
+            x = proj(g, Target::Down, s, ly.w_down, Some(x))?;
             if opts.debug_layers {
                 g.mark_output(x)?;
                 hidden.push(x);

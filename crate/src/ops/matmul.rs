@@ -117,67 +117,147 @@ impl Op for MatMul {
     }
 
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
-        let (x, w) = (ctx.inputs[0], ctx.inputs[1]);
-        let (m, n, k) = (x.rows(), w.shape[0], w.shape[1]);
-        // CPU adapters run every m through the row-per-invocation kernel
-        // (no barriers, no reductions: SIMD lanes are invocations there).
-        let gemv = m <= GEMV_MAX_M || ctx.caps.cpu;
-        let tile64 = |rows: usize| tile64_pays(m, rows);
-        ctx.chunks[1]
-            .iter()
-            .enumerate()
-            .map(|(c, ch)| {
-                let groups = if gemv {
-                    // Rows per workgroup: 64 (CPU), one per subgroup, or 1.
-                    let per = if ctx.caps.cpu {
-                        64
-                    } else if ctx.caps.subgroups {
-                        ctx.caps.gemv_rows_per_workgroup()
-                    } else {
-                        1
-                    };
-                    grid(ch.rows.div_ceil(per), ctx.caps)?
-                } else if tile64(ch.rows) {
-                    [u(ch.rows.div_ceil(64))?, u(m.div_ceil(64))?, 1]
-                } else {
-                    [u(ch.rows.div_ceil(32))?, u(m.div_ceil(32))?, 1]
-                };
-                Ok(Dispatch {
-                    shader: if gemv {
-                        "mul_mat_vec.wgsl"
-                    } else {
-                        "mul_mat.wgsl"
-                    },
-                    entry: "main",
-                    defines: if gemv && ctx.caps.cpu && k % 4 == 0 {
-                        vec![weight_define(w.dtype), "ROW_PER_THREAD", "X_VEC4"]
-                    } else if gemv && ctx.caps.cpu {
-                        vec![weight_define(w.dtype), "ROW_PER_THREAD"]
-                    } else if !gemv && tile64(ch.rows) {
-                        vec![weight_define(w.dtype), "TILE64"]
-                    } else {
-                        vec![weight_define(w.dtype)]
-                    },
-                    bindings: vec![
-                        Bind::Input(1, c),
-                        Bind::Input(0, 0),
-                        Bind::Output,
-                        Bind::Input(ctx.inputs.len() - 1, 0),
-                    ],
-                    params: vec![
-                        u(m)?,
-                        u(n)?,
-                        u(k)?,
-                        u(ch.row0)?,
-                        u(ch.rows)?,
-                        (ctx.inputs.len() > 2) as u32,
-                        u(ctx.caps.gemv_rows_per_workgroup())?,
-                    ],
-                    groups,
-                })
-            })
-            .collect()
+        plan(ctx, (ctx.inputs.len() > 2).then_some(2), None)
     }
+}
+
+/// `y = x · Wᵀ + h·Bᵀ (+ res)`, h = x·Aᵀ: an unmerged LoRA path in the GEMV /
+/// GEMM epilogue. Inputs `x, W, h [m, r], B [n, r]` (f32, B scaled) and an
+/// optional residual — one dispatch instead of `x·Wᵀ` then a separate
+/// `h·Bᵀ + y` GEMM per adapted projection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatMulLora;
+
+impl Op for MatMulLora {
+    fn name(&self) -> &'static str {
+        "mul_mat_lora"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[4, 5])?;
+        let (shape, dt) = MatMul.infer(&inputs[..2])?;
+        let (h, b) = (inputs[2], inputs[3]);
+        require_dtype(self.name(), "h", h, &[DType::F32])?;
+        require_dtype(self.name(), "b", b, &[DType::F32])?;
+        let (m, n) = (inputs[0].rows(), inputs[1].shape[0]);
+        if h.rows() != m || b.shape.len() != 2 || b.shape[0] != n || b.shape[1] != h.cols() {
+            return Err(shape_err(
+                self.name(),
+                format!(
+                    "h {:?} and b {:?} must be [{m}, r] and [{n}, r]",
+                    h.shape, b.shape
+                ),
+            ));
+        }
+        if let Some(r) = inputs.get(4) {
+            require_residual(self.name(), r, &shape)?;
+        }
+        Ok((shape, dt))
+    }
+
+    fn splittable_input(&self) -> Option<usize> {
+        Some(1)
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, syms: &[u32]) -> Result<()> {
+        let mut base = vec![inputs[0], inputs[1]];
+        if let Some(r) = inputs.get(4) {
+            base.push(r);
+        }
+        MatMul.cpu(&base, out, syms)?;
+        let mut y = out.to_f32()?;
+        let (h, b) = (inputs[2].to_f32()?, inputs[3].to_f32()?);
+        let (n, r) = (inputs[3].shape[0], inputs[3].shape[1]);
+        for (i, yv) in y.iter_mut().enumerate() {
+            let (hm, bc) = (&h[(i / n) * r..][..r], &b[(i % n) * r..][..r]);
+            let t: f64 = hm.iter().zip(bc).map(|(a, c)| *a as f64 * *c as f64).sum();
+            *yv = (*yv as f64 + t) as f32;
+        }
+        put_f32(out, &y);
+        Ok(())
+    }
+
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        let rank = ctx.inputs[3].shape[1];
+        plan(ctx, (ctx.inputs.len() > 4).then_some(4), Some((2, 3, rank)))
+    }
+}
+
+/// The GEMV / GEMM dispatches of `x · Wᵀ` (inputs 0 and 1) with an optional
+/// residual input and LoRA epilogue (h input, B input, rank).
+fn plan(
+    ctx: &PlanCtx,
+    res: Option<usize>,
+    lora: Option<(usize, usize, usize)>,
+) -> Result<Vec<Dispatch>> {
+    let (x, w) = (ctx.inputs[0], ctx.inputs[1]);
+    let (m, n, k) = (x.rows(), w.shape[0], w.shape[1]);
+    // CPU adapters run every m through the row-per-invocation kernel
+    // (no barriers, no reductions: SIMD lanes are invocations there).
+    let gemv = m <= GEMV_MAX_M || ctx.caps.cpu;
+    let tile64 = |rows: usize| tile64_pays(m, rows);
+    ctx.chunks[1]
+        .iter()
+        .enumerate()
+        .map(|(c, ch)| {
+            let groups = if gemv {
+                // Rows per workgroup: 64 (CPU), one per subgroup, or 1.
+                let per = if ctx.caps.cpu {
+                    64
+                } else if ctx.caps.subgroups {
+                    ctx.caps.gemv_rows_per_workgroup()
+                } else {
+                    1
+                };
+                grid(ch.rows.div_ceil(per), ctx.caps)?
+            } else if tile64(ch.rows) {
+                [u(ch.rows.div_ceil(64))?, u(m.div_ceil(64))?, 1]
+            } else {
+                [u(ch.rows.div_ceil(32))?, u(m.div_ceil(32))?, 1]
+            };
+            let mut defines = vec![weight_define(w.dtype)];
+            if gemv && ctx.caps.cpu {
+                defines.push("ROW_PER_THREAD");
+                if k % 4 == 0 {
+                    defines.push("X_VEC4");
+                }
+            } else if !gemv && tile64(ch.rows) {
+                defines.push("TILE64");
+            }
+            // The residual binding is x itself when there is none.
+            let mut bindings = vec![
+                Bind::Input(1, c),
+                Bind::Input(0, 0),
+                Bind::Output,
+                Bind::Input(res.unwrap_or(0), 0),
+            ];
+            if let Some((h, b, _)) = lora {
+                defines.push("LORA");
+                bindings.extend([Bind::Input(h, 0), Bind::Input(b, 0)]);
+            }
+            Ok(Dispatch {
+                shader: if gemv {
+                    "mul_mat_vec.wgsl"
+                } else {
+                    "mul_mat.wgsl"
+                },
+                entry: "main",
+                defines,
+                bindings,
+                params: vec![
+                    u(m)?,
+                    u(n)?,
+                    u(k)?,
+                    u(ch.row0)?,
+                    u(ch.rows)?,
+                    res.is_some() as u32,
+                    u(ctx.caps.gemv_rows_per_workgroup())?,
+                    u(lora.map_or(0, |l| l.2))?,
+                ],
+                groups,
+            })
+        })
+        .collect()
 }
 
 /// Whether a GPU GEMM with an `a × b` output takes 64×64 tiles (4×4 per
@@ -193,6 +273,22 @@ impl Graph {
     /// `x · wᵀ` with `w [n, k]` in any weight dtype.
     pub fn matmul(&mut self, x: TensorId, w: TensorId) -> Result<TensorId> {
         self.push(MatMul, &[x, w])
+    }
+
+    /// `x · wᵀ + h · bᵀ (+ res)` in one kernel: an unmerged LoRA path
+    /// (`h = x·Aᵀ [m, r]`, `b [n, r]` f32) in the GEMV / GEMM epilogue.
+    pub fn matmul_lora(
+        &mut self,
+        x: TensorId,
+        w: TensorId,
+        h: TensorId,
+        b: TensorId,
+        res: Option<TensorId>,
+    ) -> Result<TensorId> {
+        match res {
+            Some(r) => self.push(MatMulLora, &[x, w, h, b, r]),
+            None => self.push(MatMulLora, &[x, w, h, b]),
+        }
     }
 
     /// `x · wᵀ + res` in one kernel (a residual connection).

@@ -94,29 +94,34 @@ impl Op for MatMulInputGrad {
         // adapters: the barrier-free kernel.
         let tiled = !ctx.caps.cpu;
         let invocations = k.div_ceil(4) * m.div_ceil(4);
-        ctx.chunks[1]
-            .iter()
-            .enumerate()
-            .map(|(c, ch)| {
-                let mut defines = vec!["INPUT_GRAD", weight_define(w.dtype)];
-                let big = tiled && super::matmul::tile64_pays(m, k);
-                if big {
-                    defines.push("TILE64");
-                } else if tiled {
-                    defines.push("TILED");
-                }
-                Ok(Dispatch {
+        // CPU adapters walk each chunk in segments (llvmpipe ends loops past
+        // 65535 iterations per invocation); GPUs take a chunk at once.
+        let seg = if tiled { usize::MAX } else { CPU_SEGMENT_ROWS };
+        let mut out = Vec::new();
+        for (c, ch) in ctx.chunks[1].iter().enumerate() {
+            let mut defines = vec!["INPUT_GRAD", weight_define(w.dtype)];
+            let big = tiled && super::matmul::tile64_pays(m, k);
+            if big {
+                defines.push("TILE64");
+            } else if tiled {
+                defines.push("TILED");
+            }
+            let mut first = 0;
+            while first < ch.rows {
+                let rows = seg.min(ch.rows - first);
+                out.push(Dispatch {
                     shader: "mul_mat_back.wgsl",
                     entry: "main",
-                    defines,
+                    defines: defines.clone(),
                     bindings: vec![Bind::Input(1, c), Bind::Input(0, 0), Bind::Output],
                     params: vec![
                         u(m)?,
                         u(n)?,
                         u(k)?,
                         u(ch.row0)?,
-                        u(ch.rows)?,
-                        (c > 0) as u32,
+                        u(rows)?,
+                        (c > 0 || first > 0) as u32,
+                        u(first)?,
                     ],
                     groups: if big {
                         [u(k.div_ceil(64))?, u(m.div_ceil(64))?, 1]
@@ -125,11 +130,18 @@ impl Op for MatMulInputGrad {
                     } else {
                         grid(invocations.div_ceil(64), ctx.caps)?
                     },
-                })
-            })
-            .collect()
+                });
+                first += rows;
+            }
+        }
+        Ok(out)
     }
 }
+
+/// Weight rows per dispatch of the input gradient on CPU adapters: with ≤ 4
+/// rows of dy per invocation and a few loop steps per decoded group, a
+/// segment stays well below llvmpipe's 65535 loop iterations.
+const CPU_SEGMENT_ROWS: usize = 4096;
 
 impl Op for MatMulWeightGrad {
     fn name(&self) -> &'static str {

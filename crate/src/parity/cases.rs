@@ -68,6 +68,7 @@ pub fn registry() -> Vec<(&'static str, Generator)> {
         ("softmax", softmax),
         ("argmax", argmax),
         ("mul_mat", mul_mat),
+        ("mul_mat_lora", train::mul_mat_lora),
         ("mul_mat_fused", mul_mat_fused),
         ("get_rows", get_rows),
         ("rope", rope),

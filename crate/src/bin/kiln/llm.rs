@@ -53,6 +53,10 @@ pub struct ModelArgs {
     /// f32 or f16 (faster per token; unmerged by default).
     #[arg(long)]
     merge: Option<DType>,
+    /// Unmerged adapters as a separate GEMM per projection instead of in the
+    /// base GEMV/GEMM's epilogue (to measure the fused epilogue).
+    #[arg(long)]
+    lora_unfused: bool,
 }
 
 /// `--lora DIR[:SCALE]` values — PEFT folders or llama.cpp LoRA `.gguf`
@@ -249,6 +253,7 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         targets.sort();
         targets.dedup();
         opts.lora = Some(kiln::model::llama::LoraSlots {
+            fused: !a.lora_unfused,
             rank: lora.iter().map(|(a, _)| a.config.rank).sum(),
             targets,
         });

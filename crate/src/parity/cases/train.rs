@@ -38,6 +38,9 @@ pub(super) fn matmul_grads(rng: &mut Rng) -> Result<Vec<Case>> {
         (4, 9, 256, DType::Q4_K, false),
         (3, 5, 256, DType::Q6_K, false),
         (11, 70, 64, DType::Q4_1, true),
+        // A vocabulary-sized reduction (the loss head's input gradient):
+        // llvmpipe cuts loops past 65535 iterations per invocation.
+        (3, 40000, 32, DType::Q8_0, false),
         // ≥ 128 tiles of 64×64 (m × k): the large tile on GPUs.
         (200, 40, 2600, f, false),
         (130, 37, 4096, DType::Q4_1, false),
@@ -131,6 +134,45 @@ pub(super) fn cross_entropy(rng: &mut Rng) -> Result<Vec<Case>> {
             let desc = format!("[{rows},{vocab}]");
             out.push(b.case(name, DType::F32, desc, y, vec![], REDUCTION)?);
         }
+    }
+    Ok(out)
+}
+
+/// The LoRA epilogue `x·Wᵀ + h·Bᵀ (+ res)` on the GEMV (m ≤ 8), the 32-tile
+/// and the 64-tile (≥ 128 tiles), several weight dtypes and ranks, a split
+/// weight.
+pub(super) fn mul_mat_lora(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    // (m, n, k, rank, dtype, residual, split)
+    for (m, n, k, r, dtype, res, split) in [
+        (1, 7, 32, 1, DType::F32, false, false),
+        (3, 65, 64, 8, DType::Q4_1, true, false),
+        (8, 70, 96, 3, DType::Q8_0, false, true),
+        (9, 33, 256, 16, DType::Q4_K, true, false),
+        (40, 70, 128, 8, DType::F16, true, false),
+        (130, 4100, 64, 8, DType::Q4_1, false, false),
+    ] {
+        let mut b = B::new(rng);
+        let x = b.input(&[m, k], DType::F32, 1.0)?;
+        let w = b.weight(&[n, k], dtype, 1.0 / (k as f32).sqrt())?;
+        let h = b.input(&[m, r], DType::F32, 1.0)?;
+        let lb = b.input(&[n, r], DType::F32, 0.5)?;
+        let rs = if res {
+            Some(b.input(&[m, n], DType::F32, 1.0)?)
+        } else {
+            None
+        };
+        let y = b.g.matmul_lora(x, w, h, lb, rs)?;
+        let desc = format!(
+            "m{m} n{n} k{k} r{r}{}{}",
+            if res { " +res" } else { "" },
+            if split { " split" } else { "" }
+        );
+        let mut c = b.case("mul_mat_lora", dtype, desc, y, vec![], MATMUL)?;
+        if split {
+            c.binding_limit = Some((4 * m * k.max(n)).max(9 * dtype.row_bytes(k)?) as u64);
+        }
+        out.push(c);
     }
     Ok(out)
 }
