@@ -172,14 +172,10 @@ async function readAll(src, signal) {
 }
 
 /**
- * A Hugging Face safetensors folder: a base URL ending in "/", or a list of
- * URLs and/or Files (config.json, tokenizer.json, tokenizer_config.json,
- * model.safetensors or model.safetensors.index.json + its shards). Every
- * shard's header is read first (the model is compiled from them), then each
- * shard streams into GPU buffers, quantized on load if `quantize` says so.
+ * Opens a safetensors folder's files (see `loadFolder`): the small JSON
+ * files are read, the shards opened (pushed onto `opened`, in index order).
  */
-async function loadFolder(source, opts) {
-  const eng = await getEngine(opts);
+async function openFolder(source, opts, opened) {
   const items = new Map();
   let base = null;
   if (Array.isArray(source)) {
@@ -203,21 +199,34 @@ async function loadFolder(source, opts) {
       throw e;
     }
   };
+  const config = await readAll(await open('config.json'), opts.signal);
+  const tokenizer = await readAll(await open('tokenizer.json'), opts.signal);
+  const tcSrc = await open('tokenizer_config.json', true);
+  const tc = tcSrc ? await readAll(tcSrc, opts.signal) : undefined;
+  const idxSrc = await open('model.safetensors.index.json', true);
+  let names = ['model.safetensors'];
+  if (idxSrc) {
+    const idx = JSON.parse(new TextDecoder().decode(await readAll(idxSrc, opts.signal)));
+    names = [...new Set(Object.values(idx.weight_map || {}))].sort();
+    if (!names.length) throw new KilnError('CORRUPT_FILE', 'model.safetensors.index.json has no weight_map');
+  }
+  for (const n of names) opened.push(await open(n));
+  return { config, tokenizer, tc, names };
+}
+
+/**
+ * A Hugging Face safetensors folder: a base URL ending in "/", or a list of
+ * URLs and/or Files (config.json, tokenizer.json, tokenizer_config.json,
+ * model.safetensors or model.safetensors.index.json + its shards). Every
+ * shard's header is read first (the model is compiled from them), then each
+ * shard streams into GPU buffers, quantized on load if `quantize` says so.
+ */
+async function loadFolder(source, opts) {
+  const eng = await getEngine(opts);
   const opened = [];
   let loader = null;
   try {
-    const config = await readAll(await open('config.json'), opts.signal);
-    const tokenizer = await readAll(await open('tokenizer.json'), opts.signal);
-    const tcSrc = await open('tokenizer_config.json', true);
-    const tc = tcSrc ? await readAll(tcSrc, opts.signal) : undefined;
-    const idxSrc = await open('model.safetensors.index.json', true);
-    let names = ['model.safetensors'];
-    if (idxSrc) {
-      const idx = JSON.parse(new TextDecoder().decode(await readAll(idxSrc, opts.signal)));
-      names = [...new Set(Object.values(idx.weight_map || {}))].sort();
-      if (!names.length) throw new KilnError('CORRUPT_FILE', 'model.safetensors.index.json has no weight_map');
-    }
-    for (const n of names) opened.push(await open(n));
+    const { config, tokenizer, tc, names } = await openFolder(source, opts, opened);
     const total = opened.reduce((a, s) => a + s.size, 0);
     const fromCache = opened.every((s) => s.fromCache);
     let loaded = 0;
@@ -241,7 +250,7 @@ async function loadFolder(source, opts) {
     for (const s of opened) if (s.cache) await s.cache.close();
     progress('ready');
     const cacheError = opened.map((s) => s.cache?.error).find(Boolean);
-    return new DirectModel(model, eng.info(), { fromCache, cache: cacheError ? { error: cacheError } : null });
+    return new DirectModel(model, eng.info(), { fromCache, cache: cacheError ? { error: cacheError } : null }, source, opts);
   } catch (e) {
     throw await loadFailed(e, loader, opened, opts);
   }
@@ -385,17 +394,30 @@ export class DirectModel {
   async train(data, opts = {}, onStep, signal) {
     if (signal?.aborted) throw aborted(signal);
     const folder = Array.isArray(this.source) || String(this.source).endsWith('/');
-    if (folder) throw new KilnError('UNSUPPORTED_MODEL', 'trainLoRA needs a GGUF model (safetensors folders: not yet)');
     const eng = await getEngine(this.loadOpts);
-    const src = await openSource(this.source, { ...this.loadOpts, signal, cache: this.loadOpts.cache });
-    const bytes = await readAll(src, signal);
     const { text, name } = await dataText(data);
     const { init, ...rest } = opts;
+    const initFiles = init ? { config: init.config, weights: init.weights } : undefined;
     let job;
-    try {
-      job = eng.loadTrainer(bytes, text, name, rest, init ? { config: init.config, weights: init.weights } : undefined);
-    } catch (e) {
-      throw toKilnError(e);
+    if (folder) {
+      // The folder's files again (from the cache after the first load).
+      const opened = [];
+      const f = await openFolder(this.source, { ...this.loadOpts, signal }, opened);
+      const shards = [];
+      for (const o of opened) shards.push(await readAll(o, signal));
+      try {
+        job = eng.loadTrainerFolder(f.config, f.tc ?? null, f.tokenizer, f.names, shards, text, name, rest, initFiles);
+      } catch (e) {
+        throw toKilnError(e);
+      }
+    } else {
+      const src = await openSource(this.source, { ...this.loadOpts, signal, cache: this.loadOpts.cache });
+      const bytes = await readAll(src, signal);
+      try {
+        job = eng.loadTrainer(bytes, text, name, rest, initFiles);
+      } catch (e) {
+        throw toKilnError(e);
+      }
     }
     const steps = [];
     try {

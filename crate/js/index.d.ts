@@ -206,7 +206,7 @@ export class LLM {
   tokenize(text: string, addSpecial?: boolean): Promise<number[]>;
   detokenize(ids: number[], skipSpecial?: boolean): Promise<string>;
   resetChat(): Promise<void>;
-  /** LoRA fine-tuning of this (GGUF) model's base, in its worker. */
+  /** LoRA fine-tuning of this model's base (GGUF or safetensors folder), in its worker. */
   trainLoRA(data: string | Blob | { messages: { role: string; content: string }[] }[], opts?: TrainOptions): TrainJob;
   loadAdapter(source: Parameters<typeof LoRAAdapter.load>[0]): Promise<LoRAAdapter>;
   /** Adapters at inference, unmerged; [] restores the base. Needs `loraRank`. */

@@ -1,5 +1,6 @@
 //! The browser binding of LoRA training (feature `web`, wasm32 only):
-//! `Engine.loadTrainer(ggufBytes, data, options)` → [`TrainJob`], whose
+//! `Engine.loadTrainer(ggufBytes, data, options)` (or `loadTrainerFolder` for
+//! a safetensors folder) → [`TrainJob`], whose
 //! `step()` runs one optimizer step and resolves to its figures, and whose
 //! `adapter()` resolves to the PEFT files. `Model.setAdapters` (web.rs)
 //! applies adapters at inference. Wrapped by `llm.trainLoRA` in the JS
@@ -16,6 +17,7 @@ use crate::generate::ChatTemplate;
 use crate::loader::LoadError;
 use crate::loader::WeightSource;
 use crate::loader::gguf::{GgufFile, GgufSource};
+use crate::loader::safetensors::HfFolder;
 use crate::model::LlamaConfig;
 use crate::tokenizer::Tokenizer;
 use crate::train::data::{Batches, load_examples, pack, split_validation};
@@ -150,11 +152,6 @@ impl Engine {
         options: JsValue,
         init: JsValue,
     ) -> Result<TrainJob, JsValue> {
-        let o: TrainOptions = if options.is_undefined() || options.is_null() {
-            TrainOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(bad_arg)?
-        };
         let len = model.len() as u64;
         let mut reader = Cursor::new(model);
         let gguf = GgufFile::parse(&mut reader, len).map_err(err)?;
@@ -162,6 +159,101 @@ impl Engine {
         let tok = Tokenizer::from_spec(&gguf.tokenizer_spec().map_err(err)?)
             .map_err(|e| err(LoadError::Tokenizer(e.to_string())))?;
         let template = ChatTemplate::for_tokenizer(gguf.chat_template(), &tok).map_err(err)?;
+        let mut src = GgufSource {
+            file: &gguf,
+            reader: &mut reader,
+        };
+        self.trainer(
+            Base {
+                config,
+                tok,
+                template,
+                src: &mut src,
+            },
+            data,
+            name,
+            options,
+            init,
+        )
+    }
+
+    /// The same for a Hugging Face safetensors folder in memory:
+    /// `config.json`, `tokenizer_config.json` (or null), `tokenizer.json`,
+    /// and the shards' names (index order) and bytes.
+    #[wasm_bindgen(js_name = loadTrainerFolder)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn load_trainer_folder(
+        &self,
+        config: Vec<u8>,
+        tokenizer_config: Option<Vec<u8>>,
+        tokenizer: Vec<u8>,
+        names: Vec<String>,
+        shards: js_sys::Array,
+        data: String,
+        name: String,
+        options: JsValue,
+        init: JsValue,
+    ) -> Result<TrainJob, JsValue> {
+        if names.len() != shards.length() as usize {
+            return Err(bad_arg("one name per shard"));
+        }
+        let mut parts = Vec::new();
+        for (n, b) in names.into_iter().zip(shards.iter()) {
+            if !b.is_instance_of::<js_sys::Uint8Array>() {
+                return Err(bad_arg("shards must be Uint8Arrays"));
+            }
+            parts.push((n, js_sys::Uint8Array::new(&b).to_vec()));
+        }
+        let mut folder =
+            HfFolder::from_memory(&config, tokenizer_config.as_deref(), parts).map_err(err)?;
+        let llama = folder.llama_config().map_err(err)?;
+        let tok = folder.tokenizer(&tokenizer).map_err(err)?;
+        let tpl = folder.chat_template();
+        let template = ChatTemplate::for_tokenizer(tpl.as_deref(), &tok).map_err(err)?;
+        self.trainer(
+            Base {
+                config: llama,
+                tok,
+                template,
+                src: &mut folder,
+            },
+            data,
+            name,
+            options,
+            init,
+        )
+    }
+}
+
+/// A model to train: its config, tokenizer, chat template and weights.
+struct Base<'a> {
+    config: LlamaConfig,
+    tok: Tokenizer,
+    template: ChatTemplate,
+    src: &'a mut dyn WeightSource,
+}
+
+impl Engine {
+    /// Compiles a training run of `base` on `data` (see `loadTrainer`).
+    fn trainer(
+        &self,
+        base: Base,
+        data: String,
+        name: String,
+        options: JsValue,
+        init: JsValue,
+    ) -> Result<TrainJob, JsValue> {
+        let Base {
+            config,
+            tok,
+            template,
+            src,
+        } = base;
+        let o: TrainOptions = if options.is_undefined() || options.is_null() {
+            TrainOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(bad_arg)?
+        };
         let (data, val) = match &o.batches_json {
             Some(j) => (
                 Data::Fixed(parse_fixture_batches(j).map_err(err)?),
@@ -216,17 +308,13 @@ impl Engine {
             schedule: Schedule::parse(&o.schedule).map_err(err)?,
             ..Hyper::default()
         };
-        let mut src = GgufSource {
-            file: &gguf,
-            reader: &mut reader,
-        };
         let tg = graph::build(&config, &lora, &shape, &|n| src.info(n)).map_err(err)?;
         let adapter = if init.is_undefined() || init.is_null() {
             Adapter::init(&lora, &config, o.seed).map_err(err)?
         } else {
             adapter_from_js(&init)?
         };
-        let trainer = Trainer::new(tg, self.backend(), &mut src, &adapter, hyper).map_err(err)?;
+        let trainer = Trainer::new(tg, self.backend(), src, &adapter, hyper).map_err(err)?;
         let params: usize = trainer
             .model
             .params

@@ -478,6 +478,34 @@ test('lora: the tiny fixture trains in the worker with PEFT\'s per-step losses; 
   assert.ok(d > 1e-4, `the trained adapter changes the logits (max |Δ| ${d})`);
 });
 
+test('lora: a safetensors folder trains too (PEFT\'s per-step losses from the folder PEFT trained)', async () => {
+  const page = await harness();
+  const fx = 'tests/fixtures/lora/llama3/facts';
+  const steps = (await json(`${fx}/steps.json`)).steps;
+  const cfg = await json(`${fx}/config.json`);
+  const r = await page.evaluate(async ({ fx, cfg }) => {
+    const init = await kiln.LoRAAdapter.load(`/${fx}/init_adapter/`);
+    const batchesJson = await (await fetch(`/${fx}/batches.json`)).text();
+    const llm = await kiln.Kiln.loadLLM('/tests/fixtures/models/llama3/', { cache: false });
+    const ctl = new AbortController();
+    const job = llm.trainLoRA(null, {
+      batchesJson, init, seqLen: cfg.seq_len, steps: cfg.steps, lr: cfg.lr, warmup: cfg.warmup,
+      schedule: cfg.schedule, weightDecay: cfg.weight_decay, maxGradNorm: cfg.grad_clip, headRows: 24,
+      signal: ctl.signal,
+      onStep: (s) => { if (s.step === 3) ctl.abort('enough'); },
+    });
+    const out = await job.done;
+    await llm.dispose();
+    return { losses: out.steps.map((s) => s.loss) };
+  }, { fx, cfg });
+  console.log(`    losses ${r.losses.map((l) => l.toFixed(6)).join(' ')}`);
+  assert.ok(r.losses.length >= 4, `${r.losses.length} steps ran`);
+  r.losses.forEach((l, k) => {
+    const rel = Math.abs(l - steps[k].loss) / steps[k].loss;
+    assert.ok(rel <= 1e-3, `step ${k}: ${l} vs PEFT ${steps[k].loss} (rel ${rel})`);
+  });
+});
+
 test('lora: chat JSONL trains (loss falls, validation reported), adapter round-trips through OPFS, setAdapters([]) restores the base', async () => {
   const page = await harness();
   const data = (await readFile(join(root, 'data/lora-facts/train.jsonl'), 'utf8')).split('\n').slice(0, 80).join('\n');

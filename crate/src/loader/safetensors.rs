@@ -43,9 +43,13 @@ pub struct HfModel {
 /// A model folder on disk.
 pub struct HfFolder {
     pub dir: PathBuf,
-    files: Vec<File>,
+    files: Vec<Box<dyn ReadSeek>>,
     pub model: HfModel,
 }
+
+/// A shard's bytes: a file, or memory (a folder handed over by the browser).
+pub trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek> ReadSeek for T {}
 
 impl std::ops::Deref for HfFolder {
     type Target = HfModel;
@@ -133,19 +137,51 @@ impl HfFolder {
         let config = std::fs::read(dir.join("config.json"))
             .map_err(|e| LoadError::Io(format!("{}: {e}", dir.join("config.json").display())))?;
         let tc = std::fs::read(dir.join("tokenizer_config.json")).ok();
-        let mut model = HfModel::new(&config, tc.as_deref(), quantize)?;
+        let model = HfModel::new(&config, tc.as_deref(), quantize)?;
         let index = dir.join("model.safetensors.index.json");
         let shards: Vec<String> = if index.exists() {
             index_shards(&std::fs::read(&index)?)?
         } else {
             vec!["model.safetensors".into()]
         };
-        let mut files = Vec::new();
-        for (i, shard) in shards.into_iter().enumerate() {
+        let mut files: Vec<(String, Box<dyn ReadSeek>, u64)> = Vec::new();
+        for shard in shards {
             let path = dir.join(&shard);
-            let mut f =
+            let f =
                 File::open(&path).map_err(|e| LoadError::Io(format!("{}: {e}", path.display())))?;
             let len = f.metadata()?.len();
+            files.push((shard, Box::new(f), len));
+        }
+        let mut folder = HfFolder::from_shards(model, files)?;
+        folder.dir = dir.to_path_buf();
+        Ok(folder)
+    }
+
+    /// A folder already in memory: `config.json`, `tokenizer_config.json`
+    /// (if any) and the shards as `(file name, bytes)` in index order.
+    pub fn from_memory(
+        config: &[u8],
+        tokenizer_config: Option<&[u8]>,
+        shards: Vec<(String, Vec<u8>)>,
+    ) -> Result<HfFolder, LoadError> {
+        let model = HfModel::new(config, tokenizer_config, None)?;
+        let files = shards
+            .into_iter()
+            .map(|(name, bytes)| {
+                let len = bytes.len() as u64;
+                let r: Box<dyn ReadSeek> = Box::new(std::io::Cursor::new(bytes));
+                (name, r, len)
+            })
+            .collect();
+        HfFolder::from_shards(model, files)
+    }
+
+    fn from_shards(
+        mut model: HfModel,
+        shards: Vec<(String, Box<dyn ReadSeek>, u64)>,
+    ) -> Result<HfFolder, LoadError> {
+        let mut files = Vec::new();
+        for (i, (shard, mut f, len)) in shards.into_iter().enumerate() {
             let mut first8 = [0u8; 8];
             f.read_exact(&mut first8)
                 .map_err(|_| LoadError::Truncated {
@@ -160,7 +196,7 @@ impl HfFolder {
             files.push(f);
         }
         Ok(HfFolder {
-            dir: dir.to_path_buf(),
+            dir: PathBuf::new(),
             files,
             model,
         })
