@@ -1,6 +1,9 @@
 // causal_attention_tiled.wgsl — causal GQA attention and its backward for
-// GPUs, when d ≤ 64 (ops/causal_attention.rs; same bindings, params and
-// entries as causal_attention.wgsl, which CPU adapters and d > 64 use).
+// GPUs, when d ≤ 64 (ops/causal_attention.rs; same bindings and entries as
+// causal_attention.wgsl, which CPU adapters and d > 64 use, plus layout
+// params). With causal = 0 and q/k/v read from one packed buffer, its FWD
+// entry is also the UNet's spatial self-attention on GPUs
+// (ops/spatial_attention.rs).
 //
 // A workgroup of 64 invocations owns R = 16 rows of one sequence and one head
 // (query rows and a query head for FWD / STATS / DQ; key rows and a kv head
@@ -26,6 +29,30 @@ struct Params {
     d: u32,
     seq: u32,
     scale: f32,
+    // Layouts in vec4s (row stride, head stride, base): query-shaped rows
+    // (q, o, do, dq), key-shaped rows (k, dk; v and dv at base v_b), the
+    // forward's output. Causal attention's are dense [t, heads, d]; the
+    // UNet's spatial attention reads q, k, v from one packed qkv.
+    q_rs: u32,
+    q_hs: u32,
+    q_b: u32,
+    k_rs: u32,
+    k_hs: u32,
+    k_b: u32,
+    v_b: u32,
+    o_rs: u32,
+    o_hs: u32,
+    causal: u32,  // 0: every row of the sequence attends to all of it (FWD)
+}
+
+fn qi(row: u32, h: u32) -> u32 {
+    return row * p.q_rs + h * p.q_hs + p.q_b;
+}
+fn ki(row: u32, h: u32) -> u32 {
+    return row * p.k_rs + h * p.k_hs + p.k_b;
+}
+fn vi(row: u32, h: u32) -> u32 {
+    return row * p.k_rs + h * p.k_hs + p.v_b;
 }
 
 const R: u32 = 16u;   // own rows per workgroup
@@ -127,14 +154,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         var a2 = vec4<f32>(0.0);
         if (rr < rend && x < d4) {
 #if KEYS
-            a = k[(rr * p.hkv + h) * d4 + x];
+            a = k[ki(rr, h) + x];
 #if DK
-            a2 = v[(rr * p.hkv + h) * d4 + x];
+            a2 = v[vi(rr, h) + x];
 #endif
 #else
-            a = q[(rr * p.hq + h) * d4 + x];
+            a = q[qi(rr, h) + x];
 #if DQ
-            a2 = a4[(rr * p.hq + h) * d4 + x];
+            a2 = a4[qi(rr, h) + x];
 #endif
 #endif
         }
@@ -153,8 +180,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 var b = vec4<f32>(0.0);
                 var b2 = vec4<f32>(0.0);
                 if (i < send && x < d4) {
-                    b = q[(i * p.hq + qh) * d4 + x];
-                    b2 = a4[(i * p.hq + qh) * d4 + x];
+                    b = q[qi(i, qh) + x];
+                    b2 = a4[qi(i, qh) + x];
                 }
                 tb[(e / D4) * P4 + x] = b;
                 tb2[(e / D4) * P4 + x] = b2;
@@ -201,11 +228,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
     if (row < rend) {
-        put_row((row * p.hkv + h) * d4, d4, sub, acc0, acc1, acc2, acc3, 1.0);
+        put_row(ki(row, h), d4, sub, acc0, acc1, acc2, acc3, 1.0);
     }
 #else
     let kh = h / grp;
-    let last = rend - 1u;
+    // Keys up to the tile's last row (causal), or the whole sequence.
+    let last = select(rend - 1u, send - 1u, p.causal == 0u);
 #if DQ
     var lse = 0.0;
     var dd = 0.0;
@@ -225,9 +253,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             var b = vec4<f32>(0.0);
             var b2 = vec4<f32>(0.0);
             if (j <= last && x < d4) {
-                b = k[(j * p.hkv + kh) * d4 + x];
+                b = k[ki(j, kh) + x];
 #if !STATS
-                b2 = v[(j * p.hkv + kh) * d4 + x];
+                b2 = v[vi(j, kh) + x];
 #endif
             }
             tb[(e / D4) * P4 + x] = b;
@@ -236,7 +264,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         workgroupBarrier();
         for (var u = 0u; u < 2u; u++) {
             let c = sub * 2u + u;
-            let live = row < rend && j0 + c <= row;
+            let live = row < rend && j0 + c <= select(row, last, p.causal == 0u);
 #if DQ
             var w = 0.0;
             if (live) {
@@ -295,7 +323,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (row < rend) {
 #if STATS
         if (sub == 0u) {
-            let qb = (row * p.hq + h) * d4;
+            let qb = qi(row, h);
             var dsum = 0.0;
             for (var x = 0u; x < d4; x++) {
                 dsum += dot(a4[qb + x], b4[qb + x]);
@@ -304,9 +332,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             stats_out[2u * (row * p.hq + h) + 1u] = dsum;
         }
 #elif FWD
-        put_row((row * p.hq + h) * d4, d4, sub, acc0, acc1, acc2, acc3, l);
+        put_row(row * p.o_rs + h * p.o_hs, d4, sub, acc0, acc1, acc2, acc3, l);
 #else
-        put_row((row * p.hq + h) * d4, d4, sub, acc0, acc1, acc2, acc3, 1.0);
+        put_row(qi(row, h), d4, sub, acc0, acc1, acc2, acc3, 1.0);
 #endif
     }
 #endif

@@ -191,6 +191,20 @@ extern "C" __global__ void causal_attn_dv(Params p, Ptrs b) { key_rows<1>(p, b);
 
 enum { T_FWD = 0, T_STATS = 1, T_DQ = 2, T_DK = 3, T_DV = 4 };
 
+// Layouts in float4s (params 6..15): query-shaped rows (q, o, do, dq: row
+// stride 6, head stride 7, base 8), key-shaped rows (k, dk: 9, 10, base 11;
+// v, dv: base 12), the forward's output (13, 14); 15: causal. Dense for
+// causal attention; one packed qkv for the UNet's spatial attention.
+__device__ __forceinline__ u64 qi(const Params& p, u32 row, u32 h) {
+    return (u64)row * p.w[6] + (u64)h * p.w[7] + p.w[8];
+}
+__device__ __forceinline__ u64 ki(const Params& p, u32 row, u32 h) {
+    return (u64)row * p.w[9] + (u64)h * p.w[10] + p.w[11];
+}
+__device__ __forceinline__ u64 vi(const Params& p, u32 row, u32 h) {
+    return (u64)row * p.w[9] + (u64)h * p.w[10] + p.w[12];
+}
+
 __device__ __forceinline__ float tile_dot(const float4* a, const float4* b, u32 d4) {
     float s = 0.0f;
     for (u32 x = 0; x < d4; x++) s += dot4(a[x], b[x]);
@@ -228,11 +242,11 @@ __device__ void attn_tiled(const Params& p, const Ptrs& b) {
         float4 a = zero, a2 = zero;
         if (rr < rend && x < d4) {
             if (keys) {
-                a = k[((u64)rr * hkv + h) * d4 + x];
-                if (MODE == T_DK) a2 = v[((u64)rr * hkv + h) * d4 + x];
+                a = k[ki(p, rr, h) + x];
+                if (MODE == T_DK) a2 = v[vi(p, rr, h) + x];
             } else {
-                a = q[((u64)rr * hq + h) * d4 + x];
-                if (MODE == T_DQ) a2 = a4[((u64)rr * hq + h) * d4 + x];
+                a = q[qi(p, rr, h) + x];
+                if (MODE == T_DQ) a2 = a4[qi(p, rr, h) + x];
             }
         }
         ta[(e / TD4) * TP4 + x] = a;
@@ -248,8 +262,8 @@ __device__ void attn_tiled(const Params& p, const Ptrs& b) {
                     u32 i = i0 + e / TD4, x = e % TD4;
                     float4 bb = zero, bb2 = zero;
                     if (i < send && x < d4) {
-                        bb = q[((u64)i * hq + qh) * d4 + x];
-                        bb2 = a4[((u64)i * hq + qh) * d4 + x];
+                        bb = q[qi(p, i, qh) + x];
+                        bb2 = a4[qi(p, i, qh) + x];
                     }
                     tb[(e / TD4) * TP4 + x] = bb;
                     tb2[(e / TD4) * TP4 + x] = bb2;
@@ -286,12 +300,14 @@ __device__ void attn_tiled(const Params& p, const Ptrs& b) {
             float4* out = BUF(float4, 5);
 #pragma unroll
             for (u32 mm = 0; mm < 4u; mm++)
-                if (sub + 4u * mm < d4) out[((u64)row * hkv + h) * d4 + sub + 4u * mm] = acc[mm];
+                if (sub + 4u * mm < d4) out[ki(p, row, h) + sub + 4u * mm] = acc[mm];
         }
         return;
     }
 
-    const u32 kh = h / grp, last = rend - 1u;
+    const bool causal = p.w[15] != 0u;
+    // Keys up to the tile's last row (causal), or the whole sequence.
+    const u32 kh = h / grp, last = causal ? rend - 1u : send - 1u;
     float lse = 0.0f, dd = 0.0f, m = -3.0e38f, l = 0.0f;
     if (MODE == T_DQ && row < rend) {
         lse = st[2u * ((u64)row * hq + h)];
@@ -303,8 +319,8 @@ __device__ void attn_tiled(const Params& p, const Ptrs& b) {
             u32 j = j0 + e / TD4, x = e % TD4;
             float4 bb = zero, bb2 = zero;
             if (j <= last && x < d4) {
-                bb = k[((u64)j * hkv + kh) * d4 + x];
-                if (MODE != T_STATS) bb2 = v[((u64)j * hkv + kh) * d4 + x];
+                bb = k[ki(p, j, kh) + x];
+                if (MODE != T_STATS) bb2 = v[vi(p, j, kh) + x];
             }
             tb[(e / TD4) * TP4 + x] = bb;
             tb2[(e / TD4) * TP4 + x] = bb2;
@@ -312,7 +328,7 @@ __device__ void attn_tiled(const Params& p, const Ptrs& b) {
         __syncthreads();
         for (u32 u = 0; u < 2u; u++) {
             u32 c = sub * 2u + u;
-            bool live = row < rend && j0 + c <= row;
+            bool live = row < rend && j0 + c <= (causal ? row : last);
             float w;
             if (MODE == T_DQ) {
                 w = 0.0f;
@@ -362,7 +378,7 @@ __device__ void attn_tiled(const Params& p, const Ptrs& b) {
         if (sub == 0u) {
             const float4* b4 = BUF(const float4, 4);
             float* stats = BUF(float, 5);
-            const u64 qb = ((u64)row * hq + h) * d4;
+            const u64 qb = qi(p, row, h);
             float dsum = 0.0f;
             for (u32 x = 0; x < d4; x++) dsum += dot4(a4[qb + x], b4[qb + x]);
             stats[2u * ((u64)row * hq + h)] = m + logf(l);
@@ -375,7 +391,7 @@ __device__ void attn_tiled(const Params& p, const Ptrs& b) {
     for (u32 mm = 0; mm < 4u; mm++) {
         u32 col = sub + 4u * mm;
         if (col < d4)
-            out[((u64)row * hq + h) * d4 + col] =
+            out[(MODE == T_FWD ? (u64)row * p.w[13] + (u64)h * p.w[14] : qi(p, row, h)) + col] =
                 MODE == T_FWD ? make_float4(acc[mm].x / l, acc[mm].y / l, acc[mm].z / l,
                                             acc[mm].w / l)
                               : acc[mm];

@@ -266,7 +266,16 @@ impl Op for CausalAttention {
                 Bind::Input(extra(4), 0),
                 Bind::Output,
             ],
-            params: vec![u(t)?, u(hq)?, u(hkv)?, u(d)?, u(self.seq)?, f(self.scale)],
+            params: {
+                let mut p = vec![u(t)?, u(hq)?, u(hkv)?, u(d)?, u(self.seq)?, f(self.scale)];
+                if tiled {
+                    // Dense layouts: [t, hq, d] and [t, hkv, d] (vec4s), causal.
+                    let d4 = d / 4;
+                    let (q, k) = (u(hq * d4)?, u(hkv * d4)?);
+                    p.extend([q, u(d4)?, 0, k, u(d4)?, 0, 0, q, u(d4)?, 1]);
+                }
+                p
+            },
             groups: grid(groups, ctx.caps)?,
         }])
     }

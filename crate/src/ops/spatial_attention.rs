@@ -11,8 +11,10 @@
 //!
 //! `out[b, t, hd + j] = Σ_s softmax_s(q_t · k_s · scale) v_s[j]` with
 //! `scale = 1/√d` (guided-diffusion multiplies q and k by `d^-¼` each: the
-//! same product up to rounding). Kernel: `shaders/spatial_attention.wgsl`,
-//! a partial pass (one invocation per query, 64 queries × 32 output dims of
+//! same product up to rounding). Kernels: on GPUs with `d ≤ 64`, the tiled
+//! FWD kernel of causal attention run non-causally on the packed layout
+//! (`shaders/causal_attention_tiled.wgsl`); otherwise
+//! `shaders/spatial_attention.wgsl`, a partial pass (one invocation per query, 64 queries × 32 output dims of
 //! one (sample, head) and one split of the keys per workgroup, K/V staged in
 //! workgroup memory tile by tile, online softmax; the [T, T] score matrix is
 //! never stored) and a pass combining the key splits.
@@ -112,6 +114,9 @@ impl Op for SpatialAttention {
         };
         let c = c3 / 3;
         let d = c / self.heads;
+        if !ctx.caps.cpu && d <= 64 && d % 4 == 0 {
+            return Ok(vec![self.tiled(ctx, b, t, c, d)?]);
+        }
         let blocks = t.div_ceil(64);
         let chunks = d.div_ceil(32);
         let ks = keys_per_split(d);
@@ -149,6 +154,52 @@ impl Op for SpatialAttention {
                 groups: grid((b * t * c).div_ceil(256), ctx.caps)?,
             },
         ])
+    }
+}
+
+impl SpatialAttention {
+    /// GPUs with d ≤ 64: the tiled attention kernel of causal attention
+    /// (`causal_attention_tiled.wgsl`, FWD, non-causal), reading q, k and v
+    /// from the packed qkv by strides — a workgroup per 16 queries of one
+    /// (sample, head) walks the keys 8 at a time through workgroup memory,
+    /// each query's scores computed once, in one pass without splits.
+    fn tiled(&self, ctx: &PlanCtx, b: usize, t: usize, c: usize, d: usize) -> Result<Dispatch> {
+        let d4 = d / 4;
+        let [q, k, v] = self.cols(0, c).map(|x| x / 4);
+        let hs = self.cols(1, c)[0] / 4 - q;
+        let rs = u(3 * c / 4)?;
+        Ok(Dispatch {
+            shader: "causal_attention_tiled.wgsl",
+            entry: "main",
+            defines: vec!["FWD"],
+            bindings: vec![
+                Bind::Input(0, 0),
+                Bind::Input(0, 0),
+                Bind::Input(0, 0),
+                Bind::Input(0, 0),
+                Bind::Input(0, 0),
+                Bind::Output,
+            ],
+            params: vec![
+                u(b * t)?,
+                u(self.heads)?,
+                u(self.heads)?,
+                u(d)?,
+                u(t)?,
+                f(1.0 / (d as f32).sqrt()),
+                rs,
+                u(hs)?,
+                u(q)?,
+                rs,
+                u(hs)?,
+                u(k)?,
+                u(v)?,
+                u(c / 4)?,
+                u(d4)?,
+                0,
+            ],
+            groups: grid(b * t.div_ceil(16) * self.heads, ctx.caps)?,
+        })
     }
 }
 
