@@ -114,7 +114,7 @@ impl Op for SpatialAttention {
         };
         let c = c3 / 3;
         let d = c / self.heads;
-        if !ctx.caps.cpu && d <= 64 && d % 4 == 0 {
+        if !ctx.caps.cpu && d <= 64 && d.is_multiple_of(4) {
             return Ok(vec![self.tiled(ctx, b, t, c, d)?]);
         }
         let blocks = t.div_ceil(64);
