@@ -9,6 +9,7 @@
 #include "common.cuh"
 #include "quant.cuh"
 #include "tile32.cuh"
+#include "tile64.cuh"
 
 template <class D>
 __device__ void conv2d(const Params& p, const Ptrs& b) {
@@ -61,6 +62,64 @@ __device__ void conv2d(const Params& p, const Ptrs& b) {
     }
 }
 
+// TILE64 (conv2d.wgsl): 64×64 tiles, 4×4 per thread, K by 16 (tile64.cuh).
+template <class D>
+__device__ void conv2d64(const Params& p, const Ptrs& b) {
+    __shared__ float xs[64 * 17];
+    __shared__ float ws[64 * 17];
+    const u8* W = BUF(const u8, 0);
+    const float* x = BUF(const float, 1);
+    float* y = BUF(float, 2);
+    const float* bias = BUF(const float, 3);
+    const float* res = BUF(const float, 4);
+    const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
+    const u32 h = p.w[6], w = p.w[7], cin = p.w[8], oh = p.w[9], ow = p.w[10];
+    const u32 kw = p.w[12], stride = p.w[13], pad = p.w[14];
+    const u32 r0 = blockIdx.x * 64u, m0 = blockIdx.y * 64u;
+    const u32 tx = threadIdx.x, ty = threadIdx.y, lid = ty * 16u + tx;
+    const u32 lr = lid / 4u, lg = lid % 4u;
+    const u32 xm = m0 + lr, pix = xm % (oh * ow), bi = xm / (oh * ow), oy = pix / ow, ox = pix % ow;
+    float acc[16];
+#pragma unroll
+    for (u32 i = 0; i < 16u; i++) acc[i] = 0.f;
+    for (u32 k0 = 0; k0 < k; k0 += 16u) {
+        u32 g = k0 / 4u + lg;
+        float xv[4] = {0.f, 0.f, 0.f, 0.f};
+        if (xm < m) {
+            for (u32 i = 0; i < 4u; i++) {
+                u32 kk = 4u * g + i;
+                if (kk >= k) break;
+                u32 ci = kk % cin, t = kk / cin;
+                int iy = (int)(oy * stride + t / kw) - (int)pad;
+                int ix = (int)(ox * stride + t % kw) - (int)pad;
+                if (iy >= 0 && ix >= 0 && iy < (int)h && ix < (int)w)
+                    xv[i] = x[(((u64)bi * h + iy) * w + ix) * cin + ci];
+            }
+        }
+        float4 wv = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (r0 + lr < rows && 4u * g < k) wv = D::w4(W, r0 + lr, k, g);
+        float* xd = &xs[lr * 17u + lg * 4u];
+        float* wd = &ws[lr * 17u + lg * 4u];
+        xd[0] = xv[0]; xd[1] = xv[1]; xd[2] = xv[2]; xd[3] = xv[3];
+        wd[0] = wv.x; wd[1] = wv.y; wd[2] = wv.z; wd[3] = wv.w;
+        __syncthreads();
+        tile64_mac(xs, ws, tx, ty, acc);
+        __syncthreads();
+    }
+#pragma unroll
+    for (u32 i = 0; i < 4u; i++)
+#pragma unroll
+        for (u32 j = 0; j < 4u; j++) {
+            u32 mm = m0 + ty + 16u * i, r = r0 + tx + 16u * j;
+            if (mm < m && r < rows) {
+                u64 o = (u64)mm * n + n0 + r;
+                float v = acc[i * 4u + j] + bias[n0 + r];
+                if (p.w[5] != 0u) v += res[o];
+                y[o] = v;
+            }
+        }
+}
+
 extern "C" __global__ void conv2d_f32(Params p, Ptrs b) { conv2d<DF32>(p, b); }
 extern "C" __global__ void conv2d_f16(Params p, Ptrs b) { conv2d<DF16>(p, b); }
 extern "C" __global__ void conv2d_bf16(Params p, Ptrs b) { conv2d<DBF16>(p, b); }
@@ -69,3 +128,11 @@ extern "C" __global__ void conv2d_q4_0(Params p, Ptrs b) { conv2d<DQ4_0>(p, b); 
 extern "C" __global__ void conv2d_q4_1(Params p, Ptrs b) { conv2d<DQ4_1>(p, b); }
 extern "C" __global__ void conv2d_q4_k(Params p, Ptrs b) { conv2d<DQ4_K>(p, b); }
 extern "C" __global__ void conv2d_q6_k(Params p, Ptrs b) { conv2d<DQ6_K>(p, b); }
+extern "C" __global__ void conv2d64_f32(Params p, Ptrs b) { conv2d64<DF32>(p, b); }
+extern "C" __global__ void conv2d64_f16(Params p, Ptrs b) { conv2d64<DF16>(p, b); }
+extern "C" __global__ void conv2d64_bf16(Params p, Ptrs b) { conv2d64<DBF16>(p, b); }
+extern "C" __global__ void conv2d64_q8_0(Params p, Ptrs b) { conv2d64<DQ8_0>(p, b); }
+extern "C" __global__ void conv2d64_q4_0(Params p, Ptrs b) { conv2d64<DQ4_0>(p, b); }
+extern "C" __global__ void conv2d64_q4_1(Params p, Ptrs b) { conv2d64<DQ4_1>(p, b); }
+extern "C" __global__ void conv2d64_q4_k(Params p, Ptrs b) { conv2d64<DQ4_K>(p, b); }
+extern "C" __global__ void conv2d64_q6_k(Params p, Ptrs b) { conv2d64<DQ6_K>(p, b); }

@@ -197,6 +197,10 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
             let to = if has("DST_F16") { "f16" } else { "f32" };
             k("copy", format!("write_cache_{to}"), [256, 1, 1])
         }
+        ("conv2d.wgsl", "main") if has("TILE64") => {
+            let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
+            k("conv2d", format!("conv2d64_{w}"), [16, 16, 1])
+        }
         ("conv2d.wgsl", "main") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
             k("conv2d", format!("conv2d_{w}"), [16, 16, 1])

@@ -218,16 +218,20 @@ impl Op for Conv2d {
             .iter()
             .enumerate()
             .map(|(c, ch)| {
+                let mut defines = vec![weight_define(w.dtype)];
                 let (entry, groups) = if ctx.caps.cpu {
                     // 4 pixels × 8 channels per invocation, no barriers.
                     ("direct", [u(ch.rows.div_ceil(8))?, u(m.div_ceil(256))?, 1])
+                } else if super::matmul::tile64_pays(m, ch.rows) {
+                    defines.push("TILE64");
+                    ("main", [u(ch.rows.div_ceil(64))?, u(m.div_ceil(64))?, 1])
                 } else {
                     ("main", [u(ch.rows.div_ceil(32))?, u(m.div_ceil(32))?, 1])
                 };
                 Ok(Dispatch {
                     shader: "conv2d.wgsl",
                     entry,
-                    defines: vec![weight_define(w.dtype)],
+                    defines,
                     bindings: vec![
                         Bind::Input(1, c),
                         Bind::Input(0, 0),

@@ -35,8 +35,11 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
         bool,
     );
     let f = DType::F32;
-    let shapes: [Shape; 13] = [
+    let shapes: [Shape; 15] = [
         (1, 5, 7, 3, 5, 3, 1, 1, false, f, false),
+        // ≥ 128 tiles of 64×64 (pixels × Cout): the large tile on GPUs.
+        (2, 32, 32, 16, 256, 3, 1, 1, true, f, false),
+        (2, 32, 32, 64, 256, 1, 1, 0, false, DType::Q8_0, false),
         (2, 9, 6, 4, 33, 3, 2, 1, true, f, false),
         (1, 8, 8, 1, 32, 3, 1, 1, false, f, false),
         (2, 4, 4, 16, 8, 1, 1, 0, true, f, false),
