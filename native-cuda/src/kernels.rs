@@ -205,7 +205,18 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
             k("conv2d", format!("conv2d_{w}"), [16, 16, 1])
         }
-        ("group_norm.wgsl", "main") => k("group_norm", "group_norm".into(), [256, 1, 1]),
+        ("group_norm.wgsl", "main") => {
+            let name = if has("SPLIT_SUM") {
+                "group_norm_sum"
+            } else if has("SPLIT_SQ") {
+                "group_norm_sq"
+            } else if has("SPLIT_APPLY") {
+                "group_norm_apply"
+            } else {
+                "group_norm"
+            };
+            k("group_norm", name.into(), [256, 1, 1])
+        }
         ("resample.wgsl", "main") => k("resample", "resample".into(), [256, 1, 1]),
         ("spatial_attention.wgsl", "partial") => k(
             "spatial_attention",

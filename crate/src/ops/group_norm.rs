@@ -121,30 +121,58 @@ impl Op for GroupNorm {
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
         let (b, n, c) = Self::dims(&ctx.inputs[0].shape);
         let has_ss = ctx.inputs.len() > 3;
-        Ok(vec![Dispatch {
-            shader: "group_norm.wgsl",
-            entry: "main",
-            defines: vec![],
-            bindings: vec![
-                Bind::Input(0, 0),
-                Bind::Input(1, 0),
-                Bind::Input(2, 0),
-                Bind::Input(if has_ss { 3 } else { 0 }, 0),
-                Bind::Output,
-            ],
-            params: vec![
-                u(n)?,
-                u(c)?,
-                u(self.groups)?,
-                u(b)?,
-                f(self.eps),
-                self.silu as u32,
-                has_ss as u32,
-            ],
-            groups: grid(b * self.groups, ctx.caps)?,
-        }])
+        let count = n * (c / self.groups);
+        // GPUs with few (sample, group) pairs and large groups: split each
+        // group into chunks of SPLIT_LEN elements (three dispatches).
+        let split = !ctx.caps.cpu && b * self.groups < 128 && count >= 2 * SPLIT_LEN;
+        let (chunks, len) = if split {
+            (count.div_ceil(SPLIT_LEN), SPLIT_LEN)
+        } else {
+            (1, count)
+        };
+        let mut bindings = vec![
+            Bind::Input(0, 0),
+            Bind::Input(1, 0),
+            Bind::Input(2, 0),
+            Bind::Input(if has_ss { 3 } else { 0 }, 0),
+            Bind::Output,
+        ];
+        if split {
+            bindings.push(Bind::Scratch(0, (8 * b * self.groups * chunks) as u64));
+        }
+        let dispatch = |pass: Option<&'static str>| -> Result<Dispatch> {
+            Ok(Dispatch {
+                shader: "group_norm.wgsl",
+                entry: "main",
+                defines: pass.map(|d| vec!["SPLIT", d]).unwrap_or_default(),
+                bindings: bindings.clone(),
+                params: vec![
+                    u(n)?,
+                    u(c)?,
+                    u(self.groups)?,
+                    u(b)?,
+                    f(self.eps),
+                    self.silu as u32,
+                    has_ss as u32,
+                    u(chunks)?,
+                    u(len)?,
+                ],
+                groups: grid(b * self.groups * chunks, ctx.caps)?,
+            })
+        };
+        if split {
+            ["SPLIT_SUM", "SPLIT_SQ", "SPLIT_APPLY"]
+                .into_iter()
+                .map(|d| dispatch(Some(d)))
+                .collect()
+        } else {
+            Ok(vec![dispatch(None)?])
+        }
     }
 }
+
+/// Elements of a group per workgroup in the split GPU kernel.
+const SPLIT_LEN: usize = 4096;
 
 impl Graph {
     /// Group norm of NHWC `x` with affine `gamma`/`beta`, an optional
