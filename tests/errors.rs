@@ -182,3 +182,40 @@ fn tensors_over_the_binding_limit_are_typed_errors() {
         Err(BackendError::BindingTooLarge { .. })
     ));
 }
+
+/// Chat templates are code from the model file: a runaway loop, deep
+/// recursion or a giant prompt stop with `TEMPLATE_LIMIT` in bounded time,
+/// and an ordinary template still renders a long conversation.
+#[test]
+fn hostile_chat_templates_stop_with_typed_errors() {
+    use kiln::generate::{CHATML, ChatMessage, ChatTemplate};
+    let msgs = vec![ChatMessage::new("user", "hi")];
+    for (what, src) in [
+        (
+            "nested loops",
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        ),
+        (
+            "recursion",
+            "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+        ),
+        (
+            "output",
+            "{% for i in range(1000) %}{{ 'x' * 1000000 }}{% endfor %}",
+        ),
+    ] {
+        let t = ChatTemplate::new(src, "", "").unwrap();
+        let t0 = std::time::Instant::now();
+        let e = t.render(&msgs, true).unwrap_err();
+        let secs = t0.elapsed().as_secs_f64();
+        eprintln!("{what}: {e} ({secs:.2} s)");
+        assert_eq!(e.code(), "TEMPLATE_LIMIT", "{what}: {e}");
+        assert!(secs < 20.0, "{what} took {secs:.1} s");
+    }
+    // A 2000-message conversation through ChatML stays within the limits.
+    let long: Vec<ChatMessage> = (0..2000)
+        .map(|i| ChatMessage::new(if i % 2 == 0 { "user" } else { "assistant" }, "some words"))
+        .collect();
+    let t = ChatTemplate::new(CHATML, "", "").unwrap();
+    assert!(t.render(&long, true).unwrap().len() > 2000 * 20);
+}

@@ -42,6 +42,9 @@ pub struct ChatTemplate {
 impl ChatTemplate {
     pub fn new(source: &str, bos: &str, eos: &str) -> Result<ChatTemplate, LoadError> {
         let mut env = minijinja::Environment::new();
+        // Templates are code from the model file: bound their work.
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_recursion_limit(TEMPLATE_RECURSION);
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
@@ -91,13 +94,53 @@ impl ChatTemplate {
             .env
             .get_template("chat")
             .map_err(|e| LoadError::Tokenizer(format!("chat template: {e}")))?;
-        t.render(minijinja::context! {
-            messages => msgs,
-            add_generation_prompt => add_generation_prompt,
-            bos_token => self.bos,
-            eos_token => self.eos,
-        })
-        .map_err(|e| LoadError::Tokenizer(format!("chat template: {e}")))
+        let mut out = Capped(Vec::new());
+        t.render_captured_to(
+            minijinja::context! {
+                messages => msgs,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => self.bos,
+                eos_token => self.eos,
+            },
+            &mut out,
+        )
+        .map_err(|e| match e.kind() {
+            minijinja::ErrorKind::OutOfFuel => LoadError::TemplateLimit(format!(
+                "more than {TEMPLATE_FUEL} instructions (a runaway loop?)"
+            )),
+            minijinja::ErrorKind::WriteFailure => {
+                LoadError::TemplateLimit(format!("the prompt exceeds {TEMPLATE_OUTPUT} bytes"))
+            }
+            _ if e.to_string().contains("recursion limit") => {
+                LoadError::TemplateLimit(format!("recursion deeper than {TEMPLATE_RECURSION}"))
+            }
+            _ => LoadError::Tokenizer(format!("chat template: {e}")),
+        })?;
+        String::from_utf8(out.0)
+            .map_err(|_| LoadError::Tokenizer("chat template: output is not UTF-8".into()))
+    }
+}
+
+/// Limits of chat-template rendering: instructions (minijinja fuel; a long
+/// conversation through a complex template takes well under 1 M), call
+/// depth, and output bytes (a prompt far beyond any context window).
+pub const TEMPLATE_FUEL: u64 = 20_000_000;
+pub const TEMPLATE_RECURSION: usize = 100;
+pub const TEMPLATE_OUTPUT: usize = 16 << 20;
+
+/// A writer that refuses to grow past [`TEMPLATE_OUTPUT`] bytes.
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > TEMPLATE_OUTPUT {
+            return Err(std::io::Error::other("template output limit"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

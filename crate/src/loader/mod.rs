@@ -53,6 +53,10 @@ pub enum LoadError {
     },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A chat template that ran past its limits (instructions, recursion,
+    /// output size): templates come from model files and are code.
+    #[error("chat template: {0}")]
+    TemplateLimit(String),
     #[error(transparent)]
     Kiln(#[from] KilnError),
     #[error(transparent)]
@@ -96,6 +100,7 @@ impl LoadError {
             | LoadError::UnsupportedArchitecture(_)
             | LoadError::UnsupportedModel(_) => "UNSUPPORTED_MODEL",
             LoadError::Tokenizer(_) => "TOKENIZER_ERROR",
+            LoadError::TemplateLimit(_) => "TEMPLATE_LIMIT",
             LoadError::Kiln(_) => "INVALID_INPUT",
             LoadError::ContextFull { .. } => "CONTEXT_FULL",
             LoadError::Cancelled => "ABORTED",
