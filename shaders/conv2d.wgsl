@@ -101,10 +101,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         if (r0 + lr < p.rows && 4u * g < p.k) {
             wv = w4(r0 + lr, p.k, g);
         }
-        for (var i = 0u; i < 4u; i++) {
-            xs[lr * 17u + lg * 4u + i] = xv[i];
-            ws[lr * 17u + lg * 4u + i] = wv[i];
-        }
+        tile64_store(lr, lg, xv, wv);
         workgroupBarrier();
         acc = tile64_mac(lid3.x, lid3.y, acc);
         workgroupBarrier();

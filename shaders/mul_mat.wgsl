@@ -13,6 +13,20 @@
 
 #include "common/matmul_io.wgsl"
 
+// Group g of 4 along K of x row xm (zeros past m and k).
+fn x_group(xm: u32, g: u32) -> vec4<f32> {
+    var xv = vec4<f32>(0.0);
+    if (xm < p.m) {
+        let c = 4u * g;
+        for (var i = 0u; i < 4u; i++) {
+            if (c + i < p.k) {
+                xv[i] = x[xm * p.k + c + i];
+            }
+        }
+    }
+    return xv;
+}
+
 #if TILE64
 #include "common/tile64.wgsl"
 
@@ -26,24 +40,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var acc = Acc64();
     for (var k0 = 0u; k0 < p.k; k0 += 16u) {
         let g = k0 / 4u + lg;
-        var xv = vec4<f32>(0.0);
-        let xm = m0 + lr;
-        if (xm < p.m) {
-            let c = 4u * g;
-            for (var i = 0u; i < 4u; i++) {
-                if (c + i < p.k) {
-                    xv[i] = x[xm * p.k + c + i];
-                }
-            }
-        }
+        let xv = x_group(m0 + lr, g);
         var wv = vec4<f32>(0.0);
         if (r0 + lr < p.rows && 4u * g < p.k) {
             wv = w4(r0 + lr, p.k, g);
         }
-        for (var i = 0u; i < 4u; i++) {
-            xs[lr * 17u + lg * 4u + i] = xv[i];
-            ws[lr * 17u + lg * 4u + i] = wv[i];
-        }
+        tile64_store(lr, lg, xv, wv);
         workgroupBarrier();
         acc = tile64_mac(lid3.x, lid3.y, acc);
         workgroupBarrier();
@@ -73,16 +75,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var acc = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.k; k0 += T) {
         let g = k0 / 4u + lg;
-        var xv = vec4<f32>(0.0);
-        let xm = m0 + lr;
-        if (xm < p.m) {
-            let c = 4u * g;
-            for (var i = 0u; i < 4u; i++) {
-                if (c + i < p.k) {
-                    xv[i] = x[xm * p.k + c + i];
-                }
-            }
-        }
+        let xv = x_group(m0 + lr, g);
         var wv = vec4<f32>(0.0);
         if (r0 + lr < p.rows && 4u * g < p.k) {
             wv = w4(r0 + lr, p.k, g);

@@ -11,6 +11,27 @@
 #include "tile32.cuh"
 #include "tile64.cuh"
 
+// Group g of 4 along K of output pixel xm's im2col row (zeros outside the
+// image, past m and past k). Params as below.
+__device__ __forceinline__ float4 gather4(const Params& p, const float* x, u32 xm, u32 g) {
+    const u32 m = p.w[0], k = p.w[2], h = p.w[6], w = p.w[7], cin = p.w[8], oh = p.w[9],
+              ow = p.w[10], kw = p.w[12], stride = p.w[13], pad = p.w[14];
+    float v[4] = {0.f, 0.f, 0.f, 0.f};
+    if (xm < m) {
+        const u32 pix = xm % (oh * ow), bi = xm / (oh * ow), oy = pix / ow, ox = pix % ow;
+        for (u32 i = 0; i < 4u; i++) {
+            u32 kk = 4u * g + i;
+            if (kk >= k) break;
+            u32 ci = kk % cin, t = kk / cin;
+            int iy = (int)(oy * stride + t / kw) - (int)pad;
+            int ix = (int)(ox * stride + t % kw) - (int)pad;
+            if (iy >= 0 && ix >= 0 && iy < (int)h && ix < (int)w)
+                v[i] = x[(((u64)bi * h + iy) * w + ix) * cin + ci];
+        }
+    }
+    return make_float4(v[0], v[1], v[2], v[3]);
+}
+
 template <class D>
 __device__ void conv2d(const Params& p, const Ptrs& b) {
     __shared__ float xs[32 * 33];
@@ -21,30 +42,17 @@ __device__ void conv2d(const Params& p, const Ptrs& b) {
     const float* bias = BUF(const float, 3);
     const float* res = BUF(const float, 4);
     const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
-    const u32 h = p.w[6], w = p.w[7], cin = p.w[8], oh = p.w[9], ow = p.w[10];
-    const u32 kw = p.w[12], stride = p.w[13], pad = p.w[14];
     const u32 r0 = blockIdx.x * 32u, m0 = blockIdx.y * 32u;
     const u32 lid = threadIdx.y * 16u + threadIdx.x;
     const u32 lr = lid / 8u, lg = lid % 8u;
-    const u32 xm = m0 + lr, pix = xm % (oh * ow), bi = xm / (oh * ow), oy = pix / ow, ox = pix % ow;
+    const u32 xm = m0 + lr;
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     for (u32 k0 = 0; k0 < k; k0 += 32u) {
         u32 g = k0 / 4u + lg;
-        float xv[4] = {0.f, 0.f, 0.f, 0.f};
-        if (xm < m) {
-            for (u32 i = 0; i < 4u; i++) {
-                u32 kk = 4u * g + i;
-                if (kk >= k) break;
-                u32 ci = kk % cin, t = kk / cin;
-                int iy = (int)(oy * stride + t / kw) - (int)pad;
-                int ix = (int)(ox * stride + t % kw) - (int)pad;
-                if (iy >= 0 && ix >= 0 && iy < (int)h && ix < (int)w)
-                    xv[i] = x[(((u64)bi * h + iy) * w + ix) * cin + ci];
-            }
-        }
+        const float4 xv = gather4(p, x, xm, g);
         float4 wv = make_float4(0.f, 0.f, 0.f, 0.f);
         if (r0 + lr < rows && 4u * g < k) wv = D::w4(W, r0 + lr, k, g);
-        tile_store(xs, ws, lr, lg, make_float4(xv[0], xv[1], xv[2], xv[3]), wv);
+        tile_store(xs, ws, lr, lg, xv, wv);
         __syncthreads();
         tile_mac(xs, ws, threadIdx.y * 2u, threadIdx.x * 2u, acc);
         __syncthreads();
@@ -73,51 +81,29 @@ __device__ void conv2d64(const Params& p, const Ptrs& b) {
     const float* bias = BUF(const float, 3);
     const float* res = BUF(const float, 4);
     const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
-    const u32 h = p.w[6], w = p.w[7], cin = p.w[8], oh = p.w[9], ow = p.w[10];
-    const u32 kw = p.w[12], stride = p.w[13], pad = p.w[14];
     const u32 r0 = blockIdx.x * 64u, m0 = blockIdx.y * 64u;
     const u32 tx = threadIdx.x, ty = threadIdx.y, lid = ty * 16u + tx;
     const u32 lr = lid / 4u, lg = lid % 4u;
-    const u32 xm = m0 + lr, pix = xm % (oh * ow), bi = xm / (oh * ow), oy = pix / ow, ox = pix % ow;
+    const u32 xm = m0 + lr;
     float acc[16];
 #pragma unroll
     for (u32 i = 0; i < 16u; i++) acc[i] = 0.f;
     for (u32 k0 = 0; k0 < k; k0 += 16u) {
         u32 g = k0 / 4u + lg;
-        float xv[4] = {0.f, 0.f, 0.f, 0.f};
-        if (xm < m) {
-            for (u32 i = 0; i < 4u; i++) {
-                u32 kk = 4u * g + i;
-                if (kk >= k) break;
-                u32 ci = kk % cin, t = kk / cin;
-                int iy = (int)(oy * stride + t / kw) - (int)pad;
-                int ix = (int)(ox * stride + t % kw) - (int)pad;
-                if (iy >= 0 && ix >= 0 && iy < (int)h && ix < (int)w)
-                    xv[i] = x[(((u64)bi * h + iy) * w + ix) * cin + ci];
-            }
-        }
+        const float4 xv = gather4(p, x, xm, g);
         float4 wv = make_float4(0.f, 0.f, 0.f, 0.f);
         if (r0 + lr < rows && 4u * g < k) wv = D::w4(W, r0 + lr, k, g);
-        float* xd = &xs[lr * 17u + lg * 4u];
-        float* wd = &ws[lr * 17u + lg * 4u];
-        xd[0] = xv[0]; xd[1] = xv[1]; xd[2] = xv[2]; xd[3] = xv[3];
-        wd[0] = wv.x; wd[1] = wv.y; wd[2] = wv.z; wd[3] = wv.w;
+        tile64_store(xs, ws, lr, lg, xv, wv);
         __syncthreads();
         tile64_mac(xs, ws, tx, ty, acc);
         __syncthreads();
     }
-#pragma unroll
-    for (u32 i = 0; i < 4u; i++)
-#pragma unroll
-        for (u32 j = 0; j < 4u; j++) {
-            u32 mm = m0 + ty + 16u * i, r = r0 + tx + 16u * j;
-            if (mm < m && r < rows) {
-                u64 o = (u64)mm * n + n0 + r;
-                float v = acc[i * 4u + j] + bias[n0 + r];
-                if (p.w[5] != 0u) v += res[o];
-                y[o] = v;
-            }
-        }
+tile64_each(m0, r0, m, rows, acc, [&](u32 mm, u32 r, float v) {
+        u64 o = (u64)mm * n + n0 + r;
+        v += bias[n0 + r];
+        if (p.w[5] != 0u) v += res[o];
+        y[o] = v;
+    });
 }
 
 extern "C" __global__ void conv2d_f32(Params p, Ptrs b) { conv2d<DF32>(p, b); }

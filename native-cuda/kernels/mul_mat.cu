@@ -126,21 +126,12 @@ __device__ void mul_mat64(const Params& p, const Ptrs& b) {
         if (m0 + lr < m) xv = xs4(x + (u64)(m0 + lr) * k, k, g);
         float4 wv = make_float4(0.f, 0.f, 0.f, 0.f);
         if (r0 + lr < rows && 4u * g < k) wv = D::w4(W, r0 + lr, k, g);
-        float* xd = &xs[lr * 17u + lg * 4u];
-        float* wd = &ws[lr * 17u + lg * 4u];
-        xd[0] = xv.x; xd[1] = xv.y; xd[2] = xv.z; xd[3] = xv.w;
-        wd[0] = wv.x; wd[1] = wv.y; wd[2] = wv.z; wd[3] = wv.w;
+        tile64_store(xs, ws, lr, lg, xv, wv);
         __syncthreads();
         tile64_mac(xs, ws, tx, ty, acc);
         __syncthreads();
     }
-#pragma unroll
-    for (u32 i = 0; i < 4u; i++)
-#pragma unroll
-        for (u32 j = 0; j < 4u; j++) {
-            u32 mm = m0 + ty + 16u * i, r = r0 + tx + 16u * j;
-            if (mm < m && r < rows) put(p, b, mm * n + n0 + r, acc[i * 4u + j]);
-        }
+tile64_each(m0, r0, m, rows, acc, [&](u32 mm, u32 r, float v) { put(p, b, mm * n + n0 + r, v); });
 }
 
 // Fused decode GEMV (the SUBGROUPS variant of mul_mat_fused.wgsl):

@@ -92,16 +92,10 @@ __device__ void input_grad64(const Params& p, const Ptrs& b) {
         tile64_mac(xs, ws, tx, ty, acc);
         __syncthreads();
     }
-#pragma unroll
-    for (u32 i = 0; i < 4u; i++)
-#pragma unroll
-        for (u32 j = 0; j < 4u; j++) {
-            u32 mm = m0 + ty + 16u * i, c = c0 + tx + 16u * j;
-            if (mm < m && c < k) {
-                u64 o = (u64)mm * k + c;
-                dx[o] = p.w[5] != 0u ? dx[o] + acc[i * 4u + j] : acc[i * 4u + j];
-            }
-        }
+tile64_each(m0, c0, m, k, acc, [&](u32 mm, u32 c, float v) {
+        u64 o = (u64)mm * k + c;
+        dx[o] = p.w[5] != 0u ? dx[o] + v : v;
+    });
 }
 
 template <class D>

@@ -8,6 +8,15 @@
 var<workgroup> xs: array<f32, 1088>;  // [64][17]
 var<workgroup> ws: array<f32, 1088>;  // [64][17]
 
+// Stores this invocation's 4 x values and 4 weights (row lr, group lg of
+// 4 along the reduction).
+fn tile64_store(lr: u32, lg: u32, xv: vec4<f32>, wv: vec4<f32>) {
+    for (var i = 0u; i < 4u; i++) {
+        xs[lr * 17u + lg * 4u + i] = xv[i];
+        ws[lr * 17u + lg * 4u + i] = wv[i];
+    }
+}
+
 // Rows ty, ty + 16, ty + 32, ty + 48 of the thread's block, each a vec4 over
 // columns tx + 16j. Held in a struct of vectors (no arrays: drivers keep
 // dynamically indexed private arrays in memory, which made this tile 8×
