@@ -57,7 +57,7 @@ fn gather(b: u32, oy: u32, ox: u32, kk: u32) -> f32 {
 }
 
 // Group g of 4 along K of output pixel xm's im2col row (zeros past m and k).
-fn gather4(xm: u32, g: u32) -> vec4<f32> {
+fn x_group(xm: u32, g: u32) -> vec4<f32> {
     var xv = vec4<f32>(0.0);
     if (xm < p.m) {
         let pix = xm % (p.oh * p.ow);
@@ -73,7 +73,7 @@ fn gather4(xm: u32, g: u32) -> vec4<f32> {
 }
 
 // y[m, n0 + r] = v + bias (+ res).
-fn put_y(m: u32, r: u32, v: f32) {
+fn gemm_put(m: u32, r: u32, v: f32) {
     let o = m * p.n + p.n0 + r;
     var s = v + bias[p.n0 + r];
     if (p.has_res != 0u) {
@@ -84,39 +84,7 @@ fn put_y(m: u32, r: u32, v: f32) {
 
 #if TILE64
 // GPUs, large m and Cout: 64×64 tiles, 4×4 per thread, K by 16.
-#include "common/tile64.wgsl"
-
-@compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let r0 = wid.x * 64u;
-    let m0 = wid.y * 64u;
-    let lr = lid / 4u;        // tile row loaded by this thread
-    let lg = lid % 4u;        // group of 4 along K loaded by this thread
-    var acc = Acc64();
-    for (var k0 = 0u; k0 < p.k; k0 += 16u) {
-        let g = k0 / 4u + lg;
-        let xv = gather4(m0 + lr, g);
-        var wv = vec4<f32>(0.0);
-        if (r0 + lr < p.rows && 4u * g < p.k) {
-            wv = w4(r0 + lr, p.k, g);
-        }
-        tile64_store(lr, lg, xv, wv);
-        workgroupBarrier();
-        acc = tile64_mac(lid3.x, lid3.y, acc);
-        workgroupBarrier();
-    }
-    for (var i = 0u; i < 4u; i++) {
-        let row = tile64_row(acc, i);
-        for (var j = 0u; j < 4u; j++) {
-            let m = m0 + lid3.y + 16u * i;
-            let r = r0 + lid3.x + 16u * j;
-            if (m < p.m && r < p.rows) {
-                put_y(m, r, row[j]);
-            }
-        }
-    }
-}
+#include "common/gemm64.wgsl"
 #else
 #include "common/tile32.wgsl"
 
@@ -130,7 +98,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var acc = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.k; k0 += T) {
         let g = k0 / 4u + lg;
-        let xv = gather4(m0 + lr, g);
+        let xv = x_group(m0 + lr, g);
         var wv = vec4<f32>(0.0);
         if (r0 + lr < p.rows && 4u * g < p.k) {
             wv = w4(r0 + lr, p.k, g);
@@ -145,7 +113,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let m = m0 + lid3.y * 2u + i;
             let r = r0 + lid3.x * 2u + j;
             if (m < p.m && r < p.rows) {
-                put_y(m, r, acc[i * 2u + j]);
+                gemm_put(m, r, acc[i * 2u + j]);
             }
         }
     }

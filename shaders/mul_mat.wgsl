@@ -28,39 +28,11 @@ fn x_group(xm: u32, g: u32) -> vec4<f32> {
 }
 
 #if TILE64
-#include "common/tile64.wgsl"
-
-@compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let r0 = wid.x * 64u;
-    let m0 = wid.y * 64u;
-    let lr = lid / 4u;        // tile row loaded by this thread
-    let lg = lid % 4u;        // group of 4 along K loaded by this thread
-    var acc = Acc64();
-    for (var k0 = 0u; k0 < p.k; k0 += 16u) {
-        let g = k0 / 4u + lg;
-        let xv = x_group(m0 + lr, g);
-        var wv = vec4<f32>(0.0);
-        if (r0 + lr < p.rows && 4u * g < p.k) {
-            wv = w4(r0 + lr, p.k, g);
-        }
-        tile64_store(lr, lg, xv, wv);
-        workgroupBarrier();
-        acc = tile64_mac(lid3.x, lid3.y, acc);
-        workgroupBarrier();
-    }
-    for (var i = 0u; i < 4u; i++) {
-        let row = tile64_row(acc, i);
-        for (var j = 0u; j < 4u; j++) {
-            let m = m0 + lid3.y + 16u * i;
-            let r = r0 + lid3.x + 16u * j;
-            if (m < p.m && r < p.rows) {
-                put(m * p.n + p.n0 + r, row[j]);
-            }
-        }
-    }
+fn gemm_put(m: u32, r: u32, v: f32) {
+    put(m * p.n + p.n0 + r, v);
 }
+
+#include "common/gemm64.wgsl"
 #else
 const T: u32 = 32u;
 #include "common/tile32.wgsl"

@@ -49,6 +49,7 @@ shader_files!(
     "spatial_attention.wgsl",
     "timestep_embed.wgsl",
     "unary.wgsl",
+    "common/gemm64.wgsl",
     "common/matmul_io.wgsl",
     "common/reduce.wgsl",
     "common/tile32.wgsl",
