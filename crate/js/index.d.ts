@@ -136,6 +136,12 @@ export interface SamplingOptions {
   seed?: number;
   stop?: string | string[];
   ignore_eos?: boolean;
+  /**
+   * When the context window fills, drop the older half of the conversation
+   * (keeping the start of the prompt) and go on; otherwise generation stops
+   * there (finish reason 'length').
+   */
+  context_shift?: boolean;
   signal?: AbortSignal;
 }
 

@@ -38,6 +38,7 @@ function samplingOptions(o = {}) {
     seed: o.seed,
     stop: o.stop === undefined ? undefined : [].concat(o.stop),
     ignoreEos: !!(o.ignore_eos ?? o.ignoreEos),
+    contextShift: !!(o.context_shift ?? o.contextShift),
   };
 }
 

@@ -151,6 +151,12 @@ pub struct GenerateParams {
     pub sampling: SamplingParams,
     /// Keep going past end-of-sequence tokens.
     pub ignore_eos: bool,
+    /// When the context window fills: keep the start of the prompt (up to
+    /// a quarter of the window), drop the older half of the rest, recompute
+    /// the kept tokens' cache at their new positions and go on (a sliding
+    /// window, like llama.cpp's context shift). Off: generation ends with
+    /// [`FinishReason::ContextFull`].
+    pub context_shift: bool,
 }
 
 impl Default for GenerateParams {
@@ -160,6 +166,7 @@ impl Default for GenerateParams {
             stop: Vec::new(),
             sampling: SamplingParams::default(),
             ignore_eos: false,
+            context_shift: false,
         }
     }
 }
@@ -378,17 +385,19 @@ impl TextModel {
             .saturating_sub(1);
         let (mut text, mut emitted) = (String::new(), 0usize);
         let mut tokens = Vec::new();
-        let mut finish = FinishReason::Length;
+        let finish = std::cell::Cell::new(FinishReason::Length);
+        let handed = std::cell::Cell::new(0usize);
         let mut prefill_secs = None;
         let eos = &self.eos;
         // Handles one generated token; false ends generation.
         let mut take = |next: u32| -> Result<bool, LoadError> {
             prefill_secs.get_or_insert(start.elapsed().as_secs_f64());
             if !params.ignore_eos && eos.contains(&next) {
-                finish = FinishReason::Stop;
+                finish.set(FinishReason::Stop);
                 return Ok(false);
             }
             tokens.push(next);
+            handed.set(tokens.len());
             text.push_str(
                 &stream
                     .push(next)
@@ -401,7 +410,7 @@ impl TextModel {
                 .min()
             {
                 text.truncate(cut);
-                finish = FinishReason::Stop;
+                finish.set(FinishReason::Stop);
                 return Ok(false);
             }
             let mut safe = text.len().saturating_sub(hold).max(emitted);
@@ -410,37 +419,71 @@ impl TextModel {
             }
             if safe > emitted && !on_text(&text[emitted..safe]) {
                 emitted = safe;
-                finish = FinishReason::Cancelled;
+                finish.set(FinishReason::Cancelled);
                 return Ok(false);
             }
             emitted = emitted.max(safe);
             Ok(tokens.len() < params.max_tokens)
         };
-        let room = self.llm.max_ctx().saturating_sub(self.llm.tokens.len()) + 1;
-        let budget = params.max_tokens.min(room);
-        if params.sampling.is_plain_greedy() && self.pipelined {
-            // The device feeds each argmax back to itself; the host only
-            // reads 4 bytes per token, one step behind.
-            self.llm.greedy_pipelined_async(budget, &mut take).await?;
-        } else {
-            let greedy = params.sampling.is_plain_greedy();
-            for _ in 0..budget {
-                let next = if greedy {
-                    // The device's argmax: 4 bytes back, not the logits.
-                    self.llm.greedy_async().await?
-                } else {
-                    let mut logits = self.llm.logits_async().await?;
-                    sampler.sample(&mut logits, &self.llm.tokens)
-                };
-                if !take(next)? || self.llm.tokens.len() >= self.llm.max_ctx() {
-                    break;
+        let mut last_token = None;
+        loop {
+            let (cached, before) = (self.llm.tokens.len(), handed.get());
+            let room = self.llm.max_ctx().saturating_sub(cached) + 1;
+            let budget = (params.max_tokens - before).min(room);
+            // The last token handed out, kept for a context shift.
+            let mut take_round = |t: u32| {
+                last_token = Some(t);
+                take(t)
+            };
+            if params.sampling.is_plain_greedy() && self.pipelined {
+                // The device feeds each argmax back to itself; the host only
+                // reads 4 bytes per token, one step behind.
+                self.llm
+                    .greedy_pipelined_async(budget, &mut take_round)
+                    .await?;
+            } else {
+                let greedy = params.sampling.is_plain_greedy();
+                for _ in 0..budget {
+                    let next = if greedy {
+                        // The device's argmax: 4 bytes back, not the logits.
+                        self.llm.greedy_async().await?
+                    } else {
+                        let mut logits = self.llm.logits_async().await?;
+                        sampler.sample(&mut logits, &self.llm.tokens)
+                    };
+                    if !take_round(next)? || self.llm.tokens.len() >= self.llm.max_ctx() {
+                        break;
+                    }
+                    self.llm.feed(&[next])?;
                 }
-                self.llm.feed(&[next])?;
             }
+            let produced = handed.get();
+            if finish.get() != FinishReason::Length || produced >= params.max_tokens {
+                break;
+            }
+            if !params.context_shift {
+                finish.set(FinishReason::ContextFull);
+                break;
+            }
+            // The window is full: every token handed out is cached except
+            // possibly the last one.
+            let mut seq = self.llm.tokens.clone();
+            if seq.len() < cached + (produced - before)
+                && let Some(t) = last_token
+            {
+                seq.push(t);
+            }
+            let keep = prompt_ids.len().min(self.llm.max_ctx() / 4);
+            let discard = (seq.len() - keep.min(seq.len())).div_ceil(2);
+            let kept: Vec<u32> = seq[..keep]
+                .iter()
+                .chain(&seq[keep + discard..])
+                .copied()
+                .collect();
+            self.llm.truncate(keep);
+            self.llm.feed(&kept[keep..])?;
         }
-        if finish == FinishReason::Length && tokens.len() < params.max_tokens {
-            finish = FinishReason::ContextFull;
-        }
+        let finish = finish.get();
         if finish != FinishReason::Stop {
             text.push_str(
                 &stream

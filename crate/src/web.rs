@@ -318,6 +318,7 @@ struct GenOptions {
     seed: Option<f64>,
     stop: Option<Vec<String>>,
     ignore_eos: bool,
+    context_shift: bool,
 }
 
 impl GenOptions {
@@ -327,6 +328,7 @@ impl GenOptions {
             max_tokens: self.max_tokens.unwrap_or(256),
             stop: self.stop.unwrap_or_default(),
             ignore_eos: self.ignore_eos,
+            context_shift: self.context_shift,
             sampling: SamplingParams {
                 temperature: self.temperature.unwrap_or(d.temperature),
                 top_k: self.top_k.unwrap_or(d.top_k),

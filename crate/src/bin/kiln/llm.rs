@@ -125,6 +125,11 @@ pub struct SampleArgs {
     /// Keep generating past end-of-sequence tokens.
     #[arg(long)]
     ignore_eos: bool,
+    /// When the context window fills, drop the older half of the
+    /// conversation (keeping the start of the prompt) and go on, instead of
+    /// stopping.
+    #[arg(long)]
+    context_shift: bool,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -194,6 +199,7 @@ impl SampleArgs {
             max_tokens: self.max_tokens,
             stop: self.stop.clone(),
             ignore_eos: self.ignore_eos,
+            context_shift: self.context_shift,
             sampling: SamplingParams {
                 temperature: self.temperature,
                 top_k: self.top_k,
@@ -346,6 +352,7 @@ pub fn eval_qa(a: EvalQaArgs) -> Res {
         max_tokens: a.max_tokens,
         stop: Vec::new(),
         ignore_eos: false,
+        context_shift: false,
         sampling: SamplingParams::default(),
     };
     let (mut right, mut total) = (0, 0);
