@@ -219,3 +219,76 @@ fn hostile_chat_templates_stop_with_typed_errors() {
     let t = ChatTemplate::new(CHATML, "", "").unwrap();
     assert!(t.render(&long, true).unwrap().len() > 2000 * 20);
 }
+
+/// Out of device memory (a budget below what two copies of the model need)
+/// is `OUT_OF_MEMORY`, the failed load leaves nothing allocated, and the next
+/// load on the same device works; a destroyed device mid-session is
+/// `DEVICE_LOST`, and a new device works.
+#[test]
+fn out_of_memory_and_lost_devices_are_recoverable() {
+    use kiln::backend::wgpu::{WgpuBackend, WgpuOptions};
+    use kiln::generate::{GenerateParams, TextModel};
+    use kiln::model::llama::LlamaOptions;
+    if common::gpu().is_none() {
+        return;
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/models/llama3/llama3.F32.gguf");
+    let opts = LlamaOptions {
+        max_ctx: 64,
+        prefill_chunk: 16,
+        ..Default::default()
+    };
+    let open = |b: &WgpuBackend| TextModel::open(&path, b, &opts, None, &mut |_, _| true);
+    let params = GenerateParams {
+        max_tokens: 4,
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let probe = WgpuBackend::new(&WgpuOptions::default()).unwrap();
+    let m = open(&probe).unwrap();
+    let need = probe.ctx.allocated_bytes();
+    assert!(need > 0);
+    drop(m);
+    assert_eq!(
+        probe.ctx.allocated_bytes(),
+        0,
+        "a dropped model frees its buffers"
+    );
+
+    let b = WgpuBackend::new(&WgpuOptions {
+        max_device_bytes: Some(need + need / 2),
+        ..Default::default()
+    })
+    .unwrap();
+    let first = open(&b).unwrap();
+    let e = open(&b).err().expect("a second copy exceeds the budget");
+    assert_eq!(e.code(), "OUT_OF_MEMORY", "{e}");
+    assert_eq!(
+        b.ctx.allocated_bytes(),
+        need,
+        "the failed load holds nothing"
+    );
+    drop(first);
+    let mut again = open(&b).unwrap();
+    let want = again
+        .generate_ids(&[1, 2, 3], &params, &mut |_| true)
+        .unwrap();
+
+    b.ctx.destroy_device();
+    again.llm.reset();
+    let e = again
+        .generate_ids(&[1, 2, 3], &params, &mut |_| true)
+        .err()
+        .expect("a destroyed device fails");
+    assert_eq!(e.code(), "DEVICE_LOST", "{e}");
+    let fresh = WgpuBackend::new(&WgpuOptions::default()).unwrap();
+    let got = open(&fresh)
+        .unwrap()
+        .generate_ids(&[1, 2, 3], &params, &mut |_| true)
+        .unwrap();
+    assert_eq!(
+        got.tokens, want.tokens,
+        "a new device gives the same tokens"
+    );
+}

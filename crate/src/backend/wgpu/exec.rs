@@ -65,6 +65,12 @@ fn align4(n: u64) -> u64 {
     n.div_ceil(4).max(1) * 4
 }
 
+impl Drop for WgpuExecutable {
+    fn drop(&mut self) {
+        self.ctx.release(self.stats.buffer_bytes);
+    }
+}
+
 impl WgpuExecutable {
     pub fn new(
         ctx: Arc<GpuContext>,
@@ -288,6 +294,10 @@ impl WgpuExecutable {
         stats.dispatches = steps.iter().map(Vec::len).collect();
         stats.buffers = buffers.len();
         stats.buffer_bytes = buffers.iter().map(|b| b.size()).sum::<u64>() + params_buf.size();
+        // A memory budget on the context (WgpuOptions::max_device_bytes):
+        // past it, fail like a real out-of-memory — the buffers made so far
+        // are dropped here, so nothing stays allocated.
+        ctx.reserve(stats.buffer_bytes)?;
         Ok(WgpuExecutable {
             ctx,
             graph,

@@ -28,6 +28,10 @@ pub struct WgpuOptions {
     /// Ask for the high-performance or low-power adapter (the browser's
     /// `powerPreference`) instead of ranking all adapters.
     pub power_preference: Option<wgpu::PowerPreference>,
+    /// Refuse (`OutOfMemory`) to compile graphs once the executables alive
+    /// on this device would hold more than this many bytes — a device with
+    /// less memory, for tests and for sharing a GPU.
+    pub max_device_bytes: Option<u64>,
 }
 
 /// One adapter as reported to users (`kiln devices`).
@@ -123,6 +127,9 @@ pub struct GpuContext {
     errors: Arc<Mutex<Vec<BackendError>>>,
     lost: Arc<Mutex<Option<String>>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    /// Bytes held by live executables, and the budget for them.
+    allocated: std::sync::atomic::AtomicU64,
+    budget: Option<u64>,
 }
 
 impl GpuContext {
@@ -196,7 +203,42 @@ impl GpuContext {
             errors,
             lost,
             pipelines: Mutex::new(HashMap::new()),
+            allocated: Default::default(),
+            budget: opts.max_device_bytes,
         })
+    }
+
+    /// Accounts `bytes` more held on the device, or `OutOfMemory` past the
+    /// budget (nothing is accounted then).
+    pub(crate) fn reserve(&self, bytes: u64) -> Result<(), BackendError> {
+        use std::sync::atomic::Ordering;
+        let held = self.allocated.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        match self.budget {
+            Some(b) if held > b => {
+                self.allocated.fetch_sub(bytes, Ordering::SeqCst);
+                Err(BackendError::OutOfMemory(format!(
+                    "{bytes} bytes of buffers with {} already held exceed the device budget of {b}",
+                    held - bytes
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn release(&self, bytes: u64) {
+        self.allocated
+            .fetch_sub(bytes, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Bytes of buffers held by live executables on this device.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Destroys the device (as a driver reset or a lost GPU would): every
+    /// later use reports `DeviceLost`. For tests of recovery.
+    pub fn destroy_device(&self) {
+        self.device.destroy();
     }
 
     /// The first error captured since the last check (device loss first).
