@@ -279,8 +279,7 @@ fn out_of_memory_and_lost_devices_are_recoverable() {
     again.llm.reset();
     let e = again
         .generate_ids(&[1, 2, 3], &params, &mut |_| true)
-        .err()
-        .expect("a destroyed device fails");
+        .expect_err("a destroyed device fails");
     assert_eq!(e.code(), "DEVICE_LOST", "{e}");
     let fresh = WgpuBackend::new(&WgpuOptions::default()).unwrap();
     let got = open(&fresh)
