@@ -1,7 +1,11 @@
 // The model cache: Origin Private File System (OPFS), with the Cache API as
 // the fallback where OPFS is missing. Entries are keyed by the model URL; a
-// small marker file written after the last byte makes partial downloads
-// invisible.
+// small marker file written after the last byte — `{ size, sum }`, a
+// checksum of the bytes — makes partial downloads invisible, and an entry
+// whose bytes no longer match it (a damaged disk file) is dropped on open,
+// so the model is fetched again. A Web Lock per URL makes concurrent loads
+// of one model (two tabs) download it once: the second waits and reads the
+// first's entry.
 import { KilnError, toKilnError } from './errors.js';
 
 const DIR = 'kiln-models';
@@ -23,19 +27,60 @@ async function opfs() {
   }
 }
 
+/** FNV-1a (32-bit) over a byte stream, piece by piece. */
+export class Checksum {
+  constructor() { this.h = 0x811c9dc5; }
+  update(bytes) {
+    let h = this.h;
+    for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 16777619);
+    this.h = h;
+  }
+  value() { return this.h >>> 0; }
+}
+
+/**
+ * Holds the cache lock of `url` (Web Locks; a no-op without them) until the
+ * returned release function is called.
+ */
+export async function cacheLock(url) {
+  if (!globalThis.navigator?.locks) return () => {};
+  const name = `kiln-cache:${await key(url)}`;
+  return new Promise((granted) => {
+    navigator.locks.request(name, () => new Promise((release) => granted(release)));
+  });
+}
+
 /** `{ size, stream() }` for a cached model, or null. */
 export async function openCached(url) {
   const k = await key(url);
   const dir = await opfs();
   if (dir) {
+    let marker;
+    let file;
     try {
-      const marker = await (await (await dir.getFileHandle(`${k}.done`)).getFile()).text();
-      const file = await (await dir.getFileHandle(k)).getFile();
-      if (String(file.size) !== marker.trim()) return null;
-      return { size: file.size, stream: () => file.stream(), store: 'opfs' };
+      marker = JSON.parse(await (await (await dir.getFileHandle(`${k}.done`)).getFile()).text());
+      file = await (await dir.getFileHandle(k)).getFile();
     } catch {
       return null;
     }
+    let ok = marker && file.size === marker.size && Number.isInteger(marker.sum);
+    if (ok) {
+      const sum = new Checksum();
+      const reader = file.stream().getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        sum.update(value);
+      }
+      ok = sum.value() === marker.sum;
+    }
+    if (!ok) {
+      // Damaged or from an older format: drop it, the caller fetches again.
+      await dir.removeEntry(`${k}.done`).catch(() => {});
+      await dir.removeEntry(k).catch(() => {});
+      return null;
+    }
+    return { size: file.size, stream: () => file.stream(), store: 'opfs' };
   }
   if (globalThis.caches) {
     const hit = await (await caches.open(CACHE)).match(k);
@@ -51,10 +96,11 @@ export async function openCached(url) {
  * `abort()`. Storage failures (quota) never break the load: they are kept in
  * `error` (a KilnError with code QUOTA_EXCEEDED or CACHE_ERROR).
  */
-export async function cacheWriter(url, size) {
+export async function cacheWriter(url, size, release = () => {}) {
   const k = await key(url);
   const dir = await opfs();
   const w = { error: null, store: dir ? 'opfs' : 'cache-api' };
+  const sum = new Checksum();
   const fail = (e) => {
     if (!w.error) {
       const err = toKilnError(e);
@@ -73,31 +119,58 @@ export async function cacheWriter(url, size) {
       await dir.removeEntry(`${k}.done`).catch(() => {});
       writable = await (await dir.getFileHandle(k, { create: true })).createWritable();
     } catch (e) { fail(e); }
-    w.write = async (chunk) => { if (!w.error && writable) await writable.write(chunk).catch(fail); };
-    w.close = async () => {
-      if (!writable) return;
-      if (w.error) { await writable.abort().catch(() => {}); await dir.removeEntry(k).catch(() => {}); return; }
-      try {
-        await writable.close();
-        const m = await (await dir.getFileHandle(`${k}.done`, { create: true })).createWritable();
-        await m.write(String(size));
-        await m.close();
-      } catch (e) { fail(e); await dir.removeEntry(k).catch(() => {}); }
+    let written = 0;
+    w.write = async (chunk) => {
+      if (w.error || !writable) return;
+      sum.update(chunk);
+      written += chunk.length;
+      await writable.write(chunk).catch(fail);
     };
-    w.abort = async () => { if (writable) await writable.abort().catch(() => {}); await dir.removeEntry(k).catch(() => {}); };
+    w.close = async () => {
+      try {
+        if (!writable) return;
+        if (w.error || written !== size) {
+          await writable.abort().catch(() => {});
+          await dir.removeEntry(k).catch(() => {});
+          return;
+        }
+        try {
+          await writable.close();
+          const m = await (await dir.getFileHandle(`${k}.done`, { create: true })).createWritable();
+          await m.write(JSON.stringify({ size, sum: sum.value() }));
+          await m.close();
+        } catch (e) { fail(e); await dir.removeEntry(k).catch(() => {}); }
+      } finally {
+        release();
+      }
+    };
+    w.abort = async () => {
+      try {
+        if (writable) await writable.abort().catch(() => {});
+        await dir.removeEntry(k).catch(() => {});
+      } finally {
+        release();
+      }
+    };
     return w;
   }
   const parts = [];
   w.write = async (chunk) => { if (!w.error) parts.push(chunk.slice()); };
   w.close = async () => {
-    if (w.error || !globalThis.caches) return;
     try {
+      if (w.error || !globalThis.caches) return;
+      const blob = new Blob(parts);
+      if (blob.size !== size) return;
       const headers = { 'content-length': String(size), 'content-type': 'application/octet-stream' };
-      await (await caches.open(CACHE)).put(k, new Response(new Blob(parts), { headers }));
-    } catch (e) { fail(e); }
-    parts.length = 0;
+      await (await caches.open(CACHE)).put(k, new Response(blob, { headers }));
+    } catch (e) {
+      fail(e);
+    } finally {
+      parts.length = 0;
+      release();
+    }
   };
-  w.abort = async () => { parts.length = 0; };
+  w.abort = async () => { parts.length = 0; release(); };
   return w;
 }
 

@@ -3,7 +3,7 @@
 // thread (`{ worker: false }`) and by worker.js.
 import initWasm, { Engine, wasmMemoryBytes } from './kiln_wasm.js';
 import { KilnError, toKilnError, aborted } from './errors.js';
-import { openCached, cacheWriter } from './cache.js';
+import { openCached, cacheWriter, cacheLock } from './cache.js';
 
 let wasmReady = null;
 let engine = null;
@@ -52,10 +52,25 @@ async function openSource(source, opts) {
     throw new KilnError('INVALID_INPUT', 'source must be a URL, a File/Blob or an ArrayBuffer');
   }
   const url = String(source);
-  if (opts.cache !== false) {
+  if (opts.cache === false) return fetchSource(url, opts, null);
+  // One loader per URL at a time (other tabs wait, then read its entry); the
+  // writer releases the lock when the download is cached or abandoned.
+  const release = await cacheLock(url);
+  try {
     const hit = await openCached(url);
-    if (hit) return { ...hit, fromCache: true };
+    if (hit) {
+      release();
+      return { ...hit, fromCache: true };
+    }
+    return await fetchSource(url, opts, release);
+  } catch (e) {
+    release();
+    throw e;
   }
+}
+
+/** Fetches `url`; with `release` (the cache lock), the bytes are cached too. */
+async function fetchSource(url, opts, release) {
   let resp;
   try {
     resp = await fetch(url, { signal: opts.signal });
@@ -68,7 +83,7 @@ async function openSource(source, opts) {
   if (!Number.isFinite(size) || size <= 0 || resp.headers.get('content-encoding')) {
     throw new KilnError('NETWORK_ERROR', `${url}: the server must send the file's Content-Length (uncompressed)`);
   }
-  const cache = opts.cache !== false ? await cacheWriter(url, size) : null;
+  const cache = release ? await cacheWriter(url, size, release) : null;
   return { size, stream: () => resp.body, fromCache: false, cache };
 }
 
@@ -162,10 +177,15 @@ async function readPiece(src, reader, signal) {
 async function readAll(src, signal) {
   const reader = src.stream().getReader();
   const parts = [];
-  for (;;) {
-    const { done, value } = await readPiece(src, reader, signal);
-    if (done) break;
-    parts.push(value);
+  try {
+    for (;;) {
+      const { done, value } = await readPiece(src, reader, signal);
+      if (done) break;
+      parts.push(value);
+    }
+  } catch (e) {
+    if (src.cache) await src.cache.abort();
+    throw e;
   }
   if (src.cache) await src.cache.close();
   return new Uint8Array(await new Blob(parts).arrayBuffer());
@@ -402,9 +422,16 @@ export class DirectModel {
     if (folder) {
       // The folder's files again (from the cache after the first load).
       const opened = [];
-      const f = await openFolder(this.source, { ...this.loadOpts, signal }, opened);
       const shards = [];
-      for (const o of opened) shards.push(await readAll(o, signal));
+      let f;
+      try {
+        f = await openFolder(this.source, { ...this.loadOpts, signal }, opened);
+        for (const o of opened) shards.push(await readAll(o, signal));
+      } catch (e) {
+        // Shards not read yet give their cache entries (and locks) up.
+        for (const o of opened.slice(shards.length)) if (o.cache) await o.cache.abort();
+        throw e;
+      }
       try {
         job = eng.loadTrainerFolder(f.config, f.tc ?? null, f.tokenizer, f.names, shards, text, name, rest, initFiles);
       } catch (e) {

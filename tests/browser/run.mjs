@@ -256,6 +256,52 @@ test('OPFS cache: second load offline comes from the cache; delete works', async
   await context.close();
 });
 
+test('cache: a damaged entry is dropped and fetched again (offline: NETWORK_ERROR); two tabs download once', async () => {
+  const context = await browser.newContext();
+  const page = await harness(context);
+  const want = tinyRef.greedy_ids;
+  await page.evaluate((u) => kiln.Kiln.deleteModelInCache(u), TINY);
+  await greedyIn(page, TINY, tinyRef.prompt_ids, want.length);
+  // Flip one byte of the cached file, size unchanged.
+  const corrupt = () => page.evaluate(async (u) => {
+    const bytes = new TextEncoder().encode(new URL(u, location.href).href);
+    const k = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((b) => b.toString(16).padStart(2, '0')).join('');
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('kiln-models');
+    const h = await dir.getFileHandle(k);
+    const old = new Uint8Array(await (await h.getFile()).slice(5000, 5001).arrayBuffer())[0];
+    const w = await h.createWritable({ keepExistingData: true });
+    await w.write({ type: 'write', position: 5000, data: new Uint8Array([old ^ 0x40]) });
+    await w.close();
+    return (await h.getFile()).size;
+  }, TINY);
+  await corrupt();
+  const again = await greedyIn(page, TINY, tinyRef.prompt_ids, want.length);
+  assert.equal(again.fromCache, false, 'the damaged entry is not used');
+  assert.deepEqual(again.ids, want);
+  const cached = await greedyIn(page, TINY, tinyRef.prompt_ids, want.length);
+  assert.equal(cached.fromCache, true, 'the re-fetched copy is cached');
+  await corrupt();
+  await context.route('**/*.gguf', (route) => route.abort('internetdisconnected'));
+  const offline = await page.evaluate((u) => kiln.Kiln.loadLLM(u).then(() => 'loaded', (e) => e.code), TINY);
+  assert.equal(offline, 'NETWORK_ERROR');
+  await context.unroute('**/*.gguf');
+  await page.evaluate((u) => kiln.Kiln.deleteModelInCache(u), TINY);
+  // Two tabs load the uncached model at once: one download, one good entry.
+  const other = await harness(context);
+  const before = served.filter((p) => p === TINY).length;
+  const [a, b] = await Promise.all([
+    greedyIn(page, TINY, tinyRef.prompt_ids, want.length),
+    greedyIn(other, TINY, tinyRef.prompt_ids, want.length),
+  ]);
+  const downloads = served.filter((p) => p === TINY).length - before;
+  console.log(`    two tabs: ${downloads} download(s), fromCache ${a.fromCache}/${b.fromCache}`);
+  assert.equal(downloads, 1);
+  assert.deepEqual(a.ids, want);
+  assert.deepEqual(b.ids, want);
+  assert.deepEqual([a.fromCache, b.fromCache].sort(), [false, true]);
+  await context.close();
+});
+
 test('cache: Cache API fallback without OPFS; a full quota is reported, the model still loads', async () => {
   const context = await browser.newContext();
   const page = await harness(context);
