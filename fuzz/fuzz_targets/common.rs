@@ -50,5 +50,8 @@ pub fn bounded(n: usize, f: impl FnOnce()) {
     f();
     let grew = PEAK.load(Ordering::Relaxed).saturating_sub(start);
     let limit = BASE + PER_BYTE * n;
-    assert!(grew <= limit, "{grew} bytes held for a {n}-byte input (bound {limit})");
+    assert!(
+        grew <= limit,
+        "{grew} bytes held for a {n}-byte input (bound {limit})"
+    );
 }
