@@ -209,17 +209,9 @@ fn adapters_at_inference_match_peft_logits() {
     use kiln::parity::vec_diff;
     use kiln::train::lora::{Adapter, Target};
     let dir = root().join("tests/fixtures/lora/llama3/facts");
-    let probe: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("probe.json")).unwrap()).unwrap();
-    let floats = |k: &str| -> Vec<f32> {
-        probe[k]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect()
-    };
-    let ids = common::ids(&probe["ids"]);
+    let probe = Probe::load(&dir);
+    let floats = |k: &str| probe.floats(k);
+    let ids = probe.ids();
     let init = Adapter::load_dir(&dir.join("init_adapter")).unwrap();
     let fin = Adapter::load_dir(&dir.join("final_adapter")).unwrap();
     let opts = |fused: bool| LlamaOptions {
@@ -320,15 +312,9 @@ fn llama_cpp_gguf_lora_adapter() {
     };
     let mut llm = Llm::from_gguf(&g, &mut file, &CpuBackend, &opts, &mut |_, _| true).unwrap();
     llm.set_adapters(&[(&from_gguf, 1.0)]).unwrap();
-    let probe: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("probe.json")).unwrap()).unwrap();
-    let want: Vec<f32> = probe["final"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    llm.feed(&common::ids(&probe["ids"])).unwrap();
+    let probe = Probe::load(&dir);
+    let want = probe.floats("final");
+    llm.feed(&probe.ids()).unwrap();
     let d = vec_diff(&llm.logits().unwrap(), &want).unwrap();
     assert!(d.within(1e-4, 0.0), "{d:?}");
     // A model file is not an adapter: a typed error.
@@ -402,15 +388,9 @@ fn merged_adapter_matches_peft_logits() {
     use kiln::train::merge::merged;
     let dir = root().join("tests/fixtures/lora/llama3/facts_brandom");
     let fin = Adapter::load_dir(&dir.join("final_adapter")).unwrap();
-    let probe: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("probe.json")).unwrap()).unwrap();
-    let want: Vec<f32> = probe["final"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
-    let ids = common::ids(&probe["ids"]);
+    let probe = Probe::load(&dir);
+    let want = probe.floats("final");
+    let ids = probe.ids();
     let opts = LlamaOptions {
         max_ctx: 64,
         prefill_chunk: 16,
@@ -448,4 +428,30 @@ fn merged_adapter_matches_peft_logits() {
         reader: &mut f,
     };
     assert!(merged(&mut src, &config, vec![(fin, 1.0)], DType::Q8_0).is_err());
+}
+
+/// A fixture's `probe.json` (tools/lora_reference.py): probe ids and PEFT's
+/// logits for them with the base, initial and final adapters.
+struct Probe(serde_json::Value);
+
+impl Probe {
+    fn load(dir: &Path) -> Probe {
+        Probe(
+            serde_json::from_str(&std::fs::read_to_string(dir.join("probe.json")).unwrap())
+                .unwrap(),
+        )
+    }
+
+    fn floats(&self, key: &str) -> Vec<f32> {
+        self.0[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect()
+    }
+
+    fn ids(&self) -> Vec<u32> {
+        common::ids(&self.0["ids"])
+    }
 }
