@@ -21,12 +21,20 @@ ln -sf /root/kiln/terrain.onnx models/terrain_consistency_unet_difficulty100.onn
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; git log -1 --format=%H 2>/dev/null;
   python3 -c "import torch, onnxruntime; print('torch', torch.__version__, 'ort', onnxruntime.__version__)"; } > "$OUT/env.txt" 2>&1
 K=/root/kiln/kiln-parity
-timeout 240 $K ops --iters 0 --adapter nvidia > "$OUT/ops.txt" 2>&1; echo "ops exit $?" >> "$OUT/ops.txt"
+if [ -z "${SKIP_OPS:-}" ]; then
+  timeout 240 $K ops --iters 0 --adapter nvidia > "$OUT/ops.txt" 2>&1; echo "ops exit $?" >> "$OUT/ops.txt"
+  tail -3 "$OUT/ops.txt"
+fi
 timeout 300 $K diffuse --no-cpu --adapter nvidia --bench 1,64 --iters 10 --json > "$OUT/diffuse.json" 2> "$OUT/diffuse.err"
-echo "diffuse exit $?" >> "$OUT/diffuse.err"
+echo "diffuse exit $?" >> "$OUT/diffuse.err"; tail -8 "$OUT/diffuse.err"
+# One call per kernel at batch 1 and 64 (where the time goes), then f16 weights.
+timeout 200 $K diffuse --no-cpu --adapter nvidia --bench 1,64 --iters 3 --profile > /dev/null 2> "$OUT/kernel-profile.txt"
+echo "profile exit $?" >> "$OUT/kernel-profile.txt"
+timeout 200 $K diffuse --no-cpu --adapter nvidia --bench 1,64 --iters 10 --weights f16 > /dev/null 2> "$OUT/diffuse-f16.txt"
+echo "f16 exit $?" >> "$OUT/diffuse-f16.txt"; grep bench "$OUT/diffuse-f16.txt"
 if [ -f tools/terrain_torch_bench.py ]; then
   timeout 400 python3 tools/terrain_torch_bench.py --model models/terrain_consistency_unet_difficulty100.onnx \
     --bench --device cuda --batches 1,64 --iters 20 --modes eager,cudagraph,eager_tf32 > "$OUT/torch.json" 2> "$OUT/torch.err"
   echo "torch exit $?" >> "$OUT/torch.err"
 fi
-tail -3 "$OUT/ops.txt"; cat "$OUT/diffuse.err" | tail -3
+tail -c 1500 "$OUT/torch.json"

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+    CudaContext, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
     DriverError, LaunchConfig, PushKernelArg, result, sys,
 };
 use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
@@ -121,6 +121,26 @@ pub struct CudaExecutable {
     next_ticket: usize,
     /// (src buffer, dst buffer, bytes) copied at the start of the next run.
     pending_copies: Vec<(usize, usize, usize)>,
+    /// Per program: how its launches are replayed (see `run_program`).
+    replay: Vec<Replay>,
+}
+
+/// A program's launches are fixed at compile time (symbolic sizes are read
+/// from the symbols buffer on the device, grids cover their maxima), so after
+/// one direct run they are captured once into a CUDA graph and replayed with
+/// one driver call per run: hundreds of launches cost one.
+enum Replay {
+    /// Not run yet: the first run launches directly (launch errors surface
+    /// with the kernel's name).
+    First,
+    Capture,
+    Graph(CudaGraph),
+    /// Capturing failed or is disabled (`KILN_CUDA_GRAPHS=0`): launch directly.
+    Direct,
+}
+
+fn graphs_enabled() -> bool {
+    std::env::var("KILN_CUDA_GRAPHS").map_or(true, |v| v != "0")
 }
 
 fn align4(n: usize) -> usize {
@@ -213,6 +233,15 @@ impl CudaExecutable {
             steps.push(prog);
         }
         let bytes = bufs.iter().map(|b| b.len() as u64).sum();
+        let replay = (0..steps.len())
+            .map(|_| {
+                if graphs_enabled() {
+                    Replay::First
+                } else {
+                    Replay::Direct
+                }
+            })
+            .collect();
         Ok(CudaExecutable {
             stream: stream.clone(),
             graph,
@@ -224,7 +253,28 @@ impl CudaExecutable {
             reads: Vec::new(),
             next_ticket: 0,
             pending_copies: Vec::new(),
+            replay,
         })
+    }
+
+    fn launch_all(&self, p: usize) -> Result<(), BackendError> {
+        for s in &self.steps[p] {
+            self.launch(s)?;
+        }
+        Ok(())
+    }
+
+    /// Captures program `p`'s launches into a graph (`None`: nothing to
+    /// capture, or the driver refused; the caller then launches directly).
+    fn capture(&self, p: usize) -> Result<Option<CudaGraph>, BackendError> {
+        let mode = sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL;
+        if self.stream.begin_capture(mode).is_err() {
+            return Ok(None);
+        }
+        let launched = self.launch_all(p);
+        let graph = self.stream.end_capture(sys::CUgraphInstantiate_flags(0));
+        launched?;
+        Ok(graph.ok().flatten())
     }
 
     fn write_syms(&mut self, syms: &[u32]) -> Result<(), BackendError> {
@@ -287,10 +337,26 @@ impl Executable for CudaExecutable {
             unsafe { result::memcpy_dtod_async(dp, sp, n, self.stream.cu_stream()) }
                 .map_err(driver_err)?;
         }
-        for s in &self.steps[p] {
-            self.launch(s)?;
+        match std::mem::replace(&mut self.replay[p], Replay::Direct) {
+            Replay::First => {
+                self.replay[p] = Replay::Capture;
+                self.launch_all(p)
+            }
+            Replay::Capture => match self.capture(p)? {
+                Some(g) => {
+                    g.launch().map_err(driver_err)?;
+                    self.replay[p] = Replay::Graph(g);
+                    Ok(())
+                }
+                None => self.launch_all(p),
+            },
+            Replay::Graph(g) => {
+                let r = g.launch().map_err(driver_err);
+                self.replay[p] = Replay::Graph(g);
+                r
+            }
+            Replay::Direct => self.launch_all(p),
         }
-        Ok(())
     }
 
     fn profile(
