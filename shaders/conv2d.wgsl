@@ -37,13 +37,18 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
+#if BIG
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+#else
 @group(0) @binding(2) var<storage, read> x: array<f32>;
+#endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read> res: array<f32>;
 
 #include "common/weights.wgsl"
 
+#if !BIG
 // im2col(x)[pixel, kk] for the pixel's (b, oy, ox) base; zero outside.
 fn gather(b: u32, oy: u32, ox: u32, kk: u32) -> f32 {
     let ci = kk % p.cin;
@@ -72,6 +77,8 @@ fn x_group(xm: u32, g: u32) -> vec4<f32> {
     return xv;
 }
 
+#endif
+
 // y[m, n0 + r] = v + bias (+ res).
 fn gemm_put(m: u32, r: u32, v: f32) {
     let o = m * p.n + p.n0 + r;
@@ -82,6 +89,9 @@ fn gemm_put(m: u32, r: u32, v: f32) {
     y[o] = s;
 }
 
+#if BIG
+#include "common/conv2d_big.wgsl"
+#else
 #if TILE64
 // GPUs, large m and Cout: 64×64 tiles, 4×4 per thread, K by 16.
 #include "common/gemm64.wgsl"
@@ -202,3 +212,4 @@ fn direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         }
     }
 }
+#endif

@@ -5,10 +5,17 @@
 // Dispatch: one workgroup of 256 per (sample, group), folded by ops::grid.
 // Two passes over the group (mean, then squared deviations) and a third to
 // write; f32 tree/subgroup sums (REDUCTION tolerance in the parity registry).
-// SPLIT (GPUs, few groups, large groups): the same three passes as three
-// dispatches of a workgroup per (sample, group, chunk of chunk_len
-// elements) — SPLIT_SUM, SPLIT_SQ, SPLIT_APPLY — with partial sums in a
-// scratch buffer (binding 6), so B·G·chunks workgroups share the work.
+// SPLIT (GPUs): three dispatches that read memory in order (NHWC puts a
+// group's values C apart, so the per-group loops above touch one value per
+// memory line when C/G is small):
+//  `stats`  a workgroup per (sample, chunk of chunk_len pixels): for every
+//           channel, the chunk's mean and sum of squared deviations (sums of
+//           x − x₀, x₀ the channel's first value in the chunk), into `part`;
+//  `finish` an invocation per (sample, group): merges its chunks × channels
+//           (Chan et al.'s pairwise update) into (mean, 1/sqrt(var + eps));
+//  `apply`  an invocation per element.
+// `part` (binding 6, scratch): [B][chunks][C] (mean, M2), then [B][G]
+// (mean, inv).
 
 const WG: u32 = 256u;
 #include "common/reduce.wgsl"
@@ -21,8 +28,8 @@ struct Params {
     eps: f32,
     silu: u32,
     has_ss: u32,
-    chunks: u32,     // workgroups per (sample, group): 1 unless SPLIT
-    chunk_len: u32,  // elements of the group per workgroup
+    chunks: u32,     // SPLIT: pixel chunks per sample
+    chunk_len: u32,  // SPLIT: pixels per chunk
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -32,7 +39,6 @@ struct Params {
 @group(0) @binding(4) var<storage, read> ss: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 #if SPLIT
-// Per (sample, group, chunk): (sum, sum of squared deviations).
 @group(0) @binding(6) var<storage, read_write> part: array<f32>;
 #endif
 
@@ -74,16 +80,6 @@ fn apply_range(b: u32, g: u32, base: u32, cg: u32, lo: u32, hi: u32, mean: f32, 
     }
 }
 
-#if SPLIT
-// Σ over the chunks of (sample, group) bg of part[2·chunk + which].
-fn part_total(bg: u32, which: u32) -> f32 {
-    var t = 0.0;
-    for (var i = 0u; i < p.chunks; i++) {
-        t += part[2u * (bg * p.chunks + i) + which];
-    }
-    return t;
-}
-#endif
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -99,26 +95,107 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let cg = p.c / p.groups;
     let count = p.n * cg;
     let base = b * p.n * p.c + g * cg;
-    let lo = (id % p.chunks) * p.chunk_len;
-    let hi = min(count, lo + p.chunk_len);
-#if SPLIT_SUM
-    let s = sum_range(base, cg, lo, hi, lid);
-    if (lid == 0u) {
-        part[2u * id] = s;
-    }
-#elif SPLIT_SQ
-    let mean = part_total(bg, 0u) / f32(count);
-    let q = sq_range(base, cg, lo, hi, mean, lid);
-    if (lid == 0u) {
-        part[2u * id + 1u] = q;
-    }
-#elif SPLIT_APPLY
-    let mean = part_total(bg, 0u) / f32(count);
-    let inv = inverseSqrt(part_total(bg, 1u) / f32(count) + p.eps);
-    apply_range(b, g, base, cg, lo, hi, mean, inv, lid);
-#else
     let mean = sum_range(base, cg, 0u, count, lid) / f32(count);
     let inv = inverseSqrt(sq_range(base, cg, 0u, count, mean, lid) / f32(count) + p.eps);
     apply_range(b, g, base, cg, 0u, count, mean, inv, lid);
-#endif
 }
+
+#if SPLIT
+var<workgroup> sq_s: array<f32, 256>;
+var<workgroup> sq_q: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let id = wid.x + wid.y * nwg.x;
+    if (id >= p.batch * p.chunks) {
+        return;
+    }
+    let b = id / p.chunks;
+    let chunk = id % p.chunks;
+    let p0 = chunk * p.chunk_len;
+    let p1 = min(p.n, p0 + p.chunk_len);
+    let np = f32(p1 - p0);
+    // `per` invocations share a channel (pixels lane, lane + per, ...);
+    // cw channels per round.
+    let cw = min(p.c, WG);
+    let per = WG / cw;
+    let lane = lid / cw;
+    for (var cb = 0u; cb < p.c; cb += cw) {
+        let ch = cb + lid % cw;
+        var s = 0.0;
+        var q = 0.0;
+        if (lane < per && ch < p.c) {
+            let x0 = x[(b * p.n + p0) * p.c + ch];
+            for (var px = p0 + lane; px < p1; px += per) {
+                let d = x[(b * p.n + px) * p.c + ch] - x0;
+                s += d;
+                q += d * d;
+            }
+        }
+        sq_s[lid] = s;
+        sq_q[lid] = q;
+        workgroupBarrier();
+        if (lid < cw && ch < p.c) {
+            for (var j = 1u; j < per; j++) {
+                s += sq_s[lid + j * cw];
+                q += sq_q[lid + j * cw];
+            }
+            let o = 2u * ((b * p.chunks + chunk) * p.c + ch);
+            part[o] = x[(b * p.n + p0) * p.c + ch] + s / np;
+            part[o + 1u] = max(q - s * s / np, 0.0);
+        }
+        workgroupBarrier();
+    }
+}
+
+@compute @workgroup_size(256)
+fn finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (i >= p.batch * p.groups) {
+        return;
+    }
+    let b = i / p.groups;
+    let g = i % p.groups;
+    let cg = p.c / p.groups;
+    var cnt = 0.0;
+    var mean = 0.0;
+    var m2 = 0.0;
+    for (var chunk = 0u; chunk < p.chunks; chunk++) {
+        let np = f32(min(p.n, (chunk + 1u) * p.chunk_len) - chunk * p.chunk_len);
+        for (var j = 0u; j < cg; j++) {
+            let o = 2u * ((b * p.chunks + chunk) * p.c + g * cg + j);
+            let nt = cnt + np;
+            let d = part[o] - mean;
+            mean += d * np / nt;
+            m2 += part[o + 1u] + d * d * cnt * np / nt;
+            cnt = nt;
+        }
+    }
+    let st = 2u * p.batch * p.chunks * p.c + 2u * i;
+    part[st] = mean;
+    part[st + 1u] = inverseSqrt(m2 / cnt + p.eps);
+}
+
+@compute @workgroup_size(256)
+fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    let nc = p.n * p.c;
+    if (i >= p.batch * nc) {
+        return;
+    }
+    let b = i / nc;
+    let ch = i % p.c;
+    let st = 2u * p.batch * p.chunks * p.c + 2u * (b * p.groups + ch / (p.c / p.groups));
+    var v = (x[i] - part[st]) * part[st + 1u] * gamma[ch] + beta[ch];
+    if (p.has_ss != 0u) {
+        v = v * (1.0 + ss[b * 2u * p.c + ch]) + ss[b * 2u * p.c + p.c + ch];
+    }
+    if (p.silu != 0u) {
+        v = v / (1.0 + exp(-v));
+    }
+    y[i] = v;
+}
+#endif

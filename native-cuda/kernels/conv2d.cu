@@ -106,6 +106,119 @@ tile64_each(m0, r0, m, rows, acc, [&](u32 mm, u32 r, float v) {
     });
 }
 
+// BIG (conv2d.wgsl `big`): Cin % 4 == 0 on GPUs with many output tiles.
+// 256 threads; a BM×BN output tile (256×32, or 128×64 with BN64), 8 rows ×
+// 4 channels per thread; K by 8, the next slice's loads in flight while the
+// current one is multiplied (two shared buffers, one barrier per slice).
+// Shared tiles are K-major, so a thread reads its 8 rows and 4 channels
+// with three 16-byte loads per K. Each thread gathers one output pixel's
+// im2col row (its coordinates computed once): 4 input channels of one tap
+// are one 16-byte load.
+template <class D, int BM, int BN>
+__device__ void conv2d_big(const Params& p, const Ptrs& b) {
+    constexpr u32 BK = 8u, LA = BM * BK / 4 / 256;  // x float4s per thread: 2 or 1
+    __shared__ __align__(16) float As[2][BK][BM];
+    __shared__ __align__(16) float Bs[2][BK][BN];
+    const u8* W = BUF(const u8, 0);
+    const float* x = BUF(const float, 1);
+    float* y = BUF(float, 2);
+    const float* bias = BUF(const float, 3);
+    const float* res = BUF(const float, 4);
+    const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4], h = p.w[6],
+              w = p.w[7], cin = p.w[8], oh = p.w[9], ow = p.w[10], kw = p.w[12],
+              stride = p.w[13], pad = p.w[14];
+    const u32 lid = threadIdx.x;
+    const u32 r0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
+    // This thread's x row and groups (of 4 along K) within a slice.
+    const u32 arow = lid % BM, ag = lid / BM;
+    const u32 xm = m0 + arow;
+    const bool mv = xm < m;
+    const u32 pix = xm % (oh * ow);
+    const int iy0 = (int)((pix / ow) * stride) - (int)pad;
+    const int ix0 = (int)((pix % ow) * stride) - (int)pad;
+    const float* xb = x + (u64)(xm / (oh * ow)) * h * w * cin;
+    // This thread's weight row and group (threads past BN·2 load nothing).
+    const u32 brow = lid % BN, bg = lid / BN;
+    const bool bv = bg < 2u && r0 + brow < rows;
+    float4 xr[LA], wr = make_float4(0.f, 0.f, 0.f, 0.f);
+    auto load = [&](u32 k0) {
+#pragma unroll
+        for (u32 j = 0; j < LA; j++) {
+            const u32 kk = k0 + 4u * (ag + j * (256u / BM));
+            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (mv && kk < k) {
+                const u32 ci = kk % cin, t = kk / cin;
+                const int iy = iy0 + (int)(t / kw), ix = ix0 + (int)(t % kw);
+                if (iy >= 0 && ix >= 0 && iy < (int)h && ix < (int)w)
+                    v = *(const float4*)(xb + ((u64)iy * w + ix) * cin + ci);
+            }
+            xr[j] = v;
+        }
+        if (bv && k0 + 4u * bg < k) wr = D::w4(W, r0 + brow, k, k0 / 4u + bg);
+        else wr = make_float4(0.f, 0.f, 0.f, 0.f);
+    };
+    auto store = [&](u32 buf) {
+#pragma unroll
+        for (u32 j = 0; j < LA; j++) {
+            const u32 g = ag + j * (256u / BM);
+            As[buf][4u * g][arow] = xr[j].x;
+            As[buf][4u * g + 1u][arow] = xr[j].y;
+            As[buf][4u * g + 2u][arow] = xr[j].z;
+            As[buf][4u * g + 3u][arow] = xr[j].w;
+        }
+        if (bg < 2u) {
+            Bs[buf][4u * bg][brow] = wr.x;
+            Bs[buf][4u * bg + 1u][brow] = wr.y;
+            Bs[buf][4u * bg + 2u][brow] = wr.z;
+            Bs[buf][4u * bg + 3u][brow] = wr.w;
+        }
+    };
+    const u32 tn = lid % (BN / 4), tm = lid / (BN / 4);
+    float acc[8][4];
+#pragma unroll
+    for (u32 i = 0; i < 8u; i++)
+#pragma unroll
+        for (u32 j = 0; j < 4u; j++) acc[i][j] = 0.f;
+    load(0u);
+    store(0u);
+    __syncthreads();
+    u32 buf = 0u;
+    for (u32 k0 = 0; k0 < k; k0 += BK) {
+        const bool more = k0 + BK < k;
+        if (more) load(k0 + BK);
+#pragma unroll
+        for (u32 kk = 0; kk < BK; kk++) {
+            const float4 a0 = *(const float4*)&As[buf][kk][tm * 8u];
+            const float4 a1 = *(const float4*)&As[buf][kk][tm * 8u + 4u];
+            const float4 bw = *(const float4*)&Bs[buf][kk][tn * 4u];
+            const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+            const float bb[4] = {bw.x, bw.y, bw.z, bw.w};
+#pragma unroll
+            for (u32 i = 0; i < 8u; i++)
+#pragma unroll
+                for (u32 j = 0; j < 4u; j++) acc[i][j] = fmaf(a[i], bb[j], acc[i][j]);
+        }
+        if (more) store(buf ^ 1u);
+        __syncthreads();
+        buf ^= 1u;
+    }
+#pragma unroll
+    for (u32 i = 0; i < 8u; i++) {
+        const u32 mm = m0 + tm * 8u + i;
+        if (mm >= m) break;
+#pragma unroll
+        for (u32 j = 0; j < 4u; j++) {
+            const u32 r = r0 + tn * 4u + j;
+            if (r < rows) {
+                const u64 o = (u64)mm * n + n0 + r;
+                float v = acc[i][j] + bias[n0 + r];
+                if (p.w[5] != 0u) v += res[o];
+                y[o] = v;
+            }
+        }
+    }
+}
+
 extern "C" __global__ void conv2d_f32(Params p, Ptrs b) { conv2d<DF32>(p, b); }
 extern "C" __global__ void conv2d_f16(Params p, Ptrs b) { conv2d<DF16>(p, b); }
 extern "C" __global__ void conv2d_bf16(Params p, Ptrs b) { conv2d<DBF16>(p, b); }
@@ -122,3 +235,19 @@ extern "C" __global__ void conv2d64_q4_0(Params p, Ptrs b) { conv2d64<DQ4_0>(p, 
 extern "C" __global__ void conv2d64_q4_1(Params p, Ptrs b) { conv2d64<DQ4_1>(p, b); }
 extern "C" __global__ void conv2d64_q4_k(Params p, Ptrs b) { conv2d64<DQ4_K>(p, b); }
 extern "C" __global__ void conv2d64_q6_k(Params p, Ptrs b) { conv2d64<DQ6_K>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_f32(Params p, Ptrs b) { conv2d_big<DF32, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_f16(Params p, Ptrs b) { conv2d_big<DF16, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_bf16(Params p, Ptrs b) { conv2d_big<DBF16, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q8_0(Params p, Ptrs b) { conv2d_big<DQ8_0, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_0(Params p, Ptrs b) { conv2d_big<DQ4_0, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_1(Params p, Ptrs b) { conv2d_big<DQ4_1, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_f32(Params p, Ptrs b) { conv2d_big<DF32, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_f16(Params p, Ptrs b) { conv2d_big<DF16, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_bf16(Params p, Ptrs b) { conv2d_big<DBF16, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q8_0(Params p, Ptrs b) { conv2d_big<DQ8_0, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_0(Params p, Ptrs b) { conv2d_big<DQ4_0, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_1(Params p, Ptrs b) { conv2d_big<DQ4_1, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 128, 64>(p, b); }

@@ -2,64 +2,38 @@
 // and SiLU, the twin of shaders/group_norm.wgsl (ops/group_norm.rs).
 // Params: n (pixels per sample), c, groups, batch, eps, silu, has_ss, chunks,
 // chunk_len. Bindings: 0 x [B, N, C], 1 gamma [C], 2 beta [C], 3 ss [B, 2C]
-// (x when absent), 4 y, 5 part (the split kernels' partial sums). One block
-// of 256 per (sample, group) — or per (sample, group, chunk) for the split
-// passes group_norm_sum / _sq / _apply; two-pass f32 sums.
+// (x when absent), 4 y, 5 part (scratch of the GPU path). `group_norm`: one
+// block of 256 per (sample, group), two-pass f32 sums. The GPU path reads
+// memory in order: group_norm_stats (a block per (sample, chunk of
+// chunk_len pixels): per channel, the chunk's mean and squared deviations
+// via sums of x − x₀), group_norm_finish (a thread per (sample, group):
+// Chan et al.'s pairwise merge into mean and 1/sqrt(var + eps)),
+// group_norm_apply (a thread per element).
 #include "common.cuh"
 
-enum { GN_ALL = 0, GN_SUM = 1, GN_SQ = 2, GN_APPLY = 3 };
-
-template <int PASS>
-__device__ void group_norm_pass(const Params& p, const Ptrs& b) {
+extern "C" __global__ void group_norm(Params p, Ptrs b) {
     const u32 n = p.w[0], c = p.w[1], groups = p.w[2], batch = p.w[3];
-    const u32 chunks = p.w[7], len = p.w[8];
     const u32 id = wg_index();
-    if (id >= batch * groups * chunks) return;
-    const u32 bg = id / chunks, s_ = bg / groups, g = bg % groups, cg = c / groups;
+    if (id >= batch * groups) return;
+    const u32 s_ = id / groups, g = id % groups, cg = c / groups;
     const u32 count = n * cg;
-    const u32 lo = (id % chunks) * len, hi = min(count, lo + len);
     const float* x = BUF(const float, 0);
     const float* gamma = BUF(const float, 1);
     const float* beta = BUF(const float, 2);
     const float* ss = BUF(const float, 3);
     float* y = BUF(float, 4);
-    float* part = BUF(float, 5);
     const u64 base = (u64)s_ * n * c + (u64)g * cg;
     auto at = [&](u32 e) { return base + (u64)(e / cg) * c + e % cg; };
-    auto total = [&](u32 which) {
-        float t = 0.0f;
-        for (u32 i = 0; i < chunks; i++) t += part[2u * ((u64)bg * chunks + i) + which];
-        return t;
-    };
-    float mean = 0.0f, inv = 0.0f;
-    if (PASS == GN_SUM || PASS == GN_ALL) {
-        float s = 0.0f;
-        for (u32 e = lo + threadIdx.x; e < hi; e += 256u) s += x[at(e)];
-        s = block_sum<256>(s);
-        if (PASS == GN_SUM) {
-            if (threadIdx.x == 0u) part[2u * (u64)id] = s;
-            return;
-        }
-        mean = s / (float)count;
-    } else {
-        mean = total(0u) / (float)count;
+    float s = 0.0f;
+    for (u32 e = threadIdx.x; e < count; e += 256u) s += x[at(e)];
+    const float mean = block_sum<256>(s) / (float)count;
+    float sq = 0.0f;
+    for (u32 e = threadIdx.x; e < count; e += 256u) {
+        float d = x[at(e)] - mean;
+        sq += d * d;
     }
-    if (PASS == GN_SQ || PASS == GN_ALL) {
-        float sq = 0.0f;
-        for (u32 e = lo + threadIdx.x; e < hi; e += 256u) {
-            float d = x[at(e)] - mean;
-            sq += d * d;
-        }
-        sq = block_sum<256>(sq);
-        if (PASS == GN_SQ) {
-            if (threadIdx.x == 0u) part[2u * (u64)id + 1u] = sq;
-            return;
-        }
-        inv = 1.0f / sqrtf(sq / (float)count + PF(4));
-    } else {
-        inv = 1.0f / sqrtf(total(1u) / (float)count + PF(4));
-    }
-    for (u32 e = lo + threadIdx.x; e < hi; e += 256u) {
+    const float inv = 1.0f / sqrtf(block_sum<256>(sq) / (float)count + PF(4));
+    for (u32 e = threadIdx.x; e < count; e += 256u) {
         u64 i = at(e);
         u32 ch = g * cg + e % cg;
         float v = (x[i] - mean) * inv * gamma[ch] + beta[ch];
@@ -69,7 +43,81 @@ __device__ void group_norm_pass(const Params& p, const Ptrs& b) {
     }
 }
 
-extern "C" __global__ void group_norm(Params p, Ptrs b) { group_norm_pass<GN_ALL>(p, b); }
-extern "C" __global__ void group_norm_sum(Params p, Ptrs b) { group_norm_pass<GN_SUM>(p, b); }
-extern "C" __global__ void group_norm_sq(Params p, Ptrs b) { group_norm_pass<GN_SQ>(p, b); }
-extern "C" __global__ void group_norm_apply(Params p, Ptrs b) { group_norm_pass<GN_APPLY>(p, b); }
+extern "C" __global__ void group_norm_stats(Params p, Ptrs b) {
+    __shared__ float ss_s[256], ss_q[256];
+    const u32 n = p.w[0], c = p.w[1], batch = p.w[3], chunks = p.w[7], len = p.w[8];
+    const u32 id = wg_index();
+    if (id >= batch * chunks) return;
+    const float* x = BUF(const float, 0);
+    float* part = BUF(float, 5);
+    const u32 s_ = id / chunks, chunk = id % chunks;
+    const u32 p0 = chunk * len, p1 = min(n, p0 + len);
+    const float np = (float)(p1 - p0);
+    const u32 cw = min(c, 256u), per = 256u / cw, lane = threadIdx.x / cw;
+    for (u32 cb = 0; cb < c; cb += cw) {
+        const u32 ch = cb + threadIdx.x % cw;
+        float s = 0.0f, q = 0.0f;
+        if (lane < per && ch < c) {
+            const float x0 = x[((u64)s_ * n + p0) * c + ch];
+            for (u32 px = p0 + lane; px < p1; px += per) {
+                const float d = x[((u64)s_ * n + px) * c + ch] - x0;
+                s += d;
+                q += d * d;
+            }
+        }
+        ss_s[threadIdx.x] = s;
+        ss_q[threadIdx.x] = q;
+        __syncthreads();
+        if (threadIdx.x < cw && ch < c) {
+            for (u32 j = 1; j < per; j++) {
+                s += ss_s[threadIdx.x + j * cw];
+                q += ss_q[threadIdx.x + j * cw];
+            }
+            const u64 o = 2u * (((u64)s_ * chunks + chunk) * c + ch);
+            part[o] = x[((u64)s_ * n + p0) * c + ch] + s / np;
+            part[o + 1u] = fmaxf(q - s * s / np, 0.0f);
+        }
+        __syncthreads();
+    }
+}
+
+extern "C" __global__ void group_norm_finish(Params p, Ptrs b) {
+    const u32 n = p.w[0], c = p.w[1], groups = p.w[2], batch = p.w[3], chunks = p.w[7],
+              len = p.w[8];
+    const u32 i = wg_index() * 256u + threadIdx.x;
+    if (i >= batch * groups) return;
+    float* part = BUF(float, 5);
+    const u32 s_ = i / groups, g = i % groups, cg = c / groups;
+    float cnt = 0.0f, mean = 0.0f, m2 = 0.0f;
+    for (u32 chunk = 0; chunk < chunks; chunk++) {
+        const float np = (float)(min(n, (chunk + 1u) * len) - chunk * len);
+        for (u32 j = 0; j < cg; j++) {
+            const u64 o = 2u * (((u64)s_ * chunks + chunk) * c + g * cg + j);
+            const float nt = cnt + np, d = part[o] - mean;
+            mean += d * np / nt;
+            m2 += part[o + 1u] + d * d * cnt * np / nt;
+            cnt = nt;
+        }
+    }
+    const u64 st = 2u * (u64)batch * chunks * c + 2u * i;
+    part[st] = mean;
+    part[st + 1u] = 1.0f / sqrtf(m2 / cnt + PF(4));
+}
+
+extern "C" __global__ void group_norm_apply(Params p, Ptrs b) {
+    const u32 n = p.w[0], c = p.w[1], groups = p.w[2], batch = p.w[3], chunks = p.w[7];
+    const u64 i = (u64)wg_index() * 256u + threadIdx.x, nc = (u64)n * c;
+    if (i >= batch * nc) return;
+    const float* x = BUF(const float, 0);
+    const float* gamma = BUF(const float, 1);
+    const float* beta = BUF(const float, 2);
+    const float* ss = BUF(const float, 3);
+    float* y = BUF(float, 4);
+    const float* part = BUF(const float, 5);
+    const u32 s_ = (u32)(i / nc), ch = (u32)(i % c);
+    const u64 st = 2u * (u64)batch * chunks * c + 2u * ((u64)s_ * groups + ch / (c / groups));
+    float v = (x[i] - part[st]) * part[st + 1u] * gamma[ch] + beta[ch];
+    if (p.w[6] != 0u) v = v * (1.0f + ss[(u64)s_ * 2u * c + ch]) + ss[(u64)s_ * 2u * c + c + ch];
+    if (p.w[5] != 0u) v = v / (1.0f + expf(-v));
+    y[i] = v;
+}

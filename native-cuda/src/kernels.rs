@@ -197,6 +197,11 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
             let to = if has("DST_F16") { "f16" } else { "f32" };
             k("copy", format!("write_cache_{to}"), [256, 1, 1])
         }
+        ("conv2d.wgsl", "big") => {
+            let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
+            let tile = if has("BN64") { "big64" } else { "big" };
+            k("conv2d", format!("conv2d_{tile}_{w}"), [256, 1, 1])
+        }
         ("conv2d.wgsl", "main") if has("TILE64") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
             k("conv2d", format!("conv2d64_{w}"), [16, 16, 1])
@@ -205,17 +210,9 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
             k("conv2d", format!("conv2d_{w}"), [16, 16, 1])
         }
-        ("group_norm.wgsl", "main") => {
-            let name = if has("SPLIT_SUM") {
-                "group_norm_sum"
-            } else if has("SPLIT_SQ") {
-                "group_norm_sq"
-            } else if has("SPLIT_APPLY") {
-                "group_norm_apply"
-            } else {
-                "group_norm"
-            };
-            k("group_norm", name.into(), [256, 1, 1])
+        ("group_norm.wgsl", "main") => k("group_norm", "group_norm".into(), [256, 1, 1]),
+        ("group_norm.wgsl", e @ ("stats" | "finish" | "apply")) => {
+            k("group_norm", format!("group_norm_{e}"), [256, 1, 1])
         }
         ("resample.wgsl", "main") => k("resample", "resample".into(), [256, 1, 1]),
         ("spatial_attention.wgsl", "partial") => k(

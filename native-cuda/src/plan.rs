@@ -99,6 +99,9 @@ pub fn caps() -> GpuCaps {
         max_workgroups_per_dim: 65535,
         // No storage-binding limit: weights are never split.
         max_binding_bytes: u64::MAX,
+        // Static shared memory per block; threads per block.
+        max_workgroup_storage: 48 * 1024,
+        max_invocations: 1024,
     }
 }
 

@@ -49,6 +49,7 @@ shader_files!(
     "spatial_attention.wgsl",
     "timestep_embed.wgsl",
     "unary.wgsl",
+    "common/conv2d_big.wgsl",
     "common/gemm64.wgsl",
     "common/matmul_io.wgsl",
     "common/reduce.wgsl",

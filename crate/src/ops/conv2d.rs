@@ -219,9 +219,16 @@ impl Op for Conv2d {
             .enumerate()
             .map(|(c, ch)| {
                 let mut defines = vec![weight_define(w.dtype)];
+                let big = big_tile(ctx, m, cin, ch.rows);
                 let (entry, groups) = if ctx.caps.cpu {
                     // 4 pixels × 8 channels per invocation, no barriers.
                     ("direct", [u(ch.rows.div_ceil(8))?, u(m.div_ceil(256))?, 1])
+                } else if let Some((bm, bn)) = big {
+                    defines.push("BIG");
+                    if bn == 64 {
+                        defines.push("BN64");
+                    }
+                    ("big", [u(ch.rows.div_ceil(bn))?, u(m.div_ceil(bm))?, 1])
                 } else if super::matmul::tile64_pays(m, ch.rows) {
                     defines.push("TILE64");
                     ("main", [u(ch.rows.div_ceil(64))?, u(m.div_ceil(64))?, 1])
@@ -261,6 +268,20 @@ impl Op for Conv2d {
             })
             .collect()
     }
+}
+
+/// The `big` kernel's (pixels, channels) tile when it applies: a GPU with
+/// 18 KiB of workgroup memory and 256 invocations, Cin a multiple of 4 (one
+/// tap's 4 channels are one vector load) and at least 128 output tiles to
+/// fill the device. 64 channels per tile when the rows divide into 64s.
+fn big_tile(ctx: &PlanCtx, m: usize, cin: usize, rows: usize) -> Option<(usize, usize)> {
+    let c = &ctx.caps;
+    if c.cpu || cin % 4 != 0 || c.max_workgroup_storage < 18 * 1024 || c.max_invocations < 256 {
+        return None;
+    }
+    let (bm, bn) = if rows % 64 == 0 { (128, 64) } else { (256, 32) };
+    let tiles = m.div_ceil(bm) * rows.div_ceil(bn);
+    (tiles >= 128 && m.div_ceil(bm) <= c.max_workgroups_per_dim as usize).then_some((bm, bn))
 }
 
 impl Graph {

@@ -121,15 +121,12 @@ impl Op for GroupNorm {
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
         let (b, n, c) = Self::dims(&ctx.inputs[0].shape);
         let has_ss = ctx.inputs.len() > 3;
-        let count = n * (c / self.groups);
-        // GPUs with few (sample, group) pairs and large groups: split each
-        // group into chunks of SPLIT_LEN elements (three dispatches).
-        let split = !ctx.caps.cpu && b * self.groups < 128 && count >= 2 * SPLIT_LEN;
-        let (chunks, len) = if split {
-            (count.div_ceil(SPLIT_LEN), SPLIT_LEN)
-        } else {
-            (1, count)
-        };
+        // GPUs: three dispatches that read memory in order (stats per chunk
+        // of pixels, a merge per group, then every element); CPU adapters:
+        // a workgroup per (sample, group).
+        let split = !ctx.caps.cpu;
+        let len = (CHUNK_VALUES / c).clamp(1, n.max(1));
+        let chunks = if split { n.div_ceil(len) } else { 1 };
         let mut bindings = vec![
             Bind::Input(0, 0),
             Bind::Input(1, 0),
@@ -138,13 +135,14 @@ impl Op for GroupNorm {
             Bind::Output,
         ];
         if split {
-            bindings.push(Bind::Scratch(0, (8 * b * self.groups * chunks) as u64));
+            let floats = 2 * b * chunks * c + 2 * b * self.groups;
+            bindings.push(Bind::Scratch(0, (4 * floats) as u64));
         }
-        let dispatch = |pass: Option<&'static str>| -> Result<Dispatch> {
+        let dispatch = |entry: &'static str, workgroups: usize| -> Result<Dispatch> {
             Ok(Dispatch {
                 shader: "group_norm.wgsl",
-                entry: "main",
-                defines: pass.map(|d| vec!["SPLIT", d]).unwrap_or_default(),
+                entry,
+                defines: if split { vec!["SPLIT"] } else { vec![] },
                 bindings: bindings.clone(),
                 params: vec![
                     u(n)?,
@@ -157,22 +155,23 @@ impl Op for GroupNorm {
                     u(chunks)?,
                     u(len)?,
                 ],
-                groups: grid(b * self.groups * chunks, ctx.caps)?,
+                groups: grid(workgroups, ctx.caps)?,
             })
         };
         if split {
-            ["SPLIT_SUM", "SPLIT_SQ", "SPLIT_APPLY"]
-                .into_iter()
-                .map(|d| dispatch(Some(d)))
-                .collect()
+            Ok(vec![
+                dispatch("stats", b * chunks)?,
+                dispatch("finish", (b * self.groups).div_ceil(256))?,
+                dispatch("apply", (b * n * c).div_ceil(256))?,
+            ])
         } else {
-            Ok(vec![dispatch(None)?])
+            Ok(vec![dispatch("main", b * self.groups)?])
         }
     }
 }
 
-/// Elements of a group per workgroup in the split GPU kernel.
-const SPLIT_LEN: usize = 4096;
+/// Values (pixels × channels) per workgroup of the GPU path's stats pass.
+const CHUNK_VALUES: usize = 8192;
 
 impl Graph {
     /// Group norm of NHWC `x` with affine `gamma`/`beta`, an optional

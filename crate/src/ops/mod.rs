@@ -157,6 +157,10 @@ pub struct GpuCaps {
     pub shader_f16: bool,
     pub max_workgroups_per_dim: u32,
     pub max_binding_bytes: u64,
+    /// Workgroup (shared) memory per workgroup, bytes.
+    pub max_workgroup_storage: u32,
+    /// Invocations per workgroup.
+    pub max_invocations: u32,
 }
 
 impl GpuCaps {

@@ -193,6 +193,8 @@ impl GpuContext {
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
             max_binding_bytes: max_binding,
+            max_workgroup_storage: limits.max_compute_workgroup_storage_size,
+            max_invocations: limits.max_compute_invocations_per_workgroup,
         };
         Ok(GpuContext {
             device,

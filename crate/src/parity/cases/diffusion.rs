@@ -35,7 +35,7 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
         bool,
     );
     let f = DType::F32;
-    let shapes: [Shape; 15] = [
+    let shapes: [Shape; 18] = [
         (1, 5, 7, 3, 5, 3, 1, 1, false, f, false),
         // ≥ 128 tiles of 64×64 (pixels × Cout): the large tile on GPUs.
         (2, 32, 32, 16, 256, 3, 1, 1, true, f, false),
@@ -52,6 +52,12 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
         (1, 5, 4, 64, 48, 1, 1, 0, false, DType::Q8_0, false),
         (1, 6, 5, 32, 70, 3, 1, 1, false, DType::Q8_0, true),
         (2, 32, 32, 32, 64, 3, 1, 1, true, f, false),
+        // ≥ 128 tiles of the `big` kernel (Cin % 4 == 0): 256 pixels × 32
+        // channels (Cout 40: a partial second tile; k = 108: a partial last
+        // K slice), and 128 × 64 (F16, k = 36; Q8_0 1×1, two channel tiles).
+        (1, 131, 129, 12, 40, 3, 1, 1, true, f, false),
+        (1, 128, 128, 4, 64, 3, 1, 1, false, DType::F16, false),
+        (1, 128, 130, 32, 128, 1, 1, 0, true, DType::Q8_0, false),
     ];
     let mut out = Vec::new();
     for (batch, h, w, cin, cout, k, stride, pad, with_res, dtype, split) in shapes {
@@ -91,7 +97,7 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
 
 pub(super) fn group_norm(rng: &mut Rng) -> Result<Vec<Case>> {
     // (shape, groups, silu, scale-shift)
-    let shapes: [(&[usize], usize, bool, bool); 9] = [
+    let shapes: [(&[usize], usize, bool, bool); 11] = [
         // Groups of ≥ 4 values: a 2-value group normalises x0 − mean =
         // (x0 − x1)/2, whose f32 rounding is relative to |x0 − x1| — an
         // ill-conditioned case that failed the tolerance about once in a
@@ -104,8 +110,11 @@ pub(super) fn group_norm(rng: &mut Rng) -> Result<Vec<Case>> {
         (&[2, 10, 8], 4, false, true),
         (&[1, 64, 64, 32], 8, true, false),
         (&[2, 32, 32, 64], 32, true, true),
-        // Few, large groups: split into chunks on GPUs (the last one short).
+        // GPUs: chunks of pixels (the last one short); C = 320 takes two
+        // rounds of 256 channels, C = 96 leaves invocations idle.
         (&[2, 50, 50, 16], 4, true, true),
+        (&[1, 9, 7, 320], 32, true, true),
+        (&[2, 40, 40, 96], 32, true, false),
     ];
     let mut out = Vec::new();
     for (shape, groups, silu, ss) in shapes {

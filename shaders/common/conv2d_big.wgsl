@@ -1,0 +1,175 @@
+// common/conv2d_big.wgsl — conv2d.wgsl's `big` entry (included with BIG; the twin of
+// conv2d.cu's conv2d_big): GPUs, Cin % 4 == 0, many output tiles. 256
+// invocations per workgroup; a BM×BN output tile (256 pixels × 32 channels,
+// or 128 × 64 with BN64), 8 pixels × 4 channels per invocation; K advances 8
+// at a time through two K-major workgroup buffers, the next slice's global
+// loads issued before the current slice is multiplied (one barrier per
+// slice). Each invocation gathers one output pixel's im2col row (its
+// coordinates computed once): 4 input channels of one tap are one vec4 load.
+// Dispatch (ceil(rows/BN), ceil(m/BM)) workgroups; 18 KiB (12 KiB with
+// BN64) of workgroup memory.
+
+#if BN64
+const BM: u32 = 128u;
+const BN: u32 = 64u;
+#else
+const BM: u32 = 256u;
+const BN: u32 = 32u;
+#endif
+const BK: u32 = 8u;
+
+// [buffer][k][pixel / 4] and [buffer][k][channel / 4]: vectors along the
+// tile's pixels / channels.
+var<workgroup> As: array<vec4<f32>, 1024>;  // 2·BK·BM/4 (BM = 256)
+var<workgroup> Bs: array<vec4<f32>, 256>;   // 2·BK·BN/4 (BN = 64)
+
+// The output pixel an invocation gathers: in range, oy·stride − pad,
+// ox·stride − pad, and its sample's first element.
+struct Pixel {
+    valid: bool,
+    iy0: i32,
+    ix0: i32,
+    base: u32,
+}
+
+// Group of 4 along K starting at kk of the pixel's im2col row (one tap,
+// 4 consecutive input channels; zero outside the image and past k).
+fn x4(px: Pixel, kk: u32) -> vec4<f32> {
+    if (!px.valid || kk >= p.k) {
+        return vec4<f32>(0.0);
+    }
+    let ci = kk % p.cin;
+    let t = kk / p.cin;
+    let iy = px.iy0 + i32(t / p.kw);
+    let ix = px.ix0 + i32(t % p.kw);
+    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
+        return vec4<f32>(0.0);
+    }
+    return x[(px.base + (u32(iy) * p.w + u32(ix)) * p.cin + ci) / 4u];
+}
+
+fn put_x(buf: u32, g: u32, row: u32, v: vec4<f32>) {
+    let i = (buf * BK + 4u * g) * (BM / 4u) + row / 4u;
+    let c = row % 4u;
+    As[i][c] = v.x;
+    As[i + BM / 4u][c] = v.y;
+    As[i + BM / 2u][c] = v.z;
+    As[i + 3u * BM / 4u][c] = v.w;
+}
+
+fn put_w(buf: u32, g: u32, row: u32, v: vec4<f32>) {
+    let i = (buf * BK + 4u * g) * (BN / 4u) + row / 4u;
+    let c = row % 4u;
+    Bs[i][c] = v.x;
+    Bs[i + BN / 4u][c] = v.y;
+    Bs[i + BN / 2u][c] = v.z;
+    Bs[i + 3u * BN / 4u][c] = v.w;
+}
+
+@compute @workgroup_size(256)
+fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r0 = wid.x * BN;
+    let m0 = wid.y * BM;
+    // Gathering: pixel arow of the tile, groups ag (and ag + 1 when BM = 256).
+    let arow = lid % BM;
+    let ag = lid / BM;
+    let xm = m0 + arow;
+    let pix = xm % (p.oh * p.ow);
+    let px = Pixel(xm < p.m, i32((pix / p.ow) * p.stride) - i32(p.pad),
+                   i32((pix % p.ow) * p.stride) - i32(p.pad), (xm / (p.oh * p.ow)) * p.h * p.w * p.cin);
+    let two = BM == 256u;
+    // Weights: row brow of the tile, group bg (invocations past 2·BN load none).
+    let brow = lid % BN;
+    let bg = lid / BN;
+    let wload = bg < 2u && r0 + brow < p.rows;
+    // Multiplying: pixels tm·8 .. +8, channels tn·4 .. +4.
+    let tn = lid % (BN / 4u);
+    let tm = lid / (BN / 4u);
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var xv0 = x4(px, 4u * ag);
+    var xv1 = vec4<f32>(0.0);
+    if (two) {
+        xv1 = x4(px, 4u * (ag + 1u));
+    }
+    var wv = vec4<f32>(0.0);
+    if (wload && 4u * bg < p.k) {
+        wv = w4(r0 + brow, p.k, bg);
+    }
+    put_x(0u, ag, arow, xv0);
+    if (two) {
+        put_x(0u, ag + 1u, arow, xv1);
+    }
+    if (bg < 2u) {
+        put_w(0u, bg, brow, wv);
+    }
+    workgroupBarrier();
+    var buf = 0u;
+    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+        let more = k0 + BK < p.k;
+        if (more) {
+            let k1 = k0 + BK;
+            xv0 = x4(px, k1 + 4u * ag);
+            if (two) {
+                xv1 = x4(px, k1 + 4u * (ag + 1u));
+            }
+            wv = vec4<f32>(0.0);
+            if (wload && k1 + 4u * bg < p.k) {
+                wv = w4(r0 + brow, p.k, k1 / 4u + bg);
+            }
+        }
+        for (var kk = 0u; kk < BK; kk++) {
+            let ia = (buf * BK + kk) * (BM / 4u) + tm * 2u;
+            let xa = As[ia];
+            let xb = As[ia + 1u];
+            let w = Bs[(buf * BK + kk) * (BN / 4u) + tn];
+            a0 = fma(vec4<f32>(xa.x), w, a0);
+            a1 = fma(vec4<f32>(xa.y), w, a1);
+            a2 = fma(vec4<f32>(xa.z), w, a2);
+            a3 = fma(vec4<f32>(xa.w), w, a3);
+            a4 = fma(vec4<f32>(xb.x), w, a4);
+            a5 = fma(vec4<f32>(xb.y), w, a5);
+            a6 = fma(vec4<f32>(xb.z), w, a6);
+            a7 = fma(vec4<f32>(xb.w), w, a7);
+        }
+        if (more) {
+            let nb = buf ^ 1u;
+            put_x(nb, ag, arow, xv0);
+            if (two) {
+                put_x(nb, ag + 1u, arow, xv1);
+            }
+            if (bg < 2u) {
+                put_w(nb, bg, brow, wv);
+            }
+        }
+        workgroupBarrier();
+        buf ^= 1u;
+    }
+    let mb = m0 + tm * 8u;
+    put_row(mb, r0 + tn * 4u, a0);
+    put_row(mb + 1u, r0 + tn * 4u, a1);
+    put_row(mb + 2u, r0 + tn * 4u, a2);
+    put_row(mb + 3u, r0 + tn * 4u, a3);
+    put_row(mb + 4u, r0 + tn * 4u, a4);
+    put_row(mb + 5u, r0 + tn * 4u, a5);
+    put_row(mb + 6u, r0 + tn * 4u, a6);
+    put_row(mb + 7u, r0 + tn * 4u, a7);
+}
+
+// Channels r .. r + 4 of pixel m (those in range).
+fn put_row(m: u32, r: u32, v: vec4<f32>) {
+    if (m >= p.m) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (r + j < p.rows) {
+            gemm_put(m, r + j, v[j]);
+        }
+    }
+}
