@@ -30,8 +30,11 @@ echo "diffuse exit $?" >> "$OUT/diffuse.err"; tail -8 "$OUT/diffuse.err"
 # One call per kernel at batch 1 and 64 (where the time goes), then f16 weights.
 timeout 200 $K diffuse --no-cpu --adapter nvidia --bench 1,64 --iters 3 --profile > /dev/null 2> "$OUT/kernel-profile.txt"
 echo "profile exit $?" >> "$OUT/kernel-profile.txt"
-timeout 200 $K diffuse --no-cpu --adapter nvidia --bench 1,64 --iters 10 --weights f16 > /dev/null 2> "$OUT/diffuse-f16.txt"
-echo "f16 exit $?" >> "$OUT/diffuse-f16.txt"; grep bench "$OUT/diffuse-f16.txt"
+timeout 200 $K diffuse --no-cpu --adapter nvidia --bench 1,64 --iters 10 --weights f16 > "$OUT/diffuse-f16.txt" 2>&1
+echo "f16 exit $?" >> "$OUT/diffuse-f16.txt"
+# The CUDA twin launching kernel by kernel (no CUDA-graph replay).
+KILN_CUDA_GRAPHS=0 timeout 200 $K diffuse --no-cpu --no-wgpu --adapter nvidia --bench 1,64 --iters 10 \
+  > "$OUT/diffuse-nographs.txt" 2>&1; echo "nographs exit $?" >> "$OUT/diffuse-nographs.txt"
 if [ -f tools/terrain_torch_bench.py ]; then
   timeout 400 python3 tools/terrain_torch_bench.py --model models/terrain_consistency_unet_difficulty100.onnx \
     --bench --device cuda --batches 1,64 --iters 20 --modes eager,cudagraph,eager_tf32 > "$OUT/torch.json" 2> "$OUT/torch.err"
