@@ -273,7 +273,8 @@ impl Op for Conv2d {
 /// The `big` kernel's (pixels, channels) tile when it applies: a GPU with
 /// 18 KiB of workgroup memory and 256 invocations, Cin a multiple of 4 (one
 /// tap's 4 channels are one vector load) and at least 128 output tiles to
-/// fill the device. 64 channels per tile when the rows divide into 64s.
+/// fill the device (at 48 the H200 measured the same total conv time at
+/// batch 1 and 64: docs/bench/2026-12-02-h200-terrain-2). 64 channels per tile when the rows divide into 64s.
 fn big_tile(ctx: &PlanCtx, m: usize, cin: usize, rows: usize) -> Option<(usize, usize)> {
     let c = &ctx.caps;
     if c.cpu || cin % 4 != 0 || c.max_workgroup_storage < 18 * 1024 || c.max_invocations < 256 {

@@ -125,7 +125,12 @@ impl Op for GroupNorm {
         // of pixels, a merge per group, then every element); CPU adapters:
         // a workgroup per (sample, group).
         let split = !ctx.caps.cpu;
-        let len = (CHUNK_VALUES / c).clamp(1, n.max(1));
+        // ≥ CHUNK_VALUES values per stats workgroup, ≤ MERGE_ITEMS
+        // (chunk, channel) pairs merged serially per group by `finish`.
+        let cg = c / self.groups;
+        let len = (CHUNK_VALUES / c)
+            .max((n * cg).div_ceil(MERGE_ITEMS))
+            .clamp(1, n.max(1));
         let chunks = if split { n.div_ceil(len) } else { 1 };
         let mut bindings = vec![
             Bind::Input(0, 0),
@@ -172,6 +177,9 @@ impl Op for GroupNorm {
 
 /// Values (pixels × channels) per workgroup of the GPU path's stats pass.
 const CHUNK_VALUES: usize = 8192;
+/// Items `finish` merges one after another per (sample, group): its
+/// invocations are few (one per group) and latency-bound.
+const MERGE_ITEMS: usize = 32;
 
 impl Graph {
     /// Group norm of NHWC `x` with affine `gamma`/`beta`, an optional
