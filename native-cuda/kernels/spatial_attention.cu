@@ -103,3 +103,134 @@ extern "C" __global__ void spatial_attention_combine(Params p, Ptrs b) {
     }
     BUF(float, 1)[o] = v / l;
 }
+
+// spatial_attention_flash<DM> — the twin of shaders/spatial_attention_flash.wgsl
+// (GPUs, d ≤ DM, d % 4 == 0). Params: t, heads, d, scale, rs, hs, q_b, k_b,
+// v_b, o_rs, blocks, batch (strides in float4s). Bindings: 0 qkv, 1 y. A
+// block of 256 per (sample, head, 64 queries); keys 32 at a time in four
+// phases (stage k; scores 4 queries × 2 keys per thread; online softmax by
+// threads 0..63 while all stage v; p·v, RT queries × 4 dims per thread).
+template <int DM>
+__device__ void spatial_attention_flash(const Params& p, const Ptrs& b) {
+    constexpr u32 BR = 64u, BC = 32u, CW = DM / 4, RT = BR * CW / 256u;
+    __shared__ __align__(16) float qs[DM * BR];  // [DM][BR]
+    __shared__ __align__(16) float kv[DM * BC];  // k [DM][BC] or v [BC][DM]
+    __shared__ __align__(16) float ps[BC * BR];  // [BC][BR]
+    __shared__ float alpha[BR];
+    const u32 t = p.w[0], heads = p.w[1], d = p.w[2], rs = p.w[4], hs = p.w[5], q_b = p.w[6],
+              k_b = p.w[7], v_b = p.w[8], o_rs = p.w[9], blocks = p.w[10], batch = p.w[11];
+    const float scale = PF(3);
+    const u32 id = wg_index();
+    if (id >= batch * heads * blocks) return;
+    const float4* qkv = BUF(const float4, 0);
+    float4* y = BUF(float4, 1);
+    const u32 lid = threadIdx.x;
+    const u32 blk = id % blocks, h = (id / blocks) % heads, bi = id / (blocks * heads);
+    const u32 r0 = blk * BR, d4 = d / 4u;
+    const u64 tok0 = (u64)bi * t;
+    for (u32 x = lid / BR; x < CW; x += 256u / BR) {
+        const u32 r = lid % BR;
+        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (x < d4 && r0 + r < t) v = qkv[(tok0 + r0 + r) * rs + h * hs + q_b + x];
+        qs[(4u * x) * BR + r] = v.x;
+        qs[(4u * x + 1u) * BR + r] = v.y;
+        qs[(4u * x + 2u) * BR + r] = v.z;
+        qs[(4u * x + 3u) * BR + r] = v.w;
+    }
+    const u32 ty = lid / 16u, tx = lid % 16u;
+    const u32 cg = lid % CW, rg = lid / CW;
+    float4 o[RT];
+#pragma unroll
+    for (u32 i = 0; i < RT; i++) o[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+    float m = -3.0e38f, l = 0.f;
+    for (u32 k0 = 0; k0 < t; k0 += BC) {
+        for (u32 i = lid; i < BC * CW; i += 256u) {
+            const u32 key = i % BC, x = i / BC;
+            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (x < d4 && k0 + key < t) v = qkv[(tok0 + k0 + key) * rs + h * hs + k_b + x];
+            kv[(4u * x) * BC + key] = v.x;
+            kv[(4u * x + 1u) * BC + key] = v.y;
+            kv[(4u * x + 2u) * BC + key] = v.z;
+            kv[(4u * x + 3u) * BC + key] = v.w;
+        }
+        __syncthreads();
+        float s[4][2] = {{0.f, 0.f}, {0.f, 0.f}, {0.f, 0.f}, {0.f, 0.f}};
+        for (u32 kk = 0; kk < d; kk++) {
+            const float4 q4 = *(const float4*)&qs[kk * BR + 4u * ty];
+            const float2 k2 = *(const float2*)&kv[kk * BC + 2u * tx];
+            const float qa[4] = {q4.x, q4.y, q4.z, q4.w};
+#pragma unroll
+            for (u32 i = 0; i < 4u; i++) {
+                s[i][0] = fmaf(qa[i], k2.x, s[i][0]);
+                s[i][1] = fmaf(qa[i], k2.y, s[i][1]);
+            }
+        }
+#pragma unroll
+        for (u32 j = 0; j < 2u; j++) {
+            const bool in = k0 + 2u * tx + j < t;
+            float4 sv = make_float4(s[0][j] * scale, s[1][j] * scale, s[2][j] * scale,
+                                    s[3][j] * scale);
+            if (!in) sv = make_float4(-3.0e38f, -3.0e38f, -3.0e38f, -3.0e38f);
+            *(float4*)&ps[(2u * tx + j) * BR + 4u * ty] = sv;
+        }
+        __syncthreads();
+        if (lid < BR) {
+            float mx = m;
+            for (u32 j = 0; j < BC; j++) mx = fmaxf(mx, ps[j * BR + lid]);
+            const float a = expf(m - mx);
+            float sum = 0.f;
+            for (u32 j = 0; j < BC; j++) {
+                const float pv = expf(ps[j * BR + lid] - mx);
+                ps[j * BR + lid] = pv;
+                sum += pv;
+            }
+            l = l * a + sum;
+            m = mx;
+            alpha[lid] = a;
+        }
+        for (u32 i = lid; i < BC * CW; i += 256u) {
+            const u32 key = i / CW, x = i % CW;
+            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (x < d4 && k0 + key < t) v = qkv[(tok0 + k0 + key) * rs + h * hs + v_b + x];
+            *(float4*)&kv[4u * i] = v;
+        }
+        __syncthreads();
+#pragma unroll
+        for (u32 i = 0; i < RT; i++) {
+            const float a = alpha[rg * RT + i];
+            o[i].x *= a; o[i].y *= a; o[i].z *= a; o[i].w *= a;
+        }
+        for (u32 j = 0; j < BC; j++) {
+            const float4 v = *(const float4*)&kv[4u * (j * CW + cg)];
+#pragma unroll
+            for (u32 i = 0; i < RT; i++) {
+                const float pj = ps[j * BR + rg * RT + i];
+                o[i].x = fmaf(pj, v.x, o[i].x);
+                o[i].y = fmaf(pj, v.y, o[i].y);
+                o[i].z = fmaf(pj, v.z, o[i].z);
+                o[i].w = fmaf(pj, v.w, o[i].w);
+            }
+        }
+        __syncthreads();
+    }
+    if (lid < BR) alpha[lid] = 1.f / l;
+    __syncthreads();
+    if (cg < d4) {
+#pragma unroll
+        for (u32 i = 0; i < RT; i++) {
+            const u32 r = rg * RT + i;
+            if (r0 + r < t) {
+                const float inv = alpha[r];
+                y[(tok0 + r0 + r) * o_rs + h * d4 + cg] =
+                    make_float4(o[i].x * inv, o[i].y * inv, o[i].z * inv, o[i].w * inv);
+            }
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256) spatial_attention_flash32(Params p, Ptrs b) {
+    spatial_attention_flash<32>(p, b);
+}
+extern "C" __global__ void __launch_bounds__(256) spatial_attention_flash64(Params p, Ptrs b) {
+    spatial_attention_flash<64>(p, b);
+}

@@ -71,7 +71,10 @@ pub const WGSL_TWINS: [(&str, &[&str]); 21] = [
     ("conv2d", &["conv2d.wgsl"]),
     ("group_norm", &["group_norm.wgsl"]),
     ("resample", &["resample.wgsl"]),
-    ("spatial_attention", &["spatial_attention.wgsl"]),
+    (
+        "spatial_attention",
+        &["spatial_attention.wgsl", "spatial_attention_flash.wgsl"],
+    ),
     ("timestep_embed", &["timestep_embed.wgsl"]),
     ("mul_mat_back", &["mul_mat_back.wgsl"]),
     ("norm_back", &["norm_back.wgsl"]),
@@ -215,6 +218,14 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
             k("group_norm", format!("group_norm_{e}"), [256, 1, 1])
         }
         ("resample.wgsl", "main") => k("resample", "resample".into(), [256, 1, 1]),
+        ("spatial_attention_flash.wgsl", "main") => {
+            let dm = if has("D64") { 64 } else { 32 };
+            k(
+                "spatial_attention",
+                format!("spatial_attention_flash{dm}"),
+                [256, 1, 1],
+            )
+        }
         ("spatial_attention.wgsl", "partial") => k(
             "spatial_attention",
             "spatial_attention_partial".into(),

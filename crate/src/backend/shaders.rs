@@ -47,6 +47,7 @@ shader_files!(
     "resample.wgsl",
     "rope.wgsl",
     "spatial_attention.wgsl",
+    "spatial_attention_flash.wgsl",
     "timestep_embed.wgsl",
     "unary.wgsl",
     "common/conv2d_big.wgsl",

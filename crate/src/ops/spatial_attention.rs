@@ -114,6 +114,9 @@ impl Op for SpatialAttention {
         };
         let c = c3 / 3;
         let d = c / self.heads;
+        if let Some(d64) = flash(ctx, b, t, self.heads, d) {
+            return Ok(vec![self.flash(ctx, b, t, c, d, d64)?]);
+        }
         if !ctx.caps.cpu && d <= 64 && d.is_multiple_of(4) {
             return Ok(vec![self.tiled(ctx, b, t, c, d)?]);
         }
@@ -157,7 +160,62 @@ impl Op for SpatialAttention {
     }
 }
 
+/// Whether the flash kernel applies (`Some(d64)`: its D64 build): GPUs,
+/// d ≤ 64 and d % 4 == 0, 256 invocations, workgroup memory for the build
+/// (20.3 KiB for d ≤ 32, 32.3 KiB up to 64), and at least 128 workgroups of
+/// 64 queries (fewer: the tiled kernel's 16-query workgroups fill the GPU).
+fn flash(ctx: &PlanCtx, b: usize, t: usize, heads: usize, d: usize) -> Option<bool> {
+    let c = &ctx.caps;
+    let d64 = d > 32;
+    let need = if d64 { 33024 } else { 20736 };
+    let ok = !c.cpu
+        && d <= 64
+        && d.is_multiple_of(4)
+        && c.max_invocations >= 256
+        && c.max_workgroup_storage as usize >= need
+        && b * heads * t.div_ceil(64) >= 128;
+    ok.then_some(d64)
+}
+
 impl SpatialAttention {
+    /// `shaders/spatial_attention_flash.wgsl`: a workgroup of 256 per 64
+    /// queries of one (sample, head), keys 32 at a time through workgroup
+    /// memory with an online softmax.
+    fn flash(
+        &self,
+        ctx: &PlanCtx,
+        b: usize,
+        t: usize,
+        c: usize,
+        d: usize,
+        d64: bool,
+    ) -> Result<Dispatch> {
+        let [q, k, v] = self.cols(0, c).map(|x| x / 4);
+        let hs = self.cols(1, c)[0] / 4 - q;
+        let blocks = t.div_ceil(64);
+        Ok(Dispatch {
+            shader: "spatial_attention_flash.wgsl",
+            entry: "main",
+            defines: if d64 { vec!["D64"] } else { vec![] },
+            bindings: vec![Bind::Input(0, 0), Bind::Output],
+            params: vec![
+                u(t)?,
+                u(self.heads)?,
+                u(d)?,
+                f(1.0 / (d as f32).sqrt()),
+                u(3 * c / 4)?,
+                u(hs)?,
+                u(q)?,
+                u(k)?,
+                u(v)?,
+                u(c / 4)?,
+                u(blocks)?,
+                u(b)?,
+            ],
+            groups: grid(b * self.heads * blocks, ctx.caps)?,
+        })
+    }
+
     /// GPUs with d ≤ 64: the tiled attention kernel of causal attention
     /// (`causal_attention_tiled.wgsl`, FWD, non-causal), reading q, k and v
     /// from the packed qkv by strides — a workgroup per 16 queries of one

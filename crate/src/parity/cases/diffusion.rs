@@ -178,6 +178,12 @@ pub(super) fn spatial_attention(rng: &mut Rng) -> Result<Vec<Case>> {
         // The terrain UNet's largest: 32×32 tokens, 2 heads of 32.
         (2, 1024, 2, 32, false),
         (1, 1025, 1, 64, true),
+        // ≥ 128 workgroups of 64 queries: the flash kernel on GPUs (d ≤ 32,
+        // then the D64 build; partial query blocks and key tiles, d below
+        // the build's width).
+        (8, 520, 2, 20, true),
+        (3, 300, 9, 44, true),
+        (16, 130, 4, 64, false),
     ];
     let mut out = Vec::new();
     for (batch, t, heads, d, legacy) in shapes {

@@ -1,0 +1,200 @@
+// spatial_attention_flash.wgsl — the UNet's non-causal attention over spatial
+// tokens on GPUs (ops/spatial_attention.rs; twin: spatial_attention.cu's
+// spatial_attention_flash), for d ≤ 32 (or ≤ 64 with D64) and d % 4 == 0.
+// Bindings: 0 params, 1 qkv: array<vec4<f32>> (packed [B, T, 3C], read by
+// strides), 2 y: array<vec4<f32>> [B, T, C].
+//
+// A workgroup of 256 owns BR = 64 queries of one (sample, head), their q in
+// workgroup memory (dim-major), and walks the keys BC = 32 at a time; the
+// [T, T] scores are never stored. Per key tile, four barrier-separated
+// phases: (1) stage k (dim-major); (2) scores: invocation (ty, tx) computes
+// queries 4ty..4ty+3 × keys 2tx, 2tx+1, scaled, into `ps` (key-major);
+// (3) invocations 0..63 update their query's online softmax (running max
+// and sum in registers, the rescale factor to `alpha`) while all stage v
+// (row-major); (4) invocation (rg, cg) rescales and accumulates RT queries
+// × 4 output dims (cg) of p·v. Workgroup memory 20.8 KB (D64: 32.8 KB).
+// f32 throughout, exp of (score − running max) ≤ 0.
+
+struct Params {
+    t: u32,
+    heads: u32,
+    d: u32,
+    scale: f32,
+    rs: u32,      // vec4s per token of qkv (3C/4)
+    hs: u32,      // vec4s between heads
+    q_b: u32,     // vec4 offsets of head 0's q, k, v
+    k_b: u32,
+    v_b: u32,
+    o_rs: u32,    // vec4s per token of y (C/4)
+    blocks: u32,  // query blocks of BR per (sample, head)
+    batch: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+
+const BR: u32 = 64u;
+const BC: u32 = 32u;
+#if D64
+const DM: u32 = 64u;
+#else
+const DM: u32 = 32u;
+#endif
+const CW: u32 = DM / 4u;          // output vec4 columns
+const RT: u32 = BR * CW / 256u;   // queries per invocation in phase 4 (2 or 4)
+
+var<workgroup> qs: array<vec4<f32>, DM * 16u>;  // [DM][BR/4]: q, dim-major
+var<workgroup> kv: array<vec4<f32>, DM * 8u>;   // k [DM][BC] scalars, or v [BC][CW]
+var<workgroup> ps: array<vec4<f32>, 512>;   // [BC][BR/4] scores, then p
+var<workgroup> alpha: array<f32, 64>;       // per query: rescale, then 1/sum
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let id = wid.x + wid.y * nwg.x;
+    if (id >= p.batch * p.heads * p.blocks) {
+        return;
+    }
+    let blk = id % p.blocks;
+    let h = (id / p.blocks) % p.heads;
+    let b = id / (p.blocks * p.heads);
+    let r0 = blk * BR;
+    let d4 = p.d / 4u;
+    let tok0 = b * p.t;
+    // Stage q: vec4 x of query row lid % 64, for x = lid / 64, +4, ...
+    for (var x = lid / BR; x < CW; x += 256u / BR) {
+        let r = lid % BR;
+        var v = vec4<f32>(0.0);
+        if (x < d4 && r0 + r < p.t) {
+            v = qkv[(tok0 + r0 + r) * p.rs + h * p.hs + p.q_b + x];
+        }
+        for (var c = 0u; c < 4u; c++) {
+            qs[(4u * x + c) * (BR / 4u) + r / 4u][r % 4u] = v[c];
+        }
+    }
+    // Phase 2 mapping.
+    let ty = lid / 16u;
+    let tx = lid % 16u;
+    // Phase 4 mapping.
+    let cg = lid % CW;
+    let rg = lid / CW;
+    var o0 = vec4<f32>(0.0);
+    var o1 = vec4<f32>(0.0);
+    var o2 = vec4<f32>(0.0);
+    var o3 = vec4<f32>(0.0);
+    // Phase 3 (lid < 64): this query's running max and sum.
+    var m = -3.0e38;
+    var l = 0.0;
+    for (var k0 = 0u; k0 < p.t; k0 += BC) {
+        // (1) k of keys k0 .. k0 + BC, dim-major.
+        for (var i = lid; i < BC * CW; i += 256u) {
+            let key = i % BC;
+            let x = i / BC;
+            var v = vec4<f32>(0.0);
+            if (x < d4 && k0 + key < p.t) {
+                v = qkv[(tok0 + k0 + key) * p.rs + h * p.hs + p.k_b + x];
+            }
+            for (var c = 0u; c < 4u; c++) {
+                let e = (4u * x + c) * BC + key;
+                kv[e / 4u][e % 4u] = v[c];
+            }
+        }
+        workgroupBarrier();
+        // (2) scores of queries 4ty.. × keys 2tx, 2tx + 1.
+        var s0 = vec2<f32>(0.0);
+        var s1 = vec2<f32>(0.0);
+        var s2 = vec2<f32>(0.0);
+        var s3 = vec2<f32>(0.0);
+        for (var kk = 0u; kk < p.d; kk++) {
+            let q4 = qs[kk * (BR / 4u) + ty];
+            let kq = kv[(kk * BC + 2u * tx) / 4u];
+            let k2 = select(kq.xy, kq.zw, (tx & 1u) == 1u);
+            s0 += q4.x * k2;
+            s1 += q4.y * k2;
+            s2 += q4.z * k2;
+            s3 += q4.w * k2;
+        }
+        for (var j = 0u; j < 2u; j++) {
+            var sv = vec4<f32>(s0[j], s1[j], s2[j], s3[j]) * p.scale;
+            if (k0 + 2u * tx + j >= p.t) {
+                sv = vec4<f32>(-3.0e38);
+            }
+            ps[(2u * tx + j) * (BR / 4u) + ty] = sv;
+        }
+        workgroupBarrier();
+        // (3) online softmax of query lid; everyone stages v row-major.
+        if (lid < BR) {
+            var mx = m;
+            for (var j = 0u; j < BC; j++) {
+                mx = max(mx, ps[j * (BR / 4u) + lid / 4u][lid % 4u]);
+            }
+            let a = exp(m - mx);
+            var sum = 0.0;
+            for (var j = 0u; j < BC; j++) {
+                let e = j * (BR / 4u) + lid / 4u;
+                let pv = exp(ps[e][lid % 4u] - mx);
+                ps[e][lid % 4u] = pv;
+                sum += pv;
+            }
+            l = l * a + sum;
+            m = mx;
+            alpha[lid] = a;
+        }
+        for (var i = lid; i < BC * CW; i += 256u) {
+            let key = i / CW;
+            let x = i % CW;
+            var v = vec4<f32>(0.0);
+            if (x < d4 && k0 + key < p.t) {
+                v = qkv[(tok0 + k0 + key) * p.rs + h * p.hs + p.v_b + x];
+            }
+            kv[i] = v;
+        }
+        workgroupBarrier();
+        // (4) o = o·alpha + p·v for queries rg·RT .. + RT, dims 4cg .. + 4.
+#if D64
+        o0 *= alpha[4u * rg];
+        o1 *= alpha[4u * rg + 1u];
+        o2 *= alpha[4u * rg + 2u];
+        o3 *= alpha[4u * rg + 3u];
+        for (var j = 0u; j < BC; j++) {
+            let pj = ps[j * (BR / 4u) + rg];
+            let v = kv[j * CW + cg];
+            o0 += pj.x * v;
+            o1 += pj.y * v;
+            o2 += pj.z * v;
+            o3 += pj.w * v;
+        }
+#else
+        o0 *= alpha[2u * rg];
+        o1 *= alpha[2u * rg + 1u];
+        for (var j = 0u; j < BC; j++) {
+            let pq = ps[j * (BR / 4u) + rg / 2u];
+            let pj = select(pq.xy, pq.zw, (rg & 1u) == 1u);
+            let v = kv[j * CW + cg];
+            o0 += pj.x * v;
+            o1 += pj.y * v;
+        }
+#endif
+        workgroupBarrier();
+    }
+    if (lid < BR) {
+        alpha[lid] = 1.0 / l;
+    }
+    workgroupBarrier();
+    if (cg < d4) {
+        for (var i = 0u; i < RT; i++) {
+            let r = rg * RT + i;
+            if (r0 + r < p.t) {
+                var o = o0;
+                switch i {
+                    case 1u: { o = o1; }
+                    case 2u: { o = o2; }
+                    case 3u: { o = o3; }
+                    default: {}
+                }
+                y[(tok0 + r0 + r) * p.o_rs + h * d4 + cg] = o * alpha[r];
+            }
+        }
+    }
+}
