@@ -277,10 +277,18 @@ impl Op for Conv2d {
 /// batch 1 and 64: docs/bench/2026-12-02-h200-terrain-2). 64 channels per tile when the rows divide into 64s.
 fn big_tile(ctx: &PlanCtx, m: usize, cin: usize, rows: usize) -> Option<(usize, usize)> {
     let c = &ctx.caps;
-    if c.cpu || cin % 4 != 0 || c.max_workgroup_storage < 18 * 1024 || c.max_invocations < 256 {
+    if c.cpu
+        || !cin.is_multiple_of(4)
+        || c.max_workgroup_storage < 18 * 1024
+        || c.max_invocations < 256
+    {
         return None;
     }
-    let (bm, bn) = if rows % 64 == 0 { (128, 64) } else { (256, 32) };
+    let (bm, bn) = if rows.is_multiple_of(64) {
+        (128, 64)
+    } else {
+        (256, 32)
+    };
     let tiles = m.div_ceil(bm) * rows.div_ceil(bn);
     (tiles >= 128 && m.div_ceil(bm) <= c.max_workgroups_per_dim as usize).then_some((bm, bn))
 }
