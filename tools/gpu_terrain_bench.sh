@@ -32,9 +32,20 @@ timeout 200 $K diffuse --no-cpu --adapter nvidia --bench 1,64 --iters 3 --profil
 echo "profile exit $?" >> "$OUT/kernel-profile.txt"
 timeout 200 $K diffuse --no-cpu --adapter nvidia --bench 1,64 --iters 10 --weights f16 > "$OUT/diffuse-f16.txt" 2>&1
 echo "f16 exit $?" >> "$OUT/diffuse-f16.txt"
-# The CUDA twin launching kernel by kernel (no CUDA-graph replay).
+# The CUDA twin launching kernel by kernel (no CUDA-graph replay), with the
+# GPU's clocks, power and throttle reasons logged every 100 ms meanwhile.
+nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_event_reasons.active \
+  --format=csv -lms 100 > "$OUT/smi.csv" 2>&1 &
+SMI=$!
+sleep 1
 KILN_CUDA_GRAPHS=0 timeout 200 $K diffuse --no-cpu --no-wgpu --adapter nvidia --bench 1,64 --iters 10 \
   > "$OUT/diffuse-nographs.txt" 2>&1; echo "nographs exit $?" >> "$OUT/diffuse-nographs.txt"
+timeout 200 $K diffuse --no-cpu --no-wgpu --adapter nvidia --bench 64 --iters 10 --profile \
+  > "$OUT/diffuse-cuda64.txt" 2>&1; echo "cuda64 exit $?" >> "$OUT/diffuse-cuda64.txt"
+kill $SMI
+# wgpu without its injected shader bounds checks (what they cost).
+KILN_WGPU_UNCHECKED=1 timeout 200 $K diffuse --no-cpu --no-cuda --adapter nvidia --bench 1,64 --iters 10 \
+  > "$OUT/diffuse-unchecked.txt" 2>&1; echo "unchecked exit $?" >> "$OUT/diffuse-unchecked.txt"
 if [ -f tools/terrain_torch_bench.py ]; then
   timeout 400 python3 tools/terrain_torch_bench.py --model models/terrain_consistency_unet_difficulty100.onnx \
     --bench --device cuda --batches 1,64 --iters 20 --modes eager,cudagraph,eager_tf32 > "$OUT/torch.json" 2> "$OUT/torch.err"

@@ -107,7 +107,8 @@ tile64_each(m0, r0, m, rows, acc, [&](u32 mm, u32 r, float v) {
 }
 
 // BIG (conv2d.wgsl `big`): Cin % 4 == 0 on GPUs with many output tiles.
-// 256 threads; a BM×BN output tile (256×32, or 128×64 with BN64), 8 rows ×
+// NT = BM·BN/32 threads; a BM×BN output tile (256×32; 128×64 with BN64;
+// 128×32 and 128 threads with BM128), 8 rows ×
 // 4 channels per thread; K by 8, the next slice's loads in flight while the
 // current one is multiplied (two shared buffers, one barrier per slice).
 // Shared tiles are K-major, so a thread reads its 8 rows and 4 channels
@@ -116,7 +117,7 @@ tile64_each(m0, r0, m, rows, acc, [&](u32 mm, u32 r, float v) {
 // are one 16-byte load.
 template <class D, int BM, int BN>
 __device__ void conv2d_big(const Params& p, const Ptrs& b) {
-    constexpr u32 BK = 8u, LA = BM * BK / 4 / 256;  // x float4s per thread: 2 or 1
+    constexpr u32 NT = BM * BN / 32, BK = 8u, LA = BM * BK / 4 / NT;  // x float4s per thread
     __shared__ __align__(16) float As[2][BK][BM];
     __shared__ __align__(16) float Bs[2][BK][BN];
     const u8* W = BUF(const u8, 0);
@@ -144,7 +145,7 @@ __device__ void conv2d_big(const Params& p, const Ptrs& b) {
     auto load = [&](u32 k0) {
 #pragma unroll
         for (u32 j = 0; j < LA; j++) {
-            const u32 kk = k0 + 4u * (ag + j * (256u / BM));
+            const u32 kk = k0 + 4u * (ag + j * (NT / BM));
             float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
             if (mv && kk < k) {
                 const u32 ci = kk % cin, t = kk / cin;
@@ -160,7 +161,7 @@ __device__ void conv2d_big(const Params& p, const Ptrs& b) {
     auto store = [&](u32 buf) {
 #pragma unroll
         for (u32 j = 0; j < LA; j++) {
-            const u32 g = ag + j * (256u / BM);
+            const u32 g = ag + j * (NT / BM);
             As[buf][4u * g][arow] = xr[j].x;
             As[buf][4u * g + 1u][arow] = xr[j].y;
             As[buf][4u * g + 2u][arow] = xr[j].z;
@@ -251,3 +252,11 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_0(Params p, Pt
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_1(Params p, Ptrs b) { conv2d_big<DQ4_1, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_f32(Params p, Ptrs b) { conv2d_big<DF32, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_f16(Params p, Ptrs b) { conv2d_big<DF16, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_bf16(Params p, Ptrs b) { conv2d_big<DBF16, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q8_0(Params p, Ptrs b) { conv2d_big<DQ8_0, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_0(Params p, Ptrs b) { conv2d_big<DQ4_0, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_1(Params p, Ptrs b) { conv2d_big<DQ4_1, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 128, 32>(p, b); }

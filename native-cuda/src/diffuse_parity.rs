@@ -85,6 +85,28 @@ fn time_batch(
         ts.push(t0.elapsed().as_secs_f64());
     }
     ts.sort_by(f64::total_cmp);
+    // Where a call's time goes: the input upload alone, and the network
+    // alone (run + read of the output, no host-side layout work).
+    let input = kiln::host::HostTensor::from_f32(&[batch, h, w, 1], kiln::DType::F32, &noisy)?;
+    let (mut up, mut dev) = (Vec::new(), Vec::new());
+    for _ in 0..iters.max(1) {
+        let t0 = Instant::now();
+        unet.exe.write(unet.net.noisy, &input)?;
+        let t1 = Instant::now();
+        unet.exe.run(&[])?;
+        unet.exe.read(unet.net.output)?;
+        up.push((t1 - t0).as_secs_f64());
+        dev.push(t1.elapsed().as_secs_f64());
+    }
+    up.sort_by(f64::total_cmp);
+    dev.sort_by(f64::total_cmp);
+    eprintln!(
+        "split {} batch {batch}: call {:.2} ms = upload {:.2} ms + run and read {:.2} ms + host rest",
+        b.name(),
+        ts[ts.len() / 2] * 1e3,
+        up[up.len() / 2] * 1e3,
+        dev[dev.len() / 2] * 1e3
+    );
     let prof = if profile {
         unet.exe.profile(0, &[])?
     } else {

@@ -202,8 +202,14 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
         }
         ("conv2d.wgsl", "big") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
-            let tile = if has("BN64") { "big64" } else { "big" };
-            k("conv2d", format!("conv2d_{tile}_{w}"), [256, 1, 1])
+            let (tile, threads) = if has("BN64") {
+                ("big64", 256)
+            } else if has("BM128") {
+                ("big128", 128)
+            } else {
+                ("big", 256)
+            };
+            k("conv2d", format!("conv2d_{tile}_{w}"), [threads, 1, 1])
         }
         ("conv2d.wgsl", "main") if has("TILE64") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;

@@ -1,27 +1,32 @@
 // common/conv2d_big.wgsl — conv2d.wgsl's `big` entry (included with BIG; the twin of
-// conv2d.cu's conv2d_big): GPUs, Cin % 4 == 0, many output tiles. 256
-// invocations per workgroup; a BM×BN output tile (256 pixels × 32 channels,
-// or 128 × 64 with BN64), 8 pixels × 4 channels per invocation; K advances 8
+// conv2d.cu's conv2d_big): GPUs, Cin % 4 == 0, many output tiles. WG =
+// BM·BN/32 invocations per workgroup; a BM×BN output tile (256 pixels × 32
+// channels; 128 × 64 with BN64; 128 × 32 and 128 invocations with BM128),
+// 8 pixels × 4 channels per invocation; K advances 8
 // at a time through two K-major workgroup buffers, the next slice's global
 // loads issued before the current slice is multiplied (one barrier per
 // slice). Each invocation gathers one output pixel's im2col row (its
 // coordinates computed once): 4 input channels of one tap are one vec4 load.
 // Dispatch (ceil(rows/BN), ceil(m/BM)) workgroups; 18 KiB (12 KiB with
-// BN64) of workgroup memory.
+// BN64, 10 KiB with BM128) of workgroup memory.
 
 #if BN64
 const BM: u32 = 128u;
 const BN: u32 = 64u;
+#elif BM128
+const BM: u32 = 128u;
+const BN: u32 = 32u;
 #else
 const BM: u32 = 256u;
 const BN: u32 = 32u;
 #endif
 const BK: u32 = 8u;
+const WG: u32 = BM * BN / 32u;
 
 // [buffer][k][pixel / 4] and [buffer][k][channel / 4]: vectors along the
 // tile's pixels / channels.
-var<workgroup> As: array<vec4<f32>, 1024>;  // 2·BK·BM/4 (BM = 256)
-var<workgroup> Bs: array<vec4<f32>, 256>;   // 2·BK·BN/4 (BN = 64)
+var<workgroup> As: array<vec4<f32>, 2u * BK * BM / 4u>;
+var<workgroup> Bs: array<vec4<f32>, 2u * BK * BN / 4u>;
 
 // The output pixel an invocation gathers: in range, oy·stride − pad,
 // ox·stride − pad, and its sample's first element.
@@ -66,18 +71,19 @@ fn put_w(buf: u32, g: u32, row: u32, v: vec4<f32>) {
     Bs[i + 3u * BN / 4u][c] = v.w;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let r0 = wid.x * BN;
     let m0 = wid.y * BM;
-    // Gathering: pixel arow of the tile, groups ag (and ag + 1 when BM = 256).
+    // Gathering: pixel arow of the tile, groups ag (and ag + 1 when each
+    // invocation loads two: WG = BM).
     let arow = lid % BM;
     let ag = lid / BM;
     let xm = m0 + arow;
     let pix = xm % (p.oh * p.ow);
     let px = Pixel(xm < p.m, i32((pix / p.ow) * p.stride) - i32(p.pad),
                    i32((pix % p.ow) * p.stride) - i32(p.pad), (xm / (p.oh * p.ow)) * p.h * p.w * p.cin);
-    let two = BM == 256u;
+    let two = WG == BM;
     // Weights: row brow of the tile, group bg (invocations past 2·BN load none).
     let brow = lid % BN;
     let bg = lid / BN;

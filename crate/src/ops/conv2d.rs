@@ -227,6 +227,8 @@ impl Op for Conv2d {
                     defines.push("BIG");
                     if bn == 64 {
                         defines.push("BN64");
+                    } else if bm == 128 {
+                        defines.push("BM128");
                     }
                     ("big", [u(ch.rows.div_ceil(bn))?, u(m.div_ceil(bm))?, 1])
                 } else if super::matmul::tile64_pays(m, ch.rows) {
@@ -274,7 +276,9 @@ impl Op for Conv2d {
 /// 18 KiB of workgroup memory and 256 invocations, Cin a multiple of 4 (one
 /// tap's 4 channels are one vector load) and at least 128 output tiles to
 /// fill the device (at 48 the H200 measured the same total conv time at
-/// batch 1 and 64: docs/bench/2026-12-02-h200-terrain-2). 64 channels per tile when the rows divide into 64s.
+/// batch 1 and 64: docs/bench/2026-12-02-h200-terrain-2). 128×64 when the
+/// rows divide into 64s, else 256×32, else 128×32 (128 invocations) when
+/// only the smaller tile makes 128 of them. 64 channels per tile when the rows divide into 64s.
 fn big_tile(ctx: &PlanCtx, m: usize, cin: usize, rows: usize) -> Option<(usize, usize)> {
     let c = &ctx.caps;
     if c.cpu
@@ -284,13 +288,16 @@ fn big_tile(ctx: &PlanCtx, m: usize, cin: usize, rows: usize) -> Option<(usize, 
     {
         return None;
     }
+    let tiles = |bm: usize, bn: usize| m.div_ceil(bm) * rows.div_ceil(bn);
     let (bm, bn) = if rows.is_multiple_of(64) {
         (128, 64)
-    } else {
+    } else if tiles(256, 32) >= 128 {
         (256, 32)
+    } else {
+        (128, 32)
     };
-    let tiles = m.div_ceil(bm) * rows.div_ceil(bn);
-    (tiles >= 128 && m.div_ceil(bm) <= c.max_workgroups_per_dim as usize).then_some((bm, bn))
+    (tiles(bm, bn) >= 128 && m.div_ceil(bm) <= c.max_workgroups_per_dim as usize)
+        .then_some((bm, bn))
 }
 
 impl Graph {

@@ -32,6 +32,10 @@ pub struct WgpuOptions {
     /// on this device would hold more than this many bytes — a device with
     /// less memory, for tests and for sharing a GPU.
     pub max_device_bytes: Option<u64>,
+    /// Compile shaders without wgpu's injected bounds checks (native only; a
+    /// kernel indexing past a binding is then undefined behaviour). For
+    /// measuring what the checks cost; also `KILN_WGPU_UNCHECKED=1`.
+    pub unchecked_shaders: bool,
 }
 
 /// One adapter as reported to users (`kiln devices`).
@@ -130,6 +134,7 @@ pub struct GpuContext {
     /// Bytes held by live executables, and the budget for them.
     allocated: std::sync::atomic::AtomicU64,
     budget: Option<u64>,
+    unchecked: bool,
 }
 
 impl GpuContext {
@@ -207,6 +212,8 @@ impl GpuContext {
             pipelines: Mutex::new(HashMap::new()),
             allocated: Default::default(),
             budget: opts.max_device_bytes,
+            unchecked: opts.unchecked_shaders
+                || std::env::var("KILN_WGPU_UNCHECKED").is_ok_and(|v| v == "1"),
         })
     }
 
@@ -266,12 +273,21 @@ impl GpuContext {
         let (shader, entry, defines, writable) = key;
         let src = shaders::preprocess(shader, defines)?;
         self.take_error()?;
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(shader),
-                source: wgpu::ShaderSource::Wgsl(src.into()),
-            });
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(shader),
+            source: wgpu::ShaderSource::Wgsl(src.into()),
+        };
+        let module = if self.unchecked && !cfg!(target_arch = "wasm32") {
+            // SAFETY: opted into by the caller (`unchecked_shaders`): every
+            // kernel's indices are bounded by its planned shapes, which the
+            // op-parity suite checks on every backend.
+            unsafe {
+                self.device
+                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
+        } else {
+            self.device.create_shader_module(desc)
+        };
         let compile_err = |e: BackendError| BackendError::ShaderCompile {
             shader: format!("{shader}:{entry} {defines:?}"),
             message: e.to_string(),

@@ -35,7 +35,7 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
         bool,
     );
     let f = DType::F32;
-    let shapes: [Shape; 18] = [
+    let shapes: [Shape; 19] = [
         (1, 5, 7, 3, 5, 3, 1, 1, false, f, false),
         // ≥ 128 tiles of 64×64 (pixels × Cout): the large tile on GPUs.
         (2, 32, 32, 16, 256, 3, 1, 1, true, f, false),
@@ -58,6 +58,8 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
         (1, 131, 129, 12, 40, 3, 1, 1, true, f, false),
         (1, 128, 128, 4, 64, 3, 1, 1, false, DType::F16, false),
         (1, 128, 130, 32, 128, 1, 1, 0, true, DType::Q8_0, false),
+        // 128 × 32 tiles of 128 invocations (too few 256-pixel tiles).
+        (1, 128, 130, 8, 24, 3, 1, 1, true, f, false),
     ];
     let mut out = Vec::new();
     for (batch, h, w, cin, cout, k, stride, pad, with_res, dtype, split) in shapes {
