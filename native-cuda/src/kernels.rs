@@ -219,7 +219,6 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
             k("conv2d", format!("conv2d_{w}"), [16, 16, 1])
         }
-        ("group_norm.wgsl", "main") => k("group_norm", "group_norm".into(), [256, 1, 1]),
         ("group_norm.wgsl", e @ ("stats" | "finish" | "apply")) => {
             k("group_norm", format!("group_norm_{e}"), [256, 1, 1])
         }
@@ -327,10 +326,15 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
     }
 }
 
-/// Whether `family`'s source defines `extern "C" __global__ void name(`.
+/// Whether `family`'s source defines `extern "C" __global__ void
+/// [__launch_bounds__(n)] name(`.
 pub fn defines_kernel(family: &str, name: &str) -> bool {
     FAMILIES
         .iter()
         .find(|(f, _)| *f == family)
-        .is_some_and(|(_, src)| src.contains(&format!("extern \"C\" __global__ void {name}(")))
+        .is_some_and(|(_, src)| {
+            let decl = format!(" {name}(");
+            src.lines()
+                .any(|l| l.starts_with("extern \"C\" __global__") && l.contains(&decl))
+        })
 }
