@@ -426,6 +426,9 @@ test('demo: streams a real answer from SmolLM2, then works offline (service work
   await mkdir(artifacts, { recursive: true });
   await page.screenshot({ path: join(artifacts, 'demo.png') });
   await page.evaluate(() => navigator.serviceWorker.ready);
+  // `ready` means a worker is active, not that it controls this page yet
+  // (its activate handler claims clients): wait for that before going offline.
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60000 });
   // Offline: the app shell comes from the service worker, the model from OPFS.
   await context.setOffline(true);
   served.length = 0;
