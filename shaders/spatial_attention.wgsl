@@ -1,11 +1,17 @@
-// spatial_attention.wgsl — non-causal multi-head attention over spatial
-// tokens from a packed QKV (ops/spatial_attention.rs), in two passes.
+// spatial_attention.wgsl — non-causal multi-head attention, in two passes:
+// the UNet's spatial self-attention from a packed QKV and cross-attention of
+// spatial queries over text keys/values (ops/spatial_attention.rs).
 // Bindings: 0 params, then
-//   partial: 1 qkv: array<f32> [B, T, 3C], 2 part: array<f32> (scratch)
+//   partial: 1 q: array<f32>, 2 kv: array<f32> (self-attention binds the
+//            packed qkv [B, T, 3C] to both; cross: q [B, T, C], kv [B, TK, 2C]),
+//            3 part: array<f32> (scratch)
 //   combine: 1 part (scratch, read), 2 y: array<f32> [B, T, C]
+// q, k and v of head h are read by layout params: row r of sample b has its
+// query at (b·t + r)·q_rs + q_b + h·q_hs, its key at (b·tk + r)·k_rs + k_b +
+// h·k_hs and its value at … + v_b + h·k_hs.
 // partial: one workgroup of 64 per (sample, head, block of 64 queries, chunk
 // of 32 output dims, split of ks keys); one invocation per query. Keys (the
-// whole head, d ≤ 128) and the chunk's 32 value dims of TK keys at a time
+// whole head, d ≤ 160) and the chunk's 32 value dims of TK keys at a time
 // are staged in workgroup memory; online softmax per tile. Each invocation
 // writes (max, sum, 32 accumulators) for its split to `part`.
 // combine: one invocation per output value, merging the splits.
@@ -16,22 +22,29 @@
 // (whole-head private arrays came out as NaN from LLVM 15 for d ≥ 64).
 
 const TK: u32 = 16u;
-const KD: u32 = 128u;  // ops::spatial_attention::MAX_HEAD_DIM
+const KD: u32 = 160u;  // ops::spatial_attention::MAX_HEAD_DIM (SD 1.5: 1280 / 8 heads)
 const VD: u32 = 32u;   // output dims per workgroup
 const REC: u32 = 34u;  // VD + 2: a split's record (max, sum, acc[VD])
 
 struct Params {
-    t: u32,
+    t: u32,        // queries per sample
     c: u32,
     heads: u32,
     d: u32,
-    legacy: u32,
+    tk: u32,       // keys per sample
     scale: f32,
     blocks: u32,   // query blocks of 64 per (sample, head)
     batch: u32,
     chunks: u32,   // ceil(d / 32)
-    splits: u32,   // ceil(t / ks)
+    splits: u32,   // ceil(tk / ks)
     ks: u32,       // keys per split (a multiple of TK)
+    q_rs: u32,
+    q_b: u32,
+    q_hs: u32,
+    k_rs: u32,
+    k_b: u32,
+    v_b: u32,
+    k_hs: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,8 +52,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read> part: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 #else
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;
-@group(0) @binding(2) var<storage, read_write> part: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> kv: array<f32>;
+@group(0) @binding(3) var<storage, read_write> part: array<f32>;
 
 var<workgroup> ks: array<f32, TK * KD>;
 var<workgroup> vs: array<f32, TK * VD>;
@@ -97,19 +111,12 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let bh = id / p.blocks;
     let h = bh % p.heads;
     let b = bh / p.heads;
-    let c3 = 3u * p.c;
-    var qc = h * p.d;
-    var kc = p.c + h * p.d;
-    var vc = 2u * p.c + h * p.d;
-    if (p.legacy != 0u) {
-        qc = 3u * h * p.d;
-        kc = qc + p.d;
-        vc = qc + 2u * p.d;
-    }
+    let kc = p.k_b + h * p.k_hs;
+    let vc = p.v_b + h * p.k_hs;
     let e0 = dc * VD;
     let i = blk * 64u + lid;
     let live = i < p.t;
-    let qrow = (b * p.t + min(i, p.t - 1u)) * c3 + qc;
+    let qrow = (b * p.t + min(i, p.t - 1u)) * p.q_rs + p.q_b + h * p.q_hs;
     var acc: array<f32, VD>;
     for (var e = 0u; e < VD; e++) {
         acc[e] = 0.0;
@@ -117,23 +124,23 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     var m = -3.0e38;
     var l = 0.0;
     var s: array<f32, TK>;
-    let kend = min(p.t, (sp + 1u) * p.ks);
+    let kend = min(p.tk, (sp + 1u) * p.ks);
     for (var j0 = sp * p.ks; j0 < kend; j0 += TK) {
         // Stage TK keys (d dims) and this chunk's value dims (zeros past the split).
         for (var x = lid; x < TK * p.d; x += 64u) {
             let j = j0 + x / p.d;
-            var kv = 0.0;
+            var kval = 0.0;
             if (j < kend) {
-                kv = qkv[(b * p.t + j) * c3 + kc + x % p.d];
+                kval = kv[(b * p.tk + j) * p.k_rs + kc + x % p.d];
             }
-            ks[(x / p.d) * KD + x % p.d] = kv;
+            ks[(x / p.d) * KD + x % p.d] = kval;
         }
         for (var x = lid; x < TK * VD; x += 64u) {
             let j = j0 + x / VD;
             let e = e0 + x % VD;
             var vv = 0.0;
             if (j < kend && e < p.d) {
-                vv = qkv[(b * p.t + j) * c3 + vc + e];
+                vv = kv[(b * p.tk + j) * p.k_rs + vc + e];
             }
             vs[x] = vv;
         }
@@ -143,7 +150,7 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         for (var j = 0u; j < TK; j++) {
             var dot = 0.0;
             for (var e = 0u; e < p.d; e++) {
-                dot += qkv[qrow + e] * ks[j * KD + e];
+                dot += q[qrow + e] * ks[j * KD + e];
             }
             s[j] = dot * p.scale;
             if (j < nk) {

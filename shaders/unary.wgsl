@@ -6,7 +6,7 @@
 
 struct Params {
     n: u32,
-    kind: u32,   // 0 silu, 1 gelu (tanh), 2 gelu (erf), 3 scale
+    kind: u32,   // 0 silu, 1 gelu (tanh), 2 gelu (erf), 3 scale, 4 quick gelu
     s: f32,
 }
 
@@ -14,26 +14,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-// Abramowitz & Stegun 7.1.26 is too coarse (1.5e-7 abs is fine, but the
-// relative error near 0 is not): use erf(x) = 2/sqrt(pi) * series for |x|<1
-// and the A&S form elsewhere.
-fn erf_approx(v: f32) -> f32 {
-    let a = abs(v);
-    if (a < 1.0) {
-        let x2 = v * v;
-        // Maclaurin series to x^15: error < 3e-8 on |x| < 1.
-        var term = v;
-        var sum = v;
-        for (var n = 1u; n < 12u; n++) {
-            term = term * (-x2) / f32(n);
-            sum += term / f32(2u * n + 1u);
-        }
-        return 1.1283791670955126 * sum;
-    }
-    let t = 1.0 / (1.0 + 0.3275911 * a);
-    let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    return sign(v) * (1.0 - poly * exp(-a * a));
-}
+#include "common/erf.wgsl"
 
 fn gelu_tanh(v: f32) -> f32 {
     let c = 0.7978845608028654;
@@ -57,6 +38,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         case 0u: { r = v / (1.0 + exp(-v)); }
         case 1u: { r = gelu_tanh(v); }
         case 2u: { r = 0.5 * v * (1.0 + erf_approx(v * 0.7071067811865476)); }
+        case 4u: { r = v / (1.0 + exp(-1.702 * v)); }
         default: { r = v * p.s; }
     }
     y[i] = r;

@@ -1,9 +1,10 @@
 // binary.cu — element-wise f32 binary ops, the twin of shaders/binary.wgsl
 // (ops/binary.rs). Params: n, nb, kind (0 add, 1 mul, 2 swiglu: silu(a)·b,
-// 3 glu), cols, has_res, inner, rep (b broadcast as
+// 3 glu, 4 geglu), cols, has_res, inner, rep (b broadcast as
 // b[(i / (rep·inner))·inner + i % inner]). Bindings: 0 a, 1 b, 2 y.
 // Kind 3 (glu, the prefill epilogue of ops/matmul_fused.rs) reads a as
-// [rows, 2·cols]: y[r, c] = silu(a[r, c]) · a[r, cols + c] (+ b[i] with has_res).
+// [rows, 2·cols]: y[r, c] = silu(a[r, c]) · a[r, cols + c] (+ b[i] with has_res);
+// kind 4 (GEGLU) too: y[r, c] = a[r, c] · gelu_erf(a[r, cols + c]).
 // 256 threads per block.
 #include "common.cuh"
 
@@ -18,6 +19,14 @@ extern "C" __global__ void binary(Params p, Ptrs b) {
         float v = g / (1.0f + expf(-g)) * a[r * 2u * cols + cols + c];
         if (p.w[4] != 0u) v += BUF(const float, 1)[i];
         BUF(float, 2)[i] = v;
+        return;
+    }
+    if (p.w[2] == 4u) {
+        const u32 cols = p.w[3];
+        const float* a = BUF(const float, 0);
+        u64 r = i / cols, c = i % cols;
+        float g = a[r * 2u * cols + cols + c];
+        BUF(float, 2)[i] = a[r * 2u * cols + c] * 0.5f * g * (1.0f + erff(g * 0.7071067811865476f));
         return;
     }
     float av = BUF(const float, 0)[i];

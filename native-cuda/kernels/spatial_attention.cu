@@ -1,8 +1,10 @@
-// spatial_attention.cu — non-causal multi-head attention over spatial tokens
-// from a packed QKV, the twin of shaders/spatial_attention.wgsl
-// (ops/spatial_attention.rs), in two passes. Params: t, c, heads, d, legacy,
-// scale, blocks, batch, chunks, splits, ks.
-// spatial_attention_partial — bindings 0 qkv [B, T, 3C], 1 part (scratch):
+// spatial_attention.cu — non-causal multi-head attention (spatial self-
+// attention from a packed QKV, cross-attention over text keys/values), the
+// twin of shaders/spatial_attention.wgsl (ops/spatial_attention.rs), in two
+// passes. Params: t, c, heads, d, tk, scale, blocks, batch, chunks, splits,
+// ks, q_rs, q_b, q_hs, k_rs, k_b, v_b, k_hs (layouts: see the WGSL).
+// spatial_attention_partial — bindings 0 q, 1 kv (self: both the packed qkv),
+//   2 part (scratch):
 //   one block of 64 per (sample, head, 64 queries, 32 output dims, split of ks
 //   keys); K tiles (whole head) and the chunk's V dims in shared memory;
 //   online softmax per tile of 16 keys; writes (max, sum, acc[32]) per split.
@@ -11,7 +13,7 @@
 #include "common.cuh"
 
 #define TK 16
-#define KD 128
+#define KD 160
 #define VD 32
 #define REC 34
 
@@ -20,8 +22,10 @@ __device__ __forceinline__ u64 rec(const Params& p, u32 bh, u32 i, u32 sp, u32 d
 }
 
 extern "C" __global__ void spatial_attention_partial(Params p, Ptrs b) {
-    const u32 t = p.w[0], c = p.w[1], heads = p.w[2], d = p.w[3], blocks = p.w[6], batch = p.w[7],
-              chunks = p.w[8], splits = p.w[9], kspl = p.w[10];
+    const u32 t = p.w[0], heads = p.w[2], d = p.w[3], tk = p.w[4], blocks = p.w[6],
+              batch = p.w[7], chunks = p.w[8], splits = p.w[9], kspl = p.w[10], q_rs = p.w[11],
+              q_b = p.w[12], q_hs = p.w[13], k_rs = p.w[14], k_b = p.w[15], v_b = p.w[16],
+              k_hs = p.w[17];
     const float scale = PF(5);
     u32 id = wg_index();
     if (id >= batch * heads * blocks * chunks * splits) return;
@@ -32,37 +36,32 @@ extern "C" __global__ void spatial_attention_partial(Params p, Ptrs b) {
     const u32 dc = id % chunks;
     id /= chunks;
     const u32 blk = id % blocks, bh = id / blocks, h = bh % heads, s_ = bh / heads;
-    const u32 c3 = 3u * c;
-    u32 qc = h * d, kc = c + h * d, vc = 2u * c + h * d;
-    if (p.w[4] != 0u) {
-        qc = 3u * h * d;
-        kc = qc + d;
-        vc = qc + 2u * d;
-    }
-    const float* qkv = BUF(const float, 0);
-    float* part = BUF(float, 1);
+    const u32 kc = k_b + h * k_hs, vc = v_b + h * k_hs;
+    const float* q = BUF(const float, 0);
+    const float* kv = BUF(const float, 1);
+    float* part = BUF(float, 2);
     const u32 e0 = dc * VD, i = blk * 64u + threadIdx.x;
     const bool live = i < t;
-    const u64 qrow = ((u64)s_ * t + min(i, t - 1u)) * c3 + qc;
+    const u64 qrow = ((u64)s_ * t + min(i, t - 1u)) * q_rs + q_b + h * q_hs;
     float acc[VD], s[TK];
     for (int e = 0; e < VD; e++) acc[e] = 0.0f;
     float m = -3.0e38f, l = 0.0f;
-    const u32 kend = min(t, (sp + 1u) * kspl);
+    const u32 kend = min(tk, (sp + 1u) * kspl);
     for (u32 j0 = sp * kspl; j0 < kend; j0 += TK) {
         for (u32 x = threadIdx.x; x < TK * d; x += 64u) {
             u32 j = j0 + x / d;
-            ks[(x / d) * KD + x % d] = j < kend ? qkv[((u64)s_ * t + j) * c3 + kc + x % d] : 0.0f;
+            ks[(x / d) * KD + x % d] = j < kend ? kv[((u64)s_ * tk + j) * k_rs + kc + x % d] : 0.0f;
         }
         for (u32 x = threadIdx.x; x < TK * VD; x += 64u) {
             u32 j = j0 + x / VD, e = e0 + x % VD;
-            vs[x] = (j < kend && e < d) ? qkv[((u64)s_ * t + j) * c3 + vc + e] : 0.0f;
+            vs[x] = (j < kend && e < d) ? kv[((u64)s_ * tk + j) * k_rs + vc + e] : 0.0f;
         }
         __syncthreads();
         u32 nk = min((u32)TK, kend - j0);
         float tmax = m;
         for (int j = 0; j < TK; j++) {
             float dot = 0.0f;
-            for (u32 e = 0; e < d; e++) dot += qkv[qrow + e] * ks[j * KD + e];
+            for (u32 e = 0; e < d; e++) dot += q[qrow + e] * ks[j * KD + e];
             s[j] = dot * scale;
             if ((u32)j < nk) tmax = fmaxf(tmax, s[j]);
         }

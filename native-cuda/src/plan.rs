@@ -17,7 +17,7 @@ use kiln::ops::{Bind, Chunk, GpuCaps, PlanCtx};
 use crate::kernels::{self, Kernel, MAX_BINDINGS, MAX_PARAMS};
 
 /// Ops with CUDA kernels (by `Op::name`).
-pub const OPS: [&str; 48] = [
+pub const OPS: [&str; 51] = [
     "dropout",
     "silu",
     "gelu",
@@ -46,6 +46,9 @@ pub const OPS: [&str; 48] = [
     "avg_pool_2x2",
     "upsample_nearest_2x",
     "spatial_attention",
+    "cross_attention",
+    "geglu",
+    "quick_gelu",
     "timestep_embed",
     "slice_rows",
     "mul_mat_input_grad",

@@ -27,8 +27,14 @@ const smolRef = (await json('tests/fixtures/smollm2/reference.json')).records;
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.css': 'text/css', '.webmanifest': 'application/manifest+json', '.svg': 'image/svg+xml' };
 const mounts = new Map();
 const served = [];
+// While `down.on`, the server is unreachable: every connection is dropped, so a
+// fetch fails as it does offline. (context.setOffline alone does not reliably
+// cover a service worker's own fetches: one restarted after the switch can
+// still reach the network, as two clean-clone CI runs showed.)
+const down = { on: false, refused: [] };
 const server = createServer(async (req, res) => {
   const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+  if (down.on) { down.refused.push(path); req.socket.destroy(); return; }
   served.push(path);
   let base = root, rel = path;
   for (const [prefix, dir] of mounts) if (path.startsWith(prefix)) { base = dir; rel = path.slice(prefix.length - 1); }
@@ -52,6 +58,19 @@ const browser = await chromium.launch({
   args: ['--enable-unsafe-webgpu', '--no-sandbox', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--disable-gpu-sandbox'],
 });
+
+// Take the page's context and the server offline; returns a function that
+// brings both back and reports what was refused meanwhile.
+async function goOffline(context) {
+  await context.setOffline(true);
+  down.on = true;
+  down.refused.length = 0;
+  return async () => {
+    down.on = false;
+    await context.setOffline(false);
+    return down.refused.splice(0);
+  };
+}
 
 async function harness(context) {
   const page = await (context || (await browser.newContext())).newPage();
@@ -430,17 +449,18 @@ test('demo: streams a real answer from SmolLM2, then works offline (service work
   // (its activate handler claims clients): wait for that before going offline.
   await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60000 });
   // Offline: the app shell comes from the service worker, the model from OPFS.
-  await context.setOffline(true);
-  served.length = 0;
-  await page.reload();
-  await page.waitForSelector('#status:has-text("Ready")', { timeout: 180000 });
-  assert.match(await page.locator('#status').innerText(), /cache/i);
-  const offline = await ask('What is the capital of France?');
-  assert.match(offline, /Paris/);
-  // (The browser's own service-worker update check may still reach sw.js.)
-  const online = served.filter((p) => !p.endsWith('/sw.js'));
-  assert.equal(online.length, 0, `went to the network offline: ${online}`);
-  await page.screenshot({ path: join(artifacts, 'demo-offline.png') });
+  const online = await goOffline(context);
+  try {
+    await page.reload();
+    await page.waitForSelector('#status:has-text("Ready")', { timeout: 180000 });
+    assert.match(await page.locator('#status').innerText(), /cache/i);
+    const offline = await ask('What is the capital of France?');
+    assert.match(offline, /Paris/);
+    await page.screenshot({ path: join(artifacts, 'demo-offline.png') });
+  } finally {
+    // The service worker is network-first: its tries were refused, then it answered from its cache.
+    console.log(`    offline: ${(await online()).length} request(s) refused; the page still loaded and answered`);
+  }
   await context.close();
 });
 
@@ -789,13 +809,15 @@ test('terrain demo: a seed-11 map (relief + 3D view; its .npy = the native CLI w
   }
   // Offline: the page, package and three.js from the service worker, the model from OPFS.
   await page.evaluate(() => navigator.serviceWorker.ready);
-  await context.setOffline(true);
-  served.length = 0;
-  await page.goto(`${origin}/www/terrain/`);
-  await page.waitForSelector('#status:has-text("Ready")', { timeout: 180000 });
-  assert.match(await page.locator('#status').innerText(), /cache/i);
-  const online = served.filter((p) => !p.endsWith('/sw.js'));
-  assert.equal(online.length, 0, `went to the network offline: ${online}`);
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60000 });
+  const online = await goOffline(context);
+  try {
+    await page.goto(`${origin}/www/terrain/`);
+    await page.waitForSelector('#status:has-text("Ready")', { timeout: 180000 });
+    assert.match(await page.locator('#status').innerText(), /cache/i);
+  } finally {
+    console.log(`    offline: ${(await online()).length} request(s) refused; the page still loaded the model`);
+  }
   await context.close();
 });
 

@@ -4,6 +4,7 @@
 //! biases, SmolLM/SmolLM2, TinyLlama) share one builder ([`llama`]).
 
 pub mod llama;
+pub mod sd;
 pub mod terrain;
 pub mod terrain_post;
 pub mod unet;

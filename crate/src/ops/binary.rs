@@ -1,5 +1,6 @@
 //! Element-wise binary ops on f32: add, mul (with row broadcast of `b`) and
-//! SwiGLU (`silu(a) * b`, the Llama FFN gate).
+//! SwiGLU (`silu(a) * b`, the Llama FFN gate); and [`Geglu`], diffusers'
+//! gated feed-forward over one packed projection.
 //!
 //! `a` has any shape; `b` has the same shape, or — for add/mul — a shape that
 //! broadcasts over one block of `a`'s dimensions: right-aligned, `b`'s
@@ -144,7 +145,68 @@ impl Op for Binary {
     }
 }
 
+/// GEGLU over a packed projection (diffusers' `GEGLU`: `hidden, gate =
+/// proj(x).chunk(2, -1)`): `a [.., 2n]` → `y [.., n]`, `y[r, c] = a[r, c] ·
+/// gelu_erf(a[r, n + c])`. Kernel: `shaders/binary.wgsl`, kind 4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geglu;
+
+impl Op for Geglu {
+    fn name(&self) -> &'static str {
+        "geglu"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[1])?;
+        let a = inputs[0];
+        require_dtype(self.name(), "a", a, &[DType::F32])?;
+        match a.shape.last() {
+            Some(&n2) if n2 > 0 && n2 % 2 == 0 => {
+                let mut s = a.shape.clone();
+                *s.last_mut().unwrap_or(&mut 0) = n2 / 2;
+                Ok((s, DType::F32))
+            }
+            _ => Err(shape_err(
+                self.name(),
+                format!("a {:?} needs an even, non-zero last dimension", a.shape),
+            )),
+        }
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, _syms: &[u32]) -> Result<()> {
+        let a = inputs[0].to_f32()?;
+        let n = inputs[0].shape.last().copied().unwrap_or(0) / 2;
+        let y: Vec<f32> = (0..a.len() / 2)
+            .map(|i| {
+                let (r, c) = (i / n, i % n);
+                let g = a[r * 2 * n + n + c] as f64;
+                let gelu = 0.5 * g * (1.0 + crate::ops::unary::erf(g / std::f64::consts::SQRT_2));
+                (a[r * 2 * n + c] as f64 * gelu) as f32
+            })
+            .collect();
+        put_f32(out, &y);
+        Ok(())
+    }
+
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        let n = ctx.output.numel();
+        let cols = ctx.output.shape.last().copied().unwrap_or(1);
+        Ok(vec![Dispatch {
+            shader: "binary.wgsl",
+            entry: "main",
+            defines: vec![],
+            bindings: vec![Bind::Input(0, 0), Bind::Input(0, 0), Bind::Output],
+            params: vec![u(n)?, u(n)?, 4, u(cols)?, 0, 1, 1],
+            groups: grid(n.div_ceil(256), ctx.caps)?,
+        }])
+    }
+}
+
 impl Graph {
+    /// diffusers' GEGLU of a packed `[.., 2n]` projection → `[.., n]`.
+    pub fn geglu(&mut self, a: TensorId) -> Result<TensorId> {
+        self.push(Geglu, &[a])
+    }
     pub fn add(&mut self, a: TensorId, b: TensorId) -> Result<TensorId> {
         self.push(Binary::Add, &[a, b])
     }

@@ -1,5 +1,7 @@
 //! Non-causal multi-head self-attention over spatial tokens (the UNet's
-//! attention blocks), from a packed QKV projection.
+//! attention blocks), from a packed QKV projection; and [`CrossAttention`],
+//! spatial queries over another sequence's packed keys/values (SD's text
+//! conditioning), which shares the general kernel and CPU reference.
 //!
 //! `qkv [B, T, 3C]` f32 (the 1×1 QKV convolution of NHWC activations, T =
 //! H·W tokens) → `[B, T, C]`, `C = heads · d`. Channel layout of `qkv`, per
@@ -26,7 +28,7 @@ use crate::graph::{Graph, TensorId, TensorInfo};
 use crate::host::HostTensor;
 
 /// The largest head dimension the kernel holds in registers.
-pub const MAX_HEAD_DIM: usize = 128;
+pub const MAX_HEAD_DIM: usize = 160;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpatialAttention {
@@ -82,29 +84,8 @@ impl Op for SpatialAttention {
         let [b, t, c3] = inputs[0].shape[..] else {
             return Err(shape_err(self.name(), "qkv must be 3-D".into()));
         };
-        let c = c3 / 3;
-        let d = c / self.heads;
-        let scale = 1.0 / (d as f64).sqrt();
-        let mut y = vec![0f32; b * t * c];
-        let mut s = vec![0f64; t];
-        for n in 0..b {
-            let tok = |i: usize, col: usize| x[(n * t + i) * c3 + col] as f64;
-            for h in 0..self.heads {
-                let [qc, kc, vc] = self.cols(h, c);
-                for i in 0..t {
-                    for (j, sj) in s.iter_mut().enumerate() {
-                        *sj = (0..d).map(|e| tok(i, qc + e) * tok(j, kc + e)).sum::<f64>() * scale;
-                    }
-                    let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
-                    for e in 0..d {
-                        let v: f64 = (0..t).map(|j| (s[j] - m).exp() * tok(j, vc + e)).sum();
-                        y[(n * t + i) * c + h * d + e] = (v / z) as f32;
-                    }
-                }
-            }
-        }
-        put_f32(out, &y);
+        let l = self.layout(b, t, c3 / 3);
+        put_f32(out, &reference(&l, &x, &x));
         Ok(())
     }
 
@@ -120,43 +101,209 @@ impl Op for SpatialAttention {
         if !ctx.caps.cpu && d <= 64 && d.is_multiple_of(4) {
             return Ok(vec![self.tiled(ctx, b, t, c, d)?]);
         }
-        let blocks = t.div_ceil(64);
-        let chunks = d.div_ceil(32);
-        let ks = keys_per_split(d);
-        let splits = t.div_ceil(ks);
-        let params = vec![
-            u(t)?,
-            u(c)?,
-            u(self.heads)?,
-            u(d)?,
-            self.legacy as u32,
-            f(1.0 / (d as f32).sqrt()),
-            u(blocks)?,
-            u(b)?,
-            u(chunks)?,
-            u(splits)?,
-            u(ks)?,
-        ];
-        // Per (sample, head, query, split, chunk): max, sum, 32 accumulators.
-        let part = (b * self.heads * t * splits * chunks * 34 * 4) as u64;
-        Ok(vec![
-            Dispatch {
-                shader: "spatial_attention.wgsl",
-                entry: "partial",
-                defines: vec![],
-                bindings: vec![Bind::Input(0, 0), Bind::Scratch(0, part)],
-                params: params.clone(),
-                groups: grid(b * self.heads * blocks * chunks * splits, ctx.caps)?,
-            },
-            Dispatch {
-                shader: "spatial_attention.wgsl",
-                entry: "combine",
-                defines: vec!["COMBINE"],
-                bindings: vec![Bind::ScratchRead(0), Bind::Output],
-                params,
-                groups: grid((b * t * c).div_ceil(256), ctx.caps)?,
-            },
-        ])
+        two_pass(ctx, &self.layout(b, t, c), Bind::Input(0, 0))
+    }
+}
+
+/// Where q, k and v of every (sample, token, head) are, in floats: the
+/// general kernel's layout params (shaders/spatial_attention.wgsl).
+struct Layout {
+    batch: usize,
+    t: usize,
+    tk: usize,
+    c: usize,
+    heads: usize,
+    q_rs: usize,
+    q_b: usize,
+    q_hs: usize,
+    k_rs: usize,
+    k_b: usize,
+    v_b: usize,
+    k_hs: usize,
+}
+
+impl SpatialAttention {
+    fn layout(&self, batch: usize, t: usize, c: usize) -> Layout {
+        let [q_b, k_b, v_b] = self.cols(0, c);
+        let q_hs = self.cols(1.min(self.heads - 1), c)[0] - q_b;
+        Layout {
+            batch,
+            t,
+            tk: t,
+            c,
+            heads: self.heads,
+            q_rs: 3 * c,
+            q_b,
+            q_hs,
+            k_rs: 3 * c,
+            k_b,
+            v_b,
+            k_hs: q_hs,
+        }
+    }
+}
+
+/// The f64 oracle: `y[b, i, h·d + e] = Σ_j softmax_j(q·k / √d) v[j, e]`.
+fn reference(l: &Layout, q: &[f32], kv: &[f32]) -> Vec<f32> {
+    let d = l.c / l.heads;
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut y = vec![0f32; l.batch * l.t * l.c];
+    let mut s = vec![0f64; l.tk];
+    for n in 0..l.batch {
+        for h in 0..l.heads {
+            let qi = |i: usize, e: usize| q[(n * l.t + i) * l.q_rs + l.q_b + h * l.q_hs + e] as f64;
+            let kv_at = |j: usize, base: usize, e: usize| {
+                kv[(n * l.tk + j) * l.k_rs + base + h * l.k_hs + e] as f64
+            };
+            for i in 0..l.t {
+                for (j, sj) in s.iter_mut().enumerate() {
+                    *sj = (0..d).map(|e| qi(i, e) * kv_at(j, l.k_b, e)).sum::<f64>() * scale;
+                }
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
+                for e in 0..d {
+                    let v: f64 = (0..l.tk)
+                        .map(|j| (s[j] - m).exp() * kv_at(j, l.v_b, e))
+                        .sum();
+                    y[(n * l.t + i) * l.c + h * d + e] = (v / z) as f32;
+                }
+            }
+        }
+    }
+    y
+}
+
+/// The general two-pass kernel (`shaders/spatial_attention.wgsl`): any
+/// adapter, any layout, d ≤ 160; `kv` is the binding of the keys/values.
+fn two_pass(ctx: &PlanCtx, l: &Layout, kv: Bind) -> Result<Vec<Dispatch>> {
+    let (b, t, c, heads) = (l.batch, l.t, l.c, l.heads);
+    let d = c / heads;
+    let blocks = t.div_ceil(64);
+    let chunks = d.div_ceil(32);
+    let ks = keys_per_split(d);
+    let splits = l.tk.div_ceil(ks);
+    let params = vec![
+        u(t)?,
+        u(c)?,
+        u(heads)?,
+        u(d)?,
+        u(l.tk)?,
+        f(1.0 / (d as f32).sqrt()),
+        u(blocks)?,
+        u(b)?,
+        u(chunks)?,
+        u(splits)?,
+        u(ks)?,
+        u(l.q_rs)?,
+        u(l.q_b)?,
+        u(l.q_hs)?,
+        u(l.k_rs)?,
+        u(l.k_b)?,
+        u(l.v_b)?,
+        u(l.k_hs)?,
+    ];
+    // Per (sample, head, query, split, chunk): max, sum, 32 accumulators.
+    let part = (b * heads * t * splits * chunks * 34 * 4) as u64;
+    Ok(vec![
+        Dispatch {
+            shader: "spatial_attention.wgsl",
+            entry: "partial",
+            defines: vec![],
+            bindings: vec![Bind::Input(0, 0), kv, Bind::Scratch(0, part)],
+            params: params.clone(),
+            groups: grid(b * heads * blocks * chunks * splits, ctx.caps)?,
+        },
+        Dispatch {
+            shader: "spatial_attention.wgsl",
+            entry: "combine",
+            defines: vec!["COMBINE"],
+            bindings: vec![Bind::ScratchRead(0), Bind::Output],
+            params,
+            groups: grid((b * t * c).div_ceil(256), ctx.caps)?,
+        },
+    ])
+}
+
+/// Cross-attention of spatial queries over another sequence (the SD UNet's
+/// `attn2`: image tokens over text tokens): `q [B, T, C]` and a packed
+/// `kv [B, TK, 2C]` (`k` = columns `[0, C)`, `v` = `[C, 2C)`, head `h` at
+/// `h·d` within each) → `[B, T, C]`, `scale = 1/√d`. Kernel: the general
+/// two-pass kernel on every adapter (TK is short: 77 text tokens).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrossAttention {
+    pub heads: usize,
+}
+
+impl CrossAttention {
+    /// From the shapes of `q` and `kv` (checked by `infer`).
+    fn layout(&self, q: &[usize], kv: &[usize]) -> Layout {
+        let (c, d) = (q[2], q[2] / self.heads);
+        Layout {
+            batch: q[0],
+            t: q[1],
+            tk: kv[1],
+            c,
+            heads: self.heads,
+            q_rs: c,
+            q_b: 0,
+            q_hs: d,
+            k_rs: 2 * c,
+            k_b: 0,
+            v_b: c,
+            k_hs: d,
+        }
+    }
+}
+
+impl Op for CrossAttention {
+    fn name(&self) -> &'static str {
+        "cross_attention"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[2])?;
+        let (q, kv) = (inputs[0], inputs[1]);
+        require_dtype(self.name(), "q", q, &[DType::F32])?;
+        require_dtype(self.name(), "kv", kv, &[DType::F32])?;
+        let (&[b, _, c], &[bk, tk, c2]) = (&q.shape[..], &kv.shape[..]) else {
+            return Err(shape_err(
+                self.name(),
+                format!(
+                    "q {:?} and kv {:?} must be [B, T, C] and [B, TK, 2C]",
+                    q.shape, kv.shape
+                ),
+            ));
+        };
+        if bk != b || c2 != 2 * c || tk == 0 || self.heads == 0 || c % self.heads != 0 {
+            return Err(shape_err(
+                self.name(),
+                format!(
+                    "q {:?} and kv {:?} must be [B, T, C] and [B, TK ≥ 1, 2C], C = {} heads × d",
+                    q.shape, kv.shape, self.heads
+                ),
+            ));
+        }
+        if c / self.heads > MAX_HEAD_DIM {
+            return Err(shape_err(
+                self.name(),
+                format!("head dim {} exceeds {MAX_HEAD_DIM}", c / self.heads),
+            ));
+        }
+        Ok((q.shape.clone(), DType::F32))
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, _syms: &[u32]) -> Result<()> {
+        let l = self.layout(&inputs[0].shape, &inputs[1].shape);
+        put_f32(
+            out,
+            &reference(&l, &inputs[0].to_f32()?, &inputs[1].to_f32()?),
+        );
+        Ok(())
+    }
+
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        let l = self.layout(&ctx.inputs[0].shape, &ctx.inputs[1].shape);
+        two_pass(ctx, &l, Bind::Input(1, 0))
     }
 }
 
@@ -272,5 +419,10 @@ impl Graph {
     /// Self-attention over the tokens of a packed `qkv [B, T, 3C]`.
     pub fn spatial_attention(&mut self, qkv: TensorId, op: SpatialAttention) -> Result<TensorId> {
         self.push(op, &[qkv])
+    }
+
+    /// Attention of `q [B, T, C]` over a packed `kv [B, TK, 2C]`.
+    pub fn cross_attention(&mut self, q: TensorId, kv: TensorId, heads: usize) -> Result<TensorId> {
+        self.push(CrossAttention { heads }, &[q, kv])
     }
 }

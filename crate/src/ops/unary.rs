@@ -1,5 +1,6 @@
 //! Element-wise unary ops on f32: SiLU, GELU (tanh approximation, as ggml and
-//! `gelu_pytorch_tanh`), GELU (exact, erf) and scale.
+//! `gelu_pytorch_tanh`), GELU (exact, erf), quick GELU (`x·σ(1.702x)`, CLIP's
+//! `quick_gelu`) and scale.
 //!
 //! `y[i] = f(x[i])` over any shape. Kernel: `shaders/unary.wgsl`, one thread per
 //! element, the function picked by a uniform `kind`.
@@ -17,6 +18,7 @@ pub enum Unary {
     Gelu,
     GeluErf,
     Scale(f32),
+    QuickGelu,
 }
 
 impl Unary {
@@ -26,6 +28,7 @@ impl Unary {
             Unary::Gelu => 1,
             Unary::GeluErf => 2,
             Unary::Scale(_) => 3,
+            Unary::QuickGelu => 4,
         }
     }
 
@@ -39,6 +42,7 @@ impl Unary {
             }
             Unary::GeluErf => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
             Unary::Scale(s) => x * s as f64,
+            Unary::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
         }
     }
 }
@@ -77,6 +81,7 @@ impl Op for Unary {
             Unary::Gelu => "gelu",
             Unary::GeluErf => "gelu_erf",
             Unary::Scale(_) => "scale",
+            Unary::QuickGelu => "quick_gelu",
         }
     }
 
@@ -126,6 +131,9 @@ impl Graph {
     }
     pub fn gelu_erf(&mut self, x: TensorId) -> Result<TensorId> {
         self.push(Unary::GeluErf, &[x])
+    }
+    pub fn quick_gelu(&mut self, x: TensorId) -> Result<TensorId> {
+        self.push(Unary::QuickGelu, &[x])
     }
     pub fn scale(&mut self, x: TensorId, s: f32) -> Result<TensorId> {
         self.push(Unary::Scale(s), &[x])

@@ -64,6 +64,7 @@ pub fn registry() -> Vec<(&'static str, Generator)> {
     vec![
         ("unary", unary),
         ("binary", binary),
+        ("geglu", geglu),
         ("norm", norm),
         ("softmax", softmax),
         ("argmax", argmax),
@@ -82,6 +83,7 @@ pub fn registry() -> Vec<(&'static str, Generator)> {
         ("group_norm", diffusion::group_norm),
         ("resample", diffusion::resample),
         ("spatial_attention", diffusion::spatial_attention),
+        ("cross_attention", diffusion::cross_attention),
         ("timestep_embed", diffusion::timestep_embed),
         ("matmul_grads", train::matmul_grads),
         ("norm_glu_back", train::norm_glu_back),
@@ -189,6 +191,7 @@ fn unary(rng: &mut Rng) -> Result<Vec<Case>> {
         Unary::Gelu,
         Unary::GeluErf,
         Unary::Scale(-0.37),
+        Unary::QuickGelu,
     ] {
         for shape in ELEMENTWISE_SHAPES {
             let mut b = B::new(rng);
@@ -247,6 +250,25 @@ fn binary(rng: &mut Rng) -> Result<Vec<Case>> {
                 tol,
             )?);
         }
+    }
+    Ok(out)
+}
+
+fn geglu(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    // Packed [.., 2n] projections: odd n, n not a multiple of 256, rank 3.
+    // The kernels' erf (common/erf.wgsl) is within 1.5e-7 absolute, scaled
+    // by |a·g|/2 in the product: ≤ 4e-6 for |a|, |g| ≤ 7 (4.5σ of the
+    // N(0, 1.5²) inputs).
+    let tol = Tol {
+        atol: 5e-6,
+        rtol: 1e-5,
+    };
+    for shape in [&[2][..], &[1, 14], &[5, 2 * 129], &[2, 7, 2 * 640]] {
+        let mut b = B::new(rng);
+        let x = b.input(shape, DType::F32, 1.5)?;
+        let y = b.g.geglu(x)?;
+        out.push(b.case("geglu", DType::F32, format!("{shape:?}"), y, vec![], tol)?);
     }
     Ok(out)
 }

@@ -14,7 +14,7 @@ pub mod config;
 mod weights;
 
 pub use config::{Edm, UnetConfig};
-pub use weights::{UnetWeights, find_prefix};
+pub use weights::{UnetWeights, device_tensor, find_prefix};
 
 use crate::backend::{Backend, Executable};
 use crate::dtype::DType;

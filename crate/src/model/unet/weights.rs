@@ -76,44 +76,59 @@ impl UnetWeights {
     ) -> Result<HostTensor, LoadError> {
         let src = self.source(name)?;
         let (got, values) = self.model.tensor_f32(&src)?;
-        let n: usize = shape.iter().product();
-        let mismatch = || LoadError::TensorShape {
-            name: src.clone(),
-            got: got.clone(),
-            want: shape.to_vec(),
-        };
-        let values = match kind {
-            WeightKind::Conv => {
-                let [cout, cin, kh, kw] = got[..] else {
-                    return Err(mismatch());
-                };
-                if shape != [cout, kh * kw * cin] {
-                    return Err(mismatch());
-                }
-                oihw_to_ohwi(&values, cout, cin, kh, kw)?
-            }
-            // Gemm [out, in]; vectors may be stored [C, 1, 1].
-            WeightKind::Linear | WeightKind::Vector => {
-                let same = got
-                    .iter()
-                    .filter(|d| **d != 1)
-                    .eq(shape.iter().filter(|d| **d != 1));
-                if values.len() != n || !same {
-                    return Err(mismatch());
-                }
-                values
-            }
-        };
-        if dtype == DType::F32 {
-            return Ok(HostTensor::from_f32(shape, DType::F32, &values)?);
-        }
-        let cols = *shape.last().unwrap_or(&1);
-        let mut out = Vec::with_capacity(crate::host::byte_size(shape, dtype)?);
-        for row in values.chunks(cols.max(1)) {
-            out.extend(quant::quantize(dtype, row)?);
-        }
-        Ok(HostTensor::from_bytes(shape, dtype, out)?)
+        device_tensor(&src, &got, values, kind, shape, dtype)
     }
+}
+
+/// A weight in the graph's layout: `values` (stored as `got`, PyTorch
+/// layout) as `kind` with the graph's `shape` and `dtype` — conv kernels
+/// `[Cout, Cin, kh, kw]` → `[Cout, kh·kw·Cin]`; Linear matrices `[out, in]`
+/// and vectors as they are (vectors may be stored `[C, 1, 1]`); quantized
+/// row by row when `dtype` is not f32.
+pub fn device_tensor(
+    src: &str,
+    got: &[usize],
+    values: Vec<f32>,
+    kind: WeightKind,
+    shape: &[usize],
+    dtype: DType,
+) -> Result<HostTensor, LoadError> {
+    let n: usize = shape.iter().product();
+    let mismatch = || LoadError::TensorShape {
+        name: src.to_string(),
+        got: got.to_vec(),
+        want: shape.to_vec(),
+    };
+    let values = match kind {
+        WeightKind::Conv => {
+            let [cout, cin, kh, kw] = got[..] else {
+                return Err(mismatch());
+            };
+            if shape != [cout, kh * kw * cin] {
+                return Err(mismatch());
+            }
+            oihw_to_ohwi(&values, cout, cin, kh, kw)?
+        }
+        WeightKind::Linear | WeightKind::Vector => {
+            let same = got
+                .iter()
+                .filter(|d| **d != 1)
+                .eq(shape.iter().filter(|d| **d != 1));
+            if values.len() != n || !same {
+                return Err(mismatch());
+            }
+            values
+        }
+    };
+    if dtype == DType::F32 {
+        return Ok(HostTensor::from_f32(shape, DType::F32, &values)?);
+    }
+    let cols = *shape.last().unwrap_or(&1);
+    let mut out = Vec::with_capacity(crate::host::byte_size(shape, dtype)?);
+    for row in values.chunks(cols.max(1)) {
+        out.extend(quant::quantize(dtype, row)?);
+    }
+    Ok(HostTensor::from_bytes(shape, dtype, out)?)
 }
 
 /// Folded GroupNorm affine pairs, by module (see the module docs).

@@ -202,6 +202,31 @@ pub(super) fn spatial_attention(rng: &mut Rng) -> Result<Vec<Case>> {
     Ok(out)
 }
 
+pub(super) fn cross_attention(rng: &mut Rng) -> Result<Vec<Case>> {
+    // (batch, queries, keys, heads, head dim): one key; SD's 77 text tokens
+    // over a few hundred image tokens; d past one 32-wide chunk and odd; SD
+    // 1.5's deepest heads (d 160 = MAX_HEAD_DIM).
+    let shapes = [
+        (1, 1, 1, 1, 4),
+        (2, 17, 5, 2, 8),
+        (2, 64, 77, 8, 40),
+        (1, 300, 77, 5, 64),
+        (3, 65, 9, 3, 33),
+        (1, 70, 1200, 1, 128),
+        (2, 16, 77, 8, 160),
+    ];
+    let mut out = Vec::new();
+    for (batch, t, tk, heads, d) in shapes {
+        let mut b = B::new(rng);
+        let q = b.input(&[batch, t, heads * d], DType::F32, 1.0)?;
+        let kv = b.input(&[batch, tk, 2 * heads * d], DType::F32, 1.0)?;
+        let y = b.g.cross_attention(q, kv, heads)?;
+        let desc = format!("b{batch} t{t} tk{tk} h{heads} d{d}");
+        out.push(b.case("cross_attention", DType::F32, desc, y, vec![], REDUCTION)?);
+    }
+    Ok(out)
+}
+
 pub(super) fn timestep_embed(rng: &mut Rng) -> Result<Vec<Case>> {
     let mut out = Vec::new();
     // (batch, dim, t scale, diffusers' sin-first with shift 1)

@@ -1,0 +1,113 @@
+//! The decoder of diffusers' `AutoencoderKL`: `post_quant_conv`, `conv_in`,
+//! the mid block (ResNet, single-head self-attention, ResNet), up blocks of
+//! ResNets with nearest 2× + conv between them, `conv_norm_out`, SiLU,
+//! `conv_out`. GroupNorm eps is 1e-6 throughout (diffusers' VAE blocks).
+//! Latents are divided by `scaling_factor` (and shifted) by the caller, as
+//! the pipelines do before `vae.decode`.
+
+use super::{Builder, SdGraph, SdOptions, VaeConfig};
+use crate::dtype::DType;
+use crate::error::{KilnError, Result};
+use crate::graph::TensorId;
+
+const EPS: f32 = 1e-6;
+
+/// The decoder's graph for `batch` latents of `h × w`.
+pub struct VaeGraph {
+    pub net: SdGraph,
+    /// `[B, h, w, latent_channels]` (NHWC), already scaled.
+    pub latents: TensorId,
+    /// `[B, h·s, w·s, out_channels]` (NHWC), about [-1, 1].
+    pub image: TensorId,
+    pub batch: usize,
+    pub size: (usize, usize),
+}
+
+/// diffusers' VAE `Attention`: GroupNorm, stacked `to_q|to_k|to_v` (with
+/// biases) as one 1×1 projection, one head over all pixels, `to_out.0`,
+/// residual.
+fn attention(
+    b: &mut Builder,
+    x: TensorId,
+    name: &str,
+    c: usize,
+    groups: usize,
+) -> Result<TensorId> {
+    let [bsz, h, w, _] = b.shape(x)?[..] else {
+        return Err(KilnError::BadInput {
+            name: name.into(),
+            detail: "attention input must be 4-D".into(),
+        });
+    };
+    let rows = bsz * h * w;
+    let n = b.group_norm(x, &format!("{name}.group_norm"), c, groups, EPS, false)?;
+    let n = b.g.reshape(n, &[rows, c])?;
+    let qkv: Vec<String> = ["to_q", "to_k", "to_v"]
+        .iter()
+        .map(|p| format!("{name}.{p}"))
+        .collect();
+    let qkv = b.linear_of(n, &qkv, c, 3 * c, true)?;
+    let qkv = b.g.reshape(qkv, &[bsz, h * w, 3 * c])?;
+    let op = crate::ops::spatial_attention::SpatialAttention {
+        heads: 1,
+        legacy: false,
+    };
+    let o = b.g.spatial_attention(qkv, op)?;
+    let o = b.g.reshape(o, &[rows, c])?;
+    let o = b.linear(o, &format!("{name}.to_out.0"), c, c, true)?;
+    let o = b.g.reshape(o, &[bsz, h, w, c])?;
+    b.g.add(o, x)
+}
+
+pub fn build(
+    cfg: &VaeConfig,
+    batch: usize,
+    h: usize,
+    w: usize,
+    opts: &SdOptions,
+) -> Result<VaeGraph> {
+    if batch == 0 || h == 0 || w == 0 {
+        return Err(KilnError::BadInput {
+            name: "vae".into(),
+            detail: format!("latents {h}×{w} (batch {batch}) must be non-empty"),
+        });
+    }
+    let mut b = Builder::new(opts);
+    let g = cfg.groups;
+    let lc = cfg.latent_channels;
+    let latents = b.g.input("latents", &[batch, h, w, lc], DType::F32)?;
+    let mut x = latents;
+    if cfg.post_quant_conv {
+        x = b.conv(x, "post_quant_conv", lc, lc, 1, 1, None)?;
+    }
+    let rev: Vec<usize> = cfg.channels.iter().rev().copied().collect();
+    let mut ch = rev[0];
+    x = b.conv(x, "decoder.conv_in", lc, ch, 3, 1, None)?;
+    x = b.resnet(x, None, "decoder.mid_block.resnets.0", ch, ch, g, EPS)?;
+    if cfg.mid_attention {
+        x = attention(&mut b, x, "decoder.mid_block.attentions.0", ch, g)?;
+    }
+    x = b.resnet(x, None, "decoder.mid_block.resnets.1", ch, ch, g, EPS)?;
+    b.probe("decoder.mid_block", x)?;
+    for (i, &out) in rev.iter().enumerate() {
+        let name = format!("decoder.up_blocks.{i}");
+        for j in 0..=cfg.layers_per_block {
+            x = b.resnet(x, None, &format!("{name}.resnets.{j}"), ch, out, g, EPS)?;
+            ch = out;
+        }
+        if i + 1 < rev.len() {
+            x = b.upsample(x, &format!("{name}.upsamplers.0"), ch)?;
+        }
+        b.probe(&name, x)?;
+    }
+    let o = b.group_norm(x, "decoder.conv_norm_out", ch, g, EPS, true)?;
+    let image = b.conv(o, "decoder.conv_out", ch, cfg.out_channels, 3, 1, None)?;
+    b.g.mark_output(image)?;
+    Ok(VaeGraph {
+        net: b.finish(),
+        latents,
+        image,
+        batch,
+        size: (h, w),
+    })
+}
