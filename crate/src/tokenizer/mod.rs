@@ -57,6 +57,7 @@
 //! Parity with HF is tested in `tests/tokenizer.rs` against fixtures written by
 //! `tools/gen_tokenizer_fixtures.py`.
 
+pub mod clip;
 mod spec;
 mod stream;
 

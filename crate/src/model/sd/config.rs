@@ -190,6 +190,9 @@ impl Unet2dConfig {
                 "class_embeddings_concat",
                 "projection_class_embeddings_input_dim",
                 "reverse_transformer_layers_per_block",
+                "time_embedding_dim",
+                "encoder_hid_dim_type",
+                "addition_time_embed_dim",
             ],
         )?;
         let expect = |key: &str, ok: &[&str], default: &str| -> Result<(), LoadError> {
@@ -203,6 +206,12 @@ impl Unet2dConfig {
         expect("act_fn", &["silu"], "silu")?;
         expect("resnet_time_scale_shift", &["default"], "default")?;
         expect("time_embedding_type", &["positional"], "positional")?;
+        expect("attention_type", &["default"], "default")?;
+        if let Some(f) = v.get("resnet_out_scale_factor").and_then(Value::as_f64)
+            && f != 1.0
+        {
+            return Err(unsupported(m, format!("resnet_out_scale_factor = {f}")));
+        }
         for (k, d) in [
             ("conv_in_kernel", 3),
             ("conv_out_kernel", 3),

@@ -12,6 +12,7 @@
 
 pub mod clip;
 pub mod config;
+pub mod pipeline;
 pub mod unet;
 pub mod vae;
 pub mod weights;
@@ -235,14 +236,14 @@ impl<'a> Builder<'a> {
 
 /// A built module compiled on a backend with its weights uploaded.
 pub struct Loaded {
-    pub net: SdGraph,
     pub exe: Box<dyn Executable>,
+    probes: Vec<(String, TensorId)>,
 }
 
 impl Loaded {
     /// Compiles `net` and uploads its weights from `c`.
     pub fn new(
-        net: SdGraph,
+        net: &SdGraph,
         c: &Component,
         backend: &dyn Backend,
     ) -> std::result::Result<Loaded, LoadError> {
@@ -256,7 +257,10 @@ impl Loaded {
             };
             exe.write(w.id, &t)?;
         }
-        Ok(Loaded { net, exe })
+        Ok(Loaded {
+            exe,
+            probes: net.probes.clone(),
+        })
     }
 
     /// A probed value (after a run): shape and values (NHWC as computed).
@@ -264,7 +268,7 @@ impl Loaded {
         &mut self,
         name: &str,
     ) -> std::result::Result<Option<(Vec<usize>, Vec<f32>)>, LoadError> {
-        let Some((_, t)) = self.net.probes.iter().find(|(n, _)| n == name) else {
+        let Some((_, t)) = self.probes.iter().find(|(n, _)| n == name) else {
             return Ok(None);
         };
         let v = self.exe.read(*t)?;

@@ -1,0 +1,206 @@
+//! The modules of a diffusers Stable-Diffusion folder, compiled and ready to
+//! call: the text encoder (with its tokenizer), the UNet and the VAE decoder.
+//! Host-side tensors are NCHW (as diffusers has them); the graphs run NHWC.
+
+use std::path::Path;
+
+use super::{ClipConfig, Component, Loaded, SdOptions, Unet2dConfig, VaeConfig, clip, unet, vae};
+use crate::backend::Backend;
+use crate::dtype::DType;
+use crate::error::KilnError;
+use crate::host::HostTensor;
+use crate::loader::LoadError;
+use crate::model::unet::{nchw_to_nhwc, nhwc_to_nchw};
+use crate::tokenizer::clip::ClipTokenizer;
+
+fn bad(name: &str, detail: String) -> LoadError {
+    LoadError::Kiln(KilnError::BadInput {
+        name: name.into(),
+        detail,
+    })
+}
+
+fn read(dir: &Path, f: &str) -> Result<Vec<u8>, LoadError> {
+    let p = dir.join(f);
+    std::fs::read(&p).map_err(|e| LoadError::Io(format!("{}: {e}", p.display())))
+}
+
+/// Reads `tokenizer/` of a diffusers folder.
+pub fn open_tokenizer(dir: &Path) -> Result<ClipTokenizer, LoadError> {
+    let t = dir.join("tokenizer");
+    let cfg = std::fs::read(t.join("tokenizer_config.json")).ok();
+    ClipTokenizer::from_files(
+        &read(&t, "vocab.json")?,
+        &read(&t, "merges.txt")?,
+        cfg.as_deref(),
+    )
+    .map_err(|e| LoadError::Tokenizer(e.to_string()))
+}
+
+/// The CLIP text encoder for `batch` prompts of the tokenizer's length.
+pub struct TextEncoder {
+    pub cfg: ClipConfig,
+    pub graph: clip::ClipGraph,
+    pub loaded: Loaded,
+}
+
+impl TextEncoder {
+    pub fn load(
+        c: &Component,
+        backend: &dyn Backend,
+        batch: usize,
+        tokens: usize,
+        opts: &SdOptions,
+    ) -> Result<TextEncoder, LoadError> {
+        let cfg = ClipConfig::from_json(&c.config)?;
+        let graph = clip::build(&cfg, batch, tokens, opts)?;
+        let loaded = Loaded::new(&graph.net, c, backend)?;
+        Ok(TextEncoder { cfg, graph, loaded })
+    }
+
+    /// `[batch·tokens, hidden]` hidden states of `ids` (`batch·tokens` ids).
+    pub fn encode(&mut self, ids: &[u32]) -> Result<Vec<f32>, LoadError> {
+        let (b, t) = (self.graph.batch, self.graph.tokens);
+        if ids.len() != b * t {
+            return Err(bad(
+                "text_encoder",
+                format!("expects {b}×{t} ids, got {}", ids.len()),
+            ));
+        }
+        if let Some(id) = ids.iter().find(|i| **i as usize >= self.cfg.vocab) {
+            return Err(bad(
+                "ids",
+                format!(
+                    "token id {id} is outside the vocabulary of {}",
+                    self.cfg.vocab
+                ),
+            ));
+        }
+        let exe = self.loaded.exe.as_mut();
+        exe.write(self.graph.ids, &HostTensor::from_u32(&[b * t], ids)?)?;
+        exe.run(&[])?;
+        Ok(exe.read(self.graph.hidden)?.to_f32()?)
+    }
+}
+
+/// The UNet for a fixed batch, latent size and text length.
+pub struct SdUnet {
+    pub cfg: Unet2dConfig,
+    pub graph: unet::UnetGraph,
+    pub loaded: Loaded,
+}
+
+impl SdUnet {
+    #[allow(clippy::too_many_arguments)]
+    pub fn load(
+        c: &Component,
+        backend: &dyn Backend,
+        batch: usize,
+        size: (usize, usize),
+        text_tokens: usize,
+        opts: &SdOptions,
+    ) -> Result<SdUnet, LoadError> {
+        let cfg = Unet2dConfig::from_json(&c.config)?;
+        let graph = unet::build(&cfg, batch, size.0, size.1, text_tokens, opts)?;
+        let loaded = Loaded::new(&graph.net, c, backend)?;
+        Ok(SdUnet { cfg, graph, loaded })
+    }
+
+    /// One call: `sample` NCHW `[B, C, H, W]`, a timestep per sample and the
+    /// text states `[B·T, D]` → NCHW model output.
+    pub fn call(
+        &mut self,
+        sample: &[f32],
+        timesteps: &[f32],
+        context: &[f32],
+    ) -> Result<Vec<f32>, LoadError> {
+        let g = &self.graph;
+        let (b, (h, w)) = (g.batch, g.size);
+        let (cin, cout) = (self.cfg.in_channels, self.cfg.out_channels);
+        let d = self.cfg.cross_attention_dim;
+        if sample.len() != b * cin * h * w
+            || timesteps.len() != b
+            || context.len() != b * g.text_tokens * d
+        {
+            return Err(bad(
+                "unet",
+                format!(
+                    "expects {b} samples of {cin}×{h}×{w}, {b} timesteps and {b}×{}×{d} text states",
+                    g.text_tokens
+                ),
+            ));
+        }
+        let exe = self.loaded.exe.as_mut();
+        let nhwc = nchw_to_nhwc(sample, b, cin, h * w);
+        exe.write(
+            g.sample,
+            &HostTensor::from_f32(&[b, h, w, cin], DType::F32, &nhwc)?,
+        )?;
+        exe.write(
+            g.timestep,
+            &HostTensor::from_f32(&[b], DType::F32, timesteps)?,
+        )?;
+        exe.write(
+            g.context,
+            &HostTensor::from_f32(&[b * g.text_tokens, d], DType::F32, context)?,
+        )?;
+        exe.run(&[])?;
+        let y = exe.read(g.output)?.to_f32()?;
+        Ok(nhwc_to_nchw(&y, b, cout, h * w))
+    }
+}
+
+/// The VAE decoder for a fixed batch and latent size.
+pub struct VaeDecoder {
+    pub cfg: VaeConfig,
+    pub graph: vae::VaeGraph,
+    pub loaded: Loaded,
+}
+
+impl VaeDecoder {
+    pub fn load(
+        c: &Component,
+        backend: &dyn Backend,
+        batch: usize,
+        size: (usize, usize),
+        opts: &SdOptions,
+    ) -> Result<VaeDecoder, LoadError> {
+        let cfg = VaeConfig::from_json(&c.config)?;
+        let graph = vae::build(&cfg, batch, size.0, size.1, opts)?;
+        let loaded = Loaded::new(&graph.net, c, backend)?;
+        Ok(VaeDecoder { cfg, graph, loaded })
+    }
+
+    /// `vae.decode(z)` of NCHW latents `z` as given (the caller divides by
+    /// the scaling factor, as pipelines do) → NCHW image, about [-1, 1].
+    pub fn decode_raw(&mut self, z: &[f32]) -> Result<Vec<f32>, LoadError> {
+        let g = &self.graph;
+        let (b, (h, w)) = (g.batch, g.size);
+        let lc = self.cfg.latent_channels;
+        if z.len() != b * lc * h * w {
+            return Err(bad("vae", format!("expects {b} latents of {lc}×{h}×{w}")));
+        }
+        let exe = self.loaded.exe.as_mut();
+        let nhwc = nchw_to_nhwc(z, b, lc, h * w);
+        exe.write(
+            g.latents,
+            &HostTensor::from_f32(&[b, h, w, lc], DType::F32, &nhwc)?,
+        )?;
+        exe.run(&[])?;
+        let y = exe.read(g.image)?.to_f32()?;
+        let s = self.cfg.scale();
+        Ok(nhwc_to_nchw(&y, b, self.cfg.out_channels, h * w * s * s))
+    }
+
+    /// Pipeline latents → NCHW image in [0, 1]: `decode(z / scaling + shift)`,
+    /// then `(x / 2 + 0.5)` clamped, as diffusers' image processor does.
+    pub fn decode(&mut self, latents: &[f32]) -> Result<Vec<f32>, LoadError> {
+        let (sf, shift) = (self.cfg.scaling_factor, self.cfg.shift_factor);
+        let z: Vec<f32> = latents.iter().map(|v| v / sf + shift).collect();
+        let mut x = self.decode_raw(&z)?;
+        for v in &mut x {
+            *v = (*v / 2.0 + 0.5).clamp(0.0, 1.0);
+        }
+        Ok(x)
+    }
+}

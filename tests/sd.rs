@@ -1,0 +1,183 @@
+//! Stable-Diffusion-family modules against diffusers on the same random
+//! weights (`tools/sd_fixtures.py`: two tiny pipeline folders, SD-1.x style
+//! `tiny_sd15` and SD-2.x style `tiny_sd21` with linear projections, per-block
+//! head counts and v-prediction): the CLIP tokenizer's ids, the text
+//! encoder's hidden states, one UNet call (batch 2, as classifier-free
+//! guidance runs it, two timesteps) and the VAE decoder, on the CPU reference
+//! and the test adapter.
+//!
+//! Bounds: values are compared relative to the largest reference value of
+//! each tensor (`VecDiff::rel`), NaN-aware. PyTorch's f32 CPU results carry
+//! their own rounding: f32 sums over ≤ 300 terms per layer, a few layers
+//! deep, ≲ 1e-6 relative; the timestep embedding's angles reach 999 rad,
+//! where an ulp of the f32 argument is 6e-5 rad. Measured 2026-12-02 (CPU
+//! reference / lavapipe): text encoder ≤ 4.9e-7, UNet output ≤ 2.4e-6, time
+//! embedding ≤ 1.1e-5, VAE ≤ 6.4e-7. Bounds: 5e-6, 2e-5, 1e-4 and 5e-6.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use kiln::backend::Backend;
+use kiln::backend::cpu::CpuBackend;
+use kiln::model::sd::pipeline::{SdUnet, TextEncoder, VaeDecoder, open_tokenizer};
+use kiln::model::sd::{Component, SdOptions};
+use kiln::parity::vec_diff;
+
+fn dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/sd")
+        .join(name)
+}
+
+struct Reference {
+    json: serde_json::Value,
+    bytes: Vec<u8>,
+}
+
+impl Reference {
+    fn read(folder: &str) -> Reference {
+        let d = dir(folder);
+        let json =
+            serde_json::from_slice(&std::fs::read(d.join("reference.json")).unwrap()).unwrap();
+        let bytes = std::fs::read(d.join("reference.safetensors")).unwrap();
+        Reference { json, bytes }
+    }
+
+    fn tensor(&self, name: &str) -> (Vec<usize>, Vec<f32>) {
+        let st = safetensors::SafeTensors::deserialize(&self.bytes).unwrap();
+        let t = st
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("reference has no {name}"));
+        assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
+        let v = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        (t.shape().to_vec(), v)
+    }
+}
+
+fn close(got: &[f32], want: &[f32], rel: f64, what: &str) -> f64 {
+    let d = vec_diff(got, want).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        d.rel() <= rel,
+        "{what}: max |Δ| {:.3e} = {:.2e} of max |ref| {:.3e} (bound {rel:.0e}) at {}",
+        d.max_abs,
+        d.rel(),
+        d.max_want,
+        d.worst
+    );
+    d.rel()
+}
+
+const TEXT_REL: f64 = 5e-6;
+const UNET_REL: f64 = 2e-5;
+const TEMB_REL: f64 = 1e-4;
+const VAE_REL: f64 = 5e-6;
+
+#[test]
+fn clip_tokenizer_matches_transformers() {
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir("tokenizer_reference.json")).unwrap()).unwrap();
+    let prompts: Vec<&str> = r["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    for (variant, folder) in [("tiny_eot", "tiny_sd15"), ("tiny_bang", "tiny_sd21")] {
+        let tok = open_tokenizer(&dir(folder)).unwrap();
+        let cases = r["variants"][variant]["cases"].as_array().unwrap();
+        assert_eq!(cases.len(), prompts.len());
+        for (p, c) in prompts.iter().zip(cases) {
+            let want = common::ids(&c["input_ids"]);
+            let got = tok.encode_padded(p).unwrap();
+            assert_eq!(got, want, "{variant}: {p:?}");
+        }
+        eprintln!(
+            "{variant}: {} prompts = transformers' CLIPTokenizer",
+            prompts.len()
+        );
+    }
+}
+
+fn text_encoder(folder: &str, backend: &dyn Backend, label: &str) {
+    let r = Reference::read(folder);
+    let c = Component::open(&dir(folder).join("text_encoder")).unwrap();
+    let ids: Vec<u32> = r.json["text"]["prompt_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(common::ids)
+        .collect();
+    let mut te = TextEncoder::load(&c, backend, 2, 77, &SdOptions::default()).unwrap();
+    let got = te.encode(&ids).unwrap();
+    let (_, want) = r.tensor("text.hidden");
+    let e = close(
+        &got,
+        &want,
+        TEXT_REL,
+        &format!("{folder} text encoder on {label}"),
+    );
+    eprintln!("{folder} text encoder on {label}: within {e:.1e} relative");
+}
+
+fn unet(folder: &str, backend: &dyn Backend, label: &str) {
+    let r = Reference::read(folder);
+    let c = Component::open(&dir(folder).join("unet")).unwrap();
+    let (shape, sample) = r.tensor("unet.sample");
+    let (_, t) = r.tensor("unet.timestep");
+    let (_, context) = r.tensor("text.hidden");
+    let opts = SdOptions {
+        probes: true,
+        ..Default::default()
+    };
+    let mut u = SdUnet::load(&c, backend, shape[0], (shape[2], shape[3]), 77, &opts).unwrap();
+    let got = u.call(&sample, &t, &context).unwrap();
+    let (_, want) = r.tensor("unet.out");
+    let (_, temb) = r.tensor("unet.temb");
+    let (_, ktemb) = u.loaded.probe("time_embedding").unwrap().unwrap();
+    let et = close(
+        &ktemb,
+        &temb,
+        TEMB_REL,
+        &format!("{folder} time embedding on {label}"),
+    );
+    let e = close(&got, &want, UNET_REL, &format!("{folder} unet on {label}"));
+    eprintln!("{folder} unet on {label}: output within {e:.1e}, time embedding {et:.1e} relative");
+}
+
+fn vae(folder: &str, backend: &dyn Backend, label: &str) {
+    let r = Reference::read(folder);
+    let c = Component::open(&dir(folder).join("vae")).unwrap();
+    let (shape, z) = r.tensor("vae.decode_input");
+    let mut v = VaeDecoder::load(
+        &c,
+        backend,
+        shape[0],
+        (shape[2], shape[3]),
+        &SdOptions::default(),
+    )
+    .unwrap();
+    let got = v.decode_raw(&z).unwrap();
+    let (_, want) = r.tensor("vae.image");
+    let e = close(&got, &want, VAE_REL, &format!("{folder} vae on {label}"));
+    eprintln!("{folder} vae decoder on {label}: within {e:.1e} relative");
+}
+
+#[test]
+fn modules_match_diffusers() {
+    let gpu = common::gpu();
+    for folder in ["tiny_sd15", "tiny_sd21"] {
+        text_encoder(folder, &CpuBackend, "cpu reference");
+        unet(folder, &CpuBackend, "cpu reference");
+        vae(folder, &CpuBackend, "cpu reference");
+        if let Some(g) = &gpu {
+            text_encoder(folder, g, &g.name());
+            unet(folder, g, &g.name());
+            vae(folder, g, &g.name());
+        }
+    }
+}
