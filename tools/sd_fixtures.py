@@ -74,7 +74,7 @@ def clip_vocab(merges):
 
 
 def jdump(obj) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def write_tokenizer(d: Path, merges, pad):
@@ -526,9 +526,19 @@ def generate(out: Path, tf4):
     return man
 
 
+def finite(o):
+    """Strict JSON (serde_json rejects NaN/Infinity): non-finite floats become the strings "inf", "-inf", "nan"
+    (e.g. DPMSolverMultistepScheduler's lambda_min_clipped = -inf)."""
+    if isinstance(o, float) and not np.isfinite(o):
+        return "nan" if np.isnan(o) else ("inf" if o > 0 else "-inf")
+    if isinstance(o, dict):
+        return {k: finite(v) for k, v in o.items()}
+    return [finite(v) for v in o] if isinstance(o, (list, tuple)) else o
+
+
 def compact_json(obj):
-    """Indented JSON whose innermost number lists stay on one line."""
-    s = json.dumps(obj, indent=1, ensure_ascii=False, sort_keys=True)
+    """Indented strict JSON whose innermost number lists stay on one line."""
+    s = json.dumps(finite(obj), indent=1, ensure_ascii=False, sort_keys=True, allow_nan=False)
     return re.sub(r"\[\s+([-0-9.eE,\s]+?)\s+\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", s) + "\n"
 
 
@@ -593,6 +603,7 @@ Tensor names (reference.safetensors, NCHW as torch): `text.hidden` [2,77,32] (ba
 path>` (forward-hook output, first tuple element); `vae.latents`, `vae.decode_input` (= latents/0.18215, what decode got),
 `vae.image`, `vae.probe.*`; `sched.init_latents` (raw N(0,1); the pipeline multiplies by init_noise_sigma),
 `sched.<run>.step<i>` (latents after step i), `sched.<run>.noise<i>` (every randn the scheduler drew, in order);
+JSON is strict (non-finite floats are written as the strings "inf"/"-inf"/"nan");
 `pipe.init_latents`, `pipe.step<i>`, `pipe.decoded` [1,3,H,W], `pipe.image` [H,W,3] in [0,1].
 
 Subtleties an implementation must replicate
@@ -609,7 +620,9 @@ Subtleties an implementation must replicate
 - CFG: latents duplicated to batch 2, encoder states [uncond, cond], noise = u + g (c - u), then scheduler.step.
   Euler/EulerA scale_model_input divides by sqrt(sigma^2+1); DDIM/DPM/LCM do not.
 - Spacing: sd15 uses `leading` + steps_offset=1 (4 steps: 751,501,251,1; DPM's leading differs: 801,601,401,201),
-  sd21 uses `trailing` (999,749,499,249) and v_prediction. Karras DPM timesteps come from sigmas. See reference.json.
+  sd21 uses `trailing` (999,749,499,249) and v_prediction. Karras DPM timesteps come from sigmas (999,687,146,0);
+  LCM ignores the spacing (999,759,499,259; noise drawn after every step but the last). Euler init_noise_sigma is
+  sigma_max for linspace/trailing but sqrt(sigma_max^2+1) for leading. All resolved configs are in reference.json.
 - SD2 tokenizer: pad token "!" is a special added token, so a literal "!" in a prompt is split out as id 0 even inside
   "!!" (BPE would have merged it); "<|endoftext|>"/"<|startoftext|>" typed literally (any case) map to the special ids.
 - Tokenizer paths differ (tokenizer_reference.json "notes"): transformers 5.x (= 4.x fast) does NFC, whitespace

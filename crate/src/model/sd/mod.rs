@@ -13,6 +13,7 @@
 pub mod clip;
 pub mod config;
 pub mod pipeline;
+pub mod scheduler;
 pub mod unet;
 pub mod vae;
 pub mod weights;

@@ -1,0 +1,429 @@
+//! Diffusion schedulers on the host (f64 arithmetic on the latents), as
+//! diffusers computes them: Euler, Euler ancestral, DDIM (η = 0) and
+//! DPM-Solver++ 2M (optionally with Karras sigmas), from a folder's
+//! `scheduler/scheduler_config.json` (betas, spacing, offset, prediction
+//! type). The denoising loop calls `scale_model_input` on the UNet input and
+//! `step` on its (guided) output, once per timestep.
+
+use serde_json::Value;
+
+use crate::loader::LoadError;
+
+/// Which update rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedulerKind {
+    Euler,
+    EulerAncestral,
+    Ddim,
+    DpmPp2m,
+    DpmPp2mKarras,
+}
+
+impl SchedulerKind {
+    /// CLI / JS names: `euler`, `euler-a`, `ddim`, `dpm++2m`, `dpm++2m-karras`.
+    pub fn parse(s: &str) -> Option<SchedulerKind> {
+        Some(match s {
+            "euler" => SchedulerKind::Euler,
+            "euler-a" | "euler_ancestral" => SchedulerKind::EulerAncestral,
+            "ddim" => SchedulerKind::Ddim,
+            "dpm++2m" | "dpmpp_2m" => SchedulerKind::DpmPp2m,
+            "dpm++2m-karras" | "dpmpp_2m_karras" => SchedulerKind::DpmPp2mKarras,
+            _ => return None,
+        })
+    }
+
+    /// Whether `step` draws noise (needs `noise`).
+    pub fn stochastic(self) -> bool {
+        self == SchedulerKind::EulerAncestral
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prediction {
+    Epsilon,
+    V,
+}
+
+/// The schedule of a `scheduler_config.json`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SchedConfig {
+    pub train_steps: usize,
+    pub alphas_cumprod: Vec<f64>,
+    /// `leading`, `trailing` or `linspace`.
+    pub spacing: String,
+    pub steps_offset: usize,
+    pub prediction: Prediction,
+    pub set_alpha_to_one: bool,
+}
+
+impl SchedConfig {
+    pub fn from_json(v: &Value) -> Result<SchedConfig, LoadError> {
+        let bad = |d: String| LoadError::UnsupportedModel(format!("scheduler: {d}"));
+        let n = v
+            .get("num_train_timesteps")
+            .and_then(Value::as_u64)
+            .unwrap_or(1000) as usize;
+        let f = |k: &str, d: f64| v.get(k).and_then(Value::as_f64).unwrap_or(d);
+        let (b0, b1) = (f("beta_start", 0.00085), f("beta_end", 0.012));
+        if n < 2 || !(b0 > 0.0 && b1 < 1.0 && b0 <= b1) {
+            return Err(bad(format!("{n} steps, betas {b0}..{b1}")));
+        }
+        if v.get("trained_betas").is_some_and(|t| !t.is_null()) {
+            return Err(bad("trained_betas are not supported".into()));
+        }
+        if v.get("rescale_betas_zero_snr").and_then(Value::as_bool) == Some(true) {
+            return Err(bad("rescale_betas_zero_snr is not supported".into()));
+        }
+        let lin = |a: f64, b: f64, i: usize| a + (b - a) * i as f64 / (n - 1) as f64;
+        let sched = v
+            .get("beta_schedule")
+            .and_then(Value::as_str)
+            .unwrap_or("linear");
+        let betas: Vec<f64> = match sched {
+            "scaled_linear" => (0..n)
+                .map(|i| lin(b0.sqrt(), b1.sqrt(), i).powi(2))
+                .collect(),
+            "linear" => (0..n).map(|i| lin(b0, b1, i)).collect(),
+            other => return Err(bad(format!("beta_schedule '{other}'"))),
+        };
+        let mut acc = 1.0;
+        let alphas_cumprod = betas
+            .iter()
+            .map(|b| {
+                acc *= 1.0 - b;
+                acc
+            })
+            .collect();
+        let prediction = match v
+            .get("prediction_type")
+            .and_then(Value::as_str)
+            .unwrap_or("epsilon")
+        {
+            "epsilon" => Prediction::Epsilon,
+            "v_prediction" => Prediction::V,
+            other => return Err(bad(format!("prediction_type '{other}'"))),
+        };
+        let spacing = v
+            .get("timestep_spacing")
+            .and_then(Value::as_str)
+            .unwrap_or("leading")
+            .to_string();
+        if !["leading", "trailing", "linspace"].contains(&spacing.as_str()) {
+            return Err(bad(format!("timestep_spacing '{spacing}'")));
+        }
+        Ok(SchedConfig {
+            train_steps: n,
+            alphas_cumprod,
+            spacing,
+            steps_offset: v.get("steps_offset").and_then(Value::as_u64).unwrap_or(0) as usize,
+            prediction,
+            set_alpha_to_one: v
+                .get("set_alpha_to_one")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        })
+    }
+
+    /// `√((1 − ᾱ)/ᾱ)` per training step.
+    fn sigmas(&self) -> Vec<f64> {
+        self.alphas_cumprod
+            .iter()
+            .map(|a| ((1.0 - a) / a).sqrt())
+            .collect()
+    }
+
+    /// Inference timesteps, descending (diffusers' `set_timesteps`; DPM
+    /// solvers space `leading` over `steps + 1`).
+    fn timesteps(&self, steps: usize, dpm: bool) -> Vec<f64> {
+        let n = self.train_steps;
+        match self.spacing.as_str() {
+            "linspace" => (0..steps)
+                .rev()
+                .map(|i| {
+                    let t = if steps > 1 {
+                        i as f64 * (n - 1) as f64 / (steps - 1) as f64
+                    } else {
+                        0.0
+                    };
+                    t.round()
+                })
+                .collect(),
+            "trailing" => {
+                let ratio = n as f64 / steps as f64;
+                (0..steps)
+                    .map(|i| ((n as f64 - i as f64 * ratio).round() - 1.0).max(0.0))
+                    .collect()
+            }
+            // DPM: arange(steps + 1)·ratio reversed, without the final 0.
+            _ if dpm => {
+                let ratio = n / (steps + 1);
+                (1..=steps)
+                    .rev()
+                    .map(|i| (i * ratio + self.steps_offset) as f64)
+                    .collect()
+            }
+            _ => {
+                let ratio = n / steps;
+                (0..steps)
+                    .rev()
+                    .map(|i| (i * ratio + self.steps_offset) as f64)
+                    .collect()
+            }
+        }
+    }
+}
+
+/// `np.interp(t, arange(len(s)), s)`.
+fn interp(t: f64, s: &[f64]) -> f64 {
+    let t = t.clamp(0.0, (s.len() - 1) as f64);
+    let i = (t.floor() as usize).min(s.len() - 2);
+    let w = t - i as f64;
+    s[i] * (1.0 - w) + s[i + 1] * w
+}
+
+/// diffusers' `_sigma_to_t`: the fractional training step of `sigma`.
+fn sigma_to_t(sigma: f64, log_sigmas: &[f64]) -> f64 {
+    let ls = sigma.max(1e-10).ln();
+    let n = log_sigmas.len();
+    let low = log_sigmas
+        .iter()
+        .rposition(|l| ls - l >= 0.0)
+        .unwrap_or(0)
+        .min(n - 2);
+    let (lo, hi) = (log_sigmas[low], log_sigmas[low + 1]);
+    let w = ((lo - ls) / (lo - hi)).clamp(0.0, 1.0);
+    (1.0 - w) * low as f64 + w * (low + 1) as f64
+}
+
+/// A scheduler set up for `steps` inference steps.
+pub struct Scheduler {
+    pub kind: SchedulerKind,
+    cfg: SchedConfig,
+    /// The timesteps fed to the UNet, one per step.
+    pub timesteps: Vec<f64>,
+    /// σ per step plus the final one (Euler, DPM).
+    sigmas: Vec<f64>,
+    /// The previous step's x₀ prediction (DPM-Solver++ 2M).
+    prev_x0: Option<Vec<f64>>,
+    steps: usize,
+}
+
+impl Scheduler {
+    pub fn new(
+        kind: SchedulerKind,
+        cfg: &SchedConfig,
+        steps: usize,
+    ) -> Result<Scheduler, LoadError> {
+        if steps == 0 || steps > cfg.train_steps {
+            return Err(LoadError::Kiln(crate::error::KilnError::BadInput {
+                name: "steps".into(),
+                detail: format!("{steps} steps (1 to {})", cfg.train_steps),
+            }));
+        }
+        let all = cfg.sigmas();
+        let dpm = matches!(kind, SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras);
+        let (timesteps, sigmas) = if kind == SchedulerKind::DpmPp2mKarras {
+            let (smin, smax) = (all[0], all[all.len() - 1]);
+            let rho = 7.0;
+            let (lo, hi) = (smin.powf(1.0 / rho), smax.powf(1.0 / rho));
+            let s: Vec<f64> = (0..steps)
+                .map(|i| {
+                    let r = if steps > 1 {
+                        i as f64 / (steps - 1) as f64
+                    } else {
+                        0.0
+                    };
+                    (hi + r * (lo - hi)).powf(rho)
+                })
+                .collect();
+            let log: Vec<f64> = all.iter().map(|x| x.ln()).collect();
+            let t = s.iter().map(|x| sigma_to_t(*x, &log).round()).collect();
+            (t, s)
+        } else {
+            let t = cfg.timesteps(steps, dpm);
+            let s = t.iter().map(|t| interp(*t, &all)).collect();
+            (t, s)
+        };
+        let mut sigmas: Vec<f64> = sigmas;
+        sigmas.push(0.0);
+        Ok(Scheduler {
+            kind,
+            cfg: cfg.clone(),
+            timesteps,
+            sigmas,
+            prev_x0: None,
+            steps,
+        })
+    }
+
+    fn euler_like(&self) -> bool {
+        matches!(
+            self.kind,
+            SchedulerKind::Euler | SchedulerKind::EulerAncestral
+        )
+    }
+
+    /// The factor on unit-variance starting noise.
+    pub fn init_noise_sigma(&self) -> f64 {
+        if !self.euler_like() {
+            return 1.0;
+        }
+        let m = self.sigmas.iter().cloned().fold(0.0, f64::max);
+        if self.cfg.spacing == "leading" {
+            (m * m + 1.0).sqrt()
+        } else {
+            m
+        }
+    }
+
+    /// The factor the UNet's input is scaled by at step `i`.
+    pub fn input_scale(&self, i: usize) -> f64 {
+        if self.euler_like() {
+            let s = self.sigmas[i];
+            1.0 / (s * s + 1.0).sqrt()
+        } else {
+            1.0
+        }
+    }
+
+    /// One step: the latents after step `i` from the model output (`noise`:
+    /// the step's N(0, 1) draw, for stochastic schedulers).
+    pub fn step(
+        &mut self,
+        i: usize,
+        out: &[f32],
+        sample: &[f32],
+        noise: Option<&[f32]>,
+    ) -> Result<Vec<f32>, LoadError> {
+        let bad = |d: String| {
+            LoadError::Kiln(crate::error::KilnError::BadInput {
+                name: "scheduler".into(),
+                detail: d,
+            })
+        };
+        if i >= self.steps || out.len() != sample.len() {
+            return Err(bad(format!(
+                "step {i} of {}, {} vs {} values",
+                self.steps,
+                out.len(),
+                sample.len()
+            )));
+        }
+        let v = self.cfg.prediction == Prediction::V;
+        Ok(match self.kind {
+            SchedulerKind::Euler | SchedulerKind::EulerAncestral => {
+                let (s, s_next) = (self.sigmas[i], self.sigmas[i + 1]);
+                let x0 = |o: f64, x: f64| {
+                    if v {
+                        o * (-s / (s * s + 1.0).sqrt()) + x / (s * s + 1.0)
+                    } else {
+                        x - s * o
+                    }
+                };
+                if self.kind == SchedulerKind::Euler {
+                    out.iter()
+                        .zip(sample)
+                        .map(|(o, x)| {
+                            let (o, x) = (*o as f64, *x as f64);
+                            let d = (x - x0(o, x)) / s;
+                            (x + d * (s_next - s)) as f32
+                        })
+                        .collect()
+                } else {
+                    let noise = noise.filter(|n| n.len() == sample.len()).ok_or_else(|| {
+                        bad("Euler ancestral needs one noise value per latent".into())
+                    })?;
+                    let up = (s_next * s_next * (s * s - s_next * s_next) / (s * s)).sqrt();
+                    let down = (s_next * s_next - up * up).sqrt();
+                    out.iter()
+                        .zip(sample)
+                        .zip(noise)
+                        .map(|((o, x), z)| {
+                            let (o, x) = (*o as f64, *x as f64);
+                            let d = (x - x0(o, x)) / s;
+                            (x + d * (down - s) + *z as f64 * up) as f32
+                        })
+                        .collect()
+                }
+            }
+            SchedulerKind::Ddim => {
+                let ac = &self.cfg.alphas_cumprod;
+                let t = self.timesteps[i] as usize;
+                let prev = t as i64 - (self.cfg.train_steps / self.steps) as i64;
+                let a = ac[t.min(ac.len() - 1)];
+                let ap = if prev >= 0 {
+                    ac[prev as usize]
+                } else if self.cfg.set_alpha_to_one {
+                    1.0
+                } else {
+                    ac[0]
+                };
+                out.iter()
+                    .zip(sample)
+                    .map(|(o, x)| {
+                        let (o, x) = (*o as f64, *x as f64);
+                        let (x0, eps) = if v {
+                            (
+                                a.sqrt() * x - (1.0 - a).sqrt() * o,
+                                a.sqrt() * o + (1.0 - a).sqrt() * x,
+                            )
+                        } else {
+                            ((x - (1.0 - a).sqrt() * o) / a.sqrt(), o)
+                        };
+                        (ap.sqrt() * x0 + (1.0 - ap).sqrt() * eps) as f32
+                    })
+                    .collect()
+            }
+            SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras => {
+                // α_t = 1/√(σ²+1), σ_t = σ·α_t, λ = ln α_t − ln σ_t.
+                let at = |s: f64| 1.0 / (s * s + 1.0).sqrt();
+                let lam = |s: f64| -s.ln();
+                let (s0, s1) = (self.sigmas[i], self.sigmas[i + 1]);
+                let (a0, sg0) = (at(s0), s0 * at(s0));
+                let x0: Vec<f64> = out
+                    .iter()
+                    .zip(sample)
+                    .map(|(o, x)| {
+                        let (o, x) = (*o as f64, *x as f64);
+                        if v {
+                            a0 * x - sg0 * o
+                        } else {
+                            (x - sg0 * o) / a0
+                        }
+                    })
+                    .collect();
+                let (a1, sg1) = (at(s1), s1 * at(s1));
+                // The last step is first order (lower_order_final / σ = 0).
+                let last = i + 1 == self.steps;
+                let y: Vec<f32> = if s1 == 0.0 {
+                    x0.iter().map(|v| *v as f32).collect()
+                } else {
+                    let h = lam(s1) - lam(s0);
+                    let e = (-h).exp() - 1.0;
+                    match (&self.prev_x0, last) {
+                        (Some(m1), false) if i > 0 => {
+                            let h0 = lam(s0) - lam(self.sigmas[i - 1]);
+                            let r0 = h0 / h;
+                            x0.iter()
+                                .zip(m1)
+                                .zip(sample)
+                                .map(|((m0, m1), x)| {
+                                    let d1 = (m0 - m1) / r0;
+                                    ((sg1 / sg0) * *x as f64 - a1 * e * m0 - 0.5 * a1 * e * d1)
+                                        as f32
+                                })
+                                .collect()
+                        }
+                        _ => x0
+                            .iter()
+                            .zip(sample)
+                            .map(|(m0, x)| ((sg1 / sg0) * *x as f64 - a1 * e * m0) as f32)
+                            .collect(),
+                    }
+                };
+                self.prev_x0 = Some(x0);
+                y
+            }
+        })
+    }
+}
