@@ -1,5 +1,5 @@
-//! The CLIP BPE tokenizer of Stable-Diffusion folders (`tokenizer/vocab.json`
-//! + `merges.txt` + `tokenizer_config.json`), built on the `tokenizers`
+//! The CLIP BPE tokenizer of Stable-Diffusion folders (`tokenizer/vocab.json`,
+//! `merges.txt` and `tokenizer_config.json`), built on the `tokenizers`
 //! crate the way transformers converts `CLIPTokenizer` to its fast form:
 //! NFC, runs of whitespace → one space, lower case; CLIP's word regex; byte-
 //! level pieces; BPE with the `</w>` end-of-word suffix. `encode_padded`

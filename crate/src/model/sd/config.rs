@@ -122,7 +122,10 @@ impl ClipConfig {
             quick_gelu,
             eps: opt_f32(v, "layer_norm_eps", 1e-5),
         };
-        if c.heads == 0 || c.hidden % c.heads != 0 || (c.hidden / c.heads) % 4 != 0 {
+        if c.heads == 0
+            || !c.hidden.is_multiple_of(c.heads)
+            || !(c.hidden / c.heads).is_multiple_of(4)
+        {
             return Err(unsupported(
                 m,
                 format!(

@@ -151,6 +151,7 @@ impl<'a> Builder<'a> {
 
     /// A k×k convolution (stride `stride`, "same" padding) with bias, plus
     /// an optional residual added in the same kernel.
+    #[allow(clippy::too_many_arguments)]
     pub fn conv(
         &mut self,
         x: TensorId,
@@ -235,6 +236,9 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// A value read back: its shape and values.
+pub type Probe = (Vec<usize>, Vec<f32>);
+
 /// A built module compiled on a backend with its weights uploaded.
 pub struct Loaded {
     pub exe: Box<dyn Executable>,
@@ -265,10 +269,7 @@ impl Loaded {
     }
 
     /// A probed value (after a run): shape and values (NHWC as computed).
-    pub fn probe(
-        &mut self,
-        name: &str,
-    ) -> std::result::Result<Option<(Vec<usize>, Vec<f32>)>, LoadError> {
+    pub fn probe(&mut self, name: &str) -> std::result::Result<Option<Probe>, LoadError> {
         let Some((_, t)) = self.probes.iter().find(|(n, _)| n == name) else {
             return Ok(None);
         };
