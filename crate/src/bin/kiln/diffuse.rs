@@ -4,6 +4,9 @@
 //! writes a shaded relief (PNG), and optionally the heights as a 16-bit
 //! grayscale PNG (`--heightmap`) or a NumPy array in metres (`--heights`).
 //! `--from map.npy --strength 0.5 --variants 4` varies an existing map.
+//!
+//! With `--model DIR` a diffusers Stable-Diffusion folder: text to image,
+//! `kiln diffuse --model sd-turbo/ --prompt "…" --steps 1 --guidance 0`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,9 +26,26 @@ const DEFAULT_MODEL: &str = "models/terrain_consistency_unet_difficulty100.onnx"
 
 #[derive(Args)]
 pub struct DiffuseArgs {
-    /// The UNet (ONNX; "terrain" or nothing: the fetched default model).
+    /// The UNet (ONNX; "terrain" or nothing: the fetched default model), or
+    /// a diffusers Stable-Diffusion folder (text to image).
     #[arg(long)]
     model: Option<String>,
+    /// Stable Diffusion: the prompt.
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Stable Diffusion: the negative prompt (with guidance > 1).
+    #[arg(long, default_value = "")]
+    negative: String,
+    /// Stable Diffusion: denoising steps.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Stable Diffusion: euler, euler-a, ddim, dpm++2m or dpm++2m-karras.
+    #[arg(long, default_value = "euler")]
+    scheduler: String,
+    /// Stable Diffusion: classifier-free guidance scale (≤ 1: none, as
+    /// SD-Turbo and SDXS are run).
+    #[arg(long, default_value_t = 7.5)]
+    guidance: f32,
     /// The UNet's config as guided-diffusion JSON (default: inferred from
     /// the ONNX export).
     #[arg(long)]
@@ -33,9 +53,11 @@ pub struct DiffuseArgs {
     /// Terrain difficulty, 1 (gentle) to 100 (rugged).
     #[arg(long, default_value_t = 50)]
     difficulty: u32,
-    /// Map size WIDTHxHEIGHT in pixels (maps over 128 are blended tiles).
-    #[arg(long, default_value = "128x128")]
-    size: String,
+    /// Map size WIDTHxHEIGHT in pixels (maps over 128 are blended tiles;
+    /// default 128x128); Stable Diffusion: the image size (default: the
+    /// model's).
+    #[arg(long)]
+    size: Option<String>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Shaded-relief PNG (with several maps: NAME-1.png, NAME-2.png, …).
@@ -102,12 +124,129 @@ fn numbered(path: &std::path::Path, i: usize, n: usize) -> PathBuf {
     path.with_file_name(format!("{stem}-{}{ext}", i + 1))
 }
 
+fn backend(a: &DiffuseArgs) -> Result<Box<dyn Backend>, Box<dyn std::error::Error>> {
+    Ok(if a.adapter.as_deref() == Some("cpu") {
+        Box::new(CpuBackend)
+    } else {
+        let b = WgpuBackend::new(&WgpuOptions {
+            adapter: a.adapter.clone(),
+            ..Default::default()
+        })?;
+        Box::new(match a.cpu_kernels {
+            Some(cpu) => b.with_cpu_kernels(cpu),
+            None => b,
+        })
+    })
+}
+
+fn weight_dtype(w: &str) -> Result<Option<DType>, String> {
+    match w {
+        "f32" => Ok(None),
+        "f16" => Ok(Some(DType::F16)),
+        "q8_0" => Ok(Some(DType::Q8_0)),
+        w => Err(format!("--weights {w}: expected f32, f16 or q8_0")),
+    }
+}
+
+/// Text to image from a diffusers Stable-Diffusion folder.
+fn text_to_image(
+    a: &DiffuseArgs,
+    dir: &std::path::Path,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use kiln::model::sd::pipeline::{StableDiffusion, TextToImage};
+    use kiln::model::sd::scheduler::SchedulerKind;
+    use kiln::model::sd::{SdOptions, Unet2dConfig, VaeConfig};
+    if !dir.join("unet").is_dir() || !dir.join("vae").is_dir() {
+        return Err(format!(
+            "{}: not a diffusers Stable-Diffusion folder (no unet/ and vae/)",
+            dir.display()
+        )
+        .into());
+    }
+    let prompt = a
+        .prompt
+        .clone()
+        .ok_or("--prompt is required with a Stable-Diffusion folder")?;
+    let scheduler = SchedulerKind::parse(&a.scheduler).ok_or(format!(
+        "--scheduler {}: expected euler, euler-a, ddim, dpm++2m or dpm++2m-karras",
+        a.scheduler
+    ))?;
+    let (width, height) = match &a.size {
+        Some(s) => parse_size(s)?,
+        None => {
+            let read = |m: &str| -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+                Ok(serde_json::from_slice(&std::fs::read(
+                    dir.join(m).join("config.json"),
+                )?)?)
+            };
+            let u = Unet2dConfig::from_json(&read("unet")?)?;
+            let v = VaeConfig::from_json(&read("vae")?)?;
+            let px = u.sample_size * v.scale();
+            (px, px)
+        }
+    };
+    let backend = backend(a)?;
+    let opts = SdOptions {
+        weight_dtype: weight_dtype(&a.weights)?,
+        probes: false,
+    };
+    let t0 = Instant::now();
+    let guided = a.guidance > 1.0;
+    let mut sd = StableDiffusion::open(dir, backend.as_ref(), (width, height), guided, &opts)?;
+    eprintln!(
+        "loaded {} on {} in {:.2} s",
+        dir.display(),
+        backend.name(),
+        t0.elapsed().as_secs_f64()
+    );
+    let req = TextToImage {
+        prompt,
+        negative: a.negative.clone(),
+        steps: a.steps,
+        scheduler,
+        guidance: a.guidance,
+        seed: a.seed,
+        init_latents: None,
+    };
+    let bar = indicatif::ProgressBar::new(a.steps as u64);
+    let t1 = Instant::now();
+    let img = sd.generate(&req, &mut |i, _| bar.set_position(i as u64))?;
+    bar.finish_and_clear();
+    let (w, h) = (width, height);
+    let rgba: Vec<u8> = (0..w * h * 4)
+        .map(|i| {
+            let (p, ch) = (i / 4, i % 4);
+            if ch == 3 {
+                255
+            } else {
+                (img[ch * w * h + p] * 255.0).round() as u8
+            }
+        })
+        .collect();
+    std::fs::write(&a.out, post::encode_png_rgba(&rgba, w, h)?)?;
+    eprintln!(
+        "{}×{} image, {} {} steps, guidance {}, seed {}: {:.2} s → {}",
+        w,
+        h,
+        a.steps,
+        a.scheduler,
+        a.guidance,
+        a.seed,
+        t1.elapsed().as_secs_f64(),
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn diffuse(a: DiffuseArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let (width, height) = parse_size(&a.size)?;
     let path = match a.model.as_deref() {
         None | Some("terrain") => PathBuf::from(DEFAULT_MODEL),
         Some(p) => PathBuf::from(p),
     };
+    if path.is_dir() {
+        return text_to_image(&a, &path);
+    }
+    let (width, height) = parse_size(a.size.as_deref().unwrap_or("128x128"))?;
     if !path.exists() {
         return Err(format!(
             "{} not found (run tools/fetch_terrain.sh for the default model)",
@@ -115,12 +254,7 @@ pub fn diffuse(a: DiffuseArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let weight_dtype = match a.weights.as_str() {
-        "f32" => None,
-        "f16" => Some(DType::F16),
-        "q8_0" => Some(DType::Q8_0),
-        w => return Err(format!("--weights {w}: expected f32, f16 or q8_0").into()),
-    };
+    let weight_dtype = weight_dtype(&a.weights)?;
     let source = match &a.from {
         Some(p) => {
             let (v, shape) = post::decode_npy_f32(&std::fs::read(p)?)?;
@@ -138,18 +272,7 @@ pub fn diffuse(a: DiffuseArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         None => None,
     };
-    let backend: Box<dyn Backend> = if a.adapter.as_deref() == Some("cpu") {
-        Box::new(CpuBackend)
-    } else {
-        let b = WgpuBackend::new(&WgpuOptions {
-            adapter: a.adapter.clone(),
-            ..Default::default()
-        })?;
-        Box::new(match a.cpu_kernels {
-            Some(cpu) => b.with_cpu_kernels(cpu),
-            None => b,
-        })
-    };
+    let backend = backend(&a)?;
     let t0 = Instant::now();
     let model = OnnxModel::read(&path)?;
     let opts = UnetOptions {

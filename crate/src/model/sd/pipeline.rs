@@ -204,3 +204,157 @@ impl VaeDecoder {
         Ok(x)
     }
 }
+
+/// A text-to-image request.
+#[derive(Clone, Debug)]
+pub struct TextToImage {
+    pub prompt: String,
+    pub negative: String,
+    pub steps: usize,
+    pub scheduler: super::scheduler::SchedulerKind,
+    /// Classifier-free guidance scale (≤ 1: no unconditional pass).
+    pub guidance: f32,
+    pub seed: u64,
+    /// Starting latents `[1, C, h, w]` (N(0, 1), before the scheduler's
+    /// init sigma) instead of drawing them from `seed` (parity checks).
+    pub init_latents: Option<Vec<f32>>,
+}
+
+/// A loaded diffusers Stable-Diffusion folder at one image size.
+pub struct StableDiffusion {
+    pub tokenizer: ClipTokenizer,
+    pub text: TextEncoder,
+    pub unet: SdUnet,
+    pub vae: VaeDecoder,
+    pub sched: super::scheduler::SchedConfig,
+    /// Latent height and width.
+    pub latent: (usize, usize),
+}
+
+impl StableDiffusion {
+    /// Loads `dir` (a diffusers pipeline folder) for `width × height`
+    /// images; `cfg_batch` compiles the UNet for two samples (guidance).
+    pub fn open(
+        dir: &Path,
+        backend: &dyn Backend,
+        (width, height): (usize, usize),
+        cfg_batch: bool,
+        opts: &SdOptions,
+    ) -> Result<StableDiffusion, LoadError> {
+        for sub in ["tokenizer", "text_encoder", "unet", "vae", "scheduler"] {
+            if !dir.join(sub).is_dir() {
+                return Err(LoadError::Io(format!(
+                    "{}: no {sub}/ folder (a diffusers Stable-Diffusion folder has tokenizer/, text_encoder/, unet/, vae/ and scheduler/)",
+                    dir.display()
+                )));
+            }
+        }
+        let tokenizer = open_tokenizer(dir)?;
+        let vae_c = Component::open(&dir.join("vae"))?;
+        let vcfg = VaeConfig::from_json(&vae_c.config)?;
+        let s = vcfg.scale();
+        let unet_c = Component::open(&dir.join("unet"))?;
+        let ucfg = Unet2dConfig::from_json(&unet_c.config)?;
+        let m = s * ucfg.size_multiple();
+        if width == 0 || height == 0 || !width.is_multiple_of(m) || !height.is_multiple_of(m) {
+            return Err(bad(
+                "size",
+                format!("{width}×{height}: width and height must be multiples of {m}"),
+            ));
+        }
+        let latent = (height / s, width / s);
+        let batch = if cfg_batch { 2 } else { 1 };
+        let tokens = tokenizer.max_length;
+        let text = TextEncoder::load(
+            &Component::open(&dir.join("text_encoder"))?,
+            backend,
+            batch,
+            tokens,
+            opts,
+        )?;
+        let unet = SdUnet::load(&unet_c, backend, batch, latent, tokens, opts)?;
+        let vae = VaeDecoder::load(&vae_c, backend, 1, latent, opts)?;
+        let sched_json: serde_json::Value =
+            serde_json::from_slice(&read(&dir.join("scheduler"), "scheduler_config.json")?)
+                .map_err(|e| LoadError::Corrupt(format!("scheduler_config.json: {e}")))?;
+        let sched = super::scheduler::SchedConfig::from_json(&sched_json)?;
+        Ok(StableDiffusion {
+            tokenizer,
+            text,
+            unet,
+            vae,
+            sched,
+            latent,
+        })
+    }
+
+    /// Runs the request; `on_step(i, steps)` after each step. Returns the
+    /// image NCHW `[1, 3, H, W]` in [0, 1].
+    pub fn generate(
+        &mut self,
+        req: &TextToImage,
+        on_step: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<f32>, LoadError> {
+        let guided = self.unet.graph.batch == 2;
+        if guided != (req.guidance > 1.0) {
+            return Err(bad(
+                "guidance",
+                format!(
+                    "{} was loaded for {} guidance",
+                    req.guidance,
+                    if guided { "classifier-free" } else { "no" }
+                ),
+            ));
+        }
+        let mut ids = Vec::new();
+        if guided {
+            ids.extend(
+                self.tokenizer
+                    .encode_padded(&req.negative)
+                    .map_err(|e| LoadError::Tokenizer(e.to_string()))?,
+            );
+        }
+        ids.extend(
+            self.tokenizer
+                .encode_padded(&req.prompt)
+                .map_err(|e| LoadError::Tokenizer(e.to_string()))?,
+        );
+        let context = self.text.encode(&ids)?;
+        let mut s = super::scheduler::Scheduler::new(req.scheduler, &self.sched, req.steps)?;
+        let c = self.unet.cfg.in_channels;
+        let n = c * self.latent.0 * self.latent.1;
+        let mut rng = crate::rng::Rng::new(req.seed);
+        let init = match &req.init_latents {
+            Some(v) if v.len() == n => v.clone(),
+            Some(v) => {
+                return Err(bad(
+                    "init_latents",
+                    format!("{} values, expected {n}", v.len()),
+                ));
+            }
+            None => rng.normals(n, 1.0),
+        };
+        let sigma = s.init_noise_sigma();
+        let mut x: Vec<f32> = init.iter().map(|v| (*v as f64 * sigma) as f32).collect();
+        for i in 0..req.steps {
+            let k = s.input_scale(i) as f32;
+            let t = s.timesteps[i] as f32;
+            let scaled: Vec<f32> = x.iter().map(|v| v * k).collect();
+            let guided_out = if guided {
+                let both: Vec<f32> = scaled.iter().chain(&scaled).copied().collect();
+                let out = self.unet.call(&both, &[t, t], &context)?;
+                let (u, cnd) = out.split_at(n);
+                u.iter()
+                    .zip(cnd)
+                    .map(|(u, c)| u + req.guidance * (c - u))
+                    .collect()
+            } else {
+                self.unet.call(&scaled, &[t], &context)?
+            };
+            let noise = req.scheduler.stochastic().then(|| rng.normals(n, 1.0));
+            x = s.step(i, &guided_out, &x, noise.as_deref())?;
+            on_step(i + 1, req.steps);
+        }
+        self.vae.decode(&x)
+    }
+}
