@@ -39,7 +39,7 @@ pub struct DiffuseArgs {
     /// Stable Diffusion: denoising steps.
     #[arg(long, default_value_t = 20)]
     steps: usize,
-    /// Stable Diffusion: euler, euler-a, ddim, dpm++2m or dpm++2m-karras.
+    /// Stable Diffusion: euler, euler-a, ddim, dpm++2m, dpm++2m-karras or lcm.
     #[arg(long, default_value = "euler")]
     scheduler: String,
     /// Stable Diffusion: classifier-free guidance scale (≤ 1: none, as
@@ -168,7 +168,7 @@ fn text_to_image(
         .clone()
         .ok_or("--prompt is required with a Stable-Diffusion folder")?;
     let scheduler = SchedulerKind::parse(&a.scheduler).ok_or(format!(
-        "--scheduler {}: expected euler, euler-a, ddim, dpm++2m or dpm++2m-karras",
+        "--scheduler {}: expected euler, euler-a, ddim, dpm++2m, dpm++2m-karras or lcm",
         a.scheduler
     ))?;
     let (width, height) = match &a.size {

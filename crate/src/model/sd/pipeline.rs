@@ -351,7 +351,7 @@ impl StableDiffusion {
             } else {
                 self.unet.call(&scaled, &[t], &context)?
             };
-            let noise = req.scheduler.stochastic().then(|| rng.normals(n, 1.0));
+            let noise = s.needs_noise(i).then(|| rng.normals(n, 1.0));
             x = s.step(i, &guided_out, &x, noise.as_deref())?;
             on_step(i + 1, req.steps);
         }

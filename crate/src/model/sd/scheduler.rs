@@ -1,6 +1,6 @@
 //! Diffusion schedulers on the host (f64 arithmetic on the latents), as
-//! diffusers computes them: Euler, Euler ancestral, DDIM (η = 0) and
-//! DPM-Solver++ 2M (optionally with Karras sigmas), from a folder's
+//! diffusers computes them: Euler, Euler ancestral, DDIM (η = 0),
+//! DPM-Solver++ 2M (optionally with Karras sigmas) and LCM, from a folder's
 //! `scheduler/scheduler_config.json` (betas, spacing, offset, prediction
 //! type). The denoising loop calls `scale_model_input` on the UNet input and
 //! `step` on its (guided) output, once per timestep.
@@ -17,10 +17,11 @@ pub enum SchedulerKind {
     Ddim,
     DpmPp2m,
     DpmPp2mKarras,
+    Lcm,
 }
 
 impl SchedulerKind {
-    /// CLI / JS names: `euler`, `euler-a`, `ddim`, `dpm++2m`, `dpm++2m-karras`.
+    /// CLI / JS names: `euler`, `euler-a`, `ddim`, `dpm++2m`, `dpm++2m-karras`, `lcm`.
     pub fn parse(s: &str) -> Option<SchedulerKind> {
         Some(match s {
             "euler" => SchedulerKind::Euler,
@@ -28,13 +29,14 @@ impl SchedulerKind {
             "ddim" => SchedulerKind::Ddim,
             "dpm++2m" | "dpmpp_2m" => SchedulerKind::DpmPp2m,
             "dpm++2m-karras" | "dpmpp_2m_karras" => SchedulerKind::DpmPp2mKarras,
+            "lcm" => SchedulerKind::Lcm,
             _ => return None,
         })
     }
 
-    /// Whether `step` draws noise (needs `noise`).
+    /// Whether `step` may draw noise (see [`Scheduler::needs_noise`]).
     pub fn stochastic(self) -> bool {
-        self == SchedulerKind::EulerAncestral
+        matches!(self, SchedulerKind::EulerAncestral | SchedulerKind::Lcm)
     }
 }
 
@@ -54,6 +56,9 @@ pub struct SchedConfig {
     pub steps_offset: usize,
     pub prediction: Prediction,
     pub set_alpha_to_one: bool,
+    /// LCM: the distillation's step grid and boundary-condition scaling.
+    pub original_inference_steps: usize,
+    pub timestep_scaling: f64,
 }
 
 impl SchedConfig {
@@ -121,6 +126,12 @@ impl SchedConfig {
                 .get("set_alpha_to_one")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            original_inference_steps: v
+                .get("original_inference_steps")
+                .and_then(Value::as_u64)
+                .filter(|s| (1..=n as u64).contains(s))
+                .unwrap_or(50) as usize,
+            timestep_scaling: f("timestep_scaling", 10.0),
         })
     }
 
@@ -222,7 +233,26 @@ impl Scheduler {
         }
         let all = cfg.sigmas();
         let dpm = matches!(kind, SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras);
-        let (timesteps, sigmas) = if kind == SchedulerKind::DpmPp2mKarras {
+        let (timesteps, sigmas) = if kind == SchedulerKind::Lcm {
+            // Every k-th training step of the distillation grid, reversed,
+            // `steps` of them evenly by index.
+            let orig = cfg.original_inference_steps;
+            let k = cfg.train_steps / orig;
+            if steps > orig {
+                return Err(LoadError::Kiln(crate::error::KilnError::BadInput {
+                    name: "steps".into(),
+                    detail: format!("LCM runs at most {orig} steps"),
+                }));
+            }
+            let t: Vec<f64> = (0..steps)
+                .map(|i| {
+                    let idx = (i * orig) / steps;
+                    ((orig - idx) * k - 1) as f64
+                })
+                .collect();
+            let s = t.iter().map(|t| interp(*t, &all)).collect();
+            (t, s)
+        } else if kind == SchedulerKind::DpmPp2mKarras {
             let (smin, smax) = (all[0], all[all.len() - 1]);
             let rho = 7.0;
             let (lo, hi) = (smin.powf(1.0 / rho), smax.powf(1.0 / rho));
@@ -273,6 +303,16 @@ impl Scheduler {
             (m * m + 1.0).sqrt()
         } else {
             m
+        }
+    }
+
+    /// Whether step `i` needs a noise draw (Euler ancestral: every step;
+    /// LCM: all but the last).
+    pub fn needs_noise(&self, i: usize) -> bool {
+        match self.kind {
+            SchedulerKind::EulerAncestral => true,
+            SchedulerKind::Lcm => i + 1 < self.steps,
+            _ => false,
         }
     }
 
@@ -371,6 +411,47 @@ impl Scheduler {
                             ((x - (1.0 - a).sqrt() * o) / a.sqrt(), o)
                         };
                         (ap.sqrt() * x0 + (1.0 - ap).sqrt() * eps) as f32
+                    })
+                    .collect()
+            }
+            SchedulerKind::Lcm => {
+                let ac = &self.cfg.alphas_cumprod;
+                let t = self.timesteps[i];
+                let a = ac[(t as usize).min(ac.len() - 1)];
+                let last = i + 1 == self.steps;
+                let ap = if last {
+                    a
+                } else {
+                    ac[self.timesteps[i + 1] as usize]
+                };
+                // Consistency-model boundary condition (σ_data 0.5).
+                let st = t * self.cfg.timestep_scaling;
+                let c_skip = 0.25 / (st * st + 0.25);
+                let c_out = st / (st * st + 0.25).sqrt();
+                let noise = if last {
+                    None
+                } else {
+                    Some(
+                        noise
+                            .filter(|n| n.len() == sample.len())
+                            .ok_or_else(|| bad("LCM needs one noise value per latent".into()))?,
+                    )
+                };
+                out.iter()
+                    .zip(sample)
+                    .enumerate()
+                    .map(|(j, (o, x))| {
+                        let (o, x) = (*o as f64, *x as f64);
+                        let x0 = if v {
+                            a.sqrt() * x - (1.0 - a).sqrt() * o
+                        } else {
+                            (x - (1.0 - a).sqrt() * o) / a.sqrt()
+                        };
+                        let den = c_out * x0 + c_skip * x;
+                        match noise {
+                            Some(z) => (ap.sqrt() * den + (1.0 - ap).sqrt() * z[j] as f64) as f32,
+                            None => den as f32,
+                        }
                     })
                     .collect()
             }
