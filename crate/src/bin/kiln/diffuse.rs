@@ -188,7 +188,7 @@ fn text_to_image(
     let backend = backend(a)?;
     let opts = SdOptions {
         weight_dtype: weight_dtype(&a.weights)?,
-        probes: false,
+        ..Default::default()
     };
     let t0 = Instant::now();
     let guided = a.guidance > 1.0;

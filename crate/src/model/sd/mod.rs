@@ -55,6 +55,9 @@ pub struct SdOptions {
     pub weight_dtype: Option<DType>,
     /// Mark block outputs readable (per-block parity).
     pub probes: bool,
+    /// Run every VAE attention as matmuls + softmax (the path of heads
+    /// wider than the fused kernel holds), to test it on small models.
+    pub matmul_attention: bool,
 }
 
 /// The shared graph helpers (weights by name, Linear, conv, norms).

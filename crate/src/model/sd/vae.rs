@@ -42,6 +42,12 @@ fn attention(
     let rows = bsz * h * w;
     let n = b.group_norm(x, &format!("{name}.group_norm"), c, groups, EPS, false)?;
     let n = b.g.reshape(n, &[rows, c])?;
+    if c > crate::ops::spatial_attention::MAX_HEAD_DIM || b.opts.matmul_attention {
+        let o = attention_matmul(b, n, name, c, bsz, h * w)?;
+        let o = b.linear(o, &format!("{name}.to_out.0"), c, c, true)?;
+        let o = b.g.reshape(o, &[bsz, h, w, c])?;
+        return b.g.add(o, x);
+    }
     let qkv: Vec<String> = ["to_q", "to_k", "to_v"]
         .iter()
         .map(|p| format!("{name}.{p}"))
@@ -57,6 +63,45 @@ fn attention(
     let o = b.linear(o, &format!("{name}.to_out.0"), c, c, true)?;
     let o = b.g.reshape(o, &[bsz, h, w, c])?;
     b.g.add(o, x)
+}
+
+/// Single-head attention over `t` pixels per sample as matmuls: per sample
+/// `softmax(q·kᵀ/√c)` (a `[t, t]` score matrix) times `v` — for heads wider
+/// than the fused kernel holds. `n [bsz·t, c]` normalized input → `[bsz·t, c]`.
+fn attention_matmul(
+    b: &mut Builder,
+    n: TensorId,
+    name: &str,
+    c: usize,
+    bsz: usize,
+    t: usize,
+) -> Result<TensorId> {
+    let q = b.linear(n, &format!("{name}.to_q"), c, c, true)?;
+    let k = b.linear(n, &format!("{name}.to_k"), c, c, true)?;
+    let v = b.linear(n, &format!("{name}.to_v"), c, c, true)?;
+    let mut out: Option<TensorId> = None;
+    for s in 0..bsz {
+        let rows = |b: &mut Builder, x: TensorId| {
+            if bsz == 1 {
+                Ok(x)
+            } else {
+                b.g.slice_rows(x, s * t, t)
+            }
+        };
+        let (qs, ks, vs) = (rows(b, q)?, rows(b, k)?, rows(b, v)?);
+        let scores = b.g.matmul(qs, ks)?;
+        let p = b.g.softmax(scores, 1.0 / (c as f32).sqrt())?;
+        let vt = b.g.transpose(vs)?;
+        let o = b.g.matmul(p, vt)?;
+        out = Some(match out {
+            None => o,
+            Some(prev) => b.g.concat(prev, o, 0)?,
+        });
+    }
+    out.ok_or_else(|| KilnError::BadInput {
+        name: name.into(),
+        detail: "empty batch".into(),
+    })
 }
 
 pub fn build(
