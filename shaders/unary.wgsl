@@ -6,7 +6,7 @@
 
 struct Params {
     n: u32,
-    kind: u32,   // 0 silu, 1 gelu (tanh), 2 gelu (erf), 3 scale, 4 quick gelu
+    kind: u32,   // 0 silu, 1 gelu (tanh), 2 gelu (erf), 3 scale, 4 quick gelu, 5 relu, 6 tanh
     s: f32,
 }
 
@@ -16,13 +16,15 @@ struct Params {
 
 #include "common/erf.wgsl"
 
+// tanh through exp, safe for large |u|.
+fn tanh_safe(u: f32) -> f32 {
+    let e = exp(-2.0 * abs(u));
+    return sign(u) * (1.0 - e) / (1.0 + e);
+}
+
 fn gelu_tanh(v: f32) -> f32 {
     let c = 0.7978845608028654;
-    let u = c * (v + 0.044715 * v * v * v);
-    // tanh through exp, safe for large |u|.
-    let e = exp(-2.0 * abs(u));
-    let t = sign(u) * (1.0 - e) / (1.0 + e);
-    return 0.5 * v * (1.0 + t);
+    return 0.5 * v * (1.0 + tanh_safe(c * (v + 0.044715 * v * v * v)));
 }
 
 @compute @workgroup_size(256)
@@ -39,6 +41,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         case 1u: { r = gelu_tanh(v); }
         case 2u: { r = 0.5 * v * (1.0 + erf_approx(v * 0.7071067811865476)); }
         case 4u: { r = v / (1.0 + exp(-1.702 * v)); }
+        case 5u: { r = max(v, 0.0); }
+        case 6u: { r = tanh_safe(v); }
         default: { r = v * p.s; }
     }
     y[i] = r;

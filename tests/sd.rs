@@ -268,6 +268,7 @@ fn pipeline_matches_diffusers() {
             &CpuBackend,
             (w, h),
             true,
+            None,
             &SdOptions::default(),
         )
         .unwrap();
@@ -361,4 +362,181 @@ fn real_configurations_have_the_real_parameter_counts() {
             s * v.scale()
         );
     }
+}
+
+/// Random weights at a REAL configuration against diffusers
+/// (`tools/sd_real_config_ref.py MODEL DIR` writes the folder; too big for
+/// the repository): `KILN_SD_REAL=DIR cargo test -p kiln --test sd
+/// real_weights -- --ignored --nocapture`, on the test adapter (or the CPU
+/// reference with `KILN_SD_REAL_CPU=1`). Same bounds as the tiny models.
+#[test]
+#[ignore = "needs a generated real-configuration folder (KILN_SD_REAL)"]
+fn real_weights_match_diffusers() {
+    let Some(root) = std::env::var_os("KILN_SD_REAL").map(PathBuf::from) else {
+        panic!("set KILN_SD_REAL to a folder written by tools/sd_real_config_ref.py");
+    };
+    let cpu = std::env::var("KILN_SD_REAL_CPU").as_deref() == Ok("1");
+    let gpu = if cpu { None } else { common::gpu() };
+    let (backend, label): (&dyn Backend, String) = match &gpu {
+        Some(g) => (g, g.name()),
+        None => (&CpuBackend, "cpu reference".into()),
+    };
+    let bytes = std::fs::read(root.join("reference.safetensors")).unwrap();
+    let r = Reference {
+        json: serde_json::Value::Null,
+        bytes,
+    };
+    let opts = SdOptions::default();
+    let t0 = std::time::Instant::now();
+    let (_, ids) = r.tensor("text.ids");
+    let ids: Vec<u32> = ids.iter().map(|v| *v as u32).collect();
+    let c = Component::open(&root.join("text_encoder")).unwrap();
+    let mut te = TextEncoder::load(&c, backend, 2, 77, &opts).unwrap();
+    let (_, want) = r.tensor("text.hidden");
+    let e = close(&te.encode(&ids).unwrap(), &want, TEXT_REL, "text encoder");
+    eprintln!(
+        "text encoder on {label}: within {e:.1e} relative ({:.0?})",
+        t0.elapsed()
+    );
+    drop(te);
+    let t0 = std::time::Instant::now();
+    let c = Component::open(&root.join("unet")).unwrap();
+    let (shape, sample) = r.tensor("unet.sample");
+    let (_, t) = r.tensor("unet.timestep");
+    let (_, context) = r.tensor("text.hidden");
+    let mut u = SdUnet::load(&c, backend, 2, (shape[2], shape[3]), 77, &opts).unwrap();
+    let (_, want) = r.tensor("unet.out");
+    let e = close(
+        &u.call(&sample, &t, &context).unwrap(),
+        &want,
+        UNET_REL,
+        "unet",
+    );
+    eprintln!(
+        "unet on {label}: within {e:.1e} relative ({:.0?})",
+        t0.elapsed()
+    );
+    drop(u);
+    let t0 = std::time::Instant::now();
+    let c = Component::open(&root.join("vae")).unwrap();
+    let (shape, z) = r.tensor("vae.latents");
+    let mut v = VaeDecoder::load(&c, backend, 1, (shape[2], shape[3]), &opts).unwrap();
+    let (_, want) = r.tensor("vae.image");
+    let e = close(&v.decode_raw(&z).unwrap(), &want, VAE_REL, "vae");
+    eprintln!(
+        "vae decoder on {label}: within {e:.1e} relative ({:.0?})",
+        t0.elapsed()
+    );
+}
+
+/// TAESD (diffusers' `AutoencoderTiny`) decoder on a tiny random model
+/// (`tools/taesd_fixture.py`): latents ~N(0, 2²) reach the tanh clamp.
+#[test]
+fn taesd_matches_diffusers() {
+    use kiln::model::sd::pipeline::TaesdDecoder;
+    let d = dir("tiny_taesd");
+    let r = Reference {
+        json: serde_json::Value::Null,
+        bytes: std::fs::read(d.join("reference.safetensors")).unwrap(),
+    };
+    let c = Component::open(&d).unwrap();
+    let (shape, z) = r.tensor("latents");
+    let (_, want) = r.tensor("image");
+    let gpu = common::gpu();
+    let mut backends: Vec<(&dyn Backend, String)> = vec![(&CpuBackend, "cpu reference".into())];
+    if let Some(g) = &gpu {
+        backends.push((g, g.name()));
+    }
+    for (backend, label) in backends {
+        let mut t = TaesdDecoder::load(&c, backend, 1, (shape[2], shape[3]), &SdOptions::default())
+            .unwrap();
+        let e = close(&t.decode_raw(&z).unwrap(), &want, VAE_REL, "taesd");
+        eprintln!("taesd decoder on {label}: within {e:.1e} relative");
+    }
+}
+
+/// Damaged folders are typed errors that name what is wrong, never panics.
+#[test]
+fn damaged_folders_are_typed_errors() {
+    use kiln::loader::LoadError;
+    use kiln::model::sd::pipeline::StableDiffusion;
+    let tmp = std::env::temp_dir().join(format!("kiln-sd-damaged-{}", std::process::id()));
+    let copy = |from: &Path, to: &Path| {
+        for e in walk(from) {
+            let rel = e.strip_prefix(from).unwrap();
+            std::fs::create_dir_all(to.join(rel).parent().unwrap()).unwrap();
+            std::fs::copy(&e, to.join(rel)).unwrap();
+        }
+    };
+    fn walk(d: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+    let open = |d: &Path| {
+        StableDiffusion::open(d, &CpuBackend, (16, 16), true, None, &SdOptions::default()).err()
+    };
+    type Damage<'a> = (&'a str, &'a dyn Fn(&Path), &'a str);
+    let cases: [Damage; 5] = [
+        (
+            "no unet weights",
+            &|d| std::fs::remove_file(d.join("unet/diffusion_pytorch_model.safetensors")).unwrap(),
+            "no weights",
+        ),
+        (
+            "no text encoder",
+            &|d| std::fs::remove_dir_all(d.join("text_encoder")).unwrap(),
+            "no text_encoder/ folder",
+        ),
+        (
+            "truncated vae",
+            &|d| {
+                let p = d.join("vae/diffusion_pytorch_model.safetensors");
+                let b = std::fs::read(&p).unwrap();
+                std::fs::write(&p, &b[..b.len() / 2]).unwrap();
+            },
+            "vae",
+        ),
+        (
+            "a missing tensor",
+            &|d| {
+                let p = d.join("unet/config.json");
+                let s = std::fs::read_to_string(&p)
+                    .unwrap()
+                    .replace("\"layers_per_block\": 2", "\"layers_per_block\": 3");
+                std::fs::write(&p, s).unwrap();
+            },
+            "resnets.2",
+        ),
+        (
+            "an unsupported option",
+            &|d| {
+                let p = d.join("unet/config.json");
+                let s = std::fs::read_to_string(&p).unwrap().replace(
+                    "\"class_embed_type\": null",
+                    "\"class_embed_type\": \"timestep\"",
+                );
+                std::fs::write(&p, s).unwrap();
+            },
+            "class_embed_type",
+        ),
+    ];
+    for (what, damage, expect) in cases {
+        let d = tmp.join(what.replace(' ', "_"));
+        copy(&dir("tiny_sd15"), &d);
+        damage(&d);
+        let e = open(&d).unwrap_or_else(|| panic!("{what}: opened"));
+        let msg = e.to_string();
+        assert!(msg.contains(expect), "{what}: {msg}");
+        assert!(!matches!(e, LoadError::Cancelled), "{what}");
+        eprintln!("{what}: {msg}");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -17,7 +17,7 @@ use kiln::ops::{Bind, Chunk, GpuCaps, PlanCtx};
 use crate::kernels::{self, Kernel, MAX_BINDINGS, MAX_PARAMS};
 
 /// Ops with CUDA kernels (by `Op::name`).
-pub const OPS: [&str; 51] = [
+pub const OPS: [&str; 53] = [
     "dropout",
     "silu",
     "gelu",
@@ -49,6 +49,8 @@ pub const OPS: [&str; 51] = [
     "cross_attention",
     "geglu",
     "quick_gelu",
+    "relu",
+    "tanh",
     "timestep_embed",
     "slice_rows",
     "mul_mat_input_grad",

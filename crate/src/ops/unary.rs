@@ -1,6 +1,6 @@
 //! Element-wise unary ops on f32: SiLU, GELU (tanh approximation, as ggml and
 //! `gelu_pytorch_tanh`), GELU (exact, erf), quick GELU (`x·σ(1.702x)`, CLIP's
-//! `quick_gelu`) and scale.
+//! `quick_gelu`), ReLU, tanh and scale.
 //!
 //! `y[i] = f(x[i])` over any shape. Kernel: `shaders/unary.wgsl`, one thread per
 //! element, the function picked by a uniform `kind`.
@@ -19,6 +19,8 @@ pub enum Unary {
     GeluErf,
     Scale(f32),
     QuickGelu,
+    Relu,
+    Tanh,
 }
 
 impl Unary {
@@ -29,6 +31,8 @@ impl Unary {
             Unary::GeluErf => 2,
             Unary::Scale(_) => 3,
             Unary::QuickGelu => 4,
+            Unary::Relu => 5,
+            Unary::Tanh => 6,
         }
     }
 
@@ -43,6 +47,8 @@ impl Unary {
             Unary::GeluErf => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
             Unary::Scale(s) => x * s as f64,
             Unary::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
+            Unary::Relu => x.max(0.0),
+            Unary::Tanh => x.tanh(),
         }
     }
 }
@@ -82,6 +88,8 @@ impl Op for Unary {
             Unary::GeluErf => "gelu_erf",
             Unary::Scale(_) => "scale",
             Unary::QuickGelu => "quick_gelu",
+            Unary::Relu => "relu",
+            Unary::Tanh => "tanh",
         }
     }
 
@@ -134,6 +142,12 @@ impl Graph {
     }
     pub fn quick_gelu(&mut self, x: TensorId) -> Result<TensorId> {
         self.push(Unary::QuickGelu, &[x])
+    }
+    pub fn relu(&mut self, x: TensorId) -> Result<TensorId> {
+        self.push(Unary::Relu, &[x])
+    }
+    pub fn tanh(&mut self, x: TensorId) -> Result<TensorId> {
+        self.push(Unary::Tanh, &[x])
     }
     pub fn scale(&mut self, x: TensorId, s: f32) -> Result<TensorId> {
         self.push(Unary::Scale(s), &[x])

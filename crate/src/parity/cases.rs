@@ -192,12 +192,14 @@ fn unary(rng: &mut Rng) -> Result<Vec<Case>> {
         Unary::GeluErf,
         Unary::Scale(-0.37),
         Unary::QuickGelu,
+        Unary::Relu,
+        Unary::Tanh,
     ] {
         for shape in ELEMENTWISE_SHAPES {
             let mut b = B::new(rng);
             let x = b.input(shape, DType::F32, 3.0)?;
             let y = b.g.push(op, &[x])?;
-            let tol = if matches!(op, Unary::Scale(_)) {
+            let tol = if matches!(op, Unary::Scale(_) | Unary::Relu) {
                 EXACT_ISH
             } else {
                 TRANSCENDENTAL

@@ -42,6 +42,10 @@ pub struct DiffuseArgs {
     /// Stable Diffusion: euler, euler-a, ddim, dpm++2m, dpm++2m-karras or lcm.
     #[arg(long, default_value = "euler")]
     scheduler: String,
+    /// Stable Diffusion: decode with this TAESD folder (diffusers
+    /// `AutoencoderTiny`) instead of the folder's VAE.
+    #[arg(long)]
+    taesd: Option<PathBuf>,
     /// Stable Diffusion: classifier-free guidance scale (≤ 1: none, as
     /// SD-Turbo and SDXS are run).
     #[arg(long, default_value_t = 7.5)]
@@ -180,8 +184,17 @@ fn text_to_image(
                 )?)?)
             };
             let u = Unet2dConfig::from_json(&read("unet")?)?;
-            let v = VaeConfig::from_json(&read("vae")?)?;
-            let px = u.sample_size * v.scale();
+            let vae: serde_json::Value = match &a.taesd {
+                Some(t) => serde_json::from_slice(&std::fs::read(t.join("config.json"))?)?,
+                None => read("vae")?,
+            };
+            let scale =
+                if vae.get("_class_name").and_then(|c| c.as_str()) == Some("AutoencoderTiny") {
+                    kiln::model::sd::taesd::TaesdConfig::from_json(&vae)?.scale()
+                } else {
+                    VaeConfig::from_json(&vae)?.scale()
+                };
+            let px = u.sample_size * scale;
             (px, px)
         }
     };
@@ -192,7 +205,14 @@ fn text_to_image(
     };
     let t0 = Instant::now();
     let guided = a.guidance > 1.0;
-    let mut sd = StableDiffusion::open(dir, backend.as_ref(), (width, height), guided, &opts)?;
+    let mut sd = StableDiffusion::open(
+        dir,
+        backend.as_ref(),
+        (width, height),
+        guided,
+        a.taesd.as_deref(),
+        &opts,
+    )?;
     eprintln!(
         "loaded {} on {} in {:.2} s",
         dir.display(),

@@ -14,6 +14,7 @@ pub mod clip;
 pub mod config;
 pub mod pipeline;
 pub mod scheduler;
+pub mod taesd;
 pub mod unet;
 pub mod vae;
 pub mod weights;
@@ -31,7 +32,8 @@ use crate::ops::conv2d::Conv2d;
 use crate::ops::group_norm::GroupNorm;
 
 /// One weight of a graph: the file tensor(s) it is made of (several are
-/// stacked row-wise) and how it is stored.
+/// stacked row-wise; none: zeros, the bias of a conv without one) and how
+/// it is stored.
 #[derive(Clone, Debug)]
 pub struct SdWeight {
     pub id: TensorId,
@@ -106,7 +108,12 @@ impl<'a> Builder<'a> {
             (_, Some(d)) if shape[1].is_multiple_of(d.block_size()) => d,
             _ => DType::F32,
         };
-        let id = self.g.weight(&sources.join("+"), shape, dtype)?;
+        let label = if sources.is_empty() {
+            "zeros".to_string()
+        } else {
+            sources.join("+")
+        };
+        let id = self.g.weight(&label, shape, dtype)?;
         self.weights.push(SdWeight { id, sources, kind });
         Ok(id)
     }
@@ -172,6 +179,24 @@ impl<'a> Builder<'a> {
         )?;
         let b = self.weight(&format!("{name}.bias"), &[cout], WeightKind::Vector)?;
         self.g.conv2d(x, w, b, res, Conv2d::same(k, stride))
+    }
+
+    /// A k×k "same" convolution without a bias.
+    pub fn conv_nobias(
+        &mut self,
+        x: TensorId,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        k: usize,
+    ) -> Result<TensorId> {
+        let w = self.weight(
+            &format!("{name}.weight"),
+            &[cout, k * k * cin],
+            WeightKind::Conv,
+        )?;
+        let b = self.weight_of(vec![], &[cout], WeightKind::Vector)?;
+        self.g.conv2d(x, w, b, None, Conv2d::same(k, 1))
     }
 
     /// GroupNorm (affine) of NHWC `x`, optionally followed by SiLU.
@@ -258,7 +283,13 @@ impl Loaded {
         let mut exe = backend.compile(&net.graph)?;
         for w in &net.weights {
             let info = net.graph.info(w.id)?;
-            let t = if w.sources.len() == 1 {
+            let t = if w.sources.is_empty() {
+                crate::host::HostTensor::from_f32(
+                    &info.shape,
+                    info.dtype,
+                    &vec![0.0; info.numel()],
+                )?
+            } else if w.sources.len() == 1 {
                 c.read(&w.sources[0], w.kind, &info.shape, info.dtype)?
             } else {
                 c.read_stacked(&w.sources, w.kind, &info.shape, info.dtype)?

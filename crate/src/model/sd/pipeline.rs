@@ -205,6 +205,60 @@ impl VaeDecoder {
     }
 }
 
+/// The TAESD decoder (`AutoencoderTiny`) for a fixed batch and latent size.
+pub struct TaesdDecoder {
+    pub cfg: super::taesd::TaesdConfig,
+    pub graph: super::taesd::TaesdGraph,
+    pub loaded: Loaded,
+}
+
+impl TaesdDecoder {
+    pub fn load(
+        c: &Component,
+        backend: &dyn Backend,
+        batch: usize,
+        size: (usize, usize),
+        opts: &SdOptions,
+    ) -> Result<TaesdDecoder, LoadError> {
+        let cfg = super::taesd::TaesdConfig::from_json(&c.config)?;
+        let graph = super::taesd::build(&cfg, batch, size.0, size.1, opts)?;
+        let loaded = Loaded::new(&graph.net, c, backend)?;
+        Ok(TaesdDecoder { cfg, graph, loaded })
+    }
+
+    fn run(&mut self, z: &[f32]) -> Result<Vec<f32>, LoadError> {
+        let g = &self.graph;
+        let (b, (h, w)) = (g.batch, g.size);
+        let lc = self.cfg.latent_channels;
+        if z.len() != b * lc * h * w {
+            return Err(bad("taesd", format!("expects {b} latents of {lc}×{h}×{w}")));
+        }
+        let exe = self.loaded.exe.as_mut();
+        let nhwc = nchw_to_nhwc(z, b, lc, h * w);
+        exe.write(
+            g.latents,
+            &HostTensor::from_f32(&[b, h, w, lc], DType::F32, &nhwc)?,
+        )?;
+        exe.run(&[])?;
+        let y = exe.read(g.image)?.to_f32()?;
+        let s = self.cfg.scale();
+        Ok(nhwc_to_nchw(&y, b, self.cfg.out_channels, h * w * s * s))
+    }
+
+    /// diffusers' `AutoencoderTiny.decode(z).sample` (NCHW, about [-1, 1]).
+    pub fn decode_raw(&mut self, z: &[f32]) -> Result<Vec<f32>, LoadError> {
+        Ok(self.run(z)?.iter().map(|y| 2.0 * y - 1.0).collect())
+    }
+
+    /// Pipeline latents → NCHW image in [0, 1] (`z / scaling_factor`, then
+    /// the decoder's output clamped).
+    pub fn decode(&mut self, latents: &[f32]) -> Result<Vec<f32>, LoadError> {
+        let sf = self.cfg.scaling_factor;
+        let z: Vec<f32> = latents.iter().map(|v| v / sf).collect();
+        Ok(self.run(&z)?.iter().map(|y| y.clamp(0.0, 1.0)).collect())
+    }
+}
+
 /// A text-to-image request.
 #[derive(Clone, Debug)]
 pub struct TextToImage {
@@ -220,12 +274,59 @@ pub struct TextToImage {
     pub init_latents: Option<Vec<f32>>,
 }
 
+/// The image decoder: the folder's `AutoencoderKL`, or TAESD (`--taesd`, or
+/// a folder whose `vae/` is an `AutoencoderTiny`, as SDXS ships).
+pub enum Decoder {
+    Kl(VaeDecoder),
+    Tiny(TaesdDecoder),
+}
+
+impl Decoder {
+    /// Loads `c` by its `_class_name`.
+    pub fn load(
+        c: &Component,
+        backend: &dyn Backend,
+        latent: (usize, usize),
+        opts: &SdOptions,
+    ) -> Result<Decoder, LoadError> {
+        Ok(if Decoder::is_tiny(c) {
+            Decoder::Tiny(TaesdDecoder::load(c, backend, 1, latent, opts)?)
+        } else {
+            Decoder::Kl(VaeDecoder::load(c, backend, 1, latent, opts)?)
+        })
+    }
+
+    fn is_tiny(c: &Component) -> bool {
+        c.config
+            .get("_class_name")
+            .and_then(serde_json::Value::as_str)
+            == Some("AutoencoderTiny")
+    }
+
+    /// Image pixels per latent pixel.
+    pub fn scale_of(c: &Component) -> Result<usize, LoadError> {
+        Ok(if Decoder::is_tiny(c) {
+            super::taesd::TaesdConfig::from_json(&c.config)?.scale()
+        } else {
+            VaeConfig::from_json(&c.config)?.scale()
+        })
+    }
+
+    /// Pipeline latents → NCHW image in [0, 1].
+    pub fn decode(&mut self, latents: &[f32]) -> Result<Vec<f32>, LoadError> {
+        match self {
+            Decoder::Kl(d) => d.decode(latents),
+            Decoder::Tiny(d) => d.decode(latents),
+        }
+    }
+}
+
 /// A loaded diffusers Stable-Diffusion folder at one image size.
 pub struct StableDiffusion {
     pub tokenizer: ClipTokenizer,
     pub text: TextEncoder,
     pub unet: SdUnet,
-    pub vae: VaeDecoder,
+    pub vae: Decoder,
     pub sched: super::scheduler::SchedConfig,
     /// Latent height and width.
     pub latent: (usize, usize),
@@ -233,12 +334,14 @@ pub struct StableDiffusion {
 
 impl StableDiffusion {
     /// Loads `dir` (a diffusers pipeline folder) for `width × height`
-    /// images; `cfg_batch` compiles the UNet for two samples (guidance).
+    /// images; `cfg_batch` compiles the UNet for two samples (guidance);
+    /// `taesd` replaces the folder's VAE by a TAESD folder.
     pub fn open(
         dir: &Path,
         backend: &dyn Backend,
         (width, height): (usize, usize),
         cfg_batch: bool,
+        taesd: Option<&Path>,
         opts: &SdOptions,
     ) -> Result<StableDiffusion, LoadError> {
         for sub in ["tokenizer", "text_encoder", "unet", "vae", "scheduler"] {
@@ -250,9 +353,8 @@ impl StableDiffusion {
             }
         }
         let tokenizer = open_tokenizer(dir)?;
-        let vae_c = Component::open(&dir.join("vae"))?;
-        let vcfg = VaeConfig::from_json(&vae_c.config)?;
-        let s = vcfg.scale();
+        let vae_c = Component::open(&taesd.map_or_else(|| dir.join("vae"), Path::to_path_buf))?;
+        let s = Decoder::scale_of(&vae_c)?;
         let unet_c = Component::open(&dir.join("unet"))?;
         let ucfg = Unet2dConfig::from_json(&unet_c.config)?;
         let m = s * ucfg.size_multiple();
@@ -273,7 +375,7 @@ impl StableDiffusion {
             opts,
         )?;
         let unet = SdUnet::load(&unet_c, backend, batch, latent, tokens, opts)?;
-        let vae = VaeDecoder::load(&vae_c, backend, 1, latent, opts)?;
+        let vae = Decoder::load(&vae_c, backend, latent, opts)?;
         let sched_json: serde_json::Value =
             serde_json::from_slice(&read(&dir.join("scheduler"), "scheduler_config.json")?)
                 .map_err(|e| LoadError::Corrupt(format!("scheduler_config.json: {e}")))?;
