@@ -282,7 +282,12 @@ fn pipeline_matches_diffusers() {
             init_latents: Some(init),
         };
         let mut steps = 0;
-        let img = sd.generate(&req, &mut |i, _| steps = i).unwrap();
+        let img = sd
+            .generate(&req, &mut |i, _| {
+                steps = i;
+                true
+            })
+            .unwrap();
         assert_eq!(steps, 4);
         // NCHW → HWC as diffusers returns it.
         let hwc: Vec<f32> = (0..h * w * 3)

@@ -64,9 +64,10 @@ pub struct DiffuseArgs {
     size: Option<String>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Shaded-relief PNG (with several maps: NAME-1.png, NAME-2.png, …).
-    #[arg(long, default_value = "terrain.png")]
-    out: PathBuf,
+    /// Output PNG: the shaded relief (default terrain.png; several maps:
+    /// NAME-1.png, NAME-2.png, …), or the image (default image.png).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Also write the heights (metres) as a NumPy .npy file.
     #[arg(long)]
     heights: Option<PathBuf>,
@@ -230,7 +231,10 @@ fn text_to_image(
     };
     let bar = indicatif::ProgressBar::new(a.steps as u64);
     let t1 = Instant::now();
-    let img = sd.generate(&req, &mut |i, _| bar.set_position(i as u64))?;
+    let img = sd.generate(&req, &mut |i, _| {
+        bar.set_position(i as u64);
+        true
+    })?;
     bar.finish_and_clear();
     let (w, h) = (width, height);
     let rgba: Vec<u8> = (0..w * h * 4)
@@ -243,7 +247,8 @@ fn text_to_image(
             }
         })
         .collect();
-    std::fs::write(&a.out, post::encode_png_rgba(&rgba, w, h)?)?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("image.png"));
+    std::fs::write(&out, post::encode_png_rgba(&rgba, w, h)?)?;
     eprintln!(
         "{}×{} image, {} {} steps, guidance {}, seed {}: {:.2} s → {}",
         w,
@@ -253,7 +258,7 @@ fn text_to_image(
         a.guidance,
         a.seed,
         t1.elapsed().as_secs_f64(),
-        a.out.display()
+        out.display()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -375,7 +380,13 @@ fn write_outputs(
     n: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let rgba = post::shaded_relief_rgba(&m.heights, m.height, m.width)?;
-    let out = numbered(&a.out, i, n);
+    let out = numbered(
+        a.out
+            .as_deref()
+            .unwrap_or(std::path::Path::new("terrain.png")),
+        i,
+        n,
+    );
     std::fs::write(&out, post::encode_png_rgba(&rgba, m.width, m.height)?)?;
     let max = m.heights.iter().cloned().fold(0f32, f32::max);
     eprintln!("wrote {} (relief {:.2} m)", out.display(), max);

@@ -302,6 +302,15 @@ impl Loaded {
         })
     }
 
+    /// Runs the program and reads `t` back without blocking (the browser's
+    /// way; native callers `pollster::block_on` it).
+    pub async fn run_read(&mut self, t: TensorId) -> std::result::Result<Vec<f32>, LoadError> {
+        self.exe.run(&[])?;
+        let ticket = self.exe.read_start(t)?;
+        self.exe.read_ready(ticket).await;
+        Ok(self.exe.read_finish(ticket)?.to_f32()?)
+    }
+
     /// A probed value (after a run): shape and values (NHWC as computed).
     pub fn probe(&mut self, name: &str) -> std::result::Result<Option<Probe>, LoadError> {
         let Some((_, t)) = self.probes.iter().find(|(n, _)| n == name) else {

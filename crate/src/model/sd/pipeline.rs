@@ -60,6 +60,11 @@ impl TextEncoder {
 
     /// `[batch·tokens, hidden]` hidden states of `ids` (`batch·tokens` ids).
     pub fn encode(&mut self, ids: &[u32]) -> Result<Vec<f32>, LoadError> {
+        pollster::block_on(self.encode_async(ids))
+    }
+
+    /// [`TextEncoder::encode`] awaiting the device.
+    pub async fn encode_async(&mut self, ids: &[u32]) -> Result<Vec<f32>, LoadError> {
         let (b, t) = (self.graph.batch, self.graph.tokens);
         if ids.len() != b * t {
             return Err(bad(
@@ -78,8 +83,7 @@ impl TextEncoder {
         }
         let exe = self.loaded.exe.as_mut();
         exe.write(self.graph.ids, &HostTensor::from_u32(&[b * t], ids)?)?;
-        exe.run(&[])?;
-        Ok(exe.read(self.graph.hidden)?.to_f32()?)
+        self.loaded.run_read(self.graph.hidden).await
     }
 }
 
@@ -109,6 +113,16 @@ impl SdUnet {
     /// One call: `sample` NCHW `[B, C, H, W]`, a timestep per sample and the
     /// text states `[B·T, D]` → NCHW model output.
     pub fn call(
+        &mut self,
+        sample: &[f32],
+        timesteps: &[f32],
+        context: &[f32],
+    ) -> Result<Vec<f32>, LoadError> {
+        pollster::block_on(self.call_async(sample, timesteps, context))
+    }
+
+    /// [`SdUnet::call`] awaiting the device.
+    pub async fn call_async(
         &mut self,
         sample: &[f32],
         timesteps: &[f32],
@@ -144,8 +158,7 @@ impl SdUnet {
             g.context,
             &HostTensor::from_f32(&[b * g.text_tokens, d], DType::F32, context)?,
         )?;
-        exe.run(&[])?;
-        let y = exe.read(g.output)?.to_f32()?;
+        let y = self.loaded.run_read(g.output).await?;
         Ok(nhwc_to_nchw(&y, b, cout, h * w))
     }
 }
@@ -174,6 +187,11 @@ impl VaeDecoder {
     /// `vae.decode(z)` of NCHW latents `z` as given (the caller divides by
     /// the scaling factor, as pipelines do) → NCHW image, about [-1, 1].
     pub fn decode_raw(&mut self, z: &[f32]) -> Result<Vec<f32>, LoadError> {
+        pollster::block_on(self.decode_raw_async(z))
+    }
+
+    /// [`VaeDecoder::decode_raw`] awaiting the device.
+    pub async fn decode_raw_async(&mut self, z: &[f32]) -> Result<Vec<f32>, LoadError> {
         let g = &self.graph;
         let (b, (h, w)) = (g.batch, g.size);
         let lc = self.cfg.latent_channels;
@@ -186,18 +204,17 @@ impl VaeDecoder {
             g.latents,
             &HostTensor::from_f32(&[b, h, w, lc], DType::F32, &nhwc)?,
         )?;
-        exe.run(&[])?;
-        let y = exe.read(g.image)?.to_f32()?;
+        let y = self.loaded.run_read(g.image).await?;
         let s = self.cfg.scale();
         Ok(nhwc_to_nchw(&y, b, self.cfg.out_channels, h * w * s * s))
     }
 
     /// Pipeline latents → NCHW image in [0, 1]: `decode(z / scaling + shift)`,
     /// then `(x / 2 + 0.5)` clamped, as diffusers' image processor does.
-    pub fn decode(&mut self, latents: &[f32]) -> Result<Vec<f32>, LoadError> {
+    pub async fn decode_async(&mut self, latents: &[f32]) -> Result<Vec<f32>, LoadError> {
         let (sf, shift) = (self.cfg.scaling_factor, self.cfg.shift_factor);
         let z: Vec<f32> = latents.iter().map(|v| v / sf + shift).collect();
-        let mut x = self.decode_raw(&z)?;
+        let mut x = self.decode_raw_async(&z).await?;
         for v in &mut x {
             *v = (*v / 2.0 + 0.5).clamp(0.0, 1.0);
         }
@@ -226,7 +243,7 @@ impl TaesdDecoder {
         Ok(TaesdDecoder { cfg, graph, loaded })
     }
 
-    fn run(&mut self, z: &[f32]) -> Result<Vec<f32>, LoadError> {
+    async fn run(&mut self, z: &[f32]) -> Result<Vec<f32>, LoadError> {
         let g = &self.graph;
         let (b, (h, w)) = (g.batch, g.size);
         let lc = self.cfg.latent_channels;
@@ -239,23 +256,28 @@ impl TaesdDecoder {
             g.latents,
             &HostTensor::from_f32(&[b, h, w, lc], DType::F32, &nhwc)?,
         )?;
-        exe.run(&[])?;
-        let y = exe.read(g.image)?.to_f32()?;
+        let y = self.loaded.run_read(g.image).await?;
         let s = self.cfg.scale();
         Ok(nhwc_to_nchw(&y, b, self.cfg.out_channels, h * w * s * s))
     }
 
     /// diffusers' `AutoencoderTiny.decode(z).sample` (NCHW, about [-1, 1]).
     pub fn decode_raw(&mut self, z: &[f32]) -> Result<Vec<f32>, LoadError> {
-        Ok(self.run(z)?.iter().map(|y| 2.0 * y - 1.0).collect())
+        let y = pollster::block_on(self.run(z))?;
+        Ok(y.iter().map(|y| 2.0 * y - 1.0).collect())
     }
 
     /// Pipeline latents → NCHW image in [0, 1] (`z / scaling_factor`, then
     /// the decoder's output clamped).
-    pub fn decode(&mut self, latents: &[f32]) -> Result<Vec<f32>, LoadError> {
+    pub async fn decode_async(&mut self, latents: &[f32]) -> Result<Vec<f32>, LoadError> {
         let sf = self.cfg.scaling_factor;
         let z: Vec<f32> = latents.iter().map(|v| v / sf).collect();
-        Ok(self.run(&z)?.iter().map(|y| y.clamp(0.0, 1.0)).collect())
+        Ok(self
+            .run(&z)
+            .await?
+            .iter()
+            .map(|y| y.clamp(0.0, 1.0))
+            .collect())
     }
 }
 
@@ -313,10 +335,10 @@ impl Decoder {
     }
 
     /// Pipeline latents → NCHW image in [0, 1].
-    pub fn decode(&mut self, latents: &[f32]) -> Result<Vec<f32>, LoadError> {
+    pub async fn decode_async(&mut self, latents: &[f32]) -> Result<Vec<f32>, LoadError> {
         match self {
-            Decoder::Kl(d) => d.decode(latents),
-            Decoder::Tiny(d) => d.decode(latents),
+            Decoder::Kl(d) => d.decode_async(latents).await,
+            Decoder::Tiny(d) => d.decode_async(latents).await,
         }
     }
 }
@@ -339,23 +361,85 @@ impl StableDiffusion {
     pub fn open(
         dir: &Path,
         backend: &dyn Backend,
-        (width, height): (usize, usize),
+        size: (usize, usize),
         cfg_batch: bool,
         taesd: Option<&Path>,
         opts: &SdOptions,
     ) -> Result<StableDiffusion, LoadError> {
-        for sub in ["tokenizer", "text_encoder", "unet", "vae", "scheduler"] {
-            if !dir.join(sub).is_dir() {
+        let mut get = |f: &str| -> Result<Option<Vec<u8>>, LoadError> {
+            let p = match (f.strip_prefix("taesd/"), taesd) {
+                (Some(rest), Some(t)) => t.join(rest),
+                _ => dir.join(f),
+            };
+            if !p.is_file() {
+                return Ok(None);
+            }
+            std::fs::read(&p)
+                .map(Some)
+                .map_err(|e| LoadError::Io(format!("{}: {e}", p.display())))
+        };
+        let place = dir.display().to_string();
+        let place = place.trim_end_matches('/');
+        StableDiffusion::load(
+            &mut get,
+            place,
+            backend,
+            size,
+            cfg_batch,
+            taesd.is_some(),
+            opts,
+        )
+    }
+
+    /// Loads a pipeline from a file getter over the folder (`get("unet/
+    /// config.json")`; `Ok(None)`: no such file; `taesd/…` names the TAESD
+    /// folder's files when `use_taesd`): native folders and browser file sets
+    /// alike. `place` names the folder in messages.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load(
+        get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>, LoadError>,
+        place: &str,
+        backend: &dyn Backend,
+        (width, height): (usize, usize),
+        cfg_batch: bool,
+        use_taesd: bool,
+        opts: &SdOptions,
+    ) -> Result<StableDiffusion, LoadError> {
+        for (sub, file) in [
+            ("tokenizer", "vocab.json"),
+            ("text_encoder", "config.json"),
+            ("unet", "config.json"),
+            ("vae", "config.json"),
+            ("scheduler", "scheduler_config.json"),
+        ] {
+            if get(&format!("{sub}/{file}"))?.is_none() {
                 return Err(LoadError::Io(format!(
-                    "{}: no {sub}/ folder (a diffusers Stable-Diffusion folder has tokenizer/, text_encoder/, unet/, vae/ and scheduler/)",
-                    dir.display()
+                    "{place}: no {sub}/ folder ({sub}/{file} is missing; a diffusers Stable-Diffusion folder has tokenizer/, text_encoder/, unet/, vae/ and scheduler/)"
                 )));
             }
         }
-        let tokenizer = open_tokenizer(dir)?;
-        let vae_c = Component::open(&taesd.map_or_else(|| dir.join("vae"), Path::to_path_buf))?;
+        let mut component = |sub: &str| {
+            Component::load(sub, &format!("{place}/{sub}"), &mut |f: &str| {
+                get(&format!("{sub}/{f}"))
+            })
+        };
+        let vae_c = component(if use_taesd { "taesd" } else { "vae" })?;
+        let unet_c = component("unet")?;
+        let text_c = component("text_encoder")?;
+        let need = |get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>, LoadError>, f: &str| {
+            get(f)?.ok_or_else(|| LoadError::Io(format!("{place}: no {f}")))
+        };
+        let tokenizer = ClipTokenizer::from_files(
+            &need(get, "tokenizer/vocab.json")?,
+            &need(get, "tokenizer/merges.txt")?,
+            get("tokenizer/tokenizer_config.json")?.as_deref(),
+        )
+        .map_err(|e| LoadError::Tokenizer(e.to_string()))?;
+        let sched_json: serde_json::Value =
+            serde_json::from_slice(&need(get, "scheduler/scheduler_config.json")?)
+                .map_err(|e| LoadError::Corrupt(format!("scheduler_config.json: {e}")))?;
+        let sched = super::scheduler::SchedConfig::from_json(&sched_json)?;
         let s = Decoder::scale_of(&vae_c)?;
-        let unet_c = Component::open(&dir.join("unet"))?;
         let ucfg = Unet2dConfig::from_json(&unet_c.config)?;
         let m = s * ucfg.size_multiple();
         if width == 0 || height == 0 || !width.is_multiple_of(m) || !height.is_multiple_of(m) {
@@ -367,19 +451,11 @@ impl StableDiffusion {
         let latent = (height / s, width / s);
         let batch = if cfg_batch { 2 } else { 1 };
         let tokens = tokenizer.max_length;
-        let text = TextEncoder::load(
-            &Component::open(&dir.join("text_encoder"))?,
-            backend,
-            batch,
-            tokens,
-            opts,
-        )?;
+        let text = TextEncoder::load(&text_c, backend, batch, tokens, opts)?;
+        drop(text_c);
         let unet = SdUnet::load(&unet_c, backend, batch, latent, tokens, opts)?;
+        drop(unet_c);
         let vae = Decoder::load(&vae_c, backend, latent, opts)?;
-        let sched_json: serde_json::Value =
-            serde_json::from_slice(&read(&dir.join("scheduler"), "scheduler_config.json")?)
-                .map_err(|e| LoadError::Corrupt(format!("scheduler_config.json: {e}")))?;
-        let sched = super::scheduler::SchedConfig::from_json(&sched_json)?;
         Ok(StableDiffusion {
             tokenizer,
             text,
@@ -395,7 +471,17 @@ impl StableDiffusion {
     pub fn generate(
         &mut self,
         req: &TextToImage,
-        on_step: &mut dyn FnMut(usize, usize),
+        on_step: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> Result<Vec<f32>, LoadError> {
+        pollster::block_on(self.generate_async(req, on_step))
+    }
+
+    /// [`StableDiffusion::generate`] awaiting the device; `on_step`
+    /// returning false cancels (`Cancelled`) after the step.
+    pub async fn generate_async(
+        &mut self,
+        req: &TextToImage,
+        on_step: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<Vec<f32>, LoadError> {
         let guided = self.unet.graph.batch == 2;
         if guided != (req.guidance > 1.0) {
@@ -421,7 +507,7 @@ impl StableDiffusion {
                 .encode_padded(&req.prompt)
                 .map_err(|e| LoadError::Tokenizer(e.to_string()))?,
         );
-        let context = self.text.encode(&ids)?;
+        let context = self.text.encode_async(&ids).await?;
         let mut s = super::scheduler::Scheduler::new(req.scheduler, &self.sched, req.steps)?;
         let c = self.unet.cfg.in_channels;
         let n = c * self.latent.0 * self.latent.1;
@@ -444,19 +530,21 @@ impl StableDiffusion {
             let scaled: Vec<f32> = x.iter().map(|v| v * k).collect();
             let guided_out = if guided {
                 let both: Vec<f32> = scaled.iter().chain(&scaled).copied().collect();
-                let out = self.unet.call(&both, &[t, t], &context)?;
+                let out = self.unet.call_async(&both, &[t, t], &context).await?;
                 let (u, cnd) = out.split_at(n);
                 u.iter()
                     .zip(cnd)
                     .map(|(u, c)| u + req.guidance * (c - u))
                     .collect()
             } else {
-                self.unet.call(&scaled, &[t], &context)?
+                self.unet.call_async(&scaled, &[t], &context).await?
             };
             let noise = s.needs_noise(i).then(|| rng.normals(n, 1.0));
             x = s.step(i, &guided_out, &x, noise.as_deref())?;
-            on_step(i + 1, req.steps);
+            if !on_step(i + 1, req.steps) {
+                return Err(LoadError::Cancelled);
+            }
         }
-        self.vae.decode(&x)
+        self.vae.decode_async(&x).await
     }
 }

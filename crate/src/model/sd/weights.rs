@@ -49,26 +49,56 @@ impl Component {
             || dir.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let read = |f: &str| {
+        let mut get = |f: &str| -> Result<Option<Vec<u8>>, LoadError> {
             let p = dir.join(f);
-            std::fs::read(&p).map_err(|e| LoadError::Io(format!("{}: {e}", p.display())))
-        };
-        let config = read("config.json")?;
-        let mut files = Vec::new();
-        if let Some(ix) = INDEX.iter().find(|f| dir.join(f).exists()) {
-            for shard in crate::loader::safetensors::index_shards(&read(ix)?)? {
-                files.push((shard.clone(), read(&shard)?));
+            if !p.exists() {
+                return Ok(None);
             }
-        } else if let Some(f) = SINGLE.iter().find(|f| dir.join(f).exists()) {
-            files.push((f.to_string(), read(f)?));
-        } else {
-            return Err(LoadError::Io(format!(
-                "{}: no weights (looked for {})",
-                dir.display(),
-                SINGLE.join(", ")
-            )));
+            std::fs::read(&p)
+                .map(Some)
+                .map_err(|e| LoadError::Io(format!("{}: {e}", p.display())))
+        };
+        Component::load(&name, &dir.display().to_string(), &mut get)
+    }
+
+    /// A module from a file getter (`get("config.json")`, … relative to the
+    /// module's folder; `Ok(None)`: no such file), so native folders and
+    /// browser file sets load alike. `place` names the folder in messages.
+    pub fn load(
+        name: &str,
+        place: &str,
+        get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>, LoadError>,
+    ) -> Result<Component, LoadError> {
+        let missing = |f: &str| LoadError::Io(format!("{place}: no {f}"));
+        let config = get("config.json")?.ok_or_else(|| missing("config.json"))?;
+        let mut files = Vec::new();
+        let mut index = None;
+        for ix in INDEX {
+            if let Some(b) = get(ix)? {
+                index = Some(b);
+                break;
+            }
         }
-        Component::from_memory(&name, &config, files)
+        if let Some(ix) = index {
+            for shard in crate::loader::safetensors::index_shards(&ix)? {
+                let bytes = get(&shard)?.ok_or_else(|| missing(&shard))?;
+                files.push((shard, bytes));
+            }
+        } else {
+            for f in SINGLE {
+                if let Some(b) = get(f)? {
+                    files.push((f.to_string(), b));
+                    break;
+                }
+            }
+            if files.is_empty() {
+                return Err(LoadError::Io(format!(
+                    "{place}: no weights (looked for {})",
+                    SINGLE.join(", ")
+                )));
+            }
+        }
+        Component::from_memory(name, &config, files)
     }
 
     /// A module from bytes: `config.json` and `(file name, bytes)` per shard.
