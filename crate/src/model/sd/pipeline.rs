@@ -10,6 +10,7 @@ use crate::dtype::DType;
 use crate::error::KilnError;
 use crate::host::HostTensor;
 use crate::loader::LoadError;
+use crate::model::sd::weights::FileGetter;
 use crate::model::unet::{nchw_to_nhwc, nhwc_to_nchw};
 use crate::tokenizer::clip::ClipTokenizer;
 
@@ -397,7 +398,7 @@ impl StableDiffusion {
     /// alike. `place` names the folder in messages.
     #[allow(clippy::too_many_arguments)]
     pub fn load(
-        get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>, LoadError>,
+        get: &mut FileGetter,
         place: &str,
         backend: &dyn Backend,
         (width, height): (usize, usize),
@@ -426,7 +427,7 @@ impl StableDiffusion {
         let vae_c = component(if use_taesd { "taesd" } else { "vae" })?;
         let unet_c = component("unet")?;
         let text_c = component("text_encoder")?;
-        let need = |get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>, LoadError>, f: &str| {
+        let need = |get: &mut FileGetter, f: &str| {
             get(f)?.ok_or_else(|| LoadError::Io(format!("{place}: no {f}")))
         };
         let tokenizer = ClipTokenizer::from_files(

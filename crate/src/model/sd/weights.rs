@@ -21,6 +21,9 @@ struct Entry {
     range: std::ops::Range<usize>,
 }
 
+/// Reads a file of a folder by relative path: `Ok(None)` when there is none.
+pub type FileGetter<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, LoadError> + 'a;
+
 /// A module's config and weights, in memory.
 pub struct Component {
     /// The folder's name in the pipeline (`unet`, …), for messages.
@@ -64,11 +67,7 @@ impl Component {
     /// A module from a file getter (`get("config.json")`, … relative to the
     /// module's folder; `Ok(None)`: no such file), so native folders and
     /// browser file sets load alike. `place` names the folder in messages.
-    pub fn load(
-        name: &str,
-        place: &str,
-        get: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>, LoadError>,
-    ) -> Result<Component, LoadError> {
+    pub fn load(name: &str, place: &str, get: &mut FileGetter) -> Result<Component, LoadError> {
         let missing = |f: &str| LoadError::Io(format!("{place}: no {f}"));
         let config = get("config.json")?.ok_or_else(|| missing("config.json"))?;
         let mut files = Vec::new();
