@@ -1,13 +1,15 @@
-// Offline support for the demos (chat: ./, terrain: ./terrain/, fine-tune: ./finetune/): the app
+// Offline support for the demos (chat: ./, terrain: ./terrain/, fine-tune: ./finetune/,
+// diffusion: ./diffusion/): the app
 // shells, the kiln-webgpu package and three.js are kept in a cache (network
 // first, so updates show up when online); the models themselves (.gguf,
 // .onnx) are cached by kiln-webgpu in OPFS.
-const CACHE = 'kiln-demo-v3';
+const CACHE = 'kiln-demo-v4';
 const PKG = './node_modules/kiln-webgpu/';
 const THREE = './node_modules/three/';
 const SHELL = ['./', './index.html', './app.js', './common.js', './style.css', './manifest.webmanifest',
   './terrain/', './terrain/index.html', './terrain/app.js', './terrain/view3d.js', './terrain/files.js', './terrain/terrain.css',
   './finetune/', './finetune/index.html', './finetune/app.js', './finetune/plot.js', './finetune/finetune.css',
+  './diffusion/', './diffusion/index.html', './diffusion/app.js', './diffusion/diffusion.css',
   ...['kiln.js', 'core.js', 'llm.js', 'diffusion.js', 'adapter.js', 'errors.js', 'cache.js', 'worker.js', 'kiln_wasm.js', 'kiln_wasm_bg.wasm'].map((f) => PKG + f),
   ...['build/three.module.js', 'build/three.core.js', 'examples/jsm/controls/OrbitControls.js'].map((f) => THREE + f)];
 

@@ -276,6 +276,123 @@ async function loadFolder(source, opts) {
   }
 }
 
+/** Whether `source` names a diffusers folder (base URL ending in "/", or Files / URLs of one). */
+function isDiffusersFolder(source) {
+  if (typeof source === 'string' || source instanceof URL) return String(source).split(/[?#]/)[0].endsWith('/');
+  return Array.isArray(source);
+}
+
+// The files of a diffusers Stable-Diffusion folder Kiln reads, by relative
+// path; weights under the first name present (or an index and its shards).
+const SD_JSON = ['model_index.json', 'tokenizer/vocab.json', 'tokenizer/merges.txt', 'tokenizer/tokenizer_config.json',
+  'text_encoder/config.json', 'unet/config.json', 'vae/config.json', 'scheduler/scheduler_config.json'];
+const SD_OPTIONAL = new Set(['model_index.json', 'tokenizer/tokenizer_config.json']);
+const SD_WEIGHTS = {
+  text_encoder: ['model.safetensors', 'model.fp16.safetensors'],
+  unet: ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.fp16.safetensors'],
+  vae: ['diffusion_pytorch_model.safetensors', 'diffusion_pytorch_model.fp16.safetensors'],
+};
+
+/**
+ * A diffusers Stable-Diffusion folder: a base URL ending in "/" or a list of
+ * Files (a directory pick: `webkitRelativePath` gives each file's path in
+ * the folder) or URLs. Every file is read whole (network, OPFS cache or
+ * File), then the pipeline is built for the device.
+ */
+async function loadSdFolder(source, opts) {
+  const eng = await getEngine(opts);
+  const items = new Map();
+  let base = null;
+  if (Array.isArray(source)) {
+    for (const it of source) {
+      const path = it instanceof Blob ? (it.webkitRelativePath || it.name) : String(it).split(/[?#]/)[0];
+      // The path inside the folder: from the last component that is a known sub-folder (or the file name).
+      const parts = path.split('/');
+      const k = parts.findIndex((p, i) => i < parts.length - 1 && ['tokenizer', 'text_encoder', 'unet', 'vae', 'scheduler'].includes(p));
+      items.set(k >= 0 ? parts.slice(k).join('/') : parts[parts.length - 1], it);
+    }
+  } else {
+    base = new URL(String(source), globalThis.location?.href).href;
+  }
+  const files = {};
+  let loaded = 0;
+  const progress = (phase) => opts.onProgress?.({ phase, loaded, total: 0, fraction: phase === 'ready' ? 1 : 0, fromCache: false });
+  const read = async (name, optional) => {
+    const item = base ? new URL(name, base).href : items.get(name);
+    if (!item) {
+      if (optional) return false;
+      throw new KilnError('INVALID_INPUT', `the model folder has no ${name}`);
+    }
+    let src;
+    try {
+      src = await openSource(item, opts);
+    } catch (e) {
+      if (optional && e.code === 'NETWORK_ERROR' && / 404 /.test(e.message)) return false;
+      if (e.code === 'NETWORK_ERROR' && / 404 /.test(e.message)) throw new KilnError('INVALID_INPUT', `the model folder has no ${name} (${e.message})`);
+      throw e;
+    }
+    files[name] = await readAll(src, opts.signal);
+    loaded += files[name].length;
+    progress(src.fromCache ? 'cache' : 'download');
+    return true;
+  };
+  try {
+    progress('download');
+    for (const f of SD_JSON) await read(f, SD_OPTIONAL.has(f));
+    const decoder = opts.taesd ? 'taesd' : 'vae';
+    if (opts.taesd) await read('taesd/config.json', false);
+    for (const [sub, names] of Object.entries({ ...SD_WEIGHTS, [decoder]: SD_WEIGHTS.vae })) {
+      let found = false;
+      for (const n of names) if (!found) found = await read(`${sub}/${n}`, true);
+      if (!found) throw new KilnError('INVALID_INPUT', `the model folder has no ${sub}/${names[0]}`);
+    }
+    if (opts.signal?.aborted) throw aborted(opts.signal);
+    progress('compile');
+    if (opts.cpuKernels !== undefined) eng.useCpuKernels(!!opts.cpuKernels);
+    const model = eng.loadStableDiffusion(files, {
+      width: opts.width, height: opts.height, guidance: opts.guidance, weights: opts.weights, taesd: !!opts.taesd,
+    });
+    progress('ready');
+    return new DirectSd(model, eng.info());
+  } catch (e) {
+    throw await loadFailed(e, null, [], opts);
+  }
+}
+
+/** A loaded Stable-Diffusion pipeline in this realm. */
+export class DirectSd {
+  constructor(model, adapter) {
+    this.model = model;
+    this.adapter = adapter;
+    this.kind = 'sd';
+    this.fromCache = false;
+    this.cacheError = null;
+    const [w, h] = model.size();
+    this.width = w;
+    this.height = h;
+  }
+
+  /** Text to image; `onProgress({ done, total, fraction })` after every step. */
+  async generate(req, onProgress, signal) {
+    if (signal?.aborted) throw aborted(signal);
+    try {
+      return await this.model.generate(req, (done, total) => {
+        if (signal?.aborted) return false;
+        onProgress?.({ done, total, fraction: total ? done / total : 1 });
+        return !signal?.aborted;
+      });
+    } catch (e) {
+      const err = signal?.aborted ? aborted(signal) : toKilnError(e);
+      if (err.code === 'DEVICE_LOST') dropEngine();
+      throw err;
+    }
+  }
+
+  dispose() {
+    try { this.model.dispose(); this.model.free(); } catch { /* already gone */ }
+  }
+}
+
 /**
  * Loads a terrain diffusion UNet (ONNX): the whole file is read (network,
  * cache, Blob or bytes; the wasm side parses it in one piece), then compiled
@@ -283,6 +400,7 @@ async function loadFolder(source, opts) {
  * 'ready', loaded, total, fraction, fromCache }`.
  */
 export async function loadDiffusionModel(source, opts = {}) {
+  if (isDiffusersFolder(source)) return loadSdFolder(source, opts);
   const eng = await getEngine(opts);
   const src = await openSource(source, opts);
   const progress = (phase, loaded) => opts.onProgress?.({ phase, loaded, total: src.size, fraction: src.size ? loaded / src.size : 1, fromCache: src.fromCache });

@@ -1,6 +1,7 @@
 // The public diffusion model object: terrain heightmaps from a one-step
-// diffusion UNet (ONNX). Like LLM, it drives a DirectDiffusion (this thread)
-// or the worker proxy (kiln.js) through the same small interface:
+// diffusion UNet (ONNX), or text to image from a diffusers Stable-Diffusion
+// folder. Like LLM, it drives a DirectDiffusion / DirectSd (this thread) or
+// the worker proxy (kiln.js) through the same small interface:
 // generate(req, onProgress, signal), denoise(noisy, sigma, label), dispose().
 import { KilnError, aborted } from './errors.js';
 
@@ -39,6 +40,29 @@ function request(o) {
   return r;
 }
 
+const SCHEDULERS = ['euler', 'euler-a', 'ddim', 'dpm++2m', 'dpm++2m-karras', 'lcm'];
+
+/** A text-to-image request, checked before any work. */
+function sdRequest(o) {
+  if (typeof o.prompt !== 'string') throw new KilnError('INVALID_INPUT', `prompt must be a string (got ${typeof o.prompt})`);
+  if (o.negativePrompt != null && typeof o.negativePrompt !== 'string') throw new KilnError('INVALID_INPUT', 'negativePrompt must be a string');
+  const scheduler = o.scheduler ?? 'euler';
+  if (!SCHEDULERS.includes(scheduler)) throw new KilnError('INVALID_INPUT', `scheduler must be one of ${SCHEDULERS.join(', ')} (got ${scheduler})`);
+  if (o.guidance != null && !(typeof o.guidance === 'number' && Number.isFinite(o.guidance) && o.guidance >= 0 && o.guidance <= 50)) {
+    throw new KilnError('INVALID_INPUT', `guidance must be a number in [0, 50] (got ${o.guidance})`);
+  }
+  const r = {
+    prompt: o.prompt,
+    negativePrompt: o.negativePrompt ?? '',
+    steps: int('steps', o.steps, 1, 1000, 20),
+    scheduler,
+    guidance: o.guidance, // default: 7.5, or 0 for a pipeline loaded with guidance: false
+    seed: int('seed', o.seed, 0, Number.MAX_SAFE_INTEGER, 0),
+  };
+  if (o.initLatents != null) r.initLatents = Float32Array.from(o.initLatents);
+  return r;
+}
+
 /** One ImageData per map (the same buffer when there is one map). */
 function images(rgba, width, height, count) {
   const make = (data) => (typeof ImageData !== 'undefined' ? new ImageData(data, width, height) : { data, width, height, colorSpace: 'srgb' });
@@ -57,8 +81,13 @@ export class DiffusionModel {
     this.fromCache = info.fromCache;
     /** Why the model could not be cached (quota), or null. */
     this.cacheError = info.cacheError;
-    /** 128² tiles per network call (the `batch` load option). */
+    /** 128² tiles per network call (the `batch` load option; terrain). */
     this.batch = info.batch;
+    /** 'terrain' (ONNX UNet) or 'sd' (a diffusers Stable-Diffusion folder). */
+    this.kind = info.kind ?? 'terrain';
+    /** The image size a Stable-Diffusion pipeline was loaded for. */
+    this.width = info.width;
+    this.height = info.height;
     /** Figures of the last generation. */
     this.lastStats = null;
   }
@@ -81,6 +110,7 @@ export class DiffusionModel {
     this._check();
     const signal = opts.signal;
     if (signal?.aborted) throw aborted(signal);
+    if (this.kind === 'sd') return this._textToImage(opts, signal);
     const req = request(opts);
     this._busy = true;
     const t0 = performance.now();
@@ -89,6 +119,28 @@ export class DiffusionModel {
       this.lastStats = { seconds: (performance.now() - t0) / 1000, maps: r.count, width: r.width, height: r.height };
       const imgs = images(r.image, r.width, r.height, r.count);
       return { width: r.width, height: r.height, count: r.count, heights: r.heights, image: imgs[0], images: imgs };
+    } catch (e) {
+      if (signal?.aborted) throw aborted(signal);
+      throw e;
+    } finally {
+      this._busy = false;
+    }
+  }
+
+  /**
+   * Stable Diffusion: `{ prompt, negativePrompt, steps, scheduler, guidance,
+   * seed, onStep, signal }` → `{ width, height, image: ImageData }`.
+   * `onStep({ done, total, fraction })` after each denoising step; `signal`
+   * aborts (ABORTED) after the step in flight.
+   */
+  async _textToImage(opts, signal) {
+    const req = sdRequest(opts);
+    this._busy = true;
+    const t0 = performance.now();
+    try {
+      const r = await this._model.generate(req, opts.onStep ?? opts.onProgress, signal);
+      this.lastStats = { seconds: (performance.now() - t0) / 1000, steps: req.steps, width: r.width, height: r.height };
+      return { width: r.width, height: r.height, image: images(r.image, r.width, r.height, 1)[0] };
     } catch (e) {
       if (signal?.aborted) throw aborted(signal);
       throw e;

@@ -128,12 +128,17 @@ export class Kiln {
   }
 
   /**
-   * Loads a terrain diffusion UNet (the ONNX export of the one-step
-   * consistency model; URL, File/Blob or bytes). Options: `onProgress({phase,
-   * loaded, total, fraction, fromCache})` (phases download/cache, compile,
-   * ready), `signal`, `worker` (default true), `cache` (default true: OPFS),
-   * `adapterPreference`, `batch` (128² tiles per network call, default 1),
-   * `weights` ("f32" default, "f16", "q8_0").
+   * Loads a diffusion model: a terrain UNet (the ONNX export of the one-step
+   * consistency model; URL, File/Blob or bytes), or a diffusers
+   * Stable-Diffusion folder (a base URL ending in "/", or its Files — a
+   * directory pick — or URLs). Options: `onProgress({phase, loaded, total,
+   * fraction, fromCache})` (phases download/cache, compile, ready), `signal`,
+   * `worker` (default true), `cache` (default true: OPFS),
+   * `adapterPreference`, `weights` ("f32" default, "f16", "q8_0"); terrain:
+   * `batch` (128² tiles per network call, default 1); Stable Diffusion:
+   * `width`, `height` (default: the model's), `guidance` (false: compile for
+   * guidance ≤ 1 only, as SD-Turbo runs), `taesd` (decode with the folder's
+   * `taesd/`).
    */
   static async loadDiffusion(source, opts = {}) {
     if (opts.signal?.aborted) throw aborted(opts.signal);

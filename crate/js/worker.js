@@ -28,7 +28,7 @@ async function handle(m) {
       } finally {
         runs.delete(id);
       }
-      reply(id, { ok: true, value: { adapter: model.adapter, fromCache: model.fromCache, cacheError: model.cacheError, batch: model.batch } });
+      reply(id, { ok: true, value: { adapter: model.adapter, fromCache: model.fromCache, cacheError: model.cacheError, batch: model.batch, kind: model.kind, width: model.width, height: model.height } });
       return;
     }
     if (!model) throw Object.assign(new Error('no model is loaded in this worker'), { code: 'DISPOSED' });
@@ -59,7 +59,7 @@ async function handle(m) {
       runs.set(id, ctl);
       try {
         const r = await model.generate(m.req, (p) => reply(id, { progress: p }), ctl.signal);
-        reply(id, { ok: true, value: r }, [r.heights.buffer, r.image.buffer]);
+        reply(id, { ok: true, value: r }, r.heights ? [r.heights.buffer, r.image.buffer] : [r.image.buffer]);
       } finally {
         runs.delete(id);
       }

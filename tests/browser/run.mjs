@@ -659,6 +659,91 @@ test('fine-tune demo: SmolLM2 trains a few steps on the bundled sample (live los
   await context.close();
 });
 
+/** The f32 tensors of a safetensors file, by name: { shape, data }. */
+async function readSafetensors(path) {
+  const b = await readFile(path);
+  const n = Number(b.readBigUInt64LE(0));
+  const header = JSON.parse(b.toString('utf8', 8, 8 + n));
+  const out = {};
+  for (const [name, t] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    assert.equal(t.dtype, 'F32', name);
+    const [s, e] = t.data_offsets;
+    const bytes = b.subarray(8 + n + s, 8 + n + e);
+    out[name] = { shape: t.shape, data: new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)) };
+  }
+  return out;
+}
+
+test('stable diffusion: a tiny diffusers folder (base URL, worker) = diffusers\' StableDiffusionPipeline image; missing files are typed errors naming them', async () => {
+  const ref = await readSafetensors(join(root, 'tests/fixtures/sd/tiny_sd15/reference.safetensors'));
+  const want = ref['pipe.image'];
+  const page = await harness();
+  const dir = '/tests/fixtures/sd/tiny_sd15/';
+  const files = ['model_index.json', 'tokenizer/vocab.json', 'tokenizer/merges.txt', 'tokenizer/tokenizer_config.json',
+    'text_encoder/config.json', 'text_encoder/model.safetensors', 'unet/config.json', 'vae/config.json',
+    'vae/diffusion_pytorch_model.safetensors', 'scheduler/scheduler_config.json'].map((f) => dir + f);
+  const r = await page.evaluate(async ({ dir, init, files }) => {
+    const code = (p) => p.then(() => 'no error', (e) => `${e.code}: ${e.message}`);
+    const dm = await kiln.Kiln.loadDiffusion(dir, { cache: false });
+    const steps = [];
+    const g = await dm.generate({ prompt: 'a red cube on a table', negativePrompt: '', steps: 4, scheduler: 'euler', guidance: 7.5, initLatents: init, onStep: (p) => steps.push(p.done) });
+    const out = { kind: dm.kind, size: [dm.width, dm.height, g.width, g.height], rgba: Array.from(g.image.data), steps, imageData: g.image instanceof ImageData };
+    out.badScheduler = await code(dm.generate({ prompt: 'x', scheduler: 'heun' }));
+    out.seeded = Array.from((await dm.generate({ prompt: 'a red cube', steps: 2, seed: 5 })).image.data.slice(0, 16));
+    out.seededAgain = Array.from((await dm.generate({ prompt: 'a red cube', steps: 2, seed: 5 })).image.data.slice(0, 16));
+    await dm.dispose();
+    out.missing = await code(kiln.Kiln.loadDiffusion(files, { cache: false }));
+    out.missingDirect = await code(kiln.Kiln.loadDiffusion(files.filter((f) => !f.endsWith('merges.txt')), { cache: false, worker: false }));
+    return out;
+  }, { dir, init: Array.from(ref['pipe.init_latents'].data), files });
+  assert.equal(r.kind, 'sd');
+  assert.deepEqual(r.size, [16, 16, 16, 16]);
+  assert.equal(r.imageData, true);
+  assert.deepEqual(r.steps, [1, 2, 3, 4]);
+  // RGBA bytes vs diffusers' [H, W, 3] floats in [0, 1].
+  let worst = 0;
+  let se = 0;
+  for (let p = 0; p < 16 * 16; p++) {
+    for (let c = 0; c < 3; c++) {
+      const w = want.data[p * 3 + c];
+      const d = Math.abs(r.rgba[p * 4 + c] / 255 - w);
+      worst = Math.max(worst, Math.abs(r.rgba[p * 4 + c] - Math.round(w * 255)));
+      se += d * d;
+    }
+    assert.equal(r.rgba[p * 4 + 3], 255);
+  }
+  const psnr = 10 * Math.log10(1 / (se / (16 * 16 * 3)));
+  console.log(`    16×16 image vs diffusers: PSNR ${psnr.toFixed(1)} dB (8-bit), max ${worst} level(s) off`);
+  assert.ok(psnr >= 40 && worst <= 1, `PSNR ${psnr} dB, ${worst} levels`);
+  assert.match(r.badScheduler, /^INVALID_INPUT/);
+  assert.deepEqual(r.seeded, r.seededAgain);
+  console.log(`    e.g. ${r.missing}`);
+  assert.match(r.missing, /^INVALID_INPUT: .*unet\/diffusion_pytorch_model\.safetensors/);
+  assert.match(r.missingDirect, /^INVALID_INPUT: .*tokenizer\/merges\.txt/);
+  await page.context().close();
+});
+
+test('diffusion demo: a tiny diffusers folder by URL makes an image (screenshot)', async () => {
+  const context = await browser.newContext({ viewport: { width: 900, height: 760 } });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.log(`    [page error] ${e.message}`));
+  await page.goto(`${origin}/www/diffusion/?model=${encodeURIComponent('/tests/fixtures/sd/tiny_sd15/')}&steps=3&scheduler=dpm%2B%2B2m&seed=4&generate=1`);
+  await page.waitForSelector('#stats:has-text("3 dpm++2m steps")', { timeout: 120000 });
+  const px = await page.evaluate(() => {
+    const c = document.getElementById('image');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    return { w: c.width, distinct: new Set(Array.from(d)).size, error: document.getElementById('error').textContent };
+  });
+  assert.equal(px.error, '');
+  assert.equal(px.w, 16);
+  assert.ok(px.distinct > 16, `a flat image (${px.distinct} values)`);
+  await mkdir(artifacts, { recursive: true });
+  await page.screenshot({ path: join(artifacts, 'diffusion-demo.png') });
+  console.log(`    ${await page.locator('#stats').innerText()}`);
+  await context.close();
+});
+
 test('terrain: generate in a worker — result shapes, BUSY, abort of a 256² map (ABORTED after the tile in flight)', async () => {
   const page = await terrainPage();
   const r = await page.evaluate(async () => {

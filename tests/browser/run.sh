@@ -7,7 +7,9 @@
 #      OPFS offline, typed errors, device loss, `npm pack` into a scratch
 #      project, the www/ chat demo, and terrain diffusion (Kiln.loadDiffusion
 #      in a worker: denoise vs ONNX Runtime, abort, typed errors; the
-#      www/terrain/ demo's map vs the native CLI's fixture) — screenshots in
+#      www/terrain/ demo's map vs the native CLI's fixture), Stable Diffusion
+#      (a tiny diffusers folder's image vs diffusers' pipeline, typed errors
+#      for missing files, the www/diffusion/ demo) — screenshots in
 #      tests/browser/artifacts/.
 # Needs the embedded model (tools/fetch_model.sh) and the terrain model
 # (tools/fetch_terrain.sh; ./dev.sh test fetches both). Installs what is missing.

@@ -1,0 +1,229 @@
+//! The browser binding of Stable-Diffusion-family text to image (feature
+//! `web`, wasm32 only): `Engine.loadStableDiffusion(files, options)` takes
+//! the files of a diffusers folder (an object of relative path →
+//! `Uint8Array`) and gives an [`SdModel`], whose `generate` resolves to an
+//! RGBA image. Wrapped by `Kiln.loadDiffusion` (`crate/js/diffusion.js`).
+
+use std::cell::{RefCell, RefMut};
+use std::rc::Rc;
+
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+
+use crate::loader::LoadError;
+use crate::model::sd::SdOptions;
+use crate::model::sd::pipeline::{StableDiffusion, TextToImage};
+use crate::model::sd::scheduler::SchedulerKind;
+use crate::web::{Engine, bad_arg, err, js_error};
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct SdLoadOptions {
+    width: Option<usize>,
+    height: Option<usize>,
+    /// Compile the UNet for classifier-free guidance (two samples a step).
+    guidance: Option<bool>,
+    /// Weights on the device: "f32" (default), "f16" or "q8_0".
+    weights: Option<String>,
+    /// Decode with the folder's `taesd/` files instead of `vae/`.
+    taesd: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SdGenerateOptions {
+    prompt: String,
+    negative_prompt: Option<String>,
+    steps: Option<usize>,
+    scheduler: Option<String>,
+    guidance: Option<f32>,
+    seed: Option<f64>,
+    /// Starting latents (N(0, 1)) instead of the seed's (parity tests).
+    init_latents: Option<Vec<f32>>,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Loads a diffusers Stable-Diffusion folder from its files:
+    /// `{ "unet/config.json": Uint8Array, … }`.
+    #[wasm_bindgen(js_name = loadStableDiffusion)]
+    pub fn load_stable_diffusion(
+        &self,
+        files: js_sys::Object,
+        options: JsValue,
+    ) -> Result<SdModel, JsValue> {
+        let o: SdLoadOptions = if options.is_undefined() || options.is_null() {
+            SdLoadOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(bad_arg)?
+        };
+        let weight_dtype = match o.weights.as_deref() {
+            None | Some("f32") => None,
+            Some("f16") => Some(crate::DType::F16),
+            Some("q8_0") => Some(crate::DType::Q8_0),
+            Some(w) => return Err(bad_arg(format!("weights '{w}' (f32, f16 or q8_0)"))),
+        };
+        let mut get = |f: &str| -> Result<Option<Vec<u8>>, LoadError> {
+            let v = js_sys::Reflect::get(&files, &f.into())
+                .map_err(|_| LoadError::Io(format!("reading {f}")))?;
+            if v.is_undefined() || v.is_null() {
+                return Ok(None);
+            }
+            Ok(Some(js_sys::Uint8Array::new(&v).to_vec()))
+        };
+        // The default size: the UNet's sample size times the decoder's scale.
+        let size = match (o.width, o.height) {
+            (Some(w), Some(h)) => (w, h),
+            _ => default_size(&mut get, o.taesd == Some(true)).map_err(err)?,
+        };
+        let opts = SdOptions {
+            weight_dtype,
+            ..Default::default()
+        };
+        let sd = StableDiffusion::load(
+            &mut get,
+            "the model folder",
+            self.backend(),
+            size,
+            o.guidance != Some(false),
+            o.taesd == Some(true),
+            &opts,
+        )
+        .map_err(err)?;
+        Ok(SdModel {
+            inner: Rc::new(RefCell::new(Some(sd))),
+            size,
+        })
+    }
+}
+
+fn default_size(
+    get: &mut crate::model::sd::weights::FileGetter,
+    taesd: bool,
+) -> Result<(usize, usize), LoadError> {
+    let json = |b: Option<Vec<u8>>, f: &str| -> Result<serde_json::Value, LoadError> {
+        let b = b.ok_or_else(|| LoadError::Io(format!("the model folder has no {f}")))?;
+        serde_json::from_slice(&b).map_err(|e| LoadError::Corrupt(format!("{f}: {e}")))
+    };
+    let u = json(get("unet/config.json")?, "unet/config.json")?;
+    let u = crate::model::sd::Unet2dConfig::from_json(&u)?;
+    let vf = if taesd {
+        "taesd/config.json"
+    } else {
+        "vae/config.json"
+    };
+    let v = json(get(vf)?, vf)?;
+    let s = if v.get("_class_name").and_then(|c| c.as_str()) == Some("AutoencoderTiny") {
+        crate::model::sd::taesd::TaesdConfig::from_json(&v)?.scale()
+    } else {
+        crate::model::sd::VaeConfig::from_json(&v)?.scale()
+    };
+    Ok((u.sample_size * s, u.sample_size * s))
+}
+
+fn claim(inner: &RefCell<Option<StableDiffusion>>) -> Result<RefMut<'_, StableDiffusion>, JsValue> {
+    let guard = inner
+        .try_borrow_mut()
+        .map_err(|_| js_error("BUSY", "the model is generating; wait or abort first"))?;
+    RefMut::filter_map(guard, Option::as_mut)
+        .map_err(|_| js_error("DISPOSED", "the model was disposed"))
+}
+
+/// A loaded Stable-Diffusion pipeline (one image size).
+#[wasm_bindgen]
+pub struct SdModel {
+    inner: Rc<RefCell<Option<StableDiffusion>>>,
+    size: (usize, usize),
+}
+
+#[wasm_bindgen]
+impl SdModel {
+    /// `{prompt, negativePrompt, steps, scheduler, guidance, seed,
+    /// initLatents}` → `{width, height, image: Uint8ClampedArray RGBA}`.
+    /// `onStep(done, total)` after every step; returning false aborts.
+    #[allow(clippy::await_holding_refcell_ref)]
+    pub fn generate(
+        &self,
+        options: JsValue,
+        on_step: js_sys::Function,
+    ) -> Result<js_sys::Promise, JsValue> {
+        let o: SdGenerateOptions = serde_wasm_bindgen::from_value(options).map_err(bad_arg)?;
+        let o_guidance = o.guidance;
+        let name = o.scheduler.as_deref().unwrap_or("euler");
+        let scheduler = SchedulerKind::parse(name).ok_or_else(|| {
+            bad_arg(format!(
+                "scheduler '{name}' (euler, euler-a, ddim, dpm++2m, dpm++2m-karras, lcm)"
+            ))
+        })?;
+        let req = TextToImage {
+            prompt: o.prompt,
+            negative: o.negative_prompt.unwrap_or_default(),
+            steps: o.steps.unwrap_or(20),
+            scheduler,
+            guidance: 0.0,
+            seed: o.seed.map_or(0, |s| s as u64),
+            init_latents: o.init_latents,
+        };
+        let guided = claim(&self.inner)?.unet.graph.batch == 2;
+        let req = TextToImage {
+            guidance: o_guidance.unwrap_or(if guided { 7.5 } else { 0.0 }),
+            ..req
+        };
+        let inner = self.inner.clone();
+        let (w, h) = self.size;
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let mut sd = claim(&inner)?;
+            let mut callback_error = None;
+            let mut on = |done: usize, total: usize| match on_step.call2(
+                &JsValue::NULL,
+                &(done as f64).into(),
+                &(total as f64).into(),
+            ) {
+                Ok(v) => v.as_bool() != Some(false),
+                Err(e) => {
+                    callback_error = Some(e);
+                    false
+                }
+            };
+            let img = sd.generate_async(&req, &mut on).await;
+            if let Some(e) = callback_error {
+                return Err(e);
+            }
+            let img = img.map_err(err)?;
+            let rgba: Vec<u8> = (0..w * h * 4)
+                .map(|i| {
+                    let (p, ch) = (i / 4, i % 4);
+                    if ch == 3 {
+                        255
+                    } else {
+                        (img[ch * w * h + p] * 255.0).round() as u8
+                    }
+                })
+                .collect();
+            let out = js_sys::Object::new();
+            let set = |k: &str, v: JsValue| js_sys::Reflect::set(&out, &k.into(), &v);
+            set("width", (w as f64).into())?;
+            set("height", (h as f64).into())?;
+            set(
+                "image",
+                js_sys::Uint8ClampedArray::from(rgba.as_slice()).into(),
+            )?;
+            Ok(out.into())
+        }))
+    }
+
+    /// `[width, height]` the pipeline was loaded for.
+    pub fn size(&self) -> Vec<u32> {
+        vec![self.size.0 as u32, self.size.1 as u32]
+    }
+
+    /// Frees the GPU memory now.
+    pub fn dispose(&self) -> Result<(), JsValue> {
+        let mut m = self
+            .inner
+            .try_borrow_mut()
+            .map_err(|_| js_error("BUSY", "the model is generating; abort first"))?;
+        *m = None;
+        Ok(())
+    }
+}

@@ -1,0 +1,132 @@
+// Kiln diffusion demo: text to image from a diffusers Stable-Diffusion folder
+// (a URL or a folder picked from disk), generated in a worker on WebGPU by
+// the kiln-webgpu package.
+import { Kiln } from 'kiln-webgpu';
+import { registerServiceWorker, progressText, errorText } from '../common.js';
+
+const $ = (id) => document.getElementById(id);
+let dm = null;
+let stop = null;
+let loadedGuidance = null;
+let source = null;
+let label = '';
+
+registerServiceWorker('../sw.js');
+
+function setError(e) {
+  $('error').textContent = errorText(e);
+}
+
+function setBusy(busy) {
+  $('generate').disabled = busy || !source;
+  $('stop').disabled = !busy;
+  $('load').disabled = busy;
+}
+
+// The pipeline is compiled for with- or without-guidance runs (one or two
+// samples per step): a change of side reloads it.
+async function ensureLoaded(guided) {
+  if (dm && loadedGuidance === guided) return true;
+  if (dm) { await dm.dispose(); dm = null; }
+  $('status').textContent = `Loading ${label}…`;
+  const t0 = performance.now();
+  dm = await Kiln.loadDiffusion(source, {
+    guidance: guided,
+    onProgress: (p) => {
+      $('status').textContent = progressText(p, label);
+    },
+  });
+  loadedGuidance = guided;
+  const secs = ((performance.now() - t0) / 1000).toFixed(1);
+  $('status').textContent = `Ready: ${label} (${dm.width}×${dm.height}, loaded in ${secs} s)`;
+  const a = dm.adapter;
+  $('adapter').textContent = `WebGPU: ${a.name || a.backend}`;
+  return true;
+}
+
+async function load(src, name) {
+  setError(null);
+  source = src;
+  label = name;
+  setBusy(true);
+  try {
+    await ensureLoaded(Number($('guidance').value) > 1);
+  } catch (e) {
+    $('status').textContent = `Could not load ${label}.`;
+    source = null;
+    setError(e);
+  } finally {
+    setBusy(false);
+  }
+}
+
+async function generate(ev) {
+  ev?.preventDefault();
+  if (!source) return;
+  setError(null);
+  const guidance = Number($('guidance').value);
+  const req = {
+    prompt: $('prompt').value,
+    negativePrompt: $('negative').value,
+    steps: Number($('steps').value),
+    scheduler: $('scheduler').value,
+    guidance,
+    seed: Number($('seed').value),
+  };
+  stop = new AbortController();
+  setBusy(true);
+  $('progress').value = 0;
+  try {
+    await ensureLoaded(guidance > 1);
+    $('stats').textContent = `Generating ${dm.width}×${dm.height}…`;
+    const r = await dm.generate({
+      ...req,
+      signal: stop.signal,
+      onStep: (p) => {
+        $('progress').value = p.fraction;
+        $('stats').textContent = `Generating ${dm.width}×${dm.height}: step ${p.done} / ${p.total}`;
+      },
+    });
+    const canvas = $('image');
+    canvas.width = r.width;
+    canvas.height = r.height;
+    canvas.getContext('2d').putImageData(r.image, 0, 0);
+    $('imageInfo').textContent = `${r.width}×${r.height} px`;
+    $('save').disabled = false;
+    $('stats').textContent = `${req.steps} ${req.scheduler} steps, guidance ${guidance}, seed ${req.seed}: ${dm.lastStats.seconds.toFixed(1)} s`;
+  } catch (e) {
+    $('stats').textContent = e.code === 'ABORTED' ? 'Stopped.' : '';
+    if (e.code !== 'ABORTED') setError(e);
+  } finally {
+    $('progress').value = 0;
+    stop = null;
+    setBusy(false);
+  }
+}
+
+$('controls').addEventListener('submit', generate);
+$('stop').addEventListener('click', () => stop?.abort('stopped'));
+$('dice').addEventListener('click', () => { $('seed').value = Math.floor(Math.random() * 1e9); });
+$('save').addEventListener('click', () => $('image').toBlob((b) => {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(b);
+  a.download = `kiln-s${$('seed').value}.png`;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}, 'image/png'));
+$('load').addEventListener('click', () => {
+  const u = $('url').value.trim();
+  load(u.endsWith('/') ? u : `${u}/`, u);
+});
+$('folder').addEventListener('change', () => {
+  const files = [...$('folder').files];
+  if (files.length) load(files, files[0].webkitRelativePath.split('/')[0] || 'folder');
+});
+
+const params = new URLSearchParams(location.search);
+for (const k of ['prompt', 'negative', 'steps', 'scheduler', 'guidance', 'seed']) if (params.has(k)) $(k).value = params.get(k);
+if (params.has('model')) {
+  $('url').value = params.get('model');
+  await load(params.get('model'), params.get('model'));
+  if (params.has('generate') && source) generate();
+}
