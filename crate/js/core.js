@@ -359,6 +359,26 @@ async function loadSdFolder(source, opts) {
   }
 }
 
+/**
+ * A wasm diffusion model's `generate(req, (done, total) => keepGoing)`:
+ * progress as `{ done, total, fraction }`, `signal` checked between network
+ * calls / steps, errors as KilnErrors.
+ */
+async function generateWith(model, req, onProgress, signal) {
+  if (signal?.aborted) throw aborted(signal);
+  try {
+    return await model.generate(req, (done, total) => {
+      if (signal?.aborted) return false;
+      onProgress?.({ done, total, fraction: total ? done / total : 1 });
+      return !signal?.aborted;
+    });
+  } catch (e) {
+    const err = signal?.aborted ? aborted(signal) : toKilnError(e);
+    if (err.code === 'DEVICE_LOST') dropEngine();
+    throw err;
+  }
+}
+
 /** A loaded Stable-Diffusion pipeline in this realm. */
 export class DirectSd {
   constructor(model, adapter) {
@@ -373,19 +393,8 @@ export class DirectSd {
   }
 
   /** Text to image; `onProgress({ done, total, fraction })` after every step. */
-  async generate(req, onProgress, signal) {
-    if (signal?.aborted) throw aborted(signal);
-    try {
-      return await this.model.generate(req, (done, total) => {
-        if (signal?.aborted) return false;
-        onProgress?.({ done, total, fraction: total ? done / total : 1 });
-        return !signal?.aborted;
-      });
-    } catch (e) {
-      const err = signal?.aborted ? aborted(signal) : toKilnError(e);
-      if (err.code === 'DEVICE_LOST') dropEngine();
-      throw err;
-    }
+  generate(req, onProgress, signal) {
+    return generateWith(this.model, req, onProgress, signal);
   }
 
   dispose() {
@@ -444,19 +453,8 @@ export class DirectDiffusion {
    * Generates maps; `onProgress({ done, total, fraction })` after every
    * network call. The wasm side checks for an abort between network calls.
    */
-  async generate(req, onProgress, signal) {
-    if (signal?.aborted) throw aborted(signal);
-    try {
-      return await this.model.generate(req, (done, total) => {
-        if (signal?.aborted) return false;
-        onProgress?.({ done, total, fraction: total ? done / total : 1 });
-        return !signal?.aborted;
-      });
-    } catch (e) {
-      const err = signal?.aborted ? aborted(signal) : toKilnError(e);
-      if (err.code === 'DEVICE_LOST') dropEngine();
-      throw err;
-    }
+  generate(req, onProgress, signal) {
+    return generateWith(this.model, req, onProgress, signal);
   }
 
   /** One raw network call: noisy [B·128·128], sigma [B], label [B] = (difficulty − 1)/99. */

@@ -36,6 +36,44 @@ pub(crate) fn bad_arg(e: impl std::fmt::Display) -> JsValue {
     js_error("INVALID_INPUT", &e.to_string())
 }
 
+/// A model held for one call (the diffusion models): `BUSY` while another
+/// call holds it, `DISPOSED` after [`release`].
+pub(crate) fn claim<T>(inner: &RefCell<Option<T>>) -> Result<std::cell::RefMut<'_, T>, JsValue> {
+    let guard = inner
+        .try_borrow_mut()
+        .map_err(|_| js_error("BUSY", "the model is generating; wait or abort first"))?;
+    std::cell::RefMut::filter_map(guard, Option::as_mut)
+        .map_err(|_| js_error("DISPOSED", "the model was disposed"))
+}
+
+/// Drops the model now (its GPU memory with it); `BUSY` during a call.
+pub(crate) fn release<T>(inner: &RefCell<Option<T>>) -> Result<(), JsValue> {
+    let mut m = inner
+        .try_borrow_mut()
+        .map_err(|_| js_error("BUSY", "the model is generating; abort first"))?;
+    *m = None;
+    Ok(())
+}
+
+/// A JS `(done, total) → boolean` callback as a progress closure: false
+/// (or a throw, kept in `error`) asks the work to stop.
+pub(crate) fn progress_fn<'a>(
+    f: &'a js_sys::Function,
+    error: &'a mut Option<JsValue>,
+) -> impl FnMut(usize, usize) -> bool + 'a {
+    move |done, total| match f.call2(
+        &JsValue::NULL,
+        &(done as f64).into(),
+        &(total as f64).into(),
+    ) {
+        Ok(v) => v.as_bool() != Some(false),
+        Err(e) => {
+            *error = Some(e);
+            false
+        }
+    }
+}
+
 /// Reports Rust panics (bugs, never user errors) on the console with their
 /// message; the JS side turns the trap that follows into an `INTERNAL` error.
 #[wasm_bindgen(start)]

@@ -4,7 +4,7 @@
 //! `Uint8Array`) and gives an [`SdModel`], whose `generate` resolves to an
 //! RGBA image. Wrapped by `Kiln.loadDiffusion` (`crate/js/diffusion.js`).
 
-use std::cell::{RefCell, RefMut};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use serde::Deserialize;
@@ -14,7 +14,7 @@ use crate::loader::LoadError;
 use crate::model::sd::SdOptions;
 use crate::model::sd::pipeline::{StableDiffusion, TextToImage};
 use crate::model::sd::scheduler::SchedulerKind;
-use crate::web::{Engine, bad_arg, err, js_error};
+use crate::web::{Engine, bad_arg, claim, err, progress_fn, release};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
@@ -121,14 +121,6 @@ fn default_size(
     Ok((u.sample_size * s, u.sample_size * s))
 }
 
-fn claim(inner: &RefCell<Option<StableDiffusion>>) -> Result<RefMut<'_, StableDiffusion>, JsValue> {
-    let guard = inner
-        .try_borrow_mut()
-        .map_err(|_| js_error("BUSY", "the model is generating; wait or abort first"))?;
-    RefMut::filter_map(guard, Option::as_mut)
-        .map_err(|_| js_error("DISPOSED", "the model was disposed"))
-}
-
 /// A loaded Stable-Diffusion pipeline (one image size).
 #[wasm_bindgen]
 pub struct SdModel {
@@ -174,32 +166,14 @@ impl SdModel {
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             let mut sd = claim(&inner)?;
             let mut callback_error = None;
-            let mut on = |done: usize, total: usize| match on_step.call2(
-                &JsValue::NULL,
-                &(done as f64).into(),
-                &(total as f64).into(),
-            ) {
-                Ok(v) => v.as_bool() != Some(false),
-                Err(e) => {
-                    callback_error = Some(e);
-                    false
-                }
-            };
+            let mut on = progress_fn(&on_step, &mut callback_error);
             let img = sd.generate_async(&req, &mut on).await;
+            drop(on);
             if let Some(e) = callback_error {
                 return Err(e);
             }
             let img = img.map_err(err)?;
-            let rgba: Vec<u8> = (0..w * h * 4)
-                .map(|i| {
-                    let (p, ch) = (i / 4, i % 4);
-                    if ch == 3 {
-                        255
-                    } else {
-                        (img[ch * w * h + p] * 255.0).round() as u8
-                    }
-                })
-                .collect();
+            let rgba = crate::model::sd::pipeline::to_rgba8(&img, (w, h));
             let out = js_sys::Object::new();
             let set = |k: &str, v: JsValue| js_sys::Reflect::set(&out, &k.into(), &v);
             set("width", (w as f64).into())?;
@@ -219,11 +193,6 @@ impl SdModel {
 
     /// Frees the GPU memory now.
     pub fn dispose(&self) -> Result<(), JsValue> {
-        let mut m = self
-            .inner
-            .try_borrow_mut()
-            .map_err(|_| js_error("BUSY", "the model is generating; abort first"))?;
-        *m = None;
-        Ok(())
+        release(&self.inner)
     }
 }

@@ -3,7 +3,7 @@
 //! resolves to heights (metres) and an RGBA shaded relief per map. Wrapped by
 //! `Kiln.loadDiffusion` in the JS package (`crate/js/diffusion.js`).
 
-use std::cell::{RefCell, RefMut};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use serde::Deserialize;
@@ -14,7 +14,7 @@ use crate::loader::onnx::OnnxModel;
 use crate::model::terrain::{TerrainGenerator, TerrainRequest};
 use crate::model::terrain_post as post;
 use crate::model::unet::UnetOptions;
-use crate::web::{Engine, bad_arg, err, js_error};
+use crate::web::{Engine, bad_arg, claim, err, progress_fn, release};
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
@@ -74,18 +74,6 @@ impl Engine {
     }
 }
 
-/// The model for one call, held for its duration: `BUSY` while another
-/// call holds it, `DISPOSED` after [`TerrainModel::dispose`].
-fn claim(
-    inner: &RefCell<Option<TerrainGenerator>>,
-) -> Result<RefMut<'_, TerrainGenerator>, JsValue> {
-    let guard = inner
-        .try_borrow_mut()
-        .map_err(|_| js_error("BUSY", "the model is generating; wait or abort first"))?;
-    RefMut::filter_map(guard, Option::as_mut)
-        .map_err(|_| js_error("DISPOSED", "the model was disposed"))
-}
-
 /// A loaded terrain model.
 #[wasm_bindgen]
 pub struct TerrainModel {
@@ -128,18 +116,9 @@ impl TerrainModel {
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             let mut g = claim(&inner)?;
             let mut callback_error = None;
-            let mut on = |done: usize, total: usize| match on_progress.call2(
-                &JsValue::NULL,
-                &(done as f64).into(),
-                &(total as f64).into(),
-            ) {
-                Ok(v) => v.as_bool() != Some(false),
-                Err(e) => {
-                    callback_error = Some(e);
-                    false
-                }
-            };
+            let mut on = progress_fn(&on_progress, &mut callback_error);
             let maps = g.generate_async(&req, &mut on).await;
+            drop(on);
             if let Some(e) = callback_error {
                 return Err(e);
             }
@@ -202,11 +181,6 @@ impl TerrainModel {
 
     /// Frees the GPU memory now (also happens when the object is collected).
     pub fn dispose(&self) -> Result<(), JsValue> {
-        let mut m = self
-            .inner
-            .try_borrow_mut()
-            .map_err(|_| js_error("BUSY", "the model is generating; abort first"))?;
-        *m = None;
-        Ok(())
+        release(&self.inner)
     }
 }

@@ -237,16 +237,7 @@ fn text_to_image(
     })?;
     bar.finish_and_clear();
     let (w, h) = (width, height);
-    let rgba: Vec<u8> = (0..w * h * 4)
-        .map(|i| {
-            let (p, ch) = (i / 4, i % 4);
-            if ch == 3 {
-                255
-            } else {
-                (img[ch * w * h + p] * 255.0).round() as u8
-            }
-        })
-        .collect();
+    let rgba = kiln::model::sd::pipeline::to_rgba8(&img, (w, h));
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("image.png"));
     std::fs::write(&out, post::encode_png_rgba(&rgba, w, h)?)?;
     eprintln!(

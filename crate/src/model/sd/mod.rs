@@ -103,11 +103,7 @@ impl<'a> Builder<'a> {
         shape: &[usize],
         kind: WeightKind,
     ) -> Result<TensorId> {
-        let dtype = match (kind, self.opts.weight_dtype) {
-            (WeightKind::Vector, _) | (_, None) => DType::F32,
-            (_, Some(d)) if shape[1].is_multiple_of(d.block_size()) => d,
-            _ => DType::F32,
-        };
+        let dtype = crate::model::unet::storage_dtype(kind, shape, self.opts.weight_dtype);
         let label = if sources.is_empty() {
             "zeros".to_string()
         } else {

@@ -164,6 +164,56 @@ impl SdUnet {
     }
 }
 
+/// The shapes of a decoder graph: NCHW latents in, NCHW image out.
+struct DecodeShape {
+    batch: usize,
+    size: (usize, usize),
+    latent_channels: usize,
+    /// Image pixels per latent pixel.
+    scale: usize,
+    out_channels: usize,
+}
+
+/// Runs a decoder graph on NCHW latents `z` → its NCHW output.
+async fn run_decoder(
+    loaded: &mut Loaded,
+    (latents, image): (crate::graph::TensorId, crate::graph::TensorId),
+    d: &DecodeShape,
+    z: &[f32],
+    name: &str,
+) -> Result<Vec<f32>, LoadError> {
+    let (b, (h, w), lc) = (d.batch, d.size, d.latent_channels);
+    if z.len() != b * lc * h * w {
+        return Err(bad(name, format!("expects {b} latents of {lc}×{h}×{w}")));
+    }
+    let nhwc = nchw_to_nhwc(z, b, lc, h * w);
+    loaded.exe.write(
+        latents,
+        &HostTensor::from_f32(&[b, h, w, lc], DType::F32, &nhwc)?,
+    )?;
+    let y = loaded.run_read(image).await?;
+    Ok(nhwc_to_nchw(
+        &y,
+        b,
+        d.out_channels,
+        h * w * d.scale * d.scale,
+    ))
+}
+
+/// An NCHW `[1, 3, h, w]` image in [0, 1] as RGBA bytes (opaque).
+pub fn to_rgba8(img: &[f32], (w, h): (usize, usize)) -> Vec<u8> {
+    (0..w * h * 4)
+        .map(|i| {
+            let (p, ch) = (i / 4, i % 4);
+            if ch == 3 {
+                255
+            } else {
+                (img[ch * w * h + p] * 255.0).round() as u8
+            }
+        })
+        .collect()
+}
+
 /// The VAE decoder for a fixed batch and latent size.
 pub struct VaeDecoder {
     pub cfg: VaeConfig,
@@ -194,20 +244,14 @@ impl VaeDecoder {
     /// [`VaeDecoder::decode_raw`] awaiting the device.
     pub async fn decode_raw_async(&mut self, z: &[f32]) -> Result<Vec<f32>, LoadError> {
         let g = &self.graph;
-        let (b, (h, w)) = (g.batch, g.size);
-        let lc = self.cfg.latent_channels;
-        if z.len() != b * lc * h * w {
-            return Err(bad("vae", format!("expects {b} latents of {lc}×{h}×{w}")));
-        }
-        let exe = self.loaded.exe.as_mut();
-        let nhwc = nchw_to_nhwc(z, b, lc, h * w);
-        exe.write(
-            g.latents,
-            &HostTensor::from_f32(&[b, h, w, lc], DType::F32, &nhwc)?,
-        )?;
-        let y = self.loaded.run_read(g.image).await?;
-        let s = self.cfg.scale();
-        Ok(nhwc_to_nchw(&y, b, self.cfg.out_channels, h * w * s * s))
+        let shape = DecodeShape {
+            batch: g.batch,
+            size: g.size,
+            latent_channels: self.cfg.latent_channels,
+            scale: self.cfg.scale(),
+            out_channels: self.cfg.out_channels,
+        };
+        run_decoder(&mut self.loaded, (g.latents, g.image), &shape, z, "vae").await
     }
 
     /// Pipeline latents → NCHW image in [0, 1]: `decode(z / scaling + shift)`,
@@ -246,20 +290,14 @@ impl TaesdDecoder {
 
     async fn run(&mut self, z: &[f32]) -> Result<Vec<f32>, LoadError> {
         let g = &self.graph;
-        let (b, (h, w)) = (g.batch, g.size);
-        let lc = self.cfg.latent_channels;
-        if z.len() != b * lc * h * w {
-            return Err(bad("taesd", format!("expects {b} latents of {lc}×{h}×{w}")));
-        }
-        let exe = self.loaded.exe.as_mut();
-        let nhwc = nchw_to_nhwc(z, b, lc, h * w);
-        exe.write(
-            g.latents,
-            &HostTensor::from_f32(&[b, h, w, lc], DType::F32, &nhwc)?,
-        )?;
-        let y = self.loaded.run_read(g.image).await?;
-        let s = self.cfg.scale();
-        Ok(nhwc_to_nchw(&y, b, self.cfg.out_channels, h * w * s * s))
+        let shape = DecodeShape {
+            batch: g.batch,
+            size: g.size,
+            latent_channels: self.cfg.latent_channels,
+            scale: self.cfg.scale(),
+            out_channels: self.cfg.out_channels,
+        };
+        run_decoder(&mut self.loaded, (g.latents, g.image), &shape, z, "taesd").await
     }
 
     /// diffusers' `AutoencoderTiny.decode(z).sample` (NCHW, about [-1, 1]).

@@ -38,6 +38,23 @@ pub enum WeightKind {
     Vector,
 }
 
+/// The device dtype of a weight: vectors (and everything without a
+/// requested type) f32; matrices `want` when their rows are whole blocks
+/// of it, else f32.
+pub fn storage_dtype(kind: WeightKind, shape: &[usize], want: Option<DType>) -> DType {
+    match (kind, want) {
+        (WeightKind::Vector, _) | (_, None) => DType::F32,
+        (_, Some(d))
+            if shape
+                .get(1)
+                .is_some_and(|k| k.is_multiple_of(d.block_size())) =>
+        {
+            d
+        }
+        _ => DType::F32,
+    }
+}
+
 /// One weight of the graph: its guided-diffusion name and how to store it.
 #[derive(Clone, Debug)]
 pub struct WeightSpec {
@@ -86,11 +103,7 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn weight(&mut self, name: &str, shape: &[usize], kind: WeightKind) -> Result<TensorId> {
-        let dtype = match (kind, self.opts.weight_dtype) {
-            (WeightKind::Vector, _) | (_, None) => DType::F32,
-            (_, Some(d)) if shape[1].is_multiple_of(d.block_size()) => d,
-            _ => DType::F32,
-        };
+        let dtype = storage_dtype(kind, shape, self.opts.weight_dtype);
         let id = self.g.weight(name, shape, dtype)?;
         self.weights.push(WeightSpec {
             id,
