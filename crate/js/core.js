@@ -308,7 +308,7 @@ async function loadSdFolder(source, opts) {
       const path = it instanceof Blob ? (it.webkitRelativePath || it.name) : String(it).split(/[?#]/)[0];
       // The path inside the folder: from the last component that is a known sub-folder (or the file name).
       const parts = path.split('/');
-      const k = parts.findIndex((p, i) => i < parts.length - 1 && ['tokenizer', 'text_encoder', 'unet', 'vae', 'scheduler'].includes(p));
+      const k = parts.findIndex((p, i) => i < parts.length - 1 && ['tokenizer', 'text_encoder', 'unet', 'vae', 'taesd', 'scheduler'].includes(p));
       items.set(k >= 0 ? parts.slice(k).join('/') : parts[parts.length - 1], it);
     }
   } else {
@@ -341,7 +341,8 @@ async function loadSdFolder(source, opts) {
     for (const f of SD_JSON) await read(f, SD_OPTIONAL.has(f));
     const decoder = opts.taesd ? 'taesd' : 'vae';
     if (opts.taesd) await read('taesd/config.json', false);
-    for (const [sub, names] of Object.entries({ ...SD_WEIGHTS, [decoder]: SD_WEIGHTS.vae })) {
+    // The decoder's weights only: with `taesd` the folder's VAE weights are not read.
+    for (const [sub, names] of [['text_encoder', SD_WEIGHTS.text_encoder], ['unet', SD_WEIGHTS.unet], [decoder, SD_WEIGHTS.vae]]) {
       let found = false;
       for (const n of names) if (!found) found = await read(`${sub}/${n}`, true);
       if (!found) throw new KilnError('INVALID_INPUT', `the model folder has no ${sub}/${names[0]}`);
