@@ -251,6 +251,16 @@ fn text_to_image(
         t1.elapsed().as_secs_f64(),
         out.display()
     );
+    let t = &sd.timings;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    eprintln!(
+        "text encoder {:.3} s · {} step(s) of {:.3} s mean (first {:.3} s) · decode {:.3} s",
+        t.text_encoder,
+        t.steps.len(),
+        mean(&t.steps),
+        t.steps.first().copied().unwrap_or(0.0),
+        t.decode
+    );
     Ok(ExitCode::SUCCESS)
 }
 

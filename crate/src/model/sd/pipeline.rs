@@ -382,6 +382,16 @@ impl Decoder {
     }
 }
 
+/// Where the last generation's time went (seconds, device work included:
+/// every phase ends with its result read back).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SdTimings {
+    pub text_encoder: f64,
+    /// One entry per denoising step (UNet call(s) and the scheduler).
+    pub steps: Vec<f64>,
+    pub decode: f64,
+}
+
 /// A loaded diffusers Stable-Diffusion folder at one image size.
 pub struct StableDiffusion {
     pub tokenizer: ClipTokenizer,
@@ -391,6 +401,8 @@ pub struct StableDiffusion {
     pub sched: super::scheduler::SchedConfig,
     /// Latent height and width.
     pub latent: (usize, usize),
+    /// The last [`StableDiffusion::generate`]'s phases.
+    pub timings: SdTimings,
 }
 
 impl StableDiffusion {
@@ -502,6 +514,7 @@ impl StableDiffusion {
             vae,
             sched,
             latent,
+            timings: SdTimings::default(),
         })
     }
 
@@ -546,7 +559,10 @@ impl StableDiffusion {
                 .encode_padded(&req.prompt)
                 .map_err(|e| LoadError::Tokenizer(e.to_string()))?,
         );
+        let mut timings = SdTimings::default();
+        let t0 = web_time::Instant::now();
         let context = self.text.encode_async(&ids).await?;
+        timings.text_encoder = t0.elapsed().as_secs_f64();
         let mut s = super::scheduler::Scheduler::new(req.scheduler, &self.sched, req.steps)?;
         let c = self.unet.cfg.in_channels;
         let n = c * self.latent.0 * self.latent.1;
@@ -564,6 +580,7 @@ impl StableDiffusion {
         let sigma = s.init_noise_sigma();
         let mut x: Vec<f32> = init.iter().map(|v| (*v as f64 * sigma) as f32).collect();
         for i in 0..req.steps {
+            let t0 = web_time::Instant::now();
             let k = s.input_scale(i) as f32;
             let t = s.timesteps[i] as f32;
             let scaled: Vec<f32> = x.iter().map(|v| v * k).collect();
@@ -580,10 +597,15 @@ impl StableDiffusion {
             };
             let noise = s.needs_noise(i).then(|| rng.normals(n, 1.0));
             x = s.step(i, &guided_out, &x, noise.as_deref())?;
+            timings.steps.push(t0.elapsed().as_secs_f64());
             if !on_step(i + 1, req.steps) {
                 return Err(LoadError::Cancelled);
             }
         }
-        self.vae.decode_async(&x).await
+        let t0 = web_time::Instant::now();
+        let image = self.vae.decode_async(&x).await?;
+        timings.decode = t0.elapsed().as_secs_f64();
+        self.timings = timings;
+        Ok(image)
     }
 }
