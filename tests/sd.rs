@@ -545,3 +545,66 @@ fn damaged_folders_are_typed_errors() {
     }
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// The schedules each scheduler derives from the real `scheduler_config.json`
+/// files (which mostly leave `timestep_spacing` unset: every diffusers class
+/// then has its own default) for 4, 7 and 25 steps: timesteps exactly, σ
+/// and the initial noise scale within 5e-5 relative. diffusers derives σ
+/// from a float32 ᾱ (Kiln: f64): near t = 0, 1 − ᾱ ≈ 8.5e-4 against ᾱ's
+/// ulp of 6e-8 puts up to 3.5e-5 relative error on its side. Measured
+/// 2026-12-02: ≤ 1.3e-5 (`tools/sd_config_counts.py` → `sched_defaults.json`).
+#[test]
+fn real_scheduler_configs_give_diffusers_schedules() {
+    use kiln::model::sd::scheduler::{SchedConfig, Scheduler, SchedulerKind};
+    let root = dir("configs");
+    let want: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("sched_defaults.json")).unwrap()).unwrap();
+    let mut n = 0;
+    let mut worst = 0f64;
+    for (key, w) in want.as_object().unwrap() {
+        let [model, kind, steps] = key.split('/').collect::<Vec<_>>()[..] else {
+            panic!("{key}");
+        };
+        let cfg: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(root.join(model).join("scheduler/scheduler_config.json")).unwrap(),
+        )
+        .unwrap();
+        let cfg = SchedConfig::from_json(&cfg).unwrap();
+        let kind = SchedulerKind::parse(kind).unwrap();
+        let s = Scheduler::new(kind, &cfg, steps.parse().unwrap()).unwrap();
+        let f = |v: &serde_json::Value| -> Vec<f64> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        };
+        assert_eq!(s.timesteps, f(&w["timesteps"]), "{key} timesteps");
+        let close = |a: f64, b: f64| (a - b).abs() <= 5e-5 * b.abs().max(1e-3);
+        let init = w["init_noise_sigma"].as_f64().unwrap();
+        assert!(
+            close(s.init_noise_sigma(), init),
+            "{key}: init sigma {} vs {init}",
+            s.init_noise_sigma()
+        );
+        if !w["sigmas"].is_null()
+            && matches!(
+                kind,
+                SchedulerKind::Euler
+                    | SchedulerKind::EulerAncestral
+                    | SchedulerKind::DpmPp2m
+                    | SchedulerKind::DpmPp2mKarras
+            )
+        {
+            let ws = f(&w["sigmas"]);
+            assert_eq!(s.sigmas().len(), ws.len(), "{key} sigmas");
+            for (a, b) in s.sigmas().iter().zip(&ws) {
+                assert!(close(*a, *b), "{key}: sigma {a} vs {b}");
+                worst = worst.max((a - b).abs() / b.abs().max(1e-3));
+            }
+        }
+        n += 1;
+    }
+    assert!(n >= 54, "{n} schedules");
+    eprintln!("{n} schedules = diffusers' (σ within {worst:.1e} relative)");
+}

@@ -4,6 +4,7 @@ tests/fixtures/sd/configs/ (verbatim hub config.json files), as diffusers and
 transformers build them -- on torch's meta device, so no weights are made.
 
     python3 tools/sd_config_counts.py          # (re)writes tests/fixtures/sd/configs/param_counts.json
+                                               # and sched_defaults.json (schedules, below)
 
 Kiln's tests build each graph at the real configuration and check that its
 weights hold exactly these many parameters (every module of the real model is
@@ -44,3 +45,34 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+def schedules():
+    """Timesteps (and sigmas, init_noise_sigma) each scheduler derives from the
+    real scheduler_config.json files, which mostly leave `timestep_spacing`
+    unset (each class then uses its own default) -> sched_defaults.json."""
+    from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                           EulerDiscreteScheduler, LCMScheduler)
+    kinds = {"euler": (EulerDiscreteScheduler, {}), "euler-a": (EulerAncestralDiscreteScheduler, {}),
+             "ddim": (DDIMScheduler, {}), "dpm++2m": (DPMSolverMultistepScheduler, {}),
+             "dpm++2m-karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
+             "lcm": (LCMScheduler, {})}
+    out = {}
+    for d in sorted(p for p in ROOT.iterdir() if (p / "scheduler/scheduler_config.json").exists()):
+        cfg = json.loads((d / "scheduler/scheduler_config.json").read_text())
+        for name, (cls, extra) in kinds.items():
+            for steps in (4, 7, 25):
+                s = cls.from_config(cfg, **extra)
+                s.set_timesteps(steps)
+                sig = getattr(s, "sigmas", None)
+                out[f"{d.name}/{name}/{steps}"] = {
+                    "timesteps": [float(t) for t in s.timesteps],
+                    "sigmas": [float(x) for x in sig] if sig is not None else None,
+                    "init_noise_sigma": float(s.init_noise_sigma),
+                }
+    (ROOT / "sched_defaults.json").write_text(json.dumps(out, indent=0) + "\n")
+    print(len(out), "schedules")
+
+
+if __name__ == "__main__":
+    schedules()

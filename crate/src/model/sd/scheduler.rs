@@ -52,7 +52,10 @@ pub struct SchedConfig {
     pub train_steps: usize,
     pub alphas_cumprod: Vec<f64>,
     /// `leading`, `trailing` or `linspace`.
-    pub spacing: String,
+    /// `leading`, `trailing` or `linspace`; None: unset in the file, so
+    /// each scheduler's own default (diffusers' classes differ: Euler and
+    /// DPM `linspace`, DDIM and LCM `leading`).
+    pub spacing: Option<String>,
     pub steps_offset: usize,
     pub prediction: Prediction,
     pub set_alpha_to_one: bool,
@@ -111,10 +114,11 @@ impl SchedConfig {
         let spacing = v
             .get("timestep_spacing")
             .and_then(Value::as_str)
-            .unwrap_or("leading")
-            .to_string();
-        if !["leading", "trailing", "linspace"].contains(&spacing.as_str()) {
-            return Err(bad(format!("timestep_spacing '{spacing}'")));
+            .map(str::to_string);
+        if let Some(sp) = &spacing
+            && !["leading", "trailing", "linspace"].contains(&sp.as_str())
+        {
+            return Err(bad(format!("timestep_spacing '{sp}'")));
         }
         Ok(SchedConfig {
             train_steps: n,
@@ -143,26 +147,34 @@ impl SchedConfig {
             .collect()
     }
 
-    /// Inference timesteps, descending (diffusers' `set_timesteps`; DPM
-    /// solvers space `leading` over `steps + 1`).
-    fn timesteps(&self, steps: usize, dpm: bool) -> Vec<f64> {
+    /// Inference timesteps, descending, as each diffusers scheduler's
+    /// `set_timesteps` spaces them (numpy's round-half-to-even throughout).
+    fn timesteps(&self, kind: SchedulerKind, spacing: &str, steps: usize) -> Vec<f64> {
         let n = self.train_steps;
-        match self.spacing.as_str() {
-            "linspace" => (0..steps)
+        let dpm = matches!(kind, SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras);
+        let lin = |i: usize, parts: usize| {
+            if parts > 1 {
+                i as f64 * (n - 1) as f64 / (parts - 1) as f64
+            } else {
+                0.0
+            }
+        };
+        match spacing {
+            // Euler: the float points of linspace(0, N−1, steps); DDIM
+            // rounds them; DPM rounds steps + 1 of them and drops the 0.
+            "linspace" if dpm => (1..=steps)
                 .rev()
-                .map(|i| {
-                    let t = if steps > 1 {
-                        i as f64 * (n - 1) as f64 / (steps - 1) as f64
-                    } else {
-                        0.0
-                    };
-                    t.round()
-                })
+                .map(|i| lin(i, steps + 1).round_ties_even())
                 .collect(),
+            "linspace" if kind == SchedulerKind::Ddim => (0..steps)
+                .rev()
+                .map(|i| lin(i, steps).round_ties_even())
+                .collect(),
+            "linspace" => (0..steps).rev().map(|i| lin(i, steps)).collect(),
             "trailing" => {
                 let ratio = n as f64 / steps as f64;
                 (0..steps)
-                    .map(|i| ((n as f64 - i as f64 * ratio).round() - 1.0).max(0.0))
+                    .map(|i| ((n as f64 - i as f64 * ratio).round_ties_even() - 1.0).max(0.0))
                     .collect()
             }
             // DPM: arange(steps + 1)·ratio reversed, without the final 0.
@@ -217,6 +229,8 @@ pub struct Scheduler {
     /// The previous step's x₀ prediction (DPM-Solver++ 2M).
     prev_x0: Option<Vec<f64>>,
     steps: usize,
+    /// The timestep spacing in effect (the file's, or the kind's default).
+    spacing: String,
 }
 
 impl Scheduler {
@@ -232,7 +246,13 @@ impl Scheduler {
             }));
         }
         let all = cfg.sigmas();
-        let dpm = matches!(kind, SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras);
+        let spacing = cfg.spacing.clone().unwrap_or_else(|| {
+            match kind {
+                SchedulerKind::Ddim | SchedulerKind::Lcm => "leading",
+                _ => "linspace",
+            }
+            .to_string()
+        });
         let (timesteps, sigmas) = if kind == SchedulerKind::Lcm {
             // Every k-th training step of the distillation grid, reversed,
             // `steps` of them evenly by index.
@@ -267,10 +287,13 @@ impl Scheduler {
                 })
                 .collect();
             let log: Vec<f64> = all.iter().map(|x| x.ln()).collect();
-            let t = s.iter().map(|x| sigma_to_t(*x, &log).round()).collect();
+            let t = s
+                .iter()
+                .map(|x| sigma_to_t(*x, &log).round_ties_even())
+                .collect();
             (t, s)
         } else {
-            let t = cfg.timesteps(steps, dpm);
+            let t = cfg.timesteps(kind, &spacing, steps);
             let s = t.iter().map(|t| interp(*t, &all)).collect();
             (t, s)
         };
@@ -283,6 +306,7 @@ impl Scheduler {
             sigmas,
             prev_x0: None,
             steps,
+            spacing,
         })
     }
 
@@ -293,13 +317,18 @@ impl Scheduler {
         )
     }
 
+    /// σ per step plus the final one (Euler-family and DPM schedules).
+    pub fn sigmas(&self) -> &[f64] {
+        &self.sigmas
+    }
+
     /// The factor on unit-variance starting noise.
     pub fn init_noise_sigma(&self) -> f64 {
         if !self.euler_like() {
             return 1.0;
         }
         let m = self.sigmas.iter().cloned().fold(0.0, f64::max);
-        if self.cfg.spacing == "leading" {
+        if self.spacing == "leading" {
             (m * m + 1.0).sqrt()
         } else {
             m
