@@ -140,26 +140,22 @@ impl SdModel {
         on_step: js_sys::Function,
     ) -> Result<js_sys::Promise, JsValue> {
         let o: SdGenerateOptions = serde_wasm_bindgen::from_value(options).map_err(bad_arg)?;
-        let o_guidance = o.guidance;
         let name = o.scheduler.as_deref().unwrap_or("euler");
         let scheduler = SchedulerKind::parse(name).ok_or_else(|| {
             bad_arg(format!(
                 "scheduler '{name}' (euler, euler-a, ddim, dpm++2m, dpm++2m-karras, lcm)"
             ))
         })?;
+        // Default guidance: 7.5, or none for a pipeline loaded without it.
+        let guided = claim(&self.inner)?.unet.graph.batch == 2;
         let req = TextToImage {
             prompt: o.prompt,
             negative: o.negative_prompt.unwrap_or_default(),
             steps: o.steps.unwrap_or(20),
             scheduler,
-            guidance: 0.0,
+            guidance: o.guidance.unwrap_or(if guided { 7.5 } else { 0.0 }),
             seed: o.seed.map_or(0, |s| s as u64),
             init_latents: o.init_latents,
-        };
-        let guided = claim(&self.inner)?.unet.graph.batch == 2;
-        let req = TextToImage {
-            guidance: o_guidance.unwrap_or(if guided { 7.5 } else { 0.0 }),
-            ..req
         };
         let inner = self.inner.clone();
         let (w, h) = self.size;
