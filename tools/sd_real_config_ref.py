@@ -4,7 +4,7 @@
 diffusers' outputs on them -- the "real configuration" parity check of the
 SD work. Too big for the repository: it writes to a folder of your choice.
 
-    python3 tools/sd_real_config_ref.py sd15 /tmp/sd-real/sd15 [--latent 16] [--seed 0]
+    python3 tools/sd_real_config_ref.py sd15 /tmp/sd-real/sd15 [--latent 16] [--seed 0] [--device cuda]
     KILN_SD_REAL=/tmp/sd-real/sd15 cargo test -p kiln --test sd real_weights -- --ignored --nocapture
 
 What it writes into OUT/:
@@ -62,7 +62,7 @@ def as_fp16_rounded(m):
 def save(m, folder, file, state=None):
     folder.mkdir(parents=True, exist_ok=True)
     sd = state if state is not None else m.state_dict()
-    save_file({k: v.half().contiguous() for k, v in sd.items()}, str(folder / file))
+    save_file({k: v.detach().half().cpu().contiguous() for k, v in sd.items()}, str(folder / file))
 
 
 def main():
@@ -71,7 +71,13 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--latent", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tokenizer", help="a CLIP tokenizer folder to copy in (vocab.json, merges.txt, ...): makes OUT a "
+                    "whole pipeline folder for kiln-parity sd --bench and tools/sd_torch_bench.py")
+    ap.add_argument("--device", default="cpu", help="where diffusers computes the references (f32; TF32 off)")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     src, out = CONFIGS / a.model, pathlib.Path(a.out)
     cfg = lambda sub: json.loads((src / sub / "config.json").read_text())
     g = torch.Generator().manual_seed(a.seed)
@@ -86,7 +92,7 @@ def main():
     ids[0, 11:] = tc.vocab_size - 1
     ids[1, 76] = tc.vocab_size - 1
     ref["text.ids"] = ids.float()
-    ref["text.hidden"] = text(ids)[0]
+    ref["text.hidden"] = text.to(dev)(ids.to(dev))[0].cpu()
     # Hub layout: parameter names under text_model. (transformers 5 drops it).
     state = {k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in text.state_dict().items()}
     save(text, out / "text_encoder", "model.safetensors", state)
@@ -98,7 +104,7 @@ def main():
     sample = torch.randn((2, unet.config.in_channels, L, L), generator=g)
     t = torch.tensor([999.0, 250.0])
     ref["unet.sample"], ref["unet.timestep"] = sample, t
-    ref["unet.out"] = unet(sample, t, encoder_hidden_states=ref["text.hidden"]).sample
+    ref["unet.out"] = unet.to(dev)(sample.to(dev), t.to(dev), encoder_hidden_states=ref["text.hidden"].to(dev)).sample.cpu()
     save(unet, out / "unet", "diffusion_pytorch_model.safetensors")
     shutil.copy(src / "unet/config.json", out / "unet/config.json")
     del unet
@@ -106,7 +112,7 @@ def main():
     vae = as_fp16_rounded(randomize(AutoencoderKL.from_config(cfg("vae")), g))
     z = torch.randn((1, vae.config.latent_channels, L, L), generator=g)
     ref["vae.latents"] = z
-    ref["vae.image"] = vae.decode(z).sample
+    ref["vae.image"] = vae.to(dev).decode(z.to(dev)).sample.cpu()
     save(vae, out / "vae", "diffusion_pytorch_model.safetensors")
     shutil.copy(src / "vae/config.json", out / "vae/config.json")
     del vae
@@ -114,6 +120,8 @@ def main():
     (out / "scheduler").mkdir(exist_ok=True)
     shutil.copy(src / "scheduler/scheduler_config.json", out / "scheduler/scheduler_config.json")
     shutil.copy(src / "model_index.json", out / "model_index.json")
+    if a.tokenizer:
+        shutil.copytree(a.tokenizer, out / "tokenizer", dirs_exist_ok=True)
     save_file({k: v.float().contiguous() for k, v in ref.items()}, str(out / "reference.safetensors"))
     print({k: tuple(v.shape) for k, v in ref.items()})
 

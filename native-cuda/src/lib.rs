@@ -20,6 +20,8 @@ pub mod kernels;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod model_parity;
 pub mod plan;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod sd_parity;
 pub mod train_parity;
 
 use kiln::backend::{Backend, BackendError, Executable};

@@ -20,6 +20,10 @@
 //! the CPU reference, wgpu and CUDA against ONNX Runtime's reference
 //! (per-block error, output error, time) and optionally times it
 //! (`kiln_cuda::diffuse_parity`).
+//!
+//! `kiln-parity sd --model DIR [--bench 512x512]` checks a real-configuration
+//! Stable-Diffusion folder against diffusers and times a one-step image
+//! (`kiln_cuda::sd_parity`).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -81,6 +85,10 @@ enum Cmd {
     /// The diffusion UNet (ONNX) on CPU reference, wgpu and CUDA against ONNX
     /// Runtime: per-block error, output error, time; `--bench 1,64` times it.
     Diffuse(kiln_cuda::diffuse_parity::DiffuseArgs),
+    /// A Stable-Diffusion folder at a real configuration on wgpu and CUDA
+    /// against diffusers (text encoder, UNet, VAE); `--bench 512x512` times
+    /// a one-step image per weight type.
+    Sd(kiln_cuda::sd_parity::SdArgs),
     /// LoRA training on CPU reference, wgpu and CUDA: `--reference` replays a
     /// PyTorch + PEFT run step by step; `--bench MODEL` times training steps.
     Train(kiln_cuda::train_parity::TrainArgs),
@@ -579,6 +587,7 @@ fn main() -> ExitCode {
         } => bench(&m, prefill, decode, reps, adapter),
         Cmd::Model(a) => model(a),
         Cmd::Diffuse(a) => kiln_cuda::diffuse_parity::run(a),
+        Cmd::Sd(a) => kiln_cuda::sd_parity::run(a),
         Cmd::Train(a) => kiln_cuda::train_parity::run(a),
     };
     r.unwrap_or_else(|e| {

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Stable Diffusion at the real configurations on the GPU machine (device
+# tool), from the repository root. Carry: .gl (Vulkan loader debs),
+# .device/kiln-parity.xz (a release kiln-parity built here), .whl (the
+# diffusers + importlib_metadata wheels) and .device/sd_tokenizer (the full
+# CLIP tokenizer, rebuilt by tools/sd_fixtures.py's functions from
+# open_clip's BPE file). Everything under /root/kiln stays while the machine
+# is warm, so later calls need only .gl.
+#
+# Stages (STAGE="ops turbo torch sd15 sd21"; default all):
+#   ops    kiln-parity ops: every op case on CUDA and wgpu/Vulkan vs the CPU reference
+#   turbo  random weights at SD 2.1-base's configuration (SD-Turbo's UNet, text
+#          encoder and VAE) at 512² (latent 64), references from diffusers
+#          on this GPU in f32 (TF32 off), then kiln-parity sd: the modules on
+#          wgpu and CUDA vs diffusers, and a one-step 512² image timed per
+#          phase with f32, f16, Q8_0 and Q4_K weights
+#   torch  tools/sd_torch_bench.py on the same folder: diffusers fp16, fp32,
+#          fp16 + torch.compile
+#   sd15   SD 1.5's configuration at 512² (latent 64): module check
+#   sd21   SD 2.1's configuration at 768² (latent 96): module check
+# Results: $OUT/sd.tgz (every log) and $OUT/summary.txt.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+STAGE=${STAGE:-all}
+R=/root/kiln/sd-results
+mkdir -p "$OUT" "$R" /root/kiln /root/sd
+want() { [ "$STAGE" = all ] || [[ " $STAGE " == *" $1 "* ]]; }
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+export PYTHONUNBUFFERED=1
+K=/root/kiln/kiln-parity
+if [ -f .device/kiln-parity.xz ]; then xz -dc .device/kiln-parity.xz > $K && chmod +x $K; fi
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /root/kiln/site .whl/*.whl
+fi
+[ -d .device/sd_tokenizer ] && cp -r .device/sd_tokenizer /root/kiln/
+export PYTHONPATH=/root/kiln/site
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; git log -1 --format=%H 2>/dev/null
+  python3 -c "import torch, diffusers, transformers; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__)"; } > "$R/env.txt" 2>&1
+cat "$R/env.txt"
+
+gen() { # MODEL LATENT: a random-weight folder at the model's real configuration
+  local d=/root/sd/$1
+  [ -f $d/reference.safetensors ] && return 0
+  /usr/bin/time -f "$1 reference: %e s" python3 tools/sd_real_config_ref.py "$1" $d --latent "$2" --device cuda \
+    --tokenizer /root/kiln/sd_tokenizer > "$R/gen-$1.txt" 2>&1
+  tail -2 "$R/gen-$1.txt"
+}
+
+if want ops; then
+  timeout 240 $K ops --iters 0 --adapter nvidia > "$R/ops.txt" 2>&1; echo "ops exit $?" >> "$R/ops.txt"
+  tail -3 "$R/ops.txt"
+fi
+if want turbo; then
+  gen sd21-base 64
+  timeout 420 $K sd --model /root/sd/sd21-base --adapter nvidia --bench 512x512 --iters 5 \
+    --weights f32,f16,q8_0,q4_k --json > "$R/turbo.json" 2> "$R/turbo.err"
+  echo "sd exit $?" >> "$R/turbo.err"; grep -E "^(check|bench)|exit|rror" "$R/turbo.err"
+fi
+if want torch; then
+  timeout 400 python3 tools/sd_torch_bench.py /root/sd/sd21-base --size 512 --iters 5 \
+    --modes fp16,fp32,fp16_compile > "$R/torch.jsonl" 2> "$R/torch.err"
+  echo "torch exit $?" >> "$R/torch.err"; cat "$R/torch.jsonl"; tail -3 "$R/torch.err"
+fi
+for m in sd15:64 sd21:96; do
+  name=${m%%:*}
+  if want "$name"; then
+    gen "$name" "${m##*:}"
+    timeout 300 $K sd --model /root/sd/$name --adapter nvidia --json > "$R/$name.json" 2> "$R/$name.err"
+    echo "sd exit $?" >> "$R/$name.err"; grep -E "^check|exit|rror" "$R/$name.err"
+  fi
+done
+grep -hE "^(check|bench)|exit" "$R"/*.err > "$OUT/summary.txt" 2>/dev/null
+tar czf "$OUT/sd.tgz" -C "$R" .
