@@ -220,6 +220,158 @@ __device__ void conv2d_big(const Params& p, const Ptrs& b) {
     }
 }
 
+// BIG on tensor cores (`_tc`, sm_80 and later; exec.rs picks it unless
+// KILN_CUDA_TF32X3=0): the same tiles, grid and operand gathering as
+// conv2d_big, K by 16, each warp one 32×32 piece of the tile as 2×4
+// mma.m16n8k8 TF32 products. Each operand is split into two TF32 parts
+// (v = hi + lo, both exact in f32) and the product is hi·hi + hi·lo + lo·hi
+// ("3xTF32"): the dropped lo·lo term is below 2^-22 of |a·b|, so the result
+// keeps f32 accuracy (the f32 path's parity bounds hold) at tensor-core speed.
+__device__ __forceinline__ u32 tf32_bits(float v) {
+    u32 r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(v));
+    return r;
+}
+
+__device__ __forceinline__ void tf32_split(float v, u32& hi, u32& lo) {
+    hi = tf32_bits(v);
+    lo = tf32_bits(v - __uint_as_float(hi));
+}
+
+__device__ __forceinline__ void mma_tf32(float (&d)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <class D, int BM, int BN>
+__device__ void conv2d_big_tc(const Params& p, const Ptrs& b) {
+#if __CUDA_ARCH__ >= 800
+    constexpr u32 NT = BM * BN / 32, BK = 16u, LA = BM * BK / 4 / NT, SA = BM + 8, SB = BN + 8;
+    // Row strides of BM + 8 and BN + 8 words put a fragment's 32 reads
+    // ((k = lane % 4, row = lane / 4) and k + 4) in 32 different banks.
+    __shared__ __align__(16) float As[2][BK][SA];
+    __shared__ __align__(16) float Bs[2][BK][SB];
+    const u8* W = BUF(const u8, 0);
+    const float* x = BUF(const float, 1);
+    float* y = BUF(float, 2);
+    const float* bias = BUF(const float, 3);
+    const float* res = BUF(const float, 4);
+    const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4], h = p.w[6],
+              w = p.w[7], cin = p.w[8], oh = p.w[9], ow = p.w[10], kw = p.w[12],
+              stride = p.w[13], pad = p.w[14];
+    const u32 lid = threadIdx.x;
+    const u32 r0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
+    const u32 arow = lid % BM, ag = lid / BM;
+    const u32 xm = m0 + arow;
+    const bool mv = xm < m;
+    const u32 pix = xm % (oh * ow);
+    const int iy0 = (int)((pix / ow) * stride) - (int)pad;
+    const int ix0 = (int)((pix % ow) * stride) - (int)pad;
+    const float* xb = x + (u64)(xm / (oh * ow)) * h * w * cin;
+    const u32 brow = lid % BN, bg = lid / BN;
+    const bool bv = bg < BK / 4u && r0 + brow < rows;
+    float4 xr[LA], wr = make_float4(0.f, 0.f, 0.f, 0.f);
+    auto load = [&](u32 k0) {
+#pragma unroll
+        for (u32 j = 0; j < LA; j++) {
+            const u32 kk = k0 + 4u * (ag + j * (NT / BM));
+            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (mv && kk < k) {
+                const u32 ci = kk % cin, t = kk / cin;
+                const int iy = iy0 + (int)(t / kw), ix = ix0 + (int)(t % kw);
+                if (iy >= 0 && ix >= 0 && iy < (int)h && ix < (int)w)
+                    v = *(const float4*)(xb + ((u64)iy * w + ix) * cin + ci);
+            }
+            xr[j] = v;
+        }
+        if (bv && k0 + 4u * bg < k) wr = D::w4(W, r0 + brow, k, k0 / 4u + bg);
+        else wr = make_float4(0.f, 0.f, 0.f, 0.f);
+    };
+    auto store = [&](u32 buf) {
+#pragma unroll
+        for (u32 j = 0; j < LA; j++) {
+            const u32 g = ag + j * (NT / BM);
+            As[buf][4u * g][arow] = xr[j].x;
+            As[buf][4u * g + 1u][arow] = xr[j].y;
+            As[buf][4u * g + 2u][arow] = xr[j].z;
+            As[buf][4u * g + 3u][arow] = xr[j].w;
+        }
+        if (bg < BK / 4u) {
+            Bs[buf][4u * bg][brow] = wr.x;
+            Bs[buf][4u * bg + 1u][brow] = wr.y;
+            Bs[buf][4u * bg + 2u][brow] = wr.z;
+            Bs[buf][4u * bg + 3u][brow] = wr.w;
+        }
+    };
+    const u32 warp = lid / 32u, lane = lid % 32u, gid = lane / 4u, tig = lane % 4u;
+    const u32 wm = warp % (BM / 32u), wn = warp / (BM / 32u);
+    float acc[2][4][4];
+#pragma unroll
+    for (u32 i = 0; i < 2u; i++)
+#pragma unroll
+        for (u32 j = 0; j < 4u; j++)
+#pragma unroll
+            for (u32 r = 0; r < 4u; r++) acc[i][j][r] = 0.f;
+    load(0u);
+    store(0u);
+    __syncthreads();
+    u32 buf = 0u;
+    for (u32 k0 = 0; k0 < k; k0 += BK) {
+        const bool more = k0 + BK < k;
+        if (more) load(k0 + BK);
+#pragma unroll
+        for (u32 ks = 0; ks < BK; ks += 8u) {
+            u32 ah[2][4], al[2][4], bh[4][2], bl[4][2];
+#pragma unroll
+            for (u32 i = 0; i < 2u; i++) {
+                const u32 row = wm * 32u + i * 16u + gid;
+                tf32_split(As[buf][ks + tig][row], ah[i][0], al[i][0]);
+                tf32_split(As[buf][ks + tig][row + 8u], ah[i][1], al[i][1]);
+                tf32_split(As[buf][ks + tig + 4u][row], ah[i][2], al[i][2]);
+                tf32_split(As[buf][ks + tig + 4u][row + 8u], ah[i][3], al[i][3]);
+            }
+#pragma unroll
+            for (u32 j = 0; j < 4u; j++) {
+                const u32 col = wn * 32u + j * 8u + gid;
+                tf32_split(Bs[buf][ks + tig][col], bh[j][0], bl[j][0]);
+                tf32_split(Bs[buf][ks + tig + 4u][col], bh[j][1], bl[j][1]);
+            }
+#pragma unroll
+            for (u32 i = 0; i < 2u; i++)
+#pragma unroll
+                for (u32 j = 0; j < 4u; j++) {
+                    mma_tf32(acc[i][j], al[i], bh[j][0], bh[j][1]);
+                    mma_tf32(acc[i][j], ah[i], bl[j][0], bl[j][1]);
+                    mma_tf32(acc[i][j], ah[i], bh[j][0], bh[j][1]);
+                }
+        }
+        if (more) store(buf ^ 1u);
+        __syncthreads();
+        buf ^= 1u;
+    }
+#pragma unroll
+    for (u32 i = 0; i < 2u; i++)
+#pragma unroll
+        for (u32 j = 0; j < 4u; j++)
+#pragma unroll
+            for (u32 e = 0; e < 4u; e++) {
+                const u32 mm = m0 + wm * 32u + i * 16u + gid + 8u * (e / 2u);
+                const u32 r = r0 + wn * 32u + j * 8u + 2u * tig + e % 2u;
+                if (mm < m && r < rows) {
+                    const u64 o = (u64)mm * n + n0 + r;
+                    float v = acc[i][j][e] + bias[n0 + r];
+                    if (p.w[5] != 0u) v += res[o];
+                    y[o] = v;
+                }
+            }
+#else
+    __trap();
+#endif
+}
+
 extern "C" __global__ void conv2d_f32(Params p, Ptrs b) { conv2d<DF32>(p, b); }
 extern "C" __global__ void conv2d_f16(Params p, Ptrs b) { conv2d<DF16>(p, b); }
 extern "C" __global__ void conv2d_bf16(Params p, Ptrs b) { conv2d<DBF16>(p, b); }
@@ -260,3 +412,27 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_0(Params p, P
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_1(Params p, Ptrs b) { conv2d_big<DQ4_1, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_f32_tc(Params p, Ptrs b) { conv2d_big_tc<DF32, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_f16_tc(Params p, Ptrs b) { conv2d_big_tc<DF16, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_bf16_tc(Params p, Ptrs b) { conv2d_big_tc<DBF16, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q8_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ8_0, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_0, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_1, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q6_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ6_K, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_f32_tc(Params p, Ptrs b) { conv2d_big_tc<DF32, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_f16_tc(Params p, Ptrs b) { conv2d_big_tc<DF16, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_bf16_tc(Params p, Ptrs b) { conv2d_big_tc<DBF16, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q8_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ8_0, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_0, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_1, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q6_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ6_K, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_f32_tc(Params p, Ptrs b) { conv2d_big_tc<DF32, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_f16_tc(Params p, Ptrs b) { conv2d_big_tc<DF16, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_bf16_tc(Params p, Ptrs b) { conv2d_big_tc<DBF16, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q8_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ8_0, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_0, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_1, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q6_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ6_K, 128, 32>(p, b); }

@@ -139,6 +139,23 @@ enum Replay {
     Direct,
 }
 
+/// The tensor-core twin of a kernel where one exists and the GPU has TF32
+/// tensor cores (compute capability 8.0 or later): the `big` convolutions
+/// run as 3xTF32 `mma.sync` (f32 accuracy; conv2d.cu). `KILN_CUDA_TF32X3=0`
+/// keeps the FFMA kernels (for comparisons).
+fn tensor_core_variant(ctx: &Arc<CudaContext>, name: &str) -> Result<String, BackendError> {
+    let off = std::env::var("KILN_CUDA_TF32X3").as_deref() == Ok("0");
+    if off || !name.starts_with("conv2d_big") {
+        return Ok(name.to_string());
+    }
+    let (major, _) = ctx.compute_capability().map_err(driver_err)?;
+    Ok(if major >= 8 {
+        format!("{name}_tc")
+    } else {
+        name.to_string()
+    })
+}
+
 fn graphs_enabled() -> bool {
     std::env::var("KILN_CUDA_GRAPHS").map_or(true, |v| v != "0")
 }
@@ -205,12 +222,13 @@ impl CudaExecutable {
             let mut prog = Vec::new();
             for l in launches {
                 let m = module(ctx, l.kernel.family)?;
-                let func =
-                    m.load_function(&l.kernel.name)
-                        .map_err(|e| BackendError::ShaderCompile {
-                            shader: format!("{}.cu", l.kernel.family),
-                            message: format!("function {}: {e}", l.kernel.name),
-                        })?;
+                let name = tensor_core_variant(ctx, &l.kernel.name)?;
+                let func = m
+                    .load_function(&name)
+                    .map_err(|e| BackendError::ShaderCompile {
+                        shader: format!("{}.cu", l.kernel.family),
+                        message: format!("function {name}: {e}"),
+                    })?;
                 let mut ptrs = [0u64; MAX_BINDINGS];
                 for (j, a) in l.args.iter().enumerate() {
                     ptrs[j] = match a {
@@ -222,7 +240,7 @@ impl CudaExecutable {
                 let [gx, gy, gz] = l.grid;
                 let [bx, by, bz] = l.kernel.block;
                 prog.push(Step {
-                    label: format!("{}:{}", l.kernel.family, l.kernel.name),
+                    label: format!("{}:{name}", l.kernel.family),
                     func,
                     params: KParams(l.params),
                     ptrs: KPtrs(ptrs),

@@ -123,11 +123,14 @@ pub fn device_tensor(
     if dtype == DType::F32 {
         return Ok(HostTensor::from_f32(shape, DType::F32, &values)?);
     }
+    // Rows are whole blocks (storage_dtype picks a block type only then), so
+    // the tensor quantizes in one call: the same bytes as row by row, spread
+    // over the machine's threads.
     let cols = *shape.last().unwrap_or(&1);
-    let mut out = Vec::with_capacity(crate::host::byte_size(shape, dtype)?);
-    for row in values.chunks(cols.max(1)) {
-        out.extend(quant::quantize(dtype, row)?);
+    if !cols.is_multiple_of(dtype.block_size()) {
+        return Err(mismatch());
     }
+    let out = quant::quantize(dtype, &values)?;
     Ok(HostTensor::from_bytes(shape, dtype, out)?)
 }
 
