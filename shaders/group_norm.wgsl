@@ -11,8 +11,9 @@
 //  `stats`  a workgroup per (sample, chunk of chunk_len pixels): for every
 //           channel, the chunk's mean and sum of squared deviations (sums of
 //           x − x₀, x₀ the channel's first value in the chunk), into `part`;
-//  `finish` an invocation per (sample, group): merges its chunks × channels
-//           (Chan et al.'s pairwise update) into (mean, 1/sqrt(var + eps));
+//  `finish` a workgroup per (sample, group): merges its chunks × channels
+//           (Chan et al.'s pairwise update, per invocation then as a tree)
+//           into (mean, 1/sqrt(var + eps));
 //  `apply`  an invocation per element.
 // `part` (binding 6, scratch): [B][chunks][C] (mean, M2), then [B][G]
 // (mean, inv).
@@ -149,33 +150,56 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     }
 }
 
+var<workgroup> mg_n: array<f32, 256>;
+var<workgroup> mg_m: array<f32, 256>;
+var<workgroup> mg_q: array<f32, 256>;
+
 @compute @workgroup_size(256)
 fn finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    let i = wid.x + wid.y * nwg.x;
     if (i >= p.batch * p.groups) {
         return;
     }
     let b = i / p.groups;
     let g = i % p.groups;
     let cg = p.c / p.groups;
+    // Each invocation merges items lid, lid + WG, ... (a chunk's channel),
+    // then the workgroup merges the 256 partial (count, mean, M2) as a tree.
     var cnt = 0.0;
     var mean = 0.0;
     var m2 = 0.0;
-    for (var chunk = 0u; chunk < p.chunks; chunk++) {
+    for (var it = lid; it < p.chunks * cg; it += WG) {
+        let chunk = it / cg;
         let np = f32(min(p.n, (chunk + 1u) * p.chunk_len) - chunk * p.chunk_len);
-        for (var j = 0u; j < cg; j++) {
-            let o = 2u * ((b * p.chunks + chunk) * p.c + g * cg + j);
-            let nt = cnt + np;
-            let d = part[o] - mean;
-            mean += d * np / nt;
-            m2 += part[o + 1u] + d * d * cnt * np / nt;
-            cnt = nt;
-        }
+        let o = 2u * ((b * p.chunks + chunk) * p.c + g * cg + it % cg);
+        let nt = cnt + np;
+        let d = part[o] - mean;
+        mean += d * np / nt;
+        m2 += part[o + 1u] + d * d * cnt * np / nt;
+        cnt = nt;
     }
-    let st = 2u * p.batch * p.chunks * p.c + 2u * i;
-    part[st] = mean;
-    part[st + 1u] = inverseSqrt(m2 / cnt + p.eps);
+    mg_n[lid] = cnt;
+    mg_m[lid] = mean;
+    mg_q[lid] = m2;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if (lid < s && mg_n[lid + s] > 0.0) {
+            let na = mg_n[lid];
+            let nb = mg_n[lid + s];
+            let nt = na + nb;
+            let d = mg_m[lid + s] - mg_m[lid];
+            mg_m[lid] = mg_m[lid] + d * nb / nt;
+            mg_q[lid] = mg_q[lid] + mg_q[lid + s] + d * d * na * nb / nt;
+            mg_n[lid] = nt;
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        let st = 2u * p.batch * p.chunks * p.c + 2u * i;
+        part[st] = mg_m[0];
+        part[st + 1u] = inverseSqrt(mg_q[0] / mg_n[0] + p.eps);
+    }
 }
 
 @compute @workgroup_size(256)

@@ -322,6 +322,16 @@ __device__ void conv2d_big_tc(const Params& p, const Ptrs& b) {
     for (u32 k0 = 0; k0 < k; k0 += BK) {
         const bool more = k0 + BK < k;
         if (more) load(k0 + BK);
+        // Tensor cores add into their f32 accumulator with truncation, so a
+        // long K drifts: each slice's six products sum into `part` and
+        // join `acc` with ordinary (round-to-nearest) adds.
+        float part[2][4][4];
+#pragma unroll
+        for (u32 i = 0; i < 2u; i++)
+#pragma unroll
+            for (u32 j = 0; j < 4u; j++)
+#pragma unroll
+                for (u32 r = 0; r < 4u; r++) part[i][j][r] = 0.f;
 #pragma unroll
         for (u32 ks = 0; ks < BK; ks += 8u) {
             u32 ah[2][4], al[2][4], bh[4][2], bl[4][2];
@@ -343,11 +353,17 @@ __device__ void conv2d_big_tc(const Params& p, const Ptrs& b) {
             for (u32 i = 0; i < 2u; i++)
 #pragma unroll
                 for (u32 j = 0; j < 4u; j++) {
-                    mma_tf32(acc[i][j], al[i], bh[j][0], bh[j][1]);
-                    mma_tf32(acc[i][j], ah[i], bl[j][0], bl[j][1]);
-                    mma_tf32(acc[i][j], ah[i], bh[j][0], bh[j][1]);
+                    mma_tf32(part[i][j], al[i], bh[j][0], bh[j][1]);
+                    mma_tf32(part[i][j], ah[i], bl[j][0], bl[j][1]);
+                    mma_tf32(part[i][j], ah[i], bh[j][0], bh[j][1]);
                 }
         }
+#pragma unroll
+        for (u32 i = 0; i < 2u; i++)
+#pragma unroll
+            for (u32 j = 0; j < 4u; j++)
+#pragma unroll
+                for (u32 r = 0; r < 4u; r++) acc[i][j][r] += part[i][j][r];
         if (more) store(buf ^ 1u);
         __syncthreads();
         buf ^= 1u;

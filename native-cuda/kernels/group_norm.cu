@@ -7,8 +7,8 @@
 // group, serves CPU adapters); they read memory in order:
 // group_norm_stats (a block per (sample, chunk of chunk_len pixels): per
 // channel, the chunk's mean and squared deviations via sums of x − x₀),
-// group_norm_finish (a thread per (sample, group): Chan et al.'s pairwise
-// merge into mean and 1/sqrt(var + eps)), group_norm_apply (a thread per
+// group_norm_finish (a block per (sample, group): Chan et al.'s pairwise
+// merge, per thread then as a tree, into mean and 1/sqrt(var + eps)), group_norm_apply (a thread per
 // element).
 #include "common.cuh"
 
@@ -51,26 +51,42 @@ extern "C" __global__ void group_norm_stats(Params p, Ptrs b) {
 }
 
 extern "C" __global__ void group_norm_finish(Params p, Ptrs b) {
+    __shared__ float mg_n[256], mg_m[256], mg_q[256];
     const u32 n = p.w[0], c = p.w[1], groups = p.w[2], batch = p.w[3], chunks = p.w[7],
               len = p.w[8];
-    const u32 i = wg_index() * 256u + threadIdx.x;
+    const u32 i = wg_index(), lid = threadIdx.x;
     if (i >= batch * groups) return;
     float* part = BUF(float, 5);
     const u32 s_ = i / groups, g = i % groups, cg = c / groups;
     float cnt = 0.0f, mean = 0.0f, m2 = 0.0f;
-    for (u32 chunk = 0; chunk < chunks; chunk++) {
+    for (u32 it = lid; it < chunks * cg; it += 256u) {
+        const u32 chunk = it / cg;
         const float np = (float)(min(n, (chunk + 1u) * len) - chunk * len);
-        for (u32 j = 0; j < cg; j++) {
-            const u64 o = 2u * (((u64)s_ * chunks + chunk) * c + g * cg + j);
-            const float nt = cnt + np, d = part[o] - mean;
-            mean += d * np / nt;
-            m2 += part[o + 1u] + d * d * cnt * np / nt;
-            cnt = nt;
-        }
+        const u64 o = 2u * (((u64)s_ * chunks + chunk) * c + g * cg + it % cg);
+        const float nt = cnt + np, d = part[o] - mean;
+        mean += d * np / nt;
+        m2 += part[o + 1u] + d * d * cnt * np / nt;
+        cnt = nt;
     }
-    const u64 st = 2u * (u64)batch * chunks * c + 2u * i;
-    part[st] = mean;
-    part[st + 1u] = 1.0f / sqrtf(m2 / cnt + PF(4));
+    mg_n[lid] = cnt;
+    mg_m[lid] = mean;
+    mg_q[lid] = m2;
+    __syncthreads();
+    for (u32 s = 128u; s > 0u; s /= 2u) {
+        if (lid < s && mg_n[lid + s] > 0.0f) {
+            const float na = mg_n[lid], nb = mg_n[lid + s], nt = na + nb;
+            const float d = mg_m[lid + s] - mg_m[lid];
+            mg_m[lid] = mg_m[lid] + d * nb / nt;
+            mg_q[lid] = mg_q[lid] + mg_q[lid + s] + d * d * na * nb / nt;
+            mg_n[lid] = nt;
+        }
+        __syncthreads();
+    }
+    if (lid == 0u) {
+        const u64 st = 2u * (u64)batch * chunks * c + 2u * i;
+        part[st] = mg_m[0];
+        part[st + 1u] = 1.0f / sqrtf(mg_q[0] / mg_n[0] + PF(4));
+    }
 }
 
 extern "C" __global__ void group_norm_apply(Params p, Ptrs b) {

@@ -277,8 +277,8 @@ impl Op for Conv2d {
 /// tap's 4 channels are one vector load) and at least 128 output tiles to
 /// fill the device (at 48 the H200 measured the same total conv time at
 /// batch 1 and 64: docs/bench/2026-12-02-h200-terrain-2). 128×64 when the
-/// rows divide into 64s, else 256×32, else 128×32 (128 invocations) when
-/// only the smaller tile makes 128 of them. 64 channels per tile when the rows divide into 64s.
+/// rows divide into 64s and that makes 128 tiles, else 256×32, else 128×32
+/// (128 invocations) when only the smaller tile makes 128 of them.
 fn big_tile(ctx: &PlanCtx, m: usize, cin: usize, rows: usize) -> Option<(usize, usize)> {
     let c = &ctx.caps;
     if c.cpu
@@ -289,15 +289,14 @@ fn big_tile(ctx: &PlanCtx, m: usize, cin: usize, rows: usize) -> Option<(usize, 
         return None;
     }
     let tiles = |bm: usize, bn: usize| m.div_ceil(bm) * rows.div_ceil(bn);
-    let (bm, bn) = if rows.is_multiple_of(64) {
-        (128, 64)
-    } else if tiles(256, 32) >= 128 {
-        (256, 32)
-    } else {
-        (128, 32)
-    };
-    (tiles(bm, bn) >= 128 && m.div_ceil(bm) <= c.max_workgroups_per_dim as usize)
-        .then_some((bm, bn))
+    // The first shape that makes 128 tiles (SD's 32² level, 1024 pixels ×
+    // 640 channels, makes 80 of 128×64 but 160 of 128×32).
+    [(128, 64), (256, 32), (128, 32)]
+        .into_iter()
+        .filter(|(_, bn)| *bn == 32 || rows.is_multiple_of(64))
+        .find(|(bm, bn)| {
+            tiles(*bm, *bn) >= 128 && m.div_ceil(*bm) <= c.max_workgroups_per_dim as usize
+        })
 }
 
 impl Graph {

@@ -125,12 +125,10 @@ impl Op for GroupNorm {
         // of pixels, a merge per group, then every element); CPU adapters:
         // a workgroup per (sample, group).
         let split = !ctx.caps.cpu;
-        // ≥ CHUNK_VALUES values per stats workgroup, ≤ MERGE_ITEMS
-        // (chunk, channel) pairs merged serially per group by `finish`.
-        let cg = c / self.groups;
-        let len = (CHUNK_VALUES / c)
-            .max((n * cg).div_ceil(MERGE_ITEMS))
-            .clamp(1, n.max(1));
+        // About CHUNK_VALUES values per stats workgroup (so a batch-1 VAE
+        // norm over 512² × 128 still fills the GPU with 4096 workgroups);
+        // `finish` merges each group's chunks × channels in a workgroup.
+        let len = (CHUNK_VALUES / c).clamp(1, n.max(1));
         let chunks = if split { n.div_ceil(len) } else { 1 };
         let mut bindings = vec![
             Bind::Input(0, 0),
@@ -166,7 +164,7 @@ impl Op for GroupNorm {
         if split {
             Ok(vec![
                 dispatch("stats", b * chunks)?,
-                dispatch("finish", (b * self.groups).div_ceil(256))?,
+                dispatch("finish", b * self.groups)?,
                 dispatch("apply", (b * n * c).div_ceil(256))?,
             ])
         } else {
@@ -177,9 +175,6 @@ impl Op for GroupNorm {
 
 /// Values (pixels × channels) per workgroup of the GPU path's stats pass.
 const CHUNK_VALUES: usize = 8192;
-/// Items `finish` merges one after another per (sample, group): its
-/// invocations are few (one per group) and latency-bound.
-const MERGE_ITEMS: usize = 32;
 
 impl Graph {
     /// Group norm of NHWC `x` with affine `gamma`/`beta`, an optional

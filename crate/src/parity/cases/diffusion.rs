@@ -99,7 +99,7 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
 
 pub(super) fn group_norm(rng: &mut Rng) -> Result<Vec<Case>> {
     // (shape, groups, silu, scale-shift)
-    let shapes: [(&[usize], usize, bool, bool); 11] = [
+    let shapes: [(&[usize], usize, bool, bool); 12] = [
         // Groups of ≥ 4 values: a 2-value group normalises x0 − mean =
         // (x0 − x1)/2, whose f32 rounding is relative to |x0 − x1| — an
         // ill-conditioned case that failed the tolerance about once in a
@@ -117,6 +117,9 @@ pub(super) fn group_norm(rng: &mut Rng) -> Result<Vec<Case>> {
         (&[2, 50, 50, 16], 4, true, true),
         (&[1, 9, 7, 320], 32, true, true),
         (&[2, 40, 40, 96], 32, true, false),
+        // A VAE-like norm: 120 chunks × 4 channels per group, more (chunk,
+        // channel) items than `finish` has invocations.
+        (&[1, 96, 80, 128], 32, true, false),
     ];
     let mut out = Vec::new();
     for (shape, groups, silu, ss) in shapes {
