@@ -32,7 +32,13 @@ pub struct Conv2d {
     pub kh: usize,
     pub kw: usize,
     pub stride: usize,
+    /// Zero rows/columns before and after the image.
     pub pad: usize,
+    /// More zero rows/columns after the image only (bottom and right):
+    /// PyTorch's `F.pad(x, (0, e, 0, e))` before an unpadded conv, as the
+    /// VAE encoder's downsamplers do. The kernels only offset by `pad` and
+    /// skip taps outside the image; this changes the output size.
+    pub pad_extra: usize,
 }
 
 impl Conv2d {
@@ -43,13 +49,15 @@ impl Conv2d {
             kw: k,
             stride,
             pad: k / 2,
+            pad_extra: 0,
         }
     }
 
     /// Output height and width for an input of `h × w`.
     pub fn out_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
-        let oh = (h + 2 * self.pad).checked_sub(self.kh)? / self.stride + 1;
-        let ow = (w + 2 * self.pad).checked_sub(self.kw)? / self.stride + 1;
+        let e = 2 * self.pad + self.pad_extra;
+        let oh = (h + e).checked_sub(self.kh)? / self.stride + 1;
+        let ow = (w + e).checked_sub(self.kw)? / self.stride + 1;
         Some((oh, ow))
     }
 }

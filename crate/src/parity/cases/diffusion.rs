@@ -37,8 +37,9 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
     let f = DType::F32;
     let shapes: [Shape; 19] = [
         (1, 5, 7, 3, 5, 3, 1, 1, false, f, false),
-        // ≥ 128 tiles of 64×64 (pixels × Cout): the large tile on GPUs.
-        (2, 32, 32, 16, 256, 3, 1, 1, true, f, false),
+        // ≥ 128 tiles of 64×64 (pixels × Cout): the 64-tile on GPUs (Cin
+        // 18 is not a multiple of 4, so not the big kernel).
+        (2, 32, 32, 18, 256, 3, 1, 1, true, f, false),
         (2, 32, 32, 64, 256, 1, 1, 0, false, DType::Q8_0, false),
         (2, 9, 6, 4, 33, 3, 2, 1, true, f, false),
         (1, 8, 8, 1, 32, 3, 1, 1, false, f, false),
@@ -61,13 +62,25 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
         // 128 × 32 tiles of 128 invocations (too few 256-pixel tiles).
         (1, 128, 130, 8, 24, 3, 1, 1, true, f, false),
     ];
+    // One more zero row and column after the image (the VAE encoder's
+    // downsamplers: F.pad(x, (0, 1, 0, 1)), then an unpadded stride-2 conv);
+    // the second makes 128 tiles of 128 × 64 (the big kernel on GPUs).
+    let asymmetric = [
+        (1, 9, 7, 8, 12, 3, 2, 0, true, f, false),
+        (1, 256, 256, 8, 64, 3, 2, 0, false, f, false),
+    ];
+    let all = shapes
+        .into_iter()
+        .map(|s| (s, 0))
+        .chain(asymmetric.into_iter().map(|s| (s, 1)));
     let mut out = Vec::new();
-    for (batch, h, w, cin, cout, k, stride, pad, with_res, dtype, split) in shapes {
+    for ((batch, h, w, cin, cout, k, stride, pad, with_res, dtype, split), pad_extra) in all {
         let op = Conv2d {
             kh: k,
             kw: k,
             stride,
             pad,
+            pad_extra,
         };
         let mut b = B::new(rng);
         let x = b.input(&[batch, h, w, cin], DType::F32, 1.0)?;
@@ -82,7 +95,8 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
         };
         let y = b.g.conv2d(x, wt, bias, res, op)?;
         let desc = format!(
-            "[{batch},{h},{w},{cin}]→{cout} {k}×{k} s{stride} p{pad}{}{}",
+            "[{batch},{h},{w},{cin}]→{cout} {k}×{k} s{stride} p{pad}{}{}{}",
+            if pad_extra > 0 { "+1" } else { "" },
             if with_res { " +res" } else { "" },
             if split { " split" } else { "" }
         );
