@@ -156,6 +156,8 @@ impl SdModel {
             guidance: o.guidance.unwrap_or(if guided { 7.5 } else { 0.0 }),
             seed: o.seed.map_or(0, |s| s as u64),
             init_latents: o.init_latents,
+            init: None,
+            strength: 1.0,
         };
         let inner = self.inner.clone();
         let (w, h) = self.size;

@@ -197,6 +197,8 @@ fn bench(a: &SdArgs, size: (usize, usize), b: &dyn Backend) -> Res<Vec<Bench>> {
         guidance: 0.0,
         seed: 7,
         init_latents: None,
+        init: None,
+        strength: 1.0,
     };
     let mut rows = Vec::new();
     let mut f32_image: Option<Vec<f32>> = None;

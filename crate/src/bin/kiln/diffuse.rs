@@ -77,7 +77,11 @@ pub struct DiffuseArgs {
     /// Vary this heightmap (.npy in metres, 2-D) instead of generating anew.
     #[arg(long)]
     from: Option<PathBuf>,
-    /// Variation strength in [0, 1].
+    /// Stable Diffusion img2img: start from this PNG (the output's size)
+    /// instead of noise; --strength says how much of the schedule runs.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Variation strength in [0, 1] (terrain --from; SD --init).
     #[arg(long, default_value_t = 0.5)]
     strength: f32,
     /// Number of maps (variants of --from).
@@ -153,12 +157,47 @@ fn weight_dtype(w: &str) -> Result<Option<DType>, String> {
     }
 }
 
+/// An 8-bit or 16-bit gray/RGB(A) PNG of exactly `size` pixels as NCHW RGB
+/// in [0, 1] (alpha dropped).
+fn read_png_rgb(
+    path: &std::path::Path,
+    (width, height): (usize, usize),
+) -> Result<Vec<f32>, Box<dyn std::error::Error>> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut d = png::Decoder::new(std::io::Cursor::new(bytes));
+    d.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut r = d
+        .read_info()
+        .map_err(|e| format!("{}: not a PNG ({e})", path.display()))?;
+    let mut buf = vec![0; r.output_buffer_size().ok_or("PNG too large")?];
+    let info = r
+        .next_frame(&mut buf)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (w, h) = (info.width as usize, info.height as usize);
+    if (w, h) != (width, height) {
+        return Err(format!(
+            "--init {}: {w}×{h}, the output is {width}×{height} (resize it, or pass --size {w}x{h})",
+            path.display()
+        )
+        .into());
+    }
+    let ch = info.color_type.samples();
+    let mut out = vec![0f32; 3 * w * h];
+    for p in 0..w * h {
+        for c in 0..3 {
+            let v = buf[p * ch + if ch >= 3 { c } else { 0 }];
+            out[c * w * h + p] = v as f32 / 255.0;
+        }
+    }
+    Ok(out)
+}
+
 /// Text to image from a diffusers Stable-Diffusion folder.
 fn text_to_image(
     a: &DiffuseArgs,
     dir: &std::path::Path,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    use kiln::model::sd::pipeline::{StableDiffusion, TextToImage};
+    use kiln::model::sd::pipeline::{InitImage, StableDiffusion, TextToImage};
     use kiln::model::sd::scheduler::SchedulerKind;
     use kiln::model::sd::{SdOptions, Unet2dConfig, VaeConfig};
     if !dir.join("unet").is_dir() || !dir.join("vae").is_dir() {
@@ -220,6 +259,13 @@ fn text_to_image(
         backend.name(),
         t0.elapsed().as_secs_f64()
     );
+    let init = match &a.init {
+        Some(p) => {
+            sd.load_encoder(dir, backend.as_ref(), &opts)?;
+            Some(InitImage::Pixels(read_png_rgb(p, (width, height))?))
+        }
+        None => None,
+    };
     let req = TextToImage {
         prompt,
         negative: a.negative.clone(),
@@ -228,10 +274,13 @@ fn text_to_image(
         guidance: a.guidance,
         seed: a.seed,
         init_latents: None,
+        init,
+        strength: a.strength,
     };
     let bar = indicatif::ProgressBar::new(a.steps as u64);
     let t1 = Instant::now();
-    let img = sd.generate(&req, &mut |i, _| {
+    let img = sd.generate(&req, &mut |i, n| {
+        bar.set_length(n as u64);
         bar.set_position(i as u64);
         true
     })?;

@@ -346,6 +346,13 @@ pub struct VaeConfig {
     pub shift_factor: f32,
     pub post_quant_conv: bool,
     pub mid_attention: bool,
+    /// Image channels the encoder takes.
+    pub in_channels: usize,
+    /// `quant_conv` after the encoder (`use_quant_conv`).
+    pub quant_conv: bool,
+    /// The encoder's block types (checked when an encoder is built: a
+    /// decoder-only use of the folder does not need them).
+    pub down_block_types: Vec<String>,
 }
 
 impl VaeConfig {
@@ -377,6 +384,9 @@ impl VaeConfig {
             shift_factor: opt_f32(v, "shift_factor", 0.0),
             post_quant_conv: opt_bool(v, "use_post_quant_conv", true),
             mid_attention: opt_bool(v, "mid_block_add_attention", true),
+            in_channels: opt_usize(v, "in_channels", 3),
+            quant_conv: opt_bool(v, "use_quant_conv", true),
+            down_block_types: str_list(v, "down_block_types", m).unwrap_or_default(),
         };
         for ch in &c.channels {
             if c.groups == 0 || ch % c.groups != 0 {

@@ -17,6 +17,7 @@ pub mod scheduler;
 pub mod taesd;
 pub mod unet;
 pub mod vae;
+pub mod vae_encoder;
 pub mod weights;
 
 pub use config::{ClipConfig, Unet2dConfig, VaeConfig};
@@ -175,6 +176,23 @@ impl<'a> Builder<'a> {
         )?;
         let b = self.weight(&format!("{name}.bias"), &[cout], WeightKind::Vector)?;
         self.g.conv2d(x, w, b, res, Conv2d::same(k, stride))
+    }
+
+    /// A k×k convolution `op` (any stride and padding) with bias.
+    pub fn conv_with(
+        &mut self,
+        x: TensorId,
+        name: &str,
+        (cin, cout): (usize, usize),
+        op: Conv2d,
+    ) -> Result<TensorId> {
+        let w = self.weight(
+            &format!("{name}.weight"),
+            &[cout, op.kh * op.kw * cin],
+            WeightKind::Conv,
+        )?;
+        let b = self.weight(&format!("{name}.bias"), &[cout], WeightKind::Vector)?;
+        self.g.conv2d(x, w, b, None, op)
     }
 
     /// A k×k "same" convolution without a bias.

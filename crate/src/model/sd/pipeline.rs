@@ -267,6 +267,82 @@ impl VaeDecoder {
     }
 }
 
+/// The `AutoencoderKL` encoder for a fixed batch and image size (img2img).
+pub struct VaeEncoder {
+    pub cfg: VaeConfig,
+    pub graph: super::vae_encoder::VaeEncoderGraph,
+    pub loaded: Loaded,
+}
+
+impl VaeEncoder {
+    pub fn load(
+        c: &Component,
+        backend: &dyn Backend,
+        batch: usize,
+        size: (usize, usize),
+        opts: &SdOptions,
+    ) -> Result<VaeEncoder, LoadError> {
+        let cfg = VaeConfig::from_json(&c.config)?;
+        let graph = super::vae_encoder::build(&cfg, batch, size.0, size.1, opts)?;
+        let loaded = Loaded::new(&graph.net, c, backend)?;
+        Ok(VaeEncoder { cfg, graph, loaded })
+    }
+
+    /// `quant_conv(encoder(x))` of NCHW images in [-1, 1] → NCHW moments
+    /// `[B, 2·latent_channels, H/s, W/s]` (mean, then log-variance).
+    pub fn encode_raw(&mut self, x: &[f32]) -> Result<Vec<f32>, LoadError> {
+        pollster::block_on(self.encode_raw_async(x))
+    }
+
+    /// [`VaeEncoder::encode_raw`] awaiting the device.
+    pub async fn encode_raw_async(&mut self, x: &[f32]) -> Result<Vec<f32>, LoadError> {
+        let g = &self.graph;
+        let (b, (h, w), cin) = (g.batch, g.size, self.cfg.in_channels);
+        if x.len() != b * cin * h * w {
+            return Err(bad(
+                "vae encoder",
+                format!("expects {b} images of {cin}×{h}×{w}"),
+            ));
+        }
+        let nhwc = nchw_to_nhwc(x, b, cin, h * w);
+        self.loaded.exe.write(
+            g.image,
+            &HostTensor::from_f32(&[b, h, w, cin], DType::F32, &nhwc)?,
+        )?;
+        let y = self.loaded.run_read(g.moments).await?;
+        let s = self.cfg.scale();
+        Ok(nhwc_to_nchw(
+            &y,
+            b,
+            2 * self.cfg.latent_channels,
+            h * w / (s * s),
+        ))
+    }
+
+    /// An NCHW `[1, C, H, W]` image in [0, 1] → pipeline latents: a draw
+    /// from the posterior (`mean + exp(logvar / 2)·ε`, log-variance clamped
+    /// to [-30, 20] as diffusers does; `eps` N(0, 1) values, one per latent)
+    /// times the scaling factor, as StableDiffusionImg2ImgPipeline does.
+    pub async fn latents_async(&mut self, img: &[f32], eps: &[f32]) -> Result<Vec<f32>, LoadError> {
+        if self.graph.batch != 1 {
+            return Err(bad("vae encoder", "latents are drawn for one image".into()));
+        }
+        let x: Vec<f32> = img.iter().map(|v| v * 2.0 - 1.0).collect();
+        let m = self.encode_raw_async(&x).await?;
+        let n = m.len() / 2;
+        if eps.len() != n {
+            return Err(bad("eps", format!("{} values, expected {n}", eps.len())));
+        }
+        let sf = self.cfg.scaling_factor;
+        Ok((0..n)
+            .map(|i| {
+                let std = (0.5 * m[n + i].clamp(-30.0, 20.0)).exp();
+                sf * (m[i] + std * eps[i])
+            })
+            .collect())
+    }
+}
+
 /// The TAESD decoder (`AutoencoderTiny`) for a fixed batch and latent size.
 pub struct TaesdDecoder {
     pub cfg: super::taesd::TaesdConfig,
@@ -331,8 +407,24 @@ pub struct TextToImage {
     pub guidance: f32,
     pub seed: u64,
     /// Starting latents `[1, C, h, w]` (N(0, 1), before the scheduler's
-    /// init sigma) instead of drawing them from `seed` (parity checks).
+    /// init sigma; with `init`, the noise added to the image's latents)
+    /// instead of drawing them from `seed` (parity checks).
     pub init_latents: Option<Vec<f32>>,
+    /// img2img: start from this image instead of pure noise.
+    pub init: Option<InitImage>,
+    /// img2img: how much of the schedule runs, in (0, 1] (the last
+    /// `⌊steps·strength⌋` steps, from the image noised to that level).
+    pub strength: f32,
+}
+
+/// img2img's starting point.
+#[derive(Clone, Debug)]
+pub enum InitImage {
+    /// NCHW `[1, C, H, W]` in [0, 1] at the pipeline's size: encoded by the
+    /// folder's VAE encoder ([`StableDiffusion::load_encoder`]).
+    Pixels(Vec<f32>),
+    /// Pipeline latents `[1, C, h, w]` (already times the scaling factor).
+    Latents(Vec<f32>),
 }
 
 /// The image decoder: the folder's `AutoencoderKL`, or TAESD (`--taesd`, or
@@ -398,6 +490,8 @@ pub struct StableDiffusion {
     pub text: TextEncoder,
     pub unet: SdUnet,
     pub vae: Decoder,
+    /// The VAE encoder, loaded for img2img ([`StableDiffusion::load_encoder`]).
+    pub encoder: Option<VaeEncoder>,
     pub sched: super::scheduler::SchedConfig,
     /// Latent height and width.
     pub latent: (usize, usize),
@@ -512,10 +606,58 @@ impl StableDiffusion {
             text,
             unet,
             vae,
+            encoder: None,
             sched,
             latent,
             timings: SdTimings::default(),
         })
+    }
+
+    /// Loads the VAE encoder img2img needs from a file getter over the folder
+    /// (as [`StableDiffusion::load`] reads it): `vae/` must be an
+    /// `AutoencoderKL` (TAESD and SDXS-style tiny VAEs have no encoder here).
+    pub fn load_encoder_from(
+        &mut self,
+        get: &mut FileGetter,
+        place: &str,
+        backend: &dyn Backend,
+        opts: &SdOptions,
+    ) -> Result<(), LoadError> {
+        let c = Component::load("vae", &format!("{place}/vae"), &mut |f: &str| {
+            get(&format!("vae/{f}"))
+        })?;
+        if Decoder::is_tiny(&c) {
+            return Err(bad(
+                "init",
+                format!(
+                    "{place}/vae is an AutoencoderTiny: img2img needs an AutoencoderKL encoder"
+                ),
+            ));
+        }
+        let s = VaeConfig::from_json(&c.config)?.scale();
+        let size = (self.latent.0 * s, self.latent.1 * s);
+        self.encoder = Some(VaeEncoder::load(&c, backend, 1, size, opts)?);
+        Ok(())
+    }
+
+    /// [`StableDiffusion::load_encoder_from`] over a folder on disk.
+    pub fn load_encoder(
+        &mut self,
+        dir: &Path,
+        backend: &dyn Backend,
+        opts: &SdOptions,
+    ) -> Result<(), LoadError> {
+        let mut get = |f: &str| -> Result<Option<Vec<u8>>, LoadError> {
+            let p = dir.join(f);
+            if !p.is_file() {
+                return Ok(None);
+            }
+            std::fs::read(&p)
+                .map(Some)
+                .map_err(|e| LoadError::Io(format!("{}: {e}", p.display())))
+        };
+        let place = dir.display().to_string();
+        self.load_encoder_from(&mut get, place.trim_end_matches('/'), backend, opts)
     }
 
     /// Runs the request; `on_step(i, steps)` after each step. Returns the
@@ -567,19 +709,43 @@ impl StableDiffusion {
         let c = self.unet.cfg.in_channels;
         let n = c * self.latent.0 * self.latent.1;
         let mut rng = crate::rng::Rng::new(req.seed);
-        let init = match &req.init_latents {
-            Some(v) if v.len() == n => v.clone(),
+        let given = match &req.init_latents {
+            Some(v) if v.len() == n => Some(v.clone()),
             Some(v) => {
                 return Err(bad(
                     "init_latents",
                     format!("{} values, expected {n}", v.len()),
                 ));
             }
-            None => rng.normals(n, 1.0),
+            None => None,
         };
-        let sigma = s.init_noise_sigma();
-        let mut x: Vec<f32> = init.iter().map(|v| (*v as f64 * sigma) as f32).collect();
-        for i in 0..req.steps {
+        let (first, mut x) = match &req.init {
+            None => {
+                let sigma = s.init_noise_sigma();
+                let init = given.unwrap_or_else(|| rng.normals(n, 1.0));
+                (0, init.iter().map(|v| (*v as f64 * sigma) as f32).collect())
+            }
+            Some(img) => {
+                // diffusers' order of draws: the posterior's ε, then the noise.
+                let first = s.first_step(req.strength as f64)?;
+                let x0 = match img {
+                    InitImage::Latents(v) if v.len() == n => v.clone(),
+                    InitImage::Latents(v) => {
+                        return Err(bad("init", format!("{} latents, expected {n}", v.len())));
+                    }
+                    InitImage::Pixels(px) => {
+                        let enc = self.encoder.as_mut().ok_or_else(|| {
+                            bad("init", "no VAE encoder loaded (load_encoder)".into())
+                        })?;
+                        let eps = rng.normals(n, 1.0);
+                        enc.latents_async(px, &eps).await?
+                    }
+                };
+                let noise = given.unwrap_or_else(|| rng.normals(n, 1.0));
+                (first, s.add_noise(first, &x0, &noise))
+            }
+        };
+        for i in first..req.steps {
             let t0 = web_time::Instant::now();
             let k = s.input_scale(i) as f32;
             let t = s.timesteps[i] as f32;
@@ -598,7 +764,7 @@ impl StableDiffusion {
             let noise = s.needs_noise(i).then(|| rng.normals(n, 1.0));
             x = s.step(i, &guided_out, &x, noise.as_deref())?;
             timings.steps.push(t0.elapsed().as_secs_f64());
-            if !on_step(i + 1, req.steps) {
+            if !on_step(i + 1 - first, req.steps - first) {
                 return Err(LoadError::Cancelled);
             }
         }

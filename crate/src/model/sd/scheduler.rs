@@ -335,6 +335,47 @@ impl Scheduler {
         }
     }
 
+    /// img2img: the first step to run for `strength` in (0, 1] —
+    /// diffusers' `get_timesteps`: the last `⌊steps·strength⌋` steps run
+    /// (every scheduler here has order 1).
+    pub fn first_step(&self, strength: f64) -> Result<usize, LoadError> {
+        let run = ((self.steps as f64 * strength) as usize).min(self.steps);
+        if !(strength > 0.0 && strength <= 1.0) || run == 0 {
+            return Err(LoadError::Kiln(crate::error::KilnError::BadInput {
+                name: "strength".into(),
+                detail: format!(
+                    "{strength} with {} steps runs no step (strength in (0, 1], steps × strength ≥ 1)",
+                    self.steps
+                ),
+            }));
+        }
+        Ok(self.steps - run)
+    }
+
+    /// img2img: clean latents `x0` noised to step `i`'s level with `noise`
+    /// (N(0, 1)), each scheduler's `add_noise`: `x0 + σ·ε` (Euler), `α·x0 +
+    /// σ_t·ε` with α = 1/√(σ²+1) (DPM-Solver++), `√ᾱ_t·x0 + √(1−ᾱ_t)·ε`
+    /// (DDIM, LCM).
+    pub fn add_noise(&self, i: usize, x0: &[f32], noise: &[f32]) -> Vec<f32> {
+        let (a, b) = match self.kind {
+            SchedulerKind::Euler | SchedulerKind::EulerAncestral => (1.0, self.sigmas[i]),
+            SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras => {
+                let s = self.sigmas[i];
+                let a = 1.0 / (s * s + 1.0).sqrt();
+                (a, s * a)
+            }
+            SchedulerKind::Ddim | SchedulerKind::Lcm => {
+                let ac = &self.cfg.alphas_cumprod;
+                let t = (self.timesteps[i] as usize).min(ac.len() - 1);
+                (ac[t].sqrt(), (1.0 - ac[t]).sqrt())
+            }
+        };
+        x0.iter()
+            .zip(noise)
+            .map(|(x, e)| (a * *x as f64 + b * *e as f64) as f32)
+            .collect()
+    }
+
     /// Whether step `i` needs a noise draw (Euler ancestral: every step;
     /// LCM: all but the last).
     pub fn needs_noise(&self, i: usize) -> bool {

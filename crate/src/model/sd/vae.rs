@@ -10,7 +10,7 @@ use crate::dtype::DType;
 use crate::error::{KilnError, Result};
 use crate::graph::TensorId;
 
-const EPS: f32 = 1e-6;
+pub(super) const EPS: f32 = 1e-6;
 
 /// The decoder's graph for `batch` latents of `h × w`.
 pub struct VaeGraph {
@@ -26,7 +26,7 @@ pub struct VaeGraph {
 /// diffusers' VAE `Attention`: GroupNorm, stacked `to_q|to_k|to_v` (with
 /// biases) as one 1×1 projection, one head over all pixels, `to_out.0`,
 /// residual.
-fn attention(
+pub(super) fn attention(
     b: &mut Builder,
     x: TensorId,
     name: &str,
