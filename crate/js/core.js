@@ -342,7 +342,10 @@ async function loadSdFolder(source, opts) {
     const decoder = opts.taesd ? 'taesd' : 'vae';
     if (opts.taesd) await read('taesd/config.json', false);
     // The decoder's weights only: with `taesd` the folder's VAE weights are not read.
-    for (const [sub, names] of [['text_encoder', SD_WEIGHTS.text_encoder], ['unet', SD_WEIGHTS.unet], [decoder, SD_WEIGHTS.vae]]) {
+    const parts = [['text_encoder', SD_WEIGHTS.text_encoder], ['unet', SD_WEIGHTS.unet], [decoder, SD_WEIGHTS.vae]];
+    // img2img's encoder lives in vae/ (read too when TAESD decodes).
+    if (opts.img2img && opts.taesd) parts.push(['vae', SD_WEIGHTS.vae]);
+    for (const [sub, names] of parts) {
       let found = false;
       for (const n of names) if (!found) found = await read(`${sub}/${n}`, true);
       if (!found) throw new KilnError('INVALID_INPUT', `the model folder has no ${sub}/${names[0]}`);
@@ -352,6 +355,7 @@ async function loadSdFolder(source, opts) {
     if (opts.cpuKernels !== undefined) eng.useCpuKernels(!!opts.cpuKernels);
     const model = eng.loadStableDiffusion(files, {
       width: opts.width, height: opts.height, guidance: opts.guidance, weights: opts.weights, taesd: !!opts.taesd,
+      img2img: !!opts.img2img,
     });
     progress('ready');
     return new DirectSd(model, eng.info());

@@ -60,6 +60,17 @@ function sdRequest(o) {
     seed: int('seed', o.seed, 0, Number.MAX_SAFE_INTEGER, 0),
   };
   if (o.initLatents != null) r.initLatents = Float32Array.from(o.initLatents);
+  if (o.initImage != null) {
+    // ImageData, or anything with RGBA `data` (or the bytes themselves).
+    const data = o.initImage.data ?? o.initImage;
+    if (!ArrayBuffer.isView(data) || data.BYTES_PER_ELEMENT !== 1) {
+      throw new KilnError('INVALID_INPUT', 'initImage must be an ImageData or RGBA bytes (Uint8ClampedArray / Uint8Array)');
+    }
+    r.initImage = new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+    const s = o.strength ?? 0.8;
+    if (!(typeof s === 'number' && s > 0 && s <= 1)) throw new KilnError('INVALID_INPUT', `strength must be a number in (0, 1] (got ${s})`);
+    r.strength = s;
+  }
   return r;
 }
 
@@ -129,7 +140,9 @@ export class DiffusionModel {
 
   /**
    * Stable Diffusion: `{ prompt, negativePrompt, steps, scheduler, guidance,
-   * seed, onStep, signal }` → `{ width, height, image: ImageData }`.
+   * seed, initImage, strength, onStep, signal }` → `{ width, height, image:
+   * ImageData }`. img2img (`initImage`: an ImageData of the model's size;
+   * load with `img2img: true`) runs the last ⌊steps·strength⌋ steps.
    * `onStep({ done, total, fraction })` after each denoising step; `signal`
    * aborts (ABORTED) after the step in flight.
    */

@@ -244,6 +244,39 @@ export interface DiffusionLoadOptions {
   weights?: 'f32' | 'f16' | 'q8_0';
   /** URL of kiln_wasm_bg.wasm when it is not next to the module. */
   wasmUrl?: string | URL;
+  /** Stable Diffusion: image size (default: the model's). */
+  width?: number;
+  height?: number;
+  /** Stable Diffusion: false compiles for guidance ≤ 1 only (SD-Turbo); default true. */
+  guidance?: boolean;
+  /** Stable Diffusion: decode with the folder's `taesd/` (AutoencoderTiny). */
+  taesd?: boolean;
+  /** Stable Diffusion: also load the VAE encoder, for `initImage` (img2img). */
+  img2img?: boolean;
+}
+
+/** Stable Diffusion text-to-image (or img2img with `initImage`). */
+export interface TextToImageRequest {
+  prompt: string;
+  negativePrompt?: string;
+  /** Denoising steps, 1..1000 (default 20). */
+  steps?: number;
+  scheduler?: 'euler' | 'euler-a' | 'ddim' | 'dpm++2m' | 'dpm++2m-karras' | 'lcm';
+  /** Classifier-free guidance scale (default 7.5; 0 for a model loaded with guidance: false). */
+  guidance?: number;
+  seed?: number;
+  /** img2img: the starting image at the model's size (ImageData or RGBA bytes). */
+  initImage?: ImageData | Uint8ClampedArray | Uint8Array;
+  /** img2img: how much of the schedule runs, (0, 1] (default 0.8). */
+  strength?: number;
+  signal?: AbortSignal;
+  onStep?: (p: GenerateProgress) => void;
+}
+
+export interface TextToImageResult {
+  width: number;
+  height: number;
+  image: ImageData;
 }
 
 export interface GenerateProgress {
@@ -300,6 +333,8 @@ export class DiffusionModel {
   readonly batch: number;
   readonly lastStats: DiffusionStats | null;
   generate(req?: TerrainRequest): Promise<TerrainResult>;
+  /** Stable Diffusion models (loaded from a diffusers folder). */
+  generate(req: TextToImageRequest): Promise<TextToImageResult>;
   /**
    * One raw network call: `noisy` NCHW [batch·1·128·128], per-sample `sigma`
    * and `label` = (difficulty − 1)/99; resolves to the denoised tensor.
@@ -310,8 +345,11 @@ export class DiffusionModel {
 
 export class Kiln {
   static loadLLM(source: ModelSource, opts?: LoadOptions): Promise<LLM>;
-  /** A terrain diffusion UNet (ONNX file: URL, File/Blob or bytes). */
-  static loadDiffusion(source: string | URL | Blob | ArrayBuffer | ArrayBufferView, opts?: DiffusionLoadOptions): Promise<DiffusionModel>;
+  /**
+   * A terrain diffusion UNet (ONNX file: URL, File/Blob or bytes), or a
+   * diffusers Stable-Diffusion folder (a base URL ending in "/", its Files, or URLs).
+   */
+  static loadDiffusion(source: string | URL | Blob | ArrayBuffer | ArrayBufferView | File[] | string[], opts?: DiffusionLoadOptions): Promise<DiffusionModel>;
   static hasModelInCache(url: string): Promise<boolean>;
   static deleteModelInCache(url: string): Promise<void>;
 }

@@ -138,7 +138,7 @@ export class Kiln {
    * `batch` (128² tiles per network call, default 1); Stable Diffusion:
    * `width`, `height` (default: the model's), `guidance` (false: compile for
    * guidance ≤ 1 only, as SD-Turbo runs), `taesd` (decode with the folder's
-   * `taesd/`).
+   * `taesd/`), `img2img` (also load the VAE encoder for `initImage`).
    */
   static async loadDiffusion(source, opts = {}) {
     if (opts.signal?.aborted) throw aborted(opts.signal);

@@ -12,7 +12,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::loader::LoadError;
 use crate::model::sd::SdOptions;
-use crate::model::sd::pipeline::{StableDiffusion, TextToImage};
+use crate::model::sd::pipeline::{InitImage, StableDiffusion, TextToImage};
 use crate::model::sd::scheduler::SchedulerKind;
 use crate::web::{Engine, bad_arg, claim, err, progress_fn, release};
 
@@ -27,6 +27,8 @@ struct SdLoadOptions {
     weights: Option<String>,
     /// Decode with the folder's `taesd/` files instead of `vae/`.
     taesd: Option<bool>,
+    /// Also load the VAE encoder (img2img: `generate({initImage})`).
+    img2img: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -40,6 +42,10 @@ struct SdGenerateOptions {
     seed: Option<f64>,
     /// Starting latents (N(0, 1)) instead of the seed's (parity tests).
     init_latents: Option<Vec<f32>>,
+    /// img2img: the starting image, RGBA bytes of the pipeline's size.
+    init_image: Option<Vec<u8>>,
+    /// img2img: how much of the schedule runs, (0, 1] (default 0.8).
+    strength: Option<f32>,
 }
 
 #[wasm_bindgen]
@@ -80,7 +86,7 @@ impl Engine {
             weight_dtype,
             ..Default::default()
         };
-        let sd = StableDiffusion::load(
+        let mut sd = StableDiffusion::load(
             &mut get,
             "the model folder",
             self.backend(),
@@ -90,6 +96,10 @@ impl Engine {
             &opts,
         )
         .map_err(err)?;
+        if o.img2img == Some(true) {
+            sd.load_encoder_from(&mut get, "the model folder", self.backend(), &opts)
+                .map_err(err)?;
+        }
         Ok(SdModel {
             inner: Rc::new(RefCell::new(Some(sd))),
             size,
@@ -131,7 +141,8 @@ pub struct SdModel {
 #[wasm_bindgen]
 impl SdModel {
     /// `{prompt, negativePrompt, steps, scheduler, guidance, seed,
-    /// initLatents}` → `{width, height, image: Uint8ClampedArray RGBA}`.
+    /// initLatents, initImage (RGBA bytes), strength}` → `{width, height,
+    /// image: Uint8ClampedArray RGBA}`.
     /// `onStep(done, total)` after every step; returning false aborts.
     #[allow(clippy::await_holding_refcell_ref)]
     pub fn generate(
@@ -147,7 +158,35 @@ impl SdModel {
             ))
         })?;
         // Default guidance: 7.5, or none for a pipeline loaded without it.
-        let guided = claim(&self.inner)?.unet.graph.batch == 2;
+        let (guided, encoder) = {
+            let sd = claim(&self.inner)?;
+            (sd.unet.graph.batch == 2, sd.encoder.is_some())
+        };
+        let (w, h) = self.size;
+        let init = match o.init_image {
+            None => None,
+            Some(_) if !encoder => {
+                return Err(bad_arg(
+                    "initImage needs the model loaded with { img2img: true }",
+                ));
+            }
+            Some(px) if px.len() != w * h * 4 => {
+                return Err(bad_arg(format!(
+                    "initImage has {} bytes; the model makes {w}×{h} RGBA images ({} bytes)",
+                    px.len(),
+                    w * h * 4
+                )));
+            }
+            Some(px) => {
+                let mut nchw = vec![0f32; 3 * w * h];
+                for p in 0..w * h {
+                    for c in 0..3 {
+                        nchw[c * w * h + p] = px[4 * p + c] as f32 / 255.0;
+                    }
+                }
+                Some(InitImage::Pixels(nchw))
+            }
+        };
         let req = TextToImage {
             prompt: o.prompt,
             negative: o.negative_prompt.unwrap_or_default(),
@@ -156,11 +195,10 @@ impl SdModel {
             guidance: o.guidance.unwrap_or(if guided { 7.5 } else { 0.0 }),
             seed: o.seed.map_or(0, |s| s as u64),
             init_latents: o.init_latents,
-            init: None,
-            strength: 1.0,
+            init,
+            strength: o.strength.unwrap_or(0.8),
         };
         let inner = self.inner.clone();
-        let (w, h) = self.size;
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             let mut sd = claim(&inner)?;
             let mut callback_error = None;

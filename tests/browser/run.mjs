@@ -724,6 +724,40 @@ test('stable diffusion: a tiny diffusers folder (base URL, worker) = diffusers\'
   await page.context().close();
 });
 
+test('stable diffusion img2img: text-to-image then initImage at strength 0.6 = the native CLI (kiln diffuse --init); typed errors', async () => {
+  const want = JSON.parse(await readFile(join(root, 'tests/fixtures/sd/kiln_cli/rgba.json'), 'utf8'));
+  const page = await harness();
+  const r = await page.evaluate(async ({ dir, t2i }) => {
+    const code = (p) => p.then(() => 'no error', (e) => `${e.code}: ${e.message}`);
+    const dm = await kiln.Kiln.loadDiffusion(dir, { cache: false, img2img: true });
+    const req = { prompt: 'a red cube on a table', steps: 5, guidance: 7.5, seed: 9 };
+    const a = await dm.generate(req);
+    const steps = [];
+    const init = new ImageData(Uint8ClampedArray.from(t2i), 16, 16);
+    const b = await dm.generate({ ...req, initImage: init, strength: 0.6, onStep: (p) => steps.push([p.done, p.total]) });
+    const out = { t2i: Array.from(a.image.data), i2i: Array.from(b.image.data), steps };
+    out.weak = await code(dm.generate({ ...req, initImage: init, strength: 0.1 }));
+    out.badStrength = await code(dm.generate({ ...req, initImage: init, strength: 2 }));
+    out.wrongSize = await code(dm.generate({ ...req, initImage: new Uint8ClampedArray(8 * 8 * 4) }));
+    await dm.dispose();
+    const plain = await kiln.Kiln.loadDiffusion(dir, { cache: false });
+    out.noEncoder = await code(plain.generate({ ...req, initImage: init }));
+    await plain.dispose();
+    return out;
+  }, { dir: '/tests/fixtures/sd/tiny_sd15/', t2i: want.t2i });
+  const worst = (x, y) => x.reduce((m, v, i) => Math.max(m, Math.abs(v - y[i])), 0);
+  console.log(`    text-to-image vs native: max ${worst(r.t2i, want.t2i)} level(s); img2img vs native: max ${worst(r.i2i, want.i2i)} level(s); steps ${JSON.stringify(r.steps)}`);
+  assert.ok(worst(r.t2i, want.t2i) <= 1, 'text-to-image differs from the native CLI');
+  assert.ok(worst(r.i2i, want.i2i) <= 2, 'img2img differs from the native CLI');
+  assert.deepEqual(r.steps, [[1, 3], [2, 3], [3, 3]]);
+  console.log(`    e.g. ${r.noEncoder}`);
+  assert.match(r.weak, /^INVALID_INPUT: .*strength/);
+  assert.match(r.badStrength, /^INVALID_INPUT: .*strength/);
+  assert.match(r.wrongSize, /^INVALID_INPUT: .*initImage/);
+  assert.match(r.noEncoder, /^INVALID_INPUT: .*img2img: true/);
+  await page.context().close();
+});
+
 test('diffusion demo: a tiny diffusers folder by URL makes an image (screenshot)', async () => {
   const context = await browser.newContext({ viewport: { width: 900, height: 760 } });
   const page = await context.newPage();
@@ -740,6 +774,20 @@ test('diffusion demo: a tiny diffusers folder by URL makes an image (screenshot)
   assert.ok(px.distinct > 16, `a flat image (${px.distinct} values)`);
   await mkdir(artifacts, { recursive: true });
   await page.screenshot({ path: join(artifacts, 'diffusion-demo.png') });
+  console.log(`    ${await page.locator('#stats').innerText()}`);
+  // img2img from the image shown (the pipeline reloads with its encoder).
+  const before = await page.evaluate(() => Array.from(document.getElementById('image').getContext('2d').getImageData(0, 0, 16, 16).data));
+  await page.check('#img2img');
+  await page.fill('#strength', '0.7');
+  await page.click('#generate');
+  await page.waitForSelector('#stats:has-text("img2img at strength 0.7")', { timeout: 120000 });
+  const after = await page.evaluate(() => ({
+    px: Array.from(document.getElementById('image').getContext('2d').getImageData(0, 0, 16, 16).data),
+    error: document.getElementById('error').textContent,
+  }));
+  assert.equal(after.error, '');
+  assert.ok(after.px.some((v, i) => v !== before[i]), 'img2img left the image unchanged');
+  await page.screenshot({ path: join(artifacts, 'diffusion-demo-img2img.png') });
   console.log(`    ${await page.locator('#stats').innerText()}`);
   await context.close();
 });

@@ -8,6 +8,7 @@ const $ = (id) => document.getElementById(id);
 let dm = null;
 let stop = null;
 let loadedGuidance = null;
+let loadedImg2img = false;
 let source = null;
 let label = '';
 
@@ -25,18 +26,20 @@ function setBusy(busy) {
 
 // The pipeline is compiled for with- or without-guidance runs (one or two
 // samples per step): a change of side reloads it.
-async function ensureLoaded(guided) {
-  if (dm && loadedGuidance === guided) return true;
+async function ensureLoaded(guided, img2img = false) {
+  if (dm && loadedGuidance === guided && (loadedImg2img || !img2img)) return true;
   if (dm) { await dm.dispose(); dm = null; }
   $('status').textContent = `Loading ${label}…`;
   const t0 = performance.now();
   dm = await Kiln.loadDiffusion(source, {
     guidance: guided,
+    img2img,
     onProgress: (p) => {
       $('status').textContent = progressText(p, label);
     },
   });
   loadedGuidance = guided;
+  loadedImg2img = img2img;
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
   $('status').textContent = `Ready: ${label} (${dm.width}×${dm.height}, loaded in ${secs} s)`;
   const a = dm.adapter;
@@ -73,11 +76,20 @@ async function generate(ev) {
     guidance,
     seed: Number($('seed').value),
   };
+  const img2img = $('img2img').checked;
   stop = new AbortController();
   setBusy(true);
   $('progress').value = 0;
   try {
-    await ensureLoaded(guidance > 1);
+    await ensureLoaded(guidance > 1, img2img);
+    if (img2img) {
+      // The image shown, at the model's size.
+      const c = $('image');
+      const t = new OffscreenCanvas(dm.width, dm.height);
+      t.getContext('2d').drawImage(c, 0, 0, dm.width, dm.height);
+      req.initImage = t.getContext('2d').getImageData(0, 0, dm.width, dm.height);
+      req.strength = Number($('strength').value);
+    }
     $('stats').textContent = `Generating ${dm.width}×${dm.height}…`;
     const r = await dm.generate({
       ...req,
@@ -93,7 +105,8 @@ async function generate(ev) {
     canvas.getContext('2d').putImageData(r.image, 0, 0);
     $('imageInfo').textContent = `${r.width}×${r.height} px`;
     $('save').disabled = false;
-    $('stats').textContent = `${req.steps} ${req.scheduler} steps, guidance ${guidance}, seed ${req.seed}: ${dm.lastStats.seconds.toFixed(1)} s`;
+    const what = img2img ? `img2img at strength ${req.strength}, ` : '';
+    $('stats').textContent = `${what}${req.steps} ${req.scheduler} steps, guidance ${guidance}, seed ${req.seed}: ${dm.lastStats.seconds.toFixed(1)} s`;
   } catch (e) {
     $('stats').textContent = e.code === 'ABORTED' ? 'Stopped.' : '';
     if (e.code !== 'ABORTED') setError(e);
@@ -114,6 +127,17 @@ $('save').addEventListener('click', () => $('image').toBlob((b) => {
   a.click();
   setTimeout(() => URL.revokeObjectURL(a.href), 10000);
 }, 'image/png'));
+$('initFile').addEventListener('change', async () => {
+  const f = $('initFile').files[0];
+  if (!f) return;
+  const bmp = await createImageBitmap(f);
+  const c = $('image');
+  c.width = dm?.width ?? bmp.width;
+  c.height = dm?.height ?? bmp.height;
+  c.getContext('2d').drawImage(bmp, 0, 0, c.width, c.height);
+  $('imageInfo').textContent = `${f.name} at ${c.width}×${c.height} px`;
+  $('img2img').checked = true;
+});
 $('load').addEventListener('click', () => {
   const u = $('url').value.trim();
   load(u.endsWith('/') ? u : `${u}/`, u);
@@ -124,7 +148,7 @@ $('folder').addEventListener('change', () => {
 });
 
 const params = new URLSearchParams(location.search);
-for (const k of ['prompt', 'negative', 'steps', 'scheduler', 'guidance', 'seed']) if (params.has(k)) $(k).value = params.get(k);
+for (const k of ['prompt', 'negative', 'steps', 'scheduler', 'guidance', 'seed', 'strength']) if (params.has(k)) $(k).value = params.get(k);
 if (params.has('model')) {
   $('url').value = params.get('model');
   await load(params.get('model'), params.get('model'));
