@@ -184,6 +184,31 @@ fn modules_match_diffusers() {
     }
 }
 
+/// One step as the pipelines run it with classifier-free guidance: the UNet
+/// on `[x, x]` scaled for step `i`, `uncond + g·(cond − uncond)`, then the
+/// scheduler's update (`noise`: the step's draw, for stochastic ones).
+fn guided_step(
+    u: &mut SdUnet,
+    s: &mut kiln::model::sd::scheduler::Scheduler,
+    i: usize,
+    x: &[f32],
+    context: &[f32],
+    g: f32,
+    noise: Option<Vec<f32>>,
+) -> Vec<f32> {
+    let k = s.input_scale(i) as f32;
+    let lin: Vec<f32> = x.iter().chain(x).map(|v| v * k).collect();
+    let t = s.timesteps[i] as f32;
+    let out = u.call(&lin, &[t, t], context).unwrap();
+    let (uncond, cond) = out.split_at(x.len());
+    let guided: Vec<f32> = uncond
+        .iter()
+        .zip(cond)
+        .map(|(u, c)| u + g * (c - u))
+        .collect();
+    s.step(i, &guided, x, noise.as_deref()).unwrap()
+}
+
 /// Each scheduler's 4-step trajectory with classifier-free guidance (7.5)
 /// over the folder's UNet (CPU reference), against diffusers' latents after
 /// every step. Errors grow through the steps (each feeds the UNet): measured
@@ -226,20 +251,10 @@ fn schedulers_match_diffusers() {
                 .collect();
             let mut worst = 0f64;
             for i in 0..4 {
-                let k = s.input_scale(i) as f32;
-                let lin: Vec<f32> = x.iter().chain(&x).map(|v| v * k).collect();
-                let t = s.timesteps[i] as f32;
-                let out = u.call(&lin, &[t, t], &context).unwrap();
-                let (uncond, cond) = out.split_at(x.len());
-                let guided: Vec<f32> = uncond
-                    .iter()
-                    .zip(cond)
-                    .map(|(u, c)| u + g * (c - u))
-                    .collect();
                 let noise = s
                     .needs_noise(i)
                     .then(|| r.tensor(&format!("sched.{name}.noise{i}")).1);
-                x = s.step(i, &guided, &x, noise.as_deref()).unwrap();
+                x = guided_step(&mut u, &mut s, i, &x, &context, g, noise);
                 let (_, want) = r.tensor(&format!("sched.{name}.step{i}"));
                 worst = worst.max(close(&x, &want, 2e-5, &format!("{folder} {name} step {i}")));
             }
@@ -687,18 +702,8 @@ fn img2img_matches_diffusers() {
             let mut x = s.add_noise(first, &x0, &noise());
             let mut worst = 0f64;
             for i in first..steps {
-                let k = s.input_scale(i) as f32;
-                let lin: Vec<f32> = x.iter().chain(&x).map(|v| v * k).collect();
-                let t = s.timesteps[i] as f32;
-                let out = u.call(&lin, &[t, t], &context).unwrap();
-                let (uncond, cond) = out.split_at(x.len());
-                let guided: Vec<f32> = uncond
-                    .iter()
-                    .zip(cond)
-                    .map(|(u, c)| u + g * (c - u))
-                    .collect();
                 let z = s.needs_noise(i).then(&mut noise);
-                x = s.step(i, &guided, &x, z.as_deref()).unwrap();
+                x = guided_step(&mut u, &mut s, i, &x, &context, g, z);
                 let (_, want) = r.tensor(&format!("{folder}.i2i.{name}.step{}", i - first));
                 worst = worst.max(close(&x, &want, 2e-5, &format!("{folder} {name} step {i}")));
             }

@@ -211,20 +211,7 @@ pub fn run(a: DiffuseArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 let (secs, prof) =
                     time_batch(&weights, &cfg, b.as_ref(), batch, a.iters, &opts, a.profile)?;
                 if !prof.is_empty() {
-                    let total: f64 = prof.iter().map(|p| p.1).sum();
-                    let n: usize = prof.iter().map(|p| p.2).sum();
-                    eprintln!(
-                        "profile {} batch {batch}: {:.2} ms in {n} dispatches (kernel by kernel)",
-                        b.name(),
-                        total * 1e3
-                    );
-                    for (k, t, c) in prof.iter().take(12) {
-                        eprintln!(
-                            "  {:>9.3} ms {:>5.1}% {c:>4}×  {k}",
-                            t * 1e3,
-                            100.0 * t / total
-                        );
-                    }
+                    crate::print_profile(&format!("{} batch {batch}", b.name()), &prof);
                 }
                 bench.push((b.name(), batch, secs));
             }

@@ -170,6 +170,24 @@ mod tests;
 /// `adapter`, an index or name substring) and CUDA device 0, each when asked
 /// for; a missing GPU is reported and skipped.
 #[cfg(not(target_arch = "wasm32"))]
+/// Prints a per-kernel profile (label, seconds, dispatches; slowest first):
+/// its total, then the 12 slowest kernels.
+pub fn print_profile(what: &str, prof: &[(String, f64, usize)]) {
+    let total: f64 = prof.iter().map(|p| p.1).sum();
+    let n: usize = prof.iter().map(|p| p.2).sum();
+    eprintln!(
+        "profile {what}: {:.2} ms in {n} dispatches (kernel by kernel)",
+        total * 1e3
+    );
+    for (k, t, c) in prof.iter().take(12) {
+        eprintln!(
+            "  {:>9.3} ms {:>5.1}% {c:>4}×  {k}",
+            t * 1e3,
+            100.0 * t / total
+        );
+    }
+}
+
 pub fn backends(
     cpu: bool,
     wgpu: bool,

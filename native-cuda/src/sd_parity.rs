@@ -248,8 +248,12 @@ fn bench(a: &SdArgs, size: (usize, usize), b: &dyn Backend) -> Res<Vec<Bench>> {
                 kiln::model::sd::pipeline::Decoder::Kl(d) => &mut d.loaded.exe,
                 kiln::model::sd::pipeline::Decoder::Tiny(d) => &mut d.loaded.exe,
             };
-            print_profile(&b.name(), "vae decoder", vae.profile(0, &[])?);
-            print_profile(&b.name(), "unet", sd.unet.loaded.exe.profile(0, &[])?);
+            let name = b.name();
+            crate::print_profile(&format!("{name} vae decoder"), &vae.profile(0, &[])?);
+            crate::print_profile(
+                &format!("{name} unet"),
+                &sd.unet.loaded.exe.profile(0, &[])?,
+            );
         }
         let psnr_vs_f32 = match (&f32_image, w) {
             (_, "f32") => {
@@ -286,22 +290,6 @@ fn bench(a: &SdArgs, size: (usize, usize), b: &dyn Backend) -> Res<Vec<Bench>> {
         rows.push(row);
     }
     Ok(rows)
-}
-
-fn print_profile(backend: &str, what: &str, prof: Vec<(String, f64, usize)>) {
-    let total: f64 = prof.iter().map(|p| p.1).sum();
-    let n: usize = prof.iter().map(|p| p.2).sum();
-    eprintln!(
-        "profile {backend} {what}: {:.2} ms in {n} dispatches (kernel by kernel)",
-        total * 1e3
-    );
-    for (k, t, c) in prof.iter().take(12) {
-        eprintln!(
-            "  {:>9.3} ms {:>5.1}% {c:>4}×  {k}",
-            t * 1e3,
-            100.0 * t / total
-        );
-    }
 }
 
 fn parse_size(s: &str) -> Res<(usize, usize)> {

@@ -511,17 +511,9 @@ impl StableDiffusion {
         taesd: Option<&Path>,
         opts: &SdOptions,
     ) -> Result<StableDiffusion, LoadError> {
-        let mut get = |f: &str| -> Result<Option<Vec<u8>>, LoadError> {
-            let p = match (f.strip_prefix("taesd/"), taesd) {
-                (Some(rest), Some(t)) => t.join(rest),
-                _ => dir.join(f),
-            };
-            if !p.is_file() {
-                return Ok(None);
-            }
-            std::fs::read(&p)
-                .map(Some)
-                .map_err(|e| LoadError::Io(format!("{}: {e}", p.display())))
+        let mut get = |f: &str| match (f.strip_prefix("taesd/"), taesd) {
+            (Some(rest), Some(t)) => super::weights::read_in(t, rest),
+            _ => super::weights::read_in(dir, f),
         };
         let place = dir.display().to_string();
         let place = place.trim_end_matches('/');
@@ -647,15 +639,7 @@ impl StableDiffusion {
         backend: &dyn Backend,
         opts: &SdOptions,
     ) -> Result<(), LoadError> {
-        let mut get = |f: &str| -> Result<Option<Vec<u8>>, LoadError> {
-            let p = dir.join(f);
-            if !p.is_file() {
-                return Ok(None);
-            }
-            std::fs::read(&p)
-                .map(Some)
-                .map_err(|e| LoadError::Io(format!("{}: {e}", p.display())))
-        };
+        let mut get = |f: &str| super::weights::read_in(dir, f);
         let place = dir.display().to_string();
         self.load_encoder_from(&mut get, place.trim_end_matches('/'), backend, opts)
     }

@@ -45,6 +45,18 @@ const INDEX: [&str; 2] = [
     "model.safetensors.index.json",
 ];
 
+/// The file getter over a folder on disk: `dir/f`'s bytes, `Ok(None)` when
+/// it is not a file there.
+pub fn read_in(dir: &Path, f: &str) -> Result<Option<Vec<u8>>, LoadError> {
+    let p = dir.join(f);
+    if !p.is_file() {
+        return Ok(None);
+    }
+    std::fs::read(&p)
+        .map(Some)
+        .map_err(|e| LoadError::Io(format!("{}: {e}", p.display())))
+}
+
 impl Component {
     /// Reads `dir/config.json` and its weights.
     pub fn open(dir: &Path) -> Result<Component, LoadError> {
@@ -52,15 +64,7 @@ impl Component {
             || dir.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let mut get = |f: &str| -> Result<Option<Vec<u8>>, LoadError> {
-            let p = dir.join(f);
-            if !p.exists() {
-                return Ok(None);
-            }
-            std::fs::read(&p)
-                .map(Some)
-                .map_err(|e| LoadError::Io(format!("{}: {e}", p.display())))
-        };
+        let mut get = |f: &str| read_in(dir, f);
         Component::load(&name, &dir.display().to_string(), &mut get)
     }
 
