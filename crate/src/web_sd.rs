@@ -177,15 +177,9 @@ impl SdModel {
                     w * h * 4
                 )));
             }
-            Some(px) => {
-                let mut nchw = vec![0f32; 3 * w * h];
-                for p in 0..w * h {
-                    for c in 0..3 {
-                        nchw[c * w * h + p] = px[4 * p + c] as f32 / 255.0;
-                    }
-                }
-                Some(InitImage::Pixels(nchw))
-            }
+            Some(px) => Some(InitImage::Pixels(
+                crate::model::sd::pipeline::from_interleaved8(&px, 4, (w, h)),
+            )),
         };
         let req = TextToImage {
             prompt: o.prompt,

@@ -182,14 +182,11 @@ fn read_png_rgb(
         .into());
     }
     let ch = info.color_type.samples();
-    let mut out = vec![0f32; 3 * w * h];
-    for p in 0..w * h {
-        for c in 0..3 {
-            let v = buf[p * ch + if ch >= 3 { c } else { 0 }];
-            out[c * w * h + p] = v as f32 / 255.0;
-        }
-    }
-    Ok(out)
+    Ok(kiln::model::sd::pipeline::from_interleaved8(
+        &buf,
+        ch,
+        (w, h),
+    ))
 }
 
 /// Text to image from a diffusers Stable-Diffusion folder.

@@ -164,40 +164,51 @@ impl SdUnet {
     }
 }
 
-/// The shapes of a decoder graph: NCHW latents in, NCHW image out.
-struct DecodeShape {
+/// The shapes of an autoencoder graph (decoder or encoder): NCHW in, NCHW out.
+struct ImageShape {
     batch: usize,
     size: (usize, usize),
-    latent_channels: usize,
-    /// Image pixels per latent pixel.
-    scale: usize,
+    in_channels: usize,
+    /// Output pixels per sample.
+    out_pixels: usize,
     out_channels: usize,
+    /// What the input holds, for messages ("latents", "images").
+    what: &'static str,
 }
 
-/// Runs a decoder graph on NCHW latents `z` → its NCHW output.
-async fn run_decoder(
+/// Runs an autoencoder graph on NCHW `x` → its NCHW output.
+async fn run_nchw(
     loaded: &mut Loaded,
-    (latents, image): (crate::graph::TensorId, crate::graph::TensorId),
-    d: &DecodeShape,
-    z: &[f32],
+    (input, output): (crate::graph::TensorId, crate::graph::TensorId),
+    d: &ImageShape,
+    x: &[f32],
     name: &str,
 ) -> Result<Vec<f32>, LoadError> {
-    let (b, (h, w), lc) = (d.batch, d.size, d.latent_channels);
-    if z.len() != b * lc * h * w {
-        return Err(bad(name, format!("expects {b} latents of {lc}×{h}×{w}")));
+    let (b, (h, w), c) = (d.batch, d.size, d.in_channels);
+    if x.len() != b * c * h * w {
+        return Err(bad(name, format!("expects {b} {} of {c}×{h}×{w}", d.what)));
     }
-    let nhwc = nchw_to_nhwc(z, b, lc, h * w);
+    let nhwc = nchw_to_nhwc(x, b, c, h * w);
     loaded.exe.write(
-        latents,
-        &HostTensor::from_f32(&[b, h, w, lc], DType::F32, &nhwc)?,
+        input,
+        &HostTensor::from_f32(&[b, h, w, c], DType::F32, &nhwc)?,
     )?;
-    let y = loaded.run_read(image).await?;
-    Ok(nhwc_to_nchw(
-        &y,
-        b,
-        d.out_channels,
-        h * w * d.scale * d.scale,
-    ))
+    let y = loaded.run_read(output).await?;
+    Ok(nhwc_to_nchw(&y, b, d.out_channels, d.out_pixels))
+}
+
+/// 8-bit pixels with `channels` interleaved values each (gray, gray+alpha,
+/// RGB or RGBA; alpha dropped, gray repeated) → NCHW `[1, 3, h, w]` in
+/// [0, 1]: the inverse of [`to_rgba8`].
+pub fn from_interleaved8(px: &[u8], channels: usize, (w, h): (usize, usize)) -> Vec<f32> {
+    let mut out = vec![0f32; 3 * w * h];
+    for p in 0..w * h {
+        for c in 0..3 {
+            let v = px[p * channels + if channels >= 3 { c } else { 0 }];
+            out[c * w * h + p] = v as f32 / 255.0;
+        }
+    }
+    out
 }
 
 /// An NCHW `[1, 3, h, w]` image in [0, 1] as RGBA bytes (opaque).
@@ -244,14 +255,16 @@ impl VaeDecoder {
     /// [`VaeDecoder::decode_raw`] awaiting the device.
     pub async fn decode_raw_async(&mut self, z: &[f32]) -> Result<Vec<f32>, LoadError> {
         let g = &self.graph;
-        let shape = DecodeShape {
+        let s = self.cfg.scale();
+        let shape = ImageShape {
             batch: g.batch,
             size: g.size,
-            latent_channels: self.cfg.latent_channels,
-            scale: self.cfg.scale(),
+            in_channels: self.cfg.latent_channels,
+            out_pixels: g.size.0 * g.size.1 * s * s,
             out_channels: self.cfg.out_channels,
+            what: "latents",
         };
-        run_decoder(&mut self.loaded, (g.latents, g.image), &shape, z, "vae").await
+        run_nchw(&mut self.loaded, (g.latents, g.image), &shape, z, "vae").await
     }
 
     /// Pipeline latents → NCHW image in [0, 1]: `decode(z / scaling + shift)`,
@@ -297,26 +310,23 @@ impl VaeEncoder {
     /// [`VaeEncoder::encode_raw`] awaiting the device.
     pub async fn encode_raw_async(&mut self, x: &[f32]) -> Result<Vec<f32>, LoadError> {
         let g = &self.graph;
-        let (b, (h, w), cin) = (g.batch, g.size, self.cfg.in_channels);
-        if x.len() != b * cin * h * w {
-            return Err(bad(
-                "vae encoder",
-                format!("expects {b} images of {cin}×{h}×{w}"),
-            ));
-        }
-        let nhwc = nchw_to_nhwc(x, b, cin, h * w);
-        self.loaded.exe.write(
-            g.image,
-            &HostTensor::from_f32(&[b, h, w, cin], DType::F32, &nhwc)?,
-        )?;
-        let y = self.loaded.run_read(g.moments).await?;
         let s = self.cfg.scale();
-        Ok(nhwc_to_nchw(
-            &y,
-            b,
-            2 * self.cfg.latent_channels,
-            h * w / (s * s),
-        ))
+        let shape = ImageShape {
+            batch: g.batch,
+            size: g.size,
+            in_channels: self.cfg.in_channels,
+            out_pixels: g.size.0 * g.size.1 / (s * s),
+            out_channels: 2 * self.cfg.latent_channels,
+            what: "images",
+        };
+        run_nchw(
+            &mut self.loaded,
+            (g.image, g.moments),
+            &shape,
+            x,
+            "vae encoder",
+        )
+        .await
     }
 
     /// An NCHW `[1, C, H, W]` image in [0, 1] → pipeline latents: a draw
@@ -366,14 +376,16 @@ impl TaesdDecoder {
 
     async fn run(&mut self, z: &[f32]) -> Result<Vec<f32>, LoadError> {
         let g = &self.graph;
-        let shape = DecodeShape {
+        let s = self.cfg.scale();
+        let shape = ImageShape {
             batch: g.batch,
             size: g.size,
-            latent_channels: self.cfg.latent_channels,
-            scale: self.cfg.scale(),
+            in_channels: self.cfg.latent_channels,
+            out_pixels: g.size.0 * g.size.1 * s * s,
             out_channels: self.cfg.out_channels,
+            what: "latents",
         };
-        run_decoder(&mut self.loaded, (g.latents, g.image), &shape, z, "taesd").await
+        run_nchw(&mut self.loaded, (g.latents, g.image), &shape, z, "taesd").await
     }
 
     /// diffusers' `AutoencoderTiny.decode(z).sample` (NCHW, about [-1, 1]).
