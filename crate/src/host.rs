@@ -56,6 +56,10 @@ impl HostTensor {
                 .iter()
                 .flat_map(|v| (*v as u32).to_le_bytes())
                 .collect()
+        } else if dtype.block_size() == 1 {
+            // Element-wise types: one pass (per-row calls would allocate once
+            // per row — a million times for a one-channel NHWC batch).
+            quant::quantize(dtype, values)?
         } else {
             let last = shape.last().copied().unwrap_or(1).max(1);
             let mut out = Vec::with_capacity(byte_size(shape, dtype)?);
