@@ -48,6 +48,18 @@ struct Params {
 
 #include "common/weights.wgsl"
 
+// Elements i .. i + 4 of x (i a multiple of 4).
+#if BIG
+fn x_vec4(i: u32) -> vec4<f32> {
+    return x[i / 4u];
+}
+#else
+fn x_vec4(i: u32) -> vec4<f32> {
+    return vec4<f32>(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
+}
+#endif
+#include "common/conv2d_gather.wgsl"
+
 #if !BIG
 // im2col(x)[pixel, kk] for the pixel's (b, oy, ox) base; zero outside.
 fn gather(b: u32, oy: u32, ox: u32, kk: u32) -> f32 {
@@ -61,8 +73,12 @@ fn gather(b: u32, oy: u32, ox: u32, kk: u32) -> f32 {
     return x[((b * p.h + u32(iy)) * p.w + u32(ix)) * p.cin + ci];
 }
 
-// Group g of 4 along K of output pixel xm's im2col row (zeros past m and k).
+// Group g of 4 along K of output pixel xm's im2col row (zeros past m and k):
+// one tap's 4 channels when Cin % 4 == 0.
 fn x_group(xm: u32, g: u32) -> vec4<f32> {
+    if (p.cin % 4u == 0u) {
+        return im_load(im_pixel(xm), im_cur(4u * g));
+    }
     var xv = vec4<f32>(0.0);
     if (xm < p.m) {
         let pix = xm % (p.oh * p.ow);
@@ -105,10 +121,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let m0 = wid.y * T;
     let lr = lid / 8u;        // tile row loaded by this thread
     let lg = lid % 8u;        // group of 4 along K loaded by this thread
+    // Cin % 4 == 0: the pixel once, a cursor along K (no division per slice).
+    let vec = p.cin % 4u == 0u;
+    let px = im_pixel(m0 + lr);
+    var cur = im_cur(4u * lg);
     var acc = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.k; k0 += T) {
         let g = k0 / 4u + lg;
-        let xv = x_group(m0 + lr, g);
+        var xv: vec4<f32>;
+        if (vec) {
+            xv = im_load(px, cur);
+            cur = im_next(cur, T);
+        } else {
+            xv = x_group(m0 + lr, g);
+        }
         var wv = vec4<f32>(0.0);
         if (r0 + lr < p.rows && 4u * g < p.k) {
             wv = w4(r0 + lr, p.k, g);

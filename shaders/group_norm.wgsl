@@ -14,7 +14,8 @@
 //  `finish` a workgroup per (sample, group): merges its chunks × channels
 //           (Chan et al.'s pairwise update, per invocation then as a tree)
 //           into (mean, 1/sqrt(var + eps));
-//  `apply`  an invocation per element.
+//  `apply`  an invocation per 4 channels of a pixel (per element when
+//           C % 4 != 0).
 // `part` (binding 6, scratch): [B][chunks][C] (mean, M2), then [B][G]
 // (mean, inv).
 
@@ -202,24 +203,40 @@ fn finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
 }
 
+// VEC consecutive channels of one pixel per invocation (4 when C % 4 == 0;
+// ops/group_norm.rs sizes the grid the same way): one index division per
+// invocation, the group stepped, not divided, per channel.
 @compute @workgroup_size(256)
 fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    let vec = select(1u, 4u, p.c % 4u == 0u);
+    let i0 = ((wid.x + wid.y * nwg.x) * WG + lid) * vec;
     let nc = p.n * p.c;
-    if (i >= p.batch * nc) {
+    if (i0 >= p.batch * nc) {
         return;
     }
-    let b = i / nc;
-    let ch = i % p.c;
-    let st = 2u * p.batch * p.chunks * p.c + 2u * (b * p.groups + ch / (p.c / p.groups));
-    var v = (x[i] - part[st]) * part[st + 1u] * gamma[ch] + beta[ch];
-    if (p.has_ss != 0u) {
-        v = v * (1.0 + ss[b * 2u * p.c + ch]) + ss[b * 2u * p.c + p.c + ch];
+    let b = i0 / nc;
+    let ch0 = i0 % p.c;
+    let cg = p.c / p.groups;
+    var g = ch0 / cg;
+    var r = ch0 % cg;
+    let st0 = 2u * p.batch * p.chunks * p.c + 2u * b * p.groups;
+    for (var e = 0u; e < vec; e++) {
+        let ch = ch0 + e;
+        let st = st0 + 2u * g;
+        var v = (x[i0 + e] - part[st]) * part[st + 1u] * gamma[ch] + beta[ch];
+        if (p.has_ss != 0u) {
+            v = v * (1.0 + ss[b * 2u * p.c + ch]) + ss[b * 2u * p.c + p.c + ch];
+        }
+        if (p.silu != 0u) {
+            v = v / (1.0 + exp(-v));
+        }
+        y[i0 + e] = v;
+        r += 1u;
+        if (r == cg) {
+            r = 0u;
+            g += 1u;
+        }
     }
-    if (p.silu != 0u) {
-        v = v / (1.0 + exp(-v));
-    }
-    y[i] = v;
 }
 #endif

@@ -11,6 +11,62 @@
 #include "tile32.cuh"
 #include "tile64.cuh"
 
+// Output pixel xm's im2col row when Cin % 4 == 0, gathered 4 channels (one
+// tap) per 16-byte load with no division in the K loop: each of a thread's
+// LA load slots keeps a cursor (ky, kx, ci) that `next` advances by the K
+// slice (the twin of common/conv2d_gather.wgsl). Every conv kernel below
+// gathers through it when Cin allows.
+template <u32 LA>
+struct ImRow {
+    const float* xb;  // the pixel's sample
+    int iy0, ix0;     // oy·stride − pad, ox·stride − pad
+    bool valid;       // xm < m
+    u32 ci[LA], kx[LA], ky[LA];
+
+    // Slot j starts at K index kk0 + j·gap.
+    __device__ __forceinline__ void init(const Params& p, const float* x, u32 xm, u32 kk0, u32 gap) {
+        const u32 m = p.w[0], h = p.w[6], w = p.w[7], cin = p.w[8], oh = p.w[9], ow = p.w[10],
+                  kw = p.w[12], stride = p.w[13], pad = p.w[14];
+        valid = xm < m;
+        const u32 pix = xm % (oh * ow);
+        iy0 = (int)((pix / ow) * stride) - (int)pad;
+        ix0 = (int)((pix % ow) * stride) - (int)pad;
+        xb = x + (u64)(xm / (oh * ow)) * h * w * cin;
+#pragma unroll
+        for (u32 j = 0; j < LA; j++) {
+            const u32 kk = kk0 + j * gap, t = kk / cin;
+            ci[j] = kk % cin;
+            kx[j] = t % kw;
+            ky[j] = t / kw;
+        }
+    }
+
+    // Slot j's 4 values (zeros outside the image and past K).
+    __device__ __forceinline__ float4 load(const Params& p, u32 j) const {
+        const u32 h = p.w[6], w = p.w[7], cin = p.w[8], kh = p.w[11];
+        const int iy = iy0 + (int)ky[j], ix = ix0 + (int)kx[j];
+        if (valid && ky[j] < kh && iy >= 0 && ix >= 0 && iy < (int)h && ix < (int)w)
+            return *(const float4*)(xb + ((u64)iy * w + ix) * cin + ci[j]);
+        return make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+
+    // Every slot moves `step` along K.
+    __device__ __forceinline__ void next(const Params& p, u32 step) {
+        const u32 cin = p.w[8], kw = p.w[12];
+#pragma unroll
+        for (u32 j = 0; j < LA; j++) {
+            ci[j] += step;
+            while (ci[j] >= cin) {
+                ci[j] -= cin;
+                if (++kx[j] == kw) {
+                    kx[j] = 0u;
+                    ky[j]++;
+                }
+            }
+        }
+    }
+};
+
 // Group g of 4 along K of output pixel xm's im2col row (zeros outside the
 // image, past m and past k). Params as below.
 __device__ __forceinline__ float4 gather4(const Params& p, const float* x, u32 xm, u32 g) {
@@ -46,10 +102,19 @@ __device__ void conv2d(const Params& p, const Ptrs& b) {
     const u32 lid = threadIdx.y * 16u + threadIdx.x;
     const u32 lr = lid / 8u, lg = lid % 8u;
     const u32 xm = m0 + lr;
+    const bool vec = p.w[8] % 4u == 0u;
+    ImRow<1> row;
+    if (vec) row.init(p, x, xm, 4u * lg, 0u);
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     for (u32 k0 = 0; k0 < k; k0 += 32u) {
         u32 g = k0 / 4u + lg;
-        const float4 xv = gather4(p, x, xm, g);
+        float4 xv;
+        if (vec) {
+            xv = row.load(p, 0u);
+            row.next(p, 32u);
+        } else {
+            xv = gather4(p, x, xm, g);
+        }
         float4 wv = make_float4(0.f, 0.f, 0.f, 0.f);
         if (r0 + lr < rows && 4u * g < k) wv = D::w4(W, r0 + lr, k, g);
         tile_store(xs, ws, lr, lg, xv, wv);
@@ -85,12 +150,21 @@ __device__ void conv2d64(const Params& p, const Ptrs& b) {
     const u32 tx = threadIdx.x, ty = threadIdx.y, lid = ty * 16u + tx;
     const u32 lr = lid / 4u, lg = lid % 4u;
     const u32 xm = m0 + lr;
+    const bool vec = p.w[8] % 4u == 0u;
+    ImRow<1> row;
+    if (vec) row.init(p, x, xm, 4u * lg, 0u);
     float acc[16];
 #pragma unroll
     for (u32 i = 0; i < 16u; i++) acc[i] = 0.f;
     for (u32 k0 = 0; k0 < k; k0 += 16u) {
         u32 g = k0 / 4u + lg;
-        const float4 xv = gather4(p, x, xm, g);
+        float4 xv;
+        if (vec) {
+            xv = row.load(p, 0u);
+            row.next(p, 16u);
+        } else {
+            xv = gather4(p, x, xm, g);
+        }
         float4 wv = make_float4(0.f, 0.f, 0.f, 0.f);
         if (r0 + lr < rows && 4u * g < k) wv = D::w4(W, r0 + lr, k, g);
         tile64_store(xs, ws, lr, lg, xv, wv);
@@ -106,6 +180,57 @@ tile64_each(m0, r0, m, rows, acc, [&](u32 mm, u32 r, float v) {
     });
 }
 
+// The operand staging of conv2d_big and conv2d_big_tc (Cin % 4 == 0): per
+// K slice each of the NT threads gathers LA groups of 4 of one pixel's
+// im2col row (ImRow) and, below BK/4·BN, one group of 4 of a weight row into
+// registers (`load`, issued before the current slice is multiplied), then
+// stores them K-major into shared tiles of row strides SA and SB (`store`).
+template <class D, u32 BM, u32 BN, u32 BK, u32 SA, u32 SB>
+struct BigStage {
+    static constexpr u32 NT = BM * BN / 32, LA = BM * BK / 4 / NT;
+    ImRow<LA> row;
+    u32 arow, ag, brow, bg, r0;
+    bool bv;
+    float4 xr[LA], wr;
+
+    __device__ __forceinline__ void init(const Params& p, const float* x, u32 lid, u32 m0, u32 r0_) {
+        r0 = r0_;
+        arow = lid % BM;
+        ag = lid / BM;
+        row.init(p, x, m0 + arow, 4u * ag, 4u * (NT / BM));
+        brow = lid % BN;
+        bg = lid / BN;
+        bv = bg < BK / 4u && r0 + brow < p.w[4];
+    }
+
+    // The slice at k0 (slices are loaded in order).
+    __device__ __forceinline__ void load(const Params& p, const u8* W, u32 k0) {
+#pragma unroll
+        for (u32 j = 0; j < LA; j++) xr[j] = row.load(p, j);
+        row.next(p, BK);
+        const u32 k = p.w[2];
+        if (bv && k0 + 4u * bg < k) wr = D::w4(W, r0 + brow, k, k0 / 4u + bg);
+        else wr = make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+
+    __device__ __forceinline__ void store(float (*As)[SA], float (*Bs)[SB]) const {
+#pragma unroll
+        for (u32 j = 0; j < LA; j++) {
+            const u32 g = ag + j * (NT / BM);
+            As[4u * g][arow] = xr[j].x;
+            As[4u * g + 1u][arow] = xr[j].y;
+            As[4u * g + 2u][arow] = xr[j].z;
+            As[4u * g + 3u][arow] = xr[j].w;
+        }
+        if (bg < BK / 4u) {
+            Bs[4u * bg][brow] = wr.x;
+            Bs[4u * bg + 1u][brow] = wr.y;
+            Bs[4u * bg + 2u][brow] = wr.z;
+            Bs[4u * bg + 3u][brow] = wr.w;
+        }
+    }
+};
+
 // BIG (conv2d.wgsl `big`): Cin % 4 == 0 on GPUs with many output tiles.
 // NT = BM·BN/32 threads; a BM×BN output tile (256×32; 128×64 with BN64;
 // 128×32 and 128 threads with BM128), 8 rows ×
@@ -117,7 +242,7 @@ tile64_each(m0, r0, m, rows, acc, [&](u32 mm, u32 r, float v) {
 // are one 16-byte load.
 template <class D, int BM, int BN>
 __device__ void conv2d_big(const Params& p, const Ptrs& b) {
-    constexpr u32 NT = BM * BN / 32, BK = 8u, LA = BM * BK / 4 / NT;  // x float4s per thread
+    constexpr u32 BK = 8u;
     __shared__ __align__(16) float As[2][BK][BM];
     __shared__ __align__(16) float Bs[2][BK][BN];
     const u8* W = BUF(const u8, 0);
@@ -125,68 +250,24 @@ __device__ void conv2d_big(const Params& p, const Ptrs& b) {
     float* y = BUF(float, 2);
     const float* bias = BUF(const float, 3);
     const float* res = BUF(const float, 4);
-    const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4], h = p.w[6],
-              w = p.w[7], cin = p.w[8], oh = p.w[9], ow = p.w[10], kw = p.w[12],
-              stride = p.w[13], pad = p.w[14];
+    const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
     const u32 lid = threadIdx.x;
     const u32 r0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
-    // This thread's x row and groups (of 4 along K) within a slice.
-    const u32 arow = lid % BM, ag = lid / BM;
-    const u32 xm = m0 + arow;
-    const bool mv = xm < m;
-    const u32 pix = xm % (oh * ow);
-    const int iy0 = (int)((pix / ow) * stride) - (int)pad;
-    const int ix0 = (int)((pix % ow) * stride) - (int)pad;
-    const float* xb = x + (u64)(xm / (oh * ow)) * h * w * cin;
-    // This thread's weight row and group (threads past BN·2 load nothing).
-    const u32 brow = lid % BN, bg = lid / BN;
-    const bool bv = bg < 2u && r0 + brow < rows;
-    float4 xr[LA], wr = make_float4(0.f, 0.f, 0.f, 0.f);
-    auto load = [&](u32 k0) {
-#pragma unroll
-        for (u32 j = 0; j < LA; j++) {
-            const u32 kk = k0 + 4u * (ag + j * (NT / BM));
-            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-            if (mv && kk < k) {
-                const u32 ci = kk % cin, t = kk / cin;
-                const int iy = iy0 + (int)(t / kw), ix = ix0 + (int)(t % kw);
-                if (iy >= 0 && ix >= 0 && iy < (int)h && ix < (int)w)
-                    v = *(const float4*)(xb + ((u64)iy * w + ix) * cin + ci);
-            }
-            xr[j] = v;
-        }
-        if (bv && k0 + 4u * bg < k) wr = D::w4(W, r0 + brow, k, k0 / 4u + bg);
-        else wr = make_float4(0.f, 0.f, 0.f, 0.f);
-    };
-    auto store = [&](u32 buf) {
-#pragma unroll
-        for (u32 j = 0; j < LA; j++) {
-            const u32 g = ag + j * (NT / BM);
-            As[buf][4u * g][arow] = xr[j].x;
-            As[buf][4u * g + 1u][arow] = xr[j].y;
-            As[buf][4u * g + 2u][arow] = xr[j].z;
-            As[buf][4u * g + 3u][arow] = xr[j].w;
-        }
-        if (bg < 2u) {
-            Bs[buf][4u * bg][brow] = wr.x;
-            Bs[buf][4u * bg + 1u][brow] = wr.y;
-            Bs[buf][4u * bg + 2u][brow] = wr.z;
-            Bs[buf][4u * bg + 3u][brow] = wr.w;
-        }
-    };
+    BigStage<D, BM, BN, BK, BM, BN> st;
+    st.init(p, x, lid, m0, r0);
     const u32 tn = lid % (BN / 4), tm = lid / (BN / 4);
     float acc[8][4];
 #pragma unroll
     for (u32 i = 0; i < 8u; i++)
 #pragma unroll
         for (u32 j = 0; j < 4u; j++) acc[i][j] = 0.f;
-    load(0u);
-    store(0u);
+    st.load(p, W, 0u);
+    st.store(As[0], Bs[0]);
     __syncthreads();
     u32 buf = 0u;
     for (u32 k0 = 0; k0 < k; k0 += BK) {
         const bool more = k0 + BK < k;
-        if (more) load(k0 + BK);
+        if (more) st.load(p, W, k0 + BK);
 #pragma unroll
         for (u32 kk = 0; kk < BK; kk++) {
             const float4 a0 = *(const float4*)&As[buf][kk][tm * 8u];
@@ -199,7 +280,7 @@ __device__ void conv2d_big(const Params& p, const Ptrs& b) {
 #pragma unroll
                 for (u32 j = 0; j < 4u; j++) acc[i][j] = fmaf(a[i], bb[j], acc[i][j]);
         }
-        if (more) store(buf ^ 1u);
+        if (more) st.store(As[buf ^ 1u], Bs[buf ^ 1u]);
         __syncthreads();
         buf ^= 1u;
     }
@@ -249,7 +330,7 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const u32 (&a)[4], u32 b
 template <class D, int BM, int BN>
 __device__ void conv2d_big_tc(const Params& p, const Ptrs& b) {
 #if __CUDA_ARCH__ >= 800
-    constexpr u32 NT = BM * BN / 32, BK = 16u, LA = BM * BK / 4 / NT, SA = BM + 8, SB = BN + 8;
+    constexpr u32 BK = 16u, SA = BM + 8, SB = BN + 8;
     // Row strides of BM + 8 and BN + 8 words put a fragment's 32 reads
     // ((k = lane % 4, row = lane / 4) and k + 4) in 32 different banks.
     __shared__ __align__(16) float As[2][BK][SA];
@@ -259,53 +340,11 @@ __device__ void conv2d_big_tc(const Params& p, const Ptrs& b) {
     float* y = BUF(float, 2);
     const float* bias = BUF(const float, 3);
     const float* res = BUF(const float, 4);
-    const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4], h = p.w[6],
-              w = p.w[7], cin = p.w[8], oh = p.w[9], ow = p.w[10], kw = p.w[12],
-              stride = p.w[13], pad = p.w[14];
+    const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
     const u32 lid = threadIdx.x;
     const u32 r0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
-    const u32 arow = lid % BM, ag = lid / BM;
-    const u32 xm = m0 + arow;
-    const bool mv = xm < m;
-    const u32 pix = xm % (oh * ow);
-    const int iy0 = (int)((pix / ow) * stride) - (int)pad;
-    const int ix0 = (int)((pix % ow) * stride) - (int)pad;
-    const float* xb = x + (u64)(xm / (oh * ow)) * h * w * cin;
-    const u32 brow = lid % BN, bg = lid / BN;
-    const bool bv = bg < BK / 4u && r0 + brow < rows;
-    float4 xr[LA], wr = make_float4(0.f, 0.f, 0.f, 0.f);
-    auto load = [&](u32 k0) {
-#pragma unroll
-        for (u32 j = 0; j < LA; j++) {
-            const u32 kk = k0 + 4u * (ag + j * (NT / BM));
-            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-            if (mv && kk < k) {
-                const u32 ci = kk % cin, t = kk / cin;
-                const int iy = iy0 + (int)(t / kw), ix = ix0 + (int)(t % kw);
-                if (iy >= 0 && ix >= 0 && iy < (int)h && ix < (int)w)
-                    v = *(const float4*)(xb + ((u64)iy * w + ix) * cin + ci);
-            }
-            xr[j] = v;
-        }
-        if (bv && k0 + 4u * bg < k) wr = D::w4(W, r0 + brow, k, k0 / 4u + bg);
-        else wr = make_float4(0.f, 0.f, 0.f, 0.f);
-    };
-    auto store = [&](u32 buf) {
-#pragma unroll
-        for (u32 j = 0; j < LA; j++) {
-            const u32 g = ag + j * (NT / BM);
-            As[buf][4u * g][arow] = xr[j].x;
-            As[buf][4u * g + 1u][arow] = xr[j].y;
-            As[buf][4u * g + 2u][arow] = xr[j].z;
-            As[buf][4u * g + 3u][arow] = xr[j].w;
-        }
-        if (bg < BK / 4u) {
-            Bs[buf][4u * bg][brow] = wr.x;
-            Bs[buf][4u * bg + 1u][brow] = wr.y;
-            Bs[buf][4u * bg + 2u][brow] = wr.z;
-            Bs[buf][4u * bg + 3u][brow] = wr.w;
-        }
-    };
+    BigStage<D, BM, BN, BK, SA, SB> st;
+    st.init(p, x, lid, m0, r0);
     const u32 warp = lid / 32u, lane = lid % 32u, gid = lane / 4u, tig = lane % 4u;
     const u32 wm = warp % (BM / 32u), wn = warp / (BM / 32u);
     float acc[2][4][4];
@@ -315,13 +354,13 @@ __device__ void conv2d_big_tc(const Params& p, const Ptrs& b) {
         for (u32 j = 0; j < 4u; j++)
 #pragma unroll
             for (u32 r = 0; r < 4u; r++) acc[i][j][r] = 0.f;
-    load(0u);
-    store(0u);
+    st.load(p, W, 0u);
+    st.store(As[0], Bs[0]);
     __syncthreads();
     u32 buf = 0u;
     for (u32 k0 = 0; k0 < k; k0 += BK) {
         const bool more = k0 + BK < k;
-        if (more) load(k0 + BK);
+        if (more) st.load(p, W, k0 + BK);
         // Tensor cores add into their f32 accumulator with truncation, so a
         // long K drifts: each slice's six products sum into `part` and
         // join `acc` with ordinary (round-to-nearest) adds.
@@ -364,7 +403,7 @@ __device__ void conv2d_big_tc(const Params& p, const Ptrs& b) {
             for (u32 j = 0; j < 4u; j++)
 #pragma unroll
                 for (u32 r = 0; r < 4u; r++) acc[i][j][r] += part[i][j][r];
-        if (more) store(buf ^ 1u);
+        if (more) st.store(As[buf ^ 1u], Bs[buf ^ 1u]);
         __syncthreads();
         buf ^= 1u;
     }

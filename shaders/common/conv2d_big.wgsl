@@ -5,8 +5,9 @@
 // 8 pixels × 4 channels per invocation; K advances 8
 // at a time through two K-major workgroup buffers, the next slice's global
 // loads issued before the current slice is multiplied (one barrier per
-// slice). Each invocation gathers one output pixel's im2col row (its
-// coordinates computed once): 4 input channels of one tap are one vec4 load.
+// slice). Each invocation gathers one output pixel's im2col row through
+// common/conv2d_gather.wgsl (coordinates once, a division-free cursor per
+// load slot): 4 input channels of one tap are one vec4 load.
 // Dispatch (ceil(rows/BN), ceil(m/BM)) workgroups; 18 KiB (12 KiB with
 // BN64, 10 KiB with BM128) of workgroup memory.
 
@@ -27,31 +28,6 @@ const WG: u32 = BM * BN / 32u;
 // tile's pixels / channels.
 var<workgroup> As: array<vec4<f32>, 2u * BK * BM / 4u>;
 var<workgroup> Bs: array<vec4<f32>, 2u * BK * BN / 4u>;
-
-// The output pixel an invocation gathers: in range, oy·stride − pad,
-// ox·stride − pad, and its sample's first element.
-struct Pixel {
-    valid: bool,
-    iy0: i32,
-    ix0: i32,
-    base: u32,
-}
-
-// Group of 4 along K starting at kk of the pixel's im2col row (one tap,
-// 4 consecutive input channels; zero outside the image and past k).
-fn x4(px: Pixel, kk: u32) -> vec4<f32> {
-    if (!px.valid || kk >= p.k) {
-        return vec4<f32>(0.0);
-    }
-    let ci = kk % p.cin;
-    let t = kk / p.cin;
-    let iy = px.iy0 + i32(t / p.kw);
-    let ix = px.ix0 + i32(t % p.kw);
-    if (iy < 0 || ix < 0 || iy >= i32(p.h) || ix >= i32(p.w)) {
-        return vec4<f32>(0.0);
-    }
-    return x[(px.base + (u32(iy) * p.w + u32(ix)) * p.cin + ci) / 4u];
-}
 
 fn put_x(buf: u32, g: u32, row: u32, v: vec4<f32>) {
     let i = (buf * BK + 4u * g) * (BM / 4u) + row / 4u;
@@ -79,10 +55,7 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     // invocation loads two: WG = BM).
     let arow = lid % BM;
     let ag = lid / BM;
-    let xm = m0 + arow;
-    let pix = xm % (p.oh * p.ow);
-    let px = Pixel(xm < p.m, i32((pix / p.ow) * p.stride) - i32(p.pad),
-                   i32((pix % p.ow) * p.stride) - i32(p.pad), (xm / (p.oh * p.ow)) * p.h * p.w * p.cin);
+    let px = im_pixel(m0 + arow);
     let two = WG == BM;
     // Weights: row brow of the tile, group bg (invocations past 2·BN load none).
     let brow = lid % BN;
@@ -99,10 +72,12 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     var a5 = vec4<f32>(0.0);
     var a6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
-    var xv0 = x4(px, 4u * ag);
+    var c0 = im_cur(4u * ag);
+    var c1 = im_cur(4u * (ag + 1u));
+    var xv0 = im_load(px, c0);
     var xv1 = vec4<f32>(0.0);
     if (two) {
-        xv1 = x4(px, 4u * (ag + 1u));
+        xv1 = im_load(px, c1);
     }
     var wv = vec4<f32>(0.0);
     if (wload && 4u * bg < p.k) {
@@ -121,9 +96,11 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
         let more = k0 + BK < p.k;
         if (more) {
             let k1 = k0 + BK;
-            xv0 = x4(px, k1 + 4u * ag);
+            c0 = im_next(c0, BK);
+            xv0 = im_load(px, c0);
             if (two) {
-                xv1 = x4(px, k1 + 4u * (ag + 1u));
+                c1 = im_next(c1, BK);
+                xv1 = im_load(px, c1);
             }
             wv = vec4<f32>(0.0);
             if (wload && k1 + 4u * bg < p.k) {

@@ -51,6 +51,7 @@ shader_files!(
     "timestep_embed.wgsl",
     "unary.wgsl",
     "common/conv2d_big.wgsl",
+    "common/conv2d_gather.wgsl",
     "common/erf.wgsl",
     "common/gemm64.wgsl",
     "common/matmul_io.wgsl",

@@ -165,7 +165,11 @@ impl Op for GroupNorm {
             Ok(vec![
                 dispatch("stats", b * chunks)?,
                 dispatch("finish", b * self.groups)?,
-                dispatch("apply", (b * n * c).div_ceil(256))?,
+                // 4 channels per invocation when C % 4 == 0 (the shader's rule).
+                dispatch(
+                    "apply",
+                    (b * n * c).div_ceil(if c.is_multiple_of(4) { 1024 } else { 256 }),
+                )?,
             ])
         } else {
             Ok(vec![dispatch("main", b * self.groups)?])
