@@ -8,6 +8,8 @@
 // m = B·OH·OW; each thread computes a 2×2 block of a 32×32 output tile; K
 // advances 32 at a time with the weight tile dequantized and the x tile
 // gathered (im2col on the fly, zero padding) into workgroup memory.
+// Entry `big` (common/conv2d_big.wgsl): GPUs, Cin % 4 == 0, large tiles;
+// with SPLITK, slab wid.z of K into `part` and `splitk_sum` adds the slabs.
 // Entry `direct` (CPU adapters: lavapipe, SwiftShader, where barriers are
 // expensive and invocations are SIMD lanes): (ceil(rows/8), ceil(m/256))
 // workgroups of 64; each invocation computes 8 output channels of 4
@@ -33,6 +35,8 @@ struct Params {
     kw: u32,
     stride: u32,
     pad: u32,
+    splits: u32,  // big: K slabs (wid.z), summed by splitk_sum when > 1
+    kslab: u32,   // big: K per slab (a multiple of 16)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -45,6 +49,10 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read> res: array<f32>;
+#if SPLITK
+// [splits][m][rows] partial sums (no bias) of the K slabs.
+@group(0) @binding(6) var<storage, read_write> part: array<f32>;
+#endif
 
 #include "common/weights.wgsl"
 

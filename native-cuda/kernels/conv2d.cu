@@ -193,11 +193,13 @@ struct BigStage {
     bool bv;
     float4 xr[LA], wr;
 
-    __device__ __forceinline__ void init(const Params& p, const float* x, u32 lid, u32 m0, u32 r0_) {
+    // kb: the first K of this block's slab.
+    __device__ __forceinline__ void init(const Params& p, const float* x, u32 lid, u32 m0, u32 r0_,
+                                         u32 kb) {
         r0 = r0_;
         arow = lid % BM;
         ag = lid / BM;
-        row.init(p, x, m0 + arow, 4u * ag, 4u * (NT / BM));
+        row.init(p, x, m0 + arow, kb + 4u * ag, 4u * (NT / BM));
         brow = lid % BN;
         bg = lid / BN;
         bv = bg < BK / 4u && r0 + brow < p.w[4];
@@ -231,6 +233,36 @@ struct BigStage {
     }
 };
 
+// The big kernels' output of (pixel mm, row r): y = v + bias (+ res), or with
+// split K (p.w[15] slabs of p.w[16], blockIdx.z the slab) the slab's partial
+// sum into binding 6 ([slabs][m][rows]) for conv2d_splitk_sum.
+__device__ __forceinline__ void big_put(const Params& p, const Ptrs& b, u32 mm, u32 r, float v) {
+    const u32 m = p.w[0], n = p.w[1], n0 = p.w[3], rows = p.w[4];
+    if (p.w[15] > 1u) {
+        BUF(float, 5)[((u64)blockIdx.z * m + mm) * rows + r] = v;
+        return;
+    }
+    const u64 o = (u64)mm * n + n0 + r;
+    v += BUF(const float, 3)[n0 + r];
+    if (p.w[5] != 0u) v += BUF(const float, 4)[o];
+    BUF(float, 2)[o] = v;
+}
+
+// conv2d.wgsl `splitk_sum`: y = Σ over slabs (in slab order) + bias (+ res).
+extern "C" __global__ void conv2d_splitk_sum(Params p, Ptrs b) {
+    const u32 m = p.w[0], n = p.w[1], n0 = p.w[3], rows = p.w[4], splits = p.w[15];
+    const u64 i = (u64)wg_index() * 256u + threadIdx.x, total = (u64)m * rows;
+    if (i >= total) return;
+    const float* part = BUF(const float, 5);
+    float v = 0.f;
+    for (u32 s = 0; s < splits; s++) v += part[s * total + i];
+    const u32 mm = (u32)(i / rows), r = (u32)(i % rows);
+    const u64 o = (u64)mm * n + n0 + r;
+    v += BUF(const float, 3)[n0 + r];
+    if (p.w[5] != 0u) v += BUF(const float, 4)[o];
+    BUF(float, 2)[o] = v;
+}
+
 // BIG (conv2d.wgsl `big`): Cin % 4 == 0 on GPUs with many output tiles.
 // NT = BM·BN/32 threads; a BM×BN output tile (256×32; 128×64 with BN64;
 // 128×32 and 128 threads with BM128), 8 rows ×
@@ -247,26 +279,24 @@ __device__ void conv2d_big(const Params& p, const Ptrs& b) {
     __shared__ __align__(16) float Bs[2][BK][BN];
     const u8* W = BUF(const u8, 0);
     const float* x = BUF(const float, 1);
-    float* y = BUF(float, 2);
-    const float* bias = BUF(const float, 3);
-    const float* res = BUF(const float, 4);
-    const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
+    const u32 m = p.w[0], k = p.w[2], rows = p.w[4];
     const u32 lid = threadIdx.x;
     const u32 r0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
     BigStage<D, BM, BN, BK, BM, BN> st;
-    st.init(p, x, lid, m0, r0);
+    const u32 kb = blockIdx.z * p.w[16], ke = min(k, kb + p.w[16]);
+    st.init(p, x, lid, m0, r0, kb);
     const u32 tn = lid % (BN / 4), tm = lid / (BN / 4);
     float acc[8][4];
 #pragma unroll
     for (u32 i = 0; i < 8u; i++)
 #pragma unroll
         for (u32 j = 0; j < 4u; j++) acc[i][j] = 0.f;
-    st.load(p, W, 0u);
+    st.load(p, W, kb);
     st.store(As[0], Bs[0]);
     __syncthreads();
     u32 buf = 0u;
-    for (u32 k0 = 0; k0 < k; k0 += BK) {
-        const bool more = k0 + BK < k;
+    for (u32 k0 = kb; k0 < ke; k0 += BK) {
+        const bool more = k0 + BK < ke;
         if (more) st.load(p, W, k0 + BK);
 #pragma unroll
         for (u32 kk = 0; kk < BK; kk++) {
@@ -291,12 +321,7 @@ __device__ void conv2d_big(const Params& p, const Ptrs& b) {
 #pragma unroll
         for (u32 j = 0; j < 4u; j++) {
             const u32 r = r0 + tn * 4u + j;
-            if (r < rows) {
-                const u64 o = (u64)mm * n + n0 + r;
-                float v = acc[i][j] + bias[n0 + r];
-                if (p.w[5] != 0u) v += res[o];
-                y[o] = v;
-            }
+            if (r < rows) big_put(p, b, mm, r, acc[i][j]);
         }
     }
 }
@@ -337,14 +362,12 @@ __device__ void conv2d_big_tc(const Params& p, const Ptrs& b) {
     __shared__ __align__(16) float Bs[2][BK][SB];
     const u8* W = BUF(const u8, 0);
     const float* x = BUF(const float, 1);
-    float* y = BUF(float, 2);
-    const float* bias = BUF(const float, 3);
-    const float* res = BUF(const float, 4);
-    const u32 m = p.w[0], n = p.w[1], k = p.w[2], n0 = p.w[3], rows = p.w[4];
+    const u32 m = p.w[0], k = p.w[2], rows = p.w[4];
     const u32 lid = threadIdx.x;
     const u32 r0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
     BigStage<D, BM, BN, BK, SA, SB> st;
-    st.init(p, x, lid, m0, r0);
+    const u32 kb = blockIdx.z * p.w[16], ke = min(k, kb + p.w[16]);
+    st.init(p, x, lid, m0, r0, kb);
     const u32 warp = lid / 32u, lane = lid % 32u, gid = lane / 4u, tig = lane % 4u;
     const u32 wm = warp % (BM / 32u), wn = warp / (BM / 32u);
     float acc[2][4][4];
@@ -354,12 +377,12 @@ __device__ void conv2d_big_tc(const Params& p, const Ptrs& b) {
         for (u32 j = 0; j < 4u; j++)
 #pragma unroll
             for (u32 r = 0; r < 4u; r++) acc[i][j][r] = 0.f;
-    st.load(p, W, 0u);
+    st.load(p, W, kb);
     st.store(As[0], Bs[0]);
     __syncthreads();
     u32 buf = 0u;
-    for (u32 k0 = 0; k0 < k; k0 += BK) {
-        const bool more = k0 + BK < k;
+    for (u32 k0 = kb; k0 < ke; k0 += BK) {
+        const bool more = k0 + BK < ke;
         if (more) st.load(p, W, k0 + BK);
         // Tensor cores add into their f32 accumulator with truncation, so a
         // long K drifts: each slice's six products sum into `part` and
@@ -415,12 +438,7 @@ __device__ void conv2d_big_tc(const Params& p, const Ptrs& b) {
             for (u32 e = 0; e < 4u; e++) {
                 const u32 mm = m0 + wm * 32u + i * 16u + gid + 8u * (e / 2u);
                 const u32 r = r0 + wn * 32u + j * 8u + 2u * tig + e % 2u;
-                if (mm < m && r < rows) {
-                    const u64 o = (u64)mm * n + n0 + r;
-                    float v = acc[i][j][e] + bias[n0 + r];
-                    if (p.w[5] != 0u) v += res[o];
-                    y[o] = v;
-                }
+                if (mm < m && r < rows) big_put(p, b, mm, r, acc[i][j][e]);
             }
 #else
     __trap();

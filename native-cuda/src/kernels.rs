@@ -211,6 +211,7 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
             };
             k("conv2d", format!("conv2d_{tile}_{w}"), [threads, 1, 1])
         }
+        ("conv2d.wgsl", "splitk_sum") => k("conv2d", "conv2d_splitk_sum".into(), [256, 1, 1]),
         ("conv2d.wgsl", "main") if has("TILE64") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
             k("conv2d", format!("conv2d64_{w}"), [16, 16, 1])

@@ -124,6 +124,7 @@ fn every_parity_case_plans_onto_existing_kernels() {
         "conv2d_big64_f16",
         "conv2d_big64_q8_0",
         "conv2d_big128_f32",
+        "conv2d_splitk_sum",
         "spatial_attention_flash32",
         "spatial_attention_flash64",
         "optim_accumulate",

@@ -8,7 +8,7 @@
 // slice). Each invocation gathers one output pixel's im2col row through
 // common/conv2d_gather.wgsl (coordinates once, a division-free cursor per
 // load slot): 4 input channels of one tap are one vec4 load.
-// Dispatch (ceil(rows/BN), ceil(m/BM)) workgroups; 18 KiB (12 KiB with
+// Dispatch (ceil(rows/BN), ceil(m/BM), splits) workgroups; 18 KiB (12 KiB with
 // BN64, 10 KiB with BM128) of workgroup memory.
 
 #if BN64
@@ -51,6 +51,9 @@ fn put_w(buf: u32, g: u32, row: u32, v: vec4<f32>) {
 fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let r0 = wid.x * BN;
     let m0 = wid.y * BM;
+    // This workgroup's K slab (all of K unless split).
+    let kb = wid.z * p.kslab;
+    let ke = min(p.k, kb + p.kslab);
     // Gathering: pixel arow of the tile, groups ag (and ag + 1 when each
     // invocation loads two: WG = BM).
     let arow = lid % BM;
@@ -72,16 +75,16 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     var a5 = vec4<f32>(0.0);
     var a6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
-    var c0 = im_cur(4u * ag);
-    var c1 = im_cur(4u * (ag + 1u));
+    var c0 = im_cur(kb + 4u * ag);
+    var c1 = im_cur(kb + 4u * (ag + 1u));
     var xv0 = im_load(px, c0);
     var xv1 = vec4<f32>(0.0);
     if (two) {
         xv1 = im_load(px, c1);
     }
     var wv = vec4<f32>(0.0);
-    if (wload && 4u * bg < p.k) {
-        wv = w4(r0 + brow, p.k, bg);
+    if (wload && kb + 4u * bg < p.k) {
+        wv = w4(r0 + brow, p.k, kb / 4u + bg);
     }
     put_x(0u, ag, arow, xv0);
     if (two) {
@@ -92,8 +95,8 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     }
     workgroupBarrier();
     var buf = 0u;
-    for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        let more = k0 + BK < p.k;
+    for (var k0 = kb; k0 < ke; k0 += BK) {
+        let more = k0 + BK < ke;
         if (more) {
             let k1 = k0 + BK;
             c0 = im_next(c0, BK);
@@ -135,24 +138,48 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
         buf ^= 1u;
     }
     let mb = m0 + tm * 8u;
-    put_row(mb, r0 + tn * 4u, a0);
-    put_row(mb + 1u, r0 + tn * 4u, a1);
-    put_row(mb + 2u, r0 + tn * 4u, a2);
-    put_row(mb + 3u, r0 + tn * 4u, a3);
-    put_row(mb + 4u, r0 + tn * 4u, a4);
-    put_row(mb + 5u, r0 + tn * 4u, a5);
-    put_row(mb + 6u, r0 + tn * 4u, a6);
-    put_row(mb + 7u, r0 + tn * 4u, a7);
+    let s = wid.z;
+    put_row(s, mb, r0 + tn * 4u, a0);
+    put_row(s, mb + 1u, r0 + tn * 4u, a1);
+    put_row(s, mb + 2u, r0 + tn * 4u, a2);
+    put_row(s, mb + 3u, r0 + tn * 4u, a3);
+    put_row(s, mb + 4u, r0 + tn * 4u, a4);
+    put_row(s, mb + 5u, r0 + tn * 4u, a5);
+    put_row(s, mb + 6u, r0 + tn * 4u, a6);
+    put_row(s, mb + 7u, r0 + tn * 4u, a7);
 }
 
-// Channels r .. r + 4 of pixel m (those in range).
-fn put_row(m: u32, r: u32, v: vec4<f32>) {
+// Channels r .. r + 4 of pixel m (those in range): the output, or with
+// SPLITK slab s's partial sums.
+fn put_row(s: u32, m: u32, r: u32, v: vec4<f32>) {
     if (m >= p.m) {
         return;
     }
     for (var j = 0u; j < 4u; j++) {
         if (r + j < p.rows) {
+#if SPLITK
+            part[(s * p.m + m) * p.rows + r + j] = v[j];
+#else
             gemm_put(m, r + j, v[j]);
+#endif
         }
     }
 }
+
+#if SPLITK
+// y = Σ over slabs (in slab order) + bias (+ res): an invocation per output.
+@compute @workgroup_size(256)
+fn splitk_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+    let n = p.m * p.rows;
+    if (i >= n) {
+        return;
+    }
+    var v = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+        v += part[s * n + i];
+    }
+    gemm_put(i / p.rows, i % p.rows, v);
+}
+#endif

@@ -222,72 +222,122 @@ impl Op for Conv2d {
                 format!("{m} output pixels exceed the device's grid ({max} × 32)"),
             ));
         }
-        ctx.chunks[1]
+        // Split-K: every chunk's partial sums share one scratch (dispatches
+        // run in order), sized for the largest chunk.
+        let plans: Vec<Option<BigPlan>> = ctx.chunks[1]
             .iter()
-            .enumerate()
-            .map(|(c, ch)| {
-                let mut defines = vec![weight_define(w.dtype)];
-                let big = big_tile(ctx, m, cin, ch.rows);
-                let (entry, groups) = if ctx.caps.cpu {
-                    // 4 pixels × 8 channels per invocation, no barriers.
-                    ("direct", [u(ch.rows.div_ceil(8))?, u(m.div_ceil(256))?, 1])
-                } else if let Some((bm, bn)) = big {
-                    defines.push("BIG");
-                    if bn == 64 {
-                        defines.push("BN64");
-                    } else if bm == 128 {
-                        defines.push("BM128");
-                    }
-                    ("big", [u(ch.rows.div_ceil(bn))?, u(m.div_ceil(bm))?, 1])
-                } else if super::matmul::tile64_pays(m, ch.rows) {
-                    defines.push("TILE64");
-                    ("main", [u(ch.rows.div_ceil(64))?, u(m.div_ceil(64))?, 1])
-                } else {
-                    ("main", [u(ch.rows.div_ceil(32))?, u(m.div_ceil(32))?, 1])
+            .map(|ch| big_plan(ctx, m, cin, ch.rows, k))
+            .collect();
+        let scratch = plans
+            .iter()
+            .zip(&ctx.chunks[1])
+            .filter_map(|(pl, ch)| pl.filter(|pl| pl.splits > 1).map(|pl| pl.splits * m * ch.rows * 4))
+            .max();
+        let mut out = Vec::new();
+        for ((c, ch), plan) in ctx.chunks[1].iter().enumerate().zip(plans) {
+            let mut defines = vec![weight_define(w.dtype)];
+            let (splits, kslab) = plan.map_or((1, k), |pl| (pl.splits, pl.kslab));
+            let (entry, groups) = if ctx.caps.cpu {
+                // 4 pixels × 8 channels per invocation, no barriers.
+                ("direct", [u(ch.rows.div_ceil(8))?, u(m.div_ceil(256))?, 1])
+            } else if let Some(pl) = plan {
+                defines.push("BIG");
+                if pl.bn == 64 {
+                    defines.push("BN64");
+                } else if pl.bm == 128 {
+                    defines.push("BM128");
+                }
+                if splits > 1 {
+                    defines.push("SPLITK");
+                }
+                (
+                    "big",
+                    [u(ch.rows.div_ceil(pl.bn))?, u(m.div_ceil(pl.bm))?, u(splits)?],
+                )
+            } else if super::matmul::tile64_pays(m, ch.rows) {
+                defines.push("TILE64");
+                ("main", [u(ch.rows.div_ceil(64))?, u(m.div_ceil(64))?, 1])
+            } else {
+                ("main", [u(ch.rows.div_ceil(32))?, u(m.div_ceil(32))?, 1])
+            };
+            let mut bindings = vec![
+                Bind::Input(1, c),
+                Bind::Input(0, 0),
+                Bind::Output,
+                Bind::Input(2, 0),
+                Bind::Input(if has_res { 3 } else { 0 }, 0),
+            ];
+            if let (true, Some(bytes)) = (splits > 1, scratch) {
+                bindings.push(Bind::Scratch(0, bytes as u64));
+            }
+            let d = Dispatch {
+                shader: "conv2d.wgsl",
+                entry,
+                defines,
+                bindings,
+                params: vec![
+                    u(m)?,
+                    u(cout)?,
+                    u(k)?,
+                    u(ch.row0)?,
+                    u(ch.rows)?,
+                    has_res as u32,
+                    u(h)?,
+                    u(wd)?,
+                    u(cin)?,
+                    u(oh)?,
+                    u(ow)?,
+                    u(self.kh)?,
+                    u(self.kw)?,
+                    u(self.stride)?,
+                    u(self.pad)?,
+                    u(splits)?,
+                    u(kslab)?,
+                ],
+                groups,
+            };
+            if splits > 1 {
+                // The partial sums' reduction (+ bias, residual): a thread per output.
+                let sum = Dispatch {
+                    entry: "splitk_sum",
+                    groups: super::grid((m * ch.rows).div_ceil(256), ctx.caps)?,
+                    ..d.clone()
                 };
-                Ok(Dispatch {
-                    shader: "conv2d.wgsl",
-                    entry,
-                    defines,
-                    bindings: vec![
-                        Bind::Input(1, c),
-                        Bind::Input(0, 0),
-                        Bind::Output,
-                        Bind::Input(2, 0),
-                        Bind::Input(if has_res { 3 } else { 0 }, 0),
-                    ],
-                    params: vec![
-                        u(m)?,
-                        u(cout)?,
-                        u(k)?,
-                        u(ch.row0)?,
-                        u(ch.rows)?,
-                        has_res as u32,
-                        u(h)?,
-                        u(wd)?,
-                        u(cin)?,
-                        u(oh)?,
-                        u(ow)?,
-                        u(self.kh)?,
-                        u(self.kw)?,
-                        u(self.stride)?,
-                        u(self.pad)?,
-                    ],
-                    groups,
-                })
-            })
-            .collect()
+                out.push(d);
+                out.push(sum);
+            } else {
+                out.push(d);
+            }
+        }
+        Ok(out)
     }
 }
 
-/// The `big` kernel's (pixels, channels) tile when it applies: a GPU with
-/// 18 KiB of workgroup memory and 256 invocations, Cin a multiple of 4 (one
-/// tap's 4 channels are one vector load) and at least 128 output tiles to
-/// fill the device (at 48 the H200 measured the same total conv time at
-/// batch 1 and 64: docs/bench/2026-12-02-h200-terrain-2). 128×64 when the
-/// rows divide into 64s and that makes 128 tiles, else 256×32, else 128×32
-/// (128 invocations) when only the smaller tile makes 128 of them.
-fn big_tile(ctx: &PlanCtx, m: usize, cin: usize, rows: usize) -> Option<(usize, usize)> {
+/// How the `big` kernel runs a convolution: its (pixels, channels) tile and
+/// the K split (`splits` slabs of `kslab`, summed by `splitk_sum`).
+#[derive(Clone, Copy, Debug)]
+struct BigPlan {
+    bm: usize,
+    bn: usize,
+    splits: usize,
+    kslab: usize,
+}
+
+/// Output tiles that fill the H200 (at 48 it measured the same total conv
+/// time at batch 1 and 64: docs/bench/2026-12-02-h200-terrain-2).
+const FILL_TILES: usize = 128;
+/// The least K a split-K slab takes (shorter slabs spend more on the sum).
+const MIN_SLAB: usize = 256;
+
+/// The `big` kernel's plan when it applies: a GPU with 18 KiB of workgroup
+/// memory and 256 invocations, Cin a multiple of 4 (one tap's 4 channels
+/// are one vector load). 128×64 when the rows divide into 64s and that
+/// makes 128 tiles, else 256×32, else 128×32 (128 invocations) when only the
+/// smaller tile makes 128 of them. Too few tiles even so (the low-resolution
+/// levels of a UNet: 256 pixels × 1280 channels, K = 11,520): split K into
+/// slabs of at least MIN_SLAB until the tiles × slabs reach FILL_TILES (at
+/// most 16 slabs, at most 64 MiB of partial sums).
+fn big_plan(ctx: &PlanCtx, m: usize, cin: usize, rows: usize, k: usize) -> Option<BigPlan> {
     let c = &ctx.caps;
     if c.cpu
         || !cin.is_multiple_of(4)
@@ -297,14 +347,38 @@ fn big_tile(ctx: &PlanCtx, m: usize, cin: usize, rows: usize) -> Option<(usize, 
         return None;
     }
     let tiles = |bm: usize, bn: usize| m.div_ceil(bm) * rows.div_ceil(bn);
-    // The first shape that makes 128 tiles (SD's 32² level, 1024 pixels ×
-    // 640 channels, makes 80 of 128×64 but 160 of 128×32).
-    [(128, 64), (256, 32), (128, 32)]
+    let fits = |bm: usize| m.div_ceil(bm) <= c.max_workgroups_per_dim as usize;
+    let shapes = [(128, 64), (256, 32), (128, 32)]
         .into_iter()
-        .filter(|(_, bn)| *bn == 32 || rows.is_multiple_of(64))
-        .find(|(bm, bn)| {
-            tiles(*bm, *bn) >= 128 && m.div_ceil(*bm) <= c.max_workgroups_per_dim as usize
-        })
+        .filter(|(_, bn)| *bn == 32 || rows.is_multiple_of(64));
+    // The first shape that makes FILL_TILES tiles (SD's 32² level, 1024
+    // pixels × 640 channels, makes 80 of 128×64 but 160 of 128×32).
+    let mut shapes2 = shapes.clone();
+    if let Some((bm, bn)) = shapes2.find(|(bm, bn)| tiles(*bm, *bn) >= FILL_TILES && fits(*bm)) {
+        return Some(BigPlan {
+            bm,
+            bn,
+            splits: 1,
+            kslab: k,
+        });
+    }
+    // Split K with the larger tile (more work per workgroup).
+    let (bm, bn) = shapes.filter(|(bm, _)| *bm == 128).find(|(bm, _)| fits(*bm))?;
+    let t = tiles(bm, bn);
+    let want = FILL_TILES.div_ceil(t).min(16).min(k / MIN_SLAB);
+    let max_bytes = (64usize << 20).min(c.max_binding_bytes as usize);
+    let want = want.min(max_bytes / (m * rows * 4).max(1));
+    if want < 2 {
+        return None;
+    }
+    // Slabs are whole 16-K slices of both kernels (8 and 16 K per slice).
+    let kslab = k.div_ceil(want).next_multiple_of(16);
+    Some(BigPlan {
+        bm,
+        bn,
+        splits: k.div_ceil(kslab),
+        kslab,
+    })
 }
 
 impl Graph {

@@ -35,7 +35,7 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
         bool,
     );
     let f = DType::F32;
-    let shapes: [Shape; 19] = [
+    let shapes: [Shape; 23] = [
         (1, 5, 7, 3, 5, 3, 1, 1, false, f, false),
         // ≥ 128 tiles of 64×64 (pixels × Cout): the 64-tile on GPUs (Cin
         // 18 is not a multiple of 4, so not the big kernel).
@@ -61,6 +61,15 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
         (1, 128, 130, 32, 128, 1, 1, 0, true, DType::Q8_0, false),
         // 128 × 32 tiles of 128 invocations (too few 256-pixel tiles).
         (1, 128, 130, 8, 24, 3, 1, 1, true, f, false),
+        // Split K (too few tiles even of 128 pixels, K ≥ 512): 128 × 64 in
+        // 2 slabs (k = 576, 288 each); 128 × 32 in 9 slabs of 256 (k =
+        // 2304, the last slab short of nothing) with a residual; stride 2
+        // with a K that leaves a short last slab (k = 1224); Q8_0 weights in
+        // row chunks (each chunk its own slabs and sum).
+        (1, 8, 8, 64, 128, 3, 1, 1, false, f, false),
+        (2, 4, 4, 256, 96, 3, 1, 1, true, f, false),
+        (1, 9, 11, 136, 40, 3, 2, 1, true, DType::F16, false),
+        (1, 6, 6, 96, 70, 3, 1, 1, true, DType::Q8_0, true),
     ];
     // One more zero row and column after the image (the VAE encoder's
     // downsamplers: F.pad(x, (0, 1, 0, 1)), then an unpadded stride-2 conv);
