@@ -2,14 +2,14 @@
 // and SiLU, the twin of shaders/group_norm.wgsl (ops/group_norm.rs).
 // Params: n (pixels per sample), c, groups, batch, eps, silu, has_ss, chunks,
 // chunk_len. Bindings: 0 x [B, N, C], 1 gamma [C], 2 beta [C], 3 ss [B, 2C]
-// (x when absent), 4 y, 5 part (scratch). Twins of group_norm.wgsl's GPU
-// entries (the CUDA twin plans as a GPU; the `main` entry, a workgroup per
-// group, serves CPU adapters); they read memory in order:
+// (x when absent), 4 y, 5 part (scratch). Twins of group_norm.wgsl's
+// entries: group_norm_main (a block per (sample, group); small groups) and,
+// for large groups, three that read memory in order:
 // group_norm_stats (a block per (sample, chunk of chunk_len pixels): per
 // channel, the chunk's mean and squared deviations via sums of x − x₀),
 // group_norm_finish (a block per (sample, group): Chan et al.'s pairwise
-// merge, per thread then as a tree, into mean and 1/sqrt(var + eps)), group_norm_apply (a thread per
-// 4 channels of a pixel).
+// merge, per thread then as a tree, into mean and 1/sqrt(var + eps)), and
+// group_norm_apply (a thread per 4 channels of a pixel).
 #include "common.cuh"
 
 extern "C" __global__ void group_norm_stats(Params p, Ptrs b) {
@@ -86,6 +86,40 @@ extern "C" __global__ void group_norm_finish(Params p, Ptrs b) {
         const u64 st = 2u * (u64)batch * chunks * c + 2u * i;
         part[st] = mg_m[0];
         part[st + 1u] = 1.0f / sqrtf(mg_q[0] / mg_n[0] + PF(4));
+    }
+}
+
+// group_norm.wgsl `main`: a block per (sample, group) — the mean, then the
+// squared deviations, then the output, each a pass over the group's values
+// (channel-major within the group). One launch instead of three where a
+// group is small (ops/group_norm.rs: SMALL_GROUP values).
+extern "C" __global__ void group_norm_main(Params p, Ptrs b) {
+    const u32 n = p.w[0], c = p.w[1], groups = p.w[2], batch = p.w[3];
+    const u32 id = wg_index(), lid = threadIdx.x;
+    if (id >= batch * groups) return;
+    const float* x = BUF(const float, 0);
+    const float* gamma = BUF(const float, 1);
+    const float* beta = BUF(const float, 2);
+    const float* ss = BUF(const float, 3);
+    float* y = BUF(float, 4);
+    const u32 s_ = id / groups, g = id % groups, cg = c / groups, count = n * cg;
+    const u64 base = (u64)s_ * n * c + g * cg;
+    float acc = 0.0f;
+    for (u32 e = lid; e < count; e += 256u) acc += x[base + (u64)(e / cg) * c + e % cg];
+    const float mean = block_sum<256>(acc) / (float)count;
+    acc = 0.0f;
+    for (u32 e = lid; e < count; e += 256u) {
+        const float d = x[base + (u64)(e / cg) * c + e % cg] - mean;
+        acc += d * d;
+    }
+    const float inv = 1.0f / sqrtf(block_sum<256>(acc) / (float)count + PF(4));
+    for (u32 e = lid; e < count; e += 256u) {
+        const u64 i = base + (u64)(e / cg) * c + e % cg;
+        const u32 ch = g * cg + e % cg;
+        float v = (x[i] - mean) * inv * gamma[ch] + beta[ch];
+        if (p.w[6] != 0u) v = v * (1.0f + ss[(u64)s_ * 2u * c + ch]) + ss[(u64)s_ * 2u * c + c + ch];
+        if (p.w[5] != 0u) v = v / (1.0f + expf(-v));
+        y[i] = v;
     }
 }
 

@@ -220,6 +220,7 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
             k("conv2d", format!("conv2d_{w}"), [16, 16, 1])
         }
+        ("group_norm.wgsl", "main") => k("group_norm", "group_norm_main".into(), [256, 1, 1]),
         ("group_norm.wgsl", e @ ("stats" | "finish" | "apply")) => {
             k("group_norm", format!("group_norm_{e}"), [256, 1, 1])
         }

@@ -231,7 +231,10 @@ impl Op for Conv2d {
         let scratch = plans
             .iter()
             .zip(&ctx.chunks[1])
-            .filter_map(|(pl, ch)| pl.filter(|pl| pl.splits > 1).map(|pl| pl.splits * m * ch.rows * 4))
+            .filter_map(|(pl, ch)| {
+                pl.filter(|pl| pl.splits > 1)
+                    .map(|pl| pl.splits * m * ch.rows * 4)
+            })
             .max();
         let mut out = Vec::new();
         for ((c, ch), plan) in ctx.chunks[1].iter().enumerate().zip(plans) {
@@ -252,7 +255,11 @@ impl Op for Conv2d {
                 }
                 (
                     "big",
-                    [u(ch.rows.div_ceil(pl.bn))?, u(m.div_ceil(pl.bm))?, u(splits)?],
+                    [
+                        u(ch.rows.div_ceil(pl.bn))?,
+                        u(m.div_ceil(pl.bm))?,
+                        u(splits)?,
+                    ],
                 )
             } else if super::matmul::tile64_pays(m, ch.rows) {
                 defines.push("TILE64");
@@ -363,7 +370,9 @@ fn big_plan(ctx: &PlanCtx, m: usize, cin: usize, rows: usize, k: usize) -> Optio
         });
     }
     // Split K with the larger tile (more work per workgroup).
-    let (bm, bn) = shapes.filter(|(bm, _)| *bm == 128).find(|(bm, _)| fits(*bm))?;
+    let (bm, bn) = shapes
+        .filter(|(bm, _)| *bm == 128)
+        .find(|(bm, _)| fits(*bm))?;
     let t = tiles(bm, bn);
     let want = FILL_TILES.div_ceil(t).min(16).min(k / MIN_SLAB);
     let max_bytes = (64usize << 20).min(c.max_binding_bytes as usize);

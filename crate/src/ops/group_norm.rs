@@ -124,7 +124,9 @@ impl Op for GroupNorm {
         // GPUs: three dispatches that read memory in order (stats per chunk
         // of pixels, a merge per group, then every element); CPU adapters:
         // a workgroup per (sample, group).
-        let split = !ctx.caps.cpu;
+        // Small groups (the low-resolution levels of a UNet: 8² pixels × 4
+        // channels) take the one-dispatch `main` on GPUs too.
+        let split = !ctx.caps.cpu && n * (c / self.groups.max(1)) > SMALL_GROUP;
         // About CHUNK_VALUES values per stats workgroup (so a batch-1 VAE
         // norm over 512² × 128 still fills the GPU with 4096 workgroups);
         // `finish` merges each group's chunks × channels in a workgroup.
@@ -179,6 +181,10 @@ impl Op for GroupNorm {
 
 /// Values (pixels × channels) per workgroup of the GPU path's stats pass.
 const CHUNK_VALUES: usize = 8192;
+/// Values per group at or below which GPUs normalise a group in one
+/// workgroup and one dispatch (`main`): three passes over ≤ 4 values per
+/// invocation cost less than two more dispatches.
+const SMALL_GROUP: usize = 1024;
 
 impl Graph {
     /// Group norm of NHWC `x` with affine `gamma`/`beta`, an optional

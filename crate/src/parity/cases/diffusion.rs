@@ -122,7 +122,7 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
 
 pub(super) fn group_norm(rng: &mut Rng) -> Result<Vec<Case>> {
     // (shape, groups, silu, scale-shift)
-    let shapes: [(&[usize], usize, bool, bool); 12] = [
+    let shapes: [(&[usize], usize, bool, bool); 13] = [
         // Groups of ≥ 4 values: a 2-value group normalises x0 − mean =
         // (x0 − x1)/2, whose f32 rounding is relative to |x0 − x1| — an
         // ill-conditioned case that failed the tolerance about once in a
@@ -135,10 +135,12 @@ pub(super) fn group_norm(rng: &mut Rng) -> Result<Vec<Case>> {
         (&[2, 10, 8], 4, false, true),
         (&[1, 64, 64, 32], 8, true, false),
         (&[2, 32, 32, 64], 32, true, true),
-        // GPUs: chunks of pixels (the last one short); C = 320 takes two
+        // GPUs: groups of ≤ 1024 values (all above) in one dispatch; larger
+        // ones in chunks of pixels (the last one short); C = 320 takes two
         // rounds of 256 channels, C = 96 leaves invocations idle.
         (&[2, 50, 50, 16], 4, true, true),
         (&[1, 9, 7, 320], 32, true, true),
+        (&[1, 40, 30, 320], 32, true, true),
         (&[2, 40, 40, 96], 32, true, false),
         // A VAE-like norm: 120 chunks × 4 channels per group, more (chunk,
         // channel) items than `finish` has invocations.
