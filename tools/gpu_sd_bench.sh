@@ -21,7 +21,7 @@
 #   sd15   SD 1.5's configuration at 512² (latent 64): module check
 #   sd21   SD 2.1's configuration at 768² (latent 96): module check
 #   terrain  the terrain UNet (carry .device/terrain.onnx.xz): kiln-parity
-#          diffuse (check + batch 1 and 64), the CUDA profile at batch 1 and 64, and
+#          diffuse (check + batch 1 and 64), the per-kernel profiles at batch 1 and 64, and
 #          PyTorch eager / CUDA graphs in the same run
 # Results: $OUT/summary.txt grows line by line (it comes back even when the
 # call is cut off); every log goes into $OUT/sd.tgz at the end.
@@ -87,7 +87,7 @@ if want terrain; then
   timeout 200 $K diffuse --no-cpu --adapter nvidia --bench 1,64 --iters 10 > "$R/terrain.txt" 2> "$R/terrain.err"
   echo "diffuse exit $?" >> "$R/terrain.err"
   tail -4 "$R/terrain.txt" >> "$S"; note "^split|exit|rror" "$R/terrain.err"
-  timeout 100 $K diffuse --no-cpu --no-wgpu --adapter nvidia --bench 1,64 --iters 3 --profile \
+  timeout 150 $K diffuse --no-cpu --adapter nvidia --bench 1,64 --iters 3 --profile \
     > /dev/null 2> "$R/terrain-profile.txt"
   note "^(profile|  )" "$R/terrain-profile.txt"
   timeout 150 python3 tools/terrain_torch_bench.py --model models/terrain_consistency_unet_difficulty100.onnx \
