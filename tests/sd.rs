@@ -780,3 +780,59 @@ fn img2img_pipeline_runs_the_same_on_every_backend() {
         );
     }
 }
+
+/// Freeing the text encoder returns its device memory; the prompts encoded
+/// before (the last one, and any prepared with `encode_prompt`) still give
+/// the same images, and any other prompt is a typed error, not a panic.
+#[test]
+fn the_text_encoder_can_be_freed() {
+    use kiln::model::sd::pipeline::{StableDiffusion, TextToImage};
+    use kiln::model::sd::scheduler::SchedulerKind;
+    let folder = dir("tiny_sd15");
+    let mut sd = StableDiffusion::open(
+        &folder,
+        &CpuBackend,
+        (16, 16),
+        true,
+        None,
+        &SdOptions::default(),
+    )
+    .unwrap();
+    let mut req = TextToImage {
+        prompt: "a red cube on a table".into(),
+        negative: "blurry".into(),
+        steps: 2,
+        scheduler: SchedulerKind::Euler,
+        guidance: 7.5,
+        seed: 3,
+        init_latents: None,
+        init: None,
+        strength: 1.0,
+    };
+    let cube = sd.generate(&req, &mut |_, _| true).unwrap();
+    sd.encode_prompt("a blue sphere", "").unwrap();
+    req.prompt = "a blue sphere".into();
+    req.negative = String::new();
+    let sphere = sd.generate(&req, &mut |_, _| true).unwrap();
+    let before = sd.device_bytes();
+    let text = sd.text.as_ref().unwrap().loaded.exe.device_bytes();
+    assert!(text > 0);
+    sd.free_text_encoder();
+    assert_eq!(
+        sd.device_bytes(),
+        before - text,
+        "the encoder's memory is freed"
+    );
+    assert_eq!(sd.generate(&req, &mut |_, _| true).unwrap(), sphere);
+    req.prompt = "a red cube on a table".into();
+    req.negative = "blurry".into();
+    assert_eq!(sd.generate(&req, &mut |_, _| true).unwrap(), cube);
+    // The same prompt with another negative prompt was never encoded.
+    req.negative = String::new();
+    let e = sd.generate(&req, &mut |_, _| true).unwrap_err();
+    assert!(
+        matches!(&e, kiln::loader::LoadError::Kiln(kiln::error::KilnError::BadInput { name, .. }) if name == "prompt"),
+        "{e}"
+    );
+    assert!(sd.encode_prompt("anything", "").is_err());
+}

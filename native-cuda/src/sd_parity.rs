@@ -228,12 +228,7 @@ fn bench(a: &SdArgs, size: (usize, usize), b: &dyn Backend) -> Res<Vec<Bench>> {
             }
         };
         let load_s = t0.elapsed().as_secs_f64();
-        let device_bytes = sd.text.loaded.exe.device_bytes()
-            + sd.unet.loaded.exe.device_bytes()
-            + match &sd.vae {
-                kiln::model::sd::pipeline::Decoder::Kl(d) => d.loaded.exe.device_bytes(),
-                kiln::model::sd::pipeline::Decoder::Tiny(d) => d.loaded.exe.device_bytes(),
-            };
+        let device_bytes = sd.device_bytes();
         let mut image = sd.generate(&req, &mut |_, _| true)?;
         let mut ts: Vec<SdTimings> = Vec::new();
         let mut totals = Vec::new();

@@ -15,6 +15,7 @@ pub mod config;
 pub mod pipeline;
 pub mod scheduler;
 pub mod taesd;
+pub mod txt2img;
 pub mod unet;
 pub mod vae;
 pub mod vae_encoder;

@@ -1,6 +1,7 @@
 //! The modules of a diffusers Stable-Diffusion folder, compiled and ready to
 //! call: the text encoder (with its tokenizer), the UNet and the VAE decoder.
 //! Host-side tensors are NCHW (as diffusers has them); the graphs run NHWC.
+//! The request and the denoising loop over them: `txt2img.rs` (re-exported).
 
 use std::path::Path;
 
@@ -10,9 +11,10 @@ use crate::dtype::DType;
 use crate::error::KilnError;
 use crate::host::HostTensor;
 use crate::loader::LoadError;
-use crate::model::sd::weights::FileGetter;
 use crate::model::unet::{nchw_to_nhwc, nhwc_to_nchw};
 use crate::tokenizer::clip::ClipTokenizer;
+
+pub use super::txt2img::{InitImage, SdTimings, StableDiffusion, TextToImage};
 
 fn bad(name: &str, detail: String) -> LoadError {
     LoadError::Kiln(KilnError::BadInput {
@@ -408,37 +410,6 @@ impl TaesdDecoder {
     }
 }
 
-/// A text-to-image request.
-#[derive(Clone, Debug)]
-pub struct TextToImage {
-    pub prompt: String,
-    pub negative: String,
-    pub steps: usize,
-    pub scheduler: super::scheduler::SchedulerKind,
-    /// Classifier-free guidance scale (≤ 1: no unconditional pass).
-    pub guidance: f32,
-    pub seed: u64,
-    /// Starting latents `[1, C, h, w]` (N(0, 1), before the scheduler's
-    /// init sigma; with `init`, the noise added to the image's latents)
-    /// instead of drawing them from `seed` (parity checks).
-    pub init_latents: Option<Vec<f32>>,
-    /// img2img: start from this image instead of pure noise.
-    pub init: Option<InitImage>,
-    /// img2img: how much of the schedule runs, in (0, 1] (the last
-    /// `⌊steps·strength⌋` steps, from the image noised to that level).
-    pub strength: f32,
-}
-
-/// img2img's starting point.
-#[derive(Clone, Debug)]
-pub enum InitImage {
-    /// NCHW `[1, C, H, W]` in [0, 1] at the pipeline's size: encoded by the
-    /// folder's VAE encoder ([`StableDiffusion::load_encoder`]).
-    Pixels(Vec<f32>),
-    /// Pipeline latents `[1, C, h, w]` (already times the scaling factor).
-    Latents(Vec<f32>),
-}
-
 /// The image decoder: the folder's `AutoencoderKL`, or TAESD (`--taesd`, or
 /// a folder whose `vae/` is an `AutoencoderTiny`, as SDXS ships).
 pub enum Decoder {
@@ -461,7 +432,7 @@ impl Decoder {
         })
     }
 
-    fn is_tiny(c: &Component) -> bool {
+    pub(super) fn is_tiny(c: &Component) -> bool {
         c.config
             .get("_class_name")
             .and_then(serde_json::Value::as_str)
@@ -483,291 +454,5 @@ impl Decoder {
             Decoder::Kl(d) => d.decode_async(latents).await,
             Decoder::Tiny(d) => d.decode_async(latents).await,
         }
-    }
-}
-
-/// Where the last generation's time went (seconds, device work included:
-/// every phase ends with its result read back).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SdTimings {
-    pub text_encoder: f64,
-    /// One entry per denoising step (UNet call(s) and the scheduler).
-    pub steps: Vec<f64>,
-    pub decode: f64,
-}
-
-/// A loaded diffusers Stable-Diffusion folder at one image size.
-pub struct StableDiffusion {
-    pub tokenizer: ClipTokenizer,
-    pub text: TextEncoder,
-    pub unet: SdUnet,
-    pub vae: Decoder,
-    /// The VAE encoder, loaded for img2img ([`StableDiffusion::load_encoder`]).
-    pub encoder: Option<VaeEncoder>,
-    pub sched: super::scheduler::SchedConfig,
-    /// Latent height and width.
-    pub latent: (usize, usize),
-    /// The last [`StableDiffusion::generate`]'s phases.
-    pub timings: SdTimings,
-}
-
-impl StableDiffusion {
-    /// Loads `dir` (a diffusers pipeline folder) for `width × height`
-    /// images; `cfg_batch` compiles the UNet for two samples (guidance);
-    /// `taesd` replaces the folder's VAE by a TAESD folder.
-    pub fn open(
-        dir: &Path,
-        backend: &dyn Backend,
-        size: (usize, usize),
-        cfg_batch: bool,
-        taesd: Option<&Path>,
-        opts: &SdOptions,
-    ) -> Result<StableDiffusion, LoadError> {
-        let mut get = |f: &str| match (f.strip_prefix("taesd/"), taesd) {
-            (Some(rest), Some(t)) => super::weights::read_in(t, rest),
-            _ => super::weights::read_in(dir, f),
-        };
-        let place = dir.display().to_string();
-        let place = place.trim_end_matches('/');
-        StableDiffusion::load(
-            &mut get,
-            place,
-            backend,
-            size,
-            cfg_batch,
-            taesd.is_some(),
-            opts,
-        )
-    }
-
-    /// Loads a pipeline from a file getter over the folder (`get("unet/
-    /// config.json")`; `Ok(None)`: no such file; `taesd/…` names the TAESD
-    /// folder's files when `use_taesd`): native folders and browser file sets
-    /// alike. `place` names the folder in messages.
-    #[allow(clippy::too_many_arguments)]
-    pub fn load(
-        get: &mut FileGetter,
-        place: &str,
-        backend: &dyn Backend,
-        (width, height): (usize, usize),
-        cfg_batch: bool,
-        use_taesd: bool,
-        opts: &SdOptions,
-    ) -> Result<StableDiffusion, LoadError> {
-        for (sub, file) in [
-            ("tokenizer", "vocab.json"),
-            ("text_encoder", "config.json"),
-            ("unet", "config.json"),
-            ("vae", "config.json"),
-            ("scheduler", "scheduler_config.json"),
-        ] {
-            if get(&format!("{sub}/{file}"))?.is_none() {
-                return Err(LoadError::Io(format!(
-                    "{place}: no {sub}/ folder ({sub}/{file} is missing; a diffusers Stable-Diffusion folder has tokenizer/, text_encoder/, unet/, vae/ and scheduler/)"
-                )));
-            }
-        }
-        let mut component = |sub: &str| {
-            Component::load(sub, &format!("{place}/{sub}"), &mut |f: &str| {
-                get(&format!("{sub}/{f}"))
-            })
-        };
-        let vae_c = component(if use_taesd { "taesd" } else { "vae" })?;
-        let unet_c = component("unet")?;
-        let text_c = component("text_encoder")?;
-        let need = |get: &mut FileGetter, f: &str| {
-            get(f)?.ok_or_else(|| LoadError::Io(format!("{place}: no {f}")))
-        };
-        let tokenizer = ClipTokenizer::from_files(
-            &need(get, "tokenizer/vocab.json")?,
-            &need(get, "tokenizer/merges.txt")?,
-            get("tokenizer/tokenizer_config.json")?.as_deref(),
-        )
-        .map_err(|e| LoadError::Tokenizer(e.to_string()))?;
-        let sched_json: serde_json::Value =
-            serde_json::from_slice(&need(get, "scheduler/scheduler_config.json")?)
-                .map_err(|e| LoadError::Corrupt(format!("scheduler_config.json: {e}")))?;
-        let sched = super::scheduler::SchedConfig::from_json(&sched_json)?;
-        let s = Decoder::scale_of(&vae_c)?;
-        let ucfg = Unet2dConfig::from_json(&unet_c.config)?;
-        let m = s * ucfg.size_multiple();
-        if width == 0 || height == 0 || !width.is_multiple_of(m) || !height.is_multiple_of(m) {
-            return Err(bad(
-                "size",
-                format!("{width}×{height}: width and height must be multiples of {m}"),
-            ));
-        }
-        let latent = (height / s, width / s);
-        let batch = if cfg_batch { 2 } else { 1 };
-        let tokens = tokenizer.max_length;
-        let text = TextEncoder::load(&text_c, backend, batch, tokens, opts)?;
-        drop(text_c);
-        let unet = SdUnet::load(&unet_c, backend, batch, latent, tokens, opts)?;
-        drop(unet_c);
-        let vae = Decoder::load(&vae_c, backend, latent, opts)?;
-        Ok(StableDiffusion {
-            tokenizer,
-            text,
-            unet,
-            vae,
-            encoder: None,
-            sched,
-            latent,
-            timings: SdTimings::default(),
-        })
-    }
-
-    /// Loads the VAE encoder img2img needs from a file getter over the folder
-    /// (as [`StableDiffusion::load`] reads it): `vae/` must be an
-    /// `AutoencoderKL` (TAESD and SDXS-style tiny VAEs have no encoder here).
-    pub fn load_encoder_from(
-        &mut self,
-        get: &mut FileGetter,
-        place: &str,
-        backend: &dyn Backend,
-        opts: &SdOptions,
-    ) -> Result<(), LoadError> {
-        let c = Component::load("vae", &format!("{place}/vae"), &mut |f: &str| {
-            get(&format!("vae/{f}"))
-        })?;
-        if Decoder::is_tiny(&c) {
-            return Err(bad(
-                "init",
-                format!(
-                    "{place}/vae is an AutoencoderTiny: img2img needs an AutoencoderKL encoder"
-                ),
-            ));
-        }
-        let s = VaeConfig::from_json(&c.config)?.scale();
-        let size = (self.latent.0 * s, self.latent.1 * s);
-        self.encoder = Some(VaeEncoder::load(&c, backend, 1, size, opts)?);
-        Ok(())
-    }
-
-    /// [`StableDiffusion::load_encoder_from`] over a folder on disk.
-    pub fn load_encoder(
-        &mut self,
-        dir: &Path,
-        backend: &dyn Backend,
-        opts: &SdOptions,
-    ) -> Result<(), LoadError> {
-        let mut get = |f: &str| super::weights::read_in(dir, f);
-        let place = dir.display().to_string();
-        self.load_encoder_from(&mut get, place.trim_end_matches('/'), backend, opts)
-    }
-
-    /// Runs the request; `on_step(i, steps)` after each step. Returns the
-    /// image NCHW `[1, 3, H, W]` in [0, 1].
-    pub fn generate(
-        &mut self,
-        req: &TextToImage,
-        on_step: &mut dyn FnMut(usize, usize) -> bool,
-    ) -> Result<Vec<f32>, LoadError> {
-        pollster::block_on(self.generate_async(req, on_step))
-    }
-
-    /// [`StableDiffusion::generate`] awaiting the device; `on_step`
-    /// returning false cancels (`Cancelled`) after the step.
-    pub async fn generate_async(
-        &mut self,
-        req: &TextToImage,
-        on_step: &mut dyn FnMut(usize, usize) -> bool,
-    ) -> Result<Vec<f32>, LoadError> {
-        let guided = self.unet.graph.batch == 2;
-        if guided != (req.guidance > 1.0) {
-            return Err(bad(
-                "guidance",
-                format!(
-                    "{} was loaded for {} guidance",
-                    req.guidance,
-                    if guided { "classifier-free" } else { "no" }
-                ),
-            ));
-        }
-        let mut ids = Vec::new();
-        if guided {
-            ids.extend(
-                self.tokenizer
-                    .encode_padded(&req.negative)
-                    .map_err(|e| LoadError::Tokenizer(e.to_string()))?,
-            );
-        }
-        ids.extend(
-            self.tokenizer
-                .encode_padded(&req.prompt)
-                .map_err(|e| LoadError::Tokenizer(e.to_string()))?,
-        );
-        let mut timings = SdTimings::default();
-        let t0 = web_time::Instant::now();
-        let context = self.text.encode_async(&ids).await?;
-        timings.text_encoder = t0.elapsed().as_secs_f64();
-        let mut s = super::scheduler::Scheduler::new(req.scheduler, &self.sched, req.steps)?;
-        let c = self.unet.cfg.in_channels;
-        let n = c * self.latent.0 * self.latent.1;
-        let mut rng = crate::rng::Rng::new(req.seed);
-        let given = match &req.init_latents {
-            Some(v) if v.len() == n => Some(v.clone()),
-            Some(v) => {
-                return Err(bad(
-                    "init_latents",
-                    format!("{} values, expected {n}", v.len()),
-                ));
-            }
-            None => None,
-        };
-        let (first, mut x) = match &req.init {
-            None => {
-                let sigma = s.init_noise_sigma();
-                let init = given.unwrap_or_else(|| rng.normals(n, 1.0));
-                (0, init.iter().map(|v| (*v as f64 * sigma) as f32).collect())
-            }
-            Some(img) => {
-                // diffusers' order of draws: the posterior's ε, then the noise.
-                let first = s.first_step(req.strength as f64)?;
-                let x0 = match img {
-                    InitImage::Latents(v) if v.len() == n => v.clone(),
-                    InitImage::Latents(v) => {
-                        return Err(bad("init", format!("{} latents, expected {n}", v.len())));
-                    }
-                    InitImage::Pixels(px) => {
-                        let enc = self.encoder.as_mut().ok_or_else(|| {
-                            bad("init", "no VAE encoder loaded (load_encoder)".into())
-                        })?;
-                        let eps = rng.normals(n, 1.0);
-                        enc.latents_async(px, &eps).await?
-                    }
-                };
-                let noise = given.unwrap_or_else(|| rng.normals(n, 1.0));
-                (first, s.add_noise(first, &x0, &noise))
-            }
-        };
-        for i in first..req.steps {
-            let t0 = web_time::Instant::now();
-            let k = s.input_scale(i) as f32;
-            let t = s.timesteps[i] as f32;
-            let scaled: Vec<f32> = x.iter().map(|v| v * k).collect();
-            let guided_out = if guided {
-                let both: Vec<f32> = scaled.iter().chain(&scaled).copied().collect();
-                let out = self.unet.call_async(&both, &[t, t], &context).await?;
-                let (u, cnd) = out.split_at(n);
-                u.iter()
-                    .zip(cnd)
-                    .map(|(u, c)| u + req.guidance * (c - u))
-                    .collect()
-            } else {
-                self.unet.call_async(&scaled, &[t], &context).await?
-            };
-            let noise = s.needs_noise(i).then(|| rng.normals(n, 1.0));
-            x = s.step(i, &guided_out, &x, noise.as_deref())?;
-            timings.steps.push(t0.elapsed().as_secs_f64());
-            if !on_step(i + 1 - first, req.steps - first) {
-                return Err(LoadError::Cancelled);
-            }
-        }
-        let t0 = web_time::Instant::now();
-        let image = self.vae.decode_async(&x).await?;
-        timings.decode = t0.elapsed().as_secs_f64();
-        self.timings = timings;
-        Ok(image)
     }
 }
