@@ -402,6 +402,18 @@ export class DirectSd {
     return generateWith(this.model, req, onProgress, signal);
   }
 
+  async encodePrompt(prompt, negative) {
+    try { await this.model.encodePrompt(prompt, negative); } catch (e) { throw toKilnError(e); }
+  }
+
+  freeTextEncoder() {
+    try { this.model.freeTextEncoder(); } catch (e) { throw toKilnError(e); }
+  }
+
+  deviceBytes() {
+    try { return this.model.deviceBytes(); } catch (e) { throw toKilnError(e); }
+  }
+
   dispose() {
     try { this.model.dispose(); this.model.free(); } catch { /* already gone */ }
   }

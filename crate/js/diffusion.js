@@ -180,6 +180,43 @@ export class DiffusionModel {
     }
   }
 
+  _checkSd(what) {
+    this._check();
+    if (this.kind !== 'sd') throw new KilnError('INVALID_INPUT', `${what} is for Stable-Diffusion pipelines`);
+  }
+
+  /**
+   * Stable Diffusion: encodes `prompt` (and `negativePrompt`) now, so it
+   * still generates after `freeTextEncoder()`.
+   */
+  async encodePrompt(prompt, negativePrompt = '') {
+    this._checkSd('encodePrompt');
+    if (typeof prompt !== 'string' || typeof negativePrompt !== 'string') throw new KilnError('INVALID_INPUT', 'encodePrompt takes strings');
+    this._busy = true;
+    try {
+      await this._model.encodePrompt(prompt, negativePrompt);
+    } finally {
+      this._busy = false;
+    }
+  }
+
+  /**
+   * Stable Diffusion: frees the text encoder's GPU memory (≈ 1.4 GB for SD
+   * 2.x in f32). The last 8 prompts generated or encoded still generate;
+   * any other prompt rejects with INVALID_INPUT until the model is loaded
+   * again.
+   */
+  async freeTextEncoder() {
+    this._checkSd('freeTextEncoder');
+    await this._model.freeTextEncoder();
+  }
+
+  /** Stable Diffusion: the GPU bytes the pipeline holds now. */
+  async deviceBytes() {
+    this._checkSd('deviceBytes');
+    return this._model.deviceBytes();
+  }
+
   /** Frees GPU memory (and the worker) now. */
   async dispose() {
     const m = this._model;

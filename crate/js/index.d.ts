@@ -340,6 +340,15 @@ export class DiffusionModel {
    * and `label` = (difficulty − 1)/99; resolves to the denoised tensor.
    */
   denoise(noisy: Float32Array, sigma: Float32Array, label: Float32Array): Promise<Float32Array>;
+  /** Stable Diffusion: encodes a prompt now, so it still generates after `freeTextEncoder()`. */
+  encodePrompt(prompt: string, negativePrompt?: string): Promise<void>;
+  /**
+   * Stable Diffusion: frees the text encoder's GPU memory; the last 8 prompts
+   * generated or encoded still generate, others reject with INVALID_INPUT.
+   */
+  freeTextEncoder(): Promise<void>;
+  /** Stable Diffusion: GPU bytes the pipeline holds now. */
+  deviceBytes(): Promise<number>;
   dispose(): Promise<void>;
 }
 

@@ -79,6 +79,9 @@ class WorkerModel {
     return this._call('setAdapters', list.map((x) => ({ adapter: { config: x.adapter.config, weights: x.adapter.weights }, scale: x.scale ?? 1 })));
   }
   denoise(noisy, sigma, label) { return this._call('denoise', noisy, sigma, label); }
+  encodePrompt(prompt, negative) { return this._call('encodePrompt', prompt, negative); }
+  freeTextEncoder() { return this._call('freeTextEncoder'); }
+  deviceBytes() { return this._call('deviceBytes'); }
   _call(method, ...args) { return this._send({ op: 'call', method, args }); }
   tokenize(text, addSpecial) { return this._call('tokenize', text, addSpecial); }
   detokenize(ids, skipSpecial) { return this._call('detokenize', ids, skipSpecial); }

@@ -216,6 +216,40 @@ impl SdModel {
         }))
     }
 
+    /// Encodes a prompt (and negative prompt) ahead, so it still generates
+    /// after `freeTextEncoder`.
+    #[wasm_bindgen(js_name = encodePrompt)]
+    #[allow(clippy::await_holding_refcell_ref)]
+    pub fn encode_prompt(
+        &self,
+        prompt: String,
+        negative: String,
+    ) -> Result<js_sys::Promise, JsValue> {
+        let inner = self.inner.clone();
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let mut sd = claim(&inner)?;
+            sd.encode_prompt_async(&prompt, &negative)
+                .await
+                .map_err(err)?;
+            Ok(JsValue::UNDEFINED)
+        }))
+    }
+
+    /// Frees the text encoder's GPU memory; the last 8 encoded prompts
+    /// (and those from `encodePrompt`) still generate, others throw
+    /// INVALID_INPUT.
+    #[wasm_bindgen(js_name = freeTextEncoder)]
+    pub fn free_text_encoder(&self) -> Result<(), JsValue> {
+        claim(&self.inner)?.free_text_encoder();
+        Ok(())
+    }
+
+    /// GPU bytes the pipeline holds now.
+    #[wasm_bindgen(js_name = deviceBytes)]
+    pub fn device_bytes(&self) -> Result<f64, JsValue> {
+        Ok(claim(&self.inner)?.device_bytes() as f64)
+    }
+
     /// `[width, height]` the pipeline was loaded for.
     pub fn size(&self) -> Vec<u32> {
         vec![self.size.0 as u32, self.size.1 as u32]

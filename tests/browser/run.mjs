@@ -675,7 +675,7 @@ async function readSafetensors(path) {
   return out;
 }
 
-test('stable diffusion: a tiny diffusers folder (base URL, worker) = diffusers\' StableDiffusionPipeline image; missing files are typed errors naming them', async () => {
+test('stable diffusion: a tiny diffusers folder (base URL, worker) = diffusers\' StableDiffusionPipeline image; the text encoder freed; missing files are typed errors naming them', async () => {
   const ref = await readSafetensors(join(root, 'tests/fixtures/sd/tiny_sd15/reference.safetensors'));
   const want = ref['pipe.image'];
   const page = await harness();
@@ -692,6 +692,14 @@ test('stable diffusion: a tiny diffusers folder (base URL, worker) = diffusers\'
     out.badScheduler = await code(dm.generate({ prompt: 'x', scheduler: 'heun' }));
     out.seeded = Array.from((await dm.generate({ prompt: 'a red cube', steps: 2, seed: 5 })).image.data.slice(0, 16));
     out.seededAgain = Array.from((await dm.generate({ prompt: 'a red cube', steps: 2, seed: 5 })).image.data.slice(0, 16));
+    // Freeing the text encoder: memory back, encoded prompts still generate.
+    await dm.encodePrompt('a blue sphere');
+    const bytes = await dm.deviceBytes();
+    await dm.freeTextEncoder();
+    out.freed = bytes - await dm.deviceBytes();
+    out.afterFree = Array.from((await dm.generate({ prompt: 'a red cube', steps: 2, seed: 5 })).image.data.slice(0, 16));
+    out.sphere = (await dm.generate({ prompt: 'a blue sphere', steps: 2, seed: 5 })).width;
+    out.notEncoded = await code(dm.generate({ prompt: 'a green cone', steps: 2 }));
     await dm.dispose();
     out.missing = await code(kiln.Kiln.loadDiffusion(files, { cache: false }));
     out.missingDirect = await code(kiln.Kiln.loadDiffusion(files.filter((f) => !f.endsWith('merges.txt')), { cache: false, worker: false }));
@@ -718,6 +726,11 @@ test('stable diffusion: a tiny diffusers folder (base URL, worker) = diffusers\'
   assert.ok(psnr >= 40 && worst <= 1, `PSNR ${psnr} dB, ${worst} levels`);
   assert.match(r.badScheduler, /^INVALID_INPUT/);
   assert.deepEqual(r.seeded, r.seededAgain);
+  console.log(`    freeTextEncoder: ${r.freed} bytes freed; ${r.notEncoded}`);
+  assert.ok(r.freed > 0);
+  assert.deepEqual(r.afterFree, r.seeded);
+  assert.equal(r.sphere, 16);
+  assert.match(r.notEncoded, /^INVALID_INPUT: .*green cone.*not encoded/);
   console.log(`    e.g. ${r.missing}`);
   assert.match(r.missing, /^INVALID_INPUT: .*unet\/diffusion_pytorch_model\.safetensors/);
   assert.match(r.missingDirect, /^INVALID_INPUT: .*tokenizer\/merges\.txt/);
