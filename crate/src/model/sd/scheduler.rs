@@ -396,6 +396,59 @@ impl Scheduler {
         }
     }
 
+    /// The clean latents predicted at step `i` from the model output `o` and
+    /// the sample `x` (element-wise; the formula each scheduler's `step`
+    /// uses): ε or v prediction over the step's σ or ᾱ.
+    fn x0_at(&self, i: usize) -> impl Fn(f64, f64) -> f64 + use<> {
+        let v = self.cfg.prediction == Prediction::V;
+        let ac = &self.cfg.alphas_cumprod;
+        let alpha = |t: f64| ac[(t as usize).min(ac.len() - 1)];
+        // (kind: 0 σ-space (Euler), 1 ᾱ-space (DDIM, LCM), 2 α/σ_t (DPM)).
+        let (kind, s, a) = match self.kind {
+            SchedulerKind::Euler | SchedulerKind::EulerAncestral => (0, self.sigmas[i], 0.0),
+            SchedulerKind::Ddim | SchedulerKind::Lcm => (1, 0.0, alpha(self.timesteps[i])),
+            SchedulerKind::DpmPp2m | SchedulerKind::DpmPp2mKarras => (2, self.sigmas[i], 0.0),
+        };
+        move |o: f64, x: f64| match (kind, v) {
+            (0, true) => o * (-s / (s * s + 1.0).sqrt()) + x / (s * s + 1.0),
+            (0, false) => x - s * o,
+            (1, true) => a.sqrt() * x - (1.0 - a).sqrt() * o,
+            (1, false) => (x - (1.0 - a).sqrt() * o) / a.sqrt(),
+            (_, true) => {
+                let a0 = 1.0 / (s * s + 1.0).sqrt();
+                a0 * x - s * a0 * o
+            }
+            (_, false) => {
+                let a0 = 1.0 / (s * s + 1.0).sqrt();
+                (x - s * a0 * o) / a0
+            }
+        }
+    }
+
+    /// The clean latents step `i` predicts (its `denoised`: what a preview
+    /// decodes) from the model output and the sample before the step. LCM's
+    /// is the consistency boundary condition applied to it, as its pipeline
+    /// returns.
+    pub fn denoised(&self, i: usize, out: &[f32], sample: &[f32]) -> Vec<f32> {
+        if i >= self.steps {
+            return sample.to_vec();
+        }
+        let x0 = self.x0_at(i);
+        let (c_skip, c_out) = if self.kind == SchedulerKind::Lcm {
+            let st = self.timesteps[i] * self.cfg.timestep_scaling;
+            (0.25 / (st * st + 0.25), st / (st * st + 0.25).sqrt())
+        } else {
+            (0.0, 1.0)
+        };
+        out.iter()
+            .zip(sample)
+            .map(|(o, x)| {
+                let (o, x) = (*o as f64, *x as f64);
+                (c_out * x0(o, x) + c_skip * x) as f32
+            })
+            .collect()
+    }
+
     /// One step: the latents after step `i` from the model output (`noise`:
     /// the step's N(0, 1) draw, for stochastic schedulers).
     pub fn step(
@@ -423,13 +476,7 @@ impl Scheduler {
         Ok(match self.kind {
             SchedulerKind::Euler | SchedulerKind::EulerAncestral => {
                 let (s, s_next) = (self.sigmas[i], self.sigmas[i + 1]);
-                let x0 = |o: f64, x: f64| {
-                    if v {
-                        o * (-s / (s * s + 1.0).sqrt()) + x / (s * s + 1.0)
-                    } else {
-                        x - s * o
-                    }
-                };
+                let x0 = self.x0_at(i);
                 if self.kind == SchedulerKind::Euler {
                     out.iter()
                         .zip(sample)
@@ -461,6 +508,7 @@ impl Scheduler {
                 let t = self.timesteps[i] as usize;
                 let prev = t as i64 - (self.cfg.train_steps / self.steps) as i64;
                 let a = ac[t.min(ac.len() - 1)];
+                let x0 = self.x0_at(i);
                 let ap = if prev >= 0 {
                     ac[prev as usize]
                 } else if self.cfg.set_alpha_to_one {
@@ -473,12 +521,9 @@ impl Scheduler {
                     .map(|(o, x)| {
                         let (o, x) = (*o as f64, *x as f64);
                         let (x0, eps) = if v {
-                            (
-                                a.sqrt() * x - (1.0 - a).sqrt() * o,
-                                a.sqrt() * o + (1.0 - a).sqrt() * x,
-                            )
+                            (x0(o, x), a.sqrt() * o + (1.0 - a).sqrt() * x)
                         } else {
-                            ((x - (1.0 - a).sqrt() * o) / a.sqrt(), o)
+                            (x0(o, x), o)
                         };
                         (ap.sqrt() * x0 + (1.0 - ap).sqrt() * eps) as f32
                     })
@@ -487,10 +532,10 @@ impl Scheduler {
             SchedulerKind::Lcm => {
                 let ac = &self.cfg.alphas_cumprod;
                 let t = self.timesteps[i];
-                let a = ac[(t as usize).min(ac.len() - 1)];
+                let x0 = self.x0_at(i);
                 let last = i + 1 == self.steps;
                 let ap = if last {
-                    a
+                    ac[(t as usize).min(ac.len() - 1)]
                 } else {
                     ac[self.timesteps[i + 1] as usize]
                 };
@@ -512,12 +557,7 @@ impl Scheduler {
                     .enumerate()
                     .map(|(j, (o, x))| {
                         let (o, x) = (*o as f64, *x as f64);
-                        let x0 = if v {
-                            a.sqrt() * x - (1.0 - a).sqrt() * o
-                        } else {
-                            (x - (1.0 - a).sqrt() * o) / a.sqrt()
-                        };
-                        let den = c_out * x0 + c_skip * x;
+                        let den = c_out * x0(o, x) + c_skip * x;
                         match noise {
                             Some(z) => (ap.sqrt() * den + (1.0 - ap).sqrt() * z[j] as f64) as f32,
                             None => den as f32,
@@ -530,18 +570,12 @@ impl Scheduler {
                 let at = |s: f64| 1.0 / (s * s + 1.0).sqrt();
                 let lam = |s: f64| -s.ln();
                 let (s0, s1) = (self.sigmas[i], self.sigmas[i + 1]);
-                let (a0, sg0) = (at(s0), s0 * at(s0));
+                let sg0 = s0 * at(s0);
+                let pred = self.x0_at(i);
                 let x0: Vec<f64> = out
                     .iter()
                     .zip(sample)
-                    .map(|(o, x)| {
-                        let (o, x) = (*o as f64, *x as f64);
-                        if v {
-                            a0 * x - sg0 * o
-                        } else {
-                            (x - sg0 * o) / a0
-                        }
-                    })
+                    .map(|(o, x)| pred(*o as f64, *x as f64))
                     .collect();
                 let (a1, sg1) = (at(s1), s1 * at(s1));
                 // The last step is first order (lower_order_final / σ = 0).
