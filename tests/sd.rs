@@ -836,3 +836,67 @@ fn the_text_encoder_can_be_freed() {
     );
     assert!(sd.encode_prompt("anything", "").is_err());
 }
+
+/// TAESD step previews: one per step, each the step's predicted clean
+/// latents decoded by TAESD; the last (Euler ends at σ = 0, so its
+/// prediction is the final latents) equals the image of the same request
+/// decoded by a pipeline whose decoder is that TAESD.
+#[test]
+fn taesd_previews_show_each_steps_prediction() {
+    use kiln::model::sd::pipeline::{StableDiffusion, TextToImage};
+    use kiln::model::sd::scheduler::SchedulerKind;
+    let (folder, taesd) = (dir("tiny_sd15"), dir("tiny_taesd"));
+    let opts = SdOptions::default();
+    let mut sd = StableDiffusion::open(&folder, &CpuBackend, (16, 16), true, None, &opts).unwrap();
+    let req = TextToImage {
+        prompt: "a red cube on a table".into(),
+        negative: String::new(),
+        steps: 3,
+        scheduler: SchedulerKind::Euler,
+        guidance: 7.5,
+        seed: 4,
+        init_latents: None,
+        init: None,
+        strength: 1.0,
+    };
+    let mut none = |_: usize, _: Vec<f32>| {};
+    let e =
+        pollster::block_on(sd.generate_previewed_async(&req, &mut |_, _| true, Some(&mut none)))
+            .unwrap_err();
+    assert!(e.to_string().contains("load_preview"), "{e}");
+    assert!(
+        sd.load_preview(&folder.join("vae"), &CpuBackend, &opts)
+            .is_err()
+    );
+    sd.load_preview(&taesd, &CpuBackend, &opts).unwrap();
+    let mut previews = Vec::new();
+    let mut keep = |i: usize, img: Vec<f32>| previews.push((i, img));
+    pollster::block_on(sd.generate_previewed_async(&req, &mut |_, _| true, Some(&mut keep)))
+        .unwrap();
+    assert_eq!(previews.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 2, 3]);
+    let latent = sd.latent;
+    for (_, p) in &previews {
+        assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+    assert_ne!(previews[0].1, previews[2].1, "the prediction sharpens");
+    // The TAESD image is 8× the latent: the pipeline decoding with it has
+    // the same latent at that image size.
+    let s = previews[2].1.len() / 3;
+    let side = latent.0 * 8;
+    assert_eq!(s, side * latent.1 * 8);
+    let fast = StableDiffusion::open(
+        &folder,
+        &CpuBackend,
+        (side, latent.1 * 8),
+        true,
+        Some(&taesd),
+        &opts,
+    );
+    let want = fast.unwrap().generate(&req, &mut |_, _| true).unwrap();
+    let d = vec_diff(&previews[2].1, &want).unwrap();
+    assert!(
+        d.max_abs <= 1e-5,
+        "last preview vs the TAESD pipeline: {:.2e}",
+        d.max_abs
+    );
+}

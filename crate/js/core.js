@@ -340,11 +340,13 @@ async function loadSdFolder(source, opts) {
     progress('download');
     for (const f of SD_JSON) await read(f, SD_OPTIONAL.has(f));
     const decoder = opts.taesd ? 'taesd' : 'vae';
-    if (opts.taesd) await read('taesd/config.json', false);
+    if (opts.taesd || opts.previews) await read('taesd/config.json', false);
     // The decoder's weights only: with `taesd` the folder's VAE weights are not read.
     const parts = [['text_encoder', SD_WEIGHTS.text_encoder], ['unet', SD_WEIGHTS.unet], [decoder, SD_WEIGHTS.vae]];
-    // img2img's encoder lives in vae/ (read too when TAESD decodes).
+    // img2img's encoder lives in vae/ (read too when TAESD decodes); step
+    // previews decode with taesd/ (read too when the VAE decodes).
     if (opts.img2img && opts.taesd) parts.push(['vae', SD_WEIGHTS.vae]);
+    if (opts.previews && !opts.taesd) parts.push(['taesd', SD_WEIGHTS.vae]);
     for (const [sub, names] of parts) {
       let found = false;
       for (const n of names) if (!found) found = await read(`${sub}/${n}`, true);
@@ -355,10 +357,10 @@ async function loadSdFolder(source, opts) {
     if (opts.cpuKernels !== undefined) eng.useCpuKernels(!!opts.cpuKernels);
     const model = eng.loadStableDiffusion(files, {
       width: opts.width, height: opts.height, guidance: opts.guidance, weights: opts.weights, taesd: !!opts.taesd,
-      img2img: !!opts.img2img,
+      img2img: !!opts.img2img, previews: !!opts.previews,
     });
     progress('ready');
-    return new DirectSd(model, eng.info());
+    return new DirectSd(model, eng.info(), !!opts.previews);
   } catch (e) {
     throw await loadFailed(e, null, [], opts);
   }
@@ -369,14 +371,23 @@ async function loadSdFolder(source, opts) {
  * progress as `{ done, total, fraction }`, `signal` checked between network
  * calls / steps, errors as KilnErrors.
  */
-async function generateWith(model, req, onProgress, signal) {
+async function generateWith(model, req, onProgress, signal, previews = false) {
   if (signal?.aborted) throw aborted(signal);
+  // A step's preview (RGBA bytes) rides on that step's progress report.
+  let preview = null;
+  const onStep = (done, total) => {
+    if (signal?.aborted) return false;
+    const p = { done, total, fraction: total ? done / total : 1 };
+    if (preview) p.preview = preview;
+    preview = null;
+    onProgress?.(p);
+    return !signal?.aborted;
+  };
   try {
-    return await model.generate(req, (done, total) => {
-      if (signal?.aborted) return false;
-      onProgress?.({ done, total, fraction: total ? done / total : 1 });
-      return !signal?.aborted;
-    });
+    if (previews) {
+      return await model.generate(req, onStep, (done, data, width, height) => { preview = { data, width, height }; });
+    }
+    return await model.generate(req, onStep);
   } catch (e) {
     const err = signal?.aborted ? aborted(signal) : toKilnError(e);
     if (err.code === 'DEVICE_LOST') dropEngine();
@@ -386,10 +397,11 @@ async function generateWith(model, req, onProgress, signal) {
 
 /** A loaded Stable-Diffusion pipeline in this realm. */
 export class DirectSd {
-  constructor(model, adapter) {
+  constructor(model, adapter, previews = false) {
     this.model = model;
     this.adapter = adapter;
     this.kind = 'sd';
+    this.previews = previews;
     this.fromCache = false;
     this.cacheError = null;
     const [w, h] = model.size();
@@ -397,9 +409,13 @@ export class DirectSd {
     this.height = h;
   }
 
-  /** Text to image; `onProgress({ done, total, fraction })` after every step. */
+  /**
+   * Text to image; `onProgress({ done, total, fraction, preview })` after
+   * every step (`preview`: `{ data, width, height }` RGBA when the model was
+   * loaded with `previews` and the request asks for them).
+   */
   generate(req, onProgress, signal) {
-    return generateWith(this.model, req, onProgress, signal);
+    return generateWith(this.model, req, onProgress, signal, !!req.previews);
   }
 
   async encodePrompt(prompt, negative) {

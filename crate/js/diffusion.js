@@ -96,6 +96,8 @@ export class DiffusionModel {
     this.batch = info.batch;
     /** 'terrain' (ONNX UNet) or 'sd' (a diffusers Stable-Diffusion folder). */
     this.kind = info.kind ?? 'terrain';
+    /** Whether steps report TAESD previews (Stable Diffusion, `previews` load option). */
+    this.previews = !!info.previews;
     /** The image size a Stable-Diffusion pipeline was loaded for. */
     this.width = info.width;
     this.height = info.height;
@@ -143,15 +145,21 @@ export class DiffusionModel {
    * seed, initImage, strength, onStep, signal }` → `{ width, height, image:
    * ImageData }`. img2img (`initImage`: an ImageData of the model's size;
    * load with `img2img: true`) runs the last ⌊steps·strength⌋ steps.
-   * `onStep({ done, total, fraction })` after each denoising step; `signal`
-   * aborts (ABORTED) after the step in flight.
+   * `onStep({ done, total, fraction, preview })` after each denoising step
+   * (`preview`: an ImageData of the image the step predicts, decoded by
+   * TAESD, when loaded with `previews`; `previews: false` skips them);
+   * `signal` aborts (ABORTED) after the step in flight.
    */
   async _textToImage(opts, signal) {
     const req = sdRequest(opts);
+    if (this.previews && opts.previews !== false) req.previews = true;
+    const cb = opts.onStep ?? opts.onProgress;
+    // Previews arrive as RGBA bytes (through the worker) and leave as ImageData.
+    const onStep = cb && ((p) => cb(p.preview ? { ...p, preview: new ImageData(new Uint8ClampedArray(p.preview.data), p.preview.width, p.preview.height) } : p));
     this._busy = true;
     const t0 = performance.now();
     try {
-      const r = await this._model.generate(req, opts.onStep ?? opts.onProgress, signal);
+      const r = await this._model.generate(req, onStep, signal);
       this.lastStats = { seconds: (performance.now() - t0) / 1000, steps: req.steps, width: r.width, height: r.height };
       return { width: r.width, height: r.height, image: images(r.image, r.width, r.height, 1)[0] };
     } catch (e) {

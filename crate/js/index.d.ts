@@ -251,6 +251,8 @@ export interface DiffusionLoadOptions {
   guidance?: boolean;
   /** Stable Diffusion: decode with the folder's `taesd/` (AutoencoderTiny). */
   taesd?: boolean;
+  /** Stable Diffusion: also load `taesd/` for step previews (`onStep`'s `preview`). */
+  previews?: boolean;
   /** Stable Diffusion: also load the VAE encoder, for `initImage` (img2img). */
   img2img?: boolean;
 }
@@ -270,7 +272,14 @@ export interface TextToImageRequest {
   /** img2img: how much of the schedule runs, (0, 1] (default 0.8). */
   strength?: number;
   signal?: AbortSignal;
-  onStep?: (p: GenerateProgress) => void;
+  onStep?: (p: StepProgress) => void;
+  /** false: no previews even when the model was loaded with `previews`. */
+  previews?: boolean;
+}
+
+export interface StepProgress extends GenerateProgress {
+  /** The image this step predicts, decoded by TAESD (models loaded with `previews`). */
+  preview?: ImageData;
 }
 
 export interface TextToImageResult {
@@ -280,7 +289,7 @@ export interface TextToImageResult {
 }
 
 export interface GenerateProgress {
-  /** 128×128 tiles denoised so far, of `total` (all maps). */
+  /** 128×128 tiles denoised so far (terrain), or steps done (Stable Diffusion), of `total`. */
   done: number;
   total: number;
   fraction: number;

@@ -141,7 +141,9 @@ export class Kiln {
    * `batch` (128² tiles per network call, default 1); Stable Diffusion:
    * `width`, `height` (default: the model's), `guidance` (false: compile for
    * guidance ≤ 1 only, as SD-Turbo runs), `taesd` (decode with the folder's
-   * `taesd/`), `img2img` (also load the VAE encoder for `initImage`).
+   * `taesd/`), `img2img` (also load the VAE encoder for `initImage`),
+   * `previews` (also load the folder's `taesd/`: each step's `onStep` report
+   * carries `preview`, an ImageData of the image that step predicts).
    */
   static async loadDiffusion(source, opts = {}) {
     if (opts.signal?.aborted) throw aborted(opts.signal);

@@ -28,7 +28,7 @@ async function handle(m) {
       } finally {
         runs.delete(id);
       }
-      reply(id, { ok: true, value: { adapter: model.adapter, fromCache: model.fromCache, cacheError: model.cacheError, batch: model.batch, kind: model.kind, width: model.width, height: model.height } });
+      reply(id, { ok: true, value: { adapter: model.adapter, fromCache: model.fromCache, cacheError: model.cacheError, batch: model.batch, kind: model.kind, width: model.width, height: model.height, previews: model.previews } });
       return;
     }
     if (!model) throw Object.assign(new Error('no model is loaded in this worker'), { code: 'DISPOSED' });

@@ -29,6 +29,8 @@ struct SdLoadOptions {
     taesd: Option<bool>,
     /// Also load the VAE encoder (img2img: `generate({initImage})`).
     img2img: Option<bool>,
+    /// Also load the folder's `taesd/` for step previews.
+    previews: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +102,16 @@ impl Engine {
             sd.load_encoder_from(&mut get, "the model folder", self.backend(), &opts)
                 .map_err(err)?;
         }
+        if o.previews == Some(true) {
+            let mut taesd = |f: &str| get(&format!("taesd/{f}"));
+            sd.load_preview_from(
+                &mut taesd,
+                "the model folder's taesd/",
+                self.backend(),
+                &opts,
+            )
+            .map_err(err)?;
+        }
         Ok(SdModel {
             inner: Rc::new(RefCell::new(Some(sd))),
             size,
@@ -144,11 +156,14 @@ impl SdModel {
     /// initLatents, initImage (RGBA bytes), strength}` → `{width, height,
     /// image: Uint8ClampedArray RGBA}`.
     /// `onStep(done, total)` after every step; returning false aborts.
+    /// `onPreview(done, rgba, width, height)` (models loaded with
+    /// `previews`) before it: the step's predicted image by TAESD.
     #[allow(clippy::await_holding_refcell_ref)]
     pub fn generate(
         &self,
         options: JsValue,
         on_step: js_sys::Function,
+        on_preview: Option<js_sys::Function>,
     ) -> Result<js_sys::Promise, JsValue> {
         let o: SdGenerateOptions = serde_wasm_bindgen::from_value(options).map_err(bad_arg)?;
         let name = o.scheduler.as_deref().unwrap_or("euler");
@@ -158,10 +173,17 @@ impl SdModel {
             ))
         })?;
         // Default guidance: 7.5, or none for a pipeline loaded without it.
-        let (guided, encoder) = {
+        let (guided, encoder, preview) = {
             let sd = claim(&self.inner)?;
-            (sd.unet.graph.batch == 2, sd.encoder.is_some())
+            let scale = sd.preview.as_ref().map(|p| p.cfg.scale());
+            let preview = scale.map(|s| (sd.latent.1 * s, sd.latent.0 * s));
+            (sd.unet.graph.batch == 2, sd.encoder.is_some(), preview)
         };
+        if on_preview.is_some() && preview.is_none() {
+            return Err(bad_arg(
+                "previews need the model loaded with { previews: true }",
+            ));
+        }
         let (w, h) = self.size;
         let init = match o.init_image {
             None => None,
@@ -197,9 +219,28 @@ impl SdModel {
             let mut sd = claim(&inner)?;
             let mut callback_error = None;
             let mut on = progress_fn(&on_step, &mut callback_error);
-            let img = sd.generate_async(&req, &mut on).await;
+            let mut preview_error = None;
+            let img = match (&on_preview, preview) {
+                (Some(f), Some((pw, ph))) => {
+                    let mut show = |done: usize, img: Vec<f32>| {
+                        let rgba = crate::model::sd::pipeline::to_rgba8(&img, (pw, ph));
+                        let args = js_sys::Array::of4(
+                            &(done as f64).into(),
+                            &js_sys::Uint8ClampedArray::from(rgba.as_slice()).into(),
+                            &(pw as f64).into(),
+                            &(ph as f64).into(),
+                        );
+                        if let Err(e) = f.apply(&JsValue::NULL, &args) {
+                            preview_error.get_or_insert(e);
+                        }
+                    };
+                    sd.generate_previewed_async(&req, &mut on, Some(&mut show))
+                        .await
+                }
+                _ => sd.generate_async(&req, &mut on).await,
+            };
             drop(on);
-            if let Some(e) = callback_error {
+            if let Some(e) = callback_error.or(preview_error) {
                 return Err(e);
             }
             let img = img.map_err(err)?;

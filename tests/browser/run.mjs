@@ -771,6 +771,39 @@ test('stable diffusion img2img: text-to-image then initImage at strength 0.6 = t
   await page.context().close();
 });
 
+test('stable diffusion previews: onStep carries each step\'s TAESD image (ImageData); the last = the TAESD-decoded pipeline\'s image', async () => {
+  const page = await harness();
+  const r = await page.evaluate(async ({ dir }) => {
+    const code = (p) => p.then(() => 'no error', (e) => `${e.code}: ${e.message}`);
+    const req = { prompt: 'a red cube on a table', steps: 3, scheduler: 'euler', guidance: 7.5, seed: 4 };
+    const dm = await kiln.Kiln.loadDiffusion(dir, { cache: false, previews: true });
+    const seen = [];
+    let last = null;
+    const g = await dm.generate({ ...req, onStep: (p) => { seen.push([p.done, p.preview instanceof ImageData ? [p.preview.width, p.preview.height] : null]); last = p.preview; } });
+    const skipped = [];
+    await dm.generate({ ...req, previews: false, onStep: (p) => skipped.push(!!p.preview) });
+    await dm.dispose();
+    // The same request decoded by TAESD (64² for the 8² latent).
+    const fast = await kiln.Kiln.loadDiffusion(dir, { cache: false, taesd: true, width: 64, height: 64 });
+    const want = await fast.generate(req);
+    await fast.dispose();
+    const plain = await kiln.Kiln.loadDiffusion(dir, { cache: false, worker: false });
+    const noPreviews = [];
+    await plain.generate({ ...req, steps: 1, onStep: (p) => noPreviews.push('preview' in p) });
+    await plain.dispose();
+    return { seen, size: [g.width, g.height], last: Array.from(last.data), want: Array.from(want.image.data), skipped, noPreviews, previews: dm.previews };
+  }, { dir: '/tests/fixtures/sd/tiny_sd15/' });
+  assert.equal(r.previews, true);
+  assert.deepEqual(r.size, [16, 16]);
+  assert.deepEqual(r.seen, [[1, [64, 64]], [2, [64, 64]], [3, [64, 64]]]);
+  const worst = r.last.reduce((m, v, i) => Math.max(m, Math.abs(v - r.want[i])), 0);
+  console.log(`    previews ${JSON.stringify(r.seen)}; last preview vs the TAESD pipeline: max ${worst} level(s)`);
+  assert.ok(worst <= 1, `${worst} levels`);
+  assert.deepEqual(r.skipped, [false, false, false]);
+  assert.deepEqual(r.noPreviews, [false]);
+  await page.context().close();
+});
+
 test('diffusion demo: a tiny diffusers folder by URL makes an image (screenshot)', async () => {
   const context = await browser.newContext({ viewport: { width: 900, height: 760 } });
   const page = await context.newPage();

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::pipeline::{Decoder, SdUnet, TextEncoder, VaeEncoder};
+use super::pipeline::{Decoder, SdUnet, TaesdDecoder, TextEncoder, VaeEncoder};
 use super::{Component, SdOptions, Unet2dConfig, VaeConfig};
 use crate::backend::Backend;
 use crate::error::KilnError;
@@ -77,6 +77,8 @@ pub struct StableDiffusion {
     pub vae: Decoder,
     /// The VAE encoder, loaded for img2img ([`StableDiffusion::load_encoder`]).
     pub encoder: Option<VaeEncoder>,
+    /// A TAESD decoder for step previews ([`StableDiffusion::load_preview`]).
+    pub preview: Option<TaesdDecoder>,
     pub sched: super::scheduler::SchedConfig,
     /// Latent height and width.
     pub latent: (usize, usize),
@@ -185,6 +187,7 @@ impl StableDiffusion {
             unet,
             vae,
             encoder: None,
+            preview: None,
             sched,
             latent,
             timings: SdTimings::default(),
@@ -313,6 +316,40 @@ impl StableDiffusion {
                 .map_or(0, |e| e.loaded.exe.device_bytes())
     }
 
+    /// Loads a TAESD decoder (an `AutoencoderTiny` folder's `config.json`
+    /// and weights, through `get`) for step previews: [`StableDiffusion::
+    /// generate_previewed_async`] decodes each step's predicted clean
+    /// latents with it (a few ms, where the full VAE takes far longer).
+    pub fn load_preview_from(
+        &mut self,
+        get: &mut FileGetter,
+        place: &str,
+        backend: &dyn Backend,
+        opts: &SdOptions,
+    ) -> Result<(), LoadError> {
+        let c = Component::load("taesd", place, get)?;
+        if !Decoder::is_tiny(&c) {
+            return Err(bad(
+                "preview",
+                format!("{place} is not an AutoencoderTiny (TAESD) folder"),
+            ));
+        }
+        self.preview = Some(TaesdDecoder::load(&c, backend, 1, self.latent, opts)?);
+        Ok(())
+    }
+
+    /// [`StableDiffusion::load_preview_from`] over a folder on disk.
+    pub fn load_preview(
+        &mut self,
+        dir: &Path,
+        backend: &dyn Backend,
+        opts: &SdOptions,
+    ) -> Result<(), LoadError> {
+        let mut get = |f: &str| super::weights::read_in(dir, f);
+        let place = dir.display().to_string();
+        self.load_preview_from(&mut get, place.trim_end_matches('/'), backend, opts)
+    }
+
     /// Runs the request; `on_step(i, steps)` after each step. Returns the
     /// image NCHW `[1, 3, H, W]` in [0, 1].
     pub fn generate(
@@ -330,6 +367,25 @@ impl StableDiffusion {
         req: &TextToImage,
         on_step: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<Vec<f32>, LoadError> {
+        self.generate_previewed_async(req, on_step, None).await
+    }
+
+    /// [`StableDiffusion::generate_async`] with step previews: after each
+    /// step (before `on_step`), `on_preview(done, image)` gets the step's
+    /// predicted clean latents decoded by the preview TAESD (NCHW
+    /// `[1, 3, H, W]` in [0, 1]; the error is typed when none is loaded).
+    pub async fn generate_previewed_async(
+        &mut self,
+        req: &TextToImage,
+        on_step: &mut dyn FnMut(usize, usize) -> bool,
+        mut on_preview: Option<&mut dyn FnMut(usize, Vec<f32>)>,
+    ) -> Result<Vec<f32>, LoadError> {
+        if on_preview.is_some() && self.preview.is_none() {
+            return Err(bad(
+                "preview",
+                "no preview decoder loaded (load_preview)".into(),
+            ));
+        }
         let guided = self.unet.graph.batch == 2;
         if guided != (req.guidance > 1.0) {
             return Err(bad(
@@ -402,7 +458,13 @@ impl StableDiffusion {
                 self.unet.call_async(&scaled, &[t], &context).await?
             };
             let noise = s.needs_noise(i).then(|| rng.normals(n, 1.0));
+            let denoised = on_preview.is_some().then(|| s.denoised(i, &guided_out, &x));
             x = s.step(i, &guided_out, &x, noise.as_deref())?;
+            if let (Some(cb), Some(pv), Some(d)) =
+                (on_preview.as_mut(), self.preview.as_mut(), denoised)
+            {
+                cb(i + 1 - first, pv.decode_async(&d).await?);
+            }
             timings.steps.push(t0.elapsed().as_secs_f64());
             if !on_step(i + 1 - first, req.steps - first) {
                 return Err(LoadError::Cancelled);
