@@ -31,17 +31,25 @@ async function ensureLoaded(guided, img2img = false) {
   if (dm) { await dm.dispose(); dm = null; }
   $('status').textContent = `Loading ${label}…`;
   const t0 = performance.now();
-  dm = await Kiln.loadDiffusion(source, {
+  const opts = {
     guidance: guided,
     img2img,
+    previews: true,
     onProgress: (p) => {
       $('status').textContent = progressText(p, label);
     },
-  });
+  };
+  try {
+    dm = await Kiln.loadDiffusion(source, opts);
+  } catch (e) {
+    // Step previews need the folder's taesd/ (AutoencoderTiny); without it, none.
+    if (!(e.code === 'INVALID_INPUT' && /taesd\//.test(e.message))) throw e;
+    dm = await Kiln.loadDiffusion(source, { ...opts, previews: false });
+  }
   loadedGuidance = guided;
   loadedImg2img = img2img;
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
-  $('status').textContent = `Ready: ${label} (${dm.width}×${dm.height}, loaded in ${secs} s)`;
+  $('status').textContent = `Ready: ${label} (${dm.width}×${dm.height}, loaded in ${secs} s${dm.previews ? ', TAESD previews' : ''})`;
   const a = dm.adapter;
   $('adapter').textContent = `WebGPU: ${a.name || a.backend}`;
   return true;
@@ -61,6 +69,16 @@ async function load(src, name) {
   } finally {
     setBusy(false);
   }
+}
+
+// A step's TAESD preview, scaled to the image's size.
+function showPreview(img) {
+  const c = $('image');
+  c.width = dm.width;
+  c.height = dm.height;
+  const t = new OffscreenCanvas(img.width, img.height);
+  t.getContext('2d').putImageData(img, 0, 0);
+  c.getContext('2d').drawImage(t, 0, 0, c.width, c.height);
 }
 
 async function generate(ev) {
@@ -96,6 +114,7 @@ async function generate(ev) {
       signal: stop.signal,
       onStep: (p) => {
         $('progress').value = p.fraction;
+        if (p.preview) showPreview(p.preview);
         $('stats').textContent = `Generating ${dm.width}×${dm.height}: step ${p.done} / ${p.total}`;
       },
     });
