@@ -13,7 +13,10 @@
 // and sum in registers, the rescale factor to `alpha`) while all stage v
 // (row-major); (4) invocation (rg, cg) rescales and accumulates RT queries
 // × 4 output dims (cg) of p·v. Workgroup memory 20.8 KB (D64: 32.8 KB).
-// f32 throughout, exp of (score − running max) ≤ 0.
+// f32 throughout, exp of (score − running max) ≤ 0. SPLIT (too few
+// (sample, head, query block) workgroups to fill the GPU): workgroup
+// (…, split) walks only keys [split·kchunk, +kchunk) and leaves its
+// unnormalised output, max and sum in `part`; `combine` merges the splits.
 
 struct Params {
     t: u32,
@@ -28,11 +31,22 @@ struct Params {
     o_rs: u32,    // vec4s per token of y (C/4)
     blocks: u32,  // query blocks of BR per (sample, head)
     batch: u32,
+    splits: u32,  // key splits (SPLIT: partials into `part`, then `combine`)
+    kchunk: u32,  // keys per split (a multiple of BC)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+#if SPLIT
+// Per (sample, head, split, query): d/4 vec4s of the unnormalised output,
+// then (after all of them, at ml0()) one (running max, sum, 0, 0).
+@group(0) @binding(3) var<storage, read_write> part: array<vec4<f32>>;
+
+fn ml0() -> u32 {
+    return p.batch * p.heads * p.splits * p.t * (p.d / 4u);
+}
+#endif
 
 const BR: u32 = 64u;
 const BC: u32 = 32u;
@@ -52,10 +66,15 @@ var<workgroup> alpha: array<f32, 64>;       // per query: rescale, then 1/sum
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let id = wid.x + wid.y * nwg.x;
-    if (id >= p.batch * p.heads * p.blocks) {
+    let wgi = wid.x + wid.y * nwg.x;
+    if (wgi >= p.batch * p.heads * p.blocks * p.splits) {
         return;
     }
+    // This workgroup's keys: split sp of the (sample, head)'s.
+    let sp = wgi % p.splits;
+    let id = wgi / p.splits;
+    let kb = sp * p.kchunk;
+    let ke = min(p.t, kb + p.kchunk);
     let blk = id % p.blocks;
     let h = (id / p.blocks) % p.heads;
     let b = id / (p.blocks * p.heads);
@@ -86,7 +105,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // Phase 3 (lid < 64): this query's running max and sum.
     var m = -3.0e38;
     var l = 0.0;
-    for (var k0 = 0u; k0 < p.t; k0 += BC) {
+    for (var k0 = kb; k0 < ke; k0 += BC) {
         // (1) k of keys k0 .. k0 + BC, dim-major.
         for (var i = lid; i < BC * CW; i += 256u) {
             let key = i % BC;
@@ -178,9 +197,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #endif
         workgroupBarrier();
     }
+#if SPLIT
+    // Unnormalised: `combine` weighs the splits by their maxima and sums.
+    let base = ((b * p.heads + h) * p.splits + sp) * p.t + r0;
+    if (lid < BR && r0 + lid < p.t) {
+        part[ml0() + base + lid] = vec4<f32>(m, l, 0.0, 0.0);
+    }
+#else
     if (lid < BR) {
         alpha[lid] = 1.0 / l;
     }
+#endif
     workgroupBarrier();
     if (cg < d4) {
         for (var i = 0u; i < RT; i++) {
@@ -193,8 +220,44 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                     case 3u: { o = o3; }
                     default: {}
                 }
+#if SPLIT
+                part[(base + r) * d4 + cg] = o;
+#else
                 y[(tok0 + r0 + r) * p.o_rs + h * d4 + cg] = o * alpha[r];
+#endif
             }
         }
     }
 }
+
+#if SPLIT
+// y = Σ_s o_s·e^(m_s − m) / Σ_s l_s·e^(m_s − m), m = max_s m_s: an
+// invocation per (sample, token, head, vec4 of the head's dims).
+@compute @workgroup_size(256)
+fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let d4 = p.d / 4u;
+    let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+    if (i >= p.batch * p.t * p.heads * d4) {
+        return;
+    }
+    let x = i % d4;
+    let h = (i / d4) % p.heads;
+    let tok = (i / (d4 * p.heads)) % p.t;
+    let b = i / (d4 * p.heads * p.t);
+    let first = (b * p.heads + h) * p.splits * p.t + tok;
+    var m = -3.0e38;
+    for (var s = 0u; s < p.splits; s++) {
+        m = max(m, part[ml0() + first + s * p.t].x);
+    }
+    var l = 0.0;
+    var o = vec4<f32>(0.0);
+    for (var s = 0u; s < p.splits; s++) {
+        let ml = part[ml0() + first + s * p.t];
+        let w = exp(ml.x - m);
+        l += ml.y * w;
+        o += part[(first + s * p.t) * d4 + x] * w;
+    }
+    y[(b * p.t + tok) * p.o_rs + h * d4 + x] = o / l;
+}
+#endif

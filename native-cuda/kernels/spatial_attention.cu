@@ -105,7 +105,9 @@ extern "C" __global__ void spatial_attention_combine(Params p, Ptrs b) {
 
 // spatial_attention_flash<DM> — the twin of shaders/spatial_attention_flash.wgsl
 // (GPUs, d ≤ DM, d % 4 == 0). Params: t, heads, d, scale, rs, hs, q_b, k_b,
-// v_b, o_rs, blocks, batch (strides in float4s). Bindings: 0 qkv, 1 y. A
+// v_b, o_rs, blocks, batch, splits, kchunk (strides in float4s). Bindings:
+// 0 qkv, 1 y, 2 part (splits > 1: per-split partials, merged by
+// spatial_attention_flash_combine). A
 // block of 256 per (sample, head, 64 queries); keys 32 at a time in four
 // phases (stage k; scores 4 queries × 2 keys per thread; online softmax by
 // threads 0..63 while all stage v; p·v, RT queries × 4 dims per thread).
@@ -119,8 +121,12 @@ __device__ void spatial_attention_flash(const Params& p, const Ptrs& b) {
     const u32 t = p.w[0], heads = p.w[1], d = p.w[2], rs = p.w[4], hs = p.w[5], q_b = p.w[6],
               k_b = p.w[7], v_b = p.w[8], o_rs = p.w[9], blocks = p.w[10], batch = p.w[11];
     const float scale = PF(3);
-    const u32 id = wg_index();
-    if (id >= batch * heads * blocks) return;
+    const u32 splits = p.w[12], kchunk = p.w[13];
+    const u32 wgi = wg_index();
+    if (wgi >= batch * heads * blocks * splits) return;
+    // This block's keys: split sp of the (sample, head)'s.
+    const u32 sp = wgi % splits, id = wgi / splits;
+    const u32 kb = sp * kchunk, ke = min(t, kb + kchunk);
     const float4* qkv = BUF(const float4, 0);
     float4* y = BUF(float4, 1);
     const u32 lid = threadIdx.x;
@@ -142,7 +148,7 @@ __device__ void spatial_attention_flash(const Params& p, const Ptrs& b) {
 #pragma unroll
     for (u32 i = 0; i < RT; i++) o[i] = make_float4(0.f, 0.f, 0.f, 0.f);
     float m = -3.0e38f, l = 0.f;
-    for (u32 k0 = 0; k0 < t; k0 += BC) {
+    for (u32 k0 = kb; k0 < ke; k0 += BC) {
         for (u32 i = lid; i < BC * CW; i += 256u) {
             const u32 key = i % BC, x = i / BC;
             float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
@@ -212,6 +218,21 @@ __device__ void spatial_attention_flash(const Params& p, const Ptrs& b) {
         }
         __syncthreads();
     }
+    if (splits > 1u) {
+        // Unnormalised into binding 2: the combine kernel weighs the splits.
+        float4* part = BUF(float4, 2);
+        const u64 base = ((u64)(bi * heads + h) * splits + sp) * t + r0;
+        const u64 ml0 = (u64)batch * heads * splits * t * d4;
+        if (lid < BR && r0 + lid < t) part[ml0 + base + lid] = make_float4(m, l, 0.f, 0.f);
+        if (cg < d4) {
+#pragma unroll
+            for (u32 i = 0; i < RT; i++) {
+                const u32 r = rg * RT + i;
+                if (r0 + r < t) part[(base + r) * d4 + cg] = o[i];
+            }
+        }
+        return;
+    }
     if (lid < BR) alpha[lid] = 1.f / l;
     __syncthreads();
     if (cg < d4) {
@@ -225,6 +246,35 @@ __device__ void spatial_attention_flash(const Params& p, const Ptrs& b) {
             }
         }
     }
+}
+
+// spatial_attention_flash.wgsl `combine`: y = Σ_s o_s·e^(m_s − m) /
+// Σ_s l_s·e^(m_s − m), m = max_s m_s; a thread per (sample, token, head,
+// float4 of the head's dims).
+extern "C" __global__ void spatial_attention_flash_combine(Params p, Ptrs b) {
+    const u32 t = p.w[0], heads = p.w[1], d = p.w[2], o_rs = p.w[9], batch = p.w[11],
+              splits = p.w[12];
+    const u32 d4 = d / 4u;
+    const u64 i = (u64)wg_index() * 256u + threadIdx.x;
+    if (i >= (u64)batch * t * heads * d4) return;
+    const u32 x = (u32)(i % d4), h = (u32)((i / d4) % heads), tok = (u32)((i / ((u64)d4 * heads)) % t);
+    const u32 bi = (u32)(i / ((u64)d4 * heads * t));
+    const float4* part = BUF(const float4, 2);
+    const u64 ml0 = (u64)batch * heads * splits * t * d4;
+    const u64 first = (u64)(bi * heads + h) * splits * t + tok;
+    float m = -3.0e38f;
+    for (u32 s = 0; s < splits; s++) m = fmaxf(m, part[ml0 + first + (u64)s * t].x);
+    float l = 0.f;
+    float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (u32 s = 0; s < splits; s++) {
+        const float4 ml = part[ml0 + first + (u64)s * t];
+        const float w = expf(ml.x - m);
+        l += ml.y * w;
+        const float4 v = part[(first + (u64)s * t) * d4 + x];
+        o.x += v.x * w; o.y += v.y * w; o.z += v.z * w; o.w += v.w * w;
+    }
+    BUF(float4, 1)[((u64)bi * t + tok) * o_rs + h * d4 + x] =
+        make_float4(o.x / l, o.y / l, o.z / l, o.w / l);
 }
 
 extern "C" __global__ void __launch_bounds__(256) spatial_attention_flash32(Params p, Ptrs b) {

@@ -225,6 +225,11 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
             k("group_norm", format!("group_norm_{e}"), [256, 1, 1])
         }
         ("resample.wgsl", "main") => k("resample", "resample".into(), [256, 1, 1]),
+        ("spatial_attention_flash.wgsl", "combine") => k(
+            "spatial_attention",
+            "spatial_attention_flash_combine".into(),
+            [256, 1, 1],
+        ),
         ("spatial_attention_flash.wgsl", "main") => {
             let dm = if has("D64") { 64 } else { 32 };
             k(

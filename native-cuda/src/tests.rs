@@ -128,6 +128,7 @@ fn every_parity_case_plans_onto_existing_kernels() {
         "conv2d_splitk_sum",
         "spatial_attention_flash32",
         "spatial_attention_flash64",
+        "spatial_attention_flash_combine",
         "optim_accumulate",
         "optim_zero",
         "optim_sq_norm",

@@ -13,9 +13,11 @@
 //!
 //! `out[b, t, hd + j] = Σ_s softmax_s(q_t · k_s · scale) v_s[j]` with
 //! `scale = 1/√d` (guided-diffusion multiplies q and k by `d^-¼` each: the
-//! same product up to rounding). Kernels: on GPUs with `d ≤ 64`, the tiled
-//! FWD kernel of causal attention run non-causally on the packed layout
-//! (`shaders/causal_attention_tiled.wgsl`); otherwise
+//! same product up to rounding). Kernels: on GPUs with `d ≤ 64`, the flash
+//! kernel (`shaders/spatial_attention_flash.wgsl`; keys split and combined
+//! when too few query blocks fill the GPU) or, for a few dozen tokens, the
+//! tiled FWD kernel of causal attention run non-causally on the packed
+//! layout (`shaders/causal_attention_tiled.wgsl`); otherwise
 //! `shaders/spatial_attention.wgsl`, a partial pass (one invocation per query, 64 queries × 32 output dims of
 //! one (sample, head) and one split of the keys per workgroup, K/V staged in
 //! workgroup memory tile by tile, online softmax; the [T, T] score matrix is
@@ -95,8 +97,8 @@ impl Op for SpatialAttention {
         };
         let c = c3 / 3;
         let d = c / self.heads;
-        if let Some(d64) = flash(ctx, b, t, self.heads, d) {
-            return Ok(vec![self.flash(ctx, b, t, c, d, d64)?]);
+        if let Some(f) = flash(ctx, b, t, self.heads, d) {
+            return self.flash(ctx, b, t, c, d, f);
         }
         if !ctx.caps.cpu && d <= 64 && d.is_multiple_of(4) {
             return Ok(vec![self.tiled(ctx, b, t, c, d)?]);
@@ -307,11 +309,25 @@ impl Op for CrossAttention {
     }
 }
 
-/// Whether the flash kernel applies (`Some(d64)`: its D64 build): GPUs,
-/// d ≤ 64 and d % 4 == 0, 256 invocations, workgroup memory for the build
-/// (20.3 KiB for d ≤ 32, 32.3 KiB up to 64), and at least 128 workgroups of
-/// 64 queries (fewer: the tiled kernel's 16-query workgroups fill the GPU).
-fn flash(ctx: &PlanCtx, b: usize, t: usize, heads: usize, d: usize) -> Option<bool> {
+/// How the flash kernel runs: its D64 build, and the key splits.
+#[derive(Clone, Copy, Debug)]
+struct Flash {
+    d64: bool,
+    splits: usize,
+    kchunk: usize,
+}
+
+/// Workgroups that fill the GPU.
+const FILL_WORKGROUPS: usize = 128;
+
+/// Whether the flash kernel applies: GPUs, d ≤ 64 and d % 4 == 0, 256
+/// invocations, workgroup memory for the build (20.3 KiB for d ≤ 32, 32.3
+/// KiB up to 64), and FILL_WORKGROUPS workgroups of 64 queries — or, with
+/// fewer (the terrain UNet at batch 1: 32² tokens, 2 heads, 32 of them),
+/// the keys split until they are (each split ≥ 64 keys, whole 32-key tiles)
+/// and the splits combined. Otherwise (a few dozen tokens) the tiled
+/// kernel's 16-query workgroups.
+fn flash(ctx: &PlanCtx, b: usize, t: usize, heads: usize, d: usize) -> Option<Flash> {
     let c = &ctx.caps;
     let d64 = d > 32;
     let need = if d64 { 33024 } else { 20736 };
@@ -319,9 +335,30 @@ fn flash(ctx: &PlanCtx, b: usize, t: usize, heads: usize, d: usize) -> Option<bo
         && d <= 64
         && d.is_multiple_of(4)
         && c.max_invocations >= 256
-        && c.max_workgroup_storage as usize >= need
-        && b * heads * t.div_ceil(64) >= 128;
-    ok.then_some(d64)
+        && c.max_workgroup_storage as usize >= need;
+    if !ok {
+        return None;
+    }
+    let wgs = b * heads * t.div_ceil(64);
+    if wgs >= FILL_WORKGROUPS {
+        return Some(Flash {
+            d64,
+            splits: 1,
+            kchunk: t,
+        });
+    }
+    let want = FILL_WORKGROUPS.div_ceil(wgs).min(t / 64);
+    // The partials: (d/4 + 1) vec4s per (sample, head, split, token).
+    let bytes = |s: usize| b * heads * s * t * (d / 4 + 1) * 16;
+    if want < 2 || bytes(want) as u64 > c.max_binding_bytes {
+        return None;
+    }
+    let kchunk = t.div_ceil(want).next_multiple_of(32);
+    Some(Flash {
+        d64,
+        splits: t.div_ceil(kchunk),
+        kchunk,
+    })
 }
 
 impl SpatialAttention {
@@ -335,16 +372,23 @@ impl SpatialAttention {
         t: usize,
         c: usize,
         d: usize,
-        d64: bool,
-    ) -> Result<Dispatch> {
+        fl: Flash,
+    ) -> Result<Vec<Dispatch>> {
         let [q, k, v] = self.cols(0, c).map(|x| x / 4);
         let hs = self.cols(1, c)[0] / 4 - q;
         let blocks = t.div_ceil(64);
-        Ok(Dispatch {
+        let mut defines = if fl.d64 { vec!["D64"] } else { vec![] };
+        let mut bindings = vec![Bind::Input(0, 0), Bind::Output];
+        if fl.splits > 1 {
+            defines.push("SPLIT");
+            let bytes = b * self.heads * fl.splits * t * (d / 4 + 1) * 16;
+            bindings.push(Bind::Scratch(0, bytes as u64));
+        }
+        let main = Dispatch {
             shader: "spatial_attention_flash.wgsl",
             entry: "main",
-            defines: if d64 { vec!["D64"] } else { vec![] },
-            bindings: vec![Bind::Input(0, 0), Bind::Output],
+            defines,
+            bindings,
             params: vec![
                 u(t)?,
                 u(self.heads)?,
@@ -358,9 +402,20 @@ impl SpatialAttention {
                 u(c / 4)?,
                 u(blocks)?,
                 u(b)?,
+                u(fl.splits)?,
+                u(fl.kchunk)?,
             ],
-            groups: grid(b * self.heads * blocks, ctx.caps)?,
-        })
+            groups: grid(b * self.heads * blocks * fl.splits, ctx.caps)?,
+        };
+        if fl.splits == 1 {
+            return Ok(vec![main]);
+        }
+        let combine = Dispatch {
+            entry: "combine",
+            groups: grid((b * t * self.heads * (d / 4)).div_ceil(256), ctx.caps)?,
+            ..main.clone()
+        };
+        Ok(vec![main, combine])
     }
 
     /// GPUs with d ≤ 64: the tiled attention kernel of causal attention
