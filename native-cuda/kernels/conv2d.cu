@@ -88,6 +88,16 @@ __device__ __forceinline__ float4 gather4(const Params& p, const float* x, u32 x
     return make_float4(v[0], v[1], v[2], v[3]);
 }
 
+// The 32- and 64-tile kernels' x group g of pixel xm: through the cursor
+// (which then moves `step` along K) when Cin % 4 == 0, else gathered.
+__device__ __forceinline__ float4 gather_step(const Params& p, const float* x, ImRow<1>& row,
+                                              bool vec, u32 xm, u32 g, u32 step) {
+    if (!vec) return gather4(p, x, xm, g);
+    const float4 v = row.load(p, 0u);
+    row.next(p, step);
+    return v;
+}
+
 template <class D>
 __device__ void conv2d(const Params& p, const Ptrs& b) {
     __shared__ float xs[32 * 33];
@@ -108,13 +118,7 @@ __device__ void conv2d(const Params& p, const Ptrs& b) {
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     for (u32 k0 = 0; k0 < k; k0 += 32u) {
         u32 g = k0 / 4u + lg;
-        float4 xv;
-        if (vec) {
-            xv = row.load(p, 0u);
-            row.next(p, 32u);
-        } else {
-            xv = gather4(p, x, xm, g);
-        }
+        const float4 xv = gather_step(p, x, row, vec, xm, g, 32u);
         float4 wv = make_float4(0.f, 0.f, 0.f, 0.f);
         if (r0 + lr < rows && 4u * g < k) wv = D::w4(W, r0 + lr, k, g);
         tile_store(xs, ws, lr, lg, xv, wv);
@@ -158,13 +162,7 @@ __device__ void conv2d64(const Params& p, const Ptrs& b) {
     for (u32 i = 0; i < 16u; i++) acc[i] = 0.f;
     for (u32 k0 = 0; k0 < k; k0 += 16u) {
         u32 g = k0 / 4u + lg;
-        float4 xv;
-        if (vec) {
-            xv = row.load(p, 0u);
-            row.next(p, 16u);
-        } else {
-            xv = gather4(p, x, xm, g);
-        }
+        const float4 xv = gather_step(p, x, row, vec, xm, g, 16u);
         float4 wv = make_float4(0.f, 0.f, 0.f, 0.f);
         if (r0 + lr < rows && 4u * g < k) wv = D::w4(W, r0 + lr, k, g);
         tile64_store(xs, ws, lr, lg, xv, wv);

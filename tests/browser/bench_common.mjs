@@ -51,3 +51,12 @@ export function launchChromium() {
   return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--enable-unsafe-webgpu', '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update'] });
 }
+
+/** A new page of `browser` on the test harness, its errors (all output with VERBOSE) logged to `log`. */
+export async function harnessPage(browser, origin, log) {
+  const page = await browser.newPage();
+  page.on('console', (m) => { if (process.env.VERBOSE || m.type() === 'error') log(`[page ${m.type()}] ${m.text()}`); });
+  await page.goto(`${origin}/tests/browser/harness.html`);
+  await page.waitForFunction(() => window.harnessReady === true);
+  return page;
+}

@@ -10,7 +10,7 @@
 //   node tests/browser/bench_sd.mjs [--runs 2] [--size 256] [--previews]
 // Needs pkg/ built (tools/build_pkg.sh).
 import { cpus } from 'node:os';
-import { here, serve, launchChromium } from './bench_common.mjs';
+import { here, serve, launchChromium, harnessPage } from './bench_common.mjs';
 
 const argv = process.argv.slice(2);
 const opt = (k, d) => { const i = argv.indexOf(k); return i >= 0 ? argv[i + 1] : d; };
@@ -23,10 +23,7 @@ const { server, origin } = await serve('/unused/', here);
 const browser = await launchChromium();
 
 async function run(folder, guided, steps) {
-  const page = await browser.newPage();
-  page.on('console', (m) => { if (process.env.VERBOSE || m.type() === 'error') log(`[page ${m.type()}] ${m.text()}`); });
-  await page.goto(`${origin}/tests/browser/harness.html`);
-  await page.waitForFunction(() => window.harnessReady === true);
+  const page = await harnessPage(browser, origin, log);
   const r = await page.evaluate(async ({ dir, size, guided, steps, runs, previews }) => {
     const t0 = performance.now();
     const dm = await window.kiln.Kiln.loadDiffusion(dir, { cache: false, width: size, height: size, guidance: guided, previews });

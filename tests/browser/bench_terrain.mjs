@@ -11,7 +11,7 @@
 // installs onnxruntime-web (npm, not saved) on first use.
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { here, peerPackage, serve, launchChromium } from './bench_common.mjs';
+import { here, peerPackage, serve, launchChromium, harnessPage } from './bench_common.mjs';
 
 const argv = process.argv.slice(2);
 const opt = (k, d) => { const i = argv.indexOf(k); return i >= 0 ? argv[i + 1] : d; };
@@ -29,13 +29,7 @@ const ortDir = ENGINES.some((e) => e.startsWith('ort'))
 const { server, origin } = await serve('/ort/', ortDir);
 const browser = await launchChromium();
 
-async function freshPage() {
-  const page = await browser.newPage();
-  page.on('console', (m) => { if (process.env.VERBOSE || m.type() === 'error') log(`[page ${m.type()}] ${m.text()}`); });
-  await page.goto(`${origin}/tests/browser/harness.html`);
-  await page.waitForFunction(() => window.harnessReady === true);
-  return page;
-}
+const freshPage = () => harnessPage(browser, origin, log);
 
 async function kiln(batch) {
   const page = await freshPage();

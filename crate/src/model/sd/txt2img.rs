@@ -13,6 +13,14 @@ use crate::loader::LoadError;
 use crate::model::sd::weights::FileGetter;
 use crate::tokenizer::clip::ClipTokenizer;
 
+/// `load(get, place)` with a file getter over folder `dir` and its name for
+/// messages: the on-disk form of the `*_from` loaders.
+fn on_disk<T>(dir: &Path, load: impl FnOnce(&mut FileGetter, &str) -> T) -> T {
+    let mut get = |f: &str| super::weights::read_in(dir, f);
+    let place = dir.display().to_string();
+    load(&mut get, place.trim_end_matches('/'))
+}
+
 fn bad(name: &str, detail: String) -> LoadError {
     LoadError::Kiln(KilnError::BadInput {
         name: name.into(),
@@ -228,9 +236,9 @@ impl StableDiffusion {
         backend: &dyn Backend,
         opts: &SdOptions,
     ) -> Result<(), LoadError> {
-        let mut get = |f: &str| super::weights::read_in(dir, f);
-        let place = dir.display().to_string();
-        self.load_encoder_from(&mut get, place.trim_end_matches('/'), backend, opts)
+        on_disk(dir, |get, place| {
+            self.load_encoder_from(get, place, backend, opts)
+        })
     }
 
     /// The text encoder's input: the negative prompt's ids first when the
@@ -345,9 +353,9 @@ impl StableDiffusion {
         backend: &dyn Backend,
         opts: &SdOptions,
     ) -> Result<(), LoadError> {
-        let mut get = |f: &str| super::weights::read_in(dir, f);
-        let place = dir.display().to_string();
-        self.load_preview_from(&mut get, place.trim_end_matches('/'), backend, opts)
+        on_disk(dir, |get, place| {
+            self.load_preview_from(get, place, backend, opts)
+        })
     }
 
     /// Runs the request; `on_step(i, steps)` after each step. Returns the
