@@ -22,7 +22,9 @@
 #   sd21   SD 2.1's configuration at 768² (latent 96): module check
 #   terrain  the terrain UNet (carry .device/terrain.onnx.xz): kiln-parity
 #          diffuse (check + batch 1 and 64), the per-kernel profiles at batch 1 and 64, and
-#          PyTorch eager / CUDA graphs in the same run
+#          PyTorch eager / CUDA graphs in the same run (NO_TORCH=1 skips them);
+#          TERRAIN_ENVS="- KILN_X=1" repeats Kiln's part per environment
+#          setting ("-": none). OPS_ENV likewise sets the ops stage's.
 # Results: $OUT/summary.txt grows line by line (it comes back even when the
 # call is cut off); every log goes into $OUT/sd.tgz at the end.
 set -uo pipefail
@@ -58,7 +60,7 @@ gen() { # MODEL LATENT: a random-weight folder at the model's real configuration
 }
 
 if want ops; then
-  timeout 240 $K ops --iters 0 --adapter nvidia --filter "${OPS_FILTER:-}" > "$R/ops.txt" 2>&1
+  env ${OPS_ENV:-} timeout 240 $K ops --iters 0 --adapter nvidia --filter "${OPS_FILTER:-}" > "$R/ops.txt" 2>&1
   echo "ops exit $?" >> "$R/ops.txt"; tail -2 "$R/ops.txt" >> "$S"
 fi
 if want turbo; then
@@ -84,14 +86,22 @@ if want terrain; then
   T=/root/kiln/terrain.onnx
   [ -f $T ] || xz -dc .device/terrain.onnx.xz > $T
   mkdir -p models && ln -sf $T models/terrain_consistency_unet_difficulty100.onnx
-  timeout 200 $K diffuse --no-cpu --adapter nvidia --bench 1,64 --iters 10 > "$R/terrain.txt" 2> "$R/terrain.err"
-  echo "diffuse exit $?" >> "$R/terrain.err"
-  tail -4 "$R/terrain.txt" >> "$S"; note "^split|exit|rror" "$R/terrain.err"
-  timeout 150 $K diffuse --no-cpu --adapter nvidia --bench 1,64 --iters 3 --profile \
-    > /dev/null 2> "$R/terrain-profile.txt"
-  note "^(profile|  )" "$R/terrain-profile.txt"
-  timeout 150 python3 tools/terrain_torch_bench.py --model models/terrain_consistency_unet_difficulty100.onnx \
-    --bench --device cuda --batches 1,64 --iters 20 --modes eager,cudagraph > "$R/terrain-torch.json" 2> "$R/terrain-torch.err"
-  echo "torch exit $?" >> "$R/terrain-torch.err"; tail -c 1500 "$R/terrain-torch.json" >> "$S"
+  # TERRAIN_ENVS: one Kiln run per entry, each an environment setting
+  # ("-" for none), e.g. "- KILN_CONV_BIG=8" to race two kernel variants.
+  for v in ${TERRAIN_ENVS:--}; do
+    sfx=${v//[^A-Za-z0-9]/}; [ "$v" = - ] && { v=; sfx=; }
+    echo "terrain run ${v:-default}" >> "$S"
+    env $v timeout 200 $K diffuse --no-cpu --adapter nvidia --bench 1,64 --iters 10 > "$R/terrain$sfx.txt" 2> "$R/terrain$sfx.err"
+    echo "diffuse exit $?" >> "$R/terrain$sfx.err"
+    tail -4 "$R/terrain$sfx.txt" >> "$S"; note "^split|exit|rror" "$R/terrain$sfx.err"
+    env $v timeout 150 $K diffuse --no-cpu --adapter nvidia --bench 1,64 --iters 3 --profile \
+      > /dev/null 2> "$R/terrain-profile$sfx.txt"
+    note "^(profile|  )" "$R/terrain-profile$sfx.txt"
+  done
+  if [ -z "${NO_TORCH:-}" ]; then
+    timeout 150 python3 tools/terrain_torch_bench.py --model models/terrain_consistency_unet_difficulty100.onnx \
+      --bench --device cuda --batches 1,64 --iters 20 --modes eager,cudagraph > "$R/terrain-torch.json" 2> "$R/terrain-torch.err"
+    echo "torch exit $?" >> "$R/terrain-torch.err"; tail -c 1500 "$R/terrain-torch.json" >> "$S"
+  fi
 fi
 tar czf "$OUT/sd.tgz" -C "$R" .
