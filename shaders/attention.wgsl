@@ -3,7 +3,8 @@
 //
 // attn_rows / attn_split bindings: 0 params, 1 q: array<f32> [t, hq, d],
 //   2 k, 3 v: [hkv, cap, d] (array<f32>, or f16 pairs in array<u32> with
-//   KV_F16), 4 syms: array<u32>, 5 out: attn_rows → y [t, hq·d];
+//   KV_F16; keys as vec4 with KV_VEC4, f32 and d % 4 == 0), 4 syms:
+//   array<u32>, 5 out: attn_rows → y [t, hq·d];
 //   attn_split → partials [t·hq, ns, d+2] = (max, sum, Σ p·v).
 // attn_combine bindings (COMBINE): 0 params, 1 partials, 2 y.
 // Dispatch: attn_rows one workgroup of 64 per (token, head), folded by
@@ -30,6 +31,12 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> part: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
+// Split s's weight exp(m_s − max) (0 for an empty split), one per invocation.
+var<workgroup> ws: array<f32, WG>;
+
+// One invocation per split reads its (max, sum) and weight in parallel (the
+// splits' partials were just written by attn_split: a serial walk over them
+// waited on memory 2·ns times); then each head dim adds the weighted sums.
 @compute @workgroup_size(64)
 fn attn_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
@@ -39,23 +46,31 @@ fn attn_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     }
     let stride = p.d + 2u;
     let base = row * p.ns * stride;
-    var mx = -3.0e38;
-    for (var s = 0u; s < p.ns; s++) {
-        if (part[base + s * stride + 1u] > 0.0) {
-            mx = max(mx, part[base + s * stride]);
+    var ms = -3.0e38;
+    var ls = 0.0;
+    if (lid < p.ns) {
+        ls = part[base + lid * stride + 1u];
+        if (ls > 0.0) {
+            ms = part[base + lid * stride];
         }
     }
-    var l = 0.0;
+    let mx = wg_max(ms, lid);
+    var w = 0.0;
+    if (ls > 0.0) {
+        w = exp(ms - mx);
+    }
+    ws[lid] = w;
+    // wg_sum's barriers also publish ws.
+    let l = wg_sum(w * ls, lid);
     var acc = vec4<f32>(0.0);
     for (var s = 0u; s < p.ns; s++) {
-        let o = base + s * stride;
-        if (part[o + 1u] > 0.0) {
-            let w = exp(part[o] - mx);
-            l += w * part[o + 1u];
+        let ww = ws[s];
+        if (ww > 0.0) {
+            let o = base + s * stride + 2u;
             for (var i = 0u; i < 4u; i++) {
                 let c = lid + WG * i;
                 if (c < p.d) {
-                    acc[i] += w * part[o + 2u + c];
+                    acc[i] += ww * part[o + c];
                 }
             }
         }
@@ -77,6 +92,13 @@ fn k_at(e: u32) -> f32 {
 }
 fn v_at(e: u32) -> f32 {
     return unpack2x16float(vc[e >> 1u] >> ((e & 1u) << 4u)).x;
+}
+#elif KV_VEC4
+// f32 cache, d % 4 == 0: keys read 4 dims per load.
+@group(0) @binding(2) var<storage, read> kc: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> vc: array<f32>;
+fn v_at(e: u32) -> f32 {
+    return vc[e];
 }
 #else
 @group(0) @binding(2) var<storage, read> kc: array<f32>;
@@ -122,9 +144,16 @@ fn attend(qi: u32, kvh: u32, j0: u32, j1: u32, lid: u32) -> State {
         if (j < j1) {
             let kb = (kvh * p.cap + j) * p.d;
             var dot_qk = 0.0;
+#if KV_VEC4
+            for (var c = 0u; c < p.d; c += 4u) {
+                let qv = vec4<f32>(qs[c], qs[c + 1u], qs[c + 2u], qs[c + 3u]);
+                dot_qk += dot(qv, kc[(kb + c) >> 2u]);
+            }
+#else
             for (var c = 0u; c < p.d; c++) {
                 dot_qk += qs[c] * k_at(kb + c);
             }
+#endif
             s = dot_qk;
         }
         let m_new = max(st.m, wg_max(s, lid));

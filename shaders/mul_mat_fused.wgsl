@@ -44,6 +44,45 @@ fn xraw(m: u32, c: u32) -> f32 {
     return 0.0;
 }
 
+#if XS
+// Decode (m = 1, k % 4 == 0) with subgroups: the workgroup normalises x once
+// into workgroup memory (zero-filled to the last whole 32-block) and every
+// row's dot products read it there: no norm weight loads or multiplies per
+// row, and x read from global memory once per workgroup.
+#if XS_4K
+const XS4: u32 = 1024u;
+#else
+const XS4: u32 = 256u;
+#endif
+var<workgroup> xs: array<vec4<f32>, XS4>;
+
+fn x4(m: u32, g: u32) -> vec4<f32> {
+    return xs[g];
+}
+
+fn load_xs(lid: u32) {
+    let n4 = p.k / 4u;
+    let nb4 = ((p.k + 31u) / 32u) * 8u;
+    var ss = 0.0;
+    for (var i = lid; i < nb4; i += WG) {
+        var v = vec4<f32>(0.0);
+        if (i < n4) {
+            v = vec4<f32>(x[4u * i], x[4u * i + 1u], x[4u * i + 2u], x[4u * i + 3u]);
+        }
+        xs[i] = v;
+        ss += dot(v, v);
+    }
+    let total = wg_sum(ss, lid);
+    if (p.has_norm != 0u) {
+        let r = inv_rms(total);
+        for (var i = lid; i < n4; i += WG) {
+            let w = vec4<f32>(nw[4u * i], nw[4u * i + 1u], nw[4u * i + 2u], nw[4u * i + 3u]);
+            xs[i] = xs[i] * r * w;
+        }
+    }
+    workgroupBarrier();
+}
+#else
 fn x4(m: u32, g: u32) -> vec4<f32> {
     let c = 4u * g;
     let base = m * p.k + c;
@@ -64,6 +103,8 @@ fn x4(m: u32, g: u32) -> vec4<f32> {
     }
     return v * inv[m % MMAX] * w;
 }
+
+#endif
 
 // Σ x² over the elements start, start+stride, … of row m.
 fn sumsq(m: u32, start: u32, stride: u32) -> f32 {
@@ -128,12 +169,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let sgs = subgroupAdd(1u);
     let sg = lid / sgs;
     let lane = lid % sgs;
+#if XS
+    load_xs(lid);
+#else
     for (var m = 0u; m < p.m; m++) {
         inv[m] = 1.0;
         if (p.has_norm != 0u) {
             inv[m] = inv_rms(subgroupAdd(sumsq(m, lane, sgs)));
         }
     }
+#endif
     let rows_wg = p.rows_per_wg;
     let c0 = (wid.x + wid.y * nwg.x) * rows_wg;
     let nu = (p.k + 31u) / 32u;

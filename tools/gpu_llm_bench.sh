@@ -6,24 +6,51 @@
 # copies them; this script joins them the same way). Writes under $OUT:
 #   llm_graphs.txt     kiln-parity bench (wgpu and CUDA; CUDA replays graphs)
 #   llm_nographs.txt   the same with KILN_CUDA_GRAPHS=0 (CUDA only)
-# A Kiln-only comparison: llama.cpp is not built here (issue 14's same-run
-# tables need ../shared/peers/llamacpp/).
+#   kiln_unfused.txt / kiln_fused.txt   `kiln bench --profile` (wgpu; carry
+#                      .device/kiln.xz): dispatches and host encode time per
+#                      decode step, GPU time per kernel from timestamps
+#   llamacpp_vulkan.txt  llama-bench (Vulkan) on the same file when
+#                      .peers/llama-bench-vulkan.xz is carried
+#                      (../shared/peers/llamacpp/)
+# Parts: a call with STAGE=parts only copies the carried .device/smol/part*
+# to /root/kiln (they stay while the machine is warm).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /root/kiln
 SMOL=/root/kiln/smollm2.gguf
+if [ "${STAGE:-}" = parts ]; then cp .device/smol/part* /root/kiln/; ls -la /root/kiln; exit 0; fi
+[ -d .device/smol ] && cp .device/smol/part* /root/kiln/
 if [ ! -f $SMOL ]; then
   cat /root/kiln/part00 /root/kiln/part01 /root/kiln/part02 > $SMOL 2>/dev/null
-  echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $SMOL" | sha256sum -c || exit 1
+  echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $SMOL" | sha256sum -c || { rm -f $SMOL; exit 1; }
 fi
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+if [ -f .device/kiln.xz ]; then
+  xz -dc .device/kiln.xz > /root/kiln/kiln && chmod +x /root/kiln/kiln
+  for f in unfused fused; do
+    flag=; [ $f = fused ] && flag=--fused
+    timeout 200 /root/kiln/kiln bench --model $SMOL --prefill 512 --decode 128 --reps 5 --adapter nvidia \
+      --profile $flag > "$OUT/kiln_$f.txt" 2>&1; echo "exit $?" >> "$OUT/kiln_$f.txt"
+    # As llama-bench's tg128: 128 tokens decoded from an (almost) empty context.
+    timeout 200 /root/kiln/kiln bench --model $SMOL --prefill 2 --decode 128 --reps 5 --adapter nvidia \
+      $flag > "$OUT/kiln_${f}_tg128.txt" 2>&1; echo "exit $?" >> "$OUT/kiln_${f}_tg128.txt"
+  done
+fi
+if [ -f .peers/llama-bench-vulkan.xz ]; then
+  xz -dc .peers/llama-bench-vulkan.xz > /root/kiln/llama-bench-vulkan && chmod +x /root/kiln/llama-bench-vulkan
+  timeout 200 /root/kiln/llama-bench-vulkan -m $SMOL -ngl 99 -p 512 -n 128 -r 5 \
+    > "$OUT/llamacpp_vulkan.txt" 2>&1; echo "exit $?" >> "$OUT/llamacpp_vulkan.txt"
+fi
+[ -n "${NO_PARITY:-}" ] && exit 0
 xz -dc .device/kiln-parity.xz > /root/kiln/kiln-parity && chmod +x /root/kiln/kiln-parity
 K=/root/kiln/kiln-parity
 timeout 240 $K bench --model $SMOL --prefill 512 --decode 128 --reps 5 --adapter nvidia \
   > "$OUT/llm_graphs.txt" 2>&1; echo "exit $?" >> "$OUT/llm_graphs.txt"
+timeout 240 $K bench --model $SMOL --prefill 2 --decode 128 --reps 5 --adapter nvidia \
+  > "$OUT/llm_graphs_tg128.txt" 2>&1; echo "exit $?" >> "$OUT/llm_graphs_tg128.txt"
 KILN_CUDA_GRAPHS=0 timeout 240 $K bench --model $SMOL --prefill 512 --decode 128 --reps 5 --adapter nvidia \
   > "$OUT/llm_nographs.txt" 2>&1; echo "exit $?" >> "$OUT/llm_nographs.txt"
 tail -15 "$OUT/llm_graphs.txt" "$OUT/llm_nographs.txt"

@@ -111,32 +111,41 @@ extern "C" __global__ void attn_rows_f16(Params p, Ptrs b) { attn_rows<KvF16>(p,
 extern "C" __global__ void attn_split_f32(Params p, Ptrs b) { attn_split<KvF32>(p, b); }
 extern "C" __global__ void attn_split_f16(Params p, Ptrs b) { attn_split<KvF16>(p, b); }
 
+// One thread per split reads its (max, sum) and weight in parallel (as the
+// WGSL twin); then each head dim adds the weighted sums.
 extern "C" __global__ void attn_combine(Params p, Ptrs b) {
+    __shared__ float ws[64];
     const u32 t = p.w[0], hq = p.w[1], d = p.w[3], ns = p.w[7];
     u32 row = wg_index();
     if (row >= t * hq) return;
     const float* part = BUF(const float, 0);
     float* y = BUF(float, 1);
+    const u32 lid = threadIdx.x;
     u32 stride = d + 2u;
     u64 base = (u64)row * ns * stride;
-    float mx = -3.0e38f;
-    for (u32 s = 0; s < ns; s++)
-        if (part[base + s * stride + 1u] > 0.0f) mx = fmaxf(mx, part[base + s * stride]);
-    float l = 0.0f;
+    float ms = -3.0e38f, ls = 0.0f;
+    if (lid < ns) {
+        ls = part[base + (u64)lid * stride + 1u];
+        if (ls > 0.0f) ms = part[base + (u64)lid * stride];
+    }
+    float mx = block_max<64>(ms);
+    float w = ls > 0.0f ? expf(ms - mx) : 0.0f;
+    ws[lid] = w;
+    float l = block_sum<64>(w * ls);
+    __syncthreads();
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     for (u32 s = 0; s < ns; s++) {
-        u64 o = base + s * stride;
-        if (part[o + 1u] > 0.0f) {
-            float w = expf(part[o] - mx);
-            l += w * part[o + 1u];
+        float ww = ws[s];
+        if (ww > 0.0f) {
+            u64 o = base + (u64)s * stride + 2u;
             for (u32 i = 0; i < 4u; i++) {
-                u32 c = threadIdx.x + 64u * i;
-                if (c < d) acc[i] += w * part[o + 2u + c];
+                u32 c = lid + 64u * i;
+                if (c < d) acc[i] += ww * part[o + c];
             }
         }
     }
     for (u32 i = 0; i < 4u; i++) {
-        u32 c = threadIdx.x + 64u * i;
+        u32 c = lid + 64u * i;
         if (c < d) y[(u64)row * d + c] = acc[i] / l;
     }
 }

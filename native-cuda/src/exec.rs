@@ -396,6 +396,10 @@ impl Executable for CudaExecutable {
         Ok(out.finish())
     }
 
+    fn dispatches(&self, p: usize) -> usize {
+        self.steps.get(p).map_or(0, Vec::len)
+    }
+
     fn device_bytes(&self) -> u64 {
         self.bytes
     }

@@ -80,6 +80,12 @@ pub trait Executable {
         Ok(Vec::new())
     }
 
+    /// Kernel launches (dispatches) one run of program `p` makes (0 where a
+    /// backend does not count them).
+    fn dispatches(&self, _p: usize) -> usize {
+        0
+    }
+
     /// Bytes of device memory this executable holds (buffers of all kinds).
     fn device_bytes(&self) -> u64;
 

@@ -150,6 +150,8 @@ impl Op for Attention {
         ];
         let kv = if k.dtype == DType::F16 {
             vec!["KV_F16"]
+        } else if d % 4 == 0 {
+            vec!["KV_VEC4"]
         } else {
             vec![]
         };

@@ -168,10 +168,21 @@ impl Op for FusedMatMul {
             let (defines, per) = if ctx.caps.cpu {
                 (vec![weight_define(w.dtype), "ROW_PER_THREAD"], 64)
             } else if ctx.caps.subgroups {
-                (
-                    vec![weight_define(w.dtype)],
-                    ctx.caps.gemv_rows_per_workgroup(),
-                )
+                let mut d = vec![weight_define(w.dtype)];
+                // Decode: x normalised once per workgroup in workgroup memory
+                // (4 or 16 KiB, plus the reduction's 256 bytes).
+                let xs = if k <= 1024 { 4096 } else { 16384 };
+                if m == 1
+                    && k % 4 == 0
+                    && k <= 4096
+                    && ctx.caps.max_workgroup_storage as usize >= xs + 256
+                {
+                    d.push("XS");
+                    if k > 1024 {
+                        d.push("XS_4K");
+                    }
+                }
+                (d, ctx.caps.gemv_rows_per_workgroup())
             } else {
                 (vec![weight_define(w.dtype)], 1)
             };

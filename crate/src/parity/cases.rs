@@ -751,5 +751,24 @@ fn mul_mat_fused(rng: &mut Rng) -> Result<Vec<Case>> {
             }
         }
     }
+    // Decode rows wider than 1024 (the 16 KiB workgroup copy of x on GPUs
+    // with subgroups): f32 with a partial last 32-block, and Q8_0.
+    for (dtype, k) in [(DType::F32, 1100), (DType::Q8_0, 1088)] {
+        let mut b = B::new(rng);
+        let x = b.input(&[1, k], DType::F32, 1.5)?;
+        let w = b.weight(&[2 * 9, k], dtype, 1.0 / (k as f32).sqrt())?;
+        let nw = b.weight(&[k], DType::F32, 1.0)?;
+        let y = b.g.matmul_fused(
+            x,
+            w,
+            Fusion {
+                norm: Some((nw, 1e-5)),
+                glu: true,
+                residual: None,
+            },
+        )?;
+        let desc = format!("m1 n9 k{k} norm glu");
+        out.push(b.case("mul_mat_fused", dtype, desc, y, vec![], MATMUL)?);
+    }
     Ok(out)
 }

@@ -313,10 +313,95 @@ impl WgpuExecutable {
         })
     }
 
-    /// Runs program `p` one dispatch per submit, waiting for each, and
-    /// returns the wall time per kernel label (a profile: dispatch overhead
-    /// is included, so totals exceed a normal run).
+    /// GPU time per kernel label of one run of program `p`: from timestamps
+    /// written between the dispatches of one pass (as in a normal run: each
+    /// kernel's time includes waiting for the one before it) when the adapter
+    /// has them, else one dispatch per submit, waiting for each (the wall
+    /// time then includes each submit's overhead: totals exceed a normal run).
     fn profile_steps(
+        &mut self,
+        p: usize,
+        syms: &[u32],
+    ) -> Result<Vec<(String, f64, usize)>, BackendError> {
+        // A query set holds at most 4096 timestamps.
+        if self.ctx.timestamps && self.steps[p].len() < 4096 {
+            return self.profile_stamped(p, syms);
+        }
+        self.profile_submits(p, syms)
+    }
+
+    fn profile_stamped(
+        &mut self,
+        p: usize,
+        syms: &[u32],
+    ) -> Result<Vec<(String, f64, usize)>, BackendError> {
+        self.graph.check_syms(p, syms)?;
+        if !syms.is_empty() {
+            let bytes: Vec<u8> = syms.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.ctx.queue.write_buffer(&self.syms_buf, 0, &bytes);
+        }
+        let steps = &self.steps[p];
+        let n = steps.len() as u32 + 1;
+        let dev = &self.ctx.device;
+        let set = dev.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("kiln profile"),
+            ty: wgpu::QueryType::Timestamp,
+            count: n,
+        });
+        let bytes = 8 * n as u64;
+        let resolve = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln profile resolve"),
+            size: bytes,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln profile read"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = dev.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for (i, s) in steps.iter().enumerate() {
+                pass.write_timestamp(&set, i as u32);
+                pass.set_pipeline(&s.pipeline.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+            }
+            pass.write_timestamp(&set, n - 1);
+        }
+        enc.resolve_query_set(&set, 0..n, &resolve, 0);
+        enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
+        self.ctx.queue.submit([enc.finish()]);
+        let slice = staging.slice(..);
+        slice.map_async(wgpu::MapMode::Read, |_| {});
+        dev.poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: None,
+        })
+        .map_err(|e| BackendError::DeviceLost(e.to_string()))?;
+        self.ctx.take_error()?;
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| BackendError::Validation(e.to_string()))?;
+        let ticks: Vec<u64> = view
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+            .collect();
+        drop(view);
+        staging.unmap();
+        let period = self.ctx.queue.get_timestamp_period() as f64 * 1e-9;
+        let mut out = crate::backend::KernelProfile::default();
+        for (s, w) in steps.iter().zip(ticks.windows(2)) {
+            out.add(&s.label, w[1].saturating_sub(w[0]) as f64 * period);
+        }
+        Ok(out.finish())
+    }
+
+    /// The profile with one dispatch per submit, waiting for each.
+    fn profile_submits(
         &mut self,
         p: usize,
         syms: &[u32],
@@ -481,6 +566,10 @@ impl Executable for WgpuExecutable {
         }
         self.ctx.queue.submit([enc.finish()]);
         self.ctx.take_error()
+    }
+
+    fn dispatches(&self, p: usize) -> usize {
+        self.steps.get(p).map_or(0, Vec::len)
     }
 
     fn device_bytes(&self) -> u64 {

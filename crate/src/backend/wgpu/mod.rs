@@ -135,6 +135,8 @@ pub struct GpuContext {
     allocated: std::sync::atomic::AtomicU64,
     budget: Option<u64>,
     unchecked: bool,
+    /// Timestamp queries inside compute passes are enabled.
+    pub timestamps: bool,
 }
 
 impl GpuContext {
@@ -152,7 +154,14 @@ impl GpuContext {
         };
         let info = adapter.get_info();
         let offered = adapter.features();
-        let features = offered & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP);
+        // Timestamps between dispatches (native adapters) time each kernel
+        // of a profile inside one pass, with no per-submit overhead.
+        let stamps =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        let mut features = offered & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP);
+        if offered.contains(stamps) {
+            features |= stamps;
+        }
         let limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -214,6 +223,7 @@ impl GpuContext {
             budget: opts.max_device_bytes,
             unchecked: opts.unchecked_shaders
                 || std::env::var("KILN_WGPU_UNCHECKED").is_ok_and(|v| v == "1"),
+            timestamps: features.contains(stamps),
         })
     }
 

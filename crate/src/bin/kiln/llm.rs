@@ -494,8 +494,11 @@ pub fn bench(a: BenchArgs) -> Res {
     let steps = a.decode.min(m.llm.max_ctx() - prompt.len()) as u32;
     let io = m.llm.model.decode.clone();
     let t0 = Instant::now();
+    let mut host = 0f64;
     for i in 0..steps {
+        let t = Instant::now();
         m.llm.exe.run_program(io.program, &[p0 + i])?;
+        host += t.elapsed().as_secs_f64();
     }
     m.llm.exe.read(io.next)?;
     let dt = t0.elapsed().as_secs_f64() / steps.max(1) as f64;
@@ -503,6 +506,11 @@ pub fn bench(a: BenchArgs) -> Res {
         "decode, pipelined (no per-token readback): {:.1} tok/s, {:.2} ms/token",
         1.0 / dt,
         dt * 1e3
+    );
+    println!(
+        "decode step: {} dispatches; host encode + submit {:.3} ms/step (of the pipelined run)",
+        m.llm.exe.dispatches(io.program),
+        1e3 * host / steps.max(1) as f64
     );
     if a.profile {
         let pos = m.llm.tokens.len().min(m.llm.max_ctx() - 1) as u32;
@@ -516,7 +524,7 @@ pub fn bench(a: BenchArgs) -> Res {
             )?;
             let total: f64 = prof.iter().map(|x| x.1).sum();
             println!(
-                "profile of one {name} step (one submit per kernel; {:.2} ms in all):",
+                "profile of one {name} step (GPU time per kernel; {:.2} ms in all):",
                 total * 1e3
             );
             for (k, t, n) in prof {
