@@ -97,6 +97,8 @@ struct Params {
     d: u32,
     cap: u32,
     pos_sym: u32,
+    col0: u32,  // src: first column of head 0 in each row (0 unless a window)
+    ld: u32,    // src: values per row (h·d unless a window)
 }
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 #if DST_F16
@@ -122,10 +124,11 @@ fn write_cache(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let h = (e / p.d) % p.h;
     let ti = e / (p.d * p.h);
     let o = (h * p.cap + syms[p.pos_sym] + ti) * p.d + c;
+    let se = ti * p.ld + p.col0 + h * p.d + c;
 #if DST_F16
-    dst[o >> 1u] = pack2x16float(vec2<f32>(src[e], src[e + 1u]));
+    dst[o >> 1u] = pack2x16float(vec2<f32>(src[se], src[se + 1u]));
 #else
-    dst[o] = src[e];
+    dst[o] = src[se];
 #endif
 }
 #endif

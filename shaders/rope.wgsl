@@ -1,5 +1,6 @@
 // rope.wgsl — rotary position embedding (ops/rope.rs).
-// Bindings: 0 params, 1 x: array<f32> [t, h, d], 2 y: array<f32> [t, h, d],
+// Bindings: 0 params, 1 x: array<f32> [t, h, d] (or rows of ld values, the
+// heads starting at column col0: a window of a fused Q/K/V row), 2 y: array<f32> [t, h, d],
 // 3 syms: array<u32> (run-time symbols; syms[pos_sym] = position of token 0),
 // 4 factors: array<f32> [n_rot/2] (θ_j divisors; x itself when has_factors = 0).
 // Dispatch: one thread per pair (t·h·d/2), 256 per workgroup, folded by ops::grid.
@@ -24,6 +25,8 @@ struct Params {
     has_factors: u32,
     period: u32,   // 0, or tokens per sequence (position = pos + t % period)
     inverse: u32,  // 1: rotate by −angle (the gradient)
+    col0: u32,     // x: first column of head 0 in each row (0 unless a window)
+    ld: u32,       // x: values per row (h·d unless a window)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -67,17 +70,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let row = q / half_d;             // t·h index
     let ti = row / p.h;
     let base = row * p.d;
+    let xb = ti * p.ld + p.col0 + (row % p.h) * p.d;
     let half_rot = p.n_rot / 2u;
     if (j >= half_rot) {
         // Past n_rot: copy the pair (2j, 2j+1), which lies in [n_rot, d).
-        y[base + 2u * j] = x[base + 2u * j];
-        y[base + 2u * j + 1u] = x[base + 2u * j + 1u];
+        y[base + 2u * j] = x[xb + 2u * j];
+        y[base + 2u * j + 1u] = x[xb + 2u * j + 1u];
         return;
     }
-    var a = base + 2u * j;
+    var a = 2u * j;
     var b = a + 1u;
     if (p.neox != 0u) {
-        a = base + j;
+        a = j;
         b = a + half_rot;
     }
     var tp = ti;
@@ -92,8 +96,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let cs = cos_sin(pos * inv);
     let c = cs.x;
     let s = select(cs.y, -cs.y, p.inverse != 0u);
-    let x0 = x[a];
-    let x1 = x[b];
-    y[a] = x0 * c - x1 * s;
-    y[b] = x0 * s + x1 * c;
+    let x0 = x[xb + a];
+    let x1 = x[xb + b];
+    y[base + a] = x0 * c - x1 * s;
+    y[base + b] = x0 * s + x1 * c;
 }

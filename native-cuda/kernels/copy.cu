@@ -5,7 +5,8 @@
 // to_half_{f16,bf16}: contiguous f32 → halves (round to nearest even), one
 //   thread per pair; params n; bindings 0 x, 1 y.
 // write_cache_{f32,f16}: dst[h, pos+t, :] = src[t, h, :] into [hkv, cap, d];
-//   params t, h, d, cap, pos_sym; bindings 0 src, 1 dst (in place), 2 syms.
+//   params t, h, d, cap, pos_sym, col0, ld (src rows of ld values, head 0 at
+//   column col0); bindings 0 src, 1 dst (in place), 2 syms.
 // 256 threads per block.
 #include "common.cuh"
 
@@ -56,13 +57,14 @@ __device__ void write_cache(const Params& p, const Ptrs& b) {
     u32 c = e % d, hh = (e / d) % h, ti = e / (d * h);
     u32 pos = BUF(const u32, 2)[p.w[4]];
     u64 o = ((u64)hh * cap + pos + ti) * d + c;
+    u64 se = (u64)ti * p.w[6] + p.w[5] + (u64)hh * d + c;
     const float* src = BUF(const float, 0);
     if (F16) {
         u16* dst = BUF(u16, 1);
-        dst[o] = f2h(src[e]);
-        dst[o + 1u] = f2h(src[e + 1u]);
+        dst[o] = f2h(src[se]);
+        dst[o + 1u] = f2h(src[se + 1u]);
     } else {
-        BUF(float, 1)[o] = src[e];
+        BUF(float, 1)[o] = src[se];
     }
 }
 

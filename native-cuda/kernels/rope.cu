@@ -1,6 +1,7 @@
 // rope.cu — rotary position embedding, the twin of shaders/rope.wgsl
 // (ops/rope.rs). Params: t, h, d, n_rot, neox, pos_sym, base, scaled, factor,
-// low, high, orig_ctx, has_factors, period, inverse. Bindings: 0 x [t, h, d], 1 y, 2 syms,
+// low, high, orig_ctx, has_factors, period, inverse, col0, ld (x rows of ld
+// values, head 0 at column col0). Bindings: 0 x [t, h, d], 1 y, 2 syms,
 // 3 factors [n_rot/2] (x itself when has_factors = 0). One thread per pair,
 // 256 per block. θ_j and the angle are f32 products (as HF and the oracle);
 // CUDA's sinf/cosf reduce any argument exactly, so no manual range reduction.
@@ -28,15 +29,16 @@ extern "C" __global__ void rope(Params p, Ptrs b) {
     if (q >= t * h * half_d) return;
     u32 j = q % half_d, row = q / half_d, ti = row / h;
     u64 base = (u64)row * d;
+    u64 xb = (u64)ti * p.w[16] + p.w[15] + (u64)(row % h) * d;
     u32 half_rot = n_rot / 2u;
     if (j >= half_rot) {
-        y[base + 2u * j] = x[base + 2u * j];
-        y[base + 2u * j + 1u] = x[base + 2u * j + 1u];
+        y[base + 2u * j] = x[xb + 2u * j];
+        y[base + 2u * j + 1u] = x[xb + 2u * j + 1u];
         return;
     }
-    u64 a = base + 2u * j, bb = a + 1u;
+    u64 a = 2u * j, bb = a + 1u;
     if (p.w[4] != 0u) {
-        a = base + j;
+        a = j;
         bb = a + half_rot;
     }
     u32 tp = p.w[13] != 0u ? ti % p.w[13] : ti;
@@ -47,7 +49,7 @@ extern "C" __global__ void rope(Params p, Ptrs b) {
     float s, c;
     sincosf(angle, &s, &c);
     if (p.w[14] != 0u) s = -s;
-    float x0 = x[a], x1 = x[bb];
-    y[a] = x0 * c - x1 * s;
-    y[bb] = x0 * s + x1 * c;
+    float x0 = x[xb + a], x1 = x[xb + bb];
+    y[base + a] = x0 * c - x1 * s;
+    y[base + bb] = x0 * s + x1 * c;
 }

@@ -17,6 +17,7 @@ use crate::graph::{Graph, Sym, TensorId};
 use crate::loader::LoadError;
 use crate::ops::matmul_fused::Fusion;
 use crate::ops::rope::Rope;
+use crate::ops::rope::RopeWindow;
 use crate::train::lora::Target;
 
 #[derive(Clone, Debug)]
@@ -115,6 +116,13 @@ enum FfnIn {
     Split(TensorId, TensorId),
 }
 
+/// Q, K and V projections: one `[q_dim + 2·kv_dim, d]` weight when fused
+/// (same dtype, no biases), else three.
+enum QkvIn {
+    Fused(TensorId),
+    Split(TensorId, TensorId, TensorId),
+}
+
 /// Weights concatenated by rows at load time are named `a+b`.
 pub const CONCAT: char = '+';
 
@@ -124,9 +132,7 @@ const FUSE_MAX_BYTES: usize = 128 << 20;
 
 struct Layer {
     attn_norm: TensorId,
-    wq: TensorId,
-    wk: TensorId,
-    wv: TensorId,
+    qkv: QkvIn,
     bias: Option<[TensorId; 3]>,
     wo: TensorId,
     ffn_norm: TensorId,
@@ -226,9 +232,35 @@ pub fn build(
         };
         layers.push(Layer {
             attn_norm: weight(&mut g, &mut weights, &n("attn_norm.weight"), &[d])?,
-            wq: weight(&mut g, &mut weights, &n("attn_q.weight"), &[q_dim, d])?,
-            wk: weight(&mut g, &mut weights, &n("attn_k.weight"), &[kv_dim, d])?,
-            wv: weight(&mut g, &mut weights, &n("attn_v.weight"), &[kv_dim, d])?,
+            qkv: {
+                let names = [n("attn_q.weight"), n("attn_k.weight"), n("attn_v.weight")];
+                let rows = [q_dim, kv_dim, kv_dim];
+                let found = names
+                    .iter()
+                    .map(|nm| file(nm))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let dt = found[0].1;
+                let same = found
+                    .iter()
+                    .zip(rows)
+                    .all(|((sh, t), r)| *t == dt && sh[..] == [r, d]);
+                let fits = dt
+                    .row_bytes(d)
+                    .map(|rb| (q_dim + 2 * kv_dim) * rb <= FUSE_MAX_BYTES)
+                    .unwrap_or(false);
+                if opts.fused && !c.qkv_bias && same && fits {
+                    let name = names.join(&CONCAT.to_string());
+                    let t = g.weight(&name, &[q_dim + 2 * kv_dim, d], dt)?;
+                    weights.push((name, t));
+                    QkvIn::Fused(t)
+                } else {
+                    QkvIn::Split(
+                        weight(&mut g, &mut weights, &names[0], &[q_dim, d])?,
+                        weight(&mut g, &mut weights, &names[1], &[kv_dim, d])?,
+                        weight(&mut g, &mut weights, &names[2], &[kv_dim, d])?,
+                    )
+                }
+            },
             bias,
             wo: weight(&mut g, &mut weights, &n("attn_output.weight"), &[d, q_dim])?,
             ffn_norm: weight(&mut g, &mut weights, &n("ffn_norm.weight"), &[d])?,
@@ -343,41 +375,65 @@ pub fn build(
                     None => base(g)?,
                 })
             };
-            let (mut q, mut k, mut v) = if opts.fused {
-                let norm = Fusion {
-                    norm: Some((ly.attn_norm, c.rms_eps)),
-                    ..Default::default()
-                };
-                (
-                    g.matmul_fused(x, ly.wq, norm)?,
-                    g.matmul_fused(x, ly.wk, norm)?,
-                    g.matmul_fused(x, ly.wv, norm)?,
-                )
-            } else {
-                let h = g.rms_norm(x, Some(ly.attn_norm), c.rms_eps)?;
-                (
-                    proj(g, Target::Q, h, ly.wq, None)?,
-                    proj(g, Target::K, h, ly.wk, None)?,
-                    proj(g, Target::V, h, ly.wv, None)?,
-                )
+            let norm = Fusion {
+                norm: Some((ly.attn_norm, c.rms_eps)),
+                ..Default::default()
             };
-            if let Some([bq, bk, bv]) = ly.bias {
-                q = g.add(q, bq)?;
-                k = g.add(k, bk)?;
-                v = g.add(v, bv)?;
-            }
-            let q = g.reshape(q, &[t, c.n_heads, hd])?;
-            let k = g.reshape(k, &[t, c.n_kv_heads, hd])?;
-            let v = g.reshape(v, &[t, c.n_kv_heads, hd])?;
-            let (q, k) = match rope_freqs {
-                Some(f) => (
-                    g.rope_with_factors(q, f, rope)?,
-                    g.rope_with_factors(k, f, rope)?,
-                ),
-                None => (g.rope(q, rope)?, g.rope(k, rope)?),
+            let (q, kc, vc) = match ly.qkv {
+                // One GEMV/GEMM with the norm folded in; RoPE and the cache
+                // writes read their heads straight out of its rows.
+                QkvIn::Fused(w) => {
+                    let qkv = g.matmul_fused(x, w, norm)?;
+                    let win = |g: &mut Graph, col0: usize, heads: usize| {
+                        let op = RopeWindow {
+                            rope,
+                            col0,
+                            heads,
+                            d: hd,
+                        };
+                        g.rope_window(qkv, rope_freqs, op)
+                    };
+                    let q = win(g, 0, c.n_heads)?;
+                    let k = win(g, q_dim, c.n_kv_heads)?;
+                    let kc = g.write_cache(ly.k_cache, k, pos)?;
+                    let vc = g.write_cache_window(ly.v_cache, qkv, pos, q_dim + kv_dim)?;
+                    (q, kc, vc)
+                }
+                QkvIn::Split(wq, wk, wv) => {
+                    let (mut q, mut k, mut v) = if opts.fused {
+                        (
+                            g.matmul_fused(x, wq, norm)?,
+                            g.matmul_fused(x, wk, norm)?,
+                            g.matmul_fused(x, wv, norm)?,
+                        )
+                    } else {
+                        let h = g.rms_norm(x, Some(ly.attn_norm), c.rms_eps)?;
+                        (
+                            proj(g, Target::Q, h, wq, None)?,
+                            proj(g, Target::K, h, wk, None)?,
+                            proj(g, Target::V, h, wv, None)?,
+                        )
+                    };
+                    if let Some([bq, bk, bv]) = ly.bias {
+                        q = g.add(q, bq)?;
+                        k = g.add(k, bk)?;
+                        v = g.add(v, bv)?;
+                    }
+                    let q = g.reshape(q, &[t, c.n_heads, hd])?;
+                    let k = g.reshape(k, &[t, c.n_kv_heads, hd])?;
+                    let v = g.reshape(v, &[t, c.n_kv_heads, hd])?;
+                    let (q, k) = match rope_freqs {
+                        Some(f) => (
+                            g.rope_with_factors(q, f, rope)?,
+                            g.rope_with_factors(k, f, rope)?,
+                        ),
+                        None => (g.rope(q, rope)?, g.rope(k, rope)?),
+                    };
+                    let kc = g.write_cache(ly.k_cache, k, pos)?;
+                    let vc = g.write_cache(ly.v_cache, v, pos)?;
+                    (q, kc, vc)
+                }
             };
-            let kc = g.write_cache(ly.k_cache, k, pos)?;
-            let vc = g.write_cache(ly.v_cache, v, pos)?;
             let a = g.attention(q, kc, vc, 1.0 / (hd as f32).sqrt(), pos)?;
             x = proj(g, Target::O, a, ly.wo, Some(x))?;
             let s = match ly.ffn_in {

@@ -311,28 +311,110 @@ impl Op for WriteCache {
     }
 
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
-        let (cache, src) = (ctx.inputs[0], ctx.inputs[1]);
-        let n = src.numel();
-        let f16 = cache.dtype == DType::F16;
-        let threads = if f16 { n / 2 } else { n };
-        let mut defines = vec!["CACHE"];
-        if f16 {
-            defines.push("DST_F16");
+        let src = ctx.inputs[1];
+        let (t, h, d) = (src.shape[0], src.shape[1], src.shape[2]);
+        Ok(vec![cache_dispatch(ctx, self.0, t, h * d, 0)?])
+    }
+}
+
+/// The write_cache kernel: `t` rows of the cache's `hkv·d` values, read from
+/// rows of `ld` values starting at column `col0` of the source.
+fn cache_dispatch(ctx: &PlanCtx, pos: Sym, t: usize, ld: usize, col0: usize) -> Result<Dispatch> {
+    let cache = ctx.inputs[0];
+    let (h, d) = (cache.shape[0], cache.shape[2]);
+    let n = t * h * d;
+    let f16 = cache.dtype == DType::F16;
+    let threads = if f16 { n / 2 } else { n };
+    let mut defines = vec!["CACHE"];
+    if f16 {
+        defines.push("DST_F16");
+    }
+    Ok(Dispatch {
+        shader: "copy.wgsl",
+        entry: "write_cache",
+        defines,
+        bindings: vec![Bind::Input(1, 0), Bind::Output, Bind::Syms],
+        params: vec![
+            u(t)?,
+            u(h)?,
+            u(d)?,
+            u(cache.shape[1])?,
+            pos.0,
+            u(col0)?,
+            u(ld)?,
+        ],
+        groups: grid(threads.div_ceil(256), ctx.caps)?,
+    })
+}
+
+/// `write_cache` from a window of `src [t, ld]`: the cache's `hkv·d` values
+/// of each row start at column `col0` (the V part of a fused Q/K/V
+/// projection's output), read in place by the same kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteCacheWindow {
+    pub pos: Sym,
+    pub col0: usize,
+}
+
+impl WriteCacheWindow {
+    /// The `[t, hkv, d]` view of the window that [`WriteCache`] checks.
+    fn view(&self, cache: &TensorInfo, src: &TensorInfo) -> Result<TensorInfo> {
+        let (hkv, d) = (cache.shape.first(), cache.shape.get(2));
+        match (&src.shape[..], hkv, d) {
+            ([t, ld], Some(&h), Some(&d)) if self.col0 + h * d <= *ld => Ok(TensorInfo {
+                shape: vec![*t, h, d],
+                ..src.clone()
+            }),
+            _ => Err(shape_err(
+                "write_cache_window",
+                format!(
+                    "src {:?} must be [t, columns] holding cache {:?}'s heads from column {}",
+                    src.shape, cache.shape, self.col0
+                ),
+            )),
         }
-        Ok(vec![Dispatch {
-            shader: "copy.wgsl",
-            entry: "write_cache",
-            defines,
-            bindings: vec![Bind::Input(1, 0), Bind::Output, Bind::Syms],
-            params: vec![
-                u(src.shape[0])?,
-                u(src.shape[1])?,
-                u(src.shape[2])?,
-                u(cache.shape[1])?,
-                self.0.0,
-            ],
-            groups: grid(threads.div_ceil(256), ctx.caps)?,
-        }])
+    }
+}
+
+impl Op for WriteCacheWindow {
+    fn name(&self) -> &'static str {
+        "write_cache_window"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[2])?;
+        let view = self.view(inputs[0], inputs[1])?;
+        WriteCache(self.pos).infer(&[inputs[0], &view])
+    }
+
+    fn in_place(&self) -> Option<usize> {
+        Some(0)
+    }
+
+    fn syms(&self) -> Vec<Sym> {
+        vec![self.pos]
+    }
+
+    fn check_syms(&self, inputs: &[&TensorInfo], syms: &[u32], names: &[String]) -> Result<()> {
+        let view = self.view(inputs[0], inputs[1])?;
+        WriteCache(self.pos).check_syms(&[inputs[0], &view], syms, names)
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, syms: &[u32]) -> Result<()> {
+        let (h, d) = (out.shape[0], out.shape[2]);
+        let win = super::rope::window(inputs[1], self.col0, h, d)?;
+        WriteCache(self.pos).cpu(&[inputs[0], &win], out, syms)
+    }
+
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        let src = ctx.inputs[1];
+        Ok(vec![cache_dispatch(
+            ctx,
+            self.pos,
+            src.shape[0],
+            src.shape[1],
+            self.col0,
+        )?])
     }
 }
 
@@ -438,6 +520,17 @@ impl Graph {
     }
     pub fn concat(&mut self, a: TensorId, b: TensorId, axis: usize) -> Result<TensorId> {
         self.push(Concat(axis), &[a, b])
+    }
+    /// Writes columns `col0 .. col0 + hkv·d` of each row of `src [t, ld]` into
+    /// `cache [hkv, cap, d]` at rows `pos..pos+t`.
+    pub fn write_cache_window(
+        &mut self,
+        cache: TensorId,
+        src: TensorId,
+        pos: Sym,
+        col0: usize,
+    ) -> Result<TensorId> {
+        self.push(WriteCacheWindow { pos, col0 }, &[cache, src])
     }
     /// Writes `src [t, hkv, d]` into `cache [hkv, cap, d]` at rows `pos..pos+t`.
     pub fn write_cache(&mut self, cache: TensorId, src: TensorId, pos: Sym) -> Result<TensorId> {

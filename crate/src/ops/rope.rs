@@ -169,6 +169,22 @@ impl Op for Rope {
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
         let x = ctx.inputs[0];
         let (t, h, d) = (x.shape[0], x.shape[1], x.shape[2]);
+        Ok(vec![self.dispatch(ctx, t, h, d, 0, h * d)?])
+    }
+}
+
+impl Rope {
+    /// The kernel on `t` rows of `h` heads of `d`, read from rows of `ld`
+    /// values starting at column `col0`.
+    fn dispatch(
+        &self,
+        ctx: &PlanCtx,
+        t: usize,
+        h: usize,
+        d: usize,
+        col0: usize,
+        ld: usize,
+    ) -> Result<Dispatch> {
         let pairs = t * h * d / 2;
         let s = self.scaling.unwrap_or(Llama3Scaling {
             factor: 1.0,
@@ -176,7 +192,7 @@ impl Op for Rope {
             high_freq_factor: 2.0,
             original_context: 1,
         });
-        Ok(vec![Dispatch {
+        Ok(Dispatch {
             shader: "rope.wgsl",
             entry: "main",
             defines: vec![],
@@ -202,16 +218,109 @@ impl Op for Rope {
                 (ctx.inputs.len() > 1) as u32,
                 u(self.period)?,
                 self.inverse as u32,
+                u(col0)?,
+                u(ld)?,
             ],
             groups: grid(pairs.div_ceil(256), ctx.caps)?,
-        }])
+        })
     }
+}
+
+/// RoPE on a window of each row of `x [t, ld]`: `heads` heads of `d` values
+/// starting at column `col0` (the Q or K part of a fused Q/K/V projection's
+/// output), written as `[t, heads, d]`. The same kernel as [`Rope`], reading
+/// through the window: no copy of the window first.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RopeWindow {
+    pub rope: Rope,
+    pub col0: usize,
+    pub heads: usize,
+    pub d: usize,
+}
+
+impl Op for RopeWindow {
+    fn name(&self) -> &'static str {
+        "rope_window"
+    }
+
+    fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
+        arity(self.name(), inputs, &[1, 2])?;
+        let x = inputs[0];
+        require_dtype(self.name(), "x", x, &[DType::F32])?;
+        let [t, ld] = x.shape[..] else {
+            return Err(shape_err(
+                self.name(),
+                format!("x {:?} must be [t, columns]", x.shape),
+            ));
+        };
+        if self.col0 + self.heads * self.d > ld || self.heads == 0 {
+            return Err(shape_err(
+                self.name(),
+                format!(
+                    "{} heads of {} from column {} do not fit rows of {ld}",
+                    self.heads, self.d, self.col0
+                ),
+            ));
+        }
+        let win = TensorInfo {
+            shape: vec![t, self.heads, self.d],
+            ..x.clone()
+        };
+        let mut ins = vec![&win];
+        ins.extend(inputs.get(1).copied());
+        self.rope.infer(&ins)
+    }
+
+    fn syms(&self) -> Vec<Sym> {
+        vec![self.rope.pos]
+    }
+
+    fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, syms: &[u32]) -> Result<()> {
+        let win = window(inputs[0], self.col0, self.heads, self.d)?;
+        let mut ins = vec![&win];
+        ins.extend(inputs.get(1).copied());
+        self.rope.cpu(&ins, out, syms)
+    }
+
+    fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
+        let x = ctx.inputs[0];
+        let (t, ld) = (x.shape[0], x.shape[1]);
+        Ok(vec![
+            self.rope
+                .dispatch(ctx, t, self.heads, self.d, self.col0, ld)?,
+        ])
+    }
+}
+
+/// Columns `col0 .. col0 + heads·d` of each row of f32 `x [t, ld]`, as
+/// `[t, heads, d]` (the CPU references of the window ops).
+pub(crate) fn window(x: &HostTensor, col0: usize, heads: usize, d: usize) -> Result<HostTensor> {
+    let v = x.to_f32()?;
+    let (t, ld) = (x.shape[0], x.shape[1]);
+    let w = heads * d;
+    let mut out = Vec::with_capacity(t * w);
+    for r in 0..t {
+        out.extend_from_slice(&v[r * ld + col0..r * ld + col0 + w]);
+    }
+    Ok(HostTensor::from_f32(&[t, heads, d], DType::F32, &out)?)
 }
 
 impl Graph {
     /// RoPE on `x [t, h, d]` with token 0 at position `pos`.
     pub fn rope(&mut self, x: TensorId, rope: Rope) -> Result<TensorId> {
         self.push(rope, &[x])
+    }
+
+    /// RoPE on `heads` heads of `d` from column `col0` of each row of
+    /// `x [t, ld]` (with the optional `factors [n_rot/2]`), as `[t, heads, d]`.
+    pub fn rope_window(
+        &mut self,
+        x: TensorId,
+        factors: Option<TensorId>,
+        op: RopeWindow,
+    ) -> Result<TensorId> {
+        let ins: Vec<TensorId> = std::iter::once(x).chain(factors).collect();
+        self.push(op, &ins)
     }
 
     /// RoPE with per-frequency divisors `factors [n_rot/2]`.

@@ -25,6 +25,7 @@
 //! * `HALF` (casts to f16/bf16): one rounding of the target type, whose
 //!   rounding mode WGSL leaves open: rtol 2⁻¹⁰ (f16) / 2⁻⁷ (bf16).
 
+mod decode;
 mod diffusion;
 mod train;
 
@@ -75,6 +76,8 @@ pub fn registry() -> Vec<(&'static str, Generator)> {
         ("rope", rope),
         ("attention", attention),
         ("write_cache", write_cache),
+        ("rope_window", decode::rope_window),
+        ("write_cache_window", decode::write_cache_window),
         ("cast", cast),
         ("transpose", transpose),
         ("concat", concat),

@@ -58,6 +58,10 @@ pub struct WgpuExecutable {
     pending_copies: Vec<(usize, usize, u64)>,
     reads: Vec<PendingRead>,
     next_ticket: usize,
+    /// Dispatches per submit (0: the whole program in one): KILN_SUBMIT_EVERY.
+    submit_every: usize,
+    /// Poll (without waiting) before each run: KILN_POLL_EACH_RUN=0 turns it off.
+    poll_each_run: bool,
     staging_free: Vec<wgpu::Buffer>,
 }
 
@@ -309,6 +313,11 @@ impl WgpuExecutable {
             pending_copies: Vec::new(),
             reads: Vec::new(),
             next_ticket: 0,
+            submit_every: std::env::var("KILN_SUBMIT_EVERY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            poll_each_run: std::env::var("KILN_POLL_EACH_RUN").map_or(true, |v| v != "0"),
             staging_free: Vec::new(),
         })
     }
@@ -553,18 +562,44 @@ impl Executable for WgpuExecutable {
         for (src, dst, bytes) in self.pending_copies.drain(..) {
             enc.copy_buffer_to_buffer(&self.buffers[src], 0, &self.buffers[dst], 0, bytes);
         }
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("kiln graph"),
-                timestamp_writes: None,
-            });
-            for s in &self.steps[p] {
-                pass.set_pipeline(&s.pipeline.pipeline);
-                pass.set_bind_group(0, &s.bind_group, &[]);
-                pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
-            }
+        // Retire finished submissions (back-to-back runs otherwise pile up
+        // in wgpu's tracking until the next wait).
+        if self.poll_each_run {
+            let _ = self.ctx.device.poll(wgpu::PollType::Poll);
         }
-        self.ctx.queue.submit([enc.finish()]);
+        // Long programs go in several submits so the GPU starts on the first
+        // part while the host encodes the rest.
+        let every = if self.submit_every == 0 {
+            usize::MAX
+        } else {
+            self.submit_every
+        };
+        let mut enc = Some(enc);
+        for part in self.steps[p].chunks(every) {
+            let mut e = enc.take().unwrap_or_else(|| {
+                self.ctx
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("kiln run"),
+                    })
+            });
+            {
+                let mut pass = e.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("kiln graph"),
+                    timestamp_writes: None,
+                });
+                for s in part {
+                    pass.set_pipeline(&s.pipeline.pipeline);
+                    pass.set_bind_group(0, &s.bind_group, &[]);
+                    pass.dispatch_workgroups(s.groups[0], s.groups[1], s.groups[2]);
+                }
+            }
+            self.ctx.queue.submit([e.finish()]);
+        }
+        // A program with no dispatches still submits its pending copies.
+        if let Some(e) = enc {
+            self.ctx.queue.submit([e.finish()]);
+        }
         self.ctx.take_error()
     }
 

@@ -1,0 +1,85 @@
+//! Parity cases of the fused decode path's window ops: RoPE and the KV-cache
+//! write reading their heads straight out of a fused Q/K/V projection's rows
+//! (`rope_window`, `write_cache_window`), at awkward column offsets, with
+//! several rows (prefill), GQA head counts, f16 caches and frequency factors.
+
+use super::{B, EXACT_ISH, ROPE};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::ops::rope::{Rope, RopeMode, RopeWindow};
+use crate::parity::Case;
+use crate::rng::Rng;
+
+pub(super) fn rope_window(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    // (t, hq, hkv, d, which: 0 = Q window, 1 = K window, factors, mode)
+    for (t, hq, hkv, d, k_part, factors, mode) in [
+        (1, 9, 3, 64, false, false, RopeMode::Normal),
+        (1, 9, 3, 64, true, false, RopeMode::Normal),
+        (5, 4, 2, 32, true, false, RopeMode::Neox),
+        (3, 2, 1, 16, false, true, RopeMode::Neox),
+        (2, 3, 3, 8, true, true, RopeMode::Normal),
+    ] {
+        let mut b = B::new(rng);
+        let p = b.g.sym("pos");
+        let ld = (hq + 2 * hkv) * d;
+        let qkv = b.input(&[t, ld], DType::F32, 1.0)?;
+        let fac = if factors {
+            let f = b.g.weight("rope_freqs", &[d / 2], DType::F32)?;
+            let v: Vec<f32> = (0..d / 2).map(|i| 1.0 + 0.5 * i as f32).collect();
+            b.put(f, &[d / 2], DType::F32, &v)?;
+            Some(f)
+        } else {
+            None
+        };
+        let (col0, heads) = if k_part { (hq * d, hkv) } else { (0, hq) };
+        let rope = Rope {
+            mode,
+            n_rot: d,
+            base: 10000.0,
+            scaling: None,
+            pos: p,
+            period: 0,
+            inverse: false,
+        };
+        let y = b.g.rope_window(
+            qkv,
+            fac,
+            RopeWindow {
+                rope,
+                col0,
+                heads,
+                d,
+            },
+        )?;
+        let desc = format!(
+            "{mode:?} qkv[{t}, {ld}] cols {col0}+{heads}×{d}{} pos33",
+            if factors { " factors" } else { "" }
+        );
+        out.push(b.case("rope_window", DType::F32, desc, y, vec![33], ROPE)?);
+    }
+    Ok(out)
+}
+
+pub(super) fn write_cache_window(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for kv in [DType::F32, DType::F16] {
+        // (t, hq, hkv, d, cap, pos): the V part of a fused Q/K/V row.
+        for (t, hq, hkv, d, cap, pos) in [
+            (1, 9, 3, 64, 50, 49),
+            (4, 4, 2, 6, 9, 3),
+            (3, 2, 1, 8, 20, 0),
+        ] {
+            let mut b = B::new(rng);
+            let p = b.g.sym("pos");
+            let cache = b.state(&[hkv, cap, d], kv)?;
+            let ld = (hq + 2 * hkv) * d;
+            let src = b.input(&[t, ld], DType::F32, 1.0)?;
+            let col0 = (hq + hkv) * d;
+            let y = b.g.write_cache_window(cache, src, p, col0)?;
+            let desc = format!("src[{t}, {ld}] cols {col0}.. cache [{hkv}, {cap}, {d}] pos{pos}");
+            out.push(b.case("write_cache_window", kv, desc, y, vec![pos], EXACT_ISH)?);
+        }
+    }
+    Ok(out)
+}
