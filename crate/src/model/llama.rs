@@ -28,10 +28,12 @@ pub struct LlamaOptions {
     pub prefill_chunk: usize,
     /// KV cache storage: F32 (exact) or F16 (half the memory).
     pub kv_dtype: DType,
-    /// Use fused kernels (RMSNorm folded into the Q/K/V and FFN matmuls,
-    /// gate+up+SwiGLU as one matmul over concatenated weights): 12 instead of
-    /// 16 dispatches per layer. Off (the default) builds the plain graph,
-    /// which measured faster on the H100 and on lavapipe (docs/bench).
+    /// Use fused kernels: Q/K/V as one matmul over concatenated weights with
+    /// RMSNorm folded in (RoPE and the V cache write read windows of its
+    /// rows; separate matmuls when dtypes differ or there are biases), and
+    /// gate+up+SwiGLU as one: 10 instead of 16 dispatches per layer. Off (the
+    /// default) builds the plain graph, which measured faster before the
+    /// fused kernels were reworked (docs/bench/2026-12-03-h200-llm-profile).
     pub fused: bool,
     /// Mark every layer's output (the residual stream) as a graph output, so
     /// parity tools can read hidden states per layer (costs memory: those

@@ -37,8 +37,10 @@ pub struct ModelArgs {
     /// Store the KV cache as f16 (half the memory; f32 is exact).
     #[arg(long)]
     kv_f16: bool,
-    /// Use the fused kernels (RMSNorm in the Q/K/V and FFN matmuls, gate+up+
-    /// SwiGLU in one): fewer dispatches, but slower today (docs/bench).
+    /// Use the fused graph (RMSNorm folded into one Q/K/V matmul whose rows
+    /// RoPE and the cache writes read in place; gate+up+SwiGLU in one): 10
+    /// dispatches per layer instead of 16; opt-in until measured faster
+    /// (docs/bench).
     #[arg(long)]
     fused: bool,
     /// Quantize a safetensors model's matrices on load (q8_0, q4_0, q4_1, q4_k, q6_k, f16).
