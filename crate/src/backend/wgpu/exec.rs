@@ -344,11 +344,7 @@ impl WgpuExecutable {
         p: usize,
         syms: &[u32],
     ) -> Result<Vec<(String, f64, usize)>, BackendError> {
-        self.graph.check_syms(p, syms)?;
-        if !syms.is_empty() {
-            let bytes: Vec<u8> = syms.iter().flat_map(|v| v.to_le_bytes()).collect();
-            self.ctx.queue.write_buffer(&self.syms_buf, 0, &bytes);
-        }
+        self.set_syms(p, syms)?;
         let steps = &self.steps[p];
         let n = steps.len() as u32 + 1;
         let dev = &self.ctx.device;
@@ -415,11 +411,7 @@ impl WgpuExecutable {
         p: usize,
         syms: &[u32],
     ) -> Result<Vec<(String, f64, usize)>, BackendError> {
-        self.graph.check_syms(p, syms)?;
-        if !syms.is_empty() {
-            let bytes: Vec<u8> = syms.iter().flat_map(|v| v.to_le_bytes()).collect();
-            self.ctx.queue.write_buffer(&self.syms_buf, 0, &bytes);
-        }
+        self.set_syms(p, syms)?;
         let wait = |ctx: &GpuContext| {
             ctx.device
                 .poll(wgpu::PollType::Wait {
@@ -446,6 +438,16 @@ impl WgpuExecutable {
         }
         self.ctx.take_error()?;
         Ok(out.finish())
+    }
+
+    /// Checks program `p`'s symbol values and writes them for its next run.
+    fn set_syms(&self, p: usize, syms: &[u32]) -> Result<(), BackendError> {
+        self.graph.check_syms(p, syms)?;
+        if !syms.is_empty() {
+            let bytes: Vec<u8> = syms.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.ctx.queue.write_buffer(&self.syms_buf, 0, &bytes);
+        }
+        Ok(())
     }
 
     /// How many buffers (row chunks) hold tensor `t` (0 for pooled intermediates).
@@ -547,12 +549,8 @@ impl Executable for WgpuExecutable {
     }
 
     fn run_program(&mut self, p: usize, syms: &[u32]) -> Result<(), BackendError> {
-        self.graph.check_syms(p, syms)?;
         self.ctx.take_error()?;
-        if !syms.is_empty() {
-            let bytes: Vec<u8> = syms.iter().flat_map(|v| v.to_le_bytes()).collect();
-            self.ctx.queue.write_buffer(&self.syms_buf, 0, &bytes);
-        }
+        self.set_syms(p, syms)?;
         let mut enc = self
             .ctx
             .device
