@@ -17,7 +17,7 @@ use kiln::ops::{Bind, Chunk, GpuCaps, PlanCtx};
 use crate::kernels::{self, Kernel, MAX_BINDINGS, MAX_PARAMS};
 
 /// Ops with CUDA kernels (by `Op::name`).
-pub const OPS: [&str; 53] = [
+pub const OPS: [&str; 55] = [
     "dropout",
     "silu",
     "gelu",
@@ -35,8 +35,10 @@ pub const OPS: [&str; 53] = [
     "mul_mat_fused",
     "get_rows",
     "rope",
+    "rope_window",
     "attention",
     "write_cache",
+    "write_cache_window",
     "cast",
     "transpose",
     "concat",
