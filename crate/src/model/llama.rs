@@ -424,13 +424,8 @@ pub fn build(
                     let q = g.reshape(q, &[t, c.n_heads, hd])?;
                     let k = g.reshape(k, &[t, c.n_kv_heads, hd])?;
                     let v = g.reshape(v, &[t, c.n_kv_heads, hd])?;
-                    let (q, k) = match rope_freqs {
-                        Some(f) => (
-                            g.rope_with_factors(q, f, rope)?,
-                            g.rope_with_factors(k, f, rope)?,
-                        ),
-                        None => (g.rope(q, rope)?, g.rope(k, rope)?),
-                    };
+                    let q = g.rope_maybe_factors(q, rope_freqs, rope)?;
+                    let k = g.rope_maybe_factors(k, rope_freqs, rope)?;
                     let kc = g.write_cache(ly.k_cache, k, pos)?;
                     let vc = g.write_cache(ly.v_cache, v, pos)?;
                     (q, kc, vc)

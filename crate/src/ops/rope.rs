@@ -323,6 +323,19 @@ impl Graph {
         self.push(op, &ins)
     }
 
+    /// RoPE with per-frequency divisors when the model has them.
+    pub fn rope_maybe_factors(
+        &mut self,
+        x: TensorId,
+        factors: Option<TensorId>,
+        rope: Rope,
+    ) -> Result<TensorId> {
+        match factors {
+            Some(f) => self.rope_with_factors(x, f, rope),
+            None => self.rope(x, rope),
+        }
+    }
+
     /// RoPE with per-frequency divisors `factors [n_rot/2]`.
     pub fn rope_with_factors(
         &mut self,
