@@ -7,7 +7,7 @@
 #   llm_graphs.txt     kiln-parity bench (wgpu and CUDA; CUDA replays graphs)
 #   llm_nographs.txt   the same with KILN_CUDA_GRAPHS=0 (with NOGRAPHS=1)
 #   llm_graphs_tg128.txt  decode from an almost empty context (llama-bench's tg128)
-#   kiln_unfused.txt / kiln_fused.txt   `kiln bench --profile` (wgpu; carry
+#   kiln_plain.txt / kiln_fused.txt   `kiln bench --profile` (wgpu; carry
 #                      .device/kiln.xz): dispatches and host encode time per
 #                      decode step, GPU time per kernel from timestamps
 #   llamacpp_vulkan.txt  llama-bench (Vulkan) on the same file when
@@ -31,8 +31,8 @@ export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 if [ -f .device/kiln.xz ]; then
   xz -dc .device/kiln.xz > /root/kiln/kiln && chmod +x /root/kiln/kiln
-  for f in unfused fused; do
-    flag=; [ $f = fused ] && flag=--fused
+  for f in plain fused; do
+    flag=--$f
     timeout 200 /root/kiln/kiln bench --model $SMOL --prefill 512 --decode 128 --reps 5 --adapter nvidia \
       --profile $flag > "$OUT/kiln_$f.txt" 2>&1; echo "exit $?" >> "$OUT/kiln_$f.txt"
     # As llama-bench's tg128: 128 tokens decoded from an (almost) empty context.
@@ -42,11 +42,12 @@ if [ -f .device/kiln.xz ]; then
 fi
 # KILN_ENVS: more `kiln bench` runs (decode after a 512-token prompt), one
 # per environment setting, e.g. "KILN_SUBMIT_EVERY=64 KILN_POLL_EACH_RUN=0";
-# an entry's commas separate several settings and a leading "fused," adds --fused.
+# an entry's commas separate several settings; a leading "plain," adds
+# --plain (the fused graph is the default on GPUs).
 if [ -f /root/kiln/kiln ]; then
   for v in ${KILN_ENVS:-}; do
     sfx=${v//[^A-Za-z0-9]/}; flag=
-    case $v in fused,*) flag=--fused; v=${v#fused,};; esac
+    case $v in plain,*) flag=--plain; v=${v#plain,};; esac
     env ${v//,/ } timeout 120 /root/kiln/kiln bench --model $SMOL --prefill 512 --decode 128 --reps 3 \
       --adapter nvidia $flag > "$OUT/kiln_env_$sfx.txt" 2>&1; echo "exit $?" >> "$OUT/kiln_env_$sfx.txt"
   done

@@ -140,6 +140,7 @@ impl Engine {
             } else {
                 crate::DType::F32
             },
+            fused: LlamaOptions::fused_for(&self.backend.caps, o.lora_rank > 0),
             lora: (o.lora_rank > 0).then(|| crate::model::llama::LoraSlots {
                 fused: true,
                 rank: o.lora_rank,

@@ -172,10 +172,12 @@ pub fn bench(
     prompt: &[u32],
     steps: usize,
     reps: usize,
+    fused: bool,
 ) -> Result<(f64, f64), LoadError> {
     let opts = LlamaOptions {
         max_ctx: prompt.len() + steps + 1,
         prefill_chunk: prompt.len().max(2),
+        fused,
         ..Default::default()
     };
     let (mut llm, _) = Llm::open(path, backend, &opts, &mut |_, _| true)?;

@@ -31,9 +31,10 @@ pub struct LlamaOptions {
     /// Use fused kernels: Q/K/V as one matmul over concatenated weights with
     /// RMSNorm folded in (RoPE and the V cache write read windows of its
     /// rows; separate matmuls when dtypes differ or there are biases), and
-    /// gate+up+SwiGLU as one: 10 instead of 16 dispatches per layer. Off (the
-    /// default) builds the plain graph, which measured faster before the
-    /// fused kernels were reworked (docs/bench/2026-12-03-h200-llm-profile).
+    /// gate+up+SwiGLU as one: 10 instead of 16 dispatches per layer. Faster
+    /// on GPUs (H200: 396 vs 295 tok/s), slower on CPU adapters (lavapipe:
+    /// 2.8 vs 7.2 tok/s), so callers pick it with [`LlamaOptions::fused_for`]
+    /// (docs/bench/2026-12-03-h200-llm-fused).
     pub fused: bool,
     /// Mark every layer's output (the residual stream) as a graph output, so
     /// parity tools can read hidden states per layer (costs memory: those
@@ -77,6 +78,13 @@ impl LlamaOptions {
     /// GPUs, where a chunk's rows share each weight read.
     pub fn prefill_chunk_for(caps: &crate::ops::GpuCaps) -> usize {
         if caps.cpu { 16 } else { 128 }
+    }
+
+    /// The graph for a device: fused on GPUs, plain on CPU adapters, where
+    /// the fused GEMV's per-row normalisation costs more than the dispatches
+    /// it saves. LoRA slots need the plain graph.
+    pub fn fused_for(caps: &crate::ops::GpuCaps, lora: bool) -> bool {
+        !caps.cpu && !lora
     }
 }
 

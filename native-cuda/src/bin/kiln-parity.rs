@@ -194,16 +194,21 @@ fn bench(
         path.display(),
         ids.len()
     );
+    // Both graphs on every backend (the CLI's default on GPUs is the fused one).
     for b in &backends {
-        let (pre, dec) = kiln_cuda::model_parity::bench(path, b.as_ref(), &ids, decode, reps)?;
-        println!(
-            "{:<44} prefill {:>9.1} tok/s   decode {:>7.1} tok/s ({:.2} ms/token, {:.1} GB/s of the file)",
-            b.name(),
-            pre,
-            dec,
-            1e3 / dec,
-            bytes * dec / 1e9
-        );
+        for fused in [false, true] {
+            let (pre, dec) =
+                kiln_cuda::model_parity::bench(path, b.as_ref(), &ids, decode, reps, fused)?;
+            let graph = if fused { "fused" } else { "plain" };
+            println!(
+                "{:<44} {graph} prefill {:>9.1} tok/s   decode {:>7.1} tok/s ({:.2} ms/token, {:.1} GB/s of the file)",
+                b.name(),
+                pre,
+                dec,
+                1e3 / dec,
+                bytes * dec / 1e9
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

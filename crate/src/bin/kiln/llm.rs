@@ -39,10 +39,13 @@ pub struct ModelArgs {
     kv_f16: bool,
     /// Use the fused graph (RMSNorm folded into one Q/K/V matmul whose rows
     /// RoPE and the cache writes read in place; gate+up+SwiGLU in one): 10
-    /// dispatches per layer instead of 16; opt-in until measured faster
-    /// (docs/bench).
-    #[arg(long)]
+    /// dispatches per layer instead of 16. The default on GPUs without LoRA
+    /// slots (measured faster there, slower on CPU adapters; docs/bench).
+    #[arg(long, conflicts_with = "plain")]
     fused: bool,
+    /// Use the plain graph (16 dispatches per layer) even on a GPU.
+    #[arg(long)]
+    plain: bool,
     /// Quantize a safetensors model's matrices on load (q8_0, q4_0, q4_1, q4_k, q6_k, f16).
     #[arg(long)]
     quantize: Option<DType>,
@@ -240,9 +243,9 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
             .prefill_chunk
             .unwrap_or(LlamaOptions::prefill_chunk_for(&backend.caps)),
         kv_dtype: if a.kv_f16 { DType::F16 } else { DType::F32 },
-        // The plain graph is the default: measured faster on both the H100
-        // (200 vs 155 tok/s) and lavapipe (180 vs 239 ms/token), see docs/bench.
-        fused: a.fused,
+        // Fused on GPUs, plain on CPU adapters, unless asked (set again
+        // below when LoRA slots are added: they need the plain graph).
+        fused: a.fused || (!a.plain && LlamaOptions::fused_for(&backend.caps, false)),
         debug_layers: false,
         lora: None,
     };
@@ -265,6 +268,8 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
             rank: lora.iter().map(|(a, _)| a.config.rank).sum(),
             targets,
         });
+        // LoRA slots need the plain graph (an explicit --fused is refused).
+        opts.fused = a.fused;
     }
     let t0 = Instant::now();
     let name = path
@@ -457,16 +462,38 @@ pub fn bench(a: BenchArgs) -> Res {
         ignore_eos: true,
         ..Default::default()
     };
-    let (mut best_pre, mut best_dec) = (0f64, 0f64);
+    // The greedy path the CLI uses on this device, and (on GPUs, where
+    // that path is the pipelined one) the step-at-a-time path beside it,
+    // alternating run by run so drift in clocks hits both alike.
+    let default_pipelined = m.pipelined;
+    let modes: &[bool] = if default_pipelined {
+        &[true, false]
+    } else {
+        &[false]
+    };
+    let (mut best_pre, mut best_dec, mut best_step) = (0f64, 0f64, 0f64);
     for rep in 0..a.reps.max(1) {
-        m.llm.reset();
-        let g = m.generate_ids(&prompt, &params, &mut |_| true)?;
-        let pre = prompt.len() as f64 / g.prefill_secs;
-        let dec = (g.tokens.len() - 1) as f64 / g.decode_secs;
-        eprintln!("run {rep}: prefill {pre:.1} tok/s, decode {dec:.1} tok/s");
-        best_pre = best_pre.max(pre);
-        best_dec = best_dec.max(dec);
+        for &pipelined in modes {
+            m.pipelined = pipelined;
+            m.llm.reset();
+            let g = m.generate_ids(&prompt, &params, &mut |_| true)?;
+            let pre = prompt.len() as f64 / g.prefill_secs;
+            let dec = (g.tokens.len() - 1) as f64 / g.decode_secs;
+            let how = if pipelined {
+                "pipelined"
+            } else {
+                "step by step"
+            };
+            eprintln!("run {rep} ({how}): prefill {pre:.1} tok/s, decode {dec:.1} tok/s");
+            best_pre = best_pre.max(pre);
+            if pipelined == default_pipelined {
+                best_dec = best_dec.max(dec);
+            } else {
+                best_step = best_step.max(dec);
+            }
+        }
     }
+    m.pipelined = default_pipelined;
     println!(
         "model: {} ({:.1} MB of weights)",
         m.llm.model.config.arch,
@@ -479,11 +506,22 @@ pub fn bench(a: BenchArgs) -> Res {
         m.llm.model.prefill.tokens
     );
     println!(
-        "decode: {} tokens, {best_dec:.1} tok/s, {:.2} ms/token, {:.1} GB/s of weights",
+        "decode: {} tokens, {best_dec:.1} tok/s, {:.2} ms/token, {:.1} GB/s of weights ({})",
         a.decode,
         1e3 / best_dec,
-        weights * best_dec / 1e9
+        weights * best_dec / 1e9,
+        if default_pipelined {
+            "pipelined greedy: the device feeds each token back"
+        } else {
+            "step by step"
+        }
     );
+    if default_pipelined {
+        println!(
+            "decode, step by step (read each token, then submit the next): {best_step:.1} tok/s, {:.2} ms/token",
+            1e3 / best_step
+        );
+    }
     println!(
         "device memory: {:.1} MB",
         m.llm.exe.device_bytes() as f64 / 1e6
@@ -505,12 +543,12 @@ pub fn bench(a: BenchArgs) -> Res {
     m.llm.exe.read(io.next)?;
     let dt = t0.elapsed().as_secs_f64() / steps.max(1) as f64;
     println!(
-        "decode, pipelined (no per-token readback): {:.1} tok/s, {:.2} ms/token",
+        "decode, back to back (steps submitted with no readback at all): {:.1} tok/s, {:.2} ms/token",
         1.0 / dt,
         dt * 1e3
     );
     println!(
-        "decode step: {} dispatches; host encode + submit {:.3} ms/step (of the pipelined run)",
+        "decode step: {} dispatches; host encode + submit {:.3} ms/step (of the back-to-back run)",
         m.llm.exe.dispatches(io.program),
         1e3 * host / steps.max(1) as f64
     );
