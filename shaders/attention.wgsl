@@ -10,6 +10,10 @@
 // Dispatch: attn_rows one workgroup of 64 per (token, head), folded by
 // ops::grid; attn_split (t·hq, ns); attn_combine one per (token, head).
 // Each thread owns head dims lid + 64·i (i < 4, so d ≤ 256).
+// ROPE_Q (attn_rows, attn_split): q is a window of rows of ld values (head 0
+//   at column col0, a fused Q/K/V output) and is roped as it is loaded:
+//   rope.wgsl's parameter words 3..16 follow ns, binding 6 is the frequency
+//   divisors (q itself when there are none).
 
 const WG: u32 = 64u;
 #include "common/reduce.wgsl"
@@ -23,6 +27,22 @@ struct Params {
     scale: f32,
     pos_sym: u32,
     ns: u32,
+#if ROPE_Q
+    n_rot: u32,
+    neox: u32,
+    rope_pos_sym: u32,
+    base: f32,
+    scaled: u32,
+    factor: f32,
+    low: f32,
+    high: f32,
+    orig_ctx: u32,
+    has_factors: u32,
+    period: u32,
+    inverse: u32,
+    col0: u32,
+    ld: u32,
+#endif
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -112,6 +132,14 @@ fn v_at(e: u32) -> f32 {
 #endif
 @group(0) @binding(4) var<storage, read> syms: array<u32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+#if ROPE_Q
+@group(0) @binding(6) var<storage, read> factors: array<f32>;
+#include "common/trig.wgsl"
+#include "common/rope.wgsl"
+fn rope_x(i: u32) -> f32 {
+    return q[i];
+}
+#endif
 
 var<workgroup> qs: array<f32, 256>;
 var<workgroup> ps: array<f32, WG>;
@@ -133,9 +161,18 @@ fn load_pos(lid: u32) -> u32 {
 
 // Online softmax of query row `qi` against keys [j0, j1) of KV head `kvh`.
 fn attend(qi: u32, kvh: u32, j0: u32, j1: u32, lid: u32) -> State {
+#if ROPE_Q
+    let ti = qi / p.hq;
+    let xb = ti * p.ld + p.col0 + (qi % p.hq) * p.d;
+    let qpos = f32(pos0 + ti);
+    for (var c = lid; c < p.d; c += WG) {
+        qs[c] = rotated(xb, c, qpos) * p.scale;
+    }
+#else
     for (var c = lid; c < p.d; c += WG) {
         qs[c] = q[qi * p.d + c] * p.scale;
     }
+#endif
     workgroupBarrier();
     var st = State(-3.0e38, 0.0, vec4<f32>(0.0));
     for (var c0 = j0; c0 < j1; c0 += WG) {

@@ -4,6 +4,10 @@
 // 3 syms: array<u32> (run-time symbols; syms[pos_sym] = position of token 0),
 // 4 factors: array<f32> [n_rot/2] (θ_j divisors; x itself when has_factors = 0).
 // Dispatch: one thread per pair (t·h·d/2), 256 per workgroup, folded by ops::grid.
+// CACHE (+ DST_F16): entry rope_cache ropes the window and writes it into a
+// KV cache `y [h, cap, d]` (in place) at rows pos..pos+t, as write_cache in
+// copy.wgsl does: one dispatch for RoPE on K plus its cache write. One
+// thread per two adjacent outputs (one f16 pair); same arithmetic as main.
 // θ_j and the angle are f32 products as in HF; sin/cos are evaluated here
 // (octant reduction + Taylor polynomials, ≤ 4e-7 absolute error) because
 // WGSL/Vulkan only promise 2^-11 from the built-ins, and software adapters
@@ -27,37 +31,29 @@ struct Params {
     inverse: u32,  // 1: rotate by −angle (the gradient)
     col0: u32,     // x: first column of head 0 in each row (0 unless a window)
     ld: u32,       // x: values per row (h·d unless a window)
+#if CACHE
+    cap: u32,      // y: positions per cache head
+#endif
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+#if DST_F16
+@group(0) @binding(2) var<storage, read_write> y: array<u32>;
+#else
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+#endif
 @group(0) @binding(3) var<storage, read> syms: array<u32>;
 @group(0) @binding(4) var<storage, read> factors: array<f32>;
 
-const TWO_PI: f32 = 6.283185307179586;
-
 #include "common/trig.wgsl"
+#include "common/rope.wgsl"
 
-fn inv_freq(j: u32) -> f32 {
-    let inv = 1.0 / pow(p.base, f32(2u * j) / f32(p.n_rot));
-    if (p.scaled == 0u) {
-        return inv;
-    }
-    let old = f32(p.orig_ctx);
-    let low_wl = old / p.low;
-    let high_wl = old / p.high;
-    let wl = TWO_PI / inv;
-    if (wl < high_wl) {
-        return inv;
-    }
-    if (wl > low_wl) {
-        return inv / p.factor;
-    }
-    let blend = (old / wl - p.low) / (p.high - p.low);
-    return (1.0 - blend) * inv / p.factor + blend * inv;
+fn rope_x(i: u32) -> f32 {
+    return x[i];
 }
 
+#if !CACHE
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -101,3 +97,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     y[base + a] = x0 * c - x1 * s;
     y[base + b] = x0 * s + x1 * c;
 }
+#endif
+
+#if CACHE
+@compute @workgroup_size(256)
+fn rope_cache(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let e = 2u * ((wid.x + wid.y * nwg.x) * 256u + lid);
+    if (e >= p.t * p.h * p.d) {
+        return;
+    }
+    let c = e % p.d;
+    let hh = (e / p.d) % p.h;
+    let ti = e / (p.d * p.h);
+    let p0 = syms[p.pos_sym];
+    let pos = f32(p0 + ti);
+    let xb = ti * p.ld + p.col0 + hh * p.d;
+    let y0 = rotated(xb, c, pos);
+    let y1 = rotated(xb, c + 1u, pos);
+    let o = (hh * p.cap + p0 + ti) * p.d + c;
+#if DST_F16
+    y[o >> 1u] = pack2x16float(vec2<f32>(y0, y1));
+#else
+    y[o] = y0;
+    y[o + 1u] = y1;
+#endif
+}
+#endif

@@ -6,10 +6,14 @@
 //   4 out: attn_rows → y [t, hq·d]; attn_split → partials [t·hq, ns, d+2]
 //   = (max, sum, Σ p·v).
 // attn_combine bindings: 0 partials, 1 y.
+// *_rope entries (ROPE_Q): q is a window of rows of ld values, roped as it is
+//   loaded; rope.cu's parameter words 3..16 follow ns (offset 5), binding 5
+//   is the frequency divisors (q itself when there are none).
 // Blocks of 64 threads; each thread owns head dims lid + 64·i (i < 4, d ≤ 256).
 // attn_rows: one block per (token, head); attn_split: grid (t·hq, ns);
 // attn_combine: one block per (token, head).
 #include "common.cuh"
+#include "rope.cuh"
 
 struct KvF32 {
     static __device__ __forceinline__ float at(const void* c, u64 e) { return ((const float*)c)[e]; }
@@ -24,7 +28,7 @@ struct AttnState {
 };
 
 // Online softmax of query row `qi` against keys [j0, j1) of KV head `kvh`.
-template <class KV>
+template <class KV, bool ROPE>
 __device__ AttnState attend(const Params& p, const Ptrs& b, u32 qi, u32 kvh, u32 j0, u32 j1) {
     __shared__ float qs[256];
     __shared__ float ps[64];
@@ -34,7 +38,15 @@ __device__ AttnState attend(const Params& p, const Ptrs& b, u32 qi, u32 kvh, u32
     const void* kc = (const void*)b.p[1];
     const void* vc = (const void*)b.p[2];
     const u32 lid = threadIdx.x;
-    for (u32 c = lid; c < d; c += 64u) qs[c] = q[(u64)qi * d + c] * scale;
+    if (ROPE) {
+        const u32 hq = p.w[1], ti = qi / hq;
+        u64 xb = (u64)ti * p.w[21] + p.w[20] + (u64)(qi % hq) * d;
+        float pos = (float)(BUF(const u32, 3)[p.w[6]] + ti);
+        const float* fac = BUF(const float, 5);
+        for (u32 c = lid; c < d; c += 64u) qs[c] = rope_rotated(p, q, fac, xb, c, pos, 5) * scale;
+    } else {
+        for (u32 c = lid; c < d; c += 64u) qs[c] = q[(u64)qi * d + c] * scale;
+    }
     __syncthreads();
     AttnState st;
     st.m = -3.0e38f;
@@ -70,14 +82,14 @@ __device__ AttnState attend(const Params& p, const Ptrs& b, u32 qi, u32 kvh, u32
     return st;
 }
 
-template <class KV>
+template <class KV, bool ROPE>
 __device__ void attn_rows(const Params& p, const Ptrs& b) {
     const u32 t = p.w[0], hq = p.w[1], hkv = p.w[2], d = p.w[3];
     u32 row = wg_index();
     if (row >= t * hq) return;
     u32 ti = row / hq, kvh = (row % hq) / (hq / hkv);
     u32 n_kv = BUF(const u32, 3)[p.w[6]] + ti + 1u;
-    AttnState st = attend<KV>(p, b, row, kvh, 0u, n_kv);
+    AttnState st = attend<KV, ROPE>(p, b, row, kvh, 0u, n_kv);
     float* y = BUF(float, 4);
     for (u32 i = 0; i < 4u; i++) {
         u32 c = threadIdx.x + 64u * i;
@@ -85,7 +97,7 @@ __device__ void attn_rows(const Params& p, const Ptrs& b) {
     }
 }
 
-template <class KV>
+template <class KV, bool ROPE>
 __device__ void attn_split(const Params& p, const Ptrs& b) {
     const u32 hq = p.w[1], hkv = p.w[2], d = p.w[3], ns = p.w[7];
     u32 row = blockIdx.x, s = blockIdx.y;
@@ -93,7 +105,7 @@ __device__ void attn_split(const Params& p, const Ptrs& b) {
     u32 n_kv = BUF(const u32, 3)[p.w[6]] + ti + 1u;
     u32 len = (n_kv + ns - 1u) / ns;
     u32 j0 = min(s * len, n_kv), j1 = min(j0 + len, n_kv);
-    AttnState st = attend<KV>(p, b, row, kvh, j0, j1);
+    AttnState st = attend<KV, ROPE>(p, b, row, kvh, j0, j1);
     float* out = BUF(float, 4);
     u64 o = ((u64)row * ns + s) * (d + 2u);
     if (threadIdx.x == 0u) {
@@ -106,10 +118,14 @@ __device__ void attn_split(const Params& p, const Ptrs& b) {
     }
 }
 
-extern "C" __global__ void attn_rows_f32(Params p, Ptrs b) { attn_rows<KvF32>(p, b); }
-extern "C" __global__ void attn_rows_f16(Params p, Ptrs b) { attn_rows<KvF16>(p, b); }
-extern "C" __global__ void attn_split_f32(Params p, Ptrs b) { attn_split<KvF32>(p, b); }
-extern "C" __global__ void attn_split_f16(Params p, Ptrs b) { attn_split<KvF16>(p, b); }
+extern "C" __global__ void attn_rows_f32(Params p, Ptrs b) { attn_rows<KvF32, false>(p, b); }
+extern "C" __global__ void attn_rows_f16(Params p, Ptrs b) { attn_rows<KvF16, false>(p, b); }
+extern "C" __global__ void attn_split_f32(Params p, Ptrs b) { attn_split<KvF32, false>(p, b); }
+extern "C" __global__ void attn_split_f16(Params p, Ptrs b) { attn_split<KvF16, false>(p, b); }
+extern "C" __global__ void attn_rows_f32_rope(Params p, Ptrs b) { attn_rows<KvF32, true>(p, b); }
+extern "C" __global__ void attn_rows_f16_rope(Params p, Ptrs b) { attn_rows<KvF16, true>(p, b); }
+extern "C" __global__ void attn_split_f32_rope(Params p, Ptrs b) { attn_split<KvF32, true>(p, b); }
+extern "C" __global__ void attn_split_f16_rope(Params p, Ptrs b) { attn_split<KvF16, true>(p, b); }
 
 // One thread per split reads its (max, sum) and weight in parallel (as the
 // WGSL twin); then each head dim adds the weighted sums.

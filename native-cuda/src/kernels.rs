@@ -13,11 +13,12 @@ use kiln::ops::Dispatch;
 
 /// Shared headers, inlined where a source `#include`s them (NVRTC gets one
 /// self-contained translation unit per family).
-pub const HEADERS: [(&str, &str); 4] = [
+pub const HEADERS: [(&str, &str); 5] = [
     ("common.cuh", include_str!("../kernels/common.cuh")),
     ("quant.cuh", include_str!("../kernels/quant.cuh")),
     ("tile32.cuh", include_str!("../kernels/tile32.cuh")),
     ("tile64.cuh", include_str!("../kernels/tile64.cuh")),
+    ("rope.cuh", include_str!("../kernels/rope.cuh")),
 ];
 
 /// One source per op family, named like its WGSL twin(s).
@@ -177,9 +178,17 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
             k("get_rows", format!("get_rows_{w}"), [256, 1, 1])
         }
         ("rope.wgsl", "main") => k("rope", "rope".into(), [256, 1, 1]),
-        ("attention.wgsl", "attn_rows") => k("attention", format!("attn_rows_{half}"), [64, 1, 1]),
+        ("rope.wgsl", "rope_cache") => {
+            let to = if has("DST_F16") { "f16" } else { "f32" };
+            k("rope", format!("rope_cache_{to}"), [256, 1, 1])
+        }
+        ("attention.wgsl", "attn_rows") => {
+            let r = if has("ROPE_Q") { "_rope" } else { "" };
+            k("attention", format!("attn_rows_{half}{r}"), [64, 1, 1])
+        }
         ("attention.wgsl", "attn_split") => {
-            k("attention", format!("attn_split_{half}"), [64, 1, 1])
+            let r = if has("ROPE_Q") { "_rope" } else { "" };
+            k("attention", format!("attn_split_{half}{r}"), [64, 1, 1])
         }
         ("attention.wgsl", "attn_combine") => k("attention", "attn_combine".into(), [64, 1, 1]),
         ("copy.wgsl", "strided") => {

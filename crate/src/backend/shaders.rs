@@ -59,6 +59,7 @@ shader_files!(
     "common/tile32.wgsl",
     "common/tile64.wgsl",
     "common/trig.wgsl",
+    "common/rope.wgsl",
     "common/weights.wgsl",
     "quant/bytes.wgsl",
     "quant/dot32.wgsl",

@@ -15,9 +15,9 @@ use crate::backend::Executable;
 use crate::dtype::DType;
 use crate::graph::{Graph, Sym, TensorId};
 use crate::loader::LoadError;
+use crate::ops::attention::RopeQ;
 use crate::ops::matmul_fused::Fusion;
 use crate::ops::rope::Rope;
-use crate::ops::rope::RopeWindow;
 use crate::train::lora::Target;
 
 #[derive(Clone, Debug)]
@@ -389,25 +389,22 @@ pub fn build(
                 norm: Some((ly.attn_norm, c.rms_eps)),
                 ..Default::default()
             };
-            let (q, kc, vc) = match ly.qkv {
-                // One GEMV/GEMM with the norm folded in; RoPE and the cache
-                // writes read their heads straight out of its rows.
+            let scale = 1.0 / (hd as f32).sqrt();
+            let a = match ly.qkv {
+                // One GEMV/GEMM with the norm folded in; the cache writes and
+                // attention read their heads straight out of its rows. K is
+                // roped on its way into the cache and Q as attention loads
+                // it: four dispatches per layer (QKV, K, V, attention).
                 QkvIn::Fused(w) => {
                     let qkv = g.matmul_fused(x, w, norm)?;
-                    let win = |g: &mut Graph, col0: usize, heads: usize| {
-                        let op = RopeWindow {
-                            rope,
-                            col0,
-                            heads,
-                            d: hd,
-                        };
-                        g.rope_window(qkv, rope_freqs, op)
-                    };
-                    let q = win(g, 0, c.n_heads)?;
-                    let k = win(g, q_dim, c.n_kv_heads)?;
-                    let kc = g.write_cache(ly.k_cache, k, pos)?;
+                    let kc = g.write_cache_window_rope(ly.k_cache, qkv, q_dim, rope, rope_freqs)?;
                     let vc = g.write_cache_window(ly.v_cache, qkv, pos, q_dim + kv_dim)?;
-                    (q, kc, vc)
+                    let rq = RopeQ {
+                        rope,
+                        col0: 0,
+                        heads: c.n_heads,
+                    };
+                    g.attention_rope_q(qkv, kc, vc, scale, rq, rope_freqs)?
                 }
                 QkvIn::Split(wq, wk, wv) => {
                     let (mut q, mut k, mut v) = if opts.fused {
@@ -436,10 +433,9 @@ pub fn build(
                     let k = g.rope_maybe_factors(k, rope_freqs, rope)?;
                     let kc = g.write_cache(ly.k_cache, k, pos)?;
                     let vc = g.write_cache(ly.v_cache, v, pos)?;
-                    (q, kc, vc)
+                    g.attention(q, kc, vc, scale, pos)?
                 }
             };
-            let a = g.attention(q, kc, vc, 1.0 / (hd as f32).sqrt(), pos)?;
             x = proj(g, Target::O, a, ly.wo, Some(x))?;
             let s = match ly.ffn_in {
                 FfnIn::Fused(w) => {

@@ -11,6 +11,11 @@
 //! weighted values in scratch, then a combine pass); otherwise one workgroup
 //! per (token, head) streams the keys with an online softmax. Both are exact
 //! up to f32 rounding.
+//!
+//! With `rope_q`, input 0 is instead a window of rows `[t, ld]` (the Q heads
+//! of a fused Q/K/V output, from column `col0`), roped as the kernels load
+//! it — one dispatch fewer than RoPE then attention — with the frequency
+//! divisors as an optional fourth input.
 
 use super::{Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, shape_err, sym, u};
 use crate::dtype::DType;
@@ -18,6 +23,7 @@ use crate::error::{KilnError, Result};
 use crate::graph::{Graph, Sym, TensorId, TensorInfo};
 use crate::host::HostTensor;
 use crate::ops::Bind;
+use crate::ops::rope::Rope;
 
 /// Query tokens up to which the split-KV (decode) kernels are used.
 pub const SPLIT_MAX_T: usize = 4;
@@ -28,6 +34,56 @@ pub const MAX_HEAD_DIM: usize = 256;
 pub struct Attention {
     pub scale: f32,
     pub pos: Sym,
+    pub rope_q: Option<RopeQ>,
+}
+
+/// RoPE on the queries inside [`Attention`]: `heads` heads from column
+/// `col0` of each row of input 0.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RopeQ {
+    pub rope: Rope,
+    pub col0: usize,
+    pub heads: usize,
+}
+
+impl Attention {
+    /// Input 0 as `[t, hq, d]` (the window's view with `rope_q`).
+    fn q_view(&self, inputs: &[&TensorInfo]) -> Result<TensorInfo> {
+        let Some(r) = &self.rope_q else {
+            return Ok(inputs[0].clone());
+        };
+        let d = inputs
+            .get(1)
+            .and_then(|k| k.shape.get(2))
+            .copied()
+            .unwrap_or(0);
+        match inputs[0].shape[..] {
+            [t, ld] if r.heads > 0 && r.col0 + r.heads * d <= ld => {
+                let view = TensorInfo {
+                    shape: vec![t, r.heads, d],
+                    ..inputs[0].clone()
+                };
+                if r.rope.pos != self.pos || r.rope.period != 0 {
+                    return Err(KilnError::BadParam {
+                        op: "attention",
+                        detail: "RoPE on q must use the attention's position (and no period)"
+                            .into(),
+                    });
+                }
+                let mut ins = vec![&view];
+                ins.extend(inputs.get(3).copied());
+                r.rope.infer(&ins)?;
+                Ok(view)
+            }
+            _ => Err(shape_err(
+                "attention",
+                format!(
+                    "q {:?} must be [t, columns] holding {} heads of {d} from column {}",
+                    inputs[0].shape, r.heads, r.col0
+                ),
+            )),
+        }
+    }
 }
 
 impl Attention {
@@ -49,8 +105,13 @@ impl Op for Attention {
     }
 
     fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
-        arity(self.name(), inputs, &[3])?;
-        let (q, k, v) = (inputs[0], inputs[1], inputs[2]);
+        arity(
+            self.name(),
+            inputs,
+            if self.rope_q.is_some() { &[3, 4] } else { &[3] },
+        )?;
+        let qv = self.q_view(inputs)?;
+        let (q, k, v) = (&qv, inputs[1], inputs[2]);
         require_dtype(self.name(), "q", q, &[DType::F32])?;
         require_dtype(self.name(), "k_cache", k, &[DType::F32, DType::F16])?;
         require_dtype(self.name(), "v_cache", v, &[DType::F32, DType::F16])?;
@@ -95,10 +156,24 @@ impl Op for Attention {
     }
 
     fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, syms: &[u32]) -> Result<()> {
-        let q = inputs[0].to_f32()?;
+        let roped;
+        let q_in = match &self.rope_q {
+            None => inputs[0],
+            Some(r) => {
+                let d = inputs[1].shape[2];
+                let win = super::rope::window(inputs[0], r.col0, r.heads, d)?;
+                let mut ins = vec![&win];
+                ins.extend(inputs.get(3).copied());
+                let mut y = HostTensor::zeros(&win.shape, DType::F32)?;
+                r.rope.cpu(&ins, &mut y, syms)?;
+                roped = y;
+                &roped
+            }
+        };
+        let q = q_in.to_f32()?;
         let k = inputs[1].to_f32()?;
         let v = inputs[2].to_f32()?;
-        let (t, hq, d) = (inputs[0].shape[0], inputs[0].shape[1], inputs[0].shape[2]);
+        let (t, hq, d) = (q_in.shape[0], q_in.shape[1], q_in.shape[2]);
         let (hkv, cap) = (inputs[1].shape[0], inputs[1].shape[1]);
         let p0 = sym(syms, self.pos)? as usize;
         let group = hq / hkv;
@@ -134,11 +209,12 @@ impl Op for Attention {
     }
 
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
-        let (q, k) = (ctx.inputs[0], ctx.inputs[1]);
+        let qv = self.q_view(&ctx.inputs)?;
+        let (q, k) = (&qv, ctx.inputs[1]);
         let (t, hq, d) = (q.shape[0], q.shape[1], q.shape[2]);
         let (hkv, cap) = (k.shape[0], k.shape[1]);
         let ns = Attention::splits(cap, ctx.caps.cpu);
-        let params = vec![
+        let mut params = vec![
             u(t)?,
             u(hq)?,
             u(hkv)?,
@@ -148,7 +224,7 @@ impl Op for Attention {
             self.pos.0,
             u(ns)?,
         ];
-        let kv = if k.dtype == DType::F16 {
+        let mut kv = if k.dtype == DType::F16 {
             vec!["KV_F16"]
         } else if d % 4 == 0 {
             vec!["KV_VEC4"]
@@ -161,9 +237,18 @@ impl Op for Attention {
             Bind::Input(2, 0),
             Bind::Syms,
         ];
+        // The combine pass reads only the first 8 words; it gets them all.
+        let rope_bind = self.rope_q.map(|_| Bind::Input(ctx.inputs.len() - 1, 0));
+        if let Some(r) = &self.rope_q {
+            let ld = ctx.inputs[0].shape[1];
+            let words = r.rope.params(t, hq, d, r.col0, ld, ctx.inputs.len() > 3)?;
+            params.extend_from_slice(&words[3..]);
+            kv.push("ROPE_Q");
+        }
         if t > SPLIT_MAX_T {
             let mut bindings = io;
             bindings.push(Bind::Output);
+            bindings.extend(rope_bind);
             return Ok(vec![Dispatch {
                 shader: "attention.wgsl",
                 entry: "attn_rows",
@@ -176,7 +261,8 @@ impl Op for Attention {
         let scratch = Bind::Scratch(0, (t * hq * ns * (d + 2) * 4) as u64);
         let mut split_bind = io;
         split_bind.push(scratch);
-        let mut combine_defs = kv.clone();
+        split_bind.extend(rope_bind);
+        let mut combine_defs: Vec<&str> = kv.iter().copied().filter(|d| *d != "ROPE_Q").collect();
         combine_defs.push("COMBINE");
         Ok(vec![
             Dispatch {
@@ -192,7 +278,7 @@ impl Op for Attention {
                 entry: "attn_combine",
                 defines: combine_defs,
                 bindings: vec![scratch, Bind::Output],
-                params,
+                params: params[..8].to_vec(),
                 groups: grid(t * hq, ctx.caps)?,
             },
         ])
@@ -210,6 +296,34 @@ impl Graph {
         scale: f32,
         pos: Sym,
     ) -> Result<TensorId> {
-        self.push(Attention { scale, pos }, &[q, k_cache, v_cache])
+        self.push(
+            Attention {
+                scale,
+                pos,
+                rope_q: None,
+            },
+            &[q, k_cache, v_cache],
+        )
+    }
+
+    /// [`Graph::attention`] with the queries roped as they are loaded:
+    /// `rope_q.heads` heads from column `rope_q.col0` of each row of
+    /// `qkv [t, ld]`, with the frequency divisors when the model has them.
+    pub fn attention_rope_q(
+        &mut self,
+        qkv: TensorId,
+        k_cache: TensorId,
+        v_cache: TensorId,
+        scale: f32,
+        rope_q: RopeQ,
+        factors: Option<TensorId>,
+    ) -> Result<TensorId> {
+        let ins: Vec<TensorId> = [qkv, k_cache, v_cache].into_iter().chain(factors).collect();
+        let op = Attention {
+            scale,
+            pos: rope_q.rope.pos,
+            rope_q: Some(rope_q),
+        };
+        self.push(op, &ins)
     }
 }

@@ -348,12 +348,16 @@ fn cache_dispatch(ctx: &PlanCtx, pos: Sym, t: usize, ld: usize, col0: usize) -> 
 }
 
 /// `write_cache` from a window of `src [t, ld]`: the cache's `hkv·d` values
-/// of each row start at column `col0` (the V part of a fused Q/K/V
-/// projection's output), read in place by the same kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// of each row start at column `col0` (the K or V part of a fused Q/K/V
+/// projection's output), read in place by the same kernel. With `rope`, the
+/// heads are roped on the way (K: one dispatch instead of RoPE plus a cache
+/// write; `shaders/rope.wgsl` `rope_cache`), optionally with a third input,
+/// the frequency divisors `[n_rot/2]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WriteCacheWindow {
     pub pos: Sym,
     pub col0: usize,
+    pub rope: Option<super::rope::Rope>,
 }
 
 impl WriteCacheWindow {
@@ -382,8 +386,22 @@ impl Op for WriteCacheWindow {
     }
 
     fn infer(&self, inputs: &[&TensorInfo]) -> Result<(Vec<usize>, DType)> {
-        arity(self.name(), inputs, &[2])?;
         let view = self.view(inputs[0], inputs[1])?;
+        match &self.rope {
+            None => arity(self.name(), inputs, &[2])?,
+            Some(r) => {
+                arity(self.name(), inputs, &[2, 3])?;
+                if r.pos != self.pos || r.period != 0 {
+                    return Err(KilnError::BadParam {
+                        op: self.name(),
+                        detail: "RoPE must use the cache position (and no period)".into(),
+                    });
+                }
+                let mut ins = vec![&view];
+                ins.extend(inputs.get(2).copied());
+                r.infer(&ins)?;
+            }
+        }
         WriteCache(self.pos).infer(&[inputs[0], &view])
     }
 
@@ -402,12 +420,27 @@ impl Op for WriteCacheWindow {
 
     fn cpu(&self, inputs: &[&HostTensor], out: &mut HostTensor, syms: &[u32]) -> Result<()> {
         let (h, d) = (out.shape[0], out.shape[2]);
-        let win = super::rope::window(inputs[1], self.col0, h, d)?;
+        let mut win = super::rope::window(inputs[1], self.col0, h, d)?;
+        if let Some(r) = &self.rope {
+            let mut ins = vec![&win];
+            ins.extend(inputs.get(2).copied());
+            let mut roped = HostTensor::zeros(&win.shape, DType::F32)?;
+            r.cpu(&ins, &mut roped, syms)?;
+            win = roped;
+        }
         WriteCache(self.pos).cpu(&[inputs[0], &win], out, syms)
     }
 
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
         let src = ctx.inputs[1];
+        if let Some(r) = &self.rope {
+            return Ok(vec![r.cache_dispatch(
+                ctx,
+                src.shape[0],
+                self.col0,
+                src.shape[1],
+            )?]);
+        }
         Ok(vec![cache_dispatch(
             ctx,
             self.pos,
@@ -530,7 +563,33 @@ impl Graph {
         pos: Sym,
         col0: usize,
     ) -> Result<TensorId> {
-        self.push(WriteCacheWindow { pos, col0 }, &[cache, src])
+        self.push(
+            WriteCacheWindow {
+                pos,
+                col0,
+                rope: None,
+            },
+            &[cache, src],
+        )
+    }
+    /// [`Graph::write_cache_window`] with RoPE applied on the way (the K
+    /// heads of a fused Q/K/V output), with the frequency divisors when the
+    /// model has them: one dispatch.
+    pub fn write_cache_window_rope(
+        &mut self,
+        cache: TensorId,
+        src: TensorId,
+        col0: usize,
+        rope: super::rope::Rope,
+        factors: Option<TensorId>,
+    ) -> Result<TensorId> {
+        let ins: Vec<TensorId> = [cache, src].into_iter().chain(factors).collect();
+        let op = WriteCacheWindow {
+            pos: rope.pos,
+            col0,
+            rope: Some(rope),
+        };
+        self.push(op, &ins)
     }
     /// Writes `src [t, hkv, d]` into `cache [hkv, cap, d]` at rows `pos..pos+t`.
     pub fn write_cache(&mut self, cache: TensorId, src: TensorId, pos: Sym) -> Result<TensorId> {

@@ -185,13 +185,6 @@ impl Rope {
         col0: usize,
         ld: usize,
     ) -> Result<Dispatch> {
-        let pairs = t * h * d / 2;
-        let s = self.scaling.unwrap_or(Llama3Scaling {
-            factor: 1.0,
-            low_freq_factor: 1.0,
-            high_freq_factor: 2.0,
-            original_context: 1,
-        });
         Ok(Dispatch {
             shader: "rope.wgsl",
             entry: "main",
@@ -202,27 +195,80 @@ impl Rope {
                 Bind::Syms,
                 Bind::Input(ctx.inputs.len() - 1, 0),
             ],
-            params: vec![
-                u(t)?,
-                u(h)?,
-                u(d)?,
-                u(self.n_rot)?,
-                (self.mode == RopeMode::Neox) as u32,
-                self.pos.0,
-                f(self.base),
-                self.scaling.is_some() as u32,
-                f(s.factor),
-                f(s.low_freq_factor),
-                f(s.high_freq_factor),
-                s.original_context,
-                (ctx.inputs.len() > 1) as u32,
-                u(self.period)?,
-                self.inverse as u32,
-                u(col0)?,
-                u(ld)?,
-            ],
-            groups: grid(pairs.div_ceil(256), ctx.caps)?,
+            params: self.params(t, h, d, col0, ld, ctx.inputs.len() > 1)?,
+            groups: grid((t * h * d / 2).div_ceil(256), ctx.caps)?,
         })
+    }
+
+    /// `rope_cache`: the window of input 1 (`t` rows of `ld`, `h` heads of
+    /// `d` from column `col0`) roped and written into the cache, input 0
+    /// (`[h, cap, d]`, f32 or f16, in place), at rows `pos..pos+t`.
+    pub(crate) fn cache_dispatch(
+        &self,
+        ctx: &PlanCtx,
+        t: usize,
+        col0: usize,
+        ld: usize,
+    ) -> Result<Dispatch> {
+        let cache = ctx.inputs[0];
+        let (h, cap, d) = (cache.shape[0], cache.shape[1], cache.shape[2]);
+        let mut params = self.params(t, h, d, col0, ld, ctx.inputs.len() > 2)?;
+        params.push(u(cap)?);
+        let mut defines = vec!["CACHE"];
+        if cache.dtype == DType::F16 {
+            defines.push("DST_F16");
+        }
+        Ok(Dispatch {
+            shader: "rope.wgsl",
+            entry: "rope_cache",
+            defines,
+            bindings: vec![
+                Bind::Input(1, 0),
+                Bind::Output,
+                Bind::Syms,
+                Bind::Input(ctx.inputs.len() - 1, 0),
+            ],
+            params,
+            groups: grid((t * h * d / 2).div_ceil(256), ctx.caps)?,
+        })
+    }
+
+    /// The kernel's parameter words (shaders/rope.wgsl `Params`, without
+    /// the cache's `cap`).
+    pub(crate) fn params(
+        &self,
+        t: usize,
+        h: usize,
+        d: usize,
+        col0: usize,
+        ld: usize,
+        has_factors: bool,
+    ) -> Result<Vec<u32>> {
+        let s = self.scaling.unwrap_or(Llama3Scaling {
+            factor: 1.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 2.0,
+            original_context: 1,
+        });
+        Ok(vec![
+            u(t)?,
+            u(h)?,
+            u(d)?,
+            u(self.n_rot)?,
+            (self.mode == RopeMode::Neox) as u32,
+            self.pos.0,
+            f(self.base),
+            self.scaling.is_some() as u32,
+            f(s.factor),
+            f(s.low_freq_factor),
+            f(s.high_freq_factor),
+            s.original_context,
+            has_factors as u32,
+            u(self.period)?,
+            self.inverse as u32,
+            u(col0)?,
+            u(ld)?,
+        ])
     }
 }
 

@@ -78,6 +78,7 @@ pub fn registry() -> Vec<(&'static str, Generator)> {
         ("write_cache", write_cache),
         ("rope_window", decode::rope_window),
         ("write_cache_window", decode::write_cache_window),
+        ("attention_rope_q", decode::attention_rope_q),
         ("cast", cast),
         ("transpose", transpose),
         ("concat", concat),

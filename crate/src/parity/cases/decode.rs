@@ -1,11 +1,14 @@
 //! Parity cases of the fused decode path's window ops: RoPE and the KV-cache
 //! write reading their heads straight out of a fused Q/K/V projection's rows
 //! (`rope_window`, `write_cache_window`), at awkward column offsets, with
-//! several rows (prefill), GQA head counts, f16 caches and frequency factors.
+//! several rows (prefill), GQA head counts, f16 caches and frequency factors;
+//! the K cache write with RoPE on the way, and attention roping its queries
+//! as it loads them.
 
-use super::{B, EXACT_ISH, ROPE};
+use super::{B, EXACT_ISH, REDUCTION, ROPE};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::ops::attention::RopeQ;
 use crate::ops::rope::{Rope, RopeMode, RopeWindow};
 use crate::parity::Case;
 use crate::rng::Rng;
@@ -79,6 +82,104 @@ pub(super) fn write_cache_window(rng: &mut Rng) -> Result<Vec<Case>> {
             let y = b.g.write_cache_window(cache, src, p, col0)?;
             let desc = format!("src[{t}, {ld}] cols {col0}.. cache [{hkv}, {cap}, {d}] pos{pos}");
             out.push(b.case("write_cache_window", kv, desc, y, vec![pos], EXACT_ISH)?);
+        }
+        // With RoPE on the way: the K part of a fused Q/K/V row, both pair
+        // layouts, n_rot < d, frequency factors, several rows. An f16 cache
+        // adds one f16 rounding of values that may differ in the last f32
+        // bits (rtol 2⁻¹⁰).
+        let tol = match kv {
+            DType::F16 => super::Tol {
+                atol: ROPE.atol,
+                rtol: 1e-3,
+            },
+            _ => ROPE,
+        };
+        for (t, hq, hkv, d, n_rot, cap, pos, mode, factors) in [
+            (1, 9, 3, 64, 64, 700, 641, RopeMode::Normal, false),
+            (1, 4, 2, 32, 32, 40, 39, RopeMode::Neox, true),
+            (5, 4, 2, 10, 6, 9, 3, RopeMode::Neox, false),
+            (3, 2, 1, 8, 4, 20, 0, RopeMode::Normal, true),
+        ] {
+            let mut b = B::new(rng);
+            let p = b.g.sym("pos");
+            let cache = b.state(&[hkv, cap, d], kv)?;
+            let ld = (hq + 2 * hkv) * d;
+            let src = b.input(&[t, ld], DType::F32, 1.0)?;
+            let fac = if factors {
+                let f = b.g.weight("rope_freqs", &[n_rot / 2], DType::F32)?;
+                let v: Vec<f32> = (0..n_rot / 2).map(|i| 1.0 + 0.25 * i as f32).collect();
+                b.put(f, &[n_rot / 2], DType::F32, &v)?;
+                Some(f)
+            } else {
+                None
+            };
+            let rope = Rope {
+                mode,
+                n_rot,
+                base: 10000.0,
+                scaling: None,
+                pos: p,
+                period: 0,
+                inverse: false,
+            };
+            let col0 = hq * d;
+            let y = b.g.write_cache_window_rope(cache, src, col0, rope, fac)?;
+            let desc = format!(
+                "rope {mode:?} n_rot {n_rot}{} src[{t}, {ld}] cols {col0}.. cache [{hkv}, {cap}, {d}] pos{pos}",
+                if factors { " factors" } else { "" }
+            );
+            out.push(b.case("write_cache_window", kv, desc, y, vec![pos], tol)?);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn attention_rope_q(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for kv in [DType::F32, DType::F16] {
+        // (t, hq, hkv, d, n_rot, cap, pos, mode, factors): decode (split-KV
+        // kernels) and several rows (attn_rows), a window after other columns.
+        for (t, hq, hkv, d, n_rot, cap, pos, mode, factors) in [
+            (1, 9, 3, 64, 64, 700, 641, RopeMode::Normal, false),
+            (1, 4, 2, 32, 16, 40, 39, RopeMode::Neox, true),
+            (3, 2, 1, 8, 8, 20, 4, RopeMode::Normal, true),
+            (7, 6, 2, 64, 64, 40, 10, RopeMode::Neox, false),
+        ] {
+            let mut b = B::new(rng);
+            let p = b.g.sym("pos");
+            let ld = (hq + 2 * hkv) * d + 3;
+            let qkv = b.input(&[t, ld], DType::F32, 1.0)?;
+            let k = b.state(&[hkv, cap, d], kv)?;
+            let v = b.state(&[hkv, cap, d], kv)?;
+            let fac = if factors {
+                let f = b.g.weight("rope_freqs", &[n_rot / 2], DType::F32)?;
+                let v: Vec<f32> = (0..n_rot / 2).map(|i| 1.0 + 0.25 * i as f32).collect();
+                b.put(f, &[n_rot / 2], DType::F32, &v)?;
+                Some(f)
+            } else {
+                None
+            };
+            let rope = Rope {
+                mode,
+                n_rot,
+                base: 10000.0,
+                scaling: None,
+                pos: p,
+                period: 0,
+                inverse: false,
+            };
+            let rq = RopeQ {
+                rope,
+                col0: 3,
+                heads: hq,
+            };
+            let y =
+                b.g.attention_rope_q(qkv, k, v, 1.0 / (d as f32).sqrt(), rq, fac)?;
+            let desc = format!(
+                "rope {mode:?} n_rot {n_rot}{} qkv[{t}, {ld}] t{t} hq{hq} hkv{hkv} d{d} cap{cap} pos{pos}",
+                if factors { " factors" } else { "" }
+            );
+            out.push(b.case("attention", kv, desc, y, vec![pos], REDUCTION)?);
         }
     }
     Ok(out)
