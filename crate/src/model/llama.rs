@@ -407,7 +407,7 @@ pub fn build(
                     g.attention_rope_q(qkv, kc, vc, scale, rq, rope_freqs)?
                 }
                 QkvIn::Split(wq, wk, wv) => {
-                    let (mut q, mut k, mut v) = if opts.fused {
+                    let (q, k, v) = if opts.fused {
                         (
                             g.matmul_fused(x, wq, norm)?,
                             g.matmul_fused(x, wk, norm)?,
@@ -421,16 +421,8 @@ pub fn build(
                             proj(g, Target::V, h, wv, None)?,
                         )
                     };
-                    if let Some([bq, bk, bv]) = ly.bias {
-                        q = g.add(q, bq)?;
-                        k = g.add(k, bk)?;
-                        v = g.add(v, bv)?;
-                    }
-                    let q = g.reshape(q, &[t, c.n_heads, hd])?;
-                    let k = g.reshape(k, &[t, c.n_kv_heads, hd])?;
-                    let v = g.reshape(v, &[t, c.n_kv_heads, hd])?;
-                    let q = g.rope_maybe_factors(q, rope_freqs, rope)?;
-                    let k = g.rope_maybe_factors(k, rope_freqs, rope)?;
+                    let heads = (c.n_heads, c.n_kv_heads, hd);
+                    let [q, k, v] = g.qkv_heads([q, k, v], ly.bias, heads, rope, rope_freqs)?;
                     let kc = g.write_cache(ly.k_cache, k, pos)?;
                     let vc = g.write_cache(ly.v_cache, v, pos)?;
                     g.attention(q, kc, vc, scale, pos)?

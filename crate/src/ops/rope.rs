@@ -369,6 +369,32 @@ impl Graph {
         self.push(op, &ins)
     }
 
+    /// Q, K and V projections `[t, ·]` as heads `[t, heads, hd]`: biases
+    /// added when the model has them, Q and K roped (the attention inputs of
+    /// the Llama family's inference and training graphs).
+    pub fn qkv_heads(
+        &mut self,
+        [q, k, v]: [TensorId; 3],
+        bias: Option<[TensorId; 3]>,
+        (heads, kv_heads, hd): (usize, usize, usize),
+        rope: Rope,
+        factors: Option<TensorId>,
+    ) -> Result<[TensorId; 3]> {
+        let [mut q, mut k, mut v] = [q, k, v];
+        if let Some([bq, bk, bv]) = bias {
+            q = self.add(q, bq)?;
+            k = self.add(k, bk)?;
+            v = self.add(v, bv)?;
+        }
+        let t = self.info(q)?.shape[0];
+        let q = self.reshape(q, &[t, heads, hd])?;
+        let k = self.reshape(k, &[t, kv_heads, hd])?;
+        let v = self.reshape(v, &[t, kv_heads, hd])?;
+        let q = self.rope_maybe_factors(q, factors, rope)?;
+        let k = self.rope_maybe_factors(k, factors, rope)?;
+        Ok([q, k, v])
+    }
+
     /// RoPE with per-frequency divisors when the model has them.
     pub fn rope_maybe_factors(
         &mut self,

@@ -274,19 +274,11 @@ pub fn build(
                 Ok(g.matmul_add(h, bb, base)?)
             };
             let h = g.rms_norm(x, Some(b.attn_norm), c.rms_eps)?;
-            let mut q = proj(g, h, Target::Q, None)?;
-            let mut k = proj(g, h, Target::K, None)?;
-            let mut v = proj(g, h, Target::V, None)?;
-            if let Some([bq, bk, bv]) = b.bias {
-                q = g.add(q, bq)?;
-                k = g.add(k, bk)?;
-                v = g.add(v, bv)?;
-            }
-            let q = g.reshape(q, &[t, c.n_heads, hd])?;
-            let k = g.reshape(k, &[t, c.n_kv_heads, hd])?;
-            let v = g.reshape(v, &[t, c.n_kv_heads, hd])?;
-            let q = g.rope_maybe_factors(q, rope_freqs, rope)?;
-            let k = g.rope_maybe_factors(k, rope_freqs, rope)?;
+            let q = proj(g, h, Target::Q, None)?;
+            let k = proj(g, h, Target::K, None)?;
+            let v = proj(g, h, Target::V, None)?;
+            let heads = (c.n_heads, c.n_kv_heads, hd);
+            let [q, k, v] = g.qkv_heads([q, k, v], b.bias, heads, rope, rope_freqs)?;
             let a = g.causal_attention(q, k, v, shape.seq, scale_attn)?;
             let a = g.reshape(a, &[t, c.n_heads * hd])?;
             x = proj(g, a, Target::O, Some(x))?;

@@ -8,6 +8,7 @@
 use super::{B, EXACT_ISH, REDUCTION, ROPE};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::graph::{Sym, TensorId};
 use crate::ops::attention::RopeQ;
 use crate::ops::rope::{Rope, RopeMode, RopeWindow};
 use crate::parity::Case;
@@ -64,6 +65,35 @@ pub(super) fn rope_window(rng: &mut Rng) -> Result<Vec<Case>> {
     Ok(out)
 }
 
+/// RoPE at the case's position `p` (base 10000, no scaling) and, with
+/// `factors`, frequency divisors `1 + j/4` as a weight.
+fn rope_at(
+    b: &mut B,
+    p: Sym,
+    mode: RopeMode,
+    n_rot: usize,
+    factors: bool,
+) -> Result<(Rope, Option<TensorId>)> {
+    let fac = if factors {
+        let f = b.g.weight("rope_freqs", &[n_rot / 2], DType::F32)?;
+        let v: Vec<f32> = (0..n_rot / 2).map(|i| 1.0 + 0.25 * i as f32).collect();
+        b.put(f, &[n_rot / 2], DType::F32, &v)?;
+        Some(f)
+    } else {
+        None
+    };
+    let rope = Rope {
+        mode,
+        n_rot,
+        base: 10000.0,
+        scaling: None,
+        pos: p,
+        period: 0,
+        inverse: false,
+    };
+    Ok((rope, fac))
+}
+
 pub(super) fn write_cache_window(rng: &mut Rng) -> Result<Vec<Case>> {
     let mut out = Vec::new();
     for kv in [DType::F32, DType::F16] {
@@ -105,23 +135,7 @@ pub(super) fn write_cache_window(rng: &mut Rng) -> Result<Vec<Case>> {
             let cache = b.state(&[hkv, cap, d], kv)?;
             let ld = (hq + 2 * hkv) * d;
             let src = b.input(&[t, ld], DType::F32, 1.0)?;
-            let fac = if factors {
-                let f = b.g.weight("rope_freqs", &[n_rot / 2], DType::F32)?;
-                let v: Vec<f32> = (0..n_rot / 2).map(|i| 1.0 + 0.25 * i as f32).collect();
-                b.put(f, &[n_rot / 2], DType::F32, &v)?;
-                Some(f)
-            } else {
-                None
-            };
-            let rope = Rope {
-                mode,
-                n_rot,
-                base: 10000.0,
-                scaling: None,
-                pos: p,
-                period: 0,
-                inverse: false,
-            };
+            let (rope, fac) = rope_at(&mut b, p, mode, n_rot, factors)?;
             let col0 = hq * d;
             let y = b.g.write_cache_window_rope(cache, src, col0, rope, fac)?;
             let desc = format!(
@@ -151,23 +165,7 @@ pub(super) fn attention_rope_q(rng: &mut Rng) -> Result<Vec<Case>> {
             let qkv = b.input(&[t, ld], DType::F32, 1.0)?;
             let k = b.state(&[hkv, cap, d], kv)?;
             let v = b.state(&[hkv, cap, d], kv)?;
-            let fac = if factors {
-                let f = b.g.weight("rope_freqs", &[n_rot / 2], DType::F32)?;
-                let v: Vec<f32> = (0..n_rot / 2).map(|i| 1.0 + 0.25 * i as f32).collect();
-                b.put(f, &[n_rot / 2], DType::F32, &v)?;
-                Some(f)
-            } else {
-                None
-            };
-            let rope = Rope {
-                mode,
-                n_rot,
-                base: 10000.0,
-                scaling: None,
-                pos: p,
-                period: 0,
-                inverse: false,
-            };
+            let (rope, fac) = rope_at(&mut b, p, mode, n_rot, factors)?;
             let rq = RopeQ {
                 rope,
                 col0: 3,
