@@ -10,12 +10,21 @@
 // Dispatch: attn_rows one workgroup of 64 per (token, head), folded by
 // ops::grid; attn_split (t·hq, ns); attn_combine one per (token, head).
 // Each thread owns head dims lid + 64·i (i < 4, so d ≤ 256).
+// ONE: attn_one (bindings as attn_rows) — one workgroup of 256 per (token,
+// head) in one dispatch: keys in blocks of 256, one per invocation; four
+// groups of 64 invocations sum the values of every fourth key of a block
+// (dims lid % 64 + 64·i), merged at the end. For short caches on GPUs, where
+// the split-KV pair's two dispatches cost more than the keys do.
 // ROPE_Q (attn_rows, attn_split): q is a window of rows of ld values (head 0
 //   at column col0, a fused Q/K/V output) and is roped as it is loaded:
 //   rope.wgsl's parameter words 3..16 follow ns, binding 6 is the frequency
 //   divisors (q itself when there are none).
 
+#if ONE
+const WG: u32 = 256u;
+#else
 const WG: u32 = 64u;
+#endif
 #include "common/reduce.wgsl"
 
 struct Params {
@@ -159,8 +168,8 @@ fn load_pos(lid: u32) -> u32 {
     return workgroupUniformLoad(&pos0);
 }
 
-// Online softmax of query row `qi` against keys [j0, j1) of KV head `kvh`.
-fn attend(qi: u32, kvh: u32, j0: u32, j1: u32, lid: u32) -> State {
+// Query row `qi` (roped with ROPE_Q) times the scale into qs.
+fn load_q(qi: u32, lid: u32) {
 #if ROPE_Q
     let ti = qi / p.hq;
     let xb = ti * p.ld + p.col0 + (qi % p.hq) * p.d;
@@ -174,24 +183,97 @@ fn attend(qi: u32, kvh: u32, j0: u32, j1: u32, lid: u32) -> State {
     }
 #endif
     workgroupBarrier();
+}
+
+// qs · key j of KV head kvh.
+fn qk(kvh: u32, j: u32) -> f32 {
+    let kb = (kvh * p.cap + j) * p.d;
+    var dot_qk = 0.0;
+#if KV_VEC4
+    for (var c = 0u; c < p.d; c += 4u) {
+        let qv = vec4<f32>(qs[c], qs[c + 1u], qs[c + 2u], qs[c + 3u]);
+        dot_qk += dot(qv, kc[(kb + c) >> 2u]);
+    }
+#else
+    for (var c = 0u; c < p.d; c++) {
+        dot_qk += qs[c] * k_at(kb + c);
+    }
+#endif
+    return dot_qk;
+}
+
+#if ONE
+var<workgroup> accs: array<f32, 1024>;
+
+@compute @workgroup_size(256)
+fn attn_one(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.t * p.hq) {
+        return;
+    }
+    let ti = row / p.hq;
+    let kvh = (row % p.hq) / (p.hq / p.hkv);
+    let n_kv = load_pos(lid) + ti + 1u;
+    load_q(row, lid);
+    let g = lid / 64u;
+    let dl = lid % 64u;
+    var m = -3.0e38;
+    var l = 0.0;
+    var acc = vec4<f32>(0.0);
+    for (var c0 = 0u; c0 < n_kv; c0 += WG) {
+        let j = c0 + lid;
+        var s = -3.0e38;
+        if (j < n_kv) {
+            s = qk(kvh, j);
+        }
+        let m_new = max(m, wg_max(s, lid));
+        let corr = exp(m - m_new);
+        var e = 0.0;
+        if (j < n_kv) {
+            e = exp(s - m_new);
+        }
+        ps[lid] = e;
+        // wg_sum's barriers also publish ps.
+        l = l * corr + wg_sum(e, lid);
+        acc = acc * corr;
+        let cnt = min(WG, n_kv - c0);
+        for (var jj = g; jj < cnt; jj += 4u) {
+            let vb = (kvh * p.cap + c0 + jj) * p.d;
+            let pj = ps[jj];
+            for (var i = 0u; i < 4u; i++) {
+                let c = dl + 64u * i;
+                if (c < p.d) {
+                    acc[i] += pj * v_at(vb + c);
+                }
+            }
+        }
+        m = m_new;
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        accs[g * 256u + dl + 64u * i] = acc[i];
+    }
+    workgroupBarrier();
+    if (g == 0u) {
+        for (var i = 0u; i < 4u; i++) {
+            let c = dl + 64u * i;
+            if (c < p.d) {
+                out[row * p.d + c] = (accs[c] + accs[256u + c] + accs[512u + c] + accs[768u + c]) / l;
+            }
+        }
+    }
+}
+#else
+// Online softmax of query row `qi` against keys [j0, j1) of KV head `kvh`.
+fn attend(qi: u32, kvh: u32, j0: u32, j1: u32, lid: u32) -> State {
+    load_q(qi, lid);
     var st = State(-3.0e38, 0.0, vec4<f32>(0.0));
     for (var c0 = j0; c0 < j1; c0 += WG) {
         let j = c0 + lid;
         var s = -3.0e38;
         if (j < j1) {
-            let kb = (kvh * p.cap + j) * p.d;
-            var dot_qk = 0.0;
-#if KV_VEC4
-            for (var c = 0u; c < p.d; c += 4u) {
-                let qv = vec4<f32>(qs[c], qs[c + 1u], qs[c + 2u], qs[c + 3u]);
-                dot_qk += dot(qv, kc[(kb + c) >> 2u]);
-            }
-#else
-            for (var c = 0u; c < p.d; c++) {
-                dot_qk += qs[c] * k_at(kb + c);
-            }
-#endif
-            s = dot_qk;
+            s = qk(kvh, j);
         }
         let m_new = max(st.m, wg_max(s, lid));
         let corr = exp(st.m - m_new);
@@ -261,4 +343,5 @@ fn attn_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         }
     }
 }
+#endif
 #endif

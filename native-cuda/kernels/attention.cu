@@ -1,7 +1,7 @@
 // attention.cu — causal GQA attention over a KV cache, the twin of
 // shaders/attention.wgsl (ops/attention.rs).
 // Params (all entries): t, hq, hkv, d, cap, scale, pos_sym, ns.
-// attn_rows_* / attn_split_* bindings: 0 q [t, hq, d] f32, 1 k, 2 v
+// attn_rows_* / attn_split_* / attn_one_* bindings: 0 q [t, hq, d] f32, 1 k, 2 v
 //   [hkv, cap, d] (f32, or IEEE halves for the _f16 entries), 3 syms,
 //   4 out: attn_rows → y [t, hq·d]; attn_split → partials [t·hq, ns, d+2]
 //   = (max, sum, Σ p·v).
@@ -11,7 +11,8 @@
 //   is the frequency divisors (q itself when there are none).
 // Blocks of 64 threads; each thread owns head dims lid + 64·i (i < 4, d ≤ 256).
 // attn_rows: one block per (token, head); attn_split: grid (t·hq, ns);
-// attn_combine: one block per (token, head).
+// attn_combine: one block per (token, head). attn_one: one block of 256 per
+// (token, head), below.
 #include "common.cuh"
 #include "rope.cuh"
 
@@ -27,27 +28,34 @@ struct AttnState {
     float acc[4];
 };
 
+// Query row `qi` (roped with ROPE) times the scale into qs; WG threads.
+template <bool ROPE, u32 WG>
+__device__ void load_q(const Params& p, const Ptrs& b, u32 qi, float* qs) {
+    const u32 d = p.w[3], lid = threadIdx.x;
+    const float scale = PF(5);
+    const float* q = BUF(const float, 0);
+    if (ROPE) {
+        const u32 hq = p.w[1], ti = qi / hq;
+        u64 xb = (u64)ti * p.w[21] + p.w[20] + (u64)(qi % hq) * d;
+        float pos = (float)(BUF(const u32, 3)[p.w[6]] + ti);
+        const float* fac = BUF(const float, 5);
+        for (u32 c = lid; c < d; c += WG) qs[c] = rope_rotated(p, q, fac, xb, c, pos, 5) * scale;
+    } else {
+        for (u32 c = lid; c < d; c += WG) qs[c] = q[(u64)qi * d + c] * scale;
+    }
+    __syncthreads();
+}
+
 // Online softmax of query row `qi` against keys [j0, j1) of KV head `kvh`.
 template <class KV, bool ROPE>
 __device__ AttnState attend(const Params& p, const Ptrs& b, u32 qi, u32 kvh, u32 j0, u32 j1) {
     __shared__ float qs[256];
     __shared__ float ps[64];
     const u32 d = p.w[3], cap = p.w[4];
-    const float scale = PF(5);
-    const float* q = BUF(const float, 0);
     const void* kc = (const void*)b.p[1];
     const void* vc = (const void*)b.p[2];
     const u32 lid = threadIdx.x;
-    if (ROPE) {
-        const u32 hq = p.w[1], ti = qi / hq;
-        u64 xb = (u64)ti * p.w[21] + p.w[20] + (u64)(qi % hq) * d;
-        float pos = (float)(BUF(const u32, 3)[p.w[6]] + ti);
-        const float* fac = BUF(const float, 5);
-        for (u32 c = lid; c < d; c += 64u) qs[c] = rope_rotated(p, q, fac, xb, c, pos, 5) * scale;
-    } else {
-        for (u32 c = lid; c < d; c += 64u) qs[c] = q[(u64)qi * d + c] * scale;
-    }
-    __syncthreads();
+    load_q<ROPE, 64>(p, b, qi, qs);
     AttnState st;
     st.m = -3.0e38f;
     st.l = 0.0f;
@@ -118,6 +126,66 @@ __device__ void attn_split(const Params& p, const Ptrs& b) {
     }
 }
 
+// attn_one_*: one block of 256 per (token, head), keys in blocks of 256 (one
+// per thread); four groups of 64 threads sum the values of every fourth key
+// of a block (dims lid % 64 + 64·i), merged at the end (as the WGSL twin).
+template <class KV, bool ROPE>
+__device__ void attn_one(const Params& p, const Ptrs& b) {
+    __shared__ float qs[256];
+    __shared__ float ps[256];
+    __shared__ float accs[1024];
+    const u32 t = p.w[0], hq = p.w[1], hkv = p.w[2], d = p.w[3], cap = p.w[4];
+    u32 row = wg_index();
+    if (row >= t * hq) return;
+    u32 ti = row / hq, kvh = (row % hq) / (hq / hkv);
+    u32 n_kv = BUF(const u32, 3)[p.w[6]] + ti + 1u;
+    load_q<ROPE, 256>(p, b, row, qs);
+    const void* kc = (const void*)b.p[1];
+    const void* vc = (const void*)b.p[2];
+    const u32 lid = threadIdx.x, g = lid / 64u, dl = lid % 64u;
+    float m = -3.0e38f, l = 0.0f, acc[4] = {0.f, 0.f, 0.f, 0.f};
+    for (u32 c0 = 0; c0 < n_kv; c0 += 256u) {
+        u32 j = c0 + lid;
+        float s = -3.0e38f;
+        if (j < n_kv) {
+            u64 kb = ((u64)kvh * cap + j) * d;
+            float dot = 0.0f;
+            for (u32 c = 0; c < d; c++) dot += qs[c] * KV::at(kc, kb + c);
+            s = dot;
+        }
+        float m_new = fmaxf(m, block_max<256>(s));
+        float corr = expf(m - m_new);
+        float e = j < n_kv ? expf(s - m_new) : 0.0f;
+        ps[lid] = e;
+        l = l * corr + block_sum<256>(e);
+        for (int i = 0; i < 4; i++) acc[i] *= corr;
+        u32 cnt = min(256u, n_kv - c0);
+        for (u32 jj = g; jj < cnt; jj += 4u) {
+            u64 vb = ((u64)kvh * cap + c0 + jj) * d;
+            float pj = ps[jj];
+            for (u32 i = 0; i < 4u; i++) {
+                u32 c = dl + 64u * i;
+                if (c < d) acc[i] += pj * KV::at(vc, vb + c);
+            }
+        }
+        m = m_new;
+        __syncthreads();
+    }
+    for (u32 i = 0; i < 4u; i++) accs[g * 256u + dl + 64u * i] = acc[i];
+    __syncthreads();
+    if (g == 0u) {
+        float* y = BUF(float, 4);
+        for (u32 i = 0; i < 4u; i++) {
+            u32 c = dl + 64u * i;
+            if (c < d) y[(u64)row * d + c] = (accs[c] + accs[256u + c] + accs[512u + c] + accs[768u + c]) / l;
+        }
+    }
+}
+
+extern "C" __global__ void attn_one_f32(Params p, Ptrs b) { attn_one<KvF32, false>(p, b); }
+extern "C" __global__ void attn_one_f16(Params p, Ptrs b) { attn_one<KvF16, false>(p, b); }
+extern "C" __global__ void attn_one_f32_rope(Params p, Ptrs b) { attn_one<KvF32, true>(p, b); }
+extern "C" __global__ void attn_one_f16_rope(Params p, Ptrs b) { attn_one<KvF16, true>(p, b); }
 extern "C" __global__ void attn_rows_f32(Params p, Ptrs b) { attn_rows<KvF32, false>(p, b); }
 extern "C" __global__ void attn_rows_f16(Params p, Ptrs b) { attn_rows<KvF16, false>(p, b); }
 extern "C" __global__ void attn_split_f32(Params p, Ptrs b) { attn_split<KvF32, false>(p, b); }

@@ -186,6 +186,10 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
             let r = if has("ROPE_Q") { "_rope" } else { "" };
             k("attention", format!("attn_rows_{half}{r}"), [64, 1, 1])
         }
+        ("attention.wgsl", "attn_one") => {
+            let r = if has("ROPE_Q") { "_rope" } else { "" };
+            k("attention", format!("attn_one_{half}{r}"), [256, 1, 1])
+        }
         ("attention.wgsl", "attn_split") => {
             let r = if has("ROPE_Q") { "_rope" } else { "" };
             k("attention", format!("attn_split_{half}{r}"), [64, 1, 1])

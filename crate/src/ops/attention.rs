@@ -6,11 +6,14 @@
 //! keys `0..=pos+i`. Query head `h` reads KV head `h / (hq/hkv)`.
 //! `y [t, hq·d] = softmax(scale · q·kᵀ) · v` per head.
 //!
-//! Kernels (`shaders/attention.wgsl`): with `t ≤ 4` (decode) the KV length is
-//! split across `ns` workgroups per head (flash-decoding: partial max, sum and
-//! weighted values in scratch, then a combine pass); otherwise one workgroup
-//! per (token, head) streams the keys with an online softmax. Both are exact
-//! up to f32 rounding.
+//! Kernels (`shaders/attention.wgsl`): with `t ≤ 4` (decode) on a GPU and a
+//! cache of at most `ONE_MAX_CAP` positions, one dispatch of a 256-wide
+//! workgroup per (token, head) (`attn_one`); with longer caches or on CPU
+//! adapters the KV length is split across `ns` workgroups per head
+//! (flash-decoding: partial max, sum and weighted values in scratch, then a
+//! combine pass); otherwise (prefill) one workgroup of 64 per (token, head)
+//! streams the keys with an online softmax. All are exact up to f32
+//! rounding.
 //!
 //! With `rope_q`, input 0 is instead a window of rows `[t, ld]` (the Q heads
 //! of a fused Q/K/V output, from column `col0`), roped as the kernels load
@@ -29,6 +32,38 @@ use crate::ops::rope::Rope;
 pub const SPLIT_MAX_T: usize = 4;
 /// Largest head dimension the kernels hold in registers/workgroup memory.
 pub const MAX_HEAD_DIM: usize = 256;
+/// Caches up to which decode on a GPU runs as one dispatch (`attn_one`: a
+/// workgroup of 256 per head walks all keys) instead of the split-KV pair.
+pub const ONE_MAX_CAP: usize = 2048;
+
+/// The attention kernel for `t` query tokens over a cache of `cap`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    Rows,
+    Split,
+    One,
+}
+
+impl Kernel {
+    /// By shape and adapter; `KILN_ATTN=split|one|rows` (native, for
+    /// benchmarks) forces one where it applies (`rows` and `one` for any t,
+    /// `split` for t ≤ SPLIT_MAX_T).
+    fn pick(t: usize, cap: usize, cpu: bool) -> Kernel {
+        let forced = if cfg!(target_arch = "wasm32") {
+            None
+        } else {
+            std::env::var("KILN_ATTN").ok()
+        };
+        match (forced.as_deref(), t <= SPLIT_MAX_T) {
+            (Some("rows"), _) => Kernel::Rows,
+            (Some("one"), _) => Kernel::One,
+            (Some("split"), true) => Kernel::Split,
+            (_, false) => Kernel::Rows,
+            (_, true) if !cpu && cap <= ONE_MAX_CAP => Kernel::One,
+            (_, true) => Kernel::Split,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Attention {
@@ -245,13 +280,20 @@ impl Op for Attention {
             params.extend_from_slice(&words[3..]);
             kv.push("ROPE_Q");
         }
-        if t > SPLIT_MAX_T {
+        let kernel = Kernel::pick(t, cap, ctx.caps.cpu);
+        if kernel != Kernel::Split {
             let mut bindings = io;
             bindings.push(Bind::Output);
             bindings.extend(rope_bind);
+            let entry = if kernel == Kernel::One {
+                kv.push("ONE");
+                "attn_one"
+            } else {
+                "attn_rows"
+            };
             return Ok(vec![Dispatch {
                 shader: "attention.wgsl",
-                entry: "attn_rows",
+                entry,
                 defines: kv,
                 bindings,
                 params,

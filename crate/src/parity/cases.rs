@@ -564,6 +564,9 @@ fn attention(rng: &mut Rng) -> Result<Vec<Case>> {
             (7, 6, 2, 64, 40, 10),
             (20, 3, 3, 80, 33, 13),
             (9, 2, 1, 256, 200, 120),
+            // Caches past ONE_MAX_CAP: the split-KV pair on GPUs too.
+            (1, 2, 1, 64, 2100, 2099),
+            (2, 4, 2, 32, 2049, 1500),
         ] {
             let mut b = B::new(rng);
             let p = b.g.sym("pos");

@@ -158,6 +158,7 @@ pub(super) fn attention_rope_q(rng: &mut Rng) -> Result<Vec<Case>> {
             (1, 4, 2, 32, 16, 40, 39, RopeMode::Neox, true),
             (3, 2, 1, 8, 8, 20, 4, RopeMode::Normal, true),
             (7, 6, 2, 64, 64, 40, 10, RopeMode::Neox, false),
+            (1, 4, 2, 64, 64, 2100, 2050, RopeMode::Neox, true),
         ] {
             let mut b = B::new(rng);
             let p = b.g.sym("pos");
