@@ -6,14 +6,14 @@
 //! keys `0..=pos+i`. Query head `h` reads KV head `h / (hq/hkv)`.
 //! `y [t, hq·d] = softmax(scale · q·kᵀ) · v` per head.
 //!
-//! Kernels (`shaders/attention.wgsl`): with `t ≤ 4` (decode) on a GPU and a
-//! cache of at most `ONE_MAX_CAP` positions, one dispatch of a 256-wide
-//! workgroup per (token, head) (`attn_one`); with longer caches or on CPU
-//! adapters the KV length is split across `ns` workgroups per head
-//! (flash-decoding: partial max, sum and weighted values in scratch, then a
-//! combine pass); otherwise (prefill) one workgroup of 64 per (token, head)
-//! streams the keys with an online softmax. All are exact up to f32
-//! rounding.
+//! Kernels (`shaders/attention.wgsl`): on GPUs, prefill (`t > 4`) and
+//! decode over a cache of at most `ONE_MAX_CAP` positions run one dispatch
+//! of a 256-wide workgroup per (token, head) (`attn_one`). Decode over longer
+//! caches, and on CPU adapters, splits the KV length across `ns` workgroups
+//! per head (flash-decoding: partial max, sum and weighted values in
+//! scratch, then a combine pass). Prefill on CPU adapters streams the keys
+//! with one workgroup of 64 per (token, head) (`attn_rows`). All use an
+//! online softmax and are exact up to f32 rounding.
 //!
 //! With `rope_q`, input 0 is instead a window of rows `[t, ld]` (the Q heads
 //! of a fused Q/K/V output, from column `col0`), roped as the kernels load
@@ -34,7 +34,11 @@ pub const SPLIT_MAX_T: usize = 4;
 pub const MAX_HEAD_DIM: usize = 256;
 /// Caches up to which decode on a GPU runs as one dispatch (`attn_one`: a
 /// workgroup of 256 per head walks all keys) instead of the split-KV pair.
-pub const ONE_MAX_CAP: usize = 2048;
+/// H200, SmolLM2 (docs/bench/2026-12-03-h200-llm-fused): with a cache of 131
+/// positions one dispatch decoded 552 tok/s against the pair's 491, with
+/// 641 only 223 against 410 (each group of 64 invocations sums its keys'
+/// values serially). The break-even between them was not measured.
+pub const ONE_MAX_CAP: usize = 160;
 
 /// The attention kernel for `t` query tokens over a cache of `cap`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,9 +49,11 @@ enum Kernel {
 }
 
 impl Kernel {
-    /// By shape and adapter; `KILN_ATTN=split|one|rows` (native, for
-    /// benchmarks) forces one where it applies (`rows` and `one` for any t,
-    /// `split` for t ≤ SPLIT_MAX_T).
+    /// By shape and adapter: prefill on GPUs runs `attn_one` (a 128-token
+    /// chunk had 1.16× the prefill rate of `attn_rows` on the H200: enough
+    /// rows to hide the serial value sums), on CPU adapters `attn_rows`.
+    /// `KILN_ATTN=split|one|rows` (native, for benchmarks) forces one where
+    /// it applies (`rows` and `one` for any t, `split` for t ≤ SPLIT_MAX_T).
     fn pick(t: usize, cap: usize, cpu: bool) -> Kernel {
         let forced = if cfg!(target_arch = "wasm32") {
             None
@@ -58,7 +64,8 @@ impl Kernel {
             (Some("rows"), _) => Kernel::Rows,
             (Some("one"), _) => Kernel::One,
             (Some("split"), true) => Kernel::Split,
-            (_, false) => Kernel::Rows,
+            (_, false) if cpu => Kernel::Rows,
+            (_, false) => Kernel::One,
             (_, true) if !cpu && cap <= ONE_MAX_CAP => Kernel::One,
             (_, true) => Kernel::Split,
         }
