@@ -126,9 +126,7 @@ impl Attention {
             )),
         }
     }
-}
 
-impl Attention {
     /// Number of KV splits for a cache of `cap` positions: enough
     /// workgroups to fill a GPU; CPU adapters have few cores, and every
     /// split costs them a workgroup launch even when it is empty.
