@@ -11,10 +11,11 @@
 // ops::grid; attn_split (t·hq, ns); attn_combine one per (token, head).
 // Each thread owns head dims lid + 64·i (i < 4, so d ≤ 256).
 // ONE: attn_one (bindings as attn_rows) — one workgroup of 256 per (token,
-// head) in one dispatch: keys in blocks of 256, one per invocation; four
-// groups of 64 invocations sum the values of every fourth key of a block
-// (dims lid % 64 + 64·i), merged at the end. For short caches on GPUs, where
-// the split-KV pair's two dispatches cost more than the keys do.
+// head) in one dispatch: keys in blocks of 256, one per invocation. For the
+// values each invocation owns 4 dims (a quad; nq = ⌈d/4⌉ quads, padded to a
+// power of two nqp) and the workgroup splits into 256/nqp key groups, each
+// summing every (256/nqp)-th key of a block: 16 serial keys per block at
+// d = 64. The groups' sums merge at the end.
 // ROPE_Q (attn_rows, attn_split): q is a window of rows of ld values (head 0
 //   at column col0, a fused Q/K/V output) and is roped as it is loaded:
 //   rope.wgsl's parameter words 3..16 follow ns, binding 6 is the frequency
@@ -123,11 +124,11 @@ fn v_at(e: u32) -> f32 {
     return unpack2x16float(vc[e >> 1u] >> ((e & 1u) << 4u)).x;
 }
 #elif KV_VEC4
-// f32 cache, d % 4 == 0: keys read 4 dims per load.
+// f32 cache, d % 4 == 0: keys (and attn_one's values) read 4 dims per load.
 @group(0) @binding(2) var<storage, read> kc: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> vc: array<f32>;
+@group(0) @binding(3) var<storage, read> vc: array<vec4<f32>>;
 fn v_at(e: u32) -> f32 {
-    return vc[e];
+    return vc[e >> 2u][e & 3u];
 }
 #else
 @group(0) @binding(2) var<storage, read> kc: array<f32>;
@@ -203,7 +204,22 @@ fn qk(kvh: u32, j: u32) -> f32 {
 }
 
 #if ONE
-var<workgroup> accs: array<f32, 1024>;
+var<workgroup> accs: array<vec4<f32>, 256>;
+
+// Value dims c..c+3 (those < d) of the value row starting at element vb.
+fn v_quad(vb: u32, c: u32) -> vec4<f32> {
+#if KV_VEC4
+    return vc[(vb + c) >> 2u];
+#else
+    var r = vec4<f32>(0.0);
+    for (var k = 0u; k < 4u; k++) {
+        if (c + k < p.d) {
+            r[k] = v_at(vb + c + k);
+        }
+    }
+    return r;
+#endif
+}
 
 @compute @workgroup_size(256)
 fn attn_one(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -216,8 +232,14 @@ fn attn_one(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let kvh = (row % p.hq) / (p.hq / p.hkv);
     let n_kv = load_pos(lid) + ti + 1u;
     load_q(row, lid);
-    let g = lid / 64u;
-    let dl = lid % 64u;
+    let nq = (p.d + 3u) / 4u;
+    var nqp = 1u;
+    while (nqp < nq) {
+        nqp = nqp * 2u;
+    }
+    let groups = WG / nqp;
+    let quad = lid % nqp;
+    let kg = lid / nqp;
     var m = -3.0e38;
     var l = 0.0;
     var acc = vec4<f32>(0.0);
@@ -237,29 +259,26 @@ fn attn_one(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         // wg_sum's barriers also publish ps.
         l = l * corr + wg_sum(e, lid);
         acc = acc * corr;
-        let cnt = min(WG, n_kv - c0);
-        for (var jj = g; jj < cnt; jj += 4u) {
-            let vb = (kvh * p.cap + c0 + jj) * p.d;
-            let pj = ps[jj];
-            for (var i = 0u; i < 4u; i++) {
-                let c = dl + 64u * i;
-                if (c < p.d) {
-                    acc[i] += pj * v_at(vb + c);
-                }
+        if (quad < nq) {
+            let cnt = min(WG, n_kv - c0);
+            for (var jj = kg; jj < cnt; jj += groups) {
+                acc += ps[jj] * v_quad((kvh * p.cap + c0 + jj) * p.d, 4u * quad);
             }
         }
         m = m_new;
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i++) {
-        accs[g * 256u + dl + 64u * i] = acc[i];
-    }
+    accs[lid] = acc;
     workgroupBarrier();
-    if (g == 0u) {
-        for (var i = 0u; i < 4u; i++) {
-            let c = dl + 64u * i;
+    if (kg == 0u && quad < nq) {
+        var sum = vec4<f32>(0.0);
+        for (var g = 0u; g < groups; g++) {
+            sum += accs[g * nqp + quad];
+        }
+        for (var k = 0u; k < 4u; k++) {
+            let c = 4u * quad + k;
             if (c < p.d) {
-                out[row * p.d + c] = (accs[c] + accs[256u + c] + accs[512u + c] + accs[768u + c]) / l;
+                out[row * p.d + c] = sum[k] / l;
             }
         }
     }

@@ -127,13 +127,15 @@ __device__ void attn_split(const Params& p, const Ptrs& b) {
 }
 
 // attn_one_*: one block of 256 per (token, head), keys in blocks of 256 (one
-// per thread); four groups of 64 threads sum the values of every fourth key
-// of a block (dims lid % 64 + 64·i), merged at the end (as the WGSL twin).
+// per thread). For the values each thread owns a quad of dims (nq = ⌈d/4⌉
+// quads padded to a power of two nqp) and the block splits into 256/nqp key
+// groups, each summing every (256/nqp)-th key of a block; the groups' sums
+// merge at the end (as the WGSL twin).
 template <class KV, bool ROPE>
 __device__ void attn_one(const Params& p, const Ptrs& b) {
     __shared__ float qs[256];
     __shared__ float ps[256];
-    __shared__ float accs[1024];
+    __shared__ float4 accs[256];
     const u32 t = p.w[0], hq = p.w[1], hkv = p.w[2], d = p.w[3], cap = p.w[4];
     u32 row = wg_index();
     if (row >= t * hq) return;
@@ -142,7 +144,10 @@ __device__ void attn_one(const Params& p, const Ptrs& b) {
     load_q<ROPE, 256>(p, b, row, qs);
     const void* kc = (const void*)b.p[1];
     const void* vc = (const void*)b.p[2];
-    const u32 lid = threadIdx.x, g = lid / 64u, dl = lid % 64u;
+    const u32 lid = threadIdx.x, nq = (d + 3u) / 4u;
+    u32 nqp = 1u;
+    while (nqp < nq) nqp *= 2u;
+    const u32 groups = 256u / nqp, quad = lid % nqp, kg = lid / nqp;
     float m = -3.0e38f, l = 0.0f, acc[4] = {0.f, 0.f, 0.f, 0.f};
     for (u32 c0 = 0; c0 < n_kv; c0 += 256u) {
         u32 j = c0 + lid;
@@ -158,26 +163,34 @@ __device__ void attn_one(const Params& p, const Ptrs& b) {
         float e = j < n_kv ? expf(s - m_new) : 0.0f;
         ps[lid] = e;
         l = l * corr + block_sum<256>(e);
-        for (int i = 0; i < 4; i++) acc[i] *= corr;
-        u32 cnt = min(256u, n_kv - c0);
-        for (u32 jj = g; jj < cnt; jj += 4u) {
-            u64 vb = ((u64)kvh * cap + c0 + jj) * d;
-            float pj = ps[jj];
-            for (u32 i = 0; i < 4u; i++) {
-                u32 c = dl + 64u * i;
-                if (c < d) acc[i] += pj * KV::at(vc, vb + c);
+        for (int k = 0; k < 4; k++) acc[k] *= corr;
+        if (quad < nq) {
+            u32 cnt = min(256u, n_kv - c0);
+            for (u32 jj = kg; jj < cnt; jj += groups) {
+                u64 vb = ((u64)kvh * cap + c0 + jj) * d + 4u * quad;
+                float pj = ps[jj];
+                for (u32 k = 0; k < 4u; k++)
+                    if (4u * quad + k < d) acc[k] += pj * KV::at(vc, vb + k);
             }
         }
         m = m_new;
         __syncthreads();
     }
-    for (u32 i = 0; i < 4u; i++) accs[g * 256u + dl + 64u * i] = acc[i];
+    accs[lid] = make_float4(acc[0], acc[1], acc[2], acc[3]);
     __syncthreads();
-    if (g == 0u) {
+    if (kg == 0u && quad < nq) {
+        float sum[4] = {0.f, 0.f, 0.f, 0.f};
+        for (u32 g = 0; g < groups; g++) {
+            float4 a = accs[g * nqp + quad];
+            sum[0] += a.x;
+            sum[1] += a.y;
+            sum[2] += a.z;
+            sum[3] += a.w;
+        }
         float* y = BUF(float, 4);
-        for (u32 i = 0; i < 4u; i++) {
-            u32 c = dl + 64u * i;
-            if (c < d) y[(u64)row * d + c] = (accs[c] + accs[256u + c] + accs[512u + c] + accs[768u + c]) / l;
+        for (u32 k = 0; k < 4u; k++) {
+            u32 c = 4u * quad + k;
+            if (c < d) y[(u64)row * d + c] = sum[k] / l;
         }
     }
 }

@@ -87,8 +87,11 @@ fn every_parity_case_plans_onto_existing_kernels() {
             assert!(used.contains(&format!("{k}_{s}")), "{k}_{s} unused");
         }
     }
+    // attn_rows is the CPU-adapter prefill kernel: the CUDA planner (a GPU)
+    // picks attn_one, so its twin runs only under KILN_ATTN=rows.
     for k in [
-        "attn_rows_f16",
+        "attn_one_f16",
+        "attn_one_f32_rope",
         "attn_split_f16",
         "attn_combine",
         "write_cache_f16",

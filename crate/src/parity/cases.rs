@@ -567,6 +567,9 @@ fn attention(rng: &mut Rng) -> Result<Vec<Case>> {
             // Caches past ONE_MAX_CAP: the split-KV pair on GPUs too.
             (1, 2, 1, 64, 2100, 2099),
             (2, 4, 2, 32, 2049, 1500),
+            // Prefill rows over several 256-key blocks (attn_one on GPUs).
+            (6, 4, 2, 64, 700, 600),
+            (5, 2, 1, 128, 600, 513),
         ] {
             let mut b = B::new(rng);
             let p = b.g.sym("pos");
