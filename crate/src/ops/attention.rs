@@ -34,10 +34,10 @@ pub const SPLIT_MAX_T: usize = 4;
 pub const MAX_HEAD_DIM: usize = 256;
 /// Caches up to which decode on a GPU runs as one dispatch (`attn_one`: a
 /// workgroup of 256 per head walks all keys) instead of the split-KV pair.
-/// H200, SmolLM2 (docs/bench/2026-12-03-h200-llm-fused): with a cache of 131
-/// positions one dispatch decoded 552 tok/s against the pair's 491, with
-/// 641 only 223 against 410 (each group of 64 invocations sums its keys'
-/// values serially). The break-even between them was not measured.
+/// H200, SmolLM2, fused graph (docs/bench/2026-12-03-h200-llm-fused, run7):
+/// with a cache of 131 positions one dispatch decoded 634 tok/s on wgpu
+/// (the pair: 491 in run3) and 735 on CUDA (675); with 641, 430 against
+/// 413 on wgpu but 426 against 581 on CUDA. The break-even was not measured.
 pub const ONE_MAX_CAP: usize = 160;
 
 /// The attention kernel for `t` query tokens over a cache of `cap`.
