@@ -203,6 +203,26 @@ fn qk(kvh: u32, j: u32) -> f32 {
     return dot_qk;
 }
 
+// One block of the online softmax: scores of keys c0 + lid (those < j1) of
+// KV head kvh against qs; each key's weight exp(s − m_new) goes to ps.
+// Returns (m_new, exp(m − m_new), Σ weights). Uniform control flow only.
+fn softmax_block(kvh: u32, c0: u32, j1: u32, m: f32, lid: u32) -> vec3<f32> {
+    let j = c0 + lid;
+    var s = -3.0e38;
+    if (j < j1) {
+        s = qk(kvh, j);
+    }
+    let m_new = max(m, wg_max(s, lid));
+    let corr = exp(m - m_new);
+    var e = 0.0;
+    if (j < j1) {
+        e = exp(s - m_new);
+    }
+    ps[lid] = e;
+    // wg_sum's barriers also publish ps.
+    return vec3<f32>(m_new, corr, wg_sum(e, lid));
+}
+
 #if ONE
 var<workgroup> accs: array<vec4<f32>, 256>;
 
@@ -244,28 +264,16 @@ fn attn_one(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     var l = 0.0;
     var acc = vec4<f32>(0.0);
     for (var c0 = 0u; c0 < n_kv; c0 += WG) {
-        let j = c0 + lid;
-        var s = -3.0e38;
-        if (j < n_kv) {
-            s = qk(kvh, j);
-        }
-        let m_new = max(m, wg_max(s, lid));
-        let corr = exp(m - m_new);
-        var e = 0.0;
-        if (j < n_kv) {
-            e = exp(s - m_new);
-        }
-        ps[lid] = e;
-        // wg_sum's barriers also publish ps.
-        l = l * corr + wg_sum(e, lid);
-        acc = acc * corr;
+        let b = softmax_block(kvh, c0, n_kv, m, lid);
+        l = l * b.y + b.z;
+        acc = acc * b.y;
         if (quad < nq) {
             let cnt = min(WG, n_kv - c0);
             for (var jj = kg; jj < cnt; jj += groups) {
                 acc += ps[jj] * v_quad((kvh * p.cap + c0 + jj) * p.d, 4u * quad);
             }
         }
-        m = m_new;
+        m = b.x;
         workgroupBarrier();
     }
     accs[lid] = acc;
@@ -289,20 +297,9 @@ fn attend(qi: u32, kvh: u32, j0: u32, j1: u32, lid: u32) -> State {
     load_q(qi, lid);
     var st = State(-3.0e38, 0.0, vec4<f32>(0.0));
     for (var c0 = j0; c0 < j1; c0 += WG) {
-        let j = c0 + lid;
-        var s = -3.0e38;
-        if (j < j1) {
-            s = qk(kvh, j);
-        }
-        let m_new = max(st.m, wg_max(s, lid));
-        let corr = exp(st.m - m_new);
-        var e = 0.0;
-        if (j < j1) {
-            e = exp(s - m_new);
-        }
-        ps[lid] = e;
-        st.l = st.l * corr + wg_sum(e, lid);
-        st.acc = st.acc * corr;
+        let b = softmax_block(kvh, c0, j1, st.m, lid);
+        st.l = st.l * b.y + b.z;
+        st.acc = st.acc * b.y;
         let cnt = min(WG, j1 - c0);
         for (var jj = 0u; jj < cnt; jj++) {
             let vb = (kvh * p.cap + c0 + jj) * p.d;
@@ -314,7 +311,7 @@ fn attend(qi: u32, kvh: u32, j0: u32, j1: u32, lid: u32) -> State {
                 }
             }
         }
-        st.m = m_new;
+        st.m = b.x;
         workgroupBarrier();
     }
     return st;

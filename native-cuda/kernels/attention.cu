@@ -46,13 +46,35 @@ __device__ void load_q(const Params& p, const Ptrs& b, u32 qi, float* qs) {
     __syncthreads();
 }
 
+// One block of the online softmax (WG threads): scores of keys c0 + lid
+// (those < j1) of KV head kvh against qs; each key's weight exp(s − m_new)
+// goes to ps. Returns (m_new, exp(m − m_new), Σ weights).
+template <class KV, u32 WG>
+__device__ float3 softmax_block(const Params& p, const Ptrs& b, const float* qs, float* ps, u32 kvh,
+                                u32 c0, u32 j1, float m) {
+    const u32 d = p.w[3], cap = p.w[4], lid = threadIdx.x;
+    const void* kc = (const void*)b.p[1];
+    u32 j = c0 + lid;
+    float s = -3.0e38f;
+    if (j < j1) {
+        u64 kb = ((u64)kvh * cap + j) * d;
+        float dot = 0.0f;
+        for (u32 c = 0; c < d; c++) dot += qs[c] * KV::at(kc, kb + c);
+        s = dot;
+    }
+    float m_new = fmaxf(m, block_max<WG>(s));
+    float corr = expf(m - m_new);
+    float e = j < j1 ? expf(s - m_new) : 0.0f;
+    ps[lid] = e;
+    return make_float3(m_new, corr, block_sum<WG>(e));
+}
+
 // Online softmax of query row `qi` against keys [j0, j1) of KV head `kvh`.
 template <class KV, bool ROPE>
 __device__ AttnState attend(const Params& p, const Ptrs& b, u32 qi, u32 kvh, u32 j0, u32 j1) {
     __shared__ float qs[256];
     __shared__ float ps[64];
     const u32 d = p.w[3], cap = p.w[4];
-    const void* kc = (const void*)b.p[1];
     const void* vc = (const void*)b.p[2];
     const u32 lid = threadIdx.x;
     load_q<ROPE, 64>(p, b, qi, qs);
@@ -61,20 +83,9 @@ __device__ AttnState attend(const Params& p, const Ptrs& b, u32 qi, u32 kvh, u32
     st.l = 0.0f;
     for (int i = 0; i < 4; i++) st.acc[i] = 0.0f;
     for (u32 c0 = j0; c0 < j1; c0 += 64u) {
-        u32 j = c0 + lid;
-        float s = -3.0e38f;
-        if (j < j1) {
-            u64 kb = ((u64)kvh * cap + j) * d;
-            float dot = 0.0f;
-            for (u32 c = 0; c < d; c++) dot += qs[c] * KV::at(kc, kb + c);
-            s = dot;
-        }
-        float m_new = fmaxf(st.m, block_max<64>(s));
-        float corr = expf(st.m - m_new);
-        float e = j < j1 ? expf(s - m_new) : 0.0f;
-        ps[lid] = e;
-        st.l = st.l * corr + block_sum<64>(e);
-        for (int i = 0; i < 4; i++) st.acc[i] *= corr;
+        float3 sb = softmax_block<KV, 64>(p, b, qs, ps, kvh, c0, j1, st.m);
+        st.l = st.l * sb.y + sb.z;
+        for (int i = 0; i < 4; i++) st.acc[i] *= sb.y;
         u32 cnt = min(64u, j1 - c0);
         for (u32 jj = 0; jj < cnt; jj++) {
             u64 vb = ((u64)kvh * cap + c0 + jj) * d;
@@ -84,7 +95,7 @@ __device__ AttnState attend(const Params& p, const Ptrs& b, u32 qi, u32 kvh, u32
                 if (c < d) st.acc[i] += pj * KV::at(vc, vb + c);
             }
         }
-        st.m = m_new;
+        st.m = sb.x;
         __syncthreads();
     }
     return st;
@@ -142,7 +153,6 @@ __device__ void attn_one(const Params& p, const Ptrs& b) {
     u32 ti = row / hq, kvh = (row % hq) / (hq / hkv);
     u32 n_kv = BUF(const u32, 3)[p.w[6]] + ti + 1u;
     load_q<ROPE, 256>(p, b, row, qs);
-    const void* kc = (const void*)b.p[1];
     const void* vc = (const void*)b.p[2];
     const u32 lid = threadIdx.x, nq = (d + 3u) / 4u;
     u32 nqp = 1u;
@@ -150,20 +160,9 @@ __device__ void attn_one(const Params& p, const Ptrs& b) {
     const u32 groups = 256u / nqp, quad = lid % nqp, kg = lid / nqp;
     float m = -3.0e38f, l = 0.0f, acc[4] = {0.f, 0.f, 0.f, 0.f};
     for (u32 c0 = 0; c0 < n_kv; c0 += 256u) {
-        u32 j = c0 + lid;
-        float s = -3.0e38f;
-        if (j < n_kv) {
-            u64 kb = ((u64)kvh * cap + j) * d;
-            float dot = 0.0f;
-            for (u32 c = 0; c < d; c++) dot += qs[c] * KV::at(kc, kb + c);
-            s = dot;
-        }
-        float m_new = fmaxf(m, block_max<256>(s));
-        float corr = expf(m - m_new);
-        float e = j < n_kv ? expf(s - m_new) : 0.0f;
-        ps[lid] = e;
-        l = l * corr + block_sum<256>(e);
-        for (int k = 0; k < 4; k++) acc[k] *= corr;
+        float3 sb = softmax_block<KV, 256>(p, b, qs, ps, kvh, c0, n_kv, m);
+        l = l * sb.y + sb.z;
+        for (int k = 0; k < 4; k++) acc[k] *= sb.y;
         if (quad < nq) {
             u32 cnt = min(256u, n_kv - c0);
             for (u32 jj = kg; jj < cnt; jj += groups) {
@@ -173,7 +172,7 @@ __device__ void attn_one(const Params& p, const Ptrs& b) {
                     if (4u * quad + k < d) acc[k] += pj * KV::at(vc, vb + k);
             }
         }
-        m = m_new;
+        m = sb.x;
         __syncthreads();
     }
     accs[lid] = make_float4(acc[0], acc[1], acc[2], acc[3]);

@@ -151,6 +151,7 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
         })
     };
     let half = if has("KV_F16") { "f16" } else { "f32" };
+    let rope = if has("ROPE_Q") { "_rope" } else { "" };
     match (d.shader, d.entry) {
         ("unary.wgsl", "main") => k("unary", "unary".into(), [256, 1, 1]),
         ("binary.wgsl", "main") => k("binary", "binary".into(), [256, 1, 1]),
@@ -183,16 +184,13 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
             k("rope", format!("rope_cache_{to}"), [256, 1, 1])
         }
         ("attention.wgsl", "attn_rows") => {
-            let r = if has("ROPE_Q") { "_rope" } else { "" };
-            k("attention", format!("attn_rows_{half}{r}"), [64, 1, 1])
+            k("attention", format!("attn_rows_{half}{rope}"), [64, 1, 1])
         }
         ("attention.wgsl", "attn_one") => {
-            let r = if has("ROPE_Q") { "_rope" } else { "" };
-            k("attention", format!("attn_one_{half}{r}"), [256, 1, 1])
+            k("attention", format!("attn_one_{half}{rope}"), [256, 1, 1])
         }
         ("attention.wgsl", "attn_split") => {
-            let r = if has("ROPE_Q") { "_rope" } else { "" };
-            k("attention", format!("attn_split_{half}{r}"), [64, 1, 1])
+            k("attention", format!("attn_split_{half}{rope}"), [64, 1, 1])
         }
         ("attention.wgsl", "attn_combine") => k("attention", "attn_combine".into(), [64, 1, 1]),
         ("copy.wgsl", "strided") => {

@@ -277,7 +277,6 @@ impl Op for Attention {
             Bind::Input(2, 0),
             Bind::Syms,
         ];
-        // The combine pass reads only the first 8 words; it gets them all.
         let rope_bind = self.rope_q.map(|_| Bind::Input(ctx.inputs.len() - 1, 0));
         if let Some(r) = &self.rope_q {
             let ld = ctx.inputs[0].shape[1];
@@ -309,8 +308,6 @@ impl Op for Attention {
         let mut split_bind = io;
         split_bind.push(scratch);
         split_bind.extend(rope_bind);
-        let mut combine_defs: Vec<&str> = kv.iter().copied().filter(|d| *d != "ROPE_Q").collect();
-        combine_defs.push("COMBINE");
         Ok(vec![
             Dispatch {
                 shader: "attention.wgsl",
@@ -323,7 +320,9 @@ impl Op for Attention {
             Dispatch {
                 shader: "attention.wgsl",
                 entry: "attn_combine",
-                defines: combine_defs,
+                // The combine pass reads none of the cache defines, and only
+                // the first 8 parameter words.
+                defines: vec!["COMBINE"],
                 bindings: vec![scratch, Bind::Output],
                 params: params[..8].to_vec(),
                 groups: grid(t * hq, ctx.caps)?,
