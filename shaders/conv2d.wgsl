@@ -10,7 +10,9 @@
 // gathered (im2col on the fly, zero padding) into workgroup memory.
 // Entry `big` (common/conv2d_big.wgsl): GPUs, Cin % 4 == 0, large tiles;
 // with SPLITK, slab wid.z of K into `part` and `splitk_sum` adds the slabs.
-// Entry `direct` (CPU adapters: lavapipe, SwiftShader, where barriers are
+// Entry `lanes` (common/conv2d_lanes.wgsl): CPU adapters, weights of one
+// element per slot. Entry `direct` (CPU adapters, block-quantized weights:
+// lavapipe, SwiftShader, where barriers are
 // expensive and invocations are SIMD lanes): (ceil(rows/8), ceil(m/256))
 // workgroups of 64; each invocation computes 8 output channels of 4
 // consecutive pixels (32 accumulators) with no workgroup memory; the weight
@@ -18,6 +20,11 @@
 // in the parity registry).
 
 const T: u32 = 32u;
+
+// x is read as vec4s (Cin % 4 == 0) by `big` and `lanes`.
+#if BIG
+#define X_VEC4
+#endif
 
 struct Params {
     m: u32,
@@ -37,11 +44,12 @@ struct Params {
     pad: u32,
     splits: u32,  // big: K slabs (wid.z), summed by splitk_sum when > 1
     kslab: u32,   // big: K per slab (a multiple of 16)
+    npg: u32,     // lanes: pixel groups of 4, rounded up to a multiple of 16
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
-#if BIG
+#if X_VEC4
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 #else
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -57,7 +65,7 @@ struct Params {
 #include "common/weights.wgsl"
 
 // Elements i .. i + 4 of x (i a multiple of 4).
-#if BIG
+#if X_VEC4
 fn x_vec4(i: u32) -> vec4<f32> {
     return x[i / 4u];
 }
@@ -68,7 +76,7 @@ fn x_vec4(i: u32) -> vec4<f32> {
 #endif
 #include "common/conv2d_gather.wgsl"
 
-#if !BIG
+#if !X_VEC4
 // im2col(x)[pixel, kk] for the pixel's (b, oy, ox) base; zero outside.
 fn gather(b: u32, oy: u32, ox: u32, kk: u32) -> f32 {
     let ci = kk % p.cin;
@@ -115,6 +123,8 @@ fn gemm_put(m: u32, r: u32, v: f32) {
 
 #if BIG
 #include "common/conv2d_big.wgsl"
+#elif LANES
+#include "common/conv2d_lanes.wgsl"
 #else
 #if TILE64
 // GPUs, large m and Cout: 64×64 tiles, 4×4 per thread, K by 16.

@@ -17,7 +17,9 @@
 //! Kernel: `shaders/conv2d.wgsl`, the tiled GEMM of `mul_mat.wgsl` (32×32
 //! output tile, K staged 32 at a time) whose x-tile loader gathers the
 //! im2col column on the fly (the im2col matrix is never stored); on CPU
-//! adapters a barrier-free variant (4 pixels × 8 channels per invocation).
+//! adapters barrier-free kernels of 4 pixels × 8 channels per invocation
+//! (`lanes`: named accumulators, subgroup-broadcast weights; `direct` for
+//! block-quantized weights).
 
 use super::matmul::weight_define;
 use super::{Bind, Dispatch, Op, PlanCtx, arity, require_dtype, require_residual, shape_err, u};
@@ -240,7 +242,19 @@ impl Op for Conv2d {
         for ((c, ch), plan) in ctx.chunks[1].iter().enumerate().zip(plans) {
             let mut defines = vec![weight_define(w.dtype)];
             let (splits, kslab) = plan.map_or((1, k), |pl| (pl.splits, pl.kslab));
-            let (entry, groups) = if ctx.caps.cpu {
+            // CPU adapters: `lanes` for weights of one element per slot,
+            // `direct` for blocks (KILN_CONV=direct forces it natively).
+            let lanes = ctx.caps.cpu
+                && matches!(w.dtype, DType::F32 | DType::F16 | DType::BF16)
+                && std::env::var("KILN_CONV").map_or(true, |v| v != "direct");
+            let (entry, groups) = if lanes {
+                defines.push("LANES");
+                let npg = lanes_groups(m, ctx.caps);
+                (
+                    "lanes",
+                    super::grid((npg * ch.rows.div_ceil(8)).div_ceil(64), ctx.caps)?,
+                )
+            } else if ctx.caps.cpu {
                 // 4 pixels × 8 channels per invocation, no barriers.
                 ("direct", [u(ch.rows.div_ceil(8))?, u(m.div_ceil(256))?, 1])
             } else if let Some(pl) = plan {
@@ -300,6 +314,7 @@ impl Op for Conv2d {
                     u(self.pad)?,
                     u(splits)?,
                     u(kslab)?,
+                    u(lanes_groups(m, ctx.caps))?,
                 ],
                 groups,
             };
@@ -318,6 +333,19 @@ impl Op for Conv2d {
         }
         Ok(out)
     }
+}
+
+/// The `lanes` kernel's pixel groups (4 pixels each) per channel block,
+/// rounded up so that no subgroup spans two blocks (its lanes share the
+/// weights by broadcast): to 16 where the adapter's subgroups are known to be
+/// at most 16 wide (CPU adapters: 4 or 8), else to the workgroup (64).
+fn lanes_groups(m: usize, caps: &super::GpuCaps) -> usize {
+    let unit = if (1..=16).contains(&caps.subgroup_size) {
+        16
+    } else {
+        64
+    };
+    m.div_ceil(4).next_multiple_of(unit)
 }
 
 /// How the `big` kernel runs a convolution: its (pixels, channels) tile and

@@ -103,7 +103,11 @@ impl Op for SpatialAttention {
         if !ctx.caps.cpu && d <= 64 && d.is_multiple_of(4) {
             return Ok(vec![self.tiled(ctx, b, t, c, d)?]);
         }
-        two_pass(ctx, &self.layout(b, t, c), Bind::Input(0, 0))
+        let l = self.layout(b, t, c);
+        if let Some(ds) = lanes(ctx, &l, Bind::Input(0, 0))? {
+            return Ok(ds);
+        }
+        two_pass(ctx, &l, Bind::Input(0, 0))
     }
 }
 
@@ -173,6 +177,79 @@ fn reference(l: &Layout, q: &[f32], kv: &[f32]) -> Vec<f32> {
         }
     }
     y
+}
+
+/// The largest score matrix the CPU-adapter kernels store.
+const LANES_MAX_SCORES: u64 = 256 << 20;
+
+/// CPU adapters (`shaders/spatial_attention_lanes.wgsl`): scores, softmax
+/// and `s·v` as three passes over the stored `[B·heads, T, TK]` score matrix
+/// — where it fits in LANES_MAX_SCORES and a binding, and its rows in
+/// lavapipe's 65,535 loop iterations. None otherwise (the two-pass kernel).
+/// `kv` is the binding of the keys/values.
+fn lanes(ctx: &PlanCtx, l: &Layout, kv: Bind) -> Result<Option<Vec<Dispatch>>> {
+    let (b, t, c, heads) = (l.batch, l.t, l.c, l.heads);
+    let d = c / heads;
+    let bytes = (b * heads * t * l.tk * 4) as u64;
+    if !ctx.caps.cpu
+        || bytes > LANES_MAX_SCORES.min(ctx.caps.max_binding_bytes)
+        || l.tk > 65_535
+        || std::env::var("KILN_SPATIAL").is_ok_and(|v| v == "two_pass")
+    {
+        return Ok(None);
+    }
+    // Query groups of 4, rounded so that no subgroup spans two blocks.
+    let unit = if (1..=16).contains(&ctx.caps.subgroup_size) {
+        16
+    } else {
+        64
+    };
+    let npg = t.div_ceil(4).next_multiple_of(unit);
+    let params = vec![
+        u(t)?,
+        u(c)?,
+        u(heads)?,
+        u(d)?,
+        u(l.tk)?,
+        f(1.0 / (d as f32).sqrt()),
+        u(b)?,
+        u(npg)?,
+        u(l.q_rs)?,
+        u(l.q_b)?,
+        u(l.q_hs)?,
+        u(l.k_rs)?,
+        u(l.k_b)?,
+        u(l.v_b)?,
+        u(l.k_hs)?,
+    ];
+    let shader = "spatial_attention_lanes.wgsl";
+    let bh = b * heads;
+    Ok(Some(vec![
+        Dispatch {
+            shader,
+            entry: "main",
+            defines: vec![],
+            bindings: vec![Bind::Input(0, 0), kv, Bind::Scratch(0, bytes)],
+            params: params.clone(),
+            groups: grid((npg * l.tk.div_ceil(8) * bh).div_ceil(64), ctx.caps)?,
+        },
+        Dispatch {
+            shader,
+            entry: "softmax",
+            defines: vec!["SOFTMAX"],
+            bindings: vec![Bind::Scratch(0, bytes)],
+            params: params.clone(),
+            groups: grid((bh * t).div_ceil(64), ctx.caps)?,
+        },
+        Dispatch {
+            shader,
+            entry: "main",
+            defines: vec!["PV"],
+            bindings: vec![Bind::ScratchRead(0), kv, Bind::Output],
+            params,
+            groups: grid((npg * d.div_ceil(8) * bh).div_ceil(64), ctx.caps)?,
+        },
+    ]))
 }
 
 /// The general two-pass kernel (`shaders/spatial_attention.wgsl`): any
@@ -305,6 +382,9 @@ impl Op for CrossAttention {
 
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
         let l = self.layout(&ctx.inputs[0].shape, &ctx.inputs[1].shape);
+        if let Some(ds) = lanes(ctx, &l, Bind::Input(1, 0))? {
+            return Ok(ds);
+        }
         two_pass(ctx, &l, Bind::Input(1, 0))
     }
 }
