@@ -83,6 +83,60 @@ fn apply_range(b: u32, g: u32, base: u32, cg: u32, lo: u32, hi: u32, mean: f32, 
 }
 
 
+#if SERIAL
+// CPU adapters, groups of at most 8,192 values: an invocation per (sample,
+// group), no barriers — SwiftShader switches every SIMD group of a workgroup
+// at each barrier, which cost more than these groups' arithmetic. Workgroups
+// of 8 (one SIMD group on lavapipe, two on SwiftShader).
+@compute @workgroup_size(8)
+fn serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let id = (wid.x + wid.y * nwg.x) * 8u + lid;
+    if (id >= p.batch * p.groups) {
+        return;
+    }
+    let b = id / p.groups;
+    let g = id % p.groups;
+    let cg = p.c / p.groups;
+    let count = f32(p.n * cg);
+    let base = b * p.n * p.c + g * cg;
+    let end = base + p.n * p.c;
+    var s = 0.0;
+    for (var i = base; i < end; i += p.c) {
+        for (var c = 0u; c < cg; c++) {
+            s += x[i + c];
+        }
+    }
+    let mean = s / count;
+    var sq = 0.0;
+    for (var i = base; i < end; i += p.c) {
+        for (var c = 0u; c < cg; c++) {
+            let d = x[i + c] - mean;
+            sq += d * d;
+        }
+    }
+    let inv = inverseSqrt(sq / count + p.eps);
+    for (var c = 0u; c < cg; c++) {
+        let ch = g * cg + c;
+        // ((x − mean)·inv·γ + β)·(1 + scale) + shift = (x − mean)·a + o
+        var a = inv * gamma[ch];
+        var o = beta[ch];
+        if (p.has_ss != 0u) {
+            let k = 1.0 + ss[b * 2u * p.c + ch];
+            a *= k;
+            o = o * k + ss[b * 2u * p.c + p.c + ch];
+        }
+        for (var i = base + c; i < end; i += p.c) {
+            var v = (x[i] - mean) * a + o;
+            if (p.silu != 0u) {
+                v = v / (1.0 + exp(-v));
+            }
+            y[i] = v;
+        }
+    }
+}
+#endif
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {

@@ -22,18 +22,7 @@ const BM: u32 = 256u;
 const BN: u32 = 32u;
 #endif
 const BK: u32 = 8u;
-#if TN8
-// 8 pixels × 8 channels per invocation: 4 vector loads from workgroup memory
-// per 64 multiply-adds (8 × 4: 3 per 32).
-const WG: u32 = BM * BN / 64u;
-const TN: u32 = 8u;
-#else
 const WG: u32 = BM * BN / 32u;
-const TN: u32 = 4u;
-#endif
-// Each invocation gathers 2 pixels × 2 groups of 4 (DBL: WG = BM / 2),
-// 1 pixel × 2 groups (WG = BM) or 1 pixel × 1 group (WG = 2·BM) per slice.
-const DBL: bool = WG * 2u == BM;
 
 // [buffer][k][pixel / 4] and [buffer][k][channel / 4]: vectors along the
 // tile's pixels / channels.
@@ -68,17 +57,16 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     // Gathering: pixel arow of the tile, groups ag (and ag + 1 when each
     // invocation loads two: WG = BM).
     let arow = lid % BM;
-    let ag = select(lid / BM, 0u, DBL);
+    let ag = lid / BM;
     let px = im_pixel(m0 + arow);
-    let px2 = im_pixel(m0 + arow + WG);
-    let two = WG <= BM;
+    let two = WG == BM;
     // Weights: row brow of the tile, group bg (invocations past 2·BN load none).
     let brow = lid % BN;
     let bg = lid / BN;
     let wload = bg < 2u && r0 + brow < p.rows;
-    // Multiplying: pixels tm·8 .. +8, channels tn·TN .. +TN.
-    let tn = lid % (BN / TN);
-    let tm = lid / (BN / TN);
+    // Multiplying: pixels tm·8 .. +8, channels tn·4 .. +4.
+    let tn = lid % (BN / 4u);
+    let tm = lid / (BN / 4u);
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -87,29 +75,12 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     var a5 = vec4<f32>(0.0);
     var a6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
-#if TN8
-    // Channels tn·8 + 4 .. +8.
-    var b0 = vec4<f32>(0.0);
-    var b1 = vec4<f32>(0.0);
-    var b2 = vec4<f32>(0.0);
-    var b3 = vec4<f32>(0.0);
-    var b4 = vec4<f32>(0.0);
-    var b5 = vec4<f32>(0.0);
-    var b6 = vec4<f32>(0.0);
-    var b7 = vec4<f32>(0.0);
-#endif
     var c0 = im_cur(kb + 4u * ag);
     var c1 = im_cur(kb + 4u * (ag + 1u));
     var xv0 = im_load(px, c0);
     var xv1 = vec4<f32>(0.0);
     if (two) {
         xv1 = im_load(px, c1);
-    }
-    var xv2 = vec4<f32>(0.0);
-    var xv3 = vec4<f32>(0.0);
-    if (DBL) {
-        xv2 = im_load(px2, c0);
-        xv3 = im_load(px2, c1);
     }
     var wv = vec4<f32>(0.0);
     if (wload && kb + 4u * bg < p.k) {
@@ -118,10 +89,6 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     put_x(0u, ag, arow, xv0);
     if (two) {
         put_x(0u, ag + 1u, arow, xv1);
-    }
-    if (DBL) {
-        put_x(0u, 0u, arow + WG, xv2);
-        put_x(0u, 1u, arow + WG, xv3);
     }
     if (bg < 2u) {
         put_w(0u, bg, brow, wv);
@@ -138,10 +105,6 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
                 c1 = im_next(c1, BK);
                 xv1 = im_load(px, c1);
             }
-            if (DBL) {
-                xv2 = im_load(px2, c0);
-                xv3 = im_load(px2, c1);
-            }
             wv = vec4<f32>(0.0);
             if (wload && k1 + 4u * bg < p.k) {
                 wv = w4(r0 + brow, p.k, k1 / 4u + bg);
@@ -151,21 +114,7 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
             let ia = (buf * BK + kk) * (BM / 4u) + tm * 2u;
             let xa = As[ia];
             let xb = As[ia + 1u];
-#if TN8
-            let ib = (buf * BK + kk) * (BN / 4u) + tn * 2u;
-            let w = Bs[ib];
-            let v = Bs[ib + 1u];
-            b0 = fma(vec4<f32>(xa.x), v, b0);
-            b1 = fma(vec4<f32>(xa.y), v, b1);
-            b2 = fma(vec4<f32>(xa.z), v, b2);
-            b3 = fma(vec4<f32>(xa.w), v, b3);
-            b4 = fma(vec4<f32>(xb.x), v, b4);
-            b5 = fma(vec4<f32>(xb.y), v, b5);
-            b6 = fma(vec4<f32>(xb.z), v, b6);
-            b7 = fma(vec4<f32>(xb.w), v, b7);
-#else
             let w = Bs[(buf * BK + kk) * (BN / 4u) + tn];
-#endif
             a0 = fma(vec4<f32>(xa.x), w, a0);
             a1 = fma(vec4<f32>(xa.y), w, a1);
             a2 = fma(vec4<f32>(xa.z), w, a2);
@@ -181,10 +130,6 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
             if (two) {
                 put_x(nb, ag + 1u, arow, xv1);
             }
-            if (DBL) {
-                put_x(nb, 0u, arow + WG, xv2);
-                put_x(nb, 1u, arow + WG, xv3);
-            }
             if (bg < 2u) {
                 put_w(nb, bg, brow, wv);
             }
@@ -194,25 +139,14 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     }
     let mb = m0 + tm * 8u;
     let s = wid.z;
-    let rc = r0 + tn * TN;
-    put_row(s, mb, rc, a0);
-    put_row(s, mb + 1u, rc, a1);
-    put_row(s, mb + 2u, rc, a2);
-    put_row(s, mb + 3u, rc, a3);
-    put_row(s, mb + 4u, rc, a4);
-    put_row(s, mb + 5u, rc, a5);
-    put_row(s, mb + 6u, rc, a6);
-    put_row(s, mb + 7u, rc, a7);
-#if TN8
-    put_row(s, mb, rc + 4u, b0);
-    put_row(s, mb + 1u, rc + 4u, b1);
-    put_row(s, mb + 2u, rc + 4u, b2);
-    put_row(s, mb + 3u, rc + 4u, b3);
-    put_row(s, mb + 4u, rc + 4u, b4);
-    put_row(s, mb + 5u, rc + 4u, b5);
-    put_row(s, mb + 6u, rc + 4u, b6);
-    put_row(s, mb + 7u, rc + 4u, b7);
-#endif
+    put_row(s, mb, r0 + tn * 4u, a0);
+    put_row(s, mb + 1u, r0 + tn * 4u, a1);
+    put_row(s, mb + 2u, r0 + tn * 4u, a2);
+    put_row(s, mb + 3u, r0 + tn * 4u, a3);
+    put_row(s, mb + 4u, r0 + tn * 4u, a4);
+    put_row(s, mb + 5u, r0 + tn * 4u, a5);
+    put_row(s, mb + 6u, r0 + tn * 4u, a6);
+    put_row(s, mb + 7u, r0 + tn * 4u, a7);
 }
 
 // Channels r .. r + 4 of pixel m (those in range): the output, or with

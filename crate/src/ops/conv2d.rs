@@ -259,9 +259,6 @@ impl Op for Conv2d {
                 ("direct", [u(ch.rows.div_ceil(8))?, u(m.div_ceil(256))?, 1])
             } else if let Some(pl) = plan {
                 defines.push("BIG");
-                if std::env::var("KILN_CONV_TN8").is_ok_and(|v| v == "1") {
-                    defines.push("TN8");
-                }
                 if pl.bn == 64 {
                     defines.push("BN64");
                 } else if pl.bm == 128 {

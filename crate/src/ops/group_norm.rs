@@ -39,6 +39,11 @@ impl GroupNorm {
     }
 }
 
+/// The largest group (values) the CPU adapters' barrier-free kernel takes:
+/// lavapipe's loop guard cut its three passes short (Inf out) at groups of
+/// 16,384 and 30,720 values; 12,000 passed.
+const SERIAL_VALUES: usize = 8_192;
+
 impl Op for GroupNorm {
     fn name(&self) -> &'static str {
         "group_norm"
@@ -163,6 +168,13 @@ impl Op for GroupNorm {
                 groups: grid(workgroups, ctx.caps)?,
             })
         };
+        // CPU adapters, small groups: an invocation per group, no barriers.
+        let cg = c / self.groups.max(1);
+        if ctx.caps.cpu && n * cg <= SERIAL_VALUES {
+            let mut d = dispatch("serial", (b * self.groups).div_ceil(8))?;
+            d.defines = vec!["SERIAL"];
+            return Ok(vec![d]);
+        }
         if split {
             Ok(vec![
                 dispatch("stats", b * chunks)?,

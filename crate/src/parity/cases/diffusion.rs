@@ -122,7 +122,7 @@ pub(super) fn conv2d(rng: &mut Rng) -> Result<Vec<Case>> {
 
 pub(super) fn group_norm(rng: &mut Rng) -> Result<Vec<Case>> {
     // (shape, groups, silu, scale-shift)
-    let shapes: [(&[usize], usize, bool, bool); 13] = [
+    let shapes: [(&[usize], usize, bool, bool); 14] = [
         // Groups of ≥ 4 values: a 2-value group normalises x0 − mean =
         // (x0 − x1)/2, whose f32 rounding is relative to |x0 − x1| — an
         // ill-conditioned case that failed the tolerance about once in a
@@ -135,6 +135,8 @@ pub(super) fn group_norm(rng: &mut Rng) -> Result<Vec<Case>> {
         (&[2, 10, 8], 4, false, true),
         (&[1, 64, 64, 32], 8, true, false),
         (&[2, 32, 32, 64], 32, true, true),
+        // CPU adapters: the largest group of the barrier-free kernel (8,192).
+        (&[1, 64, 64, 32], 16, true, true),
         // GPUs: groups of ≤ 1024 values (all above) in one dispatch; larger
         // ones in chunks of pixels (the last one short); C = 320 takes two
         // rounds of 256 channels, C = 96 leaves invocations idle.
