@@ -1,6 +1,6 @@
 //! Times one 3×3 convolution (stride 1, "same" padding, f32 weights) on a
 //! wgpu adapter: the micro-benchmark behind the CPU-adapter conv kernels
-//! (docs/bench/2026-12-03-cpu-conv.md).
+//! (docs/bench/2026-12-03-chromium-terrain-cpu/).
 //!
 //! `cargo run --release -p kiln --example conv_bench -- ADAPTER [HW CIN COUT BATCH ITERS]`
 //! (defaults 128 32 32 1 3). `NOSG=1` hides subgroups; `CPUK=0|1` picks GPU or

@@ -8,8 +8,9 @@
 // weights are loaded once per subgroup (lane l: channel l % 8, or l % 4 and
 // 4 + l % 4 in subgroups of 4) and broadcast. 8 pixels per invocation were
 // 1.3× faster again on SwiftShader but took its shader compiler 25 s and
-// gigabytes (docs/bench/2026-12-03-cpu-conv.md). Weight types with one element per slot
-// (w1: f32, f16, bf16). No barriers, no workgroup memory.
+// gigabytes (docs/bench/2026-12-03-chromium-terrain-cpu/). Weight types
+// with one element per slot (w1: f32, f16, bf16). No barriers, no
+// workgroup memory. lavapipe's loop guard: kh·kw·Cin ≤ 16,384 (ops/conv2d.rs).
 // Dispatch npg·ceil(rows/8) invocations (ops::grid of workgroups of 64),
 // npg = ceil(m/4) rounded up to a multiple of 16 (or 64).
 

@@ -242,10 +242,13 @@ impl Op for Conv2d {
         for ((c, ch), plan) in ctx.chunks[1].iter().enumerate().zip(plans) {
             let mut defines = vec![weight_define(w.dtype)];
             let (splits, kslab) = plan.map_or((1, k), |pl| (pl.splits, pl.kslab));
-            // CPU adapters: `lanes` for weights of one element per slot,
-            // `direct` for blocks (KILN_CONV=direct forces it natively).
+            // CPU adapters: `lanes` for weights of one element per slot and
+            // K well inside lavapipe's loop guard (group norm's three passes
+            // of 16,384 steps tripped it); `direct` otherwise
+            // (KILN_CONV=direct forces it natively).
             let lanes = ctx.caps.cpu
                 && matches!(w.dtype, DType::F32 | DType::F16 | DType::BF16)
+                && k <= 16_384
                 && std::env::var("KILN_CONV").map_or(true, |v| v != "direct");
             let (entry, groups) = if lanes {
                 defines.push("LANES");

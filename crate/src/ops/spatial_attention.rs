@@ -185,7 +185,8 @@ const LANES_MAX_SCORES: u64 = 256 << 20;
 /// CPU adapters (`shaders/spatial_attention_lanes.wgsl`): scores, softmax
 /// and `s·v` as three passes over the stored `[B·heads, T, TK]` score matrix
 /// — where it fits in LANES_MAX_SCORES and a binding, and its rows in
-/// lavapipe's 65,535 loop iterations. None otherwise (the two-pass kernel).
+/// lavapipe's loop guard (16,384 keys; the softmax walks a row 3 times).
+/// None otherwise (the two-pass kernel).
 /// `kv` is the binding of the keys/values.
 fn lanes(ctx: &PlanCtx, l: &Layout, kv: Bind) -> Result<Option<Vec<Dispatch>>> {
     let (b, t, c, heads) = (l.batch, l.t, l.c, l.heads);
@@ -193,7 +194,7 @@ fn lanes(ctx: &PlanCtx, l: &Layout, kv: Bind) -> Result<Option<Vec<Dispatch>>> {
     let bytes = (b * heads * t * l.tk * 4) as u64;
     if !ctx.caps.cpu
         || bytes > LANES_MAX_SCORES.min(ctx.caps.max_binding_bytes)
-        || l.tk > 65_535
+        || l.tk > 16_384
         || std::env::var("KILN_SPATIAL").is_ok_and(|v| v == "two_pass")
     {
         return Ok(None);
