@@ -32,10 +32,15 @@ pub struct WgpuOptions {
     /// on this device would hold more than this many bytes — a device with
     /// less memory, for tests and for sharing a GPU.
     pub max_device_bytes: Option<u64>,
-    /// Compile shaders without wgpu's injected bounds checks (native only; a
-    /// kernel indexing past a binding is then undefined behaviour). For
-    /// measuring what the checks cost; also `KILN_WGPU_UNCHECKED=1`.
-    pub unchecked_shaders: bool,
+    /// Compile shaders without wgpu's injected per-access bounds checks
+    /// (native only: browsers add their own). `None` (the default): without
+    /// them on GPUs, with them on CPU adapters; `KILN_WGPU_UNCHECKED=0|1`
+    /// overrides that default. Unchecked, an index past a binding in a kernel
+    /// bug is bounded by the driver's robust buffer access (wgpu enables it),
+    /// not clamped per access; the op-parity suite checks every kernel's
+    /// indices. The checks cost the H200 half its LLM prefill speed
+    /// (docs/bench/2026-12-03-h200-terrain-4/).
+    pub unchecked_shaders: Option<bool>,
 }
 
 /// One adapter as reported to users (`kiln devices`).
@@ -210,6 +215,13 @@ impl GpuContext {
             max_workgroup_storage: limits.max_compute_workgroup_storage_size,
             max_invocations: limits.max_compute_invocations_per_workgroup,
         };
+        let unchecked = opts.unchecked_shaders.unwrap_or_else(|| {
+            match std::env::var("KILN_WGPU_UNCHECKED").as_deref() {
+                Ok("1") => true,
+                Ok("0") => false,
+                _ => !caps.cpu,
+            }
+        });
         Ok(GpuContext {
             device,
             queue,
@@ -221,8 +233,7 @@ impl GpuContext {
             pipelines: Mutex::new(HashMap::new()),
             allocated: Default::default(),
             budget: opts.max_device_bytes,
-            unchecked: opts.unchecked_shaders
-                || std::env::var("KILN_WGPU_UNCHECKED").is_ok_and(|v| v == "1"),
+            unchecked,
             timestamps: features.contains(stamps),
         })
     }
@@ -288,9 +299,10 @@ impl GpuContext {
             source: wgpu::ShaderSource::Wgsl(src.into()),
         };
         let module = if self.unchecked && !cfg!(target_arch = "wasm32") {
-            // SAFETY: opted into by the caller (`unchecked_shaders`): every
+            // SAFETY: `unchecked_shaders` (by default on native GPUs): every
             // kernel's indices are bounded by its planned shapes, which the
-            // op-parity suite checks on every backend.
+            // op-parity suite checks on every backend, and the device's
+            // robust buffer access bounds storage accesses regardless.
             unsafe {
                 self.device
                     .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
