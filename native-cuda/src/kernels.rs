@@ -74,7 +74,13 @@ pub const WGSL_TWINS: [(&str, &[&str]); 21] = [
     ("resample", &["resample.wgsl"]),
     (
         "spatial_attention",
-        &["spatial_attention.wgsl", "spatial_attention_flash.wgsl"],
+        &[
+            "spatial_attention.wgsl",
+            "spatial_attention_flash.wgsl",
+            // CPU adapters only (never planned for a GPU): the same op's
+            // math, twinned by this family's kernels.
+            "spatial_attention_lanes.wgsl",
+        ],
     ),
     ("timestep_embed", &["timestep_embed.wgsl"]),
     ("mul_mat_back", &["mul_mat_back.wgsl"]),
