@@ -50,6 +50,10 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> s: array<f32>;
 #endif
 
+#if SUBGROUPS
+#include "common/broadcast.wgsl"
+#endif
+
 #if SOFTMAX
 @compute @workgroup_size(64)
 fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -168,16 +172,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var st = 0u; st < n; st++) {
 #if SUBGROUPS
         let va = kv[ca + so];
-        let wl = vec4<f32>(subgroupBroadcast(va, 0u), subgroupBroadcast(va, 1u),
-                           subgroupBroadcast(va, 2u), subgroupBroadcast(va, 3u));
+        let wl = bcast_lo(va);
         var wh: vec4<f32>;
         if (wide) {
-            wh = vec4<f32>(subgroupBroadcast(va, 4u), subgroupBroadcast(va, 5u),
-                           subgroupBroadcast(va, 6u), subgroupBroadcast(va, 7u));
+            wh = bcast_hi(va);
         } else {
-            let vb = kv[cb + so];
-            wh = vec4<f32>(subgroupBroadcast(vb, 0u), subgroupBroadcast(vb, 1u),
-                           subgroupBroadcast(vb, 2u), subgroupBroadcast(vb, 3u));
+            wh = bcast_lo(kv[cb + so]);
         }
 #else
         let wl = vec4<f32>(kv[c0 + so], kv[c1 + so], kv[c2 + so], kv[c3 + so]);

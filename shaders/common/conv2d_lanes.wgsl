@@ -16,6 +16,10 @@
 
 const LP: u32 = 4u;  // pixels per invocation
 
+#if SUBGROUPS
+#include "common/broadcast.wgsl"
+#endif
+
 // The element offset of the pixel's tap (ky, kx) (ci 0), −1 outside.
 fn tap(px: Pixel, ky: u32, kx: u32) -> i32 {
     let iy = px.iy0 + i32(ky);
@@ -93,16 +97,12 @@ fn lanes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
             for (var ci = 0u; ci < p.cin; ci++) {
 #if SUBGROUPS
                 let va = w1(wa + kt);
-                let wl = vec4<f32>(subgroupBroadcast(va, 0u), subgroupBroadcast(va, 1u),
-                                   subgroupBroadcast(va, 2u), subgroupBroadcast(va, 3u));
+                let wl = bcast_lo(va);
                 var wh: vec4<f32>;
                 if (wide) {
-                    wh = vec4<f32>(subgroupBroadcast(va, 4u), subgroupBroadcast(va, 5u),
-                                   subgroupBroadcast(va, 6u), subgroupBroadcast(va, 7u));
+                    wh = bcast_hi(va);
                 } else {
-                    let vb = w1(wb + kt);
-                    wh = vec4<f32>(subgroupBroadcast(vb, 0u), subgroupBroadcast(vb, 1u),
-                                   subgroupBroadcast(vb, 2u), subgroupBroadcast(vb, 3u));
+                    wh = bcast_lo(w1(wb + kt));
                 }
 #else
                 let wl = vec4<f32>(w1(w0 + kt), w1(w1_ + kt), w1(w2 + kt), w1(w3 + kt));

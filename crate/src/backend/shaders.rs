@@ -54,6 +54,7 @@ shader_files!(
     "common/conv2d_big.wgsl",
     "common/conv2d_gather.wgsl",
     "common/conv2d_lanes.wgsl",
+    "common/broadcast.wgsl",
     "common/erf.wgsl",
     "common/gemm64.wgsl",
     "common/matmul_io.wgsl",
