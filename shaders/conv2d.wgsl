@@ -21,11 +21,6 @@
 
 const T: u32 = 32u;
 
-// x is read as vec4s (Cin % 4 == 0) by `big` and `lanes`.
-#if BIG
-#define X_VEC4
-#endif
-
 struct Params {
     m: u32,
     n: u32,       // Cout
@@ -49,7 +44,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
-#if X_VEC4
+#if BIG
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
 #else
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -65,7 +60,7 @@ struct Params {
 #include "common/weights.wgsl"
 
 // Elements i .. i + 4 of x (i a multiple of 4).
-#if X_VEC4
+#if BIG
 fn x_vec4(i: u32) -> vec4<f32> {
     return x[i / 4u];
 }
@@ -76,7 +71,7 @@ fn x_vec4(i: u32) -> vec4<f32> {
 #endif
 #include "common/conv2d_gather.wgsl"
 
-#if !X_VEC4
+#if !BIG
 // im2col(x)[pixel, kk] for the pixel's (b, oy, ox) base; zero outside.
 fn gather(b: u32, oy: u32, ox: u32, kk: u32) -> f32 {
     let ci = kk % p.cin;
