@@ -357,7 +357,7 @@ async function loadSdFolder(source, opts) {
     if (opts.cpuKernels !== undefined) eng.useCpuKernels(!!opts.cpuKernels);
     const model = eng.loadStableDiffusion(files, {
       width: opts.width, height: opts.height, guidance: opts.guidance, weights: opts.weights, taesd: !!opts.taesd,
-      img2img: !!opts.img2img, previews: !!opts.previews,
+      img2img: !!opts.img2img, previews: !!opts.previews, vaeTiling: !!opts.vaeTiling,
     });
     progress('ready');
     return new DirectSd(model, eng.info(), !!opts.previews);

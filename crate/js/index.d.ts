@@ -251,6 +251,11 @@ export interface DiffusionLoadOptions {
   guidance?: boolean;
   /** Stable Diffusion: decode with the folder's `taesd/` (AutoencoderTiny). */
   taesd?: boolean;
+  /**
+   * Stable Diffusion: decode the VAE in tiles of its `sample_size`, blended as
+   * diffusers' `enable_vae_tiling()`: less GPU memory for images larger than a tile.
+   */
+  vaeTiling?: boolean;
   /** Stable Diffusion: also load `taesd/` for step previews (`onStep`'s `preview`). */
   previews?: boolean;
   /** Stable Diffusion: also load the VAE encoder, for `initImage` (img2img). */

@@ -143,7 +143,9 @@ export class Kiln {
    * guidance ≤ 1 only, as SD-Turbo runs), `taesd` (decode with the folder's
    * `taesd/`), `img2img` (also load the VAE encoder for `initImage`),
    * `previews` (also load the folder's `taesd/`: each step's `onStep` report
-   * carries `preview`, an ImageData of the image that step predicts).
+   * carries `preview`, an ImageData of the image that step predicts),
+   * `vaeTiling` (decode in tiles of the VAE's `sample_size`, as diffusers'
+   * `enable_vae_tiling()`: less GPU memory for large images).
    */
   static async loadDiffusion(source, opts = {}) {
     if (opts.signal?.aborted) throw aborted(opts.signal);

@@ -27,6 +27,8 @@ struct SdLoadOptions {
     weights: Option<String>,
     /// Decode with the folder's `taesd/` files instead of `vae/`.
     taesd: Option<bool>,
+    /// Decode the VAE in tiles (diffusers' `enable_vae_tiling()`).
+    vae_tiling: Option<bool>,
     /// Also load the VAE encoder (img2img: `generate({initImage})`).
     img2img: Option<bool>,
     /// Also load the folder's `taesd/` for step previews.
@@ -86,6 +88,7 @@ impl Engine {
         };
         let opts = SdOptions {
             weight_dtype,
+            vae_tiling: o.vae_tiling == Some(true),
             ..Default::default()
         };
         let mut sd = StableDiffusion::load(

@@ -46,6 +46,11 @@ pub struct DiffuseArgs {
     /// `AutoencoderTiny`) instead of the folder's VAE.
     #[arg(long)]
     taesd: Option<PathBuf>,
+    /// Stable Diffusion: decode the image in tiles of the VAE's
+    /// `sample_size`, blended as diffusers' `enable_vae_tiling()` (less
+    /// device memory for images larger than a tile).
+    #[arg(long)]
+    vae_tiling: bool,
     /// Stable Diffusion: classifier-free guidance scale (≤ 1: none, as
     /// SD-Turbo and SDXS are run).
     #[arg(long, default_value_t = 7.5)]
@@ -238,6 +243,7 @@ fn text_to_image(
     let backend = backend(a)?;
     let opts = SdOptions {
         weight_dtype: weight_dtype(&a.weights)?,
+        vae_tiling: a.vae_tiling,
         ..Default::default()
     };
     let t0 = Instant::now();

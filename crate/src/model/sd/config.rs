@@ -353,6 +353,9 @@ pub struct VaeConfig {
     /// The encoder's block types (checked when an encoder is built: a
     /// decoder-only use of the folder does not need them).
     pub down_block_types: Vec<String>,
+    /// The image size the VAE was trained at (`sample_size`; the first
+    /// entry of a list, as diffusers takes it): the tile of tiled decoding.
+    pub sample_size: usize,
 }
 
 impl VaeConfig {
@@ -387,6 +390,11 @@ impl VaeConfig {
             in_channels: opt_usize(v, "in_channels", 3),
             quant_conv: opt_bool(v, "use_quant_conv", true),
             down_block_types: str_list(v, "down_block_types", m).unwrap_or_default(),
+            // diffusers' AutoencoderKL default.
+            sample_size: match v.get("sample_size") {
+                Some(Value::Array(a)) => a.first().and_then(Value::as_u64).unwrap_or(32) as usize,
+                _ => opt_usize(v, "sample_size", 32),
+            },
         };
         for ch in &c.channels {
             if c.groups == 0 || ch % c.groups != 0 {

@@ -19,6 +19,7 @@ pub mod txt2img;
 pub mod unet;
 pub mod vae;
 pub mod vae_encoder;
+pub mod vae_tiling;
 pub mod weights;
 
 pub use config::{ClipConfig, Unet2dConfig, VaeConfig};
@@ -62,12 +63,18 @@ pub struct SdOptions {
     /// Run every VAE attention as matmuls + softmax (the path of heads
     /// wider than the fused kernel holds), to test it on small models.
     pub matmul_attention: bool,
+    /// Decode large images in tiles, as diffusers' `enable_vae_tiling()`
+    /// (`vae_tiling.rs`): the decoder's memory is that of a tile.
+    pub vae_tiling: bool,
 }
 
 /// The shared graph helpers (weights by name, Linear, conv, norms).
 pub(crate) struct Builder<'a> {
     pub g: Graph,
     pub weights: Vec<SdWeight>,
+    /// Each named weight's tensor by (label, shape): a module built twice
+    /// (one program per tile shape) shares its weights.
+    named: std::collections::HashMap<(String, Vec<usize>), usize>,
     pub probes: Vec<(String, TensorId)>,
     pub opts: &'a SdOptions,
 }
@@ -77,6 +84,7 @@ impl<'a> Builder<'a> {
         Builder {
             g: Graph::new(),
             weights: Vec::new(),
+            named: Default::default(),
             probes: Vec::new(),
             opts,
         }
@@ -111,7 +119,15 @@ impl<'a> Builder<'a> {
         } else {
             sources.join("+")
         };
-        let id = self.g.weight(&label, shape, dtype)?;
+        let key = (label, shape.to_vec());
+        if let Some(&i) = self.named.get(&key)
+            && self.weights[i].kind == kind
+            && !sources.is_empty()
+        {
+            return Ok(self.weights[i].id);
+        }
+        let id = self.g.weight(&key.0, shape, dtype)?;
+        self.named.insert(key, self.weights.len());
         self.weights.push(SdWeight { id, sources, kind });
         Ok(id)
     }
@@ -320,7 +336,16 @@ impl Loaded {
     /// Runs the program and reads `t` back without blocking (the browser's
     /// way; native callers `pollster::block_on` it).
     pub async fn run_read(&mut self, t: TensorId) -> std::result::Result<Vec<f32>, LoadError> {
-        self.exe.run(&[])?;
+        self.run_program_read(0, t).await
+    }
+
+    /// [`Loaded::run_read`] of program `p`.
+    pub async fn run_program_read(
+        &mut self,
+        p: usize,
+        t: TensorId,
+    ) -> std::result::Result<Vec<f32>, LoadError> {
+        self.exe.run_program(p, &[])?;
         let ticket = self.exe.read_start(t)?;
         self.exe.read_ready(ticket).await;
         Ok(self.exe.read_finish(ticket)?.to_f32()?)

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use super::vae_tiling::VaeTiling;
 use super::{ClipConfig, Component, Loaded, SdOptions, Unet2dConfig, VaeConfig, clip, unet, vae};
 use crate::backend::Backend;
 use crate::dtype::DType;
@@ -243,9 +244,19 @@ impl VaeDecoder {
         opts: &SdOptions,
     ) -> Result<VaeDecoder, LoadError> {
         let cfg = VaeConfig::from_json(&c.config)?;
-        let graph = vae::build(&cfg, batch, size.0, size.1, opts)?;
+        let graph = if opts.vae_tiling {
+            vae::build_tiled(&cfg, batch, size.0, size.1, opts)?
+        } else {
+            vae::build(&cfg, batch, size.0, size.1, opts)?
+        };
         let loaded = Loaded::new(&graph.net, c, backend)?;
         Ok(VaeDecoder { cfg, graph, loaded })
+    }
+
+    /// Whether this decoder works in tiles (`SdOptions::vae_tiling` and
+    /// latents larger than a tile).
+    pub fn tiled(&self) -> bool {
+        self.graph.tiles.is_some()
     }
 
     /// `vae.decode(z)` of NCHW latents `z` as given (the caller divides by
@@ -258,15 +269,39 @@ impl VaeDecoder {
     pub async fn decode_raw_async(&mut self, z: &[f32]) -> Result<Vec<f32>, LoadError> {
         let g = &self.graph;
         let s = self.cfg.scale();
-        let shape = ImageShape {
-            batch: g.batch,
-            size: g.size,
-            in_channels: self.cfg.latent_channels,
-            out_pixels: g.size.0 * g.size.1 * s * s,
-            out_channels: self.cfg.out_channels,
-            what: "latents",
+        let (b, lc, oc) = (g.batch, self.cfg.latent_channels, self.cfg.out_channels);
+        let Some(tiled) = &g.tiles else {
+            let shape = ImageShape {
+                batch: b,
+                size: g.size,
+                in_channels: lc,
+                out_pixels: g.size.0 * g.size.1 * s * s,
+                out_channels: oc,
+                what: "latents",
+            };
+            return run_nchw(&mut self.loaded, (g.latents, g.image), &shape, z, "vae").await;
         };
-        run_nchw(&mut self.loaded, (g.latents, g.image), &shape, z, "vae").await
+        let (h, w) = g.size;
+        if z.len() != b * lc * h * w {
+            return Err(bad("vae", format!("expects {b} latents of {lc}×{h}×{w}")));
+        }
+        let tiling = tiled.tiling;
+        let mut decoded = Vec::new();
+        for t in tiling.tiles((h, w)) {
+            let Some(&(_, p, input, output)) = tiled.programs.iter().find(|pr| pr.0 == (t.h, t.w))
+            else {
+                return Err(bad("vae", format!("no program for a {}×{} tile", t.h, t.w)));
+            };
+            let part = VaeTiling::cut(z, (b, lc), (h, w), &t);
+            let nhwc = nchw_to_nhwc(&part, b, lc, t.h * t.w);
+            self.loaded.exe.write(
+                input,
+                &HostTensor::from_f32(&[b, t.h, t.w, lc], DType::F32, &nhwc)?,
+            )?;
+            let y = self.loaded.run_program_read(p, output).await?;
+            decoded.push(nhwc_to_nchw(&y, b, oc, t.h * t.w * s * s));
+        }
+        Ok(tiling.assemble(decoded, (b, oc), (h, w))?)
     }
 
     /// Pipeline latents → NCHW image in [0, 1]: `decode(z / scaling + shift)`,

@@ -5,6 +5,7 @@
 //! Latents are divided by `scaling_factor` (and shifted) by the caller, as
 //! the pipelines do before `vae.decode`.
 
+use super::vae_tiling::VaeTiling;
 use super::{Builder, SdGraph, SdOptions, VaeConfig};
 use crate::dtype::DType;
 use crate::error::{KilnError, Result};
@@ -15,12 +16,23 @@ pub(super) const EPS: f32 = 1e-6;
 /// The decoder's graph for `batch` latents of `h × w`.
 pub struct VaeGraph {
     pub net: SdGraph,
-    /// `[B, h, w, latent_channels]` (NHWC), already scaled.
+    /// `[B, h, w, latent_channels]` (NHWC), already scaled (program 0's:
+    /// the first tile's when tiled).
     pub latents: TensorId,
     /// `[B, h·s, w·s, out_channels]` (NHWC), about [-1, 1].
     pub image: TensorId,
     pub batch: usize,
+    /// The latents decoded (the whole image's, tiled or not).
     pub size: (usize, usize),
+    /// Tiled decoding: the geometry and one program per tile size.
+    pub tiles: Option<TiledVae>,
+}
+
+/// A tiled decoder's programs (see `vae_tiling.rs`).
+pub struct TiledVae {
+    pub tiling: VaeTiling,
+    /// Per distinct tile size: (latent h, w), program, latents, image.
+    pub programs: Vec<((usize, usize), usize, TensorId, TensorId)>,
 }
 
 /// diffusers' VAE `Attention`: GroupNorm, stacked `to_q|to_k|to_v` (with
@@ -111,13 +123,64 @@ pub fn build(
     w: usize,
     opts: &SdOptions,
 ) -> Result<VaeGraph> {
+    let mut b = Builder::new(opts);
+    let (latents, image) = decoder(&mut b, cfg, batch, h, w)?;
+    Ok(VaeGraph {
+        net: b.finish(),
+        latents,
+        image,
+        batch,
+        size: (h, w),
+        tiles: None,
+    })
+}
+
+/// The decoder for `h × w` latents in tiles, as diffusers'
+/// `enable_tiling()` decodes them: one program per distinct tile size, all
+/// sharing the weights (the untiled [`build`] when one tile holds them).
+pub fn build_tiled(
+    cfg: &VaeConfig,
+    batch: usize,
+    h: usize,
+    w: usize,
+    opts: &SdOptions,
+) -> Result<VaeGraph> {
+    let tiling = VaeTiling::new(cfg.sample_size, cfg.scale())?;
+    if !tiling.applies((h, w)) {
+        return build(cfg, batch, h, w, opts);
+    }
+    let mut b = Builder::new(opts);
+    let mut programs = Vec::new();
+    for (i, (th, tw)) in tiling.shapes((h, w)).into_iter().enumerate() {
+        let p = if i == 0 { 0 } else { b.g.begin_program() };
+        let (latents, image) = decoder(&mut b, cfg, batch, th, tw)?;
+        programs.push(((th, tw), p, latents, image));
+    }
+    Ok(VaeGraph {
+        net: b.finish(),
+        latents: programs[0].2,
+        image: programs[0].3,
+        batch,
+        size: (h, w),
+        tiles: Some(TiledVae { tiling, programs }),
+    })
+}
+
+/// The decoder of `batch` latents of `h × w` into the builder's current
+/// program: (latents, image).
+fn decoder(
+    b: &mut Builder,
+    cfg: &VaeConfig,
+    batch: usize,
+    h: usize,
+    w: usize,
+) -> Result<(TensorId, TensorId)> {
     if batch == 0 || h == 0 || w == 0 {
         return Err(KilnError::BadInput {
             name: "vae".into(),
             detail: format!("latents {h}×{w} (batch {batch}) must be non-empty"),
         });
     }
-    let mut b = Builder::new(opts);
     let g = cfg.groups;
     let lc = cfg.latent_channels;
     let latents = b.g.input("latents", &[batch, h, w, lc], DType::F32)?;
@@ -130,7 +193,7 @@ pub fn build(
     x = b.conv(x, "decoder.conv_in", lc, ch, 3, 1, None)?;
     x = b.resnet(x, None, "decoder.mid_block.resnets.0", ch, ch, g, EPS)?;
     if cfg.mid_attention {
-        x = attention(&mut b, x, "decoder.mid_block.attentions.0", ch, g)?;
+        x = attention(b, x, "decoder.mid_block.attentions.0", ch, g)?;
     }
     x = b.resnet(x, None, "decoder.mid_block.resnets.1", ch, ch, g, EPS)?;
     b.probe("decoder.mid_block", x)?;
@@ -148,11 +211,5 @@ pub fn build(
     let o = b.group_norm(x, "decoder.conv_norm_out", ch, g, EPS, true)?;
     let image = b.conv(o, "decoder.conv_out", ch, cfg.out_channels, 3, 1, None)?;
     b.g.mark_output(image)?;
-    Ok(VaeGraph {
-        net: b.finish(),
-        latents,
-        image,
-        batch,
-        size: (h, w),
-    })
+    Ok((latents, image))
 }
