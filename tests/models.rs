@@ -11,7 +11,7 @@
 //!   summation order (measured below 1e-5 relative).
 //! * F16/Q8_0/Q4_0 GGUF: against transformers running the same file
 //!   (dequantized to f32), same tolerance, greedy tokens identical.
-//! * Q8_0/Q4_0 GGUF and quantize-on-load (Q8_0, Q4_0, Q4_K): equal to Kiln's
+//! * Q8_0/Q4_0 GGUF and quantize-on-load (Q8_0, Q4_0, Q5_0, Q5_1, Q4_K): equal to Kiln's
 //!   CPU reference on the same quantized weights, and their drift vs f32 is
 //!   reported as a perplexity delta over the reference sequence.
 
@@ -217,12 +217,14 @@ fn quantized_models_match_the_cpu_reference_and_report_drift() {
         let mut llm = load(name, &Source::Hf(None), &gpu);
         perplexity(&stepwise_logits(&mut llm, &seq), &seq)
     };
-    let variants: [(&str, Source); 6] = [
+    let variants: [(&str, Source); 8] = [
         ("gguf F16", Source::Gguf("F16")),
         ("gguf Q8_0", Source::Gguf("Q8_0")),
         ("gguf Q4_0", Source::Gguf("Q4_0")),
         ("load q8_0", Source::Hf(Some(DType::Q8_0))),
         ("load q4_0", Source::Hf(Some(DType::Q4_0))),
+        ("load q5_0", Source::Hf(Some(DType::Q5_0))),
+        ("load q5_1", Source::Hf(Some(DType::Q5_1))),
         // Rows of 64/96 are not whole 256-blocks: Q4_K leaves them f32
         // (what quantize-on-load does for any matrix it cannot block).
         ("load q4_k (kept f32)", Source::Hf(Some(DType::Q4_K))),

@@ -17,7 +17,7 @@ Output, all little-endian, under tests/fixtures/quant/:
     <name>.bin       the encoded bytes (gguf's quantize output, or random blocks)
     <name>.out.f32   gguf.quants.dequantize(<name>.bin) as f32
 
-Q8_0 / Q4_0 / Q4_1 / F16 / BF16 cases have an input: Kiln must reproduce the
+Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / F16 / BF16 cases have an input: Kiln must reproduce the
 bytes exactly. gguf-py cannot quantize Q4_K / Q6_K, so those cases are random
 blocks with sane finite f16 scales, checked through dequantize only.
 """
@@ -99,7 +99,8 @@ def main() -> int:
         f"# generated with gguf {importlib.metadata.version('gguf')} (gguf-py), numpy {np.__version__}",
         "# name dtype n_elements has_input",
     ]
-    for seed, (qtype, dtype) in enumerate([(T.Q8_0, "q8_0"), (T.Q4_0, "q4_0"), (T.Q4_1, "q4_1")]):
+    for seed, (qtype, dtype) in enumerate([(T.Q8_0, "q8_0"), (T.Q4_0, "q4_0"), (T.Q4_1, "q4_1"),
+                                           (T.Q5_0, "q5_0"), (T.Q5_1, "q5_1")]):
         x = block_inputs(np.random.default_rng(1000 + seed))
         q = quantize(x, qtype)
         write(dtype, x, q, dequantize(q, qtype), index, dtype)

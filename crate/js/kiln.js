@@ -107,7 +107,7 @@ export class Kiln {
    * fromCache})`, `signal` (AbortSignal), `worker` (default true),
    * `cache` (default true: OPFS), `adapterPreference` ("high-performance" |
    * "low-power"), `maxContext`, `kvF16`, `quantize` (safetensors only:
-   * "q8_0" | "q4_0" | "q4_1" | "q4_k" | "q6_k" | "f16" …; GGUF weights load as
+   * "q8_0" | "q4_0" | "q4_1" | "q5_0" | "q5_1" | "q4_k" | "q6_k" | "f16" …; GGUF weights load as
    * stored), `loraRank` (room for LoRA adapters at inference: their total
    * rank; 0 = none).
    */

@@ -449,6 +449,8 @@ extern "C" __global__ void conv2d_bf16(Params p, Ptrs b) { conv2d<DBF16>(p, b); 
 extern "C" __global__ void conv2d_q8_0(Params p, Ptrs b) { conv2d<DQ8_0>(p, b); }
 extern "C" __global__ void conv2d_q4_0(Params p, Ptrs b) { conv2d<DQ4_0>(p, b); }
 extern "C" __global__ void conv2d_q4_1(Params p, Ptrs b) { conv2d<DQ4_1>(p, b); }
+extern "C" __global__ void conv2d_q5_0(Params p, Ptrs b) { conv2d<DQ5_0>(p, b); }
+extern "C" __global__ void conv2d_q5_1(Params p, Ptrs b) { conv2d<DQ5_1>(p, b); }
 extern "C" __global__ void conv2d_q4_k(Params p, Ptrs b) { conv2d<DQ4_K>(p, b); }
 extern "C" __global__ void conv2d_q6_k(Params p, Ptrs b) { conv2d<DQ6_K>(p, b); }
 extern "C" __global__ void conv2d64_f32(Params p, Ptrs b) { conv2d64<DF32>(p, b); }
@@ -457,6 +459,8 @@ extern "C" __global__ void conv2d64_bf16(Params p, Ptrs b) { conv2d64<DBF16>(p, 
 extern "C" __global__ void conv2d64_q8_0(Params p, Ptrs b) { conv2d64<DQ8_0>(p, b); }
 extern "C" __global__ void conv2d64_q4_0(Params p, Ptrs b) { conv2d64<DQ4_0>(p, b); }
 extern "C" __global__ void conv2d64_q4_1(Params p, Ptrs b) { conv2d64<DQ4_1>(p, b); }
+extern "C" __global__ void conv2d64_q5_0(Params p, Ptrs b) { conv2d64<DQ5_0>(p, b); }
+extern "C" __global__ void conv2d64_q5_1(Params p, Ptrs b) { conv2d64<DQ5_1>(p, b); }
 extern "C" __global__ void conv2d64_q4_k(Params p, Ptrs b) { conv2d64<DQ4_K>(p, b); }
 extern "C" __global__ void conv2d64_q6_k(Params p, Ptrs b) { conv2d64<DQ6_K>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_f32(Params p, Ptrs b) { conv2d_big<DF32, 256, 32>(p, b); }
@@ -465,6 +469,8 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big_bf16(Params p, Ptrs
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q8_0(Params p, Ptrs b) { conv2d_big<DQ8_0, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_0(Params p, Ptrs b) { conv2d_big<DQ4_0, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_1(Params p, Ptrs b) { conv2d_big<DQ4_1, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_0(Params p, Ptrs b) { conv2d_big<DQ5_0, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_1(Params p, Ptrs b) { conv2d_big<DQ5_1, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_f32(Params p, Ptrs b) { conv2d_big<DF32, 128, 64>(p, b); }
@@ -473,6 +479,8 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big64_bf16(Params p, Pt
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q8_0(Params p, Ptrs b) { conv2d_big<DQ8_0, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_0(Params p, Ptrs b) { conv2d_big<DQ4_0, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_1(Params p, Ptrs b) { conv2d_big<DQ4_1, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_0(Params p, Ptrs b) { conv2d_big<DQ5_0, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_1(Params p, Ptrs b) { conv2d_big<DQ5_1, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_f32(Params p, Ptrs b) { conv2d_big<DF32, 128, 32>(p, b); }
@@ -481,6 +489,8 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_big128_bf16(Params p, P
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q8_0(Params p, Ptrs b) { conv2d_big<DQ8_0, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_0(Params p, Ptrs b) { conv2d_big<DQ4_0, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_1(Params p, Ptrs b) { conv2d_big<DQ4_1, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_0(Params p, Ptrs b) { conv2d_big<DQ5_0, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_1(Params p, Ptrs b) { conv2d_big<DQ5_1, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_f32_tc(Params p, Ptrs b) { conv2d_big_tc<DF32, 256, 32>(p, b); }
@@ -489,6 +499,8 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big_bf16_tc(Params p, P
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q8_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ8_0, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_0, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_1, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_0, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_1, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q6_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ6_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_f32_tc(Params p, Ptrs b) { conv2d_big_tc<DF32, 128, 64>(p, b); }
@@ -497,6 +509,8 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big64_bf16_tc(Params p,
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q8_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ8_0, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_0, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_1, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_0, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_1, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q6_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ6_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_f32_tc(Params p, Ptrs b) { conv2d_big_tc<DF32, 128, 32>(p, b); }
@@ -505,5 +519,7 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_big128_bf16_tc(Params p
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q8_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ8_0, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_0, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_1, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_0, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_1, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q6_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ6_K, 128, 32>(p, b); }

@@ -207,6 +207,8 @@ extern "C" __global__ void mul_mat_fused_bf16(Params p, Ptrs b) { mul_mat_fused<
 extern "C" __global__ void mul_mat_fused_q8_0(Params p, Ptrs b) { mul_mat_fused<DQ8_0>(p, b); }
 extern "C" __global__ void mul_mat_fused_q4_0(Params p, Ptrs b) { mul_mat_fused<DQ4_0>(p, b); }
 extern "C" __global__ void mul_mat_fused_q4_1(Params p, Ptrs b) { mul_mat_fused<DQ4_1>(p, b); }
+extern "C" __global__ void mul_mat_fused_q5_0(Params p, Ptrs b) { mul_mat_fused<DQ5_0>(p, b); }
+extern "C" __global__ void mul_mat_fused_q5_1(Params p, Ptrs b) { mul_mat_fused<DQ5_1>(p, b); }
 extern "C" __global__ void mul_mat_fused_q4_k(Params p, Ptrs b) { mul_mat_fused<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_fused_q6_k(Params p, Ptrs b) { mul_mat_fused<DQ6_K>(p, b); }
 
@@ -216,6 +218,8 @@ extern "C" __global__ void mul_mat_vec_bf16(Params p, Ptrs b) { mul_mat_vec<DBF1
 extern "C" __global__ void mul_mat_vec_q8_0(Params p, Ptrs b) { mul_mat_vec<DQ8_0>(p, b); }
 extern "C" __global__ void mul_mat_vec_q4_0(Params p, Ptrs b) { mul_mat_vec<DQ4_0>(p, b); }
 extern "C" __global__ void mul_mat_vec_q4_1(Params p, Ptrs b) { mul_mat_vec<DQ4_1>(p, b); }
+extern "C" __global__ void mul_mat_vec_q5_0(Params p, Ptrs b) { mul_mat_vec<DQ5_0>(p, b); }
+extern "C" __global__ void mul_mat_vec_q5_1(Params p, Ptrs b) { mul_mat_vec<DQ5_1>(p, b); }
 extern "C" __global__ void mul_mat_vec_q4_k(Params p, Ptrs b) { mul_mat_vec<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_vec_q6_k(Params p, Ptrs b) { mul_mat_vec<DQ6_K>(p, b); }
 
@@ -225,6 +229,8 @@ extern "C" __global__ void mul_mat_bf16(Params p, Ptrs b) { mul_mat<DBF16>(p, b)
 extern "C" __global__ void mul_mat_q8_0(Params p, Ptrs b) { mul_mat<DQ8_0>(p, b); }
 extern "C" __global__ void mul_mat_q4_0(Params p, Ptrs b) { mul_mat<DQ4_0>(p, b); }
 extern "C" __global__ void mul_mat_q4_1(Params p, Ptrs b) { mul_mat<DQ4_1>(p, b); }
+extern "C" __global__ void mul_mat_q5_0(Params p, Ptrs b) { mul_mat<DQ5_0>(p, b); }
+extern "C" __global__ void mul_mat_q5_1(Params p, Ptrs b) { mul_mat<DQ5_1>(p, b); }
 extern "C" __global__ void mul_mat_q4_k(Params p, Ptrs b) { mul_mat<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_q6_k(Params p, Ptrs b) { mul_mat<DQ6_K>(p, b); }
 extern "C" __global__ void mul_mat64_f32(Params p, Ptrs b) { mul_mat64<DF32>(p, b); }
@@ -233,5 +239,7 @@ extern "C" __global__ void mul_mat64_bf16(Params p, Ptrs b) { mul_mat64<DBF16>(p
 extern "C" __global__ void mul_mat64_q8_0(Params p, Ptrs b) { mul_mat64<DQ8_0>(p, b); }
 extern "C" __global__ void mul_mat64_q4_0(Params p, Ptrs b) { mul_mat64<DQ4_0>(p, b); }
 extern "C" __global__ void mul_mat64_q4_1(Params p, Ptrs b) { mul_mat64<DQ4_1>(p, b); }
+extern "C" __global__ void mul_mat64_q5_0(Params p, Ptrs b) { mul_mat64<DQ5_0>(p, b); }
+extern "C" __global__ void mul_mat64_q5_1(Params p, Ptrs b) { mul_mat64<DQ5_1>(p, b); }
 extern "C" __global__ void mul_mat64_q4_k(Params p, Ptrs b) { mul_mat64<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat64_q6_k(Params p, Ptrs b) { mul_mat64<DQ6_K>(p, b); }

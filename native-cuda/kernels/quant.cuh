@@ -148,6 +148,48 @@ struct DQ4_1 {
     }
 };
 
+// quant/q5_0.wgsl — block_q5_0 (22 bytes): [0..2) d  [2..6) qh  [6..22) qs
+//   q = nibble | (bit j of qh)·16,  y = d·(q − 16)
+struct DQ5_0 {
+    static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
+        u32 e = 4u * g;
+        const u8* blk = W + ((u64)row * (k >> 5) + (e >> 5)) * 22u;
+        float d = f16at(blk);
+        u32 qh = blk[2] | (blk[3] << 8) | (blk[4] << 16) | ((u32)blk[5] << 24);
+        u32 j = e & 31u;
+        const u8* q = blk + 6u + (j & 15u);
+        u32 sh = j >= 16u ? 4u : 0u;
+        float r[4];
+        for (u32 i = 0; i < 4u; i++)
+            r[i] = (float)((int)(((q[i] >> sh) & 15u) | (((qh >> (j + i)) & 1u) << 4)) - 16) * d;
+        return make_float4(r[0], r[1], r[2], r[3]);
+    }
+    static __device__ __forceinline__ float dot32(const u8* W, u32 row, u32 k, u32 u, const float* x) {
+        return dot32_w4<DQ5_0>(W, row, k, u, x);
+    }
+};
+
+// quant/q5_1.wgsl — block_q5_1 (24 bytes): [0..2) d  [2..4) m  [4..8) qh  [8..24) qs
+//   q = nibble | (bit j of qh)·16,  y = d·q + m
+struct DQ5_1 {
+    static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
+        u32 e = 4u * g;
+        const u8* blk = W + ((u64)row * (k >> 5) + (e >> 5)) * 24u;
+        float d = f16at(blk), m = f16at(blk + 2);
+        u32 qh = blk[4] | (blk[5] << 8) | (blk[6] << 16) | ((u32)blk[7] << 24);
+        u32 j = e & 31u;
+        const u8* q = blk + 8u + (j & 15u);
+        u32 sh = j >= 16u ? 4u : 0u;
+        float r[4];
+        for (u32 i = 0; i < 4u; i++)
+            r[i] = __fadd_rn(__fmul_rn((float)(((q[i] >> sh) & 15u) | (((qh >> (j + i)) & 1u) << 4)), d), m);
+        return make_float4(r[0], r[1], r[2], r[3]);
+    }
+    static __device__ __forceinline__ float dot32(const u8* W, u32 row, u32 k, u32 u, const float* x) {
+        return dot32_w4<DQ5_1>(W, row, k, u, x);
+    }
+};
+
 // quant/q4_k.wgsl — block_q4_K (144 bytes, 256 weights):
 //   [0..2) d  [2..4) dmin  [4..16) scales (get_scale_min_k4)  [16..144) qs
 //   element e: chunk c = e/64, sub-block s = 2c + (e%64 >= 32), byte

@@ -15,6 +15,10 @@
 #include "quant/q4_0.wgsl"
 #elif W_Q4_1
 #include "quant/q4_1.wgsl"
+#elif W_Q5_0
+#include "quant/q5_0.wgsl"
+#elif W_Q5_1
+#include "quant/q5_1.wgsl"
 #elif W_Q4_K
 #include "quant/q4_k.wgsl"
 #elif W_Q6_K

@@ -38,3 +38,9 @@ fn nib4(q: u32, shift: u32) -> vec4<f32> {
     let v = (q >> shift) & 0x0f0f0f0fu;
     return vec4<f32>(f32(v & 0xffu), f32((v >> 8u) & 0xffu), f32((v >> 16u) & 0xffu), f32(v >> 24u));
 }
+
+// Bits j .. j + 3 of `q` as 0.0 / 1.0 (the fifth bits of Q5_0 / Q5_1).
+fn bit4(q: u32, j: u32) -> vec4<f32> {
+    let h = (q >> j) & 15u;
+    return vec4<f32>(f32(h & 1u), f32((h >> 1u) & 1u), f32((h >> 2u) & 1u), f32(h >> 3u));
+}

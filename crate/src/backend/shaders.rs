@@ -73,6 +73,8 @@ shader_files!(
     "quant/q8_0.wgsl",
     "quant/q4_0.wgsl",
     "quant/q4_1.wgsl",
+    "quant/q5_0.wgsl",
+    "quant/q5_1.wgsl",
     "quant/q4_k.wgsl",
     "quant/q6_k.wgsl",
 );

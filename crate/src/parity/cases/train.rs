@@ -35,6 +35,8 @@ pub(super) fn matmul_grads(rng: &mut Rng) -> Result<Vec<Case>> {
         (7, 19, 96, DType::Q8_0, false),
         (10, 24, 64, DType::Q4_0, false),
         (13, 21, 96, DType::Q4_1, false),
+        (12, 23, 96, DType::Q5_0, false),
+        (5, 26, 64, DType::Q5_1, false),
         (4, 9, 256, DType::Q4_K, false),
         (3, 5, 256, DType::Q6_K, false),
         (11, 70, 64, DType::Q4_1, true),
