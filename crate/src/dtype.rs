@@ -21,12 +21,13 @@ pub enum DType {
     Q5_0,
     Q5_1,
     Q4_K,
+    Q5_K,
     Q6_K,
 }
 
 impl DType {
     /// Every type, in a stable order (used by the parity suite and the CLI).
-    pub const ALL: [DType; 11] = [
+    pub const ALL: [DType; 12] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -37,11 +38,12 @@ impl DType {
         DType::Q5_0,
         DType::Q5_1,
         DType::Q4_K,
+        DType::Q5_K,
         DType::Q6_K,
     ];
 
     /// Weight types a matrix (matmul / embedding table) may be stored in.
-    pub const WEIGHTS: [DType; 10] = [
+    pub const WEIGHTS: [DType; 11] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -51,6 +53,7 @@ impl DType {
         DType::Q5_0,
         DType::Q5_1,
         DType::Q4_K,
+        DType::Q5_K,
         DType::Q6_K,
     ];
 
@@ -66,6 +69,7 @@ impl DType {
             DType::Q5_0 => "q5_0",
             DType::Q5_1 => "q5_1",
             DType::Q4_K => "q4_k",
+            DType::Q5_K => "q5_k",
             DType::Q6_K => "q6_k",
         }
     }
@@ -75,7 +79,7 @@ impl DType {
         match self {
             DType::F32 | DType::F16 | DType::BF16 | DType::U32 => 1,
             DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => 32,
-            DType::Q4_K | DType::Q6_K => 256,
+            DType::Q4_K | DType::Q5_K | DType::Q6_K => 256,
         }
     }
 
@@ -90,6 +94,7 @@ impl DType {
             DType::Q5_0 => 22,
             DType::Q5_1 => 24,
             DType::Q4_K => 144,
+            DType::Q5_K => 176,
             DType::Q6_K => 210,
         }
     }
@@ -109,6 +114,7 @@ impl DType {
             DType::Q5_1 => 7,
             DType::Q8_0 => 8,
             DType::Q4_K => 12,
+            DType::Q5_K => 13,
             DType::Q6_K => 14,
             DType::BF16 => 30,
             DType::U32 => return None,

@@ -452,6 +452,7 @@ extern "C" __global__ void conv2d_q4_1(Params p, Ptrs b) { conv2d<DQ4_1>(p, b); 
 extern "C" __global__ void conv2d_q5_0(Params p, Ptrs b) { conv2d<DQ5_0>(p, b); }
 extern "C" __global__ void conv2d_q5_1(Params p, Ptrs b) { conv2d<DQ5_1>(p, b); }
 extern "C" __global__ void conv2d_q4_k(Params p, Ptrs b) { conv2d<DQ4_K>(p, b); }
+extern "C" __global__ void conv2d_q5_k(Params p, Ptrs b) { conv2d<DQ5_K>(p, b); }
 extern "C" __global__ void conv2d_q6_k(Params p, Ptrs b) { conv2d<DQ6_K>(p, b); }
 extern "C" __global__ void conv2d64_f32(Params p, Ptrs b) { conv2d64<DF32>(p, b); }
 extern "C" __global__ void conv2d64_f16(Params p, Ptrs b) { conv2d64<DF16>(p, b); }
@@ -462,6 +463,7 @@ extern "C" __global__ void conv2d64_q4_1(Params p, Ptrs b) { conv2d64<DQ4_1>(p, 
 extern "C" __global__ void conv2d64_q5_0(Params p, Ptrs b) { conv2d64<DQ5_0>(p, b); }
 extern "C" __global__ void conv2d64_q5_1(Params p, Ptrs b) { conv2d64<DQ5_1>(p, b); }
 extern "C" __global__ void conv2d64_q4_k(Params p, Ptrs b) { conv2d64<DQ4_K>(p, b); }
+extern "C" __global__ void conv2d64_q5_k(Params p, Ptrs b) { conv2d64<DQ5_K>(p, b); }
 extern "C" __global__ void conv2d64_q6_k(Params p, Ptrs b) { conv2d64<DQ6_K>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_f32(Params p, Ptrs b) { conv2d_big<DF32, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_f16(Params p, Ptrs b) { conv2d_big<DF16, 256, 32>(p, b); }
@@ -472,6 +474,7 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_1(Params p, Ptrs
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_0(Params p, Ptrs b) { conv2d_big<DQ5_0, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_1(Params p, Ptrs b) { conv2d_big<DQ5_1, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_k(Params p, Ptrs b) { conv2d_big<DQ5_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_f32(Params p, Ptrs b) { conv2d_big<DF32, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_f16(Params p, Ptrs b) { conv2d_big<DF16, 128, 64>(p, b); }
@@ -482,6 +485,7 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_1(Params p, Pt
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_0(Params p, Ptrs b) { conv2d_big<DQ5_0, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_1(Params p, Ptrs b) { conv2d_big<DQ5_1, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_k(Params p, Ptrs b) { conv2d_big<DQ5_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_f32(Params p, Ptrs b) { conv2d_big<DF32, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_f16(Params p, Ptrs b) { conv2d_big<DF16, 128, 32>(p, b); }
@@ -492,6 +496,7 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_1(Params p, P
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_0(Params p, Ptrs b) { conv2d_big<DQ5_0, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_1(Params p, Ptrs b) { conv2d_big<DQ5_1, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_k(Params p, Ptrs b) { conv2d_big<DQ5_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_f32_tc(Params p, Ptrs b) { conv2d_big_tc<DF32, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_f16_tc(Params p, Ptrs b) { conv2d_big_tc<DF16, 256, 32>(p, b); }
@@ -502,6 +507,7 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_1_tc(Params p, P
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_0, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_1, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q6_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ6_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_f32_tc(Params p, Ptrs b) { conv2d_big_tc<DF32, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_f16_tc(Params p, Ptrs b) { conv2d_big_tc<DF16, 128, 64>(p, b); }
@@ -512,6 +518,7 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_1_tc(Params p,
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_0, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_1, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q6_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ6_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_f32_tc(Params p, Ptrs b) { conv2d_big_tc<DF32, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_f16_tc(Params p, Ptrs b) { conv2d_big_tc<DF16, 128, 32>(p, b); }
@@ -522,4 +529,5 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_1_tc(Params p
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_0, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_1, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q6_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ6_K, 128, 32>(p, b); }

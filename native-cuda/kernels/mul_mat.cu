@@ -210,6 +210,7 @@ extern "C" __global__ void mul_mat_fused_q4_1(Params p, Ptrs b) { mul_mat_fused<
 extern "C" __global__ void mul_mat_fused_q5_0(Params p, Ptrs b) { mul_mat_fused<DQ5_0>(p, b); }
 extern "C" __global__ void mul_mat_fused_q5_1(Params p, Ptrs b) { mul_mat_fused<DQ5_1>(p, b); }
 extern "C" __global__ void mul_mat_fused_q4_k(Params p, Ptrs b) { mul_mat_fused<DQ4_K>(p, b); }
+extern "C" __global__ void mul_mat_fused_q5_k(Params p, Ptrs b) { mul_mat_fused<DQ5_K>(p, b); }
 extern "C" __global__ void mul_mat_fused_q6_k(Params p, Ptrs b) { mul_mat_fused<DQ6_K>(p, b); }
 
 extern "C" __global__ void mul_mat_vec_f32(Params p, Ptrs b) { mul_mat_vec<DF32>(p, b); }
@@ -221,6 +222,7 @@ extern "C" __global__ void mul_mat_vec_q4_1(Params p, Ptrs b) { mul_mat_vec<DQ4_
 extern "C" __global__ void mul_mat_vec_q5_0(Params p, Ptrs b) { mul_mat_vec<DQ5_0>(p, b); }
 extern "C" __global__ void mul_mat_vec_q5_1(Params p, Ptrs b) { mul_mat_vec<DQ5_1>(p, b); }
 extern "C" __global__ void mul_mat_vec_q4_k(Params p, Ptrs b) { mul_mat_vec<DQ4_K>(p, b); }
+extern "C" __global__ void mul_mat_vec_q5_k(Params p, Ptrs b) { mul_mat_vec<DQ5_K>(p, b); }
 extern "C" __global__ void mul_mat_vec_q6_k(Params p, Ptrs b) { mul_mat_vec<DQ6_K>(p, b); }
 
 extern "C" __global__ void mul_mat_f32(Params p, Ptrs b) { mul_mat<DF32>(p, b); }
@@ -232,6 +234,7 @@ extern "C" __global__ void mul_mat_q4_1(Params p, Ptrs b) { mul_mat<DQ4_1>(p, b)
 extern "C" __global__ void mul_mat_q5_0(Params p, Ptrs b) { mul_mat<DQ5_0>(p, b); }
 extern "C" __global__ void mul_mat_q5_1(Params p, Ptrs b) { mul_mat<DQ5_1>(p, b); }
 extern "C" __global__ void mul_mat_q4_k(Params p, Ptrs b) { mul_mat<DQ4_K>(p, b); }
+extern "C" __global__ void mul_mat_q5_k(Params p, Ptrs b) { mul_mat<DQ5_K>(p, b); }
 extern "C" __global__ void mul_mat_q6_k(Params p, Ptrs b) { mul_mat<DQ6_K>(p, b); }
 extern "C" __global__ void mul_mat64_f32(Params p, Ptrs b) { mul_mat64<DF32>(p, b); }
 extern "C" __global__ void mul_mat64_f16(Params p, Ptrs b) { mul_mat64<DF16>(p, b); }
@@ -242,4 +245,5 @@ extern "C" __global__ void mul_mat64_q4_1(Params p, Ptrs b) { mul_mat64<DQ4_1>(p
 extern "C" __global__ void mul_mat64_q5_0(Params p, Ptrs b) { mul_mat64<DQ5_0>(p, b); }
 extern "C" __global__ void mul_mat64_q5_1(Params p, Ptrs b) { mul_mat64<DQ5_1>(p, b); }
 extern "C" __global__ void mul_mat64_q4_k(Params p, Ptrs b) { mul_mat64<DQ4_K>(p, b); }
+extern "C" __global__ void mul_mat64_q5_k(Params p, Ptrs b) { mul_mat64<DQ5_K>(p, b); }
 extern "C" __global__ void mul_mat64_q6_k(Params p, Ptrs b) { mul_mat64<DQ6_K>(p, b); }

@@ -150,6 +150,7 @@ extern "C" __global__ void mul_mat_input_grad_q4_1(Params p, Ptrs b) { input_gra
 extern "C" __global__ void mul_mat_input_grad_q5_0(Params p, Ptrs b) { input_grad<DQ5_0>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_q5_1(Params p, Ptrs b) { input_grad<DQ5_1>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_q4_k(Params p, Ptrs b) { input_grad<DQ4_K>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_q5_k(Params p, Ptrs b) { input_grad<DQ5_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_q6_k(Params p, Ptrs b) { input_grad<DQ6_K>(p, b); }
 
 extern "C" __global__ void mul_mat_input_grad_tiled_f32(Params p, Ptrs b) { input_grad_tiled<DF32>(p, b); }
@@ -161,6 +162,7 @@ extern "C" __global__ void mul_mat_input_grad_tiled_q4_1(Params p, Ptrs b) { inp
 extern "C" __global__ void mul_mat_input_grad_tiled_q5_0(Params p, Ptrs b) { input_grad_tiled<DQ5_0>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_tiled_q5_1(Params p, Ptrs b) { input_grad_tiled<DQ5_1>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_tiled_q4_k(Params p, Ptrs b) { input_grad_tiled<DQ4_K>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_tiled_q5_k(Params p, Ptrs b) { input_grad_tiled<DQ5_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_tiled_q6_k(Params p, Ptrs b) { input_grad_tiled<DQ6_K>(p, b); }
 
 // Σ over rows m0, m0 + step, … of dy[m, n0..n0+nc] · x[m, 4g..4g+3]
@@ -249,4 +251,5 @@ extern "C" __global__ void mul_mat_input_grad64_q4_1(Params p, Ptrs b) { input_g
 extern "C" __global__ void mul_mat_input_grad64_q5_0(Params p, Ptrs b) { input_grad64<DQ5_0>(p, b); }
 extern "C" __global__ void mul_mat_input_grad64_q5_1(Params p, Ptrs b) { input_grad64<DQ5_1>(p, b); }
 extern "C" __global__ void mul_mat_input_grad64_q4_k(Params p, Ptrs b) { input_grad64<DQ4_K>(p, b); }
+extern "C" __global__ void mul_mat_input_grad64_q5_k(Params p, Ptrs b) { input_grad64<DQ5_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad64_q6_k(Params p, Ptrs b) { input_grad64<DQ6_K>(p, b); }

@@ -190,6 +190,18 @@ struct DQ5_1 {
     }
 };
 
+// quant/kscale.wgsl — the 6-bit (scale, min) of sub-block s of a Q4_K / Q5_K
+// super-block from its 12 packed bytes sb (ggml's get_scale_min_k4).
+__device__ __forceinline__ void kq_scale_min(const u8* sb, u32 s, u32& sc, u32& mn) {
+    if (s < 4u) {
+        sc = sb[s] & 63u;
+        mn = sb[s + 4] & 63u;
+    } else {
+        sc = (sb[s + 4] & 0xfu) | ((sb[s - 4] >> 6) << 4);
+        mn = (sb[s + 4] >> 4) | ((sb[s] >> 6) << 4);
+    }
+}
+
 // quant/q4_k.wgsl — block_q4_K (144 bytes, 256 weights):
 //   [0..2) d  [2..4) dmin  [4..16) scales (get_scale_min_k4)  [16..144) qs
 //   element e: chunk c = e/64, sub-block s = 2c + (e%64 >= 32), byte
@@ -202,15 +214,8 @@ struct DQ4_K {
         u32 e = e0 & 255u, c = e >> 6;
         bool hi = (e & 63u) >= 32u;
         u32 s = 2u * c + (hi ? 1u : 0u);
-        const u8* sb = blk + 4;
         u32 sc, mn;
-        if (s < 4u) {
-            sc = sb[s] & 63u;
-            mn = sb[s + 4] & 63u;
-        } else {
-            sc = (sb[s + 4] & 0xfu) | ((sb[s - 4] >> 6) << 4);
-            mn = (sb[s + 4] >> 4) | ((sb[s] >> 6) << 4);
-        }
+        kq_scale_min(blk + 4, s, sc, mn);
         float d1 = __fmul_rn(f16at(blk), (float)sc);
         float m1 = __fmul_rn(f16at(blk + 2), (float)mn);
         const u8* q = blk + 16u + 32u * c + (e & 31u);
@@ -221,6 +226,33 @@ struct DQ4_K {
     }
     static __device__ __forceinline__ float dot32(const u8* W, u32 row, u32 k, u32 u, const float* x) {
         return dot32_w4<DQ4_K>(W, row, k, u, x);
+    }
+};
+
+// quant/q5_k.wgsl — block_q5_K (176 bytes, 256 weights):
+//   [0..2) d  [2..4) dmin  [4..16) scales (as Q4_K)  [16..48) qh  [48..176) qs
+//   q = nibble (as Q4_K) + 16·bit s of qh[e%32];  y = (d·sc[s])·q − dmin·m[s]
+struct DQ5_K {
+    static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
+        u32 e0 = 4u * g;
+        const u8* blk = W + ((u64)row * (k >> 8) + (e0 >> 8)) * 176u;
+        u32 e = e0 & 255u, c = e >> 6, l = e & 31u;
+        bool hi = (e & 63u) >= 32u;
+        u32 s = 2u * c + (hi ? 1u : 0u);
+        u32 sc, mn;
+        kq_scale_min(blk + 4, s, sc, mn);
+        float d1 = __fmul_rn(f16at(blk), (float)sc);
+        float m1 = __fmul_rn(f16at(blk + 2), (float)mn);
+        const u8* qh = blk + 16u + l;
+        const u8* q = blk + 48u + 32u * c + l;
+        u32 sh = hi ? 4u : 0u;
+        float r[4];
+        for (int i = 0; i < 4; i++)
+            r[i] = __fsub_rn(__fmul_rn(d1, (float)(((q[i] >> sh) & 15u) + (((qh[i] >> s) & 1u) << 4))), m1);
+        return make_float4(r[0], r[1], r[2], r[3]);
+    }
+    static __device__ __forceinline__ float dot32(const u8* W, u32 row, u32 k, u32 u, const float* x) {
+        return dot32_w4<DQ5_K>(W, row, k, u, x);
     }
 };
 

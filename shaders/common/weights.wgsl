@@ -21,6 +21,8 @@
 #include "quant/q5_1.wgsl"
 #elif W_Q4_K
 #include "quant/q4_k.wgsl"
+#elif W_Q5_K
+#include "quant/q5_k.wgsl"
 #elif W_Q6_K
 #include "quant/q6_k.wgsl"
 #endif

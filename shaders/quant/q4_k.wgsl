@@ -4,15 +4,7 @@
 //   Element e: chunk c = e/64, sub-block s = 2c + (e%64 >= 32), byte
 //   qs[32c + e%32], low nibble for the first 32 of a chunk, high for the next.
 //   y = d·sc[s]·q − dmin·m[s]
-fn q4k_scale_min(off: u32, s: u32) -> vec2<f32> {
-    let sb = off + 4u;
-    if (s < 4u) {
-        return vec2<f32>(f32(b8(sb + s) & 63u), f32(b8(sb + s + 4u) & 63u));
-    }
-    let sc = (b8(sb + s + 4u) & 0xfu) | ((b8(sb + s - 4u) >> 6u) << 4u);
-    let m = (b8(sb + s + 4u) >> 4u) | ((b8(sb + s) >> 6u) << 4u);
-    return vec2<f32>(f32(sc), f32(m));
-}
+#include "quant/kscale.wgsl"
 
 fn w4(row: u32, k: u32, g: u32) -> vec4<f32> {
     let e0 = 4u * g;
@@ -23,7 +15,7 @@ fn w4(row: u32, k: u32, g: u32) -> vec4<f32> {
     let hi = (e & 63u) >= 32u;
     let s = 2u * c + select(0u, 1u, hi);
     let dm = unpack2x16float(W[off >> 2u]);
-    let sm = q4k_scale_min(off, s);
+    let sm = kq_scale_min(off, s);
     let q = W[(off + 16u + 32u * c + (e & 31u)) >> 2u];
     return (dm.x * sm.x) * nib4(q, select(0u, 4u, hi)) - vec4<f32>(dm.y * sm.y);
 }

@@ -76,6 +76,8 @@ shader_files!(
     "quant/q5_0.wgsl",
     "quant/q5_1.wgsl",
     "quant/q4_k.wgsl",
+    "quant/kscale.wgsl",
+    "quant/q5_k.wgsl",
     "quant/q6_k.wgsl",
 );
 

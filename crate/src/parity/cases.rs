@@ -715,6 +715,7 @@ fn mul_mat_fused(rng: &mut Rng) -> Result<Vec<Case>> {
         DType::Q8_0,
         DType::Q4_1,
         DType::Q4_K,
+        DType::Q5_K,
     ] {
         let k = if dtype.block_size() == 256 { 256 } else { 96 };
         for (i, m) in [1usize, 3, 8, 12, 40].into_iter().enumerate() {

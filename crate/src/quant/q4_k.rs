@@ -88,13 +88,29 @@ pub fn dequantize_block(block: &[u8], out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
-/// ggml's `make_qkx2_quants` with Q4_K's arguments (`nmax = 15`, `rmin = -1`,
-/// `rdelta = 0.1`, `nstep = 20`, squared error). Fits `x ~ scale*l - min_off`
-/// with `l` in 0..=15 and returns `(scale, min_off)`, `min_off >= 0`; `l` gets
-/// the chosen quants. Float operations are in ggml's order.
-fn make_qkx2_quants(x: &[f32; 32], w: &[f32; 32], l: &mut [u8; 32]) -> (f32, f32) {
-    const NMAX: i32 = 15;
-    let (rmin, rdelta, nstep) = (-1.0f32, 0.1f32, 20);
+/// The arguments of ggml's `make_qkx2_quants` that differ between the
+/// K-quants with a min: Q4_K (`nmax = 15`, `rmin = -1`, `nstep = 20`) and
+/// Q5_K (31, -0.5, 15); `rdelta = 0.1` and squared error for both.
+#[derive(Clone, Copy)]
+pub(super) struct Fit {
+    pub nmax: i32,
+    pub rmin: f32,
+    pub nstep: i32,
+}
+
+pub(super) const Q4_K_FIT: Fit = Fit {
+    nmax: 15,
+    rmin: -1.0,
+    nstep: 20,
+};
+
+/// ggml's `make_qkx2_quants` with `fit`'s arguments. Fits
+/// `x ~ scale*l - min_off` with `l` in 0..=nmax and returns
+/// `(scale, min_off)`, `min_off >= 0`; `l` gets the chosen quants. Float
+/// operations are in ggml's order.
+fn make_qkx2_quants(x: &[f32; 32], w: &[f32; 32], l: &mut [u8; 32], fit: Fit) -> (f32, f32) {
+    let nmax = fit.nmax;
+    let (rmin, rdelta, nstep) = (fit.rmin, 0.1f32, fit.nstep);
     let mut min = x[0];
     let mut max = x[0];
     let mut sum_w = w[0];
@@ -116,8 +132,8 @@ fn make_qkx2_quants(x: &[f32; 32], w: &[f32; 32], l: &mut [u8; 32]) -> (f32, f32
         *l = [0; 32];
         return (0.0, -min);
     }
-    let quant = |iscale: f32, v: f32, min: f32| nearest_int(iscale * (v - min)).clamp(0, NMAX);
-    let mut iscale = NMAX as f32 / (max - min);
+    let quant = |iscale: f32, v: f32, min: f32| nearest_int(iscale * (v - min)).clamp(0, nmax);
+    let mut iscale = nmax as f32 / (max - min);
     let mut scale = 1.0 / iscale;
     let mut best_error = 0.0f32;
     for i in 0..32 {
@@ -128,7 +144,7 @@ fn make_qkx2_quants(x: &[f32; 32], w: &[f32; 32], l: &mut [u8; 32]) -> (f32, f32
     }
     let mut laux = [0u8; 32];
     for is in 0..=nstep {
-        iscale = (rmin + rdelta * is as f32 + NMAX as f32) / (max - min);
+        iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
         let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
         for i in 0..32 {
             let q = quant(iscale, x[i], min);
@@ -162,12 +178,18 @@ fn make_qkx2_quants(x: &[f32; 32], w: &[f32; 32], l: &mut [u8; 32]) -> (f32, f32
     (scale, -min)
 }
 
-/// Encodes 256 finite floats into one 144-byte block.
-pub fn quantize_block(x: &[f32], out: &mut [u8]) -> Result<()> {
-    let x: &[f32; BLOCK_ELEMS] = block_elems(DType::Q4_K, x)?;
-    let b: &mut [u8; BLOCK_BYTES] = block_bytes_mut(DType::Q4_K, out)?;
-    check_finite(DType::Q4_K, x)?;
+/// A super-block fitted as `quantize_row_q4_K_ref` / `quantize_row_q5_K_ref`
+/// do: the f16 `d` and `dmin` bytes, the packed 6-bit scales and mins, and
+/// each element's quant (0..=nmax) against the scales the decoder will see.
+pub(super) struct KFit {
+    pub d: [u8; 2],
+    pub dmin: [u8; 2],
+    pub scales: [u8; 12],
+    pub quants: [[u8; 32]; 8],
+}
 
+/// Fits 256 finite floats (see [`KFit`]); errors name `dtype`.
+pub(super) fn fit_super_block(x: &[f32; 256], fit: Fit, dtype: DType) -> Result<KFit> {
     let mut big_l = [[0u8; 32]; 8];
     let mut scales = [0.0f32; 8];
     let mut mins = [0.0f32; 8];
@@ -179,9 +201,9 @@ pub fn quantize_block(x: &[f32], out: &mut [u8]) -> Result<()> {
         let sum_x2 = xj.iter().fold(0.0f32, |s, v| s + v * v);
         let av_x = (sum_x2 / 32.0).sqrt();
         let w = xj.map(|v| av_x + v.abs());
-        let (scale, min) = make_qkx2_quants(&xj, &w, &mut big_l[j]);
+        let (scale, min) = make_qkx2_quants(&xj, &w, &mut big_l[j], fit);
         if !(scale.is_finite() && min.is_finite()) {
-            return Err(too_large(DType::Q4_K));
+            return Err(too_large(dtype));
         }
         scales[j] = scale;
         mins[j] = min;
@@ -212,8 +234,8 @@ pub fn quantize_block(x: &[f32], out: &mut [u8]) -> Result<()> {
             s[j] |= (lm >> 4) << 6;
         }
     }
-    let dh = scale_f16(DType::Q4_K, "d", max_scale / 63.0)?;
-    let mh = scale_f16(DType::Q4_K, "dmin", max_min / 63.0)?;
+    let dh = scale_f16(dtype, "d", max_scale / 63.0)?;
+    let mh = scale_f16(dtype, "dmin", max_min / 63.0)?;
     let (d_all, dmin_all) = (f16_le(dh[0], dh[1]), f16_le(mh[0], mh[1]));
 
     // Requantize against the scales the decoder will actually see.
@@ -225,15 +247,28 @@ pub fn quantize_block(x: &[f32], out: &mut [u8]) -> Result<()> {
         }
         let dm = dmin_all * f32::from(m);
         for (q, &v) in lj.iter_mut().zip(xs) {
-            *q = nearest_int((v + dm) / d).clamp(0, 15) as u8;
+            *q = nearest_int((v + dm) / d).clamp(0, fit.nmax) as u8;
         }
     }
+    Ok(KFit {
+        d: dh,
+        dmin: mh,
+        scales: s,
+        quants: big_l,
+    })
+}
 
-    b[0..2].copy_from_slice(&dh);
-    b[2..4].copy_from_slice(&mh);
-    b[4..16].copy_from_slice(&s);
+/// Encodes 256 finite floats into one 144-byte block.
+pub fn quantize_block(x: &[f32], out: &mut [u8]) -> Result<()> {
+    let x: &[f32; BLOCK_ELEMS] = block_elems(DType::Q4_K, x)?;
+    let b: &mut [u8; BLOCK_BYTES] = block_bytes_mut(DType::Q4_K, out)?;
+    check_finite(DType::Q4_K, x)?;
+    let f = fit_super_block(x, Q4_K_FIT, DType::Q4_K)?;
+    b[0..2].copy_from_slice(&f.d);
+    b[2..4].copy_from_slice(&f.dmin);
+    b[4..16].copy_from_slice(&f.scales);
     for (c, qs) in b[16..].chunks_exact_mut(32).enumerate() {
-        let (lo, hi) = (&big_l[2 * c], &big_l[2 * c + 1]);
+        let (lo, hi) = (&f.quants[2 * c], &f.quants[2 * c + 1]);
         for ((q, &a), &h) in qs.iter_mut().zip(lo).zip(hi) {
             *q = a | (h << 4);
         }
