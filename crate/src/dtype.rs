@@ -20,6 +20,7 @@ pub enum DType {
     Q4_1,
     Q5_0,
     Q5_1,
+    Q3_K,
     Q4_K,
     Q5_K,
     Q6_K,
@@ -27,7 +28,7 @@ pub enum DType {
 
 impl DType {
     /// Every type, in a stable order (used by the parity suite and the CLI).
-    pub const ALL: [DType; 12] = [
+    pub const ALL: [DType; 13] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -37,13 +38,14 @@ impl DType {
         DType::Q4_1,
         DType::Q5_0,
         DType::Q5_1,
+        DType::Q3_K,
         DType::Q4_K,
         DType::Q5_K,
         DType::Q6_K,
     ];
 
     /// Weight types a matrix (matmul / embedding table) may be stored in.
-    pub const WEIGHTS: [DType; 11] = [
+    pub const WEIGHTS: [DType; 12] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -52,6 +54,7 @@ impl DType {
         DType::Q4_1,
         DType::Q5_0,
         DType::Q5_1,
+        DType::Q3_K,
         DType::Q4_K,
         DType::Q5_K,
         DType::Q6_K,
@@ -68,6 +71,7 @@ impl DType {
             DType::Q4_1 => "q4_1",
             DType::Q5_0 => "q5_0",
             DType::Q5_1 => "q5_1",
+            DType::Q3_K => "q3_k",
             DType::Q4_K => "q4_k",
             DType::Q5_K => "q5_k",
             DType::Q6_K => "q6_k",
@@ -79,7 +83,7 @@ impl DType {
         match self {
             DType::F32 | DType::F16 | DType::BF16 | DType::U32 => 1,
             DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => 32,
-            DType::Q4_K | DType::Q5_K | DType::Q6_K => 256,
+            DType::Q3_K | DType::Q4_K | DType::Q5_K | DType::Q6_K => 256,
         }
     }
 
@@ -93,6 +97,7 @@ impl DType {
             DType::Q4_1 => 20,
             DType::Q5_0 => 22,
             DType::Q5_1 => 24,
+            DType::Q3_K => 110,
             DType::Q4_K => 144,
             DType::Q5_K => 176,
             DType::Q6_K => 210,
@@ -113,6 +118,7 @@ impl DType {
             DType::Q5_0 => 6,
             DType::Q5_1 => 7,
             DType::Q8_0 => 8,
+            DType::Q3_K => 11,
             DType::Q4_K => 12,
             DType::Q5_K => 13,
             DType::Q6_K => 14,

@@ -451,6 +451,7 @@ extern "C" __global__ void conv2d_q4_0(Params p, Ptrs b) { conv2d<DQ4_0>(p, b); 
 extern "C" __global__ void conv2d_q4_1(Params p, Ptrs b) { conv2d<DQ4_1>(p, b); }
 extern "C" __global__ void conv2d_q5_0(Params p, Ptrs b) { conv2d<DQ5_0>(p, b); }
 extern "C" __global__ void conv2d_q5_1(Params p, Ptrs b) { conv2d<DQ5_1>(p, b); }
+extern "C" __global__ void conv2d_q3_k(Params p, Ptrs b) { conv2d<DQ3_K>(p, b); }
 extern "C" __global__ void conv2d_q4_k(Params p, Ptrs b) { conv2d<DQ4_K>(p, b); }
 extern "C" __global__ void conv2d_q5_k(Params p, Ptrs b) { conv2d<DQ5_K>(p, b); }
 extern "C" __global__ void conv2d_q6_k(Params p, Ptrs b) { conv2d<DQ6_K>(p, b); }
@@ -462,6 +463,7 @@ extern "C" __global__ void conv2d64_q4_0(Params p, Ptrs b) { conv2d64<DQ4_0>(p, 
 extern "C" __global__ void conv2d64_q4_1(Params p, Ptrs b) { conv2d64<DQ4_1>(p, b); }
 extern "C" __global__ void conv2d64_q5_0(Params p, Ptrs b) { conv2d64<DQ5_0>(p, b); }
 extern "C" __global__ void conv2d64_q5_1(Params p, Ptrs b) { conv2d64<DQ5_1>(p, b); }
+extern "C" __global__ void conv2d64_q3_k(Params p, Ptrs b) { conv2d64<DQ3_K>(p, b); }
 extern "C" __global__ void conv2d64_q4_k(Params p, Ptrs b) { conv2d64<DQ4_K>(p, b); }
 extern "C" __global__ void conv2d64_q5_k(Params p, Ptrs b) { conv2d64<DQ5_K>(p, b); }
 extern "C" __global__ void conv2d64_q6_k(Params p, Ptrs b) { conv2d64<DQ6_K>(p, b); }
@@ -473,6 +475,7 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_0(Params p, Ptrs
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_1(Params p, Ptrs b) { conv2d_big<DQ4_1, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_0(Params p, Ptrs b) { conv2d_big<DQ5_0, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_1(Params p, Ptrs b) { conv2d_big<DQ5_1, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q3_k(Params p, Ptrs b) { conv2d_big<DQ3_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_k(Params p, Ptrs b) { conv2d_big<DQ5_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 256, 32>(p, b); }
@@ -484,6 +487,7 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_0(Params p, Pt
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_1(Params p, Ptrs b) { conv2d_big<DQ4_1, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_0(Params p, Ptrs b) { conv2d_big<DQ5_0, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_1(Params p, Ptrs b) { conv2d_big<DQ5_1, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q3_k(Params p, Ptrs b) { conv2d_big<DQ3_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_k(Params p, Ptrs b) { conv2d_big<DQ5_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 128, 64>(p, b); }
@@ -495,6 +499,7 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_0(Params p, P
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_1(Params p, Ptrs b) { conv2d_big<DQ4_1, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_0(Params p, Ptrs b) { conv2d_big<DQ5_0, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_1(Params p, Ptrs b) { conv2d_big<DQ5_1, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q3_k(Params p, Ptrs b) { conv2d_big<DQ3_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_k(Params p, Ptrs b) { conv2d_big<DQ5_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 128, 32>(p, b); }
@@ -506,6 +511,7 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_0_tc(Params p, P
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_1, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_0, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_1, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q3_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ3_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q6_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ6_K, 256, 32>(p, b); }
@@ -517,6 +523,7 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_0_tc(Params p,
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_1, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_0, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_1, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q3_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ3_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q6_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ6_K, 128, 64>(p, b); }
@@ -528,6 +535,7 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_0_tc(Params p
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_1, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_0, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_1, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q3_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ3_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q6_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ6_K, 128, 32>(p, b); }

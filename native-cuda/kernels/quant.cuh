@@ -190,6 +190,31 @@ struct DQ5_1 {
     }
 };
 
+// quant/q3_k.wgsl — block_q3_K (110 bytes, 256 weights):
+//   [0..32) hmask  [32..96) qs  [96..108) scales (16 × 6 bits)  [108..110) d
+//   q = ((qs[32n + l] >> 2j) & 3) − (hmask bit ? 0 : 4),  y = (d·(sc − 32))·q
+struct DQ3_K {
+    static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
+        u32 e0 = 4u * g;
+        const u8* blk = W + ((u64)row * (k >> 8) + (e0 >> 8)) * 110u;
+        u32 e = e0 & 255u, n = e >> 7, j = (e & 127u) >> 5, l = e & 31u;
+        u32 s = 8u * n + 2u * j + (l >> 4);
+        const u8* sb = blk + 96;
+        u32 lo = s < 8u ? (sb[s] & 15u) : (sb[s - 8] >> 4);
+        u32 hi = (sb[8 + (s & 3u)] >> (2u * (s >> 2))) & 3u;
+        float dl = __fmul_rn(f16at(blk + 108), (float)((int)(lo | (hi << 4)) - 32));
+        float r[4];
+        for (u32 i = 0; i < 4u; i++) {
+            int q = (int)((blk[32u + 32u * n + l + i] >> (2u * j)) & 3u) - (((blk[l + i] >> (4u * n + j)) & 1u) ? 0 : 4);
+            r[i] = __fmul_rn(dl, (float)q);
+        }
+        return make_float4(r[0], r[1], r[2], r[3]);
+    }
+    static __device__ __forceinline__ float dot32(const u8* W, u32 row, u32 k, u32 u, const float* x) {
+        return dot32_w4<DQ3_K>(W, row, k, u, x);
+    }
+};
+
 // quant/kscale.wgsl — the 6-bit (scale, min) of sub-block s of a Q4_K / Q5_K
 // super-block from its 12 packed bytes sb (ggml's get_scale_min_k4).
 __device__ __forceinline__ void kq_scale_min(const u8* sb, u32 s, u32& sc, u32& mn) {
