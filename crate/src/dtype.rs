@@ -20,6 +20,7 @@ pub enum DType {
     Q4_1,
     Q5_0,
     Q5_1,
+    Q2_K,
     Q3_K,
     Q4_K,
     Q5_K,
@@ -28,7 +29,7 @@ pub enum DType {
 
 impl DType {
     /// Every type, in a stable order (used by the parity suite and the CLI).
-    pub const ALL: [DType; 13] = [
+    pub const ALL: [DType; 14] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -38,6 +39,7 @@ impl DType {
         DType::Q4_1,
         DType::Q5_0,
         DType::Q5_1,
+        DType::Q2_K,
         DType::Q3_K,
         DType::Q4_K,
         DType::Q5_K,
@@ -45,7 +47,7 @@ impl DType {
     ];
 
     /// Weight types a matrix (matmul / embedding table) may be stored in.
-    pub const WEIGHTS: [DType; 12] = [
+    pub const WEIGHTS: [DType; 13] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -54,6 +56,7 @@ impl DType {
         DType::Q4_1,
         DType::Q5_0,
         DType::Q5_1,
+        DType::Q2_K,
         DType::Q3_K,
         DType::Q4_K,
         DType::Q5_K,
@@ -71,6 +74,7 @@ impl DType {
             DType::Q4_1 => "q4_1",
             DType::Q5_0 => "q5_0",
             DType::Q5_1 => "q5_1",
+            DType::Q2_K => "q2_k",
             DType::Q3_K => "q3_k",
             DType::Q4_K => "q4_k",
             DType::Q5_K => "q5_k",
@@ -83,7 +87,7 @@ impl DType {
         match self {
             DType::F32 | DType::F16 | DType::BF16 | DType::U32 => 1,
             DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => 32,
-            DType::Q3_K | DType::Q4_K | DType::Q5_K | DType::Q6_K => 256,
+            DType::Q2_K | DType::Q3_K | DType::Q4_K | DType::Q5_K | DType::Q6_K => 256,
         }
     }
 
@@ -97,6 +101,7 @@ impl DType {
             DType::Q4_1 => 20,
             DType::Q5_0 => 22,
             DType::Q5_1 => 24,
+            DType::Q2_K => 84,
             DType::Q3_K => 110,
             DType::Q4_K => 144,
             DType::Q5_K => 176,
@@ -118,6 +123,7 @@ impl DType {
             DType::Q5_0 => 6,
             DType::Q5_1 => 7,
             DType::Q8_0 => 8,
+            DType::Q2_K => 10,
             DType::Q3_K => 11,
             DType::Q4_K => 12,
             DType::Q5_K => 13,

@@ -451,6 +451,7 @@ extern "C" __global__ void conv2d_q4_0(Params p, Ptrs b) { conv2d<DQ4_0>(p, b); 
 extern "C" __global__ void conv2d_q4_1(Params p, Ptrs b) { conv2d<DQ4_1>(p, b); }
 extern "C" __global__ void conv2d_q5_0(Params p, Ptrs b) { conv2d<DQ5_0>(p, b); }
 extern "C" __global__ void conv2d_q5_1(Params p, Ptrs b) { conv2d<DQ5_1>(p, b); }
+extern "C" __global__ void conv2d_q2_k(Params p, Ptrs b) { conv2d<DQ2_K>(p, b); }
 extern "C" __global__ void conv2d_q3_k(Params p, Ptrs b) { conv2d<DQ3_K>(p, b); }
 extern "C" __global__ void conv2d_q4_k(Params p, Ptrs b) { conv2d<DQ4_K>(p, b); }
 extern "C" __global__ void conv2d_q5_k(Params p, Ptrs b) { conv2d<DQ5_K>(p, b); }
@@ -463,6 +464,7 @@ extern "C" __global__ void conv2d64_q4_0(Params p, Ptrs b) { conv2d64<DQ4_0>(p, 
 extern "C" __global__ void conv2d64_q4_1(Params p, Ptrs b) { conv2d64<DQ4_1>(p, b); }
 extern "C" __global__ void conv2d64_q5_0(Params p, Ptrs b) { conv2d64<DQ5_0>(p, b); }
 extern "C" __global__ void conv2d64_q5_1(Params p, Ptrs b) { conv2d64<DQ5_1>(p, b); }
+extern "C" __global__ void conv2d64_q2_k(Params p, Ptrs b) { conv2d64<DQ2_K>(p, b); }
 extern "C" __global__ void conv2d64_q3_k(Params p, Ptrs b) { conv2d64<DQ3_K>(p, b); }
 extern "C" __global__ void conv2d64_q4_k(Params p, Ptrs b) { conv2d64<DQ4_K>(p, b); }
 extern "C" __global__ void conv2d64_q5_k(Params p, Ptrs b) { conv2d64<DQ5_K>(p, b); }
@@ -475,6 +477,7 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_0(Params p, Ptrs
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_1(Params p, Ptrs b) { conv2d_big<DQ4_1, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_0(Params p, Ptrs b) { conv2d_big<DQ5_0, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_1(Params p, Ptrs b) { conv2d_big<DQ5_1, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q2_k(Params p, Ptrs b) { conv2d_big<DQ2_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q3_k(Params p, Ptrs b) { conv2d_big<DQ3_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_k(Params p, Ptrs b) { conv2d_big<DQ5_K, 256, 32>(p, b); }
@@ -487,6 +490,7 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_0(Params p, Pt
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_1(Params p, Ptrs b) { conv2d_big<DQ4_1, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_0(Params p, Ptrs b) { conv2d_big<DQ5_0, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_1(Params p, Ptrs b) { conv2d_big<DQ5_1, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q2_k(Params p, Ptrs b) { conv2d_big<DQ2_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q3_k(Params p, Ptrs b) { conv2d_big<DQ3_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_k(Params p, Ptrs b) { conv2d_big<DQ5_K, 128, 64>(p, b); }
@@ -499,6 +503,7 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_0(Params p, P
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_1(Params p, Ptrs b) { conv2d_big<DQ4_1, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_0(Params p, Ptrs b) { conv2d_big<DQ5_0, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_1(Params p, Ptrs b) { conv2d_big<DQ5_1, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q2_k(Params p, Ptrs b) { conv2d_big<DQ2_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q3_k(Params p, Ptrs b) { conv2d_big<DQ3_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_k(Params p, Ptrs b) { conv2d_big<DQ5_K, 128, 32>(p, b); }
@@ -511,6 +516,7 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_0_tc(Params p, P
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_1, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_0, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_1, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_q2_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ2_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q3_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ3_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_K, 256, 32>(p, b); }
@@ -523,6 +529,7 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_0_tc(Params p,
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_1, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_0, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_1, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q2_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ2_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q3_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ3_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_K, 128, 64>(p, b); }
@@ -535,6 +542,7 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_0_tc(Params p
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_1, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_0_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_0, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_1_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_1, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q2_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ2_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q3_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ3_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_K, 128, 32>(p, b); }

@@ -37,6 +37,7 @@ extern "C" __global__ void get_rows_q4_0(Params p, Ptrs b) { get_rows<DQ4_0>(p, 
 extern "C" __global__ void get_rows_q4_1(Params p, Ptrs b) { get_rows<DQ4_1>(p, b); }
 extern "C" __global__ void get_rows_q5_0(Params p, Ptrs b) { get_rows<DQ5_0>(p, b); }
 extern "C" __global__ void get_rows_q5_1(Params p, Ptrs b) { get_rows<DQ5_1>(p, b); }
+extern "C" __global__ void get_rows_q2_k(Params p, Ptrs b) { get_rows<DQ2_K>(p, b); }
 extern "C" __global__ void get_rows_q3_k(Params p, Ptrs b) { get_rows<DQ3_K>(p, b); }
 extern "C" __global__ void get_rows_q4_k(Params p, Ptrs b) { get_rows<DQ4_K>(p, b); }
 extern "C" __global__ void get_rows_q5_k(Params p, Ptrs b) { get_rows<DQ5_K>(p, b); }

@@ -209,6 +209,7 @@ extern "C" __global__ void mul_mat_fused_q4_0(Params p, Ptrs b) { mul_mat_fused<
 extern "C" __global__ void mul_mat_fused_q4_1(Params p, Ptrs b) { mul_mat_fused<DQ4_1>(p, b); }
 extern "C" __global__ void mul_mat_fused_q5_0(Params p, Ptrs b) { mul_mat_fused<DQ5_0>(p, b); }
 extern "C" __global__ void mul_mat_fused_q5_1(Params p, Ptrs b) { mul_mat_fused<DQ5_1>(p, b); }
+extern "C" __global__ void mul_mat_fused_q2_k(Params p, Ptrs b) { mul_mat_fused<DQ2_K>(p, b); }
 extern "C" __global__ void mul_mat_fused_q3_k(Params p, Ptrs b) { mul_mat_fused<DQ3_K>(p, b); }
 extern "C" __global__ void mul_mat_fused_q4_k(Params p, Ptrs b) { mul_mat_fused<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_fused_q5_k(Params p, Ptrs b) { mul_mat_fused<DQ5_K>(p, b); }
@@ -222,6 +223,7 @@ extern "C" __global__ void mul_mat_vec_q4_0(Params p, Ptrs b) { mul_mat_vec<DQ4_
 extern "C" __global__ void mul_mat_vec_q4_1(Params p, Ptrs b) { mul_mat_vec<DQ4_1>(p, b); }
 extern "C" __global__ void mul_mat_vec_q5_0(Params p, Ptrs b) { mul_mat_vec<DQ5_0>(p, b); }
 extern "C" __global__ void mul_mat_vec_q5_1(Params p, Ptrs b) { mul_mat_vec<DQ5_1>(p, b); }
+extern "C" __global__ void mul_mat_vec_q2_k(Params p, Ptrs b) { mul_mat_vec<DQ2_K>(p, b); }
 extern "C" __global__ void mul_mat_vec_q3_k(Params p, Ptrs b) { mul_mat_vec<DQ3_K>(p, b); }
 extern "C" __global__ void mul_mat_vec_q4_k(Params p, Ptrs b) { mul_mat_vec<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_vec_q5_k(Params p, Ptrs b) { mul_mat_vec<DQ5_K>(p, b); }
@@ -235,6 +237,7 @@ extern "C" __global__ void mul_mat_q4_0(Params p, Ptrs b) { mul_mat<DQ4_0>(p, b)
 extern "C" __global__ void mul_mat_q4_1(Params p, Ptrs b) { mul_mat<DQ4_1>(p, b); }
 extern "C" __global__ void mul_mat_q5_0(Params p, Ptrs b) { mul_mat<DQ5_0>(p, b); }
 extern "C" __global__ void mul_mat_q5_1(Params p, Ptrs b) { mul_mat<DQ5_1>(p, b); }
+extern "C" __global__ void mul_mat_q2_k(Params p, Ptrs b) { mul_mat<DQ2_K>(p, b); }
 extern "C" __global__ void mul_mat_q3_k(Params p, Ptrs b) { mul_mat<DQ3_K>(p, b); }
 extern "C" __global__ void mul_mat_q4_k(Params p, Ptrs b) { mul_mat<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_q5_k(Params p, Ptrs b) { mul_mat<DQ5_K>(p, b); }
@@ -247,6 +250,7 @@ extern "C" __global__ void mul_mat64_q4_0(Params p, Ptrs b) { mul_mat64<DQ4_0>(p
 extern "C" __global__ void mul_mat64_q4_1(Params p, Ptrs b) { mul_mat64<DQ4_1>(p, b); }
 extern "C" __global__ void mul_mat64_q5_0(Params p, Ptrs b) { mul_mat64<DQ5_0>(p, b); }
 extern "C" __global__ void mul_mat64_q5_1(Params p, Ptrs b) { mul_mat64<DQ5_1>(p, b); }
+extern "C" __global__ void mul_mat64_q2_k(Params p, Ptrs b) { mul_mat64<DQ2_K>(p, b); }
 extern "C" __global__ void mul_mat64_q3_k(Params p, Ptrs b) { mul_mat64<DQ3_K>(p, b); }
 extern "C" __global__ void mul_mat64_q4_k(Params p, Ptrs b) { mul_mat64<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat64_q5_k(Params p, Ptrs b) { mul_mat64<DQ5_K>(p, b); }

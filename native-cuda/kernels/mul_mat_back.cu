@@ -149,6 +149,7 @@ extern "C" __global__ void mul_mat_input_grad_q4_0(Params p, Ptrs b) { input_gra
 extern "C" __global__ void mul_mat_input_grad_q4_1(Params p, Ptrs b) { input_grad<DQ4_1>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_q5_0(Params p, Ptrs b) { input_grad<DQ5_0>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_q5_1(Params p, Ptrs b) { input_grad<DQ5_1>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_q2_k(Params p, Ptrs b) { input_grad<DQ2_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_q3_k(Params p, Ptrs b) { input_grad<DQ3_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_q4_k(Params p, Ptrs b) { input_grad<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_q5_k(Params p, Ptrs b) { input_grad<DQ5_K>(p, b); }
@@ -162,6 +163,7 @@ extern "C" __global__ void mul_mat_input_grad_tiled_q4_0(Params p, Ptrs b) { inp
 extern "C" __global__ void mul_mat_input_grad_tiled_q4_1(Params p, Ptrs b) { input_grad_tiled<DQ4_1>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_tiled_q5_0(Params p, Ptrs b) { input_grad_tiled<DQ5_0>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_tiled_q5_1(Params p, Ptrs b) { input_grad_tiled<DQ5_1>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_tiled_q2_k(Params p, Ptrs b) { input_grad_tiled<DQ2_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_tiled_q3_k(Params p, Ptrs b) { input_grad_tiled<DQ3_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_tiled_q4_k(Params p, Ptrs b) { input_grad_tiled<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_tiled_q5_k(Params p, Ptrs b) { input_grad_tiled<DQ5_K>(p, b); }
@@ -252,6 +254,7 @@ extern "C" __global__ void mul_mat_input_grad64_q4_0(Params p, Ptrs b) { input_g
 extern "C" __global__ void mul_mat_input_grad64_q4_1(Params p, Ptrs b) { input_grad64<DQ4_1>(p, b); }
 extern "C" __global__ void mul_mat_input_grad64_q5_0(Params p, Ptrs b) { input_grad64<DQ5_0>(p, b); }
 extern "C" __global__ void mul_mat_input_grad64_q5_1(Params p, Ptrs b) { input_grad64<DQ5_1>(p, b); }
+extern "C" __global__ void mul_mat_input_grad64_q2_k(Params p, Ptrs b) { input_grad64<DQ2_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad64_q3_k(Params p, Ptrs b) { input_grad64<DQ3_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad64_q4_k(Params p, Ptrs b) { input_grad64<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad64_q5_k(Params p, Ptrs b) { input_grad64<DQ5_K>(p, b); }

@@ -190,6 +190,27 @@ struct DQ5_1 {
     }
 };
 
+// quant/q2_k.wgsl — block_q2_K (84 bytes, 256 weights):
+//   [0..16) scales (low nibble scale, high min)  [16..80) qs  [80..82) d  [82..84) dmin
+//   q = (qs[32n + l] >> 2j) & 3,  y = (d·(sc & 15))·q − dmin·(sc >> 4)
+struct DQ2_K {
+    static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
+        u32 e0 = 4u * g;
+        const u8* blk = W + ((u64)row * (k >> 8) + (e0 >> 8)) * 84u;
+        u32 e = e0 & 255u, n = e >> 7, j = (e & 127u) >> 5, l = e & 31u;
+        u32 sc = blk[8u * n + 2u * j + (l >> 4)];
+        float dl = __fmul_rn(f16at(blk + 80), (float)(sc & 15u));
+        float ml = __fmul_rn(f16at(blk + 82), (float)(sc >> 4));
+        float r[4];
+        for (u32 i = 0; i < 4u; i++)
+            r[i] = __fsub_rn(__fmul_rn(dl, (float)((blk[16u + 32u * n + l + i] >> (2u * j)) & 3u)), ml);
+        return make_float4(r[0], r[1], r[2], r[3]);
+    }
+    static __device__ __forceinline__ float dot32(const u8* W, u32 row, u32 k, u32 u, const float* x) {
+        return dot32_w4<DQ2_K>(W, row, k, u, x);
+    }
+};
+
 // quant/q3_k.wgsl — block_q3_K (110 bytes, 256 weights):
 //   [0..32) hmask  [32..96) qs  [96..108) scales (16 × 6 bits)  [108..110) d
 //   q = ((qs[32n + l] >> 2j) & 3) − (hmask bit ? 0 : 4),  y = (d·(sc − 32))·q

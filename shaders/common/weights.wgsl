@@ -19,6 +19,8 @@
 #include "quant/q5_0.wgsl"
 #elif W_Q5_1
 #include "quant/q5_1.wgsl"
+#elif W_Q2_K
+#include "quant/q2_k.wgsl"
 #elif W_Q3_K
 #include "quant/q3_k.wgsl"
 #elif W_Q4_K

@@ -75,6 +75,7 @@ shader_files!(
     "quant/q4_1.wgsl",
     "quant/q5_0.wgsl",
     "quant/q5_1.wgsl",
+    "quant/q2_k.wgsl",
     "quant/q3_k.wgsl",
     "quant/q4_k.wgsl",
     "quant/kscale.wgsl",

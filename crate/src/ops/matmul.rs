@@ -38,6 +38,7 @@ pub fn weight_define(dtype: DType) -> &'static str {
         DType::Q4_1 => "W_Q4_1",
         DType::Q5_0 => "W_Q5_0",
         DType::Q5_1 => "W_Q5_1",
+        DType::Q2_K => "W_Q2_K",
         DType::Q3_K => "W_Q3_K",
         DType::Q4_K => "W_Q4_K",
         DType::Q5_K => "W_Q5_K",

@@ -15,12 +15,13 @@
 //! | Q5_0   | 32          | 22          | 5.5         | `d` @0, `qh: u32` @2 (5th bits), `qs: [u8; 16]` @6; `y = (q-16)*d`           |
 //! | Q5_1   | 32          | 24          | 6.0         | `d` @0, `m` @2, `qh: u32` @4, `qs: [u8; 16]` @8; `y = q*d + m`               |
 //! | Q4_K   | 256         | 144         | 4.5         | `d` @0, `dmin` @2, 6-bit scales/mins `[u8; 12]` @4, `qs: [u8; 128]` @16      |
+//! | Q2_K   | 256         | 84          | 2.625       | 4-bit scale+min `[u8; 16]` @0, `qs: [u8; 64]` @16, `d` @80, `dmin` @82       |
 //! | Q3_K   | 256         | 110         | 3.4375      | `hmask: [u8; 32]` @0, `qs: [u8; 64]` @32, 6-bit scales `[u8; 12]` @96, `d` @108 |
 //! | Q5_K   | 256         | 176         | 5.5         | as Q4_K, plus `qh: [u8; 32]` @16 (5th bits); `qs: [u8; 128]` @48             |
 //! | Q6_K   | 256         | 210         | 6.5625      | `ql: [u8; 128]` @0, `qh: [u8; 64]` @128, `scales: [i8; 16]` @192, `d` @208   |
 //!
 //! Each block format's module ([`q8_0`], [`q4_0`], [`q4_1`], [`q5_0`], [`q5_1`],
-//! [`q3_k`], [`q4_k`], [`q5_k`], [`q6_k`])
+//! [`q2_k`], [`q3_k`], [`q4_k`], [`q5_k`], [`q6_k`])
 //! documents its layout field by field and has `dequantize_block` /
 //! `quantize_block`.
 //!
@@ -29,8 +30,8 @@
 //! to gguf-py's `gguf.quants.dequantize` (inf/NaN scales propagate the same way;
 //! only NaN payload bits are not pinned down).
 //! Quantization of Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 repeats ggml's `quantize_row_*_ref` and
-//! gives the same bytes as gguf-py's `gguf.quants.quantize`; Q3_K, Q4_K, Q5_K and Q6_K
-//! follow `quantize_row_q3_K_ref` / `_q4_K_ref` / `_q5_K_ref` / `_q6_K_ref` operation for operation
+//! gives the same bytes as gguf-py's `gguf.quants.quantize`; Q2_K … Q6_K follow
+//! `quantize_row_q2_K_ref` … `quantize_row_q6_K_ref` operation for operation
 //! (gguf-py cannot quantize them; when written, their bytes matched ggml's C
 //! reference built without FMA contraction on 403 varied super-blocks).
 //! F16/BF16 encode round to nearest, ties to even (the `half` crate).
@@ -41,6 +42,7 @@
 //! (ggml would silently store an infinite scale); F32/F16/BF16 encode NaN/inf as
 //! IEEE does.
 
+pub mod q2_k;
 pub mod q3_k;
 pub mod q4_0;
 pub mod q4_1;
@@ -68,6 +70,7 @@ fn block_fns(dtype: DType) -> Option<(DequantFn, QuantFn)> {
         DType::Q4_1 => Some((q4_1::dequantize_block, q4_1::quantize_block)),
         DType::Q5_0 => Some((q5_0::dequantize_block, q5_0::quantize_block)),
         DType::Q5_1 => Some((q5_1::dequantize_block, q5_1::quantize_block)),
+        DType::Q2_K => Some((q2_k::dequantize_block, q2_k::quantize_block)),
         DType::Q3_K => Some((q3_k::dequantize_block, q3_k::quantize_block)),
         DType::Q4_K => Some((q4_k::dequantize_block, q4_k::quantize_block)),
         DType::Q5_K => Some((q5_k::dequantize_block, q5_k::quantize_block)),

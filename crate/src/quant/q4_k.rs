@@ -89,33 +89,38 @@ pub fn dequantize_block(block: &[u8], out: &mut [f32]) -> Result<()> {
 }
 
 /// The arguments of ggml's `make_qkx2_quants` that differ between the
-/// K-quants with a min: Q4_K (`nmax = 15`, `rmin = -1`, `nstep = 20`) and
-/// Q5_K (31, -0.5, 15); `rdelta = 0.1` and squared error for both.
+/// K-quants with a min: Q4_K (`nmax = 15`, `rmin = -1`, `nstep = 20`), Q5_K
+/// (31, -0.5, 15, squared error) and Q2_K (3, -0.5, 15, absolute error:
+/// `mad`); `rdelta = 0.1` for all.
 #[derive(Clone, Copy)]
 pub(super) struct Fit {
     pub nmax: i32,
     pub rmin: f32,
     pub nstep: i32,
+    pub mad: bool,
 }
 
 pub(super) const Q4_K_FIT: Fit = Fit {
     nmax: 15,
     rmin: -1.0,
     nstep: 20,
+    mad: false,
 };
 
-/// ggml's `make_qkx2_quants` with `fit`'s arguments. Fits
-/// `x ~ scale*l - min_off` with `l` in 0..=nmax and returns
-/// `(scale, min_off)`, `min_off >= 0`; `l` gets the chosen quants. Float
-/// operations are in ggml's order.
-fn make_qkx2_quants(x: &[f32; 32], w: &[f32; 32], l: &mut [u8; 32], fit: Fit) -> (f32, f32) {
+/// ggml's `make_qkx2_quants` with `fit`'s arguments over `x.len()` values
+/// (at most 32). Fits `x ~ scale*l - min_off` with `l` in 0..=nmax and
+/// returns `(scale, min_off)`, `min_off >= 0`; `l` gets the chosen quants.
+/// Float operations are in ggml's order.
+pub(super) fn make_qkx2_quants(x: &[f32], w: &[f32], l: &mut [u8], fit: Fit) -> (f32, f32) {
     let nmax = fit.nmax;
     let (rmin, rdelta, nstep) = (fit.rmin, 0.1f32, fit.nstep);
+    let err = |d: f32| if fit.mad { d.abs() } else { d * d };
+    let n = x.len();
     let mut min = x[0];
     let mut max = x[0];
     let mut sum_w = w[0];
     let mut sum_x = sum_w * x[0];
-    for i in 1..32 {
+    for i in 1..n {
         if x[i] < min {
             min = x[i];
         }
@@ -129,24 +134,24 @@ fn make_qkx2_quants(x: &[f32; 32], w: &[f32; 32], l: &mut [u8; 32], fit: Fit) ->
         min = 0.0;
     }
     if max == min {
-        *l = [0; 32];
+        l.fill(0);
         return (0.0, -min);
     }
     let quant = |iscale: f32, v: f32, min: f32| nearest_int(iscale * (v - min)).clamp(0, nmax);
     let mut iscale = nmax as f32 / (max - min);
     let mut scale = 1.0 / iscale;
     let mut best_error = 0.0f32;
-    for i in 0..32 {
+    for i in 0..n {
         let q = quant(iscale, x[i], min);
         l[i] = q as u8;
         let diff = scale * q as f32 + min - x[i];
-        best_error += w[i] * (diff * diff);
+        best_error += w[i] * err(diff);
     }
     let mut laux = [0u8; 32];
     for is in 0..=nstep {
         iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
         let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
-        for i in 0..32 {
+        for i in 0..n {
             let q = quant(iscale, x[i], min);
             laux[i] = q as u8;
             let lf = q as f32;
@@ -163,12 +168,12 @@ fn make_qkx2_quants(x: &[f32; 32], w: &[f32; 32], l: &mut [u8; 32], fit: Fit) ->
                 this_scale = sum_xl / sum_l2;
             }
             let mut cur_error = 0.0f32;
-            for i in 0..32 {
+            for i in 0..n {
                 let diff = this_scale * f32::from(laux[i]) + this_min - x[i];
-                cur_error += w[i] * (diff * diff);
+                cur_error += w[i] * err(diff);
             }
             if cur_error < best_error {
-                *l = laux;
+                l.copy_from_slice(&laux[..n]);
                 best_error = cur_error;
                 scale = this_scale;
                 min = this_min;

@@ -33,6 +33,7 @@ const FIT: Fit = Fit {
     nmax: 31,
     rmin: -0.5,
     nstep: 15,
+    mad: false,
 };
 
 /// Decodes one 176-byte block into 256 floats.
