@@ -5,7 +5,7 @@
 //! * Dequantize is **bit-exact** (0 ulp; f32 outputs are compared as bit patterns,
 //!   so NaN payloads and the sign of zero must match too) for every dtype.
 //! * Quantize is **byte-identical** for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, F16 and BF16. gguf-py
-//!   cannot quantize Q2_K … Q6_K, so those fixtures are random blocks checked
+//!   cannot quantize Q2_K … Q6_K, IQ4_NL or IQ4_XS, so those fixtures are random blocks checked
 //!   through dequantize only.
 
 use kiln::dtype::DType;

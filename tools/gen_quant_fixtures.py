@@ -18,7 +18,7 @@ Output, all little-endian, under tests/fixtures/quant/:
     <name>.out.f32   gguf.quants.dequantize(<name>.bin) as f32
 
 Q8_0 / Q4_0 / Q4_1 / Q5_0 / Q5_1 / F16 / BF16 cases have an input: Kiln must reproduce the
-bytes exactly. gguf-py cannot quantize Q2_K … Q6_K, so those cases are random
+bytes exactly. gguf-py cannot quantize Q2_K … Q6_K, IQ4_NL or IQ4_XS, so those cases are random
 blocks with sane finite f16 scales, checked through dequantize only.
 """
 
@@ -67,13 +67,15 @@ def float_inputs(rng: np.random.Generator) -> np.ndarray:
 
 
 def random_k_blocks(rng: np.random.Generator, qtype: T, n_blocks: int) -> np.ndarray:
-    """Random Q2_K … Q6_K blocks whose f16 scales are finite and sane."""
+    """Random Q2_K … Q6_K / IQ4_NL / IQ4_XS blocks whose f16 scales are finite and sane."""
     size = gguf.GGML_QUANT_SIZES[qtype][1]
     raw = rng.integers(0, 256, size=(n_blocks, size), dtype=np.uint8)
     scale = rng.uniform(1e-4, 0.05, size=(n_blocks, 2)).astype(np.float16)
     scale[-1] = [np.float16(3e-6), np.float16(-0.01)]  # subnormal d, negative second scale
     scale_bytes = scale.view(np.uint8)
-    if qtype in (T.Q4_K, T.Q5_K):
+    if qtype in (T.IQ4_NL, T.IQ4_XS):
+        raw[:, 0:2] = scale_bytes[:, 0:2]  # d @0
+    elif qtype in (T.Q4_K, T.Q5_K):
         raw[:, 0:4] = scale_bytes  # d @0, dmin @2
     elif qtype == T.Q2_K:
         raw[:, 80:84] = scale_bytes  # d @80, dmin @82
@@ -117,7 +119,8 @@ def main() -> int:
     write("bf16", x, b, dequantize(b, T.BF16), index, "bf16")
 
     for seed, (qtype, dtype) in enumerate([(T.Q4_K, "q4_k"), (T.Q6_K, "q6_k"), (T.Q5_K, "q5_k"),
-                                           (T.Q3_K, "q3_k"), (T.Q2_K, "q2_k")]):
+                                           (T.Q3_K, "q3_k"), (T.Q2_K, "q2_k"), (T.IQ4_NL, "iq4_nl"),
+                                           (T.IQ4_XS, "iq4_xs")]):
         blob = random_k_blocks(np.random.default_rng(3000 + seed), qtype, 6)
         write(dtype, None, blob, dequantize(blob, qtype), index, dtype)
 

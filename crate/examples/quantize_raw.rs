@@ -1,6 +1,6 @@
 //! Quantizes little-endian f32 values from stdin into each dtype named on the
 //! command line, writing the blocks to stdout one dtype after another
-//! (tools/kquant_vs_ggml.sh compares them with ggml's C reference).
+//! (tools/quant_vs_ggml.sh compares them with ggml's C reference).
 //!
 //!     cargo run --release -p kiln --example quantize_raw -- q4_k q5_k < x.f32 > q.bin
 

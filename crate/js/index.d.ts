@@ -44,7 +44,7 @@ export interface LoadOptions {
   /** f16 KV cache where the device has shader-f16 (half the memory). */
   kvF16?: boolean;
   /** Safetensors only: re-encode weight matrices on load (GGUF weights load as stored). */
-  quantize?: 'none' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q4_k' | 'q6_k' | 'f16' | 'bf16' | null;
+  quantize?: 'none' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q2_k' | 'q3_k' | 'q4_k' | 'q5_k' | 'q6_k' | 'iq4_nl' | 'iq4_xs' | 'f16' | 'bf16' | null;
   /** URL of kiln_wasm_bg.wasm when it is not next to the module. */
   wasmUrl?: string | URL;
   /** Lower the storage-binding limit (tests: weight splitting). */

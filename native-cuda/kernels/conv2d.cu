@@ -456,6 +456,8 @@ extern "C" __global__ void conv2d_q3_k(Params p, Ptrs b) { conv2d<DQ3_K>(p, b); 
 extern "C" __global__ void conv2d_q4_k(Params p, Ptrs b) { conv2d<DQ4_K>(p, b); }
 extern "C" __global__ void conv2d_q5_k(Params p, Ptrs b) { conv2d<DQ5_K>(p, b); }
 extern "C" __global__ void conv2d_q6_k(Params p, Ptrs b) { conv2d<DQ6_K>(p, b); }
+extern "C" __global__ void conv2d_iq4_nl(Params p, Ptrs b) { conv2d<DIQ4_NL>(p, b); }
+extern "C" __global__ void conv2d_iq4_xs(Params p, Ptrs b) { conv2d<DIQ4_XS>(p, b); }
 extern "C" __global__ void conv2d64_f32(Params p, Ptrs b) { conv2d64<DF32>(p, b); }
 extern "C" __global__ void conv2d64_f16(Params p, Ptrs b) { conv2d64<DF16>(p, b); }
 extern "C" __global__ void conv2d64_bf16(Params p, Ptrs b) { conv2d64<DBF16>(p, b); }
@@ -469,6 +471,8 @@ extern "C" __global__ void conv2d64_q3_k(Params p, Ptrs b) { conv2d64<DQ3_K>(p, 
 extern "C" __global__ void conv2d64_q4_k(Params p, Ptrs b) { conv2d64<DQ4_K>(p, b); }
 extern "C" __global__ void conv2d64_q5_k(Params p, Ptrs b) { conv2d64<DQ5_K>(p, b); }
 extern "C" __global__ void conv2d64_q6_k(Params p, Ptrs b) { conv2d64<DQ6_K>(p, b); }
+extern "C" __global__ void conv2d64_iq4_nl(Params p, Ptrs b) { conv2d64<DIQ4_NL>(p, b); }
+extern "C" __global__ void conv2d64_iq4_xs(Params p, Ptrs b) { conv2d64<DIQ4_XS>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_f32(Params p, Ptrs b) { conv2d_big<DF32, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_f16(Params p, Ptrs b) { conv2d_big<DF16, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_bf16(Params p, Ptrs b) { conv2d_big<DBF16, 256, 32>(p, b); }
@@ -482,6 +486,8 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big_q3_k(Params p, Ptrs
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_k(Params p, Ptrs b) { conv2d_big<DQ5_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_iq4_nl(Params p, Ptrs b) { conv2d_big<DIQ4_NL, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_iq4_xs(Params p, Ptrs b) { conv2d_big<DIQ4_XS, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_f32(Params p, Ptrs b) { conv2d_big<DF32, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_f16(Params p, Ptrs b) { conv2d_big<DF16, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_bf16(Params p, Ptrs b) { conv2d_big<DBF16, 128, 64>(p, b); }
@@ -495,6 +501,8 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q3_k(Params p, Pt
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_k(Params p, Ptrs b) { conv2d_big<DQ5_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_iq4_nl(Params p, Ptrs b) { conv2d_big<DIQ4_NL, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_iq4_xs(Params p, Ptrs b) { conv2d_big<DIQ4_XS, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_f32(Params p, Ptrs b) { conv2d_big<DF32, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_f16(Params p, Ptrs b) { conv2d_big<DF16, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_bf16(Params p, Ptrs b) { conv2d_big<DBF16, 128, 32>(p, b); }
@@ -508,6 +516,8 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q3_k(Params p, P
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_k(Params p, Ptrs b) { conv2d_big<DQ4_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_k(Params p, Ptrs b) { conv2d_big<DQ5_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q6_k(Params p, Ptrs b) { conv2d_big<DQ6_K, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_iq4_nl(Params p, Ptrs b) { conv2d_big<DIQ4_NL, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_iq4_xs(Params p, Ptrs b) { conv2d_big<DIQ4_XS, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_f32_tc(Params p, Ptrs b) { conv2d_big_tc<DF32, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_f16_tc(Params p, Ptrs b) { conv2d_big_tc<DF16, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_bf16_tc(Params p, Ptrs b) { conv2d_big_tc<DBF16, 256, 32>(p, b); }
@@ -521,6 +531,8 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big_q3_k_tc(Params p, P
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q5_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_K, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big_q6_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ6_K, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_iq4_nl_tc(Params p, Ptrs b) { conv2d_big_tc<DIQ4_NL, 256, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big_iq4_xs_tc(Params p, Ptrs b) { conv2d_big_tc<DIQ4_XS, 256, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_f32_tc(Params p, Ptrs b) { conv2d_big_tc<DF32, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_f16_tc(Params p, Ptrs b) { conv2d_big_tc<DF16, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_bf16_tc(Params p, Ptrs b) { conv2d_big_tc<DBF16, 128, 64>(p, b); }
@@ -534,6 +546,8 @@ extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q3_k_tc(Params p,
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q5_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_K, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(256) conv2d_big64_q6_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ6_K, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_iq4_nl_tc(Params p, Ptrs b) { conv2d_big_tc<DIQ4_NL, 128, 64>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) conv2d_big64_iq4_xs_tc(Params p, Ptrs b) { conv2d_big_tc<DIQ4_XS, 128, 64>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_f32_tc(Params p, Ptrs b) { conv2d_big_tc<DF32, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_f16_tc(Params p, Ptrs b) { conv2d_big_tc<DF16, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_bf16_tc(Params p, Ptrs b) { conv2d_big_tc<DBF16, 128, 32>(p, b); }
@@ -547,3 +561,5 @@ extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q3_k_tc(Params p
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q4_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ4_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q5_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ5_K, 128, 32>(p, b); }
 extern "C" __global__ void __launch_bounds__(128) conv2d_big128_q6_k_tc(Params p, Ptrs b) { conv2d_big_tc<DQ6_K, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_iq4_nl_tc(Params p, Ptrs b) { conv2d_big_tc<DIQ4_NL, 128, 32>(p, b); }
+extern "C" __global__ void __launch_bounds__(128) conv2d_big128_iq4_xs_tc(Params p, Ptrs b) { conv2d_big_tc<DIQ4_XS, 128, 32>(p, b); }

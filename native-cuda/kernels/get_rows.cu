@@ -42,3 +42,5 @@ extern "C" __global__ void get_rows_q3_k(Params p, Ptrs b) { get_rows<DQ3_K>(p, 
 extern "C" __global__ void get_rows_q4_k(Params p, Ptrs b) { get_rows<DQ4_K>(p, b); }
 extern "C" __global__ void get_rows_q5_k(Params p, Ptrs b) { get_rows<DQ5_K>(p, b); }
 extern "C" __global__ void get_rows_q6_k(Params p, Ptrs b) { get_rows<DQ6_K>(p, b); }
+extern "C" __global__ void get_rows_iq4_nl(Params p, Ptrs b) { get_rows<DIQ4_NL>(p, b); }
+extern "C" __global__ void get_rows_iq4_xs(Params p, Ptrs b) { get_rows<DIQ4_XS>(p, b); }

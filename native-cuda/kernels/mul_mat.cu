@@ -214,6 +214,8 @@ extern "C" __global__ void mul_mat_fused_q3_k(Params p, Ptrs b) { mul_mat_fused<
 extern "C" __global__ void mul_mat_fused_q4_k(Params p, Ptrs b) { mul_mat_fused<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_fused_q5_k(Params p, Ptrs b) { mul_mat_fused<DQ5_K>(p, b); }
 extern "C" __global__ void mul_mat_fused_q6_k(Params p, Ptrs b) { mul_mat_fused<DQ6_K>(p, b); }
+extern "C" __global__ void mul_mat_fused_iq4_nl(Params p, Ptrs b) { mul_mat_fused<DIQ4_NL>(p, b); }
+extern "C" __global__ void mul_mat_fused_iq4_xs(Params p, Ptrs b) { mul_mat_fused<DIQ4_XS>(p, b); }
 
 extern "C" __global__ void mul_mat_vec_f32(Params p, Ptrs b) { mul_mat_vec<DF32>(p, b); }
 extern "C" __global__ void mul_mat_vec_f16(Params p, Ptrs b) { mul_mat_vec<DF16>(p, b); }
@@ -228,6 +230,8 @@ extern "C" __global__ void mul_mat_vec_q3_k(Params p, Ptrs b) { mul_mat_vec<DQ3_
 extern "C" __global__ void mul_mat_vec_q4_k(Params p, Ptrs b) { mul_mat_vec<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_vec_q5_k(Params p, Ptrs b) { mul_mat_vec<DQ5_K>(p, b); }
 extern "C" __global__ void mul_mat_vec_q6_k(Params p, Ptrs b) { mul_mat_vec<DQ6_K>(p, b); }
+extern "C" __global__ void mul_mat_vec_iq4_nl(Params p, Ptrs b) { mul_mat_vec<DIQ4_NL>(p, b); }
+extern "C" __global__ void mul_mat_vec_iq4_xs(Params p, Ptrs b) { mul_mat_vec<DIQ4_XS>(p, b); }
 
 extern "C" __global__ void mul_mat_f32(Params p, Ptrs b) { mul_mat<DF32>(p, b); }
 extern "C" __global__ void mul_mat_f16(Params p, Ptrs b) { mul_mat<DF16>(p, b); }
@@ -242,6 +246,8 @@ extern "C" __global__ void mul_mat_q3_k(Params p, Ptrs b) { mul_mat<DQ3_K>(p, b)
 extern "C" __global__ void mul_mat_q4_k(Params p, Ptrs b) { mul_mat<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_q5_k(Params p, Ptrs b) { mul_mat<DQ5_K>(p, b); }
 extern "C" __global__ void mul_mat_q6_k(Params p, Ptrs b) { mul_mat<DQ6_K>(p, b); }
+extern "C" __global__ void mul_mat_iq4_nl(Params p, Ptrs b) { mul_mat<DIQ4_NL>(p, b); }
+extern "C" __global__ void mul_mat_iq4_xs(Params p, Ptrs b) { mul_mat<DIQ4_XS>(p, b); }
 extern "C" __global__ void mul_mat64_f32(Params p, Ptrs b) { mul_mat64<DF32>(p, b); }
 extern "C" __global__ void mul_mat64_f16(Params p, Ptrs b) { mul_mat64<DF16>(p, b); }
 extern "C" __global__ void mul_mat64_bf16(Params p, Ptrs b) { mul_mat64<DBF16>(p, b); }
@@ -255,3 +261,5 @@ extern "C" __global__ void mul_mat64_q3_k(Params p, Ptrs b) { mul_mat64<DQ3_K>(p
 extern "C" __global__ void mul_mat64_q4_k(Params p, Ptrs b) { mul_mat64<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat64_q5_k(Params p, Ptrs b) { mul_mat64<DQ5_K>(p, b); }
 extern "C" __global__ void mul_mat64_q6_k(Params p, Ptrs b) { mul_mat64<DQ6_K>(p, b); }
+extern "C" __global__ void mul_mat64_iq4_nl(Params p, Ptrs b) { mul_mat64<DIQ4_NL>(p, b); }
+extern "C" __global__ void mul_mat64_iq4_xs(Params p, Ptrs b) { mul_mat64<DIQ4_XS>(p, b); }

@@ -154,6 +154,8 @@ extern "C" __global__ void mul_mat_input_grad_q3_k(Params p, Ptrs b) { input_gra
 extern "C" __global__ void mul_mat_input_grad_q4_k(Params p, Ptrs b) { input_grad<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_q5_k(Params p, Ptrs b) { input_grad<DQ5_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_q6_k(Params p, Ptrs b) { input_grad<DQ6_K>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_iq4_nl(Params p, Ptrs b) { input_grad<DIQ4_NL>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_iq4_xs(Params p, Ptrs b) { input_grad<DIQ4_XS>(p, b); }
 
 extern "C" __global__ void mul_mat_input_grad_tiled_f32(Params p, Ptrs b) { input_grad_tiled<DF32>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_tiled_f16(Params p, Ptrs b) { input_grad_tiled<DF16>(p, b); }
@@ -168,6 +170,8 @@ extern "C" __global__ void mul_mat_input_grad_tiled_q3_k(Params p, Ptrs b) { inp
 extern "C" __global__ void mul_mat_input_grad_tiled_q4_k(Params p, Ptrs b) { input_grad_tiled<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_tiled_q5_k(Params p, Ptrs b) { input_grad_tiled<DQ5_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad_tiled_q6_k(Params p, Ptrs b) { input_grad_tiled<DQ6_K>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_tiled_iq4_nl(Params p, Ptrs b) { input_grad_tiled<DIQ4_NL>(p, b); }
+extern "C" __global__ void mul_mat_input_grad_tiled_iq4_xs(Params p, Ptrs b) { input_grad_tiled<DIQ4_XS>(p, b); }
 
 // Σ over rows m0, m0 + step, … of dy[m, n0..n0+nc] · x[m, 4g..4g+3]
 // (rows_dot in the WGSL).
@@ -259,3 +263,5 @@ extern "C" __global__ void mul_mat_input_grad64_q3_k(Params p, Ptrs b) { input_g
 extern "C" __global__ void mul_mat_input_grad64_q4_k(Params p, Ptrs b) { input_grad64<DQ4_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad64_q5_k(Params p, Ptrs b) { input_grad64<DQ5_K>(p, b); }
 extern "C" __global__ void mul_mat_input_grad64_q6_k(Params p, Ptrs b) { input_grad64<DQ6_K>(p, b); }
+extern "C" __global__ void mul_mat_input_grad64_iq4_nl(Params p, Ptrs b) { input_grad64<DIQ4_NL>(p, b); }
+extern "C" __global__ void mul_mat_input_grad64_iq4_xs(Params p, Ptrs b) { input_grad64<DIQ4_XS>(p, b); }

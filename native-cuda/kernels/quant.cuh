@@ -328,3 +328,46 @@ struct DQ6_K {
         return dot32_w4<DQ6_K>(W, row, k, u, x);
     }
 };
+
+// quant/kvalues.wgsl — ggml's kvalues_iq4nl.
+__device__ __constant__ float KVALUES_IQ4NL[16] = {-127.f, -104.f, -83.f, -65.f, -49.f, -35.f, -22.f, -10.f,
+                                                   1.f,    13.f,   25.f,  38.f,  53.f,  69.f,  89.f,  113.f};
+
+// quant/iq4_nl.wgsl — block_iq4_nl (18 bytes): [0..2) d  [2..18) qs;  y = d·kvalues[q]
+struct DIQ4_NL {
+    static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
+        u32 e = 4u * g;
+        const u8* blk = W + ((u64)row * (k >> 5) + (e >> 5)) * 18u;
+        float d = f16at(blk);
+        u32 j = e & 31u;
+        const u8* q = blk + 2u + (j & 15u);
+        u32 sh = j >= 16u ? 4u : 0u;
+        float r[4];
+        for (int i = 0; i < 4; i++) r[i] = __fmul_rn(d, KVALUES_IQ4NL[(q[i] >> sh) & 15u]);
+        return make_float4(r[0], r[1], r[2], r[3]);
+    }
+    static __device__ __forceinline__ float dot32(const u8* W, u32 row, u32 k, u32 u, const float* x) {
+        return dot32_w4<DIQ4_NL>(W, row, k, u, x);
+    }
+};
+
+// quant/iq4_xs.wgsl — block_iq4_xs (136 bytes, 256 weights): [0..2) d  [2..4) scales_h
+//   [4..8) scales_l  [8..136) qs;  y = (d·(ls − 32))·kvalues[q]
+struct DIQ4_XS {
+    static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
+        u32 e0 = 4u * g;
+        const u8* blk = W + ((u64)row * (k >> 8) + (e0 >> 8)) * 136u;
+        u32 e = e0 & 255u, ib = e >> 5, j = e & 31u;
+        u32 sh = blk[2] | (blk[3] << 8);
+        u32 ls = ((blk[4 + ib / 2] >> (4u * (ib % 2u))) & 15u) | (((sh >> (2u * ib)) & 3u) << 4);
+        float dl = __fmul_rn(f16at(blk), (float)((int)ls - 32));
+        const u8* q = blk + 8u + 16u * ib + (j & 15u);
+        u32 s = j >= 16u ? 4u : 0u;
+        float r[4];
+        for (int i = 0; i < 4; i++) r[i] = __fmul_rn(dl, KVALUES_IQ4NL[(q[i] >> s) & 15u]);
+        return make_float4(r[0], r[1], r[2], r[3]);
+    }
+    static __device__ __forceinline__ float dot32(const u8* W, u32 row, u32 k, u32 u, const float* x) {
+        return dot32_w4<DIQ4_XS>(W, row, k, u, x);
+    }
+};

@@ -38,7 +38,7 @@ fn every_family_has_a_source_and_a_wgsl_twin() {
     let quant = HEADERS[1].1;
     for d in [
         "DF32", "DF16", "DBF16", "DQ8_0", "DQ4_0", "DQ4_1", "DQ5_0", "DQ5_1", "DQ2_K", "DQ3_K",
-        "DQ4_K", "DQ5_K", "DQ6_K",
+        "DQ4_K", "DQ5_K", "DQ6_K", "DIQ4_NL", "DIQ4_XS",
     ] {
         assert!(quant.contains(&format!("struct {d} {{")), "{d}");
     }

@@ -29,4 +29,8 @@
 #include "quant/q5_k.wgsl"
 #elif W_Q6_K
 #include "quant/q6_k.wgsl"
+#elif W_IQ4_NL
+#include "quant/iq4_nl.wgsl"
+#elif W_IQ4_XS
+#include "quant/iq4_xs.wgsl"
 #endif

@@ -81,6 +81,9 @@ shader_files!(
     "quant/kscale.wgsl",
     "quant/q5_k.wgsl",
     "quant/q6_k.wgsl",
+    "quant/kvalues.wgsl",
+    "quant/iq4_nl.wgsl",
+    "quant/iq4_xs.wgsl",
 );
 
 pub fn source(name: &str) -> Result<&'static str, BackendError> {

@@ -24,7 +24,7 @@ pub enum LoadError {
     #[error("corrupt file: {0}")]
     Corrupt(String),
     #[error(
-        "tensor '{name}' has ggml type {id} ({type_name}), which Kiln does not read (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)"
+        "tensor '{name}' has ggml type {id} ({type_name}), which Kiln does not read (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)"
     )]
     UnsupportedTensorType {
         name: String,

@@ -42,6 +42,8 @@ pub fn weight_define(dtype: DType) -> &'static str {
         DType::Q3_K => "W_Q3_K",
         DType::Q4_K => "W_Q4_K",
         DType::Q5_K => "W_Q5_K",
+        DType::IQ4_NL => "W_IQ4_NL",
+        DType::IQ4_XS => "W_IQ4_XS",
         DType::Q6_K | DType::U32 => "W_Q6_K",
     }
 }

@@ -18,10 +18,12 @@
 //! | Q2_K   | 256         | 84          | 2.625       | 4-bit scale+min `[u8; 16]` @0, `qs: [u8; 64]` @16, `d` @80, `dmin` @82       |
 //! | Q3_K   | 256         | 110         | 3.4375      | `hmask: [u8; 32]` @0, `qs: [u8; 64]` @32, 6-bit scales `[u8; 12]` @96, `d` @108 |
 //! | Q5_K   | 256         | 176         | 5.5         | as Q4_K, plus `qh: [u8; 32]` @16 (5th bits); `qs: [u8; 128]` @48             |
+//! | IQ4_NL | 32          | 18          | 4.5         | `d` @0, `qs: [u8; 16]` @2 (as Q4_0); `y = d*kvalues_iq4nl[q]`               |
+//! | IQ4_XS | 256         | 136         | 4.25        | `d` @0, `scales_h: u16` @2, `scales_l: [u8; 4]` @4, `qs: [u8; 128]` @8     |
 //! | Q6_K   | 256         | 210         | 6.5625      | `ql: [u8; 128]` @0, `qh: [u8; 64]` @128, `scales: [i8; 16]` @192, `d` @208   |
 //!
 //! Each block format's module ([`q8_0`], [`q4_0`], [`q4_1`], [`q5_0`], [`q5_1`],
-//! [`q2_k`], [`q3_k`], [`q4_k`], [`q5_k`], [`q6_k`])
+//! [`q2_k`], [`q3_k`], [`q4_k`], [`q5_k`], [`q6_k`], [`iq4`])
 //! documents its layout field by field and has `dequantize_block` /
 //! `quantize_block`.
 //!
@@ -31,7 +33,8 @@
 //! only NaN payload bits are not pinned down).
 //! Quantization of Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 repeats ggml's `quantize_row_*_ref` and
 //! gives the same bytes as gguf-py's `gguf.quants.quantize`; Q2_K … Q6_K follow
-//! `quantize_row_q2_K_ref` … `quantize_row_q6_K_ref` operation for operation
+//! `quantize_row_q2_K_ref` … `quantize_row_q6_K_ref`, and IQ4_NL / IQ4_XS
+//! llama-quantize's `quantize_iq4_nl` / `quantize_iq4_xs` (no importance matrix), operation for operation
 //! (gguf-py cannot quantize them; when written, their bytes matched ggml's C
 //! reference built without FMA contraction on 403 varied super-blocks).
 //! F16/BF16 encode round to nearest, ties to even (the `half` crate).
@@ -42,6 +45,7 @@
 //! (ggml would silently store an infinite scale); F32/F16/BF16 encode NaN/inf as
 //! IEEE does.
 
+pub mod iq4;
 pub mod q2_k;
 pub mod q3_k;
 pub mod q4_0;
@@ -75,6 +79,8 @@ fn block_fns(dtype: DType) -> Option<(DequantFn, QuantFn)> {
         DType::Q4_K => Some((q4_k::dequantize_block, q4_k::quantize_block)),
         DType::Q5_K => Some((q5_k::dequantize_block, q5_k::quantize_block)),
         DType::Q6_K => Some((q6_k::dequantize_block, q6_k::quantize_block)),
+        DType::IQ4_NL => Some((iq4::dequantize_nl, iq4::quantize_nl)),
+        DType::IQ4_XS => Some((iq4::dequantize_xs, iq4::quantize_xs)),
         DType::F32 | DType::F16 | DType::BF16 | DType::U32 => None,
     }
 }

@@ -46,8 +46,8 @@ pub struct ModelArgs {
     /// Use the plain graph (16 dispatches per layer) even on a GPU.
     #[arg(long)]
     plain: bool,
-    /// Quantize a safetensors model's matrices on load (q8_0, q4_0, q4_1, q5_0, q5_1, q4_k,
-    /// q6_k, f16).
+    /// Quantize a safetensors model's matrices on load (q8_0, q4_0, q4_1, q5_0, q5_1, q2_k …
+    /// q6_k, iq4_nl, iq4_xs, f16).
     #[arg(long)]
     quantize: Option<DType>,
     /// A LoRA adapter — a PEFT folder or a llama.cpp LoRA .gguf — optionally

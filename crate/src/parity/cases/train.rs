@@ -41,6 +41,8 @@ pub(super) fn matmul_grads(rng: &mut Rng) -> Result<Vec<Case>> {
         (6, 11, 256, DType::Q5_K, false),
         (5, 13, 256, DType::Q3_K, false),
         (7, 10, 256, DType::Q2_K, false),
+        (6, 15, 64, DType::IQ4_NL, false),
+        (4, 12, 256, DType::IQ4_XS, false),
         (3, 5, 256, DType::Q6_K, false),
         (11, 70, 64, DType::Q4_1, true),
         // A vocabulary-sized reduction (the loss head's input gradient):

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Kiln's K-quant quantizers (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) against ggml's C
-# reference (quantize_row_q*_K_ref from ggml-quants.c, built without FMA
-# contraction, as Kiln's Rust never fuses), byte for byte on 700 varied
+# Kiln's quantizers that gguf-py cannot check — the K-quants (Q2_K … Q6_K)
+# and IQ4_NL / IQ4_XS — against ggml's C code (quantize_row_q*_K_ref, and
+# quantize_iq4_nl / quantize_iq4_xs as llama-quantize calls them without an
+# importance matrix; ggml-quants.c built without FMA contraction, as Kiln's
+# Rust never fuses), byte for byte on 700 varied
 # super-blocks (normal, uniform, one-signed, outliers, rounding ties, zero
-# sub-blocks and constant runs, magnitudes 1e-5 .. 1e3). gguf-py cannot
-# quantize K-quants, so this is their quantizers' independent check.
+# sub-blocks and constant runs, magnitudes 1e-5 .. 1e3).
 #
-#   tools/kquant_vs_ggml.sh [LLAMA_CPP_SOURCE_TARBALL]
+#   tools/quant_vs_ggml.sh [LLAMA_CPP_SOURCE_TARBALL]
 # (default: ../shared/peers/llamacpp/llamacpp-src-trim.tar.xz; needs gcc, numpy)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,8 @@ int main(int argc, char **argv) {
     quantize_row_q4_K_ref(x, q, n); fwrite(q, 144, nb, stdout);
     quantize_row_q5_K_ref(x, q, n); fwrite(q, 176, nb, stdout);
     quantize_row_q6_K_ref(x, q, n); fwrite(q, 210, nb, stdout);
+    quantize_iq4_nl(x, q, 1, n, NULL); fwrite(q, 18, nb * 8, stdout);
+    quantize_iq4_xs(x, q, 1, n, NULL); fwrite(q, 136, nb, stdout);
     return 0;
 }
 C
@@ -62,14 +65,15 @@ for i in range(700):
     blocks.append(b)
 x = np.concatenate(blocks).astype("<f4")
 ref = subprocess.run([ref_bin, str(x.size)], input=x.tobytes(), capture_output=True, check=True).stdout
-got = subprocess.run([kiln_bin, "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"], input=x.tobytes(), capture_output=True, check=True).stdout
+got = subprocess.run([kiln_bin, "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs"], input=x.tobytes(), capture_output=True, check=True).stdout
 nb, o, bad_any = x.size // 256, 0, False
-for name, bb in [("q2_k", 84), ("q3_k", 110), ("q4_k", 144), ("q5_k", 176), ("q6_k", 210)]:
+for name, bb in [("q2_k", 84), ("q3_k", 110), ("q4_k", 144), ("q5_k", 176), ("q6_k", 210),
+                 ("iq4_nl", 8 * 18), ("iq4_xs", 136)]:
     r = np.frombuffer(ref[o:o + nb * bb], np.uint8).reshape(-1, bb)
     g = np.frombuffer(got[o:o + nb * bb], np.uint8).reshape(-1, bb)
     o += nb * bb
     bad = np.where((r != g).any(axis=1))[0]
     bad_any |= len(bad) > 0
-    print(f"{name}: {nb} super-blocks, {len(bad)} differ from ggml {bad[:8].tolist() if len(bad) else ''}")
+    print(f"{name}: {nb} super-blocks (256 values), {len(bad)} differ from ggml {bad[:8].tolist() if len(bad) else ''}")
 sys.exit(1 if bad_any else 0)
 PY
