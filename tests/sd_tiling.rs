@@ -26,24 +26,12 @@ fn dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn tensor(st: &safetensors::SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
-    let t = st
-        .tensor(name)
-        .unwrap_or_else(|_| panic!("reference has no {name}"));
-    let v = t
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    (t.shape().to_vec(), v)
-}
-
 fn tiled(folder: &str, backend: &dyn Backend, label: &str) {
     let bytes = std::fs::read(dir("vae_tiling/reference.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let (shape, z) = tensor(&st, &format!("{folder}.latents"));
-    let (_, want) = tensor(&st, &format!("{folder}.tiled"));
-    let (_, untiled) = tensor(&st, &format!("{folder}.untiled"));
+    let (shape, z) = common::f32_tensor(&st, &format!("{folder}.latents"));
+    let (_, want) = common::f32_tensor(&st, &format!("{folder}.tiled"));
+    let (_, untiled) = common::f32_tensor(&st, &format!("{folder}.untiled"));
     let c = Component::open(&dir(folder).join("vae")).unwrap();
     let opts = SdOptions {
         vae_tiling: true,

@@ -307,6 +307,22 @@ pub(crate) fn check_finite(dtype: DType, x: &[f32]) -> Result<()> {
     }
 }
 
+/// The least and greatest of a block's values, scanned in order as ggml's
+/// `quantize_row_q4_1_ref` / `_q5_1_ref` do (Q4_1 and Q5_1 store the min).
+pub(crate) fn min_max(x: &[f32]) -> (f32, f32) {
+    let mut min = f32::MAX;
+    let mut max = -f32::MAX;
+    for &v in x {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+    }
+    (min, max)
+}
+
 /// ggml's `nearest_int`: round half to even (its magic-number trick does exactly
 /// this for |v| < 2^22); out-of-range values saturate, NaN gives 0.
 #[inline]

@@ -14,7 +14,7 @@
 //! `q = min(15, (int8)((x - min)*id + 0.5))` (truncation toward zero).
 
 use super::{block_bytes, block_bytes_mut, block_elems, block_elems_mut, check_finite};
-use super::{f16_le, scale_f16};
+use super::{f16_le, min_max, scale_f16};
 use crate::dtype::DType;
 use crate::error::Result;
 
@@ -42,16 +42,7 @@ pub fn quantize_block(x: &[f32], out: &mut [u8]) -> Result<()> {
     let x: &[f32; BLOCK_ELEMS] = block_elems(DType::Q4_1, x)?;
     let b: &mut [u8; BLOCK_BYTES] = block_bytes_mut(DType::Q4_1, out)?;
     check_finite(DType::Q4_1, x)?;
-    let mut min = f32::MAX;
-    let mut max = -f32::MAX;
-    for &v in x {
-        if v < min {
-            min = v;
-        }
-        if v > max {
-            max = v;
-        }
-    }
+    let (min, max) = min_max(x);
     let d = (max - min) / 15.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let [d0, d1] = scale_f16(DType::Q4_1, "d", d)?;
