@@ -58,6 +58,24 @@ const ALL_FLOAT_WEIGHTS: [DType; 14] = [
     DType::IQ4_XS,
 ];
 
+/// (dtype, bound, measured): see [`round_trip_error_on_normal_data`].
+const ROUND_TRIP: [(DType, f64, f64); 14] = [
+    (DType::F16, 2.7e-4, 2.1e-4),
+    (DType::BF16, 2.1e-3, 1.67e-3),
+    (DType::Q8_0, 0.0067, 0.00534),
+    (DType::Q4_0, 0.107, 0.0851),
+    (DType::Q4_1, 0.098, 0.0779),
+    (DType::Q5_0, 0.054, 0.0426),
+    (DType::Q5_1, 0.048, 0.0376),
+    (DType::Q2_K, 0.37, 0.295),
+    (DType::Q3_K, 0.19, 0.151),
+    (DType::Q4_K, 0.089, 0.0711),
+    (DType::Q5_K, 0.045, 0.0359),
+    (DType::Q6_K, 0.022, 0.0177),
+    (DType::IQ4_NL, 0.096, 0.0761),
+    (DType::IQ4_XS, 0.096, 0.0767),
+];
+
 /// Round-trip RMS relative error `||y - x|| / ||x||` on 64 Ki standard normals
 /// (splitmix64 seed 42).
 ///
@@ -77,23 +95,6 @@ const ALL_FLOAT_WEIGHTS: [DType; 14] = [
 /// * Q3_K / Q2_K: 3 and 2 bits per weight → 15% and 30%.
 /// * IQ4_NL / IQ4_XS: 16 non-uniform levels, denser near zero, fitted per 32
 ///   → 7.6%, between Q4_K and Q4_1.
-/// (dtype, bound, measured): see [`round_trip_error_on_normal_data`].
-const ROUND_TRIP: [(DType, f64, f64); 14] = [
-    (DType::F16, 2.7e-4, 2.1e-4),
-    (DType::BF16, 2.1e-3, 1.67e-3),
-    (DType::Q8_0, 0.0067, 0.00534),
-    (DType::Q4_0, 0.107, 0.0851),
-    (DType::Q4_1, 0.098, 0.0779),
-    (DType::Q5_0, 0.054, 0.0426),
-    (DType::Q5_1, 0.048, 0.0376),
-    (DType::Q2_K, 0.37, 0.295),
-    (DType::Q3_K, 0.19, 0.151),
-    (DType::Q4_K, 0.089, 0.0711),
-    (DType::Q5_K, 0.045, 0.0359),
-    (DType::Q6_K, 0.022, 0.0177),
-    (DType::IQ4_NL, 0.096, 0.0761),
-    (DType::IQ4_XS, 0.096, 0.0767),
-];
 
 #[test]
 fn round_trip_error_on_normal_data() {
