@@ -193,9 +193,9 @@ mod tests {
         let s = preprocess("quant/q4_0.wgsl", &[]).unwrap();
         assert!(s.contains("fn w4"));
         let w = preprocess("common/weights.wgsl", &["W_Q4_K"]).unwrap();
-        assert!(w.contains("q4k_scale_min") && !w.contains("i8x4(b32(off + 2u"));
+        assert!(w.contains("kq_scale_min") && !w.contains("i8x4(b32(off + 2u"));
         let w = preprocess("common/weights.wgsl", &["W_F32"]).unwrap();
-        assert!(w.contains("fn w1") && !w.contains("q4k_scale_min"));
+        assert!(w.contains("fn w1") && !w.contains("kq_scale_min"));
         let r = preprocess("reduce.wgsl", &["ARGMAX"]).unwrap();
         assert!(r.contains("fn argmax") && !r.contains("fn softmax"));
         assert!(source("nope.wgsl").is_err());
