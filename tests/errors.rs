@@ -73,8 +73,8 @@ fn graph_building_rejects_bad_shapes_and_dtypes() {
         Err(KilnError::BadParam { .. })
     ));
     assert!(matches!(
-        DType::from_ggml_type(6),
-        Err(KilnError::UnsupportedGgmlType(6))
+        DType::from_ggml_type(16),
+        Err(KilnError::UnsupportedGgmlType(16))
     ));
 }
 

@@ -140,7 +140,7 @@ fn corrupt_headers_are_typed_errors() {
 
 #[test]
 fn unsupported_tensor_types_are_named() {
-    // A one-tensor GGUF whose tensor is Q5_0 (ggml type 6).
+    // A one-tensor GGUF whose tensor is IQ2_XXS (ggml type 16).
     let mut f = Vec::new();
     f.extend(b"GGUF");
     f.extend(3u32.to_le_bytes());
@@ -150,13 +150,13 @@ fn unsupported_tensor_types_are_named() {
     f.extend((name.len() as u64).to_le_bytes());
     f.extend(name);
     f.extend(1u32.to_le_bytes());
-    f.extend(32u64.to_le_bytes());
-    f.extend(6u32.to_le_bytes());
+    f.extend(256u64.to_le_bytes());
+    f.extend(16u32.to_le_bytes());
     f.extend(0u64.to_le_bytes());
     f.resize(f.len().div_ceil(32) * 32 + 64, 0);
     match parse(&f, f.len() as u64) {
-        Err(e @ LoadError::UnsupportedTensorType { id: 6, .. }) => {
-            assert!(e.to_string().contains("Q5_0"))
+        Err(e @ LoadError::UnsupportedTensorType { id: 16, .. }) => {
+            assert!(e.to_string().contains("IQ2_XXS"))
         }
         other => panic!("{other:?}"),
     }
