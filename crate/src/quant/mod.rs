@@ -307,6 +307,42 @@ pub(crate) fn check_finite(dtype: DType, x: &[f32]) -> Result<()> {
     }
 }
 
+/// The 32 five-bit quants of a Q5_0 / Q5_1 block: the nibbles of `qs`
+/// (elem `j` low, `j + 16` high) with bit `j` of `qh` as their fifth bit.
+pub(crate) fn q5_unpack(qh: [u8; 4], qs: &[u8]) -> [u32; 32] {
+    let qh = u32::from_le_bytes(qh);
+    let mut q = [0u32; 32];
+    for (j, &b) in qs.iter().take(16).enumerate() {
+        q[j] = u32::from(b & 0x0F) | (((qh >> j) << 4) & 0x10);
+        q[j + 16] = u32::from(b >> 4) | ((qh >> (j + 12)) & 0x10);
+    }
+    q
+}
+
+/// The inverse of [`q5_unpack`]: writes the 16 `qs` bytes, returns `qh`.
+pub(crate) fn q5_pack(q: &[u32; 32], qs: &mut [u8]) -> [u8; 4] {
+    let mut qh = 0u32;
+    for (j, b) in qs.iter_mut().take(16).enumerate() {
+        let (q0, q1) = (q[j], q[j + 16]);
+        *b = ((q0 & 0x0F) | ((q1 & 0x0F) << 4)) as u8;
+        qh |= ((q0 & 0x10) >> 4) << j;
+        qh |= ((q1 & 0x10) >> 4) << (j + 16);
+    }
+    qh.to_le_bytes()
+}
+
+/// Q2_K / Q3_K's 2-bit layout: 64 bytes, 4 quants each; byte `32h + l`
+/// holds elements `128h + l + 32k` (k = 0..4) at bits `2k`. `q(e)` is
+/// element `e`'s quant (0..=3).
+pub(crate) fn pack_2bit(q: impl Fn(usize) -> u8, qs: &mut [u8]) {
+    for h in 0..2 {
+        for l in 0..32 {
+            let at = |k: usize| q(128 * h + l + 32 * k);
+            qs[32 * h + l] = at(0) | (at(1) << 2) | (at(2) << 4) | (at(3) << 6);
+        }
+    }
+}
+
 /// The least and greatest of a block's values, scanned in order as ggml's
 /// `quantize_row_q4_1_ref` / `_q5_1_ref` do (Q4_1 and Q5_1 store the min).
 pub(crate) fn min_max(x: &[f32]) -> (f32, f32) {

@@ -20,7 +20,7 @@
 
 use super::q4_k::{Fit, make_qkx2_quants};
 use super::{block_bytes, block_bytes_mut, block_elems, block_elems_mut, check_finite};
-use super::{f16_le, nearest_int, scale_f16, too_large};
+use super::{f16_le, nearest_int, pack_2bit, scale_f16, too_large};
 use crate::dtype::DType;
 use crate::error::Result;
 
@@ -112,12 +112,7 @@ pub fn quantize_block(x: &[f32], out: &mut [u8]) -> Result<()> {
             *q = nearest_int((v + dm) / d).clamp(0, 3) as u8;
         }
     }
-    for h in 0..2 {
-        for l in 0..32 {
-            let at = |k: usize| big_l[128 * h + l + 32 * k];
-            b[16 + 32 * h + l] = at(0) | (at(1) << 2) | (at(2) << 4) | (at(3) << 6);
-        }
-    }
+    pack_2bit(|e| big_l[e], &mut b[16..80]);
     b[80..82].copy_from_slice(&dh);
     b[82..84].copy_from_slice(&mh);
     Ok(())

@@ -21,7 +21,7 @@
 //! recomputed against the stored scales.
 
 use super::{block_bytes, block_bytes_mut, block_elems, block_elems_mut, check_finite};
-use super::{f16_le, nearest_int, scale_f16, too_large};
+use super::{f16_le, nearest_int, pack_2bit, scale_f16, too_large};
 use crate::dtype::DType;
 use crate::error::Result;
 
@@ -173,12 +173,7 @@ pub fn quantize_block(x: &[f32], out: &mut [u8]) -> Result<()> {
             *q -= 4;
         }
     }
-    for h in 0..2 {
-        for l in 0..32 {
-            let at = |k: usize| big_l[128 * h + l + 32 * k] as u8;
-            b[32 + 32 * h + l] = at(0) | (at(1) << 2) | (at(2) << 4) | (at(3) << 6);
-        }
-    }
+    pack_2bit(|e| big_l[e] as u8, &mut b[32..96]);
     b[96..108].copy_from_slice(&sc);
     b[108..110].copy_from_slice(&dh);
     Ok(())

@@ -15,7 +15,7 @@
 //! `q = min(31, (uint8)((x - min)*id + 0.5))`.
 
 use super::{block_bytes, block_bytes_mut, block_elems, block_elems_mut, check_finite};
-use super::{f16_le, min_max, scale_f16};
+use super::{f16_le, min_max, q5_pack, q5_unpack, scale_f16};
 use crate::dtype::DType;
 use crate::error::Result;
 
@@ -30,13 +30,9 @@ pub fn dequantize_block(block: &[u8], out: &mut [f32]) -> Result<()> {
     let y: &mut [f32; BLOCK_ELEMS] = block_elems_mut(DType::Q5_1, out)?;
     let d = f16_le(b[0], b[1]);
     let m = f16_le(b[2], b[3]);
-    let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-    let (lo, hi) = y.split_at_mut(16);
-    for (j, ((y0, y1), &q)) in lo.iter_mut().zip(hi.iter_mut()).zip(&b[8..]).enumerate() {
-        let h0 = ((qh >> j) << 4) & 0x10;
-        let h1 = (qh >> (j + 12)) & 0x10;
-        *y0 = (u32::from(q & 0x0F) | h0) as f32 * d + m;
-        *y1 = (u32::from(q >> 4) | h1) as f32 * d + m;
+    let q = q5_unpack([b[4], b[5], b[6], b[7]], &b[8..]);
+    for (v, &q) in y.iter_mut().zip(&q) {
+        *v = q as f32 * d + m;
     }
     Ok(())
 }
@@ -52,14 +48,8 @@ pub fn quantize_block(x: &[f32], out: &mut [u8]) -> Result<()> {
     let [d0, d1] = scale_f16(DType::Q5_1, "d", d)?;
     let [m0, m1] = scale_f16(DType::Q5_1, "m", min)?;
     b[..4].copy_from_slice(&[d0, d1, m0, m1]);
-    let quant = |v: f32| (((v - min) * id + 0.5) as u8).min(31) as u32;
-    let mut qh = 0u32;
-    for j in 0..16 {
-        let (q0, q1) = (quant(x[j]), quant(x[j + 16]));
-        b[8 + j] = ((q0 & 0x0F) | ((q1 & 0x0F) << 4)) as u8;
-        qh |= ((q0 & 0x10) >> 4) << j;
-        qh |= ((q1 & 0x10) >> 4) << (j + 16);
-    }
-    b[4..8].copy_from_slice(&qh.to_le_bytes());
+    let q = x.map(|v| (((v - min) * id + 0.5) as u8).min(31) as u32);
+    let qh = q5_pack(&q, &mut b[8..]);
+    b[4..8].copy_from_slice(&qh);
     Ok(())
 }
