@@ -4,6 +4,7 @@
 //! CUDA twin lives in `native-cuda/`.
 
 pub mod cpu;
+pub mod cpu_fast;
 pub mod pool;
 pub mod shaders;
 pub mod wgpu;

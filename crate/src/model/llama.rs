@@ -76,6 +76,11 @@ impl LlamaOptions {
     /// The prefill chunk for a device: 16 tokens on CPU adapters (lavapipe,
     /// SwiftShader), where a padded row costs as much as a real one; 128 on
     /// GPUs, where a chunk's rows share each weight read.
+    /// Tokens per prefill run on the fast CPU backend: enough rows for its
+    /// GEMM to reuse each decoded weight block, few enough that a short
+    /// chat prompt pays little padding.
+    pub const CPU_PREFILL_CHUNK: usize = 32;
+
     pub fn prefill_chunk_for(caps: &crate::ops::GpuCaps) -> usize {
         if caps.cpu { 16 } else { 128 }
     }

@@ -5,10 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::device::{Device, DeviceArgs};
 use clap::Args;
 use kiln::DType;
-use kiln::backend::Backend;
-use kiln::backend::wgpu::{WgpuBackend, WgpuOptions};
 use kiln::generate::{ChatMessage, FinishReason, GenerateParams, TextModel};
 use kiln::model::llama::LlamaOptions;
 use kiln::sample::SamplingParams;
@@ -24,14 +23,13 @@ pub struct ModelArgs {
     /// tokenizer.json). Default: $KILN_MODEL, else the embedded SmolLM2-135M-Instruct.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Adapter index or name substring (default: KILN_ADAPTER, else the best).
-    #[arg(long)]
-    adapter: Option<String>,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Longest sequence (prompt + reply) a session holds.
     #[arg(long, default_value_t = 2048)]
     ctx: usize,
     /// Tokens per prefill run (default: 16 on CPU adapters, where padding
-    /// costs as much as real tokens; 128 on GPUs).
+    /// costs as much as real tokens; 32 on the CPU backend; 128 on GPUs).
     #[arg(long)]
     prefill_chunk: Option<usize>,
     /// Store the KV cache as f16 (half the memory; f32 is exact).
@@ -221,7 +219,7 @@ impl SampleArgs {
     }
 }
 
-fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::Error>> {
+fn load(a: &ModelArgs) -> Result<(TextModel, Device), Box<dyn std::error::Error>> {
     let path = a
         .model
         .clone()
@@ -234,19 +232,23 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         )
         .into());
     }
-    let backend = WgpuBackend::new(&WgpuOptions {
-        adapter: a.adapter.clone(),
-        ..Default::default()
-    })?;
+    let (device, why) = crate::device::pick(&a.device)?;
+    let (chunk, fused) = match &device {
+        Device::Gpu(b) => (
+            LlamaOptions::prefill_chunk_for(&b.caps),
+            LlamaOptions::fused_for(&b.caps, false),
+        ),
+        Device::Cpu(_) => (LlamaOptions::CPU_PREFILL_CHUNK, true),
+    };
+    let backend = device.backend();
     let opts = LlamaOptions {
         max_ctx: a.ctx,
-        prefill_chunk: a
-            .prefill_chunk
-            .unwrap_or(LlamaOptions::prefill_chunk_for(&backend.caps)),
+        prefill_chunk: a.prefill_chunk.unwrap_or(chunk),
         kv_dtype: if a.kv_f16 { DType::F16 } else { DType::F32 },
-        // Fused on GPUs, plain on CPU adapters, unless asked (set again
-        // below when LoRA slots are added: they need the plain graph).
-        fused: a.fused || (!a.plain && LlamaOptions::fused_for(&backend.caps, false)),
+        // Fused on GPUs and the CPU backend, plain on CPU adapters, unless
+        // asked (set again below when LoRA slots are added: they need the
+        // plain graph).
+        fused: a.fused || (!a.plain && fused),
         debug_layers: false,
         lora: None,
     };
@@ -284,7 +286,7 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
     bar.set_message(name.clone());
     let mut model = TextModel::open_with(
         &path,
-        &backend,
+        backend,
         &opts,
         a.quantize,
         merge.clone(),
@@ -295,7 +297,7 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         },
     )?;
     bar.finish_and_clear();
-    model.pipelined = !backend.caps.cpu;
+    model.pipelined = !device.is_cpu();
     if merge.is_some() {
         eprintln!("LoRA: {} adapter(s) merged into the weights", lora.len());
     } else if !lora.is_empty() {
@@ -304,13 +306,13 @@ fn load(a: &ModelArgs) -> Result<(TextModel, WgpuBackend), Box<dyn std::error::E
         eprintln!("LoRA: {} adapter(s) applied, unmerged", lora.len());
     }
     eprintln!(
-        "loaded {name}: {} layers, {:.1} MB of weights, on {} in {:.2} s",
+        "loaded {name}: {} layers, {:.1} MB of weights, on {} ({why}) in {:.2} s",
         model.llm.model.config.n_layers,
         model.llm.model.weight_bytes() as f64 / 1e6,
         backend.name(),
         t0.elapsed().as_secs_f64()
     );
-    Ok((model, backend))
+    Ok((model, device))
 }
 
 fn stream(text: &str) -> bool {
@@ -500,7 +502,7 @@ pub fn bench(a: BenchArgs) -> Res {
         m.llm.model.config.arch,
         weights / 1e6
     );
-    println!("device: {}", backend.name());
+    println!("device: {}", backend.backend().name());
     println!(
         "prefill: {} tokens, {best_pre:.1} tok/s (chunk {})",
         prompt.len(),

@@ -8,6 +8,8 @@
 //! * `kiln diffuse` — terrain heightmaps from the diffusion UNet, see `diffuse.rs`.
 
 #[cfg(not(target_arch = "wasm32"))]
+mod device;
+#[cfg(not(target_arch = "wasm32"))]
 mod diffuse;
 #[cfg(not(target_arch = "wasm32"))]
 mod llm;

@@ -1,0 +1,93 @@
+//! Which node runs which fast kernel. Nodes not matched here run their op's
+//! CPU reference (the executable's fallback).
+
+use super::attention::{AttnKernel, CacheKernel, RopeKernel};
+use super::matmul::MatMulKernel;
+use super::{Activations, Ctx};
+use crate::backend::BackendError;
+use crate::graph::{Graph, Node};
+use crate::host::HostTensor;
+use crate::ops::attention::{Attention, MAX_HEAD_DIM};
+use crate::ops::copy::{WriteCache, WriteCacheWindow};
+use crate::ops::matmul::MatMul;
+use crate::ops::matmul_fused::FusedMatMul;
+use crate::ops::rope::Rope;
+
+pub(crate) trait Kernel: Send + Sync {
+    fn label(&self) -> String;
+
+    /// Computes the node: `inputs` as in [`crate::ops::Op::cpu`], `out`
+    /// sized for the output (or the in-place destination's contents).
+    fn run(
+        &self,
+        inputs: &[&HostTensor],
+        out: &mut HostTensor,
+        syms: &[u32],
+        ctx: &mut Ctx,
+    ) -> Result<(), BackendError>;
+}
+
+fn misaligned(what: &str) -> BackendError {
+    BackendError::Validation(format!("{what}: host buffer is not 4-byte aligned"))
+}
+
+/// An f32 tensor's values (host buffers come from the allocator, which
+/// aligns them to at least 8 bytes; checked, never assumed).
+pub(crate) fn f32s(t: &HostTensor) -> Result<&[f32], BackendError> {
+    bytemuck::try_cast_slice(&t.data).map_err(|_| misaligned("read"))
+}
+
+pub(crate) fn f32s_mut(t: &mut HostTensor) -> Result<&mut [f32], BackendError> {
+    bytemuck::try_cast_slice_mut(&mut t.data).map_err(|_| misaligned("write"))
+}
+
+/// The fast kernel for `node`, if it has one.
+pub(crate) fn pick(graph: &Graph, node: &Node, _act: Activations) -> Option<Box<dyn Kernel>> {
+    let op = node.op.as_any();
+    let info = |i: usize| &graph.tensors[node.inputs[i].0];
+    if op.downcast_ref::<MatMul>().is_some() {
+        return Some(Box::new(MatMulKernel {
+            name: "mul_mat",
+            norm: None,
+            glu: false,
+            res: (node.inputs.len() == 3).then_some(2),
+        }));
+    }
+    if let Some(f) = op.downcast_ref::<FusedMatMul>() {
+        let norm = f.norm_eps.map(|e| (2, e));
+        return Some(Box::new(MatMulKernel {
+            name: "mul_mat_fused",
+            norm,
+            glu: f.glu,
+            res: f.residual.then_some(2 + norm.is_some() as usize),
+        }));
+    }
+    if let Some(a) = op.downcast_ref::<Attention>() {
+        let d = info(1).shape.get(2).copied().unwrap_or(0);
+        return (d <= MAX_HEAD_DIM).then(|| Box::new(AttnKernel(*a)) as Box<dyn Kernel>);
+    }
+    if let Some(w) = op.downcast_ref::<WriteCache>() {
+        let d = info(0).shape.get(2).copied().unwrap_or(0);
+        return (d <= MAX_HEAD_DIM).then(|| {
+            Box::new(CacheKernel {
+                pos: w.0,
+                col0: 0,
+                rope: None,
+            }) as Box<dyn Kernel>
+        });
+    }
+    if let Some(w) = op.downcast_ref::<WriteCacheWindow>() {
+        let d = info(0).shape.get(2).copied().unwrap_or(0);
+        return (d <= MAX_HEAD_DIM).then(|| {
+            Box::new(CacheKernel {
+                pos: w.pos,
+                col0: w.col0,
+                rope: w.rope,
+            }) as Box<dyn Kernel>
+        });
+    }
+    if let Some(r) = op.downcast_ref::<Rope>() {
+        return Some(Box::new(RopeKernel(*r)));
+    }
+    None
+}

@@ -1,0 +1,163 @@
+//! `mul_mat` and `mul_mat_fused` on the CPU: `y = f(norm(x)·Wᵀ) + res`
+//! (see [`crate::ops::matmul_fused`] for the math), parallel over output
+//! columns, each weight row read once per run for all rows of `x`.
+//!
+//! Q4_0/Q4_1/Q8_0 weights with 8-bit activations use the integer dots of
+//! [`super::dot`]; any other case decodes each weight row to f32 (in a
+//! per-thread buffer) and takes f32 dots.
+
+use std::cell::RefCell;
+
+use super::dot::{self, Q8Rows, QK};
+use super::kernels::{Kernel, f32s, f32s_mut};
+use super::par::Shared;
+use super::{Activations, Ctx};
+use crate::backend::BackendError;
+use crate::dtype::DType;
+use crate::host::HostTensor;
+use crate::quant;
+
+pub(crate) struct MatMulKernel {
+    pub name: &'static str,
+    /// Input index of the RMSNorm weight and epsilon (prologue).
+    pub norm: Option<(usize, f32)>,
+    /// `W` holds gate rows then up rows; `y = silu(gate)·up`.
+    pub glu: bool,
+    /// Input index of the residual added last.
+    pub res: Option<usize>,
+}
+
+thread_local! {
+    /// Decoded weight rows (two for GLU): per thread, reused across runs.
+    static ROWS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+fn silu(a: f32) -> f32 {
+    a / (1.0 + (-a).exp())
+}
+
+/// RMSNorm of each row of `x` times `nw`, as the reference computes it
+/// (f64 mean of squares).
+fn rms_norm_into(x: &[f32], nw: &[f32], eps: f32, out: &mut Vec<f32>) {
+    let k = nw.len().max(1);
+    out.resize(x.len(), 0.0);
+    for (row, o) in x.chunks(k).zip(out.chunks_mut(k)) {
+        let ms = row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / k as f64;
+        let inv = 1.0 / (ms + eps as f64).sqrt();
+        for ((o, v), g) in o.iter_mut().zip(row).zip(nw) {
+            *o = (*v as f64 * inv * *g as f64) as f32;
+        }
+    }
+}
+
+/// Decodes weight row `bytes` into `buf` (f32 rows are copied).
+fn decode_row(dtype: DType, bytes: &[u8], buf: &mut Vec<f32>, k: usize) {
+    buf.resize(k, 0.0);
+    if quant::dequantize_into(dtype, bytes, buf).is_err() {
+        // Unreachable for the shapes `infer` accepted; poison rather than
+        // return a plausible wrong answer.
+        buf.fill(f32::NAN);
+    }
+}
+
+impl Kernel for MatMulKernel {
+    fn label(&self) -> String {
+        self.name.to_string()
+    }
+
+    fn run(
+        &self,
+        inputs: &[&HostTensor],
+        out: &mut HostTensor,
+        _syms: &[u32],
+        ctx: &mut Ctx,
+    ) -> Result<(), BackendError> {
+        let x = f32s(inputs[0])?;
+        let w = inputs[1];
+        let (rows, k) = (w.shape[0], w.shape[1]);
+        let m = x.len() / k.max(1);
+        let n = if self.glu { rows / 2 } else { rows };
+        let rb = w.dtype.row_bytes(k)?;
+        if w.data.len() < rows * rb {
+            return Err(BackendError::Validation(format!(
+                "{}: weight holds {} bytes, {rows} rows need {}",
+                self.name,
+                w.data.len(),
+                rows * rb
+            )));
+        }
+        let res = self.res.map(|i| f32s(inputs[i])).transpose()?;
+        let super::Scratch { f, q, .. } = &mut *ctx.scratch;
+        let xin: &[f32] = match self.norm {
+            Some((i, eps)) => {
+                rms_norm_into(x, f32s(inputs[i])?, eps, f);
+                f
+            }
+            None => x,
+        };
+        let y = Shared::new(f32s_mut(out)?);
+        let wrow = |r: usize| &w.data[r * rb..(r + 1) * rb];
+        let finish = |i: usize, c: usize, a: f32, b: f32| {
+            let v = if self.glu { silu(a) * b } else { a };
+            y.set(i * n + c, v + res.map_or(0.0, |r| r[i * n + c]));
+        };
+        let par = ctx.par;
+        let integer = match ctx.act {
+            Activations::Q8 if k % QK == 0 => dot::q8_dot(w.dtype),
+            _ => None,
+        };
+        if let Some(dotq) = integer {
+            q.quantize(xin);
+            let q: &Q8Rows = q;
+            let nb = k / QK;
+            par.ranges(n, par.chunk(n, 8), |cols| {
+                for c in cols {
+                    for i in 0..m {
+                        let (xq, xd, xs) = q.row(i, nb);
+                        let a = dotq(wrow(c), xq, xd, xs);
+                        let b = if self.glu {
+                            dotq(wrow(n + c), xq, xd, xs)
+                        } else {
+                            0.0
+                        };
+                        finish(i, c, a, b);
+                    }
+                }
+            });
+        } else if w.dtype == DType::F32 {
+            let wf = f32s(w)?;
+            par.ranges(n, par.chunk(n, 8), |cols| {
+                for c in cols {
+                    for i in 0..m {
+                        let xr = &xin[i * k..(i + 1) * k];
+                        let a = dot::dot_f32(xr, &wf[c * k..(c + 1) * k]);
+                        let b = if self.glu {
+                            dot::dot_f32(xr, &wf[(n + c) * k..(n + c + 1) * k])
+                        } else {
+                            0.0
+                        };
+                        finish(i, c, a, b);
+                    }
+                }
+            });
+        } else {
+            par.ranges(n, par.chunk(n, 8), |cols| {
+                ROWS.with_borrow_mut(|(ra, rb_)| {
+                    for c in cols {
+                        decode_row(w.dtype, wrow(c), ra, k);
+                        if self.glu {
+                            decode_row(w.dtype, wrow(n + c), rb_, k);
+                        }
+                        for i in 0..m {
+                            let xr = &xin[i * k..(i + 1) * k];
+                            let a = dot::dot_f32(xr, ra);
+                            let b = if self.glu { dot::dot_f32(xr, rb_) } else { 0.0 };
+                            finish(i, c, a, b);
+                        }
+                    }
+                })
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+//! Parallel loops over index ranges on the backend's pool, and a shared
+//! output slice that tasks write at disjoint indices.
+
+use std::marker::PhantomData;
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+#[derive(Clone, Copy)]
+pub(crate) struct Par<'a> {
+    pool: Option<&'a rayon::ThreadPool>,
+}
+
+impl<'a> Par<'a> {
+    pub fn new(pool: Option<&'a rayon::ThreadPool>) -> Par<'a> {
+        Par { pool }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.map_or(1, |p| p.current_num_threads())
+    }
+
+    /// A chunk size that splits `n` items into about four tasks per thread,
+    /// at least `min` items each.
+    pub fn chunk(&self, n: usize, min: usize) -> usize {
+        n.div_ceil(4 * self.threads()).max(min).max(1)
+    }
+
+    /// Calls `f` on consecutive ranges of `chunk` items covering `0..n`,
+    /// in parallel where there is a pool and more than one range.
+    pub fn ranges(&self, n: usize, chunk: usize, f: impl Fn(Range<usize>) + Sync + Send) {
+        let chunk = chunk.max(1);
+        let tasks = n.div_ceil(chunk);
+        match self.pool {
+            Some(pool) if tasks > 1 => pool.install(|| {
+                (0..tasks)
+                    .into_par_iter()
+                    .for_each(|c| f(c * chunk..((c + 1) * chunk).min(n)))
+            }),
+            _ => {
+                for c in 0..tasks {
+                    f(c * chunk..((c + 1) * chunk).min(n));
+                }
+            }
+        }
+    }
+}
+
+/// A mutable slice that parallel tasks write through at indices no other
+/// task writes (each task owns a disjoint set of output elements).
+pub(crate) struct Shared<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _life: PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: tasks write disjoint elements (callers partition the indices), and
+// the slice outlives the parallel loop that borrows it.
+unsafe impl<T: Send> Send for Shared<'_, T> {}
+unsafe impl<T: Send> Sync for Shared<'_, T> {}
+
+impl<'a, T: Copy> Shared<'a, T> {
+    pub fn new(s: &'a mut [T]) -> Shared<'a, T> {
+        Shared {
+            ptr: s.as_mut_ptr(),
+            len: s.len(),
+            _life: PhantomData,
+        }
+    }
+
+    /// Writes element `i` (ignored past the end, which callers never reach:
+    /// their indices come from the same shapes that sized the slice).
+    #[inline]
+    pub fn set(&self, i: usize, v: T) {
+        if i < self.len {
+            // SAFETY: in bounds; no other task writes index `i`.
+            unsafe { *self.ptr.add(i) = v }
+        }
+    }
+
+    /// The sub-slice `r`, which no other task touches while it is alive.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub fn slice(&self, r: Range<usize>) -> &mut [T] {
+        let r = r.start.min(self.len)..r.end.min(self.len).max(r.start.min(self.len));
+        // SAFETY: in bounds; callers give each task its own range.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r.start), r.end - r.start) }
+    }
+}
