@@ -28,12 +28,16 @@ fn model_path() -> std::path::PathBuf {
 
 /// The reference records and the model on `gpu` with this KV-cache dtype.
 fn setup(gpu: &dyn kiln::Backend, kv_dtype: kiln::DType) -> (Value, Llm) {
+    setup_graph(gpu, kv_dtype, false)
+}
+
+fn setup_graph(gpu: &dyn kiln::Backend, kv_dtype: kiln::DType, fused: bool) -> (Value, Llm) {
     let reference = serde_json::from_str(&std::fs::read_to_string(REFERENCE).unwrap()).unwrap();
     let opts = LlamaOptions {
         max_ctx: 256,
         prefill_chunk: 32,
         kv_dtype,
-        fused: false,
+        fused,
         debug_layers: false,
         lora: None,
     };
@@ -63,6 +67,38 @@ fn top20_diff(logits: &[f32], rec: &Value, label: &str) -> f64 {
 fn greedy_tokens_and_logits_match_pytorch() {
     let Some(gpu) = common::gpu() else { return };
     let (reference, mut llm) = setup(&gpu, kiln::DType::F32);
+    exact(&reference, &mut llm);
+}
+
+/// The fast CPU backend with f32 activations, on the fused graph the CLI
+/// uses there: the same greedy tokens as PyTorch.
+#[test]
+fn the_fast_cpu_backend_matches_pytorch_with_f32_activations() {
+    use kiln::backend::cpu_fast::{Activations, CpuFastBackend, CpuOptions};
+    let cpu = CpuFastBackend::new(CpuOptions {
+        threads: 2,
+        activations: Activations::F32,
+    });
+    let (reference, mut llm) = setup_graph(&cpu, kiln::DType::F32, true);
+    exact(&reference, &mut llm);
+}
+
+/// 8-bit activations (the CPU backend's default, llama.cpp's scheme) drift
+/// from PyTorch: reported (greedy tokens agreeing before the first
+/// difference, worst top-20 logit difference) and bounded. Rounding every
+/// matmul input to 8 bits per block of 32, through 30 layers, moved the
+/// top-20 logits (magnitude 10–25) by 0.19–1.20 here on 2026-12-04, and
+/// the chat prompt's first token flipped: PyTorch's top two logits are
+/// 0.08 apart there. A broken kernel moves them by tens; 2.0 is the bound.
+#[test]
+fn the_fast_cpu_backend_8_bit_drift_is_reported() {
+    use kiln::backend::cpu_fast::CpuFastBackend;
+    let cpu = CpuFastBackend::default();
+    let (reference, mut llm) = setup_graph(&cpu, kiln::DType::F32, true);
+    drift(&reference, &mut llm, "8-bit activations", 2.0);
+}
+
+fn exact(reference: &Value, llm: &mut Llm) {
     for rec in reference["records"].as_array().unwrap() {
         let label = rec["label"].as_str().unwrap();
         let prompt = common::ids(&rec["prompt_ids"]);
@@ -120,6 +156,10 @@ fn greedy_tokens_and_logits_match_pytorch() {
 fn f16_kv_cache_drift_is_reported() {
     let Some(gpu) = common::gpu() else { return };
     let (reference, mut llm) = setup(&gpu, kiln::DType::F16);
+    drift(&reference, &mut llm, "f16 KV", 0.1);
+}
+
+fn drift(reference: &Value, llm: &mut Llm, what: &str, bound: f64) {
     for rec in reference["records"].as_array().unwrap() {
         let label = rec["label"].as_str().unwrap();
         let want = common::ids(&rec["greedy_ids"]);
@@ -138,9 +178,9 @@ fn f16_kv_cache_drift_is_reported() {
             llm.feed(&[next]).unwrap();
         }
         eprintln!(
-            "{label} (f16 KV): {agree}/{} greedy tokens as PyTorch, max top-20 logit diff {worst:.2e}",
+            "{label} ({what}): {agree}/{} greedy tokens as PyTorch, max top-20 logit diff {worst:.2e}",
             want.len()
         );
-        assert!(worst < 0.1, "{label}: f16 KV logits drift {worst}");
+        assert!(worst < bound, "{label}: {what}: logits drift {worst}");
     }
 }

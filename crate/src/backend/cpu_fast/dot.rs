@@ -22,6 +22,9 @@ enum Level {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX2 plus AVX512-VNNI's `vpdpbusd` on 256-bit vectors.
+    #[cfg(target_arch = "x86_64")]
+    Vnni,
 }
 
 fn level() -> Level {
@@ -35,6 +38,11 @@ fn level() -> Level {
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
         {
+            let vnni =
+                is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl");
+            if vnni && std::env::var_os("KILN_CPU_NO_VNNI").is_none() {
+                return Level::Vnni;
+            }
             return Level::Avx2;
         }
         Level::Portable
@@ -48,6 +56,8 @@ pub fn simd_level() -> &'static str {
         Level::Portable => "portable",
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => "avx2",
+        #[cfg(target_arch = "x86_64")]
+        Level::Vnni => "avx2+avx512vnni",
     }
 }
 
@@ -93,26 +103,152 @@ impl Q8Rows {
     }
 }
 
-/// One weight row (its block bytes) · one quantized activation row.
-pub(crate) type Q8Dot = fn(&[u8], &[i8], &[f32], &[f32]) -> f32;
+/// One quantized activation row: per-block values, scales and `d·Σq`.
+#[derive(Clone, Copy)]
+pub(crate) struct XRow<'a> {
+    pub q: &'a [i8],
+    pub d: &'a [f32],
+    pub s: &'a [f32],
+}
 
-/// The integer-dot kernel for weights of `dtype`, where there is one.
-pub(crate) fn q8_dot(dtype: DType) -> Option<Q8Dot> {
-    let portable: Q8Dot = match dtype {
-        DType::Q4_0 => portable::q4_0,
-        DType::Q4_1 => portable::q4_1,
-        DType::Q8_0 => portable::q8_0,
-        _ => return None,
+/// `R` consecutive weight rows (`rb` bytes apart) · `C` activation rows:
+/// `out[r][c]`.
+pub(crate) type Tile<const R: usize, const C: usize> =
+    fn(&[u8], usize, &[XRow<'_>; C]) -> [[f32; C]; R];
+
+/// The integer-dot tiles of one weight format: decode uses 4×1 (four
+/// weight rows share each activation block), prefill 2×4 (each decoded
+/// weight block serves four tokens); the others cover the edges.
+pub(crate) struct Tiles {
+    pub r4c1: Tile<4, 1>,
+    pub r1c1: Tile<1, 1>,
+    pub r2c4: Tile<2, 4>,
+    pub r1c4: Tile<1, 4>,
+}
+
+/// Weight formats with integer kernels: Q4_0, Q4_1, Q8_0.
+const Q4_0: u8 = 0;
+const Q4_1: u8 = 1;
+const Q8_0: u8 = 2;
+
+const fn block_bytes(fmt: u8) -> usize {
+    match fmt {
+        Q4_0 => 18,
+        Q4_1 => 20,
+        _ => 34,
+    }
+}
+
+/// Whether a tile's operands are long enough for the blocks it reads.
+fn tile_fits<const C: usize>(fmt: u8, w: &[u8], rb: usize, rows: usize, x: &[XRow<'_>; C]) -> bool {
+    let nb = x[0].d.len();
+    rb >= nb * block_bytes(fmt)
+        && w.len() >= (rows - 1) * rb + nb * block_bytes(fmt)
+        && x.iter()
+            .all(|r| r.d.len() == nb && r.s.len() >= nb && r.q.len() >= nb * QK)
+}
+
+macro_rules! tiles {
+    ($f:ident, $fmt:expr $(, $extra:tt)*) => {
+        Tiles {
+            r4c1: $f::<{ $fmt }, 4, 1 $(, $extra)*>,
+            r1c1: $f::<{ $fmt }, 1, 1 $(, $extra)*>,
+            r2c4: $f::<{ $fmt }, 2, 4 $(, $extra)*>,
+            r1c4: $f::<{ $fmt }, 1, 4 $(, $extra)*>,
+        }
     };
+}
+
+static PORTABLE: [Tiles; 3] = [
+    tiles!(portable_tile, Q4_0),
+    tiles!(portable_tile, Q4_1),
+    tiles!(portable_tile, Q8_0),
+];
+#[cfg(target_arch = "x86_64")]
+static AVX2: [Tiles; 3] = [
+    tiles!(x86_tile, Q4_0, false),
+    tiles!(x86_tile, Q4_1, false),
+    tiles!(x86_tile, Q8_0, false),
+];
+#[cfg(target_arch = "x86_64")]
+static VNNI: [Tiles; 3] = [
+    tiles!(x86_tile, Q4_0, true),
+    tiles!(x86_tile, Q4_1, true),
+    tiles!(x86_tile, Q8_0, true),
+];
+
+/// The integer-dot tiles for weights of `dtype`, where there are some.
+pub(crate) fn q8_tiles(dtype: DType) -> Option<&'static Tiles> {
+    let i = match dtype {
+        DType::Q4_0 => Q4_0,
+        DType::Q4_1 => Q4_1,
+        DType::Q8_0 => Q8_0,
+        _ => return None,
+    } as usize;
     Some(match level() {
-        Level::Portable => portable,
+        Level::Portable => &PORTABLE[i],
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => match dtype {
-            DType::Q4_0 => x86::q4_0,
-            DType::Q4_1 => x86::q4_1,
-            _ => x86::q8_0,
-        },
+        Level::Avx2 => &AVX2[i],
+        #[cfg(target_arch = "x86_64")]
+        Level::Vnni => &VNNI[i],
     })
+}
+
+/// The portable tile (also the oracle for the SIMD ones in the tests).
+fn portable_tile<const FMT: u8, const R: usize, const C: usize>(
+    w: &[u8],
+    rb: usize,
+    x: &[XRow<'_>; C],
+) -> [[f32; C]; R] {
+    let mut out = [[f32::NAN; C]; R];
+    if !tile_fits(FMT, w, rb, R, x) {
+        return out;
+    }
+    let nb = x[0].d.len();
+    let bb = block_bytes(FMT);
+    for (r, o) in out.iter_mut().enumerate() {
+        for (c, xr) in x.iter().enumerate() {
+            let mut sum = 0f32;
+            for b in 0..nb {
+                let blk = &w[r * rb + b * bb..][..bb];
+                let xb = &xr.q[b * QK..][..QK];
+                let d = f16_at(blk, 0);
+                sum += match FMT {
+                    Q4_0 => {
+                        d * (xr.d[b] * portable::nibble_dot(&blk[2..18], xb) as f32 - 8.0 * xr.s[b])
+                    }
+                    Q4_1 => {
+                        d * xr.d[b] * portable::nibble_dot(&blk[4..20], xb) as f32
+                            + f16_at(blk, 2) * xr.s[b]
+                    }
+                    _ => d * xr.d[b] * portable::byte_dot(&blk[2..34], xb) as f32,
+                };
+            }
+            o[c] = sum;
+        }
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+fn x86_tile<const FMT: u8, const R: usize, const C: usize, const VNNI: bool>(
+    w: &[u8],
+    rb: usize,
+    x: &[XRow<'_>; C],
+) -> [[f32; C]; R] {
+    if !tile_fits(FMT, w, rb, R, x) {
+        return [[f32::NAN; C]; R];
+    }
+    // SAFETY: handed out by `q8_tiles` only after `level()` found AVX2,
+    // FMA and F16C (and AVX512-VNNI/VL for VNNI = true); `tile_fits`
+    // checked every block the kernel reads.
+    unsafe {
+        if VNNI {
+            x86::tile_vnni::<FMT, R, C>(w, rb, x)
+        } else {
+            x86::tile_avx2::<FMT, R, C>(w, rb, x)
+        }
+    }
 }
 
 /// `Σ a·b` in f32 (eight partial sums).
@@ -121,7 +257,7 @@ pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     match level() {
         Level::Portable => portable::dot(a, b),
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => x86::dot(a, b),
+        Level::Avx2 | Level::Vnni => x86::dot(a, b),
     }
 }
 
@@ -138,8 +274,6 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 }
 
 pub(crate) mod portable {
-    use super::{QK, f16_at};
-
     pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         let mut acc = [0f32; 8];
         let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -159,7 +293,7 @@ pub(crate) mod portable {
 
     /// Σ over one block of nibbles (low half: elements 0..16, high: 16..32).
     #[inline]
-    fn nibble_dot(qs: &[u8], xq: &[i8]) -> i32 {
+    pub fn nibble_dot(qs: &[u8], xq: &[i8]) -> i32 {
         let mut acc = [0i32; 16];
         for j in 0..16 {
             acc[j] = (qs[j] & 15) as i32 * xq[j] as i32 + (qs[j] >> 4) as i32 * xq[j + 16] as i32;
@@ -167,69 +301,26 @@ pub(crate) mod portable {
         acc.iter().sum()
     }
 
-    pub fn q4_0(w: &[u8], xq: &[i8], xd: &[f32], xs: &[f32]) -> f32 {
-        let mut sum = 0f32;
-        for (b, (blk, xb)) in w.chunks_exact(18).zip(xq.chunks_exact(QK)).enumerate() {
-            let (d, Some(dx), Some(sx)) = (f16_at(blk, 0), xd.get(b), xs.get(b)) else {
-                break;
-            };
-            sum += d * (dx * nibble_dot(&blk[2..18], xb) as f32 - 8.0 * sx);
+    /// Σ over one block of signed bytes.
+    #[inline]
+    pub fn byte_dot(qs: &[u8], xq: &[i8]) -> i32 {
+        let mut acc = [0i32; 32];
+        for j in 0..32 {
+            acc[j] = qs[j] as i8 as i32 * xq[j] as i32;
         }
-        sum
-    }
-
-    pub fn q4_1(w: &[u8], xq: &[i8], xd: &[f32], xs: &[f32]) -> f32 {
-        let mut sum = 0f32;
-        for (b, (blk, xb)) in w.chunks_exact(20).zip(xq.chunks_exact(QK)).enumerate() {
-            let (Some(dx), Some(sx)) = (xd.get(b), xs.get(b)) else {
-                break;
-            };
-            let (d, m) = (f16_at(blk, 0), f16_at(blk, 2));
-            sum += d * dx * nibble_dot(&blk[4..20], xb) as f32 + m * sx;
-        }
-        sum
-    }
-
-    pub fn q8_0(w: &[u8], xq: &[i8], xd: &[f32], _xs: &[f32]) -> f32 {
-        let mut sum = 0f32;
-        for (b, (blk, xb)) in w.chunks_exact(34).zip(xq.chunks_exact(QK)).enumerate() {
-            let Some(dx) = xd.get(b) else { break };
-            let mut acc = [0i32; 32];
-            for j in 0..32 {
-                acc[j] = blk[2 + j] as i8 as i32 * xb[j] as i32;
-            }
-            sum += f16_at(blk, 0) * dx * acc.iter().sum::<i32>() as f32;
-        }
-        sum
+        acc.iter().sum()
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::QK;
+    use super::{Q4_0, Q4_1, QK, XRow, block_bytes};
     use std::arch::x86_64::*;
 
-    // The safe wrappers below are only handed out by `q8_dot` / `dot_f32`
-    // after `level()` found AVX2, FMA and F16C on this CPU.
-
     pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-        // SAFETY: AVX2/FMA present (see above); indices stay in bounds.
+        // SAFETY: only called after `level()` found AVX2 and FMA; every
+        // load stays below min(a.len(), b.len()).
         unsafe { dot_avx2(a, b) }
-    }
-
-    pub fn q4_0(w: &[u8], xq: &[i8], xd: &[f32], xs: &[f32]) -> f32 {
-        // SAFETY: as above; `nibbles` bounds every access by its arguments.
-        unsafe { nibbles::<18, false>(w, xq, xd, xs) }
-    }
-
-    pub fn q4_1(w: &[u8], xq: &[i8], xd: &[f32], xs: &[f32]) -> f32 {
-        // SAFETY: as above.
-        unsafe { nibbles::<20, true>(w, xq, xd, xs) }
-    }
-
-    pub fn q8_0(w: &[u8], xq: &[i8], xd: &[f32], _xs: &[f32]) -> f32 {
-        // SAFETY: as above.
-        unsafe { bytes(w, xq, xd) }
     }
 
     #[inline]
@@ -257,7 +348,7 @@ mod x86 {
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
         let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut i = 0;
-        // SAFETY: every load reads i..i+8 (or +16) < n.
+        // SAFETY: every load reads i..i+8 (or +16) ≤ n.
         unsafe {
             while i + 16 <= n {
                 a0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), a0);
@@ -281,67 +372,102 @@ mod x86 {
         }
     }
 
-    /// Q4_0 (`BYTES` = 18, value = nibble − 8) and Q4_1 (20, d·nibble + m).
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn nibbles<const BYTES: usize, const MIN: bool>(
+    pub unsafe fn tile_avx2<const FMT: u8, const R: usize, const C: usize>(
         w: &[u8],
-        xq: &[i8],
-        xd: &[f32],
-        xs: &[f32],
-    ) -> f32 {
-        let nb = (w.len() / BYTES)
-            .min(xq.len() / QK)
-            .min(xd.len())
-            .min(xs.len());
-        let qoff = if MIN { 4 } else { 2 };
-        let mask = _mm_set1_epi8(0x0F);
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
-        let mut bias = 0f32;
-        // SAFETY: block b reads w[b·BYTES..(b+1)·BYTES] and xq[32b..32b+32],
-        // in bounds for b < nb.
+        rb: usize,
+        x: &[XRow<'_>; C],
+    ) -> [[f32; C]; R] {
+        // SAFETY: forwarded from the caller.
+        unsafe { tile::<FMT, R, C, false>(w, rb, x) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    pub unsafe fn tile_vnni<const FMT: u8, const R: usize, const C: usize>(
+        w: &[u8],
+        rb: usize,
+        x: &[XRow<'_>; C],
+    ) -> [[f32; C]; R] {
+        // SAFETY: forwarded from the caller.
+        unsafe { tile::<FMT, R, C, true>(w, rb, x) }
+    }
+
+    /// 8 lanes of Σ u8·i8 over groups of four bytes.
+    #[inline(always)]
+    unsafe fn mul_u8i8<const VNNI: bool>(w: __m256i, x: __m256i) -> __m256i {
+        // SAFETY: the tile functions that inline this enable the features.
         unsafe {
-            for b in 0..nb {
-                let blk = w.as_ptr().add(b * BYTES);
-                let d = f16(blk);
-                let q = _mm_loadu_si128(blk.add(qoff) as *const __m128i);
-                let lo = _mm_and_si128(q, mask);
-                let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
-                let wv = _mm256_set_m128i(hi, lo);
-                let xv = _mm256_loadu_si256(xq.as_ptr().add(b * QK) as *const __m256i);
-                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv), ones);
-                acc = _mm256_fmadd_ps(
-                    _mm256_set1_ps(d * *xd.get_unchecked(b)),
-                    _mm256_cvtepi32_ps(p),
-                    acc,
-                );
-                bias += if MIN { f16(blk.add(2)) } else { -8.0 * d } * *xs.get_unchecked(b);
+            if VNNI {
+                _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x)
+            } else {
+                _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1))
             }
-            hsum(acc) + bias
         }
     }
 
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn bytes(w: &[u8], xq: &[i8], xd: &[f32]) -> f32 {
-        let nb = (w.len() / 34).min(xq.len() / QK).min(xd.len());
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
-        // SAFETY: block b reads w[34b..34b+34] and xq[32b..32b+32].
+    /// `R` weight rows × `C` activation rows. The caller checked that every
+    /// block read is in bounds (`tile_fits`).
+    #[inline(always)]
+    unsafe fn tile<const FMT: u8, const R: usize, const C: usize, const VNNI: bool>(
+        w: &[u8],
+        rb: usize,
+        x: &[XRow<'_>; C],
+    ) -> [[f32; C]; R] {
+        let nb = x[0].d.len();
+        let bb = block_bytes(FMT);
+        let mut bias = [[0f32; C]; R];
+        // SAFETY: block b of weight row r is w[r·rb + b·bb..][..bb] and of
+        // activation row c x[c].q[32b..32b+32], in bounds (`tile_fits`).
         unsafe {
+            let mut acc = [[_mm256_setzero_ps(); C]; R];
+            let mask = _mm_set1_epi8(0x0F);
             for b in 0..nb {
-                let blk = w.as_ptr().add(b * 34);
-                let wv = _mm256_loadu_si256(blk.add(2) as *const __m256i);
-                let xv = _mm256_loadu_si256(xq.as_ptr().add(b * QK) as *const __m256i);
-                let aw = _mm256_sign_epi8(wv, wv);
-                let sx = _mm256_sign_epi8(xv, wv);
-                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones);
-                acc = _mm256_fmadd_ps(
-                    _mm256_set1_ps(f16(blk) * *xd.get_unchecked(b)),
-                    _mm256_cvtepi32_ps(p),
-                    acc,
-                );
+                let mut xv = [_mm256_setzero_si256(); C];
+                let mut xd = [0f32; C];
+                let mut xs = [0f32; C];
+                for c in 0..C {
+                    xv[c] = _mm256_loadu_si256(x[c].q.as_ptr().add(b * QK) as *const __m256i);
+                    xd[c] = *x[c].d.get_unchecked(b);
+                    xs[c] = *x[c].s.get_unchecked(b);
+                }
+                for r in 0..R {
+                    let blk = w.as_ptr().add(r * rb + b * bb);
+                    let d = f16(blk);
+                    if FMT == Q4_0 || FMT == Q4_1 {
+                        let q = _mm_loadu_si128(
+                            blk.add(if FMT == Q4_1 { 4 } else { 2 }) as *const __m128i
+                        );
+                        let lo = _mm_and_si128(q, mask);
+                        let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+                        let wv = _mm256_set_m128i(hi, lo);
+                        let m = if FMT == Q4_1 {
+                            f16(blk.add(2))
+                        } else {
+                            -8.0 * d
+                        };
+                        for c in 0..C {
+                            let p = _mm256_cvtepi32_ps(mul_u8i8::<VNNI>(wv, xv[c]));
+                            acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd[c]), p, acc[r][c]);
+                            bias[r][c] += m * xs[c];
+                        }
+                    } else {
+                        let wv = _mm256_loadu_si256(blk.add(2) as *const __m256i);
+                        let aw = _mm256_sign_epi8(wv, wv);
+                        for c in 0..C {
+                            let sx = _mm256_sign_epi8(xv[c], wv);
+                            let p = _mm256_cvtepi32_ps(mul_u8i8::<VNNI>(aw, sx));
+                            acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd[c]), p, acc[r][c]);
+                        }
+                    }
+                }
             }
-            hsum(acc)
+            let mut out = [[0f32; C]; R];
+            for r in 0..R {
+                for c in 0..C {
+                    out[r][c] = hsum(acc[r][c]) + bias[r][c];
+                }
+            }
+            out
         }
     }
 }
@@ -351,47 +477,98 @@ mod tests {
     use super::*;
     use crate::quant;
 
-    /// Every kernel against the f64 product of the dequantized weights and
-    /// the dequantized 8-bit activations: they compute the same sum, so the
-    /// only difference is f32 rounding.
+    /// The 4×4 block (weight rows × tokens) computed with each tile shape.
+    fn tiles_of(t: &Tiles, w: &[u8], rb: usize, x: &[XRow<'_>; 4]) -> Vec<[[f32; 4]; 4]> {
+        let mut by = vec![[[0f32; 4]; 4]; 4];
+        for r in 0..4 {
+            by[0][r] = (t.r1c4)(&w[r * rb..], rb, x)[0];
+            for c in 0..4 {
+                by[1][r][c] = (t.r1c1)(&w[r * rb..], rb, &[x[c]])[0][0];
+                by[2][r][c] = (t.r4c1)(w, rb, &[x[c]])[r][0];
+            }
+        }
+        for r in [0, 2] {
+            let two = (t.r2c4)(&w[r * rb..], rb, x);
+            by[3][r] = two[0];
+            by[3][r + 1] = two[1];
+        }
+        by
+    }
+
+    /// Every tile against the f64 product of the dequantized weights and
+    /// the dequantized 8-bit activations: they compute the same sum, so
+    /// the only difference is f32 rounding.
     #[test]
-    fn integer_dots_match_dequantized_products() {
+    fn integer_tiles_match_dequantized_products() {
         let k = 32 * 7;
         let mut rng = crate::rng::Rng::new(11);
-        let x: Vec<f32> = (0..k).map(|_| rng.normal() * 2.0).collect();
-        let w: Vec<f32> = (0..k).map(|_| rng.normal()).collect();
+        let xs: Vec<f32> = (0..4 * k).map(|_| rng.normal() * 2.0).collect();
+        let w: Vec<f32> = (0..4 * k).map(|_| rng.normal()).collect();
         let mut xq = Q8Rows::default();
-        xq.quantize(&x);
-        let xdq: Vec<f64> = (0..k)
+        xq.quantize(&xs);
+        let nb = k / QK;
+        let rows: Vec<XRow<'_>> = (0..4)
+            .map(|i| {
+                let (q, d, s) = xq.row(i, nb);
+                XRow { q, d, s }
+            })
+            .collect();
+        let x = [rows[0], rows[1], rows[2], rows[3]];
+        let xdq: Vec<f64> = (0..4 * k)
             .map(|i| xq.q[i] as f64 * xq.d[i / QK] as f64)
             .collect();
         for dt in [DType::Q4_0, DType::Q4_1, DType::Q8_0] {
-            let wb = quant::quantize(dt, &w).unwrap();
-            let wd = quant::dequantize(dt, &wb, k).unwrap();
-            let want: f64 = wd.iter().zip(&xdq).map(|(a, b)| *a as f64 * b).sum();
-            let scale: f64 = wd
-                .iter()
-                .zip(&xdq)
-                .map(|(a, b)| (*a as f64 * b).abs())
-                .sum();
-            let kernels: [(&str, Q8Dot); 2] = [
-                (
-                    "portable",
-                    match dt {
-                        DType::Q4_0 => portable::q4_0,
-                        DType::Q4_1 => portable::q4_1,
-                        _ => portable::q8_0,
-                    },
-                ),
-                ("selected", q8_dot(dt).unwrap()),
+            let rb = dt.row_bytes(k).unwrap();
+            let wb: Vec<u8> = w
+                .chunks(k)
+                .flat_map(|r| quant::quantize(dt, r).unwrap())
+                .collect();
+            let wd = quant::dequantize(dt, &wb, 4 * k).unwrap();
+            let i = match dt {
+                DType::Q4_0 => 0,
+                DType::Q4_1 => 1,
+                _ => 2,
+            };
+            let mut sets = vec![
+                ("portable", &PORTABLE[i]),
+                ("selected", q8_tiles(dt).unwrap()),
             ];
-            for (name, f) in kernels {
-                let got = f(&wb, &xq.q, &xq.d, &xq.s) as f64;
-                assert!(
-                    (got - want).abs() <= 1e-5 * scale,
-                    "{dt} {name}: {got} vs {want}"
-                );
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                sets.push(("avx2", &AVX2[i]));
+                if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+                    sets.push(("vnni", &VNNI[i]));
+                }
             }
+            for (name, t) in sets {
+                for (v, got) in tiles_of(t, &wb, rb, &x).into_iter().enumerate() {
+                    for r in 0..4 {
+                        for c in 0..4 {
+                            let pairs = wd[r * k..(r + 1) * k].iter().zip(&xdq[c * k..(c + 1) * k]);
+                            let want: f64 = pairs.clone().map(|(a, b)| *a as f64 * b).sum();
+                            let scale: f64 = pairs.map(|(a, b)| (*a as f64 * b).abs()).sum();
+                            let g = got[r][c] as f64;
+                            assert!(
+                                (g - want).abs() <= 1e-5 * scale,
+                                "{dt} {name} layout {v} [{r}][{c}]: {g} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_operands_give_nan_not_a_read_past_the_end() {
+        let mut xq = Q8Rows::default();
+        xq.quantize(&[1.0; 64]);
+        let (q, d, s) = xq.row(0, 2);
+        let x = [XRow { q, d, s }];
+        for dt in [DType::Q4_0, DType::Q4_1, DType::Q8_0] {
+            let t = q8_tiles(dt).unwrap();
+            assert!((t.r1c1)(&[0u8; 10], 40, &x)[0][0].is_nan(), "{dt}");
+            assert!((t.r4c1)(&[0u8; 80], 40, &x)[3][0].is_nan(), "{dt}");
         }
     }
 

@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 
-use super::dot::{self, Q8Rows, QK};
+use super::dot::{self, Q8Rows, QK, Tiles, XRow};
 use super::kernels::{Kernel, f32s, f32s_mut};
 use super::par::Shared;
 use super::{Activations, Ctx};
@@ -60,6 +60,64 @@ fn decode_row(dtype: DType, bytes: &[u8], buf: &mut Vec<f32>, k: usize) {
     }
 }
 
+/// Products of weight rows `base + c` (`c` in `cols`) with activation rows
+/// `0..m`, each handed to `emit(c, i, value)`: 4×1 tiles for one token,
+/// 2×4 tiles for more, single rows and tokens at the edges.
+#[allow(clippy::too_many_arguments)]
+fn products<'x>(
+    t: &Tiles,
+    w: &[u8],
+    rb: usize,
+    base: usize,
+    cols: std::ops::Range<usize>,
+    x: &dyn Fn(usize) -> XRow<'x>,
+    m: usize,
+    emit: &mut dyn FnMut(usize, usize, f32),
+) {
+    let wr = |c: usize| &w[((base + c) * rb).min(w.len())..];
+    let mut c = cols.start;
+    if m == 1 {
+        let x0 = [x(0)];
+        while c + 4 <= cols.end {
+            let o = (t.r4c1)(wr(c), rb, &x0);
+            for (r, o) in o.iter().enumerate() {
+                emit(c + r, 0, o[0]);
+            }
+            c += 4;
+        }
+        for c in c..cols.end {
+            emit(c, 0, (t.r1c1)(wr(c), rb, &x0)[0][0]);
+        }
+        return;
+    }
+    while c < cols.end {
+        let pair = c + 2 <= cols.end;
+        let mut i = 0;
+        while i + 4 <= m {
+            let xs = [x(i), x(i + 1), x(i + 2), x(i + 3)];
+            if pair {
+                let o = (t.r2c4)(wr(c), rb, &xs);
+                for (r, o) in o.iter().enumerate() {
+                    for (j, v) in o.iter().enumerate() {
+                        emit(c + r, i + j, *v);
+                    }
+                }
+            } else {
+                for (j, v) in (t.r1c4)(wr(c), rb, &xs)[0].iter().enumerate() {
+                    emit(c, i + j, *v);
+                }
+            }
+            i += 4;
+        }
+        for i in i..m {
+            for r in 0..1 + pair as usize {
+                emit(c + r, i, (t.r1c1)(wr(c + r), rb, &[x(i)])[0][0]);
+            }
+        }
+        c += 1 + pair as usize;
+    }
+}
+
 impl Kernel for MatMulKernel {
     fn label(&self) -> String {
         self.name.to_string()
@@ -103,25 +161,31 @@ impl Kernel for MatMulKernel {
         };
         let par = ctx.par;
         let integer = match ctx.act {
-            Activations::Q8 if k % QK == 0 => dot::q8_dot(w.dtype),
+            Activations::Q8 if k % QK == 0 => dot::q8_tiles(w.dtype),
             _ => None,
         };
-        if let Some(dotq) = integer {
+        if let Some(t) = integer {
             q.quantize(xin);
             let q: &Q8Rows = q;
             let nb = k / QK;
+            let x = |i: usize| {
+                let (q, d, s) = q.row(i, nb);
+                XRow { q, d, s }
+            };
+            let wd = &w.data[..];
             par.ranges(n, par.chunk(n, 8), |cols| {
-                for c in cols {
-                    for i in 0..m {
-                        let (xq, xd, xs) = q.row(i, nb);
-                        let a = dotq(wrow(c), xq, xd, xs);
-                        let b = if self.glu {
-                            dotq(wrow(n + c), xq, xd, xs)
-                        } else {
-                            0.0
-                        };
-                        finish(i, c, a, b);
-                    }
+                if self.glu {
+                    // Gate products first (parked in y), then the up rows.
+                    products(t, wd, rb, 0, cols.clone(), &x, m, &mut |c, i, v| {
+                        y.set(i * n + c, v)
+                    });
+                    products(t, wd, rb, n, cols, &x, m, &mut |c, i, v| {
+                        finish(i, c, y.get(i * n + c), v)
+                    });
+                } else {
+                    products(t, wd, rb, 0, cols, &x, m, &mut |c, i, v| {
+                        finish(i, c, v, 0.0)
+                    });
                 }
             });
         } else if w.dtype == DType::F32 {
