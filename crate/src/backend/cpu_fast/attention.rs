@@ -253,7 +253,7 @@ impl Kernel for AttnKernel {
                     }
                 }
             })
-        });
+        })?;
         Ok(())
     }
 }

@@ -45,9 +45,21 @@ pub(crate) fn f32s_mut(t: &mut HostTensor) -> Result<&mut [f32], BackendError> {
 pub(crate) fn pick(graph: &Graph, node: &Node, _act: Activations) -> Option<Box<dyn Kernel>> {
     let op = node.op.as_any();
     let info = |i: usize| &graph.tensors[node.inputs[i].0];
+    let weight = || {
+        let w = info(1);
+        format!(
+            "{} {}",
+            w.dtype,
+            w.shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("×")
+        )
+    };
     if op.downcast_ref::<MatMul>().is_some() {
         return Some(Box::new(MatMulKernel {
-            name: "mul_mat",
+            name: format!("mul_mat {}", weight()),
             norm: None,
             glu: false,
             res: (node.inputs.len() == 3).then_some(2),
@@ -56,7 +68,7 @@ pub(crate) fn pick(graph: &Graph, node: &Node, _act: Activations) -> Option<Box<
     if let Some(f) = op.downcast_ref::<FusedMatMul>() {
         let norm = f.norm_eps.map(|e| (2, e));
         return Some(Box::new(MatMulKernel {
-            name: "mul_mat_fused",
+            name: format!("mul_mat_fused {}", weight()),
             norm,
             glu: f.glu,
             res: f.residual.then_some(2 + norm.is_some() as usize),

@@ -18,7 +18,7 @@ use crate::host::HostTensor;
 use crate::quant;
 
 pub(crate) struct MatMulKernel {
-    pub name: &'static str,
+    pub name: String,
     /// Input index of the RMSNorm weight and epsilon (prologue).
     pub norm: Option<(usize, f32)>,
     /// `W` holds gate rows then up rows; `y = silu(gate)·up`.
@@ -120,7 +120,7 @@ fn products<'x>(
 
 impl Kernel for MatMulKernel {
     fn label(&self) -> String {
-        self.name.to_string()
+        self.name.clone()
     }
 
     fn run(
@@ -187,7 +187,7 @@ impl Kernel for MatMulKernel {
                         finish(i, c, v, 0.0)
                     });
                 }
-            });
+            })?;
         } else if w.dtype == DType::F32 {
             let wf = f32s(w)?;
             par.ranges(n, par.chunk(n, 8), |cols| {
@@ -203,7 +203,7 @@ impl Kernel for MatMulKernel {
                         finish(i, c, a, b);
                     }
                 }
-            });
+            })?;
         } else {
             par.ranges(n, par.chunk(n, 8), |cols| {
                 ROWS.with_borrow_mut(|(ra, rb_)| {
@@ -220,7 +220,7 @@ impl Kernel for MatMulKernel {
                         }
                     }
                 })
-            });
+            })?;
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! The fast CPU backend (`cpu`): the same graph as every other backend, run
 //! on the host with SIMD kernels (`std::arch`, chosen at run time) on a
-//! persistent thread pool (rayon). The CPU reference ([`super::cpu`]) stays
+//! persistent spinning thread pool ([`pool`]). The CPU reference ([`super::cpu`]) stays
 //! the oracle; this backend is tested against it op by op like the GPU ones.
 //!
 //! * Ops with a fast kernel ([`kernels::pick`]) run it; every other op runs
@@ -21,6 +21,7 @@ mod dot;
 mod kernels;
 mod matmul;
 mod par;
+mod pool;
 
 use std::sync::Arc;
 
@@ -52,7 +53,7 @@ pub struct CpuOptions {
 #[derive(Clone)]
 pub struct CpuFastBackend {
     pub opts: CpuOptions,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    pool: Option<Arc<pool::Pool>>,
 }
 
 impl CpuFastBackend {
@@ -65,13 +66,8 @@ impl CpuFastBackend {
         } else {
             opts.threads
         };
-        let pool = if threads > 1 {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .thread_name(|i| format!("kiln-cpu-{i}"))
-                .build()
-                .ok()
-                .map(Arc::new)
+        let pool = if threads > 1 && !cfg!(target_arch = "wasm32") {
+            pool::Pool::new(threads).map(Arc::new)
         } else {
             None
         };
@@ -80,7 +76,7 @@ impl CpuFastBackend {
 
     /// Threads that run kernels (1 without a pool).
     pub fn threads(&self) -> usize {
-        self.pool.as_ref().map_or(1, |p| p.current_num_threads())
+        self.pool.as_ref().map_or(1, |p| p.threads())
     }
 }
 
@@ -112,7 +108,7 @@ pub struct CpuFastExecutable {
     kernels: Vec<Option<Box<dyn kernels::Kernel>>>,
     reads: Vec<(usize, HostTensor)>,
     opts: CpuOptions,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    pool: Option<Arc<pool::Pool>>,
     scratch: Scratch,
     /// Per program: a pending copy (src, dst) to do before its next run.
     copies: Vec<(TensorId, TensorId)>,

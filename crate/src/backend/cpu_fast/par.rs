@@ -4,20 +4,21 @@
 use std::marker::PhantomData;
 use std::ops::Range;
 
-use rayon::prelude::*;
+use super::pool::Pool;
+use crate::backend::BackendError;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Par<'a> {
-    pool: Option<&'a rayon::ThreadPool>,
+    pool: Option<&'a Pool>,
 }
 
 impl<'a> Par<'a> {
-    pub fn new(pool: Option<&'a rayon::ThreadPool>) -> Par<'a> {
+    pub fn new(pool: Option<&'a Pool>) -> Par<'a> {
         Par { pool }
     }
 
     pub fn threads(&self) -> usize {
-        self.pool.map_or(1, |p| p.current_num_threads())
+        self.pool.map_or(1, |p| p.threads())
     }
 
     /// A chunk size that splits `n` items into about four tasks per thread,
@@ -28,20 +29,28 @@ impl<'a> Par<'a> {
 
     /// Calls `f` on consecutive ranges of `chunk` items covering `0..n`,
     /// in parallel where there is a pool and more than one range.
-    pub fn ranges(&self, n: usize, chunk: usize, f: impl Fn(Range<usize>) + Sync + Send) {
+    pub fn ranges(
+        &self,
+        n: usize,
+        chunk: usize,
+        f: impl Fn(Range<usize>) + Sync,
+    ) -> Result<(), BackendError> {
         let chunk = chunk.max(1);
         let tasks = n.div_ceil(chunk);
-        match self.pool {
-            Some(pool) if tasks > 1 => pool.install(|| {
-                (0..tasks)
-                    .into_par_iter()
-                    .for_each(|c| f(c * chunk..((c + 1) * chunk).min(n)))
-            }),
-            _ => {
-                for c in 0..tasks {
-                    f(c * chunk..((c + 1) * chunk).min(n));
-                }
+        let task = |c: usize| f(c * chunk..((c + 1) * chunk).min(n));
+        let ok = match self.pool {
+            Some(pool) => pool.run(tasks, &task),
+            None => {
+                (0..tasks).for_each(task);
+                true
             }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(BackendError::Validation(
+                "a CPU kernel task panicked".into(),
+            ))
         }
     }
 }
