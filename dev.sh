@@ -3,8 +3,9 @@
 # Debian/Ubuntu machine (they install what is missing, then run):
 #
 #   ./dev.sh chat   the main job: chat with the embedded default model
-#                   (SmolLM2-135M-Instruct, fetched once and verified) on the
-#                   best wgpu adapter (lavapipe on a machine without a GPU);
+#                   (SmolLM2-135M-Instruct, fetched once and verified) on a
+#                   GPU, or on the fast CPU backend where there is none (or
+#                   only a software adapter such as lavapipe);
 #                   extra arguments go to `kiln chat` (e.g. --temperature 0.7)
 #   ./dev.sh test   the whole test suite: fmt, clippy, cargo test (op parity
 #                   and SmolLM2-vs-PyTorch parity on lavapipe, tokenizer vs HF,
