@@ -133,7 +133,7 @@ fn worker(s: &Shared) {
                 break;
             }
             spins += 1;
-            if spins % 1024 == 0 && start.elapsed() > SPIN {
+            if spins.is_multiple_of(1024) && start.elapsed() > SPIN {
                 let g = s.park.lock().unwrap_or_else(|e| e.into_inner());
                 if s.epoch.load(Ordering::Acquire) == seen && !s.stop.load(Ordering::Acquire) {
                     let _ = s.wake.wait_timeout(g, Duration::from_millis(100));
