@@ -28,7 +28,7 @@ wasm-bindgen --target web --out-dir pkg.tmp --out-name kiln_wasm \
 opt=tests/browser/node_modules/.bin/wasm-opt
 if [ "$profile" = release ] && [ -x "$opt" ]; then
     echo "== wasm-opt ($("$opt" --version))"
-    "$opt" -O2 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    "$opt" -O2 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
         --enable-mutable-globals --enable-reference-types --enable-multivalue \
         pkg.tmp/kiln_wasm_bg.wasm -o pkg.tmp/kiln_wasm_bg.wasm
 fi

@@ -7,6 +7,8 @@ import { openCached, cacheWriter, cacheLock } from './cache.js';
 
 let wasmReady = null;
 let engine = null;
+// CPU engines by activation setting ("q8" | "f32").
+const cpuEngines = new Map();
 
 export function initModule(wasmUrl) {
   if (!wasmReady) {
@@ -18,10 +20,30 @@ export function initModule(wasmUrl) {
   return wasmReady;
 }
 
-async function getEngine(opts) {
+/**
+ * The engine for a load: the WebGPU device, or — for LLMs, when
+ * `adapterPreference` is "cpu" or the browser has no WebGPU — the fast CPU
+ * backend (wasm SIMD128). Diffusion and training need WebGPU.
+ */
+async function getEngine(opts, llm = false) {
   await initModule(opts.wasmUrl);
+  const cpu = opts.adapterPreference === 'cpu' || (llm && !globalThis.navigator?.gpu);
+  if (cpu) {
+    if (!llm) {
+      throw new KilnError('WEBGPU_UNAVAILABLE', 'this needs WebGPU; the CPU backend (adapterPreference "cpu") runs LLMs only');
+    }
+    const act = opts.cpuActivations ?? 'q8';
+    if (!cpuEngines.has(act)) {
+      try {
+        cpuEngines.set(act, Engine.createCpu(act));
+      } catch (e) {
+        throw toKilnError(e);
+      }
+    }
+    return cpuEngines.get(act);
+  }
   if (!globalThis.navigator?.gpu) {
-    throw new KilnError('WEBGPU_UNAVAILABLE', 'this browser has no WebGPU (navigator.gpu is missing); try a recent Chrome/Edge, or enable WebGPU');
+    throw new KilnError('WEBGPU_UNAVAILABLE', 'this browser has no WebGPU (navigator.gpu is missing); try a recent Chrome/Edge, or enable WebGPU (LLMs run on the CPU without it)');
   }
   if (!engine) {
     engine = Engine.create(opts.adapterPreference).catch((e) => {
@@ -98,7 +120,7 @@ export async function loadModel(source, opts = {}) {
 }
 
 async function loadGguf(source, opts) {
-  const eng = await getEngine(opts);
+  const eng = await getEngine(opts, true);
   if (opts.quantize != null && opts.quantize !== 'none') {
     throw new KilnError('UNSUPPORTED_MODEL', 'quantize-on-load applies to safetensors folders; GGUF weights load as stored');
   }
@@ -242,7 +264,7 @@ async function openFolder(source, opts, opened) {
  * shard streams into GPU buffers, quantized on load if `quantize` says so.
  */
 async function loadFolder(source, opts) {
-  const eng = await getEngine(opts);
+  const eng = await getEngine(opts, true);
   const opened = [];
   let loader = null;
   try {

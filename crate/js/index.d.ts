@@ -36,7 +36,10 @@ export interface LoadOptions {
   worker?: boolean;
   /** Cache URL sources in OPFS / Cache API and load from there next time (default true). */
   cache?: boolean;
-  adapterPreference?: 'high-performance' | 'low-power';
+  /** "cpu": the fast CPU backend (wasm SIMD128; LLMs only). Without WebGPU, LLMs use it anyway. */
+  adapterPreference?: 'high-performance' | 'low-power' | 'cpu';
+  /** CPU backend: 8-bit activations like llama.cpp (default "q8") or f32 (greedy ids equal PyTorch's). */
+  cpuActivations?: 'q8' | 'f32';
   /** Longest conversation in tokens (default 2048). */
   maxContext?: number;
   /** Tokens per prefill step (default 64). */
@@ -182,6 +185,8 @@ export interface AdapterInfo {
   subgroups: boolean;
   maxStorageBinding: number;
   maxBuffer: number;
+  /** The fast CPU backend (name: e.g. "cpu (1 thread, wasm, 8-bit activations)"), not a WebGPU adapter. */
+  cpu: boolean;
 }
 
 export interface GenerationStats {

@@ -106,7 +106,8 @@ export class Kiln {
    * model.safetensors or the index and its shards). Options: `onProgress({phase, loaded, total, fraction,
    * fromCache})`, `signal` (AbortSignal), `worker` (default true),
    * `cache` (default true: OPFS), `adapterPreference` ("high-performance" |
-   * "low-power"), `maxContext`, `kvF16`, `quantize` (safetensors only:
+   * "low-power" | "cpu": the fast CPU backend, also used when the browser
+   * has no WebGPU), `cpuActivations` ("q8" default | "f32"), `maxContext`, `kvF16`, `quantize` (safetensors only:
    * "q8_0" | "q4_0" | "q4_1" | "q5_0" | "q5_1" | "q4_k" | "q6_k" | "f16" …; GGUF weights load as
    * stored), `loraRank` (room for LoRA adapters at inference: their total
    * rank; 0 = none).

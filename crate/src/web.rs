@@ -12,6 +12,8 @@ use std::rc::Rc;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
+use crate::backend::Backend;
+use crate::backend::cpu_fast::{Activations, CpuFastBackend, CpuOptions};
 use crate::backend::wgpu::{WgpuBackend, WgpuOptions};
 use crate::generate::{ChatMessage, FinishReason, GenerateParams, TextModel};
 use crate::loader::LoadError;
@@ -96,10 +98,18 @@ pub fn wasm_memory_bytes() -> f64 {
         })
 }
 
-/// The WebGPU device, opened once per page or worker.
+/// Where an engine runs: the WebGPU device, or the fast CPU backend (wasm
+/// SIMD128, on the calling thread) for pages without a usable GPU.
+#[derive(Clone)]
+pub(crate) enum WebBackend {
+    Gpu(WgpuBackend),
+    Cpu(CpuFastBackend),
+}
+
+/// The WebGPU device (or the CPU backend), opened once per page or worker.
 #[wasm_bindgen]
 pub struct Engine {
-    backend: WgpuBackend,
+    backend: WebBackend,
 }
 
 #[derive(Deserialize, Default)]
@@ -114,9 +124,31 @@ struct LoadOptions {
     lora_rank: usize,
 }
 
+/// The message for work that needs WebGPU on a CPU engine.
+fn needs_gpu(what: &str) -> JsValue {
+    js_error(
+        "WEBGPU_UNAVAILABLE",
+        &format!(
+            "{what} needs WebGPU; without it (or with adapterPreference 'cpu') Kiln runs LLMs only, on the CPU"
+        ),
+    )
+}
+
 impl Engine {
-    pub(crate) fn backend(&self) -> &WgpuBackend {
-        &self.backend
+    /// The WebGPU backend, for work that has no CPU path in the browser yet
+    /// (diffusion, training): a typed error naming `what` on a CPU engine.
+    pub(crate) fn gpu(&self, what: &str) -> Result<&WgpuBackend, JsValue> {
+        match &self.backend {
+            WebBackend::Gpu(b) => Ok(b),
+            WebBackend::Cpu(_) => Err(needs_gpu(what)),
+        }
+    }
+
+    fn dyn_backend(&self) -> Box<dyn crate::backend::Backend> {
+        match &self.backend {
+            WebBackend::Gpu(b) => Box::new(b.clone()),
+            WebBackend::Cpu(b) => Box::new(b.clone()),
+        }
     }
 
     fn options(&self, options: JsValue) -> Result<(LlamaOptions, Option<crate::DType>), JsValue> {
@@ -130,17 +162,24 @@ impl Engine {
             None | Some("") | Some("none") => None,
             Some(q) => Some(q.parse::<crate::DType>().map_err(bad_arg)?),
         };
+        let lora = o.lora_rank > 0;
+        let (chunk, kv_f16, fused) = match &self.backend {
+            WebBackend::Gpu(b) => (
+                LlamaOptions::prefill_chunk_for(&b.caps),
+                b.caps.shader_f16,
+                LlamaOptions::fused_for(&b.caps, lora),
+            ),
+            WebBackend::Cpu(_) => (LlamaOptions::CPU_PREFILL_CHUNK, true, !lora),
+        };
         let opts = LlamaOptions {
             max_ctx: o.max_ctx.unwrap_or(d.max_ctx),
-            prefill_chunk: o
-                .prefill_chunk
-                .unwrap_or(LlamaOptions::prefill_chunk_for(&self.backend.caps)),
-            kv_dtype: if o.kv_f16 && self.backend.caps.shader_f16 {
+            prefill_chunk: o.prefill_chunk.unwrap_or(chunk),
+            kv_dtype: if o.kv_f16 && kv_f16 {
                 crate::DType::F16
             } else {
                 crate::DType::F32
             },
-            fused: LlamaOptions::fused_for(&self.backend.caps, o.lora_rank > 0),
+            fused,
             lora: (o.lora_rank > 0).then(|| crate::model::llama::LoraSlots {
                 fused: true,
                 rank: o.lora_rank,
@@ -168,19 +207,49 @@ impl Engine {
             ..Default::default()
         };
         let backend = WgpuBackend::new_async(&opts).await.map_err(err)?;
-        Ok(Engine { backend })
+        Ok(Engine {
+            backend: WebBackend::Gpu(backend),
+        })
+    }
+
+    /// The fast CPU backend (wasm SIMD128 kernels on this thread).
+    /// `activations`: "q8" (default, 8-bit like llama.cpp) or "f32".
+    #[wasm_bindgen(js_name = createCpu)]
+    pub fn create_cpu(activations: Option<String>) -> Result<Engine, JsValue> {
+        let activations = match activations.as_deref() {
+            None | Some("") | Some("q8") => Activations::Q8,
+            Some("f32") => Activations::F32,
+            Some(other) => return Err(bad_arg(format!("activations '{other}' (q8 or f32)"))),
+        };
+        Ok(Engine {
+            backend: WebBackend::Cpu(CpuFastBackend::new(CpuOptions {
+                threads: 1,
+                activations,
+            })),
+        })
     }
 
     /// The adapter and what Kiln uses of it.
     pub fn info(&self) -> JsValue {
-        let ctx = &self.backend.ctx;
-        let info = AdapterInfo {
-            name: ctx.info.name.clone(),
-            backend: format!("{:?}", ctx.info.backend),
-            shader_f16: self.backend.caps.shader_f16,
-            subgroups: self.backend.caps.subgroups,
-            max_storage_binding: ctx.limits.max_storage_buffer_binding_size as f64,
-            max_buffer: ctx.limits.max_buffer_size as f64,
+        let info = match &self.backend {
+            WebBackend::Gpu(b) => AdapterInfo {
+                name: b.ctx.info.name.clone(),
+                backend: format!("{:?}", b.ctx.info.backend),
+                shader_f16: b.caps.shader_f16,
+                subgroups: b.caps.subgroups,
+                max_storage_binding: b.ctx.limits.max_storage_buffer_binding_size as f64,
+                max_buffer: b.ctx.limits.max_buffer_size as f64,
+                cpu: false,
+            },
+            WebBackend::Cpu(b) => AdapterInfo {
+                name: b.name(),
+                backend: "cpu".into(),
+                shader_f16: false,
+                subgroups: false,
+                max_storage_binding: 0.0,
+                max_buffer: 0.0,
+                cpu: true,
+            },
         };
         serde_wasm_bindgen::to_value(&info).unwrap_or(JsValue::NULL)
     }
@@ -200,7 +269,7 @@ impl Engine {
         if !(total.is_finite() && total >= 0.0) {
             return Err(bad_arg(format!("file size {total}")));
         }
-        let backend = Box::new(self.backend.clone());
+        let backend = self.dyn_backend();
         Ok(Loader {
             inner: Some(ModelStream::new(total as u64, backend, opts)),
         })
@@ -229,7 +298,7 @@ impl Engine {
             .into_iter()
             .zip(shard_sizes.into_iter().map(|s| s.max(0.0) as u64))
             .collect();
-        let backend = Box::new(self.backend.clone());
+        let backend = self.dyn_backend();
         Ok(HfLoader {
             inner: Some(HfStream::new(model, tokenizer, shards, backend, opts)),
         })
@@ -238,20 +307,26 @@ impl Engine {
     /// Limits the storage-binding size (tests: weight splitting in the browser).
     #[wasm_bindgen(js_name = limitBinding)]
     pub fn limit_binding(&mut self, bytes: f64) {
-        self.backend = self.backend.with_binding_limit(bytes as u64);
+        if let WebBackend::Gpu(b) = &self.backend {
+            self.backend = WebBackend::Gpu(b.with_binding_limit(bytes as u64));
+        }
     }
 
     /// Chooses the kernel variants tuned for CPU adapters (SwiftShader,
     /// lavapipe) or for GPUs; by default the adapter's type decides.
     #[wasm_bindgen(js_name = useCpuKernels)]
     pub fn use_cpu_kernels(&mut self, cpu: bool) {
-        self.backend = self.backend.with_cpu_kernels(cpu);
+        if let WebBackend::Gpu(b) = &self.backend {
+            self.backend = WebBackend::Gpu(b.with_cpu_kernels(cpu));
+        }
     }
 
     /// Destroys the device (tests: the device-lost path).
     #[wasm_bindgen(js_name = loseDevice)]
     pub fn lose_device(&self) {
-        self.backend.ctx.device.destroy();
+        if let WebBackend::Gpu(b) = &self.backend {
+            b.ctx.device.destroy();
+        }
     }
 }
 
@@ -264,6 +339,8 @@ struct AdapterInfo {
     subgroups: bool,
     max_storage_binding: f64,
     max_buffer: f64,
+    /// The fast CPU backend rather than a WebGPU adapter.
+    cpu: bool,
 }
 
 /// A model arriving piece by piece; each tensor goes to the GPU as soon as

@@ -94,7 +94,7 @@ impl Engine {
         let mut sd = StableDiffusion::load(
             &mut get,
             "the model folder",
-            self.backend(),
+            self.gpu("Stable Diffusion")?,
             size,
             o.guidance != Some(false),
             o.taesd == Some(true),
@@ -102,7 +102,7 @@ impl Engine {
         )
         .map_err(err)?;
         if o.img2img == Some(true) {
-            sd.load_encoder_from(&mut get, "the model folder", self.backend(), &opts)
+            sd.load_encoder_from(&mut get, "the model folder", self.gpu("Stable Diffusion")?, &opts)
                 .map_err(err)?;
         }
         if o.previews == Some(true) {
@@ -110,7 +110,7 @@ impl Engine {
             sd.load_preview_from(
                 &mut taesd,
                 "the model folder's taesd/",
-                self.backend(),
+                self.gpu("Stable Diffusion")?,
                 &opts,
             )
             .map_err(err)?;

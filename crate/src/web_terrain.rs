@@ -63,7 +63,7 @@ impl Engine {
         };
         let g = TerrainGenerator::load(
             model,
-            self.backend(),
+            self.gpu("terrain diffusion")?,
             o.batch.unwrap_or(1).clamp(1, 64),
             &opts,
         )

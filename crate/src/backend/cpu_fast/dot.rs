@@ -52,6 +52,9 @@ fn level() -> Level {
 /// The instruction set the kernels use on this machine.
 pub fn simd_level() -> &'static str {
     match level() {
+        Level::Portable if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) => {
+            "wasm-simd128"
+        }
         Level::Portable if cfg!(target_arch = "wasm32") => "wasm",
         Level::Portable => "portable",
         #[cfg(target_arch = "x86_64")]
