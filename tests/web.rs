@@ -89,3 +89,11 @@ async fn bad_files_are_js_errors_with_codes() {
         "INVALID_INPUT"
     );
 }
+
+/// The fast CPU backend's integer tiles in this browser (wasm SIMD128)
+/// agree with the portable ones on every weight format.
+#[wasm_bindgen_test]
+fn cpu_tiles_match_the_portable_ones_in_the_browser() {
+    kiln::backend::cpu_fast::tiles_self_test().unwrap();
+    assert_eq!(kiln::backend::cpu_fast::simd_level(), "wasm-simd128");
+}

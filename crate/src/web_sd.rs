@@ -102,8 +102,13 @@ impl Engine {
         )
         .map_err(err)?;
         if o.img2img == Some(true) {
-            sd.load_encoder_from(&mut get, "the model folder", self.gpu("Stable Diffusion")?, &opts)
-                .map_err(err)?;
+            sd.load_encoder_from(
+                &mut get,
+                "the model folder",
+                self.gpu("Stable Diffusion")?,
+                &opts,
+            )
+            .map_err(err)?;
         }
         if o.previews == Some(true) {
             let mut taesd = |f: &str| get(&format!("taesd/{f}"));

@@ -314,7 +314,8 @@ impl Engine {
         } else {
             adapter_from_js(&init)?
         };
-        let trainer = Trainer::new(tg, self.gpu("LoRA training")?, src, &adapter, hyper).map_err(err)?;
+        let trainer =
+            Trainer::new(tg, self.gpu("LoRA training")?, src, &adapter, hyper).map_err(err)?;
         let params: usize = trainer
             .model
             .params

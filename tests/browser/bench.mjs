@@ -1,4 +1,5 @@
-// Browser benchmark (not a test): Kiln (kiln-webgpu, worker, WebGPU) vs
+// Browser benchmark (not a test): Kiln (kiln-webgpu, worker; on WebGPU and
+// on its CPU backend, adapterPreference "cpu", wasm SIMD128, one thread) vs
 // wllama (llama.cpp in wasm, CPU threads) on the same GGUF, same headless
 // Chromium, same run. Prints a markdown table; figures belong in docs/bench/.
 //   node tests/browser/bench.mjs [--tokens 32] [--runs 2]
@@ -24,9 +25,9 @@ await page.waitForFunction(() => window.harnessReady === true);
 // The same raw prompt for both (no chat template): streamed, greedy.
 const PROMPT = 'Once upon a time, in a small village nestled between rolling hills and a quiet river, there lived an old clockmaker named Elias. Every morning he';
 
-const kiln = await page.evaluate(async ({ url, prompt, n, runs }) => {
+const kilnRun = (opts) => page.evaluate(async ({ url, prompt, n, runs, opts }) => {
   const t0 = performance.now();
-  const llm = await window.kiln.Kiln.loadLLM(url, { cache: false, maxContext: 512 });
+  const llm = await window.kiln.Kiln.loadLLM(url, { cache: false, maxContext: 512, ...opts });
   const load = (performance.now() - t0) / 1000;
   const out = [];
   for (let r = 0; r < runs; r++) {
@@ -37,7 +38,9 @@ const kiln = await page.evaluate(async ({ url, prompt, n, runs }) => {
   const adapter = llm.adapter;
   await llm.dispose();
   return { load, runs: out, adapter };
-}, { url: MODEL, prompt: PROMPT, n: TOKENS, runs: RUNS });
+}, { url: MODEL, prompt: PROMPT, n: TOKENS, runs: RUNS, opts });
+const kiln = await kilnRun({});
+const kilnCpu = await kilnRun({ adapterPreference: 'cpu' });
 
 const wllama = await page.evaluate(async ({ url, prompt, n, runs }) => {
   const { Wllama } = await import('/wllama/esm/index.js');
@@ -70,6 +73,9 @@ server.close();
 const best = (xs, f) => Math.max(...xs.map(f));
 const kDecode = best(kiln.runs, (s) => s.decodeTokensPerSecond);
 const kPrefill = best(kiln.runs, (s) => s.prefillTokensPerSecond);
+const cDecode = best(kilnCpu.runs, (s) => s.decodeTokensPerSecond);
+const cPrefill = best(kilnCpu.runs, (s) => s.prefillTokensPerSecond);
+const cFirst = Math.min(...kilnCpu.runs.map((s) => s.prefillSeconds));
 const wDecode = best(wllama.runs, (s) => s.decode);
 const wFirst = Math.min(...wllama.runs.map((s) => s.first));
 const pt = kiln.runs[0].promptTokens;
@@ -78,5 +84,6 @@ console.log('| engine | backend | load s | prompt → first token s | prefill to
 console.log('|---|---|---:|---:|---:|---:|');
 const kFirst = Math.min(...kiln.runs.map((s) => s.prefillSeconds));
 console.log(`| Kiln (kiln-webgpu, worker) | WebGPU: ${kiln.adapter.backend} ${kiln.adapter.name || '(SwiftShader)'}, f16 ${kiln.adapter.shaderF16} | ${kiln.load.toFixed(2)} | ${kFirst.toFixed(2)} | ${kPrefill.toFixed(1)} | ${kDecode.toFixed(2)} |`);
+console.log(`| Kiln (kiln-webgpu, worker) | CPU: ${kilnCpu.adapter.name} | ${kilnCpu.load.toFixed(2)} | ${cFirst.toFixed(2)} | ${cPrefill.toFixed(1)} | ${cDecode.toFixed(2)} |`);
 console.log(`| wllama ${WLLAMA} | wasm CPU, threads: ${wllama.threads}, isolated ${wllama.isolated} | ${wllama.load.toFixed(2)} | ${wFirst.toFixed(2)} | ${(pt / wFirst).toFixed(1)} | ${wDecode.toFixed(2)} |`);
-console.log(`\nKiln / wllama decode: ${(kDecode / wDecode).toFixed(2)}x`);
+console.log(`\nKiln / wllama decode: WebGPU ${(kDecode / wDecode).toFixed(2)}x, CPU ${(cDecode / wDecode).toFixed(2)}x; prompt → first token: WebGPU ${(wFirst / kFirst).toFixed(2)}x, CPU ${(wFirst / cFirst).toFixed(2)}x (wllama's time / Kiln's)`);

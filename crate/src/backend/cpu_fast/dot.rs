@@ -180,6 +180,13 @@ static VNNI: [Tiles; 3] = [
     tiles!(x86_tile, Q8_0, true),
 ];
 
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+static WASM: [Tiles; 3] = [
+    tiles!(wasm_tile, Q4_0),
+    tiles!(wasm_tile, Q4_1),
+    tiles!(wasm_tile, Q8_0),
+];
+
 /// The integer-dot tiles for weights of `dtype`, where there are some.
 pub(crate) fn q8_tiles(dtype: DType) -> Option<&'static Tiles> {
     let i = match dtype {
@@ -189,6 +196,9 @@ pub(crate) fn q8_tiles(dtype: DType) -> Option<&'static Tiles> {
         _ => return None,
     } as usize;
     Some(match level() {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Level::Portable => &WASM[i],
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
         Level::Portable => &PORTABLE[i],
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => &AVX2[i],
@@ -231,6 +241,76 @@ fn portable_tile<const FMT: u8, const R: usize, const C: usize>(
         }
     }
     out
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn wasm_tile<const FMT: u8, const R: usize, const C: usize>(
+    w: &[u8],
+    rb: usize,
+    x: &[XRow<'_>; C],
+) -> [[f32; C]; R] {
+    if !tile_fits(FMT, w, rb, R, x) {
+        return [[f32::NAN; C]; R];
+    }
+    wasm::tile::<FMT, R, C>(w, rb, x)
+}
+
+/// Checks this machine's selected integer tiles against the portable ones
+/// on pseudo-random blocks of every format (a self-test any target can run,
+/// the browser's wasm SIMD128 kernels included: `tests/web.rs`).
+pub fn tiles_self_test() -> Result<(), String> {
+    let k = QK * 5;
+    let mut rng = crate::rng::Rng::new(3);
+    let xs: Vec<f32> = (0..4 * k).map(|_| rng.normal() * 3.0).collect();
+    let mut xq = Q8Rows::default();
+    xq.quantize(&xs);
+    let rows: Vec<XRow<'_>> = (0..4)
+        .map(|i| {
+            let (q, d, s) = xq.row(i, k / QK);
+            XRow { q, d, s }
+        })
+        .collect();
+    let x = [rows[0], rows[1], rows[2], rows[3]];
+    for (i, dt) in [DType::Q4_0, DType::Q4_1, DType::Q8_0]
+        .into_iter()
+        .enumerate()
+    {
+        let w: Vec<f32> = (0..4 * k).map(|_| rng.normal()).collect();
+        let wb: Vec<u8> = w
+            .chunks(k)
+            .flat_map(|r| crate::quant::quantize(dt, r).unwrap_or_default())
+            .collect();
+        let rb = dt.row_bytes(k).map_err(|e| e.to_string())?;
+        let (p, t) = (&PORTABLE[i], q8_tiles(dt).ok_or("no tiles")?);
+        let pairs = [
+            ((p.r2c4)(&wb, rb, &x)[1], (t.r2c4)(&wb, rb, &x)[1]),
+            ((p.r1c4)(&wb, rb, &x)[0], (t.r1c4)(&wb, rb, &x)[0]),
+            (
+                [
+                    (p.r4c1)(&wb, rb, &[x[2]])[3][0],
+                    (p.r1c1)(&wb, rb, &[x[0]])[0][0],
+                    0.0,
+                    0.0,
+                ],
+                [
+                    (t.r4c1)(&wb, rb, &[x[2]])[3][0],
+                    (t.r1c1)(&wb, rb, &[x[0]])[0][0],
+                    0.0,
+                    0.0,
+                ],
+            ),
+        ];
+        for (want, got) in pairs {
+            for (a, b) in want.iter().zip(&got) {
+                // Same integer sums; the float sums differ in order only.
+                let close = (a - b).abs() <= 1e-4 * a.abs().max(1.0);
+                if !close || b.is_nan() {
+                    return Err(format!("{dt} ({}): {b} vs portable {a}", simd_level()));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -479,10 +559,117 @@ mod x86 {
     }
 }
 
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm {
+    use super::{Q4_0, Q4_1, QK, XRow, block_bytes, f16_at};
+    use core::arch::wasm32::*;
+
+    #[inline(always)]
+    fn hsum(v: v128) -> f32 {
+        (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
+            + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+    }
+
+    #[inline(always)]
+    fn load(b: &[u8]) -> v128 {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&b[..16]);
+        u8x16(
+            a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13],
+            a[14], a[15],
+        )
+    }
+
+    /// `R` weight rows × `C` tokens on SIMD128: bytes widened to i16 and
+    /// multiplied with `i32x4.dot_i16x8_s`. The caller checked the bounds.
+    pub fn tile<const FMT: u8, const R: usize, const C: usize>(
+        w: &[u8],
+        rb: usize,
+        x: &[XRow<'_>; C],
+    ) -> [[f32; C]; R] {
+        let nb = x[0].d.len();
+        let bb = block_bytes(FMT);
+        let mut acc = [[f32x4_splat(0.0); C]; R];
+        let mut bias = [[0f32; C]; R];
+        let mask = u8x16_splat(0x0F);
+        for b in 0..nb {
+            let mut xv = [[i16x8_splat(0); 4]; C];
+            for c in 0..C {
+                let q: &[u8] = bytemuck::cast_slice(&x[c].q[b * QK..(b + 1) * QK]);
+                let (lo, hi) = (load(q), load(&q[16..]));
+                xv[c] = [
+                    i16x8_extend_low_i8x16(lo),
+                    i16x8_extend_high_i8x16(lo),
+                    i16x8_extend_low_i8x16(hi),
+                    i16x8_extend_high_i8x16(hi),
+                ];
+            }
+            for r in 0..R {
+                let blk = &w[r * rb + b * bb..][..bb];
+                let d = f16_at(blk, 0);
+                let (wv, m) = if FMT == Q4_0 || FMT == Q4_1 {
+                    let q = load(&blk[if FMT == Q4_1 { 4 } else { 2 }..]);
+                    let (lo, hi) = (v128_and(q, mask), u8x16_shr(q, 4));
+                    let wv = [
+                        u16x8_extend_low_u8x16(lo),
+                        u16x8_extend_high_u8x16(lo),
+                        u16x8_extend_low_u8x16(hi),
+                        u16x8_extend_high_u8x16(hi),
+                    ];
+                    (
+                        wv,
+                        if FMT == Q4_1 {
+                            f16_at(blk, 2)
+                        } else {
+                            -8.0 * d
+                        },
+                    )
+                } else {
+                    let (q0, q1) = (load(&blk[2..]), load(&blk[18..]));
+                    let wv = [
+                        i16x8_extend_low_i8x16(q0),
+                        i16x8_extend_high_i8x16(q0),
+                        i16x8_extend_low_i8x16(q1),
+                        i16x8_extend_high_i8x16(q1),
+                    ];
+                    (wv, 0.0)
+                };
+                for c in 0..C {
+                    let s = i32x4_add(
+                        i32x4_add(
+                            i32x4_dot_i16x8(wv[0], xv[c][0]),
+                            i32x4_dot_i16x8(wv[1], xv[c][1]),
+                        ),
+                        i32x4_add(
+                            i32x4_dot_i16x8(wv[2], xv[c][2]),
+                            i32x4_dot_i16x8(wv[3], xv[c][3]),
+                        ),
+                    );
+                    let scale = f32x4_splat(d * x[c].d[b]);
+                    acc[r][c] = f32x4_add(acc[r][c], f32x4_mul(f32x4_convert_i32x4(s), scale));
+                    bias[r][c] += m * x[c].s[b];
+                }
+            }
+        }
+        let mut out = [[0f32; C]; R];
+        for r in 0..R {
+            for c in 0..C {
+                out[r][c] = hsum(acc[r][c]) + bias[r][c];
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::quant;
+
+    #[test]
+    fn the_selected_tiles_pass_the_self_test() {
+        tiles_self_test().unwrap();
+    }
 
     /// The 4×4 block (weight rows × tokens) computed with each tile shape.
     fn tiles_of(t: &Tiles, w: &[u8], rb: usize, x: &[XRow<'_>; 4]) -> Vec<[[f32; 4]; 4]> {

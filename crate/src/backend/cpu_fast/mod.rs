@@ -30,7 +30,7 @@ use crate::dtype::DType;
 use crate::graph::{Graph, TensorId};
 use crate::host::HostTensor;
 
-pub use dot::simd_level;
+pub use dot::{simd_level, tiles_self_test};
 
 /// How the fast matrix products treat activations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
