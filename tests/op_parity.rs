@@ -24,8 +24,8 @@ fn run_suite(backend: &kiln::backend::wgpu::WgpuBackend, label: &str) {
     });
 }
 
-/// 8-bit activations (the fast CPU backend's default for Q4_0/Q4_1/Q8_0
-/// weights) change a product's value, so those cases are checked two ways:
+/// 8-bit activations (the fast CPU backend's default for Q4_0/Q4_1/Q8_0/
+/// Q4_K/Q6_K weights) change a product's value, so those cases are checked two ways:
 /// * without an RMSNorm prologue the test first rounds `x` to what the
 ///   kernel's quantizer produces (per block of 32, `d = max|x|/127`,
 ///   `x = round(x/d)·d`), which it then reproduces exactly: the reference
@@ -57,7 +57,7 @@ fn q8_product(case: &kiln::parity::Case) -> Option<(bool, kiln::TensorId)> {
         op.downcast_ref::<MatMul>().is_some() || op.downcast_ref::<FusedMatMul>().is_some()
     })?;
     let w = case.graph.tensors[n.inputs[1].0].dtype;
-    if !matches!(w, DType::Q4_0 | DType::Q4_1 | DType::Q8_0) {
+    if !matches!(w, DType::Q4_0 | DType::Q4_1 | DType::Q8_0 | DType::Q4_K | DType::Q6_K) {
         return None;
     }
     let norm =

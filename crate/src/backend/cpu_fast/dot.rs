@@ -1,5 +1,6 @@
 //! Dot products, the fast CPU backend's inner loops: f32·f32, and block
-//! weights (Q4_0 / Q4_1 / Q8_0) · activations quantized to 8 bits.
+//! weights (Q4_0 / Q4_1 / Q8_0 here, Q4_K / Q6_K in [`super::dot_k`]) ·
+//! activations quantized to 8 bits.
 //!
 //! Each has a portable version (plain Rust over fixed-width lane arrays,
 //! which LLVM vectorizes for any target, wasm SIMD128 included) and, on
@@ -12,6 +13,10 @@
 //! block instead of per element).
 
 use std::sync::OnceLock;
+
+use super::dot_k::{self, portable_k};
+#[cfg(target_arch = "x86_64")]
+use super::dot_k::x86_k;
 
 use crate::dtype::DType;
 
@@ -138,15 +143,30 @@ const fn block_bytes(fmt: u8) -> usize {
     match fmt {
         Q4_0 => 18,
         Q4_1 => 20,
+        dot_k::Q4_K => 144,
+        dot_k::Q6_K => 210,
         _ => 34,
     }
 }
 
+/// Activation blocks per weight block (8 for the K-quants' super-blocks).
+const fn blocks_per(fmt: u8) -> usize {
+    if fmt == dot_k::Q4_K || fmt == dot_k::Q6_K { 8 } else { 1 }
+}
+
 /// Whether a tile's operands are long enough for the blocks it reads.
-fn tile_fits<const C: usize>(fmt: u8, w: &[u8], rb: usize, rows: usize, x: &[XRow<'_>; C]) -> bool {
+pub(super) fn tile_fits<const C: usize>(
+    fmt: u8,
+    w: &[u8],
+    rb: usize,
+    rows: usize,
+    x: &[XRow<'_>; C],
+) -> bool {
     let nb = x[0].d.len();
-    rb >= nb * block_bytes(fmt)
-        && w.len() >= (rows - 1) * rb + nb * block_bytes(fmt)
+    let row = nb / blocks_per(fmt) * block_bytes(fmt);
+    nb.is_multiple_of(blocks_per(fmt))
+        && rb >= row
+        && w.len() >= (rows - 1) * rb + row
         && x.iter()
             .all(|r| r.d.len() == nb && r.s.len() >= nb && r.q.len() >= nb * QK)
 }
@@ -187,8 +207,48 @@ static WASM: [Tiles; 3] = [
     tiles!(wasm_tile, Q8_0),
 ];
 
+static PORTABLE_K: [Tiles; 2] = [
+    tiles!(portable_k, dot_k::Q4_K),
+    tiles!(portable_k, dot_k::Q6_K),
+];
+#[cfg(target_arch = "x86_64")]
+static AVX2_K: [Tiles; 2] = [
+    tiles!(x86_k, dot_k::Q4_K, false),
+    tiles!(x86_k, dot_k::Q6_K, false),
+];
+#[cfg(target_arch = "x86_64")]
+static VNNI_K: [Tiles; 2] = [
+    tiles!(x86_k, dot_k::Q4_K, true),
+    tiles!(x86_k, dot_k::Q6_K, true),
+];
+
+/// The portable tiles of a format (the tests' oracle).
+pub(super) fn portable_tiles(dtype: DType) -> Option<&'static Tiles> {
+    Some(match dtype {
+        DType::Q4_0 => &PORTABLE[0],
+        DType::Q4_1 => &PORTABLE[1],
+        DType::Q8_0 => &PORTABLE[2],
+        DType::Q4_K => &PORTABLE_K[0],
+        DType::Q6_K => &PORTABLE_K[1],
+        _ => return None,
+    })
+}
+
 /// The integer-dot tiles for weights of `dtype`, where there are some.
 pub(crate) fn q8_tiles(dtype: DType) -> Option<&'static Tiles> {
+    if let Some(k) = match dtype {
+        DType::Q4_K => Some(0),
+        DType::Q6_K => Some(1),
+        _ => None,
+    } {
+        return Some(match level() {
+            Level::Portable => &PORTABLE_K[k],
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => &AVX2_K[k],
+            #[cfg(target_arch = "x86_64")]
+            Level::Vnni => &VNNI_K[k],
+        });
+    }
     let i = match dtype {
         DType::Q4_0 => Q4_0,
         DType::Q4_1 => Q4_1,
@@ -259,7 +319,7 @@ fn wasm_tile<const FMT: u8, const R: usize, const C: usize>(
 /// on pseudo-random blocks of every format (a self-test any target can run,
 /// the browser's wasm SIMD128 kernels included: `tests/web.rs`).
 pub fn tiles_self_test() -> Result<(), String> {
-    let k = QK * 5;
+    let k = QK * 16;
     let mut rng = crate::rng::Rng::new(3);
     let xs: Vec<f32> = (0..4 * k).map(|_| rng.normal() * 3.0).collect();
     let mut xq = Q8Rows::default();
@@ -271,17 +331,17 @@ pub fn tiles_self_test() -> Result<(), String> {
         })
         .collect();
     let x = [rows[0], rows[1], rows[2], rows[3]];
-    for (i, dt) in [DType::Q4_0, DType::Q4_1, DType::Q8_0]
-        .into_iter()
-        .enumerate()
-    {
+    for dt in [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K] {
         let w: Vec<f32> = (0..4 * k).map(|_| rng.normal()).collect();
         let wb: Vec<u8> = w
             .chunks(k)
             .flat_map(|r| crate::quant::quantize(dt, r).unwrap_or_default())
             .collect();
         let rb = dt.row_bytes(k).map_err(|e| e.to_string())?;
-        let (p, t) = (&PORTABLE[i], q8_tiles(dt).ok_or("no tiles")?);
+        let (p, t) = (
+            portable_tiles(dt).ok_or("no tiles")?,
+            q8_tiles(dt).ok_or("no tiles")?,
+        );
         let pairs = [
             ((p.r2c4)(&wb, rb, &x)[1], (t.r2c4)(&wb, rb, &x)[1]),
             ((p.r1c4)(&wb, rb, &x)[0], (t.r1c4)(&wb, rb, &x)[0]),
@@ -692,9 +752,36 @@ mod tests {
     /// Every tile against the f64 product of the dequantized weights and
     /// the dequantized 8-bit activations: they compute the same sum, so
     /// the only difference is f32 rounding.
+    /// Every tile set this CPU can run for `dt`: the portable one, the
+    /// selected one, and each SIMD level the CPU has.
+    fn all_sets(dt: DType) -> Vec<(&'static str, &'static Tiles)> {
+        let mut sets = vec![
+            ("portable", portable_tiles(dt).unwrap()),
+            ("selected", q8_tiles(dt).unwrap()),
+        ];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            let (a, v) = match dt {
+                DType::Q4_0 => (&AVX2[0], &VNNI[0]),
+                DType::Q4_1 => (&AVX2[1], &VNNI[1]),
+                DType::Q8_0 => (&AVX2[2], &VNNI[2]),
+                DType::Q4_K => (&AVX2_K[0], &VNNI_K[0]),
+                _ => (&AVX2_K[1], &VNNI_K[1]),
+            };
+            sets.push(("avx2", a));
+            if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+                sets.push(("vnni", v));
+            }
+        }
+        sets
+    }
+
+    /// Every tile against the f64 product of the dequantized weights and
+    /// the dequantized 8-bit activations: they compute the same sum, so
+    /// the only difference is f32 rounding.
     #[test]
     fn integer_tiles_match_dequantized_products() {
-        let k = 32 * 7;
+        let k = 256 * 2;
         let mut rng = crate::rng::Rng::new(11);
         let xs: Vec<f32> = (0..4 * k).map(|_| rng.normal() * 2.0).collect();
         let w: Vec<f32> = (0..4 * k).map(|_| rng.normal()).collect();
@@ -711,34 +798,20 @@ mod tests {
         let xdq: Vec<f64> = (0..4 * k)
             .map(|i| xq.q[i] as f64 * xq.d[i / QK] as f64)
             .collect();
-        for dt in [DType::Q4_0, DType::Q4_1, DType::Q8_0] {
+        for dt in [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K] {
             let rb = dt.row_bytes(k).unwrap();
             let wb: Vec<u8> = w
                 .chunks(k)
                 .flat_map(|r| quant::quantize(dt, r).unwrap())
                 .collect();
             let wd = quant::dequantize(dt, &wb, 4 * k).unwrap();
-            let i = match dt {
-                DType::Q4_0 => 0,
-                DType::Q4_1 => 1,
-                _ => 2,
-            };
-            let mut sets = vec![
-                ("portable", &PORTABLE[i]),
-                ("selected", q8_tiles(dt).unwrap()),
-            ];
-            #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                sets.push(("avx2", &AVX2[i]));
-                if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
-                    sets.push(("vnni", &VNNI[i]));
-                }
-            }
-            for (name, t) in sets {
+            for (name, t) in all_sets(dt) {
                 for (v, got) in tiles_of(t, &wb, rb, &x).into_iter().enumerate() {
                     for r in 0..4 {
                         for c in 0..4 {
-                            let pairs = wd[r * k..(r + 1) * k].iter().zip(&xdq[c * k..(c + 1) * k]);
+                            let pairs = wd[r * k..(r + 1) * k]
+                                .iter()
+                                .zip(&xdq[c * k..(c + 1) * k]);
                             let want: f64 = pairs.clone().map(|(a, b)| *a as f64 * b).sum();
                             let scale: f64 = pairs.map(|(a, b)| (*a as f64 * b).abs()).sum();
                             let g = got[r][c] as f64;

@@ -9,7 +9,8 @@
 //! * Matrix products keep weights in their GGUF block format. With
 //!   [`Activations::Q8`] (the default, as llama.cpp's CPU backend does) the
 //!   activations are quantized to 8 bits per block of 32 on the fly and
-//!   Q4_0 / Q4_1 / Q8_0 weights are multiplied with integer dot products;
+//!   Q4_0 / Q4_1 / Q8_0 / Q4_K / Q6_K weights are multiplied with integer
+//!   dot products;
 //!   with [`Activations::F32`] every weight row is decoded to f32 and
 //!   multiplied in f32 (the setting whose greedy tokens equal PyTorch's).
 //! * Tensors live in host memory as [`HostTensor`]s (weights as their file
@@ -18,6 +19,7 @@
 
 mod attention;
 mod dot;
+mod dot_k;
 mod kernels;
 mod matmul;
 mod par;
@@ -35,7 +37,7 @@ pub use dot::{simd_level, tiles_self_test};
 /// How the fast matrix products treat activations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Activations {
-    /// Quantized to 8 bits per block of 32 for Q4_0/Q4_1/Q8_0 weights
+    /// Quantized to 8 bits per block of 32 for Q4_0/Q4_1/Q8_0/Q4_K/Q6_K weights
     /// (integer dot products, llama.cpp's scheme); other weights as F32.
     #[default]
     Q8,
