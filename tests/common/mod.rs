@@ -51,3 +51,46 @@ pub fn f32_tensor(st: &safetensors::SafeTensors, name: &str) -> (Vec<usize>, Vec
         .collect();
     (t.shape().to_vec(), v)
 }
+
+/// Runs every registry case (a fresh seed per run, printed; `KILN_SEED` pins
+/// one, `KILN_OPS_FILTER` narrows the suite) through `run` and fails with
+/// the list of failing cases.
+#[allow(dead_code)] // only the parity test crates run the suite
+pub fn run_suite_with(label: &str, run: &dyn Fn(&kiln::parity::Case) -> kiln::parity::CaseResult) {
+    let seed = std::env::var("KILN_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(kiln::parity::clock_seed);
+    // KILN_OPS_FILTER narrows the suite while working on one op.
+    let filter = std::env::var("KILN_OPS_FILTER").unwrap_or_default();
+    let all = kiln::parity::cases::all_cases(seed, &filter).expect("cases build");
+    assert!(
+        !filter.is_empty() || all.len() > 200,
+        "suite unexpectedly small: {}",
+        all.len()
+    );
+    let mut failures = Vec::new();
+    for case in &all {
+        let r = run(case);
+        if !r.pass {
+            failures.push(format!(
+                "{} {} {}: max abs {:.3e} max rel {:.3e} nmse {:.3e} {}",
+                r.op,
+                r.dtype,
+                r.shape,
+                r.max_abs,
+                r.max_rel,
+                r.nmse,
+                r.error.unwrap_or_default()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{label} (seed {seed}): {} of {} cases failed:\n{}",
+        failures.len(),
+        all.len(),
+        failures.join("\n")
+    );
+    eprintln!("{label}: {} cases passed (seed {seed})", all.len());
+}

@@ -14,9 +14,9 @@
 
 use std::sync::OnceLock;
 
-use super::dot_k::{self, portable_k};
 #[cfg(target_arch = "x86_64")]
 use super::dot_k::x86_k;
+use super::dot_k::{self, portable_k};
 
 use crate::dtype::DType;
 
@@ -138,11 +138,16 @@ pub(crate) struct Tiles {
 const Q4_0: u8 = 0;
 const Q4_1: u8 = 1;
 const Q8_0: u8 = 2;
+// 3 and 4: the K-quants (`dot_k`).
+const Q5_0: u8 = 5;
+const Q5_1: u8 = 6;
 
 const fn block_bytes(fmt: u8) -> usize {
     match fmt {
         Q4_0 => 18,
         Q4_1 => 20,
+        Q5_0 => 22,
+        Q5_1 => 24,
         dot_k::Q4_K => 144,
         dot_k::Q6_K => 210,
         _ => 34,
@@ -151,7 +156,11 @@ const fn block_bytes(fmt: u8) -> usize {
 
 /// Activation blocks per weight block (8 for the K-quants' super-blocks).
 const fn blocks_per(fmt: u8) -> usize {
-    if fmt == dot_k::Q4_K || fmt == dot_k::Q6_K { 8 } else { 1 }
+    if fmt == dot_k::Q4_K || fmt == dot_k::Q6_K {
+        8
+    } else {
+        1
+    }
 }
 
 /// Whether a tile's operands are long enough for the blocks it reads.
@@ -207,6 +216,12 @@ static WASM: [Tiles; 3] = [
     tiles!(wasm_tile, Q8_0),
 ];
 
+static PORTABLE_5: [Tiles; 2] = [tiles!(portable_tile, Q5_0), tiles!(portable_tile, Q5_1)];
+#[cfg(target_arch = "x86_64")]
+static AVX2_5: [Tiles; 2] = [tiles!(x86_tile, Q5_0, false), tiles!(x86_tile, Q5_1, false)];
+#[cfg(target_arch = "x86_64")]
+static VNNI_5: [Tiles; 2] = [tiles!(x86_tile, Q5_0, true), tiles!(x86_tile, Q5_1, true)];
+
 static PORTABLE_K: [Tiles; 2] = [
     tiles!(portable_k, dot_k::Q4_K),
     tiles!(portable_k, dot_k::Q6_K),
@@ -228,6 +243,8 @@ pub(super) fn portable_tiles(dtype: DType) -> Option<&'static Tiles> {
         DType::Q4_0 => &PORTABLE[0],
         DType::Q4_1 => &PORTABLE[1],
         DType::Q8_0 => &PORTABLE[2],
+        DType::Q5_0 => &PORTABLE_5[0],
+        DType::Q5_1 => &PORTABLE_5[1],
         DType::Q4_K => &PORTABLE_K[0],
         DType::Q6_K => &PORTABLE_K[1],
         _ => return None,
@@ -236,6 +253,19 @@ pub(super) fn portable_tiles(dtype: DType) -> Option<&'static Tiles> {
 
 /// The integer-dot tiles for weights of `dtype`, where there are some.
 pub(crate) fn q8_tiles(dtype: DType) -> Option<&'static Tiles> {
+    if let Some(k) = match dtype {
+        DType::Q5_0 => Some(0),
+        DType::Q5_1 => Some(1),
+        _ => None,
+    } {
+        return Some(match level() {
+            Level::Portable => &PORTABLE_5[k],
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => &AVX2_5[k],
+            #[cfg(target_arch = "x86_64")]
+            Level::Vnni => &VNNI_5[k],
+        });
+    }
     if let Some(k) = match dtype {
         DType::Q4_K => Some(0),
         DType::Q6_K => Some(1),
@@ -294,6 +324,16 @@ fn portable_tile<const FMT: u8, const R: usize, const C: usize>(
                         d * xr.d[b] * portable::nibble_dot(&blk[4..20], xb) as f32
                             + f16_at(blk, 2) * xr.s[b]
                     }
+                    Q5_0 => {
+                        let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                        d * (xr.d[b] * portable::q5_dot(&blk[6..22], qh, xb) as f32
+                            - 16.0 * xr.s[b])
+                    }
+                    Q5_1 => {
+                        let qh = u32::from_le_bytes([blk[4], blk[5], blk[6], blk[7]]);
+                        d * xr.d[b] * portable::q5_dot(&blk[8..24], qh, xb) as f32
+                            + f16_at(blk, 2) * xr.s[b]
+                    }
                     _ => d * xr.d[b] * portable::byte_dot(&blk[2..34], xb) as f32,
                 };
             }
@@ -315,6 +355,17 @@ fn wasm_tile<const FMT: u8, const R: usize, const C: usize>(
     wasm::tile::<FMT, R, C>(w, rb, x)
 }
 
+/// The weight formats with integer-dot tiles.
+pub const FORMATS: [DType; 7] = [
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+    DType::Q8_0,
+    DType::Q4_K,
+    DType::Q6_K,
+];
+
 /// Checks this machine's selected integer tiles against the portable ones
 /// on pseudo-random blocks of every format (a self-test any target can run,
 /// the browser's wasm SIMD128 kernels included: `tests/web.rs`).
@@ -331,7 +382,7 @@ pub fn tiles_self_test() -> Result<(), String> {
         })
         .collect();
     let x = [rows[0], rows[1], rows[2], rows[3]];
-    for dt in [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K] {
+    for dt in FORMATS {
         let w: Vec<f32> = (0..4 * k).map(|_| rng.normal()).collect();
         let wb: Vec<u8> = w
             .chunks(k)
@@ -444,6 +495,19 @@ pub(crate) mod portable {
         acc.iter().sum()
     }
 
+    /// Σ over one Q5 block: nibbles plus the fifth bits of `qh` (bit j:
+    /// element j), unsigned 0..31.
+    #[inline]
+    pub fn q5_dot(qs: &[u8], qh: u32, xq: &[i8]) -> i32 {
+        let mut acc = [0i32; 16];
+        for j in 0..16 {
+            let lo = (qs[j] & 15) as i32 | (((qh >> j) & 1) << 4) as i32;
+            let hi = (qs[j] >> 4) as i32 | (((qh >> (j + 16)) & 1) << 4) as i32;
+            acc[j] = lo * xq[j] as i32 + hi * xq[j + 16] as i32;
+        }
+        acc.iter().sum()
+    }
+
     /// Σ over one block of signed bytes.
     #[inline]
     pub fn byte_dot(qs: &[u8], xq: &[i8]) -> i32 {
@@ -457,7 +521,7 @@ pub(crate) mod portable {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Q4_0, Q4_1, QK, XRow, block_bytes};
+    use super::{Q4_0, Q4_1, Q5_0, Q5_1, QK, XRow, block_bytes};
     use std::arch::x86_64::*;
 
     pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -535,6 +599,23 @@ mod x86 {
         unsafe { tile::<FMT, R, C, true>(w, rb, x) }
     }
 
+    /// Byte j: 0x10 where bit j of `qh` is set (a Q5 block's fifth bits).
+    #[inline(always)]
+    unsafe fn fifth_bits(qh: u32) -> __m256i {
+        // SAFETY: the tile functions that inline this enable AVX2.
+        unsafe {
+            // Byte j takes byte j/8 of qh (each 128-bit lane holds all four).
+            let pick = _mm256_setr_epi8(
+                0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3,
+                3, 3, 3, 3,
+            );
+            let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), pick);
+            let bit = _mm256_set1_epi64x(i64::from_le_bytes([1, 2, 4, 8, 16, 32, 64, 128]));
+            let set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+            _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+        }
+    }
+
     /// 8 lanes of Σ u8·i8 over groups of four bytes.
     #[inline(always)]
     unsafe fn mul_u8i8<const VNNI: bool>(w: __m256i, x: __m256i) -> __m256i {
@@ -597,6 +678,24 @@ mod x86 {
                             acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd[c]), p, acc[r][c]);
                             bias[r][c] += m * xs[c];
                         }
+                    } else if FMT == Q5_0 || FMT == Q5_1 {
+                        let qoff = if FMT == Q5_1 { 8 } else { 6 };
+                        let q = _mm_loadu_si128(blk.add(qoff) as *const __m128i);
+                        let lo = _mm_and_si128(q, mask);
+                        let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+                        let qh = std::ptr::read_unaligned(blk.add(qoff - 4) as *const u32);
+                        let wv =
+                            _mm256_or_si256(_mm256_set_m128i(hi, lo), fifth_bits(u32::from_le(qh)));
+                        let m = if FMT == Q5_1 {
+                            f16(blk.add(2))
+                        } else {
+                            -16.0 * d
+                        };
+                        for c in 0..C {
+                            let p = _mm256_cvtepi32_ps(mul_u8i8::<VNNI>(wv, xv[c]));
+                            acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd[c]), p, acc[r][c]);
+                            bias[r][c] += m * xs[c];
+                        }
                     } else {
                         let wv = _mm256_loadu_si256(blk.add(2) as *const __m256i);
                         let aw = _mm256_sign_epi8(wv, wv);
@@ -620,240 +719,9 @@ mod x86 {
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-mod wasm {
-    use super::{Q4_0, Q4_1, QK, XRow, block_bytes, f16_at};
-    use core::arch::wasm32::*;
-
-    #[inline(always)]
-    fn hsum(v: v128) -> f32 {
-        (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
-            + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
-    }
-
-    #[inline(always)]
-    fn load(b: &[u8]) -> v128 {
-        let mut a = [0u8; 16];
-        a.copy_from_slice(&b[..16]);
-        u8x16(
-            a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13],
-            a[14], a[15],
-        )
-    }
-
-    /// `R` weight rows × `C` tokens on SIMD128: bytes widened to i16 and
-    /// multiplied with `i32x4.dot_i16x8_s`. The caller checked the bounds.
-    pub fn tile<const FMT: u8, const R: usize, const C: usize>(
-        w: &[u8],
-        rb: usize,
-        x: &[XRow<'_>; C],
-    ) -> [[f32; C]; R] {
-        let nb = x[0].d.len();
-        let bb = block_bytes(FMT);
-        let mut acc = [[f32x4_splat(0.0); C]; R];
-        let mut bias = [[0f32; C]; R];
-        let mask = u8x16_splat(0x0F);
-        for b in 0..nb {
-            let mut xv = [[i16x8_splat(0); 4]; C];
-            for c in 0..C {
-                let q: &[u8] = bytemuck::cast_slice(&x[c].q[b * QK..(b + 1) * QK]);
-                let (lo, hi) = (load(q), load(&q[16..]));
-                xv[c] = [
-                    i16x8_extend_low_i8x16(lo),
-                    i16x8_extend_high_i8x16(lo),
-                    i16x8_extend_low_i8x16(hi),
-                    i16x8_extend_high_i8x16(hi),
-                ];
-            }
-            for r in 0..R {
-                let blk = &w[r * rb + b * bb..][..bb];
-                let d = f16_at(blk, 0);
-                let (wv, m) = if FMT == Q4_0 || FMT == Q4_1 {
-                    let q = load(&blk[if FMT == Q4_1 { 4 } else { 2 }..]);
-                    let (lo, hi) = (v128_and(q, mask), u8x16_shr(q, 4));
-                    let wv = [
-                        u16x8_extend_low_u8x16(lo),
-                        u16x8_extend_high_u8x16(lo),
-                        u16x8_extend_low_u8x16(hi),
-                        u16x8_extend_high_u8x16(hi),
-                    ];
-                    (
-                        wv,
-                        if FMT == Q4_1 {
-                            f16_at(blk, 2)
-                        } else {
-                            -8.0 * d
-                        },
-                    )
-                } else {
-                    let (q0, q1) = (load(&blk[2..]), load(&blk[18..]));
-                    let wv = [
-                        i16x8_extend_low_i8x16(q0),
-                        i16x8_extend_high_i8x16(q0),
-                        i16x8_extend_low_i8x16(q1),
-                        i16x8_extend_high_i8x16(q1),
-                    ];
-                    (wv, 0.0)
-                };
-                for c in 0..C {
-                    let s = i32x4_add(
-                        i32x4_add(
-                            i32x4_dot_i16x8(wv[0], xv[c][0]),
-                            i32x4_dot_i16x8(wv[1], xv[c][1]),
-                        ),
-                        i32x4_add(
-                            i32x4_dot_i16x8(wv[2], xv[c][2]),
-                            i32x4_dot_i16x8(wv[3], xv[c][3]),
-                        ),
-                    );
-                    let scale = f32x4_splat(d * x[c].d[b]);
-                    acc[r][c] = f32x4_add(acc[r][c], f32x4_mul(f32x4_convert_i32x4(s), scale));
-                    bias[r][c] += m * x[c].s[b];
-                }
-            }
-        }
-        let mut out = [[0f32; C]; R];
-        for r in 0..R {
-            for c in 0..C {
-                out[r][c] = hsum(acc[r][c]) + bias[r][c];
-            }
-        }
-        out
-    }
-}
+#[path = "dot_wasm.rs"]
+mod wasm;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::quant;
-
-    #[test]
-    fn the_selected_tiles_pass_the_self_test() {
-        tiles_self_test().unwrap();
-    }
-
-    /// The 4×4 block (weight rows × tokens) computed with each tile shape.
-    fn tiles_of(t: &Tiles, w: &[u8], rb: usize, x: &[XRow<'_>; 4]) -> Vec<[[f32; 4]; 4]> {
-        let mut by = vec![[[0f32; 4]; 4]; 4];
-        for r in 0..4 {
-            by[0][r] = (t.r1c4)(&w[r * rb..], rb, x)[0];
-            for c in 0..4 {
-                by[1][r][c] = (t.r1c1)(&w[r * rb..], rb, &[x[c]])[0][0];
-                by[2][r][c] = (t.r4c1)(w, rb, &[x[c]])[r][0];
-            }
-        }
-        for r in [0, 2] {
-            let two = (t.r2c4)(&w[r * rb..], rb, x);
-            by[3][r] = two[0];
-            by[3][r + 1] = two[1];
-        }
-        by
-    }
-
-    /// Every tile against the f64 product of the dequantized weights and
-    /// the dequantized 8-bit activations: they compute the same sum, so
-    /// the only difference is f32 rounding.
-    /// Every tile set this CPU can run for `dt`: the portable one, the
-    /// selected one, and each SIMD level the CPU has.
-    fn all_sets(dt: DType) -> Vec<(&'static str, &'static Tiles)> {
-        let mut sets = vec![
-            ("portable", portable_tiles(dt).unwrap()),
-            ("selected", q8_tiles(dt).unwrap()),
-        ];
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            let (a, v) = match dt {
-                DType::Q4_0 => (&AVX2[0], &VNNI[0]),
-                DType::Q4_1 => (&AVX2[1], &VNNI[1]),
-                DType::Q8_0 => (&AVX2[2], &VNNI[2]),
-                DType::Q4_K => (&AVX2_K[0], &VNNI_K[0]),
-                _ => (&AVX2_K[1], &VNNI_K[1]),
-            };
-            sets.push(("avx2", a));
-            if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
-                sets.push(("vnni", v));
-            }
-        }
-        sets
-    }
-
-    /// Every tile against the f64 product of the dequantized weights and
-    /// the dequantized 8-bit activations: they compute the same sum, so
-    /// the only difference is f32 rounding.
-    #[test]
-    fn integer_tiles_match_dequantized_products() {
-        let k = 256 * 2;
-        let mut rng = crate::rng::Rng::new(11);
-        let xs: Vec<f32> = (0..4 * k).map(|_| rng.normal() * 2.0).collect();
-        let w: Vec<f32> = (0..4 * k).map(|_| rng.normal()).collect();
-        let mut xq = Q8Rows::default();
-        xq.quantize(&xs);
-        let nb = k / QK;
-        let rows: Vec<XRow<'_>> = (0..4)
-            .map(|i| {
-                let (q, d, s) = xq.row(i, nb);
-                XRow { q, d, s }
-            })
-            .collect();
-        let x = [rows[0], rows[1], rows[2], rows[3]];
-        let xdq: Vec<f64> = (0..4 * k)
-            .map(|i| xq.q[i] as f64 * xq.d[i / QK] as f64)
-            .collect();
-        for dt in [DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K] {
-            let rb = dt.row_bytes(k).unwrap();
-            let wb: Vec<u8> = w
-                .chunks(k)
-                .flat_map(|r| quant::quantize(dt, r).unwrap())
-                .collect();
-            let wd = quant::dequantize(dt, &wb, 4 * k).unwrap();
-            for (name, t) in all_sets(dt) {
-                for (v, got) in tiles_of(t, &wb, rb, &x).into_iter().enumerate() {
-                    for r in 0..4 {
-                        for c in 0..4 {
-                            let pairs = wd[r * k..(r + 1) * k]
-                                .iter()
-                                .zip(&xdq[c * k..(c + 1) * k]);
-                            let want: f64 = pairs.clone().map(|(a, b)| *a as f64 * b).sum();
-                            let scale: f64 = pairs.map(|(a, b)| (*a as f64 * b).abs()).sum();
-                            let g = got[r][c] as f64;
-                            assert!(
-                                (g - want).abs() <= 1e-5 * scale,
-                                "{dt} {name} layout {v} [{r}][{c}]: {g} vs {want}"
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn short_operands_give_nan_not_a_read_past_the_end() {
-        let mut xq = Q8Rows::default();
-        xq.quantize(&[1.0; 64]);
-        let (q, d, s) = xq.row(0, 2);
-        let x = [XRow { q, d, s }];
-        for dt in [DType::Q4_0, DType::Q4_1, DType::Q8_0] {
-            let t = q8_tiles(dt).unwrap();
-            assert!((t.r1c1)(&[0u8; 10], 40, &x)[0][0].is_nan(), "{dt}");
-            assert!((t.r4c1)(&[0u8; 80], 40, &x)[3][0].is_nan(), "{dt}");
-        }
-    }
-
-    #[test]
-    fn f32_dots_match_f64() {
-        let mut rng = crate::rng::Rng::new(5);
-        for n in [0, 1, 7, 8, 15, 16, 17, 64, 100] {
-            let a: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
-            let b: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
-            let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            let scale: f64 = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| (*x as f64 * *y as f64).abs())
-                .sum();
-            for got in [portable::dot(&a, &b), dot_f32(&a, &b)] {
-                assert!((got as f64 - want).abs() <= 1e-6 * scale.max(1.0), "n={n}");
-            }
-        }
-    }
-}
+#[path = "dot_tests.rs"]
+mod tests;

@@ -66,7 +66,8 @@ pub(super) fn portable_k<const FMT: u8, const R: usize, const C: usize>(
                     let blk = &w[r * rb + sb * 210..][..210];
                     let d = f16_at(blk, 208);
                     for h in 0..2 {
-                        let (ql, qh) = (&blk[64 * h..64 * h + 64], &blk[128 + 32 * h..160 + 32 * h]);
+                        let (ql, qh) =
+                            (&blk[64 * h..64 * h + 64], &blk[128 + 32 * h..160 + 32 * h]);
                         for t in 0..4 {
                             let b = 4 * h + t;
                             let mut isum = [0i32; 2];
@@ -75,7 +76,9 @@ pub(super) fn portable_k<const FMT: u8, const R: usize, const C: usize>(
                                 isum[l / 16] += v * xq(b, l);
                             }
                             let sc = |i: usize| blk[192 + 8 * h + 2 * t + i] as i8 as f32;
-                            sum += d * xr.d[sb * 8 + b] * (sc(0) * isum[0] as f32 + sc(1) * isum[1] as f32);
+                            sum += d
+                                * xr.d[sb * 8 + b]
+                                * (sc(0) * isum[0] as f32 + sc(1) * isum[1] as f32);
                         }
                     }
                 }
@@ -210,11 +213,20 @@ mod x86 {
                             let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
                             let (b1, b2) = (sb * 8 + 2 * j, sb * 8 + 2 * j + 1);
                             for c in 0..C {
-                                let (d1, d2) = (*x[c].d.get_unchecked(b1), *x[c].d.get_unchecked(b2));
+                                let (d1, d2) =
+                                    (*x[c].d.get_unchecked(b1), *x[c].d.get_unchecked(b2));
                                 let p1 = _mm256_cvtepi32_ps(mul_u8i8::<VNNI>(lo, xload!(c, b1)));
                                 let p2 = _mm256_cvtepi32_ps(mul_u8i8::<VNNI>(hi, xload!(c, b2)));
-                                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * sc1 as f32 * d1), p1, acc[r][c]);
-                                acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * sc2 as f32 * d2), p2, acc[r][c]);
+                                acc[r][c] = _mm256_fmadd_ps(
+                                    _mm256_set1_ps(d * sc1 as f32 * d1),
+                                    p1,
+                                    acc[r][c],
+                                );
+                                acc[r][c] = _mm256_fmadd_ps(
+                                    _mm256_set1_ps(d * sc2 as f32 * d2),
+                                    p2,
+                                    acc[r][c],
+                                );
                                 bias[r][c] -= dmin
                                     * (mn1 as f32 * *x[c].s.get_unchecked(b1)
                                         + mn2 as f32 * *x[c].s.get_unchecked(b2));
@@ -229,8 +241,14 @@ mod x86 {
                             let vals = [
                                 _mm256_or_si256(_mm256_and_si256(ql0, m4), high!(qh, 0)),
                                 _mm256_or_si256(_mm256_and_si256(ql1, m4), high!(qh, 2)),
-                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), high!(qh, 4)),
-                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), high!(qh, 6)),
+                                _mm256_or_si256(
+                                    _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                    high!(qh, 4),
+                                ),
+                                _mm256_or_si256(
+                                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                    high!(qh, 6),
+                                ),
                             ];
                             for (t, v) in vals.iter().enumerate() {
                                 let wv = _mm256_sub_epi8(*v, o32);
@@ -240,9 +258,12 @@ mod x86 {
                                 let b = sb * 8 + 4 * h + t;
                                 for c in 0..C {
                                     let dx = d * *x[c].d.get_unchecked(b);
-                                    let p = mul_u8i8::<VNNI>(aw, _mm256_sign_epi8(xload!(c, b), wv));
-                                    let scale = _mm256_set_m128(_mm_set1_ps(dx * s1), _mm_set1_ps(dx * s0));
-                                    acc[r][c] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc[r][c]);
+                                    let p =
+                                        mul_u8i8::<VNNI>(aw, _mm256_sign_epi8(xload!(c, b), wv));
+                                    let scale =
+                                        _mm256_set_m128(_mm_set1_ps(dx * s1), _mm_set1_ps(dx * s0));
+                                    acc[r][c] =
+                                        _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc[r][c]);
                                 }
                             }
                         }

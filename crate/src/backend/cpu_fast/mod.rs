@@ -9,8 +9,8 @@
 //! * Matrix products keep weights in their GGUF block format. With
 //!   [`Activations::Q8`] (the default, as llama.cpp's CPU backend does) the
 //!   activations are quantized to 8 bits per block of 32 on the fly and
-//!   Q4_0 / Q4_1 / Q8_0 / Q4_K / Q6_K weights are multiplied with integer
-//!   dot products;
+//!   Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / Q4_K / Q6_K weights are multiplied
+//!   with integer dot products;
 //!   with [`Activations::F32`] every weight row is decoded to f32 and
 //!   multiplied in f32 (the setting whose greedy tokens equal PyTorch's).
 //! * Tensors live in host memory as [`HostTensor`]s (weights as their file
@@ -32,12 +32,12 @@ use crate::dtype::DType;
 use crate::graph::{Graph, TensorId};
 use crate::host::HostTensor;
 
-pub use dot::{simd_level, tiles_self_test};
+pub use dot::{FORMATS as INTEGER_FORMATS, simd_level, tiles_self_test};
 
 /// How the fast matrix products treat activations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Activations {
-    /// Quantized to 8 bits per block of 32 for Q4_0/Q4_1/Q8_0/Q4_K/Q6_K weights
+    /// Quantized to 8 bits per block of 32 for [`INTEGER_FORMATS`] weights
     /// (integer dot products, llama.cpp's scheme); other weights as F32.
     #[default]
     Q8,
