@@ -2,7 +2,7 @@
 //! order, f32 storage with f64 accumulation. Written for clarity — it is the
 //! oracle the GPU backends are tested against, not a fast path.
 
-use super::{Backend, BackendError, Executable, check_write, readable};
+use super::{Backend, BackendError, Executable, ReadyReads, check_copy, check_write, readable};
 use crate::graph::{Graph, TensorId};
 use crate::host::HostTensor;
 
@@ -12,7 +12,7 @@ pub struct CpuBackend;
 pub struct CpuExecutable {
     graph: Graph,
     tensors: Vec<HostTensor>,
-    reads: Vec<(usize, HostTensor)>,
+    reads: ReadyReads,
 }
 
 impl Backend for CpuBackend {
@@ -29,7 +29,7 @@ impl Backend for CpuBackend {
         Ok(Box::new(CpuExecutable {
             graph: graph.clone(),
             tensors,
-            reads: Vec::new(),
+            reads: ReadyReads::default(),
         }))
     }
 }
@@ -98,28 +98,15 @@ impl Executable for CpuExecutable {
 
     fn read_start(&mut self, t: TensorId) -> Result<usize, BackendError> {
         let data = self.read(t)?;
-        let ticket = self.reads.last().map_or(1, |r| r.0 + 1);
-        self.reads.push((ticket, data));
-        Ok(ticket)
+        Ok(self.reads.push(data))
     }
 
     fn read_finish(&mut self, ticket: usize) -> Result<HostTensor, BackendError> {
-        let i = self
-            .reads
-            .iter()
-            .position(|r| r.0 == ticket)
-            .ok_or_else(|| BackendError::Validation(format!("no pending read {ticket}")))?;
-        Ok(self.reads.remove(i).1)
+        self.reads.take(ticket)
     }
 
     fn copy_before_next_run(&mut self, src: TensorId, dst: TensorId) -> Result<(), BackendError> {
-        let (si, di) = (self.graph.info(src)?, self.graph.info(dst)?);
-        if si.bytes() != di.bytes() {
-            return Err(BackendError::Tensor {
-                name: di.name.clone(),
-                detail: format!("cannot copy '{}' into it", si.name),
-            });
-        }
+        check_copy(&self.graph, src, dst)?;
         // The CPU runs in order, so copying now is the same as before the next run.
         self.tensors[dst.0].data = self.tensors[src.0].data.clone();
         Ok(())

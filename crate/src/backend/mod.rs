@@ -184,6 +184,42 @@ pub fn check_write(graph: &Graph, t: TensorId, data: &HostTensor) -> Result<(), 
     Ok(())
 }
 
+/// Reads the CPU backends finished at once, waiting for
+/// [`Executable::read_finish`] under their tickets.
+#[derive(Default)]
+pub(crate) struct ReadyReads(Vec<(usize, HostTensor)>);
+
+impl ReadyReads {
+    /// Parks `data`; returns its ticket.
+    pub fn push(&mut self, data: HostTensor) -> usize {
+        let ticket = self.0.last().map_or(1, |r| r.0 + 1);
+        self.0.push((ticket, data));
+        ticket
+    }
+
+    pub fn take(&mut self, ticket: usize) -> Result<HostTensor, BackendError> {
+        let i = self
+            .0
+            .iter()
+            .position(|r| r.0 == ticket)
+            .ok_or_else(|| BackendError::Validation(format!("no pending read {ticket}")))?;
+        Ok(self.0.remove(i).1)
+    }
+}
+
+/// Whether `src` may be copied into `dst` by
+/// [`Executable::copy_before_next_run`]: both exist and have the same size.
+pub fn check_copy(graph: &Graph, src: TensorId, dst: TensorId) -> Result<(), BackendError> {
+    let (si, di) = (graph.info(src)?, graph.info(dst)?);
+    if si.bytes() != di.bytes() {
+        return Err(BackendError::Tensor {
+            name: di.name.clone(),
+            detail: format!("cannot copy '{}' into it", si.name),
+        });
+    }
+    Ok(())
+}
+
 /// Whether tensor `t` may be read back after a run.
 pub fn readable(graph: &Graph, t: TensorId) -> Result<(), BackendError> {
     let info = graph.info(t)?;

@@ -22,8 +22,17 @@ thread_local! {
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// (cos, sin) of every (token, pair) for `t` tokens from position `p0`.
-fn rope_table(r: &Rope, factors: Option<&[f32]>, p0: u32, t: usize, out: &mut Vec<(f64, f64)>) {
+/// (cos, sin) of every (token, pair) for `t` tokens from the rope's
+/// position, with the optional frequency factors tensor.
+fn rope_table(
+    r: &Rope,
+    factors: Option<&&HostTensor>,
+    syms: &[u32],
+    t: usize,
+    out: &mut Vec<(f64, f64)>,
+) -> Result<(), BackendError> {
+    let factors = factors.map(|f| f32s(f)).transpose()?;
+    let p0 = sym(syms, r.pos)?;
     let half = r.n_rot / 2;
     out.clear();
     for ti in 0..t {
@@ -37,6 +46,7 @@ fn rope_table(r: &Rope, factors: Option<&[f32]>, p0: u32, t: usize, out: &mut Ve
             out.push((c, if r.inverse { -s } else { s }));
         }
     }
+    Ok(())
 }
 
 /// Rotates one head row in place with one token's (cos, sin) pairs.
@@ -90,9 +100,8 @@ impl Kernel for RopeKernel {
     ) -> Result<(), BackendError> {
         let x = f32s(inputs[0])?;
         let (t, d) = (inputs[0].shape[0], inputs[0].shape[2]);
-        let factors = inputs.get(1).map(|f| f32s(f)).transpose()?;
         let table = &mut ctx.scratch.rope;
-        rope_table(&self.0, factors, sym(syms, self.0.pos)?, t, table);
+        rope_table(&self.0, inputs.get(1), syms, t, table)?;
         let y = f32s_mut(out)?;
         y.copy_from_slice(x);
         let half = self.0.n_rot / 2;
@@ -138,8 +147,7 @@ impl Kernel for CacheKernel {
         let ld = src.len() / t.max(1);
         let p0 = sym(syms, self.pos)?;
         if let Some(r) = &self.rope {
-            let factors = inputs.get(2).map(|f| f32s(f)).transpose()?;
-            rope_table(r, factors, p0, t, &mut ctx.scratch.rope);
+            rope_table(r, inputs.get(2), syms, t, &mut ctx.scratch.rope)?;
         }
         let half = self.rope.map_or(0, |r| r.n_rot / 2);
         let mut row = [0f32; MAX_HEAD_DIM];
@@ -200,8 +208,7 @@ impl Kernel for AttnKernel {
         };
         let p0 = sym(syms, a.pos)?;
         if let Some(r) = &a.rope_q {
-            let factors = inputs.get(3).map(|f| f32s(f)).transpose()?;
-            rope_table(&r.rope, factors, p0, t, &mut ctx.scratch.rope);
+            rope_table(&r.rope, inputs.get(3), syms, t, &mut ctx.scratch.rope)?;
         }
         let table = &ctx.scratch.rope;
         let half = a.rope_q.map_or(0, |r| r.rope.n_rot / 2);

@@ -237,63 +237,58 @@ static VNNI_K: [Tiles; 2] = [
     tiles!(x86_k, dot_k::Q6_K, true),
 ];
 
+/// Per instruction set, the tiles of each of [`FORMATS`], in its order.
+static PORTABLE_ALL: [&Tiles; 7] = [
+    &PORTABLE[0],
+    &PORTABLE[1],
+    &PORTABLE_5[0],
+    &PORTABLE_5[1],
+    &PORTABLE[2],
+    &PORTABLE_K[0],
+    &PORTABLE_K[1],
+];
+#[cfg(target_arch = "x86_64")]
+static AVX2_ALL: [&Tiles; 7] = [
+    &AVX2[0], &AVX2[1], &AVX2_5[0], &AVX2_5[1], &AVX2[2], &AVX2_K[0], &AVX2_K[1],
+];
+#[cfg(target_arch = "x86_64")]
+static VNNI_ALL: [&Tiles; 7] = [
+    &VNNI[0], &VNNI[1], &VNNI_5[0], &VNNI_5[1], &VNNI[2], &VNNI_K[0], &VNNI_K[1],
+];
+/// wasm: SIMD128 tiles for Q4_0/Q4_1/Q8_0, the portable ones (which LLVM
+/// vectorizes) for the rest.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+static WASM_ALL: [&Tiles; 7] = [
+    &WASM[0],
+    &WASM[1],
+    &PORTABLE_5[0],
+    &PORTABLE_5[1],
+    &WASM[2],
+    &PORTABLE_K[0],
+    &PORTABLE_K[1],
+];
+
+fn format_index(dtype: DType) -> Option<usize> {
+    FORMATS.iter().position(|d| *d == dtype)
+}
+
 /// The portable tiles of a format (the tests' oracle).
 pub(super) fn portable_tiles(dtype: DType) -> Option<&'static Tiles> {
-    Some(match dtype {
-        DType::Q4_0 => &PORTABLE[0],
-        DType::Q4_1 => &PORTABLE[1],
-        DType::Q8_0 => &PORTABLE[2],
-        DType::Q5_0 => &PORTABLE_5[0],
-        DType::Q5_1 => &PORTABLE_5[1],
-        DType::Q4_K => &PORTABLE_K[0],
-        DType::Q6_K => &PORTABLE_K[1],
-        _ => return None,
-    })
+    Some(PORTABLE_ALL[format_index(dtype)?])
 }
 
 /// The integer-dot tiles for weights of `dtype`, where there are some.
 pub(crate) fn q8_tiles(dtype: DType) -> Option<&'static Tiles> {
-    if let Some(k) = match dtype {
-        DType::Q5_0 => Some(0),
-        DType::Q5_1 => Some(1),
-        _ => None,
-    } {
-        return Some(match level() {
-            Level::Portable => &PORTABLE_5[k],
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => &AVX2_5[k],
-            #[cfg(target_arch = "x86_64")]
-            Level::Vnni => &VNNI_5[k],
-        });
-    }
-    if let Some(k) = match dtype {
-        DType::Q4_K => Some(0),
-        DType::Q6_K => Some(1),
-        _ => None,
-    } {
-        return Some(match level() {
-            Level::Portable => &PORTABLE_K[k],
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => &AVX2_K[k],
-            #[cfg(target_arch = "x86_64")]
-            Level::Vnni => &VNNI_K[k],
-        });
-    }
-    let i = match dtype {
-        DType::Q4_0 => Q4_0,
-        DType::Q4_1 => Q4_1,
-        DType::Q8_0 => Q8_0,
-        _ => return None,
-    } as usize;
+    let i = format_index(dtype)?;
     Some(match level() {
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Level::Portable => &WASM[i],
+        Level::Portable => WASM_ALL[i],
         #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-        Level::Portable => &PORTABLE[i],
+        Level::Portable => PORTABLE_ALL[i],
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => &AVX2[i],
+        Level::Avx2 => AVX2_ALL[i],
         #[cfg(target_arch = "x86_64")]
-        Level::Vnni => &VNNI[i],
+        Level::Vnni => VNNI_ALL[i],
     })
 }
 
@@ -463,7 +458,7 @@ pub(crate) fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
-fn f16_at(b: &[u8], i: usize) -> f32 {
+pub(super) fn f16_at(b: &[u8], i: usize) -> f32 {
     half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
@@ -520,7 +515,7 @@ pub(crate) mod portable {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use super::{Q4_0, Q4_1, Q5_0, Q5_1, QK, XRow, block_bytes};
     use std::arch::x86_64::*;
 
@@ -532,7 +527,7 @@ mod x86 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
+    pub(in crate::backend::cpu_fast) unsafe fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -541,7 +536,7 @@ mod x86 {
 
     #[inline]
     #[target_feature(enable = "f16c")]
-    unsafe fn f16(p: *const u8) -> f32 {
+    pub(in crate::backend::cpu_fast) unsafe fn f16(p: *const u8) -> f32 {
         // SAFETY: the caller passes a pointer to two readable bytes.
         unsafe {
             let h = u16::from_le_bytes([*p, *p.add(1)]) as i32;
@@ -618,7 +613,10 @@ mod x86 {
 
     /// 8 lanes of Σ u8·i8 over groups of four bytes.
     #[inline(always)]
-    unsafe fn mul_u8i8<const VNNI: bool>(w: __m256i, x: __m256i) -> __m256i {
+    pub(in crate::backend::cpu_fast) unsafe fn mul_u8i8<const VNNI: bool>(
+        w: __m256i,
+        x: __m256i,
+    ) -> __m256i {
         // SAFETY: the tile functions that inline this enable the features.
         unsafe {
             if VNNI {

@@ -9,15 +9,11 @@
 //!   the values become signed bytes, and one 32-wide product's two halves
 //!   take their two scales (lanes 0–3 and 4–7 of the i32 sums).
 
-use super::dot::{QK, XRow, tile_fits};
+use super::dot::{QK, XRow, f16_at, tile_fits};
 use crate::quant::q4_k::get_scale_min_k4;
 
 pub(super) const Q4_K: u8 = 3;
 pub(super) const Q6_K: u8 = 4;
-
-fn f16_at(b: &[u8], i: usize) -> f32 {
-    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
-}
 
 fn scales12(blk: &[u8]) -> [u8; 12] {
     let mut s = [0u8; 12];
@@ -112,6 +108,7 @@ pub(super) fn x86_k<const FMT: u8, const R: usize, const C: usize, const VNNI: b
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::super::dot::x86::{f16, hsum, mul_u8i8};
     use super::{Q4_K, QK, XRow, get_scale_min_k4};
     use std::arch::x86_64::*;
 
@@ -133,38 +130,6 @@ mod x86 {
     ) -> [[f32; C]; R] {
         // SAFETY: forwarded from the caller.
         unsafe { tile::<FMT, R, C, true>(w, rb, x) }
-    }
-
-    #[inline(always)]
-    unsafe fn mul_u8i8<const VNNI: bool>(w: __m256i, x: __m256i) -> __m256i {
-        // SAFETY: the tile functions that inline this enable the features.
-        unsafe {
-            if VNNI {
-                _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x)
-            } else {
-                _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1))
-            }
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        // SAFETY: AVX is enabled by every caller.
-        unsafe {
-            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-            _mm_cvtss_f32(s)
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn f16(p: *const u8) -> f32 {
-        // SAFETY: the caller passes two readable bytes; F16C is enabled.
-        unsafe {
-            let h = u16::from_le_bytes([*p, *p.add(1)]) as i32;
-            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)))
-        }
     }
 
     #[inline(always)]

@@ -39,15 +39,8 @@ fn all_sets(dt: DType) -> Vec<(&'static str, &'static Tiles)> {
     ];
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        let (a, v) = match dt {
-            DType::Q4_0 => (&AVX2[0], &VNNI[0]),
-            DType::Q4_1 => (&AVX2[1], &VNNI[1]),
-            DType::Q8_0 => (&AVX2[2], &VNNI[2]),
-            DType::Q5_0 => (&AVX2_5[0], &VNNI_5[0]),
-            DType::Q5_1 => (&AVX2_5[1], &VNNI_5[1]),
-            DType::Q4_K => (&AVX2_K[0], &VNNI_K[0]),
-            _ => (&AVX2_K[1], &VNNI_K[1]),
-        };
+        let i = format_index(dt).unwrap();
+        let (a, v) = (AVX2_ALL[i], VNNI_ALL[i]);
         sets.push(("avx2", a));
         if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
             sets.push(("vnni", v));

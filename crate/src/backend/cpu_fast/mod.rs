@@ -27,7 +27,9 @@ mod pool;
 
 use std::sync::Arc;
 
-use super::{Backend, BackendError, Executable, KernelProfile, check_write, readable};
+use super::{
+    Backend, BackendError, Executable, KernelProfile, ReadyReads, check_copy, check_write, readable,
+};
 use crate::dtype::DType;
 use crate::graph::{Graph, TensorId};
 use crate::host::HostTensor;
@@ -108,7 +110,7 @@ pub struct CpuFastExecutable {
     graph: Graph,
     tensors: Vec<HostTensor>,
     kernels: Vec<Option<Box<dyn kernels::Kernel>>>,
-    reads: Vec<(usize, HostTensor)>,
+    reads: ReadyReads,
     opts: CpuOptions,
     pool: Option<Arc<pool::Pool>>,
     scratch: Scratch,
@@ -156,7 +158,7 @@ impl Backend for CpuFastBackend {
             graph: graph.clone(),
             tensors,
             kernels,
-            reads: Vec::new(),
+            reads: ReadyReads::default(),
             opts: self.opts,
             pool: self.pool.clone(),
             scratch: Scratch::default(),
@@ -308,28 +310,15 @@ impl Executable for CpuFastExecutable {
 
     fn read_start(&mut self, t: TensorId) -> Result<usize, BackendError> {
         let data = self.read(t)?;
-        let ticket = self.reads.last().map_or(1, |r| r.0 + 1);
-        self.reads.push((ticket, data));
-        Ok(ticket)
+        Ok(self.reads.push(data))
     }
 
     fn read_finish(&mut self, ticket: usize) -> Result<HostTensor, BackendError> {
-        let i = self
-            .reads
-            .iter()
-            .position(|r| r.0 == ticket)
-            .ok_or_else(|| BackendError::Validation(format!("no pending read {ticket}")))?;
-        Ok(self.reads.remove(i).1)
+        self.reads.take(ticket)
     }
 
     fn copy_before_next_run(&mut self, src: TensorId, dst: TensorId) -> Result<(), BackendError> {
-        let (si, di) = (self.graph.info(src)?, self.graph.info(dst)?);
-        if si.bytes() != di.bytes() {
-            return Err(BackendError::Tensor {
-                name: di.name.clone(),
-                detail: format!("cannot copy '{}' into it", si.name),
-            });
-        }
+        check_copy(&self.graph, src, dst)?;
         self.copies.push((src, dst));
         Ok(())
     }
