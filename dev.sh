@@ -4,8 +4,8 @@
 #
 #   ./dev.sh chat   the main job: chat with the embedded default model
 #                   (SmolLM2-135M-Instruct, fetched once and verified) on a
-#                   GPU, or on the fast CPU backend where there is none (or
-#                   only a software adapter such as lavapipe);
+#                   GPU, or on the fast CPU backend (f32 activations) where
+#                   there is none (or only a software adapter such as lavapipe);
 #                   extra arguments go to `kiln chat` (e.g. --temperature 0.7)
 #   ./dev.sh test   the whole test suite: fmt, clippy, cargo test (op parity
 #                   and SmolLM2-vs-PyTorch parity on lavapipe, tokenizer vs HF,
@@ -42,6 +42,11 @@ chat)
     need_vulkan
     tools/fetch_model.sh >/dev/null
     cargo build --release -p kiln --bin kiln
+    # On the CPU backend, f32 activations: PyTorch's tokens. The 135M default
+    # model is sensitive to 8-bit activations (kiln's and llama.cpp's default,
+    # 3.5× faster): both answer "What is the capital of France?" with
+    # "L'Étoile, la Marseillaise, …" there. `--activations q8` to choose it.
+    case " $* " in *" --activations"*) ;; *) set -- --activations f32 "$@" ;; esac
     exec ./target/release/kiln chat "$@"
     ;;
 test)
