@@ -72,6 +72,30 @@ async function goOffline(context) {
   };
 }
 
+// Waits until the demos' service worker is activated and holds the app
+// shell, so that a navigation (reload, goto) offline is answered by it. Not
+// `controller !== null`: whether clients.claim() reaches a page that loaded
+// while the worker was still installing is Chromium's timing (a clean-clone
+// CI run once waited 60 s for it), and navigations do not need it.
+async function serviceWorkerReady(page) {
+  const r = await page.evaluate(async () => {
+    const reg = await navigator.serviceWorker.ready;
+    const w = reg.active;
+    if (w.state !== 'activated') {
+      await new Promise((res, rej) => {
+        const t = setTimeout(() => rej(new Error(`service worker still ${w.state} after 120 s`)), 120000);
+        w.addEventListener('statechange', () => { if (w.state === 'activated') { clearTimeout(t); res(); } });
+      });
+    }
+    const names = (await caches.keys()).filter((k) => k.startsWith('kiln-demo-'));
+    const cached = names.length ? (await (await caches.open(names[0])).keys()).length : 0;
+    return { state: w.state, names, cached, controlled: navigator.serviceWorker.controller !== null };
+  });
+  assert.equal(r.names.length, 1, `demo caches: ${JSON.stringify(r)}`);
+  assert.ok(r.cached >= 30, `the demo cache holds ${r.cached} file(s)`);
+  return r;
+}
+
 async function harness(context) {
   const page = await (context || (await browser.newContext())).newPage();
   page.on('console', (m) => { if (m.type() === 'error' || process.env.VERBOSE) console.log(`    [page ${m.type()}] ${m.text()}`); });
@@ -476,10 +500,7 @@ test('demo: streams a real answer from SmolLM2, then works offline (service work
   assert.match(answer, /Paris/);
   await mkdir(artifacts, { recursive: true });
   await page.screenshot({ path: join(artifacts, 'demo.png') });
-  await page.evaluate(() => navigator.serviceWorker.ready);
-  // `ready` means a worker is active, not that it controls this page yet
-  // (its activate handler claims clients): wait for that before going offline.
-  await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60000 });
+  await serviceWorkerReady(page);
   // Offline: the app shell comes from the service worker, the model from OPFS.
   const online = await goOffline(context);
   try {
@@ -1019,8 +1040,7 @@ test('terrain demo: a seed-11 map (relief + 3D view; its .npy = the native CLI w
     assert.equal(level(y, x), Math.round(Math.fround(heights[y * 128 + x] / range) * 65535), `heightmap level at ${y},${x}`);
   }
   // Offline: the page, package and three.js from the service worker, the model from OPFS.
-  await page.evaluate(() => navigator.serviceWorker.ready);
-  await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60000 });
+  await serviceWorkerReady(page);
   const online = await goOffline(context);
   try {
     await page.goto(`${origin}/www/terrain/`);
