@@ -91,9 +91,11 @@ async fn bad_files_are_js_errors_with_codes() {
 }
 
 /// The fast CPU backend's integer tiles in this browser (wasm SIMD128)
-/// agree with the portable ones on every weight format.
+/// agree with the portable ones on every weight format, and its f32 tiles
+/// (convolutions, spatial attention, f32 products) with f64 sums.
 #[wasm_bindgen_test]
 fn cpu_tiles_match_the_portable_ones_in_the_browser() {
     kiln::backend::cpu_fast::tiles_self_test().unwrap();
+    kiln::backend::cpu_fast::f32_tiles_self_test().unwrap();
     assert_eq!(kiln::backend::cpu_fast::simd_level(), "wasm-simd128");
 }

@@ -112,24 +112,28 @@ impl Op for SpatialAttention {
 }
 
 /// Where q, k and v of every (sample, token, head) are, in floats: the
-/// general kernel's layout params (shaders/spatial_attention.wgsl).
-struct Layout {
-    batch: usize,
-    t: usize,
-    tk: usize,
-    c: usize,
-    heads: usize,
-    q_rs: usize,
-    q_b: usize,
-    q_hs: usize,
-    k_rs: usize,
-    k_b: usize,
-    v_b: usize,
-    k_hs: usize,
+/// general kernel's layout params (shaders/spatial_attention.wgsl), also
+/// read by the fast CPU backend's kernel.
+pub(crate) struct Layout {
+    pub batch: usize,
+    /// Query tokens, key tokens, channels (heads × d).
+    pub t: usize,
+    pub tk: usize,
+    pub c: usize,
+    pub heads: usize,
+    /// q: row stride, first column, stride between heads.
+    pub q_rs: usize,
+    pub q_b: usize,
+    pub q_hs: usize,
+    /// k and v (one tensor): row stride, first k and v columns, head stride.
+    pub k_rs: usize,
+    pub k_b: usize,
+    pub v_b: usize,
+    pub k_hs: usize,
 }
 
 impl SpatialAttention {
-    fn layout(&self, batch: usize, t: usize, c: usize) -> Layout {
+    pub(crate) fn layout(&self, batch: usize, t: usize, c: usize) -> Layout {
         let [q_b, k_b, v_b] = self.cols(0, c);
         let q_hs = self.cols(1.min(self.heads - 1), c)[0] - q_b;
         Layout {
@@ -316,7 +320,7 @@ pub struct CrossAttention {
 
 impl CrossAttention {
     /// From the shapes of `q` and `kv` (checked by `infer`).
-    fn layout(&self, q: &[usize], kv: &[usize]) -> Layout {
+    pub(crate) fn layout(&self, q: &[usize], kv: &[usize]) -> Layout {
         let (c, d) = (q[2], q[2] / self.heads);
         Layout {
             batch: q[0],

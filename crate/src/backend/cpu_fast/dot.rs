@@ -23,7 +23,7 @@ use crate::dtype::DType;
 pub const QK: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Level {
+pub(super) enum Level {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -32,7 +32,7 @@ enum Level {
     Vnni,
 }
 
-fn level() -> Level {
+pub(super) fn level() -> Level {
     static LEVEL: OnceLock<Level> = OnceLock::new();
     *LEVEL.get_or_init(|| {
         if std::env::var_os("KILN_CPU_PORTABLE").is_some() {

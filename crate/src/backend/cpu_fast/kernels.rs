@@ -2,16 +2,22 @@
 //! CPU reference (the executable's fallback).
 
 use super::attention::{AttnKernel, CacheKernel, RopeKernel};
+use super::conv::ConvKernel;
 use super::matmul::MatMulKernel;
+use super::norm::GroupNormKernel;
+use super::spatial::{AttnKind, SpatialKernel};
 use super::{Activations, Ctx};
 use crate::backend::BackendError;
 use crate::graph::{Graph, Node};
 use crate::host::HostTensor;
 use crate::ops::attention::{Attention, MAX_HEAD_DIM};
+use crate::ops::conv2d::Conv2d;
 use crate::ops::copy::{WriteCache, WriteCacheWindow};
+use crate::ops::group_norm::GroupNorm;
 use crate::ops::matmul::MatMul;
 use crate::ops::matmul_fused::FusedMatMul;
 use crate::ops::rope::Rope;
+use crate::ops::spatial_attention::{CrossAttention, SpatialAttention};
 
 pub(crate) trait Kernel: Send + Sync {
     fn label(&self) -> String;
@@ -97,6 +103,21 @@ pub(crate) fn pick(graph: &Graph, node: &Node, _act: Activations) -> Option<Box<
                 rope: w.rope,
             }) as Box<dyn Kernel>
         });
+    }
+    if let Some(c) = op.downcast_ref::<Conv2d>() {
+        return Some(Box::new(ConvKernel {
+            conv: *c,
+            name: format!("conv2d {}×{} {}", c.kh, c.kw, weight()),
+        }));
+    }
+    if let Some(g) = op.downcast_ref::<GroupNorm>() {
+        return Some(Box::new(GroupNormKernel(*g)));
+    }
+    if let Some(a) = op.downcast_ref::<SpatialAttention>() {
+        return Some(Box::new(SpatialKernel(AttnKind::Spatial(*a))));
+    }
+    if let Some(a) = op.downcast_ref::<CrossAttention>() {
+        return Some(Box::new(SpatialKernel(AttnKind::Cross(*a))));
     }
     if let Some(r) = op.downcast_ref::<Rope>() {
         return Some(Box::new(RopeKernel(*r)));

@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use super::dot::{self, Q8Rows, QK, Tiles, XRow};
 use super::kernels::{Kernel, f32s, f32s_mut};
 use super::par::Shared;
+use super::simd::{Isa, Segs, dot_grid};
 use super::{Activations, Ctx};
 use crate::backend::BackendError;
 use crate::dtype::DType;
@@ -50,13 +51,30 @@ fn rms_norm_into(x: &[f32], nw: &[f32], eps: f32, out: &mut Vec<f32>) {
     }
 }
 
-/// Decodes weight row `bytes` into `buf` (f32 rows are copied).
-fn decode_row(dtype: DType, bytes: &[u8], buf: &mut Vec<f32>, k: usize) {
-    buf.resize(k, 0.0);
-    if quant::dequantize_into(dtype, bytes, buf).is_err() {
-        // Unreachable for the shapes `infer` accepted; poison rather than
-        // return a plausible wrong answer.
-        buf.fill(f32::NAN);
+/// Weight rows decoded per step of the f32 path (per thread: 16 rows of
+/// 2,048 floats are 128 KiB, in L2 while every token row passes).
+const DECODED: usize = 16;
+
+/// Decodes weight rows `rows` (of `k` values, `rb` bytes each) into `buf`.
+fn decode_rows(
+    dtype: DType,
+    w: &[u8],
+    rb: usize,
+    rows: std::ops::Range<usize>,
+    buf: &mut Vec<f32>,
+    k: usize,
+) {
+    buf.resize(rows.len() * k, 0.0);
+    for (i, r) in rows.enumerate() {
+        let dst = &mut buf[i * k..(i + 1) * k];
+        let ok = w
+            .get(r * rb..(r + 1) * rb)
+            .is_some_and(|b| quant::dequantize_into(dtype, b, dst).is_ok());
+        if !ok {
+            // Unreachable for the shapes `infer` accepted; poison rather
+            // than return a plausible wrong answer.
+            dst.fill(f32::NAN);
+        }
     }
 }
 
@@ -154,7 +172,6 @@ impl Kernel for MatMulKernel {
             None => x,
         };
         let y = Shared::new(f32s_mut(out)?);
-        let wrow = |r: usize| &w.data[r * rb..(r + 1) * rb];
         let finish = |i: usize, c: usize, a: f32, b: f32| {
             let v = if self.glu { silu(a) * b } else { a };
             y.set(i * n + c, v + res.map_or(0.0, |r| r[i * n + c]));
@@ -188,36 +205,80 @@ impl Kernel for MatMulKernel {
                     });
                 }
             })?;
-        } else if w.dtype == DType::F32 {
-            let wf = f32s(w)?;
-            par.ranges(n, par.chunk(n, 8), |cols| {
-                for c in cols {
-                    for i in 0..m {
-                        let xr = &xin[i * k..(i + 1) * k];
-                        let a = dot::dot_f32(xr, &wf[c * k..(c + 1) * k]);
-                        let b = if self.glu {
-                            dot::dot_f32(xr, &wf[(n + c) * k..(n + c + 1) * k])
-                        } else {
-                            0.0
-                        };
-                        finish(i, c, a, b);
-                    }
-                }
-            })?;
         } else {
+            // f32 products on the register tiles: f32 weights in place,
+            // others decoded DECODED columns at a time per thread.
+            let wf = if w.dtype == DType::F32 {
+                Some(f32s(w)?)
+            } else {
+                None
+            };
+            let g = Segs::one(k);
+            let xoff = |i: usize| i * k;
             par.ranges(n, par.chunk(n, 8), |cols| {
                 ROWS.with_borrow_mut(|(ra, rb_)| {
-                    for c in cols {
-                        decode_row(w.dtype, wrow(c), ra, k);
-                        if self.glu {
-                            decode_row(w.dtype, wrow(n + c), rb_, k);
+                    let mut c0 = cols.start;
+                    while c0 < cols.end {
+                        let nc = DECODED.min(cols.end - c0);
+                        let (gate, up, woff): (&[f32], &[f32], usize) = match wf {
+                            Some(wf) => (wf, wf, c0 * k),
+                            None => {
+                                decode_rows(w.dtype, &w.data, rb, c0..c0 + nc, ra, k);
+                                if self.glu {
+                                    decode_rows(w.dtype, &w.data, rb, n + c0..n + c0 + nc, rb_, k);
+                                }
+                                (ra, rb_, 0)
+                            }
+                        };
+                        let up_off = if wf.is_some() { n * k } else { 0 };
+                        let r = if self.glu {
+                            dot_grid(
+                                Isa::Best,
+                                xin,
+                                &xoff,
+                                m,
+                                gate,
+                                &|c| woff + c * k,
+                                nc,
+                                g,
+                                &mut |i, c, v| y.set(i * n + c0 + c, v),
+                            )
+                            .and_then(|()| {
+                                dot_grid(
+                                    Isa::Best,
+                                    xin,
+                                    &xoff,
+                                    m,
+                                    up,
+                                    &|c| up_off + woff + c * k,
+                                    nc,
+                                    g,
+                                    &mut |i, c, v| finish(i, c0 + c, y.get(i * n + c0 + c), v),
+                                )
+                            })
+                        } else {
+                            dot_grid(
+                                Isa::Best,
+                                xin,
+                                &xoff,
+                                m,
+                                gate,
+                                &|c| woff + c * k,
+                                nc,
+                                g,
+                                &mut |i, c, v| finish(i, c0 + c, v, 0.0),
+                            )
+                        };
+                        if r.is_err() {
+                            // Unreachable for the shapes checked above;
+                            // poison rather than return a plausible answer.
+                            for i in 0..m {
+                                for c in c0..c0 + nc {
+                                    y.set(i * n + c, f32::NAN);
+                                }
+                            }
                         }
-                        for i in 0..m {
-                            let xr = &xin[i * k..(i + 1) * k];
-                            let a = dot::dot_f32(xr, ra);
-                            let b = if self.glu { dot::dot_f32(xr, rb_) } else { 0.0 };
-                            finish(i, c, a, b);
-                        }
+                        c0 += nc;
                     }
                 })
             })?;

@@ -18,12 +18,16 @@
 //!   every run, so a decode step allocates nothing in the fast kernels.
 
 mod attention;
+mod conv;
 mod dot;
 mod dot_k;
 mod kernels;
 mod matmul;
+mod norm;
 mod par;
 mod pool;
+mod simd;
+mod spatial;
 
 use std::sync::Arc;
 
@@ -35,6 +39,7 @@ use crate::graph::{Graph, TensorId};
 use crate::host::HostTensor;
 
 pub use dot::{FORMATS as INTEGER_FORMATS, simd_level, tiles_self_test};
+pub use simd::f32_tiles_self_test;
 
 /// How the fast matrix products treat activations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -104,6 +109,14 @@ pub(crate) struct Scratch {
     pub f: Vec<f32>,
     pub q: dot::Q8Rows,
     pub rope: Vec<(f64, f64)>,
+    /// conv2d: the zero-bordered input, and weights decoded to f32.
+    pub conv_x: Vec<f32>,
+    pub conv_w: Vec<f32>,
+    /// spatial attention: the keys transposed, per (sample, head).
+    pub att_kt: Vec<f32>,
+    /// group norm: per-chunk channel sums, per-channel factors.
+    pub gn_part: Vec<f64>,
+    pub gn_ab: Vec<f32>,
 }
 
 pub struct CpuFastExecutable {

@@ -87,6 +87,21 @@ impl<'a, T: Copy> Shared<'a, T> {
         }
     }
 
+    /// Elements `start..start + len` as a slice (empty past the end), for
+    /// loops that vectorize.
+    ///
+    /// # Safety
+    /// No other task reads or writes these elements while the slice lives.
+    #[inline]
+    #[allow(clippy::mut_from_ref)] // disjoint ranges per task: what Shared is for
+    pub unsafe fn slice(&self, start: usize, len: usize) -> &mut [T] {
+        if start.checked_add(len).is_none_or(|e| e > self.len) {
+            return &mut [];
+        }
+        // SAFETY: in bounds; the caller owns the range exclusively.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+
     /// Reads element `i`, which this task wrote earlier (NaN past the end).
     #[inline]
     pub fn get(&self, i: usize) -> T

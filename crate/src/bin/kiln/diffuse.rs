@@ -13,10 +13,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
+
+use crate::device::{self, ActChoice, BackendChoice, Device, DeviceArgs};
 use kiln::DType;
 use kiln::backend::Backend;
 use kiln::backend::cpu::CpuBackend;
-use kiln::backend::wgpu::{WgpuBackend, WgpuOptions};
 use kiln::loader::onnx::OnnxModel;
 use kiln::model::terrain::{Terrain, TerrainGenerator, TerrainRequest};
 use kiln::model::terrain_post as post;
@@ -98,9 +99,17 @@ pub struct DiffuseArgs {
     /// Weights on the device: f32, f16 or q8_0.
     #[arg(long, default_value = "f32")]
     weights: String,
-    /// wgpu adapter index or name substring; "cpu" runs the CPU reference.
+    /// Where to run: a GPU through wgpu, the fast CPU backend, or auto (a
+    /// real GPU if there is one, else the CPU backend).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// wgpu adapter index or name substring; "cpu" runs the CPU reference
+    /// (plain Rust, f64 sums: slow, for checking).
     #[arg(long)]
     adapter: Option<String>,
+    /// CPU backend: worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// After generating, time one network call kernel by kernel and print
     /// the per-kernel profile (slowest first).
     #[arg(long)]
@@ -139,17 +148,22 @@ fn numbered(path: &std::path::Path, i: usize, n: usize) -> PathBuf {
 }
 
 fn backend(a: &DiffuseArgs) -> Result<Box<dyn Backend>, Box<dyn std::error::Error>> {
-    Ok(if a.adapter.as_deref() == Some("cpu") {
-        Box::new(CpuBackend)
-    } else {
-        let b = WgpuBackend::new(&WgpuOptions {
-            adapter: a.adapter.clone(),
-            ..Default::default()
-        })?;
-        Box::new(match a.cpu_kernels {
+    if a.adapter.as_deref() == Some("cpu") {
+        return Ok(Box::new(CpuBackend));
+    }
+    let (device, why) = device::pick(&DeviceArgs {
+        backend: a.backend,
+        adapter: a.adapter.clone(),
+        threads: a.threads,
+        activations: ActChoice::F32,
+    })?;
+    eprintln!("backend: {} ({why})", device.backend().name());
+    Ok(match device {
+        Device::Cpu(b) => Box::new(b),
+        Device::Gpu(b) => Box::new(match a.cpu_kernels {
             Some(cpu) => b.with_cpu_kernels(cpu),
             None => b,
-        })
+        }),
     })
 }
 
