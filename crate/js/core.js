@@ -21,16 +21,16 @@ export function initModule(wasmUrl) {
 }
 
 /**
- * The engine for a load: the WebGPU device, or — for LLMs, when
- * `adapterPreference` is "cpu" or the browser has no WebGPU — the fast CPU
- * backend (wasm SIMD128). Diffusion and training need WebGPU.
+ * The engine for a load: the WebGPU device, or — for LLMs and diffusion
+ * (`cpuOk`), when `adapterPreference` is "cpu" or the browser has no WebGPU
+ * — the fast CPU backend (wasm SIMD128). Training needs WebGPU.
  */
-async function getEngine(opts, llm = false) {
+async function getEngine(opts, cpuOk = false) {
   await initModule(opts.wasmUrl);
-  const cpu = opts.adapterPreference === 'cpu' || (llm && !globalThis.navigator?.gpu);
+  const cpu = opts.adapterPreference === 'cpu' || (cpuOk && !globalThis.navigator?.gpu);
   if (cpu) {
-    if (!llm) {
-      throw new KilnError('WEBGPU_UNAVAILABLE', 'this needs WebGPU; the CPU backend (adapterPreference "cpu") runs LLMs only');
+    if (!cpuOk) {
+      throw new KilnError('WEBGPU_UNAVAILABLE', 'this needs WebGPU; the CPU backend (adapterPreference "cpu") runs LLMs and diffusion only');
     }
     const act = opts.cpuActivations ?? 'q8';
     if (!cpuEngines.has(act)) {
@@ -43,7 +43,7 @@ async function getEngine(opts, llm = false) {
     return cpuEngines.get(act);
   }
   if (!globalThis.navigator?.gpu) {
-    throw new KilnError('WEBGPU_UNAVAILABLE', 'this browser has no WebGPU (navigator.gpu is missing); try a recent Chrome/Edge, or enable WebGPU (LLMs run on the CPU without it)');
+    throw new KilnError('WEBGPU_UNAVAILABLE', 'this browser has no WebGPU (navigator.gpu is missing); try a recent Chrome/Edge, or enable WebGPU (LLMs and diffusion run on the CPU without it)');
   }
   if (!engine) {
     engine = Engine.create(opts.adapterPreference).catch((e) => {
@@ -322,7 +322,7 @@ const SD_WEIGHTS = {
  * File), then the pipeline is built for the device.
  */
 async function loadSdFolder(source, opts) {
-  const eng = await getEngine(opts);
+  const eng = await getEngine(opts, true);
   const items = new Map();
   let base = null;
   if (Array.isArray(source)) {
@@ -465,7 +465,7 @@ export class DirectSd {
  */
 export async function loadDiffusionModel(source, opts = {}) {
   if (isDiffusersFolder(source)) return loadSdFolder(source, opts);
-  const eng = await getEngine(opts);
+  const eng = await getEngine(opts, true);
   const src = await openSource(source, opts);
   const progress = (phase, loaded) => opts.onProgress?.({ phase, loaded, total: src.size, fraction: src.size ? loaded / src.size : 1, fromCache: src.fromCache });
   try {

@@ -36,7 +36,7 @@ export interface LoadOptions {
   worker?: boolean;
   /** Cache URL sources in OPFS / Cache API and load from there next time (default true). */
   cache?: boolean;
-  /** "cpu": the fast CPU backend (wasm SIMD128; LLMs only). Without WebGPU, LLMs use it anyway. */
+  /** "cpu": the fast CPU backend (wasm SIMD128; LLMs and diffusion, not training). Without WebGPU, LLMs and diffusion use it anyway. */
   adapterPreference?: 'high-performance' | 'low-power' | 'cpu';
   /** CPU backend: 8-bit activations like llama.cpp (default "q8") or f32 (greedy ids equal PyTorch's). */
   cpuActivations?: 'q8' | 'f32';
@@ -242,7 +242,8 @@ export interface DiffusionLoadOptions {
   worker?: boolean;
   /** Cache URL sources in OPFS / Cache API and load from there next time (default true). */
   cache?: boolean;
-  adapterPreference?: 'high-performance' | 'low-power';
+  /** "cpu": the fast CPU backend (wasm SIMD128, one thread); without WebGPU it is used anyway. */
+  adapterPreference?: 'high-performance' | 'low-power' | 'cpu';
   /** 128×128 tiles per network call (default 1; 1..64). */
   batch?: number;
   /** Weights on the device (default 'f32'). */

@@ -129,14 +129,14 @@ fn needs_gpu(what: &str) -> JsValue {
     js_error(
         "WEBGPU_UNAVAILABLE",
         &format!(
-            "{what} needs WebGPU; without it (or with adapterPreference 'cpu') Kiln runs LLMs only, on the CPU"
+            "{what} needs WebGPU; without it (or with adapterPreference 'cpu') Kiln runs LLMs and diffusion only, on the CPU"
         ),
     )
 }
 
 impl Engine {
     /// The WebGPU backend, for work that has no CPU path in the browser yet
-    /// (diffusion, training): a typed error naming `what` on a CPU engine.
+    /// (training): a typed error naming `what` on a CPU engine.
     pub(crate) fn gpu(&self, what: &str) -> Result<&WgpuBackend, JsValue> {
         match &self.backend {
             WebBackend::Gpu(b) => Ok(b),
@@ -144,7 +144,7 @@ impl Engine {
         }
     }
 
-    fn dyn_backend(&self) -> Box<dyn crate::backend::Backend> {
+    pub(crate) fn dyn_backend(&self) -> Box<dyn crate::backend::Backend> {
         match &self.backend {
             WebBackend::Gpu(b) => Box::new(b.clone()),
             WebBackend::Cpu(b) => Box::new(b.clone()),

@@ -94,7 +94,7 @@ impl Engine {
         let mut sd = StableDiffusion::load(
             &mut get,
             "the model folder",
-            self.gpu("Stable Diffusion")?,
+            self.dyn_backend().as_ref(),
             size,
             o.guidance != Some(false),
             o.taesd == Some(true),
@@ -105,7 +105,7 @@ impl Engine {
             sd.load_encoder_from(
                 &mut get,
                 "the model folder",
-                self.gpu("Stable Diffusion")?,
+                self.dyn_backend().as_ref(),
                 &opts,
             )
             .map_err(err)?;
@@ -115,7 +115,7 @@ impl Engine {
             sd.load_preview_from(
                 &mut taesd,
                 "the model folder's taesd/",
-                self.gpu("Stable Diffusion")?,
+                self.dyn_backend().as_ref(),
                 &opts,
             )
             .map_err(err)?;

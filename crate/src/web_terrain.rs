@@ -63,7 +63,7 @@ impl Engine {
         };
         let g = TerrainGenerator::load(
             model,
-            self.gpu("terrain diffusion")?,
+            self.dyn_backend().as_ref(),
             o.batch.unwrap_or(1).clamp(1, 64),
             &opts,
         )

@@ -1,12 +1,13 @@
 // Browser benchmark (not a test): one 128×128 terrain map from the diffusion
-// UNet in the same headless Chromium, Kiln (kiln-webgpu, worker, WebGPU) vs
+// UNet in the same headless Chromium, Kiln (kiln-webgpu, worker: WebGPU, and
+// with `kiln-cpu` its fast CPU backend, wasm SIMD128 on one thread) vs
 // ONNX Runtime Web on the same ONNX file: its wasm provider with 1 and 2
 // threads and (only when asked for: ~2 minutes a map on SwiftShader) its
 // WebGPU provider. Each engine and setting runs in a fresh page; "first" is
 // load + the first call, "ms per map" the best of --runs calls after it,
 // divided by the batch. Prints JSON to stdout (progress goes to stderr).
-//   node tests/browser/bench_terrain.mjs [--runs 2] [--batch 1,8] [--engines kiln,ort-wasm,ort-webgpu]
-// (default engines: kiln,ort-wasm)
+//   node tests/browser/bench_terrain.mjs [--runs 2] [--batch 1,8] [--engines kiln,kiln-cpu,ort-wasm,ort-webgpu]
+// (default engines: kiln,kiln-cpu,ort-wasm)
 // Needs pkg/ built (tools/build_pkg.sh) and the model (tools/fetch_terrain.sh);
 // installs onnxruntime-web (npm, not saved) on first use.
 import { cpus } from 'node:os';
@@ -17,7 +18,7 @@ const argv = process.argv.slice(2);
 const opt = (k, d) => { const i = argv.indexOf(k); return i >= 0 ? argv[i + 1] : d; };
 const RUNS = Number(opt('--runs', 2));
 const BATCHES = opt('--batch', '1').split(',').map(Number);
-const ENGINES = opt('--engines', 'kiln,ort-wasm').split(',');
+const ENGINES = opt('--engines', 'kiln,kiln-cpu,ort-wasm').split(',');
 const MODEL = '/models/terrain_consistency_unet_difficulty100.onnx';
 const ORT = '1.30.0';
 const log = (s) => process.stderr.write(`${s}\n`);
@@ -31,11 +32,11 @@ const browser = await launchChromium();
 
 const freshPage = () => harnessPage(browser, origin, log);
 
-async function kiln(batch) {
+async function kiln(batch, cpu = false) {
   const page = await freshPage();
-  const r = await page.evaluate(async ({ url, batch, runs }) => {
+  const r = await page.evaluate(async ({ url, batch, runs, cpu }) => {
     const t0 = performance.now();
-    const dm = await window.kiln.Kiln.loadDiffusion(url, { cache: false, batch });
+    const dm = await window.kiln.Kiln.loadDiffusion(url, { cache: false, batch, ...(cpu ? { adapterPreference: 'cpu' } : {}) });
     const load = performance.now() - t0;
     const req = { difficulty: 40, width: 128, height: 128, seed: 1, count: batch };
     await dm.generate(req);
@@ -49,9 +50,9 @@ async function kiln(batch) {
     const adapter = dm.adapter;
     await dm.dispose();
     return { load, first, times, adapter, isolated: self.crossOriginIsolated };
-  }, { url: MODEL, batch, runs: RUNS });
+  }, { url: MODEL, batch, runs: RUNS, cpu });
   await page.close();
-  return { engine: 'kiln', provider: `webgpu (${r.adapter.name || r.adapter.backend})`, batch, loadMs: r.load, firstMs: r.first,
+  return { engine: 'kiln', provider: r.adapter.cpu ? r.adapter.name : `webgpu (${r.adapter.name || r.adapter.backend})`, batch, loadMs: r.load, firstMs: r.first,
     msPerMap: Math.min(...r.times) / batch, runsMs: r.times, crossOriginIsolated: r.isolated };
 }
 
@@ -107,6 +108,7 @@ const attempt = async (what, f) => {
 };
 for (const batch of BATCHES) {
   if (ENGINES.includes('kiln')) await attempt(`kiln batch ${batch}`, () => kiln(batch));
+  if (ENGINES.includes('kiln-cpu')) await attempt(`kiln cpu batch ${batch}`, () => kiln(batch, true));
   if (ENGINES.includes('ort-wasm')) {
     for (const threads of [1, 2]) await attempt(`ort wasm ${threads} thread(s), batch ${batch}`, () => ort(batch, 'wasm', threads));
   }

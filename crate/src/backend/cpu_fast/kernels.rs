@@ -3,6 +3,7 @@
 
 use super::attention::{AttnKernel, CacheKernel, RopeKernel};
 use super::conv::ConvKernel;
+use super::copy::ConcatKernel;
 use super::matmul::MatMulKernel;
 use super::norm::GroupNormKernel;
 use super::spatial::{AttnKind, SpatialKernel};
@@ -12,7 +13,7 @@ use crate::graph::{Graph, Node};
 use crate::host::HostTensor;
 use crate::ops::attention::{Attention, MAX_HEAD_DIM};
 use crate::ops::conv2d::Conv2d;
-use crate::ops::copy::{WriteCache, WriteCacheWindow};
+use crate::ops::copy::{Concat, WriteCache, WriteCacheWindow};
 use crate::ops::group_norm::GroupNorm;
 use crate::ops::matmul::MatMul;
 use crate::ops::matmul_fused::FusedMatMul;
@@ -109,6 +110,10 @@ pub(crate) fn pick(graph: &Graph, node: &Node, _act: Activations) -> Option<Box<
             conv: *c,
             name: format!("conv2d {}×{} {}", c.kh, c.kw, weight()),
         }));
+    }
+    if let Some(c) = op.downcast_ref::<Concat>() {
+        return (info(0).dtype == crate::DType::F32 && info(1).dtype == crate::DType::F32)
+            .then(|| Box::new(ConcatKernel(c.0)) as Box<dyn Kernel>);
     }
     if let Some(g) = op.downcast_ref::<GroupNorm>() {
         return Some(Box::new(GroupNormKernel(*g)));

@@ -19,6 +19,7 @@
 
 mod attention;
 mod conv;
+mod copy;
 mod dot;
 mod dot_k;
 mod kernels;
