@@ -25,12 +25,12 @@ export function initModule(wasmUrl) {
  * (`cpuOk`), when `adapterPreference` is "cpu" or the browser has no WebGPU
  * — the fast CPU backend (wasm SIMD128). Training needs WebGPU.
  */
-async function getEngine(opts, cpuOk = false) {
+async function getEngine(opts, cpuOk = false, what = 'this') {
   await initModule(opts.wasmUrl);
   const cpu = opts.adapterPreference === 'cpu' || (cpuOk && !globalThis.navigator?.gpu);
   if (cpu) {
     if (!cpuOk) {
-      throw new KilnError('WEBGPU_UNAVAILABLE', 'this needs WebGPU; the CPU backend (adapterPreference "cpu") runs LLMs and diffusion only');
+      throw new KilnError('WEBGPU_UNAVAILABLE', `${what} needs WebGPU; the CPU backend (adapterPreference "cpu") runs LLMs and diffusion only`);
     }
     const act = opts.cpuActivations ?? 'q8';
     if (!cpuEngines.has(act)) {
@@ -43,7 +43,7 @@ async function getEngine(opts, cpuOk = false) {
     return cpuEngines.get(act);
   }
   if (!globalThis.navigator?.gpu) {
-    throw new KilnError('WEBGPU_UNAVAILABLE', 'this browser has no WebGPU (navigator.gpu is missing); try a recent Chrome/Edge, or enable WebGPU (LLMs and diffusion run on the CPU without it)');
+    throw new KilnError('WEBGPU_UNAVAILABLE', `${what === 'this' ? 'this' : `${what}: this`} browser has no WebGPU (navigator.gpu is missing); try a recent Chrome/Edge, or enable WebGPU (LLMs and diffusion run on the CPU without it)`);
   }
   if (!engine) {
     engine = Engine.create(opts.adapterPreference).catch((e) => {
@@ -585,7 +585,7 @@ export class DirectModel {
   async train(data, opts = {}, onStep, signal) {
     if (signal?.aborted) throw aborted(signal);
     const folder = Array.isArray(this.source) || String(this.source).endsWith('/');
-    const eng = await getEngine(this.loadOpts);
+    const eng = await getEngine(this.loadOpts, false, 'LoRA training');
     const { text, name } = await dataText(data);
     const { init, ...rest } = opts;
     const initFiles = init ? { config: init.config, weights: init.weights } : undefined;

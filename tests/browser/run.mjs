@@ -405,7 +405,7 @@ test('cache: Cache API fallback without OPFS; a full quota is reported, the mode
   await context.close();
 });
 
-test('bad input: corrupt, truncated, not GGUF, missing -> typed errors; no WebGPU: LLMs on the CPU, diffusion WEBGPU_UNAVAILABLE', async () => {
+test('bad input: corrupt, truncated, not GGUF, missing -> typed errors; no WebGPU: LLMs and diffusion on the CPU, training WEBGPU_UNAVAILABLE', async () => {
   const page = await harness();
   const r = await page.evaluate(async (url) => {
     const { Kiln } = kiln;
@@ -423,9 +423,11 @@ test('bad input: corrupt, truncated, not GGUF, missing -> typed errors; no WebGP
     const direct = await code(Kiln.loadLLM(bytes.slice(0, 1000), { worker: false }));
     out.direct = direct;
     Object.defineProperty(navigator, 'gpu', { value: undefined, configurable: true });
-    // Without WebGPU an LLM runs on the CPU backend; diffusion needs WebGPU.
+    // Without WebGPU an LLM and diffusion run on the CPU backend (so a bad
+    // diffusion file gets as far as its typed parse error); training needs WebGPU.
     const cpu = await Kiln.loadLLM(url, { worker: false, cache: false }).then((m) => m, (e) => e);
     out.nogpu = cpu.adapter ? (cpu.adapter.cpu ? 'cpu' : 'gpu') : `${cpu.code}: ${cpu.message}`;
+    out.nogpuTraining = cpu.adapter ? await code(cpu.trainLoRA('the quick brown fox jumps over the lazy dog. '.repeat(20), { steps: 1 }).done) : 'no model';
     await cpu.dispose?.();
     out.nogpuDiffusion = await code(Kiln.loadDiffusion(new Uint8Array(16), { worker: false }));
     out.badActivations = await code(Kiln.loadLLM(url, { worker: false, cache: false, adapterPreference: 'cpu', cpuActivations: 'q4' }));
@@ -436,7 +438,8 @@ test('bad input: corrupt, truncated, not GGUF, missing -> typed errors; no WebGP
   assert.match(r.folder, /^INVALID_INPUT: .*config\.json/);
   assert.match(r.quantize, /^UNSUPPORTED_MODEL: /);
   assert.equal(r.nogpu, 'cpu');
-  assert.match(r.nogpuDiffusion, /^WEBGPU_UNAVAILABLE: /);
+  assert.match(r.nogpuDiffusion, /^CORRUPT_FILE: /);
+  assert.match(r.nogpuTraining, /^WEBGPU_UNAVAILABLE: .*training/);
   assert.match(r.badActivations, /^INVALID_INPUT: .*q4/);
   console.log(`    e.g. ${r.truncated}`);
 });
@@ -942,6 +945,33 @@ test('terrain: denoise (after the abort) = ONNX Runtime on the real model (sampl
   const d = maxAbsDiff(r.got, r.want);
   console.log(`    one 128² call (sigma ${r.sigma}) in ${(r.ms / 1000).toFixed(1)} s; max |Δ| vs ONNX Runtime ${d.toExponential(2)} (bound 5e-5)`);
   assert.ok(d <= 5e-5, `max |Δ| ${d}`);
+});
+
+test('terrain on the CPU backend (adapterPreference cpu, worker): denoise = ONNX Runtime; a seed-11 map = the native CLI\'s', async () => {
+  const page = await harness();
+  const r = await page.evaluate(async (url) => {
+    const f32 = async (name) => new Float32Array(await (await fetch(`/tests/fixtures/terrain/real/${name}.bin`)).arrayBuffer());
+    const n = 128 * 128;
+    const [noisy, sigma, label, want] = await Promise.all(['noisy', 'sigma', 'difficulty', 'denoised'].map(f32));
+    const t0 = performance.now();
+    const dm = await kiln.Kiln.loadDiffusion(url, { adapterPreference: 'cpu' });
+    const load = performance.now() - t0;
+    const t1 = performance.now();
+    const got = await dm.denoise(noisy.subarray(0, n), sigma.subarray(0, 1), label.subarray(0, 1));
+    const call = performance.now() - t1;
+    const map = await dm.generate({ difficulty: 40, width: 128, height: 128, seed: 11 });
+    const out = { load, call, adapter: dm.adapter, got: Array.from(got), want: Array.from(want.subarray(0, n)), heights: Array.from(map.heights) };
+    await dm.dispose();
+    return out;
+  }, TERRAIN);
+  assert.equal(r.adapter.cpu, true, JSON.stringify(r.adapter));
+  const d = maxAbsDiff(r.got, r.want);
+  const want = await readNpyF32(join(root, 'tests/fixtures/terrain/kiln_cli/d40_s11_128x128.npy'));
+  const dh = maxAbsDiff(r.heights, want);
+  console.log(`    ${r.adapter.name}: loaded in ${(r.load / 1000).toFixed(1)} s; one 128² call in ${(r.call / 1000).toFixed(2)} s; max |Δ| vs ONNX Runtime ${d.toExponential(2)} (bound 5e-5); seed-11 heights vs the native CLI ${dh.toExponential(2)} m (bound 1e-3)`);
+  assert.ok(d <= 5e-5, `max |Δ| ${d}`);
+  assert.ok(dh <= 1e-3, `heights max |Δ| ${dh} m`);
+  await page.close();
 });
 
 test('terrain: typed errors (truncated, not a UNet, empty, missing, bad input, disposed)', async () => {
