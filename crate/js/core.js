@@ -20,10 +20,24 @@ export function initModule(wasmUrl) {
   return wasmReady;
 }
 
+/** The CPU engine for an activation setting ("q8" | "f32"), made once. */
+function cpuEngine(opts) {
+  const act = opts.cpuActivations ?? 'q8';
+  if (!cpuEngines.has(act)) {
+    try {
+      cpuEngines.set(act, Engine.createCpu(act));
+    } catch (e) {
+      throw toKilnError(e);
+    }
+  }
+  return cpuEngines.get(act);
+}
+
 /**
  * The engine for a load: the WebGPU device, or — for LLMs and diffusion
- * (`cpuOk`), when `adapterPreference` is "cpu" or the browser has no WebGPU
- * — the fast CPU backend (wasm SIMD128). Training needs WebGPU.
+ * (`cpuOk`), when `adapterPreference` is "cpu", the browser has no WebGPU,
+ * or it offers no adapter — the fast CPU backend (wasm SIMD128). Training
+ * needs WebGPU.
  */
 async function getEngine(opts, cpuOk = false, what = 'this') {
   await initModule(opts.wasmUrl);
@@ -32,15 +46,7 @@ async function getEngine(opts, cpuOk = false, what = 'this') {
     if (!cpuOk) {
       throw new KilnError('WEBGPU_UNAVAILABLE', `${what} needs WebGPU; the CPU backend (adapterPreference "cpu") runs LLMs and diffusion only`);
     }
-    const act = opts.cpuActivations ?? 'q8';
-    if (!cpuEngines.has(act)) {
-      try {
-        cpuEngines.set(act, Engine.createCpu(act));
-      } catch (e) {
-        throw toKilnError(e);
-      }
-    }
-    return cpuEngines.get(act);
+    return cpuEngine(opts);
   }
   if (!globalThis.navigator?.gpu) {
     throw new KilnError('WEBGPU_UNAVAILABLE', `${what === 'this' ? 'this' : `${what}: this`} browser has no WebGPU (navigator.gpu is missing); try a recent Chrome/Edge, or enable WebGPU (LLMs and diffusion run on the CPU without it)`);
@@ -51,7 +57,14 @@ async function getEngine(opts, cpuOk = false, what = 'this') {
       throw toKilnError(e);
     });
   }
-  return engine;
+  try {
+    return await engine;
+  } catch (e) {
+    // navigator.gpu without an adapter (a blocklisted GPU, WebGPU disabled
+    // by policy): LLMs and diffusion still run, on the CPU.
+    if (cpuOk && e.code === 'WEBGPU_UNAVAILABLE') return cpuEngine(opts);
+    throw e;
+  }
 }
 
 /** Forgets the device (after it was lost) so the next load opens a new one. */

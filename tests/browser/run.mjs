@@ -439,6 +439,17 @@ test('bad input: corrupt, truncated, not GGUF, missing -> typed errors; no WebGP
   assert.match(r.quantize, /^UNSUPPORTED_MODEL: /);
   assert.equal(r.nogpu, 'cpu');
   assert.match(r.nogpuDiffusion, /^CORRUPT_FILE: /);
+  // WebGPU present but no adapter (a blocklisted GPU): the same CPU fallback.
+  const p2 = await harness();
+  const noAdapter = await p2.evaluate(async (url) => {
+    Object.defineProperty(navigator, 'gpu', { value: { requestAdapter: async () => null, getPreferredCanvasFormat: () => 'bgra8unorm' }, configurable: true });
+    const m = await kiln.Kiln.loadLLM(url, { worker: false, cache: false }).then((m) => m, (e) => e);
+    const out = m.adapter ? (m.adapter.cpu ? 'cpu' : 'gpu') : `${m.code}: ${m.message}`;
+    await m.dispose?.();
+    return out;
+  }, TINY);
+  assert.equal(noAdapter, 'cpu');
+  await p2.close();
   assert.match(r.nogpuTraining, /^WEBGPU_UNAVAILABLE: .*training/);
   assert.match(r.badActivations, /^INVALID_INPUT: .*q4/);
   console.log(`    e.g. ${r.truncated}`);
