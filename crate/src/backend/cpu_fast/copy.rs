@@ -40,11 +40,11 @@ impl Kernel for ConcatKernel {
         {
             return Err(bad());
         }
-        let rows = if ra > 0 {
-            a.data.len() / ra
-        } else {
-            b.data.len() / rb.max(1)
-        };
+        let rows = a
+            .data
+            .len()
+            .checked_div(ra)
+            .unwrap_or(b.data.len() / rb.max(1));
         if rows * ra != a.data.len() || rows * rb != b.data.len() {
             return Err(bad());
         }

@@ -231,43 +231,32 @@ impl Kernel for MatMulKernel {
                             }
                         };
                         let up_off = if wf.is_some() { n * k } else { 0 };
-                        let r = if self.glu {
-                            dot_grid(
-                                Isa::Best,
-                                xin,
-                                &xoff,
-                                m,
-                                gate,
-                                &|c| woff + c * k,
-                                nc,
-                                g,
-                                &mut |i, c, v| y.set(i * n + c0 + c, v),
-                            )
-                            .and_then(|()| {
+                        // Columns c0..c0 + nc of the rows at `off` in `wb`.
+                        let prod =
+                            |wb: &[f32], off: usize, emit: &mut dyn FnMut(usize, usize, f32)| {
                                 dot_grid(
                                     Isa::Best,
                                     xin,
                                     &xoff,
                                     m,
-                                    up,
-                                    &|c| up_off + woff + c * k,
+                                    wb,
+                                    &|c| off + c * k,
                                     nc,
                                     g,
-                                    &mut |i, c, v| finish(i, c0 + c, y.get(i * n + c0 + c), v),
+                                    emit,
                                 )
-                            })
-                        } else {
-                            dot_grid(
-                                Isa::Best,
-                                xin,
-                                &xoff,
-                                m,
-                                gate,
-                                &|c| woff + c * k,
-                                nc,
-                                g,
-                                &mut |i, c, v| finish(i, c0 + c, v, 0.0),
+                            };
+                        let r = if self.glu {
+                            // Gate products first (parked in y), then the up rows.
+                            prod(gate, woff, &mut |i, c, v| y.set(i * n + c0 + c, v)).and_then(
+                                |()| {
+                                    prod(up, up_off + woff, &mut |i, c, v| {
+                                        finish(i, c0 + c, y.get(i * n + c0 + c), v)
+                                    })
+                                },
                             )
+                        } else {
+                            prod(gate, woff, &mut |i, c, v| finish(i, c0 + c, v, 0.0))
                         };
                         if r.is_err() {
                             // Unreachable for the shapes checked above;
