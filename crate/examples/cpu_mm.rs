@@ -4,13 +4,24 @@ use kiln::{DType, Graph, HostTensor};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.get(1).map(|s| s.parse().unwrap()).unwrap_or(2);
-    for (dt, n, k, m) in [
+    // CASES="3072x576x32,576x1536x32" (n×k×m, Q4_1) replaces the defaults.
+    let custom: Vec<(DType, usize, usize, usize)> = std::env::var("CASES")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            let v: Vec<usize> = c.split('x').map(|d| d.parse().unwrap()).collect();
+            (DType::Q4_1, v[0], v[1], v[2])
+        })
+        .collect();
+    let defaults = vec![
         (DType::Q4_1, 576, 576, 1),
         (DType::Q4_1, 3072, 576, 1),
         (DType::Q8_0, 49152, 576, 1),
         (DType::Q4_1, 576, 1536, 1),
         (DType::Q4_1, 3072, 576, 32),
-    ] {
+    ];
+    for (dt, n, k, m) in if custom.is_empty() { defaults } else { custom } {
         let copies = (64_000_000 / (dt.row_bytes(k).unwrap() * n)).max(1);
         let mut g = Graph::new();
         let x = g.input("x", &[m, k], DType::F32).unwrap();

@@ -540,7 +540,12 @@ pub(super) mod x86 {
         // SAFETY: the caller passes a pointer to two readable bytes.
         unsafe {
             let h = u16::from_le_bytes([*p, *p.add(1)]) as i32;
-            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)))
+            // Inserted into an explicit zero vector: LLVM otherwise loads
+            // with `vpinsrw` into whatever register it picks, which merges
+            // with that register's last value — a false dependency that
+            // chained each block of a tile to the previous one's last
+            // instruction (prefill tiles ran at ~1 instruction per cycle).
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_insert_epi16::<0>(_mm_setzero_si128(), h)))
         }
     }
 
