@@ -335,7 +335,8 @@ const SD_WEIGHTS = {
  * File), then the pipeline is built for the device.
  */
 async function loadSdFolder(source, opts) {
-  const eng = await getEngine(opts, true);
+  // Diffusion is f32 throughout: the CPU engine says so in its name.
+  const eng = await getEngine({ cpuActivations: 'f32', ...opts }, true);
   const items = new Map();
   let base = null;
   if (Array.isArray(source)) {
@@ -478,7 +479,7 @@ export class DirectSd {
  */
 export async function loadDiffusionModel(source, opts = {}) {
   if (isDiffusersFolder(source)) return loadSdFolder(source, opts);
-  const eng = await getEngine(opts, true);
+  const eng = await getEngine({ cpuActivations: 'f32', ...opts }, true);
   const src = await openSource(source, opts);
   const progress = (phase, loaded) => opts.onProgress?.({ phase, loaded, total: src.size, fraction: src.size ? loaded / src.size : 1, fromCache: src.fromCache });
   try {

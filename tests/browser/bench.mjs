@@ -51,16 +51,23 @@ const wllama = await page.evaluate(async ({ url, prompt, n, runs }) => {
   const out = [];
   for (let r = 0; r < runs; r++) {
     const start = performance.now();
-    let first = 0, count = 0, last = 0, promptTokens = 0;
-    const stream = await w.createCompletion({ prompt, max_tokens: n, temperature: 0, stream: true, ignore_eos: true });
+    let first = 0, count = 0, last = 0, promptTokens = 0, cached = 0;
+    // cache_prompt: false — llama.cpp's server (which wllama 3 embeds)
+    // otherwise keeps the prompt's KV cache from the previous run and
+    // reuses the matching prefix, so runs after the first would not
+    // prefill at all. Kiln resets its chat before each run.
+    const stream = await w.createCompletion({ prompt, max_tokens: n, temperature: 0, stream: true, ignore_eos: true, cache_prompt: false });
     for await (const c of stream) {
       const now = performance.now();
       if (!first) first = now;
       last = now;
       count++;
-      if (c.usage) promptTokens = c.usage.prompt_tokens;
+      if (c.usage) {
+        promptTokens = c.usage.prompt_tokens;
+        cached = c.usage.prompt_tokens_details?.cached_tokens ?? 0;
+      }
     }
-    out.push({ first: (first - start) / 1000, decode: count > 1 ? (count - 1) / ((last - first) / 1000) : 0, count, promptTokens });
+    out.push({ first: (first - start) / 1000, decode: count > 1 ? (count - 1) / ((last - first) / 1000) : 0, count, promptTokens, cached });
   }
   const threads = w.getNumThreads ? w.getNumThreads() : (w.isMultithread() ? 'multi' : 1);
   await w.exit();
@@ -86,4 +93,5 @@ const kFirst = Math.min(...kiln.runs.map((s) => s.prefillSeconds));
 console.log(`| Kiln (kiln-webgpu, worker) | WebGPU: ${kiln.adapter.backend} ${kiln.adapter.name || '(SwiftShader)'}, f16 ${kiln.adapter.shaderF16} | ${kiln.load.toFixed(2)} | ${kFirst.toFixed(2)} | ${kPrefill.toFixed(1)} | ${kDecode.toFixed(2)} |`);
 console.log(`| Kiln (kiln-webgpu, worker) | CPU: ${kilnCpu.adapter.name} | ${kilnCpu.load.toFixed(2)} | ${cFirst.toFixed(2)} | ${cPrefill.toFixed(1)} | ${cDecode.toFixed(2)} |`);
 console.log(`| wllama ${WLLAMA} | wasm CPU, threads: ${wllama.threads}, isolated ${wllama.isolated} | ${wllama.load.toFixed(2)} | ${wFirst.toFixed(2)} | ${(pt / wFirst).toFixed(1)} | ${wDecode.toFixed(2)} |`);
+console.log(`\nper run, prompt → first token s: Kiln CPU ${kilnCpu.runs.map((s) => s.prefillSeconds.toFixed(2)).join(', ')}; wllama ${wllama.runs.map((s) => `${s.first.toFixed(2)} (${s.cached} cached)`).join(', ')}`);
 console.log(`\nKiln / wllama decode: WebGPU ${(kDecode / wDecode).toFixed(2)}x, CPU ${(cDecode / wDecode).toFixed(2)}x; prompt → first token: WebGPU ${(wFirst / kFirst).toFixed(2)}x, CPU ${(wFirst / cFirst).toFixed(2)}x (wllama's time / Kiln's)`);

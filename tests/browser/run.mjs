@@ -1090,6 +1090,17 @@ test('terrain demo: a seed-11 map (relief + 3D view; its .npy = the native CLI w
   } finally {
     console.log(`    offline: ${(await online()).length} request(s) refused; the page still loaded the model`);
   }
+  // "run on: CPU": the same map from Kiln's CPU backend.
+  await page.goto(`${origin}/www/terrain/?difficulty=40&seed=11&size=128&generate=1&device=cpu`);
+  await page.waitForSelector('#stats:has-text("seed 11:")', { timeout: 120000 });
+  assert.match(await page.locator('#adapter').innerText(), /^CPU: cpu \(1 thread, wasm-simd128/);
+  await page.screenshot({ path: join(artifacts, 'terrain-demo-cpu.png') });
+  const [dlc] = await Promise.all([page.waitForEvent('download'), page.click('#saveNpy')]);
+  const npyCpu = join(artifacts, 'terrain-demo-cpu.npy');
+  await dlc.saveAs(npyCpu);
+  const dc = maxAbsDiff(await readNpyF32(npyCpu), want);
+  console.log(`    run on CPU: ${await page.locator('#stats').innerText()}; heights vs the native CLI ${dc.toExponential(2)} m`);
+  assert.ok(dc <= 1e-3, `CPU max |Δ| ${dc} m`);
   await context.close();
 });
 

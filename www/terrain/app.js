@@ -26,7 +26,11 @@ function setBusy(busy) {
   for (const id of ['savePng', 'saveNpy', 'saveHeightmap']) $(id).disabled = busy || !last;
 }
 
+let lastSource = null;
+let lastLabel = '';
+
 async function load(source, label) {
+  [lastSource, lastLabel] = [source, label];
   setError(null);
   if (dm) { await dm.dispose(); dm = null; }
   setBusy(true);
@@ -34,6 +38,7 @@ async function load(source, label) {
   const t0 = performance.now();
   try {
     dm = await Kiln.loadDiffusion(source, {
+      ...($('device').value === 'cpu' ? { adapterPreference: 'cpu' } : {}),
       onProgress: (p) => {
         $('progress').value = p.fraction;
         $('status').textContent = progressText(p, label);
@@ -43,7 +48,8 @@ async function load(source, label) {
     const where = dm.fromCache ? 'from the browser cache' : 'from the network';
     $('status').textContent = `Ready: ${label} (${where}, ${secs} s)${dm.cacheError ? ` — not cached: ${dm.cacheError.message}` : ''}`;
     const a = dm.adapter;
-    $('adapter').textContent = `WebGPU: ${a.name || a.backend}`;
+    $('adapter').textContent = a.cpu ? `CPU: ${a.name}` : `WebGPU: ${a.name || a.backend}`;
+    $('device').value = a.cpu ? 'cpu' : 'gpu';
   } catch (e) {
     $('status').textContent = `Could not load ${label}.`;
     setError(e);
@@ -104,6 +110,8 @@ $('savePng').addEventListener('click', () => $('relief').toBlob((b) => save(b, `
 $('saveNpy').addEventListener('click', () => save(npyF32(last.heights, last.height, last.width), `${baseName()}.npy`));
 $('saveHeightmap').addEventListener('click', async () => save(await png16(last.heights, last.height, last.width), `${baseName()}-heightmap16.png`));
 $('load').addEventListener('click', () => load($('url').value, $('url').value.split('/').pop()));
+// The same model (URL or file) again, on the other device.
+$('device').addEventListener('change', () => { if (lastSource) load(lastSource, lastLabel); });
 $('file').addEventListener('change', () => {
   const f = $('file').files[0];
   if (f) load(f, f.name);
@@ -115,7 +123,7 @@ $('forget').addEventListener('click', async () => {
 
 const params = new URLSearchParams(location.search);
 $('url').value = params.get('model') || DEFAULT_MODEL;
-for (const k of ['difficulty', 'seed', 'size']) if (params.has(k)) $(k).value = params.get(k);
+for (const k of ['difficulty', 'seed', 'size', 'device']) if (params.has(k)) $(k).value = params.get(k);
 $('difficultyOut').value = $('difficulty').value;
 await load($('url').value, $('url').value.split('/').pop());
 if (params.has('generate') && dm) generate();
