@@ -10,7 +10,7 @@
 
 use super::kernels::{Kernel, f32s, f32s_mut};
 use super::par::Shared;
-use super::simd::{Isa, Segs, dot_grid};
+use super::simd::{Isa, Rows, Segs, dot_grid};
 use super::{Ctx, Scratch};
 use crate::backend::BackendError;
 use crate::dtype::DType;
@@ -129,27 +129,38 @@ impl Kernel for ConvKernel {
                 let (n, oy) = (row / oh, row % oh);
                 let base = (n * hp + oy * s) * row_len;
                 let ybase = row * ow * cout;
-                // Checked against the buffers inside dot_grid; an error
-                // there (impossible for shapes `infer` accepted) poisons
-                // the row instead of returning a plausible answer.
+                // SAFETY: this task alone owns output row `row`.
+                let yr = unsafe { y.slice(ybase, ow * cout) };
                 let r = dot_grid(
                     Isa::Best,
                     xp,
-                    &|px| base + px * s * cin,
+                    Rows::at(base, s * cin),
                     ow,
                     wf,
-                    &|co| co * k,
+                    Rows::at(0, k),
                     cout,
                     segs,
-                    &mut |px, co, v| {
-                        let i = ybase + px * cout + co;
-                        y.set(i, v + bias[co] + res.map_or(0.0, |r| r[i]));
-                    },
+                    yr,
+                    cout,
                 );
-                if r.is_err() {
-                    for i in ybase..ybase + ow * cout {
-                        y.set(i, f32::NAN);
+                match r {
+                    Ok(()) => {
+                        let res = res.map(|r| &r[ybase..ybase + ow * cout]);
+                        for (px, yp) in yr.chunks_exact_mut(cout).enumerate() {
+                            for (v, b) in yp.iter_mut().zip(bias) {
+                                *v += b;
+                            }
+                            if let Some(res) = res {
+                                for (v, r) in yp.iter_mut().zip(&res[px * cout..]) {
+                                    *v += r;
+                                }
+                            }
+                        }
                     }
+                    // Unreachable after the checks above (dot_grid checks
+                    // every row again): poison rather than return a
+                    // plausible answer.
+                    Err(_) => yr.fill(f32::NAN),
                 }
             }
         })

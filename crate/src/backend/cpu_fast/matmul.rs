@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use super::dot::{self, Q8Rows, QK, Tiles, XRow};
 use super::kernels::{Kernel, f32s, f32s_mut};
 use super::par::Shared;
-use super::simd::{Isa, Segs, dot_grid};
+use super::simd::{Isa, Rows, Segs, dot_grid};
 use super::{Activations, Ctx};
 use crate::backend::BackendError;
 use crate::dtype::DType;
@@ -31,6 +31,8 @@ pub(crate) struct MatMulKernel {
 thread_local! {
     /// Decoded weight rows (two for GLU): per thread, reused across runs.
     static ROWS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// The f32 path's products of one block of columns (gate, up).
+    static OUT: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 fn silu(a: f32) -> f32 {
@@ -214,61 +216,69 @@ impl Kernel for MatMulKernel {
                 None
             };
             let g = Segs::one(k);
-            let xoff = |i: usize| i * k;
             par.ranges(n, par.chunk(n, 8), |cols| {
                 ROWS.with_borrow_mut(|(ra, rb_)| {
-                    let mut c0 = cols.start;
-                    while c0 < cols.end {
-                        let nc = DECODED.min(cols.end - c0);
-                        let (gate, up, woff): (&[f32], &[f32], usize) = match wf {
-                            Some(wf) => (wf, wf, c0 * k),
-                            None => {
-                                decode_rows(w.dtype, &w.data, rb, c0..c0 + nc, ra, k);
-                                if self.glu {
-                                    decode_rows(w.dtype, &w.data, rb, n + c0..n + c0 + nc, rb_, k);
+                    OUT.with_borrow_mut(|(ya, yb)| {
+                        let mut c0 = cols.start;
+                        while c0 < cols.end {
+                            let nc = DECODED.min(cols.end - c0);
+                            let (gate, up, woff): (&[f32], &[f32], usize) = match wf {
+                                Some(wf) => (wf, wf, c0 * k),
+                                None => {
+                                    decode_rows(w.dtype, &w.data, rb, c0..c0 + nc, ra, k);
+                                    if self.glu {
+                                        decode_rows(
+                                            w.dtype,
+                                            &w.data,
+                                            rb,
+                                            n + c0..n + c0 + nc,
+                                            rb_,
+                                            k,
+                                        );
+                                    }
+                                    (ra, rb_, 0)
                                 }
-                                (ra, rb_, 0)
-                            }
-                        };
-                        let up_off = if wf.is_some() { n * k } else { 0 };
-                        // Columns c0..c0 + nc of the rows at `off` in `wb`.
-                        let prod =
-                            |wb: &[f32], off: usize, emit: &mut dyn FnMut(usize, usize, f32)| {
+                            };
+                            let up_off = if wf.is_some() { n * k } else { 0 };
+                            // Columns c0..c0 + nc of the rows at `off` in `wb`, into `out`.
+                            let prod = |wb: &[f32], off: usize, out: &mut Vec<f32>| {
+                                out.resize(m * nc, 0.0);
                                 dot_grid(
                                     Isa::Best,
                                     xin,
-                                    &xoff,
+                                    Rows::at(0, k),
                                     m,
                                     wb,
-                                    &|c| off + c * k,
+                                    Rows::at(off, k),
                                     nc,
                                     g,
-                                    emit,
+                                    out,
+                                    nc,
                                 )
                             };
-                        let r = if self.glu {
-                            // Gate products first (parked in y), then the up rows.
-                            prod(gate, woff, &mut |i, c, v| y.set(i * n + c0 + c, v)).and_then(
-                                |()| {
-                                    prod(up, up_off + woff, &mut |i, c, v| {
-                                        finish(i, c0 + c, y.get(i * n + c0 + c), v)
-                                    })
-                                },
-                            )
-                        } else {
-                            prod(gate, woff, &mut |i, c, v| finish(i, c0 + c, v, 0.0))
-                        };
-                        if r.is_err() {
-                            // Unreachable for the shapes checked above;
-                            // poison rather than return a plausible answer.
+                            let r = prod(gate, woff, ya).and_then(|()| {
+                                if self.glu {
+                                    prod(up, up_off + woff, yb)
+                                } else {
+                                    Ok(())
+                                }
+                            });
                             for i in 0..m {
-                                for c in c0..c0 + nc {
-                                    y.set(i * n + c, f32::NAN);
+                                for c in 0..nc {
+                                    match r {
+                                        Ok(()) => {
+                                            let b = if self.glu { yb[i * nc + c] } else { 0.0 };
+                                            finish(i, c0 + c, ya[i * nc + c], b)
+                                        }
+                                        // Unreachable for the shapes checked above; poison
+                                        // rather than return a plausible answer.
+                                        Err(_) => y.set(i * n + c0 + c, f32::NAN),
+                                    }
                                 }
                             }
+                            c0 += nc;
                         }
-                        c0 += nc;
-                    }
+                    })
                 })
             })?;
         }

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 
 use super::kernels::{Kernel, f32s, f32s_mut};
 use super::par::Shared;
-use super::simd::{Isa, exp_f32, outer_grid};
+use super::simd::{Isa, Rows, exp_f32, outer_grid};
 use super::{Ctx, Scratch};
 use crate::backend::BackendError;
 use crate::host::HostTensor;
@@ -137,15 +137,26 @@ impl Kernel for SpatialKernel {
                     let (n, h) = (bh / heads, bh % heads);
                     let i0 = blk * QB;
                     let rows = QB.min(t - i0);
-                    let qoff = |r: usize| (n * t + i0 + r) * l.q_rs + l.q_b + h * l.q_hs;
+                    let qrows = Rows::at((n * t + i0) * l.q_rs + l.q_b + h * l.q_hs, l.q_rs);
                     let ktb = &kt[bh * d * tk..(bh + 1) * d * tk];
                     let vb = &kv[n * tk * l.k_rs + l.v_b + h * l.k_hs..];
-                    let ok = outer_grid(Isa::Best, q, &qoff, rows, d, ktb, tk, tk, s, tk).and_then(
+                    let ok = outer_grid(Isa::Best, q, qrows, rows, d, ktb, tk, tk, s, tk).and_then(
                         |()| {
                             for row in s.chunks_mut(tk).take(rows) {
                                 softmax_scaled(row, scale);
                             }
-                            outer_grid(Isa::Best, s, &|r| r * tk, rows, tk, vb, l.k_rs, d, yb, d)
+                            outer_grid(
+                                Isa::Best,
+                                s,
+                                Rows::at(0, tk),
+                                rows,
+                                tk,
+                                vb,
+                                l.k_rs,
+                                d,
+                                yb,
+                                d,
+                            )
                         },
                     );
                     if ok.is_err() {
