@@ -523,16 +523,9 @@ pub(crate) fn outer_grid(
     Ok(())
 }
 
-fn rand(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-        })
-        .collect()
+fn rand(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = crate::rng::Rng::new(seed);
+    (0..n).map(|_| rng.range(-1.0, 1.0)).collect()
 }
 
 /// Both tile grids, on this machine's instruction set and the portable
