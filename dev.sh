@@ -31,6 +31,30 @@ need_vulkan() {
     fi
 }
 
+need_nvrtc() {
+    # NVRTC alone (no GPU, no driver) compiles the CUDA twin's kernels, so the
+    # test suite checks every family compiles (native-cuda/src/tests.rs).
+    # PyPI's wheel, pinned by hash; only its two libraries are kept.
+    local dir=target/nvrtc whl=nvidia_cuda_nvrtc-13.5.37-py3-none-manylinux2010_x86_64.manylinux_2_12_x86_64.whl
+    if [ ! -f "$dir/libnvrtc.so" ]; then
+        echo "== fetching NVRTC (PyPI nvidia-cuda-nvrtc 13.5.37)"
+        mkdir -p "$dir"
+        python3 -m pip download -q --no-deps --only-binary=:all: nvidia-cuda-nvrtc==13.5.37 -d "$dir"
+        echo "86b4d68058807988b7d9af5b44917a0601e9c337f35ccd657bfb3c759ff8d8bc  $dir/$whl" | sha256sum -c --quiet
+        python3 - "$dir/$whl" "$dir" <<'PY'
+import sys, zipfile, os
+z = zipfile.ZipFile(sys.argv[1])
+for n in z.namelist():
+    if "/lib/libnvrtc" in n:
+        open(os.path.join(sys.argv[2], os.path.basename(n)), "wb").write(z.read(n))
+PY
+        ln -sf libnvrtc.so.13 "$dir/libnvrtc.so"
+        rm -f "$dir/$whl"
+    fi
+    export LD_LIBRARY_PATH="$PWD/$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export KILN_REQUIRE_NVRTC=1
+}
+
 need_wasm() {
     rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown \
         || rustup target add wasm32-unknown-unknown
@@ -52,6 +76,7 @@ chat)
 test)
     need_vulkan
     need_wasm
+    need_nvrtc
     tools/fetch_model.sh
     tools/fetch_terrain.sh
     echo "== cargo fmt --check"; cargo fmt --all -- --check

@@ -21,6 +21,33 @@ struct Ptrs {
 };
 
 #define PF(i) __uint_as_float(p.w[i])
+
+// Programmatic dependent launch (sm_90+). The loader (kernels::source) makes
+// this the first statement of every entry, and the executor launches with
+// programmatic stream serialization where the GPU has it: an entry waits
+// until the grid before it has finished and its writes are visible, then
+// lets the next grid start launching, so the next kernel's launch and block
+// scheduling overlap this one instead of following it. Without the launch
+// attribute both instructions are no-ops; before sm_90 they are compiled out.
+__device__ __forceinline__ void kiln_entry() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Holds the stream for `p.w[0]` microseconds (profiling: every launch after
+// it is queued before the GPU reaches it, so event deltas are GPU time).
+extern "C" __global__ void kiln_hold(Params p, Ptrs b) {
+    u64 t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+        __nanosleep(1000);
+#endif
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    } while (t - t0 < (u64)p.w[0] * 1000ull);
+}
 #define BUF(T, j) ((T*)b.p[j])
 
 __device__ __forceinline__ u32 wg_index() { return blockIdx.x + blockIdx.y * gridDim.x; }

@@ -39,6 +39,8 @@ __device__ void mul_mat_vec(const Params& p, const Ptrs& b) {
     const u32 R = p.w[6] ? p.w[6] : 8u;  // rows per block (params: rows_per_wg)
     const u32 r0 = wg_index() * R;
     const u32 ng = (k + 3u) / 4u;
+    prefetch_rows<D>(W, r0, min(r0 + R, rows), k);
+    kiln_entry();  // this entry waits itself (kernels::SELF_WAITING)
     for (u32 rr = sg; rr < R; rr += 2u) {
         u32 r = r0 + rr;
         if (r >= rows) break;
@@ -151,6 +153,11 @@ __device__ void mul_mat_fused(const Params& p, const Ptrs& b) {
     const bool has_res = p.w[3] != 0u, has_norm = p.w[4] != 0u, glu = p.w[6] != 0u;
     const float eps = PF(5);
     const u32 lane = threadIdx.x & 31u, sg = threadIdx.x >> 5;
+    const u32 R = p.w[7] ? p.w[7] : 8u;  // columns per block (params: rows_per_wg)
+    const u32 c0 = wg_index() * R;
+    prefetch_rows<D>(W, c0, min(c0 + R, n), k);
+    if (glu) prefetch_rows<D>(W, n + c0, n + min(c0 + R, n), k);
+    kiln_entry();  // this entry waits itself (kernels::SELF_WAITING)
     float inv[8];
     for (u32 mm = 0; mm < 8u; mm++) {
         inv[mm] = 1.0f;
@@ -163,8 +170,6 @@ __device__ void mul_mat_fused(const Params& p, const Ptrs& b) {
             inv[mm] = 1.0f / sqrtf(warp_sum(s) / (float)k + eps);
         }
     }
-    const u32 R = p.w[7] ? p.w[7] : 8u;  // columns per block (params: rows_per_wg)
-    const u32 c0 = wg_index() * R;
     const u32 ng = (k + 3u) / 4u;
     for (u32 cc = sg; cc < R; cc += 2u) {
         u32 c = c0 + cc;

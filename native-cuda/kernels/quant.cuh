@@ -19,6 +19,21 @@ __device__ __forceinline__ float4 xs4(const float* x, u32 k, u32 g) {
     return make_float4(r[0], r[1], r[2], r[3]);
 }
 
+// Asks L2 for weight rows [r0, r1) of a [rows, k] matrix, one 128-byte line
+// per thread in turn. GEMVs issue it before they wait for the grid before
+// them (kiln_entry): weights never depend on it, so under programmatic
+// dependent launch they stream in while that grid finishes.
+template <class D>
+__device__ __forceinline__ void prefetch_rows(const u8* W, u32 r0, u32 r1, u32 k) {
+    const u64 rb = (u64)(k / D::BS) * D::BB;
+    const u8* a = W + (u64)r0 * rb;
+    const u64 bytes = (u64)(r1 > r0 ? r1 - r0 : 0u) * rb;
+    const u32 nt = blockDim.x * blockDim.y;
+    const u32 t = threadIdx.y * blockDim.x + threadIdx.x;
+    for (u64 o = (u64)t * 128u; o < bytes; o += (u64)nt * 128u)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(a + o));
+}
+
 // Generic dot32 through w4 (the float formats and the K-quants).
 template <class D>
 __device__ __forceinline__ float dot32_w4(const u8* W, u32 row, u32 k, u32 u, const float* x) {
@@ -29,6 +44,7 @@ __device__ __forceinline__ float dot32_w4(const u8* W, u32 row, u32 k, u32 u, co
 
 // quant/f32.wgsl — plain f32 rows.
 struct DF32 {
+    static constexpr u32 BS = 1u, BB = 4u;  // elements, bytes per block
     static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
         const float* w = (const float*)W + (u64)row * k;
         u32 c = 4u * g;
@@ -44,6 +60,7 @@ struct DF32 {
 
 // quant/f16.wgsl — IEEE half rows.
 struct DF16 {
+    static constexpr u32 BS = 1u, BB = 2u;  // elements, bytes per block
     static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
         const u16* w = (const u16*)W + (u64)row * k;
         u32 c = 4u * g;
@@ -59,6 +76,7 @@ struct DF16 {
 
 // quant/bf16.wgsl — bfloat16 rows (the upper half of an f32).
 struct DBF16 {
+    static constexpr u32 BS = 1u, BB = 2u;  // elements, bytes per block
     static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
         const u16* w = (const u16*)W + (u64)row * k;
         u32 c = 4u * g;
@@ -75,6 +93,7 @@ struct DBF16 {
 // quant/q8_0.wgsl — block_q8_0 (34 bytes, 32 weights):
 //   [0..2) d: f16   [2..34) qs: 32 × i8   y[j] = d · qs[j]
 struct DQ8_0 {
+    static constexpr u32 BS = 32u, BB = 34u;  // elements, bytes per block
     static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
         u32 e = 4u * g;
         const u8* blk = W + ((u64)row * (k >> 5) + (e >> 5)) * 34u;
@@ -97,6 +116,7 @@ struct DQ8_0 {
 // quant/q4_0.wgsl — block_q4_0 (18 bytes): [0..2) d: f16  [2..18) qs
 //   y[j] = d·((qs[j] & 15) − 8),  y[j+16] = d·((qs[j] >> 4) − 8)
 struct DQ4_0 {
+    static constexpr u32 BS = 32u, BB = 18u;  // elements, bytes per block
     static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
         u32 e = 4u * g;
         const u8* blk = W + ((u64)row * (k >> 5) + (e >> 5)) * 18u;
@@ -123,6 +143,7 @@ struct DQ4_0 {
 // quant/q4_1.wgsl — block_q4_1 (20 bytes): [0..2) d  [2..4) m  [4..20) qs
 //   y[j] = d·(qs[j] & 15) + m,  y[j+16] = d·(qs[j] >> 4) + m
 struct DQ4_1 {
+    static constexpr u32 BS = 32u, BB = 20u;  // elements, bytes per block
     static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
         u32 e = 4u * g;
         const u8* blk = W + ((u64)row * (k >> 5) + (e >> 5)) * 20u;
@@ -151,6 +172,7 @@ struct DQ4_1 {
 // quant/q5_0.wgsl — block_q5_0 (22 bytes): [0..2) d  [2..6) qh  [6..22) qs
 //   q = nibble | (bit j of qh)·16,  y = d·(q − 16)
 struct DQ5_0 {
+    static constexpr u32 BS = 32u, BB = 22u;  // elements, bytes per block
     static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
         u32 e = 4u * g;
         const u8* blk = W + ((u64)row * (k >> 5) + (e >> 5)) * 22u;
@@ -172,6 +194,7 @@ struct DQ5_0 {
 // quant/q5_1.wgsl — block_q5_1 (24 bytes): [0..2) d  [2..4) m  [4..8) qh  [8..24) qs
 //   q = nibble | (bit j of qh)·16,  y = d·q + m
 struct DQ5_1 {
+    static constexpr u32 BS = 32u, BB = 24u;  // elements, bytes per block
     static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
         u32 e = 4u * g;
         const u8* blk = W + ((u64)row * (k >> 5) + (e >> 5)) * 24u;
@@ -194,6 +217,7 @@ struct DQ5_1 {
 //   [0..16) scales (low nibble scale, high min)  [16..80) qs  [80..82) d  [82..84) dmin
 //   q = (qs[32n + l] >> 2j) & 3,  y = (d·(sc & 15))·q − dmin·(sc >> 4)
 struct DQ2_K {
+    static constexpr u32 BS = 256u, BB = 84u;  // elements, bytes per block
     static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
         u32 e0 = 4u * g;
         const u8* blk = W + ((u64)row * (k >> 8) + (e0 >> 8)) * 84u;
@@ -215,6 +239,7 @@ struct DQ2_K {
 //   [0..32) hmask  [32..96) qs  [96..108) scales (16 × 6 bits)  [108..110) d
 //   q = ((qs[32n + l] >> 2j) & 3) − (hmask bit ? 0 : 4),  y = (d·(sc − 32))·q
 struct DQ3_K {
+    static constexpr u32 BS = 256u, BB = 110u;  // elements, bytes per block
     static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
         u32 e0 = 4u * g;
         const u8* blk = W + ((u64)row * (k >> 8) + (e0 >> 8)) * 110u;
@@ -254,6 +279,7 @@ __device__ __forceinline__ void kq_scale_min(const u8* sb, u32 s, u32& sc, u32& 
 //   qs[32c + e%32] (low nibble first 32 of a chunk, high the next);
 //   y = (d·sc[s])·q − dmin·m[s]
 struct DQ4_K {
+    static constexpr u32 BS = 256u, BB = 144u;  // elements, bytes per block
     static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
         u32 e0 = 4u * g;
         const u8* blk = W + ((u64)row * (k >> 8) + (e0 >> 8)) * 144u;
@@ -279,6 +305,7 @@ struct DQ4_K {
 //   [0..2) d  [2..4) dmin  [4..16) scales (as Q4_K)  [16..48) qh  [48..176) qs
 //   q = nibble (as Q4_K) + 16·bit s of qh[e%32];  y = (d·sc[s])·q − dmin·m[s]
 struct DQ5_K {
+    static constexpr u32 BS = 256u, BB = 176u;  // elements, bytes per block
     static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
         u32 e0 = 4u * g;
         const u8* blk = W + ((u64)row * (k >> 8) + (e0 >> 8)) * 176u;
@@ -308,6 +335,7 @@ struct DQ5_K {
 //   lo = ql[64n + i + 32(r&1)] nibble (r>>1), hi = (qh[32n + i] >> 2r) & 3,
 //   q = (lo | hi<<4) − 32, y = (d · scales[8n + i/16 + 2r]) · q
 struct DQ6_K {
+    static constexpr u32 BS = 256u, BB = 210u;  // elements, bytes per block
     static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
         u32 e0 = 4u * g;
         const u8* blk = W + ((u64)row * (k >> 8) + (e0 >> 8)) * 210u;
@@ -335,6 +363,7 @@ __device__ __constant__ float KVALUES_IQ4NL[16] = {-127.f, -104.f, -83.f, -65.f,
 
 // quant/iq4_nl.wgsl — block_iq4_nl (18 bytes): [0..2) d  [2..18) qs;  y = d·kvalues[q]
 struct DIQ4_NL {
+    static constexpr u32 BS = 32u, BB = 18u;  // elements, bytes per block
     static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
         u32 e = 4u * g;
         const u8* blk = W + ((u64)row * (k >> 5) + (e >> 5)) * 18u;
@@ -354,6 +383,7 @@ struct DIQ4_NL {
 // quant/iq4_xs.wgsl — block_iq4_xs (136 bytes, 256 weights): [0..2) d  [2..4) scales_h
 //   [4..8) scales_l  [8..136) qs;  y = (d·(ls − 32))·kvalues[q]
 struct DIQ4_XS {
+    static constexpr u32 BS = 256u, BB = 136u;  // elements, bytes per block
     static __device__ __forceinline__ float4 w4(const u8* W, u32 row, u32 k, u32 g) {
         u32 e0 = 4u * g;
         const u8* blk = W + ((u64)row * (k >> 8) + (e0 >> 8)) * 136u;

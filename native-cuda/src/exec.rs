@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
 
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
@@ -69,11 +68,23 @@ pub(crate) fn module(
             message: "NVRTC (libnvrtc) is not installed or not on the library path".into(),
         });
     }
+    let (major, minor) = ctx.compute_capability().map_err(driver_err)?;
+    let ptx = compile(family, major, minor)?;
+    let m = ctx.load_module(ptx).map_err(driver_err)?;
+    cache.insert(key, m.clone());
+    Ok(m)
+}
+
+/// NVRTC's PTX of `family` for compute capability `major.minor`.
+pub(crate) fn compile(
+    family: &'static str,
+    major: i32,
+    minor: i32,
+) -> Result<cudarc::nvrtc::Ptx, BackendError> {
     let src = kernels::source(family).ok_or_else(|| BackendError::ShaderCompile {
         shader: format!("{family}.cu"),
         message: "no such kernel family".into(),
     })?;
-    let (major, minor) = ctx.compute_capability().map_err(driver_err)?;
     let opts = CompileOptions {
         name: Some(format!("{family}.cu")),
         use_fast_math: Some(false),
@@ -84,7 +95,7 @@ pub(crate) fn module(
         ],
         ..Default::default()
     };
-    let ptx = compile_ptx_with_opts(&src, opts).map_err(|e| BackendError::ShaderCompile {
+    compile_ptx_with_opts(&src, opts).map_err(|e| BackendError::ShaderCompile {
         shader: format!("{family}.cu"),
         message: match e {
             cudarc::nvrtc::CompileError::CompileError { log, .. } => {
@@ -92,10 +103,7 @@ pub(crate) fn module(
             }
             other => other.to_string(),
         },
-    })?;
-    let m = ctx.load_module(ptx).map_err(driver_err)?;
-    cache.insert(key, m.clone());
-    Ok(m)
+    })
 }
 
 struct Step {
@@ -123,6 +131,8 @@ pub struct CudaExecutable {
     pending_copies: Vec<(usize, usize, usize)>,
     /// Per program: how its launches are replayed (see `run_program`).
     replay: Vec<Replay>,
+    /// Launch with programmatic stream serialization (see [`pdl_enabled`]).
+    pdl: bool,
 }
 
 /// A program's launches are fixed at compile time (symbolic sizes are read
@@ -154,6 +164,18 @@ fn tensor_core_variant(ctx: &Arc<CudaContext>, name: &str) -> Result<String, Bac
     } else {
         name.to_string()
     })
+}
+
+/// Programmatic dependent launch: on compute capability 9.0 and later every
+/// launch lets the next kernel start launching while this one finishes
+/// (each entry waits for the grid before it: `kiln_entry` in common.cuh).
+/// `KILN_CUDA_PDL=0` turns it off (for comparisons).
+fn pdl_enabled(ctx: &Arc<CudaContext>) -> Result<bool, BackendError> {
+    if std::env::var("KILN_CUDA_PDL").as_deref() == Ok("0") {
+        return Ok(false);
+    }
+    let (major, _) = ctx.compute_capability().map_err(driver_err)?;
+    Ok(major >= 9)
 }
 
 fn graphs_enabled() -> bool {
@@ -272,6 +294,7 @@ impl CudaExecutable {
             next_ticket: 0,
             pending_copies: Vec::new(),
             replay,
+            pdl: pdl_enabled(ctx)?,
         })
     }
 
@@ -306,6 +329,9 @@ impl CudaExecutable {
     }
 
     fn launch(&self, s: &Step) -> Result<(), BackendError> {
+        if self.pdl {
+            return self.launch_pdl(s);
+        }
         let mut b = self.stream.launch_builder(&s.func);
         b.arg(&s.params).arg(&s.ptrs);
         let cfg = LaunchConfig {
@@ -319,6 +345,52 @@ impl CudaExecutable {
         unsafe { b.launch(cfg) }
             .map(|_| ())
             .map_err(|e| BackendError::Validation(format!("launch {}: {e}", s.label)))
+    }
+}
+
+impl CudaExecutable {
+    /// `launch` with the programmatic-stream-serialization attribute
+    /// (`cuLaunchKernelEx`; cudarc's builder has no launch attributes).
+    fn launch_pdl(&self, s: &Step) -> Result<(), BackendError> {
+        // SAFETY: an all-zero launch attribute value is a valid union value.
+        let mut value: sys::CUlaunchAttributeValue = unsafe { std::mem::zeroed() };
+        value.programmaticStreamSerializationAllowed = 1;
+        let mut attr = sys::CUlaunchAttribute {
+            id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+            pad: [0; 4],
+            value,
+        };
+        let cfg = sys::CUlaunchConfig {
+            gridDimX: s.grid.0,
+            gridDimY: s.grid.1,
+            gridDimZ: s.grid.2,
+            blockDimX: s.block.0,
+            blockDimY: s.block.1,
+            blockDimZ: s.block.2,
+            sharedMemBytes: 0,
+            hStream: self.stream.cu_stream(),
+            attrs: &mut attr,
+            numAttrs: 1,
+        };
+        let (mut params, mut ptrs) = (s.params, s.ptrs);
+        let mut args: [*mut std::ffi::c_void; 2] = [
+            (&mut params as *mut KParams).cast(),
+            (&mut ptrs as *mut KPtrs).cast(),
+        ];
+        self.stream.context().bind_to_thread().map_err(driver_err)?;
+        // SAFETY: as in `launch`: the two arguments are the kernel's
+        // `(Params, Ptrs)`, passed by address as the driver API expects and
+        // alive for the call; `cfg` and `attr` outlive it too.
+        unsafe {
+            sys::cuLaunchKernelEx(
+                &cfg,
+                s.func.cu_function(),
+                args.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        }
+        .result()
+        .map_err(|e| BackendError::Validation(format!("launch {}: {e}", s.label)))
     }
 }
 
@@ -377,6 +449,11 @@ impl Executable for CudaExecutable {
         }
     }
 
+    /// GPU time per kernel from CUDA events recorded between the launches.
+    /// A `kiln_hold` kernel first holds the stream until every launch is
+    /// queued, so a delta is a kernel plus the gap before the next one on
+    /// the GPU, not the host's launch rate. Launches go without the PDL
+    /// attribute here (events between kernels would break its overlap).
     fn profile(
         &mut self,
         p: usize,
@@ -385,15 +462,41 @@ impl Executable for CudaExecutable {
         self.graph.check_syms(p, syms)?;
         self.write_syms(syms)?;
         self.stream.synchronize().map_err(driver_err)?;
-        let mut out = kiln::backend::KernelProfile::default();
-        for s in &self.steps[p] {
-            let t0 = Instant::now();
-            self.launch(s)?;
+        let ctx = self.stream.context().clone();
+        let hold = module(&ctx, "copy")?
+            .load_function("kiln_hold")
+            .map_err(driver_err)?;
+        let n = self.steps[p].len();
+        let mut words = [0u32; MAX_PARAMS];
+        // 50 µs per launch queued behind it, at least 20 ms.
+        words[0] = (50 * n as u32).max(20_000);
+        let gate = Step {
+            label: "hold".into(),
+            func: hold,
+            params: KParams(words),
+            ptrs: KPtrs([0; MAX_BINDINGS]),
+            grid: (1, 1, 1),
+            block: (1, 1, 1),
+        };
+        let pdl = std::mem::replace(&mut self.pdl, false);
+        let timing = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let run = (|| {
+            self.launch(&gate)?;
+            let mut events = vec![self.stream.record_event(timing).map_err(driver_err)?];
+            for s in &self.steps[p] {
+                self.launch(s)?;
+                events.push(self.stream.record_event(timing).map_err(driver_err)?);
+            }
             self.stream.synchronize().map_err(driver_err)?;
-            let dt = t0.elapsed().as_secs_f64();
-            out.add(&s.label, dt);
-        }
-        Ok(out.finish())
+            let mut out = kiln::backend::KernelProfile::default();
+            for (s, w) in self.steps[p].iter().zip(events.windows(2)) {
+                let ms = w[0].elapsed_ms(&w[1]).map_err(driver_err)?;
+                out.add(&s.label, ms as f64 / 1e3);
+            }
+            Ok(out.finish())
+        })();
+        self.pdl = pdl;
+        run
     }
 
     fn dispatches(&self, p: usize) -> usize {

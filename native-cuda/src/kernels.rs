@@ -108,11 +108,30 @@ pub struct Kernel {
     pub block: [u32; 3],
 }
 
-/// The full source of `family` with its headers inlined.
+/// Every entry's signature (`kernels/common.cuh`).
+const ENTRY: &str = "(Params p, Ptrs b) {";
+
+/// Entries that call `kiln_entry()` themselves, after work that does not
+/// depend on the grid before them: the decode GEMVs ask L2 for their weight
+/// rows first (`prefetch_rows` in quant.cuh).
+pub const SELF_WAITING: [&str; 2] = ["mul_mat_vec_", "mul_mat_fused_"];
+
+/// The full source of `family` with its headers inlined, and every entry
+/// (an `extern "C" __global__` line) starting with `kiln_entry();`, the
+/// programmatic-dependent-launch handshake (`common.cuh`), so no kernel can
+/// forget it: the executor may launch any of them with the attribute
+/// ([`SELF_WAITING`] entries call it themselves).
 pub fn source(family: &str) -> Option<String> {
     let (_, src) = FAMILIES.iter().find(|(f, _)| *f == family)?;
     let mut out = String::new();
     for line in src.lines() {
+        let entry = line.strip_prefix("extern \"C\" __global__ void ");
+        let waits_itself = entry.is_some_and(|e| SELF_WAITING.iter().any(|w| e.starts_with(w)));
+        if entry.is_some() && line.contains(ENTRY) && !waits_itself {
+            out.push_str(&line.replacen(ENTRY, "(Params p, Ptrs b) { kiln_entry();", 1));
+            out.push('\n');
+            continue;
+        }
         let inc = line
             .trim()
             .strip_prefix("#include \"")

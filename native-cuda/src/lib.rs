@@ -15,7 +15,7 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod diffuse_parity;
-mod exec;
+pub(crate) mod exec;
 pub mod kernels;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod model_parity;

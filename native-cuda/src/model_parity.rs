@@ -42,18 +42,21 @@ pub fn encode(path: &std::path::Path, prompt: &str) -> Result<Vec<u32>, LoadErro
         .map_err(|e| LoadError::Tokenizer(e.to_string()))
 }
 
-/// Runs the model on `backend`: prompt, then `steps` greedy tokens.
+/// Runs the model on `backend`: prompt, then `steps` greedy tokens, on the
+/// plain graph or the fused one (the GPUs' default: fused GEMVs, Q/K/V as
+/// one weight).
 pub fn trace(
     path: &std::path::Path,
     backend: &dyn Backend,
     prompt: &[u32],
     steps: usize,
+    fused: bool,
 ) -> Result<Trace, LoadError> {
     let opts = LlamaOptions {
         max_ctx: prompt.len() + steps + 1,
         prefill_chunk: prompt.len().max(2),
         kv_dtype: kiln::DType::F32,
-        fused: false,
+        fused,
         debug_layers: true,
         lora: None,
     };
@@ -198,4 +201,25 @@ pub fn bench(
         dec = dec.max((n - 1) as f64 / t_first.elapsed().as_secs_f64().max(1e-9));
     }
     Ok((pre, dec))
+}
+
+/// GPU time per kernel of one decode step (fused graph) after `prompt`, in a
+/// context sized like [`bench`]'s: `Executable::profile` on the decode
+/// program ((kernel, seconds, launches), slowest first).
+pub fn profile_decode(
+    path: &std::path::Path,
+    backend: &dyn Backend,
+    prompt: &[u32],
+    steps: usize,
+) -> Result<Vec<(String, f64, usize)>, LoadError> {
+    let opts = LlamaOptions {
+        max_ctx: prompt.len() + steps + 1,
+        prefill_chunk: prompt.len().max(2),
+        fused: true,
+        ..Default::default()
+    };
+    let (mut llm, _) = Llm::open(path, backend, &opts, &mut |_, _| true)?;
+    llm.feed(prompt)?;
+    let pos = llm.tokens.len() as u32;
+    Ok(llm.exe.profile(llm.model.decode.program, &[pos])?)
 }

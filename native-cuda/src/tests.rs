@@ -2,7 +2,9 @@
 //! parity suite on it.
 
 use super::*;
-use crate::kernels::{FAMILIES, HEADERS, WGSL_TWINS, defines_kernel, kernel_for, source};
+use crate::kernels::{
+    FAMILIES, HEADERS, SELF_WAITING, WGSL_TWINS, defines_kernel, kernel_for, source,
+};
 use crate::plan::{Arg, OPS, plan, plan_graph};
 use kiln::DType;
 use kiln::graph::TensorInfo;
@@ -41,6 +43,43 @@ fn every_family_has_a_source_and_a_wgsl_twin() {
         "DQ4_K", "DQ5_K", "DQ6_K", "DIQ4_NL", "DIQ4_XS",
     ] {
         assert!(quant.contains(&format!("struct {d} {{")), "{d}");
+    }
+}
+
+/// Programmatic dependent launch is safe only if every kernel the executor
+/// may launch with the attribute waits for the grid before it first.
+#[test]
+fn every_entry_starts_with_the_launch_handshake() {
+    for (family, _) in FAMILIES {
+        let src = source(family).unwrap();
+        let mut entries = 0;
+        for line in src
+            .lines()
+            .filter(|l| l.starts_with("extern \"C\" __global__"))
+        {
+            if line.contains("kiln_hold(") {
+                continue; // profiling only, launched without the attribute
+            }
+            let name = line.trim_start_matches("extern \"C\" __global__ void ");
+            if SELF_WAITING.iter().any(|w| name.starts_with(w)) {
+                // Their template bodies call it (checked below).
+                entries += 1;
+                continue;
+            }
+            assert!(
+                line.contains("(Params p, Ptrs b) { kiln_entry();"),
+                "{family}: entry without the handshake: {line}"
+            );
+            entries += 1;
+        }
+        assert!(entries > 0, "{family}");
+    }
+    // The self-waiting GEMVs: each template calls kiln_entry() once.
+    let mm = source("mul_mat").unwrap();
+    for t in ["void mul_mat_vec(", "void mul_mat_fused("] {
+        let body = &mm[mm.find(t).unwrap()..];
+        let body = &body[..body.find("\n}\n").unwrap()];
+        assert_eq!(body.matches("kiln_entry();").count(), 1, "{t}");
     }
 }
 
@@ -307,4 +346,38 @@ fn model_comparison_fails_on_nan_short_and_empty() {
     );
     let empty = trace(Vec::new(), Vec::new(), Vec::new());
     assert!(!compare(&empty, &empty).pass(0));
+}
+
+/// Every family compiles with NVRTC, which needs no GPU: for sm_90 (the PDL
+/// handshake's instructions) and sm_75 (the guards that compile them out).
+/// CI installs libnvrtc from PyPI (`nvidia-cuda-nvrtc`) and sets
+/// `KILN_REQUIRE_NVRTC=1`, so there a missing library fails; on a machine
+/// without it the test says so and passes.
+#[test]
+fn every_family_compiles_with_nvrtc() {
+    // SAFETY: only checks whether the NVRTC library can be loaded.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        assert!(
+            std::env::var("KILN_REQUIRE_NVRTC").as_deref() != Ok("1"),
+            "KILN_REQUIRE_NVRTC=1 but libnvrtc is not on the library path"
+        );
+        eprintln!("libnvrtc not found: CUDA kernels not compiled");
+        return;
+    }
+    // KILN_PTX_DIR=dir keeps the PTX (to assemble it with ptxas, which
+    // checks the inline PTX that NVRTC passes through unread).
+    let keep = std::env::var_os("KILN_PTX_DIR").map(std::path::PathBuf::from);
+    for (major, minor) in [(9, 0), (7, 5)] {
+        for (family, _) in FAMILIES {
+            match crate::exec::compile(family, major, minor) {
+                Ok(ptx) => {
+                    if let Some(dir) = &keep {
+                        let path = dir.join(format!("{family}.sm_{major}{minor}.ptx"));
+                        std::fs::write(path, ptx.to_src()).unwrap();
+                    }
+                }
+                Err(e) => panic!("{family} for sm_{major}{minor}: {e}"),
+            }
+        }
+    }
 }

@@ -78,6 +78,13 @@ enum Cmd {
         reps: usize,
         #[arg(long)]
         adapter: Option<String>,
+        /// Also print GPU time per kernel of one decode step (fused graph,
+        /// after the prompt) per backend.
+        #[arg(long)]
+        profile: bool,
+        /// Skip the wgpu column.
+        #[arg(long)]
+        no_wgpu: bool,
     },
     /// A GGUF model on CPU reference, wgpu and CUDA: per-layer hidden states,
     /// logits per step, greedy tokens, speed.
@@ -109,6 +116,10 @@ struct ModelArgs {
     no_wgpu: bool,
     #[arg(long)]
     no_cuda: bool,
+    /// The GPU backends run the fused graph (the CLI's default on GPUs);
+    /// the CPU reference always runs the plain one.
+    #[arg(long)]
+    fused: bool,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -171,18 +182,22 @@ fn bench(
     decode: usize,
     reps: usize,
     adapter: Option<String>,
+    profile: bool,
+    no_wgpu: bool,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let text = "The history of the clock is a story of craftsmen and astronomers. "
         .repeat(prefill / 8 + 8);
     let mut ids = kiln_cuda::model_parity::encode(path, &text)?;
     ids.truncate(prefill.max(2));
     let mut backends: Vec<Box<dyn Backend>> = Vec::new();
-    match WgpuBackend::new(&WgpuOptions {
-        adapter,
-        ..Default::default()
-    }) {
-        Ok(b) => backends.push(Box::new(b)),
-        Err(e) => eprintln!("wgpu: no adapter, skipped: {e}"),
+    if !no_wgpu {
+        match WgpuBackend::new(&WgpuOptions {
+            adapter,
+            ..Default::default()
+        }) {
+            Ok(b) => backends.push(Box::new(b)),
+            Err(e) => eprintln!("wgpu: no adapter, skipped: {e}"),
+        }
     }
     match CudaBackend::new(0) {
         Ok(b) => backends.push(Box::new(b)),
@@ -208,6 +223,26 @@ fn bench(
                 1e3 / dec,
                 bytes * dec / 1e9
             );
+        }
+    }
+    if profile {
+        for b in &backends {
+            let prof = kiln_cuda::model_parity::profile_decode(path, b.as_ref(), &ids, decode)?;
+            let total: f64 = prof.iter().map(|x| x.1).sum();
+            println!(
+                "{}: one fused decode step after the prompt, GPU time per kernel ({:.3} ms in all, {} launches):",
+                b.name(),
+                total * 1e3,
+                prof.iter().map(|x| x.2).sum::<usize>()
+            );
+            for (k, t, n) in prof {
+                println!(
+                    "  {:>8.3} ms {:>5.1}%  {n:>4}×  {:>6.2} µs each  {k}",
+                    t * 1e3,
+                    100.0 * t / total,
+                    t * 1e6 / n.max(1) as f64
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -242,11 +277,11 @@ fn model(a: ModelArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Err(e) => eprintln!("cuda: no CUDA device, column skipped: {e}"),
         }
     }
-    let reference = trace(path, &kiln::backend::cpu::CpuBackend, &ids, steps)?;
+    let reference = trace(path, &kiln::backend::cpu::CpuBackend, &ids, steps, false)?;
     let mut rows = Vec::new();
     let mut ok = true;
     for b in &backends {
-        let t = trace(path, b.as_ref(), &ids, steps)?;
+        let t = trace(path, b.as_ref(), &ids, steps, a.fused)?;
         let c = compare(&t, &reference);
         ok &= c.pass(steps);
         rows.push((t, c));
@@ -589,7 +624,9 @@ fn main() -> ExitCode {
             decode,
             reps,
             adapter,
-        } => bench(&m, prefill, decode, reps, adapter),
+            profile,
+            no_wgpu,
+        } => bench(&m, prefill, decode, reps, adapter, profile, no_wgpu),
         Cmd::Model(a) => model(a),
         Cmd::Diffuse(a) => kiln_cuda::diffuse_parity::run(a),
         Cmd::Sd(a) => kiln_cuda::sd_parity::run(a),

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# CUDA-twin decode on the GPU machine (device tool), from the repository root:
+# correctness first (op parity and the f32 fixture against PyTorch on CUDA),
+# then decode speed with programmatic dependent launch on and off
+# (KILN_CUDA_PDL) and GPU time per kernel of one decode step, on SmolLM2-135M
+# Q4_1 (parts staged as in tools/gpu_llm_bench.sh) and on the random
+# Llama-3.2-1B-shape Q4_0 file (tools/gen_random_gguf.py, made there; carry
+# .whl with the gguf wheel). Carry .device/kiln-parity.xz. With LLAMACPP=1
+# (carry .peers/llamacpp-src-trim.tar.xz and .peers/build-cuda.sh) llama.cpp
+# CUDA is built there and run on both files last, same call.
+# Writes under $OUT: parity.txt, model_parity.txt, smol.txt, llama1b.txt,
+# llamacpp_*.txt.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT" /root/kiln
+SMOL=/root/kiln/smollm2.gguf
+if [ "${STAGE:-}" = parts ]; then cp .device/smol/part* /root/kiln/; ls -la /root/kiln; exit 0; fi
+[ -d .device/smol ] && cp .device/smol/part* /root/kiln/
+if [ ! -f $SMOL ]; then
+  cat /root/kiln/part00 /root/kiln/part01 /root/kiln/part02 > $SMOL 2>/dev/null
+  echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $SMOL" | sha256sum -c || { rm -f $SMOL; exit 1; }
+fi
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv > "$OUT/gpu.txt"
+xz -dc .device/kiln-parity.xz > /root/kiln/kiln-parity && chmod +x /root/kiln/kiln-parity
+K=/root/kiln/kiln-parity
+run() { # file, timeout, command...
+  local f=$1 t=$2; shift 2
+  echo "\$ $*" >> "$OUT/$f"
+  timeout "$t" "$@" >> "$OUT/$f" 2>&1; echo "exit $?" >> "$OUT/$f"
+}
+# Correctness with PDL on (the default on sm_90).
+run parity.txt 200 $K ops --no-wgpu --iters 0
+tail -3 "$OUT/parity.txt"
+run model_parity.txt 120 $K model --no-wgpu --tokens 16 \
+  --model tests/fixtures/models/llama3/llama3.F32.gguf --reference tests/fixtures/models/llama3/reference.json
+run model_parity.txt 120 $K model --no-wgpu --fused --tokens 16 \
+  --model tests/fixtures/models/llama3/llama3.F32.gguf --reference tests/fixtures/models/llama3/reference.json
+run model_parity.txt 200 $K model --no-wgpu --fused --tokens 8 --model $SMOL
+tail -4 "$OUT/model_parity.txt"
+for pdl in 1 0; do
+  KILN_CUDA_PDL=$pdl run smol.txt 200 $K bench --no-wgpu --model $SMOL --prefill 2 --decode 128 --reps 5 \
+    $([ $pdl = 1 ] && echo --profile)
+  KILN_CUDA_PDL=$pdl run smol.txt 200 $K bench --no-wgpu --model $SMOL --prefill 512 --decode 128 --reps 3
+done
+grep -E "^\\$|decode" "$OUT/smol.txt"
+B1=/root/kiln/llama1b-q4_0.gguf
+if [ ! -f $B1 ] && ls .whl/gguf-*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  PYTHONPATH=/tmp/site timeout 200 python3 tools/gen_random_gguf.py $B1 Q4_0 > "$OUT/gen1b.txt" 2>&1
+fi
+if [ -f $B1 ]; then
+  for pdl in 1 0; do
+    KILN_CUDA_PDL=$pdl run llama1b.txt 200 $K bench --no-wgpu --model $B1 --prefill 2 --decode 128 --reps 3 \
+      $([ $pdl = 1 ] && echo --profile)
+  done
+  grep -E "^\\$|decode" "$OUT/llama1b.txt"
+fi
+if [ -n "${LLAMACPP:-}" ] && [ -f .peers/llamacpp-src-trim.tar.xz ]; then
+  L=/root/lc/llama.cpp
+  if [ ! -x $L/build-cuda/bin/llama-bench ]; then
+    mkdir -p /root/lc && tar xJf .peers/llamacpp-src-trim.tar.xz -C /root/lc
+    cp .peers/build-cuda.sh $L/ && (cd $L && JOBS=16 timeout 400 ./build-cuda.sh > /root/lc/build.log 2>&1)
+    tail -3 /root/lc/build.log > "$OUT/llamacpp_build.txt"
+  fi
+  run llamacpp_smol.txt 150 $L/build-cuda/bin/llama-bench -m $SMOL -ngl 99 -p 512 -n 128 -r 5
+  [ -f $B1 ] && run llamacpp_1b.txt 150 $L/build-cuda/bin/llama-bench -m $B1 -ngl 99 -p 512 -n 128 -r 5
+  cat "$OUT"/llamacpp_*.txt | grep -E "pp512|tg128"
+fi
