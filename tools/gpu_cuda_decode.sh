@@ -26,7 +26,7 @@ xz -dc .device/kiln-parity.xz > /root/kiln/kiln-parity && chmod +x /root/kiln/ki
 K=/root/kiln/kiln-parity
 run() { # file, timeout, command...
   local f=$1 t=$2; shift 2
-  echo "\$ $*" >> "$OUT/$f"
+  echo "\$ KILN_CUDA_PDL=${KILN_CUDA_PDL:-} KILN_CUDA_GEMV=${KILN_CUDA_GEMV:-} $*" >> "$OUT/$f"
   timeout "$t" "$@" >> "$OUT/$f" 2>&1; echo "exit $?" >> "$OUT/$f"
 }
 # Correctness with PDL on (the default on sm_90).
@@ -38,11 +38,14 @@ run model_parity.txt 120 $K model --no-wgpu --fused --tokens 16 \
   --model tests/fixtures/models/llama3/llama3.F32.gguf --reference tests/fixtures/models/llama3/reference.json
 run model_parity.txt 200 $K model --no-wgpu --fused --tokens 8 --model $SMOL
 tail -4 "$OUT/model_parity.txt"
-for pdl in 1 0; do
-  KILN_CUDA_PDL=$pdl run smol.txt 200 $K bench --no-wgpu --model $SMOL --prefill 2 --decode 128 --reps 5 \
-    $([ $pdl = 1 ] && echo --profile)
-  KILN_CUDA_PDL=$pdl run smol.txt 200 $K bench --no-wgpu --model $SMOL --prefill 512 --decode 128 --reps 3
+# Variants: PDL on/off (KILN_CUDA_PDL) × the m = 1 wide-load GEMV on/off
+# (KILN_CUDA_GEMV=generic); the first is the default, profiled.
+for v in "1 half" "0 half" "1 generic" "0 generic"; do
+  set -- $v
+  KILN_CUDA_PDL=$1 KILN_CUDA_GEMV=$2 run smol.txt 200 $K bench --no-wgpu --model $SMOL --prefill 2 --decode 128 --reps 5 \
+    $([ "$v" = "1 half" ] && echo --profile)
 done
+KILN_CUDA_PDL=1 run smol.txt 200 $K bench --no-wgpu --model $SMOL --prefill 512 --decode 128 --reps 3
 grep -E "^\\$|decode" "$OUT/smol.txt"
 B1=/root/kiln/llama1b-q4_0.gguf
 if [ ! -f $B1 ] && ls .whl/gguf-*.whl >/dev/null 2>&1; then
@@ -50,9 +53,10 @@ if [ ! -f $B1 ] && ls .whl/gguf-*.whl >/dev/null 2>&1; then
   PYTHONPATH=/tmp/site timeout 200 python3 tools/gen_random_gguf.py $B1 Q4_0 > "$OUT/gen1b.txt" 2>&1
 fi
 if [ -f $B1 ]; then
-  for pdl in 1 0; do
-    KILN_CUDA_PDL=$pdl run llama1b.txt 200 $K bench --no-wgpu --model $B1 --prefill 2 --decode 128 --reps 3 \
-      $([ $pdl = 1 ] && echo --profile)
+  for v in "1 half" "0 generic"; do
+    set -- $v
+    KILN_CUDA_PDL=$1 KILN_CUDA_GEMV=$2 run llama1b.txt 200 $K bench --no-wgpu --model $B1 --prefill 2 --decode 128 --reps 3 \
+      $([ "$v" = "1 half" ] && echo --profile)
   done
   grep -E "^\\$|decode" "$OUT/llama1b.txt"
 fi

@@ -9,6 +9,7 @@
 // decode GEMV with an RMSNorm prologue and a SwiGLU epilogue, see below.
 #include "common.cuh"
 #include "quant.cuh"
+#include "gemv1.cuh"
 #include "tile32.cuh"
 #include "tile64.cuh"
 
@@ -44,6 +45,13 @@ __device__ void mul_mat_vec(const Params& p, const Ptrs& b) {
     for (u32 rr = sg; rr < R; rr += 2u) {
         u32 r = r0 + rr;
         if (r >= rows) break;
+        if constexpr (Half<D>::ok) {
+            if (half_ok<D>(m, k, x, x)) {
+                float s = half_row<D, false>(W, r, k, x, x, lane);
+                if (lane == 0u) put(p, b, n0 + r, s);
+                continue;
+            }
+        }
         if (m == 1u) {
             float acc = 0.0f;
             for (u32 u = lane; u < (k + 31u) / 32u; u += 32u) acc += D::dot32(W, r, k, u, x);
@@ -168,6 +176,31 @@ __device__ void mul_mat_fused(const Params& p, const Ptrs& b) {
                 s += v * v;
             }
             inv[mm] = 1.0f / sqrtf(warp_sum(s) / (float)k + eps);
+        }
+    }
+    if constexpr (Half<D>::ok) {
+        if (half_ok<D>(m, k, x, has_norm ? nw : x)) {
+            // m = 1 over whole blocks (gemv1.cuh): 1/rms applied to the sums.
+            for (u32 cc = sg; cc < R; cc += 2u) {
+                const u32 c = c0 + cc;
+                if (c >= n) break;
+                float sa, sb = 0.0f;
+                if (glu) {
+                    float2 r2 = has_norm ? half_rows2<D, true>(W, c, c + n, k, x, nw, lane)
+                                         : half_rows2<D, false>(W, c, c + n, k, x, x, lane);
+                    sa = r2.x * inv[0];
+                    sb = r2.y * inv[0];
+                } else {
+                    sa = (has_norm ? half_row<D, true>(W, c, k, x, nw, lane) : half_row<D, false>(W, c, k, x, x, lane)) *
+                         inv[0];
+                }
+                if (lane == 0u) {
+                    float v = glu ? sa / (1.0f + expf(-sa)) * sb : sa;
+                    if (has_res) v += res[c];
+                    y[c] = v;
+                }
+            }
+            return;
         }
     }
     const u32 ng = (k + 3u) / 4u;

@@ -85,14 +85,20 @@ pub(crate) fn compile(
         shader: format!("{family}.cu"),
         message: "no such kernel family".into(),
     })?;
+    let mut options = vec![
+        format!("--gpu-architecture=compute_{major}{minor}"),
+        "-default-device".into(),
+        "--std=c++17".into(),
+    ];
+    // `KILN_CUDA_GEMV=generic`: the decode GEMVs without gemv1.cuh's
+    // wide-load path (for comparisons).
+    if std::env::var("KILN_CUDA_GEMV").as_deref() == Ok("generic") {
+        options.push("-DKILN_GEMV_HALF=0".into());
+    }
     let opts = CompileOptions {
         name: Some(format!("{family}.cu")),
         use_fast_math: Some(false),
-        options: vec![
-            format!("--gpu-architecture=compute_{major}{minor}"),
-            "-default-device".into(),
-            "--std=c++17".into(),
-        ],
+        options,
         ..Default::default()
     };
     compile_ptx_with_opts(&src, opts).map_err(|e| BackendError::ShaderCompile {

@@ -13,9 +13,10 @@ use kiln::ops::Dispatch;
 
 /// Shared headers, inlined where a source `#include`s them (NVRTC gets one
 /// self-contained translation unit per family).
-pub const HEADERS: [(&str, &str); 5] = [
+pub const HEADERS: [(&str, &str); 6] = [
     ("common.cuh", include_str!("../kernels/common.cuh")),
     ("quant.cuh", include_str!("../kernels/quant.cuh")),
+    ("gemv1.cuh", include_str!("../kernels/gemv1.cuh")),
     ("tile32.cuh", include_str!("../kernels/tile32.cuh")),
     ("tile64.cuh", include_str!("../kernels/tile64.cuh")),
     ("rope.cuh", include_str!("../kernels/rope.cuh")),

@@ -713,6 +713,7 @@ fn mul_mat_fused(rng: &mut Rng) -> Result<Vec<Case>> {
         DType::F32,
         DType::F16,
         DType::Q8_0,
+        DType::Q4_0,
         DType::Q4_1,
         DType::Q4_K,
         DType::Q5_K,
@@ -763,8 +764,15 @@ fn mul_mat_fused(rng: &mut Rng) -> Result<Vec<Case>> {
         }
     }
     // Decode rows wider than 1024 (the 16 KiB workgroup copy of x on GPUs
-    // with subgroups): f32 with a partial last 32-block, and Q8_0.
-    for (dtype, k) in [(DType::F32, 1100), (DType::Q8_0, 1088)] {
+    // with subgroups): f32 with a partial last 32-block, and the formats of
+    // the CUDA twin's wide-load decode path (68 half-blocks a row: lanes
+    // wrap around).
+    for (dtype, k) in [
+        (DType::F32, 1100),
+        (DType::Q8_0, 1088),
+        (DType::Q4_0, 1088),
+        (DType::Q4_1, 1088),
+    ] {
         let mut b = B::new(rng);
         let x = b.input(&[1, k], DType::F32, 1.5)?;
         let w = b.weight(&[2 * 9, k], dtype, 1.0 / (k as f32).sqrt())?;
