@@ -14,8 +14,19 @@ set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /root/kiln
 SMOL=/root/kiln/smollm2.gguf
-if [ "${STAGE:-}" = parts ]; then cp .device/smol/part* /root/kiln/; ls -la /root/kiln; exit 0; fi
+# The model travels either as three raw parts (.device/smol/part0[0-2]) or
+# as two parts of its xz stream (.device/smolxz/part0[01]: two calls).
+if [ "${STAGE:-}" = parts ]; then
+  [ -d .device/smol ] && cp .device/smol/part* /root/kiln/
+  [ -d .device/smolxz ] && for f in .device/smolxz/part*; do cp $f /root/kiln/xz.$(basename $f); done
+  ls -la /root/kiln; exit 0
+fi
 [ -d .device/smol ] && cp .device/smol/part* /root/kiln/
+[ -d .device/smolxz ] && for f in .device/smolxz/part*; do cp $f /root/kiln/xz.$(basename $f); done
+if [ ! -f $SMOL ] && [ -f /root/kiln/xz.part01 ]; then
+  cat /root/kiln/xz.part00 /root/kiln/xz.part01 | xz -dc > $SMOL
+  echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $SMOL" | sha256sum -c || { rm -f $SMOL; exit 1; }
+fi
 if [ ! -f $SMOL ]; then
   cat /root/kiln/part00 /root/kiln/part01 /root/kiln/part02 > $SMOL 2>/dev/null
   echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $SMOL" | sha256sum -c || { rm -f $SMOL; exit 1; }
