@@ -55,6 +55,14 @@ PY
     export KILN_REQUIRE_NVRTC=1
 }
 
+need_deny() {
+    # cargo-deny from crates.io (pinned; ≈ 2.5 min to build on 2 cores).
+    if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny 0.20.2" ]; then
+        echo "== installing cargo-deny 0.20.2"
+        cargo install -q cargo-deny --version 0.20.2 --locked
+    fi
+}
+
 need_wasm() {
     rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown \
         || rustup target add wasm32-unknown-unknown
@@ -79,6 +87,11 @@ test)
     need_nvrtc
     tools/fetch_model.sh
     tools/fetch_terrain.sh
+    need_deny
+    echo "== cargo deny (licences, bans, sources: deny.toml)"
+    cargo deny check licenses bans sources > /tmp/kiln-deny.txt 2>&1 \
+        || { grep -v '^warning\[duplicate\]' /tmp/kiln-deny.txt | tail -40; exit 1; }
+    tail -1 /tmp/kiln-deny.txt
     echo "== cargo fmt --check"; cargo fmt --all -- --check
     echo "== cargo clippy"; cargo clippy --workspace --all-targets -- -D warnings
     echo "== cargo test"; cargo test --workspace
@@ -88,6 +101,15 @@ test)
     tail -1 /tmp/kiln-parity-ops.txt
     cargo run -q -p kiln-cuda --bin kiln-parity -- model --tokens 16 \
         --model tests/fixtures/models/llama3/llama3.F32.gguf --reference tests/fixtures/models/llama3/reference.json
+    # The loaders under coverage-guided fuzzing for a short budget each, from
+    # seeds made of the committed fixtures (the long runs and their figures:
+    # docs/reliability/). chat_template is left out until its open finding
+    # (string amplification, docs/reliability/README.md) is fixed.
+    if rustup toolchain list | grep -q '^nightly'; then
+        echo "== fuzz (cargo-fuzz, 15 s per loader)"; tools/fuzz.sh 15 gguf safetensors onnx peft
+    else
+        echo "== fuzz SKIPPED: no nightly toolchain (cargo-fuzz needs it)"
+    fi
     echo "== clippy (wasm32, web binding)"
     cargo clippy -p kiln --lib --test web --target wasm32-unknown-unknown --features web -- -D warnings
     echo "== browser"; tests/browser/run.sh

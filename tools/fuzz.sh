@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-60}
 shift || true
 TARGETS=${*:-gguf safetensors chat_template onnx peft}
-command -v cargo-fuzz >/dev/null || cargo +nightly install cargo-fuzz --locked
+[ "$(cargo fuzz --version 2>/dev/null)" = "cargo-fuzz 0.13.2" ] || cargo +nightly install cargo-fuzz --version 0.13.2 --locked
 F=tests/fixtures
 mkdir -p fuzz/corpus/{gguf,safetensors,chat_template,onnx,peft} fuzz/stats
 cp $F/models/llama3/llama3.Q8_0.gguf $F/models/llama3/llama3.F32.gguf fuzz/corpus/gguf/
