@@ -9,7 +9,9 @@
 # (carry .peers/llamacpp-src-trim.tar.xz and .peers/build-cuda.sh) llama.cpp
 # CUDA is built there and run on both files last, same call.
 # Writes under $OUT: parity.txt, model_parity.txt, smol.txt, llama1b.txt,
-# llamacpp_*.txt.
+# llamacpp_*.txt. PHASE=1 does what needs no SmolLM2 (op parity, the fixture,
+# the 1B shape) while its first xz part travels; PHASE=2 the SmolLM2 runs;
+# unset, both.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /root/kiln
@@ -23,14 +25,6 @@ if [ "${STAGE:-}" = parts ]; then
 fi
 [ -d .device/smol ] && cp .device/smol/part* /root/kiln/
 [ -d .device/smolxz ] && for f in .device/smolxz/part*; do cp $f /root/kiln/xz.$(basename $f); done
-if [ ! -f $SMOL ] && [ -f /root/kiln/xz.part01 ]; then
-  cat /root/kiln/xz.part00 /root/kiln/xz.part01 | xz -dc > $SMOL
-  echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $SMOL" | sha256sum -c || { rm -f $SMOL; exit 1; }
-fi
-if [ ! -f $SMOL ]; then
-  cat /root/kiln/part00 /root/kiln/part01 /root/kiln/part02 > $SMOL 2>/dev/null
-  echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $SMOL" | sha256sum -c || { rm -f $SMOL; exit 1; }
-fi
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv > "$OUT/gpu.txt"
 xz -dc .device/kiln-parity.xz > /root/kiln/kiln-parity && chmod +x /root/kiln/kiln-parity
@@ -40,6 +34,9 @@ run() { # file, timeout, command...
   echo "\$ KILN_CUDA_PDL=${KILN_CUDA_PDL:-} KILN_CUDA_GEMV=${KILN_CUDA_GEMV:-} $*" >> "$OUT/$f"
   timeout "$t" "$@" >> "$OUT/$f" 2>&1; echo "exit $?" >> "$OUT/$f"
 }
+B1=/root/kiln/llama1b-q4_0.gguf
+P=${PHASE:-12}
+if [[ $P == *1* ]]; then
 # Correctness with PDL on (the default on sm_90).
 run parity.txt 200 $K ops --no-wgpu --iters 0
 tail -3 "$OUT/parity.txt"
@@ -47,18 +44,6 @@ run model_parity.txt 120 $K model --no-wgpu --tokens 16 \
   --model tests/fixtures/models/llama3/llama3.F32.gguf --reference tests/fixtures/models/llama3/reference.json
 run model_parity.txt 120 $K model --no-wgpu --fused --tokens 16 \
   --model tests/fixtures/models/llama3/llama3.F32.gguf --reference tests/fixtures/models/llama3/reference.json
-run model_parity.txt 200 $K model --no-wgpu --fused --tokens 8 --model $SMOL
-tail -4 "$OUT/model_parity.txt"
-# Variants: PDL on/off (KILN_CUDA_PDL) × the m = 1 wide-load GEMV on/off
-# (KILN_CUDA_GEMV=generic); the first is the default, profiled.
-for v in "1 half" "0 half" "1 generic" "0 generic"; do
-  set -- $v
-  KILN_CUDA_PDL=$1 KILN_CUDA_GEMV=$2 run smol.txt 200 $K bench --no-wgpu --model $SMOL --prefill 2 --decode 128 --reps 5 \
-    $([ "$v" = "1 half" ] && echo --profile)
-done
-KILN_CUDA_PDL=1 run smol.txt 200 $K bench --no-wgpu --model $SMOL --prefill 512 --decode 128 --reps 3
-grep -E "^\\$|decode" "$OUT/smol.txt"
-B1=/root/kiln/llama1b-q4_0.gguf
 if [ ! -f $B1 ] && ls .whl/gguf-*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
   PYTHONPATH=/tmp/site timeout 200 python3 tools/gen_random_gguf.py $B1 Q4_0 > "$OUT/gen1b.txt" 2>&1
@@ -70,6 +55,28 @@ if [ -f $B1 ]; then
       $([ "$v" = "1 half" ] && echo --profile)
   done
   grep -E "^\\$|decode" "$OUT/llama1b.txt"
+fi
+fi
+if [[ $P == *2* ]]; then
+if [ ! -f $SMOL ] && [ -f /root/kiln/xz.part01 ]; then
+  cat /root/kiln/xz.part00 /root/kiln/xz.part01 | xz -dc > $SMOL
+  echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $SMOL" | sha256sum -c || { rm -f $SMOL; exit 1; }
+fi
+if [ ! -f $SMOL ]; then
+  cat /root/kiln/part00 /root/kiln/part01 /root/kiln/part02 > $SMOL 2>/dev/null
+  echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $SMOL" | sha256sum -c || { rm -f $SMOL; exit 1; }
+fi
+run model_parity.txt 200 $K model --no-wgpu --fused --tokens 8 --model $SMOL
+tail -4 "$OUT/model_parity.txt"
+# Variants: PDL on/off (KILN_CUDA_PDL) × the m = 1 wide-load GEMV on/off
+# (KILN_CUDA_GEMV=generic); the first is the default, profiled.
+for v in "1 half" "0 half" "1 generic" "0 generic"; do
+  set -- $v
+  KILN_CUDA_PDL=$1 KILN_CUDA_GEMV=$2 run smol.txt 200 $K bench --no-wgpu --model $SMOL --prefill 2 --decode 128 --reps 5 \
+    $([ "$v" = "1 half" ] && echo --profile)
+done
+KILN_CUDA_PDL=1 run smol.txt 200 $K bench --no-wgpu --model $SMOL --prefill 512 --decode 128 --reps 3
+grep -E "^\\$|decode" "$OUT/smol.txt"
 fi
 if [ -n "${LLAMACPP:-}" ] && [ -f .peers/llamacpp-src-trim.tar.xz ]; then
   L=/root/lc/llama.cpp
