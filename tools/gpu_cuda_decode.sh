@@ -37,7 +37,8 @@ run() { # file, timeout, command...
 B1=/root/kiln/llama1b-q4_0.gguf
 P=${PHASE:-12}
 if [[ $P == *1* ]]; then
-# Correctness with PDL on (the default on sm_90).
+# Correctness with both opt-ins on.
+export KILN_CUDA_PDL=1 KILN_CUDA_GEMV=wide
 run parity.txt 200 $K ops --no-wgpu --iters 0
 tail -3 "$OUT/parity.txt"
 run model_parity.txt 120 $K model --no-wgpu --tokens 16 \
@@ -49,15 +50,16 @@ if [ ! -f $B1 ] && ls .whl/gguf-*.whl >/dev/null 2>&1; then
   PYTHONPATH=/tmp/site timeout 200 python3 tools/gen_random_gguf.py $B1 Q4_0 > "$OUT/gen1b.txt" 2>&1
 fi
 if [ -f $B1 ]; then
-  for v in "1 half" "0 generic"; do
+  for v in "1 wide" "0 generic"; do
     set -- $v
     KILN_CUDA_PDL=$1 KILN_CUDA_GEMV=$2 run llama1b.txt 200 $K bench --no-wgpu --model $B1 --prefill 2 --decode 128 --reps 3 \
-      $([ "$v" = "1 half" ] && echo --profile)
+      $([ "$v" = "1 wide" ] && echo --profile)
   done
   grep -E "^\\$|decode" "$OUT/llama1b.txt"
 fi
 fi
 if [[ $P == *2* ]]; then
+export KILN_CUDA_PDL=1 KILN_CUDA_GEMV=wide
 if [ ! -f $SMOL ] && [ -f /root/kiln/xz.part01 ]; then
   cat /root/kiln/xz.part00 /root/kiln/xz.part01 | xz -dc > $SMOL
   echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $SMOL" | sha256sum -c || { rm -f $SMOL; exit 1; }
@@ -69,11 +71,11 @@ fi
 run model_parity.txt 200 $K model --no-wgpu --fused --tokens 8 --model $SMOL
 tail -4 "$OUT/model_parity.txt"
 # Variants: PDL on/off (KILN_CUDA_PDL) × the m = 1 wide-load GEMV on/off
-# (KILN_CUDA_GEMV=generic); the first is the default, profiled.
-for v in "1 half" "0 half" "1 generic" "0 generic"; do
+# (KILN_CUDA_GEMV=wide|generic); the first is profiled.
+for v in "1 wide" "0 wide" "1 generic" "0 generic"; do
   set -- $v
   KILN_CUDA_PDL=$1 KILN_CUDA_GEMV=$2 run smol.txt 200 $K bench --no-wgpu --model $SMOL --prefill 2 --decode 128 --reps 5 \
-    $([ "$v" = "1 half" ] && echo --profile)
+    $([ "$v" = "1 wide" ] && echo --profile)
 done
 KILN_CUDA_PDL=1 run smol.txt 200 $K bench --no-wgpu --model $SMOL --prefill 512 --decode 128 --reps 3
 grep -E "^\\$|decode" "$OUT/smol.txt"

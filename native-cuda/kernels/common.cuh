@@ -23,8 +23,8 @@ struct Ptrs {
 #define PF(i) __uint_as_float(p.w[i])
 
 // Programmatic dependent launch (sm_90+). The loader (kernels::source) makes
-// this the first statement of every entry, and the executor launches with
-// programmatic stream serialization where the GPU has it: an entry waits
+// this the first statement of every entry, and the executor can launch with
+// programmatic stream serialization (KILN_CUDA_PDL=1 on sm_90+): an entry waits
 // until the grid before it has finished and its writes are visible, then
 // lets the next grid start launching, so the next kernel's launch and block
 // scheduling overlap this one instead of following it. Without the launch

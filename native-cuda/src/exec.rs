@@ -90,10 +90,10 @@ pub(crate) fn compile(
         "-default-device".into(),
         "--std=c++17".into(),
     ];
-    // `KILN_CUDA_GEMV=generic`: the decode GEMVs without gemv1.cuh's
-    // wide-load path (for comparisons).
-    if std::env::var("KILN_CUDA_GEMV").as_deref() == Ok("generic") {
-        options.push("-DKILN_GEMV_HALF=0".into());
+    // `KILN_CUDA_GEMV=wide`: the decode GEMVs with gemv1.cuh's wide-load
+    // path (opt-in until it is measured on hardware).
+    if std::env::var("KILN_CUDA_GEMV").as_deref() == Ok("wide") {
+        options.push("-DKILN_GEMV_HALF=1".into());
     }
     let opts = CompileOptions {
         name: Some(format!("{family}.cu")),
@@ -172,12 +172,12 @@ fn tensor_core_variant(ctx: &Arc<CudaContext>, name: &str) -> Result<String, Bac
     })
 }
 
-/// Programmatic dependent launch: on compute capability 9.0 and later every
-/// launch lets the next kernel start launching while this one finishes
-/// (each entry waits for the grid before it: `kiln_entry` in common.cuh).
-/// `KILN_CUDA_PDL=0` turns it off (for comparisons).
+/// Programmatic dependent launch, opt-in until it is measured on hardware
+/// (`KILN_CUDA_PDL=1`, compute capability 9.0 or later): every launch lets
+/// the next kernel start launching while this one finishes (each entry
+/// waits for the grid before it: `kiln_entry` in common.cuh).
 fn pdl_enabled(ctx: &Arc<CudaContext>) -> Result<bool, BackendError> {
-    if std::env::var("KILN_CUDA_PDL").as_deref() == Ok("0") {
+    if std::env::var("KILN_CUDA_PDL").as_deref() != Ok("1") {
         return Ok(false);
     }
     let (major, _) = ctx.compute_capability().map_err(driver_err)?;
