@@ -1,0 +1,69 @@
+// gemv1_host.cpp — the CUDA twin's wide-load decode GEMV (kernels/gemv1.cuh)
+// compiled as host C++ (device qualifiers and warp reductions stubbed; one
+// "lane" walks every half-block), against ggml's dequantization of Q4_0,
+// Q4_1 and Q8_0 blocks with random quants and scales, with and without the
+// elementwise norm weight. Built and run by tests/gemv1_host.rs (g++), so the
+// kernel's nibble order and scale handling are checked without a GPU.
+// Usage: gemv1_host SEED; exit 0 when every sum is within 1e-5 of the sum of
+// |terms| (f32 accumulation over 1088 terms).
+#include <cstdio>
+#include <cstdlib>
+#include <cstdint>
+#include <cstring>
+#include <cmath>
+#include <random>
+#include <vector>
+typedef unsigned int u32; typedef unsigned short u16; typedef unsigned char u8; typedef unsigned long long u64;
+#define __device__
+#define __forceinline__ inline
+struct float4 { float x, y, z, w; };
+struct float2 { float x, y; };
+inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
+inline float2 make_float2(float a, float b) { return {a, b}; }
+inline float h2f(u16 h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
+inline u16 f2h(float v) { _Float16 f = (_Float16)v; u16 h; memcpy(&h, &f, 2); return h; }
+inline float warp_sum(float v) { return v; }
+struct DQ4_0 {}; struct DQ4_1 {}; struct DQ8_0 {};
+#define KILN_GEMV_HALF 1
+#include "../kernels/gemv1.cuh"
+int main(int argc, char** argv) {
+  std::mt19937 rng(argc > 1 ? (u32)strtoul(argv[1], nullptr, 10) : 7u); std::uniform_real_distribution<float> U(-1, 1);
+  const u32 k = 1088, nb = k / 32;
+  std::vector<float> x(k), s(k);
+  for (auto& v : x) v = U(rng);
+  for (auto& v : s) v = U(rng);
+  double worst = 0;
+  for (int fmt = 0; fmt < 3; fmt++) {
+    u32 bb = fmt == 0 ? 18 : fmt == 1 ? 20 : 34;
+    std::vector<u8> W(2 * nb * bb + 16);
+    for (auto& b : W) b = rng() & 255;
+    std::vector<float> deq(2 * k);
+    for (u32 r = 0; r < 2; r++) for (u32 u = 0; u < nb; u++) {
+      u8* blk = &W[(r * nb + u) * bb];
+      u16 d = f2h(U(rng) * 0.1f), m = f2h(U(rng) * 0.1f);
+      memcpy(blk, &d, 2); if (fmt == 1) memcpy(blk + 2, &m, 2);
+      float df = h2f(d), mf = h2f(m);
+      for (u32 j = 0; j < 32; j++) {
+        float w;
+        if (fmt == 0) { u8 q = blk[2 + (j & 15)]; w = (float)((int)((j < 16 ? q : q >> 4) & 15) - 8) * df; }
+        else if (fmt == 1) { u8 q = blk[4 + (j & 15)]; w = (float)((j < 16 ? q : q >> 4) & 15) * df + mf; }
+        else { w = (float)(signed char)blk[2 + j] * df; }
+        deq[r * k + u * 32 + j] = w;
+      }
+    }
+    for (int nw = 0; nw < 2; nw++) for (u32 r = 0; r < 2; r++) {
+      double ref = 0, mag = 0;
+      for (u32 i = 0; i < k; i++) { double xv = x[i] * (nw ? s[i] : 1.0); ref += deq[r * k + i] * xv; mag += fabs(deq[r * k + i] * xv); }
+      float got = 0;
+      for (u32 hb = 0; hb < 2 * nb; hb++) {
+        if (fmt == 0) got += nw ? Half<DQ4_0>::dot<true>(W.data(), r, k, hb, x.data(), s.data()) : Half<DQ4_0>::dot<false>(W.data(), r, k, hb, x.data(), s.data());
+        if (fmt == 1) got += nw ? Half<DQ4_1>::dot<true>(W.data(), r, k, hb, x.data(), s.data()) : Half<DQ4_1>::dot<false>(W.data(), r, k, hb, x.data(), s.data());
+        if (fmt == 2) got += nw ? Half<DQ8_0>::dot<true>(W.data(), r, k, hb, x.data(), s.data()) : Half<DQ8_0>::dot<false>(W.data(), r, k, hb, x.data(), s.data());
+      }
+      double e = fabs(got - ref) / mag; worst = fmax(worst, e);
+      printf("fmt %d nw %d row %u: ref %.6f got %.6f rel-to-|terms| %.2e\n", fmt, nw, r, ref, got, e);
+    }
+  }
+  printf("worst %.2e\n", worst);
+  return worst < 1e-5 ? 0 : 1;
+}
