@@ -111,7 +111,6 @@ struct Half<DQ8_0> {
 // Whether the wide-load path applies to a format that has it (callers test
 // Half<D>::ok with `if constexpr`): m = 1, whole blocks, and x (and s when
 // NW) 16-byte aligned.
-template <class D>
 __device__ __forceinline__ bool half_ok(u32 m, u32 k, const float* x, const float* s) {
     return KILN_GEMV_HALF && m == 1u && (k & 31u) == 0u &&
            (((u64)x | (u64)s) & 15ull) == 0ull;

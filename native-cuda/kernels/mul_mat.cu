@@ -46,7 +46,7 @@ __device__ void mul_mat_vec(const Params& p, const Ptrs& b) {
         u32 r = r0 + rr;
         if (r >= rows) break;
         if constexpr (Half<D>::ok) {
-            if (half_ok<D>(m, k, x, x)) {
+            if (half_ok(m, k, x, x)) {
                 float s = half_row<D, false>(W, r, k, x, x, lane);
                 if (lane == 0u) put(p, b, n0 + r, s);
                 continue;
@@ -179,7 +179,7 @@ __device__ void mul_mat_fused(const Params& p, const Ptrs& b) {
         }
     }
     if constexpr (Half<D>::ok) {
-        if (half_ok<D>(m, k, x, has_norm ? nw : x)) {
+        if (half_ok(m, k, x, has_norm ? nw : x)) {
             // m = 1 over whole blocks (gemv1.cuh): 1/rms applied to the sums.
             for (u32 cc = sg; cc < R; cc += 2u) {
                 const u32 c = c0 + cc;

@@ -189,20 +189,7 @@ fn bench(
         .repeat(prefill / 8 + 8);
     let mut ids = kiln_cuda::model_parity::encode(path, &text)?;
     ids.truncate(prefill.max(2));
-    let mut backends: Vec<Box<dyn Backend>> = Vec::new();
-    if !no_wgpu {
-        match WgpuBackend::new(&WgpuOptions {
-            adapter,
-            ..Default::default()
-        }) {
-            Ok(b) => backends.push(Box::new(b)),
-            Err(e) => eprintln!("wgpu: no adapter, skipped: {e}"),
-        }
-    }
-    match CudaBackend::new(0) {
-        Ok(b) => backends.push(Box::new(b)),
-        Err(e) => eprintln!("cuda: no CUDA device, skipped: {e}"),
-    }
+    let backends = kiln_cuda::backends(false, !no_wgpu, true, adapter);
     let bytes = std::fs::metadata(path)?.len() as f64;
     println!(
         "model: {}   prefill {} tokens (one chunk), decode {decode} greedy tokens, best of {reps}",
@@ -261,22 +248,7 @@ fn model(a: ModelArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if ids.is_empty() || steps == 0 {
         return Err("the prompt and --tokens must not be empty".into());
     }
-    let mut backends: Vec<Box<dyn Backend>> = Vec::new();
-    if !no_wgpu {
-        match WgpuBackend::new(&WgpuOptions {
-            adapter,
-            ..Default::default()
-        }) {
-            Ok(b) => backends.push(Box::new(b)),
-            Err(e) => eprintln!("wgpu: no adapter, column skipped: {e}"),
-        }
-    }
-    if !no_cuda {
-        match CudaBackend::new(0) {
-            Ok(b) => backends.push(Box::new(b)),
-            Err(e) => eprintln!("cuda: no CUDA device, column skipped: {e}"),
-        }
-    }
+    let backends = kiln_cuda::backends(false, !no_wgpu, !no_cuda, adapter);
     let reference = trace(path, &kiln::backend::cpu::CpuBackend, &ids, steps, false)?;
     let mut rows = Vec::new();
     let mut ok = true;
