@@ -11,7 +11,9 @@
 # Writes under $OUT: parity.txt, model_parity.txt, smol.txt, llama1b.txt,
 # llamacpp_*.txt. PHASE=1 does what needs no SmolLM2 (op parity, the fixture,
 # the 1B shape) while its first xz part travels; PHASE=2 the SmolLM2 runs;
-# unset, both.
+# unset, both. Two calls, back to back on one warm machine:
+#   PHASE=1            carry .device/smolxz/part00 .device/kiln-parity.xz .whl
+#   PHASE=2 LLAMACPP=1 carry .device/smolxz/part01 .peers
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /root/kiln
@@ -27,8 +29,11 @@ fi
 [ -d .device/smolxz ] && for f in .device/smolxz/part*; do cp $f /root/kiln/xz.$(basename $f); done
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv > "$OUT/gpu.txt"
-xz -dc .device/kiln-parity.xz > /root/kiln/kiln-parity && chmod +x /root/kiln/kiln-parity
+# A later call on the same warm machine may leave the binary out (it stays
+# in /root/kiln), which makes room for the model's second part and .peers.
 K=/root/kiln/kiln-parity
+[ -f .device/kiln-parity.xz ] && xz -dc .device/kiln-parity.xz > $K && chmod +x $K
+[ -x $K ] || { echo "no kiln-parity: carry .device/kiln-parity.xz"; exit 1; }
 run() { # file, timeout, command...
   local f=$1 t=$2; shift 2
   echo "\$ KILN_CUDA_PDL=${KILN_CUDA_PDL:-} KILN_CUDA_GEMV=${KILN_CUDA_GEMV:-} $*" >> "$OUT/$f"
