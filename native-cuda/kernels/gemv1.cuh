@@ -53,6 +53,12 @@ __device__ __forceinline__ float nib16(u32 q0, u32 q1, const float* x, const flo
 #undef KN
 }
 
+// The 32-weight block that half-block hb of a row lies in (D::BB bytes each).
+template <class D>
+__device__ __forceinline__ const u8* half_block(const u8* W, u32 row, u32 k, u32 hb) {
+    return W + ((u64)row * (k >> 5) + (hb >> 1)) * D::BB;
+}
+
 template <>
 struct Half<DQ4_0> {
     static constexpr bool ok = true;
@@ -60,7 +66,7 @@ struct Half<DQ4_0> {
     static __device__ __forceinline__ float dot(const u8* W, u32 row, u32 k, u32 hb, const float* x,
                                                 const float* s) {
         const u32 u = hb >> 1, h = hb & 1u;
-        const u8* blk = W + ((u64)row * (k >> 5) + u) * 18u;
+        const u8* blk = half_block<DQ4_0>(W, row, k, hb);
         const float d = h2f(*(const u16*)blk);
         const u32 q0 = ld2x16(blk + 2u + 8u * h), q1 = ld2x16(blk + 6u + 8u * h);
         float sx = 0.0f;
@@ -75,7 +81,7 @@ struct Half<DQ4_1> {
     static __device__ __forceinline__ float dot(const u8* W, u32 row, u32 k, u32 hb, const float* x,
                                                 const float* s) {
         const u32 u = hb >> 1, h = hb & 1u;
-        const u8* blk = W + ((u64)row * (k >> 5) + u) * 20u;
+        const u8* blk = half_block<DQ4_1>(W, row, k, hb);
         const u32 dm = *(const u32*)blk;
         // Blocks are 20 bytes: 4-byte aligned, not 8 (no uint2 loads).
         const u32* q = (const u32*)(blk + 4u + 8u * h);
@@ -92,7 +98,7 @@ struct Half<DQ8_0> {
     static __device__ __forceinline__ float dot(const u8* W, u32 row, u32 k, u32 hb, const float* x,
                                                 const float* s) {
         const u32 u = hb >> 1, h = hb & 1u;
-        const u8* blk = W + ((u64)row * (k >> 5) + u) * 34u;
+        const u8* blk = half_block<DQ8_0>(W, row, k, hb);
         const float d = h2f(*(const u16*)blk);
         const u8* q = blk + 2u + 16u * h;
         const u32 e = 32u * u + 16u * h;

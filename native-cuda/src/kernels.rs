@@ -129,7 +129,7 @@ pub fn source(family: &str) -> Option<String> {
         let entry = line.strip_prefix("extern \"C\" __global__ void ");
         let waits_itself = entry.is_some_and(|e| SELF_WAITING.iter().any(|w| e.starts_with(w)));
         if entry.is_some() && line.contains(ENTRY) && !waits_itself {
-            out.push_str(&line.replacen(ENTRY, "(Params p, Ptrs b) { kiln_entry();", 1));
+            out.push_str(&line.replacen(ENTRY, &format!("{ENTRY} kiln_entry();"), 1));
             out.push('\n');
             continue;
         }

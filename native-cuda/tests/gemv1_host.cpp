@@ -23,7 +23,9 @@ inline float2 make_float2(float a, float b) { return {a, b}; }
 inline float h2f(u16 h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
 inline u16 f2h(float v) { _Float16 f = (_Float16)v; u16 h; memcpy(&h, &f, 2); return h; }
 inline float warp_sum(float v) { return v; }
-struct DQ4_0 {}; struct DQ4_1 {}; struct DQ8_0 {};
+struct DQ4_0 { static constexpr u32 BS = 32u, BB = 18u; };
+struct DQ4_1 { static constexpr u32 BS = 32u, BB = 20u; };
+struct DQ8_0 { static constexpr u32 BS = 32u, BB = 34u; };
 #define KILN_GEMV_HALF 1
 #include "../kernels/gemv1.cuh"
 int main(int argc, char** argv) {
