@@ -1,5 +1,7 @@
 // attention.wgsl — causal GQA attention over a KV cache (ops/attention.rs).
-// Params (all entries): t, hq, hkv, d, cap, scale, pos_sym, ns.
+// Params (all entries): t, hq, hkv, d, cap, scale, pos_sym, ns, window (a
+// sliding window of keys, 0: all; a query at position n−1 sees keys
+// [n − window, n) — key_lo below).
 //
 // attn_rows / attn_split bindings: 0 params, 1 q: array<f32> [t, hq, d],
 //   2 k, 3 v: [hkv, cap, d] (array<f32>, or f16 pairs in array<u32> with
@@ -18,7 +20,7 @@
 // d = 64. The groups' sums merge at the end.
 // ROPE_Q (attn_rows, attn_split): q is a window of rows of ld values (head 0
 //   at column col0, a fused Q/K/V output) and is roped as it is loaded:
-//   rope.wgsl's parameter words 3..16 follow ns, binding 6 is the frequency
+//   rope.wgsl's parameter words 3..16 follow window, binding 6 is the frequency
 //   divisors (q itself when there are none).
 
 #if ONE
@@ -37,6 +39,7 @@ struct Params {
     scale: f32,
     pos_sym: u32,
     ns: u32,
+    window: u32,
 #if ROPE_Q
     n_rot: u32,
     neox: u32,
@@ -161,6 +164,14 @@ struct State {
     acc: vec4<f32>,
 }
 
+// The first key a query that sees keys [0, n_kv) attends to.
+fn key_lo(n_kv: u32) -> u32 {
+    if (p.window > 0u && n_kv > p.window) {
+        return n_kv - p.window;
+    }
+    return 0u;
+}
+
 // The run-time position of query token 0, as a workgroup-uniform value.
 fn load_pos(lid: u32) -> u32 {
     if (lid == 0u) {
@@ -263,7 +274,7 @@ fn attn_one(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     var m = -3.0e38;
     var l = 0.0;
     var acc = vec4<f32>(0.0);
-    for (var c0 = 0u; c0 < n_kv; c0 += WG) {
+    for (var c0 = key_lo(n_kv); c0 < n_kv; c0 += WG) {
         let b = softmax_block(kvh, c0, n_kv, m, lid);
         l = l * b.y + b.z;
         acc = acc * b.y;
@@ -327,7 +338,7 @@ fn attn_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let ti = row / p.hq;
     let kvh = (row % p.hq) / (p.hq / p.hkv);
     let n_kv = load_pos(lid) + ti + 1u;
-    let st = attend(row, kvh, 0u, n_kv, lid);
+    let st = attend(row, kvh, key_lo(n_kv), n_kv, lid);
     for (var i = 0u; i < 4u; i++) {
         let c = lid + WG * i;
         if (c < p.d) {
@@ -343,8 +354,9 @@ fn attn_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let ti = row / p.hq;
     let kvh = (row % p.hq) / (p.hq / p.hkv);
     let n_kv = load_pos(lid) + ti + 1u;
-    let len = (n_kv + p.ns - 1u) / p.ns;
-    let j0 = min(s * len, n_kv);
+    let lo = key_lo(n_kv);
+    let len = (n_kv - lo + p.ns - 1u) / p.ns;
+    let j0 = min(lo + s * len, n_kv);
     let j1 = min(j0 + len, n_kv);
     let st = attend(row, kvh, j0, j1, lid);
     let o = (row * p.ns + s) * (p.d + 2u);

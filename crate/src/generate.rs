@@ -30,8 +30,14 @@ impl ChatMessage {
     }
 }
 
-/// ChatML, for models that ship no template.
+/// ChatML, for models that ship no template (and no Gemma turn markers).
 pub const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+/// Gemma's turn format, for Gemma files without a template (llama.cpp's
+/// GGUFs of Gemma 3 270M ship none): BOS, a system message folded into the
+/// first user turn as Gemma 3's own template does, `assistant` called
+/// `model`, each turn `<start_of_turn>ROLE\n…<end_of_turn>\n`.
+pub const GEMMA: &str = "{{ bos_token }}{% if messages and messages[0].role == 'system' %}{% set sys = messages[0].content ~ '\n\n' %}{% set turns = messages[1:] %}{% else %}{% set sys = '' %}{% set turns = messages %}{% endif %}{% for m in turns %}<start_of_turn>{{ 'model' if m.role == 'assistant' else m.role }}\n{{ (sys if loop.first else '') ~ m.content | trim }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}";
 
 pub struct ChatTemplate {
     env: minijinja::Environment<'static>,
@@ -65,7 +71,8 @@ impl ChatTemplate {
         })
     }
 
-    /// The model's template (ChatML when it ships none) with its BOS/EOS text.
+    /// The model's template with its BOS/EOS text; when it ships none,
+    /// Gemma's turns if the vocabulary has Gemma's turn markers, else ChatML.
     pub fn for_tokenizer(
         template: Option<&str>,
         tokenizer: &Tokenizer,
@@ -74,8 +81,11 @@ impl ChatTemplate {
             id.and_then(|i| tokenizer.decode(&[i], false).ok())
                 .unwrap_or_default()
         };
+        let gemma = ["<start_of_turn>", "<end_of_turn>"]
+            .iter()
+            .all(|t| tokenizer.token_id(t).is_some());
         ChatTemplate::new(
-            template.unwrap_or(CHATML),
+            template.unwrap_or(if gemma { GEMMA } else { CHATML }),
             &piece(tokenizer.bos()),
             &piece(tokenizer.eos()),
         )
@@ -293,6 +303,7 @@ impl TextModel {
             "<|eot_id|>",
             "<|endoftext|>",
             "<|end|>",
+            "<end_of_turn>",
             "</s>",
         ] {
             if let Some(id) = tokenizer.token_id(end)

@@ -1,13 +1,14 @@
 // attention.cu — causal GQA attention over a KV cache, the twin of
 // shaders/attention.wgsl (ops/attention.rs).
-// Params (all entries): t, hq, hkv, d, cap, scale, pos_sym, ns.
+// Params (all entries): t, hq, hkv, d, cap, scale, pos_sym, ns, window (a
+// sliding window of keys, 0: all — key_lo).
 // attn_rows_* / attn_split_* / attn_one_* bindings: 0 q [t, hq, d] f32, 1 k, 2 v
 //   [hkv, cap, d] (f32, or IEEE halves for the _f16 entries), 3 syms,
 //   4 out: attn_rows → y [t, hq·d]; attn_split → partials [t·hq, ns, d+2]
 //   = (max, sum, Σ p·v).
 // attn_combine bindings: 0 partials, 1 y.
 // *_rope entries (ROPE_Q): q is a window of rows of ld values, roped as it is
-//   loaded; rope.cu's parameter words 3..16 follow ns (offset 5), binding 5
+//   loaded; rope.cu's parameter words 3..16 follow window (offset 6), binding 5
 //   is the frequency divisors (q itself when there are none).
 // Blocks of 64 threads; each thread owns head dims lid + 64·i (i < 4, d ≤ 256).
 // attn_rows: one block per (token, head); attn_split: grid (t·hq, ns);
@@ -23,6 +24,12 @@ struct KvF16 {
     static __device__ __forceinline__ float at(const void* c, u64 e) { return h2f(((const u16*)c)[e]); }
 };
 
+// The first key a query that sees keys [0, n_kv) attends to.
+__device__ __forceinline__ u32 key_lo(const Params& p, u32 n_kv) {
+    const u32 w = p.w[8];
+    return (w > 0u && n_kv > w) ? n_kv - w : 0u;
+}
+
 struct AttnState {
     float m, l;
     float acc[4];
@@ -36,10 +43,10 @@ __device__ void load_q(const Params& p, const Ptrs& b, u32 qi, float* qs) {
     const float* q = BUF(const float, 0);
     if (ROPE) {
         const u32 hq = p.w[1], ti = qi / hq;
-        u64 xb = (u64)ti * p.w[21] + p.w[20] + (u64)(qi % hq) * d;
+        u64 xb = (u64)ti * p.w[22] + p.w[21] + (u64)(qi % hq) * d;
         float pos = (float)(BUF(const u32, 3)[p.w[6]] + ti);
         const float* fac = BUF(const float, 5);
-        for (u32 c = lid; c < d; c += WG) qs[c] = rope_rotated(p, q, fac, xb, c, pos, 5) * scale;
+        for (u32 c = lid; c < d; c += WG) qs[c] = rope_rotated(p, q, fac, xb, c, pos, 6) * scale;
     } else {
         for (u32 c = lid; c < d; c += WG) qs[c] = q[(u64)qi * d + c] * scale;
     }
@@ -108,7 +115,7 @@ __device__ void attn_rows(const Params& p, const Ptrs& b) {
     if (row >= t * hq) return;
     u32 ti = row / hq, kvh = (row % hq) / (hq / hkv);
     u32 n_kv = BUF(const u32, 3)[p.w[6]] + ti + 1u;
-    AttnState st = attend<KV, ROPE>(p, b, row, kvh, 0u, n_kv);
+    AttnState st = attend<KV, ROPE>(p, b, row, kvh, key_lo(p, n_kv), n_kv);
     float* y = BUF(float, 4);
     for (u32 i = 0; i < 4u; i++) {
         u32 c = threadIdx.x + 64u * i;
@@ -122,8 +129,9 @@ __device__ void attn_split(const Params& p, const Ptrs& b) {
     u32 row = blockIdx.x, s = blockIdx.y;
     u32 ti = row / hq, kvh = (row % hq) / (hq / hkv);
     u32 n_kv = BUF(const u32, 3)[p.w[6]] + ti + 1u;
-    u32 len = (n_kv + ns - 1u) / ns;
-    u32 j0 = min(s * len, n_kv), j1 = min(j0 + len, n_kv);
+    u32 lo = key_lo(p, n_kv);
+    u32 len = (n_kv - lo + ns - 1u) / ns;
+    u32 j0 = min(lo + s * len, n_kv), j1 = min(j0 + len, n_kv);
     AttnState st = attend<KV, ROPE>(p, b, row, kvh, j0, j1);
     float* out = BUF(float, 4);
     u64 o = ((u64)row * ns + s) * (d + 2u);
@@ -159,7 +167,7 @@ __device__ void attn_one(const Params& p, const Ptrs& b) {
     while (nqp < nq) nqp *= 2u;
     const u32 groups = 256u / nqp, quad = lid % nqp, kg = lid / nqp;
     float m = -3.0e38f, l = 0.0f, acc[4] = {0.f, 0.f, 0.f, 0.f};
-    for (u32 c0 = 0; c0 < n_kv; c0 += 256u) {
+    for (u32 c0 = key_lo(p, n_kv); c0 < n_kv; c0 += 256u) {
         float3 sb = softmax_block<KV, 256>(p, b, qs, ps, kvh, c0, n_kv, m);
         l = l * sb.y + sb.z;
         for (int k = 0; k < 4; k++) acc[k] *= sb.y;

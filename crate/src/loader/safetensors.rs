@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::{LoadError, WeightSource};
 use crate::dtype::DType;
 use crate::host::HostTensor;
-use crate::model::LlamaConfig;
+use crate::model::{FfnAct, LlamaConfig};
 use crate::ops::rope::{Llama3Scaling, RopeMode};
 use crate::quant;
 
@@ -38,6 +38,9 @@ pub struct HfModel {
     tokenizer_config: Option<Value>,
     tensors: HashMap<String, Entry>,
     quantize: Option<DType>,
+    /// Gemma stores RMSNorm weights as `w` for `x̂·(1 + w)`: `true` adds
+    /// the 1 on load (as llama.cpp's converter does), so every norm is `x̂·w`.
+    gemma: bool,
 }
 
 /// A model folder on disk.
@@ -91,8 +94,8 @@ pub fn header_len(shard: &str, first8: [u8; 8], len: u64) -> Result<u64, LoadErr
     Ok(n)
 }
 
-/// The HF name of a GGUF tensor name.
-fn hf_name(gguf: &str) -> Option<String> {
+/// The HF name of a GGUF tensor name (`gemma`: Gemma 3's four block norms).
+fn hf_name(gguf: &str, gemma: bool) -> Option<String> {
     let fixed = match gguf {
         "token_embd.weight" => Some("model.embed_tokens.weight"),
         "output_norm.weight" => Some("model.norm.weight"),
@@ -111,6 +114,11 @@ fn hf_name(gguf: &str) -> Option<String> {
         "attn_k" => "self_attn.k_proj",
         "attn_v" => "self_attn.v_proj",
         "attn_output" => "self_attn.o_proj",
+        "attn_q_norm" => "self_attn.q_norm",
+        "attn_k_norm" => "self_attn.k_norm",
+        "ffn_norm" if gemma => "pre_feedforward_layernorm",
+        "post_attention_norm" if gemma => "post_attention_layernorm",
+        "post_ffw_norm" if gemma => "post_feedforward_layernorm",
         "ffn_norm" => "post_attention_layernorm",
         "ffn_gate" => "mlp.gate_proj",
         "ffn_up" => "mlp.up_proj",
@@ -219,8 +227,10 @@ impl HfModel {
                 "cannot quantize weights to {q}"
             )));
         }
+        let config = parse_json("config.json", config)?;
         Ok(HfModel {
-            config: parse_json("config.json", config)?,
+            gemma: config["model_type"] == "gemma3_text",
+            config,
             tokenizer_config: tokenizer_config
                 .map(|t| parse_json("tokenizer_config.json", t))
                 .transpose()?,
@@ -290,10 +300,14 @@ impl HfModel {
         let target = self.target(e);
         let t = HostTensor::from_bytes(&e.shape, e.dtype, data)
             .map_err(|err| LoadError::Corrupt(format!("tensor '{hf}': {err}")))?;
-        if target == e.dtype {
+        let shift = self.gemma && hf.ends_with("norm.weight");
+        if target == e.dtype && !shift {
             return Ok(t);
         }
-        let values = t.to_f32()?;
+        let mut values = t.to_f32()?;
+        if shift {
+            values.iter_mut().for_each(|v| *v += 1.0);
+        }
         let cols = *e.shape.last().unwrap_or(&1);
         let mut out = Vec::with_capacity(crate::host::byte_size(&e.shape, target)?);
         for row in values.chunks(cols.max(1)) {
@@ -319,7 +333,7 @@ impl HfModel {
     }
 
     fn entry(&self, gguf: &str) -> Result<(&str, &Entry), LoadError> {
-        let hf = hf_name(gguf).ok_or_else(|| LoadError::MissingTensor(gguf.into()))?;
+        let hf = hf_name(gguf, self.gemma).ok_or_else(|| LoadError::MissingTensor(gguf.into()))?;
         self.tensors
             .get_key_value(&hf)
             .map(|(k, v)| (k.as_str(), v))
@@ -337,9 +351,30 @@ impl HfModel {
     /// The model's hyper-parameters from `config.json`.
     pub fn llama_config(&self) -> Result<LlamaConfig, LoadError> {
         let c = &self.config;
-        let arch = c["model_type"].as_str().unwrap_or("").to_string();
-        if !["llama", "mistral", "qwen2"].contains(&arch.as_str()) {
-            return Err(LoadError::UnsupportedArchitecture(arch));
+        let model_type = c["model_type"].as_str().unwrap_or("").to_string();
+        // GGUF's architecture names.
+        let arch = match model_type.as_str() {
+            "llama" | "mistral" | "qwen2" | "qwen3" => model_type.clone(),
+            "gemma3_text" => "gemma3".into(),
+            _ => return Err(LoadError::UnsupportedArchitecture(model_type)),
+        };
+        let gemma = arch == "gemma3";
+        if gemma {
+            for k in ["attn_logit_softcapping", "final_logit_softcapping"] {
+                if !c[k].is_null() {
+                    return Err(LoadError::Corrupt(format!(
+                        "config.json: {k} is not supported yet"
+                    )));
+                }
+            }
+            let act = c["hidden_activation"]
+                .as_str()
+                .unwrap_or("gelu_pytorch_tanh");
+            if act != "gelu_pytorch_tanh" {
+                return Err(LoadError::Corrupt(format!(
+                    "config.json: hidden_activation '{act}' is not supported (gelu_pytorch_tanh is)"
+                )));
+            }
         }
         let num = |k: &str| -> Result<usize, LoadError> {
             c[k].as_u64()
@@ -351,8 +386,19 @@ impl HfModel {
         let n_kv_heads = num("num_key_value_heads").unwrap_or(n_heads);
         let head_dim = num("head_dim").unwrap_or(d_model / n_heads.max(1));
         // transformers ≥ 5 writes `rope_parameters` (theta and scaling
-        // together); older configs `rope_theta` and `rope_scaling`.
-        let params = c.get("rope_parameters").filter(|v| v.is_object());
+        // together; Gemma 3 one set per layer type); older configs
+        // `rope_theta` and `rope_scaling` (Gemma 3: `rope_local_base_freq`).
+        let all = c.get("rope_parameters").filter(|v| v.is_object());
+        let (params, local) = match all {
+            Some(p) if p.get("full_attention").is_some() => {
+                (p.get("full_attention"), p.get("sliding_attention"))
+            }
+            p => (p, None),
+        };
+        let rope_base_local = match local.and_then(|l| l["rope_theta"].as_f64()) {
+            Some(t) => Some(t as f32),
+            None => c["rope_local_base_freq"].as_f64().map(|t| t as f32),
+        };
         let rope_theta = c["rope_theta"]
             .as_f64()
             .or_else(|| params.and_then(|p| p["rope_theta"].as_f64()))
@@ -386,8 +432,38 @@ impl HfModel {
                 }
             },
         };
-        Ok(LlamaConfig {
-            n_layers: num("num_hidden_layers")?,
+        let n_layers = num("num_hidden_layers")?;
+        // The window: Mistral's slides on every layer; Gemma 3's on the
+        // layers `layer_types` calls sliding, which must repeat with one
+        // global layer every `global_every` (llama.cpp's GGUF has no other).
+        let sliding_window = c["sliding_window"].as_u64().unwrap_or(0) as usize;
+        let global_every = match (gemma, c["layer_types"].as_array()) {
+            (false, _) => 0,
+            (true, None) => c["sliding_window_pattern"].as_u64().unwrap_or(6) as usize,
+            (true, Some(types)) => {
+                let every = types
+                    .iter()
+                    .position(|t| t == "full_attention")
+                    .map_or(0, |i| i + 1);
+                let fits = types.len() == n_layers
+                    && types.iter().enumerate().all(|(l, t)| {
+                        let global = every > 0 && (l + 1) % every == 0;
+                        *t == if global {
+                            "full_attention"
+                        } else {
+                            "sliding_attention"
+                        }
+                    });
+                if !fits {
+                    return Err(LoadError::Corrupt(
+                        "config.json: layer_types is not a repeating sliding…full pattern".into(),
+                    ));
+                }
+                every
+            }
+        };
+        let c = LlamaConfig {
+            n_layers,
             d_model,
             n_heads,
             n_kv_heads,
@@ -403,8 +479,31 @@ impl HfModel {
             rms_eps: c["rms_norm_eps"].as_f64().unwrap_or(1e-6) as f32,
             tied_embeddings: !self.tensors.contains_key("lm_head.weight"),
             qkv_bias: arch == "qwen2" || c["attention_bias"].as_bool().unwrap_or(false),
+            qk_norm: self
+                .tensors
+                .contains_key("model.layers.0.self_attn.q_norm.weight"),
+            post_norms: gemma,
+            ffn_act: if gemma {
+                FfnAct::GeluTanh
+            } else {
+                FfnAct::Silu
+            },
+            embd_scale: gemma.then(|| (d_model as f32).sqrt()),
+            attn_scale: match c["query_pre_attn_scalar"].as_f64() {
+                Some(s) if gemma && s > 0.0 => Some((1.0 / s.sqrt()) as f32),
+                _ => None,
+            },
+            sliding_window: if matches!(arch.as_str(), "mistral" | "gemma3") {
+                sliding_window
+            } else {
+                0
+            },
+            global_every,
+            rope_base_local,
             arch,
-        })
+        };
+        c.check_window()?;
+        Ok(c)
     }
 
     /// `tokenizer_config.json`'s chat template, if any.

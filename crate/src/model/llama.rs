@@ -8,16 +8,20 @@
 //! `h = rms_norm(x)`, then `x += W_down · swiglu(W_gate·h, W_up·h)` with
 //! `h = rms_norm(x)`. The head: `rms_norm` of the last position, `W_out` (or
 //! the tied embedding), and an in-graph argmax so greedy decoding reads back
-//! only the 4-byte token id.
+//! only the 4-byte token id. Variants by [`LlamaConfig`]: Q/K/V biases,
+//! per-head QK-norm before RoPE, `rms_norm` on the attention and FFN outputs
+//! before their residual adds (post-norms), GELU-tanh instead of SiLU on the
+//! gate, scaled embeddings, and sliding-window layers with their own RoPE
+//! base.
 
-use super::LlamaConfig;
+use super::{FfnAct, LlamaConfig};
 use crate::backend::Executable;
 use crate::dtype::DType;
 use crate::graph::{Graph, Sym, TensorId};
 use crate::loader::LoadError;
 use crate::ops::attention::RopeQ;
 use crate::ops::matmul_fused::Fusion;
-use crate::ops::rope::Rope;
+use crate::ops::rope::{QkNorm, Rope};
 use crate::train::lora::Target;
 
 #[derive(Clone, Debug)]
@@ -149,6 +153,12 @@ struct Layer {
     attn_norm: TensorId,
     qkv: QkvIn,
     bias: Option<[TensorId; 3]>,
+    qk_norm: Option<QkNorm>,
+    /// Post-norms of the attention and FFN outputs.
+    post: Option<(TensorId, TensorId)>,
+    /// Sliding window of this layer (0: all keys) and its RoPE base.
+    window: usize,
+    rope_base: f32,
     wo: TensorId,
     ffn_norm: TensorId,
     /// Gate and up projections: one `[2·ffn, d]` weight when fused, else two.
@@ -245,7 +255,32 @@ pub fn build(
         } else {
             None
         };
+        let qk_norm = if c.qk_norm {
+            Some(QkNorm {
+                q: weight(&mut g, &mut weights, &n("attn_q_norm.weight"), &[hd])?,
+                k: weight(&mut g, &mut weights, &n("attn_k_norm.weight"), &[hd])?,
+                eps: c.rms_eps,
+            })
+        } else {
+            None
+        };
+        let post = if c.post_norms {
+            Some((
+                weight(&mut g, &mut weights, &n("post_attention_norm.weight"), &[d])?,
+                weight(&mut g, &mut weights, &n("post_ffw_norm.weight"), &[d])?,
+            ))
+        } else {
+            None
+        };
+        let local = c.is_local(l);
         layers.push(Layer {
+            qk_norm,
+            post,
+            window: if local { c.sliding_window } else { 0 },
+            rope_base: match c.rope_base_local {
+                Some(b) if local => b,
+                _ => c.rope_base,
+            },
             attn_norm: weight(&mut g, &mut weights, &n("attn_norm.weight"), &[d])?,
             qkv: {
                 let names = [n("attn_q.weight"), n("attn_k.weight"), n("attn_v.weight")];
@@ -263,7 +298,7 @@ pub fn build(
                     .row_bytes(d)
                     .map(|rb| (q_dim + 2 * kv_dim) * rb <= FUSE_MAX_BYTES)
                     .unwrap_or(false);
-                if opts.fused && !c.qkv_bias && same && fits {
+                if opts.fused && !c.qkv_bias && !c.qk_norm && same && fits {
                     let name = names.join(&CONCAT.to_string());
                     let t = g.weight(&name, &[q_dim + 2 * kv_dim, d], dt)?;
                     weights.push((name, t));
@@ -287,7 +322,7 @@ pub fn build(
                     .row_bytes(d)
                     .map(|rb| 2 * c.ffn_dim * rb <= FUSE_MAX_BYTES)
                     .unwrap_or(false);
-                if opts.fused && gt == ut && gs == us && fits {
+                if opts.fused && c.ffn_act == FfnAct::Silu && gt == ut && gs == us && fits {
                     let name = format!("{gate}{CONCAT}{up}");
                     if gs != [c.ffn_dim, d] {
                         return Err(LoadError::TensorShape {
@@ -363,6 +398,9 @@ pub fn build(
     let forward = |g: &mut Graph, t: usize, program: usize| -> Result<StepIo, LoadError> {
         let ids = g.input("ids", &[t], DType::U32)?;
         let mut x = g.get_rows(embd, ids)?;
+        if let Some(s) = c.embd_scale {
+            x = g.scale(x, s)?;
+        }
         let mut hidden = Vec::new();
         for ly in &layers {
             // x·Wᵀ (+ res), plus (x·Aᵀ)·Bᵀ for a projection with a LoRA
@@ -394,7 +432,11 @@ pub fn build(
                 norm: Some((ly.attn_norm, c.rms_eps)),
                 ..Default::default()
             };
-            let scale = 1.0 / (hd as f32).sqrt();
+            let scale = c.attn_scale.unwrap_or(1.0 / (hd as f32).sqrt());
+            let rope = Rope {
+                base: ly.rope_base,
+                ..rope
+            };
             let a = match ly.qkv {
                 // One GEMV/GEMM with the norm folded in; the cache writes and
                 // attention read their heads straight out of its rows. K is
@@ -409,7 +451,7 @@ pub fn build(
                         col0: 0,
                         heads: c.n_heads,
                     };
-                    g.attention_rope_q(qkv, kc, vc, scale, rq, rope_freqs)?
+                    g.attention_rope_q(qkv, kc, vc, scale, rq, rope_freqs, ly.window)?
                 }
                 QkvIn::Split(wq, wk, wv) => {
                     let (q, k, v) = if opts.fused {
@@ -427,13 +469,32 @@ pub fn build(
                         )
                     };
                     let heads = (c.n_heads, c.n_kv_heads, hd);
-                    let [q, k, v] = g.qkv_heads([q, k, v], ly.bias, heads, rope, rope_freqs)?;
+                    let [q, k, v] =
+                        g.qkv_heads([q, k, v], ly.bias, ly.qk_norm, heads, rope, rope_freqs)?;
                     let kc = g.write_cache(ly.k_cache, k, pos)?;
                     let vc = g.write_cache(ly.v_cache, v, pos)?;
-                    g.attention(q, kc, vc, scale, pos)?
+                    g.attention_window(q, kc, vc, scale, pos, ly.window)?
                 }
             };
-            x = proj(g, Target::O, a, ly.wo, Some(x))?;
+            // The residual add: in the GEMV/GEMM epilogue, or after the
+            // output's post-norm.
+            let residual = |g: &mut Graph,
+                            t: Target,
+                            a: TensorId,
+                            w: TensorId,
+                            x: TensorId,
+                            post: Option<TensorId>|
+             -> Result<TensorId, LoadError> {
+                match post {
+                    None => proj(g, t, a, w, Some(x)),
+                    Some(pn) => {
+                        let y = proj(g, t, a, w, None)?;
+                        let y = g.rms_norm(y, Some(pn), c.rms_eps)?;
+                        Ok(g.add(x, y)?)
+                    }
+                }
+            };
+            x = residual(g, Target::O, a, ly.wo, x, ly.post.map(|p| p.0))?;
             let s = match ly.ffn_in {
                 FfnIn::Fused(w) => {
                     let f = Fusion {
@@ -447,10 +508,16 @@ pub fn build(
                     let h = g.rms_norm(x, Some(ly.ffn_norm), c.rms_eps)?;
                     let gate = proj(g, Target::Gate, h, wg, None)?;
                     let up = proj(g, Target::Up, h, wu, None)?;
-                    g.swiglu(gate, up)?
+                    match c.ffn_act {
+                        FfnAct::Silu => g.swiglu(gate, up)?,
+                        FfnAct::GeluTanh => {
+                            let a = g.gelu(gate)?;
+                            g.mul(a, up)?
+                        }
+                    }
                 }
             };
-            x = proj(g, Target::Down, s, ly.w_down, Some(x))?;
+            x = residual(g, Target::Down, s, ly.w_down, x, ly.post.map(|p| p.1))?;
             if opts.debug_layers {
                 g.mark_output(x)?;
                 hidden.push(x);

@@ -1,7 +1,10 @@
 //! Models: configuration from model files and graph builders.
 //!
-//! Llama-family decoders (Llama 2/3/3.x, Mistral, Qwen2/2.5 with attention
-//! biases, SmolLM/SmolLM2, TinyLlama) share one builder ([`llama`]).
+//! Llama-family decoders (Llama 2/3/3.x, Mistral with its sliding window,
+//! Qwen2/2.5 with attention biases, Qwen3 with QK-norm, Gemma 3 with GeGLU,
+//! post-norms, scaled embeddings and interleaved local/global layers,
+//! SmolLM/SmolLM2, TinyLlama) share one builder ([`llama`]); what differs is
+//! data in [`LlamaConfig`].
 
 pub mod llama;
 pub mod sd;
@@ -38,15 +41,127 @@ pub struct LlamaConfig {
     pub tied_embeddings: bool,
     /// Q/K/V projections have biases (Qwen2).
     pub qkv_bias: bool,
+    /// RMSNorm over each Q and K head before RoPE (Qwen3, Gemma 3):
+    /// `attn_q_norm.weight` / `attn_k_norm.weight`, `[head_dim]`.
+    pub qk_norm: bool,
+    /// RMSNorm on the attention and FFN outputs before the residual adds
+    /// (Gemma 3: `post_attention_norm`, `post_ffw_norm`).
+    pub post_norms: bool,
+    /// The gated FFN's activation on the gate.
+    pub ffn_act: FfnAct,
+    /// Token embeddings are multiplied by this (Gemma: √d_model).
+    pub embd_scale: Option<f32>,
+    /// Attention logits scale; `None`: 1/√head_dim.
+    pub attn_scale: Option<f32>,
+    /// Sliding-window attention: each query sees the last `sliding_window`
+    /// keys (0: no window) on the layers [`LlamaConfig::is_local`] names.
+    pub sliding_window: usize,
+    /// With a window: every `global_every`-th layer (1-based) attends to
+    /// all keys (Gemma 3: 6); 0 — every layer slides (Mistral).
+    pub global_every: usize,
+    /// RoPE base of the sliding-window layers when it differs (Gemma 3:
+    /// 10 000 local, 1 000 000 global).
+    pub rope_base_local: Option<f32>,
+}
+
+/// The activation of the gate in `act(gate) ⊙ up`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FfnAct {
+    /// SwiGLU (Llama, Qwen, Mistral).
+    #[default]
+    Silu,
+    /// GeGLU with GELU's tanh approximation (Gemma: `gelu_pytorch_tanh`).
+    GeluTanh,
+}
+
+impl Default for LlamaConfig {
+    fn default() -> Self {
+        LlamaConfig {
+            arch: "llama".into(),
+            n_layers: 0,
+            d_model: 0,
+            n_heads: 0,
+            n_kv_heads: 0,
+            head_dim: 0,
+            ffn_dim: 0,
+            vocab: 0,
+            train_ctx: 0,
+            rope_base: 10000.0,
+            rope_mode: RopeMode::Normal,
+            n_rot: 0,
+            rope_scaling: None,
+            rope_freqs: false,
+            rms_eps: 1e-5,
+            tied_embeddings: false,
+            qkv_bias: false,
+            qk_norm: false,
+            post_norms: false,
+            ffn_act: FfnAct::Silu,
+            embd_scale: None,
+            attn_scale: None,
+            sliding_window: 0,
+            global_every: 0,
+            rope_base_local: None,
+        }
+    }
+}
+
+/// Largest sliding window / layer pattern read from a file.
+const MAX_WINDOW: usize = 1 << 24;
+
+impl LlamaConfig {
+    /// Does layer `l` attend over the sliding window?
+    pub fn is_local(&self, l: usize) -> bool {
+        self.sliding_window > 0
+            && (self.global_every == 0 || !(l + 1).is_multiple_of(self.global_every))
+    }
+
+    /// What the Llama/Mistral/Qwen2 block does not have (LoRA training
+    /// builds that block only).
+    pub fn extensions(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.qk_norm {
+            v.push("QK-norm");
+        }
+        if self.post_norms {
+            v.push("post-norms");
+        }
+        if self.ffn_act != FfnAct::Silu {
+            v.push("GeGLU");
+        }
+        if self.embd_scale.is_some() {
+            v.push("scaled embeddings");
+        }
+        if self.attn_scale.is_some() {
+            v.push("a custom attention scale");
+        }
+        if self.sliding_window > 0 {
+            v.push("sliding-window attention");
+        }
+        v
+    }
+
+    /// Checks the window fields read from a file.
+    pub(crate) fn check_window(&self) -> Result<(), LoadError> {
+        if self.sliding_window > MAX_WINDOW || self.global_every > MAX_WINDOW {
+            return Err(LoadError::Corrupt(format!(
+                "sliding window {} / pattern {} is past Kiln's limit of {MAX_WINDOW}",
+                self.sliding_window, self.global_every
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Architectures the Llama builder runs, with the RoPE pairing their GGUF
 /// weights expect (llama.cpp permutes Llama Q/K for interleaved pairs; Qwen2
 /// keeps HF's half-split layout).
-const ARCHS: [(&str, RopeMode); 3] = [
+const ARCHS: [(&str, RopeMode); 5] = [
     ("llama", RopeMode::Normal),
     ("mistral", RopeMode::Normal),
     ("qwen2", RopeMode::Neox),
+    ("qwen3", RopeMode::Neox),
+    ("gemma3", RopeMode::Neox),
 ];
 
 impl LlamaConfig {
@@ -96,7 +211,8 @@ impl LlamaConfig {
                 }
             },
         };
-        Ok(LlamaConfig {
+        let gemma = arch == "gemma3";
+        let c = LlamaConfig {
             n_layers: g.get_u32(&k("block_count"))? as usize,
             d_model,
             n_heads,
@@ -116,7 +232,33 @@ impl LlamaConfig {
             rms_eps: opt_f32(&k("attention.layer_norm_rms_epsilon"), 1e-5)?,
             tied_embeddings: g.tensor("output.weight").is_err(),
             qkv_bias: g.tensor("blk.0.attn_q.bias").is_ok(),
+            qk_norm: g.tensor("blk.0.attn_q_norm.weight").is_ok(),
+            post_norms: g.tensor("blk.0.post_attention_norm.weight").is_ok(),
+            // llama.cpp's Gemma 3 graph: GELU-tanh gate, embeddings × √d,
+            // logits scaled by 1/√head_dim (query_pre_attn_scalar; the
+            // 27B's √(d/heads) is not handled), its window with every 6th
+            // layer global (a fixed pattern there), local layers on a RoPE
+            // base of 10 000 unless the file says. Only Gemma's window is
+            // read: llama.cpp's llama and qwen2 graphs ignore a window key.
+            ffn_act: if gemma {
+                FfnAct::GeluTanh
+            } else {
+                FfnAct::Silu
+            },
+            embd_scale: gemma.then(|| (d_model as f32).sqrt()),
+            attn_scale: None,
+            sliding_window: match g.get(&k("attention.sliding_window")) {
+                Some(_) if gemma => g.get_u32(&k("attention.sliding_window"))? as usize,
+                _ => 0,
+            },
+            global_every: if gemma { 6 } else { 0 },
+            rope_base_local: match g.get(&k("rope.freq_base_swa")) {
+                Some(_) if gemma => Some(g.get_f32(&k("rope.freq_base_swa"))?),
+                _ => gemma.then_some(10000.0),
+            },
             arch,
-        })
+        };
+        c.check_window()?;
+        Ok(c)
     }
 }

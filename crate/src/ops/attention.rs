@@ -4,7 +4,10 @@
 //! `[hkv, cap, d]` (f32 or f16 state tensors, written by `write_cache`), and a
 //! run-time symbol `pos`: query `i` sits at position `pos + i` and attends to
 //! keys `0..=pos+i`. Query head `h` reads KV head `h / (hq/hkv)`.
-//! `y [t, hq·d] = softmax(scale · q·kᵀ) · v` per head.
+//! `y [t, hq·d] = softmax(scale · q·kᵀ) · v` per head. With a sliding
+//! `window` w > 0 (Mistral, Gemma 3's local layers) query `i` attends only to
+//! the last w keys, `pos+i+1−w ..= pos+i` (HF's and llama.cpp's mask: key j
+//! is seen when `pos+i − j < w`); the cache still holds every position.
 //!
 //! Kernels (`shaders/attention.wgsl`): on GPUs, prefill (`t > 4`) and
 //! decode over a cache of at most `ONE_MAX_CAP` positions run one dispatch
@@ -77,6 +80,18 @@ pub struct Attention {
     pub scale: f32,
     pub pos: Sym,
     pub rope_q: Option<RopeQ>,
+    /// Sliding window in keys (0: every earlier key).
+    pub window: usize,
+}
+
+/// The keys `[lo, n_kv)` a query at position `n_kv − 1` sees.
+pub fn key_range(n_kv: usize, window: usize) -> std::ops::Range<usize> {
+    let lo = if window > 0 {
+        n_kv.saturating_sub(window)
+    } else {
+        0
+    };
+    lo..n_kv
 }
 
 /// RoPE on the queries inside [`Attention`]: `heads` heads from column
@@ -219,11 +234,12 @@ impl Op for Attention {
         let group = hq / hkv;
         let mut y = vec![0f32; t * hq * d];
         for ti in 0..t {
-            let n_kv = p0 + ti + 1;
+            let keys = key_range(p0 + ti + 1, self.window);
             for h in 0..hq {
                 let kvh = h / group;
                 let qr = &q[(ti * hq + h) * d..][..d];
-                let scores: Vec<f64> = (0..n_kv)
+                let scores: Vec<f64> = keys
+                    .clone()
                     .map(|j| {
                         let kr = &k[(kvh * cap + j) * d..][..d];
                         qr.iter()
@@ -237,8 +253,10 @@ impl Op for Attention {
                 let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
                 let sum: f64 = e.iter().sum();
                 for c in 0..d {
-                    let acc: f64 = (0..n_kv)
-                        .map(|j| e[j] * v[(kvh * cap + j) * d + c] as f64)
+                    let acc: f64 = keys
+                        .clone()
+                        .zip(&e)
+                        .map(|(j, e)| e * v[(kvh * cap + j) * d + c] as f64)
                         .sum();
                     y[(ti * hq + h) * d + c] = (acc / sum) as f32;
                 }
@@ -263,6 +281,7 @@ impl Op for Attention {
             f(self.scale),
             self.pos.0,
             u(ns)?,
+            u(self.window)?,
         ];
         let mut kv = if k.dtype == DType::F16 {
             vec!["KV_F16"]
@@ -321,10 +340,10 @@ impl Op for Attention {
                 shader: "attention.wgsl",
                 entry: "attn_combine",
                 // The combine pass reads none of the cache defines, and only
-                // the first 8 parameter words.
+                // the first 9 parameter words.
                 defines: vec!["COMBINE"],
                 bindings: vec![scratch, Bind::Output],
-                params: params[..8].to_vec(),
+                params: params[..9].to_vec(),
                 groups: grid(t * hq, ctx.caps)?,
             },
         ])
@@ -342,11 +361,26 @@ impl Graph {
         scale: f32,
         pos: Sym,
     ) -> Result<TensorId> {
+        self.attention_window(q, k_cache, v_cache, scale, pos, 0)
+    }
+
+    /// [`Graph::attention`] over a sliding window of the last `window` keys
+    /// (0: all).
+    pub fn attention_window(
+        &mut self,
+        q: TensorId,
+        k_cache: TensorId,
+        v_cache: TensorId,
+        scale: f32,
+        pos: Sym,
+        window: usize,
+    ) -> Result<TensorId> {
         self.push(
             Attention {
                 scale,
                 pos,
                 rope_q: None,
+                window,
             },
             &[q, k_cache, v_cache],
         )
@@ -354,7 +388,9 @@ impl Graph {
 
     /// [`Graph::attention`] with the queries roped as they are loaded:
     /// `rope_q.heads` heads from column `rope_q.col0` of each row of
-    /// `qkv [t, ld]`, with the frequency divisors when the model has them.
+    /// `qkv [t, ld]`, with the frequency divisors when the model has them,
+    /// over a sliding window of `window` keys (0: all).
+    #[allow(clippy::too_many_arguments)]
     pub fn attention_rope_q(
         &mut self,
         qkv: TensorId,
@@ -363,12 +399,14 @@ impl Graph {
         scale: f32,
         rope_q: RopeQ,
         factors: Option<TensorId>,
+        window: usize,
     ) -> Result<TensorId> {
         let ins: Vec<TensorId> = [qkv, k_cache, v_cache].into_iter().chain(factors).collect();
         let op = Attention {
             scale,
             pos: rope_q.rope.pos,
             rope_q: Some(rope_q),
+            window,
         };
         self.push(op, &ins)
     }

