@@ -24,7 +24,7 @@ struct Ptrs {
 
 // Programmatic dependent launch (sm_90+). The loader (kernels::source) makes
 // this the first statement of every entry, and the executor can launch with
-// programmatic stream serialization (KILN_CUDA_PDL=1 on sm_90+): an entry waits
+// programmatic stream serialization (sm_90+ unless KILN_CUDA_PDL=0): an entry waits
 // until the grid before it has finished and its writes are visible, then
 // lets the next grid start launching, so the next kernel's launch and block
 // scheduling overlap this one instead of following it. Without the launch

@@ -4,8 +4,8 @@
 // words and x as float4s, the block scale applied once per half. Used by
 // mul_mat_vec and mul_mat_fused (mul_mat.cu) when m = 1, k % 32 = 0 and x
 // (and the norm weight) are 16-byte aligned; other formats and shapes keep
-// the per-element decoders of quant.cuh. Opt-in until measured on hardware:
-// KILN_GEMV_HALF=1 at NVRTC time (exec.rs: KILN_CUDA_GEMV=wide).
+// the per-element decoders of quant.cuh. On unless KILN_GEMV_HALF=0 at NVRTC
+// time (exec.rs: KILN_CUDA_GEMV=generic).
 //
 // Half h of a Q4_0/Q4_1 block is quant bytes [8h, 8h+8): elements 8h..8h+7
 // (low nibbles) and 16+8h..16+8h+7 (high nibbles). Half h of a Q8_0 block is

@@ -90,11 +90,11 @@ pub(crate) fn compile(
         "-default-device".into(),
         "--std=c++17".into(),
     ];
-    // `KILN_CUDA_GEMV=wide`: the decode GEMVs with gemv1.cuh's wide-load
-    // path (opt-in until it is measured on hardware).
-    if std::env::var("KILN_CUDA_GEMV").as_deref() == Ok("wide") {
-        options.push("-DKILN_GEMV_HALF=1".into());
-    }
+    // The decode GEMVs take gemv1.cuh's wide-load path unless
+    // `KILN_CUDA_GEMV=generic` (H100, 2026-12-06: SmolLM2 decode 1003 vs
+    // 744 tok/s; docs/bench/2026-12-06-h100-cuda-decode.md).
+    let wide = std::env::var("KILN_CUDA_GEMV").as_deref() != Ok("generic");
+    options.push(format!("-DKILN_GEMV_HALF={}", wide as u32));
     let opts = CompileOptions {
         name: Some(format!("{family}.cu")),
         use_fast_math: Some(false),
@@ -172,12 +172,13 @@ fn tensor_core_variant(ctx: &Arc<CudaContext>, name: &str) -> Result<String, Bac
     })
 }
 
-/// Programmatic dependent launch, opt-in until it is measured on hardware
-/// (`KILN_CUDA_PDL=1`, compute capability 9.0 or later): every launch lets
-/// the next kernel start launching while this one finishes (each entry
-/// waits for the grid before it: `kiln_entry` in common.cuh).
+/// Programmatic dependent launch on compute capability 9.0 or later, unless
+/// `KILN_CUDA_PDL=0`: every launch lets the next kernel start launching
+/// while this one finishes (each entry waits for the grid before it:
+/// `kiln_entry` in common.cuh). H100, 2026-12-06: SmolLM2 decode 1073 vs
+/// 1003 tok/s; with the wide GEMV, the 1B shape 669 vs 256 with neither.
 fn pdl_enabled(ctx: &Arc<CudaContext>) -> Result<bool, BackendError> {
-    if std::env::var("KILN_CUDA_PDL").as_deref() != Ok("1") {
+    if std::env::var("KILN_CUDA_PDL").as_deref() == Ok("0") {
         return Ok(false);
     }
     let (major, _) = ctx.compute_capability().map_err(driver_err)?;
