@@ -87,6 +87,7 @@ test)
     need_nvrtc
     tools/fetch_model.sh
     tools/fetch_terrain.sh
+    tools/fetch_gemma.sh
     need_deny
     echo "== cargo deny (licences, bans, sources: deny.toml)"
     cargo deny check licenses bans sources > /tmp/kiln-deny.txt 2>&1 \

