@@ -184,6 +184,8 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
         ("norm.wgsl", "main") => k("norm", "norm_rows".into(), [256, 1, 1]),
         ("reduce.wgsl", "softmax") => k("reduce", "softmax".into(), [256, 1, 1]),
         ("reduce.wgsl", "argmax") => k("reduce", "argmax".into(), [256, 1, 1]),
+        ("reduce.wgsl", "argmax_part") => k("reduce", "argmax_part".into(), [256, 1, 1]),
+        ("reduce.wgsl", "argmax_combine") => k("reduce", "argmax_combine".into(), [256, 1, 1]),
         ("mul_mat_vec.wgsl", "main") if !has("ROW_PER_THREAD") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
             k("mul_mat", format!("mul_mat_vec_{w}"), [64, 1, 1])

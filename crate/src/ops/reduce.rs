@@ -97,16 +97,56 @@ impl Op for Argmax {
         Ok(())
     }
 
+    /// One workgroup per row; on GPUs a long row (an LM head's 50–262k
+    /// logits: one workgroup streamed 128k of them in 94 µs on the H100,
+    /// docs/bench/2026-12-06-h100-cuda-decode) splits over
+    /// [`Argmax::splits`] workgroups and a combine pass.
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
         let x = ctx.inputs[0];
-        Ok(vec![Dispatch {
-            shader: "reduce.wgsl",
-            entry: "argmax",
-            defines: vec!["ARGMAX"],
-            bindings: vec![Bind::Input(0, 0), Bind::Output],
-            params: vec![u(x.cols())?, u(x.rows())?, 0],
-            groups: grid(x.rows(), ctx.caps)?,
-        }])
+        let (cols, rows) = (x.cols(), x.rows());
+        let ns = Argmax::splits(cols, rows, ctx.caps.cpu);
+        if ns <= 1 {
+            return Ok(vec![Dispatch {
+                shader: "reduce.wgsl",
+                entry: "argmax",
+                defines: vec!["ARGMAX"],
+                bindings: vec![Bind::Input(0, 0), Bind::Output],
+                params: vec![u(cols)?, u(rows)?, 0],
+                groups: grid(rows, ctx.caps)?,
+            }]);
+        }
+        let params = vec![u(cols)?, u(rows)?, u(ns)?];
+        Ok(vec![
+            Dispatch {
+                shader: "reduce.wgsl",
+                entry: "argmax_part",
+                defines: vec!["ARGMAX"],
+                bindings: vec![Bind::Input(0, 0), Bind::Scratch(0, (rows * ns * 8) as u64)],
+                params: params.clone(),
+                groups: [u(rows)?, u(ns)?, 1],
+            },
+            Dispatch {
+                shader: "reduce.wgsl",
+                entry: "argmax_combine",
+                defines: vec!["ARGMAX", "ARGMAX_COMBINE"],
+                bindings: vec![Bind::ScratchRead(0), Bind::Output],
+                params,
+                groups: grid(rows, ctx.caps)?,
+            },
+        ])
+    }
+}
+
+impl Argmax {
+    /// Workgroups per row: one per 4096 values of a row of at least 16384
+    /// on a GPU (at most 256, the combine pass's width; rows fit one grid
+    /// dimension); 1 otherwise — CPU adapters have few cores to share out.
+    pub fn splits(cols: usize, rows: usize, cpu: bool) -> usize {
+        if cpu || cols < 16384 || rows > 65535 {
+            1
+        } else {
+            cols.div_ceil(4096).min(256)
+        }
     }
 }
 

@@ -327,7 +327,17 @@ fn softmax(rng: &mut Rng) -> Result<Vec<Case>> {
 
 fn argmax(rng: &mut Rng) -> Result<Vec<Case>> {
     let mut out = Vec::new();
-    for shape in [vec![1], vec![3, 7], vec![2, 300], vec![1, 49152]] {
+    // Rows of 16384+ split over workgroups on GPUs (Argmax::splits): a
+    // vocabulary-sized row, a row whose last chunk is short, several rows.
+    for shape in [
+        vec![1],
+        vec![3, 7],
+        vec![2, 300],
+        vec![1, 49152],
+        vec![1, 262_144],
+        vec![1, 16_385],
+        vec![3, 20_000],
+    ] {
         let mut b = B::new(rng);
         let x = b.input(&shape, DType::F32, 1.0)?;
         let y = b.g.argmax(x)?;
@@ -353,6 +363,28 @@ fn argmax(rng: &mut Rng) -> Result<Vec<Case>> {
         "argmax",
         DType::F32,
         "[2, 600] ties".into(),
+        y,
+        vec![],
+        EXACT_ISH,
+    )?);
+    // Ties across split chunks: the lower index wins in the combine pass,
+    // whichever chunk finishes first; a row of -inf and NaN only.
+    let mut b = B::new(rng);
+    let x = b.g.input("x", &[2, 40_000], DType::F32)?;
+    let mut v = vec![0.25f32; 80_000];
+    for i in [39_999, 4_097, 30_000] {
+        v[i] = 3.0;
+    }
+    for t in v[40_000..].iter_mut() {
+        *t = f32::NEG_INFINITY;
+    }
+    v[40_000 + 20_000] = f32::NAN;
+    b.put(x, &[2, 40_000], DType::F32, &v)?;
+    let y = b.g.argmax(x)?;
+    out.push(b.case(
+        "argmax",
+        DType::F32,
+        "[2, 40000] ties across chunks, -inf/NaN row".into(),
         y,
         vec![],
         EXACT_ISH,
