@@ -52,7 +52,11 @@ fn tokenizer_and_chat_turns_match_the_reference() {
         let text = c["text"].as_str().unwrap();
         let got = tok.encode(text, false).unwrap();
         assert_eq!(got, common::ids(&c["ids"]), "ids of {text:?}");
-        assert_eq!(tok.decode(&got, false).unwrap(), text, "round trip of {text:?}");
+        assert_eq!(
+            tok.decode(&got, false).unwrap(),
+            text,
+            "round trip of {text:?}"
+        );
     }
     for p in r["prompts"].as_array().unwrap() {
         let text = p["prompt_text"].as_str().unwrap();
