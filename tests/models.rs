@@ -55,9 +55,9 @@ fn floats(v: &Value) -> Vec<f32> {
         .collect()
 }
 
-fn opts(fused: bool) -> LlamaOptions {
+fn opts_ctx(fused: bool, max_ctx: usize) -> LlamaOptions {
     LlamaOptions {
-        max_ctx: 64,
+        max_ctx,
         prefill_chunk: 16,
         kv_dtype: DType::F32,
         fused,
@@ -77,6 +77,11 @@ fn load(name: &str, src: &Source, backend: &dyn Backend) -> Llm {
 
 /// Loads with fused kernels or the plain one-op-per-step graph.
 fn load_with(name: &str, src: &Source, backend: &dyn Backend, fused: bool) -> Llm {
+    load_ctx(name, src, backend, fused, 64)
+}
+
+/// [`load_with`] for sessions of `max_ctx` tokens.
+fn load_ctx(name: &str, src: &Source, backend: &dyn Backend, fused: bool, max_ctx: usize) -> Llm {
     match src {
         Source::Hf(q) => {
             let mut f = HfFolder::open(&dir(name), *q).unwrap();
@@ -85,7 +90,7 @@ fn load_with(name: &str, src: &Source, backend: &dyn Backend, fused: bool) -> Ll
                 &config,
                 &mut f as &mut dyn WeightSource,
                 backend,
-                &opts(fused),
+                &opts_ctx(fused, max_ctx),
                 &mut |_, _| true,
             )
             .unwrap()
@@ -94,7 +99,8 @@ fn load_with(name: &str, src: &Source, backend: &dyn Backend, fused: bool) -> Ll
             let path = dir(name).join(format!("{name}.{ty}.gguf"));
             let (g, mut file) = GgufFile::open(&path).unwrap();
             assert!(LlamaConfig::from_gguf(&g).is_ok());
-            Llm::from_gguf(&g, &mut file, backend, &opts(fused), &mut |_, _| true).unwrap()
+            let o = opts_ctx(fused, max_ctx);
+            Llm::from_gguf(&g, &mut file, backend, &o, &mut |_, _| true).unwrap()
         }
     }
 }
@@ -145,9 +151,15 @@ fn check_f32(name: &str, src: Source, gpu: &dyn Backend, fused: bool) {
         Source::Gguf(ty) if ty != "F32" => reference_file(name, &format!("reference.{ty}.json")),
         _ => reference(name),
     };
+    check_ref(name, src, gpu, fused, &r, 64);
+}
+
+/// Logits at every prompt position, the prefill path and the greedy steps
+/// of reference `r`, with sessions of `max_ctx` tokens.
+fn check_ref(name: &str, src: Source, gpu: &dyn Backend, fused: bool, r: &Value, max_ctx: usize) {
     let prompt = common::ids(&r["prompt_ids"]);
     let want_greedy = common::ids(&r["greedy_ids"]);
-    let mut llm = load_with(name, &src, gpu, fused);
+    let mut llm = load_ctx(name, &src, gpu, fused, max_ctx);
     // Every prompt position, decode path.
     let got = stepwise_logits(&mut llm, &prompt);
     let want_prompt = r["prompt_logits"].as_array().unwrap();
@@ -217,6 +229,25 @@ fn qwen3_gemma3_and_mistral_match_pytorch() {
     check_f32("mistral", Source::Hf(None), &gpu, true);
     check_f32("mistral", Source::Hf(None), &gpu, false);
     check_f32("gemma3", Source::Hf(None), &CpuBackend, false);
+}
+
+/// Phi-3 (fused QKV and gate/up weights, LongRoPE, a window of 16 keys):
+/// sessions of 64 tokens (the original context) use the short factors —
+/// `reference.json`, 28 positions; sessions of 256 the long ones —
+/// `reference.long.json`, a 70-token prompt and 8 greedy steps, which
+/// transformers runs on the long factors throughout. Both scale attention by
+/// LongRoPE's factor √(4/3). With the wrong factor set, no attention factor
+/// or no window, logits move by 1.6–5.4 (the fixture's README).
+#[test]
+fn phi3_matches_pytorch_on_short_and_long_factors() {
+    let Some(gpu) = common::gpu() else { return };
+    check_f32("phi3", Source::Hf(None), &gpu, true);
+    check_f32("phi3", Source::Gguf("F32"), &gpu, false);
+    check_f32("phi3", Source::Gguf("Q8_0"), &gpu, true);
+    let long = reference_file("phi3", "reference.long.json");
+    check_ref("phi3", Source::Hf(None), &gpu, false, &long, 256);
+    check_ref("phi3", Source::Gguf("F32"), &gpu, true, &long, 256);
+    check_ref("phi3", Source::Gguf("F32"), &CpuBackend, false, &long, 256);
 }
 
 /// F16 and Q4_0 GGUFs against transformers' dequantization of the same files.

@@ -15,8 +15,13 @@ use kiln::model::llama::LlamaOptions;
 use kiln::rng::Rng;
 
 fn fixture(file: &str) -> PathBuf {
+    fixture_in("llama3", file)
+}
+
+fn fixture_in(model: &str, file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/models/llama3")
+        .join("../tests/fixtures/models")
+        .join(model)
         .join(file)
 }
 
@@ -105,11 +110,21 @@ fn hf_stream(
     seed: u64,
     header_order: &[usize],
 ) -> Result<kiln::generate::TextModel, LoadError> {
+    hf_stream_of("llama3", shards, quantize, seed, header_order)
+}
+
+fn hf_stream_of(
+    name: &str,
+    shards: &[(String, Vec<u8>)],
+    quantize: Option<DType>,
+    seed: u64,
+    header_order: &[usize],
+) -> Result<kiln::generate::TextModel, LoadError> {
     use kiln::loader::safetensors::HfModel;
     use kiln::loader::stream::HfStream;
-    let config = std::fs::read(fixture("config.json")).unwrap();
-    let tc = std::fs::read(fixture("tokenizer_config.json")).unwrap();
-    let tok = std::fs::read(fixture("tokenizer.json")).unwrap();
+    let config = std::fs::read(fixture_in(name, "config.json")).unwrap();
+    let tc = std::fs::read(fixture_in(name, "tokenizer_config.json")).unwrap();
+    let tok = std::fs::read(fixture_in(name, "tokenizer.json")).unwrap();
     let model = HfModel::new(&config, Some(&tc), quantize)?;
     let sizes = shards
         .iter()
@@ -219,4 +234,29 @@ fn streamed_safetensors_folders_generate_the_reference_tokens() {
         matches!(err, LoadError::Truncated { .. } | LoadError::Corrupt(_)),
         "{err}"
     );
+}
+
+/// Phi-3's LongRoPE factors live in `config.json`, not in a shard: the
+/// streaming loader serves them as the GGUF's tensors before any shard
+/// arrives; the greedy tokens equal PyTorch's (short factors, window 16).
+#[test]
+fn streamed_phi3_folder_generates_the_reference_tokens() {
+    let bytes = std::fs::read(fixture_in("phi3", "model.safetensors")).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_in("phi3", "reference.json")).unwrap(),
+    )
+    .unwrap();
+    let shards = vec![("model.safetensors".to_string(), bytes)];
+    let mut model = hf_stream_of("phi3", &shards, None, 3, &[0]).unwrap();
+    let want = common::ids(&reference["greedy_ids"]);
+    let params = GenerateParams {
+        max_tokens: want.len(),
+        ignore_eos: true,
+        ..Default::default()
+    };
+    let prompt = common::ids(&reference["prompt_ids"]);
+    let got = model.generate_ids(&prompt, &params, &mut |_| true).unwrap();
+    if let Err(e) = kiln::parity::same_tokens(&got.tokens, &want) {
+        panic!("phi3 streamed: {e}");
+    }
 }

@@ -18,7 +18,10 @@ tests/fixtures/models/):
   <name>/<name>.<TYPE>.gguf
                          the same weights as llama.cpp's convert_hf_to_gguf.py writes them
                          (see "GGUF conventions" below): llama in F32/F16/Q8_0/Q4_0,
-                         qwen2, llama3, qwen3 and gemma3 in F32/Q8_0; mistral has none
+                         qwen2, llama3, qwen3, gemma3 and phi3 in F32/Q8_0; mistral has none
+  phi3/reference.long.json
+                         the same format for a 70-token prompt (> original context 64: LongRoPE's
+                         long factors), prompt logits at every position and 8 greedy steps
   <name>/reference.<TYPE>.json
                          the reference recomputed from each non-F32 GGUF's weights as
                          transformers dequantizes them (same format as reference.json)
@@ -39,14 +42,23 @@ The models (hidden 64, 2 layers, 4 heads of 16, intermediate 96, vocab 256 unles
           soft-capping, eps 1e-6, tied, eager attention
   mistral MistralForCausalLM, 2 KV heads, sliding_window 8, theta 1e4, eps 1e-5, untied;
           safetensors only (llama.cpp's converter writes Mistral as arch llama, no window)
+  phi3    Phi3ForCausalLM, 2 KV heads, fused qkv_proj [q|k|v] and gate_up_proj [gate|up],
+          sliding_window 16, theta 1e4, eps 1e-5, untied, LongRoPE: short_factor / long_factor
+          (8 each), original_max_position_embeddings 64 (top-level and in rope_parameters),
+          max_position_embeddings 256 (attention factor sqrt(1 + ln 4 / ln 64)); pad_token_id 0;
+          tokenizer_config.json tokenizer_class GPT2Tokenizer (llama.cpp's Phi3MiniModel needs it
+          for a BPE vocab). reference.json stays <= 64 positions (short factors),
+          reference.long.json is a 70-token pass (long factors); both checked by forcing the
+          factor lists equal and by an independent float64 implementation
 Weights: N(0, 1/fan_in) for projections, N(0, 0.3^2) for embeddings / lm_head (logits of std
 ~2.4), norms 1 + N(0, 0.1^2), Qwen2 biases N(0, 0.5^2). gemma3: norm weights w ~ N(0, 0.1^2)
 (so 1 + w like the others) and embeddings N(0, 0.125^2) (scaled by 8 inside the model; with 0.3
 the embedding dominates the residual and no seed avoids repeating its input token). For each
 model the first seed (from a fixed list) whose greedy run has top-1/top-2 margins >= 0.05
 everywhere, emits no special token and at least 3 distinct ids is used, so argmax is robust to
-f32 summation order. mistral and gemma3 also record that the window is used: the same weights
-with the window off give equal logits at positions < 8 and different ones from 8 on.
+f32 summation order (phi3: also the long run's 8 greedy steps). mistral, gemma3 and phi3 also
+record that the window is used: the same weights with the window off give equal logits at
+positions < W and different ones from W on (W = 8; phi3 16, also on the 70-token pass).
 
 GGUF conventions (reproduced from llama.cpp's converter, commit 0c1e570 as vendored by the
 llama-cpp-python 0.3.36 sdist: convert_hf_to_gguf.py + conversion/{base,llama,qwen}.py):
@@ -59,6 +71,12 @@ llama-cpp-python 0.3.36 sdist: convert_hf_to_gguf.py + conversion/{base,llama,qw
     adds neither), general.quantization_version, then the vocab (_set_vocab_gpt2 + SpecialVocab:
     model "gpt2", pre, tokens, token_type, merges, bos/eos/unk/pad ids, add_bos_token /
     add_eos_token = false from the ByteLevel post-processor, chat_template).
+    phi3 (conversion/phi.py Phi3MiniModel) replaces TextModel.set_gguf_parameters: context_length,
+    rope.scaling.original_context_length, embedding_length, feed_forward_length, block_count,
+    head_count, head_count_kv, layer_norm_rms_epsilon, rope.dimension_count, rope.freq_base,
+    general.file_type, attention.sliding_window; its generate_extra_tensors writes
+    rope.scaling.attn_factor (so that key comes right after general.architecture) and the
+    tensors rope_factors_long / rope_factors_short (F32, first); no vocab_size key.
   * tokenizer.ggml.pre = "gpt-2": the converter names pre-tokenizers by hashing the encoding
     of a fixed text and raises NotImplementedError for an unknown hash (which this tokenizer
     is). This tokenizer's pre-tokenizer is exactly GPT-2's (ByteLevel, GPT-2 regex), which
@@ -85,8 +103,10 @@ llama-cpp-python 0.3.36 sdist: convert_hf_to_gguf.py + conversion/{base,llama,qw
     back to F16 on QuantError (row not a multiple of the block; does not happen at these sizes).
     The converter has no Q4_0 outtype: the Q4_0 file is what `llama-quantize --pure F32.gguf
     Q4_0` gives (every 2-D weight Q4_0, general.file_type 2).
+  * phi3: no permute; qkv_proj -> attn_qkv, gate_up_proj -> ffn_up (fused, as stored).
   With --llamacpp-src, the real converter is also run (f32/f16/q8_0; get_vocab_base_pre patched
-  to return "gpt-2") and its output compared KV-by-KV and tensor-by-tensor with these files.
+  to return "gpt-2") and its output compared KV-by-KV and tensor-by-tensor with these files;
+  its output and _summary.json go to --scratch (default: a new temporary folder, not OUT).
 
 Verification (printed, and written to README.md): each F32 GGUF is loaded back by transformers
 (`from_pretrained(dir, gguf_file=...)`, which un-permutes Q/K) and its logits compared with the
@@ -96,6 +116,8 @@ transformers 5.17 builds incomplete configs from qwen3/gemma3 GGUFs (qwen3: head
 forward fails; gemma3: query_pre_attn_scalar 256), so for those the GGUF's own config is not
 expected to match; their GGUFs are also read back with gguf-py (names and the gemma3 +1
 reversed) and compared tensor by tensor (F32: bit-exact) and by logits in the reference config.
+phi3 GGUFs load in transformers, but its phi3 GGUF config has plain rope (no LongRoPE factors or
+attention factor, original context 4096) and no window, so only the reference config matches.
 
 --models NAME,... regenerates only those folders (default: all); the other folders are not
 touched, and their README entries come from the summary embedded at the end of README.md (or
@@ -105,14 +127,15 @@ Rerun (torch is needed; in this project it lives on the GPU machine, CPU math is
     python3 tools/gen_model_fixtures.py --stage tokenizer      # needs only `tokenizers`
     python3 tools/gen_model_fixtures.py [--reuse-tokenizer] [--llamacpp-src DIR] [--out DIR]
                                         [--models qwen3,gemma3,mistral] [--threads N]
+                                        [--scratch DIR]
 Needs torch, transformers (made with 5.17; the v4 rope_theta/rope_scaling config path is
 untested), safetensors, numpy, tokenizers, gguf (PyPI, 0.19.0). The fixtures were made on the
 GPU machine (torch 2.11 there; gguf carried as a wheel) with
     pip install --target /tmp/site .whl/gguf-0.19.0-py3-none-any.whl; PYTHONPATH=/tmp/site \
     python3 tools/gen_model_fixtures.py --reuse-tokenizer --llamacpp-src .whl/llamacpp-convert
 where .whl/llamacpp-convert holds convert_hf_to_gguf.py, conversion/ and gguf-py/ from the
-llama-cpp-python 0.3.36 sdist's vendor/llama.cpp (PyPI). The run takes ~40 s on CPU; it writes
-scratch files OUT/_converter/ and OUT/_summary.json that are not fixtures (delete them).
+llama-cpp-python 0.3.36 sdist's vendor/llama.cpp (PyPI). The run takes ~40 s on CPU; it then
+wrote scratch files OUT/_converter/ and OUT/_summary.json (now under --scratch, outside OUT).
 qwen3, gemma3 and mistral were added later on a 2-core CPU machine (same torch/transformers;
 tokenizers 0.23.3, numpy 2.4.6) with
     pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36   # cmake on PATH
@@ -120,6 +143,9 @@ tokenizers 0.23.3, numpy 2.4.6) with
         --threads 2 --llamacpp-src <sdist>/vendor/llama.cpp
 (~3 min). A full run there reproduced llama/qwen2/llama3's weights, configs and GGUFs
 byte for byte; their reference*.json only in f32 summation noise (<= 1e-5) and versions.
+phi3 was added the same way (--models phi3, ~20 s); a rerun of llama,qwen2,llama3,qwen3,gemma3
+into another OUT then reproduced every GGUF, config, safetensors and tokenizer file byte for
+byte (qwen3/gemma3: every file).
 """
 
 from __future__ import annotations
@@ -145,6 +171,14 @@ CHAT_TEMPLATE = (
 USER_TEXT = "Is the kiln hot?"
 PROMPT = "<|im_start|>user\n" + USER_TEXT + "<|im_end|>\n"
 N_PROMPT = 12
+# phi3's reference.long.json: a 70-token prompt (> original_max_position_embeddings 64, so
+# transformers' longrope uses the long factors for the whole pass); the ChatML turn with the
+# generation prompt, as apply_chat_template(add_generation_prompt=True) writes it
+LONG_USER_TEXT = ("The potter loads the kiln with care. Each pot must stand apart from the others, "
+                  "or the glaze will fuse them together. How hot is the kiln?")
+LONG_PROMPT = "<|im_start|>user\n" + LONG_USER_TEXT + "<|im_end|>\n<|im_start|>assistant\n"
+N_LONG_PROMPT = 70
+N_LONG_STEPS = 8
 GGUF_PRE = "gpt-2"
 N_STEPS = 16
 SEEDS = [1234 + 7 * i for i in range(64)]
@@ -217,9 +251,28 @@ MODELS = {
         cls="MistralForCausalLM", cfg="MistralConfig", arch=None, n_kv=2, theta=10000.0, eps=1e-5,
         tied=False, rope_scaling=None, sliding_window=8, types=[],
     ),
+    # Phi-3: fused qkv_proj [q | k | v] and gate_up_proj [gate | up], sliding window 16 in every
+    # layer, LongRoPE (short/long per-frequency divisors, attention factor on cos/sin);
+    # original_max_position_embeddings 64 (top-level in config.json too: Phi3Config's own
+    # field, default 4096, overrides rope_parameters' copy), max_position_embeddings 256.
+    # tokenizer_config.json says GPT2Tokenizer (as Phi-4): llama.cpp's Phi3MiniModel.set_vocab
+    # takes its GPT-2 (BPE) path only for that class, else it wants a SentencePiece tokenizer.model
+    "phi3": dict(
+        cls="Phi3ForCausalLM", cfg="Phi3Config", arch="phi3", n_kv=2, theta=10000.0, eps=1e-5,
+        tied=False, sliding_window=16, original_max_pos=64,
+        rope_scaling={
+            "rope_type": "longrope",
+            "short_factor": [1.0, 1.05, 1.1, 1.2, 1.4, 1.7, 2.1, 2.6],
+            "long_factor": [1.0, 1.3, 1.8, 2.5, 3.5, 5.0, 7.0, 10.0],
+            "original_max_position_embeddings": 64,
+        },
+        tokenizer_class="GPT2Tokenizer", types=["F32", "Q8_0"],
+        # transformers' phi3 GGUF mapping reads neither the longrope factors/attn_factor nor the window
+        gguf_config_differs="rope_parameters, sliding_window",
+    ),
 }
-NEW_MODELS = ("qwen3", "gemma3", "mistral")
-GGUF_ARCHS = ("llama", "qwen2", "qwen3", "gemma3")
+NEW_MODELS = ("qwen3", "gemma3", "mistral", "phi3")
+GGUF_ARCHS = ("llama", "qwen2", "qwen3", "gemma3", "phi3")
 COMMON = dict(vocab=256, hidden=64, layers=2, heads=4, head_dim=16, inter=96, max_pos=256)
 
 
@@ -272,7 +325,7 @@ def train_tokenizer():
     return tok
 
 
-def tokenizer_config() -> dict:
+def tokenizer_config(name: str | None = None) -> dict:
     added = {
         str(i): {"content": s, "lstrip": False, "normalized": False, "rstrip": False,
                  "single_word": False, "special": True}
@@ -288,7 +341,8 @@ def tokenizer_config() -> dict:
         "eos_token": EOS,
         "model_max_length": COMMON["max_pos"],
         "pad_token": PAD,
-        "tokenizer_class": "PreTrainedTokenizerFast",
+        "tokenizer_class": (MODELS[name].get("tokenizer_class") if name else None)
+        or "PreTrainedTokenizerFast",
         "unk_token": UNK,
     }
 
@@ -312,7 +366,7 @@ def write_tokenizer(out: Path, reuse: bool, names: list[str] | None = None) -> s
         d.mkdir(parents=True, exist_ok=True)
         (d / "tokenizer.json").write_text(text, encoding="utf-8")
         (d / "tokenizer_config.json").write_text(
-            json.dumps(tokenizer_config(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+            json.dumps(tokenizer_config(name), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
     print("tokenizer: prompt", repr(PROMPT), "->", ids, tok.encode(PROMPT).tokens)
     return text
@@ -337,12 +391,15 @@ def make_config(name: str, **override):
         rms_norm_eps=spec["eps"], tie_word_embeddings=spec["tied"],
         bos_token_id=SPECIALS.index(BOS), eos_token_id=SPECIALS.index(EOS),
     )
-    if spec["arch"] == "llama" or name in NEW_MODELS:
-        kw["head_dim"] = COMMON["head_dim"]
+    if spec["arch"] == "llama" or (name in NEW_MODELS and name != "phi3"):
+        kw["head_dim"] = COMMON["head_dim"]  # (Phi3Config has no head_dim: hidden / heads = 16)
     if name == "qwen3":
         kw.update(attention_bias=False, use_sliding_window=False)
     if name == "mistral":
         kw.update(sliding_window=spec["sliding_window"])
+    if name == "phi3":  # Phi3Config defaults pad_token_id 32000: outside this vocab
+        kw.update(sliding_window=spec["sliding_window"], pad_token_id=SPECIALS.index(PAD),
+                  original_max_position_embeddings=spec["original_max_pos"])
     if name == "gemma3":
         n = kw["num_hidden_layers"]
         kw.update(
@@ -358,7 +415,7 @@ def make_config(name: str, **override):
     elif "rope_parameters" in inspect.signature(Cfg.__init__).parameters:  # transformers 5
         rp = {"rope_type": "default", "rope_theta": spec["theta"]}
         if spec["rope_scaling"]:
-            rp = {**spec["rope_scaling"], "rope_theta": spec["theta"]}
+            rp = json.loads(json.dumps({**spec["rope_scaling"], "rope_theta": spec["theta"]}))
         kw["rope_parameters"] = rp
     else:
         kw["rope_theta"] = spec["theta"]
@@ -397,8 +454,8 @@ def build_model(name: str, seed: int, **override):
     return model
 
 
-def run_reference(model, prompt_ids: list[int], probes: bool = True) -> dict:
-    """One forward over the prompt, then N_STEPS greedy steps through the KV cache."""
+def run_reference(model, prompt_ids: list[int], probes: bool = True, n_steps: int = N_STEPS) -> dict:
+    """One forward over the prompt, then n_steps greedy steps through the KV cache."""
     import torch
 
     ids = torch.tensor([prompt_ids])
@@ -428,7 +485,7 @@ def run_reference(model, prompt_ids: list[int], probes: bool = True) -> dict:
         past = out.past_key_values
         nxt = int(prompt_logits[-1].argmax())
         greedy, steps = [], []
-        for _ in range(N_STEPS):
+        for _ in range(n_steps):
             greedy.append(nxt)
             o = model(torch.tensor([[nxt]]), past_key_values=past, use_cache=True)
             past = o.past_key_values
@@ -489,7 +546,8 @@ def cross_checks(model, ref: dict) -> dict:
         from transformers import GenerationConfig
 
         gc = GenerationConfig(
-            max_new_tokens=N_STEPS + 1, min_new_tokens=N_STEPS + 1, do_sample=False,
+            max_new_tokens=len(ref["greedy_ids"]) + 1, min_new_tokens=len(ref["greedy_ids"]) + 1,
+            do_sample=False,
             eos_token_id=None, pad_token_id=SPECIALS.index(PAD),
         )
         with torch.no_grad():
@@ -512,10 +570,11 @@ def cross_checks(model, ref: dict) -> dict:
 def sliding_window_check(name: str, seed: int, ref: dict) -> dict | None:
     """Does the reference really use the window? Same weights, window off, teacher-forced.
 
-    mistral: sliding_window None; gemma3: sliding_window 10**6 (the sliding layers keep their
-    local rope theta, only the mask changes). Per position p of prompt + greedy ids: the max abs
-    logit difference. HF's window W lets query p see keys p-W+1..p, so the logits must agree at
-    p < W and differ from p = W on.
+    mistral, phi3: sliding_window None; gemma3: sliding_window 10**6 (the sliding layers keep
+    their local rope theta, only the mask changes). Per position p of prompt + greedy ids: the max
+    abs logit difference. HF's window W lets query p see keys p-W+1..p, so the logits must agree
+    at p < W and differ from p = W on. (phi3: with sliding_window None, Phi3Model builds a plain
+    causal mask; everything else, longrope included, is the same.)
     """
     import torch
 
@@ -523,7 +582,7 @@ def sliding_window_check(name: str, seed: int, ref: dict) -> dict | None:
     W = spec.get("sliding_window")
     if not W:
         return None
-    off = None if name == "mistral" else 10**6
+    off = None if name in ("mistral", "phi3") else 10**6
     a = build_model(name, seed)
     b = build_model(name, seed, sliding_window=off)
     sa, sb = a.state_dict(), b.state_dict()
@@ -544,6 +603,118 @@ def sliding_window_check(name: str, seed: int, ref: dict) -> dict | None:
         "argmax_differs_at": [p for p in range(len(per_pos)) if int(la[p].argmax()) != int(lb[p].argmax())],
         "windowed_teacher_forced_vs_reference_max_abs_diff": float((la - want).abs().max()),
     }
+
+
+def phi3_rope_override(short: list | None = None, long: list | None = None) -> dict:
+    """make_config override: phi3's rope_parameters with other short / long factor lists."""
+    spec = MODELS["phi3"]
+    rp = json.loads(json.dumps({**spec["rope_scaling"], "rope_theta": spec["theta"]}))
+    if short is not None:
+        rp["short_factor"] = list(short)
+    if long is not None:
+        rp["long_factor"] = list(long)
+    return {"rope_parameters": rp}
+
+
+def phi3_manual_logits(model, ids: list[int], window: int | None) -> tuple:
+    """An independent float64 Phi-3 forward (no transformers code): the logits at every position.
+
+    LongRoPE as transformers' _compute_longrope_parameters + dynamic_rope_update describe it: the
+    whole pass uses long_factor when len(ids) > original_max_position_embeddings, else
+    short_factor; inv_freq_i = 1 / (factor_i * theta^(2i/d)); cos and sin (NeoX halves) are both
+    multiplied by attention_factor = sqrt(1 + ln(max_pos / orig) / ln(orig)). Window W: query p
+    sees keys p-W+1..p. Returns (logits [T, vocab] float64, which factors, attention_factor).
+    """
+    import torch
+
+    cfg = model.config
+    sd = {k: v.detach().double() for k, v in model.state_dict().items()}
+    rp = cfg.rope_parameters
+    orig, max_pos = rp["original_max_position_embeddings"], cfg.max_position_embeddings
+    T = len(ids)
+    which = "long" if T > orig else "short"
+    fac = torch.tensor(rp[f"{which}_factor"], dtype=torch.float64)
+    nh, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
+    hd = cfg.hidden_size // nh
+    attn_factor = math.sqrt(1 + math.log(max_pos / orig) / math.log(orig)) if max_pos > orig else 1.0
+    inv = 1.0 / (fac * rp["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+    ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]
+    cos, sin = ang.cos() * attn_factor, ang.sin() * attn_factor  # [T, hd/2]
+
+    def rope(x):  # [T, heads, hd], NeoX halves
+        a, b = x[..., : hd // 2], x[..., hd // 2:]
+        c, s = cos[:, None, :], sin[:, None, :]
+        return torch.cat([a * c - b * s, b * c + a * s], -1)
+
+    def rms(x, w):
+        return x / torch.sqrt((x * x).mean(-1, keepdim=True) + cfg.rms_norm_eps) * w
+
+    i = torch.arange(T)[:, None]
+    j = torch.arange(T)[None, :]
+    allowed = (j <= i) & ((j > i - window) if window else torch.ones_like(j <= i))
+    x = sd["model.embed_tokens.weight"][torch.tensor(ids)]
+    for L in range(cfg.num_hidden_layers):
+        pre = f"model.layers.{L}."
+        h = rms(x, sd[pre + "input_layernorm.weight"])
+        qkv = h @ sd[pre + "self_attn.qkv_proj.weight"].T
+        q = rope(qkv[:, : nh * hd].reshape(T, nh, hd))
+        k = rope(qkv[:, nh * hd: (nh + nkv) * hd].reshape(T, nkv, hd))
+        v = qkv[:, (nh + nkv) * hd:].reshape(T, nkv, hd)
+        out = torch.empty(T, nh, hd, dtype=torch.float64)
+        for hh in range(nh):
+            g = hh // (nh // nkv)
+            sc = (q[:, hh] @ k[:, g].T) / math.sqrt(hd)
+            sc = sc.masked_fill(~allowed, float("-inf"))
+            out[:, hh] = torch.softmax(sc, -1) @ v[:, g]
+        x = x + out.reshape(T, nh * hd) @ sd[pre + "self_attn.o_proj.weight"].T
+        h = rms(x, sd[pre + "post_attention_layernorm.weight"])
+        gu = h @ sd[pre + "mlp.gate_up_proj.weight"].T
+        gate, up = gu[:, : cfg.intermediate_size], gu[:, cfg.intermediate_size:]
+        x = x + (up * torch.nn.functional.silu(gate)) @ sd[pre + "mlp.down_proj.weight"].T
+    x = rms(x, sd["model.norm.weight"])
+    return x @ sd["lm_head.weight"].T, which, attn_factor
+
+
+def phi3_long_prompt_ids(hf_tok) -> list[int]:
+    chat = hf_tok.apply_chat_template([{"role": "user", "content": LONG_USER_TEXT}],
+                                      tokenize=False, add_generation_prompt=True)
+    assert chat == LONG_PROMPT, repr(chat)
+    ids = hf_tok(LONG_PROMPT, add_special_tokens=False).input_ids
+    assert len(ids) == N_LONG_PROMPT, len(ids)
+    return ids
+
+
+def phi3_rope_checks(seed: int, ref: dict, label: str) -> dict:
+    """Which LongRoPE factors a reference used: the same weights with both lists forced equal.
+
+    forced_short: long_factor := short_factor (every pass short); forced_long: short_factor :=
+    long_factor. Teacher-forced over prompt + greedy ids (one pass, so one choice for all
+    positions: long iff the pass length > original_max_position_embeddings), max abs logit diff
+    vs the reference's own logits; plus the independent float64 implementation
+    (phi3_manual_logits, window on and, for the window check, off).
+    """
+    import torch
+
+    spec = MODELS["phi3"]
+    rs = spec["rope_scaling"]
+    seq = ref["prompt_ids"] + ref["greedy_ids"]
+    want = torch.cat(list(ref["_raw"])).double()
+    res: dict = {"label": label, "positions": len(seq),
+                 "original_max_position_embeddings": rs["original_max_position_embeddings"]}
+    for tag, ov in (("forced_short", phi3_rope_override(long=rs["short_factor"])),
+                    ("forced_long", phi3_rope_override(short=rs["long_factor"]))):
+        m = build_model("phi3", seed, **ov)
+        with torch.no_grad():
+            res[f"{tag}_max_abs_diff"] = float((m(torch.tensor([seq])).logits[0].double() - want).abs().max())
+    base = build_model("phi3", seed)
+    res["hf_attention_scaling"] = float(base.model.rotary_emb.attention_scaling)
+    man, which, af = phi3_manual_logits(base, seq, spec["sliding_window"])
+    res["manual_f64_factors"] = which
+    res["manual_f64_attention_factor"] = af
+    res["manual_f64_max_abs_diff"] = float((man - want).abs().max())
+    res["used"] = ("short" if res["forced_short_max_abs_diff"] < res["forced_long_max_abs_diff"]
+                   else "long")
+    return res
 
 
 # --------------------------------------------------------------------------------------------
@@ -632,14 +803,18 @@ def write_gguf(model_dir: Path, name: str, qtype_name: str) -> Path:
 
     out_path = model_dir / f"{name}.{qtype_name}.gguf"
     w = gguf.GGUFWriter(path=None, arch=arch)
-    model_arch = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2,
-                  "qwen3": gguf.MODEL_ARCH.QWEN3, "gemma3": gguf.MODEL_ARCH.GEMMA3}[arch]
+    model_arch = gguf_model_arch(arch)
     tmap = gguf.get_tensor_name_map(model_arch, n_layers)
 
     # --- tensors (ModelBase.prepare_tensors) -------------------------------------------------
     tensors = []
     if (rp.get("rope_type") or "").lower() == "llama3":
         tensors.append(("rope_freqs.weight", llama3_rope_factors(cfg)))
+    phi3_attn_factor = None
+    if arch == "phi3":  # Phi3MiniModel.generate_extra_tensors (also writes the attn_factor KV now)
+        long_f, short_f, phi3_attn_factor = phi3_rope_factors(cfg)
+        tensors.append(("rope_factors_long.weight", long_f))
+        tensors.append(("rope_factors_short.weight", short_f))
     for hf_name, arr in read_safetensors_ordered(model_dir / "model.safetensors"):
         if hf_name.endswith((".attention.masked_bias", ".attention.bias", ".rotary_emb.inv_freq")):
             continue
@@ -671,6 +846,8 @@ def write_gguf(model_dir: Path, name: str, qtype_name: str) -> Path:
         w.add_tensor(new, q, raw_dtype=qt)
 
     # --- metadata (ModelBase/TextModel.prepare_metadata) ------------------------------------
+    if phi3_attn_factor is not None:  # added during prepare_tensors, so right after the arch
+        w.add_rope_scaling_attn_factors(phi3_attn_factor)
     total_params, shared_params, expert_params, expert_count = w.get_total_parameter_count()
     md = gguf.Metadata.load(None, model_dir, None, total_params)
     if md.name is None:
@@ -679,6 +856,77 @@ def write_gguf(model_dir: Path, name: str, qtype_name: str) -> Path:
         md.size_label = gguf.size_label(total_params, shared_params, expert_params, expert_count)
     w.add_type(gguf.GGUFType.MODEL)
     md.set_gguf_meta_model(w)
+    if arch == "phi3":
+        write_phi3_parameters(w, cfg, ftype)
+    else:
+        write_text_parameters(w, cfg, arch, ftype)
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    write_vocab_gpt2(w, cfg, tokj, tokc)
+
+    w.write_header_to_file(path=out_path)
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out_path
+
+
+def gguf_model_arch(arch: str):
+    import gguf
+
+    return {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2,
+            "qwen3": gguf.MODEL_ARCH.QWEN3, "gemma3": gguf.MODEL_ARCH.GEMMA3,
+            "phi3": gguf.MODEL_ARCH.PHI3}[arch]
+
+
+def phi3_rope_factors(cfg: dict):
+    """conversion/phi.py Phi3MiniModel.generate_extra_tensors: (long, short, attn_factor).
+
+    rope_factors_long / _short = the config's long_factor / short_factor as torch f32 ([rope_dims
+    / 2]); attn_factor (longrope) = sqrt(1 + ln(scale) / ln(orig)) with scale = context_length /
+    original context, 1.0 when scale <= 1 -- transformers' default attention_factor.
+    """
+    import torch
+
+    rp = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+    orig = rp.get("original_max_position_embeddings", cfg.get("original_max_position_embeddings"))
+    scale = cfg["max_position_embeddings"] / orig
+    assert (rp.get("rope_type") or rp.get("type")).lower() in ("su", "longrope"), rp
+    attn_factor = math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1.0 else 1.0
+    rope_dims = int(rp.get("partial_rotary_factor", 1.0) * cfg["hidden_size"]) // cfg["num_attention_heads"]
+    assert len(rp["long_factor"]) == len(rp["short_factor"]) == rope_dims // 2
+    return (torch.tensor(rp["long_factor"], dtype=torch.float32).numpy(),
+            torch.tensor(rp["short_factor"], dtype=torch.float32).numpy(), attn_factor)
+
+
+def write_phi3_parameters(w, cfg: dict, ftype) -> None:
+    """conversion/phi.py Phi3MiniModel.set_gguf_parameters (replaces TextModel's entirely)."""
+    rp = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+    n_embd, n_head = cfg["hidden_size"], cfg["num_attention_heads"]
+    rope_dims = int(rp.get("partial_rotary_factor", 1.0) * n_embd) // n_head
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_rope_scaling_orig_ctx_len(rp["original_max_position_embeddings"])
+    w.add_embedding_length(n_embd)
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_head_count(n_head)
+    w.add_head_count_kv(cfg["num_key_value_heads"])
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_rope_dimension_count(rope_dims)
+    w.add_rope_freq_base(rp.get("full_attention", rp)["rope_theta"])
+    w.add_file_type(ftype)
+    w.add_sliding_window(cfg.get("sliding_window") or 0)  # 0: "Phi-4" (no window) in llama.cpp
+
+
+def write_text_parameters(w, cfg: dict, arch: str, ftype) -> None:
+    """TextModel.set_gguf_parameters, then the Gemma3Model / LlamaModel additions."""
+    import gguf
+
+    n_layers = cfg["num_hidden_layers"]
+    n_head = cfg["num_attention_heads"]
+    n_kv = cfg["num_key_value_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // n_head
+    rp = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+    rp = rp.get("full_attention", rp)
     # TextModel.set_gguf_parameters
     w.add_block_count(n_layers)
     w.add_context_length(cfg["max_position_embeddings"])
@@ -705,9 +953,12 @@ def write_gguf(model_dir: Path, name: str, qtype_name: str) -> Path:
     if arch == "llama":  # LlamaModel.set_gguf_parameters
         w.add_vocab_size(cfg["vocab_size"])
         w.add_rope_dimension_count(head_dim)
-    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
-    # --- vocab (TextModel._set_vocab_gpt2 + gguf.SpecialVocab) ------------------------------
+
+def write_vocab_gpt2(w, cfg: dict, tokj: dict, tokc: dict) -> None:
+    """TextModel._set_vocab_gpt2 + gguf.SpecialVocab (phi3: Phi3MiniModel.set_vocab's GPT2Tokenizer path)."""
+    import gguf
+
     vocab = tokj["model"]["vocab"]
     rev = {i: t for t, i in vocab.items()}
     added = {a["id"]: a for a in tokj["added_tokens"]}
@@ -745,19 +996,15 @@ def write_gguf(model_dir: Path, name: str, qtype_name: str) -> Path:
     w.add_add_eos_token(False)
     w.add_chat_template(tokc["chat_template"])
 
-    w.write_header_to_file(path=out_path)
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return out_path
-
 
 def gguf_readback(model_dir: Path, path: Path, name: str) -> tuple[dict, dict]:
     """Reads a GGUF back with gguf-py and reverses the conventions (names, gemma3 norm +1).
 
     Returns (state dict in HF names, dequantized float32 torch tensors; info). For an F32 file the
     info says whether every tensor is bit-exactly the safetensors tensor (gemma3 norms: whether the
-    stored value is exactly float32(w + 1), and how far (stored - 1) is from w).
+    stored value is exactly float32(w + 1), and how far (stored - 1) is from w). phi3: the
+    rope_factors_long/_short tensors are compared with config.json's long/short_factor (as f32)
+    and the arch's rope / window keys are returned in info["phi3_kv"].
     """
     import gguf
     import numpy as np
@@ -766,15 +1013,29 @@ def gguf_readback(model_dir: Path, path: Path, name: str) -> tuple[dict, dict]:
     spec = MODELS[name]
     cfg = json.loads((model_dir / "config.json").read_text())
     arch = spec["arch"]
-    model_arch = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2,
-                  "qwen3": gguf.MODEL_ARCH.QWEN3, "gemma3": gguf.MODEL_ARCH.GEMMA3}[arch]
+    model_arch = gguf_model_arch(arch)
     tmap = gguf.get_tensor_name_map(model_arch, cfg["num_hidden_layers"])
     src = dict(read_safetensors_ordered(model_dir / "model.safetensors"))
     rev = {tmap.get_name(k, try_suffixes=(".weight", ".bias")): k for k in src}
     r = gguf.GGUFReader(path)
     sd, info = {}, {"tensors": len(r.tensors), "types": {}}
     exact, shifted = [], {}
+    if arch == "phi3":
+        rp = cfg["rope_parameters"]
+        info["rope_factors_equal_config"] = {}
+        kv = {}
+        for k, f in r.fields.items():
+            if k.startswith("phi3."):
+                kv[k] = f.contents()
+        info["phi3_kv"] = kv
     for t in r.tensors:
+        if arch == "phi3" and t.name.startswith("rope_factors_"):
+            key = t.name[len("rope_factors_"):-len(".weight")] + "_factor"
+            got = np.asarray(t.data, dtype=np.float32)
+            info["rope_factors_equal_config"][t.name] = (
+                t.tensor_type == gguf.GGMLQuantizationType.F32
+                and bool(np.array_equal(got, np.asarray(rp[key], dtype=np.float32))))
+            continue
         hf = rev[t.name]
         shape = [int(x) for x in reversed(t.shape)]
         arr = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32).reshape(shape)
@@ -952,6 +1213,9 @@ def main() -> int:
                     help="llama.cpp folder with convert_hf_to_gguf.py, conversion/, gguf-py/: "
                          "also run the real converter and compare")
     ap.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1))
+    ap.add_argument("--scratch", type=Path, default=None,
+                    help="where the converter's output and _summary.json go (not fixtures); "
+                         "default: a new temporary folder outside OUT")
     args = ap.parse_args()
     selected = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in selected if m not in MODELS]
@@ -960,6 +1224,13 @@ def main() -> int:
     selected = [m for m in MODELS if m in selected]
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
+    if args.scratch is None:
+        import tempfile
+
+        args.scratch = Path(tempfile.mkdtemp(prefix="gen_model_fixtures."))
+    scratch: Path = args.scratch
+    scratch.mkdir(parents=True, exist_ok=True)
+    print("scratch (converter output, _summary.json):", scratch)
     prior = read_prior_summary(out)
     write_tokenizer(out, args.reuse_tokenizer, selected)
     if args.stage == "tokenizer":
@@ -989,10 +1260,14 @@ def main() -> int:
         assert chat == PROMPT, repr(chat)
 
         best = None
+        long_ids = phi3_long_prompt_ids(hf_tok) if name == "phi3" else None
         for seed in SEEDS:
             model = build_model(name, seed)
             ref = run_reference(model, prompt_ids)
             ok, mm = acceptable(ref)
+            if long_ids is not None:  # phi3: the long (70-token) run's greedy steps must be robust too
+                ok_l, mm_l = acceptable(run_reference(model, long_ids, probes=False, n_steps=N_LONG_STEPS))
+                ok, mm = ok and ok_l, min(mm, mm_l)
             if best is None or mm > best[2]:
                 best = (seed, ref, mm, model)
             if ok:
@@ -1001,6 +1276,7 @@ def main() -> int:
         else:
             print(f"WARNING {name}: no seed met the margin/ids criteria; using the best")
         seed, ref, mm, model = best
+        mm = acceptable(ref)[1]  # (phi3: the seed rule also took the long run's margins; see info["long"])
         checks = cross_checks(model, ref)
         swc = sliding_window_check(name, seed, ref)
         if swc is not None:
@@ -1025,10 +1301,47 @@ def main() -> int:
             "greedy_text": hf_tok.decode(ref["greedy_ids"]),
             "checks": checks,
         }
+        if name == "phi3":  # the short run must be on short factors (checked below)
+            rc_short = checks["longrope"] = phi3_rope_checks(seed, ref, "reference.json")
         dump_json(d / "reference.json", record)
+
+        long_info = None
+        if name == "phi3":  # a 70-token pass on long ones
+            lref = run_reference(model, long_ids, n_steps=N_LONG_STEPS)
+            lchecks = cross_checks(model, lref)
+            lchecks["longrope"] = phi3_rope_checks(seed, lref, "reference.long.json")
+            lchecks["sliding_window"] = sliding_window_check(name, seed, lref)
+            for lab, rc, want_used in (("reference.json", rc_short, "short"),
+                                       ("reference.long.json", lchecks["longrope"], "long")):
+                other = "long" if want_used == "short" else "short"
+                if not (rc["used"] == want_used == rc["manual_f64_factors"]
+                        and rc[f"forced_{want_used}_max_abs_diff"] <= 1e-5
+                        and rc[f"forced_{other}_max_abs_diff"] > 1e-2
+                        and rc["manual_f64_max_abs_diff"] <= 1e-4):
+                    failures.append(f"phi3 {lab}: not (only) on {want_used} factors: {rc}")
+            lsw = lchecks["sliding_window"]
+            if not (lsw["max_abs_diff_positions_lt_window"] <= 1e-5
+                    and lsw["min_over_positions_ge_window_of_max_abs_diff"] > 1e-3):
+                failures.append(f"phi3 long: sliding window not visible in the logits: {lsw}")
+            ok_l, mm_l = acceptable(lref)
+            print(f"{name} long: {len(long_ids)} ids, greedy {lref['greedy_ids']} "
+                  f"{hf_tok.decode(lref['greedy_ids'])!r}, min margin {mm_l:.4f}, checks {lchecks}")
+            lrec = {
+                "model": name, "hf_class": spec["cls"], "gguf_arch": spec["arch"], "seed": seed,
+                "source": "model.safetensors (PyTorch CPU, float32, eager attention); "
+                          "longrope long factors (pass length > original_max_position_embeddings 64)",
+                "versions": versions, "prompt_text": LONG_PROMPT, **strip_raw(lref),
+                "greedy_text": hf_tok.decode(lref["greedy_ids"]), "checks": lchecks,
+            }
+            dump_json(d / "reference.long.json", lrec)
+            long_info = {k: v for k, v in lchecks.items() if k != "sliding_window"}
+            long_info["sliding_window"] = {k: v for k, v in lsw.items() if k != "per_position_max_abs_diff"}
+            long_info.update(prompt_ids=long_ids, greedy_ids=lref["greedy_ids"], min_margin=mm_l)
 
         info: dict = {"seed": seed, "min_margin": mm, "greedy_ids": ref["greedy_ids"], "checks": checks,
                       "gguf": {}}
+        if long_info is not None:
+            info["long"] = long_info
         want_p, want_s = ref["_raw"]
         want_all = torch.cat([want_p, want_s])
         seq = torch.tensor([prompt_ids + ref["greedy_ids"]])
@@ -1122,7 +1435,7 @@ def main() -> int:
             print(f"  {path.name}: {gi}")
             info["gguf"][qt] = gi
 
-        if spec["rope_scaling"]:
+        if (spec["rope_scaling"] or {}).get("rope_type") == "llama3":
             # rope_freqs vs HF's Llama-3 inv_freq: llama.cpp rotates by pos * base^(-2i/d) / factor_i
             import numpy as np
 
@@ -1138,7 +1451,7 @@ def main() -> int:
         summary["models"][name] = info
 
     if args.llamacpp_src:
-        conv = out / "_converter"
+        conv = scratch / "_converter"
         conv.mkdir(exist_ok=True)
         jobs = []
         for name in selected:
@@ -1161,7 +1474,7 @@ def main() -> int:
         print(f"converter rc {rc}; log tail:\n"
               + "".join((conv / "convert.log").read_text().splitlines(True)[-15:]))
 
-    dump_json(out / "_summary.json", summary)
+    dump_json(scratch / "_summary.json", summary)
     full_summary = merge_summary(prior, summary)
     missing = [m for m in MODELS if m not in full_summary["models"]]
     if missing:
@@ -1201,6 +1514,80 @@ def _g(x, fmt=".3g") -> str:
     return "-" if x is None else format(x, fmt)
 
 
+def phi3_readme(info: dict | None) -> list[str]:
+    """README lines on phi3 (model, LongRoPE in transformers 5.17, GGUF keys, checks)."""
+    spec = MODELS["phi3"]
+    rs = spec["rope_scaling"]
+    orig, max_pos = rs["original_max_position_embeddings"], COMMON["max_pos"]
+    af = math.sqrt(1 + math.log(max_pos / orig) / math.log(orig))
+    lines = [
+        "* `phi3`: `Phi3ForCausalLM` (Phi3Config, model_type phi3): hidden 64, 2 layers, 4 heads x 16",
+        "  (no head_dim in config.json: hidden / heads), 2 KV heads, intermediate 96, SiLU, rms eps",
+        "  1e-5, rope theta 1e4 (NeoX halves), untied lm_head, sliding_window 16 in every layer,",
+        "  eager attention, pad_token_id 0 (Phi3Config's default 32000 is outside this vocab). Fused",
+        "  weights: `self_attn.qkv_proj` [128, 64] = rows q (64) | k (32) | v (32);",
+        "  `mlp.gate_up_proj` [192, 64] = gate (first 96 rows) | up (last 96), MLP =",
+        "  down_proj(up * silu(gate)) (Phi3MLP's chunk(2)). Weights drawn like the others (the fused",
+        "  matrices as one N(0, 1/64) matrix each).",
+        f"  LongRoPE: `rope_parameters` = rope_type `longrope`, short_factor {rs['short_factor']},",
+        f"  long_factor {rs['long_factor']}, original_max_position_embeddings {orig}, rope_theta",
+        f"  1e4, partial_rotary_factor 1.0 (no `factor`, no `attention_factor`, as in Phi-3's own",
+        f"  configs); max_position_embeddings {max_pos}. original_max_position_embeddings is also a",
+        "  top-level config.json field: Phi3Config has its own (default 4096) and transformers 5.17's",
+        "  standardize_rope_params copies it over the rope_parameters value, so both must say 64.",
+        "* LongRoPE in transformers 5.17 (`_compute_longrope_parameters`, `dynamic_rope_update`):",
+        f"  factor = max_position_embeddings / original = {max_pos}/{orig} = {max_pos // orig} (no `factor` key);",
+        f"  attention_factor = sqrt(1 + ln(factor) / ln(original)) = sqrt(1 + ln 4 / ln 64) = sqrt(4/3)",
+        f"  = {af:.7f}; inv_freq_i = 1 / (ext_i * theta^(2i/16)) (f32), ext = long_factor or",
+        "  short_factor; Phi3RotaryEmbedding multiplies both cos and sin by attention_factor (so q.k",
+        "  scores carry attention_factor^2 = 4/3 on top of 1/sqrt(16)). The choice is made on every",
+        "  forward call: seq_len = max(position_ids) + 1; long factors iff seq_len > original (64),",
+        "  else the original (short) inv_freq. One call = one choice for all its positions; in KV-cache",
+        "  decoding it is made per step, so a generation crossing position 64 would rotate its new",
+        "  keys with long factors while the cached ones keep short ones. The fixtures never cross:",
+        f"  reference.json (and reference.Q8_0.json) reach position {N_PROMPT + N_STEPS - 1} (generate(): {N_PROMPT + N_STEPS})",
+        f"  -> short factors throughout; reference.long.json's {N_LONG_PROMPT}-token pass and its decode steps",
+        f"  (positions {N_LONG_PROMPT}..{N_LONG_PROMPT + N_LONG_STEPS - 1}) -> long factors throughout. attention_factor is the same",
+        "  in both. (llama.cpp instead picks rope_factors_long for the whole context when the context",
+        "  size per sequence n_ctx_seq > `rope.scaling.original_context_length`, else",
+        "  rope_factors_short: reference.json corresponds to a context of <= 64, reference.long.json",
+        "  to one of > 64.)",
+    ]
+    if info:
+        for lab, rc in (("reference.json", info["checks"].get("longrope")),
+                        ("reference.long.json", info.get("long", {}).get("longrope"))):
+            if not rc:
+                continue
+            lines.append(
+                f"  Checked, {lab} ({rc['positions']} positions, teacher-forced): the same weights with "
+                f"long_factor := short_factor give max abs logit diff {_g(rc['forced_short_max_abs_diff'])}, "
+                f"with short_factor := long_factor {_g(rc['forced_long_max_abs_diff'])} -> {rc['used']} factors; "
+                f"an independent float64 implementation ({rc['manual_f64_factors']} factors, attention factor "
+                f"{rc['manual_f64_attention_factor']:.7f}, window 16): {_g(rc['manual_f64_max_abs_diff'])}.")
+    lines += [
+        "  GGUF (F32, Q8_0) as llama.cpp's Phi3MiniModel converter writes it (conversion/phi.py): arch",
+        "  `phi3`; KV in order `general.architecture`, `phi3.rope.scaling.attn_factor` (f32 "
+        f"{af:.7f}; written",
+        "  by generate_extra_tensors, i.e. while the tensors are prepared, before `general.type`),",
+        "  `general.type`, `general.name` (`Phi3`), `general.size_label` (`95K`),",
+        f"  `phi3.context_length` {max_pos}, `phi3.rope.scaling.original_context_length` {orig},",
+        "  `phi3.embedding_length` 64, `phi3.feed_forward_length` 96, `phi3.block_count` 2,",
+        "  `phi3.attention.head_count` 4, `phi3.attention.head_count_kv` 2,",
+        "  `phi3.attention.layer_norm_rms_epsilon` 1e-5, `phi3.rope.dimension_count` 16,",
+        "  `phi3.rope.freq_base` 1e4, `general.file_type`, `phi3.attention.sliding_window` 16 (0 would",
+        "  mean no window: llama.cpp's Phi-4 marker), `general.quantization_version`, then the vocab",
+        "  keys as for the others (gpt2 / gpt-2). No `phi3.vocab_size`, no key_length/value_length,",
+        "  no rope.scaling.type / factor keys. Tensors: `rope_factors_long.weight` and",
+        "  `rope_factors_short.weight` (F32, [8], config.json's lists as f32; first), then in HF name",
+        "  order `output.weight`, `token_embd.weight`, per layer `blk.N.attn_norm.weight`,",
+        "  `blk.N.ffn_down.weight`, `blk.N.ffn_up.weight` (the fused gate_up, ggml shape [64, 192]:",
+        "  gate rows first), `blk.N.ffn_norm.weight` (post_attention_layernorm),",
+        "  `blk.N.attn_output.weight`, `blk.N.attn_qkv.weight` (ggml [64, 128]: q | k | v rows), then",
+        "  `output_norm.weight`. No Q/K permute. Q8_0: every 2-D weight Q8_0, 1-D tensors F32.",
+    ]
+    return lines
+
+
 def write_readme(out: Path, summary: dict) -> None:
     M = summary["models"]
     lines = [
@@ -1218,6 +1605,7 @@ def write_readme(out: Path, summary: dict) -> None:
         "| `qwen3` | Qwen3ForCausalLM | qwen3 | 2 (GQA 2:1) | theta 1e6, NeoX | yes | QK-norm, no biases, eps 1e-6 |",
         "| `gemma3` | Gemma3ForCausalLM | gemma3 | 1 (GQA 4:1) | 1e6 global, 1e4 sliding, NeoX | yes | 6 layers, sliding window 8, see below |",
         "| `mistral` | MistralForCausalLM | - (safetensors only) | 2 (GQA 2:1) | theta 1e4 | no | sliding window 8 in every layer |",
+        "| `phi3` | Phi3ForCausalLM | phi3 | 2 (GQA 2:1) | theta 1e4, NeoX, LongRoPE (short/long factors) | no | fused qkv / gate_up, sliding window 16, `reference.long.json`, see below |",
         "",
         "All: vocab 256, hidden 64, 2 layers (gemma3: 6), 4 heads x head_dim 16, intermediate 96 (SwiGLU; gemma3 GeLU-tanh),",
         "max_position_embeddings 256. Llama-3 scaling: factor 8, low_freq_factor 1,",
@@ -1232,9 +1620,13 @@ def write_readme(out: Path, summary: dict) -> None:
         "without unk/byte fallback drops them), so feed it ASCII. bos `<|im_start|>`, eos",
         "`<|im_end|>`, unk/pad `<|endoftext|>`, add_bos_token false, ChatML `chat_template`. GGUF",
         "`tokenizer.ggml.model` is `gpt2`, `.pre` is `gpt-2` (GPT-2's regex; see the script on why",
-        "not `default`).",
+        "not `default`). phi3's tokenizer_config.json alone says `tokenizer_class`",
+        "`GPT2Tokenizer` (as Phi-4's does; the others `PreTrainedTokenizerFast`): llama.cpp's",
+        "Phi3MiniModel converter takes the GPT-2 BPE vocab path only for that class (else it wants",
+        "a SentencePiece tokenizer.model); transformers loads it from the same tokenizer.json",
+        "with identical ids (prompt and corpus checked).",
         "",
-        "### qwen3, gemma3, mistral",
+        "### qwen3, gemma3, mistral, phi3",
         "",
         "* `qwen3`: head_dim 16 written in config.json (so the GGUF has `attention.key_length` /",
         "  `value_length` 16). `self_attn.q_norm` / `k_norm` (RMSNorm over each head's 16 values,",
@@ -1263,16 +1655,20 @@ def write_readme(out: Path, summary: dict) -> None:
         "  `gemma3.attention.sliding_window` 8, key/value_length 16; no query_pre_attn_scalar key.",
         "* `mistral`: sliding_window 8 in every layer, theta 1e4, eps 1e-5, untied.",
         "  Safetensors only: llama.cpp's converter writes Mistral as arch `llama` without the window.",
+    ]
+    lines += phi3_readme(M.get("phi3"))
+    lines += [
         "",
         "Sliding window semantics (HF and llama.cpp agree): with window W, the query at position p",
         "attends keys p-W+1..p (W keys, itself included), so outputs differ from full causal",
         "attention from p = W on; the KV cache must keep (at least) the last W-1 keys of each",
-        "sliding layer. The 12 prompt + 16 greedy positions run far past W = 8. Checked: the same",
-        "weights with the window off (mistral: sliding_window None; gemma3: sliding_window 10^6,",
-        "which keeps the local rope theta), teacher-forced over the 28 positions:",
+        "sliding layer. The 12 prompt + 16 greedy positions run far past W = 8 (phi3: W = 16). Checked:",
+        "the same weights with the window off (mistral, phi3: sliding_window None; gemma3:",
+        "sliding_window 10^6, which keeps the local rope theta), teacher-forced over the 28 positions",
+        "(phi3's reference.long.json: its 78):",
         "",
     ]
-    for name in ("mistral", "gemma3"):
+    for name in ("mistral", "gemma3", "phi3"):
         sw = M.get(name, {}).get("checks", {}).get("sliding_window")
         if sw:
             lines.append(
@@ -1280,6 +1676,14 @@ def write_readme(out: Path, summary: dict) -> None:
                 f"{_g(sw['max_abs_diff_positions_lt_window'])}; smallest per-position max diff at "
                 f"positions >= {sw['window']}: {_g(sw['min_over_positions_ge_window_of_max_abs_diff'])}; "
                 f"argmax differs at positions {sw['argmax_differs_at'] or 'none'}.")
+    lsw = M.get("phi3", {}).get("long", {}).get("sliding_window")
+    if lsw:
+        lines.append(
+            f"* `phi3` reference.long.json ({lsw['positions']} positions, long factors): max abs logit "
+            f"diff at positions < {lsw['window']}: {_g(lsw['max_abs_diff_positions_lt_window'])}; "
+            f"smallest per-position max diff at positions >= {lsw['window']}: "
+            f"{_g(lsw['min_over_positions_ge_window_of_max_abs_diff'])}; argmax differs at "
+            f"{len(lsw['argmax_differs_at'])} of {lsw['positions']} positions.")
     lines += [
         "",
         "## reference.json",
@@ -1299,7 +1703,13 @@ def write_readme(out: Path, summary: dict) -> None:
         "  `hf_hidden_states_last_first8` is HF's `output_hidden_states` as returned.",
         "* `checks`: `f64_max_abs_diff` (the float64 model, teacher-forced over prompt+greedy ids,",
         "  vs these f32 logits) and HF `generate()` (greedy, raw `output_logits`) vs the manual loop;",
-        "  for mistral and gemma3 also `sliding_window` (the check above, with per-position diffs).",
+        "  for mistral, gemma3 and phi3 also `sliding_window` (the check above, with per-position",
+        "  diffs); phi3 also `longrope` (which factors were used, see the phi3 section).",
+        "",
+        f"phi3's `reference.long.json`: the same fields for the {N_LONG_PROMPT}-token prompt",
+        f"`{LONG_PROMPT!r}` (`prompt_logits` at all {N_LONG_PROMPT} positions from one forward pass;",
+        f"{N_LONG_STEPS} greedy steps through the KV cache, positions {N_LONG_PROMPT}..{N_LONG_PROMPT + N_LONG_STEPS - 1}),",
+        "all on the long factors; its `checks` as reference.json's (f64, generate(), window, longrope).",
         "",
         "`reference.<TYPE>.json` has the same fields, computed from `<name>.<TYPE>.gguf` as",
         "transformers dequantizes it (run in the safetensors config, so llama3 keeps its rope",
@@ -1341,7 +1751,9 @@ def write_readme(out: Path, summary: dict) -> None:
         "transformers 5.17 builds an incomplete config from the GGUF: for gemma3 it does not read",
         "query_pre_attn_scalar (default 256 instead of 16; llama.cpp uses 1/sqrt(head_dim) for",
         "non-27B gemma3, so the GGUF needs no key), for qwen3 it does not read",
-        "`attention.key_length` (head_dim 128 instead of 16: its forward fails, \"-\").",
+        "`attention.key_length` (head_dim 128 instead of 16: its forward fails, \"-\"), for phi3 it",
+        "reads neither the LongRoPE factors / attn_factor / original context (plain rope, default",
+        "original_max_position_embeddings 4096) nor `attention.sliding_window` (no window).",
         "Config fields where transformers' GGUF config differs from config.json:",
         "",
     ]
@@ -1352,8 +1764,9 @@ def write_readme(out: Path, summary: dict) -> None:
                 f"{k} {v[0]!r} (config.json {v[1]!r})" for k, v in gi["gguf_config_differences"].items()))
     lines += [
         "",
-        "Independent of transformers, each qwen3/gemma3 GGUF was read back with gguf-py",
-        "(dequantized; names mapped back; gemma3 norms - 1) and run in the reference config:",
+        "Independent of transformers, each qwen3/gemma3/phi3 GGUF was read back with gguf-py",
+        "(dequantized; names mapped back; gemma3 norms - 1; phi3 rope_factors_* compared with",
+        "config.json's lists) and run in the reference config:",
         "",
     ]
     for name in NEW_MODELS:
@@ -1367,6 +1780,8 @@ def write_readme(out: Path, summary: dict) -> None:
                 if "norm_plus_1_bit_exact" in rb:
                     extra += (f" (norms: stored = float32(w + 1) exactly {rb['norm_plus_1_bit_exact']},"
                               f" stored - 1 vs w max {_g(rb['norm_minus_1_max_abs_diff_vs_safetensors'])})")
+            if "rope_factors_equal_config" in rb:
+                extra += f", rope_factors equal to config.json (f32) {all(rb['rope_factors_equal_config'].values())}"
             lines.append(f"* `{name}.{qt}.gguf`: {rb['tensors']} tensors {rb['types']}{extra}; "
                          f"max abs logit diff {_g(rb['max_abs_diff_reference_config'])}.")
     lines.append("")
@@ -1374,6 +1789,10 @@ def write_readme(out: Path, summary: dict) -> None:
         c = info["checks"]
         lines.append(f"* `{name}`: seed {info['seed']}, min greedy margin {info['min_margin']:.3f}, "
                      f"f64 vs f32 {c['f64_max_abs_diff']:.3g}, generate() {c['generate']}.")
+        if "long" in info:
+            lg = info["long"]
+            lines.append(f"  reference.long.json: min greedy margin {lg['min_margin']:.3f}, f64 vs f32 "
+                         f"{lg['f64_max_abs_diff']:.3g}, generate() {lg['generate']}.")
         gt = info["gguf"].get("F32", {})
         if "gguf_tokenizer_prompt_ids_equal" in gt:
             lines.append(f"  transformers' tokenizer from the F32 GGUF: prompt ids equal "

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::{LoadError, WeightSource};
 use crate::dtype::DType;
 use crate::host::HostTensor;
-use crate::model::{FfnAct, LlamaConfig};
+use crate::model::{FfnAct, LlamaConfig, LongRope};
 use crate::ops::rope::{Llama3Scaling, RopeMode};
 use crate::quant;
 
@@ -41,6 +41,9 @@ pub struct HfModel {
     /// Gemma stores RMSNorm weights as `w` for `x̂·(1 + w)`: `true` adds
     /// the 1 on load (as llama.cpp's converter does), so every norm is `x̂·w`.
     gemma: bool,
+    /// Phi-3: fused tensor names, and LongRoPE factors from `config.json`
+    /// served as the tensors llama.cpp's GGUF has.
+    phi3: bool,
 }
 
 /// A model folder on disk.
@@ -94,8 +97,9 @@ pub fn header_len(shard: &str, first8: [u8; 8], len: u64) -> Result<u64, LoadErr
     Ok(n)
 }
 
-/// The HF name of a GGUF tensor name (`gemma`: Gemma 3's four block norms).
-fn hf_name(gguf: &str, gemma: bool) -> Option<String> {
+/// The HF name of a GGUF tensor name (`gemma`: Gemma 3's four block norms;
+/// `phi3`: its fused projections).
+fn hf_name(gguf: &str, gemma: bool, phi3: bool) -> Option<String> {
     let fixed = match gguf {
         "token_embd.weight" => Some("model.embed_tokens.weight"),
         "output_norm.weight" => Some("model.norm.weight"),
@@ -114,6 +118,8 @@ fn hf_name(gguf: &str, gemma: bool) -> Option<String> {
         "attn_k" => "self_attn.k_proj",
         "attn_v" => "self_attn.v_proj",
         "attn_output" => "self_attn.o_proj",
+        "attn_qkv" if phi3 => "self_attn.qkv_proj",
+        "ffn_up" if phi3 => "mlp.gate_up_proj",
         "attn_q_norm" => "self_attn.q_norm",
         "attn_k_norm" => "self_attn.k_norm",
         "ffn_norm" if gemma => "pre_feedforward_layernorm",
@@ -230,6 +236,7 @@ impl HfModel {
         let config = parse_json("config.json", config)?;
         Ok(HfModel {
             gemma: config["model_type"] == "gemma3_text",
+            phi3: config["model_type"] == "phi3",
             config,
             tokenizer_config: tokenizer_config
                 .map(|t| parse_json("tokenizer_config.json", t))
@@ -288,8 +295,42 @@ impl HfModel {
         Ok((e.file, e.offset, e.bytes))
     }
 
+    /// Tensors that `config.json` holds rather than a shard: Phi-3's
+    /// LongRoPE factors, under the names llama.cpp's GGUF gives them.
+    pub fn virtual_tensor(&self, gguf: &str) -> Option<Result<HostTensor, LoadError>> {
+        let key = match gguf {
+            "rope_factors_short.weight" => "short_factor",
+            "rope_factors_long.weight" => "long_factor",
+            _ => return None,
+        };
+        if !self.phi3 {
+            return None;
+        }
+        let c = &self.config;
+        let list = [&c["rope_scaling"], &c["rope_parameters"]]
+            .into_iter()
+            .find_map(|s| s[key].as_array());
+        Some(match list {
+            None => Err(LoadError::MissingKey(format!(
+                "config.json: rope scaling {key}"
+            ))),
+            Some(v) => v
+                .iter()
+                .map(|x| x.as_f64().map(|f| f as f32))
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| {
+                    LoadError::Corrupt(format!("config.json: {key} is not a list of numbers"))
+                })
+                .and_then(|f| Ok(HostTensor::from_f32(&[f.len()], DType::F32, &f)?)),
+        })
+    }
+
     /// Shape and dtype of `gguf` as it will be uploaded.
     pub fn info(&self, gguf: &str) -> Result<(Vec<usize>, DType), LoadError> {
+        if let Some(t) = self.virtual_tensor(gguf) {
+            let t = t?;
+            return Ok((t.shape, t.dtype));
+        }
         let (_, e) = self.entry(gguf)?;
         Ok((e.shape.clone(), self.target(e)))
     }
@@ -333,7 +374,8 @@ impl HfModel {
     }
 
     fn entry(&self, gguf: &str) -> Result<(&str, &Entry), LoadError> {
-        let hf = hf_name(gguf, self.gemma).ok_or_else(|| LoadError::MissingTensor(gguf.into()))?;
+        let hf = hf_name(gguf, self.gemma, self.phi3)
+            .ok_or_else(|| LoadError::MissingTensor(gguf.into()))?;
         self.tensors
             .get_key_value(&hf)
             .map(|(k, v)| (k.as_str(), v))
@@ -354,7 +396,7 @@ impl HfModel {
         let model_type = c["model_type"].as_str().unwrap_or("").to_string();
         // GGUF's architecture names.
         let arch = match model_type.as_str() {
-            "llama" | "mistral" | "qwen2" | "qwen3" => model_type.clone(),
+            "llama" | "mistral" | "qwen2" | "qwen3" | "phi3" => model_type.clone(),
             "gemma3_text" => "gemma3".into(),
             _ => return Err(LoadError::UnsupportedArchitecture(model_type)),
         };
@@ -404,6 +446,7 @@ impl HfModel {
             .or_else(|| params.and_then(|p| p["rope_theta"].as_f64()))
             .unwrap_or(10000.0) as f32;
         let scaling = c.get("rope_scaling").filter(|v| !v.is_null()).or(params);
+        let mut long_rope = None;
         let rope_scaling = match scaling {
             None => None,
             Some(s) => match s["rope_type"]
@@ -412,6 +455,31 @@ impl HfModel {
                 .unwrap_or("default")
             {
                 "default" => None,
+                // transformers' _compute_longrope_parameters: the original
+                // context from the config (or the scaling entry), the
+                // attention factor given or √(1 + ln f / ln orig) with
+                // f = max_position_embeddings / orig (1 when f ≤ 1).
+                "longrope" => {
+                    let orig = c["original_max_position_embeddings"]
+                        .as_u64()
+                        .or(s["original_max_position_embeddings"].as_u64())
+                        .ok_or_else(|| {
+                            LoadError::MissingKey(
+                                "config.json: original_max_position_embeddings".into(),
+                            )
+                        })? as usize;
+                    let f = num("max_position_embeddings")? as f64 / orig.max(1) as f64;
+                    let attn_factor = match s["attention_factor"].as_f64() {
+                        Some(a) => a,
+                        None if f <= 1.0 => 1.0,
+                        None => (1.0 + f.ln() / (orig.max(2) as f64).ln()).sqrt(),
+                    };
+                    long_rope = Some(LongRope {
+                        original_ctx: orig,
+                        attn_factor: attn_factor as f32,
+                    });
+                    None
+                }
                 "llama3" => {
                     let f = |k: &str| {
                         s[k].as_f64()
@@ -473,7 +541,11 @@ impl HfModel {
             train_ctx: num("max_position_embeddings").unwrap_or(4096),
             rope_base: rope_theta,
             rope_mode: RopeMode::Neox,
-            n_rot: head_dim,
+            n_rot: (head_dim as f64
+                * c["partial_rotary_factor"]
+                    .as_f64()
+                    .or_else(|| params.and_then(|p| p["partial_rotary_factor"].as_f64()))
+                    .unwrap_or(1.0)) as usize,
             rope_scaling,
             rope_freqs: false,
             rms_eps: c["rms_norm_eps"].as_f64().unwrap_or(1e-6) as f32,
@@ -493,13 +565,20 @@ impl HfModel {
                 Some(s) if gemma && s > 0.0 => Some((1.0 / s.sqrt()) as f32),
                 _ => None,
             },
-            sliding_window: if matches!(arch.as_str(), "mistral" | "gemma3") {
+            sliding_window: if matches!(arch.as_str(), "mistral" | "gemma3" | "phi3") {
                 sliding_window
             } else {
                 0
             },
             global_every,
             rope_base_local,
+            fused_qkv: self
+                .tensors
+                .contains_key("model.layers.0.self_attn.qkv_proj.weight"),
+            fused_gate_up: self
+                .tensors
+                .contains_key("model.layers.0.mlp.gate_up_proj.weight"),
+            long_rope,
             arch,
         };
         c.check_window()?;
@@ -539,6 +618,9 @@ impl WeightSource for HfFolder {
     }
 
     fn read(&mut self, name: &str) -> Result<HostTensor, LoadError> {
+        if let Some(t) = self.model.virtual_tensor(name) {
+            return t;
+        }
         let (file, offset, bytes) = self.model.location(name)?;
         let f = &mut self.files[file];
         f.seek(SeekFrom::Start(offset))?;

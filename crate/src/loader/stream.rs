@@ -522,7 +522,12 @@ impl HfStream {
             &self.opts,
         )?;
         let mut wanted: Vec<Vec<(String, u64, u64)>> = vec![Vec::new(); self.shards.len()];
+        let mut from_config = Vec::new();
         for (w, _) in &llm.model.weights {
+            if let Some(t) = self.model.virtual_tensor(w) {
+                from_config.push((w.clone(), t?));
+                continue;
+            }
             for part in w.split(crate::model::llama::CONCAT) {
                 let (file, offset, bytes) = self.model.location(part)?;
                 if !wanted[file].iter().any(|x| x.0 == part) {
@@ -530,7 +535,11 @@ impl HfStream {
                 }
             }
         }
-        let router = WeightRouter::new(llm.model.weights.clone());
+        let mut router = WeightRouter::new(llm.model.weights.clone());
+        let mut llm = llm;
+        for (name, t) in from_config {
+            router.offer(&name, t, llm.exe.as_mut())?;
+        }
         self.loaded = Some((llm, router));
         for (i, items) in wanted.into_iter().enumerate() {
             let (data_at, early) = match std::mem::replace(&mut self.shards[i], Shard::Head(vec![]))

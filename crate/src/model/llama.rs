@@ -207,6 +207,17 @@ pub fn build(
             "LoRA slots need the plain graph (not --fused)".into(),
         ));
     }
+    if c.fused_qkv && (c.qkv_bias || c.qk_norm) {
+        return Err(LoadError::Corrupt(
+            "fused Q/K/V weights with biases or QK-norm are not supported".into(),
+        ));
+    }
+    if opts.lora.is_some() && (c.fused_qkv || c.fused_gate_up) {
+        return Err(LoadError::Adapter(format!(
+            "LoRA slots need separate Q/K/V and gate/up weights; '{}' stores them fused",
+            c.arch
+        )));
+    }
     let mut g = Graph::new();
     let mut weights: Vec<(String, TensorId)> = Vec::new();
     let weight = |g: &mut Graph,
@@ -283,38 +294,57 @@ pub fn build(
             },
             attn_norm: weight(&mut g, &mut weights, &n("attn_norm.weight"), &[d])?,
             qkv: {
-                let names = [n("attn_q.weight"), n("attn_k.weight"), n("attn_v.weight")];
-                let rows = [q_dim, kv_dim, kv_dim];
-                let found = names
-                    .iter()
-                    .map(|nm| file(nm))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let dt = found[0].1;
-                let same = found
-                    .iter()
-                    .zip(rows)
-                    .all(|((sh, t), r)| *t == dt && sh[..] == [r, d]);
-                let fits = dt
-                    .row_bytes(d)
-                    .map(|rb| (q_dim + 2 * kv_dim) * rb <= FUSE_MAX_BYTES)
-                    .unwrap_or(false);
-                if opts.fused && !c.qkv_bias && !c.qk_norm && same && fits {
-                    let name = names.join(&CONCAT.to_string());
-                    let t = g.weight(&name, &[q_dim + 2 * kv_dim, d], dt)?;
-                    weights.push((name, t));
-                    QkvIn::Fused(t)
+                if c.fused_qkv {
+                    // Stored fused (Phi-3): one weight whichever the graph.
+                    let w = weight(
+                        &mut g,
+                        &mut weights,
+                        &n("attn_qkv.weight"),
+                        &[q_dim + 2 * kv_dim, d],
+                    )?;
+                    QkvIn::Fused(w)
                 } else {
-                    QkvIn::Split(
-                        weight(&mut g, &mut weights, &names[0], &[q_dim, d])?,
-                        weight(&mut g, &mut weights, &names[1], &[kv_dim, d])?,
-                        weight(&mut g, &mut weights, &names[2], &[kv_dim, d])?,
-                    )
+                    let names = [n("attn_q.weight"), n("attn_k.weight"), n("attn_v.weight")];
+                    let rows = [q_dim, kv_dim, kv_dim];
+                    let found = names
+                        .iter()
+                        .map(|nm| file(nm))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let dt = found[0].1;
+                    let same = found
+                        .iter()
+                        .zip(rows)
+                        .all(|((sh, t), r)| *t == dt && sh[..] == [r, d]);
+                    let fits = dt
+                        .row_bytes(d)
+                        .map(|rb| (q_dim + 2 * kv_dim) * rb <= FUSE_MAX_BYTES)
+                        .unwrap_or(false);
+                    if opts.fused && !c.qkv_bias && !c.qk_norm && same && fits {
+                        let name = names.join(&CONCAT.to_string());
+                        let t = g.weight(&name, &[q_dim + 2 * kv_dim, d], dt)?;
+                        weights.push((name, t));
+                        QkvIn::Fused(t)
+                    } else {
+                        QkvIn::Split(
+                            weight(&mut g, &mut weights, &names[0], &[q_dim, d])?,
+                            weight(&mut g, &mut weights, &names[1], &[kv_dim, d])?,
+                            weight(&mut g, &mut weights, &names[2], &[kv_dim, d])?,
+                        )
+                    }
                 }
             },
             bias,
             wo: weight(&mut g, &mut weights, &n("attn_output.weight"), &[d, q_dim])?,
             ffn_norm: weight(&mut g, &mut weights, &n("ffn_norm.weight"), &[d])?,
-            ffn_in: {
+            ffn_in: if c.fused_gate_up {
+                let w = weight(
+                    &mut g,
+                    &mut weights,
+                    &n("ffn_up.weight"),
+                    &[2 * c.ffn_dim, d],
+                )?;
+                FfnIn::Fused(w)
+            } else {
                 let (gate, up) = (n("ffn_gate.weight"), n("ffn_up.weight"));
                 let (gs, gt) = file(&gate)?;
                 let (us, ut) = file(&up)?;
@@ -373,7 +403,14 @@ pub fn build(
     } else {
         weight(&mut g, &mut weights, "output.weight", &[c.vocab, d])?
     };
-    let rope_freqs = if c.rope_freqs {
+    let rope_freqs = if let Some(lr) = c.long_rope {
+        Some(weight(
+            &mut g,
+            &mut weights,
+            lr.factors(opts.max_ctx),
+            &[c.n_rot / 2],
+        )?)
+    } else if c.rope_freqs {
         Some(weight(
             &mut g,
             &mut weights,
@@ -432,7 +469,8 @@ pub fn build(
                 norm: Some((ly.attn_norm, c.rms_eps)),
                 ..Default::default()
             };
-            let scale = c.attn_scale.unwrap_or(1.0 / (hd as f32).sqrt());
+            let mscale = c.long_rope.map_or(1.0, |l| l.attn_factor);
+            let scale = c.attn_scale.unwrap_or(1.0 / (hd as f32).sqrt()) * mscale * mscale;
             let rope = Rope {
                 base: ly.rope_base,
                 ..rope

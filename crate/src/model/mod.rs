@@ -3,6 +3,7 @@
 //! Llama-family decoders (Llama 2/3/3.x, Mistral with its sliding window,
 //! Qwen2/2.5 with attention biases, Qwen3 with QK-norm, Gemma 3 with GeGLU,
 //! post-norms, scaled embeddings and interleaved local/global layers,
+//! Phi-3/3.5 with fused QKV and gate/up weights and LongRoPE,
 //! SmolLM/SmolLM2, TinyLlama) share one builder ([`llama`]); what differs is
 //! data in [`LlamaConfig`].
 
@@ -62,6 +63,36 @@ pub struct LlamaConfig {
     /// RoPE base of the sliding-window layers when it differs (Gemma 3:
     /// 10 000 local, 1 000 000 global).
     pub rope_base_local: Option<f32>,
+    /// Q, K and V in one `attn_qkv.weight` `[q_dim + 2·kv_dim, d]` (Phi-3).
+    pub fused_qkv: bool,
+    /// Gate and up in one `ffn_up.weight` `[2·ffn, d]`, gate first (Phi-3).
+    pub fused_gate_up: bool,
+    /// LongRoPE (Phi-3 128k, Phi-3.5): per-frequency divisors in
+    /// `rope_factors_short.weight` / `rope_factors_long.weight`.
+    pub long_rope: Option<LongRope>,
+}
+
+/// LongRoPE: the short factors for contexts up to `original_ctx`, the long
+/// ones beyond — chosen once for a session by its context length, as
+/// llama.cpp does (transformers switches per forward pass by the sequence
+/// length, which agrees whenever a session fits the original context or a
+/// pass is longer than it) — and cos/sin scaled by `attn_factor`, which on
+/// fully-rotated heads equals scaling the attention logits by its square.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LongRope {
+    pub original_ctx: usize,
+    pub attn_factor: f32,
+}
+
+impl LongRope {
+    /// The divisor tensor for a session of `max_ctx` tokens.
+    pub fn factors(&self, max_ctx: usize) -> &'static str {
+        if max_ctx > self.original_ctx {
+            "rope_factors_long.weight"
+        } else {
+            "rope_factors_short.weight"
+        }
+    }
 }
 
 /// The activation of the gate in `act(gate) ⊙ up`.
@@ -102,6 +133,9 @@ impl Default for LlamaConfig {
             sliding_window: 0,
             global_every: 0,
             rope_base_local: None,
+            fused_qkv: false,
+            fused_gate_up: false,
+            long_rope: None,
         }
     }
 }
@@ -138,16 +172,38 @@ impl LlamaConfig {
         if self.sliding_window > 0 {
             v.push("sliding-window attention");
         }
+        if self.fused_qkv || self.fused_gate_up {
+            v.push("fused QKV / gate-up weights");
+        }
+        if self.long_rope.is_some() {
+            v.push("LongRoPE");
+        }
         v
     }
 
-    /// Checks the window fields read from a file.
+    /// Checks the window and LongRoPE fields read from a file.
     pub(crate) fn check_window(&self) -> Result<(), LoadError> {
         if self.sliding_window > MAX_WINDOW || self.global_every > MAX_WINDOW {
             return Err(LoadError::Corrupt(format!(
                 "sliding window {} / pattern {} is past Kiln's limit of {MAX_WINDOW}",
                 self.sliding_window, self.global_every
             )));
+        }
+        if let Some(l) = self.long_rope {
+            if !(l.attn_factor.is_finite() && l.attn_factor > 0.0) {
+                return Err(LoadError::Corrupt(format!(
+                    "LongRoPE attention factor {} is not a positive number",
+                    l.attn_factor
+                )));
+            }
+            // The factor scales only the rotated dims: folding it into the
+            // logits is exact only when every dim rotates.
+            if l.attn_factor != 1.0 && self.n_rot != self.head_dim {
+                return Err(LoadError::Corrupt(
+                    "LongRoPE with an attention factor on partially rotated heads is not supported yet"
+                        .into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -156,12 +212,13 @@ impl LlamaConfig {
 /// Architectures the Llama builder runs, with the RoPE pairing their GGUF
 /// weights expect (llama.cpp permutes Llama Q/K for interleaved pairs; Qwen2
 /// keeps HF's half-split layout).
-const ARCHS: [(&str, RopeMode); 5] = [
+const ARCHS: [(&str, RopeMode); 6] = [
     ("llama", RopeMode::Normal),
     ("mistral", RopeMode::Normal),
     ("qwen2", RopeMode::Neox),
     ("qwen3", RopeMode::Neox),
     ("gemma3", RopeMode::Neox),
+    ("phi3", RopeMode::Neox),
 ];
 
 impl LlamaConfig {
@@ -212,6 +269,7 @@ impl LlamaConfig {
             },
         };
         let gemma = arch == "gemma3";
+        let phi3 = arch == "phi3";
         let c = LlamaConfig {
             n_layers: g.get_u32(&k("block_count"))? as usize,
             d_model,
@@ -247,14 +305,28 @@ impl LlamaConfig {
             },
             embd_scale: gemma.then(|| (d_model as f32).sqrt()),
             attn_scale: None,
+            // Phi-3's window is applied as transformers does (llama.cpp
+            // turns it off for phi3).
             sliding_window: match g.get(&k("attention.sliding_window")) {
-                Some(_) if gemma => g.get_u32(&k("attention.sliding_window"))? as usize,
+                Some(_) if gemma || phi3 => g.get_u32(&k("attention.sliding_window"))? as usize,
                 _ => 0,
             },
             global_every: if gemma { 6 } else { 0 },
             rope_base_local: match g.get(&k("rope.freq_base_swa")) {
                 Some(_) if gemma => Some(g.get_f32(&k("rope.freq_base_swa"))?),
                 _ => gemma.then_some(10000.0),
+            },
+            fused_qkv: g.tensor("blk.0.attn_qkv.weight").is_ok(),
+            fused_gate_up: phi3 && g.tensor("blk.0.ffn_gate.weight").is_err(),
+            long_rope: match g.tensor("rope_factors_short.weight") {
+                Err(_) => None,
+                Ok(_) => Some(LongRope {
+                    original_ctx: match g.get(&k("rope.scaling.original_context_length")) {
+                        Some(_) => g.get_u32(&k("rope.scaling.original_context_length"))? as usize,
+                        None => g.get_u32(&k("context_length"))? as usize,
+                    },
+                    attn_factor: opt_f32(&k("rope.scaling.attn_factor"), 1.0)?,
+                }),
             },
             arch,
         };
