@@ -2,6 +2,7 @@
 //! allocated; truncated or corrupt files give a typed [`LoadError`].
 
 pub mod gguf;
+pub mod gguf_write;
 pub mod onnx;
 pub mod safetensors;
 pub mod stream;

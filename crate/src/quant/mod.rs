@@ -45,6 +45,8 @@
 //! (ggml would silently store an infinite scale); F32/F16/BF16 encode NaN/inf as
 //! IEEE does.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod file;
 pub mod iq4;
 pub mod q2_k;
 pub mod q3_k;
@@ -56,6 +58,7 @@ pub mod q5_1;
 pub mod q5_k;
 pub mod q6_k;
 pub mod q8_0;
+pub mod recipe;
 
 #[cfg(test)]
 mod tests;

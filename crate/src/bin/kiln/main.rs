@@ -6,6 +6,7 @@
 //! * `kiln generate`, `kiln chat`, `kiln bench` — LLM text generation with a
 //!   GGUF model (default: the embedded SmolLM2-135M-Instruct), see `llm.rs`.
 //! * `kiln diffuse` — terrain heightmaps from the diffusion UNet, see `diffuse.rs`.
+//! * `kiln quantize` — a GGUF re-encoded with llama-quantize's mixtures, see `quantize.rs`.
 
 #[cfg(not(target_arch = "wasm32"))]
 mod device;
@@ -13,6 +14,8 @@ mod device;
 mod diffuse;
 #[cfg(not(target_arch = "wasm32"))]
 mod llm;
+#[cfg(not(target_arch = "wasm32"))]
+mod quantize;
 #[cfg(not(target_arch = "wasm32"))]
 mod train;
 
@@ -75,6 +78,9 @@ mod native {
         EvalQa(super::llm::EvalQaArgs),
         /// Fine-tune a LoRA adapter (PEFT format) on chat JSONL or text.
         TrainLora(super::train::TrainArgs),
+        /// Re-encode a GGUF with a llama.cpp file type (q4_k_m, q8_0, …),
+        /// choosing each tensor's type as llama-quantize does.
+        Quantize(super::quantize::QuantizeArgs),
     }
 
     pub fn main() -> ExitCode {
@@ -87,6 +93,7 @@ mod native {
             Cmd::Diffuse(a) => super::diffuse::diffuse(a),
             Cmd::TrainLora(a) => super::train::train_lora(a),
             Cmd::EvalQa(a) => super::llm::eval_qa(a),
+            Cmd::Quantize(a) => super::quantize::quantize(a),
             Cmd::OpsTest {
                 filter,
                 adapter,
