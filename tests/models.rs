@@ -364,3 +364,38 @@ fn corrupt_model_folders_are_typed_errors() {
     );
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// LoRA training builds the Llama/Mistral/Qwen2 block only: for Qwen3,
+/// Gemma 3 and Phi-3 it is a typed error naming what the block lacks, not a
+/// graph that silently skips QK-norm or the post-norms.
+#[test]
+fn lora_training_refuses_blocks_it_does_not_build() {
+    use kiln::loader::LoadError;
+    use kiln::train::graph::{TrainShape, build};
+    use kiln::train::lora::LoraConfig;
+    let shape = TrainShape {
+        batch: 1,
+        seq: 32,
+        head_rows: 32,
+        max_grad_norm: 1.0,
+        recompute: false,
+    };
+    for (name, needs) in [
+        ("qwen3", "QK-norm"),
+        ("gemma3", "post-norms"),
+        ("phi3", "LongRoPE"),
+    ] {
+        let path = dir(name).join(format!("{name}.F32.gguf"));
+        let (g, _) = GgufFile::open(&path).unwrap();
+        let c = LlamaConfig::from_gguf(&g).unwrap();
+        let lookup = |n: &str| -> Result<(Vec<usize>, DType), LoadError> {
+            let t = g.tensor(n)?;
+            Ok((t.shape.clone(), t.dtype))
+        };
+        match build(&c, &LoraConfig::default(), &shape, &lookup) {
+            Err(LoadError::Train(m)) => assert!(m.contains(needs), "{name}: {m}"),
+            Err(e) => panic!("{name}: unexpected error {e}"),
+            Ok(_) => panic!("{name}: a training graph was built"),
+        }
+    }
+}
