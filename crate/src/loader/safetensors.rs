@@ -400,7 +400,7 @@ impl HfModel {
             "gemma3_text" => "gemma3".into(),
             _ => return Err(LoadError::UnsupportedArchitecture(model_type)),
         };
-        let gemma = arch == "gemma3";
+        let gemma = self.gemma;
         if gemma {
             for k in ["attn_logit_softcapping", "final_logit_softcapping"] {
                 if !c[k].is_null() {
