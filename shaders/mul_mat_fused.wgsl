@@ -5,6 +5,9 @@
 // Bindings: 0 params, 1 W: array<u32> (any W_<DTYPE>), 2 x: array<f32> [m, k],
 // 3 y: array<f32> [m, n], 4 res: array<f32> [m, n] (x when unused),
 // 5 nw: array<f32> [k] (x when unused).
+// XG (decode on GPUs, the default) reads x as vec4s from global memory and
+// applies 1/rms to the finished sums; XS stages the normalised x in
+// workgroup memory instead (KILN_GEMV_XS=1).
 // Dispatch: per output column c < n: one invocation (ROW_PER_THREAD, CPU
 // adapters; 64 per workgroup), one subgroup (SUBGROUPS; 8 per workgroup) or
 // one workgroup (tree reductions). The RMS of each x row is recomputed where
@@ -29,22 +32,56 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
+#if XG
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+#else
 @group(0) @binding(2) var<storage, read> x: array<f32>;
+#endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> res: array<f32>;
+#if XG
+@group(0) @binding(5) var<storage, read> nw: array<vec4<f32>>;
+#else
 @group(0) @binding(5) var<storage, read> nw: array<f32>;
+#endif
 
 // 1/rms of x row m % MMAX (1 without NORM), set before dot products.
 var<private> inv: array<f32, MMAX>;
 
+#if XG
+// Decode (m = 1, k % 32 == 0) with subgroups, x read from global memory as
+// vec4s (cached; no workgroup staging, no barrier): each subgroup sums x²
+// itself and the finished dot products are scaled by 1/rms (`inv[0]`); the
+// norm weight multiplies x elementwise here.
+fn x4(m: u32, g: u32) -> vec4<f32> {
+    if (p.has_norm != 0u) {
+        return x[g] * nw[g];
+    }
+    return x[g];
+}
+
+// 1/rms of x (1 without NORM), every lane of the subgroup.
+fn xg_inv(lane: u32, sgs: u32) -> f32 {
+    if (p.has_norm == 0u) {
+        return 1.0;
+    }
+    var ss = 0.0;
+    for (var g = lane; g < p.k / 4u; g += sgs) {
+        ss += dot(x[g], x[g]);
+    }
+    return inv_rms(subgroupAdd(ss));
+}
+#else
 fn xraw(m: u32, c: u32) -> f32 {
     if (c < p.k) {
         return x[m * p.k + c];
     }
     return 0.0;
 }
+#endif
 
-#if XS
+#if XG
+#elif XS
 // Decode (m = 1, k % 4 == 0) with subgroups: the workgroup normalises x once
 // into workgroup memory (zero-filled to the last whole 32-block) and every
 // row's dot products read it there: no norm weight loads or multiplies per
@@ -106,6 +143,7 @@ fn x4(m: u32, g: u32) -> vec4<f32> {
 
 #endif
 
+#if !XG
 // Σ x² over the elements start, start+stride, … of row m.
 fn sumsq(m: u32, start: u32, stride: u32) -> f32 {
     var s = 0.0;
@@ -115,6 +153,7 @@ fn sumsq(m: u32, start: u32, stride: u32) -> f32 {
     }
     return s;
 }
+#endif
 
 fn inv_rms(ss: f32) -> f32 {
     return inverseSqrt(ss / f32(p.k) + p.eps);
@@ -169,8 +208,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let sgs = subgroupAdd(1u);
     let sg = lid / sgs;
     let lane = lid % sgs;
+    // XG: 1/rms scales the finished sums (x4 leaves it out).
+    var post = 1.0;
 #if XS
     load_xs(lid);
+#elif XG
+    post = xg_inv(lane, sgs);
 #else
     for (var m = 0u; m < p.m; m++) {
         inv[m] = 1.0;
@@ -191,16 +234,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
             var a = 0.0;
             var b = 0.0;
-            for (var u = lane; u < nu; u += sgs) {
-                a += dot32(c, p.k, u, 0u);
-            }
             if (p.glu != 0u) {
+                // Gate and up rows in one pass: twice the loads in flight.
                 for (var u = lane; u < nu; u += sgs) {
+                    a += dot32(c, p.k, u, 0u);
                     b += dot32(row2(c), p.k, u, 0u);
                 }
+            } else {
+                for (var u = lane; u < nu; u += sgs) {
+                    a += dot32(c, p.k, u, 0u);
+                }
             }
-            let sa = subgroupAdd(a);
-            let sb = subgroupAdd(b);
+            let sa = subgroupAdd(a) * post;
+            let sb = subgroupAdd(b) * post;
             if (lane == 0u) {
                 finish(0u, c, sa, sb);
             }

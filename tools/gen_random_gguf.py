@@ -10,7 +10,14 @@ gguf-py cannot write K-quants), norms stay F32. The tokenizer is a valid gpt2
 byte-level vocabulary (256 byte tokens, no merges) padded with reserved
 control tokens to 128256 entries, so text encodes to byte tokens.
 
-    python3 tools/gen_random_gguf.py OUT.gguf Q8_0|Q4_0   (needs numpy + gguf)
+With `--8b` the shape is Llama-3.1-8B's (32 layers, d_model 4096, 32 heads,
+8 KV heads, head_dim 128, FFN 14336, vocab 128256, untied output), the
+bandwidth-bound benchmark case; its blocks are written as random quant bytes
+with a fitting scale (`--raw`, also available for the others) rather than
+quantized from floats, which would take minutes for 8 B weights.
+
+    python3 tools/gen_random_gguf.py OUT.gguf Q8_0|Q4_0 [--tiny|--8b] [--raw]
+    (needs numpy + gguf)
 """
 import math
 import sys
@@ -20,9 +27,14 @@ import gguf
 
 out, qtype = sys.argv[1], sys.argv[2]
 Q = {"Q8_0": gguf.GGMLQuantizationType.Q8_0, "Q4_0": gguf.GGMLQuantizationType.Q4_0}[qtype]
+flags = set(sys.argv[3:])
 L, D, H, KV, HD, FF, V = 16, 2048, 32, 8, 64, 8192, 128256
-if len(sys.argv) > 3 and sys.argv[3] == "--tiny":  # a smoke-test size
+SHAPE, TIED, RAW = "Llama-3.2-1B", True, "--raw" in flags
+if "--tiny" in flags:  # a smoke-test size
     L, D, H, KV, HD, FF, V = 2, 128, 2, 1, 64, 256, 512
+if "--8b" in flags:
+    L, D, H, KV, HD, FF, V = 32, 4096, 32, 8, 128, 14336, 128256
+    SHAPE, TIED, RAW = "Llama-3.1-8B", False, True
 rng = np.random.default_rng(1234)
 
 
@@ -39,7 +51,7 @@ def bytes_to_unicode():
 
 
 w = gguf.GGUFWriter(out, "llama")
-w.add_name(f"random Llama-3.2-1B shape {qtype}")
+w.add_name(f"random {SHAPE} shape {qtype}")
 w.add_context_length(131072)
 w.add_embedding_length(D)
 w.add_block_count(L)
@@ -66,8 +78,26 @@ w.add_add_bos_token(False)
 
 
 def mat(name, rows, cols, std):
+    if RAW:
+        w.add_tensor(name, raw_blocks(rows, cols, std), raw_dtype=Q)
+        return
     x = (rng.standard_normal((rows, cols), dtype=np.float32) * std).astype(np.float32)
     w.add_tensor(name, gguf.quants.quantize(x, Q), raw_dtype=Q)
+
+
+def raw_blocks(rows, cols, std):
+    """Random blocks whose values have about the given std: Q4_0 nibbles
+    uniform in 0..15 (std 4.6 around 8), Q8_0 bytes uniform in -127..127
+    (std 73), each block's f16 scale std / that, jittered by ±10%."""
+    nb = cols // 32
+    q4 = qtype == "Q4_0"
+    d = (std / (4.6 if q4 else 73.3)) * rng.uniform(0.9, 1.1, (rows, nb, 1))
+    d = d.astype(np.float16).view(np.uint8)
+    if q4:
+        qs = rng.integers(0, 256, (rows, nb, 16), dtype=np.uint8)
+    else:
+        qs = rng.integers(-127, 128, (rows, nb, 32), dtype=np.int8).view(np.uint8)
+    return np.concatenate([d, qs], axis=2).reshape(rows, -1)
 
 
 def vec(name, n, mean=1.0, std=0.1):
@@ -75,7 +105,7 @@ def vec(name, n, mean=1.0, std=0.1):
 
 
 # llama.cpp's Llama-3 rope factors.
-factor, low, high, old = 32.0, 1.0, 4.0, 8192
+factor, low, high, old = (8.0 if "--8b" in flags else 32.0), 1.0, 4.0, 8192
 freqs = 1.0 / (500000.0 ** (np.arange(0, HD, 2, dtype=np.float64) / HD))
 lw, hw = old / low, old / high
 f = []
@@ -102,6 +132,8 @@ for i in range(L):
     mat(f"blk.{i}.ffn_down.weight", D, FF, 0.5 / math.sqrt(FF))
     print("layer", i, flush=True)
 vec("output_norm.weight", D)
+if not TIED:
+    mat("output.weight", V, D, 1 / math.sqrt(D))
 w.write_header_to_file()
 w.write_kv_data_to_file()
 w.write_tensors_to_file()

@@ -44,3 +44,11 @@ fn bit4(q: u32, j: u32) -> vec4<f32> {
     let h = (q >> j) & 15u;
     return vec4<f32>(f32(h & 1u), f32((h >> 1u) & 1u), f32((h >> 2u) & 1u), f32(h >> 3u));
 }
+
+// Word i of a span that starts at an even byte offset, from the aligned words
+// lo = W[o + i] and hi = W[o + i + 1] (o = offset / 4): the span's bytes
+// 4i..4i+4 when it starts mid-word (`mid`: offset % 4 == 2), else those
+// after its first 2 bytes — the 16-bit head of a Q4_0/Q8_0 block.
+fn span_word(lo: u32, hi: u32, mid: bool) -> u32 {
+    return select((lo >> 16u) | (hi << 16u), hi, mid);
+}

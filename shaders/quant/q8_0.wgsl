@@ -10,13 +10,21 @@ fn w4(row: u32, k: u32, g: u32) -> vec4<f32> {
 
 
 #if HAS_X4
-// A whole block against row m of x: the scale applied once.
+// A whole block against row m of x: the 34 bytes (at an even offset) from 9
+// aligned word loads instead of two per 4 weights, the scale applied once.
 fn dot32(row: u32, k: u32, u: u32, m: u32) -> f32 {
     let off = (row * (k >> 5u) + u) * 34u;
+    let o = off >> 2u;
+    let mid = (off & 2u) != 0u;
+    let g = 8u * u;
+    var lo = W[o];
+    let d = unpack2x16float(select(lo & 0xffffu, lo >> 16u, mid)).x;
     var sq = 0.0;
     for (var j = 0u; j < 8u; j++) {
-        sq += dot(i8x4(b32(off + 2u + 4u * j)), x4(m, 8u * u + j));
+        let hi = W[o + j + 1u];
+        sq += dot(i8x4(span_word(lo, hi, mid)), x4(m, g + j));
+        lo = hi;
     }
-    return f16at(off) * sq;
+    return d * sq;
 }
 #endif

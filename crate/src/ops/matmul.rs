@@ -225,9 +225,9 @@ fn plan(
             let mut defines = vec![weight_define(w.dtype)];
             if gemv && ctx.caps.cpu {
                 defines.push("ROW_PER_THREAD");
-                if k % 4 == 0 {
-                    defines.push("X_VEC4");
-                }
+            }
+            if gemv && k % 4 == 0 {
+                defines.push("X_VEC4");
             } else if !gemv && tile64(ch.rows) {
                 defines.push("TILE64");
             }

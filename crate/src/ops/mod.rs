@@ -166,7 +166,18 @@ pub struct GpuCaps {
 impl GpuCaps {
     /// Rows per 64-invocation workgroup of the subgroup GEMV kernels: one
     /// per subgroup when the size is known (more workgroups in flight), else 8.
+    /// `KILN_GEMV_ROWS=N` (1..=256) overrides it, for benchmarks.
     pub fn gemv_rows_per_workgroup(&self) -> usize {
+        static ROWS: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+        let forced = ROWS.get_or_init(|| {
+            std::env::var("KILN_GEMV_ROWS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|n| (1..=256).contains(n))
+        });
+        if let Some(n) = *forced {
+            return n;
+        }
         match self.subgroup_size {
             s if (1..=64).contains(&s) && 64 % s == 0 => (64 / s) as usize,
             _ => 8,

@@ -85,6 +85,9 @@ enum Cmd {
         /// Skip the wgpu column.
         #[arg(long)]
         no_wgpu: bool,
+        /// Skip the CUDA column.
+        #[arg(long)]
+        no_cuda: bool,
     },
     /// A GGUF model on CPU reference, wgpu and CUDA: per-layer hidden states,
     /// logits per step, greedy tokens, speed.
@@ -183,13 +186,13 @@ fn bench(
     reps: usize,
     adapter: Option<String>,
     profile: bool,
-    no_wgpu: bool,
+    (no_wgpu, no_cuda): (bool, bool),
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let text = "The history of the clock is a story of craftsmen and astronomers. "
         .repeat(prefill / 8 + 8);
     let mut ids = kiln_cuda::model_parity::encode(path, &text)?;
     ids.truncate(prefill.max(2));
-    let backends = kiln_cuda::backends(false, !no_wgpu, true, adapter);
+    let backends = kiln_cuda::backends(false, !no_wgpu, !no_cuda, adapter);
     let bytes = std::fs::metadata(path)?.len() as f64;
     println!(
         "model: {}   prefill {} tokens (one chunk), decode {decode} greedy tokens, best of {reps}",
@@ -598,7 +601,8 @@ fn main() -> ExitCode {
             adapter,
             profile,
             no_wgpu,
-        } => bench(&m, prefill, decode, reps, adapter, profile, no_wgpu),
+            no_cuda,
+        } => bench(&m, prefill, decode, reps, adapter, profile, (no_wgpu, no_cuda)),
         Cmd::Model(a) => model(a),
         Cmd::Diffuse(a) => kiln_cuda::diffuse_parity::run(a),
         Cmd::Sd(a) => kiln_cuda::sd_parity::run(a),

@@ -208,7 +208,10 @@ impl GpuContext {
             } else {
                 0
             },
-            cpu: info.device_type == wgpu::DeviceType::Cpu,
+            // KILN_WGPU_AS_GPU=1: plan a CPU adapter's kernels as on a GPU
+            // (so lavapipe checks the GPU kernels' results; slowly).
+            cpu: info.device_type == wgpu::DeviceType::Cpu
+                && std::env::var("KILN_WGPU_AS_GPU").map_or(true, |v| v != "1"),
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
             max_binding_bytes: max_binding,

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The wgpu decode GEMV on the GPU machine (device tool), from the repository
+# root, in one call: the op-parity suite (wgpu and CUDA), random Llama-3.2-1B
+# (Q4_0, Q8_0) and Llama-3.1-8B (Q4_0) shape files made there
+# (tools/gen_random_gguf.py --raw), `kiln-parity bench` of the binary before
+# the change (.device/kiln-parity-base.xz) and after it (.device/kiln-parity.xz,
+# also with KILN_GEMV_XS=1, and a kernel profile), llama.cpp's static Vulkan
+# llama-bench (.peers/llama-bench-vulkan.xz) on the same files, the device's
+# copy bandwidth (PyTorch), and greedy parity of the 1B file.
+# Carry: .device/kiln-parity.xz .device/kiln-parity-base.xz .gl .whl
+# .peers/llama-bench-vulkan.xz. Writes under $OUT.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT" /root/kiln
+K=/root/kiln/kiln-parity
+KB=/root/kiln/kiln-parity-base
+LV=/root/kiln/llama-bench-vulkan
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+if [ -d .gl ]; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv > "$OUT/gpu.txt"
+git log -1 --format=%H > "$OUT/commit.txt" 2>/dev/null
+xz -dc .device/kiln-parity.xz > $K && chmod +x $K
+xz -dc .device/kiln-parity-base.xz > $KB && chmod +x $KB
+xz -dc .peers/llama-bench-vulkan.xz > $LV && chmod +x $LV
+run() { # file, timeout, command...
+  local f=$1 t=$2; shift 2
+  echo "\$ $*" >> "$OUT/$f"
+  timeout "$t" "$@" >> "$OUT/$f" 2>&1; echo "exit $?" >> "$OUT/$f"
+}
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+gen() { PYTHONPATH=/tmp/site timeout 200 python3 tools/gen_random_gguf.py "$@" >> "$OUT/gen.txt" 2>&1; }
+B4=/root/kiln/l1b-q4_0.gguf B8=/root/kiln/l1b-q8_0.gguf E4=/root/kiln/l8b-q4_0.gguf
+gen $B4 Q4_0 --raw & gen $B8 Q8_0 --raw & gen $E4 Q4_0 --8b & 
+run parity.txt 200 $K ops --iters 0
+tail -1 "$OUT/parity.txt"
+wait
+ls -la /root/kiln >> "$OUT/gen.txt"
+python3 - > "$OUT/copy_bw.txt" 2>&1 <<'PY'
+import torch
+n = 4 << 30
+a = torch.empty(n, dtype=torch.uint8, device="cuda"); b = torch.empty_like(a)
+for _ in range(3): b.copy_(a)
+torch.cuda.synchronize()
+s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+s.record()
+for _ in range(10): b.copy_(a)
+e.record(); torch.cuda.synchronize()
+t = s.elapsed_time(e) / 1e3 / 10
+print(f"device copy of {n >> 30} GiB: {t*1e3:.2f} ms, {2*n/t/1e9:.0f} GB/s (read + write)")
+PY
+cat "$OUT/copy_bw.txt"
+B="--prefill 2 --decode 128 --reps 3"
+run b_1b_q4.txt 150 $KB bench --model $B4 $B
+run b_1b_q4.txt 100 $K bench --no-cuda --model $B4 $B
+KILN_GEMV_XS=1 run b_1b_q4.txt 100 $K bench --no-cuda --model $B4 $B
+run b_1b_q4.txt 100 $K bench --no-wgpu --model $B4 $B
+run b_1b_q8.txt 100 $KB bench --no-cuda --model $B8 $B
+run b_1b_q8.txt 100 $K bench --model $B8 $B
+grep -hE "^\\$|decode" "$OUT"/b_1b_*.txt
+run b_8b_q4.txt 200 $K bench --model $E4 --prefill 2 --decode 64 --reps 2
+grep -hE "decode" "$OUT"/b_8b_q4.txt
+for f in $B4 $B8 $E4; do run llamacpp_vulkan.txt 120 $LV -m $f -ngl 99 -p 512 -n 128 -r 3; done
+grep -E "pp512|tg128" "$OUT/llamacpp_vulkan.txt"
+run profile_1b_q4.txt 100 $K bench --model $B4 --prefill 2 --decode 32 --reps 1 --profile
+run model_1b_q4.txt 150 $K model --fused --tokens 8 --model $B4
+tail -4 "$OUT/model_1b_q4.txt"
