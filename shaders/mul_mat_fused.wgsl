@@ -13,7 +13,12 @@
 // one workgroup (tree reductions). The RMS of each x row is recomputed where
 // it is needed (k values: cheaper than a separate dispatch).
 
+#if WG256
+// KILN_GEMV_WG256=1 (subgroup decode paths only): 256 invocations.
+const WG: u32 = 256u;
+#else
 const WG: u32 = 64u;
+#endif
 const MMAX: u32 = 8u;
 #include "common/reduce.wgsl"
 #define HAS_X4
@@ -202,7 +207,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 #elif SUBGROUPS
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let sgs = subgroupAdd(1u);
@@ -241,9 +246,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                     b += dot32(row2(c), p.k, u, 0u);
                 }
             } else {
+#if GEMV_U2
+                // Two units per lane per iteration: both blocks' loads in flight.
+                var u = lane;
+                for (; u + sgs < nu; u += 2u * sgs) {
+                    a += dot32(c, p.k, u, 0u) + dot32(c, p.k, u + sgs, 0u);
+                }
+                if (u < nu) {
+                    a += dot32(c, p.k, u, 0u);
+                }
+#else
                 for (var u = lane; u < nu; u += sgs) {
                     a += dot32(c, p.k, u, 0u);
                 }
+#endif
             }
             let sa = subgroupAdd(a) * post;
             let sb = subgroupAdd(b) * post;

@@ -7,7 +7,12 @@
 // used for all m ≤ 8 rows of x. f32 accumulation; tree reduction through
 // workgroup memory, or subgroupAdd with SUBGROUPS.
 
+#if WG256
+// KILN_GEMV_WG256=1 (subgroup decode paths only): 256 invocations.
+const WG: u32 = 256u;
+#else
 const WG: u32 = 64u;
+#endif
 const MMAX: u32 = 8u;
 #include "common/reduce.wgsl"
 // x4 below lets the decoders offer dot32 (a whole block against a row of x).
@@ -65,7 +70,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 // no workgroup memory, no barriers. Rows of x go MMAX at a time, so this
 // kernel also serves any m (CPU adapters use it for prefill).
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let sgs = subgroupAdd(1u);
@@ -82,9 +87,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if (p.m == 1u) {
             // Decode: one row of x, whole 32-weight units per lane.
             var acc = 0.0;
-            for (var u = lane; u < (p.k + 31u) / 32u; u += sgs) {
+            let nu = (p.k + 31u) / 32u;
+#if GEMV_U2
+            // Two units per lane per iteration: both blocks' loads in flight.
+            var u = lane;
+            for (; u + sgs < nu; u += 2u * sgs) {
+                acc += dot32(r, p.k, u, 0u) + dot32(r, p.k, u + sgs, 0u);
+            }
+            if (u < nu) {
                 acc += dot32(r, p.k, u, 0u);
             }
+#else
+            for (var u = lane; u < nu; u += sgs) {
+                acc += dot32(r, p.k, u, 0u);
+            }
+#endif
             let s = subgroupAdd(acc);
             if (lane == 0u) {
                 put(p.n0 + r, s);

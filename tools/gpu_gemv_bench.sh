@@ -7,6 +7,10 @@
 # also with KILN_GEMV_XS=1, and a kernel profile), llama.cpp's static Vulkan
 # llama-bench (.peers/llama-bench-vulkan.xz) on the same files, the device's
 # copy bandwidth (PyTorch), and greedy parity of the 1B file.
+# MODE=b instead: the benchmark switches (KILN_GEMV_U2, KILN_GEMV_WG256,
+# KILN_GEMV_ROWS, KILN_SUBMIT_EVERY) one run each on the 1B and 8B Q4_0
+# files, the op-parity suite with the switches on, and kernel profiles
+# (needs only .device/kiln-parity.xz .gl .whl). At most 8 files come back.
 # Carry: .device/kiln-parity.xz .device/kiln-parity-base.xz .gl .whl
 # .peers/llama-bench-vulkan.xz. Writes under $OUT.
 set -uo pipefail
@@ -24,8 +28,8 @@ export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv > "$OUT/gpu.txt"
 git log -1 --format=%H > "$OUT/commit.txt" 2>/dev/null
 xz -dc .device/kiln-parity.xz > $K && chmod +x $K
-xz -dc .device/kiln-parity-base.xz > $KB && chmod +x $KB
-xz -dc .peers/llama-bench-vulkan.xz > $LV && chmod +x $LV
+[ -f .device/kiln-parity-base.xz ] && xz -dc .device/kiln-parity-base.xz > $KB && chmod +x $KB
+[ -f .peers/llama-bench-vulkan.xz ] && xz -dc .peers/llama-bench-vulkan.xz > $LV && chmod +x $LV
 run() { # file, timeout, command...
   local f=$1 t=$2; shift 2
   echo "\$ $*" >> "$OUT/$f"
@@ -34,7 +38,36 @@ run() { # file, timeout, command...
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
 gen() { PYTHONPATH=/tmp/site timeout 200 python3 tools/gen_random_gguf.py "$@" >> "$OUT/gen.txt" 2>&1; }
 B4=/root/kiln/l1b-q4_0.gguf B8=/root/kiln/l1b-q8_0.gguf E4=/root/kiln/l8b-q4_0.gguf
-gen $B4 Q4_0 --raw & gen $B8 Q8_0 --raw & gen $E4 Q4_0 --8b & 
+if [ "${MODE:-a}" = b ]; then
+  gen $B4 Q4_0 --raw & gen $E4 Q4_0 --8b &
+  run parity.txt 200 $K ops --iters 0
+  KILN_GEMV_U2=1 KILN_GEMV_WG256=1 run parity.txt 200 $K ops --iters 0 --filter mul_mat
+  grep -E "^[0-9]+ cases" "$OUT/parity.txt"
+  wait
+  v() { # label, file, decode, reps, env...
+    local l=$1 f=$2 d=$3 r=$4; shift 4
+    echo "## $l $*" >> "$OUT/variants.txt"
+    env "$@" timeout 200 $K bench --no-cuda --model $f --prefill 2 --decode $d --reps $r >> "$OUT/variants.txt" 2>&1
+  }
+  for f in $B4 $E4; do
+    d=128; r=3; [ $f = $E4 ] && d=64 && r=2
+    v default $f $d $r X=0
+    v u2 $f $d $r KILN_GEMV_U2=1
+    v wg256 $f $d $r KILN_GEMV_WG256=1
+    v wg256+u2 $f $d $r KILN_GEMV_WG256=1 KILN_GEMV_U2=1
+    v rows8 $f $d $r KILN_GEMV_ROWS=8
+  done
+  v submit32 $B4 128 3 KILN_SUBMIT_EVERY=32
+  echo "## cuda rows8 8b" >> "$OUT/variants.txt"
+  KILN_GEMV_ROWS=8 timeout 200 $K bench --no-wgpu --model $E4 --prefill 2 --decode 64 --reps 2 >> "$OUT/variants.txt" 2>&1
+  grep -E "^##|decode" "$OUT/variants.txt"
+  run profile.txt 150 $K bench --model $B4 --prefill 2 --decode 32 --reps 1 --profile
+  run profile.txt 200 $K bench --model $E4 --prefill 2 --decode 16 --reps 1 --profile
+  run model.txt 150 $K model --fused --tokens 8 --model $B4
+  tail -3 "$OUT/model.txt"
+  exit 0
+fi
+gen $B4 Q4_0 --raw & gen $B8 Q8_0 --raw & gen $E4 Q4_0 --8b &
 run parity.txt 200 $K ops --iters 0
 tail -1 "$OUT/parity.txt"
 wait

@@ -228,6 +228,12 @@ fn plan(
             }
             if gemv && k % 4 == 0 {
                 defines.push("X_VEC4");
+            }
+            if gemv && super::env_flag("KILN_GEMV_U2") {
+                defines.push("GEMV_U2");
+            }
+            if gemv && !ctx.caps.cpu && ctx.caps.subgroups && super::env_flag("KILN_GEMV_WG256") {
+                defines.push("WG256");
             } else if !gemv && tile64(ch.rows) {
                 defines.push("TILE64");
             }

@@ -169,12 +169,18 @@ impl Op for FusedMatMul {
                 (vec![weight_define(w.dtype), "ROW_PER_THREAD"], 64)
             } else if ctx.caps.subgroups {
                 let mut d = vec![weight_define(w.dtype)];
+                if super::env_flag("KILN_GEMV_U2") {
+                    d.push("GEMV_U2");
+                }
+                if m == 1 && k % 32 == 0 && super::env_flag("KILN_GEMV_WG256") {
+                    d.push("WG256");
+                }
                 // Decode over whole blocks: x read as vec4s, 1/rms applied
                 // to the sums (no workgroup memory, no barrier); else x
                 // normalised once per workgroup in workgroup memory (4 or 16
                 // KiB, plus the reduction's 256 bytes).
                 let xs = if k <= 1024 { 4096 } else { 16384 };
-                if m == 1 && k % 32 == 0 && !gemv_xs_forced() {
+                if m == 1 && k % 32 == 0 && !super::env_flag("KILN_GEMV_XS") {
                     d.push("XG");
                 } else if m == 1
                     && k % 4 == 0
@@ -303,11 +309,4 @@ impl Graph {
         .collect();
         self.push(op, &inputs)
     }
-}
-
-/// `KILN_GEMV_XS=1`: the fused decode GEMV stages x in workgroup memory
-/// (the `XS` variant) even where `XG` applies — for benchmarks.
-fn gemv_xs_forced() -> bool {
-    static XS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *XS.get_or_init(|| std::env::var("KILN_GEMV_XS").is_ok_and(|v| v == "1"))
 }

@@ -145,6 +145,24 @@ impl Backward {
     }
 }
 
+/// Whether the benchmark switch `name` is set to 1 (read once per name).
+/// The GEMV's: `KILN_GEMV_XS=1` stages the fused decode GEMV's x in
+/// workgroup memory (`XS`) where `XG` applies; `KILN_GEMV_U2=1` takes two
+/// blocks per lane per iteration in the decode GEMVs; `KILN_GEMV_WG256=1`
+/// runs their subgroup paths in workgroups of 256 (rows per workgroup ×4).
+pub(crate) fn env_flag(name: &'static str) -> bool {
+    static FLAGS: std::sync::Mutex<Vec<(&'static str, bool)>> = std::sync::Mutex::new(Vec::new());
+    let Ok(mut flags) = FLAGS.lock() else {
+        return false;
+    };
+    if let Some((_, v)) = flags.iter().find(|(n, _)| *n == name) {
+        return *v;
+    }
+    let v = std::env::var(name).is_ok_and(|v| v == "1");
+    flags.push((name, v));
+    v
+}
+
 /// What a GPU backend offers that kernels care about.
 #[derive(Clone, Debug)]
 pub struct GpuCaps {
@@ -178,8 +196,9 @@ impl GpuCaps {
         if let Some(n) = *forced {
             return n;
         }
+        let wg = if env_flag("KILN_GEMV_WG256") { 256 } else { 64 };
         match self.subgroup_size {
-            s if (1..=64).contains(&s) && 64 % s == 0 => (64 / s) as usize,
+            s if (1..=64).contains(&s) && 64 % s == 0 => (wg / s) as usize,
             _ => 8,
         }
     }
