@@ -56,14 +56,22 @@ var<private> inv: array<f32, MMAX>;
 #if XG
 // Decode (m = 1, k % 32 == 0) with subgroups, x read from global memory as
 // vec4s (cached; no workgroup staging, no barrier): each subgroup sums x²
-// itself and the finished dot products are scaled by 1/rms (`inv[0]`); the
+// itself and the finished dot products are scaled by 1/rms (`post`); the
 // norm weight multiplies x elementwise here.
-fn x4(m: u32, g: u32) -> vec4<f32> {
+fn xload(g: u32) -> vec4<f32> {
     if (p.has_norm != 0u) {
         return x[g] * nw[g];
     }
     return x[g];
 }
+
+#if XREG
+#include "common/gemv_rows.wgsl"
+#else
+fn x4(m: u32, g: u32) -> vec4<f32> {
+    return xload(g);
+}
+#endif
 
 // 1/rms of x (1 without NORM), every lane of the subgroup.
 fn xg_inv(lane: u32, sgs: u32) -> f32 {
@@ -230,6 +238,42 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let rows_wg = p.rows_per_wg;
     let c0 = (wid.x + wid.y * nwg.x) * rows_wg;
     let nu = (p.k + 31u) / 32u;
+#if XREG
+    // 4 rows per subgroup at a time (common/gemv_rows.wgsl): 4 output
+    // columns, or with GLU 2 columns' gate and up rows; rows_per_wg (columns
+    // per workgroup) is a multiple of 4 (2 with GLU) per subgroup.
+    let cps = select(4u, 2u, p.glu != 0u);
+    let lastc = p.n - 1u;
+    for (var cc = cps * sg; cc < rows_wg; cc += cps * (WG / sgs)) {
+        let c = c0 + cc;
+        if (c >= p.n) {
+            break;
+        }
+        var rs: vec4<u32>;
+        if (p.glu != 0u) {
+            let c1 = min(c + 1u, lastc);
+            rs = vec4<u32>(c, c1, row2(c), row2(c1));
+        } else {
+            rs = vec4<u32>(c, min(c + 1u, lastc), min(c + 2u, lastc), min(c + 3u, lastc));
+        }
+        let s = subgroupAdd(rows4(rs, lane, sgs)) * post;
+        if (lane == 0u) {
+            if (p.glu != 0u) {
+                finish(0u, c, s.x, s.z);
+                if (c + 1u < p.n) {
+                    finish(0u, c + 1u, s.y, s.w);
+                }
+            } else {
+                for (var i = 0u; i < 4u; i++) {
+                    if (c + i < p.n) {
+                        finish(0u, c + i, s[i], 0.0);
+                    }
+                }
+            }
+        }
+    }
+    return;
+#else
     if (p.m == 1u) {
         // Decode: scalar accumulators (no per-row arrays in local memory).
         for (var cc = sg; cc < rows_wg; cc += WG / sgs) {
@@ -292,6 +336,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
         }
     }
+#endif
 }
 #else
 @compute @workgroup_size(64)

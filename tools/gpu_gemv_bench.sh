@@ -7,9 +7,9 @@
 # also with KILN_GEMV_XS=1, and a kernel profile), llama.cpp's static Vulkan
 # llama-bench (.peers/llama-bench-vulkan.xz) on the same files, the device's
 # copy bandwidth (PyTorch), and greedy parity of the 1B file.
-# MODE=b instead: the benchmark switches (KILN_GEMV_U2, KILN_GEMV_WG256,
-# KILN_GEMV_ROWS, KILN_SUBMIT_EVERY) one run each on the 1B and 8B Q4_0
-# files, the op-parity suite with the switches on, and kernel profiles
+# MODE=b instead: the benchmark switches (KILN_GEMV_XREG, with
+# KILN_GEMV_WG256 or KILN_GEMV_U2) one run each on the 1B and 8B Q4_0
+# files, the op-parity suite with the switches on, and a kernel profile
 # (needs only .device/kiln-parity.xz .gl .whl). At most 8 files come back.
 # Carry: .device/kiln-parity.xz .device/kiln-parity-base.xz .gl .whl
 # .peers/llama-bench-vulkan.xz. Writes under $OUT.
@@ -41,7 +41,8 @@ B4=/root/kiln/l1b-q4_0.gguf B8=/root/kiln/l1b-q8_0.gguf E4=/root/kiln/l8b-q4_0.g
 if [ "${MODE:-a}" = b ]; then
   gen $B4 Q4_0 --raw & gen $E4 Q4_0 --8b &
   run parity.txt 200 $K ops --iters 0
-  KILN_GEMV_U2=1 KILN_GEMV_WG256=1 run parity.txt 200 $K ops --iters 0 --filter mul_mat
+  KILN_GEMV_XREG=1 run parity.txt 200 $K ops --iters 0 --filter mul_mat
+  KILN_GEMV_XREG=1 KILN_GEMV_WG256=1 run parity.txt 200 $K ops --iters 0 --filter mul_mat
   grep -E "^[0-9]+ cases" "$OUT/parity.txt"
   wait
   v() { # label, file, decode, reps, env...
@@ -52,18 +53,14 @@ if [ "${MODE:-a}" = b ]; then
   for f in $B4 $E4; do
     d=128; r=3; [ $f = $E4 ] && d=64 && r=2
     v default $f $d $r X=0
-    v u2 $f $d $r KILN_GEMV_U2=1
-    v wg256 $f $d $r KILN_GEMV_WG256=1
-    v wg256+u2 $f $d $r KILN_GEMV_WG256=1 KILN_GEMV_U2=1
-    v rows8 $f $d $r KILN_GEMV_ROWS=8
+    v xreg $f $d $r KILN_GEMV_XREG=1
+    v xreg+wg256 $f $d $r KILN_GEMV_XREG=1 KILN_GEMV_WG256=1
+    v xreg+u2 $f $d $r KILN_GEMV_XREG=1 KILN_GEMV_U2=1
   done
-  v submit32 $B4 128 3 KILN_SUBMIT_EVERY=32
-  echo "## cuda rows8 8b" >> "$OUT/variants.txt"
-  KILN_GEMV_ROWS=8 timeout 200 $K bench --no-wgpu --model $E4 --prefill 2 --decode 64 --reps 2 >> "$OUT/variants.txt" 2>&1
   grep -E "^##|decode" "$OUT/variants.txt"
-  run profile.txt 150 $K bench --model $B4 --prefill 2 --decode 32 --reps 1 --profile
-  run profile.txt 200 $K bench --model $E4 --prefill 2 --decode 16 --reps 1 --profile
-  run model.txt 150 $K model --fused --tokens 8 --model $B4
+  KILN_GEMV_XREG=1 run profile.txt 200 $K bench --no-cuda --model $E4 --prefill 2 --decode 16 --reps 1 --profile
+  KILN_GEMV_XREG=1 run model.txt 150 $K model --fused --tokens 8 --model $B4
+  KILN_GEMV_XREG=1 run model.txt 150 $K model --tokens 8 --model $B4
   tail -3 "$OUT/model.txt"
   exit 0
 fi

@@ -53,6 +53,7 @@ shader_files!(
     "unary.wgsl",
     "common/conv2d_big.wgsl",
     "common/conv2d_gather.wgsl",
+    "common/gemv_rows.wgsl",
     "common/conv2d_lanes.wgsl",
     "common/broadcast.wgsl",
     "common/erf.wgsl",

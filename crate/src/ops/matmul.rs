@@ -203,6 +203,15 @@ fn plan(
     // (no barriers, no reductions: SIMD lanes are invocations there).
     let gemv = m <= GEMV_MAX_M || ctx.caps.cpu;
     let tile64 = |rows: usize| tile64_pays(m, rows);
+    // Decode on GPUs: 4 rows per subgroup at a time with x in registers
+    // (XREG, common/gemv_rows.wgsl).
+    let xreg = gemv
+        && !ctx.caps.cpu
+        && ctx.caps.subgroups
+        && m == 1
+        && k % 32 == 0
+        && super::env_flag("KILN_GEMV_XREG");
+    let sub_rows = ctx.caps.gemv_rows_per_workgroup() * if xreg { 4 } else { 1 };
     ctx.chunks[1]
         .iter()
         .enumerate()
@@ -212,7 +221,7 @@ fn plan(
                 let per = if ctx.caps.cpu {
                     64
                 } else if ctx.caps.subgroups {
-                    ctx.caps.gemv_rows_per_workgroup()
+                    sub_rows
                 } else {
                     1
                 };
@@ -228,6 +237,9 @@ fn plan(
             }
             if gemv && k % 4 == 0 {
                 defines.push("X_VEC4");
+            }
+            if xreg {
+                defines.push("XREG");
             }
             if gemv && super::env_flag("KILN_GEMV_U2") {
                 defines.push("GEMV_U2");
@@ -264,7 +276,7 @@ fn plan(
                     u(ch.row0)?,
                     u(ch.rows)?,
                     res.is_some() as u32,
-                    u(ctx.caps.gemv_rows_per_workgroup())?,
+                    u(sub_rows)?,
                     u(lora.map_or(0, |l| l.2))?,
                 ],
                 groups,

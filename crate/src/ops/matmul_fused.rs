@@ -165,6 +165,22 @@ impl Op for FusedMatMul {
                 xin = Bind::ScratchRead(0);
                 in_kernel_norm = false;
             }
+            // Decode on GPUs: 4 rows per subgroup at a time with x in
+            // registers (XREG, common/gemv_rows.wgsl): 4 columns, 2 with GLU.
+            let xreg = !ctx.caps.cpu
+                && ctx.caps.subgroups
+                && m == 1
+                && k % 32 == 0
+                && !super::env_flag("KILN_GEMV_XS")
+                && super::env_flag("KILN_GEMV_XREG");
+            let sub_rows = ctx.caps.gemv_rows_per_workgroup()
+                * if !xreg {
+                    1
+                } else if self.glu {
+                    2
+                } else {
+                    4
+                };
             let (defines, per) = if ctx.caps.cpu {
                 (vec![weight_define(w.dtype), "ROW_PER_THREAD"], 64)
             } else if ctx.caps.subgroups {
@@ -182,6 +198,9 @@ impl Op for FusedMatMul {
                 let xs = if k <= 1024 { 4096 } else { 16384 };
                 if m == 1 && k % 32 == 0 && !super::env_flag("KILN_GEMV_XS") {
                     d.push("XG");
+                    if xreg {
+                        d.push("XREG");
+                    }
                 } else if m == 1
                     && k % 4 == 0
                     && k <= 4096
@@ -192,7 +211,7 @@ impl Op for FusedMatMul {
                         d.push("XS_4K");
                     }
                 }
-                (d, ctx.caps.gemv_rows_per_workgroup())
+                (d, sub_rows)
             } else {
                 (vec![weight_define(w.dtype)], 1)
             };
@@ -209,7 +228,7 @@ impl Op for FusedMatMul {
                     in_kernel_norm as u32,
                     f(eps),
                     self.glu as u32,
-                    u(ctx.caps.gemv_rows_per_workgroup())?,
+                    u(sub_rows)?,
                 ],
                 groups: grid(n.div_ceil(per), ctx.caps)?,
             });
