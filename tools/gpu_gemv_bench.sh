@@ -57,8 +57,14 @@ if [ "${MODE:-a}" = b ]; then
     v xreg+wg256 $f $d $r KILN_GEMV_XREG=1 KILN_GEMV_WG256=1
     v xreg+u2 $f $d $r KILN_GEMV_XREG=1 KILN_GEMV_U2=1
   done
+  echo "## cuda xreg" >> "$OUT/variants.txt"
+  for f in $B4 $E4; do
+    KILN_GEMV_XREG=1 timeout 200 $K bench --no-wgpu --model $f --prefill 2 --decode 64 --reps 2 >> "$OUT/variants.txt" 2>&1
+  done
+  echo "## cuda default" >> "$OUT/variants.txt"
+  timeout 200 $K bench --no-wgpu --model $E4 --prefill 2 --decode 64 --reps 2 >> "$OUT/variants.txt" 2>&1
   grep -E "^##|decode" "$OUT/variants.txt"
-  KILN_GEMV_XREG=1 run profile.txt 200 $K bench --no-cuda --model $E4 --prefill 2 --decode 16 --reps 1 --profile
+  KILN_GEMV_XREG=1 run profile.txt 200 $K bench --model $E4 --prefill 2 --decode 16 --reps 1 --profile
   KILN_GEMV_XREG=1 run model.txt 150 $K model --fused --tokens 8 --model $B4
   KILN_GEMV_XREG=1 run model.txt 150 $K model --tokens 8 --model $B4
   tail -3 "$OUT/model.txt"

@@ -144,3 +144,21 @@ __device__ __forceinline__ float2 half_rows2(const u8* W, u32 r0, u32 r1, u32 k,
     }
     return make_float2(warp_sum(a), warp_sum(b));
 }
+
+// Four rows in one pass (the XREG twin, common/gemv_rows.wgsl): each lane's
+// x loads serve the four rows (the same addresses, loaded once after
+// inlining), and four rows' weight loads are in flight together.
+template <class D, bool NW>
+__device__ __forceinline__ float4 half_rows4(const u8* W, uint4 r, u32 k, const float* x, const float* s,
+                                             u32 lane) {
+    float a = 0.0f, b = 0.0f, c = 0.0f, d = 0.0f;
+    const u32 nh = k >> 4;
+    for (u32 hb = lane; hb < nh; hb += 32u) {
+        a += Half<D>::template dot<NW>(W, r.x, k, hb, x, s);
+        b += Half<D>::template dot<NW>(W, r.y, k, hb, x, s);
+        c += Half<D>::template dot<NW>(W, r.z, k, hb, x, s);
+        d += Half<D>::template dot<NW>(W, r.w, k, hb, x, s);
+    }
+    return make_float4(warp_sum(a), warp_sum(b), warp_sum(c), warp_sum(d));
+}
+

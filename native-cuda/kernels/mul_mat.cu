@@ -31,7 +31,10 @@ __device__ __forceinline__ void put(const Params& p, const Ptrs& b, u32 i, float
 // GEMV (the SUBGROUPS variant of mul_mat_vec.wgsl): a block of 64 threads
 // (two warps) owns 8 consecutive weight rows; each warp takes rows in turn,
 // its lanes stride over K and reduce with shuffles. Rows of x go 8 at a time.
-template <class D>
+// X4 (the XREG twin, common/gemv_rows.wgsl; m = 1, k % 32 = 0): where the
+// wide-load path applies each warp takes 4 rows at a time in one pass
+// (rows_per_wg is 8); elsewhere the rows go one per warp in turn as without.
+template <class D, bool X4>
 __device__ void mul_mat_vec(const Params& p, const Ptrs& b) {
     const u8* W = BUF(const u8, 0);
     const float* x = BUF(const float, 1);
@@ -42,6 +45,22 @@ __device__ void mul_mat_vec(const Params& p, const Ptrs& b) {
     const u32 ng = (k + 3u) / 4u;
     prefetch_rows<D>(W, r0, min(r0 + R, rows), k);
     kiln_entry();  // this entry waits itself (kernels::SELF_WAITING)
+    if constexpr (X4 && Half<D>::ok) {
+        if (half_ok(m, k, x, x)) {
+            const u32 last = rows - 1u;
+            for (u32 rq = sg * 4u; rq < R; rq += 8u) {
+                const u32 r = r0 + rq;
+                if (r >= rows) break;
+                const uint4 rs = make_uint4(r, min(r + 1u, last), min(r + 2u, last), min(r + 3u, last));
+                const float4 s4 = half_rows4<D, false>(W, rs, k, x, x, lane);
+                const float sv[4] = {s4.x, s4.y, s4.z, s4.w};
+                if (lane == 0u)
+                    for (u32 i = 0; i < 4u; i++)
+                        if (r + i < rows) put(p, b, n0 + r + i, sv[i]);
+            }
+            return;
+        }
+    }
     for (u32 rr = sg; rr < R; rr += 2u) {
         u32 r = r0 + rr;
         if (r >= rows) break;
@@ -150,7 +169,9 @@ tile64_each(m0, r0, m, rows, acc, [&](u32 mm, u32 r, float v) { put(p, b, mm * n
 // (x when unused). norm is RMSNorm with weight nw (has_norm); with glu,
 // y[c] = silu(x·W[c]) · x·W[c + n]. Blocks of 64 (two warps), 8 output
 // columns per block; each warp recomputes the rows' RMS (k values).
-template <class D>
+// X4: as mul_mat_vec's, 4 columns per warp at a time (2 with glu: their gate
+// and up rows) where the wide-load path applies.
+template <class D, bool X4>
 __device__ void mul_mat_fused(const Params& p, const Ptrs& b) {
     const u8* W = BUF(const u8, 0);
     const float* x = BUF(const float, 1);
@@ -181,6 +202,29 @@ __device__ void mul_mat_fused(const Params& p, const Ptrs& b) {
     if constexpr (Half<D>::ok) {
         if (half_ok(m, k, x, has_norm ? nw : x)) {
             // m = 1 over whole blocks (gemv1.cuh): 1/rms applied to the sums.
+            if constexpr (X4) {
+                const u32 cs = glu ? 2u : 4u, last = n - 1u;
+                for (u32 cq = sg * cs; cq < R; cq += 2u * cs) {
+                    const u32 c = c0 + cq;
+                    if (c >= n) break;
+                    const u32 c1 = min(c + 1u, last);
+                    const uint4 rs = glu ? make_uint4(c, c1, c + n, c1 + n)
+                                         : make_uint4(c, c1, min(c + 2u, last), min(c + 3u, last));
+                    float4 s4 = has_norm ? half_rows4<D, true>(W, rs, k, x, nw, lane)
+                                         : half_rows4<D, false>(W, rs, k, x, x, lane);
+                    const float sv[4] = {s4.x * inv[0], s4.y * inv[0], s4.z * inv[0], s4.w * inv[0]};
+                    if (lane == 0u) {
+                        for (u32 i = 0; i < (glu ? 2u : 4u); i++) {
+                            if (c + i >= n) break;
+                            const float a = sv[i];
+                            float v = glu ? a / (1.0f + expf(-a)) * sv[i + 2u] : a;
+                            if (has_res) v += res[c + i];
+                            y[c + i] = v;
+                        }
+                    }
+                }
+                return;
+            }
             for (u32 cc = sg; cc < R; cc += 2u) {
                 const u32 c = c0 + cc;
                 if (c >= n) break;
@@ -239,37 +283,67 @@ __device__ void mul_mat_fused(const Params& p, const Ptrs& b) {
     }
 }
 
-extern "C" __global__ void mul_mat_fused_f32(Params p, Ptrs b) { mul_mat_fused<DF32>(p, b); }
-extern "C" __global__ void mul_mat_fused_f16(Params p, Ptrs b) { mul_mat_fused<DF16>(p, b); }
-extern "C" __global__ void mul_mat_fused_bf16(Params p, Ptrs b) { mul_mat_fused<DBF16>(p, b); }
-extern "C" __global__ void mul_mat_fused_q8_0(Params p, Ptrs b) { mul_mat_fused<DQ8_0>(p, b); }
-extern "C" __global__ void mul_mat_fused_q4_0(Params p, Ptrs b) { mul_mat_fused<DQ4_0>(p, b); }
-extern "C" __global__ void mul_mat_fused_q4_1(Params p, Ptrs b) { mul_mat_fused<DQ4_1>(p, b); }
-extern "C" __global__ void mul_mat_fused_q5_0(Params p, Ptrs b) { mul_mat_fused<DQ5_0>(p, b); }
-extern "C" __global__ void mul_mat_fused_q5_1(Params p, Ptrs b) { mul_mat_fused<DQ5_1>(p, b); }
-extern "C" __global__ void mul_mat_fused_q2_k(Params p, Ptrs b) { mul_mat_fused<DQ2_K>(p, b); }
-extern "C" __global__ void mul_mat_fused_q3_k(Params p, Ptrs b) { mul_mat_fused<DQ3_K>(p, b); }
-extern "C" __global__ void mul_mat_fused_q4_k(Params p, Ptrs b) { mul_mat_fused<DQ4_K>(p, b); }
-extern "C" __global__ void mul_mat_fused_q5_k(Params p, Ptrs b) { mul_mat_fused<DQ5_K>(p, b); }
-extern "C" __global__ void mul_mat_fused_q6_k(Params p, Ptrs b) { mul_mat_fused<DQ6_K>(p, b); }
-extern "C" __global__ void mul_mat_fused_iq4_nl(Params p, Ptrs b) { mul_mat_fused<DIQ4_NL>(p, b); }
-extern "C" __global__ void mul_mat_fused_iq4_xs(Params p, Ptrs b) { mul_mat_fused<DIQ4_XS>(p, b); }
+extern "C" __global__ void mul_mat_fused_f32(Params p, Ptrs b) { mul_mat_fused<DF32, false>(p, b); }
+extern "C" __global__ void mul_mat_fused4_f32(Params p, Ptrs b) { mul_mat_fused<DF32, true>(p, b); }
+extern "C" __global__ void mul_mat_fused_f16(Params p, Ptrs b) { mul_mat_fused<DF16, false>(p, b); }
+extern "C" __global__ void mul_mat_fused4_f16(Params p, Ptrs b) { mul_mat_fused<DF16, true>(p, b); }
+extern "C" __global__ void mul_mat_fused_bf16(Params p, Ptrs b) { mul_mat_fused<DBF16, false>(p, b); }
+extern "C" __global__ void mul_mat_fused4_bf16(Params p, Ptrs b) { mul_mat_fused<DBF16, true>(p, b); }
+extern "C" __global__ void mul_mat_fused_q8_0(Params p, Ptrs b) { mul_mat_fused<DQ8_0, false>(p, b); }
+extern "C" __global__ void mul_mat_fused4_q8_0(Params p, Ptrs b) { mul_mat_fused<DQ8_0, true>(p, b); }
+extern "C" __global__ void mul_mat_fused_q4_0(Params p, Ptrs b) { mul_mat_fused<DQ4_0, false>(p, b); }
+extern "C" __global__ void mul_mat_fused4_q4_0(Params p, Ptrs b) { mul_mat_fused<DQ4_0, true>(p, b); }
+extern "C" __global__ void mul_mat_fused_q4_1(Params p, Ptrs b) { mul_mat_fused<DQ4_1, false>(p, b); }
+extern "C" __global__ void mul_mat_fused4_q4_1(Params p, Ptrs b) { mul_mat_fused<DQ4_1, true>(p, b); }
+extern "C" __global__ void mul_mat_fused_q5_0(Params p, Ptrs b) { mul_mat_fused<DQ5_0, false>(p, b); }
+extern "C" __global__ void mul_mat_fused4_q5_0(Params p, Ptrs b) { mul_mat_fused<DQ5_0, true>(p, b); }
+extern "C" __global__ void mul_mat_fused_q5_1(Params p, Ptrs b) { mul_mat_fused<DQ5_1, false>(p, b); }
+extern "C" __global__ void mul_mat_fused4_q5_1(Params p, Ptrs b) { mul_mat_fused<DQ5_1, true>(p, b); }
+extern "C" __global__ void mul_mat_fused_q2_k(Params p, Ptrs b) { mul_mat_fused<DQ2_K, false>(p, b); }
+extern "C" __global__ void mul_mat_fused4_q2_k(Params p, Ptrs b) { mul_mat_fused<DQ2_K, true>(p, b); }
+extern "C" __global__ void mul_mat_fused_q3_k(Params p, Ptrs b) { mul_mat_fused<DQ3_K, false>(p, b); }
+extern "C" __global__ void mul_mat_fused4_q3_k(Params p, Ptrs b) { mul_mat_fused<DQ3_K, true>(p, b); }
+extern "C" __global__ void mul_mat_fused_q4_k(Params p, Ptrs b) { mul_mat_fused<DQ4_K, false>(p, b); }
+extern "C" __global__ void mul_mat_fused4_q4_k(Params p, Ptrs b) { mul_mat_fused<DQ4_K, true>(p, b); }
+extern "C" __global__ void mul_mat_fused_q5_k(Params p, Ptrs b) { mul_mat_fused<DQ5_K, false>(p, b); }
+extern "C" __global__ void mul_mat_fused4_q5_k(Params p, Ptrs b) { mul_mat_fused<DQ5_K, true>(p, b); }
+extern "C" __global__ void mul_mat_fused_q6_k(Params p, Ptrs b) { mul_mat_fused<DQ6_K, false>(p, b); }
+extern "C" __global__ void mul_mat_fused4_q6_k(Params p, Ptrs b) { mul_mat_fused<DQ6_K, true>(p, b); }
+extern "C" __global__ void mul_mat_fused_iq4_nl(Params p, Ptrs b) { mul_mat_fused<DIQ4_NL, false>(p, b); }
+extern "C" __global__ void mul_mat_fused4_iq4_nl(Params p, Ptrs b) { mul_mat_fused<DIQ4_NL, true>(p, b); }
+extern "C" __global__ void mul_mat_fused_iq4_xs(Params p, Ptrs b) { mul_mat_fused<DIQ4_XS, false>(p, b); }
+extern "C" __global__ void mul_mat_fused4_iq4_xs(Params p, Ptrs b) { mul_mat_fused<DIQ4_XS, true>(p, b); }
 
-extern "C" __global__ void mul_mat_vec_f32(Params p, Ptrs b) { mul_mat_vec<DF32>(p, b); }
-extern "C" __global__ void mul_mat_vec_f16(Params p, Ptrs b) { mul_mat_vec<DF16>(p, b); }
-extern "C" __global__ void mul_mat_vec_bf16(Params p, Ptrs b) { mul_mat_vec<DBF16>(p, b); }
-extern "C" __global__ void mul_mat_vec_q8_0(Params p, Ptrs b) { mul_mat_vec<DQ8_0>(p, b); }
-extern "C" __global__ void mul_mat_vec_q4_0(Params p, Ptrs b) { mul_mat_vec<DQ4_0>(p, b); }
-extern "C" __global__ void mul_mat_vec_q4_1(Params p, Ptrs b) { mul_mat_vec<DQ4_1>(p, b); }
-extern "C" __global__ void mul_mat_vec_q5_0(Params p, Ptrs b) { mul_mat_vec<DQ5_0>(p, b); }
-extern "C" __global__ void mul_mat_vec_q5_1(Params p, Ptrs b) { mul_mat_vec<DQ5_1>(p, b); }
-extern "C" __global__ void mul_mat_vec_q2_k(Params p, Ptrs b) { mul_mat_vec<DQ2_K>(p, b); }
-extern "C" __global__ void mul_mat_vec_q3_k(Params p, Ptrs b) { mul_mat_vec<DQ3_K>(p, b); }
-extern "C" __global__ void mul_mat_vec_q4_k(Params p, Ptrs b) { mul_mat_vec<DQ4_K>(p, b); }
-extern "C" __global__ void mul_mat_vec_q5_k(Params p, Ptrs b) { mul_mat_vec<DQ5_K>(p, b); }
-extern "C" __global__ void mul_mat_vec_q6_k(Params p, Ptrs b) { mul_mat_vec<DQ6_K>(p, b); }
-extern "C" __global__ void mul_mat_vec_iq4_nl(Params p, Ptrs b) { mul_mat_vec<DIQ4_NL>(p, b); }
-extern "C" __global__ void mul_mat_vec_iq4_xs(Params p, Ptrs b) { mul_mat_vec<DIQ4_XS>(p, b); }
+extern "C" __global__ void mul_mat_vec_f32(Params p, Ptrs b) { mul_mat_vec<DF32, false>(p, b); }
+extern "C" __global__ void mul_mat_vec4_f32(Params p, Ptrs b) { mul_mat_vec<DF32, true>(p, b); }
+extern "C" __global__ void mul_mat_vec_f16(Params p, Ptrs b) { mul_mat_vec<DF16, false>(p, b); }
+extern "C" __global__ void mul_mat_vec4_f16(Params p, Ptrs b) { mul_mat_vec<DF16, true>(p, b); }
+extern "C" __global__ void mul_mat_vec_bf16(Params p, Ptrs b) { mul_mat_vec<DBF16, false>(p, b); }
+extern "C" __global__ void mul_mat_vec4_bf16(Params p, Ptrs b) { mul_mat_vec<DBF16, true>(p, b); }
+extern "C" __global__ void mul_mat_vec_q8_0(Params p, Ptrs b) { mul_mat_vec<DQ8_0, false>(p, b); }
+extern "C" __global__ void mul_mat_vec4_q8_0(Params p, Ptrs b) { mul_mat_vec<DQ8_0, true>(p, b); }
+extern "C" __global__ void mul_mat_vec_q4_0(Params p, Ptrs b) { mul_mat_vec<DQ4_0, false>(p, b); }
+extern "C" __global__ void mul_mat_vec4_q4_0(Params p, Ptrs b) { mul_mat_vec<DQ4_0, true>(p, b); }
+extern "C" __global__ void mul_mat_vec_q4_1(Params p, Ptrs b) { mul_mat_vec<DQ4_1, false>(p, b); }
+extern "C" __global__ void mul_mat_vec4_q4_1(Params p, Ptrs b) { mul_mat_vec<DQ4_1, true>(p, b); }
+extern "C" __global__ void mul_mat_vec_q5_0(Params p, Ptrs b) { mul_mat_vec<DQ5_0, false>(p, b); }
+extern "C" __global__ void mul_mat_vec4_q5_0(Params p, Ptrs b) { mul_mat_vec<DQ5_0, true>(p, b); }
+extern "C" __global__ void mul_mat_vec_q5_1(Params p, Ptrs b) { mul_mat_vec<DQ5_1, false>(p, b); }
+extern "C" __global__ void mul_mat_vec4_q5_1(Params p, Ptrs b) { mul_mat_vec<DQ5_1, true>(p, b); }
+extern "C" __global__ void mul_mat_vec_q2_k(Params p, Ptrs b) { mul_mat_vec<DQ2_K, false>(p, b); }
+extern "C" __global__ void mul_mat_vec4_q2_k(Params p, Ptrs b) { mul_mat_vec<DQ2_K, true>(p, b); }
+extern "C" __global__ void mul_mat_vec_q3_k(Params p, Ptrs b) { mul_mat_vec<DQ3_K, false>(p, b); }
+extern "C" __global__ void mul_mat_vec4_q3_k(Params p, Ptrs b) { mul_mat_vec<DQ3_K, true>(p, b); }
+extern "C" __global__ void mul_mat_vec_q4_k(Params p, Ptrs b) { mul_mat_vec<DQ4_K, false>(p, b); }
+extern "C" __global__ void mul_mat_vec4_q4_k(Params p, Ptrs b) { mul_mat_vec<DQ4_K, true>(p, b); }
+extern "C" __global__ void mul_mat_vec_q5_k(Params p, Ptrs b) { mul_mat_vec<DQ5_K, false>(p, b); }
+extern "C" __global__ void mul_mat_vec4_q5_k(Params p, Ptrs b) { mul_mat_vec<DQ5_K, true>(p, b); }
+extern "C" __global__ void mul_mat_vec_q6_k(Params p, Ptrs b) { mul_mat_vec<DQ6_K, false>(p, b); }
+extern "C" __global__ void mul_mat_vec4_q6_k(Params p, Ptrs b) { mul_mat_vec<DQ6_K, true>(p, b); }
+extern "C" __global__ void mul_mat_vec_iq4_nl(Params p, Ptrs b) { mul_mat_vec<DIQ4_NL, false>(p, b); }
+extern "C" __global__ void mul_mat_vec4_iq4_nl(Params p, Ptrs b) { mul_mat_vec<DIQ4_NL, true>(p, b); }
+extern "C" __global__ void mul_mat_vec_iq4_xs(Params p, Ptrs b) { mul_mat_vec<DIQ4_XS, false>(p, b); }
+extern "C" __global__ void mul_mat_vec4_iq4_xs(Params p, Ptrs b) { mul_mat_vec<DIQ4_XS, true>(p, b); }
 
 extern "C" __global__ void mul_mat_f32(Params p, Ptrs b) { mul_mat<DF32>(p, b); }
 extern "C" __global__ void mul_mat_f16(Params p, Ptrs b) { mul_mat<DF16>(p, b); }

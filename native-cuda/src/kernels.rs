@@ -115,7 +115,7 @@ const ENTRY: &str = "(Params p, Ptrs b) {";
 /// Entries that call `kiln_entry()` themselves, after work that does not
 /// depend on the grid before them: the decode GEMVs ask L2 for their weight
 /// rows first (`prefetch_rows` in quant.cuh).
-pub const SELF_WAITING: [&str; 2] = ["mul_mat_vec_", "mul_mat_fused_"];
+pub const SELF_WAITING: [&str; 4] = ["mul_mat_vec_", "mul_mat_fused_", "mul_mat_vec4_", "mul_mat_fused4_"];
 
 /// The full source of `family` with its headers inlined, and every entry
 /// (an `extern "C" __global__` line) starting with `kiln_entry();`, the
@@ -188,11 +188,13 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
         ("reduce.wgsl", "argmax_combine") => k("reduce", "argmax_combine".into(), [256, 1, 1]),
         ("mul_mat_vec.wgsl", "main") if !has("ROW_PER_THREAD") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
-            k("mul_mat", format!("mul_mat_vec_{w}"), [64, 1, 1])
+            let x4 = if has("XREG") { "4" } else { "" };
+            k("mul_mat", format!("mul_mat_vec{x4}_{w}"), [64, 1, 1])
         }
         ("mul_mat_fused.wgsl", "main") if !has("ROW_PER_THREAD") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
-            k("mul_mat", format!("mul_mat_fused_{w}"), [64, 1, 1])
+            let x4 = if has("XREG") { "4" } else { "" };
+            k("mul_mat", format!("mul_mat_fused{x4}_{w}"), [64, 1, 1])
         }
         ("mul_mat.wgsl", "main") if has("TILE64") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
