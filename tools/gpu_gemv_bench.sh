@@ -10,7 +10,9 @@
 # MODE=b instead: the benchmark switches (KILN_GEMV_XREG, with
 # KILN_GEMV_WG256 or KILN_GEMV_U2) one run each on the 1B and 8B Q4_0
 # files, the op-parity suite with the switches on, and a kernel profile
-# (needs only .device/kiln-parity.xz .gl .whl). At most 8 files come back.
+# (needs only .device/kiln-parity.xz .gl .whl). MODE=c: the op-parity suite
+# and the 1B / 8B Q4_0 benches with the defaults, beside llama.cpp Vulkan
+# (.peers/llama-bench-vulkan.xz too). At most 8 files come back.
 # Carry: .device/kiln-parity.xz .device/kiln-parity-base.xz .gl .whl
 # .peers/llama-bench-vulkan.xz. Writes under $OUT.
 set -uo pipefail
@@ -38,6 +40,19 @@ run() { # file, timeout, command...
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
 gen() { PYTHONPATH=/tmp/site timeout 200 python3 tools/gen_random_gguf.py "$@" >> "$OUT/gen.txt" 2>&1; }
 B4=/root/kiln/l1b-q4_0.gguf B8=/root/kiln/l1b-q8_0.gguf E4=/root/kiln/l8b-q4_0.gguf
+if [ "${MODE:-a}" = c ]; then
+  # The defaults after the switches were chosen, beside llama.cpp Vulkan.
+  gen $B4 Q4_0 --raw & gen $E4 Q4_0 --8b &
+  run parity.txt 200 $K ops --iters 0
+  grep -E "^[0-9]+ cases" "$OUT/parity.txt"
+  wait
+  run bench.txt 200 $K bench --model $B4 --prefill 2 --decode 128 --reps 3
+  run bench.txt 200 $K bench --model $E4 --prefill 2 --decode 64 --reps 2
+  grep -E "decode" "$OUT/bench.txt"
+  for f in $B4 $E4; do run llamacpp_vulkan.txt 120 $LV -m $f -ngl 99 -p 512 -n 128 -r 3; done
+  grep -E "pp512|tg128" "$OUT/llamacpp_vulkan.txt"
+  exit 0
+fi
 if [ "${MODE:-a}" = b ]; then
   gen $B4 Q4_0 --raw & gen $E4 Q4_0 --8b &
   run parity.txt 200 $K ops --iters 0

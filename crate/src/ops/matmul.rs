@@ -210,7 +210,7 @@ fn plan(
         && ctx.caps.subgroups
         && m == 1
         && k % 32 == 0
-        && super::env_flag("KILN_GEMV_XREG");
+        && !super::env_flag_off("KILN_GEMV_XREG");
     let sub_rows = ctx.caps.gemv_rows_per_workgroup() * if xreg { 4 } else { 1 };
     ctx.chunks[1]
         .iter()

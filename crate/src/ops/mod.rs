@@ -163,6 +163,12 @@ pub(crate) fn env_flag(name: &'static str) -> bool {
     v
 }
 
+/// Whether the switch `name` is set to 0: the default-on GEMV switch
+/// `KILN_GEMV_XREG=0` turns off the 4-rows-per-subgroup decode GEMV.
+pub(crate) fn env_flag_off(name: &'static str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "0")
+}
+
 /// What a GPU backend offers that kernels care about.
 #[derive(Clone, Debug)]
 pub struct GpuCaps {
