@@ -115,7 +115,12 @@ const ENTRY: &str = "(Params p, Ptrs b) {";
 /// Entries that call `kiln_entry()` themselves, after work that does not
 /// depend on the grid before them: the decode GEMVs ask L2 for their weight
 /// rows first (`prefetch_rows` in quant.cuh).
-pub const SELF_WAITING: [&str; 4] = ["mul_mat_vec_", "mul_mat_fused_", "mul_mat_vec4_", "mul_mat_fused4_"];
+pub const SELF_WAITING: [&str; 4] = [
+    "mul_mat_vec_",
+    "mul_mat_fused_",
+    "mul_mat_vec4_",
+    "mul_mat_fused4_",
+];
 
 /// The full source of `family` with its headers inlined, and every entry
 /// (an `extern "C" __global__` line) starting with `kiln_entry();`, the

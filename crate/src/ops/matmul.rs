@@ -205,12 +205,8 @@ fn plan(
     let tile64 = |rows: usize| tile64_pays(m, rows);
     // Decode on GPUs: 4 rows per subgroup at a time with x in registers
     // (XREG, common/gemv_rows.wgsl).
-    let xreg = gemv
-        && !ctx.caps.cpu
-        && ctx.caps.subgroups
-        && m == 1
-        && k % 32 == 0
-        && !super::env_flag_off("KILN_GEMV_XREG");
+    let xreg =
+        gemv && !ctx.caps.cpu && ctx.caps.subgroups && m == 1 && k % 32 == 0 && ctx.caps.gemv_xreg;
     let sub_rows = ctx.caps.gemv_rows_per_workgroup() * if xreg { 4 } else { 1 };
     ctx.chunks[1]
         .iter()

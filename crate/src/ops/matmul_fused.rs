@@ -172,7 +172,7 @@ impl Op for FusedMatMul {
                 && m == 1
                 && k % 32 == 0
                 && !super::env_flag("KILN_GEMV_XS")
-                && !super::env_flag_off("KILN_GEMV_XREG");
+                && ctx.caps.gemv_xreg;
             let sub_rows = ctx.caps.gemv_rows_per_workgroup()
                 * if !xreg {
                     1

@@ -163,10 +163,13 @@ pub(crate) fn env_flag(name: &'static str) -> bool {
     v
 }
 
-/// Whether the switch `name` is set to 0: the default-on GEMV switch
-/// `KILN_GEMV_XREG=0` turns off the 4-rows-per-subgroup decode GEMV.
-pub(crate) fn env_flag_off(name: &'static str) -> bool {
-    std::env::var(name).is_ok_and(|v| v == "0")
+/// The setting of switch `name` when it is 0 or 1 (None otherwise).
+pub fn env_switch(name: &str) -> Option<bool> {
+    match std::env::var(name).as_deref() {
+        Ok("0") => Some(false),
+        Ok("1") => Some(true),
+        _ => None,
+    }
 }
 
 /// What a GPU backend offers that kernels care about.
@@ -185,6 +188,11 @@ pub struct GpuCaps {
     pub max_workgroup_storage: u32,
     /// Invocations per workgroup.
     pub max_invocations: u32,
+    /// Decode GEMVs (m = 1) take 4 rows per subgroup at a time with x in
+    /// registers (`XREG`, common/gemv_rows.wgsl). On by default for wgpu on
+    /// GPUs (`KILN_GEMV_XREG=0` turns it off); the CUDA twin keeps one row
+    /// per warp unless `KILN_GEMV_XREG=1` (docs/bench/2026-12-06-h100-wgpu-gemv).
+    pub gemv_xreg: bool,
 }
 
 impl GpuCaps {
