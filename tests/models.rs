@@ -33,9 +33,67 @@ use kiln::model::llama::LlamaOptions;
 use serde_json::Value;
 
 fn dir(name: &str) -> PathBuf {
+    if name == "gemma3_linear" {
+        return gemma3_linear_dir().clone();
+    }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/models")
         .join(name)
+}
+
+/// The `gemma3` fixture with linear RoPE scaling (factor 8) on its global
+/// layer, as Gemma 3 4B and larger have it (`tools/gen_rope_linear_fixture.py`
+/// keeps only its config and reference): a folder of gemma3's files with that
+/// config, and `gemma3_linear.F32.gguf` = gemma3's F32 GGUF plus the keys
+/// llama.cpp's converter writes for it, made once per test run.
+fn gemma3_linear_dir() -> &'static PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        use kiln::loader::gguf::MetaValue;
+        use kiln::loader::gguf_write::{TensorHeader, header, write_data};
+        use std::io::{Read, Seek, SeekFrom};
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models");
+        let (src, extra) = (fixtures.join("gemma3"), fixtures.join("gemma3_linear"));
+        let out = std::env::temp_dir().join(format!("kiln-gemma3-linear-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        for f in [
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "generation_config.json",
+        ] {
+            std::fs::copy(src.join(f), out.join(f)).unwrap();
+        }
+        for f in ["config.json", "reference.json"] {
+            std::fs::copy(extra.join(f), out.join(f)).unwrap();
+        }
+        let (g, mut file) = GgufFile::open(&src.join("gemma3.F32.gguf")).unwrap();
+        let mut meta: Vec<(String, MetaValue)> = g.metadata.clone().into_iter().collect();
+        meta.push((
+            "gemma3.rope.scaling.type".into(),
+            MetaValue::Str("linear".into()),
+        ));
+        meta.push(("gemma3.rope.scaling.factor".into(), MetaValue::F32(8.0)));
+        let infos: Vec<TensorHeader> = g
+            .tensors
+            .iter()
+            .map(|t| TensorHeader {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                dtype: t.dtype,
+            })
+            .collect();
+        let (head, align) = header(&meta, &infos).unwrap();
+        let mut w = std::fs::File::create(out.join("gemma3_linear.F32.gguf")).unwrap();
+        std::io::Write::write_all(&mut w, &head).unwrap();
+        for (t, h) in g.tensors.iter().zip(&infos) {
+            let mut data = vec![0u8; t.bytes as usize];
+            file.seek(SeekFrom::Start(t.offset)).unwrap();
+            file.read_exact(&mut data).unwrap();
+            write_data(&mut w, h, &data, align).unwrap();
+        }
+        out
+    })
 }
 
 fn reference_file(name: &str, file: &str) -> Value {
@@ -229,6 +287,28 @@ fn qwen3_gemma3_and_mistral_match_pytorch() {
     check_f32("mistral", Source::Hf(None), &gpu, true);
     check_f32("mistral", Source::Hf(None), &gpu, false);
     check_f32("gemma3", Source::Hf(None), &CpuBackend, false);
+}
+
+/// Linear RoPE scaling on Gemma 3's global layer (its sliding layers keep
+/// their unscaled local RoPE), from `config.json`'s per-layer-type
+/// `rope_parameters` and from GGUF's `rope.scaling.type`/`factor`: logits at
+/// every position and 8 greedy steps equal transformers' (the scaling moves
+/// the prompt logits by up to 0.46, so a model that ignored it, or scaled
+/// the sliding layers too, fails).
+#[test]
+fn gemma3_linear_rope_matches_pytorch() {
+    let Some(gpu) = common::gpu() else { return };
+    let g = GgufFile::open(&dir("gemma3_linear").join("gemma3_linear.F32.gguf"))
+        .unwrap()
+        .0;
+    let c = LlamaConfig::from_gguf(&g).unwrap();
+    assert_eq!(
+        c.rope_scaling,
+        Some(kiln::ops::rope::Llama3Scaling::linear(8.0))
+    );
+    check_f32("gemma3_linear", Source::Hf(None), &gpu, true);
+    check_f32("gemma3_linear", Source::Gguf("F32"), &gpu, false);
+    check_f32("gemma3_linear", Source::Hf(None), &CpuBackend, false);
 }
 
 /// Phi-3 (fused QKV and gate/up weights, LongRoPE, a window of 16 keys):

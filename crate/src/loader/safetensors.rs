@@ -480,6 +480,14 @@ impl HfModel {
                     });
                     None
                 }
+                "linear" => match s["factor"].as_f64() {
+                    Some(f) if f.is_finite() && f > 0.0 => Some(Llama3Scaling::linear(f as f32)),
+                    _ => {
+                        return Err(LoadError::Corrupt(
+                            "config.json: linear rope scaling needs a positive factor".into(),
+                        ));
+                    }
+                },
                 "llama3" => {
                     let f = |k: &str| {
                         s[k].as_f64()

@@ -156,9 +156,11 @@ struct Layer {
     qk_norm: Option<QkNorm>,
     /// Post-norms of the attention and FFN outputs.
     post: Option<(TensorId, TensorId)>,
-    /// Sliding window of this layer (0: all keys) and its RoPE base.
+    /// Sliding window of this layer (0: all keys), its RoPE base and
+    /// scaling (Gemma 3's local layers keep theirs unscaled).
     window: usize,
     rope_base: f32,
+    rope_scaling: Option<crate::ops::rope::Llama3Scaling>,
     wo: TensorId,
     ffn_norm: TensorId,
     /// Gate and up projections: one `[2·ffn, d]` weight when fused, else two.
@@ -291,6 +293,13 @@ pub fn build(
             rope_base: match c.rope_base_local {
                 Some(b) if local => b,
                 _ => c.rope_base,
+            },
+            // A model with its own local RoPE (Gemma 3) scales only the
+            // global layers' (transformers' rope_parameters per layer type,
+            // llama.cpp's freq_scale_swa = 1).
+            rope_scaling: match c.rope_base_local {
+                Some(_) if local => None,
+                _ => c.rope_scaling,
             },
             attn_norm: weight(&mut g, &mut weights, &n("attn_norm.weight"), &[d])?,
             qkv: {
@@ -473,6 +482,7 @@ pub fn build(
             let scale = c.attn_scale.unwrap_or(1.0 / (hd as f32).sqrt()) * mscale * mscale;
             let rope = Rope {
                 base: ly.rope_base,
+                scaling: ly.rope_scaling,
                 ..rope
             };
             let a = match ly.qkv {

@@ -261,6 +261,16 @@ impl LlamaConfig {
             None => None,
             Some(_) => match g.get_str(&k("rope.scaling.type"))? {
                 "none" => None,
+                // Gemma 3 4B and up: on the global layers (see Layer).
+                "linear" => {
+                    let f = g.get_f32(&k("rope.scaling.factor"))?;
+                    if !(f.is_finite() && f > 0.0) {
+                        return Err(LoadError::Corrupt(format!(
+                            "rope scaling factor {f} must be a positive number"
+                        )));
+                    }
+                    Some(Llama3Scaling::linear(f))
+                }
                 other => {
                     return Err(LoadError::Corrupt(format!(
                         "rope scaling '{other}' is not supported yet"
@@ -293,8 +303,9 @@ impl LlamaConfig {
             qk_norm: g.tensor("blk.0.attn_q_norm.weight").is_ok(),
             post_norms: g.tensor("blk.0.post_attention_norm.weight").is_ok(),
             // llama.cpp's Gemma 3 graph: GELU-tanh gate, embeddings × √d,
-            // logits scaled by 1/√head_dim (query_pre_attn_scalar; the
-            // 27B's √(d/heads) is not handled), its window with every 6th
+            // logits scaled by 1/√head_dim, or for the 27B (62 layers, as
+            // llama.cpp tells it) by 1/√(d / heads) in integers (its
+            // query_pre_attn_scalar, which no key carries), its window with every 6th
             // layer global (a fixed pattern there), local layers on a RoPE
             // base of 10 000 unless the file says. Only Gemma's window is
             // read: llama.cpp's llama and qwen2 graphs ignore a window key.
@@ -304,7 +315,8 @@ impl LlamaConfig {
                 FfnAct::Silu
             },
             embd_scale: gemma.then(|| (d_model as f32).sqrt()),
-            attn_scale: None,
+            attn_scale: (gemma && g.get_u32(&k("block_count"))? == 62)
+                .then(|| 1.0 / ((d_model / n_heads.max(1)) as f32).sqrt()),
             // Phi-3's window is applied as transformers does (llama.cpp
             // turns it off for phi3).
             sliding_window: match g.get(&k("attention.sliding_window")) {

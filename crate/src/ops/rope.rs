@@ -36,6 +36,22 @@ pub struct Llama3Scaling {
     pub original_context: u32,
 }
 
+impl Llama3Scaling {
+    /// Linear scaling (position interpolation: every θ_j / `factor`, HF's
+    /// `rope_type: linear`, llama.cpp's `rope.scaling.type = linear`) as the
+    /// Llama-3 formula with its band below every wavelength: θ_j ≤ 1, so
+    /// each wavelength 2π/θ_j ≥ 2π exceeds `original_context / low` = 1 and
+    /// takes the `θ_j / factor` branch on every backend, no kernel change.
+    pub fn linear(factor: f32) -> Llama3Scaling {
+        Llama3Scaling {
+            factor,
+            low_freq_factor: 1.0,
+            high_freq_factor: 1.0,
+            original_context: 1,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rope {
     pub mode: RopeMode,
@@ -435,5 +451,40 @@ impl Graph {
         rope: Rope,
     ) -> Result<TensorId> {
         self.push(rope, &[x, factors])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Linear scaling divides every frequency by the factor, at every base
+    /// and width (the Llama-3 branches it goes through are exact).
+    #[test]
+    fn linear_scaling_divides_every_frequency() {
+        for (base, n_rot) in [(10_000.0f32, 64usize), (1_000_000.0, 128), (500.0, 16)] {
+            let plain = Rope {
+                mode: RopeMode::Neox,
+                n_rot,
+                base,
+                scaling: None,
+                pos: Sym(0),
+                period: 0,
+                inverse: false,
+            };
+            for factor in [8.0f32, 2.5, 0.5] {
+                let lin = Rope {
+                    scaling: Some(Llama3Scaling::linear(factor)),
+                    ..plain
+                };
+                for j in 0..n_rot / 2 {
+                    assert_eq!(
+                        lin.inv_freq(j),
+                        plain.inv_freq(j) / factor,
+                        "base {base}, j {j}"
+                    );
+                }
+            }
+        }
     }
 }
