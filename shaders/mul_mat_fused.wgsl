@@ -9,16 +9,12 @@
 // applies 1/rms to the finished sums; XS stages the normalised x in
 // workgroup memory instead (KILN_GEMV_XS=1).
 // Dispatch: per output column c < n: one invocation (ROW_PER_THREAD, CPU
-// adapters; 64 per workgroup), one subgroup (SUBGROUPS; 8 per workgroup) or
-// one workgroup (tree reductions). The RMS of each x row is recomputed where
+// adapters; 64 per workgroup), one subgroup (SUBGROUPS; p.rows_per_wg
+// columns per workgroup; with XREG a subgroup takes 4 columns, or 2 with GLU,
+// at a time) or one workgroup (tree reductions). The RMS of each x row is recomputed where
 // it is needed (k values: cheaper than a separate dispatch).
 
-#if WG256
-// KILN_GEMV_WG256=1 (subgroup decode paths only): 256 invocations.
-const WG: u32 = 256u;
-#else
 const WG: u32 = 64u;
-#endif
 const MMAX: u32 = 8u;
 #include "common/reduce.wgsl"
 #define HAS_X4
@@ -290,20 +286,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                     b += dot32(row2(c), p.k, u, 0u);
                 }
             } else {
-#if GEMV_U2
-                // Two units per lane per iteration: both blocks' loads in flight.
-                var u = lane;
-                for (; u + sgs < nu; u += 2u * sgs) {
-                    a += dot32(c, p.k, u, 0u) + dot32(c, p.k, u + sgs, 0u);
-                }
-                if (u < nu) {
-                    a += dot32(c, p.k, u, 0u);
-                }
-#else
                 for (var u = lane; u < nu; u += sgs) {
                     a += dot32(c, p.k, u, 0u);
                 }
-#endif
             }
             let sa = subgroupAdd(a) * post;
             let sb = subgroupAdd(b) * post;

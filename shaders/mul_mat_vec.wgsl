@@ -2,17 +2,13 @@
 // Bindings: 0 params, 1 W: array<u32> (rows n0..n0+rows of the weight, any
 // W_<DTYPE> layout), 2 x: array<f32> [m, k], 3 y: array<f32> [m, n],
 // 4 res: array<f32> [m, n] (optional residual: y = x·Wᵀ + res).
-// Dispatch: one workgroup of 64 per weight row of this chunk (per 8 rows with
-// SUBGROUPS), folded by ops::grid. Each weight group of 4 is decoded once and
+// Dispatch: one workgroup of 64 per weight row of this chunk (with SUBGROUPS
+// per p.rows_per_wg rows: one per subgroup, 4 per subgroup with XREG; 64 per
+// workgroup with ROW_PER_THREAD), folded by ops::grid. Each weight group of 4 is decoded once and
 // used for all m ≤ 8 rows of x. f32 accumulation; tree reduction through
 // workgroup memory, or subgroupAdd with SUBGROUPS.
 
-#if WG256
-// KILN_GEMV_WG256=1 (subgroup decode paths only): 256 invocations.
-const WG: u32 = 256u;
-#else
 const WG: u32 = 64u;
-#endif
 const MMAX: u32 = 8u;
 #include "common/reduce.wgsl"
 // x4 below lets the decoders offer dot32 (a whole block against a row of x).
@@ -27,7 +23,11 @@ fn xload(g: u32) -> vec4<f32> {
 }
 #include "common/gemv_rows.wgsl"
 #elif X_VEC4
+// Zero past k (a last partial 32-block: dot32 walks whole units).
 fn x4(m: u32, g: u32) -> vec4<f32> {
+    if (4u * g >= p.k) {
+        return vec4<f32>(0.0);
+    }
     return xv[m * (p.k >> 2u) + g];
 }
 #else
@@ -122,20 +122,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             // Decode: one row of x, whole 32-weight units per lane.
             var acc = 0.0;
             let nu = (p.k + 31u) / 32u;
-#if GEMV_U2
-            // Two units per lane per iteration: both blocks' loads in flight.
-            var u = lane;
-            for (; u + sgs < nu; u += 2u * sgs) {
-                acc += dot32(r, p.k, u, 0u) + dot32(r, p.k, u + sgs, 0u);
-            }
-            if (u < nu) {
-                acc += dot32(r, p.k, u, 0u);
-            }
-#else
             for (var u = lane; u < nu; u += sgs) {
                 acc += dot32(r, p.k, u, 0u);
             }
-#endif
             let s = subgroupAdd(acc);
             if (lane == 0u) {
                 put(p.n0 + r, s);

@@ -7,9 +7,9 @@
 # also with KILN_GEMV_XS=1, and a kernel profile), llama.cpp's static Vulkan
 # llama-bench (.peers/llama-bench-vulkan.xz) on the same files, the device's
 # copy bandwidth (PyTorch), and greedy parity of the 1B file.
-# MODE=b instead: the benchmark switches (KILN_GEMV_XREG, with
-# KILN_GEMV_WG256 or KILN_GEMV_U2) one run each on the 1B and 8B Q4_0
-# files, the op-parity suite with the switches on, and a kernel profile
+# MODE=b instead: KILN_GEMV_XREG=0|1 one run each on the 1B and 8B Q4_0
+# files (wgpu; CUDA with it on), the op-parity suite with it on, and a
+# kernel profile
 # (needs only .device/kiln-parity.xz .gl .whl). MODE=c: the op-parity suite
 # and the 1B / 8B Q4_0 benches with the defaults, beside llama.cpp Vulkan
 # (.peers/llama-bench-vulkan.xz too). At most 8 files come back.
@@ -57,7 +57,6 @@ if [ "${MODE:-a}" = b ]; then
   gen $B4 Q4_0 --raw & gen $E4 Q4_0 --8b &
   run parity.txt 200 $K ops --iters 0
   KILN_GEMV_XREG=1 run parity.txt 200 $K ops --iters 0 --filter mul_mat
-  KILN_GEMV_XREG=1 KILN_GEMV_WG256=1 run parity.txt 200 $K ops --iters 0 --filter mul_mat
   grep -E "^[0-9]+ cases" "$OUT/parity.txt"
   wait
   v() { # label, file, decode, reps, env...
@@ -67,10 +66,8 @@ if [ "${MODE:-a}" = b ]; then
   }
   for f in $B4 $E4; do
     d=128; r=3; [ $f = $E4 ] && d=64 && r=2
-    v default $f $d $r X=0
-    v xreg $f $d $r KILN_GEMV_XREG=1
-    v xreg+wg256 $f $d $r KILN_GEMV_XREG=1 KILN_GEMV_WG256=1
-    v xreg+u2 $f $d $r KILN_GEMV_XREG=1 KILN_GEMV_U2=1
+    v xreg-off $f $d $r KILN_GEMV_XREG=0
+    v xreg-on $f $d $r KILN_GEMV_XREG=1
   done
   echo "## cuda xreg" >> "$OUT/variants.txt"
   for f in $B4 $E4; do

@@ -29,7 +29,8 @@ __device__ __forceinline__ void put(const Params& p, const Ptrs& b, u32 i, float
 }
 
 // GEMV (the SUBGROUPS variant of mul_mat_vec.wgsl): a block of 64 threads
-// (two warps) owns 8 consecutive weight rows; each warp takes rows in turn,
+// (two warps) owns rows_per_wg consecutive weight rows (2 as planned for
+// CUDA; 8 with X4); each warp takes rows in turn,
 // its lanes stride over K and reduce with shuffles. Rows of x go 8 at a time.
 // X4 (the XREG twin, common/gemv_rows.wgsl; m = 1, k % 32 = 0): where the
 // wide-load path applies each warp takes 4 rows at a time in one pass
@@ -167,8 +168,9 @@ tile64_each(m0, r0, m, rows, acc, [&](u32 mm, u32 r, float v) { put(p, b, mm * n
 // y = f(norm(x) · Wᵀ) (+ res). Params: m (≤ 8), n, k, has_res, has_norm, eps,
 // glu. Bindings: 0 W, 1 x [m, k], 2 y [m, n], 3 res (x when unused), 4 nw [k]
 // (x when unused). norm is RMSNorm with weight nw (has_norm); with glu,
-// y[c] = silu(x·W[c]) · x·W[c + n]. Blocks of 64 (two warps), 8 output
-// columns per block; each warp recomputes the rows' RMS (k values).
+// y[c] = silu(x·W[c]) · x·W[c + n]. Blocks of 64 (two warps), rows_per_wg
+// output columns per block (2 as planned for CUDA; 8, or 4 with glu, with
+// X4); each warp recomputes the rows' RMS (k values).
 // X4: as mul_mat_vec's, 4 columns per warp at a time (2 with glu: their gate
 // and up rows) where the wide-load path applies.
 template <class D, bool X4>

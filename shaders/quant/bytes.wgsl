@@ -45,10 +45,11 @@ fn bit4(q: u32, j: u32) -> vec4<f32> {
     return vec4<f32>(f32(h & 1u), f32((h >> 1u) & 1u), f32((h >> 2u) & 1u), f32(h >> 3u));
 }
 
-// Word i of a span that starts at an even byte offset, from the aligned words
-// lo = W[o + i] and hi = W[o + i + 1] (o = offset / 4): the span's bytes
-// 4i..4i+4 when it starts mid-word (`mid`: offset % 4 == 2), else those
-// after its first 2 bytes — the 16-bit head of a Q4_0/Q8_0 block.
+// Bytes 2 + 4i .. 6 + 4i of a block at an even byte offset (quant word i
+// after a Q4_0/Q8_0 block's 16-bit head), from the aligned words
+// lo = W[o + i] and hi = W[o + i + 1] (o = offset / 4): hi itself when the
+// block starts mid-word (`mid`: offset % 4 == 2), else lo's high half and
+// hi's low half.
 fn span_word(lo: u32, hi: u32, mid: bool) -> u32 {
     return select((lo >> 16u) | (hi << 16u), hi, mid);
 }

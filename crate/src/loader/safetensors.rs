@@ -437,9 +437,14 @@ impl HfModel {
             }
             p => (p, None),
         };
+        // Gemma3TextConfig's default local base is 10 000 (so its local
+        // layers never take the global base or its scaling).
         let rope_base_local = match local.and_then(|l| l["rope_theta"].as_f64()) {
             Some(t) => Some(t as f32),
-            None => c["rope_local_base_freq"].as_f64().map(|t| t as f32),
+            None => c["rope_local_base_freq"]
+                .as_f64()
+                .map(|t| t as f32)
+                .or(self.gemma.then_some(10000.0)),
         };
         let rope_theta = c["rope_theta"]
             .as_f64()

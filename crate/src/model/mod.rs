@@ -262,15 +262,16 @@ impl LlamaConfig {
             Some(_) => match g.get_str(&k("rope.scaling.type"))? {
                 "none" => None,
                 // Gemma 3 4B and up: on the global layers (see Layer).
-                "linear" => {
-                    let f = g.get_f32(&k("rope.scaling.factor"))?;
-                    if !(f.is_finite() && f > 0.0) {
+                // A missing or zero factor means none, as llama.cpp reads it.
+                "linear" => match opt_f32(&k("rope.scaling.factor"), 0.0)? {
+                    0.0 => None,
+                    f if f.is_finite() && f > 0.0 => Some(Llama3Scaling::linear(f)),
+                    f => {
                         return Err(LoadError::Corrupt(format!(
                             "rope scaling factor {f} must be a positive number"
                         )));
                     }
-                    Some(Llama3Scaling::linear(f))
-                }
+                },
                 other => {
                     return Err(LoadError::Corrupt(format!(
                         "rope scaling '{other}' is not supported yet"

@@ -205,15 +205,15 @@ fn plan(
     let tile64 = |rows: usize| tile64_pays(m, rows);
     // Decode on GPUs: 4 rows per subgroup at a time with x in registers
     // (XREG, common/gemv_rows.wgsl).
-    let xreg =
-        gemv && !ctx.caps.cpu && ctx.caps.subgroups && m == 1 && k % 32 == 0 && ctx.caps.gemv_xreg;
+    let xreg = gemv && ctx.caps.xreg_applies(m, k);
     let sub_rows = ctx.caps.gemv_rows_per_workgroup() * if xreg { 4 } else { 1 };
     ctx.chunks[1]
         .iter()
         .enumerate()
         .map(|(c, ch)| {
             let groups = if gemv {
-                // Rows per workgroup: 64 (CPU), one per subgroup, or 1.
+                // Rows per workgroup: 64 (CPU), one per subgroup (four
+                // with XREG), or 1.
                 let per = if ctx.caps.cpu {
                     64
                 } else if ctx.caps.subgroups {
@@ -228,21 +228,17 @@ fn plan(
                 [u(ch.rows.div_ceil(32))?, u(m.div_ceil(32))?, 1]
             };
             let mut defines = vec![weight_define(w.dtype)];
-            if gemv && ctx.caps.cpu {
-                defines.push("ROW_PER_THREAD");
-            }
-            if gemv && k % 4 == 0 {
-                defines.push("X_VEC4");
-            }
-            if xreg {
-                defines.push("XREG");
-            }
-            if gemv && super::env_flag("KILN_GEMV_U2") {
-                defines.push("GEMV_U2");
-            }
-            if gemv && !ctx.caps.cpu && ctx.caps.subgroups && super::env_flag("KILN_GEMV_WG256") {
-                defines.push("WG256");
-            } else if !gemv && tile64(ch.rows) {
+            if gemv {
+                if ctx.caps.cpu {
+                    defines.push("ROW_PER_THREAD");
+                }
+                if k % 4 == 0 {
+                    defines.push("X_VEC4");
+                }
+                if xreg {
+                    defines.push("XREG");
+                }
+            } else if tile64(ch.rows) {
                 defines.push("TILE64");
             }
             // The residual binding is x itself when there is none.

@@ -167,12 +167,7 @@ impl Op for FusedMatMul {
             }
             // Decode on GPUs: 4 rows per subgroup at a time with x in
             // registers (XREG, common/gemv_rows.wgsl): 4 columns, 2 with GLU.
-            let xreg = !ctx.caps.cpu
-                && ctx.caps.subgroups
-                && m == 1
-                && k % 32 == 0
-                && !super::env_flag("KILN_GEMV_XS")
-                && ctx.caps.gemv_xreg;
+            let xreg = ctx.caps.xreg_applies(m, k) && !super::env_flag("KILN_GEMV_XS");
             let sub_rows = ctx.caps.gemv_rows_per_workgroup()
                 * if !xreg {
                     1
@@ -185,12 +180,6 @@ impl Op for FusedMatMul {
                 (vec![weight_define(w.dtype), "ROW_PER_THREAD"], 64)
             } else if ctx.caps.subgroups {
                 let mut d = vec![weight_define(w.dtype)];
-                if super::env_flag("KILN_GEMV_U2") {
-                    d.push("GEMV_U2");
-                }
-                if m == 1 && k % 32 == 0 && super::env_flag("KILN_GEMV_WG256") {
-                    d.push("WG256");
-                }
                 // Decode over whole blocks: x read as vec4s, 1/rms applied
                 // to the sums (no workgroup memory, no barrier); else x
                 // normalised once per workgroup in workgroup memory (4 or 16

@@ -147,9 +147,7 @@ impl Backward {
 
 /// Whether the benchmark switch `name` is set to 1 (read once per name).
 /// The GEMV's: `KILN_GEMV_XS=1` stages the fused decode GEMV's x in
-/// workgroup memory (`XS`) where `XG` applies; `KILN_GEMV_U2=1` takes two
-/// blocks per lane per iteration in the decode GEMVs; `KILN_GEMV_WG256=1`
-/// runs their subgroup paths in workgroups of 256 (rows per workgroup ×4).
+/// workgroup memory (`XS`) where `XG` applies.
 pub(crate) fn env_flag(name: &'static str) -> bool {
     static FLAGS: std::sync::Mutex<Vec<(&'static str, bool)>> = std::sync::Mutex::new(Vec::new());
     let Ok(mut flags) = FLAGS.lock() else {
@@ -196,6 +194,13 @@ pub struct GpuCaps {
 }
 
 impl GpuCaps {
+    /// Whether a decode GEMV of `m` rows of x over `k` takes 4 rows per
+    /// subgroup with x in registers (`XREG`, common/gemv_rows.wgsl): GPUs
+    /// with subgroups and `gemv_xreg`, one row of x, whole 32-blocks.
+    pub fn xreg_applies(&self, m: usize, k: usize) -> bool {
+        self.gemv_xreg && !self.cpu && self.subgroups && m == 1 && k.is_multiple_of(32)
+    }
+
     /// Rows per 64-invocation workgroup of the subgroup GEMV kernels: one
     /// per subgroup when the size is known (more workgroups in flight), else 8.
     /// `KILN_GEMV_ROWS=N` (1..=256) overrides it, for benchmarks.
@@ -210,9 +215,8 @@ impl GpuCaps {
         if let Some(n) = *forced {
             return n;
         }
-        let wg = if env_flag("KILN_GEMV_WG256") { 256 } else { 64 };
         match self.subgroup_size {
-            s if (1..=64).contains(&s) && 64 % s == 0 => (wg / s) as usize,
+            s if (1..=64).contains(&s) && 64 % s == 0 => (64 / s) as usize,
             _ => 8,
         }
     }
