@@ -47,36 +47,7 @@ fn x4(m: u32, g: u32) -> vec4<f32> {
 }
 #endif
 
-#if XREG
-// Decode on GPUs (m = 1, k % 32 == 0, subgroups): each subgroup takes 4
-// consecutive rows at a time (common/gemv_rows.wgsl); rows_per_wg is a
-// multiple of 4.
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let sgs = subgroupAdd(1u);
-    let sg = lid / sgs;
-    let lane = lid % sgs;
-    let rows_wg = p.rows_per_wg;
-    let r0 = (wid.x + wid.y * nwg.x) * rows_wg;
-    let last = p.rows - 1u;
-    for (var rr = 4u * sg; rr < rows_wg; rr += 4u * (WG / sgs)) {
-        let r = r0 + rr;
-        if (r >= p.rows) {
-            break;
-        }
-        let rs = vec4<u32>(r, min(r + 1u, last), min(r + 2u, last), min(r + 3u, last));
-        let s = subgroupAdd(rows4(rs, lane, sgs));
-        if (lane == 0u) {
-            for (var i = 0u; i < 4u; i++) {
-                if (r + i < p.rows) {
-                    put(p.n0 + r + i, s[i]);
-                }
-            }
-        }
-    }
-}
-#elif ROW_PER_THREAD
+#if ROW_PER_THREAD
 // CPU adapters (lavapipe, SwiftShader): SIMD lanes are invocations, so one
 // invocation owns one weight row and walks all of K — no reductions, no
 // barriers, and 64 rows per workgroup amortise the launch.
@@ -112,6 +83,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let lane = lid % sgs;
     let rows_wg = p.rows_per_wg;
     let r0 = (wid.x + wid.y * nwg.x) * rows_wg;
+#if XREG
+    // Decode on GPUs (m = 1, k % 32 == 0): each subgroup takes 4
+    // consecutive rows at a time (common/gemv_rows.wgsl); rows_per_wg is a
+    // multiple of 4.
+    let last = p.rows - 1u;
+    for (var rr = 4u * sg; rr < rows_wg; rr += 4u * (WG / sgs)) {
+        let r = r0 + rr;
+        if (r >= p.rows) {
+            break;
+        }
+        let rs = vec4<u32>(r, min(r + 1u, last), min(r + 2u, last), min(r + 3u, last));
+        let s = subgroupAdd(rows4(rs, lane, sgs));
+        if (lane == 0u) {
+            for (var i = 0u; i < 4u; i++) {
+                if (r + i < p.rows) {
+                    put(p.n0 + r + i, s[i]);
+                }
+            }
+        }
+    }
+    return;
+#else
     let ng = (p.k + 3u) / 4u;
     for (var rr = sg; rr < rows_wg; rr += WG / sgs) {
         let r = r0 + rr;
@@ -148,6 +141,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             }
         }
     }
+#endif
 }
 #else
 @compute @workgroup_size(64)
