@@ -167,7 +167,9 @@ impl Op for FusedMatMul {
             }
             // Decode on GPUs: 4 rows per subgroup at a time with x in
             // registers (XREG, common/gemv_rows.wgsl): 4 columns, 2 with GLU.
-            let xreg = ctx.caps.xreg_applies(m, k) && !super::env_flag("KILN_GEMV_XS");
+            // XG (below) unless KILN_GEMV_XS=1 keeps the workgroup-memory copy.
+            let xg = m == 1 && k % 32 == 0 && super::env_switch("KILN_GEMV_XS") != Some(true);
+            let xreg = xg && ctx.caps.xreg_applies(m, k);
             let sub_rows = ctx.caps.gemv_rows_per_workgroup()
                 * if !xreg {
                     1
@@ -185,7 +187,7 @@ impl Op for FusedMatMul {
                 // normalised once per workgroup in workgroup memory (4 or 16
                 // KiB, plus the reduction's 256 bytes).
                 let xs = if k <= 1024 { 4096 } else { 16384 };
-                if m == 1 && k % 32 == 0 && !super::env_flag("KILN_GEMV_XS") {
+                if xg {
                     d.push("XG");
                     if xreg {
                         d.push("XREG");

@@ -145,23 +145,9 @@ impl Backward {
     }
 }
 
-/// Whether the benchmark switch `name` is set to 1 (read once per name).
-/// The GEMV's: `KILN_GEMV_XS=1` stages the fused decode GEMV's x in
-/// workgroup memory (`XS`) where `XG` applies.
-pub(crate) fn env_flag(name: &'static str) -> bool {
-    static FLAGS: std::sync::Mutex<Vec<(&'static str, bool)>> = std::sync::Mutex::new(Vec::new());
-    let Ok(mut flags) = FLAGS.lock() else {
-        return false;
-    };
-    if let Some((_, v)) = flags.iter().find(|(n, _)| *n == name) {
-        return *v;
-    }
-    let v = std::env::var(name).is_ok_and(|v| v == "1");
-    flags.push((name, v));
-    v
-}
-
-/// The setting of switch `name` when it is 0 or 1 (None otherwise).
+/// The setting of switch `name` when it is 0 or 1 (None otherwise): the
+/// benchmark switches (`KILN_GEMV_XREG`, `KILN_GEMV_XS`, `KILN_WGPU_AS_GPU`),
+/// read when a plan or a context is made, not per run.
 pub fn env_switch(name: &str) -> Option<bool> {
     match std::env::var(name).as_deref() {
         Ok("0") => Some(false),

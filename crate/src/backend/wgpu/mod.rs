@@ -211,7 +211,7 @@ impl GpuContext {
             // KILN_WGPU_AS_GPU=1: plan a CPU adapter's kernels as on a GPU
             // (so lavapipe checks the GPU kernels' results; slowly).
             cpu: info.device_type == wgpu::DeviceType::Cpu
-                && std::env::var("KILN_WGPU_AS_GPU").map_or(true, |v| v != "1"),
+                && crate::ops::env_switch("KILN_WGPU_AS_GPU") != Some(true),
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
             max_binding_bytes: max_binding,
