@@ -80,16 +80,6 @@ fn xg_inv(lane: u32, sgs: u32) -> f32 {
     }
     return inv_rms(subgroupAdd(ss));
 }
-#else
-fn xraw(m: u32, c: u32) -> f32 {
-    if (c < p.k) {
-        return x[m * p.k + c];
-    }
-    return 0.0;
-}
-#endif
-
-#if XG
 #elif XS
 // Decode (m = 1, k % 4 == 0) with subgroups: the workgroup normalises x once
 // into workgroup memory (zero-filled to the last whole 32-block) and every
@@ -129,6 +119,13 @@ fn load_xs(lid: u32) {
     workgroupBarrier();
 }
 #else
+fn xraw(m: u32, c: u32) -> f32 {
+    if (c < p.k) {
+        return x[m * p.k + c];
+    }
+    return 0.0;
+}
+
 fn x4(m: u32, g: u32) -> vec4<f32> {
     let c = 4u * g;
     let base = m * p.k + c;
