@@ -3,7 +3,8 @@
 // STRIDED (+ SRC_F16 | SRC_BF16): y[dst_off + Σ i_k·ds_k] = x[src_off + Σ i_k·ss_k]
 //   over a 4-D region `dims`; source f32 (or half/bfloat16 widened), dest f32.
 //   Used by copy/cast-to-f32, transpose and concat.
-//   Bindings: 0 params, 1 x, 2 y.  One thread per element.
+//   Bindings: 0 params, 1 x, 2 y.  One thread per element (per 4 along the
+//   innermost dimension with VEC4).
 // TO_HALF (+ BF16): contiguous f32 → f16 (or bf16, round to nearest even),
 //   one thread per output u32 (two halves). Bindings: 0 params, 1 x, 2 y.
 // CACHE (+ DST_F16): dst[h, pos+t, :] = src[t, h, :] into a [hkv, cap, d]
@@ -40,10 +41,19 @@ fn x_at(e: u32) -> f32 {
 #endif
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
+// With VEC4 (dims.w % 4 == 0, unit innermost strides: concat, contiguous
+// copies) an invocation copies 4 consecutive elements, loading all four
+// before storing any (y might alias x as far as the compiler knows).
+#if VEC4
+const PER: u32 = 4u;
+#else
+const PER: u32 = 1u;
+#endif
+
 @compute @workgroup_size(256)
 fn strided(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let e = (wid.x + wid.y * nwg.x) * 256u + lid;
+    let e = ((wid.x + wid.y * nwg.x) * 256u + lid) * PER;
     if (e >= p.n) {
         return;
     }
@@ -54,7 +64,15 @@ fn strided(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let idx = vec4<u32>(i0, i1, i2, i3);
     let s = p.src_off + dot(idx, p.ss);
     let d = p.dst_off + dot(idx, p.ds);
+#if VEC4
+    let v = vec4<f32>(x_at(s), x_at(s + 1u), x_at(s + 2u), x_at(s + 3u));
+    y[d] = v.x;
+    y[d + 1u] = v.y;
+    y[d + 2u] = v.z;
+    y[d + 3u] = v.w;
+#else
     y[d] = x_at(s);
+#endif
 }
 #endif
 

@@ -13,11 +13,12 @@
 //           x − x₀, x₀ the channel's first value in the chunk), into `part`;
 //  `finish` a workgroup per (sample, group): merges its chunks × channels
 //           (Chan et al.'s pairwise update, per invocation then as a tree)
-//           into (mean, 1/sqrt(var + eps));
+//           into (mean, 1/sqrt(var + eps)), then per channel the affine
+//           y = (x − mean)·a + o with γ, β and the scale-shift folded in;
 //  `apply`  an invocation per 4 channels of a pixel (per element when
-//           C % 4 != 0).
-// `part` (binding 6, scratch): [B][chunks][C] (mean, M2), then [B][G]
-// (mean, inv).
+//           C % 4 != 0): (x − mean)·a + o (+ SiLU).
+// `part` (binding 6, scratch): [B][chunks][C] (mean, M2), then three
+// [B][C] planes: mean, a, o.
 
 const WG: u32 = 256u;
 #include "common/reduce.wgsl"
@@ -35,15 +36,25 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+#if APPLY4
+// `apply` when C % 4 == 0: 4 channels of a pixel are one vector.
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+#else
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+#endif
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;
 @group(0) @binding(3) var<storage, read> beta: array<f32>;
 @group(0) @binding(4) var<storage, read> ss: array<f32>;
+#if APPLY4
+@group(0) @binding(5) var<storage, read_write> y: array<vec4<f32>>;
+#else
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
+#endif
 #if SPLIT
 @group(0) @binding(6) var<storage, read_write> part: array<f32>;
 #endif
 
+#if !APPLY4
 // Element e (channel-major within the group) of the group at `base`.
 fn elem(base: u32, cg: u32, e: u32) -> u32 {
     return base + (e / cg) * p.c + e % cg;
@@ -156,7 +167,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     apply_range(b, g, base, cg, 0u, count, mean, inv, lid);
 }
 
+#endif
+
 #if SPLIT
+#if !APPLY4
 var<workgroup> sq_s: array<f32, 256>;
 var<workgroup> sq_q: array<f32, 256>;
 
@@ -182,9 +196,27 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
         var s = 0.0;
         var q = 0.0;
         if (lane < per && ch < p.c) {
-            let x0 = x[(b * p.n + p0) * p.c + ch];
-            for (var px = p0 + lane; px < p1; px += per) {
-                let d = x[(b * p.n + px) * p.c + ch] - x0;
+            let row = b * p.n;
+            let x0 = x[(row + p0) * p.c + ch];
+            // Four pixels' loads in flight per step, summed in pixel order.
+            var px = p0 + lane;
+            for (; px + 3u * per < p1; px += 4u * per) {
+                let v0 = x[(row + px) * p.c + ch];
+                let v1 = x[(row + px + per) * p.c + ch];
+                let v2 = x[(row + px + 2u * per) * p.c + ch];
+                let v3 = x[(row + px + 3u * per) * p.c + ch];
+                let d = vec4<f32>(v0, v1, v2, v3) - x0;
+                s += d.x;
+                q += d.x * d.x;
+                s += d.y;
+                q += d.y * d.y;
+                s += d.z;
+                q += d.z * d.z;
+                s += d.w;
+                q += d.w * d.w;
+            }
+            for (; px < p1; px += per) {
+                let d = x[(row + px) * p.c + ch] - x0;
                 s += d;
                 q += d * d;
             }
@@ -250,47 +282,65 @@ fn finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         }
         workgroupBarrier();
     }
-    if (lid == 0u) {
-        let st = 2u * p.batch * p.chunks * p.c + 2u * i;
-        part[st] = mg_m[0];
-        part[st + 1u] = inverseSqrt(mg_q[0] / mg_n[0] + p.eps);
+    // The tree ends with a barrier: every invocation reads the group's
+    // (mean, 1/σ) and folds γ, β and the scale-shift into one affine per
+    // channel, y = (x − mean)·a + o, for `apply`.
+    let inv = inverseSqrt(mg_q[0] / mg_n[0] + p.eps);
+    let st = 2u * p.batch * p.chunks * p.c;
+    let bc = p.batch * p.c;
+    for (var j = lid; j < cg; j += WG) {
+        let ch = g * cg + j;
+        var a = inv * gamma[ch];
+        var o = beta[ch];
+        if (p.has_ss != 0u) {
+            let k = 1.0 + ss[b * 2u * p.c + ch];
+            a *= k;
+            o = o * k + ss[b * 2u * p.c + p.c + ch];
+        }
+        let at = st + b * p.c + ch;
+        part[at] = mg_m[0];
+        part[at + bc] = a;
+        part[at + 2u * bc] = o;
     }
 }
 
-// VEC consecutive channels of one pixel per invocation (4 when C % 4 == 0;
-// ops/group_norm.rs sizes the grid the same way): one index division per
-// invocation, the group stepped, not divided, per channel.
+#endif
+
+// An invocation per 4 consecutive channels of a pixel (APPLY4, C % 4 == 0:
+// one vector load and store) or per value; ops/group_norm.rs sizes the grid
+// the same way. One index division per invocation.
 @compute @workgroup_size(256)
 fn apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
-    let vec = select(1u, 4u, p.c % 4u == 0u);
-    let i0 = ((wid.x + wid.y * nwg.x) * WG + lid) * vec;
+#if APPLY4
+    let v4 = (wid.x + wid.y * nwg.x) * WG + lid;
+    let i0 = 4u * v4;
+#else
+    let i0 = (wid.x + wid.y * nwg.x) * WG + lid;
+#endif
     let nc = p.n * p.c;
     if (i0 >= p.batch * nc) {
         return;
     }
-    let b = i0 / nc;
-    let ch0 = i0 % p.c;
-    let cg = p.c / p.groups;
-    var g = ch0 / cg;
-    var r = ch0 % cg;
-    let st0 = 2u * p.batch * p.chunks * p.c + 2u * b * p.groups;
-    for (var e = 0u; e < vec; e++) {
-        let ch = ch0 + e;
-        let st = st0 + 2u * g;
-        var v = (x[i0 + e] - part[st]) * part[st + 1u] * gamma[ch] + beta[ch];
-        if (p.has_ss != 0u) {
-            v = v * (1.0 + ss[b * 2u * p.c + ch]) + ss[b * 2u * p.c + p.c + ch];
-        }
-        if (p.silu != 0u) {
-            v = v / (1.0 + exp(-v));
-        }
-        y[i0 + e] = v;
-        r += 1u;
-        if (r == cg) {
-            r = 0u;
-            g += 1u;
-        }
+    // (sample, channel) of the first value: the affine's index.
+    let at = 2u * p.batch * p.chunks * p.c + (i0 / nc) * p.c + i0 % p.c;
+    let bc = p.batch * p.c;
+#if APPLY4
+    let m = vec4<f32>(part[at], part[at + 1u], part[at + 2u], part[at + 3u]);
+    let a = vec4<f32>(part[at + bc], part[at + bc + 1u], part[at + bc + 2u], part[at + bc + 3u]);
+    let ab = at + 2u * bc;
+    let o = vec4<f32>(part[ab], part[ab + 1u], part[ab + 2u], part[ab + 3u]);
+    var v = (x[v4] - m) * a + o;
+    if (p.silu != 0u) {
+        v = v / (1.0 + exp(-v));
     }
+    y[v4] = v;
+#else
+    var v = (x[i0] - part[at]) * part[at + bc] + part[at + 2u * bc];
+    if (p.silu != 0u) {
+        v = v / (1.0 + exp(-v));
+    }
+    y[i0] = v;
+#endif
 }
 #endif

@@ -6,7 +6,9 @@
 //
 // A workgroup of 256 owns BR = 64 queries of one (sample, head), their q in
 // workgroup memory (dim-major), and walks the keys BC = 32 at a time; the
-// [T, T] scores are never stored. Per key tile, four barrier-separated
+// [T, T] scores are never stored; each tile's k and v are loaded into
+// registers during the tile before (their latency behind its arithmetic).
+// Per key tile, four barrier-separated
 // phases: (1) stage k (dim-major); (2) scores: invocation (ty, tx) computes
 // queries 4ty..4ty+3 × keys 2tx, 2tx+1, scaled, into `ps` (key-major);
 // (3) invocations 0..63 update their query's online softmax (running max
@@ -63,6 +65,28 @@ var<workgroup> kv: array<vec4<f32>, DM * 8u>;   // k [DM][BC] scalars, or v [BC]
 var<workgroup> ps: array<vec4<f32>, 512>;   // [BC][BR/4] scores, then p
 var<workgroup> alpha: array<f32, 64>;       // per query: rescale, then 1/sum
 
+// Item i (< BC·CW) of a key tile from k0: with `dim_major` (k) key i % BC,
+// vec4 i / BC of the head's dims, else (v) key i / CW, vec4 i % CW; zeros
+// past the tokens and the head's dims.
+fn kv_load(tok0: u32, h: u32, off: u32, k0: u32, i: u32, dim_major: bool) -> vec4<f32> {
+    let key = select(i / CW, i % BC, dim_major);
+    let x = select(i % CW, i / BC, dim_major);
+    if (x < p.d / 4u && k0 + key < p.t) {
+        return qkv[(tok0 + k0 + key) * p.rs + h * p.hs + off + x];
+    }
+    return vec4<f32>(0.0);
+}
+
+// k item i (kv_load's dim-major order) into kv as [DM][BC] scalars.
+fn put_k(i: u32, v: vec4<f32>) {
+    let key = i % BC;
+    let x = i / BC;
+    for (var c = 0u; c < 4u; c++) {
+        let e = (4u * x + c) * BC + key;
+        kv[e / 4u][e % 4u] = v[c];
+    }
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -105,21 +129,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // Phase 3 (lid < 64): this query's running max and sum.
     var m = -3.0e38;
     var l = 0.0;
+    // K and V of the first key tile in registers; each tile's loads of the
+    // next are issued before its arithmetic (latency hidden behind it).
+    var kr0 = kv_load(tok0, h, p.k_b, kb, lid, true);
+    var vr0 = kv_load(tok0, h, p.v_b, kb, lid, false);
+#if D64
+    var kr1 = kv_load(tok0, h, p.k_b, kb, lid + 256u, true);
+    var vr1 = kv_load(tok0, h, p.v_b, kb, lid + 256u, false);
+#endif
     for (var k0 = kb; k0 < ke; k0 += BC) {
         // (1) k of keys k0 .. k0 + BC, dim-major.
-        for (var i = lid; i < BC * CW; i += 256u) {
-            let key = i % BC;
-            let x = i / BC;
-            var v = vec4<f32>(0.0);
-            if (x < d4 && k0 + key < p.t) {
-                v = qkv[(tok0 + k0 + key) * p.rs + h * p.hs + p.k_b + x];
-            }
-            for (var c = 0u; c < 4u; c++) {
-                let e = (4u * x + c) * BC + key;
-                kv[e / 4u][e % 4u] = v[c];
-            }
-        }
+        put_k(lid, kr0);
+#if D64
+        put_k(lid + 256u, kr1);
+#endif
         workgroupBarrier();
+        let kn = k0 + BC;
+        if (kn < ke) {
+            kr0 = kv_load(tok0, h, p.k_b, kn, lid, true);
+#if D64
+            kr1 = kv_load(tok0, h, p.k_b, kn, lid + 256u, true);
+#endif
+        }
         // (2) scores of queries 4ty.. × keys 2tx, 2tx + 1.
         var s0 = vec2<f32>(0.0);
         var s1 = vec2<f32>(0.0);
@@ -160,14 +191,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             m = mx;
             alpha[lid] = a;
         }
-        for (var i = lid; i < BC * CW; i += 256u) {
-            let key = i / CW;
-            let x = i % CW;
-            var v = vec4<f32>(0.0);
-            if (x < d4 && k0 + key < p.t) {
-                v = qkv[(tok0 + k0 + key) * p.rs + h * p.hs + p.v_b + x];
-            }
-            kv[i] = v;
+        kv[lid] = vr0;
+#if D64
+        kv[lid + 256u] = vr1;
+#endif
+        if (kn < ke) {
+            vr0 = kv_load(tok0, h, p.v_b, kn, lid, false);
+#if D64
+            vr1 = kv_load(tok0, h, p.v_b, kn, lid + 256u, false);
+#endif
         }
         workgroupBarrier();
         // (4) o = o·alpha + p·v for queries rg·RT .. + RT, dims 4cg .. + 4.

@@ -8,7 +8,9 @@
 // group_norm_stats (a block per (sample, chunk of chunk_len pixels): per
 // channel, the chunk's mean and squared deviations via sums of x − x₀),
 // group_norm_finish (a block per (sample, group): Chan et al.'s pairwise
-// merge, per thread then as a tree, into mean and 1/sqrt(var + eps)), and
+// merge, per thread then as a tree, into mean and 1/sqrt(var + eps), then
+// per channel the affine y = (x − mean)·a + o with γ, β and the scale-shift
+// folded in: three [B][C] planes after the chunk stats in `part`), and
 // group_norm_apply (a thread per 4 channels of a pixel).
 #include "common.cuh"
 
@@ -27,9 +29,22 @@ extern "C" __global__ void group_norm_stats(Params p, Ptrs b) {
         const u32 ch = cb + threadIdx.x % cw;
         float s = 0.0f, q = 0.0f;
         if (lane < per && ch < c) {
-            const float x0 = x[((u64)s_ * n + p0) * c + ch];
-            for (u32 px = p0 + lane; px < p1; px += per) {
-                const float d = x[((u64)s_ * n + px) * c + ch] - x0;
+            const float* xr = x + (u64)s_ * n * c + ch;
+            const float x0 = xr[(u64)p0 * c];
+            // Four pixels' loads in flight per step, summed in pixel order.
+            u32 px = p0 + lane;
+            for (; px + 3u * per < p1; px += 4u * per) {
+                const float v[4] = {xr[(u64)px * c], xr[(u64)(px + per) * c],
+                                    xr[(u64)(px + 2u * per) * c], xr[(u64)(px + 3u * per) * c]};
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const float d = v[j] - x0;
+                    s += d;
+                    q += d * d;
+                }
+            }
+            for (; px < p1; px += per) {
+                const float d = xr[(u64)px * c] - x0;
                 s += d;
                 q += d * d;
             }
@@ -82,10 +97,25 @@ extern "C" __global__ void group_norm_finish(Params p, Ptrs b) {
         }
         __syncthreads();
     }
-    if (lid == 0u) {
-        const u64 st = 2u * (u64)batch * chunks * c + 2u * i;
-        part[st] = mg_m[0];
-        part[st + 1u] = 1.0f / sqrtf(mg_q[0] / mg_n[0] + PF(4));
+    // Every thread reads the group's (mean, 1/σ) and folds γ, β and the
+    // scale-shift into one affine per channel: y = (x − mean)·a + o.
+    const float inv = 1.0f / sqrtf(mg_q[0] / mg_n[0] + PF(4));
+    const float* gamma = BUF(const float, 1);
+    const float* beta = BUF(const float, 2);
+    const float* ss = BUF(const float, 3);
+    const u64 bc = (u64)batch * c;
+    float* st = part + 2u * (u64)batch * chunks * c + (u64)s_ * c;
+    for (u32 j = lid; j < cg; j += 256u) {
+        const u32 ch = g * cg + j;
+        float a = inv * gamma[ch], o = beta[ch];
+        if (p.w[6] != 0u) {
+            const float k = 1.0f + ss[(u64)s_ * 2u * c + ch];
+            a *= k;
+            o = o * k + ss[(u64)s_ * 2u * c + c + ch];
+        }
+        st[ch] = mg_m[0];
+        st[ch + bc] = a;
+        st[ch + 2u * bc] = o;
     }
 }
 
@@ -124,32 +154,44 @@ extern "C" __global__ void group_norm_main(Params p, Ptrs b) {
 }
 
 // VEC consecutive channels of one pixel per thread (4 when C % 4 == 0, as
-// group_norm.wgsl's apply and the plan's grid), 32-bit index math when the
-// tensor allows (64-bit division is slow), the group stepped per channel.
+// group_norm.wgsl's apply and the plan's grid): (x − mean)·a + o (+ SiLU)
+// with finish's per-channel affine, every value loaded before any is stored;
+// 32-bit index math when the tensor allows (64-bit division is slow).
 template <class I>
 __device__ __forceinline__ void gn_apply(const Params& p, const Ptrs& b, I i0, u32 vec) {
-    const u32 n = p.w[0], c = p.w[1], groups = p.w[2], batch = p.w[3], chunks = p.w[7];
+    const u32 n = p.w[0], c = p.w[1], batch = p.w[3], chunks = p.w[7];
     const I nc = (I)n * c;
-    const float* x = BUF(const float, 0);
-    const float* gamma = BUF(const float, 1);
-    const float* beta = BUF(const float, 2);
-    const float* ss = BUF(const float, 3);
-    float* y = BUF(float, 4);
+    const float* __restrict__ x = BUF(const float, 0);
+    float* __restrict__ y = BUF(float, 4);
     const float* part = BUF(const float, 5);
-    const u32 s_ = (u32)(i0 / nc), ch0 = (u32)(i0 % c), cg = c / groups;
-    u32 g = ch0 / cg, r = ch0 % cg;
-    const float* st0 = part + 2u * (u64)batch * chunks * c + 2u * (u64)s_ * groups;
-    const float* sc = ss + (u64)s_ * 2u * c;
-    for (u32 e = 0; e < vec; e++) {
-        const u32 ch = ch0 + e;
-        float v = (x[i0 + e] - st0[2u * g]) * st0[2u * g + 1u] * gamma[ch] + beta[ch];
-        if (p.w[6] != 0u) v = v * (1.0f + sc[ch]) + sc[c + ch];
-        if (p.w[5] != 0u) v = v / (1.0f + expf(-v));
-        y[i0 + e] = v;
-        if (++r == cg) {
-            r = 0u;
-            g++;
+    const u64 bc = (u64)batch * c;
+    const float* m = part + 2u * (u64)batch * chunks * c + (u64)(i0 / nc) * c + (u32)(i0 % c);
+    const bool silu = p.w[5] != 0u;
+    if (vec == 4u) {
+        // One 16-byte load and store where both tensors allow it (i0 % 4 == 0).
+        const bool wide = (((u64)x | (u64)y) & 15u) == 0u;
+        float v[4];
+        if (wide) {
+            const float4 q = *reinterpret_cast<const float4*>(x + i0);
+            v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+        } else {
+#pragma unroll
+            for (int e = 0; e < 4; e++) v[e] = x[i0 + e];
         }
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            v[e] = (v[e] - m[e]) * m[bc + e] + m[2u * bc + e];
+            if (silu) v[e] = v[e] / (1.0f + expf(-v[e]));
+        }
+        if (wide) {
+            *reinterpret_cast<float4*>(y + i0) = make_float4(v[0], v[1], v[2], v[3]);
+        } else {
+#pragma unroll
+            for (int e = 0; e < 4; e++) y[i0 + e] = v[e];
+        }
+    } else {
+        const float v = (x[i0] - m[0]) * m[bc] + m[2u * bc];
+        y[i0] = silu ? v / (1.0f + expf(-v)) : v;
     }
 }
 

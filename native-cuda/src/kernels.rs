@@ -236,7 +236,8 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
             } else {
                 "f32"
             };
-            k("copy", format!("strided_{src}"), [256, 1, 1])
+            let per = if has("VEC4") { "4" } else { "" };
+            k("copy", format!("strided{per}_{src}"), [256, 1, 1])
         }
         ("copy.wgsl", "to_half") => {
             let to = if has("BF16") { "bf16" } else { "f16" };

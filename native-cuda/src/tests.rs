@@ -161,6 +161,8 @@ fn every_parity_case_plans_onto_existing_kernels() {
         "group_norm_finish",
         "group_norm_apply",
         "group_norm_main",
+        "strided_f32",
+        "strided4_f32",
         // The 64-tile serves convolutions whose Cin is not a multiple of 4
         // (block weight types always are: the big kernel takes them).
         "conv2d64_f32",

@@ -21,8 +21,16 @@ const BN: u32 = 32u;
 const BM: u32 = 256u;
 const BN: u32 = 32u;
 #endif
+#if BK16
+const BK: u32 = 16u;
+#else
 const BK: u32 = 8u;
+#endif
 const WG: u32 = BM * BN / 32u;
+// Invocations per pixel row of the tile (1 or 2), and the 4-K groups each
+// gathers per slice (groups ag, ag + GS, ...).
+const GS: u32 = WG / BM;
+const NX: u32 = BK / 4u / GS;
 
 // [buffer][k][pixel / 4] and [buffer][k][channel / 4]: vectors along the
 // tile's pixels / channels.
@@ -36,6 +44,19 @@ fn put_x(buf: u32, g: u32, row: u32, v: vec4<f32>) {
     As[i + BM / 4u][c] = v.y;
     As[i + BM / 2u][c] = v.z;
     As[i + 3u * BM / 4u][c] = v.w;
+}
+
+// This invocation's NX gathered groups (ag + j·GS) of pixel row `row`.
+fn put_xs(buf: u32, ag: u32, row: u32, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>,
+          v3: vec4<f32>) {
+    put_x(buf, ag, row, v0);
+    if (NX > 1u) {
+        put_x(buf, ag + GS, row, v1);
+    }
+    if (NX > 2u) {
+        put_x(buf, ag + 2u * GS, row, v2);
+        put_x(buf, ag + 3u * GS, row, v3);
+    }
 }
 
 fn put_w(buf: u32, g: u32, row: u32, v: vec4<f32>) {
@@ -54,16 +75,14 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     // This workgroup's K slab (all of K unless split).
     let kb = wid.z * p.kslab;
     let ke = min(p.k, kb + p.kslab);
-    // Gathering: pixel arow of the tile, groups ag (and ag + 1 when each
-    // invocation loads two: WG = BM).
+    // Gathering: pixel arow of the tile, groups ag, ag + GS, ... (NX of them).
     let arow = lid % BM;
     let ag = lid / BM;
     let px = im_pixel(m0 + arow);
-    let two = WG == BM;
-    // Weights: row brow of the tile, group bg (invocations past 2·BN load none).
+    // Weights: row brow of the tile, group bg (invocations past BK/4·BN load none).
     let brow = lid % BN;
     let bg = lid / BN;
-    let wload = bg < 2u && r0 + brow < p.rows;
+    let wload = bg < BK / 4u && r0 + brow < p.rows;
     // Multiplying: pixels tm·8 .. +8, channels tn·4 .. +4.
     let tn = lid % (BN / 4u);
     let tm = lid / (BN / 4u);
@@ -76,21 +95,29 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     var a6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
     var c0 = im_cur(kb + 4u * ag);
-    var c1 = im_cur(kb + 4u * (ag + 1u));
+    var c1 = c0;
+    var c2 = c0;
+    var c3 = c0;
     var xv0 = im_load(px, c0);
     var xv1 = vec4<f32>(0.0);
-    if (two) {
+    var xv2 = vec4<f32>(0.0);
+    var xv3 = vec4<f32>(0.0);
+    if (NX > 1u) {
+        c1 = im_cur(kb + 4u * (ag + GS));
         xv1 = im_load(px, c1);
+    }
+    if (NX > 2u) {
+        c2 = im_cur(kb + 4u * (ag + 2u * GS));
+        c3 = im_cur(kb + 4u * (ag + 3u * GS));
+        xv2 = im_load(px, c2);
+        xv3 = im_load(px, c3);
     }
     var wv = vec4<f32>(0.0);
     if (wload && kb + 4u * bg < p.k) {
         wv = w4(r0 + brow, p.k, kb / 4u + bg);
     }
-    put_x(0u, ag, arow, xv0);
-    if (two) {
-        put_x(0u, ag + 1u, arow, xv1);
-    }
-    if (bg < 2u) {
+    put_xs(0u, ag, arow, xv0, xv1, xv2, xv3);
+    if (bg < BK / 4u) {
         put_w(0u, bg, brow, wv);
     }
     workgroupBarrier();
@@ -101,9 +128,15 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
             let k1 = k0 + BK;
             c0 = im_next(c0, BK);
             xv0 = im_load(px, c0);
-            if (two) {
+            if (NX > 1u) {
                 c1 = im_next(c1, BK);
                 xv1 = im_load(px, c1);
+            }
+            if (NX > 2u) {
+                c2 = im_next(c2, BK);
+                c3 = im_next(c3, BK);
+                xv2 = im_load(px, c2);
+                xv3 = im_load(px, c3);
             }
             wv = vec4<f32>(0.0);
             if (wload && k1 + 4u * bg < p.k) {
@@ -126,11 +159,8 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
         }
         if (more) {
             let nb = buf ^ 1u;
-            put_x(nb, ag, arow, xv0);
-            if (two) {
-                put_x(nb, ag + 1u, arow, xv1);
-            }
-            if (bg < 2u) {
+            put_xs(nb, ag, arow, xv0, xv1, xv2, xv3);
+            if (bg < BK / 4u) {
                 put_w(nb, bg, brow, wv);
             }
         }
@@ -138,33 +168,91 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
         buf ^= 1u;
     }
     let mb = m0 + tm * 8u;
+    let rc = r0 + tn * 4u;
+#if SPLITK
     let s = wid.z;
-    put_row(s, mb, r0 + tn * 4u, a0);
-    put_row(s, mb + 1u, r0 + tn * 4u, a1);
-    put_row(s, mb + 2u, r0 + tn * 4u, a2);
-    put_row(s, mb + 3u, r0 + tn * 4u, a3);
-    put_row(s, mb + 4u, r0 + tn * 4u, a4);
-    put_row(s, mb + 5u, r0 + tn * 4u, a5);
-    put_row(s, mb + 6u, r0 + tn * 4u, a6);
-    put_row(s, mb + 7u, r0 + tn * 4u, a7);
+    put_part(s, mb, rc, a0);
+    put_part(s, mb + 1u, rc, a1);
+    put_part(s, mb + 2u, rc, a2);
+    put_part(s, mb + 3u, rc, a3);
+    put_part(s, mb + 4u, rc, a4);
+    put_part(s, mb + 5u, rc, a5);
+    put_part(s, mb + 6u, rc, a6);
+    put_part(s, mb + 7u, rc, a7);
+#else
+    // Bias and every residual loaded before the first store: y might alias
+    // res as far as the compiler knows, so a load after a store waits for it.
+    let bv = bias4(rc);
+    let q0 = res4(mb, rc);
+    let q1 = res4(mb + 1u, rc);
+    let q2 = res4(mb + 2u, rc);
+    let q3 = res4(mb + 3u, rc);
+    let q4 = res4(mb + 4u, rc);
+    let q5 = res4(mb + 5u, rc);
+    let q6 = res4(mb + 6u, rc);
+    let q7 = res4(mb + 7u, rc);
+    // (acc + bias) + res, gemm_put's order.
+    put4(mb, rc, a0 + bv + q0);
+    put4(mb + 1u, rc, a1 + bv + q1);
+    put4(mb + 2u, rc, a2 + bv + q2);
+    put4(mb + 3u, rc, a3 + bv + q3);
+    put4(mb + 4u, rc, a4 + bv + q4);
+    put4(mb + 5u, rc, a5 + bv + q5);
+    put4(mb + 6u, rc, a6 + bv + q6);
+    put4(mb + 7u, rc, a7 + bv + q7);
+#endif
 }
 
-// Channels r .. r + 4 of pixel m (those in range): the output, or with
-// SPLITK slab s's partial sums.
-fn put_row(s: u32, m: u32, r: u32, v: vec4<f32>) {
+#if SPLITK
+// Slab s's partial sums of channels r .. r + 4 of pixel m (those in range).
+fn put_part(s: u32, m: u32, r: u32, v: vec4<f32>) {
     if (m >= p.m) {
         return;
     }
     for (var j = 0u; j < 4u; j++) {
         if (r + j < p.rows) {
-#if SPLITK
             part[(s * p.m + m) * p.rows + r + j] = v[j];
-#else
-            gemm_put(m, r + j, v[j]);
-#endif
         }
     }
 }
+#else
+// The bias of channels r .. r + 4 (zeros past the chunk's rows).
+fn bias4(r: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        if (r + j < p.rows) {
+            v[j] = bias[p.n0 + r + j];
+        }
+    }
+    return v;
+}
+
+// The residual of channels r .. r + 4 of pixel m (zeros when absent or out
+// of range).
+fn res4(m: u32, r: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (p.has_res != 0u && m < p.m) {
+        for (var j = 0u; j < 4u; j++) {
+            if (r + j < p.rows) {
+                v[j] = res[m * p.n + p.n0 + r + j];
+            }
+        }
+    }
+    return v;
+}
+
+// Output channels r .. r + 4 of pixel m (those in range).
+fn put4(m: u32, r: u32, v: vec4<f32>) {
+    if (m >= p.m) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (r + j < p.rows) {
+            y[m * p.n + p.n0 + r + j] = v[j];
+        }
+    }
+}
+#endif
 
 #if SPLITK
 // y = Σ over slabs (in slab order) + bias (+ res): an invocation per output.

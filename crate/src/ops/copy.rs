@@ -44,6 +44,30 @@ pub struct SliceRows {
 
 const HALVES: [DType; 2] = [DType::F16, DType::BF16];
 
+/// The same region with its size-1 dimensions dropped and each dimension
+/// that is contiguous with the next (in source and destination) merged into
+/// it, padded back to 4-D at the outer end: concat's pieces become
+/// [rows, row length] and whole copies one run, so the innermost dimension
+/// is as long as it can be.
+fn merge_dims(
+    dims: [usize; 4],
+    ss: [usize; 4],
+    ds: [usize; 4],
+) -> ([usize; 4], [usize; 4], [usize; 4]) {
+    let mut runs: Vec<(usize, usize, usize)> = Vec::with_capacity(4);
+    for i in (0..4).rev().filter(|&i| dims[i] != 1) {
+        match runs.last_mut() {
+            Some(r) if ss[i] == r.0 * r.1 && ds[i] == r.0 * r.2 => r.0 *= dims[i],
+            _ => runs.push((dims[i], ss[i], ds[i])),
+        }
+    }
+    let (mut d, mut s, mut t) = ([1; 4], [0; 4], [0; 4]);
+    for (j, r) in runs.iter().enumerate().take(4) {
+        (d[3 - j], s[3 - j], t[3 - j]) = *r;
+    }
+    (d, s, t)
+}
+
 /// A strided-copy dispatch: a 4-D region with source and destination strides.
 fn strided(
     src_dtype: DType,
@@ -54,13 +78,20 @@ fn strided(
     input: usize,
     ctx: &PlanCtx,
 ) -> Result<Dispatch> {
+    let (dims, ss, ds) = merge_dims(dims, ss, ds);
     let n: usize = dims.iter().product();
+    // Four consecutive elements per invocation along a unit-stride innermost
+    // dimension that holds a multiple of 4.
+    let vec4 = dims[3].is_multiple_of(4) && ss[3] == 1 && ds[3] == 1;
     let mut params = vec![u(n)?, 0, 0, 0];
     for v in dims.iter().chain(&ss).chain(&ds) {
         params.push(u(*v)?);
     }
     params.extend([u(offs.0)?, u(offs.1)?]);
     let mut defines = vec!["STRIDED"];
+    if vec4 {
+        defines.push("VEC4");
+    }
     match src_dtype {
         DType::F16 => defines.push("SRC_F16"),
         DType::BF16 => defines.push("SRC_BF16"),
@@ -72,7 +103,7 @@ fn strided(
         defines,
         bindings: vec![Bind::Input(input, 0), Bind::Output],
         params,
-        groups: grid(n.div_ceil(256), ctx.caps)?,
+        groups: grid(n.div_ceil(if vec4 { 1024 } else { 256 }), ctx.caps)?,
     })
 }
 

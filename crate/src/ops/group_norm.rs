@@ -145,7 +145,7 @@ impl Op for GroupNorm {
             Bind::Output,
         ];
         if split {
-            let floats = 2 * b * chunks * c + 2 * b * self.groups;
+            let floats = 2 * b * chunks * c + 3 * b * c;
             bindings.push(Bind::Scratch(0, (4 * floats) as u64));
         }
         let dispatch = |entry: &'static str, workgroups: usize| -> Result<Dispatch> {
@@ -176,14 +176,16 @@ impl Op for GroupNorm {
             return Ok(vec![d]);
         }
         if split {
+            // 4 channels (one vector) per invocation when C % 4 == 0.
+            let vec4 = c.is_multiple_of(4);
+            let mut apply = dispatch("apply", (b * n * c).div_ceil(if vec4 { 1024 } else { 256 }))?;
+            if vec4 {
+                apply.defines.push("APPLY4");
+            }
             Ok(vec![
                 dispatch("stats", b * chunks)?,
                 dispatch("finish", b * self.groups)?,
-                // 4 channels per invocation when C % 4 == 0 (the shader's rule).
-                dispatch(
-                    "apply",
-                    (b * n * c).div_ceil(if c.is_multiple_of(4) { 1024 } else { 256 }),
-                )?,
+                apply,
             ])
         } else {
             Ok(vec![dispatch("main", b * self.groups)?])

@@ -705,6 +705,10 @@ fn concat(rng: &mut Rng) -> Result<Vec<Case>> {
         (vec![3, 5], vec![3, 1], 1),
         (vec![2, 7, 3], vec![2, 4, 3], 1),
         (vec![2, 3, 33], vec![2, 3, 31], 2),
+        // NHWC channel concat (a UNet's skip): rows of 8 and 12, 4 at a time.
+        (vec![2, 5, 3, 8], vec![2, 5, 3, 12], 3),
+        // Rows of 8 at an odd destination offset.
+        (vec![2, 3, 5], vec![2, 3, 8], 2),
     ] {
         let mut b = B::new(rng);
         let x = b.input(&sa, DType::F32, 1.0)?;
