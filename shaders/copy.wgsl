@@ -4,7 +4,8 @@
 //   over a 4-D region `dims`; source f32 (or half/bfloat16 widened), dest f32.
 //   Used by copy/cast-to-f32, transpose and concat.
 //   Bindings: 0 params, 1 x, 2 y.  One thread per element (per 4 along the
-//   innermost dimension with VEC4).
+//   innermost dimension with VEC4; as one vector with ALIGNED, f32 sources
+//   whose offsets and strides are multiples of 4).
 // TO_HALF (+ BF16): contiguous f32 → f16 (or bf16, round to nearest even),
 //   one thread per output u32 (two halves). Bindings: 0 params, 1 x, 2 y.
 // CACHE (+ DST_F16): dst[h, pos+t, :] = src[t, h, :] into a [hkv, cap, d]
@@ -33,13 +34,20 @@ fn x_at(e: u32) -> f32 {
 fn x_at(e: u32) -> f32 {
     return bitcast<f32>(((x[e >> 1u] >> ((e & 1u) << 4u)) & 0xffffu) << 16u);
 }
+#elif ALIGNED
+// VEC4 with every offset and stride a multiple of 4: whole vectors.
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 #else
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 fn x_at(e: u32) -> f32 {
     return x[e];
 }
 #endif
+#if ALIGNED
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+#else
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+#endif
 
 // With VEC4 (dims.w % 4 == 0, unit innermost strides: concat, contiguous
 // copies) an invocation copies 4 consecutive elements, loading all four
@@ -64,7 +72,9 @@ fn strided(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let idx = vec4<u32>(i0, i1, i2, i3);
     let s = p.src_off + dot(idx, p.ss);
     let d = p.dst_off + dot(idx, p.ds);
-#if VEC4
+#if ALIGNED
+    y[d / 4u] = x[s / 4u];
+#elif VEC4
     let v = vec4<f32>(x_at(s), x_at(s + 1u), x_at(s + 2u), x_at(s + 3u));
     y[d] = v.x;
     y[d + 1u] = v.y;

@@ -8,13 +8,13 @@
 // workgroup memory (dim-major), and walks the keys BC = 32 at a time; the
 // [T, T] scores are never stored; each tile's k and v are loaded into
 // registers during the tile before (their latency behind its arithmetic).
-// Per key tile, four barrier-separated
-// phases: (1) stage k (dim-major); (2) scores: invocation (ty, tx) computes
+// Per key tile, four phases between barriers (and one inside (3)):
+// (1) stage k (dim-major); (2) scores: invocation (ty, tx) computes
 // queries 4ty..4ty+3 × keys 2tx, 2tx+1, scaled, into `ps` (key-major);
-// (3) invocations 0..63 update their query's online softmax (running max
+// (3) four invocations per query update its online softmax (running max
 // and sum in registers, the rescale factor to `alpha`) while all stage v
 // (row-major); (4) invocation (rg, cg) rescales and accumulates RT queries
-// × 4 output dims (cg) of p·v. Workgroup memory 20.8 KB (D64: 32.8 KB).
+// × 4 output dims (cg) of p·v. Workgroup memory 22.8 KB (D64: 34.8 KB).
 // f32 throughout, exp of (score − running max) ≤ 0. SPLIT (too few
 // (sample, head, query block) workgroups to fill the GPU): workgroup
 // (…, split) walks only keys [split·kchunk, +kchunk) and leaves its
@@ -64,6 +64,8 @@ var<workgroup> qs: array<vec4<f32>, DM * 16u>;  // [DM][BR/4]: q, dim-major
 var<workgroup> kv: array<vec4<f32>, DM * 8u>;   // k [DM][BC] scalars, or v [BC][CW]
 var<workgroup> ps: array<vec4<f32>, 512>;   // [BC][BR/4] scores, then p
 var<workgroup> alpha: array<f32, 64>;       // per query: rescale, then 1/sum
+var<workgroup> red_m: array<f32, 256>;      // phase 3: [part][query] partial maxima
+var<workgroup> red_s: array<f32, 256>;      //          and partial sums
 
 // Item i (< BC·CW) of a key tile from k0: with `dim_major` (k) key i % BC,
 // vec4 i / BC of the head's dims, else (v) key i / CW, vec4 i % CW; zeros
@@ -126,7 +128,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var o1 = vec4<f32>(0.0);
     var o2 = vec4<f32>(0.0);
     var o3 = vec4<f32>(0.0);
-    // Phase 3 (lid < 64): this query's running max and sum.
+    // Phase 3: query lid % 64's running max and sum (the same in its 4
+    // invocations).
     var m = -3.0e38;
     var l = 0.0;
     // K and V of the first key tile in registers; each tile's loads of the
@@ -173,23 +176,33 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             ps[(2u * tx + j) * (BR / 4u) + ty] = sv;
         }
         workgroupBarrier();
-        // (3) online softmax of query lid; everyone stages v row-major.
-        if (lid < BR) {
-            var mx = m;
-            for (var j = 0u; j < BC; j++) {
-                mx = max(mx, ps[j * (BR / 4u) + lid / 4u][lid % 4u]);
-            }
-            let a = exp(m - mx);
-            var sum = 0.0;
-            for (var j = 0u; j < BC; j++) {
-                let e = j * (BR / 4u) + lid / 4u;
-                let pv = exp(ps[e][lid % 4u] - mx);
-                ps[e][lid % 4u] = pv;
-                sum += pv;
-            }
-            l = l * a + sum;
-            m = mx;
-            alpha[lid] = a;
+        // (3) online softmax, 4 invocations per query: query q = lid % BR
+        // takes keys part·8 .. +8 (part = lid / BR); the partial maxima,
+        // then the partial sums, merge through workgroup memory. Everyone
+        // then stages v row-major.
+        let q = lid % BR;
+        let part = lid / BR;
+        let e0 = part * (BC / 4u) * (BR / 4u) + q / 4u;
+        var pm = -3.0e38;
+        for (var j = 0u; j < BC / 4u; j++) {
+            pm = max(pm, ps[e0 + j * (BR / 4u)][q % 4u]);
+        }
+        red_m[lid] = pm;
+        workgroupBarrier();
+        let mx = max(max(m, max(red_m[q], red_m[q + BR])),
+                     max(red_m[q + 2u * BR], red_m[q + 3u * BR]));
+        let a = exp(m - mx);
+        var sum = 0.0;
+        for (var j = 0u; j < BC / 4u; j++) {
+            let e = e0 + j * (BR / 4u);
+            let pv = exp(ps[e][q % 4u] - mx);
+            ps[e][q % 4u] = pv;
+            sum += pv;
+        }
+        red_s[lid] = sum;
+        m = mx;
+        if (part == 0u) {
+            alpha[q] = a;
         }
         kv[lid] = vr0;
 #if D64
@@ -202,6 +215,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 #endif
         }
         workgroupBarrier();
+        // Every invocation of query q keeps the same running sum.
+        l = l * a + (((red_s[q] + red_s[q + BR]) + red_s[q + 2u * BR]) + red_s[q + 3u * BR]);
         // (4) o = o·alpha + p·v for queries rg·RT .. + RT, dims 4cg .. + 4.
 #if D64
         o0 *= alpha[4u * rg];

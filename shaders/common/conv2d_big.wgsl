@@ -21,14 +21,10 @@ const BN: u32 = 32u;
 const BM: u32 = 256u;
 const BN: u32 = 32u;
 #endif
-#if BK16
-const BK: u32 = 16u;
-#else
 const BK: u32 = 8u;
-#endif
 const WG: u32 = BM * BN / 32u;
 // Invocations per pixel row of the tile (1 or 2), and the 4-K groups each
-// gathers per slice (groups ag, ag + GS, ...).
+// gathers per slice (2 or 1: groups ag and ag + GS).
 const GS: u32 = WG / BM;
 const NX: u32 = BK / 4u / GS;
 
@@ -47,15 +43,10 @@ fn put_x(buf: u32, g: u32, row: u32, v: vec4<f32>) {
 }
 
 // This invocation's NX gathered groups (ag + j·GS) of pixel row `row`.
-fn put_xs(buf: u32, ag: u32, row: u32, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>,
-          v3: vec4<f32>) {
+fn put_xs(buf: u32, ag: u32, row: u32, v0: vec4<f32>, v1: vec4<f32>) {
     put_x(buf, ag, row, v0);
     if (NX > 1u) {
         put_x(buf, ag + GS, row, v1);
-    }
-    if (NX > 2u) {
-        put_x(buf, ag + 2u * GS, row, v2);
-        put_x(buf, ag + 3u * GS, row, v3);
     }
 }
 
@@ -96,27 +87,17 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     var a7 = vec4<f32>(0.0);
     var c0 = im_cur(kb + 4u * ag);
     var c1 = c0;
-    var c2 = c0;
-    var c3 = c0;
     var xv0 = im_load(px, c0);
     var xv1 = vec4<f32>(0.0);
-    var xv2 = vec4<f32>(0.0);
-    var xv3 = vec4<f32>(0.0);
     if (NX > 1u) {
         c1 = im_cur(kb + 4u * (ag + GS));
         xv1 = im_load(px, c1);
-    }
-    if (NX > 2u) {
-        c2 = im_cur(kb + 4u * (ag + 2u * GS));
-        c3 = im_cur(kb + 4u * (ag + 3u * GS));
-        xv2 = im_load(px, c2);
-        xv3 = im_load(px, c3);
     }
     var wv = vec4<f32>(0.0);
     if (wload && kb + 4u * bg < p.k) {
         wv = w4(r0 + brow, p.k, kb / 4u + bg);
     }
-    put_xs(0u, ag, arow, xv0, xv1, xv2, xv3);
+    put_xs(0u, ag, arow, xv0, xv1);
     if (bg < BK / 4u) {
         put_w(0u, bg, brow, wv);
     }
@@ -131,12 +112,6 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
             if (NX > 1u) {
                 c1 = im_next(c1, BK);
                 xv1 = im_load(px, c1);
-            }
-            if (NX > 2u) {
-                c2 = im_next(c2, BK);
-                c3 = im_next(c3, BK);
-                xv2 = im_load(px, c2);
-                xv3 = im_load(px, c3);
             }
             wv = vec4<f32>(0.0);
             if (wload && k1 + 4u * bg < p.k) {
@@ -159,7 +134,7 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
         }
         if (more) {
             let nb = buf ^ 1u;
-            put_xs(nb, ag, arow, xv0, xv1, xv2, xv3);
+            put_xs(nb, ag, arow, xv0, xv1);
             if (bg < BK / 4u) {
                 put_w(nb, bg, brow, wv);
             }

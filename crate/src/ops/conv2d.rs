@@ -270,13 +270,6 @@ impl Op for Conv2d {
                 if splits > 1 {
                     defines.push("SPLITK");
                 }
-                // K slices of 16 (twice the workgroup memory): for measuring.
-                let wg_bytes = if pl.bn == 64 || pl.bm == 128 { 24 } else { 36 } << 10;
-                if super::env_switch("KILN_CONV_BK16") == Some(true)
-                    && ctx.caps.max_workgroup_storage as usize >= wg_bytes
-                {
-                    defines.push("BK16");
-                }
                 (
                     "big",
                     [

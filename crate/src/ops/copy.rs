@@ -91,6 +91,11 @@ fn strided(
     let mut defines = vec!["STRIDED"];
     if vec4 {
         defines.push("VEC4");
+        // Whole vectors when every start is a multiple of 4 (f32 sources).
+        let starts = ss[..3].iter().chain(&ds[..3]).chain([&offs.0, &offs.1]);
+        if src_dtype == DType::F32 && starts.into_iter().all(|v| v.is_multiple_of(4)) {
+            defines.push("ALIGNED");
+        }
     }
     match src_dtype {
         DType::F16 => defines.push("SRC_F16"),

@@ -406,7 +406,7 @@ struct Flash {
 const FILL_WORKGROUPS: usize = 128;
 
 /// Whether the flash kernel applies: GPUs, d ≤ 64 and d % 4 == 0, 256
-/// invocations, workgroup memory for the build (20.3 KiB for d ≤ 32, 32.3
+/// invocations, workgroup memory for the build (22.3 KiB for d ≤ 32, 34.3
 /// KiB up to 64), and FILL_WORKGROUPS workgroups of 64 queries — or, with
 /// fewer (the terrain UNet at batch 1: 32² tokens, 2 heads, 32 of them),
 /// the keys split until they are (each split ≥ 64 keys, whole 32-key tiles)
@@ -415,7 +415,7 @@ const FILL_WORKGROUPS: usize = 128;
 fn flash(ctx: &PlanCtx, b: usize, t: usize, heads: usize, d: usize) -> Option<Flash> {
     let c = &ctx.caps;
     let d64 = d > 32;
-    let need = if d64 { 33024 } else { 20736 };
+    let need = if d64 { 35072 } else { 22784 };
     let ok = !c.cpu
         && d <= 64
         && d.is_multiple_of(4)
