@@ -5,9 +5,10 @@
 // 8 pixels × 4 channels per invocation; K advances 8
 // at a time through two K-major workgroup buffers, the next slice's global
 // loads issued before the current slice is multiplied (one barrier per
-// slice). Each invocation gathers one output pixel's im2col row through
-// common/conv2d_gather.wgsl (coordinates once, a division-free cursor per
-// load slot): 4 input channels of one tap are one vec4 load.
+// slice). Two adjacent invocations gather an output pixel's im2col row (a
+// slice's two 4-channel groups, one vec4 load each, so a subgroup's loads
+// share memory sectors) through common/conv2d_gather.wgsl (coordinates
+// once, a division-free cursor along K).
 // Dispatch (ceil(rows/BN), ceil(m/BM), splits) workgroups; 18 KiB (12 KiB with
 // BN64, 10 KiB with BM128) of workgroup memory.
 
@@ -23,10 +24,10 @@ const BN: u32 = 32u;
 #endif
 const BK: u32 = 8u;
 const WG: u32 = BM * BN / 32u;
-// Invocations per pixel row of the tile (1 or 2), and the 4-K groups each
-// gathers per slice (2 or 1: groups ag and ag + GS).
-const GS: u32 = WG / BM;
-const NX: u32 = BK / 4u / GS;
+// Pixel rows each invocation gathers per slice (2, or 1 with BN64): a
+// slice's two 4-K groups of a pixel go to adjacent invocations, so a
+// subgroup's loads cover half as many memory lines (pixels are Cin apart).
+const NX: u32 = 2u * BM / WG;
 
 // [buffer][k][pixel / 4] and [buffer][k][channel / 4]: vectors along the
 // tile's pixels / channels.
@@ -42,11 +43,11 @@ fn put_x(buf: u32, g: u32, row: u32, v: vec4<f32>) {
     As[i + 3u * BM / 4u][c] = v.w;
 }
 
-// This invocation's NX gathered groups (ag + j·GS) of pixel row `row`.
+// This invocation's group ag of pixel rows `row` and (NX = 2) row + WG/2.
 fn put_xs(buf: u32, ag: u32, row: u32, v0: vec4<f32>, v1: vec4<f32>) {
     put_x(buf, ag, row, v0);
     if (NX > 1u) {
-        put_x(buf, ag + GS, row, v1);
+        put_x(buf, ag, row + WG / 2u, v1);
     }
 }
 
@@ -66,14 +67,16 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     // This workgroup's K slab (all of K unless split).
     let kb = wid.z * p.kslab;
     let ke = min(p.k, kb + p.kslab);
-    // Gathering: pixel arow of the tile, groups ag, ag + GS, ... (NX of them).
-    let arow = lid % BM;
-    let ag = lid / BM;
+    // Gathering: group ag of pixel rows arow (and arow + WG/2 when NX = 2).
+    let arow = lid / 2u;
+    let ag = lid % 2u;
     let px = im_pixel(m0 + arow);
-    // Weights: row brow of the tile, group bg (invocations past BK/4·BN load none).
-    let brow = lid % BN;
-    let bg = lid / BN;
-    let wload = bg < BK / 4u && r0 + brow < p.rows;
+    let px1 = im_pixel(m0 + arow + WG / 2u);
+    // Weights: group bg of row brow (invocations past 2·BN load none).
+    let brow = lid / 2u;
+    let bg = lid % 2u;
+    let wrow = lid < 2u * BN;
+    let wload = wrow && r0 + brow < p.rows;
     // Multiplying: pixels tm·8 .. +8, channels tn·4 .. +4.
     let tn = lid % (BN / 4u);
     let tm = lid / (BN / 4u);
@@ -86,19 +89,17 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     var a6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
     var c0 = im_cur(kb + 4u * ag);
-    var c1 = c0;
     var xv0 = im_load(px, c0);
     var xv1 = vec4<f32>(0.0);
     if (NX > 1u) {
-        c1 = im_cur(kb + 4u * (ag + GS));
-        xv1 = im_load(px, c1);
+        xv1 = im_load(px1, c0);
     }
     var wv = vec4<f32>(0.0);
     if (wload && kb + 4u * bg < p.k) {
         wv = w4(r0 + brow, p.k, kb / 4u + bg);
     }
     put_xs(0u, ag, arow, xv0, xv1);
-    if (bg < BK / 4u) {
+    if (wrow) {
         put_w(0u, bg, brow, wv);
     }
     workgroupBarrier();
@@ -110,8 +111,7 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
             c0 = im_next(c0, BK);
             xv0 = im_load(px, c0);
             if (NX > 1u) {
-                c1 = im_next(c1, BK);
-                xv1 = im_load(px, c1);
+                xv1 = im_load(px1, c0);
             }
             wv = vec4<f32>(0.0);
             if (wload && k1 + 4u * bg < p.k) {
@@ -135,7 +135,7 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
         if (more) {
             let nb = buf ^ 1u;
             put_xs(nb, ag, arow, xv0, xv1);
-            if (bg < BK / 4u) {
+            if (wrow) {
                 put_w(nb, bg, brow, wv);
             }
         }
