@@ -8,7 +8,7 @@
 // m = B·OH·OW; each thread computes a 2×2 block of a 32×32 output tile; K
 // advances 32 at a time with the weight tile dequantized and the x tile
 // gathered (im2col on the fly, zero padding) into workgroup memory.
-// Entry `big` (common/conv2d_big.wgsl): GPUs, Cin % 4 == 0, large tiles;
+// Entry `big` (common/gemm_big.wgsl): GPUs, Cin % 4 == 0, large tiles;
 // with SPLITK, slab wid.z of K into `part` and `splitk_sum` adds the slabs.
 // Entry `lanes` (common/conv2d_lanes.wgsl): CPU adapters, weights of one
 // element per slot. Entry `direct` (CPU adapters, block-quantized weights:
@@ -117,7 +117,31 @@ fn gemm_put(m: u32, r: u32, v: f32) {
 }
 
 #if BIG
-#include "common/conv2d_big.wgsl"
+// gemm_big's addends: the bias, and the residual (zeros when absent or out
+// of range).
+fn big_add(m: u32, r: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var j = 0u; j < 4u; j++) {
+        if (r + j < p.rows) {
+            v[j] = bias[p.n0 + r + j];
+        }
+    }
+    return v;
+}
+
+fn big_res(m: u32, r: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (p.has_res != 0u && m < p.m) {
+        for (var j = 0u; j < 4u; j++) {
+            if (r + j < p.rows) {
+                v[j] = res[m * p.n + p.n0 + r + j];
+            }
+        }
+    }
+    return v;
+}
+
+#include "common/gemm_big.wgsl"
 #elif LANES
 #include "common/conv2d_lanes.wgsl"
 #else

@@ -8,11 +8,73 @@
 
 // TILE64 (GPUs, m and rows ≥ 64): a 64×64 output tile, each thread a 4×4
 // block, K advancing 16 at a time (common/tile64.wgsl).
+// BIG (GPUs, k % 4 == 0, enough 256×32 / 128×64 / 128×32 tiles): entry `big`,
+// common/gemm_big.wgsl, x read as vec4s (X_VEC4).
 
 #include "common/weights.wgsl"
 
 #include "common/matmul_io.wgsl"
 
+#if BIG
+// GPUs, many tiles, k % 4 == 0 (with X_VEC4): common/gemm_big.wgsl's
+// 8 × 4-per-invocation double-buffered tiles. Its rows of X are x's rows.
+struct Pixel {
+    valid: bool,
+    base: u32,
+}
+
+struct Cur {
+    k: u32,
+}
+
+fn im_pixel(xm: u32) -> Pixel {
+    return Pixel(xm < p.m, xm * (p.k / 4u));
+}
+
+fn im_cur(kk: u32) -> Cur {
+    return Cur(kk);
+}
+
+fn im_next(c: Cur, step: u32) -> Cur {
+    return Cur(c.k + step);
+}
+
+fn im_load(px: Pixel, c: Cur) -> vec4<f32> {
+    if (!px.valid || c.k >= p.k) {
+        return vec4<f32>(0.0);
+    }
+    return xv[px.base + c.k / 4u];
+}
+
+// The epilogue's addends: the LoRA term, and the residual.
+fn big_add(m: u32, r: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+#if LORA
+    if (m < p.m) {
+        for (var j = 0u; j < 4u; j++) {
+            if (r + j < p.rows) {
+                v[j] = lora_at(m * p.n + p.n0 + r + j);
+            }
+        }
+    }
+#endif
+    return v;
+}
+
+fn big_res(m: u32, r: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (p.has_res != 0u && m < p.m) {
+        for (var j = 0u; j < 4u; j++) {
+            if (r + j < p.rows) {
+                v[j] = res[m * p.n + p.n0 + r + j];
+            }
+        }
+    }
+    return v;
+}
+
+#include "common/gemm_big.wgsl"
+#else
 // Group g of 4 along K of x row xm (zeros past m and k).
 fn x_group(xm: u32, g: u32) -> vec4<f32> {
     var xv = vec4<f32>(0.0);
@@ -67,4 +129,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
     }
 }
+#endif
 #endif

@@ -12,7 +12,10 @@
 # kernel profile
 # (needs only .device/kiln-parity.xz .gl .whl). MODE=c: the op-parity suite
 # and the 1B / 8B Q4_0 benches with the defaults, beside llama.cpp Vulkan
-# (.peers/llama-bench-vulkan.xz too). At most 8 files come back.
+# (.peers/llama-bench-vulkan.xz too). MODE=p: prefill-512 of the 1B Q4_0
+# file with the big GEMM off and on, beside llama.cpp Vulkan's pp512, and
+# greedy parity after a long prompt (.device/kiln-parity.xz .gl .whl
+# .peers/llama-bench-vulkan.xz). At most 8 files come back.
 # Carry: .device/kiln-parity.xz .device/kiln-parity-base.xz .gl .whl
 # .peers/llama-bench-vulkan.xz. Writes under $OUT.
 set -uo pipefail
@@ -51,6 +54,25 @@ if [ "${MODE:-a}" = c ]; then
   grep -E "decode" "$OUT/bench.txt"
   for f in $B4 $E4; do run llamacpp_vulkan.txt 120 $LV -m $f -ngl 99 -p 512 -n 128 -r 3; done
   grep -E "pp512|tg128" "$OUT/llamacpp_vulkan.txt"
+  exit 0
+fi
+if [ "${MODE:-a}" = p ]; then
+  # Prefill-512 on the 1B Q4_0 file: the big GEMM off and on (wgpu), the
+  # CUDA twin, llama.cpp Vulkan pp512, and greedy parity after a long prompt.
+  gen $B4 Q4_0 --raw
+  run parity.txt 200 $K ops --iters 0 --filter mul_mat
+  grep -E "^[0-9]+ cases" "$OUT/parity.txt"
+  P="--prefill 512 --decode 16 --reps 3"
+  KILN_GEMM_BIG=0 run prefill.txt 150 $K bench --no-cuda --model $B4 $P
+  run prefill.txt 150 $K bench --model $B4 $P
+  KILN_GEMM_BIG=0 run prefill.txt 150 $K bench --no-cuda --model $B4 $P
+  run prefill.txt 150 $K bench --no-cuda --model $B4 $P
+  grep -E "^\\$|prefill" "$OUT/prefill.txt"
+  run llamacpp_vulkan.txt 120 $LV -m $B4 -ngl 99 -p 512 -n 32 -r 3
+  grep -E "pp512|tg32" "$OUT/llamacpp_vulkan.txt"
+  LONG=$(python3 -c "print(' '.join(['The history of the clock is a story of'] * 4))")
+  run model.txt 200 $K model --tokens 8 --model $B4 --prompt "$LONG"
+  tail -4 "$OUT/model.txt"
   exit 0
 fi
 if [ "${MODE:-a}" = b ]; then

@@ -112,6 +112,7 @@ pub fn caps() -> GpuCaps {
         // One row per warp: with XREG's 4 the twin measured 665 vs 715 tok/s
         // (1B shape) and 159 vs 148 (8B) on an H100; KILN_GEMV_XREG=1 opts in.
         gemv_xreg: kiln::ops::env_switch("KILN_GEMV_XREG").unwrap_or(false),
+        gemm_big: false,
     }
 }
 

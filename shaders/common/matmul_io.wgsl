@@ -13,6 +13,7 @@ struct Params {
     has_res: u32,
     rows_per_wg: u32,  // subgroup GEMV: weight rows per workgroup (WG / subgroup size)
     lora_rank: u32,    // LORA: r, the columns of lh and lb
+    kslab: u32,        // BIG (mul_mat.wgsl): K per workgroup (all of it)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -33,6 +34,20 @@ struct Params {
 @group(0) @binding(5) var<storage, read> lh: array<f32>;
 @group(0) @binding(6) var<storage, read> lb: array<f32>;
 #endif
+
+// The LoRA term of y[i] (0 without LORA; mul_mat.wgsl's BIG epilogue).
+fn lora_at(i: u32) -> f32 {
+    var s = 0.0;
+#if LORA
+    let r = p.lora_rank;
+    let hb = (i / p.n) * r;
+    let bb = (i % p.n) * r;
+    for (var j = 0u; j < r; j++) {
+        s += lh[hb + j] * lb[bb + j];
+    }
+#endif
+    return s;
+}
 
 fn put(i: u32, v: f32) {
     var s = v;

@@ -51,7 +51,7 @@ shader_files!(
     "spatial_attention_lanes.wgsl",
     "timestep_embed.wgsl",
     "unary.wgsl",
-    "common/conv2d_big.wgsl",
+    "common/gemm_big.wgsl",
     "common/conv2d_gather.wgsl",
     "common/gemv_rows.wgsl",
     "common/conv2d_lanes.wgsl",

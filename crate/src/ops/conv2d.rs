@@ -354,11 +354,11 @@ fn lanes_groups(m: usize, caps: &super::GpuCaps) -> usize {
 /// How the `big` kernel runs a convolution: its (pixels, channels) tile and
 /// the K split (`splits` slabs of `kslab`, summed by `splitk_sum`).
 #[derive(Clone, Copy, Debug)]
-struct BigPlan {
-    bm: usize,
-    bn: usize,
-    splits: usize,
-    kslab: usize,
+pub(crate) struct BigPlan {
+    pub bm: usize,
+    pub bn: usize,
+    pub splits: usize,
+    pub kslab: usize,
 }
 
 /// Output tiles that fill the H200 (at 48 it measured the same total conv
@@ -375,7 +375,13 @@ const MIN_SLAB: usize = 256;
 /// levels of a UNet: 256 pixels × 1280 channels, K = 11,520): split K into
 /// slabs of at least MIN_SLAB until the tiles × slabs reach FILL_TILES (at
 /// most 16 slabs, at most 64 MiB of partial sums).
-fn big_plan(ctx: &PlanCtx, m: usize, cin: usize, rows: usize, k: usize) -> Option<BigPlan> {
+pub(crate) fn big_plan(
+    ctx: &PlanCtx,
+    m: usize,
+    cin: usize,
+    rows: usize,
+    k: usize,
+) -> Option<BigPlan> {
     let c = &ctx.caps;
     if c.cpu
         || !cin.is_multiple_of(4)

@@ -211,7 +211,14 @@ fn plan(
         .iter()
         .enumerate()
         .map(|(c, ch)| {
-            let groups = if gemv {
+            // Prefill with enough tiles for the big GEMM (no K split).
+            let big = (!gemv && ctx.caps.gemm_big && k.is_multiple_of(4))
+                .then(|| super::conv2d::big_plan(ctx, m, k, ch.rows, k))
+                .flatten()
+                .filter(|pl| pl.splits == 1);
+            let groups = if let Some(pl) = big {
+                [u(ch.rows.div_ceil(pl.bn))?, u(m.div_ceil(pl.bm))?, 1]
+            } else if gemv {
                 // Rows per workgroup: 64 (CPU), one per subgroup (four
                 // with XREG), or 1.
                 let per = if ctx.caps.cpu {
@@ -228,7 +235,14 @@ fn plan(
                 [u(ch.rows.div_ceil(32))?, u(m.div_ceil(32))?, 1]
             };
             let mut defines = vec![weight_define(w.dtype)];
-            if gemv {
+            if let Some(pl) = big {
+                defines.extend(["BIG", "X_VEC4"]);
+                if pl.bn == 64 {
+                    defines.push("BN64");
+                } else if pl.bm == 128 {
+                    defines.push("BM128");
+                }
+            } else if gemv {
                 if ctx.caps.cpu {
                     defines.push("ROW_PER_THREAD");
                 }
@@ -258,7 +272,7 @@ fn plan(
                 } else {
                     "mul_mat.wgsl"
                 },
-                entry: "main",
+                entry: if big.is_some() { "big" } else { "main" },
                 defines,
                 bindings,
                 params: vec![
@@ -270,6 +284,7 @@ fn plan(
                     res.is_some() as u32,
                     u(sub_rows)?,
                     u(lora.map_or(0, |l| l.2))?,
+                    u(k)?,
                 ],
                 groups,
             })

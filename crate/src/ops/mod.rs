@@ -177,6 +177,10 @@ pub struct GpuCaps {
     /// GPUs (`KILN_GEMV_XREG=0` turns it off); the CUDA twin keeps one row
     /// per warp unless `KILN_GEMV_XREG=1` (docs/bench/2026-12-06-h100-wgpu-gemv).
     pub gemv_xreg: bool,
+    /// Prefill GEMMs with enough tiles take common/gemm_big.wgsl (the
+    /// convolution's 8×4-per-invocation double-buffered kernel). On for wgpu
+    /// (`KILN_GEMM_BIG=0` turns it off); the CUDA twin has its own GEMMs.
+    pub gemm_big: bool,
 }
 
 impl GpuCaps {

@@ -414,6 +414,8 @@ fn matmul_shapes(block: usize) -> Vec<(usize, usize, usize)> {
             (9, 17, 96),
             (40, 70, 128),
             (130, 4100, 64),
+            // 128×64 tiles of the big GEMM (rows a multiple of 64).
+            (300, 4096, 64),
         ],
         _ => vec![
             (1, 1, 256),

@@ -218,6 +218,7 @@ impl GpuContext {
             max_workgroup_storage: limits.max_compute_workgroup_storage_size,
             max_invocations: limits.max_compute_invocations_per_workgroup,
             gemv_xreg: crate::ops::env_switch("KILN_GEMV_XREG").unwrap_or(true),
+            gemm_big: crate::ops::env_switch("KILN_GEMM_BIG").unwrap_or(true),
         };
         let unchecked = opts.unchecked_shaders.unwrap_or_else(|| {
             match std::env::var("KILN_WGPU_UNCHECKED").as_deref() {

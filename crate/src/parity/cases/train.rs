@@ -158,6 +158,8 @@ pub(super) fn mul_mat_lora(rng: &mut Rng) -> Result<Vec<Case>> {
         (9, 33, 256, 16, DType::Q4_K, true, false),
         (40, 70, 128, 8, DType::F16, true, false),
         (130, 4100, 64, 8, DType::Q4_1, false, false),
+        // GPUs' big GEMM with 128×64 tiles, LoRA and residual in its epilogue.
+        (300, 4096, 64, 4, DType::Q8_0, true, false),
     ] {
         let mut b = B::new(rng);
         let x = b.input(&[m, k], DType::F32, 1.0)?;

@@ -1,14 +1,21 @@
-// common/conv2d_big.wgsl — conv2d.wgsl's `big` entry (included with BIG; the twin of
-// conv2d.cu's conv2d_big): GPUs, Cin % 4 == 0, many output tiles. WG =
-// BM·BN/32 invocations per workgroup; a BM×BN output tile (256 pixels × 32
-// channels; 128 × 64 with BN64; 128 × 32 and 128 invocations with BM128),
-// 8 pixels × 4 channels per invocation; K advances 8
-// at a time through two K-major workgroup buffers, the next slice's global
-// loads issued before the current slice is multiplied (one barrier per
-// slice). Two adjacent invocations gather an output pixel's im2col row (a
-// slice's two 4-channel groups, one vec4 load each, so a subgroup's loads
-// share memory sectors) through common/conv2d_gather.wgsl (coordinates
-// once, a division-free cursor along K).
+// common/gemm_big.wgsl — the `big` GEMM entry y[m, r] = Σ_k X[m, k]·W[r, k]
+// (+ addends) for GPUs with many output tiles: conv2d.wgsl's implicit-GEMM
+// convolution (X = im2col of the input; twin: conv2d.cu's conv2d_big) and
+// mul_mat.wgsl's prefill GEMM (X = the activations). WG = BM·BN/32
+// invocations per workgroup; a BM×BN output tile (256 rows of X × 32 of W;
+// 128 × 64 with BN64; 128 × 32 and 128 invocations with BM128), 8 × 4 per
+// invocation; K advances 8 at a time through two K-major workgroup buffers,
+// the next slice's global loads issued before the current slice is
+// multiplied (one barrier per slice). Two adjacent invocations gather a row
+// of X per slice (its two 4-wide groups, one vec4 load each, so a
+// subgroup's loads share memory sectors), weight rows likewise.
+// The includer provides p.m, p.k, p.n, p.n0, p.rows, p.kslab, y, w4()
+// (common/weights.wgsl), X's rows — `Pixel`, `Cur`, im_pixel(m), im_cur(k),
+// im_next(cur, step), im_load(pixel, cur) -> vec4 (zeros past m and k;
+// common/conv2d_gather.wgsl for convolutions) — and the epilogue's addends
+// big_add(m, r) and big_res(m, r) (4 columns each, zeros where absent):
+// y = (acc + big_add) + big_res. With SPLITK (conv2d only): slab wid.z of K
+// into `part`, summed by `splitk_sum` (which calls the includer's gemm_put).
 // Dispatch (ceil(rows/BN), ceil(m/BM), splits) workgroups; 18 KiB (12 KiB with
 // BN64, 10 KiB with BM128) of workgroup memory.
 
@@ -155,31 +162,37 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     put_part(s, mb + 6u, rc, a6);
     put_part(s, mb + 7u, rc, a7);
 #else
-    // Bias and every residual loaded before the first store: y might alias
-    // res as far as the compiler knows, so a load after a store waits for it.
-    let bv = bias4(rc);
-    let q0 = res4(mb, rc);
-    let q1 = res4(mb + 1u, rc);
-    let q2 = res4(mb + 2u, rc);
-    let q3 = res4(mb + 3u, rc);
-    let q4 = res4(mb + 4u, rc);
-    let q5 = res4(mb + 5u, rc);
-    let q6 = res4(mb + 6u, rc);
-    let q7 = res4(mb + 7u, rc);
-    // (acc + bias) + res, gemm_put's order.
-    put4(mb, rc, a0 + bv + q0);
-    put4(mb + 1u, rc, a1 + bv + q1);
-    put4(mb + 2u, rc, a2 + bv + q2);
-    put4(mb + 3u, rc, a3 + bv + q3);
-    put4(mb + 4u, rc, a4 + bv + q4);
-    put4(mb + 5u, rc, a5 + bv + q5);
-    put4(mb + 6u, rc, a6 + bv + q6);
-    put4(mb + 7u, rc, a7 + bv + q7);
+    // Every addend loaded before the first store: y might alias them as far
+    // as the compiler knows, so a load after a store waits for it.
+    let b0 = big_add(mb, rc);
+    let b1 = big_add(mb + 1u, rc);
+    let b2 = big_add(mb + 2u, rc);
+    let b3 = big_add(mb + 3u, rc);
+    let b4 = big_add(mb + 4u, rc);
+    let b5 = big_add(mb + 5u, rc);
+    let b6 = big_add(mb + 6u, rc);
+    let b7 = big_add(mb + 7u, rc);
+    let q0 = big_res(mb, rc);
+    let q1 = big_res(mb + 1u, rc);
+    let q2 = big_res(mb + 2u, rc);
+    let q3 = big_res(mb + 3u, rc);
+    let q4 = big_res(mb + 4u, rc);
+    let q5 = big_res(mb + 5u, rc);
+    let q6 = big_res(mb + 6u, rc);
+    let q7 = big_res(mb + 7u, rc);
+    put4(mb, rc, a0 + b0 + q0);
+    put4(mb + 1u, rc, a1 + b1 + q1);
+    put4(mb + 2u, rc, a2 + b2 + q2);
+    put4(mb + 3u, rc, a3 + b3 + q3);
+    put4(mb + 4u, rc, a4 + b4 + q4);
+    put4(mb + 5u, rc, a5 + b5 + q5);
+    put4(mb + 6u, rc, a6 + b6 + q6);
+    put4(mb + 7u, rc, a7 + b7 + q7);
 #endif
 }
 
 #if SPLITK
-// Slab s's partial sums of channels r .. r + 4 of pixel m (those in range).
+// Slab s's partial sums of columns r .. r + 4 of row m (those in range).
 fn put_part(s: u32, m: u32, r: u32, v: vec4<f32>) {
     if (m >= p.m) {
         return;
@@ -191,32 +204,7 @@ fn put_part(s: u32, m: u32, r: u32, v: vec4<f32>) {
     }
 }
 #else
-// The bias of channels r .. r + 4 (zeros past the chunk's rows).
-fn bias4(r: u32) -> vec4<f32> {
-    var v = vec4<f32>(0.0);
-    for (var j = 0u; j < 4u; j++) {
-        if (r + j < p.rows) {
-            v[j] = bias[p.n0 + r + j];
-        }
-    }
-    return v;
-}
-
-// The residual of channels r .. r + 4 of pixel m (zeros when absent or out
-// of range).
-fn res4(m: u32, r: u32) -> vec4<f32> {
-    var v = vec4<f32>(0.0);
-    if (p.has_res != 0u && m < p.m) {
-        for (var j = 0u; j < 4u; j++) {
-            if (r + j < p.rows) {
-                v[j] = res[m * p.n + p.n0 + r + j];
-            }
-        }
-    }
-    return v;
-}
-
-// Output channels r .. r + 4 of pixel m (those in range).
+// Output columns r .. r + 4 of row m (those in range).
 fn put4(m: u32, r: u32, v: vec4<f32>) {
     if (m >= p.m) {
         return;
