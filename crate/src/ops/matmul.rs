@@ -202,7 +202,6 @@ fn plan(
     // CPU adapters run every m through the row-per-invocation kernel
     // (no barriers, no reductions: SIMD lanes are invocations there).
     let gemv = m <= GEMV_MAX_M || ctx.caps.cpu;
-    let tile64 = |rows: usize| tile64_pays(m, rows);
     // Decode on GPUs: 4 rows per subgroup at a time with x in registers
     // (XREG, common/gemv_rows.wgsl).
     let xreg = gemv && ctx.caps.xreg_applies(m, k);
@@ -211,14 +210,7 @@ fn plan(
         .iter()
         .enumerate()
         .map(|(c, ch)| {
-            // Prefill with enough tiles for the big GEMM (no K split).
-            let big = (!gemv && ctx.caps.gemm_big && k.is_multiple_of(4))
-                .then(|| super::conv2d::big_plan(ctx, m, k, ch.rows, k))
-                .flatten()
-                .filter(|pl| pl.splits == 1);
-            let groups = if let Some(pl) = big {
-                [u(ch.rows.div_ceil(pl.bn))?, u(m.div_ceil(pl.bm))?, 1]
-            } else if gemv {
+            let (groups, mut defines) = if gemv {
                 // Rows per workgroup: 64 (CPU), one per subgroup (four
                 // with XREG), or 1.
                 let per = if ctx.caps.cpu {
@@ -228,33 +220,23 @@ fn plan(
                 } else {
                     1
                 };
-                grid(ch.rows.div_ceil(per), ctx.caps)?
-            } else if tile64(ch.rows) {
-                [u(ch.rows.div_ceil(64))?, u(m.div_ceil(64))?, 1]
-            } else {
-                [u(ch.rows.div_ceil(32))?, u(m.div_ceil(32))?, 1]
-            };
-            let mut defines = vec![weight_define(w.dtype)];
-            if let Some(pl) = big {
-                defines.extend(["BIG", "X_VEC4"]);
-                if pl.bn == 64 {
-                    defines.push("BN64");
-                } else if pl.bm == 128 {
-                    defines.push("BM128");
-                }
-            } else if gemv {
+                let mut d = vec![weight_define(w.dtype)];
                 if ctx.caps.cpu {
-                    defines.push("ROW_PER_THREAD");
+                    d.push("ROW_PER_THREAD");
                 }
                 if k % 4 == 0 {
-                    defines.push("X_VEC4");
+                    d.push("X_VEC4");
                 }
                 if xreg {
-                    defines.push("XREG");
+                    d.push("XREG");
                 }
-            } else if tile64(ch.rows) {
-                defines.push("TILE64");
-            }
+                (grid(ch.rows.div_ceil(per), ctx.caps)?, d)
+            } else {
+                let g = Gemm::pick(ctx, m, ch.rows, k);
+                let mut d = vec![weight_define(w.dtype)];
+                d.extend(g.defines());
+                (g.groups(m, ch.rows)?, d)
+            };
             // The residual binding is x itself when there is none.
             let mut bindings = vec![
                 Bind::Input(1, c),
@@ -272,7 +254,11 @@ fn plan(
                 } else {
                     "mul_mat.wgsl"
                 },
-                entry: if big.is_some() { "big" } else { "main" },
+                entry: if defines.contains(&"BIG") {
+                    "big"
+                } else {
+                    "main"
+                },
                 defines,
                 bindings,
                 params: vec![
@@ -290,6 +276,57 @@ fn plan(
             })
         })
         .collect()
+}
+
+/// The kernel of a GPU GEMM (mul_mat.wgsl, m rows of x × `rows` weight rows
+/// over k): the big one (common/gemm_big.wgsl) where it has enough tiles
+/// without splitting K, else 64×64 tiles where they pay, else 32×32.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Gemm {
+    Big(super::conv2d::BigPlan),
+    Tile64,
+    Tile32,
+}
+
+impl Gemm {
+    pub(crate) fn pick(ctx: &PlanCtx, m: usize, rows: usize, k: usize) -> Gemm {
+        let big = (ctx.caps.gemm_big && k.is_multiple_of(4))
+            .then(|| super::conv2d::big_plan(ctx, m, k, rows, k))
+            .flatten()
+            .filter(|pl| pl.splits == 1);
+        match big {
+            Some(pl) => Gemm::Big(pl),
+            None if tile64_pays(m, rows) => Gemm::Tile64,
+            None => Gemm::Tile32,
+        }
+    }
+
+    /// The defines besides the weight type's (entry `big` with BIG).
+    pub(crate) fn defines(self) -> Vec<&'static str> {
+        match self {
+            Gemm::Big(pl) if pl.bn == 64 => vec!["BIG", "X_VEC4", "BN64"],
+            Gemm::Big(pl) if pl.bm == 128 => vec!["BIG", "X_VEC4", "BM128"],
+            Gemm::Big(_) => vec!["BIG", "X_VEC4"],
+            Gemm::Tile64 => vec!["TILE64"],
+            Gemm::Tile32 => vec![],
+        }
+    }
+
+    pub(crate) fn entry(self) -> &'static str {
+        match self {
+            Gemm::Big(_) => "big",
+            _ => "main",
+        }
+    }
+
+    pub(crate) fn groups(self, m: usize, rows: usize) -> Result<[u32; 3]> {
+        let (bm, bn) = match self {
+            Gemm::Big(pl) => (pl.bm, pl.bn),
+            Gemm::Tile64 => (64, 64),
+            Gemm::Tile32 => (32, 32),
+        };
+        Ok([u(rows.div_ceil(bn))?, u(m.div_ceil(bm))?, 1])
+    }
 }
 
 /// Whether a GPU GEMM with an `a × b` output takes 64×64 tiles (4×4 per

@@ -14,7 +14,7 @@
 //! with scratch buffers between them. The weight is never split across
 //! bindings (callers fuse only weights that fit one binding).
 
-use super::matmul::{GEMV_MAX_M, weight_define};
+use super::matmul::{GEMV_MAX_M, Gemm, weight_define};
 use super::{
     Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, require_residual, shape_err, u,
 };
@@ -243,10 +243,14 @@ impl Op for FusedMatMul {
         } else {
             Bind::Input(0, 0)
         };
+        // The GEMM kernel mul_mat picks for this shape.
+        let gemm = Gemm::pick(ctx, m, rows, k);
+        let mut defines = vec![weight_define(w.dtype)];
+        defines.extend(gemm.defines());
         out.push(Dispatch {
             shader: "mul_mat.wgsl",
-            entry: "main",
-            defines: vec![weight_define(w.dtype)],
+            entry: gemm.entry(),
+            defines,
             bindings: vec![Bind::Input(1, 0), xin, gemm_out, gemm_res],
             params: vec![
                 u(m)?,
@@ -255,8 +259,11 @@ impl Op for FusedMatMul {
                 0,
                 u(rows)?,
                 (self.residual && !self.glu) as u32,
+                0,
+                0,
+                u(k)?,
             ],
-            groups: [u(rows.div_ceil(32))?, u(m.div_ceil(32))?, 1],
+            groups: gemm.groups(m, rows)?,
         });
         if self.glu {
             out.push(Dispatch {

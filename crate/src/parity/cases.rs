@@ -813,6 +813,27 @@ fn mul_mat_fused(rng: &mut Rng) -> Result<Vec<Case>> {
             }
         }
     }
+    // Prefill chunks large enough for the GPUs' big GEMM: 256×32 tiles with
+    // norm, GLU and residual; 128×64 tiles with norm and residual.
+    for (m, n, glu) in [(130, 2050, true), (300, 4096, false)] {
+        let k = 64;
+        let mut b = B::new(rng);
+        let x = b.input(&[m, k], DType::F32, 1.5)?;
+        let w = b.weight(&[if glu { 2 * n } else { n }, k], DType::Q4_0, 0.125)?;
+        let nw = b.weight(&[k], DType::F32, 1.0)?;
+        let residual = Some(b.input(&[m, n], DType::F32, 1.0)?);
+        let y = b.g.matmul_fused(
+            x,
+            w,
+            Fusion {
+                norm: Some((nw, 1e-5)),
+                glu,
+                residual,
+            },
+        )?;
+        let desc = format!("m{m} n{n} k{k} norm{} +res", if glu { " glu" } else { "" });
+        out.push(b.case("mul_mat_fused", DType::Q4_0, desc, y, vec![], MATMUL)?);
+    }
     // Decode rows wider than 1024 (the 16 KiB workgroup copy of x on GPUs
     // with subgroups): f32 with a partial last 32-block, and the formats of
     // the CUDA twin's wide-load decode path (68 half-blocks a row: lanes
