@@ -117,28 +117,15 @@ fn gemm_put(m: u32, r: u32, v: f32) {
 }
 
 #if BIG
-// gemm_big's addends: the bias, and the residual (zeros when absent or out
-// of range).
-fn big_add(m: u32, r: u32) -> vec4<f32> {
+// gemm_big's addend: the bias ((acc + bias) + residual, gemm_put's order).
+fn big_add(m: u32, r: u32, acc: vec4<f32>) -> vec4<f32> {
     var v = vec4<f32>(0.0);
     for (var j = 0u; j < 4u; j++) {
         if (r + j < p.rows) {
             v[j] = bias[p.n0 + r + j];
         }
     }
-    return v;
-}
-
-fn big_res(m: u32, r: u32) -> vec4<f32> {
-    var v = vec4<f32>(0.0);
-    if (p.has_res != 0u && m < p.m) {
-        for (var j = 0u; j < 4u; j++) {
-            if (r + j < p.rows) {
-                v[j] = res[m * p.n + p.n0 + r + j];
-            }
-        }
-    }
-    return v;
+    return acc + v;
 }
 
 #include "common/gemm_big.wgsl"

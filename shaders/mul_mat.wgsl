@@ -46,30 +46,18 @@ fn im_load(px: Pixel, c: Cur) -> vec4<f32> {
     return xv[px.base + c.k / 4u];
 }
 
-// The epilogue's addends: the LoRA term, and the residual.
-fn big_add(m: u32, r: u32) -> vec4<f32> {
-    var v = vec4<f32>(0.0);
+// gemm_big's addend: the LoRA term, added as put() adds it.
+fn big_add(m: u32, r: u32, acc: vec4<f32>) -> vec4<f32> {
+    var v = acc;
 #if LORA
     if (m < p.m) {
         for (var j = 0u; j < 4u; j++) {
             if (r + j < p.rows) {
-                v[j] = lora_at(m * p.n + p.n0 + r + j);
+                v[j] = lora_add(m * p.n + p.n0 + r + j, acc[j]);
             }
         }
     }
 #endif
-    return v;
-}
-
-fn big_res(m: u32, r: u32) -> vec4<f32> {
-    var v = vec4<f32>(0.0);
-    if (p.has_res != 0u && m < p.m) {
-        for (var j = 0u; j < 4u; j++) {
-            if (r + j < p.rows) {
-                v[j] = res[m * p.n + p.n0 + r + j];
-            }
-        }
-    }
     return v;
 }
 

@@ -12,9 +12,10 @@
 // The includer provides p.m, p.k, p.n, p.n0, p.rows, p.kslab, y, w4()
 // (common/weights.wgsl), X's rows — `Pixel`, `Cur`, im_pixel(m), im_cur(k),
 // im_next(cur, step), im_load(pixel, cur) -> vec4 (zeros past m and k;
-// common/conv2d_gather.wgsl for convolutions) — and the epilogue's addends
-// big_add(m, r) and big_res(m, r) (4 columns each, zeros where absent):
-// y = (acc + big_add) + big_res. With SPLITK (conv2d only): slab wid.z of K
+// common/conv2d_gather.wgsl for convolutions), `res` and p.has_res (the
+// residual), and big_add(m, r, acc): 4 columns of the product plus the
+// includer's addend (bias, LoRA term), y = big_add + residual. With SPLITK
+// (conv2d only): slab wid.z of K
 // into `part`, summed by `splitk_sum` (which calls the includer's gemm_put).
 // Dispatch (ceil(rows/BN), ceil(m/BM), splits) workgroups; 18 KiB (12 KiB with
 // BN64, 10 KiB with BM128) of workgroup memory.
@@ -164,14 +165,14 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
 #else
     // Every addend loaded before the first store: y might alias them as far
     // as the compiler knows, so a load after a store waits for it.
-    let b0 = big_add(mb, rc);
-    let b1 = big_add(mb + 1u, rc);
-    let b2 = big_add(mb + 2u, rc);
-    let b3 = big_add(mb + 3u, rc);
-    let b4 = big_add(mb + 4u, rc);
-    let b5 = big_add(mb + 5u, rc);
-    let b6 = big_add(mb + 6u, rc);
-    let b7 = big_add(mb + 7u, rc);
+    let b0 = big_add(mb, rc, a0);
+    let b1 = big_add(mb + 1u, rc, a1);
+    let b2 = big_add(mb + 2u, rc, a2);
+    let b3 = big_add(mb + 3u, rc, a3);
+    let b4 = big_add(mb + 4u, rc, a4);
+    let b5 = big_add(mb + 5u, rc, a5);
+    let b6 = big_add(mb + 6u, rc, a6);
+    let b7 = big_add(mb + 7u, rc, a7);
     let q0 = big_res(mb, rc);
     let q1 = big_res(mb + 1u, rc);
     let q2 = big_res(mb + 2u, rc);
@@ -180,14 +181,14 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     let q5 = big_res(mb + 5u, rc);
     let q6 = big_res(mb + 6u, rc);
     let q7 = big_res(mb + 7u, rc);
-    put4(mb, rc, a0 + b0 + q0);
-    put4(mb + 1u, rc, a1 + b1 + q1);
-    put4(mb + 2u, rc, a2 + b2 + q2);
-    put4(mb + 3u, rc, a3 + b3 + q3);
-    put4(mb + 4u, rc, a4 + b4 + q4);
-    put4(mb + 5u, rc, a5 + b5 + q5);
-    put4(mb + 6u, rc, a6 + b6 + q6);
-    put4(mb + 7u, rc, a7 + b7 + q7);
+    put4(mb, rc, b0 + q0);
+    put4(mb + 1u, rc, b1 + q1);
+    put4(mb + 2u, rc, b2 + q2);
+    put4(mb + 3u, rc, b3 + q3);
+    put4(mb + 4u, rc, b4 + q4);
+    put4(mb + 5u, rc, b5 + q5);
+    put4(mb + 6u, rc, b6 + q6);
+    put4(mb + 7u, rc, b7 + q7);
 #endif
 }
 
@@ -204,6 +205,20 @@ fn put_part(s: u32, m: u32, r: u32, v: vec4<f32>) {
     }
 }
 #else
+// The residual of columns r .. r + 4 of row m (zeros when absent or out of
+// range).
+fn big_res(m: u32, r: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (p.has_res != 0u && m < p.m) {
+        for (var j = 0u; j < 4u; j++) {
+            if (r + j < p.rows) {
+                v[j] = res[m * p.n + p.n0 + r + j];
+            }
+        }
+    }
+    return v;
+}
+
 // Output columns r .. r + 4 of row m (those in range).
 fn put4(m: u32, r: u32, v: vec4<f32>) {
     if (m >= p.m) {

@@ -35,9 +35,9 @@ struct Params {
 @group(0) @binding(6) var<storage, read> lb: array<f32>;
 #endif
 
-// The LoRA term of y[i] (0 without LORA; mul_mat.wgsl's BIG epilogue).
-fn lora_at(i: u32) -> f32 {
-    var s = 0.0;
+// v plus the LoRA term of y[i] (v without LORA).
+fn lora_add(i: u32, v: f32) -> f32 {
+    var s = v;
 #if LORA
     let r = p.lora_rank;
     let hb = (i / p.n) * r;
@@ -50,15 +50,7 @@ fn lora_at(i: u32) -> f32 {
 }
 
 fn put(i: u32, v: f32) {
-    var s = v;
-#if LORA
-    let r = p.lora_rank;
-    let hb = (i / p.n) * r;
-    let bb = (i % p.n) * r;
-    for (var j = 0u; j < r; j++) {
-        s += lh[hb + j] * lb[bb + j];
-    }
-#endif
+    let s = lora_add(i, v);
     if (p.has_res != 0u) {
         y[i] = s + res[i];
     } else {
