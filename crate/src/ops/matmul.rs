@@ -210,7 +210,12 @@ fn plan(
         .iter()
         .enumerate()
         .map(|(c, ch)| {
-            let (groups, mut defines) = if gemv {
+            let gemm = (!gemv).then(|| Gemm::pick(ctx, m, ch.rows, k));
+            let (groups, mut defines) = if let Some(g) = gemm {
+                let mut d = vec![weight_define(w.dtype)];
+                d.extend(g.defines());
+                (g.groups(m, ch.rows)?, d)
+            } else {
                 // Rows per workgroup: 64 (CPU), one per subgroup (four
                 // with XREG), or 1.
                 let per = if ctx.caps.cpu {
@@ -231,11 +236,6 @@ fn plan(
                     d.push("XREG");
                 }
                 (grid(ch.rows.div_ceil(per), ctx.caps)?, d)
-            } else {
-                let g = Gemm::pick(ctx, m, ch.rows, k);
-                let mut d = vec![weight_define(w.dtype)];
-                d.extend(g.defines());
-                (g.groups(m, ch.rows)?, d)
             };
             // The residual binding is x itself when there is none.
             let mut bindings = vec![
@@ -254,11 +254,7 @@ fn plan(
                 } else {
                     "mul_mat.wgsl"
                 },
-                entry: if defines.contains(&"BIG") {
-                    "big"
-                } else {
-                    "main"
-                },
+                entry: gemm.map_or("main", Gemm::entry),
                 defines,
                 bindings,
                 params: vec![
