@@ -75,16 +75,14 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
     // This workgroup's K slab (all of K unless split).
     let kb = wid.z * p.kslab;
     let ke = min(p.k, kb + p.kslab);
-    // Gathering: group ag of pixel rows arow (and arow + WG/2 when NX = 2).
+    // Gathering: group ag of X rows arow (and arow + WG/2 when NX = 2), and
+    // group ag of weight row arow (invocations past 2·BN load no weights).
     let arow = lid / 2u;
     let ag = lid % 2u;
     let px = im_pixel(m0 + arow);
     let px1 = im_pixel(m0 + arow + WG / 2u);
-    // Weights: group bg of row brow (invocations past 2·BN load none).
-    let brow = lid / 2u;
-    let bg = lid % 2u;
     let wrow = lid < 2u * BN;
-    let wload = wrow && r0 + brow < p.rows;
+    let wload = wrow && r0 + arow < p.rows;
     // Multiplying: pixels tm·8 .. +8, channels tn·4 .. +4.
     let tn = lid % (BN / 4u);
     let tm = lid / (BN / 4u);
@@ -103,12 +101,12 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
         xv1 = im_load(px1, c0);
     }
     var wv = vec4<f32>(0.0);
-    if (wload && kb + 4u * bg < p.k) {
-        wv = w4(r0 + brow, p.k, kb / 4u + bg);
+    if (wload && kb + 4u * ag < p.k) {
+        wv = w4(r0 + arow, p.k, kb / 4u + ag);
     }
     put_xs(0u, ag, arow, xv0, xv1);
     if (wrow) {
-        put_w(0u, bg, brow, wv);
+        put_w(0u, ag, arow, wv);
     }
     workgroupBarrier();
     var buf = 0u;
@@ -122,8 +120,8 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
                 xv1 = im_load(px1, c0);
             }
             wv = vec4<f32>(0.0);
-            if (wload && k1 + 4u * bg < p.k) {
-                wv = w4(r0 + brow, p.k, k1 / 4u + bg);
+            if (wload && k1 + 4u * ag < p.k) {
+                wv = w4(r0 + arow, p.k, k1 / 4u + ag);
             }
         }
         for (var kk = 0u; kk < BK; kk++) {
@@ -144,7 +142,7 @@ fn big(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) l
             let nb = buf ^ 1u;
             put_xs(nb, ag, arow, xv0, xv1);
             if (wrow) {
-                put_w(nb, bg, brow, wv);
+                put_w(nb, ag, arow, wv);
             }
         }
         workgroupBarrier();
