@@ -16,7 +16,12 @@ bandwidth-bound benchmark case; its blocks are written as random quant bytes
 with a fitting scale (`--raw`, also available for the others) rather than
 quantized from floats, which would take minutes for 8 B weights.
 
-    python3 tools/gen_random_gguf.py OUT.gguf Q8_0|Q4_0 [--tiny|--8b] [--raw]
+With `--smol` the shape is SmolLM2-135M's (30 layers, d_model 576, 9 heads,
+3 KV heads, head_dim 64, FFN 1536, vocab 49152, tied embeddings), for timing
+the small model's shape beside llama.cpp without shipping the real file;
+Q4_1 (SmolLM2's file type) is available with `--raw`.
+
+    python3 tools/gen_random_gguf.py OUT.gguf Q8_0|Q4_0|Q4_1 [--tiny|--8b|--smol] [--raw]
     (needs numpy + gguf)
 """
 import math
@@ -26,7 +31,11 @@ import numpy as np
 import gguf
 
 out, qtype = sys.argv[1], sys.argv[2]
-Q = {"Q8_0": gguf.GGMLQuantizationType.Q8_0, "Q4_0": gguf.GGMLQuantizationType.Q4_0}[qtype]
+Q = {
+    "Q8_0": gguf.GGMLQuantizationType.Q8_0,
+    "Q4_0": gguf.GGMLQuantizationType.Q4_0,
+    "Q4_1": gguf.GGMLQuantizationType.Q4_1,
+}[qtype]
 flags = set(sys.argv[3:])
 L, D, H, KV, HD, FF, V = 16, 2048, 32, 8, 64, 8192, 128256
 SHAPE, TIED, RAW = "Llama-3.2-1B", True, "--raw" in flags
@@ -35,6 +44,11 @@ if "--tiny" in flags:  # a smoke-test size
 if "--8b" in flags:
     L, D, H, KV, HD, FF, V = 32, 4096, 32, 8, 128, 14336, 128256
     SHAPE, TIED, RAW = "Llama-3.1-8B", False, True
+if "--smol" in flags:
+    L, D, H, KV, HD, FF, V = 30, 576, 9, 3, 64, 1536, 49152
+    SHAPE = "SmolLM2-135M"
+if qtype == "Q4_1" and not RAW:
+    sys.exit("Q4_1 needs --raw")
 rng = np.random.default_rng(1234)
 
 
@@ -86,13 +100,17 @@ def mat(name, rows, cols, std):
 
 
 def raw_blocks(rows, cols, std):
-    """Random blocks whose values have about the given std: Q4_0 nibbles
-    uniform in 0..15 (std 4.6 around 8), Q8_0 bytes uniform in -127..127
+    """Random blocks whose values have about the given std: Q4_0 / Q4_1
+    nibbles uniform in 0..15 (std 4.6 around 8 / the offset m), Q8_0 bytes uniform in -127..127
     (std 73), each block's f16 scale std / that, jittered by ±10%."""
     nb = cols // 32
-    q4 = qtype == "Q4_0"
-    d = (std / (4.6 if q4 else 73.3)) * rng.uniform(0.9, 1.1, (rows, nb, 1))
-    d = d.astype(np.float16).view(np.uint8)
+    q4 = qtype in ("Q4_0", "Q4_1")
+    dv = (std / (4.6 if q4 else 73.3)) * rng.uniform(0.9, 1.1, (rows, nb, 1))
+    d = dv.astype(np.float16).view(np.uint8)
+    if qtype == "Q4_1":  # d, then m = -7.5·d (nibbles centred on 0)
+        m = (-7.5 * dv).astype(np.float16).view(np.uint8)
+        qs = rng.integers(0, 256, (rows, nb, 16), dtype=np.uint8)
+        return np.concatenate([d, m, qs], axis=2).reshape(rows, -1)
     if q4:
         qs = rng.integers(0, 256, (rows, nb, 16), dtype=np.uint8)
     else:

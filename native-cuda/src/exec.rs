@@ -496,9 +496,17 @@ impl Executable for CudaExecutable {
             }
             self.stream.synchronize().map_err(driver_err)?;
             let mut out = kiln::backend::KernelProfile::default();
+            // KILN_PROFILE_GRID=1 keeps launches of one kernel with
+            // different grids apart (e.g. a model's GEMV shapes).
+            let by_grid = std::env::var("KILN_PROFILE_GRID").as_deref() == Ok("1");
             for (s, w) in self.steps[p].iter().zip(events.windows(2)) {
                 let ms = w[0].elapsed_ms(&w[1]).map_err(driver_err)?;
-                out.add(&s.label, ms as f64 / 1e3);
+                if by_grid {
+                    let blocks = s.grid.0 * s.grid.1 * s.grid.2;
+                    out.add(&format!("{} ({blocks} blocks)", s.label), ms as f64 / 1e3);
+                } else {
+                    out.add(&s.label, ms as f64 / 1e3);
+                }
             }
             Ok(out.finish())
         })();

@@ -438,6 +438,14 @@ fn mul_mat(rng: &mut Rng) -> Result<Vec<Case>> {
         shapes.push((1, 200, 256, true));
         shapes.push((12, 200, 256, true));
         shapes.push((70, 200, 256, true));
+        if matches!(dtype, DType::Q4_0 | DType::Q4_1 | DType::Q8_0) {
+            // Decode rows of 72 and 130 blocks (whole 2048-wide slices
+            // and a short rest; row bytes a multiple of 16, and for
+            // Q4_0/Q8_0 of 4 only), row counts that leave a warp's or a
+            // workgroup's last rows partial.
+            shapes.push((1, 13, 2304, false));
+            shapes.push((1, 22, 4160, false));
+        }
         for (m, n, k, split) in shapes {
             let mut b = B::new(rng);
             let x = b.input(&[m, k], DType::F32, 1.0)?;
@@ -838,11 +846,17 @@ fn mul_mat_fused(rng: &mut Rng) -> Result<Vec<Case>> {
     // with subgroups): f32 with a partial last 32-block, and the formats of
     // the CUDA twin's wide-load decode path (68 half-blocks a row: lanes
     // wrap around).
+    // k 2304 / 4160: rows of several 2048-wide slices (as mul_mat's
+    // decode cases).
     for (dtype, k) in [
         (DType::F32, 1100),
         (DType::Q8_0, 1088),
         (DType::Q4_0, 1088),
         (DType::Q4_1, 1088),
+        (DType::Q8_0, 2304),
+        (DType::Q4_0, 2304),
+        (DType::Q4_1, 4160),
+        (DType::Q4_0, 4160),
     ] {
         let mut b = B::new(rng);
         let x = b.input(&[1, k], DType::F32, 1.5)?;
