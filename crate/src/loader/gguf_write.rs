@@ -143,6 +143,37 @@ pub fn write_data(
     Ok(padded)
 }
 
+/// Writes `output` through `body` as `OUT.part` (a `.part` extension
+/// appended to the name's extension), renamed to `output` when `body`
+/// succeeds and removed when it fails: a failed or cancelled write never
+/// leaves a half-written file under the requested name. Returns `body`'s
+/// byte count.
+pub fn write_file(
+    output: &std::path::Path,
+    body: &mut dyn FnMut(&mut dyn Write) -> Result<u64, LoadError>,
+) -> Result<u64, LoadError> {
+    let part = output.with_extension("gguf.part");
+    let result = (|| -> Result<u64, LoadError> {
+        let f = std::fs::File::create(&part)
+            .map_err(|e| LoadError::Io(format!("{}: {e}", part.display())))?;
+        let mut w = std::io::BufWriter::new(f);
+        let n = body(&mut w)?;
+        w.flush()?;
+        Ok(n)
+    })();
+    match result {
+        Ok(n) => {
+            std::fs::rename(&part, output)
+                .map_err(|e| LoadError::Io(format!("{}: {e}", output.display())))?;
+            Ok(n)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

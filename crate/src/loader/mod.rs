@@ -3,6 +3,7 @@
 
 pub mod gguf;
 pub mod gguf_write;
+pub mod hf_gguf;
 pub mod onnx;
 pub mod safetensors;
 pub mod stream;

@@ -289,6 +289,18 @@ impl HfModel {
         Ok(())
     }
 
+    /// The HF name of GGUF-named tensor `gguf`, if the folder has it.
+    pub fn hf_name_of(&self, gguf: &str) -> Result<String, LoadError> {
+        self.entry(gguf).map(|(hf, _)| hf.to_string())
+    }
+
+    /// Every tensor's HF name, sorted.
+    pub fn tensor_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.tensors.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
     /// Where GGUF-named tensor `gguf` lies: (shard index, offset, bytes).
     pub fn location(&self, gguf: &str) -> Result<(usize, u64, u64), LoadError> {
         let (_, e) = self.entry(gguf)?;

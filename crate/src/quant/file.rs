@@ -6,14 +6,14 @@
 //! `OUT.part` and renamed when complete, so a failure or a cancel never
 //! leaves a half-written file under the requested name.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
 use super::recipe::{FileType, TensorDesc, plan};
 use crate::dtype::DType;
 use crate::loader::LoadError;
 use crate::loader::gguf::{GgufFile, MetaValue};
-use crate::loader::gguf_write::{TensorHeader, header, write_data};
+use crate::loader::gguf_write::{TensorHeader, header, write_data, write_file};
 
 /// What happened to one tensor.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,7 +105,6 @@ pub fn quantize_gguf(
         })
         .collect();
     let (head, align) = header(&metadata, &infos)?;
-    let part = output.with_extension("gguf.part");
     let mut outcomes = Vec::with_capacity(g.tensors.len());
     let total = g.tensors.len();
     let mut body = |w: &mut dyn Write| -> Result<u64, LoadError> {
@@ -137,23 +136,7 @@ pub fn quantize_gguf(
         }
         Ok(n)
     };
-    let result = (|| -> Result<u64, LoadError> {
-        let f = std::fs::File::create(&part)
-            .map_err(|e| LoadError::Io(format!("{}: {e}", part.display())))?;
-        let mut w = BufWriter::new(f);
-        let n = body(&mut w)?;
-        w.flush()?;
-        Ok(n)
-    })();
-    let bytes_out = match result {
-        Ok(n) => n,
-        Err(e) => {
-            let _ = std::fs::remove_file(&part);
-            return Err(e);
-        }
-    };
-    std::fs::rename(&part, output)
-        .map_err(|e| LoadError::Io(format!("{}: {e}", output.display())))?;
+    let bytes_out = write_file(output, &mut body)?;
     Ok(Report {
         tensors: outcomes,
         bytes_in: g.file_len,

@@ -67,6 +67,12 @@ use thiserror::Error;
 
 pub use stream::StreamDecoder;
 
+/// The split regex Kiln (as transformers) uses for GGUF pre-tokenizer name
+/// `pre` (`"llama-bpe"`, `"qwen2"`, …), if it has its own.
+pub fn split_pattern_of(pre: &str) -> Option<&'static str> {
+    spec::split_pattern(pre)
+}
+
 /// Tokenizer errors: bad metadata, bad input ids, or a failure inside `tokenizers`.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum TokenizerError {
