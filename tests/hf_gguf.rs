@@ -281,3 +281,28 @@ fn linear_rope_scaling_is_kept() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A config.json whose vocab_size disagrees with the embedding (here 2³¹)
+/// is refused before any vocabulary-sized allocation.
+#[test]
+fn a_vocab_size_the_tensors_do_not_hold_is_refused() {
+    let src = fixture("llama");
+    let dir = std::env::temp_dir().join(format!("kiln-hf-gguf-vocab-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in [
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    cfg["vocab_size"] = Value::from(1u64 << 31);
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let out = dir.join("out.gguf");
+    let e = convert_hf_folder(&dir, &out, &mut |_, _| true).unwrap_err();
+    assert!(e.to_string().contains("vocab_size"), "{e}");
+    assert!(!out.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -419,6 +419,23 @@ pub fn convert_hf_folder(
         Err(_) => None,
     };
     let names = tensor_names(&folder, cfg.n_layers)?;
+    // Sizes from config.json are bounded by the tensors the folder holds
+    // before anything is allocated from them: the vocabulary by the
+    // embedding's rows, the rotary dimension by a row of Q.
+    let (embd, _) = folder.info("token_embd.weight")?;
+    if embd.first() != Some(&cfg.vocab) {
+        return Err(bad(format!(
+            "config.json: vocab_size {} but the embedding has {:?} rows",
+            cfg.vocab,
+            embd.first()
+        )));
+    }
+    if cfg.head_dim == 0 || cfg.head_dim > cfg.d_model.max(1) * 4 {
+        return Err(bad(format!(
+            "config.json: head_dim {} does not fit hidden_size {}",
+            cfg.head_dim, cfg.d_model
+        )));
+    }
 
     // Tensors computed from config.json come first (generate_extra_tensors).
     let mut extra: Vec<(String, Vec<f32>)> = Vec::new();
