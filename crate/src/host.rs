@@ -61,12 +61,7 @@ impl HostTensor {
             // per row — a million times for a one-channel NHWC batch).
             quant::quantize(dtype, values)?
         } else {
-            let last = shape.last().copied().unwrap_or(1).max(1);
-            let mut out = Vec::with_capacity(byte_size(shape, dtype)?);
-            for row in values.chunks(last) {
-                out.extend(quant::quantize(dtype, row)?);
-            }
-            out
+            quant::quantize_rows(dtype, values, shape.last().copied().unwrap_or(1))?
         };
         HostTensor::from_bytes(shape, dtype, data)
     }

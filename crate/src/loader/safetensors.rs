@@ -361,11 +361,7 @@ impl HfModel {
         if shift {
             values.iter_mut().for_each(|v| *v += 1.0);
         }
-        let cols = *e.shape.last().unwrap_or(&1);
-        let mut out = Vec::with_capacity(crate::host::byte_size(&e.shape, target)?);
-        for row in values.chunks(cols.max(1)) {
-            out.extend(quant::quantize(target, row)?);
-        }
+        let out = quant::quantize_rows(target, &values, *e.shape.last().unwrap_or(&1))?;
         Ok(HostTensor::from_bytes(&e.shape, target, out)?)
     }
 

@@ -115,13 +115,10 @@ pub fn quantize_gguf(
             let data = if to == t.dtype {
                 host.data
             } else {
-                let values = host.to_f32()?;
-                let cols = *t.shape.last().unwrap_or(&1);
-                let mut bytes = Vec::with_capacity(crate::host::byte_size(&t.shape, to)?);
-                for row in values.chunks(cols.max(1)) {
-                    bytes.extend(super::quantize(to, row)?);
-                }
-                bytes
+                // The plan gives each tensor a type whose blocks tile its
+                // rows, so one call over the whole tensor (spread over the
+                // machine's threads) encodes the same blocks as row by row.
+                super::quantize_rows(to, &host.to_f32()?, *t.shape.last().unwrap_or(&1))?
             };
             n += write_data(w, info, &data, align)?;
             outcomes.push(TensorOutcome {

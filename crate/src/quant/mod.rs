@@ -217,6 +217,21 @@ pub fn quantize(dtype: DType, x: &[f32]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// `x` as rows of `cols` values in `dtype`: one [`quantize`] call (threaded
+/// on native targets) when blocks tile the rows, else row by row (each
+/// row's partial last block is what `quantize` reports for it).
+pub fn quantize_rows(dtype: DType, x: &[f32], cols: usize) -> Result<Vec<u8>> {
+    let cols = cols.max(1);
+    if cols.is_multiple_of(dtype.block_size()) {
+        return quantize(dtype, x);
+    }
+    let mut out = Vec::new();
+    for row in x.chunks(cols) {
+        out.extend(quantize(dtype, row)?);
+    }
+    Ok(out)
+}
+
 /// Encodes whole blocks, on native targets spread over the machine's threads
 /// (large checkpoints quantized on load: a Stable-Diffusion UNet's 865 M
 /// weights take minutes to Q4_K on one core). Each thread owns a contiguous
