@@ -306,3 +306,32 @@ fn a_vocab_size_the_tensors_do_not_hold_is_refused() {
     assert!(!out.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The in-memory path (what the safetensors fuzz target drives) writes the
+/// same bytes as the file path.
+#[test]
+fn in_memory_conversion_writes_the_same_bytes() {
+    use kiln::loader::hf_gguf::convert_folder;
+    use kiln::loader::safetensors::HfFolder;
+    let dir = fixture("llama3");
+    let file = convert(&dir, "llama3-mem");
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let mut folder = HfFolder::from_memory(
+        &read("config.json"),
+        Some(&read("tokenizer_config.json")),
+        vec![("model.safetensors".into(), read("model.safetensors"))],
+    )
+    .unwrap();
+    let mut mem = Vec::new();
+    let r = convert_folder(
+        &mut folder,
+        &read("tokenizer.json"),
+        "llama3",
+        &mut mem,
+        &mut |_, _| true,
+    )
+    .unwrap();
+    assert_eq!(r.bytes_out as usize, mem.len());
+    assert!(mem == std::fs::read(&file).unwrap());
+    std::fs::remove_file(&file).unwrap();
+}

@@ -20,7 +20,10 @@ C = pathlib.Path("fuzz/corpus")
 cfg = (F / "models/llama3/config.json").read_bytes()
 cfg += b" " * (-len(cfg) % 8)
 st = (F / "models/llama3/model.safetensors").read_bytes()
-(C / "safetensors/llama3").write_bytes(bytes([len(cfg) // 8, 0, 0, 0]) + cfg + st)
+tok = (F / "models/llama3/tokenizer.json").read_bytes()
+tok += b" " * (-len(tok) % 64)
+assert len(tok) // 64 < 256
+(C / "safetensors/llama3").write_bytes(bytes([len(cfg) // 8, 0, 0, len(tok) // 64]) + cfg + tok + st)
 (C / "safetensors/llama3_split").write_bytes(bytes([len(cfg) // 8, 64, 1, 0]) + cfg + st)
 tc = json.loads((F / "models/llama3/tokenizer_config.json").read_text())
 if tc.get("chat_template"):

@@ -1,7 +1,8 @@
 //! A Hugging Face safetensors folder in memory: the input is split into
-//! `config.json` and one or two shards (lengths from the first bytes); the
-//! Llama config, the graph builder, and every weight it names (read and
-//! converted).
+//! `config.json`, `tokenizer.json` and one or two shards (lengths from the
+//! first bytes); the Llama config, the graph builder, every weight it names
+//! (read and converted), and the whole folder converted to a GGUF
+//! (`kiln::loader::hf_gguf`, written to a sink).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -19,10 +20,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     common::bounded(data.len(), || {
-        // data[0]·8 bytes of config.json (padded with spaces), then one shard,
-        // or (data[2] odd) two split after data[1]·1024 bytes.
+        // data[0]·8 bytes of config.json (padded with spaces), data[3]·64 of
+        // tokenizer.json, then one shard, or (data[2] odd) two split after
+        // data[1]·1024 bytes.
         let rest = &data[4..];
         let (config, rest) = rest.split_at((data[0] as usize * 8).min(rest.len()));
+        let (tokenizer, rest) = rest.split_at((data[3] as usize * 64).min(rest.len()));
         let two = data[2] & 1 == 1;
         let at = if two {
             (data[1] as usize * 1024).min(rest.len())
@@ -51,6 +54,13 @@ fuzz_target!(|data: &[u8]| {
             for n in names {
                 let _ = f.read(&n);
             }
+            let _ = kiln::loader::hf_gguf::convert_folder(
+                &mut f,
+                tokenizer,
+                "fuzz",
+                &mut std::io::sink(),
+                &mut |_, _| true,
+            );
         }
     });
 });

@@ -296,6 +296,15 @@ fn vocab_keys(
     let vocab = model["vocab"]
         .as_object()
         .ok_or_else(|| bad("tokenizer.json: model.vocab is not a map"))?;
+    // Ids without a token become "[PADn]" (llama.cpp's rule, for vocabularies
+    // padded past the tokenizer); their number is bounded by the tokens the
+    // file holds, so a config cannot make a small tokenizer a huge table.
+    let held = vocab.len() + tok["added_tokens"].as_array().map_or(0, Vec::len);
+    if vocab_size > 2 * held + 1024 {
+        return Err(bad(format!(
+            "vocab_size {vocab_size} is far past the {held} tokens of tokenizer.json"
+        )));
+    }
     let mut rev: Vec<Option<(String, bool, bool)>> = vec![None; vocab_size];
     let mut put = |id: u64, t: &str, added: bool, special: bool| -> Result<(), LoadError> {
         let slot = rev.get_mut(id as usize).ok_or_else(|| {
@@ -399,26 +408,43 @@ pub fn convert_hf_folder(
     progress: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<ConvertReport, LoadError> {
     let mut folder = HfFolder::open(dir, None)?;
+    let tok_path = dir.join("tokenizer.json");
+    let tok = std::fs::read(&tok_path)
+        .map_err(|e| LoadError::Io(format!("{}: {e}", tok_path.display())))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let mut report = None;
+    write_file(output, &mut |w| {
+        let r = convert_folder(&mut folder, &tok, &name, w, progress)?;
+        let n = r.bytes_out;
+        report = Some(r);
+        Ok(n)
+    })?;
+    report.ok_or_else(|| bad("conversion wrote nothing"))
+}
+
+/// Converts an opened folder (its `tokenizer.json` bytes beside it) into
+/// `out`; `name` becomes `general.name`. In memory too (the fuzz target
+/// writes to a sink).
+pub fn convert_folder(
+    folder: &mut HfFolder,
+    tokenizer_json: &[u8],
+    name: &str,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<ConvertReport, LoadError> {
     let cfg = folder.model.llama_config()?;
     let c = folder.model.config.clone();
     let arch = match cfg.arch.as_str() {
         "mistral" => "llama".to_string(),
         a => a.to_string(),
     };
-    let tok_path = dir.join("tokenizer.json");
-    let tok: Value = serde_json::from_slice(
-        &std::fs::read(&tok_path)
-            .map_err(|e| LoadError::Io(format!("{}: {e}", tok_path.display())))?,
-    )
-    .map_err(|e| bad(format!("tokenizer.json: {e}")))?;
-    let tc_path = dir.join("tokenizer_config.json");
-    let tc: Option<Value> = match std::fs::read(&tc_path) {
-        Ok(b) => Some(
-            serde_json::from_slice(&b).map_err(|e| bad(format!("tokenizer_config.json: {e}")))?,
-        ),
-        Err(_) => None,
-    };
-    let names = tensor_names(&folder, cfg.n_layers)?;
+    let tok: Value =
+        serde_json::from_slice(tokenizer_json).map_err(|e| bad(format!("tokenizer.json: {e}")))?;
+    let tc: Option<Value> = folder.model.tokenizer_config().cloned();
+    let names = tensor_names(folder, cfg.n_layers)?;
     // Sizes from config.json are bounded by the tensors the folder holds
     // before anything is allocated from them: the vocabulary by the
     // embedding's rows, the rotary dimension by a row of Q.
@@ -493,11 +519,7 @@ pub fn convert_hf_folder(
         ));
     }
     metadata.push(("general.type".into(), MetaValue::Str("model".into())));
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
-    metadata.push(("general.name".into(), MetaValue::Str(name)));
+    metadata.push(("general.name".into(), MetaValue::Str(name.into())));
     metadata.extend(hyper_parameters(&arch, &c, &cfg)?);
     if rope_type == "linear" {
         let factor = cfg.rope_scaling.map(|s| s.factor).ok_or_else(|| {
@@ -555,7 +577,7 @@ pub fn convert_hf_folder(
         }
         Ok(n)
     };
-    let bytes_out = write_file(output, &mut body)?;
+    let bytes_out = body(out)?;
     Ok(ConvertReport {
         arch,
         tensors: total,

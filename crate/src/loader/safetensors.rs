@@ -606,6 +606,11 @@ impl HfModel {
         Ok(c)
     }
 
+    /// `tokenizer_config.json`, if the folder has one.
+    pub fn tokenizer_config(&self) -> Option<&Value> {
+        self.tokenizer_config.as_ref()
+    }
+
     /// `tokenizer_config.json`'s chat template, if any.
     pub fn chat_template(&self) -> Option<String> {
         let tc = self.tokenizer_config.as_ref()?;
