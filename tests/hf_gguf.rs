@@ -25,6 +25,34 @@ fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures/models").join(name)
 }
 
+/// A copy of the tiny llama fixture's folder in a temporary directory, with
+/// `config.json` and `tokenizer.json` edited.
+fn edited_llama(
+    tag: &str,
+    config: impl FnOnce(&mut Value),
+    tokenizer: impl FnOnce(&mut Value),
+) -> PathBuf {
+    let src = fixture("llama");
+    let dir = std::env::temp_dir().join(format!("kiln-hf-gguf-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["model.safetensors", "tokenizer_config.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    for (f, edit) in [
+        (
+            "config.json",
+            Box::new(config) as Box<dyn FnOnce(&mut Value)>,
+        ),
+        ("tokenizer.json", Box::new(tokenizer)),
+    ] {
+        let mut v: Value =
+            serde_json::from_str(&std::fs::read_to_string(src.join(f)).unwrap()).unwrap();
+        edit(&mut v);
+        std::fs::write(dir.join(f), v.to_string()).unwrap();
+    }
+    dir
+}
+
 fn convert(dir: &Path, tag: &str) -> PathBuf {
     let out = std::env::temp_dir().join(format!("kiln-hf-gguf-{}-{tag}.gguf", std::process::id()));
     let mut calls = 0;
@@ -194,21 +222,20 @@ fn mistral_converts_as_llama() {
 /// nothing is left at the output path.
 #[test]
 fn an_unknown_pre_tokenizer_is_a_typed_error() {
-    let src = fixture("llama");
-    let dir = std::env::temp_dir().join(format!("kiln-hf-gguf-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in ["config.json", "model.safetensors", "tokenizer_config.json"] {
-        std::fs::copy(src.join(f), dir.join(f)).unwrap();
-    }
-    let mut tok: Value =
-        serde_json::from_str(&std::fs::read_to_string(src.join("tokenizer.json")).unwrap())
-            .unwrap();
-    tok["pre_tokenizer"] = serde_json::json!({"type": "Whitespace"});
-    std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
+    let dir = edited_llama(
+        "pre",
+        |_| {},
+        |t| {
+            t["pre_tokenizer"] = serde_json::json!({"type": "Whitespace"});
+        },
+    );
     let out = dir.join("out.gguf");
     let e = convert_hf_folder(&dir, &out, &mut |_, _| true).unwrap_err();
     assert!(matches!(e, LoadError::Tokenizer(_)), "{e}");
     assert!(!out.exists() && !out.with_extension("gguf.part").exists());
+    let mut tok: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer.json")).unwrap())
+            .unwrap();
     tok["model"]["type"] = Value::from("Unigram");
     std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
     let e = convert_hf_folder(&dir, &out, &mut |_, _| true).unwrap_err();
@@ -225,20 +252,14 @@ fn linear_rope_scaling_is_kept() {
     use kiln::llm::Llm;
     use kiln::loader::safetensors::HfFolder;
     let src = fixture("llama");
-    let dir = std::env::temp_dir().join(format!("kiln-hf-gguf-linear-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in [
-        "model.safetensors",
-        "tokenizer.json",
-        "tokenizer_config.json",
-    ] {
-        std::fs::copy(src.join(f), dir.join(f)).unwrap();
-    }
-    let mut cfg: Value =
-        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
-    cfg["rope_scaling"] = serde_json::json!({"rope_type": "linear", "factor": 4.0});
-    cfg.as_object_mut().unwrap().remove("rope_parameters");
-    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let dir = edited_llama(
+        "linear",
+        |c| {
+            c["rope_scaling"] = serde_json::json!({"rope_type": "linear", "factor": 4.0});
+            c.as_object_mut().unwrap().remove("rope_parameters");
+        },
+        |_| {},
+    );
     let out = dir.join("linear.gguf");
     convert_hf_folder(&dir, &out, &mut |_, _| true).unwrap();
     let opts = kiln::model::llama::LlamaOptions {
@@ -286,20 +307,11 @@ fn linear_rope_scaling_is_kept() {
 /// is refused before any vocabulary-sized allocation.
 #[test]
 fn a_vocab_size_the_tensors_do_not_hold_is_refused() {
-    let src = fixture("llama");
-    let dir = std::env::temp_dir().join(format!("kiln-hf-gguf-vocab-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in [
-        "model.safetensors",
-        "tokenizer.json",
-        "tokenizer_config.json",
-    ] {
-        std::fs::copy(src.join(f), dir.join(f)).unwrap();
-    }
-    let mut cfg: Value =
-        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
-    cfg["vocab_size"] = Value::from(1u64 << 31);
-    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let dir = edited_llama(
+        "vocab",
+        |c| c["vocab_size"] = Value::from(1u64 << 31),
+        |_| {},
+    );
     let out = dir.join("out.gguf");
     let e = convert_hf_folder(&dir, &out, &mut |_, _| true).unwrap_err();
     assert!(e.to_string().contains("vocab_size"), "{e}");
