@@ -303,8 +303,9 @@ fn linear_rope_scaling_is_kept() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A config.json whose vocab_size disagrees with the embedding (here 2³¹)
-/// is refused before any vocabulary-sized allocation.
+/// A config.json whose vocab_size disagrees with the embedding, or whose
+/// layer count disagrees with the tensors (2³¹ each here), is refused
+/// before anything is sized by it.
 #[test]
 fn a_vocab_size_the_tensors_do_not_hold_is_refused() {
     let dir = edited_llama(
@@ -315,6 +316,16 @@ fn a_vocab_size_the_tensors_do_not_hold_is_refused() {
     let out = dir.join("out.gguf");
     let e = convert_hf_folder(&dir, &out, &mut |_, _| true).unwrap_err();
     assert!(e.to_string().contains("vocab_size"), "{e}");
+    assert!(!out.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let dir = edited_llama(
+        "layers",
+        |c| c["num_hidden_layers"] = Value::from(1u64 << 31),
+        |_| {},
+    );
+    let out = dir.join("out.gguf");
+    let e = convert_hf_folder(&dir, &out, &mut |_, _| true).unwrap_err();
+    assert!(e.to_string().contains("num_hidden_layers"), "{e}");
     assert!(!out.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -61,39 +61,38 @@ const LAYER_MODULES: [&str; 14] = [
 ];
 
 /// The GGUF name of every tensor in the folder, sorted by HF name (the
-/// converter's order), or an error naming a tensor with no GGUF name.
-fn tensor_names(folder: &HfFolder, n_layers: usize) -> Result<Vec<(String, String)>, LoadError> {
-    let mut want: Vec<String> = vec![
-        "token_embd.weight".into(),
-        "output_norm.weight".into(),
-        "output.weight".into(),
-    ];
-    for l in 0..n_layers {
-        for m in LAYER_MODULES {
-            for kind in ["weight", "bias"] {
-                want.push(format!("blk.{l}.{m}.{kind}"));
-            }
-        }
-    }
-    let mut by_hf = std::collections::HashMap::new();
-    for g in want {
-        if let Ok(hf) = folder.model.hf_name_of(&g) {
-            by_hf.insert(hf, g);
-        }
-    }
+/// converter's order), or an error naming a tensor with no GGUF name. Each
+/// HF name is matched against the GGUF names of its own layer (the layer
+/// numbers come from the tensors, not from config.json).
+fn tensor_names(folder: &HfFolder) -> Result<Vec<(String, String)>, LoadError> {
     let mut out = Vec::new();
     for hf in folder.model.tensor_names() {
         if hf.ends_with(".rotary_emb.inv_freq") {
             continue;
         }
-        let g = by_hf.get(&hf).ok_or_else(|| {
-            bad(format!(
-                "tensor '{hf}' has no GGUF name for this architecture"
-            ))
-        })?;
-        out.push((hf, g.clone()));
+        let layer = hf
+            .strip_prefix("model.layers.")
+            .and_then(|r| r.split('.').next())
+            .filter(|l| l.parse::<u32>().is_ok());
+        let candidates: Vec<String> = match layer {
+            Some(l) => LAYER_MODULES
+                .iter()
+                .flat_map(|m| ["weight", "bias"].map(|kind| format!("blk.{l}.{m}.{kind}")))
+                .collect(),
+            None => ["token_embd.weight", "output_norm.weight", "output.weight"]
+                .map(String::from)
+                .to_vec(),
+        };
+        let g = candidates
+            .into_iter()
+            .find(|g| folder.model.hf_name_of(g).is_ok_and(|h| h == hf))
+            .ok_or_else(|| {
+                bad(format!(
+                    "tensor '{hf}' has no GGUF name for this architecture"
+                ))
+            })?;
+        out.push((hf, g));
     }
-    out.sort();
     Ok(out)
 }
 
@@ -444,7 +443,7 @@ pub fn convert_folder(
     let tok: Value =
         serde_json::from_slice(tokenizer_json).map_err(|e| bad(format!("tokenizer.json: {e}")))?;
     let tc: Option<Value> = folder.model.tokenizer_config().cloned();
-    let names = tensor_names(folder, cfg.n_layers)?;
+    let names = tensor_names(folder)?;
     // Sizes from config.json are bounded by the tensors the folder holds
     // before anything is allocated from them: the vocabulary by the
     // embedding's rows, the rotary dimension by a row of Q.
@@ -454,6 +453,23 @@ pub fn convert_folder(
             "config.json: vocab_size {} but the embedding has {:?} rows",
             cfg.vocab,
             embd.first()
+        )));
+    }
+    let layers = names
+        .iter()
+        .filter_map(|(_, g)| {
+            g.strip_prefix("blk.")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .map_or(0, |l| l + 1);
+    if cfg.n_layers != layers {
+        return Err(bad(format!(
+            "config.json: num_hidden_layers {} but the tensors hold {layers} layers",
+            cfg.n_layers
         )));
     }
     if cfg.head_dim == 0 || cfg.head_dim > cfg.d_model.max(1) * 4 {
