@@ -74,6 +74,13 @@ pub fn quantize(a: QuantizeArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
         } else {
             a.out.with_extension("f32-from-hf.gguf")
         };
+        if ft != FileType::F32 && tmp.exists() {
+            return Err(format!(
+                "{} exists: the conversion is written there first (move it away)",
+                tmp.display()
+            )
+            .into());
+        }
         let b = bar("converting")?;
         let r = convert_hf_folder(&a.model, &tmp, &mut step(&b))?;
         b.finish_and_clear();
