@@ -34,6 +34,30 @@ fn every_op_matches_the_cpu_reference() {
     }
 }
 
+/// The decode GEMVs with 8-bit activations (ops/matmul_q8.rs: GPU kernels
+/// with subgroups), on every case whose product they can take, against the
+/// rounding bound of `kiln::parity::q8` (products they cannot take, m > 1
+/// among them, run the f32 kernels under the same bound).
+#[test]
+fn q8_activation_kernels_stay_within_their_rounding_bound() {
+    let Some(gpu) = common::gpu() else { return };
+    if !gpu.caps.subgroups {
+        eprintln!("no subgroups on {}: the q8 kernels need them", gpu.name());
+        return;
+    }
+    let b = gpu.with_cpu_kernels(false).with_q8_activations(true);
+    let formats = kiln::ops::matmul_q8::Q8_FORMATS;
+    let keep = |case: &kiln::parity::Case| kiln::parity::q8::q8_product(case, &formats).is_some();
+    common::run_suite_where(
+        "q8 activations (GPU kernels)",
+        &keep,
+        &|case| match case.binding_limit {
+            Some(l) => kiln::parity::q8::run_case_q8(case, &b.with_binding_limit(l), &formats),
+            None => kiln::parity::q8::run_case_q8(case, &b, &formats),
+        },
+    );
+}
+
 #[test]
 fn weights_over_the_binding_limit_are_split() {
     let Some(gpu) = common::gpu() else { return };

@@ -23,12 +23,13 @@ pub const HEADERS: [(&str, &str); 6] = [
 ];
 
 /// One source per op family, named like its WGSL twin(s).
-pub const FAMILIES: [(&str, &str); 21] = [
+pub const FAMILIES: [(&str, &str); 22] = [
     ("unary", include_str!("../kernels/unary.cu")),
     ("binary", include_str!("../kernels/binary.cu")),
     ("norm", include_str!("../kernels/norm.cu")),
     ("reduce", include_str!("../kernels/reduce.cu")),
     ("mul_mat", include_str!("../kernels/mul_mat.cu")),
+    ("mul_mat_q8", include_str!("../kernels/mul_mat_q8.cu")),
     ("get_rows", include_str!("../kernels/get_rows.cu")),
     ("rope", include_str!("../kernels/rope.cu")),
     ("attention", include_str!("../kernels/attention.cu")),
@@ -57,7 +58,7 @@ pub const FAMILIES: [(&str, &str); 21] = [
 ];
 
 /// The WGSL file each family mirrors.
-pub const WGSL_TWINS: [(&str, &[&str]); 21] = [
+pub const WGSL_TWINS: [(&str, &[&str]); 22] = [
     ("unary", &["unary.wgsl"]),
     ("binary", &["binary.wgsl"]),
     ("norm", &["norm.wgsl"]),
@@ -66,6 +67,7 @@ pub const WGSL_TWINS: [(&str, &[&str]); 21] = [
         "mul_mat",
         &["mul_mat_vec.wgsl", "mul_mat.wgsl", "mul_mat_fused.wgsl"],
     ),
+    ("mul_mat_q8", &["mul_mat_q8.wgsl"]),
     ("get_rows", &["get_rows.wgsl"]),
     ("rope", &["rope.wgsl"]),
     ("attention", &["attention.wgsl"]),
@@ -115,7 +117,8 @@ const ENTRY: &str = "(Params p, Ptrs b) {";
 /// Entries that call `kiln_entry()` themselves, after work that does not
 /// depend on the grid before them: the decode GEMVs ask L2 for their weight
 /// rows first (`prefetch_rows` in quant.cuh).
-pub const SELF_WAITING: [&str; 4] = [
+pub const SELF_WAITING: [&str; 5] = [
+    "mul_mat_q8_",
     "mul_mat_vec_",
     "mul_mat_fused_",
     "mul_mat_vec4_",
@@ -200,6 +203,11 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
             let x4 = if has("XREG") { "4" } else { "" };
             k("mul_mat", format!("mul_mat_fused{x4}_{w}"), [64, 1, 1])
+        }
+        ("mul_mat_q8.wgsl", "quantize") => k("mul_mat_q8", "quantize_q8".into(), [64, 1, 1]),
+        ("mul_mat_q8.wgsl", "gemv") => {
+            let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
+            k("mul_mat_q8", format!("mul_mat_q8_{w}"), [64, 1, 1])
         }
         ("mul_mat.wgsl", "main") if has("TILE64") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;

@@ -68,8 +68,13 @@ impl CudaBackend {
 
 impl Backend for CudaBackend {
     fn name(&self) -> String {
+        let q8 = if crate::plan::caps().q8_activations {
+            ", 8-bit activations"
+        } else {
+            ""
+        };
         format!(
-            "cuda {} (sm_{}{})",
+            "cuda {} (sm_{}{}){q8}",
             self.device.name, self.device.compute_capability.0, self.device.compute_capability.1
         )
     }

@@ -113,6 +113,7 @@ pub fn caps() -> GpuCaps {
         // (1B shape) and 159 vs 148 (8B) on an H100; KILN_GEMV_XREG=1 opts in.
         gemv_xreg: kiln::ops::env_switch("KILN_GEMV_XREG").unwrap_or(false),
         gemm_big: false,
+        q8_activations: GpuCaps::q8_activations_from_env(),
     }
 }
 

@@ -57,6 +57,16 @@ pub fn f32_tensor(st: &safetensors::SafeTensors, name: &str) -> (Vec<usize>, Vec
 /// the list of failing cases.
 #[allow(dead_code)] // only the parity test crates run the suite
 pub fn run_suite_with(label: &str, run: &dyn Fn(&kiln::parity::Case) -> kiln::parity::CaseResult) {
+    run_suite_where(label, &|_| true, run)
+}
+
+/// As [`run_suite_with`], over the cases `keep` accepts (at least one).
+#[allow(dead_code)]
+pub fn run_suite_where(
+    label: &str,
+    keep: &dyn Fn(&kiln::parity::Case) -> bool,
+    run: &dyn Fn(&kiln::parity::Case) -> kiln::parity::CaseResult,
+) {
     let seed = std::env::var("KILN_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -69,6 +79,8 @@ pub fn run_suite_with(label: &str, run: &dyn Fn(&kiln::parity::Case) -> kiln::pa
         "suite unexpectedly small: {}",
         all.len()
     );
+    let all: Vec<_> = all.into_iter().filter(|c| keep(c)).collect();
+    assert!(!all.is_empty(), "{label}: no case selected");
     let mut failures = Vec::new();
     for case in &all {
         let r = run(case);

@@ -39,6 +39,7 @@ shader_files!(
     "mul_mat.wgsl",
     "mul_mat_back.wgsl",
     "mul_mat_fused.wgsl",
+    "mul_mat_q8.wgsl",
     "mul_mat_vec.wgsl",
     "norm.wgsl",
     "norm_back.wgsl",

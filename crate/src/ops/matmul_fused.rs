@@ -154,6 +154,20 @@ impl Op for FusedMatMul {
             Bind::Input(0, 0)
         };
         let eps = self.norm_eps.unwrap_or(0.0);
+        if super::matmul_q8::applies(ctx, m, k, w.dtype) {
+            let q8 = super::matmul_q8::Q8Plan {
+                norm: self.norm_eps.map(|e| (nw, e)),
+                glu: self.glu,
+                res: self.residual.then_some(res),
+            };
+            return super::matmul_q8::dispatches(
+                ctx,
+                k,
+                &q8,
+                w.dtype,
+                &[(Bind::Input(1, 0), 0, rows)],
+            );
+        }
         if m <= GEMV_MAX_M || ctx.caps.cpu {
             // CPU adapters run one output column per invocation, where an
             // in-kernel RMSNorm would be recomputed per column: normalise

@@ -21,6 +21,7 @@ pub mod group_norm;
 pub mod matmul;
 pub mod matmul_back;
 pub mod matmul_fused;
+pub mod matmul_q8;
 pub mod norm;
 pub mod norm_back;
 pub mod optim;
@@ -181,9 +182,19 @@ pub struct GpuCaps {
     /// convolution's 8×4-per-invocation double-buffered kernel). On for wgpu
     /// (`KILN_GEMM_BIG=0` turns it off); the CUDA twin has its own GEMMs.
     pub gemm_big: bool,
+    /// Decode GEMVs over Q4_0 / Q4_1 / Q8_0 quantize x to 8 bits and run on
+    /// integer dot products (ops/matmul_q8.rs): opt-in with
+    /// `KILN_ACTIVATIONS=q8` (the f32 kernels are the faithful default).
+    pub q8_activations: bool,
 }
 
 impl GpuCaps {
+    /// `KILN_ACTIVATIONS=q8` (8-bit activations in the decode GEMVs; `f32`
+    /// or unset: the f32 kernels).
+    pub fn q8_activations_from_env() -> bool {
+        std::env::var("KILN_ACTIVATIONS").is_ok_and(|v| v.eq_ignore_ascii_case("q8"))
+    }
+
     /// Whether a decode GEMV of `m` rows of x over `k` takes 4 rows per
     /// subgroup with x in registers (`XREG`, common/gemv_rows.wgsl): GPUs
     /// with subgroups and `gemv_xreg`, one row of x, whole 32-blocks.

@@ -11,6 +11,7 @@ pub mod cases;
 pub mod diff;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod lora_ref;
+pub mod q8;
 pub mod unet_ref;
 
 pub use diff::{VecDiff, same_tokens, sparse_diff, tokens_agree, vec_diff};

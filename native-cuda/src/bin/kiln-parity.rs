@@ -382,7 +382,13 @@ struct Col {
 }
 
 fn run_col(case: &Case, b: &dyn Backend, iters: usize) -> Col {
-    let result = run_case(case, b);
+    // KILN_ACTIVATIONS=q8: the GPU decode GEMVs round x to 8 bits, so their
+    // cases are checked against the rounding bound (kiln::parity::q8).
+    let result = if kiln::ops::GpuCaps::q8_activations_from_env() {
+        kiln::parity::q8::run_case_q8(case, b, &kiln::ops::matmul_q8::Q8_FORMATS)
+    } else {
+        run_case(case, b)
+    };
     let secs = if result.error.is_none() && iters > 0 {
         time_case(case, b, iters).ok()
     } else {

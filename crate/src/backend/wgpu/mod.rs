@@ -219,6 +219,7 @@ impl GpuContext {
             max_invocations: limits.max_compute_invocations_per_workgroup,
             gemv_xreg: crate::ops::env_switch("KILN_GEMV_XREG").unwrap_or(true),
             gemm_big: crate::ops::env_switch("KILN_GEMM_BIG").unwrap_or(true),
+            q8_activations: GpuCaps::q8_activations_from_env(),
         };
         let unchecked = opts.unchecked_shaders.unwrap_or_else(|| {
             match std::env::var("KILN_WGPU_UNCHECKED").as_deref() {
@@ -406,6 +407,17 @@ impl WgpuBackend {
         }
     }
 
+    /// The same device with the decode GEMVs' 8-bit activations on or off
+    /// (`GpuCaps::q8_activations`, ops/matmul_q8.rs).
+    pub fn with_q8_activations(&self, on: bool) -> WgpuBackend {
+        let mut caps = self.caps.clone();
+        caps.q8_activations = on;
+        WgpuBackend {
+            ctx: self.ctx.clone(),
+            caps,
+        }
+    }
+
     /// The same device with subgroup operations off (the fallback kernels).
     pub fn without_subgroups(&self) -> WgpuBackend {
         let mut caps = self.caps.clone();
@@ -435,7 +447,15 @@ impl WgpuBackend {
 
 impl Backend for WgpuBackend {
     fn name(&self) -> String {
-        format!("wgpu/{:?} {}", self.ctx.info.backend, self.ctx.info.name)
+        let q8 = if self.caps.q8_activations {
+            ", 8-bit activations"
+        } else {
+            ""
+        };
+        format!(
+            "wgpu/{:?} {}{q8}",
+            self.ctx.info.backend, self.ctx.info.name
+        )
     }
 
     fn compile(&self, graph: &Graph) -> Result<Box<dyn Executable>, BackendError> {

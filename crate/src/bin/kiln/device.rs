@@ -39,9 +39,12 @@ pub struct DeviceArgs {
     /// CPU backend: worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// CPU backend: how matrix products treat activations.
-    #[arg(long, value_enum, default_value_t = ActChoice::Q8)]
-    pub activations: ActChoice,
+    /// How matrix products treat activations. Default: q8 on the CPU
+    /// backend; f32 on GPUs, where q8 takes the one-token GEMVs over
+    /// Q4_0/Q4_1/Q8_0 weights to 8-bit integer dot products (faster,
+    /// llama.cpp's GPU scheme; greedy tokens may then differ from PyTorch's).
+    #[arg(long, value_enum)]
+    pub activations: Option<ActChoice>,
 }
 
 pub enum Device {
@@ -70,7 +73,7 @@ impl Device {
 fn cpu(a: &DeviceArgs) -> Device {
     Device::Cpu(CpuFastBackend::new(CpuOptions {
         threads: a.threads,
-        activations: match a.activations {
+        activations: match a.activations.unwrap_or_default() {
             ActChoice::Q8 => Activations::Q8,
             ActChoice::F32 => Activations::F32,
         },
@@ -79,10 +82,15 @@ fn cpu(a: &DeviceArgs) -> Device {
 
 /// The device for `a`, and a line saying why it was picked.
 pub fn pick(a: &DeviceArgs) -> Result<(Device, String), Box<dyn std::error::Error>> {
+    // GPUs: f32 activations unless asked (KILN_ACTIVATIONS=q8 also asks).
     let gpu = || {
         WgpuBackend::new(&WgpuOptions {
             adapter: a.adapter.clone(),
             ..Default::default()
+        })
+        .map(|b| match a.activations {
+            Some(act) => b.with_q8_activations(act == ActChoice::Q8),
+            None => b,
         })
     };
     Ok(match a.backend {

@@ -155,7 +155,7 @@ fn backend(a: &DiffuseArgs) -> Result<Box<dyn Backend>, Box<dyn std::error::Erro
         backend: a.backend,
         adapter: a.adapter.clone(),
         threads: a.threads,
-        activations: ActChoice::F32,
+        activations: Some(ActChoice::F32),
     })?;
     eprintln!("backend: {} ({why})", device.backend().name());
     Ok(match device {

@@ -120,7 +120,7 @@ mod native {
             backend: crate::device::BackendChoice::Auto,
             adapter: None,
             threads: 0,
-            activations: crate::device::ActChoice::Q8,
+            activations: None,
         };
         match crate::device::pick(&args) {
             Ok((d, why)) => println!(

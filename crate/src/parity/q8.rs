@@ -1,0 +1,147 @@
+//! Parity of products with 8-bit activations (the fast CPU backend's
+//! `--activations q8`, the GPU kernels of [`crate::ops::matmul_q8`]).
+//!
+//! Rounding x to 8 bits changes a product's value, so such a case cannot
+//! be compared with the CPU reference within f32 tolerances. The bound used
+//! instead: rounding errors uniform in ±d/2 per element (d = max|v|/127 of
+//! its block of 32) give an output variance of Σ w²·d²/12 (through SwiGLU,
+//! (silu'(a)·b)²·Var a + silu(a)²·Var b). Each output must lie within the
+//! case's tolerance plus 6 standard deviations of that, computed from the
+//! case's own data; a wrong kernel (a lost scale, a nibble order, a sign)
+//! misses by far more. NaN anywhere fails.
+
+use super::{Case, CaseResult, run_case};
+use crate::backend::Backend;
+use crate::backend::cpu::CpuBackend;
+use crate::dtype::DType;
+use crate::graph::{Node, TensorId};
+use crate::ops::matmul::MatMul;
+use crate::ops::matmul_fused::FusedMatMul;
+
+/// The product node of a case whose weights are one of `formats`, if any.
+pub fn q8_product<'a>(case: &'a Case, formats: &[DType]) -> Option<&'a Node> {
+    let n = case.graph.nodes.iter().find(|n| {
+        let op = n.op.as_any();
+        op.downcast_ref::<MatMul>().is_some() || op.downcast_ref::<FusedMatMul>().is_some()
+    })?;
+    formats
+        .contains(&case.graph.tensors[n.inputs[1].0].dtype)
+        .then_some(n)
+}
+
+/// `case` on `backend` when its products may run with 8-bit activations
+/// over `formats`: the statistical bound above for those, [`run_case`]
+/// for every other case.
+pub fn run_case_q8(case: &Case, backend: &dyn Backend, formats: &[DType]) -> CaseResult {
+    match q8_product(case, formats) {
+        Some(node) => check_rounding_bound(case, node, backend),
+        None => run_case(case, backend),
+    }
+}
+
+fn data(case: &Case, t: TensorId) -> Result<Vec<f32>, String> {
+    let d = case
+        .data
+        .iter()
+        .find(|(id, _)| *id == t)
+        .ok_or("case data missing")?;
+    crate::quant::dequantize(d.1.dtype, &d.1.data, d.1.numel()).map_err(|e| e.to_string())
+}
+
+fn output(case: &Case, b: &dyn Backend) -> Result<Vec<f32>, String> {
+    let mut exe = b.compile(&case.graph).map_err(|e| e.to_string())?;
+    for (t, d) in &case.data {
+        exe.write(*t, d).map_err(|e| e.to_string())?;
+    }
+    exe.fill(case.output, 0xFF).map_err(|e| e.to_string())?;
+    exe.run(&case.syms).map_err(|e| e.to_string())?;
+    exe.read(case.output)
+        .and_then(|h| h.to_f32().map_err(Into::into))
+        .map_err(|e| e.to_string())
+}
+
+/// Every output of the product `node` (a plain or fused matmul) against
+/// the reference within the case's tolerance plus 6σ of 8-bit rounding.
+pub fn check_rounding_bound(case: &Case, node: &Node, b: &dyn Backend) -> CaseResult {
+    let mut r = run_case(case, b);
+    if r.error.is_some() {
+        return r;
+    }
+    let fused = node.op.as_any().downcast_ref::<FusedMatMul>().copied();
+    let (glu, norm) = fused.map_or((false, None), |f| (f.glu, f.norm_eps));
+    match bound_holds(case, node, b, glu, norm) {
+        Ok(pass) => r.pass = pass,
+        Err(e) => {
+            r.error = Some(e);
+            r.pass = false;
+        }
+    }
+    r
+}
+
+fn bound_holds(
+    case: &Case,
+    node: &Node,
+    b: &dyn Backend,
+    glu: bool,
+    norm: Option<f32>,
+) -> Result<bool, String> {
+    let want = output(case, &CpuBackend)?;
+    let got = output(case, b)?;
+    let x = data(case, node.inputs[0])?;
+    let w = data(case, node.inputs[1])?;
+    let k = case.graph.tensors[node.inputs[1].0].shape[1];
+    let nw = match norm {
+        Some(_) => data(case, node.inputs[2])?,
+        None => vec![1.0; k],
+    };
+    let rows = case.graph.tensors[node.inputs[1].0].shape[0];
+    let n = if glu { rows / 2 } else { rows };
+    let mut pass = got.len() == want.len() && x.len() % k == 0;
+    for (i, xr) in x.chunks(k).enumerate() {
+        let inv = match norm {
+            Some(eps) => {
+                let ms = xr.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / k as f64;
+                1.0 / (ms + eps as f64).sqrt()
+            }
+            None => 1.0,
+        };
+        let xn: Vec<f64> = xr
+            .iter()
+            .zip(&nw)
+            .map(|(v, g)| ((*v as f64 * inv * *g as f64) as f32) as f64)
+            .collect();
+        let d: Vec<f64> = xn
+            .chunks(32)
+            .map(|b| b.iter().fold(0f64, |m, v| m.max(v.abs())) / 127.0)
+            .collect();
+        let stats = |row: usize| {
+            let wr = &w[row * k..(row + 1) * k];
+            let dot: f64 = wr.iter().zip(&xn).map(|(a, b)| *a as f64 * b).sum();
+            let var: f64 = wr
+                .iter()
+                .enumerate()
+                .map(|(j, a)| (*a as f64).powi(2) * d[j / 32].powi(2) / 12.0)
+                .sum();
+            (dot, var)
+        };
+        for c in 0..n {
+            let var = if glu {
+                let ((a, va), (bb, vb)) = (stats(c), stats(n + c));
+                let s = 1.0 / (1.0 + (-a).exp());
+                let silu_d = s * (1.0 + a * (1.0 - s));
+                (silu_d * bb).powi(2) * va + (a * s).powi(2) * vb
+            } else {
+                stats(c).1
+            };
+            let (Some(g), Some(wv)) = (got.get(i * n + c), want.get(i * n + c)) else {
+                return Ok(false);
+            };
+            let (g, wv) = (*g as f64, *wv as f64);
+            let bound = case.tol.atol as f64 + case.tol.rtol as f64 * wv.abs() + 6.0 * var.sqrt();
+            // NaN anywhere fails: the comparison is false.
+            pass &= (g - wv).abs() <= bound;
+        }
+    }
+    Ok(pass)
+}

@@ -1,0 +1,171 @@
+// mul_mat_q8.cu — the twin of shaders/mul_mat_q8.wgsl (ops/matmul_q8.rs): the
+// decode GEMV (m = 1) with 8-bit activations. `quantize_q8` writes x (⊙ nw
+// with has_norm) as blocks of 32 int8 values with d = max|v|/127, s = d·Σq
+// and ss = Σx² per block into the scratch xq (layout in the WGSL file);
+// `mul_mat_q8_<w>` takes one output column per warp at a time, lanes over
+// half-blocks (16 weights) with __dp4a, 1/rms (has_norm), SwiGLU (glu) and
+// the residual (has_res) in the epilogue.
+// Params: k, cols, n0, has_res, has_norm, eps, glu, rows_per_wg.
+// Bindings (quantize_q8): 0 x [k], 1 nw [k] (x when unused), 2 xq.
+// (mul_mat_q8_*): 0 W (rows from n0), 1 xq, 2 y, 3 res (xq when unused).
+#include "common.cuh"
+#include "quant.cuh"
+
+// One thread per 32-block (blocks of 64 threads).
+extern "C" __global__ void quantize_q8(Params p, Ptrs b) {
+    const float* x = BUF(const float, 0);
+    const float* nw = BUF(const float, 1);
+    u32* xq = BUF(u32, 2);
+    const u32 k = p.w[0], nb = k >> 5;
+    const bool has_norm = p.w[4] != 0u;
+    const u32 u = wg_index() * 64u + threadIdx.x;
+    if (u >= nb) return;
+    float v[32];
+    float amax = 0.0f, ss = 0.0f;
+#pragma unroll
+    for (u32 i = 0; i < 8u; i++) {
+        float4 a = *(const float4*)(x + 32u * u + 4u * i);
+        ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
+        if (has_norm) {
+            float4 g = *(const float4*)(nw + 32u * u + 4u * i);
+            a = make_float4(a.x * g.x, a.y * g.y, a.z * g.z, a.w * g.w);
+        }
+        v[4u * i] = a.x;
+        v[4u * i + 1u] = a.y;
+        v[4u * i + 2u] = a.z;
+        v[4u * i + 3u] = a.w;
+        amax = fmaxf(amax, fmaxf(fmaxf(fabsf(a.x), fabsf(a.y)), fmaxf(fabsf(a.z), fabsf(a.w))));
+    }
+    const float d = amax / 127.0f;
+    const float id = d > 0.0f ? 1.0f / d : 0.0f;
+    int sum = 0;
+#pragma unroll
+    for (u32 i = 0; i < 8u; i++) {
+        u32 w = 0u;
+#pragma unroll
+        for (u32 j = 0; j < 4u; j++) {
+            const int r = (int)roundf(v[4u * i + j] * id);
+            sum += r;
+            w |= ((u32)r & 0xffu) << (8u * j);
+        }
+        xq[8u * u + i] = w;
+    }
+    const u32 o = k >> 2;
+    xq[o + u] = __float_as_uint(d);
+    xq[o + nb + u] = __float_as_uint(d * (float)sum);
+    xq[o + 2u * nb + u] = __float_as_uint(ss);
+}
+
+__device__ __forceinline__ u32 ld2x16q(const u8* p) {
+    const u16* h = (const u16*)p;
+    return (u32)h[0] | ((u32)h[1] << 16);
+}
+
+// The nibbles of q's bytes (shift 0 or 4) minus 8 as signed bytes (as the WGSL).
+__device__ __forceinline__ int nib_s8(u32 q, u32 shift) {
+    return (int)((((q >> shift) & 0x0f0f0f0fu) + 0x78787878u) ^ 0x80808080u);
+}
+
+template <class D>
+struct Q8Dot;
+
+template <>
+struct Q8Dot<DQ4_0> {
+    static __device__ __forceinline__ float half(const u8* W, const int* xq, const float* xd, const float* xs,
+                                                 u32 nb, u32 row, u32 hb) {
+        const u32 u = hb >> 1, h = hb & 1u;
+        const u8* blk = W + ((u64)row * nb + u) * 18u;
+        const u32 q0 = ld2x16q(blk + 2u + 8u * h), q1 = ld2x16q(blk + 6u + 8u * h);
+        const int* xo = xq + 8u * u + 2u * h;
+        int si = __dp4a(nib_s8(q0, 0u), xo[0], 0);
+        si = __dp4a(nib_s8(q1, 0u), xo[1], si);
+        si = __dp4a(nib_s8(q0, 4u), xo[4], si);
+        si = __dp4a(nib_s8(q1, 4u), xo[5], si);
+        return h2f(*(const u16*)blk) * xd[u] * (float)si;
+    }
+};
+
+template <>
+struct Q8Dot<DQ4_1> {
+    static __device__ __forceinline__ float half(const u8* W, const int* xq, const float* xd, const float* xs,
+                                                 u32 nb, u32 row, u32 hb) {
+        const u32 u = hb >> 1, h = hb & 1u;
+        const u32* blk = (const u32*)(W + ((u64)row * nb + u) * 20u);
+        const u32 dm = blk[0], q0 = blk[1u + 2u * h], q1 = blk[2u + 2u * h];
+        const int* xo = xq + 8u * u + 2u * h;
+        const u32 m4 = 0x0f0f0f0fu;
+        int si = __dp4a((int)(q0 & m4), xo[0], 0);
+        si = __dp4a((int)(q1 & m4), xo[1], si);
+        si = __dp4a((int)((q0 >> 4) & m4), xo[4], si);
+        si = __dp4a((int)((q1 >> 4) & m4), xo[5], si);
+        const float sm = h == 0u ? h2f((u16)(dm >> 16)) * xs[u] : 0.0f;
+        return h2f((u16)(dm & 0xffffu)) * xd[u] * (float)si + sm;
+    }
+};
+
+template <>
+struct Q8Dot<DQ8_0> {
+    static __device__ __forceinline__ float half(const u8* W, const int* xq, const float* xd, const float* xs,
+                                                 u32 nb, u32 row, u32 hb) {
+        const u32 u = hb >> 1, h = hb & 1u;
+        const u8* blk = W + ((u64)row * nb + u) * 34u;
+        const u8* q = blk + 2u + 16u * h;
+        const int* xo = xq + 8u * u + 4u * h;
+        int si = __dp4a((int)ld2x16q(q), xo[0], 0);
+        si = __dp4a((int)ld2x16q(q + 4u), xo[1], si);
+        si = __dp4a((int)ld2x16q(q + 8u), xo[2], si);
+        si = __dp4a((int)ld2x16q(q + 12u), xo[3], si);
+        return h2f(*(const u16*)blk) * xd[u] * (float)si;
+    }
+};
+
+// Blocks of 64 (two warps); rows_per_wg output columns per block.
+template <class D>
+__device__ void mul_mat_q8(const Params& p, const Ptrs& b) {
+    const u8* W = BUF(const u8, 0);
+    const int* xq = BUF(const int, 1);
+    float* y = BUF(float, 2);
+    const float* res = BUF(const float, 3);
+    const u32 k = p.w[0], cols = p.w[1], n0 = p.w[2];
+    const bool has_res = p.w[3] != 0u, has_norm = p.w[4] != 0u, glu = p.w[6] != 0u;
+    const float eps = PF(5);
+    const u32 R = p.w[7] ? p.w[7] : 2u;
+    const u32 lane = threadIdx.x & 31u, sg = threadIdx.x >> 5;
+    const u32 c0 = wg_index() * R;
+    prefetch_rows<D>(W, c0, min(c0 + R, cols), k);
+    if (glu) prefetch_rows<D>(W, cols + c0, cols + min(c0 + R, cols), k);
+    kiln_entry();  // this entry waits itself (kernels::SELF_WAITING)
+    const u32 nb = k >> 5, nh = 2u * nb;
+    const float* xd = (const float*)(xq + (k >> 2));
+    const float* xs = xd + nb;
+    float inv = 1.0f;
+    if (has_norm) {
+        float s = 0.0f;
+        for (u32 u = lane; u < nb; u += 32u) s += xs[nb + u];
+        inv = 1.0f / sqrtf(warp_sum(s) / (float)k + eps);
+    }
+    for (u32 cc = sg; cc < R; cc += 2u) {
+        const u32 c = c0 + cc;
+        if (c >= cols) break;
+        float a = 0.0f, bv = 0.0f;
+        if (glu) {
+            for (u32 hb = lane; hb < nh; hb += 32u) {
+                a += Q8Dot<D>::half(W, xq, xd, xs, nb, c, hb);
+                bv += Q8Dot<D>::half(W, xq, xd, xs, nb, cols + c, hb);
+            }
+        } else {
+            for (u32 hb = lane; hb < nh; hb += 32u) a += Q8Dot<D>::half(W, xq, xd, xs, nb, c, hb);
+        }
+        const float sa = warp_sum(a) * inv, sb = warp_sum(bv) * inv;
+        if (lane == 0u) {
+            float v = glu ? sa / (1.0f + expf(-sa)) * sb : sa;
+            const u64 i = (u64)n0 + c;
+            if (has_res) v += res[i];
+            y[i] = v;
+        }
+    }
+}
+
+extern "C" __global__ void mul_mat_q8_q4_0(Params p, Ptrs b) { mul_mat_q8<DQ4_0>(p, b); }
+extern "C" __global__ void mul_mat_q8_q4_1(Params p, Ptrs b) { mul_mat_q8<DQ4_1>(p, b); }
+extern "C" __global__ void mul_mat_q8_q8_0(Params p, Ptrs b) { mul_mat_q8<DQ8_0>(p, b); }

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# 8-bit activations in the decode GEMVs (KILN_ACTIVATIONS=q8, ops/matmul_q8.rs)
+# against the f32 kernels, on the GPU machine (device tool), from the
+# repository root. Carry .device/kiln-parity.xz and .whl (random files of the
+# Llama-3.2-1B shape, Q4_0, and of SmolLM2-135M's shape, Q4_1, are made there
+# with tools/gen_random_gguf.py).
+#   PHASE=a  matmul op parity with q8 on CUDA and wgpu (the rounding bound of
+#            kiln::parity::q8), 1B greedy tokens f32 vs q8 against the CPU
+#            reference, decode of both shapes f32 vs q8 on both backends, and
+#            GPU time per kernel and grid of one q8 1B step
+#   PHASE=l  the same decode rows beside llama.cpp CUDA (built there; carry
+#            .peers) and llama.cpp's static Vulkan llama-bench (carry .gl)
+# Results under $OUT.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT" /root/kiln
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv > "$OUT/gpu.txt"
+K=/root/kiln/kiln-parity
+[ -f .device/kiln-parity.xz ] && xz -dc .device/kiln-parity.xz > $K && chmod +x $K
+[ -x $K ] || { echo "no kiln-parity: carry .device/kiln-parity.xz"; exit 1; }
+if [ -d .gl ]; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+run() { # file, timeout, command...
+  local f=$1 t=$2; shift 2
+  echo "\$ KILN_ACTIVATIONS=${KILN_ACTIVATIONS:-} $*" >> "$OUT/$f"
+  timeout "$t" "$@" >> "$OUT/$f" 2>&1; echo "exit $?" >> "$OUT/$f"
+}
+B1=/root/kiln/llama1b-q4_0.gguf
+SR=/root/kiln/smol-shape-q4_1.gguf
+if [ ! -f $B1 ] || [ ! -f $SR ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  [ -f $B1 ] || PYTHONPATH=/tmp/site timeout 200 python3 tools/gen_random_gguf.py $B1 Q4_0 --raw > "$OUT/gen1b.txt" 2>&1
+  [ -f $SR ] || PYTHONPATH=/tmp/site timeout 100 python3 tools/gen_random_gguf.py $SR Q4_1 --smol --raw > "$OUT/gensmol.txt" 2>&1
+fi
+case ${PHASE:-a} in
+a)
+  KILN_ACTIVATIONS=q8 run parity.txt 200 $K ops --iters 0 --filter mul_mat
+  grep -E "cases|FAIL" "$OUT/parity.txt" | tail -8
+  for a in f32 q8; do
+    KILN_ACTIVATIONS=$a run model1b.txt 150 $K model --fused --tokens 8 --model $B1
+  done
+  grep -E "^\\$|token|agree|equal" "$OUT/model1b.txt" | head -20
+  for f in $B1 $SR; do
+    for a in f32 q8; do
+      KILN_ACTIVATIONS=$a run decode.txt 150 $K bench --model $f --prefill 2 --decode 128 --reps 3
+    done
+  done
+  grep -E "^\\$|fused|plain" "$OUT/decode.txt"
+  KILN_ACTIVATIONS=q8 KILN_PROFILE_GRID=1 run profile1b.txt 120 $K bench --no-wgpu --model $B1 --prefill 2 --decode 16 --reps 1 --profile
+  grep -A16 "per kernel" "$OUT/profile1b.txt"
+  ;;
+l)
+  L=/root/lc/llama.cpp
+  if [ ! -x $L/build-cuda/bin/llama-bench ]; then
+    mkdir -p /root/lc && tar -xJf .peers/llamacpp-src-trim.tar.xz -C /root/lc
+    cp .peers/build-cuda.sh $L/
+    (cd $L && JOBS=16 timeout 400 bash build-cuda.sh > /root/lc/build.log 2>&1)
+    tail -4 /root/lc/build.log > "$OUT/llamacpp_build.txt"
+  fi
+  V=/root/llama-bench-vulkan
+  [ -x $V ] || { xz -dc .peers/llama-bench-vulkan.xz > $V && chmod +x $V; }
+  for f in $B1 $SR; do
+    n=$(basename $f .gguf)
+    for a in f32 q8; do
+      KILN_ACTIVATIONS=$a run kiln_$n.txt 150 $K bench --model $f --prefill 2 --decode 128 --reps 3
+    done
+    run llamacpp_cuda_$n.txt 150 $L/build-cuda/bin/llama-bench -m $f -ngl 99 -p 512 -n 128 -r 5
+    run llamacpp_vulkan_$n.txt 150 $V -m $f -ngl 99 -p 512 -n 128 -r 5
+  done
+  grep -E "^\\$|fused|tg128|pp512" "$OUT"/kiln_*.txt "$OUT"/llamacpp_*.txt
+  ;;
+esac
