@@ -1,24 +1,30 @@
-// mul_mat_q8.wgsl — the decode GEMV (m = 1) with 8-bit activations
-// (ops/matmul_q8.rs): x is quantized once per product, then every weight
-// row's dot product runs on 4-wide integer dot products (dot4I8Packed) —
-// what llama.cpp's GPU backends do by default. Opt-in (`KILN_ACTIVATIONS=q8`):
+// mul_mat_q8.wgsl — matrix products with 8-bit activations
+// (ops/matmul_q8.rs): x is quantized once per product, then every dot
+// product runs on 4-wide integer dot products (dot4I8Packed) — what
+// llama.cpp's GPU backends do by default. Opt-in (`KILN_ACTIVATIONS=q8`):
 // the f32 kernels stay the default, faithful path.
 //
-// Two entries, one dispatch each:
-// * QUANTIZE, entry `quantize`: per block u of 32 values of v = x (⊙ nw when
-//   has_norm): d = max|v|/127, q = round(v/d) (half away from zero), written
-//   to the scratch xq (u32 words, nb = k/32 blocks): q packed four per word
-//   in [0, k/4), then d, s = d·Σq and ss = Σx² (the raw x, for RMSNorm)
-//   per block at k/4 + u, k/4 + nb + u, k/4 + 2nb + u. One invocation per
-//   block.
+// Three entries, one dispatch each:
+// * QUANTIZE, entry `quantize`: per block u (of m·nb, nb = k/32 per row) of
+//   32 values of v = x (⊙ nw when has_norm): d = max|v|/127, q = round(v/d)
+//   (half away from zero), written to the scratch xq (u32 words): q packed
+//   four per word at 8u.. (row-major, as x), then d, s = d·Σq and ss = Σx²
+//   (the raw x, for RMSNorm) per block at B + u, B + m·nb + u,
+//   B + 2·m·nb + u, B = m·k/4. One invocation per block.
 // * `gemv` (SUBGROUPS): y[n0 + c] = f(inv · Σ_blocks d_w·d_x·Σ q_w·q_x) (+ res),
 //   inv = 1/sqrt(Σss/k + eps) with has_norm, else 1; with glu (SwiGLU) gate
 //   row c and up row cols + c give silu(a)·b. A workgroup owns rows_per_wg
 //   output columns, one subgroup per column at a time; lanes stride over
-//   half-blocks (16 weights) and reduce with subgroupAdd.
+//   half-blocks (16 weights) and reduce with subgroupAdd. m = 1.
+// * `gemm` (prefill, m rows): y[r, n0 + c] = Σ_blocks d_x·d_w·Σ q_x·q_w
+//   (+ m_w·s_x for Q4_1) (+ res). Workgroups of 256 own a 128 × 64 tile
+//   (rows of x × weight rows), 8 × 4 outputs per invocation; K advances
+//   one 32-block at a time through workgroup memory (x words and weight
+//   words decoded to signed bytes, transposed so an invocation's 8 rows /
+//   4 columns of one word are two / one vec4 loads).
 // Params: k, cols (output columns of this dispatch), n0 (first output
 // column; the weight binding starts at that row), has_res, has_norm, eps,
-// glu, rows_per_wg.
+// glu, rows_per_wg, m, n (y's row stride).
 // Bindings (QUANTIZE): 0 params, 1 x [k] as vec4, 2 nw [k] as vec4 (x when
 // unused), 3 xq (scratch, written). (gemv): 0 params, 1 W, 2 xq, 3 y, 4 res.
 
@@ -31,6 +37,8 @@ struct Params {
     eps: f32,
     glu: u32,
     rows_per_wg: u32,
+    m: u32,
+    n: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -45,9 +53,11 @@ fn quantize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             @builtin(local_invocation_index) lid: u32) {
     let u = (wid.x + wid.y * nwg.x) * 64u + lid;
     let nb = p.k >> 5u;
-    if (u >= nb) {
+    let nt = p.m * nb;
+    if (u >= nt) {
         return;
     }
+    let nu = 8u * (u % nb);
     var v: array<vec4<f32>, 8>;
     var amax = 0.0;
     var ss = 0.0;
@@ -56,7 +66,7 @@ fn quantize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         ss += dot(a, a);
         var b = a;
         if (p.has_norm != 0u) {
-            b = a * nwv[8u * u + i];
+            b = a * nwv[nu + i];
         }
         v[i] = b;
         let m = abs(b);
@@ -71,10 +81,10 @@ fn quantize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         sum += (r.x + r.y) + (r.z + r.w);
         xq[8u * u + i] = pack4xI8(r);
     }
-    let o = p.k >> 2u;
+    let o = p.m * (p.k >> 2u);
     xq[o + u] = bitcast<u32>(d);
-    xq[o + nb + u] = bitcast<u32>(d * f32(sum));
-    xq[o + 2u * nb + u] = bitcast<u32>(ss);
+    xq[o + nt + u] = bitcast<u32>(d * f32(sum));
+    xq[o + 2u * nt + u] = bitcast<u32>(ss);
 }
 #else
 @group(0) @binding(1) var<storage, read> W: array<u32>;
@@ -189,6 +199,150 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 v += res[i];
             }
             y[i] = v;
+        }
+    }
+}
+
+// ---- gemm (prefill)
+const BM: u32 = 128u;
+const BN: u32 = 64u;
+// [word][row / 4] and [word][column / 4] of the current 32-block.
+var<workgroup> Xs: array<vec4<u32>, 8u * BM / 4u>;
+var<workgroup> Ws: array<vec4<u32>, 8u * BN / 4u>;
+var<workgroup> Xd: array<vec4<f32>, BM / 4u>;
+var<workgroup> Xsum: array<vec4<f32>, BM / 4u>;
+var<workgroup> Wd: array<vec4<f32>, BN / 4u>;
+var<workgroup> Wm: array<vec4<f32>, BN / 4u>;
+
+// Word j (0..7) of weight row `col` of this tile, as signed bytes.
+fn put_w(j: u32, col: u32, v: u32) {
+    Ws[j * (BN / 4u) + col / 4u][col % 4u] = v;
+}
+
+// Block u of weight row `row` (< cols) into column `col` of the tile:
+// invocation part j (0..3) of 4 writes 2 words, part 0 the scales.
+fn load_w(row: u32, col: u32, u: u32, j: u32) {
+    let nb = p.k >> 5u;
+#if W_Q4_0
+    let off = (row * nb + u) * 18u;
+    let q = b32(off + 2u + 4u * j);
+    put_w(j, col, nib_s8(q, 0u));
+    put_w(4u + j, col, nib_s8(q, 4u));
+    if (j == 0u) {
+        Wd[col / 4u][col % 4u] = f16at(off);
+    }
+#elif W_Q4_1
+    let o = (row * nb + u) * 5u;
+    let q = W[o + 1u + j];
+    put_w(j, col, q & 0x0f0f0f0fu);
+    put_w(4u + j, col, (q >> 4u) & 0x0f0f0f0fu);
+    if (j == 0u) {
+        let dm = unpack2x16float(W[o]);
+        Wd[col / 4u][col % 4u] = dm.x;
+        Wm[col / 4u][col % 4u] = dm.y;
+    }
+#elif W_Q8_0
+    let off = (row * nb + u) * 34u;
+    put_w(2u * j, col, b32(off + 2u + 8u * j));
+    put_w(2u * j + 1u, col, b32(off + 6u + 8u * j));
+    if (j == 0u) {
+        Wd[col / 4u][col % 4u] = f16at(off);
+    }
+#endif
+}
+
+@compute @workgroup_size(256)
+fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let tx = lid % 16u;
+    let ty = lid / 16u;
+    let c0 = wid.x * BN;
+    let r0 = wid.y * BM;
+    let nb = p.k >> 5u;
+    let kw = p.k >> 2u;
+    let db = p.m * kw;
+    let sb = db + p.m * nb;
+    // This invocation's loads: half lid % 2 (4 words) of x row lid / 2, and
+    // part lid % 4 of weight row lid / 4.
+    let xr = lid / 2u;
+    let xh = lid % 2u;
+    let wc = lid / 4u;
+    let wj = lid % 4u;
+    var acc: array<vec4<f32>, 8>;
+    for (var u = 0u; u < nb; u++) {
+        var xv = vec4<u32>(0u);
+        if (r0 + xr < p.m) {
+            let o = (r0 + xr) * kw + 8u * u + 4u * xh;
+            xv = vec4<u32>(xq[o], xq[o + 1u], xq[o + 2u], xq[o + 3u]);
+        }
+        for (var i = 0u; i < 4u; i++) {
+            Xs[(4u * xh + i) * (BM / 4u) + xr / 4u][xr % 4u] = xv[i];
+        }
+        if (lid < BM) {
+            var d = 0.0;
+            var s = 0.0;
+            if (r0 + lid < p.m) {
+                d = bitcast<f32>(xq[db + (r0 + lid) * nb + u]);
+                s = bitcast<f32>(xq[sb + (r0 + lid) * nb + u]);
+            }
+            Xd[lid / 4u][lid % 4u] = d;
+            Xsum[lid / 4u][lid % 4u] = s;
+        }
+        if (c0 + wc < p.cols) {
+            load_w(c0 + wc, wc, u, wj);
+        } else {
+            put_w(wj, wc, 0u);
+            put_w(4u + wj, wc, 0u);
+            if (wj == 0u) {
+                Wd[wc / 4u][wc % 4u] = 0.0;
+                Wm[wc / 4u][wc % 4u] = 0.0;
+            }
+        }
+        workgroupBarrier();
+        var isum: array<vec4<i32>, 8>;
+        for (var w = 0u; w < 8u; w++) {
+            let xa = Xs[w * (BM / 4u) + 2u * ty];
+            let xb = Xs[w * (BM / 4u) + 2u * ty + 1u];
+            let wv = Ws[w * (BN / 4u) + tx];
+            for (var i = 0u; i < 4u; i++) {
+                isum[i] += vec4<i32>(dot4I8Packed(xa[i], wv.x), dot4I8Packed(xa[i], wv.y),
+                                     dot4I8Packed(xa[i], wv.z), dot4I8Packed(xa[i], wv.w));
+                isum[4u + i] += vec4<i32>(dot4I8Packed(xb[i], wv.x), dot4I8Packed(xb[i], wv.y),
+                                          dot4I8Packed(xb[i], wv.z), dot4I8Packed(xb[i], wv.w));
+            }
+        }
+        let dxa = Xd[2u * ty];
+        let dxb = Xd[2u * ty + 1u];
+        let dw = Wd[tx];
+        for (var i = 0u; i < 4u; i++) {
+            acc[i] += vec4<f32>(isum[i]) * (dxa[i] * dw);
+            acc[4u + i] += vec4<f32>(isum[4u + i]) * (dxb[i] * dw);
+        }
+#if W_Q4_1
+        let sxa = Xsum[2u * ty];
+        let sxb = Xsum[2u * ty + 1u];
+        let wm = Wm[tx];
+        for (var i = 0u; i < 4u; i++) {
+            acc[i] += wm * sxa[i];
+            acc[4u + i] += wm * sxb[i];
+        }
+#endif
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 8u; i++) {
+        let r = r0 + 8u * ty + i;
+        if (r >= p.m) {
+            break;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            let c = c0 + 4u * tx + j;
+            if (c < p.cols) {
+                let o = r * p.n + p.n0 + c;
+                var v = acc[i][j];
+                if (p.has_res != 0u) {
+                    v += res[o];
+                }
+                y[o] = v;
+            }
         }
     }
 }

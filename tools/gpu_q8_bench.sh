@@ -6,9 +6,9 @@
 # with tools/gen_random_gguf.py).
 #   PHASE=a  matmul op parity with q8 on CUDA and wgpu (the rounding bound of
 #            kiln::parity::q8), 1B greedy tokens f32 vs q8 against the CPU
-#            reference, decode of both shapes f32 vs q8 on both backends, and
-#            GPU time per kernel and grid of one q8 1B step
-#   PHASE=l  the same decode rows beside llama.cpp CUDA (built there; carry
+#            reference, decode and prefill-512 of both shapes f32 vs q8 on
+#            both backends, and GPU time per kernel and grid of one q8 1B step
+#   PHASE=l  the same decode and prefill rows beside llama.cpp CUDA (built there; carry
 #            .peers) and llama.cpp's static Vulkan llama-bench (carry .gl)
 # Results under $OUT.
 set -uo pipefail
@@ -38,7 +38,8 @@ if [ ! -f $B1 ] || [ ! -f $SR ]; then
 fi
 case ${PHASE:-a} in
 a)
-  KILN_ACTIVATIONS=q8 run parity.txt 200 $K ops --iters 0 --filter mul_mat
+  # Every size at 8 bits (the default skips matrices under 2^21 weights).
+  KILN_ACTIVATIONS=q8 KILN_Q8_MIN_WEIGHTS=0 run parity.txt 200 $K ops --iters 0 --filter mul_mat
   grep -E "cases|FAIL" "$OUT/parity.txt" | tail -8
   for a in f32 q8; do
     KILN_ACTIVATIONS=$a run model1b.txt 150 $K model --fused --tokens 8 --model $B1
@@ -47,9 +48,10 @@ a)
   for f in $B1 $SR; do
     for a in f32 q8; do
       KILN_ACTIVATIONS=$a run decode.txt 150 $K bench --model $f --prefill 2 --decode 128 --reps 3
+      KILN_ACTIVATIONS=$a run prefill.txt 150 $K bench --model $f --prefill 512 --decode 2 --reps 3
     done
   done
-  grep -E "^\\$|fused|plain" "$OUT/decode.txt"
+  grep -E "^\\$|fused|plain" "$OUT/decode.txt" "$OUT/prefill.txt"
   KILN_ACTIVATIONS=q8 KILN_PROFILE_GRID=1 run profile1b.txt 120 $K bench --no-wgpu --model $B1 --prefill 2 --decode 16 --reps 1 --profile
   grep -A16 "per kernel" "$OUT/profile1b.txt"
   ;;
@@ -67,6 +69,7 @@ l)
     n=$(basename $f .gguf)
     for a in f32 q8; do
       KILN_ACTIVATIONS=$a run kiln_$n.txt 150 $K bench --model $f --prefill 2 --decode 128 --reps 3
+      KILN_ACTIVATIONS=$a run kiln_$n.txt 150 $K bench --model $f --prefill 512 --decode 2 --reps 3
     done
     run llamacpp_cuda_$n.txt 150 $L/build-cuda/bin/llama-bench -m $f -ngl 99 -p 512 -n 128 -r 5
     run llamacpp_vulkan_$n.txt 150 $V -m $f -ngl 99 -p 512 -n 128 -r 5

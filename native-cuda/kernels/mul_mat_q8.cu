@@ -1,13 +1,15 @@
-// mul_mat_q8.cu — the twin of shaders/mul_mat_q8.wgsl (ops/matmul_q8.rs): the
-// decode GEMV (m = 1) with 8-bit activations. `quantize_q8` writes x (⊙ nw
-// with has_norm) as blocks of 32 int8 values with d = max|v|/127, s = d·Σq
-// and ss = Σx² per block into the scratch xq (layout in the WGSL file);
-// `mul_mat_q8_<w>` takes one output column per warp at a time, lanes over
-// half-blocks (16 weights) with __dp4a, 1/rms (has_norm), SwiGLU (glu) and
-// the residual (has_res) in the epilogue.
-// Params: k, cols, n0, has_res, has_norm, eps, glu, rows_per_wg.
-// Bindings (quantize_q8): 0 x [k], 1 nw [k] (x when unused), 2 xq.
-// (mul_mat_q8_*): 0 W (rows from n0), 1 xq, 2 y, 3 res (xq when unused).
+// mul_mat_q8.cu — the twin of shaders/mul_mat_q8.wgsl (ops/matmul_q8.rs):
+// matrix products with 8-bit activations. `quantize_q8` writes the m rows of
+// x (⊙ nw with has_norm) as blocks of 32 int8 values with d = max|v|/127,
+// s = d·Σq and ss = Σx² per block into the scratch xq (layout in the WGSL
+// file); `mul_mat_q8_<w>` (m = 1) takes one output column per warp at a
+// time, lanes over half-blocks (16 weights) with __dp4a, 1/rms (has_norm),
+// SwiGLU (glu) and the residual (has_res) in the epilogue;
+// `mul_mat_q8_gemm_<w>` (prefill) a 128 × 64 tile per block of 256, 8 × 4
+// outputs per thread, K one 32-block at a time through shared memory.
+// Params: k, cols, n0, has_res, has_norm, eps, glu, rows_per_wg, m, n.
+// Bindings (quantize_q8): 0 x [m, k], 1 nw [k] (x when unused), 2 xq.
+// (mul_mat_q8_*): 0 W (rows from n0), 1 xq, 2 y, 3 res (x when unused).
 #include "common.cuh"
 #include "quant.cuh"
 
@@ -16,10 +18,11 @@ extern "C" __global__ void quantize_q8(Params p, Ptrs b) {
     const float* x = BUF(const float, 0);
     const float* nw = BUF(const float, 1);
     u32* xq = BUF(u32, 2);
-    const u32 k = p.w[0], nb = k >> 5;
+    const u32 k = p.w[0], nb = k >> 5, nt = p.w[8] * nb;
     const bool has_norm = p.w[4] != 0u;
     const u32 u = wg_index() * 64u + threadIdx.x;
-    if (u >= nb) return;
+    if (u >= nt) return;
+    const u32 nu = 32u * (u % nb);
     float v[32];
     float amax = 0.0f, ss = 0.0f;
 #pragma unroll
@@ -27,7 +30,7 @@ extern "C" __global__ void quantize_q8(Params p, Ptrs b) {
         float4 a = *(const float4*)(x + 32u * u + 4u * i);
         ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
         if (has_norm) {
-            float4 g = *(const float4*)(nw + 32u * u + 4u * i);
+            float4 g = *(const float4*)(nw + nu + 4u * i);
             a = make_float4(a.x * g.x, a.y * g.y, a.z * g.z, a.w * g.w);
         }
         v[4u * i] = a.x;
@@ -50,10 +53,10 @@ extern "C" __global__ void quantize_q8(Params p, Ptrs b) {
         }
         xq[8u * u + i] = w;
     }
-    const u32 o = k >> 2;
+    const u64 o = (u64)p.w[8] * (k >> 2);
     xq[o + u] = __float_as_uint(d);
-    xq[o + nb + u] = __float_as_uint(d * (float)sum);
-    xq[o + 2u * nb + u] = __float_as_uint(ss);
+    xq[o + nt + u] = __float_as_uint(d * (float)sum);
+    xq[o + 2u * nt + u] = __float_as_uint(ss);
 }
 
 __device__ __forceinline__ u32 ld2x16q(const u8* p) {
@@ -166,6 +169,155 @@ __device__ void mul_mat_q8(const Params& p, const Ptrs& b) {
     }
 }
 
+// Block u of weight row `row` into tile column `col`: part j (0..3) of 4
+// threads writes 2 words (signed bytes), part 0 the scales.
+template <class D>
+struct Q8Tile;
+
+template <>
+struct Q8Tile<DQ4_0> {
+    static __device__ __forceinline__ void load(const u8* W, u32 nb, u32 row, u32 u, u32 j, u32 (*Ws)[64],
+                                                float* Wd, float* Wm, u32 col) {
+        const u8* blk = W + ((u64)row * nb + u) * 18u;
+        const u32 q = ld2x16q(blk + 2u + 4u * j);
+        Ws[j][col] = (u32)nib_s8(q, 0u);
+        Ws[4u + j][col] = (u32)nib_s8(q, 4u);
+        if (j == 0u) Wd[col] = h2f(*(const u16*)blk);
+    }
+};
+
+template <>
+struct Q8Tile<DQ4_1> {
+    static __device__ __forceinline__ void load(const u8* W, u32 nb, u32 row, u32 u, u32 j, u32 (*Ws)[64],
+                                                float* Wd, float* Wm, u32 col) {
+        const u32* blk = (const u32*)(W + ((u64)row * nb + u) * 20u);
+        const u32 q = blk[1u + j];
+        Ws[j][col] = q & 0x0f0f0f0fu;
+        Ws[4u + j][col] = (q >> 4) & 0x0f0f0f0fu;
+        if (j == 0u) {
+            Wd[col] = h2f((u16)(blk[0] & 0xffffu));
+            Wm[col] = h2f((u16)(blk[0] >> 16));
+        }
+    }
+};
+
+template <>
+struct Q8Tile<DQ8_0> {
+    static __device__ __forceinline__ void load(const u8* W, u32 nb, u32 row, u32 u, u32 j, u32 (*Ws)[64],
+                                                float* Wd, float* Wm, u32 col) {
+        const u8* blk = W + ((u64)row * nb + u) * 34u;
+        Ws[2u * j][col] = ld2x16q(blk + 2u + 8u * j);
+        Ws[2u * j + 1u][col] = ld2x16q(blk + 6u + 8u * j);
+        if (j == 0u) Wd[col] = h2f(*(const u16*)blk);
+    }
+};
+
+// The prefill GEMM (the WGSL `gemm`): blocks of 256, a 128 × 64 tile.
+template <class D>
+__device__ void mul_mat_q8_gemm(const Params& p, const Ptrs& b) {
+    kiln_entry();  // this entry waits itself (kernels::SELF_WAITING)
+    constexpr u32 BM = 128u, BN = 64u;
+    __shared__ __align__(16) u32 Xs[8][BM];
+    __shared__ __align__(16) u32 Ws[8][BN];
+    __shared__ __align__(16) float Xd[BM];
+    __shared__ __align__(16) float Xsum[BM];
+    __shared__ __align__(16) float Wd[BN];
+    __shared__ __align__(16) float Wm[BN];
+    const u8* W = BUF(const u8, 0);
+    const u32* xq = BUF(const u32, 1);
+    float* y = BUF(float, 2);
+    const float* res = BUF(const float, 3);
+    const u32 k = p.w[0], cols = p.w[1], n0 = p.w[2], m = p.w[8], n = p.w[9];
+    const bool has_res = p.w[3] != 0u;
+    const u32 lid = threadIdx.x, tx = lid % 16u, ty = lid / 16u;
+    const u32 c0 = blockIdx.x * BN, r0 = blockIdx.y * BM;
+    const u32 nb = k >> 5, kw = k >> 2;
+    const u64 db = (u64)m * kw, sb = db + (u64)m * nb;
+    const u32 xr = lid / 2u, xh = lid % 2u, wc = lid / 4u, wj = lid % 4u;
+    float acc[8][4];
+#pragma unroll
+    for (u32 i = 0; i < 8u; i++)
+#pragma unroll
+        for (u32 j = 0; j < 4u; j++) acc[i][j] = 0.0f;
+    for (u32 u = 0; u < nb; u++) {
+        uint4 xv = make_uint4(0u, 0u, 0u, 0u);
+        if (r0 + xr < m) xv = *(const uint4*)(xq + (u64)(r0 + xr) * kw + 8u * u + 4u * xh);
+        Xs[4u * xh][xr] = xv.x;
+        Xs[4u * xh + 1u][xr] = xv.y;
+        Xs[4u * xh + 2u][xr] = xv.z;
+        Xs[4u * xh + 3u][xr] = xv.w;
+        if (lid < BM) {
+            const bool in = r0 + lid < m;
+            Xd[lid] = in ? __uint_as_float(xq[db + (u64)(r0 + lid) * nb + u]) : 0.0f;
+            Xsum[lid] = in ? __uint_as_float(xq[sb + (u64)(r0 + lid) * nb + u]) : 0.0f;
+        }
+        if (c0 + wc < cols) {
+            Q8Tile<D>::load(W, nb, c0 + wc, u, wj, Ws, Wd, Wm, wc);
+        } else {
+            Ws[wj][wc] = 0u;
+            Ws[4u + wj][wc] = 0u;
+            if (wj == 0u) {
+                Wd[wc] = 0.0f;
+                Wm[wc] = 0.0f;
+            }
+        }
+        __syncthreads();
+        int is[8][4];
+#pragma unroll
+        for (u32 i = 0; i < 8u; i++)
+#pragma unroll
+            for (u32 j = 0; j < 4u; j++) is[i][j] = 0;
+#pragma unroll
+        for (u32 w = 0; w < 8u; w++) {
+            const int4 xa = *(const int4*)&Xs[w][8u * ty];
+            const int4 xb = *(const int4*)&Xs[w][8u * ty + 4u];
+            const int4 wv = *(const int4*)&Ws[w][4u * tx];
+            const int xs[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+#pragma unroll
+            for (u32 i = 0; i < 8u; i++) {
+                is[i][0] = __dp4a(xs[i], wv.x, is[i][0]);
+                is[i][1] = __dp4a(xs[i], wv.y, is[i][1]);
+                is[i][2] = __dp4a(xs[i], wv.z, is[i][2]);
+                is[i][3] = __dp4a(xs[i], wv.w, is[i][3]);
+            }
+        }
+        const float4 dw = *(const float4*)&Wd[4u * tx];
+        const float4 wm = *(const float4*)&Wm[4u * tx];
+#pragma unroll
+        for (u32 i = 0; i < 8u; i++) {
+            const float dx = Xd[8u * ty + i];
+            acc[i][0] += (float)is[i][0] * (dx * dw.x);
+            acc[i][1] += (float)is[i][1] * (dx * dw.y);
+            acc[i][2] += (float)is[i][2] * (dx * dw.z);
+            acc[i][3] += (float)is[i][3] * (dx * dw.w);
+            if constexpr (D::BB == 20u) {  // Q4_1: + m_w·s_x
+                const float sx = Xsum[8u * ty + i];
+                acc[i][0] += wm.x * sx;
+                acc[i][1] += wm.y * sx;
+                acc[i][2] += wm.z * sx;
+                acc[i][3] += wm.w * sx;
+            }
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (u32 i = 0; i < 8u; i++) {
+        const u32 r = r0 + 8u * ty + i;
+        if (r >= m) break;
+#pragma unroll
+        for (u32 j = 0; j < 4u; j++) {
+            const u32 c = c0 + 4u * tx + j;
+            if (c < cols) {
+                const u64 o = (u64)r * n + n0 + c;
+                y[o] = has_res ? acc[i][j] + res[o] : acc[i][j];
+            }
+        }
+    }
+}
+
+extern "C" __global__ void mul_mat_q8_gemm_q4_0(Params p, Ptrs b) { mul_mat_q8_gemm<DQ4_0>(p, b); }
+extern "C" __global__ void mul_mat_q8_gemm_q4_1(Params p, Ptrs b) { mul_mat_q8_gemm<DQ4_1>(p, b); }
+extern "C" __global__ void mul_mat_q8_gemm_q8_0(Params p, Ptrs b) { mul_mat_q8_gemm<DQ8_0>(p, b); }
 extern "C" __global__ void mul_mat_q8_q4_0(Params p, Ptrs b) { mul_mat_q8<DQ4_0>(p, b); }
 extern "C" __global__ void mul_mat_q8_q4_1(Params p, Ptrs b) { mul_mat_q8<DQ4_1>(p, b); }
 extern "C" __global__ void mul_mat_q8_q8_0(Params p, Ptrs b) { mul_mat_q8<DQ8_0>(p, b); }

@@ -209,6 +209,10 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
             k("mul_mat_q8", format!("mul_mat_q8_{w}"), [64, 1, 1])
         }
+        ("mul_mat_q8.wgsl", "gemm") => {
+            let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
+            k("mul_mat_q8", format!("mul_mat_q8_gemm_{w}"), [256, 1, 1])
+        }
         ("mul_mat.wgsl", "main") if has("TILE64") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
             k("mul_mat", format!("mul_mat64_{w}"), [16, 16, 1])

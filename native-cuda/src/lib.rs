@@ -68,7 +68,7 @@ impl CudaBackend {
 
 impl Backend for CudaBackend {
     fn name(&self) -> String {
-        let q8 = if crate::plan::caps().q8_activations {
+        let q8 = if crate::plan::caps().q8_activations.is_some() {
             ", 8-bit activations"
         } else {
             ""

@@ -127,6 +127,11 @@ fn unsupported(op: &str, reason: String) -> BackendError {
 
 /// The launches for one node (none for views such as `reshape`).
 pub fn plan(node: &Node, graph: &Graph) -> Result<Vec<Launch>, BackendError> {
+    plan_with(node, graph, &caps())
+}
+
+/// [`plan`] under the given capabilities (tests plan both kernel sets).
+pub fn plan_with(node: &Node, graph: &Graph, caps: &GpuCaps) -> Result<Vec<Launch>, BackendError> {
     let op = node.op.name();
     if !OPS.contains(&op) {
         return Err(unsupported(op, "no CUDA kernel for this op".into()));
@@ -140,7 +145,6 @@ pub fn plan(node: &Node, graph: &Graph) -> Result<Vec<Launch>, BackendError> {
     if node.op.alias_input().is_some() {
         return Ok(Vec::new());
     }
-    let caps = caps();
     let ctx = PlanCtx {
         chunks: inputs
             .iter()
@@ -153,7 +157,7 @@ pub fn plan(node: &Node, graph: &Graph) -> Result<Vec<Launch>, BackendError> {
             .collect(),
         inputs,
         output,
-        caps: &caps,
+        caps,
     };
     let bad = |detail: String| BackendError::Validation(format!("{op}: {detail}"));
     node.op
@@ -211,11 +215,16 @@ pub fn plan(node: &Node, graph: &Graph) -> Result<Vec<Launch>, BackendError> {
 
 /// Plans every node of `graph`: launches per program.
 pub fn plan_graph(graph: &Graph) -> Result<Vec<Vec<Launch>>, BackendError> {
+    plan_graph_with(graph, &caps())
+}
+
+/// [`plan_graph`] under the given capabilities.
+pub fn plan_graph_with(graph: &Graph, caps: &GpuCaps) -> Result<Vec<Vec<Launch>>, BackendError> {
     (0..graph.program_count())
         .map(|p| {
             let mut out = Vec::new();
             for node in &graph.nodes[graph.program(p)?] {
-                out.extend(plan(node, graph)?);
+                out.extend(plan_with(node, graph, caps)?);
             }
             Ok(out)
         })

@@ -92,7 +92,20 @@ fn every_parity_case_plans_onto_existing_kernels() {
         for node in &c.graph.nodes {
             ops.insert(node.op.name());
         }
-        for l in plan_graph(&c.graph).unwrap().into_iter().flatten() {
+        // The default kernels, and with 8-bit activations on every size
+        // (ops/matmul_q8.rs).
+        let q8 = kiln::ops::GpuCaps {
+            q8_activations: Some(0),
+            ..crate::plan::caps()
+        };
+        let default = kiln::ops::GpuCaps {
+            q8_activations: None,
+            ..crate::plan::caps()
+        };
+        let launches = [&default, &q8]
+            .into_iter()
+            .flat_map(|caps| crate::plan::plan_graph_with(&c.graph, caps).unwrap());
+        for l in launches.flatten() {
             assert!(
                 defines_kernel(l.kernel.family, &l.kernel.name),
                 "{} {}: {}.cu lacks {}",

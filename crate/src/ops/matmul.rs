@@ -199,18 +199,21 @@ fn plan(
 ) -> Result<Vec<Dispatch>> {
     let (x, w) = (ctx.inputs[0], ctx.inputs[1]);
     let (m, n, k) = (x.rows(), w.shape[0], w.shape[1]);
-    if lora.is_none() && super::matmul_q8::applies(ctx, m, k, w.dtype) {
+    if lora.is_none() && super::matmul_q8::applies(ctx, m, n, k, w.dtype) {
         let chunks: Vec<_> = ctx.chunks[1]
             .iter()
             .enumerate()
             .map(|(c, ch)| (Bind::Input(1, c), ch.row0, ch.rows))
             .collect();
         let q8 = super::matmul_q8::Q8Plan {
+            x: Bind::Input(0, 0),
             norm: None,
             glu: false,
             res: res.map(|r| Bind::Input(r, 0)),
+            out: Bind::Output,
+            slot: 0,
         };
-        return super::matmul_q8::dispatches(ctx, k, &q8, w.dtype, &chunks);
+        return super::matmul_q8::dispatches(ctx, (m, n, k), &q8, w.dtype, &chunks);
     }
     // CPU adapters run every m through the row-per-invocation kernel
     // (no barriers, no reductions: SIMD lanes are invocations there).

@@ -154,19 +154,18 @@ impl Op for FusedMatMul {
             Bind::Input(0, 0)
         };
         let eps = self.norm_eps.unwrap_or(0.0);
-        if super::matmul_q8::applies(ctx, m, k, w.dtype) {
-            let q8 = super::matmul_q8::Q8Plan {
+        let q8 = super::matmul_q8::applies(ctx, m, rows, k, w.dtype);
+        if q8 && m == 1 {
+            let plan = super::matmul_q8::Q8Plan {
+                x: Bind::Input(0, 0),
                 norm: self.norm_eps.map(|e| (nw, e)),
                 glu: self.glu,
                 res: self.residual.then_some(res),
+                out: Bind::Output,
+                slot: 0,
             };
-            return super::matmul_q8::dispatches(
-                ctx,
-                k,
-                &q8,
-                w.dtype,
-                &[(Bind::Input(1, 0), 0, rows)],
-            );
+            let chunk = [(Bind::Input(1, 0), 0, rows)];
+            return super::matmul_q8::dispatches(ctx, (m, n, k), &plan, w.dtype, &chunk);
         }
         if m <= GEMV_MAX_M || ctx.caps.cpu {
             // CPU adapters run one output column per invocation, where an
@@ -257,28 +256,49 @@ impl Op for FusedMatMul {
         } else {
             Bind::Input(0, 0)
         };
-        // The GEMM kernel mul_mat picks for this shape.
-        let gemm = Gemm::pick(ctx, m, rows, k);
-        let mut defines = vec![weight_define(w.dtype)];
-        defines.extend(gemm.defines());
-        out.push(Dispatch {
-            shader: "mul_mat.wgsl",
-            entry: gemm.entry(),
-            defines,
-            bindings: vec![Bind::Input(1, 0), xin, gemm_out, gemm_res],
-            params: vec![
-                u(m)?,
-                u(rows)?,
-                u(k)?,
-                0,
-                u(rows)?,
-                (self.residual && !self.glu) as u32,
-                0,
-                0,
-                u(k)?,
-            ],
-            groups: gemm.groups(m, rows)?,
-        });
+        if q8 {
+            // 8-bit activations: x (normalized above) quantized into scratch
+            // 2, then the integer GEMM (ops/matmul_q8.rs).
+            let plan = super::matmul_q8::Q8Plan {
+                x: xin,
+                norm: None,
+                glu: false,
+                res: (self.residual && !self.glu).then_some(gemm_res),
+                out: gemm_out,
+                slot: 2,
+            };
+            let chunk = [(Bind::Input(1, 0), 0, rows)];
+            out.extend(super::matmul_q8::dispatches(
+                ctx,
+                (m, rows, k),
+                &plan,
+                w.dtype,
+                &chunk,
+            )?);
+        } else {
+            // The GEMM kernel mul_mat picks for this shape.
+            let gemm = Gemm::pick(ctx, m, rows, k);
+            let mut defines = vec![weight_define(w.dtype)];
+            defines.extend(gemm.defines());
+            out.push(Dispatch {
+                shader: "mul_mat.wgsl",
+                entry: gemm.entry(),
+                defines,
+                bindings: vec![Bind::Input(1, 0), xin, gemm_out, gemm_res],
+                params: vec![
+                    u(m)?,
+                    u(rows)?,
+                    u(k)?,
+                    0,
+                    u(rows)?,
+                    (self.residual && !self.glu) as u32,
+                    0,
+                    0,
+                    u(k)?,
+                ],
+                groups: gemm.groups(m, rows)?,
+            });
+        }
         if self.glu {
             out.push(Dispatch {
                 shader: "binary.wgsl",

@@ -13,26 +13,37 @@
 //! prologue each output may move by the rounding of its inputs, bounded
 //! statistically ([`crate::parity::q8`]). The f32 kernels stay the default.
 //!
-//! Applies to one row of x (decode), whole 32-blocks, Q4_0 / Q4_1 / Q8_0
-//! weights, no LoRA epilogue, on GPUs with subgroups; everything else takes
+//! Applies to one row of x (decode: a GEMV with the RMSNorm prologue and
+//! SwiGLU epilogue inside) and to more than `GEMV_MAX_M` rows (prefill: a
+//! tiled GEMM after the f32 RMSNorm, before the GLU dispatch), whole
+//! 32-blocks, Q4_0 / Q4_1 / Q8_0 weights of at least the caps' minimum
+//! size, no LoRA epilogue, on GPUs with subgroups; everything else takes
 //! the f32 kernels.
 
 use super::matmul::weight_define;
 use super::{Bind, Dispatch, PlanCtx, f, grid, u};
 use crate::dtype::DType;
-use crate::error::Result;
+use crate::error::{KilnError, Result};
+
+/// The smallest weight matrix (weights) the CLI and `KILN_ACTIVATIONS=q8`
+/// take to 8 bits by default: below it the quantize launch costs more than
+/// the lighter product saves (H100, 2026-12-06: SmolLM2's 0.5–1.8 M-weight
+/// layers decoded 1131 → 1046 tok/s on the CUDA twin with every product at
+/// 8 bits, the Llama-3.2-1B shape's ≥ 4 M-weight ones 720 → 1067;
+/// docs/bench/2026-12-06-h100-q8-activations).
+pub const MIN_WEIGHTS: usize = 1 << 21;
 
 /// Weight formats with an 8-bit-activation kernel.
 pub const Q8_FORMATS: [DType; 3] = [DType::Q4_0, DType::Q4_1, DType::Q8_0];
 
-/// Whether a product of `m` rows of x over `k` with `w` weights takes the
-/// 8-bit-activation kernels under these capabilities.
-pub fn applies(ctx: &PlanCtx, m: usize, k: usize, w: DType) -> bool {
+/// Whether a product of `m` rows of x with `w` weights (`rows × k`) takes
+/// the 8-bit-activation kernels under these capabilities.
+pub fn applies(ctx: &PlanCtx, m: usize, rows: usize, k: usize, w: DType) -> bool {
     let c = ctx.caps;
-    c.q8_activations
+    c.q8_activations.is_some_and(|min| rows * k >= min)
         && c.subgroups
         && !c.cpu
-        && m == 1
+        && (m == 1 || m > super::matmul::GEMV_MAX_M)
         && k.is_multiple_of(32)
         && Q8_FORMATS.contains(&w)
 }
@@ -49,29 +60,43 @@ pub fn q8_round(v: &mut [f32]) {
     }
 }
 
-/// The epilogue and prologue of one product.
+/// The prologue and epilogue of one product, and where it reads and writes.
 pub(crate) struct Q8Plan {
-    /// RMSNorm weight input and epsilon.
+    /// The activations `[m, k]` (an input, or scratch an earlier dispatch
+    /// of the node wrote).
+    pub x: Bind,
+    /// RMSNorm weight input and epsilon (one-row products only; prefill
+    /// normalizes before).
     pub norm: Option<(Bind, f32)>,
-    /// SwiGLU over gate rows then up rows (the weight is never split then).
+    /// SwiGLU over gate rows then up rows (one-row products only; the
+    /// weight is never split then).
     pub glu: bool,
     /// The residual input added last.
     pub res: Option<Bind>,
+    /// Where y goes (the output, or scratch for a later GLU dispatch).
+    pub out: Bind,
+    /// The scratch slot of the quantized x.
+    pub slot: u8,
 }
 
-/// The dispatches: x quantized once into scratch slot 0, then one GEMV per
-/// weight chunk (`(weight binding, first row, rows)`; with glu one chunk of
-/// 2·cols rows, `cols` outputs).
+/// The dispatches of `y [m, n] = x · Wᵀ`: x quantized once into scratch,
+/// then per weight chunk (`(weight binding, first row, rows)`; with glu one
+/// chunk of 2·n rows) the one-row GEMV (m = 1) or the tiled GEMM.
 pub(crate) fn dispatches(
     ctx: &PlanCtx,
-    k: usize,
+    (m, n, k): (usize, usize, usize),
     plan: &Q8Plan,
     w: DType,
     chunks: &[(Bind, usize, usize)],
 ) -> Result<Vec<Dispatch>> {
+    if m > 1 && (plan.norm.is_some() || plan.glu) {
+        return Err(KilnError::BadParam {
+            op: "mul_mat_q8",
+            detail: "the GEMM takes no norm prologue or GLU epilogue".into(),
+        });
+    }
     let nb = k / 32;
-    let scratch = ((k / 4 + 3 * nb) * 4) as u64;
-    let x = Bind::Input(0, 0);
+    let scratch = (m * (k / 4 + 3 * nb) * 4) as u64;
     let (has_norm, eps) = match plan.norm {
         Some((_, e)) => (1, e),
         None => (0, 0.0),
@@ -87,6 +112,8 @@ pub(crate) fn dispatches(
             f(eps),
             plan.glu as u32,
             u(rows_per_wg)?,
+            u(m)?,
+            u(n)?,
         ])
     };
     let mut out = vec![Dispatch {
@@ -94,28 +121,40 @@ pub(crate) fn dispatches(
         entry: "quantize",
         defines: vec!["QUANTIZE"],
         bindings: vec![
-            x,
-            plan.norm.map_or(x, |(nw, _)| nw),
-            Bind::Scratch(0, scratch),
+            plan.x,
+            plan.norm.map_or(plan.x, |(nw, _)| nw),
+            Bind::Scratch(plan.slot, scratch),
         ],
         params: params(0, 0)?,
-        groups: grid(nb.div_ceil(64), ctx.caps)?,
+        groups: grid((m * nb).div_ceil(64), ctx.caps)?,
     }];
     for &(wb, n0, rows) in chunks {
         let cols = if plan.glu { rows / 2 } else { rows };
+        let (entry, groups) = if m == 1 {
+            ("gemv", grid(cols.div_ceil(rows_per_wg), ctx.caps)?)
+        } else {
+            (
+                "gemm",
+                [u(cols.div_ceil(GEMM_BN))?, u(m.div_ceil(GEMM_BM))?, 1],
+            )
+        };
         out.push(Dispatch {
             shader: "mul_mat_q8.wgsl",
-            entry: "gemv",
+            entry,
             defines: vec![weight_define(w)],
             bindings: vec![
                 wb,
-                Bind::ScratchRead(0),
-                Bind::Output,
-                plan.res.unwrap_or(x),
+                Bind::ScratchRead(plan.slot),
+                plan.out,
+                plan.res.unwrap_or(plan.x),
             ],
             params: params(cols, n0)?,
-            groups: grid(cols.div_ceil(rows_per_wg), ctx.caps)?,
+            groups,
         });
     }
     Ok(out)
 }
+
+/// The GEMM's tile: rows of x × weight rows per workgroup.
+const GEMM_BM: usize = 128;
+const GEMM_BN: usize = 64;

@@ -384,7 +384,7 @@ struct Col {
 fn run_col(case: &Case, b: &dyn Backend, iters: usize) -> Col {
     // KILN_ACTIVATIONS=q8: the GPU decode GEMVs round x to 8 bits, so their
     // cases are checked against the rounding bound (kiln::parity::q8).
-    let result = if kiln::ops::GpuCaps::q8_activations_from_env() {
+    let result = if kiln::ops::GpuCaps::q8_activations_from_env().is_some() {
         kiln::parity::q8::run_case_q8(case, b, &kiln::ops::matmul_q8::Q8_FORMATS)
     } else {
         run_case(case, b)

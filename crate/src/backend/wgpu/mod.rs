@@ -407,9 +407,10 @@ impl WgpuBackend {
         }
     }
 
-    /// The same device with the decode GEMVs' 8-bit activations on or off
+    /// The same device with the decode GEMVs' 8-bit activations on for
+    /// matrices of at least this many weights, or off (`None`)
     /// (`GpuCaps::q8_activations`, ops/matmul_q8.rs).
-    pub fn with_q8_activations(&self, on: bool) -> WgpuBackend {
+    pub fn with_q8_activations(&self, on: Option<usize>) -> WgpuBackend {
         let mut caps = self.caps.clone();
         caps.q8_activations = on;
         WgpuBackend {
@@ -447,7 +448,7 @@ impl WgpuBackend {
 
 impl Backend for WgpuBackend {
     fn name(&self) -> String {
-        let q8 = if self.caps.q8_activations {
+        let q8 = if self.caps.q8_activations.is_some() {
             ", 8-bit activations"
         } else {
             ""

@@ -89,7 +89,9 @@ pub fn pick(a: &DeviceArgs) -> Result<(Device, String), Box<dyn std::error::Erro
             ..Default::default()
         })
         .map(|b| match a.activations {
-            Some(act) => b.with_q8_activations(act == ActChoice::Q8),
+            Some(act) => b.with_q8_activations(
+                (act == ActChoice::Q8).then_some(kiln::ops::matmul_q8::MIN_WEIGHTS),
+            ),
             None => b,
         })
     };
