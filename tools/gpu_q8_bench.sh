@@ -8,6 +8,11 @@
 #            kiln::parity::q8), 1B greedy tokens f32 vs q8 against the CPU
 #            reference, decode and prefill-512 of both shapes f32 vs q8 on
 #            both backends, and GPU time per kernel and grid of one q8 1B step
+#   PHASE=f  PHASE=l after the matmul op parity of PHASE=a, plus the 1B
+#            prefill-512 of .device/kiln-parity-q8a.xz (an earlier binary)
+#            beside this one when it is carried (A/B in the same call)
+#   PHASE=g  the short form of f: op parity, the prefill A/B and llama.cpp
+#            Vulkan's pp512 on the 1B file (no CUDA build)
 #   PHASE=l  the same decode and prefill rows beside llama.cpp CUDA (built there; carry
 #            .peers) and llama.cpp's static Vulkan llama-bench (carry .gl)
 # Results under $OUT.
@@ -34,7 +39,26 @@ SR=/root/kiln/smol-shape-q4_1.gguf
 if [ ! -f $B1 ] || [ ! -f $SR ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
   [ -f $B1 ] || PYTHONPATH=/tmp/site timeout 200 python3 tools/gen_random_gguf.py $B1 Q4_0 --raw > "$OUT/gen1b.txt" 2>&1
-  [ -f $SR ] || PYTHONPATH=/tmp/site timeout 100 python3 tools/gen_random_gguf.py $SR Q4_1 --smol --raw > "$OUT/gensmol.txt" 2>&1
+  [ -f $SR ] || [ "${PHASE:-a}" = g ] || PYTHONPATH=/tmp/site timeout 100 python3 tools/gen_random_gguf.py $SR Q4_1 --smol --raw > "$OUT/gensmol.txt" 2>&1
+fi
+if [ "${PHASE:-a}" = f ] || [ "${PHASE:-a}" = g ]; then
+  KILN_ACTIVATIONS=q8 KILN_Q8_MIN_WEIGHTS=0 run parity.txt 200 $K ops --iters 0 --filter mul_mat
+  grep -E "cases:" "$OUT/parity.txt"
+  if [ -f .device/kiln-parity-q8a.xz ]; then
+    xz -dc .device/kiln-parity-q8a.xz > /root/kiln/kiln-parity-q8a && chmod +x /root/kiln/kiln-parity-q8a
+    for b in /root/kiln/kiln-parity-q8a $K; do
+      KILN_ACTIVATIONS=q8 run ab_prefill.txt 150 $b bench --model $B1 --prefill 512 --decode 2 --reps 3
+    done
+    grep -E "^\\$|fused" "$OUT/ab_prefill.txt"
+  fi
+  if [ "$PHASE" = g ]; then
+    V=/root/llama-bench-vulkan
+    xz -dc .peers/llama-bench-vulkan.xz > $V && chmod +x $V
+    run llamacpp_vulkan_pp.txt 100 $V -m $B1 -ngl 99 -p 512 -n 0 -r 5
+    grep pp512 "$OUT/llamacpp_vulkan_pp.txt"
+    exit 0
+  fi
+  PHASE=l
 fi
 case ${PHASE:-a} in
 a)

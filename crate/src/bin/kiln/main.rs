@@ -206,6 +206,12 @@ mod native {
             backend.caps.cpu
         );
         let cases = parity::cases::all_cases(seed, filter)?;
+        // Without q8 activations no product is checked against the bound.
+        let q8_formats: &[kiln::DType] = if backend.caps.q8_activations.is_some() {
+            &kiln::ops::matmul_q8::Q8_FORMATS
+        } else {
+            &[]
+        };
         println!(
             "{:<12} {:<6} {:<44} {:>10} {:>10} {:>10}  result",
             "op", "dtype", "shape", "max abs", "max rel", "nmse"
@@ -214,8 +220,12 @@ mod native {
         let start = std::time::Instant::now();
         for case in &cases {
             let r = match case.binding_limit {
-                Some(limit) => parity::run_case(case, &backend.with_binding_limit(limit)),
-                None => parity::run_case(case, &backend),
+                // KILN_ACTIVATIONS=q8: products at 8 bits, checked against
+                // their rounding bound (kiln::parity::q8).
+                Some(limit) => {
+                    parity::q8::run_case_q8(case, &backend.with_binding_limit(limit), q8_formats)
+                }
+                None => parity::q8::run_case_q8(case, &backend, q8_formats),
             };
             if r.pass {
                 pass += 1
