@@ -12,25 +12,7 @@
 #            beside Kiln's CUDA and wgpu rows (carry .gl) on both files
 # Results under $OUT (docs/bench/2026-12-06-h100-gemv-stage/ has a run).
 set -uo pipefail
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT" /root/kiln
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv > "$OUT/gpu.txt"
-K=/root/kiln/kiln-parity
-[ -f .device/kiln-parity.xz ] && xz -dc .device/kiln-parity.xz > $K && chmod +x $K
-[ -x $K ] || { echo "no kiln-parity: carry .device/kiln-parity.xz"; exit 1; }
-run() { # file, timeout, command...
-  local f=$1 t=$2; shift 2
-  echo "\$ KILN_CUDA_GEMV=${KILN_CUDA_GEMV:-} KILN_GEMV_ROWS=${KILN_GEMV_ROWS:-} $*" >> "$OUT/$f"
-  timeout "$t" "$@" >> "$OUT/$f" 2>&1; echo "exit $?" >> "$OUT/$f"
-}
-B1=/root/kiln/llama1b-q4_0.gguf
-SR=/root/kiln/smol-shape-q4_1.gguf
-if [ ! -f $B1 ] || [ ! -f $SR ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  [ -f $B1 ] || PYTHONPATH=/tmp/site timeout 200 python3 tools/gen_random_gguf.py $B1 Q4_0 --raw > "$OUT/gen1b.txt" 2>&1
-  [ -f $SR ] || PYTHONPATH=/tmp/site timeout 100 python3 tools/gen_random_gguf.py $SR Q4_1 --smol --raw > "$OUT/gensmol.txt" 2>&1
-fi
+. tools/gpu_bench_common.sh
 case ${PHASE:-p} in
 p)
   run parity.txt 150 $K ops --no-wgpu --iters 0 --filter mul_mat
