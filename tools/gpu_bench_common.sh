@@ -25,3 +25,14 @@ if [ ! -f $B1 ] || { [ ! -f $SR ] && [ "${NO_SMOL:-0}" != 1 ]; }; then
   [ -f $B1 ] || PYTHONPATH=/tmp/site timeout 200 python3 tools/gen_random_gguf.py $B1 Q4_0 --raw > "$OUT/gen1b.txt" 2>&1
   [ -f $SR ] || [ "${NO_SMOL:-0}" = 1 ] || PYTHONPATH=/tmp/site timeout 100 python3 tools/gen_random_gguf.py $SR Q4_1 --smol --raw > "$OUT/gensmol.txt" 2>&1
 fi
+# llama.cpp's CUDA build (commit 0c1e570, ../shared/peers/llamacpp/; carry
+# .peers) in $L/build-cuda/bin, built once per machine (≈ 150–300 s).
+L=/root/lc/llama.cpp
+build_llamacpp_cuda() {
+  if [ ! -x $L/build-cuda/bin/llama-bench ]; then
+    mkdir -p /root/lc && tar -xJf .peers/llamacpp-src-trim.tar.xz -C /root/lc
+    cp .peers/build-cuda.sh $L/
+    (cd $L && JOBS=16 timeout 400 bash build-cuda.sh > /root/lc/build.log 2>&1)
+    tail -4 /root/lc/build.log > "$OUT/llamacpp_build.txt"
+  fi
+}

@@ -38,13 +38,7 @@ n)
   grep -E "^\\$|Duration|DRAM Throughput|L1/TEX Cache Throughput|L1/TEX Hit|Registers Per|Achieved Occupancy|mul_mat" "$OUT/ncu.txt"
   ;;
 l)
-  L=/root/lc/llama.cpp
-  if [ ! -x $L/build-cuda/bin/llama-bench ]; then
-    mkdir -p /root/lc && tar -xJf .peers/llamacpp-src-trim.tar.xz -C /root/lc
-    cp .peers/build-cuda.sh $L/
-    (cd $L && JOBS=16 timeout 400 bash build-cuda.sh > /root/lc/build.log 2>&1)
-    tail -4 /root/lc/build.log > "$OUT/llamacpp_build.txt"
-  fi
+  build_llamacpp_cuda
   if [ -d .gl ]; then
     for f in .gl/*.deb; do dpkg -x "$f" /; done
     ldconfig

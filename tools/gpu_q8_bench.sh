@@ -63,13 +63,7 @@ a)
   grep -A16 "per kernel" "$OUT/profile1b.txt"
   ;;
 l)
-  L=/root/lc/llama.cpp
-  if [ ! -x $L/build-cuda/bin/llama-bench ]; then
-    mkdir -p /root/lc && tar -xJf .peers/llamacpp-src-trim.tar.xz -C /root/lc
-    cp .peers/build-cuda.sh $L/
-    (cd $L && JOBS=16 timeout 400 bash build-cuda.sh > /root/lc/build.log 2>&1)
-    tail -4 /root/lc/build.log > "$OUT/llamacpp_build.txt"
-  fi
+  build_llamacpp_cuda
   V=/root/llama-bench-vulkan
   [ -x $V ] || { xz -dc .peers/llama-bench-vulkan.xz > $V && chmod +x $V; }
   for f in $B1 $SR; do
