@@ -11,7 +11,7 @@
 //   four per word at 8u.. (row-major, as x), then d, s = d·Σq and ss = Σx²
 //   (the raw x, for RMSNorm) per block at B + u, B + m·nb + u,
 //   B + 2·m·nb + u, B = m·k/4. One invocation per block.
-// * `gemv` (SUBGROUPS): y[n0 + c] = f(inv · Σ_blocks d_w·d_x·Σ q_w·q_x) (+ res),
+// * `gemv` (needs SUBGROUPS): y[n0 + c] = f(inv · Σ_blocks d_w·d_x·Σ q_w·q_x) (+ res),
 //   inv = 1/sqrt(Σss/k + eps) with has_norm, else 1; with glu (SwiGLU) gate
 //   row c and up row cols + c give silu(a)·b. A workgroup owns rows_per_wg
 //   output columns, one subgroup per column at a time; lanes stride over
@@ -25,8 +25,9 @@
 // Params: k, cols (output columns of this dispatch), n0 (first output
 // column; the weight binding starts at that row), has_res, has_norm, eps,
 // glu, rows_per_wg, m, n (y's row stride).
-// Bindings (QUANTIZE): 0 params, 1 x [k] as vec4, 2 nw [k] as vec4 (x when
-// unused), 3 xq (scratch, written). (gemv): 0 params, 1 W, 2 xq, 3 y, 4 res.
+// Bindings (QUANTIZE): 0 params, 1 x [m, k] as vec4, 2 nw [k] as vec4 (x
+// when unused), 3 xq (scratch, written). (gemv, gemm): 0 params, 1 W (rows
+// from n0), 2 xq, 3 y [m, n], 4 res [m, n] (x when has_res = 0).
 
 struct Params {
     k: u32,
@@ -61,6 +62,9 @@ fn quantize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     var v: array<vec4<f32>, 8>;
     var amax = 0.0;
     var ss = 0.0;
+    // Any NaN or infinity in the block makes its d NaN, so the products
+    // come out NaN as the f32 path's would (max() would skip a NaN).
+    var finite = true;
     for (var i = 0u; i < 8u; i++) {
         let a = xv[8u * u + i];
         ss += dot(a, a);
@@ -70,14 +74,19 @@ fn quantize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         }
         v[i] = b;
         let m = abs(b);
+        finite = finite && all(m <= vec4<f32>(3.4028235e38));
         amax = max(amax, max(max(m.x, m.y), max(m.z, m.w)));
     }
-    let d = amax / 127.0;
+    let d = select(bitcast<f32>(0x7fc00000u), amax / 127.0, finite);
     let id = select(0.0, 1.0 / d, d > 0.0);
     var sum = 0;
     for (var i = 0u; i < 8u; i++) {
+        // round(t), ties away from zero (floor(|t| + 0.5) would round
+        // 0.5 − 2⁻²⁵ up).
         let t = v[i] * id;
-        let r = vec4<i32>(sign(t) * floor(abs(t) + vec4<f32>(0.5)));
+        let a = abs(t);
+        let fl = floor(a);
+        let r = vec4<i32>(sign(t) * (fl + select(vec4<f32>(0.0), vec4<f32>(1.0), a - fl >= vec4<f32>(0.5))));
         sum += (r.x + r.y) + (r.z + r.w);
         xq[8u * u + i] = pack4xI8(r);
     }
@@ -153,6 +162,7 @@ fn half_dot(row: u32, hb: u32) -> f32 {
 }
 #endif
 
+#if SUBGROUPS
 @compute @workgroup_size(64)
 fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -202,6 +212,7 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
 }
+#endif
 
 // ---- gemm (prefill)
 const BM: u32 = 128u;

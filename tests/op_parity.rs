@@ -34,10 +34,11 @@ fn every_op_matches_the_cpu_reference() {
     }
 }
 
-/// The decode GEMVs with 8-bit activations (ops/matmul_q8.rs: GPU kernels
-/// with subgroups), on every case whose product they can take, against the
-/// rounding bound of `kiln::parity::q8` (products they cannot take, m > 1
-/// among them, run the f32 kernels under the same bound).
+/// The matrix products with 8-bit activations (ops/matmul_q8.rs: GPU
+/// kernels with subgroups; the one-token GEMV and the prefill GEMM) on every
+/// case with Q4_0/Q4_1/Q8_0 weights: the products they take against the
+/// rounding bound of `kiln::parity::q8`, the rest (2..8 rows of x) with the
+/// f32 kernels exactly as in the suite above.
 #[test]
 fn q8_activation_kernels_stay_within_their_rounding_bound() {
     let Some(gpu) = common::gpu() else { return };
@@ -53,10 +54,56 @@ fn q8_activation_kernels_stay_within_their_rounding_bound() {
         "q8 activations (GPU kernels)",
         &keep,
         &|case| match case.binding_limit {
-            Some(l) => kiln::parity::q8::run_case_q8(case, &b.with_binding_limit(l), &formats),
-            None => kiln::parity::q8::run_case_q8(case, &b, &formats),
+            Some(l) => kiln::parity::q8::run_case_q8(case, &b.with_binding_limit(l), &b.caps),
+            None => kiln::parity::q8::run_case_q8(case, &b, &b.caps),
         },
     );
+}
+
+/// A NaN in x reaches the output through the 8-bit kernels as through the
+/// f32 ones (the quantizer's max would otherwise skip it): the one-token
+/// GEMV and the prefill GEMM, for every weight format they take.
+#[test]
+fn q8_activation_kernels_pass_nan_through() {
+    let Some(gpu) = common::gpu() else { return };
+    if !gpu.caps.subgroups {
+        return;
+    }
+    let b = gpu.with_cpu_kernels(false).with_q8_activations(Some(0));
+    let (n, k) = (8, 64);
+    let w: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+        .collect();
+    for dtype in kiln::ops::matmul_q8::Q8_FORMATS {
+        for m in [1usize, 12] {
+            let mut g = Graph::new();
+            let x = g.input("x", &[m, k], DType::F32).unwrap();
+            let wt = g.weight("w", &[n, k], dtype).unwrap();
+            let y = g.matmul(x, wt).unwrap();
+            g.mark_output(y).unwrap();
+            let mut xv: Vec<f32> = (0..m * k).map(|i| ((i % 13) as f32 - 6.0) / 7.0).collect();
+            // Row m − 1, block 1.
+            xv[(m - 1) * k + 40] = f32::NAN;
+            let mut exe = b.compile(&g).unwrap();
+            exe.write(
+                x,
+                &kiln::HostTensor::from_f32(&[m, k], DType::F32, &xv).unwrap(),
+            )
+            .unwrap();
+            let bytes = kiln::quant::quantize(dtype, &w).unwrap();
+            exe.write(
+                wt,
+                &kiln::HostTensor::from_bytes(&[n, k], dtype, bytes).unwrap(),
+            )
+            .unwrap();
+            exe.run(&[]).unwrap();
+            let out = exe.read(y).unwrap().to_f32().unwrap();
+            for (i, v) in out.iter().enumerate() {
+                let nan_row = i / n == m - 1;
+                assert_eq!(v.is_nan(), nan_row, "{dtype} m {m}: output {i} = {v}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 8-bit activations in the decode GEMVs (KILN_ACTIVATIONS=q8, ops/matmul_q8.rs)
+# 8-bit activations in the matrix products (KILN_ACTIVATIONS=q8, ops/matmul_q8.rs)
 # against the f32 kernels, on the GPU machine (device tool), from the
 # repository root. Carry .device/kiln-parity.xz and .whl (random files of the
 # Llama-3.2-1B shape, Q4_0, and of SmolLM2-135M's shape, Q4_1, are made there

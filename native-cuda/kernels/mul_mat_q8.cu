@@ -25,6 +25,7 @@ extern "C" __global__ void quantize_q8(Params p, Ptrs b) {
     const u32 nu = 32u * (u % nb);
     float v[32];
     float amax = 0.0f, ss = 0.0f;
+    bool finite = true;  // as the WGSL: a NaN or infinity makes d NaN
 #pragma unroll
     for (u32 i = 0; i < 8u; i++) {
         float4 a = *(const float4*)(x + 32u * u + 4u * i);
@@ -38,8 +39,10 @@ extern "C" __global__ void quantize_q8(Params p, Ptrs b) {
         v[4u * i + 2u] = a.z;
         v[4u * i + 3u] = a.w;
         amax = fmaxf(amax, fmaxf(fmaxf(fabsf(a.x), fabsf(a.y)), fmaxf(fabsf(a.z), fabsf(a.w))));
+        finite = finite && fabsf(a.x) <= 3.4028235e38f && fabsf(a.y) <= 3.4028235e38f &&
+                 fabsf(a.z) <= 3.4028235e38f && fabsf(a.w) <= 3.4028235e38f;
     }
-    const float d = amax / 127.0f;
+    const float d = finite ? amax / 127.0f : __uint_as_float(0x7fc00000u);
     const float id = d > 0.0f ? 1.0f / d : 0.0f;
     int sum = 0;
 #pragma unroll

@@ -199,7 +199,7 @@ fn plan(
 ) -> Result<Vec<Dispatch>> {
     let (x, w) = (ctx.inputs[0], ctx.inputs[1]);
     let (m, n, k) = (x.rows(), w.shape[0], w.shape[1]);
-    if lora.is_none() && super::matmul_q8::applies(ctx, m, n, k, w.dtype) {
+    if lora.is_none() && super::matmul_q8::applies(ctx.caps, m, n, k, w.dtype) {
         let chunks: Vec<_> = ctx.chunks[1]
             .iter()
             .enumerate()

@@ -154,7 +154,7 @@ impl Op for FusedMatMul {
             Bind::Input(0, 0)
         };
         let eps = self.norm_eps.unwrap_or(0.0);
-        let q8 = super::matmul_q8::applies(ctx, m, rows, k, w.dtype);
+        let q8 = super::matmul_q8::applies(ctx.caps, m, rows, k, w.dtype);
         if q8 && m == 1 {
             let plan = super::matmul_q8::Q8Plan {
                 x: Bind::Input(0, 0),

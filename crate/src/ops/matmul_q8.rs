@@ -1,4 +1,4 @@
-//! The decode GEMV with 8-bit activations, a GPU kernel variant of
+//! Matrix products with 8-bit activations, a GPU kernel variant of
 //! [`super::matmul::MatMul`] and [`super::matmul_fused::FusedMatMul`]
 //! (`shaders/mul_mat_q8.wgsl`, its CUDA twin `kernels/mul_mat_q8.cu`).
 //!
@@ -8,10 +8,14 @@
 //! factors out) is rounded per block of 32 to `d·q` with `d = max|v|/127`,
 //! `q = round(v/d)` an integer in ±127, and the product runs on 4-wide integer
 //! dot products — a quarter of the f32 path's x traffic. The result is the
-//! f32 product of the weights with that rounded x: the reference is the op's
-//! own CPU reference on the rounded x ([`q8_round`]); with an RMSNorm
-//! prologue each output may move by the rounding of its inputs, bounded
-//! statistically ([`crate::parity::q8`]). The f32 kernels stay the default.
+//! f32 product of the weights with that rounded x ([`q8_round`]: the op's
+//! own CPU reference on it is what the kernels compute, up to f32 summation
+//! order). The GPU suites check the statistical bound of
+//! [`crate::parity::q8`] (6σ of the rounding noise) rather than that exact
+//! form: WGSL's division need not be correctly rounded, so `v/d` may land
+//! on the other side of a .5 tie than the host's, and with an RMSNorm
+//! prologue the rounding happens before 1/rms. The f32 kernels stay the
+//! default.
 //!
 //! Applies to one row of x (decode: a GEMV with the RMSNorm prologue and
 //! SwiGLU epilogue inside) and to more than `GEMV_MAX_M` rows (prefill: a
@@ -21,7 +25,7 @@
 //! the f32 kernels.
 
 use super::matmul::weight_define;
-use super::{Bind, Dispatch, PlanCtx, f, grid, u};
+use super::{Bind, Dispatch, GpuCaps, PlanCtx, f, grid, u};
 use crate::dtype::DType;
 use crate::error::{KilnError, Result};
 
@@ -38,8 +42,7 @@ pub const Q8_FORMATS: [DType; 3] = [DType::Q4_0, DType::Q4_1, DType::Q8_0];
 
 /// Whether a product of `m` rows of x with `w` weights (`rows × k`) takes
 /// the 8-bit-activation kernels under these capabilities.
-pub fn applies(ctx: &PlanCtx, m: usize, rows: usize, k: usize, w: DType) -> bool {
-    let c = ctx.caps;
+pub fn applies(c: &GpuCaps, m: usize, rows: usize, k: usize, w: DType) -> bool {
     c.q8_activations.is_some_and(|min| rows * k >= min)
         && c.subgroups
         && !c.cpu
@@ -133,10 +136,15 @@ pub(crate) fn dispatches(
         let (entry, groups) = if m == 1 {
             ("gemv", grid(cols.div_ceil(rows_per_wg), ctx.caps)?)
         } else {
-            (
-                "gemm",
-                [u(cols.div_ceil(GEMM_BN))?, u(m.div_ceil(GEMM_BM))?, 1],
-            )
+            let g = [cols.div_ceil(GEMM_BN), m.div_ceil(GEMM_BM)];
+            let max = ctx.caps.max_workgroups_per_dim as usize;
+            if g.iter().any(|&v| v > max) {
+                return Err(KilnError::BadParam {
+                    op: "mul_mat_q8",
+                    detail: format!("a {g:?} GEMM grid exceeds the device's {max} per dimension"),
+                });
+            }
+            ("gemm", [u(g[0])?, u(g[1])?, 1])
         };
         out.push(Dispatch {
             shader: "mul_mat_q8.wgsl",

@@ -182,25 +182,29 @@ pub struct GpuCaps {
     /// convolution's 8×4-per-invocation double-buffered kernel). On for wgpu
     /// (`KILN_GEMM_BIG=0` turns it off); the CUDA twin has its own GEMMs.
     pub gemm_big: bool,
-    /// Decode GEMVs over Q4_0 / Q4_1 / Q8_0 weight matrices of at least
-    /// this many weights quantize x to 8 bits and run on integer dot
-    /// products (ops/matmul_q8.rs): opt-in with `KILN_ACTIVATIONS=q8`
-    /// (`None`: the f32 kernels, the faithful default).
+    /// Products (one-token GEMVs and prefill GEMMs) over Q4_0 / Q4_1 / Q8_0
+    /// weight matrices of at least this many weights quantize x to 8 bits
+    /// and run on integer dot products (ops/matmul_q8.rs): opt-in with
+    /// `KILN_ACTIVATIONS=q8` (`None`: the f32 kernels, the faithful default).
     pub q8_activations: Option<usize>,
 }
 
 impl GpuCaps {
-    /// `KILN_ACTIVATIONS=q8`: 8-bit activations in the decode GEMVs over
-    /// matrices of at least `KILN_Q8_MIN_WEIGHTS` weights (default
-    /// [`matmul_q8::MIN_WEIGHTS`]); `f32` or unset: the f32 kernels.
+    /// `KILN_ACTIVATIONS=q8`: 8-bit activations in the products over
+    /// matrices of at least [`GpuCaps::q8_min_weights`] weights; `f32` or
+    /// unset: the f32 kernels.
     pub fn q8_activations_from_env() -> Option<usize> {
         let on = std::env::var("KILN_ACTIVATIONS").is_ok_and(|v| v.eq_ignore_ascii_case("q8"));
-        on.then(|| {
-            std::env::var("KILN_Q8_MIN_WEIGHTS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(matmul_q8::MIN_WEIGHTS)
-        })
+        on.then(Self::q8_min_weights)
+    }
+
+    /// The smallest matrix taken to 8 bits when they are on:
+    /// `KILN_Q8_MIN_WEIGHTS`, else [`matmul_q8::MIN_WEIGHTS`].
+    pub fn q8_min_weights() -> usize {
+        std::env::var("KILN_Q8_MIN_WEIGHTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(matmul_q8::MIN_WEIGHTS)
     }
 
     /// Whether a decode GEMV of `m` rows of x over `k` takes 4 rows per

@@ -15,8 +15,10 @@ use crate::backend::Backend;
 use crate::backend::cpu::CpuBackend;
 use crate::dtype::DType;
 use crate::graph::{Node, TensorId};
+use crate::ops::GpuCaps;
 use crate::ops::matmul::MatMul;
 use crate::ops::matmul_fused::FusedMatMul;
+use crate::ops::matmul_q8::{self, Q8_FORMATS};
 
 /// The product node of a case whose weights are one of `formats`, if any.
 pub fn q8_product<'a>(case: &'a Case, formats: &[DType]) -> Option<&'a Node> {
@@ -29,11 +31,19 @@ pub fn q8_product<'a>(case: &'a Case, formats: &[DType]) -> Option<&'a Node> {
         .then_some(n)
 }
 
-/// `case` on `backend` when its products may run with 8-bit activations
-/// over `formats`: the statistical bound above for those, [`run_case`]
-/// for every other case.
-pub fn run_case_q8(case: &Case, backend: &dyn Backend, formats: &[DType]) -> CaseResult {
-    match q8_product(case, formats) {
+/// `case` on a GPU `backend` planned with `caps`: the statistical bound
+/// above for a product the 8-bit kernels take under them
+/// ([`crate::ops::matmul_q8::applies`]), [`run_case`] (the case's own
+/// tolerance) for every other case — the f32 kernels stay exact.
+pub fn run_case_q8(case: &Case, backend: &dyn Backend, caps: &GpuCaps) -> CaseResult {
+    let node = q8_product(case, &Q8_FORMATS).filter(|n| {
+        let (x, w) = (
+            &case.graph.tensors[n.inputs[0].0],
+            &case.graph.tensors[n.inputs[1].0],
+        );
+        w.shape.len() == 2 && matmul_q8::applies(caps, x.rows(), w.shape[0], w.shape[1], w.dtype)
+    });
+    match node {
         Some(node) => check_rounding_bound(case, node, backend),
         None => run_case(case, backend),
     }

@@ -31,7 +31,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use kiln::backend::wgpu::{WgpuBackend, WgpuOptions};
 use kiln::backend::{Backend, BackendError};
-use kiln::parity::{Case, CaseResult, cases, run_case, sparse_diff, tokens_agree};
+use kiln::parity::{Case, CaseResult, cases, sparse_diff, tokens_agree};
 use kiln_cuda::CudaBackend;
 
 #[derive(Parser)]
@@ -381,14 +381,11 @@ struct Col {
     secs: Option<f64>,
 }
 
-fn run_col(case: &Case, b: &dyn Backend, iters: usize) -> Col {
-    // KILN_ACTIVATIONS=q8: the GPU decode GEMVs round x to 8 bits, so their
-    // cases are checked against the rounding bound (kiln::parity::q8).
-    let result = if kiln::ops::GpuCaps::q8_activations_from_env().is_some() {
-        kiln::parity::q8::run_case_q8(case, b, &kiln::ops::matmul_q8::Q8_FORMATS)
-    } else {
-        run_case(case, b)
-    };
+fn run_col(case: &Case, b: &dyn Backend, caps: &kiln::ops::GpuCaps, iters: usize) -> Col {
+    // KILN_ACTIVATIONS=q8: the products the 8-bit kernels take under these
+    // capabilities are checked against their rounding bound
+    // (kiln::parity::q8); every other case exactly as without.
+    let result = kiln::parity::q8::run_case_q8(case, b, caps);
     let secs = if result.error.is_none() && iters > 0 {
         time_case(case, b, iters).ok()
     } else {
@@ -513,10 +510,12 @@ fn ops(
     let mut per_op: Vec<(String, Agg)> = Vec::new();
     let (mut failed, mut cuda_fail, mut wgpu_fail) = (0, 0, 0);
     for case in &cases {
-        let c = cuda.as_ref().map(|b| run_col(case, b, iters));
+        let c = cuda
+            .as_ref()
+            .map(|b| run_col(case, b, &kiln_cuda::plan::caps(), iters));
         let w = wgpu.as_ref().map(|b| match case.binding_limit {
-            Some(l) => run_col(case, &b.with_binding_limit(l), iters),
-            None => run_col(case, b, iters),
+            Some(l) => run_col(case, &b.with_binding_limit(l), &b.caps, iters),
+            None => run_col(case, b, &b.caps, iters),
         });
         let st = status(&[("cuda", &c), ("wgpu", &w)]);
         let c_ok = c.as_ref().is_none_or(|c| c.result.pass);

@@ -407,7 +407,7 @@ impl WgpuBackend {
         }
     }
 
-    /// The same device with the decode GEMVs' 8-bit activations on for
+    /// The same device with the matrix products' 8-bit activations on for
     /// matrices of at least this many weights, or off (`None`)
     /// (`GpuCaps::q8_activations`, ops/matmul_q8.rs).
     pub fn with_q8_activations(&self, on: Option<usize>) -> WgpuBackend {

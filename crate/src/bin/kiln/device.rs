@@ -40,8 +40,8 @@ pub struct DeviceArgs {
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// How matrix products treat activations. Default: q8 on the CPU
-    /// backend; f32 on GPUs, where q8 takes the one-token GEMVs over
-    /// Q4_0/Q4_1/Q8_0 weights to 8-bit integer dot products (faster,
+    /// backend; f32 on GPUs, where q8 takes the products over large
+    /// Q4_0/Q4_1/Q8_0 matrices to 8-bit integer dot products (faster,
     /// llama.cpp's GPU scheme; greedy tokens may then differ from PyTorch's).
     #[arg(long, value_enum)]
     pub activations: Option<ActChoice>,
@@ -90,7 +90,7 @@ pub fn pick(a: &DeviceArgs) -> Result<(Device, String), Box<dyn std::error::Erro
         })
         .map(|b| match a.activations {
             Some(act) => b.with_q8_activations(
-                (act == ActChoice::Q8).then_some(kiln::ops::matmul_q8::MIN_WEIGHTS),
+                (act == ActChoice::Q8).then(kiln::ops::GpuCaps::q8_min_weights),
             ),
             None => b,
         })

@@ -206,12 +206,12 @@ mod native {
             backend.caps.cpu
         );
         let cases = parity::cases::all_cases(seed, filter)?;
-        // Without q8 activations no product is checked against the bound.
-        let q8_formats: &[kiln::DType] = if backend.caps.q8_activations.is_some() {
-            &kiln::ops::matmul_q8::Q8_FORMATS
-        } else {
-            &[]
-        };
+        if let Some(min) = backend.caps.q8_activations.filter(|m| *m > 0) {
+            println!(
+                "8-bit activations for matrices of >= {min} weights: the cases' are smaller \
+                 (KILN_Q8_MIN_WEIGHTS=0 tests the q8 kernels on every case)"
+            );
+        }
         println!(
             "{:<12} {:<6} {:<44} {:>10} {:>10} {:>10}  result",
             "op", "dtype", "shape", "max abs", "max rel", "nmse"
@@ -223,9 +223,9 @@ mod native {
                 // KILN_ACTIVATIONS=q8: products at 8 bits, checked against
                 // their rounding bound (kiln::parity::q8).
                 Some(limit) => {
-                    parity::q8::run_case_q8(case, &backend.with_binding_limit(limit), q8_formats)
+                    parity::q8::run_case_q8(case, &backend.with_binding_limit(limit), &backend.caps)
                 }
-                None => parity::q8::run_case_q8(case, &backend, q8_formats),
+                None => parity::q8::run_case_q8(case, &backend, &backend.caps),
             };
             if r.pass {
                 pass += 1
