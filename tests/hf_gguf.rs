@@ -181,28 +181,12 @@ fn a_converted_folder_quantizes_to_llama_quantize_bytes() {
 /// (the safetensors model's, `reference.json`).
 #[test]
 fn a_converted_folder_generates_the_reference_tokens() {
-    use kiln::backend::cpu::CpuBackend;
-    use kiln::llm::Llm;
     let dir = fixture("llama");
     let out = convert(&dir, "llama-run");
     let r: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
             .unwrap();
-    let opts = kiln::model::llama::LlamaOptions {
-        max_ctx: 64,
-        prefill_chunk: 16,
-        ..Default::default()
-    };
-    let (mut llm, _) = Llm::open(&out, &CpuBackend, &opts, &mut |_, _| true).unwrap();
-    let want = common::ids(&r["greedy_ids"]);
-    assert!(!want.is_empty());
-    llm.feed(&common::ids(&r["prompt_ids"])).unwrap();
-    let mut got = Vec::new();
-    for _ in 0..want.len() {
-        let t = llm.greedy().unwrap();
-        got.push(t);
-        llm.feed(&[t]).unwrap();
-    }
+    let (got, want) = common::greedy_vs_reference(&out, &r);
     assert_eq!(got, want);
     std::fs::remove_file(&out).unwrap();
 }

@@ -115,8 +115,6 @@ fn smollm2_mixtures_match_llama_quantize() {
 /// dequantization of the converter's Q8_0 file, which is the same bytes).
 #[test]
 fn a_quantized_file_loads_and_generates_the_reference_tokens() {
-    use kiln::backend::cpu::CpuBackend;
-    use kiln::llm::Llm;
     let input = root().join("tests/fixtures/models/llama/llama.F32.gguf");
     let out = std::env::temp_dir().join(format!("kiln-q8-{}.gguf", std::process::id()));
     quantize_gguf(&input, &out, FileType::Q8_0, false, &mut |_, _| true).unwrap();
@@ -125,20 +123,7 @@ fn a_quantized_file_loads_and_generates_the_reference_tokens() {
             .unwrap(),
     )
     .unwrap();
-    let opts = kiln::model::llama::LlamaOptions {
-        max_ctx: 64,
-        prefill_chunk: 16,
-        ..Default::default()
-    };
-    let (mut llm, _) = Llm::open(&out, &CpuBackend, &opts, &mut |_, _| true).unwrap();
-    llm.feed(&common::ids(&r["prompt_ids"])).unwrap();
-    let want = common::ids(&r["greedy_ids"]);
-    let mut got = Vec::new();
-    for _ in 0..want.len() {
-        let t = llm.greedy().unwrap();
-        got.push(t);
-        llm.feed(&[t]).unwrap();
-    }
+    let (got, want) = common::greedy_vs_reference(&out, &r);
     std::fs::remove_file(&out).unwrap();
     if let Err(e) = kiln::parity::same_tokens(&got, &want) {
         panic!("Kiln's Q8_0 file: {e}");

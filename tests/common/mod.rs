@@ -37,6 +37,34 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
         .collect()
 }
 
+/// The model file at `path` on the CPU reference (64-token context): the
+/// greedy tokens it generates after `reference`'s `prompt_ids`, as many as
+/// its `greedy_ids`, and those expected ones (at least one).
+#[allow(dead_code)]
+pub fn greedy_vs_reference(
+    path: &std::path::Path,
+    reference: &serde_json::Value,
+) -> (Vec<u32>, Vec<u32>) {
+    use kiln::backend::cpu::CpuBackend;
+    use kiln::llm::Llm;
+    let opts = kiln::model::llama::LlamaOptions {
+        max_ctx: 64,
+        prefill_chunk: 16,
+        ..Default::default()
+    };
+    let (mut llm, _) = Llm::open(path, &CpuBackend, &opts, &mut |_, _| true).unwrap();
+    let want = ids(&reference["greedy_ids"]);
+    assert!(!want.is_empty(), "the reference has no greedy tokens");
+    llm.feed(&ids(&reference["prompt_ids"])).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..want.len() {
+        let t = llm.greedy().unwrap();
+        got.push(t);
+        llm.feed(&[t]).unwrap();
+    }
+    (got, want)
+}
+
 /// An f32 tensor of a safetensors file: shape and values (fixture files).
 #[allow(dead_code)] // only the diffusion tests read safetensors fixtures
 pub fn f32_tensor(st: &safetensors::SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
