@@ -43,7 +43,8 @@ pub const Q8_FORMATS: [DType; 3] = [DType::Q4_0, DType::Q4_1, DType::Q8_0];
 /// Whether a product of `m` rows of x with `w` weights (`rows × k`) takes
 /// the 8-bit-activation kernels under these capabilities.
 pub fn applies(c: &GpuCaps, m: usize, rows: usize, k: usize, w: DType) -> bool {
-    c.q8_activations.is_some_and(|min| rows.saturating_mul(k) >= min)
+    c.q8_activations
+        .is_some_and(|min| rows.saturating_mul(k) >= min)
         && c.subgroups
         && !c.cpu
         && (m == 1 || m > super::matmul::GEMV_MAX_M)
