@@ -66,6 +66,15 @@ pub struct CaseResult {
 
 /// Runs `case` on the CPU reference and on `backend`; never panics.
 pub fn run_case(case: &Case, backend: &dyn Backend) -> CaseResult {
+    run_case_outputs(case, backend).0
+}
+
+/// [`run_case`], and the backend's and the reference's outputs (`got`,
+/// `want`) when both ran, for checks beyond the element-wise tolerance.
+pub(crate) fn run_case_outputs(
+    case: &Case,
+    backend: &dyn Backend,
+) -> (CaseResult, Option<(HostTensor, HostTensor)>) {
     let mut r = CaseResult {
         op: case.op,
         dtype: case.dtype,
@@ -91,18 +100,18 @@ pub fn run_case(case: &Case, backend: &dyn Backend) -> CaseResult {
         Ok(w) => w,
         Err(e) => {
             r.error = Some(format!("cpu reference: {e}"));
-            return r;
+            return (r, None);
         }
     };
     let got = match run(backend) {
         Ok(g) => g,
         Err(e) => {
             r.error = Some(e.to_string());
-            return r;
+            return (r, None);
         }
     };
     compare(&got, &want, case.tol, &mut r);
-    r
+    (r, Some((got, want)))
 }
 
 fn compare(got: &HostTensor, want: &HostTensor, tol: Tol, r: &mut CaseResult) {

@@ -10,9 +10,8 @@
 //! case's own data; a wrong kernel (a lost scale, a nibble order, a sign)
 //! misses by far more. NaN anywhere fails.
 
-use super::{Case, CaseResult, run_case};
+use super::{Case, CaseResult, run_case, run_case_outputs};
 use crate::backend::Backend;
-use crate::backend::cpu::CpuBackend;
 use crate::dtype::DType;
 use crate::graph::{Node, TensorId};
 use crate::ops::GpuCaps;
@@ -58,28 +57,20 @@ fn data(case: &Case, t: TensorId) -> Result<Vec<f32>, String> {
     crate::quant::dequantize(d.1.dtype, &d.1.data, d.1.numel()).map_err(|e| e.to_string())
 }
 
-fn output(case: &Case, b: &dyn Backend) -> Result<Vec<f32>, String> {
-    let mut exe = b.compile(&case.graph).map_err(|e| e.to_string())?;
-    for (t, d) in &case.data {
-        exe.write(*t, d).map_err(|e| e.to_string())?;
-    }
-    exe.fill(case.output, 0xFF).map_err(|e| e.to_string())?;
-    exe.run(&case.syms).map_err(|e| e.to_string())?;
-    exe.read(case.output)
-        .and_then(|h| h.to_f32().map_err(Into::into))
-        .map_err(|e| e.to_string())
-}
-
 /// Every output of the product `node` (a plain or fused matmul) against
 /// the reference within the case's tolerance plus 6σ of 8-bit rounding.
 pub fn check_rounding_bound(case: &Case, node: &Node, b: &dyn Backend) -> CaseResult {
-    let mut r = run_case(case, b);
-    if r.error.is_some() {
+    let (mut r, outputs) = run_case_outputs(case, b);
+    let Some((got, want)) = outputs.filter(|_| r.error.is_none()) else {
         return r;
-    }
+    };
     let fused = node.op.as_any().downcast_ref::<FusedMatMul>().copied();
     let (glu, norm) = fused.map_or((false, None), |f| (f.glu, f.norm_eps));
-    match bound_holds(case, node, b, glu, norm) {
+    let floats = got.to_f32().and_then(|g| Ok((g, want.to_f32()?)));
+    let checked = floats
+        .map_err(|e| e.to_string())
+        .and_then(|(got, want)| bound_holds(case, node, &got, &want, glu, norm));
+    match checked {
         Ok(pass) => r.pass = pass,
         Err(e) => {
             r.error = Some(e);
@@ -92,12 +83,11 @@ pub fn check_rounding_bound(case: &Case, node: &Node, b: &dyn Backend) -> CaseRe
 fn bound_holds(
     case: &Case,
     node: &Node,
-    b: &dyn Backend,
+    got: &[f32],
+    want: &[f32],
     glu: bool,
     norm: Option<f32>,
 ) -> Result<bool, String> {
-    let want = output(case, &CpuBackend)?;
-    let got = output(case, b)?;
     let x = data(case, node.inputs[0])?;
     let w = data(case, node.inputs[1])?;
     let k = case.graph.tensors[node.inputs[1].0].shape[1];
