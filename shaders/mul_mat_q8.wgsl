@@ -15,7 +15,10 @@
 //   inv = 1/sqrt(Σss/k + eps) with has_norm, else 1; with glu (SwiGLU) gate
 //   row c and up row cols + c give silu(a)·b. A workgroup owns rows_per_wg
 //   output columns, one subgroup per column at a time; lanes stride over
-//   half-blocks (16 weights) and reduce with subgroupAdd. m = 1.
+//   half-blocks (16 weights) and reduce with subgroupAdd. m = 1. With
+//   XQ_LOCAL (k ≤ KMAX) there is no QUANTIZE dispatch: each workgroup of
+//   256 quantizes x into workgroup memory first (the same blocks), so a
+//   decode product is one dispatch, not two.
 // * `gemm` (prefill, m rows): y[r, n0 + c] = Σ_blocks d_x·d_w·Σ q_x·q_w
 //   (+ m_w·s_x for Q4_1) (+ res). Workgroups of 256 own a 128 × 64 tile
 //   (rows of x × weight rows), 8 × 4 outputs per invocation; K advances
@@ -27,7 +30,8 @@
 // glu, rows_per_wg, m, n (y's row stride).
 // Bindings (QUANTIZE): 0 params, 1 x [m, k] as vec4, 2 nw [k] as vec4 (x
 // when unused), 3 xq (scratch, written). (gemv, gemm): 0 params, 1 W (rows
-// from n0), 2 xq, 3 y [m, n], 4 res [m, n] (x when has_res = 0).
+// from n0), 2 xq, 3 y [m, n], 4 res [m, n] (x when has_res = 0); with
+// XQ_LOCAL 2 is x [k] as vec4 and 5 nw [k] (x when unused).
 
 struct Params {
     k: u32,
@@ -48,17 +52,32 @@ struct Params {
 @group(0) @binding(1) var<storage, read> xv: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> nwv: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> xq: array<u32>;
+#define XV
+#else
+@group(0) @binding(1) var<storage, read> W: array<u32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> res: array<f32>;
+#if XQ_LOCAL
+@group(0) @binding(2) var<storage, read> xv: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> nwv: array<vec4<f32>>;
+#define XV
+#else
+@group(0) @binding(2) var<storage, read> xq: array<u32>;
+#endif
+#endif
 
-@compute @workgroup_size(64)
-fn quantize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) lid: u32) {
-    let u = (wid.x + wid.y * nwg.x) * 64u + lid;
-    let nb = p.k >> 5u;
-    let nt = p.m * nb;
-    if (u >= nt) {
-        return;
-    }
-    let nu = 8u * (u % nb);
+#if XV
+// Block u (of 32 values, row-major over x) quantized: q packed four per
+// word, d, s = d·Σq and ss = Σx² of the raw x.
+struct QBlock {
+    q: array<u32, 8>,
+    d: f32,
+    s: f32,
+    ss: f32,
+}
+
+fn quant_block(u: u32) -> QBlock {
+    let nu = 8u * (u % (p.k >> 5u));
     var v: array<vec4<f32>, 8>;
     var amax = 0.0;
     var ss = 0.0;
@@ -77,8 +96,9 @@ fn quantize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         finite = finite && all(m <= vec4<f32>(3.4028235e38));
         amax = max(amax, max(max(m.x, m.y), max(m.z, m.w)));
     }
-    let d = select(bitcast<f32>(0x7fc00000u), amax / 127.0, finite);
-    let id = select(0.0, 1.0 / d, d > 0.0);
+    var o: QBlock;
+    o.d = select(bitcast<f32>(0x7fc00000u), amax / 127.0, finite);
+    let id = select(0.0, 1.0 / o.d, o.d > 0.0);
     var sum = 0;
     for (var i = 0u; i < 8u; i++) {
         // round(t), ties away from zero (floor(|t| + 0.5) would round
@@ -88,24 +108,70 @@ fn quantize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         let fl = floor(a);
         let r = vec4<i32>(sign(t) * (fl + select(vec4<f32>(0.0), vec4<f32>(1.0), a - fl >= vec4<f32>(0.5))));
         sum += (r.x + r.y) + (r.z + r.w);
-        xq[8u * u + i] = pack4xI8(r);
+        o.q[i] = pack4xI8(r);
+    }
+    o.s = o.d * f32(sum);
+    o.ss = ss;
+    return o;
+}
+#endif
+
+#if QUANTIZE
+@compute @workgroup_size(64)
+fn quantize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let u = (wid.x + wid.y * nwg.x) * 64u + lid;
+    let nt = p.m * (p.k >> 5u);
+    if (u >= nt) {
+        return;
+    }
+    let b = quant_block(u);
+    for (var i = 0u; i < 8u; i++) {
+        xq[8u * u + i] = b.q[i];
     }
     let o = p.m * (p.k >> 2u);
-    xq[o + u] = bitcast<u32>(d);
-    xq[o + nt + u] = bitcast<u32>(d * f32(sum));
-    xq[o + 2u * nt + u] = bitcast<u32>(ss);
+    xq[o + u] = bitcast<u32>(b.d);
+    xq[o + nt + u] = bitcast<u32>(b.s);
+    xq[o + 2u * nt + u] = bitcast<u32>(b.ss);
 }
 #else
-@group(0) @binding(1) var<storage, read> W: array<u32>;
-@group(0) @binding(2) var<storage, read> xq: array<u32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<storage, read> res: array<f32>;
+#if XQ_LOCAL
+// The one-token GEMV quantizes x itself, into workgroup memory (k ≤ KMAX).
+const KMAX: u32 = 8192u;
+var<workgroup> Lq: array<u32, KMAX / 4u>;
+var<workgroup> Ld: array<f32, KMAX / 32u>;
+var<workgroup> Ls: array<f32, KMAX / 32u>;
+var<workgroup> Lss: array<f32, KMAX / 32u>;
 
-#include "quant/bytes.wgsl"
-
+fn xw(i: u32) -> u32 {
+    return Lq[i];
+}
+fn xd(u: u32) -> f32 {
+    return Ld[u];
+}
+fn xsum(u: u32) -> f32 {
+    return Ls[u];
+}
+fn xss(u: u32) -> f32 {
+    return Lss[u];
+}
+#else
+// Scratch layout of one row (m = 1 in the GEMV; the GEMM reads xq itself).
+fn xw(i: u32) -> u32 {
+    return xq[i];
+}
 fn xd(u: u32) -> f32 {
     return bitcast<f32>(xq[(p.k >> 2u) + u]);
 }
+fn xsum(u: u32) -> f32 {
+    return bitcast<f32>(xq[(p.k >> 2u) + (p.k >> 5u) + u]);
+}
+fn xss(u: u32) -> f32 {
+    return bitcast<f32>(xq[(p.k >> 2u) + 2u * (p.k >> 5u) + u]);
+}
+#endif
+
+#include "quant/bytes.wgsl"
 
 // The four nibbles of q's bytes (shift 0: low, 4: high) minus 8, as signed
 // bytes: (b + 0x78) ^ 0x80 is b − 8 in two's complement for b < 16, and
@@ -125,8 +191,8 @@ fn half_dot(row: u32, hb: u32) -> f32 {
     let q0 = b32(off + 2u + 8u * h);
     let q1 = b32(off + 6u + 8u * h);
     let xo = 8u * u + 2u * h;
-    let si = (dot4I8Packed(nib_s8(q0, 0u), xq[xo]) + dot4I8Packed(nib_s8(q1, 0u), xq[xo + 1u]))
-        + (dot4I8Packed(nib_s8(q0, 4u), xq[xo + 4u]) + dot4I8Packed(nib_s8(q1, 4u), xq[xo + 5u]));
+    let si = (dot4I8Packed(nib_s8(q0, 0u), xw(xo)) + dot4I8Packed(nib_s8(q1, 0u), xw(xo + 1u)))
+        + (dot4I8Packed(nib_s8(q0, 4u), xw(xo + 4u)) + dot4I8Packed(nib_s8(q1, 4u), xw(xo + 5u)));
     return f16at(off) * xd(u) * f32(si);
 }
 #elif W_Q4_1
@@ -142,9 +208,9 @@ fn half_dot(row: u32, hb: u32) -> f32 {
     let q1 = W[o + 2u + 2u * h];
     let xo = 8u * u + 2u * h;
     let m4 = 0x0f0f0f0fu;
-    let si = (dot4I8Packed(q0 & m4, xq[xo]) + dot4I8Packed(q1 & m4, xq[xo + 1u]))
-        + (dot4I8Packed((q0 >> 4u) & m4, xq[xo + 4u]) + dot4I8Packed((q1 >> 4u) & m4, xq[xo + 5u]));
-    let sm = select(0.0, dm.y * bitcast<f32>(xq[(p.k >> 2u) + (p.k >> 5u) + u]), h == 0u);
+    let si = (dot4I8Packed(q0 & m4, xw(xo)) + dot4I8Packed(q1 & m4, xw(xo + 1u)))
+        + (dot4I8Packed((q0 >> 4u) & m4, xw(xo + 4u)) + dot4I8Packed((q1 >> 4u) & m4, xw(xo + 5u)));
+    let sm = select(0.0, dm.y * xsum(u), h == 0u);
     return dm.x * xd(u) * f32(si) + sm;
 }
 #elif W_Q8_0
@@ -156,14 +222,20 @@ fn half_dot(row: u32, hb: u32) -> f32 {
     let off = (row * (p.k >> 5u) + u) * 34u;
     let qo = off + 2u + 16u * h;
     let xo = 8u * u + 4u * h;
-    let si = (dot4I8Packed(b32(qo), xq[xo]) + dot4I8Packed(b32(qo + 4u), xq[xo + 1u]))
-        + (dot4I8Packed(b32(qo + 8u), xq[xo + 2u]) + dot4I8Packed(b32(qo + 12u), xq[xo + 3u]));
+    let si = (dot4I8Packed(b32(qo), xw(xo)) + dot4I8Packed(b32(qo + 4u), xw(xo + 1u)))
+        + (dot4I8Packed(b32(qo + 8u), xw(xo + 2u)) + dot4I8Packed(b32(qo + 12u), xw(xo + 3u)));
     return f16at(off) * xd(u) * f32(si);
 }
 #endif
 
 #if SUBGROUPS
+#if XQ_LOCAL
+const WG: u32 = 256u;
+@compute @workgroup_size(256)
+#else
+const WG: u32 = 64u;
 @compute @workgroup_size(64)
+#endif
 fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let sgs = subgroupAdd(1u);
@@ -171,16 +243,28 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let lane = lid % sgs;
     let c0 = (wid.x + wid.y * nwg.x) * p.rows_per_wg;
     let nb = p.k >> 5u;
+#if XQ_LOCAL
+    for (var u = lid; u < nb; u += WG) {
+        let b = quant_block(u);
+        for (var i = 0u; i < 8u; i++) {
+            Lq[8u * u + i] = b.q[i];
+        }
+        Ld[u] = b.d;
+        Ls[u] = b.s;
+        Lss[u] = b.ss;
+    }
+    workgroupBarrier();
+#endif
     var inv = 1.0;
     if (p.has_norm != 0u) {
         var s = 0.0;
         for (var u = lane; u < nb; u += sgs) {
-            s += bitcast<f32>(xq[(p.k >> 2u) + 2u * nb + u]);
+            s += xss(u);
         }
         inv = 1.0 / sqrt(subgroupAdd(s) / f32(p.k) + p.eps);
     }
     let nh = 2u * nb;
-    for (var cc = sg; cc < p.rows_per_wg; cc += 64u / sgs) {
+    for (var cc = sg; cc < p.rows_per_wg; cc += WG / sgs) {
         let c = c0 + cc;
         if (c >= p.cols) {
             break;
@@ -214,6 +298,7 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 #endif
 
+#if !XQ_LOCAL
 // ---- gemm (prefill)
 const BM: u32 = 128u;
 const BN: u32 = 64u;
@@ -357,4 +442,5 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
 }
+#endif
 #endif

@@ -46,18 +46,25 @@ fn q8_activation_kernels_stay_within_their_rounding_bound() {
         eprintln!("no subgroups on {}: the q8 kernels need them", gpu.name());
         return;
     }
-    // Every size (the cases are small; the CLI's default skips small matrices).
-    let b = gpu.with_cpu_kernels(false).with_q8_activations(Some(0));
+    // Every size (the cases are small; the CLI's default skips small
+    // matrices); one-token products with x quantized inside the GEMV and
+    // in a dispatch of its own.
     let formats = kiln::ops::matmul_q8::Q8_FORMATS;
     let keep = |case: &kiln::parity::Case| kiln::parity::q8::q8_product(case, &formats).is_some();
-    common::run_suite_where(
-        "q8 activations (GPU kernels)",
-        &keep,
-        &|case| match case.binding_limit {
-            Some(l) => kiln::parity::q8::run_case_q8(case, &b.with_binding_limit(l), &b.caps),
-            None => kiln::parity::q8::run_case_q8(case, &b, &b.caps),
-        },
-    );
+    for local in [true, false] {
+        let b = gpu
+            .with_cpu_kernels(false)
+            .with_q8_activations(Some(0))
+            .with_q8_local(local);
+        common::run_suite_where(
+            &format!("q8 activations (GPU kernels, local quantize {local})"),
+            &keep,
+            &|case| match case.binding_limit {
+                Some(l) => kiln::parity::q8::run_case_q8(case, &b.with_binding_limit(l), &b.caps),
+                None => kiln::parity::q8::run_case_q8(case, &b, &b.caps),
+            },
+        );
+    }
 }
 
 /// A NaN in x reaches the output through the 8-bit kernels as through the
@@ -69,38 +76,47 @@ fn q8_activation_kernels_pass_nan_through() {
     if !gpu.caps.subgroups {
         return;
     }
-    let b = gpu.with_cpu_kernels(false).with_q8_activations(Some(0));
     let (n, k) = (8, 64);
-    let w: Vec<f32> = (0..n * k)
-        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
-        .collect();
-    for dtype in kiln::ops::matmul_q8::Q8_FORMATS {
-        for m in [1usize, 12] {
-            let mut g = Graph::new();
-            let x = g.input("x", &[m, k], DType::F32).unwrap();
-            let wt = g.weight("w", &[n, k], dtype).unwrap();
-            let y = g.matmul(x, wt).unwrap();
-            g.mark_output(y).unwrap();
-            let mut xv: Vec<f32> = (0..m * k).map(|i| ((i % 13) as f32 - 6.0) / 7.0).collect();
-            // Row m − 1, block 1.
-            xv[(m - 1) * k + 40] = f32::NAN;
-            let mut exe = b.compile(&g).unwrap();
-            exe.write(
-                x,
-                &kiln::HostTensor::from_f32(&[m, k], DType::F32, &xv).unwrap(),
-            )
-            .unwrap();
-            let bytes = kiln::quant::quantize(dtype, &w).unwrap();
-            exe.write(
-                wt,
-                &kiln::HostTensor::from_bytes(&[n, k], dtype, bytes).unwrap(),
-            )
-            .unwrap();
-            exe.run(&[]).unwrap();
-            let out = exe.read(y).unwrap().to_f32().unwrap();
-            for (i, v) in out.iter().enumerate() {
-                let nan_row = i / n == m - 1;
-                assert_eq!(v.is_nan(), nan_row, "{dtype} m {m}: output {i} = {v}");
+    for local in [true, false] {
+        let b = gpu
+            .with_cpu_kernels(false)
+            .with_q8_activations(Some(0))
+            .with_q8_local(local);
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        for dtype in kiln::ops::matmul_q8::Q8_FORMATS {
+            for m in [1usize, 12] {
+                let mut g = Graph::new();
+                let x = g.input("x", &[m, k], DType::F32).unwrap();
+                let wt = g.weight("w", &[n, k], dtype).unwrap();
+                let y = g.matmul(x, wt).unwrap();
+                g.mark_output(y).unwrap();
+                let mut xv: Vec<f32> = (0..m * k).map(|i| ((i % 13) as f32 - 6.0) / 7.0).collect();
+                // Row m − 1, block 1.
+                xv[(m - 1) * k + 40] = f32::NAN;
+                let mut exe = b.compile(&g).unwrap();
+                exe.write(
+                    x,
+                    &kiln::HostTensor::from_f32(&[m, k], DType::F32, &xv).unwrap(),
+                )
+                .unwrap();
+                let bytes = kiln::quant::quantize(dtype, &w).unwrap();
+                exe.write(
+                    wt,
+                    &kiln::HostTensor::from_bytes(&[n, k], dtype, bytes).unwrap(),
+                )
+                .unwrap();
+                exe.run(&[]).unwrap();
+                let out = exe.read(y).unwrap().to_f32().unwrap();
+                for (i, v) in out.iter().enumerate() {
+                    let nan_row = i / n == m - 1;
+                    assert_eq!(
+                        v.is_nan(),
+                        nan_row,
+                        "{dtype} m {m} local {local}: output {i} = {v}"
+                    );
+                }
             }
         }
     }

@@ -4,28 +4,30 @@
 // s = d·Σq and ss = Σx² per block into the scratch xq (layout in the WGSL
 // file); `mul_mat_q8_<w>` (m = 1) takes one output column per warp at a
 // time, lanes over half-blocks (16 weights) with __dp4a, 1/rms (has_norm),
-// SwiGLU (glu) and the residual (has_res) in the epilogue;
+// SwiGLU (glu) and the residual (has_res) in the epilogue
+// (`mul_mat_q8_local_<w>`: blocks of 256 that quantize x themselves);
 // `mul_mat_q8_gemm_<w>` (prefill) a 128 × 64 tile per block of 256, 8 × 4
 // outputs per thread, K one 32-block at a time through shared memory.
 // Params: k, cols, n0, has_res, has_norm, eps, glu, rows_per_wg, m, n.
 // Bindings (quantize_q8): 0 x [m, k], 1 nw [k] (x when unused), 2 xq.
-// (mul_mat_q8_*): 0 W (rows from n0), 1 xq, 2 y, 3 res (x when unused).
+// (mul_mat_q8_*): 0 W (rows from n0), 1 xq, 2 y, 3 res (x when unused);
+// (mul_mat_q8_local_*): 1 is x [k], 4 nw [k] (x when unused).
 #include "common.cuh"
 #include "quant.cuh"
 
-// One thread per 32-block (blocks of 64 threads).
-extern "C" __global__ void quantize_q8(Params p, Ptrs b) {
-    const float* x = BUF(const float, 0);
-    const float* nw = BUF(const float, 1);
-    u32* xq = BUF(u32, 2);
-    const u32 k = p.w[0], nb = k >> 5, nt = p.w[8] * nb;
-    const bool has_norm = p.w[4] != 0u;
-    const u32 u = wg_index() * 64u + threadIdx.x;
-    if (u >= nt) return;
+// Block u (of 32 values, row-major over x) of v = x (⊙ nw with has_norm):
+// q packed four per word, d = max|v|/127 (NaN when the block holds a NaN or
+// infinity, as the WGSL), s = d·Σq, ss = Σx² of the raw x.
+struct QBlock {
+    u32 q[8];
+    float d, s, ss;
+};
+
+__device__ __forceinline__ QBlock quant_block(const float* x, const float* nw, bool has_norm, u32 nb, u32 u) {
     const u32 nu = 32u * (u % nb);
     float v[32];
     float amax = 0.0f, ss = 0.0f;
-    bool finite = true;  // as the WGSL: a NaN or infinity makes d NaN
+    bool finite = true;
 #pragma unroll
     for (u32 i = 0; i < 8u; i++) {
         float4 a = *(const float4*)(x + 32u * u + 4u * i);
@@ -42,8 +44,9 @@ extern "C" __global__ void quantize_q8(Params p, Ptrs b) {
         finite = finite && fabsf(a.x) <= 3.4028235e38f && fabsf(a.y) <= 3.4028235e38f &&
                  fabsf(a.z) <= 3.4028235e38f && fabsf(a.w) <= 3.4028235e38f;
     }
-    const float d = finite ? amax / 127.0f : __uint_as_float(0x7fc00000u);
-    const float id = d > 0.0f ? 1.0f / d : 0.0f;
+    QBlock o;
+    o.d = finite ? amax / 127.0f : __uint_as_float(0x7fc00000u);
+    const float id = o.d > 0.0f ? 1.0f / o.d : 0.0f;
     int sum = 0;
 #pragma unroll
     for (u32 i = 0; i < 8u; i++) {
@@ -54,12 +57,28 @@ extern "C" __global__ void quantize_q8(Params p, Ptrs b) {
             sum += r;
             w |= ((u32)r & 0xffu) << (8u * j);
         }
-        xq[8u * u + i] = w;
+        o.q[i] = w;
     }
+    o.s = o.d * (float)sum;
+    o.ss = ss;
+    return o;
+}
+
+// One thread per 32-block (blocks of 64 threads).
+extern "C" __global__ void quantize_q8(Params p, Ptrs b) {
+    const float* x = BUF(const float, 0);
+    const float* nw = BUF(const float, 1);
+    u32* xq = BUF(u32, 2);
+    const u32 k = p.w[0], nb = k >> 5, nt = p.w[8] * nb;
+    const u32 u = wg_index() * 64u + threadIdx.x;
+    if (u >= nt) return;
+    const QBlock q = quant_block(x, nw, p.w[4] != 0u, nb, u);
+#pragma unroll
+    for (u32 i = 0; i < 8u; i++) xq[8u * u + i] = q.q[i];
     const u64 o = (u64)p.w[8] * (k >> 2);
-    xq[o + u] = __float_as_uint(d);
-    xq[o + nt + u] = __float_as_uint(d * (float)sum);
-    xq[o + 2u * nt + u] = __float_as_uint(ss);
+    xq[o + u] = __float_as_uint(q.d);
+    xq[o + nt + u] = __float_as_uint(q.s);
+    xq[o + 2u * nt + u] = __float_as_uint(q.ss);
 }
 
 __device__ __forceinline__ u32 ld2x16q(const u8* p) {
@@ -125,32 +144,60 @@ struct Q8Dot<DQ8_0> {
     }
 };
 
-// Blocks of 64 (two warps); rows_per_wg output columns per block.
-template <class D>
+// The largest k the LOCAL GEMV quantizes in shared memory (KMAX in the WGSL).
+#define Q8_KMAX 8192u
+
+// Blocks of 64 (two warps; LOCAL: 256, eight warps, x quantized into shared
+// memory first instead of read from the scratch xq); rows_per_wg output
+// columns per block.
+template <class D, bool LOCAL>
 __device__ void mul_mat_q8(const Params& p, const Ptrs& b) {
     const u8* W = BUF(const u8, 0);
-    const int* xq = BUF(const int, 1);
     float* y = BUF(float, 2);
     const float* res = BUF(const float, 3);
     const u32 k = p.w[0], cols = p.w[1], n0 = p.w[2];
     const bool has_res = p.w[3] != 0u, has_norm = p.w[4] != 0u, glu = p.w[6] != 0u;
     const float eps = PF(5);
     const u32 R = p.w[7] ? p.w[7] : 2u;
-    const u32 lane = threadIdx.x & 31u, sg = threadIdx.x >> 5;
+    const u32 lane = threadIdx.x & 31u, sg = threadIdx.x >> 5, warps = blockDim.x >> 5;
     const u32 c0 = wg_index() * R;
     prefetch_rows<D>(W, c0, min(c0 + R, cols), k);
     if (glu) prefetch_rows<D>(W, cols + c0, cols + min(c0 + R, cols), k);
     kiln_entry();  // this entry waits itself (kernels::SELF_WAITING)
     const u32 nb = k >> 5, nh = 2u * nb;
-    const float* xd = (const float*)(xq + (k >> 2));
-    const float* xs = xd + nb;
+    const int* xq;
+    const float *xd, *xs, *xss;
+    if constexpr (LOCAL) {
+        __shared__ int Lq[Q8_KMAX / 4u];
+        __shared__ float Ld[Q8_KMAX / 32u], Ls[Q8_KMAX / 32u], Lss[Q8_KMAX / 32u];
+        const float* x = BUF(const float, 1);
+        const float* nw = BUF(const float, 4);
+        for (u32 u = threadIdx.x; u < nb; u += blockDim.x) {
+            const QBlock q = quant_block(x, nw, has_norm, nb, u);
+#pragma unroll
+            for (u32 i = 0; i < 8u; i++) Lq[8u * u + i] = (int)q.q[i];
+            Ld[u] = q.d;
+            Ls[u] = q.s;
+            Lss[u] = q.ss;
+        }
+        __syncthreads();
+        xq = Lq;
+        xd = Ld;
+        xs = Ls;
+        xss = Lss;
+    } else {
+        xq = BUF(const int, 1);
+        xd = (const float*)(xq + (k >> 2));
+        xs = xd + nb;
+        xss = xs + nb;
+    }
     float inv = 1.0f;
     if (has_norm) {
         float s = 0.0f;
-        for (u32 u = lane; u < nb; u += 32u) s += xs[nb + u];
+        for (u32 u = lane; u < nb; u += 32u) s += xss[u];
         inv = 1.0f / sqrtf(warp_sum(s) / (float)k + eps);
     }
-    for (u32 cc = sg; cc < R; cc += 2u) {
+    for (u32 cc = sg; cc < R; cc += warps) {
         const u32 c = c0 + cc;
         if (c >= cols) break;
         float a = 0.0f, bv = 0.0f;
@@ -321,6 +368,9 @@ __device__ void mul_mat_q8_gemm(const Params& p, const Ptrs& b) {
 extern "C" __global__ void mul_mat_q8_gemm_q4_0(Params p, Ptrs b) { mul_mat_q8_gemm<DQ4_0>(p, b); }
 extern "C" __global__ void mul_mat_q8_gemm_q4_1(Params p, Ptrs b) { mul_mat_q8_gemm<DQ4_1>(p, b); }
 extern "C" __global__ void mul_mat_q8_gemm_q8_0(Params p, Ptrs b) { mul_mat_q8_gemm<DQ8_0>(p, b); }
-extern "C" __global__ void mul_mat_q8_q4_0(Params p, Ptrs b) { mul_mat_q8<DQ4_0>(p, b); }
-extern "C" __global__ void mul_mat_q8_q4_1(Params p, Ptrs b) { mul_mat_q8<DQ4_1>(p, b); }
-extern "C" __global__ void mul_mat_q8_q8_0(Params p, Ptrs b) { mul_mat_q8<DQ8_0>(p, b); }
+extern "C" __global__ void mul_mat_q8_q4_0(Params p, Ptrs b) { mul_mat_q8<DQ4_0, false>(p, b); }
+extern "C" __global__ void mul_mat_q8_q4_1(Params p, Ptrs b) { mul_mat_q8<DQ4_1, false>(p, b); }
+extern "C" __global__ void mul_mat_q8_q8_0(Params p, Ptrs b) { mul_mat_q8<DQ8_0, false>(p, b); }
+extern "C" __global__ void mul_mat_q8_local_q4_0(Params p, Ptrs b) { mul_mat_q8<DQ4_0, true>(p, b); }
+extern "C" __global__ void mul_mat_q8_local_q4_1(Params p, Ptrs b) { mul_mat_q8<DQ4_1, true>(p, b); }
+extern "C" __global__ void mul_mat_q8_local_q8_0(Params p, Ptrs b) { mul_mat_q8<DQ8_0, true>(p, b); }

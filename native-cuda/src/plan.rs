@@ -114,6 +114,7 @@ pub fn caps() -> GpuCaps {
         gemv_xreg: kiln::ops::env_switch("KILN_GEMV_XREG").unwrap_or(false),
         gemm_big: false,
         q8_activations: GpuCaps::q8_activations_from_env(),
+        q8_local: kiln::ops::env_switch("KILN_Q8_LOCAL").unwrap_or(true),
     }
 }
 

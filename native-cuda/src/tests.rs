@@ -93,16 +93,22 @@ fn every_parity_case_plans_onto_existing_kernels() {
             ops.insert(node.op.name());
         }
         // The default kernels, and with 8-bit activations on every size
-        // (ops/matmul_q8.rs).
+        // (ops/matmul_q8.rs), the one-token products with and without a
+        // quantize dispatch of their own.
         let q8 = kiln::ops::GpuCaps {
             q8_activations: Some(0),
+            q8_local: true,
             ..crate::plan::caps()
+        };
+        let q8_apart = kiln::ops::GpuCaps {
+            q8_local: false,
+            ..q8.clone()
         };
         let default = kiln::ops::GpuCaps {
             q8_activations: None,
             ..crate::plan::caps()
         };
-        let launches = [&default, &q8]
+        let launches = [&default, &q8, &q8_apart]
             .into_iter()
             .flat_map(|caps| crate::plan::plan_graph_with(&c.graph, caps).unwrap());
         for l in launches.flatten() {

@@ -85,7 +85,9 @@ pub(crate) struct Q8Plan {
 
 /// The dispatches of `y [m, n] = x · Wᵀ`: x quantized once into scratch,
 /// then per weight chunk (`(weight binding, first row, rows)`; with glu one
-/// chunk of 2·n rows) the one-row GEMV (m = 1) or the tiled GEMM.
+/// chunk of 2·n rows) the one-row GEMV (m = 1) or the tiled GEMM. A
+/// one-row product that [`local_applies`] is the GEMV alone, quantizing x
+/// in each workgroup (`XQ_LOCAL`): one dispatch instead of two.
 pub(crate) fn dispatches(
     ctx: &PlanCtx,
     (m, n, k): (usize, usize, usize),
@@ -105,7 +107,12 @@ pub(crate) fn dispatches(
         Some((_, e)) => (1, e),
         None => (0, 0.0),
     };
-    let rows_per_wg = ctx.caps.gemv_rows_per_workgroup();
+    let local = m == 1 && local_applies(ctx.caps, k, n);
+    let rows_per_wg = if local {
+        local_rows(n)
+    } else {
+        ctx.caps.gemv_rows_per_workgroup()
+    };
     let params = |cols: usize, n0: usize| -> Result<Vec<u32>> {
         Ok(vec![
             u(k)?,
@@ -120,6 +127,28 @@ pub(crate) fn dispatches(
             u(n)?,
         ])
     };
+    if local {
+        return chunks
+            .iter()
+            .map(|&(wb, n0, rows)| {
+                let cols = if plan.glu { rows / 2 } else { rows };
+                Ok(Dispatch {
+                    shader: "mul_mat_q8.wgsl",
+                    entry: "gemv",
+                    defines: vec![weight_define(w), "XQ_LOCAL"],
+                    bindings: vec![
+                        wb,
+                        plan.x,
+                        plan.out,
+                        plan.res.unwrap_or(plan.x),
+                        plan.norm.map_or(plan.x, |(nw, _)| nw),
+                    ],
+                    params: params(cols, n0)?,
+                    groups: grid(cols.div_ceil(rows_per_wg), ctx.caps)?,
+                })
+            })
+            .collect();
+    }
     let mut out = vec![Dispatch {
         shader: "mul_mat_q8.wgsl",
         entry: "quantize",
@@ -162,6 +191,39 @@ pub(crate) fn dispatches(
         });
     }
     Ok(out)
+}
+
+/// The largest k the one-token GEMV quantizes in workgroup memory
+/// (`KMAX` in the WGSL: 11 KiB of the 16 KiB WebGPU guarantees).
+pub const LOCAL_MAX_K: usize = 8192;
+/// Output columns above which one quantize dispatch is cheaper than every
+/// workgroup of the GEMV reading x in f32 (the vocabulary head).
+pub const LOCAL_MAX_COLS: usize = 32768;
+/// Workgroup memory of the `XQ_LOCAL` GEMV, bytes.
+const LOCAL_WG_BYTES: u32 = ((LOCAL_MAX_K / 4 + 3 * LOCAL_MAX_K / 32) * 4) as u32;
+
+/// Whether a one-token product over `k` into `n` columns quantizes x inside
+/// the GEMV (`XQ_LOCAL`) rather than in a dispatch of its own.
+fn local_applies(c: &GpuCaps, k: usize, n: usize) -> bool {
+    c.q8_local
+        && k <= LOCAL_MAX_K
+        && n <= LOCAL_MAX_COLS
+        && c.max_invocations >= 256
+        && c.max_workgroup_storage >= LOCAL_WG_BYTES
+}
+
+/// Rows per 256-invocation workgroup of the `XQ_LOCAL` GEMV: about 1024
+/// workgroups, 8 to 64 rows each (each workgroup reads x once);
+/// `KILN_Q8_LOCAL_ROWS=N` (1..=256) overrides it, for benchmarks.
+fn local_rows(n: usize) -> usize {
+    static ROWS: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let forced = ROWS.get_or_init(|| {
+        std::env::var("KILN_Q8_LOCAL_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| (1..=256).contains(n))
+    });
+    forced.unwrap_or_else(|| n.div_ceil(1024).next_multiple_of(8).clamp(8, 64))
 }
 
 /// The GEMM's tile: rows of x × weight rows per workgroup.

@@ -187,6 +187,10 @@ pub struct GpuCaps {
     /// and run on integer dot products (ops/matmul_q8.rs): opt-in with
     /// `KILN_ACTIVATIONS=q8` (`None`: the f32 kernels, the faithful default).
     pub q8_activations: Option<usize>,
+    /// One-token 8-bit products over k ≤ `matmul_q8::LOCAL_MAX_K` quantize
+    /// x inside the GEMV's workgroups (`XQ_LOCAL`) instead of in a
+    /// dispatch of their own. On unless `KILN_Q8_LOCAL=0`.
+    pub q8_local: bool,
 }
 
 impl GpuCaps {

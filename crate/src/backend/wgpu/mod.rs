@@ -220,6 +220,7 @@ impl GpuContext {
             gemv_xreg: crate::ops::env_switch("KILN_GEMV_XREG").unwrap_or(true),
             gemm_big: crate::ops::env_switch("KILN_GEMM_BIG").unwrap_or(true),
             q8_activations: GpuCaps::q8_activations_from_env(),
+            q8_local: crate::ops::env_switch("KILN_Q8_LOCAL").unwrap_or(true),
         };
         let unchecked = opts.unchecked_shaders.unwrap_or_else(|| {
             match std::env::var("KILN_WGPU_UNCHECKED").as_deref() {
@@ -413,6 +414,18 @@ impl WgpuBackend {
     pub fn with_q8_activations(&self, on: Option<usize>) -> WgpuBackend {
         let mut caps = self.caps.clone();
         caps.q8_activations = on;
+        WgpuBackend {
+            ctx: self.ctx.clone(),
+            caps,
+        }
+    }
+
+    /// The same device with the one-token 8-bit products quantizing x in
+    /// their own workgroups (`true`) or in a dispatch before them
+    /// (`GpuCaps::q8_local`).
+    pub fn with_q8_local(&self, on: bool) -> WgpuBackend {
+        let mut caps = self.caps.clone();
+        caps.q8_local = on;
         WgpuBackend {
             ctx: self.ctx.clone(),
             caps,
