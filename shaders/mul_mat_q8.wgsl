@@ -22,9 +22,10 @@
 // * `gemm` (prefill, m rows): y[r, n0 + c] = Σ_blocks d_x·d_w·Σ q_x·q_w
 //   (+ m_w·s_x for Q4_1) (+ res). Workgroups of 256 own a 128 × 64 tile
 //   (rows of x × weight rows), 8 × 4 outputs per invocation; K advances
-//   one 32-block at a time through workgroup memory (x words and weight
+//   two 32-blocks per stage through workgroup memory (x words and weight
 //   words decoded to signed bytes, transposed so an invocation's 8 rows /
-//   4 columns of one word are two / one vec4 loads).
+//   4 columns of one word are two / one vec4 loads), the next stage's
+//   global loads issued before the current stage's products.
 // Params: k, cols (output columns of this dispatch), n0 (first output
 // column; the weight binding starts at that row), has_res, has_norm, eps,
 // glu, rows_per_wg, m, n (y's row stride).
@@ -302,47 +303,69 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 // ---- gemm (prefill)
 const BM: u32 = 128u;
 const BN: u32 = 64u;
-// [word][row / 4] and [word][column / 4] of the current 32-block.
-var<workgroup> Xs: array<vec4<u32>, 8u * BM / 4u>;
-var<workgroup> Ws: array<vec4<u32>, 8u * BN / 4u>;
-var<workgroup> Xd: array<vec4<f32>, BM / 4u>;
-var<workgroup> Xsum: array<vec4<f32>, BM / 4u>;
-var<workgroup> Wd: array<vec4<f32>, BN / 4u>;
-var<workgroup> Wm: array<vec4<f32>, BN / 4u>;
+// 32-blocks per stage (one barrier pair per stage).
+const KB: u32 = 2u;
+// [block][word][row / 4] and [block][word][column / 4] of the current stage.
+var<workgroup> Xs: array<vec4<u32>, KB * 8u * BM / 4u>;
+var<workgroup> Ws: array<vec4<u32>, KB * 8u * BN / 4u>;
+var<workgroup> Xd: array<vec4<f32>, KB * BM / 4u>;
+var<workgroup> Xsum: array<vec4<f32>, KB * BM / 4u>;
+var<workgroup> Wd: array<vec4<f32>, KB * BN / 4u>;
+var<workgroup> Wm: array<vec4<f32>, KB * BN / 4u>;
 
-// Word j (0..7) of weight row `col` of this tile, as signed bytes.
-fn put_w(j: u32, col: u32, v: u32) {
-    Ws[j * (BN / 4u) + col / 4u][col % 4u] = v;
+// What one invocation fetches from global memory for one block of a stage:
+// 4 x words (half xh of row xr), that row's d and s (invocations < BM), and
+// its part of weight row wc (raw words, decoded when stored).
+struct Fetch {
+    x: vec4<u32>,
+    ds: vec2<f32>,
+    w: vec4<u32>,
 }
 
-// Block u of weight row `row` (< cols) into column `col` of the tile:
-// invocation part j (0..3) of 4 writes 2 words, part 0 the scales.
-fn load_w(row: u32, col: u32, u: u32, j: u32) {
+// The raw words of part j (0..3) of block u of weight row `row`: Q4_0 /
+// Q4_1 (x: 4 quant bytes, y: d / d and m), Q8_0 (x, y: 8 quant bytes, z: d).
+fn fetch_w(row: u32, u: u32, j: u32) -> vec4<u32> {
     let nb = p.k >> 5u;
 #if W_Q4_0
     let off = (row * nb + u) * 18u;
-    let q = b32(off + 2u + 4u * j);
-    put_w(j, col, nib_s8(q, 0u));
-    put_w(4u + j, col, nib_s8(q, 4u));
-    if (j == 0u) {
-        Wd[col / 4u][col % 4u] = f16at(off);
-    }
+    return vec4<u32>(b32(off + 2u + 4u * j), b16(off), 0u, 0u);
 #elif W_Q4_1
     let o = (row * nb + u) * 5u;
-    let q = W[o + 1u + j];
-    put_w(j, col, q & 0x0f0f0f0fu);
-    put_w(4u + j, col, (q >> 4u) & 0x0f0f0f0fu);
-    if (j == 0u) {
-        let dm = unpack2x16float(W[o]);
-        Wd[col / 4u][col % 4u] = dm.x;
-        Wm[col / 4u][col % 4u] = dm.y;
-    }
+    return vec4<u32>(W[o + 1u + j], W[o], 0u, 0u);
 #elif W_Q8_0
     let off = (row * nb + u) * 34u;
-    put_w(2u * j, col, b32(off + 2u + 8u * j));
-    put_w(2u * j + 1u, col, b32(off + 6u + 8u * j));
+    return vec4<u32>(b32(off + 2u + 8u * j), b32(off + 6u + 8u * j), b16(off), 0u);
+#else
+    return vec4<u32>(0u);
+#endif
+}
+
+fn put_w(b: u32, j: u32, col: u32, v: u32) {
+    Ws[(b * 8u + j) * (BN / 4u) + col / 4u][col % 4u] = v;
+}
+
+// A fetched weight part as signed-byte words, part 0 also the scales.
+fn store_w(b: u32, j: u32, col: u32, r: vec4<u32>) {
+    let c = b * (BN / 4u) + col / 4u;
+#if W_Q4_0
+    put_w(b, j, col, nib_s8(r.x, 0u));
+    put_w(b, 4u + j, col, nib_s8(r.x, 4u));
     if (j == 0u) {
-        Wd[col / 4u][col % 4u] = f16at(off);
+        Wd[c][col % 4u] = unpack2x16float(r.y).x;
+    }
+#elif W_Q4_1
+    put_w(b, j, col, r.x & 0x0f0f0f0fu);
+    put_w(b, 4u + j, col, (r.x >> 4u) & 0x0f0f0f0fu);
+    if (j == 0u) {
+        let dm = unpack2x16float(r.y);
+        Wd[c][col % 4u] = dm.x;
+        Wm[c][col % 4u] = dm.y;
+    }
+#elif W_Q8_0
+    put_w(b, 2u * j, col, r.x);
+    put_w(b, 2u * j + 1u, col, r.y);
+    if (j == 0u) {
+        Wd[c][col % 4u] = unpack2x16float(r.z).x;
     }
 #endif
 }
@@ -363,65 +386,92 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let xh = lid % 2u;
     let wc = lid / 4u;
     let wj = lid % 4u;
+    let x_in = r0 + xr < p.m;
+    let d_in = lid < BM && r0 + lid < p.m;
+    let w_in = c0 + wc < p.cols;
     var acc: array<vec4<f32>, 8>;
-    for (var u = 0u; u < nb; u++) {
-        var xv = vec4<u32>(0u);
-        if (r0 + xr < p.m) {
-            let o = (r0 + xr) * kw + 8u * u + 4u * xh;
-            xv = vec4<u32>(xq[o], xq[o + 1u], xq[o + 2u], xq[o + 3u]);
-        }
-        for (var i = 0u; i < 4u; i++) {
-            Xs[(4u * xh + i) * (BM / 4u) + xr / 4u][xr % 4u] = xv[i];
-        }
-        if (lid < BM) {
-            var d = 0.0;
-            var s = 0.0;
-            if (r0 + lid < p.m) {
-                d = bitcast<f32>(xq[db + (r0 + lid) * nb + u]);
-                s = bitcast<f32>(xq[sb + (r0 + lid) * nb + u]);
+    var f: array<Fetch, KB>;
+    // The stage's global loads go out before the previous stage's products
+    // (registers, then workgroup memory after the barrier).
+    for (var b = 0u; b < KB; b++) {
+        let u = b;
+        var fb = Fetch(vec4<u32>(0u), vec2<f32>(0.0), vec4<u32>(0u));
+        if (u < nb) {
+            if (x_in) {
+                let o = (r0 + xr) * kw + 8u * u + 4u * xh;
+                fb.x = vec4<u32>(xq[o], xq[o + 1u], xq[o + 2u], xq[o + 3u]);
             }
-            Xd[lid / 4u][lid % 4u] = d;
-            Xsum[lid / 4u][lid % 4u] = s;
-        }
-        if (c0 + wc < p.cols) {
-            load_w(c0 + wc, wc, u, wj);
-        } else {
-            put_w(wj, wc, 0u);
-            put_w(4u + wj, wc, 0u);
-            if (wj == 0u) {
-                Wd[wc / 4u][wc % 4u] = 0.0;
-                Wm[wc / 4u][wc % 4u] = 0.0;
+            if (d_in) {
+                fb.ds = vec2<f32>(bitcast<f32>(xq[db + (r0 + lid) * nb + u]),
+                                  bitcast<f32>(xq[sb + (r0 + lid) * nb + u]));
             }
+            if (w_in) {
+                fb.w = fetch_w(c0 + wc, u, wj);
+            }
+        }
+        f[b] = fb;
+    }
+    for (var u0 = 0u; u0 < nb; u0 += KB) {
+        for (var b = 0u; b < KB; b++) {
+            for (var i = 0u; i < 4u; i++) {
+                Xs[(b * 8u + 4u * xh + i) * (BM / 4u) + xr / 4u][xr % 4u] = f[b].x[i];
+            }
+            if (lid < BM) {
+                Xd[b * (BM / 4u) + lid / 4u][lid % 4u] = f[b].ds.x;
+                Xsum[b * (BM / 4u) + lid / 4u][lid % 4u] = f[b].ds.y;
+            }
+            store_w(b, wj, wc, f[b].w);
         }
         workgroupBarrier();
-        var isum: array<vec4<i32>, 8>;
-        for (var w = 0u; w < 8u; w++) {
-            let xa = Xs[w * (BM / 4u) + 2u * ty];
-            let xb = Xs[w * (BM / 4u) + 2u * ty + 1u];
-            let wv = Ws[w * (BN / 4u) + tx];
-            for (var i = 0u; i < 4u; i++) {
-                isum[i] += vec4<i32>(dot4I8Packed(xa[i], wv.x), dot4I8Packed(xa[i], wv.y),
-                                     dot4I8Packed(xa[i], wv.z), dot4I8Packed(xa[i], wv.w));
-                isum[4u + i] += vec4<i32>(dot4I8Packed(xb[i], wv.x), dot4I8Packed(xb[i], wv.y),
-                                          dot4I8Packed(xb[i], wv.z), dot4I8Packed(xb[i], wv.w));
+        for (var b = 0u; b < KB; b++) {
+            let u = u0 + KB + b;
+            var fb = Fetch(vec4<u32>(0u), vec2<f32>(0.0), vec4<u32>(0u));
+            if (u < nb) {
+                if (x_in) {
+                    let o = (r0 + xr) * kw + 8u * u + 4u * xh;
+                    fb.x = vec4<u32>(xq[o], xq[o + 1u], xq[o + 2u], xq[o + 3u]);
+                }
+                if (d_in) {
+                    fb.ds = vec2<f32>(bitcast<f32>(xq[db + (r0 + lid) * nb + u]),
+                                      bitcast<f32>(xq[sb + (r0 + lid) * nb + u]));
+                }
+                if (w_in) {
+                    fb.w = fetch_w(c0 + wc, u, wj);
+                }
             }
+            f[b] = fb;
         }
-        let dxa = Xd[2u * ty];
-        let dxb = Xd[2u * ty + 1u];
-        let dw = Wd[tx];
-        for (var i = 0u; i < 4u; i++) {
-            acc[i] += vec4<f32>(isum[i]) * (dxa[i] * dw);
-            acc[4u + i] += vec4<f32>(isum[4u + i]) * (dxb[i] * dw);
-        }
+        for (var b = 0u; b < KB; b++) {
+            var isum: array<vec4<i32>, 8>;
+            for (var w = 0u; w < 8u; w++) {
+                let xo = (b * 8u + w) * (BM / 4u) + 2u * ty;
+                let xa = Xs[xo];
+                let xb = Xs[xo + 1u];
+                let wv = Ws[(b * 8u + w) * (BN / 4u) + tx];
+                for (var i = 0u; i < 4u; i++) {
+                    isum[i] += vec4<i32>(dot4I8Packed(xa[i], wv.x), dot4I8Packed(xa[i], wv.y),
+                                         dot4I8Packed(xa[i], wv.z), dot4I8Packed(xa[i], wv.w));
+                    isum[4u + i] += vec4<i32>(dot4I8Packed(xb[i], wv.x), dot4I8Packed(xb[i], wv.y),
+                                              dot4I8Packed(xb[i], wv.z), dot4I8Packed(xb[i], wv.w));
+                }
+            }
+            let dxa = Xd[b * (BM / 4u) + 2u * ty];
+            let dxb = Xd[b * (BM / 4u) + 2u * ty + 1u];
+            let dw = Wd[b * (BN / 4u) + tx];
+            for (var i = 0u; i < 4u; i++) {
+                acc[i] += vec4<f32>(isum[i]) * (dxa[i] * dw);
+                acc[4u + i] += vec4<f32>(isum[4u + i]) * (dxb[i] * dw);
+            }
 #if W_Q4_1
-        let sxa = Xsum[2u * ty];
-        let sxb = Xsum[2u * ty + 1u];
-        let wm = Wm[tx];
-        for (var i = 0u; i < 4u; i++) {
-            acc[i] += wm * sxa[i];
-            acc[4u + i] += wm * sxb[i];
-        }
+            let sxa = Xsum[b * (BM / 4u) + 2u * ty];
+            let sxb = Xsum[b * (BM / 4u) + 2u * ty + 1u];
+            let wm = Wm[b * (BN / 4u) + tx];
+            for (var i = 0u; i < 4u; i++) {
+                acc[i] += wm * sxa[i];
+                acc[4u + i] += wm * sxb[i];
+            }
 #endif
+        }
         workgroupBarrier();
     }
     for (var i = 0u; i < 8u; i++) {

@@ -13,11 +13,52 @@
 #            beside this one when it is carried (A/B in the same call)
 #   PHASE=g  the short form of f: op parity, the prefill A/B and llama.cpp
 #            Vulkan's pp512 on the 1B file (no CUDA build)
+#   PHASE=h  the decode GEMV quantizing x in its own workgroups (default)
+#            against a quantize dispatch before it (KILN_Q8_LOCAL=0) and
+#            other rows per workgroup, the prefill GEMM of
+#            .device/kiln-parity-q8a.xz beside this one, op parity, 1B
+#            greedy tokens, a wgpu kernel profile, and llama.cpp Vulkan
+#            before and after (no CUDA build)
 #   PHASE=l  the same decode and prefill rows beside llama.cpp CUDA (built there; carry
 #            .peers) and llama.cpp's static Vulkan llama-bench (carry .gl)
 # Results under $OUT.
 set -uo pipefail
 [ "${PHASE:-a}" = g ] && export NO_SMOL=1
+if [ "${PHASE:-a}" = h ]; then
+  . tools/gpu_bench_common.sh
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  V=/root/llama-bench-vulkan
+  [ -x $V ] || { xz -dc .peers/llama-bench-vulkan.xz > $V && chmod +x $V; }
+  A=/root/kiln/kiln-parity-q8a
+  xz -dc .device/kiln-parity-q8a.xz > $A && chmod +x $A
+  export KILN_ACTIVATIONS=q8
+  run llamacpp_vulkan_1b.txt 150 $V -m $B1 -ngl 99 -p 512 -n 128 -r 5
+  for l in 1 0; do
+    KILN_Q8_LOCAL=$l run decode1b.txt 150 $K bench --model $B1 --prefill 2 --decode 128 --reps 3
+  done
+  for r in 16 32; do
+    KILN_Q8_LOCAL_ROWS=$r run decode1b.txt 150 $K bench --model $B1 --prefill 2 --decode 128 --reps 3
+  done
+  for b in $A $K; do
+    run prefill1b.txt 150 $b bench --model $B1 --prefill 512 --decode 2 --reps 3
+  done
+  run llamacpp_vulkan_1b.txt 150 $V -m $B1 -ngl 99 -p 512 -n 128 -r 5
+  grep -E "^\\$|fused|tg128|pp512" "$OUT"/decode1b.txt "$OUT"/prefill1b.txt "$OUT"/llamacpp_vulkan_1b.txt
+  KILN_Q8_MIN_WEIGHTS=0 run parity.txt 200 $K ops --iters 0 --filter mul_mat
+  grep -E "cases:" "$OUT/parity.txt"
+  run model1b.txt 150 $K model --fused --tokens 8 --model $B1
+  grep -E "token|agree|equal" "$OUT/model1b.txt" | head
+  for a in q8 f32; do
+    KILN_ACTIVATIONS=$a run smol.txt 150 $K bench --model $SR --prefill 2 --decode 128 --reps 3
+    KILN_ACTIVATIONS=$a run smol.txt 150 $K bench --model $SR --prefill 512 --decode 2 --reps 3
+  done
+  run llamacpp_vulkan_smol.txt 150 $V -m $SR -ngl 99 -p 512 -n 128 -r 5
+  grep -E "fused|tg128|pp512" "$OUT"/smol.txt "$OUT"/llamacpp_vulkan_smol.txt
+  run profile1b.txt 120 $K bench --no-cuda --model $B1 --prefill 2 --decode 16 --reps 1 --profile
+  exit 0
+fi
 . tools/gpu_bench_common.sh
 if [ -d .gl ]; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done

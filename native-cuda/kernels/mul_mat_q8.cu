@@ -7,7 +7,7 @@
 // SwiGLU (glu) and the residual (has_res) in the epilogue
 // (`mul_mat_q8_local_<w>`: blocks of 256 that quantize x themselves);
 // `mul_mat_q8_gemm_<w>` (prefill) a 128 × 64 tile per block of 256, 8 × 4
-// outputs per thread, K one 32-block at a time through shared memory.
+// outputs per thread, K two 32-blocks per stage through shared memory.
 // Params: k, cols, n0, has_res, has_norm, eps, glu, rows_per_wg, m, n.
 // Bindings (quantize_q8): 0 x [m, k], 1 nw [k] (x when unused), 2 xq.
 // (mul_mat_q8_*): 0 W (rows from n0), 1 xq, 2 y, 3 res (x when unused);
@@ -219,60 +219,68 @@ __device__ void mul_mat_q8(const Params& p, const Ptrs& b) {
     }
 }
 
-// Block u of weight row `row` into tile column `col`: part j (0..3) of 4
-// threads writes 2 words (signed bytes), part 0 the scales.
+// The raw words of part j (0..3) of block u of weight row `row` (as the
+// WGSL fetch_w): Q4_0 / Q4_1 (x: 4 quant bytes, y: d / d and m), Q8_0 (x, y:
+// 8 quant bytes, z: d); and their store into stage slot b of the tile as
+// signed-byte words, part 0 also the scales.
 template <class D>
 struct Q8Tile;
 
 template <>
 struct Q8Tile<DQ4_0> {
-    static __device__ __forceinline__ void load(const u8* W, u32 nb, u32 row, u32 u, u32 j, u32 (*Ws)[64],
-                                                float* Wd, float* Wm, u32 col) {
+    static __device__ __forceinline__ uint4 fetch(const u8* W, u32 nb, u32 row, u32 u, u32 j) {
         const u8* blk = W + ((u64)row * nb + u) * 18u;
-        const u32 q = ld2x16q(blk + 2u + 4u * j);
-        Ws[j][col] = (u32)nib_s8(q, 0u);
-        Ws[4u + j][col] = (u32)nib_s8(q, 4u);
-        if (j == 0u) Wd[col] = h2f(*(const u16*)blk);
+        return make_uint4(ld2x16q(blk + 2u + 4u * j), *(const u16*)blk, 0u, 0u);
+    }
+    static __device__ __forceinline__ void store(uint4 r, u32 j, u32 col, u32 (*Ws)[64], float* Wd, float* Wm) {
+        Ws[j][col] = (u32)nib_s8(r.x, 0u);
+        Ws[4u + j][col] = (u32)nib_s8(r.x, 4u);
+        if (j == 0u) Wd[col] = h2f((u16)r.y);
     }
 };
 
 template <>
 struct Q8Tile<DQ4_1> {
-    static __device__ __forceinline__ void load(const u8* W, u32 nb, u32 row, u32 u, u32 j, u32 (*Ws)[64],
-                                                float* Wd, float* Wm, u32 col) {
+    static __device__ __forceinline__ uint4 fetch(const u8* W, u32 nb, u32 row, u32 u, u32 j) {
         const u32* blk = (const u32*)(W + ((u64)row * nb + u) * 20u);
-        const u32 q = blk[1u + j];
-        Ws[j][col] = q & 0x0f0f0f0fu;
-        Ws[4u + j][col] = (q >> 4) & 0x0f0f0f0fu;
+        return make_uint4(blk[1u + j], blk[0], 0u, 0u);
+    }
+    static __device__ __forceinline__ void store(uint4 r, u32 j, u32 col, u32 (*Ws)[64], float* Wd, float* Wm) {
+        Ws[j][col] = r.x & 0x0f0f0f0fu;
+        Ws[4u + j][col] = (r.x >> 4) & 0x0f0f0f0fu;
         if (j == 0u) {
-            Wd[col] = h2f((u16)(blk[0] & 0xffffu));
-            Wm[col] = h2f((u16)(blk[0] >> 16));
+            Wd[col] = h2f((u16)(r.y & 0xffffu));
+            Wm[col] = h2f((u16)(r.y >> 16));
         }
     }
 };
 
 template <>
 struct Q8Tile<DQ8_0> {
-    static __device__ __forceinline__ void load(const u8* W, u32 nb, u32 row, u32 u, u32 j, u32 (*Ws)[64],
-                                                float* Wd, float* Wm, u32 col) {
+    static __device__ __forceinline__ uint4 fetch(const u8* W, u32 nb, u32 row, u32 u, u32 j) {
         const u8* blk = W + ((u64)row * nb + u) * 34u;
-        Ws[2u * j][col] = ld2x16q(blk + 2u + 8u * j);
-        Ws[2u * j + 1u][col] = ld2x16q(blk + 6u + 8u * j);
-        if (j == 0u) Wd[col] = h2f(*(const u16*)blk);
+        return make_uint4(ld2x16q(blk + 2u + 8u * j), ld2x16q(blk + 6u + 8u * j), *(const u16*)blk, 0u);
+    }
+    static __device__ __forceinline__ void store(uint4 r, u32 j, u32 col, u32 (*Ws)[64], float* Wd, float* Wm) {
+        Ws[2u * j][col] = r.x;
+        Ws[2u * j + 1u][col] = r.y;
+        if (j == 0u) Wd[col] = h2f((u16)r.z);
     }
 };
 
-// The prefill GEMM (the WGSL `gemm`): blocks of 256, a 128 × 64 tile.
+// The prefill GEMM (the WGSL `gemm`): blocks of 256, a 128 × 64 tile, two
+// 32-blocks per stage, the next stage's global loads in registers while the
+// current one is multiplied.
 template <class D>
 __device__ void mul_mat_q8_gemm(const Params& p, const Ptrs& b) {
     kiln_entry();  // this entry waits itself (kernels::SELF_WAITING)
-    constexpr u32 BM = 128u, BN = 64u;
-    __shared__ __align__(16) u32 Xs[8][BM];
-    __shared__ __align__(16) u32 Ws[8][BN];
-    __shared__ __align__(16) float Xd[BM];
-    __shared__ __align__(16) float Xsum[BM];
-    __shared__ __align__(16) float Wd[BN];
-    __shared__ __align__(16) float Wm[BN];
+    constexpr u32 BM = 128u, BN = 64u, KB = 2u;
+    __shared__ __align__(16) u32 Xs[KB][8][BM];
+    __shared__ __align__(16) u32 Ws[KB][8][BN];
+    __shared__ __align__(16) float Xd[KB][BM];
+    __shared__ __align__(16) float Xsum[KB][BM];
+    __shared__ __align__(16) float Wd[KB][BN];
+    __shared__ __align__(16) float Wm[KB][BN];
     const u8* W = BUF(const u8, 0);
     const u32* xq = BUF(const u32, 1);
     float* y = BUF(float, 2);
@@ -284,68 +292,83 @@ __device__ void mul_mat_q8_gemm(const Params& p, const Ptrs& b) {
     const u32 nb = k >> 5, kw = k >> 2;
     const u64 db = (u64)m * kw, sb = db + (u64)m * nb;
     const u32 xr = lid / 2u, xh = lid % 2u, wc = lid / 4u, wj = lid % 4u;
+    const bool x_in = r0 + xr < m, d_in = lid < BM && r0 + lid < m, w_in = c0 + wc < cols;
     float acc[8][4];
 #pragma unroll
     for (u32 i = 0; i < 8u; i++)
 #pragma unroll
         for (u32 j = 0; j < 4u; j++) acc[i][j] = 0.0f;
-    for (u32 u = 0; u < nb; u++) {
-        uint4 xv = make_uint4(0u, 0u, 0u, 0u);
-        if (r0 + xr < m) xv = *(const uint4*)(xq + (u64)(r0 + xr) * kw + 8u * u + 4u * xh);
-        Xs[4u * xh][xr] = xv.x;
-        Xs[4u * xh + 1u][xr] = xv.y;
-        Xs[4u * xh + 2u][xr] = xv.z;
-        Xs[4u * xh + 3u][xr] = xv.w;
-        if (lid < BM) {
-            const bool in = r0 + lid < m;
-            Xd[lid] = in ? __uint_as_float(xq[db + (u64)(r0 + lid) * nb + u]) : 0.0f;
-            Xsum[lid] = in ? __uint_as_float(xq[sb + (u64)(r0 + lid) * nb + u]) : 0.0f;
-        }
-        if (c0 + wc < cols) {
-            Q8Tile<D>::load(W, nb, c0 + wc, u, wj, Ws, Wd, Wm, wc);
-        } else {
-            Ws[wj][wc] = 0u;
-            Ws[4u + wj][wc] = 0u;
-            if (wj == 0u) {
-                Wd[wc] = 0.0f;
-                Wm[wc] = 0.0f;
+    uint4 fx[KB], fw[KB];
+    float2 fd[KB];
+    auto fetch = [&](u32 u0) {
+#pragma unroll
+        for (u32 bb = 0; bb < KB; bb++) {
+            const u32 u = u0 + bb;
+            fx[bb] = make_uint4(0u, 0u, 0u, 0u);
+            fw[bb] = make_uint4(0u, 0u, 0u, 0u);
+            fd[bb] = make_float2(0.0f, 0.0f);
+            if (u < nb) {
+                if (x_in) fx[bb] = *(const uint4*)(xq + (u64)(r0 + xr) * kw + 8u * u + 4u * xh);
+                if (d_in)
+                    fd[bb] = make_float2(__uint_as_float(xq[db + (u64)(r0 + lid) * nb + u]),
+                                         __uint_as_float(xq[sb + (u64)(r0 + lid) * nb + u]));
+                if (w_in) fw[bb] = Q8Tile<D>::fetch(W, nb, c0 + wc, u, wj);
             }
+        }
+    };
+    fetch(0u);
+    for (u32 u0 = 0; u0 < nb; u0 += KB) {
+#pragma unroll
+        for (u32 bb = 0; bb < KB; bb++) {
+            Xs[bb][4u * xh][xr] = fx[bb].x;
+            Xs[bb][4u * xh + 1u][xr] = fx[bb].y;
+            Xs[bb][4u * xh + 2u][xr] = fx[bb].z;
+            Xs[bb][4u * xh + 3u][xr] = fx[bb].w;
+            if (lid < BM) {
+                Xd[bb][lid] = fd[bb].x;
+                Xsum[bb][lid] = fd[bb].y;
+            }
+            Q8Tile<D>::store(fw[bb], wj, wc, Ws[bb], Wd[bb], Wm[bb]);
         }
         __syncthreads();
-        int is[8][4];
+        fetch(u0 + KB);
 #pragma unroll
-        for (u32 i = 0; i < 8u; i++)
+        for (u32 bb = 0; bb < KB; bb++) {
+            int is[8][4];
 #pragma unroll
-            for (u32 j = 0; j < 4u; j++) is[i][j] = 0;
+            for (u32 i = 0; i < 8u; i++)
 #pragma unroll
-        for (u32 w = 0; w < 8u; w++) {
-            const int4 xa = *(const int4*)&Xs[w][8u * ty];
-            const int4 xb = *(const int4*)&Xs[w][8u * ty + 4u];
-            const int4 wv = *(const int4*)&Ws[w][4u * tx];
-            const int xs[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+                for (u32 j = 0; j < 4u; j++) is[i][j] = 0;
+#pragma unroll
+            for (u32 w = 0; w < 8u; w++) {
+                const int4 xa = *(const int4*)&Xs[bb][w][8u * ty];
+                const int4 xb = *(const int4*)&Xs[bb][w][8u * ty + 4u];
+                const int4 wv = *(const int4*)&Ws[bb][w][4u * tx];
+                const int xs[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+#pragma unroll
+                for (u32 i = 0; i < 8u; i++) {
+                    is[i][0] = __dp4a(xs[i], wv.x, is[i][0]);
+                    is[i][1] = __dp4a(xs[i], wv.y, is[i][1]);
+                    is[i][2] = __dp4a(xs[i], wv.z, is[i][2]);
+                    is[i][3] = __dp4a(xs[i], wv.w, is[i][3]);
+                }
+            }
+            const float4 dw = *(const float4*)&Wd[bb][4u * tx];
 #pragma unroll
             for (u32 i = 0; i < 8u; i++) {
-                is[i][0] = __dp4a(xs[i], wv.x, is[i][0]);
-                is[i][1] = __dp4a(xs[i], wv.y, is[i][1]);
-                is[i][2] = __dp4a(xs[i], wv.z, is[i][2]);
-                is[i][3] = __dp4a(xs[i], wv.w, is[i][3]);
-            }
-        }
-        const float4 dw = *(const float4*)&Wd[4u * tx];
-        const float4 wm = *(const float4*)&Wm[4u * tx];
-#pragma unroll
-        for (u32 i = 0; i < 8u; i++) {
-            const float dx = Xd[8u * ty + i];
-            acc[i][0] += (float)is[i][0] * (dx * dw.x);
-            acc[i][1] += (float)is[i][1] * (dx * dw.y);
-            acc[i][2] += (float)is[i][2] * (dx * dw.z);
-            acc[i][3] += (float)is[i][3] * (dx * dw.w);
-            if constexpr (D::BB == 20u) {  // Q4_1: + m_w·s_x
-                const float sx = Xsum[8u * ty + i];
-                acc[i][0] += wm.x * sx;
-                acc[i][1] += wm.y * sx;
-                acc[i][2] += wm.z * sx;
-                acc[i][3] += wm.w * sx;
+                const float dx = Xd[bb][8u * ty + i];
+                acc[i][0] += (float)is[i][0] * (dx * dw.x);
+                acc[i][1] += (float)is[i][1] * (dx * dw.y);
+                acc[i][2] += (float)is[i][2] * (dx * dw.z);
+                acc[i][3] += (float)is[i][3] * (dx * dw.w);
+                if constexpr (D::BB == 20u) {  // Q4_1: + m_w·s_x
+                    const float4 wm = *(const float4*)&Wm[bb][4u * tx];
+                    const float sx = Xsum[bb][8u * ty + i];
+                    acc[i][0] += wm.x * sx;
+                    acc[i][1] += wm.y * sx;
+                    acc[i][2] += wm.z * sx;
+                    acc[i][3] += wm.w * sx;
+                }
             }
         }
         __syncthreads();
