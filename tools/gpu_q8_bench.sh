@@ -54,9 +54,13 @@ if [ "${PHASE:-a}" = h ]; then
     KILN_ACTIVATIONS=$a run smol.txt 150 $K bench --model $SR --prefill 2 --decode 128 --reps 3
     KILN_ACTIVATIONS=$a run smol.txt 150 $K bench --model $SR --prefill 512 --decode 2 --reps 3
   done
+  # Every matrix at 8 bits (with no quantize dispatch the small ones may pay).
+  KILN_Q8_MIN_WEIGHTS=0 run smol.txt 150 $K bench --model $SR --prefill 2 --decode 128 --reps 3
   run llamacpp_vulkan_smol.txt 150 $V -m $SR -ngl 99 -p 512 -n 128 -r 5
-  grep -E "fused|tg128|pp512" "$OUT"/smol.txt "$OUT"/llamacpp_vulkan_smol.txt
+  grep -E "^\\$|fused|tg128|pp512" "$OUT"/smol.txt "$OUT"/llamacpp_vulkan_smol.txt
   run profile1b.txt 120 $K bench --no-cuda --model $B1 --prefill 2 --decode 16 --reps 1 --profile
+  run profile1b_prefill.txt 120 $K bench --model $B1 --prefill 512 --decode 2 --reps 1 --profile
+  grep -A12 "GPU time per kernel" "$OUT"/profile1b*.txt
   exit 0
 fi
 . tools/gpu_bench_common.sh

@@ -203,6 +203,34 @@ pub fn bench(
     Ok((pre, dec))
 }
 
+/// GPU time per kernel of the fused graph's prefill of `prompt` as one
+/// chunk (sized like [`bench`]'s): `Executable::profile` on the prefill
+/// program ((kernel, seconds, launches), slowest first).
+pub fn profile_prefill(
+    path: &std::path::Path,
+    backend: &dyn Backend,
+    prompt: &[u32],
+) -> Result<Vec<(String, f64, usize)>, LoadError> {
+    let opts = LlamaOptions {
+        max_ctx: prompt.len() + 2,
+        prefill_chunk: prompt.len().max(2),
+        fused: true,
+        ..Default::default()
+    };
+    let (mut llm, _) = Llm::open(path, backend, &opts, &mut |_, _| true)?;
+    let io = llm.model.prefill.clone();
+    let mut ids = prompt.to_vec();
+    ids.resize(io.tokens, 0);
+    llm.exe
+        .write(io.ids, &kiln::HostTensor::from_u32(&[io.tokens], &ids)?)?;
+    if let Some(last) = io.last {
+        let n = prompt.len().min(io.tokens).max(1) as u32;
+        llm.exe
+            .write(last, &kiln::HostTensor::from_u32(&[1], &[n - 1])?)?;
+    }
+    Ok(llm.exe.profile(io.program, &[0])?)
+}
+
 /// GPU time per kernel of one decode step (fused graph) after `prompt`, in a
 /// context sized like [`bench`]'s: `Executable::profile` on the decode
 /// program ((kernel, seconds, launches), slowest first).

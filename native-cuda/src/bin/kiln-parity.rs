@@ -78,8 +78,9 @@ enum Cmd {
         reps: usize,
         #[arg(long)]
         adapter: Option<String>,
-        /// Also print GPU time per kernel of one decode step (fused graph,
-        /// after the prompt) per backend.
+        /// Also print GPU time per kernel per backend (fused graph): of the
+        /// prompt's prefill chunk when it has more than 8 tokens, else of
+        /// one decode step after it.
         #[arg(long)]
         profile: bool,
         /// Skip the wgpu column.
@@ -217,10 +218,17 @@ fn bench(
     }
     if profile {
         for b in &backends {
-            let prof = kiln_cuda::model_parity::profile_decode(path, b.as_ref(), &ids, decode)?;
+            // A prompt of more than a few tokens: its prefill chunk's kernels.
+            let (prof, what) = if ids.len() > 8 {
+                let p = kiln_cuda::model_parity::profile_prefill(path, b.as_ref(), &ids)?;
+                (p, format!("the fused prefill of {} tokens", ids.len()))
+            } else {
+                let p = kiln_cuda::model_parity::profile_decode(path, b.as_ref(), &ids, decode)?;
+                (p, "one fused decode step after the prompt".to_string())
+            };
             let total: f64 = prof.iter().map(|x| x.1).sum();
             println!(
-                "{}: one fused decode step after the prompt, GPU time per kernel ({:.3} ms in all, {} launches):",
+                "{}: {what}, GPU time per kernel ({:.3} ms in all, {} launches):",
                 b.name(),
                 total * 1e3,
                 prof.iter().map(|x| x.2).sum::<usize>()
