@@ -18,12 +18,20 @@
 // power of two nqp) and the workgroup splits into 256/nqp key groups, each
 // summing every (256/nqp)-th key of a block: 16 serial keys per block at
 // d = 64. The groups' sums merge at the end.
-// ROPE_Q (attn_rows, attn_split): q is a window of rows of ld values (head 0
+// TILE: attn_tile (bindings as attn_rows; f32 values need KV_VEC4, d % 4 == 0
+// and d ≤ TD) — prefill: one workgroup of 256 per (tile of TQ consecutive
+// tokens, head). Keys and values pass through workgroup memory TK at a time
+// and serve all TQ queries (attn_one reads them once per query): 16
+// invocations per query row, each scoring 2 keys of a block and owning 4
+// value dims; online softmax per row.
+// ROPE_Q (attn_rows, attn_split, attn_one, attn_tile): q is a window of rows of ld values (head 0
 //   at column col0, a fused Q/K/V output) and is roped as it is loaded:
 //   rope.wgsl's parameter words 3..16 follow window, binding 6 is the frequency
 //   divisors (q itself when there are none).
 
 #if ONE
+const WG: u32 = 256u;
+#elif TILE
 const WG: u32 = 256u;
 #else
 const WG: u32 = 64u;
@@ -126,12 +134,25 @@ fn k_at(e: u32) -> f32 {
 fn v_at(e: u32) -> f32 {
     return unpack2x16float(vc[e >> 1u] >> ((e & 1u) << 4u)).x;
 }
+// Elements e..e+3 (e % 4 == 0: two whole words each).
+fn k4(e: u32) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(kc[e >> 1u]), unpack2x16float(kc[(e >> 1u) + 1u]));
+}
+fn v4(e: u32) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(vc[e >> 1u]), unpack2x16float(vc[(e >> 1u) + 1u]));
+}
 #elif KV_VEC4
 // f32 cache, d % 4 == 0: keys (and attn_one's values) read 4 dims per load.
 @group(0) @binding(2) var<storage, read> kc: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> vc: array<vec4<f32>>;
 fn v_at(e: u32) -> f32 {
     return vc[e >> 2u][e & 3u];
+}
+fn k4(e: u32) -> vec4<f32> {
+    return kc[e >> 2u];
+}
+fn v4(e: u32) -> vec4<f32> {
+    return vc[e >> 2u];
 }
 #else
 @group(0) @binding(2) var<storage, read> kc: array<f32>;
@@ -234,7 +255,132 @@ fn softmax_block(kvh: u32, c0: u32, j1: u32, m: f32, lid: u32) -> vec3<f32> {
     return vec3<f32>(m_new, corr, wg_sum(e, lid));
 }
 
-#if ONE
+#if TILE
+const TQ: u32 = 16u;
+const TK: u32 = 32u;
+const TD: u32 = 64u;
+// Scaled (roped) queries [row][dim] (row stride TD + 1: no bank conflicts
+// between the two rows a 32-wide subgroup reads); keys transposed
+// [dim][key] (stride TK + 1), then the same memory as values [key][dim];
+// scores, then weights [row][key].
+var<workgroup> tq: array<f32, TQ * (TD + 1u)>;
+var<workgroup> tkv: array<f32, TD * (TK + 1u)>;
+var<workgroup> tp: array<f32, TQ * TK>;
+
+@compute @workgroup_size(256)
+fn attn_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let wg = wid.x + wid.y * nwg.x;
+    if (wg >= (p.t + TQ - 1u) / TQ * p.hq) {
+        return;
+    }
+    let h = wg % p.hq;
+    let t0 = wg / p.hq * TQ;
+    let kvh = h / (p.hq / p.hkv);
+    let pos = load_pos(lid);
+    // This invocation: query row r of the tile, keys g and g + 16 of each
+    // block, value dims 4g..4g+3.
+    let r = lid / 16u;
+    let g = lid % 16u;
+    let live = t0 + r < p.t;
+    let n_kv = pos + t0 + r + 1u;
+    let lo = key_lo(n_kv);
+    for (var e = lid; e < TQ * p.d; e += WG) {
+        let rr = e / p.d;
+        let c = e % p.d;
+        let ti = t0 + rr;
+        var v = 0.0;
+        if (ti < p.t) {
+#if ROPE_Q
+            v = rotated(ti * p.ld + p.col0 + h * p.d, c, f32(pos + ti)) * p.scale;
+#else
+            v = q[(ti * p.hq + h) * p.d + c] * p.scale;
+#endif
+        }
+        tq[rr * (TD + 1u) + c] = v;
+    }
+    // The keys any row of the tile sees.
+    let j_lo = key_lo(pos + t0 + 1u);
+    let j_hi = pos + min(t0 + TQ, p.t);
+    let nd4 = p.d / 4u;
+    let kb = kvh * p.cap * p.d;
+    var m = -3.0e38;
+    var l = 0.0;
+    var acc = vec4<f32>(0.0);
+    for (var c0 = j_lo; c0 < j_hi; c0 += TK) {
+        // The previous block's values are read (and the queries written).
+        workgroupBarrier();
+        for (var e = lid; e < TK * nd4; e += WG) {
+            let kk = e / nd4;
+            let c4 = e % nd4;
+            var kv = vec4<f32>(0.0);
+            if (c0 + kk < j_hi) {
+                kv = k4(kb + (c0 + kk) * p.d + 4u * c4);
+            }
+            for (var i = 0u; i < 4u; i++) {
+                tkv[(4u * c4 + i) * (TK + 1u) + kk] = kv[i];
+            }
+        }
+        workgroupBarrier();
+        var s0 = 0.0;
+        var s1 = 0.0;
+        for (var c = 0u; c < p.d; c++) {
+            let qv = tq[r * (TD + 1u) + c];
+            s0 += qv * tkv[c * (TK + 1u) + g];
+            s1 += qv * tkv[c * (TK + 1u) + g + 16u];
+        }
+        let ja = c0 + g;
+        let jb = ja + 16u;
+        let ok0 = live && ja >= lo && ja < n_kv;
+        let ok1 = live && jb >= lo && jb < n_kv;
+        tp[r * TK + g] = select(-3.0e38, s0, ok0);
+        tp[r * TK + g + 16u] = select(-3.0e38, s1, ok1);
+        workgroupBarrier();
+        var mb = -3.0e38;
+        for (var j = 0u; j < TK; j++) {
+            mb = max(mb, tp[r * TK + j]);
+        }
+        let m_new = max(m, mb);
+        let corr = exp(m - m_new);
+        let e0 = select(0.0, exp(s0 - m_new), ok0);
+        let e1 = select(0.0, exp(s1 - m_new), ok1);
+        // Every score and key is read.
+        workgroupBarrier();
+        tp[r * TK + g] = e0;
+        tp[r * TK + g + 16u] = e1;
+        for (var e = lid; e < TK * nd4; e += WG) {
+            let kk = e / nd4;
+            let c4 = e % nd4;
+            var vv = vec4<f32>(0.0);
+            if (c0 + kk < j_hi) {
+                vv = v4(kb + (c0 + kk) * p.d + 4u * c4);
+            }
+            for (var i = 0u; i < 4u; i++) {
+                tkv[kk * TD + 4u * c4 + i] = vv[i];
+            }
+        }
+        workgroupBarrier();
+        var lb = 0.0;
+        var a = vec4<f32>(0.0);
+        let c = min(4u * g, TD - 4u);
+        for (var j = 0u; j < TK; j++) {
+            let pj = tp[r * TK + j];
+            lb += pj;
+            let o = j * TD + c;
+            a += pj * vec4<f32>(tkv[o], tkv[o + 1u], tkv[o + 2u], tkv[o + 3u]);
+        }
+        l = l * corr + lb;
+        acc = acc * corr + a;
+        m = m_new;
+    }
+    if (live && 4u * g < p.d) {
+        let o = ((t0 + r) * p.hq + h) * p.d + 4u * g;
+        for (var i = 0u; i < 4u; i++) {
+            out[o + i] = acc[i] / l;
+        }
+    }
+}
+#elif ONE
 var<workgroup> accs: array<vec4<f32>, 256>;
 
 // Value dims c..c+3 (those < d) of the value row starting at element vb.

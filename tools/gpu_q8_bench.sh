@@ -19,11 +19,56 @@
 #            .device/kiln-parity-q8a.xz beside this one, op parity, 1B
 #            greedy tokens, a wgpu kernel profile, and llama.cpp Vulkan
 #            before and after (no CUDA build)
+#   PHASE=t  the tiled prefill attention against attn_one, then one run of
+#            both shapes beside llama.cpp CUDA (built there) and Vulkan
+#            (three invocations of Vulkan on the 1B file, two on the other)
 #   PHASE=l  the same decode and prefill rows beside llama.cpp CUDA (built there; carry
 #            .peers) and llama.cpp's static Vulkan llama-bench (carry .gl)
 # Results under $OUT.
 set -uo pipefail
 [ "${PHASE:-a}" = g ] && export NO_SMOL=1
+if [ "${PHASE:-a}" = t ]; then
+  # The tiled prefill attention (attn_tile) against attn_one (KILN_ATTN=one),
+  # op parity and greedy tokens, then one run of everything beside llama.cpp
+  # CUDA (built here first) and Vulkan, Vulkan three times (its first
+  # invocation on a machine has measured 3x slower prefill than later ones).
+  . tools/gpu_bench_common.sh
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  V=/root/llama-bench-vulkan
+  [ -x $V ] || { xz -dc .peers/llama-bench-vulkan.xz > $V && chmod +x $V; }
+  build_llamacpp_cuda
+  export KILN_ACTIVATIONS=q8
+  KILN_Q8_MIN_WEIGHTS=0 run parity.txt 200 $K ops --iters 0 --filter att
+  KILN_Q8_MIN_WEIGHTS=0 run parity.txt 200 $K ops --iters 0 --filter mul_mat
+  grep -E "cases:" "$OUT/parity.txt"
+  for a in f32 q8; do
+    KILN_ACTIVATIONS=$a run model1b.txt 150 $K model --fused --tokens 8 --model $B1
+  done
+  grep -E "agree|8/8|/8" "$OUT/model1b.txt" | head
+  run vulkan.txt 100 $V -m $B1 -ngl 99 -p 512 -n 128 -r 5
+  for at in one tile; do
+    KILN_ATTN=$at run kiln1b.txt 150 $K bench --model $B1 --prefill 512 --decode 2 --reps 3
+  done
+  run vulkan.txt 100 $V -m $B1 -ngl 99 -p 512 -n 128 -r 5
+  run kiln1b.txt 150 $K bench --model $B1 --prefill 2 --decode 128 --reps 3
+  run cuda.txt 150 $L/build-cuda/bin/llama-bench -m $B1 -ngl 99 -p 512 -n 128 -r 5
+  run vulkan.txt 100 $V -m $B1 -ngl 99 -p 512 -n 128 -r 5
+  for a in q8 f32; do
+    KILN_ACTIVATIONS=$a run smol.txt 150 $K bench --model $SR --prefill 2 --decode 128 --reps 3
+    KILN_ACTIVATIONS=$a run smol.txt 150 $K bench --model $SR --prefill 512 --decode 2 --reps 3
+  done
+  run vulkan.txt 100 $V -m $SR -ngl 99 -p 512 -n 128 -r 5
+  run vulkan.txt 100 $V -m $SR -ngl 99 -p 512 -n 128 -r 5
+  run cuda.txt 150 $L/build-cuda/bin/llama-bench -m $SR -ngl 99 -p 512 -n 128 -r 5
+  run profile.txt 120 $K bench --model $B1 --prefill 512 --decode 2 --reps 1 --profile
+  grep -E "^\\$|fused|tg128|pp512" "$OUT"/kiln1b.txt "$OUT"/smol.txt "$OUT"/vulkan.txt "$OUT"/cuda.txt
+  grep -A6 "GPU time per kernel" "$OUT"/profile.txt
+  # At most 8 files come back: all of them in one archive, the main ones beside.
+  (cd "$OUT" && tar czf all.tgz ./*.txt && rm -f gen*.txt llamacpp_build.txt gpu.txt)
+  exit 0
+fi
 if [ "${PHASE:-a}" = h ]; then
   . tools/gpu_bench_common.sh
   for f in .gl/*.deb; do dpkg -x "$f" /; done

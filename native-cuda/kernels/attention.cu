@@ -13,7 +13,7 @@
 // Blocks of 64 threads; each thread owns head dims lid + 64·i (i < 4, d ≤ 256).
 // attn_rows: one block per (token, head); attn_split: grid (t·hq, ns);
 // attn_combine: one block per (token, head). attn_one: one block of 256 per
-// (token, head), below.
+// (token, head), below; attn_tile: one block of 256 per (16 tokens, head).
 #include "common.cuh"
 #include "rope.cuh"
 
@@ -202,6 +202,104 @@ __device__ void attn_one(const Params& p, const Ptrs& b) {
     }
 }
 
+// attn_tile_*: prefill, one block of 256 per (tile of TQ consecutive tokens,
+// head), d ≤ TD and d % 4 == 0 (as the WGSL twin): keys and values pass
+// through shared memory TK at a time and serve all TQ queries; 16 threads
+// per query row, each scoring 2 keys of a block and owning 4 value dims;
+// online softmax per row.
+#define TQ 16u
+#define TK 32u
+#define TD 64u
+template <class KV, bool ROPE>
+__device__ void attn_tile(const Params& p, const Ptrs& b) {
+    __shared__ float tq[TQ * (TD + 1u)];
+    __shared__ float tkv[TD * (TK + 1u)];
+    __shared__ float tp[TQ * TK];
+    const u32 t = p.w[0], hq = p.w[1], hkv = p.w[2], d = p.w[3], cap = p.w[4];
+    const float scale = PF(5);
+    const u32 wg = wg_index();
+    if (wg >= (t + TQ - 1u) / TQ * hq) return;
+    const u32 h = wg % hq, t0 = wg / hq * TQ, kvh = h / (hq / hkv);
+    const u32 pos = BUF(const u32, 3)[p.w[6]];
+    const u32 lid = threadIdx.x, r = lid / 16u, g = lid % 16u;
+    const bool live = t0 + r < t;
+    const u32 n_kv = pos + t0 + r + 1u, lo = key_lo(p, n_kv);
+    const float* q = BUF(const float, 0);
+    for (u32 e = lid; e < TQ * d; e += 256u) {
+        const u32 rr = e / d, c = e % d, ti = t0 + rr;
+        float v = 0.0f;
+        if (ti < t) {
+            if (ROPE) {
+                const u64 xb = (u64)ti * p.w[22] + p.w[21] + (u64)h * d;
+                v = rope_rotated(p, q, BUF(const float, 5), xb, c, (float)(pos + ti), 6) * scale;
+            } else {
+                v = q[((u64)ti * hq + h) * d + c] * scale;
+            }
+        }
+        tq[rr * (TD + 1u) + c] = v;
+    }
+    const u32 j_lo = key_lo(p, pos + t0 + 1u), j_hi = pos + min(t0 + TQ, t);
+    const void* kc = (const void*)b.p[1];
+    const void* vc = (const void*)b.p[2];
+    const u64 kb = (u64)kvh * cap * d;
+    float m = -3.0e38f, l = 0.0f, acc[4] = {0.f, 0.f, 0.f, 0.f};
+    for (u32 c0 = j_lo; c0 < j_hi; c0 += TK) {
+        __syncthreads();  // the previous block's values are read (and the queries written)
+        for (u32 e = lid; e < TK * d; e += 256u) {
+            const u32 kk = e / d, c = e % d;
+            tkv[c * (TK + 1u) + kk] = c0 + kk < j_hi ? KV::at(kc, kb + (u64)(c0 + kk) * d + c) : 0.0f;
+        }
+        __syncthreads();
+        float s0 = 0.0f, s1 = 0.0f;
+        for (u32 c = 0; c < d; c++) {
+            const float qv = tq[r * (TD + 1u) + c];
+            s0 += qv * tkv[c * (TK + 1u) + g];
+            s1 += qv * tkv[c * (TK + 1u) + g + 16u];
+        }
+        const u32 ja = c0 + g, jb = ja + 16u;
+        const bool ok0 = live && ja >= lo && ja < n_kv, ok1 = live && jb >= lo && jb < n_kv;
+        tp[r * TK + g] = ok0 ? s0 : -3.0e38f;
+        tp[r * TK + g + 16u] = ok1 ? s1 : -3.0e38f;
+        __syncthreads();
+        float mb = -3.0e38f;
+        for (u32 j = 0; j < TK; j++) mb = fmaxf(mb, tp[r * TK + j]);
+        const float m_new = fmaxf(m, mb), corr = expf(m - m_new);
+        const float e0 = ok0 ? expf(s0 - m_new) : 0.0f, e1 = ok1 ? expf(s1 - m_new) : 0.0f;
+        __syncthreads();  // every score and key is read
+        tp[r * TK + g] = e0;
+        tp[r * TK + g + 16u] = e1;
+        for (u32 e = lid; e < TK * d; e += 256u) {
+            const u32 kk = e / d, c = e % d;
+            tkv[kk * TD + c] = c0 + kk < j_hi ? KV::at(vc, kb + (u64)(c0 + kk) * d + c) : 0.0f;
+        }
+        __syncthreads();
+        float lb = 0.0f, a[4] = {0.f, 0.f, 0.f, 0.f};
+        const u32 c = min(4u * g, TD - 4u);
+        for (u32 j = 0; j < TK; j++) {
+            const float pj = tp[r * TK + j];
+            lb += pj;
+#pragma unroll
+            for (u32 i = 0; i < 4u; i++) a[i] += pj * tkv[j * TD + c + i];
+        }
+        l = l * corr + lb;
+#pragma unroll
+        for (u32 i = 0; i < 4u; i++) acc[i] = acc[i] * corr + a[i];
+        m = m_new;
+    }
+    if (live && 4u * g < d) {
+        float* y = BUF(float, 4);
+        const u64 o = (((u64)t0 + r) * hq + h) * d + 4u * g;
+        for (u32 i = 0; i < 4u; i++) y[o + i] = acc[i] / l;
+    }
+}
+#undef TQ
+#undef TK
+#undef TD
+
+extern "C" __global__ void attn_tile_f32(Params p, Ptrs b) { attn_tile<KvF32, false>(p, b); }
+extern "C" __global__ void attn_tile_f16(Params p, Ptrs b) { attn_tile<KvF16, false>(p, b); }
+extern "C" __global__ void attn_tile_f32_rope(Params p, Ptrs b) { attn_tile<KvF32, true>(p, b); }
+extern "C" __global__ void attn_tile_f16_rope(Params p, Ptrs b) { attn_tile<KvF16, true>(p, b); }
 extern "C" __global__ void attn_one_f32(Params p, Ptrs b) { attn_one<KvF32, false>(p, b); }
 extern "C" __global__ void attn_one_f16(Params p, Ptrs b) { attn_one<KvF16, false>(p, b); }
 extern "C" __global__ void attn_one_f32_rope(Params p, Ptrs b) { attn_one<KvF32, true>(p, b); }

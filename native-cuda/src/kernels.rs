@@ -237,6 +237,9 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
         ("attention.wgsl", "attn_rows") => {
             k("attention", format!("attn_rows_{half}{rope}"), [64, 1, 1])
         }
+        ("attention.wgsl", "attn_tile") => {
+            k("attention", format!("attn_tile_{half}{rope}"), [256, 1, 1])
+        }
         ("attention.wgsl", "attn_one") => {
             k("attention", format!("attn_one_{half}{rope}"), [256, 1, 1])
         }

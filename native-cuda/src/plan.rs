@@ -114,7 +114,10 @@ pub fn caps() -> GpuCaps {
         gemv_xreg: kiln::ops::env_switch("KILN_GEMV_XREG").unwrap_or(false),
         gemm_big: false,
         q8_activations: GpuCaps::q8_activations_from_env(),
-        q8_local: kiln::ops::env_switch("KILN_Q8_LOCAL").unwrap_or(true),
+        // Off by default here: with graph replay the quantize launch is
+        // cheap and the 256-thread GEMV measured slower (H100, 2026-12-06:
+        // 1B decode 1080.7 → 1034.0 tok/s; wgpu 791.9 → 825.1 with it).
+        q8_local: kiln::ops::env_switch("KILN_Q8_LOCAL").unwrap_or(false),
     }
 }
 

@@ -22,6 +22,8 @@ const TERRAIN = '/models/terrain_consistency_unet_difficulty100.onnx';
 const json = async (p) => JSON.parse(await readFile(join(root, p), 'utf8'));
 const tinyRef = await json('tests/fixtures/models/llama3/reference.json');
 const smolRef = (await json('tests/fixtures/smollm2/reference.json')).records;
+const GEMMA = '/models/gemma-3-270m-q4_k_m.gguf';
+const gemmaRef = await json('tests/fixtures/gemma3_270m/reference.json');
 
 // A static server over the repo (and extra mounts), with Content-Length.
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.css': 'text/css', '.webmanifest': 'application/manifest+json', '.svg': 'image/svg+xml' };
@@ -228,6 +230,60 @@ test('cpu backend (wasm SIMD128): greedy ids = PyTorch with f32 activations (tin
   while (agree < q8.ids.length && q8.ids[agree] === long.greedy_ids[agree]) agree++;
   console.log(`    ${q8.adapter.name}: ${agree}/${long.greedy_ids.length} ids as PyTorch, prefill ${q8.stats.prefillTokensPerSecond.toFixed(1)} tok/s, decode ${q8.stats.decodeTokensPerSecond.toFixed(1)} tok/s`);
   assert.ok(agree >= 5, `8-bit activations agree with PyTorch on only ${agree} ids`);
+});
+
+test('Gemma 3 270M Q4_K_M (real file, SentencePiece vocabulary, 262k-entry head): tokenizer, chat turns and greedy ids = PyTorch on the cpu backend (wasm)', async () => {
+  const page = await harness();
+  const r = await page.evaluate(async ({ url, cases, prompts }) => {
+    const t0 = performance.now();
+    const llm = await kiln.Kiln.loadLLM(url, { cache: false, maxContext: 128, adapterPreference: 'cpu', cpuActivations: 'f32' });
+    const out = { load: (performance.now() - t0) / 1e3, adapter: llm.adapter, tokens: [], prompts: [], gens: [] };
+    for (const c of cases) out.tokens.push({ ids: await llm.tokenize(c.text, false), text: await llm.detokenize(c.ids, false) });
+    for (const p of prompts) out.prompts.push(await llm.tokenize(p.prompt_text, p.add_special_tokens));
+    // The file has no chat template: Gemma's turns, not ChatML.
+    out.chat = await llm._model.chatPrompt([{ role: 'user', content: 'What is the capital of France?' }]);
+    for (const p of prompts.filter((p) => p.name === 'chat_capital' || p.name === 'plain_fox')) {
+      for await (const _ of llm.generateIds(p.prompt_ids, { max_tokens: 8, ignore_eos: true })) { /* ids below */ }
+      out.gens.push({ name: p.name, ids: llm.lastStats.tokens, stats: llm.lastStats });
+    }
+    await llm.dispose();
+    return out;
+  }, { url: GEMMA, cases: gemmaRef.tokenizer_cases, prompts: gemmaRef.prompts });
+  assert.equal(r.adapter.cpu, true, JSON.stringify(r.adapter));
+  gemmaRef.tokenizer_cases.forEach((c, i) => {
+    assert.deepEqual(r.tokens[i].ids, c.ids, `ids of ${JSON.stringify(c.text)}`);
+    assert.equal(r.tokens[i].text, c.text, `decode of ${JSON.stringify(c.text)}`);
+  });
+  gemmaRef.prompts.forEach((p, i) => assert.deepEqual(r.prompts[i], p.prompt_ids, `ids of prompt ${p.name}`));
+  assert.deepEqual(r.chat, gemmaRef.prompts.find((p) => p.name === 'chat_capital').prompt_ids);
+  // f32 activations, weights dequantized as PyTorch's: the first 8 greedy
+  // ids of both prompts (top-1 margins ≥ 0.47 there) are PyTorch's.
+  for (const g of r.gens) {
+    const want = gemmaRef.prompts.find((p) => p.name === g.name).greedy_ids.slice(0, 8);
+    assert.deepEqual(g.ids, want, `greedy ids of ${g.name}`);
+    console.log(`    ${g.name}: 8 ids = PyTorch's, prefill ${g.stats.prefillTokensPerSecond.toFixed(1)} tok/s, decode ${g.stats.decodeTokensPerSecond.toFixed(1)} tok/s`);
+  }
+  console.log(`    ${gemmaRef.tokenizer_cases.length} tokenizer cases and ${gemmaRef.prompts.length} prompts = the reference; ${r.adapter.name}, loaded in ${r.load.toFixed(1)} s`);
+  // The chat demo with this file (no GPU here: the CPU backend, its default
+  // 8-bit activations; greedy). The file is the pretrained 270M model: it
+  // repeats the question (the reference's greedy text) rather than answering.
+  const context = await browser.newContext({ viewport: { width: 1000, height: 760 } });
+  const demo = await context.newPage();
+  demo.on('pageerror', (e) => console.log(`    [page error] ${e.message}`));
+  await demo.goto(`${origin}/www/?model=${encodeURIComponent(GEMMA)}`);
+  await demo.waitForSelector('#status:has-text("Ready")', { timeout: 180000 });
+  await demo.evaluate(() => { document.getElementById('settings').open = true; });
+  await demo.fill('#system', '');
+  await demo.fill('#max_tokens', '10');
+  await demo.fill('#prompt', 'What is the capital of France?');
+  await demo.click('#send');
+  await demo.waitForSelector('#send:not([disabled])', { timeout: 180000 });
+  const answer = await demo.locator('.msg.assistant').last().innerText();
+  console.log(`    demo (${await demo.locator("#adapter").innerText()}): ${JSON.stringify(answer)}; ${await demo.locator("#stats").innerText()}`);
+  assert.match(answer, /capital of France/);
+  await mkdir(artifacts, { recursive: true });
+  await demo.screenshot({ path: join(artifacts, 'demo-gemma.png') });
+  await context.close();
 });
 
 test('streaming, abort, break, OpenAI shapes, BUSY', async () => {

@@ -11,7 +11,10 @@
 //!
 //! Kernels (`shaders/attention.wgsl`): on GPUs, prefill (`t > 4`) and
 //! decode over a cache of at most `ONE_MAX_CAP` positions run one dispatch
-//! of a 256-wide workgroup per (token, head) (`attn_one`). Decode over longer
+//! of a 256-wide workgroup per (token, head) (`attn_one`); prefill with a
+//! head dimension of at most 64 (a multiple of 4) runs one per (16 tokens,
+//! head) instead, the keys and values of each 32-key block shared through
+//! workgroup memory (`attn_tile`, flash-attention's tiling). Decode over longer
 //! caches, and on CPU adapters, splits the KV length across `ns` workgroups
 //! per head (flash-decoding: partial max, sum and weighted values in
 //! scratch, then a combine pass). Prefill on CPU adapters streams the keys
@@ -49,15 +52,28 @@ enum Kernel {
     Rows,
     Split,
     One,
+    Tile,
 }
+
+/// Head dimensions up to which prefill on GPUs takes `attn_tile` (its `TD`).
+pub const TILE_MAX_HEAD_DIM: usize = 64;
+/// Query tokens per `attn_tile` workgroup (its `TQ`).
+const TILE_Q: usize = 16;
 
 impl Kernel {
     /// By shape and adapter: prefill on GPUs runs `attn_one` (a 128-token
     /// chunk had 1.16× the prefill rate of `attn_rows` on the H200: enough
     /// rows to hide the serial value sums), on CPU adapters `attn_rows`.
-    /// `KILN_ATTN=split|one|rows` (native, for benchmarks) forces one where
-    /// it applies (`rows` and `one` for any t, `split` for t ≤ SPLIT_MAX_T).
-    fn pick(t: usize, cap: usize, cpu: bool) -> Kernel {
+    /// A head dimension of at most `TILE_MAX_HEAD_DIM` (a multiple of 4)
+    /// takes `attn_tile` instead: keys and values through workgroup memory
+    /// for 16 queries at a time (H100, Llama-3.2-1B shape, 512-token chunk:
+    /// attn_one was 23% of the wgpu prefill and 53% of the CUDA twin's,
+    /// docs/bench/2026-12-06-h100-q8-local).
+    /// `KILN_ATTN=split|one|rows|tile` (native, for benchmarks) forces one
+    /// where it applies (`rows` and `one` for any t, `split` for t ≤
+    /// SPLIT_MAX_T, `tile` where the head dimension allows).
+    fn pick(t: usize, cap: usize, d: usize, cpu: bool) -> Kernel {
+        let tile_ok = d <= TILE_MAX_HEAD_DIM && d.is_multiple_of(4);
         let forced = if cfg!(target_arch = "wasm32") {
             None
         } else {
@@ -67,7 +83,9 @@ impl Kernel {
             (Some("rows"), _) => Kernel::Rows,
             (Some("one"), _) => Kernel::One,
             (Some("split"), true) => Kernel::Split,
+            (Some("tile"), _) if tile_ok => Kernel::Tile,
             (_, false) if cpu => Kernel::Rows,
+            (_, false) if tile_ok => Kernel::Tile,
             (_, false) => Kernel::One,
             (_, true) if !cpu && cap <= ONE_MAX_CAP => Kernel::One,
             (_, true) => Kernel::Split,
@@ -303,16 +321,21 @@ impl Op for Attention {
             params.extend_from_slice(&words[3..]);
             kv.push("ROPE_Q");
         }
-        let kernel = Kernel::pick(t, cap, ctx.caps.cpu);
+        let kernel = Kernel::pick(t, cap, d, ctx.caps.cpu);
         if kernel != Kernel::Split {
             let mut bindings = io;
             bindings.push(Bind::Output);
             bindings.extend(rope_bind);
-            let entry = if kernel == Kernel::One {
-                kv.push("ONE");
-                "attn_one"
-            } else {
-                "attn_rows"
+            let (entry, groups) = match kernel {
+                Kernel::One => {
+                    kv.push("ONE");
+                    ("attn_one", t * hq)
+                }
+                Kernel::Tile => {
+                    kv.push("TILE");
+                    ("attn_tile", t.div_ceil(TILE_Q) * hq)
+                }
+                _ => ("attn_rows", t * hq),
             };
             return Ok(vec![Dispatch {
                 shader: "attention.wgsl",
@@ -320,7 +343,7 @@ impl Op for Attention {
                 defines: kv,
                 bindings,
                 params,
-                groups: grid(t * hq, ctx.caps)?,
+                groups: grid(groups, ctx.caps)?,
             }]);
         }
         let scratch = Bind::Scratch(0, (t * hq * ns * (d + 2) * 4) as u64);

@@ -189,7 +189,9 @@ pub struct GpuCaps {
     pub q8_activations: Option<usize>,
     /// One-token 8-bit products over k ≤ `matmul_q8::LOCAL_MAX_K` quantize
     /// x inside the GEMV's workgroups (`XQ_LOCAL`) instead of in a
-    /// dispatch of their own. On unless `KILN_Q8_LOCAL=0`.
+    /// dispatch of their own. On for wgpu (fewer dispatches), off for the
+    /// CUDA twin (graph replay makes the launch cheap there); `KILN_Q8_LOCAL`
+    /// overrides both (docs/bench/2026-12-06-h100-q8-local).
     pub q8_local: bool,
 }
 

@@ -613,6 +613,13 @@ fn attention(rng: &mut Rng) -> Result<Vec<Case>> {
             // Prefill rows over several 256-key blocks (attn_one on GPUs).
             (6, 4, 2, 64, 700, 600, 0),
             (5, 2, 1, 128, 600, 513, 0),
+            // Prefill tiles of 16 tokens (attn_tile on GPUs, d ≤ 64): a
+            // partial last tile, an empty cache, d 32 and 4, blocks of 32
+            // keys past the cache's end.
+            (40, 4, 2, 64, 700, 600, 0),
+            (37, 4, 1, 64, 300, 0, 0),
+            (33, 6, 3, 32, 80, 10, 0),
+            (17, 2, 2, 4, 40, 7, 0),
             // Sliding windows: shorter than the keys (the first queries of a
             // chunk see fewer), one key, wider than the keys (no effect), a
             // window across several 256-key blocks and split-KV splits.
@@ -623,6 +630,8 @@ fn attention(rng: &mut Rng) -> Result<Vec<Case>> {
             (6, 4, 2, 64, 700, 600, 513),
             (1, 2, 1, 64, 2100, 2099, 700),
             (2, 4, 2, 256, 2049, 1500, 3),
+            (40, 4, 2, 64, 700, 600, 23),
+            (21, 2, 2, 32, 60, 30, 1),
         ] {
             let mut b = B::new(rng);
             let p = b.g.sym("pos");

@@ -162,6 +162,9 @@ pub(super) fn attention_rope_q(rng: &mut Rng) -> Result<Vec<Case>> {
             (1, 4, 2, 64, 64, 2100, 2050, RopeMode::Neox, true, 0),
             (1, 4, 1, 64, 64, 700, 641, RopeMode::Neox, false, 300),
             (6, 4, 2, 32, 32, 90, 70, RopeMode::Normal, true, 33),
+            // Prefill tiles (attn_tile on GPUs).
+            (24, 4, 2, 64, 64, 90, 40, RopeMode::Neox, true, 0),
+            (19, 2, 1, 32, 16, 60, 30, RopeMode::Normal, false, 9),
         ] {
             let mut b = B::new(rng);
             let p = b.g.sym("pos");
