@@ -38,7 +38,7 @@ if [ "${PHASE:-a}" = t ]; then
   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
   V=/root/llama-bench-vulkan
   [ -x $V ] || { xz -dc .peers/llama-bench-vulkan.xz > $V && chmod +x $V; }
-  build_llamacpp_cuda
+  [ "${CUDA_PEER:-1}" = 1 ] && build_llamacpp_cuda
   export KILN_ACTIVATIONS=q8
   KILN_Q8_MIN_WEIGHTS=0 run parity.txt 200 $K ops --iters 0 --filter att
   KILN_Q8_MIN_WEIGHTS=0 run parity.txt 200 $K ops --iters 0 --filter mul_mat
