@@ -340,6 +340,27 @@ fn fetch_w(row: u32, u: u32, j: u32) -> vec4<u32> {
 #endif
 }
 
+// This invocation's loads for block u (zeros past the edges): x words from
+// xbase + 8u, the row's d and s from dbase + u (s m·nb words later), part
+// wj of weight row `row`; `ins` says which of the three are inside.
+fn fetch(u: u32, xbase: u32, dbase: u32, row: u32, wj: u32, ins: vec3<bool>) -> Fetch {
+    var f = Fetch(vec4<u32>(0u), vec2<f32>(0.0), vec4<u32>(0u));
+    if (u < (p.k >> 5u)) {
+        if (ins.x) {
+            let o = xbase + 8u * u;
+            f.x = vec4<u32>(xq[o], xq[o + 1u], xq[o + 2u], xq[o + 3u]);
+        }
+        if (ins.y) {
+            f.ds = vec2<f32>(bitcast<f32>(xq[dbase + u]),
+                             bitcast<f32>(xq[dbase + p.m * (p.k >> 5u) + u]));
+        }
+        if (ins.z) {
+            f.w = fetch_w(row, u, wj);
+        }
+    }
+    return f;
+}
+
 fn put_w(b: u32, j: u32, col: u32, v: u32) {
     Ws[(b * 8u + j) * (BN / 4u) + col / 4u][col % 4u] = v;
 }
@@ -379,7 +400,6 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let nb = p.k >> 5u;
     let kw = p.k >> 2u;
     let db = p.m * kw;
-    let sb = db + p.m * nb;
     // This invocation's loads: half lid % 2 (4 words) of x row lid / 2, and
     // part lid % 4 of weight row lid / 4.
     let xr = lid / 2u;
@@ -393,23 +413,10 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var f: array<Fetch, KB>;
     // The stage's global loads go out before the previous stage's products
     // (registers, then workgroup memory after the barrier).
+    let xbase = (r0 + xr) * kw + 4u * xh;
+    let dbase = db + (r0 + lid) * nb;
     for (var b = 0u; b < KB; b++) {
-        let u = b;
-        var fb = Fetch(vec4<u32>(0u), vec2<f32>(0.0), vec4<u32>(0u));
-        if (u < nb) {
-            if (x_in) {
-                let o = (r0 + xr) * kw + 8u * u + 4u * xh;
-                fb.x = vec4<u32>(xq[o], xq[o + 1u], xq[o + 2u], xq[o + 3u]);
-            }
-            if (d_in) {
-                fb.ds = vec2<f32>(bitcast<f32>(xq[db + (r0 + lid) * nb + u]),
-                                  bitcast<f32>(xq[sb + (r0 + lid) * nb + u]));
-            }
-            if (w_in) {
-                fb.w = fetch_w(c0 + wc, u, wj);
-            }
-        }
-        f[b] = fb;
+        f[b] = fetch(b, xbase, dbase, c0 + wc, wj, vec3<bool>(x_in, d_in, w_in));
     }
     for (var u0 = 0u; u0 < nb; u0 += KB) {
         for (var b = 0u; b < KB; b++) {
@@ -424,22 +431,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         workgroupBarrier();
         for (var b = 0u; b < KB; b++) {
-            let u = u0 + KB + b;
-            var fb = Fetch(vec4<u32>(0u), vec2<f32>(0.0), vec4<u32>(0u));
-            if (u < nb) {
-                if (x_in) {
-                    let o = (r0 + xr) * kw + 8u * u + 4u * xh;
-                    fb.x = vec4<u32>(xq[o], xq[o + 1u], xq[o + 2u], xq[o + 3u]);
-                }
-                if (d_in) {
-                    fb.ds = vec2<f32>(bitcast<f32>(xq[db + (r0 + lid) * nb + u]),
-                                      bitcast<f32>(xq[sb + (r0 + lid) * nb + u]));
-                }
-                if (w_in) {
-                    fb.w = fetch_w(c0 + wc, u, wj);
-                }
-            }
-            f[b] = fb;
+            f[b] = fetch(u0 + KB + b, xbase, dbase, c0 + wc, wj, vec3<bool>(x_in, d_in, w_in));
         }
         for (var b = 0u; b < KB; b++) {
             var isum: array<vec4<i32>, 8>;

@@ -36,3 +36,12 @@ build_llamacpp_cuda() {
     tail -4 /root/lc/build.log > "$OUT/llamacpp_build.txt"
   fi
 }
+# vulkan_peer: the carried Vulkan loader (.gl) unpacked, NVIDIA's ICD, and
+# llama.cpp's static Vulkan llama-bench (.peers) in $V.
+V=/root/llama-bench-vulkan
+vulkan_peer() {
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  [ -x $V ] || { xz -dc .peers/llama-bench-vulkan.xz > $V && chmod +x $V; }
+}

@@ -34,11 +34,7 @@ if [ "${PHASE:-a}" = t ]; then
   # it) and Vulkan, run several times (its first invocation on a machine has
   # measured 3x slower prefill than later ones).
   . tools/gpu_bench_common.sh
-  for f in .gl/*.deb; do dpkg -x "$f" /; done
-  ldconfig
-  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-  V=/root/llama-bench-vulkan
-  [ -x $V ] || { xz -dc .peers/llama-bench-vulkan.xz > $V && chmod +x $V; }
+  vulkan_peer
   build_pid=
   if [ "${CUDA_PEER:-1}" = 1 ]; then
     (renice -n 19 $BASHPID > /dev/null; build_llamacpp_cuda) &
@@ -73,11 +69,7 @@ if [ "${PHASE:-a}" = t ]; then
 fi
 if [ "${PHASE:-a}" = h ]; then
   . tools/gpu_bench_common.sh
-  for f in .gl/*.deb; do dpkg -x "$f" /; done
-  ldconfig
-  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-  V=/root/llama-bench-vulkan
-  [ -x $V ] || { xz -dc .peers/llama-bench-vulkan.xz > $V && chmod +x $V; }
+  vulkan_peer
   A=/root/kiln/kiln-parity-q8a
   xz -dc .device/kiln-parity-q8a.xz > $A && chmod +x $A
   export KILN_ACTIVATIONS=q8
