@@ -184,7 +184,7 @@ fn tensors_over_the_binding_limit_are_typed_errors() {
 }
 
 /// Chat templates are code from the model file: a runaway loop, deep
-/// recursion or a giant prompt stop with `TEMPLATE_LIMIT` in bounded time,
+/// recursion, a value doubled into gigabytes or a giant prompt stop with `TEMPLATE_LIMIT` in bounded time,
 /// and an ordinary template still renders a long conversation.
 #[test]
 fn hostile_chat_templates_stop_with_typed_errors() {
@@ -202,6 +202,28 @@ fn hostile_chat_templates_stop_with_typed_errors() {
         (
             "output",
             "{% for i in range(1000) %}{{ 'x' * 1000000 }}{% endfor %}",
+        ),
+        // Amplification: a few instructions doubling a value 2^40-fold
+        // (fuel is charged for the bytes a string or list operation makes).
+        (
+            "string doubling with ~",
+            "{% set ns = namespace(s='abcdefgh') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+        ),
+        (
+            "string doubling with +",
+            "{% set ns = namespace(s='abcdefgh') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s|length }}",
+        ),
+        (
+            "string repetition",
+            "{% set s = 'x' * 100000000 %}{% set t = s * 50 %}{{ t|length }}",
+        ),
+        (
+            "join of a long list",
+            "{% set l = ['abcdefgh'] * 1000000 %}{{ (l|join(l|join))|length }}",
+        ),
+        (
+            "wide indent",
+            "{{ 'a\nb'|indent(4000000000) }}",
         ),
     ] {
         let t = ChatTemplate::new(src, "", "").unwrap();

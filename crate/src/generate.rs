@@ -98,7 +98,7 @@ impl ChatTemplate {
     ) -> Result<String, LoadError> {
         let msgs: Vec<_> = messages
             .iter()
-            .map(|m| minijinja::context! { role => m.role, content => m.content })
+            .map(|m| minijinja::context! { role => m.role.as_str(), content => m.content.as_str() })
             .collect();
         let t = self
             .env
@@ -109,14 +109,14 @@ impl ChatTemplate {
             minijinja::context! {
                 messages => msgs,
                 add_generation_prompt => add_generation_prompt,
-                bos_token => self.bos,
-                eos_token => self.eos,
+                bos_token => self.bos.as_str(),
+                eos_token => self.eos.as_str(),
             },
             &mut out,
         )
         .map_err(|e| match e.kind() {
             minijinja::ErrorKind::OutOfFuel => LoadError::TemplateLimit(format!(
-                "more than {TEMPLATE_FUEL} instructions (a runaway loop?)"
+                "more than {TEMPLATE_FUEL} units of work (instructions and bytes made: a runaway loop or an amplified value?)"
             )),
             minijinja::ErrorKind::WriteFailure => {
                 LoadError::TemplateLimit(format!("the prompt exceeds {TEMPLATE_OUTPUT} bytes"))
@@ -131,9 +131,14 @@ impl ChatTemplate {
     }
 }
 
-/// Limits of chat-template rendering: instructions (minijinja fuel; a long
-/// conversation through a complex template takes well under 1 M), call
-/// depth, and output bytes (a prompt far beyond any context window).
+/// Limits of chat-template rendering: work (minijinja fuel, charged per
+/// instruction and, since minijinja 3.1, per byte or list slot that a string
+/// or sequence operation makes, so a value doubled in a loop runs out of it
+/// long before it takes memory; a long conversation through a complex
+/// template takes well under 1 M), call depth, and output bytes (a prompt
+/// far beyond any context window). Known gap: minijinja 3.1 materializes a
+/// lazy list concatenation chain deeper than 32 without charging fuel, so a
+/// template doubling a list 33 times in a loop still exhausts memory.
 pub const TEMPLATE_FUEL: u64 = 20_000_000;
 pub const TEMPLATE_RECURSION: usize = 100;
 pub const TEMPLATE_OUTPUT: usize = 16 << 20;
