@@ -221,10 +221,7 @@ fn hostile_chat_templates_stop_with_typed_errors() {
             "join of a long list",
             "{% set l = ['abcdefgh'] * 1000000 %}{{ (l|join(l|join))|length }}",
         ),
-        (
-            "wide indent",
-            "{{ 'a\nb'|indent(4000000000) }}",
-        ),
+        ("wide indent", "{{ 'a\nb'|indent(4000000000) }}"),
     ] {
         let t = ChatTemplate::new(src, "", "").unwrap();
         let t0 = std::time::Instant::now();
