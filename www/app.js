@@ -1,6 +1,6 @@
 // Kiln chat demo: the kiln-webgpu package used exactly as an npm user would.
 import { Kiln } from 'kiln-webgpu';
-import { registerServiceWorker, progressText, errorText } from './common.js';
+import { registerServiceWorker, progressText, errorText, deviceText } from './common.js';
 
 const $ = (id) => document.getElementById(id);
 const DEFAULT_MODEL = new URL('../models/SmolLM2-135M-Instruct.Q4_1.gguf', location.href).pathname;
@@ -30,6 +30,12 @@ async function load(source, label) {
   const t0 = performance.now();
   try {
     llm = await Kiln.loadLLM(source, {
+      // Where Kiln picks its CPU backend (no GPU, or only a software
+      // adapter): f32 activations, whose greedy answers are PyTorch's (the
+      // 8-bit ones are ~1.4x faster but drift: with this page's system
+      // prompt SmolLM2's greedy answer to "What is the capital of France?"
+      // goes astray).
+      cpuActivations: 'f32',
       onProgress: (p) => {
         $('progress').value = p.fraction;
         $('status').textContent = progressText(p, label);
@@ -39,7 +45,7 @@ async function load(source, label) {
     const where = llm.fromCache ? 'from the browser cache' : 'from the network';
     $('status').textContent = `Ready: ${label} (${where}, ${secs} s)${llm.cacheError ? ` — not cached: ${llm.cacheError.message}` : ''}`;
     const a = llm.adapter;
-    $('adapter').textContent = `WebGPU: ${a.name || a.backend}${a.shaderF16 ? ', f16' : ', f32 path (no shader-f16)'}`;
+    $('adapter').textContent = deviceText(a) + (a.cpu ? '' : a.shaderF16 ? ', f16' : ', f32 path (no shader-f16)');
   } catch (e) {
     $('status').textContent = `Could not load ${label}.`;
     setError(e);

@@ -15,6 +15,16 @@ export function progressText(p, label) {
   return `${p.fromCache ? 'Reading cache' : 'Downloading'} ${label}: ${mb(p.loaded)} / ${mb(p.total)} MB`;
 }
 
+/**
+ * Where a model runs, for the page: "WebGPU: NVIDIA …", or "CPU: cpu (1
+ * thread, wasm, …) — why" when Kiln picked its CPU backend (no WebGPU, no
+ * adapter, or only a software one such as SwiftShader).
+ */
+export function deviceText(a) {
+  if (a.cpu) return `CPU: ${a.name}${a.reason ? ` — ${a.reason}` : ''}`;
+  return `WebGPU: ${a.name || a.backend}${a.software ? ' (a software adapter)' : ''}`;
+}
+
 const HINTS = {
   WEBGPU_UNAVAILABLE: 'This browser has no WebGPU: try a recent Chrome or Edge, or enable WebGPU in its flags.',
   NETWORK_ERROR: 'Check the model URL (and your connection), or pick the file from disk.',

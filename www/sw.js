@@ -3,7 +3,7 @@
 // shells, the kiln-webgpu package and three.js are kept in a cache (network
 // first, so updates show up when online); the models themselves (.gguf,
 // .onnx) are cached by kiln-webgpu in OPFS.
-const CACHE = 'kiln-demo-v6';
+const CACHE = 'kiln-demo-v7';
 const PKG = './node_modules/kiln-webgpu/';
 const THREE = './node_modules/three/';
 const SHELL = ['./', './index.html', './app.js', './common.js', './style.css', './manifest.webmanifest',

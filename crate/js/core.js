@@ -34,37 +34,53 @@ function cpuEngine(opts) {
 }
 
 /**
- * The engine for a load: the WebGPU device, or — for LLMs and diffusion
- * (`cpuOk`), when `adapterPreference` is "cpu", the browser has no WebGPU,
- * or it offers no adapter — the fast CPU backend (wasm SIMD128). Training
- * needs WebGPU.
+ * The engine for a load and why it was picked (`adapter.reason`): the WebGPU
+ * device, or — for LLMs and diffusion (`cpuOk`) — the fast CPU backend (wasm
+ * SIMD128) when `adapterPreference` is "cpu", the browser has no WebGPU, it
+ * offers no adapter, or its only adapter is a software one (SwiftShader,
+ * WARP: `isFallbackAdapter`), on which the CPU backend is many times faster;
+ * `adapterPreference: "webgpu"` (or a power preference) keeps WebGPU there.
+ * Training needs WebGPU.
  */
 async function getEngine(opts, cpuOk = false, what = 'this') {
   await initModule(opts.wasmUrl);
-  const cpu = opts.adapterPreference === 'cpu' || (cpuOk && !globalThis.navigator?.gpu);
-  if (cpu) {
+  const pref = opts.adapterPreference;
+  if (pref === 'cpu') {
     if (!cpuOk) {
       throw new KilnError('WEBGPU_UNAVAILABLE', `${what} needs WebGPU; the CPU backend (adapterPreference "cpu") runs LLMs and diffusion only`);
     }
-    return cpuEngine(opts);
+    return { eng: cpuEngine(opts), why: 'adapterPreference "cpu"' };
   }
   if (!globalThis.navigator?.gpu) {
+    if (cpuOk) return { eng: cpuEngine(opts), why: 'this browser has no WebGPU' };
     throw new KilnError('WEBGPU_UNAVAILABLE', `${what === 'this' ? 'this' : `${what}: this`} browser has no WebGPU (navigator.gpu is missing); try a recent Chrome/Edge, or enable WebGPU (LLMs and diffusion run on the CPU without it)`);
   }
   if (!engine) {
-    engine = Engine.create(opts.adapterPreference).catch((e) => {
+    engine = Engine.create(pref === 'webgpu' ? undefined : pref).catch((e) => {
       engine = null;
       throw toKilnError(e);
     });
   }
+  let eng;
   try {
-    return await engine;
+    eng = await engine;
   } catch (e) {
     // navigator.gpu without an adapter (a blocklisted GPU, WebGPU disabled
     // by policy): LLMs and diffusion still run, on the CPU.
-    if (cpuOk && e.code === 'WEBGPU_UNAVAILABLE') return cpuEngine(opts);
+    if (cpuOk && e.code === 'WEBGPU_UNAVAILABLE') return { eng: cpuEngine(opts), why: `no WebGPU adapter (${e.message})` };
     throw e;
   }
+  const info = eng.info();
+  if (cpuOk && !pref && info.software) {
+    const name = info.name ? `, ${info.name},` : '';
+    return { eng: cpuEngine(opts), why: `the WebGPU adapter${name} is a software one (adapterPreference "webgpu" uses it)` };
+  }
+  return { eng, why: pref ? `adapterPreference "${pref}"` : `a ${info.software ? 'software ' : ''}WebGPU adapter` };
+}
+
+/** The adapter info a model reports: the engine's, with why it was picked. */
+function adapterInfo(eng, why) {
+  return { ...eng.info(), reason: why };
 }
 
 /** Forgets the device (after it was lost) so the next load opens a new one. */
@@ -133,7 +149,7 @@ export async function loadModel(source, opts = {}) {
 }
 
 async function loadGguf(source, opts) {
-  const eng = await getEngine(opts, true);
+  const { eng, why } = await getEngine(opts, true);
   if (opts.quantize != null && opts.quantize !== 'none') {
     throw new KilnError('UNSUPPORTED_MODEL', 'quantize-on-load applies to safetensors folders; GGUF weights load as stored');
   }
@@ -158,7 +174,7 @@ async function loadGguf(source, opts) {
     loader = null;
     if (src.cache) await src.cache.close();
     progress('ready', src.size);
-    return new DirectModel(model, eng.info(), src, source, opts);
+    return new DirectModel(model, adapterInfo(eng, why), src, source, opts);
   } catch (e) {
     throw await loadFailed(e, loader, [src], opts);
   }
@@ -277,7 +293,7 @@ async function openFolder(source, opts, opened) {
  * shard streams into GPU buffers, quantized on load if `quantize` says so.
  */
 async function loadFolder(source, opts) {
-  const eng = await getEngine(opts, true);
+  const { eng, why } = await getEngine(opts, true);
   const opened = [];
   let loader = null;
   try {
@@ -305,7 +321,7 @@ async function loadFolder(source, opts) {
     for (const s of opened) if (s.cache) await s.cache.close();
     progress('ready');
     const cacheError = opened.map((s) => s.cache?.error).find(Boolean);
-    return new DirectModel(model, eng.info(), { fromCache, cache: cacheError ? { error: cacheError } : null }, source, opts);
+    return new DirectModel(model, adapterInfo(eng, why), { fromCache, cache: cacheError ? { error: cacheError } : null }, source, opts);
   } catch (e) {
     throw await loadFailed(e, loader, opened, opts);
   }
@@ -336,7 +352,7 @@ const SD_WEIGHTS = {
  */
 async function loadSdFolder(source, opts) {
   // Diffusion is f32 throughout: the CPU engine says so in its name.
-  const eng = await getEngine({ cpuActivations: 'f32', ...opts }, true);
+  const { eng, why } = await getEngine({ cpuActivations: 'f32', ...opts }, true);
   const items = new Map();
   let base = null;
   if (Array.isArray(source)) {
@@ -396,7 +412,7 @@ async function loadSdFolder(source, opts) {
       img2img: !!opts.img2img, previews: !!opts.previews, vaeTiling: !!opts.vaeTiling,
     });
     progress('ready');
-    return new DirectSd(model, eng.info(), !!opts.previews);
+    return new DirectSd(model, adapterInfo(eng, why), !!opts.previews);
   } catch (e) {
     throw await loadFailed(e, null, [], opts);
   }
@@ -479,7 +495,7 @@ export class DirectSd {
  */
 export async function loadDiffusionModel(source, opts = {}) {
   if (isDiffusersFolder(source)) return loadSdFolder(source, opts);
-  const eng = await getEngine({ cpuActivations: 'f32', ...opts }, true);
+  const { eng, why } = await getEngine({ cpuActivations: 'f32', ...opts }, true);
   const src = await openSource(source, opts);
   const progress = (phase, loaded) => opts.onProgress?.({ phase, loaded, total: src.size, fraction: src.size ? loaded / src.size : 1, fromCache: src.fromCache });
   try {
@@ -502,7 +518,7 @@ export async function loadDiffusionModel(source, opts = {}) {
     const model = eng.loadTerrain(bytes, { batch: opts.batch, weights: opts.weights });
     if (src.cache) await src.cache.close();
     progress('ready', src.size);
-    return new DirectDiffusion(model, eng.info(), src);
+    return new DirectDiffusion(model, adapterInfo(eng, why), src);
   } catch (e) {
     throw await loadFailed(e, null, [src], opts);
   }
@@ -599,7 +615,7 @@ export class DirectModel {
   async train(data, opts = {}, onStep, signal) {
     if (signal?.aborted) throw aborted(signal);
     const folder = Array.isArray(this.source) || String(this.source).endsWith('/');
-    const eng = await getEngine(this.loadOpts, false, 'LoRA training');
+    const { eng } = await getEngine(this.loadOpts, false, 'LoRA training');
     const { text, name } = await dataText(data);
     const { init, ...rest } = opts;
     const initFiles = init ? { config: init.config, weights: init.weights } : undefined;

@@ -36,8 +36,8 @@ export interface LoadOptions {
   worker?: boolean;
   /** Cache URL sources in OPFS / Cache API and load from there next time (default true). */
   cache?: boolean;
-  /** "cpu": the fast CPU backend (wasm SIMD128; LLMs and diffusion, not training). Without WebGPU, LLMs and diffusion use it anyway. */
-  adapterPreference?: 'high-performance' | 'low-power' | 'cpu';
+  /** "cpu": the fast CPU backend (wasm SIMD128; LLMs and diffusion, not training). By default LLMs and diffusion use it too without WebGPU, without an adapter, or with only a software adapter (SwiftShader, WARP); "webgpu" (or a power preference) keeps WebGPU there. */
+  adapterPreference?: 'webgpu' | 'high-performance' | 'low-power' | 'cpu';
   /** CPU backend: 8-bit activations like llama.cpp (default "q8") or f32 (greedy ids equal PyTorch's). */
   cpuActivations?: 'q8' | 'f32';
   /** Longest conversation in tokens (default 2048). */
@@ -187,6 +187,10 @@ export interface AdapterInfo {
   maxBuffer: number;
   /** The fast CPU backend (name: e.g. "cpu (1 thread, wasm, 8-bit activations)"), not a WebGPU adapter. */
   cpu: boolean;
+  /** A software WebGPU adapter (isFallbackAdapter: SwiftShader, WARP). */
+  software: boolean;
+  /** Why this backend was picked (e.g. "the WebGPU adapter is a software one (adapterPreference \"webgpu\" uses it)"). */
+  reason: string;
 }
 
 export interface GenerationStats {
@@ -242,8 +246,8 @@ export interface DiffusionLoadOptions {
   worker?: boolean;
   /** Cache URL sources in OPFS / Cache API and load from there next time (default true). */
   cache?: boolean;
-  /** "cpu": the fast CPU backend (wasm SIMD128, one thread); without WebGPU it is used anyway. */
-  adapterPreference?: 'high-performance' | 'low-power' | 'cpu';
+  /** "cpu": the fast CPU backend (wasm SIMD128, one thread); by default also without WebGPU or with only a software adapter ("webgpu" keeps WebGPU). */
+  adapterPreference?: 'webgpu' | 'high-performance' | 'low-power' | 'cpu';
   /** 128×128 tiles per network call (default 1; 1..64). */
   batch?: number;
   /** Weights on the device (default 'f32'). */

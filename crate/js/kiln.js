@@ -105,9 +105,10 @@ export class Kiln {
    * in "/", or a list of URLs/Files: config.json, tokenizer.json,
    * model.safetensors or the index and its shards). Options: `onProgress({phase, loaded, total, fraction,
    * fromCache})`, `signal` (AbortSignal), `worker` (default true),
-   * `cache` (default true: OPFS), `adapterPreference` ("high-performance" |
-   * "low-power" | "cpu": the fast CPU backend, also used when the browser
-   * has no WebGPU), `cpuActivations` ("q8" default | "f32"), `maxContext`, `kvF16`, `quantize` (safetensors only:
+   * `cache` (default true: OPFS), `adapterPreference` ("webgpu" |
+   * "high-performance" | "low-power" | "cpu": the fast CPU backend, also
+   * used by default when the browser has no WebGPU or only a software
+   * adapter such as SwiftShader; "webgpu" keeps WebGPU there), `cpuActivations` ("q8" default | "f32"), `maxContext`, `kvF16`, `quantize` (safetensors only:
    * "q8_0" | "q4_0" | "q4_1" | "q5_0" | "q5_1" | "q4_k" | "q6_k" | "f16" …; GGUF weights load as
    * stored), `loraRank` (room for LoRA adapters at inference: their total
    * rank; 0 = none).

@@ -240,6 +240,7 @@ impl Engine {
                 max_storage_binding: b.ctx.limits.max_storage_buffer_binding_size as f64,
                 max_buffer: b.ctx.limits.max_buffer_size as f64,
                 cpu: false,
+                software: b.ctx.info.device_type == wgpu::DeviceType::Cpu,
             },
             WebBackend::Cpu(b) => AdapterInfo {
                 name: b.name(),
@@ -249,6 +250,7 @@ impl Engine {
                 max_storage_binding: 0.0,
                 max_buffer: 0.0,
                 cpu: true,
+                software: false,
             },
         };
         serde_wasm_bindgen::to_value(&info).unwrap_or(JsValue::NULL)
@@ -341,6 +343,8 @@ struct AdapterInfo {
     max_buffer: f64,
     /// The fast CPU backend rather than a WebGPU adapter.
     cpu: bool,
+    /// A software WebGPU adapter (`isFallbackAdapter`: SwiftShader, WARP).
+    software: bool,
 }
 
 /// A model arriving piece by piece; each tensor goes to the GPU as soon as

@@ -107,7 +107,9 @@ async function harness(context) {
   return page;
 }
 
-// Loads `url`, generates greedily from `prompt` ids; returns ids + info.
+// Loads `url` (on WebGPU unless `opts` says otherwise: by default Kiln would
+// pick its CPU backend on this software adapter), generates greedily from
+// `prompt` ids; returns ids + info.
 function greedyIn(page, url, prompt, n, opts = {}) {
   return page.evaluate(async ({ url, prompt, n, opts }) => {
     const llm = await kiln.Kiln.loadLLM(url, opts);
@@ -116,13 +118,13 @@ function greedyIn(page, url, prompt, n, opts = {}) {
     const r = { ids: llm.lastStats.tokens, text, adapter: llm.adapter, fromCache: llm.fromCache, stats: llm.lastStats };
     await llm.dispose();
     return r;
-  }, { url, prompt, n, opts });
+  }, { url, prompt, n, opts: { adapterPreference: 'webgpu', ...opts } });
 }
 
 const tests = [];
 const test = (name, fn) => tests.push({ name, fn });
 
-test('adapter: WebGPU without shader-f16 (SwiftShader) runs the f32 path to the reference ids', async () => {
+test('adapter: WebGPU without shader-f16 (SwiftShader, a software adapter) runs the f32 path to the reference ids; by default Kiln takes the CPU backend there and says why', async () => {
   const page = await harness();
   const want = tinyRef.greedy_ids;
   const r = await greedyIn(page, TINY, tinyRef.prompt_ids, want.length, { worker: false, cache: false });
@@ -130,7 +132,16 @@ test('adapter: WebGPU without shader-f16 (SwiftShader) runs the f32 path to the 
   // The CI browser's only adapter (SwiftShader) lacks shader-f16, so this run
   // is the f32 path; on an adapter with shader-f16 this test proves nothing.
   assert.equal(r.adapter.shaderF16, false, 'this test needs an adapter without shader-f16');
+  assert.equal(r.adapter.software, true, 'SwiftShader is a fallback adapter');
+  assert.equal(r.adapter.cpu, false);
   assert.deepEqual(r.ids, want, 'greedy ids without shader-f16');
+  // Without a preference Kiln runs LLMs on its CPU backend here (the only
+  // adapter is a software one) and says why; training still takes WebGPU.
+  const auto = await greedyIn(page, TINY, tinyRef.prompt_ids, want.length, { worker: false, cache: false, adapterPreference: undefined, cpuActivations: 'f32' });
+  console.log(`    default: ${auto.adapter.name}: ${auto.adapter.reason}`);
+  assert.equal(auto.adapter.cpu, true, 'the default on a software adapter is the CPU backend');
+  assert.match(auto.adapter.reason, /software/);
+  assert.deepEqual(auto.ids, want, 'greedy ids on the CPU backend');
 });
 
 test('tiny llama3 (F32, Q8_0 GGUF): greedy ids in Chromium = native = PyTorch (worker and main thread)', async () => {
@@ -157,7 +168,7 @@ test('tiny llama3 safetensors folder (base URL; URL list quantized to Q8_0 on lo
   assert.deepEqual(r.ids, q8.greedy_ids);
   // Offline: the second load of the folder comes from OPFS.
   const again = await page.evaluate(async (l) => {
-    const llm = await kiln.Kiln.loadLLM(l, { quantize: 'q8_0' });
+    const llm = await kiln.Kiln.loadLLM(l, { adapterPreference: 'webgpu', quantize: 'q8_0' });
     const fromCache = llm.fromCache;
     await llm.dispose();
     return fromCache;
@@ -169,7 +180,7 @@ test('SmolLM2-135M Q4_1: tokenizer and greedy ids = PyTorch, weights split over 
   const page = await harness();
   const rec = smolRef.find((r) => r.label === 'chat');
   const r = await page.evaluate(async ({ url, rec }) => {
-    const llm = await kiln.Kiln.loadLLM(url, { cache: false, maxContext: 256, maxBindingBytes: 8 << 20 });
+    const llm = await kiln.Kiln.loadLLM(url, { adapterPreference: 'webgpu', cache: false, maxContext: 256, maxBindingBytes: 8 << 20 });
     const ids = await llm.tokenize(rec.text, false);
     let text = '';
     for await (const t of llm.generateIds(rec.prompt_ids, { max_tokens: rec.greedy_ids.length, ignore_eos: true })) text += t;
@@ -180,7 +191,7 @@ test('SmolLM2-135M Q4_1: tokenizer and greedy ids = PyTorch, weights split over 
     out.chunks = await llm._model.weightChunks();
     out.split = Array.from(await llm._model.logitsOf(rec.prompt_ids));
     await llm.dispose();
-    const whole = await kiln.Kiln.loadLLM(url, { cache: false, maxContext: 256 });
+    const whole = await kiln.Kiln.loadLLM(url, { adapterPreference: 'webgpu', cache: false, maxContext: 256 });
     out.wholeChunks = await whole._model.weightChunks();
     out.whole = Array.from(await whole._model.logitsOf(rec.prompt_ids));
     await whole.dispose();
@@ -290,7 +301,7 @@ test('streaming, abort, break, OpenAI shapes, BUSY', async () => {
   const page = await harness();
   const r = await page.evaluate(async (url) => {
     const { Kiln } = kiln;
-    const llm = await Kiln.loadLLM(url, { cache: false });
+    const llm = await Kiln.loadLLM(url, { adapterPreference: 'webgpu', cache: false });
     const out = {};
     // Abort after 3 chunks.
     const ac = new AbortController();
@@ -344,7 +355,7 @@ test('streaming, abort, break, OpenAI shapes, BUSY', async () => {
 test('worker keeps the main thread responsive during generation', async () => {
   const page = await harness();
   const r = await page.evaluate(async (url) => {
-    const llm = await kiln.Kiln.loadLLM(url, { cache: false, maxContext: 128 });
+    const llm = await kiln.Kiln.loadLLM(url, { adapterPreference: 'webgpu', cache: false, maxContext: 128 });
     let ticks = 0, last = performance.now(), worst = 0;
     const timer = setInterval(() => { const t = performance.now(); worst = Math.max(worst, t - last); last = t; ticks++; }, 10);
     const t0 = performance.now();
@@ -435,7 +446,7 @@ test('cache: Cache API fallback without OPFS; a full quota is reported, the mode
     // Storage quota too small: loads, reports QUOTA_EXCEEDED, caches nothing.
     const estimate = navigator.storage.estimate;
     navigator.storage.estimate = async () => ({ quota: 1000, usage: 900 });
-    const a = await Kiln.loadLLM(url, { worker: false });
+    const a = await Kiln.loadLLM(url, { adapterPreference: 'webgpu', worker: false });
     out.quota = a.cacheError && a.cacheError.code;
     out.quotaMsg = a.cacheError && a.cacheError.message;
     out.cachedAfterQuota = await Kiln.hasModelInCache(url);
@@ -443,10 +454,10 @@ test('cache: Cache API fallback without OPFS; a full quota is reported, the mode
     navigator.storage.estimate = estimate;
     // No OPFS: the Cache API keeps the model.
     navigator.storage.getDirectory = undefined;
-    const b = await Kiln.loadLLM(url, { worker: false });
+    const b = await Kiln.loadLLM(url, { adapterPreference: 'webgpu', worker: false });
     out.first = b.fromCache;
     await b.dispose();
-    const c = await Kiln.loadLLM(url, { worker: false });
+    const c = await Kiln.loadLLM(url, { adapterPreference: 'webgpu', worker: false });
     out.second = c.fromCache;
     await c.dispose();
     await Kiln.deleteModelInCache(url);
@@ -515,12 +526,12 @@ test('device lost -> DEVICE_LOST, and loadLLM works again', async () => {
   const page = await harness();
   const r = await page.evaluate(async (url) => {
     const { Kiln } = kiln;
-    const llm = await Kiln.loadLLM(url, { worker: false, cache: false });
+    const llm = await Kiln.loadLLM(url, { adapterPreference: 'webgpu', worker: false, cache: false });
     await llm._model.loseDevice();
     await new Promise((res) => setTimeout(res, 100));
     let lost;
     try { for await (const _ of llm.generate('hi', { max_tokens: 3 })); lost = 'no error'; } catch (e) { lost = e.code; }
-    const again = await Kiln.loadLLM(url, { worker: false, cache: false });
+    const again = await Kiln.loadLLM(url, { adapterPreference: 'webgpu', worker: false, cache: false });
     let text = '';
     for await (const t of again.generate('hi', { max_tokens: 3, ignore_eos: true })) text += t;
     return { lost, ok: again.lastStats.tokens.length };
@@ -598,7 +609,7 @@ async function terrainPage() {
     terrain = await harness();
     const t = await terrain.evaluate(async (url) => {
       const t0 = performance.now();
-      window.dm = await kiln.Kiln.loadDiffusion(url, { cache: false });
+      window.dm = await kiln.Kiln.loadDiffusion(url, { adapterPreference: 'webgpu', cache: false });
       return { ms: performance.now() - t0, batch: window.dm.batch };
     }, TERRAIN);
     console.log(`    loaded the terrain UNet in the worker in ${(t.ms / 1000).toFixed(1)} s (batch ${t.batch})`);
@@ -638,7 +649,7 @@ test('lora: the tiny fixture trains in the worker with PEFT\'s per-step losses; 
   const r = await page.evaluate(async ({ TINY, fx, cfg }) => {
     const init = await kiln.LoRAAdapter.load(`/${fx}/init_adapter/`);
     const batchesJson = await (await fetch(`/${fx}/batches.json`)).text();
-    const llm = await kiln.Kiln.loadLLM(TINY, { cache: false, loraRank: 8 });
+    const llm = await kiln.Kiln.loadLLM(TINY, { adapterPreference: 'webgpu', cache: false, loraRank: 8 });
     const ctl = new AbortController();
     const job = llm.trainLoRA(null, {
       batchesJson, init, seqLen: cfg.seq_len, steps: cfg.steps, lr: cfg.lr, warmup: cfg.warmup,
@@ -678,7 +689,7 @@ test('lora: a safetensors folder trains too (PEFT\'s per-step losses from the fo
   const r = await page.evaluate(async ({ fx, cfg }) => {
     const init = await kiln.LoRAAdapter.load(`/${fx}/init_adapter/`);
     const batchesJson = await (await fetch(`/${fx}/batches.json`)).text();
-    const llm = await kiln.Kiln.loadLLM('/tests/fixtures/models/llama3/', { cache: false });
+    const llm = await kiln.Kiln.loadLLM('/tests/fixtures/models/llama3/', { adapterPreference: 'webgpu', cache: false });
     const ctl = new AbortController();
     const job = llm.trainLoRA(null, {
       batchesJson, init, seqLen: cfg.seq_len, steps: cfg.steps, lr: cfg.lr, warmup: cfg.warmup,
@@ -702,7 +713,7 @@ test('lora: chat JSONL trains (loss falls, validation reported), adapter round-t
   const page = await harness();
   const data = (await readFile(join(root, 'data/lora-facts/train.jsonl'), 'utf8')).split('\n').slice(0, 80).join('\n');
   const r = await page.evaluate(async ({ TINY, data }) => {
-    const llm = await kiln.Kiln.loadLLM(TINY, { cache: false, loraRank: 16 });
+    const llm = await kiln.Kiln.loadLLM(TINY, { adapterPreference: 'webgpu', cache: false, loraRank: 16 });
     const seen = [];
     const job = llm.trainLoRA(data, { steps: 12, lr: 1e-2, batchSize: 2, seqLen: 32, evalEvery: 4, valFraction: 0.2, rank: 4, alpha: 8, onStep: (s) => seen.push(s) });
     const out = await job.done;
@@ -808,7 +819,7 @@ test('stable diffusion: a tiny diffusers folder (base URL, worker) = diffusers\'
     'vae/diffusion_pytorch_model.safetensors', 'scheduler/scheduler_config.json'].map((f) => dir + f);
   const r = await page.evaluate(async ({ dir, init, files }) => {
     const code = (p) => p.then(() => 'no error', (e) => `${e.code}: ${e.message}`);
-    const dm = await kiln.Kiln.loadDiffusion(dir, { cache: false });
+    const dm = await kiln.Kiln.loadDiffusion(dir, { adapterPreference: 'webgpu', cache: false });
     const steps = [];
     const g = await dm.generate({ prompt: 'a red cube on a table', negativePrompt: '', steps: 4, scheduler: 'euler', guidance: 7.5, initLatents: init, onStep: (p) => steps.push(p.done) });
     const out = { kind: dm.kind, size: [dm.width, dm.height, g.width, g.height], rgba: Array.from(g.image.data), steps, imageData: g.image instanceof ImageData };
@@ -865,7 +876,7 @@ test('stable diffusion img2img: text-to-image then initImage at strength 0.6 = t
   const page = await harness();
   const r = await page.evaluate(async ({ dir, t2i }) => {
     const code = (p) => p.then(() => 'no error', (e) => `${e.code}: ${e.message}`);
-    const dm = await kiln.Kiln.loadDiffusion(dir, { cache: false, img2img: true });
+    const dm = await kiln.Kiln.loadDiffusion(dir, { adapterPreference: 'webgpu', cache: false, img2img: true });
     const req = { prompt: 'a red cube on a table', steps: 5, guidance: 7.5, seed: 9 };
     const a = await dm.generate(req);
     const steps = [];
@@ -876,7 +887,7 @@ test('stable diffusion img2img: text-to-image then initImage at strength 0.6 = t
     out.badStrength = await code(dm.generate({ ...req, initImage: init, strength: 2 }));
     out.wrongSize = await code(dm.generate({ ...req, initImage: new Uint8ClampedArray(8 * 8 * 4) }));
     await dm.dispose();
-    const plain = await kiln.Kiln.loadDiffusion(dir, { cache: false });
+    const plain = await kiln.Kiln.loadDiffusion(dir, { adapterPreference: 'webgpu', cache: false });
     out.noEncoder = await code(plain.generate({ ...req, initImage: init }));
     await plain.dispose();
     return out;
@@ -899,7 +910,7 @@ test('stable diffusion previews: onStep carries each step\'s TAESD image (ImageD
   const r = await page.evaluate(async ({ dir }) => {
     const code = (p) => p.then(() => 'no error', (e) => `${e.code}: ${e.message}`);
     const req = { prompt: 'a red cube on a table', steps: 3, scheduler: 'euler', guidance: 7.5, seed: 4 };
-    const dm = await kiln.Kiln.loadDiffusion(dir, { cache: false, previews: true });
+    const dm = await kiln.Kiln.loadDiffusion(dir, { adapterPreference: 'webgpu', cache: false, previews: true });
     const seen = [];
     let last = null;
     const g = await dm.generate({ ...req, onStep: (p) => { seen.push([p.done, p.preview instanceof ImageData ? [p.preview.width, p.preview.height] : null]); last = p.preview; } });
@@ -907,10 +918,10 @@ test('stable diffusion previews: onStep carries each step\'s TAESD image (ImageD
     await dm.generate({ ...req, previews: false, onStep: (p) => skipped.push(!!p.preview) });
     await dm.dispose();
     // The same request decoded by TAESD (64² for the 8² latent).
-    const fast = await kiln.Kiln.loadDiffusion(dir, { cache: false, taesd: true, width: 64, height: 64 });
+    const fast = await kiln.Kiln.loadDiffusion(dir, { adapterPreference: 'webgpu', cache: false, taesd: true, width: 64, height: 64 });
     const want = await fast.generate(req);
     await fast.dispose();
-    const plain = await kiln.Kiln.loadDiffusion(dir, { cache: false, worker: false });
+    const plain = await kiln.Kiln.loadDiffusion(dir, { adapterPreference: 'webgpu', cache: false, worker: false });
     const noPreviews = [];
     await plain.generate({ ...req, steps: 1, onStep: (p) => noPreviews.push('preview' in p) });
     await plain.dispose();

@@ -2,7 +2,7 @@
 // (a URL or a folder picked from disk), generated in a worker on WebGPU by
 // the kiln-webgpu package.
 import { Kiln } from 'kiln-webgpu';
-import { registerServiceWorker, progressText, errorText } from '../common.js';
+import { registerServiceWorker, progressText, errorText, deviceText } from '../common.js';
 
 const $ = (id) => document.getElementById(id);
 let dm = null;
@@ -51,7 +51,7 @@ async function ensureLoaded(guided, img2img = false) {
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
   $('status').textContent = `Ready: ${label} (${dm.width}×${dm.height}, loaded in ${secs} s${dm.previews ? ', TAESD previews' : ''})`;
   const a = dm.adapter;
-  $('adapter').textContent = `WebGPU: ${a.name || a.backend}`;
+  $('adapter').textContent = deviceText(a);
   return true;
 }
 

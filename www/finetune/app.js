@@ -3,7 +3,7 @@
 // then the base and the adapted model answer side by side, and the adapter
 // is saved as PEFT files (or kept in OPFS).
 import { Kiln, LoRAAdapter } from 'kiln-webgpu';
-import { registerServiceWorker, progressText, errorText } from '../common.js';
+import { registerServiceWorker, progressText, errorText, deviceText } from '../common.js';
 import { drawLoss } from './plot.js';
 
 const $ = (id) => document.getElementById(id);
@@ -40,7 +40,7 @@ async function load(url) {
       onProgress: (p) => { $('progress').value = p.fraction; $('status').textContent = progressText(p, url.split('/').pop()); },
     });
     $('status').textContent = `Ready: ${url.split('/').pop()}${llm.fromCache ? ' (from the browser cache)' : ''}`;
-    $('adapter').textContent = `WebGPU: ${llm.adapter.name || llm.adapter.backend}`;
+    $('adapter').textContent = `${deviceText(llm.adapter)} (training runs on WebGPU)`;
   } catch (e) {
     $('status').textContent = 'Could not load the model.';
     setError(e);

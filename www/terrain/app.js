@@ -2,7 +2,7 @@
 // a worker on WebGPU by the kiln-webgpu package, drawn as a shaded relief
 // and as a three.js mesh.
 import { Kiln } from 'kiln-webgpu';
-import { registerServiceWorker, progressText, errorText } from '../common.js';
+import { registerServiceWorker, progressText, errorText, deviceText } from '../common.js';
 import { createView } from './view3d.js';
 import { npyF32, png16, save } from './files.js';
 
@@ -12,6 +12,8 @@ let dm = null;
 let stop = null;
 let last = null; // { heights, width, height, difficulty, seed }
 let view = null;
+// The device choice as Kiln's adapterPreference (automatic: none, so Kiln picks).
+const PREFERENCE = { gpu: 'webgpu', cpu: 'cpu' };
 
 registerServiceWorker('../sw.js');
 
@@ -38,7 +40,7 @@ async function load(source, label) {
   const t0 = performance.now();
   try {
     dm = await Kiln.loadDiffusion(source, {
-      ...($('device').value === 'cpu' ? { adapterPreference: 'cpu' } : {}),
+      ...(PREFERENCE[$('device').value] ? { adapterPreference: PREFERENCE[$('device').value] } : {}),
       onProgress: (p) => {
         $('progress').value = p.fraction;
         $('status').textContent = progressText(p, label);
@@ -48,8 +50,7 @@ async function load(source, label) {
     const where = dm.fromCache ? 'from the browser cache' : 'from the network';
     $('status').textContent = `Ready: ${label} (${where}, ${secs} s)${dm.cacheError ? ` — not cached: ${dm.cacheError.message}` : ''}`;
     const a = dm.adapter;
-    $('adapter').textContent = a.cpu ? `CPU: ${a.name}` : `WebGPU: ${a.name || a.backend}`;
-    $('device').value = a.cpu ? 'cpu' : 'gpu';
+    $('adapter').textContent = deviceText(a);
   } catch (e) {
     $('status').textContent = `Could not load ${label}.`;
     setError(e);
