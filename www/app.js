@@ -32,9 +32,9 @@ async function load(source, label) {
     llm = await Kiln.loadLLM(source, {
       // Where Kiln picks its CPU backend (no GPU, or only a software
       // adapter): f32 activations, whose greedy answers are PyTorch's (the
-      // 8-bit ones are ~1.4x faster but drift: with this page's system
-      // prompt SmolLM2's greedy answer to "What is the capital of France?"
-      // goes astray).
+      // 8-bit ones are ~1.4x faster but drift: SmolLM2's greedy answer to
+      // "What is the capital of France?" then goes astray, as llama.cpp's
+      // does; docs/bench/2026-12-04-cpu-fast, and ./dev.sh chat does the same).
       cpuActivations: 'f32',
       onProgress: (p) => {
         $('progress').value = p.fraction;
