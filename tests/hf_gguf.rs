@@ -202,8 +202,9 @@ fn mistral_converts_as_llama() {
     std::fs::remove_file(&out).unwrap();
 }
 
-/// Tokenizers llama.cpp cannot name are refused with a typed error, and
-/// nothing is left at the output path.
+/// Tokenizers llama.cpp cannot name (a byte-level pre-tokenizer it does not
+/// know, a SentencePiece vocabulary split by another, Unigram) are refused
+/// with a typed error, and nothing is left at the output path.
 #[test]
 fn an_unknown_pre_tokenizer_is_a_typed_error() {
     let dir = edited_llama(
@@ -220,10 +221,21 @@ fn an_unknown_pre_tokenizer_is_a_typed_error() {
     let mut tok: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer.json")).unwrap())
             .unwrap();
+    // A SentencePiece-style BPE (byte fallback) converts only without a
+    // pre-tokenizer or with an unsplit Metaspace.
+    tok["model"]["byte_fallback"] = Value::from(true);
+    std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
+    let e = convert_hf_folder(&dir, &out, &mut |_, _| true).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("SentencePiece vocabulary with pre-tokenizer"),
+        "{e}"
+    );
     tok["model"]["type"] = Value::from("Unigram");
     std::fs::write(dir.join("tokenizer.json"), tok.to_string()).unwrap();
     let e = convert_hf_folder(&dir, &out, &mut |_, _| true).unwrap_err();
-    assert!(e.to_string().contains("not byte-level BPE"), "{e}");
+    assert!(e.to_string().contains("is not BPE"), "{e}");
+    assert!(!out.exists() && !out.with_extension("gguf.part").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

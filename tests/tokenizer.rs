@@ -277,6 +277,73 @@ fn llama_hf_json_matches_hf() {
     ));
 }
 
+/// `kiln quantize` from a folder whose `tokenizer.json` is a SentencePiece
+/// BPE (HF's conversion of the trained vocabulary): the GGUF keys it writes
+/// (`llama`, scores derived from the merge ranks, no merges — the form
+/// llama.cpp writes and reads) give HF's ids on every case, with the
+/// vocabulary, types and specials of the transformers-converted reference.
+#[test]
+fn llama_hf_json_converts_to_llama_gguf_keys() {
+    use kiln::loader::gguf_write::header;
+    use kiln::loader::hf_gguf::tokenizer_metadata;
+    let f = fixture("llama_tiny.json");
+    let json =
+        std::fs::read(root().join("tests/fixtures/tokenizer/llama_tiny.tokenizer.json")).unwrap();
+    // A Llama-2-style tokenizer_config.json (BOS added: the post-processor's
+    // default, as the file does not say).
+    let tc = br#"{"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}"#;
+    let meta = tokenizer_metadata(&json, Some(tc), 420).unwrap();
+    let (head, _) = header(&meta, &[]).unwrap();
+    let path = std::env::temp_dir().join(format!("kiln-spm-keys-{}.gguf", std::process::id()));
+    std::fs::write(&path, head).unwrap();
+    let spec = spec_from_gguf(&path);
+    std::fs::remove_file(&path).ok();
+    let want = llama_spec();
+    assert_eq!(spec.model, "llama");
+    assert!(spec.merges.is_empty(), "no merges: the scores carry them");
+    assert_eq!(spec.tokens, want.tokens);
+    assert_eq!(spec.token_types, want.token_types);
+    assert_eq!(
+        (
+            spec.bos,
+            spec.eos,
+            spec.unk,
+            spec.add_bos,
+            spec.add_eos,
+            spec.add_space_prefix
+        ),
+        (
+            want.bos,
+            want.eos,
+            want.unk,
+            want.add_bos,
+            want.add_eos,
+            want.add_space_prefix
+        )
+    );
+    let t = Tokenizer::from_spec(&spec).unwrap();
+    check_meta(&t, &f);
+    check_cases(&t, &f, false);
+    // The merge order reversed must fail the cases: the derived scores are
+    // what makes them pass.
+    let mut reversed = spec.clone();
+    reversed.scores.iter_mut().for_each(|s| *s = -*s);
+    let t = Tokenizer::from_spec(&reversed).unwrap();
+    let differs = f["cases"].as_array().unwrap().iter().any(|c| {
+        let ids: Vec<u32> = c["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        t.encode(c["text"].as_str().unwrap(), false).unwrap() != ids
+    });
+    assert!(
+        differs,
+        "reversed scores tokenize the cases the same: the test cannot fail"
+    );
+}
+
 #[test]
 fn bad_input_is_a_typed_error() {
     let mut s = llama_spec();

@@ -4,16 +4,18 @@
 //! same tensor names, order and values (Q/K rows permuted for the `llama`
 //! architecture, Gemma's norms stored as 1 + w, Llama-3 `rope_freqs`, Phi-3's
 //! LongRoPE factors as tensors), the same hyper-parameter keys, and the
-//! byte-level BPE vocabulary of `tokenizer.json` as a `gpt2` GGUF tokenizer
-//! (tokens, types, merges, special ids, chat template). `kiln quantize`
+//! vocabulary of `tokenizer.json` as a GGUF tokenizer (tokens, types, merges
+//! or scores, special ids, chat template). `kiln quantize`
 //! takes the result as its input, so a safetensors folder becomes a
 //! quantized GGUF that llama.cpp loads.
 //!
 //! Architectures: those Kiln runs from `config.json` (llama, mistral as
 //! `llama`, qwen2, qwen3, gemma3, phi3). Tokenizers: byte-level BPE whose
 //! pre-tokenizer is one llama.cpp names (GPT-2's regex, SmolLM's digit split,
-//! Llama-3's, Qwen2's); others are a typed error, as llama.cpp's converter
-//! refuses a pre-tokenizer it does not know. `general.name` is the folder's
+//! Llama-3's, Qwen2's), and SentencePiece-style BPE with byte fallback
+//! (Llama-2, Mistral v0.1, Gemma: a `llama` tokenizer with scores, see
+//! `hf_spm`); others are a typed error, as llama.cpp's converter refuses a
+//! pre-tokenizer it does not know. `general.name` is the folder's
 //! name; llama.cpp's name/size-label heuristics are not reproduced.
 
 use std::io::Write;
@@ -277,7 +279,8 @@ fn pre_name(pre: &Value) -> Result<&'static str, LoadError> {
 }
 
 /// `tokenizer.json` + `tokenizer_config.json` as GGUF tokenizer keys
-/// (llama.cpp's `_set_vocab_gpt2` + `SpecialVocab`).
+/// (llama.cpp's `_set_vocab_gpt2` + `SpecialVocab`; SentencePiece-style
+/// vocabularies as its `_set_vocab_sentencepiece` would, see `hf_spm`).
 fn vocab_keys(
     tok: &Value,
     tc: Option<&Value>,
@@ -287,11 +290,16 @@ fn vocab_keys(
     let model = &tok["model"];
     if model["type"] != "BPE" {
         return Err(LoadError::Tokenizer(format!(
-            "tokenizer.json model type {} is not byte-level BPE (SentencePiece/Unigram conversion is not supported)",
+            "tokenizer.json model type {} is not BPE (Unigram vocabularies are not converted)",
             model["type"]
         )));
     }
-    let pre = pre_name(&tok["pre_tokenizer"])?;
+    let spm = super::hf_spm::is_spm(tok);
+    let pre = if spm {
+        ""
+    } else {
+        pre_name(&tok["pre_tokenizer"])?
+    };
     let vocab = model["vocab"]
         .as_object()
         .ok_or_else(|| bad("tokenizer.json: model.vocab is not a map"))?;
@@ -341,9 +349,62 @@ fn vocab_keys(
             }
             Some((t, false, _)) => (t.clone(), 1), // NORMAL
         };
-        tokens.push(MetaValue::Str(t));
-        types.push(MetaValue::I32(ty));
+        tokens.push(t);
+        types.push(ty);
     }
+    // Special tokens by content from tokenizer_config.json (a string or
+    // an {"content": …} entry), else (SentencePiece files) tokenizer.json's.
+    let content = |key: &str| -> Option<&str> {
+        let v = &tc?[key];
+        v.as_str().or_else(|| v["content"].as_str())
+    };
+    let special = |key: &str| -> Option<u32> {
+        let s = content(key).or_else(|| spm.then(|| model[key].as_str()).flatten())?;
+        // llama.cpp's SpecialVocab finds them among the added tokens; a
+        // SentencePiece file's unk may be only in the vocabulary.
+        by_content.get(s).copied().or_else(|| {
+            spm.then(|| vocab.get(s)?.as_u64().map(|i| i as u32))
+                .flatten()
+        })
+    };
+    let mut m = if spm {
+        super::hf_spm::keys(tok, tokens, types, special("unk_token"))?
+    } else {
+        gpt2_keys(model, pre, tokens, types)?
+    };
+    for (key, gguf) in [
+        ("bos_token", "bos_token_id"),
+        ("eos_token", "eos_token_id"),
+        ("unk_token", "unknown_token_id"),
+        ("pad_token", "padding_token_id"),
+    ] {
+        if let Some(id) = special(key) {
+            m.push((format!("tokenizer.ggml.{gguf}"), MetaValue::U32(id)));
+        }
+    }
+    // add_bos/add_eos: tokenizer_config.json's flags, else false (what
+    // SpecialVocab sets for a ByteLevel post-processor); a SentencePiece
+    // file's BOS default is whether its post-processor adds it.
+    for key in ["add_bos_token", "add_eos_token"] {
+        let default = spm
+            && key == "add_bos_token"
+            && super::hf_spm::post_processor_adds_bos(tok, content("bos_token"));
+        let on = tc.and_then(|t| t[key].as_bool()).unwrap_or(default);
+        m.push((format!("tokenizer.ggml.{key}"), MetaValue::Bool(on)));
+    }
+    if let Some(t) = chat_template {
+        m.push(("tokenizer.chat_template".into(), MetaValue::Str(t)));
+    }
+    Ok(m)
+}
+
+/// The `gpt2` keys: byte-level tokens, their types and merges.
+fn gpt2_keys(
+    model: &Value,
+    pre: &str,
+    tokens: Vec<String>,
+    types: Vec<i32>,
+) -> Result<Vec<(String, MetaValue)>, LoadError> {
     let merges: Vec<MetaValue> = model["merges"]
         .as_array()
         .into_iter()
@@ -363,40 +424,37 @@ fn vocab_keys(
         })
         .map(|r| r.map(MetaValue::Str))
         .collect::<Result<_, _>>()?;
-    let mut m = vec![
+    Ok(vec![
         ("tokenizer.ggml.model".into(), MetaValue::Str("gpt2".into())),
         ("tokenizer.ggml.pre".into(), MetaValue::Str(pre.into())),
-        ("tokenizer.ggml.tokens".into(), MetaValue::Array(tokens)),
-        ("tokenizer.ggml.token_type".into(), MetaValue::Array(types)),
+        (
+            "tokenizer.ggml.tokens".into(),
+            MetaValue::Array(tokens.into_iter().map(MetaValue::Str).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            MetaValue::Array(types.into_iter().map(MetaValue::I32).collect()),
+        ),
         ("tokenizer.ggml.merges".into(), MetaValue::Array(merges)),
-    ];
-    // Special tokens by content from tokenizer_config.json (a string or
-    // an {"content": …} entry).
-    let special = |key: &str| -> Option<u32> {
-        let v = &tc?[key];
-        let s = v.as_str().or_else(|| v["content"].as_str())?;
-        by_content.get(s).copied()
+    ])
+}
+
+/// The GGUF tokenizer keys for a `tokenizer.json` (and its
+/// `tokenizer_config.json`) with `vocab_size` ids, as the converter writes
+/// them.
+pub fn tokenizer_metadata(
+    tokenizer_json: &[u8],
+    tokenizer_config: Option<&[u8]>,
+    vocab_size: usize,
+) -> Result<Vec<(String, MetaValue)>, LoadError> {
+    let parse = |b: &[u8], what: &str| -> Result<Value, LoadError> {
+        serde_json::from_slice(b).map_err(|e| bad(format!("{what}: {e}")))
     };
-    for (key, gguf) in [
-        ("bos_token", "bos_token_id"),
-        ("eos_token", "eos_token_id"),
-        ("unk_token", "unknown_token_id"),
-        ("pad_token", "padding_token_id"),
-    ] {
-        if let Some(id) = special(key) {
-            m.push((format!("tokenizer.ggml.{gguf}"), MetaValue::U32(id)));
-        }
-    }
-    // add_bos/add_eos: tokenizer_config.json's flags, else false (what
-    // SpecialVocab sets for a ByteLevel post-processor).
-    for key in ["add_bos_token", "add_eos_token"] {
-        let on = tc.and_then(|t| t[key].as_bool()).unwrap_or(false);
-        m.push((format!("tokenizer.ggml.{key}"), MetaValue::Bool(on)));
-    }
-    if let Some(t) = chat_template {
-        m.push(("tokenizer.chat_template".into(), MetaValue::Str(t)));
-    }
-    Ok(m)
+    let tok = parse(tokenizer_json, "tokenizer.json")?;
+    let tc = tokenizer_config
+        .map(|b| parse(b, "tokenizer_config.json"))
+        .transpose()?;
+    vocab_keys(&tok, tc.as_ref(), vocab_size, None)
 }
 
 /// Converts folder `dir` to `output` (written as `OUT.part`, renamed when

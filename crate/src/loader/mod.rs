@@ -4,6 +4,7 @@
 pub mod gguf;
 pub mod gguf_write;
 pub mod hf_gguf;
+mod hf_spm;
 pub mod onnx;
 pub mod safetensors;
 pub mod stream;
