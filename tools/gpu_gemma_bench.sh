@@ -63,7 +63,7 @@ for a in f32 q8; do
   KILN_ACTIVATIONS=$a run gemma_bench.txt 150 $K bench --model $G --prefill 512 --decode 2 --reps 3
 done
 for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30; do
-  grep -q done /root/lc/build.log 2>/dev/null && break
+  grep -qx done /root/lc/build.log 2>/dev/null && break
   sleep 10
 done
 tail -3 /root/lc/build.log > "$OUT/llamacpp_build.txt" 2>&1
