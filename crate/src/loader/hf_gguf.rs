@@ -295,11 +295,6 @@ fn vocab_keys(
         )));
     }
     let spm = super::hf_spm::is_spm(tok);
-    let pre = if spm {
-        ""
-    } else {
-        pre_name(&tok["pre_tokenizer"])?
-    };
     let vocab = model["vocab"]
         .as_object()
         .ok_or_else(|| bad("tokenizer.json: model.vocab is not a map"))?;
@@ -370,7 +365,7 @@ fn vocab_keys(
     let mut m = if spm {
         super::hf_spm::keys(tok, tokens, types, special("unk_token"))?
     } else {
-        gpt2_keys(model, pre, tokens, types)?
+        gpt2_keys(model, pre_name(&tok["pre_tokenizer"])?, tokens, types)?
     };
     for (key, gguf) in [
         ("bos_token", "bos_token_id"),
