@@ -176,6 +176,27 @@ test('tiny llama3 safetensors folder (base URL; URL list quantized to Q8_0 on lo
   assert.equal(again, true);
 });
 
+test('every fixture architecture (qwen2, qwen3, gemma3, phi3 GGUF; mistral folder, past its sliding window) = PyTorch ids on WebGPU and on the cpu backend', async () => {
+  const page = await harness();
+  const cases = [
+    ['qwen2', '/tests/fixtures/models/qwen2/qwen2.F32.gguf'],
+    ['qwen3', '/tests/fixtures/models/qwen3/qwen3.F32.gguf'],
+    ['gemma3', '/tests/fixtures/models/gemma3/gemma3.F32.gguf'],
+    // A 64-token session, Phi-3's original context: LongRoPE's short
+    // factors, as transformers ran reference.json (tests/models.rs).
+    ['phi3', '/tests/fixtures/models/phi3/phi3.F32.gguf', { maxContext: 64 }],
+    ['mistral', '/tests/fixtures/models/mistral/'],
+  ];
+  for (const [name, url, extra] of cases) {
+    const ref = await json(`tests/fixtures/models/${name}/reference.json`);
+    for (const opts of [{ cache: false }, { cache: false, adapterPreference: 'cpu', cpuActivations: 'f32' }]) {
+      const r = await greedyIn(page, url, ref.prompt_ids, ref.greedy_ids.length, { ...opts, ...extra });
+      assert.deepEqual(r.ids, ref.greedy_ids, `${name} on ${r.adapter.cpu ? 'cpu' : 'webgpu'}`);
+    }
+    console.log(`    ${name}: ${ref.prompt_ids.length}-token prompt, ${ref.greedy_ids.length} greedy ids = PyTorch's (webgpu, cpu)`);
+  }
+});
+
 test('SmolLM2-135M Q4_1: tokenizer and greedy ids = PyTorch, weights split over 8 MiB bindings', async () => {
   const page = await harness();
   const rec = smolRef.find((r) => r.label === 'chat');
