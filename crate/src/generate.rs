@@ -136,9 +136,11 @@ impl ChatTemplate {
 /// or sequence operation makes, so a value doubled in a loop runs out of it
 /// long before it takes memory; a long conversation through a complex
 /// template takes well under 1 M), call depth, and output bytes (a prompt
-/// far beyond any context window). Known gap: minijinja 3.1 materializes a
-/// lazy list concatenation chain deeper than 32 without charging fuel, so a
-/// template doubling a list 33 times in a loop still exhausts memory.
+/// far beyond any context window). Known gaps in minijinja 3.1: a single
+/// repetition is charged after it is built (`'x' * 20000000` allocates its
+/// 20 MB first; repetition is capped at 100 MB per operation), and a lazy
+/// list concatenation chain deeper than 32 is materialized without charge,
+/// so a list doubled 33 times in a loop still exhausts memory.
 pub const TEMPLATE_FUEL: u64 = 20_000_000;
 pub const TEMPLATE_RECURSION: usize = 100;
 pub const TEMPLATE_OUTPUT: usize = 16 << 20;
