@@ -222,6 +222,11 @@ fn hostile_chat_templates_stop_with_typed_errors() {
             "{% set l = ['abcdefgh'] * 1000000 %}{{ (l|join(l|join))|length }}",
         ),
         ("wide indent", "{{ 'a\nb'|indent(4000000000) }}"),
+        // The fuzz finding of 2026-12-06 (84 MB from one repetition).
+        (
+            "one large repetition",
+            "{{ 'abcdefghijklmnopqrstuvwxyzabcdefghijkl' * 2222222 }}",
+        ),
     ] {
         let t = ChatTemplate::new(src, "", "").unwrap();
         let t0 = std::time::Instant::now();
@@ -237,6 +242,28 @@ fn hostile_chat_templates_stop_with_typed_errors() {
         .collect();
     let t = ChatTemplate::new(CHATML, "", "").unwrap();
     assert!(t.render(&long, true).unwrap().len() > 2000 * 20);
+    // So does Llama-3's own template (system-prompt and tool logic), and
+    // SmolLM2's, with 2000 messages of 1 KB each.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/fixtures/models/llama3/tokenizer_config.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let (smol, _) =
+        kiln::loader::gguf::GgufFile::open(&root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+            .unwrap();
+    let words = "some words ".repeat(93);
+    let long: Vec<ChatMessage> = (0..2000)
+        .map(|i| ChatMessage::new(if i % 2 == 0 { "user" } else { "assistant" }, &words))
+        .collect();
+    for src in [
+        tc["chat_template"].as_str().unwrap(),
+        smol.chat_template().unwrap(),
+    ] {
+        let t = ChatTemplate::new(src, "<s>", "</s>").unwrap();
+        assert!(t.render(&long, true).unwrap().len() > 2000 * 1000);
+    }
 }
 
 /// Out of device memory (a budget below what two copies of the model need)

@@ -131,17 +131,17 @@ impl ChatTemplate {
     }
 }
 
-/// Limits of chat-template rendering: work (minijinja fuel, charged per
-/// instruction and, since minijinja 3.1, per byte or list slot that a string
-/// or sequence operation makes, so a value doubled in a loop runs out of it
-/// long before it takes memory; a long conversation through a complex
-/// template takes well under 1 M), call depth, and output bytes (a prompt
-/// far beyond any context window). Known gaps in minijinja 3.1: a single
-/// repetition is charged after it is built (`'x' * 20000000` allocates its
-/// 20 MB first; repetition is capped at 100 MB per operation), and a lazy
-/// list concatenation chain deeper than 32 is materialized without charge,
-/// so a list doubled 33 times in a loop still exhausts memory.
-pub const TEMPLATE_FUEL: u64 = 20_000_000;
+/// Limits of chat-template rendering: work (minijinja fuel: one unit per
+/// instruction, and since minijinja 3.1 one per 64 bytes — or two list
+/// slots — that a string or sequence operation makes, checked before the
+/// operation where its size is known; 800 k units pay for 800 k
+/// instructions or 51 MB of values, so no template holds more than that,
+/// while a 2,000-message conversation through a complex template takes
+/// well under 100 k), call depth, and output bytes (a prompt far beyond
+/// any context window). Known gap in minijinja 3.1: a lazy list
+/// concatenation chain deeper than 32 is materialized without charge, so a
+/// list doubled 33 times in a loop still exhausts memory.
+pub const TEMPLATE_FUEL: u64 = 800_000;
 pub const TEMPLATE_RECURSION: usize = 100;
 pub const TEMPLATE_OUTPUT: usize = 16 << 20;
 
