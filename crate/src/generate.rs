@@ -133,14 +133,14 @@ impl ChatTemplate {
 
 /// Limits of chat-template rendering: work (minijinja fuel: one unit per
 /// instruction, and since minijinja 3.1 one per 64 bytes — or two list
-/// slots — that a string or sequence operation makes, checked before the
-/// operation where its size is known; 800 k units pay for 800 k
-/// instructions or 51 MB of values, so no template holds more than that,
-/// while a 2,000-message conversation through a complex template takes
-/// well under 100 k), call depth, and output bytes (a prompt far beyond
-/// any context window). Known gap in minijinja 3.1: a lazy list
-/// concatenation chain deeper than 32 is materialized without charge, so a
-/// list doubled 33 times in a loop still exhausts memory.
+/// slots — that a string or sequence operation makes; 800 k units pay for
+/// 800 k instructions or 51 MB of values, while 2,000 messages of 1 KB
+/// through Llama-3's template fit), call depth, and output bytes (a prompt
+/// far beyond any context window). Known gaps in minijinja 3.1: one string
+/// repetition is built before it is charged (up to its 100 MB cap; the
+/// fuzz finding of 2026-12-06 held 84 MB), and a lazy list concatenation
+/// chain deeper than 32 is materialized without charge, so a list doubled
+/// 33 times in a loop still exhausts memory.
 pub const TEMPLATE_FUEL: u64 = 800_000;
 pub const TEMPLATE_RECURSION: usize = 100;
 pub const TEMPLATE_OUTPUT: usize = 16 << 20;
