@@ -184,8 +184,9 @@ fn tensors_over_the_binding_limit_are_typed_errors() {
 }
 
 /// Chat templates are code from the model file: a runaway loop, deep
-/// recursion, a value doubled into gigabytes or a giant prompt stop with `TEMPLATE_LIMIT` in bounded time,
-/// and an ordinary template still renders a long conversation.
+/// recursion, a value doubled into gigabytes or a giant prompt stop with
+/// `TEMPLATE_LIMIT` in bounded time, and ordinary templates still render a
+/// long conversation.
 #[test]
 fn hostile_chat_templates_stop_with_typed_errors() {
     use kiln::generate::{CHATML, ChatMessage, ChatTemplate};
