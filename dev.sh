@@ -66,6 +66,12 @@ need_deny() {
 need_wasm() {
     rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown \
         || rustup target add wasm32-unknown-unknown
+    # The package's threaded build rebuilds std with atomics: nightly + rust-src.
+    rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+    rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src' \
+        || rustup component add rust-src --toolchain nightly
+    rustup target list --toolchain nightly --installed 2>/dev/null | grep -q wasm32-unknown-unknown \
+        || rustup target add wasm32-unknown-unknown --toolchain nightly
 }
 
 case "${1:-}" in
@@ -113,6 +119,11 @@ test)
     fi
     echo "== clippy (wasm32, web binding)"
     cargo clippy -p kiln --lib --test web --target wasm32-unknown-unknown --features web -- -D warnings
+    echo "== clippy (wasm32 + atomics: the package's threaded build)"
+    RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128" CARGO_TARGET_DIR=target/wasm-mt-clippy \
+        cargo +nightly clippy -q -p kiln --lib --target wasm32-unknown-unknown --features web \
+        -Z build-std=panic_abort,std -- -D warnings > /tmp/kiln-clippy-mt.txt 2>&1 \
+        || { cat /tmp/kiln-clippy-mt.txt; exit 1; }
     echo "== browser"; tests/browser/run.sh
     echo "== all tests passed"
     ;;

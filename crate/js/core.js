@@ -7,8 +7,12 @@ import { openCached, cacheWriter, cacheLock } from './cache.js';
 
 let wasmReady = null;
 let engine = null;
-// CPU engines by activation setting ("q8" | "f32").
+// CPU engines by activation setting and threads ("q8/1", "f32/2", ...):
+// promises of `{ eng, note }`.
 const cpuEngines = new Map();
+// The threaded build (kiln_wasm_mt.js), loaded on first use.
+let mtReady = null;
+let mtMemoryBytes = null;
 
 export function initModule(wasmUrl) {
   if (!wasmReady) {
@@ -20,17 +24,77 @@ export function initModule(wasmUrl) {
   return wasmReady;
 }
 
-/** The CPU engine for an activation setting ("q8" | "f32"), made once. */
-function cpuEngine(opts) {
-  const act = opts.cpuActivations ?? 'q8';
-  if (!cpuEngines.has(act)) {
-    try {
-      cpuEngines.set(act, Engine.createCpu(act));
-    } catch (e) {
-      throw toKilnError(e);
-    }
+function threadedModule(opts) {
+  if (!mtReady) {
+    mtReady = import('./kiln_wasm_mt.js').then(async (m) => {
+      await m.default(opts.wasmThreadsUrl ? { module_or_path: opts.wasmThreadsUrl } : undefined);
+      mtMemoryBytes = m.wasmMemoryBytes;
+      return m;
+    }).catch((e) => {
+      mtReady = null;
+      throw new KilnError('INTERNAL', `loading kiln's threaded WebAssembly failed: ${e.message}`);
+    });
   }
-  return cpuEngines.get(act);
+  return mtReady;
+}
+
+/**
+ * How many threads the CPU backend gets, and a note when fewer than asked:
+ * threads need shared memory (a cross-origin-isolated page: COOP/COEP
+ * headers) and a worker realm (the package's worker, the default; the
+ * caller of a parallel job waits by spinning, which the page's main thread
+ * must not do). `cpuThreads` (default: the core count, at most 8) asks.
+ */
+function cpuThreadPlan(opts) {
+  const asked = opts.cpuThreads ?? Math.min(globalThis.navigator?.hardwareConcurrency || 1, 8);
+  if (!Number.isInteger(asked) || asked < 1 || asked > 256) {
+    throw new KilnError('INVALID_INPUT', `cpuThreads must be an integer from 1 to 256, not ${asked}`);
+  }
+  if (asked === 1) return { threads: 1, note: '' };
+  let why = '';
+  if (globalThis.crossOriginIsolated !== true || typeof SharedArrayBuffer !== 'function') {
+    why = 'the page is not cross-origin isolated (COOP/COEP headers), so there is no shared memory';
+  } else if (typeof WorkerGlobalScope === 'undefined' || typeof Worker !== 'function') {
+    why = 'the model runs on the page\'s main thread (threads need the package\'s worker)';
+  }
+  return why ? { threads: 1, note: `; 1 thread: ${why}` } : { threads: asked, note: '' };
+}
+
+/** The CPU engine for an activation setting ("q8" | "f32") and thread count, made once. */
+async function cpuEngine(opts) {
+  const act = opts.cpuActivations ?? 'q8';
+  const { threads, note } = cpuThreadPlan(opts);
+  const key = `${act}/${threads}`;
+  if (!cpuEngines.has(key)) {
+    const made = (async () => {
+      if (threads === 1) return { eng: Engine.createCpu(act, 1), note };
+      let eng = null;
+      try {
+        const mt = await threadedModule(opts);
+        eng = mt.Engine.createCpu(act, threads);
+        const t0 = performance.now();
+        while (!eng.threadsReady()) {
+          if (performance.now() - t0 > 20000) throw new Error('the worker threads did not start within 20 s');
+          await new Promise((r) => setTimeout(r, 2));
+        }
+        return { eng, note };
+      } catch (e) {
+        // The page can still run the model, on one thread.
+        try { eng?.free(); } catch { /* gone */ }
+        return { eng: Engine.createCpu(act, 1), note: `; 1 thread: ${toKilnError(e).message}` };
+      }
+    })();
+    cpuEngines.set(key, made);
+    made.catch(() => cpuEngines.delete(key));
+  }
+  const { eng, note: n } = await cpuEngines.get(key);
+  return { eng, note: n };
+}
+
+/** `{ eng, why }` for the CPU backend, picked for `why`. */
+async function cpuPick(opts, why) {
+  const { eng, note } = await cpuEngine(opts);
+  return { eng, why: why + note };
 }
 
 /**
@@ -49,10 +113,10 @@ async function getEngine(opts, cpuOk = false, what = 'this') {
     if (!cpuOk) {
       throw new KilnError('WEBGPU_UNAVAILABLE', `${what} needs WebGPU; the CPU backend (adapterPreference "cpu") runs LLMs and diffusion only`);
     }
-    return { eng: cpuEngine(opts), why: 'adapterPreference "cpu"' };
+    return cpuPick(opts, 'adapterPreference "cpu"');
   }
   if (!globalThis.navigator?.gpu) {
-    if (cpuOk) return { eng: cpuEngine(opts), why: 'this browser has no WebGPU' };
+    if (cpuOk) return cpuPick(opts, 'this browser has no WebGPU');
     throw new KilnError('WEBGPU_UNAVAILABLE', `${what === 'this' ? 'this' : `${what}: this`} browser has no WebGPU (navigator.gpu is missing); try a recent Chrome/Edge, or enable WebGPU (LLMs and diffusion run on the CPU without it)`);
   }
   if (!engine) {
@@ -67,13 +131,13 @@ async function getEngine(opts, cpuOk = false, what = 'this') {
   } catch (e) {
     // navigator.gpu without an adapter (a blocklisted GPU, WebGPU disabled
     // by policy): LLMs and diffusion still run, on the CPU.
-    if (cpuOk && e.code === 'WEBGPU_UNAVAILABLE') return { eng: cpuEngine(opts), why: `no WebGPU adapter (${e.message})` };
+    if (cpuOk && e.code === 'WEBGPU_UNAVAILABLE') return cpuPick(opts, `no WebGPU adapter (${e.message})`);
     throw e;
   }
   const info = eng.info();
   if (cpuOk && !pref && info.software) {
     const name = info.name ? `, ${info.name},` : '';
-    return { eng: cpuEngine(opts), why: `the WebGPU adapter${name} is a software one (adapterPreference "webgpu" uses it)` };
+    return cpuPick(opts, `the WebGPU adapter${name} is a software one (adapterPreference "webgpu" uses it)`);
   }
   return { eng, why: pref ? `adapterPreference "${pref}"` : `a ${info.software ? 'software ' : ''}WebGPU adapter` };
 }
@@ -675,7 +739,7 @@ export class DirectModel {
   }
 
   /** Size of the wasm memory (weights stream through it, never all at once). */
-  wasmMemoryBytes() { return wasmMemoryBytes(); }
+  wasmMemoryBytes() { return (this.adapter.threads > 1 ? mtMemoryBytes : wasmMemoryBytes)(); }
 
   /** Test hooks: weights split over several buffers ({name: chunks}), and the full logits after `ids`. */
   weightChunks() { return this.wrap(() => this.model.weightChunks()); }

@@ -40,6 +40,10 @@ export interface LoadOptions {
   adapterPreference?: 'webgpu' | 'high-performance' | 'low-power' | 'cpu';
   /** CPU backend: 8-bit activations like llama.cpp (default "q8") or f32 (greedy ids equal PyTorch's). */
   cpuActivations?: 'q8' | 'f32';
+  /** CPU backend threads (default: the core count, at most 8). More than one needs a cross-origin-isolated page (COOP/COEP) and the worker (`worker: true`, the default); otherwise one thread, and `adapter.reason` says why. */
+  cpuThreads?: number;
+  /** URL of kiln_wasm_mt_bg.wasm (the threaded build) when it is not next to the module. */
+  wasmThreadsUrl?: string | URL;
   /** Longest conversation in tokens (default 2048). */
   maxContext?: number;
   /** Tokens per prefill step (default 64). */
@@ -189,6 +193,8 @@ export interface AdapterInfo {
   cpu: boolean;
   /** A software WebGPU adapter (isFallbackAdapter: SwiftShader, WARP). */
   software: boolean;
+  /** Threads running the CPU backend's kernels (0 on WebGPU). */
+  threads: number;
   /** Why this backend was picked (e.g. "the WebGPU adapter is a software one (adapterPreference \"webgpu\" uses it)"). */
   reason: string;
 }
@@ -246,8 +252,12 @@ export interface DiffusionLoadOptions {
   worker?: boolean;
   /** Cache URL sources in OPFS / Cache API and load from there next time (default true). */
   cache?: boolean;
-  /** "cpu": the fast CPU backend (wasm SIMD128, one thread); by default also without WebGPU or with only a software adapter ("webgpu" keeps WebGPU). */
+  /** "cpu": the fast CPU backend (wasm SIMD128, threads as for LLMs); by default also without WebGPU or with only a software adapter ("webgpu" keeps WebGPU). */
   adapterPreference?: 'webgpu' | 'high-performance' | 'low-power' | 'cpu';
+  /** CPU backend threads (as for LLMs). */
+  cpuThreads?: number;
+  /** URL of kiln_wasm_mt_bg.wasm when it is not next to the module. */
+  wasmThreadsUrl?: string | URL;
   /** 128×128 tiles per network call (default 1; 1..64). */
   batch?: number;
   /** Weights on the device (default 'f32'). */

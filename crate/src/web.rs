@@ -85,6 +85,14 @@ pub fn start() {
     }));
 }
 
+/// A CPU worker thread's body (the threaded build; called by
+/// `crate/js/pool_worker.js` with what the pool handed to `pool.js`).
+#[cfg(target_feature = "atomics")]
+#[wasm_bindgen(js_name = poolWorkerEntry)]
+pub fn pool_worker_entry(state: u32) {
+    crate::backend::cpu_fast::web_worker_entry(state);
+}
+
 /// Bytes of this module's wasm memory (tests: weights never pass through it
 /// all at once).
 #[wasm_bindgen(js_name = wasmMemoryBytes)]
@@ -212,21 +220,55 @@ impl Engine {
         })
     }
 
-    /// The fast CPU backend (wasm SIMD128 kernels on this thread).
-    /// `activations`: "q8" (default, 8-bit like llama.cpp) or "f32".
+    /// The fast CPU backend (wasm SIMD128 kernels). `activations`: "q8"
+    /// (default, 8-bit like llama.cpp) or "f32". `threads` (default 1): more
+    /// than one needs the package's threaded build (`kiln_wasm_mt.js`, in a
+    /// cross-origin-isolated worker); the extra threads are Web Workers that
+    /// start asynchronously — wait for [`Engine::threads_ready`] before use.
     #[wasm_bindgen(js_name = createCpu)]
-    pub fn create_cpu(activations: Option<String>) -> Result<Engine, JsValue> {
+    pub fn create_cpu(
+        activations: Option<String>,
+        threads: Option<u32>,
+    ) -> Result<Engine, JsValue> {
         let activations = match activations.as_deref() {
             None | Some("") | Some("q8") => Activations::Q8,
             Some("f32") => Activations::F32,
             Some(other) => return Err(bad_arg(format!("activations '{other}' (q8 or f32)"))),
         };
+        let threads = match threads {
+            None | Some(0) => 1,
+            Some(n) if n <= 256 => n as usize,
+            Some(n) => return Err(bad_arg(format!("threads {n} (1 to 256)"))),
+        };
+        if threads > 1 && !cfg!(target_feature = "atomics") {
+            return Err(js_error(
+                "INVALID_INPUT",
+                "this build of kiln's WebAssembly has no threads (the package loads kiln_wasm_mt.js for them)",
+            ));
+        }
+        let backend = CpuFastBackend::new(CpuOptions {
+            threads,
+            activations,
+        });
+        if backend.threads() != threads {
+            return Err(js_error(
+                "INTERNAL",
+                &format!("starting {threads} CPU threads failed (Web Workers unavailable?)"),
+            ));
+        }
         Ok(Engine {
-            backend: WebBackend::Cpu(CpuFastBackend::new(CpuOptions {
-                threads: 1,
-                activations,
-            })),
+            backend: WebBackend::Cpu(backend),
         })
+    }
+
+    /// True once every CPU worker thread has started (always for one
+    /// thread and for WebGPU engines).
+    #[wasm_bindgen(js_name = threadsReady)]
+    pub fn threads_ready(&self) -> bool {
+        match &self.backend {
+            WebBackend::Cpu(b) => b.threads_ready(),
+            WebBackend::Gpu(_) => true,
+        }
     }
 
     /// The adapter and what Kiln uses of it.
@@ -241,6 +283,7 @@ impl Engine {
                 max_buffer: b.ctx.limits.max_buffer_size as f64,
                 cpu: false,
                 software: b.ctx.info.device_type == wgpu::DeviceType::Cpu,
+                threads: 0,
             },
             WebBackend::Cpu(b) => AdapterInfo {
                 name: b.name(),
@@ -251,6 +294,7 @@ impl Engine {
                 max_buffer: 0.0,
                 cpu: true,
                 software: false,
+                threads: b.threads() as u32,
             },
         };
         serde_wasm_bindgen::to_value(&info).unwrap_or(JsValue::NULL)
@@ -345,6 +389,8 @@ struct AdapterInfo {
     cpu: bool,
     /// A software WebGPU adapter (`isFallbackAdapter`: SwiftShader, WARP).
     software: bool,
+    /// Threads running the CPU backend's kernels (0 for WebGPU).
+    threads: u32,
 }
 
 /// A model arriving piece by piece; each tensor goes to the GPU as soon as

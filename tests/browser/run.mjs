@@ -38,14 +38,22 @@ const server = createServer(async (req, res) => {
   const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
   if (down.on) { down.refused.push(path); req.socket.destroy(); return; }
   served.push(path);
-  let base = root, rel = path;
-  for (const [prefix, dir] of mounts) if (path.startsWith(prefix)) { base = dir; rel = path.slice(prefix.length - 1); }
+  // Under /isolated/ the same files come with COOP/COEP headers: a
+  // cross-origin-isolated page (SharedArrayBuffer, the CPU backend's threads).
+  const isolated = path.startsWith('/isolated/');
+  let base = root, rel = isolated ? path.slice('/isolated'.length) : path;
+  for (const [prefix, dir] of mounts) if (rel.startsWith(prefix)) { base = dir; rel = rel.slice(prefix.length - 1); }
   let file = resolve(base, '.' + rel);
   if (!file.startsWith(base)) { res.writeHead(403).end(); return; }
   try {
     if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
     const body = await readFile(file);
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-cache' });
+    // Scripts always carry COEP: an isolated page's workers (/pkg/worker.js)
+    // must, and it changes nothing for same-origin loads elsewhere.
+    const script = ['.js', '.mjs'].includes(extname(file));
+    const coi = isolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' }
+      : script ? { 'cross-origin-embedder-policy': 'require-corp' } : {};
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-cache', ...coi });
     res.end(body);
   } catch {
     res.writeHead(404).end('not found');
@@ -98,11 +106,11 @@ async function serviceWorkerReady(page) {
   return r;
 }
 
-async function harness(context) {
+async function harness(context, { isolated = false } = {}) {
   const page = await (context || (await browser.newContext())).newPage();
   page.on('console', (m) => { if (m.type() === 'error' || process.env.VERBOSE) console.log(`    [page ${m.type()}] ${m.text()}`); });
   page.on('pageerror', (e) => console.log(`    [page error] ${e.message}`));
-  await page.goto(`${origin}/tests/browser/harness.html`);
+  await page.goto(`${origin}${isolated ? '/isolated' : ''}/tests/browser/harness.html`);
   await page.waitForFunction(() => window.harnessReady === true);
   return page;
 }
@@ -262,6 +270,41 @@ test('cpu backend (wasm SIMD128): greedy ids = PyTorch with f32 activations (tin
   while (agree < q8.ids.length && q8.ids[agree] === long.greedy_ids[agree]) agree++;
   console.log(`    ${q8.adapter.name}: ${agree}/${long.greedy_ids.length} ids as PyTorch, prefill ${q8.stats.prefillTokensPerSecond.toFixed(1)} tok/s, decode ${q8.stats.decodeTokensPerSecond.toFixed(1)} tok/s`);
   assert.ok(agree >= 5, `8-bit activations agree with PyTorch on only ${agree} ids`);
+});
+
+test('cpu backend threads (wasm atomics, Web Workers): 2 threads in a cross-origin-isolated worker = PyTorch ids (f32) and = 1 thread (8-bit); 1 thread, with the reason, elsewhere', async () => {
+  const page = await harness(undefined, { isolated: true });
+  assert.equal(await page.evaluate(() => crossOriginIsolated), true);
+  const cpu = { cache: false, maxContext: 256, adapterPreference: 'cpu' };
+  const want = tinyRef.greedy_ids;
+  const tiny = await greedyIn(page, TINY, tinyRef.prompt_ids, want.length, { ...cpu, cpuActivations: 'f32', cpuThreads: 2 });
+  assert.equal(tiny.adapter.threads, 2, JSON.stringify(tiny.adapter));
+  assert.deepEqual(tiny.ids, want, 'tiny llama3, 2 threads');
+  const chat = smolRef.find((r) => r.label === 'chat');
+  const f32 = await greedyIn(page, SMOL, chat.prompt_ids, chat.greedy_ids.length, { ...cpu, cpuActivations: 'f32', cpuThreads: 2 });
+  assert.equal(f32.adapter.threads, 2);
+  assert.deepEqual(f32.ids, chat.greedy_ids, 'SmolLM2 chat, f32 activations, 2 threads');
+  console.log(`    ${f32.adapter.name}: prefill ${f32.stats.prefillTokensPerSecond.toFixed(1)} tok/s, decode ${f32.stats.decodeTokensPerSecond.toFixed(1)} tok/s`);
+  // 8-bit activations: the threads split rows, never a sum, so the ids are
+  // those of one thread exactly.
+  const long = smolRef.find((r) => r.label === 'long');
+  const q8 = [];
+  for (const cpuThreads of [1, 2]) q8.push(await greedyIn(page, SMOL, long.prompt_ids, 24, { ...cpu, cpuThreads }));
+  assert.deepEqual(q8.map((r) => r.adapter.threads), [1, 2]);
+  assert.deepEqual(q8[1].ids, q8[0].ids, 'SmolLM2, 8-bit activations: 2 threads = 1 thread');
+  console.log(`    8-bit: decode ${q8[0].stats.decodeTokensPerSecond.toFixed(1)} tok/s on 1 thread, ${q8[1].stats.decodeTokensPerSecond.toFixed(1)} on 2`);
+  // The default asks for the core count; on the page's main thread, and in
+  // a page without isolation, one thread and the reason.
+  const main = await greedyIn(page, TINY, tinyRef.prompt_ids, 2, { ...cpu, worker: false, cpuThreads: 2 });
+  assert.equal(main.adapter.threads, 1);
+  assert.match(main.adapter.reason, /1 thread: .*main thread/);
+  const plain = await harness();
+  const noCoi = await greedyIn(plain, TINY, tinyRef.prompt_ids, 2, { ...cpu, cpuThreads: 2 });
+  assert.equal(noCoi.adapter.threads, 1);
+  assert.match(noCoi.adapter.reason, /1 thread: .*cross-origin isolated/);
+  const bad = await page.evaluate(() => kiln.Kiln.loadLLM('/x.gguf', { adapterPreference: 'cpu', cpuThreads: 0 }).then(() => 'loaded', (e) => e.code));
+  assert.equal(bad, 'INVALID_INPUT');
+  await plain.close();
 });
 
 test('Gemma 3 270M Q4_K_M (real file, SentencePiece vocabulary, 262k-entry head): tokenizer, chat turns and greedy ids = PyTorch on the cpu backend (wasm)', async () => {

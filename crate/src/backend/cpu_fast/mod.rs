@@ -27,6 +27,8 @@ mod matmul;
 mod norm;
 mod par;
 mod pool;
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics", feature = "web"))]
+pub use pool::web_worker_entry;
 mod simd;
 mod spatial;
 
@@ -76,7 +78,11 @@ impl CpuFastBackend {
         } else {
             opts.threads
         };
-        let pool = if threads > 1 && !cfg!(target_arch = "wasm32") {
+        // wasm32 has threads only in the package's threaded build (Web
+        // Workers on shared memory, `pool.rs`).
+        let can =
+            !cfg!(target_arch = "wasm32") || cfg!(all(target_feature = "atomics", feature = "web"));
+        let pool = if threads > 1 && can {
             pool::Pool::new(threads).map(Arc::new)
         } else {
             None
@@ -87,6 +93,12 @@ impl CpuFastBackend {
     /// Threads that run kernels (1 without a pool).
     pub fn threads(&self) -> usize {
         self.pool.as_ref().map_or(1, |p| p.threads())
+    }
+
+    /// Whether every worker thread has started (in the browser they start
+    /// asynchronously; until then kernels run on the calling thread).
+    pub fn threads_ready(&self) -> bool {
+        self.pool.as_ref().is_none_or(|p| p.ready())
     }
 }
 

@@ -368,6 +368,9 @@ impl GpuContext {
                 cache: None,
             });
         self.take_error().map_err(compile_err)?;
+        // The package's threaded wasm build (atomics) makes wgpu's browser
+        // types !Send; WebGPU engines there stay on their thread.
+        #[cfg_attr(target_feature = "atomics", allow(clippy::arc_with_non_send_sync))]
         let p = Arc::new(Pipeline { pipeline, layout });
         if let Ok(mut m) = self.pipelines.lock() {
             m.insert(key.clone(), p.clone());
