@@ -1,6 +1,6 @@
 // Browser benchmark (not a test): one 128×128 terrain map from the diffusion
 // UNet in the same headless Chromium, Kiln (kiln-webgpu, worker: WebGPU, and
-// with `kiln-cpu` its fast CPU backend, wasm SIMD128 on one thread) vs
+// with `kiln-cpu` its fast CPU backend, wasm SIMD128 on 1 and 2 threads) vs
 // ONNX Runtime Web on the same ONNX file: its wasm provider with 1 and 2
 // threads and (only when asked for: ~2 minutes a map on SwiftShader) its
 // WebGPU provider. Each engine and setting runs in a fresh page; "first" is
@@ -32,11 +32,11 @@ const browser = await launchChromium();
 
 const freshPage = () => harnessPage(browser, origin, log);
 
-async function kiln(batch, cpu = false) {
+async function kiln(batch, cpu = false, threads = 1) {
   const page = await freshPage();
-  const r = await page.evaluate(async ({ url, batch, runs, cpu }) => {
+  const r = await page.evaluate(async ({ url, batch, runs, cpu, threads }) => {
     const t0 = performance.now();
-    const dm = await window.kiln.Kiln.loadDiffusion(url, { cache: false, batch, ...(cpu ? { adapterPreference: 'cpu' } : {}) });
+    const dm = await window.kiln.Kiln.loadDiffusion(url, { cache: false, batch, ...(cpu ? { adapterPreference: 'cpu', cpuThreads: threads } : { adapterPreference: 'webgpu' }) });
     const load = performance.now() - t0;
     const req = { difficulty: 40, width: 128, height: 128, seed: 1, count: batch };
     await dm.generate(req);
@@ -50,7 +50,7 @@ async function kiln(batch, cpu = false) {
     const adapter = dm.adapter;
     await dm.dispose();
     return { load, first, times, adapter, isolated: self.crossOriginIsolated };
-  }, { url: MODEL, batch, runs: RUNS, cpu });
+  }, { url: MODEL, batch, runs: RUNS, cpu, threads });
   await page.close();
   return { engine: 'kiln', provider: r.adapter.cpu ? r.adapter.name : `webgpu (${r.adapter.name || r.adapter.backend})`, batch, loadMs: r.load, firstMs: r.first,
     msPerMap: Math.min(...r.times) / batch, runsMs: r.times, crossOriginIsolated: r.isolated };
@@ -108,7 +108,9 @@ const attempt = async (what, f) => {
 };
 for (const batch of BATCHES) {
   if (ENGINES.includes('kiln')) await attempt(`kiln batch ${batch}`, () => kiln(batch));
-  if (ENGINES.includes('kiln-cpu')) await attempt(`kiln cpu batch ${batch}`, () => kiln(batch, true));
+  if (ENGINES.includes('kiln-cpu')) {
+    for (const threads of [1, 2]) await attempt(`kiln cpu ${threads} thread(s), batch ${batch}`, () => kiln(batch, true, threads));
+  }
   if (ENGINES.includes('ort-wasm')) {
     for (const threads of [1, 2]) await attempt(`ort wasm ${threads} thread(s), batch ${batch}`, () => ort(batch, 'wasm', threads));
   }

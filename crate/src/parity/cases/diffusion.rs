@@ -150,31 +150,51 @@ pub(super) fn group_norm(rng: &mut Rng) -> Result<Vec<Case>> {
     ];
     let mut out = Vec::new();
     for (shape, groups, silu, ss) in shapes {
-        let c = shape[shape.len() - 1];
-        let mut b = B::new(rng);
-        // An offset mean, as activations have: the two-pass variance keeps it exact.
-        let x = b.input(shape, DType::F32, 2.0)?;
-        let gamma = b.input(&[c], DType::F32, 1.0)?;
-        let beta = b.input(&[c], DType::F32, 1.0)?;
-        let scale_shift = if ss {
-            Some(b.input(&[shape[0], 2 * c], DType::F32, 0.5)?)
-        } else {
-            None
-        };
-        let op = GroupNorm {
-            groups,
-            eps: 1e-5,
-            silu,
-        };
-        let y = b.g.group_norm(x, gamma, beta, scale_shift, op)?;
-        let desc = format!(
-            "{shape:?} g{groups}{}{}",
-            if silu { " silu" } else { "" },
-            if ss { " +scale-shift" } else { "" }
-        );
-        out.push(b.case("group_norm", DType::F32, desc, y, vec![], REDUCTION)?);
+        out.push(group_norm_case(rng, shape, groups, silu, ss, 1.0)?);
     }
+    // Terrain-like magnitudes (its activations reach ±1e9): γ of ±150 puts
+    // many SiLU inputs below −64, where the fast CPU kernel returns 0 (under
+    // 1e-26 exactly), not the subnormal-prone y / exp(88).
+    out.push(group_norm_case(rng, &[1, 8, 8, 32], 8, true, true, 150.0)?);
     Ok(out)
+}
+
+fn group_norm_case(
+    rng: &mut Rng,
+    shape: &[usize],
+    groups: usize,
+    silu: bool,
+    ss: bool,
+    gamma_scale: f32,
+) -> Result<Case> {
+    let c = shape[shape.len() - 1];
+    let mut b = B::new(rng);
+    // An offset mean, as activations have: the two-pass variance keeps it exact.
+    let x = b.input(shape, DType::F32, 2.0)?;
+    let gamma = b.input(&[c], DType::F32, gamma_scale)?;
+    let beta = b.input(&[c], DType::F32, 1.0)?;
+    let scale_shift = if ss {
+        Some(b.input(&[shape[0], 2 * c], DType::F32, 0.5)?)
+    } else {
+        None
+    };
+    let op = GroupNorm {
+        groups,
+        eps: 1e-5,
+        silu,
+    };
+    let y = b.g.group_norm(x, gamma, beta, scale_shift, op)?;
+    let desc = format!(
+        "{shape:?} g{groups}{}{}{}",
+        if silu { " silu" } else { "" },
+        if ss { " +scale-shift" } else { "" },
+        if gamma_scale > 1.0 {
+            format!(" γ×{gamma_scale}")
+        } else {
+            String::new()
+        }
+    );
+    b.case("group_norm", DType::F32, desc, y, vec![], REDUCTION)
 }
 
 pub(super) fn resample(rng: &mut Rng) -> Result<Vec<Case>> {
