@@ -17,13 +17,9 @@
 
 mod common;
 
-use kiln::backend::Backend;
-use kiln::backend::cpu_fast::{Activations, CpuFastBackend, CpuOptions, INTEGER_FORMATS};
-use kiln::ops::matmul_fused::FusedMatMul;
-use kiln::ops::matmul_q8::q8_round;
-use kiln::parity::q8::{check_rounding_bound, q8_product};
-use kiln::parity::{Case, run_case};
-use kiln::{DType, HostTensor};
+use kiln::backend::cpu_fast::{Activations, CpuFastBackend, CpuOptions};
+use kiln::parity::q8::run_case_cpu_q8;
+use kiln::parity::run_case;
 
 #[test]
 fn every_op_matches_the_cpu_reference_on_the_fast_cpu_backend() {
@@ -32,41 +28,9 @@ fn every_op_matches_the_cpu_reference_on_the_fast_cpu_backend() {
             threads: 2,
             activations,
         });
-        common::run_suite_with(&b.name(), &|case| {
-            let node =
-                q8_product(case, &INTEGER_FORMATS).filter(|_| activations == Activations::Q8);
-            let Some(node) = node else {
-                return run_case(case, &b);
-            };
-            if let Some(f) = node.op.as_any().downcast_ref::<FusedMatMul>()
-                && f.norm_eps.is_some()
-            {
-                return check_rounding_bound(case, node, &b);
-            }
-            let x = node.inputs[0];
-            let rounded = Case {
-                op: case.op,
-                dtype: case.dtype,
-                shape: case.shape.clone(),
-                graph: case.graph.clone(),
-                data: case
-                    .data
-                    .iter()
-                    .map(|(t, d)| {
-                        if *t != x {
-                            return (*t, d.clone());
-                        }
-                        let mut v = d.to_f32().unwrap();
-                        q8_round(&mut v);
-                        (*t, HostTensor::from_f32(&d.shape, DType::F32, &v).unwrap())
-                    })
-                    .collect(),
-                syms: case.syms.clone(),
-                output: case.output,
-                tol: case.tol,
-                binding_limit: case.binding_limit,
-            };
-            run_case(&rounded, &b)
+        common::run_suite_with(&b.name(), &|case| match activations {
+            Activations::F32 => run_case(case, &b),
+            Activations::Q8 => run_case_cpu_q8(case, &b),
         });
     }
 }

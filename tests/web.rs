@@ -99,3 +99,42 @@ fn cpu_tiles_match_the_portable_ones_in_the_browser() {
     kiln::backend::cpu_fast::f32_tiles_self_test().unwrap();
     assert_eq!(kiln::backend::cpu_fast::simd_level(), "wasm-simd128");
 }
+
+/// The op-parity suite on the fast CPU backend in this browser (wasm
+/// SIMD128, one thread): every registry case against the CPU reference
+/// (also wasm), with f32 activations (the cases' tolerances) and 8-bit ones
+/// (`kiln::parity::q8::run_case_cpu_q8`), as `tests/cpu_fast_parity.rs`
+/// does natively. Fresh inputs each run (the seed is printed on failure).
+#[wasm_bindgen_test]
+fn every_op_matches_the_reference_on_the_cpu_backend_in_wasm() {
+    use kiln::backend::cpu_fast::{Activations, CpuFastBackend, CpuOptions};
+    let seed = js_sys::Date::now() as u64;
+    let all = kiln::parity::cases::all_cases(seed, "").unwrap();
+    assert!(all.len() > 200, "suite unexpectedly small: {}", all.len());
+    for activations in [Activations::F32, Activations::Q8] {
+        let b = CpuFastBackend::new(CpuOptions {
+            threads: 1,
+            activations,
+        });
+        let failures: Vec<String> = all
+            .iter()
+            .map(|case| match activations {
+                Activations::F32 => kiln::parity::run_case(case, &b),
+                Activations::Q8 => kiln::parity::q8::run_case_cpu_q8(case, &b),
+            })
+            .filter(|r| !r.pass)
+            .map(|r| {
+                format!(
+                    "{} {} {}: max abs {:.3e} {:?}",
+                    r.op, r.dtype, r.shape, r.max_abs, r.error
+                )
+            })
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "seed {seed}, {activations:?}: {} of {} cases failed: {failures:#?}",
+            failures.len(),
+            all.len()
+        );
+    }
+}

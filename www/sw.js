@@ -2,15 +2,19 @@
 // diffusion: ./diffusion/): the app
 // shells, the kiln-webgpu package and three.js are kept in a cache (network
 // first, so updates show up when online); the models themselves (.gguf,
-// .onnx) are cached by kiln-webgpu in OPFS.
-const CACHE = 'kiln-demo-v7';
+// .onnx) are cached by kiln-webgpu in OPFS. The worker also makes the demos
+// cross-origin isolated (COOP/COEP on what it serves; a static host cannot
+// set headers), so from the second visit the CPU backend runs on several
+// threads (kiln-webgpu's threaded build needs SharedArrayBuffer).
+const CACHE = 'kiln-demo-v8';
 const PKG = './node_modules/kiln-webgpu/';
 const THREE = './node_modules/three/';
 const SHELL = ['./', './index.html', './app.js', './common.js', './style.css', './manifest.webmanifest',
   './terrain/', './terrain/index.html', './terrain/app.js', './terrain/view3d.js', './terrain/files.js', './terrain/terrain.css',
   './finetune/', './finetune/index.html', './finetune/app.js', './finetune/plot.js', './finetune/finetune.css',
   './diffusion/', './diffusion/index.html', './diffusion/app.js', './diffusion/diffusion.css',
-  ...['kiln.js', 'core.js', 'llm.js', 'diffusion.js', 'adapter.js', 'errors.js', 'cache.js', 'worker.js', 'kiln_wasm.js', 'kiln_wasm_bg.wasm'].map((f) => PKG + f),
+  ...['kiln.js', 'core.js', 'llm.js', 'diffusion.js', 'adapter.js', 'errors.js', 'cache.js', 'worker.js', 'kiln_wasm.js', 'kiln_wasm_bg.wasm',
+    'pool.js', 'pool_worker.js', 'kiln_wasm_mt.js', 'kiln_wasm_mt_bg.wasm'].map((f) => PKG + f),
   ...['build/three.module.js', 'build/three.core.js', 'examples/jsm/controls/OrbitControls.js'].map((f) => THREE + f)];
 
 self.addEventListener('install', (ev) => {
@@ -25,18 +29,30 @@ self.addEventListener('activate', (ev) => {
   })());
 });
 
+// Cross-origin isolation: COEP on every document and script (a worker of
+// an isolated page must carry it too), COOP on documents. "credentialless"
+// keeps cross-origin model URLs with CORS working.
+function isolated(resp, doc) {
+  if (resp.type === 'opaque' || resp.status === 0) return resp;
+  const h = new Headers(resp.headers);
+  h.set('Cross-Origin-Embedder-Policy', 'credentialless');
+  if (doc) h.set('Cross-Origin-Opener-Policy', 'same-origin');
+  return new Response(resp.body, { status: resp.status, statusText: resp.statusText, headers: h });
+}
+
 self.addEventListener('fetch', (ev) => {
   const url = new URL(ev.request.url);
   if (ev.request.method !== 'GET' || url.origin !== location.origin || /\.(gguf|onnx)$/.test(url.pathname)) return;
+  const doc = ev.request.mode === 'navigate';
   ev.respondWith((async () => {
     const cache = await caches.open(CACHE);
     try {
       const resp = await fetch(ev.request);
       if (resp.ok) await cache.put(ev.request, resp.clone());
-      return resp;
+      return isolated(resp, doc);
     } catch (e) {
       const hit = await cache.match(ev.request, { ignoreSearch: true });
-      if (hit) return hit;
+      if (hit) return isolated(hit, doc);
       throw e;
     }
   })());
