@@ -17,6 +17,7 @@
 
 mod common;
 
+use kiln::backend::Backend;
 use kiln::backend::cpu_fast::{Activations, CpuFastBackend, CpuOptions};
 use kiln::parity::q8::run_case_cpu_q8;
 use kiln::parity::run_case;
