@@ -5,6 +5,7 @@ use super::attention::{AttnKernel, CacheKernel, RopeKernel};
 use super::conv::ConvKernel;
 use super::copy::ConcatKernel;
 use super::matmul::MatMulKernel;
+use super::matmul_back::InputGradKernel;
 use super::norm::GroupNormKernel;
 use super::spatial::{AttnKind, SpatialKernel};
 use super::{Activations, Ctx};
@@ -16,6 +17,7 @@ use crate::ops::conv2d::Conv2d;
 use crate::ops::copy::{Concat, WriteCache, WriteCacheWindow};
 use crate::ops::group_norm::GroupNorm;
 use crate::ops::matmul::MatMul;
+use crate::ops::matmul_back::MatMulInputGrad;
 use crate::ops::matmul_fused::FusedMatMul;
 use crate::ops::rope::Rope;
 use crate::ops::spatial_attention::{CrossAttention, SpatialAttention};
@@ -79,6 +81,11 @@ pub(crate) fn pick(graph: &Graph, node: &Node, _act: Activations) -> Option<Box<
             norm,
             glu: f.glu,
             res: f.residual.then_some(2 + norm.is_some() as usize),
+        }));
+    }
+    if op.downcast_ref::<MatMulInputGrad>().is_some() {
+        return Some(Box::new(InputGradKernel {
+            name: format!("mul_mat_input_grad {}", weight()),
         }));
     }
     if let Some(a) = op.downcast_ref::<Attention>() {

@@ -24,6 +24,7 @@ mod dot;
 mod dot_k;
 mod kernels;
 mod matmul;
+mod matmul_back;
 mod norm;
 mod par;
 mod pool;

@@ -11,7 +11,6 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln::backend::Backend;
 use kiln::backend::cpu::CpuBackend;
-use kiln::backend::wgpu::{WgpuBackend, WgpuOptions};
 use kiln::generate::ChatTemplate;
 use kiln::loader::gguf::{GgufFile, GgufSource};
 use kiln::loader::safetensors::HfFolder;
@@ -24,6 +23,7 @@ use kiln::train::lora::{Adapter, LoraConfig};
 use kiln::train::{Batch, Hyper, Schedule, Trainer};
 
 use super::llm::DEFAULT_MODEL;
+use crate::device::{ActChoice, BackendChoice, Device, DeviceArgs};
 
 type Res = Result<ExitCode, Box<dyn std::error::Error>>;
 
@@ -45,9 +45,20 @@ pub struct TrainArgs {
     /// A GGUF file or a Hugging Face folder (default: the embedded SmolLM2-135M-Instruct).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// GPU adapter index or name substring, or "cpu" for the CPU reference.
+    /// GPU adapter index or name substring, or "cpu" for the CPU reference
+    /// (the slow f64 oracle; the fast CPU backend is `--backend cpu`).
     #[arg(long)]
     adapter: Option<String>,
+    /// Where to train: a GPU through wgpu, the fast CPU backend (f32), or
+    /// auto (a real GPU if there is one, else the CPU backend).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// CPU backend: worker threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// After training, print the per-kernel profile of one training step.
+    #[arg(long)]
+    profile: bool,
     #[arg(long, default_value_t = 8)]
     rank: usize,
     #[arg(long, default_value_t = 16.0)]
@@ -227,14 +238,22 @@ pub fn train_lora(a: TrainArgs) -> Res {
         schedule: Schedule::parse(&a.schedule)?,
         ..Hyper::default()
     };
-    let backend: Box<dyn Backend> = if a.adapter.as_deref() == Some("cpu") {
-        Box::new(CpuBackend)
+    let (backend, why): (Box<dyn Backend>, String) = if a.adapter.as_deref() == Some("cpu") {
+        (Box::new(CpuBackend), "--adapter cpu".into())
     } else {
-        Box::new(WgpuBackend::new(&WgpuOptions {
+        let (device, why) = crate::device::pick(&DeviceArgs {
+            backend: a.backend,
             adapter: a.adapter.clone(),
-            ..Default::default()
-        })?)
+            threads: a.threads,
+            activations: Some(ActChoice::F32),
+        })?;
+        let b: Box<dyn Backend> = match device {
+            Device::Gpu(b) => Box::new(b),
+            Device::Cpu(b) => Box::new(b),
+        };
+        (b, why)
     };
+    eprintln!("training on {} ({why})", backend.name());
     let t0 = Instant::now();
     let config = base.config.clone();
     let tg = base.with_source(|s| graph::build(&config, &lora, &shape, &|n| s.info(n)))?;
@@ -331,5 +350,22 @@ pub fn train_lora(a: TrainArgs) -> Res {
         t.step,
         tokens as f64 / t_start.elapsed().as_secs_f64()
     );
+    if a.profile {
+        // One more forward + backward on the last batch's buffers (the
+        // adapter is saved; gradients are not applied).
+        let prof = t.exe.profile(graph::STEP, &[0, 0])?;
+        let total: f64 = prof.iter().map(|x| x.1).sum();
+        println!(
+            "profile of one training step (forward + backward, time per kernel; {:.1} ms in all):",
+            total * 1e3
+        );
+        for (k, secs, n) in prof {
+            println!(
+                "  {:>9.3} ms {:>5.1}%  {n:>4}×  {k}",
+                secs * 1e3,
+                100.0 * secs / total
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
