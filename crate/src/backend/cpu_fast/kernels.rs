@@ -2,8 +2,10 @@
 //! CPU reference (the executable's fallback).
 
 use super::attention::{AttnKernel, CacheKernel, RopeKernel};
+use super::attention_train::CausalAttnKernel;
 use super::conv::ConvKernel;
 use super::copy::ConcatKernel;
+use super::elementwise::BinaryKernel;
 use super::matmul::MatMulKernel;
 use super::matmul_back::InputGradKernel;
 use super::norm::GroupNormKernel;
@@ -13,6 +15,8 @@ use crate::backend::BackendError;
 use crate::graph::{Graph, Node};
 use crate::host::HostTensor;
 use crate::ops::attention::{Attention, MAX_HEAD_DIM};
+use crate::ops::binary::Binary;
+use crate::ops::causal_attention::CausalAttention;
 use crate::ops::conv2d::Conv2d;
 use crate::ops::copy::{Concat, WriteCache, WriteCacheWindow};
 use crate::ops::group_norm::GroupNorm;
@@ -82,6 +86,12 @@ pub(crate) fn pick(graph: &Graph, node: &Node, _act: Activations) -> Option<Box<
             glu: f.glu,
             res: f.residual.then_some(2 + norm.is_some() as usize),
         }));
+    }
+    if let Some(b) = op.downcast_ref::<Binary>() {
+        return Some(Box::new(BinaryKernel(*b)));
+    }
+    if let Some(a) = op.downcast_ref::<CausalAttention>() {
+        return Some(Box::new(CausalAttnKernel(*a)));
     }
     if op.downcast_ref::<MatMulInputGrad>().is_some() {
         return Some(Box::new(InputGradKernel {

@@ -18,10 +18,12 @@
 //!   every run, so a decode step allocates nothing in the fast kernels.
 
 mod attention;
+mod attention_train;
 mod conv;
 mod copy;
 mod dot;
 mod dot_k;
+mod elementwise;
 mod kernels;
 mod matmul;
 mod matmul_back;
