@@ -104,14 +104,14 @@ async function cpuPick(opts, why) {
  * offers no adapter, or its only adapter is a software one (SwiftShader,
  * WARP: `isFallbackAdapter`), on which the CPU backend is many times faster;
  * `adapterPreference: "webgpu"` (or a power preference) keeps WebGPU there.
- * Training needs WebGPU.
+ * Training runs on either (the CPU backend with f32 activations).
  */
 async function getEngine(opts, cpuOk = false, what = 'this') {
   await initModule(opts.wasmUrl);
   const pref = opts.adapterPreference;
   if (pref === 'cpu') {
     if (!cpuOk) {
-      throw new KilnError('WEBGPU_UNAVAILABLE', `${what} needs WebGPU; the CPU backend (adapterPreference "cpu") runs LLMs and diffusion only`);
+      throw new KilnError('WEBGPU_UNAVAILABLE', `${what} needs WebGPU (adapterPreference "cpu" runs LLMs, diffusion and LoRA training)`);
     }
     return cpuPick(opts, 'adapterPreference "cpu"');
   }
@@ -679,7 +679,9 @@ export class DirectModel {
   async train(data, opts = {}, onStep, signal) {
     if (signal?.aborted) throw aborted(signal);
     const folder = Array.isArray(this.source) || String(this.source).endsWith('/');
-    const { eng } = await getEngine(this.loadOpts, false, 'LoRA training');
+    // The model's own kind of engine; on the CPU backend with f32
+    // activations (8-bit products would bend the gradients).
+    const { eng } = await getEngine({ ...this.loadOpts, cpuActivations: 'f32' }, true, 'LoRA training');
     const { text, name } = await dataText(data);
     const { init, ...rest } = opts;
     const initFiles = init ? { config: init.config, weights: init.weights } : undefined;

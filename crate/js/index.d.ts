@@ -36,7 +36,7 @@ export interface LoadOptions {
   worker?: boolean;
   /** Cache URL sources in OPFS / Cache API and load from there next time (default true). */
   cache?: boolean;
-  /** "cpu": the fast CPU backend (wasm SIMD128; LLMs and diffusion, not training). By default LLMs and diffusion use it too without WebGPU, without an adapter, or with only a software adapter (SwiftShader, WARP); "webgpu" (or a power preference) keeps WebGPU there. */
+  /** "cpu": the fast CPU backend (wasm SIMD128; LLMs, diffusion and LoRA training). By default LLMs and diffusion use it too without WebGPU, without an adapter, or with only a software adapter (SwiftShader, WARP); "webgpu" (or a power preference) keeps WebGPU there. */
   adapterPreference?: 'webgpu' | 'high-performance' | 'low-power' | 'cpu';
   /** CPU backend: 8-bit activations like llama.cpp (default "q8") or f32 (greedy ids equal PyTorch's). */
   cpuActivations?: 'q8' | 'f32';

@@ -132,26 +132,7 @@ struct LoadOptions {
     lora_rank: usize,
 }
 
-/// The message for work that needs WebGPU on a CPU engine.
-fn needs_gpu(what: &str) -> JsValue {
-    js_error(
-        "WEBGPU_UNAVAILABLE",
-        &format!(
-            "{what} needs WebGPU; without it (or with adapterPreference 'cpu') Kiln runs LLMs and diffusion only, on the CPU"
-        ),
-    )
-}
-
 impl Engine {
-    /// The WebGPU backend, for work that has no CPU path in the browser yet
-    /// (training): a typed error naming `what` on a CPU engine.
-    pub(crate) fn gpu(&self, what: &str) -> Result<&WgpuBackend, JsValue> {
-        match &self.backend {
-            WebBackend::Gpu(b) => Ok(b),
-            WebBackend::Cpu(_) => Err(needs_gpu(what)),
-        }
-    }
-
     pub(crate) fn dyn_backend(&self) -> Box<dyn crate::backend::Backend> {
         match &self.backend {
             WebBackend::Gpu(b) => Box::new(b.clone()),

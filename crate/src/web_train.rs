@@ -314,8 +314,10 @@ impl Engine {
         } else {
             adapter_from_js(&init)?
         };
-        let trainer =
-            Trainer::new(tg, self.gpu("LoRA training")?, src, &adapter, hyper).map_err(err)?;
+        // WebGPU or the fast CPU backend (f32 products: the package asks
+        // for f32 activations when it trains there).
+        let backend = self.dyn_backend();
+        let trainer = Trainer::new(tg, backend.as_ref(), src, &adapter, hyper).map_err(err)?;
         let params: usize = trainer
             .model
             .params

@@ -361,11 +361,11 @@ test('Gemma 3 270M Q4_K_M (real file, SentencePiece vocabulary, 262k-entry head)
   await context.close();
 });
 
-test('streaming, abort, break, OpenAI shapes, BUSY', async () => {
+for (const where of ['webgpu', 'cpu']) test(`streaming, abort, break, OpenAI shapes, BUSY (${where}, in the worker)`, async () => {
   const page = await harness();
-  const r = await page.evaluate(async (url) => {
+  const r = await page.evaluate(async ([url, where]) => {
     const { Kiln } = kiln;
-    const llm = await Kiln.loadLLM(url, { adapterPreference: 'webgpu', cache: false });
+    const llm = await Kiln.loadLLM(url, { adapterPreference: where, cache: false });
     const out = {};
     // Abort after 3 chunks.
     const ac = new AbortController();
@@ -400,7 +400,7 @@ test('streaming, abort, break, OpenAI shapes, BUSY', async () => {
     await llm.dispose();
     try { await llm.tokenize('x'); out.disposed = 'no error'; } catch (e) { out.disposed = e.code; }
     return out;
-  }, TINY);
+  }, [TINY, where]);
   assert.equal(r.abort, 'ABORTED');
   assert.equal(r.abortStats, 'abort');
   assert.equal(r.chunksAtAbort, 3);
@@ -536,7 +536,7 @@ test('cache: Cache API fallback without OPFS; a full quota is reported, the mode
   await context.close();
 });
 
-test('bad input: corrupt, truncated, not GGUF, missing -> typed errors; no WebGPU: LLMs and diffusion on the CPU, training WEBGPU_UNAVAILABLE', async () => {
+test('bad input: corrupt, truncated, not GGUF, missing -> typed errors; no WebGPU: LLMs, diffusion and LoRA training on the CPU', async () => {
   const page = await harness();
   const r = await page.evaluate(async (url) => {
     const { Kiln } = kiln;
@@ -554,11 +554,13 @@ test('bad input: corrupt, truncated, not GGUF, missing -> typed errors; no WebGP
     const direct = await code(Kiln.loadLLM(bytes.slice(0, 1000), { worker: false }));
     out.direct = direct;
     Object.defineProperty(navigator, 'gpu', { value: undefined, configurable: true });
-    // Without WebGPU an LLM and diffusion run on the CPU backend (so a bad
-    // diffusion file gets as far as its typed parse error); training needs WebGPU.
+    // Without WebGPU an LLM, diffusion and LoRA training run on the CPU
+    // backend (so a bad diffusion file gets as far as its typed parse error).
     const cpu = await Kiln.loadLLM(url, { worker: false, cache: false }).then((m) => m, (e) => e);
     out.nogpu = cpu.adapter ? (cpu.adapter.cpu ? 'cpu' : 'gpu') : `${cpu.code}: ${cpu.message}`;
-    out.nogpuTraining = cpu.adapter ? await code(cpu.trainLoRA('the quick brown fox jumps over the lazy dog. '.repeat(20), { steps: 1 }).done) : 'no model';
+    out.nogpuTraining = cpu.adapter
+      ? await cpu.trainLoRA('the quick brown fox jumps over the lazy dog. '.repeat(20), { steps: 1 }).done.then((t) => `${t.steps.length} step, loss ${t.steps[0].loss}`, (e) => `${e.code}: ${e.message}`)
+      : 'no model';
     await cpu.dispose?.();
     out.nogpuDiffusion = await code(Kiln.loadDiffusion(new Uint8Array(16), { worker: false }));
     out.badActivations = await code(Kiln.loadLLM(url, { worker: false, cache: false, adapterPreference: 'cpu', cpuActivations: 'q4' }));
@@ -581,7 +583,7 @@ test('bad input: corrupt, truncated, not GGUF, missing -> typed errors; no WebGP
   }, TINY);
   assert.equal(noAdapter, 'cpu');
   await p2.close();
-  assert.match(r.nogpuTraining, /^WEBGPU_UNAVAILABLE: .*training/);
+  assert.match(r.nogpuTraining, /^1 step, loss \d+\.\d+/);
   assert.match(r.badActivations, /^INVALID_INPUT: .*q4/);
   console.log(`    e.g. ${r.truncated}`);
 });
@@ -705,15 +707,16 @@ function maxAbsDiff(a, b) {
 // (tools/lora_reference.py on the tiny Llama-3): same init adapter, same
 // batches, same AdamW/schedule. The GGUF file stores Q/K permuted for
 // interleaved RoPE; the trainer maps LoRA B rows (native test: lora.rs).
-test('lora: the tiny fixture trains in the worker with PEFT\'s per-step losses; abort stops between steps', async () => {
+for (const where of ['webgpu', 'cpu']) test(`lora (${where}): the tiny fixture trains in the worker with PEFT's per-step losses; abort stops between steps`, async () => {
   const page = await harness();
   const fx = 'tests/fixtures/lora/llama3/facts';
   const steps = (await json(`${fx}/steps.json`)).steps;
   const cfg = await json(`${fx}/config.json`);
-  const r = await page.evaluate(async ({ TINY, fx, cfg }) => {
+  const r = await page.evaluate(async ({ TINY, fx, cfg, where }) => {
     const init = await kiln.LoRAAdapter.load(`/${fx}/init_adapter/`);
     const batchesJson = await (await fetch(`/${fx}/batches.json`)).text();
-    const llm = await kiln.Kiln.loadLLM(TINY, { adapterPreference: 'webgpu', cache: false, loraRank: 8 });
+    const llm = await kiln.Kiln.loadLLM(TINY, { adapterPreference: where, cache: false, loraRank: 8 });
+    const cpu = llm.adapter.cpu;
     const ctl = new AbortController();
     const job = llm.trainLoRA(null, {
       batchesJson, init, seqLen: cfg.seq_len, steps: cfg.steps, lr: cfg.lr, warmup: cfg.warmup,
@@ -728,8 +731,9 @@ test('lora: the tiny fixture trains in the worker with PEFT\'s per-step losses; 
     await llm.setAdapters([{ adapter: out.adapter, scale: 1 }]);
     const tuned = Array.from(await llm._model.logitsOf([1, 2, 3, 4, 5]));
     await llm.dispose();
-    return { losses: out.steps.map((s) => s.loss), aborted: out.aborted, busy, rank: out.adapter.rank, base, tuned };
-  }, { TINY, fx, cfg });
+    return { losses: out.steps.map((s) => s.loss), aborted: out.aborted, busy, rank: out.adapter.rank, base, tuned, cpu, info: out.info };
+  }, { TINY, fx, cfg, where });
+  assert.equal(r.cpu, where === 'cpu');
   console.log(`    losses ${r.losses.map((l) => l.toFixed(6)).join(' ')} (aborted: ${r.aborted})`);
   assert.equal(r.busy, 'BUSY', 'the model is busy while training');
   assert.equal(r.aborted, true);

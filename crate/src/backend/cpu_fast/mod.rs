@@ -274,7 +274,29 @@ impl CpuFastExecutable {
     }
 }
 
+/// In a browser: a future that resolves on the next macrotask, so that a
+/// worker running this backend sees its messages (an abort) between
+/// tokens and training steps; CPU reads are otherwise ready at once and a
+/// whole generation would run inside one task.
+#[cfg(all(target_arch = "wasm32", feature = "web"))]
+fn next_task() -> crate::backend::ReadReady {
+    use wasm_bindgen::prelude::*;
+    #[wasm_bindgen(inline_js = "export function kilnNextTask() { return new Promise((r) => { const c = new MessageChannel(); c.port1.onmessage = () => { c.port1.close(); r(); }; c.port2.postMessage(0); }); }")]
+    extern "C" {
+        #[wasm_bindgen(js_name = kilnNextTask)]
+        fn next_task_promise() -> js_sys::Promise;
+    }
+    Box::pin(async {
+        let _ = wasm_bindgen_futures::JsFuture::from(next_task_promise()).await;
+    })
+}
+
 impl Executable for CpuFastExecutable {
+    #[cfg(all(target_arch = "wasm32", feature = "web"))]
+    fn read_ready(&self, _ticket: usize) -> crate::backend::ReadReady {
+        next_task()
+    }
+
     fn graph(&self) -> &Graph {
         &self.graph
     }
