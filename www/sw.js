@@ -2,7 +2,8 @@
 // diffusion: ./diffusion/): the app
 // shells, the kiln-webgpu package and three.js are kept in a cache (network
 // first, so updates show up when online); the models themselves (.gguf,
-// .onnx) are cached by kiln-webgpu in OPFS. The worker also makes the demos
+// .onnx) are cached by kiln-webgpu in OPFS. What the wasm glue imports from
+// snippets/ (paths with a build hash) is found in the glue at install. The worker also makes the demos
 // cross-origin isolated (COOP/COEP on what it serves; a static host cannot
 // set headers), so from the second visit the CPU backend runs on several
 // threads (kiln-webgpu's threaded build needs SharedArrayBuffer).
@@ -17,8 +18,22 @@ const SHELL = ['./', './index.html', './app.js', './common.js', './style.css', '
     'pool.js', 'pool_worker.js', 'kiln_wasm_mt.js', 'kiln_wasm_mt_bg.wasm'].map((f) => PKG + f),
   ...['build/three.module.js', 'build/three.core.js', 'examples/jsm/controls/OrbitControls.js'].map((f) => THREE + f)];
 
+// The glue's imports from snippets/ (paths with a build hash), read from it.
+async function snippets() {
+  const out = new Set();
+  for (const glue of ['kiln_wasm.js', 'kiln_wasm_mt.js']) {
+    const text = await (await fetch(PKG + glue)).text();
+    for (const m of text.matchAll(/from\s+["'](\.\/snippets\/[^"']+)["']/g)) out.add(PKG + m[1].slice(2));
+  }
+  return [...out];
+}
+
 self.addEventListener('install', (ev) => {
-  ev.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
+  ev.waitUntil((async () => {
+    const c = await caches.open(CACHE);
+    await c.addAll([...SHELL, ...(await snippets())]);
+    await self.skipWaiting();
+  })());
 });
 
 self.addEventListener('activate', (ev) => {

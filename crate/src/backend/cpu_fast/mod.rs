@@ -281,9 +281,7 @@ impl CpuFastExecutable {
 #[cfg(all(target_arch = "wasm32", feature = "web"))]
 fn next_task() -> crate::backend::ReadReady {
     use wasm_bindgen::prelude::*;
-    #[wasm_bindgen(
-        inline_js = "export function kilnNextTask() { return new Promise((r) => { const c = new MessageChannel(); c.port1.onmessage = () => { c.port1.close(); r(); }; c.port2.postMessage(0); }); }"
-    )]
+    #[wasm_bindgen(module = "/js/tasks.js")]
     extern "C" {
         #[wasm_bindgen(js_name = kilnNextTask)]
         fn next_task_promise() -> js_sys::Promise;
