@@ -64,6 +64,22 @@ pub struct CaseResult {
     pub error: Option<String>,
 }
 
+impl CaseResult {
+    /// A result for `case` that has not passed (yet): NaN errors, no message.
+    pub(crate) fn pending(case: &Case) -> CaseResult {
+        CaseResult {
+            op: case.op,
+            dtype: case.dtype,
+            shape: case.shape.clone(),
+            max_abs: f64::NAN,
+            max_rel: f64::NAN,
+            nmse: f64::NAN,
+            pass: false,
+            error: None,
+        }
+    }
+}
+
 /// Runs `case` on the CPU reference and on `backend`; never panics.
 pub fn run_case(case: &Case, backend: &dyn Backend) -> CaseResult {
     run_case_outputs(case, backend).0
@@ -75,16 +91,7 @@ pub(crate) fn run_case_outputs(
     case: &Case,
     backend: &dyn Backend,
 ) -> (CaseResult, Option<(HostTensor, HostTensor)>) {
-    let mut r = CaseResult {
-        op: case.op,
-        dtype: case.dtype,
-        shape: case.shape.clone(),
-        max_abs: f64::NAN,
-        max_rel: f64::NAN,
-        nmse: f64::NAN,
-        pass: false,
-        error: None,
-    };
+    let mut r = CaseResult::pending(case);
     let run = |b: &dyn Backend| -> Result<HostTensor, BackendError> {
         let mut exe = b.compile(&case.graph)?;
         for (t, d) in &case.data {

@@ -114,3 +114,21 @@ pub fn pick(a: &DeviceArgs) -> Result<(Device, String), Box<dyn std::error::Erro
         },
     })
 }
+
+/// Prints a per-kernel profile (`Executable::profile`: label, seconds,
+/// calls), slowest first, at most `top` rows.
+pub fn print_profile(what: &str, prof: &[(String, f64, usize)], top: usize) {
+    let total: f64 = prof.iter().map(|p| p.1).sum();
+    println!(
+        "profile of {what}: {:.2} ms in {} kernels",
+        total * 1e3,
+        prof.iter().map(|p| p.2).sum::<usize>()
+    );
+    for (k, secs, n) in prof.iter().take(top) {
+        println!(
+            "  {:>9.3} ms {:>5.1}%  {n:>4}×  {k}",
+            secs * 1e3,
+            100.0 * secs / total
+        );
+    }
+}

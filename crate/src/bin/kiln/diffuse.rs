@@ -422,20 +422,7 @@ pub fn diffuse(a: DiffuseArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
     if a.profile {
         let prof = generator.unet.exe.profile(0, &[])?;
-        let total: f64 = prof.iter().map(|p| p.1).sum();
-        println!(
-            "per-kernel profile of one call (batch {}): {:.1} ms in {} dispatches",
-            a.batch,
-            total * 1e3,
-            prof.iter().map(|p| p.2).sum::<usize>()
-        );
-        for (k, secs, n) in prof.iter().take(15) {
-            println!(
-                "  {:>8.2} ms {:>5.1}% {n:>4}×  {k}",
-                secs * 1e3,
-                100.0 * secs / total
-            );
-        }
+        crate::device::print_profile(&format!("one network call (batch {})", a.batch), &prof, 15);
     }
     Ok(ExitCode::SUCCESS)
 }

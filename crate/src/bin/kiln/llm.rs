@@ -565,18 +565,11 @@ pub fn bench(a: BenchArgs) -> Res {
                 p,
                 &[pos.min((m.llm.max_ctx() - m.llm.model.prefill.tokens) as u32)],
             )?;
-            let total: f64 = prof.iter().map(|x| x.1).sum();
-            println!(
-                "profile of one {name} step (GPU time per kernel; {:.2} ms in all):",
-                total * 1e3
+            crate::device::print_profile(
+                &format!("one {name} step (device time per kernel)"),
+                &prof,
+                usize::MAX,
             );
-            for (k, t, n) in prof {
-                println!(
-                    "  {:>8.3} ms {:>5.1}%  {n:>4}×  {k}",
-                    t * 1e3,
-                    100.0 * t / total
-                );
-            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -354,18 +354,7 @@ pub fn train_lora(a: TrainArgs) -> Res {
         // One more forward + backward on the last batch's buffers (the
         // adapter is saved; gradients are not applied).
         let prof = t.exe.profile(graph::STEP, &[0, 0])?;
-        let total: f64 = prof.iter().map(|x| x.1).sum();
-        println!(
-            "profile of one training step (forward + backward, time per kernel; {:.1} ms in all):",
-            total * 1e3
-        );
-        for (k, secs, n) in prof {
-            println!(
-                "  {:>9.3} ms {:>5.1}%  {n:>4}×  {k}",
-                secs * 1e3,
-                100.0 * secs / total
-            );
-        }
+        crate::device::print_profile("one training step (forward + backward)", &prof, usize::MAX);
     }
     Ok(ExitCode::SUCCESS)
 }
