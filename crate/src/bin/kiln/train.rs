@@ -314,17 +314,22 @@ pub fn train_lora(a: TrainArgs) -> Res {
             val_loss = mean_loss(&mut t, v)?;
         }
         bar.set_position(step as u64);
+        // "-" until a validation pass ran (or without a validation set).
+        let val_text = if val_loss.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{val_loss:.4}")
+        };
         bar.set_message(format!(
-            "loss {:.4}  val {:.4}  |g| {:.3}  lr {:.2e}  {:.0} tok/s",
+            "loss {:.4}  val {val_text}  |g| {:.3}  lr {:.2e}  {:.0} tok/s",
             s.loss,
-            val_loss,
             s.grad_norm,
             s.lr,
             tokens as f64 / t_start.elapsed().as_secs_f64()
         ));
         let line = format!(
-            "step {:4}  loss {:.4}  val {:.4}  grad-norm {:.4}  lr {:.3e}",
-            s.step, s.loss, val_loss, s.grad_norm, s.lr
+            "step {:4}  loss {:.4}  val {val_text}  grad-norm {:.4}  lr {:.3e}",
+            s.step, s.loss, s.grad_norm, s.lr
         );
         if bar.is_hidden() {
             eprintln!("{line}");
