@@ -10,9 +10,13 @@ function channel() {
   let wake = null;
   let done = false;
   let failure = null;
+  let cancelled = false;
   const notify = () => { if (wake) { wake(); wake = null; } };
   return {
-    push(v) { items.push(v); notify(); },
+    push(v) { if (!cancelled) { items.push(v); notify(); } },
+    // After an abort nothing more is yielded, not even text already queued
+    // (the worker may have sent a chunk before the abort reached it).
+    cancel() { cancelled = true; items.length = 0; },
     end(err) { done = true; failure = err || null; notify(); },
     async *drain() {
       for (;;) {
@@ -71,8 +75,9 @@ export class LLM {
     this._busy = true;
     const ch = channel();
     const stop = new AbortController();
-    const onAbort = () => stop.abort(signal.reason);
+    const onAbort = () => { ch.cancel(); stop.abort(signal.reason); };
     if (signal) signal.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) onAbort();
     const result = this._model.run(ids, samplingOptions(opts), (s) => ch.push(s), stop.signal)
       .then((r) => {
         const tokens = r.tokens.length;
@@ -84,10 +89,12 @@ export class LLM {
           decodeSeconds: r.decodeSecs,
           prefillTokensPerSecond: r.prefillSecs > 0 ? r.prefilledTokens / r.prefillSecs : 0,
           decodeTokensPerSecond: r.decodeSecs > 0 && tokens > 1 ? (tokens - 1) / r.decodeSecs : 0,
-          finishReason: r.finishReason,
+          // Aborted by the caller: so even when the run ended before the
+          // abort reached it (its last text was not yielded).
+          finishReason: signal?.aborted ? 'abort' : r.finishReason,
           tokens: Array.from(r.tokens),
         };
-        if (r.finishReason === 'abort' && signal?.aborted) throw aborted(signal);
+        if (signal?.aborted) throw aborted(signal);
         ch.end();
         return r;
       })
