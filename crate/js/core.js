@@ -87,8 +87,7 @@ async function cpuEngine(opts) {
     cpuEngines.set(key, made);
     made.catch(() => cpuEngines.delete(key));
   }
-  const { eng, note: n } = await cpuEngines.get(key);
-  return { eng, note: n };
+  return cpuEngines.get(key);
 }
 
 /** `{ eng, why }` for the CPU backend, picked for `why`. */

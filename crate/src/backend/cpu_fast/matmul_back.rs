@@ -73,19 +73,22 @@ impl Kernel for InputGradKernel {
         // Column blocks of whole quantization blocks, at least 64 wide.
         let width = 64usize.div_ceil(bs) * bs;
         let blocks = k.div_ceil(width);
-        let failed = std::sync::atomic::AtomicBool::new(false);
+        // The first failing block's error (with its message) is returned.
+        let failure = std::sync::Mutex::new(None);
         ctx.par.ranges(blocks, 1, |r| {
             for b in r {
                 let (c0, c1) = (b * width, ((b + 1) * width).min(k));
-                if column_block(dy, (m, n, k), w, rb, (c0, c1), &y).is_err() {
-                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                if let Err(e) = column_block(dy, (m, n, k), w, rb, (c0, c1), &y)
+                    && let Ok(mut f) = failure.lock()
+                {
+                    f.get_or_insert(e);
                 }
             }
         })?;
-        if failed.into_inner() {
-            return Err(bad("a column block failed".into()));
+        match failure.into_inner() {
+            Ok(Some(e)) => Err(e),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -106,8 +109,6 @@ fn column_block(
     BUF.with(|buf| {
         let mut buf = buf.borrow_mut();
         let (dec, part, acc) = &mut *buf;
-        acc.clear();
-        acc.resize(m * cw, 0.0);
         let mut j0 = 0;
         while j0 < n {
             let rows = CHUNK.min(n - j0);
@@ -116,7 +117,8 @@ fn column_block(
                 let row = &w.data[(j0 + r) * rb..(j0 + r + 1) * rb];
                 quant::dequantize_into(w.dtype, &row[b0..b1], d).map_err(|e| bad(e.to_string()))?;
             }
-            // part[i, c] = Σ_{r < rows} dy[i, j0 + r] · dec[r, c]
+            // part[i, c] = Σ_{r < rows} dy[i, j0 + r] · dec[r, c]; the
+            // first chunk writes acc itself (every element).
             let target: &mut Vec<f32> = if j0 == 0 { acc } else { part };
             target.resize(m * cw, 0.0);
             outer_grid(
