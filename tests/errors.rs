@@ -223,6 +223,12 @@ fn hostile_chat_templates_stop_with_typed_errors() {
             "{% set l = ['abcdefgh'] * 1000000 %}{{ (l|join(l|join))|length }}",
         ),
         ("wide indent", "{{ 'a\nb'|indent(4000000000) }}"),
+        // Lazy list concatenation, charged by the vendored minijinja's one
+        // change (vendor/README.md): 2^33 items before it.
+        (
+            "list doubling",
+            "{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|length }}",
+        ),
         // The fuzz finding of 2026-12-06 (84 MB from one repetition).
         (
             "one large repetition",

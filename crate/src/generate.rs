@@ -132,16 +132,16 @@ impl ChatTemplate {
 }
 
 /// Limits of chat-template rendering: work (minijinja fuel: one unit per
-/// instruction, and since minijinja 3.1 one per 64 bytes — or two list
-/// slots — that a string or sequence operation makes; 800 k units pay for
-/// 800 k instructions or 51 MB of values, while 2,000 messages of 1 KB
-/// through Llama-3's template fit), call depth, and output bytes (a prompt
-/// far beyond any context window). Known gaps in minijinja 3.1: one string
-/// repetition is built before it is charged (up to its 100 MB cap; the
-/// fuzz finding of 2026-12-06 held 84 MB), and a lazy list concatenation
-/// chain deeper than 32 is materialized without charge, so a list doubled
-/// 33 times in a loop still exhausts memory.
-pub const TEMPLATE_FUEL: u64 = 800_000;
+/// instruction, and one per 64 bytes — or two list slots — that a string
+/// or sequence operation makes, checked before it allocates; 480 k units
+/// pay for 480 k instructions or 30.7 MB of values, while 2,000 messages of
+/// 1 KB through Llama-3's and SmolLM2's templates fit), call depth, and
+/// output bytes (a prompt far beyond any context window). The value budget
+/// plus the output cap keep a render under the 64 MiB that the fuzz
+/// harness allows a small input. Lazy list concatenation (`l + l`) is
+/// charged by the vendored minijinja's one change (vendor/README.md);
+/// without it a list doubled in a loop grew to 2³³ items uncharged.
+pub const TEMPLATE_FUEL: u64 = 480_000;
 pub const TEMPLATE_RECURSION: usize = 100;
 pub const TEMPLATE_OUTPUT: usize = 16 << 20;
 
@@ -152,6 +152,13 @@ impl std::io::Write for Capped {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.0.len() + buf.len() > TEMPLATE_OUTPUT {
             return Err(std::io::Error::other("template output limit"));
+        }
+        // Grow by doubling, but never past the cap (a plain Vec would
+        // reserve up to twice it).
+        let need = self.0.len() + buf.len();
+        if need > self.0.capacity() {
+            let want = need.max(2 * self.0.capacity()).min(TEMPLATE_OUTPUT);
+            self.0.reserve_exact(want - self.0.len());
         }
         self.0.extend_from_slice(buf);
         Ok(buf.len())
