@@ -7,7 +7,8 @@
 // SwiGLU (glu) and the residual (has_res) in the epilogue
 // (`mul_mat_q8_local_<w>`: blocks of 256 that quantize x themselves);
 // `mul_mat_q8_gemm_<w>` (prefill) a 128 × 64 tile per block of 256, 8 × 4
-// outputs per thread, K two 32-blocks per stage through shared memory.
+// outputs per thread, K two 32-blocks per stage through shared memory
+// (`_tc`: the same tile on integer tensor cores, mma.sync s8).
 // Params: k, cols, n0, has_res, has_norm, eps, glu, rows_per_wg, m, n.
 // Bindings (quantize_q8): 0 x [m, k], 1 nw [k] (x when unused), 2 xq.
 // (mul_mat_q8_*): 0 W (rows from n0), 1 xq, 2 y, 3 res (x when unused);
@@ -232,7 +233,8 @@ struct Q8Tile<DQ4_0> {
         const u8* blk = W + ((u64)row * nb + u) * 18u;
         return make_uint4(ld2x16q(blk + 2u + 4u * j), *(const u16*)blk, 0u, 0u);
     }
-    static __device__ __forceinline__ void store(uint4 r, u32 j, u32 col, u32 (*Ws)[64], float* Wd, float* Wm) {
+    template <u32 WN>
+    static __device__ __forceinline__ void store(uint4 r, u32 j, u32 col, u32 (*Ws)[WN], float* Wd, float* Wm) {
         Ws[j][col] = (u32)nib_s8(r.x, 0u);
         Ws[4u + j][col] = (u32)nib_s8(r.x, 4u);
         if (j == 0u) Wd[col] = h2f((u16)r.y);
@@ -245,7 +247,8 @@ struct Q8Tile<DQ4_1> {
         const u32* blk = (const u32*)(W + ((u64)row * nb + u) * 20u);
         return make_uint4(blk[1u + j], blk[0], 0u, 0u);
     }
-    static __device__ __forceinline__ void store(uint4 r, u32 j, u32 col, u32 (*Ws)[64], float* Wd, float* Wm) {
+    template <u32 WN>
+    static __device__ __forceinline__ void store(uint4 r, u32 j, u32 col, u32 (*Ws)[WN], float* Wd, float* Wm) {
         Ws[j][col] = r.x & 0x0f0f0f0fu;
         Ws[4u + j][col] = (r.x >> 4) & 0x0f0f0f0fu;
         if (j == 0u) {
@@ -261,7 +264,8 @@ struct Q8Tile<DQ8_0> {
         const u8* blk = W + ((u64)row * nb + u) * 34u;
         return make_uint4(ld2x16q(blk + 2u + 8u * j), ld2x16q(blk + 6u + 8u * j), *(const u16*)blk, 0u);
     }
-    static __device__ __forceinline__ void store(uint4 r, u32 j, u32 col, u32 (*Ws)[64], float* Wd, float* Wm) {
+    template <u32 WN>
+    static __device__ __forceinline__ void store(uint4 r, u32 j, u32 col, u32 (*Ws)[WN], float* Wd, float* Wm) {
         Ws[2u * j][col] = r.x;
         Ws[2u * j + 1u][col] = r.y;
         if (j == 0u) Wd[col] = h2f((u16)r.z);
@@ -388,9 +392,153 @@ __device__ void mul_mat_q8_gemm(const Params& p, const Ptrs& b) {
     }
 }
 
+// The prefill GEMM on integer tensor cores (`_tc`, compute capability 8.0
+// or later; exec.rs picks it, KILN_CUDA_MMA=0 keeps the one above): the
+// same 128 × 64 tile, staging and scratch, but each 32-block's products are
+// `mma.sync.m16n8k32` s8 × s8 → s32 — one instruction per 16 × 8 outputs
+// and block, the exact integer sums the __dp4a kernel makes — then scaled
+// by d_x·d_w (+ m_w·s_x for Q4_1) into f32 as above. Warp w owns rows
+// (w % 4)·32.. and columns (w / 4)·32.. (2 × 4 mma tiles). The staged
+// words are padded (+8 per row) so a fragment's 32 loads hit 32 banks.
+template <class D>
+__device__ void mul_mat_q8_gemm_tc(const Params& p, const Ptrs& b) {
+    kiln_entry();  // this entry waits itself (kernels::SELF_WAITING)
+#if __CUDA_ARCH__ >= 800
+    constexpr u32 BM = 128u, BN = 64u, KB = 2u, PM = BM + 8u, PN = BN + 8u;
+    __shared__ __align__(16) u32 Xs[KB][8][PM];
+    __shared__ __align__(16) u32 Ws[KB][8][PN];
+    __shared__ __align__(16) float Xd[KB][BM];
+    __shared__ __align__(16) float Xsum[KB][BM];
+    __shared__ __align__(16) float Wd[KB][BN];
+    __shared__ __align__(16) float Wm[KB][BN];
+    const u8* W = BUF(const u8, 0);
+    const u32* xq = BUF(const u32, 1);
+    float* y = BUF(float, 2);
+    const float* res = BUF(const float, 3);
+    const u32 k = p.w[0], cols = p.w[1], n0 = p.w[2], m = p.w[8], n = p.w[9];
+    const bool has_res = p.w[3] != 0u;
+    const u32 lid = threadIdx.x, warp = lid / 32u, lane = lid % 32u;
+    const u32 g = lane >> 2, t = lane & 3u;
+    const u32 wr = (warp % 4u) * 32u, wc0 = (warp / 4u) * 32u;
+    const u32 c0 = blockIdx.x * BN, r0 = blockIdx.y * BM;
+    const u32 nb = k >> 5, kw = k >> 2;
+    const u64 db = (u64)m * kw, sb = db + (u64)m * nb;
+    const u32 xr = lid / 2u, xh = lid % 2u, wc = lid / 4u, wj = lid % 4u;
+    const bool x_in = r0 + xr < m, d_in = lid < BM && r0 + lid < m, w_in = c0 + wc < cols;
+    // acc[mi][ni][e]: rows wr + 16·mi + g (+8 for e ≥ 2), columns
+    // wc0 + 8·ni + 2t (+1 for odd e).
+    float acc[2][4][4];
+#pragma unroll
+    for (u32 i = 0; i < 2u; i++)
+#pragma unroll
+        for (u32 j = 0; j < 4u; j++)
+#pragma unroll
+            for (u32 e = 0; e < 4u; e++) acc[i][j][e] = 0.0f;
+    uint4 fx[KB], fw[KB];
+    float2 fd[KB];
+    auto fetch = [&](u32 u0) {
+#pragma unroll
+        for (u32 bb = 0; bb < KB; bb++) {
+            const u32 u = u0 + bb;
+            fx[bb] = make_uint4(0u, 0u, 0u, 0u);
+            fw[bb] = make_uint4(0u, 0u, 0u, 0u);
+            fd[bb] = make_float2(0.0f, 0.0f);
+            if (u < nb) {
+                if (x_in) fx[bb] = *(const uint4*)(xq + (u64)(r0 + xr) * kw + 8u * u + 4u * xh);
+                if (d_in)
+                    fd[bb] = make_float2(__uint_as_float(xq[db + (u64)(r0 + lid) * nb + u]),
+                                         __uint_as_float(xq[sb + (u64)(r0 + lid) * nb + u]));
+                if (w_in) fw[bb] = Q8Tile<D>::fetch(W, nb, c0 + wc, u, wj);
+            }
+        }
+    };
+    fetch(0u);
+    for (u32 u0 = 0; u0 < nb; u0 += KB) {
+#pragma unroll
+        for (u32 bb = 0; bb < KB; bb++) {
+            Xs[bb][4u * xh][xr] = fx[bb].x;
+            Xs[bb][4u * xh + 1u][xr] = fx[bb].y;
+            Xs[bb][4u * xh + 2u][xr] = fx[bb].z;
+            Xs[bb][4u * xh + 3u][xr] = fx[bb].w;
+            if (lid < BM) {
+                Xd[bb][lid] = fd[bb].x;
+                Xsum[bb][lid] = fd[bb].y;
+            }
+            Q8Tile<D>::store(fw[bb], wj, wc, Ws[bb], Wd[bb], Wm[bb]);
+        }
+        __syncthreads();
+        fetch(u0 + KB);
+#pragma unroll
+        for (u32 bb = 0; bb < KB; bb++) {
+            u32 a[2][4];
+#pragma unroll
+            for (u32 mi = 0; mi < 2u; mi++) {
+                const u32 r = wr + 16u * mi + g;
+                a[mi][0] = Xs[bb][t][r];
+                a[mi][1] = Xs[bb][t][r + 8u];
+                a[mi][2] = Xs[bb][t + 4u][r];
+                a[mi][3] = Xs[bb][t + 4u][r + 8u];
+            }
+            float dx[2][2], sx[2][2];
+#pragma unroll
+            for (u32 mi = 0; mi < 2u; mi++)
+#pragma unroll
+                for (u32 h = 0; h < 2u; h++) {
+                    dx[mi][h] = Xd[bb][wr + 16u * mi + 8u * h + g];
+                    sx[mi][h] = Xsum[bb][wr + 16u * mi + 8u * h + g];
+                }
+#pragma unroll
+            for (u32 ni = 0; ni < 4u; ni++) {
+                const u32 c = wc0 + 8u * ni;
+                const u32 b0 = Ws[bb][t][c + g], b1 = Ws[bb][t + 4u][c + g];
+                const float2 dw = make_float2(Wd[bb][c + 2u * t], Wd[bb][c + 2u * t + 1u]);
+#pragma unroll
+                for (u32 mi = 0; mi < 2u; mi++) {
+                    int d0, d1, d2, d3;
+                    asm volatile(
+                        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, "
+                        "{%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};\n"
+                        : "=r"(d0), "=r"(d1), "=r"(d2), "=r"(d3)
+                        : "r"(a[mi][0]), "r"(a[mi][1]), "r"(a[mi][2]), "r"(a[mi][3]), "r"(b0),
+                          "r"(b1), "r"(0));
+                    acc[mi][ni][0] += (float)d0 * (dx[mi][0] * dw.x);
+                    acc[mi][ni][1] += (float)d1 * (dx[mi][0] * dw.y);
+                    acc[mi][ni][2] += (float)d2 * (dx[mi][1] * dw.x);
+                    acc[mi][ni][3] += (float)d3 * (dx[mi][1] * dw.y);
+                    if constexpr (D::BB == 20u) {  // Q4_1: + m_w·s_x
+                        const float mw0 = Wm[bb][c + 2u * t], mw1 = Wm[bb][c + 2u * t + 1u];
+                        acc[mi][ni][0] += mw0 * sx[mi][0];
+                        acc[mi][ni][1] += mw1 * sx[mi][0];
+                        acc[mi][ni][2] += mw0 * sx[mi][1];
+                        acc[mi][ni][3] += mw1 * sx[mi][1];
+                    }
+                }
+            }
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (u32 mi = 0; mi < 2u; mi++)
+#pragma unroll
+        for (u32 ni = 0; ni < 4u; ni++)
+#pragma unroll
+            for (u32 e = 0; e < 4u; e++) {
+                const u32 r = r0 + wr + 16u * mi + g + (e >= 2u ? 8u : 0u);
+                const u32 c = c0 + wc0 + 8u * ni + 2u * t + (e & 1u);
+                if (r < m && c < cols) {
+                    const u64 o = (u64)r * n + n0 + c;
+                    y[o] = has_res ? acc[mi][ni][e] + res[o] : acc[mi][ni][e];
+                }
+            }
+#endif
+}
+
 extern "C" __global__ void mul_mat_q8_gemm_q4_0(Params p, Ptrs b) { mul_mat_q8_gemm<DQ4_0>(p, b); }
 extern "C" __global__ void mul_mat_q8_gemm_q4_1(Params p, Ptrs b) { mul_mat_q8_gemm<DQ4_1>(p, b); }
 extern "C" __global__ void mul_mat_q8_gemm_q8_0(Params p, Ptrs b) { mul_mat_q8_gemm<DQ8_0>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) mul_mat_q8_gemm_q4_0_tc(Params p, Ptrs b) { mul_mat_q8_gemm_tc<DQ4_0>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) mul_mat_q8_gemm_q4_1_tc(Params p, Ptrs b) { mul_mat_q8_gemm_tc<DQ4_1>(p, b); }
+extern "C" __global__ void __launch_bounds__(256) mul_mat_q8_gemm_q8_0_tc(Params p, Ptrs b) { mul_mat_q8_gemm_tc<DQ8_0>(p, b); }
 extern "C" __global__ void mul_mat_q8_q4_0(Params p, Ptrs b) { mul_mat_q8<DQ4_0, false>(p, b); }
 extern "C" __global__ void mul_mat_q8_q4_1(Params p, Ptrs b) { mul_mat_q8<DQ4_1, false>(p, b); }
 extern "C" __global__ void mul_mat_q8_q8_0(Params p, Ptrs b) { mul_mat_q8<DQ8_0, false>(p, b); }

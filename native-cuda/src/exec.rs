@@ -159,9 +159,19 @@ enum Replay {
 /// tensor cores (compute capability 8.0 or later): the `big` convolutions
 /// run as 3xTF32 `mma.sync` (f32 accuracy; conv2d.cu). `KILN_CUDA_TF32X3=0`
 /// keeps the FFMA kernels (for comparisons).
+///
+/// The prefill GEMMs with 8-bit activations likewise run on integer tensor
+/// cores (`mma.sync` s8, the same integer sums; mul_mat_q8.cu);
+/// `KILN_CUDA_MMA=0` keeps their `__dp4a` kernels.
 fn tensor_core_variant(ctx: &Arc<CudaContext>, name: &str) -> Result<String, BackendError> {
-    let off = std::env::var("KILN_CUDA_TF32X3").as_deref() == Ok("0");
-    if off || !name.starts_with("conv2d_big") {
+    let off = if name.starts_with("conv2d_big") {
+        std::env::var("KILN_CUDA_TF32X3").as_deref() == Ok("0")
+    } else if name.starts_with("mul_mat_q8_gemm_") {
+        std::env::var("KILN_CUDA_MMA").as_deref() == Ok("0")
+    } else {
+        true
+    };
+    if off {
         return Ok(name.to_string());
     }
     let (major, _) = ctx.compute_capability().map_err(driver_err)?;

@@ -67,7 +67,9 @@ pub const WGSL_TWINS: [(&str, &[&str]); 22] = [
         "mul_mat",
         &["mul_mat_vec.wgsl", "mul_mat.wgsl", "mul_mat_fused.wgsl"],
     ),
-    ("mul_mat_q8", &["mul_mat_q8.wgsl"]),
+    // mul_mat_coop.wgsl (wgpu's opt-in f16 tensor-core prefill GEMM) has its CUDA
+    // counterpart here: the integer tensor-core `_tc` GEMM of the same mode.
+    ("mul_mat_q8", &["mul_mat_q8.wgsl", "mul_mat_coop.wgsl"]),
     ("get_rows", &["get_rows.wgsl"]),
     ("rope", &["rope.wgsl"]),
     ("attention", &["attention.wgsl"]),

@@ -118,6 +118,15 @@ pub fn caps() -> GpuCaps {
         // cheap and the 256-thread GEMV measured slower (H100, 2026-12-06:
         // 1B decode 1080.7 → 1034.0 tok/s; wgpu 791.9 → 825.1 with it).
         q8_local: kiln::ops::env_switch("KILN_Q8_LOCAL").unwrap_or(false),
+        // The prefill GEMM on wgpu's cooperative matrices has no twin here
+        // (the 8-bit GEMM stays); tensor cores for CUDA are issue 14's.
+        coop_f16: false,
+        // The prefill GEMM's `mma.sync` variant (exec.rs picks it from
+        // compute capability 8.0; H100, 2026-12-07: SmolLM2-shape prefill
+        // 25.2k → 47.5k tok/s with every matrix at 8 bits;
+        // docs/bench/2026-12-07-h100-tensor-cores). `KILN_CUDA_MMA=0`
+        // keeps the __dp4a kernel and the minimum.
+        q8_prefill_mma: std::env::var("KILN_CUDA_MMA").as_deref() != Ok("0"),
     }
 }
 

@@ -40,6 +40,7 @@ shader_files!(
     "mul_mat_back.wgsl",
     "mul_mat_fused.wgsl",
     "mul_mat_q8.wgsl",
+    "mul_mat_coop.wgsl",
     "mul_mat_vec.wgsl",
     "norm.wgsl",
     "norm_back.wgsl",

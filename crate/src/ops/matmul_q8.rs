@@ -23,6 +23,15 @@
 //! 32-blocks, Q4_0 / Q4_1 / Q8_0 weights of at least the caps' minimum
 //! size, no LoRA epilogue, on GPUs with subgroups; everything else takes
 //! the f32 kernels.
+//!
+//! Where the device offers tensor cores through wgpu's cooperative matrices
+//! and `KILN_COOP=1` asks for them ([`coop_applies`]; no faster than the
+//! integer GEMM on an H100, docs/bench/2026-12-07-h100-tensor-cores), the
+//! prefill GEMM of this mode is
+//! `shaders/mul_mat_coop.wgsl` instead: x and the dequantized weights
+//! rounded to f16 (11 significant bits, finer than the 8-bit x; values
+//! clamped to ±65,504), f32 accumulation — llama.cpp's Vulkan prefill trade.
+//! Its parity bound is f16 rounding's ([`crate::parity::q8`]).
 
 use super::matmul::weight_define;
 use super::{Bind, Dispatch, GpuCaps, PlanCtx, f, grid, u};
@@ -42,9 +51,13 @@ pub const Q8_FORMATS: [DType; 3] = [DType::Q4_0, DType::Q4_1, DType::Q8_0];
 
 /// Whether a product of `m` rows of x with `w` weights (`rows × k`) takes
 /// the 8-bit-activation kernels under these capabilities.
+/// The minimum size is the decode GEMV's (its quantize launch); prefill
+/// products on tensor cores ([`coop_applies`], `GpuCaps::q8_prefill_mma`)
+/// have none.
 pub fn applies(c: &GpuCaps, m: usize, rows: usize, k: usize, w: DType) -> bool {
+    let tensor_cores = m > super::matmul::GEMV_MAX_M && (c.q8_prefill_mma || coop_applies(c));
     c.q8_activations
-        .is_some_and(|min| rows.saturating_mul(k) >= min)
+        .is_some_and(|min| rows.saturating_mul(k) >= min || tensor_cores)
         && c.subgroups
         && !c.cpu
         && (m == 1 || m > super::matmul::GEMV_MAX_M)
@@ -100,6 +113,9 @@ pub(crate) fn dispatches(
             op: "mul_mat_q8",
             detail: "the GEMM takes no norm prologue or GLU epilogue".into(),
         });
+    }
+    if m > 1 && coop_applies(ctx.caps) {
+        return coop_dispatches(ctx, (m, n, k), plan, w, chunks);
     }
     let nb = k / 32;
     let scratch = (m * (k / 4 + 3 * nb) * 4) as u64;
@@ -229,3 +245,73 @@ fn local_rows(n: usize) -> usize {
 /// The GEMM's tile: rows of x × weight rows per workgroup.
 const GEMM_BM: usize = 128;
 const GEMM_BN: usize = 64;
+
+/// The tensor-core GEMM's tile (`BM`, `BN` in mul_mat_coop.wgsl) and its
+/// workgroup memory: two slices of f16 x and W rows (32 + 8 padding), and
+/// a 16 × 16 f32 staging tile per subgroup.
+const COOP_BM: usize = 128;
+const COOP_BN: usize = 64;
+const fn coop_wg_bytes(bn: usize) -> u32 {
+    ((2 * (COOP_BM + bn) * 40 * 2) + 8 * 256 * 4) as u32
+}
+const COOP_WG_BYTES: u32 = coop_wg_bytes(COOP_BN);
+
+/// The 128 × 128 tile (`WIDE`) where the device has its 48 KiB and
+/// `KILN_COOP_WIDE` is not 0.
+fn coop_wide(c: &GpuCaps) -> bool {
+    c.max_workgroup_storage >= coop_wg_bytes(128)
+        && super::env_switch("KILN_COOP_WIDE") != Some(false)
+}
+
+/// Whether a prefill product with 8-bit activations on runs on the tensor
+/// cores (mul_mat_coop.wgsl: x and the dequantized weights in f16) instead
+/// of the 8-bit integer GEMM: the device offers the cooperative matrices
+/// (`GpuCaps::coop_f16`) and the kernel's workgroup memory.
+pub fn coop_applies(c: &GpuCaps) -> bool {
+    c.coop_f16 && c.max_invocations >= 256 && c.max_workgroup_storage >= COOP_WG_BYTES
+}
+
+/// The tensor-core GEMM, one dispatch per weight chunk: no quantize pass
+/// (the kernel rounds x to f16 as it stages it).
+fn coop_dispatches(
+    ctx: &PlanCtx,
+    (m, n, k): (usize, usize, usize),
+    plan: &Q8Plan,
+    w: DType,
+    chunks: &[(Bind, usize, usize)],
+) -> Result<Vec<Dispatch>> {
+    let max = ctx.caps.max_workgroups_per_dim as usize;
+    let wide = coop_wide(ctx.caps);
+    let bn = if wide { 128 } else { COOP_BN };
+    let mut defines = vec![weight_define(w)];
+    if wide {
+        defines.push("WIDE");
+    }
+    chunks
+        .iter()
+        .map(|&(wb, n0, cols)| {
+            let g = [cols.div_ceil(bn), m.div_ceil(COOP_BM)];
+            if g.iter().any(|&v| v > max) {
+                return Err(KilnError::BadParam {
+                    op: "mul_mat_coop",
+                    detail: format!("a {g:?} GEMM grid exceeds the device's {max} per dimension"),
+                });
+            }
+            Ok(Dispatch {
+                shader: "mul_mat_coop.wgsl",
+                entry: "gemm",
+                defines: defines.clone(),
+                bindings: vec![wb, plan.x, plan.out, plan.res.unwrap_or(plan.x)],
+                params: vec![
+                    u(m)?,
+                    u(cols)?,
+                    u(k)?,
+                    u(n)?,
+                    u(n0)?,
+                    plan.res.is_some() as u32,
+                ],
+                groups: [u(g[0])?, u(g[1])?, 1],
+            })
+        })
+        .collect()
+}

@@ -193,6 +193,16 @@ pub struct GpuCaps {
     /// CUDA twin (graph replay makes the launch cheap there); `KILN_Q8_LOCAL`
     /// overrides both (docs/bench/2026-12-06-h100-q8-local).
     pub q8_local: bool,
+    /// 16×16×16 cooperative matrices (tensor cores) with f16 operands and
+    /// f32 accumulation on 32-wide subgroups: with 8-bit activations on,
+    /// prefill GEMMs run on them (mul_mat_coop.wgsl, ops/matmul_q8.rs).
+    /// Native wgpu adapters offering `EXPERIMENTAL_COOPERATIVE_MATRIX`,
+    /// opt-in (`KILN_COOP=1`).
+    pub coop_f16: bool,
+    /// The 8-bit prefill GEMM runs on integer tensor cores (the CUDA twin's
+    /// `mma.sync` kernel), where every matrix pays, so prefill products
+    /// have no minimum size (the decode GEMVs keep theirs).
+    pub q8_prefill_mma: bool,
 }
 
 impl GpuCaps {

@@ -43,7 +43,15 @@ pub fn run_case_q8(case: &Case, backend: &dyn Backend, caps: &GpuCaps) -> CaseRe
         w.shape.len() == 2 && matmul_q8::applies(caps, x.rows(), w.shape[0], w.shape[1], w.dtype)
     });
     match node {
-        Some(node) => check_rounding_bound(case, node, backend),
+        Some(node) => {
+            let m = case.graph.tensors[node.inputs[0].0].rows();
+            let rounding = if m > 1 && matmul_q8::coop_applies(caps) {
+                Rounding::F16
+            } else {
+                Rounding::Q8
+            };
+            check_bound(case, node, backend, rounding)
+        }
         None => run_case(case, backend),
     }
 }
@@ -110,9 +118,27 @@ fn data(case: &Case, t: TensorId) -> Result<Vec<f32>, String> {
     crate::quant::dequantize(d.1.dtype, &d.1.data, d.1.numel()).map_err(|e| e.to_string())
 }
 
+/// How a kernel rounds a product's operands.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rounding {
+    /// x per block of 32 to `d·q`, `d = max|v|/127` (the 8-bit kernels):
+    /// errors uniform in ±d/2, variance `w²·d²/12` per term.
+    Q8,
+    /// x and w each to f16 (the tensor-core GEMM, mul_mat_coop.wgsl):
+    /// relative errors uniform in ±2⁻¹¹ each, variance `2·(w·x)²·2⁻²²/3`
+    /// per term, plus f16's subnormal spacing 2⁻²⁴ as an absolute error
+    /// of each operand.
+    F16,
+}
+
 /// Every output of the product `node` (a plain or fused matmul) against
 /// the reference within the case's tolerance plus 6σ of 8-bit rounding.
 pub fn check_rounding_bound(case: &Case, node: &Node, b: &dyn Backend) -> CaseResult {
+    check_bound(case, node, b, Rounding::Q8)
+}
+
+/// [`check_rounding_bound`] for the operands' `rounding`.
+pub fn check_bound(case: &Case, node: &Node, b: &dyn Backend, rounding: Rounding) -> CaseResult {
     let (mut r, outputs) = run_case_outputs(case, b);
     let Some((got, want)) = outputs.filter(|_| r.error.is_none()) else {
         return r;
@@ -122,7 +148,7 @@ pub fn check_rounding_bound(case: &Case, node: &Node, b: &dyn Backend) -> CaseRe
     let floats = got.to_f32().and_then(|g| Ok((g, want.to_f32()?)));
     let checked = floats
         .map_err(|e| e.to_string())
-        .and_then(|(got, want)| bound_holds(case, node, &got, &want, glu, norm));
+        .and_then(|(got, want)| bound_holds(case, node, &got, &want, (glu, norm), rounding));
     match checked {
         Ok(pass) => r.pass = pass,
         Err(e) => {
@@ -138,8 +164,8 @@ fn bound_holds(
     node: &Node,
     got: &[f32],
     want: &[f32],
-    glu: bool,
-    norm: Option<f32>,
+    (glu, norm): (bool, Option<f32>),
+    rounding: Rounding,
 ) -> Result<bool, String> {
     let x = data(case, node.inputs[0])?;
     let w = data(case, node.inputs[1])?;
@@ -174,7 +200,17 @@ fn bound_holds(
             let var: f64 = wr
                 .iter()
                 .enumerate()
-                .map(|(j, a)| (*a as f64).powi(2) * d[j / 32].powi(2) / 12.0)
+                .map(|(j, a)| {
+                    let a = *a as f64;
+                    match rounding {
+                        Rounding::Q8 => a.powi(2) * d[j / 32].powi(2) / 12.0,
+                        Rounding::F16 => {
+                            let (u, tiny) = (2f64.powi(-11), 2f64.powi(-24));
+                            2.0 * (a * xn[j]).powi(2) * u * u / 3.0
+                                + (a.powi(2) + xn[j].powi(2)) * tiny * tiny
+                        }
+                    }
+                })
                 .sum();
             (dot, var)
         };

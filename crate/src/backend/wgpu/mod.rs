@@ -167,12 +167,41 @@ impl GpuContext {
         if offered.contains(stamps) {
             features |= stamps;
         }
+        // Tensor cores through wgpu's experimental cooperative matrices
+        // (Vulkan's VK_KHR_cooperative_matrix): the low-precision prefill
+        // GEMM (mul_mat_coop.wgsl) wants 16×16×16 f16 products into f32 on
+        // 32-wide subgroups. Native GPUs only, opt-in with `KILN_COOP=1`:
+        // on an H100 it measured no faster than the 8-bit integer GEMM
+        // (docs/bench/2026-12-07-h100-tensor-cores).
+        let coop = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        let coop_f16 = !cfg!(target_arch = "wasm32")
+            && info.device_type != wgpu::DeviceType::Cpu
+            && offered.contains(coop | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == 32
+            && info.subgroup_max_size == 32
+            && crate::ops::env_switch("KILN_COOP") == Some(true)
+            && adapter.cooperative_matrix_properties().iter().any(|c| {
+                (c.m_size, c.n_size, c.k_size) == (16, 16, 16)
+                    && c.ab_type == wgpu::CooperativeScalarType::F16
+                    && c.cr_type == wgpu::CooperativeScalarType::F32
+            });
+        if coop_f16 {
+            features |= coop;
+        }
         let limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("kiln"),
                 required_features: features,
                 required_limits: limits.clone(),
+                // SAFETY: the one experimental feature ever requested is the
+                // cooperative matrix, used only by mul_mat_coop.wgsl, whose
+                // op-parity cases run on every device that offers it.
+                experimental_features: if coop_f16 {
+                    unsafe { wgpu::ExperimentalFeatures::enabled() }
+                } else {
+                    wgpu::ExperimentalFeatures::disabled()
+                },
                 ..Default::default()
             })
             .await
@@ -221,6 +250,8 @@ impl GpuContext {
             gemm_big: crate::ops::env_switch("KILN_GEMM_BIG").unwrap_or(true),
             q8_activations: GpuCaps::q8_activations_from_env(),
             q8_local: crate::ops::env_switch("KILN_Q8_LOCAL").unwrap_or(true),
+            coop_f16,
+            q8_prefill_mma: false,
         };
         let unchecked = opts.unchecked_shaders.unwrap_or_else(|| {
             match std::env::var("KILN_WGPU_UNCHECKED").as_deref() {
