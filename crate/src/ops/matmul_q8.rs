@@ -280,6 +280,9 @@ fn coop_dispatches(
     w: DType,
     chunks: &[(Bind, usize, usize)],
 ) -> Result<Vec<Dispatch>> {
+    if let Some(d) = coop_direct(ctx, (m, n, k), plan, w, chunks)? {
+        return Ok(d);
+    }
     let max = ctx.caps.max_workgroups_per_dim as usize;
     let wide = coop_wide(ctx.caps);
     let bn = if wide { 128 } else { COOP_BN };
@@ -314,4 +317,79 @@ fn coop_dispatches(
             })
         })
         .collect()
+}
+
+/// `KILN_COOP_DIRECT=1` (an experiment): x and each weight chunk converted to
+/// f16 in scratch first (`to_half`, zero-padded to the tile), then the
+/// GEMM loads its fragments straight from them (`gemm_direct`: no staging,
+/// no barrier in its K loop). `None` when off or a converted operand would
+/// exceed the binding limit.
+fn coop_direct(
+    ctx: &PlanCtx,
+    (m, n, k): (usize, usize, usize),
+    plan: &Q8Plan,
+    w: DType,
+    chunks: &[(Bind, usize, usize)],
+) -> Result<Option<Vec<Dispatch>>> {
+    if super::env_switch("KILN_COOP_DIRECT") != Some(true) {
+        return Ok(None);
+    }
+    let m_pad = m.next_multiple_of(128);
+    let cols_pad = chunks
+        .iter()
+        .map(|c| c.2.next_multiple_of(64))
+        .max()
+        .unwrap_or(0);
+    let (xb, wb) = ((m_pad * k * 2) as u64, (cols_pad * k * 2) as u64);
+    if xb.max(wb) > ctx.caps.max_binding_bytes {
+        return Ok(None);
+    }
+    let (xs, ws) = (plan.slot, plan.slot + 1);
+    let half = |src: Bind, rows: usize, pad: usize, is_w: bool, dt: DType| -> Result<Dispatch> {
+        Ok(Dispatch {
+            shader: "mul_mat_coop.wgsl",
+            entry: "to_half",
+            defines: vec!["HALF", weight_define(dt)],
+            bindings: vec![
+                src,
+                plan.x,
+                Bind::Scratch(if is_w { ws } else { xs }, if is_w { wb } else { xb }),
+            ],
+            params: vec![u(rows)?, 0, u(k)?, 0, u(pad)?, is_w as u32],
+            groups: grid((pad * k / 4).div_ceil(256), ctx.caps)?,
+        })
+    };
+    let mut out = vec![half(plan.x, m, m_pad, false, DType::F32)?];
+    let max = ctx.caps.max_workgroups_per_dim as usize;
+    for &(wbind, n0, cols) in chunks {
+        out.push(half(wbind, cols, cols.next_multiple_of(64), true, w)?);
+        let g = [cols.div_ceil(64), m_pad / 128];
+        if g.iter().any(|&v| v > max) {
+            return Err(KilnError::BadParam {
+                op: "mul_mat_coop",
+                detail: format!("a {g:?} GEMM grid exceeds the device's {max} per dimension"),
+            });
+        }
+        out.push(Dispatch {
+            shader: "mul_mat_coop.wgsl",
+            entry: "gemm_direct",
+            defines: vec!["DIRECT"],
+            bindings: vec![
+                Bind::ScratchRead(xs),
+                Bind::ScratchRead(ws),
+                plan.out,
+                plan.res.unwrap_or(plan.x),
+            ],
+            params: vec![
+                u(m)?,
+                u(cols)?,
+                u(k)?,
+                u(n)?,
+                u(n0)?,
+                plan.res.is_some() as u32,
+            ],
+            groups: [u(g[0])?, u(g[1])?, 1],
+        });
+    }
+    Ok(Some(out))
 }
