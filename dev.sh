@@ -110,10 +110,9 @@ test)
         --model tests/fixtures/models/llama3/llama3.F32.gguf --reference tests/fixtures/models/llama3/reference.json
     # The loaders under coverage-guided fuzzing for a short budget each, from
     # seeds made of the committed fixtures (the long runs and their figures:
-    # docs/reliability/). chat_template is left out until a long run after
-    # its fuel change (docs/reliability/README.md) is clean.
+    # docs/reliability/).
     if rustup toolchain list | grep -q '^nightly'; then
-        echo "== fuzz (cargo-fuzz, 15 s per loader)"; tools/fuzz.sh 15 gguf safetensors onnx peft
+        echo "== fuzz (cargo-fuzz, 15 s per loader)"; tools/fuzz.sh 15 gguf safetensors onnx peft chat_template
     else
         echo "== fuzz SKIPPED: no nightly toolchain (cargo-fuzz needs it)"
     fi
