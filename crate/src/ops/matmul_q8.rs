@@ -182,15 +182,15 @@ pub(crate) fn dispatches(
         let (entry, groups) = if m == 1 {
             ("gemv", grid(cols.div_ceil(rows_per_wg), ctx.caps)?)
         } else {
-            let g = [cols.div_ceil(GEMM_BN), m.div_ceil(GEMM_BM)];
-            let max = ctx.caps.max_workgroups_per_dim as usize;
-            if g.iter().any(|&v| v > max) {
-                return Err(KilnError::BadParam {
-                    op: "mul_mat_q8",
-                    detail: format!("a {g:?} GEMM grid exceeds the device's {max} per dimension"),
-                });
-            }
-            ("gemm", [u(g[0])?, u(g[1])?, 1])
+            (
+                "gemm",
+                tile_grid(
+                    ctx,
+                    "mul_mat_q8",
+                    cols.div_ceil(GEMM_BN),
+                    m.div_ceil(GEMM_BM),
+                )?,
+            )
         };
         out.push(Dispatch {
             shader: "mul_mat_q8.wgsl",
@@ -283,7 +283,6 @@ fn coop_dispatches(
     if let Some(d) = coop_direct(ctx, (m, n, k), plan, w, chunks)? {
         return Ok(d);
     }
-    let max = ctx.caps.max_workgroups_per_dim as usize;
     let wide = coop_wide(ctx.caps);
     let bn = if wide { 128 } else { COOP_BN };
     let mut defines = vec![weight_define(w)];
@@ -293,13 +292,7 @@ fn coop_dispatches(
     chunks
         .iter()
         .map(|&(wb, n0, cols)| {
-            let g = [cols.div_ceil(bn), m.div_ceil(COOP_BM)];
-            if g.iter().any(|&v| v > max) {
-                return Err(KilnError::BadParam {
-                    op: "mul_mat_coop",
-                    detail: format!("a {g:?} GEMM grid exceeds the device's {max} per dimension"),
-                });
-            }
+            let groups = tile_grid(ctx, "mul_mat_coop", cols.div_ceil(bn), m.div_ceil(COOP_BM))?;
             Ok(Dispatch {
                 shader: "mul_mat_coop.wgsl",
                 entry: "gemm",
@@ -313,7 +306,7 @@ fn coop_dispatches(
                     u(n0)?,
                     plan.res.is_some() as u32,
                 ],
-                groups: [u(g[0])?, u(g[1])?, 1],
+                groups,
             })
         })
         .collect()
@@ -360,16 +353,9 @@ fn coop_direct(
         })
     };
     let mut out = vec![half(plan.x, m, m_pad, false, DType::F32)?];
-    let max = ctx.caps.max_workgroups_per_dim as usize;
     for &(wbind, n0, cols) in chunks {
         out.push(half(wbind, cols, cols.next_multiple_of(64), true, w)?);
-        let g = [cols.div_ceil(64), m_pad / 128];
-        if g.iter().any(|&v| v > max) {
-            return Err(KilnError::BadParam {
-                op: "mul_mat_coop",
-                detail: format!("a {g:?} GEMM grid exceeds the device's {max} per dimension"),
-            });
-        }
+        let groups = tile_grid(ctx, "mul_mat_coop", cols.div_ceil(64), m_pad / 128)?;
         out.push(Dispatch {
             shader: "mul_mat_coop.wgsl",
             entry: "gemm_direct",
@@ -388,8 +374,21 @@ fn coop_direct(
                 u(n0)?,
                 plan.res.is_some() as u32,
             ],
-            groups: [u(g[0])?, u(g[1])?, 1],
+            groups,
         });
     }
     Ok(Some(out))
+}
+
+/// The 2-D grid of a tiled GEMM (`x` tiles of columns, `y` of rows), or a
+/// typed error past the device's per-dimension limit.
+fn tile_grid(ctx: &PlanCtx, op: &'static str, x: usize, y: usize) -> Result<[u32; 3]> {
+    let max = ctx.caps.max_workgroups_per_dim as usize;
+    if x > max || y > max {
+        return Err(KilnError::BadParam {
+            op,
+            detail: format!("a [{x}, {y}] GEMM grid exceeds the device's {max} per dimension"),
+        });
+    }
+    Ok([u(x)?, u(y)?, 1])
 }
