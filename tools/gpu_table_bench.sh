@@ -7,7 +7,8 @@
 # machine prefills ≈ 3× slower), on random files of the Llama-3.2-1B shape
 # (Q4_0) and SmolLM2-135M's (Q4_1). With CUDA_PEER=1, llama.cpp's CUDA build
 # too (built there, ≈ 150–300 s); with DIRECT=1, first the opt-in
-# direct-load coop GEMM (KILN_COOP_DIRECT=1), parity and speed. Carry .device/kiln-parity.xz, .whl, .gl
+# direct-load coop GEMM (KILN_COOP_DIRECT=1), parity and speed (TABLE=0:
+# only that). Carry .device/kiln-parity.xz, .whl, .gl
 # and .peers. Results under $OUT.
 set -uo pipefail
 . tools/gpu_bench_common.sh
@@ -29,6 +30,7 @@ if [ "${DIRECT:-0}" = 1 ]; then
   KILN_COOP=1 KILN_COOP_DIRECT=1 run direct_profile.txt 60 $K bench --no-cuda --model $B1 --prefill 512 --decode 2 --reps 1 --profile
   grep -E "^\$|fused" "$OUT/direct.txt"; grep -A8 "GPU time per kernel" "$OUT/direct_profile.txt"
 fi
+[ "${TABLE:-1}" = 1 ] || exit 0
 for f in $B1 $SR; do
   run vulkan.txt 100 $V -m $f -ngl 99 -p 512 -n 128 -r 5
   run kiln.txt 150 $K bench --model $f --prefill 512 --decode 2 --reps 3
