@@ -25,6 +25,7 @@ if [ "${DIRECT:-0}" = 1 ]; then
   KILN_COOP=1 KILN_COOP_DIRECT=1 KILN_Q8_MIN_WEIGHTS=0 run direct_parity.txt 90 $K ops --iters 0 --no-cuda --filter mul_mat
   grep -E "cases:" "$OUT/direct_parity.txt"
   for f in $B1 $SR; do
+    run direct.txt 100 $K bench --no-cuda --model $f --prefill 512 --decode 2 --reps 3
     KILN_COOP=1 KILN_COOP_DIRECT=1 run direct.txt 100 $K bench --no-cuda --model $f --prefill 512 --decode 2 --reps 3
   done
   KILN_COOP=1 KILN_COOP_DIRECT=1 run direct_profile.txt 60 $K bench --no-cuda --model $B1 --prefill 512 --decode 2 --reps 1 --profile
