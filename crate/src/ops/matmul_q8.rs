@@ -298,14 +298,7 @@ fn coop_dispatches(
                 entry: "gemm",
                 defines: defines.clone(),
                 bindings: vec![wb, plan.x, plan.out, plan.res.unwrap_or(plan.x)],
-                params: vec![
-                    u(m)?,
-                    u(cols)?,
-                    u(k)?,
-                    u(n)?,
-                    u(n0)?,
-                    plan.res.is_some() as u32,
-                ],
+                params: coop_params(plan, (m, cols, k, n, n0))?,
                 groups,
             })
         })
@@ -366,14 +359,7 @@ fn coop_direct(
                 plan.out,
                 plan.res.unwrap_or(plan.x),
             ],
-            params: vec![
-                u(m)?,
-                u(cols)?,
-                u(k)?,
-                u(n)?,
-                u(n0)?,
-                plan.res.is_some() as u32,
-            ],
+            params: coop_params(plan, (m, cols, k, n, n0))?,
             groups,
         });
     }
@@ -391,4 +377,19 @@ fn tile_grid(ctx: &PlanCtx, op: &'static str, x: usize, y: usize) -> Result<[u32
         });
     }
     Ok([u(x)?, u(y)?, 1])
+}
+
+/// mul_mat_coop.wgsl's `Params` for a GEMM of `cols` columns from `n0`.
+fn coop_params(
+    plan: &Q8Plan,
+    (m, cols, k, n, n0): (usize, usize, usize, usize, usize),
+) -> Result<Vec<u32>> {
+    Ok(vec![
+        u(m)?,
+        u(cols)?,
+        u(k)?,
+        u(n)?,
+        u(n0)?,
+        plan.res.is_some() as u32,
+    ])
 }
