@@ -80,7 +80,7 @@ export async function openCached(url) {
       await dir.removeEntry(k).catch(() => {});
       return null;
     }
-    return { size: file.size, stream: () => file.stream(), store: 'opfs' };
+    return { size: file.size, stream: () => file.stream(), blob: file, store: 'opfs' };
   }
   if (globalThis.caches) {
     const hit = await (await caches.open(CACHE)).match(k);

@@ -160,7 +160,7 @@ async function openSource(source, opts) {
     return { size: bytes.length, stream: () => new Blob([bytes]).stream(), fromCache: false };
   }
   if (typeof Blob !== 'undefined' && source instanceof Blob) {
-    return { size: source.size, stream: () => source.stream(), fromCache: false };
+    return { size: source.size, stream: () => source.stream(), blob: source, fromCache: false };
   }
   if (typeof source !== 'string' && !(source instanceof URL)) {
     throw new KilnError('INVALID_INPUT', 'source must be a URL, a File/Blob or an ArrayBuffer');
@@ -289,6 +289,12 @@ async function readPiece(src, reader, signal) {
 }
 
 async function readAll(src, signal) {
+  return new Uint8Array(await (await readBlob(src, signal)).arrayBuffer());
+}
+
+/** All of `src` as a Blob: the File or cache entry itself when it is one, else the stream gathered (and cached). */
+async function readBlob(src, signal) {
+  if (src.blob) return src.blob;
   const reader = src.stream().getReader();
   const parts = [];
   try {
@@ -302,7 +308,20 @@ async function readAll(src, signal) {
     throw e;
   }
   if (src.cache) await src.cache.close();
-  return new Uint8Array(await new Blob(parts).arrayBuffer());
+  return new Blob(parts);
+}
+
+/**
+ * A weight file as the wasm loaders read it, by byte range: in a worker the
+ * Blob itself (a picked File or the OPFS entry is never read whole; wasm
+ * reads one tensor at a time with FileReaderSync), on the main thread its
+ * bytes (FileReaderSync is worker-only) — held by the page, not copied into
+ * wasm memory whole either way.
+ */
+async function readForRanges(src, signal) {
+  const blob = await readBlob(src, signal);
+  if (typeof FileReaderSync !== 'undefined') return blob;
+  return new Uint8Array(await blob.arrayBuffer());
 }
 
 /**
@@ -410,8 +429,9 @@ const SD_WEIGHTS = {
 /**
  * A diffusers Stable-Diffusion folder: a base URL ending in "/" or a list of
  * Files (a directory pick: `webkitRelativePath` gives each file's path in
- * the folder) or URLs. Every file is read whole (network, OPFS cache or
- * File), then the pipeline is built for the device.
+ * the folder) or URLs. The JSON and tokenizer files are read whole; each
+ * weight file is handed over as it is (see readForRanges) and the pipeline
+ * is built for the device one tensor at a time.
  */
 async function loadSdFolder(source, opts) {
   // Diffusion is f32 throughout: the CPU engine says so in its name.
@@ -432,7 +452,7 @@ async function loadSdFolder(source, opts) {
   const files = {};
   let loaded = 0;
   const progress = (phase) => opts.onProgress?.({ phase, loaded, total: 0, fraction: phase === 'ready' ? 1 : 0, fromCache: false });
-  const read = async (name, optional) => {
+  const read = async (name, optional, weights = false) => {
     const item = base ? new URL(name, base).href : items.get(name);
     if (!item) {
       if (optional) return false;
@@ -446,8 +466,8 @@ async function loadSdFolder(source, opts) {
       if (e.code === 'NETWORK_ERROR' && / 404 /.test(e.message)) throw new KilnError('INVALID_INPUT', `the model folder has no ${name} (${e.message})`);
       throw e;
     }
-    files[name] = await readAll(src, opts.signal);
-    loaded += files[name].length;
+    files[name] = weights ? await readForRanges(src, opts.signal) : await readAll(src, opts.signal);
+    loaded += files[name].size ?? files[name].length;
     progress(src.fromCache ? 'cache' : 'download');
     return true;
   };
@@ -464,7 +484,7 @@ async function loadSdFolder(source, opts) {
     if (opts.previews && !opts.taesd) parts.push(['taesd', SD_WEIGHTS.vae]);
     for (const [sub, names] of parts) {
       let found = false;
-      for (const n of names) if (!found) found = await read(`${sub}/${n}`, true);
+      for (const n of names) if (!found) found = await read(`${sub}/${n}`, true, true);
       if (!found) throw new KilnError('INVALID_INPUT', `the model folder has no ${sub}/${names[0]}`);
     }
     if (opts.signal?.aborted) throw aborted(opts.signal);

@@ -23,6 +23,8 @@ pub mod train;
 #[cfg(all(feature = "web", target_arch = "wasm32"))]
 pub mod web;
 #[cfg(all(feature = "web", target_arch = "wasm32"))]
+mod web_files;
+#[cfg(all(feature = "web", target_arch = "wasm32"))]
 pub mod web_sd;
 #[cfg(all(feature = "web", target_arch = "wasm32"))]
 pub mod web_terrain;

@@ -11,9 +11,11 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use crate::loader::LoadError;
+use crate::loader::file::ModelFile;
 use crate::model::sd::SdOptions;
 use crate::model::sd::pipeline::{InitImage, StableDiffusion, TextToImage};
 use crate::model::sd::scheduler::SchedulerKind;
+use crate::model::sd::weights::read_small;
 use crate::web::{Engine, bad_arg, claim, err, progress_fn, release};
 
 #[derive(Deserialize, Default)]
@@ -73,13 +75,15 @@ impl Engine {
             Some("q8_0") => Some(crate::DType::Q8_0),
             Some(w) => return Err(bad_arg(format!("weights '{w}' (f32, f16 or q8_0)"))),
         };
-        let mut get = |f: &str| -> Result<Option<Vec<u8>>, LoadError> {
+        // Each file stays on the page (bytes, or a Blob in a worker); the
+        // loaders copy in the headers and one tensor at a time.
+        let mut get = |f: &str| -> Result<Option<ModelFile>, LoadError> {
             let v = js_sys::Reflect::get(&files, &f.into())
                 .map_err(|_| LoadError::Io(format!("reading {f}")))?;
             if v.is_undefined() || v.is_null() {
                 return Ok(None);
             }
-            Ok(Some(js_sys::Uint8Array::new(&v).to_vec()))
+            crate::web_files::js_file(f, &v).map(Some)
         };
         // The default size: the UNet's sample size times the decoder's scale.
         let size = match (o.width, o.height) {
@@ -131,18 +135,19 @@ fn default_size(
     get: &mut crate::model::sd::weights::FileGetter,
     taesd: bool,
 ) -> Result<(usize, usize), LoadError> {
-    let json = |b: Option<Vec<u8>>, f: &str| -> Result<serde_json::Value, LoadError> {
+    let mut json = |f: &str| -> Result<serde_json::Value, LoadError> {
+        let b = read_small(get, f)?;
         let b = b.ok_or_else(|| LoadError::Io(format!("the model folder has no {f}")))?;
         serde_json::from_slice(&b).map_err(|e| LoadError::Corrupt(format!("{f}: {e}")))
     };
-    let u = json(get("unet/config.json")?, "unet/config.json")?;
+    let u = json("unet/config.json")?;
     let u = crate::model::sd::Unet2dConfig::from_json(&u)?;
     let vf = if taesd {
         "taesd/config.json"
     } else {
         "vae/config.json"
     };
-    let v = json(get(vf)?, vf)?;
+    let v = json(vf)?;
     let s = if v.get("_class_name").and_then(|c| c.as_str()) == Some("AutoencoderTiny") {
         crate::model::sd::taesd::TaesdConfig::from_json(&v)?.scale()
     } else {

@@ -903,6 +903,15 @@ test('stable diffusion: a tiny diffusers folder (base URL, worker) = diffusers\'
     out.sphere = (await dm.generate({ prompt: 'a blue sphere', steps: 2, seed: 5 })).width;
     out.notEncoded = await code(dm.generate({ prompt: 'a green cone', steps: 2 }));
     await dm.dispose();
+    // Through the OPFS cache: the first load downloads and caches, the
+    // second reads the weights from the cached files by range (Blobs).
+    out.cached = [];
+    for (let i = 0; i < 2; i++) {
+      const phases = new Set();
+      const c = await kiln.Kiln.loadDiffusion(dir, { adapterPreference: 'webgpu', onProgress: (p) => phases.add(p.phase) });
+      out.cached.push({ phases: [...phases].filter((p) => p === 'cache' || p === 'download'), px: Array.from((await c.generate({ prompt: 'a red cube', steps: 2, seed: 5 })).image.data.slice(0, 16)) });
+      await c.dispose();
+    }
     out.missing = await code(kiln.Kiln.loadDiffusion(files, { cache: false }));
     out.missingDirect = await code(kiln.Kiln.loadDiffusion(files.filter((f) => !f.endsWith('merges.txt')), { cache: false, worker: false }));
     return out;
@@ -933,6 +942,10 @@ test('stable diffusion: a tiny diffusers folder (base URL, worker) = diffusers\'
   assert.deepEqual(r.afterFree, r.seeded);
   assert.equal(r.sphere, 16);
   assert.match(r.notEncoded, /^INVALID_INPUT: .*green cone.*not encoded/);
+  console.log(`    loads through the cache: ${JSON.stringify(r.cached.map((c) => c.phases))}`);
+  assert.ok(!r.cached[0].phases.includes('cache'));
+  assert.ok(r.cached[1].phases.includes('cache'));
+  for (const c of r.cached) assert.deepEqual(c.px, r.seeded);
   console.log(`    e.g. ${r.missing}`);
   assert.match(r.missing, /^INVALID_INPUT: .*unet\/diffusion_pytorch_model\.safetensors/);
   assert.match(r.missingDirect, /^INVALID_INPUT: .*tokenizer\/merges\.txt/);

@@ -1,6 +1,7 @@
 //! Model file loaders. Sizes and offsets are validated before anything is
 //! allocated; truncated or corrupt files give a typed [`LoadError`].
 
+pub mod file;
 pub mod gguf;
 pub mod gguf_write;
 pub mod hf_gguf;

@@ -10,7 +10,7 @@ use super::{Component, SdOptions, Unet2dConfig, VaeConfig};
 use crate::backend::Backend;
 use crate::error::KilnError;
 use crate::loader::LoadError;
-use crate::model::sd::weights::FileGetter;
+use crate::model::sd::weights::{FileGetter, read_small};
 use crate::tokenizer::clip::ClipTokenizer;
 
 /// `load(get, place)` with a file getter over folder `dir` and its name for
@@ -159,12 +159,12 @@ impl StableDiffusion {
         let unet_c = component("unet")?;
         let text_c = component("text_encoder")?;
         let need = |get: &mut FileGetter, f: &str| {
-            get(f)?.ok_or_else(|| LoadError::Io(format!("{place}: no {f}")))
+            read_small(get, f)?.ok_or_else(|| LoadError::Io(format!("{place}: no {f}")))
         };
         let tokenizer = ClipTokenizer::from_files(
             &need(get, "tokenizer/vocab.json")?,
             &need(get, "tokenizer/merges.txt")?,
-            get("tokenizer/tokenizer_config.json")?.as_deref(),
+            read_small(get, "tokenizer/tokenizer_config.json")?.as_deref(),
         )
         .map_err(|e| LoadError::Tokenizer(e.to_string()))?;
         let sched_json: serde_json::Value =

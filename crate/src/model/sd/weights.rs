@@ -1,7 +1,9 @@
 //! One module of a diffusers folder (`text_encoder/`, `unet/`, `vae/`): its
 //! `config.json` and its safetensors weights (one file or shards listed by an
-//! index; F32, F16 or BF16), read by PyTorch parameter name.
+//! index; F32, F16 or BF16), read by PyTorch parameter name, one tensor at a
+//! time from the opened files (never a whole file in memory).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -11,6 +13,7 @@ use serde_json::Value;
 use crate::dtype::DType;
 use crate::host::HostTensor;
 use crate::loader::LoadError;
+use crate::loader::file::ModelFile;
 use crate::model::unet::{WeightKind, device_tensor};
 
 /// Where one tensor's bytes are: (file index, dtype, shape, byte range).
@@ -18,18 +21,21 @@ struct Entry {
     file: usize,
     dtype: safetensors::Dtype,
     shape: Vec<usize>,
-    range: std::ops::Range<usize>,
+    offset: u64,
+    bytes: u64,
 }
 
-/// Reads a file of a folder by relative path: `Ok(None)` when there is none.
-pub type FileGetter<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, LoadError> + 'a;
+/// Opens a file of a folder by relative path: `Ok(None)` when there is none.
+/// Nothing is read until the loader asks for a range.
+pub type FileGetter<'a> = dyn FnMut(&str) -> Result<Option<ModelFile>, LoadError> + 'a;
 
-/// A module's config and weights, in memory.
+/// A module's config and its weight files, opened: each tensor is read from
+/// its file when it is asked for, so the files are never held whole.
 pub struct Component {
     /// The folder's name in the pipeline (`unet`, …), for messages.
     pub name: String,
     pub config: Value,
-    files: Vec<Vec<u8>>,
+    files: RefCell<Vec<ModelFile>>,
     index: HashMap<String, Entry>,
 }
 
@@ -45,20 +51,20 @@ const INDEX: [&str; 2] = [
     "model.safetensors.index.json",
 ];
 
-/// The file getter over a folder on disk: `dir/f`'s bytes, `Ok(None)` when
-/// it is not a file there.
-pub fn read_in(dir: &Path, f: &str) -> Result<Option<Vec<u8>>, LoadError> {
-    let p = dir.join(f);
-    if !p.is_file() {
-        return Ok(None);
-    }
-    std::fs::read(&p)
-        .map(Some)
-        .map_err(|e| LoadError::Io(format!("{}: {e}", p.display())))
+/// The file getter over a folder on disk: `dir/f` opened, `Ok(None)` when it
+/// is not a file there.
+pub fn read_in(dir: &Path, f: &str) -> Result<Option<ModelFile>, LoadError> {
+    ModelFile::open(&dir.join(f))
+}
+
+/// A getter's file read whole (a JSON or tokenizer file; at most
+/// [`crate::loader::file::SMALL_FILE_LIMIT`] bytes), `Ok(None)` when absent.
+pub fn read_small(get: &mut FileGetter, f: &str) -> Result<Option<Vec<u8>>, LoadError> {
+    get(f)?.map(|mut m| m.read_small()).transpose()
 }
 
 impl Component {
-    /// Reads `dir/config.json` and its weights.
+    /// Reads `dir/config.json` and opens its weights.
     pub fn open(dir: &Path) -> Result<Component, LoadError> {
         let name = dir.file_name().map_or_else(
             || dir.display().to_string(),
@@ -71,26 +77,32 @@ impl Component {
     /// A module from a file getter (`get("config.json")`, … relative to the
     /// module's folder; `Ok(None)`: no such file), so native folders and
     /// browser file sets load alike. `place` names the folder in messages.
+    /// Only the config and the weight files' headers are read here.
     pub fn load(name: &str, place: &str, get: &mut FileGetter) -> Result<Component, LoadError> {
         let missing = |f: &str| LoadError::Io(format!("{place}: no {f}"));
-        let config = get("config.json")?.ok_or_else(|| missing("config.json"))?;
+        let config = read_small(get, "config.json")?.ok_or_else(|| missing("config.json"))?;
         let mut files = Vec::new();
         let mut index = None;
         for ix in INDEX {
-            if let Some(b) = get(ix)? {
+            if let Some(b) = read_small(get, ix)? {
                 index = Some(b);
                 break;
             }
         }
         if let Some(ix) = index {
             for shard in crate::loader::safetensors::index_shards(&ix)? {
-                let bytes = get(&shard)?.ok_or_else(|| missing(&shard))?;
-                files.push((shard, bytes));
+                if shard.contains(['/', '\\']) || shard == ".." {
+                    return Err(LoadError::Corrupt(format!(
+                        "{place}: the weight index names '{shard}', not a file of the folder"
+                    )));
+                }
+                let f = get(&shard)?.ok_or_else(|| missing(&shard))?;
+                files.push((shard, f));
             }
         } else {
             for f in SINGLE {
-                if let Some(b) = get(f)? {
-                    files.push((f.to_string(), b));
+                if let Some(m) = get(f)? {
+                    files.push((f.to_string(), m));
                     break;
                 }
             }
@@ -101,7 +113,7 @@ impl Component {
                 )));
             }
         }
-        Component::from_memory(name, &config, files)
+        Component::from_files(name, &config, files)
     }
 
     /// A module from bytes: `config.json` and `(file name, bytes)` per shard.
@@ -110,44 +122,72 @@ impl Component {
         config: &[u8],
         files: Vec<(String, Vec<u8>)>,
     ) -> Result<Component, LoadError> {
+        let files = files
+            .into_iter()
+            .map(|(f, b)| {
+                let m = ModelFile::from_bytes(&f, b);
+                (f, m)
+            })
+            .collect();
+        Component::from_files(name, config, files)
+    }
+
+    /// A module from `config.json` and its opened weight files: each file's
+    /// header is read and checked (dtypes, shapes, offsets that tile the
+    /// data, data within the file); the tensors stay in the files.
+    pub fn from_files(
+        name: &str,
+        config: &[u8],
+        files: Vec<(String, ModelFile)>,
+    ) -> Result<Component, LoadError> {
         let config: Value = serde_json::from_slice(config)
             .map_err(|e| LoadError::Corrupt(format!("{name}/config.json: {e}")))?;
         let mut index = HashMap::new();
-        let mut data = Vec::new();
-        for (i, (file, bytes)) in files.into_iter().enumerate() {
-            let len = bytes.len() as u64;
-            let first8: [u8; 8] =
-                bytes
-                    .get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or(LoadError::Truncated {
-                        what: format!("{name}/{file} header length"),
-                        need: 8,
+        let mut opened = Vec::new();
+        for (i, (file, mut f)) in files.into_iter().enumerate() {
+            let len = f.len();
+            let what = format!("{name}/{file}");
+            let first8: [u8; 8] = f.read_at(0, 8).ok().and_then(|b| b.try_into().ok()).ok_or(
+                LoadError::Truncated {
+                    what: format!("{what} header length"),
+                    need: 8,
+                    len,
+                },
+            )?;
+            let n = crate::loader::safetensors::header_len(&what, first8, len)?;
+            let head = f.read_at(8, n)?;
+            let meta: safetensors::tensor::Metadata = serde_json::from_slice(&head)
+                .map_err(|e| LoadError::Corrupt(format!("{what}: {e}")))?;
+            for (tname, info) in meta.tensors() {
+                let (a, b) = info.data_offsets;
+                let offset = 8 + n + a as u64;
+                let bytes = (b - a) as u64;
+                if offset + bytes > len {
+                    return Err(LoadError::Truncated {
+                        what: format!("tensor '{tname}' in {what}"),
+                        need: offset + bytes,
                         len,
-                    })?;
-            let n = crate::loader::safetensors::header_len(&file, first8, len)? as usize;
-            let st = safetensors::SafeTensors::deserialize(&bytes)
-                .map_err(|e| LoadError::Corrupt(format!("{name}/{file}: {e}")))?;
-            let base = 8 + n;
-            for (tname, view) in st.tensors() {
-                let start = view.data().as_ptr() as usize - bytes.as_ptr() as usize;
-                debug_assert!(start >= base);
-                index.insert(
-                    tname,
-                    Entry {
-                        file: i,
-                        dtype: view.dtype(),
-                        shape: view.shape().to_vec(),
-                        range: start..start + view.data().len(),
-                    },
-                );
+                    });
+                }
+                let e = Entry {
+                    file: i,
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    offset,
+                    bytes,
+                };
+                if index.insert(tname.clone(), e).is_some() {
+                    return Err(LoadError::Corrupt(format!(
+                        "{name}: tensor '{tname}' is in two weight files"
+                    )));
+                }
             }
-            data.push(bytes);
+            opened.push(f);
         }
         Ok(Component {
             name: name.into(),
             config,
-            files: data,
+            files: RefCell::new(opened),
             index,
         })
     }
@@ -171,7 +211,7 @@ impl Component {
     /// `tensor` widened to f32, with its stored shape.
     pub fn tensor_f32(&self, tensor: &str) -> Result<(Vec<usize>, Vec<f32>), LoadError> {
         let e = self.index.get(tensor).ok_or_else(|| self.missing(tensor))?;
-        let b = &self.files[e.file][e.range.clone()];
+        let b = self.files.borrow_mut()[e.file].read_at(e.offset, e.bytes)?;
         let v: Vec<f32> = match e.dtype {
             safetensors::Dtype::F32 => b
                 .chunks_exact(4)
