@@ -42,16 +42,36 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
+/// Phases a target passed, each with the peak reached by then (growth over
+/// the start), so a bound violation names the phase that made it.
+static PHASES: std::sync::Mutex<Vec<(&'static str, usize)>> = std::sync::Mutex::new(Vec::new());
+static START: AtomicUsize = AtomicUsize::new(0);
+
+/// Marks the end of a phase of the current input (see [`bounded`]).
+#[allow(dead_code)]
+pub fn phase(name: &'static str) {
+    let grew = PEAK.load(Ordering::Relaxed).saturating_sub(START.load(Ordering::Relaxed));
+    if let Ok(mut p) = PHASES.lock() {
+        p.push((name, grew));
+    }
+}
+
 /// Runs `f` on an input of `n` bytes and panics (a fuzz finding) if the
-/// bytes held at once grew past the bound.
+/// bytes held at once grew past the bound; the message lists the peak after
+/// each [`phase`] the input passed.
 pub fn bounded(n: usize, f: impl FnOnce()) {
+    if let Ok(mut p) = PHASES.lock() {
+        p.clear();
+        p.reserve(16);
+    }
     let start = CURRENT.load(Ordering::Relaxed);
+    START.store(start, Ordering::Relaxed);
     PEAK.store(start, Ordering::Relaxed);
     f();
     let grew = PEAK.load(Ordering::Relaxed).saturating_sub(start);
     let limit = BASE + PER_BYTE * n;
-    assert!(
-        grew <= limit,
-        "{grew} bytes held for a {n}-byte input (bound {limit})"
-    );
+    if grew > limit {
+        let phases = PHASES.lock().map(|p| format!("{p:?}")).unwrap_or_default();
+        panic!("{grew} bytes held for a {n}-byte input (bound {limit}); peak after each phase: {phases}");
+    }
 }

@@ -21,6 +21,7 @@ fuzz_target!(|data: &[u8]| {
         let Ok(g) = GgufFile::parse(&mut r, data.len() as u64) else {
             return;
         };
+        common::phase("parse");
         if let Ok(c) = LlamaConfig::from_gguf(&g) {
             let lookup = |n: &str| g.tensor(n).map(|t| (t.shape.clone(), t.dtype));
             let opts = LlamaOptions {
@@ -29,13 +30,18 @@ fuzz_target!(|data: &[u8]| {
                 ..Default::default()
             };
             let _ = llama::build(&c, &opts, &lookup);
+            common::phase("graph");
         }
         if let Ok(spec) = g.tokenizer_spec()
             && let Ok(tok) = Tokenizer::from_spec(&spec)
         {
+            common::phase("tokenizer");
             let _ = tok.encode("Hello, world!", true);
+            common::phase("encode");
             if let Ok(t) = ChatTemplate::for_tokenizer(g.chat_template(), &tok) {
+                common::phase("template");
                 let _ = t.render(&[ChatMessage::new("user", "hi")], true);
+                common::phase("render");
             }
         }
     });
