@@ -309,7 +309,8 @@ fn coop_dispatches(
 /// f16 in scratch first (`to_half`, zero-padded to the tile), then the
 /// GEMM loads its fragments straight from them (`gemm_direct`: no staging,
 /// no barrier in its K loop). `None` when off or a converted operand would
-/// exceed the binding limit.
+/// exceed the binding limit. Correct and slower than the staged GEMM on an
+/// H100 (1B prefill 14.6k vs 20.6k tok/s, `docs/bench/2026-12-07-h100-one-run/`).
 fn coop_direct(
     ctx: &PlanCtx,
     (m, n, k): (usize, usize, usize),
