@@ -111,7 +111,8 @@ pub struct DiffuseArgs {
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// After generating, time one network call kernel by kernel and print
-    /// the per-kernel profile (slowest first).
+    /// the per-kernel profile (slowest first; terrain and Stable Diffusion's
+    /// UNet).
     #[arg(long)]
     profile: bool,
     /// Pick kernels as for a CPU adapter (true) or a GPU (false) instead of
@@ -327,6 +328,11 @@ fn text_to_image(
         t.steps.first().copied().unwrap_or(0.0),
         t.decode
     );
+    if a.profile {
+        // The UNet program again, kernel by kernel, on the last step's inputs.
+        let prof = sd.unet.loaded.exe.profile(0, &[])?;
+        crate::device::print_profile("one UNet call", &prof, 15);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
