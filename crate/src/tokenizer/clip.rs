@@ -106,6 +106,7 @@ impl ClipTokenizer {
             .unk_token(EOS.into())
             .continuing_subword_prefix(String::new())
             .end_of_word_suffix("</w>".into())
+            .cache_capacity(0)
             .build()
             .map_err(build_err)?;
         let mut inner = tokenizers::Tokenizer::new(model);

@@ -206,6 +206,10 @@ impl Tokenizer {
         no_parallelism();
         let mut inner = tokenizers::Tokenizer::from_bytes(json)
             .map_err(|e| TokenizerError::HfJson(e.to_string()))?;
+        if let tokenizers::ModelWrapper::BPE(bpe) = inner.get_model() {
+            let bpe = uncached_bpe(bpe)?;
+            inner.with_model(tokenizers::ModelWrapper::BPE(bpe));
+        }
         inner.with_padding(None);
         inner
             .with_truncation(None)
@@ -336,6 +340,48 @@ impl Tokenizer {
     pub fn is_special(&self, id: u32) -> bool {
         self.special.contains(&id)
     }
+}
+
+/// A copy of a deserialized BPE model without its word cache.
+///
+/// Every BPE Kiln builds has its cache off (`cache_capacity(0)`): tokenizers
+/// 0.23 keeps BPE caches in a thread-local map keyed by model instance and
+/// never removes a dropped model's entry, so each tokenizer that encoded
+/// anything leaks its cache (up to 10,000 words) for the life of the thread
+/// — a process or browser worker that loads models again and again grows
+/// without bound (found by the GGUF fuzz target after ≈ 1.4 M tokenizers,
+/// when the map's doubling held 76 MB). Prompt encoding is not a hot path;
+/// the cache bought nothing measurable here.
+fn uncached_bpe(
+    bpe: &tokenizers::models::bpe::BPE,
+) -> Result<tokenizers::models::bpe::BPE, TokenizerError> {
+    let bad = |e: String| TokenizerError::HfJson(e);
+    let v = serde_json::to_value(bpe).map_err(|e| bad(e.to_string()))?;
+    let vocab: tokenizers::models::bpe::Vocab =
+        serde_json::from_value(v["vocab"].clone()).map_err(|e| bad(e.to_string()))?;
+    let merges: Vec<(String, String)> =
+        serde_json::from_value(v["merges"].clone()).map_err(|e| bad(e.to_string()))?;
+    let text = |k: &str| v[k].as_str().map(String::from);
+    let flag = |k: &str| v[k].as_bool().unwrap_or(false);
+    let mut b = tokenizers::models::bpe::BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .fuse_unk(flag("fuse_unk"))
+        .byte_fallback(flag("byte_fallback"))
+        .ignore_merges(flag("ignore_merges"))
+        .cache_capacity(0);
+    if let Some(d) = v["dropout"].as_f64() {
+        b = b.dropout(d as f32);
+    }
+    if let Some(u) = text("unk_token") {
+        b = b.unk_token(u);
+    }
+    if let Some(p) = text("continuing_subword_prefix") {
+        b = b.continuing_subword_prefix(p);
+    }
+    if let Some(p) = text("end_of_word_suffix") {
+        b = b.end_of_word_suffix(p);
+    }
+    b.build().map_err(|e| bad(e.to_string()))
 }
 
 #[cfg(test)]

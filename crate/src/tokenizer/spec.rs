@@ -280,6 +280,7 @@ fn gpt2(spec: &TokenizerSpec) -> Result<Built, TokenizerError> {
     let model = BPE::builder()
         .vocab_and_merges(vocab, merges_for(spec)?)
         .ignore_merges(ignore_merges)
+        .cache_capacity(0)
         .build()
         .map_err(build_err)?;
     let mut inner = tokenizers::Tokenizer::new(model);
@@ -326,7 +327,8 @@ fn llama(spec: &TokenizerSpec) -> Result<Built, TokenizerError> {
     let mut builder = BPE::builder()
         .vocab_and_merges(vocab, merges_for(spec)?)
         .byte_fallback(true)
-        .fuse_unk(true);
+        .fuse_unk(true)
+        .cache_capacity(0);
     if let Some(unk) = spec.unk.and_then(|id| spec.tokens.get(id as usize)) {
         builder = builder.unk_token(unk.clone());
     }
