@@ -118,14 +118,35 @@ const ENTRY: &str = "(Params p, Ptrs b) {";
 
 /// Entries that call `kiln_entry()` themselves, after work that does not
 /// depend on the grid before them: the decode GEMVs ask L2 for their weight
-/// rows first (`prefetch_rows` in quant.cuh).
-pub const SELF_WAITING: [&str; 5] = [
-    "mul_mat_q8_",
-    "mul_mat_vec_",
-    "mul_mat_fused_",
-    "mul_mat_vec4_",
-    "mul_mat_fused4_",
+/// rows first (`prefetch_rows` in quant.cuh). (family, name prefix): a
+/// prefix alone also matched `mul_mat_q8_0`, the f32 GEMM over Q8_0 weights
+/// in `mul_mat`, which then had no handshake at all and, launched with the
+/// attribute, could read x before the kernel writing it finished (a fused
+/// norm's scratch on an H100, 2026-12-07).
+pub const SELF_WAITING: [(&str, &str); 5] = [
+    ("mul_mat_q8", "mul_mat_q8_"),
+    ("mul_mat", "mul_mat_vec_"),
+    ("mul_mat", "mul_mat_fused_"),
+    ("mul_mat", "mul_mat_vec4_"),
+    ("mul_mat", "mul_mat_fused4_"),
 ];
+
+/// The entry name of an `extern "C" __global__` line's rest (after
+/// `void `, past a `__launch_bounds__(…)`).
+pub fn entry_name(rest: &str) -> &str {
+    let rest = match rest.strip_prefix("__launch_bounds__(") {
+        Some(r) => r.split_once(") ").map_or(r, |(_, n)| n),
+        None => rest,
+    };
+    rest.split('(').next().unwrap_or(rest)
+}
+
+/// Whether `name` of `family` calls `kiln_entry()` itself.
+pub fn waits_itself(family: &str, name: &str) -> bool {
+    SELF_WAITING
+        .iter()
+        .any(|(f, w)| *f == family && name.starts_with(w))
+}
 
 /// The full source of `family` with its headers inlined, and every entry
 /// (an `extern "C" __global__` line) starting with `kiln_entry();`, the
@@ -137,7 +158,7 @@ pub fn source(family: &str) -> Option<String> {
     let mut out = String::new();
     for line in src.lines() {
         let entry = line.strip_prefix("extern \"C\" __global__ void ");
-        let waits_itself = entry.is_some_and(|e| SELF_WAITING.iter().any(|w| e.starts_with(w)));
+        let waits_itself = entry.is_some_and(|e| waits_itself(family, entry_name(e)));
         if entry.is_some() && line.contains(ENTRY) && !waits_itself {
             out.push_str(&line.replacen(ENTRY, &format!("{ENTRY} kiln_entry();"), 1));
             out.push('\n');

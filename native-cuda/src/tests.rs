@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::kernels::{
-    FAMILIES, HEADERS, SELF_WAITING, WGSL_TWINS, defines_kernel, kernel_for, source,
+    FAMILIES, HEADERS, WGSL_TWINS, defines_kernel, entry_name, kernel_for, source, waits_itself,
 };
 use crate::plan::{Arg, OPS, plan, plan_graph};
 use kiln::DType;
@@ -46,6 +46,9 @@ fn every_family_has_a_source_and_a_wgsl_twin() {
     }
 }
 
+/// An entry's signature, up to its body.
+const ENTRY_OPEN: &str = "(Params p, Ptrs b) {";
+
 /// Programmatic dependent launch is safe only if every kernel the executor
 /// may launch with the attribute waits for the grid before it first.
 #[test]
@@ -60,9 +63,21 @@ fn every_entry_starts_with_the_launch_handshake() {
             if line.contains("kiln_hold(") {
                 continue; // profiling only, launched without the attribute
             }
-            let name = line.trim_start_matches("extern \"C\" __global__ void ");
-            if SELF_WAITING.iter().any(|w| name.starts_with(w)) {
-                // Their template bodies call it (checked below).
+            let name = entry_name(line.trim_start_matches("extern \"C\" __global__ void "));
+            if waits_itself(family, name) {
+                // The function its body calls must call the handshake.
+                let body = line.split_once(ENTRY_OPEN).map_or("", |(_, b)| b.trim());
+                let callee = body.split(['<', '(']).next().unwrap_or("");
+                let def = src
+                    .find(&format!("void {callee}("))
+                    .map(|i| &src[i..])
+                    .unwrap_or_else(|| panic!("{family}: {name} calls {callee}, not found"));
+                let def = &def[..def.find("\n}\n").unwrap_or(def.len())];
+                assert_eq!(
+                    def.matches("kiln_entry();").count(),
+                    1,
+                    "{family}: {name} is self-waiting but {callee} does not call kiln_entry() once"
+                );
                 entries += 1;
                 continue;
             }
@@ -74,13 +89,13 @@ fn every_entry_starts_with_the_launch_handshake() {
         }
         assert!(entries > 0, "{family}");
     }
-    // The self-waiting GEMVs: each template calls kiln_entry() once.
-    let mm = source("mul_mat").unwrap();
-    for t in ["void mul_mat_vec(", "void mul_mat_fused("] {
-        let body = &mm[mm.find(t).unwrap()..];
-        let body = &body[..body.find("\n}\n").unwrap()];
-        assert_eq!(body.matches("kiln_entry();").count(), 1, "{t}");
-    }
+    // The f32 GEMM over Q8_0 weights is not one of mul_mat_q8's entries.
+    assert!(!waits_itself("mul_mat", "mul_mat_q8_0"));
+    assert!(
+        source("mul_mat")
+            .unwrap()
+            .contains("mul_mat_q8_0(Params p, Ptrs b) { kiln_entry();")
+    );
 }
 
 #[test]
