@@ -132,7 +132,7 @@ impl Kernel for ConvKernel {
                 // SAFETY: this task alone owns output row `row`.
                 let yr = unsafe { y.slice(ybase, ow * cout) };
                 let r = dot_grid(
-                    Isa::Best,
+                    Isa::Wide,
                     xp,
                     Rows::at(base, s * cin),
                     ow,
