@@ -97,6 +97,36 @@ pub fn header_len(shard: &str, first8: [u8; 8], len: u64) -> Result<u64, LoadErr
     Ok(n)
 }
 
+/// The tensors a safetensors header lists: (name, info, byte offset in
+/// the file, bytes). `head` is the JSON after the 8 length bytes; the crate's
+/// Metadata validates dtypes, shapes and that the offsets tile the data, and
+/// each tensor's end is checked against the file size `len` here (the data
+/// is not read).
+pub fn header_tensors(
+    what: &str,
+    head: &[u8],
+    len: u64,
+) -> Result<Vec<(String, safetensors::tensor::TensorInfo, u64, u64)>, LoadError> {
+    let n = head.len() as u64;
+    let meta: safetensors::tensor::Metadata =
+        serde_json::from_slice(head).map_err(|e| LoadError::Corrupt(format!("{what}: {e}")))?;
+    let mut out = Vec::new();
+    for (name, info) in meta.tensors() {
+        let (a, b) = info.data_offsets;
+        let offset = 8 + n + a as u64;
+        let bytes = (b - a) as u64;
+        if offset + bytes > len {
+            return Err(LoadError::Truncated {
+                what: format!("tensor '{name}' in {what}"),
+                need: offset + bytes,
+                len,
+            });
+        }
+        out.push((name, info.clone(), offset, bytes));
+    }
+    Ok(out)
+}
+
 /// The HF name of a GGUF tensor name (`gemma`: Gemma 3's four block norms;
 /// `phi3`: its fused projections).
 fn hf_name(gguf: &str, gemma: bool, phi3: bool) -> Option<String> {
@@ -259,24 +289,11 @@ impl HfModel {
         head: &[u8],
         len: u64,
     ) -> Result<(), LoadError> {
-        let n = head.len() as u64;
-        let meta: safetensors::tensor::Metadata = serde_json::from_slice(head)
-            .map_err(|e| LoadError::Corrupt(format!("{shard}: {e}")))?;
-        for (name, info) in meta.tensors() {
-            let (a, b) = info.data_offsets;
-            let offset = 8 + n + a as u64;
-            let bytes = (b - a) as u64;
-            if offset + bytes > len {
-                return Err(LoadError::Truncated {
-                    what: format!("tensor '{name}' in {shard}"),
-                    need: offset + bytes,
-                    len,
-                });
-            }
+        for (name, info, offset, bytes) in header_tensors(shard, head, len)? {
             let entry = Entry {
                 file,
                 dtype: st_dtype(&name, info.dtype)?,
-                shape: info.shape.clone(),
+                shape: info.shape,
                 offset,
                 bytes,
             };

@@ -156,23 +156,13 @@ impl Component {
             )?;
             let n = crate::loader::safetensors::header_len(&what, first8, len)?;
             let head = f.read_at(8, n)?;
-            let meta: safetensors::tensor::Metadata = serde_json::from_slice(&head)
-                .map_err(|e| LoadError::Corrupt(format!("{what}: {e}")))?;
-            for (tname, info) in meta.tensors() {
-                let (a, b) = info.data_offsets;
-                let offset = 8 + n + a as u64;
-                let bytes = (b - a) as u64;
-                if offset + bytes > len {
-                    return Err(LoadError::Truncated {
-                        what: format!("tensor '{tname}' in {what}"),
-                        need: offset + bytes,
-                        len,
-                    });
-                }
+            for (tname, info, offset, bytes) in
+                crate::loader::safetensors::header_tensors(&what, &head, len)?
+            {
                 let e = Entry {
                     file: i,
                     dtype: info.dtype,
-                    shape: info.shape.clone(),
+                    shape: info.shape,
                     offset,
                     bytes,
                 };
