@@ -77,13 +77,12 @@ impl ModelFile {
                 len: self.len,
             });
         }
-        let n = usize::try_from(n)
-            .map_err(|_| LoadError::Io(format!("{}: {n} bytes do not fit in memory", self.name)))?;
+        let too_big = || LoadError::Io(format!("{}: {n} bytes do not fit in memory", self.name));
+        let n = usize::try_from(n).map_err(|_| too_big())?;
         let io = |e: std::io::Error| LoadError::Io(format!("{}: {e}", self.name));
         self.reader.seek(SeekFrom::Start(offset)).map_err(io)?;
         let mut buf = Vec::new();
-        buf.try_reserve_exact(n)
-            .map_err(|_| LoadError::Io(format!("{}: {n} bytes do not fit in memory", self.name)))?;
+        buf.try_reserve_exact(n).map_err(|_| too_big())?;
         buf.resize(n, 0);
         self.reader.read_exact(&mut buf).map_err(io)?;
         Ok(buf)

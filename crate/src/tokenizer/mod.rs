@@ -350,8 +350,9 @@ impl Tokenizer {
 /// anything leaks its cache (up to 10,000 words) for the life of the thread
 /// — a process or browser worker that loads models again and again grows
 /// without bound (found by the GGUF fuzz target after ≈ 1.4 M tokenizers,
-/// when the map's doubling held 76 MB). Prompt encoding is not a hot path;
-/// the cache bought nothing measurable here.
+/// when the map's doubling held 76 MB). Without the cache each word's
+/// merges are recomputed on every encode: prompts are encoded once per turn,
+/// not per generated token.
 fn uncached_bpe(
     bpe: &tokenizers::models::bpe::BPE,
 ) -> Result<tokenizers::models::bpe::BPE, TokenizerError> {

@@ -367,7 +367,7 @@ static AVX512: Tiles = tiles!(avx512::Avx512, "avx512f,avx2,fma");
 /// Whether the f32 tiles run on 512-bit vectors: AVX-512F present and not
 /// turned off (`KILN_CPU_NO_AVX512=1`, for comparisons).
 #[cfg(target_arch = "x86_64")]
-fn wide512() -> bool {
+pub(super) fn wide512() -> bool {
     static W: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *W.get_or_init(|| {
         is_x86_feature_detected!("avx512f") && std::env::var_os("KILN_CPU_NO_AVX512").is_none()

@@ -119,10 +119,11 @@ fn width() -> Width {
     *W.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         if super::dot::level() != super::dot::Level::Portable {
-            if is_x86_feature_detected!("avx512f") {
-                return Width::W16;
-            }
-            return Width::W8;
+            return if super::simd::wide512() {
+                Width::W16
+            } else {
+                Width::W8
+            };
         }
         Width::Base
     })
@@ -218,7 +219,6 @@ impl Kernel for SpatialKernel {
             return Err(bad("q/k/v run past their tensors".into()));
         }
         let par = ctx.par;
-        // Kᵀ of every (sample, head): [b·heads][d][tk].
         // Kᵀ of every (sample, head): [b·heads][d][tk]; for heads narrower
         // than a vector, Vᵀ after it (P·V then runs as dot products over the
         // keys instead of outer-product tiles a few columns wide).
