@@ -5,7 +5,7 @@ use super::attention::{AttnKernel, CacheKernel, RopeKernel};
 use super::attention_train::CausalAttnKernel;
 use super::conv::ConvKernel;
 use super::copy::ConcatKernel;
-use super::elementwise::BinaryKernel;
+use super::elementwise::{BinaryKernel, GegluKernel};
 use super::matmul::MatMulKernel;
 use super::matmul_back::InputGradKernel;
 use super::norm::GroupNormKernel;
@@ -15,7 +15,7 @@ use crate::backend::BackendError;
 use crate::graph::{Graph, Node};
 use crate::host::HostTensor;
 use crate::ops::attention::{Attention, MAX_HEAD_DIM};
-use crate::ops::binary::Binary;
+use crate::ops::binary::{Binary, Geglu};
 use crate::ops::causal_attention::CausalAttention;
 use crate::ops::conv2d::Conv2d;
 use crate::ops::copy::{Concat, WriteCache, WriteCacheWindow};
@@ -143,6 +143,10 @@ pub(crate) fn pick(graph: &Graph, node: &Node, _act: Activations) -> Option<Box<
     }
     if let Some(r) = op.downcast_ref::<Rope>() {
         return Some(Box::new(RopeKernel(*r)));
+    }
+    if let Some(g) = op.downcast_ref::<Geglu>() {
+        return (info(0).dtype == crate::DType::F32)
+            .then(|| Box::new(GegluKernel(*g)) as Box<dyn Kernel>);
     }
     None
 }
