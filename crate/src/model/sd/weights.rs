@@ -147,13 +147,16 @@ impl Component {
         for (i, (file, mut f)) in files.into_iter().enumerate() {
             let len = f.len();
             let what = format!("{name}/{file}");
-            let first8: [u8; 8] = f.read_at(0, 8).ok().and_then(|b| b.try_into().ok()).ok_or(
-                LoadError::Truncated {
-                    what: format!("{what} header length"),
-                    need: 8,
-                    len,
-                },
-            )?;
+            let short = || LoadError::Truncated {
+                what: format!("{what} header length"),
+                need: 8,
+                len,
+            };
+            // A read failure stays an I/O error; only a short file is truncated.
+            let first8: [u8; 8] = match f.read_at(0, 8) {
+                Err(LoadError::Truncated { .. }) => return Err(short()),
+                r => r?.try_into().map_err(|_| short())?,
+            };
             let n = crate::loader::safetensors::header_len(&what, first8, len)?;
             let head = f.read_at(8, n)?;
             for (tname, info, offset, bytes) in
