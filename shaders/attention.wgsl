@@ -28,6 +28,15 @@
 //   at column col0, a fused Q/K/V output) and is roped as it is loaded:
 //   rope.wgsl's parameter words 3..16 follow window, binding 6 is the frequency
 //   divisors (q itself when there are none).
+// NEW_KV (with ROPE_Q, t = 1; attn_rows, attn_split, attn_one): the decode
+//   step's own key and value come from the fused Q/K/V row too — K heads at
+//   column k_col0 (roped like q), V heads at v_col0 (parameter words after
+//   ld) — and are written into the caches (bound read_write) at position pos
+//   by one workgroup per KV head (the first query head of its group; in
+//   attn_split the split holding key pos). Every workgroup scores key pos
+//   from its own copy (kn, vn; rounded to f16 with KV_F16, as the cache holds
+//   it), so none reads a cache row another is writing: the two cache-write
+//   dispatches before attention fold into it (ops/copy.rs `deferred`).
 
 #if ONE
 const WG: u32 = 256u;
@@ -63,6 +72,10 @@ struct Params {
     inverse: u32,
     col0: u32,
     ld: u32,
+#endif
+#if NEW_KV
+    k_col0: u32,
+    v_col0: u32,
 #endif
 }
 
@@ -126,8 +139,16 @@ fn attn_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 #else
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 #if KV_F16
+#if NEW_KV
+@group(0) @binding(2) var<storage, read_write> kc: array<u32>;
+#else
 @group(0) @binding(2) var<storage, read> kc: array<u32>;
+#endif
+#if NEW_KV
+@group(0) @binding(3) var<storage, read_write> vc: array<u32>;
+#else
 @group(0) @binding(3) var<storage, read> vc: array<u32>;
+#endif
 fn k_at(e: u32) -> f32 {
     return unpack2x16float(kc[e >> 1u] >> ((e & 1u) << 4u)).x;
 }
@@ -143,8 +164,16 @@ fn v4(e: u32) -> vec4<f32> {
 }
 #elif KV_VEC4
 // f32 cache, d % 4 == 0: keys (and attn_one's values) read 4 dims per load.
+#if NEW_KV
+@group(0) @binding(2) var<storage, read_write> kc: array<vec4<f32>>;
+#else
 @group(0) @binding(2) var<storage, read> kc: array<vec4<f32>>;
+#endif
+#if NEW_KV
+@group(0) @binding(3) var<storage, read_write> vc: array<vec4<f32>>;
+#else
 @group(0) @binding(3) var<storage, read> vc: array<vec4<f32>>;
+#endif
 fn v_at(e: u32) -> f32 {
     return vc[e >> 2u][e & 3u];
 }
@@ -155,8 +184,16 @@ fn v4(e: u32) -> vec4<f32> {
     return vc[e >> 2u];
 }
 #else
+#if NEW_KV
+@group(0) @binding(2) var<storage, read_write> kc: array<f32>;
+#else
 @group(0) @binding(2) var<storage, read> kc: array<f32>;
+#endif
+#if NEW_KV
+@group(0) @binding(3) var<storage, read_write> vc: array<f32>;
+#else
 @group(0) @binding(3) var<storage, read> vc: array<f32>;
+#endif
 fn k_at(e: u32) -> f32 {
     return kc[e];
 }
@@ -218,8 +255,71 @@ fn load_q(qi: u32, lid: u32) {
     workgroupBarrier();
 }
 
+#if NEW_KV
+// This step's key (roped) and value of the workgroup's KV head, and its
+// position (jn = pos, t = 1).
+var<workgroup> kn: array<f32, 256>;
+var<workgroup> vn: array<f32, 256>;
+var<private> jn: u32;
+
+// The value as the cache stores it (f16 with KV_F16).
+fn as_cached(x: f32) -> f32 {
+#if KV_F16
+    return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x;
+#else
+    return x;
+#endif
+}
+
+// Loads kn and vn for KV head kvh (published by load_q's barrier, which
+// must follow).
+fn load_new_kv(kvh: u32, lid: u32) {
+    jn = pos0;
+    for (var c = lid; c < p.d; c += WG) {
+        kn[c] = as_cached(rotated(p.k_col0 + kvh * p.d, c, f32(pos0)));
+        vn[c] = as_cached(q[p.v_col0 + kvh * p.d + c]);
+    }
+}
+
+// Writes kn and vn into cache row jn of KV head kvh (after load_q).
+fn store_new_kv(kvh: u32, lid: u32) {
+    let e0 = (kvh * p.cap + jn) * p.d;
+#if KV_F16
+    for (var c = 2u * lid; c < p.d; c += 2u * WG) {
+        kc[(e0 + c) >> 1u] = pack2x16float(vec2<f32>(kn[c], kn[c + 1u]));
+        vc[(e0 + c) >> 1u] = pack2x16float(vec2<f32>(vn[c], vn[c + 1u]));
+    }
+#elif KV_VEC4
+    for (var c = 4u * lid; c < p.d; c += 4u * WG) {
+        kc[(e0 + c) >> 2u] = vec4<f32>(kn[c], kn[c + 1u], kn[c + 2u], kn[c + 3u]);
+        vc[(e0 + c) >> 2u] = vec4<f32>(vn[c], vn[c + 1u], vn[c + 2u], vn[c + 3u]);
+    }
+#else
+    for (var c = lid; c < p.d; c += WG) {
+        kc[e0 + c] = kn[c];
+        vc[e0 + c] = vn[c];
+    }
+#endif
+}
+
+// Whether query row `row`'s workgroup writes its KV head's new row (the
+// first query head of the group).
+fn kv_writer(row: u32) -> bool {
+    return (row % p.hq) % (p.hq / p.hkv) == 0u;
+}
+#endif
+
 // qs · key j of KV head kvh.
 fn qk(kvh: u32, j: u32) -> f32 {
+#if NEW_KV
+    if (j == jn) {
+        var s = 0.0;
+        for (var c = 0u; c < p.d; c++) {
+            s += qs[c] * kn[c];
+        }
+        return s;
+    }
+#endif
     let kb = (kvh * p.cap + j) * p.d;
     var dot_qk = 0.0;
 #if KV_VEC4
@@ -383,8 +483,20 @@ fn attn_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 #elif ONE
 var<workgroup> accs: array<vec4<f32>, 256>;
 
-// Value dims c..c+3 (those < d) of the value row starting at element vb.
-fn v_quad(vb: u32, c: u32) -> vec4<f32> {
+// Value dims c..c+3 (those < d) of key j of KV head kvh.
+fn v_quad(kvh: u32, j: u32, c: u32) -> vec4<f32> {
+#if NEW_KV
+    if (j == jn) {
+        var r = vec4<f32>(0.0);
+        for (var k = 0u; k < 4u; k++) {
+            if (c + k < p.d) {
+                r[k] = vn[c + k];
+            }
+        }
+        return r;
+    }
+#endif
+    let vb = (kvh * p.cap + j) * p.d;
 #if KV_VEC4
     return vc[(vb + c) >> 2u];
 #else
@@ -408,7 +520,15 @@ fn attn_one(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     let ti = row / p.hq;
     let kvh = (row % p.hq) / (p.hq / p.hkv);
     let n_kv = load_pos(lid) + ti + 1u;
+#if NEW_KV
+    load_new_kv(kvh, lid);
+#endif
     load_q(row, lid);
+#if NEW_KV
+    if (kv_writer(row)) {
+        store_new_kv(kvh, lid);
+    }
+#endif
     let nq = (p.d + 3u) / 4u;
     var nqp = 1u;
     while (nqp < nq) {
@@ -427,7 +547,7 @@ fn attn_one(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
         if (quad < nq) {
             let cnt = min(WG, n_kv - c0);
             for (var jj = kg; jj < cnt; jj += groups) {
-                acc += ps[jj] * v_quad((kvh * p.cap + c0 + jj) * p.d, 4u * quad);
+                acc += ps[jj] * v_quad(kvh, c0 + jj, 4u * quad);
             }
         }
         m = b.x;
@@ -450,8 +570,17 @@ fn attn_one(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 }
 #else
 // Online softmax of query row `qi` against keys [j0, j1) of KV head `kvh`.
-fn attend(qi: u32, kvh: u32, j0: u32, j1: u32, lid: u32) -> State {
+// With NEW_KV, `write`: this workgroup writes the KV head's new row.
+fn attend(qi: u32, kvh: u32, j0: u32, j1: u32, lid: u32, write: bool) -> State {
+#if NEW_KV
+    load_new_kv(kvh, lid);
+#endif
     load_q(qi, lid);
+#if NEW_KV
+    if (write) {
+        store_new_kv(kvh, lid);
+    }
+#endif
     var st = State(-3.0e38, 0.0, vec4<f32>(0.0));
     for (var c0 = j0; c0 < j1; c0 += WG) {
         let b = softmax_block(kvh, c0, j1, st.m, lid);
@@ -461,6 +590,17 @@ fn attend(qi: u32, kvh: u32, j0: u32, j1: u32, lid: u32) -> State {
         for (var jj = 0u; jj < cnt; jj++) {
             let vb = (kvh * p.cap + c0 + jj) * p.d;
             let pj = ps[jj];
+#if NEW_KV
+            if (c0 + jj == jn) {
+                for (var i = 0u; i < 4u; i++) {
+                    let c = lid + WG * i;
+                    if (c < p.d) {
+                        st.acc[i] += pj * vn[c];
+                    }
+                }
+                continue;
+            }
+#endif
             for (var i = 0u; i < 4u; i++) {
                 let c = lid + WG * i;
                 if (c < p.d) {
@@ -484,7 +624,11 @@ fn attn_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let ti = row / p.hq;
     let kvh = (row % p.hq) / (p.hq / p.hkv);
     let n_kv = load_pos(lid) + ti + 1u;
-    let st = attend(row, kvh, key_lo(n_kv), n_kv, lid);
+#if NEW_KV
+    let st = attend(row, kvh, key_lo(n_kv), n_kv, lid, kv_writer(row));
+#else
+    let st = attend(row, kvh, key_lo(n_kv), n_kv, lid, false);
+#endif
     for (var i = 0u; i < 4u; i++) {
         let c = lid + WG * i;
         if (c < p.d) {
@@ -504,7 +648,11 @@ fn attn_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let len = (n_kv - lo + p.ns - 1u) / p.ns;
     let j0 = min(lo + s * len, n_kv);
     let j1 = min(j0 + len, n_kv);
-    let st = attend(row, kvh, j0, j1, lid);
+#if NEW_KV
+    let st = attend(row, kvh, j0, j1, lid, kv_writer(row) && j0 < n_kv && n_kv <= j1);
+#else
+    let st = attend(row, kvh, j0, j1, lid, false);
+#endif
     let o = (row * p.ns + s) * (p.d + 2u);
     if (lid == 0u) {
         out[o] = st.m;

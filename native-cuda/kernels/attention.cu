@@ -10,6 +10,11 @@
 // *_rope entries (ROPE_Q): q is a window of rows of ld values, roped as it is
 //   loaded; rope.cu's parameter words 3..16 follow window (offset 6), binding 5
 //   is the frequency divisors (q itself when there are none).
+// *_rope_kv entries (NEW_KV, t = 1): the step's own K (roped, at column
+//   k_col0 = w[23]) and V (v_col0 = w[24]) heads of the same row are written
+//   into the caches at pos by the first query head of each KV group (in
+//   attn_split the split holding key pos), and every block scores key pos
+//   from its own copy (rounded as the cache holds it), as the WGSL twin.
 // Blocks of 64 threads; each thread owns head dims lid + 64·i (i < 4, d ≤ 256).
 // attn_rows: one block per (token, head); attn_split: grid (t·hq, ns);
 // attn_combine: one block per (token, head). attn_one: one block of 256 per
@@ -19,10 +24,45 @@
 
 struct KvF32 {
     static __device__ __forceinline__ float at(const void* c, u64 e) { return ((const float*)c)[e]; }
+    static __device__ __forceinline__ float round(float x) { return x; }
+    static __device__ __forceinline__ void put(u64 c, u64 e, float x) { ((float*)c)[e] = x; }
 };
 struct KvF16 {
     static __device__ __forceinline__ float at(const void* c, u64 e) { return h2f(((const u16*)c)[e]); }
+    static __device__ __forceinline__ float round(float x) { return h2f(f2h(x)); }
+    static __device__ __forceinline__ void put(u64 c, u64 e, float x) { ((u16*)c)[e] = f2h(x); }
 };
+
+// NEW_KV: this step's key (roped) and value of KV head kvh into kn, vn, as
+// the cache holds them (published by load_q's barrier, which must follow).
+template <class KV, u32 WG>
+__device__ void load_new_kv(const Params& p, const Ptrs& b, u32 kvh, float* kn, float* vn) {
+    const u32 d = p.w[3], lid = threadIdx.x;
+    const float* q = BUF(const float, 0);
+    const float* fac = BUF(const float, 5);
+    const float pos = (float)BUF(const u32, 3)[p.w[6]];
+    for (u32 c = lid; c < d; c += WG) {
+        kn[c] = KV::round(rope_rotated(p, q, fac, (u64)p.w[23] + (u64)kvh * d, c, pos, 6));
+        vn[c] = KV::round(q[(u64)p.w[24] + (u64)kvh * d + c]);
+    }
+}
+
+// Writes kn and vn into cache row pos of KV head kvh (after load_q).
+template <class KV, u32 WG>
+__device__ void store_new_kv(const Params& p, const Ptrs& b, u32 kvh, const float* kn, const float* vn) {
+    const u32 d = p.w[3], cap = p.w[4], lid = threadIdx.x;
+    const u64 e0 = ((u64)kvh * cap + BUF(const u32, 3)[p.w[6]]) * d;
+    for (u32 c = lid; c < d; c += WG) {
+        KV::put(b.p[1], e0 + c, kn[c]);
+        KV::put(b.p[2], e0 + c, vn[c]);
+    }
+}
+
+// Whether query row `row`'s block writes its KV head's new row.
+__device__ __forceinline__ bool kv_writer(const Params& p, u32 row) {
+    const u32 hq = p.w[1], hkv = p.w[2];
+    return (row % hq) % (hq / hkv) == 0u;
+}
 
 // The first key a query that sees keys [0, n_kv) attends to.
 __device__ __forceinline__ u32 key_lo(const Params& p, u32 n_kv) {
@@ -56,9 +96,10 @@ __device__ void load_q(const Params& p, const Ptrs& b, u32 qi, float* qs) {
 // One block of the online softmax (WG threads): scores of keys c0 + lid
 // (those < j1) of KV head kvh against qs; each key's weight exp(s − m_new)
 // goes to ps. Returns (m_new, exp(m − m_new), Σ weights).
-template <class KV, u32 WG>
+// NEW: key jn is kn (NEW_KV).
+template <class KV, u32 WG, bool NEW>
 __device__ float3 softmax_block(const Params& p, const Ptrs& b, const float* qs, float* ps, u32 kvh,
-                                u32 c0, u32 j1, float m) {
+                                u32 c0, u32 j1, float m, const float* kn, u32 jn) {
     const u32 d = p.w[3], cap = p.w[4], lid = threadIdx.x;
     const void* kc = (const void*)b.p[1];
     u32 j = c0 + lid;
@@ -66,7 +107,11 @@ __device__ float3 softmax_block(const Params& p, const Ptrs& b, const float* qs,
     if (j < j1) {
         u64 kb = ((u64)kvh * cap + j) * d;
         float dot = 0.0f;
-        for (u32 c = 0; c < d; c++) dot += qs[c] * KV::at(kc, kb + c);
+        if (NEW && j == jn) {
+            for (u32 c = 0; c < d; c++) dot += qs[c] * kn[c];
+        } else {
+            for (u32 c = 0; c < d; c++) dot += qs[c] * KV::at(kc, kb + c);
+        }
         s = dot;
     }
     float m_new = fmaxf(m, block_max<WG>(s));
@@ -77,29 +122,35 @@ __device__ float3 softmax_block(const Params& p, const Ptrs& b, const float* qs,
 }
 
 // Online softmax of query row `qi` against keys [j0, j1) of KV head `kvh`.
-template <class KV, bool ROPE>
-__device__ AttnState attend(const Params& p, const Ptrs& b, u32 qi, u32 kvh, u32 j0, u32 j1) {
+// With NEW, `write`: this block writes the KV head's new row.
+template <class KV, bool ROPE, bool NEW>
+__device__ AttnState attend(const Params& p, const Ptrs& b, u32 qi, u32 kvh, u32 j0, u32 j1, bool write) {
     __shared__ float qs[256];
     __shared__ float ps[64];
+    __shared__ float kn[NEW ? 256 : 1], vn[NEW ? 256 : 1];
     const u32 d = p.w[3], cap = p.w[4];
     const void* vc = (const void*)b.p[2];
     const u32 lid = threadIdx.x;
+    const u32 jn = NEW ? BUF(const u32, 3)[p.w[6]] : 0u;
+    if (NEW) load_new_kv<KV, 64>(p, b, kvh, kn, vn);
     load_q<ROPE, 64>(p, b, qi, qs);
+    if (NEW && write) store_new_kv<KV, 64>(p, b, kvh, kn, vn);
     AttnState st;
     st.m = -3.0e38f;
     st.l = 0.0f;
     for (int i = 0; i < 4; i++) st.acc[i] = 0.0f;
     for (u32 c0 = j0; c0 < j1; c0 += 64u) {
-        float3 sb = softmax_block<KV, 64>(p, b, qs, ps, kvh, c0, j1, st.m);
+        float3 sb = softmax_block<KV, 64, NEW>(p, b, qs, ps, kvh, c0, j1, st.m, kn, jn);
         st.l = st.l * sb.y + sb.z;
         for (int i = 0; i < 4; i++) st.acc[i] *= sb.y;
         u32 cnt = min(64u, j1 - c0);
         for (u32 jj = 0; jj < cnt; jj++) {
             u64 vb = ((u64)kvh * cap + c0 + jj) * d;
             float pj = ps[jj];
+            const bool fresh = NEW && c0 + jj == jn;
             for (u32 i = 0; i < 4u; i++) {
                 u32 c = lid + 64u * i;
-                if (c < d) st.acc[i] += pj * KV::at(vc, vb + c);
+                if (c < d) st.acc[i] += pj * (fresh ? vn[c] : KV::at(vc, vb + c));
             }
         }
         st.m = sb.x;
@@ -108,14 +159,14 @@ __device__ AttnState attend(const Params& p, const Ptrs& b, u32 qi, u32 kvh, u32
     return st;
 }
 
-template <class KV, bool ROPE>
+template <class KV, bool ROPE, bool NEW>
 __device__ void attn_rows(const Params& p, const Ptrs& b) {
     const u32 t = p.w[0], hq = p.w[1], hkv = p.w[2], d = p.w[3];
     u32 row = wg_index();
     if (row >= t * hq) return;
     u32 ti = row / hq, kvh = (row % hq) / (hq / hkv);
     u32 n_kv = BUF(const u32, 3)[p.w[6]] + ti + 1u;
-    AttnState st = attend<KV, ROPE>(p, b, row, kvh, key_lo(p, n_kv), n_kv);
+    AttnState st = attend<KV, ROPE, NEW>(p, b, row, kvh, key_lo(p, n_kv), n_kv, kv_writer(p, row));
     float* y = BUF(float, 4);
     for (u32 i = 0; i < 4u; i++) {
         u32 c = threadIdx.x + 64u * i;
@@ -123,7 +174,7 @@ __device__ void attn_rows(const Params& p, const Ptrs& b) {
     }
 }
 
-template <class KV, bool ROPE>
+template <class KV, bool ROPE, bool NEW>
 __device__ void attn_split(const Params& p, const Ptrs& b) {
     const u32 hq = p.w[1], hkv = p.w[2], d = p.w[3], ns = p.w[7];
     u32 row = blockIdx.x, s = blockIdx.y;
@@ -132,7 +183,8 @@ __device__ void attn_split(const Params& p, const Ptrs& b) {
     u32 lo = key_lo(p, n_kv);
     u32 len = (n_kv - lo + ns - 1u) / ns;
     u32 j0 = min(lo + s * len, n_kv), j1 = min(j0 + len, n_kv);
-    AttnState st = attend<KV, ROPE>(p, b, row, kvh, j0, j1);
+    const bool write = kv_writer(p, row) && j0 < n_kv && n_kv <= j1;
+    AttnState st = attend<KV, ROPE, NEW>(p, b, row, kvh, j0, j1, write);
     float* out = BUF(float, 4);
     u64 o = ((u64)row * ns + s) * (d + 2u);
     if (threadIdx.x == 0u) {
@@ -150,17 +202,21 @@ __device__ void attn_split(const Params& p, const Ptrs& b) {
 // quads padded to a power of two nqp) and the block splits into 256/nqp key
 // groups, each summing every (256/nqp)-th key of a block; the groups' sums
 // merge at the end (as the WGSL twin).
-template <class KV, bool ROPE>
+template <class KV, bool ROPE, bool NEW>
 __device__ void attn_one(const Params& p, const Ptrs& b) {
     __shared__ float qs[256];
     __shared__ float ps[256];
     __shared__ float4 accs[256];
+    __shared__ float kn[NEW ? 256 : 1], vn[NEW ? 256 : 1];
     const u32 t = p.w[0], hq = p.w[1], hkv = p.w[2], d = p.w[3], cap = p.w[4];
     u32 row = wg_index();
     if (row >= t * hq) return;
     u32 ti = row / hq, kvh = (row % hq) / (hq / hkv);
     u32 n_kv = BUF(const u32, 3)[p.w[6]] + ti + 1u;
+    const u32 jn = n_kv - 1u;
+    if (NEW) load_new_kv<KV, 256>(p, b, kvh, kn, vn);
     load_q<ROPE, 256>(p, b, row, qs);
+    if (NEW && kv_writer(p, row)) store_new_kv<KV, 256>(p, b, kvh, kn, vn);
     const void* vc = (const void*)b.p[2];
     const u32 lid = threadIdx.x, nq = (d + 3u) / 4u;
     u32 nqp = 1u;
@@ -168,7 +224,7 @@ __device__ void attn_one(const Params& p, const Ptrs& b) {
     const u32 groups = 256u / nqp, quad = lid % nqp, kg = lid / nqp;
     float m = -3.0e38f, l = 0.0f, acc[4] = {0.f, 0.f, 0.f, 0.f};
     for (u32 c0 = key_lo(p, n_kv); c0 < n_kv; c0 += 256u) {
-        float3 sb = softmax_block<KV, 256>(p, b, qs, ps, kvh, c0, n_kv, m);
+        float3 sb = softmax_block<KV, 256, NEW>(p, b, qs, ps, kvh, c0, n_kv, m, kn, jn);
         l = l * sb.y + sb.z;
         for (int k = 0; k < 4; k++) acc[k] *= sb.y;
         if (quad < nq) {
@@ -176,8 +232,9 @@ __device__ void attn_one(const Params& p, const Ptrs& b) {
             for (u32 jj = kg; jj < cnt; jj += groups) {
                 u64 vb = ((u64)kvh * cap + c0 + jj) * d + 4u * quad;
                 float pj = ps[jj];
+                const bool fresh = NEW && c0 + jj == jn;
                 for (u32 k = 0; k < 4u; k++)
-                    if (4u * quad + k < d) acc[k] += pj * KV::at(vc, vb + k);
+                    if (4u * quad + k < d) acc[k] += pj * (fresh ? vn[4u * quad + k] : KV::at(vc, vb + k));
             }
         }
         m = sb.x;
@@ -300,18 +357,24 @@ extern "C" __global__ void attn_tile_f32(Params p, Ptrs b) { attn_tile<KvF32, fa
 extern "C" __global__ void attn_tile_f16(Params p, Ptrs b) { attn_tile<KvF16, false>(p, b); }
 extern "C" __global__ void attn_tile_f32_rope(Params p, Ptrs b) { attn_tile<KvF32, true>(p, b); }
 extern "C" __global__ void attn_tile_f16_rope(Params p, Ptrs b) { attn_tile<KvF16, true>(p, b); }
-extern "C" __global__ void attn_one_f32(Params p, Ptrs b) { attn_one<KvF32, false>(p, b); }
-extern "C" __global__ void attn_one_f16(Params p, Ptrs b) { attn_one<KvF16, false>(p, b); }
-extern "C" __global__ void attn_one_f32_rope(Params p, Ptrs b) { attn_one<KvF32, true>(p, b); }
-extern "C" __global__ void attn_one_f16_rope(Params p, Ptrs b) { attn_one<KvF16, true>(p, b); }
-extern "C" __global__ void attn_rows_f32(Params p, Ptrs b) { attn_rows<KvF32, false>(p, b); }
-extern "C" __global__ void attn_rows_f16(Params p, Ptrs b) { attn_rows<KvF16, false>(p, b); }
-extern "C" __global__ void attn_split_f32(Params p, Ptrs b) { attn_split<KvF32, false>(p, b); }
-extern "C" __global__ void attn_split_f16(Params p, Ptrs b) { attn_split<KvF16, false>(p, b); }
-extern "C" __global__ void attn_rows_f32_rope(Params p, Ptrs b) { attn_rows<KvF32, true>(p, b); }
-extern "C" __global__ void attn_rows_f16_rope(Params p, Ptrs b) { attn_rows<KvF16, true>(p, b); }
-extern "C" __global__ void attn_split_f32_rope(Params p, Ptrs b) { attn_split<KvF32, true>(p, b); }
-extern "C" __global__ void attn_split_f16_rope(Params p, Ptrs b) { attn_split<KvF16, true>(p, b); }
+extern "C" __global__ void attn_one_f32(Params p, Ptrs b) { attn_one<KvF32, false, false>(p, b); }
+extern "C" __global__ void attn_one_f16(Params p, Ptrs b) { attn_one<KvF16, false, false>(p, b); }
+extern "C" __global__ void attn_one_f32_rope(Params p, Ptrs b) { attn_one<KvF32, true, false>(p, b); }
+extern "C" __global__ void attn_one_f16_rope(Params p, Ptrs b) { attn_one<KvF16, true, false>(p, b); }
+extern "C" __global__ void attn_rows_f32(Params p, Ptrs b) { attn_rows<KvF32, false, false>(p, b); }
+extern "C" __global__ void attn_rows_f16(Params p, Ptrs b) { attn_rows<KvF16, false, false>(p, b); }
+extern "C" __global__ void attn_split_f32(Params p, Ptrs b) { attn_split<KvF32, false, false>(p, b); }
+extern "C" __global__ void attn_split_f16(Params p, Ptrs b) { attn_split<KvF16, false, false>(p, b); }
+extern "C" __global__ void attn_rows_f32_rope(Params p, Ptrs b) { attn_rows<KvF32, true, false>(p, b); }
+extern "C" __global__ void attn_rows_f16_rope(Params p, Ptrs b) { attn_rows<KvF16, true, false>(p, b); }
+extern "C" __global__ void attn_split_f32_rope(Params p, Ptrs b) { attn_split<KvF32, true, false>(p, b); }
+extern "C" __global__ void attn_split_f16_rope(Params p, Ptrs b) { attn_split<KvF16, true, false>(p, b); }
+extern "C" __global__ void attn_one_f32_rope_kv(Params p, Ptrs b) { attn_one<KvF32, true, true>(p, b); }
+extern "C" __global__ void attn_one_f16_rope_kv(Params p, Ptrs b) { attn_one<KvF16, true, true>(p, b); }
+extern "C" __global__ void attn_rows_f32_rope_kv(Params p, Ptrs b) { attn_rows<KvF32, true, true>(p, b); }
+extern "C" __global__ void attn_rows_f16_rope_kv(Params p, Ptrs b) { attn_rows<KvF16, true, true>(p, b); }
+extern "C" __global__ void attn_split_f32_rope_kv(Params p, Ptrs b) { attn_split<KvF32, true, true>(p, b); }
+extern "C" __global__ void attn_split_f16_rope_kv(Params p, Ptrs b) { attn_split<KvF16, true, true>(p, b); }
 
 // One thread per split reads its (max, sum) and weight in parallel (as the
 // WGSL twin); then each head dim adds the weighted sums.

@@ -208,7 +208,11 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
         })
     };
     let half = if has("KV_F16") { "f16" } else { "f32" };
-    let rope = if has("ROPE_Q") { "_rope" } else { "" };
+    let rope = match (has("ROPE_Q"), has("NEW_KV")) {
+        (true, true) => "_rope_kv",
+        (true, false) => "_rope",
+        _ => "",
+    };
     match (d.shader, d.entry) {
         ("unary.wgsl", "main") => k("unary", "unary".into(), [256, 1, 1]),
         ("binary.wgsl", "main") => k("binary", "binary".into(), [256, 1, 1]),

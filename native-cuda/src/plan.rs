@@ -198,7 +198,7 @@ pub fn plan_with(node: &Node, graph: &Graph, caps: &GpuCaps) -> Result<Vec<Launc
                 .bindings
                 .iter()
                 .map(|b| match *b {
-                    Bind::Input(k, c) => match node.inputs.get(k) {
+                    Bind::Input(k, c) | Bind::InputWrite(k, c) => match node.inputs.get(k) {
                         Some(t) if c == 0 => Ok(Arg::Tensor(*t)),
                         Some(_) => Err(bad(format!("binds chunk {c} of input {k} (never split)"))),
                         None => Err(bad(format!("binds missing input {k}"))),

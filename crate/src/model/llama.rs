@@ -19,7 +19,7 @@ use crate::backend::Executable;
 use crate::dtype::DType;
 use crate::graph::{Graph, Sym, TensorId};
 use crate::loader::LoadError;
-use crate::ops::attention::RopeQ;
+use crate::ops::attention::{NewKv, RopeQ};
 use crate::ops::matmul_fused::Fusion;
 use crate::ops::rope::{QkNorm, Rope};
 use crate::train::lora::Target;
@@ -198,6 +198,13 @@ pub fn check_layers(c: &LlamaConfig, file: WeightLookup) -> Result<(), LoadError
 
 /// Builds the graph. `file` gives each weight's (shape, dtype) as stored in
 /// the model file; shapes are checked against the config.
+/// Whether the decode step's attention writes its own K/V cache rows (one
+/// dispatch instead of three per layer on GPUs; `Graph::attention_new_kv`).
+/// `KILN_NEW_KV=0` (native, for benchmarks) keeps the separate writes.
+fn new_kv_in_attention() -> bool {
+    cfg!(target_arch = "wasm32") || std::env::var("KILN_NEW_KV").map_or(true, |v| v != "0")
+}
+
 pub fn build(
     config: &LlamaConfig,
     opts: &LlamaOptions,
@@ -489,17 +496,28 @@ pub fn build(
                 // One GEMV/GEMM with the norm folded in; the cache writes and
                 // attention read their heads straight out of its rows. K is
                 // roped on its way into the cache and Q as attention loads
-                // it: four dispatches per layer (QKV, K, V, attention).
+                // it: four dispatches per layer (QKV, K, V, attention) — two
+                // in the decode step, where attention writes the cache rows.
                 QkvIn::Fused(w) => {
                     let qkv = g.matmul_fused(x, w, norm)?;
-                    let kc = g.write_cache_window_rope(ly.k_cache, qkv, q_dim, rope, rope_freqs)?;
-                    let vc = g.write_cache_window(ly.v_cache, qkv, pos, q_dim + kv_dim)?;
                     let rq = RopeQ {
                         rope,
                         col0: 0,
                         heads: c.n_heads,
                     };
-                    g.attention_rope_q(qkv, kc, vc, scale, rq, rope_freqs, ly.window)?
+                    if t == 1 && new_kv_in_attention() {
+                        let nk = NewKv {
+                            k_col0: q_dim,
+                            v_col0: q_dim + kv_dim,
+                        };
+                        let (kc, vc) = (ly.k_cache, ly.v_cache);
+                        g.attention_new_kv(qkv, kc, vc, scale, rq, rope_freqs, ly.window, nk)?
+                    } else {
+                        let kc =
+                            g.write_cache_window_rope(ly.k_cache, qkv, q_dim, rope, rope_freqs)?;
+                        let vc = g.write_cache_window(ly.v_cache, qkv, pos, q_dim + kv_dim)?;
+                        g.attention_rope_q(qkv, kc, vc, scale, rq, rope_freqs, ly.window)?
+                    }
                 }
                 QkvIn::Split(wq, wk, wv) => {
                     let (q, k, v) = if opts.fused {

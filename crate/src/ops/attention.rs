@@ -25,6 +25,14 @@
 //! of a fused Q/K/V output, from column `col0`), roped as the kernels load
 //! it — one dispatch fewer than RoPE then attention — with the frequency
 //! divisors as an optional fourth input.
+//!
+//! With `new_kv` as well (one query token: the decode step) the step's own
+//! K (roped) and V heads sit in that row too, at `k_col0` / `v_col0`, and
+//! the caches were written by two `deferred` `write_cache_window` nodes
+//! ([`Graph::attention_new_kv`]): on GPUs those dispatch nothing and this
+//! kernel writes the cache rows itself, scoring the new key from its own
+//! copy — one dispatch per layer for RoPE, both cache writes and attention.
+//! The CPU reference reads the caches the write nodes filled.
 
 use super::{Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, shape_err, sym, u};
 use crate::dtype::DType;
@@ -100,6 +108,16 @@ pub struct Attention {
     pub rope_q: Option<RopeQ>,
     /// Sliding window in keys (0: every earlier key).
     pub window: usize,
+    /// The step's K and V columns of input 0, written by this kernel on GPUs.
+    pub new_kv: Option<NewKv>,
+}
+
+/// Where the decode step's K and V heads sit in the fused Q/K/V row (see
+/// the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewKv {
+    pub k_col0: usize,
+    pub v_col0: usize,
 }
 
 /// The keys `[lo, n_kv)` a query at position `n_kv − 1` sees.
@@ -208,6 +226,21 @@ impl Op for Attention {
                 ),
             ));
         }
+        if let Some(n) = &self.new_kv {
+            let ld = inputs[0].shape.get(1).copied().unwrap_or(0);
+            let fits = |c: usize| c + hkv * d <= ld;
+            let half_ok = k.dtype != DType::F16 || d % 2 == 0;
+            if self.rope_q.is_none() || t != 1 || !fits(n.k_col0) || !fits(n.v_col0) || !half_ok {
+                return Err(shape_err(
+                    self.name(),
+                    format!(
+                        "the new K/V heads (columns {} and {}, {hkv} heads of {d}) need RoPE on q, \
+                         one query row and a row of at least their columns ({:?})",
+                        n.k_col0, n.v_col0, inputs[0].shape
+                    ),
+                ));
+            }
+        }
         Ok((vec![t, hq * d], DType::F32))
     }
 
@@ -308,20 +341,30 @@ impl Op for Attention {
         } else {
             vec![]
         };
-        let io = vec![
-            Bind::Input(0, 0),
-            Bind::Input(1, 0),
-            Bind::Input(2, 0),
-            Bind::Syms,
-        ];
-        let rope_bind = self.rope_q.map(|_| Bind::Input(ctx.inputs.len() - 1, 0));
+        let cache = |i| match self.new_kv {
+            Some(_) => Bind::InputWrite(i, 0),
+            None => Bind::Input(i, 0),
+        };
+        let io = vec![Bind::Input(0, 0), cache(1), cache(2), Bind::Syms];
+        // The frequency divisors, or any read-only input when there are
+        // none (never a cache this kernel writes).
+        let fac = if ctx.inputs.len() > 3 { 3 } else { 0 };
+        let rope_bind = self.rope_q.map(|_| Bind::Input(fac, 0));
         if let Some(r) = &self.rope_q {
             let ld = ctx.inputs[0].shape[1];
             let words = r.rope.params(t, hq, d, r.col0, ld, ctx.inputs.len() > 3)?;
             params.extend_from_slice(&words[3..]);
             kv.push("ROPE_Q");
         }
-        let kernel = Kernel::pick(t, cap, d, ctx.caps.cpu);
+        if let Some(n) = &self.new_kv {
+            params.extend([u(n.k_col0)?, u(n.v_col0)?]);
+            kv.push("NEW_KV");
+        }
+        let kernel = match Kernel::pick(t, cap, d, ctx.caps.cpu) {
+            // attn_tile has no NEW_KV (one query token takes attn_one).
+            Kernel::Tile if self.new_kv.is_some() => Kernel::One,
+            k => k,
+        };
         if kernel != Kernel::Split {
             let mut bindings = io;
             bindings.push(Bind::Output);
@@ -404,6 +447,7 @@ impl Graph {
                 pos,
                 rope_q: None,
                 window,
+                new_kv: None,
             },
             &[q, k_cache, v_cache],
         )
@@ -430,7 +474,60 @@ impl Graph {
             pos: rope_q.rope.pos,
             rope_q: Some(rope_q),
             window,
+            new_kv: None,
         };
+        self.push(op, &ins)
+    }
+
+    /// The decode step's attention layer from one fused Q/K/V row `qkv [1,
+    /// ld]`: K heads from `new_kv.k_col0` roped into `k_cache`, V heads from
+    /// `new_kv.v_col0` into `v_cache` (two `deferred` write nodes), then
+    /// [`Graph::attention_rope_q`] over the caches — on GPUs one dispatch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_new_kv(
+        &mut self,
+        qkv: TensorId,
+        k_cache: TensorId,
+        v_cache: TensorId,
+        scale: f32,
+        rope_q: RopeQ,
+        factors: Option<TensorId>,
+        window: usize,
+        new_kv: NewKv,
+    ) -> Result<TensorId> {
+        use super::copy::WriteCacheWindow;
+        let pos = rope_q.rope.pos;
+        let op = Attention {
+            scale,
+            pos,
+            rope_q: Some(rope_q),
+            window,
+            new_kv: Some(new_kv),
+        };
+        // Checked before any node is pushed: a deferred write must never
+        // be left without the attention that does it.
+        let ins: Vec<TensorId> = [qkv, k_cache, v_cache].into_iter().chain(factors).collect();
+        let infos = ins
+            .iter()
+            .map(|t| self.info(*t))
+            .collect::<Result<Vec<_>>>()?;
+        op.infer(&infos)?;
+        let write_k = WriteCacheWindow {
+            pos,
+            col0: new_kv.k_col0,
+            rope: Some(rope_q.rope),
+            deferred: true,
+        };
+        let k_ins: Vec<TensorId> = [k_cache, qkv].into_iter().chain(factors).collect();
+        let kc = self.push(write_k, &k_ins)?;
+        let write_v = WriteCacheWindow {
+            pos,
+            col0: new_kv.v_col0,
+            rope: None,
+            deferred: true,
+        };
+        let vc = self.push(write_v, &[v_cache, qkv])?;
+        let ins: Vec<TensorId> = [qkv, kc, vc].into_iter().chain(factors).collect();
         self.push(op, &ins)
     }
 }

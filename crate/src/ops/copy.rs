@@ -389,11 +389,17 @@ fn cache_dispatch(ctx: &PlanCtx, pos: Sym, t: usize, ld: usize, col0: usize) -> 
 /// heads are roped on the way (K: one dispatch instead of RoPE plus a cache
 /// write; `shaders/rope.wgsl` `rope_cache`), optionally with a third input,
 /// the frequency divisors `[n_rot/2]`.
+///
+/// `deferred`: on GPUs the node dispatches nothing and the attention node
+/// that reads this cache next does the write (`Attention::new_kv`; only
+/// [`Graph::attention_new_kv`] builds such a pair). The CPU backends write
+/// here as usual, so every backend's cache and attention output agree.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WriteCacheWindow {
     pub pos: Sym,
     pub col0: usize,
     pub rope: Option<super::rope::Rope>,
+    pub deferred: bool,
 }
 
 impl WriteCacheWindow {
@@ -469,6 +475,9 @@ impl Op for WriteCacheWindow {
 
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
         let src = ctx.inputs[1];
+        if self.deferred {
+            return Ok(vec![]);
+        }
         if let Some(r) = &self.rope {
             return Ok(vec![r.cache_dispatch(
                 ctx,
@@ -604,6 +613,7 @@ impl Graph {
                 pos,
                 col0,
                 rope: None,
+                deferred: false,
             },
             &[cache, src],
         )
@@ -624,6 +634,7 @@ impl Graph {
             pos: rope.pos,
             col0,
             rope: Some(rope),
+            deferred: false,
         };
         self.push(op, &ins)
     }

@@ -282,6 +282,10 @@ pub struct Dispatch {
 pub enum Bind {
     /// Input `i` (read-only), chunk `c`.
     Input(usize, usize),
+    /// Input `i`, chunk `c`, bound read-write: a state tensor that an
+    /// earlier node writes in place, its work deferred to this dispatch (the
+    /// decode step's KV-cache rows inside attention, ops/attention.rs).
+    InputWrite(usize, usize),
     /// The output (read-write); for in-place ops, the destination.
     Output,
     /// The run's symbol values, `array<u32>` (read-only).
@@ -294,7 +298,10 @@ pub enum Bind {
 
 impl Bind {
     pub fn writable(self) -> bool {
-        matches!(self, Bind::Output | Bind::Scratch(..))
+        matches!(
+            self,
+            Bind::Output | Bind::InputWrite(..) | Bind::Scratch(..)
+        )
     }
 }
 

@@ -79,6 +79,7 @@ pub fn registry() -> Vec<(&'static str, Generator)> {
         ("rope_window", decode::rope_window),
         ("write_cache_window", decode::write_cache_window),
         ("attention_rope_q", decode::attention_rope_q),
+        ("attention_new_kv", decode::attention_new_kv),
         ("cast", cast),
         ("transpose", transpose),
         ("concat", concat),

@@ -249,7 +249,7 @@ impl WgpuExecutable {
             }];
             for (j, b) in d.bindings.iter().enumerate() {
                 let buf = match b {
-                    Bind::Input(k, c) => {
+                    Bind::Input(k, c) | Bind::InputWrite(k, c) => {
                         let t = node.inputs.get(*k).ok_or_else(|| {
                             BackendError::Validation(format!(
                                 "{} binds missing input {k}",

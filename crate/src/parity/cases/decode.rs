@@ -9,7 +9,7 @@ use super::{B, EXACT_ISH, REDUCTION, ROPE};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::graph::{Sym, TensorId};
-use crate::ops::attention::RopeQ;
+use crate::ops::attention::{NewKv, RopeQ};
 use crate::ops::rope::{Rope, RopeMode, RopeWindow};
 use crate::parity::Case;
 use crate::rng::Rng;
@@ -185,6 +185,79 @@ pub(super) fn attention_rope_q(rng: &mut Rng) -> Result<Vec<Case>> {
                 if factors { " factors" } else { "" }
             );
             out.push(b.case("attention", kv, desc, y, vec![pos], REDUCTION)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The decode step's attention writing its own K/V cache rows
+/// ([`crate::graph::Graph::attention_new_kv`]): one case compares the
+/// attention output, a second both whole caches read after the attention
+/// node (RoPE's tolerance: the new K row is roped at the position), so a
+/// row written wrong, or not at all over the random cache, or a key scored
+/// from the wrong copy, fails.
+pub(super) fn attention_new_kv(rng: &mut Rng) -> Result<Vec<Case>> {
+    let mut out = Vec::new();
+    for kv in [DType::F32, DType::F16] {
+        // As write_cache_window's: an f16 cache rounds a roped key whose last
+        // f32 bits may differ once more (rtol 2⁻¹⁰); the output then scores
+        // that key from the GPU's own rounding.
+        let half_tol = match kv {
+            DType::F16 => super::Tol {
+                atol: ROPE.atol,
+                rtol: 1e-3,
+            },
+            _ => ROPE,
+        };
+        // (hq, hkv, d, n_rot, cap, pos, mode, factors, window): split-KV
+        // (cap > 160 on GPUs) and attn_one, pos 0 (the new key alone), the
+        // cache's last row, GQA groups of 1..4, a head dim not a multiple of
+        // 4 (scalar cache access), a sliding window.
+        for (hq, hkv, d, n_rot, cap, pos, mode, factors, win) in [
+            (9, 3, 64, 64, 700, 641, RopeMode::Normal, false, 0),
+            (4, 2, 32, 16, 40, 39, RopeMode::Neox, true, 0),
+            (2, 1, 8, 8, 20, 0, RopeMode::Normal, true, 0),
+            (3, 3, 6, 6, 30, 17, RopeMode::Neox, false, 0),
+            (4, 1, 64, 64, 700, 641, RopeMode::Neox, false, 300),
+        ] {
+            for caches in [false, true] {
+                let mut b = B::new(rng);
+                let p = b.g.sym("pos");
+                let ld = (hq + 2 * hkv) * d + 3;
+                let qkv = b.input(&[1, ld], DType::F32, 1.0)?;
+                let k = b.state(&[hkv, cap, d], kv)?;
+                let v = b.state(&[hkv, cap, d], kv)?;
+                let (rope, fac) = rope_at(&mut b, p, mode, n_rot, factors)?;
+                let rq = RopeQ {
+                    rope,
+                    col0: 3,
+                    heads: hq,
+                };
+                let nk = NewKv {
+                    k_col0: 3 + hq * d,
+                    v_col0: 3 + (hq + hkv) * d,
+                };
+                let scale = 1.0 / (d as f32).sqrt();
+                let y = b.g.attention_new_kv(qkv, k, v, scale, rq, fac, win, nk)?;
+                let (res, what, tol) = if caches {
+                    let [kf, vf] = [k, v].map(|c| match kv {
+                        DType::F32 => Ok(c),
+                        _ => b.g.cast(c, DType::F32),
+                    });
+                    let n = hkv * cap * d;
+                    let (kf, vf) = (b.g.reshape(kf?, &[n])?, b.g.reshape(vf?, &[n])?);
+                    (b.g.concat(kf, vf, 0)?, "caches", half_tol)
+                } else if kv == DType::F16 {
+                    (y, "output", half_tol)
+                } else {
+                    (y, "output", REDUCTION)
+                };
+                let desc = format!(
+                    "new kv ({what}), rope {mode:?} n_rot {n_rot}{} qkv[1, {ld}] hq{hq} hkv{hkv} d{d} cap{cap} pos{pos} window{win}",
+                    if factors { " factors" } else { "" }
+                );
+                out.push(b.case("attention", kv, desc, res, vec![pos], tol)?);
+            }
         }
     }
     Ok(out)
