@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The decode step's attention writing its own K/V cache rows (ops/attention.rs
+# `new_kv`), on the GPU machine (device tool) from the repository root:
+# parity of the attention cases on wgpu and the CUDA twin, then decode
+# (prefill 2, 128 greedy tokens, best of 3, KILN_ACTIVATIONS=q8, fused graph)
+# with the separate cache writes (KILN_NEW_KV=0) and without, one profile of
+# each for the launches per step, beside llama.cpp CUDA (built here,
+# CUDA_PEER=1) and Vulkan tg128 in the same call. Carry .device/kiln-parity.xz,
+# .whl, .gl and .peers. Results under $OUT.
+set -uo pipefail
+. tools/gpu_bench_common.sh
+vulkan_peer
+build_pid=
+if [ "${CUDA_PEER:-1}" = 1 ]; then
+  (renice -n 19 $BASHPID > /dev/null; build_llamacpp_cuda) &
+  build_pid=$!
+fi
+export KILN_ACTIVATIONS=q8
+run parity.txt 120 $K ops --iters 0 --filter attention
+grep -E "cases|FAIL|fail" "$OUT/parity.txt" | head -20
+for f in $B1 $SR; do
+  for nk in 0 1; do
+    KILN_NEW_KV=$nk run decode.txt 150 $K bench --model $f --prefill 2 --decode 128 --reps 3
+  done
+  for nk in 0 1; do
+    KILN_NEW_KV=$nk run decode.txt 150 $K bench --model $f --prefill 2 --decode 128 --reps 3
+  done
+  for nk in 0 1; do
+    KILN_NEW_KV=$nk run profile.txt 90 $K bench --model $f --prefill 2 --decode 64 --reps 1 --profile
+  done
+  run vulkan.txt 100 $V -m $f -ngl 99 -p 0 -n 128 -r 5
+done
+[ -n "$build_pid" ] && wait $build_pid
+[ -x $L/build-cuda/bin/llama-bench ] && for f in $B1 $SR; do
+  run cuda.txt 150 $L/build-cuda/bin/llama-bench -m $f -ngl 99 -p 0 -n 128 -r 5
+done
+grep -E "^\\$|fused.*decode|tg128" "$OUT"/decode.txt "$OUT"/vulkan.txt "$OUT"/cuda.txt 2>/dev/null
+grep -E "^\\$|launches" "$OUT"/profile.txt
+(cd "$OUT" && rm -f gen*.txt)
