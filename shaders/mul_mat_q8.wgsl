@@ -19,6 +19,11 @@
 //   XQ_LOCAL (k ≤ KMAX) there is no QUANTIZE dispatch: each workgroup of
 //   256 quantizes x into workgroup memory first (the same blocks), so a
 //   decode product is one dispatch, not two.
+//   Variants (benchmarks pick; the same arithmetic): XQ_SPREAD quantizes x
+//   four invocations per block (8 values each, the block's max, Σq and Σx²
+//   over the quad by subgroup shuffles) instead of one invocation per block;
+//   WBLOCK (Q4_0, Q4_1) gives each lane whole blocks, read as five aligned
+//   words, two blocks in flight per lane, instead of half-blocks.
 // * `gemm` (prefill, m rows): y[r, n0 + c] = Σ_blocks d_x·d_w·Σ q_x·q_w
 //   (+ m_w·s_x for Q4_1) (+ res). Workgroups of 256 own a 128 × 64 tile
 //   (rows of x × weight rows), 8 × 4 outputs per invocation; K advances
@@ -77,6 +82,14 @@ struct QBlock {
     ss: f32,
 }
 
+// round(t), ties away from zero (floor(|t| + 0.5) would round 0.5 − 2⁻²⁵
+// up).
+fn round_away(t: vec4<f32>) -> vec4<i32> {
+    let a = abs(t);
+    let fl = floor(a);
+    return vec4<i32>(sign(t) * (fl + select(vec4<f32>(0.0), vec4<f32>(1.0), a - fl >= vec4<f32>(0.5))));
+}
+
 fn quant_block(u: u32) -> QBlock {
     let nu = 8u * (u % (p.k >> 5u));
     var v: array<vec4<f32>, 8>;
@@ -102,12 +115,7 @@ fn quant_block(u: u32) -> QBlock {
     let id = select(0.0, 1.0 / o.d, o.d > 0.0);
     var sum = 0;
     for (var i = 0u; i < 8u; i++) {
-        // round(t), ties away from zero (floor(|t| + 0.5) would round
-        // 0.5 − 2⁻²⁵ up).
-        let t = v[i] * id;
-        let a = abs(t);
-        let fl = floor(a);
-        let r = vec4<i32>(sign(t) * (fl + select(vec4<f32>(0.0), vec4<f32>(1.0), a - fl >= vec4<f32>(0.5))));
+        let r = round_away(v[i] * id);
         sum += (r.x + r.y) + (r.z + r.w);
         o.q[i] = pack4xI8(r);
     }
@@ -156,6 +164,61 @@ fn xsum(u: u32) -> f32 {
 fn xss(u: u32) -> f32 {
     return Lss[u];
 }
+
+#if XQ_SPREAD
+// x (m = 1) into Lq/Ld/Ls/Lss, four invocations per 32-block (values
+// 8·part .. 8·part + 7, x words 2·part, 2·part + 1 of the block): the
+// quad's max |v|, finiteness, Σx² and Σq by subgroup shuffles (quads never
+// straddle a subgroup). Same d, q and s as quant_block; Σx² is summed in
+// another order. Uniform control flow (the shuffles).
+fn quantize_spread(lid: u32) {
+    let nb = p.k >> 5u;
+    let n4 = 4u * nb;
+    for (var i0 = 0u; i0 < n4; i0 += WG) {
+        let idx = i0 + lid;
+        let live = idx < n4;
+        let e = 2u * min(idx, n4 - 1u);
+        let u = e >> 3u;
+        let xa = xv[e];
+        let xb = xv[e + 1u];
+        var va = xa;
+        var vb = xb;
+        if (p.has_norm != 0u) {
+            va = xa * nwv[e];
+            vb = xb * nwv[e + 1u];
+        }
+        let ma = abs(va);
+        let mb = abs(vb);
+        let big = vec4<f32>(3.4028235e38);
+        var fin = select(0u, 1u, all(ma <= big) && all(mb <= big));
+        let m4 = max(ma, mb);
+        var amax = max(max(m4.x, m4.y), max(m4.z, m4.w));
+        var ss = dot(xa, xa) + dot(xb, xb);
+        amax = max(amax, subgroupShuffleXor(amax, 1u));
+        amax = max(amax, subgroupShuffleXor(amax, 2u));
+        fin = fin & subgroupShuffleXor(fin, 1u);
+        fin = fin & subgroupShuffleXor(fin, 2u);
+        ss += subgroupShuffleXor(ss, 1u);
+        ss += subgroupShuffleXor(ss, 2u);
+        let d = select(bitcast<f32>(0x7fc00000u), amax / 127.0, fin == 1u);
+        let id = select(0.0, 1.0 / d, d > 0.0);
+        let ra = round_away(va * id);
+        let rb = round_away(vb * id);
+        var sum = ((ra.x + ra.y) + (ra.z + ra.w)) + ((rb.x + rb.y) + (rb.z + rb.w));
+        sum += subgroupShuffleXor(sum, 1u);
+        sum += subgroupShuffleXor(sum, 2u);
+        if (live) {
+            Lq[e] = pack4xI8(ra);
+            Lq[e + 1u] = pack4xI8(rb);
+            if ((idx & 3u) == 0u) {
+                Ld[u] = d;
+                Ls[u] = d * f32(sum);
+                Lss[u] = ss;
+            }
+        }
+    }
+}
+#endif
 #else
 // Scratch layout of one row (m = 1 in the GEMV; the GEMM reads xq itself).
 fn xw(i: u32) -> u32 {
@@ -196,6 +259,26 @@ fn half_dot(row: u32, hb: u32) -> f32 {
         + (dot4I8Packed(nib_s8(q0, 4u), xw(xo + 4u)) + dot4I8Packed(nib_s8(q1, 4u), xw(xo + 5u)));
     return f16at(off) * xd(u) * f32(si);
 }
+
+#if WBLOCK
+// The whole block u of row `row` from five aligned words (span_word): d, then
+// quant words j = 0..3, whose low nibbles meet x word j and high ones x word
+// 4 + j of the block.
+fn block_dot(row: u32, u: u32) -> f32 {
+    let off = (row * (p.k >> 5u) + u) * 18u;
+    let o = off >> 2u;
+    let mid = (off & 2u) != 0u;
+    let w = array<u32, 5>(W[o], W[o + 1u], W[o + 2u], W[o + 3u], W[o + 4u]);
+    let xo = 8u * u;
+    var si = 0;
+    for (var j = 0u; j < 4u; j++) {
+        let q = span_word(w[j], w[j + 1u], mid);
+        si += dot4I8Packed(nib_s8(q, 0u), xw(xo + j)) + dot4I8Packed(nib_s8(q, 4u), xw(xo + 4u + j));
+    }
+    let d = unpack2x16float(select(w[0] & 0xffffu, w[0] >> 16u, mid)).x;
+    return d * xd(u) * f32(si);
+}
+#endif
 #elif W_Q4_1
 // block_q4_1 (20 bytes, 4-aligned): d f16, m f16, 16 quant bytes; w = d·q + m,
 // so the block adds d_w·d_x·Σq_w·q_x + m·(d_x·Σq_x) — the second term once,
@@ -214,6 +297,23 @@ fn half_dot(row: u32, hb: u32) -> f32 {
     let sm = select(0.0, dm.y * xsum(u), h == 0u);
     return dm.x * xd(u) * f32(si) + sm;
 }
+
+#if WBLOCK
+// The whole block u of row `row` (five aligned words: d and m, 16 quant
+// bytes whose low nibbles meet x word j and high ones x word 4 + j).
+fn block_dot(row: u32, u: u32) -> f32 {
+    let o = (row * (p.k >> 5u) + u) * 5u;
+    let dm = unpack2x16float(W[o]);
+    let xo = 8u * u;
+    let m4 = 0x0f0f0f0fu;
+    var si = 0;
+    for (var j = 0u; j < 4u; j++) {
+        let q = W[o + 1u + j];
+        si += dot4I8Packed(q & m4, xw(xo + j)) + dot4I8Packed((q >> 4u) & m4, xw(xo + 4u + j));
+    }
+    return dm.x * xd(u) * f32(si) + dm.y * xsum(u);
+}
+#endif
 #elif W_Q8_0
 // block_q8_0 (34 bytes): d f16, 32 signed quant bytes; half h is elements
 // 16h..16h+15, x words 4h..4h+3 of the block.
@@ -245,6 +345,9 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let c0 = (wid.x + wid.y * nwg.x) * p.rows_per_wg;
     let nb = p.k >> 5u;
 #if XQ_LOCAL
+#if XQ_SPREAD
+    quantize_spread(lid);
+#else
     for (var u = lid; u < nb; u += WG) {
         let b = quant_block(u);
         for (var i = 0u; i < 8u; i++) {
@@ -254,6 +357,7 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         Ls[u] = b.s;
         Lss[u] = b.ss;
     }
+#endif
     workgroupBarrier();
 #endif
     var inv = 1.0;
@@ -272,6 +376,27 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         var a = 0.0;
         var b = 0.0;
+#if WBLOCK
+        // Two blocks per lane in flight, then the odd one.
+        var u = lane;
+        if (p.glu != 0u) {
+            for (; u + sgs < nb; u += 2u * sgs) {
+                a += block_dot(c, u) + block_dot(c, u + sgs);
+                b += block_dot(p.cols + c, u) + block_dot(p.cols + c, u + sgs);
+            }
+            if (u < nb) {
+                a += block_dot(c, u);
+                b += block_dot(p.cols + c, u);
+            }
+        } else {
+            for (; u + sgs < nb; u += 2u * sgs) {
+                a += block_dot(c, u) + block_dot(c, u + sgs);
+            }
+            if (u < nb) {
+                a += block_dot(c, u);
+            }
+        }
+#else
         if (p.glu != 0u) {
             for (var hb = lane; hb < nh; hb += sgs) {
                 a += half_dot(c, hb);
@@ -282,6 +407,7 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
                 a += half_dot(c, hb);
             }
         }
+#endif
         let sa = subgroupAdd(a) * inv;
         let sb = subgroupAdd(b) * inv;
         if (lane == 0u) {

@@ -5,7 +5,8 @@
 # (prefill 2, 128 greedy tokens, best of 3, KILN_ACTIVATIONS=q8, fused graph)
 # with the separate cache writes (KILN_NEW_KV=0) and without, one profile of
 # each for the launches per step, beside llama.cpp CUDA (built here,
-# CUDA_PEER=1) and Vulkan tg128 in the same call. Carry .device/kiln-parity.xz,
+# CUDA_PEER=1) and Vulkan tg128 in the same call; then the 8-bit GEMV's
+# kernel variants on wgpu. Carry .device/kiln-parity.xz,
 # .whl, .gl and .peers. Results under $OUT.
 set -uo pipefail
 . tools/gpu_bench_common.sh
@@ -30,10 +31,19 @@ for f in $B1 $SR; do
   done
   run vulkan.txt 100 $V -m $f -ngl 99 -p 0 -n 128 -r 5
 done
+# The 8-bit GEMV's variants (KILN_Q8_SPREAD, KILN_Q8_WBLOCK; wgpu only: the
+# CUDA twin ignores them), on the 1B file, twice each, interleaved.
+for rep in 1 2; do
+  for v in "0 0" "1 0" "0 1" "1 1"; do
+    set -- $v
+    KILN_Q8_SPREAD=$1 KILN_Q8_WBLOCK=$2 run gemv.txt 100 $K bench --no-cuda --model $B1 --prefill 2 --decode 128 --reps 3
+  done
+done
+KILN_Q8_SPREAD=1 KILN_Q8_WBLOCK=1 run profile.txt 90 $K bench --no-cuda --model $B1 --prefill 2 --decode 64 --reps 1 --profile
 [ -n "$build_pid" ] && wait $build_pid
 [ -x $L/build-cuda/bin/llama-bench ] && for f in $B1 $SR; do
   run cuda.txt 150 $L/build-cuda/bin/llama-bench -m $f -ngl 99 -p 0 -n 128 -r 5
 done
-grep -E "^\\$|fused.*decode|tg128" "$OUT"/decode.txt "$OUT"/vulkan.txt "$OUT"/cuda.txt 2>/dev/null
+grep -E "^\\$|fused.*decode|tg128" "$OUT"/decode.txt "$OUT"/gemv.txt "$OUT"/vulkan.txt "$OUT"/cuda.txt 2>/dev/null
 grep -E "^\\$|launches" "$OUT"/profile.txt
 (cd "$OUT" && rm -f gen*.txt)

@@ -151,7 +151,7 @@ pub(crate) fn dispatches(
                 Ok(Dispatch {
                     shader: "mul_mat_q8.wgsl",
                     entry: "gemv",
-                    defines: vec![weight_define(w), "XQ_LOCAL"],
+                    defines: gemv_defines(w, true),
                     bindings: vec![
                         wb,
                         plan.x,
@@ -195,7 +195,11 @@ pub(crate) fn dispatches(
         out.push(Dispatch {
             shader: "mul_mat_q8.wgsl",
             entry,
-            defines: vec![weight_define(w)],
+            defines: if m == 1 {
+                gemv_defines(w, false)
+            } else {
+                vec![weight_define(w)]
+            },
             bindings: vec![
                 wb,
                 Bind::ScratchRead(plan.slot),
@@ -207,6 +211,26 @@ pub(crate) fn dispatches(
         });
     }
     Ok(out)
+}
+
+/// The one-token GEMV's defines: the weight format, `XQ_LOCAL` when it
+/// quantizes x itself, and the kernel variants a benchmark asks for
+/// (native only: `KILN_Q8_SPREAD=1` → `XQ_SPREAD`, `KILN_Q8_WBLOCK=1` →
+/// `WBLOCK` for Q4_0 / Q4_1; shaders/mul_mat_q8.wgsl).
+fn gemv_defines(w: DType, local: bool) -> Vec<&'static str> {
+    let on =
+        |name: &str| !cfg!(target_arch = "wasm32") && std::env::var(name).is_ok_and(|v| v == "1");
+    let mut d = vec![weight_define(w)];
+    if local {
+        d.push("XQ_LOCAL");
+        if on("KILN_Q8_SPREAD") {
+            d.push("XQ_SPREAD");
+        }
+    }
+    if matches!(w, DType::Q4_0 | DType::Q4_1) && on("KILN_Q8_WBLOCK") {
+        d.push("WBLOCK");
+    }
+    d
 }
 
 /// The largest k the one-token GEMV quantizes in workgroup memory
