@@ -18,6 +18,7 @@ if [ "${CUDA_PEER:-1}" = 1 ]; then
 fi
 export KILN_ACTIVATIONS=q8
 run parity.txt 120 $K ops --iters 0 --filter attention
+KILN_Q8_MIN_WEIGHTS=0 KILN_Q8_SPREAD=1 KILN_Q8_WBLOCK=1 run parity.txt 150 $K ops --iters 0 --filter mul_mat
 grep -E "cases|FAIL|fail" "$OUT/parity.txt" | head -20
 for f in $B1 $SR; do
   for nk in 0 1; do
@@ -32,11 +33,12 @@ for f in $B1 $SR; do
   run vulkan.txt 100 $V -m $f -ngl 99 -p 0 -n 128 -r 5
 done
 # The 8-bit GEMV's variants (KILN_Q8_SPREAD, KILN_Q8_WBLOCK; wgpu only: the
-# CUDA twin ignores them), on the 1B file, twice each, interleaved.
+# CUDA twin has WBLOCK too), on the 1B file, twice each, interleaved.
 for rep in 1 2; do
   for v in "0 0" "1 0" "0 1" "1 1"; do
     set -- $v
     KILN_Q8_SPREAD=$1 KILN_Q8_WBLOCK=$2 run gemv.txt 100 $K bench --no-cuda --model $B1 --prefill 2 --decode 128 --reps 3
+    [ "$1" = 0 ] && KILN_Q8_WBLOCK=$2 run gemv.txt 100 $K bench --no-wgpu --model $B1 --prefill 2 --decode 128 --reps 3
   done
 done
 KILN_Q8_SPREAD=1 KILN_Q8_WBLOCK=1 run profile.txt 90 $K bench --no-cuda --model $B1 --prefill 2 --decode 64 --reps 1 --profile

@@ -6,6 +6,8 @@
 // time, lanes over half-blocks (16 weights) with __dp4a, 1/rms (has_norm),
 // SwiGLU (glu) and the residual (has_res) in the epilogue
 // (`mul_mat_q8_local_<w>`: blocks of 256 that quantize x themselves);
+// (`_wb_`: WBLOCK, Q4_0 / Q4_1 — each lane takes whole blocks from five
+// aligned words, two blocks in flight, as the WGSL variant);
 // `mul_mat_q8_gemm_<w>` (prefill) a 128 × 64 tile per block of 256, 8 × 4
 // outputs per thread, K two 32-blocks per stage through shared memory
 // (`_tc`: the same tile on integer tensor cores, mma.sync s8).
@@ -109,6 +111,25 @@ struct Q8Dot<DQ4_0> {
         si = __dp4a(nib_s8(q1, 4u), xo[5], si);
         return h2f(*(const u16*)blk) * xd[u] * (float)si;
     }
+    // Whole block u from the five aligned words holding its 18 bytes.
+    static __device__ __forceinline__ float block(const u8* W, const int* xq, const float* xd, const float* xs,
+                                                  u32 nb, u32 row, u32 u) {
+        const u64 off = ((u64)row * nb + u) * 18u;
+        const u32* w = (const u32*)(W + (off & ~(u64)3));
+        const bool mid = (off & 2u) != 0u;
+        u32 ww[5];
+#pragma unroll
+        for (u32 i = 0; i < 5u; i++) ww[i] = w[i];
+        const int* xo = xq + 8u * u;
+        int si = 0;
+#pragma unroll
+        for (u32 j = 0; j < 4u; j++) {
+            const u32 q = mid ? ww[j + 1u] : __funnelshift_r(ww[j], ww[j + 1u], 16);
+            si = __dp4a(nib_s8(q, 0u), xo[j], si);
+            si = __dp4a(nib_s8(q, 4u), xo[4u + j], si);
+        }
+        return h2f((u16)(mid ? ww[0] >> 16 : ww[0] & 0xffffu)) * xd[u] * (float)si;
+    }
 };
 
 template <>
@@ -126,6 +147,22 @@ struct Q8Dot<DQ4_1> {
         si = __dp4a((int)((q1 >> 4) & m4), xo[5], si);
         const float sm = h == 0u ? h2f((u16)(dm >> 16)) * xs[u] : 0.0f;
         return h2f((u16)(dm & 0xffffu)) * xd[u] * (float)si + sm;
+    }
+    static __device__ __forceinline__ float block(const u8* W, const int* xq, const float* xd, const float* xs,
+                                                  u32 nb, u32 row, u32 u) {
+        // 4-aligned only (20-byte blocks): five word loads, not a uint4.
+        const u32* blk = (const u32*)(W + ((u64)row * nb + u) * 20u);
+        const u32 dm = blk[0];
+        const u32 qq[4] = {blk[1], blk[2], blk[3], blk[4]};
+        const int* xo = xq + 8u * u;
+        const u32 m4 = 0x0f0f0f0fu;
+        int si = 0;
+#pragma unroll
+        for (u32 j = 0; j < 4u; j++) {
+            si = __dp4a((int)(qq[j] & m4), xo[j], si);
+            si = __dp4a((int)((qq[j] >> 4) & m4), xo[4u + j], si);
+        }
+        return h2f((u16)(dm & 0xffffu)) * xd[u] * (float)si + h2f((u16)(dm >> 16)) * xs[u];
     }
 };
 
@@ -151,7 +188,7 @@ struct Q8Dot<DQ8_0> {
 // Blocks of 64 (two warps; LOCAL: 256, eight warps, x quantized into shared
 // memory first instead of read from the scratch xq); rows_per_wg output
 // columns per block.
-template <class D, bool LOCAL>
+template <class D, bool LOCAL, bool WB = false>
 __device__ void mul_mat_q8(const Params& p, const Ptrs& b) {
     const u8* W = BUF(const u8, 0);
     float* y = BUF(float, 2);
@@ -202,7 +239,24 @@ __device__ void mul_mat_q8(const Params& p, const Ptrs& b) {
         const u32 c = c0 + cc;
         if (c >= cols) break;
         float a = 0.0f, bv = 0.0f;
-        if (glu) {
+        if constexpr (WB) {
+            using Q = Q8Dot<D>;
+            u32 u = lane;
+            if (glu) {
+                for (; u + 32u < nb; u += 64u) {
+                    a += Q::block(W, xq, xd, xs, nb, c, u) + Q::block(W, xq, xd, xs, nb, c, u + 32u);
+                    bv += Q::block(W, xq, xd, xs, nb, cols + c, u) + Q::block(W, xq, xd, xs, nb, cols + c, u + 32u);
+                }
+                if (u < nb) {
+                    a += Q::block(W, xq, xd, xs, nb, c, u);
+                    bv += Q::block(W, xq, xd, xs, nb, cols + c, u);
+                }
+            } else {
+                for (; u + 32u < nb; u += 64u)
+                    a += Q::block(W, xq, xd, xs, nb, c, u) + Q::block(W, xq, xd, xs, nb, c, u + 32u);
+                if (u < nb) a += Q::block(W, xq, xd, xs, nb, c, u);
+            }
+        } else if (glu) {
             for (u32 hb = lane; hb < nh; hb += 32u) {
                 a += Q8Dot<D>::half(W, xq, xd, xs, nb, c, hb);
                 bv += Q8Dot<D>::half(W, xq, xd, xs, nb, cols + c, hb);
@@ -545,3 +599,7 @@ extern "C" __global__ void mul_mat_q8_q8_0(Params p, Ptrs b) { mul_mat_q8<DQ8_0,
 extern "C" __global__ void mul_mat_q8_local_q4_0(Params p, Ptrs b) { mul_mat_q8<DQ4_0, true>(p, b); }
 extern "C" __global__ void mul_mat_q8_local_q4_1(Params p, Ptrs b) { mul_mat_q8<DQ4_1, true>(p, b); }
 extern "C" __global__ void mul_mat_q8_local_q8_0(Params p, Ptrs b) { mul_mat_q8<DQ8_0, true>(p, b); }
+extern "C" __global__ void mul_mat_q8_wb_q4_0(Params p, Ptrs b) { mul_mat_q8<DQ4_0, false, true>(p, b); }
+extern "C" __global__ void mul_mat_q8_wb_q4_1(Params p, Ptrs b) { mul_mat_q8<DQ4_1, false, true>(p, b); }
+extern "C" __global__ void mul_mat_q8_local_wb_q4_0(Params p, Ptrs b) { mul_mat_q8<DQ4_0, true, true>(p, b); }
+extern "C" __global__ void mul_mat_q8_local_wb_q4_1(Params p, Ptrs b) { mul_mat_q8<DQ4_1, true, true>(p, b); }

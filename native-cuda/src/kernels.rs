@@ -234,11 +234,13 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
         ("mul_mat_q8.wgsl", "quantize") => k("mul_mat_q8", "quantize_q8".into(), [64, 1, 1]),
         ("mul_mat_q8.wgsl", "gemv") if has("XQ_LOCAL") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
-            k("mul_mat_q8", format!("mul_mat_q8_local_{w}"), [256, 1, 1])
+            let wb = if has("WBLOCK") { "wb_" } else { "" };
+            k("mul_mat_q8", format!("mul_mat_q8_local_{wb}{w}"), [256, 1, 1])
         }
         ("mul_mat_q8.wgsl", "gemv") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
-            k("mul_mat_q8", format!("mul_mat_q8_{w}"), [64, 1, 1])
+            let wb = if has("WBLOCK") { "wb_" } else { "" };
+            k("mul_mat_q8", format!("mul_mat_q8_{wb}{w}"), [64, 1, 1])
         }
         ("mul_mat_q8.wgsl", "gemm") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
