@@ -42,6 +42,8 @@ for rep in 1 2; do
   done
 done
 KILN_Q8_SPREAD=1 KILN_Q8_WBLOCK=1 run profile.txt 90 $K bench --no-cuda --model $B1 --prefill 2 --decode 64 --reps 1 --profile
+# Where the 1B prefill goes (planning: issue 14's prefill floor).
+run prefill_profile.txt 90 $K bench --model $B1 --prefill 512 --decode 2 --reps 1 --profile
 [ -n "$build_pid" ] && wait $build_pid
 [ -x $L/build-cuda/bin/llama-bench ] && for f in $B1 $SR; do
   run cuda.txt 150 $L/build-cuda/bin/llama-bench -m $f -ngl 99 -p 0 -n 128 -r 5
