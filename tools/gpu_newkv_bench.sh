@@ -41,6 +41,11 @@ for rep in 1 2; do
     [ "$1" = 0 ] && KILN_Q8_WBLOCK=$2 run gemv.txt 100 $K bench --no-wgpu --model $B1 --prefill 2 --decode 128 --reps 3
   done
 done
+# SmolLM2's matrices are under the 8-bit minimum: every one at 8 bits.
+for v in "0 0" "1 1"; do
+  set -- $v
+  KILN_Q8_MIN_WEIGHTS=0 KILN_Q8_SPREAD=$1 KILN_Q8_WBLOCK=$2 run gemv.txt 100 $K bench --model $SR --prefill 2 --decode 128 --reps 3
+done
 KILN_Q8_SPREAD=1 KILN_Q8_WBLOCK=1 run profile.txt 90 $K bench --no-cuda --model $B1 --prefill 2 --decode 64 --reps 1 --profile
 # Where the 1B prefill goes (planning: issue 14's prefill floor).
 run prefill_profile.txt 90 $K bench --model $B1 --prefill 512 --decode 2 --reps 1 --profile
