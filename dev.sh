@@ -63,6 +63,19 @@ need_deny() {
     fi
 }
 
+need_aarch64() {
+    # The fast CPU backend's NEON kernels, cross-built and run under qemu-user.
+    rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu \
+        || rustup target add aarch64-unknown-linux-gnu
+    if ! command -v qemu-aarch64 >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null; then
+        echo "== installing the aarch64 cross linker + qemu-user (apt)"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null
+    fi
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+}
+
 need_wasm() {
     rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown \
         || rustup target add wasm32-unknown-unknown
@@ -116,6 +129,14 @@ test)
     else
         echo "== fuzz SKIPPED: no nightly toolchain (cargo-fuzz needs it)"
     fi
+    echo "== aarch64: the fast CPU backend's NEON kernels under qemu-user (with and without sdot)"
+    need_aarch64
+    for cpu in max cortex-a53; do
+        CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -cpu $cpu -L /usr/aarch64-linux-gnu" \
+            cargo test -q -p kiln --lib --target aarch64-unknown-linux-gnu cpu_fast > /tmp/kiln-aarch64.txt 2>&1 \
+            || { tail -40 /tmp/kiln-aarch64.txt; exit 1; }
+        echo "$cpu: $(grep 'test result' /tmp/kiln-aarch64.txt | head -1)"
+    done
     echo "== clippy (wasm32, web binding)"
     cargo clippy -p kiln --lib --test web --target wasm32-unknown-unknown --features web -- -D warnings
     echo "== clippy (wasm32 + atomics: the package's threaded build)"

@@ -235,7 +235,11 @@ pub fn kernel_for(op: &str, d: &Dispatch) -> Result<Kernel, BackendError> {
         ("mul_mat_q8.wgsl", "gemv") if has("XQ_LOCAL") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;
             let wb = if has("WBLOCK") { "wb_" } else { "" };
-            k("mul_mat_q8", format!("mul_mat_q8_local_{wb}{w}"), [256, 1, 1])
+            k(
+                "mul_mat_q8",
+                format!("mul_mat_q8_local_{wb}{w}"),
+                [256, 1, 1],
+            )
         }
         ("mul_mat_q8.wgsl", "gemv") => {
             let w = weight_suffix(&d.defines).ok_or_else(unsupported)?;

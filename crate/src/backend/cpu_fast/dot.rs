@@ -4,7 +4,8 @@
 //!
 //! Each has a portable version (plain Rust over fixed-width lane arrays,
 //! which LLVM vectorizes for any target, wasm SIMD128 included) and, on
-//! x86-64, an AVX2+FMA one chosen at run time. The portable versions are
+//! x86-64, an AVX2+FMA one chosen at run time; on aarch64 NEON ones
+//! (Q4_0 / Q4_1 / Q8_0 and f32; `sdot` where the CPU has it). The portable versions are
 //! the ones every target can fall back to, so the tests run both.
 //!
 //! Activations for the integer path are quantized like llama.cpp's Q8_1:
@@ -30,6 +31,12 @@ pub(super) enum Level {
     /// AVX2 plus AVX512-VNNI's `vpdpbusd` on 256-bit vectors.
     #[cfg(target_arch = "x86_64")]
     Vnni,
+    /// aarch64 NEON (baseline there).
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+    /// NEON plus the Armv8.2 dot product (`sdot`).
+    #[cfg(target_arch = "aarch64")]
+    NeonDot,
 }
 
 pub(super) fn level() -> Level {
@@ -50,6 +57,13 @@ pub(super) fn level() -> Level {
             }
             return Level::Avx2;
         }
+        #[cfg(target_arch = "aarch64")]
+        {
+            let dot = std::arch::is_aarch64_feature_detected!("dotprod")
+                && std::env::var_os("KILN_CPU_NO_DOTPROD").is_none();
+            return if dot { Level::NeonDot } else { Level::Neon };
+        }
+        #[allow(unreachable_code)]
         Level::Portable
     })
 }
@@ -66,6 +80,10 @@ pub fn simd_level() -> &'static str {
         Level::Avx2 => "avx2",
         #[cfg(target_arch = "x86_64")]
         Level::Vnni => "avx2+avx512vnni",
+        #[cfg(target_arch = "aarch64")]
+        Level::Neon => "neon",
+        #[cfg(target_arch = "aarch64")]
+        Level::NeonDot => "neon+dotprod",
     }
 }
 
@@ -216,6 +234,19 @@ static WASM: [Tiles; 3] = [
     tiles!(wasm_tile, Q8_0),
 ];
 
+#[cfg(target_arch = "aarch64")]
+static NEON: [Tiles; 3] = [
+    tiles!(neon_tile, Q4_0, false),
+    tiles!(neon_tile, Q4_1, false),
+    tiles!(neon_tile, Q8_0, false),
+];
+#[cfg(target_arch = "aarch64")]
+static NEON_DOT: [Tiles; 3] = [
+    tiles!(neon_tile, Q4_0, true),
+    tiles!(neon_tile, Q4_1, true),
+    tiles!(neon_tile, Q8_0, true),
+];
+
 static PORTABLE_5: [Tiles; 2] = [tiles!(portable_tile, Q5_0), tiles!(portable_tile, Q5_1)];
 #[cfg(target_arch = "x86_64")]
 static AVX2_5: [Tiles; 2] = [tiles!(x86_tile, Q5_0, false), tiles!(x86_tile, Q5_1, false)];
@@ -268,6 +299,29 @@ static WASM_ALL: [&Tiles; 7] = [
     &PORTABLE_K[1],
 ];
 
+/// aarch64: NEON tiles for Q4_0/Q4_1/Q8_0, the portable ones (which LLVM
+/// vectorizes for NEON) for the rest.
+#[cfg(target_arch = "aarch64")]
+static NEON_ALL: [&Tiles; 7] = [
+    &NEON[0],
+    &NEON[1],
+    &PORTABLE_5[0],
+    &PORTABLE_5[1],
+    &NEON[2],
+    &PORTABLE_K[0],
+    &PORTABLE_K[1],
+];
+#[cfg(target_arch = "aarch64")]
+static NEON_DOT_ALL: [&Tiles; 7] = [
+    &NEON_DOT[0],
+    &NEON_DOT[1],
+    &PORTABLE_5[0],
+    &PORTABLE_5[1],
+    &NEON_DOT[2],
+    &PORTABLE_K[0],
+    &PORTABLE_K[1],
+];
+
 fn format_index(dtype: DType) -> Option<usize> {
     FORMATS.iter().position(|d| *d == dtype)
 }
@@ -289,6 +343,10 @@ pub(crate) fn q8_tiles(dtype: DType) -> Option<&'static Tiles> {
         Level::Avx2 => AVX2_ALL[i],
         #[cfg(target_arch = "x86_64")]
         Level::Vnni => VNNI_ALL[i],
+        #[cfg(target_arch = "aarch64")]
+        Level::Neon => NEON_ALL[i],
+        #[cfg(target_arch = "aarch64")]
+        Level::NeonDot => NEON_DOT_ALL[i],
     })
 }
 
@@ -348,6 +406,27 @@ fn wasm_tile<const FMT: u8, const R: usize, const C: usize>(
         return [[f32::NAN; C]; R];
     }
     wasm::tile::<FMT, R, C>(w, rb, x)
+}
+
+#[cfg(target_arch = "aarch64")]
+fn neon_tile<const FMT: u8, const R: usize, const C: usize, const DOT: bool>(
+    w: &[u8],
+    rb: usize,
+    x: &[XRow<'_>; C],
+) -> [[f32; C]; R] {
+    if !tile_fits(FMT, w, rb, R, x) {
+        return [[f32::NAN; C]; R];
+    }
+    // SAFETY: `tile_fits` checked every block the kernel reads; the DOT
+    // tiles are handed out by `q8_tiles` only after `level()` found
+    // `dotprod`.
+    unsafe {
+        if DOT {
+            neon::tile_dot::<FMT, R, C>(w, rb, x)
+        } else {
+            neon::tile_neon::<FMT, R, C>(w, rb, x)
+        }
+    }
 }
 
 /// The weight formats with integer-dot tiles.
@@ -447,6 +526,8 @@ pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         Level::Portable => portable::dot(a, b),
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 | Level::Vnni => x86::dot(a, b),
+        #[cfg(target_arch = "aarch64")]
+        Level::Neon | Level::NeonDot => neon::dot(a, b),
     }
 }
 
@@ -721,6 +802,9 @@ pub(super) mod x86 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+#[path = "dot_neon.rs"]
+mod neon;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[path = "dot_wasm.rs"]
 mod wasm;

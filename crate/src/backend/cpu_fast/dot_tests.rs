@@ -46,7 +46,25 @@ fn all_sets(dt: DType) -> Vec<(&'static str, &'static Tiles)> {
             sets.push(("vnni", v));
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let i = format_index(dt).unwrap();
+        sets.push(("neon", NEON_ALL[i]));
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            sets.push(("neon+dotprod", NEON_DOT_ALL[i]));
+        }
+    }
     sets
+}
+
+/// aarch64 always has NEON: the kernels must not fall back to portable.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn aarch64_selects_neon() {
+    if std::env::var_os("KILN_CPU_PORTABLE").is_none() {
+        eprintln!("kernels: {}", simd_level());
+        assert!(simd_level().starts_with("neon"), "{}", simd_level());
+    }
 }
 
 /// Every tile against the f64 product of the dequantized weights and
@@ -128,7 +146,11 @@ fn f32_dots_match_f64() {
             .zip(&b)
             .map(|(x, y)| (*x as f64 * *y as f64).abs())
             .sum();
-        for got in [portable::dot(&a, &b), dot_f32(&a, &b)] {
+        #[cfg(target_arch = "aarch64")]
+        let all = [portable::dot(&a, &b), dot_f32(&a, &b), neon::dot(&a, &b)];
+        #[cfg(not(target_arch = "aarch64"))]
+        let all = [portable::dot(&a, &b), dot_f32(&a, &b)];
+        for got in all {
             assert!((got as f64 - want).abs() <= 1e-6 * scale.max(1.0), "n={n}");
         }
     }

@@ -1,7 +1,7 @@
 //! f32 register tiles shared by the convolution, spatial attention and f32
 //! matrix-product kernels: one generic body per tile over a small SIMD
 //! abstraction ([`Simd`]), instantiated for AVX2+FMA (x86-64, chosen at run
-//! time), wasm SIMD128 (no fused multiply-add there: `mul` then `add`) and
+//! time), NEON (aarch64), wasm SIMD128 (no fused multiply-add there: `mul` then `add`) and
 //! plain lane arrays (every other target, and the tests' second opinion).
 //!
 //! Two tile shapes:
@@ -174,6 +174,44 @@ mod avx512 {
         #[inline(always)]
         unsafe fn hsum(v: __m512) -> f32 {
             unsafe { _mm512_reduce_add_ps(v) }
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    pub struct Neon;
+
+    impl super::Simd for Neon {
+        const L: usize = 4;
+        type V = float32x4_t;
+        #[inline(always)]
+        unsafe fn zero() -> float32x4_t {
+            unsafe { vdupq_n_f32(0.0) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> float32x4_t {
+            // SAFETY: the caller passes 4 readable floats.
+            unsafe { vld1q_f32(p) }
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> float32x4_t {
+            unsafe { vdupq_n_f32(v) }
+        }
+        #[inline(always)]
+        unsafe fn mul_add(a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+            unsafe { vfmaq_f32(c, a, b) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: float32x4_t) {
+            // SAFETY: the caller passes 4 writable floats.
+            unsafe { vst1q_f32(p, v) }
+        }
+        #[inline(always)]
+        unsafe fn hsum(v: float32x4_t) -> f32 {
+            unsafe { vaddvq_f32(v) }
         }
     }
 }
@@ -375,6 +413,8 @@ pub(super) fn wide512() -> bool {
 }
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 static WASM: Tiles = tiles!(wasm::Wasm);
+#[cfg(target_arch = "aarch64")]
+static NEON: Tiles = tiles!(neon::Neon);
 
 fn tiles(isa: Isa) -> &'static Tiles {
     if isa == Isa::Portable {
@@ -389,6 +429,8 @@ fn tiles(isa: Isa) -> &'static Tiles {
         Level::Avx2 | Level::Vnni if isa == Isa::Wide && wide512() => &AVX512,
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 | Level::Vnni => &AVX2,
+        #[cfg(target_arch = "aarch64")]
+        Level::Neon | Level::NeonDot => &NEON,
     }
 }
 
