@@ -7,7 +7,7 @@ use super::conv::ConvKernel;
 use super::copy::ConcatKernel;
 use super::elementwise::{BinaryKernel, GegluKernel};
 use super::matmul::MatMulKernel;
-use super::matmul_back::InputGradKernel;
+use super::matmul_back::{InputGradKernel, WeightGradKernel};
 use super::norm::GroupNormKernel;
 use super::spatial::{AttnKind, SpatialKernel};
 use super::{Activations, Ctx};
@@ -21,7 +21,7 @@ use crate::ops::conv2d::Conv2d;
 use crate::ops::copy::{Concat, WriteCache, WriteCacheWindow};
 use crate::ops::group_norm::GroupNorm;
 use crate::ops::matmul::MatMul;
-use crate::ops::matmul_back::MatMulInputGrad;
+use crate::ops::matmul_back::{MatMulInputGrad, MatMulWeightGrad};
 use crate::ops::matmul_fused::FusedMatMul;
 use crate::ops::rope::Rope;
 use crate::ops::spatial_attention::{CrossAttention, SpatialAttention};
@@ -97,6 +97,9 @@ pub(crate) fn pick(graph: &Graph, node: &Node, _act: Activations) -> Option<Box<
         return Some(Box::new(InputGradKernel {
             name: format!("mul_mat_input_grad {}", weight()),
         }));
+    }
+    if op.downcast_ref::<MatMulWeightGrad>().is_some() {
+        return Some(Box::new(WeightGradKernel));
     }
     if let Some(a) = op.downcast_ref::<Attention>() {
         let d = info(1).shape.get(2).copied().unwrap_or(0);

@@ -10,7 +10,14 @@
 //! tiles of `simd.rs`. The weight is never dequantized whole; each byte is
 //! decoded once.
 //!
+//! The weight gradient of a trainable (f32) weight, `dW [n, k] = dyᵀ · x`
+//! ([`MatMulWeightGrad`]: LoRA's A and B), runs on the same outer-product
+//! tiles: each task owns a 64 × 64 block of dW, gathers its rows of dyᵀ,
+//! and computes `dW[r0.., c0..] = dyᵀ[r0.., :] · x[:, c0..]`, in f32 (the
+//! reference accumulates in f64; m is the step's tokens).
+//!
 //! [`MatMulInputGrad`]: crate::ops::matmul_back::MatMulInputGrad
+//! [`MatMulWeightGrad`]: crate::ops::matmul_back::MatMulWeightGrad
 
 use std::cell::RefCell;
 
@@ -147,4 +154,101 @@ fn column_block(
         }
         Ok(())
     })
+}
+
+pub(crate) struct WeightGradKernel;
+
+/// Rows and columns of dW per task.
+const WG_BLOCK: usize = 64;
+
+thread_local! {
+    /// One task's rows of dyᵀ and its block of dW.
+    static WBUF: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+fn bad_w(what: String) -> BackendError {
+    BackendError::Validation(format!("mul_mat_weight_grad: {what}"))
+}
+
+impl Kernel for WeightGradKernel {
+    fn label(&self) -> String {
+        "mul_mat_weight_grad".into()
+    }
+
+    fn run(
+        &self,
+        inputs: &[&HostTensor],
+        out: &mut HostTensor,
+        _syms: &[u32],
+        ctx: &mut Ctx,
+    ) -> Result<(), BackendError> {
+        let (dy, x) = (f32s(inputs[0])?, f32s(inputs[1])?);
+        let (n, k) = match out.shape[..] {
+            [n, k] => (n, k),
+            _ => return Err(bad_w(format!("dW shape {:?}", out.shape))),
+        };
+        let m = dy.len().checked_div(n).unwrap_or(0);
+        if n == 0 || k == 0 || dy.len() != m * n || x.len() != m * k {
+            return Err(bad_w(format!(
+                "dy {}, x {}, dW [{n}, {k}]",
+                dy.len(),
+                x.len()
+            )));
+        }
+        let dw = f32s_mut(out)?;
+        if m == 0 {
+            dw.fill(0.0);
+            return Ok(());
+        }
+        let y = Shared::new(dw);
+        let (rblocks, cblocks) = (n.div_ceil(WG_BLOCK), k.div_ceil(WG_BLOCK));
+        let failure = std::sync::Mutex::new(None);
+        ctx.par.ranges(rblocks * cblocks, 1, |r| {
+            for t in r {
+                let (r0, c0) = (t / cblocks * WG_BLOCK, t % cblocks * WG_BLOCK);
+                let (rows, cw) = (WG_BLOCK.min(n - r0), WG_BLOCK.min(k - c0));
+                let res = WBUF.with(|buf| {
+                    let mut buf = buf.borrow_mut();
+                    let (dyt, blk) = &mut *buf;
+                    // This task's rows of dyᵀ (each dW row's reduction
+                    // contiguous), gathered here: small, and in parallel.
+                    dyt.resize(rows * m, 0.0);
+                    for (jj, d) in dyt.chunks_exact_mut(m).enumerate() {
+                        for (i, v) in d.iter_mut().enumerate() {
+                            *v = dy[i * n + r0 + jj];
+                        }
+                    }
+                    blk.resize(rows * cw, 0.0);
+                    outer_grid(
+                        Isa::Best,
+                        dyt,
+                        Rows::at(0, m),
+                        rows,
+                        m,
+                        &x[c0..],
+                        k,
+                        cw,
+                        blk,
+                        cw,
+                    )?;
+                    for (i, src) in blk.chunks_exact(cw).enumerate() {
+                        // SAFETY: this task alone writes rows r0.., columns
+                        // c0..c0 + cw of dW.
+                        let dst = unsafe { y.slice((r0 + i) * k + c0, cw) };
+                        dst.copy_from_slice(src);
+                    }
+                    Ok::<(), BackendError>(())
+                });
+                if let Err(e) = res
+                    && let Ok(mut f) = failure.lock()
+                {
+                    f.get_or_insert(e);
+                }
+            }
+        })?;
+        match failure.into_inner() {
+            Ok(Some(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
 }

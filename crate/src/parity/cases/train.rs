@@ -65,7 +65,18 @@ pub(super) fn matmul_grads(rng: &mut Rng) -> Result<Vec<Case>> {
         }
         out.push(c);
     }
-    for (m, n, k) in [(1, 1, 1), (7, 5, 9), (64, 8, 33), (300, 3, 10)] {
+    // Small and awkward, then LoRA's shapes (A's gradient: rank rows ×
+    // hidden columns; B's: output rows × rank columns) and blocks of 64
+    // both ways (the fast CPU kernel's tasks).
+    for (m, n, k) in [
+        (1, 1, 1),
+        (7, 5, 9),
+        (64, 8, 33),
+        (300, 3, 10),
+        (128, 8, 576),
+        (128, 130, 8),
+        (70, 100, 200),
+    ] {
         let mut b = B::new(rng);
         let dy = b.input(&[m, n], DType::F32, 1.0)?;
         let x = b.input(&[m, k], DType::F32, 1.0 / (m as f32).sqrt())?;
