@@ -6,6 +6,7 @@ use super::attention_train::CausalAttnKernel;
 use super::conv::ConvKernel;
 use super::copy::ConcatKernel;
 use super::elementwise::{BinaryKernel, GegluKernel};
+use super::loss::CrossEntropyKernel;
 use super::matmul::MatMulKernel;
 use super::matmul_back::{InputGradKernel, WeightGradKernel};
 use super::norm::GroupNormKernel;
@@ -19,6 +20,7 @@ use crate::ops::binary::{Binary, Geglu};
 use crate::ops::causal_attention::CausalAttention;
 use crate::ops::conv2d::Conv2d;
 use crate::ops::copy::{Concat, WriteCache, WriteCacheWindow};
+use crate::ops::cross_entropy::CrossEntropy;
 use crate::ops::group_norm::GroupNorm;
 use crate::ops::matmul::MatMul;
 use crate::ops::matmul_back::{MatMulInputGrad, MatMulWeightGrad};
@@ -97,6 +99,9 @@ pub(crate) fn pick(graph: &Graph, node: &Node, _act: Activations) -> Option<Box<
         return Some(Box::new(InputGradKernel {
             name: format!("mul_mat_input_grad {}", weight()),
         }));
+    }
+    if let Some(c) = op.downcast_ref::<CrossEntropy>() {
+        return Some(Box::new(CrossEntropyKernel(*c)));
     }
     if op.downcast_ref::<MatMulWeightGrad>().is_some() {
         return Some(Box::new(WeightGradKernel));

@@ -25,6 +25,7 @@ mod dot;
 mod dot_k;
 mod elementwise;
 mod kernels;
+mod loss;
 mod matmul;
 mod matmul_back;
 mod norm;
