@@ -14,9 +14,11 @@
 use super::Ctx;
 use super::kernels::{Kernel, f32s, f32s_mut};
 use super::par::Shared;
+use super::simd::exp_f32;
 use crate::backend::BackendError;
 use crate::host::HostTensor;
 use crate::ops::binary::{Binary, Geglu, broadcast};
+use crate::ops::glu_back::GluBack;
 
 pub(crate) struct BinaryKernel(pub Binary);
 
@@ -147,6 +149,60 @@ impl Kernel for GegluKernel {
                         *y =
                             h * (0.5 * g * (1.0 + erf_approx(g * std::f32::consts::FRAC_1_SQRT_2)));
                     }
+                }
+            }
+        })
+    }
+}
+
+/// The gradients of SwiGLU ([`GluBack`]): `dg = dy·u·σ(g)·(1 + g·(1 − σ(g)))`
+/// or `du = dy·silu(g)`, in f32 over chunks in parallel (σ through the f32
+/// `exp` of `simd.rs`; the reference's f64 is within the case tolerance).
+///
+/// [`GluBack`]: crate::ops::glu_back::GluBack
+pub(crate) struct GluBackKernel(pub GluBack);
+
+impl Kernel for GluBackKernel {
+    fn label(&self) -> String {
+        use crate::ops::Op;
+        self.0.name().to_string()
+    }
+
+    fn run(
+        &self,
+        inputs: &[&HostTensor],
+        out: &mut HostTensor,
+        _syms: &[u32],
+        ctx: &mut Ctx,
+    ) -> Result<(), BackendError> {
+        let (g, u, dy) = (f32s(inputs[0])?, f32s(inputs[1])?, f32s(inputs[2])?);
+        let y = f32s_mut(out)?;
+        if g.len() != y.len() || u.len() != y.len() || dy.len() != y.len() {
+            return Err(BackendError::Validation(format!(
+                "{:?}: g {}, u {}, dy {}, y {}",
+                self.0,
+                g.len(),
+                u.len(),
+                dy.len(),
+                y.len()
+            )));
+        }
+        let gate = self.0 == GluBack::Gate;
+        let n = y.len();
+        let y = Shared::new(y);
+        ctx.par.ranges(n.div_ceil(CHUNK), 1, |r| {
+            for c in r {
+                let (s, e) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+                // SAFETY: this task alone owns y[s..e].
+                let ys = unsafe { y.slice(s, e - s) };
+                let parts = ys.iter_mut().zip(&g[s..e]).zip(&u[s..e]).zip(&dy[s..e]);
+                for (((y, g), u), d) in parts {
+                    let sg = 1.0 / (1.0 + exp_f32(-g));
+                    *y = if gate {
+                        d * u * sg * (1.0 + g * (1.0 - sg))
+                    } else {
+                        d * g * sg
+                    };
                 }
             }
         })

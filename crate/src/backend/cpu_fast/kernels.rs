@@ -5,7 +5,7 @@ use super::attention::{AttnKernel, CacheKernel, RopeKernel};
 use super::attention_train::CausalAttnKernel;
 use super::conv::ConvKernel;
 use super::copy::ConcatKernel;
-use super::elementwise::{BinaryKernel, GegluKernel};
+use super::elementwise::{BinaryKernel, GegluKernel, GluBackKernel};
 use super::loss::CrossEntropyKernel;
 use super::matmul::MatMulKernel;
 use super::matmul_back::{InputGradKernel, WeightGradKernel};
@@ -21,6 +21,7 @@ use crate::ops::causal_attention::CausalAttention;
 use crate::ops::conv2d::Conv2d;
 use crate::ops::copy::{Concat, WriteCache, WriteCacheWindow};
 use crate::ops::cross_entropy::CrossEntropy;
+use crate::ops::glu_back::GluBack;
 use crate::ops::group_norm::GroupNorm;
 use crate::ops::matmul::MatMul;
 use crate::ops::matmul_back::{MatMulInputGrad, MatMulWeightGrad};
@@ -99,6 +100,9 @@ pub(crate) fn pick(graph: &Graph, node: &Node, _act: Activations) -> Option<Box<
         return Some(Box::new(InputGradKernel {
             name: format!("mul_mat_input_grad {}", weight()),
         }));
+    }
+    if let Some(g) = op.downcast_ref::<GluBack>() {
+        return Some(Box::new(GluBackKernel(*g)));
     }
     if let Some(c) = op.downcast_ref::<CrossEntropy>() {
         return Some(Box::new(CrossEntropyKernel(*c)));
