@@ -9,7 +9,7 @@ use super::elementwise::{BinaryKernel, GegluKernel, GluBackKernel};
 use super::loss::CrossEntropyKernel;
 use super::matmul::MatMulKernel;
 use super::matmul_back::{InputGradKernel, WeightGradKernel};
-use super::norm::GroupNormKernel;
+use super::norm::{GroupNormKernel, RowNormKernel};
 use super::spatial::{AttnKind, SpatialKernel};
 use super::{Activations, Ctx};
 use crate::backend::BackendError;
@@ -26,6 +26,8 @@ use crate::ops::group_norm::GroupNorm;
 use crate::ops::matmul::MatMul;
 use crate::ops::matmul_back::{MatMulInputGrad, MatMulWeightGrad};
 use crate::ops::matmul_fused::FusedMatMul;
+use crate::ops::norm::Norm;
+use crate::ops::norm_back::RmsNormBack;
 use crate::ops::rope::Rope;
 use crate::ops::spatial_attention::{CrossAttention, SpatialAttention};
 
@@ -100,6 +102,12 @@ pub(crate) fn pick(graph: &Graph, node: &Node, _act: Activations) -> Option<Box<
         return Some(Box::new(InputGradKernel {
             name: format!("mul_mat_input_grad {}", weight()),
         }));
+    }
+    if let Some(n) = op.downcast_ref::<Norm>() {
+        return Some(Box::new(RowNormKernel::Forward(*n)));
+    }
+    if let Some(b) = op.downcast_ref::<RmsNormBack>() {
+        return Some(Box::new(RowNormKernel::RmsBack(*b)));
     }
     if let Some(g) = op.downcast_ref::<GluBack>() {
         return Some(Box::new(GluBackKernel(*g)));

@@ -94,6 +94,7 @@ pub(super) fn norm_glu_back(rng: &mut Rng) -> Result<Vec<Case>> {
         (&[3, 7], false),
         (&[5, 300], true),
         (&[2, 3, 1000], true),
+        (&[40, 576], true),
     ] {
         let d = shape[shape.len() - 1];
         let mut b = B::new(rng);
