@@ -34,6 +34,28 @@ fn every_op_matches_the_cpu_reference() {
     }
 }
 
+/// The decode attention's cases with the cache rows written by dispatches
+/// of their own (`GpuCaps::kv_in_attention` off; the suite above runs the
+/// adapter's default, on), with both kernel sets.
+#[test]
+fn attention_new_kv_cases_match_with_the_writes_apart() {
+    let Some(gpu) = common::gpu() else { return };
+    let keep = |case: &kiln::parity::Case| case.shape.starts_with("new kv");
+    for cpu in [gpu.caps.cpu, !gpu.caps.cpu] {
+        let b = gpu
+            .with_cpu_kernels(cpu)
+            .with_kv_in_attention(!gpu.caps.kv_in_attention);
+        common::run_suite_where(
+            &format!(
+                "kv_in_attention {} (cpu kernels: {cpu})",
+                b.caps.kv_in_attention
+            ),
+            &keep,
+            &|case| run_case(case, &b),
+        );
+    }
+}
+
 /// The matrix products with 8-bit activations (ops/matmul_q8.rs: GPU
 /// kernels with subgroups; the one-token GEMV and the prefill GEMM) on every
 /// case with Q4_0/Q4_1/Q8_0 weights: the products they take against the

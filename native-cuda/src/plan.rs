@@ -118,6 +118,8 @@ pub fn caps() -> GpuCaps {
         // cheap and the 256-thread GEMV measured slower (H100, 2026-12-06:
         // 1B decode 1080.7 → 1034.0 tok/s; wgpu 791.9 → 825.1 with it).
         q8_local: kiln::ops::env_switch("KILN_Q8_LOCAL").unwrap_or(false),
+        // attention.cu's `_kv` entries (the WGSL NEW_KV twin).
+        kv_in_attention: kiln::ops::env_switch("KILN_NEW_KV").unwrap_or(true),
         // The prefill GEMM on wgpu's cooperative matrices has no twin here
         // (the 8-bit GEMM stays); tensor cores for CUDA are issue 14's.
         coop_f16: false,

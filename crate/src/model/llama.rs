@@ -198,13 +198,6 @@ pub fn check_layers(c: &LlamaConfig, file: WeightLookup) -> Result<(), LoadError
 
 /// Builds the graph. `file` gives each weight's (shape, dtype) as stored in
 /// the model file; shapes are checked against the config.
-/// Whether the decode step's attention writes its own K/V cache rows (one
-/// dispatch instead of three per layer on GPUs; `Graph::attention_new_kv`).
-/// `KILN_NEW_KV=0` (native, for benchmarks) keeps the separate writes.
-fn new_kv_in_attention() -> bool {
-    cfg!(target_arch = "wasm32") || std::env::var("KILN_NEW_KV").map_or(true, |v| v != "0")
-}
-
 pub fn build(
     config: &LlamaConfig,
     opts: &LlamaOptions,
@@ -505,7 +498,7 @@ pub fn build(
                         col0: 0,
                         heads: c.n_heads,
                     };
-                    if t == 1 && new_kv_in_attention() {
+                    if t == 1 {
                         let nk = NewKv {
                             k_col0: q_dim,
                             v_col0: q_dim + kv_dim,

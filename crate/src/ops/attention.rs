@@ -341,7 +341,10 @@ impl Op for Attention {
         } else {
             vec![]
         };
-        let cache = |i| match self.new_kv {
+        // The new K/V rows are this kernel's only where the write nodes
+        // deferred them (the caps decide both).
+        let new_kv = self.new_kv.filter(|_| ctx.caps.kv_in_attention);
+        let cache = |i| match new_kv {
             Some(_) => Bind::InputWrite(i, 0),
             None => Bind::Input(i, 0),
         };
@@ -356,13 +359,13 @@ impl Op for Attention {
             params.extend_from_slice(&words[3..]);
             kv.push("ROPE_Q");
         }
-        if let Some(n) = &self.new_kv {
+        if let Some(n) = &new_kv {
             params.extend([u(n.k_col0)?, u(n.v_col0)?]);
             kv.push("NEW_KV");
         }
         let kernel = match Kernel::pick(t, cap, d, ctx.caps.cpu) {
             // attn_tile has no NEW_KV (one query token takes attn_one).
-            Kernel::Tile if self.new_kv.is_some() => Kernel::One,
+            Kernel::Tile if new_kv.is_some() => Kernel::One,
             k => k,
         };
         if kernel != Kernel::Split {

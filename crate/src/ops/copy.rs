@@ -390,10 +390,11 @@ fn cache_dispatch(ctx: &PlanCtx, pos: Sym, t: usize, ld: usize, col0: usize) -> 
 /// write; `shaders/rope.wgsl` `rope_cache`), optionally with a third input,
 /// the frequency divisors `[n_rot/2]`.
 ///
-/// `deferred`: on GPUs the node dispatches nothing and the attention node
-/// that reads this cache next does the write (`Attention::new_kv`; only
-/// [`Graph::attention_new_kv`] builds such a pair). The CPU backends write
-/// here as usual, so every backend's cache and attention output agree.
+/// `deferred`: on GPUs whose caps say `kv_in_attention` the node dispatches
+/// nothing and the attention node that reads this cache next does the write
+/// (`Attention::new_kv`; only [`Graph::attention_new_kv`] builds such a
+/// pair). Elsewhere (the CPU backends, or the caps off) it writes as usual,
+/// so every backend's cache and attention output agree.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WriteCacheWindow {
     pub pos: Sym,
@@ -475,7 +476,7 @@ impl Op for WriteCacheWindow {
 
     fn wgsl(&self, ctx: &PlanCtx) -> Result<Vec<Dispatch>> {
         let src = ctx.inputs[1];
-        if self.deferred {
+        if self.deferred && ctx.caps.kv_in_attention {
             return Ok(vec![]);
         }
         if let Some(r) = &self.rope {

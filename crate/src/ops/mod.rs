@@ -203,6 +203,12 @@ pub struct GpuCaps {
     /// `mma.sync` kernel), where every matrix pays, so prefill products
     /// have no minimum size (the decode GEMVs keep theirs).
     pub q8_prefill_mma: bool,
+    /// The decode step's attention writes its own K/V cache rows: the
+    /// `deferred` cache writes of `Graph::attention_new_kv` dispatch nothing
+    /// and attention runs its `NEW_KV` kernels (ops/attention.rs); off, the
+    /// writes are dispatches of their own and attention the plain kernel.
+    /// `KILN_NEW_KV=0|1` overrides the backend's default.
+    pub kv_in_attention: bool,
 }
 
 impl GpuCaps {

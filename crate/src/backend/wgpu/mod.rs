@@ -252,6 +252,7 @@ impl GpuContext {
             q8_local: crate::ops::env_switch("KILN_Q8_LOCAL").unwrap_or(true),
             coop_f16,
             q8_prefill_mma: false,
+            kv_in_attention: crate::ops::env_switch("KILN_NEW_KV").unwrap_or(true),
         };
         let unchecked = opts.unchecked_shaders.unwrap_or_else(|| {
             match std::env::var("KILN_WGPU_UNCHECKED").as_deref() {
@@ -457,6 +458,17 @@ impl WgpuBackend {
     /// The same device with the one-token 8-bit products quantizing x in
     /// their own workgroups (`true`) or in a dispatch before them
     /// (`GpuCaps::q8_local`).
+    /// The same device with the decode attention writing its own cache rows
+    /// or not (`GpuCaps::kv_in_attention`).
+    pub fn with_kv_in_attention(&self, on: bool) -> WgpuBackend {
+        let mut caps = self.caps.clone();
+        caps.kv_in_attention = on;
+        WgpuBackend {
+            ctx: self.ctx.clone(),
+            caps,
+        }
+    }
+
     pub fn with_q8_local(&self, on: bool) -> WgpuBackend {
         let mut caps = self.caps.clone();
         caps.q8_local = on;
