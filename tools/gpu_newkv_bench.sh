@@ -19,7 +19,7 @@ fi
 export KILN_ACTIVATIONS=q8
 # Most important first: the device may be taken back, and what is under $OUT
 # comes back when the call times out.
-run parity.txt 120 $K ops --iters 0 --filter attention
+KILN_NEW_KV=1 run parity.txt 120 $K ops --iters 0 --filter attention
 grep -E "cases|FAIL|fail" "$OUT/parity.txt" | head -20
 for f in $B1 $SR; do
   for nk in 0 1; do

@@ -123,7 +123,12 @@ fn every_parity_case_plans_onto_existing_kernels() {
             q8_activations: None,
             ..crate::plan::caps()
         };
-        let launches = [&default, &q8, &q8_apart]
+        // The decode attention writing its cache rows (attention.cu `_kv`).
+        let kv = kiln::ops::GpuCaps {
+            kv_in_attention: !default.kv_in_attention,
+            ..default.clone()
+        };
+        let launches = [&default, &q8, &q8_apart, &kv]
             .into_iter()
             .flat_map(|caps| crate::plan::plan_graph_with(&c.graph, caps).unwrap());
         for l in launches.flatten() {
