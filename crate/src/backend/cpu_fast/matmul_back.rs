@@ -80,22 +80,10 @@ impl Kernel for InputGradKernel {
         // Column blocks of whole quantization blocks, at least 64 wide.
         let width = 64usize.div_ceil(bs) * bs;
         let blocks = k.div_ceil(width);
-        // The first failing block's error (with its message) is returned.
-        let failure = std::sync::Mutex::new(None);
-        ctx.par.ranges(blocks, 1, |r| {
-            for b in r {
-                let (c0, c1) = (b * width, ((b + 1) * width).min(k));
-                if let Err(e) = column_block(dy, (m, n, k), w, rb, (c0, c1), &y)
-                    && let Ok(mut f) = failure.lock()
-                {
-                    f.get_or_insert(e);
-                }
-            }
-        })?;
-        match failure.into_inner() {
-            Ok(Some(e)) => Err(e),
-            _ => Ok(()),
-        }
+        ctx.par.try_each(blocks, |b| {
+            let (c0, c1) = (b * width, ((b + 1) * width).min(k));
+            column_block(dy, (m, n, k), w, rb, (c0, c1), &y)
+        })
     }
 }
 
@@ -202,53 +190,41 @@ impl Kernel for WeightGradKernel {
         }
         let y = Shared::new(dw);
         let (rblocks, cblocks) = (n.div_ceil(WG_BLOCK), k.div_ceil(WG_BLOCK));
-        let failure = std::sync::Mutex::new(None);
-        ctx.par.ranges(rblocks * cblocks, 1, |r| {
-            for t in r {
-                let (r0, c0) = (t / cblocks * WG_BLOCK, t % cblocks * WG_BLOCK);
-                let (rows, cw) = (WG_BLOCK.min(n - r0), WG_BLOCK.min(k - c0));
-                let res = WBUF.with(|buf| {
-                    let mut buf = buf.borrow_mut();
-                    let (dyt, blk) = &mut *buf;
-                    // This task's rows of dyᵀ (each dW row's reduction
-                    // contiguous), gathered here: small, and in parallel.
-                    dyt.resize(rows * m, 0.0);
-                    for (jj, d) in dyt.chunks_exact_mut(m).enumerate() {
-                        for (i, v) in d.iter_mut().enumerate() {
-                            *v = dy[i * n + r0 + jj];
-                        }
+        ctx.par.try_each(rblocks * cblocks, |t| {
+            let (r0, c0) = (t / cblocks * WG_BLOCK, t % cblocks * WG_BLOCK);
+            let (rows, cw) = (WG_BLOCK.min(n - r0), WG_BLOCK.min(k - c0));
+            WBUF.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                let (dyt, blk) = &mut *buf;
+                // This task's rows of dyᵀ (each dW row's reduction
+                // contiguous), gathered here: small, and in parallel.
+                dyt.resize(rows * m, 0.0);
+                for (jj, d) in dyt.chunks_exact_mut(m).enumerate() {
+                    for (i, v) in d.iter_mut().enumerate() {
+                        *v = dy[i * n + r0 + jj];
                     }
-                    blk.resize(rows * cw, 0.0);
-                    outer_grid(
-                        Isa::Best,
-                        dyt,
-                        Rows::at(0, m),
-                        rows,
-                        m,
-                        &x[c0..],
-                        k,
-                        cw,
-                        blk,
-                        cw,
-                    )?;
-                    for (i, src) in blk.chunks_exact(cw).enumerate() {
-                        // SAFETY: this task alone writes rows r0.., columns
-                        // c0..c0 + cw of dW.
-                        let dst = unsafe { y.slice((r0 + i) * k + c0, cw) };
-                        dst.copy_from_slice(src);
-                    }
-                    Ok::<(), BackendError>(())
-                });
-                if let Err(e) = res
-                    && let Ok(mut f) = failure.lock()
-                {
-                    f.get_or_insert(e);
                 }
-            }
-        })?;
-        match failure.into_inner() {
-            Ok(Some(e)) => Err(e),
-            _ => Ok(()),
-        }
+                blk.resize(rows * cw, 0.0);
+                outer_grid(
+                    Isa::Best,
+                    dyt,
+                    Rows::at(0, m),
+                    rows,
+                    m,
+                    &x[c0..],
+                    k,
+                    cw,
+                    blk,
+                    cw,
+                )?;
+                for (i, src) in blk.chunks_exact(cw).enumerate() {
+                    // SAFETY: this task alone writes rows r0.., columns
+                    // c0..c0 + cw of dW.
+                    let dst = unsafe { y.slice((r0 + i) * k + c0, cw) };
+                    dst.copy_from_slice(src);
+                }
+                Ok(())
+            })
+        })
     }
 }

@@ -55,6 +55,31 @@ impl<'a> Par<'a> {
     }
 }
 
+impl Par<'_> {
+    /// [`Par::ranges`] with one task per item of `0..n`, each fallible:
+    /// the first failing item's error (with its message) is returned.
+    pub fn try_each(
+        &self,
+        n: usize,
+        f: impl Fn(usize) -> Result<(), BackendError> + Sync,
+    ) -> Result<(), BackendError> {
+        let failure = std::sync::Mutex::new(None);
+        self.ranges(n, 1, |r| {
+            for i in r {
+                if let Err(e) = f(i)
+                    && let Ok(mut first) = failure.lock()
+                {
+                    first.get_or_insert(e);
+                }
+            }
+        })?;
+        match failure.into_inner() {
+            Ok(Some(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A mutable slice that parallel tasks write through at indices no other
 /// task writes (each task owns a disjoint set of output elements).
 pub(crate) struct Shared<'a, T> {
