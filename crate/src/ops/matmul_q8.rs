@@ -214,12 +214,14 @@ pub(crate) fn dispatches(
 }
 
 /// The one-token GEMV's defines: the weight format, `XQ_LOCAL` when it
-/// quantizes x itself, and the kernel variants a benchmark asks for
-/// (native only: `KILN_Q8_SPREAD=1` → `XQ_SPREAD`, `KILN_Q8_WBLOCK=1` →
-/// `WBLOCK` for Q4_0 / Q4_1; shaders/mul_mat_q8.wgsl).
+/// quantizes x itself, and the kernel variants (shaders/mul_mat_q8.wgsl):
+/// `XQ_SPREAD` (x quantized by four invocations per block) and `WBLOCK`
+/// (whole Q4_0 / Q4_1 blocks per lane). Both are on: together they took the
+/// 1B-shape decode from 866 to 1085 tok/s on an H100 (docs/bench/
+/// 2026-12-07-h100-newkv/); `KILN_Q8_SPREAD=0` / `KILN_Q8_WBLOCK=0` turn
+/// them off natively for comparison.
 fn gemv_defines(w: DType, local: bool) -> Vec<&'static str> {
-    let on =
-        |name: &str| !cfg!(target_arch = "wasm32") && std::env::var(name).is_ok_and(|v| v == "1");
+    let on = |name: &str| super::env_switch(name).unwrap_or(true);
     let mut d = vec![weight_define(w)];
     if local {
         d.push("XQ_LOCAL");
