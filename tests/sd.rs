@@ -891,3 +891,190 @@ fn taesd_previews_show_each_steps_prediction() {
         d.max_abs
     );
 }
+
+/// A backend whose `compile` refuses: a load that reaches it has sized
+/// buffers by the config before checking the weights behind it.
+struct NoCompile;
+
+impl Backend for NoCompile {
+    fn name(&self) -> String {
+        "no-compile".into()
+    }
+    fn compile(
+        &self,
+        _: &kiln::graph::Graph,
+    ) -> Result<Box<dyn kiln::backend::Executable>, kiln::backend::BackendError> {
+        Err(kiln::backend::BackendError::Validation(
+            "compile reached".into(),
+        ))
+    }
+}
+
+/// Hostile numbers in a diffusers folder's configs (they come from whoever
+/// made the folder): counts over Kiln's limits are typed errors before any
+/// graph is built; sizes within the limits but not backed by the weight
+/// files fail on the tensor headers before the graph is compiled (so before
+/// any buffer is sized by them: `NoCompile` would say so). Scheduler and
+/// TAESD configs alike.
+#[test]
+fn hostile_config_numbers_fail_before_anything_is_sized() {
+    use kiln::loader::LoadError;
+    use serde_json::{Value, json};
+    let base = dir("tiny_sd15");
+    let read = |m: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(base.join(m).join("config.json")).unwrap()).unwrap()
+    };
+    let open = |m: &str, cfg: &Value, backend: &dyn Backend| -> LoadError {
+        let weights = std::fs::read_dir(base.join(m))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .unwrap();
+        let name = weights.file_name().unwrap().to_string_lossy().into_owned();
+        let c = Component::from_memory(
+            m,
+            &serde_json::to_vec(cfg).unwrap(),
+            vec![(name, std::fs::read(&weights).unwrap())],
+        );
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => return e,
+        };
+        let opts = SdOptions::default();
+        let r = match m {
+            "text_encoder" => TextEncoder::load(&c, backend, 1, 77, &opts).err(),
+            "unet" => SdUnet::load(&c, backend, 2, (8, 8), 77, &opts).err(),
+            _ => VaeDecoder::load(&c, backend, 1, (8, 8), &opts).err(),
+        };
+        r.unwrap_or_else(|| panic!("{m} {cfg} loaded"))
+    };
+    // (module, key, hostile value, what the message names)
+    let over: [(&str, &str, Value, &str); 9] = [
+        (
+            "unet",
+            "layers_per_block",
+            json!(4_000_000_000u64),
+            "layers_per_block",
+        ),
+        (
+            "unet",
+            "block_out_channels",
+            json!([16, 1u64 << 40]),
+            "block_out_channels",
+        ),
+        (
+            "unet",
+            "transformer_layers_per_block",
+            json!(1u64 << 31),
+            "transformer_layers_per_block",
+        ),
+        (
+            "unet",
+            "cross_attention_dim",
+            json!(1u64 << 33),
+            "cross_attention_dim",
+        ),
+        (
+            "text_encoder",
+            "num_hidden_layers",
+            json!(1u64 << 31),
+            "num_hidden_layers",
+        ),
+        (
+            "text_encoder",
+            "hidden_size",
+            json!(1u64 << 40),
+            "hidden_size",
+        ),
+        (
+            "text_encoder",
+            "max_position_embeddings",
+            json!(1u64 << 50),
+            "max_position_embeddings",
+        ),
+        (
+            "vae",
+            "layers_per_block",
+            json!(1_000_000_000u64),
+            "layers_per_block",
+        ),
+        (
+            "vae",
+            "block_out_channels",
+            json!([16, 16, 1u64 << 20]),
+            "block_out_channels",
+        ),
+    ];
+    for (m, key, value, names) in over {
+        let mut cfg = read(m);
+        cfg[key] = value.clone();
+        if m == "vae" && key == "block_out_channels" {
+            cfg["up_block_types"] =
+                json!(["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"]);
+        }
+        let t = std::time::Instant::now();
+        let e = open(m, &cfg, &CpuBackend);
+        let msg = e.to_string();
+        assert!(
+            matches!(e, LoadError::Corrupt(_)) && msg.contains(names) && msg.contains("limit"),
+            "{m} {key} = {value}: {msg}"
+        );
+        assert!(
+            t.elapsed().as_secs_f64() < 2.0,
+            "{m} {key}: {:?}",
+            t.elapsed()
+        );
+    }
+    // Within the limits, not in the files: a 4096/8192-channel UNet (its
+    // conv weights alone would be GBs) and a 100-layer text encoder.
+    let mut wide = read("unet");
+    wide["block_out_channels"] = json!([4096, 8192]);
+    wide["attention_head_dim"] = json!(64);
+    let mut deep = read("text_encoder");
+    deep["num_hidden_layers"] = json!(100);
+    let mut vae = read("vae");
+    vae["latent_channels"] = json!(60000);
+    for (m, cfg) in [("unet", wide), ("text_encoder", deep), ("vae", vae)] {
+        let e = open(m, &cfg, &NoCompile);
+        assert!(
+            matches!(
+                e,
+                LoadError::TensorShape { .. } | LoadError::MissingTensor(_)
+            ),
+            "{m}: {e}"
+        );
+    }
+    // The unchanged configs do reach the compile (the probe above is live).
+    for m in ["unet", "text_encoder", "vae"] {
+        let e = open(m, &read(m), &NoCompile);
+        assert!(e.to_string().contains("compile reached"), "{m}: {e}");
+    }
+    use kiln::model::sd::scheduler::SchedConfig;
+    let e = SchedConfig::from_json(&json!({"num_train_timesteps": 1_000_000_000_000u64}))
+        .err()
+        .expect("a 10¹²-step schedule");
+    assert!(e.to_string().contains("num_train_timesteps"), "{e}");
+    use kiln::model::sd::taesd::TaesdConfig;
+    let taesd: Value =
+        serde_json::from_slice(&std::fs::read(dir("tiny_taesd").join("config.json")).unwrap())
+            .unwrap();
+    for (key, value) in [
+        ("num_decoder_blocks", json!([1, 1u64 << 32])),
+        ("decoder_block_out_channels", json!([16, 1u64 << 40])),
+        ("latent_channels", json!(1u64 << 40)),
+    ] {
+        let mut cfg = taesd.clone();
+        cfg[key] = value;
+        if key != "latent_channels" {
+            let n = cfg[key].as_array().unwrap().len();
+            let other = if key == "num_decoder_blocks" {
+                "decoder_block_out_channels"
+            } else {
+                "num_decoder_blocks"
+            };
+            cfg[other] = Value::Array(vec![cfg[other][0].clone(); n]);
+        }
+        let e = TaesdConfig::from_json(&cfg).err().expect(key);
+        assert!(e.to_string().contains(key), "{e}");
+    }
+}

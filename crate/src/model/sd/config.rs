@@ -81,6 +81,42 @@ fn refuse_set(v: &Value, module: &str, keys: &[&str]) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// Upper limits on what a diffusers `config.json` may ask for, checked
+/// before anything is built or allocated from it (a hostile config must not
+/// make Kiln loop or allocate by its numbers; `tests/sd.rs`). Each is well
+/// above the largest published configuration (in brackets).
+pub mod limits {
+    /// Channels, hidden and feed-forward widths, cross-attention width,
+    /// image channels [SDXL: 1280; CLIP-bigG feed-forward: 5120].
+    pub const DIM: usize = 1 << 16;
+    /// Text-encoder vocabulary [49,408].
+    pub const VOCAB: usize = 1 << 20;
+    /// Text positions [77].
+    pub const POSITIONS: usize = 1 << 12;
+    /// Text-encoder layers [CLIP-bigG: 32].
+    pub const TEXT_LAYERS: usize = 128;
+    /// Down/up blocks of a UNet or autoencoder [4].
+    pub const BLOCKS: usize = 8;
+    /// ResNet layers per block [SD: 2; TAESD: 3].
+    pub const LAYERS_PER_BLOCK: usize = 8;
+    /// Transformer layers per attention block [SDXL: 10].
+    pub const DEPTH: usize = 16;
+    /// Latent or image sample size [SD: 64 / 512].
+    pub const SAMPLE: usize = 1 << 14;
+    /// Training timesteps of a scheduler [1000].
+    pub const TIMESTEPS: usize = 100_000;
+}
+
+/// `got` (from `module`'s config key `key`) within `max`.
+pub(crate) fn within(module: &str, key: &str, got: usize, max: usize) -> Result<(), LoadError> {
+    if got > max {
+        return Err(LoadError::Corrupt(format!(
+            "{module}/config.json: {key} = {got} is over Kiln's limit of {max}"
+        )));
+    }
+    Ok(())
+}
+
 /// `CLIPTextModel` (SD 1.x: quick-GELU; SD 2.x / OpenCLIP ViT-H: GELU).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClipConfig {
@@ -122,6 +158,16 @@ impl ClipConfig {
             quick_gelu,
             eps: opt_f32(v, "layer_norm_eps", 1e-5),
         };
+        within(m, "vocab_size", c.vocab, limits::VOCAB)?;
+        within(m, "hidden_size", c.hidden, limits::DIM)?;
+        within(m, "intermediate_size", c.intermediate, limits::DIM)?;
+        within(m, "num_hidden_layers", c.layers, limits::TEXT_LAYERS)?;
+        within(
+            m,
+            "max_position_embeddings",
+            c.max_positions,
+            limits::POSITIONS,
+        )?;
         if c.heads == 0
             || !c.hidden.is_multiple_of(c.heads)
             || !(c.hidden / c.heads).is_multiple_of(4)
@@ -234,6 +280,10 @@ impl Unet2dConfig {
         }
         let channels = usize_list(v, "block_out_channels", m)?;
         let n = channels.len();
+        within(m, "block_out_channels (blocks)", n, limits::BLOCKS)?;
+        for &c in &channels {
+            within(m, "block_out_channels", c, limits::DIM)?;
+        }
         let down_types = str_list(v, "down_block_types", m)?;
         let up_types = str_list(v, "up_block_types", m)?;
         if n == 0 || down_types.len() != n || up_types.len() != n {
@@ -303,6 +353,22 @@ impl Unet2dConfig {
             freq_shift: opt_f32(v, "freq_shift", 0.0),
             time_embed_dim: channels[0] * 4,
         };
+        for (key, got, max) in [
+            ("in_channels", c.in_channels, limits::DIM),
+            ("out_channels", c.out_channels, limits::DIM),
+            ("sample_size", c.sample_size, limits::SAMPLE),
+            (
+                "layers_per_block",
+                c.layers_per_block,
+                limits::LAYERS_PER_BLOCK,
+            ),
+            ("cross_attention_dim", c.cross_attention_dim, limits::DIM),
+        ] {
+            within(m, key, got, max)?;
+        }
+        for b in c.down.iter().chain(&c.up) {
+            within(m, "transformer_layers_per_block", b.depth, limits::DEPTH)?;
+        }
         for ch in &channels {
             if c.groups == 0 || ch % c.groups != 0 {
                 return Err(unsupported(
@@ -369,6 +435,15 @@ impl VaeConfig {
                 "block_out_channels and up_block_types differ in length".into(),
             ));
         }
+        within(
+            m,
+            "block_out_channels (blocks)",
+            channels.len(),
+            limits::BLOCKS,
+        )?;
+        for &c in &channels {
+            within(m, "block_out_channels", c, limits::DIM)?;
+        }
         if let Some(t) = up.iter().find(|t| *t != "UpDecoderBlock2D") {
             return Err(unsupported(m, format!("up block type '{t}'")));
         }
@@ -396,6 +471,19 @@ impl VaeConfig {
                 _ => opt_usize(v, "sample_size", 32),
             },
         };
+        for (key, got, max) in [
+            ("latent_channels", c.latent_channels, limits::DIM),
+            ("out_channels", c.out_channels, limits::DIM),
+            ("in_channels", c.in_channels, limits::DIM),
+            (
+                "layers_per_block",
+                c.layers_per_block,
+                limits::LAYERS_PER_BLOCK,
+            ),
+            ("sample_size", c.sample_size, limits::SAMPLE),
+        ] {
+            within(m, key, got, max)?;
+        }
         for ch in &c.channels {
             if c.groups == 0 || ch % c.groups != 0 {
                 return Err(unsupported(

@@ -311,6 +311,11 @@ impl Loaded {
         c: &Component,
         backend: &dyn Backend,
     ) -> std::result::Result<Loaded, LoadError> {
+        // Every weight the config implies is in the files, element for
+        // element, before the config's sizes allocate anything.
+        for w in net.weights.iter().filter(|w| !w.sources.is_empty()) {
+            c.check_sources(&w.sources, &net.graph.info(w.id)?.shape)?;
+        }
         let mut exe = backend.compile(&net.graph)?;
         for w in &net.weights {
             let info = net.graph.info(w.id)?;

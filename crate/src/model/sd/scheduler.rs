@@ -73,6 +73,12 @@ impl SchedConfig {
             .unwrap_or(1000) as usize;
         let f = |k: &str, d: f64| v.get(k).and_then(Value::as_f64).unwrap_or(d);
         let (b0, b1) = (f("beta_start", 0.00085), f("beta_end", 0.012));
+        super::config::within(
+            "scheduler",
+            "num_train_timesteps",
+            n,
+            super::config::limits::TIMESTEPS,
+        )?;
         if n < 2 || !(b0 > 0.0 && b1 < 1.0 && b0 <= b1) {
             return Err(bad(format!("{n} steps, betas {b0}..{b1}")));
         }

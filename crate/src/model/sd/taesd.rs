@@ -56,6 +56,24 @@ impl TaesdConfig {
             ));
         }
         let u = |k: &str, d: u64| v.get(k).and_then(Value::as_u64).unwrap_or(d) as usize;
+        use super::config::{limits, within};
+        within(
+            "taesd",
+            "decoder_block_out_channels (blocks)",
+            channels.len(),
+            limits::BLOCKS,
+        )?;
+        for (&c, &b) in channels.iter().zip(&blocks) {
+            within("taesd", "decoder_block_out_channels", c, limits::DIM)?;
+            within("taesd", "num_decoder_blocks", b, limits::LAYERS_PER_BLOCK)?;
+        }
+        within(
+            "taesd",
+            "latent_channels",
+            u("latent_channels", 4),
+            limits::DIM,
+        )?;
+        within("taesd", "out_channels", u("out_channels", 3), limits::DIM)?;
         Ok(TaesdConfig {
             latent_channels: u("latent_channels", 4),
             out_channels: u("out_channels", 3),

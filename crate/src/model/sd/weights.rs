@@ -197,6 +197,32 @@ impl Component {
             .ok_or_else(|| self.missing(tensor))
     }
 
+    /// Whether `sources` (stacked in order) hold exactly the elements of a
+    /// graph weight of `shape`, from the headers alone: checked for every
+    /// weight before a graph is compiled, so sizes a config asks for are
+    /// backed by tensors in the files before anything is allocated by them.
+    pub fn check_sources(&self, sources: &[String], shape: &[usize]) -> Result<(), LoadError> {
+        let mut held = 0usize;
+        for t in sources {
+            held += self.shape(t)?.iter().product::<usize>();
+        }
+        let want = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX);
+        if held != want {
+            return Err(LoadError::TensorShape {
+                name: format!("{}/{}", self.name, sources.join("+")),
+                got: sources
+                    .iter()
+                    .flat_map(|t| self.shape(t).map(<[usize]>::to_vec).unwrap_or_default())
+                    .collect(),
+                want: shape.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
     fn missing(&self, tensor: &str) -> LoadError {
         LoadError::MissingTensor(format!("{}/{tensor}", self.name))
     }
