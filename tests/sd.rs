@@ -1050,9 +1050,10 @@ fn hostile_config_numbers_fail_before_anything_is_sized() {
         assert!(e.to_string().contains("compile reached"), "{m}: {e}");
     }
     use kiln::model::sd::scheduler::SchedConfig;
-    let e = SchedConfig::from_json(&json!({"num_train_timesteps": 1_000_000_000_000u64}))
-        .err()
-        .expect("a 10¹²-step schedule");
+    let Err(e) = SchedConfig::from_json(&json!({"num_train_timesteps": 1_000_000_000_000u64}))
+    else {
+        panic!("a 10¹²-step schedule was accepted");
+    };
     assert!(e.to_string().contains("num_train_timesteps"), "{e}");
     use kiln::model::sd::taesd::TaesdConfig;
     let taesd: Value =
@@ -1074,7 +1075,9 @@ fn hostile_config_numbers_fail_before_anything_is_sized() {
             };
             cfg[other] = Value::Array(vec![cfg[other][0].clone(); n]);
         }
-        let e = TaesdConfig::from_json(&cfg).err().expect(key);
+        let Err(e) = TaesdConfig::from_json(&cfg) else {
+            panic!("taesd {key} accepted");
+        };
         assert!(e.to_string().contains(key), "{e}");
     }
 }
