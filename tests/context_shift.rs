@@ -71,7 +71,14 @@ fn context_shift_slides_the_window_exactly_with_flat_memory() {
             b.name()
         );
     }
-    // Memory: 10 000 tokens on the CPU reference.
+    // Memory: 10 000 tokens on the CPU reference, 2 000 on the test adapter
+    // (lavapipe decodes the tiny model at ~70 tok/s): what Kiln holds on the
+    // device must not move on any backend, nor the process's memory where
+    // that measures Kiln. Not on lavapipe: Mesa 22.3's lavapipe keeps about
+    // 230 KB per dispatch of a multi-workgroup reduction kernel (norm) in its
+    // own queue thread (heaptrack: every frame of that growth is inside
+    // libvulkan_lvp.so, none in wgpu or Kiln), so there the RSS check would
+    // measure the driver (docs/reliability/README.md).
     let rss = || -> u64 {
         let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         s.lines()
@@ -79,26 +86,46 @@ fn context_shift_slides_the_window_exactly_with_flat_memory() {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     };
-    let mut m = TextModel::open(&path, &CpuBackend, &opts, None, &mut |_, _| true).unwrap();
-    let params = GenerateParams {
-        max_tokens: 1000,
-        ignore_eos: true,
-        context_shift: true,
-        ..Default::default()
-    };
-    m.generate_ids(&prompt, &params, &mut |_| true).unwrap();
-    let (host0, dev0) = (rss(), m.llm.exe.device_bytes());
-    let params = GenerateParams {
-        max_tokens: 10_000,
-        ..params
-    };
-    let g = m.generate_ids(&prompt, &params, &mut |_| true).unwrap();
-    assert_eq!(g.tokens.len(), 10_000);
-    let (host1, dev1) = (rss(), m.llm.exe.device_bytes());
-    eprintln!("10 000 tokens: host RSS {host0} → {host1} kB, device {dev0} → {dev1} B");
-    assert_eq!(dev0, dev1);
-    assert!(
-        host1 < host0 + 16 * 1024,
-        "host memory grew {host0} → {host1} kB"
-    );
+    let on_device = || gpu.as_ref().map_or(0, |g| g.ctx.allocated_bytes());
+    let mut runs: Vec<(&dyn Backend, bool, usize)> = vec![(&CpuBackend, false, 10_000)];
+    if let Some(g) = &gpu {
+        runs.push((g, true, 2_000));
+    }
+    for (b, pipelined, n) in runs {
+        let mut m = TextModel::open(&path, b, &opts, None, &mut |_, _| true).unwrap();
+        m.pipelined = pipelined;
+        let params = GenerateParams {
+            max_tokens: 1000,
+            ignore_eos: true,
+            context_shift: true,
+            ..Default::default()
+        };
+        m.generate_ids(&prompt, &params, &mut |_| true).unwrap();
+        let (host0, dev0, held0) = (rss(), m.llm.exe.device_bytes(), on_device());
+        let params = GenerateParams {
+            max_tokens: n,
+            ..params
+        };
+        let t = std::time::Instant::now();
+        let g = m.generate_ids(&prompt, &params, &mut |_| true).unwrap();
+        assert_eq!(g.tokens.len(), n);
+        let (host1, dev1, held1) = (rss(), m.llm.exe.device_bytes(), on_device());
+        eprintln!(
+            "{}: {n} tokens in {:.1} s: host RSS {host0} → {host1} kB, device {dev0} → {dev1} B, \
+             held on the device {held0} → {held1} B",
+            b.name(),
+            t.elapsed().as_secs_f64()
+        );
+        assert_eq!(dev0, dev1, "{}", b.name());
+        assert_eq!(held0, held1, "{}", b.name());
+        if b.name().contains("llvmpipe") {
+            eprintln!("host RSS not checked on lavapipe (the driver's own growth, above)");
+            continue;
+        }
+        assert!(
+            host1 < host0 + 16 * 1024,
+            "{}: host memory grew {host0} → {host1} kB",
+            b.name()
+        );
+    }
 }
