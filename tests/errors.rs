@@ -343,4 +343,33 @@ fn out_of_memory_and_lost_devices_are_recoverable() {
         got.tokens, want.tokens,
         "a new device gives the same tokens"
     );
+
+    // Lost in the middle of a generation (the device destroyed from the
+    // token callback, with the next step already queued when pipelined):
+    // `DEVICE_LOST`, no hang, no panic, and the tokens before it were
+    // handed out.
+    for pipelined in [true, false] {
+        let b = WgpuBackend::new(&WgpuOptions::default()).unwrap();
+        let mut m = open(&b).unwrap();
+        m.pipelined = pipelined;
+        let long = GenerateParams {
+            max_tokens: 24,
+            ..params.clone()
+        };
+        let mut seen = 0;
+        let e = m
+            .generate_ids(&[1, 2, 3], &long, &mut |_| {
+                seen += 1;
+                if seen == 3 {
+                    b.ctx.destroy_device();
+                }
+                true
+            })
+            .expect_err("the device was lost mid-generation");
+        assert_eq!(e.code(), "DEVICE_LOST", "pipelined {pipelined}: {e}");
+        assert!(
+            (3..24).contains(&seen),
+            "pipelined {pipelined}: {seen} tokens"
+        );
+    }
 }
