@@ -1,9 +1,12 @@
 // The model cache: Origin Private File System (OPFS), with the Cache API as
 // the fallback where OPFS is missing. Entries are keyed by the model URL; a
 // small marker file written after the last byte — `{ size, sum }`, a
-// checksum of the bytes — makes partial downloads invisible, and an entry
-// whose bytes no longer match it (a damaged disk file) is dropped on open,
-// so the model is fetched again. A Web Lock per URL makes concurrent loads
+// checksum of the bytes — makes partial downloads invisible (OPFS writes
+// land in a swap file until the writable is closed, so a closed tab leaves
+// at most an unmarked file), and an entry whose bytes no longer match it (a
+// damaged disk file) is dropped on open, so the model is fetched again. The
+// Cache API entry is put only whole and carries the same checksum (header
+// x-kiln-sum), checked the same way. A Web Lock per URL makes concurrent loads
 // of one model (two tabs) download it once: the second waits and reads the
 // first's entry.
 import { KilnError, toKilnError } from './errors.js';
@@ -83,10 +86,27 @@ export async function openCached(url) {
     return { size: file.size, stream: () => file.stream(), blob: file, store: 'opfs' };
   }
   if (globalThis.caches) {
-    const hit = await (await caches.open(CACHE)).match(k);
+    const cache = await caches.open(CACHE);
+    const hit = await cache.match(k);
     if (!hit) return null;
+    // The same check as OPFS: the stored size and checksum against the bytes.
     const size = Number(hit.headers.get('content-length'));
-    return { size, stream: () => hit.body, store: 'cache-api' };
+    const want = Number(hit.headers.get('x-kiln-sum'));
+    let got = 0;
+    const sum = new Checksum();
+    const reader = hit.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      sum.update(value);
+      got += value.length;
+    }
+    const again = got === size && Number.isInteger(want) && sum.value() === want ? await cache.match(k) : null;
+    if (!again) {
+      await cache.delete(k);
+      return null;
+    }
+    return { size, stream: () => again.body, store: 'cache-api' };
   }
   return null;
 }
@@ -155,13 +175,17 @@ export async function cacheWriter(url, size, release = () => {}) {
     return w;
   }
   const parts = [];
-  w.write = async (chunk) => { if (!w.error) parts.push(chunk.slice()); };
+  w.write = async (chunk) => {
+    if (w.error) return;
+    sum.update(chunk);
+    parts.push(chunk.slice());
+  };
   w.close = async () => {
     try {
       if (w.error || !globalThis.caches) return;
       const blob = new Blob(parts);
       if (blob.size !== size) return;
-      const headers = { 'content-length': String(size), 'content-type': 'application/octet-stream' };
+      const headers = { 'content-length': String(size), 'content-type': 'application/octet-stream', 'x-kiln-sum': String(sum.value()) };
       await (await caches.open(CACHE)).put(k, new Response(blob, { headers }));
     } catch (e) {
       fail(e);

@@ -283,7 +283,15 @@ async function readPiece(src, reader, signal) {
     await reader.cancel().catch(() => {});
     throw aborted(signal);
   }
-  const r = await reader.read();
+  let r;
+  try {
+    r = await reader.read();
+  } catch (e) {
+    if (signal?.aborted) throw aborted(signal);
+    // The body stopped arriving (connection dropped, a storage read
+    // failed): a network error, whatever the stream calls it.
+    throw new KilnError('NETWORK_ERROR', `reading the model failed after it started arriving: ${e?.message ?? e}`);
+  }
   if (!r.done && src.cache) await src.cache.write(r.value);
   return r;
 }

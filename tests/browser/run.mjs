@@ -34,6 +34,10 @@ const served = [];
 // cover a service worker's own fetches: one restarted after the switch can
 // still reach the network, as two clean-clone CI runs showed.)
 const down = { on: false, refused: [] };
+// Download shapes for the cache tests: `cut` sends half of that path's body
+// and drops the connection; `slow` sends it 16 KiB every 100 ms (`sent`
+// counts), so a page can be closed mid-download.
+const shape = { cut: null, slow: null, sent: 0 };
 const server = createServer(async (req, res) => {
   const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
   if (down.on) { down.refused.push(path); req.socket.destroy(); return; }
@@ -54,6 +58,21 @@ const server = createServer(async (req, res) => {
     const coi = isolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' }
       : script ? { 'cross-origin-embedder-policy': 'require-corp' } : {};
     res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-cache', ...coi });
+    if (shape.cut === path) {
+      res.write(body.subarray(0, body.length >> 1), () => req.socket.destroy());
+      return;
+    }
+    if (shape.slow === path) {
+      shape.sent = 0;
+      for (let o = 0; o < body.length && !res.destroyed; o += 16384) {
+        const part = body.subarray(o, o + 16384);
+        await new Promise((r) => res.write(part, r));
+        shape.sent += part.length;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      res.end();
+      return;
+    }
     res.end(body);
   } catch {
     res.writeHead(404).end('not found');
@@ -498,6 +517,65 @@ test('cache: a damaged entry is dropped and fetched again (offline: NETWORK_ERRO
   assert.deepEqual(a.ids, want);
   assert.deepEqual(b.ids, want);
   assert.deepEqual([a.fromCache, b.fromCache].sort(), [false, true]);
+  await context.close();
+});
+
+test('cache: a download cut off mid-body or a tab closed mid-download leaves no entry (OPFS and Cache API); a damaged Cache API entry is fetched again', async () => {
+  const context = await browser.newContext();
+  const want = tinyRef.greedy_ids;
+  const page = await harness(context);
+  const size = (await stat(resolve(root, '.' + TINY))).size;
+  for (const store of ['opfs', 'cache-api']) {
+    if (store === 'cache-api') await page.evaluate(() => { navigator.storage.getDirectory = undefined; });
+    await page.evaluate((u) => kiln.Kiln.deleteModelInCache(u), TINY);
+    shape.cut = TINY;
+    const cut = await page.evaluate((u) => kiln.Kiln.loadLLM(u, { worker: false }).then(() => 'loaded', (e) => e.code), TINY);
+    shape.cut = null;
+    assert.equal(cut, 'NETWORK_ERROR', `${store}: a cut download`);
+    assert.equal(await page.evaluate((u) => kiln.Kiln.hasModelInCache(u), TINY), false, `${store}: no entry after the cut`);
+    const full = await greedyIn(page, TINY, tinyRef.prompt_ids, want.length, { worker: false });
+    assert.equal(full.fromCache, false);
+    assert.deepEqual(full.ids, want);
+    const hit = await greedyIn(page, TINY, tinyRef.prompt_ids, want.length, { worker: false });
+    assert.equal(hit.fromCache, true, `${store}: the whole download is cached`);
+  }
+  // The Cache API entry with one byte flipped (size and headers kept).
+  await page.evaluate(async (u) => {
+    const bytes = new TextEncoder().encode(new URL(u, location.href).href);
+    const k = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((b) => b.toString(16).padStart(2, '0')).join('');
+    const cache = await caches.open('kiln-models');
+    const old = await cache.match(k);
+    const body = new Uint8Array(await old.arrayBuffer());
+    body[5000] ^= 0x40;
+    await cache.put(k, new Response(body, { headers: old.headers }));
+  }, TINY);
+  const fixed = await greedyIn(page, TINY, tinyRef.prompt_ids, want.length, { worker: false });
+  assert.equal(fixed.fromCache, false, 'the damaged Cache API entry is not used');
+  assert.deepEqual(fixed.ids, want);
+  await page.evaluate((u) => kiln.Kiln.deleteModelInCache(u), TINY);
+  await page.close();
+  // A tab closed a third of the way into the download (OPFS).
+  const doomed = await harness(context);
+  // (`page` had no OPFS: the first round's OPFS entry is still there.)
+  await doomed.evaluate((u) => kiln.Kiln.deleteModelInCache(u), TINY);
+  shape.slow = TINY;
+  let outcome = 'pending';
+  doomed.evaluate((u) => kiln.Kiln.loadLLM(u).then(() => 'loaded', (e) => `${e.code}: ${e.message}`), TINY).then((r) => { outcome = r; }, (e) => { outcome = `closed: ${e.message.split('\n')[0]}`; });
+  for (let waited = 0; shape.sent < size / 3; waited += 20) {
+    assert.ok(waited < 30000, `the slow download did not start: sent ${shape.sent}, load ${outcome}, served ${served.slice(-8)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await doomed.close();
+  shape.slow = null;
+  const next = await harness(context);
+  assert.equal(await next.evaluate((u) => kiln.Kiln.hasModelInCache(u), TINY), false, 'no entry after the closed tab');
+  const after = await greedyIn(next, TINY, tinyRef.prompt_ids, want.length);
+  assert.equal(after.fromCache, false);
+  assert.deepEqual(after.ids, want);
+  const cached = await greedyIn(next, TINY, tinyRef.prompt_ids, want.length);
+  assert.equal(cached.fromCache, true);
+  console.log(`    closed at ${shape.sent} of ${size} bytes; cut at ${size >> 1}`);
+  await next.evaluate((u) => kiln.Kiln.deleteModelInCache(u), TINY);
   await context.close();
 });
 
