@@ -118,10 +118,11 @@ pub fn caps() -> GpuCaps {
         // cheap and the 256-thread GEMV measured slower (H100, 2026-12-06:
         // 1B decode 1080.7 → 1034.0 tok/s; wgpu 791.9 → 825.1 with it).
         q8_local: kiln::ops::env_switch("KILN_Q8_LOCAL").unwrap_or(false),
-        // attention.cu's `_kv` entries (the WGSL NEW_KV twin): off until
-        // they have run on a GPU (they compile with NVRTC and plan in the
-        // tests; no device was free the day they were written, 2026-12-07);
-        // KILN_NEW_KV=1 opts in.
+        // attention.cu's `_kv` entries (the WGSL NEW_KV twin): off, measured
+        // slower here (H100, 2026-12-07: 1B decode 1038 → 962 tok/s,
+        // SmolLM2 1107 → 987; with graphs and PDL the two cache-write
+        // launches cost little and attention grows by the new key's RoPE;
+        // docs/bench/2026-12-07-h100-newkv). KILN_NEW_KV=1 opts in.
         kv_in_attention: kiln::ops::env_switch("KILN_NEW_KV").unwrap_or(false),
         // The prefill GEMM on wgpu's cooperative matrices has no twin here
         // (the 8-bit GEMM stays); tensor cores for CUDA are issue 14's.
