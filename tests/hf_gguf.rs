@@ -300,16 +300,51 @@ fn linear_rope_scaling_is_kept() {
 }
 
 /// A config.json whose vocab_size disagrees with the embedding, or whose
-/// layer count disagrees with the tensors (2³¹ each here), is refused
-/// before anything is sized by it.
+/// layer count disagrees with the tensors (2³¹ each here, or 0 layers), is
+/// refused before anything is sized by it — by the converter and by a
+/// direct load of the folder.
 #[test]
 fn a_vocab_size_the_tensors_do_not_hold_is_refused() {
-    for key in ["vocab_size", "num_hidden_layers"] {
-        let dir = edited_llama(key, |c| c[key] = Value::from(1u64 << 31), |_| {});
+    use kiln::backend::cpu::CpuBackend;
+    use kiln::generate::TextModel;
+    use kiln::model::llama::LlamaOptions;
+    for (key, value) in [
+        ("vocab_size", 1u64 << 31),
+        ("num_hidden_layers", 1u64 << 31),
+        ("num_hidden_layers", 0),
+    ] {
+        let dir = edited_llama(
+            &format!("{key}{value}"),
+            |c| c[key] = Value::from(value),
+            |_| {},
+        );
         let out = dir.join("out.gguf");
         let e = convert_hf_folder(&dir, &out, &mut |_, _| true).unwrap_err();
-        assert!(e.to_string().contains(key), "{e}");
+        assert!(
+            e.to_string().contains(key) || e.code() == "CORRUPT_FILE",
+            "{e}"
+        );
         assert!(!out.exists());
+        let t = std::time::Instant::now();
+        let e = TextModel::open(
+            &dir,
+            &CpuBackend,
+            &LlamaOptions::default(),
+            None,
+            &mut |_, _| true,
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{key} = {value}: the folder loaded"));
+        assert!(
+            matches!(e.code(), "CORRUPT_FILE" | "UNSUPPORTED_MODEL"),
+            "{key} = {value}: {e}"
+        );
+        assert!(
+            t.elapsed().as_secs_f64() < 2.0,
+            "{key} = {value}: {:?}",
+            t.elapsed()
+        );
+        eprintln!("{key} = {value}: {e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
