@@ -12,18 +12,21 @@ vulkan_peer
 bp=$!
 export KILN_ACTIVATIONS=q8
 t() { local s=$(date +%s); "$@"; echo "  took $(( $(date +%s) - s )) s" >> "$OUT/par2.txt"; }
-KILN_NEW_KV=1 t run par2.txt 200 $K ops --iters 0 --filter attention --no-wgpu
+KILN_NEW_KV=1 t run par2.txt 150 $K ops --iters 0 --filter attention --no-wgpu
 grep -E "took|cases|FAIL|fail|exit" "$OUT/par2.txt"
-KILN_NEW_KV=1 t run par2.txt 120 $K ops --iters 0 --filter attention --no-cuda
+KILN_NEW_KV=1 t run par2.txt 100 $K ops --iters 0 --filter attention --no-cuda
 grep -E "took|cases|FAIL|fail|exit" "$OUT/par2.txt"
-wait $bp
-cat $OUT/llamacpp_build.txt
 for f in $B1 $SR; do
-  run cuda.txt 100 $L/build-cuda/bin/llama-bench -m $f -ngl 99 -p 0 -n 128 -r 5
   KILN_Q8_SPREAD=1 KILN_Q8_WBLOCK=1 KILN_NEW_KV=1 run dec.txt 100 $K bench --no-cuda --model $f --prefill 2 --decode 128 --reps 3
   KILN_Q8_WBLOCK=1 KILN_NEW_KV=0 run dec.txt 100 $K bench --no-wgpu --model $f --prefill 2 --decode 128 --reps 3
   run vulkan.txt 100 $V -m $f -ngl 99 -p 0 -n 128 -r 5
 done
 KILN_Q8_MIN_WEIGHTS=0 KILN_Q8_SPREAD=1 KILN_Q8_WBLOCK=1 KILN_NEW_KV=1 run dec.txt 100 $K bench --no-cuda --model $SR --prefill 2 --decode 128 --reps 3
 KILN_Q8_MIN_WEIGHTS=0 KILN_Q8_WBLOCK=1 KILN_NEW_KV=0 run dec.txt 100 $K bench --no-wgpu --model $SR --prefill 2 --decode 128 --reps 3
-grep -E "tg128|fused.*decode" "$OUT"/cuda.txt "$OUT"/dec.txt "$OUT"/vulkan.txt
+grep -E "fused.*decode|tg128" "$OUT"/dec.txt "$OUT"/vulkan.txt
+wait $bp
+cat $OUT/llamacpp_build.txt
+for f in $B1 $SR; do
+  run cuda.txt 100 $L/build-cuda/bin/llama-bench -m $f -ngl 99 -p 0 -n 128 -r 5
+done
+grep -E "tg128" "$OUT"/cuda.txt
