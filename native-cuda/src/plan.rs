@@ -113,7 +113,7 @@ pub fn caps() -> GpuCaps {
         // (1B shape) and 159 vs 148 (8B) on an H100; KILN_GEMV_XREG=1 opts in.
         gemv_xreg: kiln::ops::env_switch("KILN_GEMV_XREG").unwrap_or(false),
         gemm_big: false,
-        q8_activations: GpuCaps::q8_activations_from_env(),
+        q8_activations: GpuCaps::q8_activations_from_env(kiln::ops::matmul_q8::MIN_WEIGHTS),
         // Off by default here: with graph replay the quantize launch is
         // cheap and the 256-thread GEMV measured slower (H100, 2026-12-06:
         // 1B decode 1080.7 → 1034.0 tok/s; wgpu 791.9 → 825.1 with it).

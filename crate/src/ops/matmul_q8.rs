@@ -38,13 +38,20 @@ use super::{Bind, Dispatch, GpuCaps, PlanCtx, f, grid, u};
 use crate::dtype::DType;
 use crate::error::{KilnError, Result};
 
-/// The smallest weight matrix (weights) the CLI and `KILN_ACTIVATIONS=q8`
-/// take to 8 bits by default: below it the quantize launch costs more than
-/// the lighter product saves (H100, 2026-12-06: SmolLM2's 0.5–1.8 M-weight
-/// layers decoded 1131 → 1046 tok/s on the CUDA twin with every product at
-/// 8 bits, the Llama-3.2-1B shape's ≥ 4 M-weight ones 720 → 1067;
-/// docs/bench/2026-12-06-h100-q8-activations).
+/// The smallest weight matrix (weights) the CUDA twin takes to 8 bits by
+/// default under `KILN_ACTIVATIONS=q8`: below it the quantize launch costs
+/// more than the lighter product saves (H100, 2026-12-06: SmolLM2's
+/// 0.5–1.8 M-weight layers decoded 1131 → 1046 tok/s on the CUDA twin with
+/// every product at 8 bits, the Llama-3.2-1B shape's ≥ 4 M-weight ones
+/// 720 → 1067; docs/bench/2026-12-06-h100-q8-activations; again 2026-12-07:
+/// 1083 → 1029).
 pub const MIN_WEIGHTS: usize = 1 << 21;
+
+/// The same on wgpu: every product. Its one-token GEMV quantizes x in its
+/// own prologue (`XQ_LOCAL`, four invocations per block with `XQ_SPREAD`),
+/// so there is no launch to save: H100, 2026-12-07, SmolLM2 decode 839 →
+/// 979 tok/s with every product at 8 bits (docs/bench/2026-12-07-h100-newkv).
+pub const MIN_WEIGHTS_WGPU: usize = 0;
 
 /// Weight formats with an 8-bit-activation kernel.
 pub const Q8_FORMATS: [DType; 3] = [DType::Q4_0, DType::Q4_1, DType::Q8_0];

@@ -213,20 +213,21 @@ pub struct GpuCaps {
 
 impl GpuCaps {
     /// `KILN_ACTIVATIONS=q8`: 8-bit activations in the products over
-    /// matrices of at least [`GpuCaps::q8_min_weights`] weights; `f32` or
-    /// unset: the f32 kernels.
-    pub fn q8_activations_from_env() -> Option<usize> {
+    /// matrices of at least [`GpuCaps::q8_min_weights`] weights (`default`:
+    /// the backend's, [`matmul_q8::MIN_WEIGHTS`] or
+    /// [`matmul_q8::MIN_WEIGHTS_WGPU`]); `f32` or unset: the f32 kernels.
+    pub fn q8_activations_from_env(default: usize) -> Option<usize> {
         let on = std::env::var("KILN_ACTIVATIONS").is_ok_and(|v| v.eq_ignore_ascii_case("q8"));
-        on.then(Self::q8_min_weights)
+        on.then(|| Self::q8_min_weights(default))
     }
 
     /// The smallest matrix taken to 8 bits when they are on:
-    /// `KILN_Q8_MIN_WEIGHTS`, else [`matmul_q8::MIN_WEIGHTS`].
-    pub fn q8_min_weights() -> usize {
+    /// `KILN_Q8_MIN_WEIGHTS`, else `default`.
+    pub fn q8_min_weights(default: usize) -> usize {
         std::env::var("KILN_Q8_MIN_WEIGHTS")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(matmul_q8::MIN_WEIGHTS)
+            .unwrap_or(default)
     }
 
     /// Whether a decode GEMV of `m` rows of x over `k` takes 4 rows per

@@ -248,7 +248,9 @@ impl GpuContext {
             max_invocations: limits.max_compute_invocations_per_workgroup,
             gemv_xreg: crate::ops::env_switch("KILN_GEMV_XREG").unwrap_or(true),
             gemm_big: crate::ops::env_switch("KILN_GEMM_BIG").unwrap_or(true),
-            q8_activations: GpuCaps::q8_activations_from_env(),
+            q8_activations: GpuCaps::q8_activations_from_env(
+                crate::ops::matmul_q8::MIN_WEIGHTS_WGPU,
+            ),
             q8_local: crate::ops::env_switch("KILN_Q8_LOCAL").unwrap_or(true),
             coop_f16,
             q8_prefill_mma: false,

@@ -89,9 +89,9 @@ pub fn pick(a: &DeviceArgs) -> Result<(Device, String), Box<dyn std::error::Erro
             ..Default::default()
         })
         .map(|b| match a.activations {
-            Some(act) => b.with_q8_activations(
-                (act == ActChoice::Q8).then(kiln::ops::GpuCaps::q8_min_weights),
-            ),
+            Some(act) => b.with_q8_activations((act == ActChoice::Q8).then(|| {
+                kiln::ops::GpuCaps::q8_min_weights(kiln::ops::matmul_q8::MIN_WEIGHTS_WGPU)
+            })),
             None => b,
         })
     };
