@@ -41,6 +41,20 @@ export class Checksum {
   value() { return this.h >>> 0; }
 }
 
+/** The checksum and length of everything `stream` yields. */
+async function digest(stream) {
+  const sum = new Checksum();
+  let bytes = 0;
+  const reader = stream.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    sum.update(value);
+    bytes += value.length;
+  }
+  return { sum: sum.value(), bytes };
+}
+
 /**
  * Holds the cache lock of `url` (Web Locks; a no-op without them) until the
  * returned release function is called.
@@ -67,16 +81,7 @@ export async function openCached(url) {
       return null;
     }
     let ok = marker && file.size === marker.size && Number.isInteger(marker.sum);
-    if (ok) {
-      const sum = new Checksum();
-      const reader = file.stream().getReader();
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        sum.update(value);
-      }
-      ok = sum.value() === marker.sum;
-    }
+    if (ok) ok = (await digest(file.stream())).sum === marker.sum;
     if (!ok) {
       // Damaged or from an older format: drop it, the caller fetches again.
       await dir.removeEntry(`${k}.done`).catch(() => {});
@@ -92,16 +97,8 @@ export async function openCached(url) {
     // The same check as OPFS: the stored size and checksum against the bytes.
     const size = Number(hit.headers.get('content-length'));
     const want = Number(hit.headers.get('x-kiln-sum'));
-    let got = 0;
-    const sum = new Checksum();
-    const reader = hit.body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      sum.update(value);
-      got += value.length;
-    }
-    const again = got === size && Number.isInteger(want) && sum.value() === want ? await cache.match(k) : null;
+    const got = await digest(hit.body);
+    const again = got.bytes === size && Number.isInteger(want) && got.sum === want ? await cache.match(k) : null;
     if (!again) {
       await cache.delete(k);
       return null;
