@@ -40,48 +40,6 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 const F16_MAX: f32 = 65504.0;
-#if HALF
-// ---- `to_half`: rows of x (has_res = 0) or of the dequantized weights
-// (has_res = 1) as packed f16 words, rows m..n0 (the padding) zero; params
-// m = rows, n0 = padded rows, k.
-@group(0) @binding(1) var<storage, read> W: array<u32>;
-@group(0) @binding(2) var<storage, read> xv: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> hbuf: array<u32>;
-#include "common/weights.wgsl"
-
-@compute @workgroup_size(256)
-fn to_half(@builtin(global_invocation_id) gid: vec3<u32>,
-           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    let kg = p.k / 4u;
-    if (i >= p.n0 * kg) {
-        return;
-    }
-    let r = i / kg;
-    let g = i % kg;
-    var v = vec4<f32>(0.0);
-    if (r < p.m) {
-        if (p.has_res != 0u) {
-            v = w4(r, p.k, g);
-        } else {
-            v = xv[i];
-        }
-    }
-    let c = clamp(v, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX));
-    hbuf[2u * i] = pack2x16float(c.xy);
-    hbuf[2u * i + 1u] = pack2x16float(c.zw);
-}
-#elif DIRECT
-// ---- `gemm_direct`: the product from the two `to_half` buffers (x padded
-// to a multiple of 128 rows, W to a multiple of 64), fragments loaded
-// straight from them: no staging, no barrier in the K loop. A 128 × 64
-// tile per workgroup of 4 subgroups, each 64 × 32 (4 × 2 matrices).
-@group(0) @binding(1) var<storage, read> xh: array<f16>;
-@group(0) @binding(2) var<storage, read> wh: array<f16>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<storage, read> res: array<f32>;
-var<workgroup> Cs: array<f32, 4u * 256u>;
-#else
 @group(0) @binding(1) var<storage, read> W: array<u32>;
 @group(0) @binding(2) var<storage, read> xv: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
@@ -110,9 +68,7 @@ const LB: u32 = BN * 8u / 256u;
 var<workgroup> As: array<f16, 2u * BM * BKP>;
 var<workgroup> Bs: array<f16, 2u * BN * BKP>;
 var<workgroup> Cs: array<f32, 8u * 256u>;
-#endif
 
-#if !HALF
 // One 16 × 16 result through this subgroup's staging tile: lane l writes
 // row l / 2, columns (l % 2)·8 .. + 8 (inside m and cols), plus res.
 fn out_tile(c: coop_mat16x16<f32, C>, st: u32, r: u32, col: u32, lane: u32) {
@@ -135,10 +91,6 @@ fn out_tile(c: coop_mat16x16<f32, C>, st: u32, r: u32, col: u32, lane: u32) {
     workgroupBarrier();
 }
 
-#endif
-
-#if !HALF
-#if !DIRECT
 // 4 values as f16 (clamped to its range) at As[i] / Bs[i].
 fn put4a(i: u32, v: vec4<f32>) {
     let h = vec4<f16>(clamp(v, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX)));
@@ -267,48 +219,3 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     out_tile(c13, st, rb + 16u, cb + 48u, lane);
 #endif
 }
-#endif
-
-#endif
-#if DIRECT
-@compute @workgroup_size(128)
-fn gemm_direct(@builtin(workgroup_id) wid: vec3<u32>,
-               @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32) {
-    let rb = wid.y * 128u + (sg % 2u) * 64u;
-    let cb = wid.x * 64u + (sg / 2u) * 32u;
-    let k = p.k;
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
-    var c20 = coop_mat16x16<f32, C>();
-    var c21 = coop_mat16x16<f32, C>();
-    var c30 = coop_mat16x16<f32, C>();
-    var c31 = coop_mat16x16<f32, C>();
-    for (var kk = 0u; kk < k; kk += 16u) {
-        let b0 = coopLoad<coop_mat16x16<f16, B>>(&wh[cb * k + kk], k);
-        let b1 = coopLoad<coop_mat16x16<f16, B>>(&wh[(cb + 16u) * k + kk], k);
-        let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xh[rb * k + kk], k);
-        c00 = coopMultiplyAdd(a0, b0, c00);
-        c01 = coopMultiplyAdd(a0, b1, c01);
-        let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xh[(rb + 16u) * k + kk], k);
-        c10 = coopMultiplyAdd(a1, b0, c10);
-        c11 = coopMultiplyAdd(a1, b1, c11);
-        let a2 = coopLoadT<coop_mat16x16<f16, A>>(&xh[(rb + 32u) * k + kk], k);
-        c20 = coopMultiplyAdd(a2, b0, c20);
-        c21 = coopMultiplyAdd(a2, b1, c21);
-        let a3 = coopLoadT<coop_mat16x16<f16, A>>(&xh[(rb + 48u) * k + kk], k);
-        c30 = coopMultiplyAdd(a3, b0, c30);
-        c31 = coopMultiplyAdd(a3, b1, c31);
-    }
-    let st = sg * 256u;
-    out_tile(c00, st, rb, cb, lane);
-    out_tile(c01, st, rb, cb + 16u, lane);
-    out_tile(c10, st, rb + 16u, cb, lane);
-    out_tile(c11, st, rb + 16u, cb + 16u, lane);
-    out_tile(c20, st, rb + 32u, cb, lane);
-    out_tile(c21, st, rb + 32u, cb + 16u, lane);
-    out_tile(c30, st, rb + 48u, cb, lane);
-    out_tile(c31, st, rb + 48u, cb + 16u, lane);
-}
-#endif

@@ -41,6 +41,7 @@ shader_files!(
     "mul_mat_fused.wgsl",
     "mul_mat_q8.wgsl",
     "mul_mat_coop.wgsl",
+    "mul_mat_coop_half.wgsl",
     "mul_mat_vec.wgsl",
     "norm.wgsl",
     "norm_back.wgsl",
@@ -202,5 +203,49 @@ mod tests {
         let r = preprocess("reduce.wgsl", &["ARGMAX"]).unwrap();
         assert!(r.contains("fn argmax") && !r.contains("fn softmax"));
         assert!(source("nope.wgsl").is_err());
+    }
+    /// The cooperative-matrix GEMMs (every variant `ops::matmul_q8` can
+    /// pick) and the f16 conversion pass parse, validate and compile to
+    /// SPIR-V with the capabilities an adapter offering them has: no local
+    /// adapter runs them, so this is what catches a broken variant before a
+    /// GPU machine does.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn coop_kernels_compile_to_spirv() {
+        use naga::valid::{Capabilities, ValidationFlags, Validator};
+        let mut variants: Vec<(&str, Vec<&str>)> = vec![
+            ("mul_mat_coop.wgsl", vec!["W_Q4_0"]),
+            ("mul_mat_coop.wgsl", vec!["W_Q8_0", "WIDE"]),
+        ];
+        for w in ["W_Q4_0", "W_Q4_1", "W_Q8_0", "W_F32"] {
+            variants.push(("mul_mat_coop_half.wgsl", vec!["HALF", w]));
+        }
+        for (_, t) in crate::ops::matmul_q8::HALF_TILES {
+            for n2 in [false, true] {
+                assert!(t.wg_bytes(n2) <= 49152, "{t:?}");
+                variants.push(("mul_mat_coop_half.wgsl", t.defines(n2)));
+            }
+        }
+        // wgpu's mapping of SHADER_F16, SUBGROUP and
+        // EXPERIMENTAL_COOPERATIVE_MATRIX (and a Vulkan adapter's
+        // SHADER_F16_IN_F32) to naga's capabilities.
+        let caps = Capabilities::COOPERATIVE_MATRIX
+            | Capabilities::SHADER_FLOAT16
+            | Capabilities::SHADER_FLOAT16_IN_FLOAT32
+            | Capabilities::SUBGROUP;
+        for (file, defines) in variants {
+            let src = preprocess(file, &defines).unwrap();
+            let module = naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("{file} {defines:?}: {}", e.emit_to_string(&src)));
+            let info = Validator::new(ValidationFlags::all(), caps)
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{file} {defines:?}: {e:?}"));
+            let opts = naga::back::spv::Options {
+                lang_version: (1, 4),
+                ..Default::default()
+            };
+            naga::back::spv::write_vec(&module, &info, &opts, None)
+                .unwrap_or_else(|e| panic!("{file} {defines:?}: {e:?}"));
+        }
     }
 }

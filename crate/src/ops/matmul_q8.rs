@@ -313,7 +313,7 @@ fn coop_dispatches(
     w: DType,
     chunks: &[(Bind, usize, usize)],
 ) -> Result<Vec<Dispatch>> {
-    if let Some(d) = coop_direct(ctx, (m, n, k), plan, w, chunks)? {
+    if let Some(d) = coop_half(ctx, (m, n, k), plan, w, chunks)? {
         return Ok(d);
     }
     let wide = coop_wide(ctx.caps);
@@ -338,36 +338,127 @@ fn coop_dispatches(
         .collect()
 }
 
-/// `KILN_COOP_DIRECT=1` (an experiment): x and each weight chunk converted to
-/// f16 in scratch first (`to_half`, zero-padded to the tile), then the
-/// GEMM loads its fragments straight from them (`gemm_direct`: no staging,
-/// no barrier in its K loop). `None` when off or a converted operand would
-/// exceed the binding limit. Correct and slower than the staged GEMM on an
-/// H100 (1B prefill 14.6k vs 20.6k tok/s, `docs/bench/2026-12-07-h100-one-run/`).
-fn coop_direct(
+/// A variant of the tensor-core GEMM on f16 copies of its operands
+/// (`shaders/mul_mat_coop_half.wgsl`): weight rows per subgroup (`SW64`),
+/// K per slice (`BK64`), two slice buffers (`DB`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HalfTile {
+    pub sw: usize,
+    pub bk: usize,
+    pub db: bool,
+}
+
+impl HalfTile {
+    /// Weight rows per workgroup: 4 subgroups along them, 2 with `N2`.
+    pub fn bn(&self, n2: bool) -> usize {
+        self.sw * if n2 { 2 } else { 4 }
+    }
+
+    /// Workgroup memory: the x (128 rows) and weight slices (rows padded
+    /// by 8 values) per buffer, and a 16 × 16 f32 staging tile per subgroup.
+    pub fn wg_bytes(&self, n2: bool) -> u32 {
+        let bufs = if self.db { 2 } else { 1 };
+        let subgroups = 2 * self.bn(n2) / self.sw;
+        (bufs * (128 + self.bn(n2)) * (self.bk + 8) * 2 + subgroups * 256 * 4) as u32
+    }
+
+    pub fn defines(&self, n2: bool) -> Vec<&'static str> {
+        let mut d = Vec::new();
+        if self.sw == 64 {
+            d.push("SW64");
+        }
+        if self.bk == 64 {
+            d.push("BK64");
+        }
+        if self.db {
+            d.push("DB");
+        }
+        if n2 {
+            d.push("N2");
+        }
+        d
+    }
+}
+
+/// The variants `KILN_COOP_KERNEL` names: `half` (64 × 32 per subgroup, 32
+/// of K per slice, two slice buffers), `half64` (64 × 64 per subgroup, one
+/// buffer), `halfk64` (64 × 32, 64 of K per slice, one buffer).
+pub const HALF_TILES: [(&str, HalfTile); 3] = [
+    (
+        "half",
+        HalfTile {
+            sw: 32,
+            bk: 32,
+            db: true,
+        },
+    ),
+    (
+        "half64",
+        HalfTile {
+            sw: 64,
+            bk: 32,
+            db: false,
+        },
+    ),
+    (
+        "halfk64",
+        HalfTile {
+            sw: 32,
+            bk: 64,
+            db: false,
+        },
+    ),
+];
+
+/// Below this many workgroups a product takes the `N2` tile (half the
+/// weight rows per workgroup, twice the workgroups); `KILN_COOP_N2=0/1`
+/// forces it off / on.
+const SMALL_GRID: usize = 256;
+
+/// The f16-operand GEMM variant `KILN_COOP_KERNEL` asks for (default
+/// `half`), or `None` for mul_mat_coop.wgsl's kernel (`decode`: the weights
+/// decoded while staging) or where the device lacks the variant's
+/// workgroup memory.
+pub fn half_tile(c: &GpuCaps) -> Option<HalfTile> {
+    let want = std::env::var("KILN_COOP_KERNEL").unwrap_or_else(|_| "half".into());
+    HALF_TILES
+        .iter()
+        .find(|(name, _)| *name == want)
+        .map(|t| t.1)
+        .filter(|t| c.max_workgroup_storage >= t.wg_bytes(false))
+}
+
+/// The tensor-core GEMM on f16 copies: x converted once (`to_half`), then
+/// per weight chunk the chunk dequantized to f16 rows (padded to the
+/// tile) and the GEMM staging both as they are. `None` when no variant
+/// applies ([`half_tile`]) or a copy would exceed the binding limit.
+fn coop_half(
     ctx: &PlanCtx,
     (m, n, k): (usize, usize, usize),
     plan: &Q8Plan,
     w: DType,
     chunks: &[(Bind, usize, usize)],
 ) -> Result<Option<Vec<Dispatch>>> {
-    if super::env_switch("KILN_COOP_DIRECT") != Some(true) {
+    let Some(tile) = half_tile(ctx.caps) else {
         return Ok(None);
-    }
-    let m_pad = m.next_multiple_of(128);
+    };
+    let forced = super::env_switch("KILN_COOP_N2");
+    let n2 = |cols: usize| {
+        forced.unwrap_or(cols.div_ceil(tile.bn(false)) * m.div_ceil(128) < SMALL_GRID)
+    };
     let cols_pad = chunks
         .iter()
-        .map(|c| c.2.next_multiple_of(64))
+        .map(|c| c.2.next_multiple_of(tile.bn(false)))
         .max()
         .unwrap_or(0);
-    let (xb, wb) = ((m_pad * k * 2) as u64, (cols_pad * k * 2) as u64);
+    let (xb, wb) = ((m * k * 2) as u64, (cols_pad * k * 2) as u64);
     if xb.max(wb) > ctx.caps.max_binding_bytes {
         return Ok(None);
     }
     let (xs, ws) = (plan.slot, plan.slot + 1);
     let half = |src: Bind, rows: usize, pad: usize, is_w: bool, dt: DType| -> Result<Dispatch> {
         Ok(Dispatch {
-            shader: "mul_mat_coop.wgsl",
+            shader: "mul_mat_coop_half.wgsl",
             entry: "to_half",
             defines: vec!["HALF", weight_define(dt)],
             bindings: vec![
@@ -379,17 +470,19 @@ fn coop_direct(
             groups: grid((pad * k / 4).div_ceil(256), ctx.caps)?,
         })
     };
-    let mut out = vec![half(plan.x, m, m_pad, false, DType::F32)?];
+    let mut out = vec![half(plan.x, m, m, false, DType::F32)?];
     for &(wbind, n0, cols) in chunks {
-        out.push(half(wbind, cols, cols.next_multiple_of(64), true, w)?);
-        let groups = tile_grid(ctx, "mul_mat_coop", cols.div_ceil(64), m_pad / 128)?;
+        let small = n2(cols);
+        let bn = tile.bn(small);
+        out.push(half(wbind, cols, cols.next_multiple_of(bn), true, w)?);
+        let groups = tile_grid(ctx, "mul_mat_coop", cols.div_ceil(bn), m.div_ceil(128))?;
         out.push(Dispatch {
-            shader: "mul_mat_coop.wgsl",
-            entry: "gemm_direct",
-            defines: vec!["DIRECT"],
+            shader: "mul_mat_coop_half.wgsl",
+            entry: "gemm",
+            defines: tile.defines(small),
             bindings: vec![
-                Bind::ScratchRead(xs),
                 Bind::ScratchRead(ws),
+                Bind::ScratchRead(xs),
                 plan.out,
                 plan.res.unwrap_or(plan.x),
             ],

@@ -1,0 +1,349 @@
+// mul_mat_coop_half.wgsl — the tensor-core prefill product y[m, n] = x · Wᵀ
+// (+ res) from f16 copies of its operands (ops/matmul_q8.rs, `coop_half`;
+// opt-in with `KILN_COOP=1`): a `to_half` pass writes x, and each weight
+// chunk dequantized, as packed f16 rows; `gemm` then stages 16-byte words of
+// both into workgroup memory as they are (no decoding, no conversion while
+// staging: the cost that bound mul_mat_coop.wgsl's kernel on an H100) and
+// multiplies 16×16×16 f16 fragments into f32 accumulators on the
+// cooperative matrices (Vulkan's VK_KHR_cooperative_matrix, 32-wide
+// subgroups). Rounding as mul_mat_coop.wgsl: each operand to f16 (values
+// clamped to ±65,504), f32 accumulation.
+//
+// `gemm`: a 128 × BN tile (rows of x × weight rows) per workgroup of 256
+// invocations = 8 subgroups in 2 × 4 (128 = 2 × 2 with N2), each owning
+// 64 × SW (4 × SW/16 fragments; SW = 64 with SW64, else 32), so each
+// fragment loaded from workgroup memory feeds SW/16 or 4 products. K advances BK (32, or 64
+// with BK64) per slice; the next slice's global words are loaded into
+// registers before the current slice is multiplied. With DB two slice
+// buffers (one barrier per slice), else one (two barriers per slice).
+// Workgroups whose tile is wholly inside m and cols store their
+// accumulators (plus the residual, loaded as a fragment) straight to y;
+// edge tiles go through a 16 × 16 staging tile per subgroup.
+//
+// Params: m, cols (output columns of this dispatch), k, n (y's row stride),
+// n0 (first output column), has_res.
+// Bindings (`to_half`): 0 params, 1 W (a weight chunk), 2 x [m, k] as
+// vec4, 3 the f16 rows (written). (`gemm`): 0 params, 1 the weight chunk's
+// f16 rows (padded to a multiple of BN rows, zero), 2 x's f16 rows [m, k],
+// 3 y [m, n], 4 res [m, n] (x's rows when has_res = 0).
+enable f16;
+#if !HALF
+enable wgpu_cooperative_matrix;
+#endif
+
+struct Params {
+    m: u32,
+    cols: u32,
+    k: u32,
+    n: u32,
+    n0: u32,
+    has_res: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+const F16_MAX: f32 = 65504.0;
+
+#if HALF
+// ---- `to_half`: rows of x (has_res = 0) or of the dequantized weights
+// (has_res = 1) as packed f16 words, rows m..n0 (the padding) zero; params
+// m = rows, n0 = padded rows, k.
+@group(0) @binding(1) var<storage, read> W: array<u32>;
+@group(0) @binding(2) var<storage, read> xv: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> hbuf: array<u32>;
+#include "common/weights.wgsl"
+
+@compute @workgroup_size(256)
+fn to_half(@builtin(global_invocation_id) gid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let kg = p.k / 4u;
+    if (i >= p.n0 * kg) {
+        return;
+    }
+    let r = i / kg;
+    let g = i % kg;
+    var v = vec4<f32>(0.0);
+    if (r < p.m) {
+        if (p.has_res != 0u) {
+            v = w4(r, p.k, g);
+        } else {
+            v = xv[i];
+        }
+    }
+    let c = clamp(v, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX));
+    hbuf[2u * i] = pack2x16float(c.xy);
+    hbuf[2u * i + 1u] = pack2x16float(c.zw);
+}
+#else
+// (f16 rows read 4 values at a time: a 16-byte word is two loads.)
+@group(0) @binding(1) var<storage, read> wh: array<vec4<f16>>;
+@group(0) @binding(2) var<storage, read> xh: array<vec4<f16>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> res: array<f32>;
+
+const BM: u32 = 128u;
+#if SW64
+const SW: u32 = 64u;
+#else
+const SW: u32 = 32u;
+#endif
+// Subgroups along the weight rows: 4 (a workgroup of 256), or 2 with N2
+// (128: twice the workgroups where a product's grid is small).
+#if N2
+const NSN: u32 = 2u;
+#else
+const NSN: u32 = 4u;
+#endif
+const WGS: u32 = 64u * NSN;
+const BN: u32 = NSN * SW;
+#if BK64
+const BK: u32 = 64u;
+#else
+const BK: u32 = 32u;
+#endif
+// Row stride of the staged operands in f16 (80 or 144 bytes: an odd
+// number of 16-byte units, so the 8 rows of a fragment load fall in
+// distinct banks).
+const BKP: u32 = BK + 8u;
+// 16-byte words (8 values) per row per slice, and per invocation per slice.
+const KV: u32 = BK / 8u;
+const LA: u32 = BM * KV / WGS;
+const LB: u32 = BN * KV / WGS;
+#if DB
+const NBUF: u32 = 2u;
+#else
+const NBUF: u32 = 1u;
+#endif
+
+var<workgroup> As: array<f16, NBUF * BM * BKP>;
+var<workgroup> Bs: array<f16, NBUF * BN * BKP>;
+var<workgroup> Cs: array<f32, 2u * NSN * 256u>;
+
+// Eight values (one 16-byte word) of slice s: row r of x / of the weight
+// chunk, word c of the slice; zero past m, cols or k.
+struct Word {
+    lo: vec4<f16>,
+    hi: vec4<f16>,
+}
+
+fn load_x(r: u32, s: u32, c: u32) -> Word {
+    let kk = s * BK + 8u * c;
+    if (r < p.m && kk < p.k) {
+        let i = (r * p.k + kk) / 4u;
+        return Word(xh[i], xh[i + 1u]);
+    }
+    return Word(vec4<f16>(0.0h), vec4<f16>(0.0h));
+}
+
+fn load_w(r: u32, s: u32, c: u32) -> Word {
+    let kk = s * BK + 8u * c;
+    if (r < p.cols && kk < p.k) {
+        let i = (r * p.k + kk) / 4u;
+        return Word(wh[i], wh[i + 1u]);
+    }
+    return Word(vec4<f16>(0.0h), vec4<f16>(0.0h));
+}
+
+fn put_a(i: u32, v: Word) {
+    As[i] = v.lo.x;
+    As[i + 1u] = v.lo.y;
+    As[i + 2u] = v.lo.z;
+    As[i + 3u] = v.lo.w;
+    As[i + 4u] = v.hi.x;
+    As[i + 5u] = v.hi.y;
+    As[i + 6u] = v.hi.z;
+    As[i + 7u] = v.hi.w;
+}
+
+fn put_b(i: u32, v: Word) {
+    Bs[i] = v.lo.x;
+    Bs[i + 1u] = v.lo.y;
+    Bs[i + 2u] = v.lo.z;
+    Bs[i + 3u] = v.lo.w;
+    Bs[i + 4u] = v.hi.x;
+    Bs[i + 5u] = v.hi.y;
+    Bs[i + 6u] = v.hi.z;
+    Bs[i + 7u] = v.hi.w;
+}
+
+// One 16 × 16 result at rows r.., columns col.. of this dispatch, wholly
+// inside m and cols: straight to y, plus the residual loaded as a fragment.
+fn out_full(c: coop_mat16x16<f32, C>, r: u32, col: u32) {
+    let ld = p.n;
+    let o = r * ld + p.n0 + col;
+    if (p.has_res != 0u) {
+        // (Operands named first: naga 30's SPIR-V writer does not emit an
+        // expression made inside a cooperative store's arguments.)
+        let r16 = coopLoadT<coop_mat16x16<f32, C>>(&res[o], ld);
+        let v = c + r16;
+        coopStoreT(v, &y[o], ld);
+    } else {
+        coopStoreT(c, &y[o], ld);
+    }
+}
+
+// The same for an edge tile, through this subgroup's staging tile: lane l
+// writes row l / 2, columns (l % 2)·8 .. + 8 inside m and cols.
+fn out_edge(c: coop_mat16x16<f32, C>, st: u32, r: u32, col: u32, lane: u32) {
+    coopStoreT(c, &Cs[st], 16u);
+    workgroupBarrier();
+    let row = r + lane / 2u;
+    let c0 = col + (lane % 2u) * 8u;
+    if (row < p.m) {
+        for (var j = 0u; j < 8u; j++) {
+            if (c0 + j < p.cols) {
+                let o = row * p.n + p.n0 + c0 + j;
+                var v = Cs[st + (lane / 2u) * 16u + (lane % 2u) * 8u + j];
+                if (p.has_res != 0u) {
+                    v += res[o];
+                }
+                y[o] = v;
+            }
+        }
+    }
+    workgroupBarrier();
+}
+
+@compute @workgroup_size(WGS)
+fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+        @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32) {
+    let c0 = wid.x * BN;
+    let r0 = wid.y * BM;
+    // Staging: word lid % KV of row lid / KV (+ WGS / KV per step).
+    let lr = lid / KV;
+    let lc = lid % KV;
+    let rstep = WGS / KV;
+    let ns = (p.k + BK - 1u) / BK;
+    var xr: array<Word, LA>;
+    var wr: array<Word, LB>;
+    for (var i = 0u; i < LA; i++) {
+        xr[i] = load_x(r0 + lr + rstep * i, 0u, lc);
+    }
+    for (var i = 0u; i < LB; i++) {
+        wr[i] = load_w(c0 + lr + rstep * i, 0u, lc);
+    }
+    // This subgroup's block: x rows sm·64 .., weight rows sn·SW ...
+    let sm = sg % 2u;
+    let sn = sg / 2u;
+    var c00 = coop_mat16x16<f32, C>();
+    var c01 = coop_mat16x16<f32, C>();
+    var c10 = coop_mat16x16<f32, C>();
+    var c11 = coop_mat16x16<f32, C>();
+    var c20 = coop_mat16x16<f32, C>();
+    var c21 = coop_mat16x16<f32, C>();
+    var c30 = coop_mat16x16<f32, C>();
+    var c31 = coop_mat16x16<f32, C>();
+#if SW64
+    var c02 = coop_mat16x16<f32, C>();
+    var c03 = coop_mat16x16<f32, C>();
+    var c12 = coop_mat16x16<f32, C>();
+    var c13 = coop_mat16x16<f32, C>();
+    var c22 = coop_mat16x16<f32, C>();
+    var c23 = coop_mat16x16<f32, C>();
+    var c32 = coop_mat16x16<f32, C>();
+    var c33 = coop_mat16x16<f32, C>();
+#endif
+    for (var s = 0u; s < ns; s++) {
+#if DB
+        let buf = s & 1u;
+#else
+        let buf = 0u;
+        if (s > 0u) {
+            // The previous slice's fragments are loaded before it is
+            // overwritten.
+            workgroupBarrier();
+        }
+#endif
+        for (var i = 0u; i < LA; i++) {
+            put_a((buf * BM + lr + rstep * i) * BKP + 8u * lc, xr[i]);
+        }
+        for (var i = 0u; i < LB; i++) {
+            put_b((buf * BN + lr + rstep * i) * BKP + 8u * lc, wr[i]);
+        }
+        workgroupBarrier();
+        if (s + 1u < ns) {
+            for (var i = 0u; i < LA; i++) {
+                xr[i] = load_x(r0 + lr + rstep * i, s + 1u, lc);
+            }
+            for (var i = 0u; i < LB; i++) {
+                wr[i] = load_w(c0 + lr + rstep * i, s + 1u, lc);
+            }
+        }
+        let ia = (buf * BM + sm * 64u) * BKP;
+        let ib = (buf * BN + sn * SW) * BKP;
+        for (var kk = 0u; kk < BK; kk += 16u) {
+            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&As[ia + kk], BKP);
+            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&As[ia + 16u * BKP + kk], BKP);
+            let a2 = coopLoadT<coop_mat16x16<f16, A>>(&As[ia + 32u * BKP + kk], BKP);
+            let a3 = coopLoadT<coop_mat16x16<f16, A>>(&As[ia + 48u * BKP + kk], BKP);
+            let b0 = coopLoad<coop_mat16x16<f16, B>>(&Bs[ib + kk], BKP);
+            let b1 = coopLoad<coop_mat16x16<f16, B>>(&Bs[ib + 16u * BKP + kk], BKP);
+            c00 = coopMultiplyAdd(a0, b0, c00);
+            c10 = coopMultiplyAdd(a1, b0, c10);
+            c20 = coopMultiplyAdd(a2, b0, c20);
+            c30 = coopMultiplyAdd(a3, b0, c30);
+            c01 = coopMultiplyAdd(a0, b1, c01);
+            c11 = coopMultiplyAdd(a1, b1, c11);
+            c21 = coopMultiplyAdd(a2, b1, c21);
+            c31 = coopMultiplyAdd(a3, b1, c31);
+#if SW64
+            let b2 = coopLoad<coop_mat16x16<f16, B>>(&Bs[ib + 32u * BKP + kk], BKP);
+            let b3 = coopLoad<coop_mat16x16<f16, B>>(&Bs[ib + 48u * BKP + kk], BKP);
+            c02 = coopMultiplyAdd(a0, b2, c02);
+            c12 = coopMultiplyAdd(a1, b2, c12);
+            c22 = coopMultiplyAdd(a2, b2, c22);
+            c32 = coopMultiplyAdd(a3, b2, c32);
+            c03 = coopMultiplyAdd(a0, b3, c03);
+            c13 = coopMultiplyAdd(a1, b3, c13);
+            c23 = coopMultiplyAdd(a2, b3, c23);
+            c33 = coopMultiplyAdd(a3, b3, c33);
+#endif
+        }
+    }
+    let st = sg * 256u;
+    let rb = r0 + sm * 64u;
+    let cb = c0 + sn * SW;
+    // (Two copies of the calls: cooperative-matrix operations need control
+    // flow the validator can prove uniform, which a function's bool
+    // parameter is not.)
+    if (r0 + BM <= p.m && c0 + BN <= p.cols) {
+        out_full(c00, rb, cb);
+        out_full(c10, rb + 16u, cb);
+        out_full(c20, rb + 32u, cb);
+        out_full(c30, rb + 48u, cb);
+        out_full(c01, rb, cb + 16u);
+        out_full(c11, rb + 16u, cb + 16u);
+        out_full(c21, rb + 32u, cb + 16u);
+        out_full(c31, rb + 48u, cb + 16u);
+#if SW64
+        out_full(c02, rb, cb + 32u);
+        out_full(c12, rb + 16u, cb + 32u);
+        out_full(c22, rb + 32u, cb + 32u);
+        out_full(c32, rb + 48u, cb + 32u);
+        out_full(c03, rb, cb + 48u);
+        out_full(c13, rb + 16u, cb + 48u);
+        out_full(c23, rb + 32u, cb + 48u);
+        out_full(c33, rb + 48u, cb + 48u);
+#endif
+    } else {
+        out_edge(c00, st, rb, cb, lane);
+        out_edge(c10, st, rb + 16u, cb, lane);
+        out_edge(c20, st, rb + 32u, cb, lane);
+        out_edge(c30, st, rb + 48u, cb, lane);
+        out_edge(c01, st, rb, cb + 16u, lane);
+        out_edge(c11, st, rb + 16u, cb + 16u, lane);
+        out_edge(c21, st, rb + 32u, cb + 16u, lane);
+        out_edge(c31, st, rb + 48u, cb + 16u, lane);
+#if SW64
+        out_edge(c02, st, rb, cb + 32u, lane);
+        out_edge(c12, st, rb + 16u, cb + 32u, lane);
+        out_edge(c22, st, rb + 32u, cb + 32u, lane);
+        out_edge(c32, st, rb + 48u, cb + 32u, lane);
+        out_edge(c03, st, rb, cb + 48u, lane);
+        out_edge(c13, st, rb + 16u, cb + 48u, lane);
+        out_edge(c23, st, rb + 32u, cb + 48u, lane);
+        out_edge(c33, st, rb + 48u, cb + 48u, lane);
+#endif
+    }
+}
+#endif
