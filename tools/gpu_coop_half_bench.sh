@@ -11,7 +11,8 @@
 # Steps: mul_mat op parity on wgpu with every product at 8 bits for each
 # variant (with and without the small-grid N2 tile), prefill-512 of both
 # shapes for every kernel, a per-kernel profile of the 1B prefill for each
-# variant, greedy tokens on the SmolLM2 shape against the CPU reference.
+# variant (and of the CUDA twin's), greedy tokens on the SmolLM2 shape
+# against the CPU reference.
 set -uo pipefail
 . tools/gpu_bench_common.sh
 vulkan_peer
@@ -32,12 +33,23 @@ for f in $B1 $SR; do
   done
   KILN_COOP=1 KILN_COOP_N2=0 run prefill.txt 60 $K bench --no-cuda --model $f --prefill 512 --decode 2 --reps 3
 done
+# Prefill attention on tensor cores (attention_coop.wgsl, KILN_COOP_ATTN=1):
+# its errors against the CPU reference (the f32 cases' tolerance is
+# tighter than f16 rounding: read the max errors) and its speed.
+KILN_COOP=1 KILN_COOP_ATTN=1 run attn_parity.txt 60 $K ops --iters 0 --no-cuda --filter attention
+tail -4 "$OUT/attn_parity.txt"
+for f in $B1 $SR; do
+  KILN_COOP=1 KILN_COOP_ATTN=1 run prefill.txt 60 $K bench --no-cuda --model $f --prefill 512 --decode 2 --reps 3
+done
 grep -E "^\\$|fused|pp512" "$OUT/prefill.txt" "$OUT/vulkan.txt"
 run vulkan.txt 60 $V -m $SR -ngl 99 -p 512 -n 0 -r 5
 for v in half half64 halfk64; do
   KILN_COOP=1 KILN_COOP_KERNEL=$v run profile.txt 60 $K bench --no-cuda --model $B1 --prefill 512 --decode 2 --reps 1 --profile
 done
-grep -E "^\\$|GPU time per kernel|mul_mat_coop|attention" "$OUT/profile.txt" | head -40
+KILN_COOP=1 KILN_COOP_ATTN=1 run profile.txt 60 $K bench --no-cuda --model $B1 --prefill 512 --decode 2 --reps 1 --profile
+run profile_cuda.txt 60 $K bench --no-wgpu --model $B1 --prefill 512 --decode 2 --reps 1 --profile
+grep -E "^\\$|GPU time per kernel|mul_mat_coop|attention|attn" "$OUT/profile.txt" | head -50
+grep -A12 "per kernel" "$OUT/profile_cuda.txt" | head -30
 KILN_COOP=1 run model.txt 90 $K model --fused --tokens 8 --model $SR
 grep -E "token|agree|equal|/8" "$OUT/model.txt" | head
 (cd "$OUT" && tar czf all.tgz ./*.txt && rm -f gen*.txt)

@@ -26,6 +26,7 @@ macro_rules! shader_files {
 
 shader_files!(
     "attention.wgsl",
+    "attention_coop.wgsl",
     "binary.wgsl",
     "causal_attention.wgsl",
     "causal_attention_tiled.wgsl",
@@ -67,6 +68,7 @@ shader_files!(
     "common/tile64.wgsl",
     "common/trig.wgsl",
     "common/rope.wgsl",
+    "common/attention_io.wgsl",
     "common/weights.wgsl",
     "quant/bytes.wgsl",
     "quant/dot32.wgsl",
@@ -214,6 +216,9 @@ mod tests {
     fn coop_kernels_compile_to_spirv() {
         use naga::valid::{Capabilities, ValidationFlags, Validator};
         let mut variants: Vec<(&str, Vec<&str>)> = vec![
+            ("attention_coop.wgsl", vec!["KV_VEC4"]),
+            ("attention_coop.wgsl", vec!["KV_F16", "ROPE_Q"]),
+            ("attention_coop.wgsl", vec![]),
             ("mul_mat_coop.wgsl", vec!["W_Q4_0"]),
             ("mul_mat_coop.wgsl", vec!["W_Q8_0", "WIDE"]),
         ];

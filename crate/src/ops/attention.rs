@@ -34,7 +34,9 @@
 //! copy — one dispatch per layer for RoPE, both cache writes and attention.
 //! The CPU reference reads the caches the write nodes filled.
 
-use super::{Dispatch, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, shape_err, sym, u};
+use super::{
+    Dispatch, GpuCaps, Op, PlanCtx, arity, f, grid, put_f32, require_dtype, shape_err, sym, u,
+};
 use crate::dtype::DType;
 use crate::error::{KilnError, Result};
 use crate::graph::{Graph, Sym, TensorId, TensorInfo};
@@ -61,12 +63,27 @@ enum Kernel {
     Split,
     One,
     Tile,
+    /// `attn_coop` (attention_coop.wgsl): `Tile`'s shapes on tensor cores.
+    Coop,
 }
 
 /// Head dimensions up to which prefill on GPUs takes `attn_tile` (its `TD`).
 pub const TILE_MAX_HEAD_DIM: usize = 64;
 /// Query tokens per `attn_tile` workgroup (its `TQ`).
 const TILE_Q: usize = 16;
+/// Query tokens per `attn_coop` workgroup (its `TQ`).
+const COOP_Q: usize = 64;
+
+/// Whether prefill attention that would take `attn_tile` runs on tensor
+/// cores instead (`attn_coop`: q, k, v and the weights rounded to f16):
+/// the tensor-core GEMM's conditions (`matmul_q8::coop_applies`, the
+/// opt-in `KILN_COOP=1` with `KILN_ACTIVATIONS=q8`) and `KILN_COOP_ATTN=1`
+/// (an experiment until its parity bound exists).
+pub fn coop_applies(c: &GpuCaps) -> bool {
+    super::matmul_q8::coop_applies(c)
+        && c.q8_activations.is_some()
+        && super::env_switch("KILN_COOP_ATTN") == Some(true)
+}
 
 impl Kernel {
     /// By shape and adapter: prefill on GPUs runs `attn_one` (a 128-token
@@ -110,6 +127,17 @@ pub struct Attention {
     pub window: usize,
     /// The step's K and V columns of input 0, written by this kernel on GPUs.
     pub new_kv: Option<NewKv>,
+}
+
+impl Attention {
+    /// Whether `t` query tokens over a cache of `cap` positions with head
+    /// dimension `d` run on tensor cores under `caps` (`attn_coop`): what
+    /// [`crate::parity::q8`] bounds with f16 rounding instead of the f32
+    /// tolerance.
+    pub fn on_tensor_cores(&self, caps: &GpuCaps, t: usize, cap: usize, d: usize) -> bool {
+        let new_kv = self.new_kv.filter(|_| caps.kv_in_attention);
+        new_kv.is_none() && coop_applies(caps) && Kernel::pick(t, cap, d, caps.cpu) == Kernel::Tile
+    }
 }
 
 /// Where the decode step's K and V heads sit in the fused Q/K/V row (see
@@ -366,6 +394,7 @@ impl Op for Attention {
         let kernel = match Kernel::pick(t, cap, d, ctx.caps.cpu) {
             // attn_tile has no NEW_KV (one query token takes attn_one).
             Kernel::Tile if new_kv.is_some() => Kernel::One,
+            Kernel::Tile if coop_applies(ctx.caps) => Kernel::Coop,
             k => k,
         };
         if kernel != Kernel::Split {
@@ -381,10 +410,15 @@ impl Op for Attention {
                     kv.push("TILE");
                     ("attn_tile", t.div_ceil(TILE_Q) * hq)
                 }
+                Kernel::Coop => ("attn_coop", t.div_ceil(COOP_Q) * hq),
                 _ => ("attn_rows", t * hq),
             };
             return Ok(vec![Dispatch {
-                shader: "attention.wgsl",
+                shader: if kernel == Kernel::Coop {
+                    "attention_coop.wgsl"
+                } else {
+                    "attention.wgsl"
+                },
                 entry,
                 defines: kv,
                 bindings,

@@ -622,6 +622,8 @@ fn attention(rng: &mut Rng) -> Result<Vec<Case>> {
             (37, 4, 1, 64, 300, 0, 0),
             (33, 6, 3, 32, 80, 10, 0),
             (17, 2, 2, 4, 40, 7, 0),
+            // Several 64-token tiles (attn_coop on tensor cores), one partial.
+            (130, 4, 2, 64, 300, 20, 0),
             // Sliding windows: shorter than the keys (the first queries of a
             // chunk see fewer), one key, wider than the keys (no effect), a
             // window across several 256-key blocks and split-KV splits.
@@ -634,6 +636,7 @@ fn attention(rng: &mut Rng) -> Result<Vec<Case>> {
             (2, 4, 2, 256, 2049, 1500, 3),
             (40, 4, 2, 64, 700, 600, 23),
             (21, 2, 2, 32, 60, 30, 1),
+            (100, 2, 1, 64, 200, 50, 37),
         ] {
             let mut b = B::new(rng);
             let p = b.g.sym("pos");

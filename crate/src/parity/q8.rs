@@ -8,13 +8,16 @@
 //! (silu'(a)·b)²·Var a + silu(a)²·Var b). Each output must lie within the
 //! case's tolerance plus 6 standard deviations of that, computed from the
 //! case's own data; a wrong kernel (a lost scale, a nibble order, a sign)
-//! misses by far more. NaN anywhere fails.
+//! misses by far more. NaN anywhere fails. Prefill attention on tensor
+//! cores (the same opt-in mode) has its own f16 bound
+//! ([`check_attention_bound`]).
 
 use super::{Case, CaseResult, run_case, run_case_outputs};
 use crate::backend::Backend;
 use crate::dtype::DType;
 use crate::graph::{Node, TensorId};
 use crate::ops::GpuCaps;
+use crate::ops::attention::Attention;
 use crate::ops::matmul::MatMul;
 use crate::ops::matmul_fused::FusedMatMul;
 use crate::ops::matmul_q8::{self, Q8_FORMATS};
@@ -35,6 +38,9 @@ pub fn q8_product<'a>(case: &'a Case, formats: &[DType]) -> Option<&'a Node> {
 /// ([`crate::ops::matmul_q8::applies`]), [`run_case`] (the case's own
 /// tolerance) for every other case — the f32 kernels stay exact.
 pub fn run_case_q8(case: &Case, backend: &dyn Backend, caps: &GpuCaps) -> CaseResult {
+    if let Some((node, a)) = coop_attention(case, caps) {
+        return check_attention_bound(case, node, a, backend);
+    }
     let node = q8_product(case, &Q8_FORMATS).filter(|n| {
         let (x, w) = (
             &case.graph.tensors[n.inputs[0].0],
@@ -54,6 +60,115 @@ pub fn run_case_q8(case: &Case, backend: &dyn Backend, caps: &GpuCaps) -> CaseRe
         }
         None => run_case(case, backend),
     }
+}
+
+/// The attention node of `case` if the tensor-core kernel takes it under
+/// `caps` ([`Attention::on_tensor_cores`]).
+fn coop_attention<'a>(case: &'a Case, caps: &GpuCaps) -> Option<(&'a Node, Attention)> {
+    case.graph.nodes.iter().find_map(|n| {
+        let a = *n.op.as_any().downcast_ref::<Attention>()?;
+        let k = &case.graph.tensors[n.inputs[1].0].shape;
+        let t = case.graph.tensors[n.inputs[0].0].shape[0];
+        let (cap, d) = (*k.get(1)?, *k.get(2)?);
+        a.on_tensor_cores(caps, t, cap, d).then_some((n, a))
+    })
+}
+
+/// Attention on tensor cores (attention_coop.wgsl) rounds the scaled,
+/// roped q, the keys, the values and the softmax weights to f16 (relative
+/// errors uniform in ±u, u = 2⁻¹¹, variance u²/3). To first order an
+/// output y_c = Σ_j w_j·v_jc moves by Σ_j w_j·(δs_j·(v_jc − y_c) + v_jc·(δp_j +
+/// δv_jc)), with the score error δs_j = Σ_c q_c·k_jc·(ε_q + ε_k) of variance
+/// ≤ 2u²/3·|q|²·max_c k_jc² (|q| is RoPE's invariant: the raw q's norm
+/// times the scale). With Σ_j w_j² ≤ 1 the output's variance is at most
+/// the largest term over the visible keys; each output must lie within
+/// the case's tolerance plus 6 standard deviations of that, plus the f16
+/// weights' absolute spacing (2⁻²⁵ each, n keys). NaN anywhere fails.
+fn check_attention_bound(case: &Case, node: &Node, a: Attention, b: &dyn Backend) -> CaseResult {
+    let (mut r, outputs) = run_case_outputs(case, b);
+    let Some((got, want)) = outputs.filter(|_| r.error.is_none()) else {
+        return r;
+    };
+    let checked = got
+        .to_f32()
+        .and_then(|g| Ok((g, want.to_f32()?)))
+        .map_err(|e| e.to_string())
+        .and_then(|(got, want)| attention_bound_holds(case, node, a, &got, &want));
+    match checked {
+        Ok(pass) => r.pass = pass,
+        Err(e) => {
+            r.error = Some(e);
+            r.pass = false;
+        }
+    }
+    r
+}
+
+fn attention_bound_holds(
+    case: &Case,
+    node: &Node,
+    a: Attention,
+    got: &[f32],
+    want: &[f32],
+) -> Result<bool, String> {
+    let q = data(case, node.inputs[0])?;
+    let (k, v) = (data(case, node.inputs[1])?, data(case, node.inputs[2])?);
+    let qs = &case.graph.tensors[node.inputs[0].0].shape;
+    let ks = &case.graph.tensors[node.inputs[1].0].shape;
+    let (t, hkv, cap, d) = (qs[0], ks[0], ks[1], ks[2]);
+    let (hq, q_at): (usize, Box<dyn Fn(usize, usize) -> usize>) = match a.rope_q {
+        Some(rq) => (
+            rq.heads,
+            Box::new(move |ti, h| ti * qs[1] + rq.col0 + h * d),
+        ),
+        None => (qs[1], Box::new(move |ti, h| (ti * qs[1] + h) * d)),
+    };
+    let pos = *case
+        .syms
+        .get(a.pos.0 as usize)
+        .ok_or("no position symbol")? as usize;
+    let u2 = 2f64.powi(-22) / 3.0;
+    let row_max = |j: usize| {
+        k[j * d..(j + 1) * d]
+            .iter()
+            .fold(0f64, |m, x| m.max((*x as f64).abs()))
+    };
+    let mut pass = got.len() == want.len() && want.len() == t * hq * d;
+    for ti in 0..t {
+        let keys = crate::ops::attention::key_range(pos + ti + 1, a.window);
+        for h in 0..hq {
+            let kvh = h / (hq / hkv.max(1)).max(1);
+            let qb = q_at(ti, h);
+            let qn2 = q[qb..qb + d]
+                .iter()
+                .map(|x| (*x as f64).powi(2))
+                .sum::<f64>()
+                * (a.scale as f64).powi(2);
+            for c in 0..d {
+                let o = (ti * hq + h) * d + c;
+                let (Some(g), Some(y)) = (got.get(o), want.get(o)) else {
+                    return Ok(false);
+                };
+                let (g, y) = (*g as f64, *y as f64);
+                let (mut var, mut vmax) = (0f64, 0f64);
+                for j in keys.clone() {
+                    let row = kvh * cap + j;
+                    let vj = v[row * d + c] as f64;
+                    let km = row_max(row);
+                    var = var.max((vj - y).powi(2) * 2.0 * u2 * qn2 * km * km + 2.0 * vj * vj * u2);
+                    vmax = vmax.max(vj.abs());
+                }
+                let spacing = keys.len() as f64 * 2f64.powi(-25) * vmax;
+                let bound = case.tol.atol as f64
+                    + case.tol.rtol as f64 * y.abs()
+                    + 6.0 * var.sqrt()
+                    + spacing;
+                // NaN anywhere fails: the comparison is false.
+                pass &= (g - y).abs() <= bound;
+            }
+        }
+    }
+    Ok(pass)
 }
 
 /// `case` on the fast CPU backend `b` (`crate::backend::cpu_fast`) with
