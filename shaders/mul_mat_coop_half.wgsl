@@ -16,6 +16,9 @@
 // with BK64) per slice; the next slice's global words are loaded into
 // registers before the current slice is multiplied. With DB two slice
 // buffers (one barrier per slice), else one (two barriers per slice).
+// With WQ (Q4_0 / Q4_1 / Q8_0) the weights are staged from their blocks
+// instead (one block per invocation, decoded to f16 while staging: no
+// `to_half` pass or f16 copy for them); x always comes from its copy.
 // Workgroups whose tile is wholly inside m and cols store their
 // accumulators (plus the residual, loaded as a fragment) straight to y;
 // edge tiles go through a 16 × 16 staging tile per subgroup.
@@ -24,7 +27,8 @@
 // n0 (first output column), has_res.
 // Bindings (`to_half`): 0 params, 1 W (a weight chunk), 2 x [m, k] as
 // vec4, 3 the f16 rows (written). (`gemm`): 0 params, 1 the weight chunk's
-// f16 rows (padded to a multiple of BN rows, zero), 2 x's f16 rows [m, k],
+// f16 rows (padded to a multiple of BN rows, zero; with WQ the chunk
+// itself), 2 x's f16 rows [m, k],
 // 3 y [m, n], 4 res [m, n] (x's rows when has_res = 0).
 enable f16;
 #if !HALF
@@ -76,7 +80,12 @@ fn to_half(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 #else
 // (f16 rows read 4 values at a time: a 16-byte word is two loads.)
+#if WQ
+@group(0) @binding(1) var<storage, read> W: array<u32>;
+#include "quant/bytes.wgsl"
+#else
 @group(0) @binding(1) var<storage, read> wh: array<vec4<f16>>;
+#endif
 @group(0) @binding(2) var<storage, read> xh: array<vec4<f16>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> res: array<f32>;
@@ -135,15 +144,6 @@ fn load_x(r: u32, s: u32, c: u32) -> Word {
     return Word(vec4<f16>(0.0h), vec4<f16>(0.0h));
 }
 
-fn load_w(r: u32, s: u32, c: u32) -> Word {
-    let kk = s * BK + 8u * c;
-    if (r < p.cols && kk < p.k) {
-        let i = (r * p.k + kk) / 4u;
-        return Word(wh[i], wh[i + 1u]);
-    }
-    return Word(vec4<f16>(0.0h), vec4<f16>(0.0h));
-}
-
 fn put_a(i: u32, v: Word) {
     As[i] = v.lo.x;
     As[i + 1u] = v.lo.y;
@@ -155,16 +155,118 @@ fn put_a(i: u32, v: Word) {
     As[i + 7u] = v.hi.w;
 }
 
-fn put_b(i: u32, v: Word) {
-    Bs[i] = v.lo.x;
-    Bs[i + 1u] = v.lo.y;
-    Bs[i + 2u] = v.lo.z;
-    Bs[i + 3u] = v.lo.w;
-    Bs[i + 4u] = v.hi.x;
-    Bs[i + 5u] = v.hi.y;
-    Bs[i + 6u] = v.hi.z;
-    Bs[i + 7u] = v.hi.w;
+// ---- The weight slice's staging: `w_fetch` reads this invocation's share
+// of slice s into registers, `w_put` writes it to buffer buf of Bs.
+#if WQ
+// WQ: straight from the quantized weights (Q4_0 / Q4_1 / Q8_0), one
+// 32-weight block per invocation (those below BN · BK/32), read as NWQ
+// aligned words and decoded to f16 while staging.
+const NBK: u32 = BK / 32u;
+#if W_Q8_0
+const NWQ: u32 = 9u;
+const BLOCK_BYTES: u32 = 34u;
+#elif W_Q4_1
+const NWQ: u32 = 5u;
+const BLOCK_BYTES: u32 = 20u;
+#else
+const NWQ: u32 = 5u;
+const BLOCK_BYTES: u32 = 18u;
+#endif
+struct WRegs {
+    a: array<u32, NWQ>,
 }
+
+// Block u of chunk row `row`, or zeros (d = 0) outside the chunk.
+fn w_fetch(c0: u32, s: u32, lid: u32) -> WRegs {
+    var r: WRegs;
+    let row = c0 + lid / NBK;
+    let u = s * NBK + lid % NBK;
+    if (lid < BN * NBK && row < p.cols && u < p.k / 32u) {
+        let o = (row * (p.k / 32u) + u) * BLOCK_BYTES / 4u;
+        for (var i = 0u; i < NWQ; i++) {
+            r.a[i] = W[o + i];
+        }
+    }
+    return r;
+}
+
+fn put_w4(i: u32, v: vec4<f32>) {
+    let h = vec4<f16>(clamp(v, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX)));
+    Bs[i] = h.x;
+    Bs[i + 1u] = h.y;
+    Bs[i + 2u] = h.z;
+    Bs[i + 3u] = h.w;
+}
+
+fn w_put(buf: u32, r: WRegs, c0: u32, s: u32, lid: u32) {
+    if (lid >= BN * NBK) {
+        return;
+    }
+    let row = c0 + lid / NBK;
+    let u = s * NBK + lid % NBK;
+    let base = (buf * BN + lid / NBK) * BKP + (lid % NBK) * 32u;
+    // Whether the block starts mid-word (its d in the first word's high
+    // half, the quants aligned).
+    let mid = (((row * (p.k / 32u) + u) * BLOCK_BYTES) & 2u) != 0u;
+#if W_Q4_1
+    let dm = unpack2x16float(r.a[0]);
+    for (var i = 0u; i < 4u; i++) {
+        let q = r.a[i + 1u];
+        put_w4(base + 4u * i, dm.x * nib4(q, 0u) + vec4<f32>(dm.y));
+        put_w4(base + 16u + 4u * i, dm.x * nib4(q, 4u) + vec4<f32>(dm.y));
+    }
+#elif W_Q8_0
+    let d = unpack2x16float(select(r.a[0] & 0xffffu, r.a[0] >> 16u, mid)).x;
+    for (var i = 0u; i < 8u; i++) {
+        put_w4(base + 4u * i, d * i8x4(span_word(r.a[i], r.a[i + 1u], mid)));
+    }
+#else
+    let d = unpack2x16float(select(r.a[0] & 0xffffu, r.a[0] >> 16u, mid)).x;
+    for (var i = 0u; i < 4u; i++) {
+        let q = span_word(r.a[i], r.a[i + 1u], mid);
+        put_w4(base + 4u * i, d * (nib4(q, 0u) - vec4<f32>(8.0)));
+        put_w4(base + 16u + 4u * i, d * (nib4(q, 4u) - vec4<f32>(8.0)));
+    }
+#endif
+}
+#else
+struct WRegs {
+    v: array<Word, LB>,
+}
+
+// Row `row` of the f16 chunk, words of slice s; zero past cols or k.
+fn load_w(row: u32, s: u32, c: u32) -> Word {
+    let kk = s * BK + 8u * c;
+    if (row < p.cols && kk < p.k) {
+        let i = (row * p.k + kk) / 4u;
+        return Word(wh[i], wh[i + 1u]);
+    }
+    return Word(vec4<f16>(0.0h), vec4<f16>(0.0h));
+}
+
+fn w_fetch(c0: u32, s: u32, lid: u32) -> WRegs {
+    var r: WRegs;
+    for (var i = 0u; i < LB; i++) {
+        r.v[i] = load_w(c0 + lid / KV + (WGS / KV) * i, s, lid % KV);
+    }
+    return r;
+}
+
+fn w_put(buf: u32, r: WRegs, c0: u32, s: u32, lid: u32) {
+    for (var i = 0u; i < LB; i++) {
+        let v = r.v[i];
+        let o = (buf * BN + lid / KV + (WGS / KV) * i) * BKP + 8u * (lid % KV);
+        Bs[o] = v.lo.x;
+        Bs[o + 1u] = v.lo.y;
+        Bs[o + 2u] = v.lo.z;
+        Bs[o + 3u] = v.lo.w;
+        Bs[o + 4u] = v.hi.x;
+        Bs[o + 5u] = v.hi.y;
+        Bs[o + 6u] = v.hi.z;
+        Bs[o + 7u] = v.hi.w;
+    }
+}
+#endif
 
 // One 16 × 16 result at rows r.., columns col.. of this dispatch, wholly
 // inside m and cols: straight to y, plus the residual loaded as a fragment.
@@ -215,13 +317,10 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let rstep = WGS / KV;
     let ns = (p.k + BK - 1u) / BK;
     var xr: array<Word, LA>;
-    var wr: array<Word, LB>;
     for (var i = 0u; i < LA; i++) {
         xr[i] = load_x(r0 + lr + rstep * i, 0u, lc);
     }
-    for (var i = 0u; i < LB; i++) {
-        wr[i] = load_w(c0 + lr + rstep * i, 0u, lc);
-    }
+    var wr = w_fetch(c0, 0u, lid);
     // This subgroup's block: x rows sm·64 .., weight rows sn·SW ...
     let sm = sg % 2u;
     let sn = sg / 2u;
@@ -257,17 +356,13 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var i = 0u; i < LA; i++) {
             put_a((buf * BM + lr + rstep * i) * BKP + 8u * lc, xr[i]);
         }
-        for (var i = 0u; i < LB; i++) {
-            put_b((buf * BN + lr + rstep * i) * BKP + 8u * lc, wr[i]);
-        }
+        w_put(buf, wr, c0, s, lid);
         workgroupBarrier();
         if (s + 1u < ns) {
             for (var i = 0u; i < LA; i++) {
                 xr[i] = load_x(r0 + lr + rstep * i, s + 1u, lc);
             }
-            for (var i = 0u; i < LB; i++) {
-                wr[i] = load_w(c0 + lr + rstep * i, s + 1u, lc);
-            }
+            wr = w_fetch(c0, s + 1u, lid);
         }
         let ia = (buf * BM + sm * 64u) * BKP;
         let ib = (buf * BN + sn * SW) * BKP;

@@ -9,7 +9,8 @@
 # Vulkan llama-bench: its default (NV_coopmat2) and with coopmat2 off, i.e.
 # the KHR cooperative matrices wgpu exposes).
 # Steps: mul_mat op parity on wgpu with every product at 8 bits for each
-# variant (with and without the small-grid N2 tile), prefill-512 of both
+# variant (with and without the small-grid N2 tile, weights decoded while
+# staging (WQ, the default) and from an f16 copy), prefill-512 of both
 # shapes for every kernel, a per-kernel profile of the 1B prefill for each
 # variant (and of the CUDA twin's), greedy tokens on the SmolLM2 shape
 # against the CPU reference.
@@ -22,6 +23,7 @@ for v in half half64 halfk64; do
   KILN_COOP=1 KILN_COOP_KERNEL=$v KILN_Q8_MIN_WEIGHTS=0 run parity.txt 60 $K ops --iters 0 --no-cuda --filter mul_mat
 done
 KILN_COOP=1 KILN_COOP_N2=1 KILN_Q8_MIN_WEIGHTS=0 run parity.txt 60 $K ops --iters 0 --no-cuda --filter mul_mat
+KILN_COOP=1 KILN_COOP_WQ=0 KILN_Q8_MIN_WEIGHTS=0 run parity.txt 60 $K ops --iters 0 --no-cuda --filter mul_mat
 grep -E "^\\$|cases:|FAIL" "$OUT/parity.txt" | tail -16
 run vulkan.txt 60 $V -m $B1 -ngl 99 -p 512 -n 0 -r 5
 GGML_VK_DISABLE_COOPMAT2=1 run vulkan.txt 60 $V -m $B1 -ngl 99 -p 512 -n 0 -r 5
@@ -32,6 +34,7 @@ for f in $B1 $SR; do
     KILN_COOP=1 KILN_COOP_KERNEL=$v run prefill.txt 60 $K bench --no-cuda --model $f --prefill 512 --decode 2 --reps 3
   done
   KILN_COOP=1 KILN_COOP_N2=0 run prefill.txt 60 $K bench --no-cuda --model $f --prefill 512 --decode 2 --reps 3
+  KILN_COOP=1 KILN_COOP_WQ=0 run prefill.txt 60 $K bench --no-cuda --model $f --prefill 512 --decode 2 --reps 3
 done
 # Prefill attention on tensor cores (attention_coop.wgsl, KILN_COOP_ATTN=1):
 # its errors against the CPU reference (the f32 cases' tolerance is

@@ -229,6 +229,11 @@ mod tests {
             for n2 in [false, true] {
                 assert!(t.wg_bytes(n2) <= 49152, "{t:?}");
                 variants.push(("mul_mat_coop_half.wgsl", t.defines(n2)));
+                for w in ["W_Q4_0", "W_Q4_1", "W_Q8_0"] {
+                    let mut d = t.defines(n2);
+                    d.extend(["WQ", w]);
+                    variants.push(("mul_mat_coop_half.wgsl", d));
+                }
             }
         }
         // wgpu's mapping of SHADER_F16, SUBGROUP and

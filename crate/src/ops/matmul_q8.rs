@@ -410,6 +410,13 @@ pub const HALF_TILES: [(&str, HalfTile); 3] = [
     ),
 ];
 
+/// Whether the f16-operand GEMM decodes `w`'s blocks while staging
+/// (`WQ`: Q4_0 / Q4_1 / Q8_0, `KILN_COOP_WQ` not 0) instead of reading a
+/// dequantized f16 copy of each chunk written by a `to_half` pass.
+fn wq_applies(w: DType) -> bool {
+    Q8_FORMATS.contains(&w) && super::env_switch("KILN_COOP_WQ") != Some(false)
+}
+
 /// Below this many workgroups a product takes the `N2` tile (half the
 /// weight rows per workgroup, twice the workgroups); `KILN_COOP_N2=0/1`
 /// forces it off / on.
@@ -470,18 +477,24 @@ fn coop_half(
             groups: grid((pad * k / 4).div_ceil(256), ctx.caps)?,
         })
     };
+    let wq = wq_applies(w);
     let mut out = vec![half(plan.x, m, m, false, DType::F32)?];
     for &(wbind, n0, cols) in chunks {
         let small = n2(cols);
         let bn = tile.bn(small);
-        out.push(half(wbind, cols, cols.next_multiple_of(bn), true, w)?);
+        let mut defines = tile.defines(small);
+        if wq {
+            defines.extend(["WQ", weight_define(w)]);
+        } else {
+            out.push(half(wbind, cols, cols.next_multiple_of(bn), true, w)?);
+        }
         let groups = tile_grid(ctx, "mul_mat_coop", cols.div_ceil(bn), m.div_ceil(128))?;
         out.push(Dispatch {
             shader: "mul_mat_coop_half.wgsl",
             entry: "gemm",
-            defines: tile.defines(small),
+            defines,
             bindings: vec![
-                Bind::ScratchRead(ws),
+                if wq { wbind } else { Bind::ScratchRead(ws) },
                 Bind::ScratchRead(xs),
                 plan.out,
                 plan.res.unwrap_or(plan.x),
