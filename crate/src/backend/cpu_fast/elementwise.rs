@@ -91,7 +91,7 @@ impl Kernel for BinaryKernel {
 
 /// erf in f32 as `shaders/common/erf.wgsl` computes it: the Maclaurin series
 /// to x¹⁵ below 1 (error < 3e-8), Abramowitz–Stegun 7.1.26 above (< 1.5e-7).
-fn erf_approx(v: f32) -> f32 {
+pub(super) fn erf_approx(v: f32) -> f32 {
     let a = v.abs();
     if a < 1.0 {
         let x2 = v * v;

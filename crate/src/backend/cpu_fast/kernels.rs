@@ -11,6 +11,7 @@ use super::matmul::MatMulKernel;
 use super::matmul_back::{InputGradKernel, WeightGradKernel};
 use super::norm::{GroupNormKernel, RowNormKernel};
 use super::spatial::{AttnKind, SpatialKernel};
+use super::unary::{AccumulateKernel, UnaryKernel};
 use super::{Activations, Ctx};
 use crate::backend::BackendError;
 use crate::graph::{Graph, Node};
@@ -28,8 +29,10 @@ use crate::ops::matmul_back::{MatMulInputGrad, MatMulWeightGrad};
 use crate::ops::matmul_fused::FusedMatMul;
 use crate::ops::norm::Norm;
 use crate::ops::norm_back::RmsNormBack;
+use crate::ops::optim::Optim;
 use crate::ops::rope::Rope;
 use crate::ops::spatial_attention::{CrossAttention, SpatialAttention};
+use crate::ops::unary::Unary;
 
 pub(crate) trait Kernel: Send + Sync {
     fn label(&self) -> String;
@@ -94,6 +97,12 @@ pub(crate) fn pick(graph: &Graph, node: &Node, _act: Activations) -> Option<Box<
     }
     if let Some(b) = op.downcast_ref::<Binary>() {
         return Some(Box::new(BinaryKernel(*b)));
+    }
+    if let Some(u) = op.downcast_ref::<Unary>() {
+        return Some(Box::new(UnaryKernel(*u)));
+    }
+    if op.downcast_ref::<Optim>() == Some(&Optim::Accumulate) {
+        return Some(Box::new(AccumulateKernel));
     }
     if let Some(a) = op.downcast_ref::<CausalAttention>() {
         return Some(Box::new(CausalAttnKernel(*a)));

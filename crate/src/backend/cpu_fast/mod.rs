@@ -35,6 +35,7 @@ mod pool;
 pub use pool::web_worker_entry;
 mod simd;
 mod spatial;
+mod unary;
 
 use std::sync::Arc;
 
