@@ -1,6 +1,6 @@
 // attention_coop.wgsl — prefill attention on tensor cores (ops/attention.rs,
-// `Kernel::Coop`: the opt-in low-precision mode with wgpu's cooperative
-// matrices, `KILN_COOP=1` under `KILN_ACTIVATIONS=q8`; head dims ≤ 64).
+// `Kernel::Coop`: 8-bit-activation mode on wgpu's cooperative
+// matrices with `KILN_COOP_ATTN=1`; head dims ≤ 64).
 // Flash attention's tiling: one workgroup of 128 (4 subgroups of 32) per
 // (64 consecutive query tokens, head); keys and values pass through
 // workgroup memory 64 at a time as f16. Per block each subgroup multiplies
@@ -25,7 +25,7 @@ const TD: u32 = 64u;
 // 16-byte units (fragment rows fall in distinct banks).
 const SP: u32 = TD + 8u;
 
-// Keys [key][dim], values [key][dim], and the queries (first) then the
+// Keys [key][dim], values transposed [dim][key], and the queries (first) then the
 // weights [row][key], as f16; each subgroup's 16 × 64 scores, then its
 // block of P·V, as f32.
 var<workgroup> ks: array<f16, TK * SP>;
@@ -66,24 +66,20 @@ fn kv4(is_v: bool, kb: u32, row: u32, c: u32) -> vec4<f32> {
 #endif
 }
 
-fn put4(is_v: bool, i: u32, v: vec4<f32>) {
-    let h = vec4<f16>(v);
-    if (is_v) {
-        vs[i] = h.x;
-        vs[i + 1u] = h.y;
-        vs[i + 2u] = h.z;
-        vs[i + 3u] = h.w;
-    } else {
-        ks[i] = h.x;
-        ks[i + 1u] = h.y;
-        ks[i + 2u] = h.z;
-        ks[i + 3u] = h.w;
-    }
-}
-
-// c + a · (the 16 × 16 block of Kᵀ at ks[o]: keys as columns).
-fn qk4(a: coop_mat16x16<f16, A>, o: u32, c: coop_mat16x16<f32, C>) -> coop_mat16x16<f32, C> {
-    return coopMultiplyAdd(a, coopLoad<coop_mat16x16<f16, B>>(&ks[o], SP), c);
+// Dims 4c..4c+3 of key kk: ks[kk][4c..], vs[4c..][kk].
+fn put4(kk: u32, c: u32, kv: vec4<f32>, vv: vec4<f32>) {
+    let hk = vec4<f16>(kv);
+    let hv = vec4<f16>(vv);
+    let i = kk * SP + 4u * c;
+    ks[i] = hk.x;
+    ks[i + 1u] = hk.y;
+    ks[i + 2u] = hk.z;
+    ks[i + 3u] = hk.w;
+    let j = 4u * c * SP + kk;
+    vs[j] = hv.x;
+    vs[j + SP] = hv.y;
+    vs[j + 2u * SP] = hv.z;
+    vs[j + 3u * SP] = hv.w;
 }
 
 @compute @workgroup_size(128)
@@ -149,31 +145,30 @@ fn attn_coop(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
                 kv = kv4(false, kb, c0 + kk, c);
                 vv = kv4(true, kb, c0 + kk, c);
             }
-            put4(false, kk * SP + 4u * c, kv);
-            put4(true, kk * SP + 4u * c, vv);
+            put4(kk, c, kv, vv);
         }
         workgroupBarrier();
-        // S = Q·Kᵀ: K's rows read as the columns of B.
+        // S = Q·Kᵀ: K's rows read as the columns of B (column-major).
         var s0 = coop_mat16x16<f32, C>();
         var s1 = coop_mat16x16<f32, C>();
         var s2 = coop_mat16x16<f32, C>();
         var s3 = coop_mat16x16<f32, C>();
-        s0 = qk4(q0, 0u, s0);
-        s1 = qk4(q0, 16u * SP, s1);
-        s2 = qk4(q0, 32u * SP, s2);
-        s3 = qk4(q0, 48u * SP, s3);
-        s0 = qk4(q1, 16u, s0);
-        s1 = qk4(q1, 16u * SP + 16u, s1);
-        s2 = qk4(q1, 32u * SP + 16u, s2);
-        s3 = qk4(q1, 48u * SP + 16u, s3);
-        s0 = qk4(q2, 32u, s0);
-        s1 = qk4(q2, 16u * SP + 32u, s1);
-        s2 = qk4(q2, 32u * SP + 32u, s2);
-        s3 = qk4(q2, 48u * SP + 32u, s3);
-        s0 = qk4(q3, 48u, s0);
-        s1 = qk4(q3, 16u * SP + 48u, s1);
-        s2 = qk4(q3, 32u * SP + 48u, s2);
-        s3 = qk4(q3, 48u * SP + 48u, s3);
+        s0 = coopMultiplyAdd(q0, coopLoad<coop_mat16x16<f16, B>>(&ks[0u], SP), s0);
+        s1 = coopMultiplyAdd(q0, coopLoad<coop_mat16x16<f16, B>>(&ks[16u * SP + 0u], SP), s1);
+        s2 = coopMultiplyAdd(q0, coopLoad<coop_mat16x16<f16, B>>(&ks[32u * SP + 0u], SP), s2);
+        s3 = coopMultiplyAdd(q0, coopLoad<coop_mat16x16<f16, B>>(&ks[48u * SP + 0u], SP), s3);
+        s0 = coopMultiplyAdd(q1, coopLoad<coop_mat16x16<f16, B>>(&ks[16u], SP), s0);
+        s1 = coopMultiplyAdd(q1, coopLoad<coop_mat16x16<f16, B>>(&ks[16u * SP + 16u], SP), s1);
+        s2 = coopMultiplyAdd(q1, coopLoad<coop_mat16x16<f16, B>>(&ks[32u * SP + 16u], SP), s2);
+        s3 = coopMultiplyAdd(q1, coopLoad<coop_mat16x16<f16, B>>(&ks[48u * SP + 16u], SP), s3);
+        s0 = coopMultiplyAdd(q2, coopLoad<coop_mat16x16<f16, B>>(&ks[32u], SP), s0);
+        s1 = coopMultiplyAdd(q2, coopLoad<coop_mat16x16<f16, B>>(&ks[16u * SP + 32u], SP), s1);
+        s2 = coopMultiplyAdd(q2, coopLoad<coop_mat16x16<f16, B>>(&ks[32u * SP + 32u], SP), s2);
+        s3 = coopMultiplyAdd(q2, coopLoad<coop_mat16x16<f16, B>>(&ks[48u * SP + 32u], SP), s3);
+        s0 = coopMultiplyAdd(q3, coopLoad<coop_mat16x16<f16, B>>(&ks[48u], SP), s0);
+        s1 = coopMultiplyAdd(q3, coopLoad<coop_mat16x16<f16, B>>(&ks[16u * SP + 48u], SP), s1);
+        s2 = coopMultiplyAdd(q3, coopLoad<coop_mat16x16<f16, B>>(&ks[32u * SP + 48u], SP), s2);
+        s3 = coopMultiplyAdd(q3, coopLoad<coop_mat16x16<f16, B>>(&ks[48u * SP + 48u], SP), s3);
         let so = sg * 16u * TK;
         coopStoreT(s0, &ss[so], TK);
         coopStoreT(s1, &ss[so + 16u], TK);
@@ -210,13 +205,15 @@ fn attn_coop(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         var o1 = coop_mat16x16<f32, C>();
         var o2 = coop_mat16x16<f32, C>();
         var o3 = coop_mat16x16<f32, C>();
+        // V as B column-major from its transposed copy: (key, dim) at
+        // vs[dim·SP + key].
         for (var kb16 = 0u; kb16 < 4u; kb16++) {
             let a = coopLoadT<coop_mat16x16<f16, A>>(&ps[qa + kb16 * 16u], SP);
-            let vo = kb16 * 16u * SP;
-            o0 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&vs[vo], SP), o0);
-            o1 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&vs[vo + 16u], SP), o1);
-            o2 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&vs[vo + 32u], SP), o2);
-            o3 = coopMultiplyAdd(a, coopLoadT<coop_mat16x16<f16, B>>(&vs[vo + 48u], SP), o3);
+            let vo = kb16 * 16u;
+            o0 = coopMultiplyAdd(a, coopLoad<coop_mat16x16<f16, B>>(&vs[vo], SP), o0);
+            o1 = coopMultiplyAdd(a, coopLoad<coop_mat16x16<f16, B>>(&vs[16u * SP + vo], SP), o1);
+            o2 = coopMultiplyAdd(a, coopLoad<coop_mat16x16<f16, B>>(&vs[32u * SP + vo], SP), o2);
+            o3 = coopMultiplyAdd(a, coopLoad<coop_mat16x16<f16, B>>(&vs[48u * SP + vo], SP), o3);
         }
         coopStoreT(o0, &ss[so], TK);
         coopStoreT(o1, &ss[so + 16u], TK);

@@ -1,6 +1,7 @@
 // mul_mat_coop_half.wgsl — the tensor-core prefill product y[m, n] = x · Wᵀ
 // (+ res) from f16 copies of its operands (ops/matmul_q8.rs, `coop_half`;
-// opt-in with `KILN_COOP=1`): a `to_half` pass writes x, and each weight
+// with 8-bit activations where the adapter offers cooperative matrices;
+// `KILN_COOP=0` turns it off): a `to_half` pass writes x, and each weight
 // chunk dequantized, as packed f16 rows; `gemm` then stages 16-byte words of
 // both into workgroup memory as they are (no decoding, no conversion while
 // staging: the cost that bound mul_mat_coop.wgsl's kernel on an H100) and

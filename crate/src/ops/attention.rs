@@ -77,7 +77,7 @@ const COOP_Q: usize = 64;
 /// Whether prefill attention that would take `attn_tile` runs on tensor
 /// cores instead (`attn_coop`: q, k, v and the weights rounded to f16):
 /// the tensor-core GEMM's conditions (`matmul_q8::coop_applies`, the
-/// opt-in `KILN_COOP=1` with `KILN_ACTIVATIONS=q8`) and `KILN_COOP_ATTN=1`
+/// 8-bit activations on) and `KILN_COOP_ATTN=1`
 /// (an experiment until its parity bound exists).
 pub fn coop_applies(c: &GpuCaps) -> bool {
     super::matmul_q8::coop_applies(c)

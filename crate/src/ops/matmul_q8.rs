@@ -25,13 +25,16 @@
 //! the f32 kernels.
 //!
 //! Where the device offers tensor cores through wgpu's cooperative matrices
-//! and `KILN_COOP=1` asks for them ([`coop_applies`]; no faster than the
-//! integer GEMM on an H100, docs/bench/2026-12-07-h100-tensor-cores), the
-//! prefill GEMM of this mode is
-//! `shaders/mul_mat_coop.wgsl` instead: x and the dequantized weights
-//! rounded to f16 (11 significant bits, finer than the 8-bit x; values
-//! clamped to ±65,504), f32 accumulation — llama.cpp's Vulkan prefill trade.
-//! Its parity bound is f16 rounding's ([`crate::parity::q8`]).
+//! ([`coop_applies`]; native adapters, `KILN_COOP=0` turns them off), the
+//! prefill GEMM of this mode runs on them instead
+//! (`shaders/mul_mat_coop_half.wgsl`, [`HALF_TILES`]): x converted to f16
+//! once, the weights decoded to f16 while staging (11 significant bits,
+//! finer than the 8-bit x; values clamped to ±65,504), f32 accumulation —
+//! llama.cpp's Vulkan prefill trade; on an H100 1.49× the integer GEMM's
+//! prefill (docs/bench/2026-12-07-h100-coop-half). Its parity bound is f16
+//! rounding's ([`crate::parity::q8`]). `KILN_COOP_KERNEL=decode` keeps the
+//! first attempt (`shaders/mul_mat_coop.wgsl`, no faster than the integer
+//! GEMM: docs/bench/2026-12-07-h100-tensor-cores).
 
 use super::matmul::weight_define;
 use super::{Bind, Dispatch, GpuCaps, PlanCtx, f, grid, u};
@@ -423,11 +426,12 @@ fn wq_applies(w: DType) -> bool {
 const SMALL_GRID: usize = 256;
 
 /// The f16-operand GEMM variant `KILN_COOP_KERNEL` asks for (default
-/// `half`), or `None` for mul_mat_coop.wgsl's kernel (`decode`: the weights
+/// `halfk64`: H100, 2026-12-07, 1B-shape prefill-512 30.2k tok/s against
+/// `half` 25.3k and `half64` 24.8k; docs/bench/2026-12-07-h100-coop-half), or `None` for mul_mat_coop.wgsl's kernel (`decode`: the weights
 /// decoded while staging) or where the device lacks the variant's
 /// workgroup memory.
 pub fn half_tile(c: &GpuCaps) -> Option<HalfTile> {
-    let want = std::env::var("KILN_COOP_KERNEL").unwrap_or_else(|_| "half".into());
+    let want = std::env::var("KILN_COOP_KERNEL").unwrap_or_else(|_| "halfk64".into());
     HALF_TILES
         .iter()
         .find(|(name, _)| *name == want)

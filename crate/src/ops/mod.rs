@@ -195,9 +195,9 @@ pub struct GpuCaps {
     pub q8_local: bool,
     /// 16×16×16 cooperative matrices (tensor cores) with f16 operands and
     /// f32 accumulation on 32-wide subgroups: with 8-bit activations on,
-    /// prefill GEMMs run on them (mul_mat_coop.wgsl, ops/matmul_q8.rs).
-    /// Native wgpu adapters offering `EXPERIMENTAL_COOPERATIVE_MATRIX`,
-    /// opt-in (`KILN_COOP=1`).
+    /// prefill GEMMs run on them (mul_mat_coop_half.wgsl, ops/matmul_q8.rs).
+    /// Native wgpu adapters offering `EXPERIMENTAL_COOPERATIVE_MATRIX`
+    /// (`KILN_COOP=0` turns it off).
     pub coop_f16: bool,
     /// The 8-bit prefill GEMM runs on integer tensor cores (the CUDA twin's
     /// `mma.sync` kernel), where every matrix pays, so prefill products

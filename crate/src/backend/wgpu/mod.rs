@@ -169,17 +169,17 @@ impl GpuContext {
         }
         // Tensor cores through wgpu's experimental cooperative matrices
         // (Vulkan's VK_KHR_cooperative_matrix): the low-precision prefill
-        // GEMM (mul_mat_coop.wgsl) wants 16×16×16 f16 products into f32 on
-        // 32-wide subgroups. Native GPUs only, opt-in with `KILN_COOP=1`:
-        // on an H100 it measured no faster than the 8-bit integer GEMM
-        // (docs/bench/2026-12-07-h100-tensor-cores).
+        // (mul_mat_coop_half.wgsl, used with 8-bit activations only) wants
+        // 16×16×16 f16 products into f32 on 32-wide subgroups. Native GPUs
+        // only; `KILN_COOP=0` turns it off (H100: 1.49× the integer GEMM's
+        // prefill, docs/bench/2026-12-07-h100-coop-half).
         let coop = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
         let coop_f16 = !cfg!(target_arch = "wasm32")
             && info.device_type != wgpu::DeviceType::Cpu
             && offered.contains(coop | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP)
             && info.subgroup_min_size == 32
             && info.subgroup_max_size == 32
-            && crate::ops::env_switch("KILN_COOP") == Some(true)
+            && crate::ops::env_switch("KILN_COOP") != Some(false)
             && adapter.cooperative_matrix_properties().iter().any(|c| {
                 (c.m_size, c.n_size, c.k_size) == (16, 16, 16)
                     && c.ab_type == wgpu::CooperativeScalarType::F16
@@ -195,7 +195,7 @@ impl GpuContext {
                 required_features: features,
                 required_limits: limits.clone(),
                 // SAFETY: the one experimental feature ever requested is the
-                // cooperative matrix, used only by mul_mat_coop.wgsl, whose
+                // cooperative matrix, used only by the mul_mat_coop kernels, whose
                 // op-parity cases run on every device that offers it.
                 experimental_features: if coop_f16 {
                     unsafe { wgpu::ExperimentalFeatures::enabled() }
