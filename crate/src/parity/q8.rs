@@ -77,8 +77,9 @@ fn coop_attention<'a>(case: &'a Case, caps: &GpuCaps) -> Option<(&'a Node, Atten
 /// Attention on tensor cores (attention_coop.wgsl) rounds the scaled,
 /// roped q, the keys, the values and the softmax weights to f16 (relative
 /// errors uniform in ±u, u = 2⁻¹¹, variance u²/3 each). To first order an
-/// output y_c = Σ_j w_j·v_jc moves by Σ_j w_j·(δs_j·(v_jc − y_c) + v_jc·(δp_j
-/// + δv_jc)), the score error δs_j = Σ_c q_c·k_jc·(ε_q + ε_k) having variance
+/// output y_c = Σ_j w_j·v_jc moves by
+/// Σ_j w_j·(δs_j·(v_jc − y_c) + v_jc·(δp_j + δv_jc)), the score error
+/// δs_j = Σ_c q_c·k_jc·(ε_q + ε_k) having variance
 /// 2u²/3·Σ_c (q_c·k_jc)². With the reference's own weights w_j (its f64
 /// softmax of the roped q), each output must lie within the case's
 /// tolerance plus 6 standard deviations of Σ_j w_j²·(those variances), plus
