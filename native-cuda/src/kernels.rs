@@ -67,12 +67,22 @@ pub const WGSL_TWINS: [(&str, &[&str]); 22] = [
         "mul_mat",
         &["mul_mat_vec.wgsl", "mul_mat.wgsl", "mul_mat_fused.wgsl"],
     ),
-    // mul_mat_coop.wgsl (wgpu's opt-in f16 tensor-core prefill GEMM) has its CUDA
-    // counterpart here: the integer tensor-core `_tc` GEMM of the same mode.
-    ("mul_mat_q8", &["mul_mat_q8.wgsl", "mul_mat_coop.wgsl"]),
+    // The mul_mat_coop kernels (wgpu's f16 tensor-core prefill GEMMs of the
+    // 8-bit mode) have their CUDA counterpart here: the integer tensor-core
+    // `_tc` GEMM of the same mode.
+    (
+        "mul_mat_q8",
+        &[
+            "mul_mat_q8.wgsl",
+            "mul_mat_coop.wgsl",
+            "mul_mat_coop_half.wgsl",
+        ],
+    ),
     ("get_rows", &["get_rows.wgsl"]),
     ("rope", &["rope.wgsl"]),
-    ("attention", &["attention.wgsl"]),
+    // attention_coop.wgsl (wgpu's tensor-core prefill attention, an
+    // experiment) is attn_tile's variant; the CUDA family has attn_tile.
+    ("attention", &["attention.wgsl", "attention_coop.wgsl"]),
     ("copy", &["copy.wgsl"]),
     ("conv2d", &["conv2d.wgsl"]),
     ("group_norm", &["group_norm.wgsl"]),
