@@ -76,9 +76,12 @@ const COOP_Q: usize = 64;
 
 /// Whether prefill attention that would take `attn_tile` runs on tensor
 /// cores instead (`attn_coop`: q, k, v and the weights rounded to f16):
-/// the tensor-core GEMM's conditions (`matmul_q8::coop_applies`, the
-/// 8-bit activations on) and `KILN_COOP_ATTN=1`
-/// (an experiment until its parity bound exists).
+/// the tensor-core GEMM's conditions (`matmul_q8::coop_applies`, 8-bit
+/// activations on) and `KILN_COOP_ATTN=1` — an experiment, off by default:
+/// its first form failed its parity cases on an H100 (errors ≈ 0.3–5;
+/// docs/bench/2026-12-07-h100-coop-half), the present form (V staged
+/// transposed, so every fragment load has the layouts the passing GEMM
+/// uses) has not run on a GPU yet.
 pub fn coop_applies(c: &GpuCaps) -> bool {
     super::matmul_q8::coop_applies(c)
         && c.q8_activations.is_some()
