@@ -188,23 +188,37 @@ impl Kernel for GluBackKernel {
             )));
         }
         let gate = self.0 == GluBack::Gate;
-        let n = y.len();
-        let y = Shared::new(y);
-        ctx.par.ranges(n.div_ceil(CHUNK), 1, |r| {
-            for c in r {
-                let (s, e) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
-                // SAFETY: this task alone owns y[s..e].
-                let ys = unsafe { y.slice(s, e - s) };
-                let parts = ys.iter_mut().zip(&g[s..e]).zip(&u[s..e]).zip(&dy[s..e]);
-                for (((y, g), u), d) in parts {
-                    let sg = 1.0 / (1.0 + exp_f32(-g));
-                    *y = if gate {
-                        d * u * sg * (1.0 + g * (1.0 - sg))
-                    } else {
-                        d * g * sg
-                    };
-                }
+        each_chunk(ctx, y, |ys, r| {
+            let parts = ys
+                .iter_mut()
+                .zip(&g[r.clone()])
+                .zip(&u[r.clone()])
+                .zip(&dy[r]);
+            for (((y, g), u), d) in parts {
+                let sg = 1.0 / (1.0 + exp_f32(-g));
+                *y = if gate {
+                    d * u * sg * (1.0 + g * (1.0 - sg))
+                } else {
+                    d * g * sg
+                };
             }
         })
     }
+}
+
+/// `f(y[s..e], s..e)` over `y` in chunks of `CHUNK` values, in parallel.
+pub(super) fn each_chunk(
+    ctx: &mut Ctx,
+    y: &mut [f32],
+    f: impl Fn(&mut [f32], std::ops::Range<usize>) + Sync,
+) -> Result<(), BackendError> {
+    let n = y.len();
+    let y = Shared::new(y);
+    ctx.par.ranges(n.div_ceil(CHUNK), 1, |r| {
+        for c in r {
+            let (s, e) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
+            // SAFETY: this task alone owns y[s..e].
+            f(unsafe { y.slice(s, e - s) }, s..e);
+        }
+    })
 }

@@ -13,18 +13,14 @@
 //! [`Optim::Accumulate`]: crate::ops::optim::Optim
 
 use super::Ctx;
-use super::elementwise::erf_approx;
+use super::elementwise::{each_chunk, erf_approx};
 use super::kernels::{Kernel, f32s, f32s_mut};
-use super::par::Shared;
 use super::simd::exp_f32;
 use crate::backend::BackendError;
 use crate::host::HostTensor;
 use crate::ops::unary::Unary;
 
-/// Values per task.
-const CHUNK: usize = 1 << 14;
-
-/// `f` over `y[i]` (with `x[i]`) in parallel chunks.
+/// `f(y, x)` over matching chunks of `y` and `x`, in parallel.
 fn each(
     ctx: &mut Ctx,
     x: &[f32],
@@ -38,16 +34,7 @@ fn each(
             y.len()
         )));
     }
-    let n = x.len();
-    let y = Shared::new(y);
-    ctx.par.ranges(n.div_ceil(CHUNK), 1, |r| {
-        for c in r {
-            let (s, e) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
-            // SAFETY: this task alone owns y[s..e].
-            let ys = unsafe { y.slice(s, e - s) };
-            f(ys, &x[s..e]);
-        }
-    })
+    each_chunk(ctx, y, |ys, r| f(ys, &x[r]))
 }
 
 pub(crate) struct UnaryKernel(pub Unary);
