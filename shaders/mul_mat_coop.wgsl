@@ -69,27 +69,7 @@ var<workgroup> As: array<f16, 2u * BM * BKP>;
 var<workgroup> Bs: array<f16, 2u * BN * BKP>;
 var<workgroup> Cs: array<f32, 8u * 256u>;
 
-// One 16 × 16 result through this subgroup's staging tile: lane l writes
-// row l / 2, columns (l % 2)·8 .. + 8 (inside m and cols), plus res.
-fn out_tile(c: coop_mat16x16<f32, C>, st: u32, r: u32, col: u32, lane: u32) {
-    coopStoreT(c, &Cs[st], 16u);
-    workgroupBarrier();
-    let row = r + lane / 2u;
-    let c0 = col + (lane % 2u) * 8u;
-    if (row < p.m) {
-        for (var j = 0u; j < 8u; j++) {
-            if (c0 + j < p.cols) {
-                let o = row * p.n + p.n0 + c0 + j;
-                var v = Cs[st + (lane / 2u) * 16u + (lane % 2u) * 8u + j];
-                if (p.has_res != 0u) {
-                    v += res[o];
-                }
-                y[o] = v;
-            }
-        }
-    }
-    workgroupBarrier();
-}
+#include "common/coop_out.wgsl"
 
 // 4 values as f16 (clamped to its range) at As[i] / Bs[i].
 fn put4a(i: u32, v: vec4<f32>) {
@@ -208,14 +188,14 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let st = sg * 256u;
     let rb = r0 + sm * 32u;
     let cb = c0 + sn * SN;
-    out_tile(c00, st, rb, cb, lane);
-    out_tile(c01, st, rb, cb + 16u, lane);
-    out_tile(c10, st, rb + 16u, cb, lane);
-    out_tile(c11, st, rb + 16u, cb + 16u, lane);
+    out_edge(c00, st, rb, cb, lane);
+    out_edge(c01, st, rb, cb + 16u, lane);
+    out_edge(c10, st, rb + 16u, cb, lane);
+    out_edge(c11, st, rb + 16u, cb + 16u, lane);
 #if WIDE
-    out_tile(c02, st, rb, cb + 32u, lane);
-    out_tile(c03, st, rb, cb + 48u, lane);
-    out_tile(c12, st, rb + 16u, cb + 32u, lane);
-    out_tile(c13, st, rb + 16u, cb + 48u, lane);
+    out_edge(c02, st, rb, cb + 32u, lane);
+    out_edge(c03, st, rb, cb + 48u, lane);
+    out_edge(c12, st, rb + 16u, cb + 32u, lane);
+    out_edge(c13, st, rb + 16u, cb + 48u, lane);
 #endif
 }

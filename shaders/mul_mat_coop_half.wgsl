@@ -285,27 +285,8 @@ fn out_full(c: coop_mat16x16<f32, C>, r: u32, col: u32) {
     }
 }
 
-// The same for an edge tile, through this subgroup's staging tile: lane l
-// writes row l / 2, columns (l % 2)·8 .. + 8 inside m and cols.
-fn out_edge(c: coop_mat16x16<f32, C>, st: u32, r: u32, col: u32, lane: u32) {
-    coopStoreT(c, &Cs[st], 16u);
-    workgroupBarrier();
-    let row = r + lane / 2u;
-    let c0 = col + (lane % 2u) * 8u;
-    if (row < p.m) {
-        for (var j = 0u; j < 8u; j++) {
-            if (c0 + j < p.cols) {
-                let o = row * p.n + p.n0 + c0 + j;
-                var v = Cs[st + (lane / 2u) * 16u + (lane % 2u) * 8u + j];
-                if (p.has_res != 0u) {
-                    v += res[o];
-                }
-                y[o] = v;
-            }
-        }
-    }
-    workgroupBarrier();
-}
+// An edge tile: through this subgroup's staging tile.
+#include "common/coop_out.wgsl"
 
 @compute @workgroup_size(WGS)
 fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,

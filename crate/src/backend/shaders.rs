@@ -69,6 +69,7 @@ shader_files!(
     "common/trig.wgsl",
     "common/rope.wgsl",
     "common/attention_io.wgsl",
+    "common/coop_out.wgsl",
     "common/weights.wgsl",
     "quant/bytes.wgsl",
     "quant/dot32.wgsl",
