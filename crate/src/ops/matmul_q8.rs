@@ -427,8 +427,9 @@ const SMALL_GRID: usize = 256;
 
 /// The f16-operand GEMM variant `KILN_COOP_KERNEL` asks for (default
 /// `halfk64`: H100, 2026-12-07, 1B-shape prefill-512 30.2k tok/s against
-/// `half` 25.3k and `half64` 24.8k; docs/bench/2026-12-07-h100-coop-half), or `None` for mul_mat_coop.wgsl's kernel (`decode`: the weights
-/// decoded while staging) or where the device lacks the variant's
+/// `half` 25.3k and `half64` 24.8k; docs/bench/2026-12-07-h100-coop-half),
+/// or `None` for mul_mat_coop.wgsl's kernel (`decode`: the weights decoded
+/// and x converted while staging) or where the device lacks the variant's
 /// workgroup memory.
 pub fn half_tile(c: &GpuCaps) -> Option<HalfTile> {
     let want = std::env::var("KILN_COOP_KERNEL").unwrap_or_else(|_| "halfk64".into());
@@ -439,10 +440,11 @@ pub fn half_tile(c: &GpuCaps) -> Option<HalfTile> {
         .filter(|t| c.max_workgroup_storage >= t.wg_bytes(false))
 }
 
-/// The tensor-core GEMM on f16 copies: x converted once (`to_half`), then
-/// per weight chunk the chunk dequantized to f16 rows (padded to the
-/// tile) and the GEMM staging both as they are. `None` when no variant
-/// applies ([`half_tile`]) or a copy would exceed the binding limit.
+/// The tensor-core GEMM on f16 operands: x converted once (`to_half`),
+/// then per weight chunk the GEMM, which decodes the chunk's blocks while
+/// staging ([`wq_applies`]) or reads an f16 copy a `to_half` pass wrote
+/// just before (padded to the tile). `None` when no variant applies
+/// ([`half_tile`]) or a copy would exceed the binding limit.
 fn coop_half(
     ctx: &PlanCtx,
     (m, n, k): (usize, usize, usize),
@@ -457,12 +459,14 @@ fn coop_half(
     let n2 = |cols: usize| {
         forced.unwrap_or(cols.div_ceil(tile.bn(false)) * m.div_ceil(128) < SMALL_GRID)
     };
+    let wq = wq_applies(w);
     let cols_pad = chunks
         .iter()
         .map(|c| c.2.next_multiple_of(tile.bn(false)))
         .max()
         .unwrap_or(0);
-    let (xb, wb) = ((m * k * 2) as u64, (cols_pad * k * 2) as u64);
+    let xb = (m * k * 2) as u64;
+    let wb = if wq { 0 } else { (cols_pad * k * 2) as u64 };
     if xb.max(wb) > ctx.caps.max_binding_bytes {
         return Ok(None);
     }
@@ -481,7 +485,6 @@ fn coop_half(
             groups: grid((pad * k / 4).div_ceil(256), ctx.caps)?,
         })
     };
-    let wq = wq_applies(w);
     let mut out = vec![half(plan.x, m, m, false, DType::F32)?];
     for &(wbind, n0, cols) in chunks {
         let small = n2(cols);
