@@ -125,8 +125,18 @@ const NBUF: u32 = 2u;
 const NBUF: u32 = 1u;
 #endif
 
+// With V4 the staged operands are vec4<f16> arrays (8-byte stores; the
+// fragment loads then count offsets and strides in vec4s, as SPIR-V's
+// cooperative load does for a vector pointee), else f16 arrays.
+#if V4
+var<workgroup> As: array<vec4<f16>, NBUF * BM * BKP / 4u>;
+var<workgroup> Bs: array<vec4<f16>, NBUF * BN * BKP / 4u>;
+const EV: u32 = 4u;
+#else
 var<workgroup> As: array<f16, NBUF * BM * BKP>;
 var<workgroup> Bs: array<f16, NBUF * BN * BKP>;
+const EV: u32 = 1u;
+#endif
 var<workgroup> Cs: array<f32, 2u * NSN * 256u>;
 
 // Eight values (one 16-byte word) of slice s: row r of x / of the weight
@@ -146,6 +156,10 @@ fn load_x(r: u32, s: u32, c: u32) -> Word {
 }
 
 fn put_a(i: u32, v: Word) {
+#if V4
+    As[i / 4u] = v.lo;
+    As[i / 4u + 1u] = v.hi;
+#else
     As[i] = v.lo.x;
     As[i + 1u] = v.lo.y;
     As[i + 2u] = v.lo.z;
@@ -154,6 +168,7 @@ fn put_a(i: u32, v: Word) {
     As[i + 5u] = v.hi.y;
     As[i + 6u] = v.hi.z;
     As[i + 7u] = v.hi.w;
+#endif
 }
 
 // ---- The weight slice's staging: `w_fetch` reads this invocation's share
@@ -193,10 +208,14 @@ fn w_fetch(c0: u32, s: u32, lid: u32) -> WRegs {
 
 fn put_w4(i: u32, v: vec4<f32>) {
     let h = vec4<f16>(clamp(v, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX)));
+#if V4
+    Bs[i / 4u] = h;
+#else
     Bs[i] = h.x;
     Bs[i + 1u] = h.y;
     Bs[i + 2u] = h.z;
     Bs[i + 3u] = h.w;
+#endif
 }
 
 fn w_put(buf: u32, r: WRegs, c0: u32, s: u32, lid: u32) {
@@ -257,6 +276,10 @@ fn w_put(buf: u32, r: WRegs, c0: u32, s: u32, lid: u32) {
     for (var i = 0u; i < LB; i++) {
         let v = r.v[i];
         let o = (buf * BN + lid / KV + (WGS / KV) * i) * BKP + 8u * (lid % KV);
+#if V4
+        Bs[o / 4u] = v.lo;
+        Bs[o / 4u + 1u] = v.hi;
+#else
         Bs[o] = v.lo.x;
         Bs[o + 1u] = v.lo.y;
         Bs[o + 2u] = v.lo.z;
@@ -265,6 +288,7 @@ fn w_put(buf: u32, r: WRegs, c0: u32, s: u32, lid: u32) {
         Bs[o + 5u] = v.hi.y;
         Bs[o + 6u] = v.hi.z;
         Bs[o + 7u] = v.hi.w;
+#endif
     }
 }
 #endif
@@ -349,12 +373,12 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let ia = (buf * BM + sm * 64u) * BKP;
         let ib = (buf * BN + sn * SW) * BKP;
         for (var kk = 0u; kk < BK; kk += 16u) {
-            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&As[ia + kk], BKP);
-            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&As[ia + 16u * BKP + kk], BKP);
-            let a2 = coopLoadT<coop_mat16x16<f16, A>>(&As[ia + 32u * BKP + kk], BKP);
-            let a3 = coopLoadT<coop_mat16x16<f16, A>>(&As[ia + 48u * BKP + kk], BKP);
-            let b0 = coopLoad<coop_mat16x16<f16, B>>(&Bs[ib + kk], BKP);
-            let b1 = coopLoad<coop_mat16x16<f16, B>>(&Bs[ib + 16u * BKP + kk], BKP);
+            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&As[(ia + kk) / EV], BKP / EV);
+            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&As[(ia + 16u * BKP + kk) / EV], BKP / EV);
+            let a2 = coopLoadT<coop_mat16x16<f16, A>>(&As[(ia + 32u * BKP + kk) / EV], BKP / EV);
+            let a3 = coopLoadT<coop_mat16x16<f16, A>>(&As[(ia + 48u * BKP + kk) / EV], BKP / EV);
+            let b0 = coopLoad<coop_mat16x16<f16, B>>(&Bs[(ib + kk) / EV], BKP / EV);
+            let b1 = coopLoad<coop_mat16x16<f16, B>>(&Bs[(ib + 16u * BKP + kk) / EV], BKP / EV);
             c00 = coopMultiplyAdd(a0, b0, c00);
             c10 = coopMultiplyAdd(a1, b0, c10);
             c20 = coopMultiplyAdd(a2, b0, c20);
@@ -364,8 +388,8 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             c21 = coopMultiplyAdd(a2, b1, c21);
             c31 = coopMultiplyAdd(a3, b1, c31);
 #if SW64
-            let b2 = coopLoad<coop_mat16x16<f16, B>>(&Bs[ib + 32u * BKP + kk], BKP);
-            let b3 = coopLoad<coop_mat16x16<f16, B>>(&Bs[ib + 48u * BKP + kk], BKP);
+            let b2 = coopLoad<coop_mat16x16<f16, B>>(&Bs[(ib + 32u * BKP + kk) / EV], BKP / EV);
+            let b3 = coopLoad<coop_mat16x16<f16, B>>(&Bs[(ib + 48u * BKP + kk) / EV], BKP / EV);
             c02 = coopMultiplyAdd(a0, b2, c02);
             c12 = coopMultiplyAdd(a1, b2, c12);
             c22 = coopMultiplyAdd(a2, b2, c22);

@@ -227,8 +227,10 @@ mod tests {
             variants.push(("mul_mat_coop_half.wgsl", vec!["HALF", w]));
         }
         for (_, t) in crate::ops::matmul_q8::HALF_TILES {
-            for n2 in [false, true] {
+            for n2 in t.n2_choices() {
                 assert!(t.wg_bytes(n2) <= 49152, "{t:?}");
+                // One weight block per invocation when decoding while staging.
+                assert!(t.sw * t.bk <= 2048, "{t:?}");
                 variants.push(("mul_mat_coop_half.wgsl", t.defines(n2)));
                 for w in ["W_Q4_0", "W_Q4_1", "W_Q8_0"] {
                     let mut d = t.defines(n2);

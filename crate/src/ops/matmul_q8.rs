@@ -343,12 +343,16 @@ fn coop_dispatches(
 
 /// A variant of the tensor-core GEMM on f16 copies of its operands
 /// (`shaders/mul_mat_coop_half.wgsl`): weight rows per subgroup (`SW64`),
-/// K per slice (`BK64`), two slice buffers (`DB`).
+/// K per slice (`BK64`), two slice buffers (`DB`), operands staged as
+/// vec4<f16> (`V4`), and whether every product takes the 2 × 2-subgroup
+/// workgroup (`N2`; `None`: by grid size, [`SMALL_GRID`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HalfTile {
     pub sw: usize,
     pub bk: usize,
     pub db: bool,
+    pub v4: bool,
+    pub n2: Option<bool>,
 }
 
 impl HalfTile {
@@ -376,42 +380,44 @@ impl HalfTile {
         if self.db {
             d.push("DB");
         }
+        if self.v4 {
+            d.push("V4");
+        }
         if n2 {
             d.push("N2");
         }
         d
     }
+
+    /// The `N2` choices this tile can take.
+    pub fn n2_choices(&self) -> Vec<bool> {
+        match self.n2 {
+            Some(n2) => vec![n2],
+            None => vec![false, true],
+        }
+    }
 }
 
 /// The variants `KILN_COOP_KERNEL` names: `half` (64 × 32 per subgroup, 32
 /// of K per slice, two slice buffers), `half64` (64 × 64 per subgroup, one
-/// buffer), `halfk64` (64 × 32, 64 of K per slice, one buffer).
-pub const HALF_TILES: [(&str, HalfTile); 3] = [
-    (
-        "half",
-        HalfTile {
-            sw: 32,
-            bk: 32,
-            db: true,
-        },
-    ),
-    (
-        "half64",
-        HalfTile {
-            sw: 64,
-            bk: 32,
-            db: false,
-        },
-    ),
-    (
-        "halfk64",
-        HalfTile {
-            sw: 32,
-            bk: 64,
-            db: false,
-        },
-    ),
+/// buffer), `halfk64` (64 × 32, 64 of K per slice, one buffer); with `v4`
+/// the same staged as vec4<f16>; `w64`: 64 × 64 per subgroup in 2 × 2
+/// subgroups (a 128 × 128 tile of 128 invocations, llama.cpp's KHR-coopmat
+/// shape), K 32 with two buffers, vec4 staging. (Decoding blocks while
+/// staging, one per invocation, needs `sw · bk ≤ 2048`.)
+pub const HALF_TILES: [(&str, HalfTile); 7] = [
+    ("half", tile(32, 32, true, false, None)),
+    ("half64", tile(64, 32, false, false, None)),
+    ("halfk64", tile(32, 64, false, false, None)),
+    ("halfv4", tile(32, 32, true, true, None)),
+    ("halfk64v4", tile(32, 64, false, true, None)),
+    ("w64", tile(64, 32, true, true, Some(true))),
+    ("half64v4", tile(64, 32, false, true, None)),
 ];
+
+const fn tile(sw: usize, bk: usize, db: bool, v4: bool, n2: Option<bool>) -> HalfTile {
+    HalfTile { sw, bk, db, v4, n2 }
+}
 
 /// Whether the f16-operand GEMM decodes `w`'s blocks while staging
 /// (`WQ`: Q4_0 / Q4_1 / Q8_0, `KILN_COOP_WQ` not 0) instead of reading a
@@ -437,7 +443,7 @@ pub fn half_tile(c: &GpuCaps) -> Option<HalfTile> {
         .iter()
         .find(|(name, _)| *name == want)
         .map(|t| t.1)
-        .filter(|t| c.max_workgroup_storage >= t.wg_bytes(false))
+        .filter(|t| c.max_workgroup_storage >= t.wg_bytes(t.n2 == Some(true)))
 }
 
 /// The tensor-core GEMM on f16 operands: x converted once (`to_half`),
@@ -457,7 +463,9 @@ fn coop_half(
     };
     let forced = super::env_switch("KILN_COOP_N2");
     let n2 = |cols: usize| {
-        forced.unwrap_or(cols.div_ceil(tile.bn(false)) * m.div_ceil(128) < SMALL_GRID)
+        tile.n2
+            .or(forced)
+            .unwrap_or(cols.div_ceil(tile.bn(false)) * m.div_ceil(128) < SMALL_GRID)
     };
     let wq = wq_applies(w);
     let cols_pad = chunks
