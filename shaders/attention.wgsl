@@ -252,13 +252,20 @@ fn softmax_block(kvh: u32, c0: u32, j1: u32, m: f32, lid: u32) -> vec3<f32> {
 const TQ: u32 = 16u;
 const TK: u32 = 32u;
 const TD: u32 = 64u;
-// Scaled (roped) queries [row][dim] (row stride TD + 1: no bank conflicts
-// between the two rows a 32-wide subgroup reads); keys transposed
-// [dim][key] (stride TK + 1), then the same memory as values [key][dim];
-// scores, then weights [row][key].
-var<workgroup> tq: array<f32, TQ * (TD + 1u)>;
-var<workgroup> tkv: array<f32, TD * (TK + 1u)>;
+// Four dims per element (d ≤ TD, a multiple of 4; zero past d): scaled
+// (roped) queries [row][dim/4]; keys [key][dim/4] with a row stride of 17
+// (the 8 lanes of a 16-byte load phase hit distinct banks); values
+// [key][dim/4]; scores, then weights [row][key]. One global load phase
+// (keys and values together) and four barriers per block of keys; each
+// invocation's loads are 16 bytes, so the products read workgroup memory
+// a quarter as often as one value per load.
+const TD4: u32 = TD / 4u;
+const KS: u32 = TD4 + 1u;
+var<workgroup> tq: array<vec4<f32>, TQ * TD4>;
+var<workgroup> tk: array<vec4<f32>, TK * KS>;
+var<workgroup> tv: array<vec4<f32>, TK * TD4>;
 var<workgroup> tp: array<f32, TQ * TK>;
+var<workgroup> tw: array<f32, TQ * TK>;
 
 @compute @workgroup_size(256)
 fn attn_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -278,49 +285,54 @@ fn attn_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let live = t0 + r < p.t;
     let n_kv = pos + t0 + r + 1u;
     let lo = key_lo(n_kv);
-    for (var e = lid; e < TQ * p.d; e += WG) {
-        let rr = e / p.d;
-        let c = e % p.d;
+    let nd4 = p.d / 4u;
+    for (var e = lid; e < TQ * TD4; e += WG) {
+        let rr = e / TD4;
+        let c4 = e % TD4;
         let ti = t0 + rr;
-        var v = 0.0;
-        if (ti < p.t) {
+        var v = vec4<f32>(0.0);
+        if (ti < p.t && c4 < nd4) {
+            for (var i = 0u; i < 4u; i++) {
 #if ROPE_Q
-            v = rotated(ti * p.ld + p.col0 + h * p.d, c, f32(pos + ti)) * p.scale;
+                v[i] = rotated(ti * p.ld + p.col0 + h * p.d, 4u * c4 + i, f32(pos + ti));
 #else
-            v = q[(ti * p.hq + h) * p.d + c] * p.scale;
+                v[i] = q[(ti * p.hq + h) * p.d + 4u * c4 + i];
 #endif
+            }
         }
-        tq[rr * (TD + 1u) + c] = v;
+        tq[e] = v * p.scale;
     }
     // The keys any row of the tile sees.
     let j_lo = key_lo(pos + t0 + 1u);
     let j_hi = pos + min(t0 + TQ, p.t);
-    let nd4 = p.d / 4u;
     let kb = kvh * p.cap * p.d;
     var m = -3.0e38;
     var l = 0.0;
     var acc = vec4<f32>(0.0);
     for (var c0 = j_lo; c0 < j_hi; c0 += TK) {
-        // The previous block's values are read (and the queries written).
+        // The previous block's keys, values and weights are read (and the
+        // queries written).
         workgroupBarrier();
-        for (var e = lid; e < TK * nd4; e += WG) {
-            let kk = e / nd4;
-            let c4 = e % nd4;
+        for (var e = lid; e < TK * TD4; e += WG) {
+            let kk = e / TD4;
+            let c4 = e % TD4;
             var kv = vec4<f32>(0.0);
-            if (c0 + kk < j_hi) {
-                kv = k4(kb + (c0 + kk) * p.d + 4u * c4);
+            var vv = vec4<f32>(0.0);
+            if (c0 + kk < j_hi && c4 < nd4) {
+                let o = kb + (c0 + kk) * p.d + 4u * c4;
+                kv = k4(o);
+                vv = v4(o);
             }
-            for (var i = 0u; i < 4u; i++) {
-                tkv[(4u * c4 + i) * (TK + 1u) + kk] = kv[i];
-            }
+            tk[kk * KS + c4] = kv;
+            tv[e] = vv;
         }
         workgroupBarrier();
         var s0 = 0.0;
         var s1 = 0.0;
-        for (var c = 0u; c < p.d; c++) {
-            let qv = tq[r * (TD + 1u) + c];
-            s0 += qv * tkv[c * (TK + 1u) + g];
-            s1 += qv * tkv[c * (TK + 1u) + g + 16u];
+        for (var c4 = 0u; c4 < nd4; c4++) {
+            let qv = tq[r * TD4 + c4];
+            s0 += dot(qv, tk[g * KS + c4]);
+            s1 += dot(qv, tk[(g + 16u) * KS + c4]);
         }
         let ja = c0 + g;
         let jb = ja + 16u;
@@ -335,32 +347,15 @@ fn attn_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         }
         let m_new = max(m, mb);
         let corr = exp(m - m_new);
-        let e0 = select(0.0, exp(s0 - m_new), ok0);
-        let e1 = select(0.0, exp(s1 - m_new), ok1);
-        // Every score and key is read.
-        workgroupBarrier();
-        tp[r * TK + g] = e0;
-        tp[r * TK + g + 16u] = e1;
-        for (var e = lid; e < TK * nd4; e += WG) {
-            let kk = e / nd4;
-            let c4 = e % nd4;
-            var vv = vec4<f32>(0.0);
-            if (c0 + kk < j_hi) {
-                vv = v4(kb + (c0 + kk) * p.d + 4u * c4);
-            }
-            for (var i = 0u; i < 4u; i++) {
-                tkv[kk * TD + 4u * c4 + i] = vv[i];
-            }
-        }
+        tw[r * TK + g] = select(0.0, exp(s0 - m_new), ok0);
+        tw[r * TK + g + 16u] = select(0.0, exp(s1 - m_new), ok1);
         workgroupBarrier();
         var lb = 0.0;
         var a = vec4<f32>(0.0);
-        let c = min(4u * g, TD - 4u);
         for (var j = 0u; j < TK; j++) {
-            let pj = tp[r * TK + j];
+            let pj = tw[r * TK + j];
             lb += pj;
-            let o = j * TD + c;
-            a += pj * vec4<f32>(tkv[o], tkv[o + 1u], tkv[o + 2u], tkv[o + 3u]);
+            a += pj * tv[j * TD4 + g];
         }
         l = l * corr + lb;
         acc = acc * corr + a;
