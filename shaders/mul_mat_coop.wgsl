@@ -69,6 +69,9 @@ var<workgroup> As: array<f16, 2u * BM * BKP>;
 var<workgroup> Bs: array<f16, 2u * BN * BKP>;
 var<workgroup> Cs: array<f32, 8u * 256u>;
 
+fn out_n0() -> u32 {
+    return p.n0;
+}
 #include "common/coop_out.wgsl"
 
 // 4 values as f16 (clamped to its range) at As[i] / Bs[i].

@@ -25,14 +25,20 @@
 // edge tiles go through a 16 × 16 staging tile per subgroup.
 //
 // Params: m, cols (output columns of this dispatch), k, n (y's row stride),
-// n0 (first output column), has_res.
+// n0 (first output column), has_res, nsp, zcols.
+// Split-K (a small grid over a long K): workgroup layer z multiplies K
+// slices z·nsp .. and stores its partial product at columns n0 + z·zcols
+// of y (then a scratch [m, S·cols]); `ksum` adds the S partials (and the
+// residual) into the real y.
 // Bindings (`to_half`): 0 params, 1 W (a weight chunk), 2 x [m, k] as
 // vec4, 3 the f16 rows (written). (`gemm`): 0 params, 1 the weight chunk's
 // f16 rows (padded to a multiple of BN rows, zero; with WQ the chunk
 // itself), 2 x's f16 rows [m, k],
 // 3 y [m, n], 4 res [m, n] (x's rows when has_res = 0).
 enable f16;
-#if !HALF
+#if HALF
+#elif SUM
+#else
 enable wgpu_cooperative_matrix;
 #endif
 
@@ -43,6 +49,10 @@ struct Params {
     n: u32,
     n0: u32,
     has_res: u32,
+    // (`gemm`) K slices per workgroup layer z (all of them without split-K)
+    // and the column offset of layer z's partial (0 without split-K).
+    nsp: u32,
+    zcols: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -78,6 +88,33 @@ fn to_half(@builtin(global_invocation_id) gid: vec3<u32>,
     let c = clamp(v, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX));
     hbuf[2u * i] = pack2x16float(c.xy);
     hbuf[2u * i + 1u] = pack2x16float(c.zw);
+}
+#elif SUM
+// ---- `ksum`: y[r, n0 + c] = Σ_z part[r, z·cols + c] (+ res); params m,
+// cols, S (in k), n, n0, has_res.
+@group(0) @binding(1) var<storage, read> part: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> res: array<f32>;
+
+@compute @workgroup_size(256)
+fn ksum(@builtin(global_invocation_id) gid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if (i >= p.m * p.cols) {
+        return;
+    }
+    let r = i / p.cols;
+    let c = i % p.cols;
+    let ns = p.k;
+    var v = 0.0;
+    for (var z = 0u; z < ns; z++) {
+        v += part[(r * ns + z) * p.cols + c];
+    }
+    let o = r * p.n + p.n0 + c;
+    if (p.has_res != 0u) {
+        v += res[o];
+    }
+    y[o] = v;
 }
 #else
 // (f16 rows read 4 values at a time: a 16-byte word is two loads.)
@@ -295,9 +332,14 @@ fn w_put(buf: u32, r: WRegs, c0: u32, s: u32, lid: u32) {
 
 // One 16 × 16 result at rows r.., columns col.. of this dispatch, wholly
 // inside m and cols: straight to y, plus the residual loaded as a fragment.
+var<private> n0z: u32;
+fn out_n0() -> u32 {
+    return n0z;
+}
+
 fn out_full(c: coop_mat16x16<f32, C>, r: u32, col: u32) {
     let ld = p.n;
-    let o = r * ld + p.n0 + col;
+    let o = r * ld + n0z + col;
     if (p.has_res != 0u) {
         // (Operands named first: naga 30's SPIR-V writer does not emit an
         // expression made inside a cooperative store's arguments.)
@@ -317,16 +359,19 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) lane: u32) {
     let c0 = wid.x * BN;
     let r0 = wid.y * BM;
+    n0z = p.n0 + wid.z * p.zcols;
     // Staging: word lid % KV of row lid / KV (+ WGS / KV per step).
     let lr = lid / KV;
     let lc = lid % KV;
     let rstep = WGS / KV;
-    let ns = (p.k + BK - 1u) / BK;
+    // This layer's K slices: sa .. sb.
+    let sa = wid.z * p.nsp;
+    let sb = min((p.k + BK - 1u) / BK, sa + p.nsp);
     var xr: array<Word, LA>;
     for (var i = 0u; i < LA; i++) {
-        xr[i] = load_x(r0 + lr + rstep * i, 0u, lc);
+        xr[i] = load_x(r0 + lr + rstep * i, sa, lc);
     }
-    var wr = w_fetch(c0, 0u, lid);
+    var wr = w_fetch(c0, sa, lid);
     // This subgroup's block: x rows sm·64 .., weight rows sn·SW ...
     let sm = sg % 2u;
     let sn = sg / 2u;
@@ -348,12 +393,12 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var c32 = coop_mat16x16<f32, C>();
     var c33 = coop_mat16x16<f32, C>();
 #endif
-    for (var s = 0u; s < ns; s++) {
+    for (var s = sa; s < sb; s++) {
 #if DB
         let buf = s & 1u;
 #else
         let buf = 0u;
-        if (s > 0u) {
+        if (s > sa) {
             // The previous slice's fragments are loaded before it is
             // overwritten.
             workgroupBarrier();
@@ -364,7 +409,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         w_put(buf, wr, c0, s, lid);
         workgroupBarrier();
-        if (s + 1u < ns) {
+        if (s + 1u < sb) {
             for (var i = 0u; i < LA; i++) {
                 xr[i] = load_x(r0 + lr + rstep * i, s + 1u, lc);
             }

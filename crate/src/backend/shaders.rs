@@ -226,6 +226,7 @@ mod tests {
         for w in ["W_Q4_0", "W_Q4_1", "W_Q8_0", "W_F32"] {
             variants.push(("mul_mat_coop_half.wgsl", vec!["HALF", w]));
         }
+        variants.push(("mul_mat_coop_half.wgsl", vec!["SUM"]));
         for (_, t) in crate::ops::matmul_q8::HALF_TILES {
             for n2 in t.n2_choices() {
                 assert!(t.wg_bytes(n2) <= 49152, "{t:?}");
@@ -257,8 +258,15 @@ mod tests {
                 lang_version: (1, 4),
                 ..Default::default()
             };
-            naga::back::spv::write_vec(&module, &info, &opts, None)
+            let words = naga::back::spv::write_vec(&module, &info, &opts, None)
                 .unwrap_or_else(|e| panic!("{file} {defines:?}: {e:?}"));
+            // KILN_DUMP_SPV=DIR: the SPIR-V of each variant (for spirv-dis).
+            if let Some(dir) = std::env::var_os("KILN_DUMP_SPV").filter(|d| !d.is_empty()) {
+                let dir = dir.to_string_lossy();
+                let name = format!("{dir}/{file}-{}.spv", defines.join("_"));
+                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                std::fs::write(name, bytes).unwrap();
+            }
         }
     }
 }

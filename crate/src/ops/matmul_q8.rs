@@ -432,13 +432,13 @@ fn wq_applies(w: DType) -> bool {
 const SMALL_GRID: usize = 256;
 
 /// The f16-operand GEMM variant `KILN_COOP_KERNEL` asks for (default
-/// `halfk64`: H100, 2026-12-07, 1B-shape prefill-512 30.2k tok/s against
-/// `half` 25.3k and `half64` 24.8k; docs/bench/2026-12-07-h100-coop-half),
-/// or `None` for mul_mat_coop.wgsl's kernel (`decode`: the weights decoded
-/// and x converted while staging) or where the device lacks the variant's
-/// workgroup memory.
+/// `halfk64v4`: H100, 2026-12-07, 1B-shape prefill-512 31.9k tok/s against
+/// `halfk64` 31.3k, `half` 25.3k, `w64` 24.2k;
+/// docs/bench/2026-12-07-h100-coop-v4), or `None` for mul_mat_coop.wgsl's
+/// kernel (`decode`: the weights decoded and x converted while staging)
+/// or where the device lacks the variant's workgroup memory.
 pub fn half_tile(c: &GpuCaps) -> Option<HalfTile> {
-    let want = std::env::var("KILN_COOP_KERNEL").unwrap_or_else(|_| "halfk64".into());
+    let want = std::env::var("KILN_COOP_KERNEL").unwrap_or_else(|_| "halfk64v4".into());
     HALF_TILES
         .iter()
         .find(|(name, _)| *name == want)
@@ -494,6 +494,7 @@ fn coop_half(
         })
     };
     let mut out = vec![half(plan.x, m, m, false, DType::F32)?];
+    let slices = k.div_ceil(tile.bk);
     for &(wbind, n0, cols) in chunks {
         let small = n2(cols);
         let bn = tile.bn(small);
@@ -503,22 +504,86 @@ fn coop_half(
         } else {
             out.push(half(wbind, cols, cols.next_multiple_of(bn), true, w)?);
         }
-        let groups = tile_grid(ctx, "mul_mat_coop", cols.div_ceil(bn), m.div_ceil(128))?;
+        let mut groups = tile_grid(ctx, "mul_mat_coop", cols.div_ceil(bn), m.div_ceil(128))?;
+        let splits = split_k(groups[0] as usize * groups[1] as usize, slices);
+        let nsp = slices.div_ceil(splits);
+        let wbind = if wq { wbind } else { Bind::ScratchRead(ws) };
+        if splits == 1 {
+            let mut params = coop_params(plan, (m, cols, k, n, n0))?;
+            params.extend([u(nsp)?, 0]);
+            out.push(Dispatch {
+                shader: "mul_mat_coop_half.wgsl",
+                entry: "gemm",
+                defines,
+                bindings: vec![
+                    wbind,
+                    Bind::ScratchRead(xs),
+                    plan.out,
+                    plan.res.unwrap_or(plan.x),
+                ],
+                params,
+                groups,
+            });
+            continue;
+        }
+        // Split-K: layer z's partial at columns z·cols of a [m, S·cols]
+        // scratch, then `ksum` adds them (and the residual) into y.
+        let ps = plan.slot + 4;
+        let part = (m * splits * cols * 4) as u64;
+        groups[2] = u(splits)?;
         out.push(Dispatch {
             shader: "mul_mat_coop_half.wgsl",
             entry: "gemm",
             defines,
             bindings: vec![
-                if wq { wbind } else { Bind::ScratchRead(ws) },
+                wbind,
                 Bind::ScratchRead(xs),
-                plan.out,
-                plan.res.unwrap_or(plan.x),
+                Bind::Scratch(ps, part),
+                plan.x,
             ],
-            params: coop_params(plan, (m, cols, k, n, n0))?,
+            params: vec![
+                u(m)?,
+                u(cols)?,
+                u(k)?,
+                u(splits * cols)?,
+                0,
+                0,
+                u(nsp)?,
+                u(cols)?,
+            ],
             groups,
+        });
+        out.push(Dispatch {
+            shader: "mul_mat_coop_half.wgsl",
+            entry: "ksum",
+            defines: vec!["SUM"],
+            bindings: vec![Bind::ScratchRead(ps), plan.out, plan.res.unwrap_or(plan.x)],
+            params: vec![
+                u(m)?,
+                u(cols)?,
+                u(splits)?,
+                u(n)?,
+                u(n0)?,
+                plan.res.is_some() as u32,
+            ],
+            groups: grid((m * cols).div_ceil(256), ctx.caps)?,
         });
     }
     Ok(Some(out))
+}
+
+/// K splits of a tensor-core GEMM whose grid has `groups` workgroups over
+/// `slices` K slices: `KILN_COOP_SPLITK=S` splits grids under
+/// [`SMALL_GRID`] S ways (at least 8 slices per split); default 1 (off).
+fn split_k(groups: usize, slices: usize) -> usize {
+    let want = std::env::var("KILN_COOP_SPLITK")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1);
+    if groups >= SMALL_GRID {
+        return 1;
+    }
+    want.clamp(1, (slices / 8).max(1))
 }
 
 /// The 2-D grid of a tiled GEMM (`x` tiles of columns, `y` of rows), or a

@@ -447,6 +447,9 @@ fn mul_mat(rng: &mut Rng) -> Result<Vec<Case>> {
             // workgroup's last rows partial.
             shapes.push((1, 13, 2304, false));
             shapes.push((1, 22, 4160, false));
+            // A prefill product over a long K on a small grid (the
+            // tensor-core GEMM's split-K; its last slice partial).
+            shapes.push((140, 72, 2080, false));
         }
         for (m, n, k, split) in shapes {
             let mut b = B::new(rng);

@@ -217,6 +217,7 @@ impl WgpuExecutable {
 
         let mut params = vec![0u8; (PARAM_SLOT as usize) * plans.len().max(1)];
         let mut steps: Vec<Vec<Step>> = (0..graph.program_count()).map(|_| Vec::new()).collect();
+        let detail = crate::ops::env_switch("KILN_PROFILE_GRID") == Some(true);
         for (i, (program, node, d)) in plans.iter().enumerate() {
             if d.params.len() * 4 > PARAM_SLOT as usize {
                 return Err(BackendError::Validation(format!(
@@ -286,8 +287,16 @@ impl WgpuExecutable {
                 layout: &pipeline.layout,
                 entries: &entries,
             });
+            // KILN_PROFILE_GRID=1: profiles tell dispatches apart by grid
+            // and first three parameter words (a GEMM's m, cols, k).
+            let label = if detail {
+                let w = &d.params[..d.params.len().min(3)];
+                format!("{}:{} {:?} {w:?}", d.shader, d.entry, d.groups)
+            } else {
+                format!("{}:{}", d.shader, d.entry)
+            };
             steps[*program].push(Step {
-                label: format!("{}:{}", d.shader, d.entry),
+                label,
                 pipeline,
                 bind_group,
                 groups: d.groups,
