@@ -255,8 +255,10 @@ const TD: u32 = 64u;
 // Four dims per element (d ≤ TD, a multiple of 4; zero past d): scaled
 // (roped) queries [row][dim/4]; keys [key][dim/4] with a row stride of 17
 // (the 8 lanes of a 16-byte load phase hit distinct banks); values
-// [key][dim/4]; scores, then weights [row][key]. One global load phase
-// (keys and values together) and four barriers per block of keys; each
+// [key][dim/4]; scores (without SG16: subgroups of at least 16 take the
+// row maximum by shuffles) and weights [row][key]. One global load phase
+// (keys and values together) and four barriers per block of keys (three
+// with SG16); each
 // invocation's loads are 16 bytes, so the products read workgroup memory
 // a quarter as often as one value per load.
 const TD4: u32 = TD / 4u;
@@ -264,7 +266,9 @@ const KS: u32 = TD4 + 1u;
 var<workgroup> tq: array<vec4<f32>, TQ * TD4>;
 var<workgroup> tk: array<vec4<f32>, TK * KS>;
 var<workgroup> tv: array<vec4<f32>, TK * TD4>;
+#if !SG16
 var<workgroup> tp: array<f32, TQ * TK>;
+#endif
 var<workgroup> tw: array<f32, TQ * TK>;
 
 @compute @workgroup_size(256)
@@ -338,6 +342,15 @@ fn attn_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         let jb = ja + 16u;
         let ok0 = live && ja >= lo && ja < n_kv;
         let ok1 = live && jb >= lo && jb < n_kv;
+#if SG16
+        // The row's 16 invocations share a subgroup (subgroups of ≥ 16):
+        // its maximum by shuffles, no workgroup round trip.
+        var mb = max(select(-3.0e38, s0, ok0), select(-3.0e38, s1, ok1));
+        mb = max(mb, subgroupShuffleXor(mb, 8u));
+        mb = max(mb, subgroupShuffleXor(mb, 4u));
+        mb = max(mb, subgroupShuffleXor(mb, 2u));
+        mb = max(mb, subgroupShuffleXor(mb, 1u));
+#else
         tp[r * TK + g] = select(-3.0e38, s0, ok0);
         tp[r * TK + g + 16u] = select(-3.0e38, s1, ok1);
         workgroupBarrier();
@@ -345,6 +358,7 @@ fn attn_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         for (var j = 0u; j < TK; j++) {
             mb = max(mb, tp[r * TK + j]);
         }
+#endif
         let m_new = max(m, mb);
         let corr = exp(m - m_new);
         tw[r * TK + g] = select(0.0, exp(s0 - m_new), ok0);

@@ -7,7 +7,8 @@
 # of each split (f16 bound of kiln::parity::q8), prefill-512 of the
 # Llama-3.2-1B shape (Q4_0) and SmolLM2's (Q4_1), llama.cpp's static Vulkan
 # llama-bench in the same call (twice per file: its first invocation is a
-# cold one). Carry .device/kiln-parity.xz, .whl, .gl, .peers.
+# cold one); attn_tile's row maximum by subgroup shuffles (SG16) against
+# the workgroup loop (KILN_ATTN_SG=0), with its parity. Carry .device/kiln-parity.xz, .whl, .gl, .peers.
 set -uo pipefail
 . tools/gpu_bench_common.sh
 vulkan_peer
@@ -17,6 +18,10 @@ run vulkan.txt 40 $V -m $B1 -ngl 99 -p 512 -n 0 -r 3
 KILN_PROFILE_GRID=1 run profile.txt 60 $K bench --no-cuda --model $B1 $P --reps 1 --profile
 grep -A14 "GPU time per kernel" "$OUT/profile.txt" | head -16
 run prefill.txt 60 $K bench --no-cuda --model $B1 $P --reps 3
+KILN_ATTN_SG=0 run prefill.txt 60 $K bench --no-cuda --model $B1 $P --reps 3
+KILN_ATTN_SG=0 run attn_parity.txt 60 $K ops --iters 0 --no-cuda --filter attention
+run attn_parity.txt 60 $K ops --iters 0 --no-cuda --filter attention
+grep -E "^\$|cases:" "$OUT/attn_parity.txt"
 for s in 2 4; do
   KILN_COOP_SPLITK=$s KILN_Q8_MIN_WEIGHTS=0 run parity.txt 60 $K ops --iters 0 --no-cuda --filter mul_mat
   KILN_COOP_SPLITK=$s run prefill.txt 60 $K bench --no-cuda --model $B1 $P --reps 3

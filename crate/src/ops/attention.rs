@@ -411,6 +411,14 @@ impl Op for Attention {
                 }
                 Kernel::Tile => {
                     kv.push("TILE");
+                    // A row's 16 invocations in one subgroup: its maximum
+                    // by shuffles (`KILN_ATTN_SG=0` keeps the workgroup loop).
+                    if ctx.caps.subgroups
+                        && ctx.caps.subgroup_size >= 16
+                        && super::env_switch("KILN_ATTN_SG") != Some(false)
+                    {
+                        kv.push("SG16");
+                    }
                     ("attn_tile", t.div_ceil(TILE_Q) * hq)
                 }
                 Kernel::Coop => ("attn_coop", t.div_ceil(COOP_Q) * hq),
