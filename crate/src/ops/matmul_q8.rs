@@ -462,10 +462,16 @@ fn coop_half(
         return Ok(None);
     };
     let forced = super::env_switch("KILN_COOP_N2");
+    let slices = k.div_ceil(tile.bk);
+    // A small grid splits K where K is long enough (keeping the full
+    // tile), else takes the N2 tile (H100, 1B shape: N2 alone 33.3k tok/s,
+    // N2 + split-K 4 31.4k, full tile + split-K 4 39.5k;
+    // docs/bench/2026-12-07-h100-coop-splitk).
+    let small = |cols: usize| cols.div_ceil(tile.bn(false)) * m.div_ceil(128) < SMALL_GRID;
     let n2 = |cols: usize| {
         tile.n2
             .or(forced)
-            .unwrap_or(cols.div_ceil(tile.bn(false)) * m.div_ceil(128) < SMALL_GRID)
+            .unwrap_or(small(cols) && split_k(slices) == 1)
     };
     let wq = wq_applies(w);
     let cols_pad = chunks
@@ -494,7 +500,6 @@ fn coop_half(
         })
     };
     let mut out = vec![half(plan.x, m, m, false, DType::F32)?];
-    let slices = k.div_ceil(tile.bk);
     for &(wbind, n0, cols) in chunks {
         let small = n2(cols);
         let bn = tile.bn(small);
@@ -505,7 +510,11 @@ fn coop_half(
             out.push(half(wbind, cols, cols.next_multiple_of(bn), true, w)?);
         }
         let mut groups = tile_grid(ctx, "mul_mat_coop", cols.div_ceil(bn), m.div_ceil(128))?;
-        let splits = split_k(groups[0] as usize * groups[1] as usize, slices);
+        let splits = if groups[0] as usize * groups[1] as usize >= SMALL_GRID {
+            1
+        } else {
+            split_k(slices)
+        };
         let nsp = slices.div_ceil(splits);
         let wbind = if wq { wbind } else { Bind::ScratchRead(ws) };
         if splits == 1 {
@@ -572,17 +581,14 @@ fn coop_half(
     Ok(Some(out))
 }
 
-/// K splits of a tensor-core GEMM whose grid has `groups` workgroups over
-/// `slices` K slices: `KILN_COOP_SPLITK=S` splits grids under
-/// [`SMALL_GRID`] S ways (at least 8 slices per split); default 1 (off).
-fn split_k(groups: usize, slices: usize) -> usize {
+/// K splits of a tensor-core GEMM over `slices` K slices whose grid is
+/// under [`SMALL_GRID`]: 4 (`KILN_COOP_SPLITK=S` picks S; 1 turns it off),
+/// at most one per 8 slices.
+fn split_k(slices: usize) -> usize {
     let want = std::env::var("KILN_COOP_SPLITK")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1);
-    if groups >= SMALL_GRID {
-        return 1;
-    }
+        .unwrap_or(4);
     want.clamp(1, (slices / 8).max(1))
 }
 
