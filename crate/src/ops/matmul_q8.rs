@@ -463,16 +463,6 @@ fn coop_half(
     };
     let forced = super::env_switch("KILN_COOP_N2");
     let slices = k.div_ceil(tile.bk);
-    // A small grid splits K where K is long enough (keeping the full
-    // tile), else takes the N2 tile (H100, 1B shape: N2 alone 33.3k tok/s,
-    // N2 + split-K 4 31.4k, full tile + split-K 4 39.5k;
-    // docs/bench/2026-12-07-h100-coop-splitk).
-    let small = |cols: usize| cols.div_ceil(tile.bn(false)) * m.div_ceil(128) < SMALL_GRID;
-    let n2 = |cols: usize| {
-        tile.n2
-            .or(forced)
-            .unwrap_or(small(cols) && split_k(slices) == 1)
-    };
     let wq = wq_applies(w);
     let cols_pad = chunks
         .iter()
@@ -501,7 +491,7 @@ fn coop_half(
     };
     let mut out = vec![half(plan.x, m, m, false, DType::F32)?];
     for &(wbind, n0, cols) in chunks {
-        let small = n2(cols);
+        let (small, splits) = half_layout(&tile, m, cols, slices, forced);
         let bn = tile.bn(small);
         let mut defines = tile.defines(small);
         if wq {
@@ -510,47 +500,19 @@ fn coop_half(
             out.push(half(wbind, cols, cols.next_multiple_of(bn), true, w)?);
         }
         let mut groups = tile_grid(ctx, "mul_mat_coop", cols.div_ceil(bn), m.div_ceil(128))?;
-        let splits = if groups[0] as usize * groups[1] as usize >= SMALL_GRID {
-            1
-        } else {
-            split_k(slices)
-        };
         let nsp = slices.div_ceil(splits);
-        let wbind = if wq { wbind } else { Bind::ScratchRead(ws) };
-        if splits == 1 {
+        // Split-K: layer z's partial at columns z·cols of a [m, S·cols]
+        // scratch (no residual), then `ksum` adds them (and the residual)
+        // into y.
+        let ps = plan.slot + 4;
+        let (y, res, params) = if splits == 1 {
             let mut params = coop_params(plan, (m, cols, k, n, n0))?;
             params.extend([u(nsp)?, 0]);
-            out.push(Dispatch {
-                shader: "mul_mat_coop_half.wgsl",
-                entry: "gemm",
-                defines,
-                bindings: vec![
-                    wbind,
-                    Bind::ScratchRead(xs),
-                    plan.out,
-                    plan.res.unwrap_or(plan.x),
-                ],
-                params,
-                groups,
-            });
-            continue;
-        }
-        // Split-K: layer z's partial at columns z·cols of a [m, S·cols]
-        // scratch, then `ksum` adds them (and the residual) into y.
-        let ps = plan.slot + 4;
-        let part = (m * splits * cols * 4) as u64;
-        groups[2] = u(splits)?;
-        out.push(Dispatch {
-            shader: "mul_mat_coop_half.wgsl",
-            entry: "gemm",
-            defines,
-            bindings: vec![
-                wbind,
-                Bind::ScratchRead(xs),
-                Bind::Scratch(ps, part),
-                plan.x,
-            ],
-            params: vec![
+            (plan.out, plan.res.unwrap_or(plan.x), params)
+        } else {
+            groups[2] = u(splits)?;
+            let part = Bind::Scratch(ps, (m * splits * cols * 4) as u64);
+            let params = vec![
                 u(m)?,
                 u(cols)?,
                 u(k)?,
@@ -559,26 +521,63 @@ fn coop_half(
                 0,
                 u(nsp)?,
                 u(cols)?,
-            ],
-            groups,
-        });
+            ];
+            (part, plan.x, params)
+        };
         out.push(Dispatch {
             shader: "mul_mat_coop_half.wgsl",
-            entry: "ksum",
-            defines: vec!["SUM"],
-            bindings: vec![Bind::ScratchRead(ps), plan.out, plan.res.unwrap_or(plan.x)],
-            params: vec![
-                u(m)?,
-                u(cols)?,
-                u(splits)?,
-                u(n)?,
-                u(n0)?,
-                plan.res.is_some() as u32,
+            entry: "gemm",
+            defines,
+            bindings: vec![
+                if wq { wbind } else { Bind::ScratchRead(ws) },
+                Bind::ScratchRead(xs),
+                y,
+                res,
             ],
-            groups: grid((m * cols).div_ceil(256), ctx.caps)?,
+            params,
+            groups,
         });
+        if splits > 1 {
+            out.push(Dispatch {
+                shader: "mul_mat_coop_half.wgsl",
+                entry: "ksum",
+                defines: vec!["SUM"],
+                bindings: vec![Bind::ScratchRead(ps), plan.out, plan.res.unwrap_or(plan.x)],
+                params: vec![
+                    u(m)?,
+                    u(cols)?,
+                    u(splits)?,
+                    u(n)?,
+                    u(n0)?,
+                    plan.res.is_some() as u32,
+                ],
+                groups: grid((m * cols).div_ceil(256), ctx.caps)?,
+            });
+        }
     }
     Ok(Some(out))
+}
+
+/// How a product of `m` rows and `cols` weight rows over `slices` K slices
+/// runs on `tile`: whether it takes the N2 tile, and its K splits. A grid
+/// under [`SMALL_GRID`] splits K where K is long enough ([`split_k`]),
+/// keeping the full tile, else takes the N2 tile (H100, 1B shape: N2 alone
+/// 33.3k tok/s, N2 + split-K 4 31.4k, full tile + split-K 4 39.5k;
+/// docs/bench/2026-12-07-h100-coop-splitk). `forced`: `KILN_COOP_N2`.
+fn half_layout(
+    tile: &HalfTile,
+    m: usize,
+    cols: usize,
+    slices: usize,
+    forced: Option<bool>,
+) -> (bool, usize) {
+    let grid = |n2: bool| cols.div_ceil(tile.bn(n2)) * m.div_ceil(128);
+    let split = split_k(slices);
+    let n2 = tile
+        .n2
+        .or(forced)
+        .unwrap_or(grid(false) < SMALL_GRID && split == 1);
+    (n2, if grid(n2) < SMALL_GRID { split } else { 1 })
 }
 
 /// K splits of a tensor-core GEMM over `slices` K slices whose grid is
@@ -618,4 +617,27 @@ fn coop_params(
         u(n0)?,
         plan.res.is_some() as u32,
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The split-K rule (with `KILN_COOP_SPLITK` unset): small grids over a
+    /// long K split 4 ways on the full tile, fewer over 8–31 slices; small
+    /// grids over a short K take the N2 tile; big grids neither.
+    #[test]
+    fn small_grids_split_k_or_take_n2() {
+        let t = HALF_TILES.iter().find(|t| t.0 == "halfk64v4").unwrap().1;
+        // 1B shape, 512 rows: O / down (2048 columns, K 2048 / 8192).
+        assert_eq!(half_layout(&t, 512, 2048, 32, None), (false, 4));
+        assert_eq!(half_layout(&t, 512, 2048, 128, None), (false, 4));
+        // gate+up: 512 workgroups.
+        assert_eq!(half_layout(&t, 512, 16384, 32, None), (false, 1));
+        // SmolLM2 shape: K 576 (9 slices) → N2; down, K 1536 (24) → 3 ways.
+        assert_eq!(half_layout(&t, 512, 576, 9, None), (true, 1));
+        assert_eq!(half_layout(&t, 512, 576, 24, None), (false, 3));
+        // KILN_COOP_N2=1 forces the N2 tile, which may still split.
+        assert_eq!(half_layout(&t, 512, 2048, 32, Some(true)), (true, 4));
+    }
 }
