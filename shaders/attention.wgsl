@@ -255,12 +255,11 @@ const TD: u32 = 64u;
 // Four dims per element (d ≤ TD, a multiple of 4; zero past d): scaled
 // (roped) queries [row][dim/4]; keys [key][dim/4] with a row stride of 17
 // (the 8 lanes of a 16-byte load phase hit distinct banks); values
-// [key][dim/4]; scores (without SG16: subgroups of at least 16 take the
-// row maximum by shuffles) and weights [row][key]. One global load phase
-// (keys and values together) and four barriers per block of keys (three
-// with SG16); each
-// invocation's loads are 16 bytes, so the products read workgroup memory
-// a quarter as often as one value per load.
+// [key][dim/4]; scores (except with SG16, where subgroups of at least 16
+// take each row's maximum by shuffles) and weights [row][key]. One global
+// load phase (keys and values together) and four barriers per block of
+// keys (three with SG16); each invocation's loads are 16 bytes, so the
+// products read workgroup memory a quarter as often as one value per load.
 const TD4: u32 = TD / 4u;
 const KS: u32 = TD4 + 1u;
 var<workgroup> tq: array<vec4<f32>, TQ * TD4>;

@@ -330,12 +330,14 @@ fn w_put(buf: u32, r: WRegs, c0: u32, s: u32, lid: u32) {
 }
 #endif
 
-// One 16 × 16 result at rows r.., columns col.. of this dispatch, wholly
-// inside m and cols: straight to y, plus the residual loaded as a fragment.
+// The first output column of this workgroup's layer: n0 (+ z·zcols).
 var<private> n0z: u32;
 fn out_n0() -> u32 {
     return n0z;
 }
+
+// One 16 × 16 result at rows r.., columns col.. of this dispatch, wholly
+// inside m and cols: straight to y, plus the residual loaded as a fragment.
 
 fn out_full(c: coop_mat16x16<f32, C>, r: u32, col: u32) {
     let ld = p.n;
