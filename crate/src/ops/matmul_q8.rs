@@ -491,9 +491,9 @@ fn coop_half(
     };
     let mut out = vec![half(plan.x, m, m, false, DType::F32)?];
     for &(wbind, n0, cols) in chunks {
-        let (small, splits) = half_layout(&tile, m, cols, slices, forced);
-        let bn = tile.bn(small);
-        let mut defines = tile.defines(small);
+        let (n2, splits) = half_layout(&tile, m, cols, slices, forced);
+        let bn = tile.bn(n2);
+        let mut defines = tile.defines(n2);
         if wq {
             defines.extend(["WQ", weight_define(w)]);
         } else {
