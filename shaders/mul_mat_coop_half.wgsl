@@ -23,6 +23,12 @@
 // Workgroups whose tile is wholly inside m and cols store their
 // accumulators (plus the residual, loaded as a fragment) straight to y;
 // edge tiles go through a 16 × 16 staging tile per subgroup.
+// mul_mat_fused's prefill (ops/matmul_fused.rs) folds in: its RMSNorm into
+// x's conversion (`to_half_norm`, NORM), and with GLU its SwiGLU (and
+// residual) into the epilogue — each subgroup's weight rows are the gate
+// rows of 16 output columns, then their up rows (`wrow`), and `out_glu`
+// combines the two fragments through the staging tile; cols is then the
+// number of outputs (gate rows).
 //
 // Params: m, cols (output columns of this dispatch), k, n (y's row stride),
 // n0 (first output column), has_res, nsp, zcols.
@@ -37,6 +43,7 @@
 // 3 y [m, n], 4 res [m, n] (x's rows when has_res = 0).
 enable f16;
 #if HALF
+#elif NORM
 #elif SUM
 #else
 enable wgpu_cooperative_matrix;
@@ -88,6 +95,39 @@ fn to_half(@builtin(global_invocation_id) gid: vec3<u32>,
     let c = clamp(v, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX));
     hbuf[2u * i] = pack2x16float(c.xy);
     hbuf[2u * i + 1u] = pack2x16float(c.zw);
+}
+#elif NORM
+// ---- `to_half_norm`: x's rows RMS-normalized (times the norm weight) as
+// packed f16 words, one workgroup per row (the f32 `norm.wgsl` pass and
+// `to_half` in one: mul_mat_fused's prefill prologue); params m = rows,
+// k, has_res = eps's bits. Sums in f32 as norm.wgsl's.
+@group(0) @binding(1) var<storage, read> nw: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> xv: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> hbuf: array<u32>;
+const WG: u32 = 256u;
+#include "common/reduce.wgsl"
+
+@compute @workgroup_size(256)
+fn to_half_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.m) {
+        return;
+    }
+    let kg = p.k / 4u;
+    let base = row * kg;
+    var ss = 0.0;
+    for (var g = lid; g < kg; g += WG) {
+        let v = xv[base + g];
+        ss += dot(v, v);
+    }
+    let inv = inverseSqrt(wg_sum(ss, lid) / f32(p.k) + bitcast<f32>(p.has_res));
+    for (var g = lid; g < kg; g += WG) {
+        let v = xv[base + g] * inv * nw[g];
+        let c = clamp(v, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX));
+        hbuf[2u * (base + g)] = pack2x16float(c.xy);
+        hbuf[2u * (base + g) + 1u] = pack2x16float(c.zw);
+    }
 }
 #elif SUM
 // ---- `ksum`: y[r, n0 + c] = Σ_z part[r, z·cols + c] (+ res); params m,
@@ -208,6 +248,26 @@ fn put_a(i: u32, v: Word) {
 #endif
 }
 
+// The weight row staged as row j of the workgroup's BN (tile base c0 =
+// wid.x · BN), or NO_ROW past the chunk. With GLU (SW = 32; the chunk is
+// gate rows then up rows, p.cols of each) the tile covers BN / 2 output
+// columns from c0 / 2: subgroup column sn's 32 rows are the gate rows of
+// its 16 columns, then their up rows, so each subgroup holds both halves
+// of its outputs (fragments c?0 and c?1).
+const NO_ROW: u32 = 0xffffffffu;
+fn wrow(c0: u32, j: u32) -> u32 {
+#if GLU
+    let col = c0 / 2u + (j / SW) * (SW / 2u) + j % (SW / 2u);
+    if (col >= p.cols) {
+        return NO_ROW;
+    }
+    return select(col, col + p.cols, j % SW >= SW / 2u);
+#else
+    let row = c0 + j;
+    return select(NO_ROW, row, row < p.cols);
+#endif
+}
+
 // ---- The weight slice's staging: `w_fetch` reads this invocation's share
 // of slice s into registers, `w_put` writes it to buffer buf of Bs.
 #if WQ
@@ -232,9 +292,9 @@ struct WRegs {
 // Block u of chunk row `row`, or zeros (d = 0) outside the chunk.
 fn w_fetch(c0: u32, s: u32, lid: u32) -> WRegs {
     var r: WRegs;
-    let row = c0 + lid / NBK;
+    let row = wrow(c0, lid / NBK);
     let u = s * NBK + lid % NBK;
-    if (lid < BN * NBK && row < p.cols && u < p.k / 32u) {
+    if (lid < BN * NBK && row != NO_ROW && u < p.k / 32u) {
         let o = (row * (p.k / 32u) + u) * BLOCK_BYTES / 4u;
         for (var i = 0u; i < NWQ; i++) {
             r.a[i] = W[o + i];
@@ -259,7 +319,8 @@ fn w_put(buf: u32, r: WRegs, c0: u32, s: u32, lid: u32) {
     if (lid >= BN * NBK) {
         return;
     }
-    let row = c0 + lid / NBK;
+    // (Rows past the chunk fetched zeros: d = 0, whatever `mid` says.)
+    let row = wrow(c0, lid / NBK);
     let u = s * NBK + lid % NBK;
     let base = (buf * BN + lid / NBK) * BKP + (lid % NBK) * 32u;
     // Whether the block starts mid-word (its d in the first word's high
@@ -291,10 +352,11 @@ struct WRegs {
     v: array<Word, LB>,
 }
 
-// Row `row` of the f16 chunk, words of slice s; zero past cols or k.
+// Row `row` of the f16 chunk, words of slice s; zero past the chunk
+// (NO_ROW) or k.
 fn load_w(row: u32, s: u32, c: u32) -> Word {
     let kk = s * BK + 8u * c;
-    if (row < p.cols && kk < p.k) {
+    if (row != NO_ROW && kk < p.k) {
         let i = (row * p.k + kk) / 4u;
         return Word(wh[i], wh[i + 1u]);
     }
@@ -304,7 +366,7 @@ fn load_w(row: u32, s: u32, c: u32) -> Word {
 fn w_fetch(c0: u32, s: u32, lid: u32) -> WRegs {
     var r: WRegs;
     for (var i = 0u; i < LB; i++) {
-        r.v[i] = load_w(c0 + lid / KV + (WGS / KV) * i, s, lid % KV);
+        r.v[i] = load_w(wrow(c0, lid / KV + (WGS / KV) * i), s, lid % KV);
     }
     return r;
 }
@@ -355,6 +417,42 @@ fn out_full(c: coop_mat16x16<f32, C>, r: u32, col: u32) {
 
 // An edge tile: through this subgroup's staging tile.
 #include "common/coop_out.wgsl"
+
+#if GLU
+// SwiGLU of a gate fragment and its up fragment (16 × 16 at rows r..,
+// output columns col..), through the staging tile: lane l gets row
+// r + l / 2, columns col + (l % 2)·8 .. + 8 of each, and writes
+// silu(gate)·up (+ res) inside m and cols. Every invocation calls it.
+fn out_glu(gate: coop_mat16x16<f32, C>, up: coop_mat16x16<f32, C>, st: u32, r: u32,
+           col: u32, lane: u32) {
+    let e = st + (lane / 2u) * 16u + (lane % 2u) * 8u;
+    var gv: array<f32, 8>;
+    coopStoreT(gate, &Cs[st], 16u);
+    workgroupBarrier();
+    for (var j = 0u; j < 8u; j++) {
+        gv[j] = Cs[e + j];
+    }
+    workgroupBarrier();
+    coopStoreT(up, &Cs[st], 16u);
+    workgroupBarrier();
+    let row = r + lane / 2u;
+    let c0 = col + (lane % 2u) * 8u;
+    if (row < p.m) {
+        for (var j = 0u; j < 8u; j++) {
+            if (c0 + j < p.cols) {
+                let o = row * p.n + n0z + c0 + j;
+                let g = gv[j];
+                var v = g / (1.0 + exp(-g)) * Cs[e + j];
+                if (p.has_res != 0u) {
+                    v += res[o];
+                }
+                y[o] = v;
+            }
+        }
+    }
+    workgroupBarrier();
+}
+#endif
 
 @compute @workgroup_size(WGS)
 fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
@@ -450,6 +548,13 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let st = sg * 256u;
     let rb = r0 + sm * 64u;
+#if GLU
+    let ocb = c0 / 2u + sn * (SW / 2u);
+    out_glu(c00, c01, st, rb, ocb, lane);
+    out_glu(c10, c11, st, rb + 16u, ocb, lane);
+    out_glu(c20, c21, st, rb + 32u, ocb, lane);
+    out_glu(c30, c31, st, rb + 48u, ocb, lane);
+#else
     let cb = c0 + sn * SW;
     // (Two copies of the calls: cooperative-matrix operations need control
     // flow the validator can prove uniform, which a function's bool
@@ -493,5 +598,6 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         out_edge(c33, st, rb + 48u, cb + 48u, lane);
 #endif
     }
+#endif
 }
 #endif

@@ -8,8 +8,9 @@
 // XG (decode on GPUs, the default) reads x as vec4s from global memory and
 // applies 1/rms to the finished sums; XS stages the normalised x in
 // workgroup memory instead (KILN_GEMV_XS=1).
-// Dispatch: per output column c < n: one invocation (ROW_PER_THREAD, CPU
-// adapters; 64 per workgroup), one subgroup (SUBGROUPS; p.rows_per_wg
+// Dispatch: per output column c < n: one invocation per row of x
+// (ROW_PER_THREAD, CPU adapters; 64 columns per workgroup, a grid row per
+// row of x), one subgroup (SUBGROUPS; p.rows_per_wg
 // columns per workgroup; with XREG a subgroup takes 4 columns, or 2 with GLU,
 // at a time) or one workgroup (tree reductions). The RMS of each x row is recomputed where
 // it is needed (k values: cheaper than a separate dispatch).
@@ -183,28 +184,32 @@ fn row2(c: u32) -> u32 {
 }
 
 #if ROW_PER_THREAD
+// Row m = wid.y of x (one per workgroup row: long per-invocation loops over
+// every row lost rows past ≈ 60k x values on Mesa 22's lavapipe).
 @compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let c = (wid.x + wid.y * nwg.x) * WG + lid;
-    if (c >= p.n) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let c = wid.x * WG + lid;
+    let m = wid.y;
+    if (c >= p.n || m >= p.m) {
         return;
     }
     let nu = (p.k + 31u) / 32u;
-    for (var m = 0u; m < p.m; m++) {
-        inv[m % MMAX] = select(1.0, inv_rms(sumsq(m, 0u, 1u)), p.has_norm != 0u);
-        var a = 0.0;
-        var b = 0.0;
-        for (var u = 0u; u < nu; u++) {
-            a += dot32(c, p.k, u, m);
-        }
-        if (p.glu != 0u) {
-            for (var u = 0u; u < nu; u++) {
-                b += dot32(row2(c), p.k, u, m);
-            }
-        }
-        finish(m, c, a, b);
+    if (p.has_norm != 0u) {
+        inv[m % MMAX] = inv_rms(sumsq(m, 0u, 1u));
+    } else {
+        inv[m % MMAX] = 1.0;
     }
+    var a = 0.0;
+    var b = 0.0;
+    for (var u = 0u; u < nu; u++) {
+        a += dot32(c, p.k, u, m);
+    }
+    if (p.glu != 0u) {
+        for (var u = 0u; u < nu; u++) {
+            b += dot32(row2(c), p.k, u, m);
+        }
+    }
+    finish(m, c, a, b);
 }
 #elif SUBGROUPS
 

@@ -227,6 +227,8 @@ mod tests {
             variants.push(("mul_mat_coop_half.wgsl", vec!["HALF", w]));
         }
         variants.push(("mul_mat_coop_half.wgsl", vec!["SUM"]));
+        variants.push(("mul_mat_coop_half.wgsl", vec!["NORM"]));
+        variants.push(("mul_mat_coop_half.wgsl", vec!["NORM", "SUBGROUPS"]));
         for (_, t) in crate::ops::matmul_q8::HALF_TILES {
             for n2 in t.n2_choices() {
                 assert!(t.wg_bytes(n2) <= 49152, "{t:?}");
@@ -236,6 +238,16 @@ mod tests {
                 for w in ["W_Q4_0", "W_Q4_1", "W_Q8_0"] {
                     let mut d = t.defines(n2);
                     d.extend(["WQ", w]);
+                    variants.push(("mul_mat_coop_half.wgsl", d.clone()));
+                    // The SwiGLU epilogue (32 weight rows per subgroup).
+                    if t.sw == 32 {
+                        d.push("GLU");
+                        variants.push(("mul_mat_coop_half.wgsl", d));
+                    }
+                }
+                if t.sw == 32 {
+                    let mut d = t.defines(n2);
+                    d.push("GLU");
                     variants.push(("mul_mat_coop_half.wgsl", d));
                 }
             }

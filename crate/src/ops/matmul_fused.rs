@@ -11,7 +11,9 @@
 //! Inputs: `x`, `w`, then `nw` if `norm`, then `res` if `residual`. Kernels:
 //! decode (≤ 8 rows, or any on CPU adapters) `shaders/mul_mat_fused.wgsl`,
 //! one dispatch; prefill `norm.wgsl` → `mul_mat.wgsl` → `binary.wgsl` (glu),
-//! with scratch buffers between them. The weight is never split across
+//! with scratch buffers between them, or on tensor cores with 8-bit
+//! activations (`matmul_q8::half_fuses`) two dispatches: the RMSNorm inside
+//! x's f16 conversion, the SwiGLU and residual in the GEMM's epilogue. The weight is never split across
 //! bindings (callers fuse only weights that fit one binding).
 
 use super::matmul::{GEMV_MAX_M, Gemm, weight_define};
@@ -234,12 +236,40 @@ impl Op for FusedMatMul {
                     self.glu as u32,
                     u(sub_rows)?,
                 ],
-                groups: grid(n.div_ceil(per), ctx.caps)?,
+                groups: if ctx.caps.cpu {
+                    // A grid row per row of x (shaders/mul_mat_fused.wgsl).
+                    let max = ctx.caps.max_workgroups_per_dim as usize;
+                    if n.div_ceil(per) > max || m > max {
+                        return Err(shape_err(
+                            self.name(),
+                            format!(
+                                "[{m}, {n}] exceeds the device's {max} workgroups per dimension"
+                            ),
+                        ));
+                    }
+                    [u(n.div_ceil(per))?, u(m)?, 1]
+                } else {
+                    grid(n.div_ceil(per), ctx.caps)?
+                },
             });
             return Ok(out);
         }
-        // Prefill: normalize into scratch 0, GEMM (into scratch 1 for GLU),
-        // then the GLU epilogue.
+        // Prefill on the f16 tensor-core GEMM: the RMSNorm in its x
+        // conversion, the SwiGLU (and residual) in its epilogue.
+        if q8 && super::matmul_q8::half_fuses(ctx.caps, (m, n, k), w.dtype, self.glu) {
+            let plan = super::matmul_q8::Q8Plan {
+                x: Bind::Input(0, 0),
+                norm: self.norm_eps.map(|e| (nw, e)),
+                glu: self.glu,
+                res: self.residual.then_some(res),
+                out: Bind::Output,
+                slot: 0,
+            };
+            let chunk = [(Bind::Input(1, 0), 0, rows)];
+            return super::matmul_q8::dispatches(ctx, (m, n, k), &plan, w.dtype, &chunk);
+        }
+        // Otherwise: normalize into scratch 0, GEMM (into scratch 1 for
+        // GLU), then the GLU epilogue.
         let mut out = Vec::new();
         let mut xin = Bind::Input(0, 0);
         if self.norm_eps.is_some() {

@@ -118,10 +118,11 @@ pub(crate) fn dispatches(
     w: DType,
     chunks: &[(Bind, usize, usize)],
 ) -> Result<Vec<Dispatch>> {
-    if m > 1 && (plan.norm.is_some() || plan.glu) {
+    let (glu, norm) = (plan.glu, plan.norm.is_some());
+    if m > 1 && (norm || glu) && !half_fuses(ctx.caps, (m, n, k), w, glu) {
         return Err(KilnError::BadParam {
             op: "mul_mat_q8",
-            detail: "the GEMM takes no norm prologue or GLU epilogue".into(),
+            detail: "this GEMM takes no norm prologue or GLU epilogue".into(),
         });
     }
     if m > 1 && coop_applies(ctx.caps) {
@@ -319,6 +320,12 @@ fn coop_dispatches(
     if let Some(d) = coop_half(ctx, (m, n, k), plan, w, chunks)? {
         return Ok(d);
     }
+    if plan.norm.is_some() || plan.glu {
+        return Err(KilnError::BadParam {
+            op: "mul_mat_q8",
+            detail: "the f16 GEMM does not apply: no norm prologue or GLU epilogue".into(),
+        });
+    }
     let wide = coop_wide(ctx.caps);
     let bn = if wide { 128 } else { COOP_BN };
     let mut defines = vec![weight_define(w)];
@@ -426,10 +433,17 @@ fn wq_applies(w: DType) -> bool {
     Q8_FORMATS.contains(&w) && super::env_switch("KILN_COOP_WQ") != Some(false)
 }
 
-/// Below this many workgroups a product takes the `N2` tile (half the
-/// weight rows per workgroup, twice the workgroups); `KILN_COOP_N2=0/1`
-/// forces it off / on.
+/// Below this many workgroups a product splits K or takes the `N2` tile
+/// ([`half_layout`]); `KILN_COOP_N2=0/1` forces the `N2` tile off / on,
+/// `KILN_COOP_GRID=G` moves the threshold (for measuring).
 const SMALL_GRID: usize = 256;
+
+fn small_grid() -> usize {
+    std::env::var("KILN_COOP_GRID")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SMALL_GRID)
+}
 
 /// The f16-operand GEMM variant `KILN_COOP_KERNEL` asks for (default
 /// `halfk64v4`: H100, 2026-12-07, 1B-shape prefill-512 31.9k tok/s against
@@ -446,11 +460,51 @@ pub fn half_tile(c: &GpuCaps) -> Option<HalfTile> {
         .filter(|t| c.max_workgroup_storage >= t.wg_bytes(t.n2 == Some(true)))
 }
 
-/// The tensor-core GEMM on f16 operands: x converted once (`to_half`),
-/// then per weight chunk the GEMM, which decodes the chunk's blocks while
-/// staging ([`wq_applies`]) or reads an f16 copy a `to_half` pass wrote
-/// just before (padded to the tile). `None` when no variant applies
-/// ([`half_tile`]) or a copy would exceed the binding limit.
+/// Whether the f16-operand GEMM ([`coop_half`]) takes an `m`-row product
+/// into `n` outputs over `k` (one chunk; with `glu` 2·n weight rows) on
+/// these capabilities, and so can fold mul_mat_fused's RMSNorm prologue
+/// into its x conversion (`to_half_norm`) and, with `glu`, the SwiGLU into
+/// its epilogue (`GLU`: 32 weight rows per subgroup, no split-K).
+/// `KILN_COOP_FUSE=0` keeps the separate norm and GLU dispatches.
+pub fn half_fuses(c: &GpuCaps, (m, n, k): (usize, usize, usize), w: DType, glu: bool) -> bool {
+    let Some(tile) = half_tile(c) else {
+        return false;
+    };
+    if super::env_switch("KILN_COOP_FUSE") == Some(false) {
+        return false;
+    }
+    let rows = if glu { 2 * n } else { n };
+    m > super::matmul::GEMV_MAX_M
+        && coop_applies(c)
+        && half_bytes(c, &tile, (m, rows, k), w).is_some()
+        && (!glu || tile.sw == 32)
+}
+
+/// The bytes of the f16 copies of x and of a chunk of `rows` weight rows
+/// (padded to the tile; 0 where the blocks are decoded while staging), or
+/// `None` where one exceeds the binding limit.
+fn half_bytes(
+    c: &GpuCaps,
+    tile: &HalfTile,
+    (m, rows, k): (usize, usize, usize),
+    w: DType,
+) -> Option<(u64, u64)> {
+    let xb = (m * k * 2) as u64;
+    let wb = if wq_applies(w) {
+        0
+    } else {
+        (rows.next_multiple_of(tile.bn(false)) * k * 2) as u64
+    };
+    (xb.max(wb) <= c.max_binding_bytes).then_some((xb, wb))
+}
+
+/// The tensor-core GEMM on f16 operands: x converted once (`to_half`, or
+/// `to_half_norm` with the plan's RMSNorm), then per weight chunk the
+/// GEMM, which decodes the chunk's blocks while staging ([`wq_applies`])
+/// or reads an f16 copy a `to_half` pass wrote just before (padded to the
+/// tile), with the plan's SwiGLU in its epilogue (`GLU`). `None` when no
+/// variant applies ([`half_tile`]) or a copy would exceed the binding
+/// limit.
 fn coop_half(
     ctx: &PlanCtx,
     (m, n, k): (usize, usize, usize),
@@ -464,14 +518,11 @@ fn coop_half(
     let forced = super::env_switch("KILN_COOP_N2");
     let slices = k.div_ceil(tile.bk);
     let wq = wq_applies(w);
-    let cols_pad = chunks
-        .iter()
-        .map(|c| c.2.next_multiple_of(tile.bn(false)))
-        .max()
-        .unwrap_or(0);
-    let xb = (m * k * 2) as u64;
-    let wb = if wq { 0 } else { (cols_pad * k * 2) as u64 };
-    if xb.max(wb) > ctx.caps.max_binding_bytes {
+    let most = chunks.iter().map(|c| c.2).max().unwrap_or(0);
+    let Some((xb, wb)) = half_bytes(ctx.caps, &tile, (m, most, k), w) else {
+        return Ok(None);
+    };
+    if plan.glu && (tile.sw != 32 || chunks.len() != 1) {
         return Ok(None);
     }
     let (xs, ws) = (plan.slot, plan.slot + 1);
@@ -489,17 +540,36 @@ fn coop_half(
             groups: grid((pad * k / 4).div_ceil(256), ctx.caps)?,
         })
     };
-    let mut out = vec![half(plan.x, m, m, false, DType::F32)?];
-    for &(wbind, n0, cols) in chunks {
-        let (n2, splits) = half_layout(&tile, m, cols, slices, forced);
+    let mut out = vec![match plan.norm {
+        // RMSNorm and the conversion in one pass, a workgroup per row.
+        Some((nw, eps)) => Dispatch {
+            shader: "mul_mat_coop_half.wgsl",
+            entry: "to_half_norm",
+            defines: vec!["NORM"],
+            bindings: vec![nw, plan.x, Bind::Scratch(xs, xb)],
+            params: vec![u(m)?, 0, u(k)?, 0, u(m)?, eps.to_bits()],
+            groups: grid(m, ctx.caps)?,
+        },
+        None => half(plan.x, m, m, false, DType::F32)?,
+    }];
+    for &(wbind, n0, rows) in chunks {
+        // With GLU, `rows` weight rows (gate, then up) make rows / 2 outputs.
+        let cols = if plan.glu { rows / 2 } else { rows };
+        let (n2, mut splits) = half_layout(&tile, m, rows, slices, forced);
+        if plan.glu {
+            splits = 1;
+        }
         let bn = tile.bn(n2);
         let mut defines = tile.defines(n2);
+        if plan.glu {
+            defines.push("GLU");
+        }
         if wq {
             defines.extend(["WQ", weight_define(w)]);
         } else {
-            out.push(half(wbind, cols, cols.next_multiple_of(bn), true, w)?);
+            out.push(half(wbind, rows, rows.next_multiple_of(bn), true, w)?);
         }
-        let mut groups = tile_grid(ctx, "mul_mat_coop", cols.div_ceil(bn), m.div_ceil(128))?;
+        let mut groups = tile_grid(ctx, "mul_mat_coop", rows.div_ceil(bn), m.div_ceil(128))?;
         let nsp = slices.div_ceil(splits);
         // Split-K: layer z's partial at columns z·cols of a [m, S·cols]
         // scratch (no residual), then `ksum` adds them (and the residual)
@@ -573,11 +643,12 @@ fn half_layout(
 ) -> (bool, usize) {
     let grid = |n2: bool| cols.div_ceil(tile.bn(n2)) * m.div_ceil(128);
     let split = split_k(slices);
+    let small = small_grid();
     let n2 = tile
         .n2
         .or(forced)
-        .unwrap_or(grid(false) < SMALL_GRID && split == 1);
-    (n2, if grid(n2) < SMALL_GRID { split } else { 1 })
+        .unwrap_or(grid(false) < small && split == 1);
+    (n2, if grid(n2) < small { split } else { 1 })
 }
 
 /// K splits of a tensor-core GEMM over `slices` K slices whose grid is

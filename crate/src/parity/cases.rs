@@ -839,9 +839,13 @@ fn mul_mat_fused(rng: &mut Rng) -> Result<Vec<Case>> {
         }
     }
     // Prefill chunks large enough for the GPUs' big GEMM: 256×32 tiles with
-    // norm, GLU and residual; 128×64 tiles with norm and residual.
-    for (m, n, glu) in [(130, 2050, true), (300, 4096, false)] {
-        let k = 64;
+    // norm, GLU and residual; 128×64 tiles with norm and residual; a long
+    // row (the tensor-core GEMM's RMSNorm-in-conversion over many slices).
+    for (m, n, k, glu) in [
+        (130, 2050, 64, true),
+        (300, 4096, 64, false),
+        (140, 72, 2080, true),
+    ] {
         let mut b = B::new(rng);
         let x = b.input(&[m, k], DType::F32, 1.5)?;
         let w = b.weight(&[if glu { 2 * n } else { n }, k], DType::Q4_0, 0.125)?;
