@@ -24,7 +24,14 @@
 // and serve all TQ queries (attn_one reads them once per query): 16
 // invocations per query row, each scoring 2 keys of a block and owning 4
 // value dims; online softmax per row.
-// ROPE_Q (attn_rows, attn_split, attn_one, attn_tile): q is a window of rows of ld values (head 0
+// GQA: attn_gqa (as attn_tile; d ≤ 64, G = hq / hkv ≤ 256 / LPR) — one
+// workgroup of 256 per (tile of consecutive tokens, KV head) whose rows are
+// (token, query head of the group) pairs: ⌊GR / G⌋ tokens of all G heads,
+// so each block of keys and values staged serves every head that reads it
+// (attn_tile stages it once per query head). LPR invocations per row (4, or
+// 8 with LPR8; GR = 256 / LPR rows): each scores TK / LPR keys of a block
+// (keys l, l + LPR, …) and owns 64 / LPR value dims; q in registers.
+// ROPE_Q (attn_rows, attn_split, attn_one, attn_tile, attn_gqa): q is a window of rows of ld values (head 0
 //   at column col0, a fused Q/K/V output) and is roped as it is loaded:
 //   rope.wgsl's parameter words 3..16 follow window, binding 6 is the frequency
 //   divisors (q itself when there are none).
@@ -41,6 +48,8 @@
 #if ONE
 const WG: u32 = 256u;
 #elif TILE
+const WG: u32 = 256u;
+#elif GQA
 const WG: u32 = 256u;
 #else
 const WG: u32 = 64u;
@@ -378,6 +387,151 @@ fn attn_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         let o = ((t0 + r) * p.hq + h) * p.d + 4u * g;
         for (var i = 0u; i < 4u; i++) {
             out[o + i] = acc[i] / l;
+        }
+    }
+}
+#elif GQA
+#if LPR8
+const LPR: u32 = 8u;
+#else
+const LPR: u32 = 4u;
+#endif
+const GR: u32 = 256u / LPR;
+const TK: u32 = 32u;
+const TD4: u32 = 16u;
+// Keys per lane per block, value vec4s per lane.
+const KPL: u32 = TK / LPR;
+const VPL: u32 = TD4 / LPR;
+// Keys [key][dim/4] (row stride 17: distinct banks), values [key][dim/4],
+// weights [row][key] (row stride 33), and without SG_LPR (subgroup
+// shuffles over a row's lanes) each lane's block maximum.
+const KS: u32 = TD4 + 1u;
+const WP: u32 = TK + 1u;
+var<workgroup> gk: array<vec4<f32>, TK * KS>;
+var<workgroup> gv: array<vec4<f32>, TK * TD4>;
+var<workgroup> gw: array<f32, GR * WP>;
+#if !SG_LPR
+var<workgroup> gm: array<f32, 256>;
+#endif
+
+@compute @workgroup_size(256)
+fn attn_gqa(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let g = p.hq / p.hkv;
+    let tq = GR / g;
+    let wg = wid.x + wid.y * nwg.x;
+    if (wg >= (p.t + tq - 1u) / tq * p.hkv) {
+        return;
+    }
+    let kvh = wg % p.hkv;
+    let t0 = wg / p.hkv * tq;
+    let pos = load_pos(lid);
+    // This invocation: row r (token ti, query head h), lane l of its LPR.
+    let r = lid / LPR;
+    let l = lid % LPR;
+    let ti = t0 + r / g;
+    let h = kvh * g + r % g;
+    let live = r < tq * g && ti < p.t;
+    let n_kv = pos + ti + 1u;
+    let lo = key_lo(n_kv);
+    let nd4 = p.d / 4u;
+    // The row's query (scaled, roped), zero past d.
+    var qr: array<vec4<f32>, TD4>;
+    for (var c4 = 0u; c4 < TD4; c4++) {
+        var v = vec4<f32>(0.0);
+        if (live && c4 < nd4) {
+            for (var i = 0u; i < 4u; i++) {
+#if ROPE_Q
+                v[i] = rotated(ti * p.ld + p.col0 + h * p.d, 4u * c4 + i, f32(pos + ti));
+#else
+                v[i] = q[(ti * p.hq + h) * p.d + 4u * c4 + i];
+#endif
+            }
+        }
+        qr[c4] = v * p.scale;
+    }
+    // The keys any row of the tile sees.
+    let j_lo = key_lo(pos + t0 + 1u);
+    let j_hi = pos + min(t0 + tq, p.t);
+    let kb = kvh * p.cap * p.d;
+    var m = -3.0e38;
+    var lsum = 0.0;
+    var acc: array<vec4<f32>, VPL>;
+    for (var c0 = j_lo; c0 < j_hi; c0 += TK) {
+        // The previous block's keys, values and weights are read.
+        workgroupBarrier();
+        for (var e = lid; e < TK * TD4; e += WG) {
+            let kk = e / TD4;
+            let c4 = e % TD4;
+            var kv = vec4<f32>(0.0);
+            var vv = vec4<f32>(0.0);
+            if (c0 + kk < j_hi && c4 < nd4) {
+                let o = kb + (c0 + kk) * p.d + 4u * c4;
+                kv = k4(o);
+                vv = v4(o);
+            }
+            gk[kk * KS + c4] = kv;
+            gv[e] = vv;
+        }
+        workgroupBarrier();
+        var s: array<f32, KPL>;
+        for (var c4 = 0u; c4 < TD4; c4++) {
+            let qv = qr[c4];
+            for (var i = 0u; i < KPL; i++) {
+                s[i] += dot(qv, gk[(l + LPR * i) * KS + c4]);
+            }
+        }
+        var mb = -3.0e38;
+        var ok = 0u;
+        for (var i = 0u; i < KPL; i++) {
+            let j = c0 + l + LPR * i;
+            if (live && j >= lo && j < n_kv) {
+                ok |= 1u << i;
+                mb = max(mb, s[i]);
+            }
+        }
+#if SG_LPR
+        // The row's LPR lanes are consecutive in one subgroup.
+        for (var x = 1u; x < LPR; x <<= 1u) {
+            mb = max(mb, subgroupShuffleXor(mb, x));
+        }
+#else
+        gm[lid] = mb;
+        workgroupBarrier();
+        for (var x = 0u; x < LPR; x++) {
+            mb = max(mb, gm[r * LPR + x]);
+        }
+#endif
+        let m_new = max(m, mb);
+        let corr = exp(m - m_new);
+        for (var i = 0u; i < KPL; i++) {
+            gw[r * WP + l + LPR * i] = select(0.0, exp(s[i] - m_new), (ok & (1u << i)) != 0u);
+        }
+        workgroupBarrier();
+        var lb = 0.0;
+        var a: array<vec4<f32>, VPL>;
+        for (var j = 0u; j < TK; j++) {
+            let pj = gw[r * WP + j];
+            lb += pj;
+            for (var v = 0u; v < VPL; v++) {
+                a[v] += pj * gv[j * TD4 + VPL * l + v];
+            }
+        }
+        lsum = lsum * corr + lb;
+        for (var v = 0u; v < VPL; v++) {
+            acc[v] = acc[v] * corr + a[v];
+        }
+        m = m_new;
+    }
+    if (live) {
+        let o = (ti * p.hq + h) * p.d;
+        for (var v = 0u; v < VPL; v++) {
+            let c = 4u * (VPL * l + v);
+            for (var i = 0u; i < 4u; i++) {
+                if (c + i < p.d) {
+                    out[o + c + i] = acc[v][i] / lsum;
+                }
+            }
         }
     }
 }

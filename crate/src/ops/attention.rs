@@ -14,7 +14,9 @@
 //! of a 256-wide workgroup per (token, head) (`attn_one`); prefill with a
 //! head dimension of at most 64 (a multiple of 4) runs one per (16 tokens,
 //! head) instead, the keys and values of each 32-key block shared through
-//! workgroup memory (`attn_tile`, flash-attention's tiling). Decode over longer
+//! workgroup memory (`attn_tile`, flash-attention's tiling) — or, where
+//! several query heads share a KV head, one per (tokens, KV head) whose
+//! block serves all of that KV head's query heads (`attn_gqa`). Decode over longer
 //! caches, and on CPU adapters, splits the KV length across `ns` workgroups
 //! per head (flash-decoding: partial max, sum and weighted values in
 //! scratch, then a combine pass). Prefill on CPU adapters streams the keys
@@ -63,6 +65,9 @@ enum Kernel {
     Split,
     One,
     Tile,
+    /// `attn_gqa`: `Tile`'s shapes, a workgroup per (tokens, KV head)
+    /// ([`gqa_lanes`]).
+    Gqa,
     /// `attn_coop` (attention_coop.wgsl): `Tile`'s shapes on tensor cores.
     Coop,
 }
@@ -73,6 +78,29 @@ pub const TILE_MAX_HEAD_DIM: usize = 64;
 const TILE_Q: usize = 16;
 /// Query tokens per `attn_coop` workgroup (its `TQ`).
 const COOP_Q: usize = 64;
+
+/// Lanes per row of `attn_gqa` (4 or 8), or `None` for `attn_tile`: where
+/// a KV head serves G = hq / hkv ≥ 2 query heads (G ≤ 256 / lanes), each
+/// block of keys and values staged once for the G heads instead of G
+/// times, if the device has its workgroup memory. `KILN_ATTN_GQA=0|4|8`
+/// (native) turns it off or picks the lanes.
+fn gqa_lanes(caps: &GpuCaps, hq: usize, hkv: usize) -> Option<usize> {
+    let forced = if cfg!(target_arch = "wasm32") {
+        None
+    } else {
+        std::env::var("KILN_ATTN_GQA").ok()
+    };
+    let lanes = match forced.as_deref() {
+        Some("0") => return None,
+        Some("8") => 8,
+        _ => 4,
+    };
+    let g = hq / hkv.max(1);
+    // Keys (32 × 17 vec4), values (32 × 16 vec4), weights (rows × 33), the
+    // lanes' maxima (256) when no subgroup holds a row.
+    let bytes = 32 * 17 * 16 + 32 * 16 * 16 + (256 / lanes) * 33 * 4 + 256 * 4;
+    (g >= 2 && g <= 256 / lanes && caps.max_workgroup_storage as usize >= bytes).then_some(lanes)
+}
 
 /// Whether prefill attention that would take `attn_tile` runs on tensor
 /// cores instead (`attn_coop`: q, k, v and the weights rounded to f16):
@@ -398,6 +426,7 @@ impl Op for Attention {
             // attn_tile has no NEW_KV (one query token takes attn_one).
             Kernel::Tile if new_kv.is_some() => Kernel::One,
             Kernel::Tile if coop_applies(ctx.caps) => Kernel::Coop,
+            Kernel::Tile if gqa_lanes(ctx.caps, hq, hkv).is_some() => Kernel::Gqa,
             k => k,
         };
         if kernel != Kernel::Split {
@@ -420,6 +449,23 @@ impl Op for Attention {
                         kv.push("SG16");
                     }
                     ("attn_tile", t.div_ceil(TILE_Q) * hq)
+                }
+                Kernel::Gqa => {
+                    kv.push("GQA");
+                    let lanes = gqa_lanes(ctx.caps, hq, hkv).unwrap_or(4);
+                    if lanes == 8 {
+                        kv.push("LPR8");
+                    }
+                    // A row's lanes in one subgroup: its maximum by shuffles
+                    // (`KILN_ATTN_SG=0`: through workgroup memory).
+                    if ctx.caps.subgroups
+                        && ctx.caps.subgroup_size as usize >= lanes
+                        && super::env_switch("KILN_ATTN_SG") != Some(false)
+                    {
+                        kv.push("SG_LPR");
+                    }
+                    let tq = (256 / lanes) / (hq / hkv);
+                    ("attn_gqa", t.div_ceil(tq) * hkv)
                 }
                 Kernel::Coop => ("attn_coop", t.div_ceil(COOP_Q) * hq),
                 _ => ("attn_rows", t * hq),
