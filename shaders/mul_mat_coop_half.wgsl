@@ -131,26 +131,35 @@ fn to_half_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 }
 #elif SUM
 // ---- `ksum`: y[r, n0 + c] = Σ_z part[r, z·cols + c] (+ res); params m,
-// cols, S (in k), n, n0, has_res.
-@group(0) @binding(1) var<storage, read> part: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<storage, read> res: array<f32>;
+// cols, S (in k), n, n0, has_res. With SUM4 (cols, n and n0 multiples of
+// 4) four columns per invocation, as vec4s.
+#if SUM4
+alias V = vec4<f32>;
+const VW: u32 = 4u;
+#else
+alias V = f32;
+const VW: u32 = 1u;
+#endif
+@group(0) @binding(1) var<storage, read> part: array<V>;
+@group(0) @binding(2) var<storage, read_write> y: array<V>;
+@group(0) @binding(3) var<storage, read> res: array<V>;
 
 @compute @workgroup_size(256)
 fn ksum(@builtin(global_invocation_id) gid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= p.m * p.cols) {
+    let cv = p.cols / VW;
+    if (i >= p.m * cv) {
         return;
     }
-    let r = i / p.cols;
-    let c = i % p.cols;
+    let r = i / cv;
+    let c = i % cv;
     let ns = p.k;
-    var v = 0.0;
+    var v = V(0.0);
     for (var z = 0u; z < ns; z++) {
-        v += part[(r * ns + z) * p.cols + c];
+        v += part[(r * ns + z) * cv + c];
     }
-    let o = r * p.n + p.n0 + c;
+    let o = (r * p.n + p.n0) / VW + c;
     if (p.has_res != 0u) {
         v += res[o];
     }

@@ -227,6 +227,7 @@ mod tests {
             variants.push(("mul_mat_coop_half.wgsl", vec!["HALF", w]));
         }
         variants.push(("mul_mat_coop_half.wgsl", vec!["SUM"]));
+        variants.push(("mul_mat_coop_half.wgsl", vec!["SUM", "SUM4"]));
         variants.push(("mul_mat_coop_half.wgsl", vec!["NORM"]));
         variants.push(("mul_mat_coop_half.wgsl", vec!["NORM", "SUBGROUPS"]));
         for (_, t) in crate::ops::matmul_q8::HALF_TILES {

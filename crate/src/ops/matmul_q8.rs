@@ -608,10 +608,16 @@ fn coop_half(
             groups,
         });
         if splits > 1 {
+            // Four columns per invocation where rows stay 16-byte aligned.
+            let sum4 = cols % 4 == 0 && n % 4 == 0 && n0 % 4 == 0;
             out.push(Dispatch {
                 shader: "mul_mat_coop_half.wgsl",
                 entry: "ksum",
-                defines: vec!["SUM"],
+                defines: if sum4 {
+                    vec!["SUM", "SUM4"]
+                } else {
+                    vec!["SUM"]
+                },
                 bindings: vec![Bind::ScratchRead(ps), plan.out, plan.res.unwrap_or(plan.x)],
                 params: vec![
                     u(m)?,
@@ -621,7 +627,10 @@ fn coop_half(
                     u(n0)?,
                     plan.res.is_some() as u32,
                 ],
-                groups: grid((m * cols).div_ceil(256), ctx.caps)?,
+                groups: grid(
+                    (m * cols / if sum4 { 4 } else { 1 }).div_ceil(256),
+                    ctx.caps,
+                )?,
             });
         }
     }
