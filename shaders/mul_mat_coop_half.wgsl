@@ -173,7 +173,12 @@ fn ksum(@builtin(global_invocation_id) gid: vec3<u32>,
 #else
 @group(0) @binding(1) var<storage, read> wh: array<vec4<f16>>;
 #endif
+#if XF32
+// XF32: x read as f32 and converted while staging (no `to_half` pass).
+@group(0) @binding(2) var<storage, read> xf: array<vec4<f32>>;
+#else
 @group(0) @binding(2) var<storage, read> xh: array<vec4<f16>>;
+#endif
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> res: array<f32>;
 
@@ -236,7 +241,12 @@ fn load_x(r: u32, s: u32, c: u32) -> Word {
     let kk = s * BK + 8u * c;
     if (r < p.m && kk < p.k) {
         let i = (r * p.k + kk) / 4u;
+#if XF32
+        let lim = vec4<f32>(F16_MAX);
+        return Word(vec4<f16>(clamp(xf[i], -lim, lim)), vec4<f16>(clamp(xf[i + 1u], -lim, lim)));
+#else
         return Word(xh[i], xh[i + 1u]);
+#endif
     }
     return Word(vec4<f16>(0.0h), vec4<f16>(0.0h));
 }

@@ -11,6 +11,7 @@ set -uo pipefail
 export KILN_ACTIVATIONS=q8
 P="--prefill 512 --decode 2"
 KILN_Q8_MIN_WEIGHTS=0 run parity.txt 90 $K ops --iters 0 --no-cuda --filter mul_mat
+KILN_COOP_XF32=1 KILN_Q8_MIN_WEIGHTS=0 run parity.txt 90 $K ops --iters 0 --no-cuda --filter mul_mat
 run parity.txt 60 $K ops --iters 0 --no-cuda --filter "attention "
 KILN_ATTN_GQA=8 run parity.txt 60 $K ops --iters 0 --no-cuda --filter "attention "
 vulkan_peer
@@ -20,10 +21,10 @@ done
 bench() { run prefill.txt 40 $K bench --no-cuda --model "$1" $P --reps 3; }
 bench $B1
 bench $SR
-for v in KILN_COOP_FUSE=0 KILN_ATTN_GQA=0 KILN_ATTN_GQA=8 KILN_COOP_SPLITK=2 KILN_COOP_SPLITK=3 KILN_COOP_GRID=128; do
+for v in KILN_COOP_FUSE=0 KILN_ATTN_GQA=0 KILN_ATTN_GQA=8 KILN_COOP_XF32=1 KILN_COOP_SPLITK=2 KILN_COOP_SPLITK=3 KILN_COOP_GRID=128; do
   export "$v"; bench $B1; unset "${v%%=*}"
 done
-for v in KILN_COOP_FUSE=0 KILN_ATTN_GQA=0 KILN_ATTN_GQA=8 KILN_COOP_N2=1 KILN_COOP_N2=0 KILN_COOP_GRID=512; do
+for v in KILN_COOP_FUSE=0 KILN_ATTN_GQA=0 KILN_ATTN_GQA=8 KILN_COOP_XF32=1 KILN_COOP_N2=1 KILN_COOP_N2=0 KILN_COOP_GRID=512; do
   export "$v"; bench $SR; unset "${v%%=*}"
 done
 bench $B1

@@ -251,6 +251,9 @@ mod tests {
                     d.push("GLU");
                     variants.push(("mul_mat_coop_half.wgsl", d));
                 }
+                let mut d = t.defines(n2);
+                d.extend(["WQ", "W_Q4_0", "XF32"]);
+                variants.push(("mul_mat_coop_half.wgsl", d));
             }
         }
         // wgpu's mapping of SHADER_F16, SUBGROUP and

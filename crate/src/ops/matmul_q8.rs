@@ -540,18 +540,24 @@ fn coop_half(
             groups: grid((pad * k / 4).div_ceil(256), ctx.caps)?,
         })
     };
-    let mut out = vec![match plan.norm {
-        // RMSNorm and the conversion in one pass, a workgroup per row.
-        Some((nw, eps)) => Dispatch {
-            shader: "mul_mat_coop_half.wgsl",
-            entry: "to_half_norm",
-            defines: vec!["NORM"],
-            bindings: vec![nw, plan.x, Bind::Scratch(xs, xb)],
-            params: vec![u(m)?, 0, u(k)?, 0, u(m)?, eps.to_bits()],
-            groups: grid(m, ctx.caps)?,
-        },
-        None => half(plan.x, m, m, false, DType::F32)?,
-    }];
+    // x converted while staging (`XF32`, `KILN_COOP_XF32=1`) where there
+    // is no RMSNorm to fold into a conversion pass.
+    let xf32 = plan.norm.is_none() && super::env_switch("KILN_COOP_XF32") == Some(true);
+    let mut out = Vec::new();
+    if !xf32 {
+        out.push(match plan.norm {
+            // RMSNorm and the conversion in one pass, a workgroup per row.
+            Some((nw, eps)) => Dispatch {
+                shader: "mul_mat_coop_half.wgsl",
+                entry: "to_half_norm",
+                defines: vec!["NORM"],
+                bindings: vec![nw, plan.x, Bind::Scratch(xs, xb)],
+                params: vec![u(m)?, 0, u(k)?, 0, u(m)?, eps.to_bits()],
+                groups: grid(m, ctx.caps)?,
+            },
+            None => half(plan.x, m, m, false, DType::F32)?,
+        });
+    }
     for &(wbind, n0, rows) in chunks {
         // With GLU, `rows` weight rows (gate, then up) make rows / 2 outputs.
         let cols = if plan.glu { rows / 2 } else { rows };
@@ -563,6 +569,9 @@ fn coop_half(
         let mut defines = tile.defines(n2);
         if plan.glu {
             defines.push("GLU");
+        }
+        if xf32 {
+            defines.push("XF32");
         }
         if wq {
             defines.extend(["WQ", weight_define(w)]);
@@ -600,7 +609,7 @@ fn coop_half(
             defines,
             bindings: vec![
                 if wq { wbind } else { Bind::ScratchRead(ws) },
-                Bind::ScratchRead(xs),
+                if xf32 { plan.x } else { Bind::ScratchRead(xs) },
                 y,
                 res,
             ],
