@@ -56,6 +56,28 @@ fn attention_new_kv_cases_match_with_the_writes_apart() {
     }
 }
 
+/// Prefill attention by `attn_gqa` (opt-in: `GpuCaps::attn_gqa`) with 4
+/// and 8 lanes per row, the GPU kernels with and without subgroups.
+#[test]
+fn attention_cases_match_with_attn_gqa() {
+    let Some(gpu) = common::gpu() else { return };
+    let keep = |case: &kiln::parity::Case| case.op == "attention";
+    for lanes in [4, 8] {
+        let b = gpu.with_cpu_kernels(false).with_attn_gqa(Some(lanes));
+        let mut sets = vec![(b.clone(), "subgroups")];
+        if b.caps.subgroups {
+            sets.push((b.without_subgroups(), "no subgroups"));
+        }
+        for (b, label) in sets {
+            common::run_suite_where(
+                &format!("attn_gqa, {lanes} lanes per row ({label})"),
+                &keep,
+                &|case| run_case(case, &b),
+            );
+        }
+    }
+}
+
 /// The matrix products with 8-bit activations (ops/matmul_q8.rs: GPU
 /// kernels with subgroups; the one-token GEMV and the prefill GEMM) on every
 /// case with Q4_0/Q4_1/Q8_0 weights: the products they take against the

@@ -124,6 +124,8 @@ pub fn caps() -> GpuCaps {
         // launches cost little and attention grows by the new key's RoPE;
         // docs/bench/2026-12-07-h100-newkv). KILN_NEW_KV=1 opts in.
         kv_in_attention: kiln::ops::env_switch("KILN_NEW_KV").unwrap_or(false),
+        // attn_gqa is a WGSL kernel (the CUDA family keeps attn_tile).
+        attn_gqa: None,
         // The prefill GEMM on wgpu's cooperative matrices has no twin here
         // (the 8-bit GEMM stays); tensor cores for CUDA are issue 14's.
         coop_f16: false,

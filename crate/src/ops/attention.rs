@@ -82,8 +82,11 @@ const COOP_Q: usize = 64;
 /// Lanes per row of `attn_gqa` (4 or 8), or `None` for `attn_tile`: where
 /// a KV head serves G = hq / hkv ≥ 2 query heads (G ≤ 256 / lanes), each
 /// block of keys and values staged once for the G heads instead of G
-/// times, if the device has its workgroup memory. `KILN_ATTN_GQA=0|4|8`
-/// (native) turns it off or picks the lanes.
+/// times, if the device has its workgroup memory. Opt-in
+/// (`KILN_ATTN_GQA=4|8`, native: the lanes) until timed on a GPU — written
+/// 2026-12-08 with no device to run it on; correct on lavapipe with the GPU
+/// kernels at subgroup widths 8 and 32 and without subgroups (the op-parity
+/// suite runs it through `with_attn_gqa`).
 fn gqa_lanes(caps: &GpuCaps, hq: usize, hkv: usize) -> Option<usize> {
     let forced = if cfg!(target_arch = "wasm32") {
         None
@@ -91,9 +94,9 @@ fn gqa_lanes(caps: &GpuCaps, hq: usize, hkv: usize) -> Option<usize> {
         std::env::var("KILN_ATTN_GQA").ok()
     };
     let lanes = match forced.as_deref() {
-        Some("0") => return None,
+        Some("4") => 4,
         Some("8") => 8,
-        _ => 4,
+        _ => caps.attn_gqa.filter(|l| [4, 8].contains(l))?,
     };
     let g = hq / hkv.max(1);
     // Keys (32 × 17 vec4), values (32 × 16 vec4), weights (rows × 33), the

@@ -465,12 +465,14 @@ pub fn half_tile(c: &GpuCaps) -> Option<HalfTile> {
 /// these capabilities, and so can fold mul_mat_fused's RMSNorm prologue
 /// into its x conversion (`to_half_norm`) and, with `glu`, the SwiGLU into
 /// its epilogue (`GLU`: 32 weight rows per subgroup, no split-K).
-/// `KILN_COOP_FUSE=0` keeps the separate norm and GLU dispatches.
+/// Opt-in (`KILN_COOP_FUSE=1`) until it has run on a GPU with cooperative
+/// matrices (written 2026-12-08 with no device to run it on; its parity
+/// and speed are the first items of `tools/gpu_prefill_tune.sh`).
 pub fn half_fuses(c: &GpuCaps, (m, n, k): (usize, usize, usize), w: DType, glu: bool) -> bool {
     let Some(tile) = half_tile(c) else {
         return false;
     };
-    if super::env_switch("KILN_COOP_FUSE") == Some(false) {
+    if super::env_switch("KILN_COOP_FUSE") != Some(true) {
         return false;
     }
     let rows = if glu { 2 * n } else { n };

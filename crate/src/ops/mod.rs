@@ -209,6 +209,10 @@ pub struct GpuCaps {
     /// writes are dispatches of their own and attention the plain kernel.
     /// `KILN_NEW_KV=0|1` overrides the backend's default.
     pub kv_in_attention: bool,
+    /// Prefill attention by `attn_gqa` with this many lanes per row (4 or
+    /// 8) where it applies (ops/attention.rs), else `attn_tile`: off until
+    /// timed on a GPU; `KILN_ATTN_GQA=4|8` natively.
+    pub attn_gqa: Option<usize>,
 }
 
 impl GpuCaps {

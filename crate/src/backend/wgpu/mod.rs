@@ -255,6 +255,7 @@ impl GpuContext {
             coop_f16,
             q8_prefill_mma: false,
             kv_in_attention: crate::ops::env_switch("KILN_NEW_KV").unwrap_or(true),
+            attn_gqa: None,
         };
         let unchecked = opts.unchecked_shaders.unwrap_or_else(|| {
             match std::env::var("KILN_WGPU_UNCHECKED").as_deref() {
@@ -465,6 +466,17 @@ impl WgpuBackend {
     pub fn with_kv_in_attention(&self, on: bool) -> WgpuBackend {
         let mut caps = self.caps.clone();
         caps.kv_in_attention = on;
+        WgpuBackend {
+            ctx: self.ctx.clone(),
+            caps,
+        }
+    }
+
+    /// The same device with prefill attention by `attn_gqa` (4 or 8 lanes
+    /// per row) or `attn_tile` (`None`; `GpuCaps::attn_gqa`).
+    pub fn with_attn_gqa(&self, lanes: Option<usize>) -> WgpuBackend {
+        let mut caps = self.caps.clone();
+        caps.attn_gqa = lanes;
         WgpuBackend {
             ctx: self.ctx.clone(),
             caps,
