@@ -3,7 +3,8 @@
 # machine, from the repository root): $OUT, the card's name and clocks, the
 # carried kiln-parity in $K, run() and the random files $B1 (Llama-3.2-1B
 # shape, Q4_0) and $SR (SmolLM2-135M shape, Q4_1; skipped when NO_SMOL=1),
-# made with tools/gen_random_gguf.py and the carried gguf wheel (.whl).
+# made with tools/gen_random_gguf.py and the carried gguf wheel (.whl;
+# installed under /tmp/site; NO_GEN=1 makes neither file).
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /root/kiln
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
@@ -20,8 +21,8 @@ run() {
 }
 B1=/root/kiln/llama1b-q4_0.gguf
 SR=/root/kiln/smol-shape-q4_1.gguf
-if [ ! -f $B1 ] || { [ ! -f $SR ] && [ "${NO_SMOL:-0}" != 1 ]; }; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+if [ "${NO_GEN:-0}" != 1 ] && { [ ! -f $B1 ] || { [ ! -f $SR ] && [ "${NO_SMOL:-0}" != 1 ]; }; }; then
   [ -f $B1 ] || PYTHONPATH=/tmp/site timeout 200 python3 tools/gen_random_gguf.py $B1 Q4_0 --raw > "$OUT/gen1b.txt" 2>&1
   [ -f $SR ] || [ "${NO_SMOL:-0}" = 1 ] || PYTHONPATH=/tmp/site timeout 100 python3 tools/gen_random_gguf.py $SR Q4_1 --smol --raw > "$OUT/gensmol.txt" 2>&1
 fi
