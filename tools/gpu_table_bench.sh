@@ -9,7 +9,8 @@
 # too (built there, ≈ 150–300 s); with DIRECT=1, first the opt-in
 # direct-load coop GEMM (KILN_COOP_DIRECT=1), parity and speed (TABLE=0:
 # only that). Carry .device/kiln-parity.xz, .whl, .gl
-# and .peers. Results under $OUT.
+# and .peers. Results under $OUT; `python3 tools/bench_table.py DIR` prints
+# README's table (and the ratios) from them.
 set -uo pipefail
 . tools/gpu_bench_common.sh
 vulkan_peer
