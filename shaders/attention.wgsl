@@ -258,22 +258,50 @@ fn softmax_block(kvh: u32, c0: u32, j1: u32, m: f32, lid: u32) -> vec3<f32> {
 }
 
 #if TILE
-const TQ: u32 = 16u;
+#define KV_BLOCKS
+#endif
+#if GQA
+#define KV_BLOCKS
+#endif
+#if KV_BLOCKS
+// attn_tile's and attn_gqa's blocks of TK keys, four dims per element (d ≤
+// TD, a multiple of 4; zero past d): keys [key][dim/4] with a row stride of
+// 17 (the 8 lanes of a 16-byte load phase hit distinct banks), values
+// [key][dim/4]. One global load phase for both.
 const TK: u32 = 32u;
 const TD: u32 = 64u;
-// Four dims per element (d ≤ TD, a multiple of 4; zero past d): scaled
-// (roped) queries [row][dim/4]; keys [key][dim/4] with a row stride of 17
-// (the 8 lanes of a 16-byte load phase hit distinct banks); values
-// [key][dim/4]; scores (except with SG16, where subgroups of at least 16
-// take each row's maximum by shuffles) and weights [row][key]. One global
-// load phase (keys and values together) and four barriers per block of
-// keys (three with SG16); each invocation's loads are 16 bytes, so the
-// products read workgroup memory a quarter as often as one value per load.
 const TD4: u32 = TD / 4u;
 const KS: u32 = TD4 + 1u;
-var<workgroup> tq: array<vec4<f32>, TQ * TD4>;
 var<workgroup> tk: array<vec4<f32>, TK * KS>;
 var<workgroup> tv: array<vec4<f32>, TK * TD4>;
+
+// Keys and values c0 .. c0 + TK (those < j_hi) of the KV head at cache
+// element kb into tk and tv; nd4 = d / 4.
+fn stage_kv(c0: u32, j_hi: u32, kb: u32, nd4: u32, lid: u32) {
+    for (var e = lid; e < TK * TD4; e += WG) {
+        let kk = e / TD4;
+        let c4 = e % TD4;
+        var kv = vec4<f32>(0.0);
+        var vv = vec4<f32>(0.0);
+        if (c0 + kk < j_hi && c4 < nd4) {
+            let o = kb + (c0 + kk) * p.d + 4u * c4;
+            kv = k4(o);
+            vv = v4(o);
+        }
+        tk[kk * KS + c4] = kv;
+        tv[e] = vv;
+    }
+}
+#endif
+
+#if TILE
+const TQ: u32 = 16u;
+// Scaled (roped) queries [row][dim/4]; scores (except with SG16, where
+// subgroups of at least 16 take each row's maximum by shuffles) and
+// weights [row][key]; the blocks above. Four barriers per block of keys
+// (three with SG16); each invocation's loads are 16 bytes, so the
+// products read workgroup memory a quarter as often as one value per load.
+var<workgroup> tq: array<vec4<f32>, TQ * TD4>;
 #if !SG16
 var<workgroup> tp: array<f32, TQ * TK>;
 #endif
@@ -325,19 +353,7 @@ fn attn_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         // The previous block's keys, values and weights are read (and the
         // queries written).
         workgroupBarrier();
-        for (var e = lid; e < TK * TD4; e += WG) {
-            let kk = e / TD4;
-            let c4 = e % TD4;
-            var kv = vec4<f32>(0.0);
-            var vv = vec4<f32>(0.0);
-            if (c0 + kk < j_hi && c4 < nd4) {
-                let o = kb + (c0 + kk) * p.d + 4u * c4;
-                kv = k4(o);
-                vv = v4(o);
-            }
-            tk[kk * KS + c4] = kv;
-            tv[e] = vv;
-        }
+        stage_kv(c0, j_hi, kb, nd4, lid);
         workgroupBarrier();
         var s0 = 0.0;
         var s1 = 0.0;
@@ -397,18 +413,12 @@ const LPR: u32 = 8u;
 const LPR: u32 = 4u;
 #endif
 const GR: u32 = 256u / LPR;
-const TK: u32 = 32u;
-const TD4: u32 = 16u;
 // Keys per lane per block, value vec4s per lane.
 const KPL: u32 = TK / LPR;
 const VPL: u32 = TD4 / LPR;
-// Keys [key][dim/4] (row stride 17: distinct banks), values [key][dim/4],
-// weights [row][key] (row stride 33), and without SG_LPR (subgroup
-// shuffles over a row's lanes) each lane's block maximum.
-const KS: u32 = TD4 + 1u;
+// The blocks above; weights [row][key] (row stride 33), and without
+// SG_LPR (subgroup shuffles over a row's lanes) each lane's block maximum.
 const WP: u32 = TK + 1u;
-var<workgroup> gk: array<vec4<f32>, TK * KS>;
-var<workgroup> gv: array<vec4<f32>, TK * TD4>;
 var<workgroup> gw: array<f32, GR * WP>;
 #if !SG_LPR
 var<workgroup> gm: array<f32, 256>;
@@ -460,25 +470,13 @@ fn attn_gqa(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     for (var c0 = j_lo; c0 < j_hi; c0 += TK) {
         // The previous block's keys, values and weights are read.
         workgroupBarrier();
-        for (var e = lid; e < TK * TD4; e += WG) {
-            let kk = e / TD4;
-            let c4 = e % TD4;
-            var kv = vec4<f32>(0.0);
-            var vv = vec4<f32>(0.0);
-            if (c0 + kk < j_hi && c4 < nd4) {
-                let o = kb + (c0 + kk) * p.d + 4u * c4;
-                kv = k4(o);
-                vv = v4(o);
-            }
-            gk[kk * KS + c4] = kv;
-            gv[e] = vv;
-        }
+        stage_kv(c0, j_hi, kb, nd4, lid);
         workgroupBarrier();
         var s: array<f32, KPL>;
         for (var c4 = 0u; c4 < TD4; c4++) {
             let qv = qr[c4];
             for (var i = 0u; i < KPL; i++) {
-                s[i] += dot(qv, gk[(l + LPR * i) * KS + c4]);
+                s[i] += dot(qv, tk[(l + LPR * i) * KS + c4]);
             }
         }
         var mb = -3.0e38;
@@ -514,7 +512,7 @@ fn attn_gqa(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             let pj = gw[r * WP + j];
             lb += pj;
             for (var v = 0u; v < VPL; v++) {
-                a[v] += pj * gv[j * TD4 + VPL * l + v];
+                a[v] += pj * tv[j * TD4 + VPL * l + v];
             }
         }
         lsum = lsum * corr + lb;

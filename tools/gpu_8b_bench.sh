@@ -4,7 +4,7 @@
 # 8.5 GB) decoded by Kiln — wgpu and the CUDA twin, `kiln-parity bench`
 # with KILN_ACTIVATIONS=q8 as README's table, 2 prompt tokens then 64
 # greedy ones, best of 2; it prints the GB/s of the file — beside the
-# device's copy bandwidth (PyTorch, 4 GiB read + write) and llama.cpp's
+# device's copy bandwidth (tools/copy_bw.py: PyTorch, 4 GiB read + write) and llama.cpp's
 # static Vulkan llama-bench tg64 on the same files (and with CUDA_PEER=1
 # its CUDA build, ≈ 150–300 s to build). Carry .device/kiln-parity.xz,
 # .whl, .gl, .peers. Results under $OUT.
@@ -22,19 +22,7 @@ for q in Q4_0 Q8_0; do
   [ -f $f ] || PYTHONPATH=/tmp/site timeout 400 python3 tools/gen_random_gguf.py $f $q --8b >> "$OUT/gen.txt" 2>&1
 done
 ls -la /root/kiln >> "$OUT/gen.txt"
-python3 - > "$OUT/copy_bw.txt" 2>&1 <<'PY'
-import torch
-n = 4 << 30
-a = torch.empty(n, dtype=torch.uint8, device="cuda"); b = torch.empty_like(a)
-for _ in range(3): b.copy_(a)
-torch.cuda.synchronize()
-s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-s.record()
-for _ in range(10): b.copy_(a)
-e.record(); torch.cuda.synchronize()
-t = s.elapsed_time(e) / 1e3 / 10
-print(f"device copy of {n >> 30} GiB: {t*1e3:.2f} ms, {2*n/t/1e9:.0f} GB/s (read + write)")
-PY
+python3 tools/copy_bw.py > "$OUT/copy_bw.txt" 2>&1
 export KILN_ACTIVATIONS=q8
 for f in $E4 $E8; do
   run kiln.txt 300 $K bench --model $f --prefill 2 --decode 64 --reps 2

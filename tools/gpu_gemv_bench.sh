@@ -109,19 +109,7 @@ run parity.txt 200 $K ops --iters 0
 tail -1 "$OUT/parity.txt"
 wait
 ls -la /root/kiln >> "$OUT/gen.txt"
-python3 - > "$OUT/copy_bw.txt" 2>&1 <<'PY'
-import torch
-n = 4 << 30
-a = torch.empty(n, dtype=torch.uint8, device="cuda"); b = torch.empty_like(a)
-for _ in range(3): b.copy_(a)
-torch.cuda.synchronize()
-s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-s.record()
-for _ in range(10): b.copy_(a)
-e.record(); torch.cuda.synchronize()
-t = s.elapsed_time(e) / 1e3 / 10
-print(f"device copy of {n >> 30} GiB: {t*1e3:.2f} ms, {2*n/t/1e9:.0f} GB/s (read + write)")
-PY
+python3 tools/copy_bw.py > "$OUT/copy_bw.txt" 2>&1
 cat "$OUT/copy_bw.txt"
 B="--prefill 2 --decode 128 --reps 3"
 run b_1b_q4.txt 150 $KB bench --model $B4 $B

@@ -157,7 +157,10 @@ impl Op for FusedMatMul {
         };
         let eps = self.norm_eps.unwrap_or(0.0);
         let q8 = super::matmul_q8::applies(ctx.caps, m, rows, k, w.dtype);
-        if q8 && m == 1 {
+        // The whole fusion in the 8-bit kernels: the one-token GEMV, or the
+        // prefill GEMM on f16 tensor cores (the RMSNorm in its x
+        // conversion, the SwiGLU and residual in its epilogue).
+        if q8 && (m == 1 || super::matmul_q8::half_fuses(ctx.caps, (m, n, k), w.dtype, self.glu)) {
             let plan = super::matmul_q8::Q8Plan {
                 x: Bind::Input(0, 0),
                 norm: self.norm_eps.map(|e| (nw, e)),
@@ -254,21 +257,7 @@ impl Op for FusedMatMul {
             });
             return Ok(out);
         }
-        // Prefill on the f16 tensor-core GEMM: the RMSNorm in its x
-        // conversion, the SwiGLU (and residual) in its epilogue.
-        if q8 && super::matmul_q8::half_fuses(ctx.caps, (m, n, k), w.dtype, self.glu) {
-            let plan = super::matmul_q8::Q8Plan {
-                x: Bind::Input(0, 0),
-                norm: self.norm_eps.map(|e| (nw, e)),
-                glu: self.glu,
-                res: self.residual.then_some(res),
-                out: Bind::Output,
-                slot: 0,
-            };
-            let chunk = [(Bind::Input(1, 0), 0, rows)];
-            return super::matmul_q8::dispatches(ctx, (m, n, k), &plan, w.dtype, &chunk);
-        }
-        // Otherwise: normalize into scratch 0, GEMM (into scratch 1 for
+        // Prefill: normalize into scratch 0, GEMM (into scratch 1 for
         // GLU), then the GLU epilogue.
         let mut out = Vec::new();
         let mut xin = Bind::Input(0, 0);
