@@ -275,6 +275,20 @@ const KS: u32 = TD4 + 1u;
 var<workgroup> tk: array<vec4<f32>, TK * KS>;
 var<workgroup> tv: array<vec4<f32>, TK * TD4>;
 
+// Dims 4·c4 .. 4·c4 + 3 of token ti's query head h, scaled (and roped with
+// ROPE_Q; query token 0 at position pos).
+fn q_quad(ti: u32, h: u32, c4: u32, pos: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+#if ROPE_Q
+        v[i] = rotated(ti * p.ld + p.col0 + h * p.d, 4u * c4 + i, f32(pos + ti));
+#else
+        v[i] = q[(ti * p.hq + h) * p.d + 4u * c4 + i];
+#endif
+    }
+    return v * p.scale;
+}
+
 // Keys and values c0 .. c0 + TK (those < j_hi) of the KV head at cache
 // element kb into tk and tv; nd4 = d / 4.
 fn stage_kv(c0: u32, j_hi: u32, kb: u32, nd4: u32, lid: u32) {
@@ -332,15 +346,9 @@ fn attn_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         let ti = t0 + rr;
         var v = vec4<f32>(0.0);
         if (ti < p.t && c4 < nd4) {
-            for (var i = 0u; i < 4u; i++) {
-#if ROPE_Q
-                v[i] = rotated(ti * p.ld + p.col0 + h * p.d, 4u * c4 + i, f32(pos + ti));
-#else
-                v[i] = q[(ti * p.hq + h) * p.d + 4u * c4 + i];
-#endif
-            }
+            v = q_quad(ti, h, c4, pos);
         }
-        tq[e] = v * p.scale;
+        tq[e] = v;
     }
     // The keys any row of the tile sees.
     let j_lo = key_lo(pos + t0 + 1u);
@@ -450,15 +458,9 @@ fn attn_gqa(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     for (var c4 = 0u; c4 < TD4; c4++) {
         var v = vec4<f32>(0.0);
         if (live && c4 < nd4) {
-            for (var i = 0u; i < 4u; i++) {
-#if ROPE_Q
-                v[i] = rotated(ti * p.ld + p.col0 + h * p.d, 4u * c4 + i, f32(pos + ti));
-#else
-                v[i] = q[(ti * p.hq + h) * p.d + 4u * c4 + i];
-#endif
-            }
+            v = q_quad(ti, h, c4, pos);
         }
-        qr[c4] = v * p.scale;
+        qr[c4] = v;
     }
     // The keys any row of the tile sees.
     let j_lo = key_lo(pos + t0 + 1u);
